@@ -1,0 +1,89 @@
+"""Configuration: one typed object, read from `BILLING_*` environment variables.
+
+Production refuses the development defaults (JWT secret, plaintext database links), so a
+mis-deployed process fails at start-up instead of serving money with a known secret.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.development
+
+    # Neon hands out `postgresql://user:pass@host/db?sslmode=require`; both its pooled
+    # (PgBouncer, transaction mode) and direct endpoints are accepted as they are.
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/commdesk_billing"
+    # Migrations, advisory-lock leases and LISTEN need a real session: never the pooler.
+    database_direct_url: str | None = None
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 10
+    # A checkout ping costs a round trip but survives Neon suspending idle connections.
+    db_pool_pre_ping: bool = True
+    db_statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_issuer: str = "commdesk"
+    jwt_audience: str = "commdesk-billing"
+    jwt_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # Bodies of money-moving requests are tiny; anything bigger is refused before parsing.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 64 * 1024
+
+    # Upper bound of one debit/grant/hold, in credits: refuses absurd amounts early.
+    max_credits_per_operation: Annotated[int, Field(ge=1, le=10**12)] = 100_000_000
+    hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
+    hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def direct_url(self) -> str:
+        return self.database_direct_url or self.database_url
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.hold_default_ttl_s > self.hold_max_ttl_s:
+            raise ValueError("BILLING_HOLD_DEFAULT_TTL_S exceeds BILLING_HOLD_MAX_TTL_S")
+        if self.env is not Environment.production:
+            return self
+        secret = self.jwt_secret.get_secret_value()
+        if secret == DEV_JWT_SECRET or len(secret) < 32:
+            raise ValueError(
+                "BILLING_JWT_SECRET must be set to a random secret of at least 32 characters "
+                "in production"
+            )
+        for name, url in (("DATABASE_URL", self.database_url), ("DATABASE_DIRECT_URL",
+                                                                 self.direct_url)):
+            host = url.split("@")[-1]
+            local = host.startswith(("127.", "localhost", "[::1]"))
+            if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
+                raise ValueError(f"BILLING_{name} must use sslmode=require in production")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

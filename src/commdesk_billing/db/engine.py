@@ -1,0 +1,75 @@
+"""Engine, connections and the transaction boundary with bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.urls import to_asyncpg
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+# PostgreSQL answers these when two transactions collide; the right move is to run the whole
+# transaction again (DESIGN §8).
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def make_engine(settings: Settings, *, direct: bool = False, pool_size: int | None = None
+                ) -> AsyncEngine:
+    target = to_asyncpg(
+        settings.direct_url if direct else settings.database_url,
+        command_timeout_s=settings.db_statement_timeout_ms / 1000,
+    )
+    size = pool_size if pool_size is not None else settings.db_pool_size
+    return create_async_engine(
+        target.url,
+        connect_args=target.connect_args,
+        pool_size=size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_recycle=1800,
+    )
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE behind a SQLAlchemy/asyncpg error, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for attr in ("sqlstate", "pgcode"):
+            code = getattr(seen, attr, None)
+            if isinstance(code, str):
+                return code
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+async def in_transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    attempts: int = 6,
+) -> T:
+    """Run `work` in one transaction, committed before returning.
+
+    The commit is inside the retry loop: a serialization failure can surface at COMMIT.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        except DBAPIError as exc:
+            code = sqlstate(exc)
+            if code not in RETRYABLE_SQLSTATES or attempt == attempts:
+                raise
+            delay = min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5)
+            log.warning("db.transaction.retry", sqlstate=code, attempt=attempt, delay_s=delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,72 @@
+"""Typed business errors. Each has a stable machine name and its own HTTP status, so an
+expected conflict (not enough credits, a replayed key with another body) never looks like a
+crash; the API turns them into RFC 9457 problem responses."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "domain_error"
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "Request cannot be carried out"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class InsufficientCredits(DomainError):
+    code = "insufficient_credits"
+    status = 409
+    title = "Not enough credits"
+
+
+class HoldNotActive(DomainError):
+    code = "hold_not_active"
+    status = 409
+    title = "Hold is no longer active"
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+    status = 409
+    title = "Hold has expired"
+
+
+class InvalidAmount(DomainError):
+    code = "invalid_amount"
+    status = 422
+    title = "Invalid amount"
+
+
+class IdempotencyMismatch(DomainError):
+    """The key was used before for a different request."""
+
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency-Key was used with a different request"
+
+
+class IdempotencyInProgress(DomainError):
+    code = "idempotency_key_in_use"
+    status = 409
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+class LedgerInvariantError(Exception):
+    """A posting that would break double entry: a programming error, never user input."""

@@ -1,0 +1,86 @@
+"""Ledger vocabulary: ledgers, legs, journals and the house accounts' fixed ids."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from commdesk_billing.errors import LedgerInvariantError
+
+
+class Ledger(StrEnum):
+    INR = "INR"  # amounts in paise
+    CREDITS = "CREDITS"  # amounts in credits
+
+
+# Must match the namespace frozen in migration 0001.
+_HOUSE_NS = uuid.UUID("6f1d4a8e-3c1b-5e0a-9b7c-2d4e6f8a0b1c")
+
+
+def house_account_id(code: str) -> uuid.UUID:
+    return uuid.uuid5(_HOUSE_NS, code)
+
+
+class House:
+    """House (platform) accounts. They keep no balance row: balances are sums of entries."""
+
+    ISSUANCE = {
+        "purchase": house_account_id("credits:issuance:purchase"),
+        "bonus": house_account_id("credits:issuance:bonus"),
+        "promotional": house_account_id("credits:issuance:promotional"),
+        "refund_reversal": house_account_id("credits:issuance:refund_reversal"),
+    }
+    CONSUMED_PLATFORM = house_account_id("credits:consumed:platform")
+    EXPIRED = house_account_id("credits:expired")
+    GATEWAY_CLEARING = house_account_id("inr:gateway_clearing")
+    DEFERRED_REVENUE = house_account_id("inr:deferred_revenue")
+    GST_PAYABLE = house_account_id("inr:gst_payable")
+    REFUNDS_PAYABLE = house_account_id("inr:refunds_payable")
+    PLATFORM_REVENUE = house_account_id("inr:platform_revenue")
+
+
+@dataclass(frozen=True)
+class Leg:
+    account_id: uuid.UUID
+    ledger: Ledger
+    amount: int  # signed: debit > 0, credit < 0
+    # Set for a wallet's own accounts: such legs join the wallet's hash chain.
+    wallet_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Journal:
+    idempotency_key: str
+    kind: str
+    legs: tuple[Leg, ...]
+    created_at: datetime
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.legs) < 2:
+            raise LedgerInvariantError(f"journal {self.idempotency_key} has fewer than 2 legs")
+        totals: dict[Ledger, int] = defaultdict(int)
+        for leg in self.legs:
+            if leg.amount == 0 or isinstance(leg.amount, bool) or not isinstance(leg.amount, int):
+                raise LedgerInvariantError(f"journal {self.idempotency_key} has a zero or "
+                                           "non-integer leg")
+            totals[leg.ledger] += leg.amount
+        unbalanced = {k: v for k, v in totals.items() if v != 0}
+        if unbalanced:
+            raise LedgerInvariantError(
+                f"journal {self.idempotency_key} does not balance: {unbalanced}")
+
+
+def transfer(*, debit: uuid.UUID, credit: uuid.UUID, ledger: Ledger, amount: int,
+             debit_wallet: uuid.UUID | None = None, credit_wallet: uuid.UUID | None = None
+             ) -> tuple[Leg, Leg]:
+    """The common two-leg case: `amount` moves from `credit` to `debit`."""
+    if amount <= 0:
+        raise LedgerInvariantError("a transfer amount must be positive")
+    return (Leg(debit, ledger, amount, debit_wallet), Leg(credit, ledger, -amount, credit_wallet))
