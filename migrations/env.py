@@ -21,8 +21,9 @@ def _run(connection: Connection) -> None:
     connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
     connection.commit()
     try:
-        context.configure(connection=connection, target_metadata=None,
-                          transaction_per_migration=True)
+        context.configure(
+            connection=connection, target_metadata=None, transaction_per_migration=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
@@ -37,8 +38,7 @@ def _run(connection: Connection) -> None:
 async def _main() -> None:
     url = context.config.attributes.get("database_url") or get_settings().direct_url
     target = to_asyncpg(url)
-    engine = create_async_engine(target.url, connect_args=target.connect_args,
-                                 poolclass=NullPool)
+    engine = create_async_engine(target.url, connect_args=target.connect_args, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)

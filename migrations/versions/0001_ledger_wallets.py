@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import uuid
 
-from alembic import op
-
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0001"
@@ -27,29 +25,75 @@ depends_on = None
 _HOUSE_NS = uuid.UUID("6f1d4a8e-3c1b-5e0a-9b7c-2d4e6f8a0b1c")
 _HOUSE_ACCOUNTS = [
     # code, ledger, kind, normal side, name
-    ("credits:issuance:purchase", "CREDITS", "credits_issuance", "debit",
-     "Credits issued against purchases"),
-    ("credits:issuance:bonus", "CREDITS", "credits_issuance", "debit",
-     "Bonus credits issued with packs"),
-    ("credits:issuance:promotional", "CREDITS", "credits_issuance", "debit",
-     "Promotional credits issued"),
-    ("credits:issuance:refund_reversal", "CREDITS", "credits_issuance", "debit",
-     "Credits re-issued when a refund is reversed"),
-    ("credits:consumed:platform", "CREDITS", "credits_consumed", "credit",
-     "Credits spent on the platform"),
+    (
+        "credits:issuance:purchase",
+        "CREDITS",
+        "credits_issuance",
+        "debit",
+        "Credits issued against purchases",
+    ),
+    (
+        "credits:issuance:bonus",
+        "CREDITS",
+        "credits_issuance",
+        "debit",
+        "Bonus credits issued with packs",
+    ),
+    (
+        "credits:issuance:promotional",
+        "CREDITS",
+        "credits_issuance",
+        "debit",
+        "Promotional credits issued",
+    ),
+    (
+        "credits:issuance:refund_reversal",
+        "CREDITS",
+        "credits_issuance",
+        "debit",
+        "Credits re-issued when a refund is reversed",
+    ),
+    (
+        "credits:consumed:platform",
+        "CREDITS",
+        "credits_consumed",
+        "credit",
+        "Credits spent on the platform",
+    ),
     ("credits:expired", "CREDITS", "credits_expired", "credit", "Credits forfeited on expiry"),
-    ("inr:gateway_clearing", "INR", "gateway_clearing", "debit",
-     "Money collected by the gateway, not yet settled to us"),
-    ("inr:deferred_revenue", "INR", "deferred_revenue", "credit",
-     "Taxable value of credits sold and not yet consumed"),
+    (
+        "inr:gateway_clearing",
+        "INR",
+        "gateway_clearing",
+        "debit",
+        "Money collected by the gateway, not yet settled to us",
+    ),
+    (
+        "inr:deferred_revenue",
+        "INR",
+        "deferred_revenue",
+        "credit",
+        "Taxable value of credits sold and not yet consumed",
+    ),
     ("inr:gst_payable", "INR", "gst_payable", "credit", "GST collected, payable"),
     ("inr:refunds_payable", "INR", "refunds_payable", "credit", "Refunds owed to buyers"),
-    ("inr:platform_revenue", "INR", "platform_revenue", "credit",
-     "Revenue recognised on consumption"),
+    (
+        "inr:platform_revenue",
+        "INR",
+        "platform_revenue",
+        "credit",
+        "Revenue recognised on consumption",
+    ),
 ]
 
-_APPEND_ONLY = ["ledger_journals", "ledger_entries", "ledger_seals", "wallet_transactions",
-                "audit_logs", "ledger_accounts"]
+_APPEND_ONLY = [
+    "ledger_journals",
+    "ledger_entries",
+    "ledger_seals",
+    "wallet_transactions",
+    "audit_logs",
+    "ledger_accounts",
+]
 
 
 def upgrade() -> None:

@@ -75,8 +75,10 @@ class Settings(BaseSettings):
                 "BILLING_JWT_SECRET must be set to a random secret of at least 32 characters "
                 "in production"
             )
-        for name, url in (("DATABASE_URL", self.database_url), ("DATABASE_DIRECT_URL",
-                                                                 self.direct_url)):
+        for name, url in (
+            ("DATABASE_URL", self.database_url),
+            ("DATABASE_DIRECT_URL", self.direct_url),
+        ):
             host = url.split("@")[-1]
             local = host.startswith(("127.", "localhost", "[::1]"))
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:

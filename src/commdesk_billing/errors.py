@@ -70,3 +70,21 @@ class IdempotencyInProgress(DomainError):
 
 class LedgerInvariantError(Exception):
     """A posting that would break double entry: a programming error, never user input."""
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+    status = 400
+    title = "Idempotency-Key header required"
+
+
+class IdempotencyKeyInvalid(DomainError):
+    code = "idempotency_key_invalid"
+    status = 400
+    title = "Idempotency-Key header is not valid"
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    status = 422
+    title = "Cursor is not valid"

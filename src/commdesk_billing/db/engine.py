@@ -22,8 +22,9 @@ log = structlog.get_logger(__name__)
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
-def make_engine(settings: Settings, *, direct: bool = False, pool_size: int | None = None
-                ) -> AsyncEngine:
+def make_engine(
+    settings: Settings, *, direct: bool = False, pool_size: int | None = None
+) -> AsyncEngine:
     target = to_asyncpg(
         settings.direct_url if direct else settings.database_url,
         command_timeout_s=settings.db_statement_timeout_ms / 1000,

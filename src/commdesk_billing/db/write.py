@@ -30,8 +30,9 @@ class CompositeWrite:
         self._params.update(params)
         return name
 
-    async def execute(self, conn: AsyncConnection, final_sql: str,
-                      params: dict[str, Any]) -> Result[Any]:
+    async def execute(
+        self, conn: AsyncConnection, final_sql: str, params: dict[str, Any]
+    ) -> Result[Any]:
         clash = self._params.keys() & params.keys()
         if clash:
             raise ValueError(f"parameter names used twice: {sorted(clash)}")

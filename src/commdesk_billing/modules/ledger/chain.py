@@ -18,15 +18,33 @@ def micros(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
-def entry_hash(*, prev: bytes | None, wallet_id: uuid.UUID, seq: int, journal_id: uuid.UUID,
-               account_id: uuid.UUID, ledger: str, amount: int, created_at: datetime) -> bytes:
+def entry_hash(
+    *,
+    prev: bytes | None,
+    wallet_id: uuid.UUID,
+    seq: int,
+    journal_id: uuid.UUID,
+    account_id: uuid.UUID,
+    ledger: str,
+    amount: int,
+    created_at: datetime,
+) -> bytes:
     body = f"{wallet_id}|{seq}|{journal_id}|{account_id}|{ledger}|{amount}|{micros(created_at)}"
     return hashlib.sha256((prev or b"") + body.encode()).digest()
 
 
-def seal_line(*, entry_id: int, journal_id: uuid.UUID, account_id: uuid.UUID, ledger: str,
-              amount: int, wallet_id: uuid.UUID | None, chain_seq: int | None,
-              entry_hash_: bytes | None, created_at: datetime) -> bytes:
+def seal_line(
+    *,
+    entry_id: int,
+    journal_id: uuid.UUID,
+    account_id: uuid.UUID,
+    ledger: str,
+    amount: int,
+    wallet_id: uuid.UUID | None,
+    chain_seq: int | None,
+    entry_hash_: bytes | None,
+    created_at: datetime,
+) -> bytes:
     return (
         f"{entry_id}|{journal_id}|{account_id}|{ledger}|{amount}|{wallet_id or ''}|"
         f"{chain_seq if chain_seq is not None else ''}|"
@@ -34,7 +52,14 @@ def seal_line(*, entry_id: int, journal_id: uuid.UUID, account_id: uuid.UUID, le
     ).encode()
 
 
-def seal_hash(*, prev: bytes | None, block_no: int, first_entry_id: int, last_entry_id: int,
-              entry_count: int, digest: bytes) -> bytes:
+def seal_hash(
+    *,
+    prev: bytes | None,
+    block_no: int,
+    first_entry_id: int,
+    last_entry_id: int,
+    entry_count: int,
+    digest: bytes,
+) -> bytes:
     body = f"{block_no}|{first_entry_id}|{last_entry_id}|{entry_count}|{digest.hex()}"
     return hashlib.sha256((prev or b"") + body.encode()).digest()

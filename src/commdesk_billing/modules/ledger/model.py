@@ -68,18 +68,26 @@ class Journal:
         totals: dict[Ledger, int] = defaultdict(int)
         for leg in self.legs:
             if leg.amount == 0 or isinstance(leg.amount, bool) or not isinstance(leg.amount, int):
-                raise LedgerInvariantError(f"journal {self.idempotency_key} has a zero or "
-                                           "non-integer leg")
+                raise LedgerInvariantError(
+                    f"journal {self.idempotency_key} has a zero or non-integer leg"
+                )
             totals[leg.ledger] += leg.amount
         unbalanced = {k: v for k, v in totals.items() if v != 0}
         if unbalanced:
             raise LedgerInvariantError(
-                f"journal {self.idempotency_key} does not balance: {unbalanced}")
+                f"journal {self.idempotency_key} does not balance: {unbalanced}"
+            )
 
 
-def transfer(*, debit: uuid.UUID, credit: uuid.UUID, ledger: Ledger, amount: int,
-             debit_wallet: uuid.UUID | None = None, credit_wallet: uuid.UUID | None = None
-             ) -> tuple[Leg, Leg]:
+def transfer(
+    *,
+    debit: uuid.UUID,
+    credit: uuid.UUID,
+    ledger: Ledger,
+    amount: int,
+    debit_wallet: uuid.UUID | None = None,
+    credit_wallet: uuid.UUID | None = None,
+) -> tuple[Leg, Leg]:
     """The common two-leg case: `amount` moves from `credit` to `debit`."""
     if amount <= 0:
         raise LedgerInvariantError("a transfer amount must be positive")

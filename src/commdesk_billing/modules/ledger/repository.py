@@ -45,8 +45,9 @@ _ENTRIES_SQL = """
 """
 
 
-def add_journal(write: CompositeWrite, journal: Journal,
-                heads: dict[uuid.UUID, ChainHead]) -> tuple[dict[uuid.UUID, ChainHead], str]:
+def add_journal(
+    write: CompositeWrite, journal: Journal, heads: dict[uuid.UUID, ChainHead]
+) -> tuple[dict[uuid.UUID, ChainHead], str]:
     """Add the journal and its legs to `write`; return the advanced chain heads and the name
     of the part whose rows are the inserted entries (empty when the key was seen before).
 
@@ -65,26 +66,43 @@ def add_journal(write: CompositeWrite, journal: Journal,
             continue
         current = new_heads[leg.wallet_id]
         seq = current.seq + 1
-        digest = entry_hash(prev=current.head, wallet_id=leg.wallet_id, seq=seq,
-                            journal_id=journal.id, account_id=leg.account_id,
-                            ledger=leg.ledger.value, amount=leg.amount,
-                            created_at=journal.created_at)
+        digest = entry_hash(
+            prev=current.head,
+            wallet_id=leg.wallet_id,
+            seq=seq,
+            journal_id=journal.id,
+            account_id=leg.account_id,
+            ledger=leg.ledger.value,
+            amount=leg.amount,
+            created_at=journal.created_at,
+        )
         seqs.append(seq)
         prevs.append(current.head)
         hashes.append(digest)
         new_heads[leg.wallet_id] = ChainHead(seq=seq, head=digest)
-    journal_part = write.add(_JOURNAL_SQL, {
-        "j_id": journal.id, "j_key": journal.idempotency_key, "j_kind": journal.kind,
-        "j_desc": journal.description, "j_meta": json.dumps(journal.metadata),
-        "j_at": journal.created_at,
-    })
-    entries_part = write.add(_ENTRIES_SQL.format(journal_part=journal_part), {
-        "e_accounts": [leg.account_id for leg in journal.legs],
-        "e_ledgers": [leg.ledger.value for leg in journal.legs],
-        "e_amounts": [leg.amount for leg in journal.legs],
-        "e_wallets": [leg.wallet_id for leg in journal.legs],
-        "e_seqs": seqs, "e_prevs": prevs, "e_hashes": hashes,
-    })
+    journal_part = write.add(
+        _JOURNAL_SQL,
+        {
+            "j_id": journal.id,
+            "j_key": journal.idempotency_key,
+            "j_kind": journal.kind,
+            "j_desc": journal.description,
+            "j_meta": json.dumps(journal.metadata),
+            "j_at": journal.created_at,
+        },
+    )
+    entries_part = write.add(
+        _ENTRIES_SQL.format(journal_part=journal_part),
+        {
+            "e_accounts": [leg.account_id for leg in journal.legs],
+            "e_ledgers": [leg.ledger.value for leg in journal.legs],
+            "e_amounts": [leg.amount for leg in journal.legs],
+            "e_wallets": [leg.wallet_id for leg in journal.legs],
+            "e_seqs": seqs,
+            "e_prevs": prevs,
+            "e_hashes": hashes,
+        },
+    )
     return new_heads, entries_part
 
 

@@ -125,8 +125,11 @@ class BalanceReport:
             "locked": self.row_locked - self.ledger_locked,
             "lots": (self.row_available + self.row_locked) - self.lots_remaining,
             "holds": self.row_locked - self.active_holds,
-            "statement": (self.row_available - self.statement_balance
-                          if self.statement_balance is not None else self.row_available),
+            "statement": (
+                self.row_available - self.statement_balance
+                if self.statement_balance is not None
+                else self.row_available
+            ),
         }
         return {k: v for k, v in found.items() if v != 0}
 

@@ -30,7 +30,7 @@ from commdesk_billing.errors import (
     InvalidAmount,
     NotFound,
 )
-from commdesk_billing.modules.ledger.model import House, Journal, Leg, Ledger
+from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.fifo import allocate_fifo
 from commdesk_billing.modules.wallet.model import (
@@ -80,8 +80,9 @@ async def _lock(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet:
     return wallet
 
 
-async def _replay(conn: AsyncConnection, wallet: Wallet, key: str, txn_type: TxnType,
-                  credits: int | None) -> OperationResult | None:
+async def _replay(
+    conn: AsyncConnection, wallet: Wallet, key: str, txn_type: TxnType, credits: int | None
+) -> OperationResult | None:
     """The earlier result for `key`, if this operation already ran.
 
     Called after the wallet lock is held, so a concurrent duplicate has either committed
@@ -90,18 +91,21 @@ async def _replay(conn: AsyncConnection, wallet: Wallet, key: str, txn_type: Txn
     line = await repo.find_line(conn, key)
     if line is None:
         return None
-    if line.wallet_id != wallet.id or line.transaction_type is not txn_type or (
-            credits is not None and line.credits != credits):
+    if (
+        line.wallet_id != wallet.id
+        or line.transaction_type is not txn_type
+        or (credits is not None and line.credits != credits)
+    ):
         raise IdempotencyMismatch(
-            f"idempotency key was already used for a different {line.transaction_type} "
-            "operation")
+            f"idempotency key was already used for a different {line.transaction_type} operation"
+        )
     hold = await repo.get_hold(conn, line.hold_id) if line.hold_id else None
     return OperationResult(wallet=wallet, line=line, replayed=True, hold=hold)
 
 
-async def get_or_create_user_wallet(conn: AsyncConnection, external_id: str, *,
-                                    email: str | None = None, name: str | None = None
-                                    ) -> Wallet:
+async def get_or_create_user_wallet(
+    conn: AsyncConnection, external_id: str, *, email: str | None = None, name: str | None = None
+) -> Wallet:
     wallet = await repo.find_user_wallet(conn, external_id)
     if wallet is not None:
         return wallet
@@ -121,9 +125,17 @@ async def get_wallet(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet:
 
 
 async def grant_credits(
-    conn: AsyncConnection, *, wallet_id: uuid.UUID, credits: int, source: LotSource,
-    idempotency_key: str, reason: str, paid_paise: int = 0, taxable_paise: int = 0,
-    expires_at: datetime | None = None, source_ref: str | None = None,
+    conn: AsyncConnection,
+    *,
+    wallet_id: uuid.UUID,
+    credits: int,
+    source: LotSource,
+    idempotency_key: str,
+    reason: str,
+    paid_paise: int = 0,
+    taxable_paise: int = 0,
+    expires_at: datetime | None = None,
+    source_ref: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Add credits as a new lot (purchase, bonus, promotional or refund reversal)."""
@@ -137,84 +149,157 @@ async def grant_credits(
     if (done := await _replay(conn, wallet, idempotency_key, txn_type, credits)) is not None:
         return done
     now = _now()
-    lot = Lot(id=uuid.uuid4(), wallet_id=wallet.id, source=source, credits_granted=credits,
-              credits_remaining=credits, credits_refunded=0, paid_paise=paid_paise,
-              taxable_paise=taxable_paise, source_ref=source_ref, granted_at=now,
-              expires_at=expires_at)
+    lot = Lot(
+        id=uuid.uuid4(),
+        wallet_id=wallet.id,
+        source=source,
+        credits_granted=credits,
+        credits_remaining=credits,
+        credits_refunded=0,
+        paid_paise=paid_paise,
+        taxable_paise=taxable_paise,
+        source_ref=source_ref,
+        granted_at=now,
+        expires_at=expires_at,
+    )
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key), kind=f"grant.{source.value}",
-        created_at=now, description=reason,
-        legs=(Leg(House.ISSUANCE[source.value], Ledger.CREDITS, credits),
-              Leg(wallet.available_account_id, Ledger.CREDITS, -credits, wallet.id)))
+        idempotency_key=_journal_key(idempotency_key),
+        kind=f"grant.{source.value}",
+        created_at=now,
+        description=reason,
+        legs=(
+            Leg(House.ISSUANCE[source.value], Ledger.CREDITS, credits),
+            Leg(wallet.available_account_id, Ledger.CREDITS, -credits, wallet.id),
+        ),
+    )
     op = repo.WalletOperation(
-        journal=journal, txn_type=txn_type, credits=credits, idempotency_key=idempotency_key,
-        source=reason, source_id=source_ref, metadata=metadata or {}, now=now,
+        journal=journal,
+        txn_type=txn_type,
+        credits=credits,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=source_ref,
+        metadata=metadata or {},
+        now=now,
         available_delta=credits,
         lifetime_purchased_delta=credits if source is LotSource.purchase else 0,
-        new_lot=lot, lot_id=lot.id)
+        new_lot=lot,
+        lot_id=lot.id,
+    )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 
 async def consume_credits(
-    conn: AsyncConnection, *, wallet_id: uuid.UUID, credits: int, idempotency_key: str,
-    reason: str, source_id: str | None = None, metadata: dict[str, Any] | None = None,
+    conn: AsyncConnection,
+    *,
+    wallet_id: uuid.UUID,
+    credits: int,
+    idempotency_key: str,
+    reason: str,
+    source_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Spend available credits, drawing lots FIFO. Never goes below zero."""
     _check_credits(credits)
     wallet = await _lock(conn, wallet_id)
-    if (done := await _replay(conn, wallet, idempotency_key, TxnType.debit, credits)):
+    if done := await _replay(conn, wallet, idempotency_key, TxnType.debit, credits):
         return done
     if wallet.available_credits < credits:
         raise InsufficientCredits(
             f"wallet has {wallet.available_credits} available credits, {credits} requested",
-            available_credits=wallet.available_credits, requested_credits=credits)
+            available_credits=wallet.available_credits,
+            requested_credits=credits,
+        )
     drawn = allocate_fifo(await repo.fifo_lots(conn, wallet.id, credits), credits)
     now = _now()
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key), kind="debit", created_at=now,
+        idempotency_key=_journal_key(idempotency_key),
+        kind="debit",
+        created_at=now,
         description=reason,
-        legs=(Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
-              Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -credits)))
+        legs=(
+            Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
+            Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -credits),
+        ),
+    )
     op = repo.WalletOperation(
-        journal=journal, txn_type=TxnType.debit, credits=credits,
-        idempotency_key=idempotency_key, source=reason, source_id=source_id,
-        metadata=metadata or {}, now=now, available_delta=-credits,
-        lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn])
+        journal=journal,
+        txn_type=TxnType.debit,
+        credits=credits,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=source_id,
+        metadata=metadata or {},
+        now=now,
+        available_delta=-credits,
+        lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
+    )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 
 async def lock_credits(
-    conn: AsyncConnection, *, wallet_id: uuid.UUID, credits: int, idempotency_key: str,
-    reason: str, ttl_s: int, metadata: dict[str, Any] | None = None,
+    conn: AsyncConnection,
+    *,
+    wallet_id: uuid.UUID,
+    credits: int,
+    idempotency_key: str,
+    reason: str,
+    ttl_s: int,
+    metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Move credits from available to held until captured, released or expired."""
     _check_credits(credits)
     if ttl_s <= 0:
         raise InvalidAmount("a hold needs a positive time to live")
     wallet = await _lock(conn, wallet_id)
-    if (done := await _replay(conn, wallet, idempotency_key, TxnType.hold, credits)):
+    if done := await _replay(conn, wallet, idempotency_key, TxnType.hold, credits):
         return done
     if wallet.available_credits < credits:
         raise InsufficientCredits(
             f"wallet has {wallet.available_credits} available credits, {credits} requested",
-            available_credits=wallet.available_credits, requested_credits=credits)
+            available_credits=wallet.available_credits,
+            requested_credits=credits,
+        )
     now = _now()
-    hold = Hold(id=uuid.uuid4(), wallet_id=wallet.id, credits=credits, captured_credits=0,
-                released_credits=0, status=HoldStatus.active, reason=reason,
-                idempotency_key=idempotency_key, expires_at=now + timedelta(seconds=ttl_s),
-                created_at=now, closed_at=None)
+    hold = Hold(
+        id=uuid.uuid4(),
+        wallet_id=wallet.id,
+        credits=credits,
+        captured_credits=0,
+        released_credits=0,
+        status=HoldStatus.active,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        expires_at=now + timedelta(seconds=ttl_s),
+        created_at=now,
+        closed_at=None,
+    )
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key), kind="hold", created_at=now,
+        idempotency_key=_journal_key(idempotency_key),
+        kind="hold",
+        created_at=now,
         description=reason,
-        legs=(Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
-              Leg(wallet.held_account_id, Ledger.CREDITS, -credits, wallet.id)))
+        legs=(
+            Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
+            Leg(wallet.held_account_id, Ledger.CREDITS, -credits, wallet.id),
+        ),
+    )
     op = repo.WalletOperation(
-        journal=journal, txn_type=TxnType.hold, credits=credits,
-        idempotency_key=idempotency_key, source=reason, source_id=str(hold.id),
-        metadata=metadata or {}, now=now, available_delta=-credits, locked_delta=credits,
-        new_hold=hold, hold_id=hold.id)
+        journal=journal,
+        txn_type=TxnType.hold,
+        credits=credits,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=str(hold.id),
+        metadata=metadata or {},
+        now=now,
+        available_delta=-credits,
+        locked_delta=credits,
+        new_hold=hold,
+        hold_id=hold.id,
+    )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
 
@@ -231,13 +316,17 @@ async def _lock_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> tuple[Wallet,
 
 
 async def capture_hold(
-    conn: AsyncConnection, *, hold_id: uuid.UUID, idempotency_key: str,
-    credits: int | None = None, reason: str | None = None,
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    idempotency_key: str,
+    credits: int | None = None,
+    reason: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Consume `credits` of a hold (all of it by default) and release the rest."""
     wallet, hold = await _lock_hold(conn, hold_id)
-    if (done := await _replay(conn, wallet, idempotency_key, TxnType.capture, None)):
+    if done := await _replay(conn, wallet, idempotency_key, TxnType.capture, None):
         if done.line.hold_id != hold.id:
             raise IdempotencyMismatch("idempotency key was already used for another hold")
         return done
@@ -249,36 +338,57 @@ async def capture_hold(
     if hold.expires_at <= now:
         raise HoldExpired(f"hold {hold.id} expired at {hold.expires_at.isoformat()}")
     if capture > hold.credits:
-        raise InvalidAmount(f"hold {hold.id} holds {hold.credits} credits, {capture} requested",
-                            hold_credits=hold.credits)
+        raise InvalidAmount(
+            f"hold {hold.id} holds {hold.credits} credits, {capture} requested",
+            hold_credits=hold.credits,
+        )
     release = hold.credits - capture
     drawn = allocate_fifo(await repo.fifo_lots(conn, wallet.id, capture), capture)
-    legs = [Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
-            Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -capture)]
+    legs = [
+        Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
+        Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -capture),
+    ]
     if release:
         legs.append(Leg(wallet.available_account_id, Ledger.CREDITS, -release, wallet.id))
-    journal = Journal(idempotency_key=_journal_key(idempotency_key), kind="hold.capture",
-                      created_at=now, description=reason or hold.reason, legs=tuple(legs))
+    journal = Journal(
+        idempotency_key=_journal_key(idempotency_key),
+        kind="hold.capture",
+        created_at=now,
+        description=reason or hold.reason,
+        legs=tuple(legs),
+    )
     op = repo.WalletOperation(
-        journal=journal, txn_type=TxnType.capture, credits=capture,
-        idempotency_key=idempotency_key, source=reason or hold.reason, source_id=str(hold.id),
+        journal=journal,
+        txn_type=TxnType.capture,
+        credits=capture,
+        idempotency_key=idempotency_key,
+        source=reason or hold.reason,
+        source_id=str(hold.id),
         metadata={**(metadata or {}), "captured_credits": capture, "released_credits": release},
-        now=now, available_delta=release, locked_delta=-hold.credits,
+        now=now,
+        available_delta=release,
+        locked_delta=-hold.credits,
         lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
-        close_hold=(hold.id, HoldStatus.captured, capture, release), hold_id=hold.id)
+        close_hold=(hold.id, HoldStatus.captured, capture, release),
+        hold_id=hold.id,
+    )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 
 
 async def release_credits(
-    conn: AsyncConnection, *, hold_id: uuid.UUID, idempotency_key: str,
-    reason: str | None = None, expired: bool = False,
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    idempotency_key: str,
+    reason: str | None = None,
+    expired: bool = False,
 ) -> OperationResult:
     """Return a hold's credits to available (voiding it). `expired` marks the scheduler's
     release of a hold nobody captured in time."""
     wallet, hold = await _lock_hold(conn, hold_id)
-    if (done := await _replay(conn, wallet, idempotency_key, TxnType.release, None)):
+    if done := await _replay(conn, wallet, idempotency_key, TxnType.release, None):
         if done.line.hold_id != hold.id:
             raise IdempotencyMismatch("idempotency key was already used for another hold")
         return done
@@ -287,24 +397,42 @@ async def release_credits(
     now = _now()
     status = HoldStatus.expired if expired else HoldStatus.released
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key), kind=f"hold.{status.value}",
-        created_at=now, description=reason or hold.reason,
-        legs=(Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
-              Leg(wallet.available_account_id, Ledger.CREDITS, -hold.credits, wallet.id)))
+        idempotency_key=_journal_key(idempotency_key),
+        kind=f"hold.{status.value}",
+        created_at=now,
+        description=reason or hold.reason,
+        legs=(
+            Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
+            Leg(wallet.available_account_id, Ledger.CREDITS, -hold.credits, wallet.id),
+        ),
+    )
     op = repo.WalletOperation(
-        journal=journal, txn_type=TxnType.release, credits=hold.credits,
-        idempotency_key=idempotency_key, source=reason or hold.reason, source_id=str(hold.id),
-        metadata={"expired": expired}, now=now, available_delta=hold.credits,
-        locked_delta=-hold.credits, close_hold=(hold.id, status, 0, hold.credits),
-        hold_id=hold.id)
+        journal=journal,
+        txn_type=TxnType.release,
+        credits=hold.credits,
+        idempotency_key=idempotency_key,
+        source=reason or hold.reason,
+        source_id=str(hold.id),
+        metadata={"expired": expired},
+        now=now,
+        available_delta=hold.credits,
+        locked_delta=-hold.credits,
+        close_hold=(hold.id, status, 0, hold.credits),
+        hold_id=hold.id,
+    )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 
 
 async def refund_credits(
-    conn: AsyncConnection, *, lot_id: uuid.UUID, idempotency_key: str, reason: str,
-    credits: int | None = None, source_ref: str | None = None,
+    conn: AsyncConnection,
+    *,
+    lot_id: uuid.UUID,
+    idempotency_key: str,
+    reason: str,
+    credits: int | None = None,
+    source_ref: str | None = None,
 ) -> OperationResult:
     """Claw back the unconsumed part of a lot (all of it by default) when its purchase is
     refunded. Only available credits can be taken: credits under a hold stay put, and the
@@ -313,7 +441,7 @@ async def refund_credits(
     if found is None:
         raise NotFound(f"credit lot {lot_id} does not exist")
     wallet = await _lock(conn, found.wallet_id)
-    if (done := await _replay(conn, wallet, idempotency_key, TxnType.refund, credits)):
+    if done := await _replay(conn, wallet, idempotency_key, TxnType.refund, credits):
         if done.line.lot_id != lot_id:
             raise IdempotencyMismatch("idempotency key was already used for another lot")
         return done
@@ -326,18 +454,32 @@ async def refund_credits(
     if wanted == 0 or wanted > refundable:
         raise InsufficientCredits(
             f"{refundable} credits of lot {lot.id} are refundable, {wanted} requested",
-            refundable_credits=refundable)
+            refundable_credits=refundable,
+        )
     _check_credits(wanted)
     now = _now()
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key), kind="refund.credits", created_at=now,
+        idempotency_key=_journal_key(idempotency_key),
+        kind="refund.credits",
+        created_at=now,
         description=reason,
-        legs=(Leg(wallet.available_account_id, Ledger.CREDITS, wanted, wallet.id),
-              Leg(House.ISSUANCE[lot.source.value], Ledger.CREDITS, -wanted)))
+        legs=(
+            Leg(wallet.available_account_id, Ledger.CREDITS, wanted, wallet.id),
+            Leg(House.ISSUANCE[lot.source.value], Ledger.CREDITS, -wanted),
+        ),
+    )
     op = repo.WalletOperation(
-        journal=journal, txn_type=TxnType.refund, credits=wanted,
-        idempotency_key=idempotency_key, source=reason, source_id=source_ref, now=now,
-        available_delta=-wanted, lot_changes=[(lot.id, -wanted, wanted)], lot_id=lot.id)
+        journal=journal,
+        txn_type=TxnType.refund,
+        credits=wanted,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=source_ref,
+        now=now,
+        available_delta=-wanted,
+        lot_changes=[(lot.id, -wanted, wanted)],
+        lot_id=lot.id,
+    )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
@@ -348,7 +490,9 @@ async def sync_balance(conn: AsyncConnection, wallet_id: uuid.UUID) -> BalanceRe
     One statement, so every figure comes from the same snapshot. It never writes: money
     that does not add up is for a person to investigate, not for code to paper over.
     """
-    row = (await conn.execute(text("""
+    row = (
+        await conn.execute(
+            text("""
         SELECT w.available_credits, w.locked_credits,
                (SELECT -coalesce(sum(amount), 0) FROM ledger_entries
                  WHERE account_id = w.available_account_id) AS ledger_available,
@@ -360,23 +504,30 @@ async def sync_balance(conn: AsyncConnection, wallet_id: uuid.UUID) -> BalanceRe
                  WHERE wallet_id = w.id AND status = 'active') AS active_holds,
                (SELECT balance_after FROM wallet_transactions
                  WHERE wallet_id = w.id ORDER BY seq DESC LIMIT 1) AS statement_balance
-          FROM wallets w WHERE w.id = :id"""), {"id": wallet_id})).first()
+          FROM wallets w WHERE w.id = :id"""),
+            {"id": wallet_id},
+        )
+    ).first()
     if row is None:
         raise NotFound(f"wallet {wallet_id} does not exist")
     report = BalanceReport(
-        wallet_id=wallet_id, row_available=row.available_credits,
-        row_locked=row.locked_credits, ledger_available=int(row.ledger_available),
-        ledger_locked=int(row.ledger_locked), lots_remaining=int(row.lots_remaining),
+        wallet_id=wallet_id,
+        row_available=row.available_credits,
+        row_locked=row.locked_credits,
+        ledger_available=int(row.ledger_available),
+        ledger_locked=int(row.ledger_locked),
+        lots_remaining=int(row.lots_remaining),
         active_holds=int(row.active_holds),
-        statement_balance=(None if row.statement_balance is None
-                           else int(row.statement_balance)))
+        statement_balance=(None if row.statement_balance is None else int(row.statement_balance)),
+    )
     if not report.consistent:
         log.error("wallet.balance.drift", wallet_id=str(wallet_id), drift=report.drift)
     return report
 
 
-async def list_statement(conn: AsyncConnection, wallet_id: uuid.UUID, *,
-                         before_seq: int | None, limit: int) -> list[StatementLine]:
+async def list_statement(
+    conn: AsyncConnection, wallet_id: uuid.UUID, *, before_seq: int | None, limit: int
+) -> list[StatementLine]:
     return await repo.list_lines(conn, wallet_id, before_seq=before_seq, limit=limit)
 
 

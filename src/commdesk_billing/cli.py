@@ -1,0 +1,246 @@
+"""`commdesk-billing`: one command for every process and operator task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from commdesk_billing.config import Settings, get_settings
+from commdesk_billing.telemetry.logging import configure as configure_logging
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"configuration is not valid:\n{exc}") from exc
+
+
+def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return asyncio.run(fn(settings))
+
+
+@click.group()
+def main() -> None:
+    """CommDesk Billing: credits, wallets and the double-entry ledger."""
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True)
+def migrate(revision: str) -> None:
+    """Apply database migrations (uses BILLING_DATABASE_DIRECT_URL when set)."""
+    from commdesk_billing.db.migrate import upgrade
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    upgrade(settings.direct_url, revision)
+    click.echo(f"database migrated to {revision}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Defaults to BILLING_API_HOST.")
+@click.option("--port", default=None, type=int, help="Defaults to BILLING_API_PORT.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def api(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "commdesk_billing.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@main.command()
+@click.option("--sub", required=True, help="Subject: the CommDesk user or service id.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(
+        ["member", "community_owner", "finance_admin", "support", "auditor", "service"]
+    ),
+)
+@click.option("--scope", "scopes", multiple=True, help="Repeatable, e.g. wallets:debit.")
+@click.option("--ttl-hours", default=12, show_default=True, type=click.IntRange(1, 24 * 30))
+@click.option("--email", default=None)
+def token(sub: str, role: str, scopes: tuple[str, ...], ttl_hours: int, email: str | None) -> None:
+    """Print a signed development JWT for calling the API."""
+    from commdesk_billing.config import Environment
+    from commdesk_billing.security.jwt import Role, issue_token
+
+    settings = _settings()
+    if settings.env is Environment.production:
+        raise click.ClickException(
+            "tokens are issued by CommDesk's identity service in production, not by this command"
+        )
+    click.echo(
+        issue_token(
+            settings,
+            sub=sub,
+            role=Role(role),
+            scopes=list(scopes),
+            ttl=timedelta(hours=ttl_hours),
+            email=email,
+        )
+    )
+
+
+@main.group()
+def ledger() -> None:
+    """Ledger integrity: seal and verify."""
+
+
+@ledger.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--seal/--no-seal", default=False, help="Seal committed entries first, so the walk covers them."
+)
+def ledger_verify(as_json: bool, seal: bool) -> None:
+    """Re-walk every chain, seal and invariant; exit 1 naming what is off."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.ledger.seal import seal_pending
+    from commdesk_billing.modules.ledger.verify import verify_ledger
+    from commdesk_billing.telemetry.metrics import LEDGER_VERIFY_FINDINGS
+
+    async def go(settings: Settings) -> Any:
+        engine = make_engine(settings, direct=True, pool_size=2)
+        try:
+            if seal:
+                await seal_pending(engine)
+            return await verify_ledger(engine)
+        finally:
+            await engine.dispose()
+
+    report = _run(go)
+    for finding in report.findings:
+        LEDGER_VERIFY_FINDINGS.labels(finding.check).inc()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "stats": report.stats,
+                    "findings": [f.__dict__ for f in report.findings],
+                },
+                indent=2,
+            )
+        )
+    else:
+        stats = ", ".join(f"{k}={v}" for k, v in report.stats.items())
+        for finding in report.findings:
+            click.echo(f"FAIL {finding}")
+        click.echo(
+            ("ledger OK: " if report.ok else f"ledger NOT OK: {len(report.findings)} finding(s); ")
+            + stats
+        )
+    sys.exit(0 if report.ok else 1)
+
+
+@ledger.command("seal")
+@click.option("--block-size", default=5000, show_default=True, type=click.IntRange(1, 10**6))
+def ledger_seal(block_size: int) -> None:
+    """Seal committed entries into hash-chained blocks."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.ledger.seal import SealResult, seal_pending
+
+    async def go(settings: Settings) -> SealResult:
+        engine = make_engine(settings, direct=True, pool_size=2)
+        try:
+            return await seal_pending(engine, block_size=block_size)
+        finally:
+            await engine.dispose()
+
+    result = _run(go)
+    click.echo(
+        f"sealed {result.entries} entries in {result.blocks} block(s)"
+        + (f" ({result.skipped_reason})" if result.skipped_reason else "")
+    )
+
+
+@main.group()
+def wallet() -> None:
+    """Wallet operator tasks."""
+
+
+@wallet.command("sync-balance")
+@click.argument("wallet_id", type=click.UUID)
+def wallet_sync(wallet_id: uuid.UUID) -> None:
+    """Recompute a wallet from the ledger and report drift (never changes anything)."""
+    from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.wallet import service as ws
+    from commdesk_billing.modules.wallet.model import BalanceReport
+
+    async def go(settings: Settings) -> BalanceReport:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await in_transaction(engine, lambda c: ws.sync_balance(c, wallet_id))
+        finally:
+            await engine.dispose()
+
+    report = _run(go)
+    click.echo(
+        json.dumps(
+            {
+                **{k: v for k, v in report.__dict__.items() if k != "wallet_id"},
+                "wallet_id": str(report.wallet_id),
+                "drift": report.drift,
+            },
+            indent=2,
+        )
+    )
+    sys.exit(0 if report.consistent else 1)
+
+
+@main.group()
+def holds() -> None:
+    """Hold housekeeping."""
+
+
+@holds.command("expire")
+def holds_expire() -> None:
+    """Release every active hold past its expiry (the scheduler runs this periodically)."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.wallet.expiry import expire_holds
+
+    async def go(settings: Settings) -> int:
+        engine = make_engine(settings, pool_size=2)
+        try:
+            return await expire_holds(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"released {_run(go)} expired hold(s)")
+
+
+@main.command()
+@click.option("--api-url", default=None, help="Use a running API instead of starting one.")
+def demo(api_url: str | None) -> None:
+    """Walk a wallet through grant, hold, capture and debit over HTTP; verify the ledger."""
+    from commdesk_billing.demo import run_demo
+
+    settings = _settings()
+    configure_logging("WARNING", settings.log_json)
+    sys.exit(asyncio.run(run_demo(settings, api_url)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

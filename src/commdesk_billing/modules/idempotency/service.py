@@ -1,0 +1,139 @@
+"""HTTP Idempotency-Key handling (DESIGN §7).
+
+The key's record is written in the same transaction as the effect, so a key is either
+unused or bound to a finished answer; a crash in between leaves no half-state. A concurrent
+duplicate is detected with a transaction-scoped advisory lock on the key, answered 409 at
+once rather than queued behind the first request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.errors import DomainError, IdempotencyInProgress, IdempotencyMismatch
+from commdesk_billing.problems import domain_problem_body
+
+KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as Stripe and the IETF draft
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    scope: str  # whose key space: the caller's subject
+    key: str
+    method: str
+    path: str
+    body: Any
+
+    @property
+    def request_hash(self) -> str:
+        canonical = json.dumps(self.body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"{self.method} {self.path}\n{canonical}".encode()).hexdigest()
+
+    @property
+    def lock_key(self) -> int:
+        """A signed 64-bit advisory-lock key for (scope, key)."""
+        digest = hashlib.sha256(f"{self.scope}\x00{self.key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    @property
+    def operation_key(self) -> str:
+        """The key the wallet operation is made idempotent by (unambiguous, bounded)."""
+        digest = hashlib.sha256(f"{self.scope}\x00{self.key}".encode()).hexdigest()[:40]
+        return f"http:{digest}"
+
+
+Work = Callable[[AsyncConnection, str], Awaitable[Answer]]
+
+
+async def _claim(conn: AsyncConnection, req: KeyedRequest) -> Answer | None:
+    got = (
+        await conn.execute(
+            text("SELECT pg_try_advisory_xact_lock(:k)"),
+            {"k": req.lock_key},
+        )
+    ).scalar_one()
+    if not got:
+        raise IdempotencyInProgress(
+            "a request with this Idempotency-Key is in progress; retry after it finishes"
+        )
+    row = (
+        await conn.execute(
+            text("""
+        SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE scope = :s AND key = :k"""),
+            {"s": req.scope, "k": req.key},
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != req.request_hash:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+    body = row.response_body
+    return Answer(
+        row.response_status, json.loads(body) if isinstance(body, str) else body, replayed=True
+    )
+
+
+async def _store(conn: AsyncConnection, req: KeyedRequest, answer: Answer) -> None:
+    await conn.execute(
+        text("""
+        INSERT INTO idempotency_keys (scope, key, request_hash, method, path, response_status,
+                                      response_body)
+        VALUES (:s, :k, :h, :m, :p, :st, CAST(:b AS jsonb))"""),
+        {
+            "s": req.scope,
+            "k": req.key,
+            "h": req.request_hash,
+            "m": req.method,
+            "p": req.path,
+            "st": answer.status,
+            "b": json.dumps(answer.body),
+        },
+    )
+
+
+async def run_keyed(engine: AsyncEngine, req: KeyedRequest, work: Work) -> Answer:
+    """Run `work` once per (scope, key); later calls with the same request get its answer.
+
+    A business error (a DomainError such as insufficient credits) is an answer too: its
+    effect is rolled back, then the error is recorded under the key in a second
+    transaction, so a retry with the same key gets the same error.
+    """
+
+    async def attempt(conn: AsyncConnection) -> Answer:
+        if (stored := await _claim(conn, req)) is not None:
+            return stored
+        answer = await work(conn, req.operation_key)
+        await _store(conn, req, answer)
+        return answer
+
+    try:
+        return await in_transaction(engine, attempt)
+    except (IdempotencyInProgress, IdempotencyMismatch):
+        raise
+    except DomainError as exc:
+        failed = Answer(exc.status, domain_problem_body(exc))
+
+        async def record(conn: AsyncConnection) -> Answer:
+            if (stored := await _claim(conn, req)) is not None:
+                return stored  # another request with this key finished in between
+            await _store(conn, req, failed)
+            return failed
+
+        return await in_transaction(engine, record)

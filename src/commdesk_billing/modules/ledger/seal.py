@@ -1,0 +1,177 @@
+"""Seal committed entries into hash-chained blocks (`ledger_seals`).
+
+House-account legs are not chained when written: chaining them would make every posting
+wait on the house account (DESIGN §4). Instead a sealer hashes blocks of entries afterwards.
+
+Entry ids come from a sequence, and id order is not commit order: a transaction that drew id
+100 may commit after one that drew 101. Sealing "everything up to the highest visible id"
+would then miss 100 for ever. So the sealer notes the highest visible id and the snapshot it
+saw it in, waits until every transaction that was running at that snapshot has ended, and
+only then seals up to that id: any later transaction draws ids above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.modules.ledger.chain import seal_hash, seal_line
+
+log = structlog.get_logger(__name__)
+
+_SEAL_LOCK = 0x5EA1ED6E  # one sealer at a time; others skip the round
+_ENTRY_COLS = (
+    "id, journal_id, account_id, ledger, amount, wallet_id, chain_seq, entry_hash, created_at"
+)
+
+
+@dataclass(frozen=True)
+class SealResult:
+    blocks: int
+    entries: int
+    horizon: int | None
+    skipped_reason: str | None = None
+
+
+async def _wait_for_horizon(engine: AsyncEngine, xmax: str, timeout_s: float) -> bool:
+    """Wait until every transaction running when `xmax` was read has ended."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        async with engine.connect() as conn:
+            done = (
+                await conn.execute(
+                    text(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+                        " >= CAST(CAST(:x AS text) AS xid8)"
+                    ),
+                    {"x": xmax},
+                )
+            ).scalar_one()
+            await conn.rollback()
+        if done:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+def digest_rows(rows: Sequence[Row[Any]]) -> bytes:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(
+            seal_line(
+                entry_id=r.id,
+                journal_id=r.journal_id,
+                account_id=r.account_id,
+                ledger=r.ledger,
+                amount=r.amount,
+                wallet_id=r.wallet_id,
+                chain_seq=r.chain_seq,
+                entry_hash_=bytes(r.entry_hash) if r.entry_hash else None,
+                created_at=r.created_at,
+            )
+        )
+    return h.digest()
+
+
+async def entries_between(conn: AsyncConnection, after: int, last: int) -> Sequence[Row[Any]]:
+    """Entries with after < id <= last, in id order: exactly what one block covers."""
+    return (
+        await conn.execute(
+            text(
+                f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE id > :a AND id <= :b ORDER BY id"
+            ),
+            {"a": after, "b": last},
+        )
+    ).all()
+
+
+async def seal_pending(
+    engine: AsyncEngine, *, block_size: int = 5000, wait_s: float = 10.0
+) -> SealResult:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax, "
+                    "(SELECT max(id) FROM ledger_entries) AS horizon"
+                )
+            )
+        ).one()
+        await conn.rollback()
+    if row.horizon is None:
+        return SealResult(0, 0, None, "no entries")
+    horizon = int(row.horizon)
+    if not await _wait_for_horizon(engine, row.xmax, wait_s):
+        log.warning("ledger.seal.deferred", reason="long_running_transaction", horizon=horizon)
+        return SealResult(0, 0, horizon, "a transaction older than the horizon is still open")
+
+    blocks = entries = 0
+    while True:
+        async with engine.begin() as conn:
+            if not (
+                await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SEAL_LOCK})
+            ).scalar_one():
+                return SealResult(blocks, entries, horizon, "another sealer is running")
+            last = (
+                await conn.execute(
+                    text(
+                        "SELECT block_no, last_entry_id, seal_hash FROM ledger_seals "
+                        "ORDER BY block_no DESC LIMIT 1"
+                    )
+                )
+            ).first()
+            after = last.last_entry_id if last else 0
+            if after >= horizon:
+                return SealResult(blocks, entries, horizon)
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE id > :a AND id <= :h "
+                        "ORDER BY id LIMIT :n"
+                    ),
+                    {"a": after, "h": horizon, "n": block_size},
+                )
+            ).all()
+            if not rows:
+                return SealResult(blocks, entries, horizon)
+            block_no = (last.block_no if last else 0) + 1
+            first_id, last_id = int(rows[0].id), int(rows[-1].id)
+            digest = digest_rows(rows)
+            prev = bytes(last.seal_hash) if last else None
+            await conn.execute(
+                text("""
+                INSERT INTO ledger_seals (block_no, first_entry_id, last_entry_id, entry_count,
+                                          entries_digest, prev_seal_hash, seal_hash)
+                VALUES (:b, :f, :l, :c, :d, :p, :s)"""),
+                {
+                    "b": block_no,
+                    "f": first_id,
+                    "l": last_id,
+                    "c": len(rows),
+                    "d": digest,
+                    "p": prev,
+                    "s": seal_hash(
+                        prev=prev,
+                        block_no=block_no,
+                        first_entry_id=first_id,
+                        last_entry_id=last_id,
+                        entry_count=len(rows),
+                        digest=digest,
+                    ),
+                },
+            )
+            blocks += 1
+            entries += len(rows)
+            log.info(
+                "ledger.sealed", block_no=block_no, first=first_id, last=last_id, entries=len(rows)
+            )

@@ -1,0 +1,355 @@
+"""Wallet routes: parse, authorize, call the service, shape the answer.
+
+Every route runs its work through `in_transaction` (or `run_keyed` for money-moving POSTs),
+so the transaction has committed before the response is sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
+from commdesk_billing.errors import InvalidAmount, InvalidCursor
+from commdesk_billing.modules.audit import service as audit
+from commdesk_billing.modules.idempotency.service import Answer, KeyedRequest, run_keyed
+from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.model import LotSource
+from commdesk_billing.modules.wallet.schemas import (
+    CaptureRequest,
+    DebitRequest,
+    GrantRequest,
+    HoldOut,
+    HoldRequest,
+    OperationOut,
+    ReleaseRequest,
+    TransactionOut,
+    TransactionPage,
+    WalletOut,
+    decode_cursor,
+    encode_cursor,
+)
+from commdesk_billing.problems import MEDIA_TYPE
+from commdesk_billing.security import rbac
+from commdesk_billing.telemetry.metrics import IDEMPOTENT_REPLAYS, WALLET_OPERATIONS
+
+router = APIRouter(prefix="/v1", tags=["wallets"])
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {MEDIA_TYPE: {}}}
+    for code, text in {
+        400: "Missing or malformed Idempotency-Key",
+        401: "No valid bearer token",
+        403: "Caller may not do this",
+        404: "No such wallet or hold",
+        409: "Not enough credits, hold not active, or the same key in flight",
+        413: "Body too large",
+        422: "Body invalid, or the key reused with another body",
+    }.items()
+}
+
+
+def _respond(answer: Answer) -> JSONResponse:
+    if answer.replayed:
+        IDEMPOTENT_REPLAYS.inc()
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    media = MEDIA_TYPE if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
+
+
+def _op_answer(status: int, result: ws.OperationResult) -> Answer:
+    out = OperationOut(
+        wallet=WalletOut.of(result.wallet),
+        transaction=TransactionOut.of(result.line),
+        hold=HoldOut.of(result.hold) if result.hold else None,
+    )
+    return Answer(status, out.model_dump(mode="json"))
+
+
+def _keyed(request: Request, caller: Caller, key: str, body: Any) -> KeyedRequest:
+    return KeyedRequest(
+        scope=caller.sub, key=key, method=request.method, path=request.url.path, body=body
+    )
+
+
+def _check_limit(settings: Config, credits: int | None) -> None:
+    if credits is not None and credits > settings.max_credits_per_operation:
+        raise InvalidAmount(
+            f"at most {settings.max_credits_per_operation} credits per operation",
+            max_credits=settings.max_credits_per_operation,
+        )
+
+
+@router.get(
+    "/wallets/me",
+    response_model=WalletOut,
+    responses=_PROBLEMS,
+    summary="The caller's own wallet (created on first use)",
+)
+async def my_wallet(engine: Engine, caller: Caller) -> WalletOut:
+    rbac.authorize_own_wallet(caller)
+    wallet = await in_transaction(
+        engine,
+        lambda conn: ws.get_or_create_user_wallet(
+            conn, caller.sub, email=caller.email, name=caller.name
+        ),
+    )
+    return WalletOut.of(wallet)
+
+
+@router.get("/wallets/{wallet_id}", response_model=WalletOut, responses=_PROBLEMS)
+async def get_wallet(wallet_id: uuid.UUID, engine: Engine, caller: Caller) -> WalletOut:
+    async def work(conn: AsyncConnection) -> WalletOut:
+        wallet = await ws.get_wallet(conn, wallet_id)
+        await rbac.authorize_wallet_read(conn, caller, wallet)
+        return WalletOut.of(wallet)
+
+    return await in_transaction(engine, work)
+
+
+@router.get(
+    "/wallets/{wallet_id}/transactions",
+    response_model=TransactionPage,
+    responses=_PROBLEMS,
+    summary="Statement lines, newest first (keyset cursor)",
+)
+async def list_transactions(
+    wallet_id: uuid.UUID,
+    engine: Engine,
+    caller: Caller,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TransactionPage:
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except ValueError as exc:
+        raise InvalidCursor(str(exc)) from exc
+
+    async def work(conn: AsyncConnection) -> TransactionPage:
+        wallet = await ws.get_wallet(conn, wallet_id)
+        await rbac.authorize_wallet_read(conn, caller, wallet)
+        lines = await ws.list_statement(conn, wallet_id, before_seq=before, limit=limit + 1)
+        more = len(lines) > limit
+        lines = lines[:limit]
+        return TransactionPage(
+            data=[TransactionOut.of(t) for t in lines],
+            next_cursor=encode_cursor(lines[-1].seq) if more else None,
+        )
+
+    return await in_transaction(engine, work)
+
+
+@router.post(
+    "/wallets/{wallet_id}/debits",
+    status_code=201,
+    response_model=OperationOut,
+    responses=_PROBLEMS,
+    summary="Spend credits (FIFO over lots)",
+)
+async def debit(
+    wallet_id: uuid.UUID,
+    body: DebitRequest,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    _check_limit(settings, body.credits)
+
+    async def work(conn: AsyncConnection, op_key: str) -> Answer:
+        wallet = await ws.get_wallet(conn, wallet_id)
+        await rbac.authorize_wallet_spend(conn, caller, wallet)
+        result = await ws.consume_credits(
+            conn,
+            wallet_id=wallet_id,
+            credits=body.credits,
+            idempotency_key=op_key,
+            reason=body.reason,
+            source_id=body.source_id,
+            metadata={**(body.metadata or {}), "actor": caller.sub},
+        )
+        WALLET_OPERATIONS.labels("debit", "ok").inc()
+        return _op_answer(201, result)
+
+    return _respond(
+        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
+    )
+
+
+@router.post(
+    "/wallets/{wallet_id}/grants",
+    status_code=201,
+    response_model=OperationOut,
+    responses=_PROBLEMS,
+    summary="Grant promotional credits (finance_admin)",
+)
+async def grant(
+    wallet_id: uuid.UUID,
+    body: GrantRequest,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    rbac.authorize_grant(caller)
+    _check_limit(settings, body.credits)
+
+    async def work(conn: AsyncConnection, op_key: str) -> Answer:
+        result = await ws.grant_credits(
+            conn,
+            wallet_id=wallet_id,
+            credits=body.credits,
+            source=LotSource.promotional,
+            idempotency_key=op_key,
+            reason=body.reason,
+            expires_at=body.expires_at,
+            metadata={**(body.metadata or {}), "actor": caller.sub},
+        )
+        await audit.record(
+            conn,
+            caller,
+            action="wallet.grant.promotional",
+            target_type="wallet",
+            target_id=str(wallet_id),
+            details={
+                "credits": body.credits,
+                "reason": body.reason,
+                "transaction_id": str(result.line.id),
+            },
+            request_id=request.headers.get("x-request-id"),
+        )
+        WALLET_OPERATIONS.labels("grant", "ok").inc()
+        return _op_answer(201, result)
+
+    return _respond(
+        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
+    )
+
+
+@router.post(
+    "/wallets/{wallet_id}/holds",
+    status_code=201,
+    response_model=OperationOut,
+    responses=_PROBLEMS,
+    summary="Lock credits until captured, released or expired",
+)
+async def create_hold(
+    wallet_id: uuid.UUID,
+    body: HoldRequest,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    _check_limit(settings, body.credits)
+    ttl = body.ttl_seconds or settings.hold_default_ttl_s
+    if ttl > settings.hold_max_ttl_s:
+        raise InvalidAmount(f"ttl_seconds is at most {settings.hold_max_ttl_s}")
+
+    async def work(conn: AsyncConnection, op_key: str) -> Answer:
+        wallet = await ws.get_wallet(conn, wallet_id)
+        await rbac.authorize_wallet_spend(conn, caller, wallet)
+        result = await ws.lock_credits(
+            conn,
+            wallet_id=wallet_id,
+            credits=body.credits,
+            idempotency_key=op_key,
+            reason=body.reason,
+            ttl_s=ttl,
+            metadata={**(body.metadata or {}), "actor": caller.sub},
+        )
+        WALLET_OPERATIONS.labels("hold", "ok").inc()
+        return _op_answer(201, result)
+
+    return _respond(
+        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
+    )
+
+
+async def _authorize_hold(conn: AsyncConnection, caller: Caller, hold_id: uuid.UUID) -> None:
+    hold = await ws.get_hold(conn, hold_id)
+    wallet = await ws.get_wallet(conn, hold.wallet_id)
+    await rbac.authorize_wallet_spend(conn, caller, wallet)
+
+
+@router.get("/holds/{hold_id}", response_model=HoldOut, responses=_PROBLEMS)
+async def get_hold(hold_id: uuid.UUID, engine: Engine, caller: Caller) -> HoldOut:
+    async def work(conn: AsyncConnection) -> HoldOut:
+        hold = await ws.get_hold(conn, hold_id)
+        await rbac.authorize_wallet_read(conn, caller, await ws.get_wallet(conn, hold.wallet_id))
+        return HoldOut.of(hold)
+
+    return await in_transaction(engine, work)
+
+
+@router.post(
+    "/holds/{hold_id}/capture",
+    response_model=OperationOut,
+    responses=_PROBLEMS,
+    summary="Consume all or part of a hold; the rest is released",
+)
+async def capture(
+    hold_id: uuid.UUID,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+    body: Annotated[CaptureRequest | None, Body()] = None,
+) -> JSONResponse:
+    body = body or CaptureRequest()
+    _check_limit(settings, body.credits)
+
+    async def work(conn: AsyncConnection, op_key: str) -> Answer:
+        await _authorize_hold(conn, caller, hold_id)
+        result = await ws.capture_hold(
+            conn,
+            hold_id=hold_id,
+            idempotency_key=op_key,
+            credits=body.credits,
+            reason=body.reason,
+            metadata=body.metadata,
+        )
+        WALLET_OPERATIONS.labels("capture", "ok").inc()
+        return _op_answer(200, result)
+
+    return _respond(
+        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
+    )
+
+
+@router.post(
+    "/holds/{hold_id}/release",
+    response_model=OperationOut,
+    responses=_PROBLEMS,
+    summary="Return a hold's credits to available",
+)
+async def release(
+    hold_id: uuid.UUID,
+    request: Request,
+    engine: Engine,
+    caller: Caller,
+    key: IdemKey,
+    body: Annotated[ReleaseRequest | None, Body()] = None,
+) -> JSONResponse:
+    body = body or ReleaseRequest()
+
+    async def work(conn: AsyncConnection, op_key: str) -> Answer:
+        await _authorize_hold(conn, caller, hold_id)
+        result = await ws.release_credits(
+            conn, hold_id=hold_id, idempotency_key=op_key, reason=body.reason
+        )
+        WALLET_OPERATIONS.labels("release", "ok").inc()
+        return _op_answer(200, result)
+
+    return _respond(
+        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
+    )

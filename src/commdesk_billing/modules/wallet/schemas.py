@@ -1,0 +1,202 @@
+"""Request and response bodies of the wallet API. Requests are strict: unknown fields,
+strings for numbers, floats and booleans for credits are all refused."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from commdesk_billing.modules.wallet.model import Hold, StatementLine, Wallet
+
+Credits = Annotated[StrictInt, Field(ge=1, le=10**13, description="Whole credits, > 0")]
+Reason = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+MetaValue = StrictStr | StrictInt | StrictBool | None
+Metadata = Annotated[dict[Annotated[str, Field(max_length=64)], MetaValue], Field(max_length=20)]
+
+
+class _Request(BaseModel):
+    # Numbers and text are Strict* types field by field (no "5" for 5, no 5.0, no true);
+    # the model itself stays lax so ISO 8601 strings still parse as datetimes.
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("metadata", check_fields=False)
+    @classmethod
+    def _short_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for v in (value or {}).values():
+            if isinstance(v, str) and len(v) > 500:
+                raise ValueError("metadata values are limited to 500 characters")
+        return value
+
+
+class DebitRequest(_Request):
+    credits: Credits
+    reason: Reason
+    source_id: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    metadata: Metadata | None = None
+
+
+class GrantRequest(_Request):
+    credits: Credits
+    reason: Reason
+    expires_at: datetime | None = Field(default=None, description="ISO 8601 with offset")
+    metadata: Metadata | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expires_at needs a UTC offset")
+        return value
+
+
+class HoldRequest(_Request):
+    credits: Credits
+    reason: Reason
+    ttl_seconds: Annotated[StrictInt, Field(ge=1, le=90 * 86400)] | None = None
+    metadata: Metadata | None = None
+
+
+class CaptureRequest(_Request):
+    credits: Credits | None = None
+    reason: Reason | None = None
+    metadata: Metadata | None = None
+
+
+class ReleaseRequest(_Request):
+    reason: Reason | None = None
+
+
+class WalletOut(BaseModel):
+    id: uuid.UUID
+    owner_type: str
+    owner_id: uuid.UUID
+    available_credits: int
+    locked_credits: int
+    pending_credits: int
+    lifetime_purchased_credits: int
+    auto_recharge_enabled: bool
+    auto_recharge_threshold: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, w: Wallet) -> WalletOut:
+        return cls(
+            id=w.id,
+            owner_type=w.owner_type,
+            owner_id=w.owner_id,
+            available_credits=w.available_credits,
+            locked_credits=w.locked_credits,
+            pending_credits=w.pending_credits,
+            lifetime_purchased_credits=w.lifetime_purchased_credits,
+            auto_recharge_enabled=w.auto_recharge_enabled,
+            auto_recharge_threshold=w.auto_recharge_threshold,
+            created_at=w.created_at,
+            updated_at=w.updated_at,
+        )
+
+
+class TransactionOut(BaseModel):
+    id: uuid.UUID
+    wallet_id: uuid.UUID
+    seq: int
+    transaction_type: str
+    credits: int
+    balance_before: int
+    balance_after: int
+    reason: str
+    source_id: str | None
+    metadata: dict[str, Any]
+    hold_id: uuid.UUID | None
+    lot_id: uuid.UUID | None
+    journal_id: uuid.UUID
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: StatementLine) -> TransactionOut:
+        return cls(
+            id=t.id,
+            wallet_id=t.wallet_id,
+            seq=t.seq,
+            transaction_type=t.transaction_type.value,
+            credits=t.credits,
+            balance_before=t.balance_before,
+            balance_after=t.balance_after,
+            reason=t.source,
+            source_id=t.source_id,
+            metadata=t.metadata,
+            hold_id=t.hold_id,
+            lot_id=t.lot_id,
+            journal_id=t.journal_id,
+            created_at=t.created_at,
+        )
+
+
+class HoldOut(BaseModel):
+    id: uuid.UUID
+    wallet_id: uuid.UUID
+    credits: int
+    captured_credits: int
+    released_credits: int
+    status: str
+    reason: str
+    expires_at: datetime
+    created_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, h: Hold) -> HoldOut:
+        return cls(
+            id=h.id,
+            wallet_id=h.wallet_id,
+            credits=h.credits,
+            captured_credits=h.captured_credits,
+            released_credits=h.released_credits,
+            status=h.status.value,
+            reason=h.reason,
+            expires_at=h.expires_at,
+            created_at=h.created_at,
+            closed_at=h.closed_at,
+        )
+
+
+class OperationOut(BaseModel):
+    wallet: WalletOut
+    transaction: TransactionOut
+    hold: HoldOut | None = None
+
+
+class TransactionPage(BaseModel):
+    data: list[TransactionOut]
+    next_cursor: str | None
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """Raises ValueError for anything that is not a cursor this API handed out."""
+    if len(cursor) > 64:
+        raise ValueError("cursor too long")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("cursor is not valid") from exc
+    prefix, _, number = raw.partition(":")
+    if prefix != "seq" or not number.isdigit() or len(number) > 18:
+        raise ValueError("cursor is not valid")
+    return int(number)

@@ -1,0 +1,103 @@
+"""Bearer tokens issued by CommDesk (HS256 here; RS256/JWKS is a key-source change)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import jwt
+
+from commdesk_billing.config import Settings
+
+_ALGORITHM = "HS256"
+_SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+
+class Role(StrEnum):
+    member = "member"
+    community_owner = "community_owner"
+    finance_admin = "finance_admin"
+    support = "support"
+    auditor = "auditor"
+    service = "service"  # another CommDesk service; what it may do is in its scopes
+
+
+class Scope(StrEnum):
+    wallets_read = "wallets:read"
+    wallets_debit = "wallets:debit"
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    role: Role
+    scopes: frozenset[str]
+    email: str | None = None
+    name: str | None = None
+
+    def has(self, scope: Scope) -> bool:
+        return scope.value in self.scopes
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    sub: str,
+    role: Role,
+    scopes: list[str] | None = None,
+    ttl: timedelta = timedelta(hours=12),
+    email: str | None = None,
+) -> str:
+    now = datetime.now(UTC)
+    claims: dict[str, object] = {
+        "sub": sub,
+        "role": role.value,
+        "scope": " ".join(scopes or []),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    }
+    if email:
+        claims["email"] = email
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=_ALGORITHM)
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[_ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_s,
+            options={"require": ["sub", "exp", "iss", "aud"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    sub, role, scope = claims.get("sub"), claims.get("role"), claims.get("scope", "")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not sub.isprintable():
+        raise InvalidToken("sub must be a printable string of 1 to 200 characters")
+    try:
+        parsed_role = Role(str(role))
+    except ValueError as exc:
+        raise InvalidToken("unknown role") from exc
+    if not isinstance(scope, str) or not all(_SCOPE_RE.match(s) for s in scope.split()):
+        raise InvalidToken("scope must be a space-separated list of scope names")
+    email = claims.get("email")
+    name = claims.get("name")
+    return Principal(
+        sub=sub,
+        role=parsed_role,
+        scopes=frozenset(scope.split()),
+        email=email if isinstance(email, str) and len(email) <= 320 else None,
+        name=name if isinstance(name, str) and len(name) <= 200 else None,
+    )
