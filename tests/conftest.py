@@ -1,0 +1,172 @@
+"""Test fixtures on real PostgreSQL.
+
+Each test run creates its own database (migrated with Alembic, the schema's one source) and
+drops it at the end. Before dropping it, the whole ledger the suite produced is sealed and
+verified: the suite's workload must leave the books clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.app import create_app
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.db.migrate import upgrade
+from commdesk_billing.modules.ledger.seal import seal_pending
+from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.model import LotSource, Wallet
+from commdesk_billing.security.jwt import Role, issue_token
+
+ADMIN_URL = os.environ.get("BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _create_db(name: str) -> str:
+    conn = await asyncpg.connect(_dsn(ADMIN_URL))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+async def _drop_db(name: str) -> None:
+    conn = await asyncpg.connect(_dsn(ADMIN_URL))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    name = f"cdb_test_{uuid.uuid4().hex[:12]}"
+    url = await _create_db(name)
+    try:
+        yield url
+        engine = make_engine(Settings(database_url=url), pool_size=2)
+        try:
+            await seal_pending(engine)
+            report = await verify_ledger(engine)
+        finally:
+            await engine.dispose()
+        print(f"\nledger verify after the suite: ok={report.ok} {report.stats}")
+        assert report.ok, "\n".join(str(f) for f in report.findings)
+    finally:
+        await _drop_db(name)
+
+
+@pytest.fixture
+async def scratch_database_url() -> AsyncIterator[str]:
+    """A database of its own, for tests that tamper with the books on purpose."""
+    name = f"cdb_scratch_{uuid.uuid4().hex[:12]}"
+    url = await _create_db(name)
+    try:
+        yield url
+    finally:
+        await _drop_db(name)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, db_pool_size=30, db_max_overflow=10,
+                    log_json=False)
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(settings)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+@pytest.fixture
+async def scratch_engine(scratch_database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(Settings(database_url=scratch_database_url), pool_size=5)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+Tx = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
+
+
+@pytest.fixture
+def tx(engine: AsyncEngine) -> Tx:
+    async def run(work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+        return await in_transaction(engine, work)
+    return run
+
+
+async def new_wallet(engine: AsyncEngine, credits: int = 0, *, sub: str | None = None,
+                     source: LotSource = LotSource.purchase) -> Wallet:
+    sub = sub or f"user-{uuid.uuid4().hex}"
+    wallet = await in_transaction(engine, lambda c: ws.get_or_create_user_wallet(c, sub))
+    if credits:
+        result = await in_transaction(engine, lambda c: ws.grant_credits(
+            c, wallet_id=wallet.id, credits=credits, source=source,
+            idempotency_key=f"seed:{uuid.uuid4()}", reason="test funding",
+            paid_paise=credits * 10 if source is LotSource.purchase else 0,
+            taxable_paise=credits * 10 * 100 // 118 if source is LotSource.purchase else 0))
+        wallet = result.wallet
+    return wallet
+
+
+@pytest.fixture
+def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[Wallet]]:
+    async def make(credits: int = 0, **kw: Any) -> Wallet:
+        return await new_wallet(engine, credits, **kw)
+    return make
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, engine: AsyncEngine) -> Any:
+    application = create_app(settings)
+    # ASGITransport does not run the lifespan; hand the app the suite's engine directly.
+    application.state.settings = settings
+    application.state.engine = engine
+    return application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as c:
+        yield c
+
+
+@pytest.fixture
+def token(settings: Settings) -> Callable[..., str]:
+    def make(role: Role | str = Role.member, sub: str | None = None,
+             scopes: list[str] | None = None) -> str:
+        return issue_token(settings, sub=sub or f"user-{uuid.uuid4().hex}", role=Role(role),
+                           scopes=scopes)
+    return make
+
+
+def auth(tok: str, key: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {tok}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+

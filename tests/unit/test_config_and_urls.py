@@ -1,0 +1,71 @@
+"""Configuration guards and the Neon-style database URL translation."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from commdesk_billing.config import DEV_JWT_SECRET, Environment, Settings
+from commdesk_billing.db.urls import DatabaseUrlError, to_asyncpg
+
+STRONG = "x" * 40
+
+
+def test_neon_pooled_url_is_accepted_as_handed_out() -> None:
+    target = to_asyncpg("postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2"
+                        ".aws.neon.tech/dbname?sslmode=require&channel_binding=require")
+    assert target.url.drivername == "postgresql+asyncpg"
+    assert target.url.host == "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech"
+    assert target.url.password == "AbC123dEf"
+    assert target.connect_args["ssl"] == "require"
+    # Transaction-mode pooler safety: no statement cache, collision-free statement names.
+    assert target.connect_args["statement_cache_size"] == 0
+    assert target.url.query["prepared_statement_cache_size"] == "0"
+    names = {target.connect_args["prepared_statement_name_func"]() for _ in range(100)}
+    assert len(names) == 100
+
+
+def test_neon_endpoint_option_becomes_a_startup_parameter() -> None:
+    target = to_asyncpg("postgres://u:p@host/db?sslmode=require&options=endpoint%3Dep-abc")
+    assert target.connect_args["server_settings"] == {"options": "endpoint=ep-abc"}
+
+
+@pytest.mark.parametrize("url", [
+    "mysql://u@h/db", "postgresql://u@h/db?sslmode=sometimes", "postgresql://u@h/db?foo=1",
+    "not a url",
+])
+def test_bad_database_urls_are_refused(url: str) -> None:
+    with pytest.raises(DatabaseUrlError):
+        to_asyncpg(url)
+
+
+def test_production_refuses_the_development_secret() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        Settings(env=Environment.production, jwt_secret=DEV_JWT_SECRET,
+                 database_url="postgresql://u:p@db.example/x?sslmode=require")
+
+
+def test_production_refuses_plaintext_remote_database() -> None:
+    with pytest.raises(ValidationError, match="sslmode"):
+        Settings(env=Environment.production, jwt_secret=STRONG,
+                 database_url="postgresql://u:p@db.example/x")
+
+
+def test_production_accepts_a_safe_configuration() -> None:
+    s = Settings(env=Environment.production, jwt_secret=STRONG,
+                 database_url="postgresql://u:p@db.example/x?sslmode=require")
+    assert s.direct_url == s.database_url
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLING_DB_POOL_SIZE", "7")
+    monkeypatch.setenv("BILLING_DATABASE_DIRECT_URL", "postgresql://u@direct/db")
+    s = Settings()
+    assert s.db_pool_size == 7
+    assert s.direct_url == "postgresql://u@direct/db"
+
+
+def test_invalid_environment_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLING_DB_POOL_SIZE", "-3")
+    with pytest.raises(ValidationError):
+        Settings()
