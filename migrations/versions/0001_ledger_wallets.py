@@ -288,7 +288,9 @@ def upgrade() -> None:
             method          text NOT NULL,
             path            text NOT NULL,
             response_status integer NOT NULL,
-            response_body   jsonb NOT NULL,
+            -- json, not jsonb: a replay must return the first answer byte for byte, and
+            -- jsonb would reorder its keys.
+            response_body   json NOT NULL,
             created_at      timestamptz NOT NULL DEFAULT now(),
             UNIQUE (scope, key)
         );

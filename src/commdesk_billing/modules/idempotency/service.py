@@ -95,7 +95,7 @@ async def _store(conn: AsyncConnection, req: KeyedRequest, answer: Answer) -> No
         text("""
         INSERT INTO idempotency_keys (scope, key, request_hash, method, path, response_status,
                                       response_body)
-        VALUES (:s, :k, :h, :m, :p, :st, CAST(:b AS jsonb))"""),
+        VALUES (:s, :k, :h, :m, :p, :st, CAST(:b AS json))"""),
         {
             "s": req.scope,
             "k": req.key,
