@@ -29,7 +29,17 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
 from commdesk_billing.security.jwt import Role, issue_token
 
-ADMIN_URL = os.environ.get("BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+_SUITE_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _SUITE_SUMMARY:
+        terminalreporter.write_line(line)
 
 
 def _dsn(url: str) -> str:
@@ -67,7 +77,7 @@ async def database_url() -> AsyncIterator[str]:
             report = await verify_ledger(engine)
         finally:
             await engine.dispose()
-        print(f"\nledger verify after the suite: ok={report.ok} {report.stats}")
+        _SUITE_SUMMARY.append(f"ledger verify after the suite: ok={report.ok} {report.stats}")
         assert report.ok, "\n".join(str(f) for f in report.findings)
     finally:
         await _drop_db(name)
@@ -86,8 +96,7 @@ async def scratch_database_url() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, db_pool_size=30, db_max_overflow=10,
-                    log_json=False)
+    return Settings(database_url=database_url, db_pool_size=30, db_max_overflow=10, log_json=False)
 
 
 @pytest.fixture(scope="session")
@@ -115,19 +124,33 @@ Tx = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
 def tx(engine: AsyncEngine) -> Tx:
     async def run(work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
         return await in_transaction(engine, work)
+
     return run
 
 
-async def new_wallet(engine: AsyncEngine, credits: int = 0, *, sub: str | None = None,
-                     source: LotSource = LotSource.purchase) -> Wallet:
+async def new_wallet(
+    engine: AsyncEngine,
+    credits: int = 0,
+    *,
+    sub: str | None = None,
+    source: LotSource = LotSource.purchase,
+) -> Wallet:
     sub = sub or f"user-{uuid.uuid4().hex}"
     wallet = await in_transaction(engine, lambda c: ws.get_or_create_user_wallet(c, sub))
     if credits:
-        result = await in_transaction(engine, lambda c: ws.grant_credits(
-            c, wallet_id=wallet.id, credits=credits, source=source,
-            idempotency_key=f"seed:{uuid.uuid4()}", reason="test funding",
-            paid_paise=credits * 10 if source is LotSource.purchase else 0,
-            taxable_paise=credits * 10 * 100 // 118 if source is LotSource.purchase else 0))
+        result = await in_transaction(
+            engine,
+            lambda c: ws.grant_credits(
+                c,
+                wallet_id=wallet.id,
+                credits=credits,
+                source=source,
+                idempotency_key=f"seed:{uuid.uuid4()}",
+                reason="test funding",
+                paid_paise=credits * 10 if source is LotSource.purchase else 0,
+                taxable_paise=credits * 10 * 100 // 118 if source is LotSource.purchase else 0,
+            ),
+        )
         wallet = result.wallet
     return wallet
 
@@ -136,6 +159,7 @@ async def new_wallet(engine: AsyncEngine, credits: int = 0, *, sub: str | None =
 def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[Wallet]]:
     async def make(credits: int = 0, **kw: Any) -> Wallet:
         return await new_wallet(engine, credits, **kw)
+
     return make
 
 
@@ -157,10 +181,13 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def token(settings: Settings) -> Callable[..., str]:
-    def make(role: Role | str = Role.member, sub: str | None = None,
-             scopes: list[str] | None = None) -> str:
-        return issue_token(settings, sub=sub or f"user-{uuid.uuid4().hex}", role=Role(role),
-                           scopes=scopes)
+    def make(
+        role: Role | str = Role.member, sub: str | None = None, scopes: list[str] | None = None
+    ) -> str:
+        return issue_token(
+            settings, sub=sub or f"user-{uuid.uuid4().hex}", role=Role(role), scopes=scopes
+        )
+
     return make
 
 
@@ -169,4 +196,3 @@ def auth(tok: str, key: str | None = None) -> dict[str, str]:
     if key is not None:
         headers["Idempotency-Key"] = key
     return headers
-

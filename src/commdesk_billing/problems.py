@@ -36,7 +36,8 @@ def problem_body(
         body["detail"] = detail
     if instance:
         body["instance"] = instance
-    body.update(extra)
+    # Extension members never override the standard ones.
+    body.update({k: v for k, v in extra.items() if k not in body})
     return body
 
 

@@ -23,7 +23,8 @@ FUNDED = 1000  # covers 142 debits of 7 (994), not 200
 
 
 async def test_concurrent_debits_over_many_connections_are_exact(
-        engine: AsyncEngine, client: httpx.AsyncClient, token: Callable[..., str]) -> None:
+    engine: AsyncEngine, client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
     wallet = await new_wallet(engine, FUNDED)
     service = token(Role.service, sub="svc-load", scopes=[Scope.wallets_debit.value])
     run = uuid.uuid4().hex[:8]
@@ -38,7 +39,8 @@ async def test_concurrent_debits_over_many_connections_are_exact(
             return await client.post(
                 f"/v1/wallets/{wallet.id}/debits",
                 json={"credits": PER_DEBIT, "reason": "load", "source_id": f"{run}-{i}"},
-                headers=auth(service, f"{run}-{i}"))
+                headers=auth(service, f"{run}-{i}"),
+            )
         finally:
             in_use.discard(i)
 
@@ -46,20 +48,32 @@ async def test_concurrent_debits_over_many_connections_are_exact(
     statuses = Counter(r.status_code for r in responses)
     accepted = [r for r in responses if r.status_code == 201]
     assert statuses == {201: FUNDED // PER_DEBIT, 409: DEBITS - FUNDED // PER_DEBIT}, statuses
-    assert all(r.json()["code"] == "insufficient_credits" for r in responses
-               if r.status_code == 409)
+    assert all(
+        r.json()["code"] == "insufficient_credits" for r in responses if r.status_code == 409
+    )
     assert peak >= 20, f"only {peak} requests were in flight at once"
 
     async with engine.connect() as conn:
-        row = (await conn.execute(text("SELECT available_credits FROM wallets WHERE id = :w"),
-                                  {"w": wallet.id})).one()
-        lines = (await conn.execute(text(
-            "SELECT t.id, count(DISTINCT e.journal_id) AS journals, count(e.id) AS legs"
-            "  FROM wallet_transactions t JOIN ledger_entries e ON e.journal_id = t.journal_id"
-            " WHERE t.wallet_id = :w AND t.transaction_type = 'debit' GROUP BY t.id"),
-            {"w": wallet.id})).all()
-        connections = (await conn.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"))
+        row = (
+            await conn.execute(
+                text("SELECT available_credits FROM wallets WHERE id = :w"), {"w": wallet.id}
+            )
+        ).one()
+        lines = (
+            await conn.execute(
+                text(
+                    "SELECT t.id, count(DISTINCT e.journal_id) AS journals, count(e.id) AS legs"
+                    "  FROM wallet_transactions t"
+                    "  JOIN ledger_entries e ON e.journal_id = t.journal_id"
+                    " WHERE t.wallet_id = :w AND t.transaction_type = 'debit' GROUP BY t.id"
+                ),
+                {"w": wallet.id},
+            )
+        ).all()
+        connections = (
+            await conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            )
         ).scalar_one()
     assert row.available_credits == FUNDED - PER_DEBIT * len(accepted)
     assert row.available_credits == FUNDED % PER_DEBIT
@@ -72,22 +86,28 @@ async def test_concurrent_debits_over_many_connections_are_exact(
 
 
 async def test_concurrent_duplicates_with_one_key_have_one_effect(
-        engine: AsyncEngine, client: httpx.AsyncClient, token: Callable[..., str]) -> None:
+    engine: AsyncEngine, client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
     wallet = await new_wallet(engine, 500)
     service = token(Role.service, sub="svc-dup", scopes=[Scope.wallets_debit.value])
     key = f"same-{uuid.uuid4().hex}"
     body = {"credits": 40, "reason": "exactly once"}
-    responses = await asyncio.gather(*(
-        client.post(f"/v1/wallets/{wallet.id}/debits", json=body, headers=auth(service, key))
-        for _ in range(30)))
+    responses = await asyncio.gather(
+        *(
+            client.post(f"/v1/wallets/{wallet.id}/debits", json=body, headers=auth(service, key))
+            for _ in range(30)
+        )
+    )
     statuses = Counter(r.status_code for r in responses)
     assert set(statuses) <= {201, 409} and statuses[201] >= 1
-    assert all(r.json()["code"] == "idempotency_key_in_use" for r in responses
-               if r.status_code == 409)
+    assert all(
+        r.json()["code"] == "idempotency_key_in_use" for r in responses if r.status_code == 409
+    )
     bodies = {r.text for r in responses if r.status_code == 201}
     assert len(bodies) == 1  # every success is the same answer
-    after = await client.post(f"/v1/wallets/{wallet.id}/debits", json=body,
-                              headers=auth(service, key))
+    after = await client.post(
+        f"/v1/wallets/{wallet.id}/debits", json=body, headers=auth(service, key)
+    )
     assert after.status_code == 201 and after.headers["idempotent-replayed"] == "true"
     assert after.text in bodies
     w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
@@ -101,16 +121,37 @@ async def test_service_level_race_of_debits_and_holds(engine: AsyncEngine) -> No
     async def op(i: int) -> str:
         try:
             if i % 3 == 0:
-                r = await in_transaction(engine, lambda c: ws.lock_credits(
-                    c, wallet_id=wallet.id, credits=30, idempotency_key=f"rh:{wallet.id}:{i}",
-                    reason="race", ttl_s=600))
-                await in_transaction(engine, lambda c: ws.capture_hold(
-                    c, hold_id=r.hold.id, credits=20,  # type: ignore[union-attr]
-                    idempotency_key=f"rc:{wallet.id}:{i}"))
+                r = await in_transaction(
+                    engine,
+                    lambda c: ws.lock_credits(
+                        c,
+                        wallet_id=wallet.id,
+                        credits=30,
+                        idempotency_key=f"rh:{wallet.id}:{i}",
+                        reason="race",
+                        ttl_s=600,
+                    ),
+                )
+                await in_transaction(
+                    engine,
+                    lambda c: ws.capture_hold(
+                        c,
+                        hold_id=r.hold.id,
+                        credits=20,  # type: ignore[union-attr]
+                        idempotency_key=f"rc:{wallet.id}:{i}",
+                    ),
+                )
                 return "hold"
-            await in_transaction(engine, lambda c: ws.consume_credits(
-                c, wallet_id=wallet.id, credits=25, idempotency_key=f"rd:{wallet.id}:{i}",
-                reason="race"))
+            await in_transaction(
+                engine,
+                lambda c: ws.consume_credits(
+                    c,
+                    wallet_id=wallet.id,
+                    credits=25,
+                    idempotency_key=f"rd:{wallet.id}:{i}",
+                    reason="race",
+                ),
+            )
             return "debit"
         except InsufficientCredits:
             return "refused"

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
-from commdesk_billing.modules.ledger.model import House, Journal, Leg, Ledger
+from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 from commdesk_billing.modules.ledger.repository import post_journal
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
@@ -30,9 +30,15 @@ def _dsn(url: str) -> str:
 
 
 def _house_journal(key: str, amount: int = 100) -> Journal:
-    return Journal(idempotency_key=key, kind="test.house", created_at=datetime.now(UTC),
-                   legs=(Leg(House.GATEWAY_CLEARING, Ledger.INR, amount),
-                         Leg(House.DEFERRED_REVENUE, Ledger.INR, -amount)))
+    return Journal(
+        idempotency_key=key,
+        kind="test.house",
+        created_at=datetime.now(UTC),
+        legs=(
+            Leg(House.GATEWAY_CLEARING, Ledger.INR, amount),
+            Leg(House.DEFERRED_REVENUE, Ledger.INR, -amount),
+        ),
+    )
 
 
 async def test_balanced_journal_posts_once_per_key(engine: AsyncEngine) -> None:
@@ -40,9 +46,20 @@ async def test_balanced_journal_posts_once_per_key(engine: AsyncEngine) -> None:
     assert await in_transaction(engine, lambda c: post_journal(c, _house_journal(key)))
     assert not await in_transaction(engine, lambda c: post_journal(c, _house_journal(key, 5)))
     async with engine.connect() as conn:
-        legs = (await conn.execute(text(
-            "SELECT e.amount FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id"
-            " WHERE j.idempotency_key = :k ORDER BY e.id"), {"k": key})).scalars().all()
+        legs = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT e.amount FROM ledger_entries e"
+                        " JOIN ledger_journals j ON j.id = e.journal_id"
+                        " WHERE j.idempotency_key = :k ORDER BY e.id"
+                    ),
+                    {"k": key},
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert legs == [100, -100]
 
 
@@ -51,19 +68,27 @@ async def test_database_refuses_an_unbalanced_journal_from_raw_sql(database_url:
     try:
         jid = uuid.uuid4()
         async with conn.transaction():
-            await conn.execute("INSERT INTO ledger_journals (id, idempotency_key, kind, created_at)"
-                               " VALUES ($1, $2, 'raw', now())", jid, f"raw:{jid}")
+            await conn.execute(
+                "INSERT INTO ledger_journals (id, idempotency_key, kind, created_at)"
+                " VALUES ($1, $2, 'raw', now())",
+                jid,
+                f"raw:{jid}",
+            )
             with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
                 await conn.execute(
                     "INSERT INTO ledger_entries (journal_id, account_id, ledger, amount,"
                     " created_at) VALUES ($1, $2, 'INR', 100, now()), ($1, $3, 'INR', -99, now())",
-                    jid, House.GATEWAY_CLEARING, House.DEFERRED_REVENUE)
+                    jid,
+                    House.GATEWAY_CLEARING,
+                    House.DEFERRED_REVENUE,
+                )
     finally:
         await conn.close()
 
 
 async def test_database_refuses_entries_on_unknown_or_wrong_ledger_accounts(
-        database_url: str) -> None:
+    database_url: str,
+) -> None:
     conn = await asyncpg.connect(_dsn(database_url))
     try:
         for account, ledger in ((uuid.uuid4(), "INR"), (House.CONSUMED_PLATFORM, "INR")):
@@ -72,36 +97,49 @@ async def test_database_refuses_entries_on_unknown_or_wrong_ledger_accounts(
                 async with conn.transaction():
                     await conn.execute(
                         "INSERT INTO ledger_journals (id, idempotency_key, kind, created_at)"
-                        " VALUES ($1, $2, 'raw', now())", jid, f"raw:{jid}")
+                        " VALUES ($1, $2, 'raw', now())",
+                        jid,
+                        f"raw:{jid}",
+                    )
                     await conn.execute(
                         "INSERT INTO ledger_entries (journal_id, account_id, ledger, amount,"
                         " created_at) VALUES ($1, $2, $4, 5, now()), ($1, $3, 'INR', -5, now())",
-                        jid, account, House.DEFERRED_REVENUE, ledger)
+                        jid,
+                        account,
+                        House.DEFERRED_REVENUE,
+                        ledger,
+                    )
     finally:
         await conn.close()
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE ledger_entries SET amount = amount + 1",
-    "DELETE FROM ledger_entries",
-    "TRUNCATE ledger_entries",
-    "UPDATE ledger_journals SET kind = 'x'",
-    "DELETE FROM wallet_transactions",
-    "UPDATE wallet_transactions SET credits = 0",
-    "DELETE FROM ledger_seals",
-    "UPDATE ledger_accounts SET ledger = 'INR'",
-    "DELETE FROM audit_logs",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_entries SET amount = amount + 1",
+        "DELETE FROM ledger_entries",
+        "TRUNCATE ledger_entries",
+        "UPDATE ledger_journals SET kind = 'x'",
+        "DELETE FROM wallet_transactions",
+        "UPDATE wallet_transactions SET credits = 0",
+        "DELETE FROM ledger_seals",
+        "UPDATE ledger_accounts SET ledger = 'INR'",
+        "DELETE FROM audit_logs",
+    ],
+)
 async def test_append_only_tables_refuse_changes_from_raw_sql(
-        database_url: str, engine: AsyncEngine, statement: str) -> None:
+    database_url: str, engine: AsyncEngine, statement: str
+) -> None:
     await new_wallet(engine, 10)  # make sure there are rows to refuse changing
     await in_transaction(engine, lambda c: post_journal(c, _house_journal(f"t:{uuid.uuid4()}")))
     await seal_pending(engine)
     conn = await asyncpg.connect(_dsn(database_url))
     try:
-        await conn.execute("INSERT INTO audit_logs (id, actor_sub, actor_role, action, target_type,"
-                           " target_id) VALUES ($1, 't', 'auditor', 'test', 'none', '-')",
-                           uuid.uuid4())
+        await conn.execute(
+            "INSERT INTO audit_logs (id, actor_sub, actor_role, action, target_type,"
+            " target_id) VALUES ($1, 't', 'auditor', 'test', 'none', '-')",
+            uuid.uuid4(),
+        )
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await conn.execute(statement)
     finally:
@@ -109,21 +147,27 @@ async def test_append_only_tables_refuse_changes_from_raw_sql(
 
 
 async def test_wallet_row_cannot_go_negative_even_from_raw_sql(
-        database_url: str, engine: AsyncEngine) -> None:
+    database_url: str, engine: AsyncEngine
+) -> None:
     wallet = await new_wallet(engine, 5)
     conn = await asyncpg.connect(_dsn(database_url))
     try:
         with pytest.raises(asyncpg.CheckViolationError):
-            await conn.execute("UPDATE wallets SET available_credits = -1 WHERE id = $1",
-                               wallet.id)
+            await conn.execute("UPDATE wallets SET available_credits = -1 WHERE id = $1", wallet.id)
     finally:
         await conn.close()
 
 
 def _verify_cli(url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BILLING_DATABASE_URL": url, "BILLING_LOG_JSON": "false"}
-    return subprocess.run([sys.executable, "-m", "commdesk_billing.cli", "ledger", "verify"],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "commdesk_billing.cli", "ledger", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 async def _tamper(url: str, sql: str, *args: object) -> None:
@@ -131,28 +175,40 @@ async def _tamper(url: str, sql: str, *args: object) -> None:
     try:
         async with conn.transaction():
             # Only a superuser can do this; it is the attack `ledger verify` exists to catch.
-            await conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
+            await conn.execute(
+                "ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only"
+            )
             await conn.execute(sql, *args)
-            await conn.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only")
+            await conn.execute(
+                "ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only"
+            )
     finally:
         await conn.close()
 
 
 async def test_verify_names_the_wallet_account_whose_chain_was_tampered(
-        scratch_database_url: str, scratch_engine: AsyncEngine) -> None:
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
     wallet = await new_wallet(scratch_engine, 500)
-    await in_transaction(scratch_engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=120, idempotency_key="d1", reason="spend"))
+    await in_transaction(
+        scratch_engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=120, idempotency_key="d1", reason="spend"
+        ),
+    )
     clean = await asyncio.to_thread(_verify_cli, scratch_database_url)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "ledger OK" in clean.stdout
 
     # Move one credit between the two legs of the debit: the journal still balances and the
     # wallet row still matches, so only the hash chain can tell.
-    await _tamper(scratch_database_url, """
+    await _tamper(
+        scratch_database_url,
+        """
         UPDATE ledger_entries SET amount = amount + CASE WHEN wallet_id IS NULL THEN -1 ELSE 1 END
          WHERE journal_id = (SELECT journal_id FROM wallet_transactions
-                              WHERE idempotency_key = 'd1')""")
+                              WHERE idempotency_key = 'd1')""",
+    )
     dirty = await asyncio.to_thread(_verify_cli, scratch_database_url)
     assert dirty.returncode == 1
     assert "wallet_chain" in dirty.stdout
@@ -160,7 +216,8 @@ async def test_verify_names_the_wallet_account_whose_chain_was_tampered(
 
 
 async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
-        scratch_database_url: str, scratch_engine: AsyncEngine) -> None:
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
     await new_wallet(scratch_engine, 50)
     key = f"house:{uuid.uuid4()}"
     await in_transaction(scratch_engine, lambda c: post_journal(c, _house_journal(key, 700)))
@@ -169,9 +226,13 @@ async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
     assert (await verify_ledger(scratch_engine)).ok
 
     # Rewrite both house legs consistently: balanced, no wallet involved, only the seal knows.
-    await _tamper(scratch_database_url, """
+    await _tamper(
+        scratch_database_url,
+        """
         UPDATE ledger_entries SET amount = amount * 2
-         WHERE journal_id = (SELECT id FROM ledger_journals WHERE idempotency_key = $1)""", key)
+         WHERE journal_id = (SELECT id FROM ledger_journals WHERE idempotency_key = $1)""",
+        key,
+    )
     report = await verify_ledger(scratch_engine)
     assert [f.check for f in report.findings] == ["seal_entries"]
     assert report.findings[0].subject.startswith("seal block ")
@@ -180,34 +241,51 @@ async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
 
 
 async def test_verify_catches_a_deleted_wallet_entry_and_row_drift(
-        scratch_database_url: str, scratch_engine: AsyncEngine) -> None:
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
     wallet = await new_wallet(scratch_engine, 300)
-    await in_transaction(scratch_engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=100, idempotency_key="d2", reason="spend"))
-    await _tamper(scratch_database_url, """
+    await in_transaction(
+        scratch_engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=100, idempotency_key="d2", reason="spend"
+        ),
+    )
+    await _tamper(
+        scratch_database_url,
+        """
         DELETE FROM ledger_entries WHERE journal_id = (
-            SELECT journal_id FROM wallet_transactions WHERE idempotency_key = 'd2')""")
+            SELECT journal_id FROM wallet_transactions WHERE idempotency_key = 'd2')""",
+    )
     checks = {f.check for f in (await verify_ledger(scratch_engine)).findings}
     assert {"wallet_chain", "wallet_balance", "journal_legs"} <= checks
 
 
 async def test_sealer_waits_for_transactions_that_drew_lower_ids(
-        scratch_database_url: str, scratch_engine: AsyncEngine) -> None:
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
     """An entry with a lower id committing after a higher one must not be skipped."""
     early = await asyncpg.connect(_dsn(scratch_database_url))
     try:
         tr = early.transaction()
         await tr.start()
         jid = uuid.uuid4()
-        await early.execute("INSERT INTO ledger_journals (id, idempotency_key, kind, created_at)"
-                            " VALUES ($1, $2, 'late', now())", jid, f"late:{jid}")
+        await early.execute(
+            "INSERT INTO ledger_journals (id, idempotency_key, kind, created_at)"
+            " VALUES ($1, $2, 'late', now())",
+            jid,
+            f"late:{jid}",
+        )
         await early.execute(
             "INSERT INTO ledger_entries (journal_id, account_id, ledger, amount, created_at)"
             " VALUES ($1, $2, 'INR', 9, now()), ($1, $3, 'INR', -9, now())",
-            jid, House.GATEWAY_CLEARING, House.DEFERRED_REVENUE)
+            jid,
+            House.GATEWAY_CLEARING,
+            House.DEFERRED_REVENUE,
+        )
         # A later transaction draws higher ids and commits first.
-        await in_transaction(scratch_engine, lambda c: post_journal(
-            c, _house_journal(f"later:{uuid.uuid4()}")))
+        await in_transaction(
+            scratch_engine, lambda c: post_journal(c, _house_journal(f"later:{uuid.uuid4()}"))
+        )
         deferred = await seal_pending(scratch_engine, wait_s=0.3)
         assert deferred.blocks == 0 and deferred.skipped_reason
         await tr.commit()
@@ -227,8 +305,9 @@ async def test_in_transaction_retries_serialization_failures(engine: AsyncEngine
         calls += 1
         if calls < 3:
             async with engine.connect() as c:  # a real 40001 from PostgreSQL
-                await c.execute(text(
-                    "DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40001'; END $$"))
+                await c.execute(
+                    text("DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40001'; END $$")
+                )
         return "done"
 
     assert await in_transaction(engine, flaky) == "done"

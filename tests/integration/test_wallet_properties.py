@@ -39,8 +39,9 @@ class Model:
 def _collect() -> list[list[tuple[object, ...]]]:
     found: list[list[tuple[object, ...]]] = []
 
-    @settings(max_examples=30, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(op, min_size=1, max_size=25))
     def gather(ops: list[tuple[object, ...]]) -> None:
         found.append(ops)
@@ -49,15 +50,27 @@ def _collect() -> list[list[tuple[object, ...]]]:
     return found
 
 
-async def _apply(engine: AsyncEngine, wallet_id: uuid.UUID, m: Model,
-                 step: tuple[object, ...], last: list[tuple[str, dict[str, object]]]) -> None:
+async def _apply(
+    engine: AsyncEngine,
+    wallet_id: uuid.UUID,
+    m: Model,
+    step: tuple[object, ...],
+    last: list[tuple[str, dict[str, object]]],
+) -> None:
     kind = step[0]
     key = f"prop:{uuid.uuid4()}"
     if kind == "grant":
         n, source = int(step[1]), LotSource(step[2])  # type: ignore[call-overload]
         paid = n * 10 if source in (LotSource.purchase, LotSource.refund_reversal) else 0
-        args = dict(wallet_id=wallet_id, credits=n, source=source, idempotency_key=key,
-                    reason="g", paid_paise=paid, taxable_paise=paid * 100 // 118)
+        args = dict(
+            wallet_id=wallet_id,
+            credits=n,
+            source=source,
+            idempotency_key=key,
+            reason="g",
+            paid_paise=paid,
+            taxable_paise=paid * 100 // 118,
+        )
         r = await in_transaction(engine, lambda c: ws.grant_credits(c, **args))  # type: ignore[arg-type]
         m.available += n
         if source is not LotSource.promotional:
@@ -76,8 +89,12 @@ async def _apply(engine: AsyncEngine, wallet_id: uuid.UUID, m: Model,
     elif kind == "lock":
         n = int(step[1])  # type: ignore[call-overload]
         try:
-            r = await in_transaction(engine, lambda c: ws.lock_credits(
-                c, wallet_id=wallet_id, credits=n, idempotency_key=key, reason="l", ttl_s=600))
+            r = await in_transaction(
+                engine,
+                lambda c: ws.lock_credits(
+                    c, wallet_id=wallet_id, credits=n, idempotency_key=key, reason="l", ttl_s=600
+                ),
+            )
         except InsufficientCredits:
             assert n > m.available
             return
@@ -88,17 +105,22 @@ async def _apply(engine: AsyncEngine, wallet_id: uuid.UUID, m: Model,
         hold_id, held = m.holds.pop(int(step[1]) % len(m.holds))  # type: ignore[call-overload]
         if kind == "capture":
             take = min(int(step[2]), held)  # type: ignore[call-overload]
-            await in_transaction(engine, lambda c: ws.capture_hold(
-                c, hold_id=hold_id, credits=take, idempotency_key=key))
+            await in_transaction(
+                engine,
+                lambda c: ws.capture_hold(c, hold_id=hold_id, credits=take, idempotency_key=key),
+            )
             m.available += held - take
         else:
-            await in_transaction(engine, lambda c: ws.release_credits(
-                c, hold_id=hold_id, idempotency_key=key))
+            await in_transaction(
+                engine, lambda c: ws.release_credits(c, hold_id=hold_id, idempotency_key=key)
+            )
             m.available += held
         m.locked -= held
         try:  # a closed hold stays closed
-            await in_transaction(engine, lambda c: ws.release_credits(
-                c, hold_id=hold_id, idempotency_key=f"{key}:again"))
+            await in_transaction(
+                engine,
+                lambda c: ws.release_credits(c, hold_id=hold_id, idempotency_key=f"{key}:again"),
+            )
             raise AssertionError("a closed hold was released twice")
         except HoldNotActive:
             pass
@@ -106,8 +128,12 @@ async def _apply(engine: AsyncEngine, wallet_id: uuid.UUID, m: Model,
         lot_id = m.lots[int(step[1]) % len(m.lots)]  # type: ignore[call-overload]
         want = int(step[2])  # type: ignore[call-overload]
         try:
-            r = await in_transaction(engine, lambda c: ws.refund_credits(
-                c, lot_id=lot_id, credits=want, idempotency_key=key, reason="r"))
+            r = await in_transaction(
+                engine,
+                lambda c: ws.refund_credits(
+                    c, lot_id=lot_id, credits=want, idempotency_key=key, reason="r"
+                ),
+            )
         except InsufficientCredits as exc:
             assert want > int(exc.extra["refundable_credits"])  # type: ignore[call-overload]
             return
@@ -127,7 +153,8 @@ async def test_random_operation_sequences_keep_every_invariant(engine: AsyncEngi
         done: list[tuple[str, dict[str, object]]] = []
         for step in ops:
             await _apply(engine, wallet.id, model, step, done)
-        w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
+        wid = wallet.id
+        w = await in_transaction(engine, lambda c, w=wid: ws.get_wallet(c, w))
         assert (w.available_credits, w.locked_credits) == (model.available, model.locked), ops
-        report = await in_transaction(engine, lambda c: ws.sync_balance(c, wallet.id))
+        report = await in_transaction(engine, lambda c, w=wid: ws.sync_balance(c, w))
         assert report.consistent, (report.drift, ops)

@@ -26,9 +26,15 @@ from tests.conftest import new_wallet
 
 async def _lots(engine: AsyncEngine, wallet_id: uuid.UUID) -> list[tuple[str, int, int]]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT source, credits_remaining, credits_refunded FROM credit_lots"
-            " WHERE wallet_id = :w ORDER BY granted_at"), {"w": wallet_id})).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT source, credits_remaining, credits_refunded FROM credit_lots"
+                    " WHERE wallet_id = :w ORDER BY granted_at"
+                ),
+                {"w": wallet_id},
+            )
+        ).all()
     return [(r.source, r.credits_remaining, r.credits_refunded) for r in rows]
 
 
@@ -37,18 +43,38 @@ async def _consistent(engine: AsyncEngine, wallet_id: uuid.UUID) -> None:
     assert report.consistent, report.drift
 
 
-async def test_grant_creates_a_lot_statement_line_and_counts_purchases(
-        engine: AsyncEngine) -> None:
+async def test_grant_creates_a_lot_statement_line_and_counts_purchases(engine: AsyncEngine) -> None:
     wallet = await new_wallet(engine)
-    r = await in_transaction(engine, lambda c: ws.grant_credits(
-        c, wallet_id=wallet.id, credits=3000, source=LotSource.purchase, idempotency_key="p:1"
-        + str(wallet.id), reason="pack", paid_paise=30000, taxable_paise=25424))
+    r = await in_transaction(
+        engine,
+        lambda c: ws.grant_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=3000,
+            source=LotSource.purchase,
+            idempotency_key="p:1" + str(wallet.id),
+            reason="pack",
+            paid_paise=30000,
+            taxable_paise=25424,
+        ),
+    )
     assert (r.wallet.available_credits, r.wallet.lifetime_purchased_credits) == (3000, 3000)
     assert (r.line.transaction_type, r.line.balance_before, r.line.balance_after) == (
-        TxnType.purchase, 0, 3000)
-    b = await in_transaction(engine, lambda c: ws.grant_credits(
-        c, wallet_id=wallet.id, credits=200, source=LotSource.bonus,
-        idempotency_key=f"b:{wallet.id}", reason="pack bonus"))
+        TxnType.purchase,
+        0,
+        3000,
+    )
+    b = await in_transaction(
+        engine,
+        lambda c: ws.grant_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=200,
+            source=LotSource.bonus,
+            idempotency_key=f"b:{wallet.id}",
+            reason="pack bonus",
+        ),
+    )
     assert (b.wallet.available_credits, b.wallet.lifetime_purchased_credits) == (3200, 3000)
     assert await _lots(engine, wallet.id) == [("purchase", 3000, 0), ("bonus", 200, 0)]
     await _consistent(engine, wallet.id)
@@ -58,19 +84,38 @@ async def test_consumption_draws_lots_fifo_soonest_expiry_first(engine: AsyncEng
     wallet = await new_wallet(engine)
     soon = datetime.now(UTC) + timedelta(days=1)
     for key, credits, expires in (("a", 100, None), ("b", 50, soon), ("c", 70, None)):
-        await in_transaction(engine, lambda c, k=key, n=credits, e=expires: ws.grant_credits(
-            c, wallet_id=wallet.id, credits=n, source=LotSource.promotional,
-            idempotency_key=f"{k}:{wallet.id}", reason="g", expires_at=e))
-    await in_transaction(engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=120, idempotency_key=f"d:{wallet.id}", reason="spend"))
+        await in_transaction(
+            engine,
+            lambda c, k=key, n=credits, e=expires: ws.grant_credits(
+                c,
+                wallet_id=wallet.id,
+                credits=n,
+                source=LotSource.promotional,
+                idempotency_key=f"{k}:{wallet.id}",
+                reason="g",
+                expires_at=e,
+            ),
+        )
+    await in_transaction(
+        engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=120, idempotency_key=f"d:{wallet.id}", reason="spend"
+        ),
+    )
     # Expiring lot b first (50), then the oldest non-expiring lot a (70 of 100).
     assert sorted(await _lots(engine, wallet.id)) == sorted(
-        [("promotional", 30, 0), ("promotional", 0, 0), ("promotional", 70, 0)])
+        [("promotional", 30, 0), ("promotional", 0, 0), ("promotional", 70, 0)]
+    )
     async with engine.connect() as conn:
-        moved = (await conn.execute(text(
-            "SELECT sum(m.credits) FROM credit_lot_movements m JOIN wallet_transactions t"
-            " ON t.id = m.wallet_transaction_id WHERE t.idempotency_key = :k"),
-            {"k": f"d:{wallet.id}"})).scalar_one()
+        moved = (
+            await conn.execute(
+                text(
+                    "SELECT sum(m.credits) FROM credit_lot_movements m JOIN wallet_transactions t"
+                    " ON t.id = m.wallet_transaction_id WHERE t.idempotency_key = :k"
+                ),
+                {"k": f"d:{wallet.id}"},
+            )
+        ).scalar_one()
     assert moved == -120
     await _consistent(engine, wallet.id)
 
@@ -78,12 +123,23 @@ async def test_consumption_draws_lots_fifo_soonest_expiry_first(engine: AsyncEng
 async def test_consumption_never_goes_below_zero(engine: AsyncEngine) -> None:
     wallet = await new_wallet(engine, 100)
     with pytest.raises(InsufficientCredits) as err:
-        await in_transaction(engine, lambda c: ws.consume_credits(
-            c, wallet_id=wallet.id, credits=101, idempotency_key=f"x:{wallet.id}",
-            reason="too much"))
+        await in_transaction(
+            engine,
+            lambda c: ws.consume_credits(
+                c,
+                wallet_id=wallet.id,
+                credits=101,
+                idempotency_key=f"x:{wallet.id}",
+                reason="too much",
+            ),
+        )
     assert err.value.extra["available_credits"] == 100
-    r = await in_transaction(engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=100, idempotency_key=f"y:{wallet.id}", reason="all"))
+    r = await in_transaction(
+        engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=100, idempotency_key=f"y:{wallet.id}", reason="all"
+        ),
+    )
     assert r.wallet.available_credits == 0
     await _consistent(engine, wallet.id)
 
@@ -92,82 +148,163 @@ async def test_consumption_never_goes_below_zero(engine: AsyncEngine) -> None:
 async def test_invalid_amounts_are_refused(engine: AsyncEngine, credits: object) -> None:
     wallet = await new_wallet(engine, 10)
     with pytest.raises(InvalidAmount):
-        await in_transaction(engine, lambda c: ws.consume_credits(
-            c, wallet_id=wallet.id, credits=credits,  # type: ignore[arg-type]
-            idempotency_key=f"bad:{uuid.uuid4()}", reason="bad"))
+        await in_transaction(
+            engine,
+            lambda c: ws.consume_credits(
+                c,
+                wallet_id=wallet.id,
+                credits=credits,  # type: ignore[arg-type]
+                idempotency_key=f"bad:{uuid.uuid4()}",
+                reason="bad",
+            ),
+        )
 
 
 async def test_unknown_wallet_is_not_found(engine: AsyncEngine) -> None:
     with pytest.raises(NotFound):
-        await in_transaction(engine, lambda c: ws.consume_credits(
-            c, wallet_id=uuid.uuid4(), credits=1, idempotency_key="nf", reason="x"))
+        await in_transaction(
+            engine,
+            lambda c: ws.consume_credits(
+                c, wallet_id=uuid.uuid4(), credits=1, idempotency_key="nf", reason="x"
+            ),
+        )
 
 
 async def test_replaying_a_key_returns_the_first_result_and_changes_nothing(
-        engine: AsyncEngine) -> None:
+    engine: AsyncEngine,
+) -> None:
     wallet = await new_wallet(engine, 100)
     key = f"dup:{wallet.id}"
-    first = await in_transaction(engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=30, idempotency_key=key, reason="once"))
-    again = await in_transaction(engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=30, idempotency_key=key, reason="once"))
+    first = await in_transaction(
+        engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=30, idempotency_key=key, reason="once"
+        ),
+    )
+    again = await in_transaction(
+        engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=30, idempotency_key=key, reason="once"
+        ),
+    )
     assert again.replayed and again.line == first.line
     assert again.wallet.available_credits == 70
     with pytest.raises(IdempotencyMismatch):
-        await in_transaction(engine, lambda c: ws.consume_credits(
-            c, wallet_id=wallet.id, credits=31, idempotency_key=key, reason="other"))
+        await in_transaction(
+            engine,
+            lambda c: ws.consume_credits(
+                c, wallet_id=wallet.id, credits=31, idempotency_key=key, reason="other"
+            ),
+        )
     with pytest.raises(IdempotencyMismatch):
-        await in_transaction(engine, lambda c: ws.lock_credits(
-            c, wallet_id=wallet.id, credits=30, idempotency_key=key, reason="x", ttl_s=60))
+        await in_transaction(
+            engine,
+            lambda c: ws.lock_credits(
+                c, wallet_id=wallet.id, credits=30, idempotency_key=key, reason="x", ttl_s=60
+            ),
+        )
 
 
 async def test_hold_partial_capture_releases_the_rest(engine: AsyncEngine) -> None:
     wallet = await new_wallet(engine, 500)
-    held = await in_transaction(engine, lambda c: ws.lock_credits(
-        c, wallet_id=wallet.id, credits=200, idempotency_key=f"h:{wallet.id}", reason="ticket",
-        ttl_s=60))
+    held = await in_transaction(
+        engine,
+        lambda c: ws.lock_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=200,
+            idempotency_key=f"h:{wallet.id}",
+            reason="ticket",
+            ttl_s=60,
+        ),
+    )
     assert (held.wallet.available_credits, held.wallet.locked_credits) == (300, 200)
     assert held.hold is not None
     with pytest.raises(InsufficientCredits):  # held credits are not spendable
-        await in_transaction(engine, lambda c: ws.consume_credits(
-            c, wallet_id=wallet.id, credits=301, idempotency_key=f"o:{wallet.id}", reason="x"))
+        await in_transaction(
+            engine,
+            lambda c: ws.consume_credits(
+                c, wallet_id=wallet.id, credits=301, idempotency_key=f"o:{wallet.id}", reason="x"
+            ),
+        )
     with pytest.raises(InvalidAmount):
-        await in_transaction(engine, lambda c: ws.capture_hold(
-            c, hold_id=held.hold.id, credits=201, idempotency_key=f"c0:{wallet.id}"))
-    cap = await in_transaction(engine, lambda c: ws.capture_hold(
-        c, hold_id=held.hold.id, credits=150, idempotency_key=f"c:{wallet.id}"))
+        await in_transaction(
+            engine,
+            lambda c: ws.capture_hold(
+                c, hold_id=held.hold.id, credits=201, idempotency_key=f"c0:{wallet.id}"
+            ),
+        )
+    cap = await in_transaction(
+        engine,
+        lambda c: ws.capture_hold(
+            c, hold_id=held.hold.id, credits=150, idempotency_key=f"c:{wallet.id}"
+        ),
+    )
     assert (cap.wallet.available_credits, cap.wallet.locked_credits) == (350, 0)
-    assert cap.hold is not None and (cap.hold.status, cap.hold.captured_credits,
-                                     cap.hold.released_credits) == (HoldStatus.captured, 150, 50)
+    assert cap.hold is not None and (
+        cap.hold.status,
+        cap.hold.captured_credits,
+        cap.hold.released_credits,
+    ) == (HoldStatus.captured, 150, 50)
     assert (cap.line.balance_before, cap.line.balance_after) == (300, 350)
     with pytest.raises(HoldNotActive):
-        await in_transaction(engine, lambda c: ws.release_credits(
-            c, hold_id=held.hold.id, idempotency_key=f"r:{wallet.id}"))
-    replay = await in_transaction(engine, lambda c: ws.capture_hold(
-        c, hold_id=held.hold.id, credits=150, idempotency_key=f"c:{wallet.id}"))
+        await in_transaction(
+            engine,
+            lambda c: ws.release_credits(c, hold_id=held.hold.id, idempotency_key=f"r:{wallet.id}"),
+        )
+    replay = await in_transaction(
+        engine,
+        lambda c: ws.capture_hold(
+            c, hold_id=held.hold.id, credits=150, idempotency_key=f"c:{wallet.id}"
+        ),
+    )
     assert replay.replayed and replay.line == cap.line
     await _consistent(engine, wallet.id)
 
 
 async def test_release_and_expiry(engine: AsyncEngine) -> None:
     wallet = await new_wallet(engine, 100)
-    h1 = await in_transaction(engine, lambda c: ws.lock_credits(
-        c, wallet_id=wallet.id, credits=40, idempotency_key=f"h1:{wallet.id}", reason="a",
-        ttl_s=60))
-    rel = await in_transaction(engine, lambda c: ws.release_credits(
-        c, hold_id=h1.hold.id, idempotency_key=f"r1:{wallet.id}"))  # type: ignore[union-attr]
+    h1 = await in_transaction(
+        engine,
+        lambda c: ws.lock_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=40,
+            idempotency_key=f"h1:{wallet.id}",
+            reason="a",
+            ttl_s=60,
+        ),
+    )
+    rel = await in_transaction(
+        engine,
+        lambda c: ws.release_credits(c, hold_id=h1.hold.id, idempotency_key=f"r1:{wallet.id}"),
+    )  # type: ignore[union-attr]
     assert rel.wallet.available_credits == 100 and rel.hold.status is HoldStatus.released  # type: ignore[union-attr]
 
-    h2 = await in_transaction(engine, lambda c: ws.lock_credits(
-        c, wallet_id=wallet.id, credits=60, idempotency_key=f"h2:{wallet.id}", reason="b",
-        ttl_s=1))
+    h2 = await in_transaction(
+        engine,
+        lambda c: ws.lock_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=60,
+            idempotency_key=f"h2:{wallet.id}",
+            reason="b",
+            ttl_s=1,
+        ),
+    )
     async with engine.begin() as conn:  # age the hold instead of sleeping
-        await conn.execute(text("UPDATE wallet_holds SET expires_at = now() - interval '1 s',"
-                                " created_at = now() - interval '2 s' WHERE id = :id"),
-                           {"id": h2.hold.id})  # type: ignore[union-attr]
+        await conn.execute(
+            text(
+                "UPDATE wallet_holds SET expires_at = now() - interval '1 s',"
+                " created_at = now() - interval '2 s' WHERE id = :id"
+            ),
+            {"id": h2.hold.id},
+        )  # type: ignore[union-attr]
     with pytest.raises(HoldExpired):
-        await in_transaction(engine, lambda c: ws.capture_hold(
-            c, hold_id=h2.hold.id, idempotency_key=f"c2:{wallet.id}"))  # type: ignore[union-attr]
+        await in_transaction(
+            engine,
+            lambda c: ws.capture_hold(c, hold_id=h2.hold.id, idempotency_key=f"c2:{wallet.id}"),
+        )  # type: ignore[union-attr]
     assert await expire_holds(engine) >= 1
     hold = await in_transaction(engine, lambda c: ws.get_hold(c, h2.hold.id))  # type: ignore[union-attr]
     assert hold.status is HoldStatus.expired and hold.released_credits == 60
@@ -178,21 +315,47 @@ async def test_release_and_expiry(engine: AsyncEngine) -> None:
 
 async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(engine: AsyncEngine) -> None:
     wallet = await new_wallet(engine)
-    grant = await in_transaction(engine, lambda c: ws.grant_credits(
-        c, wallet_id=wallet.id, credits=1000, source=LotSource.purchase,
-        idempotency_key=f"g:{wallet.id}", reason="pack", paid_paise=10000, taxable_paise=8475))
+    grant = await in_transaction(
+        engine,
+        lambda c: ws.grant_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=1000,
+            source=LotSource.purchase,
+            idempotency_key=f"g:{wallet.id}",
+            reason="pack",
+            paid_paise=10000,
+            taxable_paise=8475,
+        ),
+    )
     lot_id = grant.line.lot_id
     assert lot_id is not None
-    await in_transaction(engine, lambda c: ws.consume_credits(
-        c, wallet_id=wallet.id, credits=300, idempotency_key=f"d:{wallet.id}", reason="spend"))
+    await in_transaction(
+        engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=300, idempotency_key=f"d:{wallet.id}", reason="spend"
+        ),
+    )
     with pytest.raises(InsufficientCredits) as err:
-        await in_transaction(engine, lambda c: ws.refund_credits(
-            c, lot_id=lot_id, credits=701, idempotency_key=f"r0:{wallet.id}", reason="refund"))
+        await in_transaction(
+            engine,
+            lambda c: ws.refund_credits(
+                c, lot_id=lot_id, credits=701, idempotency_key=f"r0:{wallet.id}", reason="refund"
+            ),
+        )
     assert err.value.extra["refundable_credits"] == 700
-    part = await in_transaction(engine, lambda c: ws.refund_credits(
-        c, lot_id=lot_id, credits=200, idempotency_key=f"r1:{wallet.id}", reason="refund"))
-    rest = await in_transaction(engine, lambda c: ws.refund_credits(
-        c, lot_id=lot_id, idempotency_key=f"r2:{wallet.id}", reason="refund rest"))
+    part = await in_transaction(
+        engine,
+        lambda c: ws.refund_credits(
+            c, lot_id=lot_id, credits=200, idempotency_key=f"r1:{wallet.id}", reason="refund"
+        ),
+    )
+    rest = await in_transaction(
+        engine,
+        lambda c: ws.refund_credits(
+            c, lot_id=lot_id, idempotency_key=f"r2:{wallet.id}", reason="refund rest"
+        ),
+    )
     assert (part.line.credits, rest.line.credits, rest.wallet.available_credits) == (200, 500, 0)
     assert await _lots(engine, wallet.id) == [("purchase", 0, 700)]
     await _consistent(engine, wallet.id)
@@ -200,21 +363,35 @@ async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(engine: Async
 
 async def test_promotional_credits_are_never_refundable(engine: AsyncEngine) -> None:
     wallet = await new_wallet(engine)
-    grant = await in_transaction(engine, lambda c: ws.grant_credits(
-        c, wallet_id=wallet.id, credits=50, source=LotSource.promotional,
-        idempotency_key=f"g:{wallet.id}", reason="promo"))
+    grant = await in_transaction(
+        engine,
+        lambda c: ws.grant_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=50,
+            source=LotSource.promotional,
+            idempotency_key=f"g:{wallet.id}",
+            reason="promo",
+        ),
+    )
     with pytest.raises(InvalidAmount):
-        await in_transaction(engine, lambda c: ws.refund_credits(
-            c, lot_id=grant.line.lot_id,  # type: ignore[arg-type]
-            idempotency_key=f"r:{wallet.id}", reason="no"))
+        await in_transaction(
+            engine,
+            lambda c: ws.refund_credits(
+                c,
+                lot_id=grant.line.lot_id,  # type: ignore[arg-type]
+                idempotency_key=f"r:{wallet.id}",
+                reason="no",
+            ),
+        )
 
 
-async def test_sync_balance_reports_drift_and_never_fixes_it(
-        scratch_engine: AsyncEngine) -> None:
+async def test_sync_balance_reports_drift_and_never_fixes_it(scratch_engine: AsyncEngine) -> None:
     wallet = await new_wallet(scratch_engine, 100)
     async with scratch_engine.begin() as conn:
-        await conn.execute(text("UPDATE wallets SET available_credits = 150 WHERE id = :id"),
-                           {"id": wallet.id})
+        await conn.execute(
+            text("UPDATE wallets SET available_credits = 150 WHERE id = :id"), {"id": wallet.id}
+        )
     report = await in_transaction(scratch_engine, lambda c: ws.sync_balance(c, wallet.id))
     assert not report.consistent
     assert report.drift["available"] == 50 and report.ledger_available == 100

@@ -12,8 +12,10 @@ STRONG = "x" * 40
 
 
 def test_neon_pooled_url_is_accepted_as_handed_out() -> None:
-    target = to_asyncpg("postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2"
-                        ".aws.neon.tech/dbname?sslmode=require&channel_binding=require")
+    target = to_asyncpg(
+        "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2"
+        ".aws.neon.tech/dbname?sslmode=require&channel_binding=require"
+    )
     assert target.url.drivername == "postgresql+asyncpg"
     assert target.url.host == "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech"
     assert target.url.password == "AbC123dEf"
@@ -30,10 +32,15 @@ def test_neon_endpoint_option_becomes_a_startup_parameter() -> None:
     assert target.connect_args["server_settings"] == {"options": "endpoint=ep-abc"}
 
 
-@pytest.mark.parametrize("url", [
-    "mysql://u@h/db", "postgresql://u@h/db?sslmode=sometimes", "postgresql://u@h/db?foo=1",
-    "not a url",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u@h/db",
+        "postgresql://u@h/db?sslmode=sometimes",
+        "postgresql://u@h/db?foo=1",
+        "not a url",
+    ],
+)
 def test_bad_database_urls_are_refused(url: str) -> None:
     with pytest.raises(DatabaseUrlError):
         to_asyncpg(url)
@@ -41,19 +48,28 @@ def test_bad_database_urls_are_refused(url: str) -> None:
 
 def test_production_refuses_the_development_secret() -> None:
     with pytest.raises(ValidationError, match="JWT_SECRET"):
-        Settings(env=Environment.production, jwt_secret=DEV_JWT_SECRET,
-                 database_url="postgresql://u:p@db.example/x?sslmode=require")
+        Settings(
+            env=Environment.production,
+            jwt_secret=DEV_JWT_SECRET,
+            database_url="postgresql://u:p@db.example/x?sslmode=require",
+        )
 
 
 def test_production_refuses_plaintext_remote_database() -> None:
     with pytest.raises(ValidationError, match="sslmode"):
-        Settings(env=Environment.production, jwt_secret=STRONG,
-                 database_url="postgresql://u:p@db.example/x")
+        Settings(
+            env=Environment.production,
+            jwt_secret=STRONG,
+            database_url="postgresql://u:p@db.example/x",
+        )
 
 
 def test_production_accepts_a_safe_configuration() -> None:
-    s = Settings(env=Environment.production, jwt_secret=STRONG,
-                 database_url="postgresql://u:p@db.example/x?sslmode=require")
+    s = Settings(
+        env=Environment.production,
+        jwt_secret=STRONG,
+        database_url="postgresql://u:p@db.example/x?sslmode=require",
+    )
     assert s.direct_url == s.database_url
 
 

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from commdesk_billing.modules.wallet.fifo import LotBalance, allocate_fifo
 
 lots_strategy = st.lists(st.integers(min_value=0, max_value=10**9), min_size=0, max_size=30).map(
-    lambda sizes: [LotBalance(uuid.uuid4(), n) for n in sizes])
+    lambda sizes: [LotBalance(uuid.uuid4(), n) for n in sizes]
+)
 
 
 @given(lots=lots_strategy, data=st.data())
-def test_allocation_takes_exactly_the_amount_in_order(lots: list[LotBalance],
-                                                      data: st.DataObject) -> None:
+def test_allocation_takes_exactly_the_amount_in_order(
+    lots: list[LotBalance], data: st.DataObject
+) -> None:
     total = sum(lot.remaining for lot in lots)
     if total == 0:
         with pytest.raises(ValueError):

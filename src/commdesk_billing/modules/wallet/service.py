@@ -333,7 +333,7 @@ async def capture_hold(
     capture = hold.credits if credits is None else credits
     _check_credits(capture)
     if hold.status is not HoldStatus.active:
-        raise HoldNotActive(f"hold {hold.id} is {hold.status}", status=hold.status.value)
+        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     now = _now()
     if hold.expires_at <= now:
         raise HoldExpired(f"hold {hold.id} expired at {hold.expires_at.isoformat()}")
@@ -393,7 +393,7 @@ async def release_credits(
             raise IdempotencyMismatch("idempotency key was already used for another hold")
         return done
     if hold.status is not HoldStatus.active:
-        raise HoldNotActive(f"hold {hold.id} is {hold.status}", status=hold.status.value)
+        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     now = _now()
     status = HoldStatus.expired if expired else HoldStatus.released
     journal = Journal(

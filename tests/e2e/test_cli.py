@@ -1,0 +1,99 @@
+"""The README's path, as a person takes it: migrate, token, api, call it, demo, verify."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+CLI = [sys.executable, "-m", "commdesk_billing.cli"]
+
+
+def _env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "BILLING_DATABASE_URL": database_url, "BILLING_LOG_JSON": "false"}
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def api_url(database_url: str) -> AsyncIterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "api", "--port", str(port), env=_env(database_url)
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(100):
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the API did not become ready")
+        yield url
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=15)
+
+
+async def test_token_then_call_the_running_api(database_url: str, api_url: str) -> None:
+    tok = await asyncio.to_thread(
+        _cli, database_url, "token", "--sub", "cli-user", "--role", "member"
+    )
+    assert tok.returncode == 0, tok.stderr
+    async with httpx.AsyncClient(base_url=api_url) as client:
+        r = await client.get(
+            "/v1/wallets/me", headers={"Authorization": f"Bearer {tok.stdout.strip()}"}
+        )
+    assert r.status_code == 200 and r.json()["available_credits"] == 0
+    sync = await asyncio.to_thread(_cli, database_url, "wallet", "sync-balance", r.json()["id"])
+    assert sync.returncode == 0 and '"drift": {}' in sync.stdout
+
+
+async def test_demo_against_the_running_api_then_verify(database_url: str, api_url: str) -> None:
+    demo = await asyncio.to_thread(_cli, database_url, "demo", "--api-url", api_url)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "demo: OK" in demo.stdout and "1500 - 200 - 100 = 1200" in demo.stdout
+    verify = await asyncio.to_thread(_cli, database_url, "ledger", "verify", "--seal")
+    assert verify.returncode == 0, verify.stdout
+    assert "ledger OK" in verify.stdout
+
+
+async def test_operator_commands(database_url: str) -> None:
+    again = await asyncio.to_thread(_cli, database_url, "migrate")
+    assert again.returncode == 0, again.stderr  # migrating twice is harmless
+    expired = await asyncio.to_thread(_cli, database_url, "holds", "expire")
+    assert expired.returncode == 0 and "expired hold" in expired.stdout
+    sealed = await asyncio.to_thread(_cli, database_url, "ledger", "seal")
+    assert sealed.returncode == 0 and "sealed" in sealed.stdout
+    bad_env = {**_env(database_url), "BILLING_DB_POOL_SIZE": "zero"}
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [*CLI, "ledger", "verify"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=bad_env,
+        check=False,
+    )
+    assert bad.returncode != 0 and "configuration is not valid" in bad.stderr
