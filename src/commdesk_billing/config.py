@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,8 +34,13 @@ class Settings(BaseSettings):
     database_direct_url: str | None = None
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
     db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 10
-    # A checkout ping costs a round trip but survives Neon suspending idle connections.
-    db_pool_pre_ping: bool = True
+    # Does BILLING_DATABASE_URL lead to a transaction-mode pooler (PgBouncer, Neon's pooled
+    # endpoint)? "auto" says yes for hosts named like Neon's pooled endpoints (`-pooler`).
+    db_pooler: Literal["auto", "transaction", "none"] = "auto"
+    # A checkout ping costs a round trip per transaction. Off by default: a connection that
+    # died while idle fails its transaction, which `in_transaction` runs again (every
+    # operation is idempotent by key, so even an ambiguous COMMIT is safe to repeat).
+    db_pool_pre_ping: bool = False
     db_statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -58,6 +63,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @property
+    def pooled(self) -> bool | None:
+        return {"auto": None, "transaction": True, "none": False}[self.db_pooler]
 
     @property
     def direct_url(self) -> str:

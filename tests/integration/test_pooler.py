@@ -89,7 +89,9 @@ async def pooled_engine(database_url: str, pooler_port: int) -> AsyncIterator[As
     url = make_url(database_url).set(port=pooler_port).render_as_string(hide_password=False)
     # Debian's PgBouncer (1.18) predates prepared-statement tracking altogether: the
     # strictest transaction-mode pooler there is.
-    eng = make_engine(Settings(database_url=url, db_pool_size=20, db_max_overflow=0))
+    eng = make_engine(
+        Settings(database_url=url, db_pool_size=20, db_max_overflow=0, db_pooler="transaction")
+    )
     try:
         yield eng
     finally:

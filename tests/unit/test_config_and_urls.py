@@ -27,6 +27,14 @@ def test_neon_pooled_url_is_accepted_as_handed_out() -> None:
     assert len(names) == 100
 
 
+def test_direct_connections_keep_the_statement_cache() -> None:
+    direct = to_asyncpg("postgresql://u:p@ep-cool-darkness-123456.us-east-2.aws.neon.tech/db")
+    assert "statement_cache_size" not in direct.connect_args
+    assert direct.url.query["prepared_statement_cache_size"] == "100"
+    forced = to_asyncpg("postgresql://u@127.0.0.1:6432/db", pooled=True)
+    assert forced.connect_args["statement_cache_size"] == 0
+
+
 def test_neon_endpoint_option_becomes_a_startup_parameter() -> None:
     target = to_asyncpg("postgres://u:p@host/db?sslmode=require&options=endpoint%3Dep-abc")
     assert target.connect_args["server_settings"] == {"options": "endpoint=ep-abc"}

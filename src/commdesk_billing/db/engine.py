@@ -28,6 +28,8 @@ def make_engine(
     target = to_asyncpg(
         settings.direct_url if direct else settings.database_url,
         command_timeout_s=settings.db_statement_timeout_ms / 1000,
+        # The direct URL never goes through the pooler.
+        pooled=False if direct else settings.pooled,
     )
     size = pool_size if pool_size is not None else settings.db_pool_size
     return create_async_engine(
@@ -60,6 +62,9 @@ async def in_transaction(
 ) -> T:
     """Run `work` in one transaction, committed before returning.
 
+    `work` must be idempotent (every wallet and ledger operation is, by its key): it may
+    run again after a serialization failure, a deadlock or a lost connection.
+
     The commit is inside the retry loop: a serialization failure can surface at COMMIT.
     """
     for attempt in range(1, attempts + 1):
@@ -68,9 +73,19 @@ async def in_transaction(
                 return await work(conn)
         except DBAPIError as exc:
             code = sqlstate(exc)
-            if code not in RETRYABLE_SQLSTATES or attempt == attempts:
+            # A connection that died (idle timeout, failover, a suspended Neon compute) is
+            # retried too: callers' work is idempotent by key, so even a COMMIT whose
+            # outcome we never heard is safe to run again.
+            retryable = code in RETRYABLE_SQLSTATES or exc.connection_invalidated
+            if not retryable or attempt == attempts:
                 raise
             delay = min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5)
-            log.warning("db.transaction.retry", sqlstate=code, attempt=attempt, delay_s=delay)
+            log.warning(
+                "db.transaction.retry",
+                sqlstate=code,
+                disconnected=exc.connection_invalidated,
+                attempt=attempt,
+                delay_s=delay,
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

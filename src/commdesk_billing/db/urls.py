@@ -33,7 +33,15 @@ def _unique_statement_name() -> str:
     return f"__cdb_{uuid.uuid4().hex}__"
 
 
-def to_asyncpg(raw: str, *, command_timeout_s: float | None = None) -> AsyncpgTarget:
+def behind_pooler(raw: str) -> bool:
+    """Neon's pooled endpoints carry `-pooler` in the host name."""
+    return "-pooler" in (make_url(raw).host or "")
+
+
+def to_asyncpg(
+    raw: str, *, command_timeout_s: float | None = None, pooled: bool | None = None
+) -> AsyncpgTarget:
+    """`pooled`: the URL leads to a transaction-mode pooler (None: guess from the host)."""
     try:
         url = make_url(raw)
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
@@ -41,12 +49,18 @@ def to_asyncpg(raw: str, *, command_timeout_s: float | None = None) -> AsyncpgTa
     if url.drivername not in _SCHEMES:
         raise DatabaseUrlError(f"unsupported database URL scheme {url.drivername!r}")
     query = dict(url.query)
-    connect_args: dict[str, Any] = {
-        # No server-side prepared statement is reused across transactions, so a
-        # transaction-mode pooler (Neon's pooled endpoint) is safe.
-        "statement_cache_size": 0,
-        "prepared_statement_name_func": _unique_statement_name,
-    }
+    if pooled is None:
+        pooled = behind_pooler(raw)
+    connect_args: dict[str, Any] = {}
+    cache_size = "100"
+    if pooled:
+        # Behind a transaction-mode pooler no server-side prepared statement may be reused
+        # across transactions: consecutive transactions can land on different server
+        # connections. Costs a Parse round trip per statement; a direct connection keeps
+        # asyncpg's per-connection statement cache.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+        cache_size = "0"
     if command_timeout_s is not None:
         connect_args["command_timeout"] = command_timeout_s
     server_settings: dict[str, str] = {}
@@ -68,7 +82,9 @@ def to_asyncpg(raw: str, *, command_timeout_s: float | None = None) -> AsyncpgTa
         raise DatabaseUrlError(f"unsupported database URL parameters: {sorted(query)}")
     if server_settings:
         connect_args["server_settings"] = server_settings
-    target = url.set(drivername="postgresql+asyncpg", query={"prepared_statement_cache_size": "0"})
+    target = url.set(
+        drivername="postgresql+asyncpg", query={"prepared_statement_cache_size": cache_size}
+    )
     return AsyncpgTarget(url=target, connect_args=connect_args)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
 
 
 class CompositeWrite:
@@ -37,4 +38,4 @@ class CompositeWrite:
         if clash:
             raise ValueError(f"parameter names used twice: {sorted(clash)}")
         prefix = f"WITH {', '.join(self._parts)} " if self._parts else ""
-        return await conn.execute(text(prefix + final_sql), {**self._params, **params})
+        return await conn.execute(sql(prefix + final_sql), {**self._params, **params})

@@ -3,9 +3,9 @@ walks every route against every role."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import Forbidden
 from commdesk_billing.modules.wallet.model import Wallet
 from commdesk_billing.security.jwt import Principal, Role, Scope
@@ -21,7 +21,7 @@ async def owns(conn: AsyncConnection, principal: Principal, wallet: Wallet) -> b
         return False
     user_id = (
         await conn.execute(
-            text("SELECT id FROM users WHERE external_id = :sub"), {"sub": principal.sub}
+            sql("SELECT id FROM users WHERE external_id = :sub"), {"sub": principal.sub}
         )
     ).scalar_one_or_none()
     return user_id is not None and user_id == wallet.owner_id

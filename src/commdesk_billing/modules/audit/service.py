@@ -6,9 +6,9 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.db.sql import sql
 from commdesk_billing.security.jwt import Principal
 
 
@@ -23,7 +23,7 @@ async def record(
     request_id: str | None = None,
 ) -> None:
     await conn.execute(
-        text("""
+        sql("""
         INSERT INTO audit_logs (id, actor_sub, actor_role, action, target_type, target_id,
                                 request_id, details)
         VALUES (:id, :sub, :role, :action, :tt, :tid, :rid, CAST(:details AS jsonb))"""),

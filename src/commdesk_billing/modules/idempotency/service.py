@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import DomainError, IdempotencyInProgress, IdempotencyMismatch
 from commdesk_billing.problems import domain_problem_body
 
@@ -64,7 +64,7 @@ Work = Callable[[AsyncConnection, str], Awaitable[Answer]]
 async def _claim(conn: AsyncConnection, req: KeyedRequest) -> Answer | None:
     got = (
         await conn.execute(
-            text("SELECT pg_try_advisory_xact_lock(:k)"),
+            sql("SELECT pg_try_advisory_xact_lock(:k)"),
             {"k": req.lock_key},
         )
     ).scalar_one()
@@ -74,7 +74,7 @@ async def _claim(conn: AsyncConnection, req: KeyedRequest) -> Answer | None:
         )
     row = (
         await conn.execute(
-            text("""
+            sql("""
         SELECT request_hash, response_status, response_body FROM idempotency_keys
          WHERE scope = :s AND key = :k"""),
             {"s": req.scope, "k": req.key},
@@ -92,7 +92,7 @@ async def _claim(conn: AsyncConnection, req: KeyedRequest) -> Answer | None:
 
 async def _store(conn: AsyncConnection, req: KeyedRequest, answer: Answer) -> None:
     await conn.execute(
-        text("""
+        sql("""
         INSERT INTO idempotency_keys (scope, key, request_hash, method, path, response_status,
                                       response_body)
         VALUES (:s, :k, :h, :m, :p, :st, CAST(:b AS json))"""),

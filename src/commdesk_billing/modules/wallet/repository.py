@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.db.sql import sql
 from commdesk_billing.db.write import CompositeWrite
 from commdesk_billing.modules.ledger.model import Journal
 from commdesk_billing.modules.ledger.repository import ChainHead, add_journal
@@ -78,7 +78,7 @@ def _lot(row: Row[Any]) -> Lot:
 async def find_user_wallet(conn: AsyncConnection, external_id: str) -> Wallet | None:
     row = (
         await conn.execute(
-            text(f"""
+            sql(f"""
         SELECT {", ".join("w." + c.strip() for c in _WALLET_COLS.split(","))}
           FROM users u JOIN wallets w ON w.owner_type = 'user' AND w.owner_id = u.id
          WHERE u.external_id = :sub"""),
@@ -94,14 +94,14 @@ async def ensure_user(
     # ON CONFLICT DO NOTHING waits for a concurrent first-use of the same subject to finish,
     # and the following SELECT (a new snapshot) then sees its row.
     await conn.execute(
-        text("""
+        sql("""
         INSERT INTO users (id, external_id, email, name) VALUES (:id, :sub, :email, :name)
         ON CONFLICT (external_id) DO NOTHING"""),
         {"id": uuid.uuid4(), "sub": external_id, "email": email, "name": name},
     )
     user_id = (
         await conn.execute(
-            text("SELECT id FROM users WHERE external_id = :sub"), {"sub": external_id}
+            sql("SELECT id FROM users WHERE external_id = :sub"), {"sub": external_id}
         )
     ).scalar_one()
     return uuid.UUID(str(user_id))
@@ -110,7 +110,7 @@ async def ensure_user(
 async def ensure_wallet(conn: AsyncConnection, owner_type: str, owner_id: uuid.UUID) -> None:
     wallet_id = uuid.uuid4()
     await conn.execute(
-        text("""
+        sql("""
         WITH w AS (
             INSERT INTO wallets (id, owner_type, owner_id, available_account_id, held_account_id)
             VALUES (:id, :otype, :oid, :avail, :held)
@@ -142,7 +142,7 @@ async def get_wallet(
     suffix = " FOR UPDATE" if lock else ""
     row = (
         await conn.execute(
-            text(f"SELECT {_WALLET_COLS} FROM wallets WHERE id = :id{suffix}"), {"id": wallet_id}
+            sql(f"SELECT {_WALLET_COLS} FROM wallets WHERE id = :id{suffix}"), {"id": wallet_id}
         )
     ).first()
     return _wallet(row) if row else None
@@ -151,7 +151,7 @@ async def get_wallet(
 async def find_line(conn: AsyncConnection, idempotency_key: str) -> StatementLine | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_LINE_COLS} FROM wallet_transactions WHERE idempotency_key = :k"),
+            sql(f"SELECT {_LINE_COLS} FROM wallet_transactions WHERE idempotency_key = :k"),
             {"k": idempotency_key},
         )
     ).first()
@@ -163,7 +163,7 @@ async def list_lines(
 ) -> list[StatementLine]:
     rows = (
         await conn.execute(
-            text(f"""
+            sql(f"""
         SELECT {_LINE_COLS} FROM wallet_transactions
          WHERE wallet_id = :w AND (CAST(:before AS bigint) IS NULL OR seq < :before)
          ORDER BY seq DESC LIMIT :limit"""),
@@ -173,30 +173,41 @@ async def list_lines(
     return [_line(r) for r in rows]
 
 
-async def fifo_lots(conn: AsyncConnection, wallet_id: uuid.UUID, credits: int) -> list[LotBalance]:
-    """The lots a draw of `credits` touches, in FIFO order (DESIGN §3), and no more."""
+async def fifo_lots(
+    conn: AsyncConnection, wallet_id: uuid.UUID, credits: int, unless_key: str
+) -> list[LotBalance] | None:
+    """The lots a draw of `credits` touches, in FIFO order (DESIGN §3), and no more.
+
+    None when a statement line with `unless_key` already exists (the operation ran before):
+    the replay check rides along in the same statement, saving a round trip on the hot path.
+    """
     rows = (
         await conn.execute(
-            text("""
-        SELECT id, credits_remaining FROM (
+            sql("""
+        SELECT (SELECT 1 FROM wallet_transactions WHERE idempotency_key = :key) AS done,
+               l.id, l.credits_remaining
+          FROM (SELECT 1) AS one
+          LEFT JOIN (
             SELECT id, credits_remaining,
                    sum(credits_remaining) OVER (
                        ORDER BY expires_at ASC NULLS LAST, granted_at, id) - credits_remaining
                        AS before
               FROM credit_lots
              WHERE wallet_id = :w AND credits_remaining > 0
-        ) l WHERE before < :credits
-        ORDER BY before"""),
-            {"w": wallet_id, "credits": credits},
+          ) l ON l.before < :credits
+         ORDER BY l.before"""),
+            {"w": wallet_id, "credits": credits, "key": unless_key},
         )
     ).all()
-    return [LotBalance(lot_id=r.id, remaining=r.credits_remaining) for r in rows]
+    if rows and rows[0].done:
+        return None
+    return [LotBalance(lot_id=r.id, remaining=r.credits_remaining) for r in rows if r.id]
 
 
 async def get_lot(conn: AsyncConnection, lot_id: uuid.UUID) -> Lot | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_LOT_COLS} FROM credit_lots WHERE id = :id"), {"id": lot_id}
+            sql(f"SELECT {_LOT_COLS} FROM credit_lots WHERE id = :id"), {"id": lot_id}
         )
     ).first()
     return _lot(row) if row else None
@@ -205,7 +216,7 @@ async def get_lot(conn: AsyncConnection, lot_id: uuid.UUID) -> Lot | None:
 async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_HOLD_COLS} FROM wallet_holds WHERE id = :id"), {"id": hold_id}
+            sql(f"SELECT {_HOLD_COLS} FROM wallet_holds WHERE id = :id"), {"id": hold_id}
         )
     ).first()
     return _hold(row) if row else None
@@ -214,7 +225,7 @@ async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold | None:
 async def find_hold_by_key(conn: AsyncConnection, key: str) -> Hold | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_HOLD_COLS} FROM wallet_holds WHERE idempotency_key = :k"), {"k": key}
+            sql(f"SELECT {_HOLD_COLS} FROM wallet_holds WHERE idempotency_key = :k"), {"k": key}
         )
     ).first()
     return _hold(row) if row else None
@@ -223,7 +234,7 @@ async def find_hold_by_key(conn: AsyncConnection, key: str) -> Hold | None:
 async def expired_hold_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[uuid.UUID]:
     rows = (
         await conn.execute(
-            text("""
+            sql("""
         SELECT id FROM wallet_holds WHERE status = 'active' AND expires_at <= :now
          ORDER BY expires_at LIMIT :limit"""),
             {"now": now, "limit": limit},

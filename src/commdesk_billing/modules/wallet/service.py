@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import (
     HoldExpired,
     HoldNotActive,
@@ -203,7 +203,11 @@ async def consume_credits(
     """Spend available credits, drawing lots FIFO. Never goes below zero."""
     _check_credits(credits)
     wallet = await _lock(conn, wallet_id)
-    if done := await _replay(conn, wallet, idempotency_key, TxnType.debit, credits):
+    # Lots and the replay check in one statement: this is the hottest path.
+    lots = await repo.fifo_lots(conn, wallet.id, credits, idempotency_key)
+    if lots is None:
+        done = await _replay(conn, wallet, idempotency_key, TxnType.debit, credits)
+        assert done is not None
         return done
     if wallet.available_credits < credits:
         raise InsufficientCredits(
@@ -211,7 +215,7 @@ async def consume_credits(
             available_credits=wallet.available_credits,
             requested_credits=credits,
         )
-    drawn = allocate_fifo(await repo.fifo_lots(conn, wallet.id, credits), credits)
+    drawn = allocate_fifo(lots, credits)
     now = _now()
     journal = Journal(
         idempotency_key=_journal_key(idempotency_key),
@@ -343,7 +347,9 @@ async def capture_hold(
             hold_credits=hold.credits,
         )
     release = hold.credits - capture
-    drawn = allocate_fifo(await repo.fifo_lots(conn, wallet.id, capture), capture)
+    lots = await repo.fifo_lots(conn, wallet.id, capture, idempotency_key)
+    assert lots is not None  # the replay check above already ran under the same lock
+    drawn = allocate_fifo(lots, capture)
     legs = [
         Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
         Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -capture),
@@ -492,7 +498,7 @@ async def sync_balance(conn: AsyncConnection, wallet_id: uuid.UUID) -> BalanceRe
     """
     row = (
         await conn.execute(
-            text("""
+            sql("""
         SELECT w.available_credits, w.locked_credits,
                (SELECT -coalesce(sum(amount), 0) FROM ledger_entries
                  WHERE account_id = w.available_account_id) AS ledger_available,

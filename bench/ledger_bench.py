@@ -1,0 +1,272 @@
+"""Ledger benchmark: wallet debits per second through the service layer, next to pgbench.
+
+    .venv/bin/python bench/ledger_bench.py [--rounds 3] [--seconds 10] [--connections 16]
+
+Each round runs, one after the other on the same PostgreSQL:
+  1. pgbench TPC-B (`pgbench -c C -j 2 -T S`, scale = C) — what this machine's PostgreSQL does
+     with the classic bank transaction;
+  2. debits over many wallets (2 000 wallets, random pick): `consume_credits` through
+     `in_transaction`, C connections split over 2 processes;
+  3. debits on one hot wallet, same connections.
+Medians of the rounds are reported as absolute numbers and as ratios to pgbench, printed as
+a table, written to bench/results/ledger.json and into docs/benchmarks.md.
+Each run creates its own databases and drops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import statistics
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.db.migrate import upgrade
+from commdesk_billing.errors import InsufficientCredits
+from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.model import LotSource
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN = os.environ.get("BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+WALLETS = 2000
+FUNDING = 10**9
+
+
+def _url(db: str) -> str:
+    return make_url(ADMIN).set(database=db).render_as_string(hide_password=False)
+
+
+def _libpq(db: str) -> list[str]:
+    u = make_url(ADMIN)
+    return [
+        "-h",
+        u.host or "127.0.0.1",
+        "-p",
+        str(u.port or 5432),
+        "-U",
+        u.username or "postgres",
+        db,
+    ]
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(
+        make_url(ADMIN).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pgbench(db: str, clients: int, seconds: int) -> float:
+    out = subprocess.run(
+        ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *_libpq(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"tps = ([\d.]+) \((?:without initial connection time|excluding)", out)
+    if not match:
+        raise RuntimeError(f"could not read pgbench output:\n{out}")
+    return float(match.group(1))
+
+
+async def _prepare(url: str) -> list[str]:
+    engine = make_engine(Settings(database_url=url), pool_size=8)
+    try:
+
+        async def make(i: int) -> str:
+            w = await in_transaction(
+                engine, lambda c: ws.get_or_create_user_wallet(c, f"bench-{i}")
+            )
+            await in_transaction(
+                engine,
+                lambda c: ws.grant_credits(
+                    c,
+                    wallet_id=w.id,
+                    credits=FUNDING,
+                    source=LotSource.promotional,
+                    idempotency_key=f"bench-fund:{w.id}",
+                    reason="bench funding",
+                ),
+            )
+            return str(w.id)
+
+        ids: list[str] = []
+        for start in range(0, WALLETS, 100):
+            ids += await asyncio.gather(*(make(i) for i in range(start, start + 100)))
+        return ids
+    finally:
+        await engine.dispose()
+
+
+async def _worker_main(
+    url: str, wallets: list[str], tasks: int, seconds: float, start_at: float
+) -> tuple[int, list[float]]:
+    engine = make_engine(Settings(database_url=url, db_pool_size=tasks, db_max_overflow=0))
+    ids = [uuid.UUID(w) for w in wallets]
+    done = 0
+    latencies: list[float] = []
+    try:
+        async with engine.connect():  # warm one connection before the clock starts
+            pass
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        stop = time.time() + seconds
+
+        async def loop() -> None:
+            nonlocal done
+            while time.time() < stop:
+                wid = random.choice(ids)
+                t0 = time.perf_counter()
+                try:
+                    await in_transaction(
+                        engine,
+                        lambda c: ws.consume_credits(
+                            c,
+                            wallet_id=wid,
+                            credits=1,
+                            idempotency_key=f"b:{uuid.uuid4()}",
+                            reason="bench",
+                        ),
+                    )
+                except InsufficientCredits:  # pragma: no cover - funded far beyond the run
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                done += 1
+
+        await asyncio.gather(*(loop() for _ in range(tasks)))
+    finally:
+        await engine.dispose()
+    return done, latencies
+
+
+def _proc(args: tuple[str, list[str], int, float, float]) -> tuple[int, list[float]]:
+    return asyncio.run(_worker_main(*args))
+
+
+def debits(url: str, wallets: list[str], connections: int, seconds: int) -> dict[str, float]:
+    procs = 2
+    start_at = time.time() + 2.0
+    per = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    with mp.get_context("spawn").Pool(procs) as pool:
+        results = pool.map(_proc, [(url, wallets, n, float(seconds), start_at) for n in per])
+    total = sum(r[0] for r in results)
+    lat = sorted(x for r in results for x in r[1])
+    return {
+        "ops_per_s": total / seconds,
+        "p50_ms": 1000 * lat[len(lat) // 2] if lat else 0.0,
+        "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else 0.0,
+    }
+
+
+def _median(rounds: list[dict[str, Any]], key: str, sub: str | None = None) -> float:
+    values = [r[key][sub] if sub else r[key] for r in rounds]
+    return float(statistics.median(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    args = parser.parse_args()
+
+    tag = uuid.uuid4().hex[:8]
+    bench_db, pgb_db = f"cdb_bench_{tag}", f"cdb_pgbench_{tag}"
+    asyncio.run(_admin(f'CREATE DATABASE "{bench_db}"'))
+    asyncio.run(_admin(f'CREATE DATABASE "{pgb_db}"'))
+    try:
+        upgrade(_url(bench_db))
+        subprocess.run(
+            ["pgbench", "-i", "-q", "-s", str(args.connections), *_libpq(pgb_db)],
+            check=True,
+            capture_output=True,
+        )
+        wallets = asyncio.run(_prepare(_url(bench_db)))
+        hot = [wallets[0]]
+        rounds: list[dict[str, Any]] = []
+        for i in range(args.rounds):
+            r = {
+                "pgbench_tps": pgbench(pgb_db, args.connections, args.seconds),
+                "many": debits(_url(bench_db), wallets, args.connections, args.seconds),
+                "hot": debits(_url(bench_db), hot, args.connections, args.seconds),
+            }
+            rounds.append(r)
+            print(
+                f"round {i + 1}: pgbench {r['pgbench_tps']:.0f} tps, many wallets "
+                f"{r['many']['ops_per_s']:.0f}/s, hot wallet {r['hot']['ops_per_s']:.0f}/s",
+                flush=True,
+            )
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)'))
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pgb_db}" WITH (FORCE)'))
+
+    pg = _median(rounds, "pgbench_tps")
+    summary = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"python bench/ledger_bench.py --rounds {args.rounds} --seconds "
+        f"{args.seconds} --connections {args.connections}",
+        "machine": f"{os.cpu_count()} cores",
+        "pgbench_tps": pg,
+        "many_wallets_debits_per_s": _median(rounds, "many", "ops_per_s"),
+        "many_wallets_p50_ms": _median(rounds, "many", "p50_ms"),
+        "many_wallets_p99_ms": _median(rounds, "many", "p99_ms"),
+        "hot_wallet_debits_per_s": _median(rounds, "hot", "ops_per_s"),
+        "hot_wallet_p50_ms": _median(rounds, "hot", "p50_ms"),
+        "hot_wallet_p99_ms": _median(rounds, "hot", "p99_ms"),
+        "rounds": rounds,
+    }
+    summary["many_ratio"] = summary["many_wallets_debits_per_s"] / pg
+    summary["hot_ratio"] = summary["hot_wallet_debits_per_s"] / pg
+    table = (
+        "| measure | median | ratio to pgbench |\n|---|---:|---:|\n"
+        f"| pgbench TPC-B, {args.connections} clients | {pg:,.0f} tps | 1.00 |\n"
+        f"| debits, {WALLETS} wallets, {args.connections} connections | "
+        f"{summary['many_wallets_debits_per_s']:,.0f}/s (p50 {summary['many_wallets_p50_ms']:.1f}"
+        f" ms, p99 {summary['many_wallets_p99_ms']:.1f} ms) | {summary['many_ratio']:.2f} |\n"
+        f"| debits, one hot wallet, {args.connections} connections | "
+        f"{summary['hot_wallet_debits_per_s']:,.0f}/s (p50 {summary['hot_wallet_p50_ms']:.1f} ms,"
+        f" p99 {summary['hot_wallet_p99_ms']:.1f} ms) | {summary['hot_ratio']:.2f} |\n"
+    )
+    print()
+    print(table)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ledger.json").write_text(json.dumps(summary, indent=2))
+    if not args.no_docs:
+        _write_docs(summary, table)
+
+
+def _write_docs(summary: dict[str, Any], table: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    begin, end = "<!-- ledger-bench:begin -->", "<!-- ledger-bench:end -->"
+    block = (
+        f"{begin}\nLast run {summary['when']} on {summary['machine']}:\n\n"
+        f"    {summary['command']}\n\n{table}{end}"
+    )
+    if begin in text:
+        text = re.sub(f"{re.escape(begin)}.*?{re.escape(end)}", block, text, flags=re.S)
+    else:
+        text += f"\n{block}\n"
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
