@@ -1,9 +1,15 @@
-"""SQL for journals and entries."""
+"""SQL for journals and entries.
+
+Journals are written in batches: any number of journals and their legs go into one INSERT
+each (arrays through `unnest`), so a batch of wallet operations costs the same round trips as
+one operation.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,87 +27,102 @@ class ChainHead:
     head: bytes | None
 
 
-_JOURNAL_SQL = """
+_JOURNALS_SQL = """
     INSERT INTO ledger_journals (id, idempotency_key, kind, description, metadata, created_at)
-    VALUES (:j_id, :j_key, :j_kind, :j_desc, CAST(:j_meta AS jsonb), :j_at)
+    SELECT * FROM unnest(CAST(:j_ids AS uuid[]), CAST(:j_keys AS text[]),
+                         CAST(:j_kinds AS text[]), CAST(:j_descs AS text[]),
+                         CAST(:j_metas AS jsonb[]), CAST(:j_ats AS timestamptz[]))
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 """
 
-# `FROM p{n}` makes the entries depend on the journal row having been inserted: a journal
-# key seen before inserts nothing at all.
+# Joining the journals part makes each leg depend on its journal row having been inserted
+# by this statement: a journal key seen before inserts no legs at all.
 _ENTRIES_SQL = """
     INSERT INTO ledger_entries (journal_id, account_id, ledger, amount, wallet_id, chain_seq,
                                 prev_hash, entry_hash, created_at)
-    SELECT j.id, t.a, t.l, t.m, t.w, t.s, t.p, t.h, CAST(:j_at AS timestamptz)
-      FROM {journal_part} AS j,
-           unnest(CAST(:e_accounts AS uuid[]), CAST(:e_ledgers AS text[]),
-                  CAST(:e_amounts AS bigint[]), CAST(:e_wallets AS uuid[]),
-                  CAST(:e_seqs AS bigint[]), CAST(:e_prevs AS bytea[]),
-                  CAST(:e_hashes AS bytea[]))
-           WITH ORDINALITY AS t(a, l, m, w, s, p, h, n)
+    SELECT t.j, t.a, t.l, t.m, t.w, t.s, t.p, t.h, t.at
+      FROM unnest(CAST(:e_journals AS uuid[]), CAST(:e_accounts AS uuid[]),
+                  CAST(:e_ledgers AS text[]), CAST(:e_amounts AS bigint[]),
+                  CAST(:e_wallets AS uuid[]), CAST(:e_seqs AS bigint[]),
+                  CAST(:e_prevs AS bytea[]), CAST(:e_hashes AS bytea[]),
+                  CAST(:e_ats AS timestamptz[]))
+           WITH ORDINALITY AS t(j, a, l, m, w, s, p, h, at, n)
+      JOIN {journals_part} AS inserted ON inserted.id = t.j
      ORDER BY t.n
     RETURNING id
 """
 
 
-def add_journal(
-    write: CompositeWrite, journal: Journal, heads: dict[uuid.UUID, ChainHead]
+def add_journals(
+    write: CompositeWrite, journals: Sequence[Journal], heads: dict[uuid.UUID, ChainHead]
 ) -> tuple[dict[uuid.UUID, ChainHead], str]:
-    """Add the journal and its legs to `write`; return the advanced chain heads and the name
-    of the part whose rows are the inserted entries (empty when the key was seen before).
+    """Add the journals and their legs to `write`, in order; return the advanced chain heads
+    and the name of the part whose rows are the inserted entries.
 
     Every leg on a wallet account must have its wallet's current head in `heads` (the caller
-    holds that wallet's row lock).
+    holds that wallet's row lock). Legs of one wallet are chained in the order given.
     """
     new_heads = dict(heads)
-    seqs: list[int | None] = []
-    prevs: list[bytes | None] = []
-    hashes: list[bytes | None] = []
-    for leg in journal.legs:
-        if leg.wallet_id is None:
-            seqs.append(None)
-            prevs.append(None)
-            hashes.append(None)
-            continue
-        current = new_heads[leg.wallet_id]
-        seq = current.seq + 1
-        digest = entry_hash(
-            prev=current.head,
-            wallet_id=leg.wallet_id,
-            seq=seq,
-            journal_id=journal.id,
-            account_id=leg.account_id,
-            ledger=leg.ledger.value,
-            amount=leg.amount,
-            created_at=journal.created_at,
+    cols: dict[str, list[object]] = {
+        k: []
+        for k in (
+            "journals",
+            "accounts",
+            "ledgers",
+            "amounts",
+            "wallets",
+            "seqs",
+            "prevs",
+            "hashes",
+            "ats",
         )
-        seqs.append(seq)
-        prevs.append(current.head)
-        hashes.append(digest)
-        new_heads[leg.wallet_id] = ChainHead(seq=seq, head=digest)
-    journal_part = write.add(
-        _JOURNAL_SQL,
+    }
+    for journal in journals:
+        for leg in journal.legs:
+            seq: int | None = None
+            prev: bytes | None = None
+            digest: bytes | None = None
+            if leg.wallet_id is not None:
+                current = new_heads[leg.wallet_id]
+                seq, prev = current.seq + 1, current.head
+                digest = entry_hash(
+                    prev=prev,
+                    wallet_id=leg.wallet_id,
+                    seq=seq,
+                    journal_id=journal.id,
+                    account_id=leg.account_id,
+                    ledger=leg.ledger.value,
+                    amount=leg.amount,
+                    created_at=journal.created_at,
+                )
+                new_heads[leg.wallet_id] = ChainHead(seq=seq, head=digest)
+            for key, value in (
+                ("journals", journal.id),
+                ("accounts", leg.account_id),
+                ("ledgers", leg.ledger.value),
+                ("amounts", leg.amount),
+                ("wallets", leg.wallet_id),
+                ("seqs", seq),
+                ("prevs", prev),
+                ("hashes", digest),
+                ("ats", journal.created_at),
+            ):
+                cols[key].append(value)
+    journals_part = write.add(
+        _JOURNALS_SQL,
         {
-            "j_id": journal.id,
-            "j_key": journal.idempotency_key,
-            "j_kind": journal.kind,
-            "j_desc": journal.description,
-            "j_meta": json.dumps(journal.metadata),
-            "j_at": journal.created_at,
+            "j_ids": [j.id for j in journals],
+            "j_keys": [j.idempotency_key for j in journals],
+            "j_kinds": [j.kind for j in journals],
+            "j_descs": [j.description for j in journals],
+            "j_metas": [json.dumps(j.metadata) for j in journals],
+            "j_ats": [j.created_at for j in journals],
         },
     )
     entries_part = write.add(
-        _ENTRIES_SQL.format(journal_part=journal_part),
-        {
-            "e_accounts": [leg.account_id for leg in journal.legs],
-            "e_ledgers": [leg.ledger.value for leg in journal.legs],
-            "e_amounts": [leg.amount for leg in journal.legs],
-            "e_wallets": [leg.wallet_id for leg in journal.legs],
-            "e_seqs": seqs,
-            "e_prevs": prevs,
-            "e_hashes": hashes,
-        },
+        _ENTRIES_SQL.format(journals_part=journals_part),
+        {f"e_{k}": v for k, v in cols.items()},
     )
     return new_heads, entries_part
 
@@ -111,6 +132,6 @@ async def post_journal(conn: AsyncConnection, journal: Journal) -> bool:
     if any(leg.wallet_id is not None for leg in journal.legs):
         raise ValueError("wallet legs are posted by the wallet service, under the wallet lock")
     write = CompositeWrite()
-    _, entries = add_journal(write, journal, {})
+    _, entries = add_journals(write, [journal], {})
     result = await write.execute(conn, f"SELECT count(*) FROM {entries}", {})
     return int(result.scalar_one()) > 0

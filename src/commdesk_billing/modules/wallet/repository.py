@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.sql import sql
 from commdesk_billing.db.write import CompositeWrite
 from commdesk_billing.modules.ledger.model import Journal
-from commdesk_billing.modules.ledger.repository import ChainHead, add_journal
+from commdesk_billing.modules.ledger.repository import ChainHead, add_journals
 from commdesk_billing.modules.wallet.fifo import LotBalance
 from commdesk_billing.modules.wallet.model import (
     Hold,
@@ -173,35 +173,56 @@ async def list_lines(
     return [_line(r) for r in rows]
 
 
-async def fifo_lots(
-    conn: AsyncConnection, wallet_id: uuid.UUID, credits: int, unless_key: str
-) -> list[LotBalance] | None:
-    """The lots a draw of `credits` touches, in FIFO order (DESIGN §3), and no more.
+async def lock_wallets(conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]) -> list[Wallet]:
+    """Row-lock several wallets, always in id order, so two batches touching the same
+    wallets can never deadlock on each other."""
+    rows = (
+        await conn.execute(
+            sql(f"""SELECT {_WALLET_COLS} FROM wallets WHERE id = ANY(CAST(:ids AS uuid[]))
+                     ORDER BY id FOR UPDATE"""),
+            {"ids": sorted(set(wallet_ids))},
+        )
+    ).all()
+    return [_wallet(r) for r in rows]
 
-    None when a statement line with `unless_key` already exists (the operation ran before):
-    the replay check rides along in the same statement, saving a round trip on the hot path.
+
+async def fifo_lots(
+    conn: AsyncConnection, needs: dict[uuid.UUID, int], keys: Sequence[str]
+) -> tuple[dict[uuid.UUID, list[LotBalance]], set[str]]:
+    """For each wallet, the lots a draw of `needs[wallet]` credits touches, in FIFO order
+    (DESIGN §3) and no more; and which of `keys` already have a statement line (operations
+    that ran before). One statement: this is the hottest path.
     """
     rows = (
         await conn.execute(
             sql("""
-        SELECT (SELECT 1 FROM wallet_transactions WHERE idempotency_key = :key) AS done,
-               l.id, l.credits_remaining
-          FROM (SELECT 1) AS one
-          LEFT JOIN (
-            SELECT id, credits_remaining,
+        SELECT l.wallet_id, l.id, l.credits_remaining, l.before, NULL AS done_key
+          FROM (
+            SELECT wallet_id, id, credits_remaining,
                    sum(credits_remaining) OVER (
+                       PARTITION BY wallet_id
                        ORDER BY expires_at ASC NULLS LAST, granted_at, id) - credits_remaining
                        AS before
               FROM credit_lots
-             WHERE wallet_id = :w AND credits_remaining > 0
-          ) l ON l.before < :credits
-         ORDER BY l.before"""),
-            {"w": wallet_id, "credits": credits, "key": unless_key},
+             WHERE wallet_id = ANY(CAST(:wallets AS uuid[])) AND credits_remaining > 0
+          ) l
+          JOIN unnest(CAST(:wallets AS uuid[]), CAST(:needs AS bigint[])) AS n(w, need)
+            ON n.w = l.wallet_id AND l.before < n.need
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, idempotency_key FROM wallet_transactions
+         WHERE idempotency_key = ANY(CAST(:keys AS text[]))
+         ORDER BY 1, 4"""),
+            {"wallets": list(needs), "needs": list(needs.values()), "keys": list(keys)},
         )
     ).all()
-    if rows and rows[0].done:
-        return None
-    return [LotBalance(lot_id=r.id, remaining=r.credits_remaining) for r in rows if r.id]
+    lots: dict[uuid.UUID, list[LotBalance]] = {w: [] for w in needs}
+    done: set[str] = set()
+    for r in rows:
+        if r.done_key is not None:
+            done.add(r.done_key)
+        else:
+            lots[r.wallet_id].append(LotBalance(lot_id=r.id, remaining=r.credits_remaining))
+    return lots, done
 
 
 async def get_lot(conn: AsyncConnection, lot_id: uuid.UUID) -> Lot | None:
@@ -269,156 +290,288 @@ class WalletOperation:
     line_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+class OperationBatch:
+    """Many wallet operations, written in one statement.
+
+    `add` plans an operation against the running state of its wallet (the locked row, then
+    each earlier operation of the batch), so statement lines, chain heads and balances follow
+    one another exactly as if the operations had been applied one by one. `flush` writes it
+    all: journals, legs, lots, holds, statement lines, lot movements and wallet rows, each as
+    one multi-row INSERT/UPDATE. One operation is a batch of one.
+
+    Every wallet in the batch must be locked by the caller. Lots and holds created in a batch
+    cannot be changed in the same batch (a statement cannot update rows it inserts).
+    """
+
+    def __init__(self, wallets: Sequence[Wallet]) -> None:
+        self._start = {w.id: w for w in wallets}
+        self._state = dict(self._start)
+        self._ops: list[WalletOperation] = []
+        self._lines: list[StatementLine] = []
+        self._new_lots: set[uuid.UUID] = set()
+        self._new_holds: set[uuid.UUID] = set()
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def wallet(self, wallet_id: uuid.UUID) -> Wallet:
+        return self._state[wallet_id]
+
+    def add(self, wallet_id: uuid.UUID, op: WalletOperation) -> tuple[Wallet, StatementLine]:
+        wallet = self._state[wallet_id]
+        if any(lot_id in self._new_lots for lot_id, _, _ in op.lot_changes):
+            raise ValueError("a lot created in this batch cannot change in it")
+        if op.close_hold is not None and op.close_hold[0] in self._new_holds:
+            raise ValueError("a hold created in this batch cannot close in it")
+        line = StatementLine(
+            id=op.line_id,
+            wallet_id=wallet.id,
+            seq=wallet.statement_seq + 1,
+            transaction_type=op.txn_type,
+            credits=op.credits,
+            balance_before=wallet.available_credits,
+            balance_after=wallet.available_credits + op.available_delta,
+            source=op.source,
+            source_id=op.source_id,
+            metadata=op.metadata,
+            idempotency_key=op.idempotency_key,
+            journal_id=op.journal.id,
+            hold_id=op.hold_id,
+            lot_id=op.lot_id,
+            created_at=op.now,
+        )
+        if op.new_lot is not None:
+            self._new_lots.add(op.new_lot.id)
+        if op.new_hold is not None:
+            self._new_holds.add(op.new_hold.id)
+        # The chain head moves when the batch is written; planned here so the next operation
+        # on this wallet chains onto it.
+        heads, _ = add_journals(
+            CompositeWrite(),
+            [op.journal],
+            {wallet.id: ChainHead(wallet.chain_seq, wallet.chain_head)},
+        )
+        head = heads[wallet.id]
+        after = replace(
+            wallet,
+            available_credits=line.balance_after,
+            locked_credits=wallet.locked_credits + op.locked_delta,
+            lifetime_purchased_credits=wallet.lifetime_purchased_credits
+            + op.lifetime_purchased_delta,
+            chain_seq=head.seq,
+            chain_head=head.head,
+            statement_seq=line.seq,
+            updated_at=op.now,
+        )
+        if after.available_credits < 0 or after.locked_credits < 0:
+            raise ValueError(f"operation would take wallet {wallet.id} below zero")
+        self._state[wallet_id] = after
+        self._ops.append(op)
+        self._lines.append(line)
+        return after, line
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        if not self._ops:
+            return
+        ops, lines = self._ops, self._lines
+        write = CompositeWrite()
+        add_journals(
+            write,
+            [op.journal for op in ops],
+            {w.id: ChainHead(w.chain_seq, w.chain_head) for w in self._start.values()},
+        )
+        lots = [op.new_lot for op in ops if op.new_lot is not None]
+        if lots:
+            write.add(
+                _NEW_LOTS_SQL,
+                {
+                    "nl_ids": [lot.id for lot in lots],
+                    "nl_wallets": [lot.wallet_id for lot in lots],
+                    "nl_sources": [lot.source.value for lot in lots],
+                    "nl_credits": [lot.credits_granted for lot in lots],
+                    "nl_paid": [lot.paid_paise for lot in lots],
+                    "nl_taxable": [lot.taxable_paise for lot in lots],
+                    "nl_refs": [lot.source_ref for lot in lots],
+                    "nl_journals": [op.journal.id for op in ops if op.new_lot is not None],
+                    "nl_ats": [lot.granted_at for lot in lots],
+                    "nl_exps": [lot.expires_at for lot in lots],
+                },
+            )
+        holds = [op.new_hold for op in ops if op.new_hold is not None]
+        if holds:
+            write.add(
+                _NEW_HOLDS_SQL,
+                {
+                    "nh_ids": [h.id for h in holds],
+                    "nh_wallets": [h.wallet_id for h in holds],
+                    "nh_credits": [h.credits for h in holds],
+                    "nh_reasons": [h.reason for h in holds],
+                    "nh_keys": [h.idempotency_key for h in holds],
+                    "nh_exps": [h.expires_at for h in holds],
+                    "nh_ats": [h.created_at for h in holds],
+                },
+            )
+        closes = [(op.close_hold, op.now) for op in ops if op.close_hold is not None]
+        if closes:
+            write.add(
+                _CLOSE_HOLDS_SQL,
+                {
+                    "ch_ids": [c[0][0] for c in closes],
+                    "ch_statuses": [c[0][1].value for c in closes],
+                    "ch_captured": [c[0][2] for c in closes],
+                    "ch_released": [c[0][3] for c in closes],
+                    "ch_ats": [c[1] for c in closes],
+                },
+            )
+        # Several operations may draw on one lot: one UPDATE cannot touch a row twice, so
+        # the changes are summed per lot first.
+        lot_sum: dict[uuid.UUID, list[int]] = {}
+        for op in ops:
+            for lot_id, remaining, refunded in op.lot_changes:
+                acc = lot_sum.setdefault(lot_id, [0, 0])
+                acc[0] += remaining
+                acc[1] += refunded
+        if lot_sum:
+            write.add(
+                _LOT_CHANGES_SQL,
+                {
+                    "lc_ids": list(lot_sum),
+                    "lc_remaining": [v[0] for v in lot_sum.values()],
+                    "lc_refunded": [v[1] for v in lot_sum.values()],
+                    "lc_at": ops[-1].now,
+                },
+            )
+        write.add(
+            _LINES_SQL,
+            {
+                "t_ids": [t.id for t in lines],
+                "t_wallets": [t.wallet_id for t in lines],
+                "t_seqs": [t.seq for t in lines],
+                "t_types": [t.transaction_type.value for t in lines],
+                "t_credits": [t.credits for t in lines],
+                "t_befores": [t.balance_before for t in lines],
+                "t_afters": [t.balance_after for t in lines],
+                "t_sources": [t.source for t in lines],
+                "t_source_ids": [t.source_id for t in lines],
+                "t_metas": [json.dumps(t.metadata) for t in lines],
+                "t_keys": [t.idempotency_key for t in lines],
+                "t_journals": [t.journal_id for t in lines],
+                "t_holds": [t.hold_id for t in lines],
+                "t_lots": [t.lot_id for t in lines],
+                "t_ats": [t.created_at for t in lines],
+            },
+        )
+        # A movement is the change of a lot's remaining credits caused by one line.
+        movements: list[tuple[uuid.UUID, uuid.UUID, int, datetime]] = []
+        for op in ops:
+            movements += [(lot_id, op.line_id, d, op.now) for lot_id, d, _ in op.lot_changes if d]
+            if op.new_lot is not None:
+                movements.append((op.new_lot.id, op.line_id, op.new_lot.credits_granted, op.now))
+        if movements:
+            write.add(
+                _MOVEMENTS_SQL,
+                {
+                    "mv_lots": [m[0] for m in movements],
+                    "mv_lines": [m[1] for m in movements],
+                    "mv_credits": [m[2] for m in movements],
+                    "mv_ats": [m[3] for m in movements],
+                },
+            )
+        changed = [self._state[w] for w in self._start if self._state[w] != self._start[w]]
+        updated = write.add(
+            _WALLETS_SQL,
+            {
+                "w_ids": [w.id for w in changed],
+                "w_prev_seqs": [self._start[w.id].statement_seq for w in changed],
+                "w_available": [w.available_credits for w in changed],
+                "w_locked": [w.locked_credits for w in changed],
+                "w_lifetime": [w.lifetime_purchased_credits for w in changed],
+                "w_chain_seqs": [w.chain_seq for w in changed],
+                "w_heads": [w.chain_head for w in changed],
+                "w_stmt_seqs": [w.statement_seq for w in changed],
+                "w_ats": [w.updated_at for w in changed],
+            },
+        )
+        result = await write.execute(conn, f"SELECT count(*) FROM {updated}", {})
+        if int(result.scalar_one()) != len(changed):
+            # Only possible if a wallet changed under us, i.e. a caller skipped its lock.
+            raise RuntimeError("wallet rows changed while the batch was planned")
+        self._start = dict(self._state)
+        self._ops, self._lines = [], []
+
+
+_NEW_LOTS_SQL = """
+    INSERT INTO credit_lots (id, wallet_id, source, credits_granted, credits_remaining,
+        paid_paise, taxable_paise, source_ref, journal_id, granted_at, expires_at, updated_at)
+    SELECT i, w, s, c, c, p, t, r, j, a, e, a
+      FROM unnest(CAST(:nl_ids AS uuid[]), CAST(:nl_wallets AS uuid[]),
+                  CAST(:nl_sources AS text[]), CAST(:nl_credits AS bigint[]),
+                  CAST(:nl_paid AS bigint[]), CAST(:nl_taxable AS bigint[]),
+                  CAST(:nl_refs AS text[]), CAST(:nl_journals AS uuid[]),
+                  CAST(:nl_ats AS timestamptz[]), CAST(:nl_exps AS timestamptz[]))
+           AS v(i, w, s, c, p, t, r, j, a, e)"""
+
+_NEW_HOLDS_SQL = """
+    INSERT INTO wallet_holds (id, wallet_id, credits, status, reason, idempotency_key,
+                              expires_at, created_at)
+    SELECT i, w, c, 'active', r, k, e, a
+      FROM unnest(CAST(:nh_ids AS uuid[]), CAST(:nh_wallets AS uuid[]),
+                  CAST(:nh_credits AS bigint[]), CAST(:nh_reasons AS text[]),
+                  CAST(:nh_keys AS text[]), CAST(:nh_exps AS timestamptz[]),
+                  CAST(:nh_ats AS timestamptz[])) AS v(i, w, c, r, k, e, a)"""
+
+_CLOSE_HOLDS_SQL = """
+    UPDATE wallet_holds h SET status = v.s, captured_credits = v.c, released_credits = v.r,
+           closed_at = v.a
+      FROM unnest(CAST(:ch_ids AS uuid[]), CAST(:ch_statuses AS text[]),
+                  CAST(:ch_captured AS bigint[]), CAST(:ch_released AS bigint[]),
+                  CAST(:ch_ats AS timestamptz[])) AS v(i, s, c, r, a)
+     WHERE h.id = v.i AND h.status = 'active'"""
+
+_LOT_CHANGES_SQL = """
+    UPDATE credit_lots l
+       SET credits_remaining = l.credits_remaining + v.d,
+           credits_refunded = l.credits_refunded + v.r, updated_at = :lc_at
+      FROM unnest(CAST(:lc_ids AS uuid[]), CAST(:lc_remaining AS bigint[]),
+                  CAST(:lc_refunded AS bigint[])) AS v(id, d, r)
+     WHERE l.id = v.id"""
+
+_LINES_SQL = """
+    INSERT INTO wallet_transactions (id, wallet_id, seq, transaction_type, credits,
+        balance_before, balance_after, source, source_id, metadata, idempotency_key,
+        journal_id, hold_id, lot_id, created_at)
+    SELECT * FROM unnest(CAST(:t_ids AS uuid[]), CAST(:t_wallets AS uuid[]),
+        CAST(:t_seqs AS bigint[]), CAST(:t_types AS text[]), CAST(:t_credits AS bigint[]),
+        CAST(:t_befores AS bigint[]), CAST(:t_afters AS bigint[]), CAST(:t_sources AS text[]),
+        CAST(:t_source_ids AS text[]), CAST(:t_metas AS jsonb[]), CAST(:t_keys AS text[]),
+        CAST(:t_journals AS uuid[]), CAST(:t_holds AS uuid[]), CAST(:t_lots AS uuid[]),
+        CAST(:t_ats AS timestamptz[]))"""
+
+_MOVEMENTS_SQL = """
+    INSERT INTO credit_lot_movements (lot_id, wallet_transaction_id, credits, created_at)
+    SELECT * FROM unnest(CAST(:mv_lots AS uuid[]), CAST(:mv_lines AS uuid[]),
+                         CAST(:mv_credits AS bigint[]), CAST(:mv_ats AS timestamptz[]))"""
+
+# Absolute values computed under the lock; `statement_seq = prev` guards against a caller
+# that planned from a stale row.
+_WALLETS_SQL = """
+    UPDATE wallets w SET available_credits = v.a, locked_credits = v.l,
+           lifetime_purchased_credits = v.p, chain_seq = v.cs, chain_head = v.h,
+           statement_seq = v.ss, updated_at = v.at
+      FROM unnest(CAST(:w_ids AS uuid[]), CAST(:w_prev_seqs AS bigint[]),
+                  CAST(:w_available AS bigint[]), CAST(:w_locked AS bigint[]),
+                  CAST(:w_lifetime AS bigint[]), CAST(:w_chain_seqs AS bigint[]),
+                  CAST(:w_heads AS bytea[]), CAST(:w_stmt_seqs AS bigint[]),
+                  CAST(:w_ats AS timestamptz[])) AS v(id, prev, a, l, p, cs, h, ss, at)
+     WHERE w.id = v.id AND w.statement_seq = v.prev
+    RETURNING w.id"""
+
+
 async def apply_operation(
     conn: AsyncConnection, wallet: Wallet, op: WalletOperation
 ) -> tuple[Wallet, StatementLine]:
-    write = CompositeWrite()
-    heads, _ = add_journal(
-        write, op.journal, {wallet.id: ChainHead(wallet.chain_seq, wallet.chain_head)}
-    )
-    head = heads[wallet.id]
-    if op.new_lot is not None:
-        lot = op.new_lot
-        write.add(
-            """
-            INSERT INTO credit_lots (id, wallet_id, source, credits_granted, credits_remaining,
-                paid_paise, taxable_paise, source_ref, journal_id, granted_at, expires_at,
-                updated_at)
-            VALUES (:nl_id, :nl_wallet, :nl_source, :nl_credits, :nl_credits, :nl_paid,
-                :nl_taxable, :nl_ref, :j_id, :nl_at, :nl_exp, :nl_at)""",
-            {
-                "nl_id": lot.id,
-                "nl_wallet": wallet.id,
-                "nl_source": lot.source.value,
-                "nl_credits": lot.credits_granted,
-                "nl_paid": lot.paid_paise,
-                "nl_taxable": lot.taxable_paise,
-                "nl_ref": lot.source_ref,
-                "nl_at": lot.granted_at,
-                "nl_exp": lot.expires_at,
-            },
-        )
-    if op.new_hold is not None:
-        hold = op.new_hold
-        write.add(
-            """
-            INSERT INTO wallet_holds (id, wallet_id, credits, status, reason, idempotency_key,
-                                      expires_at, created_at)
-            VALUES (:nh_id, :nh_wallet, :nh_credits, 'active', :nh_reason, :nh_key, :nh_exp,
-                    :nh_at)""",
-            {
-                "nh_id": hold.id,
-                "nh_wallet": wallet.id,
-                "nh_credits": hold.credits,
-                "nh_reason": hold.reason,
-                "nh_key": hold.idempotency_key,
-                "nh_exp": hold.expires_at,
-                "nh_at": hold.created_at,
-            },
-        )
-    if op.close_hold is not None:
-        hold_id, status, captured, released = op.close_hold
-        write.add(
-            """
-            UPDATE wallet_holds SET status = :ch_status, captured_credits = :ch_captured,
-                   released_credits = :ch_released, closed_at = :ch_at
-             WHERE id = :ch_id AND status = 'active'""",
-            {
-                "ch_id": hold_id,
-                "ch_status": status.value,
-                "ch_captured": captured,
-                "ch_released": released,
-                "ch_at": op.now,
-            },
-        )
-    if op.lot_changes:
-        write.add(
-            """
-            UPDATE credit_lots l
-               SET credits_remaining = l.credits_remaining + v.d,
-                   credits_refunded = l.credits_refunded + v.r, updated_at = :lc_at
-              FROM unnest(CAST(:lc_ids AS uuid[]), CAST(:lc_remaining AS bigint[]),
-                          CAST(:lc_refunded AS bigint[])) AS v(id, d, r)
-             WHERE l.id = v.id AND l.wallet_id = :lc_wallet""",
-            {
-                "lc_ids": [c[0] for c in op.lot_changes],
-                "lc_remaining": [c[1] for c in op.lot_changes],
-                "lc_refunded": [c[2] for c in op.lot_changes],
-                "lc_at": op.now,
-                "lc_wallet": wallet.id,
-            },
-        )
-    seq = wallet.statement_seq + 1
-    line = StatementLine(
-        id=op.line_id,
-        wallet_id=wallet.id,
-        seq=seq,
-        transaction_type=op.txn_type,
-        credits=op.credits,
-        balance_before=wallet.available_credits,
-        balance_after=wallet.available_credits + op.available_delta,
-        source=op.source,
-        source_id=op.source_id,
-        metadata=op.metadata,
-        idempotency_key=op.idempotency_key,
-        journal_id=op.journal.id,
-        hold_id=op.hold_id,
-        lot_id=op.lot_id,
-        created_at=op.now,
-    )
-    write.add(
-        """
-        INSERT INTO wallet_transactions (id, wallet_id, seq, transaction_type, credits,
-            balance_before, balance_after, source, source_id, metadata, idempotency_key,
-            journal_id, hold_id, lot_id, created_at)
-        VALUES (:t_id, :t_wallet, :t_seq, :t_type, :t_credits, :t_before, :t_after, :t_source,
-            :t_source_id, CAST(:t_meta AS jsonb), :t_key, :j_id, :t_hold, :t_lot, :t_at)""",
-        {
-            "t_id": line.id,
-            "t_wallet": wallet.id,
-            "t_seq": seq,
-            "t_type": line.transaction_type.value,
-            "t_credits": line.credits,
-            "t_before": line.balance_before,
-            "t_after": line.balance_after,
-            "t_source": line.source,
-            "t_source_id": line.source_id,
-            "t_meta": json.dumps(line.metadata),
-            "t_key": line.idempotency_key,
-            "t_hold": line.hold_id,
-            "t_lot": line.lot_id,
-            "t_at": line.created_at,
-        },
-    )
-    # A movement is the change of a lot's remaining credits caused by this line.
-    movements = [(lot_id, delta) for lot_id, delta, _ in op.lot_changes if delta]
-    if op.new_lot is not None:
-        movements.append((op.new_lot.id, op.new_lot.credits_granted))
-    if movements:
-        write.add(
-            """
-            INSERT INTO credit_lot_movements (lot_id, wallet_transaction_id, credits, created_at)
-            SELECT m.lot, :t_id, m.credits, :t_at
-              FROM unnest(CAST(:mv_lots AS uuid[]), CAST(:mv_credits AS bigint[]))
-                   AS m(lot, credits)""",
-            {"mv_lots": [m[0] for m in movements], "mv_credits": [m[1] for m in movements]},
-        )
-    result = await write.execute(
-        conn,
-        f"""
-        UPDATE wallets SET available_credits = available_credits + :w_da,
-               locked_credits = locked_credits + :w_dl,
-               lifetime_purchased_credits = lifetime_purchased_credits + :w_dp,
-               chain_seq = :w_seq, chain_head = :w_head, statement_seq = :t_seq,
-               updated_at = :t_at
-         WHERE id = :t_wallet
-        RETURNING {_WALLET_COLS}""",
-        {
-            "w_da": op.available_delta,
-            "w_dl": op.locked_delta,
-            "w_dp": op.lifetime_purchased_delta,
-            "w_seq": head.seq,
-            "w_head": head.head,
-        },
-    )
-    return _wallet(result.one()), line
+    """One operation on one locked wallet: a batch of one."""
+    batch = OperationBatch([wallet])
+    after, line = batch.add(wallet.id, op)
+    await batch.flush(conn)
+    return after, line

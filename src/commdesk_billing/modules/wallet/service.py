@@ -14,8 +14,7 @@ locks of their own. House accounts are never locked: their legs are plain insert
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -32,6 +31,15 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet.common import (
+    OperationResult,
+    check_credits,
+    journal_key,
+    lock,
+    now,
+    replay,
+)
+from commdesk_billing.modules.wallet.debits import consume_credits, consume_credits_many
 from commdesk_billing.modules.wallet.fifo import allocate_fifo
 from commdesk_billing.modules.wallet.model import (
     BalanceReport,
@@ -46,61 +54,7 @@ from commdesk_billing.modules.wallet.model import (
 
 log = structlog.get_logger(__name__)
 
-# Far above any real operation, far below where bigint sums could overflow.
-MAX_CREDITS = 10**13
-
-
-@dataclass(frozen=True)
-class OperationResult:
-    wallet: Wallet
-    line: StatementLine
-    replayed: bool
-    hold: Hold | None = None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _check_credits(credits: int) -> None:
-    if isinstance(credits, bool) or not isinstance(credits, int):
-        raise InvalidAmount("credits must be an integer")
-    if not 1 <= credits <= MAX_CREDITS:
-        raise InvalidAmount(f"credits must be between 1 and {MAX_CREDITS}")
-
-
-def _journal_key(idempotency_key: str) -> str:
-    return f"wallet:{idempotency_key}"
-
-
-async def _lock(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet:
-    wallet = await repo.get_wallet(conn, wallet_id, lock=True)
-    if wallet is None:
-        raise NotFound(f"wallet {wallet_id} does not exist")
-    return wallet
-
-
-async def _replay(
-    conn: AsyncConnection, wallet: Wallet, key: str, txn_type: TxnType, credits: int | None
-) -> OperationResult | None:
-    """The earlier result for `key`, if this operation already ran.
-
-    Called after the wallet lock is held, so a concurrent duplicate has either committed
-    (and is seen here) or not started its write (and will see ours).
-    """
-    line = await repo.find_line(conn, key)
-    if line is None:
-        return None
-    if (
-        line.wallet_id != wallet.id
-        or line.transaction_type is not txn_type
-        or (credits is not None and line.credits != credits)
-    ):
-        raise IdempotencyMismatch(
-            f"idempotency key was already used for a different {line.transaction_type} operation"
-        )
-    hold = await repo.get_hold(conn, line.hold_id) if line.hold_id else None
-    return OperationResult(wallet=wallet, line=line, replayed=True, hold=hold)
+__all__ = ["OperationResult", "consume_credits", "consume_credits_many"]
 
 
 async def get_or_create_user_wallet(
@@ -139,16 +93,16 @@ async def grant_credits(
     metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Add credits as a new lot (purchase, bonus, promotional or refund reversal)."""
-    _check_credits(credits)
+    check_credits(credits)
     if paid_paise < 0 or not 0 <= taxable_paise <= paid_paise:
         raise InvalidAmount("paid and taxable paise must satisfy 0 <= taxable <= paid")
     if source is LotSource.promotional and paid_paise:
         raise InvalidAmount("promotional credits carry no cost basis")
-    wallet = await _lock(conn, wallet_id)
+    wallet = await lock(conn, wallet_id)
     txn_type = TxnType(source.value)
-    if (done := await _replay(conn, wallet, idempotency_key, txn_type, credits)) is not None:
+    if (done := await replay(conn, wallet, idempotency_key, txn_type, credits)) is not None:
         return done
-    now = _now()
+    at = now()
     lot = Lot(
         id=uuid.uuid4(),
         wallet_id=wallet.id,
@@ -159,13 +113,13 @@ async def grant_credits(
         paid_paise=paid_paise,
         taxable_paise=taxable_paise,
         source_ref=source_ref,
-        granted_at=now,
+        granted_at=at,
         expires_at=expires_at,
     )
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key),
+        idempotency_key=journal_key(idempotency_key),
         kind=f"grant.{source.value}",
-        created_at=now,
+        created_at=at,
         description=reason,
         legs=(
             Leg(House.ISSUANCE[source.value], Ledger.CREDITS, credits),
@@ -180,64 +134,11 @@ async def grant_credits(
         source=reason,
         source_id=source_ref,
         metadata=metadata or {},
-        now=now,
+        now=at,
         available_delta=credits,
         lifetime_purchased_delta=credits if source is LotSource.purchase else 0,
         new_lot=lot,
         lot_id=lot.id,
-    )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False)
-
-
-async def consume_credits(
-    conn: AsyncConnection,
-    *,
-    wallet_id: uuid.UUID,
-    credits: int,
-    idempotency_key: str,
-    reason: str,
-    source_id: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> OperationResult:
-    """Spend available credits, drawing lots FIFO. Never goes below zero."""
-    _check_credits(credits)
-    wallet = await _lock(conn, wallet_id)
-    # Lots and the replay check in one statement: this is the hottest path.
-    lots = await repo.fifo_lots(conn, wallet.id, credits, idempotency_key)
-    if lots is None:
-        done = await _replay(conn, wallet, idempotency_key, TxnType.debit, credits)
-        assert done is not None
-        return done
-    if wallet.available_credits < credits:
-        raise InsufficientCredits(
-            f"wallet has {wallet.available_credits} available credits, {credits} requested",
-            available_credits=wallet.available_credits,
-            requested_credits=credits,
-        )
-    drawn = allocate_fifo(lots, credits)
-    now = _now()
-    journal = Journal(
-        idempotency_key=_journal_key(idempotency_key),
-        kind="debit",
-        created_at=now,
-        description=reason,
-        legs=(
-            Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
-            Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -credits),
-        ),
-    )
-    op = repo.WalletOperation(
-        journal=journal,
-        txn_type=TxnType.debit,
-        credits=credits,
-        idempotency_key=idempotency_key,
-        source=reason,
-        source_id=source_id,
-        metadata=metadata or {},
-        now=now,
-        available_delta=-credits,
-        lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
     )
     wallet, line = await repo.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
@@ -254,11 +155,11 @@ async def lock_credits(
     metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Move credits from available to held until captured, released or expired."""
-    _check_credits(credits)
+    check_credits(credits)
     if ttl_s <= 0:
         raise InvalidAmount("a hold needs a positive time to live")
-    wallet = await _lock(conn, wallet_id)
-    if done := await _replay(conn, wallet, idempotency_key, TxnType.hold, credits):
+    wallet = await lock(conn, wallet_id)
+    if done := await replay(conn, wallet, idempotency_key, TxnType.hold, credits):
         return done
     if wallet.available_credits < credits:
         raise InsufficientCredits(
@@ -266,7 +167,7 @@ async def lock_credits(
             available_credits=wallet.available_credits,
             requested_credits=credits,
         )
-    now = _now()
+    at = now()
     hold = Hold(
         id=uuid.uuid4(),
         wallet_id=wallet.id,
@@ -276,14 +177,14 @@ async def lock_credits(
         status=HoldStatus.active,
         reason=reason,
         idempotency_key=idempotency_key,
-        expires_at=now + timedelta(seconds=ttl_s),
-        created_at=now,
+        expires_at=at + timedelta(seconds=ttl_s),
+        created_at=at,
         closed_at=None,
     )
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key),
+        idempotency_key=journal_key(idempotency_key),
         kind="hold",
-        created_at=now,
+        created_at=at,
         description=reason,
         legs=(
             Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
@@ -298,7 +199,7 @@ async def lock_credits(
         source=reason,
         source_id=str(hold.id),
         metadata=metadata or {},
-        now=now,
+        now=at,
         available_delta=-credits,
         locked_delta=credits,
         new_hold=hold,
@@ -312,7 +213,7 @@ async def _lock_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> tuple[Wallet,
     found = await repo.get_hold(conn, hold_id)
     if found is None:
         raise NotFound(f"hold {hold_id} does not exist")
-    wallet = await _lock(conn, found.wallet_id)
+    wallet = await lock(conn, found.wallet_id)
     # Re-read under the wallet lock: the hold may have been closed while we waited.
     hold = await repo.get_hold(conn, hold_id)
     assert hold is not None
@@ -330,16 +231,16 @@ async def capture_hold(
 ) -> OperationResult:
     """Consume `credits` of a hold (all of it by default) and release the rest."""
     wallet, hold = await _lock_hold(conn, hold_id)
-    if done := await _replay(conn, wallet, idempotency_key, TxnType.capture, None):
+    if done := await replay(conn, wallet, idempotency_key, TxnType.capture, None):
         if done.line.hold_id != hold.id:
             raise IdempotencyMismatch("idempotency key was already used for another hold")
         return done
     capture = hold.credits if credits is None else credits
-    _check_credits(capture)
+    check_credits(capture)
     if hold.status is not HoldStatus.active:
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
-    now = _now()
-    if hold.expires_at <= now:
+    at = now()
+    if hold.expires_at <= at:
         raise HoldExpired(f"hold {hold.id} expired at {hold.expires_at.isoformat()}")
     if capture > hold.credits:
         raise InvalidAmount(
@@ -347,9 +248,8 @@ async def capture_hold(
             hold_credits=hold.credits,
         )
     release = hold.credits - capture
-    lots = await repo.fifo_lots(conn, wallet.id, capture, idempotency_key)
-    assert lots is not None  # the replay check above already ran under the same lock
-    drawn = allocate_fifo(lots, capture)
+    lots, _ = await repo.fifo_lots(conn, {wallet.id: capture}, [])
+    drawn = allocate_fifo(lots[wallet.id], capture)
     legs = [
         Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
         Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -capture),
@@ -357,9 +257,9 @@ async def capture_hold(
     if release:
         legs.append(Leg(wallet.available_account_id, Ledger.CREDITS, -release, wallet.id))
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key),
+        idempotency_key=journal_key(idempotency_key),
         kind="hold.capture",
-        created_at=now,
+        created_at=at,
         description=reason or hold.reason,
         legs=tuple(legs),
     )
@@ -371,7 +271,7 @@ async def capture_hold(
         source=reason or hold.reason,
         source_id=str(hold.id),
         metadata={**(metadata or {}), "captured_credits": capture, "released_credits": release},
-        now=now,
+        now=at,
         available_delta=release,
         locked_delta=-hold.credits,
         lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
@@ -394,18 +294,18 @@ async def release_credits(
     """Return a hold's credits to available (voiding it). `expired` marks the scheduler's
     release of a hold nobody captured in time."""
     wallet, hold = await _lock_hold(conn, hold_id)
-    if done := await _replay(conn, wallet, idempotency_key, TxnType.release, None):
+    if done := await replay(conn, wallet, idempotency_key, TxnType.release, None):
         if done.line.hold_id != hold.id:
             raise IdempotencyMismatch("idempotency key was already used for another hold")
         return done
     if hold.status is not HoldStatus.active:
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
-    now = _now()
+    at = now()
     status = HoldStatus.expired if expired else HoldStatus.released
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key),
+        idempotency_key=journal_key(idempotency_key),
         kind=f"hold.{status.value}",
-        created_at=now,
+        created_at=at,
         description=reason or hold.reason,
         legs=(
             Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
@@ -420,7 +320,7 @@ async def release_credits(
         source=reason or hold.reason,
         source_id=str(hold.id),
         metadata={"expired": expired},
-        now=now,
+        now=at,
         available_delta=hold.credits,
         locked_delta=-hold.credits,
         close_hold=(hold.id, status, 0, hold.credits),
@@ -446,8 +346,8 @@ async def refund_credits(
     found = await repo.get_lot(conn, lot_id)
     if found is None:
         raise NotFound(f"credit lot {lot_id} does not exist")
-    wallet = await _lock(conn, found.wallet_id)
-    if done := await _replay(conn, wallet, idempotency_key, TxnType.refund, credits):
+    wallet = await lock(conn, found.wallet_id)
+    if done := await replay(conn, wallet, idempotency_key, TxnType.refund, credits):
         if done.line.lot_id != lot_id:
             raise IdempotencyMismatch("idempotency key was already used for another lot")
         return done
@@ -462,12 +362,12 @@ async def refund_credits(
             f"{refundable} credits of lot {lot.id} are refundable, {wanted} requested",
             refundable_credits=refundable,
         )
-    _check_credits(wanted)
-    now = _now()
+    check_credits(wanted)
+    at = now()
     journal = Journal(
-        idempotency_key=_journal_key(idempotency_key),
+        idempotency_key=journal_key(idempotency_key),
         kind="refund.credits",
-        created_at=now,
+        created_at=at,
         description=reason,
         legs=(
             Leg(wallet.available_account_id, Ledger.CREDITS, wanted, wallet.id),
@@ -481,7 +381,7 @@ async def refund_credits(
         idempotency_key=idempotency_key,
         source=reason,
         source_id=source_ref,
-        now=now,
+        now=at,
         available_delta=-wanted,
         lot_changes=[(lot.id, -wanted, wanted)],
         lot_id=lot.id,
@@ -545,4 +445,4 @@ async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold:
 
 
 async def expirable_holds(conn: AsyncConnection, *, limit: int = 500) -> list[uuid.UUID]:
-    return await repo.expired_hold_ids(conn, _now(), limit)
+    return await repo.expired_hold_ids(conn, now(), limit)

@@ -1,0 +1,69 @@
+"""What every wallet operation shares: result type, amount checks, the lock, replays."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import IdempotencyMismatch, InvalidAmount, NotFound
+from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet.model import Hold, StatementLine, TxnType, Wallet
+
+# Far above any real operation, far below where bigint sums could overflow.
+MAX_CREDITS = 10**13
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    wallet: Wallet
+    line: StatementLine
+    replayed: bool
+    hold: Hold | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_credits(credits: int) -> None:
+    if isinstance(credits, bool) or not isinstance(credits, int):
+        raise InvalidAmount("credits must be an integer")
+    if not 1 <= credits <= MAX_CREDITS:
+        raise InvalidAmount(f"credits must be between 1 and {MAX_CREDITS}")
+
+
+def journal_key(idempotency_key: str) -> str:
+    return f"wallet:{idempotency_key}"
+
+
+async def lock(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet:
+    wallet = await repo.get_wallet(conn, wallet_id, lock=True)
+    if wallet is None:
+        raise NotFound(f"wallet {wallet_id} does not exist")
+    return wallet
+
+
+async def replay(
+    conn: AsyncConnection, wallet: Wallet, key: str, txn_type: TxnType, credits: int | None
+) -> OperationResult | None:
+    """The earlier result for `key`, if this operation already ran.
+
+    Called after the wallet lock is held, so a concurrent duplicate has either committed
+    (and is seen here) or not started its write (and will see ours).
+    """
+    line = await repo.find_line(conn, key)
+    if line is None:
+        return None
+    if (
+        line.wallet_id != wallet.id
+        or line.transaction_type is not txn_type
+        or (credits is not None and line.credits != credits)
+    ):
+        raise IdempotencyMismatch(
+            f"idempotency key was already used for a different {line.transaction_type} operation"
+        )
+    hold = await repo.get_hold(conn, line.hold_id) if line.hold_id else None
+    return OperationResult(wallet=wallet, line=line, replayed=True, hold=hold)

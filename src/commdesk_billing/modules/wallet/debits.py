@@ -1,0 +1,172 @@
+"""consumeCredits, one at a time or many in one transaction.
+
+A single debit is a batch of one, so both paths are the same code. A batch (the queue
+consumer's path, and the benchmark's) locks its wallets in id order with one statement,
+reads every lot it needs and every replayed key with one more, and writes everything with a
+third: three round trips however many debits it carries. Each debit still gets its own
+outcome: a refused one does not spoil the others.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import (
+    DomainError,
+    IdempotencyMismatch,
+    InsufficientCredits,
+    NotFound,
+)
+from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet.common import (
+    OperationResult,
+    check_credits,
+    journal_key,
+    now,
+    replay,
+)
+from commdesk_billing.modules.wallet.fifo import LotBalance, allocate_fifo
+from commdesk_billing.modules.wallet.model import TxnType
+
+
+@dataclass(frozen=True)
+class Debit:
+    wallet_id: uuid.UUID
+    credits: int
+    idempotency_key: str
+    reason: str
+    source_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DebitOutcome:
+    debit: Debit
+    result: OperationResult | None = None
+    error: DomainError | None = None
+
+
+async def consume_credits_many(
+    conn: AsyncConnection, debits: Sequence[Debit]
+) -> list[DebitOutcome]:
+    """Apply `debits` in order within the caller's transaction; one outcome per debit."""
+    outcomes: dict[int, DebitOutcome] = {}
+    valid: list[tuple[int, Debit]] = []
+    for i, d in enumerate(debits):
+        try:
+            check_credits(d.credits)
+            valid.append((i, d))
+        except DomainError as exc:
+            outcomes[i] = DebitOutcome(d, error=exc)
+    wallets = {w.id: w for w in await repo.lock_wallets(conn, [d.wallet_id for _, d in valid])}
+    needs: dict[uuid.UUID, int] = {}
+    for i, d in valid:
+        if d.wallet_id not in wallets:
+            outcomes[i] = DebitOutcome(d, error=NotFound(f"wallet {d.wallet_id} does not exist"))
+        else:
+            needs[d.wallet_id] = needs.get(d.wallet_id, 0) + d.credits
+    lots, done = await repo.fifo_lots(conn, needs, [d.idempotency_key for _, d in valid])
+    balances = {w: [LotBalance(lot.lot_id, lot.remaining) for lot in ls] for w, ls in lots.items()}
+    batch = repo.OperationBatch(list(wallets.values()))
+    planned: dict[str, int] = {}  # key -> index of the debit that carries it in this batch
+    for i, d in valid:
+        if i in outcomes:
+            continue
+        if d.idempotency_key in done:
+            try:
+                earlier = await replay(
+                    conn, wallets[d.wallet_id], d.idempotency_key, TxnType.debit, d.credits
+                )
+                outcomes[i] = DebitOutcome(d, result=earlier)
+            except DomainError as exc:
+                outcomes[i] = DebitOutcome(d, error=exc)
+            continue
+        if d.idempotency_key in planned:
+            outcomes[i] = _duplicate_in_batch(d, outcomes.get(planned[d.idempotency_key]))
+            continue
+        wallet = batch.wallet(d.wallet_id)
+        if wallet.available_credits < d.credits:
+            outcomes[i] = DebitOutcome(
+                d,
+                error=InsufficientCredits(
+                    f"wallet has {wallet.available_credits} available credits, {d.credits} "
+                    "requested",
+                    available_credits=wallet.available_credits,
+                    requested_credits=d.credits,
+                ),
+            )
+            continue
+        drawn = allocate_fifo(balances[d.wallet_id], d.credits)
+        left = dict(drawn)
+        balances[d.wallet_id] = [
+            LotBalance(lot.lot_id, lot.remaining - left.get(lot.lot_id, 0))
+            for lot in balances[d.wallet_id]
+        ]
+        at = now()
+        journal = Journal(
+            idempotency_key=journal_key(d.idempotency_key),
+            kind="debit",
+            created_at=at,
+            description=d.reason,
+            legs=(
+                Leg(wallet.available_account_id, Ledger.CREDITS, d.credits, wallet.id),
+                Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -d.credits),
+            ),
+        )
+        after, line = batch.add(
+            d.wallet_id,
+            repo.WalletOperation(
+                journal=journal,
+                txn_type=TxnType.debit,
+                credits=d.credits,
+                idempotency_key=d.idempotency_key,
+                source=d.reason,
+                source_id=d.source_id,
+                metadata=d.metadata,
+                now=at,
+                available_delta=-d.credits,
+                lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
+            ),
+        )
+        planned[d.idempotency_key] = i
+        outcomes[i] = DebitOutcome(d, result=OperationResult(after, line, replayed=False))
+    await batch.flush(conn)
+    return [outcomes[i] for i in range(len(debits))]
+
+
+def _duplicate_in_batch(d: Debit, first: DebitOutcome | None) -> DebitOutcome:
+    """The same key twice in one batch: the second is a replay of the first."""
+    assert first is not None and first.result is not None
+    same = first.debit
+    if (same.wallet_id, same.credits) != (d.wallet_id, d.credits):
+        return DebitOutcome(
+            d, error=IdempotencyMismatch("idempotency key was already used for a different debit")
+        )
+    return DebitOutcome(
+        d, result=OperationResult(first.result.wallet, first.result.line, replayed=True)
+    )
+
+
+async def consume_credits(
+    conn: AsyncConnection,
+    *,
+    wallet_id: uuid.UUID,
+    credits: int,
+    idempotency_key: str,
+    reason: str,
+    source_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> OperationResult:
+    """Spend available credits, drawing lots FIFO. Never goes below zero."""
+    debit = Debit(wallet_id, credits, idempotency_key, reason, source_id, metadata or {})
+    (outcome,) = await consume_credits_many(conn, [debit])
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.result is not None
+    return outcome.result
