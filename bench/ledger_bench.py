@@ -38,12 +38,14 @@ from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.errors import InsufficientCredits
 from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.debits import Debit
 from commdesk_billing.modules.wallet.model import LotSource
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = os.environ.get("BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 WALLETS = 2000
 FUNDING = 10**9
+BATCH = 20
 
 
 def _url(db: str) -> str:
@@ -116,7 +118,7 @@ async def _prepare(url: str) -> list[str]:
 
 
 async def _worker_main(
-    url: str, wallets: list[str], tasks: int, seconds: float, start_at: float
+    url: str, wallets: list[str], tasks: int, seconds: float, start_at: float, per_tx: int
 ) -> tuple[int, list[float]]:
     engine = make_engine(Settings(database_url=url, db_pool_size=tasks, db_max_overflow=0))
     ids = [uuid.UUID(w) for w in wallets]
@@ -128,26 +130,43 @@ async def _worker_main(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         stop = time.time() + seconds
 
+        async def one(wid: uuid.UUID) -> int:
+            try:
+                await in_transaction(
+                    engine,
+                    lambda c: ws.consume_credits(
+                        c,
+                        wallet_id=wid,
+                        credits=1,
+                        idempotency_key=f"b:{uuid.uuid4()}",
+                        reason="bench",
+                    ),
+                )
+            except InsufficientCredits:  # funded far beyond the run
+                return 0
+            return 1
+
+        async def many(batch: list[Debit]) -> int:
+            out = await in_transaction(engine, lambda c: ws.consume_credits_many(c, batch))
+            return sum(1 for o in out if o.error is None)
+
         async def loop() -> None:
             nonlocal done
             while time.time() < stop:
-                wid = random.choice(ids)
                 t0 = time.perf_counter()
-                try:
-                    await in_transaction(
-                        engine,
-                        lambda c: ws.consume_credits(
-                            c,
-                            wallet_id=wid,
-                            credits=1,
-                            idempotency_key=f"b:{uuid.uuid4()}",
-                            reason="bench",
-                        ),
+                # Await first, then add: `done += await ...` would read `done` before the
+                # await and lose the other tasks' increments.
+                if per_tx == 1:
+                    n = await one(random.choice(ids))
+                else:
+                    n = await many(
+                        [
+                            Debit(random.choice(ids), 1, f"b:{uuid.uuid4()}", "bench")
+                            for _ in range(per_tx)
+                        ]
                     )
-                except InsufficientCredits:  # pragma: no cover - funded far beyond the run
-                    continue
+                done += n
                 latencies.append(time.perf_counter() - t0)
-                done += 1
 
         await asyncio.gather(*(loop() for _ in range(tasks)))
     finally:
@@ -155,16 +174,21 @@ async def _worker_main(
     return done, latencies
 
 
-def _proc(args: tuple[str, list[str], int, float, float]) -> tuple[int, list[float]]:
+def _proc(args: tuple[str, list[str], int, float, float, int]) -> tuple[int, list[float]]:
     return asyncio.run(_worker_main(*args))
 
 
-def debits(url: str, wallets: list[str], connections: int, seconds: int) -> dict[str, float]:
+def debits(
+    url: str, wallets: list[str], connections: int, seconds: int, per_tx: int = 1
+) -> dict[str, float]:
+    """Debits per second; latencies are per transaction."""
     procs = 2
     start_at = time.time() + 2.0
     per = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
     with mp.get_context("spawn").Pool(procs) as pool:
-        results = pool.map(_proc, [(url, wallets, n, float(seconds), start_at) for n in per])
+        results = pool.map(
+            _proc, [(url, wallets, n, float(seconds), start_at, per_tx) for n in per]
+        )
     total = sum(r[0] for r in results)
     lat = sorted(x for r in results for x in r[1])
     return {
@@ -206,11 +230,19 @@ def main() -> None:
                 "pgbench_tps": pgbench(pgb_db, args.connections, args.seconds),
                 "many": debits(_url(bench_db), wallets, args.connections, args.seconds),
                 "hot": debits(_url(bench_db), hot, args.connections, args.seconds),
+                "batched": debits(
+                    _url(bench_db), wallets, args.connections, args.seconds, per_tx=BATCH
+                ),
+                "hot_batched": debits(
+                    _url(bench_db), hot, args.connections, args.seconds, per_tx=BATCH
+                ),
             }
             rounds.append(r)
             print(
                 f"round {i + 1}: pgbench {r['pgbench_tps']:.0f} tps, many wallets "
-                f"{r['many']['ops_per_s']:.0f}/s, hot wallet {r['hot']['ops_per_s']:.0f}/s",
+                f"{r['many']['ops_per_s']:.0f}/s, hot wallet {r['hot']['ops_per_s']:.0f}/s, "
+                f"batched {r['batched']['ops_per_s']:.0f}/s, "
+                f"hot batched {r['hot_batched']['ops_per_s']:.0f}/s",
                 flush=True,
             )
     finally:
@@ -230,8 +262,14 @@ def main() -> None:
         "hot_wallet_debits_per_s": _median(rounds, "hot", "ops_per_s"),
         "hot_wallet_p50_ms": _median(rounds, "hot", "p50_ms"),
         "hot_wallet_p99_ms": _median(rounds, "hot", "p99_ms"),
+        "batched_debits_per_s": _median(rounds, "batched", "ops_per_s"),
+        "batched_tx_p50_ms": _median(rounds, "batched", "p50_ms"),
+        "hot_batched_debits_per_s": _median(rounds, "hot_batched", "ops_per_s"),
+        "hot_batched_tx_p50_ms": _median(rounds, "hot_batched", "p50_ms"),
         "rounds": rounds,
     }
+    summary["batched_ratio"] = summary["batched_debits_per_s"] / pg
+    summary["hot_batched_ratio"] = summary["hot_batched_debits_per_s"] / pg
     summary["many_ratio"] = summary["many_wallets_debits_per_s"] / pg
     summary["hot_ratio"] = summary["hot_wallet_debits_per_s"] / pg
     table = (
@@ -243,6 +281,13 @@ def main() -> None:
         f"| debits, one hot wallet, {args.connections} connections | "
         f"{summary['hot_wallet_debits_per_s']:,.0f}/s (p50 {summary['hot_wallet_p50_ms']:.1f} ms,"
         f" p99 {summary['hot_wallet_p99_ms']:.1f} ms) | {summary['hot_ratio']:.2f} |\n"
+        f"| debits, {WALLETS} wallets, {BATCH} per transaction, {args.connections} connections"
+        f" | {summary['batched_debits_per_s']:,.0f}/s (p50 {summary['batched_tx_p50_ms']:.1f} ms"
+        f" per transaction) | {summary['batched_ratio']:.2f} |\n"
+        f"| debits, one hot wallet, {BATCH} per transaction, {args.connections} connections"
+        f" | {summary['hot_batched_debits_per_s']:,.0f}/s (p50"
+        f" {summary['hot_batched_tx_p50_ms']:.1f} ms per transaction)"
+        f" | {summary['hot_batched_ratio']:.2f} |\n"
     )
     print()
     print(table)
