@@ -56,6 +56,10 @@ ensure_postgres() {
       "/etc/postgresql/$version/main/postgresql.conf"
   fi
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  if [ "$fresh" -eq 1 ]; then
+    # The package may have started the cluster before pg_hba.conf was edited.
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
+  fi
   wait_for postgresql 60 pg_ready
 }
 

@@ -11,13 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import InvalidAmount, InvalidCursor
 from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.idempotency.service import Answer, KeyedRequest, run_keyed
+from commdesk_billing.modules.idempotency.service import Answer, KeyedRequest, Work, run_keyed
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.modules.wallet.schemas import (
@@ -62,7 +63,9 @@ def _respond(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
 
 
-def _op_answer(status: int, result: ws.OperationResult) -> Answer:
+def _op_answer(status: int, result: ws.OperationResult, operation: str) -> Answer:
+    if not result.replayed:
+        WALLET_OPERATIONS.labels(operation, "ok").inc()
     out = OperationOut(
         wallet=WalletOut.of(result.wallet),
         transaction=TransactionOut.of(result.line),
@@ -71,10 +74,18 @@ def _op_answer(status: int, result: ws.OperationResult) -> Answer:
     return Answer(status, out.model_dump(mode="json"))
 
 
-def _keyed(request: Request, caller: Caller, key: str, body: Any) -> KeyedRequest:
-    return KeyedRequest(
-        scope=caller.sub, key=key, method=request.method, path=request.url.path, body=body
+async def _run_keyed(
+    engine: Engine, request: Request, caller: Caller, key: str, body: BaseModel, work: Work
+) -> JSONResponse:
+    """Run a money-moving request once per (caller, Idempotency-Key); see idempotency."""
+    keyed = KeyedRequest(
+        scope=caller.sub,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        body=body.model_dump(mode="json"),
     )
+    return _respond(await run_keyed(engine, keyed, work))
 
 
 def _check_limit(settings: Config, credits: int | None) -> None:
@@ -174,12 +185,9 @@ async def debit(
             source_id=body.source_id,
             metadata={**(body.metadata or {}), "actor": caller.sub},
         )
-        WALLET_OPERATIONS.labels("debit", "ok").inc()
-        return _op_answer(201, result)
+        return _op_answer(201, result, "debit")
 
-    return _respond(
-        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
-    )
+    return await _run_keyed(engine, request, caller, key, body, work)
 
 
 @router.post(
@@ -225,12 +233,9 @@ async def grant(
             },
             request_id=request.headers.get("x-request-id"),
         )
-        WALLET_OPERATIONS.labels("grant", "ok").inc()
-        return _op_answer(201, result)
+        return _op_answer(201, result, "grant")
 
-    return _respond(
-        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
-    )
+    return await _run_keyed(engine, request, caller, key, body, work)
 
 
 @router.post(
@@ -266,12 +271,9 @@ async def create_hold(
             ttl_s=ttl,
             metadata={**(body.metadata or {}), "actor": caller.sub},
         )
-        WALLET_OPERATIONS.labels("hold", "ok").inc()
-        return _op_answer(201, result)
+        return _op_answer(201, result, "hold")
 
-    return _respond(
-        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
-    )
+    return await _run_keyed(engine, request, caller, key, body, work)
 
 
 async def _authorize_hold(conn: AsyncConnection, caller: Caller, hold_id: uuid.UUID) -> None:
@@ -318,12 +320,9 @@ async def capture(
             reason=body.reason,
             metadata=body.metadata,
         )
-        WALLET_OPERATIONS.labels("capture", "ok").inc()
-        return _op_answer(200, result)
+        return _op_answer(200, result, "capture")
 
-    return _respond(
-        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
-    )
+    return await _run_keyed(engine, request, caller, key, body, work)
 
 
 @router.post(
@@ -347,9 +346,6 @@ async def release(
         result = await ws.release_credits(
             conn, hold_id=hold_id, idempotency_key=op_key, reason=body.reason
         )
-        WALLET_OPERATIONS.labels("release", "ok").inc()
-        return _op_answer(200, result)
+        return _op_answer(200, result, "release")
 
-    return _respond(
-        await run_keyed(engine, _keyed(request, caller, key, body.model_dump(mode="json")), work)
-    )
+    return await _run_keyed(engine, request, caller, key, body, work)
