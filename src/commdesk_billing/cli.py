@@ -231,6 +231,154 @@ def holds_expire() -> None:
     click.echo(f"released {_run(go)} expired hold(s)")
 
 
+def _serve_until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully."""
+    import signal
+
+    async def go(settings: Settings) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if settings.worker_metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+        await run(stop)
+
+    _run(go)
+
+
+@main.command()
+@click.option("--no-relay", is_flag=True, help="Consumers only; run the outbox relay elsewhere.")
+@click.option("--no-consumers", is_flag=True, help="Outbox relay only.")
+def worker(no_relay: bool, no_consumers: bool) -> None:
+    """RabbitMQ consumers and the outbox relay (stops gracefully on SIGTERM)."""
+    from commdesk_billing.queues.worker import Worker
+
+    settings = _settings()
+
+    async def run(stop: asyncio.Event) -> None:
+        w = Worker(settings, handlers={} if no_consumers else None, relay=not no_relay)
+        await w.start()
+        try:
+            await stop.wait()
+        finally:
+            await w.stop()
+
+    _serve_until_signalled(run)
+
+
+@main.command()
+def scheduler() -> None:
+    """Periodic jobs (hold expiry, ledger sealing, outbox/inbox pruning), one leader at a time."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.queues.scheduler import Scheduler, default_jobs
+
+    settings = _settings()
+
+    async def run(stop: asyncio.Event) -> None:
+        engine = make_engine(settings, direct=True, pool_size=3)
+        try:
+            await Scheduler(settings, default_jobs(settings, engine)).run(stop)
+        finally:
+            await engine.dispose()
+
+    _serve_until_signalled(run)
+
+
+@main.group()
+def queues() -> None:
+    """Queue inspection."""
+
+
+@queues.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def queues_status(as_json: bool) -> None:
+    """Depth, consumers, retries and dead letters per queue; the outbox backlog."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.queues.admin import status
+
+    async def go(settings: Settings) -> dict[str, Any]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await status(settings, engine)
+        finally:
+            await engine.dispose()
+
+    report = _run(go)
+    if as_json:
+        click.echo(
+            json.dumps({**report, "queues": [q.__dict__ for q in report["queues"]]}, indent=2)
+        )
+        return
+    click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'retrying':>10}{'dead':>8}")
+    for q in report["queues"]:
+        click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.retrying:>10}{q.dead_letters:>8}")
+    age = report["outbox_oldest_unsent_s"]
+    click.echo(
+        f"outbox: {report['outbox_unsent']} unsent"
+        + (f", oldest {age:.1f} s" if age is not None else "")
+    )
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: list, show, replay, purge."""
+
+
+@dlq.command("list")
+@click.argument("queue")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+def dlq_list_cmd(queue: str, limit: int) -> None:
+    """Dead letters of QUEUE with their reasons (nothing is removed)."""
+    from commdesk_billing.queues.admin import dlq_list
+
+    for d in _run(lambda s: dlq_list(s, queue, limit)):
+        click.echo(
+            f"{d.message_id}  {d.type:<24} attempts={d.attempts:<3} {d.reason}: {d.detail[:120]}"
+        )
+
+
+@dlq.command("show")
+@click.argument("queue")
+@click.argument("message_id")
+def dlq_show_cmd(queue: str, message_id: str) -> None:
+    """One dead letter in full: headers and body."""
+    from commdesk_billing.queues.admin import dlq_list
+
+    found = [d for d in _run(lambda s: dlq_list(s, queue, 10_000)) if d.message_id == message_id]
+    if not found:
+        raise click.ClickException(f"no dead letter {message_id} in {queue}")
+    click.echo(json.dumps(found[0].__dict__, indent=2))
+
+
+@dlq.command("replay")
+@click.argument("queue")
+@click.option("--id", "message_id", default=None, help="Only this message; default: all.")
+def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
+    """Send dead letters back to QUEUE with a fresh attempt count (after fixing the cause)."""
+    from commdesk_billing.queues.admin import dlq_replay
+
+    replayed, skipped = _run(lambda s: dlq_replay(s, queue, message_id))
+    click.echo(
+        f"replayed {replayed} message(s) to {queue}"
+        + (f"; {skipped} not replayable (not an envelope) left in place" if skipped else "")
+    )
+
+
+@dlq.command("purge")
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Confirm: the messages are gone for good.")
+def dlq_purge_cmd(queue: str, yes: bool) -> None:
+    """Delete every dead letter of QUEUE."""
+    from commdesk_billing.queues.admin import dlq_purge
+
+    if not yes:
+        raise click.ClickException("purging deletes messages for good; add --yes")
+    click.echo(f"purged {_run(lambda s: dlq_purge(s, queue))} message(s)")
+
+
 @main.command()
 @click.option("--api-url", default=None, help="Use a running API instead of starting one.")
 def demo(api_url: str | None) -> None:

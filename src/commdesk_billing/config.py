@@ -45,6 +45,21 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Prepended to every queue name: lets test runs and side-by-side deployments share a broker.
+    rabbitmq_queue_prefix: Annotated[str, Field(pattern=r"^[a-z0-9_.-]{0,40}$")] = ""
+    # Backoff ladder (seconds) of the retry queues; attempt n waits ladder[n-1] (the last
+    # tier repeats), with +/-20 % jitter.
+    retry_delays_s: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 6
+    consumer_prefetch: Annotated[int, Field(ge=1, le=1000)] = 16
+    relay_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+    relay_idle_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+    outbox_retention_s: Annotated[int, Field(ge=60)] = 7 * 86400
+    inbox_retention_s: Annotated[int, Field(ge=60)] = 30 * 86400
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: no metrics server
+    # Fault injection for failure tests only: the worker SIGKILLs itself after committing a
+    # message of this queue and before acknowledging it. Refused in production.
+    fault_crash_after_commit: str | None = None
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_issuer: str = "commdesk"
@@ -76,8 +91,12 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.hold_default_ttl_s > self.hold_max_ttl_s:
             raise ValueError("BILLING_HOLD_DEFAULT_TTL_S exceeds BILLING_HOLD_MAX_TTL_S")
+        if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):
+            raise ValueError("BILLING_RETRY_DELAYS_S must be positive seconds")
         if self.env is not Environment.production:
             return self
+        if self.fault_crash_after_commit:
+            raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
         secret = self.jwt_secret.get_secret_value()
         if secret == DEV_JWT_SECRET or len(secret) < 32:
             raise ValueError(

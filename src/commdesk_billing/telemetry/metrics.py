@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "billing_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -21,4 +21,32 @@ IDEMPOTENT_REPLAYS = Counter(
 )
 LEDGER_VERIFY_FINDINGS = Counter(
     "billing_ledger_verify_findings_total", "Problems found by ledger verification", ["check"]
+)
+
+QUEUE_PUBLISHED = Counter(
+    "billing_queue_published_total", "Messages published (confirmed)", ["queue"]
+)
+QUEUE_CONSUMED = Counter(
+    "billing_queue_consumed_total", "Messages handled and acknowledged", ["queue", "outcome"]
+)
+QUEUE_RETRIED = Counter("billing_queue_retried_total", "Messages sent to a retry tier", ["queue"])
+QUEUE_DEAD_LETTERED = Counter(
+    "billing_queue_dead_lettered_total",
+    "Messages moved to the dead-letter queue",
+    ["queue", "reason"],
+)
+HANDLER_LATENCY = Histogram(
+    "billing_queue_handler_seconds",
+    "Handler time including commit",
+    ["queue"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows due and not yet published")
+OUTBOX_OLDEST_AGE = Gauge(
+    "billing_outbox_oldest_unsent_seconds",
+    "Age of the oldest due, unpublished outbox row (queue stuck signal)",
+)
+SCHEDULER_LEADER = Gauge("billing_scheduler_leader", "1 while this scheduler holds the lease")
+SCHEDULER_JOB_RUNS = Counter(
+    "billing_scheduler_job_runs_total", "Periodic job runs", ["job", "outcome"]
 )

@@ -1,0 +1,217 @@
+"""Transactional outbox: the only way domain code announces anything.
+
+`publish(conn, …)` writes a row in the caller's transaction: the event exists if and only if
+the state change it announces committed. The relay publishes rows with publisher confirms
+and marks them sent; a crash anywhere in between re-sends (consumers are idempotent), never
+loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.db.sql import sql
+from commdesk_billing.queues.envelope import Envelope, new_envelope
+from commdesk_billing.queues.topology import PERSISTENT, QUEUES, Names
+from commdesk_billing.telemetry.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    QUEUE_PUBLISHED,
+)
+
+log = structlog.get_logger(__name__)
+
+
+async def publish(
+    conn: AsyncConnection,
+    queue: str,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    deliver_at: datetime | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """Announce an event in the caller's transaction. `deliver_at` delays it (a delayed job)."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+    envelope = new_envelope(message_type, payload, correlation_id=correlation_id)
+    await conn.execute(
+        sql("""
+        INSERT INTO outbox (message_id, queue, message_type, body, available_at)
+        VALUES (:id, :queue, :type, :body, coalesce(CAST(:at AS timestamptz), now()))"""),
+        {
+            "id": envelope.id,
+            "queue": queue,
+            "type": message_type,
+            "body": envelope.model_dump_json(),
+            "at": deliver_at,
+        },
+    )
+    return envelope
+
+
+@dataclass(frozen=True)
+class RelayRound:
+    published: int
+    failed: int
+
+
+class Relay:
+    """Moves due outbox rows to RabbitMQ.
+
+    Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that stays open while
+    they are published and confirmed, so any number of relays can run: each row is held by
+    one relay at a time, and is marked sent only after the broker confirmed it.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, channel: AbstractChannel, names: Names, batch: int
+    ) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.names = names
+        self.batch = batch
+
+    async def run_once(self) -> RelayRound:
+        async def work(conn: AsyncConnection) -> RelayRound:
+            rows = (
+                await conn.execute(
+                    sql("""
+                SELECT id, message_id, queue, body FROM outbox
+                 WHERE sent_at IS NULL AND available_at <= now()
+                 ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"""),
+                    {"n": self.batch},
+                )
+            ).all()
+            if not rows:
+                return RelayRound(0, 0)
+            exchange = self.channel.default_exchange
+            # Publishes are pipelined; each await returns when the broker confirmed it.
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            r.body.encode(),
+                            message_id=str(r.message_id),
+                            content_type="application/json",
+                            delivery_mode=PERSISTENT,
+                        ),
+                        routing_key=self.names.work(r.queue),
+                        mandatory=True,
+                    )
+                    for r in rows
+                ),
+                return_exceptions=True,
+            )
+            sent = [
+                r.id
+                for r, res in zip(rows, results, strict=True)
+                if not isinstance(res, BaseException)
+            ]
+            failed = [
+                (r.id, res)
+                for r, res in zip(rows, results, strict=True)
+                if isinstance(res, BaseException)
+            ]
+            if sent:
+                await conn.execute(
+                    sql("""
+                    UPDATE outbox SET sent_at = now()
+                     WHERE id = ANY(CAST(:ids AS bigint[]))"""),
+                    {"ids": sent},
+                )
+            for row_id, exc in failed:
+                await conn.execute(
+                    sql("""
+                    UPDATE outbox SET publish_errors = publish_errors + 1, last_error = :e
+                     WHERE id = :id"""),
+                    {"id": row_id, "e": f"{type(exc).__name__}: {exc}"[:500]},
+                )
+            for r, res in zip(rows, results, strict=True):
+                if not isinstance(res, BaseException):
+                    QUEUE_PUBLISHED.labels(r.queue).inc()
+            if failed:
+                log.warning(
+                    "outbox.publish.failed", count=len(failed), error=str(failed[0][1])[:200]
+                )
+            return RelayRound(len(sent), len(failed))
+
+        return await in_transaction(self.engine, work)
+
+    async def run(self, stop: asyncio.Event, idle_s: float) -> None:
+        last_gauge = 0.0
+        while not stop.is_set():
+            try:
+                result = await self.run_once()
+            except Exception as exc:  # the broker or database is away: keep trying
+                log.warning("outbox.relay.error", error=f"{type(exc).__name__}: {exc}"[:300])
+                result = RelayRound(0, 1)
+            if time.monotonic() - last_gauge > 5:
+                await update_backlog_gauges(self.engine)
+                last_gauge = time.monotonic()
+            if result.published < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        stop.wait(), timeout=idle_s if not result.failed else min(5.0, idle_s * 10)
+                    )
+
+
+async def backlog(engine: AsyncEngine) -> tuple[int, float | None]:
+    """Unsent rows that are due, and the age in seconds of the oldest of them."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sql("""
+            SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age
+              FROM outbox WHERE sent_at IS NULL AND available_at <= now()""")
+            )
+        ).one()
+    return int(row.n), (float(row.age) if row.age is not None else None)
+
+
+async def update_backlog_gauges(engine: AsyncEngine) -> None:
+    try:
+        count, age = await backlog(engine)
+    except Exception:  # metrics must never take the relay down
+        return
+    OUTBOX_BACKLOG.set(count)
+    OUTBOX_OLDEST_AGE.set(age or 0.0)
+
+
+async def prune(
+    engine: AsyncEngine,
+    *,
+    outbox_retention: timedelta,
+    inbox_retention: timedelta,
+    batch: int = 10_000,
+) -> tuple[int, int]:
+    """Delete sent outbox rows and inbox rows older than their retention."""
+
+    async def work(conn: AsyncConnection) -> tuple[int, int]:
+        sent = await conn.execute(
+            sql("""
+            DELETE FROM outbox WHERE id IN (
+                SELECT id FROM outbox WHERE sent_at < now() - CAST(:r AS interval) LIMIT :n)"""),
+            {"r": outbox_retention, "n": batch},
+        )
+        seen = await conn.execute(
+            sql("""
+            DELETE FROM inbox WHERE (message_id, consumer) IN (
+                SELECT message_id, consumer FROM inbox
+                 WHERE processed_at < now() - CAST(:r AS interval) LIMIT :n)"""),
+            {"r": inbox_retention, "n": batch},
+        )
+        return int(sent.rowcount), int(seen.rowcount)
+
+    return await in_transaction(engine, work)

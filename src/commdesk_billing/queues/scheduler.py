@@ -1,0 +1,137 @@
+"""The scheduler: periodic jobs, run by exactly one process at a time.
+
+Leadership is a PostgreSQL session advisory lock held on a dedicated connection over the
+direct (non-pooled) URL: a transaction-mode pooler would hand the session to someone else.
+If that connection dies, PostgreSQL releases the lock and another scheduler takes over; the
+old leader notices on its next heartbeat and stops running jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import asyncpg
+import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.modules.ledger.seal import seal_pending
+from commdesk_billing.modules.wallet.expiry import expire_holds
+from commdesk_billing.queues.outbox import prune
+from commdesk_billing.telemetry.metrics import SCHEDULER_JOB_RUNS, SCHEDULER_LEADER
+
+log = structlog.get_logger(__name__)
+
+LEADER_LOCK = 0x5C4ED01E
+
+
+@dataclass
+class Job:
+    name: str
+    every_s: float
+    run: Callable[[], Awaitable[object]]
+    last_run: float = field(default=float("-inf"))
+
+
+def default_jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
+    return [
+        Job("expire_holds", 15, lambda: expire_holds(engine)),
+        Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
+        Job(
+            "prune_outbox_inbox",
+            3600,
+            lambda: prune(
+                engine,
+                outbox_retention=timedelta(seconds=settings.outbox_retention_s),
+                inbox_retention=timedelta(seconds=settings.inbox_retention_s),
+            ),
+        ),
+    ]
+
+
+def _libpq(url: str) -> str:
+    """asyncpg.connect takes libpq URLs; sslmode etc. are understood natively there."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Scheduler:
+    def __init__(
+        self, settings: Settings, jobs: list[Job], *, tick_s: float = 1.0, heartbeat_s: float = 5.0
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.tick_s = tick_s
+        self.heartbeat_s = heartbeat_s
+        self.is_leader = False
+        self._lock_conn: asyncpg.Connection | None = None
+
+    async def _try_lead(self) -> bool:
+        try:
+            if self._lock_conn is None or self._lock_conn.is_closed():
+                self._lock_conn = await asyncpg.connect(
+                    _libpq(self.settings.direct_url), timeout=10
+                )
+            got = await self._lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("scheduler.lease.error", error=str(exc)[:200])
+            self._lock_conn = None
+            return False
+        return bool(got)
+
+    async def _still_leader(self) -> bool:
+        try:
+            assert self._lock_conn is not None
+            await self._lock_conn.fetchval("SELECT 1", timeout=5)
+            return True
+        except Exception as exc:  # any failure: the session, and with it the lock, is gone
+            log.error("scheduler.lease.lost", error=str(exc)[:200])
+            self._lock_conn = None
+            return False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last_beat = time.monotonic()
+        try:
+            while not stop.is_set():
+                if not self.is_leader:
+                    self.is_leader = await self._try_lead()
+                    SCHEDULER_LEADER.set(1 if self.is_leader else 0)
+                    if self.is_leader:
+                        log.info("scheduler.lease.acquired")
+                elif time.monotonic() - last_beat >= self.heartbeat_s:
+                    last_beat = time.monotonic()
+                    self.is_leader = await self._still_leader()
+                    SCHEDULER_LEADER.set(1 if self.is_leader else 0)
+                if self.is_leader:
+                    await self._run_due(stop)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.tick_s)
+        finally:
+            await self.release()
+
+    async def _run_due(self, stop: asyncio.Event) -> None:
+        for job in self.jobs:
+            if stop.is_set() or time.monotonic() - job.last_run < job.every_s:
+                continue
+            job.last_run = time.monotonic()
+            try:
+                result = await job.run()
+                SCHEDULER_JOB_RUNS.labels(job.name, "ok").inc()
+                log.info("scheduler.job.done", job=job.name, result=str(result)[:200])
+            except Exception as exc:  # one failing job must not stop the others
+                SCHEDULER_JOB_RUNS.labels(job.name, "error").inc()
+                log.error("scheduler.job.failed", job=job.name, error=str(exc)[:300])
+
+    async def release(self) -> None:
+        if self._lock_conn is not None and not self._lock_conn.is_closed():
+            with contextlib.suppress(Exception):
+                await self._lock_conn.execute("SELECT pg_advisory_unlock_all()")
+                await self._lock_conn.close()
+        self._lock_conn = None
+        self.is_leader = False
+        SCHEDULER_LEADER.set(0)

@@ -1,0 +1,117 @@
+"""The worker process: topology, consumers and the outbox relay over one robust connection."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import make_engine
+from commdesk_billing.queues.outbox import Relay
+from commdesk_billing.queues.runtime import Consumers, Handler
+from commdesk_billing.queues.topology import Names, declare
+
+log = structlog.get_logger(__name__)
+
+
+def names_for(settings: Settings) -> Names:
+    return Names(settings.rabbitmq_queue_prefix, len(settings.retry_delays_s))
+
+
+def default_handlers() -> dict[str, Handler]:
+    from commdesk_billing.modules.wallet.consumers import HANDLERS as WALLET
+
+    return {**WALLET}
+
+
+async def connect(settings: Settings, *, attempts: int = 60) -> AbstractRobustConnection:
+    """A robust connection (it reconnects and restores channels and consumers by itself);
+    the first connect is retried too, so a worker can start before the broker."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await aio_pika.connect_robust(
+                settings.rabbitmq_url, client_properties={"connection_name": "commdesk-billing"}
+            )
+        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("rabbitmq.connect.retry", attempt=attempt, error=str(exc)[:200])
+            await asyncio.sleep(min(5.0, 0.2 * attempt))
+    raise AssertionError("unreachable")
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        handlers: dict[str, Handler] | None = None,
+        relay: bool = True,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.handlers = default_handlers() if handlers is None else handlers
+        self.with_relay = relay
+        self._engine = engine
+        self._own_engine = engine is None
+        self._stop = asyncio.Event()
+        self._relay_task: asyncio.Task[None] | None = None
+        self.consumers: Consumers | None = None
+        self.connection: AbstractRobustConnection | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None
+        return self._engine
+
+    async def start(self) -> None:
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+        names = names_for(self.settings)
+        self.connection = await connect(self.settings)
+        setup = await self.connection.channel()
+        await declare(setup, names)
+        await setup.close()
+        if self.handlers:
+            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            self.consumers = Consumers(self.engine, channel, names, self.settings, self.handlers)
+            await self.consumers.start()
+        if self.with_relay:
+            relay_channel = await self.connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            relay = Relay(self.engine, relay_channel, names, self.settings.relay_batch)
+            self._relay_task = asyncio.create_task(
+                relay.run(self._stop, self.settings.relay_idle_s)
+            )
+        log.info("worker.started", queues=sorted(self.handlers), relay=self.with_relay)
+
+    async def stop(self) -> None:
+        """Graceful: stop consuming, finish in-flight messages, stop the relay, close."""
+        self._stop.set()
+        if self.consumers is not None:
+            await self.consumers.stop()
+        if self._relay_task is not None:
+            await self._relay_task
+        if self.connection is not None:
+            await self.connection.close()
+        if self._own_engine and self._engine is not None:
+            await self._engine.dispose()
+        log.info("worker.stopped")
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
