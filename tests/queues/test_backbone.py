@@ -1,0 +1,392 @@
+"""Outbox → relay → RabbitMQ → consumer → ledger, with the failures that matter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.audit.service import record
+from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.queues.admin import dlq_list, dlq_replay, status
+from commdesk_billing.queues.envelope import Envelope
+from commdesk_billing.queues.outbox import publish
+from commdesk_billing.queues.scheduler import Job, Scheduler
+from commdesk_billing.queues.topology import Names
+from commdesk_billing.queues.worker import Worker
+from commdesk_billing.security.jwt import Principal, Role
+from commdesk_billing.telemetry.metrics import QUEUE_CONSUMED
+from tests.conftest import new_wallet
+from tests.queues.conftest import queue_depth, scalar, wait_for
+
+
+async def _debits(
+    engine: AsyncEngine, wallets: list[uuid.UUID], count: int, tag: str, per_tx: int = 500
+) -> None:
+    """`count` wallet.debit events of 1 credit, round-robin over `wallets`, via the outbox."""
+    for start in range(0, count, per_tx):
+
+        async def work(conn: AsyncConnection, start: int = start) -> None:
+            for i in range(start, min(start + per_tx, count)):
+                await publish(
+                    conn,
+                    "wallet.debit",
+                    "wallet.debit.requested",
+                    {
+                        "wallet_id": str(wallets[i % len(wallets)]),
+                        "credits": 1,
+                        "reason": f"event {tag}",
+                        "idempotency_key": f"{tag}:{i}",
+                    },
+                )
+
+        await in_transaction(engine, work)
+
+
+async def _applied(engine: AsyncEngine, tag: str) -> int:
+    return int(
+        await scalar(
+            engine, "SELECT count(*) FROM wallet_transactions WHERE source = :s", s=f"event {tag}"
+        )
+    )
+
+
+def _duplicates() -> float:
+    return QUEUE_CONSUMED.labels("wallet.debit", "duplicate")._value.get()  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_ten_thousand_events_apply_exactly_once(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    wallets = [(await new_wallet(engine, 1000)).id for _ in range(50)]
+    tag = uuid.uuid4().hex[:8]
+    await _debits(engine, wallets, 10_000, tag)
+    async with Worker(qsettings, engine=engine):
+        await wait_for(lambda: _done(engine, tag, 10_000), 300, "10 000 debits")
+    assert await _applied(engine, tag) == 10_000
+    for wid in wallets:
+        w = await in_transaction(engine, lambda c, w=wid: ws.get_wallet(c, w))
+        assert w.available_credits == 1000 - 200
+    assert (
+        await scalar(
+            engine,
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND body LIKE :t",
+            t=f"%{tag}%",
+        )
+        == 0
+    )
+    assert (
+        await queue_depth(qsettings, Names(qsettings.rabbitmq_queue_prefix, 3).dlq("wallet.debit"))
+        == 0
+    )
+
+
+async def _done(engine: AsyncEngine, tag: str, n: int) -> bool:
+    return await _applied(engine, tag) >= n
+
+
+@pytest.mark.slow
+async def test_broker_outage_loses_nothing(engine: AsyncEngine, qsettings: Settings) -> None:
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    wallets = [(await new_wallet(engine, 1000)).id for _ in range(10)]
+    tag = uuid.uuid4().hex[:8]
+    async with Worker(qsettings, engine=engine):
+        await _debits(engine, wallets, 100, tag, per_tx=10)
+        await wait_for(lambda: _done(engine, tag, 100), 60, "the first 100")
+        try:
+            subprocess.run([ctl, "stop_app"], check=True, capture_output=True, timeout=120)
+            # Producers keep committing while the broker is away.
+            await _debits(engine, wallets, 300, tag + "b", per_tx=10)
+            assert await _applied(engine, tag + "b") == 0
+            assert (
+                await scalar(
+                    engine,
+                    "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND body LIKE :t",
+                    t=f"%{tag}b%",
+                )
+                == 300
+            )
+        finally:
+            subprocess.run([ctl, "start_app"], check=True, capture_output=True, timeout=180)
+        await wait_for(lambda: _done(engine, tag + "b", 300), 180, "the 300 after the outage")
+    assert await _applied(engine, tag) == 100
+    assert await _applied(engine, tag + "b") == 300
+    for wid in wallets:
+        report = await in_transaction(engine, lambda c, w=wid: ws.sync_balance(c, w))
+        assert report.consistent and report.row_available == 1000 - 40
+
+
+@pytest.mark.slow
+async def test_worker_killed_between_commit_and_ack(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    wallet = await new_wallet(engine, 100)
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "BILLING_DATABASE_URL": qsettings.database_url,
+        "BILLING_RABBITMQ_QUEUE_PREFIX": qsettings.rabbitmq_queue_prefix,
+        "BILLING_RETRY_DELAYS_S": "[0.2, 0.4, 0.8]",
+        "BILLING_FAULT_CRASH_AFTER_COMMIT": "wallet.debit",
+        "BILLING_LOG_JSON": "false",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "commdesk_billing.cli", "worker"], env=env)
+    try:
+        await _debits(engine, [wallet.id], 1, tag)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert proc.returncode == -signal.SIGKILL, proc.returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The effect committed, the ack never happened: the broker holds the message again.
+    assert await _applied(engine, tag) == 1
+    names = Names(qsettings.rabbitmq_queue_prefix, 3)
+    await wait_for(
+        lambda: _depth_is(qsettings, names.work("wallet.debit"), 1),
+        30,
+        "the unacknowledged message to be back",
+    )
+    before = _duplicates()
+    async with Worker(qsettings, engine=engine, relay=False):
+        await wait_for(
+            lambda: _depth_is(qsettings, names.work("wallet.debit"), 0), 30, "the redelivery"
+        )
+    assert _duplicates() == before + 1  # redelivered, recognised, acknowledged
+    assert await _applied(engine, tag) == 1
+    w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
+    assert w.available_credits == 99
+
+
+async def _depth_is(settings: Settings, name: str, n: int) -> bool:
+    return await queue_depth(settings, name) == n
+
+
+async def test_transient_failures_retry_with_growing_delays(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    seen: list[tuple[int, float]] = []
+    marker = uuid.uuid4().hex
+
+    async def flaky(conn: AsyncConnection, env: Envelope) -> None:
+        seen.append((env.attempt, time.monotonic()))
+        if env.attempt < 3:
+            raise ConnectionError("downstream hiccup")
+        await record(
+            conn,
+            Principal("queue-test", Role.service, frozenset()),
+            action="test.effect",
+            target_type="marker",
+            target_id=marker,
+        )
+
+    async with Worker(qsettings, engine=engine, handlers={"analytics.billing": flaky}):
+        await in_transaction(
+            engine, lambda c: publish(c, "analytics.billing", "test.flaky", {"marker": marker})
+        )
+        await wait_for(lambda: _effects(engine, marker, 1), 30, "the third attempt")
+        await asyncio.sleep(0.5)
+    assert [a for a, _ in seen] == [1, 2, 3]
+    gaps = [seen[1][1] - seen[0][1], seen[2][1] - seen[1][1]]
+    assert 0.15 <= gaps[0] < gaps[1], gaps  # tier 0 (0.2 s ±20 %) then tier 1 (0.4 s ±20 %)
+    assert await _count_effects(engine, marker) == 1
+
+
+async def _count_effects(engine: AsyncEngine, marker: str) -> int:
+    return int(
+        await scalar(engine, "SELECT count(*) FROM audit_logs WHERE target_id = :m", m=marker)
+    )
+
+
+async def _effects(engine: AsyncEngine, marker: str, n: int) -> bool:
+    return await _count_effects(engine, marker) >= n
+
+
+async def test_exhausted_attempts_land_in_the_dlq_and_replay_once_fixed(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    marker = uuid.uuid4().hex
+    broken = {"yes": True}
+    attempts: Counter[int] = Counter()
+
+    async def handler(conn: AsyncConnection, env: Envelope) -> None:
+        attempts[env.attempt] += 1
+        if broken["yes"]:
+            raise RuntimeError("bug in the handler")
+        await record(
+            conn,
+            Principal("queue-test", Role.service, frozenset()),
+            action="test.effect",
+            target_type="marker",
+            target_id=marker,
+        )
+
+    names = Names(qsettings.rabbitmq_queue_prefix, 3)
+    async with Worker(qsettings, engine=engine, handlers={"fraud.detection": handler}):
+        env = await in_transaction(
+            engine, lambda c: publish(c, "fraud.detection", "test.broken", {"marker": marker})
+        )
+        await wait_for(
+            lambda: _depth_is(qsettings, names.dlq("fraud.detection"), 1), 30, "the dead letter"
+        )
+        assert sorted(attempts) == [1, 2, 3]  # max_attempts = 3
+        (dead,) = await dlq_list(qsettings, "fraud.detection")
+        assert (dead.message_id, dead.reason, dead.attempts) == (
+            str(env.id),
+            "attempts_exhausted",
+            3,
+        )
+        assert "bug in the handler" in dead.detail
+        assert await _count_effects(engine, marker) == 0
+        broken["yes"] = False  # the fix ships
+        assert await dlq_replay(qsettings, "fraud.detection", str(env.id)) == (1, 0)
+        await wait_for(lambda: _effects(engine, marker, 1), 30, "the replayed message")
+    assert await _count_effects(engine, marker) == 1
+    assert await queue_depth(qsettings, names.dlq("fraud.detection")) == 0
+
+
+async def test_permanent_errors_and_garbage_go_straight_to_the_dlq(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    wallet = await new_wallet(engine, 5)
+    names = Names(qsettings.rabbitmq_queue_prefix, 3)
+    async with Worker(qsettings, engine=engine):
+
+        async def bad(conn: AsyncConnection) -> None:
+            await publish(
+                conn,
+                "wallet.debit",
+                "wallet.debit.requested",
+                {"wallet_id": str(wallet.id), "credits": "lots", "reason": "x"},
+            )
+            await publish(
+                conn,
+                "wallet.debit",
+                "wallet.debit.requested",
+                {"wallet_id": str(wallet.id), "credits": 6, "reason": "overdraw"},
+            )
+
+        await in_transaction(engine, bad)
+        connection = await aio_pika.connect(qsettings.rabbitmq_url)
+        async with connection:
+            channel = await connection.channel()
+            for body in (b"not json", b'{"id": "x"}'):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(body), routing_key=names.work("wallet.debit")
+                )
+        await wait_for(
+            lambda: _depth_is(qsettings, names.dlq("wallet.debit"), 4), 30, "four dead letters"
+        )
+    reasons = Counter(d.reason for d in await dlq_list(qsettings, "wallet.debit"))
+    assert reasons == {"invalid_message": 2, "permanent_error": 1, "insufficient_credits": 1}
+    w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
+    assert w.available_credits == 5  # nothing stored was changed
+
+
+@pytest.mark.slow
+async def test_two_relays_and_two_workers(engine: AsyncEngine, qsettings: Settings) -> None:
+    wallets = [(await new_wallet(engine, 1000)).id for _ in range(20)]
+    tag = uuid.uuid4().hex[:8]
+    before = _duplicates()
+    async with Worker(qsettings, engine=engine), Worker(qsettings, engine=engine):
+        await _debits(engine, wallets, 2000, tag, per_tx=100)
+        await wait_for(lambda: _done(engine, tag, 2000), 180, "2 000 debits")
+        await asyncio.sleep(1)  # any duplicate publish would arrive by now
+    assert await _applied(engine, tag) == 2000
+    assert _duplicates() == before  # no row was published twice
+    assert (
+        await scalar(
+            engine,
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND body LIKE :t",
+            t=f"%{tag}%",
+        )
+        == 0
+    )
+
+
+async def test_delayed_jobs_wait_for_their_time(engine: AsyncEngine, qsettings: Settings) -> None:
+    marker = uuid.uuid4().hex
+    ran: list[float] = []
+
+    async def job(conn: AsyncConnection, env: Envelope) -> None:
+        ran.append(time.monotonic())
+        await record(
+            conn,
+            Principal("queue-test", Role.service, frozenset()),
+            action="test.effect",
+            target_type="marker",
+            target_id=marker,
+        )
+
+    async with Worker(qsettings, engine=engine, handlers={"notifications.billing": job}):
+        published = time.monotonic()
+        await in_transaction(
+            engine,
+            lambda c: publish(
+                c,
+                "notifications.billing",
+                "test.later",
+                {},
+                deliver_at=datetime.now(UTC) + timedelta(seconds=1.5),
+            ),
+        )
+        await wait_for(lambda: _effects(engine, marker, 1), 30, "the delayed job")
+    assert ran and ran[0] - published >= 1.4
+
+
+async def test_queue_status_reports_depth_and_outbox(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    async with Worker(qsettings, engine=engine, handlers={}, relay=False):
+        pass  # declares the topology only
+    await in_transaction(engine, lambda c: publish(c, "invoice.generate", "test.unsent", {}))
+    report = await status(qsettings, engine)
+    by_name = {q.queue: q for q in report["queues"]}
+    assert set(by_name) >= {"wallet.debit", "settlements.processing"}
+    assert by_name["wallet.debit"].ready == 0 and by_name["wallet.debit"].dead_letters == 0
+    assert report["outbox_unsent"] >= 1 and report["outbox_oldest_unsent_s"] is not None
+
+
+async def test_one_scheduler_leads_and_another_takes_over(qsettings: Settings) -> None:
+    runs: Counter[str] = Counter()
+
+    def jobs(name: str) -> list[Job]:
+        async def tick() -> None:
+            runs[name] += 1
+
+        return [Job("tick", 0.05, tick)]
+
+    a = Scheduler(qsettings, jobs("a"), tick_s=0.05, heartbeat_s=0.2)
+    b = Scheduler(qsettings, jobs("b"), tick_s=0.05, heartbeat_s=0.2)
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    task_a = asyncio.create_task(a.run(stop_a))
+    await wait_for(lambda: _true(a.is_leader), 10, "a to lead")
+    task_b = asyncio.create_task(b.run(stop_b))
+    await asyncio.sleep(0.6)
+    assert a.is_leader and not b.is_leader and runs["b"] == 0 and runs["a"] > 0
+    stop_a.set()
+    await task_a
+    await wait_for(lambda: _true(b.is_leader), 10, "b to take over")
+    await wait_for(lambda: _true(runs["b"] > 0), 10, "b to run the job")
+    stop_b.set()
+    await task_b
+
+
+async def _true(value: Any) -> bool:
+    return bool(value)
