@@ -319,3 +319,49 @@ async def test_in_transaction_retries_serialization_failures(engine: AsyncEngine
 
     with pytest.raises(DBAPIError):
         await in_transaction(engine, broken)
+
+
+async def test_sealer_waits_for_a_writer_whose_xid_is_newer_than_the_snapshot_horizon(
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
+    """U takes its transaction id first, T second; T draws the lower entry id, U commits.
+    The snapshot's xmax then stops at T's id, so waiting on it alone would seal U's entry
+    and skip T's for ever."""
+    u = await asyncpg.connect(_dsn(scratch_database_url))
+    t = await asyncpg.connect(_dsn(scratch_database_url))
+    try:
+        tu, tt = u.transaction(), t.transaction()
+        await tu.start()
+        await tt.start()
+        await u.fetchval("SELECT pg_current_xact_id()")
+        await t.fetchval("SELECT pg_current_xact_id()")
+
+        async def post(conn: asyncpg.Connection, label: str) -> None:
+            jid = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO ledger_journals (id, idempotency_key, kind, created_at)"
+                " VALUES ($1, $2, 'race', now())",
+                jid,
+                f"{label}:{jid}",
+            )
+            await conn.execute(
+                "INSERT INTO ledger_entries (journal_id, account_id, ledger, amount, created_at)"
+                " VALUES ($1, $2, 'INR', 3, now()), ($1, $3, 'INR', -3, now())",
+                jid,
+                House.GATEWAY_CLEARING,
+                House.DEFERRED_REVENUE,
+            )
+
+        await post(t, "t")  # lower entry ids, newer transaction id
+        await post(u, "u")
+        await tu.commit()
+        deferred = await seal_pending(scratch_engine, wait_s=0.3)
+        assert deferred.blocks == 0 and deferred.skipped_reason
+        await tt.commit()
+    finally:
+        await u.close()
+        await t.close()
+    done = await seal_pending(scratch_engine)
+    assert done.entries == 4
+    report = await verify_ledger(scratch_engine)
+    assert report.ok and report.stats["unsealed_entries"] == 0

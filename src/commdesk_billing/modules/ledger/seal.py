@@ -5,9 +5,9 @@ wait on the house account (DESIGN §4). Instead a sealer hashes blocks of entrie
 
 Entry ids come from a sequence, and id order is not commit order: a transaction that drew id
 100 may commit after one that drew 101. Sealing "everything up to the highest visible id"
-would then miss 100 for ever. So the sealer notes the highest visible id and the snapshot it
-saw it in, waits until every transaction that was running at that snapshot has ended, and
-only then seals up to that id: any later transaction draws ids above it.
+would then miss 100 for ever. So the sealer notes the highest visible id, takes a
+transaction id of its own, waits until every older transaction has ended, and only then
+seals up to that id: any transaction that starts later draws ids above it.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class SealResult:
     skipped_reason: str | None = None
 
 
-async def _wait_for_horizon(engine: AsyncEngine, xmax: str, timeout_s: float) -> bool:
-    """Wait until every transaction running when `xmax` was read has ended."""
+async def _wait_for_horizon(engine: AsyncEngine, me: str, timeout_s: float) -> bool:
+    """Wait until every transaction older than transaction `me` has ended."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
@@ -51,9 +51,9 @@ async def _wait_for_horizon(engine: AsyncEngine, xmax: str, timeout_s: float) ->
                 await conn.execute(
                     text(
                         "SELECT pg_snapshot_xmin(pg_current_snapshot())"
-                        " >= CAST(CAST(:x AS text) AS xid8)"
+                        " > CAST(CAST(:me AS text) AS xid8)"
                     ),
-                    {"x": xmax},
+                    {"me": me},
                 )
             ).scalar_one()
             await conn.rollback()
@@ -98,20 +98,24 @@ async def entries_between(conn: AsyncConnection, after: int, last: int) -> Seque
 async def seal_pending(
     engine: AsyncEngine, *, block_size: int = 5000, wait_s: float = 10.0
 ) -> SealResult:
-    async with engine.connect() as conn:
+    # Read the horizon, then take a transaction id of our own: every transaction that drew
+    # an entry id up to the horizon already had its transaction id then (the wallet row lock
+    # or the journal insert gives it one before any entry is inserted), so its id is lower
+    # than ours. Waiting until no transaction older than ours is running therefore waits for
+    # all of them, including those newer than the snapshot's xmax.
+    async with engine.begin() as conn:
         row = (
             await conn.execute(
                 text(
-                    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax, "
-                    "(SELECT max(id) FROM ledger_entries) AS horizon"
+                    "SELECT (SELECT max(id) FROM ledger_entries) AS horizon, "
+                    "pg_current_xact_id()::text AS me"
                 )
             )
         ).one()
-        await conn.rollback()
     if row.horizon is None:
         return SealResult(0, 0, None, "no entries")
     horizon = int(row.horizon)
-    if not await _wait_for_horizon(engine, row.xmax, wait_s):
+    if not await _wait_for_horizon(engine, row.me, wait_s):
         log.warning("ledger.seal.deferred", reason="long_running_transaction", horizon=horizon)
         return SealResult(0, 0, horizon, "a transaction older than the horizon is still open")
 
