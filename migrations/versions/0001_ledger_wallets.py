@@ -93,6 +93,7 @@ _APPEND_ONLY = [
     "wallet_transactions",
     "audit_logs",
     "ledger_accounts",
+    "credit_lot_movements",
 ]
 
 
@@ -231,6 +232,9 @@ def upgrade() -> None:
             status           text NOT NULL
                 CHECK (status IN ('active', 'captured', 'released', 'expired')),
             reason           text NOT NULL,
+            -- Who placed the hold (a JWT subject); null when placed by an internal caller.
+            -- Only its creator or a debit-scoped service may settle it.
+            created_by       text,
             idempotency_key  text NOT NULL UNIQUE,
             expires_at       timestamptz NOT NULL,
             created_at       timestamptz NOT NULL DEFAULT now(),
@@ -332,6 +336,33 @@ def upgrade() -> None:
             """
         )
 
+    # A lot's identity and cost basis never change once granted; only how much of it is
+    # left and how much was refunded move (and those are checked against lot movements).
+    execute_script(
+        """
+        CREATE FUNCTION credit_lots_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF (NEW.id, NEW.wallet_id, NEW.source, NEW.credits_granted, NEW.paid_paise,
+                NEW.taxable_paise, NEW.source_ref, NEW.journal_id, NEW.granted_at,
+                NEW.expires_at)
+               IS DISTINCT FROM
+               (OLD.id, OLD.wallet_id, OLD.source, OLD.credits_granted, OLD.paid_paise,
+                OLD.taxable_paise, OLD.source_ref, OLD.journal_id, OLD.granted_at,
+                OLD.expires_at) THEN
+                RAISE EXCEPTION 'credit lot % may only change its remaining and refunded '
+                    'credits', OLD.id USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER credit_lots_fixed BEFORE UPDATE ON credit_lots
+            FOR EACH ROW EXECUTE FUNCTION credit_lots_fixed();
+        CREATE TRIGGER credit_lots_no_delete BEFORE DELETE ON credit_lots
+            FOR EACH ROW EXECUTE FUNCTION billing_refuse_change();
+        CREATE TRIGGER credit_lots_no_truncate BEFORE TRUNCATE ON credit_lots
+            FOR EACH STATEMENT EXECUTE FUNCTION billing_refuse_change();
+        """
+    )
+
     # Balanced journals, checked once per INSERT statement over every journal it touched.
     # Summing all of a journal's legs (not only the new rows) means a leg added later by
     # another statement can never unbalance a journal that was balanced.
@@ -389,6 +420,7 @@ def downgrade() -> None:
             wallet_holds, credit_lots, ledger_seals, ledger_entries, ledger_journals, wallets,
             ledger_accounts, users CASCADE;
         DROP FUNCTION ledger_entries_check();
+        DROP FUNCTION credit_lots_fixed();
         DROP FUNCTION billing_refuse_change();
         """
     )

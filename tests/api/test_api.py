@@ -134,6 +134,7 @@ async def test_route_by_role(
             idempotency_key=f"mx:{uuid.uuid4()}",
             reason="matrix",
             ttl_s=600,
+            created_by=owner_sub,
         ),
     )
     method, path = route.split(" ")
@@ -268,6 +269,10 @@ HOSTILE_DEBITS: list[tuple[Any, int]] = [
     ({"credits": 5, "reason": "x", "metadata": {"k": {"nested": 1}}}, 422),
     ({"credits": 5, "reason": "x", "metadata": {f"k{i}": i for i in range(21)}}, 422),
     ({"credits": 5, "reason": "x", "metadata": {"k": "v" * 501}}, 422),
+    ({"credits": 5, "reason": "nul \u0000 byte"}, 422),
+    (b'{"credits": 5, "reason": "lone \\ud800 surrogate"}', 422),
+    ({"credits": 5, "reason": "x", "metadata": {"k\u0000": "v"}}, 422),
+    ({"credits": 5, "reason": "x", "source_id": "\u0000"}, 422),
     ([{"credits": 5, "reason": "x"}], 422),
     ("just a string", 422),
     (None, 422),
@@ -279,9 +284,12 @@ async def test_hostile_debit_bodies_get_problems_and_move_nothing(
     client: httpx.AsyncClient, token: Callable[..., str], body: Any, status: int
 ) -> None:
     member, wid = await _funded(client, token, 50)
-    r = await client.post(
-        f"/v1/wallets/{wid}/debits", json=body, headers=auth(member, uuid.uuid4().hex)
-    )
+    headers = auth(member, uuid.uuid4().hex)
+    if isinstance(body, bytes):  # JSON that Python's encoder would refuse to produce
+        headers["content-type"] = "application/json"
+        r = await client.post(f"/v1/wallets/{wid}/debits", content=body, headers=headers)
+    else:
+        r = await client.post(f"/v1/wallets/{wid}/debits", json=body, headers=headers)
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == PROBLEM
     problem = r.json()
@@ -300,6 +308,7 @@ async def test_hostile_debit_bodies_get_problems_and_move_nothing(
         ("not_json", 422, "validation_error"),
         ("text_plain", 415, "unsupported_media_type"),
         ("huge", 413, "payload_too_large"),
+        ("huge_chunked", 413, "payload_too_large"),
         ("bad_wallet_id", 422, "validation_error"),
         ("unknown_wallet", 404, "not_found"),
         ("bad_cursor", 422, "invalid_cursor"),
@@ -352,6 +361,17 @@ async def test_malformed_requests_get_clear_problems(
     elif kind == "huge":
         r = await client.post(
             debit, json={**ok_body, "pad": "x" * 70_000}, headers=auth(member, key)
+        )
+    elif kind == "huge_chunked":
+
+        async def chunks() -> Any:
+            for _ in range(40):
+                yield b" " * 2048  # no Content-Length: counted as it arrives
+
+        r = await client.post(
+            debit,
+            content=chunks(),
+            headers={**auth(member, key), "content-type": "application/json"},
         )
     elif kind == "bad_wallet_id":
         r = await client.post(
@@ -427,6 +447,29 @@ async def test_hold_lifecycle_over_http(
     assert r2.status_code == 409 and r2.json()["code"] == "hold_not_active"
     got = await client.get(f"/v1/holds/{hold_id}", headers=auth(member))
     assert got.json()["released_credits"] == 60
+
+
+async def test_an_owner_cannot_settle_a_hold_a_service_placed(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    member, wid = await _funded(client, token, 100)
+    svc = token(Role.service, sub="svc-tickets", scopes=[Scope.wallets_debit.value])
+    h = await client.post(
+        f"/v1/wallets/{wid}/holds",
+        json={"credits": 80, "reason": "ticket"},
+        headers=auth(svc, uuid.uuid4().hex),
+    )
+    assert h.status_code == 201
+    hold_id = h.json()["hold"]["id"]
+    for action, body in (("capture", {"credits": 1}), ("release", {})):
+        r = await client.post(
+            f"/v1/holds/{hold_id}/{action}", json=body, headers=auth(member, uuid.uuid4().hex)
+        )
+        assert r.status_code == 403, r.text
+    r = await client.post(
+        f"/v1/holds/{hold_id}/capture", json={"credits": 80}, headers=auth(svc, uuid.uuid4().hex)
+    )
+    assert r.status_code == 200 and r.json()["wallet"]["available_credits"] == 20
 
 
 async def test_grants_are_audited(

@@ -22,6 +22,7 @@ from commdesk_billing.modules.ledger.repository import post_journal
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.model import LotSource
 from tests.conftest import new_wallet
 
 
@@ -125,6 +126,10 @@ async def test_database_refuses_entries_on_unknown_or_wrong_ledger_accounts(
         "DELETE FROM ledger_seals",
         "UPDATE ledger_accounts SET ledger = 'INR'",
         "DELETE FROM audit_logs",
+        "DELETE FROM credit_lot_movements",
+        "UPDATE credit_lots SET paid_paise = paid_paise + 1",
+        "UPDATE credit_lots SET source = 'bonus' WHERE source = 'purchase'",
+        "DELETE FROM credit_lots",
     ],
 )
 async def test_append_only_tables_refuse_changes_from_raw_sql(
@@ -140,7 +145,7 @@ async def test_append_only_tables_refuse_changes_from_raw_sql(
             " target_id) VALUES ($1, 't', 'auditor', 'test', 'none', '-')",
             uuid.uuid4(),
         )
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"append-only|may only"):
             await conn.execute(statement)
     finally:
         await conn.close()
@@ -365,3 +370,42 @@ async def test_sealer_waits_for_a_writer_whose_xid_is_newer_than_the_snapshot_ho
     assert done.entries == 4
     report = await verify_ledger(scratch_engine)
     assert report.ok and report.stats["unsealed_entries"] == 0
+
+
+async def test_verify_ties_lots_and_statement_lines_to_their_journals(
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
+    wallet = await new_wallet(scratch_engine, 200, source=LotSource.promotional)
+    await in_transaction(
+        scratch_engine,
+        lambda c: ws.consume_credits(
+            c, wallet_id=wallet.id, credits=50, idempotency_key="d3", reason="spend"
+        ),
+    )
+    assert (await verify_ledger(scratch_engine)).ok
+    conn = await asyncpg.connect(_dsn(scratch_database_url))
+    try:
+        async with conn.transaction():
+            # Turn free credits into "paid" ones, which would make them refundable.
+            await conn.execute("ALTER TABLE credit_lots DISABLE TRIGGER credit_lots_fixed")
+            await conn.execute(
+                "UPDATE credit_lots SET source = 'purchase', paid_paise = 2000,"
+                " taxable_paise = 1694 WHERE wallet_id = $1",
+                wallet.id,
+            )
+            await conn.execute("ALTER TABLE credit_lots ENABLE TRIGGER credit_lots_fixed")
+            # And rewrite a statement line's story without touching the ledger.
+            await conn.execute(
+                "ALTER TABLE wallet_transactions DISABLE TRIGGER wallet_transactions_append_only"
+            )
+            await conn.execute(
+                "UPDATE wallet_transactions SET credits = 40, balance_after = balance_before - 40"
+                " WHERE idempotency_key = 'd3'"
+            )
+            await conn.execute(
+                "ALTER TABLE wallet_transactions ENABLE TRIGGER wallet_transactions_append_only"
+            )
+    finally:
+        await conn.close()
+    checks = {f.check for f in (await verify_ledger(scratch_engine)).findings}
+    assert {"lot_journal", "statement_journal", "statement_lots"} <= checks

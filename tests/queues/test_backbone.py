@@ -109,7 +109,7 @@ async def test_broker_outage_loses_nothing(engine: AsyncEngine, qsettings: Setti
         await _debits(engine, wallets, 100, tag, per_tx=10)
         await wait_for(lambda: _done(engine, tag, 100), 60, "the first 100")
         try:
-            subprocess.run([ctl, "stop_app"], check=True, capture_output=True, timeout=120)
+            await _rabbitmqctl(ctl, "stop_app")
             # Producers keep committing while the broker is away.
             await _debits(engine, wallets, 300, tag + "b", per_tx=10)
             assert await _applied(engine, tag + "b") == 0
@@ -122,7 +122,7 @@ async def test_broker_outage_loses_nothing(engine: AsyncEngine, qsettings: Setti
                 == 300
             )
         finally:
-            subprocess.run([ctl, "start_app"], check=True, capture_output=True, timeout=180)
+            await _rabbitmqctl(ctl, "start_app")
         await wait_for(lambda: _done(engine, tag + "b", 300), 180, "the 300 after the outage")
     assert await _applied(engine, tag) == 100
     assert await _applied(engine, tag + "b") == 300
@@ -145,16 +145,17 @@ async def test_worker_killed_between_commit_and_ack(
         "BILLING_FAULT_CRASH_AFTER_COMMIT": "wallet.debit",
         "BILLING_LOG_JSON": "false",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "commdesk_billing.cli", "worker"], env=env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "commdesk_billing.cli", "worker", env=env
+    )
     try:
         await _debits(engine, [wallet.id], 1, tag)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert proc.returncode == -signal.SIGKILL, proc.returncode
+        returncode = await asyncio.wait_for(proc.wait(), timeout=60)
+        assert returncode == -signal.SIGKILL, returncode
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
+            await proc.wait()
     # The effect committed, the ack never happened: the broker holds the message again.
     assert await _applied(engine, tag) == 1
     names = Names(qsettings.rabbitmq_queue_prefix, 3)
@@ -172,6 +173,12 @@ async def test_worker_killed_between_commit_and_ack(
     assert await _applied(engine, tag) == 1
     w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
     assert w.available_credits == 99
+
+
+async def _rabbitmqctl(ctl: str, command: str) -> None:
+    await asyncio.to_thread(
+        subprocess.run, [ctl, command], check=True, capture_output=True, timeout=180
+    )
 
 
 async def _depth_is(settings: Settings, name: str, n: int) -> bool:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
@@ -71,7 +68,6 @@ class RequestHygiene:
             return
 
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -79,23 +75,9 @@ class RequestHygiene:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _TooLarge
+                    # An HTTPException passes through FastAPI's body reading unchanged
+                    # (anything else would be turned into a 400 there).
+                    raise HTTPException(413, f"bodies are limited to {self.max_body_bytes} bytes")
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _send_problem(
-                    send,
-                    413,
-                    "payload_too_large",
-                    "Payload too large",
-                    f"bodies are limited to {self.max_body_bytes} bytes",
-                )
+        await self.app(scope, limited_receive, send)

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import Forbidden
-from commdesk_billing.modules.wallet.model import Wallet
+from commdesk_billing.modules.wallet.model import Hold, Wallet
 from commdesk_billing.security.jwt import Principal, Role, Scope
 
 # Staff who may read any wallet.
@@ -48,6 +48,19 @@ async def authorize_wallet_spend(
     if await owns(conn, principal, wallet):
         return
     raise Forbidden("not allowed to spend from this wallet")
+
+
+async def authorize_hold_settle(
+    conn: AsyncConnection, principal: Principal, hold: Hold, wallet: Wallet
+) -> None:
+    """Capture and release: a debit-scoped service, or whoever placed the hold if they may
+    still spend from the wallet. A wallet's owner cannot void a hold a service placed (that
+    would let them take the service's goods unpaid)."""
+    if principal.role is Role.service and principal.has(Scope.wallets_debit):
+        return
+    if hold.created_by == principal.sub and await owns(conn, principal, wallet):
+        return
+    raise Forbidden("only the hold's creator or a debit-scoped service may settle this hold")
 
 
 def authorize_grant(principal: Principal) -> None:

@@ -255,6 +255,63 @@ async def _balances(conn: AsyncConnection, report: VerifyReport) -> None:
         )
 
 
+async def _lots_and_lines(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Tie lots and statement lines to the journals that must stand behind them."""
+    for r in await _rows(
+        conn,
+        """
+        SELECT l.id, l.wallet_id, l.source, j.kind FROM credit_lots l
+          JOIN ledger_journals j ON j.id = l.journal_id
+         WHERE j.kind <> 'grant.' || l.source
+            OR NOT EXISTS (
+                SELECT 1 FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+                 WHERE e.journal_id = l.journal_id AND a.code = 'credits:issuance:' || l.source
+                   AND e.amount = l.credits_granted)""",
+    ):
+        report.add(
+            "lot_journal",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"a {r.source} lot, but its journal is a {r.kind} of another amount or account",
+        )
+    for r in await _rows(
+        conn,
+        """
+        SELECT t.wallet_id, t.seq, t.balance_before - t.balance_after AS expected, x.moved
+          FROM wallet_transactions t JOIN wallets w ON w.id = t.wallet_id
+          CROSS JOIN LATERAL (
+            SELECT coalesce(sum(e.amount), 0) AS moved FROM ledger_entries e
+             WHERE e.journal_id = t.journal_id AND e.account_id = w.available_account_id) x
+         WHERE x.moved <> t.balance_before - t.balance_after""",
+    ):
+        report.add(
+            "statement_journal",
+            f"wallet {r.wallet_id}",
+            f"statement line #{r.seq} moves {r.expected} available credits, its journal "
+            f"moves {r.moved}",
+        )
+    for r in await _rows(
+        conn,
+        """
+        SELECT t.wallet_id, t.seq, t.transaction_type, t.credits,
+               coalesce(sum(m.credits), 0) AS moved
+          FROM wallet_transactions t
+          LEFT JOIN credit_lot_movements m ON m.wallet_transaction_id = t.id
+         GROUP BY t.id
+        HAVING coalesce(sum(m.credits), 0) <> CASE
+                 WHEN t.transaction_type IN ('purchase', 'bonus', 'promotional',
+                                             'refund_reversal') THEN t.credits
+                 WHEN t.transaction_type IN ('debit', 'capture', 'refund', 'expiry')
+                     THEN -t.credits
+                 ELSE 0 END""",
+    ):
+        report.add(
+            "statement_lots",
+            f"wallet {r.wallet_id}",
+            f"statement line #{r.seq} ({r.transaction_type} {r.credits}) moved {r.moved} "
+            "credits of lots",
+        )
+
+
 async def _seals(conn: AsyncConnection, report: VerifyReport) -> None:
     prev_hash: bytes | None = None
     prev_last = 0
@@ -309,5 +366,6 @@ async def verify_ledger(engine: AsyncEngine) -> VerifyReport:
             await _journals(conn, report)
             await _chains(conn, report)
             await _balances(conn, report)
+            await _lots_and_lines(conn, report)
             await _seals(conn, report)
     return report

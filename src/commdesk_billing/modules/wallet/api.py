@@ -269,6 +269,7 @@ async def create_hold(
             idempotency_key=op_key,
             reason=body.reason,
             ttl_s=ttl,
+            created_by=caller.sub,
             metadata={**(body.metadata or {}), "actor": caller.sub},
         )
         return _op_answer(201, result, "hold")
@@ -279,7 +280,7 @@ async def create_hold(
 async def _authorize_hold(conn: AsyncConnection, caller: Caller, hold_id: uuid.UUID) -> None:
     hold = await ws.get_hold(conn, hold_id)
     wallet = await ws.get_wallet(conn, hold.wallet_id)
-    await rbac.authorize_wallet_spend(conn, caller, wallet)
+    await rbac.authorize_hold_settle(conn, caller, hold, wallet)
 
 
 @router.get("/holds/{hold_id}", response_model=HoldOut, responses=_PROBLEMS)

@@ -88,6 +88,7 @@ class Hold:
     expires_at: datetime
     created_at: datetime
     closed_at: datetime | None
+    created_by: str | None = None
 
 
 @dataclass(frozen=True)

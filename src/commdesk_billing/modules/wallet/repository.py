@@ -43,7 +43,7 @@ _LINE_COLS = """
 """
 _HOLD_COLS = """
     id, wallet_id, credits, captured_credits, released_credits, status, reason,
-    idempotency_key, expires_at, created_at, closed_at
+    idempotency_key, expires_at, created_at, closed_at, created_by
 """
 _LOT_COLS = """
     id, wallet_id, source, credits_granted, credits_remaining, credits_refunded, paid_paise,
@@ -409,6 +409,7 @@ class OperationBatch:
                     "nh_keys": [h.idempotency_key for h in holds],
                     "nh_exps": [h.expires_at for h in holds],
                     "nh_ats": [h.created_at for h in holds],
+                    "nh_by": [h.created_by for h in holds],
                 },
             )
         closes = [(op.close_hold, op.now) for op in ops if op.close_hold is not None]
@@ -513,12 +514,13 @@ _NEW_LOTS_SQL = """
 
 _NEW_HOLDS_SQL = """
     INSERT INTO wallet_holds (id, wallet_id, credits, status, reason, idempotency_key,
-                              expires_at, created_at)
-    SELECT i, w, c, 'active', r, k, e, a
+                              expires_at, created_at, created_by)
+    SELECT i, w, c, 'active', r, k, e, a, b
       FROM unnest(CAST(:nh_ids AS uuid[]), CAST(:nh_wallets AS uuid[]),
                   CAST(:nh_credits AS bigint[]), CAST(:nh_reasons AS text[]),
                   CAST(:nh_keys AS text[]), CAST(:nh_exps AS timestamptz[]),
-                  CAST(:nh_ats AS timestamptz[])) AS v(i, w, c, r, k, e, a)"""
+                  CAST(:nh_ats AS timestamptz[]), CAST(:nh_by AS text[]))
+           AS v(i, w, c, r, k, e, a, b)"""
 
 _CLOSE_HOLDS_SQL = """
     UPDATE wallet_holds h SET status = v.s, captured_credits = v.c, released_credits = v.r,

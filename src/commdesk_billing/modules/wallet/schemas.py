@@ -17,9 +17,11 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from commdesk_billing.modules.wallet.model import Hold, StatementLine, Wallet
+from commdesk_billing.security.text import unstorable_text
 
 Credits = Annotated[StrictInt, Field(ge=1, le=10**13, description="Whole credits, > 0")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -31,6 +33,14 @@ class _Request(BaseModel):
     # Numbers and text are Strict* types field by field (no "5" for 5, no 5.0, no true);
     # the model itself stays lax so ISO 8601 strings still parse as datetimes.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable_text(data)
+        if problem:
+            raise ValueError(problem)
+        return data
 
     @field_validator("metadata", check_fields=False)
     @classmethod

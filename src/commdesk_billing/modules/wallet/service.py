@@ -153,8 +153,10 @@ async def lock_credits(
     reason: str,
     ttl_s: int,
     metadata: dict[str, Any] | None = None,
+    created_by: str | None = None,
 ) -> OperationResult:
-    """Move credits from available to held until captured, released or expired."""
+    """Move credits from available to held until captured, released or expired.
+    `created_by`: the caller placing it, who (with debit-scoped services) may settle it."""
     check_credits(credits)
     if ttl_s <= 0:
         raise InvalidAmount("a hold needs a positive time to live")
@@ -180,6 +182,7 @@ async def lock_credits(
         expires_at=at + timedelta(seconds=ttl_s),
         created_at=at,
         closed_at=None,
+        created_by=created_by,
     )
     journal = Journal(
         idempotency_key=journal_key(idempotency_key),
@@ -343,6 +346,8 @@ async def refund_credits(
     """Claw back the unconsumed part of a lot (all of it by default) when its purchase is
     refunded. Only available credits can be taken: credits under a hold stay put, and the
     refund engine shrinks the refund to what this returns."""
+    if credits is not None:
+        check_credits(credits)
     found = await repo.get_lot(conn, lot_id)
     if found is None:
         raise NotFound(f"credit lot {lot_id} does not exist")
@@ -362,7 +367,6 @@ async def refund_credits(
             f"{refundable} credits of lot {lot.id} are refundable, {wanted} requested",
             refundable_credits=refundable,
         )
-    check_credits(wanted)
     at = now()
     journal = Journal(
         idempotency_key=journal_key(idempotency_key),
