@@ -20,6 +20,7 @@ from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.security.hygiene import RequestHygiene
+from commdesk_billing.telemetry.context import set_traceparent
 from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,8 @@ class Observe:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        # W3C trace context: events this request announces carry it on (queues/envelope).
+        set_traceparent(headers.get(b"traceparent", b"").decode("latin-1") or None)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:

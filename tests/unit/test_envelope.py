@@ -1,0 +1,85 @@
+"""The message envelope: what is accepted, what goes straight to the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from commdesk_billing.queues.envelope import InvalidMessage, decode, new_envelope
+from commdesk_billing.telemetry.context import set_traceparent
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_round_trip_keeps_everything_and_the_trace() -> None:
+    set_traceparent(TRACE)
+    try:
+        env = new_envelope("wallet.debit.requested", {"credits": 5}, correlation_id="c-1")
+    finally:
+        set_traceparent(None)
+    back = decode(env.encode())
+    assert back == env and back.traceparent == TRACE and back.attempt == 1
+    assert back.next_attempt().attempt == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b"{}",
+        json.dumps(
+            {"id": "x", "type": "t", "occurred_at": "2026-11-26T10:00:00Z", "payload": {}}
+        ).encode(),
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "Bad Type!",
+                "occurred_at": "2026-11-26T10:00:00Z",
+                "payload": {},
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "t",
+                "occurred_at": "2026-11-26T10:00:00",
+                "payload": {},
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "t",
+                "occurred_at": "2026-11-26T10:00:00Z",
+                "payload": {},
+                "extra": 1,
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "t",
+                "occurred_at": "2026-11-26T10:00:00Z",
+                "payload": {},
+                "attempt": 0,
+            }
+        ).encode(),
+        b"{" * 2_000_000,
+    ],
+)
+def test_invalid_bodies_are_refused_with_a_reason(body: bytes) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        decode(body)
+    assert str(err.value)
+
+
+def test_a_malformed_traceparent_is_not_propagated() -> None:
+    set_traceparent("nonsense")
+    try:
+        assert new_envelope("t", {}).traceparent is None
+    finally:
+        set_traceparent(None)
