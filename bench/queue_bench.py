@@ -5,9 +5,9 @@
 Each round, on the same PostgreSQL and RabbitMQ:
   1. pgbench TPC-B (`-c 16 -j 2 -T 10`, scale 16), the yardstick;
   2. N `wallet.debit` events written to the outbox (500 per transaction) — producer rate;
-  3. W `commdesk-billing worker` processes (relay + consumers) started on them; the clock
-     runs until the last debit is committed. Reported: relay rate (rows confirmed by the
-     broker and marked sent) and end-to-end rate (ledger effects committed).
+  3. W `commdesk-billing worker --no-consumers` processes until every row is published
+     and confirmed (relay alone), then W `worker --no-relay` until every debit is committed
+     (consumers alone), then N more events through W full workers (end to end).
 Medians over rounds, with per-round ratios to pgbench, go to bench/results/queue.json and
 docs/benchmarks.md. Databases and queues are created for the run and removed after.
 """
@@ -155,7 +155,9 @@ async def _progress(url: str, tag: str) -> tuple[int, int]:
         await engine.dispose()
 
 
-def _drain(url: str, prefix: str, workers: int, events: int, tag: str) -> tuple[float, float]:
+def _drain(url: str, prefix: str, workers: int, events: int, tag: str, mode: str) -> float:
+    """Start `workers` worker processes in `mode` (relay, consume or both) and time them
+    until the relay has sent everything (relay) or every debit is committed (otherwise)."""
     env = {
         **os.environ,
         "BILLING_DATABASE_URL": url,
@@ -163,23 +165,21 @@ def _drain(url: str, prefix: str, workers: int, events: int, tag: str) -> tuple[
         "BILLING_LOG_LEVEL": "WARNING",
         "BILLING_CONSUMER_PREFETCH": "32",
     }
+    flags = {"relay": ["--no-consumers"], "consume": ["--no-relay"], "both": []}[mode]
     started = time.perf_counter()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "commdesk_billing.cli", "worker"], env=env)
+        subprocess.Popen([sys.executable, "-m", "commdesk_billing.cli", "worker", *flags], env=env)
         for _ in range(workers)
     ]
-    relay_done: float | None = None
     try:
         while True:
             applied, unsent = asyncio.run(_progress(url, tag))
-            now = time.perf_counter() - started
-            if unsent == 0 and relay_done is None:
-                relay_done = now
-            if applied >= events:
-                return events / (relay_done or now), events / now
-            if now > 600:
-                raise RuntimeError(f"only {applied} of {events} applied after 600 s")
-            time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+            if (unsent == 0) if mode == "relay" else (applied >= events):
+                return events / elapsed
+            if elapsed > 600:
+                raise RuntimeError(f"{mode}: only {applied} of {events} after 600 s")
+            time.sleep(0.1)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -217,18 +217,24 @@ def main() -> None:
             tag = f"{tag0}-{i}"
             tps = pgbench(pgb)
             produced = asyncio.run(_produce(_url(db), wallets, args.events, tag))
-            relay, end_to_end = _drain(_url(db), prefix, args.workers, args.events, tag)
+            # The two halves alone, then together on a fresh batch: shows which one binds.
+            relay = _drain(_url(db), prefix, args.workers, args.events, tag, "relay")
+            consume = _drain(_url(db), prefix, args.workers, args.events, tag, "consume")
+            asyncio.run(_produce(_url(db), wallets, args.events, tag + "e"))
+            end_to_end = _drain(_url(db), prefix, args.workers, args.events, tag + "e", "both")
             rounds.append(
                 {
                     "pgbench_tps": tps,
                     "produce_per_s": produced,
                     "relay_per_s": relay,
+                    "consume_per_s": consume,
                     "end_to_end_per_s": end_to_end,
                 }
             )
             print(
                 f"round {i + 1}: pgbench {tps:.0f} tps, outbox writes {produced:.0f}/s, "
-                f"relay {relay:.0f}/s, end to end {end_to_end:.0f}/s",
+                f"relay {relay:.0f}/s, consumers {consume:.0f}/s, end to end "
+                f"{end_to_end:.0f}/s",
                 flush=True,
             )
     finally:
@@ -252,8 +258,10 @@ def main() -> None:
         f"| pgbench TPC-B, 16 clients | {med('pgbench_tps'):,.0f} tps | 1.00 |\n"
         f"| outbox writes (500 events per transaction) | {med('produce_per_s'):,.0f}/s | "
         f"{ratio('produce_per_s'):.2f} |\n"
-        f"| relay: outbox → RabbitMQ, confirmed and marked sent | {med('relay_per_s'):,.0f}/s | "
-        f"{ratio('relay_per_s'):.2f} |\n"
+        f"| relay alone ({args.workers} relays): outbox → RabbitMQ, confirmed, marked sent | "
+        f"{med('relay_per_s'):,.0f}/s | {ratio('relay_per_s'):.2f} |\n"
+        f"| consumers alone ({args.workers} workers): queue → debit committed → ack | "
+        f"{med('consume_per_s'):,.0f}/s | {ratio('consume_per_s'):.2f} |\n"
         f"| end to end: outbox → relay → RabbitMQ → consumer → debit committed, "
         f"{args.workers} workers | {med('end_to_end_per_s'):,.0f}/s | "
         f"{ratio('end_to_end_per_s'):.2f} |\n"

@@ -397,3 +397,39 @@ async def test_one_scheduler_leads_and_another_takes_over(qsettings: Settings) -
 
 async def _true(value: Any) -> bool:
     return bool(value)
+
+
+async def test_a_batch_that_fails_falls_back_to_one_by_one(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    marker = uuid.uuid4().hex
+    batches: list[int] = []
+
+    async def one(conn: AsyncConnection, env: Envelope) -> None:
+        await record(
+            conn,
+            Principal("queue-test", Role.service, frozenset()),
+            action="test.effect",
+            target_type="marker",
+            target_id=marker,
+        )
+
+    async def many(conn: AsyncConnection, envs: list[Envelope]) -> list[Exception | None]:
+        batches.append(len(envs))
+        raise ConnectionError("the whole batch hit a transient failure")
+
+    async def produce(conn: AsyncConnection) -> None:
+        for i in range(20):
+            await publish(conn, "analytics.billing", "test.batch", {"i": i})
+
+    await in_transaction(engine, produce)
+    async with Worker(
+        qsettings,
+        engine=engine,
+        handlers={"analytics.billing": one},
+        batch_handlers={"analytics.billing": many},
+    ):
+        await wait_for(lambda: _effects(engine, marker, 20), 30, "20 effects one by one")
+        await asyncio.sleep(0.3)
+    assert batches and sum(batches) >= 20
+    assert await _count_effects(engine, marker) == 20

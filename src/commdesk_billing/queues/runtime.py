@@ -21,6 +21,7 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
@@ -44,6 +45,17 @@ from commdesk_billing.telemetry.metrics import (
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+# Many envelopes in one transaction; one outcome each: None (applied) or the DomainError /
+# PermanentError that refused it. Anything raised fails the whole batch, whose messages are
+# then handled one by one (with retries) by the queue's single handler.
+BatchHandler = Callable[[AsyncConnection, list[Envelope]], Awaitable[list[Exception | None]]]
+
+
+@dataclass(frozen=True)
+class _Item:
+    message: AbstractIncomingMessage
+    envelope: Envelope
+    done: asyncio.Future[None]
 
 
 class PermanentError(Exception):
@@ -58,8 +70,17 @@ class Consumers:
         names: Names,
         settings: Settings,
         handlers: dict[str, Handler],
+        batch_handlers: dict[str, BatchHandler] | None = None,
+        max_batch: int = 50,
     ) -> None:
         self.engine = engine
+        self.batch_handlers = batch_handlers or {}
+        self.max_batch = max_batch
+        missing = set(self.batch_handlers) - set(handlers)
+        if missing:
+            raise ValueError(f"batch handlers need a single handler too: {sorted(missing)}")
+        self._pending: dict[str, asyncio.Queue[_Item]] = {}
+        self._batchers: list[asyncio.Task[None]] = []
         self.channel = channel
         self.names = names
         self.settings = settings
@@ -72,6 +93,9 @@ class Consumers:
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
+        for queue in self.batch_handlers:
+            self._pending[queue] = asyncio.Queue()
+            self._batchers.append(asyncio.create_task(self._batch_loop(queue)))
         for queue in self.handlers:
             q = await self.channel.get_queue(self.names.work(queue), ensure=True)
             tag = await q.consume(self._deliver(queue))
@@ -103,9 +127,13 @@ class Consumers:
                 log.info("queue.consumer.cancel_failed", error=str(exc)[:200])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        for task in self._batchers:
+            task.cancel()
+        for task in self._batchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def handle(self, queue: str, message: AbstractIncomingMessage) -> None:
-        started = time.perf_counter()
         try:
             envelope = decode(message.body)
         except InvalidMessage as exc:
@@ -115,6 +143,17 @@ class Consumers:
             await message.ack()
             QUEUE_CONSUMED.labels(queue, "invalid").inc()
             return
+        if queue in self.batch_handlers:
+            done = asyncio.get_running_loop().create_future()
+            await self._pending[queue].put(_Item(message, envelope, done))
+            await done  # resolved once the batch that carried it was acknowledged
+            return
+        await self.handle_one(queue, message, envelope)
+
+    async def handle_one(
+        self, queue: str, message: AbstractIncomingMessage, envelope: Envelope
+    ) -> None:
+        started = time.perf_counter()
         handler = self.handlers[queue]
 
         async def work(conn: AsyncConnection) -> bool:
@@ -126,12 +165,7 @@ class Consumers:
         try:
             applied = await in_transaction(self.engine, work)
         except (PermanentError, DomainError) as exc:
-            code = getattr(exc, "code", "permanent_error")
-            await self.dead_letter(
-                queue, message.body, reason=code, detail=str(exc), attempts=envelope.attempt
-            )
-            await message.ack()
-            QUEUE_CONSUMED.labels(queue, "dead_lettered").inc()
+            await self._refused(queue, message, envelope, exc)
             return
         except Exception as exc:
             await self.retry_or_dead_letter(queue, envelope, exc)
@@ -142,6 +176,72 @@ class Consumers:
         await message.ack()
         HANDLER_LATENCY.labels(queue).observe(time.perf_counter() - started)
         QUEUE_CONSUMED.labels(queue, "applied" if applied else "duplicate").inc()
+
+    async def _refused(
+        self, queue: str, message: AbstractIncomingMessage, envelope: Envelope, exc: Exception
+    ) -> None:
+        code = getattr(exc, "code", "permanent_error")
+        await self.dead_letter(
+            queue, message.body, reason=code, detail=str(exc), attempts=envelope.attempt
+        )
+        await message.ack()
+        QUEUE_CONSUMED.labels(queue, "dead_lettered").inc()
+
+    async def _batch_loop(self, queue: str) -> None:
+        pending = self._pending[queue]
+        while True:
+            items = [await pending.get()]
+            # No lingering: under load the prefetch window has already filled the queue.
+            while len(items) < self.max_batch and not pending.empty():
+                items.append(pending.get_nowait())
+            try:
+                await self.handle_batch(queue, items)
+            except Exception as exc:  # never lose the loop; the messages stay unacked
+                log.error("queue.batch.failed", queue=queue, error=str(exc)[:300])
+            finally:
+                for item in items:
+                    if not item.done.done():
+                        item.done.set_result(None)
+
+    async def handle_batch(self, queue: str, items: list[_Item]) -> None:
+        started = time.perf_counter()
+        handler = self.batch_handlers[queue]
+
+        async def work(conn: AsyncConnection) -> list[Exception | str | None]:
+            envelopes = [i.envelope for i in items]
+            seen = await inbox.seen(conn, [e.id for e in envelopes], queue)
+            fresh = [e for e in envelopes if e.id not in seen]
+            outcomes = iter(await handler(conn, fresh)) if fresh else iter(())
+            results: list[Exception | str | None] = []
+            applied: list[Envelope] = []
+            for e in envelopes:
+                if e.id in seen:
+                    results.append("duplicate")
+                    continue
+                outcome = next(outcomes)
+                results.append(outcome)
+                if outcome is None:
+                    applied.append(e)
+            await inbox.claim_many(conn, applied, queue)
+            return results
+
+        try:
+            results = await in_transaction(self.engine, work)
+        except Exception as exc:
+            # Something beyond a per-message refusal (the database, a bug): each message gets
+            # the single path, with its own retries and dead-lettering.
+            log.warning("queue.batch.fallback", queue=queue, size=len(items), error=str(exc)[:200])
+            for item in items:
+                await self.handle_one(queue, item.message, item.envelope)
+            return
+        self._maybe_crash(queue)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, Exception):
+                await self._refused(queue, item.message, item.envelope, result)
+                continue
+            await item.message.ack()
+            QUEUE_CONSUMED.labels(queue, "duplicate" if result == "duplicate" else "applied").inc()
+        HANDLER_LATENCY.labels(queue).observe(time.perf_counter() - started)
 
     def _maybe_crash(self, queue: str) -> None:
         # Failure-test hook (refused in production by Settings): die between commit and ack.

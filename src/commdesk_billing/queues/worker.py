@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.queues.outbox import Relay
-from commdesk_billing.queues.runtime import Consumers, Handler
+from commdesk_billing.queues.runtime import BatchHandler, Consumers, Handler
 from commdesk_billing.queues.topology import Names, declare
 
 log = structlog.get_logger(__name__)
@@ -25,6 +25,12 @@ def names_for(settings: Settings) -> Names:
 
 def default_handlers() -> dict[str, Handler]:
     from commdesk_billing.modules.wallet.consumers import HANDLERS as WALLET
+
+    return {**WALLET}
+
+
+def default_batch_handlers() -> dict[str, BatchHandler]:
+    from commdesk_billing.modules.wallet.consumers import BATCH_HANDLERS as WALLET
 
     return {**WALLET}
 
@@ -53,9 +59,13 @@ class Worker:
         handlers: dict[str, Handler] | None = None,
         relay: bool = True,
         engine: AsyncEngine | None = None,
+        batch_handlers: dict[str, BatchHandler] | None = None,
     ) -> None:
         self.settings = settings
         self.handlers = default_handlers() if handlers is None else handlers
+        batch = default_batch_handlers() if batch_handlers is None else batch_handlers
+        # A queue is consumed in batches only if it is consumed at all here.
+        self.batch_handlers = {q: h for q, h in batch.items() if q in self.handlers}
         self.with_relay = relay
         self._engine = engine
         self._own_engine = engine is None
@@ -79,7 +89,14 @@ class Worker:
         await setup.close()
         if self.handlers:
             channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-            self.consumers = Consumers(self.engine, channel, names, self.settings, self.handlers)
+            self.consumers = Consumers(
+                self.engine,
+                channel,
+                names,
+                self.settings,
+                self.handlers,
+                batch_handlers=self.batch_handlers,
+            )
             await self.consumers.start()
         if self.with_relay:
             relay_channel = await self.connection.channel(

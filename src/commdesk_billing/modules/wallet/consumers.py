@@ -22,6 +22,7 @@ from pydantic import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.debits import Debit
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.modules.wallet.schemas import Metadata
 from commdesk_billing.queues.envelope import Envelope
@@ -110,4 +111,35 @@ async def handle_credit(conn: AsyncConnection, envelope: Envelope) -> None:
     )
 
 
+async def handle_debits(conn: AsyncConnection, envelopes: list[Envelope]) -> list[Exception | None]:
+    """Many `wallet.debit` messages in one transaction (`consume_credits_many`): three round
+    trips for the whole batch. A refused debit is refused alone; the others still apply."""
+    outcomes: list[Exception | None] = [None] * len(envelopes)
+    debits: list[Debit] = []
+    index: list[int] = []
+    for i, envelope in enumerate(envelopes):
+        try:
+            p = _parse(DebitPayload, envelope)
+        except PermanentError as exc:
+            outcomes[i] = exc
+            continue
+        debits.append(
+            Debit(
+                wallet_id=p.wallet_id,
+                credits=p.credits,
+                idempotency_key=operation_key(envelope, p.idempotency_key),
+                reason=p.reason,
+                source_id=p.source_id,
+                metadata={**(p.metadata or {}), "message_id": str(envelope.id)},
+            )
+        )
+        index.append(i)
+    if debits:
+        results = await ws.consume_credits_many(conn, debits)
+        for i, result in zip(index, results, strict=True):
+            outcomes[i] = result.error
+    return outcomes
+
+
 HANDLERS = {"wallet.debit": handle_debit, "wallet.credit": handle_credit}
+BATCH_HANDLERS = {"wallet.debit": handle_debits}
