@@ -21,17 +21,11 @@ import json
 import multiprocessing as mp
 import os
 import random
-import re
 import statistics
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import asyncpg
-from sqlalchemy.engine import make_url
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
@@ -40,52 +34,11 @@ from commdesk_billing.errors import InsufficientCredits
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.debits import Debit
 from commdesk_billing.modules.wallet.model import LotSource
+from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
 
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN = os.environ.get("BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 WALLETS = 2000
 FUNDING = 10**9
 BATCH = 20
-
-
-def _url(db: str) -> str:
-    return make_url(ADMIN).set(database=db).render_as_string(hide_password=False)
-
-
-def _libpq(db: str) -> list[str]:
-    u = make_url(ADMIN)
-    return [
-        "-h",
-        u.host or "127.0.0.1",
-        "-p",
-        str(u.port or 5432),
-        "-U",
-        u.username or "postgres",
-        db,
-    ]
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(
-        make_url(ADMIN).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def pgbench(db: str, clients: int, seconds: int) -> float:
-    out = subprocess.run(
-        ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *_libpq(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"tps = ([\d.]+) \((?:without initial connection time|excluding)", out)
-    if not match:
-        raise RuntimeError(f"could not read pgbench output:\n{out}")
-    return float(match.group(1))
 
 
 async def _prepare(url: str) -> list[str]:
@@ -213,28 +166,24 @@ def main() -> None:
 
     tag = uuid.uuid4().hex[:8]
     bench_db, pgb_db = f"cdb_bench_{tag}", f"cdb_pgbench_{tag}"
-    asyncio.run(_admin(f'CREATE DATABASE "{bench_db}"'))
-    asyncio.run(_admin(f'CREATE DATABASE "{pgb_db}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{bench_db}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{pgb_db}"'))
     try:
-        upgrade(_url(bench_db))
-        subprocess.run(
-            ["pgbench", "-i", "-q", "-s", str(args.connections), *_libpq(pgb_db)],
-            check=True,
-            capture_output=True,
-        )
-        wallets = asyncio.run(_prepare(_url(bench_db)))
+        upgrade(db_url(bench_db))
+        pgbench_init(pgb_db, args.connections)
+        wallets = asyncio.run(_prepare(db_url(bench_db)))
         hot = [wallets[0]]
         rounds: list[dict[str, Any]] = []
         for i in range(args.rounds):
             r = {
-                "pgbench_tps": pgbench(pgb_db, args.connections, args.seconds),
-                "many": debits(_url(bench_db), wallets, args.connections, args.seconds),
-                "hot": debits(_url(bench_db), hot, args.connections, args.seconds),
+                "pgbench_tps": pgbench_tps(pgb_db, args.connections, args.seconds),
+                "many": debits(db_url(bench_db), wallets, args.connections, args.seconds),
+                "hot": debits(db_url(bench_db), hot, args.connections, args.seconds),
                 "batched": debits(
-                    _url(bench_db), wallets, args.connections, args.seconds, per_tx=BATCH
+                    db_url(bench_db), wallets, args.connections, args.seconds, per_tx=BATCH
                 ),
                 "hot_batched": debits(
-                    _url(bench_db), hot, args.connections, args.seconds, per_tx=BATCH
+                    db_url(bench_db), hot, args.connections, args.seconds, per_tx=BATCH
                 ),
             }
             rounds.append(r)
@@ -246,8 +195,8 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)'))
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pgb_db}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb_db}" WITH (FORCE)'))
 
     pg = _median(rounds, "pgbench_tps")
     summary = {
@@ -306,18 +255,11 @@ def main() -> None:
 
 
 def _write_docs(summary: dict[str, Any], table: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    begin, end = "<!-- ledger-bench:begin -->", "<!-- ledger-bench:end -->"
-    block = (
-        f"{begin}\nLast run {summary['when']} on {summary['machine']}:\n\n"
-        f"    {summary['command']}\n\n{table}{end}"
+    write_docs_block(
+        "ledger-bench",
+        f"Last run {summary['when']} on {summary['machine']}:\n\n"
+        f"    {summary['command']}\n\n{table}",
     )
-    if begin in text:
-        text = re.sub(f"{re.escape(begin)}.*?{re.escape(end)}", block, text, flags=re.S)
-    else:
-        text += f"\n{block}\n"
-    doc.write_text(text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -26,13 +25,10 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
@@ -41,49 +37,9 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names, delete
+from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
 
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN = os.environ.get("BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 WALLETS = 500
-
-
-def _url(db: str) -> str:
-    return make_url(ADMIN).set(database=db).render_as_string(hide_password=False)
-
-
-def _libpq(db: str) -> list[str]:
-    u = make_url(ADMIN)
-    return [
-        "-h",
-        u.host or "127.0.0.1",
-        "-p",
-        str(u.port or 5432),
-        "-U",
-        u.username or "postgres",
-        db,
-    ]
-
-
-async def _admin(sql: str) -> None:
-    dsn = make_url(ADMIN).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def pgbench(db: str, seconds: int = 10) -> float:
-    out = subprocess.run(
-        ["pgbench", "-n", "-c", "16", "-j", "2", "-T", str(seconds), *_libpq(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"tps = ([\d.]+) \((?:without initial connection time|excluding)", out)
-    if not match:
-        raise RuntimeError(f"could not read pgbench output:\n{out}")
-    return float(match.group(1))
 
 
 async def _setup(url: str) -> list[uuid.UUID]:
@@ -204,24 +160,22 @@ def main() -> None:
     tag0 = uuid.uuid4().hex[:8]
     db, pgb = f"cdb_qbench_{tag0}", f"cdb_qpgbench_{tag0}"
     prefix = f"qbench{tag0}."
-    asyncio.run(_admin(f'CREATE DATABASE "{db}"'))
-    asyncio.run(_admin(f'CREATE DATABASE "{pgb}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{db}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{pgb}"'))
     rounds: list[dict[str, float]] = []
     try:
-        upgrade(_url(db))
-        subprocess.run(
-            ["pgbench", "-i", "-q", "-s", "16", *_libpq(pgb)], check=True, capture_output=True
-        )
-        wallets = asyncio.run(_setup(_url(db)))
+        upgrade(db_url(db))
+        pgbench_init(pgb, 16)
+        wallets = asyncio.run(_setup(db_url(db)))
         for i in range(args.rounds):
             tag = f"{tag0}-{i}"
-            tps = pgbench(pgb)
-            produced = asyncio.run(_produce(_url(db), wallets, args.events, tag))
+            tps = pgbench_tps(pgb, 16, 10)
+            produced = asyncio.run(_produce(db_url(db), wallets, args.events, tag))
             # The two halves alone, then together on a fresh batch: shows which one binds.
-            relay = _drain(_url(db), prefix, args.workers, args.events, tag, "relay")
-            consume = _drain(_url(db), prefix, args.workers, args.events, tag, "consume")
-            asyncio.run(_produce(_url(db), wallets, args.events, tag + "e"))
-            end_to_end = _drain(_url(db), prefix, args.workers, args.events, tag + "e", "both")
+            relay = _drain(db_url(db), prefix, args.workers, args.events, tag, "relay")
+            consume = _drain(db_url(db), prefix, args.workers, args.events, tag, "consume")
+            asyncio.run(_produce(db_url(db), wallets, args.events, tag + "e"))
+            end_to_end = _drain(db_url(db), prefix, args.workers, args.events, tag + "e", "both")
             rounds.append(
                 {
                     "pgbench_tps": tps,
@@ -239,8 +193,8 @@ def main() -> None:
             )
     finally:
         asyncio.run(_drop_queues(prefix))
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))
 
     def med(key: str) -> float:
         return float(statistics.median(r[key] for r in rounds))
@@ -279,18 +233,11 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "queue.json").write_text(json.dumps(summary, indent=2))
     if not args.no_docs:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text_ = doc.read_text()
-        begin, end = "<!-- queue-bench:begin -->", "<!-- queue-bench:end -->"
-        block = (
-            f"{begin}\nLast run {summary['when']} on {os.cpu_count()} cores, "
-            f"{args.events} events per round:\n\n    {command}\n\n{table}{end}"
+        write_docs_block(
+            "queue-bench",
+            f"Last run {summary['when']} on {os.cpu_count()} cores, {args.events} events per "
+            f"round:\n\n    {command}\n\n{table}",
         )
-        if begin in text_:
-            text_ = re.sub(f"{re.escape(begin)}.*?{re.escape(end)}", block, text_, flags=re.S)
-        else:
-            text_ += f"\n{block}\n"
-        doc.write_text(text_)
 
 
 if __name__ == "__main__":

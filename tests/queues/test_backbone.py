@@ -195,13 +195,7 @@ async def test_transient_failures_retry_with_growing_delays(
         seen.append((env.attempt, time.monotonic()))
         if env.attempt < 3:
             raise ConnectionError("downstream hiccup")
-        await record(
-            conn,
-            Principal("queue-test", Role.service, frozenset()),
-            action="test.effect",
-            target_type="marker",
-            target_id=marker,
-        )
+        await _mark(conn, marker)
 
     async with Worker(qsettings, engine=engine, handlers={"analytics.billing": flaky}):
         await in_transaction(
@@ -213,6 +207,17 @@ async def test_transient_failures_retry_with_growing_delays(
     gaps = [seen[1][1] - seen[0][1], seen[2][1] - seen[1][1]]
     assert 0.15 <= gaps[0] < gaps[1], gaps  # tier 0 (0.2 s ±20 %) then tier 1 (0.4 s ±20 %)
     assert await _count_effects(engine, marker) == 1
+
+
+async def _mark(conn: AsyncConnection, marker: str) -> None:
+    """A test handler's effect: one audit row, written in the consumer's transaction."""
+    await record(
+        conn,
+        Principal("queue-test", Role.service, frozenset()),
+        action="test.effect",
+        target_type="marker",
+        target_id=marker,
+    )
 
 
 async def _count_effects(engine: AsyncEngine, marker: str) -> int:
@@ -236,13 +241,7 @@ async def test_exhausted_attempts_land_in_the_dlq_and_replay_once_fixed(
         attempts[env.attempt] += 1
         if broken["yes"]:
             raise RuntimeError("bug in the handler")
-        await record(
-            conn,
-            Principal("queue-test", Role.service, frozenset()),
-            action="test.effect",
-            target_type="marker",
-            target_id=marker,
-        )
+        await _mark(conn, marker)
 
     names = Names(qsettings.rabbitmq_queue_prefix, 3)
     async with Worker(qsettings, engine=engine, handlers={"fraud.detection": handler}):
@@ -333,13 +332,7 @@ async def test_delayed_jobs_wait_for_their_time(engine: AsyncEngine, qsettings: 
 
     async def job(conn: AsyncConnection, env: Envelope) -> None:
         ran.append(time.monotonic())
-        await record(
-            conn,
-            Principal("queue-test", Role.service, frozenset()),
-            action="test.effect",
-            target_type="marker",
-            target_id=marker,
-        )
+        await _mark(conn, marker)
 
     async with Worker(qsettings, engine=engine, handlers={"notifications.billing": job}):
         published = time.monotonic()
@@ -406,13 +399,7 @@ async def test_a_batch_that_fails_falls_back_to_one_by_one(
     batches: list[int] = []
 
     async def one(conn: AsyncConnection, env: Envelope) -> None:
-        await record(
-            conn,
-            Principal("queue-test", Role.service, frozenset()),
-            action="test.effect",
-            target_type="marker",
-            target_id=marker,
-        )
+        await _mark(conn, marker)
 
     async def many(conn: AsyncConnection, envs: list[Envelope]) -> list[Exception | None]:
         batches.append(len(envs))
