@@ -420,3 +420,96 @@ async def test_a_batch_that_fails_falls_back_to_one_by_one(
         await asyncio.sleep(0.3)
     assert batches and sum(batches) >= 20
     assert await _count_effects(engine, marker) == 20
+
+
+async def test_wallet_credit_messages_grant_once(engine: AsyncEngine, qsettings: Settings) -> None:
+    wallet = await new_wallet(engine)
+    key = f"purchase-{uuid.uuid4().hex}"
+    payload = {
+        "wallet_id": str(wallet.id),
+        "credits": 3000,
+        "source": "purchase",
+        "reason": "pack",
+        "idempotency_key": key,
+        "paid_paise": 30000,
+        "taxable_paise": 25424,
+        "source_ref": "order-1",
+    }
+
+    async def twice(conn: AsyncConnection) -> None:
+        # Two different messages carrying the same operation: one grant.
+        await publish(conn, "wallet.credit", "wallet.credit.requested", payload)
+        await publish(conn, "wallet.credit", "wallet.credit.requested", payload)
+
+    async with Worker(qsettings, engine=engine):
+        await in_transaction(engine, twice)
+        await wait_for(lambda: _lines(engine, wallet.id, 1), 30, "the grant")
+        await asyncio.sleep(0.5)
+    w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
+    assert (w.available_credits, w.lifetime_purchased_credits) == (3000, 3000)
+    assert (
+        await scalar(
+            engine, "SELECT count(*) FROM wallet_transactions WHERE wallet_id = :w", w=wallet.id
+        )
+        == 1
+    )
+    assert (
+        await scalar(engine, "SELECT paid_paise FROM credit_lots WHERE wallet_id = :w", w=wallet.id)
+        == 30000
+    )
+
+
+async def _lines(engine: AsyncEngine, wallet_id: uuid.UUID, n: int) -> bool:
+    count = await scalar(
+        engine, "SELECT count(*) FROM wallet_transactions WHERE wallet_id = :w", w=wallet_id
+    )
+    return int(count) >= n
+
+
+async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Settings) -> None:
+    async with Worker(qsettings, engine=engine):
+        connection = await aio_pika.connect(qsettings.rabbitmq_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"garbage"),
+                routing_key=Names(qsettings.rabbitmq_queue_prefix, 3).work("wallet.credit"),
+            )
+        await wait_for(
+            lambda: _depth_is(
+                qsettings, Names(qsettings.rabbitmq_queue_prefix, 3).dlq("wallet.credit"), 1
+            ),
+            30,
+            "the dead letter",
+        )
+    env = {
+        **os.environ,
+        "BILLING_DATABASE_URL": qsettings.database_url,
+        "BILLING_RABBITMQ_QUEUE_PREFIX": qsettings.rabbitmq_queue_prefix,
+        "BILLING_RETRY_DELAYS_S": "[0.2, 0.4, 0.8]",
+        "BILLING_LOG_JSON": "false",
+    }
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "commdesk_billing.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    shown = await cli("queues", "status")
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("wallet.credit"))
+    assert row.split()[-1] == "1"  # one dead letter
+    listed = await cli("dlq", "list", "wallet.credit")
+    assert "invalid_message" in listed.stdout
+    refused = await cli("dlq", "purge", "wallet.credit")
+    assert refused.returncode != 0  # needs --yes
+    purged = await cli("dlq", "purge", "wallet.credit", "--yes")
+    assert "purged 1" in purged.stdout
+    unknown = await cli("dlq", "list", "no.such.queue")
+    assert unknown.returncode != 0
