@@ -513,3 +513,66 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
     assert "purged 1" in purged.stdout
     unknown = await cli("dlq", "list", "no.such.queue")
     assert unknown.returncode != 0
+
+
+async def test_graceful_stop_finishes_messages_in_flight(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    marker = uuid.uuid4().hex
+    started = asyncio.Event()
+
+    async def slow(conn: AsyncConnection, env: Envelope) -> None:
+        started.set()
+        await asyncio.sleep(0.7)  # still working when the stop comes
+        await _mark(conn, marker)
+
+    worker = Worker(qsettings, engine=engine, handlers={"settlements.processing": slow})
+    await worker.start()
+    try:
+        await in_transaction(engine, lambda c: publish(c, "settlements.processing", "t.slow", {}))
+        await asyncio.wait_for(started.wait(), timeout=30)
+    finally:
+        await worker.stop()
+    assert await _count_effects(engine, marker) == 1  # finished, committed
+    names = Names(qsettings.rabbitmq_queue_prefix, 3)
+    assert await queue_depth(qsettings, names.work("settlements.processing")) == 0  # and acked
+
+
+async def test_the_scheduler_runs_the_default_jobs(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    from commdesk_billing.queues.scheduler import default_jobs
+
+    wallet = await new_wallet(engine, 50)
+    held = await in_transaction(
+        engine,
+        lambda c: ws.lock_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=20,
+            idempotency_key=f"sch:{wallet.id}",
+            reason="expiring",
+            ttl_s=1,
+        ),
+    )
+    await asyncio.sleep(1.2)
+    stop = asyncio.Event()
+    scheduler = Scheduler(qsettings, default_jobs(qsettings, engine), tick_s=0.1)
+    task = asyncio.create_task(scheduler.run(stop))
+    try:
+        await wait_for(
+            lambda: _hold_status(engine, held.hold.id, "expired"),  # type: ignore[union-attr]
+            30,
+            "the expiry job",
+        )
+    finally:
+        stop.set()
+        await task
+    w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
+    assert (w.available_credits, w.locked_credits) == (50, 0)
+
+
+async def _hold_status(engine: AsyncEngine, hold_id: uuid.UUID, status: str) -> bool:
+    return (
+        await scalar(engine, "SELECT status FROM wallet_holds WHERE id = :h", h=hold_id) == status
+    )
