@@ -576,3 +576,46 @@ async def _hold_status(engine: AsyncEngine, hold_id: uuid.UUID, status: str) -> 
     return (
         await scalar(engine, "SELECT status FROM wallet_holds WHERE id = :h", h=hold_id) == status
     )
+
+
+def test_a_scheduler_refuses_a_lease_behind_a_pooler(qsettings: Settings) -> None:
+    pooled = qsettings.model_copy(update={"db_pooler": "transaction", "database_direct_url": None})
+    with pytest.raises(ValueError, match="DIRECT_URL"):
+        Scheduler(pooled, [])
+
+
+async def test_copies_of_one_message_apply_once_even_in_one_batch(
+    engine: AsyncEngine, qsettings: Settings
+) -> None:
+    marker = uuid.uuid4().hex
+
+    async def one(conn: AsyncConnection, env: Envelope) -> None:
+        await _mark(conn, marker)
+
+    async def many(conn: AsyncConnection, envs: list[Envelope]) -> list[Exception | None]:
+        for _ in envs:  # a handler with no idempotency of its own: only the inbox protects it
+            await _mark(conn, marker)
+        return [None] * len(envs)
+
+    env = await in_transaction(engine, lambda c: publish(c, "analytics.billing", "t.copy", {}))
+    names = Names(qsettings.rabbitmq_queue_prefix, 3)
+    async with Worker(
+        qsettings,
+        engine=engine,
+        handlers={"analytics.billing": one},
+        batch_handlers={"analytics.billing": many},
+        relay=False,
+    ) as worker:
+        assert worker.consumers is not None
+        connection = await aio_pika.connect(qsettings.rabbitmq_url)
+        async with connection:
+            channel = await connection.channel()
+            for _ in range(5):  # a relay that crashed after publishing re-sends the same row
+                await channel.default_exchange.publish(
+                    aio_pika.Message(env.encode()), routing_key=names.work("analytics.billing")
+                )
+        await wait_for(
+            lambda: _depth_is(qsettings, names.work("analytics.billing"), 0), 30, "all copies"
+        )
+        await asyncio.sleep(0.3)
+    assert await _count_effects(engine, marker) == 1

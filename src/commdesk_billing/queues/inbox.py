@@ -28,30 +28,30 @@ async def claim(
     return row is not None
 
 
-async def seen(
-    conn: AsyncConnection, message_ids: Sequence[uuid.UUID], consumer: str
+async def claim_many(
+    conn: AsyncConnection, envelopes: Sequence[Envelope], consumer: str
 ) -> set[uuid.UUID]:
-    """Which of these messages `consumer` has already processed."""
+    """Claim a batch: the ids this transaction recorded first. Like `claim`, it waits on a
+    concurrent transaction holding the same message and sees its outcome."""
+    if not envelopes:
+        return set()
     rows = (
         await conn.execute(
             sql("""
-        SELECT message_id FROM inbox
-         WHERE consumer = :c AND message_id = ANY(CAST(:ids AS uuid[]))"""),
-            {"c": consumer, "ids": list(message_ids)},
+        INSERT INTO inbox (message_id, consumer, message_type)
+        SELECT m, :c, t FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS v(m, t)
+        ON CONFLICT DO NOTHING
+        RETURNING message_id"""),
+            {"c": consumer, "ids": [e.id for e in envelopes], "types": [e.type for e in envelopes]},
         )
     ).all()
     return {r.message_id for r in rows}
 
 
-async def claim_many(conn: AsyncConnection, envelopes: Sequence[Envelope], consumer: str) -> None:
-    """Record a batch's applied messages. A concurrent duplicate that got here first is
-    harmless: its effect was the same operation, replayed by key."""
-    if not envelopes:
-        return
+async def unclaim(conn: AsyncConnection, message_ids: Sequence[uuid.UUID], consumer: str) -> None:
+    """Drop claims made in this transaction for messages that were refused, not applied."""
     await conn.execute(
         sql("""
-        INSERT INTO inbox (message_id, consumer, message_type)
-        SELECT m, :c, t FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS v(m, t)
-        ON CONFLICT DO NOTHING"""),
-        {"c": consumer, "ids": [e.id for e in envelopes], "types": [e.type for e in envelopes]},
+        DELETE FROM inbox WHERE consumer = :c AND message_id = ANY(CAST(:ids AS uuid[]))"""),
+        {"c": consumer, "ids": list(message_ids)},
     )

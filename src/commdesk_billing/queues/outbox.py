@@ -32,6 +32,8 @@ from commdesk_billing.telemetry.metrics import (
 
 log = structlog.get_logger(__name__)
 
+PUBLISH_TIMEOUT_S = 30.0
+
 
 async def publish(
     conn: AsyncConnection,
@@ -109,6 +111,9 @@ class Relay:
                         ),
                         routing_key=self.names.work(r.queue),
                         mandatory=True,
+                        # Blocked by a broker alarm or a reconnect: give the rows back
+                        # rather than hold their locks (and a connection) indefinitely.
+                        timeout=PUBLISH_TIMEOUT_S,
                     )
                     for r in rows
                 ),
@@ -134,7 +139,10 @@ class Relay:
             for row_id, exc in failed:
                 await conn.execute(
                     sql("""
-                    UPDATE outbox SET publish_errors = publish_errors + 1, last_error = :e
+                    UPDATE outbox SET publish_errors = publish_errors + 1, last_error = :e,
+                           -- back off, so a row that keeps failing cannot hold up the rest
+                           available_at = now() + make_interval(
+                               secs => least(300, 2 ^ least(publish_errors, 10)))
                      WHERE id = :id"""),
                     {"id": row_id, "e": f"{type(exc).__name__}: {exc}"[:500]},
                 )

@@ -51,6 +51,14 @@ Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 BatchHandler = Callable[[AsyncConnection, list[Envelope]], Awaitable[list[Exception | None]]]
 
 
+async def _release(message: AbstractIncomingMessage) -> None:
+    """Give an unsettled message back to the broker for redelivery."""
+    if message.processed:
+        return
+    with contextlib.suppress(Exception):
+        await message.nack(requeue=True)
+
+
 @dataclass(frozen=True)
 class _Item:
     message: AbstractIncomingMessage
@@ -110,6 +118,11 @@ class Consumers:
             self._idle.clear()
             try:
                 await self.handle(queue, message)
+            except Exception as exc:
+                # A publish to a retry/dead-letter queue or an ack failed (broker trouble):
+                # hand the message back rather than hold its prefetch slot for ever.
+                log.error("queue.message.unsettled", queue=queue, error=str(exc)[:300])
+                await _release(message)
             finally:
                 self._in_flight -= 1
                 if self._in_flight == 0:
@@ -196,10 +209,13 @@ class Consumers:
                 items.append(pending.get_nowait())
             try:
                 await self.handle_batch(queue, items)
-            except Exception as exc:  # never lose the loop; the messages stay unacked
+            except Exception as exc:  # never lose the loop
                 log.error("queue.batch.failed", queue=queue, error=str(exc)[:300])
             finally:
                 for item in items:
+                    # Anything not acknowledged goes back to the broker (a no-op if its
+                    # channel is gone: the broker has requeued it already).
+                    await _release(item.message)
                     if not item.done.done():
                         item.done.set_result(None)
 
@@ -209,20 +225,27 @@ class Consumers:
 
         async def work(conn: AsyncConnection) -> list[Exception | str | None]:
             envelopes = [i.envelope for i in items]
-            seen = await inbox.seen(conn, [e.id for e in envelopes], queue)
-            fresh = [e for e in envelopes if e.id not in seen]
-            outcomes = iter(await handler(conn, fresh)) if fresh else iter(())
-            results: list[Exception | str | None] = []
-            applied: list[Envelope] = []
+            # Claim first: the insert waits on a concurrent worker holding the same message,
+            # so a message is handed to the handler by one batch only.
+            claimed = await inbox.claim_many(conn, envelopes, queue)
+            fresh: list[Envelope] = []
             for e in envelopes:
-                if e.id in seen:
+                if e.id in claimed:
+                    fresh.append(e)
+                    claimed.discard(e.id)  # a second copy in this batch is a duplicate
+            outcomes = dict(
+                zip((e.id for e in fresh), await handler(conn, fresh) if fresh else [], strict=True)
+            )
+            refused = [mid for mid, o in outcomes.items() if o is not None]
+            if refused:
+                # A refused message goes to the DLQ; replaying it later must run again.
+                await inbox.unclaim(conn, refused, queue)
+            results: list[Exception | str | None] = []
+            for e in envelopes:
+                if e.id in outcomes:
+                    results.append(outcomes.pop(e.id))
+                else:
                     results.append("duplicate")
-                    continue
-                outcome = next(outcomes)
-                results.append(outcome)
-                if outcome is None:
-                    applied.append(e)
-            await inbox.claim_many(conn, applied, queue)
             return results
 
         try:
@@ -232,14 +255,23 @@ class Consumers:
             # the single path, with its own retries and dead-lettering.
             log.warning("queue.batch.fallback", queue=queue, size=len(items), error=str(exc)[:200])
             for item in items:
-                await self.handle_one(queue, item.message, item.envelope)
+                try:
+                    await self.handle_one(queue, item.message, item.envelope)
+                except Exception as one_exc:
+                    log.error("queue.message.unsettled", queue=queue, error=str(one_exc)[:300])
             return
         self._maybe_crash(queue)
         for item, result in zip(items, results, strict=True):
-            if isinstance(result, Exception):
-                await self._refused(queue, item.message, item.envelope, result)
+            # Settled one by one: a failure here (a channel lost since delivery) must not
+            # leave the rest of the batch hanging; `_batch_loop` releases what is left.
+            try:
+                if isinstance(result, Exception):
+                    await self._refused(queue, item.message, item.envelope, result)
+                    continue
+                await item.message.ack()
+            except Exception as exc:
+                log.warning("queue.message.ack_failed", queue=queue, error=str(exc)[:200])
                 continue
-            await item.message.ack()
             QUEUE_CONSUMED.labels(queue, "duplicate" if result == "duplicate" else "applied").inc()
         HANDLER_LATENCY.labels(queue).observe(time.perf_counter() - started)
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
+from commdesk_billing.db.urls import behind_pooler
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.wallet.expiry import expire_holds
 from commdesk_billing.queues.outbox import prune
@@ -70,29 +71,65 @@ class Scheduler:
         self.heartbeat_s = heartbeat_s
         self.is_leader = False
         self._lock_conn: asyncpg.Connection | None = None
+        pooled = settings.pooled
+        if pooled is None:
+            pooled = behind_pooler(settings.database_url)
+        if settings.database_direct_url is None and pooled:
+            # Behind a transaction-mode pooler a session lock lands on a shared server
+            # connection, where another scheduler could "take" it too.
+            raise ValueError(
+                "the scheduler needs BILLING_DATABASE_DIRECT_URL (a non-pooled connection) "
+                "for its leader lease"
+            )
 
     async def _try_lead(self) -> bool:
         try:
             if self._lock_conn is None or self._lock_conn.is_closed():
                 self._lock_conn = await asyncpg.connect(
-                    _libpq(self.settings.direct_url), timeout=10
+                    _libpq(self.settings.direct_url),
+                    timeout=10,
+                    # A half-open connection must not keep the lease for hours.
+                    server_settings={
+                        "tcp_keepalives_idle": "10",
+                        "tcp_keepalives_interval": "5",
+                        "tcp_keepalives_count": "3",
+                    },
                 )
-            got = await self._lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
-        except (OSError, asyncpg.PostgresError) as exc:
+            got = await self._lock_conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", LEADER_LOCK, timeout=10
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             log.warning("scheduler.lease.error", error=str(exc)[:200])
-            self._lock_conn = None
+            self._drop_connection()
             return False
         return bool(got)
 
     async def _still_leader(self) -> bool:
+        """The lease is ours only if our own session holds the lock right now."""
         try:
             assert self._lock_conn is not None
-            await self._lock_conn.fetchval("SELECT 1", timeout=5)
-            return True
+            held = await self._lock_conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM pg_locks
+                    WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+                      AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1)""",
+                LEADER_LOCK,
+                timeout=5,
+            )
         except Exception as exc:  # any failure: the session, and with it the lock, is gone
             log.error("scheduler.lease.lost", error=str(exc)[:200])
-            self._lock_conn = None
+            self._drop_connection()
             return False
+        if not held:
+            log.error("scheduler.lease.lost", error="lock not held by this session")
+            self._drop_connection()
+        return bool(held)
+
+    def _drop_connection(self) -> None:
+        # terminate(), not close(): the connection may be wedged, and until it is really
+        # gone the server keeps the lock.
+        if self._lock_conn is not None:
+            self._lock_conn.terminate()
+        self._lock_conn = None
 
     async def run(self, stop: asyncio.Event) -> None:
         last_beat = time.monotonic()
@@ -118,6 +155,11 @@ class Scheduler:
         for job in self.jobs:
             if stop.is_set() or time.monotonic() - job.last_run < job.every_s:
                 continue
+            # Re-check the lease right before each job: it may have gone since the last beat.
+            if not await self._still_leader():
+                self.is_leader = False
+                SCHEDULER_LEADER.set(0)
+                return
             job.last_run = time.monotonic()
             try:
                 result = await job.run()

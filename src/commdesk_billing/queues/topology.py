@@ -2,8 +2,11 @@
 
 For each work queue `q`:
   q            durable quorum queue, where handlers consume
-  q.retry.N    one per backoff tier: messages wait out a per-message TTL, then RabbitMQ
-               dead-letters them back to `q` (no delayed-message plugin needed)
+  q.retry.N    one per backoff tier (quorum, at-least-once dead-lettering): messages wait
+               out a per-message TTL, then RabbitMQ dead-letters them back to `q` (no
+               delayed-message plugin needed). TTLs expire at the head of a queue, so with
+               +/-20 % jitter a message can wait behind a longer one of its own tier: at most
+               1.5x its delay.
   q.dlq        durable quorum queue for messages that failed for good, with the reason in
                their headers; replayable with `commdesk-billing dlq replay`
 Everything is published through the default exchange, routed by queue name.
@@ -58,13 +61,17 @@ async def declare(channel: AbstractChannel, names: Names, queues: tuple[str, ...
         await channel.declare_queue(names.work(queue), durable=True, arguments=quorum)
         await channel.declare_queue(names.dlq(queue), durable=True, arguments=quorum)
         for tier in range(names.tiers):
-            # Classic queues: per-message TTL expiry back into the work queue.
+            # Quorum too, so that dead-lettering back to the work queue is at-least-once
+            # (a classic queue's is at-most-once); that mode needs reject-publish overflow.
             await channel.declare_queue(
                 names.retry(queue, tier),
                 durable=True,
                 arguments={
+                    **quorum,
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": names.work(queue),
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
                 },
             )
 

@@ -114,7 +114,12 @@ class Worker:
         if self.consumers is not None:
             await self.consumers.stop()
         if self._relay_task is not None:
-            await self._relay_task
+            # The relay finishes its round (bounded by the publish timeout); past that it is
+            # cancelled, which rolls its transaction back and leaves the rows unsent.
+            try:
+                await asyncio.wait_for(self._relay_task, timeout=45)
+            except TimeoutError:
+                log.warning("worker.relay.cancelled")
         if self.connection is not None:
             await self.connection.close()
         if self._own_engine and self._engine is not None:
