@@ -41,6 +41,17 @@ async def _wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Proces
     raise RuntimeError("API did not become ready in 15 s")
 
 
+class _Abort(Exception):
+    """A step the rest of the demo depends on failed."""
+
+
+def _require(response: httpx.Response, status: int, what: str, failures: list[str]) -> None:
+    _check(response.status_code == status, what, failures)
+    if response.status_code != status:
+        print(f"         {response.status_code} {response.text[:500]}")
+        raise _Abort(what)
+
+
 def _check(ok: bool, what: str, failures: list[str]) -> None:
     print(f"  [{'ok' if ok else 'FAIL'}] {what}")
     if not ok:
@@ -79,8 +90,9 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
             auth = {"Authorization": f"Bearer {member}"}
 
             print(f"CommDesk Billing demo against {api_url}")
-            wallet = (await client.get("/v1/wallets/me", headers=auth)).json()
-            wid = wallet["id"]
+            me = await client.get("/v1/wallets/me", headers=auth)
+            _require(me, 200, "the member's wallet is created on first use", failures)
+            wid = me.json()["id"]
             print(f"1. wallet {wid} created for demo-user-{run}")
 
             r = await _post(
@@ -90,7 +102,7 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
                 {"credits": 1500, "reason": "welcome credits"},
                 f"grant-{run}",
             )
-            _check(r.status_code == 201, "finance grants 1500 promotional credits", failures)
+            _require(r, 201, "finance grants 1500 promotional credits", failures)
             r = await _post(
                 client,
                 f"/v1/wallets/{wid}/holds",
@@ -98,7 +110,7 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
                 {"credits": 300, "reason": "event ticket reservation", "ttl_seconds": 600},
                 f"hold-{run}",
             )
-            _check(r.status_code == 201, "member holds 300 credits", failures)
+            _require(r, 201, "member holds 300 credits", failures)
             hold_id = r.json()["hold"]["id"]
             r = await _post(
                 client, f"/v1/holds/{hold_id}/capture", member, {"credits": 200}, f"capture-{run}"
@@ -173,6 +185,8 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
         for f in report.findings:
             print(f"   FAIL {f}")
         _check(report.ok, f"ledger verify clean ({report.stats})", failures)
+    except _Abort:
+        pass  # reported by _require; the summary below says FAILED
     finally:
         if proc is not None and proc.returncode is None:
             proc.terminate()
