@@ -243,15 +243,6 @@ async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold | None:
     return _hold(row) if row else None
 
 
-async def find_hold_by_key(conn: AsyncConnection, key: str) -> Hold | None:
-    row = (
-        await conn.execute(
-            sql(f"SELECT {_HOLD_COLS} FROM wallet_holds WHERE idempotency_key = :k"), {"k": key}
-        )
-    ).first()
-    return _hold(row) if row else None
-
-
 async def expired_hold_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[uuid.UUID]:
     rows = (
         await conn.execute(
