@@ -224,7 +224,8 @@ async def test_idempotency_rules(client: httpx.AsyncClient, token: Callable[...,
     assert again.status_code == 409 and again.text == refused.text
     assert again.headers["content-type"] == PROBLEM
     wallet = (await client.get(f"/v1/wallets/{wid}", headers=auth(member))).json()
-    assert wallet["available_credits"] == 100 - 10 + 1000 - 10 + 0  # theirs debited too
+    # 100 funded, our debit and the other caller's debit of 10, the 500 refused, 1000 granted.
+    assert wallet["available_credits"] == 100 - 10 - 10 + 1000
 
 
 async def test_statement_pagination_is_newest_first_with_a_cursor(
