@@ -50,3 +50,13 @@ SCHEDULER_LEADER = Gauge("billing_scheduler_leader", "1 while this scheduler hol
 SCHEDULER_JOB_RUNS = Counter(
     "billing_scheduler_job_runs_total", "Periodic job runs", ["job", "outcome"]
 )
+GATEWAY_CALLS = Counter(
+    "billing_gateway_calls_total", "Calls to Cashfree by operation and outcome", ["op", "outcome"]
+)
+WEBHOOKS_RECEIVED = Counter(
+    "billing_webhooks_received_total", "Cashfree webhooks by outcome", ["outcome"]
+)
+PAYMENT_TRANSITIONS = Counter(
+    "billing_payment_transitions_total", "Payment state changes", ["from_status", "to_status"]
+)
+FRAUD_EVENTS = Counter("billing_fraud_events_total", "Fraud events recorded", ["kind"])

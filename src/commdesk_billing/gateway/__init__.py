@@ -1,0 +1,1 @@
+"""Cashfree: the HTTP client, webhook signatures, and a local wire-faithful sandbox."""

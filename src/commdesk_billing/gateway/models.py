@@ -1,0 +1,166 @@
+"""Tolerant models of what Cashfree sends us (responses and webhooks).
+
+Cashfree adds fields and enum values over time, and its own samples disagree on types (ids as
+numbers or strings, `"auth_id": "null"`, bank codes as strings). On a payment path none of that
+may raise: unknown fields are ignored, statuses stay plain strings (compared against the known
+sets below), ids are normalised to strings, and amounts are parsed from exact decimals into
+integer paise. The strict shapes the sandbox must emit live in its tests, not here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from commdesk_billing.gateway.amounts import to_paise
+
+
+def _text_id(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | Decimal):
+        return str(value)
+    return value
+
+
+def _paise(value: Any) -> Any:
+    return None if value is None else to_paise(value)
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+TextId = Annotated[str, BeforeValidator(_text_id)]
+Paise = Annotated[int, BeforeValidator(_paise)]
+Status = Annotated[str, BeforeValidator(_upper)]
+
+
+class OrderStatus:
+    ACTIVE = "ACTIVE"
+    PAID = "PAID"
+    EXPIRED = "EXPIRED"
+    TERMINATED = "TERMINATED"
+    TERMINATION_REQUESTED = "TERMINATION_REQUESTED"
+
+
+class PaymentStatus:
+    SUCCESS = "SUCCESS"
+    NOT_ATTEMPTED = "NOT_ATTEMPTED"
+    FAILED = "FAILED"
+    USER_DROPPED = "USER_DROPPED"
+    VOID = "VOID"
+    CANCELLED = "CANCELLED"
+    PENDING = "PENDING"
+    TERMINAL = frozenset({SUCCESS, FAILED, USER_DROPPED, VOID, CANCELLED})
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class CustomerDetails(_Tolerant):
+    customer_id: TextId | None = None
+    customer_phone: TextId | None = None
+    customer_email: str | None = None
+    customer_name: str | None = None
+
+
+class OrderMeta(_Tolerant):
+    return_url: str | None = None
+    notify_url: str | None = None
+    payment_methods: str | None = None
+
+
+class Order(_Tolerant):
+    cf_order_id: TextId | None = None
+    order_id: TextId
+    order_amount_paise: Paise = Field(alias="order_amount")
+    order_currency: str
+    order_status: Status
+    payment_session_id: str | None = None
+    order_expiry_time: datetime | None = None
+    created_at: datetime | None = None
+    order_note: str | None = None
+    order_tags: dict[str, Any] | None = None
+    customer_details: CustomerDetails | None = None
+    order_meta: OrderMeta | None = None
+
+
+class ErrorDetails(_Tolerant):
+    error_code: str | None = None
+    error_description: str | None = None
+    error_reason: str | None = None
+    error_source: str | None = None
+
+
+class Payment(_Tolerant):
+    cf_payment_id: TextId
+    order_id: TextId | None = None
+    payment_status: Status
+    payment_amount_paise: Paise | None = Field(default=None, alias="payment_amount")
+    order_amount_paise: Paise | None = Field(default=None, alias="order_amount")
+    payment_currency: str | None = None
+    payment_message: str | None = None
+    payment_time: datetime | None = None
+    payment_completion_time: datetime | None = None
+    bank_reference: TextId | None = None
+    payment_group: str | None = None
+    # One key (upi, card, netbanking, …) whose value describes the instrument; kept raw.
+    payment_method: dict[str, Any] | None = None
+    is_captured: bool | None = None
+    error_details: ErrorDetails | None = None
+
+    @property
+    def method(self) -> str | None:
+        if not self.payment_method:
+            return None
+        return next(iter(self.payment_method))
+
+
+class Refund(_Tolerant):
+    cf_refund_id: TextId | None = None
+    cf_payment_id: TextId | None = None
+    refund_id: TextId
+    order_id: TextId | None = None
+    refund_amount_paise: Paise = Field(alias="refund_amount")
+    refund_currency: str | None = None
+    refund_status: Status
+    refund_arn: TextId | None = None
+    refund_note: str | None = None
+    status_description: str | None = None
+    created_at: datetime | None = None
+    processed_at: datetime | None = None
+
+
+class WebhookOrder(_Tolerant):
+    order_id: TextId
+    order_amount_paise: Paise | None = Field(default=None, alias="order_amount")
+    order_currency: str | None = None
+
+
+class WebhookPayment(_Tolerant):
+    cf_payment_id: TextId
+    payment_status: Status
+    payment_amount_paise: Paise | None = Field(default=None, alias="payment_amount")
+    payment_currency: str | None = None
+    payment_group: str | None = None
+    payment_method: dict[str, Any] | None = None
+
+
+class PaymentWebhookData(_Tolerant):
+    order: WebhookOrder
+    payment: WebhookPayment
+
+
+class WebhookRefundData(_Tolerant):
+    refund: dict[str, Any]
+
+
+class WebhookEnvelope(_Tolerant):
+    type: str
+    event_time: str | None = None
+    data: dict[str, Any]
