@@ -18,7 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from commdesk_billing import problems
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db.engine import make_engine
+from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
+from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
 from commdesk_billing.telemetry.context import set_traceparent
 from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -72,9 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = cfg
         app.state.engine = make_engine(cfg)
+        app.state.cashfree = cashfree_client(cfg)
         try:
             yield
         finally:
+            await app.state.cashfree.aclose()
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -86,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(wallet_router)
+    app.include_router(payments_router)
+    app.include_router(webhooks_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -6,6 +6,7 @@ mis-deployed process fails at start-up instead of serving money with a known sec
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Literal, Self
@@ -14,6 +15,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
+# The local sandbox's credentials (it reads the same variables); refused in production.
+DEV_CASHFREE_ID = "TEST_commdesk_sandbox"
+DEV_CASHFREE_SECRET = "cfsk_ma_test_commdesk_sandbox_secret"  # noqa: S105
 
 
 class Environment(StrEnum):
@@ -76,6 +80,52 @@ class Settings(BaseSettings):
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 
+    # --- Cashfree -----------------------------------------------------------------------
+    # The real service is https://api.cashfree.com/pg (production) or
+    # https://sandbox.cashfree.com/pg; the default is the project's own local sandbox.
+    cashfree_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = (
+        "http://127.0.0.1:8090/pg"
+    )
+    cashfree_client_id: Annotated[str, Field(min_length=1, max_length=200)] = DEV_CASHFREE_ID
+    cashfree_client_secret: SecretStr = SecretStr(DEV_CASHFREE_SECRET)
+    # Secrets being rotated out: webhooks signed with them are still accepted.
+    cashfree_previous_secrets: tuple[SecretStr, ...] = ()
+    cashfree_api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] = "2025-01-01"
+    cashfree_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    cashfree_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    # Where a buyer pays. Cashfree's own checkout is opened by its JS SDK from the
+    # payment_session_id (leave unset); the local sandbox serves a page at this template.
+    cashfree_checkout_url: str | None = (
+        "http://127.0.0.1:8090/pg/view/checkout?payment_session_id={payment_session_id}"
+    )
+    # Our public address: Cashfree posts webhooks to <public_base_url>/v1/webhooks/cashfree.
+    public_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://127.0.0.1:8000"
+    # Where Cashfree sends the buyer after paying ({order_id} is filled in by Cashfree).
+    payment_return_url: str | None = None
+    payment_order_ttl_s: Annotated[int, Field(ge=5, le=30 * 86400)] = 1800
+    # An order not settled this long after its last change is asked about (lost webhooks).
+    payment_sync_after_s: Annotated[float, Field(ge=1, le=86400)] = 120.0
+    payment_sync_every_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    payment_sync_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+    # Open (unpaid) orders one user may have at once: a cheap brake on order spam.
+    max_open_orders_per_user: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Custom top-ups, whole rupees between these bounds (paise).
+    topup_min_paise: Annotated[int, Field(ge=100)] = 1_000
+    topup_max_paise: Annotated[int, Field(ge=100, le=10**10)] = 5_000_000
+    # GST (DESIGN §3): 18 % split CGST+SGST within our state, IGST across states.
+    gst_mode: Literal["inclusive", "exclusive"] = "inclusive"
+    gst_rate_bp: Annotated[int, Field(ge=0, le=10_000)] = 1800
+    seller_state_code: Annotated[str, Field(pattern=r"^[0-9]{2}$")] = "29"
+    # Webhook receiver. Signature timestamps older than this are refused; Cashfree's own
+    # retries arrive up to ~40 minutes (default policy) or hours (custom policies) later,
+    # and duplicates are caught by deduplication, not by this window.
+    webhook_max_age_s: Annotated[int, Field(ge=3600, le=7 * 86400)] = 86400
+    webhook_max_future_s: Annotated[int, Field(ge=0, le=3600)] = 300
+    # Optional allow-list of source IPs/CIDRs (Cashfree publishes its webhook IPs). The
+    # client address is taken from X-Forwarded-For only when the peer is a trusted proxy.
+    webhook_allowed_ips: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -93,8 +143,20 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_HOLD_DEFAULT_TTL_S exceeds BILLING_HOLD_MAX_TTL_S")
         if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):
             raise ValueError("BILLING_RETRY_DELAYS_S must be positive seconds")
+        if self.topup_min_paise > self.topup_max_paise:
+            raise ValueError("BILLING_TOPUP_MIN_PAISE exceeds BILLING_TOPUP_MAX_PAISE")
+        _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
+        _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
         if self.env is not Environment.production:
             return self
+        if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:
+            raise ValueError("BILLING_CASHFREE_CLIENT_SECRET must be set in production")
+        for name, url in (
+            ("CASHFREE_BASE_URL", self.cashfree_base_url),
+            ("PUBLIC_BASE_URL", self.public_base_url),
+        ):
+            if not url.startswith("https://"):
+                raise ValueError(f"BILLING_{name} must be https in production")
         if self.fault_crash_after_commit:
             raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
         secret = self.jwt_secret.get_secret_value()
@@ -112,6 +174,14 @@ class Settings(BaseSettings):
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
                 raise ValueError(f"BILLING_{name} must use sslmode=require in production")
         return self
+
+
+def _check_networks(name: str, values: tuple[str, ...]) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {value!r} is not an IP address or network") from exc
 
 
 @lru_cache(maxsize=1)

@@ -88,3 +88,36 @@ class InvalidCursor(DomainError):
     code = "invalid_cursor"
     status = 422
     title = "Cursor is not valid"
+
+
+class UnknownPack(DomainError):
+    code = "unknown_pack"
+    status = 422
+    title = "No such credit pack"
+
+
+class TooManyOpenOrders(DomainError):
+    code = "too_many_open_orders"
+    status = 429
+    title = "Too many unpaid orders"
+
+
+class PaymentNotRetryable(DomainError):
+    code = "payment_not_retryable"
+    status = 409
+    title = "This payment cannot be retried"
+
+
+class GatewayUnavailable(DomainError):
+    """Cashfree did not answer (or answered 5xx/429) after our retries. Safe to repeat the
+    request with the same Idempotency-Key."""
+
+    code = "gateway_unavailable"
+    status = 503
+    title = "Payment gateway unavailable"
+
+
+class GatewayRejected(DomainError):
+    code = "gateway_rejected"
+    status = 502
+    title = "Payment gateway refused the order"

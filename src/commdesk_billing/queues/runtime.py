@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +45,21 @@ from commdesk_billing.telemetry.metrics import (
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+
+class TwoPhase(ABC):
+    """A handler that must ask another system first (Cashfree): `fetch` runs before the
+    transaction opens, so no database connection waits on the network; `apply` runs in the
+    transaction with the inbox row. A redelivered message may fetch again, and `apply`
+    must stay idempotent on its own (it sees fresh data each time)."""
+
+    @abstractmethod
+    async def fetch(self, envelope: Envelope) -> object: ...
+
+    @abstractmethod
+    async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None: ...
+
+
+Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]] | TwoPhase
 # Many envelopes in one transaction; one outcome each: None (applied) or the DomainError /
 # PermanentError that refused it. Anything raised fails the whole batch, whose messages are
 # then handled one by one (with retries) by the queue's single handler.
@@ -168,14 +183,20 @@ class Consumers:
     ) -> None:
         started = time.perf_counter()
         handler = self.handlers[queue]
+        fetched: object = None
 
         async def work(conn: AsyncConnection) -> bool:
             if not await inbox.claim(conn, envelope.id, queue, envelope.type):
                 return False
-            await handler(conn, envelope)
+            if isinstance(handler, TwoPhase):
+                await handler.apply(conn, envelope, fetched)
+            else:
+                await handler(conn, envelope)
             return True
 
         try:
+            if isinstance(handler, TwoPhase):
+                fetched = await handler.fetch(envelope)
             applied = await in_transaction(self.engine, work)
         except (PermanentError, DomainError) as exc:
             await self._refused(queue, message, envelope, exc)

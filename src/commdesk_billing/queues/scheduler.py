@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.urls import behind_pooler
 from commdesk_billing.modules.ledger.seal import seal_pending
+from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.wallet.expiry import expire_holds
 from commdesk_billing.queues.outbox import prune
 from commdesk_billing.telemetry.metrics import SCHEDULER_JOB_RUNS, SCHEDULER_LEADER
@@ -43,6 +44,11 @@ class Job:
 def default_jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
     return [
         Job("expire_holds", 15, lambda: expire_holds(engine)),
+        Job(
+            "sync_open_payments",
+            settings.payment_sync_every_s,
+            lambda: sync_open_payments(engine, settings),
+        ),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
         Job(
             "prune_outbox_inbox",

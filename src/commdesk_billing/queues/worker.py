@@ -23,10 +23,12 @@ def names_for(settings: Settings) -> Names:
     return Names(settings.rabbitmq_queue_prefix, len(settings.retry_delays_s))
 
 
-def default_handlers() -> dict[str, Handler]:
+def default_handlers(settings: Settings) -> dict[str, Handler]:
+    from commdesk_billing.gateway.factory import cashfree_client
+    from commdesk_billing.modules.payments.consumers import PaymentProcessing
     from commdesk_billing.modules.wallet.consumers import HANDLERS as WALLET
 
-    return {**WALLET}
+    return {**WALLET, "payment.processing": PaymentProcessing(cashfree_client(settings), settings)}
 
 
 def default_batch_handlers() -> dict[str, BatchHandler]:
@@ -62,7 +64,7 @@ class Worker:
         batch_handlers: dict[str, BatchHandler] | None = None,
     ) -> None:
         self.settings = settings
-        self.handlers = default_handlers() if handlers is None else handlers
+        self.handlers = default_handlers(settings) if handlers is None else handlers
         batch = default_batch_handlers() if batch_handlers is None else batch_handlers
         # A queue is consumed in batches only if it is consumed at all here.
         self.batch_handlers = {q: h for q, h in batch.items() if q in self.handlers}
@@ -120,6 +122,10 @@ class Worker:
                 await asyncio.wait_for(self._relay_task, timeout=45)
             except TimeoutError:
                 log.warning("worker.relay.cancelled")
+        for handler in self.handlers.values():
+            closer = getattr(handler, "aclose", None)
+            if closer is not None:
+                await closer()
         if self.connection is not None:
             await self.connection.close()
         if self._own_engine and self._engine is not None:

@@ -94,6 +94,12 @@ async def handle_debit(conn: AsyncConnection, envelope: Envelope) -> None:
 
 
 async def handle_credit(conn: AsyncConnection, envelope: Envelope) -> None:
+    if envelope.type == "payment.paid":
+        # A paid Cashfree order: its credits, lots and INR journal come from the payment row.
+        from commdesk_billing.modules.payments.consumers import handle_paid
+
+        await handle_paid(conn, envelope)
+        return
     p = _parse(CreditPayload, envelope)
     expires: datetime | None = p.expires_at
     await ws.grant_credits(

@@ -1,0 +1,17 @@
+"""The one place a Cashfree client is built from configuration."""
+
+from __future__ import annotations
+
+from commdesk_billing.config import Settings
+from commdesk_billing.gateway.client import CashfreeClient
+
+
+def cashfree_client(settings: Settings) -> CashfreeClient:
+    return CashfreeClient(
+        base_url=settings.cashfree_base_url,
+        client_id=settings.cashfree_client_id,
+        client_secret=settings.cashfree_client_secret.get_secret_value(),
+        api_version=settings.cashfree_api_version,
+        timeout_s=settings.cashfree_timeout_s,
+        max_retries=settings.cashfree_max_retries,
+    )

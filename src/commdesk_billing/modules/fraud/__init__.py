@@ -1,0 +1,1 @@
+"""Fraud events and the cheap checks made before an order is opened."""

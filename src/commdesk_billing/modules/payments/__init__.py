@@ -1,0 +1,1 @@
+"""Credit purchases through Cashfree: orders, their state machine, crediting."""

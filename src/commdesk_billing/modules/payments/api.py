@@ -1,0 +1,199 @@
+"""Payments routes: the pack catalog, opening an order, reading and retrying payments."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
+from commdesk_billing.errors import Forbidden, InvalidCursor
+from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.modules.payments import repository as repo
+from commdesk_billing.modules.payments import service
+from commdesk_billing.modules.payments.schemas import (
+    OrderRequest,
+    PackList,
+    PackOut,
+    PaymentOut,
+    PaymentPage,
+)
+from commdesk_billing.problems import MEDIA_TYPE
+from commdesk_billing.security.jwt import Role
+from commdesk_billing.telemetry.metrics import IDEMPOTENT_REPLAYS
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {MEDIA_TYPE: {}}}
+    for code, text in {
+        400: "Missing or malformed Idempotency-Key",
+        401: "No valid bearer token",
+        403: "Caller may not do this",
+        404: "No such payment",
+        409: "The payment cannot be retried",
+        422: "Body invalid, unknown pack, amount out of range, or the key reused",
+        429: "Too many unpaid orders",
+        502: "Cashfree refused the order",
+        503: "Cashfree unavailable; repeat with the same Idempotency-Key",
+    }.items()
+}
+
+
+def _client(request: Request) -> CashfreeClient:
+    client: CashfreeClient = request.app.state.cashfree
+    return client
+
+
+def _buyer(caller: Caller) -> None:
+    # A service has no wallet of its own; staff buy credits as the people they are.
+    if caller.role is Role.service:
+        raise Forbidden("services cannot buy credits")
+
+
+def _respond(created: service.Created) -> JSONResponse:
+    if created.replayed:
+        IDEMPOTENT_REPLAYS.inc()
+    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
+    return JSONResponse(created.body, status_code=created.status, headers=headers)
+
+
+@router.get("/packs", response_model=PackList, responses=_PROBLEMS, summary="Credit packs on sale")
+async def list_packs(engine: Engine, settings: Config, caller: Caller) -> PackList:
+    packs = await in_transaction(engine, repo.active_packs)
+    return PackList(
+        packs=[PackOut.of(p) for p in packs],
+        gst_mode=settings.gst_mode,
+        gst_rate_bp=settings.gst_rate_bp,
+    )
+
+
+@router.post(
+    "/payments/orders",
+    status_code=201,
+    response_model=PaymentOut,
+    responses=_PROBLEMS,
+    summary="Open a Cashfree order for a pack or a custom top-up",
+)
+async def create_order(
+    body: OrderRequest,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    _buyer(caller)
+    created = await service.create_payment_order(
+        engine, _client(request), settings, caller, body, key
+    )
+    return _respond(created)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_PROBLEMS)
+async def get_payment(
+    payment_id: uuid.UUID, engine: Engine, settings: Config, caller: Caller
+) -> PaymentOut:
+    async def work(conn: AsyncConnection) -> PaymentOut:
+        p = await service.get_payment(conn, caller, payment_id)
+        return PaymentOut.of(p, service.checkout_url(settings, p))
+
+    return await in_transaction(engine, work)
+
+
+@router.post(
+    "/payments/{payment_id}/retry",
+    response_model=PaymentOut,
+    responses=_PROBLEMS,
+    summary="Pay again: on the same order while it is open, else on a new linked order",
+)
+async def retry_payment(
+    payment_id: uuid.UUID,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    _buyer(caller)
+    created = await service.retry_failed_payment(
+        engine, _client(request), settings, caller, payment_id, key
+    )
+    return _respond(created)
+
+
+@router.post(
+    "/payments/{payment_id}/sync",
+    response_model=PaymentOut,
+    responses=_PROBLEMS,
+    summary="Ask Cashfree now and apply its answer (finance and support)",
+)
+async def sync_payment(
+    payment_id: uuid.UUID, request: Request, engine: Engine, settings: Config, caller: Caller
+) -> PaymentOut:
+    if caller.role not in (Role.finance_admin, Role.support):
+        raise Forbidden("only finance_admin or support may force a sync")
+    await service.verify_payment(engine, _client(request), settings, payment_id, source="manual")
+
+    async def work(conn: AsyncConnection) -> PaymentOut:
+        p = await service.get_payment(conn, caller, payment_id)
+        return PaymentOut.of(p, service.checkout_url(settings, p))
+
+    return await in_transaction(engine, work)
+
+
+def _encode(at: datetime, pid: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"p:{at.isoformat()}|{pid}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, rest = raw.partition(":")
+        at, _, pid = rest.partition("|")
+        if prefix != "p":
+            raise ValueError("not a payments cursor")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return when, uuid.UUID(pid)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+
+
+@router.get(
+    "/payments",
+    response_model=PaymentPage,
+    responses=_PROBLEMS,
+    summary="The caller's own payments, newest first (keyset cursor)",
+)
+async def list_payments(
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> PaymentPage:
+    _buyer(caller)
+    before = _decode(cursor) if cursor else None
+
+    async def work(conn: AsyncConnection) -> PaymentPage:
+        user_id = await repo.user_id_for(conn, caller.sub)
+        if user_id is None:
+            return PaymentPage(data=[], next_cursor=None)
+        rows = await repo.list_for_user(conn, user_id, limit=limit + 1, before=before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return PaymentPage(
+            data=[PaymentOut.of(p, service.checkout_url(settings, p)) for p in rows],
+            next_cursor=_encode(rows[-1].created_at, rows[-1].id) if more else None,
+        )
+
+    return await in_transaction(engine, work)

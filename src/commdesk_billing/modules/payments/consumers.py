@@ -1,0 +1,81 @@
+"""Queue handlers: `payment.processing` (ask Cashfree, move the payment) and the
+`payment.paid` message on `wallet.credit` (grant the credits)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.config import Settings
+from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.gateway.errors import CashfreeRejected
+from commdesk_billing.modules.payments import service
+from commdesk_billing.modules.payments.crediting import credit_payment
+from commdesk_billing.modules.webhooks import service as webhooks
+from commdesk_billing.queues.envelope import Envelope
+from commdesk_billing.queues.runtime import PermanentError, TwoPhase
+
+
+class ProcessPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: uuid.UUID
+    order_id: str = Field(pattern=r"^[A-Za-z0-9_-]{3,45}$")
+    order_expires_at: AwareDatetime
+    source: Literal["webhook", "sync", "manual"]
+    webhook_id: uuid.UUID | None = None
+
+
+class PaidPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: uuid.UUID
+
+
+class PaymentProcessing(TwoPhase):
+    """Fetch the order and its payments from Cashfree, then apply them to the payment."""
+
+    def __init__(self, client: CashfreeClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def _payload(self, envelope: Envelope) -> ProcessPayload:
+        try:
+            return ProcessPayload.model_validate(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"payment.processing payload: {exc.errors()[:3]}") from exc
+
+    async def fetch(self, envelope: Envelope) -> object:
+        p = self._payload(envelope)
+        try:
+            return await service.fetch_truth(self.client, p.order_id, p.order_expires_at)
+        except CashfreeRejected as exc:
+            # 401/400 from Cashfree will not heal by retrying this message: dead-letter it
+            # with the reason (a lost message costs nothing: the sync job asks again).
+            raise PermanentError(f"cashfree refused the lookup: {exc}") from exc
+
+    async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None:
+        p = self._payload(envelope)
+        assert isinstance(fetched, service.Truth)
+        status = await service.apply_truth(
+            conn, self.settings, p.payment_id, fetched, source=p.source
+        )
+        if p.webhook_id is not None:
+            await webhooks.mark_processed(conn, p.webhook_id, f"payment {status.value}")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def handle_paid(conn: AsyncConnection, envelope: Envelope) -> None:
+    try:
+        p = PaidPayload.model_validate(envelope.payload)
+    except ValidationError as exc:
+        raise PermanentError(f"payment.paid payload: {exc.errors()[:3]}") from exc
+    try:
+        await credit_payment(conn, p.payment_id)
+    except LookupError as exc:
+        raise PermanentError(str(exc)) from exc

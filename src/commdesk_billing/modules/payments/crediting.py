@@ -1,0 +1,108 @@
+"""wallet.credit for a paid order: the purchase lot, the bonus lot and the INR journal, in
+one transaction with the move PAID → CREDITED.
+
+Every write is keyed by the payment (`payment:<id>:purchase`, `…:bonus`, `…:inr`), and the
+status move is conditional, so a redelivered or duplicated message grants nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger.repository import post_journal
+from commdesk_billing.modules.payments import repository as repo
+from commdesk_billing.modules.payments.state import Status, move
+from commdesk_billing.modules.wallet import service as wallet_service
+from commdesk_billing.modules.wallet.model import LotSource
+from commdesk_billing.queues import outbox
+
+log = structlog.get_logger(__name__)
+
+# Announced once credits are granted; each queue's consumer does its own part.
+AFTER_CREDIT = ("invoice.generate", "notifications.billing", "analytics.billing", "fraud.detection")
+
+
+def inr_journal(
+    payment_id: uuid.UUID, amount: int, taxable: int, gst: int, at: datetime
+) -> Journal:
+    """Money in from the gateway: clearing (asset, debit) against deferred revenue (what we
+    owe as credits until they are consumed) and GST payable (owed to the government)."""
+    legs = [Leg(House.GATEWAY_CLEARING, Ledger.INR, amount)]
+    if taxable:
+        legs.append(Leg(House.DEFERRED_REVENUE, Ledger.INR, -taxable))
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, Ledger.INR, -gst))
+    return Journal(
+        idempotency_key=f"payment:{payment_id}:inr",
+        kind="payment.captured",
+        created_at=at,
+        description=f"payment {payment_id} captured",
+        legs=tuple(legs),
+        metadata={"payment_id": str(payment_id)},
+    )
+
+
+async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
+    """Grant a PAID payment's credits. False (and no effect) when it is not PAID: already
+    credited, or held for review."""
+    p = await repo.get(conn, payment_id, lock=True)
+    if p is None:
+        raise LookupError(f"payment {payment_id} does not exist")
+    if p.status is not Status.PAID:
+        log.info("payment.credit.skipped", payment_id=str(p.id), status=p.status.value)
+        return False
+    ref = str(p.id)
+    await wallet_service.grant_credits(
+        conn,
+        wallet_id=p.wallet_id,
+        credits=p.base_credits,
+        source=LotSource.purchase,
+        idempotency_key=f"payment:{p.id}:purchase",
+        reason=f"purchase {p.pack_code or 'top-up'} (order {p.order_id})",
+        paid_paise=p.amount_paise,
+        taxable_paise=p.taxable_paise,
+        source_ref=ref,
+        metadata={"payment_id": ref, "order_id": p.order_id},
+    )
+    if p.bonus_credits:
+        await wallet_service.grant_credits(
+            conn,
+            wallet_id=p.wallet_id,
+            credits=p.bonus_credits,
+            source=LotSource.bonus,
+            idempotency_key=f"payment:{p.id}:bonus",
+            reason=f"bonus for {p.pack_code} (order {p.order_id})",
+            source_ref=ref,
+            metadata={"payment_id": ref, "order_id": p.order_id},
+        )
+    at = datetime.now(UTC)
+    await post_journal(
+        conn, inr_journal(p.id, p.amount_paise, p.taxable_paise, p.gst_amount_paise, at)
+    )
+    await move(
+        conn,
+        p.id,
+        Status.CREDITED,
+        reason="credits granted",
+        credited_at=at,
+        credits_granted=p.credits,
+    )
+    event = {
+        "payment_id": ref,
+        "order_id": p.order_id,
+        "user_id": str(p.user_id),
+        "wallet_id": str(p.wallet_id),
+        "amount_paise": p.amount_paise,
+        "taxable_paise": p.taxable_paise,
+        "gst_amount_paise": p.gst_amount_paise,
+        "credits": p.credits,
+        "pack_code": p.pack_code,
+    }
+    for queue in AFTER_CREDIT:
+        await outbox.publish(conn, queue, "payment.credited", event, correlation_id=ref)
+    return True

@@ -1,0 +1,229 @@
+"""SQL of the payments domain."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
+from commdesk_billing.gateway.models import Payment as GatewayPayment
+from commdesk_billing.modules.payments.model import Pack, Payment
+
+_COLUMNS = ", ".join(Payment.__dataclass_fields__)
+
+
+async def active_packs(conn: AsyncConnection) -> list[Pack]:
+    rows = await conn.execute(
+        sql("""
+        SELECT code, version, name, price_paise, base_credits, bonus_credits
+          FROM credit_packs WHERE active ORDER BY sort_order, code""")
+    )
+    return [Pack(*r) for r in rows]
+
+
+async def active_pack(conn: AsyncConnection, code: str) -> Pack | None:
+    row = (
+        await conn.execute(
+            sql("""
+            SELECT code, version, name, price_paise, base_credits, bonus_credits
+              FROM credit_packs WHERE active AND code = :code"""),
+            {"code": code},
+        )
+    ).first()
+    return Pack(*row) if row else None
+
+
+async def get(
+    conn: AsyncConnection, payment_id: uuid.UUID, *, lock: bool = False
+) -> Payment | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM payments WHERE id = :id{suffix}"), {"id": payment_id}
+        )
+    ).first()
+    return Payment.from_row(row) if row else None
+
+
+async def by_order_id(conn: AsyncConnection, order_id: str) -> Payment | None:
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM payments WHERE order_id = :o"), {"o": order_id}
+        )
+    ).first()
+    return Payment.from_row(row) if row else None
+
+
+async def by_idempotency_key(conn: AsyncConnection, key: str) -> Payment | None:
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM payments WHERE idempotency_key = :k"), {"k": key}
+        )
+    ).first()
+    return Payment.from_row(row) if row else None
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert a new payment; False when its idempotency key exists already."""
+    cols = ", ".join(values)
+    params = ", ".join(f"CAST(:{c} AS jsonb)" if c == "metadata" else f":{c}" for c in values)
+    row = (
+        await conn.execute(
+            sql(f"""
+            INSERT INTO payments ({cols}) VALUES ({params})
+            ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"""),
+            {**values, "metadata": json.dumps(values.get("metadata") or {})},
+        )
+    ).first()
+    return row is not None
+
+
+async def count_open_orders(conn: AsyncConnection, user_id: uuid.UUID) -> int:
+    return int(
+        (
+            await conn.execute(
+                sql("""
+                SELECT count(*) FROM payments
+                 WHERE user_id = :u AND status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED')
+                   AND order_expires_at > now()"""),
+                {"u": user_id},
+            )
+        ).scalar_one()
+    )
+
+
+async def store_create_response(
+    conn: AsyncConnection, payment_id: uuid.UUID, body: dict[str, Any]
+) -> Any:
+    """Keep the first answer; return whichever answer is stored (ours or an earlier one)."""
+    row = (
+        await conn.execute(
+            sql("""
+            UPDATE payments SET create_response = coalesce(create_response, CAST(:b AS json))
+             WHERE id = :id RETURNING create_response"""),
+            {"id": payment_id, "b": json.dumps(body, separators=(",", ":"))},
+        )
+    ).first()
+    return row[0] if row else None
+
+
+async def mark_synced(conn: AsyncConnection, payment_id: uuid.UUID) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE payments SET last_synced_at = now(), sync_count = sync_count + 1
+         WHERE id = :id"""),
+        {"id": payment_id},
+    )
+
+
+async def upsert_attempt(
+    conn: AsyncConnection, payment_id: uuid.UUID, attempt: GatewayPayment, raw: dict[str, Any]
+) -> None:
+    """Record an attempt as Cashfree reports it. A terminal status is never overwritten by a
+    non-terminal one (an older read arriving late)."""
+    err = attempt.error_details
+    await conn.execute(
+        sql("""
+        INSERT INTO payment_attempts (id, payment_id, cf_payment_id, status, amount_paise,
+            currency, payment_method, payment_group, bank_reference, payment_message,
+            error_code, error_description, error_reason, attempted_at, completed_at, raw)
+        VALUES (:id, :pid, :cf, :st, :amt, :cur, :method, :grp, :bank, :msg, :ec, :ed, :er,
+                :at, :done, CAST(:raw AS jsonb))
+        ON CONFLICT (cf_payment_id) DO UPDATE SET
+            status = EXCLUDED.status, amount_paise = EXCLUDED.amount_paise,
+            payment_message = EXCLUDED.payment_message, bank_reference = EXCLUDED.bank_reference,
+            error_code = EXCLUDED.error_code, error_description = EXCLUDED.error_description,
+            error_reason = EXCLUDED.error_reason, completed_at = EXCLUDED.completed_at,
+            raw = EXCLUDED.raw, updated_at = now()
+        WHERE payment_attempts.payment_id = EXCLUDED.payment_id
+          AND payment_attempts.status NOT IN ('SUCCESS', 'FAILED', 'USER_DROPPED', 'VOID',
+                                              'CANCELLED')"""),
+        {
+            "id": uuid.uuid4(),
+            "pid": payment_id,
+            "cf": attempt.cf_payment_id,
+            "st": attempt.payment_status,
+            "amt": attempt.payment_amount_paise,
+            "cur": attempt.payment_currency,
+            "method": attempt.method,
+            "grp": attempt.payment_group,
+            "bank": attempt.bank_reference,
+            "msg": (attempt.payment_message or "")[:500] or None,
+            "ec": err.error_code if err else None,
+            "ed": (err.error_description or "")[:500] or None if err else None,
+            "er": err.error_reason if err else None,
+            "at": attempt.payment_time,
+            "done": attempt.payment_completion_time,
+            "raw": json.dumps(raw, default=str),
+        },
+    )
+
+
+async def list_for_user(
+    conn: AsyncConnection,
+    user_id: uuid.UUID,
+    *,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Payment]:
+    params: dict[str, Any] = {"u": user_id, "n": limit}
+    where = ""
+    if before is not None:
+        where = " AND (created_at, id) < (:bt, :bid)"
+        params.update(bt=before[0], bid=before[1])
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_COLUMNS} FROM payments WHERE user_id = :u{where}
+         ORDER BY created_at DESC, id DESC LIMIT :n"""),
+        params,
+    )
+    return [Payment.from_row(r) for r in rows]
+
+
+async def user_external_id(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
+    value = (
+        await conn.execute(sql("SELECT external_id FROM users WHERE id = :u"), {"u": user_id})
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+async def user_state(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
+    value = (
+        await conn.execute(sql("SELECT state_code FROM users WHERE id = :u"), {"u": user_id})
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+async def due_for_sync(
+    conn: AsyncConnection, *, older_than_s: float, limit: int
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Payments that may still change at Cashfree and were not asked about lately; claimed by
+    stamping last_synced_at (SKIP LOCKED keeps two schedulers from taking the same rows)."""
+    rows = await conn.execute(
+        sql("""
+        WITH due AS (
+            SELECT id FROM payments
+             WHERE status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED', 'PAID')
+               AND updated_at < now() - make_interval(secs => :age)
+               AND (last_synced_at IS NULL
+                    OR last_synced_at < now() - make_interval(secs => :age))
+             ORDER BY updated_at
+             LIMIT :n
+             FOR UPDATE SKIP LOCKED)
+        UPDATE payments p SET last_synced_at = now(), sync_count = sync_count + 1
+          FROM due WHERE p.id = due.id
+        RETURNING p.id, p.order_id, p.order_expires_at"""),
+        {"age": older_than_s, "n": limit},
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def user_id_for(conn: AsyncConnection, external_id: str) -> uuid.UUID | None:
+    value = (
+        await conn.execute(sql("SELECT id FROM users WHERE external_id = :s"), {"s": external_id})
+    ).scalar_one_or_none()
+    return value if isinstance(value, uuid.UUID) else None

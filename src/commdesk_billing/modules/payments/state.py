@@ -1,0 +1,127 @@
+"""The payment state machine: every status change of a payment goes through `move`.
+
+    CREATED ──order opened──▶ ACTIVE ──success──▶ PAID ──credits granted──▶ CREDITED
+       │                       │  ▲
+       │                       │  └── retry on the same order (FAILED/USER_DROPPED → ACTIVE)
+       │                       ├──attempt failed──▶ FAILED ──┐
+       │                       ├──user dropped───▶ USER_DROPPED ─┤──▶ PAID (a later attempt
+       │                       │                                  │     on the same order won)
+       ▼                       ├──order expired──▶ EXPIRED        └──▶ EXPIRED / CANCELLED
+    CANCELLED (Cashfree        └──terminated────▶ CANCELLED
+    refused the order)      any open state ──amount/currency mismatch──▶ REVIEW
+
+A move is one conditional UPDATE (`WHERE status = ANY(allowed sources)`): a late, duplicated
+or out-of-order event finds the row already past it and changes nothing. PAID and CREDITED
+never go back. A success Cashfree reports for an order we had written off as EXPIRED or
+CANCELLED still moves it to PAID: the buyer's money was taken, so the credits are owed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
+from commdesk_billing.telemetry.metrics import PAYMENT_TRANSITIONS
+
+
+class Status(StrEnum):
+    CREATED = "CREATED"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    USER_DROPPED = "USER_DROPPED"
+    PAID = "PAID"
+    CREDITED = "CREDITED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    REVIEW = "REVIEW"
+
+
+S = Status
+# to-status -> the statuses it may be reached from
+ALLOWED: dict[Status, frozenset[Status]] = {
+    S.ACTIVE: frozenset({S.CREATED, S.FAILED, S.USER_DROPPED}),
+    S.FAILED: frozenset({S.ACTIVE, S.FAILED, S.USER_DROPPED}),
+    S.USER_DROPPED: frozenset({S.ACTIVE, S.USER_DROPPED}),
+    S.PAID: frozenset({S.ACTIVE, S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED}),
+    S.CREDITED: frozenset({S.PAID}),
+    S.EXPIRED: frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED}),
+    S.CANCELLED: frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED}),
+    S.REVIEW: frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED}),
+}
+# Still waiting on the buyer or on Cashfree: the sync job asks about these.
+OPEN = frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED})
+# A new attempt may be made on the same order.
+RETRYABLE = frozenset({S.FAILED, S.USER_DROPPED})
+
+# Columns a move may set besides status (never amounts or identities).
+_SETTABLE = frozenset(
+    {
+        "payment_session_id",
+        "cashfree_order_id",
+        "cashfree_payment_id",
+        "payment_method",
+        "payment_group",
+        "failure_code",
+        "failure_reason",
+        "paid_at",
+        "credited_at",
+        "credits_granted",
+        "webhook_verified",
+        "retry_count",
+        "order_expires_at",
+    }
+)
+
+
+def can_move(current: Status, to: Status) -> bool:
+    return current in ALLOWED[to]
+
+
+async def move(
+    conn: AsyncConnection,
+    payment_id: uuid.UUID,
+    to: Status,
+    *,
+    reason: str,
+    **columns: Any,
+) -> Status | None:
+    """Move the payment to `to` if its current status allows it; return the status it left,
+    or None when the move did not apply (the row is elsewhere already)."""
+    unknown = set(columns) - _SETTABLE
+    if unknown:
+        raise ValueError(f"a status move cannot set {sorted(unknown)}")
+    sets = "".join(f", {c} = :{c}" for c in sorted(columns))
+    # RETURNING sees only the new row, so the old status is read in a CTE; FOR UPDATE makes
+    # that read wait for, and then see, any concurrent move of the same payment.
+    row = (
+        await conn.execute(
+            sql(f"""
+            WITH old AS (SELECT status FROM payments WHERE id = :id FOR UPDATE)
+            UPDATE payments p SET status = :to, updated_at = now(){sets}
+              FROM old
+             WHERE p.id = :id AND old.status = ANY(:allowed)
+            RETURNING old.status"""),
+            {
+                "id": payment_id,
+                "to": to.value,
+                "allowed": [s.value for s in ALLOWED[to]],
+                **columns,
+            },
+        )
+    ).first()
+    if row is None:
+        return None
+    previous = Status(row[0])
+    if previous is not to:
+        await conn.execute(
+            sql("""
+            INSERT INTO payment_transitions (payment_id, from_status, to_status, reason)
+            VALUES (:id, :f, :t, :r)"""),
+            {"id": payment_id, "f": previous.value, "t": to.value, "r": reason[:500]},
+        )
+        PAYMENT_TRANSITIONS.labels(previous.value, to.value).inc()
+    return previous

@@ -1,0 +1,1 @@
+"""GST: the one place tax is computed (DESIGN §3)."""

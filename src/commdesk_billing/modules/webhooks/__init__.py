@@ -1,0 +1,1 @@
+"""The Cashfree webhook receiver: verify, store raw, hand over to the queue."""

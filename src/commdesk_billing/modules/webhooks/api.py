@@ -1,0 +1,51 @@
+"""POST /v1/webhooks/cashfree: Cashfree's deliveries. Unauthenticated by bearer token; the
+signature is the authentication. Answers fast: verification, one insert and one outbox row."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from commdesk_billing.deps import Config, Engine
+from commdesk_billing.modules.webhooks import service
+from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status=status, code=code, title=title, detail=detail),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+    )
+
+
+@router.post(
+    "/cashfree",
+    summary="Cashfree payment and refund webhooks (signed with the client secret)",
+    responses={
+        200: {"description": "Stored (or a duplicate of one stored)"},
+        400: {"description": "Signed, but not a Cashfree event"},
+        401: {"description": "Missing, invalid or stale signature; nothing stored"},
+        403: {"description": "Source address not on the allow-list"},
+    },
+)
+async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
+    peer = request.client.host if request.client else None
+    ip = service.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
+    if not service.ip_allowed(settings, ip):
+        WEBHOOKS_RECEIVED.labels("ip_refused").inc()
+        return _refuse(403, "webhook_source_refused", "Forbidden", "source address not allowed")
+    body = await request.body()
+    headers = service.headers_of(request.headers)
+    try:
+        receipt = await service.receive(engine, settings, body, headers, ip)
+    except service.WebhookRefused as exc:
+        if exc.status == 401:
+            WEBHOOKS_RECEIVED.labels(exc.code).inc()
+        return _refuse(exc.status, exc.code, "Webhook refused", exc.detail)
+    return JSONResponse(
+        {"status": receipt.outcome, "webhook_id": str(receipt.webhook_id)}, status_code=200
+    )

@@ -1,0 +1,285 @@
+"""Receiving Cashfree webhooks (DESIGN §5): verify, store raw, dedupe, hand over, answer.
+
+Nothing here grants credits or trusts the payload's claims: a verified webhook only causes
+`payment.processing`, which asks Cashfree's API for the truth. What the receiver does:
+
+1. the signature over the exact bytes, with every configured secret (rotation), compared in
+   constant time; a forged or altered body is refused with 401 and not stored;
+2. the signature timestamp within a window wide enough for Cashfree's own retries;
+3. store the raw body and headers once per delivery identity (Cashfree's x-idempotency-key,
+   else payment id + type): a repeat only bumps a counter;
+4. checks against our order (unknown order: recorded and answered; amount or currency that
+   disagree with the order: a fraud event, and not acted on);
+5. in the same transaction, `payment.processing` into the outbox.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.db.sql import sql
+from commdesk_billing.gateway import signature
+from commdesk_billing.gateway.amounts import AmountError
+from commdesk_billing.gateway.models import PaymentWebhookData, WebhookEnvelope
+from commdesk_billing.modules.fraud import service as fraud
+from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.queues import outbox
+from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
+
+log = structlog.get_logger(__name__)
+
+PAYMENT_EVENTS = frozenset(
+    {"PAYMENT_SUCCESS_WEBHOOK", "PAYMENT_FAILED_WEBHOOK", "PAYMENT_USER_DROPPED_WEBHOOK"}
+)
+# Headers worth keeping as evidence (never Authorization-like ones: Cashfree sends none).
+_KEPT_HEADERS = (
+    "content-type",
+    "x-webhook-signature",
+    "x-webhook-timestamp",
+    "x-webhook-version",
+    "x-webhook-attempt",
+    "x-idempotency-key",
+    "user-agent",
+)
+
+
+class WebhookRefused(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Receipt:
+    webhook_id: uuid.UUID | None
+    outcome: str  # accepted | duplicate | unknown_order | mismatch | ignored
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [settings.cashfree_client_secret.get_secret_value()] + [
+        s.get_secret_value() for s in settings.cashfree_previous_secrets
+    ]
+
+
+def authenticate(settings: Settings, body: bytes, headers: dict[str, str]) -> str:
+    """Check signature and timestamp; return the timestamp header. Raises WebhookRefused."""
+    sig = headers.get("x-webhook-signature")
+    ts = headers.get("x-webhook-timestamp")
+    if not sig or not ts:
+        raise WebhookRefused(401, "webhook_unsigned", "x-webhook-signature and timestamp needed")
+    if not ts.isdigit() or len(ts) > 16:
+        raise WebhookRefused(
+            401, "webhook_timestamp_invalid", "x-webhook-timestamp is not epoch ms"
+        )
+    if len(sig) > 200 or not signature.verify(_secrets(settings), ts, body, sig):
+        raise WebhookRefused(401, "webhook_signature_invalid", "signature does not match")
+    age_s = time.time() - int(ts) / 1000
+    if age_s > settings.webhook_max_age_s or -age_s > settings.webhook_max_future_s:
+        raise WebhookRefused(401, "webhook_stale", "signature timestamp outside the window")
+    return ts
+
+
+def _dedupe_key(headers: dict[str, str], event: WebhookEnvelope) -> str:
+    given = headers.get("x-idempotency-key")
+    if given and 0 < len(given) <= 200:
+        return f"cf:{given}"
+    data = event.data
+    payment = data.get("payment") if isinstance(data.get("payment"), dict) else None
+    refund = data.get("refund") if isinstance(data.get("refund"), dict) else None
+    if payment and payment.get("cf_payment_id") is not None:
+        return f"{event.type}:{payment['cf_payment_id']}"
+    if refund and refund.get("refund_id") is not None:
+        return f"{event.type}:{refund.get('refund_id')}:{refund.get('refund_status')}"
+    digest = uuid.uuid5(uuid.NAMESPACE_OID, json.dumps(data, sort_keys=True, default=str))
+    return f"{event.type}:body:{digest}"
+
+
+async def receive(
+    engine: AsyncEngine, settings: Settings, body: bytes, headers: dict[str, str], peer: str | None
+) -> Receipt:
+    ts = authenticate(settings, body, headers)
+    try:
+        parsed = json.loads(body, parse_float=Decimal)
+        event = WebhookEnvelope.model_validate(parsed)
+    except (ValueError, ValidationError) as exc:
+        WEBHOOKS_RECEIVED.labels("malformed").inc()
+        raise WebhookRefused(
+            400, "webhook_malformed", "signed body is not a Cashfree event"
+        ) from exc
+    key = _dedupe_key(headers, event)
+    kept = {h: headers[h][:500] for h in _KEPT_HEADERS if h in headers}
+    attempt = headers.get("x-webhook-attempt", "")
+
+    async def work(conn: AsyncConnection) -> Receipt:
+        webhook_id = uuid.uuid4()
+        row = (
+            await conn.execute(
+                sql("""
+                INSERT INTO payment_webhooks (id, dedupe_key, provider_key, event_type,
+                    raw_body, headers, signature_timestamp, delivery_attempt, source_ip, status)
+                VALUES (:id, :key, :pk, :type, :raw, CAST(:headers AS jsonb), :ts, :att, :ip,
+                        'received')
+                ON CONFLICT (dedupe_key) DO UPDATE
+                   SET duplicates = payment_webhooks.duplicates + 1, last_seen_at = now()
+                RETURNING id, (xmax = 0) AS inserted"""),
+                {
+                    "id": webhook_id,
+                    "key": key,
+                    "pk": headers.get("x-idempotency-key"),
+                    "type": event.type[:100],
+                    "raw": body,
+                    "headers": json.dumps(kept),
+                    "ts": ts,
+                    "att": int(attempt) if attempt.isdigit() and len(attempt) < 6 else None,
+                    "ip": peer,
+                },
+            )
+        ).one()
+        if not row.inserted:
+            return Receipt(row.id, "duplicate")
+        if event.type not in PAYMENT_EVENTS:
+            # Refund events are acted on by the refunds flow; others are kept as evidence.
+            await _finish(conn, webhook_id, "ignored", f"no handler for {event.type}")
+            return Receipt(webhook_id, "ignored")
+        return await _payment_event(conn, settings, webhook_id, event)
+
+    receipt = await in_transaction(engine, work)
+    WEBHOOKS_RECEIVED.labels(receipt.outcome).inc()
+    return receipt
+
+
+async def _payment_event(
+    conn: AsyncConnection, settings: Settings, webhook_id: uuid.UUID, event: WebhookEnvelope
+) -> Receipt:
+    try:
+        data = PaymentWebhookData.model_validate(event.data)
+    except (ValidationError, AmountError) as exc:
+        await _finish(conn, webhook_id, "rejected", f"payload unreadable: {str(exc)[:300]}")
+        return Receipt(webhook_id, "ignored")
+    order_id = data.order.order_id
+    await conn.execute(
+        sql("UPDATE payment_webhooks SET order_id = :o, cf_payment_id = :c WHERE id = :id"),
+        {"o": order_id[:100], "c": data.payment.cf_payment_id[:100], "id": webhook_id},
+    )
+    payment = await payments.by_order_id(conn, order_id)
+    if payment is None:
+        await _finish(conn, webhook_id, "ignored", "unknown order")
+        log.warning("webhook.unknown_order", order_id=order_id[:100])
+        return Receipt(webhook_id, "unknown_order")
+    await conn.execute(
+        sql("UPDATE payment_webhooks SET payment_id = :p WHERE id = :id"),
+        {"p": payment.id, "id": webhook_id},
+    )
+    claims = {
+        "order_amount_paise": data.order.order_amount_paise,
+        "order_currency": data.order.order_currency,
+        "payment_amount_paise": data.payment.payment_amount_paise,
+        "payment_currency": data.payment.payment_currency,
+    }
+    mismatch = [
+        name
+        for name, value, expected in (
+            ("order_amount", data.order.order_amount_paise, payment.amount_paise),
+            ("order_currency", data.order.order_currency, payment.currency),
+            ("payment_currency", data.payment.payment_currency, payment.currency),
+        )
+        if value is not None and value != expected
+    ]
+    if (
+        data.payment.payment_status == "SUCCESS"
+        and data.payment.payment_amount_paise is not None
+        and data.payment.payment_amount_paise != payment.amount_paise
+    ):
+        mismatch.append("payment_amount")
+    if mismatch:
+        await fraud.record(
+            conn,
+            "webhook_amount_mismatch",
+            severity="high",
+            payment_id=payment.id,
+            user_id=payment.user_id,
+            webhook_id=webhook_id,
+            details={"fields": mismatch, "claims": claims, "expected_paise": payment.amount_paise},
+        )
+        await _finish(conn, webhook_id, "rejected", f"disagrees with the order: {mismatch}")
+        return Receipt(webhook_id, "mismatch")
+    await outbox.publish(
+        conn,
+        "payment.processing",
+        "payment.webhook",
+        {
+            "payment_id": str(payment.id),
+            "order_id": payment.order_id,
+            "order_expires_at": payment.order_expires_at.isoformat(),
+            "source": "webhook",
+            "webhook_id": str(webhook_id),
+        },
+        correlation_id=str(payment.id),
+    )
+    return Receipt(webhook_id, "accepted")
+
+
+async def _finish(conn: AsyncConnection, webhook_id: uuid.UUID, status: str, outcome: str) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE payment_webhooks SET status = :s, outcome = :o, processed_at = now()
+         WHERE id = :id"""),
+        {"id": webhook_id, "s": status, "o": outcome[:500]},
+    )
+
+
+async def mark_processed(conn: AsyncConnection, webhook_id: uuid.UUID, outcome: str) -> None:
+    await _finish(conn, webhook_id, "processed", outcome)
+
+
+def client_ip(settings: Settings, peer: str | None, forwarded_for: str | None) -> str | None:
+    """The sender's address: the TCP peer, or the last untrusted hop of X-Forwarded-For when
+    the peer is one of our trusted proxies (anything further left could be forged)."""
+    if peer is None:
+        return None
+    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in trusted)
+
+    if not forwarded_for or not is_trusted(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+def ip_allowed(settings: Settings, ip: str | None) -> bool:
+    if not settings.webhook_allowed_ips:
+        return True
+    if ip is None:
+        return False
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in settings.webhook_allowed_ips)
+
+
+def headers_of(raw: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in raw.items()}
