@@ -1,0 +1,136 @@
+"""Sandbox configuration: one validated settings object, read from the environment.
+
+`BILLING_SANDBOX_*` variables set the sandbox's own knobs; the credentials it accepts are the
+ones our service is configured with (`BILLING_CASHFREE_CLIENT_ID` / `_SECRET`), so pointing the
+service at the sandbox needs no second pair of variables.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_CLIENT_ID = "TEST_commdesk_sandbox"
+DEV_CLIENT_SECRET = "cfsk_ma_test_commdesk_sandbox_secret"  # noqa: S105 - a local sandbox's default
+
+RateProfile = Literal["sandbox", "production", "off"]
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+Millis = Annotated[int, Field(ge=0, le=600_000)]
+
+
+class Faults(BaseModel):
+    """What the sandbox does wrong on purpose. Changeable at run time via `/_sandbox/faults`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    latency_ms: Millis = 0
+    # Share of API calls answered with Cashfree's 500 `api_error` before anything is done.
+    error_rate: Rate = 0.0
+    # Share of webhook events never sent at all (no attempt, no retry): the receiver must
+    # fall back to polling the order.
+    webhook_drop_rate: Rate = 0.0
+    # Each webhook event is delivered this many times, concurrently (1 = once).
+    webhook_duplicates: Annotated[int, Field(ge=1, le=20)] = 1
+    # > 0: events are held for this long after the first one arrives, then sent newest first.
+    webhook_reorder_window_ms: Millis = 0
+    # > 0: each delivery first waits a random 0..jitter ms, so close events may swap places.
+    webhook_jitter_ms: Millis = 0
+
+
+def _split_floats(value: object) -> object:
+    # "120,600,1800" from the environment or the command line; lists pass through.
+    if isinstance(value, str):
+        return tuple(float(part) for part in value.split(",") if part.strip())
+    return value
+
+
+class SandboxConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_SANDBOX_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    client_id: Annotated[
+        str,
+        Field(
+            min_length=1, validation_alias=AliasChoices("BILLING_CASHFREE_CLIENT_ID", "client_id")
+        ),
+    ] = DEV_CLIENT_ID
+    client_secret: Annotated[
+        str,
+        Field(
+            min_length=1,
+            validation_alias=AliasChoices("BILLING_CASHFREE_CLIENT_SECRET", "client_secret"),
+        ),
+    ] = DEV_CLIENT_SECRET
+
+    # Links the sandbox hands out (checkout pages, payment pages). None: taken from each
+    # request's own Host, which is right unless the sandbox sits behind a proxy.
+    public_url: str | None = None
+
+    # UPI collect, card and netbanking payments settle this long after Order Pay.
+    settle_delay_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    # A PENDING refund becomes SUCCESS (or CANCELLED) this long after it was created.
+    refund_delay_s: Annotated[float, Field(ge=0, le=86_400)] = 5.0
+    # Orders created without `order_expiry_time` expire this long after creation.
+    default_order_ttl_s: Annotated[int, Field(ge=60, le=365 * 86_400)] = 30 * 86_400
+    # How often the background sweep marks overdue orders EXPIRED (reads also do it lazily).
+    expiry_sweep_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # A collect request nobody answers (an unlisted VPA) fails after `upi_expiry_minutes`
+    # times this many seconds; 60 is real time.
+    upi_minute_s: Annotated[float, Field(gt=0, le=60)] = 60.0
+    idempotency_ttl_s: Annotated[int, Field(ge=1)] = 86_400
+
+    # Always notified besides each order's `order_meta.notify_url` (the dashboard endpoint).
+    webhook_url: str | None = None
+    # Waits before retry 1, 2, ... of a webhook that did not get HTTP 200.
+    webhook_retry_schedule_s: Annotated[tuple[float, ...], NoDecode] = (120.0, 600.0, 1800.0)
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    rate_limit_profile: RateProfile = "sandbox"
+    rate_limit_multiplier: Annotated[float, Field(gt=0, le=10_000)] = 1.0
+
+    latency_ms: Millis = 0
+    error_rate: Rate = 0.0
+    webhook_drop_rate: Rate = 0.0
+    webhook_duplicates: Annotated[int, Field(ge=1, le=20)] = 1
+    webhook_reorder_window_ms: Millis = 0
+    webhook_jitter_ms: Millis = 0
+    # Fixes the dice of the fault injection, for reproducible runs.
+    seed: int | None = None
+
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        return _split_floats(value)
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule_sane(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) > 20 or any(not 0 <= step <= 86_400 for step in value):
+            raise ValueError("retry waits must be 0..86400 s, at most 20 of them")
+        return value
+
+    @field_validator("public_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
+
+    @model_validator(mode="after")
+    def _faults_valid(self) -> Self:
+        self.faults()  # the same bounds as the run-time API
+        return self
+
+    def faults(self) -> Faults:
+        return Faults(
+            latency_ms=self.latency_ms,
+            error_rate=self.error_rate,
+            webhook_drop_rate=self.webhook_drop_rate,
+            webhook_duplicates=self.webhook_duplicates,
+            webhook_reorder_window_ms=self.webhook_reorder_window_ms,
+            webhook_jitter_ms=self.webhook_jitter_ms,
+        )

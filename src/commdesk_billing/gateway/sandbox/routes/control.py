@@ -1,0 +1,108 @@
+"""`/_sandbox/...`: the sandbox's own control API (not Cashfree's). Same client credentials as
+the PG API, except `/_sandbox/health`, which probes may call without them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from commdesk_billing.gateway.sandbox.api import AUTH_FAILED, Gate, error_response, json_response
+from commdesk_billing.gateway.sandbox.config import Faults, RateProfile
+from commdesk_billing.gateway.sandbox.wire import ist_text
+
+Control = Callable[[Request, Gate, Any], Response]
+
+
+def control(handler: Control) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        gate: Gate = request.app.state.gate
+        if not gate.credentials_ok(request):
+            return error_response(401, "request_failed", AUTH_FAILED, {})
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return error_response(400, "request_invalid", "request body is not valid JSON", {})
+        try:
+            return handler(request, gate, body)
+        except ValidationError as exc:
+            message = "; ".join(
+                f"{'.'.join(map(str, e['loc']))} : {e['msg']}" for e in exc.errors()
+            )
+            return error_response(400, "request_invalid", message, {})
+
+    return endpoint
+
+
+async def health(request: Request) -> Response:
+    gate: Gate = request.app.state.gate
+    return json_response(200, {"status": "ok", "orders": len(gate.sandbox.store.orders)})
+
+
+def faults(request: Request, gate: Gate, body: Any) -> Response:
+    current = gate.sandbox.faults
+    if request.method == "PATCH":
+        # Validate the whole result first, then apply it to the live object in place: the
+        # notifier and the gate hold that same object.
+        merged = Faults.model_validate(current.model_dump() | (body or {}))
+        for name in Faults.model_fields:
+            setattr(current, name, getattr(merged, name))
+    return json_response(200, current.model_dump())
+
+
+class RateLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile: RateProfile
+    multiplier: float = Field(gt=0, le=10_000)
+
+
+def rate_limits(request: Request, gate: Gate, body: Any) -> Response:
+    limiter = gate.limiter
+    if request.method == "PATCH":
+        now = {"profile": limiter.profile, "multiplier": limiter.multiplier}
+        wanted = RateLimits.model_validate(now | (body or {}))
+        limiter.configure(wanted.profile, wanted.multiplier)  # also starts fresh windows
+    return json_response(200, {"profile": limiter.profile, "multiplier": limiter.multiplier})
+
+
+def webhooks(request: Request, gate: Gate, body: Any) -> Response:
+    log = gate.sandbox.notifier.log
+    if request.method == "DELETE":
+        log.clear()
+    order_id = request.query_params.get("order_id")
+    rows = [d.as_json() for d in log if order_id is None or d.order_id == order_id]
+    return json_response(200, rows)
+
+
+class Advance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    advance_seconds: float = Field(ge=0, le=10 * 365 * 86_400)
+
+
+def clock(request: Request, gate: Gate, body: Any) -> Response:
+    sandbox = gate.sandbox
+    if request.method == "POST":
+        sandbox.clock.advance(Advance.model_validate(body or {}).advance_seconds)
+    return json_response(
+        200,
+        {
+            "now": ist_text(sandbox.clock.now()),
+            "offset_seconds": sandbox.clock.offset.total_seconds(),
+        },
+    )
+
+
+routes = [
+    Route("/_sandbox/health", health, methods=["GET"]),
+    Route("/_sandbox/faults", control(faults), methods=["GET", "PATCH"]),
+    Route("/_sandbox/rate-limits", control(rate_limits), methods=["GET", "PATCH"]),
+    Route("/_sandbox/webhooks", control(webhooks), methods=["GET", "DELETE"]),
+    Route("/_sandbox/clock", control(clock), methods=["GET", "POST"]),
+]
