@@ -46,7 +46,7 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _create_db(name: str) -> str:
+async def create_database(name: str) -> str:
     conn = await asyncpg.connect(_dsn(ADMIN_URL))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -57,7 +57,7 @@ async def _create_db(name: str) -> str:
     return url
 
 
-async def _drop_db(name: str) -> None:
+async def drop_database(name: str) -> None:
     conn = await asyncpg.connect(_dsn(ADMIN_URL))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -68,7 +68,7 @@ async def _drop_db(name: str) -> None:
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
     name = f"cdb_test_{uuid.uuid4().hex[:12]}"
-    url = await _create_db(name)
+    url = await create_database(name)
     try:
         yield url
         engine = make_engine(Settings(database_url=url), pool_size=2)
@@ -80,18 +80,18 @@ async def database_url() -> AsyncIterator[str]:
         _SUITE_SUMMARY.append(f"ledger verify after the suite: ok={report.ok} {report.stats}")
         assert report.ok, "\n".join(str(f) for f in report.findings)
     finally:
-        await _drop_db(name)
+        await drop_database(name)
 
 
 @pytest.fixture
 async def scratch_database_url() -> AsyncIterator[str]:
     """A database of its own, for tests that tamper with the books on purpose."""
     name = f"cdb_scratch_{uuid.uuid4().hex[:12]}"
-    url = await _create_db(name)
+    url = await create_database(name)
     try:
         yield url
     finally:
-        await _drop_db(name)
+        await drop_database(name)
 
 
 @pytest.fixture(scope="session")

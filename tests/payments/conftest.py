@@ -1,0 +1,266 @@
+"""The whole purchase path for real: the Cashfree sandbox and our API on loopback sockets,
+a worker on RabbitMQ (queue names of this run's own), PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.app import create_app
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import make_engine
+from commdesk_billing.gateway import signature
+from commdesk_billing.gateway.sandbox.app import create_sandbox_app
+from commdesk_billing.gateway.sandbox.config import SandboxConfig
+from commdesk_billing.modules.ledger.seal import seal_pending
+from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.queues.topology import Names, delete
+from commdesk_billing.queues.worker import Worker
+from commdesk_billing.security.jwt import Role, issue_token
+from tests.conftest import create_database, drop_database
+from tests.servers import bound_socket, serving, url_of
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    api: httpx.AsyncClient
+    sandbox: httpx.AsyncClient  # authenticated as our merchant
+    sandbox_url: str
+    api_url: str
+    engine: AsyncEngine
+
+    def token(self, sub: str | None = None, role: Role = Role.member) -> str:
+        return issue_token(self.settings, sub=sub or f"buyer-{uuid.uuid4().hex}", role=role)
+
+    async def buy(
+        self, tok: str, *, pack_code: str | None = "pack_300", amount_paise: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"customer_phone": "9876543210"}
+        if amount_paise is not None:
+            body["amount_paise"] = amount_paise
+        else:
+            body["pack_code"] = pack_code
+        r = await self.api.post(
+            "/v1/payments/orders",
+            json=body,
+            headers={"Authorization": f"Bearer {tok}", "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def pay(
+        self, order: dict[str, Any], method: str = "upi", outcome: str = "success"
+    ) -> str:
+        """What a person does on the hosted checkout page (a plain form post)."""
+        page = await self.sandbox.get(order["checkout_url"])
+        assert page.status_code == 200 and "checkout-form" in page.text, page.text[:500]
+        r = await self.sandbox.post(
+            "/pg/view/checkout",
+            data={
+                "payment_session_id": order["payment_session_id"],
+                "payment_method": method,
+                "outcome": outcome,
+            },
+        )
+        assert r.status_code == 200, r.text[:500]
+        return r.text
+
+    async def payment(self, tok: str, payment_id: str) -> dict[str, Any]:
+        r = await self.api.get(
+            f"/v1/payments/{payment_id}", headers={"Authorization": f"Bearer {tok}"}
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def wait_status(
+        self, tok: str, payment_id: str, wanted: set[str], timeout_s: float = 20
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = await self.payment(tok, payment_id)
+            if last["status"] in wanted:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"payment stayed {last.get('status')}, wanted {wanted}: {last}")
+
+    async def faults(self, **faults: Any) -> None:
+        r = await self.sandbox.patch("/_sandbox/faults", json=faults)
+        assert r.status_code == 200, r.text
+
+    async def signed_webhook(
+        self,
+        body: bytes,
+        *,
+        timestamp: str | None = None,
+        secret: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        ts = timestamp or str(int(time.time() * 1000))
+        key = secret or self.settings.cashfree_client_secret.get_secret_value()
+        headers = {
+            "content-type": "application/json",
+            "x-webhook-timestamp": ts,
+            "x-webhook-signature": signature.sign(key, ts, body),
+            "x-webhook-version": "2025-01-01",
+            "x-webhook-attempt": "1",
+            **(extra or {}),
+        }
+        return await self.api.post("/v1/webhooks/cashfree", content=body, headers=headers)
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar()
+
+    async def execute(self, sql: str, **params: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(text(sql), params)
+
+
+FAULTS_OFF = {
+    "latency_ms": 0,
+    "error_rate": 0.0,
+    "webhook_drop_rate": 0.0,
+    "webhook_duplicates": 1,
+    "webhook_reorder_window_ms": 0,
+    "webhook_jitter_ms": 0,
+}
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture(scope="session")
+async def stack_factory(settings: Settings, engine: AsyncEngine) -> AsyncIterator[StackFactory]:
+    """Builds stacks (sandbox + API + worker); everything is torn down at the session's end."""
+    async with AsyncExitStack() as exits:
+        prefixes: list[Names] = []
+
+        async def make(*, own_database: bool = False, **overrides: Any) -> Stack:
+            """`own_database`: a stack with settings of its own needs its own database, or
+            its outbox relay would publish the other stacks' events to its own queues."""
+            stack_engine = engine
+            if own_database:
+                name = f"cdb_stack_{uuid.uuid4().hex[:12]}"
+                url = await create_database(name)
+                exits.push_async_callback(drop_database, name)
+                stack_engine = make_engine(Settings(database_url=url), pool_size=10)
+                exits.push_async_callback(_verify_and_dispose, stack_engine)
+                overrides["database_url"] = url
+            sandbox_sock, api_sock = bound_socket(), bound_socket()
+            sandbox_url, api_url = url_of(sandbox_sock), url_of(api_sock)
+            prefix = f"t{uuid.uuid4().hex[:10]}."
+            s = settings.model_copy(
+                update={
+                    "rabbitmq_queue_prefix": prefix,
+                    "retry_delays_s": (0.2, 0.4, 0.8),
+                    "max_attempts": 4,
+                    "relay_idle_s": 0.05,
+                    "cashfree_base_url": f"{sandbox_url}/pg",
+                    "cashfree_checkout_url": f"{sandbox_url}/pg/view/checkout"
+                    "?payment_session_id={payment_session_id}",
+                    "public_base_url": api_url,
+                    "cashfree_timeout_s": 5.0,
+                    "cashfree_max_retries": 2,
+                    "payment_sync_after_s": 1.0,
+                    "payment_sync_every_s": 0.3,
+                    "max_open_orders_per_user": 50,
+                    **overrides,
+                }
+            )
+            prefixes.append(Names(prefix, len(s.retry_delays_s)))
+            sandbox_cfg = SandboxConfig(
+                client_id=s.cashfree_client_id,
+                client_secret=s.cashfree_client_secret.get_secret_value(),
+                settle_delay_s=0.2,
+                refund_delay_s=0.5,
+                expiry_sweep_s=0.5,
+                webhook_retry_schedule_s=(0.3, 0.6, 1.2),
+                webhook_timeout_s=5.0,
+                rate_limit_profile="off",
+                seed=7,
+            )
+            await exits.enter_async_context(serving(create_sandbox_app(sandbox_cfg), sandbox_sock))
+            await exits.enter_async_context(serving(create_app(s), api_sock))
+            worker = Worker(s, engine=stack_engine)
+            await exits.enter_async_context(worker)
+            api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
+            sandbox = await exits.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=sandbox_url,
+                    timeout=30,
+                    headers={
+                        "x-client-id": s.cashfree_client_id,
+                        "x-client-secret": s.cashfree_client_secret.get_secret_value(),
+                        "x-api-version": "2025-01-01",
+                    },
+                )
+            )
+            return Stack(s, api, sandbox, sandbox_url, api_url, stack_engine)
+
+        try:
+            yield make
+        finally:
+            await exits.aclose()
+            connection = await aio_pika.connect(settings.rabbitmq_url)
+            async with connection:
+                channel = await connection.channel()
+                for names in prefixes:
+                    await delete(channel, names)
+
+
+async def _verify_and_dispose(engine: AsyncEngine) -> None:
+    try:
+        await seal_pending(engine)
+        report = await verify_ledger(engine)
+        assert report.ok, "\n".join(str(f) for f in report.findings)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def shared_stack(stack_factory: StackFactory) -> Stack:
+    return await stack_factory()
+
+
+@pytest.fixture
+async def stack(shared_stack: Stack) -> AsyncIterator[Stack]:
+    await shared_stack.faults(**FAULTS_OFF)
+    yield shared_stack
+    await shared_stack.faults(**FAULTS_OFF)
+
+
+def webhook_body(
+    order_id: str,
+    *,
+    order_amount: str,
+    payment_amount: str,
+    cf_payment_id: str,
+    status: str = "SUCCESS",
+) -> bytes:
+    """A Cashfree payment webhook, written as Cashfree writes it (amounts with two decimals)."""
+    kind = {"SUCCESS": "SUCCESS", "FAILED": "FAILED", "USER_DROPPED": "USER_DROPPED"}[status]
+    doc = (
+        '{"data":{"order":{"order_id":"%s","order_amount":%s,"order_currency":"INR",'
+        '"order_tags":null},"payment":{"cf_payment_id":"%s","payment_status":"%s",'
+        '"payment_amount":%s,"payment_currency":"INR","payment_message":"test",'
+        '"payment_time":"2026-11-26T12:00:00+05:30","bank_reference":"1234",'
+        '"auth_id":null,"payment_method":{"upi":{"channel":"collect",'
+        '"upi_id":"testsuccess@gocash"}},"payment_group":"upi"},'
+        '"customer_details":{"customer_id":"c1","customer_phone":"9876543210"}},'
+        '"event_time":"2026-11-26T12:00:01+05:30","type":"PAYMENT_%s_WEBHOOK"}'
+    ) % (order_id, order_amount, cf_payment_id, status, payment_amount, kind)
+    json.loads(doc)  # it must stay valid JSON
+    return doc.encode()
