@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from string import Template
 from typing import Any
 
 import aio_pika
@@ -242,6 +243,18 @@ async def stack(shared_stack: Stack) -> AsyncIterator[Stack]:
     await shared_stack.faults(**FAULTS_OFF)
 
 
+_WEBHOOK = Template(
+    '{"data":{"order":{"order_id":"$order_id","order_amount":$order_amount,'
+    '"order_currency":"INR","order_tags":null},"payment":{"cf_payment_id":"$cf_payment_id",'
+    '"payment_status":"$status","payment_amount":$payment_amount,"payment_currency":"INR",'
+    '"payment_message":"test","payment_time":"2026-11-26T12:00:00+05:30",'
+    '"bank_reference":"1234","auth_id":null,"payment_method":{"upi":{"channel":"collect",'
+    '"upi_id":"testsuccess@gocash"}},"payment_group":"upi"},'
+    '"customer_details":{"customer_id":"c1","customer_phone":"9876543210"}},'
+    '"event_time":"2026-11-26T12:00:01+05:30","type":"PAYMENT_${status}_WEBHOOK"}'
+)
+
+
 def webhook_body(
     order_id: str,
     *,
@@ -251,16 +264,12 @@ def webhook_body(
     status: str = "SUCCESS",
 ) -> bytes:
     """A Cashfree payment webhook, written as Cashfree writes it (amounts with two decimals)."""
-    kind = {"SUCCESS": "SUCCESS", "FAILED": "FAILED", "USER_DROPPED": "USER_DROPPED"}[status]
-    doc = (
-        '{"data":{"order":{"order_id":"%s","order_amount":%s,"order_currency":"INR",'
-        '"order_tags":null},"payment":{"cf_payment_id":"%s","payment_status":"%s",'
-        '"payment_amount":%s,"payment_currency":"INR","payment_message":"test",'
-        '"payment_time":"2026-11-26T12:00:00+05:30","bank_reference":"1234",'
-        '"auth_id":null,"payment_method":{"upi":{"channel":"collect",'
-        '"upi_id":"testsuccess@gocash"}},"payment_group":"upi"},'
-        '"customer_details":{"customer_id":"c1","customer_phone":"9876543210"}},'
-        '"event_time":"2026-11-26T12:00:01+05:30","type":"PAYMENT_%s_WEBHOOK"}'
-    ) % (order_id, order_amount, cf_payment_id, status, payment_amount, kind)
+    doc = _WEBHOOK.substitute(
+        order_id=order_id,
+        order_amount=order_amount,
+        cf_payment_id=cf_payment_id,
+        status=status,
+        payment_amount=payment_amount,
+    )
     json.loads(doc)  # it must stay valid JSON
     return doc.encode()

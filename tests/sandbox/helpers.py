@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.sandbox.conftest import unique
-from tests.sandbox.strict_models import OrderEntity, PayOrderEntity, PaymentEntity, parse
+from tests.sandbox.strict_models import OrderEntity, PaymentEntity, PayOrderEntity, parse
 
 
 async def create_order(
