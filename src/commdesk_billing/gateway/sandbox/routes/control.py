@@ -43,7 +43,10 @@ def control(handler: Control) -> Callable[[Request], Awaitable[Response]]:
 
 async def health(request: Request) -> Response:
     gate: Gate = request.app.state.gate
-    return json_response(200, {"status": "ok", "orders": len(gate.sandbox.store.orders)})
+    counts: dict[str, int] = {}
+    for order in gate.sandbox.store.orders.values():
+        counts[order.status.value] = counts.get(order.status.value, 0) + 1
+    return json_response(200, {"status": "ok", "orders": counts})
 
 
 def faults(request: Request, gate: Gate, body: Any) -> Response:
