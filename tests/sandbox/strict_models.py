@@ -355,6 +355,6 @@ def wire(raw: bytes) -> Any:
     return json.loads(raw, parse_float=Decimal)
 
 
-def parse(shape: type[M] | Any, raw: bytes) -> M:
+def parse(shape: type[M], raw: bytes) -> M:
     """Validate raw response or webhook bytes against a model (or a `list[Model]`)."""
-    return TypeAdapter(shape).validate_python(wire(raw))  # type: ignore[no-any-return]
+    return TypeAdapter(shape).validate_python(wire(raw))

@@ -135,7 +135,7 @@ async def test_refund_of_an_unpaid_order_is_refused(api: httpx.AsyncClient) -> N
 
 async def test_bad_refund_requests(api: httpx.AsyncClient) -> None:
     order = await paid_order(api)
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"refund_amount": 0}, "refund_amount_invalid"),
         ({"refund_amount": 1.001}, "refund_amount_invalid"),
         ({}, "refund_amount_invalid"),
