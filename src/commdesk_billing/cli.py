@@ -14,6 +14,7 @@ import click
 from pydantic import ValidationError
 
 from commdesk_billing.config import Settings, get_settings
+from commdesk_billing.gateway.sandbox.cli import sandbox as sandbox_command
 from commdesk_billing.telemetry.logging import configure as configure_logging
 
 T = TypeVar("T")
@@ -380,14 +381,47 @@ def dlq_purge_cmd(queue: str, yes: bool) -> None:
 
 
 @main.command()
-@click.option("--api-url", default=None, help="Use a running API instead of starting one.")
+@click.option("--api-url", default=None, help="Use a running stack instead of starting one.")
 def demo(api_url: str | None) -> None:
-    """Walk a wallet through grant, hold, capture and debit over HTTP; verify the ledger."""
+    """Buy the ₹300 pack through the Cashfree sandbox as a person would; check the books."""
     from commdesk_billing.demo import run_demo
 
     settings = _settings()
     configure_logging("WARNING", settings.log_json)
     sys.exit(asyncio.run(run_demo(settings, api_url)))
+
+
+@main.command()
+@click.option("--api-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--sandbox-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+def dev(api_port: int, sandbox_port: int) -> None:
+    """API, worker, scheduler and the Cashfree sandbox together, until Ctrl-C."""
+    import signal
+
+    from commdesk_billing.stack import running_stack
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_stack(
+            api_port=api_port, sandbox_port=sandbox_port, quiet=False
+        ) as stack:
+            click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
+            click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
+            click.echo("worker and scheduler running; Ctrl-C stops everything")
+            waiter = asyncio.create_task(stop.wait())
+            procs = [asyncio.create_task(p.wait()) for p in stack.processes.values()]
+            await asyncio.wait([waiter, *procs], return_when=asyncio.FIRST_COMPLETED)
+            if (problem := stack.failed()) is not None:
+                click.echo(f"stopping: {problem}", err=True)
+
+    _settings()
+    asyncio.run(go())
+
+
+main.add_command(sandbox_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

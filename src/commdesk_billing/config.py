@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # The real service is https://api.cashfree.com/pg (production) or
     # https://sandbox.cashfree.com/pg; the default is the project's own local sandbox.
     cashfree_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = (
-        "http://127.0.0.1:8090/pg"
+        "http://127.0.0.1:8765/pg"
     )
     cashfree_client_id: Annotated[str, Field(min_length=1, max_length=200)] = DEV_CASHFREE_ID
     cashfree_client_secret: SecretStr = SecretStr(DEV_CASHFREE_SECRET)
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     # Where a buyer pays. Cashfree's own checkout is opened by its JS SDK from the
     # payment_session_id (leave unset); the local sandbox serves a page at this template.
     cashfree_checkout_url: str | None = (
-        "http://127.0.0.1:8090/pg/view/checkout?payment_session_id={payment_session_id}"
+        "http://127.0.0.1:8765/pg/view/checkout?payment_session_id={payment_session_id}"
     )
     # Our public address: Cashfree posts webhooks to <public_base_url>/v1/webhooks/cashfree.
     public_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://127.0.0.1:8000"

@@ -1,17 +1,18 @@
-"""`commdesk-billing demo`: a wallet's life over real HTTP, then a ledger check.
+"""`commdesk-billing demo`: buy the ₹300 pack as a person would, then check the books.
 
-Until the payments module lands, credits enter through a promotional grant; the purchase
-flow (checkout through the Cashfree sandbox) replaces that step when it does.
+Against a running stack (`--api-url`, the API of `commdesk-billing dev`) or one it starts
+(sandbox, API, worker, scheduler as child processes). Over real HTTP it opens an order, pays it
+on the sandbox's hosted checkout page with UPI, waits for the signed webhook to be verified,
+processed and the credits granted, then spends a little, and prints the wallet, the statement
+and the journal. It exits non-zero if anything does not add up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import sys
+import time
 import uuid
-from contextlib import suppress
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -22,177 +23,197 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.security.jwt import Role, issue_token
+from commdesk_billing.stack import running_stack
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Process | None) -> None:
-    for _ in range(150):
-        if proc is not None and proc.returncode is not None:
-            raise RuntimeError(f"API exited with code {proc.returncode}")
-        with suppress(httpx.TransportError):
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("API did not become ready in 15 s")
+PACK = "pack_300"
+PRICE_PAISE, CREDITS, BONUS = 30_000, 3_200, 200
 
 
 class _Abort(Exception):
     """A step the rest of the demo depends on failed."""
 
 
-def _require(response: httpx.Response, status: int, what: str, failures: list[str]) -> None:
-    _check(response.status_code == status, what, failures)
-    if response.status_code != status:
-        print(f"         {response.status_code} {response.text[:500]}")
-        raise _Abort(what)
+class Checks:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def check(self, ok: bool, what: str) -> None:
+        print(f"  [{'ok' if ok else 'FAIL'}] {what}")
+        if not ok:
+            self.failures.append(what)
+
+    def require(self, response: httpx.Response, status: int, what: str) -> Any:
+        self.check(response.status_code == status, what)
+        if response.status_code != status:
+            print(f"         {response.status_code} {response.text[:500]}")
+            raise _Abort(what)
+        return response.json()
 
 
-def _check(ok: bool, what: str, failures: list[str]) -> None:
-    print(f"  [{'ok' if ok else 'FAIL'}] {what}")
-    if not ok:
-        failures.append(what)
-
-
-async def _post(
-    client: httpx.AsyncClient, path: str, token: str, body: dict[str, Any], key: str
-) -> httpx.Response:
-    return await client.post(
-        path, json=body, headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key}
-    )
+async def _wait_credited(
+    client: httpx.AsyncClient, auth: dict[str, str], payment_id: str, timeout_s: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    payment: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        payment = (await client.get(f"/v1/payments/{payment_id}", headers=auth)).json()
+        if payment.get("status") in ("CREDITED", "FAILED", "REVIEW", "CANCELLED", "EXPIRED"):
+            return payment
+        await asyncio.sleep(0.2)
+    return payment
 
 
 async def run_demo(settings: Settings, api_url: str | None) -> int:
-    proc: asyncio.subprocess.Process | None = None
-    if api_url is None:
-        port = _free_port()
-        api_url = f"http://127.0.0.1:{port}"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "commdesk_billing.cli",
-            "api",
-            "--port",
-            str(port),
-            env={**os.environ, "BILLING_LOG_LEVEL": "WARNING"},
-        )
-    failures: list[str] = []
-    try:
-        async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
-            await _wait_ready(client, proc)
-            run = uuid.uuid4().hex[:8]
-            member = issue_token(settings, sub=f"demo-user-{run}", role=Role.member)
-            finance = issue_token(settings, sub=f"demo-finance-{run}", role=Role.finance_admin)
-            auth = {"Authorization": f"Bearer {member}"}
-
-            print(f"CommDesk Billing demo against {api_url}")
-            me = await client.get("/v1/wallets/me", headers=auth)
-            _require(me, 200, "the member's wallet is created on first use", failures)
-            wid = me.json()["id"]
-            print(f"1. wallet {wid} created for demo-user-{run}")
-
-            r = await _post(
-                client,
-                f"/v1/wallets/{wid}/grants",
-                finance,
-                {"credits": 1500, "reason": "welcome credits"},
-                f"grant-{run}",
-            )
-            _require(r, 201, "finance grants 1500 promotional credits", failures)
-            r = await _post(
-                client,
-                f"/v1/wallets/{wid}/holds",
-                member,
-                {"credits": 300, "reason": "event ticket reservation", "ttl_seconds": 600},
-                f"hold-{run}",
-            )
-            _require(r, 201, "member holds 300 credits", failures)
-            hold_id = r.json()["hold"]["id"]
-            r = await _post(
-                client, f"/v1/holds/{hold_id}/capture", member, {"credits": 200}, f"capture-{run}"
-            )
-            _check(
-                r.status_code == 200 and r.json()["hold"]["released_credits"] == 100,
-                "capture 200 of the hold, 100 released",
-                failures,
-            )
-            debit = {"credits": 100, "reason": "community boost"}
-            first = await _post(client, f"/v1/wallets/{wid}/debits", member, debit, f"debit-{run}")
-            again = await _post(client, f"/v1/wallets/{wid}/debits", member, debit, f"debit-{run}")
-            _check(
-                first.status_code == 201
-                and again.json() == first.json()
-                and again.headers.get("idempotent-replayed") == "true",
-                "debit 100, then the same Idempotency-Key again: one effect",
-                failures,
-            )
-            r = await _post(
-                client,
-                f"/v1/wallets/{wid}/debits",
-                member,
-                {"credits": 10**6, "reason": "too much"},
-                f"overdraw-{run}",
-            )
-            _check(
-                r.status_code == 409 and r.json()["code"] == "insufficient_credits",
-                "overdraw refused with 409 insufficient_credits",
-                failures,
-            )
-
-            wallet = (await client.get("/v1/wallets/me", headers=auth)).json()
-            print(
-                f"2. wallet: available={wallet['available_credits']} "
-                f"locked={wallet['locked_credits']} pending={wallet['pending_credits']}"
-            )
-            _check(
-                wallet["available_credits"] == 1200 and wallet["locked_credits"] == 0,
-                "balance is 1500 - 200 - 100 = 1200",
-                failures,
-            )
-            page = (await client.get(f"/v1/wallets/{wid}/transactions", headers=auth)).json()
-            print("3. statement (newest first):")
-            for t in page["data"]:
-                print(
-                    f"   #{t['seq']:<3} {t['transaction_type']:<12} {t['credits']:>6}  "
-                    f"{t['balance_before']:>6} -> {t['balance_after']:<6} {t['reason']}"
-                )
-        engine = make_engine(settings, direct=True, pool_size=2)
+    checks = Checks()
+    async with AsyncExitStack() as exits:
         try:
-            async with engine.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        text("""
-                    SELECT j.kind, a.code, e.amount FROM ledger_entries e
+            if api_url is None:
+                print("starting the stack: Cashfree sandbox, API, worker, scheduler ...")
+                stack = await exits.enter_async_context(running_stack())
+                api_url = stack.api_url
+            await _purchase(settings, api_url, checks)
+        except _Abort:
+            pass  # reported by require(); the summary says FAILED
+        except RuntimeError as exc:
+            checks.check(False, f"the stack runs ({exc})")
+    print("demo: OK" if not checks.failures else f"demo: FAILED ({len(checks.failures)} check(s))")
+    return 0 if not checks.failures else 1
+
+
+async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
+    run = uuid.uuid4().hex[:8]
+    member = issue_token(settings, sub=f"demo-buyer-{run}", role=Role.member)
+    auth = {"Authorization": f"Bearer {member}"}
+    async with (
+        httpx.AsyncClient(base_url=api_url, timeout=30) as client,
+        httpx.AsyncClient(timeout=30, follow_redirects=False) as browser,
+    ):
+        print(f"CommDesk Billing demo against {api_url}")
+        packs = checks.require(await client.get("/v1/packs", headers=auth), 200, "packs listed")
+        print("1. packs: " + ", ".join(f"{p['code']}={p['credits']}" for p in packs["packs"]))
+        order = checks.require(
+            await client.post(
+                "/v1/payments/orders",
+                json={"pack_code": PACK, "customer_phone": "9999999999"},
+                headers={**auth, "Idempotency-Key": f"demo-{run}"},
+            ),
+            201,
+            f"order opened for {PACK} (₹{PRICE_PAISE // 100})",
+        )
+        print(
+            f"2. order {order['order_id']}: ₹{order['amount_paise'] / 100:.2f} = taxable "
+            f"₹{order['taxable_paise'] / 100:.2f} + GST ₹{order['gst_amount_paise'] / 100:.2f}"
+            f" (CGST {order['cgst_paise']} + SGST {order['sgst_paise']} + IGST "
+            f"{order['igst_paise']} paise)"
+        )
+        checks.check(
+            order["taxable_paise"] + order["gst_amount_paise"] == PRICE_PAISE,
+            "taxable value + GST = price, to the paisa",
+        )
+        url = order.get("checkout_url")
+        if not url:
+            checks.check(False, "the order has a checkout page (is this the sandbox?)")
+            raise _Abort("no checkout url")
+        # What a person does: open the hosted checkout, choose UPI, pay.
+        page = await browser.get(url)
+        checks.check(page.status_code == 200 and "checkout-form" in page.text, "checkout opens")
+        action = url.split("?", 1)[0]
+        paid = await browser.post(
+            action,
+            data={
+                "payment_session_id": order["payment_session_id"],
+                "payment_method": "upi",
+                "outcome": "success",
+            },
+        )
+        checks.check(paid.status_code == 200, "paid with UPI on the hosted checkout page")
+        print("3. waiting for Cashfree's webhook, verification and the credit grant ...")
+        payment = await _wait_credited(client, auth, order["id"])
+        checks.check(
+            payment.get("status") == "CREDITED" and payment.get("credits_granted") == CREDITS,
+            f"payment CREDITED with {CREDITS} credits (status {payment.get('status')})",
+        )
+        if payment.get("status") != "CREDITED":
+            raise _Abort("not credited")
+        wallet = checks.require(await client.get("/v1/wallets/me", headers=auth), 200, "wallet")
+        checks.check(wallet["available_credits"] == CREDITS, f"wallet holds {CREDITS} credits")
+        wid = wallet["id"]
+        spend = {"credits": 100, "reason": "community boost"}
+        first = await client.post(
+            f"/v1/wallets/{wid}/debits", json=spend, headers={**auth, "Idempotency-Key": run}
+        )
+        again = await client.post(
+            f"/v1/wallets/{wid}/debits", json=spend, headers={**auth, "Idempotency-Key": run}
+        )
+        checks.check(
+            first.status_code == 201 and again.content == first.content,
+            "spend 100, twice with one Idempotency-Key: one effect",
+        )
+        wallet = (await client.get("/v1/wallets/me", headers=auth)).json()
+        print(
+            f"4. wallet: available={wallet['available_credits']} locked="
+            f"{wallet['locked_credits']} lifetime purchased={wallet['lifetime_purchased_credits']}"
+        )
+        checks.check(wallet["available_credits"] == CREDITS - 100, "balance is 3200 - 100")
+        page_ = (await client.get(f"/v1/wallets/{wid}/transactions", headers=auth)).json()
+        print("5. statement (newest first):")
+        for t in page_["data"]:
+            print(
+                f"   #{t['seq']:<3} {t['transaction_type']:<10} {t['credits']:>6}  "
+                f"{t['balance_before']:>6} -> {t['balance_after']:<6} {t['reason']}"
+            )
+        kinds = sorted((t["transaction_type"], t["credits"]) for t in page_["data"])
+        checks.check(
+            kinds == [("bonus", BONUS), ("debit", 100), ("purchase", CREDITS - BONUS)],
+            "statement: purchase 3000 + bonus 200, then the debit",
+        )
+    await _books(settings, order["id"], wid, checks)
+
+
+async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Checks) -> None:
+    engine = make_engine(settings, direct=True, pool_size=2)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("""
+                    SELECT j.kind, j.idempotency_key, a.code, e.ledger, e.amount
+                      FROM ledger_entries e
                       JOIN ledger_journals j ON j.id = e.journal_id
                       JOIN ledger_accounts a ON a.id = e.account_id
-                     WHERE e.journal_id IN (SELECT journal_id FROM ledger_entries
+                     WHERE j.idempotency_key LIKE :p
+                        OR e.journal_id IN (SELECT journal_id FROM ledger_entries
                                              WHERE wallet_id = :w)
                      ORDER BY e.id"""),
-                        {"w": uuid.UUID(wid)},
+                    {"p": f"payment:{payment_id}:%", "w": uuid.UUID(wallet_id)},
+                )
+            ).all()
+            webhook = (
+                (
+                    await conn.execute(
+                        text("SELECT status FROM payment_webhooks WHERE payment_id = :p"),
+                        {"p": uuid.UUID(payment_id)},
                     )
-                ).all()
-            print("4. journal (debit +, credit -):")
-            for kind, code, amount in rows:
-                print(f"   {kind:<16} {code.replace(wid, '<wallet>'):<40} {amount:>7}")
-            await seal_pending(engine)
-            report = await verify_ledger(engine)
-        finally:
-            await engine.dispose()
-        for f in report.findings:
-            print(f"   FAIL {f}")
-        _check(report.ok, f"ledger verify clean ({report.stats})", failures)
-    except _Abort:
-        pass  # reported by _require; the summary below says FAILED
+                )
+                .scalars()
+                .all()
+            )
+        print("6. journal (debit +, credit -):")
+        for kind, _key, code, ledger, amount in rows:
+            print(f"   {kind:<18} {code.replace(wallet_id, '<wallet>'):<42} {ledger:<8}{amount:>8}")
+        inr = sorted(amount for _k, key, _c, ledger, amount in rows if ledger == "INR")
+        checks.check(
+            inr == [-25424, -4576, 30000], "INR: clearing 30000 = deferred 25424 + GST 4576"
+        )
+        per_ledger: dict[str, int] = {}
+        for _k, _key, _c, ledger, amount in rows:
+            per_ledger[ledger] = per_ledger.get(ledger, 0) + amount
+        checks.check(all(v == 0 for v in per_ledger.values()), "every ledger sums to zero")
+        checks.check("processed" in webhook, "Cashfree's signed webhook was verified and processed")
+        await seal_pending(engine)
+        report = await verify_ledger(engine)
     finally:
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=10)
-            except TimeoutError:
-                proc.kill()
-    print("demo: OK" if not failures else f"demo: FAILED ({len(failures)} check(s))")
-    return 0 if not failures else 1
+        await engine.dispose()
+    for f in report.findings:
+        print(f"   FAIL {f}")
+    checks.check(report.ok, f"ledger verify clean ({report.stats})")

@@ -1,0 +1,100 @@
+"""Start the whole stack as child processes: sandbox, API, worker, scheduler.
+
+Used by `commdesk-billing dev` (in the foreground until Ctrl-C) and by `demo` when it is not
+pointed at a running stack. Each process is the same CLI a deployment runs; the only glue is
+environment variables telling the API where the sandbox is and the sandbox-facing URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    api_url: str
+    sandbox_url: str
+    env: dict[str, str]
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    def failed(self) -> str | None:
+        for name, proc in self.processes.items():
+            if proc.returncode is not None:
+                return f"{name} exited with code {proc.returncode}"
+        return None
+
+
+async def _wait_http(url: str, stack: Stack, what: str, timeout_s: float = 30) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        for _ in range(int(timeout_s * 10)):
+            if (problem := stack.failed()) is not None:
+                raise RuntimeError(problem)
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {timeout_s:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    *,
+    api_port: int | None = None,
+    sandbox_port: int | None = None,
+    scheduler: bool = True,
+    quiet: bool = True,
+) -> AsyncIterator[Stack]:
+    api_port = api_port or free_port()
+    sandbox_port = sandbox_port or free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = {
+        **os.environ,
+        "BILLING_CASHFREE_BASE_URL": f"{sandbox_url}/pg",
+        "BILLING_CASHFREE_CHECKOUT_URL": f"{sandbox_url}/pg/view/checkout"
+        "?payment_session_id={payment_session_id}",
+        "BILLING_PUBLIC_BASE_URL": api_url,
+        "BILLING_API_PORT": str(api_port),
+    }
+    if quiet:
+        env.setdefault("BILLING_LOG_LEVEL", "WARNING")
+    stack = Stack(api_url=api_url, sandbox_url=sandbox_url, env=env)
+    commands = {
+        "sandbox": ["sandbox", "--port", str(sandbox_port)],
+        "api": ["api", "--port", str(api_port)],
+        "worker": ["worker"],
+    }
+    if scheduler:
+        commands["scheduler"] = ["scheduler"]
+    try:
+        for name, args in commands.items():
+            stack.processes[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "commdesk_billing.cli", *args, env=env
+            )
+        await _wait_http(f"{sandbox_url}/_sandbox/health", stack, "the Cashfree sandbox")
+        await _wait_http(f"{api_url}/readyz", stack, "the API")
+        yield stack
+    finally:
+        for proc in stack.processes.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in stack.processes.values():
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=40)
+            except TimeoutError:
+                proc.kill()
