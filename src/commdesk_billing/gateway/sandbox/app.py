@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,7 +27,7 @@ from commdesk_billing.gateway.sandbox.service import Sandbox
 async def _http_error(request: Request, exc: Exception) -> Response:
     # Unknown paths and methods get Cashfree's own "bad URL" body (cashfree.md §8.1).
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    headers = {"x-request-id": request.headers.get("x-request-id", "")}
+    headers = {"x-request-id": request.headers.get("x-request-id") or secrets.token_hex(16)}
     return error_response(
         status, "request_failed", "bad URL, please check API documentation", headers
     )
