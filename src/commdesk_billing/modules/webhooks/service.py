@@ -35,6 +35,7 @@ from commdesk_billing.gateway.amounts import AmountError
 from commdesk_billing.gateway.models import PaymentWebhookData, WebhookEnvelope
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.queues import outbox
 from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 
@@ -123,74 +124,104 @@ async def receive(
     key = _dedupe_key(headers, event)
     kept = {h: headers[h][:500] for h in _KEPT_HEADERS if h in headers}
     attempt = headers.get("x-webhook-attempt", "")
+    data: PaymentWebhookData | None = None
+    unreadable: str | None = None
+    if event.type in PAYMENT_EVENTS:
+        try:
+            data = PaymentWebhookData.model_validate(event.data)
+        except (ValidationError, AmountError) as exc:
+            unreadable = f"payload unreadable: {str(exc)[:300]}"
+    stored = {
+        "key": key,
+        "pk": headers.get("x-idempotency-key"),
+        "type": event.type[:100],
+        "raw": body,
+        "headers": json.dumps(kept),
+        "ts": ts,
+        "att": int(attempt) if attempt.isdigit() and len(attempt) < 6 else None,
+        "ip": peer,
+        "order": data.order.order_id[:100] if data else None,
+        "cf": data.payment.cf_payment_id[:100] if data else None,
+    }
 
     async def work(conn: AsyncConnection) -> Receipt:
+        payment = await payments.by_order_id(conn, data.order.order_id) if data else None
+        verdict: tuple[str, str] | None = None  # (status, outcome) when not acted on
+        mismatch: list[str] = []
+        if event.type not in PAYMENT_EVENTS:
+            # Refund events are acted on by the refunds flow; others are kept as evidence.
+            verdict = ("ignored", f"no handler for {event.type}")
+        elif data is None:
+            verdict = ("rejected", unreadable or "payload unreadable")
+        elif payment is None:
+            verdict = ("ignored", "unknown order")
+        else:
+            mismatch = _disagreements(data, payment)
+            if mismatch:
+                verdict = ("rejected", f"disagrees with the order: {mismatch}")
         webhook_id = uuid.uuid4()
         row = (
             await conn.execute(
                 sql("""
                 INSERT INTO payment_webhooks (id, dedupe_key, provider_key, event_type,
-                    raw_body, headers, signature_timestamp, delivery_attempt, source_ip, status)
+                    raw_body, headers, signature_timestamp, delivery_attempt, source_ip,
+                    order_id, cf_payment_id, payment_id, status, outcome, processed_at)
                 VALUES (:id, :key, :pk, :type, :raw, CAST(:headers AS jsonb), :ts, :att, :ip,
-                        'received')
+                        :order, :cf, :pid, :status, :outcome,
+                        CASE WHEN :status = 'received' THEN NULL ELSE now() END)
                 ON CONFLICT (dedupe_key) DO UPDATE
                    SET duplicates = payment_webhooks.duplicates + 1, last_seen_at = now()
                 RETURNING id, (xmax = 0) AS inserted"""),
                 {
+                    **stored,
                     "id": webhook_id,
-                    "key": key,
-                    "pk": headers.get("x-idempotency-key"),
-                    "type": event.type[:100],
-                    "raw": body,
-                    "headers": json.dumps(kept),
-                    "ts": ts,
-                    "att": int(attempt) if attempt.isdigit() and len(attempt) < 6 else None,
-                    "ip": peer,
+                    "pid": payment.id if payment else None,
+                    "status": verdict[0] if verdict else "received",
+                    "outcome": verdict[1][:500] if verdict else None,
                 },
             )
         ).one()
         if not row.inserted:
             return Receipt(row.id, "duplicate")
-        if event.type not in PAYMENT_EVENTS:
-            # Refund events are acted on by the refunds flow; others are kept as evidence.
-            await _finish(conn, webhook_id, "ignored", f"no handler for {event.type}")
+        if payment is None or data is None:
+            if data is not None:
+                log.warning("webhook.unknown_order", order_id=data.order.order_id[:100])
+                return Receipt(webhook_id, "unknown_order")
             return Receipt(webhook_id, "ignored")
-        return await _payment_event(conn, settings, webhook_id, event)
+        if mismatch:
+            await fraud.record(
+                conn,
+                "webhook_amount_mismatch",
+                severity="high",
+                payment_id=payment.id,
+                user_id=payment.user_id,
+                webhook_id=webhook_id,
+                details={"fields": mismatch, "expected_paise": payment.amount_paise},
+            )
+            return Receipt(webhook_id, "mismatch")
+        await outbox.publish(
+            conn,
+            "payment.processing",
+            "payment.webhook",
+            {
+                "payment_id": str(payment.id),
+                "order_id": payment.order_id,
+                "order_expires_at": payment.order_expires_at.isoformat(),
+                "source": "webhook",
+                "webhook_id": str(webhook_id),
+            },
+            correlation_id=str(payment.id),
+        )
+        return Receipt(webhook_id, "accepted")
 
     receipt = await in_transaction(engine, work)
     WEBHOOKS_RECEIVED.labels(receipt.outcome).inc()
     return receipt
 
 
-async def _payment_event(
-    conn: AsyncConnection, settings: Settings, webhook_id: uuid.UUID, event: WebhookEnvelope
-) -> Receipt:
-    try:
-        data = PaymentWebhookData.model_validate(event.data)
-    except (ValidationError, AmountError) as exc:
-        await _finish(conn, webhook_id, "rejected", f"payload unreadable: {str(exc)[:300]}")
-        return Receipt(webhook_id, "ignored")
-    order_id = data.order.order_id
-    await conn.execute(
-        sql("UPDATE payment_webhooks SET order_id = :o, cf_payment_id = :c WHERE id = :id"),
-        {"o": order_id[:100], "c": data.payment.cf_payment_id[:100], "id": webhook_id},
-    )
-    payment = await payments.by_order_id(conn, order_id)
-    if payment is None:
-        await _finish(conn, webhook_id, "ignored", "unknown order")
-        log.warning("webhook.unknown_order", order_id=order_id[:100])
-        return Receipt(webhook_id, "unknown_order")
-    await conn.execute(
-        sql("UPDATE payment_webhooks SET payment_id = :p WHERE id = :id"),
-        {"p": payment.id, "id": webhook_id},
-    )
-    claims = {
-        "order_amount_paise": data.order.order_amount_paise,
-        "order_currency": data.order.order_currency,
-        "payment_amount_paise": data.payment.payment_amount_paise,
-        "payment_currency": data.payment.payment_currency,
-    }
-    mismatch = [
+def _disagreements(data: PaymentWebhookData, payment: Payment) -> list[str]:
+    """Fields of the webhook that contradict our order (absent fields contradict nothing)."""
+    found = [
         name
         for name, value, expected in (
             ("order_amount", data.order.order_amount_paise, payment.amount_paise),
@@ -204,33 +235,8 @@ async def _payment_event(
         and data.payment.payment_amount_paise is not None
         and data.payment.payment_amount_paise != payment.amount_paise
     ):
-        mismatch.append("payment_amount")
-    if mismatch:
-        await fraud.record(
-            conn,
-            "webhook_amount_mismatch",
-            severity="high",
-            payment_id=payment.id,
-            user_id=payment.user_id,
-            webhook_id=webhook_id,
-            details={"fields": mismatch, "claims": claims, "expected_paise": payment.amount_paise},
-        )
-        await _finish(conn, webhook_id, "rejected", f"disagrees with the order: {mismatch}")
-        return Receipt(webhook_id, "mismatch")
-    await outbox.publish(
-        conn,
-        "payment.processing",
-        "payment.webhook",
-        {
-            "payment_id": str(payment.id),
-            "order_id": payment.order_id,
-            "order_expires_at": payment.order_expires_at.isoformat(),
-            "source": "webhook",
-            "webhook_id": str(webhook_id),
-        },
-        correlation_id=str(payment.id),
-    )
-    return Receipt(webhook_id, "accepted")
+        found.append("payment_amount")
+    return found
 
 
 async def _finish(conn: AsyncConnection, webhook_id: uuid.UUID, status: str, outcome: str) -> None:
