@@ -165,6 +165,8 @@ async def test_checkout_in_headless_chromium(
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     assert isinstance(chromium, WebDriver)
     name = unique("browser")
@@ -176,7 +178,12 @@ async def test_checkout_in_headless_chromium(
         chromium.find_element(By.ID, "method-netbanking").click()
         chromium.find_element(By.ID, "outcome-success").click()
         chromium.find_element(By.ID, "pay-button").click()
-        status = chromium.find_element(By.ID, "payment-status").text
+        # The click returns before the result page has loaded: wait for it.
+        status = (
+            WebDriverWait(chromium, 15)
+            .until(expected_conditions.presence_of_element_located((By.ID, "payment-status")))
+            .text
+        )
         link = chromium.find_element(By.ID, "return-link").get_attribute("href") or ""
         return status, link
 
