@@ -106,7 +106,7 @@ async def test_cashfree_down_is_a_503_and_the_same_key_resumes(stack: Stack) -> 
     assert down.status_code == 503 and down.json()["code"] == "gateway_unavailable"
     status = await stack.scalar(
         "SELECT status FROM payments WHERE idempotency_key = :k",
-        k=f"{_sub(stack, tok)}:resume",
+        k=f"{len(_sub(stack, tok))}:{_sub(stack, tok)}:resume",
     )
     assert status == "CREATED"
     await stack.faults(error_rate=0.0)

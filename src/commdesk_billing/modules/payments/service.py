@@ -104,7 +104,8 @@ async def create_payment_order(
     *,
     retry_of: uuid.UUID | None = None,
 ) -> Created:
-    scoped_key = f"{principal.sub}:{key}"
+    # Length-prefixed, so no (sub, key) pair can spell another's: "a:b"+"c" vs "a"+"b:c".
+    scoped_key = f"{len(principal.sub)}:{principal.sub}:{key}"
     request_hash = _request_hash(req, retry_of)
 
     async def open_row(conn: AsyncConnection) -> Payment:
