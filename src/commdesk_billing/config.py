@@ -149,14 +149,6 @@ class Settings(BaseSettings):
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
         if self.env is not Environment.production:
             return self
-        if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:
-            raise ValueError("BILLING_CASHFREE_CLIENT_SECRET must be set in production")
-        for name, url in (
-            ("CASHFREE_BASE_URL", self.cashfree_base_url),
-            ("PUBLIC_BASE_URL", self.public_base_url),
-        ):
-            if not url.startswith("https://"):
-                raise ValueError(f"BILLING_{name} must be https in production")
         if self.fault_crash_after_commit:
             raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
         secret = self.jwt_secret.get_secret_value()
@@ -173,6 +165,14 @@ class Settings(BaseSettings):
             local = host.startswith(("127.", "localhost", "[::1]"))
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
                 raise ValueError(f"BILLING_{name} must use sslmode=require in production")
+        if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:
+            raise ValueError("BILLING_CASHFREE_CLIENT_SECRET must be set in production")
+        for name, url in (
+            ("CASHFREE_BASE_URL", self.cashfree_base_url),
+            ("PUBLIC_BASE_URL", self.public_base_url),
+        ):
+            if not url.startswith("https://"):
+                raise ValueError(f"BILLING_{name} must be https in production")
         return self
 
 

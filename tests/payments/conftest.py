@@ -149,9 +149,9 @@ async def stack_factory(settings: Settings, engine: AsyncEngine) -> AsyncIterato
     async with AsyncExitStack() as exits:
         prefixes: list[Names] = []
 
-        async def make(*, own_database: bool = False, **overrides: Any) -> Stack:
-            """`own_database`: a stack with settings of its own needs its own database, or
-            its outbox relay would publish the other stacks' events to its own queues."""
+        async def make(*, own_database: bool = True, **overrides: Any) -> Stack:
+            """Every stack gets a database of its own: its worker's outbox relay would
+            otherwise publish other tests' events (on the suite's database) to its queues."""
             stack_engine = engine
             if own_database:
                 name = f"cdb_stack_{uuid.uuid4().hex[:12]}"

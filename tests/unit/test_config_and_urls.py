@@ -72,13 +72,48 @@ def test_production_refuses_plaintext_remote_database() -> None:
         )
 
 
+SAFE_CASHFREE = {
+    "cashfree_client_secret": "cfsk_ma_prod_" + "s" * 30,
+    "cashfree_base_url": "https://api.cashfree.com/pg",
+    "public_base_url": "https://billing.example",
+}
+
+
 def test_production_accepts_a_safe_configuration() -> None:
     s = Settings(
         env=Environment.production,
         jwt_secret=STRONG,
         database_url="postgresql://u:p@db.example/x?sslmode=require",
+        **SAFE_CASHFREE,  # type: ignore[arg-type]
     )
     assert s.direct_url == s.database_url
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cashfree_client_secret": "cfsk_ma_test_commdesk_sandbox_secret"}, "CLIENT_SECRET"),
+        ({"cashfree_base_url": "http://127.0.0.1:8765/pg"}, "CASHFREE_BASE_URL"),
+        ({"public_base_url": "http://billing.example"}, "PUBLIC_BASE_URL"),
+    ],
+)
+def test_production_refuses_the_sandbox_and_plain_http(
+    change: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(
+            env=Environment.production,
+            jwt_secret=STRONG,
+            database_url="postgresql://u:p@db.example/x?sslmode=require",
+            **{**SAFE_CASHFREE, **change},  # type: ignore[arg-type]
+        )
+
+
+def test_bad_network_lists_are_refused() -> None:
+    with pytest.raises(ValidationError, match="WEBHOOK_ALLOWED_IPS"):
+        Settings(webhook_allowed_ips=("not-an-ip",))
+    with pytest.raises(ValidationError, match="TOPUP"):
+        Settings(topup_min_paise=10_000, topup_max_paise=1_000)
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
