@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -124,9 +125,12 @@ class Store:
         self.refunds: dict[tuple[str, str], Refund] = {}  # (order_id, refund_id)
         self.simulations: dict[str, Simulation] = {}
         # Numeric ids, strings on the wire; the starting points only make them look real.
-        self._cf_order = itertools.count(2_149_460_581)
-        self._cf_payment = itertools.count(5_114_910_000)
-        self._cf_refund = itertools.count(11_325_632)
+        # Cashfree's ids are unique for ever; a restarted sandbox must not hand out the ids
+        # (and so the webhook idempotency keys) of the previous run: start from the clock.
+        base = time.time_ns() // 1_000 % 10**11
+        self._cf_order = itertools.count(2 * 10**11 + base)
+        self._cf_payment = itertools.count(5 * 10**11 + base)
+        self._cf_refund = itertools.count(1 * 10**11 + base)
         self._simulation = itertools.count(1)
         self._generated = itertools.count(1)
 

@@ -94,18 +94,24 @@ def authenticate(settings: Settings, body: bytes, headers: dict[str, str]) -> st
     return ts
 
 
-def _dedupe_key(headers: dict[str, str], event: WebhookEnvelope) -> str:
+def _dedupe_key(
+    headers: dict[str, str], event: WebhookEnvelope, data: PaymentWebhookData | None
+) -> str:
+    """One delivery identity per event. Cashfree's x-idempotency-key is scoped to our order
+    id too: a key repeated for another order (a collision, a restarted sandbox) must not make
+    a real payment's webhook look like a duplicate."""
+    order = data.order.order_id if data else ""
     given = headers.get("x-idempotency-key")
     if given and 0 < len(given) <= 200:
-        return f"cf:{given}"
-    data = event.data
-    payment = data.get("payment") if isinstance(data.get("payment"), dict) else None
-    refund = data.get("refund") if isinstance(data.get("refund"), dict) else None
+        return f"cf:{order}:{given}"
+    payload = event.data
+    payment = payload.get("payment") if isinstance(payload.get("payment"), dict) else None
+    refund = payload.get("refund") if isinstance(payload.get("refund"), dict) else None
     if payment and payment.get("cf_payment_id") is not None:
-        return f"{event.type}:{payment['cf_payment_id']}"
+        return f"{event.type}:{order}:{payment['cf_payment_id']}"
     if refund and refund.get("refund_id") is not None:
         return f"{event.type}:{refund.get('refund_id')}:{refund.get('refund_status')}"
-    digest = uuid.uuid5(uuid.NAMESPACE_OID, json.dumps(data, sort_keys=True, default=str))
+    digest = uuid.uuid5(uuid.NAMESPACE_OID, json.dumps(payload, sort_keys=True, default=str))
     return f"{event.type}:body:{digest}"
 
 
@@ -121,7 +127,6 @@ async def receive(
         raise WebhookRefused(
             400, "webhook_malformed", "signed body is not a Cashfree event"
         ) from exc
-    key = _dedupe_key(headers, event)
     kept = {h: headers[h][:500] for h in _KEPT_HEADERS if h in headers}
     attempt = headers.get("x-webhook-attempt", "")
     data: PaymentWebhookData | None = None
@@ -131,6 +136,7 @@ async def receive(
             data = PaymentWebhookData.model_validate(event.data)
         except (ValidationError, AmountError) as exc:
             unreadable = f"payload unreadable: {str(exc)[:300]}"
+    key = _dedupe_key(headers, event, data)
     stored = {
         "key": key,
         "pk": headers.get("x-idempotency-key"),
