@@ -119,6 +119,7 @@ def test_the_state_machine_never_goes_back_from_money() -> None:
         if to is not Status.CREDITED:
             assert Status.PAID not in sources
     assert can_move(Status.EXPIRED, Status.PAID)  # a late success is still owed its credits
+    assert can_move(Status.CREATED, Status.PAID)  # so is one whose create answer was lost
     assert not can_move(Status.PAID, Status.FAILED)
     assert not can_move(Status.CREDITED, Status.PAID)
     assert not can_move(Status.REVIEW, Status.PAID)  # review is resolved by a person

@@ -13,7 +13,8 @@
 A move is one conditional UPDATE (`WHERE status = ANY(allowed sources)`): a late, duplicated
 or out-of-order event finds the row already past it and changes nothing. PAID and CREDITED
 never go back. A success Cashfree reports for an order we had written off as EXPIRED or
-CANCELLED still moves it to PAID: the buyer's money was taken, so the credits are owed.
+CANCELLED (or never saw opened: CREATED, when the answer to our create call was lost) still
+moves it to PAID: the buyer's money was taken, so the credits are owed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ ALLOWED: dict[Status, frozenset[Status]] = {
     S.ACTIVE: frozenset({S.CREATED, S.FAILED, S.USER_DROPPED}),
     S.FAILED: frozenset({S.ACTIVE, S.FAILED, S.USER_DROPPED}),
     S.USER_DROPPED: frozenset({S.ACTIVE, S.USER_DROPPED}),
-    S.PAID: frozenset({S.ACTIVE, S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED}),
+    S.PAID: frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED}),
     S.CREDITED: frozenset({S.PAID}),
     S.EXPIRED: frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED}),
     S.CANCELLED: frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED}),
