@@ -113,9 +113,11 @@ def upgrade() -> None:
         );
         CREATE INDEX payments_user_recent ON payments (user_id, created_at DESC, id DESC);
         CREATE INDEX payments_status ON payments (status, created_at);
-        -- The sync job's scan: orders that may still change at Cashfree.
+        -- The sync job's scan: orders that may still change at Cashfree (closed ones are
+        -- looked at again for a day after their expiry).
         CREATE INDEX payments_open ON payments (updated_at)
-            WHERE status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED', 'PAID');
+            WHERE status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED', 'PAID', 'EXPIRED',
+                             'CANCELLED');
 
         CREATE TABLE payment_transitions (
             id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -78,6 +78,11 @@ async def test_concurrent_duplicates_open_one_order(stack: Stack) -> None:
         ),
         ({"pack_code": "pack_150", "customer_phone": "12"}, 422, "validation_error"),
         (
+            {"pack_code": "pack_150", "customer_phone": "9876543210", "buyer_state": "99"},
+            422,
+            "validation_error",
+        ),
+        (
             {"pack_code": "pack_150", "customer_phone": "9876543210", "x": 1},
             422,
             "validation_error",

@@ -112,8 +112,11 @@ class CashfreeClient:
         expiry_time: str | None = None,
         note: str | None = None,
         tags: Mapping[str, str] | None = None,
-        idempotency_key: str,
+        idempotency_key: str | None = None,
     ) -> Order:
+        """Create an order. Safe to repeat without an idempotency key: Cashfree refuses a
+        second order with the same `order_id` (409). With a key, note that Cashfree replays
+        the first answer for it, a 5xx included, so a key makes a failed call unrepeatable."""
         customer: dict[str, Any] = {"customer_id": customer_id, "customer_phone": customer_phone}
         if customer_email:
             customer["customer_email"] = customer_email
@@ -135,7 +138,13 @@ class CashfreeClient:
         if tags:
             body["order_tags"] = dict(tags)
         return await self._call(
-            "create_order", "POST", "/orders", Order, body=body, idempotency_key=idempotency_key
+            "create_order",
+            "POST",
+            "/orders",
+            Order,
+            body=body,
+            idempotency_key=idempotency_key,
+            retry_safe=True,
         )
 
     async def fetch_order(self, order_id: str) -> Order:
@@ -151,9 +160,17 @@ class CashfreeClient:
         )
 
     async def order_payments(self, order_id: str) -> list[Payment]:
-        return await self._call_list(
-            "order_payments", f"/orders/{_seg(order_id)}/payments", Payment
-        )
+        return [p for p, _ in await self.order_payments_raw(order_id)]
+
+    async def order_payments_raw(self, order_id: str) -> list[tuple[Payment, dict[str, Any]]]:
+        """Each payment with the exact object Cashfree sent (kept as evidence)."""
+        data = await self._request("order_payments", "GET", f"/orders/{_seg(order_id)}/payments")
+        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+            raise CashfreeBadResponse("order_payments: expected an array of objects", body=data)
+        try:
+            return [(Payment.model_validate(d), _plain(d)) for d in data]
+        except ValidationError as exc:
+            raise CashfreeBadResponse(f"order_payments: unreadable: {exc.errors()[:3]}") from exc
 
     # --- refunds --------------------------------------------------------------------------
 
@@ -202,8 +219,11 @@ class CashfreeClient:
         *,
         body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        retry_safe: bool = False,
     ) -> M:
-        data = await self._request(op, method, path, body=body, idempotency_key=idempotency_key)
+        data = await self._request(
+            op, method, path, body=body, idempotency_key=idempotency_key, retry_safe=retry_safe
+        )
         if not isinstance(data, dict):
             raise CashfreeBadResponse(f"{op}: expected an object", body=data)
         try:
@@ -228,6 +248,7 @@ class CashfreeClient:
         *,
         body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        retry_safe: bool = False,
     ) -> Any:
         headers = dict(self._headers)
         content: bytes | None = None
@@ -236,8 +257,9 @@ class CashfreeClient:
             content = _encode(body)
         if idempotency_key:
             headers["x-idempotency-key"] = idempotency_key
-        # Only GETs and keyed writes may be sent twice: a PATCH without a key is not retried.
-        retryable = method == "GET" or idempotency_key is not None
+        # Only GETs, keyed writes and writes deduplicated by their own id (an order's
+        # order_id) may be sent twice: a PATCH without a key is not retried.
+        retryable = method == "GET" or idempotency_key is not None or retry_safe
         attempt = 0
         while True:
             attempt += 1
@@ -285,6 +307,17 @@ class CashfreeClient:
                 raise CashfreeBadResponse(f"{op}: body is not JSON", status=resp.status_code)
             return data
         raise _error(op, resp, data, request_id)
+
+
+def _plain(value: Any) -> Any:
+    """Amounts are parsed as Decimal; stored evidence keeps them as their exact decimal text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _seg(value: str) -> str:

@@ -14,8 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
-from commdesk_billing.errors import Forbidden, InvalidCursor
+from commdesk_billing.errors import (
+    Forbidden,
+    GatewayRejected,
+    GatewayUnavailable,
+    InvalidCursor,
+)
 from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.gateway.errors import CashfreeError, CashfreeRejected
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments import service
 from commdesk_billing.modules.payments.schemas import (
@@ -140,7 +146,14 @@ async def sync_payment(
 ) -> PaymentOut:
     if caller.role not in (Role.finance_admin, Role.support):
         raise Forbidden("only finance_admin or support may force a sync")
-    await service.verify_payment(engine, _client(request), settings, payment_id, source="manual")
+    try:
+        await service.verify_payment(
+            engine, _client(request), settings, payment_id, source="manual"
+        )
+    except CashfreeRejected as exc:
+        raise GatewayRejected(str(exc), gateway_status=exc.status) from exc
+    except CashfreeError as exc:
+        raise GatewayUnavailable("Cashfree did not answer; try again") from exc
 
     async def work(conn: AsyncConnection) -> PaymentOut:
         p = await service.get_payment(conn, caller, payment_id)

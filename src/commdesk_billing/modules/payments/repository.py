@@ -135,13 +135,18 @@ async def upsert_attempt(
                 :at, :done, CAST(:raw AS jsonb))
         ON CONFLICT (cf_payment_id) DO UPDATE SET
             status = EXCLUDED.status, amount_paise = EXCLUDED.amount_paise,
+            currency = EXCLUDED.currency, payment_method = EXCLUDED.payment_method,
+            payment_group = EXCLUDED.payment_group, attempted_at = EXCLUDED.attempted_at,
             payment_message = EXCLUDED.payment_message, bank_reference = EXCLUDED.bank_reference,
             error_code = EXCLUDED.error_code, error_description = EXCLUDED.error_description,
             error_reason = EXCLUDED.error_reason, completed_at = EXCLUDED.completed_at,
             raw = EXCLUDED.raw, updated_at = now()
+        -- A final status is kept against a stale read, except that a late SUCCESS wins.
         WHERE payment_attempts.payment_id = EXCLUDED.payment_id
-          AND payment_attempts.status NOT IN ('SUCCESS', 'FAILED', 'USER_DROPPED', 'VOID',
-                                              'CANCELLED')"""),
+          AND payment_attempts.status <> 'SUCCESS'
+          AND (EXCLUDED.status = 'SUCCESS'
+               OR payment_attempts.status NOT IN ('FAILED', 'USER_DROPPED', 'VOID',
+                                                  'CANCELLED'))"""),
         {
             "id": uuid.uuid4(),
             "pid": payment_id,
@@ -207,10 +212,17 @@ async def due_for_sync(
         sql("""
         WITH due AS (
             SELECT id FROM payments
-             WHERE status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED', 'PAID')
-               AND updated_at < now() - make_interval(secs => :age)
-               AND (last_synced_at IS NULL
-                    OR last_synced_at < now() - make_interval(secs => :age))
+             WHERE updated_at < now() - make_interval(secs => :age)
+               AND ((status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED', 'PAID')
+                     AND (last_synced_at IS NULL
+                          OR last_synced_at < now() - make_interval(secs => :age)))
+                    -- Given up on, but a payment in flight at expiry can still succeed:
+                    -- asked again with doubling gaps for a day.
+                    OR (status IN ('EXPIRED', 'CANCELLED')
+                        AND order_expires_at > now() - interval '1 day'
+                        AND (last_synced_at IS NULL
+                             OR last_synced_at < now() - make_interval(
+                                 secs => :age * power(2, least(sync_count, 10))))))
              ORDER BY updated_at
              LIMIT :n
              FOR UPDATE SKIP LOCKED)
@@ -227,3 +239,25 @@ async def user_id_for(conn: AsyncConnection, external_id: str) -> uuid.UUID | No
         await conn.execute(sql("SELECT id FROM users WHERE external_id = :s"), {"s": external_id})
     ).scalar_one_or_none()
     return value if isinstance(value, uuid.UUID) else None
+
+
+async def has_fraud_event(conn: AsyncConnection, payment_id: uuid.UUID, kind: str) -> bool:
+    found = (
+        await conn.execute(
+            sql("SELECT 1 FROM fraud_events WHERE payment_id = :p AND kind = :k LIMIT 1"),
+            {"p": payment_id, "k": kind},
+        )
+    ).first()
+    return found is not None
+
+
+async def set_session_if_missing(
+    conn: AsyncConnection, payment_id: uuid.UUID, session_id: str | None, cf_order_id: str | None
+) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE payments SET payment_session_id = coalesce(payment_session_id, :s),
+                            cashfree_order_id = coalesce(cashfree_order_id, :c)
+         WHERE id = :id"""),
+        {"id": payment_id, "s": session_id, "c": cf_order_id},
+    )

@@ -17,7 +17,8 @@ Phone = Annotated[StrictStr, Field(pattern=r"^(\+[1-9][0-9]{9,14}|[0-9]{10})$")]
 Email = Annotated[
     StrictStr, Field(min_length=3, max_length=100, pattern=r"^[^@\s]{1,64}@[^@\s]{1,99}$")
 ]
-StateCode = Annotated[StrictStr, Field(pattern=r"^[0-9]{2}$")]
+# GST state codes: 01-38 (38 = Ladakh) and 97 (other territory).
+StateCode = Annotated[StrictStr, Field(pattern=r"^(0[1-9]|[12][0-9]|3[0-8]|97)$")]
 
 
 class _In(BaseModel):

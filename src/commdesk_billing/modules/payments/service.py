@@ -87,6 +87,12 @@ def _request_hash(req: OrderRequest, retry_of: uuid.UUID | None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class _OverLimit(Exception):
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(str(user_id))
+        self.user_id = user_id
+
+
 def new_order_id() -> str:
     return "cdb_" + uuid.uuid4().hex
 
@@ -117,17 +123,7 @@ async def create_payment_order(
         )
         user_id = wallet.owner_id
         if await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user:
-            await fraud.record(
-                conn,
-                "open_order_limit",
-                severity="low",
-                user_id=user_id,
-                details={"limit": settings.max_open_orders_per_user},
-            )
-            raise TooManyOpenOrders(
-                f"at most {settings.max_open_orders_per_user} unpaid orders at a time",
-                limit=settings.max_open_orders_per_user,
-            )
+            raise _OverLimit(user_id)
         buyer_state = (
             req.buyer_state or await repo.user_state(conn, user_id) or settings.seller_state_code
         )
@@ -178,7 +174,27 @@ async def create_payment_order(
             return found
         return found
 
-    payment = await in_transaction(engine, open_row)
+    buyer: uuid.UUID | None = None
+    try:
+        payment = await in_transaction(engine, open_row)
+    except _OverLimit as over:
+        buyer = over.user_id
+    if buyer is not None:
+        # Recorded apart: the refused transaction rolls back, the fact must not.
+        await in_transaction(
+            engine,
+            lambda conn: fraud.record(
+                conn,
+                "open_order_limit",
+                severity="low",
+                user_id=buyer,
+                details={"limit": settings.max_open_orders_per_user},
+            ),
+        )
+        raise TooManyOpenOrders(
+            f"at most {settings.max_open_orders_per_user} unpaid orders at a time",
+            limit=settings.max_open_orders_per_user,
+        ) from None
     if payment.request_hash != request_hash:
         raise IdempotencyMismatch("Idempotency-Key was already used for a different order")
     if payment.create_response is not None:
@@ -196,18 +212,25 @@ async def _open_at_gateway(
     except CashfreeRejected as exc:
         reason = f"{exc.code or 'rejected'}: {exc.message}"[:500]
         code = exc.code or "gateway_rejected"
+        if exc.status == 400:
+            # Cashfree refused the request itself (a bad phone, an amount it will not take):
+            # that order will never exist, so the payment is closed. Anything else (our
+            # credentials, a 404 after a 409) says nothing about the order: it stays CREATED
+            # for the repeat or the sync.
 
-        async def refused(conn: AsyncConnection) -> None:
-            await move(
-                conn,
-                payment.id,
-                Status.CANCELLED,
-                reason="cashfree refused the order",
-                failure_code=code,
-                failure_reason=reason,
-            )
+            async def refused(conn: AsyncConnection) -> None:
+                current = await repo.get(conn, payment.id, lock=True)
+                if current is not None and current.status is Status.CREATED:
+                    await move(
+                        conn,
+                        payment.id,
+                        Status.CANCELLED,
+                        reason="cashfree refused the order",
+                        failure_code=code,
+                        failure_reason=reason,
+                    )
 
-        await in_transaction(engine, refused)
+            await in_transaction(engine, refused)
         raise GatewayRejected(reason, gateway_status=exc.status) from exc
     except CashfreeError as exc:
         # Outcome unknown: the row stays CREATED. Repeating the request (same key) resumes
@@ -229,7 +252,7 @@ async def _open_at_gateway(
             )
             await move(conn, payment.id, Status.REVIEW, reason="order differs at Cashfree")
             return None
-        await move(
+        moved = await move(
             conn,
             payment.id,
             Status.ACTIVE,
@@ -237,6 +260,12 @@ async def _open_at_gateway(
             payment_session_id=order.payment_session_id,
             cashfree_order_id=order.cf_order_id,
         )
+        if moved is None:
+            # Someone got there first (a concurrent duplicate, or the sync found the order):
+            # keep the session id if the row has none yet, and answer with the row as it is.
+            await repo.set_session_if_missing(
+                conn, payment.id, order.payment_session_id, order.cf_order_id
+            )
         current = await repo.get(conn, payment.id)
         assert current is not None
         return await repo.store_create_response(conn, payment.id, describe(settings, current))
@@ -259,7 +288,8 @@ async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Paymen
             notify_url=settings.public_base_url.rstrip("/") + "/v1/webhooks/cashfree",
             expiry_time=p.order_expires_at.astimezone(IST).isoformat(timespec="seconds"),
             tags={"payment_id": str(p.id)},
-            idempotency_key=str(p.id),
+            # No x-idempotency-key: Cashfree would replay a first 5xx for it for ever. Our
+            # order_id is the deduplication (a second create is a 409, answered by a fetch).
         )
     except CashfreeConflict:
         # Our own earlier call created it (we crashed or timed out before the answer).
@@ -283,8 +313,12 @@ class Truth:
 
     order: Order | None  # None: Cashfree has no such order
     payments: list[GatewayPayment]
-    raw_payments: list[dict[str, Any]]
+    raw_payments: list[dict[str, Any]]  # exactly as Cashfree sent them: the evidence
     terminated: bool = False
+
+
+# Attempts that may still end in SUCCESS: an order with one is not given up on.
+OPEN_ATTEMPTS = frozenset({GP.PENDING, GP.NOT_ATTEMPTED})
 
 
 async def fetch_truth(client: CashfreeClient, order_id: str, expires_at: datetime) -> Truth:
@@ -292,21 +326,19 @@ async def fetch_truth(client: CashfreeClient, order_id: str, expires_at: datetim
         order = await client.fetch_order(order_id)
     except CashfreeNotFound:
         return Truth(order=None, payments=[], raw_payments=[])
-    payments = await client.order_payments(order_id)
+    pairs = await client.order_payments_raw(order_id)
+    payments = [p for p, _ in pairs]
     terminated = False
     if (
         order.order_status == OrderStatus.ACTIVE
         and datetime.now(IST) > expires_at + EXPIRY_GRACE
-        and not any(p.payment_status in (GP.SUCCESS, GP.PENDING) for p in payments)
+        and not any(p.payment_status in OPEN_ATTEMPTS | {GP.SUCCESS} for p in payments)
     ):
         # Past our expiry and still open at Cashfree: close it so nobody can pay it now.
         order = await client.terminate_order(order_id)
         terminated = True
     return Truth(
-        order=order,
-        payments=payments,
-        raw_payments=[p.model_dump(mode="json", by_alias=True) for p in payments],
-        terminated=terminated,
+        order=order, payments=payments, raw_payments=[r for _, r in pairs], terminated=terminated
     )
 
 
@@ -319,18 +351,22 @@ async def apply_truth(
     if p is None:
         raise NotFound(f"payment {payment_id} does not exist")
     await repo.mark_synced(conn, p.id)
-    if p.status is Status.PAID:
-        # Crediting was announced with the move to PAID; announcing again is harmless
-        # (credit_payment is idempotent) and heals a dead-lettered credit message.
-        if source == "sync":
+    order = truth.order
+    if order is not None and _order_matches(order, p):
+        for attempt, raw in zip(truth.payments, truth.raw_payments, strict=True):
+            await repo.upsert_attempt(conn, p.id, attempt, raw)
+    if p.status in (Status.PAID, Status.CREDITED, Status.REVIEW):
+        if p.status is not Status.REVIEW:
+            await _flag_extra_successes(conn, p, truth)
+        if p.status is Status.PAID and source in ("sync", "manual"):
+            # Crediting was announced with the move to PAID; announcing again is harmless
+            # (credit_payment is idempotent) and heals a dead-lettered credit message.
             await _announce_credit(conn, p)
         return p.status
-    if p.status in (Status.CREDITED, Status.REVIEW):
-        return p.status
-    if truth.order is None:
-        if p.status is Status.CREATED and datetime.now(IST) > p.created_at + timedelta(
-            seconds=settings.payment_sync_after_s
-        ):
+    if order is None:
+        # Only once the order could no longer be paid anyway: before that, our own create
+        # call may still be on its way (it can take minutes under rate limiting).
+        if p.status is Status.CREATED and datetime.now(IST) > p.order_expires_at + EXPIRY_GRACE:
             await move(
                 conn,
                 p.id,
@@ -340,7 +376,6 @@ async def apply_truth(
                 failure_reason="Cashfree has no such order",
             )
         return (await repo.get(conn, p.id) or p).status
-    order = truth.order
     if not _order_matches(order, p):
         await fraud.record(
             conn,
@@ -352,8 +387,6 @@ async def apply_truth(
         )
         await move(conn, p.id, Status.REVIEW, reason=f"order differs at cashfree ({source})")
         return Status.REVIEW
-    for attempt, raw in zip(truth.payments, truth.raw_payments, strict=True):
-        await repo.upsert_attempt(conn, p.id, attempt, raw)
     successes = [a for a in truth.payments if a.payment_status == GP.SUCCESS]
     good = [
         a
@@ -373,17 +406,6 @@ async def apply_truth(
         return Status.REVIEW
     if good:
         win = good[0]
-        if len(good) > 1:
-            # Two successful attempts on one order: credits once, and flag the extra money
-            # for a refund by finance.
-            await fraud.record(
-                conn,
-                "multiple_successful_attempts",
-                severity="medium",
-                payment_id=p.id,
-                user_id=p.user_id,
-                details={"cf_payment_ids": [a.cf_payment_id for a in good]},
-            )
         moved = await move(
             conn,
             p.id,
@@ -401,12 +423,17 @@ async def apply_truth(
             paid = await repo.get(conn, p.id)
             assert paid is not None
             await _announce_credit(conn, paid)
+            await _flag_extra_successes(conn, paid, truth)
             return Status.PAID
         return p.status
     if order.order_status == OrderStatus.PAID:
         # Cashfree says paid but lists no successful attempt we can check: do nothing now;
         # the next sync looks again.
         log.warning("payment.paid_without_attempt", payment_id=str(p.id))
+        return p.status
+    if any(a.payment_status == GP.PENDING for a in truth.payments):
+        # An attempt still in flight is honoured by Cashfree even past the order's expiry:
+        # nothing is final until it ends.
         return p.status
     if order.order_status == OrderStatus.EXPIRED or (
         truth.terminated and order.order_status == OrderStatus.TERMINATED
@@ -416,6 +443,9 @@ async def apply_truth(
     if order.order_status == OrderStatus.TERMINATED:
         await move(conn, p.id, Status.CANCELLED, reason=f"order terminated ({source})")
         return Status.CANCELLED
+    if order.order_status != OrderStatus.ACTIVE:
+        # TERMINATION_REQUESTED or a status we do not know: wait for a final one.
+        return p.status
     # Still payable: reflect the latest finished attempt, if any.
     if p.status is Status.CREATED:
         await move(
@@ -427,22 +457,52 @@ async def apply_truth(
             cashfree_order_id=order.cf_order_id,
         )
     latest = _latest(truth.payments)
-    if latest is not None and latest.payment_status in (GP.FAILED, GP.USER_DROPPED):
+    if (
+        latest is not None
+        and latest.payment_status in (GP.FAILED, GP.USER_DROPPED)
+        and not _before_reopen(latest, p)
+    ):
         to = Status.FAILED if latest.payment_status == GP.FAILED else Status.USER_DROPPED
         err = latest.error_details
+        why = (err.error_description if err else None) or latest.payment_message
         await move(
             conn,
             p.id,
             to,
             reason=f"attempt {latest.cf_payment_id} {latest.payment_status.lower()} ({source})",
             failure_code=(err.error_code if err else None) or latest.payment_status,
-            failure_reason=((err.error_description if err else None) or latest.payment_message)
-            and str((err.error_description if err else None) or latest.payment_message)[:500],
+            failure_reason=str(why)[:500] if why else None,
             payment_method=latest.method,
             payment_group=latest.payment_group,
         )
     final = await repo.get(conn, p.id)
     return final.status if final else p.status
+
+
+def _before_reopen(attempt: GatewayPayment, p: Payment) -> bool:
+    """An attempt that ended before the buyer chose to retry does not undo the retry."""
+    if p.status is not Status.ACTIVE or p.retry_count == 0:
+        return False
+    ended = attempt.payment_completion_time or attempt.payment_time
+    return ended is not None and ended <= p.updated_at
+
+
+async def _flag_extra_successes(conn: AsyncConnection, p: Payment, truth: Truth) -> None:
+    """Money taken twice for one order: credits are granted once; finance refunds the rest."""
+    extra = [
+        a.cf_payment_id
+        for a in truth.payments
+        if a.payment_status == GP.SUCCESS and a.cf_payment_id != p.cashfree_payment_id
+    ]
+    if extra and not await repo.has_fraud_event(conn, p.id, "multiple_successful_attempts"):
+        await fraud.record(
+            conn,
+            "multiple_successful_attempts",
+            severity="medium",
+            payment_id=p.id,
+            user_id=p.user_id,
+            details={"credited": p.cashfree_payment_id, "extra_cf_payment_ids": extra},
+        )
 
 
 def _latest(attempts: list[GatewayPayment]) -> GatewayPayment | None:

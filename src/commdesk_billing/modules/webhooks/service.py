@@ -82,7 +82,7 @@ def authenticate(settings: Settings, body: bytes, headers: dict[str, str]) -> st
     ts = headers.get("x-webhook-timestamp")
     if not sig or not ts:
         raise WebhookRefused(401, "webhook_unsigned", "x-webhook-signature and timestamp needed")
-    if not ts.isdigit() or len(ts) > 16:
+    if not (ts.isascii() and ts.isdigit()) or len(ts) > 16:
         raise WebhookRefused(
             401, "webhook_timestamp_invalid", "x-webhook-timestamp is not epoch ms"
         )
@@ -94,23 +94,22 @@ def authenticate(settings: Settings, body: bytes, headers: dict[str, str]) -> st
     return ts
 
 
-def _dedupe_key(
-    headers: dict[str, str], event: WebhookEnvelope, data: PaymentWebhookData | None
-) -> str:
-    """One delivery identity per event. Cashfree's x-idempotency-key is scoped to our order
-    id too: a key repeated for another order (a collision, a restarted sandbox) must not make
-    a real payment's webhook look like a duplicate."""
-    order = data.order.order_id if data else ""
-    given = headers.get("x-idempotency-key")
-    if given and 0 < len(given) <= 200:
-        return f"cf:{order}:{given}"
+def _dedupe_key(event: WebhookEnvelope, data: PaymentWebhookData | None) -> str:
+    """One delivery identity per event, built from the signed body only. Cashfree's
+    x-idempotency-key header is not covered by the signature, so someone replaying a captured
+    delivery with fresh header values must not make it new; the header is kept as evidence."""
+    if data is not None:
+        return (
+            f"{event.type}:{data.order.order_id}:{data.payment.cf_payment_id}:"
+            f"{data.payment.payment_status}"
+        )
     payload = event.data
-    payment = payload.get("payment") if isinstance(payload.get("payment"), dict) else None
     refund = payload.get("refund") if isinstance(payload.get("refund"), dict) else None
-    if payment and payment.get("cf_payment_id") is not None:
-        return f"{event.type}:{order}:{payment['cf_payment_id']}"
     if refund and refund.get("refund_id") is not None:
-        return f"{event.type}:{refund.get('refund_id')}:{refund.get('refund_status')}"
+        return (
+            f"{event.type}:{refund.get('order_id')}:{refund.get('refund_id')}:"
+            f"{refund.get('refund_status')}"
+        )
     digest = uuid.uuid5(uuid.NAMESPACE_OID, json.dumps(payload, sort_keys=True, default=str))
     return f"{event.type}:body:{digest}"
 
@@ -136,15 +135,17 @@ async def receive(
             data = PaymentWebhookData.model_validate(event.data)
         except (ValidationError, AmountError) as exc:
             unreadable = f"payload unreadable: {str(exc)[:300]}"
-    key = _dedupe_key(headers, event, data)
+    key = _dedupe_key(event, data)[:500]
     stored = {
         "key": key,
-        "pk": headers.get("x-idempotency-key"),
+        "pk": (headers.get("x-idempotency-key") or "")[:200] or None,
         "type": event.type[:100],
         "raw": body,
         "headers": json.dumps(kept),
         "ts": ts,
-        "att": int(attempt) if attempt.isdigit() and len(attempt) < 6 else None,
+        "att": int(attempt)
+        if attempt.isascii() and attempt.isdigit() and len(attempt) < 6
+        else None,
         "ip": peer,
         "order": data.order.order_id[:100] if data else None,
         "cf": data.payment.cf_payment_id[:100] if data else None,
