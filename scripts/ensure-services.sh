@@ -74,11 +74,51 @@ ensure_redis() {
   wait_for redis 30 sh -c '[ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]'
 }
 
+# An open port is not enough: a broker can accept TCP and never answer the AMQP handshake
+# (seen here with RabbitMQ 3.10 after many quorum queues came and went). Ask for
+# Connection.Start, the broker's first frame.
+amqp_answers() {
+  timeout 15 python3 - <<'PY' >/dev/null 2>&1
+import socket
+s = socket.create_connection(("127.0.0.1", 5672), timeout=10)
+s.sendall(b"AMQP\x00\x00\x09\x01")
+frame = s.recv(7)
+raise SystemExit(0 if frame[:1] == b"\x01" else 1)
+PY
+}
+
+restart_rabbitmq() {
+  log "rabbitmq: not answering AMQP; restarting it"
+  timeout 30 $SUDO rabbitmqctl stop >/dev/null 2>&1 || true
+  $SUDO pkill -9 -f beam.smp 2>/dev/null || true
+  sleep 2
+  $SUDO rabbitmq-server -detached
+  wait_for rabbitmq 120 port_open 5672
+}
+
 ensure_rabbitmq() {
-  if port_open 5672; then log "rabbitmq: up"; return; fi
+  if port_open 5672; then
+    if amqp_answers; then log "rabbitmq: up"; return; fi
+    restart_rabbitmq
+    for _ in $(seq 1 60); do amqp_answers && { log "rabbitmq: up after restart"; return; }; sleep 2; done
+    if [ "${CI:-}" = "true" ]; then
+      # A CI machine's broker holds nothing but earlier runs' test queues; recovering
+      # hundreds of them is what wedges it. Start it empty.
+      log "rabbitmq: still not answering; CI=true, so starting it with an empty data directory"
+      $SUDO pkill -9 -f beam.smp 2>/dev/null || true
+      sleep 2
+      $SUDO sh -c 'rm -rf /var/lib/rabbitmq/mnesia/*'
+      $SUDO rabbitmq-server -detached
+      wait_for rabbitmq 120 port_open 5672
+      for _ in $(seq 1 60); do amqp_answers && { log "rabbitmq: up, empty"; return; }; sleep 2; done
+    fi
+    echo "rabbitmq: still not answering AMQP after a restart" >&2
+    exit 1
+  fi
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
   $SUDO rabbitmq-server -detached
   wait_for rabbitmq 90 port_open 5672
+  for _ in $(seq 1 60); do amqp_answers && return; sleep 2; done
 }
 
 ensure_tools() {

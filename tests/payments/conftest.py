@@ -237,6 +237,25 @@ async def shared_stack(stack_factory: StackFactory) -> Stack:
 
 
 @pytest.fixture
+async def variant(shared_stack: Stack) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    """The shared stack seen through a second API process with other settings (over real
+    HTTP, on the same database, sandbox and workers). Needs no queues of its own: a stack of
+    its own would add fifty quorum queues to the broker for one test."""
+    async with AsyncExitStack() as exits:
+
+        async def make(**overrides: Any) -> Stack:
+            sock = bound_socket()
+            s = shared_stack.settings.model_copy(update=overrides)
+            url = await exits.enter_async_context(serving(create_app(s), sock))
+            api = await exits.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
+            return Stack(
+                s, api, shared_stack.sandbox, shared_stack.sandbox_url, url, shared_stack.engine
+            )
+
+        yield make
+
+
+@pytest.fixture
 async def stack(shared_stack: Stack) -> AsyncIterator[Stack]:
     await shared_stack.faults(**FAULTS_OFF)
     yield shared_stack

@@ -132,8 +132,8 @@ async def test_a_flaky_cashfree_is_retried_by_the_client(stack: Stack) -> None:
     assert opened >= 3  # two retries per call make a 50 % error rate mostly invisible
 
 
-async def test_too_many_open_orders_is_a_429(stack_factory: Any) -> None:
-    small = await stack_factory(own_database=True, max_open_orders_per_user=2)
+async def test_too_many_open_orders_is_a_429(variant: Any) -> None:
+    small = await variant(max_open_orders_per_user=2)
     tok = small.token()
     for i in range(2):
         r = await small.api.post("/v1/payments/orders", json=BODY, headers=_h(tok, f"o{i}"))

@@ -120,11 +120,12 @@ async def test_user_dropped_grants_nothing(stack: Stack) -> None:
 
 
 async def test_an_expired_order_is_closed_and_a_retry_opens_a_linked_one(
-    stack_factory: Any,
+    variant: Any,
 ) -> None:
     from commdesk_billing.modules.payments.jobs import sync_open_payments
 
-    quick = await stack_factory(own_database=True, payment_order_ttl_s=4)
+    # Orders from this API expire in 4 s; the shared workers process its events.
+    quick = await variant(payment_order_ttl_s=4)
     tok = quick.token()
     order = await quick.buy(tok)
     await asyncio.sleep(5)  # past the order's expiry, in real time on both sides
