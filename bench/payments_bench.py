@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ from commdesk_billing.gateway import signature
 from commdesk_billing.queues.topology import Names, delete
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
+from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, summarise, write_docs_block
 
 CLI = [sys.executable, "-m", "commdesk_billing.cli"]
 
@@ -295,11 +294,7 @@ def main() -> None:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))
 
-    def med(key: str) -> float:
-        return float(statistics.median(r[key] for r in rounds))
-
-    def ratio(key: str) -> float:
-        return float(statistics.median(r[key] / r["pgbench_tps"] for r in rounds))
+    med, ratio = summarise(rounds)
 
     command = (
         f".venv/bin/python bench/payments_bench.py --rounds {args.rounds} --purchases "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -71,3 +73,18 @@ def write_docs_block(name: str, block: str) -> None:
     else:
         text += f"\n{full}\n"
     doc.write_text(text)
+
+
+def summarise(
+    rounds: list[dict[str, float]],
+) -> tuple[Callable[[str], float], Callable[[str], float]]:
+    """`med(key)`: the median of a measure over rounds; `ratio(key)`: the median of its
+    per-round ratio to that round's pgbench tps (the machine's load changes between rounds)."""
+
+    def med(key: str) -> float:
+        return float(statistics.median(r[key] for r in rounds))
+
+    def ratio(key: str) -> float:
+        return float(statistics.median(r[key] / r["pgbench_tps"] for r in rounds))
+
+    return med, ratio

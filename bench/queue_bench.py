@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names, delete
-from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
+from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, summarise, write_docs_block
 
 WALLETS = 500
 
@@ -196,11 +195,7 @@ def main() -> None:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))
 
-    def med(key: str) -> float:
-        return float(statistics.median(r[key] for r in rounds))
-
-    def ratio(key: str) -> float:
-        return float(statistics.median(r[key] / r["pgbench_tps"] for r in rounds))
+    med, ratio = summarise(rounds)
 
     command = (
         f".venv/bin/python bench/queue_bench.py --rounds {args.rounds} --events "

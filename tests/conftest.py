@@ -65,20 +65,25 @@ async def drop_database(name: str) -> None:
         await conn.close()
 
 
+async def seal_and_verify(url: str, what: str) -> None:
+    """Seal and verify a test database's whole ledger; report it in the run's summary."""
+    engine = make_engine(Settings(database_url=url), pool_size=2)
+    try:
+        await seal_pending(engine)
+        report = await verify_ledger(engine)
+    finally:
+        await engine.dispose()
+    _SUITE_SUMMARY.append(f"ledger verify after {what}: ok={report.ok} {report.stats}")
+    assert report.ok, "\n".join(str(f) for f in report.findings)
+
+
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
     name = f"cdb_test_{uuid.uuid4().hex[:12]}"
     url = await create_database(name)
     try:
         yield url
-        engine = make_engine(Settings(database_url=url), pool_size=2)
-        try:
-            await seal_pending(engine)
-            report = await verify_ledger(engine)
-        finally:
-            await engine.dispose()
-        _SUITE_SUMMARY.append(f"ledger verify after the suite: ok={report.ok} {report.stats}")
-        assert report.ok, "\n".join(str(f) for f in report.findings)
+        await seal_and_verify(url, "the suite")
     finally:
         await drop_database(name)
 

@@ -118,3 +118,11 @@ def install(app: FastAPI) -> None:
             "Internal error",
             "the request failed; it is safe to retry with the same Idempotency-Key",
         )
+
+
+def documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a router: each status documented as a problem document."""
+    return {
+        code: {"description": text, "content": {MEDIA_TYPE: {}}}
+        for code, text in descriptions.items()
+    }

@@ -25,12 +25,10 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.sandbox.app import create_sandbox_app
 from commdesk_billing.gateway.sandbox.config import SandboxConfig
-from commdesk_billing.modules.ledger.seal import seal_pending
-from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.queues.topology import Names, delete
 from commdesk_billing.queues.worker import Worker
 from commdesk_billing.security.jwt import Role, issue_token
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, seal_and_verify
 from tests.servers import bound_socket, serving, url_of
 
 
@@ -157,8 +155,9 @@ async def stack_factory(settings: Settings, engine: AsyncEngine) -> AsyncIterato
                 name = f"cdb_stack_{uuid.uuid4().hex[:12]}"
                 url = await create_database(name)
                 exits.push_async_callback(drop_database, name)
+                exits.push_async_callback(seal_and_verify, url, "a payments stack")
                 stack_engine = make_engine(Settings(database_url=url), pool_size=10)
-                exits.push_async_callback(_verify_and_dispose, stack_engine)
+                exits.push_async_callback(stack_engine.dispose)
                 overrides["database_url"] = url
             sandbox_sock, api_sock = bound_socket(), bound_socket()
             sandbox_url, api_url = url_of(sandbox_sock), url_of(api_sock)
@@ -220,15 +219,6 @@ async def stack_factory(settings: Settings, engine: AsyncEngine) -> AsyncIterato
                 channel = await connection.channel()
                 for names in prefixes:
                     await delete(channel, names)
-
-
-async def _verify_and_dispose(engine: AsyncEngine) -> None:
-    try:
-        await seal_pending(engine)
-        report = await verify_ledger(engine)
-        assert report.ok, "\n".join(str(f) for f in report.findings)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

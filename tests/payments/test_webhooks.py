@@ -34,6 +34,17 @@ async def _paid_silently(stack: Stack, tok: str) -> tuple[dict[str, Any], str]:
     raise AssertionError(f"the sandbox did not settle the payment: {payments}")
 
 
+def _paid(order: dict[str, Any], cf_payment_id: str, status: str = "SUCCESS") -> bytes:
+    """The payment webhook Cashfree would send for a ₹300 order."""
+    return webhook_body(
+        order["order_id"],
+        order_amount="300.00",
+        payment_amount="300.00",
+        cf_payment_id=cf_payment_id,
+        status=status,
+    )
+
+
 async def _webhooks(stack: Stack, order_id: str) -> list[Any]:
     async with stack.engine.connect() as conn:
         from sqlalchemy import text
@@ -51,12 +62,7 @@ async def _webhooks(stack: Stack, order_id: str) -> list[Any]:
 async def test_a_forged_signature_is_refused_and_nothing_is_stored(stack: Stack) -> None:
     tok = stack.token()
     order, cf_payment_id = await _paid_silently(stack, tok)
-    body = webhook_body(
-        order["order_id"],
-        order_amount="300.00",
-        payment_amount="300.00",
-        cf_payment_id=cf_payment_id,
-    )
+    body = _paid(order, cf_payment_id)
     r = await stack.signed_webhook(body, secret="not-the-merchant-secret")
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
@@ -74,12 +80,7 @@ async def test_a_forged_signature_is_refused_and_nothing_is_stored(stack: Stack)
 async def test_a_body_altered_after_signing_is_refused(stack: Stack) -> None:
     tok = stack.token()
     order, cf_payment_id = await _paid_silently(stack, tok)
-    body = webhook_body(
-        order["order_id"],
-        order_amount="300.00",
-        payment_amount="300.00",
-        cf_payment_id=cf_payment_id,
-    )
+    body = _paid(order, cf_payment_id)
     ts = str(int(time.time() * 1000))
     from commdesk_billing.gateway import signature
 
@@ -102,12 +103,7 @@ async def test_a_body_altered_after_signing_is_refused(stack: Stack) -> None:
 async def test_stale_and_future_timestamps_are_refused(stack: Stack) -> None:
     tok = stack.token()
     order, cf_payment_id = await _paid_silently(stack, tok)
-    body = webhook_body(
-        order["order_id"],
-        order_amount="300.00",
-        payment_amount="300.00",
-        cf_payment_id=cf_payment_id,
-    )
+    body = _paid(order, cf_payment_id)
     old = str(int((time.time() - 2 * 86400) * 1000))
     future = str(int((time.time() + 3600) * 1000))
     for ts in (old, future):
@@ -123,12 +119,7 @@ async def test_stale_and_future_timestamps_are_refused(stack: Stack) -> None:
 async def test_the_same_webhook_ten_times_at_once_grants_once(stack: Stack) -> None:
     tok = stack.token()
     order, cf_payment_id = await _paid_silently(stack, tok)
-    body = webhook_body(
-        order["order_id"],
-        order_amount="300.00",
-        payment_amount="300.00",
-        cf_payment_id=cf_payment_id,
-    )
+    body = _paid(order, cf_payment_id)
     ts = str(int(time.time() * 1000))
     # The idempotency header is not signed: a replay with fresh values of it (and of the
     # unsigned attempt header, even a non-ASCII digit) is still the same delivery.
@@ -161,21 +152,10 @@ async def test_the_same_webhook_ten_times_at_once_grants_once(stack: Stack) -> N
 async def test_a_failure_arriving_after_success_does_not_undo_it(stack: Stack) -> None:
     tok = stack.token()
     order, cf_payment_id = await _paid_silently(stack, tok)
-    success = webhook_body(
-        order["order_id"],
-        order_amount="300.00",
-        payment_amount="300.00",
-        cf_payment_id=cf_payment_id,
-    )
+    success = _paid(order, cf_payment_id)
     assert (await stack.signed_webhook(success)).status_code == 200
     await stack.wait_status(tok, order["id"], {"CREDITED"})
-    failed = webhook_body(
-        order["order_id"],
-        order_amount="300.00",
-        payment_amount="300.00",
-        cf_payment_id="9" + cf_payment_id,
-        status="FAILED",
-    )
+    failed = _paid(order, "9" + cf_payment_id, status="FAILED")
     r = await stack.signed_webhook(failed)
     assert r.status_code == 200 and r.json()["status"] == "accepted"
     for _ in range(50):

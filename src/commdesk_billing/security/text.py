@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, model_validator
+
 
 def unstorable_text(value: Any, depth: int = 0) -> str | None:
     """Why `value` (or any string inside it, keys included) cannot be stored, or None.
@@ -32,3 +34,18 @@ def unstorable_text(value: Any, depth: int = 0) -> str | None:
             if found:
                 return found
     return None
+
+
+class StrictInput(BaseModel):
+    """Base of every model that parses outside input (API bodies, queue payloads): unknown
+    fields are refused, and so is text PostgreSQL could not store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable_text(data)
+        if problem:
+            raise ValueError(problem)
+        return data

@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import DomainError, IdempotencyInProgress, IdempotencyMismatch
-from commdesk_billing.problems import domain_problem_body
+from commdesk_billing.problems import MEDIA_TYPE, domain_problem_body
+from commdesk_billing.telemetry.metrics import IDEMPOTENT_REPLAYS
 
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as Stripe and the IETF draft
 
@@ -30,6 +32,15 @@ class Answer:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+
+
+def respond(answer: Answer) -> JSONResponse:
+    """The HTTP response of a keyed request: replays say so in `Idempotent-Replayed`."""
+    if answer.replayed:
+        IDEMPOTENT_REPLAYS.inc()
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    media = MEDIA_TYPE if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -22,6 +22,7 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeError, CashfreeRejected
+from commdesk_billing.modules.idempotency.service import respond
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments import service
 from commdesk_billing.modules.payments.schemas import (
@@ -31,15 +32,13 @@ from commdesk_billing.modules.payments.schemas import (
     PaymentOut,
     PaymentPage,
 )
-from commdesk_billing.problems import MEDIA_TYPE
+from commdesk_billing.problems import documented
 from commdesk_billing.security.jwt import Role
-from commdesk_billing.telemetry.metrics import IDEMPOTENT_REPLAYS
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {MEDIA_TYPE: {}}}
-    for code, text in {
+_PROBLEMS = documented(
+    {
         400: "Missing or malformed Idempotency-Key",
         401: "No valid bearer token",
         403: "Caller may not do this",
@@ -49,8 +48,8 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         429: "Too many unpaid orders",
         502: "Cashfree refused the order",
         503: "Cashfree unavailable; repeat with the same Idempotency-Key",
-    }.items()
-}
+    }
+)
 
 
 def _client(request: Request) -> CashfreeClient:
@@ -62,13 +61,6 @@ def _buyer(caller: Caller) -> None:
     # A service has no wallet of its own; staff buy credits as the people they are.
     if caller.role is Role.service:
         raise Forbidden("services cannot buy credits")
-
-
-def _respond(created: service.Created) -> JSONResponse:
-    if created.replayed:
-        IDEMPOTENT_REPLAYS.inc()
-    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
-    return JSONResponse(created.body, status_code=created.status, headers=headers)
 
 
 @router.get("/packs", response_model=PackList, responses=_PROBLEMS, summary="Credit packs on sale")
@@ -100,7 +92,7 @@ async def create_order(
     created = await service.create_payment_order(
         engine, _client(request), settings, caller, body, key
     )
-    return _respond(created)
+    return respond(created)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_PROBLEMS)
@@ -132,7 +124,7 @@ async def retry_payment(
     created = await service.retry_failed_payment(
         engine, _client(request), settings, caller, payment_id, key
     )
-    return _respond(created)
+    return respond(created)
 
 
 @router.post(

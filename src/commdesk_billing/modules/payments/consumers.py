@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
@@ -17,11 +17,10 @@ from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.webhooks import service as webhooks
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
+from commdesk_billing.security.text import StrictInput
 
 
-class ProcessPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProcessPayload(StrictInput):
     payment_id: uuid.UUID
     order_id: str = Field(pattern=r"^[A-Za-z0-9_-]{3,45}$")
     order_expires_at: AwareDatetime
@@ -29,9 +28,7 @@ class ProcessPayload(BaseModel):
     webhook_id: uuid.UUID | None = None
 
 
-class PaidPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PaidPayload(StrictInput):
     payment_id: uuid.UUID
 
 

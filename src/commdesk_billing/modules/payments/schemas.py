@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
 
 from commdesk_billing.modules.payments.model import Pack, Payment
-from commdesk_billing.security.text import unstorable_text
+from commdesk_billing.security.text import StrictInput
 
 PackCode = Annotated[StrictStr, Field(pattern=r"^[a-z0-9_]{1,40}$")]
 # Cashfree takes 10 digits, or an international number with its + prefix.
@@ -21,19 +21,7 @@ Email = Annotated[
 StateCode = Annotated[StrictStr, Field(pattern=r"^(0[1-9]|[12][0-9]|3[0-8]|97)$")]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        problem = unstorable_text(data)
-        if problem:
-            raise ValueError(problem)
-        return data
-
-
-class OrderRequest(_In):
+class OrderRequest(StrictInput):
     pack_code: PackCode | None = Field(None, description="A pack from GET /v1/packs")
     amount_paise: Annotated[StrictInt, Field(ge=1, le=10**10)] | None = Field(
         None, description="A custom top-up in whole rupees, within the configured limits"

@@ -46,6 +46,7 @@ from commdesk_billing.gateway.models import Order, OrderStatus
 from commdesk_billing.gateway.models import Payment as GatewayPayment
 from commdesk_billing.gateway.models import PaymentStatus as GP
 from commdesk_billing.modules.fraud import service as fraud
+from commdesk_billing.modules.idempotency.service import Answer
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.quotes import quote
@@ -61,13 +62,6 @@ IST = timezone(timedelta(hours=5, minutes=30))
 STAFF_READERS = frozenset({Role.finance_admin, Role.support, Role.auditor})
 # Past our own expiry, an order Cashfree still calls ACTIVE is terminated after this grace.
 EXPIRY_GRACE = timedelta(seconds=60)
-
-
-@dataclass(frozen=True)
-class Created:
-    status: int
-    body: Any
-    replayed: bool
 
 
 def checkout_url(settings: Settings, p: Payment) -> str | None:
@@ -109,7 +103,7 @@ async def create_payment_order(
     key: str,
     *,
     retry_of: uuid.UUID | None = None,
-) -> Created:
+) -> Answer:
     # Length-prefixed, so no (sub, key) pair can spell another's: "a:b"+"c" vs "a"+"b:c".
     scoped_key = f"{len(principal.sub)}:{principal.sub}:{key}"
     request_hash = _request_hash(req, retry_of)
@@ -198,7 +192,7 @@ async def create_payment_order(
     if payment.request_hash != request_hash:
         raise IdempotencyMismatch("Idempotency-Key was already used for a different order")
     if payment.create_response is not None:
-        return Created(201, payment.create_response, replayed=True)
+        return Answer(201, payment.create_response, replayed=True)
     if payment.status is Status.CANCELLED:
         raise GatewayRejected(payment.failure_reason or "Cashfree refused this order")
     return await _open_at_gateway(engine, client, settings, payment)
@@ -206,7 +200,7 @@ async def create_payment_order(
 
 async def _open_at_gateway(
     engine: AsyncEngine, client: CashfreeClient, settings: Settings, payment: Payment
-) -> Created:
+) -> Answer:
     try:
         order = await _create_or_fetch(client, settings, payment)
     except CashfreeRejected as exc:
@@ -273,7 +267,7 @@ async def _open_at_gateway(
     body = await in_transaction(engine, activate)
     if body is None:
         raise GatewayRejected("the order Cashfree holds does not match ours; under review")
-    return Created(201, body, replayed=False)
+    return Answer(201, body, replayed=False)
 
 
 async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Payment) -> Order:
@@ -533,9 +527,7 @@ async def verify_payment(
 ) -> Status:
     """verifyPayment/syncPaymentStatus: ask Cashfree, then apply. Used by the HTTP sync
     route; the queue consumer does the same in two phases around its inbox transaction."""
-    payment = await in_transaction(engine, lambda conn: repo.get(conn, payment_id))
-    if payment is None:
-        raise NotFound(f"payment {payment_id} does not exist")
+    payment = await in_transaction(engine, lambda conn: _existing(conn, payment_id))
     truth = await fetch_truth(client, payment.order_id, payment.order_expires_at)
     return await in_transaction(
         engine, lambda conn: apply_truth(conn, settings, payment_id, truth, source=source)
@@ -552,7 +544,7 @@ async def retry_failed_payment(
     principal: Principal,
     payment_id: uuid.UUID,
     key: str,
-) -> Created:
+) -> Answer:
     """Another go at a payment that did not complete: on the same order while Cashfree still
     takes payments on it, else on a new order linked to the old one (`retry_of`)."""
     payment = await in_transaction(engine, lambda conn: _owned(conn, principal, payment_id))
@@ -580,7 +572,7 @@ async def retry_failed_payment(
                 assert fresh is not None
                 return describe(settings, fresh)
 
-            return Created(200, await in_transaction(engine, reopen), replayed=False)
+            return Answer(200, await in_transaction(engine, reopen), replayed=False)
         if order.order_status == OrderStatus.PAID:
             raise PaymentNotRetryable("this order is already paid; credits are on their way")
     req = OrderRequest(
@@ -595,12 +587,22 @@ async def retry_failed_payment(
     )
 
 
-async def _owned(conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID) -> Payment:
+async def _existing(conn: AsyncConnection, payment_id: uuid.UUID) -> Payment:
     payment = await repo.get(conn, payment_id)
     if payment is None:
         raise NotFound(f"payment {payment_id} does not exist")
-    owner = await repo.user_external_id(conn, payment.user_id)
-    if owner != principal.sub or principal.role is Role.service:
+    return payment
+
+
+async def _is_buyer(conn: AsyncConnection, principal: Principal, payment: Payment) -> bool:
+    if principal.role is Role.service:
+        return False
+    return await repo.user_external_id(conn, payment.user_id) == principal.sub
+
+
+async def _owned(conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID) -> Payment:
+    payment = await _existing(conn, payment_id)
+    if not await _is_buyer(conn, principal, payment):
         raise Forbidden("only the buyer may retry this payment")
     return payment
 
@@ -608,12 +610,7 @@ async def _owned(conn: AsyncConnection, principal: Principal, payment_id: uuid.U
 async def get_payment(
     conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID
 ) -> Payment:
-    payment = await repo.get(conn, payment_id)
-    if payment is None:
-        raise NotFound(f"payment {payment_id} does not exist")
-    if principal.role in STAFF_READERS:
+    payment = await _existing(conn, payment_id)
+    if principal.role in STAFF_READERS or await _is_buyer(conn, principal, payment):
         return payment
-    owner = await repo.user_external_id(conn, payment.user_id)
-    if owner != principal.sub or principal.role is Role.service:
-        raise Forbidden("not allowed to read this payment")
-    return payment
+    raise Forbidden("not allowed to read this payment")

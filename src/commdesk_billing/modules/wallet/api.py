@@ -7,7 +7,7 @@ so the transaction has committed before the response is sent.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
@@ -18,7 +18,13 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import InvalidAmount, InvalidCursor
 from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.idempotency.service import Answer, KeyedRequest, Work, run_keyed
+from commdesk_billing.modules.idempotency.service import (
+    Answer,
+    KeyedRequest,
+    Work,
+    respond,
+    run_keyed,
+)
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.modules.wallet.schemas import (
@@ -35,15 +41,14 @@ from commdesk_billing.modules.wallet.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from commdesk_billing.problems import MEDIA_TYPE
+from commdesk_billing.problems import documented
 from commdesk_billing.security import rbac
-from commdesk_billing.telemetry.metrics import IDEMPOTENT_REPLAYS, WALLET_OPERATIONS
+from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
 router = APIRouter(prefix="/v1", tags=["wallets"])
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {MEDIA_TYPE: {}}}
-    for code, text in {
+_PROBLEMS = documented(
+    {
         400: "Missing or malformed Idempotency-Key",
         401: "No valid bearer token",
         403: "Caller may not do this",
@@ -51,16 +56,8 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         409: "Not enough credits, hold not active, or the same key in flight",
         413: "Body too large",
         422: "Body invalid, or the key reused with another body",
-    }.items()
-}
-
-
-def _respond(answer: Answer) -> JSONResponse:
-    if answer.replayed:
-        IDEMPOTENT_REPLAYS.inc()
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    media = MEDIA_TYPE if answer.status >= 400 else "application/json"
-    return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
+    }
+)
 
 
 def _op_answer(status: int, result: ws.OperationResult, operation: str) -> Answer:
@@ -85,7 +82,7 @@ async def _run_keyed(
         path=request.url.path,
         body=body.model_dump(mode="json"),
     )
-    return _respond(await run_keyed(engine, keyed, work))
+    return respond(await run_keyed(engine, keyed, work))
 
 
 def _check_limit(settings: Config, credits: int | None) -> None:

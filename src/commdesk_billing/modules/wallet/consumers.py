@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     StrictInt,
     StrictStr,
     ValidationError,
-    model_validator,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,22 +24,14 @@ from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.modules.wallet.schemas import Metadata
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
-from commdesk_billing.security.text import unstorable_text
+from commdesk_billing.security.text import StrictInput
 
 Credits = Annotated[StrictInt, Field(ge=1, le=10**13)]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
 
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        problem = unstorable_text(data)
-        if problem:
-            raise ValueError(problem)
-        return data
+class _Payload(StrictInput):
+    pass
 
 
 P = TypeVar("P", bound=_Payload)

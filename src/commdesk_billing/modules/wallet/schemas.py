@@ -11,17 +11,15 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
     field_validator,
-    model_validator,
 )
 
 from commdesk_billing.modules.wallet.model import Hold, StatementLine, Wallet
-from commdesk_billing.security.text import unstorable_text
+from commdesk_billing.security.text import StrictInput
 
 Credits = Annotated[StrictInt, Field(ge=1, le=10**13, description="Whole credits, > 0")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -29,18 +27,9 @@ MetaValue = StrictStr | StrictInt | StrictBool | None
 Metadata = Annotated[dict[Annotated[str, Field(max_length=64)], MetaValue], Field(max_length=20)]
 
 
-class _Request(BaseModel):
+class _Request(StrictInput):
     # Numbers and text are Strict* types field by field (no "5" for 5, no 5.0, no true);
     # the model itself stays lax so ISO 8601 strings still parse as datetimes.
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        problem = unstorable_text(data)
-        if problem:
-            raise ValueError(problem)
-        return data
 
     @field_validator("metadata", check_fields=False)
     @classmethod

@@ -246,17 +246,13 @@ def _disagreements(data: PaymentWebhookData, payment: Payment) -> list[str]:
     return found
 
 
-async def _finish(conn: AsyncConnection, webhook_id: uuid.UUID, status: str, outcome: str) -> None:
+async def mark_processed(conn: AsyncConnection, webhook_id: uuid.UUID, outcome: str) -> None:
     await conn.execute(
         sql("""
-        UPDATE payment_webhooks SET status = :s, outcome = :o, processed_at = now()
+        UPDATE payment_webhooks SET status = 'processed', outcome = :o, processed_at = now()
          WHERE id = :id"""),
-        {"id": webhook_id, "s": status, "o": outcome[:500]},
+        {"id": webhook_id, "o": outcome[:500]},
     )
-
-
-async def mark_processed(conn: AsyncConnection, webhook_id: uuid.UUID, outcome: str) -> None:
-    await _finish(conn, webhook_id, "processed", outcome)
 
 
 def client_ip(settings: Settings, peer: str | None, forwarded_for: str | None) -> str | None:
