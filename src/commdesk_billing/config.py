@@ -18,6 +18,8 @@ DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - r
 # The local sandbox's credentials (it reads the same variables); refused in production.
 DEV_CASHFREE_ID = "TEST_commdesk_sandbox"
 DEV_CASHFREE_SECRET = "cfsk_ma_test_commdesk_sandbox_secret"  # noqa: S105
+# A well-formed placeholder (state 29, PAN-shaped, "Z", check character); refused in production.
+DEV_SELLER_GSTIN = "29AAACC0000A1Z5"
 
 
 class Environment(StrEnum):
@@ -126,6 +128,40 @@ class Settings(BaseSettings):
     webhook_allowed_ips: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
 
+    # --- Refunds ------------------------------------------------------------------------
+    # Buyers may refund their own purchase within this many days (0: only finance and
+    # support may refund). Only unconsumed credits are ever refundable.
+    refund_self_service_days: Annotated[int, Field(ge=0, le=365)] = 0
+    # A refund not settled this long after it was sent to Cashfree is asked about.
+    refund_sync_after_s: Annotated[float, Field(ge=1, le=86400)] = 120.0
+    refund_sync_every_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    # --- Tax documents (seller identity printed on every invoice and credit note) -------
+    seller_legal_name: Annotated[str, Field(min_length=1, max_length=200)] = (
+        "CommDesk Technologies Private Limited"
+    )
+    seller_address: Annotated[str, Field(min_length=1, max_length=400)] = (
+        "2nd Floor, 100 Residency Road, Bengaluru, Karnataka 560025"
+    )
+    # 15 characters: state code, PAN, entity number, 'Z', checksum. The default is a
+    # placeholder for development and is refused in production.
+    seller_gstin: Annotated[str, Field(pattern=r"^[0-9]{2}[A-Z0-9]{13}$")] = DEV_SELLER_GSTIN
+    # Services Accounting Code printed on line items (998439: other online content).
+    invoice_sac_code: Annotated[str, Field(pattern=r"^[0-9]{6}$")] = "998439"
+    invoice_series: Annotated[str, Field(pattern=r"^[A-Z]{2,6}$")] = "CDB"
+    credit_note_series: Annotated[str, Field(pattern=r"^[A-Z]{2,6}$")] = "CDC"
+
+    # --- Document storage (invoice PDFs) ------------------------------------------------
+    storage_backend: Literal["local", "bunny"] = "local"
+    storage_dir: str = "var/documents"
+    # Bunny.net Storage: https://<region endpoint>/<zone>/<path>, authenticated by AccessKey.
+    bunny_storage_endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = (
+        "https://storage.bunnycdn.com"
+    )
+    bunny_storage_zone: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,64}$")] = ""
+    bunny_access_key: SecretStr = SecretStr("")
+    storage_timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -143,6 +179,15 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_HOLD_DEFAULT_TTL_S exceeds BILLING_HOLD_MAX_TTL_S")
         if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):
             raise ValueError("BILLING_RETRY_DELAYS_S must be positive seconds")
+        if self.storage_backend == "bunny" and not (
+            self.bunny_storage_zone and self.bunny_access_key.get_secret_value()
+        ):
+            raise ValueError(
+                "BILLING_STORAGE_BACKEND=bunny needs BILLING_BUNNY_STORAGE_ZONE and "
+                "BILLING_BUNNY_ACCESS_KEY"
+            )
+        if self.seller_gstin[:2] != self.seller_state_code:
+            raise ValueError("BILLING_SELLER_GSTIN must start with BILLING_SELLER_STATE_CODE")
         if self.topup_min_paise > self.topup_max_paise:
             raise ValueError("BILLING_TOPUP_MIN_PAISE exceeds BILLING_TOPUP_MAX_PAISE")
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
@@ -165,6 +210,8 @@ class Settings(BaseSettings):
             local = host.startswith(("127.", "localhost", "[::1]"))
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
                 raise ValueError(f"BILLING_{name} must use sslmode=require in production")
+        if self.seller_gstin == DEV_SELLER_GSTIN:
+            raise ValueError("BILLING_SELLER_GSTIN must be set to our GSTIN in production")
         if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:
             raise ValueError("BILLING_CASHFREE_CLIENT_SECRET must be set in production")
         for name, url in (
