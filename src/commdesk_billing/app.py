@@ -19,10 +19,14 @@ from commdesk_billing import problems
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.payments.api import router as payments_router
+from commdesk_billing.modules.refunds.api import router as refunds_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
+from commdesk_billing.storage import StorageError
+from commdesk_billing.storage.factory import document_store
 from commdesk_billing.telemetry.context import set_traceparent
 from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -76,9 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = cfg
         app.state.engine = make_engine(cfg)
         app.state.cashfree = cashfree_client(cfg)
+        app.state.documents = document_store(cfg)
         try:
             yield
         finally:
+            await app.state.documents.aclose()
             await app.state.cashfree.aclose()
             await app.state.engine.dispose()
 
@@ -92,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(wallet_router)
     app.include_router(payments_router)
+    app.include_router(refunds_router)
+    app.include_router(invoices_router)
     app.include_router(webhooks_router)
 
     @app.get("/healthz", tags=["ops"])
@@ -108,7 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # any failure means not ready; say which
             log.warning("readyz.postgresql.down", error=type(exc).__name__)
             checks["postgresql"] = "down"
-        ready = all(v == "ok" for v in checks.values())
+        # Document storage only degrades PDFs: reported, never a reason to take us out.
+        try:
+            await request.app.state.documents.health()
+            checks["document_storage"] = "ok"
+        except StorageError as exc:
+            log.warning("readyz.storage.down", error=type(exc).__name__)
+            checks["document_storage"] = "degraded"
+        ready = checks["postgresql"] == "ok"
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks},
             status_code=200 if ready else 503,

@@ -148,8 +148,9 @@ class Settings(BaseSettings):
     seller_gstin: Annotated[str, Field(pattern=r"^[0-9]{2}[A-Z0-9]{13}$")] = DEV_SELLER_GSTIN
     # Services Accounting Code printed on line items (998439: other online content).
     invoice_sac_code: Annotated[str, Field(pattern=r"^[0-9]{6}$")] = "998439"
-    invoice_series: Annotated[str, Field(pattern=r"^[A-Z]{2,6}$")] = "CDB"
-    credit_note_series: Annotated[str, Field(pattern=r"^[A-Z]{2,6}$")] = "CDC"
+    # Numbers read SERIES/YYYY/NNNNNN ("CDB/2627/000001"): GST allows 16 characters.
+    invoice_series: Annotated[str, Field(pattern=r"^[A-Z]{2,4}$")] = "CDB"
+    credit_note_series: Annotated[str, Field(pattern=r"^[A-Z]{2,4}$")] = "CDC"
 
     # --- Document storage (invoice PDFs) ------------------------------------------------
     storage_backend: Literal["local", "bunny"] = "local"
@@ -188,6 +189,8 @@ class Settings(BaseSettings):
             )
         if self.seller_gstin[:2] != self.seller_state_code:
             raise ValueError("BILLING_SELLER_GSTIN must start with BILLING_SELLER_STATE_CODE")
+        if self.invoice_series == self.credit_note_series:
+            raise ValueError("invoices and credit notes need different number series")
         if self.topup_min_paise > self.topup_max_paise:
             raise ValueError("BILLING_TOPUP_MIN_PAISE exceeds BILLING_TOPUP_MAX_PAISE")
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)

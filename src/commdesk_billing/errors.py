@@ -121,3 +121,30 @@ class GatewayRejected(DomainError):
     code = "gateway_rejected"
     status = 502
     title = "Payment gateway refused the order"
+
+
+class PaymentNotRefundable(DomainError):
+    code = "payment_not_refundable"
+    status = 409
+    title = "This payment cannot be refunded"
+
+
+class RefundExceedsRefundable(DomainError):
+    """More than the unconsumed, unreserved part of the purchase; `refundable_paise` says
+    how much can be refunded now."""
+
+    code = "refund_exceeds_refundable"
+    status = 422
+    title = "Refund is larger than what can be refunded"
+
+
+class DocumentPending(DomainError):
+    code = "document_pending"
+    status = 409
+    title = "The document's PDF is not stored yet"
+
+
+class StorageUnavailableError(DomainError):
+    code = "storage_unavailable"
+    status = 503
+    title = "Document storage unavailable"

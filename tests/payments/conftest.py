@@ -96,6 +96,56 @@ class Stack:
             await asyncio.sleep(0.1)
         raise AssertionError(f"payment stayed {last.get('status')}, wanted {wanted}: {last}")
 
+    async def credited(self, *, pack_code: str = "pack_300") -> tuple[str, dict[str, Any]]:
+        """A buyer's token and their credited purchase of `pack_code`."""
+        tok = self.token()
+        order = await self.buy(tok, pack_code=pack_code)
+        await self.pay(order)
+        return tok, await self.wait_status(tok, order["id"], {"CREDITED"})
+
+    async def refund(
+        self,
+        payment_id: str,
+        *,
+        amount_paise: int | None = None,
+        reason: str = "customer asked",
+        tok: str | None = None,
+        key: str | None = None,
+    ) -> httpx.Response:
+        body: dict[str, Any] = {"reason": reason}
+        if amount_paise is not None:
+            body["amount_paise"] = amount_paise
+        return await self.api.post(
+            f"/v1/payments/{payment_id}/refunds",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {tok or self.token('finance-1', Role.finance_admin)}",
+                "Idempotency-Key": key or uuid.uuid4().hex,
+            },
+        )
+
+    async def wait_refund(
+        self, refund_id: str, wanted: set[str], timeout_s: float = 20
+    ) -> dict[str, Any]:
+        tok = self.token("finance-1", Role.finance_admin)
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            r = await self.api.get(
+                f"/v1/refunds/{refund_id}", headers={"Authorization": f"Bearer {tok}"}
+            )
+            assert r.status_code == 200, r.text
+            last = dict(r.json())
+            if last["status"] in wanted:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"refund stayed {last.get('status')}, wanted {wanted}: {last}")
+
+    async def wallet(self, tok: str) -> dict[str, Any]:
+        r = await self.api.get("/v1/wallets/me", headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
     async def faults(self, **faults: Any) -> None:
         r = await self.sandbox.patch("/_sandbox/faults", json=faults)
         assert r.status_code == 200, r.text
@@ -142,8 +192,11 @@ StackFactory = Callable[..., Awaitable[Stack]]
 
 
 @pytest.fixture(scope="session")
-async def stack_factory(settings: Settings, engine: AsyncEngine) -> AsyncIterator[StackFactory]:
+async def stack_factory(
+    settings: Settings, engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[StackFactory]:
     """Builds stacks (sandbox + API + worker); everything is torn down at the session's end."""
+    documents = tmp_path_factory.mktemp("documents")
     async with AsyncExitStack() as exits:
         prefixes: list[Names] = []
 
@@ -177,6 +230,8 @@ async def stack_factory(settings: Settings, engine: AsyncEngine) -> AsyncIterato
                     "payment_sync_after_s": 1.0,
                     "payment_sync_every_s": 0.3,
                     "max_open_orders_per_user": 50,
+                    "refund_sync_after_s": 1.0,
+                    "storage_dir": str(documents / prefix.rstrip(".")),
                     **overrides,
                 }
             )

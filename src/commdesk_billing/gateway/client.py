@@ -182,8 +182,11 @@ class CashfreeClient:
         amount_paise: int,
         note: str | None = None,
         speed: str = "STANDARD",
-        idempotency_key: str,
+        idempotency_key: str | None = None,
     ) -> Refund:
+        """Ask Cashfree to refund. Safe to repeat: Cashfree keeps `refund_id` unique per order
+        and answers a repeat with the same details with the refund it made (no key needed,
+        and as with orders, a key would replay a first 5xx for ever)."""
         body: dict[str, Any] = {
             "refund_id": refund_id,
             "refund_amount": to_rupees(amount_paise),
@@ -198,6 +201,7 @@ class CashfreeClient:
             Refund,
             body=body,
             idempotency_key=idempotency_key,
+            retry_safe=True,
         )
 
     async def fetch_refund(self, order_id: str, refund_id: str) -> Refund:

@@ -22,8 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.urls import behind_pooler
+from commdesk_billing.modules.invoices.jobs import render_pending
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.payments.jobs import sync_open_payments
+from commdesk_billing.modules.refunds.service import sync_open_refunds
 from commdesk_billing.modules.wallet.expiry import expire_holds
 from commdesk_billing.queues.outbox import prune
 from commdesk_billing.telemetry.metrics import SCHEDULER_JOB_RUNS, SCHEDULER_LEADER
@@ -49,6 +51,13 @@ def default_jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
             settings.payment_sync_every_s,
             lambda: sync_open_payments(engine, settings),
         ),
+        Job(
+            "sync_open_refunds",
+            settings.refund_sync_every_s,
+            lambda: sync_open_refunds(engine, settings),
+        ),
+        # Hourly: a PDF is only this late when storage was down for a long while.
+        Job("render_pending_documents", 3600, lambda: render_pending(engine)),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
         Job(
             "prune_outbox_inbox",

@@ -25,10 +25,18 @@ def names_for(settings: Settings) -> Names:
 
 def default_handlers(settings: Settings) -> dict[str, Handler]:
     from commdesk_billing.gateway.factory import cashfree_client
+    from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
     from commdesk_billing.modules.payments.consumers import PaymentProcessing
+    from commdesk_billing.modules.refunds.consumers import RefundProcessing
     from commdesk_billing.modules.wallet.consumers import HANDLERS as WALLET
+    from commdesk_billing.storage.factory import document_store
 
-    return {**WALLET, "payment.processing": PaymentProcessing(cashfree_client(settings), settings)}
+    return {
+        **WALLET,
+        "payment.processing": PaymentProcessing(cashfree_client(settings), settings),
+        "refund.processing": RefundProcessing(cashfree_client(settings)),
+        "invoice.generate": InvoiceGeneration(settings, document_store(settings)),
+    }
 
 
 def default_batch_handlers() -> dict[str, BatchHandler]:

@@ -59,4 +59,10 @@ WEBHOOKS_RECEIVED = Counter(
 PAYMENT_TRANSITIONS = Counter(
     "billing_payment_transitions_total", "Payment state changes", ["from_status", "to_status"]
 )
+REFUND_TRANSITIONS = Counter(
+    "billing_refund_transitions_total", "Refund state changes", ["from_status", "to_status"]
+)
+DOCUMENTS_ISSUED = Counter(
+    "billing_tax_documents_issued_total", "Invoices and credit notes issued", ["kind"]
+)
 FRAUD_EVENTS = Counter("billing_fraud_events_total", "Fraud events recorded", ["kind"])

@@ -68,7 +68,7 @@ class TaxDocument:
             raise ValueError("line items do not add up to the taxable value")
         if self.taxable_paise + self.tax_paise != self.total_paise:
             raise ValueError("taxable value + tax is not the total")
-        if self.cgst_paise != 0 and self.igst_paise != 0:
+        if (self.cgst_paise or self.sgst_paise) and self.igst_paise:
             raise ValueError("a document charges CGST+SGST or IGST, never both")
         if (self.kind is DocumentKind.credit_note) != (self.original_number is not None):
             raise ValueError("a credit note (and only a credit note) names its invoice")

@@ -15,7 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.modules.ledger.chain import entry_hash, seal_hash
+from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.seal import digest_rows, entries_between
+
+_GATEWAY_CLEARING = House.GATEWAY_CLEARING
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,94 @@ async def _lots_and_lines(conn: AsyncConnection, report: VerifyReport) -> None:
         )
 
 
+async def _refunds(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every refund reversed exactly once (DESIGN §4), and never more than was bought."""
+    for r in await _rows(
+        conn,
+        """
+        SELECT w.id, coalesce(l.reserved, 0) AS reserved, coalesce(h.held, 0) AS held
+          FROM wallets w
+          LEFT JOIN (SELECT wallet_id, sum(credits_reserved) AS reserved FROM credit_lots
+                      GROUP BY wallet_id) l ON l.wallet_id = w.id
+          LEFT JOIN (SELECT wallet_id, sum(credits) AS held FROM wallet_holds
+                      WHERE status = 'active' AND purpose = 'refund'
+                      GROUP BY wallet_id) h ON h.wallet_id = w.id
+         WHERE coalesce(l.reserved, 0) <> coalesce(h.held, 0)""",
+    ):
+        report.add(
+            "refund_reservations",
+            f"wallet {r.id}",
+            f"lots reserve {r.reserved} credits, active refund holds hold {r.held}",
+        )
+    for r in await _rows(
+        conn,
+        """
+        SELECT f.id, f.status, h.status AS hold_status,
+               (SELECT count(*) FROM ledger_journals j
+                 WHERE j.idempotency_key IN ('refund:' || f.id || '\\:inr',
+                                             'refund:' || f.id || '\\:paid')) AS journals,
+               (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e
+                  JOIN ledger_journals j ON j.id = e.journal_id
+                 WHERE j.idempotency_key = 'refund:' || f.id || '\\:paid'
+                   AND e.account_id = :clearing) AS paid_out,
+               f.amount_paise
+          FROM refunds f LEFT JOIN wallet_holds h ON h.id = f.hold_id
+         WHERE h.status IS DISTINCT FROM CASE
+                   WHEN f.status IN ('CREATED', 'PENDING', 'ONHOLD') THEN 'active'
+                   WHEN f.status = 'SUCCESS' THEN 'captured' ELSE 'released' END
+            OR (SELECT count(*) FROM ledger_journals j
+                 WHERE j.idempotency_key IN ('refund:' || f.id || '\\:inr',
+                                             'refund:' || f.id || '\\:paid'))
+               <> CASE WHEN f.status = 'SUCCESS' THEN 2 ELSE 0 END
+            OR (f.status = 'SUCCESS' AND (SELECT coalesce(sum(e.amount), 0)
+                  FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
+                 WHERE j.idempotency_key = 'refund:' || f.id || '\\:paid'
+                   AND e.account_id = :clearing) <> -f.amount_paise)""",
+        {"clearing": _GATEWAY_CLEARING},
+    ):
+        report.add(
+            "refund_reversal",
+            f"refund {r.id}",
+            f"{r.status} refund of {r.amount_paise} paise: hold {r.hold_status}, "
+            f"{r.journals} refund journals, {-r.paid_out} paise paid out",
+        )
+    for r in await _rows(
+        conn,
+        """
+        SELECT p.id, coalesce(p.refund_amount_paise, 0) AS recorded,
+               coalesce(sum(f.amount_paise) FILTER (WHERE f.status = 'SUCCESS'), 0) AS done,
+               p.amount_paise, p.taxable_paise, p.cgst_paise, p.sgst_paise, p.igst_paise,
+               p.base_credits, p.bonus_credits,
+               coalesce(sum(f.amount_paise), 0) AS amount,
+               coalesce(sum(f.taxable_paise), 0) AS taxable,
+               coalesce(sum(f.cgst_paise), 0) AS cgst,
+               coalesce(sum(f.sgst_paise), 0) AS sgst,
+               coalesce(sum(f.igst_paise), 0) AS igst,
+               coalesce(sum(f.base_credits), 0) AS base,
+               coalesce(sum(f.bonus_credits), 0) AS bonus
+          FROM payments p
+          JOIN refunds f ON f.payment_id = p.id AND f.status NOT IN ('FAILED', 'CANCELLED')
+         GROUP BY p.id
+        HAVING coalesce(p.refund_amount_paise, 0)
+                   <> coalesce(sum(f.amount_paise) FILTER (WHERE f.status = 'SUCCESS'), 0)
+            OR sum(f.amount_paise) > p.amount_paise OR sum(f.taxable_paise) > p.taxable_paise
+            OR sum(f.cgst_paise) > p.cgst_paise OR sum(f.sgst_paise) > p.sgst_paise
+            OR sum(f.igst_paise) > p.igst_paise OR sum(f.base_credits) > p.base_credits
+            OR sum(f.bonus_credits) > p.bonus_credits""",
+    ):
+        report.add(
+            "refund_totals",
+            f"payment {r.id}",
+            f"records {r.recorded} paise refunded, successful refunds add to {r.done}; "
+            f"standing refunds take {r.amount}/{r.amount_paise} paise, "
+            f"{r.taxable}/{r.taxable_paise} taxable, {r.base}/{r.base_credits} credits, "
+            f"{r.bonus}/{r.bonus_credits} bonus",
+        )
+    report.stats["refunds"] = int(
+        (await conn.execute(text("SELECT count(*) FROM refunds"))).scalar_one()
+    )
+
+
 async def _seals(conn: AsyncConnection, report: VerifyReport) -> None:
     prev_hash: bytes | None = None
     prev_last = 0
@@ -367,5 +458,6 @@ async def verify_ledger(engine: AsyncEngine) -> VerifyReport:
             await _chains(conn, report)
             await _balances(conn, report)
             await _lots_and_lines(conn, report)
+            await _refunds(conn, report)
             await _seals(conn, report)
     return report

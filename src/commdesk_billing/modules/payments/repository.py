@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
 from commdesk_billing.gateway.models import Payment as GatewayPayment
+from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.payments.model import Pack, Payment
 
 _COLUMNS = ", ".join(Payment.__dataclass_fields__)
@@ -79,6 +80,10 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> bool:
             {**values, "metadata": json.dumps(values.get("metadata") or {})},
         )
     ).first()
+    if row is not None:
+        await billing_events.record_payment(
+            conn, row.id, "payment.created", {"kind": values.get("kind")}
+        )
     return row is not None
 
 

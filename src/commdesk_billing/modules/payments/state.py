@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
+from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.telemetry.metrics import PAYMENT_TRANSITIONS
 
 
@@ -125,4 +126,10 @@ async def move(
             {"id": payment_id, "f": previous.value, "t": to.value, "r": reason[:500]},
         )
         PAYMENT_TRANSITIONS.labels(previous.value, to.value).inc()
+        await billing_events.record_payment(
+            conn,
+            payment_id,
+            f"payment.{to.value.lower()}",
+            {"from": previous.value, "reason": reason[:200]},
+        )
     return previous

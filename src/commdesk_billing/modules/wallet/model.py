@@ -89,6 +89,8 @@ class Hold:
     created_at: datetime
     closed_at: datetime | None
     created_by: str | None = None
+    # "refund": credits a refund in flight takes back; settled only by that refund.
+    purpose: str = "spend"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,12 @@ class Lot:
     source_ref: str | None
     granted_at: datetime
     expires_at: datetime | None
+    # Set aside for a refund in flight: part of credits_remaining, but not drawable.
+    credits_reserved: int = 0
+
+    @property
+    def drawable(self) -> int:
+        return self.credits_remaining - self.credits_reserved
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,11 @@ _LINE_COLS = """
 """
 _HOLD_COLS = """
     id, wallet_id, credits, captured_credits, released_credits, status, reason,
-    idempotency_key, expires_at, created_at, closed_at, created_by
+    idempotency_key, expires_at, created_at, closed_at, created_by, purpose
 """
 _LOT_COLS = """
     id, wallet_id, source, credits_granted, credits_remaining, credits_refunded, paid_paise,
-    taxable_paise, source_ref, granted_at, expires_at
+    taxable_paise, source_ref, granted_at, expires_at, credits_reserved
 """
 
 
@@ -191,20 +191,22 @@ async def fifo_lots(
 ) -> tuple[dict[uuid.UUID, list[LotBalance]], set[str]]:
     """For each wallet, the lots a draw of `needs[wallet]` credits touches, in FIFO order
     (DESIGN §3) and no more; and which of `keys` already have a statement line (operations
-    that ran before). One statement: this is the hottest path.
+    that ran before). Credits reserved for a refund in flight are not drawable. One
+    statement: this is the hottest path.
     """
     rows = (
         await conn.execute(
             sql("""
-        SELECT l.wallet_id, l.id, l.credits_remaining, l.before, NULL AS done_key
+        SELECT l.wallet_id, l.id, l.drawable, l.before, NULL AS done_key
           FROM (
-            SELECT wallet_id, id, credits_remaining,
-                   sum(credits_remaining) OVER (
+            SELECT wallet_id, id, credits_remaining - credits_reserved AS drawable,
+                   sum(credits_remaining - credits_reserved) OVER (
                        PARTITION BY wallet_id
-                       ORDER BY expires_at ASC NULLS LAST, granted_at, id) - credits_remaining
-                       AS before
+                       ORDER BY expires_at ASC NULLS LAST, granted_at, id)
+                       - (credits_remaining - credits_reserved) AS before
               FROM credit_lots
              WHERE wallet_id = ANY(CAST(:wallets AS uuid[])) AND credits_remaining > 0
+               AND credits_remaining > credits_reserved
           ) l
           JOIN unnest(CAST(:wallets AS uuid[]), CAST(:needs AS bigint[])) AS n(w, need)
             ON n.w = l.wallet_id AND l.before < n.need
@@ -221,7 +223,7 @@ async def fifo_lots(
         if r.done_key is not None:
             done.add(r.done_key)
         else:
-            lots[r.wallet_id].append(LotBalance(lot_id=r.id, remaining=r.credits_remaining))
+            lots[r.wallet_id].append(LotBalance(lot_id=r.id, remaining=r.drawable))
     return lots, done
 
 
@@ -247,7 +249,8 @@ async def expired_hold_ids(conn: AsyncConnection, now: datetime, limit: int) -> 
     rows = (
         await conn.execute(
             sql("""
-        SELECT id FROM wallet_holds WHERE status = 'active' AND expires_at <= :now
+        SELECT id FROM wallet_holds
+         WHERE status = 'active' AND purpose = 'spend' AND expires_at <= :now
          ORDER BY expires_at LIMIT :limit"""),
             {"now": now, "limit": limit},
         )
@@ -272,6 +275,8 @@ class WalletOperation:
     metadata: dict[str, Any] = field(default_factory=dict)
     # (lot, change of credits_remaining, change of credits_refunded)
     lot_changes: Sequence[tuple[uuid.UUID, int, int]] = ()
+    # (lot, change of credits_reserved): a refund earmarking or freeing a lot's credits
+    lot_reservations: Sequence[tuple[uuid.UUID, int]] = ()
     new_lot: Lot | None = None
     new_hold: Hold | None = None
     # (hold, new status, captured, released) for a hold this operation closes
@@ -310,7 +315,9 @@ class OperationBatch:
 
     def add(self, wallet_id: uuid.UUID, op: WalletOperation) -> tuple[Wallet, StatementLine]:
         wallet = self._state[wallet_id]
-        if any(lot_id in self._new_lots for lot_id, _, _ in op.lot_changes):
+        touched = [lot_id for lot_id, _, _ in op.lot_changes]
+        touched += [lot_id for lot_id, _ in op.lot_reservations]
+        if any(lot_id in self._new_lots for lot_id in touched):
             raise ValueError("a lot created in this batch cannot change in it")
         if op.close_hold is not None and op.close_hold[0] in self._new_holds:
             raise ValueError("a hold created in this batch cannot close in it")
@@ -401,6 +408,7 @@ class OperationBatch:
                     "nh_exps": [h.expires_at for h in holds],
                     "nh_ats": [h.created_at for h in holds],
                     "nh_by": [h.created_by for h in holds],
+                    "nh_purposes": [h.purpose for h in holds],
                 },
             )
         closes = [(op.close_hold, op.now) for op in ops if op.close_hold is not None]
@@ -420,9 +428,11 @@ class OperationBatch:
         lot_sum: dict[uuid.UUID, list[int]] = {}
         for op in ops:
             for lot_id, remaining, refunded in op.lot_changes:
-                acc = lot_sum.setdefault(lot_id, [0, 0])
+                acc = lot_sum.setdefault(lot_id, [0, 0, 0])
                 acc[0] += remaining
                 acc[1] += refunded
+            for lot_id, reserved in op.lot_reservations:
+                lot_sum.setdefault(lot_id, [0, 0, 0])[2] += reserved
         if lot_sum:
             write.add(
                 _LOT_CHANGES_SQL,
@@ -430,6 +440,7 @@ class OperationBatch:
                     "lc_ids": list(lot_sum),
                     "lc_remaining": [v[0] for v in lot_sum.values()],
                     "lc_refunded": [v[1] for v in lot_sum.values()],
+                    "lc_reserved": [v[2] for v in lot_sum.values()],
                     "lc_at": ops[-1].now,
                 },
             )
@@ -505,13 +516,14 @@ _NEW_LOTS_SQL = """
 
 _NEW_HOLDS_SQL = """
     INSERT INTO wallet_holds (id, wallet_id, credits, status, reason, idempotency_key,
-                              expires_at, created_at, created_by)
-    SELECT i, w, c, 'active', r, k, e, a, b
+                              expires_at, created_at, created_by, purpose)
+    SELECT i, w, c, 'active', r, k, e, a, b, p
       FROM unnest(CAST(:nh_ids AS uuid[]), CAST(:nh_wallets AS uuid[]),
                   CAST(:nh_credits AS bigint[]), CAST(:nh_reasons AS text[]),
                   CAST(:nh_keys AS text[]), CAST(:nh_exps AS timestamptz[]),
-                  CAST(:nh_ats AS timestamptz[]), CAST(:nh_by AS text[]))
-           AS v(i, w, c, r, k, e, a, b)"""
+                  CAST(:nh_ats AS timestamptz[]), CAST(:nh_by AS text[]),
+                  CAST(:nh_purposes AS text[]))
+           AS v(i, w, c, r, k, e, a, b, p)"""
 
 _CLOSE_HOLDS_SQL = """
     UPDATE wallet_holds h SET status = v.s, captured_credits = v.c, released_credits = v.r,
@@ -524,9 +536,11 @@ _CLOSE_HOLDS_SQL = """
 _LOT_CHANGES_SQL = """
     UPDATE credit_lots l
        SET credits_remaining = l.credits_remaining + v.d,
-           credits_refunded = l.credits_refunded + v.r, updated_at = :lc_at
+           credits_refunded = l.credits_refunded + v.r,
+           credits_reserved = l.credits_reserved + v.rs, updated_at = :lc_at
       FROM unnest(CAST(:lc_ids AS uuid[]), CAST(:lc_remaining AS bigint[]),
-                  CAST(:lc_refunded AS bigint[])) AS v(id, d, r)
+                  CAST(:lc_refunded AS bigint[]), CAST(:lc_reserved AS bigint[]))
+           AS v(id, d, r, rs)
      WHERE l.id = v.id"""
 
 _LINES_SQL = """

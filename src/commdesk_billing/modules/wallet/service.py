@@ -223,6 +223,16 @@ async def _lock_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> tuple[Wallet,
     return wallet, hold
 
 
+def _not_a_refund(hold: Hold) -> None:
+    # A refund's hold earmarks the very lots it refunds; capturing or releasing it anywhere
+    # but in the refund flow would leave those lots reserved for ever.
+    if hold.purpose != "spend":
+        raise HoldNotActive(
+            f"hold {hold.id} belongs to a refund and settles with it",
+            hold_status=hold.status.value,
+        )
+
+
 async def capture_hold(
     conn: AsyncConnection,
     *,
@@ -234,6 +244,7 @@ async def capture_hold(
 ) -> OperationResult:
     """Consume `credits` of a hold (all of it by default) and release the rest."""
     wallet, hold = await _lock_hold(conn, hold_id)
+    _not_a_refund(hold)
     if done := await replay(conn, wallet, idempotency_key, TxnType.capture, None):
         if done.line.hold_id != hold.id:
             raise IdempotencyMismatch("idempotency key was already used for another hold")
@@ -297,6 +308,7 @@ async def release_credits(
     """Return a hold's credits to available (voiding it). `expired` marks the scheduler's
     release of a hold nobody captured in time."""
     wallet, hold = await _lock_hold(conn, hold_id)
+    _not_a_refund(hold)
     if done := await replay(conn, wallet, idempotency_key, TxnType.release, None):
         if done.line.hold_id != hold.id:
             raise IdempotencyMismatch("idempotency key was already used for another hold")
@@ -360,7 +372,7 @@ async def refund_credits(
     assert lot is not None
     if lot.source is LotSource.promotional:
         raise InvalidAmount("promotional credits are not refundable", refundable_credits=0)
-    refundable = min(lot.credits_remaining, wallet.available_credits)
+    refundable = min(lot.drawable, wallet.available_credits)
     wanted = refundable if credits is None else credits
     if wanted == 0 or wanted > refundable:
         raise InsufficientCredits(

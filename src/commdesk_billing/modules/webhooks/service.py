@@ -8,9 +8,9 @@ Nothing here grants credits or trusts the payload's claims: a verified webhook o
 2. the signature timestamp within a window wide enough for Cashfree's own retries;
 3. store the raw body and headers once per delivery identity (Cashfree's x-idempotency-key,
    else payment id + type): a repeat only bumps a counter;
-4. checks against our order (unknown order: recorded and answered; amount or currency that
-   disagree with the order: a fraud event, and not acted on);
-5. in the same transaction, `payment.processing` into the outbox.
+4. checks against our order or refund (unknown: recorded and answered; amount or currency
+   that disagree with ours: a fraud event, and not acted on);
+5. in the same transaction, `payment.processing` (or `refund.processing`) into the outbox.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from commdesk_billing.db.sql import sql
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.amounts import AmountError
 from commdesk_billing.gateway.models import PaymentWebhookData, WebhookEnvelope
+from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import repository as payments
 from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.refunds import repository as refunds
 from commdesk_billing.queues import outbox
 from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 
@@ -44,6 +46,7 @@ log = structlog.get_logger(__name__)
 PAYMENT_EVENTS = frozenset(
     {"PAYMENT_SUCCESS_WEBHOOK", "PAYMENT_FAILED_WEBHOOK", "PAYMENT_USER_DROPPED_WEBHOOK"}
 )
+REFUND_EVENTS = frozenset({"REFUND_STATUS_WEBHOOK"})
 # Headers worth keeping as evidence (never Authorization-like ones: Cashfree sends none).
 _KEPT_HEADERS = (
     "content-type",
@@ -130,9 +133,15 @@ async def receive(
     attempt = headers.get("x-webhook-attempt", "")
     data: PaymentWebhookData | None = None
     unreadable: str | None = None
+    refund_data: GatewayRefund | None = None
     if event.type in PAYMENT_EVENTS:
         try:
             data = PaymentWebhookData.model_validate(event.data)
+        except (ValidationError, AmountError) as exc:
+            unreadable = f"payload unreadable: {str(exc)[:300]}"
+    elif event.type in REFUND_EVENTS:
+        try:
+            refund_data = GatewayRefund.model_validate(event.data.get("refund"))
         except (ValidationError, AmountError) as exc:
             unreadable = f"payload unreadable: {str(exc)[:300]}"
     key = _dedupe_key(event, data)[:500]
@@ -152,11 +161,13 @@ async def receive(
     }
 
     async def work(conn: AsyncConnection) -> Receipt:
+        if event.type in REFUND_EVENTS:
+            return await _receive_refund(conn, stored, refund_data, unreadable)
         payment = await payments.by_order_id(conn, data.order.order_id) if data else None
         verdict: tuple[str, str] | None = None  # (status, outcome) when not acted on
         mismatch: list[str] = []
         if event.type not in PAYMENT_EVENTS:
-            # Refund events are acted on by the refunds flow; others are kept as evidence.
+            # Kept as evidence (settlements, disputes…): nothing here acts on them yet.
             verdict = ("ignored", f"no handler for {event.type}")
         elif data is None:
             verdict = ("rejected", unreadable or "payload unreadable")
@@ -166,30 +177,9 @@ async def receive(
             mismatch = _disagreements(data, payment)
             if mismatch:
                 verdict = ("rejected", f"disagrees with the order: {mismatch}")
-        webhook_id = uuid.uuid4()
-        row = (
-            await conn.execute(
-                sql("""
-                INSERT INTO payment_webhooks (id, dedupe_key, provider_key, event_type,
-                    raw_body, headers, signature_timestamp, delivery_attempt, source_ip,
-                    order_id, cf_payment_id, payment_id, status, outcome, processed_at)
-                VALUES (:id, :key, :pk, :type, :raw, CAST(:headers AS jsonb), :ts, :att, :ip,
-                        :order, :cf, :pid, :status, :outcome,
-                        CASE WHEN :status = 'received' THEN NULL ELSE now() END)
-                ON CONFLICT (dedupe_key) DO UPDATE
-                   SET duplicates = payment_webhooks.duplicates + 1, last_seen_at = now()
-                RETURNING id, (xmax = 0) AS inserted"""),
-                {
-                    **stored,
-                    "id": webhook_id,
-                    "pid": payment.id if payment else None,
-                    "status": verdict[0] if verdict else "received",
-                    "outcome": verdict[1][:500] if verdict else None,
-                },
-            )
-        ).one()
-        if not row.inserted:
-            return Receipt(row.id, "duplicate")
+        webhook_id, inserted = await _store(conn, stored, payment.id if payment else None, verdict)
+        if not inserted:
+            return Receipt(webhook_id, "duplicate")
         if payment is None or data is None:
             if data is not None:
                 log.warning("webhook.unknown_order", order_id=data.order.order_id[:100])
@@ -224,6 +214,88 @@ async def receive(
     receipt = await in_transaction(engine, work)
     WEBHOOKS_RECEIVED.labels(receipt.outcome).inc()
     return receipt
+
+
+async def _store(
+    conn: AsyncConnection,
+    stored: dict[str, Any],
+    payment_id: uuid.UUID | None,
+    verdict: tuple[str, str] | None,
+) -> tuple[uuid.UUID, bool]:
+    """Insert the delivery once per dedupe key; a repeat bumps the counter. Returns the
+    row's id and whether this call inserted it."""
+    row = (
+        await conn.execute(
+            sql("""
+            INSERT INTO payment_webhooks (id, dedupe_key, provider_key, event_type,
+                raw_body, headers, signature_timestamp, delivery_attempt, source_ip,
+                order_id, cf_payment_id, payment_id, status, outcome, processed_at)
+            VALUES (:id, :key, :pk, :type, :raw, CAST(:headers AS jsonb), :ts, :att, :ip,
+                    :order, :cf, :pid, :status, :outcome,
+                    CASE WHEN :status = 'received' THEN NULL ELSE now() END)
+            ON CONFLICT (dedupe_key) DO UPDATE
+               SET duplicates = payment_webhooks.duplicates + 1, last_seen_at = now()
+            RETURNING id, (xmax = 0) AS inserted"""),
+            {
+                **stored,
+                "id": uuid.uuid4(),
+                "pid": payment_id,
+                "status": verdict[0] if verdict else "received",
+                "outcome": verdict[1][:500] if verdict else None,
+            },
+        )
+    ).one()
+    return row.id, bool(row.inserted)
+
+
+async def _receive_refund(
+    conn: AsyncConnection,
+    stored: dict[str, Any],
+    data: GatewayRefund | None,
+    unreadable: str | None,
+) -> Receipt:
+    """A refund status webhook: like a payment's, only a prompt to ask Cashfree (the
+    refund.processing consumer fetches the refund; the payload is not trusted)."""
+    refund = await refunds.by_ref(conn, data.refund_id) if data else None
+    verdict: tuple[str, str] | None = None
+    mismatch: list[str] = []
+    if data is None:
+        verdict = ("rejected", unreadable or "payload unreadable")
+    elif refund is None:
+        verdict = ("ignored", "unknown refund")
+    else:
+        if data.order_id is not None and data.order_id != refund.order_id:
+            mismatch.append("order_id")
+        if data.refund_amount_paise != refund.amount_paise:
+            mismatch.append("refund_amount")
+        if mismatch:
+            verdict = ("rejected", f"disagrees with the refund: {mismatch}")
+    stored = {**stored, "order": (data.order_id or "")[:100] if data else None}
+    webhook_id, inserted = await _store(
+        conn, stored, refund.payment_id if refund else None, verdict
+    )
+    if not inserted:
+        return Receipt(webhook_id, "duplicate")
+    if refund is None:
+        return Receipt(webhook_id, "unknown_order" if data else "ignored")
+    if mismatch:
+        await fraud.record(
+            conn,
+            "refund_webhook_mismatch",
+            severity="high",
+            payment_id=refund.payment_id,
+            webhook_id=webhook_id,
+            details={"fields": mismatch, "refund_id": str(refund.id)},
+        )
+        return Receipt(webhook_id, "mismatch")
+    await outbox.publish(
+        conn,
+        "refund.processing",
+        "refund.webhook",
+        {"refund_id": str(refund.id), "source": "webhook", "webhook_id": str(webhook_id)},
+        correlation_id=str(refund.id),
+    )
+    return Receipt(webhook_id, "accepted")
 
 
 def _disagreements(data: PaymentWebhookData, payment: Payment) -> list[str]:

@@ -1,0 +1,155 @@
+"""Invoice routes: tax invoices and credit notes, and their PDFs (the buyer, finance_admin,
+auditor)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.deps import Caller, Engine
+from commdesk_billing.errors import (
+    DocumentPending,
+    Forbidden,
+    InvalidCursor,
+    StorageUnavailableError,
+)
+from commdesk_billing.modules.invoices import repository as repo
+from commdesk_billing.modules.invoices import service
+from commdesk_billing.modules.invoices.document import DocumentKind
+from commdesk_billing.modules.invoices.schemas import InvoiceOut, InvoicePage
+from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Role
+from commdesk_billing.storage import DocumentStore, StorageError
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["invoices"])
+
+_PROBLEMS = documented(
+    {
+        401: "No valid bearer token",
+        403: "Caller may not read invoices",
+        404: "No such invoice (or not the caller's)",
+        409: "The PDF is not stored yet; retry shortly",
+        422: "Bad query parameters",
+        503: "Document storage unavailable",
+    }
+)
+
+
+def _encode(at: datetime, iid: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"i:{at.isoformat()}|{iid}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, rest = raw.partition(":")
+        at, _, iid = rest.partition("|")
+        if prefix != "i":
+            raise ValueError("not an invoices cursor")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return when, uuid.UUID(iid)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+
+
+@router.get(
+    "/invoices",
+    response_model=InvoicePage,
+    responses=_PROBLEMS,
+    summary="Tax invoices and credit notes, newest first: the caller's own, or all of them "
+    "for finance_admin and auditor",
+)
+async def list_invoices(
+    engine: Engine,
+    caller: Caller,
+    payment_id: uuid.UUID | None = None,
+    kind: DocumentKind | None = None,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> InvoicePage:
+    if caller.role in (Role.service, Role.support):
+        raise Forbidden("invoices are read by their buyer, finance_admin and auditor")
+    before = _decode(cursor) if cursor else None
+
+    async def work(conn: AsyncConnection) -> InvoicePage:
+        user_id = None
+        if caller.role not in service.READERS:
+            user_id = await payments.user_id_for(conn, caller.sub)
+            if user_id is None:
+                return InvoicePage(data=[], next_cursor=None)
+        rows = await repo.listing(
+            conn,
+            user_id=user_id,
+            payment_id=payment_id,
+            kind=kind,
+            limit=limit + 1,
+            before=before,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return InvoicePage(
+            data=[InvoiceOut.of(i) for i in rows],
+            next_cursor=_encode(rows[-1].issued_at, rows[-1].id) if more else None,
+        )
+
+    return await in_transaction(engine, work)
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses=_PROBLEMS)
+async def get_invoice(invoice_id: uuid.UUID, engine: Engine, caller: Caller) -> InvoiceOut:
+    async def work(conn: AsyncConnection) -> InvoiceOut:
+        return InvoiceOut.of(await service.get_invoice(conn, caller, invoice_id))
+
+    return await in_transaction(engine, work)
+
+
+@router.get(
+    "/invoices/{invoice_id}/pdf",
+    responses={**_PROBLEMS, 200: {"content": {"application/pdf": {}}}},
+    response_class=Response,
+    summary="The document as a PDF",
+)
+async def get_invoice_pdf(
+    invoice_id: uuid.UUID, request: Request, engine: Engine, caller: Caller
+) -> Response:
+    async def work(conn: AsyncConnection) -> tuple[str | None, str | None, str]:
+        invoice = await service.get_invoice(conn, caller, invoice_id)
+        return invoice.pdf_key, invoice.pdf_sha256, invoice.number
+
+    key, sha, number = await in_transaction(engine, work)
+    if key is None:
+        raise DocumentPending(f"the PDF of {number} is being drawn; retry shortly", retry_after_s=5)
+    store: DocumentStore = request.app.state.documents
+    try:
+        data = await store.get(key)
+    except StorageError as exc:
+        log.warning("invoice.pdf.storage_error", invoice_id=str(invoice_id), error=str(exc))
+        raise StorageUnavailableError("document storage did not answer; retry later") from exc
+    if hashlib.sha256(data).hexdigest() != sha:
+        # Storage handed back other bytes than were stored: never serve them as ours.
+        log.error("invoice.pdf.corrupt", invoice_id=str(invoice_id), key=key)
+        raise StorageUnavailableError("the stored PDF does not match its record")
+    filename = number.replace("/", "-") + ".pdf"
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, max-age=3600",
+        },
+    )

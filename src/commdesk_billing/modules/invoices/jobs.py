@@ -1,0 +1,30 @@
+"""Scheduled work: PDFs that were never stored (storage was down past the message's last
+retry) are announced again, so every issued document ends up with its PDF."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.invoices import repository as repo
+from commdesk_billing.queues import outbox
+
+RETRY_AFTER = timedelta(minutes=10)
+
+
+async def render_pending(engine: AsyncEngine, *, batch: int = 200) -> int:
+    async def work(conn: AsyncConnection) -> int:
+        ids = await repo.pending_pdfs(conn, older_than=datetime.now(UTC) - RETRY_AFTER, limit=batch)
+        for invoice_id in ids:
+            await outbox.publish(
+                conn,
+                "invoice.generate",
+                "invoice.render",
+                {"invoice_id": str(invoice_id)},
+                correlation_id=str(invoice_id),
+            )
+        return len(ids)
+
+    return await in_transaction(engine, work)

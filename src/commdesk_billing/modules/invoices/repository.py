@@ -1,0 +1,123 @@
+"""SQL of the invoices domain."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
+from commdesk_billing.modules.invoices.document import DocumentKind
+from commdesk_billing.modules.invoices.model import Invoice
+
+_COLUMNS = ", ".join(Invoice.__dataclass_fields__)
+
+
+async def get(
+    conn: AsyncConnection, invoice_id: uuid.UUID, *, lock: bool = False
+) -> Invoice | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM invoices WHERE id = :id{suffix}"), {"id": invoice_id}
+        )
+    ).first()
+    return Invoice.from_row(row) if row else None
+
+
+async def tax_invoice_of(conn: AsyncConnection, payment_id: uuid.UUID) -> Invoice | None:
+    row = (
+        await conn.execute(
+            sql(f"""SELECT {_COLUMNS} FROM invoices
+                     WHERE payment_id = :p AND kind = 'tax_invoice'"""),
+            {"p": payment_id},
+        )
+    ).first()
+    return Invoice.from_row(row) if row else None
+
+
+async def credit_note_of(conn: AsyncConnection, refund_id: uuid.UUID) -> Invoice | None:
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM invoices WHERE refund_id = :r"), {"r": refund_id}
+        )
+    ).first()
+    return Invoice.from_row(row) if row else None
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    values = {**values, "document": json.dumps(values["document"])}
+    cols = ", ".join(values)
+    params = ", ".join("CAST(:document AS jsonb)" if c == "document" else f":{c}" for c in values)
+    await conn.execute(sql(f"INSERT INTO invoices ({cols}) VALUES ({params})"), values)
+
+
+async def set_pdf(
+    conn: AsyncConnection, invoice_id: uuid.UUID, key: str, sha256: str, size: int
+) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE invoices SET pdf_key = :k, pdf_sha256 = :h, pdf_bytes = :n, pdf_stored_at = now()
+         WHERE id = :id AND pdf_key IS NULL"""),
+        {"id": invoice_id, "k": key, "h": sha256, "n": size},
+    )
+
+
+async def buyer(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
+    row = (
+        await conn.execute(
+            sql("SELECT external_id, email, name, state_code FROM users WHERE id = :id"),
+            {"id": user_id},
+        )
+    ).one()
+    return dict(row._asdict())
+
+
+async def listing(
+    conn: AsyncConnection,
+    *,
+    user_id: uuid.UUID | None,
+    payment_id: uuid.UUID | None,
+    kind: DocumentKind | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Invoice]:
+    at, bid = before or (None, None)
+    rows = (
+        await conn.execute(
+            sql(f"""
+            SELECT {_COLUMNS} FROM invoices
+             WHERE (CAST(:u AS uuid) IS NULL OR user_id = :u)
+               AND (CAST(:p AS uuid) IS NULL OR payment_id = :p)
+               AND (CAST(:k AS text) IS NULL OR kind = :k)
+               AND (CAST(:at AS timestamptz) IS NULL
+                    OR (issued_at, id) < (CAST(:at AS timestamptz), CAST(:bid AS uuid)))
+             ORDER BY issued_at DESC, id DESC LIMIT :limit"""),
+            {
+                "u": user_id,
+                "p": payment_id,
+                "k": kind.value if kind else None,
+                "at": at,
+                "bid": bid,
+                "limit": limit,
+            },
+        )
+    ).all()
+    return [Invoice.from_row(r) for r in rows]
+
+
+async def pending_pdfs(
+    conn: AsyncConnection, *, older_than: datetime, limit: int
+) -> list[uuid.UUID]:
+    rows = (
+        await conn.execute(
+            sql("""
+            SELECT id FROM invoices WHERE pdf_key IS NULL AND created_at < :t
+             ORDER BY created_at LIMIT :limit"""),
+            {"t": older_than, "limit": limit},
+        )
+    ).all()
+    return [r.id for r in rows]

@@ -1,0 +1,295 @@
+"""Tax documents (the seed's generateInvoice): one tax invoice per credited purchase, one
+credit note per successful refund.
+
+Issuing is one transaction: lock the payment, return the document if it exists already
+(a redelivered message issues nothing twice), else take the next number of the series and
+insert the document. The document's figures are the payment's or refund's own, computed by
+`modules/tax/gst.py` and `modules/refunds/allocation.py`; nothing is recomputed here.
+
+The PDF is a second step (`store_pdf`, announced by the first): the issued document is the
+legal record, and storage being down must not hold up numbering. It is drawn from the
+stored document and written under a key derived from the number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.config import Settings
+from commdesk_billing.errors import DocumentPending, NotFound
+from commdesk_billing.modules.billing import events as billing_events
+from commdesk_billing.modules.invoices import numbering
+from commdesk_billing.modules.invoices import repository as repo
+from commdesk_billing.modules.invoices.document import (
+    DocumentKind,
+    LineItem,
+    Party,
+    TaxDocument,
+)
+from commdesk_billing.modules.invoices.model import Invoice
+from commdesk_billing.modules.invoices.pdf import render_pdf
+from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.payments.state import Status as PaymentStatus
+from commdesk_billing.modules.refunds import repository as refunds
+from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.queues import outbox
+from commdesk_billing.security.jwt import Principal, Role
+from commdesk_billing.storage import DocumentStore, ObjectConflict
+from commdesk_billing.telemetry.metrics import DOCUMENTS_ISSUED
+
+log = structlog.get_logger(__name__)
+
+READERS = frozenset({Role.finance_admin, Role.auditor})
+
+
+def seller(settings: Settings) -> Party:
+    return Party(
+        name=settings.seller_legal_name,
+        address=settings.seller_address,
+        gstin=settings.seller_gstin,
+        state_code=settings.seller_state_code,
+    )
+
+
+def _describe(p: Payment) -> str:
+    credits = f"{p.base_credits:,} credits"
+    if p.bonus_credits:
+        credits += f" + {p.bonus_credits:,} bonus"
+    what = f"pack {p.pack_code}" if p.pack_code else "top-up"
+    return f"CommDesk credits, {what} ({credits})"
+
+
+async def _buyer(conn: AsyncConnection, p: Payment) -> Party:
+    user = await repo.buyer(conn, p.user_id)
+    email = p.customer_email or user["email"]
+    return Party(
+        name=user["name"] or email or f"CommDesk member {user['external_id']}",
+        address=None,
+        gstin=None,
+        state_code=p.buyer_state,
+        email=email,
+    )
+
+
+async def _issue(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    kind: DocumentKind,
+    payment: Payment,
+    at: datetime,
+    draft: TaxDocument,
+    refund_id: uuid.UUID | None = None,
+    original: Invoice | None = None,
+) -> Invoice:
+    series = (
+        settings.invoice_series if kind is DocumentKind.tax_invoice else settings.credit_note_series
+    )
+    year = numbering.fiscal_year(at)
+    seq = await numbering.next_seq(conn, series, year)
+    number = numbering.format_number(series, year, seq)
+    # The number is taken last, once the document is known to be valid.
+    doc = replace(draft, number=number)
+    invoice_id = uuid.uuid4()
+    await repo.insert(
+        conn,
+        {
+            "id": invoice_id,
+            "kind": kind.value,
+            "series": series,
+            "fiscal_year": year,
+            "seq": seq,
+            "number": number,
+            "payment_id": payment.id,
+            "refund_id": refund_id,
+            "original_invoice_id": original.id if original else None,
+            "user_id": payment.user_id,
+            "issued_at": at,
+            "place_of_supply": doc.place_of_supply,
+            "taxable_paise": doc.taxable_paise,
+            "cgst_paise": doc.cgst_paise,
+            "sgst_paise": doc.sgst_paise,
+            "igst_paise": doc.igst_paise,
+            "total_paise": doc.total_paise,
+            "document": doc.to_json(),
+        },
+    )
+    await billing_events.record(
+        conn,
+        f"{kind.value}.issued",
+        payment_id=payment.id,
+        refund_id=refund_id,
+        invoice_id=invoice_id,
+        user_id=payment.user_id,
+        amount_paise=doc.total_paise,
+        data={"number": number},
+    )
+    await outbox.publish(
+        conn,
+        "invoice.generate",
+        "invoice.render",
+        {"invoice_id": str(invoice_id)},
+        correlation_id=str(payment.id),
+    )
+    DOCUMENTS_ISSUED.labels(kind.value).inc()
+    log.info("document.issued", kind=kind.value, number=number, payment_id=str(payment.id))
+    issued = await repo.get(conn, invoice_id)
+    assert issued is not None
+    return issued
+
+
+async def issue_invoice(
+    conn: AsyncConnection, settings: Settings, payment_id: uuid.UUID, *, at: datetime | None = None
+) -> Invoice:
+    """The tax invoice of a credited purchase; issued once, returned ever after."""
+    payment = await payments.get(conn, payment_id, lock=True)
+    if payment is None:
+        raise NotFound(f"payment {payment_id} does not exist")
+    if (existing := await repo.tax_invoice_of(conn, payment.id)) is not None:
+        return existing
+    if payment.status is not PaymentStatus.CREDITED:
+        raise DocumentPending(f"payment {payment.id} is {payment.status.value}, not credited")
+    when = at or datetime.now(UTC)
+    draft = TaxDocument(
+        kind=DocumentKind.tax_invoice,
+        number="",
+        issued_at=when,
+        seller=seller(settings),
+        buyer=await _buyer(conn, payment),
+        place_of_supply=payment.buyer_state,
+        lines=(
+            LineItem(
+                description=_describe(payment),
+                sac=settings.invoice_sac_code,
+                quantity=payment.base_credits + payment.bonus_credits,
+                unit="credits",
+                taxable_paise=payment.taxable_paise,
+            ),
+        ),
+        taxable_paise=payment.taxable_paise,
+        cgst_paise=payment.cgst_paise,
+        sgst_paise=payment.sgst_paise,
+        igst_paise=payment.igst_paise,
+        total_paise=payment.amount_paise,
+        rate_bp=payment.gst_rate_bp,
+        gst_mode=payment.gst_mode,
+        payment_reference=_reference(payment.order_id, payment.cashfree_payment_id),
+    )
+    return await _issue(
+        conn, settings, kind=DocumentKind.tax_invoice, payment=payment, at=when, draft=draft
+    )
+
+
+def _reference(order_id: str, gateway_id: str | None) -> str:
+    return f"order {order_id}" + (f", Cashfree {gateway_id}" if gateway_id else "")
+
+
+async def issue_credit_note(
+    conn: AsyncConnection, settings: Settings, refund_id: uuid.UUID, *, at: datetime | None = None
+) -> Invoice:
+    """The credit note of a successful refund, against the purchase's tax invoice (issued
+    first, in this same transaction, if its own message has not arrived yet)."""
+    refund = await refunds.get(conn, refund_id)
+    if refund is None:
+        raise NotFound(f"refund {refund_id} does not exist")
+    original = await issue_invoice(conn, settings, refund.payment_id, at=at)
+    if (existing := await repo.credit_note_of(conn, refund.id)) is not None:
+        return existing
+    if refund.status is not RefundStatus.SUCCESS:
+        raise DocumentPending(f"refund {refund.id} is {refund.status.value}, not done")
+    payment = await payments.get(conn, refund.payment_id)
+    assert payment is not None
+    when = max(at or datetime.now(UTC), original.issued_at)
+    credits = refund.base_credits + refund.bonus_credits
+    draft = TaxDocument(
+        kind=DocumentKind.credit_note,
+        number="",
+        issued_at=when,
+        seller=seller(settings),
+        buyer=await _buyer(conn, payment),
+        place_of_supply=payment.buyer_state,
+        lines=(
+            LineItem(
+                description=f"Refund of {_describe(payment)}: {credits:,} credits returned",
+                sac=settings.invoice_sac_code,
+                quantity=credits,
+                unit="credits",
+                taxable_paise=refund.taxable_paise,
+            ),
+        ),
+        taxable_paise=refund.taxable_paise,
+        cgst_paise=refund.cgst_paise,
+        sgst_paise=refund.sgst_paise,
+        igst_paise=refund.igst_paise,
+        total_paise=refund.amount_paise,
+        rate_bp=payment.gst_rate_bp,
+        gst_mode=payment.gst_mode,
+        payment_reference=_reference(payment.order_id, refund.cf_refund_id)
+        + f", refund {refund.refund_ref}",
+        original_number=original.number,
+        original_issued_at=original.issued_at,
+        reason=refund.reason,
+    )
+    return await _issue(
+        conn,
+        settings,
+        kind=DocumentKind.credit_note,
+        payment=payment,
+        at=when,
+        draft=draft,
+        refund_id=refund.id,
+        original=original,
+    )
+
+
+async def store_pdf(conn: AsyncConnection, store: DocumentStore, invoice_id: uuid.UUID) -> Invoice:
+    """Draw the document's PDF and store it, once. The row is locked so two workers never
+    race; a PDF already under the key (a crash after storing, before recording) is an
+    earlier drawing of this same document and is kept as it is."""
+    invoice = await repo.get(conn, invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound(f"invoice {invoice_id} does not exist")
+    if invoice.pdf_key is not None:
+        return invoice
+    pdf = await asyncio.to_thread(render_pdf, invoice.tax_document)
+    key = invoice.pdf_object_key
+    try:
+        stored = await store.put(key, pdf, "application/pdf")
+        sha, size = stored.sha256, stored.size
+    except ObjectConflict:
+        kept = await store.get(key)
+        sha, size = _sha256(kept), len(kept)
+    await repo.set_pdf(conn, invoice.id, key, sha, size)
+    done = await repo.get(conn, invoice.id)
+    assert done is not None
+    return done
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def may_read(conn: AsyncConnection, caller: Principal, invoice: Invoice) -> None:
+    if caller.role in READERS:
+        return
+    if caller.role is not Role.service:
+        user = await repo.buyer(conn, invoice.user_id)
+        if user["external_id"] == caller.sub:
+            return
+    raise NotFound(f"invoice {invoice.id} does not exist")
+
+
+async def get_invoice(conn: AsyncConnection, caller: Principal, invoice_id: uuid.UUID) -> Invoice:
+    invoice = await repo.get(conn, invoice_id)
+    if invoice is None:
+        raise NotFound(f"invoice {invoice_id} does not exist")
+    await may_read(conn, caller, invoice)
+    return invoice

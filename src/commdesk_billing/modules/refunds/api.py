@@ -1,0 +1,111 @@
+"""Refund routes: request a refund of a purchase, read refunds."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
+from commdesk_billing.errors import InvalidCursor
+from commdesk_billing.modules.idempotency.service import respond
+from commdesk_billing.modules.refunds import service
+from commdesk_billing.modules.refunds.schemas import RefundOut, RefundPage, RefundRequest
+from commdesk_billing.problems import documented
+
+router = APIRouter(prefix="/v1", tags=["refunds"])
+
+_PROBLEMS = documented(
+    {
+        400: "Missing or malformed Idempotency-Key",
+        401: "No valid bearer token",
+        403: "Caller may not refund this payment",
+        404: "No such payment or refund",
+        409: "Payment not refundable (not credited), or the same key in flight",
+        422: "Body invalid, the key reused, or more than is refundable (see refundable_paise)",
+    }
+)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    status_code=202,
+    response_model=RefundOut,
+    responses=_PROBLEMS,
+    summary="Refund all or part of a purchase (finance_admin, support; buyers within the "
+    "configured window)",
+)
+async def create_refund(
+    payment_id: uuid.UUID,
+    body: RefundRequest,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    answer = await service.request_refund(engine, settings, caller, payment_id, body, key)
+    return respond(answer)
+
+
+@router.get("/refunds/{refund_id}", response_model=RefundOut, responses=_PROBLEMS)
+async def get_refund(refund_id: uuid.UUID, engine: Engine, caller: Caller) -> RefundOut:
+    async def work(conn: AsyncConnection) -> RefundOut:
+        return RefundOut.of(await service.get_refund(conn, caller, refund_id))
+
+    return await in_transaction(engine, work)
+
+
+def _encode(at: datetime, rid: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"r:{at.isoformat()}|{rid}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, rest = raw.partition(":")
+        at, _, rid = rest.partition("|")
+        if prefix != "r":
+            raise ValueError("not a refunds cursor")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return when, uuid.UUID(rid)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+
+
+@router.get(
+    "/payments/{payment_id}/refunds",
+    response_model=RefundPage,
+    responses=_PROBLEMS,
+    summary="A payment's refunds, newest first, and what is refundable now",
+)
+async def list_refunds(
+    payment_id: uuid.UUID,
+    engine: Engine,
+    caller: Caller,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RefundPage:
+    before = _decode(cursor) if cursor else None
+
+    async def work(conn: AsyncConnection) -> RefundPage:
+        rows, can = await service.list_refunds(
+            conn, caller, payment_id, limit=limit + 1, before=before
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return RefundPage(
+            data=[RefundOut.of(r) for r in rows],
+            refundable_paise=can,
+            next_cursor=_encode(rows[-1].created_at, rows[-1].id) if more else None,
+        )
+
+    return await in_transaction(engine, work)

@@ -1,0 +1,46 @@
+"""`refund.processing`: create the refund at Cashfree, or ask what became of it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import NotFound
+from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.modules.refunds import service
+from commdesk_billing.modules.webhooks import service as webhooks
+from commdesk_billing.queues.envelope import Envelope
+from commdesk_billing.queues.runtime import PermanentError
+from commdesk_billing.security.text import StrictInput
+
+
+class RefundPayload(StrictInput):
+    refund_id: uuid.UUID
+    source: Literal["request", "webhook", "sync", "manual"]
+    webhook_id: uuid.UUID | None = None
+
+
+class RefundProcessing:
+    """A one-phase handler on purpose (not TwoPhase): `service.process` keeps the refund's
+    row locked across the Cashfree call, see there why."""
+
+    def __init__(self, client: CashfreeClient) -> None:
+        self.client = client
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        try:
+            p = RefundPayload.model_validate(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"refund.processing payload: {exc.errors()[:3]}") from exc
+        try:
+            status = await service.process(conn, self.client, p.refund_id, source=p.source)
+        except (NotFound, service.RefundMismatch) as exc:
+            raise PermanentError(str(exc)) from exc
+        if p.webhook_id is not None:
+            await webhooks.mark_processed(conn, p.webhook_id, f"refund {status.value}")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

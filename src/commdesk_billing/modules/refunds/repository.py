@@ -1,0 +1,183 @@
+"""SQL of the refunds domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
+from commdesk_billing.modules.refunds.model import (
+    ALLOWED,
+    STANDING,
+    Refund,
+    RefundStatus,
+)
+from commdesk_billing.telemetry.metrics import REFUND_TRANSITIONS
+
+_COLUMNS = ", ".join(Refund.__dataclass_fields__)
+
+
+async def get(conn: AsyncConnection, refund_id: uuid.UUID, *, lock: bool = False) -> Refund | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM refunds WHERE id = :id{suffix}"), {"id": refund_id}
+        )
+    ).first()
+    return Refund.from_row(row) if row else None
+
+
+async def by_ref(conn: AsyncConnection, refund_ref: str) -> Refund | None:
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM refunds WHERE refund_ref = :r"), {"r": refund_ref}
+        )
+    ).first()
+    return Refund.from_row(row) if row else None
+
+
+async def for_payment(
+    conn: AsyncConnection,
+    payment_id: uuid.UUID,
+    *,
+    limit: int = 1000,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Refund]:
+    row_before = before or (None, None)
+    rows = (
+        await conn.execute(
+            sql(f"""
+            SELECT {_COLUMNS} FROM refunds
+             WHERE payment_id = :p
+               AND (CAST(:at AS timestamptz) IS NULL
+                    OR (created_at, id) < (CAST(:at AS timestamptz), CAST(:bid AS uuid)))
+             ORDER BY created_at DESC, id DESC LIMIT :limit"""),
+            {"p": payment_id, "at": row_before[0], "bid": row_before[1], "limit": limit},
+        )
+    ).all()
+    return [Refund.from_row(r) for r in rows]
+
+
+async def standing(conn: AsyncConnection, payment_id: uuid.UUID) -> list[Refund]:
+    return [r for r in await for_payment(conn, payment_id) if r.status in STANDING]
+
+
+async def lots_of_payment(
+    conn: AsyncConnection, payment_id: uuid.UUID
+) -> dict[str, tuple[uuid.UUID, int, int]]:
+    """The purchase and bonus lots a payment granted: source -> (lot, drawable, granted)."""
+    rows = (
+        await conn.execute(
+            sql("""
+            SELECT source, id, credits_remaining - credits_reserved AS drawable,
+                   credits_granted
+              FROM credit_lots
+             WHERE source_ref = :ref AND source IN ('purchase', 'bonus')"""),
+            {"ref": str(payment_id)},
+        )
+    ).all()
+    return {r.source: (r.id, int(r.drawable), int(r.credits_granted)) for r in rows}
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    cols = ", ".join(values)
+    params = ", ".join(f":{c}" for c in values)
+    await conn.execute(sql(f"INSERT INTO refunds ({cols}) VALUES ({params})"), values)
+
+
+_SETTABLE = frozenset(
+    {
+        "cf_refund_id",
+        "refund_arn",
+        "gateway_status",
+        "status_description",
+        "failure_reason",
+        "processed_at",
+    }
+)
+
+
+async def move(
+    conn: AsyncConnection, refund_id: uuid.UUID, to: RefundStatus, *, reason: str, **cols: Any
+) -> RefundStatus | None:
+    """Conditional status change (see the state machine in model.py); the status it left,
+    or None when the refund is elsewhere already."""
+    unknown = set(cols) - _SETTABLE
+    if unknown:
+        raise ValueError(f"a refund move cannot set {sorted(unknown)}")
+    sets = "".join(f", {c} = :{c}" for c in sorted(cols))
+    row = (
+        await conn.execute(
+            sql(f"""
+            WITH old AS (SELECT status FROM refunds WHERE id = :id FOR UPDATE)
+            UPDATE refunds r SET status = :to, updated_at = now(){sets}
+              FROM old
+             WHERE r.id = :id AND old.status = ANY(:allowed)
+            RETURNING old.status"""),
+            {"id": refund_id, "to": to.value, "allowed": [s.value for s in ALLOWED[to]], **cols},
+        )
+    ).first()
+    if row is None:
+        return None
+    previous = RefundStatus(row[0])
+    if previous is not to:
+        await conn.execute(
+            sql("""
+            INSERT INTO refund_transitions (refund_id, from_status, to_status, reason)
+            VALUES (:id, :f, :t, :r)"""),
+            {"id": refund_id, "f": previous.value, "t": to.value, "r": reason[:500]},
+        )
+        REFUND_TRANSITIONS.labels(previous.value, to.value).inc()
+    return previous
+
+
+async def note_gateway(conn: AsyncConnection, refund_id: uuid.UUID, **cols: Any) -> None:
+    """Record what Cashfree said without a status change (ids, ARN, description)."""
+    unknown = set(cols) - _SETTABLE
+    if unknown or not cols:
+        raise ValueError(f"cannot note {sorted(unknown)}")
+    sets = ", ".join(f"{c} = coalesce(:{c}, {c})" for c in sorted(cols))
+    await conn.execute(
+        sql(f"UPDATE refunds SET {sets}, updated_at = now() WHERE id = :id"),
+        {"id": refund_id, **cols},
+    )
+
+
+async def mark_synced(conn: AsyncConnection, refund_id: uuid.UUID) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE refunds SET last_synced_at = now(), sync_count = sync_count + 1
+         WHERE id = :id"""),
+        {"id": refund_id},
+    )
+
+
+async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_paise: int) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE payments
+           SET refund_amount_paise = coalesce(refund_amount_paise, 0) + :a,
+               refunded = coalesce(refund_amount_paise, 0) + :a = amount_paise,
+               updated_at = now()
+         WHERE id = :id"""),
+        {"id": payment_id, "a": amount_paise},
+    )
+
+
+async def due_for_sync(
+    conn: AsyncConnection, *, older_than: datetime, limit: int
+) -> list[uuid.UUID]:
+    rows = (
+        await conn.execute(
+            sql("""
+            SELECT id FROM refunds
+             WHERE status IN ('CREATED', 'PENDING', 'ONHOLD')
+               AND updated_at < :t AND coalesce(last_synced_at, created_at) < :t
+             ORDER BY updated_at LIMIT :limit"""),
+            {"t": older_than, "limit": limit},
+        )
+    ).all()
+    return [r.id for r in rows]

@@ -1,0 +1,76 @@
+"""Request and response bodies of the refunds API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from commdesk_billing.modules.refunds.model import Refund
+from commdesk_billing.security.text import StrictInput
+
+
+class RefundRequest(StrictInput):
+    amount_paise: Annotated[StrictInt, Field(ge=100, le=10**10)] | None = Field(
+        None,
+        description="How much to refund, in paise (at least ₹1); omitted: everything that "
+        "is refundable now",
+    )
+    # Sent to Cashfree as refund_note (3-100 characters there too).
+    reason: Annotated[StrictStr, Field(min_length=3, max_length=100)]
+
+
+class RefundOut(BaseModel):
+    id: uuid.UUID
+    refund_ref: str = Field(description="Our refund id at Cashfree")
+    payment_id: uuid.UUID
+    order_id: str
+    status: str
+    amount_paise: int
+    taxable_paise: int
+    cgst_paise: int
+    sgst_paise: int
+    igst_paise: int
+    base_credits: int = Field(description="Purchased credits taken back")
+    bonus_credits: int = Field(description="Bonus credits taken back with them")
+    reason: str
+    requested_by: str
+    cf_refund_id: str | None
+    refund_arn: str | None
+    status_description: str | None
+    failure_reason: str | None
+    created_at: datetime
+    processed_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Refund) -> RefundOut:
+        return cls(
+            id=r.id,
+            refund_ref=r.refund_ref,
+            payment_id=r.payment_id,
+            order_id=r.order_id,
+            status=r.status.value,
+            amount_paise=r.amount_paise,
+            taxable_paise=r.taxable_paise,
+            cgst_paise=r.cgst_paise,
+            sgst_paise=r.sgst_paise,
+            igst_paise=r.igst_paise,
+            base_credits=r.base_credits,
+            bonus_credits=r.bonus_credits,
+            reason=r.reason,
+            requested_by=r.requested_by,
+            cf_refund_id=r.cf_refund_id,
+            refund_arn=r.refund_arn,
+            status_description=r.status_description,
+            failure_reason=r.failure_reason,
+            created_at=r.created_at,
+            processed_at=r.processed_at,
+        )
+
+
+class RefundPage(BaseModel):
+    data: list[RefundOut]
+    refundable_paise: int = Field(description="What a new refund could be for right now")
+    next_cursor: str | None

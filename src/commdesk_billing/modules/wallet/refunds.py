@@ -1,0 +1,228 @@
+"""The wallet's side of a purchase refund: reserve, then capture or release.
+
+A refund takes credits back from named lots (the purchase lot and its bonus lot), so its
+hold is unlike a spend hold: it earmarks those lots (`credits_reserved`) as well as moving
+the credits from available to held. While it is active no spend can draw the earmarked
+credits (FIFO skips them) and nothing but the refund can settle it (no API call, no
+expiry). Capture takes the credits back to issuance and marks the lots refunded; release
+returns them to available and frees the lots.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import HoldNotActive, IdempotencyMismatch, InsufficientCredits
+from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet.common import (
+    OperationResult,
+    check_credits,
+    journal_key,
+    lock,
+    now,
+    replay,
+)
+from commdesk_billing.modules.wallet.model import Hold, HoldStatus, Lot, TxnType, Wallet
+
+# (lot, credits taken from it)
+Takes = Sequence[tuple[uuid.UUID, int]]
+
+# A refund hold never expires by itself; the date only satisfies the column. Settling it is
+# the refund's job, and the refunds sync job makes sure every refund ends.
+_REFUND_HOLD_TTL = timedelta(days=3650)
+
+
+async def _lots(conn: AsyncConnection, wallet: Wallet, takes: Takes) -> list[Lot]:
+    lots = []
+    for lot_id, credits in takes:
+        check_credits(credits)
+        lot = await repo.get_lot(conn, lot_id)
+        if lot is None or lot.wallet_id != wallet.id:
+            raise ValueError(f"lot {lot_id} is not a lot of wallet {wallet.id}")
+        lots.append(lot)
+    return lots
+
+
+async def reserve_for_refund(
+    conn: AsyncConnection,
+    *,
+    wallet_id: uuid.UUID,
+    takes: Takes,
+    idempotency_key: str,
+    reason: str,
+    refund_ref: str,
+) -> OperationResult:
+    """Hold `takes` credits for a refund. The caller has checked they are drawable (under
+    this same wallet lock, which it took first); this re-checks and refuses otherwise."""
+    wallet = await lock(conn, wallet_id)
+    total = sum(c for _, c in takes)
+    if done := await replay(conn, wallet, idempotency_key, TxnType.hold, total):
+        return done
+    lots = await _lots(conn, wallet, takes)
+    short = [lot.id for lot, (_, c) in zip(lots, takes, strict=True) if lot.drawable < c]
+    if short or wallet.available_credits < total:
+        raise InsufficientCredits(
+            f"credits to refund are no longer available (lots {short})",
+            available_credits=wallet.available_credits,
+            requested_credits=total,
+        )
+    at = now()
+    hold = Hold(
+        id=uuid.uuid4(),
+        wallet_id=wallet.id,
+        credits=total,
+        captured_credits=0,
+        released_credits=0,
+        status=HoldStatus.active,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        expires_at=at + _REFUND_HOLD_TTL,
+        created_at=at,
+        closed_at=None,
+        created_by=None,
+        purpose="refund",
+    )
+    op = repo.WalletOperation(
+        journal=Journal(
+            idempotency_key=journal_key(idempotency_key),
+            kind="refund.hold",
+            created_at=at,
+            description=reason,
+            legs=(
+                Leg(wallet.available_account_id, Ledger.CREDITS, total, wallet.id),
+                Leg(wallet.held_account_id, Ledger.CREDITS, -total, wallet.id),
+            ),
+            metadata={"refund": refund_ref},
+        ),
+        txn_type=TxnType.hold,
+        credits=total,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=refund_ref,
+        metadata={"refund": refund_ref, "lots": {str(i): c for i, c in takes}},
+        now=at,
+        available_delta=-total,
+        locked_delta=total,
+        new_hold=hold,
+        hold_id=hold.id,
+        lot_reservations=[(lot_id, c) for lot_id, c in takes],
+    )
+    wallet, line = await repo.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
+
+
+async def _refund_hold(
+    conn: AsyncConnection, hold_id: uuid.UUID, takes: Takes
+) -> tuple[Wallet, Hold]:
+    found = await repo.get_hold(conn, hold_id)
+    if found is None or found.purpose != "refund":
+        raise ValueError(f"hold {hold_id} is not a refund hold")
+    wallet = await lock(conn, found.wallet_id)
+    hold = await repo.get_hold(conn, hold_id)
+    assert hold is not None
+    if sum(c for _, c in takes) != hold.credits:
+        raise ValueError(f"refund hold {hold_id} holds {hold.credits} credits, not {takes}")
+    return wallet, hold
+
+
+async def capture_refund(
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    takes: Takes,
+    idempotency_key: str,
+    reason: str,
+    refund_ref: str,
+) -> OperationResult:
+    """The refund succeeded: the held credits go back to issuance, the lots are refunded."""
+    wallet, hold = await _refund_hold(conn, hold_id, takes)
+    if done := await replay(conn, wallet, idempotency_key, TxnType.refund, hold.credits):
+        if done.line.hold_id != hold.id:
+            raise IdempotencyMismatch("idempotency key was already used for another hold")
+        return done
+    if hold.status is not HoldStatus.active:
+        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
+    lots = await _lots(conn, wallet, takes)
+    at = now()
+    legs = [Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id)]
+    legs += [
+        Leg(House.ISSUANCE[lot.source.value], Ledger.CREDITS, -c)
+        for lot, (_, c) in zip(lots, takes, strict=True)
+    ]
+    op = repo.WalletOperation(
+        journal=Journal(
+            idempotency_key=journal_key(idempotency_key),
+            kind="refund.credits",
+            created_at=at,
+            description=reason,
+            legs=tuple(legs),
+            metadata={"refund": refund_ref},
+        ),
+        txn_type=TxnType.refund,
+        credits=hold.credits,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=refund_ref,
+        metadata={"refund": refund_ref, "lots": {str(i): c for i, c in takes}},
+        now=at,
+        locked_delta=-hold.credits,
+        lot_changes=[(lot_id, -c, c) for lot_id, c in takes],
+        lot_reservations=[(lot_id, -c) for lot_id, c in takes],
+        close_hold=(hold.id, HoldStatus.captured, hold.credits, 0),
+        hold_id=hold.id,
+        lot_id=takes[0][0],
+    )
+    wallet, line = await repo.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=wallet, line=line, replayed=False)
+
+
+async def release_refund(
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    takes: Takes,
+    idempotency_key: str,
+    reason: str,
+    refund_ref: str,
+) -> OperationResult:
+    """The refund did not happen: the credits return to available, the lots are freed."""
+    wallet, hold = await _refund_hold(conn, hold_id, takes)
+    if done := await replay(conn, wallet, idempotency_key, TxnType.release, hold.credits):
+        if done.line.hold_id != hold.id:
+            raise IdempotencyMismatch("idempotency key was already used for another hold")
+        return done
+    if hold.status is not HoldStatus.active:
+        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
+    at = now()
+    op = repo.WalletOperation(
+        journal=Journal(
+            idempotency_key=journal_key(idempotency_key),
+            kind="refund.release",
+            created_at=at,
+            description=reason,
+            legs=(
+                Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
+                Leg(wallet.available_account_id, Ledger.CREDITS, -hold.credits, wallet.id),
+            ),
+            metadata={"refund": refund_ref},
+        ),
+        txn_type=TxnType.release,
+        credits=hold.credits,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=refund_ref,
+        metadata={"refund": refund_ref},
+        now=at,
+        available_delta=hold.credits,
+        locked_delta=-hold.credits,
+        lot_reservations=[(lot_id, -c) for lot_id, c in takes],
+        close_hold=(hold.id, HoldStatus.released, 0, hold.credits),
+        hold_id=hold.id,
+    )
+    wallet, line = await repo.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=wallet, line=line, replayed=False)
