@@ -1,10 +1,12 @@
-"""`commdesk-billing demo`: buy the ₹300 pack as a person would, then check the books.
+"""`commdesk-billing demo`: buy the ₹300 pack as a person would, refund part of it, check
+the books.
 
 Against a running stack (`--api-url`, the API of `commdesk-billing dev`) or one it starts
 (sandbox, API, worker, scheduler as child processes). Over real HTTP it opens an order, pays it
 on the sandbox's hosted checkout page with UPI, waits for the signed webhook to be verified,
-processed and the credits granted, then spends a little, and prints the wallet, the statement
-and the journal. It exits non-zero if anything does not add up.
+processed and the credits granted, then spends a little; finance refunds ₹100 of it through
+Cashfree; it prints the wallet, the statement, the journal, and the tax invoice and credit
+note with where their PDFs are. It exits non-zero if anything does not add up.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import running_stack
+from commdesk_billing.storage import LocalDocumentStore
+from commdesk_billing.storage.factory import document_store
 
 PACK = "pack_300"
 PRICE_PAISE, CREDITS, BONUS = 30_000, 3_200, 200
+# ₹100 of ₹300 back: a third of the 3000 purchased credits, and of the 200 bonus rounded up.
+REFUND_PAISE, REFUND_CREDITS, REFUND_BONUS = 10_000, 1_000, 67
 
 
 class _Abort(Exception):
@@ -167,7 +173,101 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
             kinds == [("bonus", BONUS), ("debit", 100), ("purchase", CREDITS - BONUS)],
             "statement: purchase 3000 + bonus 200, then the debit",
         )
+        await _refund_and_documents(settings, client, auth, order, checks)
     await _books(settings, order["id"], wid, checks)
+
+
+async def _poll(
+    client: httpx.AsyncClient, url: str, auth: dict[str, str], done: Any, timeout_s: float = 60
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    body: Any = None
+    while time.monotonic() < deadline:
+        body = (await client.get(url, headers=auth)).json()
+        if done(body):
+            return body
+        await asyncio.sleep(0.2)
+    return body
+
+
+async def _refund_and_documents(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    order: dict[str, Any],
+    checks: Checks,
+) -> None:
+    """Finance refunds ₹100 of the purchase; the buyer gets a tax invoice and a credit note."""
+    finance = issue_token(settings, sub="demo-finance", role=Role.finance_admin)
+    fin = {"Authorization": f"Bearer {finance}"}
+    refund = checks.require(
+        await client.post(
+            f"/v1/payments/{order['id']}/refunds",
+            json={"amount_paise": REFUND_PAISE, "reason": "demo: partial refund"},
+            headers={**fin, "Idempotency-Key": f"demo-refund-{order['id']}"},
+        ),
+        202,
+        f"refund of ₹{REFUND_PAISE // 100} requested by finance (credits held at once)",
+    )
+    print(
+        f"7. refund {refund['refund_ref']}: ₹{refund['amount_paise'] / 100:.2f} takes back "
+        f"{refund['base_credits']} + {refund['bonus_credits']} bonus credits; waiting for Cashfree"
+    )
+    done = await _poll(
+        client,
+        f"/v1/refunds/{refund['id']}",
+        fin,
+        lambda r: r.get("status") in ("SUCCESS", "FAILED", "CANCELLED"),
+    )
+    checks.check(done.get("status") == "SUCCESS", f"refund SUCCESS ({done.get('status')})")
+    wallet = (await client.get("/v1/wallets/me", headers=auth)).json()
+    taken = REFUND_CREDITS + REFUND_BONUS
+    checks.check(
+        (refund["base_credits"], refund["bonus_credits"]) == (REFUND_CREDITS, REFUND_BONUS)
+        and wallet["available_credits"] == CREDITS - 100 - taken,
+        f"wallet: {CREDITS} - 100 spent - {taken} refunded = {wallet['available_credits']}",
+    )
+    docs = await _poll(
+        client,
+        f"/v1/invoices?payment_id={order['id']}",
+        auth,
+        lambda d: len(d.get("data", [])) == 2 and all(x["pdf_available"] for x in d["data"]),
+    )
+    by_kind = {d["kind"]: d for d in docs.get("data", [])}
+    checks.check(
+        set(by_kind) == {"tax_invoice", "credit_note"}, "a tax invoice and a credit note issued"
+    )
+    if set(by_kind) != {"tax_invoice", "credit_note"}:
+        raise _Abort("documents missing")
+    store = document_store(settings)
+    try:
+        for kind in ("tax_invoice", "credit_note"):
+            d = by_kind[kind]
+            pdf = await client.get(d["pdf_url"], headers=auth)
+            checks.check(
+                pdf.status_code == 200 and pdf.content.startswith(b"%PDF"),
+                f"{kind} {d['number']} PDF served ({len(pdf.content)} bytes)",
+            )
+            key = _pdf_key(d)
+            where = str(store.root / key) if isinstance(store, LocalDocumentStore) else key
+            print(
+                f"8. {kind.replace('_', ' ')} {d['number']}: ₹{d['total_paise'] / 100:.2f} "
+                f"(taxable {d['taxable_paise']}, CGST {d['cgst_paise']}, SGST "
+                f"{d['sgst_paise']}, IGST {d['igst_paise']} paise) -> {where}"
+            )
+    finally:
+        await store.aclose()
+    note = by_kind["credit_note"]
+    checks.check(
+        note["total_paise"] == REFUND_PAISE
+        and note["original_invoice_id"] == by_kind["tax_invoice"]["id"],
+        "the credit note is for the refund and names the invoice",
+    )
+
+
+def _pdf_key(doc: dict[str, Any]) -> str:
+    folder = "invoices" if doc["kind"] == "tax_invoice" else "credit-notes"
+    return f"{folder}/{doc['fiscal_year']}/{doc['number'].replace('/', '-')}.pdf"
 
 
 async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Checks) -> None:
@@ -188,6 +288,23 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
                     {"p": f"payment:{payment_id}:%", "w": uuid.UUID(wallet_id)},
                 )
             ).all()
+            refund_legs = dict(
+                (
+                    await conn.execute(
+                        text("""
+                        SELECT a.code, sum(e.amount) FROM ledger_entries e
+                          JOIN ledger_journals j ON j.id = e.journal_id
+                          JOIN ledger_accounts a ON a.id = e.account_id
+                         WHERE j.kind IN ('refund.owed', 'refund.paid')
+                           AND j.metadata->>'payment_id' = :p
+                         GROUP BY a.code"""),
+                        {"p": payment_id},
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            refund_legs = {code: int(amount) for code, amount in refund_legs.items()}
             webhook = (
                 (
                     await conn.execute(
@@ -198,12 +315,20 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
                 .scalars()
                 .all()
             )
-        print("6. journal (debit +, credit -):")
+        print("9. journal (debit +, credit -):")
         for kind, _key, code, ledger, amount in rows:
             print(f"   {kind:<18} {code.replace(wallet_id, '<wallet>'):<42} {ledger:<8}{amount:>8}")
         inr = sorted(amount for _k, key, _c, ledger, amount in rows if ledger == "INR")
         checks.check(
             inr == [-25424, -4576, 30000], "INR: clearing 30000 = deferred 25424 + GST 4576"
+        )
+        print(f"   refund journals: {refund_legs}")
+        checks.check(
+            refund_legs.get("inr:gateway_clearing") == -REFUND_PAISE
+            and refund_legs.get("inr:refunds_payable") == 0
+            and refund_legs.get("inr:deferred_revenue", 0) + refund_legs.get("inr:gst_payable", 0)
+            == REFUND_PAISE,
+            "refund: deferred revenue + GST back, paid out of gateway clearing",
         )
         per_ledger: dict[str, int] = {}
         for _k, _key, _c, ledger, amount in rows:

@@ -17,6 +17,7 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.security.jwt import Role, Scope
 from tests.conftest import auth, new_wallet
+from tests.payments.test_invoices import REFUND_INVOICE_ALLOW
 from tests.payments.test_orders_api import PAYMENT_ALLOW
 
 PROBLEM = "application/problem+json"
@@ -79,7 +80,9 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         for method in ops
     }
     # The webhook route authenticates by Cashfree's signature, not a token: tested apart.
-    assert routes == set(ALLOW) | set(PAYMENT_ALLOW) | {"POST /v1/webhooks/cashfree"}
+    assert routes == set(ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | {
+        "POST /v1/webhooks/cashfree"
+    }
 
 
 def _caller_headers(

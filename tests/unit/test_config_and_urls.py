@@ -76,6 +76,7 @@ SAFE_CASHFREE = {
     "cashfree_client_secret": "cfsk_ma_prod_" + "s" * 30,
     "cashfree_base_url": "https://api.cashfree.com/pg",
     "public_base_url": "https://billing.example",
+    "seller_gstin": "29ABCDE1234F1Z5",
 }
 
 
@@ -107,6 +108,29 @@ def test_production_refuses_the_sandbox_and_plain_http(
             database_url="postgresql://u:p@db.example/x?sslmode=require",
             **{**SAFE_CASHFREE, **change},  # type: ignore[arg-type]
         )
+
+
+def test_production_refuses_the_placeholder_gstin() -> None:
+    with pytest.raises(ValidationError, match="SELLER_GSTIN"):
+        Settings(
+            env=Environment.production,
+            jwt_secret=STRONG,
+            database_url="postgresql://u:p@db.example/x?sslmode=require",
+            **{**SAFE_CASHFREE, "seller_gstin": "29AAACC0000A1Z5"},  # type: ignore[arg-type]
+        )
+
+
+def test_document_settings_are_checked() -> None:
+    with pytest.raises(ValidationError, match="must start with"):
+        Settings(seller_gstin="27ABCDE1234F1Z5")  # a Maharashtra GSTIN, our state is 29
+    with pytest.raises(ValidationError, match="different number series"):
+        Settings(invoice_series="CD", credit_note_series="CD")
+    with pytest.raises(ValidationError, match="BUNNY"):
+        Settings(storage_backend="bunny")
+    with pytest.raises(ValidationError):
+        Settings(invoice_series="TOOLONG")  # numbers must fit GST's 16 characters
+    ok = Settings(storage_backend="bunny", bunny_storage_zone="z", bunny_access_key="k")
+    assert ok.bunny_access_key.get_secret_value() == "k"
 
 
 def test_bad_network_lists_are_refused() -> None:
