@@ -288,7 +288,7 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
                     {"p": f"payment:{payment_id}:%", "w": uuid.UUID(wallet_id)},
                 )
             ).all()
-            refund_legs = dict(
+            legs: dict[str, Any] = dict(
                 (
                     await conn.execute(
                         text("""
@@ -304,7 +304,7 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
                 .tuples()
                 .all()
             )
-            refund_legs = {code: int(amount) for code, amount in refund_legs.items()}
+            refund_legs = {code: int(amount) for code, amount in legs.items()}
             webhook = (
                 (
                     await conn.execute(
