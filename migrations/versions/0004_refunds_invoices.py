@@ -72,6 +72,9 @@ def upgrade() -> None:
             gateway_status      text,
             status_description  text,
             failure_reason      text,
+            -- Set when Cashfree's account of the refund cannot be squared with ours: the
+            -- credits stay held and the sync stops asking until a person has looked.
+            review_reason       text,
             sync_count          integer NOT NULL DEFAULT 0,
             last_synced_at      timestamptz,
             processed_at        timestamptz,

@@ -148,9 +148,10 @@ class Settings(BaseSettings):
     seller_gstin: Annotated[str, Field(pattern=r"^[0-9]{2}[A-Z0-9]{13}$")] = DEV_SELLER_GSTIN
     # Services Accounting Code printed on line items (998439: other online content).
     invoice_sac_code: Annotated[str, Field(pattern=r"^[0-9]{6}$")] = "998439"
-    # Numbers read SERIES/YYYY/NNNNNN ("CDB/2627/000001"): GST allows 16 characters.
-    invoice_series: Annotated[str, Field(pattern=r"^[A-Z]{2,4}$")] = "CDB"
-    credit_note_series: Annotated[str, Field(pattern=r"^[A-Z]{2,4}$")] = "CDC"
+    # Numbers read SERIES/YYYY/NNNNNN ("CDB/2627/000001"): GST allows 16 characters, which
+    # 3 letters leave room for up to 9 999 999 documents a year.
+    invoice_series: Annotated[str, Field(pattern=r"^[A-Z]{2,3}$")] = "CDB"
+    credit_note_series: Annotated[str, Field(pattern=r"^[A-Z]{2,3}$")] = "CDC"
 
     # --- Document storage (invoice PDFs) ------------------------------------------------
     storage_backend: Literal["local", "bunny"] = "local"

@@ -248,7 +248,7 @@ async def _refund_and_documents(
                 pdf.status_code == 200 and pdf.content.startswith(b"%PDF"),
                 f"{kind} {d['number']} PDF served ({len(pdf.content)} bytes)",
             )
-            key = _pdf_key(d)
+            key = d["pdf_key"]
             where = str(store.root / key) if isinstance(store, LocalDocumentStore) else key
             print(
                 f"8. {kind.replace('_', ' ')} {d['number']}: ₹{d['total_paise'] / 100:.2f} "
@@ -263,11 +263,6 @@ async def _refund_and_documents(
         and note["original_invoice_id"] == by_kind["tax_invoice"]["id"],
         "the credit note is for the refund and names the invoice",
     )
-
-
-def _pdf_key(doc: dict[str, Any]) -> str:
-    folder = "invoices" if doc["kind"] == "tax_invoice" else "credit-notes"
-    return f"{folder}/{doc['fiscal_year']}/{doc['number'].replace('/', '-')}.pdf"
 
 
 async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Checks) -> None:

@@ -252,9 +252,12 @@ async def test_a_lost_refund_webhook_is_settled_by_the_sync(stack: Stack) -> Non
 
 async def test_who_may_refund(stack: Stack, variant: Any) -> None:
     tok, paid = await stack.credited()
-    for role in (Role.member, Role.community_owner, Role.auditor):
+    for role in (Role.member, Role.community_owner):
+        # Someone else's payment: not even confirmed to exist.
         r = await stack.refund(paid["id"], amount_paise=1000, tok=stack.token(role=role))
-        assert r.status_code == 403, role
+        assert r.status_code == 404, role
+    auditor = await stack.refund(paid["id"], amount_paise=1000, tok=stack.token(role=Role.auditor))
+    assert auditor.status_code == 403
     own = await stack.refund(paid["id"], amount_paise=1000, tok=tok)
     assert own.status_code == 403  # self-service is off by default
     support = await stack.refund(paid["id"], amount_paise=1000, tok=stack.token(role=Role.support))
@@ -263,7 +266,7 @@ async def test_who_may_refund(stack: Stack, variant: Any) -> None:
     mine = await lenient.refund(paid["id"], amount_paise=1000, tok=tok)
     assert mine.status_code == 202, mine.text
     stranger = await lenient.refund(paid["id"], amount_paise=1000, tok=stack.token())
-    assert stranger.status_code == 403
+    assert stranger.status_code == 404
     # A buyer reads their own refunds; others do not learn they exist.
     seen = await stack.api.get(
         f"/v1/refunds/{mine.json()['id']}", headers={"Authorization": f"Bearer {tok}"}
@@ -332,3 +335,63 @@ async def test_refund_webhooks_are_verified_and_checked_against_our_refund(stack
     )
     wallet = await stack.wallet(tok)
     assert wallet["available_credits"] == 3200 - 300 - 20
+
+
+async def test_a_refund_cashfree_refuses_gives_the_credits_back(stack: Stack) -> None:
+    tok, paid = await stack.credited()
+    # Someone refunded the whole order in Cashfree's dashboard, outside our books.
+    outside = await stack.sandbox.post(
+        f"/pg/orders/{paid['order_id']}/refunds",
+        json={"refund_id": "dashboard_1", "refund_amount": 300.00},
+    )
+    assert outside.status_code == 200, outside.text
+    r = await stack.refund(paid["id"], amount_paise=5000)
+    assert r.status_code == 202
+    done = await stack.wait_refund(r.json()["id"], {"FAILED", "SUCCESS", "CANCELLED"})
+    assert done["status"] == "FAILED"
+    assert "refund_amount_invalid" in done["failure_reason"]
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (3200, 0)
+
+
+async def test_a_refund_cashfree_disagrees_with_is_parked_for_review(stack: Stack) -> None:
+    tok, paid = await stack.credited()
+    await stack.faults(error_rate=1.0)  # our create call cannot get through ...
+    r = await stack.refund(paid["id"], amount_paise=5000)
+    assert r.status_code == 202
+    ref = r.json()["refund_ref"]
+    await stack.faults(error_rate=0.0)
+    # ... and meanwhile a refund with our id but another amount appears at Cashfree.
+    odd = await stack.sandbox.post(
+        f"/pg/orders/{paid['order_id']}/refunds",
+        json={"refund_id": ref, "refund_amount": 70.00},
+    )
+    assert odd.status_code == 200, odd.text
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    await sync_open_refunds(stack.engine, stack.settings, now=later)
+    deadline = asyncio.get_running_loop().time() + 20
+    while asyncio.get_running_loop().time() < deadline:
+        reason = await stack.scalar(
+            "SELECT review_reason FROM refunds WHERE id = :r", r=r.json()["id"]
+        )
+        if reason:
+            break
+        await asyncio.sleep(0.1)
+    assert reason and "disagrees" in reason
+    assert (
+        await stack.scalar(
+            "SELECT count(*) FROM fraud_events "
+            "WHERE kind = 'refund_needs_review' AND payment_id = :p",
+            p=paid["id"],
+        )
+        == 1
+    )
+    # Nothing settled either way: the credits stay held, and the sync leaves it to a person.
+    refund = await stack.wait_refund(r.json()["id"], {"CREATED"})
+    assert refund["status"] == "CREATED"
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (2666, 534)
+    synced = "SELECT sync_count FROM refunds WHERE id = :r"
+    before = await stack.scalar(synced, r=r.json()["id"])
+    await sync_open_refunds(stack.engine, stack.settings, now=later)
+    assert await stack.scalar(synced, r=r.json()["id"]) == before

@@ -56,7 +56,7 @@ def default_jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
             settings.refund_sync_every_s,
             lambda: sync_open_refunds(engine, settings),
         ),
-        # Hourly: a PDF is only this late when storage was down for a long while.
+        # Hourly: a document or PDF is only this late after a dead letter or a long outage.
         Job("render_pending_documents", 3600, lambda: render_pending(engine)),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
         Job(

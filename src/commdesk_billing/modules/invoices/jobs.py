@@ -1,5 +1,7 @@
-"""Scheduled work: PDFs that were never stored (storage was down past the message's last
-retry) are announced again, so every issued document ends up with its PDF."""
+"""Scheduled work: documents that were never issued, and PDFs that were never stored (their
+message dead-lettered: a bug, storage down past the last retry) are announced again, so
+every credited purchase ends up with its invoice, every refund with its credit note, and
+every document with its PDF."""
 
 from __future__ import annotations
 
@@ -16,6 +18,12 @@ RETRY_AFTER = timedelta(minutes=10)
 
 async def render_pending(engine: AsyncEngine, *, batch: int = 200) -> int:
     async def work(conn: AsyncConnection) -> int:
+        since = datetime.now(UTC) - RETRY_AFTER
+        missing = await repo.undocumented(conn, older_than=since, limit=batch)
+        for message_type, key, value in missing:
+            await outbox.publish(
+                conn, "invoice.generate", message_type, {key: str(value)}, correlation_id=str(value)
+            )
         ids = await repo.pending_pdfs(conn, older_than=datetime.now(UTC) - RETRY_AFTER, limit=batch)
         for invoice_id in ids:
             await outbox.publish(
@@ -25,6 +33,6 @@ async def render_pending(engine: AsyncEngine, *, batch: int = 200) -> int:
                 {"invoice_id": str(invoice_id)},
                 correlation_id=str(invoice_id),
             )
-        return len(ids)
+        return len(ids) + len(missing)
 
     return await in_transaction(engine, work)

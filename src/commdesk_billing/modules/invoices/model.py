@@ -51,6 +51,9 @@ class Invoice:
 
     @property
     def pdf_object_key(self) -> str:
-        """Where its PDF is stored: one folder per kind and financial year."""
+        """Where its PDF is stored: one folder per kind and financial year, named by its
+        number and id. The id keeps two databases that share a storage (development, test
+        runs, a restored backup) from ever meeting on a key: a key only repeats for the
+        same document, whose earlier drawing is then kept."""
         folder = "invoices" if self.kind is DocumentKind.tax_invoice else "credit-notes"
-        return f"{folder}/{self.fiscal_year}/{self.number.replace('/', '-')}.pdf"
+        return f"{folder}/{self.fiscal_year}/{self.number.replace('/', '-')}_{self.id}.pdf"

@@ -121,3 +121,29 @@ async def pending_pdfs(
         )
     ).all()
     return [r.id for r in rows]
+
+
+async def undocumented(
+    conn: AsyncConnection, *, older_than: datetime, limit: int
+) -> list[tuple[str, str, uuid.UUID]]:
+    """Credited payments without their tax invoice and successful refunds without their
+    credit note, as the message that issues each: (message type, payload key, id)."""
+    rows = (
+        await conn.execute(
+            sql("""
+            (SELECT 'payment.credited' AS t, 'payment_id' AS k, p.id
+               FROM payments p
+              WHERE p.status = 'CREDITED' AND p.credited_at < :t
+                AND NOT EXISTS (SELECT 1 FROM invoices i
+                                 WHERE i.payment_id = p.id AND i.kind = 'tax_invoice')
+              ORDER BY p.credited_at LIMIT :limit)
+            UNION ALL
+            (SELECT 'refund.succeeded', 'refund_id', f.id
+               FROM refunds f
+              WHERE f.status = 'SUCCESS' AND f.processed_at < :t
+                AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.refund_id = f.id)
+              ORDER BY f.processed_at LIMIT :limit)"""),
+            {"t": older_than, "limit": limit},
+        )
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]

@@ -30,6 +30,7 @@ class InvoiceOut(BaseModel):
     amount_in_words: str
     pdf_available: bool
     pdf_url: str
+    pdf_key: str | None = Field(description="Where the PDF is kept in document storage")
     document: dict[str, Any] = Field(description="The document as issued")
 
     @classmethod
@@ -52,6 +53,7 @@ class InvoiceOut(BaseModel):
             amount_in_words=amount_in_words(i.total_paise),
             pdf_available=i.pdf_key is not None,
             pdf_url=f"/v1/invoices/{i.id}/pdf",
+            pdf_key=i.pdf_key,
             document=i.document,
         )
 

@@ -50,6 +50,11 @@ log = structlog.get_logger(__name__)
 READERS = frozenset({Role.finance_admin, Role.auditor})
 
 
+class YearTurned(Exception):
+    """Raised (and the transaction rolled back, number and all) when the financial year
+    turns between taking a number and dating the document; the consumer retries."""
+
+
 def seller(settings: Settings) -> Party:
     return Party(
         name=settings.seller_legal_name,
@@ -87,6 +92,7 @@ async def _issue(
     payment: Payment,
     at: datetime,
     draft: TaxDocument,
+    fixed_time: datetime | None = None,
     refund_id: uuid.UUID | None = None,
     original: Invoice | None = None,
 ) -> Invoice:
@@ -95,9 +101,15 @@ async def _issue(
     )
     year = numbering.fiscal_year(at)
     seq = await numbering.next_seq(conn, series, year)
+    if fixed_time is None:
+        # Dated after the wait for the series' row, so numbers and dates run in the same
+        # order; a year that turned while we waited gives the number back and starts again.
+        at = max(datetime.now(UTC), draft.original_issued_at or at)
+        if numbering.fiscal_year(at) != year:
+            raise YearTurned(f"the financial year turned while numbering {series}")
     number = numbering.format_number(series, year, seq)
     # The number is taken last, once the document is known to be valid.
-    doc = replace(draft, number=number)
+    doc = replace(draft, number=number, issued_at=at)
     invoice_id = uuid.uuid4()
     await repo.insert(
         conn,
@@ -184,7 +196,13 @@ async def issue_invoice(
         payment_reference=_reference(payment.order_id, payment.cashfree_payment_id),
     )
     return await _issue(
-        conn, settings, kind=DocumentKind.tax_invoice, payment=payment, at=when, draft=draft
+        conn,
+        settings,
+        kind=DocumentKind.tax_invoice,
+        payment=payment,
+        at=when,
+        draft=draft,
+        fixed_time=at,
     )
 
 
@@ -245,6 +263,7 @@ async def issue_credit_note(
         payment=payment,
         at=when,
         draft=draft,
+        fixed_time=at,
         refund_id=refund.id,
         original=original,
     )

@@ -381,7 +381,10 @@ async def _refunds(conn: AsyncConnection, report: VerifyReport) -> None:
                coalesce(sum(f.base_credits), 0) AS base,
                coalesce(sum(f.bonus_credits), 0) AS bonus
           FROM payments p
-          JOIN refunds f ON f.payment_id = p.id AND f.status NOT IN ('FAILED', 'CANCELLED')
+          LEFT JOIN refunds f
+            ON f.payment_id = p.id AND f.status NOT IN ('FAILED', 'CANCELLED')
+         WHERE p.refund_amount_paise IS NOT NULL
+            OR EXISTS (SELECT 1 FROM refunds x WHERE x.payment_id = p.id)
          GROUP BY p.id
         HAVING coalesce(p.refund_amount_paise, 0)
                    <> coalesce(sum(f.amount_paise) FILTER (WHERE f.status = 'SUCCESS'), 0)
@@ -398,8 +401,107 @@ async def _refunds(conn: AsyncConnection, report: VerifyReport) -> None:
             f"{r.taxable}/{r.taxable_paise} taxable, {r.base}/{r.base_credits} credits, "
             f"{r.bonus}/{r.bonus_credits} bonus",
         )
+    for r in await _rows(
+        conn,
+        """
+        WITH takes AS (
+            SELECT f.id, f.status, f.purchase_lot_id AS lot, f.base_credits AS credits
+              FROM refunds f WHERE f.base_credits > 0
+            UNION ALL
+            SELECT f.id, f.status, f.bonus_lot_id, f.bonus_credits
+              FROM refunds f WHERE f.bonus_credits > 0
+        ), per_lot AS (
+            SELECT lot,
+                   sum(credits) FILTER (WHERE status IN ('CREATED', 'PENDING', 'ONHOLD'))
+                       AS reserved,
+                   sum(credits) FILTER (WHERE status = 'SUCCESS') AS refunded
+              FROM takes GROUP BY lot
+        )
+        SELECT l.id, l.wallet_id, l.credits_reserved, l.credits_refunded,
+               coalesce(p.reserved, 0) AS want_reserved, coalesce(p.refunded, 0) AS want_refunded
+          FROM per_lot p JOIN credit_lots l ON l.id = p.lot
+         WHERE l.credits_reserved <> coalesce(p.reserved, 0)
+            OR l.credits_refunded <> coalesce(p.refunded, 0)""",
+    ):
+        report.add(
+            "refund_lots",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"reserves {r.credits_reserved} and has refunded {r.credits_refunded} credits; its "
+            f"refunds say {r.want_reserved} and {r.want_refunded}",
+        )
+    for r in await _rows(
+        conn,
+        """
+        SELECT f.id, h.credits, f.base_credits + f.bonus_credits AS takes,
+               coalesce(x.deferred, 0) AS deferred, coalesce(x.gst, 0) AS gst,
+               f.taxable_paise, f.cgst_paise + f.sgst_paise + f.igst_paise AS tax, f.status
+          FROM refunds f JOIN wallet_holds h ON h.id = f.hold_id
+          LEFT JOIN LATERAL (
+            SELECT sum(e.amount) FILTER (WHERE e.account_id = :deferred) AS deferred,
+                   sum(e.amount) FILTER (WHERE e.account_id = :gst) AS gst
+              FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
+             WHERE j.idempotency_key = 'refund:' || f.id || '\\:inr') x ON true
+         WHERE h.credits <> f.base_credits + f.bonus_credits
+            OR (f.status = 'SUCCESS'
+                AND (coalesce(x.deferred, 0) <> f.taxable_paise
+                     OR coalesce(x.gst, 0) <> f.cgst_paise + f.sgst_paise + f.igst_paise))""",
+        {"deferred": House.DEFERRED_REVENUE, "gst": House.GST_PAYABLE},
+    ):
+        report.add(
+            "refund_amounts",
+            f"refund {r.id}",
+            f"holds {r.credits} credits for {r.takes}; reversed {r.deferred} deferred revenue "
+            f"for {r.taxable_paise} taxable and {r.gst} GST for {r.tax}",
+        )
     report.stats["refunds"] = int(
         (await conn.execute(text("SELECT count(*) FROM refunds"))).scalar_one()
+    )
+
+
+async def _documents(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Tax documents match what they document, and every series is gap-free."""
+    for r in await _rows(
+        conn,
+        """
+        SELECT i.number, i.total_paise, i.taxable_paise, i.cgst_paise, i.sgst_paise,
+               i.igst_paise, coalesce(f.amount_paise, p.amount_paise) AS want_total,
+               coalesce(f.taxable_paise, p.taxable_paise) AS want_taxable,
+               coalesce(f.cgst_paise, p.cgst_paise) AS want_cgst,
+               coalesce(f.sgst_paise, p.sgst_paise) AS want_sgst,
+               coalesce(f.igst_paise, p.igst_paise) AS want_igst
+          FROM invoices i JOIN payments p ON p.id = i.payment_id
+          LEFT JOIN refunds f ON f.id = i.refund_id
+         WHERE (i.total_paise, i.taxable_paise, i.cgst_paise, i.sgst_paise, i.igst_paise)
+               <> (coalesce(f.amount_paise, p.amount_paise),
+                   coalesce(f.taxable_paise, p.taxable_paise),
+                   coalesce(f.cgst_paise, p.cgst_paise), coalesce(f.sgst_paise, p.sgst_paise),
+                   coalesce(f.igst_paise, p.igst_paise))
+            OR (i.refund_id IS NOT NULL AND f.status <> 'SUCCESS')""",
+    ):
+        report.add(
+            "document_figures",
+            f"document {r.number}",
+            f"shows {r.total_paise} ({r.taxable_paise} + {r.cgst_paise}/{r.sgst_paise}/"
+            f"{r.igst_paise}), what it documents is {r.want_total} ({r.want_taxable} + "
+            f"{r.want_cgst}/{r.want_sgst}/{r.want_igst})",
+        )
+    for r in await _rows(
+        conn,
+        """
+        SELECT s.series, s.fiscal_year, s.last_number, count(i.id) AS issued,
+               coalesce(max(i.seq), 0) AS top
+          FROM document_sequences s
+          LEFT JOIN invoices i ON i.series = s.series AND i.fiscal_year = s.fiscal_year
+         GROUP BY s.series, s.fiscal_year, s.last_number
+        HAVING count(i.id) <> s.last_number OR coalesce(max(i.seq), 0) <> s.last_number""",
+    ):
+        report.add(
+            "document_numbers",
+            f"series {r.series} {r.fiscal_year}",
+            f"{r.last_number} numbers taken, {r.issued} documents, highest {r.top}",
+        )
+    report.stats["documents"] = int(
+        (await conn.execute(text("SELECT count(*) FROM invoices"))).scalar_one()
     )
 
 
@@ -459,5 +561,6 @@ async def verify_ledger(engine: AsyncEngine) -> VerifyReport:
             await _balances(conn, report)
             await _lots_and_lines(conn, report)
             await _refunds(conn, report)
+            await _documents(conn, report)
             await _seals(conn, report)
     return report

@@ -19,8 +19,10 @@ from commdesk_billing.modules.idempotency.service import respond
 from commdesk_billing.modules.refunds import service
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundPage, RefundRequest
 from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Role
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
+_STAFF_VIEW = frozenset({Role.finance_admin, Role.support, Role.auditor})
 
 _PROBLEMS = documented(
     {
@@ -57,7 +59,8 @@ async def create_refund(
 @router.get("/refunds/{refund_id}", response_model=RefundOut, responses=_PROBLEMS)
 async def get_refund(refund_id: uuid.UUID, engine: Engine, caller: Caller) -> RefundOut:
     async def work(conn: AsyncConnection) -> RefundOut:
-        return RefundOut.of(await service.get_refund(conn, caller, refund_id))
+        refund = await service.get_refund(conn, caller, refund_id)
+        return RefundOut.of(refund, staff_view=caller.role in _STAFF_VIEW)
 
     return await in_transaction(engine, work)
 
@@ -103,7 +106,7 @@ async def list_refunds(
         more = len(rows) > limit
         rows = rows[:limit]
         return RefundPage(
-            data=[RefundOut.of(r) for r in rows],
+            data=[RefundOut.of(r, staff_view=caller.role in _STAFF_VIEW) for r in rows],
             refundable_paise=can,
             next_cursor=_encode(rows[-1].created_at, rows[-1].id) if more else None,
         )

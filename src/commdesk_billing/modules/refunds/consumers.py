@@ -37,7 +37,7 @@ class RefundProcessing:
             raise PermanentError(f"refund.processing payload: {exc.errors()[:3]}") from exc
         try:
             status = await service.process(conn, self.client, p.refund_id, source=p.source)
-        except (NotFound, service.RefundMismatch) as exc:
+        except NotFound as exc:
             raise PermanentError(str(exc)) from exc
         if p.webhook_id is not None:
             await webhooks.mark_processed(conn, p.webhook_id, f"refund {status.value}")

@@ -73,6 +73,7 @@ class Refund:
     gateway_status: str | None
     status_description: str | None
     failure_reason: str | None
+    review_reason: str | None
     sync_count: int
     last_synced_at: datetime | None
     processed_at: datetime | None

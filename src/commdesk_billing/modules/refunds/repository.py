@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
+from commdesk_billing.modules.refunds.allocation import Parts
 from commdesk_billing.modules.refunds.model import (
     ALLOWED,
     STANDING,
@@ -61,8 +62,29 @@ async def for_payment(
     return [Refund.from_row(r) for r in rows]
 
 
-async def standing(conn: AsyncConnection, payment_id: uuid.UUID) -> list[Refund]:
-    return [r for r in await for_payment(conn, payment_id) if r.status in STANDING]
+async def standing_parts(conn: AsyncConnection, payment_id: uuid.UUID) -> Parts:
+    """What the payment's standing refunds (requested or done, not failed) add up to."""
+    row = (
+        await conn.execute(
+            sql("""
+            SELECT coalesce(sum(amount_paise), 0), coalesce(sum(taxable_paise), 0),
+                   coalesce(sum(cgst_paise), 0), coalesce(sum(sgst_paise), 0),
+                   coalesce(sum(igst_paise), 0), coalesce(sum(base_credits), 0),
+                   coalesce(sum(bonus_credits), 0)
+              FROM refunds WHERE payment_id = :p AND status = ANY(:standing)"""),
+            {"p": payment_id, "standing": [s.value for s in STANDING]},
+        )
+    ).one()
+    return Parts(*(int(v) for v in row))
+
+
+async def flag_for_review(conn: AsyncConnection, refund_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE refunds SET review_reason = coalesce(review_reason, :r), updated_at = now()
+         WHERE id = :id"""),
+        {"id": refund_id, "r": reason},
+    )
 
 
 async def lots_of_payment(
@@ -174,9 +196,10 @@ async def due_for_sync(
         await conn.execute(
             sql("""
             SELECT id FROM refunds
-             WHERE status IN ('CREATED', 'PENDING', 'ONHOLD')
+             WHERE status IN ('CREATED', 'PENDING', 'ONHOLD') AND review_reason IS NULL
                AND updated_at < :t AND coalesce(last_synced_at, created_at) < :t
-             ORDER BY updated_at LIMIT :limit"""),
+             ORDER BY updated_at LIMIT :limit
+               FOR UPDATE SKIP LOCKED"""),
             {"t": older_than, "limit": limit},
         )
     ).all()

@@ -45,7 +45,9 @@ class RefundOut(BaseModel):
     processed_at: datetime | None
 
     @classmethod
-    def of(cls, r: Refund) -> RefundOut:
+    def of(cls, r: Refund, *, staff_view: bool = True) -> RefundOut:
+        """`staff_view=False` (a buyer reading): staff members' ids are not shown."""
+        by = r.requested_by if staff_view or r.requested_role == "member" else "commdesk"
         return cls(
             id=r.id,
             refund_ref=r.refund_ref,
@@ -60,7 +62,7 @@ class RefundOut(BaseModel):
             base_credits=r.base_credits,
             bonus_credits=r.bonus_credits,
             reason=r.reason,
-            requested_by=r.requested_by,
+            requested_by=by,
             cf_refund_id=r.cf_refund_id,
             refund_arn=r.refund_arn,
             status_description=r.status_description,

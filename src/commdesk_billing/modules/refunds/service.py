@@ -84,10 +84,6 @@ _DEFINITE_REFUSALS = frozenset(
 )
 
 
-class RefundMismatch(Exception):
-    """Cashfree reports a refund that is not the one we asked for: for a person to look at."""
-
-
 def purchase_of(p: Payment) -> Purchase:
     return Purchase(
         amount_paise=p.amount_paise,
@@ -131,7 +127,7 @@ async def _refundable(conn: AsyncConnection, payment: Payment) -> Refundable:
     lots = await repo.lots_of_payment(conn, payment.id)
     wallet = await wallets.get_wallet(conn, payment.wallet_id)
     assert wallet is not None
-    standing = Parts.total(r.parts for r in await repo.standing(conn, payment.id))
+    standing = await repo.standing_parts(conn, payment.id)
     room = Room(
         base_drawable=lots["purchase"][1] if "purchase" in lots else 0,
         bonus_drawable=lots["bonus"][1] if "bonus" in lots else 0,
@@ -155,10 +151,17 @@ async def open_refund(
     body: RefundRequest,
     operation_key: str,
 ) -> Refund:
-    payment = await payments.get(conn, payment_id, lock=True)
-    if payment is None:
+    # Who may ask is settled before anything is locked; someone else's payment is not found.
+    found = await payments.get(conn, payment_id)
+    if found is None:
         raise NotFound(f"payment {payment_id} does not exist")
-    owner = await payments.user_external_id(conn, payment.user_id) == caller.sub
+    owner = await payments.user_external_id(conn, found.user_id) == caller.sub
+    if caller.role not in STAFF and not owner:
+        if caller.role in (Role.auditor, Role.service):
+            raise Forbidden("only finance_admin or support may refund a payment")
+        raise NotFound(f"payment {payment_id} does not exist")
+    payment = await payments.get(conn, payment_id, lock=True)
+    assert payment is not None
     _authorize(settings, caller, payment, owner)
     if payment.status is not PaymentStatus.CREDITED:
         raise PaymentNotRefundable(
@@ -288,7 +291,11 @@ async def process(
     if refund is None:
         raise NotFound(f"refund {refund_id} does not exist")
     if refund.status not in OPEN:
+        if source == "webhook" and refund.status is not RefundStatus.SUCCESS:
+            await _closed_but_moving(conn, client, refund)
         return refund.status
+    if refund.review_reason is not None:
+        return refund.status  # parked for a person; see _flag
     await repo.mark_synced(conn, refund.id)
     try:
         if refund.status is RefundStatus.CREATED:
@@ -310,30 +317,47 @@ async def process(
             raise
         if refund.status is not RefundStatus.CREATED:
             # Cashfree accepted it before; a refusal now (e.g. not found) is for a person.
-            log.error("refund.lookup.refused", refund_id=str(refund.id), error=str(exc))
-            raise
-        await _give_back(conn, refund, RefundStatus.FAILED, f"Cashfree refused: {exc}"[:500])
-        return RefundStatus.FAILED
+            await _flag(conn, refund, f"Cashfree refused a lookup: {exc}")
+            return refund.status
+        # The refusal may answer a repeat of a create call whose first attempt Cashfree did
+        # accept (a timeout, a rolled-back transaction): only Cashfree not knowing our refund
+        # id at all means no money can go out.
+        try:
+            known = await client.fetch_refund(refund.order_id, refund.refund_ref)
+        except CashfreeRejected as lookup:
+            if lookup.status != 404:
+                raise
+            await _give_back(conn, refund, RefundStatus.FAILED, f"Cashfree refused: {exc}"[:500])
+            return RefundStatus.FAILED
+        return await apply_gateway(conn, refund, known, source=source)
     return await apply_gateway(conn, refund, answer, source=source)
+
+
+async def _flag(conn: AsyncConnection, refund: Refund, reason: str) -> None:
+    """Park a refund for a person: its credits stay held, the sync stops asking, and a
+    high-severity fraud event says why (committed with the flag, not rolled back)."""
+    await repo.flag_for_review(conn, refund.id, reason[:500])
+    await fraud.record(
+        conn,
+        "refund_needs_review",
+        severity="high",
+        payment_id=refund.payment_id,
+        details={"refund_id": str(refund.id), "reason": reason[:500]},
+    )
+    log.error("refund.needs_review", refund_id=str(refund.id), reason=reason[:300])
 
 
 async def apply_gateway(
     conn: AsyncConnection, refund: Refund, answer: GatewayRefund, *, source: str
 ) -> RefundStatus:
     if answer.refund_id != refund.refund_ref or answer.refund_amount_paise != refund.amount_paise:
-        await fraud.record(
+        await _flag(
             conn,
-            "refund_gateway_mismatch",
-            severity="high",
-            payment_id=refund.payment_id,
-            details={
-                "refund_id": str(refund.id),
-                "gateway_refund_id": answer.refund_id,
-                "gateway_amount_paise": answer.refund_amount_paise,
-                "expected_paise": refund.amount_paise,
-            },
+            refund,
+            f"Cashfree's refund {answer.refund_id} of {answer.refund_amount_paise} paise "
+            f"disagrees with ours ({refund.refund_ref}, {refund.amount_paise} paise)",
         )
-        raise RefundMismatch(f"Cashfree's refund {answer.refund_id} disagrees with ours")
+        return refund.status
     details = {
         "cf_refund_id": answer.cf_refund_id,
         "refund_arn": answer.refund_arn,
@@ -357,6 +381,29 @@ async def apply_gateway(
     log.warning("refund.unknown_status", refund_id=str(refund.id), status=status[:40])
     await repo.note_gateway(conn, refund.id, **details)
     return refund.status
+
+
+async def _closed_but_moving(conn: AsyncConnection, client: CashfreeClient, refund: Refund) -> None:
+    """We gave this refund's credits back; Cashfree's word that it is going ahead after all
+    means money is leaving for credits the buyer kept. Nothing automatic can undo that: it
+    is raised for finance (the credits may be clawed back by a person)."""
+    try:
+        answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+    except CashfreeRejected:
+        return
+    if answer.refund_status.upper() in ("SUCCESS", "PENDING", "ONHOLD"):
+        await fraud.record(
+            conn,
+            "refund_after_release",
+            severity="high",
+            payment_id=refund.payment_id,
+            details={
+                "refund_id": str(refund.id),
+                "our_status": refund.status.value,
+                "cashfree_status": answer.refund_status[:40],
+            },
+        )
+        log.error("refund.after_release", refund_id=str(refund.id))
 
 
 def _inr_journals(refund: Refund, at: datetime) -> list[Journal]:
@@ -400,7 +447,9 @@ async def _settle(
     )
     if moved is None:
         return  # already settled (or given back): nothing to do twice
-    assert refund.hold_id is not None
+    # Lock order everywhere: refund, payment, wallet.
+    payment = await payments.get(conn, refund.payment_id, lock=True)
+    assert payment is not None and refund.hold_id is not None
     await wallet_refunds.capture_refund(
         conn,
         hold_id=refund.hold_id,
@@ -412,8 +461,6 @@ async def _settle(
     for journal in _inr_journals(refund, at):
         await post_journal(conn, journal)
     await repo.add_refunded(conn, refund.payment_id, refund.amount_paise)
-    payment = await payments.get(conn, refund.payment_id)
-    assert payment is not None
     await billing_events.record(
         conn,
         "refund.succeeded",
@@ -450,7 +497,8 @@ async def _give_back(
     )
     if moved is None:
         return
-    assert refund.hold_id is not None
+    payment = await payments.get(conn, refund.payment_id, lock=True)
+    assert payment is not None and refund.hold_id is not None
     await wallet_refunds.release_refund(
         conn,
         hold_id=refund.hold_id,
@@ -459,8 +507,6 @@ async def _give_back(
         reason=f"refund of order {refund.order_id} {to.value.lower()}",
         refund_ref=refund.refund_ref,
     )
-    payment = await payments.get(conn, refund.payment_id)
-    assert payment is not None
     await billing_events.record(
         conn,
         f"refund.{to.value.lower()}",
