@@ -28,6 +28,7 @@ from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
 from commdesk_billing.security.jwt import Role, issue_token
+from commdesk_billing.storage import LocalDocumentStore
 
 ADMIN_URL = os.environ.get(
     "BILLING_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -169,11 +170,14 @@ def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[Wallet]]:
 
 
 @pytest.fixture(scope="session")
-async def app(settings: Settings, engine: AsyncEngine) -> Any:
+async def app(
+    settings: Settings, engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
     application = create_app(settings)
     # ASGITransport does not run the lifespan; hand the app the suite's engine directly.
     application.state.settings = settings
     application.state.engine = engine
+    application.state.documents = LocalDocumentStore(tmp_path_factory.mktemp("api-documents"))
     return application
 
 

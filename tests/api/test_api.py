@@ -16,6 +16,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.security.jwt import Role, Scope
+from commdesk_billing.storage import LocalDocumentStore
 from tests.conftest import auth, new_wallet
 from tests.payments.test_invoices import REFUND_INVOICE_ALLOW
 from tests.payments.test_orders_api import PAYMENT_ALLOW
@@ -499,6 +500,7 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["postgresql"] == "ok"
+    assert ready.json()["checks"]["document_storage"] == "ok"
     await client.get("/v1/wallets/me")
     metrics = (await client.get("/metrics")).text
     assert (
@@ -507,3 +509,18 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     openapi = (await client.get("/openapi.json")).json()
     assert "/v1/wallets/{wallet_id}/debits" in openapi["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_document_storage_down_degrades_readiness_but_keeps_us_ready(
+    app: Any, client: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    working = app.state.documents
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    app.state.documents = LocalDocumentStore(not_a_dir)
+    try:
+        ready = await client.get("/readyz")
+    finally:
+        app.state.documents = working
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgresql": "ok", "document_storage": "degraded"}
