@@ -313,11 +313,12 @@ async def process(
             # the truth, and apply_gateway checks it against the row.
             answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
             return await apply_gateway(conn, refund, answer, source=source)
-        if isinstance(exc, CashfreeAuthError) or exc.code not in _DEFINITE_REFUSALS:
-            raise
-        if refund.status is not RefundStatus.CREATED:
-            # Cashfree accepted it before; a refusal now (e.g. not found) is for a person.
-            await _flag(conn, refund, f"Cashfree refused a lookup: {exc}")
+        if isinstance(exc, CashfreeAuthError):
+            raise  # our credentials, not this refund: retried, and alerting as dead letters
+        if exc.code not in _DEFINITE_REFUSALS or refund.status is not RefundStatus.CREATED:
+            # A refusal we cannot read, or a lookup refused after Cashfree had accepted the
+            # refund: asking again every sync period would not change it. For a person.
+            await _flag(conn, refund, f"Cashfree refused: {exc}")
             return refund.status
         # The refusal may answer a repeat of a create call whose first attempt Cashfree did
         # accept (a timeout, a rolled-back transaction): only Cashfree not knowing our refund
