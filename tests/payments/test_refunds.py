@@ -8,11 +8,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 import httpx
 from sqlalchemy import text
 
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.refunds.service import sync_open_refunds
+from commdesk_billing.queues.topology import Names
 from commdesk_billing.security.jwt import Role
 from tests.payments.conftest import Stack
 
@@ -356,10 +358,15 @@ async def test_a_refund_cashfree_refuses_gives_the_credits_back(stack: Stack) ->
 
 async def test_a_refund_cashfree_disagrees_with_is_parked_for_review(stack: Stack) -> None:
     tok, paid = await stack.credited()
+    dead = await _dead_letters(stack)
     await stack.faults(error_rate=1.0)  # our create call cannot get through ...
     r = await stack.refund(paid["id"], amount_paise=5000)
     assert r.status_code == 202
     ref = r.json()["refund_ref"]
+    deadline = asyncio.get_running_loop().time() + 30
+    while await _dead_letters(stack) == dead:  # ... until its message gives up
+        assert asyncio.get_running_loop().time() < deadline, "never dead-lettered"
+        await asyncio.sleep(0.2)
     await stack.faults(error_rate=0.0)
     # ... and meanwhile a refund with our id but another amount appears at Cashfree.
     odd = await stack.sandbox.post(
@@ -395,3 +402,12 @@ async def test_a_refund_cashfree_disagrees_with_is_parked_for_review(stack: Stac
     before = await stack.scalar(synced, r=r.json()["id"])
     await sync_open_refunds(stack.engine, stack.settings, now=later)
     assert await stack.scalar(synced, r=r.json()["id"]) == before
+
+
+async def _dead_letters(stack: Stack) -> int:
+    names = Names(stack.settings.rabbitmq_queue_prefix, len(stack.settings.retry_delays_s))
+    connection = await aio_pika.connect(stack.settings.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(names.dlq("refund.processing"), passive=True)
+        return int(queue.declaration_result.message_count or 0)
