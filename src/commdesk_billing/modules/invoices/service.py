@@ -68,7 +68,7 @@ def _describe(p: Payment) -> str:
     credits = f"{p.base_credits:,} credits"
     if p.bonus_credits:
         credits += f" + {p.bonus_credits:,} bonus"
-    what = f"pack {p.pack_code}" if p.pack_code else "top-up"
+    what = p.pack_code or "custom top-up"
     return f"CommDesk credits, {what} ({credits})"
 
 

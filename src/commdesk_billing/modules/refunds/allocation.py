@@ -7,7 +7,8 @@ value, CGST/SGST/IGST and credits all land on the purchase's own figures, never 
 credit over — however the total is split.
 
 - Taxable value of R paise: R * taxable / paid, half-up (as the invoice's own division);
-  the tax is the rest, split CGST/SGST in the invoice's proportion (IGST takes it all).
+  the tax is the rest, split CGST/SGST in the invoice's proportion, CGST rounded down as on
+  the invoice (IGST takes it all).
 - Credits taken back for R paise: ceil(R * credits / paid), base and bonus alike. Rounding up
   means a buyer never keeps a credit whose money came back; at R = paid it is exactly the
   credits granted.
@@ -92,7 +93,8 @@ def cumulative(p: Purchase, refunded_paise: int) -> Parts:
     if p.igst_paise:
         cgst, sgst, igst = 0, 0, tax
     elif invoice_tax:
-        cgst = _half_up(tax * p.cgst_paise, invoice_tax)
+        # Rounded down, as the invoice's own CGST: the odd paisa goes to SGST on both.
+        cgst = tax * p.cgst_paise // invoice_tax
         sgst, igst = tax - cgst, 0
     else:  # zero-rated: taxable == paid, so `tax` is 0
         cgst, sgst, igst = 0, 0, 0
