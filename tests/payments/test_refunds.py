@@ -411,3 +411,21 @@ async def _dead_letters(stack: Stack) -> int:
         channel = await connection.channel()
         queue = await channel.declare_queue(names.dlq("refund.processing"), passive=True)
         return int(queue.declaration_result.message_count or 0)
+
+
+async def test_refunds_of_one_wallet_settle_side_by_side_without_deadlocks(stack: Stack) -> None:
+    tok = stack.token()
+    orders = [await stack.buy(tok, pack_code="pack_150") for _ in range(6)]
+    for order in orders:
+        await stack.pay(order)
+    for order in orders:
+        await stack.wait_status(tok, order["id"], {"CREDITED"})
+    deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    before = await stack.scalar(deadlocks)
+    made = await asyncio.gather(*(stack.refund(o["id"]) for o in orders))
+    assert [r.status_code for r in made] == [202] * 6
+    for r in made:
+        await stack.wait_refund(r.json()["id"], {"SUCCESS"})
+    await asyncio.sleep(1.0)  # statistics reach pg_stat_database when backends go idle
+    assert await stack.scalar(deadlocks) == before
+    assert (await stack.wallet(tok))["available_credits"] == 0

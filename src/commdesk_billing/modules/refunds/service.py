@@ -296,7 +296,17 @@ async def process(
         return refund.status
     if refund.review_reason is not None:
         return refund.status  # parked for a person; see _flag
+    status = await _ask(conn, client, refund, source=source)
+    # Last, on purpose: a second UPDATE of a row this transaction already updated makes
+    # PostgreSQL re-check its foreign keys, taking KEY SHARE on the wallet row; taken before
+    # the capture's FOR UPDATE, two refunds of one wallet would deadlock on the upgrade.
     await repo.mark_synced(conn, refund.id)
+    return status
+
+
+async def _ask(
+    conn: AsyncConnection, client: CashfreeClient, refund: Refund, *, source: str
+) -> RefundStatus:
     try:
         if refund.status is RefundStatus.CREATED:
             answer = await client.create_refund(
