@@ -19,7 +19,9 @@ _COLUMNS = ", ".join(Invoice.__dataclass_fields__)
 async def get(
     conn: AsyncConnection, invoice_id: uuid.UUID, *, lock: bool = False
 ) -> Invoice | None:
-    suffix = " FOR UPDATE" if lock else ""
+    # NO KEY UPDATE: a credit note referencing this invoice is not held up while its PDF
+    # is drawn and stored.
+    suffix = " FOR NO KEY UPDATE" if lock else ""
     row = (
         await conn.execute(
             sql(f"SELECT {_COLUMNS} FROM invoices WHERE id = :id{suffix}"), {"id": invoice_id}

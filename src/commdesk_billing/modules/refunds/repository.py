@@ -22,7 +22,9 @@ _COLUMNS = ", ".join(Refund.__dataclass_fields__)
 
 
 async def get(conn: AsyncConnection, refund_id: uuid.UUID, *, lock: bool = False) -> Refund | None:
-    suffix = " FOR UPDATE" if lock else ""
+    # NO KEY UPDATE: processors of one refund still queue on it, but rows that merely
+    # reference it (a credit note, a billing event) are not held up behind a Cashfree call.
+    suffix = " FOR NO KEY UPDATE" if lock else ""
     row = (
         await conn.execute(
             sql(f"SELECT {_COLUMNS} FROM refunds WHERE id = :id{suffix}"), {"id": refund_id}
@@ -134,7 +136,7 @@ async def move(
     row = (
         await conn.execute(
             sql(f"""
-            WITH old AS (SELECT status FROM refunds WHERE id = :id FOR UPDATE)
+            WITH old AS (SELECT status FROM refunds WHERE id = :id FOR NO KEY UPDATE)
             UPDATE refunds r SET status = :to, updated_at = now(){sets}
               FROM old
              WHERE r.id = :id AND old.status = ANY(:allowed)
