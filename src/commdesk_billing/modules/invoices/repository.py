@@ -50,11 +50,29 @@ async def credit_note_of(conn: AsyncConnection, refund_id: uuid.UUID) -> Invoice
     return Invoice.from_row(row) if row else None
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+async def insert_issued(conn: AsyncConnection, values: dict[str, Any], event_type: str) -> datetime:
+    """Insert an issued document and its billing event in one statement (one round trip
+    while the series' counter row is held). Returns the row's created_at."""
     values = {**values, "document": json.dumps(values["document"])}
     cols = ", ".join(values)
     params = ", ".join("CAST(:document AS jsonb)" if c == "document" else f":{c}" for c in values)
-    await conn.execute(sql(f"INSERT INTO invoices ({cols}) VALUES ({params})"), values)
+    row = (
+        await conn.execute(
+            sql(f"""
+            WITH i AS (INSERT INTO invoices ({cols}) VALUES ({params})
+                       RETURNING id, payment_id, refund_id, user_id, total_paise, number,
+                                 created_at),
+                 e AS (INSERT INTO billing_events (event_type, payment_id, refund_id,
+                                                   invoice_id, user_id, amount_paise, data)
+                       SELECT :event_type, payment_id, refund_id, id, user_id, total_paise,
+                              jsonb_build_object('number', number)
+                         FROM i)
+            SELECT created_at FROM i"""),
+            {**values, "event_type": event_type},
+        )
+    ).one()
+    created: datetime = row.created_at
+    return created
 
 
 async def set_pdf(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -24,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import DocumentPending, NotFound
-from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.invoices import numbering
 from commdesk_billing.modules.invoices import repository as repo
 from commdesk_billing.modules.invoices.document import (
@@ -48,6 +48,7 @@ from commdesk_billing.telemetry.metrics import DOCUMENTS_ISSUED
 log = structlog.get_logger(__name__)
 
 READERS = frozenset({Role.finance_admin, Role.auditor})
+_RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdf")
 
 
 class YearTurned(Exception):
@@ -99,6 +100,17 @@ async def _issue(
     series = (
         settings.invoice_series if kind is DocumentKind.tax_invoice else settings.credit_note_series
     )
+    invoice_id = uuid.uuid4()
+    # Everything that does not need the number comes first: from taking the number to
+    # COMMIT, every issuer of the series waits on this transaction, so that stretch is two
+    # statements long.
+    await outbox.publish(
+        conn,
+        "invoice.generate",
+        "invoice.render",
+        {"invoice_id": str(invoice_id)},
+        correlation_id=str(payment.id),
+    )
     year = numbering.fiscal_year(at)
     seq = await numbering.next_seq(conn, series, year)
     if fixed_time is None:
@@ -108,54 +120,55 @@ async def _issue(
         if numbering.fiscal_year(at) != year:
             raise YearTurned(f"the financial year turned while numbering {series}")
     number = numbering.format_number(series, year, seq)
-    # The number is taken last, once the document is known to be valid.
     doc = replace(draft, number=number, issued_at=at)
-    invoice_id = uuid.uuid4()
-    await repo.insert(
-        conn,
-        {
-            "id": invoice_id,
-            "kind": kind.value,
-            "series": series,
-            "fiscal_year": year,
-            "seq": seq,
-            "number": number,
-            "payment_id": payment.id,
-            "refund_id": refund_id,
-            "original_invoice_id": original.id if original else None,
-            "user_id": payment.user_id,
-            "issued_at": at,
-            "place_of_supply": doc.place_of_supply,
-            "taxable_paise": doc.taxable_paise,
-            "cgst_paise": doc.cgst_paise,
-            "sgst_paise": doc.sgst_paise,
-            "igst_paise": doc.igst_paise,
-            "total_paise": doc.total_paise,
-            "document": doc.to_json(),
-        },
-    )
-    await billing_events.record(
-        conn,
-        f"{kind.value}.issued",
-        payment_id=payment.id,
-        refund_id=refund_id,
-        invoice_id=invoice_id,
-        user_id=payment.user_id,
-        amount_paise=doc.total_paise,
-        data={"number": number},
-    )
-    await outbox.publish(
-        conn,
-        "invoice.generate",
-        "invoice.render",
-        {"invoice_id": str(invoice_id)},
-        correlation_id=str(payment.id),
-    )
+    values = {
+        "id": invoice_id,
+        "kind": kind.value,
+        "series": series,
+        "fiscal_year": year,
+        "seq": seq,
+        "number": number,
+        "payment_id": payment.id,
+        "refund_id": refund_id,
+        "original_invoice_id": original.id if original else None,
+        "user_id": payment.user_id,
+        "issued_at": at,
+        "place_of_supply": doc.place_of_supply,
+        "taxable_paise": doc.taxable_paise,
+        "cgst_paise": doc.cgst_paise,
+        "sgst_paise": doc.sgst_paise,
+        "igst_paise": doc.igst_paise,
+        "total_paise": doc.total_paise,
+        "document": doc.to_json(),
+    }
+    created_at = await repo.insert_issued(conn, values, f"{kind.value}.issued")
     DOCUMENTS_ISSUED.labels(kind.value).inc()
     log.info("document.issued", kind=kind.value, number=number, payment_id=str(payment.id))
-    issued = await repo.get(conn, invoice_id)
-    assert issued is not None
-    return issued
+    return Invoice(
+        id=invoice_id,
+        kind=kind,
+        series=series,
+        fiscal_year=year,
+        seq=seq,
+        number=number,
+        payment_id=payment.id,
+        refund_id=refund_id,
+        original_invoice_id=original.id if original else None,
+        user_id=payment.user_id,
+        issued_at=at,
+        place_of_supply=doc.place_of_supply,
+        taxable_paise=doc.taxable_paise,
+        cgst_paise=doc.cgst_paise,
+        sgst_paise=doc.sgst_paise,
+        igst_paise=doc.igst_paise,
+        total_paise=doc.total_paise,
+        document=doc.to_json(),
+        pdf_key=None,
+        pdf_sha256=None,
+        pdf_bytes=None,
+        pdf_stored_at=None,
+        created_at=created_at,
+    )
 
 
 async def issue_invoice(
@@ -278,7 +291,12 @@ async def store_pdf(conn: AsyncConnection, store: DocumentStore, invoice_id: uui
         raise NotFound(f"invoice {invoice_id} does not exist")
     if invoice.pdf_key is not None:
         return invoice
-    pdf = await asyncio.to_thread(render_pdf, invoice.tax_document)
+    # One drawing at a time per process, on a thread of its own: fpdf2 is pure Python and
+    # holds the GIL, and many drawings at once would starve the event loop that is
+    # committing other transactions (some holding a series' counter row).
+    pdf = await asyncio.get_running_loop().run_in_executor(
+        _RENDERER, render_pdf, invoice.tax_document
+    )
     key = invoice.pdf_object_key
     try:
         stored = await store.put(key, pdf, "application/pdf")
