@@ -5,9 +5,9 @@
 
 Each round, on the same PostgreSQL and RabbitMQ:
   1. pgbench TPC-B (`-c 16 -j 2 -T 10`, scale 16), the yardstick;
-  2. `refunds` ₹300 purchases are bought and credited (not timed), then finance refunds each
-     in full, `concurrency` requests at a time, and the clock stops when every refund is
-     SUCCESS and its credit note is issued with its PDF stored. What one refund costs: the
+  2. `refunds` ₹300 purchases are bought, credited and invoiced (not timed), then finance
+     refunds each in full, `concurrency` requests at a time, and the clock stops when every
+     refund is SUCCESS and its credit note is issued with its PDF stored. What one refund costs: the
      API's transaction (payment and wallet locks, refundable computed, hold, outbox), the
      `refund.processing` worker creating it at the sandbox over HTTP with the row locked,
      the sandbox's REFUND_STATUS_WEBHOOK (settling at once) verified and stored, a second
@@ -115,6 +115,11 @@ def _round(url: str, prefix: str, n: int, concurrency: int, workers: int, docs: 
         before = asyncio.run(_count(url, credited))
         asyncio.run(_purchases(api, settings, n, 32, tag))
         _wait(url, credited, before + n, "purchases")
+        # Their tax invoices and PDFs too: that backlog is the purchases' cost, not ours.
+        invoiced = (
+            "SELECT count(*) FROM invoices WHERE kind = 'tax_invoice' AND pdf_key IS NOT NULL"
+        )
+        _wait(url, invoiced, before + n, "tax invoices")
         ids = asyncio.run(_credited_ids(url, tag))
         done_before = asyncio.run(_count(url, _DONE))
         started = time.perf_counter()
