@@ -210,7 +210,7 @@ async def _refund_and_documents(
         f"refund of ₹{REFUND_PAISE // 100} requested by finance (credits held at once)",
     )
     print(
-        f"7. refund {refund['refund_ref']}: ₹{refund['amount_paise'] / 100:.2f} takes back "
+        f"6. refund {refund['refund_ref']}: ₹{refund['amount_paise'] / 100:.2f} takes back "
         f"{refund['base_credits']} + {refund['bonus_credits']} bonus credits; waiting for Cashfree"
     )
     done = await _poll(
@@ -251,7 +251,7 @@ async def _refund_and_documents(
             key = d["pdf_key"]
             where = str(store.root / key) if isinstance(store, LocalDocumentStore) else key
             print(
-                f"8. {kind.replace('_', ' ')} {d['number']}: ₹{d['total_paise'] / 100:.2f} "
+                f"7. {kind.replace('_', ' ')} {d['number']}: ₹{d['total_paise'] / 100:.2f} "
                 f"(taxable {d['taxable_paise']}, CGST {d['cgst_paise']}, SGST "
                 f"{d['sgst_paise']}, IGST {d['igst_paise']} paise) -> {where}"
             )
@@ -310,7 +310,7 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
                 .scalars()
                 .all()
             )
-        print("9. journal (debit +, credit -):")
+        print("8. journal (debit +, credit -):")
         for kind, _key, code, ledger, amount in rows:
             print(f"   {kind:<18} {code.replace(wallet_id, '<wallet>'):<42} {ledger:<8}{amount:>8}")
         inr = sorted(amount for _k, key, _c, ledger, amount in rows if ledger == "INR")
