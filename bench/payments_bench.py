@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -43,7 +42,7 @@ from commdesk_billing.gateway import signature
 from commdesk_billing.queues.topology import Names, delete
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, summarise, write_docs_block
+from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
 
 CLI = [sys.executable, "-m", "commdesk_billing.cli"]
 
@@ -311,21 +310,12 @@ def main() -> None:
         f"| webhook ingest alone (verify, store raw, outbox, 200), {args.concurrency} senders | "
         f"{med('webhooks_per_s'):,.0f}/s | {ratio('webhooks_per_s'):.2f} |\n"
     )
-    print()
-    print(table)
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "rounds": rounds,
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "payments.json").write_text(json.dumps(summary, indent=2))
-    if not args.no_docs:
-        write_docs_block(
-            "payments-bench",
-            f"Last run {summary['when']} on {os.cpu_count()} cores:\n\n    {command}\n\n{table}",
-        )
+    publish_results("payments", summary, table, docs=not args.no_docs)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -73,6 +75,24 @@ def write_docs_block(name: str, block: str) -> None:
     else:
         text += f"\n{full}\n"
     doc.write_text(text)
+
+
+def publish_results(
+    name: str, summary: dict[str, Any], table: str, *, docs: bool, scope: str = ""
+) -> None:
+    """Print the table, keep the run as bench/results/<name>.json and, with `docs`, put the
+    table and the command that made it into docs/benchmarks.md (`scope` qualifies the run)."""
+    print()
+    print(table)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    if docs:
+        write_docs_block(
+            f"{name}-bench",
+            f"Last run {summary['when']} on {os.cpu_count()} cores{scope}:\n\n"
+            f"    {summary['command']}\n\n{table}",
+        )
 
 
 def summarise(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -36,7 +35,7 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names, delete
-from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, summarise, write_docs_block
+from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
 
 WALLETS = 500
 
@@ -215,8 +214,6 @@ def main() -> None:
         f"{args.workers} workers | {med('end_to_end_per_s'):,.0f}/s | "
         f"{ratio('end_to_end_per_s'):.2f} |\n"
     )
-    print()
-    print(table)
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -224,15 +221,9 @@ def main() -> None:
         "workers": args.workers,
         "rounds": rounds,
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "queue.json").write_text(json.dumps(summary, indent=2))
-    if not args.no_docs:
-        write_docs_block(
-            "queue-bench",
-            f"Last run {summary['when']} on {os.cpu_count()} cores, {args.events} events per "
-            f"round:\n\n    {command}\n\n{table}",
-        )
+    publish_results(
+        "queue", summary, table, docs=not args.no_docs, scope=f", {args.events} events per round"
+    )
 
 
 if __name__ == "__main__":

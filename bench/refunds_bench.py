@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import tempfile
 import time
 import uuid
@@ -38,7 +36,7 @@ from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
 from payments_bench import _count, _drop_queues, _env, _purchases, _ready, _start, _stop
-from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, summarise, write_docs_block
+from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
 
 _DONE = """
     SELECT count(*) FROM refunds f JOIN invoices i ON i.refund_id = f.id
@@ -174,21 +172,12 @@ def main() -> None:
         f"PDF stored), {args.concurrency} clerks, {args.workers} workers | "
         f"{med('refunds_per_s'):,.1f}/s | {ratio('refunds_per_s'):.3f} |\n"
     )
-    print()
-    print(table)
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "rounds": rounds,
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "refunds.json").write_text(json.dumps(summary, indent=2))
-    if not args.no_docs:
-        write_docs_block(
-            "refunds-bench",
-            f"Last run {summary['when']} on {os.cpu_count()} cores:\n\n    {command}\n\n{table}",
-        )
+    publish_results("refunds", summary, table, docs=not args.no_docs)
 
 
 if __name__ == "__main__":

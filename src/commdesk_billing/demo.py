@@ -56,19 +56,6 @@ class Checks:
         return response.json()
 
 
-async def _wait_credited(
-    client: httpx.AsyncClient, auth: dict[str, str], payment_id: str, timeout_s: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    payment: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        payment = (await client.get(f"/v1/payments/{payment_id}", headers=auth)).json()
-        if payment.get("status") in ("CREDITED", "FAILED", "REVIEW", "CANCELLED", "EXPIRED"):
-            return payment
-        await asyncio.sleep(0.2)
-    return payment
-
-
 async def run_demo(settings: Settings, api_url: str | None) -> int:
     checks = Checks()
     async with AsyncExitStack() as exits:
@@ -134,7 +121,12 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
         )
         checks.check(paid.status_code == 200, "paid with UPI on the hosted checkout page")
         print("3. waiting for Cashfree's webhook, verification and the credit grant ...")
-        payment = await _wait_credited(client, auth, order["id"])
+        payment = await _poll(
+            client,
+            f"/v1/payments/{order['id']}",
+            auth,
+            lambda p: p.get("status") in ("CREDITED", "FAILED", "REVIEW", "CANCELLED", "EXPIRED"),
+        )
         checks.check(
             payment.get("status") == "CREDITED" and payment.get("credits_granted") == CREDITS,
             f"payment CREDITED with {CREDITS} credits (status {payment.get('status')})",

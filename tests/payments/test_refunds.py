@@ -174,7 +174,6 @@ async def test_after_partial_consumption_only_the_unconsumed_part_is_refundable(
 
 
 async def test_a_refund_racing_a_spend_ends_consistent(stack: Stack) -> None:
-    outcomes: set[int] = set()
     for _ in range(6):
         tok, paid = await stack.credited()
         wallet = await stack.wallet(tok)
@@ -197,7 +196,6 @@ async def test_a_refund_racing_a_spend_ends_consistent(stack: Stack) -> None:
             assert spend.status_code == 409 and spend.json()["code"] == "insufficient_credits"
             assert body["amount_paise"] == 30000
             assert (after["available_credits"], after["locked_credits"]) == (0, 3200)
-        outcomes.add(spend.status_code)
         await stack.wait_refund(body["id"], {"SUCCESS"})
     report = await verify_ledger(stack.engine)
     assert report.ok, [str(f) for f in report.findings]
@@ -429,3 +427,77 @@ async def test_refunds_of_one_wallet_settle_side_by_side_without_deadlocks(stack
     await asyncio.sleep(1.0)  # statistics reach pg_stat_database when backends go idle
     assert await stack.scalar(deadlocks) == before
     assert (await stack.wallet(tok))["available_credits"] == 0
+
+
+async def test_verify_names_what_was_tampered_with(stack: Stack) -> None:
+    """Each refund and document check finds its fault (and the data is put back after)."""
+    tok, paid = await stack.credited()
+    r = await stack.refund(paid["id"], amount_paise=6000)
+    done = await stack.wait_refund(r.json()["id"], {"SUCCESS"})
+    await _documents_issued(stack, paid["id"])
+    hold = await stack.scalar("SELECT hold_id FROM refunds WHERE id = :r", r=done["id"])
+    lot = await stack.scalar("SELECT purchase_lot_id FROM refunds WHERE id = :r", r=done["id"])
+    series = await stack.scalar(
+        "SELECT series || '|' || fiscal_year FROM invoices WHERE refund_id = :r", r=done["id"]
+    )
+    # (check, change, key, delta): each change is undone by the opposite delta.
+    cases = [
+        (
+            "refund_totals",
+            "UPDATE payments SET refund_amount_paise = refund_amount_paise + :d WHERE id = :k",
+            paid["id"],
+            1,
+        ),
+        (
+            "refund_lots",
+            "UPDATE credit_lots SET credits_refunded = credits_refunded + :d WHERE id = :k",
+            lot,
+            -1,  # the lot is full: remaining + refunded = granted
+        ),
+        (
+            "refund_reservations",
+            "UPDATE credit_lots SET credits_reserved = credits_reserved + :d WHERE id = :k",
+            lot,
+            1,
+        ),
+        (
+            "document_numbers",
+            "UPDATE document_sequences SET last_number = last_number + :d "
+            "WHERE series || '|' || fiscal_year = :k",
+            series,
+            1,
+        ),
+    ]
+    for check, change, key, delta in cases:
+        await stack.execute(change, d=delta, k=key)
+        try:
+            report = await verify_ledger(stack.engine)
+        finally:
+            await stack.execute(change, d=-delta, k=key)
+        assert check in {f.check for f in report.findings}, (check, report.findings)
+    # A captured refund hold shown as released: the refund was not reversed as it says.
+    await stack.execute(
+        "UPDATE wallet_holds SET status = 'released', captured_credits = 0, "
+        "released_credits = credits WHERE id = :h",
+        h=hold,
+    )
+    try:
+        report = await verify_ledger(stack.engine)
+    finally:
+        await stack.execute(
+            "UPDATE wallet_holds SET status = 'captured', captured_credits = credits, "
+            "released_credits = 0 WHERE id = :h",
+            h=hold,
+        )
+    assert "refund_reversal" in {f.check for f in report.findings}
+    clean = await verify_ledger(stack.engine)
+    assert clean.ok, [str(f) for f in clean.findings]
+    assert (await stack.wallet(tok))["available_credits"] == 3200 - 600 - 40
+
+
+async def _documents_issued(stack: Stack, payment_id: str) -> None:
+    query = "SELECT count(*) FROM invoices WHERE payment_id = :p AND pdf_key IS NOT NULL"
+    deadline = asyncio.get_running_loop().time() + 20
+    while await stack.scalar(query, p=payment_id) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "documents not issued"
+        await asyncio.sleep(0.1)

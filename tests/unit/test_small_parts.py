@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from commdesk_billing import pagination
 from commdesk_billing.db.migrate import split_sql
-from commdesk_billing.errors import LedgerInvariantError
+from commdesk_billing.errors import InvalidCursor, LedgerInvariantError
 from commdesk_billing.modules.ledger.chain import entry_hash, micros
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 from commdesk_billing.modules.wallet.schemas import decode_cursor, encode_cursor
@@ -106,3 +107,16 @@ def test_unbalanced_journal_is_refused_before_the_database() -> None:
                 Leg(House.EXPIRED, Ledger.CREDITS, 0),
             ),
         )
+
+
+def test_time_keyset_cursors_round_trip_and_refuse_others() -> None:
+    at, row = datetime(2026, 11, 26, 12, 0, 1, 5, tzinfo=UTC), uuid.uuid4()
+    assert pagination.decode_cursor("r", pagination.encode_cursor("r", at, row)) == (at, row)
+    for kind, bad in (
+        ("i", pagination.encode_cursor("r", at, row)),  # another list's cursor
+        ("r", "not-base64!"),
+        ("r", pagination.encode_cursor("r", at.replace(tzinfo=None), row)),  # no zone
+        ("r", "cjpub3RoaW5n"),  # "r:nothing"
+    ):
+        with pytest.raises(InvalidCursor):
+            pagination.decode_cursor(kind, bad)

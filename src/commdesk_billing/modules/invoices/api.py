@@ -3,11 +3,7 @@ auditor)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import structlog
@@ -20,7 +16,6 @@ from commdesk_billing.deps import Caller, Engine
 from commdesk_billing.errors import (
     DocumentPending,
     Forbidden,
-    InvalidCursor,
     StorageUnavailableError,
 )
 from commdesk_billing.modules.invoices import repository as repo
@@ -28,9 +23,10 @@ from commdesk_billing.modules.invoices import service
 from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.invoices.schemas import InvoiceOut, InvoicePage
 from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
 from commdesk_billing.security.jwt import Role
-from commdesk_billing.storage import DocumentStore, StorageError
+from commdesk_billing.storage import DocumentStore, StorageError, StoredObject
 
 log = structlog.get_logger(__name__)
 
@@ -46,25 +42,6 @@ _PROBLEMS = documented(
         503: "Document storage unavailable",
     }
 )
-
-
-def _encode(at: datetime, iid: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"i:{at.isoformat()}|{iid}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, rest = raw.partition(":")
-        at, _, iid = rest.partition("|")
-        if prefix != "i":
-            raise ValueError("not an invoices cursor")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return when, uuid.UUID(iid)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not valid") from exc
 
 
 @router.get(
@@ -84,7 +61,7 @@ async def list_invoices(
 ) -> InvoicePage:
     if caller.role in (Role.service, Role.support):
         raise Forbidden("invoices are read by their buyer, finance_admin and auditor")
-    before = _decode(cursor) if cursor else None
+    before = decode_cursor("i", cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> InvoicePage:
         user_id = None
@@ -104,7 +81,7 @@ async def list_invoices(
         rows = rows[:limit]
         return InvoicePage(
             data=[InvoiceOut.of(i) for i in rows],
-            next_cursor=_encode(rows[-1].issued_at, rows[-1].id) if more else None,
+            next_cursor=encode_cursor("i", rows[-1].issued_at, rows[-1].id) if more else None,
         )
 
     return await in_transaction(engine, work)
@@ -140,7 +117,7 @@ async def get_invoice_pdf(
     except StorageError as exc:
         log.warning("invoice.pdf.storage_error", invoice_id=str(invoice_id), error=str(exc))
         raise StorageUnavailableError("document storage did not answer; retry later") from exc
-    if hashlib.sha256(data).hexdigest() != sha:
+    if StoredObject.of(key, data).sha256 != sha:
         # Storage handed back other bytes than were stored: never serve them as ours.
         log.error("invoice.pdf.corrupt", invoice_id=str(invoice_id), key=key)
         raise StorageUnavailableError("the stored PDF does not match its record")

@@ -14,7 +14,6 @@ stored document and written under a key derived from the number.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -42,7 +41,7 @@ from commdesk_billing.modules.refunds import repository as refunds
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.queues import outbox
 from commdesk_billing.security.jwt import Principal, Role
-from commdesk_billing.storage import DocumentStore, ObjectConflict
+from commdesk_billing.storage import DocumentStore, ObjectConflict, StoredObject
 from commdesk_billing.telemetry.metrics import DOCUMENTS_ISSUED
 
 log = structlog.get_logger(__name__)
@@ -300,18 +299,12 @@ async def store_pdf(conn: AsyncConnection, store: DocumentStore, invoice_id: uui
     key = invoice.pdf_object_key
     try:
         stored = await store.put(key, pdf, "application/pdf")
-        sha, size = stored.sha256, stored.size
     except ObjectConflict:
-        kept = await store.get(key)
-        sha, size = _sha256(kept), len(kept)
-    await repo.set_pdf(conn, invoice.id, key, sha, size)
+        stored = StoredObject.of(key, await store.get(key))
+    await repo.set_pdf(conn, invoice.id, key, stored.sha256, stored.size)
     done = await repo.get(conn, invoice.id)
     assert done is not None
     return done
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def may_read(conn: AsyncConnection, caller: Principal, invoice: Invoice) -> None:

@@ -18,8 +18,6 @@ from commdesk_billing.modules.ledger.chain import entry_hash, seal_hash
 from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.seal import digest_rows, entries_between
 
-_GATEWAY_CLEARING = House.GATEWAY_CLEARING
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -337,28 +335,25 @@ async def _refunds(conn: AsyncConnection, report: VerifyReport) -> None:
     for r in await _rows(
         conn,
         """
-        SELECT f.id, f.status, h.status AS hold_status,
-               (SELECT count(*) FROM ledger_journals j
+        SELECT * FROM (
+            SELECT f.id, f.status, f.amount_paise, h.status AS hold_status, x.journals,
+                   x.paid_out
+              FROM refunds f LEFT JOIN wallet_holds h ON h.id = f.hold_id
+             CROSS JOIN LATERAL (
+                SELECT count(DISTINCT j.id) AS journals,
+                       coalesce(sum(e.amount) FILTER (
+                           WHERE j.idempotency_key = 'refund:' || f.id || '\\:paid'
+                             AND e.account_id = :clearing), 0) AS paid_out
+                  FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.id
                  WHERE j.idempotency_key IN ('refund:' || f.id || '\\:inr',
-                                             'refund:' || f.id || '\\:paid')) AS journals,
-               (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e
-                  JOIN ledger_journals j ON j.id = e.journal_id
-                 WHERE j.idempotency_key = 'refund:' || f.id || '\\:paid'
-                   AND e.account_id = :clearing) AS paid_out,
-               f.amount_paise
-          FROM refunds f LEFT JOIN wallet_holds h ON h.id = f.hold_id
-         WHERE h.status IS DISTINCT FROM CASE
-                   WHEN f.status IN ('CREATED', 'PENDING', 'ONHOLD') THEN 'active'
-                   WHEN f.status = 'SUCCESS' THEN 'captured' ELSE 'released' END
-            OR (SELECT count(*) FROM ledger_journals j
-                 WHERE j.idempotency_key IN ('refund:' || f.id || '\\:inr',
-                                             'refund:' || f.id || '\\:paid'))
-               <> CASE WHEN f.status = 'SUCCESS' THEN 2 ELSE 0 END
-            OR (f.status = 'SUCCESS' AND (SELECT coalesce(sum(e.amount), 0)
-                  FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
-                 WHERE j.idempotency_key = 'refund:' || f.id || '\\:paid'
-                   AND e.account_id = :clearing) <> -f.amount_paise)""",
-        {"clearing": _GATEWAY_CLEARING},
+                                             'refund:' || f.id || '\\:paid')) x
+        ) r
+         WHERE hold_status IS DISTINCT FROM CASE
+                   WHEN status IN ('CREATED', 'PENDING', 'ONHOLD') THEN 'active'
+                   WHEN status = 'SUCCESS' THEN 'captured' ELSE 'released' END
+            OR journals <> CASE WHEN status = 'SUCCESS' THEN 2 ELSE 0 END
+            OR (status = 'SUCCESS' AND paid_out <> -amount_paise)""",
+        {"clearing": House.GATEWAY_CLEARING},
     ):
         report.add(
             "refund_reversal",

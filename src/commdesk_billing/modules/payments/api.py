@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -18,7 +15,6 @@ from commdesk_billing.errors import (
     Forbidden,
     GatewayRejected,
     GatewayUnavailable,
-    InvalidCursor,
 )
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeError, CashfreeRejected
@@ -32,6 +28,7 @@ from commdesk_billing.modules.payments.schemas import (
     PaymentOut,
     PaymentPage,
 )
+from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
 from commdesk_billing.security.jwt import Role
 
@@ -154,25 +151,6 @@ async def sync_payment(
     return await in_transaction(engine, work)
 
 
-def _encode(at: datetime, pid: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"p:{at.isoformat()}|{pid}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, rest = raw.partition(":")
-        at, _, pid = rest.partition("|")
-        if prefix != "p":
-            raise ValueError("not a payments cursor")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return when, uuid.UUID(pid)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not valid") from exc
-
-
 @router.get(
     "/payments",
     response_model=PaymentPage,
@@ -187,7 +165,7 @@ async def list_payments(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PaymentPage:
     _buyer(caller)
-    before = _decode(cursor) if cursor else None
+    before = decode_cursor("p", cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> PaymentPage:
         user_id = await repo.user_id_for(conn, caller.sub)
@@ -198,7 +176,7 @@ async def list_payments(
         rows = rows[:limit]
         return PaymentPage(
             data=[PaymentOut.of(p, service.checkout_url(settings, p)) for p in rows],
-            next_cursor=_encode(rows[-1].created_at, rows[-1].id) if more else None,
+            next_cursor=encode_cursor("p", rows[-1].created_at, rows[-1].id) if more else None,
         )
 
     return await in_transaction(engine, work)

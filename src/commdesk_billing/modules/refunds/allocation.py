@@ -16,7 +16,7 @@ credit over — however the total is split.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 
@@ -50,13 +50,6 @@ class Parts:
 
     def __add__(self, other: Parts) -> Parts:
         return Parts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
-
-    @staticmethod
-    def total(items: Iterable[Parts]) -> Parts:
-        out = Parts()
-        for item in items:
-            out = out + item
-        return out
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -14,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
-from commdesk_billing.errors import InvalidCursor
 from commdesk_billing.modules.idempotency.service import respond
 from commdesk_billing.modules.refunds import service
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundPage, RefundRequest
+from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
 from commdesk_billing.security.jwt import Role
 
@@ -65,25 +62,6 @@ async def get_refund(refund_id: uuid.UUID, engine: Engine, caller: Caller) -> Re
     return await in_transaction(engine, work)
 
 
-def _encode(at: datetime, rid: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"r:{at.isoformat()}|{rid}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, rest = raw.partition(":")
-        at, _, rid = rest.partition("|")
-        if prefix != "r":
-            raise ValueError("not a refunds cursor")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return when, uuid.UUID(rid)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not valid") from exc
-
-
 @router.get(
     "/payments/{payment_id}/refunds",
     response_model=RefundPage,
@@ -97,7 +75,7 @@ async def list_refunds(
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RefundPage:
-    before = _decode(cursor) if cursor else None
+    before = decode_cursor("r", cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> RefundPage:
         rows, can = await service.list_refunds(
@@ -108,7 +86,7 @@ async def list_refunds(
         return RefundPage(
             data=[RefundOut.of(r, staff_view=caller.role in _STAFF_VIEW) for r in rows],
             refundable_paise=can,
-            next_cursor=_encode(rows[-1].created_at, rows[-1].id) if more else None,
+            next_cursor=encode_cursor("r", rows[-1].created_at, rows[-1].id) if more else None,
         )
 
     return await in_transaction(engine, work)

@@ -105,7 +105,3 @@ class Refund:
         if self.bonus_credits and self.bonus_lot_id is not None:
             out.append((self.bonus_lot_id, self.bonus_credits))
         return out
-
-    @property
-    def gst_paise(self) -> int:
-        return self.cgst_paise + self.sgst_paise + self.igst_paise

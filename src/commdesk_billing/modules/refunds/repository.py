@@ -201,7 +201,7 @@ async def due_for_sync(
              WHERE status IN ('CREATED', 'PENDING', 'ONHOLD') AND review_reason IS NULL
                AND updated_at < :t AND coalesce(last_synced_at, created_at) < :t
              ORDER BY updated_at LIMIT :limit
-               FOR UPDATE SKIP LOCKED"""),
+               FOR NO KEY UPDATE SKIP LOCKED"""),
             {"t": older_than, "limit": limit},
         )
     ).all()

@@ -424,8 +424,8 @@ def _inr_journals(refund: Refund, at: datetime) -> list[Journal]:
     owed = [Leg(House.REFUNDS_PAYABLE, Ledger.INR, -refund.amount_paise)]
     if refund.taxable_paise:
         owed.append(Leg(House.DEFERRED_REVENUE, Ledger.INR, refund.taxable_paise))
-    if refund.gst_paise:
-        owed.append(Leg(House.GST_PAYABLE, Ledger.INR, refund.gst_paise))
+    if refund.parts.tax_paise:
+        owed.append(Leg(House.GST_PAYABLE, Ledger.INR, refund.parts.tax_paise))
     return [
         Journal(
             idempotency_key=f"refund:{refund.id}:inr",

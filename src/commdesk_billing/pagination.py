@@ -1,0 +1,32 @@
+"""Keyset cursors for lists ordered newest first by (time, id) (API conventions: lists are
+cursor-paginated). A cursor is opaque to clients: base64url of `<kind>:<iso time>|<id>`,
+where `kind` keeps one list's cursor from being replayed against another."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from commdesk_billing.errors import InvalidCursor
+
+
+def encode_cursor(kind: str, at: datetime, row_id: uuid.UUID) -> str:
+    raw = f"{kind}:{at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, rest = raw.partition(":")
+        at, _, row_id = rest.partition("|")
+        if prefix != kind:
+            raise ValueError("a cursor of another list")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return when, uuid.UUID(row_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
