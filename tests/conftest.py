@@ -205,3 +205,11 @@ def auth(tok: str, key: str | None = None) -> dict[str, str]:
     if key is not None:
         headers["Idempotency-Key"] = key
     return headers
+
+
+def pytest_configure(config: Any) -> None:
+    # Services called directly announce and send through the deployment's routes, as every
+    # process does once it starts (wiring.install).
+    from commdesk_billing import wiring
+
+    wiring.install()

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commdesk_billing import problems
+from commdesk_billing import problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client
@@ -74,6 +74,7 @@ class Observe:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     cfg = settings or get_settings()
+    wiring.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

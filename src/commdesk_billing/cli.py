@@ -36,6 +36,10 @@ def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 @click.group()
 def main() -> None:
     """CommDesk Billing: credits, wallets and the double-entry ledger."""
+    from commdesk_billing import wiring
+
+    # Every command may announce something (a sync, an expiry): the routes come first.
+    wiring.install()
 
 
 @main.command()
@@ -220,7 +224,7 @@ def holds() -> None:
 def holds_expire() -> None:
     """Release every active hold past its expiry (the scheduler runs this periodically)."""
     from commdesk_billing.db.engine import make_engine
-    from commdesk_billing.modules.wallet.expiry import expire_holds
+    from commdesk_billing.modules.wallet.jobs import expire_holds
 
     async def go(settings: Settings) -> int:
         engine = make_engine(settings, pool_size=2)
@@ -255,12 +259,12 @@ def _serve_until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, No
 @click.option("--no-consumers", is_flag=True, help="Outbox relay only.")
 def worker(no_relay: bool, no_consumers: bool) -> None:
     """RabbitMQ consumers and the outbox relay (stops gracefully on SIGTERM)."""
-    from commdesk_billing.queues.worker import Worker
+    from commdesk_billing import wiring
 
     settings = _settings()
 
     async def run(stop: asyncio.Event) -> None:
-        w = Worker(settings, handlers={} if no_consumers else None, relay=not no_relay)
+        w = wiring.worker(settings, consumers=not no_consumers, relay=not no_relay)
         await w.start()
         try:
             await stop.wait()
@@ -273,15 +277,17 @@ def worker(no_relay: bool, no_consumers: bool) -> None:
 @main.command()
 def scheduler() -> None:
     """Periodic jobs (hold expiry, ledger sealing, outbox/inbox pruning), one leader at a time."""
+    from commdesk_billing import wiring
     from commdesk_billing.db.engine import make_engine
-    from commdesk_billing.queues.scheduler import Scheduler, default_jobs
+    from commdesk_billing.queues.scheduler import Scheduler
 
     settings = _settings()
 
     async def run(stop: asyncio.Event) -> None:
+        wiring.install()
         engine = make_engine(settings, direct=True, pool_size=3)
         try:
-            await Scheduler(settings, default_jobs(settings, engine)).run(stop)
+            await Scheduler(settings, wiring.jobs(settings, engine)).run(stop)
         finally:
             await engine.dispose()
 

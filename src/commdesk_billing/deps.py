@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import IdempotencyKeyInvalid, IdempotencyKeyRequired
-from commdesk_billing.modules.idempotency.service import KEY_RE
+from commdesk_billing.idempotency.keys import KEY_RE
 from commdesk_billing.security.jwt import InvalidToken, Principal, decode_token
 
 _bearer = HTTPBearer(auto_error=False, description="JWT issued by CommDesk")

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.errors import InsufficientCredits
-from commdesk_billing.modules.idempotency.service import Answer, KeyedRequest, run_keyed
+from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from tests.conftest import new_wallet

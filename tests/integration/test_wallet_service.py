@@ -19,7 +19,7 @@ from commdesk_billing.errors import (
     NotFound,
 )
 from commdesk_billing.modules.wallet import service as ws
-from commdesk_billing.modules.wallet.expiry import expire_holds
+from commdesk_billing.modules.wallet.jobs import expire_holds
 from commdesk_billing.modules.wallet.model import HoldStatus, LotSource, TxnType
 from tests.conftest import new_wallet
 

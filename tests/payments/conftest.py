@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commdesk_billing import wiring
 from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
@@ -26,7 +27,6 @@ from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.sandbox.app import create_sandbox_app
 from commdesk_billing.gateway.sandbox.config import SandboxConfig
 from commdesk_billing.queues.topology import Names, delete
-from commdesk_billing.queues.worker import Worker
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.conftest import create_database, drop_database, seal_and_verify
 from tests.servers import bound_socket, serving, url_of
@@ -249,7 +249,7 @@ async def stack_factory(
             )
             await exits.enter_async_context(serving(create_sandbox_app(sandbox_cfg), sandbox_sock))
             await exits.enter_async_context(serving(create_app(s), api_sock))
-            worker = Worker(s, engine=stack_engine)
+            worker = wiring.worker(s, engine=stack_engine)
             await exits.enter_async_context(worker)
             api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
             sandbox = await exits.enter_async_context(

@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import text
 
 from commdesk_billing.modules.ledger.verify import verify_ledger
-from commdesk_billing.modules.refunds.service import sync_open_refunds
+from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.queues.topology import Names
 from commdesk_billing.security.jwt import Role
 from tests.payments.conftest import Stack

@@ -18,6 +18,7 @@ import aio_pika
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.audit.service import record
@@ -76,7 +77,7 @@ async def test_ten_thousand_events_apply_exactly_once(
     wallets = [(await new_wallet(engine, 1000)).id for _ in range(50)]
     tag = uuid.uuid4().hex[:8]
     await _debits(engine, wallets, 10_000, tag)
-    async with Worker(qsettings, engine=engine):
+    async with wiring.worker(qsettings, engine=engine):
         await wait_for(lambda: _done(engine, tag, 10_000), 300, "10 000 debits")
     assert await _applied(engine, tag) == 10_000
     for wid in wallets:
@@ -105,7 +106,7 @@ async def test_broker_outage_loses_nothing(engine: AsyncEngine, qsettings: Setti
     ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     wallets = [(await new_wallet(engine, 1000)).id for _ in range(10)]
     tag = uuid.uuid4().hex[:8]
-    async with Worker(qsettings, engine=engine):
+    async with wiring.worker(qsettings, engine=engine):
         await _debits(engine, wallets, 100, tag, per_tx=10)
         await wait_for(lambda: _done(engine, tag, 100), 60, "the first 100")
         try:
@@ -165,7 +166,7 @@ async def test_worker_killed_between_commit_and_ack(
         "the unacknowledged message to be back",
     )
     before = _duplicates()
-    async with Worker(qsettings, engine=engine, relay=False):
+    async with wiring.worker(qsettings, engine=engine, relay=False):
         await wait_for(
             lambda: _depth_is(qsettings, names.work("wallet.debit"), 0), 30, "the redelivery"
         )
@@ -275,7 +276,7 @@ async def test_permanent_errors_and_garbage_go_straight_to_the_dlq(
 ) -> None:
     wallet = await new_wallet(engine, 5)
     names = Names(qsettings.rabbitmq_queue_prefix, 3)
-    async with Worker(qsettings, engine=engine):
+    async with wiring.worker(qsettings, engine=engine):
 
         async def bad(conn: AsyncConnection) -> None:
             await publish(
@@ -313,7 +314,7 @@ async def test_two_relays_and_two_workers(engine: AsyncEngine, qsettings: Settin
     wallets = [(await new_wallet(engine, 1000)).id for _ in range(20)]
     tag = uuid.uuid4().hex[:8]
     before = _duplicates()
-    async with Worker(qsettings, engine=engine), Worker(qsettings, engine=engine):
+    async with wiring.worker(qsettings, engine=engine), wiring.worker(qsettings, engine=engine):
         await _debits(engine, wallets, 2000, tag, per_tx=100)
         await wait_for(lambda: _done(engine, tag, 2000), 180, "2 000 debits")
         await asyncio.sleep(1)  # any duplicate publish would arrive by now
@@ -444,7 +445,7 @@ async def test_wallet_credit_messages_grant_once(engine: AsyncEngine, qsettings:
         await publish(conn, "wallet.credit", "wallet.credit.requested", payload)
         await publish(conn, "wallet.credit", "wallet.credit.requested", payload)
 
-    async with Worker(qsettings, engine=engine):
+    async with wiring.worker(qsettings, engine=engine):
         await in_transaction(engine, twice)
         await wait_for(lambda: _lines(engine, wallet.id, 1), 30, "the grant")
         await asyncio.sleep(0.5)
@@ -470,7 +471,7 @@ async def _lines(engine: AsyncEngine, wallet_id: uuid.UUID, n: int) -> bool:
 
 
 async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Settings) -> None:
-    async with Worker(qsettings, engine=engine):
+    async with wiring.worker(qsettings, engine=engine):
         connection = await aio_pika.connect(qsettings.rabbitmq_url)
         async with connection:
             channel = await connection.channel()
@@ -544,7 +545,6 @@ async def test_graceful_stop_finishes_messages_in_flight(
 async def test_the_scheduler_runs_the_default_jobs(
     engine: AsyncEngine, qsettings: Settings
 ) -> None:
-    from commdesk_billing.queues.scheduler import default_jobs
 
     wallet = await new_wallet(engine, 50)
     held = await in_transaction(
@@ -560,7 +560,7 @@ async def test_the_scheduler_runs_the_default_jobs(
     )
     await asyncio.sleep(1.2)
     stop = asyncio.Event()
-    scheduler = Scheduler(qsettings, default_jobs(qsettings, engine), tick_s=0.1)
+    scheduler = Scheduler(qsettings, wiring.jobs(qsettings, engine), tick_s=0.1)
     task = asyncio.create_task(scheduler.run(stop))
     try:
         await wait_for(

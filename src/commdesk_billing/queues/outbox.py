@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.db.sql import sql
+from commdesk_billing.queues import routing
 from commdesk_billing.queues.envelope import Envelope, new_envelope
 from commdesk_billing.queues.topology import PERSISTENT, QUEUES, Names
 from commdesk_billing.telemetry.metrics import (
@@ -61,6 +62,40 @@ async def publish(
         },
     )
     return envelope
+
+
+async def send(
+    conn: AsyncConnection,
+    queue: str,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    deliver_at: datetime | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """A command: work that one queue's consumer must do. Refused when that queue has no
+    handler routed for the type (a deployment bug: work must never be dropped silently, nor
+    wait in a queue that nothing reads)."""
+    if not routing.installed().routed(queue, message_type):
+        raise RuntimeError(f"{queue} consumes no {message_type!r}: route it in the wiring")
+    return await publish(
+        conn, queue, message_type, payload, deliver_at=deliver_at, correlation_id=correlation_id
+    )
+
+
+async def announce(
+    conn: AsyncConnection,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    correlation_id: str | None = None,
+) -> list[Envelope]:
+    """An event: something happened. Fanned out to every queue routed for its type, and to
+    none while nothing consumes it (no queue fills up unread)."""
+    return [
+        await publish(conn, q, message_type, payload, correlation_id=correlation_id)
+        for q in routing.installed().destinations(message_type)
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import asyncpg
 import structlog
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.urls import behind_pooler
-from commdesk_billing.modules.invoices.jobs import render_pending
-from commdesk_billing.modules.ledger.seal import seal_pending
-from commdesk_billing.modules.payments.jobs import sync_open_payments
-from commdesk_billing.modules.refunds.service import sync_open_refunds
-from commdesk_billing.modules.wallet.expiry import expire_holds
-from commdesk_billing.queues.outbox import prune
 from commdesk_billing.telemetry.metrics import SCHEDULER_JOB_RUNS, SCHEDULER_LEADER
 
 log = structlog.get_logger(__name__)
@@ -41,34 +33,6 @@ class Job:
     every_s: float
     run: Callable[[], Awaitable[object]]
     last_run: float = field(default=float("-inf"))
-
-
-def default_jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
-    return [
-        Job("expire_holds", 15, lambda: expire_holds(engine)),
-        Job(
-            "sync_open_payments",
-            settings.payment_sync_every_s,
-            lambda: sync_open_payments(engine, settings),
-        ),
-        Job(
-            "sync_open_refunds",
-            settings.refund_sync_every_s,
-            lambda: sync_open_refunds(engine, settings),
-        ),
-        # Hourly: a document or PDF is only this late after a dead letter or a long outage.
-        Job("render_pending_documents", 3600, lambda: render_pending(engine)),
-        Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
-        Job(
-            "prune_outbox_inbox",
-            3600,
-            lambda: prune(
-                engine,
-                outbox_retention=timedelta(seconds=settings.outbox_retention_s),
-                inbox_retention=timedelta(seconds=settings.inbox_retention_s),
-            ),
-        ),
-    ]
 
 
 def _libpq(url: str) -> str:

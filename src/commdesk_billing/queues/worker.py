@@ -14,35 +14,13 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.queues.outbox import Relay
 from commdesk_billing.queues.runtime import BatchHandler, Consumers, Handler
-from commdesk_billing.queues.topology import Names, declare
+from commdesk_billing.queues.topology import QUEUES, Names, declare
 
 log = structlog.get_logger(__name__)
 
 
 def names_for(settings: Settings) -> Names:
     return Names(settings.rabbitmq_queue_prefix, len(settings.retry_delays_s))
-
-
-def default_handlers(settings: Settings) -> dict[str, Handler]:
-    from commdesk_billing.gateway.factory import cashfree_client
-    from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
-    from commdesk_billing.modules.payments.consumers import PaymentProcessing
-    from commdesk_billing.modules.refunds.consumers import RefundProcessing
-    from commdesk_billing.modules.wallet.consumers import HANDLERS as WALLET
-    from commdesk_billing.storage.factory import document_store
-
-    return {
-        **WALLET,
-        "payment.processing": PaymentProcessing(cashfree_client(settings), settings),
-        "refund.processing": RefundProcessing(cashfree_client(settings)),
-        "invoice.generate": InvoiceGeneration(settings, document_store(settings)),
-    }
-
-
-def default_batch_handlers() -> dict[str, BatchHandler]:
-    from commdesk_billing.modules.wallet.consumers import BATCH_HANDLERS as WALLET
-
-    return {**WALLET}
 
 
 async def connect(settings: Settings, *, attempts: int = 60) -> AbstractRobustConnection:
@@ -66,14 +44,18 @@ class Worker:
         self,
         settings: Settings,
         *,
-        handlers: dict[str, Handler] | None = None,
+        handlers: dict[str, Handler],
         relay: bool = True,
         engine: AsyncEngine | None = None,
         batch_handlers: dict[str, BatchHandler] | None = None,
+        queues: tuple[str, ...] = QUEUES,
     ) -> None:
+        """`handlers` and `batch_handlers` by queue (the composition root builds them);
+        `queues` are declared at start, consumed or not."""
         self.settings = settings
-        self.handlers = default_handlers(settings) if handlers is None else handlers
-        batch = default_batch_handlers() if batch_handlers is None else batch_handlers
+        self.handlers = handlers
+        self.queues = tuple(sorted(set(queues) | set(handlers)))
+        batch = batch_handlers or {}
         # A queue is consumed in batches only if it is consumed at all here.
         self.batch_handlers = {q: h for q, h in batch.items() if q in self.handlers}
         self.with_relay = relay
@@ -95,7 +77,7 @@ class Worker:
         names = names_for(self.settings)
         self.connection = await connect(self.settings)
         setup = await self.connection.channel()
-        await declare(setup, names)
+        await declare(setup, names, self.queues)
         await setup.close()
         if self.handlers:
             channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -130,9 +112,11 @@ class Worker:
                 await asyncio.wait_for(self._relay_task, timeout=45)
             except TimeoutError:
                 log.warning("worker.relay.cancelled")
+        closed: set[int] = set()
         for handler in self.handlers.values():
             closer = getattr(handler, "aclose", None)
-            if closer is not None:
+            if closer is not None and id(handler) not in closed:
+                closed.add(id(handler))
                 await closer()
         if self.connection is not None:
             await self.connection.close()

@@ -15,17 +15,15 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Engine
 from commdesk_billing.errors import (
     DocumentPending,
-    Forbidden,
     StorageUnavailableError,
 )
+from commdesk_billing.modules.invoices import auth, service
 from commdesk_billing.modules.invoices import repository as repo
-from commdesk_billing.modules.invoices import service
 from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.invoices.schemas import InvoiceOut, InvoicePage
-from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
-from commdesk_billing.security.jwt import Role
 from commdesk_billing.storage import DocumentStore, StorageError, StoredObject
 
 log = structlog.get_logger(__name__)
@@ -59,14 +57,13 @@ async def list_invoices(
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> InvoicePage:
-    if caller.role in (Role.service, Role.support):
-        raise Forbidden("invoices are read by their buyer, finance_admin and auditor")
+    auth.may_list(caller)
     before = decode_cursor("i", cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> InvoicePage:
         user_id = None
-        if caller.role not in service.READERS:
-            user_id = await payments.user_id_for(conn, caller.sub)
+        if not auth.reads_everyone(caller):
+            user_id = await users.user_id_for(conn, caller.sub)
             if user_id is None:
                 return InvoicePage(data=[], next_cursor=None)
         rows = await repo.listing(

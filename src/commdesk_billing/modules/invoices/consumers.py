@@ -51,6 +51,7 @@ class InvoiceGeneration:
                 d = Render.model_validate(envelope.payload)
                 await service.store_pdf(conn, self.store, d.invoice_id)
             else:
+                # Routing sends only the three types above here (wiring.ROUTES).
                 raise PermanentError(f"invoice.generate has no handler for {envelope.type}")
         except ValidationError as exc:
             raise PermanentError(f"{envelope.type} payload: {exc.errors()[:3]}") from exc

@@ -21,12 +21,12 @@ async def render_pending(engine: AsyncEngine, *, batch: int = 200) -> int:
         since = datetime.now(UTC) - RETRY_AFTER
         missing = await repo.undocumented(conn, older_than=since, limit=batch)
         for message_type, key, value in missing:
-            await outbox.publish(
+            await outbox.send(
                 conn, "invoice.generate", message_type, {key: str(value)}, correlation_id=str(value)
             )
         ids = await repo.pending_pdfs(conn, older_than=datetime.now(UTC) - RETRY_AFTER, limit=batch)
         for invoice_id in ids:
-            await outbox.publish(
+            await outbox.send(
                 conn,
                 "invoice.generate",
                 "invoice.render",

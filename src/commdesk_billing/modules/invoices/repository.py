@@ -86,16 +86,6 @@ async def set_pdf(
     )
 
 
-async def buyer(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            sql("SELECT external_id, email, name, state_code FROM users WHERE id = :id"),
-            {"id": user_id},
-        )
-    ).one()
-    return dict(row._asdict())
-
-
 async def listing(
     conn: AsyncConnection,
     *,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import DocumentPending, NotFound
-from commdesk_billing.modules.invoices import numbering
+from commdesk_billing.modules.invoices import auth, numbering
 from commdesk_billing.modules.invoices import repository as repo
 from commdesk_billing.modules.invoices.document import (
     DocumentKind,
@@ -39,14 +39,14 @@ from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds import repository as refunds
 from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.queues import outbox
-from commdesk_billing.security.jwt import Principal, Role
+from commdesk_billing.security.jwt import Principal
 from commdesk_billing.storage import DocumentStore, ObjectConflict, StoredObject
 from commdesk_billing.telemetry.metrics import DOCUMENTS_ISSUED
 
 log = structlog.get_logger(__name__)
 
-READERS = frozenset({Role.finance_admin, Role.auditor})
 _RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdf")
 
 
@@ -73,10 +73,10 @@ def _describe(p: Payment) -> str:
 
 
 async def _buyer(conn: AsyncConnection, p: Payment) -> Party:
-    user = await repo.buyer(conn, p.user_id)
-    email = p.customer_email or user["email"]
+    user = await users.get_user(conn, p.user_id)
+    email = p.customer_email or user.email
     return Party(
-        name=user["name"] or email or f"CommDesk member {user['external_id']}",
+        name=user.name or email or f"CommDesk member {user.external_id}",
         address=None,
         gstin=None,
         state_code=p.buyer_state,
@@ -103,7 +103,7 @@ async def _issue(
     # Everything that does not need the number comes first: from taking the number to
     # COMMIT, every issuer of the series waits on this transaction, so that stretch is two
     # statements long.
-    await outbox.publish(
+    await outbox.send(
         conn,
         "invoice.generate",
         "invoice.render",
@@ -307,19 +307,12 @@ async def store_pdf(conn: AsyncConnection, store: DocumentStore, invoice_id: uui
     return done
 
 
-async def may_read(conn: AsyncConnection, caller: Principal, invoice: Invoice) -> None:
-    if caller.role in READERS:
-        return
-    if caller.role is not Role.service:
-        user = await repo.buyer(conn, invoice.user_id)
-        if user["external_id"] == caller.sub:
-            return
-    raise NotFound(f"invoice {invoice.id} does not exist")
-
-
 async def get_invoice(conn: AsyncConnection, caller: Principal, invoice_id: uuid.UUID) -> Invoice:
     invoice = await repo.get(conn, invoice_id)
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} does not exist")
-    await may_read(conn, caller, invoice)
+    buyer = not auth.reads_everyone(caller) and await users.is_subject(
+        conn, invoice.user_id, caller.sub
+    )
+    auth.may_read(caller, invoice, buyer=buyer)
     return invoice

@@ -12,15 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import (
-    Forbidden,
     GatewayRejected,
     GatewayUnavailable,
 )
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeError, CashfreeRejected
-from commdesk_billing.modules.idempotency.service import respond
+from commdesk_billing.idempotency.keys import respond
+from commdesk_billing.modules.payments import auth, service
 from commdesk_billing.modules.payments import repository as repo
-from commdesk_billing.modules.payments import service
 from commdesk_billing.modules.payments.schemas import (
     OrderRequest,
     PackList,
@@ -28,9 +27,9 @@ from commdesk_billing.modules.payments.schemas import (
     PaymentOut,
     PaymentPage,
 )
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
-from commdesk_billing.security.jwt import Role
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -52,12 +51,6 @@ _PROBLEMS = documented(
 def _client(request: Request) -> CashfreeClient:
     client: CashfreeClient = request.app.state.cashfree
     return client
-
-
-def _buyer(caller: Caller) -> None:
-    # A service has no wallet of its own; staff buy credits as the people they are.
-    if caller.role is Role.service:
-        raise Forbidden("services cannot buy credits")
 
 
 @router.get("/packs", response_model=PackList, responses=_PROBLEMS, summary="Credit packs on sale")
@@ -85,7 +78,7 @@ async def create_order(
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
-    _buyer(caller)
+    auth.authorize_buying(caller)
     created = await service.create_payment_order(
         engine, _client(request), settings, caller, body, key
     )
@@ -117,7 +110,7 @@ async def retry_payment(
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
-    _buyer(caller)
+    auth.authorize_buying(caller)
     created = await service.retry_failed_payment(
         engine, _client(request), settings, caller, payment_id, key
     )
@@ -133,8 +126,7 @@ async def retry_payment(
 async def sync_payment(
     payment_id: uuid.UUID, request: Request, engine: Engine, settings: Config, caller: Caller
 ) -> PaymentOut:
-    if caller.role not in (Role.finance_admin, Role.support):
-        raise Forbidden("only finance_admin or support may force a sync")
+    auth.authorize_sync(caller)
     try:
         await service.verify_payment(
             engine, _client(request), settings, payment_id, source="manual"
@@ -164,11 +156,11 @@ async def list_payments(
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PaymentPage:
-    _buyer(caller)
+    auth.authorize_buying(caller)
     before = decode_cursor("p", cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> PaymentPage:
-        user_id = await repo.user_id_for(conn, caller.sub)
+        user_id = await users.user_id_for(conn, caller.sub)
         if user_id is None:
             return PaymentPage(data=[], next_cursor=None)
         rows = await repo.list_for_user(conn, user_id, limit=limit + 1, before=before)

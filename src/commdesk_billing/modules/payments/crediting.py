@@ -23,9 +23,6 @@ from commdesk_billing.queues import outbox
 
 log = structlog.get_logger(__name__)
 
-# Announced once credits are granted; each queue's consumer does its own part.
-AFTER_CREDIT = ("invoice.generate", "notifications.billing", "analytics.billing", "fraud.detection")
-
 
 def inr_journal(
     payment_id: uuid.UUID, amount: int, taxable: int, gst: int, at: datetime
@@ -103,6 +100,6 @@ async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
         "credits": p.credits,
         "pack_code": p.pack_code,
     }
-    for queue in AFTER_CREDIT:
-        await outbox.publish(conn, queue, "payment.credited", event, correlation_id=ref)
+    # Every queue routed for it does its own part (the tax invoice today).
+    await outbox.announce(conn, "payment.credited", event, correlation_id=ref)
     return True

@@ -22,7 +22,7 @@ async def sync_open_payments(engine: AsyncEngine, settings: Settings) -> int:
             conn, older_than_s=settings.payment_sync_after_s, limit=settings.payment_sync_batch
         )
         for payment_id, order_id, expires_at in due:
-            await outbox.publish(
+            await outbox.send(
                 conn,
                 "payment.processing",
                 "payment.sync",

@@ -194,20 +194,6 @@ async def list_for_user(
     return [Payment.from_row(r) for r in rows]
 
 
-async def user_external_id(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
-    value = (
-        await conn.execute(sql("SELECT external_id FROM users WHERE id = :u"), {"u": user_id})
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
-
-
-async def user_state(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
-    value = (
-        await conn.execute(sql("SELECT state_code FROM users WHERE id = :u"), {"u": user_id})
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
-
-
 async def due_for_sync(
     conn: AsyncConnection, *, older_than_s: float, limit: int
 ) -> list[tuple[uuid.UUID, str, datetime]]:
@@ -237,13 +223,6 @@ async def due_for_sync(
         {"age": older_than_s, "n": limit},
     )
     return [(r[0], r[1], r[2]) for r in rows]
-
-
-async def user_id_for(conn: AsyncConnection, external_id: str) -> uuid.UUID | None:
-    value = (
-        await conn.execute(sql("SELECT id FROM users WHERE external_id = :s"), {"s": external_id})
-    ).scalar_one_or_none()
-    return value if isinstance(value, uuid.UUID) else None
 
 
 async def has_fraud_event(conn: AsyncConnection, payment_id: uuid.UUID, kind: str) -> bool:

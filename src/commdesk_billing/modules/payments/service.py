@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import (
-    Forbidden,
     GatewayRejected,
     GatewayUnavailable,
     IdempotencyMismatch,
@@ -45,21 +44,22 @@ from commdesk_billing.gateway.errors import (
 from commdesk_billing.gateway.models import Order, OrderStatus
 from commdesk_billing.gateway.models import Payment as GatewayPayment
 from commdesk_billing.gateway.models import PaymentStatus as GP
+from commdesk_billing.idempotency.keys import Answer
 from commdesk_billing.modules.fraud import service as fraud
-from commdesk_billing.modules.idempotency.service import Answer
+from commdesk_billing.modules.payments import auth
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest, PaymentOut
 from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.queues import outbox
-from commdesk_billing.security.jwt import Principal, Role
+from commdesk_billing.security.jwt import Principal
 
 log = structlog.get_logger(__name__)
 
 IST = timezone(timedelta(hours=5, minutes=30))
-STAFF_READERS = frozenset({Role.finance_admin, Role.support, Role.auditor})
 # Past our own expiry, an order Cashfree still calls ACTIVE is terminated after this grace.
 EXPIRY_GRACE = timedelta(seconds=60)
 
@@ -119,7 +119,7 @@ async def create_payment_order(
         if await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user:
             raise _OverLimit(user_id)
         buyer_state = (
-            req.buyer_state or await repo.user_state(conn, user_id) or settings.seller_state_code
+            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
         )
         q = await quote(
             conn,
@@ -508,7 +508,7 @@ def _latest(attempts: list[GatewayPayment]) -> GatewayPayment | None:
 
 
 async def _announce_credit(conn: AsyncConnection, p: Payment) -> None:
-    await outbox.publish(
+    await outbox.send(
         conn,
         "wallet.credit",
         "payment.paid",
@@ -587,6 +587,10 @@ async def retry_failed_payment(
     )
 
 
+async def _buyer_state(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
+    return (await users.get_user(conn, user_id)).state_code
+
+
 async def _existing(conn: AsyncConnection, payment_id: uuid.UUID) -> Payment:
     payment = await repo.get(conn, payment_id)
     if payment is None:
@@ -594,16 +598,9 @@ async def _existing(conn: AsyncConnection, payment_id: uuid.UUID) -> Payment:
     return payment
 
 
-async def _is_buyer(conn: AsyncConnection, principal: Principal, payment: Payment) -> bool:
-    if principal.role is Role.service:
-        return False
-    return await repo.user_external_id(conn, payment.user_id) == principal.sub
-
-
 async def _owned(conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID) -> Payment:
     payment = await _existing(conn, payment_id)
-    if not await _is_buyer(conn, principal, payment):
-        raise Forbidden("only the buyer may retry this payment")
+    await auth.authorize_retry(conn, principal, payment)
     return payment
 
 
@@ -611,6 +608,5 @@ async def get_payment(
     conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID
 ) -> Payment:
     payment = await _existing(conn, payment_id)
-    if principal.role in STAFF_READERS or await _is_buyer(conn, principal, payment):
-        return payment
-    raise Forbidden("not allowed to read this payment")
+    await auth.authorize_read(conn, principal, payment)
+    return payment

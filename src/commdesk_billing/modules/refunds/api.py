@@ -11,15 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
-from commdesk_billing.modules.idempotency.service import respond
-from commdesk_billing.modules.refunds import service
+from commdesk_billing.idempotency.keys import respond
+from commdesk_billing.modules.refunds import auth, service
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundPage, RefundRequest
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
-from commdesk_billing.security.jwt import Role
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
-_STAFF_VIEW = frozenset({Role.finance_admin, Role.support, Role.auditor})
 
 _PROBLEMS = documented(
     {
@@ -57,7 +55,7 @@ async def create_refund(
 async def get_refund(refund_id: uuid.UUID, engine: Engine, caller: Caller) -> RefundOut:
     async def work(conn: AsyncConnection) -> RefundOut:
         refund = await service.get_refund(conn, caller, refund_id)
-        return RefundOut.of(refund, staff_view=caller.role in _STAFF_VIEW)
+        return RefundOut.of(refund, staff_view=auth.staff_view(caller))
 
     return await in_transaction(engine, work)
 
@@ -84,7 +82,7 @@ async def list_refunds(
         more = len(rows) > limit
         rows = rows[:limit]
         return RefundPage(
-            data=[RefundOut.of(r, staff_view=caller.role in _STAFF_VIEW) for r in rows],
+            data=[RefundOut.of(r, staff_view=auth.staff_view(caller)) for r in rows],
             refundable_paise=can,
             next_cursor=encode_cursor("r", rows[-1].created_at, rows[-1].id) if more else None,
         )

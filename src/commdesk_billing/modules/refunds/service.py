@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
-from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import (
-    Forbidden,
     InvalidAmount,
     NotFound,
     PaymentNotRefundable,
@@ -40,15 +38,16 @@ from commdesk_billing.errors import (
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeRejected
 from commdesk_billing.gateway.models import Refund as GatewayRefund
+from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.fraud import service as fraud
-from commdesk_billing.modules.idempotency.service import Answer, KeyedRequest, run_keyed
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 from commdesk_billing.modules.ledger.repository import post_journal
 from commdesk_billing.modules.payments import repository as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
+from commdesk_billing.modules.refunds import auth
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.allocation import (
     Parts,
@@ -59,16 +58,14 @@ from commdesk_billing.modules.refunds.allocation import (
 )
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundRequest
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import repository as wallets
 from commdesk_billing.queues import outbox
-from commdesk_billing.security.jwt import Principal, Role
+from commdesk_billing.security.jwt import Principal
 
 log = structlog.get_logger(__name__)
 
-STAFF = frozenset({Role.finance_admin, Role.support})
-# Announced when a refund succeeds; invoice.generate issues the credit note.
-AFTER_REFUND = ("invoice.generate", "notifications.billing", "analytics.billing")
 # Cashfree refusals that say the refund was not, and will not be, made. Anything else
 # (auth, rate limits, 5xx, timeouts, an unexpected 4xx code) leaves the refund to be asked
 # about again rather than give the credits back while money may still go out.
@@ -94,20 +91,6 @@ def purchase_of(p: Payment) -> Purchase:
         base_credits=p.base_credits,
         bonus_credits=p.bonus_credits,
     )
-
-
-def _authorize(settings: Settings, caller: Principal, payment: Payment, owner: bool) -> None:
-    if caller.role in STAFF:
-        return
-    if caller.role is Role.member and owner and settings.refund_self_service_days > 0:
-        window = timedelta(days=settings.refund_self_service_days)
-        if payment.credited_at and datetime.now(UTC) - payment.credited_at <= window:
-            return
-        raise Forbidden(
-            f"purchases can be refunded by their buyer within "
-            f"{settings.refund_self_service_days} days; ask support"
-        )
-    raise Forbidden("only finance_admin or support may refund this payment")
 
 
 @dataclass(frozen=True)
@@ -155,14 +138,11 @@ async def open_refund(
     found = await payments.get(conn, payment_id)
     if found is None:
         raise NotFound(f"payment {payment_id} does not exist")
-    owner = await payments.user_external_id(conn, found.user_id) == caller.sub
-    if caller.role not in STAFF and not owner:
-        if caller.role in (Role.auditor, Role.service):
-            raise Forbidden("only finance_admin or support may refund a payment")
-        raise NotFound(f"payment {payment_id} does not exist")
+    owner = await users.is_subject(conn, found.user_id, caller.sub)
+    auth.may_see_payment(caller, found, buyer=owner)
     payment = await payments.get(conn, payment_id, lock=True)
     assert payment is not None
-    _authorize(settings, caller, payment, owner)
+    auth.authorize_refund(settings, caller, payment, owner)
     if payment.status is not PaymentStatus.CREDITED:
         raise PaymentNotRefundable(
             f"payment {payment.id} is {payment.status.value}; only credited purchases are "
@@ -238,7 +218,7 @@ async def open_refund(
         amount_paise=amount,
         credits=parts.credits,
     )
-    await outbox.publish(
+    await outbox.send(
         conn,
         "refund.processing",
         "refund.requested",
@@ -488,8 +468,8 @@ async def _settle(
         "amount_paise": refund.amount_paise,
         "credits": refund.base_credits + refund.bonus_credits,
     }
-    for queue in AFTER_REFUND:
-        await outbox.publish(conn, queue, "refund.succeeded", event, correlation_id=str(refund.id))
+    # Every queue routed for it does its own part (the credit note today).
+    await outbox.announce(conn, "refund.succeeded", event, correlation_id=str(refund.id))
     log.info("refund.succeeded", refund_id=str(refund.id), amount_paise=refund.amount_paise)
 
 
@@ -530,33 +510,6 @@ async def _give_back(
     log.warning("refund.not_made", refund_id=str(refund.id), status=to.value, reason=reason)
 
 
-async def sync_open_refunds(
-    engine: AsyncEngine, settings: Settings, *, now: datetime | None = None
-) -> int:
-    """Announce refunds Cashfree has not finished and nobody has asked about lately (a lost
-    webhook, a create call that never got an answer) to `refund.processing`."""
-    at = now or datetime.now(UTC)
-
-    async def work(conn: AsyncConnection) -> int:
-        ids = await repo.due_for_sync(
-            conn,
-            older_than=at - timedelta(seconds=settings.refund_sync_after_s),
-            limit=settings.payment_sync_batch,
-        )
-        for refund_id in ids:
-            await repo.mark_synced(conn, refund_id)
-            await outbox.publish(
-                conn,
-                "refund.processing",
-                "refund.sync",
-                {"refund_id": str(refund_id), "source": "sync"},
-                correlation_id=str(refund_id),
-            )
-        return len(ids)
-
-    return await in_transaction(engine, work)
-
-
 async def get_refund(conn: AsyncConnection, caller: Principal, refund_id: uuid.UUID) -> Refund:
     refund = await repo.get(conn, refund_id)
     if refund is None:
@@ -569,14 +522,9 @@ async def _may_read(conn: AsyncConnection, caller: Principal, payment_id: uuid.U
     payment = await payments.get(conn, payment_id)
     if payment is None:
         raise NotFound(f"payment {payment_id} does not exist")
-    if caller.role in (Role.finance_admin, Role.support, Role.auditor):
-        return payment
-    if caller.role is not Role.service and (
-        await payments.user_external_id(conn, payment.user_id) == caller.sub
-    ):
-        return payment
-    # Not the caller's: say nothing about whether it exists.
-    raise NotFound(f"payment {payment_id} does not exist")
+    buyer = await users.is_subject(conn, payment.user_id, caller.sub)
+    auth.may_read(caller, payment, buyer=buyer)
+    return payment
 
 
 async def list_refunds(

@@ -17,14 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import InvalidAmount, InvalidCursor
-from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.idempotency.service import (
+from commdesk_billing.idempotency.keys import (
     Answer,
     KeyedRequest,
     Work,
     respond,
     run_keyed,
 )
+from commdesk_billing.modules.audit import service as audit
+from commdesk_billing.modules.wallet import auth
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.modules.wallet.schemas import (
@@ -42,7 +43,6 @@ from commdesk_billing.modules.wallet.schemas import (
     encode_cursor,
 )
 from commdesk_billing.problems import documented
-from commdesk_billing.security import rbac
 from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
 router = APIRouter(prefix="/v1", tags=["wallets"])
@@ -100,7 +100,7 @@ def _check_limit(settings: Config, credits: int | None) -> None:
     summary="The caller's own wallet (created on first use)",
 )
 async def my_wallet(engine: Engine, caller: Caller) -> WalletOut:
-    rbac.authorize_own_wallet(caller)
+    auth.authorize_own_wallet(caller)
     wallet = await in_transaction(
         engine,
         lambda conn: ws.get_or_create_user_wallet(
@@ -114,7 +114,7 @@ async def my_wallet(engine: Engine, caller: Caller) -> WalletOut:
 async def get_wallet(wallet_id: uuid.UUID, engine: Engine, caller: Caller) -> WalletOut:
     async def work(conn: AsyncConnection) -> WalletOut:
         wallet = await ws.get_wallet(conn, wallet_id)
-        await rbac.authorize_wallet_read(conn, caller, wallet)
+        await auth.authorize_wallet_read(conn, caller, wallet)
         return WalletOut.of(wallet)
 
     return await in_transaction(engine, work)
@@ -140,7 +140,7 @@ async def list_transactions(
 
     async def work(conn: AsyncConnection) -> TransactionPage:
         wallet = await ws.get_wallet(conn, wallet_id)
-        await rbac.authorize_wallet_read(conn, caller, wallet)
+        await auth.authorize_wallet_read(conn, caller, wallet)
         lines = await ws.list_statement(conn, wallet_id, before_seq=before, limit=limit + 1)
         more = len(lines) > limit
         lines = lines[:limit]
@@ -172,7 +172,7 @@ async def debit(
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
         wallet = await ws.get_wallet(conn, wallet_id)
-        await rbac.authorize_wallet_spend(conn, caller, wallet)
+        await auth.authorize_wallet_spend(conn, caller, wallet)
         result = await ws.consume_credits(
             conn,
             wallet_id=wallet_id,
@@ -203,7 +203,7 @@ async def grant(
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
-    rbac.authorize_grant(caller)
+    auth.authorize_grant(caller)
     _check_limit(settings, body.credits)
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
@@ -258,7 +258,7 @@ async def create_hold(
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
         wallet = await ws.get_wallet(conn, wallet_id)
-        await rbac.authorize_wallet_spend(conn, caller, wallet)
+        await auth.authorize_wallet_spend(conn, caller, wallet)
         result = await ws.lock_credits(
             conn,
             wallet_id=wallet_id,
@@ -277,14 +277,14 @@ async def create_hold(
 async def _authorize_hold(conn: AsyncConnection, caller: Caller, hold_id: uuid.UUID) -> None:
     hold = await ws.get_hold(conn, hold_id)
     wallet = await ws.get_wallet(conn, hold.wallet_id)
-    await rbac.authorize_hold_settle(conn, caller, hold, wallet)
+    await auth.authorize_hold_settle(conn, caller, hold, wallet)
 
 
 @router.get("/holds/{hold_id}", response_model=HoldOut, responses=_PROBLEMS)
 async def get_hold(hold_id: uuid.UUID, engine: Engine, caller: Caller) -> HoldOut:
     async def work(conn: AsyncConnection) -> HoldOut:
         hold = await ws.get_hold(conn, hold_id)
-        await rbac.authorize_wallet_read(conn, caller, await ws.get_wallet(conn, hold.wallet_id))
+        await auth.authorize_wallet_read(conn, caller, await ws.get_wallet(conn, hold.wallet_id))
         return HoldOut.of(hold)
 
     return await in_transaction(engine, work)

@@ -83,12 +83,6 @@ async def handle_debit(conn: AsyncConnection, envelope: Envelope) -> None:
 
 
 async def handle_credit(conn: AsyncConnection, envelope: Envelope) -> None:
-    if envelope.type == "payment.paid":
-        # A paid Cashfree order: its credits, lots and INR journal come from the payment row.
-        from commdesk_billing.modules.payments.consumers import handle_paid
-
-        await handle_paid(conn, envelope)
-        return
     p = _parse(CreditPayload, envelope)
     expires: datetime | None = p.expires_at
     await ws.grant_credits(
@@ -134,7 +128,3 @@ async def handle_debits(conn: AsyncConnection, envelopes: list[Envelope]) -> lis
         for i, result in zip(index, results, strict=True):
             outcomes[i] = result.error
     return outcomes
-
-
-HANDLERS = {"wallet.debit": handle_debit, "wallet.credit": handle_credit}
-BATCH_HANDLERS = {"wallet.debit": handle_debits}

@@ -75,36 +75,17 @@ def _lot(row: Row[Any]) -> Lot:
     return Lot(**data)
 
 
-async def find_user_wallet(conn: AsyncConnection, external_id: str) -> Wallet | None:
+async def find_owned_wallet(
+    conn: AsyncConnection, owner_type: str, owner_id: uuid.UUID
+) -> Wallet | None:
     row = (
         await conn.execute(
             sql(f"""
-        SELECT {", ".join("w." + c.strip() for c in _WALLET_COLS.split(","))}
-          FROM users u JOIN wallets w ON w.owner_type = 'user' AND w.owner_id = u.id
-         WHERE u.external_id = :sub"""),
-            {"sub": external_id},
+        SELECT {_WALLET_COLS} FROM wallets WHERE owner_type = :otype AND owner_id = :oid"""),
+            {"otype": owner_type, "oid": owner_id},
         )
     ).first()
     return _wallet(row) if row else None
-
-
-async def ensure_user(
-    conn: AsyncConnection, external_id: str, email: str | None, name: str | None
-) -> uuid.UUID:
-    # ON CONFLICT DO NOTHING waits for a concurrent first-use of the same subject to finish,
-    # and the following SELECT (a new snapshot) then sees its row.
-    await conn.execute(
-        sql("""
-        INSERT INTO users (id, external_id, email, name) VALUES (:id, :sub, :email, :name)
-        ON CONFLICT (external_id) DO NOTHING"""),
-        {"id": uuid.uuid4(), "sub": external_id, "email": email, "name": name},
-    )
-    user_id = (
-        await conn.execute(
-            sql("SELECT id FROM users WHERE external_id = :sub"), {"sub": external_id}
-        )
-    ).scalar_one()
-    return uuid.UUID(str(user_id))
 
 
 async def ensure_wallet(conn: AsyncConnection, owner_type: str, owner_id: uuid.UUID) -> None:

@@ -30,6 +30,7 @@ from commdesk_billing.errors import (
     NotFound,
 )
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
@@ -60,12 +61,12 @@ __all__ = ["OperationResult", "consume_credits", "consume_credits_many"]
 async def get_or_create_user_wallet(
     conn: AsyncConnection, external_id: str, *, email: str | None = None, name: str | None = None
 ) -> Wallet:
-    wallet = await repo.find_user_wallet(conn, external_id)
-    if wallet is not None:
+    user_id = await users.user_id_for(conn, external_id)
+    if user_id is not None and (wallet := await repo.find_owned_wallet(conn, "user", user_id)):
         return wallet
-    user_id = await repo.ensure_user(conn, external_id, email, name)
+    user_id = await users.ensure_user(conn, external_id, email=email, name=name)
     await repo.ensure_wallet(conn, "user", user_id)
-    wallet = await repo.find_user_wallet(conn, external_id)
+    wallet = await repo.find_owned_wallet(conn, "user", user_id)
     if wallet is None:  # pragma: no cover - the rows were just written in this transaction
         raise RuntimeError("wallet vanished after creation")
     return wallet

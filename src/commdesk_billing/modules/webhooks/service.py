@@ -196,7 +196,7 @@ async def receive(
                 details={"fields": mismatch, "expected_paise": payment.amount_paise},
             )
             return Receipt(webhook_id, "mismatch")
-        await outbox.publish(
+        await outbox.send(
             conn,
             "payment.processing",
             "payment.webhook",
@@ -288,7 +288,7 @@ async def _receive_refund(
             details={"fields": mismatch, "refund_id": str(refund.id)},
         )
         return Receipt(webhook_id, "mismatch")
-    await outbox.publish(
+    await outbox.send(
         conn,
         "refund.processing",
         "refund.webhook",

@@ -1,36 +1,27 @@
-"""Who may do what (DESIGN §7). Each route names its rule here, and the API test suite
-walks every route against every role."""
+"""Who may do what with a wallet (DESIGN §7); role sets come from `security.roles`."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import Forbidden
+from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet.model import Hold, Wallet
 from commdesk_billing.security.jwt import Principal, Role, Scope
-
-# Staff who may read any wallet.
-WALLET_READERS = frozenset({Role.finance_admin, Role.support, Role.auditor})
-# Roles that are people and so can own a wallet.
-WALLET_OWNERS = frozenset(set(Role) - {Role.service})
+from commdesk_billing.security.roles import PEOPLE, STAFF_READERS
 
 
 async def owns(conn: AsyncConnection, principal: Principal, wallet: Wallet) -> bool:
-    if principal.role not in WALLET_OWNERS or wallet.owner_type != "user":
+    if principal.role not in PEOPLE or wallet.owner_type != "user":
         return False
-    user_id = (
-        await conn.execute(
-            sql("SELECT id FROM users WHERE external_id = :sub"), {"sub": principal.sub}
-        )
-    ).scalar_one_or_none()
+    user_id = await users.user_id_for(conn, principal.sub)
     return user_id is not None and user_id == wallet.owner_id
 
 
 async def authorize_wallet_read(
     conn: AsyncConnection, principal: Principal, wallet: Wallet
 ) -> None:
-    if principal.role in WALLET_READERS:
+    if principal.role in STAFF_READERS:
         return
     if principal.role is Role.service and principal.has(Scope.wallets_read):
         return
@@ -69,5 +60,5 @@ def authorize_grant(principal: Principal) -> None:
 
 
 def authorize_own_wallet(principal: Principal) -> None:
-    if principal.role not in WALLET_OWNERS:
+    if principal.role not in PEOPLE:
         raise Forbidden("services have no wallet of their own")

@@ -1,0 +1,149 @@
+"""The composition root: the one place that knows every domain.
+
+It holds the tables that tie the domains to the infrastructure:
+  - ROUTES, (queue, message type) → the handler that consumes it there. A message is only
+    ever published to a queue where it is routed (`outbox.send` refuses anything else,
+    `outbox.announce` fans an event out to exactly the queues routed for it), so no queue
+    fills with messages nothing reads. `fanout()` is the resulting event → queues table.
+  - the scheduler's jobs.
+  - the ledger verifier's checks (`verify_checks`).
+Infrastructure packages (`queues/`, `db/`, `security/`, `gateway/`, `storage/`,
+`telemetry/`) import nothing from `modules/`; the processes (`app`, `cli`, the tests) are
+put together here. A new domain adds its handlers and jobs to these tables and nothing
+else outside its own folder.
+
+Waiting for a consumer (the events are there; a queue is routed when its handler lands):
+`payment.credited` and `refund.succeeded` → notifications.billing, analytics.billing;
+`payment.credited` → fraud.detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
+from commdesk_billing.modules.invoices.jobs import render_pending
+from commdesk_billing.modules.ledger.seal import seal_pending
+from commdesk_billing.modules.payments.consumers import PaymentProcessing, handle_paid
+from commdesk_billing.modules.payments.jobs import sync_open_payments
+from commdesk_billing.modules.refunds.consumers import RefundProcessing
+from commdesk_billing.modules.refunds.jobs import sync_open_refunds
+from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
+from commdesk_billing.modules.wallet.jobs import expire_holds
+from commdesk_billing.queues import routing
+from commdesk_billing.queues.outbox import prune
+from commdesk_billing.queues.runtime import BatchHandler, Handler
+from commdesk_billing.queues.scheduler import Job
+from commdesk_billing.queues.worker import Worker
+from commdesk_billing.storage.factory import document_store
+
+Route = tuple[str, str]
+
+# Each kind of handler, built once per worker process from its settings.
+HANDLER_KINDS: dict[str, Callable[[Settings], Handler]] = {
+    "payment_truth": lambda s: PaymentProcessing(cashfree_client(s), s),
+    "paid_payment_credit": lambda s: handle_paid,
+    "wallet_credit": lambda s: handle_credit,
+    "wallet_debit": lambda s: handle_debit,
+    "refund_processing": lambda s: RefundProcessing(cashfree_client(s)),
+    "tax_documents": lambda s: InvoiceGeneration(s, document_store(s)),
+}
+
+ROUTES: dict[Route, str] = {
+    # Buying credits: Cashfree's webhook and the sync ask Cashfree for the truth…
+    ("payment.processing", "payment.webhook"): "payment_truth",
+    ("payment.processing", "payment.sync"): "payment_truth",
+    # …and a paid order's credits are granted from its payment row.
+    ("wallet.credit", "payment.paid"): "paid_payment_credit",
+    # Grants and debits other CommDesk services send as messages.
+    ("wallet.credit", "wallet.credit.requested"): "wallet_credit",
+    ("wallet.debit", "wallet.debit.requested"): "wallet_debit",
+    # Refunds: created at Cashfree, then settled by its webhook or the sync.
+    ("refund.processing", "refund.requested"): "refund_processing",
+    ("refund.processing", "refund.webhook"): "refund_processing",
+    ("refund.processing", "refund.sync"): "refund_processing",
+    # Tax documents: the invoice of a credited purchase, the credit note of a refund, PDFs.
+    ("invoice.generate", "payment.credited"): "tax_documents",
+    ("invoice.generate", "refund.succeeded"): "tax_documents",
+    ("invoice.generate", "invoice.render"): "tax_documents",
+}
+
+# Queues consumed in batches (several messages in one transaction); each also has its
+# single handler in ROUTES, used when a batch fails as a whole.
+BATCH_ROUTES: dict[Route, BatchHandler] = {
+    ("wallet.debit", "wallet.debit.requested"): handle_debits,
+}
+
+TABLE = routing.Table(frozenset(ROUTES))
+
+
+def install() -> None:
+    """Make the routing table known to this process's outbox (every process calls this
+    once at start: the API, the worker, the scheduler, the CLI, the tests)."""
+    routing.install(TABLE)
+
+
+def fanout() -> dict[str, tuple[str, ...]]:
+    """Message type → the queues it is published to."""
+    return {t: TABLE.destinations(t) for t in sorted({t for _, t in TABLE.routes})}
+
+
+def handlers(settings: Settings) -> dict[Route, Handler]:
+    """Every route's handler; routes of one kind share one instance (and so one Cashfree
+    client or document store)."""
+    built = {kind: HANDLER_KINDS[kind](settings) for kind in sorted(set(ROUTES.values()))}
+    return {route: built[kind] for route, kind in ROUTES.items()}
+
+
+def worker(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    consumers: bool = True,
+    relay: bool = True,
+) -> Worker:
+    """The worker process's parts: every routed queue's consumer, and the outbox relay."""
+    install()
+    if not consumers:
+        return Worker(settings, handlers={}, relay=relay, engine=engine)
+    return Worker(
+        settings,
+        handlers=routing.per_queue(handlers(settings)),
+        batch_handlers=routing.per_queue_batches(BATCH_ROUTES),
+        relay=relay,
+        engine=engine,
+    )
+
+
+def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
+    """The scheduler's periodic jobs, run by the leader only."""
+    return [
+        Job("expire_holds", 15, lambda: expire_holds(engine)),
+        Job(
+            "sync_open_payments",
+            settings.payment_sync_every_s,
+            lambda: sync_open_payments(engine, settings),
+        ),
+        Job(
+            "sync_open_refunds",
+            settings.refund_sync_every_s,
+            lambda: sync_open_refunds(engine, settings),
+        ),
+        # Hourly: a document or PDF is only this late after a dead letter or a long outage.
+        Job("render_pending_documents", 3600, lambda: render_pending(engine)),
+        Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
+        Job(
+            "prune_outbox_inbox",
+            3600,
+            lambda: prune(
+                engine,
+                outbox_retention=timedelta(seconds=settings.outbox_retention_s),
+                inbox_retention=timedelta(seconds=settings.inbox_retention_s),
+            ),
+        ),
+    ]
