@@ -1,0 +1,135 @@
+"""The wallet's checks for `ledger verify`: statement lines, lots, and what stands behind them.
+
+See `modules/ledger/verify.py` for how checks are written and composed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, rows
+
+
+@check("statement_lines")
+async def statement_lines(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Each wallet's statement lines follow each other: seq without gaps, each line starting
+    where the previous one ended."""
+    for r in await rows(
+        conn,
+        """
+        SELECT wallet_id, seq, balance_before, prev_after, prev_seq FROM (
+            SELECT wallet_id, seq, balance_before,
+                   lag(balance_after) OVER w AS prev_after, lag(seq) OVER w AS prev_seq
+              FROM wallet_transactions WINDOW w AS (PARTITION BY wallet_id ORDER BY seq)
+        ) t
+         WHERE (prev_seq IS NULL AND (seq <> 1 OR balance_before <> 0))
+            OR (prev_seq IS NOT NULL AND (seq <> prev_seq + 1 OR balance_before <> prev_after))
+        """,
+    ):
+        report.add(
+            "wallet_statement",
+            f"wallet {r.wallet_id}",
+            f"statement line #{r.seq} does not follow line #{r.prev_seq} "
+            f"(starts at {r.balance_before}, previous ended at {r.prev_after})",
+        )
+
+
+@check("lot_movements")
+async def lot_movements(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every lot's movements add up to its remaining credits."""
+    for r in await rows(
+        conn,
+        """
+        SELECT l.id, l.wallet_id, l.credits_granted, l.credits_remaining, l.credits_refunded,
+               coalesce(sum(m.credits), 0) AS moved
+          FROM credit_lots l LEFT JOIN credit_lot_movements m ON m.lot_id = l.id
+         GROUP BY l.id HAVING coalesce(sum(m.credits), 0) <> l.credits_remaining""",
+    ):
+        report.add(
+            "lot_movements",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"remaining {r.credits_remaining} but its movements sum to {r.moved}",
+        )
+
+
+@check("lots_and_lines")
+async def lots_and_lines(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Tie lots and statement lines to the journals that must stand behind them."""
+    for r in await rows(
+        conn,
+        """
+        SELECT l.id, l.wallet_id, l.source, j.kind FROM credit_lots l
+          JOIN ledger_journals j ON j.id = l.journal_id
+         WHERE j.kind <> 'grant.' || l.source
+            OR NOT EXISTS (
+                SELECT 1 FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+                 WHERE e.journal_id = l.journal_id AND a.code = 'credits:issuance:' || l.source
+                   AND e.amount = l.credits_granted)""",
+    ):
+        report.add(
+            "lot_journal",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"a {r.source} lot, but its journal is a {r.kind} of another amount or account",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT t.wallet_id, t.seq, t.balance_before - t.balance_after AS expected, x.moved
+          FROM wallet_transactions t JOIN wallets w ON w.id = t.wallet_id
+          CROSS JOIN LATERAL (
+            SELECT coalesce(sum(e.amount), 0) AS moved FROM ledger_entries e
+             WHERE e.journal_id = t.journal_id AND e.account_id = w.available_account_id) x
+         WHERE x.moved <> t.balance_before - t.balance_after""",
+    ):
+        report.add(
+            "statement_journal",
+            f"wallet {r.wallet_id}",
+            f"statement line #{r.seq} moves {r.expected} available credits, its journal "
+            f"moves {r.moved}",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT t.wallet_id, t.seq, t.transaction_type, t.credits,
+               coalesce(sum(m.credits), 0) AS moved
+          FROM wallet_transactions t
+          LEFT JOIN credit_lot_movements m ON m.wallet_transaction_id = t.id
+         GROUP BY t.id
+        HAVING coalesce(sum(m.credits), 0) <> CASE
+                 WHEN t.transaction_type IN ('purchase', 'bonus', 'promotional',
+                                             'refund_reversal') THEN t.credits
+                 WHEN t.transaction_type IN ('debit', 'capture', 'refund', 'expiry')
+                     THEN -t.credits
+                 ELSE 0 END""",
+    ):
+        report.add(
+            "statement_lots",
+            f"wallet {r.wallet_id}",
+            f"statement line #{r.seq} ({r.transaction_type} {r.credits}) moved {r.moved} "
+            "credits of lots",
+        )
+
+
+@check("refund_reservations")
+async def refund_reservations(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Lots reserve exactly what the wallet's active refund holds hold."""
+    for r in await rows(
+        conn,
+        """
+        SELECT w.id, coalesce(l.reserved, 0) AS reserved, coalesce(h.held, 0) AS held
+          FROM wallets w
+          LEFT JOIN (SELECT wallet_id, sum(credits_reserved) AS reserved FROM credit_lots
+                      GROUP BY wallet_id) l ON l.wallet_id = w.id
+          LEFT JOIN (SELECT wallet_id, sum(credits) AS held FROM wallet_holds
+                      WHERE status = 'active' AND purpose = 'refund'
+                      GROUP BY wallet_id) h ON h.wallet_id = w.id
+         WHERE coalesce(l.reserved, 0) <> coalesce(h.held, 0)""",
+    ):
+        report.add(
+            "refund_reservations",
+            f"wallet {r.id}",
+            f"lots reserve {r.reserved} credits, active refund holds hold {r.held}",
+        )
+
+
+CHECKS: tuple[Check, ...] = (statement_lines, lot_movements, lots_and_lines, refund_reservations)
