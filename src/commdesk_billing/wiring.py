@@ -6,7 +6,8 @@ It holds the tables that tie the domains to the infrastructure:
     `outbox.announce` fans an event out to exactly the queues routed for it), so no queue
     fills with messages nothing reads. `fanout()` is the resulting event → queues table.
   - the scheduler's jobs.
-  - the ledger verifier's checks (`verify_checks`).
+  - the checks `ledger verify` runs, each owned by a module's `invariants.py`
+    (`verify_checks`).
 Infrastructure packages (`queues/`, `db/`, `security/`, `gateway/`, `storage/`,
 `telemetry/`) import nothing from `modules/`; the processes (`app`, `cli`, the tests) are
 put together here. A new domain adds its handlers and jobs to these tables and nothing
@@ -26,13 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
 from commdesk_billing.modules.invoices.jobs import render_pending
+from commdesk_billing.modules.ledger import invariants as ledger_invariants
 from commdesk_billing.modules.ledger.seal import seal_pending
+from commdesk_billing.modules.ledger.verify import Check
 from commdesk_billing.modules.payments.consumers import PaymentProcessing, handle_paid
 from commdesk_billing.modules.payments.jobs import sync_open_payments
+from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
+from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
 from commdesk_billing.modules.wallet.jobs import expire_holds
 from commdesk_billing.queues import routing
@@ -147,3 +153,15 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
             ),
         ),
     ]
+
+
+def verify_checks() -> tuple[Check, ...]:
+    """What `ledger verify` runs, in the order of its report: the ledger's books, then the
+    wallets', refunds' and documents' rules, the seals last."""
+    return (
+        *ledger_invariants.CHECKS,
+        *wallet_invariants.CHECKS,
+        *refund_invariants.CHECKS,
+        *invoice_invariants.CHECKS,
+        *ledger_invariants.SEAL_CHECKS,
+    )

@@ -1,4 +1,4 @@
-"""`ledger verify` as composed checks: each module owns its rules, `verification` runs them."""
+"""`ledger verify` as composed checks: each module owns its rules, the wiring lists them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from commdesk_billing.modules.ledger import invariants as ledger
 from commdesk_billing.modules.ledger.verify import Check, verify_ledger
 from commdesk_billing.modules.refunds import invariants as refunds
 from commdesk_billing.modules.wallet import invariants as wallet
-from commdesk_billing.verification import default_checks
+from commdesk_billing.wiring import verify_checks as default_checks
 from tests.conftest import new_wallet
 
 # The checks each invariants module exports, in the order `ledger verify` reports them.

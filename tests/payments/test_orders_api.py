@@ -221,3 +221,41 @@ async def test_payment_route_by_role(stack: Stack, route: str, caller: str) -> N
         assert r.headers["content-type"] == PROBLEM
         after = await stack.payment(owner_tok, order["id"])
         assert after["status"] == "FAILED" and after["retry_count"] == 0
+
+
+async def test_a_system_actor_opens_an_order_once_per_key_apart_from_the_buyers_own(
+    stack: Stack,
+) -> None:
+    """Auto-recharge and renewals open orders with no HTTP request: no Principal, no
+    Idempotency-Key header, a key of their own that never collides with the buyer's."""
+    from commdesk_billing.gateway.factory import cashfree_client
+    from commdesk_billing.modules.payments.ordering import Buyer, open_order
+    from commdesk_billing.modules.payments.schemas import OrderRequest
+
+    subject = f"sys-{uuid.uuid4().hex[:8]}"
+    req = OrderRequest(pack_code="pack_150", customer_phone="9876543210")
+    client = cashfree_client(stack.settings)
+    try:
+        buyer = Buyer.system("auto-recharge", subject, "mandate-1:2026-12")
+        first = await open_order(stack.engine, client, stack.settings, buyer, req)
+        again = await open_order(stack.engine, client, stack.settings, buyer, req)
+    finally:
+        await client.aclose()
+    assert first.status == 201 and first.replayed is False
+    assert again.replayed is True and again.body == first.body
+    count = await stack.scalar(
+        "SELECT count(*) FROM payments WHERE idempotency_key = :k", k=buyer.scoped_key
+    )
+    who = await stack.scalar(
+        "SELECT metadata->>'requested_by' FROM payments WHERE idempotency_key = :k",
+        k=buyer.scoped_key,
+    )
+    assert (count, who, first.body["status"]) == (1, "system:auto-recharge", "ACTIVE")
+    # The buyer using the very same key over HTTP opens an order of their own.
+    tok = stack.token(subject)
+    own = await stack.api.post(
+        "/v1/payments/orders", json=BODY, headers=_h(tok, "mandate-1:2026-12")
+    )
+    assert own.status_code == 201 and own.json()["id"] != first.body["id"]
+    with pytest.raises(ValueError):
+        Buyer.system("auto:recharge", subject, "k")

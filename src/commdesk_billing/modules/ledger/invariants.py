@@ -244,6 +244,6 @@ async def seals(conn: AsyncConnection, report: VerifyReport) -> None:
 
 
 CHECKS: tuple[Check, ...] = (journals, wallet_chains, wallet_balances)
-# Run after every other module's checks (`verification.default_checks`), as they always have:
+# Run after every other module's checks (`wiring.verify_checks`), as they always have:
 # the report ends with the seal figures.
 SEAL_CHECKS: tuple[Check, ...] = (seals,)

@@ -7,7 +7,7 @@ see the same snapshot while postings continue.
 This module is only the framework: `Finding`, `VerifyReport`, `Check` and `verify_ledger`.
 The checks themselves live with the module that owns each rule, in its `invariants.py`
 (`modules/ledger`, `modules/wallet`, `modules/refunds`, `modules/invoices`), and each of those
-exports a tuple `CHECKS`. `commdesk_billing.verification.default_checks()` is the one place
+exports a tuple `CHECKS`. `commdesk_billing.wiring.verify_checks()` is the one place
 that composes them, in the order their findings and stats are reported.
 
 To add a check:
@@ -19,8 +19,8 @@ To add a check:
    `billing_ledger_verify_findings_total{check}` metric see, `subject` names the row to start
    from. Counts go into `report.stats`.
 2. Append it to that module's `CHECKS`.
-3. A module with no `invariants.py` yet adds one and `verification.py` adds its `CHECKS` to
-   `default_checks()`; nothing here changes.
+3. A module with no `invariants.py` yet adds one and `wiring.py` adds its `CHECKS` to
+   `verify_checks()`; nothing here changes.
 
 `verify_ledger(engine, checks=[...])` runs only the given checks, in the same snapshot.
 """
@@ -93,13 +93,13 @@ async def count(conn: AsyncConnection, sql: str, params: dict[str, Any] | None =
 
 
 async def verify_ledger(engine: AsyncEngine, checks: Sequence[Check] | None = None) -> VerifyReport:
-    """Run `checks` (by default every module's, see `verification.default_checks`) in order,
+    """Run `checks` (by default every module's, see `wiring.verify_checks`) in order,
     all in one REPEATABLE READ snapshot."""
     if checks is None:
         # Imported here: the composition knows every module, the ledger must not at import.
-        from commdesk_billing.verification import default_checks
+        from commdesk_billing.wiring import verify_checks
 
-        checks = default_checks()
+        checks = verify_checks()
     report = VerifyReport()
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="REPEATABLE READ")

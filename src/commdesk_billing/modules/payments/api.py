@@ -18,7 +18,7 @@ from commdesk_billing.errors import (
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeError, CashfreeRejected
 from commdesk_billing.idempotency.keys import respond
-from commdesk_billing.modules.payments import auth, service
+from commdesk_billing.modules.payments import auth, ordering, service, verification
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.schemas import (
     OrderRequest,
@@ -79,7 +79,7 @@ async def create_order(
     key: IdemKey,
 ) -> JSONResponse:
     auth.authorize_buying(caller)
-    created = await service.create_payment_order(
+    created = await ordering.create_payment_order(
         engine, _client(request), settings, caller, body, key
     )
     return respond(created)
@@ -111,7 +111,7 @@ async def retry_payment(
     key: IdemKey,
 ) -> JSONResponse:
     auth.authorize_buying(caller)
-    created = await service.retry_failed_payment(
+    created = await ordering.retry_failed_payment(
         engine, _client(request), settings, caller, payment_id, key
     )
     return respond(created)
@@ -128,7 +128,7 @@ async def sync_payment(
 ) -> PaymentOut:
     auth.authorize_sync(caller)
     try:
-        await service.verify_payment(
+        await verification.verify_payment(
             engine, _client(request), settings, payment_id, source="manual"
         )
     except CashfreeRejected as exc:

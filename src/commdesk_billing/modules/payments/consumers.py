@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeRejected
-from commdesk_billing.modules.payments import service
+from commdesk_billing.modules.payments import verification
 from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.webhooks import service as webhooks
 from commdesk_billing.queues.envelope import Envelope
@@ -48,7 +48,7 @@ class PaymentProcessing(TwoPhase):
     async def fetch(self, envelope: Envelope) -> object:
         p = self._payload(envelope)
         try:
-            return await service.fetch_truth(self.client, p.order_id, p.order_expires_at)
+            return await verification.fetch_truth(self.client, p.order_id, p.order_expires_at)
         except CashfreeRejected as exc:
             # 401/400 from Cashfree will not heal by retrying this message: dead-letter it
             # with the reason (a lost message costs nothing: the sync job asks again).
@@ -56,8 +56,8 @@ class PaymentProcessing(TwoPhase):
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None:
         p = self._payload(envelope)
-        assert isinstance(fetched, service.Truth)
-        status = await service.apply_truth(
+        assert isinstance(fetched, verification.Truth)
+        status = await verification.apply_truth(
             conn, self.settings, p.payment_id, fetched, source=p.source
         )
         if p.webhook_id is not None:

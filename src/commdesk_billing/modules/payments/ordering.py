@@ -1,0 +1,386 @@
+"""Opening orders: a buyer (a person over HTTP, or a system actor such as auto-recharge)
+asks for a pack or a top-up; the payment row is written first, then the order is opened at
+Cashfree, and a failed payment can be retried."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.errors import (
+    GatewayRejected,
+    GatewayUnavailable,
+    IdempotencyMismatch,
+    PaymentNotRetryable,
+    TooManyOpenOrders,
+)
+from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.gateway.errors import (
+    CashfreeConflict,
+    CashfreeError,
+    CashfreeRejected,
+)
+from commdesk_billing.gateway.models import Order, OrderStatus
+from commdesk_billing.idempotency.keys import Answer
+from commdesk_billing.modules.fraud import service as fraud
+from commdesk_billing.modules.payments import auth
+from commdesk_billing.modules.payments import repository as repo
+from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.payments.quotes import quote
+from commdesk_billing.modules.payments.schemas import OrderRequest
+from commdesk_billing.modules.payments.service import IST, describe, existing
+from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move
+from commdesk_billing.modules.users import service as users
+from commdesk_billing.modules.wallet import service as wallet_service
+from commdesk_billing.security.jwt import Principal
+
+log = structlog.get_logger(__name__)
+
+
+def _request_hash(req: OrderRequest, retry_of: uuid.UUID | None) -> str:
+    body = req.model_dump(mode="json")
+    body["retry_of"] = str(retry_of) if retry_of else None
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _OverLimit(Exception):
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(str(user_id))
+        self.user_id = user_id
+
+
+def new_order_id() -> str:
+    return "cdb_" + uuid.uuid4().hex
+
+
+# --- createPaymentOrder / createPaymentSession -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """Who an order is for, and who asked for it: a person over HTTP, or a system actor
+    (auto-recharge, a subscription renewal) acting for them."""
+
+    subject: str  # the buyer's JWT subject; their wallet receives the credits
+    email: str | None
+    name: str | None
+    requested_by: str
+    # The idempotency scope of the order: one order per key and scope, ever.
+    scoped_key: str
+
+    @classmethod
+    def person(cls, principal: Principal, key: str) -> Buyer:
+        # Length-prefixed, so no (sub, key) pair can spell another's: "a:b"+"c" vs "a"+"b:c".
+        return cls(
+            subject=principal.sub,
+            email=principal.email,
+            name=principal.name,
+            requested_by=principal.sub,
+            scoped_key=f"{len(principal.sub)}:{principal.sub}:{key}",
+        )
+
+    @classmethod
+    def system(cls, actor: str, subject: str, key: str) -> Buyer:
+        """`actor` names the job (e.g. "auto-recharge"); `key` is its own deterministic key
+        (e.g. the mandate and the period), so a re-run opens nothing twice. The scope starts
+        with a letter, a person's with a digit: the two can never collide."""
+        if not actor or ":" in actor:
+            raise ValueError("a system actor is a name without ':'")
+        return cls(
+            subject=subject,
+            email=None,
+            name=None,
+            requested_by=f"system:{actor}",
+            scoped_key=f"system:{actor}:{len(subject)}:{subject}:{key}",
+        )
+
+
+async def create_payment_order(
+    engine: AsyncEngine,
+    client: CashfreeClient,
+    settings: Settings,
+    principal: Principal,
+    req: OrderRequest,
+    key: str,
+    *,
+    retry_of: uuid.UUID | None = None,
+) -> Answer:
+    """An order a person asked for over HTTP, under their Idempotency-Key."""
+    return await open_order(
+        engine, client, settings, Buyer.person(principal, key), req, retry_of=retry_of
+    )
+
+
+async def open_order(
+    engine: AsyncEngine,
+    client: CashfreeClient,
+    settings: Settings,
+    buyer: Buyer,
+    req: OrderRequest,
+    *,
+    retry_of: uuid.UUID | None = None,
+) -> Answer:
+    scoped_key = buyer.scoped_key
+    request_hash = _request_hash(req, retry_of)
+
+    async def open_row(conn: AsyncConnection) -> Payment:
+        existing = await repo.by_idempotency_key(conn, scoped_key)
+        if existing is not None:
+            return existing
+        wallet = await wallet_service.get_or_create_user_wallet(
+            conn, buyer.subject, email=buyer.email, name=buyer.name
+        )
+        user_id = wallet.owner_id
+        if await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user:
+            raise _OverLimit(user_id)
+        buyer_state = (
+            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
+        )
+        q = await quote(
+            conn,
+            settings,
+            pack_code=req.pack_code,
+            amount_paise=req.amount_paise,
+            buyer_state=buyer_state,
+        )
+        payment_id = uuid.uuid4()
+        inserted = await repo.insert(
+            conn,
+            {
+                "id": payment_id,
+                "user_id": user_id,
+                "wallet_id": wallet.id,
+                "order_id": new_order_id(),
+                "idempotency_key": scoped_key,
+                "request_hash": request_hash,
+                "kind": q.kind,
+                "pack_code": q.pack.code if q.pack else None,
+                "pack_version": q.pack.version if q.pack else None,
+                "amount_paise": q.gst.amount_paise,
+                "taxable_paise": q.gst.taxable_paise,
+                "gst_amount_paise": q.gst.tax_paise,
+                "cgst_paise": q.gst.cgst_paise,
+                "sgst_paise": q.gst.sgst_paise,
+                "igst_paise": q.gst.igst_paise,
+                "gst_mode": q.gst.mode,
+                "gst_rate_bp": q.gst.rate_bp,
+                "buyer_state": buyer_state,
+                "seller_state": settings.seller_state_code,
+                "base_credits": q.base_credits,
+                "bonus_credits": q.bonus_credits,
+                "status": Status.CREATED.value,
+                "customer_phone": req.customer_phone,
+                "customer_email": req.customer_email,
+                "retry_of": retry_of,
+                "order_expires_at": datetime.now(IST)
+                + timedelta(seconds=settings.payment_order_ttl_s),
+                "metadata": {"requested_by": buyer.requested_by},
+            },
+        )
+        found = await repo.by_idempotency_key(conn, scoped_key)
+        assert found is not None
+        if not inserted:  # a concurrent request with this key won the insert
+            return found
+        return found
+
+    over_limit: uuid.UUID | None = None
+    try:
+        payment = await in_transaction(engine, open_row)
+    except _OverLimit as over:
+        over_limit = over.user_id
+    if over_limit is not None:
+        # Recorded apart: the refused transaction rolls back, the fact must not.
+        await in_transaction(
+            engine,
+            lambda conn: fraud.record(
+                conn,
+                "open_order_limit",
+                severity="low",
+                user_id=over_limit,
+                details={"limit": settings.max_open_orders_per_user},
+            ),
+        )
+        raise TooManyOpenOrders(
+            f"at most {settings.max_open_orders_per_user} unpaid orders at a time",
+            limit=settings.max_open_orders_per_user,
+        ) from None
+    if payment.request_hash != request_hash:
+        raise IdempotencyMismatch("Idempotency-Key was already used for a different order")
+    if payment.create_response is not None:
+        return Answer(201, payment.create_response, replayed=True)
+    if payment.status is Status.CANCELLED:
+        raise GatewayRejected(payment.failure_reason or "Cashfree refused this order")
+    return await _open_at_gateway(engine, client, settings, payment)
+
+
+async def _open_at_gateway(
+    engine: AsyncEngine, client: CashfreeClient, settings: Settings, payment: Payment
+) -> Answer:
+    try:
+        order = await _create_or_fetch(client, settings, payment)
+    except CashfreeRejected as exc:
+        reason = f"{exc.code or 'rejected'}: {exc.message}"[:500]
+        code = exc.code or "gateway_rejected"
+        if exc.status == 400:
+            # Cashfree refused the request itself (a bad phone, an amount it will not take):
+            # that order will never exist, so the payment is closed. Anything else (our
+            # credentials, a 404 after a 409) says nothing about the order: it stays CREATED
+            # for the repeat or the sync.
+
+            async def refused(conn: AsyncConnection) -> None:
+                current = await repo.get(conn, payment.id, lock=True)
+                if current is not None and current.status is Status.CREATED:
+                    await move(
+                        conn,
+                        payment.id,
+                        Status.CANCELLED,
+                        reason="cashfree refused the order",
+                        failure_code=code,
+                        failure_reason=reason,
+                    )
+
+            await in_transaction(engine, refused)
+        raise GatewayRejected(reason, gateway_status=exc.status) from exc
+    except CashfreeError as exc:
+        # Outcome unknown: the row stays CREATED. Repeating the request (same key) resumes
+        # here, and the sync job settles it if nobody does.
+        raise GatewayUnavailable(
+            "Cashfree did not answer; repeat the request with the same Idempotency-Key",
+            retry_after_s=5,
+        ) from exc
+
+    async def activate(conn: AsyncConnection) -> Any:
+        if not order_matches(order, payment):
+            await fraud.record(
+                conn,
+                "order_mismatch_at_create",
+                severity="high",
+                payment_id=payment.id,
+                user_id=payment.user_id,
+                details={"cashfree": order.model_dump(mode="json")},
+            )
+            await move(conn, payment.id, Status.REVIEW, reason="order differs at Cashfree")
+            return None
+        moved = await move(
+            conn,
+            payment.id,
+            Status.ACTIVE,
+            reason="order opened at cashfree",
+            payment_session_id=order.payment_session_id,
+            cashfree_order_id=order.cf_order_id,
+        )
+        if moved is None:
+            # Someone got there first (a concurrent duplicate, or the sync found the order):
+            # keep the session id if the row has none yet, and answer with the row as it is.
+            await repo.set_session_if_missing(
+                conn, payment.id, order.payment_session_id, order.cf_order_id
+            )
+        current = await repo.get(conn, payment.id)
+        assert current is not None
+        return await repo.store_create_response(conn, payment.id, describe(settings, current))
+
+    body = await in_transaction(engine, activate)
+    if body is None:
+        raise GatewayRejected("the order Cashfree holds does not match ours; under review")
+    return Answer(201, body, replayed=False)
+
+
+async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Payment) -> Order:
+    try:
+        return await client.create_order(
+            order_id=p.order_id,
+            amount_paise=p.amount_paise,
+            customer_id="u_" + p.user_id.hex,
+            customer_phone=p.customer_phone or "",
+            customer_email=p.customer_email,
+            return_url=settings.payment_return_url,
+            notify_url=settings.public_base_url.rstrip("/") + "/v1/webhooks/cashfree",
+            expiry_time=p.order_expires_at.astimezone(IST).isoformat(timespec="seconds"),
+            tags={"payment_id": str(p.id)},
+            # No x-idempotency-key: Cashfree would replay a first 5xx for it for ever. Our
+            # order_id is the deduplication (a second create is a 409, answered by a fetch).
+        )
+    except CashfreeConflict:
+        # Our own earlier call created it (we crashed or timed out before the answer).
+        return await client.fetch_order(p.order_id)
+
+
+def order_matches(order: Order, p: Payment) -> bool:
+    return (
+        order.order_id == p.order_id
+        and order.order_currency == p.currency
+        and order.order_amount_paise == p.amount_paise
+    )
+
+
+# --- retryFailedPayment ----------------------------------------------------------------
+
+
+async def retry_failed_payment(
+    engine: AsyncEngine,
+    client: CashfreeClient,
+    settings: Settings,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    key: str,
+) -> Answer:
+    """Another go at a payment that did not complete: on the same order while Cashfree still
+    takes payments on it, else on a new order linked to the old one (`retry_of`)."""
+    payment = await in_transaction(engine, lambda conn: _owned(conn, principal, payment_id))
+    if payment.status not in RETRYABLE | {Status.EXPIRED, Status.CANCELLED, Status.ACTIVE}:
+        raise PaymentNotRetryable(f"a {payment.status.value} payment cannot be retried")
+    if payment.status in OPEN:
+        try:
+            order = await client.fetch_order(payment.order_id)
+        except CashfreeError as exc:
+            raise GatewayUnavailable("Cashfree did not answer; try again") from exc
+        if order.order_status == OrderStatus.ACTIVE:
+
+            async def reopen(conn: AsyncConnection) -> Any:
+                current = await repo.get(conn, payment.id, lock=True)
+                assert current is not None
+                if current.status in RETRYABLE:
+                    await move(
+                        conn,
+                        payment.id,
+                        Status.ACTIVE,
+                        reason="buyer retries on the same order",
+                        retry_count=current.retry_count + 1,
+                    )
+                fresh = await repo.get(conn, payment.id)
+                assert fresh is not None
+                return describe(settings, fresh)
+
+            return Answer(200, await in_transaction(engine, reopen), replayed=False)
+        if order.order_status == OrderStatus.PAID:
+            raise PaymentNotRetryable("this order is already paid; credits are on their way")
+    req = OrderRequest(
+        pack_code=payment.pack_code,
+        amount_paise=None if payment.pack_code else payment.amount_paise,
+        customer_phone=payment.customer_phone or "",
+        customer_email=payment.customer_email,
+        buyer_state=payment.buyer_state,
+    )
+    return await create_payment_order(
+        engine, client, settings, principal, req, f"retry:{payment.id}:{key}", retry_of=payment.id
+    )
+
+
+async def _buyer_state(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
+    return (await users.get_user(conn, user_id)).state_code
+
+
+async def _owned(conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID) -> Payment:
+    payment = await existing(conn, payment_id)
+    await auth.authorize_retry(conn, principal, payment)
+    return payment
