@@ -18,12 +18,13 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
+from commdesk_billing.modules.ledger import reads as ledger_reads
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.modules.webhooks import service as webhooks
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import running_stack
 from commdesk_billing.storage import LocalDocumentStore
@@ -261,51 +262,21 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
     engine = make_engine(settings, direct=True, pool_size=2)
     try:
         async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text("""
-                    SELECT j.kind, j.idempotency_key, a.code, e.ledger, e.amount
-                      FROM ledger_entries e
-                      JOIN ledger_journals j ON j.id = e.journal_id
-                      JOIN ledger_accounts a ON a.id = e.account_id
-                     WHERE j.idempotency_key LIKE :p
-                        OR e.journal_id IN (SELECT journal_id FROM ledger_entries
-                                             WHERE wallet_id = :w)
-                     ORDER BY e.id"""),
-                    {"p": f"payment:{payment_id}:%", "w": uuid.UUID(wallet_id)},
-                )
-            ).all()
-            legs: dict[str, Any] = dict(
-                (
-                    await conn.execute(
-                        text("""
-                        SELECT a.code, sum(e.amount) FROM ledger_entries e
-                          JOIN ledger_journals j ON j.id = e.journal_id
-                          JOIN ledger_accounts a ON a.id = e.account_id
-                         WHERE j.kind IN ('refund.owed', 'refund.paid')
-                           AND j.metadata->>'payment_id' = :p
-                         GROUP BY a.code"""),
-                        {"p": payment_id},
-                    )
-                )
-                .tuples()
-                .all()
+            rows = await ledger_reads.legs(
+                conn, journal_key_prefix=f"payment:{payment_id}:", wallet_id=uuid.UUID(wallet_id)
             )
-            refund_legs = {code: int(amount) for code, amount in legs.items()}
-            webhook = (
-                (
-                    await conn.execute(
-                        text("SELECT status FROM payment_webhooks WHERE payment_id = :p"),
-                        {"p": uuid.UUID(payment_id)},
-                    )
-                )
-                .scalars()
-                .all()
+            refund_legs = await ledger_reads.totals_by_account(
+                conn,
+                kinds=("refund.owed", "refund.paid"),
+                metadata_key="payment_id",
+                metadata_value=payment_id,
             )
+            webhook = await webhooks.statuses_for_payment(conn, uuid.UUID(payment_id))
         print("8. journal (debit +, credit -):")
-        for kind, _key, code, ledger, amount in rows:
-            print(f"   {kind:<18} {code.replace(wallet_id, '<wallet>'):<42} {ledger:<8}{amount:>8}")
-        inr = sorted(amount for _k, key, _c, ledger, amount in rows if ledger == "INR")
+        for leg in rows:
+            code = leg.account_code.replace(wallet_id, "<wallet>")
+            print(f"   {leg.kind:<18} {code:<42} {leg.ledger:<8}{leg.amount:>8}")
+        inr = sorted(leg.amount for leg in rows if leg.ledger == "INR")
         checks.check(
             inr == [-25424, -4576, 30000], "INR: clearing 30000 = deferred 25424 + GST 4576"
         )
@@ -318,8 +289,8 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
             "refund: deferred revenue + GST back, paid out of gateway clearing",
         )
         per_ledger: dict[str, int] = {}
-        for _k, _key, _c, ledger, amount in rows:
-            per_ledger[ledger] = per_ledger.get(ledger, 0) + amount
+        for leg in rows:
+            per_ledger[leg.ledger] = per_ledger.get(leg.ledger, 0) + leg.amount
         checks.check(all(v == 0 for v in per_ledger.values()), "every ledger sums to zero")
         checks.check("processed" in webhook, "Cashfree's signed webhook was verified and processed")
         await seal_pending(engine)

@@ -60,3 +60,13 @@ async def events_for_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> li
         {"p": payment_id},
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def has_event(conn: AsyncConnection, payment_id: uuid.UUID, kind: str) -> bool:
+    found = (
+        await conn.execute(
+            sql("SELECT 1 FROM fraud_events WHERE payment_id = :p AND kind = :k LIMIT 1"),
+            {"p": payment_id, "k": kind},
+        )
+    ).first()
+    return found is not None

@@ -34,10 +34,10 @@ from commdesk_billing.modules.invoices.document import (
 )
 from commdesk_billing.modules.invoices.model import Invoice
 from commdesk_billing.modules.invoices.pdf import render_pdf
-from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
-from commdesk_billing.modules.refunds import repository as refunds
+from commdesk_billing.modules.refunds import reads as refunds
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.queues import outbox

@@ -225,16 +225,6 @@ async def due_for_sync(
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-async def has_fraud_event(conn: AsyncConnection, payment_id: uuid.UUID, kind: str) -> bool:
-    found = (
-        await conn.execute(
-            sql("SELECT 1 FROM fraud_events WHERE payment_id = :p AND kind = :k LIMIT 1"),
-            {"p": payment_id, "k": kind},
-        )
-    ).first()
-    return found is not None
-
-
 async def set_session_if_missing(
     conn: AsyncConnection, payment_id: uuid.UUID, session_id: str | None, cf_order_id: str | None
 ) -> None:

@@ -226,7 +226,7 @@ async def _flag_extra_successes(conn: AsyncConnection, p: Payment, truth: Truth)
         for a in truth.payments
         if a.payment_status == GP.SUCCESS and a.cf_payment_id != p.cashfree_payment_id
     ]
-    if extra and not await repo.has_fraud_event(conn, p.id, "multiple_successful_attempts"):
+    if extra and not await fraud.has_event(conn, p.id, "multiple_successful_attempts"):
         await fraud.record(
             conn,
             "multiple_successful_attempts",

@@ -35,9 +35,9 @@ from commdesk_billing.gateway.amounts import AmountError
 from commdesk_billing.gateway.models import PaymentWebhookData, WebhookEnvelope
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.fraud import service as fraud
-from commdesk_billing.modules.payments import repository as payments
+from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.refunds import repository as refunds
+from commdesk_billing.modules.refunds import reads as refunds
 from commdesk_billing.queues import outbox
 from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 
@@ -316,6 +316,15 @@ def _disagreements(data: PaymentWebhookData, payment: Payment) -> list[str]:
     ):
         found.append("payment_amount")
     return found
+
+
+async def statuses_for_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> list[str]:
+    """What became of each webhook stored for a payment (accepted, duplicate, processed…)."""
+    rows = await conn.execute(
+        sql("SELECT status FROM payment_webhooks WHERE payment_id = :p ORDER BY received_at"),
+        {"p": payment_id},
+    )
+    return [str(r[0]) for r in rows]
 
 
 async def mark_processed(conn: AsyncConnection, webhook_id: uuid.UUID, outcome: str) -> None:

@@ -1,0 +1,55 @@
+"""Reading the books for people: the legs of journals, totals per account. Nothing here
+writes; the verifier's own reads are in `invariants.py`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
+
+
+@dataclass(frozen=True)
+class PostedLeg:
+    kind: str
+    journal_key: str
+    account_code: str
+    ledger: str
+    amount: int
+
+
+async def legs(
+    conn: AsyncConnection, *, journal_key_prefix: str, wallet_id: uuid.UUID
+) -> list[PostedLeg]:
+    """Every leg of the journals whose key starts with the prefix, and of every journal that
+    touched the wallet, in posting order."""
+    rows = await conn.execute(
+        sql("""
+        SELECT j.kind, j.idempotency_key, a.code, e.ledger, e.amount
+          FROM ledger_entries e
+          JOIN ledger_journals j ON j.id = e.journal_id
+          JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE j.idempotency_key LIKE :p
+            OR e.journal_id IN (SELECT journal_id FROM ledger_entries WHERE wallet_id = :w)
+         ORDER BY e.id"""),
+        {"p": journal_key_prefix + "%", "w": wallet_id},
+    )
+    return [PostedLeg(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
+
+
+async def totals_by_account(
+    conn: AsyncConnection, *, kinds: tuple[str, ...], metadata_key: str, metadata_value: str
+) -> dict[str, int]:
+    """Sum per account code of the journals of these kinds whose metadata has the value."""
+    rows = await conn.execute(
+        sql("""
+        SELECT a.code, sum(e.amount) FROM ledger_entries e
+          JOIN ledger_journals j ON j.id = e.journal_id
+          JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE j.kind = ANY(CAST(:kinds AS text[])) AND j.metadata->>:mk = :mv
+         GROUP BY a.code"""),
+        {"kinds": list(kinds), "mk": metadata_key, "mv": metadata_value},
+    )
+    return {str(code): int(amount) for code, amount in rows}

@@ -1,0 +1,73 @@
+"""Who owns each table: the one module whose code writes SQL on it. Every other module asks
+the owner's service. `tests/architecture/test_tables.py` reads the SQL of every module and
+fails on a table named outside its owner, unless it is listed in SHARED below with why.
+
+A new table is added here in the same change as its migration.
+"""
+
+from __future__ import annotations
+
+# table → owning package (a folder under `modules/`, or an infrastructure package).
+OWNERS: dict[str, str] = {
+    "users": "modules/users",
+    "wallets": "modules/wallet",
+    "wallet_transactions": "modules/wallet",
+    "wallet_holds": "modules/wallet",
+    "credit_lots": "modules/wallet",
+    "credit_lot_movements": "modules/wallet",
+    "ledger_accounts": "modules/ledger",
+    "ledger_journals": "modules/ledger",
+    "ledger_entries": "modules/ledger",
+    "ledger_seals": "modules/ledger",
+    "credit_packs": "modules/payments",
+    "payments": "modules/payments",
+    "payment_attempts": "modules/payments",
+    "payment_transitions": "modules/payments",
+    "payment_webhooks": "modules/webhooks",
+    "refunds": "modules/refunds",
+    "refund_transitions": "modules/refunds",
+    "invoices": "modules/invoices",
+    "document_sequences": "modules/invoices",
+    "billing_events": "modules/billing",
+    "fraud_events": "modules/fraud",
+    "audit_logs": "modules/audit",
+    "idempotency_keys": "idempotency",
+    "outbox": "queues",
+    "inbox": "queues",
+}
+
+# (package, table) → (what it may do, why): SQL a package may run on a table it does not
+# own. Each is a statement that must stay one statement (one snapshot, or one round trip on
+# a hot path). "reads" is checked: such a package never writes that table.
+SHARED: dict[tuple[str, str], tuple[str, str]] = {
+    ("modules/wallet", "ledger_accounts"): (
+        "writes",
+        "a wallet and its two ledger accounts are created in one statement, so neither "
+        "exists without the other",
+    ),
+    ("modules/wallet", "ledger_entries"): (
+        "reads",
+        "sync-balance reads a wallet's entries, lots, holds and statement in one statement, "
+        "so every figure comes from the same snapshot",
+    ),
+    ("modules/billing", "payments"): (
+        "reads",
+        "a payment's billing event copies the payment's figures in its own insert",
+    ),
+    ("modules/invoices", "billing_events"): (
+        "writes",
+        "a document and its billing event are one insert: the series counter is held for "
+        "the fewest statements",
+    ),
+    ("modules/invoices", "payments"): (
+        "reads",
+        "the hourly re-issue finds credited payments with no invoice in one anti-join",
+    ),
+    ("modules/invoices", "refunds"): (
+        "reads",
+        "the hourly re-issue finds successful refunds with no credit note in one anti-join",
+    ),
+}
+
+# Files that only read, across every table, to check the books (`ledger verify`).
+READ_ONLY_EVERYWHERE = ("invariants.py",)
