@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.repository import post_journal
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.state import Status, move
@@ -22,26 +22,6 @@ from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues import outbox
 
 log = structlog.get_logger(__name__)
-
-
-def inr_journal(
-    payment_id: uuid.UUID, amount: int, taxable: int, gst: int, at: datetime
-) -> Journal:
-    """Money in from the gateway: clearing (asset, debit) against deferred revenue (what we
-    owe as credits until they are consumed) and GST payable (owed to the government)."""
-    legs = [Leg(House.GATEWAY_CLEARING, Ledger.INR, amount)]
-    if taxable:
-        legs.append(Leg(House.DEFERRED_REVENUE, Ledger.INR, -taxable))
-    if gst:
-        legs.append(Leg(House.GST_PAYABLE, Ledger.INR, -gst))
-    return Journal(
-        idempotency_key=f"payment:{payment_id}:inr",
-        kind="payment.captured",
-        created_at=at,
-        description=f"payment {payment_id} captured",
-        legs=tuple(legs),
-        metadata={"payment_id": str(payment_id)},
-    )
 
 
 async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
@@ -79,7 +59,14 @@ async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
         )
     at = datetime.now(UTC)
     await post_journal(
-        conn, inr_journal(p.id, p.amount_paise, p.taxable_paise, p.gst_amount_paise, at)
+        conn,
+        postings.payment_captured(
+            payment_id=p.id,
+            amount=p.amount_paise,
+            taxable=p.taxable_paise,
+            gst=p.gst_amount_paise,
+            at=at,
+        ),
     )
     await move(
         conn,

@@ -42,7 +42,7 @@ from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.fraud import service as fraud
-from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.repository import post_journal
 from commdesk_billing.modules.payments import repository as payments
 from commdesk_billing.modules.payments.model import Payment
@@ -397,38 +397,6 @@ async def _closed_but_moving(conn: AsyncConnection, client: CashfreeClient, refu
         log.error("refund.after_release", refund_id=str(refund.id))
 
 
-def _inr_journals(refund: Refund, at: datetime) -> list[Journal]:
-    """Money back to the buyer: what we owed as credits (deferred revenue) and the GST we
-    collected become a refund we owe; Cashfree pays it out of what it holds for us."""
-    meta = {"refund_id": str(refund.id), "payment_id": str(refund.payment_id)}
-    owed = [Leg(House.REFUNDS_PAYABLE, Ledger.INR, -refund.amount_paise)]
-    if refund.taxable_paise:
-        owed.append(Leg(House.DEFERRED_REVENUE, Ledger.INR, refund.taxable_paise))
-    if refund.parts.tax_paise:
-        owed.append(Leg(House.GST_PAYABLE, Ledger.INR, refund.parts.tax_paise))
-    return [
-        Journal(
-            idempotency_key=f"refund:{refund.id}:inr",
-            kind="refund.owed",
-            created_at=at,
-            description=f"refund {refund.refund_ref} of order {refund.order_id}",
-            legs=tuple(owed),
-            metadata=meta,
-        ),
-        Journal(
-            idempotency_key=f"refund:{refund.id}:paid",
-            kind="refund.paid",
-            created_at=at,
-            description=f"refund {refund.refund_ref} paid out by Cashfree",
-            legs=(
-                Leg(House.REFUNDS_PAYABLE, Ledger.INR, refund.amount_paise),
-                Leg(House.GATEWAY_CLEARING, Ledger.INR, -refund.amount_paise),
-            ),
-            metadata=meta,
-        ),
-    ]
-
-
 async def _settle(
     conn: AsyncConnection, refund: Refund, reason: str, details: dict[str, str | None]
 ) -> None:
@@ -449,7 +417,26 @@ async def _settle(
         reason=f"refund of order {refund.order_id}",
         refund_ref=refund.refund_ref,
     )
-    for journal in _inr_journals(refund, at):
+    # Money back to the buyer: what we owed as credits (deferred revenue) and the GST we
+    # collected become a refund we owe; Cashfree pays it out of what it holds for us.
+    owed = postings.refund_owed(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        order_id=refund.order_id,
+        amount=refund.amount_paise,
+        taxable=refund.taxable_paise,
+        tax=refund.parts.tax_paise,
+        at=at,
+    )
+    paid = postings.refund_paid(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        amount=refund.amount_paise,
+        at=at,
+    )
+    for journal in (owed, paid):
         await post_journal(conn, journal)
     await repo.add_refunded(conn, refund.payment_id, refund.amount_paise)
     await billing_events.record(

@@ -35,10 +35,6 @@ def check_credits(credits: int) -> None:
         raise InvalidAmount(f"credits must be between 1 and {MAX_CREDITS}")
 
 
-def journal_key(idempotency_key: str) -> str:
-    return f"wallet:{idempotency_key}"
-
-
 async def lock(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet:
     wallet = await repo.get_wallet(conn, wallet_id, lock=True)
     if wallet is None:

@@ -22,12 +22,11 @@ from commdesk_billing.errors import (
     InsufficientCredits,
     NotFound,
 )
-from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
-    journal_key,
     now,
     replay,
 )
@@ -109,15 +108,13 @@ async def consume_credits_many(
             for lot in balances[d.wallet_id]
         ]
         at = now()
-        journal = Journal(
-            idempotency_key=journal_key(d.idempotency_key),
-            kind="debit",
-            created_at=at,
-            description=d.reason,
-            legs=(
-                Leg(wallet.available_account_id, Ledger.CREDITS, d.credits, wallet.id),
-                Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -d.credits),
-            ),
+        journal = postings.platform_debit(
+            operation_key=d.idempotency_key,
+            wallet_id=wallet.id,
+            available_account_id=wallet.available_account_id,
+            credits=d.credits,
+            at=at,
+            reason=d.reason,
         )
         after, line = batch.add(
             d.wallet_id,

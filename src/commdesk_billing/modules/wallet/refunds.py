@@ -17,12 +17,11 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import HoldNotActive, IdempotencyMismatch, InsufficientCredits
-from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
-    journal_key,
     lock,
     now,
     replay,
@@ -88,16 +87,15 @@ async def reserve_for_refund(
         purpose="refund",
     )
     op = repo.WalletOperation(
-        journal=Journal(
-            idempotency_key=journal_key(idempotency_key),
-            kind="refund.hold",
-            created_at=at,
-            description=reason,
-            legs=(
-                Leg(wallet.available_account_id, Ledger.CREDITS, total, wallet.id),
-                Leg(wallet.held_account_id, Ledger.CREDITS, -total, wallet.id),
-            ),
-            metadata={"refund": refund_ref},
+        journal=postings.refund_hold_placed(
+            operation_key=idempotency_key,
+            refund_ref=refund_ref,
+            wallet_id=wallet.id,
+            available_account_id=wallet.available_account_id,
+            held_account_id=wallet.held_account_id,
+            credits=total,
+            at=at,
+            reason=reason,
         ),
         txn_type=TxnType.hold,
         credits=total,
@@ -149,19 +147,16 @@ async def capture_refund(
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     lots = await _lots(conn, wallet, takes)
     at = now()
-    legs = [Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id)]
-    legs += [
-        Leg(House.ISSUANCE[lot.source.value], Ledger.CREDITS, -c)
-        for lot, (_, c) in zip(lots, takes, strict=True)
-    ]
     op = repo.WalletOperation(
-        journal=Journal(
-            idempotency_key=journal_key(idempotency_key),
-            kind="refund.credits",
-            created_at=at,
-            description=reason,
-            legs=tuple(legs),
-            metadata={"refund": refund_ref},
+        # `_refund_hold` checked that the takes add up to what the hold holds.
+        journal=postings.refund_hold_captured(
+            operation_key=idempotency_key,
+            refund_ref=refund_ref,
+            wallet_id=wallet.id,
+            held_account_id=wallet.held_account_id,
+            returns=[(lot.source.value, c) for lot, (_, c) in zip(lots, takes, strict=True)],
+            at=at,
+            reason=reason,
         ),
         txn_type=TxnType.refund,
         credits=hold.credits,
@@ -200,16 +195,15 @@ async def release_refund(
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     at = now()
     op = repo.WalletOperation(
-        journal=Journal(
-            idempotency_key=journal_key(idempotency_key),
-            kind="refund.release",
-            created_at=at,
-            description=reason,
-            legs=(
-                Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
-                Leg(wallet.available_account_id, Ledger.CREDITS, -hold.credits, wallet.id),
-            ),
-            metadata={"refund": refund_ref},
+        journal=postings.refund_hold_released(
+            operation_key=idempotency_key,
+            refund_ref=refund_ref,
+            wallet_id=wallet.id,
+            available_account_id=wallet.available_account_id,
+            held_account_id=wallet.held_account_id,
+            credits=hold.credits,
+            at=at,
+            reason=reason,
         ),
         txn_type=TxnType.release,
         credits=hold.credits,

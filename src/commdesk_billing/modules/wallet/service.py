@@ -29,13 +29,12 @@ from commdesk_billing.errors import (
     InvalidAmount,
     NotFound,
 )
-from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
-    journal_key,
     lock,
     now,
     replay,
@@ -117,15 +116,14 @@ async def grant_credits(
         granted_at=at,
         expires_at=expires_at,
     )
-    journal = Journal(
-        idempotency_key=journal_key(idempotency_key),
-        kind=f"grant.{source.value}",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(House.ISSUANCE[source.value], Ledger.CREDITS, credits),
-            Leg(wallet.available_account_id, Ledger.CREDITS, -credits, wallet.id),
-        ),
+    journal = postings.credit_grant(
+        operation_key=idempotency_key,
+        source=source.value,
+        wallet_id=wallet.id,
+        available_account_id=wallet.available_account_id,
+        credits=credits,
+        at=at,
+        reason=reason,
     )
     op = repo.WalletOperation(
         journal=journal,
@@ -185,15 +183,14 @@ async def lock_credits(
         closed_at=None,
         created_by=created_by,
     )
-    journal = Journal(
-        idempotency_key=journal_key(idempotency_key),
-        kind="hold",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(wallet.available_account_id, Ledger.CREDITS, credits, wallet.id),
-            Leg(wallet.held_account_id, Ledger.CREDITS, -credits, wallet.id),
-        ),
+    journal = postings.hold_placed(
+        operation_key=idempotency_key,
+        wallet_id=wallet.id,
+        available_account_id=wallet.available_account_id,
+        held_account_id=wallet.held_account_id,
+        credits=credits,
+        at=at,
+        reason=reason,
     )
     op = repo.WalletOperation(
         journal=journal,
@@ -265,18 +262,15 @@ async def capture_hold(
     release = hold.credits - capture
     lots, _ = await repo.fifo_lots(conn, {wallet.id: capture}, [])
     drawn = allocate_fifo(lots[wallet.id], capture)
-    legs = [
-        Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
-        Leg(House.CONSUMED_PLATFORM, Ledger.CREDITS, -capture),
-    ]
-    if release:
-        legs.append(Leg(wallet.available_account_id, Ledger.CREDITS, -release, wallet.id))
-    journal = Journal(
-        idempotency_key=journal_key(idempotency_key),
-        kind="hold.capture",
-        created_at=at,
-        description=reason or hold.reason,
-        legs=tuple(legs),
+    journal = postings.hold_captured(
+        operation_key=idempotency_key,
+        wallet_id=wallet.id,
+        available_account_id=wallet.available_account_id,
+        held_account_id=wallet.held_account_id,
+        held=hold.credits,
+        captured=capture,
+        at=at,
+        reason=reason or hold.reason,
     )
     op = repo.WalletOperation(
         journal=journal,
@@ -318,15 +312,15 @@ async def release_credits(
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     at = now()
     status = HoldStatus.expired if expired else HoldStatus.released
-    journal = Journal(
-        idempotency_key=journal_key(idempotency_key),
-        kind=f"hold.{status.value}",
-        created_at=at,
-        description=reason or hold.reason,
-        legs=(
-            Leg(wallet.held_account_id, Ledger.CREDITS, hold.credits, wallet.id),
-            Leg(wallet.available_account_id, Ledger.CREDITS, -hold.credits, wallet.id),
-        ),
+    journal = postings.hold_released(
+        operation_key=idempotency_key,
+        wallet_id=wallet.id,
+        available_account_id=wallet.available_account_id,
+        held_account_id=wallet.held_account_id,
+        credits=hold.credits,
+        at=at,
+        reason=reason or hold.reason,
+        expired=expired,
     )
     op = repo.WalletOperation(
         journal=journal,
@@ -381,15 +375,14 @@ async def refund_credits(
             refundable_credits=refundable,
         )
     at = now()
-    journal = Journal(
-        idempotency_key=journal_key(idempotency_key),
-        kind="refund.credits",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(wallet.available_account_id, Ledger.CREDITS, wanted, wallet.id),
-            Leg(House.ISSUANCE[lot.source.value], Ledger.CREDITS, -wanted),
-        ),
+    journal = postings.lot_refunded(
+        operation_key=idempotency_key,
+        source=lot.source.value,
+        wallet_id=wallet.id,
+        available_account_id=wallet.available_account_id,
+        credits=wanted,
+        at=at,
+        reason=reason,
     )
     op = repo.WalletOperation(
         journal=journal,

@@ -1,0 +1,382 @@
+"""The postings catalogue: every journal the application writes is built here.
+
+Each function is pure: it takes figures (ids, amounts, a timestamp, a reason) and returns a
+`Journal`; it reads and writes nothing. Callers decide *whether* to post and take the locks;
+this module only says *what* a posting is. Legs are signed, debit > 0 and credit < 0, and
+every journal balances per ledger (`Journal` refuses one that does not).
+
+Keys, kinds, descriptions, metadata, leg order and amounts are part of the ledger's record
+(wallet legs are hash-chained in the order given, and `verify` matches on kinds and keys), so
+they must not change once posted.
+
+Wallet postings are keyed ``wallet:<operation key>``; the others by the payment or refund.
+
+=========================  =======================  =========================================
+kind                       function                 legs (ledger CREDITS unless INR)
+=========================  =======================  =========================================
+grant.<source>             credit_grant             Dr issuance[source]; Cr wallet available
+debit                      platform_debit           Dr wallet available; Cr consumed:platform
+hold                       hold_placed              Dr wallet available; Cr wallet held
+hold.capture               hold_captured            Dr wallet held (all held);
+                                                    Cr consumed:platform (captured);
+                                                    Cr wallet available (rest, if any)
+hold.released              hold_released            Dr wallet held; Cr wallet available
+hold.expired               hold_released            (same, `expired=True`)
+refund.credits             lot_refunded             Dr wallet available; Cr issuance[source]
+refund.hold                refund_hold_placed       Dr wallet available; Cr wallet held
+refund.credits             refund_hold_captured     Dr wallet held; Cr issuance[source] per lot
+refund.release             refund_hold_released     Dr wallet held; Cr wallet available
+payment.captured (INR)     payment_captured         Dr gateway clearing; Cr deferred revenue
+                                                    (taxable, if any); Cr GST payable (if any)
+refund.owed (INR)          refund_owed              Cr refunds payable; Dr deferred revenue
+                                                    (taxable, if any); Dr GST payable (if any)
+refund.paid (INR)          refund_paid              Dr refunds payable; Cr gateway clearing
+=========================  =======================  =========================================
+
+This module imports only `ledger.model` and the standard library: callers pass plain values
+(account ids, wallet ids, lot sources as strings), never another module's records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+
+__all__ = [
+    "credit_grant",
+    "hold_captured",
+    "hold_placed",
+    "hold_released",
+    "lot_refunded",
+    "payment_captured",
+    "platform_debit",
+    "refund_hold_captured",
+    "refund_hold_placed",
+    "refund_hold_released",
+    "refund_owed",
+    "refund_paid",
+    "wallet_key",
+]
+
+_C = Ledger.CREDITS
+_INR = Ledger.INR
+
+
+def wallet_key(operation_key: str) -> str:
+    """The journal key of a wallet operation, from the operation's own idempotency key."""
+    return f"wallet:{operation_key}"
+
+
+# --- a wallet's credits ------------------------------------------------------------------
+
+
+def credit_grant(
+    *,
+    operation_key: str,
+    source: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """Credits issued to a wallet as a new lot (`source`: purchase, bonus, promotional or
+    refund_reversal). Debit the house issuance account of that source, credit the wallet's
+    available account: the wallet's balance (a credit-normal account) grows by `credits`."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind=f"grant.{source}",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(House.ISSUANCE[source], _C, credits),
+            Leg(available_account_id, _C, -credits, wallet_id),
+        ),
+    )
+
+
+def platform_debit(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """Credits spent on the platform at once. Debit the wallet's available account, credit
+    consumed:platform: the credits are used up."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="debit",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(available_account_id, _C, credits, wallet_id),
+            Leg(House.CONSUMED_PLATFORM, _C, -credits),
+        ),
+    )
+
+
+def hold_placed(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    held_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """A spend hold: `credits` move inside the wallet from available (debit) to held
+    (credit) until captured, released or expired."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="hold",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(available_account_id, _C, credits, wallet_id),
+            Leg(held_account_id, _C, -credits, wallet_id),
+        ),
+    )
+
+
+def hold_captured(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    held_account_id: uuid.UUID,
+    held: int,
+    captured: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """A spend hold settled: the wallet's held account is debited by everything `held`;
+    consumed:platform is credited by what was `captured`, and the rest (held - captured),
+    when there is any, goes back to the wallet's available account (credit)."""
+    released = held - captured
+    legs = [
+        Leg(held_account_id, _C, held, wallet_id),
+        Leg(House.CONSUMED_PLATFORM, _C, -captured),
+    ]
+    if released:
+        legs.append(Leg(available_account_id, _C, -released, wallet_id))
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="hold.capture",
+        created_at=at,
+        description=reason,
+        legs=tuple(legs),
+    )
+
+
+def hold_released(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    held_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+    expired: bool = False,
+) -> Journal:
+    """A spend hold voided (kind hold.released) or let lapse (hold.expired, `expired`):
+    debit the wallet's held account, credit its available account, by all the hold's
+    credits."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="hold.expired" if expired else "hold.released",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(held_account_id, _C, credits, wallet_id),
+            Leg(available_account_id, _C, -credits, wallet_id),
+        ),
+    )
+
+
+def lot_refunded(
+    *,
+    operation_key: str,
+    source: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """A lot's unconsumed credits clawed back directly (the wallet service's refundCredits):
+    debit the wallet's available account, credit the issuance account of the lot's
+    `source`, undoing that much of its grant."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="refund.credits",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(available_account_id, _C, credits, wallet_id),
+            Leg(House.ISSUANCE[source], _C, -credits),
+        ),
+    )
+
+
+# --- a purchase refund's credits ---------------------------------------------------------
+
+
+def refund_hold_placed(
+    *,
+    operation_key: str,
+    refund_ref: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    held_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """A refund reserves the credits it takes back: debit the wallet's available account,
+    credit its held account."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="refund.hold",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(available_account_id, _C, credits, wallet_id),
+            Leg(held_account_id, _C, -credits, wallet_id),
+        ),
+        metadata={"refund": refund_ref},
+    )
+
+
+def refund_hold_captured(
+    *,
+    operation_key: str,
+    refund_ref: str,
+    wallet_id: uuid.UUID,
+    held_account_id: uuid.UUID,
+    returns: Sequence[tuple[str, int]],
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """The refund went through: the wallet's held account is debited by all it held (the
+    sum of `returns`), and each lot's credits are credited back to the issuance account of
+    its source, one leg per `(source, credits)` in `returns`, in order."""
+    held = sum(c for _, c in returns)
+    legs = [Leg(held_account_id, _C, held, wallet_id)]
+    legs += [Leg(House.ISSUANCE[source], _C, -c) for source, c in returns]
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="refund.credits",
+        created_at=at,
+        description=reason,
+        legs=tuple(legs),
+        metadata={"refund": refund_ref},
+    )
+
+
+def refund_hold_released(
+    *,
+    operation_key: str,
+    refund_ref: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    held_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """The refund did not happen: debit the wallet's held account, credit its available
+    account, by all the refund held."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="refund.release",
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(held_account_id, _C, credits, wallet_id),
+            Leg(available_account_id, _C, -credits, wallet_id),
+        ),
+        metadata={"refund": refund_ref},
+    )
+
+
+# --- money (INR, paise) ------------------------------------------------------------------
+
+
+def payment_captured(
+    *, payment_id: uuid.UUID, amount: int, taxable: int, gst: int, at: datetime
+) -> Journal:
+    """Money in from the gateway: gateway clearing (an asset) is debited by `amount`;
+    deferred revenue (what we owe as credits until they are consumed) is credited by
+    `taxable` and GST payable (owed to the government) by `gst`, each only when non-zero."""
+    legs = [Leg(House.GATEWAY_CLEARING, _INR, amount)]
+    if taxable:
+        legs.append(Leg(House.DEFERRED_REVENUE, _INR, -taxable))
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, -gst))
+    return Journal(
+        idempotency_key=f"payment:{payment_id}:inr",
+        kind="payment.captured",
+        created_at=at,
+        description=f"payment {payment_id} captured",
+        legs=tuple(legs),
+        metadata={"payment_id": str(payment_id)},
+    )
+
+
+def _refund_meta(refund_id: uuid.UUID, payment_id: uuid.UUID) -> dict[str, str]:
+    return {"refund_id": str(refund_id), "payment_id": str(payment_id)}
+
+
+def refund_owed(
+    *,
+    refund_id: uuid.UUID,
+    refund_ref: str,
+    payment_id: uuid.UUID,
+    order_id: str,
+    amount: int,
+    taxable: int,
+    tax: int,
+    at: datetime,
+) -> Journal:
+    """A refund becomes a debt to the buyer: refunds payable is credited by `amount`;
+    deferred revenue (what we owed as credits) is debited by `taxable` and GST payable (the
+    tax we collected) by `tax`, each only when non-zero."""
+    legs = [Leg(House.REFUNDS_PAYABLE, _INR, -amount)]
+    if taxable:
+        legs.append(Leg(House.DEFERRED_REVENUE, _INR, taxable))
+    if tax:
+        legs.append(Leg(House.GST_PAYABLE, _INR, tax))
+    return Journal(
+        idempotency_key=f"refund:{refund_id}:inr",
+        kind="refund.owed",
+        created_at=at,
+        description=f"refund {refund_ref} of order {order_id}",
+        legs=tuple(legs),
+        metadata=_refund_meta(refund_id, payment_id),
+    )
+
+
+def refund_paid(
+    *, refund_id: uuid.UUID, refund_ref: str, payment_id: uuid.UUID, amount: int, at: datetime
+) -> Journal:
+    """Cashfree pays the refund out of what it holds for us: refunds payable is debited
+    (the debt is settled), gateway clearing is credited, by `amount`."""
+    return Journal(
+        idempotency_key=f"refund:{refund_id}:paid",
+        kind="refund.paid",
+        created_at=at,
+        description=f"refund {refund_ref} paid out by Cashfree",
+        legs=(
+            Leg(House.REFUNDS_PAYABLE, _INR, amount),
+            Leg(House.GATEWAY_CLEARING, _INR, -amount),
+        ),
+        metadata=_refund_meta(refund_id, payment_id),
+    )
