@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
-from commdesk_billing.modules.ledger.repository import post_journal
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.wallet import service as ws

@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.ledger import postings
-from commdesk_billing.modules.ledger.repository import post_journal
+from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.wallet import service as wallet_service

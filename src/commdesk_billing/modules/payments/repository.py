@@ -235,3 +235,15 @@ async def set_session_if_missing(
          WHERE id = :id"""),
         {"id": payment_id, "s": session_id, "c": cf_order_id},
     )
+
+
+async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_paise: int) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE payments
+           SET refund_amount_paise = coalesce(refund_amount_paise, 0) + :a,
+               refunded = coalesce(refund_amount_paise, 0) + :a = amount_paise,
+               updated_at = now()
+         WHERE id = :id"""),
+        {"id": payment_id, "a": amount_paise},
+    )

@@ -72,3 +72,9 @@ async def get(
 
 async def by_order_id(conn: AsyncConnection, order_id: str) -> Payment | None:
     return await repo.by_order_id(conn, order_id)
+
+
+async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_paise: int) -> None:
+    """A refund of this payment succeeded: add it to the payment's refunded total (the
+    caller holds the payment's row lock)."""
+    await repo.add_refunded(conn, payment_id, amount_paise)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.idempotency.keys import respond
-from commdesk_billing.modules.refunds import auth, service
+from commdesk_billing.modules.refunds import auth, reads, requesting
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundPage, RefundRequest
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
@@ -47,14 +47,14 @@ async def create_refund(
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
-    answer = await service.request_refund(engine, settings, caller, payment_id, body, key)
+    answer = await requesting.request_refund(engine, settings, caller, payment_id, body, key)
     return respond(answer)
 
 
 @router.get("/refunds/{refund_id}", response_model=RefundOut, responses=_PROBLEMS)
 async def get_refund(refund_id: uuid.UUID, engine: Engine, caller: Caller) -> RefundOut:
     async def work(conn: AsyncConnection) -> RefundOut:
-        refund = await service.get_refund(conn, caller, refund_id)
+        refund = await reads.get_refund(conn, caller, refund_id)
         return RefundOut.of(refund, staff_view=auth.staff_view(caller))
 
     return await in_transaction(engine, work)
@@ -76,7 +76,7 @@ async def list_refunds(
     before = decode_cursor("r", cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> RefundPage:
-        rows, can = await service.list_refunds(
+        rows, can = await reads.list_refunds(
             conn, caller, payment_id, limit=limit + 1, before=before
         )
         more = len(rows) > limit

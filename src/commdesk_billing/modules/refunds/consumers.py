@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import NotFound
 from commdesk_billing.gateway.client import CashfreeClient
-from commdesk_billing.modules.refunds import service
+from commdesk_billing.modules.refunds import processing
 from commdesk_billing.modules.webhooks import service as webhooks
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
@@ -36,7 +36,7 @@ class RefundProcessing:
         except ValidationError as exc:
             raise PermanentError(f"refund.processing payload: {exc.errors()[:3]}") from exc
         try:
-            status = await service.process(conn, self.client, p.refund_id, source=p.source)
+            status = await processing.process(conn, self.client, p.refund_id, source=p.source)
         except NotFound as exc:
             raise PermanentError(str(exc)) from exc
         if p.webhook_id is not None:

@@ -89,23 +89,6 @@ async def flag_for_review(conn: AsyncConnection, refund_id: uuid.UUID, reason: s
     )
 
 
-async def lots_of_payment(
-    conn: AsyncConnection, payment_id: uuid.UUID
-) -> dict[str, tuple[uuid.UUID, int, int]]:
-    """The purchase and bonus lots a payment granted: source -> (lot, drawable, granted)."""
-    rows = (
-        await conn.execute(
-            sql("""
-            SELECT source, id, credits_remaining - credits_reserved AS drawable,
-                   credits_granted
-              FROM credit_lots
-             WHERE source_ref = :ref AND source IN ('purchase', 'bonus')"""),
-            {"ref": str(payment_id)},
-        )
-    ).all()
-    return {r.source: (r.id, int(r.drawable), int(r.credits_granted)) for r in rows}
-
-
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     cols = ", ".join(values)
     params = ", ".join(f":{c}" for c in values)
@@ -176,18 +159,6 @@ async def mark_synced(conn: AsyncConnection, refund_id: uuid.UUID) -> None:
         UPDATE refunds SET last_synced_at = now(), sync_count = sync_count + 1
          WHERE id = :id"""),
         {"id": refund_id},
-    )
-
-
-async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_paise: int) -> None:
-    await conn.execute(
-        sql("""
-        UPDATE payments
-           SET refund_amount_paise = coalesce(refund_amount_paise, 0) + :a,
-               refunded = coalesce(refund_amount_paise, 0) + :a = amount_paise,
-               updated_at = now()
-         WHERE id = :id"""),
-        {"id": payment_id, "a": amount_paise},
     )
 
 

@@ -24,6 +24,7 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
@@ -72,7 +73,7 @@ async def consume_credits_many(
             needs[d.wallet_id] = needs.get(d.wallet_id, 0) + d.credits
     lots, done = await repo.fifo_lots(conn, needs, [d.idempotency_key for _, d in valid])
     balances = {w: [LotBalance(lot.lot_id, lot.remaining) for lot in ls] for w, ls in lots.items()}
-    batch = repo.OperationBatch(list(wallets.values()))
+    batch = writer.OperationBatch(list(wallets.values()))
     planned: dict[str, int] = {}  # key -> index of the debit that carries it in this batch
     for i, d in valid:
         if i in outcomes:
@@ -118,7 +119,7 @@ async def consume_credits_many(
         )
         after, line = batch.add(
             d.wallet_id,
-            repo.WalletOperation(
+            writer.WalletOperation(
                 journal=journal,
                 txn_type=TxnType.debit,
                 credits=d.credits,

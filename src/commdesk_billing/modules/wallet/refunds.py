@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.errors import HoldNotActive, IdempotencyMismatch, InsufficientCredits
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
@@ -86,7 +87,7 @@ async def reserve_for_refund(
         created_by=None,
         purpose="refund",
     )
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=postings.refund_hold_placed(
             operation_key=idempotency_key,
             refund_ref=refund_ref,
@@ -110,7 +111,7 @@ async def reserve_for_refund(
         hold_id=hold.id,
         lot_reservations=[(lot_id, c) for lot_id, c in takes],
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
 
 
@@ -147,7 +148,7 @@ async def capture_refund(
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     lots = await _lots(conn, wallet, takes)
     at = now()
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         # `_refund_hold` checked that the takes add up to what the hold holds.
         journal=postings.refund_hold_captured(
             operation_key=idempotency_key,
@@ -172,7 +173,7 @@ async def capture_refund(
         hold_id=hold.id,
         lot_id=takes[0][0],
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 
@@ -194,7 +195,7 @@ async def release_refund(
     if hold.status is not HoldStatus.active:
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     at = now()
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=postings.refund_hold_released(
             operation_key=idempotency_key,
             refund_ref=refund_ref,
@@ -218,5 +219,5 @@ async def release_refund(
         close_hold=(hold.id, HoldStatus.released, 0, hold.credits),
         hold_id=hold.id,
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)

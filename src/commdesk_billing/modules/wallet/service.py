@@ -32,6 +32,7 @@ from commdesk_billing.errors import (
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
@@ -57,6 +58,13 @@ log = structlog.get_logger(__name__)
 __all__ = ["OperationResult", "consume_credits", "consume_credits_many"]
 
 
+async def lots_of_payment(
+    conn: AsyncConnection, payment_id: uuid.UUID
+) -> dict[str, tuple[uuid.UUID, int, int]]:
+    """The purchase and bonus lots a payment granted: source -> (lot, drawable, granted)."""
+    return await repo.lots_of_payment(conn, payment_id)
+
+
 async def get_or_create_user_wallet(
     conn: AsyncConnection, external_id: str, *, email: str | None = None, name: str | None = None
 ) -> Wallet:
@@ -71,8 +79,9 @@ async def get_or_create_user_wallet(
     return wallet
 
 
-async def get_wallet(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet:
-    wallet = await repo.get_wallet(conn, wallet_id)
+async def get_wallet(conn: AsyncConnection, wallet_id: uuid.UUID, *, lock: bool = False) -> Wallet:
+    """`lock` takes the wallet's row (FOR UPDATE): in id order, after any payment row."""
+    wallet = await repo.get_wallet(conn, wallet_id, lock=lock)
     if wallet is None:
         raise NotFound(f"wallet {wallet_id} does not exist")
     return wallet
@@ -125,7 +134,7 @@ async def grant_credits(
         at=at,
         reason=reason,
     )
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=journal,
         txn_type=txn_type,
         credits=credits,
@@ -139,7 +148,7 @@ async def grant_credits(
         new_lot=lot,
         lot_id=lot.id,
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 
@@ -192,7 +201,7 @@ async def lock_credits(
         at=at,
         reason=reason,
     )
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=journal,
         txn_type=TxnType.hold,
         credits=credits,
@@ -206,7 +215,7 @@ async def lock_credits(
         new_hold=hold,
         hold_id=hold.id,
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
 
 
@@ -272,7 +281,7 @@ async def capture_hold(
         at=at,
         reason=reason or hold.reason,
     )
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=journal,
         txn_type=TxnType.capture,
         credits=capture,
@@ -287,7 +296,7 @@ async def capture_hold(
         close_hold=(hold.id, HoldStatus.captured, capture, release),
         hold_id=hold.id,
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 
@@ -322,7 +331,7 @@ async def release_credits(
         reason=reason or hold.reason,
         expired=expired,
     )
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=journal,
         txn_type=TxnType.release,
         credits=hold.credits,
@@ -336,7 +345,7 @@ async def release_credits(
         close_hold=(hold.id, status, 0, hold.credits),
         hold_id=hold.id,
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 
@@ -384,7 +393,7 @@ async def refund_credits(
         at=at,
         reason=reason,
     )
-    op = repo.WalletOperation(
+    op = writer.WalletOperation(
         journal=journal,
         txn_type=TxnType.refund,
         credits=wanted,
@@ -396,7 +405,7 @@ async def refund_credits(
         lot_changes=[(lot.id, -wanted, wanted)],
         lot_id=lot.id,
     )
-    wallet, line = await repo.apply_operation(conn, wallet, op)
+    wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 

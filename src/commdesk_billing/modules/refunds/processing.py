@@ -1,10 +1,5 @@
-"""Refunds of credit purchases (the seed's refundPayment), in an order that cannot lose money.
+"""Carrying a refund out, steps 2 and 3 of `modules/refunds`.
 
-1. `open_refund` (the API's transaction): lock the payment, then its wallet; work out what is
-   still refundable (unconsumed, unreserved credits of the purchase's own lots, DESIGN §3);
-   hold the credits the refund takes back, earmarked on those lots; write the refund row
-   (CREATED) and `refund.processing` into the outbox. No spend can take those credits now,
-   and a spend that got there first shrinks what is refundable (the 422 says how much).
 2. `process` (the `refund.processing` consumer, and the sync job): with the refund's row
    locked, ask Cashfree to refund under our refund id (repeat-safe at Cashfree), or ask what
    became of it; apply the answer.
@@ -22,49 +17,29 @@ one transaction.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.config import Settings
 from commdesk_billing.errors import (
-    InvalidAmount,
     NotFound,
-    PaymentNotRefundable,
-    RefundExceedsRefundable,
 )
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeRejected
 from commdesk_billing.gateway.models import Refund as GatewayRefund
-from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
-from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.ledger import postings
-from commdesk_billing.modules.ledger.repository import post_journal
-from commdesk_billing.modules.payments import repository as payments
-from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.payments.state import Status as PaymentStatus
-from commdesk_billing.modules.refunds import auth
+from commdesk_billing.modules.ledger.journals import post_journal
+from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.refunds import repository as repo
-from commdesk_billing.modules.refunds.allocation import (
-    Parts,
-    Purchase,
-    Room,
-    next_refund,
-    refundable,
-)
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
-from commdesk_billing.modules.refunds.schemas import RefundOut, RefundRequest
-from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
-from commdesk_billing.modules.wallet import repository as wallets
 from commdesk_billing.queues import outbox
-from commdesk_billing.security.jwt import Principal
 
 log = structlog.get_logger(__name__)
+
 
 # Cashfree refusals that say the refund was not, and will not be, made. Anything else
 # (auth, rate limits, 5xx, timeouts, an unexpected 4xx code) leaves the refund to be asked
@@ -79,181 +54,6 @@ _DEFINITE_REFUSALS = frozenset(
         "payment_not_found",
     }
 )
-
-
-def purchase_of(p: Payment) -> Purchase:
-    return Purchase(
-        amount_paise=p.amount_paise,
-        taxable_paise=p.taxable_paise,
-        cgst_paise=p.cgst_paise,
-        sgst_paise=p.sgst_paise,
-        igst_paise=p.igst_paise,
-        base_credits=p.base_credits,
-        bonus_credits=p.bonus_credits,
-    )
-
-
-@dataclass(frozen=True)
-class Refundable:
-    payment: Payment
-    standing: Parts
-    room: Room
-    lots: dict[str, tuple[uuid.UUID, int, int]]
-
-    @property
-    def paise(self) -> int:
-        return refundable(purchase_of(self.payment), self.standing, self.room)
-
-
-async def _refundable(conn: AsyncConnection, payment: Payment) -> Refundable:
-    """What can be refunded now. Call with the payment's wallet locked for a decision."""
-    lots = await repo.lots_of_payment(conn, payment.id)
-    wallet = await wallets.get_wallet(conn, payment.wallet_id)
-    assert wallet is not None
-    standing = await repo.standing_parts(conn, payment.id)
-    room = Room(
-        base_drawable=lots["purchase"][1] if "purchase" in lots else 0,
-        bonus_drawable=lots["bonus"][1] if "bonus" in lots else 0,
-        available=wallet.available_credits,
-    )
-    return Refundable(payment, standing, room, lots)
-
-
-async def refundable_now(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
-    payment = await payments.get(conn, payment_id)
-    if payment is None or payment.status is not PaymentStatus.CREDITED:
-        return 0
-    return (await _refundable(conn, payment)).paise
-
-
-async def open_refund(
-    conn: AsyncConnection,
-    settings: Settings,
-    caller: Principal,
-    payment_id: uuid.UUID,
-    body: RefundRequest,
-    operation_key: str,
-) -> Refund:
-    # Who may ask is settled before anything is locked; someone else's payment is not found.
-    found = await payments.get(conn, payment_id)
-    if found is None:
-        raise NotFound(f"payment {payment_id} does not exist")
-    owner = await users.is_subject(conn, found.user_id, caller.sub)
-    auth.may_see_payment(caller, found, buyer=owner)
-    payment = await payments.get(conn, payment_id, lock=True)
-    assert payment is not None
-    auth.authorize_refund(settings, caller, payment, owner)
-    if payment.status is not PaymentStatus.CREDITED:
-        raise PaymentNotRefundable(
-            f"payment {payment.id} is {payment.status.value}; only credited purchases are "
-            "refunded here"
-        )
-    # Lock order everywhere: payment, then its wallet (as crediting does).
-    await wallets.get_wallet(conn, payment.wallet_id, lock=True)
-    state = await _refundable(conn, payment)
-    can = state.paise
-    amount = can if body.amount_paise is None else body.amount_paise
-    if amount == 0 or amount > can:
-        raise RefundExceedsRefundable(
-            f"{can} paise of payment {payment.id} can be refunded now, {amount} requested",
-            refundable_paise=can,
-            requested_paise=amount,
-        )
-    parts = next_refund(purchase_of(payment), state.standing, amount)
-    if parts.credits == 0:
-        raise InvalidAmount("the refund is smaller than the value of one credit")
-    refund_id = uuid.uuid4()
-    ref = f"rf_{refund_id.hex}"
-    takes = [(state.lots["purchase"][0], parts.base_credits)] if parts.base_credits else []
-    if parts.bonus_credits:
-        takes.append((state.lots["bonus"][0], parts.bonus_credits))
-    held = await wallet_refunds.reserve_for_refund(
-        conn,
-        wallet_id=payment.wallet_id,
-        takes=takes,
-        idempotency_key=f"refund:{refund_id}:hold",
-        reason=f"refund of order {payment.order_id}",
-        refund_ref=ref,
-    )
-    assert held.hold is not None
-    await repo.insert(
-        conn,
-        {
-            "id": refund_id,
-            "refund_ref": ref,
-            "payment_id": payment.id,
-            "wallet_id": payment.wallet_id,
-            "order_id": payment.order_id,
-            "idempotency_key": operation_key,
-            "requested_by": caller.sub,
-            "requested_role": caller.role.value,
-            "reason": body.reason,
-            "amount_paise": parts.amount_paise,
-            "taxable_paise": parts.taxable_paise,
-            "cgst_paise": parts.cgst_paise,
-            "sgst_paise": parts.sgst_paise,
-            "igst_paise": parts.igst_paise,
-            "base_credits": parts.base_credits,
-            "bonus_credits": parts.bonus_credits,
-            "purchase_lot_id": state.lots["purchase"][0],
-            "bonus_lot_id": state.lots["bonus"][0] if "bonus" in state.lots else None,
-            "hold_id": held.hold.id,
-            "status": RefundStatus.CREATED.value,
-        },
-    )
-    await audit.record(
-        conn,
-        caller,
-        action="refund.requested",
-        target_type="payment",
-        target_id=str(payment.id),
-        details={"refund_id": str(refund_id), "amount_paise": amount, "reason": body.reason},
-    )
-    await billing_events.record(
-        conn,
-        "refund.requested",
-        payment_id=payment.id,
-        refund_id=refund_id,
-        user_id=payment.user_id,
-        amount_paise=amount,
-        credits=parts.credits,
-    )
-    await outbox.send(
-        conn,
-        "refund.processing",
-        "refund.requested",
-        {"refund_id": str(refund_id), "source": "request"},
-        correlation_id=str(payment.id),
-    )
-    refund = await repo.get(conn, refund_id)
-    assert refund is not None
-    return refund
-
-
-async def request_refund(
-    engine: AsyncEngine,
-    settings: Settings,
-    caller: Principal,
-    payment_id: uuid.UUID,
-    body: RefundRequest,
-    key: str,
-) -> Answer:
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method="POST",
-        path=f"/v1/payments/{payment_id}/refunds",
-        body=body.model_dump(mode="json"),
-    )
-
-    async def work(conn: AsyncConnection, operation_key: str) -> Answer:
-        refund = await open_refund(conn, settings, caller, payment_id, body, operation_key)
-        return Answer(202, RefundOut.of(refund).model_dump(mode="json"))
-
-    return await run_keyed(engine, keyed, work)
-
-
-# --- processing -----------------------------------------------------------------------------
 
 
 async def process(
@@ -438,7 +238,7 @@ async def _settle(
     )
     for journal in (owed, paid):
         await post_journal(conn, journal)
-    await repo.add_refunded(conn, refund.payment_id, refund.amount_paise)
+    await payments.add_refunded(conn, refund.payment_id, refund.amount_paise)
     await billing_events.record(
         conn,
         "refund.succeeded",
@@ -495,33 +295,3 @@ async def _give_back(
         data={"reason": reason[:200]},
     )
     log.warning("refund.not_made", refund_id=str(refund.id), status=to.value, reason=reason)
-
-
-async def get_refund(conn: AsyncConnection, caller: Principal, refund_id: uuid.UUID) -> Refund:
-    refund = await repo.get(conn, refund_id)
-    if refund is None:
-        raise NotFound(f"refund {refund_id} does not exist")
-    await _may_read(conn, caller, refund.payment_id)
-    return refund
-
-
-async def _may_read(conn: AsyncConnection, caller: Principal, payment_id: uuid.UUID) -> Payment:
-    payment = await payments.get(conn, payment_id)
-    if payment is None:
-        raise NotFound(f"payment {payment_id} does not exist")
-    buyer = await users.is_subject(conn, payment.user_id, caller.sub)
-    auth.may_read(caller, payment, buyer=buyer)
-    return payment
-
-
-async def list_refunds(
-    conn: AsyncConnection,
-    caller: Principal,
-    payment_id: uuid.UUID,
-    *,
-    limit: int,
-    before: tuple[datetime, uuid.UUID] | None,
-) -> tuple[list[Refund], int]:
-    await _may_read(conn, caller, payment_id)
-    rows = await repo.for_payment(conn, payment_id, limit=limit, before=before)
-    return rows, await refundable_now(conn, payment_id)

@@ -1,4 +1,8 @@
-"""SQL for journals and entries.
+"""Posting journals: the ledger's write API, for every module that moves a balance.
+
+`post_journal` writes one journal on its own; `add_journals` adds journals to a caller's
+composite statement (`db.write.CompositeWrite`), so a wallet operation's journal, entries
+and business rows are one round trip. The journals themselves come from `postings`.
 
 Journals are written in batches: any number of journals and their legs go into one INSERT
 each (arrays through `unnest`), so a batch of wallet operations costs the same round trips as
