@@ -42,6 +42,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 
@@ -121,6 +122,32 @@ def platform_debit(
     )
 
 
+def _inside_wallet(
+    operation_key: str,
+    kind: str,
+    wallet_id: uuid.UUID,
+    debit_account_id: uuid.UUID,
+    credit_account_id: uuid.UUID,
+    credits: int,
+    at: datetime,
+    reason: str,
+    *,
+    metadata: dict[str, Any] | None = None,
+) -> Journal:
+    """Credits moving between a wallet's own two accounts (available and held)."""
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind=kind,
+        created_at=at,
+        description=reason,
+        legs=(
+            Leg(debit_account_id, _C, credits, wallet_id),
+            Leg(credit_account_id, _C, -credits, wallet_id),
+        ),
+        metadata=metadata or {},
+    )
+
+
 def hold_placed(
     *,
     operation_key: str,
@@ -133,15 +160,8 @@ def hold_placed(
 ) -> Journal:
     """A spend hold: `credits` move inside the wallet from available (debit) to held
     (credit) until captured, released or expired."""
-    return Journal(
-        idempotency_key=wallet_key(operation_key),
-        kind="hold",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(available_account_id, _C, credits, wallet_id),
-            Leg(held_account_id, _C, -credits, wallet_id),
-        ),
+    return _inside_wallet(
+        operation_key, "hold", wallet_id, available_account_id, held_account_id, credits, at, reason
     )
 
 
@@ -189,15 +209,9 @@ def hold_released(
     """A spend hold voided (kind hold.released) or let lapse (hold.expired, `expired`):
     debit the wallet's held account, credit its available account, by all the hold's
     credits."""
-    return Journal(
-        idempotency_key=wallet_key(operation_key),
-        kind="hold.expired" if expired else "hold.released",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(held_account_id, _C, credits, wallet_id),
-            Leg(available_account_id, _C, -credits, wallet_id),
-        ),
+    kind = "hold.expired" if expired else "hold.released"
+    return _inside_wallet(
+        operation_key, kind, wallet_id, held_account_id, available_account_id, credits, at, reason
     )
 
 
@@ -242,15 +256,15 @@ def refund_hold_placed(
 ) -> Journal:
     """A refund reserves the credits it takes back: debit the wallet's available account,
     credit its held account."""
-    return Journal(
-        idempotency_key=wallet_key(operation_key),
-        kind="refund.hold",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(available_account_id, _C, credits, wallet_id),
-            Leg(held_account_id, _C, -credits, wallet_id),
-        ),
+    return _inside_wallet(
+        operation_key,
+        "refund.hold",
+        wallet_id,
+        available_account_id,
+        held_account_id,
+        credits,
+        at,
+        reason,
         metadata={"refund": refund_ref},
     )
 
@@ -294,15 +308,15 @@ def refund_hold_released(
 ) -> Journal:
     """The refund did not happen: debit the wallet's held account, credit its available
     account, by all the refund held."""
-    return Journal(
-        idempotency_key=wallet_key(operation_key),
-        kind="refund.release",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(held_account_id, _C, credits, wallet_id),
-            Leg(available_account_id, _C, -credits, wallet_id),
-        ),
+    return _inside_wallet(
+        operation_key,
+        "refund.release",
+        wallet_id,
+        held_account_id,
+        available_account_id,
+        credits,
+        at,
+        reason,
         metadata={"refund": refund_ref},
     )
 
