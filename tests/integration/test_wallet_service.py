@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +19,7 @@ from commdesk_billing.errors import (
     InvalidAmount,
     NotFound,
 )
+from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.jobs import expire_holds
 from commdesk_billing.modules.wallet.model import HoldStatus, LotSource, TxnType
@@ -314,6 +316,8 @@ async def test_release_and_expiry(engine: AsyncEngine) -> None:
 
 
 async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(engine: AsyncEngine) -> None:
+    """The production path (`wallet.refunds`): a refund reserves credits of its purchase's
+    lot, and only what is still unconsumed and unreserved there can be taken."""
     wallet = await new_wallet(engine)
     grant = await in_transaction(
         engine,
@@ -336,28 +340,44 @@ async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(engine: Async
             c, wallet_id=wallet.id, credits=300, idempotency_key=f"d:{wallet.id}", reason="spend"
         ),
     )
-    with pytest.raises(InsufficientCredits) as err:
-        await in_transaction(
-            engine,
-            lambda c: ws.refund_credits(
-                c, lot_id=lot_id, credits=701, idempotency_key=f"r0:{wallet.id}", reason="refund"
-            ),
+
+    def reserve(credits: int, key: str) -> Any:
+        return lambda c: wallet_refunds.reserve_for_refund(
+            c,
+            wallet_id=wallet.id,
+            takes=[(lot_id, credits)],
+            idempotency_key=f"{key}:{wallet.id}",
+            reason="refund",
+            refund_ref=f"rf_{key}",
         )
-    assert err.value.extra["refundable_credits"] == 700
-    part = await in_transaction(
+
+    with pytest.raises(InsufficientCredits) as err:
+        await in_transaction(engine, reserve(701, "r0"))
+    assert (err.value.extra["available_credits"], err.value.extra["requested_credits"]) == (
+        700,
+        701,
+    )
+    part = await in_transaction(engine, reserve(200, "r1"))
+    assert part.hold is not None
+    # 200 of the lot's 700 are earmarked now: 501 more is over what is left.
+    with pytest.raises(InsufficientCredits):
+        await in_transaction(engine, reserve(501, "r2"))
+    rest = await in_transaction(engine, reserve(500, "r3"))
+    assert rest.hold is not None and rest.wallet.available_credits == 0
+    hold_id = part.hold.id
+    taken = await in_transaction(
         engine,
-        lambda c: ws.refund_credits(
-            c, lot_id=lot_id, credits=200, idempotency_key=f"r1:{wallet.id}", reason="refund"
+        lambda c: wallet_refunds.capture_refund(
+            c,
+            hold_id=hold_id,
+            takes=[(lot_id, 200)],
+            idempotency_key=f"rc1:{wallet.id}",
+            reason="refund done",
+            refund_ref="rf_r1",
         ),
     )
-    rest = await in_transaction(
-        engine,
-        lambda c: ws.refund_credits(
-            c, lot_id=lot_id, idempotency_key=f"r2:{wallet.id}", reason="refund rest"
-        ),
-    )
-    assert (part.line.credits, rest.line.credits, rest.wallet.available_credits) == (200, 500, 0)
-    assert await _lots(engine, wallet.id) == [("purchase", 0, 700)]
+    assert (taken.line.credits, taken.wallet.locked_credits) == (200, 500)
+    assert await _lots(engine, wallet.id) == [("purchase", 500, 200)]
     await _consistent(engine, wallet.id)
 
 
@@ -374,16 +394,22 @@ async def test_promotional_credits_are_never_refundable(engine: AsyncEngine) -> 
             reason="promo",
         ),
     )
+    assert grant.line.lot_id is not None
+    lot_id = grant.line.lot_id
     with pytest.raises(InvalidAmount):
         await in_transaction(
             engine,
-            lambda c: ws.refund_credits(
+            lambda c: wallet_refunds.reserve_for_refund(
                 c,
-                lot_id=grant.line.lot_id,  # type: ignore[arg-type]
+                wallet_id=wallet.id,
+                takes=[(lot_id, 10)],
                 idempotency_key=f"r:{wallet.id}",
                 reason="no",
+                refund_ref="rf_promo",
             ),
         )
+    w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
+    assert (w.available_credits, w.locked_credits) == (50, 0)
 
 
 async def test_sync_balance_reports_drift_and_never_fixes_it(scratch_engine: AsyncEngine) -> None:

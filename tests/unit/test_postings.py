@@ -200,26 +200,6 @@ def test_hold_released_defaults_to_released() -> None:
     assert j.kind == "hold.released"
 
 
-def test_lot_refunded() -> None:
-    j = postings.lot_refunded(
-        operation_key="f1",
-        source="bonus",
-        wallet_id=W,
-        available_account_id=AV,
-        credits=30,
-        at=AT,
-        reason="refund",
-    )
-    assert (j.idempotency_key, j.kind, j.description, j.metadata) == (
-        "wallet:f1",
-        "refund.credits",
-        "refund",
-        {},
-    )
-    assert j.legs == (Leg(AV, C, 30, W), Leg(House.ISSUANCE["bonus"], C, -30))
-    _balances(j)
-
-
 def test_refund_hold_placed() -> None:
     j = postings.refund_hold_placed(
         operation_key="refund:x:hold",
@@ -411,15 +391,6 @@ def _any_posting(draw: st.DrawFn) -> Journal:
         ),
         lambda: postings.hold_released(
             operation_key=k, **wallet, credits=n, at=AT, reason=reason, expired=expired
-        ),
-        lambda: postings.lot_refunded(
-            operation_key=k,
-            source=source,
-            wallet_id=W,
-            available_account_id=AV,
-            credits=n,
-            at=AT,
-            reason=reason,
         ),
         lambda: postings.refund_hold_placed(
             operation_key=k, refund_ref="rf", **wallet, credits=n, at=AT, reason=reason

@@ -22,7 +22,6 @@ hold.capture               hold_captured            Dr wallet held (all held);
                                                     Cr wallet available (rest, if any)
 hold.released              hold_released            Dr wallet held; Cr wallet available
 hold.expired               hold_released            (same, `expired=True`)
-refund.credits             lot_refunded             Dr wallet available; Cr issuance[source]
 refund.hold                refund_hold_placed       Dr wallet available; Cr wallet held
 refund.credits             refund_hold_captured     Dr wallet held; Cr issuance[source] per lot
 refund.release             refund_hold_released     Dr wallet held; Cr wallet available
@@ -51,7 +50,6 @@ __all__ = [
     "hold_captured",
     "hold_placed",
     "hold_released",
-    "lot_refunded",
     "payment_captured",
     "platform_debit",
     "refund_hold_captured",
@@ -212,31 +210,6 @@ def hold_released(
     kind = "hold.expired" if expired else "hold.released"
     return _inside_wallet(
         operation_key, kind, wallet_id, held_account_id, available_account_id, credits, at, reason
-    )
-
-
-def lot_refunded(
-    *,
-    operation_key: str,
-    source: str,
-    wallet_id: uuid.UUID,
-    available_account_id: uuid.UUID,
-    credits: int,
-    at: datetime,
-    reason: str,
-) -> Journal:
-    """A lot's unconsumed credits clawed back directly (the wallet service's refundCredits):
-    debit the wallet's available account, credit the issuance account of the lot's
-    `source`, undoing that much of its grant."""
-    return Journal(
-        idempotency_key=wallet_key(operation_key),
-        kind="refund.credits",
-        created_at=at,
-        description=reason,
-        legs=(
-            Leg(available_account_id, _C, credits, wallet_id),
-            Leg(House.ISSUANCE[source], _C, -credits),
-        ),
     )
 
 

@@ -16,7 +16,12 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import HoldNotActive, IdempotencyMismatch, InsufficientCredits
+from commdesk_billing.errors import (
+    HoldNotActive,
+    IdempotencyMismatch,
+    InsufficientCredits,
+    InvalidAmount,
+)
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet import writer
@@ -27,7 +32,7 @@ from commdesk_billing.modules.wallet.common import (
     now,
     replay,
 )
-from commdesk_billing.modules.wallet.model import Hold, HoldStatus, Lot, TxnType, Wallet
+from commdesk_billing.modules.wallet.model import Hold, HoldStatus, Lot, LotSource, TxnType, Wallet
 
 # (lot, credits taken from it)
 Takes = Sequence[tuple[uuid.UUID, int]]
@@ -44,6 +49,9 @@ async def _lots(conn: AsyncConnection, wallet: Wallet, takes: Takes) -> list[Lot
         lot = await repo.get_lot(conn, lot_id)
         if lot is None or lot.wallet_id != wallet.id:
             raise ValueError(f"lot {lot_id} is not a lot of wallet {wallet.id}")
+        if lot.source is LotSource.promotional:
+            # No money came in for them, so none goes back (DESIGN §3).
+            raise InvalidAmount("promotional credits are not refundable", refundable_credits=0)
         lots.append(lot)
     return lots
 

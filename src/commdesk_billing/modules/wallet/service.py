@@ -1,5 +1,6 @@
 """Wallet service: the seed's grantCredits, consumeCredits, lockCredits, captureHold,
-releaseCredits, refundCredits and syncBalance.
+releaseCredits and syncBalance. The seed's refundCredits is `wallet.refunds` (a refund holds
+its purchase's credits first, then captures or releases them).
 
 Every operation runs inside the caller's transaction (the route or consumer owns the
 boundary and its retries, see `db.engine.in_transaction`) and is idempotent by its key:
@@ -348,65 +349,6 @@ async def release_credits(
     wallet, line = await writer.apply_operation(conn, wallet, op)
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
-
-
-async def refund_credits(
-    conn: AsyncConnection,
-    *,
-    lot_id: uuid.UUID,
-    idempotency_key: str,
-    reason: str,
-    credits: int | None = None,
-    source_ref: str | None = None,
-) -> OperationResult:
-    """Claw back the unconsumed part of a lot (all of it by default) when its purchase is
-    refunded. Only available credits can be taken: credits under a hold stay put, and the
-    refund engine shrinks the refund to what this returns."""
-    if credits is not None:
-        check_credits(credits)
-    found = await repo.get_lot(conn, lot_id)
-    if found is None:
-        raise NotFound(f"credit lot {lot_id} does not exist")
-    wallet = await lock(conn, found.wallet_id)
-    if done := await replay(conn, wallet, idempotency_key, TxnType.refund, credits):
-        if done.line.lot_id != lot_id:
-            raise IdempotencyMismatch("idempotency key was already used for another lot")
-        return done
-    lot = await repo.get_lot(conn, lot_id)
-    assert lot is not None
-    if lot.source is LotSource.promotional:
-        raise InvalidAmount("promotional credits are not refundable", refundable_credits=0)
-    refundable = min(lot.drawable, wallet.available_credits)
-    wanted = refundable if credits is None else credits
-    if wanted == 0 or wanted > refundable:
-        raise InsufficientCredits(
-            f"{refundable} credits of lot {lot.id} are refundable, {wanted} requested",
-            refundable_credits=refundable,
-        )
-    at = now()
-    journal = postings.lot_refunded(
-        operation_key=idempotency_key,
-        source=lot.source.value,
-        wallet_id=wallet.id,
-        available_account_id=wallet.available_account_id,
-        credits=wanted,
-        at=at,
-        reason=reason,
-    )
-    op = writer.WalletOperation(
-        journal=journal,
-        txn_type=TxnType.refund,
-        credits=wanted,
-        idempotency_key=idempotency_key,
-        source=reason,
-        source_id=source_ref,
-        now=at,
-        available_delta=-wanted,
-        lot_changes=[(lot.id, -wanted, wanted)],
-        lot_id=lot.id,
-    )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False)
 
 
 async def sync_balance(conn: AsyncConnection, wallet_id: uuid.UUID) -> BalanceReport:
