@@ -26,7 +26,7 @@ from commdesk_billing.queues.admin import dlq_list, dlq_replay, status
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.scheduler import Job, Scheduler
-from commdesk_billing.queues.topology import Names
+from commdesk_billing.queues.topology import QUEUES, Names
 from commdesk_billing.queues.worker import Worker
 from commdesk_billing.security.jwt import Principal, Role
 from commdesk_billing.telemetry.metrics import QUEUE_CONSUMED
@@ -541,13 +541,22 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
     row = next(line for line in shown.stdout.splitlines() if line.startswith("wallet.credit"))
     assert row.split()[-1] == "1"  # one dead letter
     listed = await cli("dlq", "list", "wallet.credit")
-    assert "invalid_message" in listed.stdout
+    assert listed.returncode == 0, listed.stderr
+    # message id, type, attempts, x-reason: x-detail (logs go to stderr)
+    assert listed.stdout == (
+        f"-  {'(not an envelope)':<24} attempts=0   invalid_message: "
+        "body is not JSON: Expecting value: line 1 column 1 (char 0)\n"
+    )
     refused = await cli("dlq", "purge", "wallet.credit")
-    assert refused.returncode != 0  # needs --yes
+    assert refused.returncode == 1  # needs --yes
+    assert refused.stderr == "Error: purging deletes messages for good; add --yes\n"
     purged = await cli("dlq", "purge", "wallet.credit", "--yes")
-    assert "purged 1" in purged.stdout
+    assert purged.returncode == 0 and purged.stdout == "purged 1 message(s)\n", purged.stderr
     unknown = await cli("dlq", "list", "no.such.queue")
-    assert unknown.returncode != 0
+    assert unknown.returncode == 1
+    assert unknown.stderr.splitlines()[-1] == (
+        f"ValueError: unknown queue 'no.such.queue'; one of: {', '.join(QUEUES)}"
+    )
 
 
 async def test_graceful_stop_finishes_messages_in_flight(
