@@ -10,6 +10,7 @@ from typing import Any
 
 import aio_pika
 import httpx
+import pytest
 from sqlalchemy import text
 
 from commdesk_billing.modules.ledger.verify import verify_ledger
@@ -173,6 +174,7 @@ async def test_after_partial_consumption_only_the_unconsumed_part_is_refundable(
     assert wallet["available_credits"] == 3200 - 1000 - 2000 - 134
 
 
+@pytest.mark.slow
 async def test_a_refund_racing_a_spend_ends_consistent(stack: Stack) -> None:
     for _ in range(6):
         tok, paid = await stack.credited()
@@ -233,6 +235,7 @@ async def test_cashfree_failing_a_refund_gives_the_credits_back(stack: Stack) ->
     await stack.wait_refund(again.json()["id"], {"SUCCESS"})
 
 
+@pytest.mark.slow
 async def test_a_lost_refund_webhook_is_settled_by_the_sync(stack: Stack) -> None:
     tok, paid = await stack.credited()
     await stack.faults(webhook_drop_rate=1.0)
@@ -357,6 +360,7 @@ async def test_a_refund_cashfree_refuses_gives_the_credits_back(stack: Stack) ->
     assert (wallet["available_credits"], wallet["locked_credits"]) == (3200, 0)
 
 
+@pytest.mark.slow
 async def test_a_refund_cashfree_disagrees_with_is_parked_for_review(stack: Stack) -> None:
     tok, paid = await stack.credited()
     dead = await _dead_letters(stack)
@@ -416,6 +420,7 @@ async def _dead_letters(stack: Stack) -> int:
         return int(queue.declaration_result.message_count or 0)
 
 
+@pytest.mark.slow
 async def test_refunds_of_one_wallet_settle_side_by_side_without_deadlocks(stack: Stack) -> None:
     tok = stack.token()
     orders = [await stack.buy(tok, pack_code="pack_150") for _ in range(6)]

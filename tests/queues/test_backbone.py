@@ -501,6 +501,7 @@ async def _lines(engine: AsyncEngine, wallet_id: uuid.UUID, n: int) -> bool:
     return int(count) >= n
 
 
+@pytest.mark.slow
 async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Settings) -> None:
     async with Worker(qsettings, engine=engine):
         connection = await aio_pika.connect(qsettings.rabbitmq_url)
