@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # Quick start, step 2: the whole check — lint, types, and the test suite against real
 # PostgreSQL (each run makes its own database and drops it afterwards).
+#
+#   bash scripts/test.sh                 everything, as CI runs it
+#   bash scripts/test.sh --quick [ARGS]  the development loop: the same checks, but the tests
+#                                        marked `slow` are left out (-m "not slow")
+# Any other arguments go to pytest (e.g. tests/unit -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+if [ "${1:-}" = "--quick" ]; then
+  quick=1
+  shift
+fi
 bash scripts/ensure-services.sh
-bash scripts/ensure-browser.sh   # Debian's chromium, for the one hosted-checkout browser test
+if [ "$quick" -eq 0 ]; then
+  bash scripts/ensure-browser.sh   # Debian's chromium, for the one hosted-checkout browser test
+fi
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+if [ "$quick" -eq 1 ]; then
+  .venv/bin/pytest -m "not slow" "$@"
+else
+  .venv/bin/pytest "$@"
+fi

@@ -1,8 +1,13 @@
 """Test fixtures on real PostgreSQL.
 
-Each test run creates its own database (migrated with Alembic, the schema's one source) and
-drops it at the end. Before dropping it, the whole ledger the suite produced is sealed and
-verified: the suite's workload must leave the books clean.
+Each test run creates its own database and drops it at the end. Before dropping it, the
+whole ledger the suite produced is sealed and verified: the suite's workload must leave the
+books clean.
+
+Alembic (the schema's one source) runs once per run, into a template database of the run's
+own (`cdb_tmpl_<hex>`); every database a test needs (the suite's, each scratch database,
+each payments stack's) is a clone of it (`CREATE DATABASE … TEMPLATE …`), dropped with the
+run.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import httpx
@@ -47,15 +53,65 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _url_of(name: str) -> str:
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+class _Template:
+    """This run's migrated template database (one per process: with pytest-xdist each
+    worker would make its own, the names being unique)."""
+
+    name: str | None = None
+    # PostgreSQL refuses to clone a database anyone is connected to ("source database is
+    # being accessed by other users"), so clones take turns; one lock per event loop, as an
+    # asyncio.Lock belongs to the loop it is first used in.
+    locks: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def lock(cls) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if loop not in cls.locks:
+            cls.locks[loop] = asyncio.Lock()
+        return cls.locks[loop]
+
+
+async def _template(admin: Any) -> str:
+    """The run's template, migrated on first use. Call with `_Template.lock()` held."""
+    if _Template.name is None:
+        name = f"cdb_tmpl_{uuid.uuid4().hex[:12]}"
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            # Alembic's engine uses NullPool and is disposed when the upgrade returns.
+            await asyncio.to_thread(upgrade, _url_of(name))
+            # From now on nobody may connect to it, so nothing can spoil a clone.
+            await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        except BaseException:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            raise
+        _Template.name = name
+    return _Template.name
+
+
 async def create_database(name: str) -> str:
-    conn = await asyncpg.connect(_dsn(ADMIN_URL))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade, url)
-    return url
+    """A new database with the whole schema: a clone of the run's migrated template."""
+    async with _Template.lock():
+        admin = await asyncpg.connect(_dsn(ADMIN_URL))
+        try:
+            template = await _template(admin)
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        finally:
+            await admin.close()
+    return _url_of(name)
+
+
+async def drop_template() -> None:
+    """Drop the run's template (if one was made); a later create_database makes another."""
+    async with _Template.lock():
+        if _Template.name is not None:
+            await drop_database(_Template.name)
+            _Template.name = None
 
 
 async def drop_database(name: str) -> None:
@@ -64,6 +120,17 @@ async def drop_database(name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _template_database() -> AsyncIterator[None]:
+    """Drops the run's template at the very end (first set up, so last torn down: after
+    every fixture that clones it). It is made on first use, so a run that needs no
+    database migrates nothing."""
+    try:
+        yield
+    finally:
+        await drop_template()
 
 
 async def seal_and_verify(url: str, what: str) -> None:

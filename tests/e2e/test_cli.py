@@ -17,6 +17,9 @@ import pytest
 from commdesk_billing.config import Settings
 from commdesk_billing.queues.topology import Names, delete
 
+# Each test starts CLI processes (and the demo a whole stack): seconds to tens of seconds.
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "commdesk_billing.cli"]
 
 

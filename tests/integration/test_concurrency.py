@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +23,7 @@ PER_DEBIT = 7
 FUNDED = 1000  # covers 142 debits of 7 (994), not 200
 
 
+@pytest.mark.slow
 async def test_concurrent_debits_over_many_connections_are_exact(
     engine: AsyncEngine, client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:

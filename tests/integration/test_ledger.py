@@ -191,6 +191,7 @@ async def _tamper(url: str, sql: str, *args: object) -> None:
         await conn.close()
 
 
+@pytest.mark.slow
 async def test_verify_names_the_wallet_account_whose_chain_was_tampered(
     scratch_database_url: str, scratch_engine: AsyncEngine
 ) -> None:
@@ -220,6 +221,7 @@ async def test_verify_names_the_wallet_account_whose_chain_was_tampered(
     assert f"wallet:{wallet.id}:available" in dirty.stdout
 
 
+@pytest.mark.slow
 async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
     scratch_database_url: str, scratch_engine: AsyncEngine
 ) -> None:

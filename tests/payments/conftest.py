@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from string import Template
@@ -26,10 +26,22 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.sandbox.app import create_sandbox_app
 from commdesk_billing.gateway.sandbox.config import SandboxConfig
+from commdesk_billing.modules.payments import state as payment_state
+from commdesk_billing.modules.refunds import model as refund_model
 from commdesk_billing.queues.topology import Names, delete
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.conftest import create_database, drop_database, seal_and_verify
 from tests.servers import bound_socket, serving, url_of
+
+
+def _ends(allowed: Mapping[Any, frozenset[Any]], statuses: Iterable[Any]) -> frozenset[str]:
+    """The statuses no move starts from."""
+    sources = {str(s) for froms in allowed.values() for s in froms}
+    return frozenset(str(s) for s in statuses) - sources
+
+
+PAYMENT_ENDS = _ends(payment_state.ALLOWED, payment_state.Status)
+REFUND_ENDS = _ends(refund_model.ALLOWED, refund_model.RefundStatus)
 
 
 @dataclass
@@ -87,12 +99,16 @@ class Stack:
     async def wait_status(
         self, tok: str, payment_id: str, wanted: set[str], timeout_s: float = 20
     ) -> dict[str, Any]:
+        """Poll until the payment is in one of `wanted`. A status it can never leave
+        (CREDITED, REVIEW) that is not wanted fails at once, not at the timeout."""
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             last = await self.payment(tok, payment_id)
             if last["status"] in wanted:
                 return last
+            if last["status"] in PAYMENT_ENDS:
+                raise AssertionError(f"payment ended {last['status']}, wanted {wanted}: {last}")
             await asyncio.sleep(0.1)
         raise AssertionError(f"payment stayed {last.get('status')}, wanted {wanted}: {last}")
 
@@ -124,20 +140,29 @@ class Stack:
             },
         )
 
+    async def get_refund(self, refund_id: str) -> dict[str, Any]:
+        """The refund as it is now (as finance_admin sees it)."""
+        tok = self.token("finance-1", Role.finance_admin)
+        r = await self.api.get(
+            f"/v1/refunds/{refund_id}", headers={"Authorization": f"Bearer {tok}"}
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
     async def wait_refund(
         self, refund_id: str, wanted: set[str], timeout_s: float = 20
     ) -> dict[str, Any]:
-        tok = self.token("finance-1", Role.finance_admin)
+        """Poll until the refund is in one of `wanted`. An end state (SUCCESS, FAILED,
+        CANCELLED: a refund never leaves one) that is not wanted fails at once. To assert a
+        refund is *still* in a state, read it once with `get_refund`."""
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            r = await self.api.get(
-                f"/v1/refunds/{refund_id}", headers={"Authorization": f"Bearer {tok}"}
-            )
-            assert r.status_code == 200, r.text
-            last = dict(r.json())
+            last = await self.get_refund(refund_id)
             if last["status"] in wanted:
                 return last
+            if last["status"] in REFUND_ENDS:
+                raise AssertionError(f"refund ended {last['status']}, wanted {wanted}: {last}")
             await asyncio.sleep(0.1)
         raise AssertionError(f"refund stayed {last.get('status')}, wanted {wanted}: {last}")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.payments.conftest import Stack
 
 
@@ -119,6 +121,7 @@ async def test_user_dropped_grants_nothing(stack: Stack) -> None:
     assert (await _wallet(stack, tok))["available_credits"] == 0
 
 
+@pytest.mark.slow
 async def test_an_expired_order_is_closed_and_a_retry_opens_a_linked_one(
     variant: Any,
 ) -> None:

@@ -7,6 +7,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from tests.payments.conftest import Stack, webhook_body
 
@@ -205,6 +207,7 @@ async def test_a_signed_body_that_is_not_an_event_is_a_400(stack: Stack) -> None
     assert r.status_code == 400
 
 
+@pytest.mark.slow
 async def test_a_webhook_never_delivered_is_found_by_the_sync(stack: Stack) -> None:
     tok = stack.token()
     order, _ = await _paid_silently(stack, tok)

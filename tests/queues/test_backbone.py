@@ -27,7 +27,7 @@ from commdesk_billing.queues.admin import dlq_list, dlq_replay, status
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.scheduler import Job, Scheduler
-from commdesk_billing.queues.topology import Names
+from commdesk_billing.queues.topology import QUEUES, Names
 from commdesk_billing.queues.worker import Worker
 from commdesk_billing.security.jwt import Principal, Role
 from commdesk_billing.telemetry.metrics import QUEUE_CONSUMED
@@ -276,21 +276,18 @@ async def test_permanent_errors_and_garbage_go_straight_to_the_dlq(
 ) -> None:
     wallet = await new_wallet(engine, 5)
     names = Names(qsettings.rabbitmq_queue_prefix, 3)
+    published: list[Envelope] = []
     async with wiring.worker(qsettings, engine=engine):
 
         async def bad(conn: AsyncConnection) -> None:
-            await publish(
-                conn,
-                "wallet.debit",
-                "wallet.debit.requested",
+            published.clear()  # in_transaction may run this again
+            for payload in (
                 {"wallet_id": str(wallet.id), "credits": "lots", "reason": "x"},
-            )
-            await publish(
-                conn,
-                "wallet.debit",
-                "wallet.debit.requested",
                 {"wallet_id": str(wallet.id), "credits": 6, "reason": "overdraw"},
-            )
+            ):
+                published.append(
+                    await publish(conn, "wallet.debit", "wallet.debit.requested", payload)
+                )
 
         await in_transaction(engine, bad)
         connection = await aio_pika.connect(qsettings.rabbitmq_url)
@@ -303,8 +300,43 @@ async def test_permanent_errors_and_garbage_go_straight_to_the_dlq(
         await wait_for(
             lambda: _depth_is(qsettings, names.dlq("wallet.debit"), 4), 30, "four dead letters"
         )
-    reasons = Counter(d.reason for d in await dlq_list(qsettings, "wallet.debit"))
-    assert reasons == {"invalid_message": 2, "permanent_error": 1, "insufficient_credits": 1}
+    # Each dead letter with the headers the consumer wrote (runtime.Consumers.dead_letter):
+    # x-reason, x-detail, x-attempts; a body that is no envelope is named by its bytes.
+    dead = {
+        d.message_id if d.message_id != "-" else d.body: (d.type, d.reason, d.detail, d.attempts)
+        for d in await dlq_list(qsettings, "wallet.debit")
+    }
+    lots, overdraw = (str(e.id) for e in published)
+    assert dead == {
+        lots: (
+            "wallet.debit.requested",
+            "permanent_error",
+            "wallet.debit.requested payload is not valid: [{'type': 'int_type', "
+            "'loc': ('credits',), 'msg': 'Input should be a valid integer', 'input': 'lots', "
+            "'url': 'https://errors.pydantic.dev/2.14/v/int_type'}]",
+            1,
+        ),
+        overdraw: (
+            "wallet.debit.requested",
+            "insufficient_credits",
+            "wallet has 5 available credits, 6 requested",
+            1,
+        ),
+        "not json": (
+            "(not an envelope)",
+            "invalid_message",
+            "body is not JSON: Expecting value: line 1 column 1 (char 0)",
+            0,
+        ),
+        '{"id": "x"}': (
+            "(not an envelope)",
+            "invalid_message",
+            "not a valid envelope: id: Input should be a valid UUID, invalid character: found "
+            "`x` at 0; type: Field required; occurred_at: Field required; payload: Field "
+            "required",
+            0,
+        ),
+    }
     w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
     assert w.available_credits == 5  # nothing stored was changed
 
@@ -470,6 +502,7 @@ async def _lines(engine: AsyncEngine, wallet_id: uuid.UUID, n: int) -> bool:
     return int(count) >= n
 
 
+@pytest.mark.slow
 async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Settings) -> None:
     async with wiring.worker(qsettings, engine=engine):
         connection = await aio_pika.connect(qsettings.rabbitmq_url)
@@ -510,13 +543,22 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
     row = next(line for line in shown.stdout.splitlines() if line.startswith("wallet.credit"))
     assert row.split()[-1] == "1"  # one dead letter
     listed = await cli("dlq", "list", "wallet.credit")
-    assert "invalid_message" in listed.stdout
+    assert listed.returncode == 0, listed.stderr
+    # message id, type, attempts, x-reason: x-detail (logs go to stderr)
+    assert listed.stdout == (
+        f"-  {'(not an envelope)':<24} attempts=0   invalid_message: "
+        "body is not JSON: Expecting value: line 1 column 1 (char 0)\n"
+    )
     refused = await cli("dlq", "purge", "wallet.credit")
-    assert refused.returncode != 0  # needs --yes
+    assert refused.returncode == 1  # needs --yes
+    assert refused.stderr == "Error: purging deletes messages for good; add --yes\n"
     purged = await cli("dlq", "purge", "wallet.credit", "--yes")
-    assert "purged 1" in purged.stdout
+    assert purged.returncode == 0 and purged.stdout == "purged 1 message(s)\n", purged.stderr
     unknown = await cli("dlq", "list", "no.such.queue")
-    assert unknown.returncode != 0
+    assert unknown.returncode == 1
+    assert unknown.stderr.splitlines()[-1] == (
+        f"ValueError: unknown queue 'no.such.queue'; one of: {', '.join(QUEUES)}"
+    )
 
 
 async def test_graceful_stop_finishes_messages_in_flight(

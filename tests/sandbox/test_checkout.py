@@ -160,6 +160,7 @@ def chromium() -> Iterator[object]:
     yield from chromium_driver_or_skip()
 
 
+@pytest.mark.slow
 async def test_checkout_in_headless_chromium(
     api: httpx.AsyncClient, receiver: Receiver, sandbox_url: str, chromium: object
 ) -> None:

@@ -39,6 +39,22 @@ TEST_VPAS = {
     "testinvalidpin@gocash": "FAILED",
 }
 
+# The error code each failing VPA reports (Cashfree's test VPA list).
+TEST_VPA_ERRORS = {
+    "testsuccess@gocash": None,
+    "testfailure@gocash": "TRANSACTION_DECLINED",
+    "testuserdropped@gocash": "USER_DROPPED",
+    "testinvalid@gocash": "INVALID_VPA",
+    "testdeclineuser@gocash": "TRANSACTION_DECLINED_BY_USER",
+    "testexpired@gocash": "UPI_COLLECT_EXPIRED",
+    "testtimeoutbank@gocash": "BANK_TIMEOUT",
+    "testinsufficientfunds@gocash": "INSUFFICIENT_FUNDS",
+    "testbankdeclined@gocash": "TRANSACTION_DECLINED",
+    "testriskflagged@gocash": "RISK_THRESHOLD_EXCEEDED",
+    "testnetworkerror@gocash": "NETWORK_ERROR",
+    "testinvalidpin@gocash": "INVALID_PIN",
+}
+
 
 def test_every_listed_vpa_is_known() -> None:
     assert set(VPA_OUTCOMES) == set(TEST_VPAS)
@@ -61,15 +77,14 @@ async def test_each_test_vpa_ends_as_listed(api: httpx.AsyncClient) -> None:
         return vpa, await wait_payment(api, order.order_id, started.cf_payment_id)
 
     results = await asyncio.gather(*(one(vpa) for vpa in TEST_VPAS))
-    codes = set()
+    assert TEST_VPA_ERRORS.keys() == TEST_VPAS.keys()
     for vpa, payment in results:
         assert payment.payment_status == TEST_VPAS[vpa], vpa
         assert payment.payment_group == "upi"
         assert payment.payment_completion_time is not None
-        if payment.error_details:
-            codes.add(payment.error_details.error_code)
-    # The failing VPAs say why, in different words.
-    assert len(codes) >= 8
+        # The failing VPAs say why, each with its own code.
+        code = payment.error_details.error_code if payment.error_details else None
+        assert code == TEST_VPA_ERRORS[vpa], vpa
 
 
 async def test_success_pays_the_order(api: httpx.AsyncClient) -> None:

@@ -25,56 +25,81 @@ def test_round_trip_keeps_everything_and_the_trace() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "reason"),
     [
-        b"not json",
-        b"\xff\xfe",
-        b"[]",
-        b"{}",
-        json.dumps(
-            {"id": "x", "type": "t", "occurred_at": "2026-11-26T10:00:00Z", "payload": {}}
-        ).encode(),
-        json.dumps(
-            {
-                "id": str(uuid.uuid4()),
-                "type": "Bad Type!",
-                "occurred_at": "2026-11-26T10:00:00Z",
-                "payload": {},
-            }
-        ).encode(),
-        json.dumps(
-            {
-                "id": str(uuid.uuid4()),
-                "type": "t",
-                "occurred_at": "2026-11-26T10:00:00",
-                "payload": {},
-            }
-        ).encode(),
-        json.dumps(
-            {
-                "id": str(uuid.uuid4()),
-                "type": "t",
-                "occurred_at": "2026-11-26T10:00:00Z",
-                "payload": {},
-                "extra": 1,
-            }
-        ).encode(),
-        json.dumps(
-            {
-                "id": str(uuid.uuid4()),
-                "type": "t",
-                "occurred_at": "2026-11-26T10:00:00Z",
-                "payload": {},
-                "attempt": 0,
-            }
-        ).encode(),
-        b"{" * 2_000_000,
+        (b"not json", "body is not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (b"\xff\xfe", "body is not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (
+            b"[]",
+            "not a valid envelope: : Input should be a valid dictionary or instance of Envelope",
+        ),
+        (
+            b"{}",
+            "not a valid envelope: id: Field required; type: Field required; "
+            "occurred_at: Field required; payload: Field required",
+        ),
+        (
+            json.dumps(
+                {"id": "x", "type": "t", "occurred_at": "2026-11-26T10:00:00Z", "payload": {}}
+            ).encode(),
+            "not a valid envelope: id: Input should be a valid UUID, invalid character: "
+            "found `x` at 0",
+        ),
+        (
+            json.dumps(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "Bad Type!",
+                    "occurred_at": "2026-11-26T10:00:00Z",
+                    "payload": {},
+                }
+            ).encode(),
+            "not a valid envelope: type: String should match pattern '^[a-z][a-z0-9_.]{0,99}$'",
+        ),
+        (
+            json.dumps(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "t",
+                    "occurred_at": "2026-11-26T10:00:00",
+                    "payload": {},
+                }
+            ).encode(),
+            "not a valid envelope: occurred_at: Input should have timezone info",
+        ),
+        (
+            json.dumps(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "t",
+                    "occurred_at": "2026-11-26T10:00:00Z",
+                    "payload": {},
+                    "extra": 1,
+                }
+            ).encode(),
+            "not a valid envelope: extra: Extra inputs are not permitted",
+        ),
+        (
+            json.dumps(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "t",
+                    "occurred_at": "2026-11-26T10:00:00Z",
+                    "payload": {},
+                    "attempt": 0,
+                }
+            ).encode(),
+            "not a valid envelope: attempt: Input should be greater than or equal to 1",
+        ),
+        (b"{" * 2_000_000, "message body over 1 MB"),
     ],
 )
-def test_invalid_bodies_are_refused_with_a_reason(body: bytes) -> None:
+def test_invalid_bodies_are_refused_with_a_reason(body: bytes, reason: str) -> None:
+    """The reason is what the consumer puts in the dead letter's `x-detail` header (with
+    `x-reason: invalid_message`), so it must say exactly what is wrong."""
     with pytest.raises(InvalidMessage) as err:
         decode(body)
-    assert str(err.value)
+    assert str(err.value) == reason
 
 
 def test_a_malformed_traceparent_is_not_propagated() -> None:
