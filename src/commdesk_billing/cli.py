@@ -36,10 +36,6 @@ def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 @click.group()
 def main() -> None:
     """CommDesk Billing: credits, wallets and the double-entry ledger."""
-    from commdesk_billing import wiring
-
-    # Every command may announce something (a sync, an expiry): the routes come first.
-    wiring.install()
 
 
 @main.command()
@@ -390,7 +386,10 @@ def dlq_purge_cmd(queue: str, yes: bool) -> None:
 @click.option("--api-url", default=None, help="Use a running stack instead of starting one.")
 def demo(api_url: str | None) -> None:
     """Buy the ₹300 pack through the Cashfree sandbox as a person would; check the books."""
+    from commdesk_billing import wiring
     from commdesk_billing.demo import run_demo
+
+    wiring.install()
 
     settings = _settings()
     configure_logging("WARNING", settings.log_json)
