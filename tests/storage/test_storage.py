@@ -37,7 +37,7 @@ from commdesk_billing.storage import (
 )
 from commdesk_billing.storage import bunny as bunny_module
 from commdesk_billing.storage.standin import BunnyStandin, create_bunny_standin, standin_of
-from tests.servers import serving
+from tests.harness.servers import serving
 
 ZONE = "commdesk-invoices"
 ACCESS_KEY = "standin-access-key-7d4f0c2e-secret"

@@ -1,0 +1,106 @@
+"""Who may call what: the one authorization matrix of the HTTP API.
+
+Every `/v1` route has a row here (`tests/architecture/test_authz_matrix.py` fails on a route
+without one), naming the callers that succeed; the refusals of the stack's routes are named
+too, each with the one status the code answers. The tests of each module walk their rows
+against every caller kind: `modules/wallet/test_api.py` in-process,
+`modules/payments/test_orders_api.py` and `modules/invoices/test_invoices.py` against the
+whole stack.
+"""
+
+from __future__ import annotations
+
+# Who may call what. Each route maps a caller to the status it must get.
+WALLET_ALLOW = {
+    "GET /v1/wallets/me": {
+        "owner",
+        "other_member",
+        "community_owner",
+        "finance_admin",
+        "support",
+        "auditor",
+    },
+    "GET /v1/wallets/{wallet_id}": {"owner", "finance_admin", "support", "auditor", "service_read"},
+    "GET /v1/wallets/{wallet_id}/transactions": {
+        "owner",
+        "finance_admin",
+        "support",
+        "auditor",
+        "service_read",
+    },
+    "POST /v1/wallets/{wallet_id}/debits": {"owner", "service_debit"},
+    "POST /v1/wallets/{wallet_id}/grants": {"finance_admin"},
+    "POST /v1/wallets/{wallet_id}/holds": {"owner", "service_debit"},
+    "GET /v1/holds/{hold_id}": {"owner", "finance_admin", "support", "auditor", "service_read"},
+    "POST /v1/holds/{hold_id}/capture": {"owner", "service_debit"},
+    "POST /v1/holds/{hold_id}/release": {"owner", "service_debit"},
+}
+WALLET_CALLERS = [
+    "owner",
+    "other_member",
+    "community_owner",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service_read",
+    "service_debit",
+    "service_none",
+    "anonymous",
+    "forged",
+]
+
+# Who may call what, on the payments routes (the webhook route authenticates by signature).
+PAYMENT_ALLOW = {
+    "GET /v1/packs": {"owner", "other_member", "finance_admin", "support", "auditor", "service"},
+    "POST /v1/payments/orders": {"owner", "other_member", "finance_admin", "support", "auditor"},
+    "GET /v1/payments": {"owner", "other_member", "finance_admin", "support", "auditor"},
+    "GET /v1/payments/{payment_id}": {"owner", "finance_admin", "support", "auditor"},
+    "POST /v1/payments/{payment_id}/retry": {"owner"},
+    "POST /v1/payments/{payment_id}/sync": {"finance_admin", "support"},
+}
+STACK_CALLERS = [
+    "owner",
+    "other_member",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service",
+    "anonymous",
+]
+
+REFUND_INVOICE_ALLOW = {
+    "POST /v1/payments/{payment_id}/refunds": {"finance_admin", "support"},
+    "GET /v1/payments/{payment_id}/refunds": {"owner", "finance_admin", "support", "auditor"},
+    "GET /v1/refunds/{refund_id}": {"owner", "finance_admin", "support", "auditor"},
+    "GET /v1/invoices": {"owner", "other_member", "finance_admin", "auditor"},
+    "GET /v1/invoices/{invoice_id}": {"owner", "finance_admin", "auditor"},
+    "GET /v1/invoices/{invoice_id}/pdf": {"owner", "finance_admin", "auditor"},
+}
+# Everyone else's answer, as the code decides it. 403 where the caller's role may never do
+# it (refunds.auth.may_see_payment, invoices.auth.may_list); 404 where it is about
+# someone else's payment or document, whose existence is not confirmed
+# (refunds.auth.may_read, invoices.auth.may_read: support and service read no
+# documents, and service tokens no refunds). The buyer asking to refund is refused (403):
+# self-service refunds are off by default.
+FORBIDDEN, NOT_FOUND = 403, 404
+REFUND_INVOICE_REFUSE = {
+    "POST /v1/payments/{payment_id}/refunds": {
+        "owner": FORBIDDEN,
+        "other_member": NOT_FOUND,
+        "auditor": FORBIDDEN,
+        "service": FORBIDDEN,
+    },
+    "GET /v1/payments/{payment_id}/refunds": {"other_member": NOT_FOUND, "service": NOT_FOUND},
+    "GET /v1/refunds/{refund_id}": {"other_member": NOT_FOUND, "service": NOT_FOUND},
+    "GET /v1/invoices": {"support": FORBIDDEN, "service": FORBIDDEN},
+    "GET /v1/invoices/{invoice_id}": {
+        "other_member": NOT_FOUND,
+        "support": NOT_FOUND,
+        "service": NOT_FOUND,
+    },
+    "GET /v1/invoices/{invoice_id}/pdf": {
+        "other_member": NOT_FOUND,
+        "support": NOT_FOUND,
+        "service": NOT_FOUND,
+    },
+}
