@@ -41,6 +41,7 @@ from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
 from commdesk_billing.modules.wallet.jobs import expire_holds
+from commdesk_billing.modules.webhooks.consumers import PaymentWebhook, RefundWebhook
 from commdesk_billing.queues import routing
 from commdesk_billing.queues.outbox import prune
 from commdesk_billing.queues.runtime import BatchHandler, Handler
@@ -53,16 +54,18 @@ Route = tuple[str, str]
 # Each kind of handler, built once per worker process from its settings.
 HANDLER_KINDS: dict[str, Callable[[Settings], Handler]] = {
     "payment_truth": lambda s: PaymentProcessing(cashfree_client(s), s),
+    "payment_webhook": lambda s: PaymentWebhook(PaymentProcessing(cashfree_client(s), s)),
     "paid_payment_credit": lambda s: handle_paid,
     "wallet_credit": lambda s: handle_credit,
     "wallet_debit": lambda s: handle_debit,
     "refund_processing": lambda s: RefundProcessing(cashfree_client(s)),
+    "refund_webhook": lambda s: RefundWebhook(RefundProcessing(cashfree_client(s))),
     "tax_documents": lambda s: InvoiceGeneration(s, document_store(s)),
 }
 
 ROUTES: dict[Route, str] = {
     # Buying credits: Cashfree's webhook and the sync ask Cashfree for the truth…
-    ("payment.processing", "payment.webhook"): "payment_truth",
+    ("payment.processing", "payment.webhook"): "payment_webhook",
     ("payment.processing", "payment.sync"): "payment_truth",
     # …and a paid order's credits are granted from its payment row.
     ("wallet.credit", "payment.paid"): "paid_payment_credit",
@@ -71,7 +74,7 @@ ROUTES: dict[Route, str] = {
     ("wallet.debit", "wallet.debit.requested"): "wallet_debit",
     # Refunds: created at Cashfree, then settled by its webhook or the sync.
     ("refund.processing", "refund.requested"): "refund_processing",
-    ("refund.processing", "refund.webhook"): "refund_processing",
+    ("refund.processing", "refund.webhook"): "refund_webhook",
     ("refund.processing", "refund.sync"): "refund_processing",
     # Tax documents: the invoice of a credited purchase, the credit note of a refund, PDFs.
     ("invoice.generate", "payment.credited"): "tax_documents",

@@ -132,3 +132,41 @@ def test_an_unrouted_command_is_refused_before_anything_is_written() -> None:
         asyncio.run(
             outbox.send(NoConnection(), "notifications.billing", "payment.credited", {})  # type: ignore[arg-type]
         )
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Which module imports which other module, at any depth."""
+    graph: dict[str, set[str]] = {}
+    for path in _files(SRC / "modules"):
+        own = path.relative_to(SRC / "modules").parts[0]
+        for name in _imports(path):
+            parts = name.split(".")
+            if len(parts) >= 3 and parts[1] == "modules" and parts[2] != own:
+                graph.setdefault(own, set()).add(parts[2])
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            if (found := visit(nxt, [*path, node])) is not None:
+                return found
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if (found := visit(start, [])) is not None:
+            return found
+    return None
+
+
+def test_modules_depend_on_each_other_one_way() -> None:
+    # A cycle (payments → webhooks → payments) means neither can change alone.
+    assert _cycle(module_graph()) is None
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

@@ -14,7 +14,7 @@ from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeRejected
 from commdesk_billing.modules.payments import verification
 from commdesk_billing.modules.payments.crediting import credit_payment
-from commdesk_billing.modules.webhooks import service as webhooks
+from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
 from commdesk_billing.security.text import StrictInput
@@ -55,13 +55,15 @@ class PaymentProcessing(TwoPhase):
             raise PermanentError(f"cashfree refused the lookup: {exc}") from exc
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None:
+        await self.settle(conn, envelope, fetched)
+
+    async def settle(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> Status:
+        """Apply what was fetched; the payment's status after it."""
         p = self._payload(envelope)
         assert isinstance(fetched, verification.Truth)
-        status = await verification.apply_truth(
+        return await verification.apply_truth(
             conn, self.settings, p.payment_id, fetched, source=p.source
         )
-        if p.webhook_id is not None:
-            await webhooks.mark_processed(conn, p.webhook_id, f"payment {status.value}")
 
     async def aclose(self) -> None:
         await self.client.aclose()

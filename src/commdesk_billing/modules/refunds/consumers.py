@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.errors import NotFound
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.modules.refunds import processing
-from commdesk_billing.modules.webhooks import service as webhooks
+from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
 from commdesk_billing.security.text import StrictInput
@@ -31,6 +31,10 @@ class RefundProcessing:
         self.client = client
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        await self.settle(conn, envelope)
+
+    async def settle(self, conn: AsyncConnection, envelope: Envelope) -> RefundStatus:
+        """Create or look up the refund at Cashfree and apply the answer; its status after."""
         try:
             p = RefundPayload.model_validate(envelope.payload)
         except ValidationError as exc:
@@ -39,8 +43,7 @@ class RefundProcessing:
             status = await processing.process(conn, self.client, p.refund_id, source=p.source)
         except NotFound as exc:
             raise PermanentError(str(exc)) from exc
-        if p.webhook_id is not None:
-            await webhooks.mark_processed(conn, p.webhook_id, f"refund {status.value}")
+        return status
 
     async def aclose(self) -> None:
         await self.client.aclose()
