@@ -20,7 +20,6 @@ Waiting for a consumer (the events are there; a queue is routed when its handler
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,17 +50,34 @@ from commdesk_billing.storage.factory import document_store
 
 Route = tuple[str, str]
 
-# Each kind of handler, built once per worker process from its settings.
-HANDLER_KINDS: dict[str, Callable[[Settings], Handler]] = {
-    "payment_truth": lambda s: PaymentProcessing(cashfree_client(s), s),
-    "payment_webhook": lambda s: PaymentWebhook(PaymentProcessing(cashfree_client(s), s)),
-    "paid_payment_credit": lambda s: handle_paid,
-    "wallet_credit": lambda s: handle_credit,
-    "wallet_debit": lambda s: handle_debit,
-    "refund_processing": lambda s: RefundProcessing(cashfree_client(s)),
-    "refund_webhook": lambda s: RefundWebhook(RefundProcessing(cashfree_client(s))),
-    "tax_documents": lambda s: InvoiceGeneration(s, document_store(s)),
-}
+# Each kind of handler, built once per worker process (`handlers`); kinds that wrap
+# another share its instance, and so its Cashfree client.
+HANDLER_KINDS = (
+    "payment_truth",
+    "payment_webhook",
+    "paid_payment_credit",
+    "wallet_credit",
+    "wallet_debit",
+    "refund_processing",
+    "refund_webhook",
+    "tax_documents",
+)
+
+
+def _build_kinds(settings: Settings) -> dict[str, Handler]:
+    payment_truth = PaymentProcessing(cashfree_client(settings), settings)
+    refund_processing = RefundProcessing(cashfree_client(settings))
+    return {
+        "payment_truth": payment_truth,
+        "payment_webhook": PaymentWebhook(payment_truth),
+        "paid_payment_credit": handle_paid,
+        "wallet_credit": handle_credit,
+        "wallet_debit": handle_debit,
+        "refund_processing": refund_processing,
+        "refund_webhook": RefundWebhook(refund_processing),
+        "tax_documents": InvoiceGeneration(settings, document_store(settings)),
+    }
+
 
 ROUTES: dict[Route, str] = {
     # Buying credits: Cashfree's webhook and the sync ask Cashfree for the truth…
@@ -69,9 +85,12 @@ ROUTES: dict[Route, str] = {
     ("payment.processing", "payment.sync"): "payment_truth",
     # …and a paid order's credits are granted from its payment row.
     ("wallet.credit", "payment.paid"): "paid_payment_credit",
-    # Grants and debits other CommDesk services send as messages.
+    # Grants and debits other CommDesk services send as messages. Their producers should
+    # name the `.requested` types; any other type is taken the same way (as it always was).
     ("wallet.credit", "wallet.credit.requested"): "wallet_credit",
+    ("wallet.credit", routing.ANY_TYPE): "wallet_credit",
     ("wallet.debit", "wallet.debit.requested"): "wallet_debit",
+    ("wallet.debit", routing.ANY_TYPE): "wallet_debit",
     # Refunds: created at Cashfree, then settled by its webhook or the sync.
     ("refund.processing", "refund.requested"): "refund_processing",
     ("refund.processing", "refund.webhook"): "refund_webhook",
@@ -86,6 +105,7 @@ ROUTES: dict[Route, str] = {
 # single handler in ROUTES, used when a batch fails as a whole.
 BATCH_ROUTES: dict[Route, BatchHandler] = {
     ("wallet.debit", "wallet.debit.requested"): handle_debits,
+    ("wallet.debit", routing.ANY_TYPE): handle_debits,
 }
 
 TABLE = routing.Table(frozenset(ROUTES))
@@ -105,7 +125,7 @@ def fanout() -> dict[str, tuple[str, ...]]:
 def handlers(settings: Settings) -> dict[Route, Handler]:
     """Every route's handler; routes of one kind share one instance (and so one Cashfree
     client or document store)."""
-    built = {kind: HANDLER_KINDS[kind](settings) for kind in sorted(set(ROUTES.values()))}
+    built = _build_kinds(settings)
     return {route: built[kind] for route, kind in ROUTES.items()}
 
 

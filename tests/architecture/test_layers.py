@@ -71,6 +71,14 @@ def test_every_route_has_a_handler_and_a_declared_queue() -> None:
     built = wiring.handlers(Settings())
     assert set(built) == set(wiring.ROUTES)
     assert set(wiring.ROUTES.values()) == set(wiring.HANDLER_KINDS), "a handler kind unused"
+    assert set(wiring._build_kinds(Settings())) == set(wiring.HANDLER_KINDS)
+    # Kinds that wrap another share its instance (one Cashfree client per processor).
+    assert (
+        built[("payment.processing", "payment.webhook")].processing
+        is built[  # type: ignore[union-attr]
+            ("payment.processing", "payment.sync")
+        ]
+    )
     assert set(wiring.BATCH_ROUTES) <= set(wiring.ROUTES), "a batch route needs a single one"
     assert set(wiring.TABLE.queues()) <= set(QUEUES)
     per_queue = routing.per_queue(built)

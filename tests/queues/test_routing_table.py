@@ -82,3 +82,28 @@ def test_per_queue_builds_one_dispatcher_per_queue() -> None:
     built = per_queue({("q1", "a"): h, ("q1", "b"): h, ("q2", "a"): h})
     assert set(built) == {"q1", "q2"}
     assert isinstance(built["q1"], Dispatch) and set(built["q1"].by_type) == {"a", "b"}
+
+
+def test_any_type_takes_what_no_route_names_and_is_never_a_destination() -> None:
+    from commdesk_billing.queues.routing import ANY_TYPE
+
+    table = Table(frozenset({("ext", "ext.requested"), ("ext", ANY_TYPE), ("q1", "a")}))
+    assert table.destinations(ANY_TYPE) == ()
+    assert table.destinations("a") == ("q1",)
+    seen: list[str] = []
+
+    async def named(_conn: object, env: Envelope) -> None:
+        seen.append(f"named:{env.type}")
+
+    async def anything(_conn: object, env: Envelope) -> None:
+        seen.append(f"any:{env.type}")
+
+    d = Dispatch("ext", {"ext.requested": named, ANY_TYPE: anything})
+
+    async def run(kind: str) -> None:
+        env = _env(kind)
+        await d.apply(None, env, await d.fetch(env))  # type: ignore[arg-type]
+
+    asyncio.run(run("ext.requested"))
+    asyncio.run(run("their.own.type"))
+    assert seen == ["named:ext.requested", "any:their.own.type"]

@@ -16,6 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import BatchHandler, Handler, PermanentError, TwoPhase
 
+# A route's message type that matches any type the queue receives and no other route names:
+# for queues other services feed, whose producers name types of their own. It is never a
+# destination (`send` and `announce` always name a real type).
+ANY_TYPE = "*"
+
 
 class UnknownMessageType(PermanentError):
     """A message whose type has no handler on the queue it arrived at (a producer's bug, or
@@ -35,7 +40,7 @@ class Table:
 
     def destinations(self, message_type: str) -> tuple[str, ...]:
         """Every queue that consumes this message type (none: nobody wants it yet)."""
-        return tuple(sorted(q for q, t in self.routes if t == message_type))
+        return tuple(sorted(q for q, t in self.routes if t == message_type and t != ANY_TYPE))
 
     def types(self, queue: str) -> tuple[str, ...]:
         return tuple(sorted(t for q, t in self.routes if q == queue))
@@ -70,7 +75,7 @@ class Dispatch(TwoPhase):
         self.by_type = dict(by_type)
 
     def _handler(self, envelope: Envelope) -> Handler:
-        handler = self.by_type.get(envelope.type)
+        handler = self.by_type.get(envelope.type) or self.by_type.get(ANY_TYPE)
         if handler is None:
             raise UnknownMessageType(
                 f"{self.queue} has no handler for message type {envelope.type[:100]!r}"
@@ -115,6 +120,8 @@ class BatchDispatch:
         for i, envelope in enumerate(envelopes):
             if envelope.type in self.by_type:
                 groups.setdefault(envelope.type, []).append(i)
+            elif ANY_TYPE in self.by_type:
+                groups.setdefault(ANY_TYPE, []).append(i)
             else:
                 outcomes[i] = UnknownMessageType(
                     f"{self.queue} has no handler for message type {envelope.type[:100]!r}"

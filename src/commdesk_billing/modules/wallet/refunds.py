@@ -49,9 +49,6 @@ async def _lots(conn: AsyncConnection, wallet: Wallet, takes: Takes) -> list[Lot
         lot = await repo.get_lot(conn, lot_id)
         if lot is None or lot.wallet_id != wallet.id:
             raise ValueError(f"lot {lot_id} is not a lot of wallet {wallet.id}")
-        if lot.source is LotSource.promotional:
-            # No money came in for them, so none goes back (DESIGN §3).
-            raise InvalidAmount("promotional credits are not refundable", refundable_credits=0)
         lots.append(lot)
     return lots
 
@@ -72,6 +69,10 @@ async def reserve_for_refund(
     if done := await replay(conn, wallet, idempotency_key, TxnType.hold, total):
         return done
     lots = await _lots(conn, wallet, takes)
+    if any(lot.source is LotSource.promotional for lot in lots):
+        # No money came in for them, so none goes back (DESIGN §3). Refused here, when the
+        # refund is asked for, never at capture: by then Cashfree has paid the money out.
+        raise InvalidAmount("promotional credits are not refundable", refundable_credits=0)
     short = [lot.id for lot, (_, c) in zip(lots, takes, strict=True) if lot.drawable < c]
     if short or wallet.available_credits < total:
         raise InsufficientCredits(
