@@ -51,7 +51,7 @@ async def idempotency_key(
 ) -> str:
     if idempotency_key is None:
         raise IdempotencyKeyRequired("this request moves money and needs an Idempotency-Key header")
-    if not KEY_RE.match(idempotency_key):
+    if not KEY_RE.fullmatch(idempotency_key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1-255 visible ASCII characters")
     return idempotency_key
 

@@ -1,6 +1,9 @@
 """Keyset cursors for lists ordered newest first by (time, id) (API conventions: lists are
 cursor-paginated). A cursor is opaque to clients: base64url of `<kind>:<iso time>|<id>`,
-where `kind` keeps one list's cursor from being replayed against another."""
+where `kind` keeps one list's cursor from being replayed against another. A cursor's time
+obeys the rule of every outside timestamp (`security/timestamps.py`): a forged one with an
+absurd time (year 1 at +23:59) is a 422 `invalid_cursor`, never an overflow in the
+database driver."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import uuid
 from datetime import datetime
 
 from commdesk_billing.errors import InvalidCursor
+from commdesk_billing.security.timestamps import in_window
 
 
 def encode_cursor(kind: str, at: datetime, row_id: uuid.UUID) -> str:
@@ -24,9 +28,6 @@ def decode_cursor(kind: str, cursor: str) -> tuple[datetime, uuid.UUID]:
         at, _, row_id = rest.partition("|")
         if prefix != kind:
             raise ValueError("a cursor of another list")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return when, uuid.UUID(row_id)
+        return in_window(datetime.fromisoformat(at)), uuid.UUID(row_id)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor("cursor is not valid") from exc

@@ -5,17 +5,26 @@ numbers or strings, `"auth_id": "null"`, bank codes as strings). On a payment pa
 may raise: unknown fields are ignored, statuses stay plain strings (compared against the known
 sets below), ids are normalised to strings, and amounts are parsed from exact decimals into
 integer paise. The strict shapes the sandbox must emit live in its tests, not here.
+
+Two things are still refused or bounded, because nothing downstream could hold them:
+
+- text PostgreSQL cannot store (NUL, lone surrogates) anywhere in an answer, ignored fields
+  included (the raw answer is kept as evidence too): the answer is unreadable
+  (`CashfreeBadResponse`; the webhook receiver stores such a webhook as rejected);
+- times outside [2000, 2100) UTC become None (`security/timestamps.py`): Cashfree's times
+  only inform, and one odd time must not stall the payment it reports.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from commdesk_billing.gateway.amounts import to_paise
+from commdesk_billing.security.text import refuse_unstorable
+from commdesk_billing.security.timestamps import CashfreeTime
 
 
 def _text_id(value: Any) -> Any:
@@ -61,6 +70,11 @@ class PaymentStatus:
 class _Tolerant(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return refuse_unstorable(data)
+
 
 class CustomerDetails(_Tolerant):
     customer_id: TextId | None = None
@@ -82,8 +96,8 @@ class Order(_Tolerant):
     order_currency: str
     order_status: Status
     payment_session_id: str | None = None
-    order_expiry_time: datetime | None = None
-    created_at: datetime | None = None
+    order_expiry_time: CashfreeTime = None
+    created_at: CashfreeTime = None
     order_note: str | None = None
     order_tags: dict[str, Any] | None = None
     customer_details: CustomerDetails | None = None
@@ -105,8 +119,8 @@ class Payment(_Tolerant):
     order_amount_paise: Paise | None = Field(default=None, alias="order_amount")
     payment_currency: str | None = None
     payment_message: str | None = None
-    payment_time: datetime | None = None
-    payment_completion_time: datetime | None = None
+    payment_time: CashfreeTime = None
+    payment_completion_time: CashfreeTime = None
     bank_reference: TextId | None = None
     payment_group: str | None = None
     # One key (upi, card, netbanking, …) whose value describes the instrument; kept raw.
@@ -132,8 +146,8 @@ class Refund(_Tolerant):
     refund_arn: TextId | None = None
     refund_note: str | None = None
     status_description: str | None = None
-    created_at: datetime | None = None
-    processed_at: datetime | None = None
+    created_at: CashfreeTime = None
+    processed_at: CashfreeTime = None
 
 
 class WebhookOrder(_Tolerant):

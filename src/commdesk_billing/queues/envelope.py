@@ -1,4 +1,6 @@
-"""The one message envelope every queue carries, validated on receipt."""
+"""The one message envelope every queue carries, validated on receipt: its text must be
+storable (`security/text.py`), its time inside the window of every outside timestamp
+(`security/timestamps.py`), its JSON no deeper than a request body may be."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from commdesk_billing.security.jsondepth import MAX_JSON_DEPTH, too_deep
+from commdesk_billing.security.text import StrictInput
+from commdesk_billing.security.timestamps import Timestamp
 from commdesk_billing.telemetry.context import current_traceparent
 
 TypeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]{0,99}$")]
@@ -18,13 +23,13 @@ class InvalidMessage(Exception):
     """A body that is not a valid envelope: it goes to the dead-letter queue at once."""
 
 
-class Envelope(BaseModel):
+class Envelope(StrictInput):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: uuid.UUID
     type: TypeName
     version: Annotated[int, Field(ge=1, le=1000)] = 1
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     correlation_id: Annotated[str, Field(max_length=200)] | None = None
     # W3C trace context of whatever produced the event.
     traceparent: Annotated[str, Field(max_length=128)] | None = None
@@ -59,9 +64,11 @@ def new_envelope(
 def decode(body: bytes) -> Envelope:
     if len(body) > 1_000_000:
         raise InvalidMessage("message body over 1 MB")
+    if too_deep(body):
+        raise InvalidMessage(f"body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidMessage(f"body is not JSON: {exc}") from exc
     try:
         return Envelope.model_validate(data)

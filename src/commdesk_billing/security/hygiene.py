@@ -1,13 +1,13 @@
-"""Request hygiene before any parsing: body size and content type."""
+"""Request hygiene before any parsing: body size, content type and JSON nesting depth."""
 
 from __future__ import annotations
 
 import json
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.security.jsondepth import MAX_JSON_DEPTH, JsonDepth
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
@@ -28,12 +28,32 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
 
 
 class RequestHygiene:
-    """Refuses bodies over `max_body_bytes` (by header and by counting what arrives) and
-    POST bodies that are not JSON, so the parser never sees them."""
+    """Refuses bodies over `max_body_bytes` (by header and by counting what arrives), POST
+    bodies that are not JSON, and JSON nested deeper than `max_json_depth`, so the parser
+    never sees them.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    The body is read here in full (it is at most `max_body_bytes`), scanned as it arrives,
+    and handed on in one piece: a refusal is a problem document of its own (413
+    `payload_too_large`, 400 `json_too_deep`) sent before any route, the webhook receiver
+    included, has run. No Cashfree webhook is deeper than a few levels, so refusing a deep
+    one before its signature is checked costs Cashfree nothing and costs us no HMAC.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_json_depth: int = MAX_JSON_DEPTH
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
+
+    async def _too_large(self, send: Send) -> None:
+        await _send_problem(
+            send,
+            413,
+            "payload_too_large",
+            "Payload too large",
+            f"bodies are limited to {self.max_body_bytes} bytes",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,13 +62,7 @@ class RequestHygiene:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await _send_problem(
-                send,
-                413,
-                "payload_too_large",
-                "Payload too large",
-                f"bodies are limited to {self.max_body_bytes} bytes",
-            )
+            await self._too_large(send)
             return
         method = scope.get("method", "").encode()
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -67,17 +81,43 @@ class RequestHygiene:
             )
             return
 
+        depth = JsonDepth(self.max_json_depth)
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    # An HTTPException passes through FastAPI's body reading unchanged
-                    # (anything else would be turned into a 400 there).
-                    raise HTTPException(413, f"bodies are limited to {self.max_body_bytes} bytes")
-            return message
+            if message["type"] != "http.request":
+                # The client left before its body arrived: the route sees it leave.
+                await self.app(scope, _replaying([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                await self._too_large(send)
+                return
+            if not depth.feed(chunk):
+                await _send_problem(
+                    send,
+                    400,
+                    "json_too_deep",
+                    "JSON nested too deeply",
+                    f"bodies may nest arrays and objects at most {self.max_json_depth} deep",
+                )
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replaying([whole], receive), send)
 
-        await self.app(scope, limited_receive, send)
+
+def _replaying(first: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out `first`, then whatever the client sends next (a disconnect)."""
+    pending = list(first)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

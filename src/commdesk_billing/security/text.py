@@ -1,4 +1,11 @@
-"""Text that PostgreSQL cannot store is refused at the edge, as a 4xx, not a 500."""
+"""Text that PostgreSQL cannot store is refused at the edge, as a 4xx, not a 500.
+
+Every model that parses outside input checks every string in it, dict keys included: our
+API bodies and queue payloads (`StrictInput`), the queue envelope (`queues/envelope.py`),
+Cashfree's answers and webhooks (`gateway/models.py`; the webhook receiver also checks the
+whole signed document before it reads anything). Headers and
+query strings are checked where they are read (`sane_header`, the Idempotency-Key pattern,
+the cursor decoders)."""
 
 from __future__ import annotations
 
@@ -36,6 +43,21 @@ def unstorable_text(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+def refuse_unstorable(data: Any) -> Any:
+    """`data` unchanged, or ValueError (in a validator: a validation error) saying why not."""
+    problem = unstorable_text(data)
+    if problem:
+        raise ValueError(problem)
+    return data
+
+
+def sane_header(value: str | None, max_length: int = 128) -> str | None:
+    """A header value worth keeping (a request id, say): printable and short, else None."""
+    if value is None or not 0 < len(value) <= max_length or not value.isprintable():
+        return None
+    return value
+
+
 class StrictInput(BaseModel):
     """Base of every model that parses outside input (API bodies, queue payloads): unknown
     fields are refused, and so is text PostgreSQL could not store."""
@@ -45,7 +67,4 @@ class StrictInput(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _storable(cls, data: Any) -> Any:
-        problem = unstorable_text(data)
-        if problem:
-            raise ValueError(problem)
-        return data
+        return refuse_unstorable(data)

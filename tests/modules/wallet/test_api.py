@@ -443,6 +443,82 @@ async def test_grants_are_audited(
     assert row.details["credits"] == 42
 
 
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        "0001-01-01T00:00:00+23:59",  # year 0 in UTC: Python cannot hold it
+        "9999-12-31T23:59:59-23:59",  # year 10000 in UTC
+        "1999-12-31T23:59:59Z",  # just before the window
+        "2100-01-01T00:00:00Z",  # the window's end is excluded
+        "2030-01-01T00:00:00",  # no offset
+    ],
+)
+async def test_a_grant_expiring_outside_the_window_is_a_422_and_grants_nothing(
+    client: httpx.AsyncClient, token: Callable[..., str], engine: AsyncEngine, expires_at: str
+) -> None:
+    from sqlalchemy import text
+
+    member, wid = await _funded(client, token, 10)
+    r = await client.post(
+        f"/v1/wallets/{wid}/grants",
+        json={"credits": 5, "reason": "edge", "expires_at": expires_at},
+        headers=auth(token(Role.finance_admin), uuid.uuid4().hex),
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+    problem = r.json()
+    assert problem["code"] == "validation_error"
+    assert [e["loc"] for e in problem["errors"]] == [["body", "expires_at"]]
+    assert expires_at not in r.text  # never echoed
+    async with engine.connect() as conn:
+        lots = (
+            await conn.execute(
+                text("SELECT count(*) FROM credit_lots WHERE wallet_id = :w"), {"w": wid}
+            )
+        ).scalar()
+        grants = (
+            await conn.execute(
+                text("SELECT count(*) FROM audit_logs WHERE target_id = :w"), {"w": wid}
+            )
+        ).scalar()
+    assert (lots, grants) == (1, 1)  # the funding grant alone
+    wallet = (await client.get(f"/v1/wallets/{wid}", headers=auth(member))).json()
+    assert wallet["available_credits"] == 10
+
+
+async def test_a_grant_expiry_is_stored_in_utc(
+    client: httpx.AsyncClient, token: Callable[..., str], engine: AsyncEngine
+) -> None:
+    from sqlalchemy import text
+
+    _, wid = await _funded(client, token, 10)
+    for at in ("2100-01-01T00:30:00+01:00", "2030-06-01T05:30:00+05:30"):  # inside, in UTC
+        r = await client.post(
+            f"/v1/wallets/{wid}/grants",
+            json={"credits": 5, "reason": "edge", "expires_at": at},
+            headers=auth(token(Role.finance_admin), uuid.uuid4().hex),
+        )
+        assert r.status_code == 201, r.text
+    async with engine.connect() as conn:
+        expiries = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT expires_at FROM credit_lots WHERE wallet_id = :w "
+                        "AND expires_at IS NOT NULL ORDER BY expires_at"
+                    ),
+                    {"w": wid},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert expiries == [
+        datetime(2030, 6, 1, tzinfo=UTC),
+        datetime(2099, 12, 31, 23, 30, tzinfo=UTC),
+    ]
+
+
 async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")

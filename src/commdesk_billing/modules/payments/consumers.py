@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
@@ -18,12 +18,13 @@ from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
 from commdesk_billing.security.text import StrictInput
+from commdesk_billing.security.timestamps import Timestamp
 
 
 class ProcessPayload(StrictInput):
     payment_id: uuid.UUID
     order_id: str = Field(pattern=r"^[A-Za-z0-9_-]{3,45}$")
-    order_expires_at: AwareDatetime
+    order_expires_at: Timestamp
     source: Literal["webhook", "sync", "manual"]
     webhook_id: uuid.UUID | None = None
 

@@ -43,6 +43,7 @@ from commdesk_billing.modules.wallet.schemas import (
     encode_cursor,
 )
 from commdesk_billing.problems import documented
+from commdesk_billing.security.text import sane_header
 from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
 router = APIRouter(prefix="/v1", tags=["wallets"])
@@ -228,7 +229,7 @@ async def grant(
                 "reason": body.reason,
                 "transaction_id": str(result.line.id),
             },
-            request_id=request.headers.get("x-request-id"),
+            request_id=sane_header(request.headers.get("x-request-id")),
         )
         return _op_answer(201, result, "grant")
 

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
-    AwareDatetime,
     Field,
     StrictInt,
     StrictStr,
@@ -25,6 +24,7 @@ from commdesk_billing.modules.wallet.schemas import Metadata
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
 from commdesk_billing.security.text import StrictInput
+from commdesk_billing.security.timestamps import Timestamp
 
 Credits = Annotated[StrictInt, Field(ge=1, le=10**13)]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -54,7 +54,7 @@ class CreditPayload(_Payload):
     idempotency_key: Text | None = None
     paid_paise: Annotated[StrictInt, Field(ge=0, le=10**13)] = 0
     taxable_paise: Annotated[StrictInt, Field(ge=0, le=10**13)] = 0
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     source_ref: Text | None = None
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 
 from commdesk_billing.modules.wallet.model import Hold, StatementLine, Wallet
 from commdesk_billing.security.text import StrictInput
+from commdesk_billing.security.timestamps import Timestamp
 
 Credits = Annotated[StrictInt, Field(ge=1, le=10**13, description="Whole credits, > 0")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -50,15 +51,10 @@ class DebitRequest(_Request):
 class GrantRequest(_Request):
     credits: Credits
     reason: Reason
-    expires_at: datetime | None = Field(default=None, description="ISO 8601 with offset")
+    expires_at: Timestamp | None = Field(
+        default=None, description="RFC 3339 with offset, in [2000-01-01, 2100-01-01) UTC"
+    )
     metadata: Metadata | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("expires_at needs a UTC offset")
-        return value
 
 
 class HoldRequest(_Request):
@@ -196,6 +192,6 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError("cursor is not valid") from exc
     prefix, _, number = raw.partition(":")
-    if prefix != "seq" or not number.isdigit() or len(number) > 18:
+    if prefix != "seq" or not (number.isascii() and number.isdigit()) or len(number) > 18:
         raise ValueError("cursor is not valid")
     return int(number)
