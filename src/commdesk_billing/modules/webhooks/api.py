@@ -1,5 +1,18 @@
 """POST /v1/webhooks/cashfree: Cashfree's deliveries. Unauthenticated by bearer token; the
-signature is the authentication. Answers fast: verification, one insert and one outbox row."""
+signature is the authentication. Answers fast: verification, one insert and one outbox row.
+
+What each delivery is answered, and why. Cashfree retries every delivery it is not answered
+200 for, as its retry policy says, and a retry carries the same bytes. So:
+
+- not signed by us (or stale): 401, nothing stored; retrying is right if our secret rotated;
+- signed, whatever the body (an event, another event, or bytes that cannot be read: not JSON,
+  text PostgreSQL cannot store, nested too deeply): stored and answered 200 with what became
+  of it (`rejected` for the unreadable ones), since no retry could change the answer; the
+  stored row is the evidence for whoever looks into it;
+- nested deeper than 32 levels: refused 400 `json_too_deep` by the request hygiene before
+  this route runs, signed or not. No Cashfree payload is deeper than a few levels, so this
+  never stops a real delivery, and a forged one costs us no signature check.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +39,11 @@ def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
     "/cashfree",
     summary="Cashfree payment and refund webhooks (signed with the client secret)",
     responses={
-        200: {"description": "Stored (or a duplicate of one stored)"},
-        400: {"description": "Signed, but not a Cashfree event"},
+        200: {
+            "description": "Stored: accepted, duplicate, unknown_order, mismatch, ignored, or "
+            "rejected (signed but unreadable)"
+        },
+        400: {"description": "JSON nested too deeply (refused before the signature check)"},
         401: {"description": "Missing, invalid or stale signature; nothing stored"},
         403: {"description": "Source address not on the allow-list"},
     },

@@ -6,47 +6,48 @@ Nothing here grants credits or trusts the payload's claims: a verified webhook o
 1. the signature over the exact bytes, with every configured secret (rotation), compared in
    constant time; a forged or altered body is refused with 401 and not stored;
 2. the signature timestamp within a window wide enough for Cashfree's own retries;
-3. store the raw body and headers once per delivery identity (Cashfree's x-idempotency-key,
-   else payment id + type): a repeat only bumps a counter;
-4. checks against our order or refund (unknown: recorded and answered; amount or currency
+3. read the body (`reading.py`); one that cannot be read (not JSON, not an event, nested
+   too deeply, text PostgreSQL cannot store) is stored `rejected` and answered 200, so that
+   Cashfree stops retrying it;
+4. store the raw body and headers once per delivery identity (the signed type, order,
+   payment or refund and status; never the unsigned x-idempotency-key): a repeat only bumps
+   a counter, but a delivery under a stored identity whose signed amounts or currencies
+   differ from the stored one's is not a repeat: it is stored apart, `rejected`, with a
+   `webhook_content_mismatch` fraud event, and answered `mismatch`;
+5. checks against our order or refund (unknown: recorded and answered; amount or currency
    that disagree with ours: a fraud event, and not acted on);
-5. in the same transaction, `payment.processing` (or `refund.processing`) into the outbox.
+6. in the same transaction, `payment.processing` (or `refund.processing`) into the outbox.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import time
 import uuid
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.db.sql import sql
 from commdesk_billing.gateway import signature
-from commdesk_billing.gateway.amounts import AmountError
-from commdesk_billing.gateway.models import PaymentWebhookData, WebhookEnvelope
-from commdesk_billing.gateway.models import Refund as GatewayRefund
+from commdesk_billing.gateway.models import PaymentWebhookData
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.refunds import reads as refunds
+from commdesk_billing.modules.webhooks import reading
 from commdesk_billing.queues import outbox
+from commdesk_billing.security.text import unstorable_text
 from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 
 log = structlog.get_logger(__name__)
 
-PAYMENT_EVENTS = frozenset(
-    {"PAYMENT_SUCCESS_WEBHOOK", "PAYMENT_FAILED_WEBHOOK", "PAYMENT_USER_DROPPED_WEBHOOK"}
-)
-REFUND_EVENTS = frozenset({"REFUND_STATUS_WEBHOOK"})
 # Headers worth keeping as evidence (never Authorization-like ones: Cashfree sends none).
 _KEPT_HEADERS = (
     "content-type",
@@ -70,7 +71,7 @@ class WebhookRefused(Exception):
 @dataclass(frozen=True)
 class Receipt:
     webhook_id: uuid.UUID | None
-    outcome: str  # accepted | duplicate | unknown_order | mismatch | ignored
+    outcome: str  # accepted | duplicate | unknown_order | mismatch | ignored | rejected
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -97,88 +98,83 @@ def authenticate(settings: Settings, body: bytes, headers: dict[str, str]) -> st
     return ts
 
 
-def _dedupe_key(event: WebhookEnvelope, data: PaymentWebhookData | None) -> str:
-    """One delivery identity per event, built from the signed body only. Cashfree's
-    x-idempotency-key header is not covered by the signature, so someone replaying a captured
-    delivery with fresh header values must not make it new; the header is kept as evidence."""
-    if data is not None:
-        return (
-            f"{event.type}:{data.order.order_id}:{data.payment.cf_payment_id}:"
-            f"{data.payment.payment_status}"
-        )
-    payload = event.data
-    refund = payload.get("refund") if isinstance(payload.get("refund"), dict) else None
-    if refund and refund.get("refund_id") is not None:
-        return (
-            f"{event.type}:{refund.get('order_id')}:{refund.get('refund_id')}:"
-            f"{refund.get('refund_status')}"
-        )
-    digest = uuid.uuid5(uuid.NAMESPACE_OID, json.dumps(payload, sort_keys=True, default=str))
-    return f"{event.type}:body:{digest}"
+def _evidence(headers: dict[str, str]) -> dict[str, Any]:
+    """The unsigned headers worth keeping, as far as they can be stored (they are Cashfree's
+    word only, so one that cannot be is dropped rather than refusing the delivery)."""
+    kept = {
+        h: headers[h][:500]
+        for h in _KEPT_HEADERS
+        if h in headers and unstorable_text(headers[h]) is None
+    }
+    attempt = headers.get("x-webhook-attempt", "")
+    return {
+        "pk": (kept.get("x-idempotency-key") or "")[:200] or None,
+        "headers": json.dumps(kept),
+        "att": int(attempt)
+        if attempt.isascii() and attempt.isdigit() and len(attempt) < 6
+        else None,
+    }
 
 
 async def receive(
     engine: AsyncEngine, settings: Settings, body: bytes, headers: dict[str, str], peer: str | None
 ) -> Receipt:
     ts = authenticate(settings, body, headers)
-    try:
-        parsed = json.loads(body, parse_float=Decimal)
-        event = WebhookEnvelope.model_validate(parsed)
-    except (ValueError, ValidationError) as exc:
-        WEBHOOKS_RECEIVED.labels("malformed").inc()
-        raise WebhookRefused(
-            400, "webhook_malformed", "signed body is not a Cashfree event"
-        ) from exc
-    kept = {h: headers[h][:500] for h in _KEPT_HEADERS if h in headers}
-    attempt = headers.get("x-webhook-attempt", "")
-    data: PaymentWebhookData | None = None
-    unreadable: str | None = None
-    refund_data: GatewayRefund | None = None
-    if event.type in PAYMENT_EVENTS:
-        try:
-            data = PaymentWebhookData.model_validate(event.data)
-        except (ValidationError, AmountError) as exc:
-            unreadable = f"payload unreadable: {str(exc)[:300]}"
-    elif event.type in REFUND_EVENTS:
-        try:
-            refund_data = GatewayRefund.model_validate(event.data.get("refund"))
-        except (ValidationError, AmountError) as exc:
-            unreadable = f"payload unreadable: {str(exc)[:300]}"
-    key = _dedupe_key(event, data)[:500]
+    delivery = reading.read(body)
+    data = delivery.payment
     stored = {
-        "key": key,
-        "pk": (headers.get("x-idempotency-key") or "")[:200] or None,
-        "type": event.type[:100],
+        **_evidence(headers),
+        "key": reading.dedupe_key(delivery, body),
+        "type": delivery.type,
         "raw": body,
-        "headers": json.dumps(kept),
         "ts": ts,
-        "att": int(attempt)
-        if attempt.isascii() and attempt.isdigit() and len(attempt) < 6
-        else None,
-        "ip": peer,
+        "ip": peer[:100] if peer and unstorable_text(peer) is None else None,
         "order": data.order.order_id[:100] if data else None,
         "cf": data.payment.cf_payment_id[:100] if data else None,
     }
 
     async def work(conn: AsyncConnection) -> Receipt:
-        if event.type in REFUND_EVENTS:
-            return await _receive_refund(conn, stored, refund_data, unreadable)
+        if delivery.unreadable is not None:
+            # Signed, so Cashfree's (or a holder of our secret's): kept and answered 200, so
+            # that Cashfree stops retrying bytes that can never be read (reading.py).
+            log.warning("webhook.unreadable", reason=delivery.unreadable)
+            why = ("rejected", f"body unreadable: {delivery.unreadable}")
+            stored_as = await _store(conn, stored, delivery, None, why)
+            return Receipt(stored_as.webhook_id, "rejected" if stored_as.inserted else "duplicate")
+        if delivery.type in reading.REFUND_EVENTS:
+            return await _receive_refund(conn, stored, delivery)
         payment = await payments.by_order_id(conn, data.order.order_id) if data else None
         verdict: tuple[str, str] | None = None  # (status, outcome) when not acted on
         mismatch: list[str] = []
-        if event.type not in PAYMENT_EVENTS:
+        if delivery.type not in reading.PAYMENT_EVENTS:
             # Kept as evidence (settlements, disputes…): nothing here acts on them yet.
-            verdict = ("ignored", f"no handler for {event.type}")
+            verdict = ("ignored", f"no handler for {delivery.type}")
         elif data is None:
-            verdict = ("rejected", unreadable or "payload unreadable")
+            verdict = ("rejected", delivery.payload_problem or "payload unreadable")
         elif payment is None:
             verdict = ("ignored", "unknown order")
         else:
             mismatch = _disagreements(data, payment)
             if mismatch:
                 verdict = ("rejected", f"disagrees with the order: {mismatch}")
-        webhook_id, inserted = await _store(conn, stored, payment.id if payment else None, verdict)
-        if not inserted:
+        stored_as = await _store(conn, stored, delivery, payment.id if payment else None, verdict)
+        webhook_id = stored_as.webhook_id
+        if stored_as.differs:
+            await fraud.record(
+                conn,
+                "webhook_content_mismatch",
+                severity="high",
+                payment_id=payment.id if payment else None,
+                user_id=payment.user_id if payment else None,
+                webhook_id=webhook_id,
+                details={
+                    "fields": stored_as.differs,
+                    "first_webhook_id": str(stored_as.first_id),
+                    "disagrees_with_order": mismatch,
+                },
+            )
+            return Receipt(webhook_id, "mismatch")
+        if not stored_as.inserted:
             return Receipt(webhook_id, "duplicate")
         if payment is None or data is None:
             if data is not None:
@@ -216,51 +212,102 @@ async def receive(
     return receipt
 
 
+@dataclass(frozen=True)
+class _Stored:
+    webhook_id: uuid.UUID
+    inserted: bool  # this delivery made the row (not a repeat of one stored)
+    # Set when a delivery stored before under the same dedupe key disagrees with this one:
+    # the facts they disagree on, and the first one's row (this one is in a row of its own).
+    differs: list[str] = field(default_factory=list)
+    first_id: uuid.UUID | None = None
+
+
+_INSERT = """
+    INSERT INTO payment_webhooks (id, dedupe_key, provider_key, event_type,
+        raw_body, headers, signature_timestamp, delivery_attempt, source_ip,
+        order_id, cf_payment_id, payment_id, status, outcome, processed_at)
+    VALUES (:id, :key, :pk, :type, :raw, CAST(:headers AS jsonb), :ts, :att, :ip,
+            :order, :cf, :pid, :status, :outcome,
+            CASE WHEN :status = 'received' THEN NULL ELSE now() END)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING id"""
+
+
 async def _store(
     conn: AsyncConnection,
     stored: dict[str, Any],
+    delivery: reading.Delivery,
     payment_id: uuid.UUID | None,
     verdict: tuple[str, str] | None,
-) -> tuple[uuid.UUID, bool]:
-    """Insert the delivery once per dedupe key; a repeat bumps the counter. Returns the
-    row's id and whether this call inserted it."""
-    row = (
+) -> _Stored:
+    """Insert the delivery once per dedupe key. A repeat of a stored delivery bumps its
+    counter; one whose signed content differs from the stored one's (`reading.differences`)
+    is not a repeat: it gets a row of its own, `rejected`, under the key plus its body's
+    digest (so its own repeats are counted on that row)."""
+    values = {
+        **stored,
+        "id": uuid.uuid4(),
+        "pid": payment_id,
+        "status": verdict[0] if verdict else "received",
+        "outcome": verdict[1][:500] if verdict else None,
+    }
+    row = (await conn.execute(sql(_INSERT), values)).first()
+    if row is not None:
+        return _Stored(row.id, True)
+    # Someone stored this key first (committed: ON CONFLICT waited for it); lock its row for
+    # the counter.
+    first = (
         await conn.execute(
             sql("""
-            INSERT INTO payment_webhooks (id, dedupe_key, provider_key, event_type,
-                raw_body, headers, signature_timestamp, delivery_attempt, source_ip,
-                order_id, cf_payment_id, payment_id, status, outcome, processed_at)
-            VALUES (:id, :key, :pk, :type, :raw, CAST(:headers AS jsonb), :ts, :att, :ip,
-                    :order, :cf, :pid, :status, :outcome,
-                    CASE WHEN :status = 'received' THEN NULL ELSE now() END)
-            ON CONFLICT (dedupe_key) DO UPDATE
-               SET duplicates = payment_webhooks.duplicates + 1, last_seen_at = now()
-            RETURNING id, (xmax = 0) AS inserted"""),
-            {
-                **stored,
-                "id": uuid.uuid4(),
-                "pid": payment_id,
-                "status": verdict[0] if verdict else "received",
-                "outcome": verdict[1][:500] if verdict else None,
-            },
+            SELECT id, raw_body FROM payment_webhooks WHERE dedupe_key = :key FOR UPDATE"""),
+            {"key": stored["key"]},
         )
     ).one()
-    return row.id, bool(row.inserted)
+    differs = reading.differences(delivery, bytes(first.raw_body))
+    if not differs:
+        await _count_repeat(conn, first.id)
+        return _Stored(first.id, False)
+    digest = hashlib.sha256(stored["raw"]).hexdigest()
+    outcome = f"differs from webhook {first.id} stored under the same dedupe key: {differs}"
+    values = {
+        **values,
+        "key": f"{stored['key'][:400]}:differs:{digest}",
+        "status": "rejected",
+        "outcome": outcome[:500],
+    }
+    row = (await conn.execute(sql(_INSERT), values)).first()
+    if row is not None:
+        return _Stored(row.id, True, differs, first.id)
+    again = (
+        await conn.execute(
+            sql("SELECT id FROM payment_webhooks WHERE dedupe_key = :key FOR UPDATE"),
+            {"key": values["key"]},
+        )
+    ).one()
+    await _count_repeat(conn, again.id)
+    return _Stored(again.id, False)
+
+
+async def _count_repeat(conn: AsyncConnection, webhook_id: uuid.UUID) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE payment_webhooks SET duplicates = duplicates + 1, last_seen_at = now()
+         WHERE id = :id"""),
+        {"id": webhook_id},
+    )
 
 
 async def _receive_refund(
-    conn: AsyncConnection,
-    stored: dict[str, Any],
-    data: GatewayRefund | None,
-    unreadable: str | None,
+    conn: AsyncConnection, stored: dict[str, Any], delivery: reading.Delivery
 ) -> Receipt:
     """A refund status webhook: like a payment's, only a prompt to ask Cashfree (the
     refund.processing consumer fetches the refund; the payload is not trusted)."""
+    data = delivery.refund
     refund = await refunds.by_ref(conn, data.refund_id) if data else None
     verdict: tuple[str, str] | None = None
     mismatch: list[str] = []
     if data is None:
-        verdict = ("rejected", unreadable or "payload unreadable")
+        verdict = ("rejected", delivery.payload_problem or "payload unreadable")
     elif refund is None:
         verdict = ("ignored", "unknown refund")
     else:
@@ -271,10 +318,24 @@ async def _receive_refund(
         if mismatch:
             verdict = ("rejected", f"disagrees with the refund: {mismatch}")
     stored = {**stored, "order": (data.order_id or "")[:100] if data else None}
-    webhook_id, inserted = await _store(
-        conn, stored, refund.payment_id if refund else None, verdict
-    )
-    if not inserted:
+    stored_as = await _store(conn, stored, delivery, refund.payment_id if refund else None, verdict)
+    webhook_id = stored_as.webhook_id
+    if stored_as.differs:
+        await fraud.record(
+            conn,
+            "webhook_content_mismatch",
+            severity="high",
+            payment_id=refund.payment_id if refund else None,
+            webhook_id=webhook_id,
+            details={
+                "fields": stored_as.differs,
+                "first_webhook_id": str(stored_as.first_id),
+                "disagrees_with_refund": mismatch,
+                "refund_id": str(refund.id) if refund else None,
+            },
+        )
+        return Receipt(webhook_id, "mismatch")
+    if not stored_as.inserted:
         return Receipt(webhook_id, "duplicate")
     if refund is None:
         return Receipt(webhook_id, "unknown_order" if data else "ignored")
