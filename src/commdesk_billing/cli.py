@@ -298,7 +298,7 @@ def queues() -> None:
 @queues.command("status")
 @click.option("--json", "as_json", is_flag=True)
 def queues_status(as_json: bool) -> None:
-    """Depth, consumers, retries and dead letters per queue; the outbox backlog."""
+    """Depth, consumers and dead letters per queue; the shared retry tiers; the outbox."""
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.queues.admin import status
 
@@ -311,13 +311,21 @@ def queues_status(as_json: bool) -> None:
 
     report = _run(go)
     if as_json:
-        click.echo(
-            json.dumps({**report, "queues": [q.__dict__ for q in report["queues"]]}, indent=2)
-        )
+        shown = {
+            **report,
+            "queues": [q.__dict__ for q in report["queues"]],
+            "retry_tiers": [t.__dict__ for t in report["retry_tiers"]],
+        }
+        click.echo(json.dumps(shown, indent=2))
         return
-    click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'retrying':>10}{'dead':>8}")
+    click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'dead':>8}")
     for q in report["queues"]:
-        click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.retrying:>10}{q.dead_letters:>8}")
+        click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.dead_letters:>8}")
+    tiers = report["retry_tiers"]
+    waiting = sum(max(t.waiting, 0) for t in tiers)
+    click.echo(
+        f"retrying: {waiting} (" + ", ".join(f"{t.delay_s:g} s: {t.waiting}" for t in tiers) + ")"
+    )
     age = report["outbox_oldest_unsent_s"]
     click.echo(
         f"outbox: {report['outbox_unsent']} unsent"

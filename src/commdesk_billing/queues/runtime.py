@@ -321,7 +321,10 @@ class Consumers:
         delays = self.settings.retry_delays_s
         tier = min(envelope.attempt - 1, len(delays) - 1)
         delay = delays[tier] * random.uniform(0.8, 1.2)
-        await self.channel.default_exchange.publish(
+        # The shared tier's exchange fans the message into the tier's queue; its routing key,
+        # the work queue's name, is where RabbitMQ dead-letters it back when the TTL is up.
+        exchange = await self.channel.get_exchange(self.names.retry(tier), ensure=False)
+        await exchange.publish(
             aio_pika.Message(
                 envelope.next_attempt().encode(),
                 message_id=str(envelope.id),
@@ -330,7 +333,7 @@ class Consumers:
                 expiration=delay,
                 headers={"x-last-error": detail},
             ),
-            routing_key=self.names.retry(queue, tier),
+            routing_key=self.names.work(queue),
             mandatory=True,
         )
         QUEUE_RETRIED.labels(queue).inc()
