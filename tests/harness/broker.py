@@ -14,7 +14,7 @@ from commdesk_billing.config import Settings
 CTL_TIMEOUT_S = 60
 
 
-async def _ctl(*args: str) -> None:
+async def _ctl(*args: str) -> str:
     ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     proc = await asyncio.create_subprocess_exec(
         ctl, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -27,6 +27,7 @@ async def _ctl(*args: str) -> None:
         raise RuntimeError(f"rabbitmqctl {what} did not answer in {CTL_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {(err or out).decode()[:300]}")
+    return out.decode()
 
 
 def vhost_url(base: str, vhost: str) -> str:
@@ -45,3 +46,9 @@ async def create_vhost() -> tuple[str, str]:
 
 async def delete_vhost(name: str) -> None:
     await _ctl("delete_vhost", name)
+
+
+async def list_queues(vhost: str) -> list[str]:
+    """The names of every queue in the virtual host."""
+    out = await _ctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name")
+    return [line.strip() for line in out.splitlines() if line.strip()]

@@ -95,8 +95,12 @@ class Consumers:
         handlers: dict[str, Handler],
         batch_handlers: dict[str, BatchHandler] | None = None,
         max_batch: int = 50,
+        heal: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
+        # Declares the topology again: called when a retry or dead letter could not be
+        # published (its queue or exchange is gone), before the message is handed back.
+        self.heal = heal
         self.batch_handlers = batch_handlers or {}
         self.max_batch = max_batch
         missing = set(self.batch_handlers) - set(handlers)
@@ -134,9 +138,13 @@ class Consumers:
             try:
                 await self.handle(queue, message)
             except Exception as exc:
-                # A publish to a retry/dead-letter queue or an ack failed (broker trouble):
-                # hand the message back rather than hold its prefetch slot for ever.
+                # A publish to a retry/dead-letter queue or an ack failed (broker trouble, or
+                # a broker that lost its queues): declare the topology again, then hand the
+                # message back rather than hold its prefetch slot for ever.
                 log.error("queue.message.unsettled", queue=queue, error=str(exc)[:300])
+                if self.heal is not None:
+                    with contextlib.suppress(Exception):
+                        await self.heal()
                 await _release(message)
             finally:
                 self._in_flight -= 1

@@ -7,7 +7,7 @@ from types import TracebackType
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
@@ -64,6 +64,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._relay_task: asyncio.Task[None] | None = None
         self.consumers: Consumers | None = None
+        self._topology_channel: AbstractRobustChannel | None = None
         self.connection: AbstractRobustConnection | None = None
 
     @property
@@ -76,11 +77,19 @@ class Worker:
             self._engine = make_engine(self.settings)
         names = names_for(self.settings)
         self.connection = await connect(self.settings)
-        setup = await self.connection.channel()
-        await declare(setup, names, self.queues)
-        await setup.close()
+        # The topology is declared on a robust channel kept open (the consumers' own, when
+        # there are any): such a channel declares it all again whenever it is restored (a
+        # reconnect, a broker that lost its queues), instead of looking for queues that are
+        # gone and reconnecting for ever.
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._topology_channel = channel
+
+        async def heal() -> None:
+            log.warning("queue.topology.redeclared")
+            await declare(channel, names, self.queues)
+
+        await declare(channel, names, self.queues)
         if self.handlers:
-            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
             self.consumers = Consumers(
                 self.engine,
                 channel,
@@ -88,6 +97,7 @@ class Worker:
                 self.settings,
                 self.handlers,
                 batch_handlers=self.batch_handlers,
+                heal=heal,
             )
             await self.consumers.start()
         if self.with_relay:
