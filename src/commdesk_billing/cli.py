@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -232,22 +233,61 @@ def holds_expire() -> None:
     click.echo(f"released {_run(go)} expired hold(s)")
 
 
-def _serve_until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully."""
+class _Readiness:
+    """What the process's `/readyz` reports; its command points `source` at the real thing."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, bool]] = lambda: {"started": False}
+
+    def checks(self) -> Mapping[str, bool]:
+        return self.source()
+
+
+Serve = Callable[[asyncio.Event, _Readiness], Coroutine[Any, Any, None]]
+
+
+def _serve_until_signalled(run: Serve) -> None:
+    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully. With
+    BILLING_WORKER_METRICS_PORT set, `/metrics`, `/healthz` and `/readyz` are served on it."""
     import signal
+
+    from commdesk_billing.telemetry.health import HealthServer
 
     async def go(settings: Settings) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        readiness = _Readiness()
+        server = None
         if settings.worker_metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
-        await run(stop)
+            server = HealthServer(settings.worker_metrics_port, readiness.checks)
+            await server.start()
+        try:
+            await run(stop, readiness)
+        finally:
+            if server is not None:
+                await server.stop()
 
     _run(go)
+
+
+async def _start_unless_stopped(start: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Start, unless a signal comes first: a process still connecting (a broker down or
+    wedged) stops within seconds of SIGTERM instead of finishing its connect attempts."""
+    starting = asyncio.create_task(start)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            return True
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
+    finally:
+        stopping.cancel()
 
 
 @main.command()
@@ -259,11 +299,12 @@ def worker(no_relay: bool, no_consumers: bool) -> None:
 
     settings = _settings()
 
-    async def run(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event, readiness: _Readiness) -> None:
         w = wiring.worker(settings, consumers=not no_consumers, relay=not no_relay)
-        await w.start()
+        readiness.source = w.readiness
         try:
-            await stop.wait()
+            if await _start_unless_stopped(w.start(), stop):
+                await stop.wait()
         finally:
             await w.stop()
 
@@ -279,11 +320,14 @@ def scheduler() -> None:
 
     settings = _settings()
 
-    async def run(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event, readiness: _Readiness) -> None:
         wiring.install()
         engine = make_engine(settings, direct=True, pool_size=3)
         try:
-            await Scheduler(settings, wiring.jobs(settings, engine)).run(stop)
+            scheduler = Scheduler(settings, wiring.jobs(settings, engine))
+            # Ready while its loop runs, leading or standing by (a standby is doing its job).
+            readiness.source = lambda: {"running": True}
+            await scheduler.run(stop)
         finally:
             await engine.dispose()
 
@@ -423,7 +467,9 @@ def dev(api_port: int, sandbox_port: int) -> None:
         ) as stack:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
-            click.echo("worker and scheduler running; Ctrl-C stops everything")
+            for name, url in stack.health_urls.items():
+                click.echo(f"{name} ready ({url}/readyz, {url}/metrics)")
+            click.echo("Ctrl-C stops everything")
             waiter = asyncio.create_task(stop.wait())
             procs = [asyncio.create_task(p.wait()) for p in stack.processes.values()]
             await asyncio.wait([waiter, *procs], return_when=asyncio.FIRST_COMPLETED)

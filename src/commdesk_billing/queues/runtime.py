@@ -117,6 +117,7 @@ class Consumers:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self.started = False
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
@@ -127,6 +128,7 @@ class Consumers:
             q = await self.channel.get_queue(self.names.work(queue), ensure=True)
             tag = await q.consume(self._deliver(queue))
             self._queues.append((q, tag))
+        self.started = True
 
     def _deliver(self, queue: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -158,7 +160,8 @@ class Consumers:
         self._closing = True
         for q, tag in self._queues:
             try:
-                await q.cancel(tag)
+                # Bounded: on a connection that is reconnecting the cancel would wait for it.
+                await asyncio.wait_for(q.cancel(tag), timeout=5)
             except Exception as exc:  # the channel may already be gone
                 log.info("queue.consumer.cancel_failed", error=str(exc)[:200])
         with contextlib.suppress(TimeoutError):
