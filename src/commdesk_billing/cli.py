@@ -339,41 +339,76 @@ def queues() -> None:
     """Queue inspection."""
 
 
+BROKER_OVERALL_TIMEOUT_S = 60
+
+
+def _broker_call(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """Run an operator command that talks to RabbitMQ: bounded as a whole, and a failure
+    named in words an operator can act on (never a traceback)."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(settings.rabbitmq_url)
+    broker = f"{where.hostname}:{where.port or (5671 if where.scheme == 'amqps' else 5672)}"
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(work, timeout=BROKER_OVERALL_TIMEOUT_S)
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError as exc:
+        raise click.ClickException(
+            f"RabbitMQ at {broker} did not answer in time: it accepts TCP but does not answer "
+            f"AMQP (connect timeout {settings.rabbitmq_connect_timeout_s:g} s, overall "
+            f"{BROKER_OVERALL_TIMEOUT_S} s); see the runbook, 'When RabbitMQ is down'"
+        ) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach RabbitMQ at {broker}: {exc}") from exc
+    except ValueError as exc:  # an unknown queue name
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run_broker(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return _broker_call(settings, fn(settings))
+
+
 @queues.command("status")
 @click.option("--json", "as_json", is_flag=True)
 def queues_status(as_json: bool) -> None:
-    """Depth, consumers and dead letters per queue; the shared retry tiers; the outbox."""
+    """The outbox (from PostgreSQL, first), then depth, consumers and dead letters per queue
+    and the shared retry tiers (from RabbitMQ, bounded in time)."""
     from commdesk_billing.db.engine import make_engine
-    from commdesk_billing.queues.admin import status
+    from commdesk_billing.queues.admin import broker_status
+    from commdesk_billing.queues.outbox import backlog
 
-    async def go(settings: Settings) -> dict[str, Any]:
+    async def database(settings: Settings) -> tuple[int, float | None]:
         engine = make_engine(settings, pool_size=1)
         try:
-            return await status(settings, engine)
+            return await backlog(engine)
         finally:
             await engine.dispose()
 
-    report = _run(go)
+    unsent, age = _run(database)
+    outbox = f"outbox: {unsent} unsent" + (f", oldest {age:.1f} s" if age is not None else "")
+    if not as_json:
+        click.echo(outbox)
+    queues_, tiers = _run_broker(broker_status)
     if as_json:
         shown = {
-            **report,
-            "queues": [q.__dict__ for q in report["queues"]],
-            "retry_tiers": [t.__dict__ for t in report["retry_tiers"]],
+            "queues": [q.__dict__ for q in queues_],
+            "retry_tiers": [t.__dict__ for t in tiers],
+            "outbox_unsent": unsent,
+            "outbox_oldest_unsent_s": age,
         }
         click.echo(json.dumps(shown, indent=2))
         return
     click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'dead':>8}")
-    for q in report["queues"]:
+    for q in queues_:
         click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.dead_letters:>8}")
-    tiers = report["retry_tiers"]
     waiting = sum(max(t.waiting, 0) for t in tiers)
     click.echo(
         f"retrying: {waiting} (" + ", ".join(f"{t.delay_s:g} s: {t.waiting}" for t in tiers) + ")"
-    )
-    age = report["outbox_oldest_unsent_s"]
-    click.echo(
-        f"outbox: {report['outbox_unsent']} unsent"
-        + (f", oldest {age:.1f} s" if age is not None else "")
     )
 
 
@@ -389,7 +424,7 @@ def dlq_list_cmd(queue: str, limit: int) -> None:
     """Dead letters of QUEUE with their reasons (nothing is removed)."""
     from commdesk_billing.queues.admin import dlq_list
 
-    for d in _run(lambda s: dlq_list(s, queue, limit)):
+    for d in _run_broker(lambda s: dlq_list(s, queue, limit)):
         click.echo(
             f"{d.message_id}  {d.type:<24} attempts={d.attempts:<3} {d.reason}: {d.detail[:120]}"
         )
@@ -402,7 +437,9 @@ def dlq_show_cmd(queue: str, message_id: str) -> None:
     """One dead letter in full: headers and body."""
     from commdesk_billing.queues.admin import dlq_list
 
-    found = [d for d in _run(lambda s: dlq_list(s, queue, 10_000)) if d.message_id == message_id]
+    found = [
+        d for d in _run_broker(lambda s: dlq_list(s, queue, 10_000)) if d.message_id == message_id
+    ]
     if not found:
         raise click.ClickException(f"no dead letter {message_id} in {queue}")
     click.echo(json.dumps(found[0].__dict__, indent=2))
@@ -415,7 +452,7 @@ def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
     """Send dead letters back to QUEUE with a fresh attempt count (after fixing the cause)."""
     from commdesk_billing.queues.admin import dlq_replay
 
-    replayed, skipped = _run(lambda s: dlq_replay(s, queue, message_id))
+    replayed, skipped = _run_broker(lambda s: dlq_replay(s, queue, message_id))
     click.echo(
         f"replayed {replayed} message(s) to {queue}"
         + (f"; {skipped} not replayable (not an envelope) left in place" if skipped else "")
@@ -431,7 +468,7 @@ def dlq_purge_cmd(queue: str, yes: bool) -> None:
 
     if not yes:
         raise click.ClickException("purging deletes messages for good; add --yes")
-    click.echo(f"purged {_run(lambda s: dlq_purge(s, queue))} message(s)")
+    click.echo(f"purged {_run_broker(lambda s: dlq_purge(s, queue))} message(s)")
 
 
 @main.command()

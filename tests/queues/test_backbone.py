@@ -559,7 +559,7 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
     unknown = await cli("dlq", "list", "no.such.queue")
     assert unknown.returncode == 1
     assert unknown.stderr.splitlines()[-1] == (
-        f"ValueError: unknown queue 'no.such.queue'; one of: {', '.join(QUEUES)}"
+        f"Error: unknown queue 'no.such.queue'; one of: {', '.join(QUEUES)}"
     )
 
 

@@ -133,3 +133,57 @@ async def test_a_connected_worker_is_ready_and_stops_on_sigterm(
         took = await _terminate(proc)
     assert proc.returncode == 0
     assert took < 15, f"SIGTERM took {took:.1f} s"
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str, float]:
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "commdesk_billing.cli",
+        *args,
+        env={**os.environ, "BILLING_LOG_JSON": "false", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
+
+
+async def test_operator_tools_name_a_wedged_broker_and_print_database_facts_first(
+    database_url: str, wedge: int
+) -> None:
+    env = {
+        "BILLING_DATABASE_URL": database_url,
+        "BILLING_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{wedge}/",
+        "BILLING_RABBITMQ_CONNECT_TIMEOUT_S": "2",
+    }
+    code, out, err, took = await _cli(env, "queues", "status")
+    assert code == 1
+    assert out.splitlines()[0].startswith("outbox: ")  # PostgreSQL's part came first
+    assert err.splitlines()[-1].startswith(
+        f"Error: RabbitMQ at 127.0.0.1:{wedge} did not answer in time: it accepts TCP but "
+        "does not answer AMQP (connect timeout 2 s"
+    )
+    assert took < 30, took
+    code, out, err, took = await _cli(env, "dlq", "list", "wallet.debit")
+    assert code == 1 and out == ""
+    assert "accepts TCP but does not answer AMQP" in err.splitlines()[-1]
+    assert took < 30, took
+
+
+async def test_operator_tools_name_a_broker_that_is_not_there(database_url: str) -> None:
+    closed = free_port()  # nothing listens here
+    code, out, err, _ = await _cli(
+        {
+            "BILLING_DATABASE_URL": database_url,
+            "BILLING_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{closed}/",
+        },
+        "dlq",
+        "purge",
+        "wallet.debit",
+        "--yes",
+    )
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1].startswith(f"Error: cannot reach RabbitMQ at 127.0.0.1:{closed}: ")

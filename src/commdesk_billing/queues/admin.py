@@ -40,9 +40,11 @@ async def _count(channel: AbstractChannel, name: str) -> tuple[int, int]:
     return int(result.message_count or 0), int(result.consumer_count or 0)
 
 
-async def status(settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+async def broker_status(settings: Settings) -> tuple[list[QueueStatus], list[TierStatus]]:
+    """What RabbitMQ says of each work queue and each shared retry tier."""
     names = names_for(settings)
     rows: list[QueueStatus] = []
+    tiers: list[TierStatus] = []
     connection = await connect(settings, attempts=1)
     async with connection:
         for queue in QUEUES:
@@ -56,7 +58,6 @@ async def status(settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
             finally:
                 with contextlib.suppress(Exception):
                     await channel.close()
-        tiers: list[TierStatus] = []
         for tier, delay in enumerate(settings.retry_delays_s):
             channel = await connection.channel()
             try:
@@ -66,7 +67,13 @@ async def status(settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
             finally:
                 with contextlib.suppress(Exception):
                     await channel.close()
+    return rows, tiers
+
+
+async def status(settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+    """Everything `queues status` shows: the outbox backlog first (it needs no broker)."""
     unsent, oldest = await backlog(engine)
+    rows, tiers = await broker_status(settings)
     return {
         "queues": rows,
         "retry_tiers": tiers,
