@@ -87,12 +87,39 @@ raise SystemExit(0 if frame[:1] == b"\x01" else 1)
 PY
 }
 
+# The broker we start writes its Erlang VM's pid here; stopping it is about that process
+# and no other (never a name pattern: that would kill any Erlang node on the machine).
+RABBITMQ_PID_FILE="${RABBITMQ_PID_FILE:-/var/lib/rabbitmq/commdesk-billing.pid}"
+
+start_rabbitmq() {
+  $SUDO mkdir -p "$(dirname "$RABBITMQ_PID_FILE")"
+  $SUDO env RABBITMQ_PID_FILE="$RABBITMQ_PID_FILE" rabbitmq-server -detached
+}
+
+# Ask the broker to stop; if it does not (wedged), TERM then KILL the process named by its
+# pid file: ours, or the package's default one for this node.
+stop_rabbitmq() {
+  timeout 30 $SUDO rabbitmqctl stop >/dev/null 2>&1 || true
+  local f pid
+  for f in "$RABBITMQ_PID_FILE" "/var/lib/rabbitmq/mnesia/rabbit@$(hostname -s).pid"; do
+    [ -s "$f" ] || continue
+    pid="$($SUDO cat "$f")"
+    case "$pid" in ''|*[!0-9]*) continue ;; esac
+    if $SUDO kill -0 "$pid" 2>/dev/null; then
+      log "rabbitmq: stopping pid $pid (from $f)"
+      $SUDO kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 20); do $SUDO kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+      $SUDO kill -KILL "$pid" 2>/dev/null || true
+    fi
+    $SUDO rm -f "$f"
+  done
+}
+
 restart_rabbitmq() {
   log "rabbitmq: not answering AMQP; restarting it"
-  timeout 30 $SUDO rabbitmqctl stop >/dev/null 2>&1 || true
-  $SUDO pkill -9 -f beam.smp 2>/dev/null || true
+  stop_rabbitmq
   sleep 2
-  $SUDO rabbitmq-server -detached
+  start_rabbitmq
   wait_for rabbitmq 120 port_open 5672
 }
 
@@ -105,10 +132,10 @@ ensure_rabbitmq() {
       # A CI machine's broker holds nothing but earlier runs' test queues; recovering
       # hundreds of them is what wedges it. Start it empty.
       log "rabbitmq: still not answering; CI=true, so starting it with an empty data directory"
-      $SUDO pkill -9 -f beam.smp 2>/dev/null || true
+      stop_rabbitmq
       sleep 2
       $SUDO sh -c 'rm -rf /var/lib/rabbitmq/mnesia/*'
-      $SUDO rabbitmq-server -detached
+      start_rabbitmq
       wait_for rabbitmq 120 port_open 5672
       for _ in $(seq 1 60); do amqp_answers && { log "rabbitmq: up, empty"; return; }; sleep 2; done
     fi
@@ -116,7 +143,7 @@ ensure_rabbitmq() {
     exit 1
   fi
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
-  $SUDO rabbitmq-server -detached
+  start_rabbitmq
   wait_for rabbitmq 90 port_open 5672
   for _ in $(seq 1 60); do amqp_answers && return; sleep 2; done
 }

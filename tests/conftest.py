@@ -25,6 +25,7 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.storage import LocalDocumentStore
+from tests.harness.broker import create_vhost, delete_vhost
 from tests.harness.databases import (
     SUITE_SUMMARY,
     create_database,
@@ -77,8 +78,24 @@ async def scratch_database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, db_pool_size=30, db_max_overflow=10, log_json=False)
+async def rabbitmq_url() -> AsyncIterator[str]:
+    """The run's own virtual host on the broker, deleted with everything in it at the end."""
+    name, url = await create_vhost()
+    try:
+        yield url
+    finally:
+        await delete_vhost(name)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, rabbitmq_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        rabbitmq_url=rabbitmq_url,
+        db_pool_size=30,
+        db_max_overflow=10,
+        log_json=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -232,22 +233,61 @@ def holds_expire() -> None:
     click.echo(f"released {_run(go)} expired hold(s)")
 
 
-def _serve_until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully."""
+class _Readiness:
+    """What the process's `/readyz` reports; its command points `source` at the real thing."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, bool]] = lambda: {"started": False}
+
+    def checks(self) -> Mapping[str, bool]:
+        return self.source()
+
+
+Serve = Callable[[asyncio.Event, _Readiness], Coroutine[Any, Any, None]]
+
+
+def _serve_until_signalled(run: Serve) -> None:
+    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully. With
+    BILLING_WORKER_METRICS_PORT set, `/metrics`, `/healthz` and `/readyz` are served on it."""
     import signal
+
+    from commdesk_billing.telemetry.health import HealthServer
 
     async def go(settings: Settings) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        readiness = _Readiness()
+        server = None
         if settings.worker_metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
-        await run(stop)
+            server = HealthServer(settings.worker_metrics_port, readiness.checks)
+            await server.start()
+        try:
+            await run(stop, readiness)
+        finally:
+            if server is not None:
+                await server.stop()
 
     _run(go)
+
+
+async def _start_unless_stopped(start: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Start, unless a signal comes first: a process still connecting (a broker down or
+    wedged) stops within seconds of SIGTERM instead of finishing its connect attempts."""
+    starting = asyncio.create_task(start)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            return True
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
+    finally:
+        stopping.cancel()
 
 
 @main.command()
@@ -259,11 +299,12 @@ def worker(no_relay: bool, no_consumers: bool) -> None:
 
     settings = _settings()
 
-    async def run(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event, readiness: _Readiness) -> None:
         w = wiring.worker(settings, consumers=not no_consumers, relay=not no_relay)
-        await w.start()
+        readiness.source = w.readiness
         try:
-            await stop.wait()
+            if await _start_unless_stopped(w.start(), stop):
+                await stop.wait()
         finally:
             await w.stop()
 
@@ -279,11 +320,14 @@ def scheduler() -> None:
 
     settings = _settings()
 
-    async def run(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event, readiness: _Readiness) -> None:
         wiring.install()
         engine = make_engine(settings, direct=True, pool_size=3)
         try:
-            await Scheduler(settings, wiring.jobs(settings, engine)).run(stop)
+            scheduler = Scheduler(settings, wiring.jobs(settings, engine))
+            # Ready while its loop runs, leading or standing by (a standby is doing its job).
+            readiness.source = lambda: {"running": True}
+            await scheduler.run(stop)
         finally:
             await engine.dispose()
 
@@ -295,33 +339,76 @@ def queues() -> None:
     """Queue inspection."""
 
 
+BROKER_OVERALL_TIMEOUT_S = 60
+
+
+def _broker_call(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """Run an operator command that talks to RabbitMQ: bounded as a whole, and a failure
+    named in words an operator can act on (never a traceback)."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(settings.rabbitmq_url)
+    broker = f"{where.hostname}:{where.port or (5671 if where.scheme == 'amqps' else 5672)}"
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(work, timeout=BROKER_OVERALL_TIMEOUT_S)
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError as exc:
+        raise click.ClickException(
+            f"RabbitMQ at {broker} did not answer in time: it accepts TCP but does not answer "
+            f"AMQP (connect timeout {settings.rabbitmq_connect_timeout_s:g} s, overall "
+            f"{BROKER_OVERALL_TIMEOUT_S} s); see the runbook, 'When RabbitMQ is down'"
+        ) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach RabbitMQ at {broker}: {exc}") from exc
+    except ValueError as exc:  # an unknown queue name
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run_broker(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return _broker_call(settings, fn(settings))
+
+
 @queues.command("status")
 @click.option("--json", "as_json", is_flag=True)
 def queues_status(as_json: bool) -> None:
-    """Depth, consumers, retries and dead letters per queue; the outbox backlog."""
+    """The outbox (from PostgreSQL, first), then depth, consumers and dead letters per queue
+    and the shared retry tiers (from RabbitMQ, bounded in time)."""
     from commdesk_billing.db.engine import make_engine
-    from commdesk_billing.queues.admin import status
+    from commdesk_billing.queues.admin import broker_status
+    from commdesk_billing.queues.outbox import backlog
 
-    async def go(settings: Settings) -> dict[str, Any]:
+    async def database(settings: Settings) -> tuple[int, float | None]:
         engine = make_engine(settings, pool_size=1)
         try:
-            return await status(settings, engine)
+            return await backlog(engine)
         finally:
             await engine.dispose()
 
-    report = _run(go)
+    unsent, age = _run(database)
+    outbox = f"outbox: {unsent} unsent" + (f", oldest {age:.1f} s" if age is not None else "")
+    if not as_json:
+        click.echo(outbox)
+    queues_, tiers = _run_broker(broker_status)
     if as_json:
-        click.echo(
-            json.dumps({**report, "queues": [q.__dict__ for q in report["queues"]]}, indent=2)
-        )
+        shown = {
+            "queues": [q.__dict__ for q in queues_],
+            "retry_tiers": [t.__dict__ for t in tiers],
+            "outbox_unsent": unsent,
+            "outbox_oldest_unsent_s": age,
+        }
+        click.echo(json.dumps(shown, indent=2))
         return
-    click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'retrying':>10}{'dead':>8}")
-    for q in report["queues"]:
-        click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.retrying:>10}{q.dead_letters:>8}")
-    age = report["outbox_oldest_unsent_s"]
+    click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'dead':>8}")
+    for q in queues_:
+        click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.dead_letters:>8}")
+    waiting = sum(max(t.waiting, 0) for t in tiers)
     click.echo(
-        f"outbox: {report['outbox_unsent']} unsent"
-        + (f", oldest {age:.1f} s" if age is not None else "")
+        f"retrying: {waiting} (" + ", ".join(f"{t.delay_s:g} s: {t.waiting}" for t in tiers) + ")"
     )
 
 
@@ -337,7 +424,7 @@ def dlq_list_cmd(queue: str, limit: int) -> None:
     """Dead letters of QUEUE with their reasons (nothing is removed)."""
     from commdesk_billing.queues.admin import dlq_list
 
-    for d in _run(lambda s: dlq_list(s, queue, limit)):
+    for d in _run_broker(lambda s: dlq_list(s, queue, limit)):
         click.echo(
             f"{d.message_id}  {d.type:<24} attempts={d.attempts:<3} {d.reason}: {d.detail[:120]}"
         )
@@ -350,7 +437,9 @@ def dlq_show_cmd(queue: str, message_id: str) -> None:
     """One dead letter in full: headers and body."""
     from commdesk_billing.queues.admin import dlq_list
 
-    found = [d for d in _run(lambda s: dlq_list(s, queue, 10_000)) if d.message_id == message_id]
+    found = [
+        d for d in _run_broker(lambda s: dlq_list(s, queue, 10_000)) if d.message_id == message_id
+    ]
     if not found:
         raise click.ClickException(f"no dead letter {message_id} in {queue}")
     click.echo(json.dumps(found[0].__dict__, indent=2))
@@ -363,7 +452,7 @@ def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
     """Send dead letters back to QUEUE with a fresh attempt count (after fixing the cause)."""
     from commdesk_billing.queues.admin import dlq_replay
 
-    replayed, skipped = _run(lambda s: dlq_replay(s, queue, message_id))
+    replayed, skipped = _run_broker(lambda s: dlq_replay(s, queue, message_id))
     click.echo(
         f"replayed {replayed} message(s) to {queue}"
         + (f"; {skipped} not replayable (not an envelope) left in place" if skipped else "")
@@ -379,7 +468,7 @@ def dlq_purge_cmd(queue: str, yes: bool) -> None:
 
     if not yes:
         raise click.ClickException("purging deletes messages for good; add --yes")
-    click.echo(f"purged {_run(lambda s: dlq_purge(s, queue))} message(s)")
+    click.echo(f"purged {_run_broker(lambda s: dlq_purge(s, queue))} message(s)")
 
 
 @main.command()
@@ -415,7 +504,9 @@ def dev(api_port: int, sandbox_port: int) -> None:
         ) as stack:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
-            click.echo("worker and scheduler running; Ctrl-C stops everything")
+            for name, url in stack.health_urls.items():
+                click.echo(f"{name} ready ({url}/readyz, {url}/metrics)")
+            click.echo("Ctrl-C stops everything")
             waiter = asyncio.create_task(stop.wait())
             procs = [asyncio.create_task(p.wait()) for p in stack.processes.values()]
             await asyncio.wait([waiter, *procs], return_when=asyncio.FIRST_COMPLETED)

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # One connection attempt (TCP, TLS and the AMQP handshake) may take this long.
+    rabbitmq_connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     # Prepended to every queue name: lets test runs and side-by-side deployments share a broker.
     rabbitmq_queue_prefix: Annotated[str, Field(pattern=r"^[a-z0-9_.-]{0,40}$")] = ""
     # Backoff ladder (seconds) of the retry queues; attempt n waits ladder[n-1] (the last

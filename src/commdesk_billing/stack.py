@@ -31,6 +31,8 @@ class Stack:
     sandbox_url: str
     env: dict[str, str]
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    # name → base URL of the process's /healthz, /readyz and /metrics
+    health_urls: dict[str, str] = field(default_factory=dict)
 
     def failed(self) -> str | None:
         for name, proc in self.processes.items():
@@ -81,13 +83,20 @@ async def running_stack(
     }
     if scheduler:
         commands["scheduler"] = ["scheduler"]
+    # The worker and the scheduler each answer /readyz on a port of their own.
+    health = {name: free_port() for name in ("worker", "scheduler") if name in commands}
     try:
         for name, args in commands.items():
+            own = {"BILLING_WORKER_METRICS_PORT": str(health[name])} if name in health else {}
             stack.processes[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "commdesk_billing.cli", *args, env=env
+                sys.executable, "-m", "commdesk_billing.cli", *args, env={**env, **own}
             )
         await _wait_http(f"{sandbox_url}/_sandbox/health", stack, "the Cashfree sandbox")
         await _wait_http(f"{api_url}/readyz", stack, "the API")
+        for name, port in health.items():
+            # Ready means connected to the broker and consuming, not merely started.
+            await _wait_http(f"http://127.0.0.1:{port}/readyz", stack, f"the {name}", 120)
+        stack.health_urls = {name: f"http://127.0.0.1:{port}" for name, port in health.items()}
         yield stack
     finally:
         for proc in stack.processes.values():

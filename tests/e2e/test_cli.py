@@ -78,11 +78,17 @@ async def test_token_then_call_the_running_api(database_url: str, api_url: str) 
     assert sync.returncode == 0 and '"drift": {}' in sync.stdout
 
 
-async def test_the_quick_start_demo_buys_a_pack_then_verify(scratch_database_url: str) -> None:
+async def test_the_quick_start_demo_buys_a_pack_then_verify(
+    scratch_database_url: str, rabbitmq_url: str
+) -> None:
     """`demo` as the quick start runs it: it starts sandbox, API, worker and scheduler itself.
     A database and queue names of its own keep other tests' workers out of its way."""
     prefix = f"demo{uuid.uuid4().hex[:8]}."
-    env = {**_env(scratch_database_url), "BILLING_RABBITMQ_QUEUE_PREFIX": prefix}
+    env = {
+        **_env(scratch_database_url),
+        "BILLING_RABBITMQ_URL": rabbitmq_url,
+        "BILLING_RABBITMQ_QUEUE_PREFIX": prefix,
+    }
     try:
         demo = await asyncio.to_thread(
             subprocess.run,
@@ -100,7 +106,7 @@ async def test_the_quick_start_demo_buys_a_pack_then_verify(scratch_database_url
         assert verify.returncode == 0, verify.stdout
         assert "ledger OK" in verify.stdout
     finally:
-        connection = await aio_pika.connect(Settings().rabbitmq_url)
+        connection = await aio_pika.connect(rabbitmq_url)
         async with connection:
             await delete(await connection.channel(), Names(prefix, len(Settings().retry_delays_s)))
 

@@ -141,6 +141,7 @@ async def test_worker_killed_between_commit_and_ack(
     env = {
         **os.environ,
         "BILLING_DATABASE_URL": qsettings.database_url,
+        "BILLING_RABBITMQ_URL": qsettings.rabbitmq_url,
         "BILLING_RABBITMQ_QUEUE_PREFIX": qsettings.rabbitmq_queue_prefix,
         "BILLING_RETRY_DELAYS_S": "[0.2, 0.4, 0.8]",
         "BILLING_FAULT_CRASH_AFTER_COMMIT": "wallet.debit",
@@ -522,6 +523,7 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
     env = {
         **os.environ,
         "BILLING_DATABASE_URL": qsettings.database_url,
+        "BILLING_RABBITMQ_URL": qsettings.rabbitmq_url,
         "BILLING_RABBITMQ_QUEUE_PREFIX": qsettings.rabbitmq_queue_prefix,
         "BILLING_RETRY_DELAYS_S": "[0.2, 0.4, 0.8]",
         "BILLING_LOG_JSON": "false",
@@ -557,7 +559,7 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
     unknown = await cli("dlq", "list", "no.such.queue")
     assert unknown.returncode == 1
     assert unknown.stderr.splitlines()[-1] == (
-        f"ValueError: unknown queue 'no.such.queue'; one of: {', '.join(QUEUES)}"
+        f"Error: unknown queue 'no.such.queue'; one of: {', '.join(QUEUES)}"
     )
 
 

@@ -22,8 +22,16 @@ class QueueStatus:
     queue: str
     ready: int
     consumers: int
-    retrying: int
     dead_letters: int
+
+
+@dataclass(frozen=True)
+class TierStatus:
+    """A shared retry tier: messages of any work queue waiting out this backoff."""
+
+    tier: int
+    delay_s: float
+    waiting: int
 
 
 async def _count(channel: AbstractChannel, name: str) -> tuple[int, int]:
@@ -32,27 +40,46 @@ async def _count(channel: AbstractChannel, name: str) -> tuple[int, int]:
     return int(result.message_count or 0), int(result.consumer_count or 0)
 
 
-async def status(settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+async def broker_status(settings: Settings) -> tuple[list[QueueStatus], list[TierStatus]]:
+    """What RabbitMQ says of each work queue and each shared retry tier."""
     names = names_for(settings)
     rows: list[QueueStatus] = []
+    tiers: list[TierStatus] = []
     connection = await connect(settings, attempts=1)
     async with connection:
         for queue in QUEUES:
             channel = await connection.channel()
             try:
                 ready, consumers = await _count(channel, names.work(queue))
-                retrying = 0
-                for tier in range(names.tiers):
-                    retrying += (await _count(channel, names.retry(queue, tier)))[0]
                 dead, _ = await _count(channel, names.dlq(queue))
-                rows.append(QueueStatus(queue, ready, consumers, retrying, dead))
+                rows.append(QueueStatus(queue, ready, consumers, dead))
             except aio_pika.exceptions.ChannelClosed:
-                rows.append(QueueStatus(queue, -1, 0, 0, -1))  # not declared yet
+                rows.append(QueueStatus(queue, -1, 0, -1))  # not declared yet
             finally:
                 with contextlib.suppress(Exception):
                     await channel.close()
+        for tier, delay in enumerate(settings.retry_delays_s):
+            channel = await connection.channel()
+            try:
+                tiers.append(TierStatus(tier, delay, (await _count(channel, names.retry(tier)))[0]))
+            except aio_pika.exceptions.ChannelClosed:
+                tiers.append(TierStatus(tier, delay, -1))
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+    return rows, tiers
+
+
+async def status(settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+    """Everything `queues status` shows: the outbox backlog first (it needs no broker)."""
     unsent, oldest = await backlog(engine)
-    return {"queues": rows, "outbox_unsent": unsent, "outbox_oldest_unsent_s": oldest}
+    rows, tiers = await broker_status(settings)
+    return {
+        "queues": rows,
+        "retry_tiers": tiers,
+        "outbox_unsent": unsent,
+        "outbox_oldest_unsent_s": oldest,
+    }
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,12 @@ class Consumers:
         handlers: dict[str, Handler],
         batch_handlers: dict[str, BatchHandler] | None = None,
         max_batch: int = 50,
+        heal: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
+        # Declares the topology again: called when a retry or dead letter could not be
+        # published (its queue or exchange is gone), before the message is handed back.
+        self.heal = heal
         self.batch_handlers = batch_handlers or {}
         self.max_batch = max_batch
         missing = set(self.batch_handlers) - set(handlers)
@@ -113,6 +117,7 @@ class Consumers:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self.started = False
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
@@ -123,6 +128,7 @@ class Consumers:
             q = await self.channel.get_queue(self.names.work(queue), ensure=True)
             tag = await q.consume(self._deliver(queue))
             self._queues.append((q, tag))
+        self.started = True
 
     def _deliver(self, queue: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -134,9 +140,13 @@ class Consumers:
             try:
                 await self.handle(queue, message)
             except Exception as exc:
-                # A publish to a retry/dead-letter queue or an ack failed (broker trouble):
-                # hand the message back rather than hold its prefetch slot for ever.
+                # A publish to a retry/dead-letter queue or an ack failed (broker trouble, or
+                # a broker that lost its queues): declare the topology again, then hand the
+                # message back rather than hold its prefetch slot for ever.
                 log.error("queue.message.unsettled", queue=queue, error=str(exc)[:300])
+                if self.heal is not None:
+                    with contextlib.suppress(Exception):
+                        await self.heal()
                 await _release(message)
             finally:
                 self._in_flight -= 1
@@ -150,7 +160,8 @@ class Consumers:
         self._closing = True
         for q, tag in self._queues:
             try:
-                await q.cancel(tag)
+                # Bounded: on a connection that is reconnecting the cancel would wait for it.
+                await asyncio.wait_for(q.cancel(tag), timeout=5)
             except Exception as exc:  # the channel may already be gone
                 log.info("queue.consumer.cancel_failed", error=str(exc)[:200])
         with contextlib.suppress(TimeoutError):
@@ -321,7 +332,10 @@ class Consumers:
         delays = self.settings.retry_delays_s
         tier = min(envelope.attempt - 1, len(delays) - 1)
         delay = delays[tier] * random.uniform(0.8, 1.2)
-        await self.channel.default_exchange.publish(
+        # The shared tier's exchange fans the message into the tier's queue; its routing key,
+        # the work queue's name, is where RabbitMQ dead-letters it back when the TTL is up.
+        exchange = await self.channel.get_exchange(self.names.retry(tier), ensure=False)
+        await exchange.publish(
             aio_pika.Message(
                 envelope.next_attempt().encode(),
                 message_id=str(envelope.id),
@@ -330,7 +344,7 @@ class Consumers:
                 expiration=delay,
                 headers={"x-last-error": detail},
             ),
-            routing_key=self.names.retry(queue, tier),
+            routing_key=self.names.work(queue),
             mandatory=True,
         )
         QUEUE_RETRIED.labels(queue).inc()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import TracebackType
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
@@ -23,15 +25,33 @@ def names_for(settings: Settings) -> Names:
     return Names(settings.rabbitmq_queue_prefix, len(settings.retry_delays_s))
 
 
+async def _connect_once(settings: Settings) -> AbstractRobustConnection:
+    """One bounded attempt. The robust connection's own reconnect loop only starts once the
+    first connect succeeded: a first attempt that fails, times out or is cancelled (SIGTERM
+    while connecting) closes the connection, so no reconnect task outlives it — one left
+    behind would keep a stopping process alive, reconnecting for ever."""
+    timeout = settings.rabbitmq_connect_timeout_s
+    connection = aio_pika.RobustConnection(
+        make_url(settings.rabbitmq_url), client_properties={"connection_name": "commdesk-billing"}
+    )
+    try:
+        # A broker that accepts TCP and never answers the AMQP handshake must not hold the
+        # connect for ever; the outer bound also covers the library retrying inside it.
+        await asyncio.wait_for(connection.connect(timeout=timeout), timeout=timeout + 1)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), timeout=5)
+        raise
+    return connection
+
+
 async def connect(settings: Settings, *, attempts: int = 60) -> AbstractRobustConnection:
     """A robust connection (it reconnects and restores channels and consumers by itself);
     the first connect is retried too, so a worker can start before the broker."""
     for attempt in range(1, attempts + 1):
         try:
-            return await aio_pika.connect_robust(
-                settings.rabbitmq_url, client_properties={"connection_name": "commdesk-billing"}
-            )
-        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            return await _connect_once(settings)
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
             if attempt == attempts:
                 raise
             log.warning("rabbitmq.connect.retry", attempt=attempt, error=str(exc)[:200])
@@ -64,6 +84,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._relay_task: asyncio.Task[None] | None = None
         self.consumers: Consumers | None = None
+        self._topology_channel: AbstractRobustChannel | None = None
         self.connection: AbstractRobustConnection | None = None
 
     @property
@@ -76,11 +97,19 @@ class Worker:
             self._engine = make_engine(self.settings)
         names = names_for(self.settings)
         self.connection = await connect(self.settings)
-        setup = await self.connection.channel()
-        await declare(setup, names, self.queues)
-        await setup.close()
+        # The topology is declared on a robust channel kept open (the consumers' own, when
+        # there are any): such a channel declares it all again whenever it is restored (a
+        # reconnect, a broker that lost its queues), instead of looking for queues that are
+        # gone and reconnecting for ever.
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._topology_channel = channel
+
+        async def heal() -> None:
+            log.warning("queue.topology.redeclared")
+            await declare(channel, names, self.queues)
+
+        await declare(channel, names, self.queues)
         if self.handlers:
-            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
             self.consumers = Consumers(
                 self.engine,
                 channel,
@@ -88,6 +117,7 @@ class Worker:
                 self.settings,
                 self.handlers,
                 batch_handlers=self.batch_handlers,
+                heal=heal,
             )
             await self.consumers.start()
         if self.with_relay:
@@ -99,6 +129,22 @@ class Worker:
                 relay.run(self._stop, self.settings.relay_idle_s)
             )
         log.info("worker.started", queues=sorted(self.handlers), relay=self.with_relay)
+
+    def readiness(self) -> dict[str, bool]:
+        """What `/readyz` reports: connected to the broker (not reconnecting), consuming
+        every queue it was given, its relay running."""
+        connection = self.connection
+        connected = (
+            connection is not None
+            and not connection.is_closed
+            and not getattr(connection, "reconnecting", False)
+        )
+        checks = {"broker": bool(connected)}
+        if self.handlers:
+            checks["consumers"] = self.consumers is not None and self.consumers.started
+        if self.with_relay:
+            checks["relay"] = self._relay_task is not None and not self._relay_task.done()
+        return checks
 
     async def stop(self) -> None:
         """Graceful: stop consuming, finish in-flight messages, stop the relay, close."""
