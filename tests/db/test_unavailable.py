@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from structlog.testing import capture_logs
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db import errors
@@ -68,13 +69,25 @@ class Attempts:
 
 
 async def _unavailable(
-    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[Any]], reason: str
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[Any]],
+    reason: str,
+    error: str,
 ) -> DatabaseUnavailable:
+    """`in_transaction` gives up with `reason`, counted once and logged once, naming the
+    exception class that decided it."""
     before = _count(reason)
-    with pytest.raises(DatabaseUnavailable) as raised:
+    with capture_logs() as logs, pytest.raises(DatabaseUnavailable) as raised:
         await in_transaction(engine, work)
     assert raised.value.reason == reason
     assert _count(reason) == before + 1
+    [logged] = [e for e in logs if e["event"] == "db.unavailable"]
+    assert (logged["log_level"], logged["reason"], logged["error"], logged["attempt"]) == (
+        "warning",
+        reason,
+        error,
+        1,
+    )
     return raised.value
 
 
@@ -83,7 +96,9 @@ async def test_a_full_pool_is_a_pool_timeout_and_not_waited_for_again(settings: 
         seen = Attempts(eng)
         async with eng.connect() as held:
             await held.execute(text("SELECT 1"))
-            exc = await _unavailable(eng, seen.work(), "pool_timeout")
+            exc = await _unavailable(
+                eng, seen.work(), "pool_timeout", "sqlalchemy.exc.TimeoutError"
+            )
             assert seen.runs == 0
             assert exc.retry_after_s == 1
             assert type(exc.__cause__).__module__ == "sqlalchemy.exc"
@@ -99,7 +114,9 @@ async def test_the_servers_statement_timeout_runs_once(settings: Settings) -> No
 
     async with _engine(settings) as eng:
         seen = Attempts(eng)
-        exc = await _unavailable(eng, seen.work(slow), "statement_timeout")
+        exc = await _unavailable(
+            eng, seen.work(slow), "statement_timeout", "asyncpg.exceptions.QueryCanceledError"
+        )
         assert seen.runs == 1
         assert exc.retry_after_s == 2
         assert errors.classify(exc.__cause__) == "statement_timeout"  # type: ignore[arg-type]
@@ -115,7 +132,7 @@ async def test_the_client_side_statement_timeout_is_named_and_leaves_the_pool_us
 
     async with _engine(settings, db_statement_timeout_ms=100, db_pool_size=1) as eng:
         seen = Attempts(eng)
-        exc = await _unavailable(eng, seen.work(slow), "statement_timeout")
+        exc = await _unavailable(eng, seen.work(slow), "statement_timeout", "builtins.TimeoutError")
         assert seen.runs == 1
         # asyncpg's own timeout, named by the engine's error hook.
         assert type(exc.__cause__) is TimeoutError
@@ -131,7 +148,9 @@ async def test_nothing_listening_is_a_connect_error_tried_once(settings: Setting
             settings, database_url=f"postgresql://postgres@127.0.0.1:{port}/postgres"
         ) as eng:
             seen = Attempts(eng)
-            exc = await _unavailable(eng, seen.work(), "connect_error")
+            exc = await _unavailable(
+                eng, seen.work(), "connect_error", "builtins.ConnectionRefusedError"
+            )
             assert (seen.runs, seen.connects) == (0, 1)
             assert isinstance(exc.__cause__, ConnectionRefusedError)
             assert exc.retry_after_s == 5
@@ -151,7 +170,7 @@ async def test_a_silent_server_is_a_connect_timeout(settings: Settings) -> None:
             db_connect_timeout_s=0.2,
         ) as eng:
             seen = Attempts(eng)
-            exc = await _unavailable(eng, seen.work(), "connect_timeout")
+            exc = await _unavailable(eng, seen.work(), "connect_timeout", "builtins.TimeoutError")
             assert (seen.runs, seen.connects) == (0, 1)
             assert type(exc.__cause__) is TimeoutError
     finally:
@@ -180,7 +199,9 @@ async def test_too_many_connections_from_postgresql(
     assert role_without_connections in url
     async with _engine(settings, database_url=url) as eng:
         seen = Attempts(eng)
-        exc = await _unavailable(eng, seen.work(), "too_many_connections")
+        exc = await _unavailable(
+            eng, seen.work(), "too_many_connections", "asyncpg.exceptions.TooManyConnectionsError"
+        )
         assert (seen.runs, seen.connects) == (0, 1)
         assert isinstance(exc.__cause__, DBAPIError)
         assert getattr(exc.__cause__.orig, "sqlstate", None) == "53300"
@@ -232,7 +253,9 @@ async def test_a_server_starting_up_is_cannot_connect_now(settings: Settings) ->
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         async with _engine(settings, database_url=url) as eng:
             seen = Attempts(eng)
-            exc = await _unavailable(eng, seen.work(), "cannot_connect_now")
+            exc = await _unavailable(
+                eng, seen.work(), "cannot_connect_now", "asyncpg.exceptions.CannotConnectNowError"
+            )
             assert (seen.runs, seen.connects) == (0, 1)
             assert isinstance(exc.__cause__, DBAPIError)
             assert getattr(exc.__cause__.orig, "sqlstate", None) == "57P03"

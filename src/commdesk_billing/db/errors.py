@@ -118,30 +118,38 @@ def _sqlstate(link: BaseException) -> str | None:
     return None
 
 
+def _decide(exc: BaseException, connecting: bool) -> tuple[Reason, BaseException] | None:
+    links = list(_links(exc))
+    for link in links:
+        if isinstance(link, DatabaseUnavailable):
+            return link.reason, link.__cause__ or link
+        for cls, reason in _CLASSES:
+            if isinstance(link, cls):
+                return reason, link
+    for link in links:
+        code = _sqlstate(link)
+        if code in _SQLSTATES:
+            return _SQLSTATES[code], link
+        if connecting and code is not None and code.startswith("08"):
+            return "connect_error", link
+    if connecting:
+        for link in links:
+            # TimeoutError is an OSError: ask for it first.
+            if isinstance(link, TimeoutError):
+                return "connect_timeout", link
+            if isinstance(link, OSError):
+                return "connect_error", link
+    return None
+
+
 def classify(exc: BaseException, *, connecting: bool = False) -> Reason | None:
     """Why the database could not serve this, or None if `exc` is something else.
 
     `connecting`: `exc` was raised while a connection was being acquired, before any
     statement ran; only then are a bare `OSError` or `TimeoutError` (which asyncpg raises
     unwrapped from its connect) the database's, and not, say, a gateway call's."""
-    for link in _links(exc):
-        if isinstance(link, DatabaseUnavailable):
-            return link.reason
-        for cls, reason in _CLASSES:
-            if isinstance(link, cls):
-                return reason
-        code = _sqlstate(link)
-        if code in _SQLSTATES:
-            return _SQLSTATES[code]
-        if connecting:
-            if code is not None and code.startswith("08"):
-                return "connect_error"
-            # TimeoutError is an OSError: ask for it first.
-            if isinstance(link, TimeoutError):
-                return "connect_timeout"
-            if isinstance(link, OSError):
-                return "connect_error"
-    return None
+    decided = _decide(exc, connecting)
+    return decided[0] if decided else None
 
 
 def report(exc: BaseException, reason: Reason, **fields: object) -> DatabaseUnavailable:
@@ -151,11 +159,12 @@ def report(exc: BaseException, reason: Reason, **fields: object) -> DatabaseUnav
     if not unavailable.reported:
         unavailable.reported = True
         DB_UNAVAILABLE.labels(unavailable.reason).inc()
-        cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+        decided = _decide(exc, connecting=True)
+        error = decided[1] if decided else exc
         log.warning(
             "db.unavailable",
             reason=unavailable.reason,
-            error=type(cause).__name__ if cause is not None else None,
+            error=f"{type(error).__module__}.{type(error).__qualname__}",
             sqlstate=next((c for c in map(_sqlstate, _links(exc)) if c), None),
             **fields,
         )
