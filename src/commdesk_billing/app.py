@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commdesk_billing import problems, wiring
 from commdesk_billing.config import Settings, get_settings
+from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client
 from commdesk_billing.modules.invoices.api import router as invoices_router
@@ -115,7 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await conn.execute(text("SELECT 1"))
             checks["postgresql"] = "ok"
         except Exception as exc:  # any failure means not ready; say which
-            log.warning("readyz.postgresql.down", error=type(exc).__name__)
+            log.warning(
+                "readyz.postgresql.down",
+                error=type(exc).__name__,
+                reason=db_errors.classify(exc, connecting=True),
+            )
             checks["postgresql"] = "down"
         # Document storage only degrades PDFs: reported, never a reason to take us out.
         try:

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # operation is idempotent by key, so even an ambiguous COMMIT is safe to repeat).
     db_pool_pre_ping: bool = False
     db_statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+    # How long a transaction waits for one of the pool's connections, and for a new
+    # connection to be opened, before giving up with a 503 (`db/errors.py`). SQLAlchemy's
+    # and asyncpg's defaults (30 s and 60 s) would turn a short overload into a long hang.
+    db_pool_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    db_connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"

@@ -8,8 +8,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from commdesk_billing.db import errors as db_errors
+from commdesk_billing.db.errors import DatabaseUnavailable
 from commdesk_billing.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -63,6 +66,24 @@ def domain_problem_body(exc: DomainError) -> dict[str, Any]:
     )
 
 
+UNAVAILABLE_CODE = "database_unavailable"
+
+
+def unavailable_problem(exc: DatabaseUnavailable) -> JSONResponse:
+    """503 with `Retry-After`: the database could not serve the request now. Whether the
+    request took effect is known only for the keyed ones: repeating them with the same
+    Idempotency-Key is safe either way."""
+    return problem(
+        503,
+        UNAVAILABLE_CODE,
+        "Service temporarily unavailable",
+        "the database is overloaded or unavailable; retry after Retry-After seconds "
+        "(with the same Idempotency-Key, a repeat never applies twice)",
+        headers={"Retry-After": str(exc.retry_after_s)},
+        retry_after_s=exc.retry_after_s,
+    )
+
+
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     # Never echo the input back: it may be huge or hostile.
     return [
@@ -109,6 +130,24 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(DatabaseUnavailable)
+    async def _unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        return unavailable_problem(db_errors.report(exc, exc.reason))
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # The same classification for database errors that did not come through
+        # `in_transaction` (a route using the engine directly); anything else is a 500.
+        reason = db_errors.classify(exc)
+        if reason is None:
+            raise exc
+        return unavailable_problem(db_errors.report(exc, reason))
+
+    app.add_exception_handler(sa_exc.DBAPIError, _database)
+    app.add_exception_handler(sa_exc.TimeoutError, _database)
+
+    # Starlette's outermost middleware answers with this and then re-raises, so uvicorn
+    # closes the connection after the response: say so (`Connection: close`), or a client
+    # reusing the connection sees its next request fail without an answer.
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.unhandled_error", path=request.url.path)
@@ -117,12 +156,18 @@ def install(app: FastAPI) -> None:
             "internal_error",
             "Internal error",
             "the request failed; it is safe to retry with the same Idempotency-Key",
+            headers={"Connection": "close"},
         )
 
 
+UNAVAILABLE_DOC = "Database overloaded or unavailable (database_unavailable): see Retry-After"
+
+
 def documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for a router: each status documented as a problem document."""
+    """OpenAPI `responses=` for a router: each status documented as a problem document.
+    Every route may answer 503 `database_unavailable`."""
+    merged = dict(descriptions)
+    merged[503] = f"{merged[503]}; or: {UNAVAILABLE_DOC}" if 503 in merged else UNAVAILABLE_DOC
     return {
-        code: {"description": text, "content": {MEDIA_TYPE: {}}}
-        for code, text in descriptions.items()
+        code: {"description": text, "content": {MEDIA_TYPE: {}}} for code, text in merged.items()
     }

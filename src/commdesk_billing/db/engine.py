@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from commdesk_billing.config import Settings
+from commdesk_billing.db import errors
 from commdesk_billing.db.urls import to_asyncpg
 
 T = TypeVar("T")
@@ -32,14 +33,19 @@ def make_engine(
         pooled=False if direct else settings.pooled,
     )
     size = pool_size if pool_size is not None else settings.db_pool_size
-    return create_async_engine(
+    engine = create_async_engine(
         target.url,
-        connect_args=target.connect_args,
+        # asyncpg's connect timeout (60 s unless told) covers the TCP connect, TLS and the
+        # startup exchange.
+        connect_args={"timeout": settings.db_connect_timeout_s, **target.connect_args},
         pool_size=size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=1800,
     )
+    errors.install(engine)
+    return engine
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -66,12 +72,28 @@ async def in_transaction(
     run again after a serialization failure, a deadlock or a lost connection.
 
     The commit is inside the retry loop: a serialization failure can surface at COMMIT.
+
+    Bounded: at most `attempts` runs with under half a second of pauses between them in all.
+    A database that cannot serve the transaction now (no pool connection in time, a statement
+    timeout, a refused or timed-out connect: `db/errors.py`) is never tried again here — each
+    of those already cost its timeout — and raises `DatabaseUnavailable` (the API's 503).
     """
     for attempt in range(1, attempts + 1):
+        connected = False
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        except DBAPIError as exc:
+            async with engine.connect() as conn:
+                connected = True
+                async with conn.begin():
+                    return await work(conn)
+        except Exception as exc:
+            reason = errors.classify(exc, connecting=not connected)
+            if reason is not None:
+                unavailable = errors.report(exc, reason, attempt=attempt)
+                if unavailable is exc:
+                    raise
+                raise unavailable from exc
+            if not isinstance(exc, DBAPIError):
+                raise
             code = sqlstate(exc)
             # A connection that died (idle timeout, failover, a suspended Neon compute) is
             # retried too: callers' work is idempotent by key, so even a COMMIT whose

@@ -19,6 +19,11 @@ WALLET_OPERATIONS = Counter(
 IDEMPOTENT_REPLAYS = Counter(
     "billing_idempotent_replays_total", "Requests answered from a stored Idempotency-Key record"
 )
+DB_UNAVAILABLE = Counter(
+    "billing_db_unavailable_total",
+    "Transactions given up because the database was overloaded or unavailable (db/errors.py)",
+    ["reason"],
+)
 LEDGER_VERIFY_FINDINGS = Counter(
     "billing_ledger_verify_findings_total", "Problems found by ledger verification", ["check"]
 )

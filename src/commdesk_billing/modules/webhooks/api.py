@@ -46,6 +46,10 @@ def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
         400: {"description": "JSON nested too deeply (refused before the signature check)"},
         401: {"description": "Missing, invalid or stale signature; nothing stored"},
         403: {"description": "Source address not on the allow-list"},
+        503: {
+            "description": "Not stored: the database is overloaded or unavailable "
+            "(database_unavailable, Retry-After); Cashfree delivers it again"
+        },
     },
 )
 async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
