@@ -7,6 +7,8 @@ from commdesk_billing.gateway.client import CashfreeClient
 
 
 def cashfree_client(settings: Settings) -> CashfreeClient:
+    """A client for our processes (the API, each worker's processors): it sleeps at most
+    `BILLING_CASHFREE_RATE_LIMIT_WAIT_S` (0 by default) on a 429."""
     return CashfreeClient(
         base_url=settings.cashfree_base_url,
         client_id=settings.cashfree_client_id,
@@ -14,4 +16,5 @@ def cashfree_client(settings: Settings) -> CashfreeClient:
         api_version=settings.cashfree_api_version,
         timeout_s=settings.cashfree_timeout_s,
         max_retries=settings.cashfree_max_retries,
+        max_rate_limit_wait_s=settings.cashfree_rate_limit_wait_s,
     )
