@@ -225,9 +225,13 @@ async def stack_factory(
     async with AsyncExitStack() as exits:
         prefixes: list[Names] = []
 
-        async def make(*, own_database: bool = True, **overrides: Any) -> Stack:
+        async def make(
+            *, own_database: bool = True, worker: bool = True, **overrides: Any
+        ) -> Stack:
             """Every stack gets a database of its own: its worker's outbox relay would
-            otherwise publish other tests' events (on the suite's database) to its queues."""
+            otherwise publish other tests' events (on the suite's database) to its queues.
+            `worker=False`: no worker at all (no relay, no consumers, no queues declared):
+            what is announced stays in the outbox, as while the broker is away."""
             stack_engine = engine
             if own_database:
                 name = f"cdb_stack_{uuid.uuid4().hex[:12]}"
@@ -260,7 +264,8 @@ async def stack_factory(
                     **overrides,
                 }
             )
-            prefixes.append(Names(prefix, len(s.retry_delays_s)))
+            if worker:
+                prefixes.append(Names(prefix, len(s.retry_delays_s)))
             sandbox_cfg = SandboxConfig(
                 client_id=s.cashfree_client_id,
                 client_secret=s.cashfree_client_secret.get_secret_value(),
@@ -274,8 +279,8 @@ async def stack_factory(
             )
             await exits.enter_async_context(serving(create_sandbox_app(sandbox_cfg), sandbox_sock))
             await exits.enter_async_context(serving(create_app(s), api_sock))
-            worker = wiring.worker(s, engine=stack_engine)
-            await exits.enter_async_context(worker)
+            if worker:
+                await exits.enter_async_context(wiring.worker(s, engine=stack_engine))
             api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
             sandbox = await exits.enter_async_context(
                 httpx.AsyncClient(
@@ -304,6 +309,13 @@ async def stack_factory(
 @pytest.fixture(scope="session")
 async def shared_stack(stack_factory: StackFactory) -> Stack:
     return await stack_factory()
+
+
+@pytest.fixture(scope="session")
+async def quiet_stack(stack_factory: StackFactory) -> Stack:
+    """A stack with no worker (a database, sandbox and API of its own): everything announced
+    stays in its outbox, as while RabbitMQ is away. Tests drive its scheduler jobs by hand."""
+    return await stack_factory(worker=False)
 
 
 @pytest.fixture
