@@ -1,9 +1,11 @@
 """No announcement storms (issue 12): the payment sync announces a payment at most once
-while its announcement is pending."""
+while its announcement is pending, and Cashfree's 429 backs the work off instead of being
+slept on inside a request or a consumer."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from sqlalchemy import text
@@ -11,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway import backoff
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.queues import outbox
 from commdesk_billing.queues.runtime import in_flight_s
+from commdesk_billing.security.jwt import Role
+from commdesk_billing.telemetry.metrics import QUEUE_RETRIED
 from tests.harness.stack import Stack
 
 _QUIET_FOR_A_WHILE = """
@@ -173,3 +178,140 @@ async def test_the_unsent_rule_is_a_constraint_too(quiet_stack: Stack) -> None:
         "SELECT count(*) FROM outbox WHERE dedupe_key = :k", k=f"payment.sync:{pid}"
     )
     assert (rows, keyed) == (2, 1)
+
+
+async def _exhaust_get_order(stack: Stack, order_id: str) -> int:
+    """Use up this minute's `get order` calls (the sandbox profile at 0.05: 3 a minute);
+    Cashfree's hint for the next call, in seconds."""
+    r = await stack.sandbox.patch(
+        "/_sandbox/rate-limits", json={"profile": "sandbox", "multiplier": 0.05}
+    )
+    assert r.status_code == 200, r.text
+    for _ in range(3):
+        ok = await stack.sandbox.get(f"/pg/orders/{order_id}")
+        assert ok.status_code == 200, ok.text
+    return await _next_hint(stack, order_id)
+
+
+async def _next_hint(stack: Stack, order_id: str) -> int:
+    limited = await stack.sandbox.get(f"/pg/orders/{order_id}")
+    assert limited.status_code == 429, limited.text
+    return int(limited.headers["x-ratelimit-retry"])
+
+
+async def _limits_off(stack: Stack) -> None:
+    r = await stack.sandbox.patch("/_sandbox/rate-limits", json={"profile": "off", "multiplier": 1})
+    assert r.status_code == 200, r.text
+
+
+async def _clear_backoff(stack: Stack) -> None:
+    await in_transaction(stack.engine, backoff.clear)
+
+
+async def test_a_forced_sync_under_a_429_answers_503_at_once_and_the_job_backs_off(
+    quiet_stack: Stack,
+) -> None:
+    stack = quiet_stack
+    tok = stack.token()
+    order = await stack.buy(tok)
+    pid = order["id"]
+    finance = {"Authorization": f"Bearer {stack.token('finance-1', Role.finance_admin)}"}
+    await _clear_backoff(stack)
+    try:
+        hint_before = await _exhaust_get_order(stack, order["order_id"])
+        assert 50 <= hint_before <= 60  # a long one: the window is a minute
+        started = time.monotonic()
+        r = await stack.api.post(f"/v1/payments/{pid}/sync", headers=finance)
+        elapsed = time.monotonic() - started
+        hint_after = await _next_hint(stack, order["order_id"])
+        # Answered at once (the client used to sleep 3 x 60 s here) ...
+        assert elapsed < 2.0, f"the sync route waited {elapsed:.1f} s"
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        retry_after = int(r.headers["Retry-After"])
+        assert hint_after <= retry_after <= hint_before
+        body = r.json()
+        assert (body["status"], body["code"], body["retry_after_s"]) == (
+            503,
+            "gateway_rate_limited",
+            retry_after,
+        )
+        assert body["detail"] == (
+            "Cashfree is rate-limiting us; nothing was changed: ask again after Retry-After seconds"
+        )
+        # ... nothing was applied ...
+        assert (await stack.payment(tok, pid))["status"] == "ACTIVE"
+        assert await _sync_counts(stack, [pid]) == [0]
+        # ... and the API's client recorded the back-off for the scheduler.
+        async with stack.engine.connect() as conn:
+            noted = await backoff.active(conn)
+            span = await conn.scalar(
+                text("SELECT extract(epoch FROM until - last_seen_at) FROM gateway_backoff")
+            )
+        assert noted is not None
+        assert (noted.op, noted.retry_after_s, float(span)) == (
+            "fetch_order",
+            retry_after,
+            float(retry_after),
+        )
+        # The sync job announces nothing while it lasts, and claims nothing either.
+        await _quiet_for_a_while(stack, [pid])
+        assert await sync_open_payments(stack.engine, stack.settings) == 0
+        assert await _sync_counts(stack, [pid]) == [0]
+        assert await _sync_rows(stack, [pid]) == {}
+    finally:
+        await _limits_off(stack)
+        await _clear_backoff(stack)
+    # Over (cleared by hand here; by the clock otherwise): the payment is announced.
+    assert await sync_open_payments(stack.engine, stack.settings) >= 1
+    assert await _sync_rows(stack, [pid]) == {pid: 1}
+
+
+async def test_a_consumer_hands_a_429_to_the_retry_ladder_without_sleeping(
+    stack: Stack,
+) -> None:
+    """payment.processing meeting a 429 (hint ~60 s) is retried by the ladder at once; the
+    worker's client records the back-off; once Cashfree lets us, a retry settles it."""
+    tok = stack.token()
+    await stack.faults(webhook_drop_rate=1.0)
+    order = await stack.buy(tok)
+    await stack.pay(order)  # paid at Cashfree; the webhook never comes
+    retried = QUEUE_RETRIED.labels("payment.processing")
+    await _clear_backoff(stack)
+    try:
+        hint = await _exhaust_get_order(stack, order["order_id"])
+        assert 50 <= hint <= 60
+        before = retried._value.get()
+        started = time.monotonic()
+        # The message the sync job sends for it.
+        await in_transaction(
+            stack.engine,
+            lambda conn: outbox.send(
+                conn,
+                "payment.processing",
+                "payment.sync",
+                {
+                    "payment_id": order["id"],
+                    "order_id": order["order_id"],
+                    "order_expires_at": order["order_expires_at"],
+                    "source": "sync",
+                },
+                correlation_id=order["id"],
+            ),
+        )
+        while retried._value.get() == before:
+            assert time.monotonic() - started < 5, "the message was never retried"
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - started
+        await _limits_off(stack)
+        assert elapsed < 2.0, f"the consumer waited {elapsed:.1f} s on the 429"
+        async with stack.engine.connect() as conn:
+            noted = await backoff.active(conn)
+        assert noted is not None and noted.op == "fetch_order"
+        assert hint - 2 <= noted.retry_after_s <= hint
+        # A later rung of the ladder (0.2, 0.4, 0.8 s) finds Cashfree willing again.
+        done = await stack.wait_status(tok, order["id"], {"CREDITED"})
+        assert done["credits_granted"] == 3200
+    finally:
+        await _limits_off(stack)
+        await _clear_backoff(stack)

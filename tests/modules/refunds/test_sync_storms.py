@@ -1,5 +1,5 @@
 """No announcement storms (issue 12), for refunds: the refund sync sends a refund at most
-once while its `refund.sync` is pending."""
+once while its `refund.sync` is pending, and sends nothing while Cashfree rate-limits us."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text
 
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway import backoff
 from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.security.jwt import Role
@@ -76,3 +77,18 @@ async def test_with_nothing_sent_five_syncs_add_one_row_per_open_refund(
     assert await stack.scalar(synced, r=refund_id) == 5  # claimed by every run
     assert await _rows(stack, refund_id) == {"refund.requested": 1, "refund.sync": 1}
     assert (await stack.get_refund(refund_id))["status"] == "CREATED"
+
+    # While a back-off is recorded (a client saw Cashfree's 429), the job claims nothing.
+    async def limited(conn: Any) -> None:
+        await backoff.note(conn, "create_refund", 30)
+
+    await in_transaction(stack.engine, limited)
+    try:
+        assert await sync_open_refunds(stack.engine, stack.settings, now=_later()) == 0
+        assert await stack.scalar(synced, r=refund_id) == 5
+    finally:
+        await in_transaction(stack.engine, backoff.clear)
+    # Over: claimed again, still not sent twice.
+    assert await sync_open_refunds(stack.engine, stack.settings, now=_later()) == 0
+    assert await stack.scalar(synced, r=refund_id) == 6
+    assert await _rows(stack, refund_id) == {"refund.requested": 1, "refund.sync": 1}

@@ -7,7 +7,8 @@ the scheduler.
 
 No storms: a payment whose `payment.sync` is still pending (unsent, or sent and not consumed
 yet, `outbox.send(..., unless_pending=True)`) is not announced again, so a broker outage adds
-one row per open payment however long it lasts.
+one row per open payment however long it lasts; and while Cashfree is rate-limiting us
+(`gateway.backoff`, written by every client that saw a 429) nothing new is announced.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway import backoff
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.queues import outbox
 from commdesk_billing.queues.runtime import in_flight_s
@@ -29,6 +31,16 @@ async def sync_open_payments(engine: AsyncEngine, settings: Settings) -> int:
     window = in_flight_s(settings)
 
     async def work(conn: AsyncConnection) -> int:
+        paused = await backoff.active(conn)
+        if paused is not None:
+            # Claim nothing: the rows stay due and are taken once the back-off is over.
+            log.info(
+                "payment.sync.backed_off",
+                until=paused.until.isoformat(),
+                op=paused.op,
+                hits=paused.hits,
+            )
+            return 0
         # Claimed (stamped) whether announced or not: a payment whose message is still
         # pending steps aside for a sync period, so the batch moves on to the others.
         due = await repo.due_for_sync(

@@ -3,7 +3,8 @@ create call that never got an answer). The job only claims rows and sends
 `refund.processing`; workers do the asking.
 
 As for payments (`payments/jobs.py`): a refund whose `refund.sync` is still pending (unsent,
-or sent and not consumed yet) is not sent again."""
+or sent and not consumed yet) is not sent again, and nothing is sent while Cashfree is
+rate-limiting us."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway import backoff
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.queues import outbox
 from commdesk_billing.queues.runtime import in_flight_s
@@ -31,6 +33,15 @@ async def sync_open_refunds(
     window = in_flight_s(settings)
 
     async def work(conn: AsyncConnection) -> int:
+        paused = await backoff.active(conn)
+        if paused is not None:
+            log.info(
+                "refund.sync.backed_off",
+                until=paused.until.isoformat(),
+                op=paused.op,
+                hits=paused.hits,
+            )
+            return 0
         ids = await repo.due_for_sync(
             conn,
             older_than=at - timedelta(seconds=settings.refund_sync_after_s),
