@@ -238,7 +238,9 @@ async def stack_factory(
                 url = await create_database(name)
                 exits.push_async_callback(drop_database, name)
                 exits.push_async_callback(seal_and_verify, url, "a payments stack")
-                stack_engine = make_engine(Settings(database_url=url), pool_size=10)
+                # A stack without a worker only serves its test's few statements.
+                pool = 10 if worker else 2
+                stack_engine = make_engine(Settings(database_url=url), pool_size=pool)
                 exits.push_async_callback(stack_engine.dispose)
                 overrides["database_url"] = url
             sandbox_sock, api_sock = bound_socket(), bound_socket()
@@ -315,7 +317,8 @@ async def shared_stack(stack_factory: StackFactory) -> Stack:
 async def quiet_stack(stack_factory: StackFactory) -> Stack:
     """A stack with no worker (a database, sandbox and API of its own): everything announced
     stays in its outbox, as while RabbitMQ is away. Tests drive its scheduler jobs by hand."""
-    return await stack_factory(worker=False)
+    # Small pools: it lives for the whole run, and the wallet races need the connections.
+    return await stack_factory(worker=False, db_pool_size=2, db_max_overflow=4)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
@@ -99,21 +99,19 @@ async def clear(conn: AsyncConnection, *, gateway: str = CASHFREE) -> None:
 
 class Recorder:
     """What the clients our processes build call on every 429 (`CashfreeClient`'s
-    `rate_limit_sink`). It writes in a transaction of its own over an engine of one
-    connection, made on the first 429 (most processes never need it), and never raises: a
-    back-off that could not be recorded must not hide the 429 itself."""
+    `rate_limit_sink`). It writes in a transaction of its own, over a connection opened for
+    it and closed after: 429s are rare, and no process keeps a connection idle for them (a
+    pooler's or Neon's connection budget is better spent). It never raises: a back-off that
+    could not be recorded must not hide the 429 itself."""
 
     def __init__(self, settings: Settings, *, gateway: str = CASHFREE) -> None:
         self.settings = settings
         self.gateway = gateway
-        self._engine: AsyncEngine | None = None
 
     async def note(self, op: str, retry_after_s: float) -> None:
         # One upsert per 429: they come no faster than our calls do, and `hits` then says
         # exactly how many there were.
-        if self._engine is None:
-            self._engine = make_engine(self.settings, pool_size=1)
-        engine = self._engine
+        engine = make_engine(self.settings, pool_size=1)
         try:
             async with asyncio.timeout(NOTE_TIMEOUT_S):
                 await in_transaction(
@@ -122,6 +120,8 @@ class Recorder:
         except Exception as exc:
             log.warning("gateway.backoff.not_recorded", op=op, error=str(exc)[:200])
             return
+        finally:
+            await engine.dispose()
         log.warning(
             "gateway.backoff.recorded",
             gateway=self.gateway,
@@ -130,6 +130,4 @@ class Recorder:
         )
 
     async def aclose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+        """Nothing is kept open between notes."""
