@@ -33,10 +33,10 @@ from tests.harness.databases import (
     drop_template,
     seal_and_verify,
 )
-from tests.harness.stack import shared_stack, stack, stack_factory, variant
+from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, variant
 
 # The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…).
-__all__ = ["shared_stack", "stack", "stack_factory", "variant"]
+__all__ = ["quiet_stack", "shared_stack", "stack", "stack_factory", "variant"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     cashfree_api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] = "2025-01-01"
     cashfree_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     cashfree_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    # The longest our processes sleep on a Cashfree 429 before repeating the call in place.
+    # 0: never. A 429 goes up at once: an HTTP request answers 503 with Retry-After, a
+    # consumer's message goes to the retry ladder, and the sync jobs back off
+    # (`gateway/backoff.py`).
+    cashfree_rate_limit_wait_s: Annotated[float, Field(ge=0, le=60)] = 0.0
     # Where a buyer pays. Cashfree's own checkout is opened by its JS SDK from the
     # payment_session_id (leave unset); the local sandbox serves a page at this template.
     cashfree_checkout_url: str | None = (

@@ -117,6 +117,13 @@ class GatewayUnavailable(DomainError):
     title = "Payment gateway unavailable"
 
 
+class GatewayRateLimited(GatewayUnavailable):
+    """Cashfree answered 429: repeat after `retry_after_s` (also the Retry-After header)."""
+
+    code = "gateway_rate_limited"
+    title = "Payment gateway is rate-limiting us"
+
+
 class GatewayRejected(DomainError):
     code = "gateway_rejected"
     status = 502

@@ -34,6 +34,7 @@ OWNERS: dict[str, str] = {
     "idempotency_keys": "idempotency",
     "outbox": "queues",
     "inbox": "queues",
+    "gateway_backoff": "gateway",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -26,7 +26,7 @@ def offenders() -> list[str]:
     found = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC)
-        if rel.parts[0] == "gateway":  # the sandbox keeps its own store, no database
+        if rel.parts[:2] == ("gateway", "sandbox"):  # it keeps its own store, no database
             continue
         package = _package(path)
         text = path.read_text()

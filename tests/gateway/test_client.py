@@ -3,6 +3,7 @@ errors, and its retries."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,9 @@ from commdesk_billing.telemetry.metrics import GATEWAY_CALLS
 from tests.harness.stack import Stack, webhook_body
 
 
-def _client(stack: Stack, *, secret: str | None = None, max_retries: int = 3) -> CashfreeClient:
+def _client(
+    stack: Stack, *, secret: str | None = None, max_retries: int = 3, **kw: Any
+) -> CashfreeClient:
     s = stack.settings
     return CashfreeClient(
         base_url=s.cashfree_base_url,
@@ -32,6 +35,7 @@ def _client(stack: Stack, *, secret: str | None = None, max_retries: int = 3) ->
         timeout_s=5,
         backoff_s=0.05,
         max_retries=max_retries,
+        **kw,
     )
 
 
@@ -142,6 +146,82 @@ async def test_a_429_carries_cashfree_retry_hint(stack: Stack) -> None:
     assert limited is not None, "the rate limit never triggered"
     assert limited.status == 429 and limited.retry_after_s > 0
     assert limited.type == "rate_limit_error"
+
+
+async def _an_order(stack: Stack) -> str:
+    async with _client(stack) as cf:
+        oid = f"cl_{uuid.uuid4().hex[:20]}"
+        await cf.create_order(
+            order_id=oid, amount_paise=10_000, customer_id="c_1", customer_phone="9876543210"
+        )
+    return oid
+
+
+async def _get_order_limited(stack: Stack, window_s: float) -> None:
+    """`get order` at 3 calls per window (the sandbox profile at 0.05), windows this long."""
+    r = await stack.sandbox.patch(
+        "/_sandbox/rate-limits",
+        json={"profile": "sandbox", "multiplier": 0.05, "window_s": window_s},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"profile": "sandbox", "multiplier": 0.05, "window_s": window_s}
+
+
+def _counted(op: str, status: str) -> float:
+    return float(GATEWAY_CALLS.labels(op, status)._value.get())
+
+
+async def test_a_short_429_is_waited_out_and_the_call_repeated(stack: Stack) -> None:
+    # Where waiting is allowed (60 s by default), a 429 asking for 1 s is slept on.
+    oid = await _an_order(stack)
+    await _get_order_limited(stack, window_s=1)
+    limited, fine = _counted("fetch_order", "429"), _counted("fetch_order", "200")
+    try:
+        async with _client(stack) as cf:
+            for _ in range(3):
+                await cf.fetch_order(oid)
+            started = time.monotonic()
+            order = await cf.fetch_order(oid)
+            elapsed = time.monotonic() - started
+    finally:
+        await stack.sandbox.patch("/_sandbox/rate-limits", json={"profile": "off", "multiplier": 1})
+    assert order.order_id == oid
+    assert (_counted("fetch_order", "429") - limited, _counted("fetch_order", "200") - fine) == (
+        1,
+        4,
+    )
+    assert 1.0 <= elapsed < 2.0, f"waited {elapsed:.2f} s for a 1 s hint"
+
+
+async def test_a_429_longer_than_the_client_may_wait_is_raised_at_once(stack: Stack) -> None:
+    oid = await _an_order(stack)
+    limited = _counted("fetch_order", "429")
+    try:
+        # Our processes' clients may not wait at all: even a 1 s hint is raised.
+        await _get_order_limited(stack, window_s=1)
+        async with _client(stack, max_rate_limit_wait_s=0) as cf:
+            for _ in range(3):
+                await cf.fetch_order(oid)
+            started = time.monotonic()
+            with pytest.raises(CashfreeRateLimited) as short:
+                await cf.fetch_order(oid)
+            short_s = time.monotonic() - started
+        # A client that may wait 5 s does not wait a minute's hint either.
+        await _get_order_limited(stack, window_s=60)
+        async with _client(stack, max_rate_limit_wait_s=5) as cf:
+            for _ in range(3):
+                await cf.fetch_order(oid)
+            started = time.monotonic()
+            with pytest.raises(CashfreeRateLimited) as long:
+                await cf.fetch_order(oid)
+            long_s = time.monotonic() - started
+    finally:
+        await stack.sandbox.patch("/_sandbox/rate-limits", json={"profile": "off", "multiplier": 1})
+    assert (short.value.status, short.value.retry_after_s) == (429, 1.0)
+    assert long.value.status == 429 and 59.0 <= long.value.retry_after_s <= 60.0
+    # One 429 each: neither was repeated (max_retries is 3).
+    assert _counted("fetch_order", "429") - limited == 2
+    assert short_s < 0.5 and long_s < 0.5, (short_s, long_s)
 
 
 def test_client_ip_believes_only_trusted_proxies(stack: Stack) -> None:

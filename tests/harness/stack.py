@@ -225,16 +225,22 @@ async def stack_factory(
     async with AsyncExitStack() as exits:
         prefixes: list[Names] = []
 
-        async def make(*, own_database: bool = True, **overrides: Any) -> Stack:
+        async def make(
+            *, own_database: bool = True, worker: bool = True, **overrides: Any
+        ) -> Stack:
             """Every stack gets a database of its own: its worker's outbox relay would
-            otherwise publish other tests' events (on the suite's database) to its queues."""
+            otherwise publish other tests' events (on the suite's database) to its queues.
+            `worker=False`: no worker at all (no relay, no consumers, no queues declared):
+            what is announced stays in the outbox, as while the broker is away."""
             stack_engine = engine
             if own_database:
                 name = f"cdb_stack_{uuid.uuid4().hex[:12]}"
                 url = await create_database(name)
                 exits.push_async_callback(drop_database, name)
                 exits.push_async_callback(seal_and_verify, url, "a payments stack")
-                stack_engine = make_engine(Settings(database_url=url), pool_size=10)
+                # A stack without a worker only serves its test's few statements.
+                pool = 10 if worker else 2
+                stack_engine = make_engine(Settings(database_url=url), pool_size=pool)
                 exits.push_async_callback(stack_engine.dispose)
                 overrides["database_url"] = url
             sandbox_sock, api_sock = bound_socket(), bound_socket()
@@ -260,7 +266,8 @@ async def stack_factory(
                     **overrides,
                 }
             )
-            prefixes.append(Names(prefix, len(s.retry_delays_s)))
+            if worker:
+                prefixes.append(Names(prefix, len(s.retry_delays_s)))
             sandbox_cfg = SandboxConfig(
                 client_id=s.cashfree_client_id,
                 client_secret=s.cashfree_client_secret.get_secret_value(),
@@ -274,8 +281,8 @@ async def stack_factory(
             )
             await exits.enter_async_context(serving(create_sandbox_app(sandbox_cfg), sandbox_sock))
             await exits.enter_async_context(serving(create_app(s), api_sock))
-            worker = wiring.worker(s, engine=stack_engine)
-            await exits.enter_async_context(worker)
+            if worker:
+                await exits.enter_async_context(wiring.worker(s, engine=stack_engine))
             api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
             sandbox = await exits.enter_async_context(
                 httpx.AsyncClient(
@@ -304,6 +311,14 @@ async def stack_factory(
 @pytest.fixture(scope="session")
 async def shared_stack(stack_factory: StackFactory) -> Stack:
     return await stack_factory()
+
+
+@pytest.fixture(scope="session")
+async def quiet_stack(stack_factory: StackFactory) -> Stack:
+    """A stack with no worker (a database, sandbox and API of its own): everything announced
+    stays in its outbox, as while RabbitMQ is away. Tests drive its scheduler jobs by hand."""
+    # Small pools: it lives for the whole run, and the wallet races need the connections.
+    return await stack_factory(worker=False, db_pool_size=2, db_max_overflow=4)
 
 
 @pytest.fixture

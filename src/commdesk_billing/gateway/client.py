@@ -4,6 +4,12 @@ A thin client rather than Cashfree's SDK: the SDK hard-codes its hosts (so it ca
 sandbox), validates responses strictly (a new enum value becomes an exception on a payment
 path) and is synchronous. Here the base URL and keys come from configuration, the API version
 is pinned, every call has a timeout, and calls that may be retried carry an idempotency key.
+
+Rate limits: a 429 is retried in place only when Cashfree's `x-ratelimit-retry` is within
+`max_rate_limit_wait_s`; otherwise `CashfreeRateLimited` (with `retry_after_s`) is raised at
+once. Our processes build clients with that at 0 (`factory.py`): no HTTP request and no
+consumer sleeps on a 429; the request answers 503 with Retry-After, the message goes to the
+retry ladder, and the `rate_limit_sink` records the back-off the sync jobs honour.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import structlog
@@ -57,6 +63,14 @@ def _dumps(value: Any) -> str:
     return json.dumps(value)
 
 
+class RateLimitSink(Protocol):
+    """Told of every 429 the client sees (`gateway/backoff.Recorder`); must not raise."""
+
+    async def note(self, op: str, retry_after_s: float) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class CashfreeClient:
     def __init__(
         self,
@@ -69,8 +83,13 @@ class CashfreeClient:
         max_retries: int = 3,
         backoff_s: float = 0.25,
         max_backoff_s: float = 5.0,
+        max_rate_limit_wait_s: float = 60.0,
+        rate_limit_sink: RateLimitSink | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`max_rate_limit_wait_s`: the longest the client sleeps to honour a 429 before
+        retrying the call; a 429 asking for longer (any 429, at 0) is raised at once.
+        `rate_limit_sink` is told of every 429, retried or not, and closed with the client."""
         self.base_url = base_url.rstrip("/")
         self._headers = {
             "x-client-id": client_id,
@@ -81,6 +100,8 @@ class CashfreeClient:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.max_rate_limit_wait_s = max_rate_limit_wait_s
+        self._sink = rate_limit_sink
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             transport=transport,
@@ -89,6 +110,8 @@ class CashfreeClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._sink is not None:
+            await self._sink.aclose()
 
     async def __aenter__(self) -> CashfreeClient:
         return self
@@ -271,19 +294,31 @@ class CashfreeClient:
             try:
                 return await self._once(op, method, path, headers, content)
             except CashfreeError as exc:
+                if isinstance(exc, CashfreeRateLimited) and self._sink is not None:
+                    await self._sink.note(op, exc.retry_after_s)
                 if not (exc.retryable and retryable) or attempt > self.max_retries:
                     raise
                 wait = self._wait(attempt, exc)
+                if wait is None:
+                    # Cashfree wants longer than this client may wait: the caller backs off.
+                    log.info("cashfree.rate_limited", op=op, error=str(exc))
+                    raise
                 log.warning(
                     "cashfree.retry", op=op, attempt=attempt, wait_s=round(wait, 3), error=str(exc)
                 )
                 await asyncio.sleep(wait)
 
-    def _wait(self, attempt: int, exc: CashfreeError) -> float:
-        if isinstance(exc, CashfreeRateLimited) and exc.retry_after_s > 0:
-            return min(exc.retry_after_s, 60.0)
+    def _wait(self, attempt: int, exc: CashfreeError) -> float | None:
+        """Seconds to sleep before the next attempt; None: do not retry (a 429 asking for
+        longer than `max_rate_limit_wait_s`)."""
         ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        wait = random.uniform(ceiling / 2, ceiling)
+        if isinstance(exc, CashfreeRateLimited):
+            if exc.retry_after_s > 0:
+                wait = exc.retry_after_s
+            if wait > self.max_rate_limit_wait_s:
+                return None
+        return wait
 
     async def _once(
         self, op: str, method: str, path: str, headers: dict[str, str], content: bytes | None

@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 import aio_pika
 import structlog
@@ -64,6 +64,56 @@ async def publish(
     return envelope
 
 
+async def _publish_unless_pending(
+    conn: AsyncConnection,
+    queue: str,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    correlation_id: str,
+    in_flight_s: float,
+) -> Envelope | None:
+    """`publish`, unless the same command (queue, type, correlation id) is still pending:
+    unsent, or sent less than `in_flight_s` ago and not yet recorded by its consumer in the
+    inbox (waiting in the queue, being handled, or going round the retry ladder).
+
+    Past `in_flight_s` a message nobody recorded was dead-lettered or lost, and sending it
+    again is how it heals. The unsent half is also a constraint (`outbox_pending_once`), so
+    two concurrent senders still leave one row; the NOT EXISTS comes first so a row a relay
+    is publishing right now is seen as unsent without waiting on the relay's lock."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+    envelope = new_envelope(message_type, payload, correlation_id=correlation_id)
+    row = (
+        await conn.execute(
+            sql("""
+        INSERT INTO outbox (message_id, queue, message_type, body, dedupe_key)
+        SELECT :id, :queue, :type, :body, :key
+         WHERE NOT EXISTS (
+               SELECT 1 FROM outbox o
+                WHERE o.queue = :queue AND o.dedupe_key = :key
+                  AND (o.sent_at IS NULL
+                       OR (o.sent_at > now() - make_interval(secs => :window)
+                           AND NOT EXISTS (
+                               SELECT 1 FROM inbox i
+                                WHERE i.message_id = o.message_id AND i.consumer = o.queue))))
+        ON CONFLICT (queue, dedupe_key) WHERE sent_at IS NULL AND dedupe_key IS NOT NULL
+        DO NOTHING
+        RETURNING id"""),
+            {
+                "id": envelope.id,
+                "queue": queue,
+                "type": message_type,
+                "body": envelope.model_dump_json(),
+                "key": f"{message_type}:{correlation_id}",
+                "window": in_flight_s,
+            },
+        )
+    ).first()
+    return envelope if row is not None else None
+
+
+@overload
 async def send(
     conn: AsyncConnection,
     queue: str,
@@ -72,12 +122,56 @@ async def send(
     *,
     deliver_at: datetime | None = None,
     correlation_id: str | None = None,
-) -> Envelope:
+    unless_pending: Literal[False] = False,
+) -> Envelope: ...
+
+
+@overload
+async def send(
+    conn: AsyncConnection,
+    queue: str,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    correlation_id: str,
+    unless_pending: Literal[True],
+    in_flight_s: float,
+) -> Envelope | None: ...
+
+
+async def send(
+    conn: AsyncConnection,
+    queue: str,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    deliver_at: datetime | None = None,
+    correlation_id: str | None = None,
+    unless_pending: bool = False,
+    in_flight_s: float = 0.0,
+) -> Envelope | None:
     """A command: work that one queue's consumer must do. Refused when that queue has no
     handler routed for the type (a deployment bug: work must never be dropped silently, nor
-    wait in a queue that nothing reads)."""
+    wait in a queue that nothing reads).
+
+    `unless_pending=True` (periodic re-announcements: the syncs) sends nothing, and returns
+    None, while the same command for the same `correlation_id` is still pending: unsent, or
+    sent less than `in_flight_s` ago and not consumed yet (see `_publish_unless_pending`).
+    However often it runs, and however long the broker is away, a caller so adds at most one
+    row per correlation id."""
     if not routing.installed().routed(queue, message_type):
         raise RuntimeError(f"{queue} consumes no {message_type!r}: route it in the wiring")
+    if unless_pending:
+        if correlation_id is None or deliver_at is not None:
+            raise ValueError("unless_pending needs a correlation_id and no deliver_at")
+        return await _publish_unless_pending(
+            conn,
+            queue,
+            message_type,
+            payload,
+            correlation_id=correlation_id,
+            in_flight_s=in_flight_s,
+        )
     return await publish(
         conn, queue, message_type, payload, deliver_at=deliver_at, correlation_id=correlation_id
     )

@@ -81,6 +81,24 @@ class _Item:
     done: asyncio.Future[None]
 
 
+# A message published to the broker but not recorded in the inbox yet is "in flight" this
+# long at most (`in_flight_s`): queued or being handled (a minute), then every retry of the
+# ladder, each up to 1.5x its delay (±20 % jitter, and a TTL only expires at the head of its
+# retry queue). Past that it was dead-lettered or lost.
+HANDLING_ALLOWANCE_S = 60.0
+
+
+def in_flight_s(settings: Settings) -> float:
+    """How long a sent message may still be on its way to being consumed: the window in
+    which a periodic job must not send the same command again (`outbox.send(...,
+    unless_pending=True)`)."""
+    delays = settings.retry_delays_s
+    ladder = sum(
+        delays[min(attempt - 1, len(delays) - 1)] for attempt in range(1, settings.max_attempts)
+    )
+    return HANDLING_ALLOWANCE_S + 1.5 * ladder
+
+
 class PermanentError(Exception):
     """Retrying cannot help (bad payload, refused by the business rules)."""
 

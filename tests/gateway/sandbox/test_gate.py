@@ -143,7 +143,7 @@ async def test_rate_limits_can_be_switched_at_run_time(start_sandbox: Callable[.
         off = await client.get(f"/pg/orders/{unique('o')}")
         assert "x-ratelimit-limit" not in off.headers
         switched = await client.patch("/_sandbox/rate-limits", json={"profile": "production"})
-        assert switched.json() == {"profile": "production", "multiplier": 1.0}
+        assert switched.json() == {"profile": "production", "multiplier": 1.0, "window_s": 60.0}
         on = await client.get(f"/pg/orders/{unique('o')}")
     assert on.headers["x-ratelimit-limit"] == "400"
 

@@ -1,7 +1,8 @@
 """Per-endpoint, per-minute request limits with Cashfree's `x-ratelimit-*` headers (§8.2).
 
 A fixed one-minute window per (endpoint, app id or client IP). `x-ratelimit-retry` is the
-seconds left in the window once it is used up, 0 before.
+seconds left in the window once it is used up, 0 before. Tests may shorten the window
+(`window_s`, through `/_sandbox/rate-limits`) to get a 429 with a hint short enough to wait.
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, profile: RateProfile, multiplier: float) -> None:
-        self.configure(profile, multiplier)
+    def __init__(self, profile: RateProfile, multiplier: float, window_s: float = WINDOW_S) -> None:
+        self.configure(profile, multiplier, window_s)
 
-    def configure(self, profile: RateProfile, multiplier: float) -> None:
+    def configure(
+        self, profile: RateProfile, multiplier: float, window_s: float = WINDOW_S
+    ) -> None:
         self.profile = profile
         self.multiplier = multiplier
+        self.window_s = window_s
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
 
     def limit(self, endpoint: Endpoint) -> int | None:
@@ -77,13 +81,13 @@ class RateLimiter:
         key = (endpoint, client_ip if kind == "ip" else app_id)
         now = time.monotonic()
         started, used = self._windows.get(key, (now, 0))
-        if now - started >= WINDOW_S:
+        if now - started >= self.window_s:
             started, used = now, 0
         allowed = used < limit
         if allowed:
             used += 1
         self._windows[key] = (started, used)
-        retry = 0 if allowed else math.ceil(WINDOW_S - (now - started))
+        retry = 0 if allowed else math.ceil(self.window_s - (now - started))
         headers = {
             "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(limit - used),

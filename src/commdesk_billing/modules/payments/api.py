@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated
 
@@ -12,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import (
+    GatewayRateLimited,
     GatewayRejected,
     GatewayUnavailable,
 )
 from commdesk_billing.gateway.client import CashfreeClient
-from commdesk_billing.gateway.errors import CashfreeError, CashfreeRejected
+from commdesk_billing.gateway.errors import CashfreeError, CashfreeRateLimited, CashfreeRejected
 from commdesk_billing.idempotency.keys import respond
 from commdesk_billing.modules.payments import auth, ordering, service, verification
 from commdesk_billing.modules.payments import repository as repo
@@ -29,7 +31,7 @@ from commdesk_billing.modules.payments.schemas import (
 )
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import MEDIA_TYPE, documented, domain_problem_body
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -43,7 +45,8 @@ _PROBLEMS = documented(
         422: "Body invalid, unknown pack, amount out of range, or the key reused",
         429: "Too many unpaid orders",
         502: "Cashfree refused the order",
-        503: "Cashfree unavailable; repeat with the same Idempotency-Key",
+        503: "Cashfree unavailable (repeat with the same Idempotency-Key), or rate-limiting us "
+        "(`gateway_rate_limited`: repeat after Retry-After)",
     }
 )
 
@@ -125,12 +128,16 @@ async def retry_payment(
 )
 async def sync_payment(
     payment_id: uuid.UUID, request: Request, engine: Engine, settings: Config, caller: Caller
-) -> PaymentOut:
+) -> PaymentOut | JSONResponse:
     auth.authorize_sync(caller)
     try:
         await verification.verify_payment(
             engine, _client(request), settings, payment_id, source="manual"
         )
+    except CashfreeRateLimited as exc:
+        # Answered now, never waited out inside the request (the client does not sleep on
+        # a 429; it recorded the back-off the sync jobs honour).
+        return _rate_limited(exc)
     except CashfreeRejected as exc:
         raise GatewayRejected(str(exc), gateway_status=exc.status) from exc
     except CashfreeError as exc:
@@ -141,6 +148,21 @@ async def sync_payment(
         return PaymentOut.of(p, service.checkout_url(settings, p))
 
     return await in_transaction(engine, work)
+
+
+def _rate_limited(exc: CashfreeRateLimited) -> JSONResponse:
+    """503 `gateway_rate_limited` with Cashfree's hint as Retry-After (whole seconds)."""
+    wait = max(1, math.ceil(exc.retry_after_s))
+    problem = GatewayRateLimited(
+        "Cashfree is rate-limiting us; nothing was changed: ask again after Retry-After seconds",
+        retry_after_s=wait,
+    )
+    return JSONResponse(
+        domain_problem_body(problem),
+        status_code=problem.status,
+        media_type=MEDIA_TYPE,
+        headers={"Retry-After": str(wait)},
+    )
 
 
 @router.get(

@@ -54,6 +54,9 @@ class PaymentProcessing(TwoPhase):
             # 401/400 from Cashfree will not heal by retrying this message: dead-letter it
             # with the reason (a lost message costs nothing: the sync job asks again).
             raise PermanentError(f"cashfree refused the lookup: {exc}") from exc
+        # A 429 (CashfreeRateLimited) goes up as it is: transient, so the message takes the
+        # retry ladder. The client does not sleep on it (`cashfree_rate_limit_wait_s`) and
+        # has recorded the back-off the sync job honours.
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None:
         await self.settle(conn, envelope, fetched)

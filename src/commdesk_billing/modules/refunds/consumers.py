@@ -25,7 +25,9 @@ class RefundPayload(StrictInput):
 
 class RefundProcessing:
     """A one-phase handler on purpose (not TwoPhase): `service.process` keeps the refund's
-    row locked across the Cashfree call, see there why."""
+    row locked across the Cashfree call, see there why. A 429 is raised at once by the
+    client (it does not sleep on it, so the row is not held while Cashfree's window runs
+    out): the transaction rolls back and the message takes the retry ladder."""
 
     def __init__(self, client: CashfreeClient) -> None:
         self.client = client

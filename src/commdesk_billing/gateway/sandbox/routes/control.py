@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from commdesk_billing.gateway.sandbox.api import AUTH_FAILED, Gate, error_response, json_response
 from commdesk_billing.gateway.sandbox.config import Faults, RateProfile
+from commdesk_billing.gateway.sandbox.ratelimit import WINDOW_S
 from commdesk_billing.gateway.sandbox.wire import ist_text
 
 Control = Callable[[Request, Gate, Any], Response]
@@ -64,15 +65,26 @@ class RateLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: RateProfile
     multiplier: float = Field(gt=0, le=10_000)
+    # Cashfree's window is a minute; tests shorten it to see a short x-ratelimit-retry.
+    window_s: float = Field(default=WINDOW_S, gt=0, le=3600)
 
 
 def rate_limits(request: Request, gate: Gate, body: Any) -> Response:
     limiter = gate.limiter
     if request.method == "PATCH":
+        # The window is not sticky: a PATCH that does not name it goes back to a minute.
         now = {"profile": limiter.profile, "multiplier": limiter.multiplier}
         wanted = RateLimits.model_validate(now | (body or {}))
-        limiter.configure(wanted.profile, wanted.multiplier)  # also starts fresh windows
-    return json_response(200, {"profile": limiter.profile, "multiplier": limiter.multiplier})
+        # Also starts fresh windows.
+        limiter.configure(wanted.profile, wanted.multiplier, wanted.window_s)
+    return json_response(
+        200,
+        {
+            "profile": limiter.profile,
+            "multiplier": limiter.multiplier,
+            "window_s": limiter.window_s,
+        },
+    )
 
 
 def webhooks(request: Request, gate: Gate, body: Any) -> Response:
