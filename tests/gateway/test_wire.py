@@ -68,3 +68,13 @@ def test_gateway_models_tolerate_what_cashfree_may_send() -> None:
         {"refund_id": "r1", "refund_amount": 2.0, "refund_status": "FAILED", "cf_refund_id": 9}
     )
     assert refund.refund_amount_paise == 200 and refund.cf_refund_id == "9"
+
+
+def test_the_rate_limit_hint_is_bounded_and_never_breaks() -> None:
+    from commdesk_billing.gateway.client import rate_limit_hint
+
+    def hint(value: str | None) -> float:
+        return rate_limit_hint({} if value is None else {"x-ratelimit-retry": value})
+
+    assert [hint("7"), hint("0.5"), hint("-3"), hint(None), hint("soon")] == [7, 0.5, 0, 1, 1]
+    assert [hint("1e9"), hint("inf"), hint("nan"), hint("-inf")] == [300, 1, 1, 1]

@@ -42,7 +42,10 @@ class Backoff:
 
 def _seconds(retry_after_s: float) -> int:
     """Cashfree's hint in whole seconds, at least one (a 429 always means "not now")."""
-    return max(1, math.ceil(retry_after_s))
+    if not math.isfinite(retry_after_s):
+        return 1
+    # Bounded like the client's reading of the header: a back-off is minutes, never years.
+    return max(1, min(300, math.ceil(retry_after_s)))
 
 
 async def note(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import uuid
 from collections.abc import Mapping
@@ -69,6 +70,22 @@ class RateLimitSink(Protocol):
     async def note(self, op: str, retry_after_s: float) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+# Cashfree's `x-ratelimit-retry` is believed up to this: a wild value (1e9, inf) must not
+# stop the syncs for years, nor a non-finite one turn an answer into a crash.
+MAX_RATE_LIMIT_HINT_S = 300.0
+
+
+def rate_limit_hint(headers: Mapping[str, str]) -> float:
+    """Seconds to wait after a 429: Cashfree's hint, bounded to [0, 300]; 1 if unreadable."""
+    try:
+        hint = float(headers.get("x-ratelimit-retry", "1"))
+    except ValueError:
+        return 1.0
+    if not math.isfinite(hint):
+        return 1.0
+    return min(max(hint, 0.0), MAX_RATE_LIMIT_HINT_S)
 
 
 class CashfreeClient:
@@ -376,11 +393,9 @@ def _error(op: str, resp: httpx.Response, data: Any, request_id: str) -> Cashfre
     }
     status = resp.status_code
     if status == 429:
-        try:
-            retry = float(resp.headers.get("x-ratelimit-retry", "1"))
-        except ValueError:
-            retry = 1.0
-        return CashfreeRateLimited(f"{op}: {message}", retry_after_s=max(retry, 0.0), **kw)
+        return CashfreeRateLimited(
+            f"{op}: {message}", retry_after_s=rate_limit_hint(resp.headers), **kw
+        )
     if status >= 500:
         return CashfreeUnavailable(f"{op}: {message}", **kw)
     if status == 401 or status == 403:

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Environment, Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.db.errors import DatabaseUnavailable
 from commdesk_billing.errors import DomainError
 from commdesk_billing.queues import inbox
 from commdesk_billing.queues.envelope import Envelope, InvalidMessage, decode
@@ -338,7 +339,11 @@ class Consumers:
         self, queue: str, envelope: Envelope, exc: BaseException
     ) -> None:
         detail = f"{type(exc).__name__}: {exc}"[:500]
-        if envelope.attempt >= self.settings.max_attempts:
+        # The database being unavailable says nothing about the message: it waits at the
+        # last tier for as long as the outage lasts instead of using up its attempts and
+        # landing in the DLQ, where a credit after a capture would wait for a person.
+        unavailable = isinstance(exc, DatabaseUnavailable)
+        if envelope.attempt >= self.settings.max_attempts and not unavailable:
             await self.dead_letter(
                 queue,
                 envelope.encode(),
@@ -350,12 +355,15 @@ class Consumers:
         delays = self.settings.retry_delays_s
         tier = min(envelope.attempt - 1, len(delays) - 1)
         delay = delays[tier] * random.uniform(0.8, 1.2)
+        again = envelope
+        if not unavailable or envelope.attempt < self.settings.max_attempts:
+            again = envelope.next_attempt()
         # The shared tier's exchange fans the message into the tier's queue; its routing key,
         # the work queue's name, is where RabbitMQ dead-letters it back when the TTL is up.
         exchange = await self.channel.get_exchange(self.names.retry(tier), ensure=False)
         await exchange.publish(
             aio_pika.Message(
-                envelope.next_attempt().encode(),
+                again.encode(),
                 message_id=str(envelope.id),
                 content_type="application/json",
                 delivery_mode=PERSISTENT,
