@@ -160,20 +160,13 @@ async def receive(
         stored_as = await _store(conn, stored, delivery, payment.id if payment else None, verdict)
         webhook_id = stored_as.webhook_id
         if stored_as.differs:
-            await fraud.record(
+            return await _content_mismatch(
                 conn,
-                "webhook_content_mismatch",
-                severity="high",
+                stored_as,
                 payment_id=payment.id if payment else None,
                 user_id=payment.user_id if payment else None,
-                webhook_id=webhook_id,
-                details={
-                    "fields": stored_as.differs,
-                    "first_webhook_id": str(stored_as.first_id),
-                    "disagrees_with_order": mismatch,
-                },
+                details={"disagrees_with_order": mismatch},
             )
-            return Receipt(webhook_id, "mismatch")
         if not stored_as.inserted:
             return Receipt(webhook_id, "duplicate")
         if payment is None or data is None:
@@ -231,6 +224,32 @@ _INSERT = """
             CASE WHEN :status = 'received' THEN NULL ELSE now() END)
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id"""
+
+
+async def _content_mismatch(
+    conn: AsyncConnection,
+    stored_as: _Stored,
+    *,
+    payment_id: uuid.UUID | None,
+    user_id: uuid.UUID | None,
+    details: dict[str, Any],
+) -> Receipt:
+    """A signed delivery that contradicts the one stored under its identity: a fraud event
+    naming what differs and the first delivery; the delivery itself is never acted on."""
+    await fraud.record(
+        conn,
+        "webhook_content_mismatch",
+        severity="high",
+        payment_id=payment_id,
+        user_id=user_id,
+        webhook_id=stored_as.webhook_id,
+        details={
+            "fields": stored_as.differs,
+            "first_webhook_id": str(stored_as.first_id),
+            **details,
+        },
+    )
+    return Receipt(stored_as.webhook_id, "mismatch")
 
 
 async def _store(
@@ -321,20 +340,16 @@ async def _receive_refund(
     stored_as = await _store(conn, stored, delivery, refund.payment_id if refund else None, verdict)
     webhook_id = stored_as.webhook_id
     if stored_as.differs:
-        await fraud.record(
+        return await _content_mismatch(
             conn,
-            "webhook_content_mismatch",
-            severity="high",
+            stored_as,
             payment_id=refund.payment_id if refund else None,
-            webhook_id=webhook_id,
+            user_id=None,
             details={
-                "fields": stored_as.differs,
-                "first_webhook_id": str(stored_as.first_id),
                 "disagrees_with_refund": mismatch,
                 "refund_id": str(refund.id) if refund else None,
             },
         )
-        return Receipt(webhook_id, "mismatch")
     if not stored_as.inserted:
         return Receipt(webhook_id, "duplicate")
     if refund is None:
