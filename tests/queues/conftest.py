@@ -11,10 +11,13 @@ from typing import Any
 import aio_pika
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names, delete
+from commdesk_billing.telemetry.metrics import QUEUE_CONSUMED
 
 
 @pytest.fixture
@@ -63,3 +66,46 @@ async def queue_depth(settings: Settings, name: str) -> int:
         channel = await connection.channel()
         q = await channel.declare_queue(name, passive=True)
         return int(q.declaration_result.message_count or 0)
+
+
+async def debits_via_outbox(
+    engine: AsyncEngine, wallets: list[uuid.UUID], count: int, tag: str, per_tx: int = 500
+) -> None:
+    """`count` wallet.debit events of 1 credit, round-robin over `wallets`, via the outbox."""
+    for start in range(0, count, per_tx):
+
+        async def work(conn: AsyncConnection, start: int = start) -> None:
+            for i in range(start, min(start + per_tx, count)):
+                await publish(
+                    conn,
+                    "wallet.debit",
+                    "wallet.debit.requested",
+                    {
+                        "wallet_id": str(wallets[i % len(wallets)]),
+                        "credits": 1,
+                        "reason": f"event {tag}",
+                        "idempotency_key": f"{tag}:{i}",
+                    },
+                )
+
+        await in_transaction(engine, work)
+
+
+async def applied(engine: AsyncEngine, tag: str) -> int:
+    return int(
+        await scalar(
+            engine, "SELECT count(*) FROM wallet_transactions WHERE source = :s", s=f"event {tag}"
+        )
+    )
+
+
+def duplicates_seen() -> float:
+    return QUEUE_CONSUMED.labels("wallet.debit", "duplicate")._value.get()  # type: ignore[attr-defined]
+
+
+async def applied_at_least(engine: AsyncEngine, tag: str, n: int) -> bool:
+    return await applied(engine, tag) >= n
+
+
+async def depth_is(settings: Settings, name: str, n: int) -> bool:
+    return await queue_depth(settings, name) == n

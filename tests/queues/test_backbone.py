@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,44 +28,17 @@ from commdesk_billing.queues.scheduler import Job, Scheduler
 from commdesk_billing.queues.topology import QUEUES, Names
 from commdesk_billing.queues.worker import Worker
 from commdesk_billing.security.jwt import Principal, Role
-from commdesk_billing.telemetry.metrics import QUEUE_CONSUMED
 from tests.conftest import new_wallet
-from tests.queues.conftest import queue_depth, scalar, wait_for
-
-
-async def _debits(
-    engine: AsyncEngine, wallets: list[uuid.UUID], count: int, tag: str, per_tx: int = 500
-) -> None:
-    """`count` wallet.debit events of 1 credit, round-robin over `wallets`, via the outbox."""
-    for start in range(0, count, per_tx):
-
-        async def work(conn: AsyncConnection, start: int = start) -> None:
-            for i in range(start, min(start + per_tx, count)):
-                await publish(
-                    conn,
-                    "wallet.debit",
-                    "wallet.debit.requested",
-                    {
-                        "wallet_id": str(wallets[i % len(wallets)]),
-                        "credits": 1,
-                        "reason": f"event {tag}",
-                        "idempotency_key": f"{tag}:{i}",
-                    },
-                )
-
-        await in_transaction(engine, work)
-
-
-async def _applied(engine: AsyncEngine, tag: str) -> int:
-    return int(
-        await scalar(
-            engine, "SELECT count(*) FROM wallet_transactions WHERE source = :s", s=f"event {tag}"
-        )
-    )
-
-
-def _duplicates() -> float:
-    return QUEUE_CONSUMED.labels("wallet.debit", "duplicate")._value.get()  # type: ignore[attr-defined]
+from tests.queues.conftest import (
+    applied,
+    applied_at_least,
+    debits_via_outbox,
+    depth_is,
+    duplicates_seen,
+    queue_depth,
+    scalar,
+    wait_for,
+)
 
 
 @pytest.mark.slow
@@ -76,10 +47,10 @@ async def test_ten_thousand_events_apply_exactly_once(
 ) -> None:
     wallets = [(await new_wallet(engine, 1000)).id for _ in range(50)]
     tag = uuid.uuid4().hex[:8]
-    await _debits(engine, wallets, 10_000, tag)
+    await debits_via_outbox(engine, wallets, 10_000, tag)
     async with wiring.worker(qsettings, engine=engine):
-        await wait_for(lambda: _done(engine, tag, 10_000), 300, "10 000 debits")
-    assert await _applied(engine, tag) == 10_000
+        await wait_for(lambda: applied_at_least(engine, tag, 10_000), 300, "10 000 debits")
+    assert await applied(engine, tag) == 10_000
     for wid in wallets:
         w = await in_transaction(engine, lambda c, w=wid: ws.get_wallet(c, w))
         assert w.available_credits == 1000 - 200
@@ -95,96 +66,6 @@ async def test_ten_thousand_events_apply_exactly_once(
         await queue_depth(qsettings, Names(qsettings.rabbitmq_queue_prefix, 3).dlq("wallet.debit"))
         == 0
     )
-
-
-async def _done(engine: AsyncEngine, tag: str, n: int) -> bool:
-    return await _applied(engine, tag) >= n
-
-
-@pytest.mark.slow
-async def test_broker_outage_loses_nothing(engine: AsyncEngine, qsettings: Settings) -> None:
-    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    wallets = [(await new_wallet(engine, 1000)).id for _ in range(10)]
-    tag = uuid.uuid4().hex[:8]
-    async with wiring.worker(qsettings, engine=engine):
-        await _debits(engine, wallets, 100, tag, per_tx=10)
-        await wait_for(lambda: _done(engine, tag, 100), 60, "the first 100")
-        try:
-            await _rabbitmqctl(ctl, "stop_app")
-            # Producers keep committing while the broker is away.
-            await _debits(engine, wallets, 300, tag + "b", per_tx=10)
-            assert await _applied(engine, tag + "b") == 0
-            assert (
-                await scalar(
-                    engine,
-                    "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND body LIKE :t",
-                    t=f"%{tag}b%",
-                )
-                == 300
-            )
-        finally:
-            await _rabbitmqctl(ctl, "start_app")
-        await wait_for(lambda: _done(engine, tag + "b", 300), 180, "the 300 after the outage")
-    assert await _applied(engine, tag) == 100
-    assert await _applied(engine, tag + "b") == 300
-    for wid in wallets:
-        report = await in_transaction(engine, lambda c, w=wid: ws.sync_balance(c, w))
-        assert report.consistent and report.row_available == 1000 - 40
-
-
-@pytest.mark.slow
-async def test_worker_killed_between_commit_and_ack(
-    engine: AsyncEngine, qsettings: Settings
-) -> None:
-    wallet = await new_wallet(engine, 100)
-    tag = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "BILLING_DATABASE_URL": qsettings.database_url,
-        "BILLING_RABBITMQ_URL": qsettings.rabbitmq_url,
-        "BILLING_RABBITMQ_QUEUE_PREFIX": qsettings.rabbitmq_queue_prefix,
-        "BILLING_RETRY_DELAYS_S": "[0.2, 0.4, 0.8]",
-        "BILLING_FAULT_CRASH_AFTER_COMMIT": "wallet.debit",
-        "BILLING_LOG_JSON": "false",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "commdesk_billing.cli", "worker", env=env
-    )
-    try:
-        await _debits(engine, [wallet.id], 1, tag)
-        returncode = await asyncio.wait_for(proc.wait(), timeout=60)
-        assert returncode == -signal.SIGKILL, returncode
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    # The effect committed, the ack never happened: the broker holds the message again.
-    assert await _applied(engine, tag) == 1
-    names = Names(qsettings.rabbitmq_queue_prefix, 3)
-    await wait_for(
-        lambda: _depth_is(qsettings, names.work("wallet.debit"), 1),
-        30,
-        "the unacknowledged message to be back",
-    )
-    before = _duplicates()
-    async with wiring.worker(qsettings, engine=engine, relay=False):
-        await wait_for(
-            lambda: _depth_is(qsettings, names.work("wallet.debit"), 0), 30, "the redelivery"
-        )
-    assert _duplicates() == before + 1  # redelivered, recognised, acknowledged
-    assert await _applied(engine, tag) == 1
-    w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
-    assert w.available_credits == 99
-
-
-async def _rabbitmqctl(ctl: str, command: str) -> None:
-    await asyncio.to_thread(
-        subprocess.run, [ctl, command], check=True, capture_output=True, timeout=180
-    )
-
-
-async def _depth_is(settings: Settings, name: str, n: int) -> bool:
-    return await queue_depth(settings, name) == n
 
 
 async def test_transient_failures_retry_with_growing_delays(
@@ -254,7 +135,7 @@ async def test_exhausted_attempts_land_in_the_dlq_and_replay_once_fixed(
             engine, lambda c: publish(c, "fraud.detection", "test.broken", {"marker": marker})
         )
         await wait_for(
-            lambda: _depth_is(qsettings, names.dlq("fraud.detection"), 1), 30, "the dead letter"
+            lambda: depth_is(qsettings, names.dlq("fraud.detection"), 1), 30, "the dead letter"
         )
         assert sorted(attempts) == [1, 2, 3]  # max_attempts = 3
         (dead,) = await dlq_list(qsettings, "fraud.detection")
@@ -299,7 +180,7 @@ async def test_permanent_errors_and_garbage_go_straight_to_the_dlq(
                     aio_pika.Message(body), routing_key=names.work("wallet.debit")
                 )
         await wait_for(
-            lambda: _depth_is(qsettings, names.dlq("wallet.debit"), 4), 30, "four dead letters"
+            lambda: depth_is(qsettings, names.dlq("wallet.debit"), 4), 30, "four dead letters"
         )
     # Each dead letter with the headers the consumer wrote (runtime.Consumers.dead_letter):
     # x-reason, x-detail, x-attempts; a body that is no envelope is named by its bytes.
@@ -346,13 +227,13 @@ async def test_permanent_errors_and_garbage_go_straight_to_the_dlq(
 async def test_two_relays_and_two_workers(engine: AsyncEngine, qsettings: Settings) -> None:
     wallets = [(await new_wallet(engine, 1000)).id for _ in range(20)]
     tag = uuid.uuid4().hex[:8]
-    before = _duplicates()
+    before = duplicates_seen()
     async with wiring.worker(qsettings, engine=engine), wiring.worker(qsettings, engine=engine):
-        await _debits(engine, wallets, 2000, tag, per_tx=100)
-        await wait_for(lambda: _done(engine, tag, 2000), 180, "2 000 debits")
+        await debits_via_outbox(engine, wallets, 2000, tag, per_tx=100)
+        await wait_for(lambda: applied_at_least(engine, tag, 2000), 180, "2 000 debits")
         await asyncio.sleep(1)  # any duplicate publish would arrive by now
-    assert await _applied(engine, tag) == 2000
-    assert _duplicates() == before  # no row was published twice
+    assert await applied(engine, tag) == 2000
+    assert duplicates_seen() == before  # no row was published twice
     assert (
         await scalar(
             engine,
@@ -514,7 +395,7 @@ async def test_operator_commands_over_the_cli(engine: AsyncEngine, qsettings: Se
                 routing_key=Names(qsettings.rabbitmq_queue_prefix, 3).work("wallet.credit"),
             )
         await wait_for(
-            lambda: _depth_is(
+            lambda: depth_is(
                 qsettings, Names(qsettings.rabbitmq_queue_prefix, 3).dlq("wallet.credit"), 1
             ),
             30,
@@ -662,7 +543,7 @@ async def test_copies_of_one_message_apply_once_even_in_one_batch(
                     aio_pika.Message(env.encode()), routing_key=names.work("analytics.billing")
                 )
         await wait_for(
-            lambda: _depth_is(qsettings, names.work("analytics.billing"), 0), 30, "all copies"
+            lambda: depth_is(qsettings, names.work("analytics.billing"), 0), 30, "all copies"
         )
         await asyncio.sleep(0.3)
     assert await _count_effects(engine, marker) == 1

@@ -130,16 +130,22 @@ class Worker:
             )
         log.info("worker.started", queues=sorted(self.handlers), relay=self.with_relay)
 
+    def online(self) -> bool:
+        """Connected to the broker right now: not closed, not reconnecting. `connected` is
+        cleared the moment the link drops; `reconnecting` alone is only true while an attempt
+        runs, not while the robust connection waits between attempts."""
+        connection = self.connection
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+            and not getattr(connection, "reconnecting", False)
+        )
+
     def readiness(self) -> dict[str, bool]:
         """What `/readyz` reports: connected to the broker (not reconnecting), consuming
         every queue it was given, its relay running."""
-        connection = self.connection
-        connected = (
-            connection is not None
-            and not connection.is_closed
-            and not getattr(connection, "reconnecting", False)
-        )
-        checks = {"broker": bool(connected)}
+        checks = {"broker": self.online()}
         if self.handlers:
             checks["consumers"] = self.consumers is not None and self.consumers.started
         if self.with_relay:
@@ -149,15 +155,21 @@ class Worker:
     async def stop(self) -> None:
         """Graceful: stop consuming, finish in-flight messages, stop the relay, close."""
         self._stop.set()
+        # Cut off from the broker (reconnecting, or never connected), nothing the broker would
+        # have to answer can finish: consumers are not cancelled one by one (the broker drops
+        # them with the connection) and the relay's round is not waited for (cancelling it
+        # rolls its claim back and leaves the rows unsent, for the next worker). So SIGTERM
+        # is honoured within seconds in every state.
+        online = self.online()
         if self.consumers is not None:
-            await self.consumers.stop()
+            await self.consumers.stop(cancel=online)
         if self._relay_task is not None:
             # The relay finishes its round (bounded by the publish timeout); past that it is
             # cancelled, which rolls its transaction back and leaves the rows unsent.
             try:
-                await asyncio.wait_for(self._relay_task, timeout=45)
+                await asyncio.wait_for(self._relay_task, timeout=45 if online else 2)
             except TimeoutError:
-                log.warning("worker.relay.cancelled")
+                log.warning("worker.relay.cancelled", online=online)
         closed: set[int] = set()
         for handler in self.handlers.values():
             closer = getattr(handler, "aclose", None)
@@ -165,7 +177,11 @@ class Worker:
                 closed.add(id(handler))
                 await closer()
         if self.connection is not None:
-            await self.connection.close()
+            try:
+                # A robust connection mid-reconnect-attempt may wait on that attempt to close.
+                await asyncio.wait_for(self.connection.close(), timeout=5)
+            except TimeoutError:
+                log.warning("worker.connection.close_timeout")
         if self._own_engine and self._engine is not None:
             await self._engine.dispose()
         log.info("worker.stopped")
