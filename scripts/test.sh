@@ -23,6 +23,9 @@ bash scripts/bootstrap.sh
 .venv/bin/mypy
 if [ "$quick" -eq 1 ]; then
   .venv/bin/pytest -m "not slow" "$@"
+elif [ "$#" -eq 0 ]; then
+  # The whole suite: the fault tests' records become docs/reliability.md's table.
+  .venv/bin/pytest --reliability-report docs/reliability.md
 else
   .venv/bin/pytest "$@"
 fi

@@ -25,6 +25,7 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.storage import LocalDocumentStore
+from tests.harness import faults as fault_log
 from tests.harness.broker import create_vhost, delete_vhost
 from tests.harness.databases import (
     SUITE_SUMMARY,
@@ -33,14 +34,22 @@ from tests.harness.databases import (
     drop_template,
     seal_and_verify,
 )
+from tests.harness.faults import faults
 from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, variant
 
-# The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…).
-__all__ = ["quiet_stack", "shared_stack", "stack", "stack_factory", "variant"]
+# The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…);
+# `faults` records what a fault test injected and what it cost (docs/reliability.md).
+__all__ = ["faults", "quiet_stack", "shared_stack", "stack", "stack_factory", "variant"]
+
+
+def pytest_addoption(parser: Any) -> None:
+    fault_log.add_option(parser)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for line in SUITE_SUMMARY:
+        terminalreporter.write_line(line)
+    if (line := fault_log.write_report(terminalreporter.config)) is not None:
         terminalreporter.write_line(line)
 
 

@@ -48,6 +48,8 @@ class Observe:
         headers = dict(scope.get("headers") or [])
         raw_id = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = raw_id if 0 < len(raw_id) <= 128 and raw_id.isprintable() else uuid.uuid4().hex
+        # Kept on the scope too: a 500 is answered outside this middleware (problems.py).
+        scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = time.perf_counter()
 

@@ -67,6 +67,8 @@ def domain_problem_body(exc: DomainError) -> dict[str, Any]:
 
 
 UNAVAILABLE_CODE = "database_unavailable"
+# Retry-After of a 503 whose dependency gave no hint of its own (Cashfree down, say).
+DEPENDENCY_RETRY_AFTER_S = 5
 
 
 def unavailable_problem(exc: DatabaseUnavailable) -> JSONResponse:
@@ -99,7 +101,18 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(domain_problem_body(exc), status_code=exc.status, media_type=MEDIA_TYPE)
+        headers = None
+        if exc.status == 503:
+            # Every 503 says when to come back (a dependency is away; the same request with
+            # the same Idempotency-Key is safe to repeat).
+            wait = exc.extra.get("retry_after_s", DEPENDENCY_RETRY_AFTER_S)
+            headers = {"Retry-After": str(wait)}
+        return JSONResponse(
+            domain_problem_body(exc),
+            status_code=exc.status,
+            media_type=MEDIA_TYPE,
+            headers=headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -151,12 +164,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.unhandled_error", path=request.url.path)
+        headers = {"Connection": "close"}
+        # Answered outside the request middleware (Starlette's outermost layer), so the id
+        # it set on the scope is put on here: the one answer support most needs it on.
+        if (request_id := getattr(request.state, "request_id", None)) is not None:
+            headers["X-Request-ID"] = request_id
         return problem(
             500,
             "internal_error",
             "Internal error",
             "the request failed; it is safe to retry with the same Idempotency-Key",
-            headers={"Connection": "close"},
+            headers=headers,
         )
 
 

@@ -16,6 +16,7 @@ from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names, delete
 from commdesk_billing.queues.worker import Worker
+from tests.harness.faults import Recorder
 from tests.queues.conftest import queue_depth, wait_for
 from tests.queues.test_backbone import _count_effects, _effects, _mark
 
@@ -29,7 +30,7 @@ async def _forget_everything(settings: Settings, names: Names) -> None:
 
 
 async def test_a_broker_that_lost_its_queues_gets_them_back_and_loses_nothing(
-    engine: AsyncEngine, qsettings: Settings
+    engine: AsyncEngine, qsettings: Settings, faults: Recorder
 ) -> None:
     names = Names(qsettings.rabbitmq_queue_prefix, len(qsettings.retry_delays_s))
     before, after = uuid.uuid4().hex, uuid.uuid4().hex
@@ -59,8 +60,17 @@ async def test_a_broker_that_lost_its_queues_gets_them_back_and_loses_nothing(
         # Everything is declared again: the work queue, its DLQ and every shared retry tier.
         for name in [*names.all("analytics.billing"), *names.tiers_all()]:
             assert await queue_depth(qsettings, name) == 0, name
-    assert await _count_effects(engine, before) == 1
-    assert await _count_effects(engine, after) == 1
+    effects = [await _count_effects(engine, m) for m in (before, after)]
+    faults.record(
+        "broker forgets every queue, dead-letter queue and retry tier under a running worker",
+        injected=1,
+        what="the vhost's 25 queues and retry exchanges deleted; a message before and after, "
+        "the one after failing until a retry tier is back",
+        lost=sum(1 for n in effects if n == 0),
+        twice=sum(max(0, n - 1) for n in effects),
+        outcome="the worker declares its topology again; the retry goes through a tier",
+    )
+    assert effects == [1, 1]
     assert attempts[before] == [1]
     # A delivery whose retry could not be published is handed back as it was (attempt 1
     # again) while the worker declares the topology; then a retry goes through a tier.

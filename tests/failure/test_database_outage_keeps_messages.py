@@ -15,6 +15,7 @@ from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names
 from commdesk_billing.queues.worker import Worker
+from tests.harness.faults import Recorder
 from tests.queues.conftest import queue_depth, wait_for
 from tests.queues.test_backbone import _count_effects, _effects, _mark
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_an_outage_past_the_last_attempt_keeps_the_message(
-    engine: AsyncEngine, qsettings: Settings
+    engine: AsyncEngine, qsettings: Settings, faults: Recorder
 ) -> None:
     marker = uuid.uuid4().hex
     seen: list[int] = []
@@ -40,8 +41,18 @@ async def test_an_outage_past_the_last_attempt_keeps_the_message(
         )
         await wait_for(lambda: _effects(engine, marker, 1), 60, "the message after the outage")
     names = Names(qsettings.rabbitmq_queue_prefix, len(qsettings.retry_delays_s))
-    assert await _count_effects(engine, marker) == 1
-    assert await queue_depth(qsettings, names.dlq("analytics.billing")) == 0
+    effects = await _count_effects(engine, marker)
+    dead = await queue_depth(qsettings, names.dlq("analytics.billing"))
+    faults.record(
+        "the database unavailable for longer than a message's attempts",
+        injected=outage,
+        what=f"{outage} deliveries finding it unavailable (max attempts {qsettings.max_attempts})",
+        lost=max(0, 1 - effects) + dead,
+        twice=max(0, effects - 1),
+        outcome="the message waits at the last retry tier, never dead-lettered",
+    )
+    assert effects == 1
+    assert dead == 0
     last = qsettings.max_attempts
     # Attempts count up to the last one, then stay there while the outage lasts.
     assert seen == [*range(1, last + 1), *([last] * (outage + 1 - last))]

@@ -35,6 +35,7 @@ from commdesk_billing.gateway import signature
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.conftest import new_wallet
+from tests.harness.faults import Recorder
 from tests.harness.servers import serving
 from tests.harness.stack import webhook_body
 
@@ -177,9 +178,12 @@ async def assert_recovers(
     order_id: str,
     body: bytes,
     before: Books,
+    faults: Recorder,
+    fault: str,
+    what: str,
 ) -> None:
     """The same requests, once the database can serve them: the debit happens once, the
-    delivery is stored once."""
+    delivery is stored once. What the fault cost is recorded before it is asserted."""
     r = await served.debit(owner, wallet_id, key)
     assert r.status_code == 201, r.text
     assert "idempotent-replayed" not in r.headers
@@ -187,6 +191,15 @@ async def assert_recovers(
     w = await served.webhook(body)
     assert (w.status_code, w.json()["status"]) == (200, "unknown_order"), w.text
     after = await books(engine, wallet_id, key, order_id)
+    debits = (before.available - after.available) // 5
+    faults.record(
+        fault,
+        injected=2,
+        what=what,
+        lost=max(0, 1 - debits) + max(0, 1 - after.webhooks),
+        twice=max(0, debits - 1) + max(0, after.webhooks - 1),
+        outcome="503 + Retry-After, nothing stored; the repeat applies once",
+    )
     assert after.available == before.available - 5
     assert after.lines[1:] == before.lines
     assert after.lines[0][0] == before.lines[0][0] + 1
@@ -196,7 +209,7 @@ async def assert_recovers(
 
 
 async def test_a_full_pool_is_a_503_for_debits_webhooks_and_readiness(
-    serve: Serve, engine: AsyncEngine
+    serve: Serve, engine: AsyncEngine, faults: Recorder
 ) -> None:
     served = await serve(db_pool_size=1, db_max_overflow=0, db_pool_timeout_s=0.2)
     owner = f"owner-{uuid.uuid4().hex}"
@@ -213,7 +226,19 @@ async def test_a_full_pool_is_a_503_for_debits_webhooks_and_readiness(
         assert _count("pool_timeout") == counted + 2
 
     assert await books(engine, wallet.id, key, order_id) == before
-    await assert_recovers(served, engine, owner, wallet.id, key, order_id, body, before)
+    await assert_recovers(
+        served,
+        engine,
+        owner,
+        wallet.id,
+        key,
+        order_id,
+        body,
+        before,
+        faults,
+        "database pool full",
+        "a pool of one held by the test; a debit and a signed webhook",
+    )
 
 
 @contextlib.asynccontextmanager
@@ -257,7 +282,7 @@ def _free_port() -> int:
 
 
 async def test_nothing_listening_is_a_503_then_the_database_comes_back(
-    serve: Serve, engine: AsyncEngine, settings: Settings
+    serve: Serve, engine: AsyncEngine, settings: Settings, faults: Recorder
 ) -> None:
     port = _free_port()
     db_port = int(settings.database_url.split(":")[-1].split("/")[0])
@@ -276,7 +301,19 @@ async def test_nothing_listening_is_a_503_then_the_database_comes_back(
     assert await books(engine, wallet.id, key, order_id) == before
 
     async with forwarding(port, db_port):
-        await assert_recovers(served, engine, owner, wallet.id, key, order_id, body, before)
+        await assert_recovers(
+            served,
+            engine,
+            owner,
+            wallet.id,
+            key,
+            order_id,
+            body,
+            before,
+            faults,
+            "nothing listening where the database should be, then back",
+            "the API pointed at a closed port; a debit and a signed webhook",
+        )
         await served.app.state.engine.dispose()  # before the forwarder goes
 
 
@@ -304,7 +341,11 @@ async def role_refused_by_postgresql(scratch_engine: AsyncEngine) -> AsyncIterat
 
 
 async def test_too_many_connections_is_a_503_until_postgresql_lets_us_in(
-    settings: Settings, scratch_database_url: str, scratch_engine: AsyncEngine, tmp_path: Path
+    settings: Settings,
+    scratch_database_url: str,
+    scratch_engine: AsyncEngine,
+    tmp_path: Path,
+    faults: Recorder,
 ) -> None:
     async with role_refused_by_postgresql(scratch_engine) as role, AsyncExitStack() as exits:
         url = scratch_database_url.replace("postgres@", f"{role}@", 1)
@@ -330,7 +371,19 @@ async def test_too_many_connections_is_a_503_until_postgresql_lets_us_in(
 
         async with scratch_engine.begin() as conn:
             await conn.execute(text(f'ALTER ROLE "{role}" CONNECTION LIMIT -1'))
-        await assert_recovers(served, scratch_engine, owner, wallet.id, key, order_id, body, before)
+        await assert_recovers(
+            served,
+            scratch_engine,
+            owner,
+            wallet.id,
+            key,
+            order_id,
+            body,
+            before,
+            faults,
+            "PostgreSQL refusing connections (too many)",
+            "a role with CONNECTION LIMIT 0; a debit and a signed webhook",
+        )
 
 
 def _with_server_timeout(url: str) -> str:
@@ -350,6 +403,7 @@ async def test_a_statement_timeout_behind_a_lock_is_a_503_and_moves_nothing(
     serve: Serve,
     engine: AsyncEngine,
     settings: Settings,
+    faults: Recorder,
 ) -> None:
     """asyncpg's own timeout (BILLING_DB_STATEMENT_TIMEOUT_MS) or PostgreSQL's
     `statement_timeout` (here from the URL's `options`), while the test holds the wallet's
@@ -374,7 +428,19 @@ async def test_a_statement_timeout_behind_a_lock_is_a_503_and_moves_nothing(
     assert _count("statement_timeout") == counted + 2
     assert await books(engine, wallet.id, key, order_id) == before
 
-    await assert_recovers(served, engine, owner, wallet.id, key, order_id, body, before)
+    await assert_recovers(
+        served,
+        engine,
+        owner,
+        wallet.id,
+        key,
+        order_id,
+        body,
+        before,
+        faults,
+        f"statement timeout ({side} side) behind a lock the test holds",
+        "the wallet row and the webhook table locked; a debit and a signed webhook",
+    )
 
 
 # --- every route ----------------------------------------------------------------------
@@ -395,7 +461,7 @@ _AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
 
 
 async def test_every_route_answers_503_when_the_database_is_unreachable(
-    serve: Serve, settings: Settings
+    serve: Serve, settings: Settings, faults: Recorder
 ) -> None:
     """Each `/v1` operation of the OpenAPI document, called as a caller it lets through,
     with the database away: 503 and Retry-After from all of them (a new route needing a
@@ -423,8 +489,17 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
                     method.upper(), url, headers=headers, json=_BODIES.get(route)
                 )
             answers[route] = (r.status_code, r.headers.get("retry-after"))
+    others = {route: a for route, a in answers.items() if a != (503, "5")}
+    faults.record(
+        "every `/v1` route with the database unreachable",
+        injected=len(answers),
+        what="one call per route of the OpenAPI document",
+        lost=None,
+        twice=None,
+        outcome=f"{len(answers) - len(others)} of {len(answers)} answered 503 + Retry-After",
+    )
     assert len(answers) >= 20
-    assert {route: a for route, a in answers.items() if a != (503, "5")} == {}
+    assert others == {}
 
 
 # --- 500s and keep-alive, on a raw socket -----------------------------------------------
@@ -482,6 +557,7 @@ async def test_a_500_says_connection_close_and_the_server_closes_it(
         status, headers, body = await _exchange(reader, writer, _get(path, tok))
         assert status == 500
         assert headers["connection"] == "close"
+        assert len(headers["x-request-id"]) == 32  # support can find the request's logs
         assert headers["content-type"] == PROBLEM
         assert json.loads(body)["code"] == "internal_error"
         # uvicorn closes the connection after it: the client was told.

@@ -16,6 +16,7 @@ import pytest
 
 from commdesk_billing.config import Settings
 from commdesk_billing.stack import free_port
+from tests.harness.faults import Recorder
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +85,7 @@ async def wedge() -> AsyncIterator[int]:
 
 
 async def test_a_worker_stuck_connecting_is_alive_not_ready_and_stops_on_sigterm(
-    database_url: str, wedge: int
+    database_url: str, wedge: int, faults: Recorder
 ) -> None:
     health = free_port()
     proc = await _worker(
@@ -105,6 +106,14 @@ async def test_a_worker_stuck_connecting_is_alive_not_ready_and_stops_on_sigterm
         }
     finally:
         took = await _terminate(proc)
+    faults.record(
+        "a broker that accepts TCP and never answers AMQP, worker starting",
+        injected=2,
+        what="a wedged socket, then SIGTERM while the worker connects",
+        lost=None,
+        twice=None,
+        outcome="alive, `/readyz` 503; exits 0 within 8 s of SIGTERM",
+    )
     assert proc.returncode == 0
     assert took < 8, f"SIGTERM took {took:.1f} s while connecting"
 
@@ -152,7 +161,7 @@ async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str, float]:
 
 
 async def test_operator_tools_name_a_wedged_broker_and_print_database_facts_first(
-    database_url: str, wedge: int
+    database_url: str, wedge: int, faults: Recorder
 ) -> None:
     env = {
         "BILLING_DATABASE_URL": database_url,
@@ -168,12 +177,22 @@ async def test_operator_tools_name_a_wedged_broker_and_print_database_facts_firs
     )
     assert took < 30, took
     code, out, err, took = await _cli(env, "dlq", "list", "wallet.debit")
+    faults.record(
+        "the same wedge, operator tools",
+        injected=2,
+        what="`queues status` and `dlq list` against the wedged socket",
+        lost=None,
+        twice=None,
+        outcome="each names the wedge within 30 s; the outbox line prints first",
+    )
     assert code == 1 and out == ""
     assert "accepts TCP but does not answer AMQP" in err.splitlines()[-1]
     assert took < 30, took
 
 
-async def test_operator_tools_name_a_broker_that_is_not_there(database_url: str) -> None:
+async def test_operator_tools_name_a_broker_that_is_not_there(
+    database_url: str, faults: Recorder
+) -> None:
     closed = free_port()  # nothing listens here
     code, out, err, _ = await _cli(
         {
@@ -184,6 +203,14 @@ async def test_operator_tools_name_a_broker_that_is_not_there(database_url: str)
         "purge",
         "wallet.debit",
         "--yes",
+    )
+    faults.record(
+        "no broker at all, operator tools",
+        injected=1,
+        what="`dlq purge --yes` against a closed port",
+        lost=None,
+        twice=None,
+        outcome="names the address; nothing purged",
     )
     assert code == 1 and out == ""
     assert err.splitlines()[-1].startswith(f"Error: cannot reach RabbitMQ at 127.0.0.1:{closed}: ")

@@ -19,7 +19,7 @@ from commdesk_billing.gateway.errors import (
     CashfreeRateLimited,
     CashfreeUnavailable,
 )
-from commdesk_billing.modules.webhooks.service import client_ip, ip_allowed
+from commdesk_billing.security.addresses import client_ip, ip_allowed
 from commdesk_billing.telemetry.metrics import GATEWAY_CALLS
 from tests.harness.stack import Stack, webhook_body
 

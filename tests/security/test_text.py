@@ -18,6 +18,7 @@ from commdesk_billing.modules.payments.consumers import ProcessPayload
 from commdesk_billing.modules.wallet.consumers import handle_credit
 from commdesk_billing.queues.envelope import InvalidMessage, decode, new_envelope
 from commdesk_billing.queues.runtime import PermanentError
+from commdesk_billing.security.jsondepth import MAX_JSON_DEPTH
 from commdesk_billing.security.text import sane_header, unstorable_text
 
 NUL = "\u0000"
@@ -39,6 +40,19 @@ SURROGATE = "\ud800"
 )
 def test_unstorable_text_finds_it_anywhere(value: Any, problem: str | None) -> None:
     assert unstorable_text(value) == problem
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_text_checks_go_as_deep_as_the_parser_lets_json_in() -> None:
+    """One depth bound: what `jsondepth` admitted is never refused later as too deep."""
+    assert unstorable_text(_nested(MAX_JSON_DEPTH)) is None
+    assert unstorable_text(_nested(MAX_JSON_DEPTH + 2)) == "nested too deeply"
 
 
 def _envelope(**overrides: Any) -> bytes:

@@ -175,7 +175,13 @@ def _driver_timeout(ctx: ExceptionContext) -> BaseException | None:
     # asyncpg's client-side `command_timeout` surfaces as a bare TimeoutError from inside the
     # driver (SQLAlchemy does not wrap it). Seen here, in the engine's own error hook, it can
     # only be that timeout: name it, so nobody has to guess what a TimeoutError meant.
-    if isinstance(ctx.original_exception, TimeoutError) and not ctx.is_pre_ping:
+    # Not while connecting (no connection yet): that TimeoutError is the connect timeout,
+    # which `classify` names `connect_timeout`.
+    if (
+        isinstance(ctx.original_exception, TimeoutError)
+        and not ctx.is_pre_ping
+        and ctx.connection is not None
+    ):
         return DatabaseUnavailable("statement_timeout")
     return None
 

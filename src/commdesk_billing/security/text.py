@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from commdesk_billing.security.jsondepth import MAX_JSON_DEPTH
+
 
 def unstorable_text(value: Any, depth: int = 0) -> str | None:
     """Why `value` (or any string inside it, keys included) cannot be stored, or None.
@@ -20,7 +22,7 @@ def unstorable_text(value: Any, depth: int = 0) -> str | None:
     PostgreSQL text refuses NUL, and UTF-8 has no encoding for lone surrogates, both of
     which JSON can carry (`\\u0000`, `\\ud800`).
     """
-    if depth > 20:
+    if depth > MAX_JSON_DEPTH:  # the same bound the parser enforced on the way in
         return "nested too deeply"
     if isinstance(value, str):
         if "\x00" in value:

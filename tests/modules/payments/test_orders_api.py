@@ -111,6 +111,7 @@ async def test_cashfree_down_is_a_503_and_the_same_key_resumes(stack: Stack) -> 
     await stack.faults(error_rate=1.0)
     down = await stack.api.post("/v1/payments/orders", json=BODY, headers=_h(tok, "resume"))
     assert down.status_code == 503 and down.json()["code"] == "gateway_unavailable"
+    assert down.headers["retry-after"] == "5"
     status = await stack.scalar(
         "SELECT status FROM payments WHERE idempotency_key = :k",
         k=f"{len(_sub(stack, tok))}:{_sub(stack, tok)}:resume",

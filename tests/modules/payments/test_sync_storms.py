@@ -19,6 +19,7 @@ from commdesk_billing.queues import outbox
 from commdesk_billing.queues.runtime import in_flight_s
 from commdesk_billing.security.jwt import Role
 from commdesk_billing.telemetry.metrics import QUEUE_RETRIED
+from tests.harness.faults import Recorder
 from tests.harness.stack import Stack
 
 _QUIET_FOR_A_WHILE = """
@@ -69,7 +70,7 @@ async def _sync_counts(stack: Stack, ids: list[str]) -> list[int]:
 
 
 async def test_with_nothing_sent_five_syncs_add_one_row_per_open_payment(
-    quiet_stack: Stack,
+    quiet_stack: Stack, faults: Recorder
 ) -> None:
     stack = quiet_stack
     # Anything left due by earlier tests is announced now (and stays pending for good: this
@@ -80,6 +81,15 @@ async def test_with_nothing_sent_five_syncs_add_one_row_per_open_payment(
     for _ in range(5):
         await _quiet_for_a_while(stack, ids)
         runs.append(await sync_open_payments(stack.engine, stack.settings))
+    rows = await _sync_rows(stack, ids)
+    faults.record(
+        "the payment sync run again and again with nothing consumed",
+        injected=5,
+        what="5 sync runs over 3 open payments, no relay",
+        lost=None,
+        twice=sum(max(0, n - 1) for n in rows.values()),
+        outcome="one announcement per payment, not 15",
+    )
     assert runs == [3, 0, 0, 0, 0]
     # Every run did claim them (the storm of issue 12 was one row per claim) ...
     assert await _sync_counts(stack, ids) == [5, 5, 5]

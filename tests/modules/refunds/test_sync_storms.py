@@ -16,6 +16,7 @@ from commdesk_billing.gateway import backoff
 from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.security.jwt import Role
+from tests.harness.faults import Recorder
 from tests.harness.stack import Stack
 
 
@@ -62,7 +63,7 @@ def _later() -> datetime:
 
 
 async def test_with_nothing_sent_five_syncs_add_one_row_per_open_refund(
-    quiet_stack: Stack,
+    quiet_stack: Stack, faults: Recorder
 ) -> None:
     stack = quiet_stack
     paid = await _credited_without_a_worker(stack)
@@ -72,6 +73,15 @@ async def test_with_nothing_sent_five_syncs_add_one_row_per_open_refund(
     assert r.status_code == 202, r.text
     refund_id = r.json()["id"]
     runs = [await sync_open_refunds(stack.engine, stack.settings, now=_later()) for _ in range(5)]
+    rows = await _rows(stack, refund_id)
+    faults.record(
+        "the refund sync run again and again with nothing consumed",
+        injected=5,
+        what="5 sync runs over one open refund, no relay",
+        lost=None,
+        twice=sum(max(0, n - 1) for n in rows.values()),
+        outcome="one announcement, not five",
+    )
     assert runs == [1, 0, 0, 0, 0]
     synced = "SELECT sync_count FROM refunds WHERE id = :r"
     assert await stack.scalar(synced, r=refund_id) == 5  # claimed by every run

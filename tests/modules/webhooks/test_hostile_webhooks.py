@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from commdesk_billing.gateway import signature
 from commdesk_billing.modules.webhooks import service
+from tests.harness.faults import Recorder
 from tests.harness.stack import Stack, webhook_body
 
 DEEP = b'{"type":"PAYMENT_SUCCESS_WEBHOOK","data":' + b"[" * 5000 + b"]" * 5000 + b"}"
@@ -47,7 +48,7 @@ def _refund_webhook(refund_id_json: str, order_id: str, amount: str, status: str
     ).encode()
 
 
-async def _assert_rejected_once(stack: Stack, body: bytes, outcome: str) -> None:
+async def _assert_rejected_once(stack: Stack, body: bytes, outcome: str, faults: Recorder) -> None:
     """Answered 200 `rejected`, stored once as evidence; a retry is a duplicate of it."""
     first = await stack.signed_webhook(body)
     assert first.status_code == 200, first.text
@@ -56,6 +57,14 @@ async def _assert_rejected_once(stack: Stack, body: bytes, outcome: str) -> None
     assert again.status_code == 200
     assert again.json() == {"status": "duplicate", "webhook_id": first.json()["webhook_id"]}
     rows = await _by_body(stack, body)
+    faults.record(
+        f"a signed webhook whose body is hostile: {outcome}",
+        injected=2,
+        what="one delivery and its retry",
+        lost=None,
+        twice=max(0, len(rows) - 1) + sum(1 for r in rows if r.payment_id is not None),
+        outcome="stored once as rejected, answered 200 so Cashfree stops; nothing acted on",
+    )
     assert [
         (str(r.id), r.dedupe_key, r.event_type, r.status, r.outcome, r.duplicates, r.payment_id)
         for r in rows
@@ -72,14 +81,16 @@ async def _assert_rejected_once(stack: Stack, body: bytes, outcome: str) -> None
     ]
 
 
-async def test_a_signed_webhook_with_a_nul_in_an_id_is_rejected_and_kept(stack: Stack) -> None:
+async def test_a_signed_webhook_with_a_nul_in_an_id_is_rejected_and_kept(
+    stack: Stack, faults: Recorder
+) -> None:
     tok = stack.token()
     order = await stack.buy(tok)
     body = webhook_body(
         order["order_id"], order_amount="300.00", payment_amount="300.00", cf_payment_id="42"
     ).replace(b'"42"', b'"42\\u0000"')
     assert json.loads(body)["data"]["payment"]["cf_payment_id"] == "42\x00"
-    await _assert_rejected_once(stack, body, "text contains a NUL character")
+    await _assert_rejected_once(stack, body, "text contains a NUL character", faults)
     assert await _rows(stack, "order_id = :o", o=order["order_id"]) == []
     assert (
         await stack.scalar("SELECT count(*) FROM fraud_events WHERE payment_id = :p", p=order["id"])
@@ -89,32 +100,37 @@ async def test_a_signed_webhook_with_a_nul_in_an_id_is_rejected_and_kept(stack: 
     assert (await stack.payment(tok, order["id"]))["status"] == "ACTIVE"
 
 
-async def test_a_nul_in_the_order_id_is_rejected_too(stack: Stack) -> None:
+async def test_a_nul_in_the_order_id_is_rejected_too(stack: Stack, faults: Recorder) -> None:
     body = webhook_body(
         "cdb_nul\\u0000order", order_amount="300.00", payment_amount="300.00", cf_payment_id="43"
     )
-    await _assert_rejected_once(stack, body, "text contains a NUL character")
+    await _assert_rejected_once(stack, body, "text contains a NUL character", faults)
 
 
 async def test_a_signed_refund_webhook_with_a_lone_surrogate_is_rejected_and_kept(
     stack: Stack,
+    faults: Recorder,
 ) -> None:
     body = _refund_webhook('"rf_\\ud800"', "cdb_some_order", "30.00", "SUCCESS")
     assert json.loads(body)["data"]["refund"]["refund_id"] == "rf_\ud800"
-    await _assert_rejected_once(stack, body, "text contains an unpaired surrogate")
+    await _assert_rejected_once(stack, body, "text contains an unpaired surrogate", faults)
 
 
-async def test_a_lone_surrogate_in_a_key_or_the_type_is_rejected(stack: Stack) -> None:
+async def test_a_lone_surrogate_in_a_key_or_the_type_is_rejected(
+    stack: Stack, faults: Recorder
+) -> None:
     in_key = b'{"type":"PAYMENT_SUCCESS_WEBHOOK","data":{"\\udfff":1}}'
     in_type = b'{"type":"REFUND_STATUS_WEBHOOK\\ud800","data":{}}'
-    await _assert_rejected_once(stack, in_key, "text contains an unpaired surrogate")
-    await _assert_rejected_once(stack, in_type, "text contains an unpaired surrogate")
+    await _assert_rejected_once(stack, in_key, "text contains an unpaired surrogate", faults)
+    await _assert_rejected_once(stack, in_type, "text contains an unpaired surrogate", faults)
 
 
-async def test_a_signed_body_that_is_not_an_event_is_rejected_and_kept(stack: Stack) -> None:
-    await _assert_rejected_once(stack, b'{"hello": "world"}', "not a Cashfree event")
-    await _assert_rejected_once(stack, b"not json at all", "not JSON")
-    await _assert_rejected_once(stack, b'{"type": "X", "data": "\xff"}', "not JSON")
+async def test_a_signed_body_that_is_not_an_event_is_rejected_and_kept(
+    stack: Stack, faults: Recorder
+) -> None:
+    await _assert_rejected_once(stack, b'{"hello": "world"}', "not a Cashfree event", faults)
+    await _assert_rejected_once(stack, b"not json at all", "not JSON", faults)
+    await _assert_rejected_once(stack, b'{"type": "X", "data": "\xff"}', "not JSON", faults)
 
 
 async def test_a_body_nested_five_thousand_deep_is_refused_before_anything(stack: Stack) -> None:
@@ -155,6 +171,7 @@ async def test_the_receiver_bounds_depth_itself_behind_no_hygiene(stack: Stack) 
 
 async def test_a_webhook_saying_another_amount_under_a_stored_key_is_a_mismatch(
     stack: Stack,
+    faults: Recorder,
 ) -> None:
     tok = stack.token()
     order = await stack.buy(tok)  # never paid: the lookups find nothing to credit
@@ -211,7 +228,16 @@ async def test_a_webhook_saying_another_amount_under_a_stored_key_is_a_mismatch(
         )
     ]
     await asyncio.sleep(0.5)
-    assert (await stack.payment(tok, order["id"]))["status"] == "ACTIVE"
+    status = (await stack.payment(tok, order["id"]))["status"]
+    faults.record(
+        "a signed webhook saying another amount under a stored key",
+        injected=1,
+        what="the honest delivery, then one with the amount changed (and its retry)",
+        lost=None,
+        twice=int(status != "ACTIVE"),
+        outcome="recorded as `webhook_content_mismatch`, never acted on",
+    )
+    assert status == "ACTIVE"
 
 
 async def test_a_refund_webhook_saying_another_amount_under_a_stored_key_is_a_mismatch(

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from commdesk_billing.deps import Config, Engine
 from commdesk_billing.modules.webhooks import service
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.security import addresses
 from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -54,8 +55,8 @@ def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
 )
 async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
     peer = request.client.host if request.client else None
-    ip = service.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
-    if not service.ip_allowed(settings, ip):
+    ip = addresses.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
+    if not addresses.ip_allowed(settings, ip):
         WEBHOOKS_RECEIVED.labels("ip_refused").inc()
         return _refuse(403, "webhook_source_refused", "Forbidden", "source address not allowed")
     body = await request.body()

@@ -22,7 +22,6 @@ Nothing here grants credits or trusts the payload's claims: a verified webhook o
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import time
 import uuid
@@ -410,41 +409,6 @@ async def mark_processed(conn: AsyncConnection, webhook_id: uuid.UUID, outcome: 
          WHERE id = :id"""),
         {"id": webhook_id, "o": outcome[:500]},
     )
-
-
-def client_ip(settings: Settings, peer: str | None, forwarded_for: str | None) -> str | None:
-    """The sender's address: the TCP peer, or the last untrusted hop of X-Forwarded-For when
-    the peer is one of our trusted proxies (anything further left could be forged)."""
-    if peer is None:
-        return None
-    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
-
-    def is_trusted(addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr.strip())
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
-
-    if not forwarded_for or not is_trusted(peer):
-        return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop):
-            return hop
-    return hops[0] if hops else peer
-
-
-def ip_allowed(settings: Settings, ip: str | None) -> bool:
-    if not settings.webhook_allowed_ips:
-        return True
-    if ip is None:
-        return False
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(addr in ipaddress.ip_network(n, strict=False) for n in settings.webhook_allowed_ips)
 
 
 def headers_of(raw: Any) -> dict[str, str]:
