@@ -25,7 +25,8 @@ if [ "$quick" -eq 1 ]; then
   .venv/bin/pytest -m "not slow" "$@"
 elif [ "$#" -eq 0 ]; then
   # The whole suite: the fault tests' records become docs/reliability.md's table.
-  .venv/bin/pytest --reliability-report docs/reliability.md
+  # (`tests` named, so its conftest, which defines the option, is loaded before parsing)
+  .venv/bin/pytest tests --reliability-report docs/reliability.md
 else
   .venv/bin/pytest "$@"
 fi
