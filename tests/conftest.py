@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.modules.ledger import postings
+from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
 from commdesk_billing.security.jwt import Role, issue_token
@@ -136,6 +139,26 @@ def tx(engine: AsyncEngine) -> Tx:
     return run
 
 
+async def grant_bought(conn: AsyncConnection, **grant: Any) -> Any:
+    """`ws.grant_credits` for credits with a cost basis, and, in the same transaction, the
+    money behind them as a purchase books it (`payment_captured`: gateway clearing, deferred
+    revenue, GST), so deferred revenue holds what the lots' unrecognized basis says."""
+    result = await ws.grant_credits(conn, **grant)
+    paid, taxable = int(grant.get("paid_paise", 0)), int(grant.get("taxable_paise", 0))
+    if paid:
+        await post_journal(
+            conn,
+            postings.payment_captured(
+                payment_id=uuid.uuid4(),
+                amount=paid,
+                taxable=taxable,
+                gst=paid - taxable,
+                at=datetime.now(UTC),
+            ),
+        )
+    return result
+
+
 async def new_wallet(
     engine: AsyncEngine,
     credits: int = 0,
@@ -148,7 +171,7 @@ async def new_wallet(
     if credits:
         result = await in_transaction(
             engine,
-            lambda c: ws.grant_credits(
+            lambda c: grant_bought(
                 c,
                 wallet_id=wallet.id,
                 credits=credits,

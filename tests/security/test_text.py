@@ -128,6 +128,22 @@ async def test_queue_payloads_with_absurd_times_are_dead_lettered(
         await handler(None, envelope)  # refused before the connection is touched
 
 
+@pytest.mark.parametrize("money", [{"paid_paise": 30000}, {"taxable_paise": 25424}])
+async def test_a_credit_message_cannot_bring_a_cost_basis(money: dict[str, int]) -> None:
+    """Basis only comes with the money booked behind it (payments/crediting.py): a message
+    claiming one would put basis in a lot that deferred revenue does not hold."""
+    payload = {
+        "wallet_id": str(uuid.uuid4()),
+        "credits": 3000,
+        "source": "purchase",
+        "reason": "pack",
+        **money,
+    }
+    envelope = decode(new_envelope("wallet.credit.requested", payload).encode())
+    with pytest.raises(PermanentError, match="payload is not valid"):
+        await handle_credit(None, envelope)  # type: ignore[arg-type]
+
+
 def test_a_processing_payload_with_an_absurd_expiry_is_refused() -> None:
     with pytest.raises(ValidationError):
         ProcessPayload.model_validate(

@@ -37,6 +37,9 @@ PINNED = {
     "inr:deferred_revenue": House.DEFERRED_REVENUE,
     "inr:gst_payable": House.GST_PAYABLE,
     "inr:refunds_payable": House.REFUNDS_PAYABLE,
+    "inr:platform_revenue": House.PLATFORM_REVENUE,
+    "inr:platform_fee_revenue": House.PLATFORM_FEE_REVENUE,  # migration 0007
+    "inr:breakage_revenue": House.BREAKAGE_REVENUE,  # migration 0007
 }
 
 
@@ -108,6 +111,70 @@ def test_platform_debit() -> None:
     )
     assert j.legs == (Leg(AV, C, 7, W), Leg(House.CONSUMED_PLATFORM, C, -7))
     _balances(j)
+
+
+def test_a_platform_debit_recognizes_the_basis_it_drew_in_the_same_journal() -> None:
+    j = postings.platform_debit(
+        operation_key="d2",
+        wallet_id=W,
+        available_account_id=AV,
+        credits=100,
+        at=AT,
+        reason="sms",
+        basis_paise=847,
+    )
+    assert j.legs == (
+        Leg(AV, C, 100, W),
+        Leg(House.CONSUMED_PLATFORM, C, -100),
+        Leg(House.DEFERRED_REVENUE, INR, 847),
+        Leg(House.PLATFORM_REVENUE, INR, -847),
+    )
+    _balances(j)
+
+
+def test_a_captured_hold_recognizes_the_captured_basis() -> None:
+    j = postings.hold_captured(
+        operation_key="c3",
+        wallet_id=W,
+        available_account_id=AV,
+        held_account_id=HE,
+        held=40,
+        captured=25,
+        at=AT,
+        reason="call ended",
+        basis_paise=212,
+    )
+    assert j.legs[-2:] == (
+        Leg(House.DEFERRED_REVENUE, INR, 212),
+        Leg(House.PLATFORM_REVENUE, INR, -212),
+    )
+    _balances(j)
+
+
+def test_a_refund_residual_settles_a_lot_either_way() -> None:
+    def captured(residual: int) -> Journal:
+        return postings.refund_hold_captured(
+            operation_key="rf",
+            refund_ref="rf_1",
+            wallet_id=W,
+            held_account_id=HE,
+            returns=[("purchase", 10)],
+            at=AT,
+            reason="refund",
+            residual_paise=residual,
+        )
+
+    assert captured(0).legs == (Leg(HE, C, 10, W), Leg(House.ISSUANCE["purchase"], C, -10))
+    assert captured(2).legs[-2:] == (
+        Leg(House.DEFERRED_REVENUE, INR, 2),
+        Leg(House.PLATFORM_REVENUE, INR, -2),
+    )
+    # Took a paisa more than the lot had left: it comes back out of revenue.
+    assert captured(-1).legs[-2:] == (
+        Leg(House.DEFERRED_REVENUE, INR, -1),
+        Leg(House.PLATFORM_REVENUE, INR, 1),
+    )
+    _balances(captured(-1))
 
 
 def test_hold_placed() -> None:

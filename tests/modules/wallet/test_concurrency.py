@@ -80,7 +80,8 @@ async def test_concurrent_debits_over_many_connections_are_exact(
     assert row.available_credits == FUNDED - PER_DEBIT * len(accepted)
     assert row.available_credits == FUNDED % PER_DEBIT
     assert len(lines) == len(accepted)  # one statement line per accepted debit
-    assert all(r.journals == 1 and r.legs == 2 for r in lines)  # and exactly one journal each
+    # Exactly one journal each: two CREDITS legs, and two INR legs recognizing the basis.
+    assert all(r.journals == 1 and r.legs == 4 for r in lines)
     assert {r.json()["transaction"]["id"] for r in accepted} == {str(r.id) for r in lines}
     assert connections >= 20
     report = await in_transaction(engine, lambda c: ws.sync_balance(c, wallet.id))

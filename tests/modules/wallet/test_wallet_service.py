@@ -20,10 +20,11 @@ from commdesk_billing.errors import (
     NotFound,
 )
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
+from commdesk_billing.modules.wallet import repository as wallet_repo
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.jobs import expire_holds
 from commdesk_billing.modules.wallet.model import HoldStatus, LotSource, TxnType
-from tests.conftest import new_wallet
+from tests.conftest import grant_bought, new_wallet
 
 
 async def _lots(engine: AsyncEngine, wallet_id: uuid.UUID) -> list[tuple[str, int, int]]:
@@ -49,7 +50,7 @@ async def test_grant_creates_a_lot_statement_line_and_counts_purchases(engine: A
     wallet = await new_wallet(engine)
     r = await in_transaction(
         engine,
-        lambda c: ws.grant_credits(
+        lambda c: grant_bought(
             c,
             wallet_id=wallet.id,
             credits=3000,
@@ -315,13 +316,17 @@ async def test_release_and_expiry(engine: AsyncEngine) -> None:
     await _consistent(engine, wallet.id)
 
 
-async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(engine: AsyncEngine) -> None:
+async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(
+    scratch_engine: AsyncEngine,
+) -> None:
+    # Its own database: refunded at the wallet's level, with no refund row behind it.
+    engine = scratch_engine
     """The production path (`wallet.refunds`): a refund reserves credits of its purchase's
     lot, and only what is still unconsumed and unreserved there can be taken."""
     wallet = await new_wallet(engine)
     grant = await in_transaction(
         engine,
-        lambda c: ws.grant_credits(
+        lambda c: grant_bought(
             c,
             wallet_id=wallet.id,
             credits=1000,
@@ -374,10 +379,20 @@ async def test_refund_claws_back_only_the_unconsumed_part_of_a_lot(engine: Async
             idempotency_key=f"rc1:{wallet.id}",
             reason="refund done",
             refund_ref="rf_r1",
+            taxable_paise=1695,  # ₹20 of ₹100 at 8475 taxable
         ),
     )
     assert (taken.line.credits, taken.wallet.locked_credits) == (200, 500)
     assert await _lots(engine, wallet.id) == [("purchase", 500, 200)]
+    # The 300 consumed recognized round-half-up(8475 * 300 / 1000) = 2543; the refund took
+    # its own taxable value; the rest is still deferred.
+    lot = await in_transaction(engine, lambda c: wallet_repo.get_lot(c, lot_id))
+    assert lot is not None
+    assert (lot.recognized_paise, lot.refunded_paise, lot.unrecognized_paise) == (
+        2543,
+        1695,
+        8475 - 2543 - 1695,
+    )
     await _consistent(engine, wallet.id)
 
 

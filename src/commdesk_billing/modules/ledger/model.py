@@ -40,7 +40,10 @@ class House:
     DEFERRED_REVENUE = house_account_id("inr:deferred_revenue")
     GST_PAYABLE = house_account_id("inr:gst_payable")
     REFUNDS_PAYABLE = house_account_id("inr:refunds_payable")
+    # Revenue recognized when credits are consumed on the platform (DESIGN §10).
     PLATFORM_REVENUE = house_account_id("inr:platform_revenue")
+    PLATFORM_FEE_REVENUE = house_account_id("inr:platform_fee_revenue")
+    BREAKAGE_REVENUE = house_account_id("inr:breakage_revenue")
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,20 @@ Wallet postings are keyed ``wallet:<operation key>``; the others by the payment 
 kind                       function                 legs (ledger CREDITS unless INR)
 =========================  =======================  =========================================
 grant.<source>             credit_grant             Dr issuance[source]; Cr wallet available
-debit                      platform_debit           Dr wallet available; Cr consumed:platform
+debit                      platform_debit           Dr wallet available; Cr consumed:platform;
+                                                    (INR) Dr deferred revenue, Cr platform
+                                                    revenue: the drawn basis, if any
 hold                       hold_placed              Dr wallet available; Cr wallet held
 hold.capture               hold_captured            Dr wallet held (all held);
                                                     Cr consumed:platform (captured);
-                                                    Cr wallet available (rest, if any)
+                                                    Cr wallet available (rest, if any);
+                                                    (INR) the drawn basis, as for debit
 hold.released              hold_released            Dr wallet held; Cr wallet available
 hold.expired               hold_released            (same, `expired=True`)
 refund.hold                refund_hold_placed       Dr wallet available; Cr wallet held
-refund.credits             refund_hold_captured     Dr wallet held; Cr issuance[source] per lot
+refund.credits             refund_hold_captured     Dr wallet held; Cr issuance[source] per lot;
+                                                    (INR) a lot's last paise of basis, if the
+                                                    refund left some (see the function)
 refund.release             refund_hold_released     Dr wallet held; Cr wallet available
 payment.captured (INR)     payment_captured         Dr gateway clearing; Cr deferred revenue
                                                     (taxable, if any); Cr GST payable (if any)
@@ -62,6 +67,18 @@ __all__ = [
 
 _C = Ledger.CREDITS
 _INR = Ledger.INR
+
+
+def _recognized(basis_paise: int) -> list[Leg]:
+    """Revenue recognized at consumption (DESIGN §10): the drawn lots' basis leaves deferred
+    revenue (a credit-normal account, debited) for platform revenue (credited). A negative
+    figure moves it back (a refund that took more basis than the lot had left)."""
+    if basis_paise == 0:
+        return []
+    return [
+        Leg(House.DEFERRED_REVENUE, _INR, basis_paise),
+        Leg(House.PLATFORM_REVENUE, _INR, -basis_paise),
+    ]
 
 
 def wallet_key(operation_key: str) -> str:
@@ -105,9 +122,10 @@ def platform_debit(
     credits: int,
     at: datetime,
     reason: str,
+    basis_paise: int = 0,
 ) -> Journal:
     """Credits spent on the platform at once. Debit the wallet's available account, credit
-    consumed:platform: the credits are used up."""
+    consumed:platform: the credits are used up; their lots' `basis_paise` is recognized."""
     return Journal(
         idempotency_key=wallet_key(operation_key),
         kind="debit",
@@ -116,6 +134,7 @@ def platform_debit(
         legs=(
             Leg(available_account_id, _C, credits, wallet_id),
             Leg(House.CONSUMED_PLATFORM, _C, -credits),
+            *_recognized(basis_paise),
         ),
     )
 
@@ -173,10 +192,12 @@ def hold_captured(
     captured: int,
     at: datetime,
     reason: str,
+    basis_paise: int = 0,
 ) -> Journal:
     """A spend hold settled: the wallet's held account is debited by everything `held`;
     consumed:platform is credited by what was `captured`, and the rest (held - captured),
-    when there is any, goes back to the wallet's available account (credit)."""
+    when there is any, goes back to the wallet's available account (credit). The captured
+    credits' lots' `basis_paise` is recognized."""
     released = held - captured
     legs = [
         Leg(held_account_id, _C, held, wallet_id),
@@ -184,6 +205,7 @@ def hold_captured(
     ]
     if released:
         legs.append(Leg(available_account_id, _C, -released, wallet_id))
+    legs += _recognized(basis_paise)
     return Journal(
         idempotency_key=wallet_key(operation_key),
         kind="hold.capture",
@@ -251,13 +273,20 @@ def refund_hold_captured(
     returns: Sequence[tuple[str, int]],
     at: datetime,
     reason: str,
+    residual_paise: int = 0,
 ) -> Journal:
     """The refund went through: the wallet's held account is debited by all it held (the
     sum of `returns`), and each lot's credits are credited back to the issuance account of
-    its source, one leg per `(source, credits)` in `returns`, in order."""
+    its source, one leg per `(source, credits)` in `returns`, in order.
+
+    `residual_paise` settles the purchase lot's basis where the refund's own taxable value
+    (from the paise refunded, `refund_owed`) and the lot's running figure part by a paisa or
+    two of rounding: positive, a lot the refund emptied still had basis, recognized now;
+    negative, the refund took more than the lot had left, moved back from revenue."""
     held = sum(c for _, c in returns)
     legs = [Leg(held_account_id, _C, held, wallet_id)]
     legs += [Leg(House.ISSUANCE[source], _C, -c) for source, c in returns]
+    legs += _recognized(residual_paise)
     return Journal(
         idempotency_key=wallet_key(operation_key),
         kind="refund.credits",

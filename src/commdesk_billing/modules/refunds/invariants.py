@@ -154,4 +154,32 @@ async def refund_amounts(conn: AsyncConnection, report: VerifyReport) -> None:
         )
 
 
-CHECKS: tuple[Check, ...] = (refund_reversal, refund_totals, refund_lots, refund_amounts)
+@check("refund_basis")
+async def refund_basis(conn: AsyncConnection, report: VerifyReport) -> None:
+    """A purchase lot's refunded basis is the taxable value of its payment's succeeded
+    refunds (what `refund.owed` took out of deferred revenue), no more, no less."""
+    for r in await rows(
+        conn,
+        """
+        SELECT l.id, l.wallet_id, l.refunded_paise, coalesce(f.taxable, 0) AS taxable
+          FROM credit_lots l
+          LEFT JOIN (SELECT payment_id::text AS ref, sum(taxable_paise) AS taxable
+                       FROM refunds WHERE status = 'SUCCESS' GROUP BY payment_id) f
+            ON f.ref = l.source_ref
+         WHERE l.source = 'purchase' AND l.refunded_paise <> coalesce(f.taxable, 0)""",
+    ):
+        report.add(
+            "refund_basis",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"the lot says {r.refunded_paise} paise of its basis were refunded, its "
+            f"payment's refunds {r.taxable}",
+        )
+
+
+CHECKS: tuple[Check, ...] = (
+    refund_reversal,
+    refund_totals,
+    refund_lots,
+    refund_amounts,
+    refund_basis,
+)

@@ -216,6 +216,7 @@ async def _settle(
         idempotency_key=f"refund:{refund.id}:capture",
         reason=f"refund of order {refund.order_id}",
         refund_ref=refund.refund_ref,
+        taxable_paise=refund.taxable_paise,
     )
     # Money back to the buyer: what we owed as credits (deferred revenue) and the GST we
     # collected become a refund we owe; Cashfree pays it out of what it holds for us.

@@ -52,8 +52,12 @@ class CreditPayload(_Payload):
     source: Literal["purchase", "bonus", "promotional"]
     reason: Text
     idempotency_key: Text | None = None
-    paid_paise: Annotated[StrictInt, Field(ge=0, le=10**13)] = 0
-    taxable_paise: Annotated[StrictInt, Field(ge=0, le=10**13)] = 0
+    # A message cannot bring money in: credits with a cost basis are granted only where the
+    # money behind them is booked in the same transaction (payments/crediting.py), or the
+    # lots' basis and deferred revenue would part (DESIGN §10). Kept as fields so that a
+    # producer sending them gets this reason in the dead-letter queue, not "extra field".
+    paid_paise: Annotated[StrictInt, Field(ge=0, le=0)] = 0
+    taxable_paise: Annotated[StrictInt, Field(ge=0, le=0)] = 0
     expires_at: Timestamp | None = None
     source_ref: Text | None = None
 

@@ -23,15 +23,15 @@ from commdesk_billing.errors import (
     NotFound,
 )
 from commdesk_billing.modules.ledger import postings
+from commdesk_billing.modules.wallet import recognition, writer
 from commdesk_billing.modules.wallet import repository as repo
-from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
     now,
     replay,
 )
-from commdesk_billing.modules.wallet.fifo import LotBalance, allocate_fifo
+from commdesk_billing.modules.wallet.fifo import LotBalance
 from commdesk_billing.modules.wallet.model import TxnType
 
 
@@ -72,7 +72,7 @@ async def consume_credits_many(
         else:
             needs[d.wallet_id] = needs.get(d.wallet_id, 0) + d.credits
     lots, done = await repo.fifo_lots(conn, needs, [d.idempotency_key for _, d in valid])
-    balances = {w: [LotBalance(lot.lot_id, lot.remaining) for lot in ls] for w, ls in lots.items()}
+    balances: dict[uuid.UUID, list[LotBalance]] = dict(lots)
     batch = writer.OperationBatch(list(wallets.values()))
     planned: dict[str, int] = {}  # key -> index of the debit that carries it in this batch
     for i, d in valid:
@@ -102,12 +102,8 @@ async def consume_credits_many(
                 ),
             )
             continue
-        drawn = allocate_fifo(balances[d.wallet_id], d.credits)
-        left = dict(drawn)
-        balances[d.wallet_id] = [
-            LotBalance(lot.lot_id, lot.remaining - left.get(lot.lot_id, 0))
-            for lot in balances[d.wallet_id]
-        ]
+        # Later debits of the batch draw on what the earlier ones left (credits and basis).
+        drawn, balances[d.wallet_id] = recognition.draw(balances[d.wallet_id], d.credits)
         at = now()
         journal = postings.platform_debit(
             operation_key=d.idempotency_key,
@@ -116,6 +112,7 @@ async def consume_credits_many(
             credits=d.credits,
             at=at,
             reason=d.reason,
+            basis_paise=recognition.basis_of(drawn),
         )
         after, line = batch.add(
             d.wallet_id,
@@ -129,7 +126,8 @@ async def consume_credits_many(
                 metadata=d.metadata,
                 now=at,
                 available_delta=-d.credits,
-                lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
+                lot_changes=[(x.lot_id, -x.credits, 0) for x in drawn],
+                lot_basis=[(x.lot_id, x.basis_paise, 0) for x in drawn if x.basis_paise],
             ),
         )
         planned[d.idempotency_key] = i

@@ -10,7 +10,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class LotBalance:
     lot_id: uuid.UUID
-    remaining: int
+    remaining: int  # drawable: what is left, less what a refund in flight reserved
+    # For revenue recognition (recognition.py): every credit left, reserved ones included,
+    # and the basis not yet recognized or refunded.
+    total: int = 0
+    unrecognized: int = 0
 
 
 def allocate_fifo(lots: Sequence[LotBalance], credits: int) -> list[tuple[uuid.UUID, int]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, rows
 
 
@@ -132,4 +133,76 @@ async def refund_reservations(conn: AsyncConnection, report: VerifyReport) -> No
         )
 
 
-CHECKS: tuple[Check, ...] = (statement_lines, lot_movements, lots_and_lines, refund_reservations)
+@check("lot_basis")
+async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Revenue recognized at consumption (DESIGN §10), per lot and in total.
+
+    Per lot, what its figures say was recognized and refunded is what its movements moved
+    (plus what migration 0007 recognized for earlier consumption), and a lot with no credits
+    left has no basis left. In total, deferred revenue is the sum of the lots' unrecognized
+    basis and platform revenue the sum of what consumption recognized: the ledger and the
+    lots are separate records of the same money."""
+    for r in await rows(
+        conn,
+        """
+        SELECT l.id, l.wallet_id, l.recognized_paise, l.refunded_paise, l.backfilled_paise,
+               coalesce(m.basis, 0) AS moved
+          FROM credit_lots l
+          LEFT JOIN (SELECT lot_id, sum(basis_paise) AS basis FROM credit_lot_movements
+                      GROUP BY lot_id) m ON m.lot_id = l.id
+         WHERE l.recognized_paise + l.refunded_paise
+               <> l.backfilled_paise + coalesce(m.basis, 0)""",
+    ):
+        report.add(
+            "lot_basis",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"recognized {r.recognized_paise} + refunded {r.refunded_paise} paise, but its "
+            f"movements moved {r.moved} (+ {r.backfilled_paise} backfilled)",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT id, wallet_id, taxable_paise - recognized_paise - refunded_paise AS left
+          FROM credit_lots
+         WHERE credits_remaining = 0 AND taxable_paise - recognized_paise - refunded_paise <> 0
+        """,
+    ):
+        report.add(
+            "lot_basis",
+            f"wallet {r.wallet_id} lot {r.id}",
+            f"no credits left but {r.left} paise of basis not recognized or refunded",
+        )
+    [totals] = await rows(
+        conn,
+        """
+        SELECT (SELECT coalesce(sum(taxable_paise - recognized_paise - refunded_paise), 0)
+                  FROM credit_lots) AS unrecognized,
+               (SELECT coalesce(sum(recognized_paise), 0) FROM credit_lots) AS recognized,
+               (SELECT coalesce(-sum(amount), 0) FROM ledger_entries
+                 WHERE account_id = :deferred) AS deferred,
+               (SELECT coalesce(-sum(amount), 0) FROM ledger_entries
+                 WHERE account_id = :platform) AS platform""",
+        {"deferred": House.DEFERRED_REVENUE, "platform": House.PLATFORM_REVENUE},
+    )
+    if totals.deferred != totals.unrecognized:
+        report.add(
+            "deferred_revenue",
+            "inr:deferred_revenue",
+            f"the ledger holds {totals.deferred} paise, the lots' unrecognized basis is "
+            f"{totals.unrecognized}",
+        )
+    if totals.platform != totals.recognized:
+        report.add(
+            "recognized_revenue",
+            "inr:platform_revenue",
+            f"the ledger holds {totals.platform} paise, the lots recognized {totals.recognized}",
+        )
+
+
+CHECKS: tuple[Check, ...] = (
+    statement_lines,
+    lot_movements,
+    lots_and_lines,
+    refund_reservations,
+    lot_basis,
+)

@@ -108,10 +108,18 @@ class Lot:
     expires_at: datetime | None
     # Set aside for a refund in flight: part of credits_remaining, but not drawable.
     credits_reserved: int = 0
+    # Of taxable_paise: recognized as revenue by consumption, and gone with refunds.
+    recognized_paise: int = 0
+    refunded_paise: int = 0
 
     @property
     def drawable(self) -> int:
         return self.credits_remaining - self.credits_reserved
+
+    @property
+    def unrecognized_paise(self) -> int:
+        """Basis still in deferred revenue."""
+        return self.taxable_paise - self.recognized_paise - self.refunded_paise
 
 
 @dataclass(frozen=True)

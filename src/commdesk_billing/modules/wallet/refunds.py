@@ -146,8 +146,11 @@ async def capture_refund(
     idempotency_key: str,
     reason: str,
     refund_ref: str,
+    taxable_paise: int,
 ) -> OperationResult:
-    """The refund succeeded: the held credits go back to issuance, the lots are refunded."""
+    """The refund succeeded: the held credits go back to issuance, the lots are refunded.
+    `taxable_paise`, the refund's taxable value (what `refund.owed` takes out of deferred
+    revenue), leaves the basis of the lot that carries one (the purchase lot)."""
     wallet, hold = await _refund_hold(conn, hold_id, takes)
     if done := await replay(conn, wallet, idempotency_key, TxnType.refund, hold.credits):
         if done.line.hold_id != hold.id:
@@ -156,6 +159,7 @@ async def capture_refund(
     if hold.status is not HoldStatus.active:
         raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     lots = await _lots(conn, wallet, takes)
+    basis, residual = _basis_leaving(lots, takes, taxable_paise)
     at = now()
     op = writer.WalletOperation(
         # `_refund_hold` checked that the takes add up to what the hold holds.
@@ -167,6 +171,7 @@ async def capture_refund(
             returns=[(lot.source.value, c) for lot, (_, c) in zip(lots, takes, strict=True)],
             at=at,
             reason=reason,
+            residual_paise=residual,
         ),
         txn_type=TxnType.refund,
         credits=hold.credits,
@@ -178,12 +183,36 @@ async def capture_refund(
         locked_delta=-hold.credits,
         lot_changes=[(lot_id, -c, c) for lot_id, c in takes],
         lot_reservations=[(lot_id, -c) for lot_id, c in takes],
+        lot_basis=basis,
         close_hold=(hold.id, HoldStatus.captured, hold.credits, 0),
         hold_id=hold.id,
         lot_id=takes[0][0],
     )
     wallet, line = await writer.apply_operation(conn, wallet, op)
     return OperationResult(wallet=wallet, line=line, replayed=False)
+
+
+def _basis_leaving(
+    lots: Sequence[Lot], takes: Takes, taxable_paise: int
+) -> tuple[list[tuple[uuid.UUID, int, int]], int]:
+    """The lot basis a refund of `taxable_paise` takes: `(lot, Δrecognized, Δrefunded)` and
+    the residual the journal recognizes (DESIGN §10: recognized + refunded = taxable).
+
+    The refund's taxable value comes from the paise refunded (refunds/allocation.py), the
+    lot's unrecognized basis from its running draws; the two can part by a rounding paisa.
+    Where the refund empties the lot, whatever basis it left is recognized now; where it
+    takes more than the lot has left, the excess comes back out of recognized revenue.
+    """
+    if taxable_paise == 0:
+        return [], 0
+    carriers = [(lot, c) for lot, (_, c) in zip(lots, takes, strict=True) if lot.taxable_paise > 0]
+    if len(carriers) != 1:
+        raise ValueError(f"a refund's basis needs exactly one lot with a basis, not {carriers}")
+    lot, credits = carriers[0]
+    left = lot.unrecognized_paise - taxable_paise
+    emptied = lot.credits_remaining == credits
+    residual = left if left < 0 or (left > 0 and emptied) else 0
+    return [(lot.id, residual, taxable_paise)], residual
 
 
 async def release_refund(

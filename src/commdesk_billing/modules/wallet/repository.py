@@ -44,7 +44,8 @@ _HOLD_COLS = """
 """
 _LOT_COLS = """
     id, wallet_id, source, credits_granted, credits_remaining, credits_refunded, paid_paise,
-    taxable_paise, source_ref, granted_at, expires_at, credits_reserved
+    taxable_paise, source_ref, granted_at, expires_at, credits_reserved, recognized_paise,
+    refunded_paise
 """
 
 
@@ -175,9 +176,12 @@ async def fifo_lots(
     rows = (
         await conn.execute(
             sql("""
-        SELECT l.wallet_id, l.id, l.drawable, l.before, NULL AS done_key
+        SELECT l.wallet_id, l.id, l.drawable, l.before, l.total, l.unrecognized,
+               NULL AS done_key
           FROM (
             SELECT wallet_id, id, credits_remaining - credits_reserved AS drawable,
+                   credits_remaining AS total,
+                   taxable_paise - recognized_paise - refunded_paise AS unrecognized,
                    sum(credits_remaining - credits_reserved) OVER (
                        PARTITION BY wallet_id
                        ORDER BY expires_at ASC NULLS LAST, granted_at, id)
@@ -189,7 +193,7 @@ async def fifo_lots(
           JOIN unnest(CAST(:wallets AS uuid[]), CAST(:needs AS bigint[])) AS n(w, need)
             ON n.w = l.wallet_id AND l.before < n.need
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, idempotency_key FROM wallet_transactions
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, idempotency_key FROM wallet_transactions
          WHERE idempotency_key = ANY(CAST(:keys AS text[]))
          ORDER BY 1, 4"""),
             {"wallets": list(needs), "needs": list(needs.values()), "keys": list(keys)},
@@ -201,7 +205,14 @@ async def fifo_lots(
         if r.done_key is not None:
             done.add(r.done_key)
         else:
-            lots[r.wallet_id].append(LotBalance(lot_id=r.id, remaining=r.drawable))
+            lots[r.wallet_id].append(
+                LotBalance(
+                    lot_id=r.id,
+                    remaining=r.drawable,
+                    total=r.total,
+                    unrecognized=r.unrecognized,
+                )
+            )
     return lots, done
 
 

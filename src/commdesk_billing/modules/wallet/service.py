@@ -32,8 +32,8 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.users import service as users
+from commdesk_billing.modules.wallet import recognition, writer
 from commdesk_billing.modules.wallet import repository as repo
-from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
@@ -42,7 +42,6 @@ from commdesk_billing.modules.wallet.common import (
     replay,
 )
 from commdesk_billing.modules.wallet.debits import consume_credits, consume_credits_many
-from commdesk_billing.modules.wallet.fifo import allocate_fifo
 from commdesk_billing.modules.wallet.model import (
     BalanceReport,
     Hold,
@@ -271,7 +270,7 @@ async def capture_hold(
         )
     release = hold.credits - capture
     lots, _ = await repo.fifo_lots(conn, {wallet.id: capture}, [])
-    drawn = allocate_fifo(lots[wallet.id], capture)
+    drawn, _ = recognition.draw(lots[wallet.id], capture)
     journal = postings.hold_captured(
         operation_key=idempotency_key,
         wallet_id=wallet.id,
@@ -281,6 +280,7 @@ async def capture_hold(
         captured=capture,
         at=at,
         reason=reason or hold.reason,
+        basis_paise=recognition.basis_of(drawn),
     )
     op = writer.WalletOperation(
         journal=journal,
@@ -293,7 +293,8 @@ async def capture_hold(
         now=at,
         available_delta=release,
         locked_delta=-hold.credits,
-        lot_changes=[(lot_id, -taken, 0) for lot_id, taken in drawn],
+        lot_changes=[(x.lot_id, -x.credits, 0) for x in drawn],
+        lot_basis=[(x.lot_id, x.basis_paise, 0) for x in drawn if x.basis_paise],
         close_hold=(hold.id, HoldStatus.captured, capture, release),
         hold_id=hold.id,
     )

@@ -49,6 +49,9 @@ class WalletOperation:
     lot_changes: Sequence[tuple[uuid.UUID, int, int]] = ()
     # (lot, change of credits_reserved): a refund earmarking or freeing a lot's credits
     lot_reservations: Sequence[tuple[uuid.UUID, int]] = ()
+    # (lot, change of recognized_paise, change of refunded_paise): the basis this operation
+    # recognized (a consumption) or took away with a refund; the journal carries it too.
+    lot_basis: Sequence[tuple[uuid.UUID, int, int]] = ()
     new_lot: Lot | None = None
     new_hold: Hold | None = None
     # (hold, new status, captured, released) for a hold this operation closes
@@ -200,11 +203,15 @@ class OperationBatch:
         lot_sum: dict[uuid.UUID, list[int]] = {}
         for op in ops:
             for lot_id, remaining, refunded in op.lot_changes:
-                acc = lot_sum.setdefault(lot_id, [0, 0, 0])
+                acc = lot_sum.setdefault(lot_id, [0, 0, 0, 0, 0])
                 acc[0] += remaining
                 acc[1] += refunded
             for lot_id, reserved in op.lot_reservations:
-                lot_sum.setdefault(lot_id, [0, 0, 0])[2] += reserved
+                lot_sum.setdefault(lot_id, [0, 0, 0, 0, 0])[2] += reserved
+            for lot_id, recognized, refunded_paise in op.lot_basis:
+                acc = lot_sum.setdefault(lot_id, [0, 0, 0, 0, 0])
+                acc[3] += recognized
+                acc[4] += refunded_paise
         if lot_sum:
             write.add(
                 _LOT_CHANGES_SQL,
@@ -213,6 +220,8 @@ class OperationBatch:
                     "lc_remaining": [v[0] for v in lot_sum.values()],
                     "lc_refunded": [v[1] for v in lot_sum.values()],
                     "lc_reserved": [v[2] for v in lot_sum.values()],
+                    "lc_recognized": [v[3] for v in lot_sum.values()],
+                    "lc_refunded_paise": [v[4] for v in lot_sum.values()],
                     "lc_at": ops[-1].now,
                 },
             )
@@ -236,12 +245,23 @@ class OperationBatch:
                 "t_ats": [t.created_at for t in lines],
             },
         )
-        # A movement is the change of a lot's remaining credits caused by one line.
-        movements: list[tuple[uuid.UUID, uuid.UUID, int, datetime]] = []
+        # A movement is the change of a lot's remaining credits caused by one line, with
+        # the basis that change recognized or refunded.
+        movements: list[tuple[uuid.UUID, uuid.UUID, int, int, datetime]] = []
         for op in ops:
-            movements += [(lot_id, op.line_id, d, op.now) for lot_id, d, _ in op.lot_changes if d]
+            basis: dict[uuid.UUID, int] = {}
+            for lot_id, recognized, refunded_paise in op.lot_basis:
+                basis[lot_id] = basis.get(lot_id, 0) + recognized + refunded_paise
+            moved = {lot_id for lot_id, d, _ in op.lot_changes if d}
+            if set(basis) - moved:
+                raise ValueError("basis can only move with a lot's credits")
+            movements += [
+                (lot_id, op.line_id, d, basis.get(lot_id, 0), op.now)
+                for lot_id, d, _ in op.lot_changes
+                if d
+            ]
             if op.new_lot is not None:
-                movements.append((op.new_lot.id, op.line_id, op.new_lot.credits_granted, op.now))
+                movements.append((op.new_lot.id, op.line_id, op.new_lot.credits_granted, 0, op.now))
         if movements:
             write.add(
                 _MOVEMENTS_SQL,
@@ -249,7 +269,8 @@ class OperationBatch:
                     "mv_lots": [m[0] for m in movements],
                     "mv_lines": [m[1] for m in movements],
                     "mv_credits": [m[2] for m in movements],
-                    "mv_ats": [m[3] for m in movements],
+                    "mv_basis": [m[3] for m in movements],
+                    "mv_ats": [m[4] for m in movements],
                 },
             )
         changed = [self._state[w] for w in self._start if self._state[w] != self._start[w]]
@@ -309,10 +330,13 @@ _LOT_CHANGES_SQL = """
     UPDATE credit_lots l
        SET credits_remaining = l.credits_remaining + v.d,
            credits_refunded = l.credits_refunded + v.r,
-           credits_reserved = l.credits_reserved + v.rs, updated_at = :lc_at
+           credits_reserved = l.credits_reserved + v.rs,
+           recognized_paise = l.recognized_paise + v.rec,
+           refunded_paise = l.refunded_paise + v.rp, updated_at = :lc_at
       FROM unnest(CAST(:lc_ids AS uuid[]), CAST(:lc_remaining AS bigint[]),
-                  CAST(:lc_refunded AS bigint[]), CAST(:lc_reserved AS bigint[]))
-           AS v(id, d, r, rs)
+                  CAST(:lc_refunded AS bigint[]), CAST(:lc_reserved AS bigint[]),
+                  CAST(:lc_recognized AS bigint[]), CAST(:lc_refunded_paise AS bigint[]))
+           AS v(id, d, r, rs, rec, rp)
      WHERE l.id = v.id"""
 
 _LINES_SQL = """
@@ -327,9 +351,11 @@ _LINES_SQL = """
         CAST(:t_ats AS timestamptz[]))"""
 
 _MOVEMENTS_SQL = """
-    INSERT INTO credit_lot_movements (lot_id, wallet_transaction_id, credits, created_at)
+    INSERT INTO credit_lot_movements (lot_id, wallet_transaction_id, credits, basis_paise,
+                                      created_at)
     SELECT * FROM unnest(CAST(:mv_lots AS uuid[]), CAST(:mv_lines AS uuid[]),
-                         CAST(:mv_credits AS bigint[]), CAST(:mv_ats AS timestamptz[]))"""
+                         CAST(:mv_credits AS bigint[]), CAST(:mv_basis AS bigint[]),
+                         CAST(:mv_ats AS timestamptz[]))"""
 
 # Absolute values computed under the lock; `statement_seq = prev` guards against a caller
 # that planned from a stale row.
