@@ -488,9 +488,18 @@ def demo(api_url: str | None) -> None:
 @main.command()
 @click.option("--api-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--sandbox-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
-def dev(api_port: int, sandbox_port: int) -> None:
-    """API, worker, scheduler and the Cashfree sandbox together, until Ctrl-C."""
+@click.option(
+    "--mongodb-port",
+    default=27017,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The loopback MongoDB's port, when BILLING_MONGODB_URL is not set.",
+)
+def dev(api_port: int, sandbox_port: int, mongodb_port: int) -> None:
+    """API, worker, scheduler and the Cashfree sandbox together, until Ctrl-C. Without
+    BILLING_MONGODB_URL, a loopback MongoDB too (its data kept in var/mongodb)."""
     import signal
+    from pathlib import Path
 
     from commdesk_billing.stack import running_stack
 
@@ -500,10 +509,16 @@ def dev(api_port: int, sandbox_port: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with running_stack(
-            api_port=api_port, sandbox_port=sandbox_port, quiet=False
+            api_port=api_port,
+            sandbox_port=sandbox_port,
+            quiet=False,
+            mongodb_port=mongodb_port,
+            # Kept across restarts, like var/documents: a seeded community stays seeded.
+            mongodb_dir=Path("var/mongodb"),
         ) as stack:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
+            click.echo(f"MongoDB (communities) {stack.mongodb}")
             for name, url in stack.health_urls.items():
                 click.echo(f"{name} ready ({url}/readyz, {url}/metrics)")
             click.echo("Ctrl-C stops everything")

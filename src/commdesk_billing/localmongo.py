@@ -38,7 +38,8 @@ class LocalMongo:
     (same port, same data) let tests take MongoDB away and bring it back."""
 
     def __init__(self, data_dir: Path, *, port: int) -> None:
-        self.data_dir = data_dir
+        # Pinned now: a relative directory must not move with a later chdir.
+        self.data_dir = data_dir.resolve()
         self.port = port
         self._process: asyncio.subprocess.Process | None = None
 
