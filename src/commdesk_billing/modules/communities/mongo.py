@@ -1,4 +1,5 @@
-"""CommDesk's MongoDB: the client billing reads it with."""
+"""CommDesk's MongoDB: the client billing reads it with, and the one write billing ever
+makes to it (seeding a demo community in development, never production's collection)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from urllib.parse import unquote
 from pymongo import AsyncMongoClient
 
 from commdesk_billing.config import Settings
-from commdesk_billing.modules.communities.directory import CommunityDirectory
+from commdesk_billing.modules.communities.directory import (
+    COLLECTION,
+    CommunityDirectory,
+    CommunityStatus,
+    check_community_id,
+    record_problem,
+)
 
 # Reads are few and cached: a handful of connections per process is plenty.
 MAX_POOL_SIZE = 10
@@ -82,3 +89,23 @@ def is_loopback(url: str) -> bool:
         except ValueError:
             return False
     return True
+
+
+async def seed_community(
+    settings: Settings, community_id: str, *, name: str, owner_ids: list[str]
+) -> bool:
+    """Upsert an active community document; True if it was created. Development only: the
+    CLI refuses any MongoDB off this machine unless told otherwise. Fields other than the
+    four billing reads are left as they are."""
+    check_community_id(community_id)
+    fields = {"name": name, "owner_ids": owner_ids, "status": CommunityStatus.active.value}
+    if (problem := record_problem(fields)) is not None:
+        raise ValueError(f"the directory would refuse this community: {problem}")
+    client = mongo_client(settings)
+    try:
+        result = await client[settings.mongodb_database][COLLECTION].update_one(
+            {"_id": community_id}, {"$set": fields}, upsert=True
+        )
+    finally:
+        await client.close()
+    return result.upserted_id is not None
