@@ -102,7 +102,7 @@ async def rabbitmq_url() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def mongodb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MongoTarget]:
-    """The run's MongoDB (about 0.3 s to start) and its own database, dropped at the end."""
+    """The run's MongoDB (about 0.4 s to start) and its own database, dropped at the end."""
     async with run_mongodb(tmp_path_factory.mktemp("mongodb")) as target:
         yield target
 

@@ -186,3 +186,31 @@ def test_bad_mongodb_settings_are_refused_without_echoing_them(
         Settings()
     # A refusal names the variable and the rule, never a value: they hold the secrets.
     assert "s3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("mongodb://billing:pw@db.example.com:27017/commdesk", True),
+        ("mongodb://billing:pw@db.example.com:27017/commdesk?tls=false", True),
+        ("mongodb://billing:pw@db.example.com:27017/commdesk?authSource=admin&tls=true", False),
+        ("mongodb://db1.example.com,db2.example.com/?replicaSet=rs0&ssl=true", False),
+        ("mongodb+srv://billing:pw@cluster0.ab1cd.mongodb.net/?retryWrites=true", False),
+        ("mongodb://127.0.0.1:27017/", False),
+    ],
+)
+def test_production_refuses_a_plaintext_remote_mongodb(url: str, refused: bool) -> None:
+    def make() -> Settings:
+        return Settings(
+            env=Environment.production,
+            jwt_secret=STRONG,
+            database_url="postgresql://u:p@db.example/x?sslmode=require",
+            mongodb_url=url,  # type: ignore[arg-type]
+            **SAFE_CASHFREE,  # type: ignore[arg-type]
+        )
+
+    if refused:
+        with pytest.raises(ValidationError, match="BILLING_MONGODB_URL must use TLS"):
+            make()
+    else:
+        assert make().mongodb_url.get_secret_value() == url

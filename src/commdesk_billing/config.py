@@ -242,6 +242,10 @@ class Settings(BaseSettings):
             local = host.startswith(("127.", "localhost", "[::1]"))
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
                 raise ValueError(f"BILLING_{name} must use sslmode=require in production")
+        if _plaintext_remote_mongodb(self.mongodb_url.get_secret_value()):
+            raise ValueError(
+                "BILLING_MONGODB_URL must use TLS in production (mongodb+srv://, or tls=true)"
+            )
         if self.seller_gstin == DEV_SELLER_GSTIN:
             raise ValueError("BILLING_SELLER_GSTIN must be set to our GSTIN in production")
         if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:
@@ -271,9 +275,25 @@ def _check_mongodb_url(url: str) -> None:
         raise ValueError("BILLING_MONGODB_URL must start with mongodb:// or mongodb+srv://")
     if len(url) > 4096 or not url.isprintable() or any(c.isspace() for c in url):
         raise ValueError("BILLING_MONGODB_URL must be one line of visible characters")
-    hosts = url.split("://", 1)[1].split("?", 1)[0].split("/", 1)[0].rpartition("@")[2]
-    if not hosts:
+    if not mongodb_hosts(url):
         raise ValueError("BILLING_MONGODB_URL names no host")
+
+
+def mongodb_hosts(url: str) -> list[str]:
+    """The `host[:port]` entries of a MongoDB URL, without credentials, path or options."""
+    hosts = url.split("://", 1)[-1].split("?", 1)[0].split("/", 1)[0].rpartition("@")[2]
+    return [h for h in hosts.split(",") if h]
+
+
+def _plaintext_remote_mongodb(url: str) -> bool:
+    # `mongodb+srv://` turns TLS on by default (Atlas); `mongodb://` only with tls/ssl=true.
+    if not url.startswith("mongodb://"):
+        return False
+    options = url.split("?", 1)[1].lower().split("&") if "?" in url else []
+    if "tls=true" in options or "ssl=true" in options:
+        return False
+    local = ("127.", "localhost", "[::1]", "%2f")
+    return not all(h.lower().startswith(local) for h in mongodb_hosts(url))
 
 
 @lru_cache(maxsize=1)

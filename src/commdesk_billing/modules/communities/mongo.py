@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from pymongo import AsyncMongoClient
 
-from commdesk_billing.config import Settings
+from commdesk_billing.config import Settings, mongodb_hosts
 from commdesk_billing.modules.communities.directory import (
     COLLECTION,
     CommunityDirectory,
@@ -52,15 +52,9 @@ def community_directory(settings: Settings) -> CommunityDirectory:
     )
 
 
-def _hosts(url: str) -> list[str]:
-    scheme_free = url.split("://", 1)[1]
-    hosts = scheme_free.split("?", 1)[0].split("/", 1)[0].rpartition("@")[2]
-    return [h for h in hosts.split(",") if h]
-
-
 def servers(url: str) -> str:
     """`scheme://host[,host…]`: where the URL leads, without its credentials or options."""
-    return f"{url.split('://', 1)[0]}://{','.join(_hosts(url))}"
+    return f"{url.split('://', 1)[0]}://{','.join(mongodb_hosts(url))}"
 
 
 def _host_name(host: str) -> str:
@@ -74,7 +68,7 @@ def is_loopback(url: str) -> bool:
     (Atlas), so it never does; a Unix socket path does."""
     if url.startswith("mongodb+srv://"):
         return False
-    hosts = _hosts(url)
+    hosts = mongodb_hosts(url)
     if not hosts:
         return False
     for host in hosts:
