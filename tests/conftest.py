@@ -2,7 +2,8 @@
 
 Each test run creates its own database (`harness/databases.py`) and drops it at the end.
 Before dropping it, the whole ledger the suite produced is sealed and verified: the suite's
-workload must leave the books clean.
+workload must leave the books clean. Communities come from a MongoDB-wire server the run
+starts on loopback, in a database of the run's own (`harness/mongo.py`).
 
 The whole stack (the Cashfree sandbox, our API and a worker, `harness/stack.py`) is shared by
 every module's tests through the `stack`, `variant` and `shared_stack` fixtures.
@@ -17,11 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.wallet import service as ws
@@ -38,6 +41,7 @@ from tests.harness.databases import (
     seal_and_verify,
 )
 from tests.harness.faults import faults
+from tests.harness.mongo import MongoTarget, run_mongodb
 from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, variant
 
 # The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…);
@@ -100,10 +104,19 @@ async def rabbitmq_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, rabbitmq_url: str) -> Settings:
+async def mongodb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MongoTarget]:
+    """The run's MongoDB (about 0.4 s to start) and its own database, dropped at the end."""
+    async with run_mongodb(tmp_path_factory.mktemp("mongodb")) as target:
+        yield target
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, rabbitmq_url: str, mongodb: MongoTarget) -> Settings:
     return Settings(
         database_url=database_url,
         rabbitmq_url=rabbitmq_url,
+        mongodb_url=SecretStr(mongodb.url),
+        mongodb_database=mongodb.database,
         db_pool_size=30,
         db_max_overflow=10,
         log_json=False,
@@ -197,13 +210,17 @@ def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[Wallet]]:
 @pytest.fixture(scope="session")
 async def app(
     settings: Settings, engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory
-) -> Any:
+) -> AsyncIterator[Any]:
     application = create_app(settings)
     # ASGITransport does not run the lifespan; hand the app the suite's engine directly.
     application.state.settings = settings
     application.state.engine = engine
     application.state.documents = LocalDocumentStore(tmp_path_factory.mktemp("api-documents"))
-    return application
+    application.state.communities = community_directory(settings)
+    try:
+        yield application
+    finally:
+        await application.state.communities.aclose()
 
 
 @pytest.fixture

@@ -152,3 +152,65 @@ def test_invalid_environment_values_are_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("BILLING_DB_POOL_SIZE", "-3")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_an_atlas_url_is_taken_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    atlas = "mongodb+srv://billing:p%40ss@cluster0.ab1cd.mongodb.net/?retryWrites=true&w=majority"
+    monkeypatch.setenv("BILLING_MONGODB_URL", atlas)
+    s = Settings()
+    assert s.mongodb_url.get_secret_value() == atlas
+    assert "p%40ss" not in repr(s) and "p%40ss" not in str(s.model_dump())
+    assert (s.mongodb_database, s.mongodb_timeout_s, s.community_cache_s) == ("commdesk", 3.0, 30)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BILLING_MONGODB_URL": "postgresql://u:s3cr3t@h/db"}, "must start with mongodb://"),
+        ({"BILLING_MONGODB_URL": "mongodb://u:s3cr3t@/db"}, "names no host"),
+        ({"BILLING_MONGODB_URL": "mongodb://u:s3cr3t@h /db"}, "one line of visible"),
+        ({"BILLING_MONGODB_DATABASE": "com.desk"}, "mongodb_database"),
+        ({"BILLING_MONGODB_TIMEOUT_S": "0"}, "mongodb_timeout_s"),
+        ({"BILLING_MONGODB_TIMEOUT_S": "31"}, "mongodb_timeout_s"),
+        ({"BILLING_COMMUNITY_CACHE_S": "-1"}, "community_cache_s"),
+        ({"BILLING_COMMUNITY_CACHE_S": "3601"}, "community_cache_s"),
+    ],
+)
+def test_bad_mongodb_settings_are_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("BILLING_JWT_SECRET", "s3cr3t-jwt-" + "x" * 32)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message) as refused:
+        Settings()
+    # A refusal names the variable and the rule, never a value: they hold the secrets.
+    assert "s3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("mongodb://billing:pw@db.example.com:27017/commdesk", True),
+        ("mongodb://billing:pw@db.example.com:27017/commdesk?tls=false", True),
+        ("mongodb://billing:pw@db.example.com:27017/commdesk?authSource=admin&tls=true", False),
+        ("mongodb://db1.example.com,db2.example.com/?replicaSet=rs0&ssl=true", False),
+        ("mongodb+srv://billing:pw@cluster0.ab1cd.mongodb.net/?retryWrites=true", False),
+        ("mongodb://127.0.0.1:27017/", False),
+    ],
+)
+def test_production_refuses_a_plaintext_remote_mongodb(url: str, refused: bool) -> None:
+    def make() -> Settings:
+        return Settings(
+            env=Environment.production,
+            jwt_secret=STRONG,
+            database_url="postgresql://u:p@db.example/x?sslmode=require",
+            mongodb_url=url,  # type: ignore[arg-type]
+            **SAFE_CASHFREE,  # type: ignore[arg-type]
+        )
+
+    if refused:
+        with pytest.raises(ValidationError, match="BILLING_MONGODB_URL must use TLS"):
+            make()
+    else:
+        assert make().mongodb_url.get_secret_value() == url

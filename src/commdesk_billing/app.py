@@ -20,6 +20,7 @@ from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
@@ -85,9 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = make_engine(cfg)
         app.state.cashfree = cashfree_client(cfg)
         app.state.documents = document_store(cfg)
+        app.state.communities = community_directory(cfg)
         try:
             yield
         finally:
+            await app.state.communities.aclose()
             await app.state.documents.aclose()
             await app.state.cashfree.aclose()
             await app.state.engine.dispose()
@@ -131,6 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except StorageError as exc:
             log.warning("readyz.storage.down", error=type(exc).__name__)
             checks["document_storage"] = "degraded"
+        # MongoDB serves community reads only (spends, payouts, earnings); purchases, refunds
+        # and webhooks go on without it. Reported, never a reason to take us out either.
+        checks["mongodb"] = "ok" if await request.app.state.communities.ping() else "down"
         ready = checks["postgresql"] == "ok"
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks},

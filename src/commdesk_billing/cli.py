@@ -488,9 +488,18 @@ def demo(api_url: str | None) -> None:
 @main.command()
 @click.option("--api-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--sandbox-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
-def dev(api_port: int, sandbox_port: int) -> None:
-    """API, worker, scheduler and the Cashfree sandbox together, until Ctrl-C."""
+@click.option(
+    "--mongodb-port",
+    default=27017,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The loopback MongoDB's port, when BILLING_MONGODB_URL is not set.",
+)
+def dev(api_port: int, sandbox_port: int, mongodb_port: int) -> None:
+    """API, worker, scheduler and the Cashfree sandbox together, until Ctrl-C. Without
+    BILLING_MONGODB_URL, a loopback MongoDB too (its data kept in var/mongodb)."""
     import signal
+    from pathlib import Path
 
     from commdesk_billing.stack import running_stack
 
@@ -500,10 +509,16 @@ def dev(api_port: int, sandbox_port: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with running_stack(
-            api_port=api_port, sandbox_port=sandbox_port, quiet=False
+            api_port=api_port,
+            sandbox_port=sandbox_port,
+            quiet=False,
+            mongodb_port=mongodb_port,
+            # Kept across restarts, like var/documents: a seeded community stays seeded.
+            mongodb_dir=Path("var/mongodb"),
         ) as stack:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
+            click.echo(f"MongoDB (communities) {stack.mongodb}")
             for name, url in stack.health_urls.items():
                 click.echo(f"{name} ready ({url}/readyz, {url}/metrics)")
             click.echo("Ctrl-C stops everything")
@@ -515,6 +530,63 @@ def dev(api_port: int, sandbox_port: int) -> None:
 
     _settings()
     asyncio.run(go())
+
+
+@main.group()
+def communities() -> None:
+    """CommDesk's communities (read from MongoDB)."""
+
+
+@communities.command("seed-demo")
+@click.option("--id", "community_id", default="demo-community", show_default=True)
+@click.option("--name", default="Demo Community", show_default=True)
+@click.option(
+    "--owner", "owners", multiple=True, required=True, help="An owner's user id; repeatable."
+)
+@click.option(
+    "--force", is_flag=True, help="Write to a MongoDB that is not on this machine as well."
+)
+def communities_seed_demo(
+    community_id: str, name: str, owners: tuple[str, ...], force: bool
+) -> None:
+    """Upsert an active demo community into BILLING_MONGODB_URL's `communities`.
+
+    Billing never writes CommDesk's collection in production: this is for development and
+    tests, and refuses a MongoDB off this machine unless --force (and production always)."""
+    from pymongo.errors import PyMongoError
+
+    from commdesk_billing.config import Environment
+    from commdesk_billing.errors import DomainError
+    from commdesk_billing.modules.communities import mongo
+
+    settings = _settings()
+    url = settings.mongodb_url.get_secret_value()
+    if settings.env is Environment.production:
+        raise click.ClickException("billing never writes CommDesk's communities in production")
+    if not mongo.is_loopback(url) and not force:
+        raise click.ClickException(
+            f"{mongo.servers(url)} is not on this machine: billing only reads CommDesk's "
+            "communities; add --force to write a demo community there anyway"
+        )
+    try:
+        created = _run(
+            lambda s: mongo.seed_community(
+                s, community_id, name=name, owner_ids=list(dict.fromkeys(owners))
+            )
+        )
+    except DomainError as exc:  # an id no community can have
+        raise click.ClickException(exc.detail) from exc
+    except ValueError as exc:  # a record the directory itself would refuse
+        raise click.ClickException(str(exc)) from exc
+    except PyMongoError as exc:
+        raise click.ClickException(
+            f"MongoDB at {mongo.servers(url)} did not take the write: {type(exc).__name__}"
+        ) from exc
+    click.echo(
+        f"community {community_id} {'created' if created else 'updated'} in "
+        f"{settings.mongodb_database}.communities at {mongo.servers(url)}: active, owners "
+        + ", ".join(dict.fromkeys(owners))
+    )
 
 
 main.add_command(sandbox_command)

@@ -29,7 +29,11 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", frozen=True)
+    # A refusal names the variable and the rule, never the values it was given: they hold
+    # every secret (the JWT key, Cashfree's secret, a MongoDB URL's password).
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     env: Environment = Environment.development
 
@@ -176,6 +180,17 @@ class Settings(BaseSettings):
     bunny_access_key: SecretStr = SecretStr("")
     storage_timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
 
+    # --- Communities (MongoDB, CommDesk's own data; read only) ------------------------
+    # As Atlas hands it out (`mongodb+srv://user:pass@cluster0.x.mongodb.net/?retryWrites=true`)
+    # or `mongodb://host:port`: given to PyMongo unchanged. Secret: it carries credentials.
+    mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongodb_database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")] = "commdesk"
+    # Server selection, connect and each operation as a whole: a community read that cannot
+    # finish in this long answers 503, it never holds a request (or a money path) hostage.
+    mongodb_timeout_s: Annotated[float, Field(gt=0, le=30)] = 3.0
+    # How long a community read is reused (0: never). A miss is kept for at most 5 s of it.
+    community_cache_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -206,6 +221,7 @@ class Settings(BaseSettings):
             raise ValueError("invoices and credit notes need different number series")
         if self.topup_min_paise > self.topup_max_paise:
             raise ValueError("BILLING_TOPUP_MIN_PAISE exceeds BILLING_TOPUP_MAX_PAISE")
+        _check_mongodb_url(self.mongodb_url.get_secret_value())
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
         if self.env is not Environment.production:
@@ -226,6 +242,10 @@ class Settings(BaseSettings):
             local = host.startswith(("127.", "localhost", "[::1]"))
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
                 raise ValueError(f"BILLING_{name} must use sslmode=require in production")
+        if _plaintext_remote_mongodb(self.mongodb_url.get_secret_value()):
+            raise ValueError(
+                "BILLING_MONGODB_URL must use TLS in production (mongodb+srv://, or tls=true)"
+            )
         if self.seller_gstin == DEV_SELLER_GSTIN:
             raise ValueError("BILLING_SELLER_GSTIN must be set to our GSTIN in production")
         if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:
@@ -245,6 +265,35 @@ def _check_networks(name: str, values: tuple[str, ...]) -> None:
             ipaddress.ip_network(value, strict=False)
         except ValueError as exc:
             raise ValueError(f"{name}: {value!r} is not an IP address or network") from exc
+
+
+def _check_mongodb_url(url: str) -> None:
+    # Only the shape: PyMongo parses the rest when the client is made, and a `+srv` name is
+    # resolved (DNS) when it first connects, never here. The URL is never echoed back: it
+    # may carry a password.
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("BILLING_MONGODB_URL must start with mongodb:// or mongodb+srv://")
+    if len(url) > 4096 or not url.isprintable() or any(c.isspace() for c in url):
+        raise ValueError("BILLING_MONGODB_URL must be one line of visible characters")
+    if not mongodb_hosts(url):
+        raise ValueError("BILLING_MONGODB_URL names no host")
+
+
+def mongodb_hosts(url: str) -> list[str]:
+    """The `host[:port]` entries of a MongoDB URL, without credentials, path or options."""
+    hosts = url.split("://", 1)[-1].split("?", 1)[0].split("/", 1)[0].rpartition("@")[2]
+    return [h for h in hosts.split(",") if h]
+
+
+def _plaintext_remote_mongodb(url: str) -> bool:
+    # `mongodb+srv://` turns TLS on by default (Atlas); `mongodb://` only with tls/ssl=true.
+    if not url.startswith("mongodb://"):
+        return False
+    options = url.split("?", 1)[1].lower().split("&") if "?" in url else []
+    if "tls=true" in options or "ssl=true" in options:
+        return False
+    local = ("127.", "localhost", "[::1]", "%2f")
+    return not all(h.lower().startswith(local) for h in mongodb_hosts(url))
 
 
 @lru_cache(maxsize=1)

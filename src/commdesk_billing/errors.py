@@ -155,3 +155,44 @@ class StorageUnavailableError(DomainError):
     code = "storage_unavailable"
     status = 503
     title = "Document storage unavailable"
+
+
+# --- Communities (read from CommDesk's MongoDB: modules/communities/directory.py) ---------
+
+
+class InvalidCommunityId(DomainError):
+    """Refused before MongoDB is asked: an id no community can have."""
+
+    code = "invalid_community_id"
+    status = 422
+    title = "Community id is not valid"
+
+
+class CommunityNotFound(NotFound):
+    code = "community_not_found"
+    title = "No such community"
+
+
+class CommunitySuspended(DomainError):
+    code = "community_suspended"
+    status = 409
+    title = "Community is suspended"
+
+
+class CommunityRecordInvalid(DomainError):
+    """CommDesk's record of the community does not have the shape billing relies on. Not
+    the caller's doing and not fixed by retrying: a 5xx, so it alerts whoever owns the data."""
+
+    code = "community_record_invalid"
+    status = 502
+    title = "Community record cannot be used"
+
+
+class CommunityDirectoryUnavailable(DomainError):
+    """MongoDB did not answer within BILLING_MONGODB_TIMEOUT_S (and the cache had nothing
+    fresh). Nothing was changed: repeat after `retry_after_s` (the Retry-After header of
+    every 503, problems.py)."""
+
+    code = "community_directory_unavailable"
+    status = 503
+    title = "Community directory unavailable"

@@ -3,6 +3,8 @@
 Used by `commdesk-billing dev` (in the foreground until Ctrl-C) and by `demo` when it is not
 pointed at a running stack. Each process is the same CLI a deployment runs; the only glue is
 environment variables telling the API where the sandbox is and the sandbox-facing URLs.
+Where BILLING_MONGODB_URL is not given, a loopback MongoDB-wire server (`localmongo.py`) is
+started first for the communities the API reads, and stopped last.
 """
 
 from __future__ import annotations
@@ -13,10 +15,15 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+
+from commdesk_billing.localmongo import LocalMongo
+from commdesk_billing.modules.communities.mongo import servers
 
 
 def free_port() -> int:
@@ -29,6 +36,7 @@ def free_port() -> int:
 class Stack:
     api_url: str
     sandbox_url: str
+    mongodb: str  # where the communities are read: a URL without credentials
     env: dict[str, str]
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     # name → base URL of the process's /healthz, /readyz and /metrics
@@ -60,6 +68,37 @@ async def running_stack(
     sandbox_port: int | None = None,
     scheduler: bool = True,
     quiet: bool = True,
+    mongodb_port: int | None = None,
+    mongodb_dir: Path | None = None,
+) -> AsyncIterator[Stack]:
+    """`mongodb_dir`: where the loopback MongoDB keeps its data (default: a temporary
+    directory, removed with the stack); both `mongodb_*` only matter without
+    BILLING_MONGODB_URL."""
+    async with contextlib.AsyncExitStack() as exits:
+        mongodb_url = os.environ.get("BILLING_MONGODB_URL")
+        if mongodb_url is None:
+            if mongodb_dir is None:
+                mongodb_dir = Path(exits.enter_context(tempfile.TemporaryDirectory()))
+            server = LocalMongo(mongodb_dir, port=mongodb_port or free_port())
+            mongodb_url = (await exits.enter_async_context(server)).url
+        async with _children(
+            mongodb_url,
+            api_port=api_port,
+            sandbox_port=sandbox_port,
+            scheduler=scheduler,
+            quiet=quiet,
+        ) as stack:
+            yield stack
+
+
+@contextlib.asynccontextmanager
+async def _children(
+    mongodb_url: str,
+    *,
+    api_port: int | None,
+    sandbox_port: int | None,
+    scheduler: bool,
+    quiet: bool,
 ) -> AsyncIterator[Stack]:
     api_port = api_port or free_port()
     sandbox_port = sandbox_port or free_port()
@@ -72,10 +111,11 @@ async def running_stack(
         "?payment_session_id={payment_session_id}",
         "BILLING_PUBLIC_BASE_URL": api_url,
         "BILLING_API_PORT": str(api_port),
+        "BILLING_MONGODB_URL": mongodb_url,
     }
     if quiet:
         env.setdefault("BILLING_LOG_LEVEL", "WARNING")
-    stack = Stack(api_url=api_url, sandbox_url=sandbox_url, env=env)
+    stack = Stack(api_url=api_url, sandbox_url=sandbox_url, mongodb=servers(mongodb_url), env=env)
     commands = {
         "sandbox": ["sandbox", "--port", str(sandbox_port)],
         "api": ["api", "--port", str(api_port)],

@@ -71,3 +71,8 @@ DOCUMENTS_ISSUED = Counter(
     "billing_tax_documents_issued_total", "Invoices and credit notes issued", ["kind"]
 )
 FRAUD_EVENTS = Counter("billing_fraud_events_total", "Fraud events recorded", ["kind"])
+COMMUNITY_LOOKUPS = Counter(
+    "billing_community_lookups_total",
+    "Community directory reads: cached, or asked of MongoDB, by outcome",
+    ["outcome"],  # cached, found, not_found, invalid, unavailable
+)

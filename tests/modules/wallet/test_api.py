@@ -524,6 +524,7 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["postgresql"] == "ok"
     assert ready.json()["checks"]["document_storage"] == "ok"
+    assert ready.json()["checks"]["mongodb"] == "ok"
     await client.get("/v1/wallets/me")
     metrics = (await client.get("/metrics")).text
     assert (
@@ -546,4 +547,8 @@ async def test_document_storage_down_degrades_readiness_but_keeps_us_ready(
     finally:
         app.state.documents = working
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"postgresql": "ok", "document_storage": "degraded"}
+    assert ready.json()["checks"] == {
+        "postgresql": "ok",
+        "document_storage": "degraded",
+        "mongodb": "ok",
+    }
