@@ -104,3 +104,34 @@ REFUND_INVOICE_REFUSE = {
         "service": NOT_FOUND,
     },
 }
+
+# Who may call what, on the community economy's routes. Any person spends their own credits
+# (a community_owner is a person too); a service needs `communities:spend` and names the
+# member. Owners are the community's `owner_ids` in MongoDB (`owner_record`) or a
+# community_owner token whose `communities` claim names it (`owner_claim`); one naming
+# another community (`owner_elsewhere`) is nobody here. Everyone else: 403; no token: 401.
+_PEOPLE = {
+    "member",
+    "other_member",
+    "owner_record",
+    "owner_claim",
+    "owner_elsewhere",
+    "finance_admin",
+    "support",
+    "auditor",
+}
+_OWNERS_AND_FINANCE = {"owner_record", "owner_claim", "finance_admin", "auditor"}
+COMMUNITY_ALLOW = {
+    "POST /v1/communities/{community_id}/spends": _PEOPLE | {"service_spend"},
+    "GET /v1/communities/{community_id}/spends": _OWNERS_AND_FINANCE,
+    "GET /v1/communities/{community_id}/earnings": _OWNERS_AND_FINANCE,
+    "GET /v1/communities/{community_id}/fee-plan": _OWNERS_AND_FINANCE,
+    "PUT /v1/communities/{community_id}/fee-plan": {"finance_admin"},
+    "GET /v1/community-spends/{spend_id}": {"member"} | _OWNERS_AND_FINANCE,
+    "POST /v1/community-spends/{spend_id}/reversal": {
+        "owner_record",
+        "owner_claim",
+        "finance_admin",
+    },
+}
+COMMUNITY_CALLERS = [*sorted(_PEOPLE), "service_spend", "service_none", "anonymous", "forged"]

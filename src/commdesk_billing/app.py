@@ -20,6 +20,7 @@ from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.payments.api import router as payments_router
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(refunds_router)
     app.include_router(invoices_router)
     app.include_router(webhooks_router)
+    app.include_router(communities_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

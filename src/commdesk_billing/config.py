@@ -90,6 +90,9 @@ class Settings(BaseSettings):
 
     # Upper bound of one debit/grant/hold, in credits: refuses absurd amounts early.
     max_credits_per_operation: Annotated[int, Field(ge=1, le=10**12)] = 100_000_000
+    # The platform's fee on a community spend, in basis points, where a community has no
+    # fee plan of its own (DESIGN §10: 1000 = 10 %). Plans are bounded the same way.
+    community_fee_bps: Annotated[int, Field(ge=0, le=5000)] = 1000
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

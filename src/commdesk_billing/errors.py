@@ -196,3 +196,11 @@ class CommunityDirectoryUnavailable(DomainError):
     code = "community_directory_unavailable"
     status = 503
     title = "Community directory unavailable"
+
+
+class SpendAlreadyReversed(DomainError):
+    """A community spend is reversed at most once."""
+
+    code = "spend_already_reversed"
+    status = 409
+    title = "This spend was already reversed"

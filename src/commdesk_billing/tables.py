@@ -35,6 +35,9 @@ OWNERS: dict[str, str] = {
     "outbox": "queues",
     "inbox": "queues",
     "gateway_backoff": "gateway",
+    "community_fee_plans": "modules/communities",
+    "community_spends": "modules/communities",
+    "community_spend_reversals": "modules/communities",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

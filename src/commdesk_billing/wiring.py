@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
 from commdesk_billing.modules.invoices.jobs import render_pending
@@ -185,6 +186,7 @@ def verify_checks() -> tuple[Check, ...]:
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
         *refund_invariants.CHECKS,
+        *community_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.authz import PAYMENT_ALLOW, REFUND_INVOICE_ALLOW, WALLET_ALLOW
+from tests.authz import COMMUNITY_ALLOW, PAYMENT_ALLOW, REFUND_INVOICE_ALLOW, WALLET_ALLOW
 
 
 def test_the_matrix_names_every_route(app: Any) -> None:
@@ -17,6 +17,6 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         for method in ops
     }
     # The webhook route authenticates by Cashfree's signature, not a token: tested apart.
-    assert routes == set(WALLET_ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | {
-        "POST /v1/webhooks/cashfree"
-    }
+    assert routes == set(WALLET_ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | set(
+        COMMUNITY_ALLOW
+    ) | {"POST /v1/webhooks/cashfree"}

@@ -36,6 +36,7 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.conftest import new_wallet
 from tests.harness.faults import Recorder
+from tests.harness.mongo import MongoTarget, communities
 from tests.harness.servers import serving
 from tests.harness.stack import webhook_body
 
@@ -445,7 +446,7 @@ async def test_a_statement_timeout_behind_a_lock_is_a_503_and_moves_nothing(
 
 # --- every route ----------------------------------------------------------------------
 
-_PATH_PARAMETERS = ("wallet_id", "hold_id", "payment_id", "refund_id", "invoice_id")
+_PATH_PARAMETERS = ("wallet_id", "hold_id", "payment_id", "refund_id", "invoice_id", "spend_id")
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
     "POST /v1/wallets/{wallet_id}/grants": {"credits": 5, "reason": "sweep"},
@@ -454,6 +455,9 @@ _BODIES: dict[str, Any] = {
     "POST /v1/holds/{hold_id}/release": {},
     "POST /v1/payments/orders": {"pack_code": "pack_300", "customer_phone": "9876543210"},
     "POST /v1/payments/{payment_id}/refunds": {"reason": "sweep refund"},
+    "POST /v1/communities/{community_id}/spends": {"credits": 5, "reason": "sweep"},
+    "PUT /v1/communities/{community_id}/fee-plan": {"fee_bps": 900, "reason": "sweep"},
+    "POST /v1/community-spends/{spend_id}/reversal": {"reason": "sweep"},
 }
 
 # Only people buy, and only the buyer retries; finance_admin is let through everywhere else.
@@ -461,7 +465,7 @@ _AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
 
 
 async def test_every_route_answers_503_when_the_database_is_unreachable(
-    serve: Serve, settings: Settings, faults: Recorder
+    serve: Serve, settings: Settings, faults: Recorder, mongodb: MongoTarget
 ) -> None:
     """Each `/v1` operation of the OpenAPI document, called as a caller it lets through,
     with the database away: 503 and Retry-After from all of them (a new route needing a
@@ -470,6 +474,12 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
     served = await serve(
         database_url=settings.database_url.replace(f":{db_port}/", f":{_free_port()}/", 1)
     )
+    # A community MongoDB knows (it is up): the community routes get as far as the database.
+    community = f"sweep-{uuid.uuid4().hex[:8]}"
+    async with communities(mongodb) as collection:
+        await collection.insert_one(
+            {"_id": community, "name": "Sweep", "owner_ids": [], "status": "active"}
+        )
     tok = issue_token(served.settings, sub="finance-sweep", role=Role.finance_admin)
     buyer = issue_token(served.settings, sub="buyer-sweep", role=Role.member)
     answers: dict[str, tuple[int, str | None]] = {}
@@ -478,7 +488,7 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
             continue
         for method in ops:
             route = f"{method.upper()} {path}"
-            url = path.format(**{p: uuid.uuid4() for p in _PATH_PARAMETERS})
+            url = path.format(community_id=community, **{p: uuid.uuid4() for p in _PATH_PARAMETERS})
             if path == "/v1/webhooks/cashfree":
                 r = await served.webhook(_delivery()[1])
             else:

@@ -13,6 +13,8 @@ from commdesk_billing.config import Settings
 
 _ALGORITHM = "HS256"
 _SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+# The community id rule of modules/communities/directory.py (ID_PATTERN), for the claim.
+_COMMUNITY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 class Role(StrEnum):
@@ -27,6 +29,7 @@ class Role(StrEnum):
 class Scope(StrEnum):
     wallets_read = "wallets:read"
     wallets_debit = "wallets:debit"
+    communities_spend = "communities:spend"  # spend a named member's credits in a community
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Principal:
     scopes: frozenset[str]
     email: str | None = None
     name: str | None = None
+    # The `communities` claim of a community_owner's token: the communities it manages.
+    communities: frozenset[str] = frozenset()
 
     def has(self, scope: Scope) -> bool:
         return scope.value in self.scopes
@@ -53,6 +58,7 @@ def issue_token(
     scopes: list[str] | None = None,
     ttl: timedelta = timedelta(hours=12),
     email: str | None = None,
+    communities: list[str] | None = None,
 ) -> str:
     now = datetime.now(UTC)
     claims: dict[str, object] = {
@@ -67,6 +73,8 @@ def issue_token(
     }
     if email:
         claims["email"] = email
+    if communities is not None:
+        claims["communities"] = communities
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=_ALGORITHM)
 
 
@@ -94,10 +102,18 @@ def decode_token(settings: Settings, token: str) -> Principal:
         raise InvalidToken("scope must be a space-separated list of scope names")
     email = claims.get("email")
     name = claims.get("name")
+    communities = claims.get("communities", [])
+    if (
+        not isinstance(communities, list)
+        or len(communities) > 1000
+        or not all(isinstance(c, str) and _COMMUNITY_RE.match(c) for c in communities)
+    ):
+        raise InvalidToken("communities must be a list of at most 1000 community ids")
     return Principal(
         sub=sub,
         role=parsed_role,
         scopes=frozenset(scope.split()),
         email=email if isinstance(email, str) and len(email) <= 320 else None,
         name=name if isinstance(name, str) and len(name) <= 200 else None,
+        communities=frozenset(communities),
     )

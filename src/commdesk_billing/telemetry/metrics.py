@@ -16,6 +16,10 @@ HTTP_LATENCY = Histogram(
 WALLET_OPERATIONS = Counter(
     "billing_wallet_operations_total", "Wallet operations", ["operation", "outcome"]
 )
+# operation: spend | reversal. Bounded: no community id in a label (there may be thousands).
+COMMUNITY_SPENDS = Counter(
+    "billing_community_spends_total", "Community spends and reversals applied", ["operation"]
+)
 IDEMPOTENT_REPLAYS = Counter(
     "billing_idempotent_replays_total", "Requests answered from a stored Idempotency-Key record"
 )

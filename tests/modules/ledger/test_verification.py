@@ -9,6 +9,7 @@ from types import ModuleType
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commdesk_billing.modules.communities import invariants as communities
 from commdesk_billing.modules.invoices import invariants as invoices
 from commdesk_billing.modules.ledger import invariants as ledger
 from commdesk_billing.modules.ledger.verify import Check, verify_ledger
@@ -22,6 +23,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (ledger, ledger.CHECKS),
     (wallet, wallet.CHECKS),
     (refunds, refunds.CHECKS),
+    (communities, communities.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -43,6 +45,8 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "refund_lots",
         "refund_amounts",
         "refund_basis",
+        "community_spends",
+        "community_payables",
         "document_figures",
         "document_numbers",
         "seals",

@@ -35,6 +35,7 @@ class House:
         "refund_reversal": house_account_id("credits:issuance:refund_reversal"),
     }
     CONSUMED_PLATFORM = house_account_id("credits:consumed:platform")
+    FEE_CREDITS = house_account_id("credits:platform_fee")  # migration 0008
     EXPIRED = house_account_id("credits:expired")
     GATEWAY_CLEARING = house_account_id("inr:gateway_clearing")
     DEFERRED_REVENUE = house_account_id("inr:deferred_revenue")
@@ -95,3 +96,22 @@ def transfer(
     if amount <= 0:
         raise LedgerInvariantError("a transfer amount must be positive")
     return (Leg(debit, ledger, amount, debit_wallet), Leg(credit, ledger, -amount, credit_wallet))
+
+
+@dataclass(frozen=True)
+class CommunityAccounts:
+    """A community's own accounts (DESIGN §10): what it earned in credits, and what we owe
+    it in paise. Like house accounts they keep no balance row (a popular community is in
+    every one of its members' spends); their ids follow from the community's id."""
+
+    community_id: str
+    earnings: uuid.UUID
+    payable: uuid.UUID
+
+    @classmethod
+    def of(cls, community_id: str) -> CommunityAccounts:
+        return cls(
+            community_id,
+            house_account_id(f"community:{community_id}:earnings"),
+            house_account_id(f"community:{community_id}:payable"),
+        )

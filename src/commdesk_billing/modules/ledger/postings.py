@@ -30,6 +30,12 @@ refund.credits             refund_hold_captured     Dr wallet held; Cr issuance[
                                                     (INR) a lot's last paise of basis, if the
                                                     refund left some (see the function)
 refund.release             refund_hold_released     Dr wallet held; Cr wallet available
+community.spend            community_spend          Dr wallet available; Cr community earnings
+                                                    (net); Cr platform fee credits (fee);
+                                                    (INR) Dr deferred revenue (basis); Cr
+                                                    platform fee revenue; Cr community payable
+community.spend.reversed   community_spend_reversed the spend's legs the other way round, the
+                                                    credits into a new lot of the wallet
 payment.captured (INR)     payment_captured         Dr gateway clearing; Cr deferred revenue
                                                     (taxable, if any); Cr GST payable (if any)
 refund.owed (INR)          refund_owed              Cr refunds payable; Dr deferred revenue
@@ -48,9 +54,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger.model import CommunityAccounts, House, Journal, Ledger, Leg
 
 __all__ = [
+    "community_spend",
+    "community_spend_reversed",
     "credit_grant",
     "hold_captured",
     "hold_placed",
@@ -320,6 +328,107 @@ def refund_hold_released(
         at,
         reason,
         metadata={"refund": refund_ref},
+    )
+
+
+# --- spending in a community ---------------------------------------------------------------
+
+
+def _community_legs(
+    community: CommunityAccounts,
+    *,
+    fee_credits: int,
+    community_credits: int,
+    fee_paise: int,
+    community_paise: int,
+    sign: int,
+) -> list[Leg]:
+    """What the community and the platform get from a spend (`sign` -1: credited), or give
+    back on its reversal (+1: debited). Zero legs are left out."""
+    legs = [
+        Leg(community.earnings, _C, sign * community_credits),
+        Leg(House.FEE_CREDITS, _C, sign * fee_credits),
+        Leg(House.PLATFORM_FEE_REVENUE, _INR, sign * fee_paise),
+        Leg(community.payable, _INR, sign * community_paise),
+    ]
+    return [leg for leg in legs if leg.amount]
+
+
+def community_spend(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    community: CommunityAccounts,
+    credits: int,
+    fee_credits: int,
+    basis_paise: int,
+    fee_paise: int,
+    at: datetime,
+    reason: str,
+    spend_id: uuid.UUID,
+) -> Journal:
+    """A member spends `credits` in a community (DESIGN §10), one journal in both ledgers:
+    the wallet gives N credits, the community's earnings get N - F and the platform's fee
+    credits F; the drawn lots' basis B leaves deferred revenue, f of it becomes platform
+    fee revenue and B - f what we owe the community (its payable)."""
+    legs = [Leg(available_account_id, _C, credits, wallet_id)]
+    if basis_paise:
+        legs.append(Leg(House.DEFERRED_REVENUE, _INR, basis_paise))
+    legs += _community_legs(
+        community,
+        fee_credits=fee_credits,
+        community_credits=credits - fee_credits,
+        fee_paise=fee_paise,
+        community_paise=basis_paise - fee_paise,
+        sign=-1,
+    )
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="community.spend",
+        created_at=at,
+        description=reason,
+        legs=tuple(legs),
+        metadata={"community_id": community.community_id, "spend_id": str(spend_id)},
+    )
+
+
+def community_spend_reversed(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    community: CommunityAccounts,
+    credits: int,
+    fee_credits: int,
+    basis_paise: int,
+    fee_paise: int,
+    at: datetime,
+    reason: str,
+    spend_id: uuid.UUID,
+) -> Journal:
+    """The spend undone: the community's earnings and the platform's fee credits give the
+    credits back to the wallet (into a new lot that keeps the spend's basis), and payable
+    and fee revenue go back into deferred revenue. After a settlement the payable may go
+    negative: a receivable, netted from the next settlement."""
+    legs = _community_legs(
+        community,
+        fee_credits=fee_credits,
+        community_credits=credits - fee_credits,
+        fee_paise=fee_paise,
+        community_paise=basis_paise - fee_paise,
+        sign=1,
+    )
+    legs.append(Leg(available_account_id, _C, -credits, wallet_id))
+    if basis_paise:
+        legs.append(Leg(House.DEFERRED_REVENUE, _INR, -basis_paise))
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="community.spend.reversed",
+        created_at=at,
+        description=reason,
+        legs=tuple(legs),
+        metadata={"community_id": community.community_id, "spend_id": str(spend_id)},
     )
 
 

@@ -61,11 +61,24 @@ async def lots_and_lines(conn: AsyncConnection, report: VerifyReport) -> None:
         """
         SELECT l.id, l.wallet_id, l.source, j.kind FROM credit_lots l
           JOIN ledger_journals j ON j.id = l.journal_id
-         WHERE j.kind <> 'grant.' || l.source
-            OR NOT EXISTS (
-                SELECT 1 FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
-                 WHERE e.journal_id = l.journal_id AND a.code = 'credits:issuance:' || l.source
-                   AND e.amount = l.credits_granted)""",
+          JOIN wallets w ON w.id = l.wallet_id
+         WHERE (l.source <> 'spend_reversal'
+                AND (j.kind <> 'grant.' || l.source
+                     OR NOT EXISTS (
+                        SELECT 1 FROM ledger_entries e
+                          JOIN ledger_accounts a ON a.id = e.account_id
+                         WHERE e.journal_id = l.journal_id
+                           AND a.code = 'credits:issuance:' || l.source
+                           AND e.amount = l.credits_granted)))
+            -- Credits a reversed community spend gave back come from the community and
+            -- the platform's fee, not from issuance: the reversal's journal credits them.
+            OR (l.source = 'spend_reversal'
+                AND (j.kind <> 'community.spend.reversed'
+                     OR NOT EXISTS (
+                        SELECT 1 FROM ledger_entries e
+                         WHERE e.journal_id = l.journal_id
+                           AND e.account_id = w.available_account_id
+                           AND e.amount = -l.credits_granted)))""",
     ):
         report.add(
             "lot_journal",
@@ -98,8 +111,10 @@ async def lots_and_lines(conn: AsyncConnection, report: VerifyReport) -> None:
          GROUP BY t.id
         HAVING coalesce(sum(m.credits), 0) <> CASE
                  WHEN t.transaction_type IN ('purchase', 'bonus', 'promotional',
-                                             'refund_reversal') THEN t.credits
-                 WHEN t.transaction_type IN ('debit', 'capture', 'refund', 'expiry')
+                                             'refund_reversal', 'community_spend_reversal')
+                     THEN t.credits
+                 WHEN t.transaction_type IN ('debit', 'capture', 'refund', 'expiry',
+                                             'community_spend')
                      THEN -t.credits
                  ELSE 0 END""",
     ):
@@ -177,12 +192,24 @@ async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
         """
         SELECT (SELECT coalesce(sum(taxable_paise - recognized_paise - refunded_paise), 0)
                   FROM credit_lots) AS unrecognized,
-               (SELECT coalesce(sum(recognized_paise), 0) FROM credit_lots) AS recognized,
+               -- What left deferred revenue for good: recognized, less what reversed
+               -- community spends brought back into it (as new lots' basis).
+               (SELECT coalesce(sum(recognized_paise), 0)
+                       - coalesce(sum(taxable_paise) FILTER (WHERE source = 'spend_reversal'), 0)
+                  FROM credit_lots) AS recognized,
                (SELECT coalesce(-sum(amount), 0) FROM ledger_entries
                  WHERE account_id = :deferred) AS deferred,
-               (SELECT coalesce(-sum(amount), 0) FROM ledger_entries
-                 WHERE account_id = :platform) AS platform""",
-        {"deferred": House.DEFERRED_REVENUE, "platform": House.PLATFORM_REVENUE},
+               -- Where it went: platform revenue, platform fees, what communities are owed.
+               (SELECT coalesce(-sum(e.amount), 0) FROM ledger_entries e
+                 WHERE e.account_id IN (:platform, :fees, :breakage)
+                    OR e.account_id IN (SELECT id FROM ledger_accounts
+                                         WHERE kind = 'community_payable')) AS platform""",
+        {
+            "deferred": House.DEFERRED_REVENUE,
+            "platform": House.PLATFORM_REVENUE,
+            "fees": House.PLATFORM_FEE_REVENUE,
+            "breakage": House.BREAKAGE_REVENUE,
+        },
     )
     if totals.deferred != totals.unrecognized:
         report.add(
@@ -194,7 +221,7 @@ async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
     if totals.platform != totals.recognized:
         report.add(
             "recognized_revenue",
-            "inr:platform_revenue",
+            "inr:platform_revenue + fees + community payables + breakage",
             f"the ledger holds {totals.platform} paise, the lots recognized {totals.recognized}",
         )
 

@@ -14,6 +14,7 @@ class LotSource(StrEnum):
     bonus = "bonus"
     promotional = "promotional"
     refund_reversal = "refund_reversal"
+    spend_reversal = "spend_reversal"  # credits a reversed community spend gave back
 
 
 class TxnType(StrEnum):
@@ -27,6 +28,8 @@ class TxnType(StrEnum):
     release = "release"
     refund = "refund"
     expiry = "expiry"
+    community_spend = "community_spend"
+    community_spend_reversal = "community_spend_reversal"
 
 
 class HoldStatus(StrEnum):

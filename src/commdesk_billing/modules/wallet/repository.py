@@ -68,9 +68,11 @@ def _hold(row: Row[Any]) -> Hold:
 
 
 def _lot(row: Row[Any]) -> Lot:
-    data = row._asdict()
-    data["source"] = LotSource(data["source"])
-    return Lot(**data)
+    return _lot_of(row._asdict())
+
+
+def _lot_of(data: dict[str, Any]) -> Lot:
+    return Lot(**{**data, "source": LotSource(data["source"])})
 
 
 async def find_owned_wallet(
@@ -231,6 +233,27 @@ async def lots_of_payment(
         )
     ).all()
     return {r.source: (r.id, int(r.drawable), int(r.credits_granted)) for r in rows}
+
+
+async def draws_of_line(conn: AsyncConnection, line_id: uuid.UUID) -> list[tuple[Lot, int, int]]:
+    """The lots one statement line drew from, with the credits and basis it took from each."""
+    cols = ", ".join(f"l.{c.strip()}" for c in _LOT_COLS.split(","))
+    rows = (
+        await conn.execute(
+            sql(f"""
+            SELECT {cols}, -m.credits AS drawn_credits, m.basis_paise AS drawn_basis
+              FROM credit_lot_movements m JOIN credit_lots l ON l.id = m.lot_id
+             WHERE m.wallet_transaction_id = :line AND m.credits < 0
+             ORDER BY m.id"""),
+            {"line": line_id},
+        )
+    ).all()
+    out = []
+    for r in rows:
+        data = r._asdict()
+        credits, basis = int(data.pop("drawn_credits")), int(data.pop("drawn_basis"))
+        out.append((_lot_of(data), credits, basis))
+    return out
 
 
 async def get_lot(conn: AsyncConnection, lot_id: uuid.UUID) -> Lot | None:

@@ -1,0 +1,34 @@
+"""Ledger accounts opened on demand: a community's earnings and payable accounts."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.sql import sql
+from commdesk_billing.modules.ledger.model import CommunityAccounts
+
+
+async def open_community_accounts(conn: AsyncConnection, community_id: str) -> CommunityAccounts:
+    """The community's accounts, created on its first spend. Idempotent: later spends find
+    them (the insert does nothing), so no spend waits on another past the very first."""
+    accounts = CommunityAccounts.of(community_id)
+    await conn.execute(
+        sql("""
+        INSERT INTO ledger_accounts (id, code, ledger, kind, normal_side, allow_negative, name)
+        VALUES (:earnings, :earnings_code, 'CREDITS', 'community_earnings', 'credit', true,
+                :earnings_name),
+               (:payable, :payable_code, 'INR', 'community_payable', 'credit', true,
+                :payable_name)
+        ON CONFLICT (code) DO NOTHING"""),
+        {
+            "earnings": accounts.earnings,
+            "earnings_code": f"community:{community_id}:earnings",
+            "earnings_name": f"Credits community {community_id} earned",
+            "payable": accounts.payable,
+            "payable_code": f"community:{community_id}:payable",
+            # May go negative: a spend reversed after a settlement is a receivable, netted
+            # from the next settlement.
+            "payable_name": f"What we owe community {community_id}",
+        },
+    )
+    return accounts
