@@ -124,7 +124,8 @@ async def run_keyed(engine: AsyncEngine, req: KeyedRequest, work: Work) -> Answe
 
     A business error (a DomainError such as insufficient credits) is an answer too: its
     effect is rolled back, then the error is recorded under the key in a second
-    transaction, so a retry with the same key gets the same error.
+    transaction, so a retry with the same key gets the same error. A 5xx one (a dependency
+    unavailable) is not: it is raised with nothing recorded, so a retry runs again.
     """
 
     async def attempt(conn: AsyncConnection) -> Answer:
@@ -139,6 +140,10 @@ async def run_keyed(engine: AsyncEngine, req: KeyedRequest, work: Work) -> Answe
     except (IdempotencyInProgress, IdempotencyMismatch):
         raise
     except DomainError as exc:
+        if exc.status >= 500:
+            # A dependency was away (Cashfree, MongoDB, storage): not an answer to keep.
+            # Nothing was stored under the key, so the same request goes through later.
+            raise
         failed = Answer(exc.status, domain_problem_body(exc))
 
         async def record(conn: AsyncConnection) -> Answer:
