@@ -40,7 +40,7 @@ from commdesk_billing.modules.refunds.consumers import RefundProcessing
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
-from commdesk_billing.modules.wallet.jobs import expire_holds
+from commdesk_billing.modules.wallet.jobs import expire_holds, expire_lots
 from commdesk_billing.modules.webhooks.consumers import PaymentWebhook, RefundWebhook
 from commdesk_billing.queues import routing
 from commdesk_billing.queues.outbox import prune
@@ -154,6 +154,7 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
     """The scheduler's periodic jobs, run by the leader only."""
     return [
         Job("expire_holds", 15, lambda: expire_holds(engine)),
+        Job("expire_lots", 60, lambda: expire_lots(engine)),
         Job(
             "sync_open_payments",
             settings.payment_sync_every_s,

@@ -18,6 +18,9 @@ grant.<source>             credit_grant             Dr issuance[source]; Cr wall
 debit                      platform_debit           Dr wallet available; Cr consumed:platform;
                                                     (INR) Dr deferred revenue, Cr platform
                                                     revenue: the drawn basis, if any
+expiry                     credits_expired          Dr wallet available; Cr credits:expired;
+                                                    (INR) Dr deferred revenue, Cr breakage
+                                                    revenue: the expired credits' basis
 hold                       hold_placed              Dr wallet available; Cr wallet held
 hold.capture               hold_captured            Dr wallet held (all held);
                                                     Cr consumed:platform (captured);
@@ -60,6 +63,7 @@ __all__ = [
     "community_spend",
     "community_spend_reversed",
     "credit_grant",
+    "credits_expired",
     "hold_captured",
     "hold_placed",
     "hold_released",
@@ -144,6 +148,39 @@ def platform_debit(
             Leg(House.CONSUMED_PLATFORM, _C, -credits),
             *_recognized(basis_paise),
         ),
+    )
+
+
+def credits_expired(
+    *,
+    operation_key: str,
+    wallet_id: uuid.UUID,
+    available_account_id: uuid.UUID,
+    credits: int,
+    basis_paise: int,
+    at: datetime,
+    reason: str,
+    lot_id: uuid.UUID,
+) -> Journal:
+    """A lot's credits forfeited at its expiry (DESIGN §10): debit the wallet's available
+    account, credit credits:expired; their unrecognized basis leaves deferred revenue as
+    breakage revenue (nobody will consume it)."""
+    legs = [
+        Leg(available_account_id, _C, credits, wallet_id),
+        Leg(House.EXPIRED, _C, -credits),
+    ]
+    if basis_paise:
+        legs += [
+            Leg(House.DEFERRED_REVENUE, _INR, basis_paise),
+            Leg(House.BREAKAGE_REVENUE, _INR, -basis_paise),
+        ]
+    return Journal(
+        idempotency_key=wallet_key(operation_key),
+        kind="expiry",
+        created_at=at,
+        description=reason,
+        legs=tuple(legs),
+        metadata={"lot_id": str(lot_id)},
     )
 
 

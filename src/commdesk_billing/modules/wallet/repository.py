@@ -285,3 +285,29 @@ async def expired_hold_ids(conn: AsyncConnection, now: datetime, limit: int) -> 
         )
     ).all()
     return [r.id for r in rows]
+
+
+async def wallets_with_expired_lots(
+    conn: AsyncConnection, at: datetime, *, limit: int
+) -> list[uuid.UUID]:
+    """Wallets holding lots past their expiry with credits no refund has reserved."""
+    rows = await conn.execute(
+        sql("""
+        SELECT DISTINCT wallet_id FROM credit_lots
+         WHERE expires_at <= :at AND credits_remaining > credits_reserved
+         LIMIT :n"""),
+        {"at": at, "n": limit},
+    )
+    return [r.wallet_id for r in rows]
+
+
+async def expired_lots(conn: AsyncConnection, wallet_id: uuid.UUID, at: datetime) -> list[Lot]:
+    """A wallet's lots past their expiry with drawable credits, soonest expired first."""
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_LOT_COLS} FROM credit_lots
+         WHERE wallet_id = :w AND expires_at <= :at AND credits_remaining > credits_reserved
+         ORDER BY expires_at, granted_at, id"""),
+        {"w": wallet_id, "at": at},
+    )
+    return [_lot(r) for r in rows]
