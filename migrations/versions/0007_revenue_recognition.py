@@ -10,9 +10,10 @@ journal, so each lot tracks what of its basis was recognized and what was refund
 
 - `credit_lots.recognized_paise`: basis recognized by consumption;
 - `credit_lots.refunded_paise`: basis that left with refunds (the refunds' taxable value);
-- `credit_lots.backfilled_paise`: the part of `recognized_paise` this migration recognized for
-  what was consumed before it (fixed afterwards), so that `recognized + refunded =
-  backfilled + Σ movements' basis` can be verified per lot;
+- `credit_lots.backfilled_paise`: the basis this migration found already used — recognized
+  for what was consumed before it, plus what refunds had taken — fixed afterwards, so that
+  `recognized + refunded = backfilled + Σ movements' basis` can be verified per lot (earlier
+  movements carry no basis);
 - `credit_lot_movements.basis_paise`: the basis one movement recognized or refunded.
 
 Unrecognized basis is `taxable - recognized - refunded`; deferred revenue equals its sum.
@@ -80,7 +81,7 @@ def upgrade() -> None:
 
         -- What was consumed before today, recognized as one draw per lot.
         UPDATE credit_lots l
-           SET recognized_paise = b.share, backfilled_paise = b.share
+           SET recognized_paise = b.share
           FROM (
             SELECT id,
                    CASE WHEN credits_remaining = 0 THEN taxable_paise - refunded_paise
@@ -94,6 +95,9 @@ def upgrade() -> None:
                AND credits_granted - credits_remaining - credits_refunded > 0
           ) b
          WHERE l.id = b.id;
+
+        UPDATE credit_lots SET backfilled_paise = recognized_paise + refunded_paise
+         WHERE recognized_paise + refunded_paise > 0;
         """
     )
     # From here on the backfill is part of a lot's fixed record, like its cost basis.
@@ -119,7 +123,7 @@ def upgrade() -> None:
     # One journal for the whole backfill (house accounts only, so nothing to chain).
     execute_script(
         f"""
-        WITH total AS (SELECT coalesce(sum(backfilled_paise), 0) AS paise FROM credit_lots),
+        WITH total AS (SELECT coalesce(sum(recognized_paise), 0) AS paise FROM credit_lots),
         journal AS (
             INSERT INTO ledger_journals (id, idempotency_key, kind, description, metadata,
                                          created_at)

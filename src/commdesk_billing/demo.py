@@ -18,9 +18,11 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
+from commdesk_billing.modules.communities.mongo import seed_community
 from commdesk_billing.modules.ledger import reads as ledger_reads
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import verify_ledger
@@ -31,6 +33,7 @@ from commdesk_billing.storage import LocalDocumentStore
 from commdesk_billing.storage.factory import document_store
 
 PACK = "pack_300"
+COMMUNITY, COMMUNITY_SPEND = "demo-community", 150
 PRICE_PAISE, CREDITS, BONUS = 30_000, 3_200, 200
 # ₹100 of ₹300 back: a third of the 3000 purchased credits, and of the 200 bonus rounded up.
 REFUND_PAISE, REFUND_CREDITS, REFUND_BONUS = 10_000, 1_000, 67
@@ -65,6 +68,10 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
                 print("starting the stack: Cashfree sandbox, API, worker, scheduler ...")
                 stack = await exits.enter_async_context(running_stack())
                 api_url = stack.api_url
+                # The stack's own MongoDB, where the demo community is written.
+                settings = settings.model_copy(
+                    update={"mongodb_url": SecretStr(stack.env["BILLING_MONGODB_URL"])}
+                )
             await _purchase(settings, api_url, checks)
         except _Abort:
             pass  # reported by require(); the summary says FAILED
@@ -167,6 +174,7 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
             "statement: purchase 3000 + bonus 200, then the debit",
         )
         await _refund_and_documents(settings, client, auth, order, checks)
+        await _community(settings, client, auth, run, checks)
     await _books(settings, order["id"], wid, checks)
 
 
@@ -258,6 +266,57 @@ async def _refund_and_documents(
     )
 
 
+async def _community(
+    settings: Settings, client: httpx.AsyncClient, auth: dict[str, str], run: str, checks: Checks
+) -> None:
+    """The member spends in a community (its record written to the stack's MongoDB, as
+    CommDesk would have it); the platform keeps its fee; the owner sees the earnings."""
+    owner = f"demo-owner-{run}"
+    await seed_community(settings, COMMUNITY, name="Demo Community", owner_ids=[owner])
+    body = {"credits": COMMUNITY_SPEND, "reason": "event ticket", "reference": f"ticket-{run}"}
+    headers = {**auth, "Idempotency-Key": f"demo-community-{run}"}
+    url = f"/v1/communities/{COMMUNITY}/spends"
+    spend = checks.require(
+        await client.post(url, json=body, headers=headers), 201, "spent in Demo Community"
+    )
+    again = await client.post(url, json=body, headers=headers)
+    checks.check(
+        again.status_code == 201 and again.json()["id"] == spend["id"],
+        "the same spend twice with one Idempotency-Key: one effect",
+    )
+    r = spend["receipt"]
+    print(
+        f"9. spend in Demo Community: {r['gross_credits']} credits = fee {r['fee_credits']} "
+        f"({r['fee_rate']}) + community {r['net_credits']}; basis {r['basis_paise']} paise "
+        f"= fee {r['fee_paise']} + payable {r['net_paise']} ({r['rounding']})"
+    )
+    checks.check(
+        r["fee_credits"] + r["net_credits"] == COMMUNITY_SPEND
+        and r["fee_paise"] + r["net_paise"] == r["basis_paise"] > 0,
+        "fee + net = gross, in credits and in paise",
+    )
+    wallet = (await client.get("/v1/wallets/me", headers=auth)).json()
+    left = CREDITS - 100 - REFUND_CREDITS - REFUND_BONUS - COMMUNITY_SPEND
+    checks.check(wallet["available_credits"] == left, f"wallet: {left} credits left")
+    tok = issue_token(settings, sub=owner, role=Role.member)
+    earned = checks.require(
+        await client.get(
+            f"/v1/communities/{COMMUNITY}/earnings", headers={"Authorization": f"Bearer {tok}"}
+        ),
+        200,
+        "the owner reads the community's earnings",
+    )
+    print(
+        f"10. Demo Community earnings: {earned['earned_credits']} credits, payable "
+        f"₹{earned['payable_paise'] / 100:.2f}, fees {earned['fee_credits']} credits / "
+        f"{earned['fee_paise']} paise over {earned['spends']} spend(s)"
+    )
+    checks.check(
+        earned["earned_credits"] >= r["net_credits"] and earned["payable_paise"] >= r["net_paise"],
+        "the spend is in the community's earnings",
+    )
+
+
 async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Checks) -> None:
     engine = make_engine(settings, direct=True, pool_size=2)
     try:
@@ -276,7 +335,7 @@ async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Ch
         for leg in rows:
             code = leg.account_code.replace(wallet_id, "<wallet>")
             print(f"   {leg.kind:<18} {code:<42} {leg.ledger:<8}{leg.amount:>8}")
-        inr = sorted(leg.amount for leg in rows if leg.ledger == "INR")
+        inr = sorted(leg.amount for leg in rows if leg.kind == "payment.captured")
         checks.check(
             inr == [-25424, -4576, 30000], "INR: clearing 30000 = deferred 25424 + GST 4576"
         )
