@@ -10,18 +10,20 @@ journal, so each lot tracks what of its basis was recognized and what was refund
 
 - `credit_lots.recognized_paise`: basis recognized by consumption;
 - `credit_lots.refunded_paise`: basis that left with refunds (the refunds' taxable value);
-- `credit_lots.backfilled_paise`: the basis this migration found already used — recognized
-  for what was consumed before it, plus what refunds had taken — fixed afterwards, so that
-  `recognized + refunded = backfilled + Σ movements' basis` can be verified per lot (earlier
-  movements carry no basis);
+- `credit_lots.backfilled_paise`: what this migration put on the lot's figures with no
+  movement to show for it (fixed afterwards): the basis it recognized for what was consumed
+  before it, plus what refunds before it took (movements written before it carry no basis),
+  so that `recognized + refunded = backfilled + Σ movements' basis` can be verified per lot;
 - `credit_lot_movements.basis_paise`: the basis one movement recognized or refunded.
 
 Unrecognized basis is `taxable - recognized - refunded`; deferred revenue equals its sum.
 
 What was consumed before this migration is recognized now, per lot, by the same rule a
 consumption follows from here on, applied as if it had been one draw: the lot's unrecognized
-basis * consumed / (consumed + remaining), half up, and all of it when nothing remains; one
-journal (`recognition:backfill:0007`) moves the total from deferred to platform revenue.
+basis * consumed / (consumed + remaining), half up, and all of it when nothing remains (also
+when refunds alone emptied the lot and left a paisa or two of basis, as a refund emptying a
+lot settles it from here on); one journal (`recognition:backfill:0007`) moves the total
+recognized from deferred to platform revenue.
 New house accounts: platform fee revenue and breakage revenue (community payables are opened
 per community when it first earns).
 """
@@ -79,23 +81,27 @@ def upgrade() -> None:
                  WHERE status = 'SUCCESS' GROUP BY payment_id) r
          WHERE l.source = 'purchase' AND l.source_ref = r.payment_id::text;
 
-        -- What was consumed before today, recognized as one draw per lot.
+        -- What was consumed before today, recognized as one draw per lot, and all of the
+        -- basis of an empty lot. In numeric, as paise times credits can pass bigint with
+        -- the largest top-ups the settings allow.
         UPDATE credit_lots l
            SET recognized_paise = b.share
           FROM (
             SELECT id,
                    CASE WHEN credits_remaining = 0 THEN taxable_paise - refunded_paise
-                        ELSE (2 * (taxable_paise - refunded_paise)
-                                * (credits_granted - credits_remaining - credits_refunded)
-                              + (credits_granted - credits_refunded))
-                             / (2 * (credits_granted - credits_refunded))
+                        ELSE div(2 * (taxable_paise - refunded_paise)::numeric
+                                   * (credits_granted - credits_remaining - credits_refunded)
+                                 + (credits_granted - credits_refunded),
+                                 2 * (credits_granted - credits_refunded))::bigint
                    END AS share
               FROM credit_lots
              WHERE taxable_paise > refunded_paise
-               AND credits_granted - credits_remaining - credits_refunded > 0
+               AND (credits_granted - credits_remaining - credits_refunded > 0
+                    OR credits_remaining = 0)
           ) b
          WHERE l.id = b.id;
 
+        -- No movement before today carries basis, so all of the above is backfill.
         UPDATE credit_lots SET backfilled_paise = recognized_paise + refunded_paise
          WHERE recognized_paise + refunded_paise > 0;
         """

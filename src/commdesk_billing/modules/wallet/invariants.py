@@ -153,10 +153,10 @@ async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
     """Revenue recognized at consumption (DESIGN §10), per lot and in total.
 
     Per lot, what its figures say was recognized and refunded is what its movements moved
-    (plus what migration 0007 recognized for earlier consumption), and a lot with no credits
-    left has no basis left. In total, deferred revenue is the sum of the lots' unrecognized
-    basis and platform revenue the sum of what consumption recognized: the ledger and the
-    lots are separate records of the same money."""
+    (plus what migration 0007 put on it for earlier consumption and refunds), and a lot with
+    no credits left has no basis left. In total, deferred revenue is the sum of the lots'
+    unrecognized basis and platform revenue the sum of what consumption recognized: the
+    ledger and the lots are separate records of the same money."""
     for r in await rows(
         conn,
         """
