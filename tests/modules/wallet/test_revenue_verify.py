@@ -69,7 +69,7 @@ TAMPERS = {
         "UPDATE ledger_entries SET amount = amount * 2 "
         "WHERE account_id IN ($2, $3) AND journal_id IN (SELECT journal_id "
         "FROM wallet_transactions WHERE wallet_id = $1 AND transaction_type = 'debit')",
-        {"deferred_revenue", "recognized_revenue"},
+        {"lot_basis", "deferred_revenue", "recognized_revenue"},
     ),
     # Basis moved from recognized to refunded with no refund behind it.
     "refund with no refund": (
@@ -117,3 +117,30 @@ async def test_a_spent_lot_with_basis_left_is_named(
         "deferred_revenue",
         "recognized_revenue",
     }
+
+
+async def test_recognition_moved_between_two_debits_is_named_per_line(
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
+    """5 paise of one debit's recognition moved to another's journal: every total and every
+    lot still agrees; only the per-line check (movements against journal) sees it."""
+    wallet = await new_wallet(scratch_engine, 3000)
+    await _spend(scratch_engine, wallet.id, 100)
+    await _spend(scratch_engine, wallet.id, 100)
+    assert (await verify_ledger(scratch_engine)).ok
+    await _tamper(
+        scratch_database_url,
+        """
+        WITH debits AS (
+            SELECT journal_id, row_number() OVER (ORDER BY seq) AS n FROM wallet_transactions
+             WHERE wallet_id = $1 AND transaction_type = 'debit')
+        UPDATE ledger_entries e
+           SET amount = e.amount + CASE WHEN d.n = 1 THEN 5 ELSE -5 END * sign(e.amount)
+          FROM debits d WHERE e.journal_id = d.journal_id AND e.account_id IN ($2, $3)""",
+        wallet.id,
+        House.DEFERRED_REVENUE,
+        House.PLATFORM_REVENUE,
+    )
+    report = await verify_ledger(scratch_engine)
+    assert {f.check for f in report.findings} == {"lot_basis"}
+    assert len(report.findings) == 2, report.findings  # the two lines, each named

@@ -187,6 +187,31 @@ async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
             f"wallet {r.wallet_id} lot {r.id}",
             f"no credits left but {r.left} paise of basis not recognized or refunded",
         )
+    # Per line: what a consumption's journal took out of deferred revenue is the basis its
+    # lot movements say it drew (a refund's is checked against the refund, refund_basis;
+    # a reversal's new lot brings basis back in with no movement drawn).
+    for r in await rows(
+        conn,
+        """
+        SELECT t.wallet_id, t.seq, t.transaction_type, coalesce(m.basis, 0) AS drawn,
+               x.deferred
+          FROM wallet_transactions t
+          LEFT JOIN (SELECT wallet_transaction_id, sum(basis_paise) AS basis
+                       FROM credit_lot_movements GROUP BY wallet_transaction_id) m
+            ON m.wallet_transaction_id = t.id
+          CROSS JOIN LATERAL (
+            SELECT coalesce(sum(amount), 0) AS deferred FROM ledger_entries
+             WHERE journal_id = t.journal_id AND account_id = :deferred) x
+         WHERE t.transaction_type IN ('debit', 'capture', 'community_spend', 'expiry')
+           AND coalesce(m.basis, 0) <> x.deferred""",
+        {"deferred": House.DEFERRED_REVENUE},
+    ):
+        report.add(
+            "lot_basis",
+            f"wallet {r.wallet_id}",
+            f"statement line #{r.seq} ({r.transaction_type}) drew {r.drawn} paise of basis, "
+            f"its journal took {r.deferred} out of deferred revenue",
+        )
     [totals] = await rows(
         conn,
         """
