@@ -39,13 +39,18 @@ def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-async def api_url(database_url: str) -> AsyncIterator[str]:
+async def api_url(database_url: str, settings: Settings) -> AsyncIterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, "api", "--port", str(port), env=_env(database_url)
-    )
+    # The run's MongoDB too: /readyz pings it, and a MongoDB that is not there costs that
+    # ping its whole timeout on every poll.
+    env = {
+        **_env(database_url),
+        "BILLING_MONGODB_URL": settings.mongodb_url.get_secret_value(),
+        "BILLING_MONGODB_DATABASE": settings.mongodb_database,
+    }
+    proc = await asyncio.create_subprocess_exec(*CLI, "api", "--port", str(port), env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=url) as client:
