@@ -10,7 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import IdempotencyMismatch, InvalidAmount, NotFound
 from commdesk_billing.modules.wallet import repository as repo
-from commdesk_billing.modules.wallet.model import Hold, StatementLine, TxnType, Wallet
+from commdesk_billing.modules.wallet.model import (
+    Hold,
+    Lot,
+    LotSource,
+    StatementLine,
+    TxnType,
+    Wallet,
+)
 
 # Far above any real operation, far below where bigint sums could overflow.
 MAX_CREDITS = 10**13
@@ -63,3 +70,30 @@ async def replay(
         )
     hold = await repo.get_hold(conn, line.hold_id) if line.hold_id else None
     return OperationResult(wallet=wallet, line=line, replayed=True, hold=hold)
+
+
+def new_lot(
+    wallet: Wallet,
+    *,
+    source: LotSource,
+    credits: int,
+    paid_paise: int,
+    taxable_paise: int,
+    source_ref: str | None,
+    at: datetime,
+    expires_at: datetime | None,
+) -> Lot:
+    """A lot as a grant creates it: all its credits remaining, nothing refunded yet."""
+    return Lot(
+        id=uuid.uuid4(),
+        wallet_id=wallet.id,
+        source=source,
+        credits_granted=credits,
+        credits_remaining=credits,
+        credits_refunded=0,
+        paid_paise=paid_paise,
+        taxable_paise=taxable_paise,
+        source_ref=source_ref,
+        granted_at=at,
+        expires_at=expires_at,
+    )

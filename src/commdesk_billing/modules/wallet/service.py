@@ -38,6 +38,7 @@ from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
     lock,
+    new_lot,
     now,
     replay,
 )
@@ -46,7 +47,6 @@ from commdesk_billing.modules.wallet.model import (
     BalanceReport,
     Hold,
     HoldStatus,
-    Lot,
     LotSource,
     StatementLine,
     TxnType,
@@ -112,17 +112,14 @@ async def grant_credits(
     if (done := await replay(conn, wallet, idempotency_key, txn_type, credits)) is not None:
         return done
     at = now()
-    lot = Lot(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
+    lot = new_lot(
+        wallet,
         source=source,
-        credits_granted=credits,
-        credits_remaining=credits,
-        credits_refunded=0,
+        credits=credits,
         paid_paise=paid_paise,
         taxable_paise=taxable_paise,
         source_ref=source_ref,
-        granted_at=at,
+        at=at,
         expires_at=expires_at,
     )
     journal = postings.credit_grant(

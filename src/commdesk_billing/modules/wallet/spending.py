@@ -25,6 +25,7 @@ from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
     lock,
+    new_lot,
     now,
     replay,
 )
@@ -106,18 +107,15 @@ async def restore(
     if (done := await replay(conn, wallet, idempotency_key, txn, credits)) is not None:
         return done
     at = now()
-    lot = Lot(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
+    lot = new_lot(
+        wallet,
         source=LotSource.spend_reversal,
-        credits_granted=credits,
-        credits_remaining=credits,
-        credits_refunded=0,
+        credits=credits,
         # No payment: paid is the basis (there is no GST to give back on it here).
         paid_paise=basis_paise,
         taxable_paise=basis_paise,
         source_ref=source_ref,
-        granted_at=at,
+        at=at,
         expires_at=expires_at,
     )
     op = writer.WalletOperation(
