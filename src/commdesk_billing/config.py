@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # The platform's fee on a community spend, in basis points, where a community has no
     # fee plan of its own (DESIGN §10: 1000 = 10 %). Plans are bounded the same way.
     community_fee_bps: Annotated[int, Field(ge=0, le=5000)] = 1000
+    # How long a process reuses a community's fee plan on the spend path (0: every spend
+    # reads it). A change made through another process applies within this time.
+    fee_plan_cache_s: Annotated[float, Field(ge=0, le=300)] = 5.0
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

@@ -21,7 +21,7 @@ from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import CommunityNotFound, Forbidden, InvalidAmount, NotFound
 from commdesk_billing.idempotency.keys import Answer, KeyedRequest, respond, run_keyed
 from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.communities import auth, spends
+from commdesk_billing.modules.communities import auth, plans, spends
 from commdesk_billing.modules.communities import repository as repo
 from commdesk_billing.modules.communities.deps import Communities
 from commdesk_billing.modules.communities.directory import Community, CommunityDirectory
@@ -117,6 +117,7 @@ async def create_spend(
             operation_key=op_key,
             actor=caller.sub,
             default_fee_bps=settings.community_fee_bps,
+            plan_cache_s=settings.fee_plan_cache_s,
         )
         return Answer(201, SpendOut.of(spend).model_dump(mode="json"))
 
@@ -242,7 +243,7 @@ async def earnings(
 
     async def read(conn: AsyncConnection) -> EarningsOut:
         figures = await repo.earnings(conn, community_id)
-        plan = await spends.fee_plan(conn, community_id, settings.community_fee_bps)
+        plan = await plans.current(conn, community_id, settings.community_fee_bps)
         return EarningsOut.of(figures, plan)
 
     return await in_transaction(engine, read)
@@ -266,7 +267,7 @@ async def get_fee_plan(
         raise Forbidden("only the community's owners, finance_admin and auditor see its plan")
 
     async def read(conn: AsyncConnection) -> FeePlanOut:
-        return FeePlanOut.of(await spends.fee_plan(conn, community_id, settings.community_fee_bps))
+        return FeePlanOut.of(await plans.current(conn, community_id, settings.community_fee_bps))
 
     return await in_transaction(engine, read)
 
@@ -301,4 +302,6 @@ async def set_fee_plan(
         )
         return FeePlanOut.of(plan)
 
-    return await in_transaction(engine, write)
+    out = await in_transaction(engine, write)
+    plans.forget(community_id)  # this process's spends use it from now on
+    return out

@@ -57,18 +57,37 @@ async def add_plan(
     return FeePlan(**row._asdict())
 
 
-async def insert_spend(conn: AsyncConnection, spend: Spend) -> None:
-    await conn.execute(
-        sql("""
-        INSERT INTO community_spends (id, community_id, wallet_id, user_external_id, credits,
-            fee_credits, community_credits, basis_paise, fee_paise, community_paise, fee_bps,
-            fee_plan_version, reason, reference, idempotency_key, journal_id, transaction_id,
-            created_by, created_at)
-        VALUES (:id, :community_id, :wallet_id, :user_external_id, :credits, :fee_credits,
-            :community_credits, :basis_paise, :fee_paise, :community_paise, :fee_bps,
-            :fee_plan_version, :reason, :reference, :idempotency_key, :journal_id,
-            :transaction_id, :created_by, :created_at)"""),
-        {k: v for k, v in spend.__dict__.items() if k not in ("reversed_at", "reversal_reason")},
+_SPEND_FIELDS = (
+    "id",
+    "community_id",
+    "wallet_id",
+    "user_external_id",
+    "credits",
+    "fee_credits",
+    "community_credits",
+    "basis_paise",
+    "fee_paise",
+    "community_paise",
+    "fee_bps",
+    "fee_plan_version",
+    "reason",
+    "reference",
+    "idempotency_key",
+    "journal_id",
+    "transaction_id",
+    "created_by",
+    "created_at",
+)
+
+
+def insert_spend_sql(spend: Spend) -> tuple[str, dict[str, Any]]:
+    """The spend's row as one data-modifying part of the wallet's own statement (its
+    `also`): no round trip of its own on the hot path. Parameters are prefixed `cs_`."""
+    columns = ", ".join(_SPEND_FIELDS)
+    values = ", ".join(f":cs_{f}" for f in _SPEND_FIELDS)
+    return (
+        f"INSERT INTO community_spends ({columns}) VALUES ({values}) RETURNING id",
+        {f"cs_{f}": getattr(spend, f) for f in _SPEND_FIELDS},
     )
 
 

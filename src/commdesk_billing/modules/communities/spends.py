@@ -12,28 +12,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import IdempotencyMismatch, NotFound, SpendAlreadyReversed
-from commdesk_billing.modules.communities import fees
+from commdesk_billing.modules.communities import fees, plans
 from commdesk_billing.modules.communities import repository as repo
 from commdesk_billing.modules.communities.directory import Community
-from commdesk_billing.modules.communities.model import FeePlan, Spend
+from commdesk_billing.modules.communities.model import Spend
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.accounts import open_community_accounts
 from commdesk_billing.modules.ledger.model import CommunityAccounts, Journal
 from commdesk_billing.modules.wallet import spending
 from commdesk_billing.modules.wallet.model import Lot, Wallet
 from commdesk_billing.modules.wallet.recognition import Draw, basis_of
-
-
-async def fee_plan(conn: AsyncConnection, community_id: str, default_bps: int) -> FeePlan:
-    """The plan a spend made now uses: the community's latest, or the default (version 0)."""
-    plan = await repo.current_plan(conn, community_id)
-    if plan is not None:
-        return plan
-    return FeePlan(community_id, 0, default_bps, "default (BILLING_COMMUNITY_FEE_BPS)", None, None)
 
 
 def _same_request(spend: Spend, community: Community, wallet: Wallet, credits: int) -> Spend:
@@ -54,18 +47,20 @@ async def spend(
     operation_key: str,
     actor: str,
     default_fee_bps: int,
+    plan_cache_s: float = 0.0,
 ) -> Spend:
-    """`credits` of the member's wallet into `community` (active: the caller checked)."""
-    if (done := await repo.spend_by_key(conn, operation_key)) is not None:
-        return _same_request(done, community, wallet, credits)
-    plan = await fee_plan(conn, community.id, default_fee_bps)
+    """`credits` of the member's wallet into `community` (active: the caller checked).
+    On the hot path: the plan (cached) and the community's accounts (known once seen) cost
+    nothing; the wallet's three round trips carry the spend's own row in their write."""
+    plan = await plans.current(conn, community.id, default_fee_bps, cache_s=plan_cache_s)
     accounts = await open_community_accounts(conn, community.id)
     spend_id = uuid.uuid4()
-    made: list[fees.Split] = []
+    made: list[Spend] = []
+    splits: list[fees.Split] = []
 
     def posting(drawn: Sequence[Draw], at: datetime) -> Journal:
         split = fees.split(credits, basis_of(drawn), plan.fee_bps)
-        made.append(split)
+        splits.append(split)
         return postings.community_spend(
             operation_key=operation_key,
             wallet_id=wallet.id,
@@ -80,6 +75,33 @@ async def spend(
             spend_id=spend_id,
         )
 
+    def row(journal: Journal, line_id: uuid.UUID) -> tuple[str, dict[str, Any]]:
+        (split,) = splits
+        made.append(
+            Spend(
+                id=spend_id,
+                community_id=community.id,
+                wallet_id=wallet.id,
+                user_external_id=user_external_id,
+                credits=credits,
+                fee_credits=split.fee_credits,
+                community_credits=split.community_credits,
+                basis_paise=split.basis_paise,
+                fee_paise=split.fee_paise,
+                community_paise=split.community_paise,
+                fee_bps=plan.fee_bps,
+                fee_plan_version=plan.version,
+                reason=reason,
+                reference=reference,
+                idempotency_key=operation_key,
+                journal_id=journal.id,
+                transaction_id=line_id,
+                created_by=actor,
+                created_at=journal.created_at,
+            )
+        )
+        return repo.insert_spend_sql(made[0])
+
     result, _ = await spending.spend(
         conn,
         wallet_id=wallet.id,
@@ -87,6 +109,7 @@ async def spend(
         idempotency_key=operation_key,
         reason=f"{reason} - in {community.name}",
         posting=posting,
+        row=row,
         source_id=str(spend_id),
         metadata={
             "community_id": community.id,
@@ -95,34 +118,11 @@ async def spend(
             **({"reference": reference} if reference else {}),
         },
     )
-    if result.replayed:  # a concurrent twin committed between our check and the lock
+    if result.replayed:  # this key spent before: the same spend, or a mismatch
         done = await repo.spend_by_key(conn, operation_key)
         assert done is not None, "a spend's statement line without its spend row"
         return _same_request(done, community, wallet, credits)
-    (split,) = made
-    row = Spend(
-        id=spend_id,
-        community_id=community.id,
-        wallet_id=wallet.id,
-        user_external_id=user_external_id,
-        credits=credits,
-        fee_credits=split.fee_credits,
-        community_credits=split.community_credits,
-        basis_paise=split.basis_paise,
-        fee_paise=split.fee_paise,
-        community_paise=split.community_paise,
-        fee_bps=plan.fee_bps,
-        fee_plan_version=plan.version,
-        reason=reason,
-        reference=reference,
-        idempotency_key=operation_key,
-        journal_id=result.line.journal_id,
-        transaction_id=result.line.id,
-        created_by=actor,
-        created_at=result.line.created_at,
-    )
-    await repo.insert_spend(conn, row)
-    return row
+    return made[0]
 
 
 def _restored_expiry(draws: Sequence[tuple[Lot, int, int]]) -> datetime | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import InsufficientCredits, InvalidAmount
+from commdesk_billing.errors import InsufficientCredits, InvalidAmount, NotFound
 from commdesk_billing.modules.ledger.model import Journal
 from commdesk_billing.modules.wallet import recognition, writer
 from commdesk_billing.modules.wallet import repository as repo
@@ -34,6 +34,9 @@ from commdesk_billing.modules.wallet.recognition import Draw
 
 # The journal for a consumption, from what it drew (lots, credits, basis) and when.
 SpendPosting = Callable[[Sequence[Draw], datetime], Journal]
+# The caller's own row for the consumption, written in the same statement as the wallet's:
+# from the journal and the statement line it belongs to, (SQL, parameters).
+SpendRow = Callable[[Journal, uuid.UUID], tuple[str, dict[str, Any]]]
 # The journal for credits given back, from the new lot and when.
 RestorePosting = Callable[[Lot, datetime], Journal]
 
@@ -46,27 +49,39 @@ async def spend(
     idempotency_key: str,
     reason: str,
     posting: SpendPosting,
+    row: SpendRow | None = None,
     source_id: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> tuple[OperationResult, list[Draw]]:
-    """Spend available credits (FIFO) under a journal the caller builds from the draw. Only
-    this wallet's row is locked. A replay returns the earlier line and no draws."""
+    """Spend available credits (FIFO) under a journal the caller builds from the draw, and
+    the caller's `row` with it. Only this wallet's row is locked. Three round trips, as a
+    platform debit: the lock, the lots (and whether the key ran before), the write. A
+    replay returns the earlier line and no draws."""
     check_credits(credits)
-    wallet = await lock(conn, wallet_id)
+    found = await repo.lock_wallets(conn, [wallet_id])
+    if not found:
+        raise NotFound(f"wallet {wallet_id} does not exist")
+    wallet = found[0]
     txn = TxnType.community_spend
-    if (done := await replay(conn, wallet, idempotency_key, txn, credits)) is not None:
-        return done, []
+    lots, done = await repo.fifo_lots(conn, {wallet.id: credits}, [idempotency_key])
+    if idempotency_key in done:
+        earlier = await replay(conn, wallet, idempotency_key, txn, credits)
+        assert earlier is not None
+        return earlier, []
     if wallet.available_credits < credits:
         raise InsufficientCredits(
             f"wallet has {wallet.available_credits} available credits, {credits} requested",
             available_credits=wallet.available_credits,
             requested_credits=credits,
         )
-    lots, _ = await repo.fifo_lots(conn, {wallet.id: credits}, [])
     drawn, _ = recognition.draw(lots[wallet.id], credits)
     at = now()
+    journal = posting(drawn, at)
+    line_id = uuid.uuid4()
     op = writer.WalletOperation(
-        journal=posting(drawn, at),
+        journal=journal,
+        line_id=line_id,
+        also=[row(journal, line_id)] if row is not None else [],
         txn_type=txn,
         credits=credits,
         idempotency_key=idempotency_key,

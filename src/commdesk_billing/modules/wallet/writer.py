@@ -59,6 +59,11 @@ class WalletOperation:
     hold_id: uuid.UUID | None = None
     lot_id: uuid.UUID | None = None
     line_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Another module's rows that belong to this operation (a community spend's own row),
+    # written in the same statement: (data-modifying SQL, its parameters; names unique in
+    # the batch). Foreign keys to the journal and the line hold: they are checked at the
+    # end of the statement.
+    also: Sequence[tuple[str, dict[str, Any]]] = ()
 
 
 class OperationBatch:
@@ -273,6 +278,9 @@ class OperationBatch:
                     "mv_ats": [m[4] for m in movements],
                 },
             )
+        for op in ops:
+            for extra_sql, params in op.also:
+                write.add(extra_sql, params)
         changed = [self._state[w] for w in self._start if self._state[w] != self._start[w]]
         updated = write.add(
             _WALLETS_SQL,
