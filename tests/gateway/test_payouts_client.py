@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -33,7 +33,6 @@ from commdesk_billing.gateway.signature import sign
 from commdesk_billing.telemetry.metrics import GATEWAY_CALLS
 from tests.gateway.sandbox.conftest import (
     CLIENT_SECRET,
-    PAYOUT_AUTH,
     PAYOUT_CLIENT_ID,
     PAYOUT_CLIENT_SECRET,
     sandbox_config,
@@ -49,47 +48,11 @@ from tests.gateway.sandbox.payout_helpers import (
 from tests.gateway.sandbox.servers import Receiver, ServerThread
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    server = ServerThread(create_sandbox_app(sandbox_config())).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
-    server = ServerThread(rec.app()).start()
-    rec.url = server.url
-    yield rec
-    server.stop()
-
-
-@pytest.fixture
-async def control(sandbox: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The sandbox's control API; what a test sets there ends with it."""
-    async with httpx.AsyncClient(base_url=sandbox, headers=PAYOUT_AUTH) as client:
-        yield client
-        await client.patch(
-            "/_sandbox/payout-faults",
-            json={
-                "error_rate": 0,
-                "fail_transfers": 0,
-                "reverse_transfers": 0,
-                "webhook_duplicates": 1,
-                "webhook_drop_rate": 0,
-            },
-        )
-        await client.patch("/_sandbox/payout-settings", json={"webhook_url": None})
-
-
-def _client(
-    sandbox: str, *, secret: str = PAYOUT_CLIENT_SECRET, **kw: Any
-) -> CashfreePayoutsClient:
+def _client(base: str, *, secret: str = PAYOUT_CLIENT_SECRET, **kw: Any) -> CashfreePayoutsClient:
     options: dict[str, Any] = {"timeout_s": 5, "backoff_s": 0.02, "max_retries": 2} | kw
     return CashfreePayoutsClient(
-        base_url=f"{sandbox}/payout",
-        verification_base_url=f"{sandbox}/verification",
+        base_url=f"{base}/payout",
+        verification_base_url=f"{base}/verification",
         client_id=PAYOUT_CLIENT_ID,
         client_secret=secret,
         **options,
@@ -97,8 +60,8 @@ def _client(
 
 
 @pytest.fixture
-async def cf(sandbox: str) -> AsyncIterator[CashfreePayoutsClient]:
-    async with _client(sandbox) as client:
+async def cf(sandbox_url: str) -> AsyncIterator[CashfreePayoutsClient]:
+    async with _client(sandbox_url) as client:
         yield client
 
 
@@ -136,9 +99,9 @@ async def _until(
 # Credentials and refusals ------------------------------------------------------------
 
 
-async def test_wrong_credentials_are_an_auth_error(sandbox: str) -> None:
+async def test_wrong_credentials_are_an_auth_error(sandbox_url: str) -> None:
     for secret in ("wrong-secret", CLIENT_SECRET):  # a guess, and the PG app's secret
-        async with _client(sandbox, secret=secret) as bad:
+        async with _client(sandbox_url, secret=secret) as bad:
             with pytest.raises(CashfreeAuthError) as err:
                 await bad.get_transfer(transfer_id="anything")
             assert (err.value.status, err.value.type) == (401, "authentication_error")
@@ -277,9 +240,9 @@ async def test_pending_then_success(cf: CashfreePayoutsClient) -> None:
 
 
 async def test_retryable_failure_then_success(
-    cf: CashfreePayoutsClient, control: httpx.AsyncClient
+    cf: CashfreePayoutsClient, payouts: httpx.AsyncClient
 ) -> None:
-    await control.patch(
+    await payouts.patch(
         "/_sandbox/payout-faults",
         json={"fail_transfers": 1, "fail_status_code": "BENE_BANK_DECLINED"},
     )
@@ -311,13 +274,13 @@ async def test_reversal_after_success(cf: CashfreePayoutsClient) -> None:
     assert reversed_.transfer_utr == paid.transfer_utr
 
 
-async def _transfers_named(control: httpx.AsyncClient, transfer_id: str) -> list[dict[str, Any]]:
-    state = (await control.get("/_sandbox/payouts")).json()
+async def _transfers_named(payouts: httpx.AsyncClient, transfer_id: str) -> list[dict[str, Any]]:
+    state = (await payouts.get("/_sandbox/payouts")).json()
     return [t for t in state["transfers"] if t["transfer_id"] == transfer_id]
 
 
 async def test_one_transfer_per_transfer_id(
-    cf: CashfreePayoutsClient, control: httpx.AsyncClient
+    cf: CashfreePayoutsClient, payouts: httpx.AsyncClient
 ) -> None:
     bene_id = await _beneficiary(cf, SUCCESS)
     transfer_id = _id("tr")
@@ -335,28 +298,28 @@ async def test_one_transfer_per_transfer_id(
             transfer_id=transfer_id, amount_paise=9_999, beneficiary_id=bene_id
         )
     assert err.value.code == "transfer_id_already_exists"
-    assert len(await _transfers_named(control, transfer_id)) == 1
+    assert len(await _transfers_named(payouts, transfer_id)) == 1
 
 
 async def test_a_lost_answer_is_asked_for_not_sent_again(
-    sandbox: str, control: httpx.AsyncClient
+    sandbox_url: str, payouts: httpx.AsyncClient
 ) -> None:
     # Cashfree's "timeout" test account answers after 1 s here; the client gives up at 0.3 s.
-    async with _client(sandbox, timeout_s=0.3) as impatient:
+    async with _client(sandbox_url, timeout_s=0.3) as impatient:
         bene_id = await _beneficiary(impatient, SLOW_ANSWER)
         transfer_id = _id("tr")
         created = await impatient.create_transfer(
             transfer_id=transfer_id, amount_paise=4_200, beneficiary_id=bene_id
         )
     assert created.transfer_id == transfer_id and created.transfer_amount_paise == 4_200
-    assert len(await _transfers_named(control, transfer_id)) == 1
+    assert len(await _transfers_named(payouts, transfer_id)) == 1
 
 
 async def test_5xx_on_create_checks_status_then_surfaces(
-    cf: CashfreePayoutsClient, control: httpx.AsyncClient
+    cf: CashfreePayoutsClient, payouts: httpx.AsyncClient
 ) -> None:
     bene_id = await _beneficiary(cf, SUCCESS)
-    await control.patch("/_sandbox/payout-faults", json={"error_rate": 1.0})
+    await payouts.patch("/_sandbox/payout-faults", json={"error_rate": 1.0})
     creates = GATEWAY_CALLS.labels("payout_create_transfer", "500")
     lookups = GATEWAY_CALLS.labels("payout_get_transfer", "500")
     before = creates._value.get(), lookups._value.get()
@@ -370,8 +333,8 @@ async def test_5xx_on_create_checks_status_then_surfaces(
     # unknown the create is not sent again: the caller comes back with the same id.
     assert creates._value.get() - before[0] == 1
     assert lookups._value.get() - before[1] == 3
-    await control.patch("/_sandbox/payout-faults", json={"error_rate": 0})
-    assert await _transfers_named(control, transfer_id) == []
+    await payouts.patch("/_sandbox/payout-faults", json={"error_rate": 0})
+    assert await _transfers_named(payouts, transfer_id) == []
 
 
 class _Sink:
@@ -421,16 +384,16 @@ async def _hooks(receiver: Receiver, name: str, transfer_id: str, count: int) ->
         await asyncio.sleep(0.02)
 
 
-async def _hook_to(control: httpx.AsyncClient, receiver: Receiver) -> str:
+async def _hook_to(payouts: httpx.AsyncClient, receiver: Receiver) -> str:
     name = _id("hook")
-    await control.patch("/_sandbox/payout-settings", json={"webhook_url": receiver.hook(name)})
+    await payouts.patch("/_sandbox/payout-settings", json={"webhook_url": receiver.hook(name)})
     return name
 
 
 async def test_webhooks_verified_and_forgeries_refused(
-    cf: CashfreePayoutsClient, control: httpx.AsyncClient, receiver: Receiver
+    cf: CashfreePayoutsClient, payouts: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    name = await _hook_to(control, receiver)
+    name = await _hook_to(payouts, receiver)
     bene_id = await _beneficiary(cf, SUCCESS_THEN_REVERSED)
     transfer_id = _id("tr")
     await cf.create_transfer(transfer_id=transfer_id, amount_paise=1_000, beneficiary_id=bene_id)
@@ -492,10 +455,10 @@ async def test_webhooks_verified_and_forgeries_refused(
 
 
 async def test_duplicate_and_lost_webhooks(
-    cf: CashfreePayoutsClient, control: httpx.AsyncClient, receiver: Receiver
+    cf: CashfreePayoutsClient, payouts: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    name = await _hook_to(control, receiver)
-    await control.patch("/_sandbox/payout-faults", json={"webhook_duplicates": 2})
+    name = await _hook_to(payouts, receiver)
+    await payouts.patch("/_sandbox/payout-faults", json={"webhook_duplicates": 2})
     bene_id = await _beneficiary(cf, INVALID_ACCOUNT)
     doubled = _id("tr")
     await cf.create_transfer(transfer_id=doubled, amount_paise=1_000, beneficiary_id=bene_id)
@@ -504,7 +467,7 @@ async def test_duplicate_and_lost_webhooks(
     assert read[0] == read[1] and read[0].type == "TRANSFER_FAILED"
     assert twins[0].headers["x-idempotency-key"] == twins[1].headers["x-idempotency-key"]
 
-    await control.patch(
+    await payouts.patch(
         "/_sandbox/payout-faults", json={"webhook_duplicates": 1, "webhook_drop_rate": 1.0}
     )
     lost = _id("tr")
@@ -513,7 +476,7 @@ async def test_duplicate_and_lost_webhooks(
     assert (await _until(cf, lost, Outcome.NEW_DETAILS)).status == "FAILED"
     await asyncio.sleep(0.1)
     assert [h for h in receiver.got(name) if lost.encode() in h.body] == []
-    log = (await control.get("/_sandbox/payout-webhooks", params={"transfer_id": lost})).json()
+    log = (await payouts.get("/_sandbox/payout-webhooks", params={"transfer_id": lost})).json()
     assert [row["outcome"] for row in log] == ["dropped"]
 
 

@@ -26,6 +26,7 @@ from commdesk_billing.gateway.errors import CashfreeBadResponse
 from commdesk_billing.gateway.models import Order, Payment, Refund
 from commdesk_billing.gateway.transport import (
     MAX_RATE_LIMIT_HINT_S,
+    Clients,
     RateLimitSink,
     Transport,
     rate_limit_hint,
@@ -43,7 +44,7 @@ __all__ = [
 API_VERSION = "2025-01-01"
 
 
-class CashfreeClient:
+class CashfreeClient(Clients):
     def __init__(
         self,
         *,
@@ -63,7 +64,6 @@ class CashfreeClient:
         retrying the call; a 429 asking for longer (any 429, at 0) is raised at once.
         `rate_limit_sink` is told of every 429, retried or not, and closed with the client."""
         self.base_url = base_url.rstrip("/")
-        self._sink = rate_limit_sink
         self._api = Transport(
             base_url=base_url,
             headers={
@@ -80,17 +80,7 @@ class CashfreeClient:
             rate_limit_sink=rate_limit_sink,
             transport=transport,
         )
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
-        if self._sink is not None:
-            await self._sink.aclose()
-
-    async def __aenter__(self) -> CashfreeClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        super().__init__(rate_limit_sink, self._api)
 
     # --- orders ---------------------------------------------------------------------------
 

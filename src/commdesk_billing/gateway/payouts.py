@@ -42,7 +42,7 @@ from commdesk_billing.gateway.payout_models import (
     Beneficiary,
     Transfer,
 )
-from commdesk_billing.gateway.transport import RateLimitSink, Transport
+from commdesk_billing.gateway.transport import Clients, RateLimitSink, Transport
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +59,7 @@ def redact(text: str) -> str:
     return _LONG_DIGITS.sub(lambda m: "XXXX" + m.group()[-4:], text)
 
 
-class CashfreePayoutsClient:
+class CashfreePayoutsClient(Clients):
     def __init__(
         self,
         *,
@@ -95,23 +95,11 @@ class CashfreePayoutsClient:
             "unprocessable": CashfreeRejected,
         }
         self.max_retries = max_retries
-        self._sink = rate_limit_sink
         self._payout = Transport(
             base_url=base_url, headers=auth | {"x-api-version": api_version}, **common
         )
         self._verification = Transport(base_url=verification_base_url, headers=auth, **common)
-
-    async def aclose(self) -> None:
-        await self._payout.aclose()
-        await self._verification.aclose()
-        if self._sink is not None:
-            await self._sink.aclose()
-
-    async def __aenter__(self) -> CashfreePayoutsClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        super().__init__(rate_limit_sink, self._payout, self._verification)
 
     # --- beneficiaries --------------------------------------------------------------------
 

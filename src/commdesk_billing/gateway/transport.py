@@ -18,7 +18,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 import structlog
@@ -284,3 +284,24 @@ class Transport:
         if status == 422:
             return self._unprocessable(f"{op}: {message}", **kw)
         return CashfreeRejected(f"{op}: {message}", **kw)
+
+
+class Clients:
+    """What every Cashfree client shares: it owns its transports and its rate-limit sink and
+    closes them together, also as an `async with`."""
+
+    def __init__(self, sink: RateLimitSink | None, *transports: Transport) -> None:
+        self._sink = sink
+        self._transports = transports
+
+    async def aclose(self) -> None:
+        for transport in self._transports:
+            await transport.aclose()
+        if self._sink is not None:
+            await self._sink.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

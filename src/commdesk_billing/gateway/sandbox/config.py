@@ -55,16 +55,11 @@ def _failure_code(value: str) -> str:
     return value
 
 
-class PayoutFaults(BaseModel):
-    """Faults of the Payouts side, apart from PG's so that one never disturbs the other.
-    Changeable at run time via `/_sandbox/payout-faults`; the counters count down as new
-    transfers take them."""
+class PayoutFaults(Faults):
+    """Faults of the Payouts side (PG's set, then its own), apart from PG's so that one never
+    disturbs the other. Changeable at run time via `/_sandbox/payout-faults`; the counters
+    count down as new transfers take them. `error_rate` covers Payouts and verification."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    latency_ms: Millis = 0
-    # Share of Payouts and verification calls answered 500 before anything is done.
-    error_rate: Rate = 0.0
     # Every new transfer stays PENDING this much longer before its outcome.
     pending_extra_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 0.0
     # The next N new transfers end with `fail_status_code`: FAILED, or REJECTED for the
@@ -74,10 +69,6 @@ class PayoutFaults(BaseModel):
     # The next N new transfers that succeed are REVERSED `payout_reversal_s` after COMPLETED.
     reverse_transfers: Count = 0
     reverse_status_code: str = "INVALID_ACCOUNT_FAIL"
-    webhook_drop_rate: Rate = 0.0
-    webhook_duplicates: Annotated[int, Field(ge=1, le=20)] = 1
-    webhook_reorder_window_ms: Millis = 0
-    webhook_jitter_ms: Millis = 0
 
     @field_validator("fail_status_code", "reverse_status_code")
     @classmethod

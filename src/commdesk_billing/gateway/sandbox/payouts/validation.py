@@ -122,6 +122,19 @@ def contact(raw: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _beneficiary_id(obj: dict[str, Any], path: str, *, required: bool) -> str | None:
+    return _matching(
+        obj,
+        "beneficiary_id",
+        path,
+        _BENEFICIARY_ID,
+        1,
+        50,
+        "only letters, digits, '_', '|' and '.' are allowed",
+        required=required,
+    )
+
+
 def _name(obj: dict[str, Any], path: str) -> str:
     name = _matching(
         obj, "beneficiary_name", path, _NAME, 1, 100, "only letters and spaces", required=True
@@ -140,16 +153,7 @@ class NewBeneficiary:
 
 def new_beneficiary(body: Any) -> NewBeneficiary:
     obj = body_object(body)
-    bene_id = _matching(
-        obj,
-        "beneficiary_id",
-        "beneficiary_id",
-        _BENEFICIARY_ID,
-        1,
-        50,
-        "only letters, digits, '_', '|' and '.' are allowed",
-        required=True,
-    )
+    bene_id = _beneficiary_id(obj, "beneficiary_id", required=True)
     assert bene_id is not None
     return NewBeneficiary(
         beneficiary_id=bene_id,
@@ -200,15 +204,7 @@ def new_transfer(body: Any) -> NewTransfer:
         raise _invalid("transfer_mode", "should be one of " + ", ".join(MODES))
     details = _object(obj, "beneficiary_details", required=True)
     assert details is not None
-    bene_id = _matching(
-        details,
-        "beneficiary_id",
-        "beneficiary_details.beneficiary_id",
-        _BENEFICIARY_ID,
-        1,
-        50,
-        "only letters, digits, '_', '|' and '.' are allowed",
-    )
+    bene_id = _beneficiary_id(details, "beneficiary_details.beneficiary_id", required=False)
     inline_name = inline = None
     if bene_id is None:
         if details.get("beneficiary_name") is None:

@@ -7,11 +7,12 @@ import asyncio
 
 from starlette.routing import Route
 
-from commdesk_billing.gateway.sandbox.api import PAYOUT, Call, Reply, api
+from commdesk_billing.gateway.sandbox.api import PAYOUT, Call, Handler, Reply, api
 from commdesk_billing.gateway.sandbox.payouts.entities import (
     beneficiary_entity,
     transfer_entity,
 )
+from commdesk_billing.gateway.sandbox.ratelimit import Endpoint
 
 
 def _query(call: Call) -> dict[str, str]:
@@ -46,30 +47,14 @@ def fetch_transfer(call: Call) -> Reply:
     return Reply(200, transfer_entity(call.sandbox.payouts.transfer(_query(call))))
 
 
+_ROUTES: tuple[tuple[str, str, Handler, Endpoint], ...] = (
+    ("/payout/beneficiary", "POST", add_beneficiary, "payout_beneficiary"),
+    ("/payout/beneficiary", "GET", fetch_beneficiary, "payout_beneficiary"),
+    ("/payout/beneficiary", "DELETE", remove_beneficiary, "payout_beneficiary"),
+    ("/payout/transfers", "POST", create_transfer, "payout_create_transfer"),
+    ("/payout/transfers", "GET", fetch_transfer, "payout_get_transfer"),
+)
 routes = [
-    Route(
-        "/payout/beneficiary",
-        api(add_beneficiary, rate="payout_beneficiary", realm=PAYOUT),
-        methods=["POST"],
-    ),
-    Route(
-        "/payout/beneficiary",
-        api(fetch_beneficiary, rate="payout_beneficiary", realm=PAYOUT),
-        methods=["GET"],
-    ),
-    Route(
-        "/payout/beneficiary",
-        api(remove_beneficiary, rate="payout_beneficiary", realm=PAYOUT),
-        methods=["DELETE"],
-    ),
-    Route(
-        "/payout/transfers",
-        api(create_transfer, rate="payout_create_transfer", realm=PAYOUT),
-        methods=["POST"],
-    ),
-    Route(
-        "/payout/transfers",
-        api(fetch_transfer, rate="payout_get_transfer", realm=PAYOUT),
-        methods=["GET"],
-    ),
+    Route(path, api(handler, rate=rate, realm=PAYOUT), methods=[method])
+    for path, method, handler, rate in _ROUTES
 ]
