@@ -46,7 +46,7 @@ def sandbox_config(**overrides: Any) -> SandboxConfig:
         "payout_client_id": PAYOUT_CLIENT_ID,
         "payout_client_secret": PAYOUT_CLIENT_SECRET,
         "payout_step_s": 0.1,
-        "payout_pending_s": 0.3,
+        "payout_pending_s": 0.5,
         "payout_reversal_s": 0.2,
         "payout_slow_answer_s": 1.0,
         "payout_tick_s": 0.05,
@@ -110,7 +110,7 @@ async def payouts(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
         defaults = PayoutFaults().model_dump()
         assert (await client.patch("/_sandbox/payout-faults", json=defaults)).status_code == 200
-        reset = {"webhook_url": None, "step_s": 0.1, "pending_s": 0.3, "reversal_s": 0.2}
+        reset = {"webhook_url": None, "step_s": 0.1, "pending_s": 0.5, "reversal_s": 0.2}
         assert (await client.patch("/_sandbox/payout-settings", json=reset)).status_code == 200
 
 

@@ -215,19 +215,32 @@ async def test_a_known_invalid_account_is_added_as_invalid(payouts: httpx.AsyncC
 
 
 async def test_a_transfer_succeeds_step_by_step(payouts: httpx.AsyncClient) -> None:
+    # An hour a step, moved on by the clock: each state is seen for certain, no race.
+    r = await payouts.patch("/_sandbox/payout-settings", json={"step_s": 3600})
+    assert r.status_code == 200, r.text
     bene = await beneficiary_for(payouts, SUCCESS)
     received = await create_transfer(payouts, bene.beneficiary_id, amount=150.5)
     assert (received.status, received.status_code) == ("RECEIVED", "RECEIVED")
-    assert received.transfer_amount == 150.5 and received.transfer_utr is None
+    assert received.transfer_amount == Decimal("150.50") and received.transfer_utr is None
     assert received.transfer_mode == "BANK" and received.fundsource_id == "CASHFREE_1"
     instrument = received.beneficiary_details.beneficiary_instrument_details
     assert (instrument.bank_account_number, instrument.bank_ifsc) == SUCCESS
-    sent = await wait_transfer(payouts, received.transfer_id, "SENT_TO_BENEFICIARY")
-    assert sent.status == "SUCCESS" and sent.transfer_utr
-    done = await wait_transfer(payouts, received.transfer_id, "COMPLETED")
-    assert done.status == "SUCCESS" and done.transfer_utr == sent.transfer_utr
+    seen = []
+    for _ in range(3):
+        moved = await payouts.post("/_sandbox/clock", json={"advance_seconds": 3600})
+        assert moved.status_code == 200, moved.text
+        seen.append(await fetch_transfer(payouts, transfer_id=received.transfer_id))
+    assert [(t.status, t.status_code) for t in seen] == [
+        ("PENDING", "SENT_TO_BANK"),
+        ("SUCCESS", "SENT_TO_BENEFICIARY"),
+        ("SUCCESS", "COMPLETED"),
+    ]
+    sent, done = seen[1], seen[2]
+    assert sent.transfer_utr and done.transfer_utr == sent.transfer_utr
+    assert seen[0].transfer_service_charge is None
     fees = (done.transfer_service_charge, done.transfer_service_tax)
     assert fees == (Decimal("1.00"), Decimal("0.18"))
+    assert done.updated_on > received.added_on
     by_cf_id = await fetch_transfer(payouts, cf_transfer_id=received.cf_transfer_id)
     assert by_cf_id == done
 
