@@ -95,6 +95,11 @@ def test_production_accepts_a_safe_configuration() -> None:
     [
         ({"cashfree_client_secret": "cfsk_ma_test_commdesk_sandbox_secret"}, "CLIENT_SECRET"),
         ({"cashfree_base_url": "http://127.0.0.1:8765/pg"}, "CASHFREE_BASE_URL"),
+        ({"cashfree_payout_base_url": "http://127.0.0.1:8765/payout"}, "CASHFREE_PAYOUT_BASE_URL"),
+        (
+            {"cashfree_verification_base_url": "http://127.0.0.1:8765/verification"},
+            "CASHFREE_VERIFICATION_BASE_URL",
+        ),
         ({"public_base_url": "http://billing.example"}, "PUBLIC_BASE_URL"),
     ],
 )

@@ -150,6 +150,27 @@ class Settings(BaseSettings):
     webhook_allowed_ips: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
 
+    # --- Cashfree Payouts V2 (another Cashfree app: its own pair) -----------------------
+    # Production by default (cashfree.md §1.1, §6.2); the sandbox is
+    # https://sandbox.cashfree.com/payout, the local one http://127.0.0.1:8765/payout.
+    cashfree_payout_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = (
+        "https://api.cashfree.com/payout"
+    )
+    # Secure ID's bank-account verification (§13.4), called with the Payouts pair.
+    cashfree_verification_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = (
+        "https://api.cashfree.com/verification"
+    )
+    # No defaults: a payouts client is only built from the environment's pair.
+    cashfree_payout_client_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    cashfree_payout_client_secret: SecretStr | None = None
+    # Secrets being rotated out: payout webhooks signed with them are still accepted.
+    cashfree_payout_previous_secrets: tuple[SecretStr, ...] = ()
+    cashfree_payout_api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] = (
+        "2024-01-01"
+    )
+    cashfree_payout_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    cashfree_payout_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+
     # --- Refunds ------------------------------------------------------------------------
     # Buyers may refund their own purchase within this many days (0: only finance and
     # support may refund). Only unconsumed credits are ever refundable.
@@ -258,6 +279,8 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_CASHFREE_CLIENT_SECRET must be set in production")
         for name, url in (
             ("CASHFREE_BASE_URL", self.cashfree_base_url),
+            ("CASHFREE_PAYOUT_BASE_URL", self.cashfree_payout_base_url),
+            ("CASHFREE_VERIFICATION_BASE_URL", self.cashfree_verification_base_url),
             ("PUBLIC_BASE_URL", self.public_base_url),
         ):
             if not url.startswith("https://"):

@@ -78,3 +78,25 @@ def test_the_rate_limit_hint_is_bounded_and_never_breaks() -> None:
 
     assert [hint("7"), hint("0.5"), hint("-3"), hint(None), hint("soon")] == [7, 0.5, 0, 1, 1]
     assert [hint("1e9"), hint("inf"), hint("nan"), hint("-inf")] == [300, 1, 1, 1]
+
+
+def test_signature_check_names_what_is_wrong() -> None:
+    body, stamp = b'{"a":1}', "1746427759733"
+    now_s = int(stamp) / 1000
+    good = {"x-webhook-timestamp": stamp, "x-webhook-signature": signature.sign("k", stamp, body)}
+    assert signature.check(good, body, ["k"], max_age_s=60, max_future_s=5, now_s=now_s) == stamp
+    cases = [
+        ({}, body, "webhook_unsigned"),
+        (good | {"x-webhook-timestamp": "17464e3"}, body, "webhook_timestamp_invalid"),
+        (good | {"x-webhook-timestamp": "1" * 17}, body, "webhook_timestamp_invalid"),
+        (good | {"x-webhook-signature": "x" * 201}, body, "webhook_signature_invalid"),
+        (good, body + b" ", "webhook_signature_invalid"),
+    ]
+    for headers, raw, code in cases:
+        with pytest.raises(signature.Refused) as err:
+            signature.check(headers, raw, ["k"], max_age_s=60, max_future_s=5, now_s=now_s)
+        assert err.value.code == code
+    for late_s in (61.0, -6.0):  # too old, too far ahead
+        with pytest.raises(signature.Refused) as err:
+            signature.check(good, body, ["k"], max_age_s=60, max_future_s=5, now_s=now_s + late_s)
+        assert err.value.code == "webhook_stale"

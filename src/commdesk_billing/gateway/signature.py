@@ -2,8 +2,9 @@
 
 The signed payload is the `x-webhook-timestamp` header followed by the exact request bytes, with
 no separator. Verification must use those exact bytes: re-serialising the JSON (say `2.00` into
-`2.0`) changes the signature. Both the sandbox (which signs) and the webhook receiver (which
-verifies) use this module, so there is one definition of the algorithm.
+`2.0`) changes the signature. Both the sandbox (which signs) and the webhook receivers (which
+verify) use this module, so there is one definition of the algorithm. PG and Payouts V2 sign
+alike (cashfree.md §5.2, §13.1), each with its own app's secret.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
+from collections.abc import Mapping, Sequence
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -18,7 +21,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-def verify(secrets: list[str], timestamp: str, body: bytes, signature: str) -> bool:
+def verify(secrets: Sequence[str], timestamp: str, body: bytes, signature: str) -> bool:
     """True when any of `secrets` (current first, then ones being rotated out) signed the body.
 
     Every candidate is compared in constant time and all are tried, so timing says nothing
@@ -29,3 +32,40 @@ def verify(secrets: list[str], timestamp: str, body: bytes, signature: str) -> b
     for secret in secrets:
         ok |= hmac.compare_digest(sign(secret, timestamp, body).encode(), given)
     return ok
+
+
+class Refused(Exception):
+    """A delivery whose signature headers do not prove it came from Cashfree."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def check(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    max_age_s: float,
+    max_future_s: float,
+    now_s: float | None = None,
+) -> str:
+    """The `x-webhook-timestamp` of a delivery whose signature is right and whose timestamp
+    lies within [now - max_age_s, now + max_future_s]; raises `Refused` otherwise.
+
+    No replay window is documented (cashfree.md §5.2): the caller's window must be wide
+    enough for Cashfree's own retries; duplicates are caught by deduplication, not here."""
+    sig = headers.get("x-webhook-signature")
+    ts = headers.get("x-webhook-timestamp")
+    if not sig or not ts:
+        raise Refused("webhook_unsigned", "x-webhook-signature and timestamp needed")
+    if not (ts.isascii() and ts.isdigit()) or len(ts) > 16:
+        raise Refused("webhook_timestamp_invalid", "x-webhook-timestamp is not epoch ms")
+    if len(sig) > 200 or not verify(secrets, ts, body, sig):
+        raise Refused("webhook_signature_invalid", "signature does not match")
+    age_s = (time.time() if now_s is None else now_s) - int(ts) / 1000
+    if age_s > max_age_s or -age_s > max_future_s:
+        raise Refused("webhook_stale", "signature timestamp outside the window")
+    return ts

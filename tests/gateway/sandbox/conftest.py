@@ -1,7 +1,8 @@
 """The sandbox under test, on a real socket, and a real webhook receiver.
 
-Delays are short (settlement 0.2 s, webhook retries 0.2/0.4/0.6 s) and rate limits off, so the
-whole module runs in seconds; the rate-limit test starts its own sandbox.
+Delays are short (settlement 0.2 s, webhook retries 0.2/0.4/0.6 s, a transfer step 0.1 s) and
+rate limits off, so the whole module runs in seconds; the rate-limit test starts its own
+sandbox.
 """
 
 from __future__ import annotations
@@ -14,12 +15,21 @@ import httpx
 import pytest
 
 from commdesk_billing.gateway.sandbox import SandboxConfig, create_sandbox_app
+from commdesk_billing.gateway.sandbox.config import PayoutFaults
 from tests.gateway.sandbox.servers import Receiver, ServerThread
 
 CLIENT_ID = "TEST_sandbox_suite"
 CLIENT_SECRET = "cfsk_ma_test_sandbox_suite_secret"
 VERSION = "2025-01-01"
 AUTH = {"x-client-id": CLIENT_ID, "x-client-secret": CLIENT_SECRET, "x-api-version": VERSION}
+PAYOUT_CLIENT_ID = "TEST_sandbox_suite_payouts"
+PAYOUT_CLIENT_SECRET = "cfsk_ma_test_sandbox_suite_payouts_secret"
+PAYOUT_VERSION = "2024-01-01"
+PAYOUT_AUTH = {
+    "x-client-id": PAYOUT_CLIENT_ID,
+    "x-client-secret": PAYOUT_CLIENT_SECRET,
+    "x-api-version": PAYOUT_VERSION,
+}
 
 
 def sandbox_config(**overrides: Any) -> SandboxConfig:
@@ -33,6 +43,13 @@ def sandbox_config(**overrides: Any) -> SandboxConfig:
         "webhook_timeout_s": 2.0,
         "rate_limit_profile": "off",
         "seed": 7,
+        "payout_client_id": PAYOUT_CLIENT_ID,
+        "payout_client_secret": PAYOUT_CLIENT_SECRET,
+        "payout_step_s": 0.1,
+        "payout_pending_s": 0.5,
+        "payout_reversal_s": 0.2,
+        "payout_slow_answer_s": 1.0,
+        "payout_tick_s": 0.05,
     }
     return SandboxConfig(**(values | overrides))
 
@@ -84,6 +101,17 @@ async def api(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
                 "webhook_jitter_ms": 0,
             },
         )
+
+
+@pytest.fixture
+async def payouts(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the Payouts side, whose faults and webhook URL end with the test."""
+    async with httpx.AsyncClient(base_url=sandbox_url, headers=PAYOUT_AUTH, timeout=10) as client:
+        yield client
+        defaults = PayoutFaults().model_dump()
+        assert (await client.patch("/_sandbox/payout-faults", json=defaults)).status_code == 200
+        reset = {"webhook_url": None, "step_s": 0.1, "pending_s": 0.5, "reversal_s": 0.2}
+        assert (await client.patch("/_sandbox/payout-settings", json=reset)).status_code == 200
 
 
 def unique(prefix: str) -> str:

@@ -1,4 +1,5 @@
-"""`create_sandbox_app(config)`: the ASGI app of the local Cashfree PG sandbox."""
+"""`create_sandbox_app(config)`: the ASGI app of the local Cashfree sandbox (PG, Payouts V2 and
+bank-account verification)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from commdesk_billing.gateway.sandbox.routes import (
     control,
     orders,
     payments,
+    payout_control,
+    payouts,
     refunds,
     simulate,
+    verification,
 )
 from commdesk_billing.gateway.sandbox.service import Sandbox
 
@@ -53,7 +57,10 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
             *refunds.routes,
             *simulate.routes,
             *checkout.routes,
+            *payouts.routes,
+            *verification.routes,
             *control.routes,
+            *payout_control.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -1,4 +1,5 @@
-"""`sandbox`: run the local Cashfree PG sandbox (a click command for the main CLI to register).
+"""`sandbox`: run the local Cashfree sandbox, PG and Payouts (a click command for the main CLI to
+register).
 
 Every option left out falls back to its `BILLING_SANDBOX_*` variable, then the default.
 """
@@ -23,6 +24,10 @@ from commdesk_billing.gateway.sandbox.config import SandboxConfig
 @click.option("--settle-delay", "settle_delay_s", type=float, help="Seconds until a payment ends.")
 @click.option("--refund-delay", "refund_delay_s", type=float, help="Seconds until a refund ends.")
 @click.option("--webhook-url", default=None, help="Also notified of every event.")
+@click.option("--payout-webhook-url", default=None, help="Notified of every transfer event.")
+@click.option(
+    "--payout-step", "payout_step_s", type=float, help="Seconds between a transfer's steps."
+)
 @click.option(
     "--webhook-retries",
     "webhook_retry_schedule_s",
@@ -44,7 +49,8 @@ from commdesk_billing.gateway.sandbox.config import SandboxConfig
 @click.option("--webhook-jitter-ms", type=int, default=None)
 @click.option("--seed", type=int, default=None, help="Fixes the fault dice.")
 def sandbox(host: str, port: int, **options: Any) -> None:
-    """A local Cashfree PG sandbox on HOST:PORT (in memory: a restart forgets every order)."""
+    """A local Cashfree sandbox on HOST:PORT (in memory: a restart forgets every order and
+    transfer)."""
     given = {name: value for name, value in options.items() if value is not None}
     try:
         config = SandboxConfig(**given)
@@ -52,5 +58,10 @@ def sandbox(host: str, port: int, **options: Any) -> None:
         raise click.ClickException(f"sandbox configuration is not valid:\n{exc}") from exc
     base = config.public_url or f"http://{host}:{port}"
     click.echo(f"Cashfree sandbox: API {base}/pg, checkout {base}{CHECKOUT_PATH}", err=True)
-    click.echo(f"client id {config.client_id}, rate limits {config.rate_limit_profile}", err=True)
+    click.echo(f"Payouts {base}/payout, verification {base}/verification", err=True)
+    click.echo(
+        f"client id {config.client_id}, payouts client id {config.payout_client_id}, "
+        f"rate limits {config.rate_limit_profile}",
+        err=True,
+    )
     uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="warning")

@@ -1,8 +1,9 @@
 """Sandbox configuration: one validated settings object, read from the environment.
 
 `BILLING_SANDBOX_*` variables set the sandbox's own knobs; the credentials it accepts are the
-ones our service is configured with (`BILLING_CASHFREE_CLIENT_ID` / `_SECRET`), so pointing the
-service at the sandbox needs no second pair of variables.
+ones our service is configured with (`BILLING_CASHFREE_CLIENT_ID` / `_SECRET` for PG,
+`BILLING_CASHFREE_PAYOUT_CLIENT_ID` / `_SECRET` for Payouts), so pointing the service at the
+sandbox needs no second set of variables.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from typing import Annotated, Literal, Self
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from commdesk_billing.gateway.payout_codes import FAILURE_CODES
+
 DEV_CLIENT_ID = "TEST_commdesk_sandbox"
 DEV_CLIENT_SECRET = "cfsk_ma_test_commdesk_sandbox_secret"  # noqa: S105 - a local sandbox's default
+# Payouts is another Cashfree app with its own pair (cashfree.md §6.2).
+DEV_PAYOUT_CLIENT_ID = "TEST_commdesk_payouts"
+DEV_PAYOUT_CLIENT_SECRET = "cfsk_ma_test_commdesk_payouts_secret"  # noqa: S105
 
 RateProfile = Literal["sandbox", "production", "off"]
 
@@ -38,6 +44,36 @@ class Faults(BaseModel):
     webhook_reorder_window_ms: Millis = 0
     # > 0: each delivery first waits a random 0..jitter ms, so close events may swap places.
     webhook_jitter_ms: Millis = 0
+
+
+Count = Annotated[int, Field(ge=0, le=100_000)]
+
+
+def _failure_code(value: str) -> str:
+    if value not in FAILURE_CODES:
+        raise ValueError("must be one of " + ", ".join(sorted(FAILURE_CODES)))
+    return value
+
+
+class PayoutFaults(Faults):
+    """Faults of the Payouts side (PG's set, then its own), apart from PG's so that one never
+    disturbs the other. Changeable at run time via `/_sandbox/payout-faults`; the counters
+    count down as new transfers take them. `error_rate` covers Payouts and verification."""
+
+    # Every new transfer stays PENDING this much longer before its outcome.
+    pending_extra_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 0.0
+    # The next N new transfers end with `fail_status_code`: FAILED, or REJECTED for the
+    # risk and configuration codes.
+    fail_transfers: Count = 0
+    fail_status_code: str = "BENE_BANK_DECLINED"
+    # The next N new transfers that succeed are REVERSED `payout_reversal_s` after COMPLETED.
+    reverse_transfers: Count = 0
+    reverse_status_code: str = "INVALID_ACCOUNT_FAIL"
+
+    @field_validator("fail_status_code", "reverse_status_code")
+    @classmethod
+    def _known_code(cls, value: str) -> str:
+        return _failure_code(value)
 
 
 def _split_floats(value: object) -> object:
@@ -66,6 +102,23 @@ class SandboxConfig(BaseSettings):
         ),
     ] = DEV_CLIENT_SECRET
 
+    payout_client_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            validation_alias=AliasChoices("BILLING_CASHFREE_PAYOUT_CLIENT_ID", "payout_client_id"),
+        ),
+    ] = DEV_PAYOUT_CLIENT_ID
+    payout_client_secret: Annotated[
+        str,
+        Field(
+            min_length=1,
+            validation_alias=AliasChoices(
+                "BILLING_CASHFREE_PAYOUT_CLIENT_SECRET", "payout_client_secret"
+            ),
+        ),
+    ] = DEV_PAYOUT_CLIENT_SECRET
+
     # Links the sandbox hands out (checkout pages, payment pages). None: taken from each
     # request's own Host, which is right unless the sandbox sits behind a proxy.
     public_url: str | None = None
@@ -88,6 +141,19 @@ class SandboxConfig(BaseSettings):
     # Waits before retry 1, 2, ... of a webhook that did not get HTTP 200.
     webhook_retry_schedule_s: Annotated[tuple[float, ...], NoDecode] = (120.0, 600.0, 1800.0)
     webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    # Payouts V2: the dashboard's webhook endpoint (Payouts has no per-transfer URL), and
+    # the pace of a transfer: each step (RECEIVED -> PENDING -> SUCCESS -> COMPLETED) after
+    # this long on the sandbox clock; the "pending" test accounts wait `payout_pending_s`
+    # more; a reversal lands `payout_reversal_s` after COMPLETED; the "timeout" test account
+    # answers its create after `payout_slow_answer_s`. Due steps run every `payout_tick_s`
+    # and on every Payouts call.
+    payout_webhook_url: str | None = None
+    payout_step_s: Annotated[float, Field(ge=0, le=86_400)] = 2.0
+    payout_pending_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 60.0
+    payout_reversal_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 5.0
+    payout_slow_answer_s: Annotated[float, Field(ge=0, le=120)] = 25.0
+    payout_tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2
 
     rate_limit_profile: RateProfile = "sandbox"
     rate_limit_multiplier: Annotated[float, Field(gt=0, le=10_000)] = 1.0
@@ -113,7 +179,7 @@ class SandboxConfig(BaseSettings):
             raise ValueError("retry waits must be 0..86400 s, at most 20 of them")
         return value
 
-    @field_validator("public_url", "webhook_url")
+    @field_validator("public_url", "webhook_url", "payout_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -24,8 +24,10 @@ def error_type(status: int) -> str:
     return "invalid_request_error"
 
 
-def error_body(status: int, code: str, message: str) -> dict[str, Any]:
-    return {"message": message, "code": code, "type": error_type(status), "help": HELP}
+def error_body(status: int, code: str, message: str, *, with_help: bool = True) -> dict[str, Any]:
+    """PG's body has a `help` line; Payouts' `ErrorV2` is only type, code and message."""
+    body = {"message": message, "code": code, "type": error_type(status)}
+    return body | {"help": HELP} if with_help else body
 
 
 class CashfreeError(Exception):
@@ -37,8 +39,8 @@ class CashfreeError(Exception):
         self.code = code
         self.message = message
 
-    def body(self) -> dict[str, Any]:
-        return error_body(self.status, self.code, self.message)
+    def body(self, *, with_help: bool = True) -> dict[str, Any]:
+        return error_body(self.status, self.code, self.message, with_help=with_help)
 
 
 def bad_request(code: str, message: str) -> CashfreeError:

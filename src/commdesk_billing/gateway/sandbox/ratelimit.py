@@ -22,10 +22,16 @@ Endpoint = Literal[
     "pay_order",
     "create_refund",
     "get_refund",
+    "payout_beneficiary",
+    "payout_create_transfer",
+    "payout_get_transfer",
+    "bank_account_verification",
 ]
 
 # (per minute, keyed by) from cashfree.md §8.2. Sandbox numbers for "get payment by id" are
-# not published: the sandbox uses the "get payments" number.
+# not published: the sandbox uses the "get payments" number. Payouts and verification
+# publish none in cashfree.md: the sandbox borrows PG's create-order and get-order numbers
+# (README).
 LIMITS: dict[str, dict[Endpoint, int]] = {
     "production": {
         "create_order": 200,
@@ -35,6 +41,10 @@ LIMITS: dict[str, dict[Endpoint, int]] = {
         "pay_order": 100,
         "create_refund": 100,
         "get_refund": 30,
+        "payout_beneficiary": 200,
+        "payout_create_transfer": 200,
+        "payout_get_transfer": 400,
+        "bank_account_verification": 200,
     },
     "sandbox": {
         "create_order": 30,
@@ -44,6 +54,10 @@ LIMITS: dict[str, dict[Endpoint, int]] = {
         "pay_order": 30,
         "create_refund": 30,
         "get_refund": 60,
+        "payout_beneficiary": 30,
+        "payout_create_transfer": 30,
+        "payout_get_transfer": 60,
+        "bank_account_verification": 30,
     },
 }
 BY_IP: frozenset[Endpoint] = frozenset({"pay_order"})

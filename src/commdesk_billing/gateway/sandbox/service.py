@@ -1,4 +1,5 @@
-"""What the sandbox does: the order, payment and refund state machines, and the events they send.
+"""What the sandbox does: the order, payment and refund state machines, and the events they send
+(Payouts' own state machine lives in `payouts/service.py`).
 
 Order: ACTIVE -> PAID (first SUCCESS payment) | EXPIRED (past `order_expiry_time`) |
 TERMINATED (terminate with no open payment) | TERMINATION_REQUESTED -> TERMINATED or PAID (an
@@ -21,6 +22,7 @@ from commdesk_billing.gateway.sandbox.background import Background
 from commdesk_billing.gateway.sandbox.config import SandboxConfig
 from commdesk_billing.gateway.sandbox.errors import CashfreeError, bad_request, not_found
 from commdesk_billing.gateway.sandbox.instruments import EXPIRED_COLLECT, Attempt, resolve
+from commdesk_billing.gateway.sandbox.payouts.service import PayoutSandbox
 from commdesk_billing.gateway.sandbox.store import (
     OPEN_PAYMENT,
     Failure,
@@ -69,14 +71,18 @@ class Sandbox:
         )
         # Pending settlement timers per payment, so /pg/simulate can overrule them.
         self._settle_timers: dict[str, asyncio.Task[None]] = {}
+        # Payouts V2 and verification: another Cashfree app on the same clock.
+        self.payouts = PayoutSandbox(config, clock=self.clock, background=self.background)
 
     async def start(self) -> None:
         await self.notifier.start()
+        await self.payouts.start()
         self.background.spawn(self._sweep_forever())
 
     async def close(self) -> None:
         await self.background.close()
         await self.notifier.close()
+        await self.payouts.close()
 
     # Orders ---------------------------------------------------------------------------
 
@@ -255,7 +261,7 @@ class Sandbox:
             type=body["type"],
             body=dumps(body),
             idempotency_key=event_key(body["type"], payment.cf_payment_id, payment.status),
-            order_id=order.order_id,
+            subject_id=order.order_id,
             entity_id=payment.cf_payment_id,
         )
         self.notifier.publish(event, order.meta.get("notify_url"))
@@ -361,7 +367,7 @@ class Sandbox:
             type=body["type"],
             body=dumps(body),
             idempotency_key=event_key(body["type"], refund.cf_refund_id, status),
-            order_id=refund.order_id,
+            subject_id=refund.order_id,
             entity_id=refund.cf_refund_id,
         )
         self.notifier.publish(event, self.store.orders[refund.order_id].meta.get("notify_url"))

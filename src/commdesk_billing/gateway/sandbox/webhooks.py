@@ -17,15 +17,23 @@ import hashlib
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from commdesk_billing.gateway.sandbox.background import Background
-from commdesk_billing.gateway.sandbox.config import Faults
 from commdesk_billing.gateway.signature import sign
 
 WEBHOOK_VERSION = "2025-01-01"
+
+
+class DeliveryFaults(Protocol):
+    """The delivery faults a notifier reads at each event (PG's `Faults`, `PayoutFaults`)."""
+
+    webhook_drop_rate: float
+    webhook_duplicates: int
+    webhook_reorder_window_ms: int
+    webhook_jitter_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +41,9 @@ class Event:
     type: str
     body: bytes
     idempotency_key: str
-    order_id: str
-    entity_id: str  # cf_payment_id or cf_refund_id
+    # What the delivery log is filtered by: the order (PG) or the transfer_id (Payouts).
+    subject_id: str
+    entity_id: str  # cf_payment_id, cf_refund_id or cf_transfer_id
 
 
 def event_key(event_type: str, entity_id: str, status: str) -> str:
@@ -49,7 +58,7 @@ class Delivery:
     seq: int
     event_type: str
     idempotency_key: str
-    order_id: str
+    subject_id: str
     entity_id: str
     url: str
     attempt: int
@@ -58,12 +67,12 @@ class Delivery:
     error: str | None = None
     at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, subject: str = "order_id") -> dict[str, Any]:
         return {
             "seq": self.seq,
             "event_type": self.event_type,
             "idempotency_key": self.idempotency_key,
-            "order_id": self.order_id,
+            subject: self.subject_id,
             "entity_id": self.entity_id,
             "url": self.url,
             "attempt": self.attempt,
@@ -82,11 +91,13 @@ class Notifier:
         default_url: str | None,
         retry_schedule_s: tuple[float, ...],
         timeout_s: float,
-        faults: Faults,
+        faults: DeliveryFaults,
         rng: random.Random,
         background: Background,
+        version: str = WEBHOOK_VERSION,
     ) -> None:
         self.secret = secret
+        self.version = version
         self.default_url = default_url
         self.retry_schedule_s = retry_schedule_s
         self.timeout_s = timeout_s
@@ -154,7 +165,7 @@ class Notifier:
             "content-type": "application/json",
             "x-webhook-signature": sign(self.secret, timestamp, event.body),
             "x-webhook-timestamp": timestamp,
-            "x-webhook-version": WEBHOOK_VERSION,
+            "x-webhook-version": self.version,
             "x-webhook-attempt": str(attempt),
             "x-idempotency-key": event.idempotency_key,
         }
@@ -181,7 +192,7 @@ class Notifier:
                 seq=len(self.log) + 1,
                 event_type=event.type,
                 idempotency_key=event.idempotency_key,
-                order_id=event.order_id,
+                subject_id=event.subject_id,
                 entity_id=event.entity_id,
                 url=url,
                 attempt=attempt,

@@ -60,6 +60,16 @@ def ist_text(moment: datetime) -> str:
     return moment.astimezone(IST).replace(microsecond=0).isoformat()
 
 
+def utc_text(moment: datetime) -> str:
+    """`2021-11-24T13:39:25Z`: the Payouts API's timestamp form (UTC, seconds precision)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ist_local_text(moment: datetime) -> str:
+    """`2024-07-25T17:43:37`: Payouts webhooks' `event_time`, IST without an offset."""
+    return moment.astimezone(IST).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 class Clock:
     """Wall time plus an offset that tests can advance (to expire orders without waiting).
 

@@ -1,5 +1,7 @@
 """`/_sandbox/...`: the sandbox's own control API (not Cashfree's). Same client credentials as
-the PG API, except `/_sandbox/health`, which probes may call without them.
+the PG API (the Payouts pair for the `/_sandbox/payout…` routes, `payout_control.py`, and
+either pair for the shared clock), except
+`/_sandbox/health`, which probes may call without them.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from commdesk_billing.gateway.sandbox.wire import ist_text
 Control = Callable[[Request, Gate, Any], Response]
 
 
-def control(handler: Control) -> Callable[[Request], Awaitable[Response]]:
+def control(
+    handler: Control, *, pairs: tuple[bool, ...] = (False,)
+) -> Callable[[Request], Awaitable[Response]]:
+    """`pairs`: whose credentials open it, PG's (False) and/or the Payouts app's (True)."""
+
     async def endpoint(request: Request) -> Response:
         gate: Gate = request.app.state.gate
-        if not gate.credentials_ok(request):
+        if not any(gate.credentials_ok(request, payouts=p) for p in pairs):
             return error_response(401, "request_failed", AUTH_FAILED, {})
         raw = await request.body()
         try:
@@ -47,7 +53,10 @@ async def health(request: Request) -> Response:
     counts: dict[str, int] = {}
     for order in gate.sandbox.store.orders.values():
         counts[order.status.value] = counts.get(order.status.value, 0) + 1
-    return json_response(200, {"status": "ok", "orders": counts})
+    transfers: dict[str, int] = {}
+    for transfer in gate.sandbox.payouts.store.transfers.values():
+        transfers[transfer.status] = transfers.get(transfer.status, 0) + 1
+    return json_response(200, {"status": "ok", "orders": counts, "transfers": transfers})
 
 
 def faults(request: Request, gate: Gate, body: Any) -> Response:
@@ -92,7 +101,7 @@ def webhooks(request: Request, gate: Gate, body: Any) -> Response:
     if request.method == "DELETE":
         log.clear()
     order_id = request.query_params.get("order_id")
-    rows = [d.as_json() for d in log if order_id is None or d.order_id == order_id]
+    rows = [d.as_json() for d in log if order_id is None or d.subject_id == order_id]
     return json_response(200, rows)
 
 
@@ -105,6 +114,7 @@ def clock(request: Request, gate: Gate, body: Any) -> Response:
     sandbox = gate.sandbox
     if request.method == "POST":
         sandbox.clock.advance(Advance.model_validate(body or {}).advance_seconds)
+        sandbox.payouts.tick()  # transfer steps that fell due happen now, webhooks and all
     return json_response(
         200,
         {
@@ -119,5 +129,6 @@ routes = [
     Route("/_sandbox/faults", control(faults), methods=["GET", "PATCH"]),
     Route("/_sandbox/rate-limits", control(rate_limits), methods=["GET", "PATCH"]),
     Route("/_sandbox/webhooks", control(webhooks), methods=["GET", "DELETE"]),
-    Route("/_sandbox/clock", control(clock), methods=["GET", "POST"]),
+    # One clock for both products: either app's pair moves it.
+    Route("/_sandbox/clock", control(clock, pairs=(False, True)), methods=["GET", "POST"]),
 ]
