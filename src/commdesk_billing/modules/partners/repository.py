@@ -79,16 +79,10 @@ async def insert_partner(
     return partner
 
 
-async def get_partner(
-    conn: AsyncConnection, partner_id: str, *, lock: bool = False
-) -> Partner | None:
+async def get_partner(conn: AsyncConnection, partner_id: str) -> Partner | None:
     row = (
         await conn.execute(
-            sql(
-                f"SELECT {_PARTNER_COLS} FROM partners WHERE id = :id"
-                + (" FOR UPDATE" if lock else "")
-            ),
-            {"id": partner_id},
+            sql(f"SELECT {_PARTNER_COLS} FROM partners WHERE id = :id"), {"id": partner_id}
         )
     ).first()
     return _partner(row) if row else None
