@@ -135,3 +135,24 @@ COMMUNITY_ALLOW = {
     },
 }
 COMMUNITY_CALLERS = [*sorted(_PEOPLE), "service_spend", "service_none", "anonymous", "forged"]
+
+# Who may call what, on the partners' routes. Finance sets partners up; the auditor reads
+# their earnings too; only a service with `partners:attribute` says which partner brought a
+# user. Everyone else: 403; no token or a forged one: 401.
+PARTNER_ALLOW = {
+    "POST /v1/partners": {"finance_admin"},
+    "PUT /v1/partners/{partner_id}": {"finance_admin"},
+    "POST /v1/partners/{partner_id}/attributions": {"service_attribute"},
+    "GET /v1/partners/{partner_id}/earnings": {"finance_admin", "auditor"},
+}
+PARTNER_CALLERS = [
+    "member",
+    "community_owner",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service_attribute",
+    "service_none",
+    "anonymous",
+    "forged",
+]

@@ -23,6 +23,7 @@ from commdesk_billing.gateway.factory import cashfree_client
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices.api import router as invoices_router
+from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(invoices_router)
     app.include_router(webhooks_router)
     app.include_router(communities_router)
+    app.include_router(partners_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -204,3 +204,29 @@ class SpendAlreadyReversed(DomainError):
     code = "spend_already_reversed"
     status = 409
     title = "This spend was already reversed"
+
+
+class PartnerNotFound(NotFound):
+    code = "partner_not_found"
+
+
+class PartnerExists(DomainError):
+    """A partner id is chosen once: creating it again is a conflict, not a change."""
+
+    code = "partner_exists"
+    status = 409
+    title = "A partner with this id exists"
+
+
+class PartnerInactive(DomainError):
+    code = "partner_inactive"
+    status = 409
+    title = "This partner is inactive"
+
+
+class AttributionOverlaps(DomainError):
+    """A user is attributed to at most one partner at any instant."""
+
+    code = "attribution_overlaps"
+    status = 409
+    title = "The user has an attribution in force within this window"

@@ -38,6 +38,11 @@ OWNERS: dict[str, str] = {
     "community_fee_plans": "modules/communities",
     "community_spends": "modules/communities",
     "community_spend_reversals": "modules/communities",
+    "partners": "modules/partners",
+    "partner_terms": "modules/partners",
+    "partner_attributions": "modules/partners",
+    "partner_shares": "modules/partners",
+    "partner_share_reversals": "modules/partners",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

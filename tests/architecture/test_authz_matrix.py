@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.authz import COMMUNITY_ALLOW, PAYMENT_ALLOW, REFUND_INVOICE_ALLOW, WALLET_ALLOW
+from tests.authz import (
+    COMMUNITY_ALLOW,
+    PARTNER_ALLOW,
+    PAYMENT_ALLOW,
+    REFUND_INVOICE_ALLOW,
+    WALLET_ALLOW,
+)
 
 
 def test_the_matrix_names_every_route(app: Any) -> None:
@@ -19,4 +25,4 @@ def test_the_matrix_names_every_route(app: Any) -> None:
     # The webhook route authenticates by Cashfree's signature, not a token: tested apart.
     assert routes == set(WALLET_ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | set(
         COMMUNITY_ALLOW
-    ) | {"POST /v1/webhooks/cashfree"}
+    ) | set(PARTNER_ALLOW) | {"POST /v1/webhooks/cashfree"}

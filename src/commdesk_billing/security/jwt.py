@@ -30,6 +30,7 @@ class Scope(StrEnum):
     wallets_read = "wallets:read"
     wallets_debit = "wallets:debit"
     communities_spend = "communities:spend"  # spend a named member's credits in a community
+    partners_attribute = "partners:attribute"  # say which partner brought a user
 
 
 @dataclass(frozen=True)

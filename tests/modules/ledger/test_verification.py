@@ -13,6 +13,7 @@ from commdesk_billing.modules.communities import invariants as communities
 from commdesk_billing.modules.invoices import invariants as invoices
 from commdesk_billing.modules.ledger import invariants as ledger
 from commdesk_billing.modules.ledger.verify import Check, verify_ledger
+from commdesk_billing.modules.partners import invariants as partners
 from commdesk_billing.modules.refunds import invariants as refunds
 from commdesk_billing.modules.wallet import invariants as wallet
 from commdesk_billing.wiring import verify_checks as default_checks
@@ -24,6 +25,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (wallet, wallet.CHECKS),
     (refunds, refunds.CHECKS),
     (communities, communities.CHECKS),
+    (partners, partners.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -47,6 +49,8 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "refund_basis",
         "community_spends",
         "community_payables",
+        "partner_shares",
+        "partner_payables",
         "document_figures",
         "document_numbers",
         "seals",

@@ -1,11 +1,12 @@
-"""Ledger accounts opened on demand: a community's earnings and payable accounts."""
+"""Ledger accounts opened on demand: a community's earnings and payable accounts, a
+partner's payable account."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
-from commdesk_billing.modules.ledger.model import CommunityAccounts
+from commdesk_billing.modules.ledger.model import CommunityAccounts, PartnerAccounts
 
 # Communities whose accounts this process has seen committed. Accounts are never removed,
 # so once seen they need no statement again: a hot community's spends skip the insert.
@@ -44,4 +45,25 @@ async def open_community_accounts(conn: AsyncConnection, community_id: str) -> C
         if len(_OPENED) >= _OPENED_MAX:
             _OPENED.clear()
         _OPENED.add(community_id)
+    return accounts
+
+
+async def open_partner_accounts(conn: AsyncConnection, partner_id: str) -> PartnerAccounts:
+    """The partner's payable account, created with its first share. Idempotent, like a
+    community's: later shares find it. Partners earn far less often than communities are
+    spent in, so no per-process memory is kept."""
+    accounts = PartnerAccounts.of(partner_id)
+    await conn.execute(
+        sql("""
+        INSERT INTO ledger_accounts (id, code, ledger, kind, normal_side, allow_negative, name)
+        VALUES (:payable, :code, 'INR', 'partner_payable', 'credit', true, :name)
+        ON CONFLICT (code) DO NOTHING"""),
+        {
+            "payable": accounts.payable,
+            "code": f"partner:{partner_id}:payable",
+            # May go negative: a refund after a settlement takes back a share already paid,
+            # a receivable netted from the next settlement.
+            "name": f"What we owe partner {partner_id}",
+        },
+    )
     return accounts

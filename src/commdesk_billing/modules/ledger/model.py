@@ -45,6 +45,8 @@ class House:
     PLATFORM_REVENUE = house_account_id("inr:platform_revenue")
     PLATFORM_FEE_REVENUE = house_account_id("inr:platform_fee_revenue")
     BREAKAGE_REVENUE = house_account_id("inr:breakage_revenue")
+    # Partners' revenue share (DESIGN §11): an expense, debit-normal (migration 0009).
+    PARTNER_EXPENSE = house_account_id("inr:partner_expense")
 
 
 @dataclass(frozen=True)
@@ -115,3 +117,17 @@ class CommunityAccounts:
             house_account_id(f"community:{community_id}:earnings"),
             house_account_id(f"community:{community_id}:payable"),
         )
+
+
+@dataclass(frozen=True)
+class PartnerAccounts:
+    """A partner's own account (DESIGN §11): what we owe it of its revenue share, in paise.
+    No balance row (every attributed purchase touches it); its id follows from the
+    partner's id."""
+
+    partner_id: str
+    payable: uuid.UUID
+
+    @classmethod
+    def of(cls, partner_id: str) -> PartnerAccounts:
+        return cls(partner_id, house_account_id(f"partner:{partner_id}:payable"))

@@ -44,6 +44,9 @@ payment.captured (INR)     payment_captured         Dr gateway clearing; Cr defe
 refund.owed (INR)          refund_owed              Cr refunds payable; Dr deferred revenue
                                                     (taxable, if any); Dr GST payable (if any)
 refund.paid (INR)          refund_paid              Dr refunds payable; Cr gateway clearing
+partner.share (INR)        partner_share_posted     Dr partner expense; Cr partner payable
+partner.share.reversed     partner_share_reversed   Dr partner payable; Cr partner expense
+(INR)
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -57,7 +60,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from commdesk_billing.modules.ledger.model import CommunityAccounts, House, Journal, Ledger, Leg
+from commdesk_billing.modules.ledger.model import (
+    CommunityAccounts,
+    House,
+    Journal,
+    Ledger,
+    Leg,
+    PartnerAccounts,
+)
 
 __all__ = [
     "community_spend",
@@ -67,6 +77,8 @@ __all__ = [
     "hold_captured",
     "hold_placed",
     "hold_released",
+    "partner_share_posted",
+    "partner_share_reversed",
     "payment_captured",
     "platform_debit",
     "refund_hold_captured",
@@ -541,4 +553,77 @@ def refund_paid(
             Leg(House.GATEWAY_CLEARING, _INR, -amount),
         ),
         metadata=_refund_meta(refund_id, payment_id),
+    )
+
+
+# --- a partner's revenue share (INR) ---------------------------------------------------------
+
+
+# Namespace of journal ids derived from their keys (fixed: ids already posted use it).
+_JOURNAL_NS = uuid.UUID("0b5e7a52-6c1d-5f3e-8a9b-4c2d1e0f9a87")
+
+
+def _journal_id(key: str) -> uuid.UUID:
+    """A journal id that follows from its key: the business row naming the journal is
+    written after it, and a repeat finds the same id whether or not it posted."""
+    return uuid.uuid5(_JOURNAL_NS, key)
+
+
+def partner_share_posted(
+    *,
+    payment_id: uuid.UUID,
+    partner: PartnerAccounts,
+    share_paise: int,
+    share_bps: int,
+    at: datetime,
+) -> Journal:
+    """A credited purchase by a user the partner brought (DESIGN §11): its share of the
+    purchase's taxable value is an expense of ours (partner expense, debit-normal, debited)
+    and a debt to the partner (its payable, credited). Never deferred revenue."""
+    key = f"partner:share:{payment_id}"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="partner.share",
+        created_at=at,
+        description=f"partner {partner.partner_id} share of payment {payment_id}",
+        legs=(
+            Leg(House.PARTNER_EXPENSE, _INR, share_paise),
+            Leg(partner.payable, _INR, -share_paise),
+        ),
+        metadata={
+            "partner_id": partner.partner_id,
+            "payment_id": str(payment_id),
+            "share_bps": share_bps,
+        },
+    )
+
+
+def partner_share_reversed(
+    *,
+    refund_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    partner: PartnerAccounts,
+    share_paise: int,
+    at: datetime,
+) -> Journal:
+    """A refund of that purchase takes its proportion of the share back: the partner's
+    payable is debited, the expense credited. After a settlement the payable may go
+    negative (a receivable, netted from the next settlement)."""
+    key = f"partner:share-reversal:{refund_id}"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="partner.share.reversed",
+        created_at=at,
+        description=f"partner {partner.partner_id} share of refund {refund_id} taken back",
+        legs=(
+            Leg(partner.payable, _INR, share_paise),
+            Leg(House.PARTNER_EXPENSE, _INR, -share_paise),
+        ),
+        metadata={
+            "partner_id": partner.partner_id,
+            "payment_id": str(payment_id),
+            "refund_id": str(refund_id),
+        },
     )

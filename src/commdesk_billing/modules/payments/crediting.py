@@ -1,5 +1,6 @@
-"""wallet.credit for a paid order: the purchase lot, the bonus lot and the INR journal, in
-one transaction with the move PAID → CREDITED.
+"""wallet.credit for a paid order: the purchase lot, the bonus lot, the INR journal and the
+partner's share (if a partner brought the buyer), in one transaction with the move PAID →
+CREDITED.
 
 Every write is keyed by the payment (`payment:<id>:purchase`, `…:bonus`, `…:inr`), and the
 status move is conditional, so a redelivered or duplicated message grants nothing twice.
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
+from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.wallet import service as wallet_service
@@ -68,6 +70,9 @@ async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
             at=at,
         ),
     )
+    # The buyer's partner, if one brought them, earns its share now (the one call into
+    # partners; it imports nothing of payments).
+    await partners.on_purchase_credited(conn, p, at=at)
     await move(
         conn,
         p.id,

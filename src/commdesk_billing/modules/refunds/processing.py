@@ -32,6 +32,7 @@ from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
+from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
@@ -239,6 +240,8 @@ async def _settle(
     )
     for journal in (owed, paid):
         await post_journal(conn, journal)
+    # The purchase's partner share, if any, shrinks in the refund's proportion.
+    await partners.on_refund_succeeded(conn, refund.id, refund.payment_id, refund.taxable_paise)
     await payments.add_refunded(conn, refund.payment_id, refund.amount_paise)
     await billing_events.record(
         conn,
