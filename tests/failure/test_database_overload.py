@@ -446,7 +446,15 @@ async def test_a_statement_timeout_behind_a_lock_is_a_503_and_moves_nothing(
 
 # --- every route ----------------------------------------------------------------------
 
-_PATH_PARAMETERS = ("wallet_id", "hold_id", "payment_id", "refund_id", "invoice_id", "spend_id")
+_PATH_PARAMETERS = (
+    "wallet_id",
+    "hold_id",
+    "payment_id",
+    "refund_id",
+    "invoice_id",
+    "spend_id",
+    "partner_id",
+)
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
     "POST /v1/wallets/{wallet_id}/grants": {"credits": 5, "reason": "sweep"},
@@ -458,7 +466,15 @@ _BODIES: dict[str, Any] = {
     "POST /v1/communities/{community_id}/spends": {"credits": 5, "reason": "sweep"},
     "PUT /v1/communities/{community_id}/fee-plan": {"fee_bps": 900, "reason": "sweep"},
     "POST /v1/community-spends/{spend_id}/reversal": {"reason": "sweep"},
+    "POST /v1/partners": {"id": "sweep-partner", "name": "Sweep", "share_bps": 100},
+    "PUT /v1/partners/{partner_id}": {"name": "Sweep", "share_bps": 100, "reason": "sweep"},
+    "POST /v1/partners/{partner_id}/attributions": {
+        "user_id": "sweep-user",
+        "valid_from": "2026-12-01T00:00:00+05:30",
+    },
 }
+# Attributions come from another CommDesk service, with its scope.
+_AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
 
 # Only people buy, and only the buyer retries; finance_admin is let through everywhere else.
 _AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
@@ -482,6 +498,9 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
         )
     tok = issue_token(served.settings, sub="finance-sweep", role=Role.finance_admin)
     buyer = issue_token(served.settings, sub="buyer-sweep", role=Role.member)
+    attributor = issue_token(
+        served.settings, sub="svc-sweep", role=Role.service, scopes=["partners:attribute"]
+    )
     answers: dict[str, tuple[int, str | None]] = {}
     for path, ops in served.app.openapi()["paths"].items():
         if not path.startswith("/v1"):
@@ -495,6 +514,8 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
                 headers = {"Authorization": f"Bearer {tok}", "Idempotency-Key": uuid.uuid4().hex}
                 if route in _AS_BUYER:
                     headers["Authorization"] = f"Bearer {buyer}"
+                if route in _AS_SERVICE:
+                    headers["Authorization"] = f"Bearer {attributor}"
                 r = await served.api.request(
                     method.upper(), url, headers=headers, json=_BODIES.get(route)
                 )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import commdesk_billing
 from commdesk_billing.gateway import models as gateway
+from commdesk_billing.gateway import payout_models
 from commdesk_billing.security.text import StrictInput
 from commdesk_billing.security.timestamps import (
     IST,
@@ -141,12 +142,13 @@ def _time_fields(model: type[BaseModel]) -> list[tuple[str, Any]]:
 
 def test_every_outside_model_bounds_its_times() -> None:
     """Every model that parses outside input (our API and queues: StrictInput and the
-    envelope; Cashfree's answers and webhooks: the gateway's models) has no time field that
-    takes year 0 or year 10000: ours refuse them, Cashfree's make them unknown."""
+    envelope; Cashfree's answers and webhooks: the gateway's PG and Payouts models) has no
+    time field that takes year 0 or year 10000: ours refuse them, Cashfree's make them
+    unknown."""
     checked: list[str] = []
     for model in _every_model():
         ours = issubclass(model, StrictInput)
-        cashfree = model.__module__ == gateway.__name__
+        cashfree = model.__module__ in (gateway.__name__, payout_models.__name__)
         if not (ours or cashfree):
             continue  # answers we write, documents we stored: not outside input
         for name, annotation in _time_fields(model):
@@ -159,6 +161,9 @@ def test_every_outside_model_bounds_its_times() -> None:
                     assert adapter.validate_python(value) is None, f"{model.__name__}.{name}"
             checked.append(f"{model.__name__}.{name}")
     assert sorted(checked) == [
+        "AttributionRequest.valid_from",
+        "AttributionRequest.valid_until",
+        "Beneficiary.added_on",
         "CreditPayload.expires_at",
         "Envelope.occurred_at",
         "GrantRequest.expires_at",
@@ -169,4 +174,7 @@ def test_every_outside_model_bounds_its_times() -> None:
         "ProcessPayload.order_expires_at",
         "Refund.created_at",
         "Refund.processed_at",
+        "Transfer.added_on",
+        "Transfer.updated_on",
+        "TransferWebhook.event_time",
     ]
