@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     )
     cashfree_payout_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     cashfree_payout_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    # Payees' account numbers are stored sealed (security/sealed.py) under these keys, from
+    # the environment only: `{"<key id>": "<32 bytes, base64>", ...}`, the id new seals use,
+    # and the key of the fingerprints that find one account again. No defaults.
+    payout_account_keys: SecretStr | None = None
+    payout_account_key_id: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,16}$")] | None = None
+    payout_fingerprint_key: SecretStr | None = None
 
     # --- Refunds ------------------------------------------------------------------------
     # Buyers may refund their own purchase within this many days (0: only finance and
