@@ -113,3 +113,19 @@ async def seal_and_verify(url: str, what: str) -> None:
         await engine.dispose()
     SUITE_SUMMARY.append(f"ledger verify after {what}: ok={report.ok} {report.stats}")
     assert report.ok, "\n".join(str(f) for f in report.findings)
+
+
+async def tamper(url: str, sql: str, *args: object, tables: tuple[str, ...]) -> None:
+    """Change the books behind the application's back, as only a superuser could: every
+    user trigger of `tables` (append-only rules, the ledger's checks) off for one
+    statement. What `ledger verify` exists to catch."""
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        async with conn.transaction():
+            for table in tables:
+                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            await conn.execute(sql, *args)
+            for table in tables:
+                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    finally:
+        await conn.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,18 +13,11 @@ from commdesk_billing.modules.communities.directory import Community, CommunityS
 from commdesk_billing.modules.ledger.model import CommunityAccounts, House
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from tests.conftest import new_wallet
-from tests.harness.databases import _dsn
+from tests.harness.databases import tamper
 
 
 async def _tamper(url: str, sql: str, *args: object) -> None:
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        async with conn.transaction():
-            await conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER USER")
-            await conn.execute(sql, *args)
-            await conn.execute("ALTER TABLE ledger_entries ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
+    await tamper(url, sql, *args, tables=("ledger_entries",))
 
 
 _SPEND_JOURNAL = "(SELECT journal_id FROM community_spends WHERE id = $1)"

@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,7 +22,7 @@ from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.partners import invariants, service
 from commdesk_billing.modules.users import service as users
 from tests.conftest import new_wallet
-from tests.harness.databases import _dsn
+from tests.harness.databases import tamper
 
 _TABLES = ("ledger_entries", "partner_shares", "partner_share_reversals")
 
@@ -36,16 +35,7 @@ class Purchase:
 
 
 async def _tamper(url: str, sql: str, *args: object) -> None:
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        async with conn.transaction():
-            for table in _TABLES:
-                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-            await conn.execute(sql, *args)
-            for table in _TABLES:
-                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
+    await tamper(url, sql, *args, tables=_TABLES)
 
 
 _SHARE_JOURNAL = "(SELECT journal_id FROM partner_shares WHERE partner_id = $1)"

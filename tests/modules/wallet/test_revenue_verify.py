@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,22 +18,13 @@ from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.wallet import service as ws
 from tests.conftest import new_wallet
-from tests.harness.databases import _dsn
+from tests.harness.databases import tamper
 
 _TABLES = ("credit_lots", "credit_lot_movements", "ledger_entries")
 
 
 async def _tamper(url: str, sql: str, *args: object) -> None:
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        async with conn.transaction():
-            for table in _TABLES:
-                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-            await conn.execute(sql, *args)
-            for table in _TABLES:
-                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
+    await tamper(url, sql, *args, tables=_TABLES)
 
 
 async def _spend(engine: AsyncEngine, wallet_id: uuid.UUID, credits: int) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from commdesk_billing.money import half_up
+
 MAX_FEE_BPS = 5000  # 50 %: a plan above this is refused (the column says so too)
-
-
-def _half_up(numerator: int, denominator: int) -> int:
-    return (2 * numerator + denominator) // (2 * denominator)
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,8 @@ def split(credits: int, basis_paise: int, fee_bps: int) -> Split:
         raise ValueError("credits > 0, basis >= 0 and 0 <= fee_bps <= 5000")
     return Split(
         credits=credits,
-        fee_credits=_half_up(credits * fee_bps, 10_000),
+        fee_credits=half_up(credits * fee_bps, 10_000),
         basis_paise=basis_paise,
-        fee_paise=_half_up(basis_paise * fee_bps, 10_000),
+        fee_paise=half_up(basis_paise * fee_bps, 10_000),
         fee_bps=fee_bps,
     )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from commdesk_billing.modules.communities.fees import MAX_FEE_BPS
 from commdesk_billing.modules.communities.model import Earnings, FeePlan, Spend
+from commdesk_billing.money import rate_text
 from commdesk_billing.security.text import StrictInput
 
 Credits = Annotated[StrictInt, Field(ge=1, le=10**13, description="Whole credits, > 0")]
@@ -38,10 +39,6 @@ class ReversalRequest(StrictInput):
     reason: Reason
 
 
-def _rate(bps: int) -> str:
-    return f"{bps // 100}.{bps % 100:02d}%"
-
-
 class Receipt(BaseModel):
     """The fee receipt of one spend, to the credit and to the paisa."""
 
@@ -67,7 +64,7 @@ class Receipt(BaseModel):
             basis_paise=s.basis_paise,
             fee_paise=s.fee_paise,
             net_paise=s.community_paise,
-            fee_rate=_rate(s.fee_bps),
+            fee_rate=rate_text(s.fee_bps),
             rounding="fee = gross x rate, rounded half up, in credits and in paise",
             note=note,
         )
@@ -135,7 +132,7 @@ class FeePlanOut(BaseModel):
             community_id=p.community_id,
             version=p.version,
             fee_bps=p.fee_bps,
-            fee_rate=_rate(p.fee_bps),
+            fee_rate=rate_text(p.fee_bps),
             reason=p.reason,
             created_by=p.created_by,
             created_at=p.created_at,

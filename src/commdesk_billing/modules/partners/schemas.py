@@ -17,6 +17,7 @@ from commdesk_billing.modules.partners.model import (
     Totals,
 )
 from commdesk_billing.modules.partners.shares import MAX_SHARE_BPS
+from commdesk_billing.money import rate_text
 from commdesk_billing.security.text import StrictInput
 from commdesk_billing.security.timestamps import Timestamp
 
@@ -56,10 +57,6 @@ class AttributionRequest(StrictInput):
         return self
 
 
-def _rate(bps: int) -> str:
-    return f"{bps // 100}.{bps % 100:02d}%"
-
-
 class PartnerOut(BaseModel):
     id: str
     name: str
@@ -76,7 +73,7 @@ class PartnerOut(BaseModel):
             id=p.id,
             name=p.name,
             share_bps=p.share_bps,
-            share_rate=_rate(p.share_bps),
+            share_rate=rate_text(p.share_bps),
             status=p.status,
             version=p.version,
             created_at=p.created_at,

@@ -11,17 +11,15 @@
 
 from __future__ import annotations
 
+from commdesk_billing.money import half_up
+
 MAX_SHARE_BPS = 5000  # 50 %: a partner above this is refused (the columns say so too)
-
-
-def _half_up(numerator: int, denominator: int) -> int:
-    return (2 * numerator + denominator) // (2 * denominator)
 
 
 def share_of(taxable_paise: int, share_bps: int) -> int:
     if taxable_paise < 0 or not 0 <= share_bps <= MAX_SHARE_BPS:
         raise ValueError("taxable >= 0 and 0 <= share_bps <= 5000")
-    return _half_up(taxable_paise * share_bps, 10_000)
+    return half_up(taxable_paise * share_bps, 10_000)
 
 
 def taken_back(share_paise: int, taxable_paise: int, refunded_taxable_paise: int) -> int:
@@ -30,7 +28,7 @@ def taken_back(share_paise: int, taxable_paise: int, refunded_taxable_paise: int
         raise ValueError("a purchase with taxable value, refunds of none or more")
     if refunded_taxable_paise >= taxable_paise:
         return share_paise
-    return _half_up(share_paise * refunded_taxable_paise, taxable_paise)
+    return half_up(share_paise * refunded_taxable_paise, taxable_paise)
 
 
 def next_reversal(

@@ -19,9 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-
-def _half_up(numerator: int, denominator: int) -> int:
-    return (2 * numerator + denominator) // (2 * denominator)
+from commdesk_billing.money import half_up
 
 
 def _ceil(numerator: int, denominator: int) -> int:
@@ -80,7 +78,7 @@ def cumulative(p: Purchase, refunded_paise: int) -> Parts:
     if not 0 <= refunded_paise <= p.amount_paise:
         raise ValueError("refunded total must be between 0 and the amount paid")
     r = refunded_paise
-    taxable = _half_up(r * p.taxable_paise, p.amount_paise)
+    taxable = half_up(r * p.taxable_paise, p.amount_paise)
     tax = r - taxable
     invoice_tax = p.cgst_paise + p.sgst_paise + p.igst_paise
     if p.igst_paise:

@@ -15,11 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from commdesk_billing.modules.wallet.fifo import LotBalance, allocate_fifo
-
-
-def half_up(numerator: int, denominator: int) -> int:
-    """numerator / denominator rounded half up, for non-negative integers."""
-    return (2 * numerator + denominator) // (2 * denominator)
+from commdesk_billing.money import half_up
 
 
 def share(unrecognized: int, remaining: int, credits: int) -> int:
