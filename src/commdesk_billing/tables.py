@@ -43,6 +43,8 @@ OWNERS: dict[str, str] = {
     "partner_attributions": "modules/partners",
     "partner_shares": "modules/partners",
     "partner_share_reversals": "modules/partners",
+    "payees": "modules/payees",
+    "payout_accounts": "modules/payees",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not
