@@ -2,7 +2,8 @@
 
 Locks, in the order they are taken: an account change first takes the payee's
 change lock (`serialize_changes`, an advisory lock only account changes take, held while
-Cashfree verifies), then the payee's row (`lock_payee`, the lock a settlement takes through
+Cashfree verifies), then the account's (`serialize_account`, by its fingerprint), then the
+payee's row (`lock_payee`, the lock a settlement takes through
 `targets.lock_target`) just for the insert. Settlements never wait for Cashfree on an
 account change, and never interleave with its insert.
 """
@@ -36,6 +37,7 @@ _ACCOUNT_COLS = (
 # The advisory-lock class of account changes (pg_advisory_xact_lock(int, int): its own key
 # space, apart from the idempotency keys' one-bigint locks).
 _CHANGE_LOCK_CLASS = 1_400_010
+_ACCOUNT_LOCK_CLASS = 1_400_011
 
 
 def _payee(row: Row[Any]) -> Payee:
@@ -151,6 +153,15 @@ async def serialize_changes(conn: AsyncConnection, payee_id: uuid.UUID) -> None:
     )
 
 
+async def serialize_account(conn: AsyncConnection, fingerprint: str) -> None:
+    """One change towards a given account at a time, whichever payee makes it (taken after
+    the payee's change lock): "is it another payee's?" is then answered for sure."""
+    await conn.execute(
+        sql("SELECT pg_advisory_xact_lock(:cls, hashtext(:f))"),
+        {"cls": _ACCOUNT_LOCK_CLASS, "f": fingerprint},
+    )
+
+
 async def current_account(conn: AsyncConnection, payee_id: uuid.UUID) -> PayoutAccount | None:
     row = (
         await conn.execute(
@@ -199,16 +210,14 @@ async def beneficiary_recorded(conn: AsyncConnection, beneficiary_id: str) -> bo
     return row is not None
 
 
-async def own_beneficiaries_of(
-    conn: AsyncConnection, payee_id: uuid.UUID, fingerprint: str
-) -> list[str]:
-    """The Cashfree beneficiaries of this payee's earlier versions of the same account."""
+async def beneficiaries_of(conn: AsyncConnection, fingerprint: str) -> list[str]:
+    """The Cashfree beneficiaries recorded for this account, any payee's, any version."""
     rows = await conn.execute(
         sql("""
         SELECT beneficiary_id FROM payout_accounts
-         WHERE payee_id = :p AND account_fingerprint = :f AND beneficiary_id IS NOT NULL
-         ORDER BY version"""),
-        {"p": payee_id, "f": fingerprint},
+         WHERE account_fingerprint = :f AND beneficiary_id IS NOT NULL
+         ORDER BY created_at"""),
+        {"f": fingerprint},
     )
     return [str(r.beneficiary_id) for r in rows]
 

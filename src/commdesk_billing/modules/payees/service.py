@@ -151,6 +151,7 @@ async def change_account(
     await repo.serialize_changes(conn, payee_id)
     await require_payee(conn, payee_id)
     fingerprint = req.fingerprint(ring)
+    await repo.serialize_account(conn, fingerprint)
     current = await repo.current_account(conn, payee_id)
     if _same(current, req, fingerprint):
         assert current is not None

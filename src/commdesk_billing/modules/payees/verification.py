@@ -174,12 +174,14 @@ async def register(
                         raise
                     await _remove(client, beneficiary_id)
                 elif exc.code == ACCOUNT_IS_BENEFICIARY:
-                    # Cashfree holds one beneficiary per account: an earlier version of this
-                    # payee's with the same account gives way (a superseded version is never
-                    # paid). Another payee's is not ours to remove.
-                    stale = await repo.own_beneficiaries_of(conn, payee_id, fingerprint)
+                    # Cashfree holds one beneficiary per account. The ones we recorded for it
+                    # give way: another payee's are superseded (it is no other payee's
+                    # current account, checked under the account's lock), and so is this
+                    # payee's unless it is this very account, re-verified. One we never
+                    # recorded is not ours to remove.
+                    stale = await repo.beneficiaries_of(conn, fingerprint)
                     if not stale:
-                        return None, "Cashfree holds this account as another beneficiary"
+                        return None, "Cashfree holds this account as a beneficiary we do not know"
                     for old in stale:
                         await _remove(client, old)
                 else:
