@@ -106,6 +106,38 @@ async def payable_payee(
     return payee, acct
 
 
+async def change_account(
+    engine: AsyncEngine,
+    payouts: CashfreePayoutsClient,
+    ring: KeyRing,
+    payee_id: uuid.UUID,
+    *,
+    account: tuple[str, str] | None = None,
+    holder: str = "Priya Sharma",
+    cooling_off: timedelta = timedelta(hours=72),
+) -> PayoutAccount:
+    """Change a payee's bank account (a fresh one by default) as the API does. Also how a
+    test gives up one of the sandbox's scripted accounts: Cashfree holds one beneficiary
+    per account, and one account is one payee's at a time (409 `payout_account_in_use`),
+    so a test that paid to a scripted account moves its payee off it when done."""
+    number, ifsc = account or fresh_account()
+
+    async def change(conn: Any) -> PayoutAccount:
+        acct, _ = await service.change_account(
+            conn,
+            client=payouts,
+            ring=ring,
+            policy=service.Policy(cooling_off=cooling_off, name_match_min="GOOD_PARTIAL_MATCH"),
+            payee_id=payee_id,
+            req=service.AccountRequest(PayoutMethod.bank, holder, number=number, ifsc=ifsc),
+            by="tests",
+        )
+        return acct
+
+    result: PayoutAccount = await in_transaction(engine, change)
+    return result
+
+
 def after_cooling_off(account: PayoutAccount) -> datetime:
     """The first instant a settlement may pay `account`."""
     return account.payouts_blocked_until

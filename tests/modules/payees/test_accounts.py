@@ -25,6 +25,8 @@ from tests.modules.payees.conftest import PayeeApp, World
 from tests.modules.payees.helpers import (
     INVALID_ACCOUNT,
     NAME_MATCH_ACCOUNT,
+    after_cooling_off,
+    change_account,
     fresh_account,
     payable_payee,
 )
@@ -355,6 +357,10 @@ async def test_the_helper_makes_a_payable_payee_in_one_call(
     payee, account = await payable_payee(engine, payee_app.cashfree, payee_app.ring)
     targets_now = await payable_ids(engine, datetime.now(UTC))
     assert targets_now[payee.id] == account.version == 1 and account.beneficiary_id
+    changed = await change_account(engine, payee_app.cashfree, payee_app.ring, payee.id)
+    assert changed.version == 2 and changed.payouts_blocked_until > datetime.now(UTC)
+    assert payee.id not in await payable_ids(engine, datetime.now(UTC))
+    assert (await payable_ids(engine, after_cooling_off(changed)))[payee.id] == 2
 
 
 async def stored_keys(engine: AsyncEngine, key: str) -> int:
