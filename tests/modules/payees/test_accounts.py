@@ -19,7 +19,8 @@ from structlog.testing import capture_logs
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.ledger.verify import verify_ledger
-from commdesk_billing.modules.payees import invariants, targets
+from commdesk_billing.modules.payees import invariants, service, targets, verification
+from commdesk_billing.modules.payees.model import PayoutMethod
 from commdesk_billing.security.sealed import SealError
 from tests.modules.payees.conftest import PayeeApp, World
 from tests.modules.payees.helpers import (
@@ -371,3 +372,47 @@ async def stored_keys(engine: AsyncEngine, key: str) -> int:
             )
         ).scalar_one()
     return int(n)
+
+
+@pytest.mark.parametrize("same_account", [True, False])
+async def test_a_beneficiary_left_by_an_attempt_that_never_committed(
+    same_account: bool, api: httpx.AsyncClient, world: World, payee_app: PayeeApp
+) -> None:
+    """An attempt that added version 1's beneficiary at Cashfree and died before its commit:
+    repeated with the same account, the beneficiary is taken as it is; with another, it is
+    replaced (no row ever named it)."""
+    payee_id = await new_payee(api, world)
+    left = fresh_account()
+    bene_id = verification.beneficiary_id_for(uuid.UUID(payee_id), 1)
+    await payee_app.cashfree.add_beneficiary(
+        beneficiary_id=bene_id, name="Priya Sharma", bank_account_number=left[0], bank_ifsc=left[1]
+    )
+    account = left if same_account else fresh_account()
+    r = await put(api, world, payee_id, bank(account))
+    assert r.status_code == 200 and r.json()["verification"]["status"] == "verified", r.text
+    held = await api_beneficiary(world, bene_id)
+    assert held["beneficiary_instrument_details"]["bank_account_number"] == account[0]
+
+
+async def test_the_name_match_floor_is_a_setting(
+    api: httpx.AsyncClient, world: World, engine: AsyncEngine, payee_app: PayeeApp
+) -> None:
+    payee_id = uuid.UUID(await new_payee(api, world))
+    number, ifsc = NAME_MATCH_ACCOUNT
+
+    async def change(conn: AsyncConnection) -> Any:
+        return await service.change_account(
+            conn,
+            client=payee_app.cashfree,
+            ring=payee_app.ring,
+            policy=service.Policy(timedelta(0), "MODERATE_PARTIAL_MATCH"),
+            payee_id=payee_id,
+            req=service.AccountRequest(PayoutMethod.bank, "P Sharma", number=number, ifsc=ifsc),
+            by="tests",
+        )
+
+    account, created = await in_transaction(engine, change)
+    assert created and account.verification_status.value == "verified"
+    assert account.name_match_result == "MODERATE_PARTIAL_MATCH"
+    # Free the sandbox's name-match account for the other tests.
+    await change_account(engine, payee_app.cashfree, payee_app.ring, payee_id)
