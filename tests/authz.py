@@ -156,3 +156,30 @@ PARTNER_CALLERS = [
     "anonymous",
     "forged",
 ]
+
+# Who may call what, on the payees' routes (for a community payee; a partner payee is
+# finance_admin's to manage, `tests/modules/payees/test_api.py`). The community's owners
+# (`owner_record`, `owner_claim`) create its payee and set its account; finance_admin may do
+# anything; the auditor and support read and list. Everyone else: 403; no token: 401.
+_PAYEE_READERS = {"owner_record", "owner_claim", "finance_admin", "auditor", "support"}
+PAYEE_ALLOW = {
+    "POST /v1/payees": {"owner_record", "owner_claim", "finance_admin"},
+    "GET /v1/payees": {"finance_admin", "auditor", "support"},
+    "GET /v1/payees/{payee_id}": _PAYEE_READERS,
+    "PUT /v1/payees/{payee_id}/payout-account": {"owner_record", "owner_claim", "finance_admin"},
+    "GET /v1/payees/{payee_id}/payout-account": _PAYEE_READERS,
+    "POST /v1/payees/{payee_id}/suspend": {"finance_admin"},
+    "POST /v1/payees/{payee_id}/reactivate": {"finance_admin"},
+}
+PAYEE_CALLERS = [
+    "member",
+    "owner_record",
+    "owner_claim",
+    "owner_elsewhere",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service_none",
+    "anonymous",
+    "forged",
+]

@@ -19,16 +19,18 @@ from commdesk_billing import problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
-from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.gateway.factory import cashfree_client, payouts_client
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.partners.api import router as partners_router
+from commdesk_billing.modules.payees.api import router as payees_router
 from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
+from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
 from commdesk_billing.telemetry.context import set_traceparent
@@ -89,9 +91,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.cashfree = cashfree_client(cfg)
         app.state.documents = document_store(cfg)
         app.state.communities = community_directory(cfg)
+        # Payout accounts need both the Payouts pair and the sealing keys; without them
+        # the payee routes that touch an account answer 503 `payouts_unavailable`.
+        payouts_configured = cfg.cashfree_payout_client_id and cfg.cashfree_payout_client_secret
+        app.state.payouts = payouts_client(cfg) if payouts_configured else None
+        app.state.payout_keys = key_ring(cfg) if cfg.payout_account_keys else None
         try:
             yield
         finally:
+            if app.state.payouts is not None:
+                await app.state.payouts.aclose()
             await app.state.communities.aclose()
             await app.state.documents.aclose()
             await app.state.cashfree.aclose()
@@ -112,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(communities_router)
     app.include_router(partners_router)
+    app.include_router(payees_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

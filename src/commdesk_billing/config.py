@@ -176,6 +176,15 @@ class Settings(BaseSettings):
     payout_account_keys: SecretStr | None = None
     payout_account_key_id: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,16}$")] | None = None
     payout_fingerprint_key: SecretStr | None = None
+    # A changed payout account (any account after one that was verified) is not paid
+    # before this long has passed: the payee's owners have time to notice a change they did
+    # not make (0: no cooling-off). The first verified account is paid at once.
+    payout_cooling_off_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 72 * 3600
+    # The weakest name match (Cashfree's bank-account verification) an account is accepted
+    # with; weaker ones are stored `failed` and never paid.
+    payout_name_match_min: Literal[
+        "DIRECT_MATCH", "GOOD_PARTIAL_MATCH", "MODERATE_PARTIAL_MATCH", "POOR_PARTIAL_MATCH"
+    ] = "GOOD_PARTIAL_MATCH"
 
     # --- Refunds ------------------------------------------------------------------------
     # Buyers may refund their own purchase within this many days (0: only finance and

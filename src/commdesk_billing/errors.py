@@ -230,3 +230,37 @@ class AttributionOverlaps(DomainError):
     code = "attribution_overlaps"
     status = 409
     title = "The user has an attribution in force within this window"
+
+
+class PayeeNotFound(NotFound):
+    code = "payee_not_found"
+
+
+class PayeeExists(DomainError):
+    """One payee per community or partner: creating it again is a conflict."""
+
+    code = "payee_exists"
+    status = 409
+    title = "This community or partner is a payee already"
+
+
+class PayoutAccountNotFound(NotFound):
+    code = "payout_account_not_found"
+
+
+class PayoutAccountInUse(DomainError):
+    """The account (by its fingerprint) is another payee's current payout account: one
+    account never collects for two payees."""
+
+    code = "payout_account_in_use"
+    status = 409
+    title = "This account is another payee's payout account"
+
+
+class PayoutsUnavailable(DomainError):
+    """Payout accounts cannot be handled by this process now: Cashfree Payouts' credentials
+    or the sealing keys are not configured. Nothing was changed."""
+
+    code = "payouts_unavailable"
+    status = 503
+    title = "Payout accounts cannot be handled now"

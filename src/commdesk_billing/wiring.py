@@ -34,6 +34,7 @@ from commdesk_billing.modules.ledger import invariants as ledger_invariants
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import Check
 from commdesk_billing.modules.partners import invariants as partner_invariants
+from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaymentProcessing, handle_paid
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
@@ -183,13 +184,14 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
 
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
-    wallets', refunds', communities', partners' and documents' rules, the seals last."""
+    wallets', refunds', communities', partners', payees' and documents' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
         *refund_invariants.CHECKS,
         *community_invariants.CHECKS,
         *partner_invariants.CHECKS,
+        *payee_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

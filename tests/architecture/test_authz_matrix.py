@@ -7,6 +7,7 @@ from typing import Any
 from tests.authz import (
     COMMUNITY_ALLOW,
     PARTNER_ALLOW,
+    PAYEE_ALLOW,
     PAYMENT_ALLOW,
     REFUND_INVOICE_ALLOW,
     WALLET_ALLOW,
@@ -25,4 +26,4 @@ def test_the_matrix_names_every_route(app: Any) -> None:
     # The webhook route authenticates by Cashfree's signature, not a token: tested apart.
     assert routes == set(WALLET_ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | set(
         COMMUNITY_ALLOW
-    ) | set(PARTNER_ALLOW) | {"POST /v1/webhooks/cashfree"}
+    ) | set(PARTNER_ALLOW) | set(PAYEE_ALLOW) | {"POST /v1/webhooks/cashfree"}

@@ -454,6 +454,7 @@ _PATH_PARAMETERS = (
     "invoice_id",
     "spend_id",
     "partner_id",
+    "payee_id",
 )
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
@@ -472,6 +473,15 @@ _BODIES: dict[str, Any] = {
         "user_id": "sweep-user",
         "valid_from": "2026-12-01T00:00:00+05:30",
     },
+    "POST /v1/payees": {"kind": "partner", "subject_id": "sweep-partner", "display_name": "S"},
+    "PUT /v1/payees/{payee_id}/payout-account": {
+        "method": "bank",
+        "account_holder": "Sweep Payee",
+        "account_number": "12345678901234",
+        "ifsc": "UTIB0000123",
+    },
+    "POST /v1/payees/{payee_id}/suspend": {"reason": "sweep"},
+    "POST /v1/payees/{payee_id}/reactivate": {"reason": "sweep"},
 }
 # Attributions come from another CommDesk service, with its scope.
 _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}

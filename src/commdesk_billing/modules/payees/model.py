@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -57,3 +58,46 @@ class PayoutTarget:
     method: PayoutMethod
     account_mask: str
     beneficiary_id: str
+
+
+@dataclass(frozen=True)
+class PayoutAccount:
+    """One version of a payee's payout account. The bank number itself is only in
+    `account_sealed` (never shown, never logged); `account_mask` is what anyone sees."""
+
+    id: uuid.UUID
+    payee_id: uuid.UUID
+    version: int
+    method: PayoutMethod
+    account_holder: str
+    account_sealed: str | None = field(repr=False)
+    account_fingerprint: str | None = field(repr=False)
+    account_mask: str
+    ifsc: str | None
+    vpa: str | None
+    verification_status: Verification
+    name_match_result: str | None
+    name_match_score: Decimal | None
+    name_at_bank: str | None
+    verification_ref: str | None
+    verification_detail: str | None
+    verified_at: datetime | None
+    beneficiary_id: str | None
+    payouts_blocked_until: datetime
+    created_by: str
+    created_at: datetime
+    superseded_at: datetime | None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_at is None
+
+    def payable_at(self, at: datetime) -> bool:
+        """Could a settlement pay this version at `at` (its payee being active)? The same
+        rule as `targets._TARGET`."""
+        return (
+            self.current
+            and self.verification_status is Verification.verified
+            and self.beneficiary_id is not None
+            and self.payouts_blocked_until <= at
+        )
