@@ -10,7 +10,9 @@ started first for the communities the API reads, and stopped last.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
 from commdesk_billing.localmongo import LocalMongo
 from commdesk_billing.modules.communities.mongo import servers
 
@@ -91,6 +94,33 @@ async def running_stack(
             yield stack
 
 
+def _key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def _payouts_env(env: dict[str, str], sandbox_url: str) -> dict[str, str]:
+    """Payouts and bank-account verification at the sandbox, with its development pair
+    unless the environment names one (the sandbox reads the same variables, so both ends
+    agree). Without sealing keys in the environment, this stack seals payout account numbers
+    under keys made for it alone: numbers it stored cannot be opened by a later stack, which
+    only matters to a re-seal (payouts go to the Cashfree beneficiary, never to the number)."""
+    own = {
+        "BILLING_CASHFREE_PAYOUT_BASE_URL": f"{sandbox_url}/payout",
+        "BILLING_CASHFREE_VERIFICATION_BASE_URL": f"{sandbox_url}/verification",
+        "BILLING_CASHFREE_PAYOUT_CLIENT_ID": env.get(
+            "BILLING_CASHFREE_PAYOUT_CLIENT_ID", DEV_PAYOUT_CLIENT_ID
+        ),
+        "BILLING_CASHFREE_PAYOUT_CLIENT_SECRET": env.get(
+            "BILLING_CASHFREE_PAYOUT_CLIENT_SECRET", DEV_PAYOUT_CLIENT_SECRET
+        ),
+    }
+    if "BILLING_PAYOUT_ACCOUNT_KEYS" not in env:
+        own["BILLING_PAYOUT_ACCOUNT_KEYS"] = json.dumps({"stack": _key()})
+        own["BILLING_PAYOUT_ACCOUNT_KEY_ID"] = "stack"
+        own["BILLING_PAYOUT_FINGERPRINT_KEY"] = _key()
+    return own
+
+
 @contextlib.asynccontextmanager
 async def _children(
     mongodb_url: str,
@@ -113,6 +143,7 @@ async def _children(
         "BILLING_API_PORT": str(api_port),
         "BILLING_MONGODB_URL": mongodb_url,
     }
+    env.update(_payouts_env(env, sandbox_url))
     if quiet:
         env.setdefault("BILLING_LOG_LEVEL", "WARNING")
     stack = Stack(api_url=api_url, sandbox_url=sandbox_url, mongodb=servers(mongodb_url), env=env)
