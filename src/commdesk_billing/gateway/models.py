@@ -20,7 +20,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from commdesk_billing.gateway.amounts import to_paise
 from commdesk_billing.security.text import refuse_unstorable
@@ -89,6 +89,16 @@ class OrderMeta(_Tolerant):
     payment_methods: str | None = None
 
 
+class VendorSplit(_Tolerant):
+    """An Easy Split share as Cashfree echoes it: on an order (`order_splits`), on a refund
+    (`refund_splits`; the refund webhook names the vendor `merchantVendorId`, §5.5)."""
+
+    vendor_id: TextId = Field(validation_alias=AliasChoices("vendor_id", "merchantVendorId"))
+    amount_paise: Paise | None = Field(default=None, alias="amount")
+    percentage: Decimal | None = None
+    tags: dict[str, Any] | None = None
+
+
 class Order(_Tolerant):
     cf_order_id: TextId | None = None
     order_id: TextId
@@ -102,6 +112,7 @@ class Order(_Tolerant):
     order_tags: dict[str, Any] | None = None
     customer_details: CustomerDetails | None = None
     order_meta: OrderMeta | None = None
+    order_splits: list[VendorSplit] | None = None
 
 
 class ErrorDetails(_Tolerant):
@@ -148,6 +159,7 @@ class Refund(_Tolerant):
     status_description: str | None = None
     created_at: CashfreeTime = None
     processed_at: CashfreeTime = None
+    refund_splits: list[VendorSplit] | None = None
 
 
 class WebhookOrder(_Tolerant):

@@ -88,7 +88,8 @@ def query(body: Any, *, dates_required: bool = False, some_filter: bool = False)
         if decoded is None:
             raise _bad("pagination.cursor", "is not a cursor this API returned")
         offset = decoded
-    filters = obj.get("filters") or {}
+    filters = obj.get("filters")
+    filters = {} if filters is None else filters
     if not isinstance(filters, dict):
         raise _bad("filters", "should be an object")
     q = Query(

@@ -320,8 +320,8 @@ class Reports:
                 "settlement_utr": settlement["transfer_utr"],
                 "settlement_date": settlement["transfer_time"],
             }
-            if settlement
-            else None,
+            if settlement and settlement["cf_settlement_id"]
+            else None,  # not settled yet
             "refunds": refunds,
             "vendors": [
                 r | {"settlement_amount": Money(r["settlement_amount"])} for r in vendors.values()
