@@ -167,3 +167,17 @@ async def test_blocked_vendor_is_not_settled_and_unknown_vendor_404(
     missing = await sapi.post("/_sandbox/easy-split/vendors/nobody/settle")
     assert missing.status_code == 404
     assert (await sapi.get("/pg/easy-split/vendors/nobody/balances")).status_code == 404
+
+
+async def test_split_settings_refuse_bad_bodies(sapi: httpx.AsyncClient) -> None:
+    for body in (
+        [1],
+        {"kyc_s": -1},
+        {"webhook_url": "ftp://x"},
+        {"nope": 1},
+        {"initiated_event": "VENDOR_SETTLEMENT_DONE"},
+    ):
+        response = await sapi.patch("/_sandbox/easy-split", json=body)
+        assert response.status_code == 400, (body, response.text)
+    got = (await sapi.get("/_sandbox/easy-split")).json()
+    assert got["kyc_s"] == 3600.0 and got["webhook_url"] is None

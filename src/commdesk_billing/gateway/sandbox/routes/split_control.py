@@ -20,6 +20,8 @@ from commdesk_billing.gateway.sandbox.split.settings import SplitSettings
 def settings(request: Request, gate: Gate, body: Any) -> Response:
     split = gate.sandbox.split
     if request.method == "PATCH":
+        if body is not None and not isinstance(body, dict):
+            return error_response(400, "request_invalid", "body : must be a JSON object", {})
         split.settings = SplitSettings.model_validate(split.settings.model_dump() | (body or {}))
     return json_response(200, split.settings.model_dump())
 
