@@ -112,6 +112,15 @@ async def test_create_vendor_refuses_bad_input_and_stores_nothing(
     assert (await sapi.get(f"/pg/easy-split/vendors/{vendor_id}")).status_code == 404
 
 
+async def test_vendor_routes_refuse_bodies_that_are_not_objects(sapi: httpx.AsyncClient) -> None:
+    for body in (b"[]", b"12", b"not json"):
+        created = await sapi.post("/pg/easy-split/vendors", content=body)
+        assert _error(created, 400).code == "request_invalid"
+    vendor_id = await active_vendor(sapi)
+    patched = await sapi.patch(f"/pg/easy-split/vendors/{vendor_id}", content=b'"x"')
+    assert _error(patched, 400).code == "request_invalid"
+
+
 async def test_vendor_with_upi_and_phone_with_country_code(sapi: httpx.AsyncClient) -> None:
     body = vendor_body(
         bank=None, upi={"vpa": "club@upi", "account_holder": "Chess Club"}, phone="+919876543210"

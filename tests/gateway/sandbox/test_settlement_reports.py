@@ -29,6 +29,31 @@ async def fresh(start_sandbox: Callable[..., str]) -> AsyncIterator[httpx.AsyncC
         yield client
 
 
+ROW_SECTIONS = {
+    "event_details",
+    "order_details",
+    "customer_details",
+    "payment_details",
+    "settlement_details",
+    "dispute_details",
+    "refund_details",
+}
+EVENT_FIELDS = {
+    "event_id",
+    "event_type",
+    "event_settlement_amount",
+    "event_amount",
+    "sale_type",
+    "event_status",
+    "entity",
+    "event_time",
+    "event_currency",
+    "event_service_charge",
+    "event_service_tax",
+    "event_remarks",
+}
+
+
 def _charges(paise: int) -> tuple[int, int]:
     charge = paise * 175 // 10_000
     return charge, charge * 18 // 100
@@ -94,6 +119,9 @@ async def test_a_settlement_adds_up_to_payments_minus_refunds_minus_charges(
     assert net == _paise(settlement["settlement_amount"])
     assert all(r["settlement_details"]["utr"] == settlement["utr"] for r in rows)
     assert all("payment_mode" in r["payment_details"] for r in rows)
+    # The §7 row: its sections and the event's fields, as the doc lists them.
+    assert all(set(r) == ROW_SECTIONS for r in rows)
+    assert all(set(r["event_details"]) == EVENT_FIELDS for r in rows)
     refund_row = next(r for r in rows if r["event_details"]["event_type"] == "REFUND")
     assert refund_row["refund_details"]["refund_id"].startswith("rf_")
     assert refund_row["order_details"]["order_id"] == orders[1].order_id

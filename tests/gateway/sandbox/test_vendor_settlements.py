@@ -24,6 +24,32 @@ from tests.gateway.sandbox.split_helpers import (
 
 __all__ = ["sapi", "split_url"]
 
+# Every field of cashfree.md §14.5's sample, no more.
+SAMPLE_FIELDS = {
+    "settlement_id",
+    "status",
+    "utr",
+    "payment_amount",
+    "settlement_initiated_on",
+    "settlement_type",
+    "settled_on",
+    "reason",
+    "adjustment",
+    "settlement_amount",
+    "service_charge",
+    "service_tax",
+    "amount_settled",
+    "payment_from",
+    "payment_till",
+    "vendor_id",
+    "vendor_transaction_amount",
+    "account_mode",
+    "settled_orders_count",
+    "account_number",
+    "ifsc",
+    "vpa",
+}
+
 
 def _settlement(hook: Received) -> dict[str, Any]:
     assert verify(
@@ -80,6 +106,10 @@ async def test_balance_settles_t_plus_one_on_the_clock_with_signed_webhooks(
         assert hook["account_number"] == "XXXXXXXXXXX1191" and hook["ifsc"] == "YESB0000262"
         assert hook["account_mode"] == "BANK" and hook["settled_orders_count"] == 1
     assert created["settlement_id"] == success["settlement_id"]
+    assert set(created) - {"type"} == SAMPLE_FIELDS == set(success) - {"type"}
+    assert isinstance(created["settlement_id"], int)  # a number, as in the sample
+    assert created["payment_from"] == created["payment_till"]  # dates, "2023-06-08"
+    assert len(created["payment_from"]) == 10
     # Exactly as the sample writes them: the string "null", amounts with two decimals.
     mine = [h.body for h in receiver.got(name) if vendor_id.encode() in h.body]
     assert any(b'"settled_on":"null"' in b and b'"settlement_amount":60.00' in b for b in mine)
