@@ -64,6 +64,16 @@ async def test_a_vendor_asked_blocked_ends_kyc_blocked(sapi: httpx.AsyncClient) 
     assert fetched["status"] == "BLOCKED"
 
 
+async def test_an_invalid_test_bank_account_ends_kyc_blocked(sapi: httpx.AsyncClient) -> None:
+    bank = {"account_number": "026291800001190", "account_holder": "Club", "ifsc": "YESB0000262"}
+    body = vendor_body(bank=bank)
+    assert (await sapi.post("/pg/easy-split/vendors", json=body)).status_code == 200
+    await sapi.post("/_sandbox/clock", json={"advance_seconds": 3600})
+    fetched = (await sapi.get(f"/pg/easy-split/vendors/{body['vendor_id']}")).json()
+    assert fetched["status"] == "BLOCKED"
+    assert fetched["remarks"] == "Bank account verification failed: INVALID_BANK_ACCOUNT"
+
+
 async def test_duplicate_vendor_id_is_a_conflict(sapi: httpx.AsyncClient) -> None:
     body = vendor_body()
     assert (await sapi.post("/pg/easy-split/vendors", json=body)).status_code == 200

@@ -2,8 +2,9 @@
 the vendors' shares credited when the order is paid and debited by refunds, and vendor
 settlements with their webhooks (cashfree.md §6.1, §14).
 
-Vendor: IN_BENE_CREATION -> the status asked for (ACTIVE) after `kyc_s` on the sandbox clock,
-or BLOCKED when the control API rejects its KYC. Vendor settlement: CREATED (webhook
+Vendor: IN_BENE_CREATION -> the status asked for (ACTIVE) after `kyc_s` on the sandbox clock
+(BLOCKED for one of Cashfree's invalid test bank accounts), or BLOCKED when the control API
+rejects its KYC. Vendor settlement: CREATED (webhook
 `initiated_event`) -> SUCCESS after `vendor_step_s` (VENDOR_SETTLEMENT_SUCCESS), or FAILED, or
 SUCCESS then REVERSED (faults). A FAILED or REVERSED settlement gives its entries back to the
 vendor's unsettled balance, to be settled again. Due steps run every `split_tick_s`, on every
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commdesk_billing.gateway.sandbox.errors import CashfreeError, bad_request, not_found
+from commdesk_billing.gateway.sandbox.payouts.bank import account_check as bank_check
 from commdesk_billing.gateway.sandbox.split import entities, validation
 from commdesk_billing.gateway.sandbox.split.reports import Reports
 from commdesk_billing.gateway.sandbox.split.settings import SplitSettings
@@ -62,7 +64,7 @@ class SplitSandbox:
         now = self.clock.now()
         for vendor in self.store.vendors.values():
             if vendor.active_at is not None and vendor.active_at <= now:
-                vendor.status, vendor.active_at = vendor.wanted_status, None
+                self._end_kyc(vendor)
                 vendor.updated_on = now
         due = timedelta(seconds=self.settings.vendor_settlement_s)
         for vendor_id in list(self.store.vendors):
@@ -79,6 +81,18 @@ class SplitSandbox:
             while settlement.due_at is not None and settlement.due_at <= now:
                 self._step(settlement)
         self.reports.form(now)
+
+    @staticmethod
+    def _end_kyc(vendor: Vendor) -> None:
+        """The beneficiary is created: the status asked for, unless the bank account is one of
+        Cashfree's invalid test accounts (the Payouts side's list), which blocks the vendor."""
+        vendor.active_at = None
+        bank = vendor.bank
+        status, code = bank_check(bank["account_number"], bank["ifsc"]) if bank else ("VALID", "")
+        if status == "INVALID":
+            vendor.status, vendor.remarks = "BLOCKED", f"Bank account verification failed: {code}"
+        else:
+            vendor.status = vendor.wanted_status
 
     # Vendors --------------------------------------------------------------------------
 
