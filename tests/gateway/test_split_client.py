@@ -5,6 +5,7 @@ settlement webhooks read by our verifier (forgeries refused)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +23,9 @@ from commdesk_billing.gateway.signature import sign
 from commdesk_billing.gateway.split_models import (
     RefundShare,
     SplitShare,
+    Vendor,
     VendorSettlementEvent,
+    VendorSettlementWebhook,
 )
 from commdesk_billing.gateway.split_webhooks import Refused, read_vendor_settlement_webhook
 from tests.gateway.sandbox.conftest import (
@@ -327,3 +330,56 @@ async def test_settlement_reports_page_through_and_add_up(
     with pytest.raises(CashfreeRejected) as err:
         await cf.recon_page(start=now, end=now - timedelta(days=1))
     assert err.value.code == "filters_invalid"
+
+
+DOCS_VENDOR = b"""{
+  "email": "johndoe@cashfree.com", "status": "IN_BENE_CREATION",
+  "bank": {"account_number": 26291800001191, "account_holder": "JOHN DOE", "ifsc": "YESB0000262"},
+  "upi": null, "phone": 9876543210, "name": "customer", "vendor_id": "TestAccount11",
+  "schedule_option": {"settlement_schedule_message": "T+1 settlement at 11:00 AM",
+                      "schedule_id": 1, "merchant_default": false},
+  "kyc_details": {"account_type": "BUSINESS", "business_type": "NBFC", "pan": "AFDHK1234F"},
+  "dashboard_access": false, "bank_details": null
+}"""
+
+SAMPLE_SETTLEMENT_HOOK = b"""{"data": {"settlement": {"settlement_id": 49703, "status": "CREATED",
+   "utr": "1686217237243457", "payment_amount": null,
+   "settlement_initiated_on": "2023-06-08T15:10:35+05:30", "settlement_type": null,
+   "settled_on": "null", "reason": null, "adjustment": 100.00, "settlement_amount": 600.00,
+   "service_charge": 0.50, "service_tax": 0.09, "amount_settled": null,
+   "payment_from": "2023-06-08", "payment_till": "2023-06-08",
+   "vendor_id": "esSettlementsAutomationVendor", "vendor_transaction_amount": 500.00,
+   "account_mode": "BANK", "settled_orders_count": 1, "account_number": "XXXXXXX1234",
+   "ifsc": "HDFC0000001", "vpa": null}},
+ "event_time": "2023-06-08T15:10:37+05:30", "type": "VENDOR_SETTLEMENT_CREATED"}"""
+
+
+def test_models_read_the_docs_samples_and_the_sdk_shapes() -> None:
+    docs = Vendor.model_validate(json.loads(DOCS_VENDOR, parse_float=Decimal))
+    assert docs.bank is not None and docs.bank.account_number == "26291800001191"
+    assert docs.phone == "9876543210" and docs.schedule_option is not None
+    assert "26291800001191" not in repr(docs) and "AFDHK1234F" not in repr(docs)
+    sdk = Vendor.model_validate(
+        {
+            "vendor_id": "v1",
+            "status": "active",
+            "bank": [{"account_number": "026291800001191", "ifsc": "YESB0000262"}],
+            "schedule_option": [{"schedule_id": 8}],
+            "upi": [],
+            "kyc_details": [{"pan": "AFDHK1234F"}],
+            "some_new_field": {"x": 1},
+        }
+    )
+    assert sdk.active and sdk.bank is not None and sdk.bank.masked == "XXXX1191"
+    assert sdk.upi is None and sdk.schedule_option and sdk.schedule_option.schedule_id == 8
+    hook = VendorSettlementWebhook.model_validate(
+        json.loads(SAMPLE_SETTLEMENT_HOOK, parse_float=Decimal)
+    )
+    s = hook.settlement
+    assert (s.settlement_id, s.settled_on, s.settlement_amount_paise) == ("49703", None, 60_000)
+    assert (s.vendor_transaction_amount_paise, s.adjustment_paise) == (50_000, 10_000)
+    assert hook.event == VendorSettlementEvent.CREATED
+    initiated = VendorSettlementWebhook.model_validate(
+        json.loads(SAMPLE_SETTLEMENT_HOOK.replace(b"_CREATED", b"_INITIATED"), parse_float=Decimal)
+    )
+    assert initiated.event == VendorSettlementEvent.CREATED
