@@ -259,11 +259,31 @@ class SplitCalls:
             retry_safe=True,
         )
 
-    async def fetch_settlements(self, **filters: Any) -> AsyncIterator[Settlement]:
-        """Every settlement the filters (as `fetch_settlements_page`) select, page by page."""
+    async def fetch_settlements(
+        self,
+        *,
+        limit: int = REPORT_LIMIT,
+        settlement_ids: Iterable[int | str] | None = None,
+        utrs: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> AsyncIterator[Settlement]:
+        """Every settlement the filters select, page by page."""
+        ids = list(settlement_ids) if settlement_ids is not None else None
+        utr_list = list(utrs) if utrs is not None else None
+        status_list = list(statuses) if statuses is not None else None
         cursor: str | None = None
         while True:
-            page = await self.fetch_settlements_page(cursor=cursor, **filters)
+            page = await self.fetch_settlements_page(
+                limit=limit,
+                cursor=cursor,
+                settlement_ids=ids,
+                utrs=utr_list,
+                statuses=status_list,
+                start=start,
+                end=end,
+            )
             for row in page.data:
                 yield row
             if not page.cursor:
@@ -302,10 +322,23 @@ class SplitCalls:
             retry_safe=True,
         )
 
-    async def settlement_recon(self, **filters: Any) -> AsyncIterator[ReconRow]:
+    async def settlement_recon(
+        self,
+        *,
+        limit: int = REPORT_LIMIT,
+        settlement_ids: Iterable[int | str] | None = None,
+        utrs: Iterable[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> AsyncIterator[ReconRow]:
+        """Every recon row of the settlements selected, page by page."""
+        ids = list(settlement_ids) if settlement_ids is not None else None
+        utr_list = list(utrs) if utrs is not None else None
         cursor: str | None = None
         while True:
-            page = await self.settlement_recon_page(cursor=cursor, **filters)
+            page = await self.settlement_recon_page(
+                limit=limit, cursor=cursor, settlement_ids=ids, utrs=utr_list, start=start, end=end
+            )
             for row in page.data:
                 yield row
             if not page.cursor:
