@@ -12,11 +12,14 @@ import httpx
 import pytest
 
 from tests.gateway.sandbox.conftest import AUTH
+from tests.gateway.sandbox.helpers import pay, upi_collect
 from tests.gateway.sandbox.split_helpers import (
     SPLIT_CONFIG,
     active_vendor,
     paid_split_order,
     refund_and_wait,
+    split_order,
+    vendor_unsettled,
 )
 from tests.gateway.sandbox.strict_models import ErrorBody, parse
 
@@ -245,9 +248,38 @@ async def test_report_bodies_are_checked(
 
 
 async def test_order_settlement_of_an_unpaid_or_unknown_order(fresh: httpx.AsyncClient) -> None:
-    from tests.gateway.sandbox.split_helpers import split_order
-
     order = await split_order(fresh, 100, [])
     assert (await fresh.get(f"/pg/orders/{order.order_id}/settlements")).status_code == 404
     assert (await fresh.get("/pg/orders/nobody_1/settlements")).status_code == 404
     await paid_split_order(fresh, 100, [])
+
+
+async def test_two_captured_payments_of_one_order_are_both_settled(
+    fresh: httpx.AsyncClient,
+) -> None:
+    vendor_id = await active_vendor(fresh)
+    order = await split_order(fresh, 100, [{"vendor_id": vendor_id, "amount": 40}])
+    ids = []
+    for _ in range(2):  # two attempts left pending, then both succeed
+        started = await pay(fresh, order.payment_session_id, upi_collect("someone@okbank"))
+        ids.append(started.json()["cf_payment_id"])
+    for cf_payment_id in ids:
+        simulated = await fresh.post(
+            "/pg/simulate",
+            json={
+                "entity": "PAYMENTS",
+                "entity_id": cf_payment_id,
+                "entity_simulation": {"payment_status": "SUCCESS"},
+            },
+        )
+        assert simulated.status_code == 200, simulated.text
+    assert await vendor_unsettled(fresh, vendor_id) == b"40.00"  # the share comes once
+    settlement = (await fresh.post("/_sandbox/settlements/run")).json()
+    assert _paise(settlement["payment_amount"]) == 20_000
+    assert _paise(settlement["settlement_amount"]) == 20_000 - 2 * (175 + 31) - 4_000
+    body = {
+        "pagination": {"limit": 10},
+        "filters": {"cf_settlement_ids": [settlement["cf_settlement_id"]]},
+    }
+    rows = (await fresh.post("/pg/settlement/recon", json=body)).json()["data"]
+    assert sorted(r["payment_details"]["cf_payment_id"] for r in rows) == sorted(ids)

@@ -261,13 +261,16 @@ class Sandbox:
             payment.failure = None
             # First success pays the order, even one that started before the order expired
             # or before a termination was requested: the customer's money has moved.
-            if order.status in (
+            paid_now = order.status in (
                 OrderStatus.ACTIVE,
                 OrderStatus.EXPIRED,
                 OrderStatus.TERMINATION_REQUESTED,
-            ):
+            )
+            if paid_now:
                 order.status = OrderStatus.PAID
-                self.split.on_paid(order, payment)
+            # Every captured payment is settled to the merchant (a second success on a paid
+            # order too); the vendors' shares come once, with the order's payment.
+            self.split.on_captured(order, payment, split=paid_now)
         else:
             payment.message = failure.message if failure else status.value
             payment.bank_reference = "NA"

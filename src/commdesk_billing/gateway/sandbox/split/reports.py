@@ -182,12 +182,13 @@ class Reports:
         """A §7 recon row; `mode_key`: `payment_group` (/recon) or `payment_mode`
         (/settlement/recon)."""
         order = self.pg.orders[event.order_id]
-        payment = next(p for p in self.pg.order_payments(order) if p.status == "SUCCESS")
         refund = (
             next(r for r in self.pg.order_refunds(order) if r.cf_refund_id == event.event_id)
             if event.event_type == "REFUND"
             else None
         )
+        # The row's own payment: the event's, or the one the refund was made against.
+        payment = self.pg.payments[refund.cf_payment_id if refund else event.event_id]
         s = self.store.settlements.get(event.settlement_id) if event.settlement_id else None
         customer = order.customer
         return {

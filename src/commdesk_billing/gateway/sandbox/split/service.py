@@ -198,14 +198,15 @@ class SplitSandbox:
                 raise validation.split_error(f"vendor is not active: {vendor.status}")
         return splits
 
-    def on_paid(self, order: Order, payment: Payment) -> None:
-        """The order is paid: each vendor's share is credited; the payment is reported."""
+    def on_captured(self, order: Order, payment: Payment, *, split: bool) -> None:
+        """A payment succeeded: it is reported for the merchant's settlement; with `split`
+        (the payment that paid the order) each vendor's share is credited."""
         now = self.clock.now()
         vendor_paise = 0
-        for split in self.store.order_splits.get(order.order_id, []):
-            share = split.share(payment.amount_paise)
+        for split_ in self.store.order_splits.get(order.order_id, []) if split else []:
+            share = split_.share(payment.amount_paise)
             vendor_paise += share
-            self._entry(split.vendor_id, order.order_id, "PAYMENT", payment.cf_payment_id, share)
+            self._entry(split_.vendor_id, order.order_id, "PAYMENT", payment.cf_payment_id, share)
         self.reports.payment(order.order_id, payment, vendor_paise, now)
 
     def refund_plan(
