@@ -18,6 +18,7 @@ import pytest
 
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeConflict, CashfreeNotFound, CashfreeRejected
+from commdesk_billing.gateway.models import Order, Refund
 from commdesk_billing.gateway.sandbox import create_sandbox_app
 from commdesk_billing.gateway.signature import sign
 from commdesk_billing.gateway.split_models import (
@@ -383,3 +384,33 @@ def test_models_read_the_docs_samples_and_the_sdk_shapes() -> None:
         json.loads(SAMPLE_SETTLEMENT_HOOK.replace(b"_CREATED", b"_INITIATED"), parse_float=Decimal)
     )
     assert initiated.event == VendorSettlementEvent.CREATED
+
+
+def test_split_echoes_never_make_a_refund_or_order_unreadable() -> None:
+    base = {"refund_id": "r_1", "refund_amount": "1.00", "refund_status": "SUCCESS"}
+    odd: list[Any] = [
+        "null",
+        {"vendor_id": "v"},
+        ["x", {"merchantVendorId": None, "amount": "x", "percentage": "abc", "tags": [1]}],
+    ]
+    for splits in odd:
+        assert Refund.model_validate(base | {"refund_splits": splits}).refund_id == "r_1"
+    read = Refund.model_validate(
+        base | {"refund_splits": [{"merchantVendorId": "v2", "amount": 1, "percentage": None}]}
+    )
+    assert read.refund_splits is not None
+    assert [(s.vendor_id, s.amount_paise) for s in read.refund_splits] == [("v2", 100)]
+    order = Order.model_validate(
+        {
+            "order_id": "o_1",
+            "order_amount": 10,
+            "order_currency": "INR",
+            "order_status": "ACTIVE",
+            "order_splits": [{"vendor_id": 7, "percentage": "12.5"}],
+        }
+    )
+    assert order.order_splits is not None
+    assert (order.order_splits[0].vendor_id, order.order_splits[0].percentage) == (
+        "7",
+        Decimal("12.5"),
+    )

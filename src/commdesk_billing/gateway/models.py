@@ -43,6 +43,35 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+def _loose_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+def _loose_paise(value: Any) -> int | None:
+    number = _loose_decimal(value)
+    if number is None:
+        return None
+    try:
+        return to_paise(number)
+    except ValueError:
+        return None
+
+
+def _dict_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
+
+
+def _dicts(value: Any) -> Any:
+    """A list of objects, anything else in it (or instead of it) left out."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else None
+
+
 TextId = Annotated[str, BeforeValidator(_text_id)]
 Paise = Annotated[int, BeforeValidator(_paise)]
 Status = Annotated[str, BeforeValidator(_upper)]
@@ -93,10 +122,16 @@ class VendorSplit(_Tolerant):
     """An Easy Split share as Cashfree echoes it: on an order (`order_splits`), on a refund
     (`refund_splits`; the refund webhook names the vendor `merchantVendorId`, §5.5)."""
 
-    vendor_id: TextId = Field(validation_alias=AliasChoices("vendor_id", "merchantVendorId"))
-    amount_paise: Paise | None = Field(default=None, alias="amount")
-    percentage: Decimal | None = None
-    tags: dict[str, Any] | None = None
+    # Optional and loosely typed: an echo only informs, and one odd entry must not make the
+    # refund or order that carries it unreadable.
+    vendor_id: TextId | None = Field(
+        default=None, validation_alias=AliasChoices("vendor_id", "merchantVendorId")
+    )
+    amount_paise: Annotated[int | None, BeforeValidator(_loose_paise)] = Field(
+        default=None, alias="amount"
+    )
+    percentage: Annotated[Decimal | None, BeforeValidator(_loose_decimal)] = None
+    tags: Annotated[dict[str, Any] | None, BeforeValidator(_dict_or_none)] = None
 
 
 class Order(_Tolerant):
@@ -112,7 +147,7 @@ class Order(_Tolerant):
     order_tags: dict[str, Any] | None = None
     customer_details: CustomerDetails | None = None
     order_meta: OrderMeta | None = None
-    order_splits: list[VendorSplit] | None = None
+    order_splits: Annotated[list[VendorSplit] | None, BeforeValidator(_dicts)] = None
 
 
 class ErrorDetails(_Tolerant):
@@ -159,7 +194,7 @@ class Refund(_Tolerant):
     status_description: str | None = None
     created_at: CashfreeTime = None
     processed_at: CashfreeTime = None
-    refund_splits: list[VendorSplit] | None = None
+    refund_splits: Annotated[list[VendorSplit] | None, BeforeValidator(_dicts)] = None
 
 
 class WebhookOrder(_Tolerant):
