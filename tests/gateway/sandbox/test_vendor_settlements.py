@@ -211,3 +211,22 @@ async def test_split_settings_refuse_bad_bodies(sapi: httpx.AsyncClient) -> None
         assert response.status_code == 400, (body, response.text)
     got = (await sapi.get("/_sandbox/easy-split")).json()
     assert got["kyc_s"] == 3600.0 and got["webhook_url"] is None
+
+
+async def test_after_a_failure_the_clock_retries_a_cycle_later(
+    sapi: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Earlier tests' balances are settled first, so that the fault is this vendor's.
+    await sapi.post("/_sandbox/clock", json={"advance_seconds": 2 * 86_400})
+    vendor_id = await active_vendor(sapi)
+    await paid_split_order(sapi, 100, [{"vendor_id": vendor_id, "amount": 7}])
+    name = await _hook_url(sapi, receiver, fail_vendor_settlements=1)
+    await sapi.post("/_sandbox/clock", json={"advance_seconds": 86_400})
+    created, failed = await _hooks(receiver, name, vendor_id, 2)
+    assert (created["status"], failed["status"]) == ("CREATED", "FAILED")
+    await sapi.post("/_sandbox/clock", json={"advance_seconds": 86_399})
+    assert await vendor_unsettled(sapi, vendor_id) == b"7.00"  # waits a whole cycle
+    await sapi.post("/_sandbox/clock", json={"advance_seconds": 1})
+    hooks = await _hooks(receiver, name, vendor_id, 4)
+    assert [h["status"] for h in hooks] == ["CREATED", "FAILED", "CREATED", "SUCCESS"]
+    assert await vendor_unsettled(sapi, vendor_id) == b"0.00"

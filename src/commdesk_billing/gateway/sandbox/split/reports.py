@@ -189,6 +189,7 @@ class Reports:
         )
         # The row's own payment: the event's, or the one the refund was made against.
         payment = self.pg.payments[refund.cf_payment_id if refund else event.event_id]
+        charged = self.store.events[payment.cf_payment_id]  # every captured payment has one
         s = self.store.settlements.get(event.settlement_id) if event.settlement_id else None
         customer = order.customer
         return {
@@ -230,16 +231,8 @@ class Reports:
                 "bank_reference": payment.bank_reference,
                 "payment_time": ist_text(payment.started_at),
                 mode_key: payment.group,
-                "payment_service_charge": Money(
-                    self.store.events[payment.cf_payment_id].service_charge_paise
-                )
-                if payment.cf_payment_id in self.store.events
-                else None,
-                "payment_service_tax": Money(
-                    self.store.events[payment.cf_payment_id].service_tax_paise
-                )
-                if payment.cf_payment_id in self.store.events
-                else None,
+                "payment_service_charge": Money(charged.service_charge_paise),
+                "payment_service_tax": Money(charged.service_tax_paise),
                 "cf_payment_id": payment.cf_payment_id,
                 "status": str(payment.status),
                 "forex_conversion_handling_charge": None,

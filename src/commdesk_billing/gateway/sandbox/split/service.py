@@ -73,7 +73,8 @@ class SplitSandbox:
                 for e in self.store.vendor_entries(vendor_id)
                 if e.settlement_id is None and e.amount_paise > 0
             ]
-            if credits and min(credits) + due <= now:
+            hold = self.store.vendors[vendor_id].hold_until
+            if credits and min(credits) + due <= now and (hold is None or hold <= now):
                 self.settle_vendor(vendor_id)
         for settlement in sorted(
             self.store.vendor_settlements.values(), key=lambda s: s.settlement_id
@@ -315,7 +316,7 @@ class SplitSandbox:
         at, settlement.due_at = settlement.due_at, None
         if settlement.status == "CREATED" and settlement.outcome == "FAILED":
             settlement.status, settlement.reason = "FAILED", self.settings.failure_reason
-            self._release(settlement)
+            self._release(settlement, at)
             self._publish(settlement, "VENDOR_SETTLEMENT_FAILED")
         elif settlement.status == "CREATED":
             settlement.status, settlement.settled_on = "SUCCESS", at
@@ -324,10 +325,13 @@ class SplitSandbox:
             self._publish(settlement, "VENDOR_SETTLEMENT_SUCCESS")
         elif settlement.status == "SUCCESS":
             settlement.status, settlement.reason = "REVERSED", self.settings.failure_reason
-            self._release(settlement)
+            self._release(settlement, at)
             self._publish(settlement, "VENDOR_SETTLEMENT_REVERSED")
 
-    def _release(self, settlement: VendorSettlement) -> None:
+    def _release(self, settlement: VendorSettlement, at: datetime) -> None:
+        """The settlement's entries are the vendor's unsettled balance again."""
+        vendor = self.store.vendors[settlement.vendor_id]
+        vendor.hold_until = at + timedelta(seconds=self.settings.vendor_settlement_s)
         for entry in self.store.entries:
             if entry.settlement_id == settlement.settlement_id:
                 entry.settlement_id = None

@@ -53,6 +53,9 @@ class Vendor:
     # The status asked for at create, taken once the beneficiary exists (KYC passed).
     wanted_status: str = "ACTIVE"
     active_at: datetime | None = None  # when IN_BENE_CREATION ends
+    # After a FAILED or REVERSED settlement the balance waits a whole cycle before the next
+    # scheduled one (the control API's settle-now does not wait).
+    hold_until: datetime | None = None
     remarks: str | None = None
 
 
