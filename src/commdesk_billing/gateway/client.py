@@ -14,7 +14,7 @@ retry ladder, and the `rate_limit_sink` records the back-off the sync jobs honou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,8 @@ from pydantic import ValidationError
 from commdesk_billing.gateway.amounts import to_rupees
 from commdesk_billing.gateway.errors import CashfreeBadResponse
 from commdesk_billing.gateway.models import Order, Payment, Refund
+from commdesk_billing.gateway.split_client import SplitCalls, refund_split_body, split_body
+from commdesk_billing.gateway.split_models import RefundShare, SplitShare
 from commdesk_billing.gateway.transport import (
     MAX_RATE_LIMIT_HINT_S,
     Clients,
@@ -44,7 +46,9 @@ __all__ = [
 API_VERSION = "2025-01-01"
 
 
-class CashfreeClient(Clients):
+class CashfreeClient(SplitCalls, Clients):
+    """PG: orders, payments, refunds; Easy Split and settlement reports (`SplitCalls`)."""
+
     def __init__(
         self,
         *,
@@ -98,6 +102,7 @@ class CashfreeClient(Clients):
         expiry_time: str | None = None,
         note: str | None = None,
         tags: Mapping[str, str] | None = None,
+        order_splits: Sequence[SplitShare] | None = None,
         idempotency_key: str | None = None,
     ) -> Order:
         """Create an order. Safe to repeat without an idempotency key: Cashfree refuses a
@@ -123,6 +128,9 @@ class CashfreeClient(Clients):
             body["order_note"] = note
         if tags:
             body["order_tags"] = dict(tags)
+        if order_splits:
+            # Easy Split: each vendor's share, settled to it by Cashfree (cashfree.md §14.1).
+            body["order_splits"] = split_body(order_splits)
         return await self._api.call(
             "create_order",
             "POST",
@@ -170,6 +178,7 @@ class CashfreeClient(Clients):
         amount_paise: int,
         note: str | None = None,
         speed: str = "STANDARD",
+        refund_splits: Sequence[RefundShare] | None = None,
         idempotency_key: str | None = None,
     ) -> Refund:
         """Ask Cashfree to refund. Safe to repeat: Cashfree keeps `refund_id` unique per order
@@ -182,6 +191,10 @@ class CashfreeClient(Clients):
         }
         if note:
             body["refund_note"] = note
+        if refund_splits:
+            # What each vendor gives back; without it Cashfree takes it from the vendors in
+            # proportion to their shares (cashfree.md §14.3).
+            body["refund_splits"] = refund_split_body(refund_splits)
         return await self._api.call(
             "create_refund",
             "POST",

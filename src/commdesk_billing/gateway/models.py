@@ -20,7 +20,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from commdesk_billing.gateway.amounts import to_paise
 from commdesk_billing.security.text import refuse_unstorable
@@ -41,6 +41,35 @@ def _paise(value: Any) -> Any:
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
+
+
+def _loose_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+def _loose_paise(value: Any) -> int | None:
+    number = _loose_decimal(value)
+    if number is None:
+        return None
+    try:
+        return to_paise(number)
+    except ValueError:
+        return None
+
+
+def _dict_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
+
+
+def _dicts(value: Any) -> Any:
+    """A list of objects, anything else in it (or instead of it) left out."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else None
 
 
 TextId = Annotated[str, BeforeValidator(_text_id)]
@@ -89,6 +118,22 @@ class OrderMeta(_Tolerant):
     payment_methods: str | None = None
 
 
+class VendorSplit(_Tolerant):
+    """An Easy Split share as Cashfree echoes it: on an order (`order_splits`), on a refund
+    (`refund_splits`; the refund webhook names the vendor `merchantVendorId`, §5.5)."""
+
+    # Optional and loosely typed: an echo only informs, and one odd entry must not make the
+    # refund or order that carries it unreadable.
+    vendor_id: TextId | None = Field(
+        default=None, validation_alias=AliasChoices("vendor_id", "merchantVendorId")
+    )
+    amount_paise: Annotated[int | None, BeforeValidator(_loose_paise)] = Field(
+        default=None, alias="amount"
+    )
+    percentage: Annotated[Decimal | None, BeforeValidator(_loose_decimal)] = None
+    tags: Annotated[dict[str, Any] | None, BeforeValidator(_dict_or_none)] = None
+
+
 class Order(_Tolerant):
     cf_order_id: TextId | None = None
     order_id: TextId
@@ -102,6 +147,7 @@ class Order(_Tolerant):
     order_tags: dict[str, Any] | None = None
     customer_details: CustomerDetails | None = None
     order_meta: OrderMeta | None = None
+    order_splits: Annotated[list[VendorSplit] | None, BeforeValidator(_dicts)] = None
 
 
 class ErrorDetails(_Tolerant):
@@ -148,6 +194,7 @@ class Refund(_Tolerant):
     status_description: str | None = None
     created_at: CashfreeTime = None
     processed_at: CashfreeTime = None
+    refund_splits: Annotated[list[VendorSplit] | None, BeforeValidator(_dicts)] = None
 
 
 class WebhookOrder(_Tolerant):

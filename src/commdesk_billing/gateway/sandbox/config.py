@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from commdesk_billing.gateway.payout_codes import FAILURE_CODES
+from commdesk_billing.gateway.sandbox.split.settings import SplitSettings
 
 DEV_CLIENT_ID = "TEST_commdesk_sandbox"
 DEV_CLIENT_SECRET = "cfsk_ma_test_commdesk_sandbox_secret"  # noqa: S105 - a local sandbox's default
@@ -155,6 +156,15 @@ class SandboxConfig(BaseSettings):
     payout_slow_answer_s: Annotated[float, Field(ge=0, le=120)] = 25.0
     payout_tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2
 
+    # Easy Split and settlement reports (split/settings.py; changeable at run time through
+    # `/_sandbox/easy-split`). Times on the sandbox clock; due steps run every split_tick_s.
+    vendor_kyc_s: Annotated[float, Field(ge=0, le=365 * 86_400)] = 60.0
+    vendor_settlement_s: Annotated[float, Field(ge=0, le=365 * 86_400)] = 86_400.0
+    vendor_settlement_step_s: Annotated[float, Field(ge=0, le=86_400)] = 2.0
+    merchant_settlement_s: Annotated[float, Field(ge=0, le=365 * 86_400)] = 86_400.0
+    settlement_service_charge_bps: Annotated[int, Field(ge=0, le=10_000)] = 175
+    split_tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+
     rate_limit_profile: RateProfile = "sandbox"
     rate_limit_multiplier: Annotated[float, Field(gt=0, le=10_000)] = 1.0
 
@@ -190,6 +200,15 @@ class SandboxConfig(BaseSettings):
     def _faults_valid(self) -> Self:
         self.faults()  # the same bounds as the run-time API
         return self
+
+    def split_settings(self) -> SplitSettings:
+        return SplitSettings(
+            kyc_s=self.vendor_kyc_s,
+            vendor_settlement_s=self.vendor_settlement_s,
+            vendor_step_s=self.vendor_settlement_step_s,
+            merchant_settlement_s=self.merchant_settlement_s,
+            service_charge_bps=self.settlement_service_charge_bps,
+        )
 
     def faults(self) -> Faults:
         return Faults(

@@ -122,7 +122,10 @@ def refund_entity(refund: Refund) -> dict[str, Any]:
             "processed": refund.speed if refund.processed_at else None,
             "message": None,
         },
-        "refund_splits": [],
+        "refund_splits": [
+            {"vendor_id": v, "amount": Money(p), "percentage": None, "tags": None}
+            for v, p in (refund.splits if refund.explicit_splits else [])
+        ],
         "refund_status": str(refund.status),
         "refund_type": "MERCHANT_INITIATED",
         "status_description": refund.description,
@@ -188,7 +191,11 @@ def refund_webhook(refund: Refund, event_time: str) -> dict[str, Any]:
                 "processed_at": ist_text(refund.processed_at) if refund.processed_at else None,
                 "refund_charge": Money(0),
                 "refund_note": refund.note,
-                "refund_splits": [],
+                # The webhook names the vendor `merchantVendorId` (§5.5), REST `vendor_id`.
+                "refund_splits": [
+                    {"merchantVendorId": v, "amount": Money(p), "percentage": None}
+                    for v, p in (refund.splits if refund.explicit_splits else [])
+                ],
                 "metadata": None,
                 "refund_mode": refund.speed,
             }

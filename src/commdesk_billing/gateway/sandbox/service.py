@@ -23,6 +23,8 @@ from commdesk_billing.gateway.sandbox.config import SandboxConfig
 from commdesk_billing.gateway.sandbox.errors import CashfreeError, bad_request, not_found
 from commdesk_billing.gateway.sandbox.instruments import EXPIRED_COLLECT, Attempt, resolve
 from commdesk_billing.gateway.sandbox.payouts.service import PayoutSandbox
+from commdesk_billing.gateway.sandbox.split import entities as split_entities
+from commdesk_billing.gateway.sandbox.split.service import SplitSandbox
 from commdesk_billing.gateway.sandbox.store import (
     OPEN_PAYMENT,
     Failure,
@@ -71,6 +73,14 @@ class Sandbox:
         )
         # Pending settlement timers per payment, so /pg/simulate can overrule them.
         self._settle_timers: dict[str, asyncio.Task[None]] = {}
+        # Easy Split and settlement reports: PG's app, its notifier (and so its faults).
+        self.split = SplitSandbox(
+            config.split_settings(),
+            clock=self.clock,
+            notifier=self.notifier,
+            merchant_id=config.client_id,
+            pg=self.store,
+        )
         # Payouts V2 and verification: another Cashfree app on the same clock.
         self.payouts = PayoutSandbox(config, clock=self.clock, background=self.background)
 
@@ -78,6 +88,7 @@ class Sandbox:
         await self.notifier.start()
         await self.payouts.start()
         self.background.spawn(self._sweep_forever())
+        self.background.spawn(self._split_forever())
 
     async def close(self) -> None:
         await self.background.close()
@@ -94,6 +105,7 @@ class Sandbox:
             raise CashfreeError(
                 409, "order_already_exists", "order with same id is already present"
             )
+        splits = self.split.check_splits(req.splits, req.amount_paise)
         order = Order(
             cf_order_id=self.store.next_cf_order_id(),
             order_id=order_id,
@@ -104,12 +116,14 @@ class Sandbox:
             expiry=req.expiry or now + timedelta(seconds=self.config.default_order_ttl_s),
             note=req.note,
             tags=req.tags,
-            splits=req.splits,
+            splits=[split_entities.split_entity(s) for s in splits],
             cart_details=req.cart_details,
             created_at=now,
             payment_session_id=self.store.new_session_id(),
         )
         self.store.orders[order_id] = order
+        if splits:
+            self.split.store.order_splits[order_id] = splits
         self.store.sessions[order.payment_session_id] = order_id
         return order
 
@@ -137,6 +151,11 @@ class Sandbox:
             await asyncio.sleep(self.config.expiry_sweep_s)
             for order in list(self.store.orders.values()):
                 self._expire_if_due(order)
+
+    async def _split_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.split_tick_s)
+            self.split.tick()
 
     def terminate(self, order_id: str, body: Any) -> Order:
         obj = validation.body_object(body)
@@ -242,12 +261,16 @@ class Sandbox:
             payment.failure = None
             # First success pays the order, even one that started before the order expired
             # or before a termination was requested: the customer's money has moved.
-            if order.status in (
+            paid_now = order.status in (
                 OrderStatus.ACTIVE,
                 OrderStatus.EXPIRED,
                 OrderStatus.TERMINATION_REQUESTED,
-            ):
+            )
+            if paid_now:
                 order.status = OrderStatus.PAID
+            # Every captured payment is settled to the merchant (a second success on a paid
+            # order too); the vendors' shares come once, with the order's payment.
+            self.split.on_captured(order, payment, split=paid_now)
         else:
             payment.message = failure.message if failure else status.value
             payment.bank_reference = "NA"
@@ -305,7 +328,9 @@ class Sandbox:
     def create_refund(self, order_id: str, body: Any) -> Refund:
         order = self.order(order_id)
         req = validation.new_refund(body)
-        fingerprint = hashlib.sha256(dumps([req.amount_paise, req.note, req.speed])).hexdigest()
+        fingerprint = hashlib.sha256(
+            dumps([req.amount_paise, req.note, req.speed, req.splits])
+        ).hexdigest()
         if req.refund_id is not None:
             existing = self.store.refunds.get((order.order_id, req.refund_id))
             if existing is not None:
@@ -321,16 +346,14 @@ class Sandbox:
         )
         if order.status != OrderStatus.PAID or paid is None:
             raise CashfreeError(409, "refund_not_allowed", "order is not paid; nothing to refund")
-        refunded = sum(
-            r.amount_paise
-            for r in self.store.order_refunds(order)
-            if r.status != RefundStatus.CANCELLED
-        )
+        live = [r for r in self.store.order_refunds(order) if r.status != RefundStatus.CANCELLED]
+        refunded = sum(r.amount_paise for r in live)
         if req.amount_paise > paid.amount_paise - refunded:
             raise bad_request(
                 "refund_amount_invalid",
                 "refund_amount : more than the paid amount not yet refunded",
             )
+        splits, explicit = self.split.refund_plan(order, req.amount_paise, req.splits, live)
         refund = Refund(
             cf_refund_id=self.store.next_cf_refund_id(),
             cf_payment_id=paid.cf_payment_id,
@@ -342,6 +365,8 @@ class Sandbox:
             speed=req.speed,
             created_at=self.clock.now(),
             request_fingerprint=fingerprint,
+            splits=splits,
+            explicit_splits=explicit,
         )
         self.store.refunds[(order.order_id, refund.refund_id)] = refund
         order.refund_ids.append(refund.refund_id)
@@ -360,6 +385,7 @@ class Sandbox:
         if status == RefundStatus.SUCCESS:
             refund.arn = _digits(12)
             refund.description = "Refund processed successfully"
+            self.split.on_refunded(refund)
         else:
             refund.description = "Refund could not be processed by the bank"
         body = entities.refund_webhook(refund, ist_text(self.clock.now()))

@@ -102,6 +102,10 @@ class Refund:
     created_at: datetime
     # The request fields, to tell a retry (same body: 200 with this refund) from a clash.
     request_fingerprint: str
+    # Each vendor's debit (Easy Split): (vendor_id, paise); `explicit`: from `refund_splits`
+    # (echoed on the wire), else in proportion to the vendors' shares (not echoed).
+    splits: list[tuple[str, int]] = field(default_factory=list)
+    explicit_splits: bool = False
     status: RefundStatus = RefundStatus.PENDING
     processed_at: datetime | None = None
     arn: str | None = None

@@ -82,7 +82,7 @@ class NewOrder:
     expiry: datetime | None
     note: str | None
     tags: dict[str, str] | None
-    splits: list[dict[str, Any]]
+    splits: Any  # raw `order_splits`
     cart_details: dict[str, Any] | None
 
 
@@ -176,11 +176,8 @@ def new_order(body: Any, now: datetime) -> NewOrder:
         raise _missing("order_currency")
     if currency != "INR":
         raise _invalid("order_currency", "only INR is available in the sandbox")
-    splits = obj.get("order_splits") or []
-    if not isinstance(splits, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("vendor_id"), str) for s in splits
-    ):
-        raise _invalid("order_splits", "should be a list of {vendor_id, amount|percentage}")
+    # Checked against the order amount and the vendors by the Easy Split side.
+    splits = obj.get("order_splits")
     cart = obj.get("cart_details")
     if cart is not None and not isinstance(cart, dict):
         raise _invalid("cart_details", "should be an object")
@@ -204,6 +201,7 @@ class NewRefund:
     amount_paise: int
     note: str | None
     speed: str
+    splits: Any  # raw `refund_splits`, checked by the Easy Split side
 
 
 def new_refund(body: Any) -> NewRefund:
@@ -224,6 +222,7 @@ def new_refund(body: Any) -> NewRefund:
         amount_paise=paise,
         note=note,
         speed=speed,
+        splits=obj.get("refund_splits"),
     )
 
 
