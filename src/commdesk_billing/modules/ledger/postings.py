@@ -47,6 +47,12 @@ refund.paid (INR)          refund_paid              Dr refunds payable; Cr gatew
 partner.share (INR)        partner_share_posted     Dr partner expense; Cr partner payable
 partner.share.reversed     partner_share_reversed   Dr partner payable; Cr partner expense
 (INR)
+sponsorship.funded (INR)   sponsorship_funded       Dr gateway clearing (all paid); Cr
+                                                    sponsorship fee revenue (fee); Cr GST
+                                                    payable (GST on the fee, if any); Cr
+                                                    sponsorship escrow (the community's part)
+sponsorship.released       sponsorship_released     Dr sponsorship escrow; Cr community
+(INR)                                               payable: one milestone's amount
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -86,6 +92,8 @@ __all__ = [
     "refund_hold_released",
     "refund_owed",
     "refund_paid",
+    "sponsorship_funded",
+    "sponsorship_released",
     "wallet_key",
 ]
 
@@ -625,5 +633,76 @@ def partner_share_reversed(
             "partner_id": partner.partner_id,
             "payment_id": str(payment_id),
             "refund_id": str(refund_id),
+        },
+    )
+
+
+# --- a sponsor's payment to a community (INR) ------------------------------------------------
+
+
+def sponsorship_funded(
+    *,
+    sponsorship_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    community_id: str,
+    total: int,
+    fee: int,
+    gst: int,
+    escrow: int,
+    at: datetime,
+) -> Journal:
+    """A sponsor's payment arrived (DESIGN §11): gateway clearing (an asset) is debited by
+    all the sponsor paid; the platform's fee is revenue, the GST on it is owed to the
+    government, and the community's part is held in escrow (never our revenue) until its
+    milestones are released. `total` = fee + gst + escrow, or the journal does not balance."""
+    key = f"sponsorship:{sponsorship_id}:funded"
+    legs = [
+        Leg(House.GATEWAY_CLEARING, _INR, total),
+        Leg(House.SPONSORSHIP_FEE_REVENUE, _INR, -fee),
+    ]
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, -gst))
+    legs.append(Leg(House.SPONSORSHIP_ESCROW, _INR, -escrow))
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="sponsorship.funded",
+        created_at=at,
+        description=f"sponsorship {sponsorship_id} of community {community_id} paid",
+        legs=tuple(legs),
+        metadata={
+            "sponsorship_id": str(sponsorship_id),
+            "payment_id": str(payment_id),
+            "community_id": community_id,
+        },
+    )
+
+
+def sponsorship_released(
+    *,
+    sponsorship_id: uuid.UUID,
+    seq: int,
+    community: CommunityAccounts,
+    amount: int,
+    at: datetime,
+) -> Journal:
+    """A delivered milestone approved: its amount leaves the escrow (debited) for the
+    community's payable (credited), where settlements pay it out."""
+    key = f"sponsorship:{sponsorship_id}:release:{seq}"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="sponsorship.released",
+        created_at=at,
+        description=f"sponsorship {sponsorship_id} milestone {seq} released to community "
+        f"{community.community_id}",
+        legs=(
+            Leg(House.SPONSORSHIP_ESCROW, _INR, amount),
+            Leg(community.payable, _INR, -amount),
+        ),
+        metadata={
+            "sponsorship_id": str(sponsorship_id),
+            "community_id": community.community_id,
+            "milestone": seq,
         },
     )

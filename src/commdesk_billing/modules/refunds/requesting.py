@@ -89,6 +89,8 @@ async def refundable_now(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
     payment = await payments.get(conn, payment_id)
     if payment is None or payment.status is not PaymentStatus.CREDITED:
         return 0
+    if not payment.buys_credits:
+        return 0
     return (await _refundable(conn, payment)).paise
 
 
@@ -113,6 +115,12 @@ async def open_refund(
         raise PaymentNotRefundable(
             f"payment {payment.id} is {payment.status.value}; only credited purchases are "
             "refunded here"
+        )
+    if not payment.buys_credits:
+        # Its money is not credits in a wallet: taking it back is its own module's rule
+        # (a sponsorship's escrow), not this path's.
+        raise PaymentNotRefundable(
+            f"payment {payment.id} is a {payment.kind}; only credit purchases are refunded here"
         )
     # Lock order everywhere: payment, then its wallet (as crediting does).
     await wallets.get_wallet(conn, payment.wallet_id, lock=True)
