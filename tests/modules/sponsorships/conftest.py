@@ -71,7 +71,7 @@ def finance_token(stack: Stack) -> str:
     return stack.token("finance-1", Role.finance_admin)
 
 
-def body(community_id: str, amount: int = 100_000, **extra: Any) -> dict[str, Any]:
+def body(community_id: str, amount: Any = 100_000, **extra: Any) -> dict[str, Any]:
     return {
         "community_id": community_id,
         "amount_paise": amount,
