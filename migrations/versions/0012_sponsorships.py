@@ -17,7 +17,12 @@ Create Date: 2026-12-06
   journal that funded the escrow (posted once, when the payment is paid).
 - `sponsorship_milestones`: 1-20 per sponsorship, summing to its amount; each moves
   pending → delivered (the community's owner) → released (finance or the sponsor), the
-  release's journal named by the row.
+  release's journal named by the row; or, while not released, into a refund (refunding,
+  then refunded, or back where it was if the refund is not made), the refund named.
+- `refunds` learns to refund a payment that bought no credits: `passthrough_paise` is the
+  part of the refund that was collected for someone else (a sponsorship's escrow); such a
+  refund takes no credits, from no lot, under no hold; taxable + tax + passthrough =
+  amount, for every refund.
 - Two house INR accounts: the sponsorship escrow (credit-normal: what we hold for
   communities) and the sponsorship fee revenue.
 
@@ -103,19 +108,43 @@ def upgrade() -> None:
             seq                integer NOT NULL CHECK (seq BETWEEN 1 AND 20),
             title              text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
             amount_paise       bigint NOT NULL CHECK (amount_paise > 0),
-            status             text NOT NULL CHECK (status IN ('pending', 'delivered', 'released')),
+            status             text NOT NULL CHECK (status IN ('pending', 'delivered', 'released',
+                                                               'refunding', 'refunded')),
             delivered_at       timestamptz,
             delivered_by       text,
             released_at        timestamptz,
             released_by        text,
             release_journal_id uuid UNIQUE REFERENCES ledger_journals (id),
+            refund_id          uuid REFERENCES refunds (id),
             PRIMARY KEY (sponsorship_id, seq),
-            CHECK ((status = 'pending') = (delivered_at IS NULL)),
+            CHECK (status IN ('pending', 'refunding', 'refunded') OR delivered_at IS NOT NULL),
+            CHECK (status <> 'pending' OR delivered_at IS NULL),
+            CHECK ((status IN ('refunding', 'refunded')) = (refund_id IS NOT NULL)),
             CHECK ((delivered_at IS NULL) = (delivered_by IS NULL)),
             CHECK ((status = 'released') = (release_journal_id IS NOT NULL)),
             CHECK ((release_journal_id IS NULL) = (released_at IS NULL)),
             CHECK ((released_at IS NULL) = (released_by IS NULL))
         );
+
+        CREATE INDEX sponsorship_milestones_refund ON sponsorship_milestones (refund_id)
+            WHERE refund_id IS NOT NULL;
+
+        ALTER TABLE refunds
+            ADD COLUMN passthrough_paise bigint NOT NULL DEFAULT 0
+                CHECK (passthrough_paise >= 0);
+        ALTER TABLE refunds ALTER COLUMN purchase_lot_id DROP NOT NULL;
+        ALTER TABLE refunds DROP CONSTRAINT refunds_check;
+        ALTER TABLE refunds ADD CONSTRAINT refunds_figures_add_up
+            CHECK (taxable_paise + cgst_paise + sgst_paise + igst_paise + passthrough_paise
+                   = amount_paise);
+        ALTER TABLE refunds DROP CONSTRAINT refunds_check2;
+        -- A credit refund takes credits from its purchase lot; a passthrough refund (of a
+        -- sponsorship) takes none, from no lot, under no hold.
+        ALTER TABLE refunds ADD CONSTRAINT refunds_takes_something
+            CHECK (CASE WHEN purchase_lot_id IS NULL
+                        THEN base_credits + bonus_credits = 0 AND passthrough_paise > 0
+                             AND hold_id IS NULL
+                        ELSE base_credits + bonus_credits > 0 AND passthrough_paise = 0 END);
 
         -- A sponsorship and its milestones are kept for ever; their status only moves on.
         CREATE TRIGGER sponsorships_no_delete BEFORE DELETE ON sponsorships

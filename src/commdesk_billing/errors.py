@@ -264,6 +264,14 @@ class MilestoneNotDelivered(DomainError):
     title = "Milestone not delivered"
 
 
+class MilestoneRefunded(DomainError):
+    """The milestone's money is being, or was, refunded to the sponsor."""
+
+    code = "milestone_refunded"
+    status = 409
+    title = "Milestone refunded"
+
+
 class MilestoneReleased(DomainError):
     """The milestone was released already: its money is the community's."""
 

@@ -222,13 +222,3 @@ async def test_the_same_key_answers_with_the_same_sponsorship(stack: Stack, put:
         )
         == 1
     )
-
-
-async def test_a_sponsorship_payment_is_not_refunded_as_a_credit_purchase(
-    stack: Stack, put: Put
-) -> None:
-    cid = await put()
-    s = await funded(stack, sponsor_token(stack), cid)
-    r = await stack.refund(s["payment"]["id"])
-    assert (r.status_code, r.json()["code"]) == (409, "payment_not_refundable"), r.text
-    assert await _escrow_of(stack, s["id"]) == AMOUNT

@@ -17,13 +17,18 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.communities.directory import Community, CommunityStatus
 from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.payments.state import Status, move
+from commdesk_billing.modules.refunds import processing, requesting
+from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.modules.sponsorships import invariants, service
 from commdesk_billing.modules.sponsorships import repository as repo
 from commdesk_billing.modules.sponsorships.figures import figures
@@ -40,7 +45,7 @@ _TABLES = ("ledger_entries", "sponsorships", "sponsorship_milestones", "payments
 HANDOVERS = {service.KIND: service.on_paid}
 
 
-async def _paid_one_released(conn: AsyncConnection, cid: str) -> uuid.UUID:
+async def _paid(conn: AsyncConnection, cid: str) -> uuid.UUID:
     wallet = await ws.get_or_create_user_wallet(conn, f"sponsor-{uuid.uuid4().hex[:8]}")
     fig = figures(100_000, fee_bps=500, gst_rate_bp=1800, buyer_state="29", seller_state="29")
     payment_id = uuid.uuid4()
@@ -95,12 +100,40 @@ async def _paid_one_released(conn: AsyncConnection, cid: str) -> uuid.UUID:
     await repo.insert(conn, sponsorship, [("One", 60_000), ("Two", 40_000)])
     assert await move(conn, payment_id, Status.PAID, reason="test", paid_at=now) is not None
     assert await credit_payment(conn, payment_id, HANDOVERS)
+    return sponsorship.id
+
+
+async def _paid_one_released(conn: AsyncConnection, cid: str) -> uuid.UUID:
+    sid = await _paid(conn, cid)
     community = Community(cid, "C", ("owner",), CommunityStatus.active)
     owner = Principal(sub="owner", role=Role.member, scopes=frozenset())
     finance = Principal(sub="fin", role=Role.finance_admin, scopes=frozenset())
-    await service.deliver(conn, owner, community, sponsorship.id, 1)
-    await service.release(conn, finance, sponsorship.id, 1)
-    return sponsorship.id
+    await service.deliver(conn, owner, community, sid, 1)
+    await service.release(conn, finance, sid, 1)
+    return sid
+
+
+async def _paid_two_refunded(conn: AsyncConnection, cid: str) -> uuid.UUID:
+    """Another sponsorship, milestone 2 refunded (Cashfree's SUCCESS applied as the refund
+    consumer applies it); returns the refund's id."""
+    sid = await _paid(conn, cid)
+    s = await service.require(conn, sid)
+    finance = Principal(sub="fin", role=Role.finance_admin, scopes=frozenset())
+    refund = await requesting.open_refund(
+        conn,
+        Settings(),
+        finance,
+        s.payment_id,
+        RefundRequest(reason="test refund", milestones=[2]),
+        uuid.uuid4().hex,
+    )
+    answer = GatewayRefund.model_validate(
+        {"refund_id": refund.refund_ref, "refund_amount": "423.60", "refund_status": "SUCCESS"}
+    )
+    assert (
+        await processing.apply_gateway(conn, refund, answer, source="test") == RefundStatus.SUCCESS
+    )
+    return refund.id
 
 
 _RELEASE_1 = (
@@ -152,6 +185,24 @@ CASES: dict[str, tuple[str, tuple[object, ...], set[str]]] = {
         {"sponsorship_funding"},
     ),
 }
+# Tampers with the other sponsorship's refund ($1: the refund's id).
+_REFUND_JOURNAL = (
+    "(SELECT id FROM ledger_journals WHERE idempotency_key = 'refund:' || $1 || ':inr')"
+)
+REFUND_CASES: dict[str, tuple[str, set[str]]] = {
+    # The refund's journal took twice what its row says out of escrow and fee revenue.
+    "refund journal doubled": (
+        f"UPDATE ledger_entries SET amount = amount * 2 WHERE journal_id = {_REFUND_JOURNAL}",
+        {"sponsorship_refund", "sponsorship_escrow", "sponsorship_fees"},
+    ),
+    # The refunded milestone put back in escrow on its row: the refund names nothing, and
+    # the sponsorship, completed, has an open milestone the escrow does not hold.
+    "refunded milestone put back": (
+        "UPDATE sponsorship_milestones SET status = 'pending', refund_id = NULL "
+        "WHERE refund_id = $1",
+        {"sponsorship_refund", "sponsorship_escrow"},
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -170,6 +221,20 @@ async def test_each_sponsorship_check_catches_its_tamper(
             *(() if "$1" not in statement else (sid, *args)),
             tables=_TABLES,
         )
+    report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
+    assert {f.check for f in report.findings} == expected, report.findings
+
+
+@pytest.mark.parametrize("case", list(REFUND_CASES))
+async def test_the_refund_checks_catch_their_tampers(
+    case: str, scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    refund_id = await in_transaction(scratch_engine, lambda c: _paid_two_refunded(c, cid))
+    clean = await verify_ledger(scratch_engine)
+    assert clean.ok, [str(f) for f in clean.findings]
+    sql, expected = REFUND_CASES[case]
+    await tamper(scratch_database_url, sql, str(refund_id), tables=_TABLES)
     report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
     assert {f.check for f in report.findings} == expected, report.findings
 

@@ -256,6 +256,21 @@ async def issue_credit_note(
     assert payment is not None
     when = max(at or datetime.now(UTC), original.issued_at)
     credits = refund.base_credits + refund.bonus_credits
+    if payment.buys_credits:
+        line = LineItem(
+            description=f"Refund of {_describe(payment)}: {credits:,} credits returned",
+            sac=settings.invoice_sac_code,
+            quantity=credits,
+            unit="credits",
+            taxable_paise=refund.taxable_paise,
+        )
+    else:
+        fee = _line(settings, payment)
+        line = replace(
+            fee,
+            description=f"Refund of {fee.description}"[:300],
+            taxable_paise=refund.taxable_paise,
+        )
     draft = TaxDocument(
         kind=DocumentKind.credit_note,
         number="",
@@ -263,20 +278,14 @@ async def issue_credit_note(
         seller=seller(settings),
         buyer=await _buyer(conn, payment),
         place_of_supply=payment.buyer_state,
-        lines=(
-            LineItem(
-                description=f"Refund of {_describe(payment)}: {credits:,} credits returned",
-                sac=settings.invoice_sac_code,
-                quantity=credits,
-                unit="credits",
-                taxable_paise=refund.taxable_paise,
-            ),
-        ),
+        lines=(line,),
         taxable_paise=refund.taxable_paise,
         cgst_paise=refund.cgst_paise,
         sgst_paise=refund.sgst_paise,
         igst_paise=refund.igst_paise,
-        total_paise=refund.amount_paise,
+        # Our supply's part of the refund: all of a purchase's; of a sponsorship's, the fee
+        # and GST (the escrow returned was never our supply).
+        total_paise=refund.amount_paise - refund.passthrough_paise,
         rate_bp=payment.gst_rate_bp,
         gst_mode=payment.gst_mode,
         payment_reference=_reference(payment.order_id, refund.cf_refund_id)

@@ -53,6 +53,10 @@ sponsorship.funded (INR)   sponsorship_funded       Dr gateway clearing (all pai
                                                     sponsorship escrow (the community's part)
 sponsorship.released       sponsorship_released     Dr sponsorship escrow; Cr community
 (INR)                                               payable: one milestone's amount
+sponsorship.refunded       sponsorship_refunded     Cr refunds payable (all refunded); Dr
+(INR)                                               sponsorship fee revenue, GST payable (its
+                                                    fee and GST parts, if any); Dr sponsorship
+                                                    escrow (the unreleased part returned)
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -93,6 +97,7 @@ __all__ = [
     "refund_owed",
     "refund_paid",
     "sponsorship_funded",
+    "sponsorship_refunded",
     "sponsorship_released",
     "wallet_key",
 ]
@@ -705,4 +710,37 @@ def sponsorship_released(
             "community_id": community.community_id,
             "milestone": seq,
         },
+    )
+
+
+def sponsorship_refunded(
+    *,
+    refund_id: uuid.UUID,
+    refund_ref: str,
+    payment_id: uuid.UUID,
+    sponsorship_id: uuid.UUID,
+    amount: int,
+    fee: int,
+    gst: int,
+    escrow: int,
+    at: datetime,
+) -> Journal:
+    """A refund of a sponsorship becomes a debt to the sponsor (refunds payable, credited by
+    `amount`), taken from what the sponsorship put in: the escrow it still held for the
+    community, and the fee and GST in proportion (debited, each only when non-zero). The
+    refund's `refund:<id>:inr` journal, as a purchase refund's `refund_owed` is; Cashfree
+    then pays it (`refund_paid`)."""
+    legs = [Leg(House.REFUNDS_PAYABLE, _INR, -amount)]
+    if fee:
+        legs.append(Leg(House.SPONSORSHIP_FEE_REVENUE, _INR, fee))
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, gst))
+    legs.append(Leg(House.SPONSORSHIP_ESCROW, _INR, escrow))
+    return Journal(
+        idempotency_key=f"refund:{refund_id}:inr",
+        kind="sponsorship.refunded",
+        created_at=at,
+        description=f"refund {refund_ref} of sponsorship {sponsorship_id}",
+        legs=tuple(legs),
+        metadata={**_refund_meta(refund_id, payment_id), "sponsorship_id": str(sponsorship_id)},
     )

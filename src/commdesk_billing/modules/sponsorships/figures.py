@@ -57,3 +57,51 @@ def figures(
         seller_state=seller_state,
     )
     return Figures(amount_paise=amount_paise, fee_bps=fee_bps, fee=gst)
+
+
+@dataclass(frozen=True)
+class RefundFigures:
+    """One refund of a sponsorship: the escrow it returns and the fee and GST that go with
+    it. amount = escrow + fee + cgst + sgst + igst."""
+
+    escrow_paise: int
+    fee_paise: int
+    cgst_paise: int
+    sgst_paise: int
+    igst_paise: int
+
+    @property
+    def amount_paise(self) -> int:
+        return (
+            self.escrow_paise + self.fee_paise + self.cgst_paise + self.sgst_paise + self.igst_paise
+        )
+
+
+def refund_figures(
+    *,
+    amount_paise: int,
+    fee_paise: int,
+    cgst_paise: int,
+    sgst_paise: int,
+    igst_paise: int,
+    escrow_before: int,
+    before: tuple[int, int, int, int],
+    escrow: int,
+) -> RefundFigures:
+    """The refund of `escrow` paise of a sponsorship of `amount_paise` (its fee and GST
+    parts as paid), after earlier standing refunds that returned `escrow_before` with
+    `before` = (fee, cgst, sgst, igst). Each part is cumulative: round-half-up(part x
+    escrow refunded so far / amount) less what earlier refunds took, so any sequence of
+    refunds adds up to the whole fee and GST exactly when the whole amount is returned, and
+    never more."""
+    if not 0 < escrow <= amount_paise - escrow_before:
+        raise ValueError("a refund returns some escrow, and no more than is left")
+    so_far = escrow_before + escrow
+    parts = [
+        half_up(whole * so_far, amount_paise) - taken
+        for whole, taken in zip(
+            (fee_paise, cgst_paise, sgst_paise, igst_paise), before, strict=True
+        )
+    ]
+    fee, cgst, sgst, igst = parts
+    return RefundFigures(escrow, fee, cgst, sgst, igst)

@@ -120,10 +120,10 @@ async def sponsorship_releases(conn: AsyncConnection, report: VerifyReport) -> N
 @check("sponsorship_escrow")
 async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> None:
     """Per sponsorship: its milestones add up to its amount, it is completed exactly when
-    all are released, and the escrow holds for it (the legs of journals naming it) exactly
-    its unreleased milestones once funded, nothing before. Over all: the escrow account =
-    Σ unreleased milestones of funded sponsorships (no escrow leg outside them), and the
-    fee revenue account = Σ fees of funded sponsorships."""
+    none is left in escrow, and the escrow holds for it (the legs of journals naming it)
+    exactly its milestones neither released nor refunded once funded, nothing before. Over
+    all: the escrow account = the same over funded sponsorships (no escrow leg outside
+    them), and the fee revenue account = their fees less what successful refunds took."""
     for r in await rows(
         conn,
         """
@@ -132,9 +132,10 @@ async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> Non
           FROM sponsorships s
           CROSS JOIN LATERAL (
             SELECT coalesce(sum(amount_paise), 0) AS total,
-                   coalesce(sum(amount_paise) FILTER (WHERE status <> 'released'), 0)
-                       AS unreleased,
-                   count(*) FILTER (WHERE status <> 'released') AS open
+                   coalesce(sum(amount_paise) FILTER (
+                       WHERE status IN ('pending', 'delivered', 'refunding')), 0) AS unreleased,
+                   count(*) FILTER (WHERE status IN ('pending', 'delivered', 'refunding'))
+                       AS open
               FROM sponsorship_milestones WHERE sponsorship_id = s.id) m
           LEFT JOIN LATERAL (
             SELECT -sum(e.amount) AS held
@@ -160,11 +161,14 @@ async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> Non
                    AS escrow,
                (SELECT coalesce(sum(m.amount_paise), 0)
                   FROM sponsorship_milestones m JOIN sponsorships s ON s.id = m.sponsorship_id
-                 WHERE s.status <> 'awaiting_payment' AND m.status <> 'released') AS unreleased,
+                 WHERE s.status <> 'awaiting_payment'
+                   AND m.status IN ('pending', 'delivered', 'refunding')) AS unreleased,
                (SELECT coalesce(-sum(amount), 0) FROM ledger_entries WHERE account_id = :fees)
                    AS fees,
                (SELECT coalesce(sum(fee_paise), 0) FROM sponsorships
-                 WHERE status <> 'awaiting_payment') AS fees_due""",
+                 WHERE status <> 'awaiting_payment')
+               - (SELECT coalesce(sum(f.taxable_paise), 0) FROM refunds f
+                   WHERE f.status = 'SUCCESS' AND f.passthrough_paise > 0) AS fees_due""",
         {"escrow": House.SPONSORSHIP_ESCROW, "fees": House.SPONSORSHIP_FEE_REVENUE},
     )
     if t.escrow != t.unreleased:
@@ -178,8 +182,67 @@ async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> Non
         report.add(
             "sponsorship_fees",
             "inr:sponsorship_fee_revenue",
-            f"the fee revenue account holds {t.fees} paise; funded sponsorships' fees add up "
-            f"to {t.fees_due}",
+            f"the fee revenue account holds {t.fees} paise; funded sponsorships' fees less "
+            f"refunded fees add up to {t.fees_due}",
+        )
+
+
+@check("sponsorship_refunds")
+async def sponsorship_refunds(conn: AsyncConnection, report: VerifyReport) -> None:
+    """A sponsorship's refund (a refund with a passthrough part) names milestones adding up
+    to what it returns of escrow: refunding while it is open, refunded once it succeeded,
+    none once it failed or was cancelled; a successful one's `refund:<id>:inr` journal is
+    Cr refunds payable by its amount, Dr fee revenue its fee part, Dr GST payable its tax,
+    Dr escrow its escrow part, nothing else."""
+    for r in await rows(
+        conn,
+        """
+        SELECT f.id, f.status, f.amount_paise, f.taxable_paise, f.passthrough_paise,
+               f.cgst_paise + f.sgst_paise + f.igst_paise AS tax,
+               coalesce(m.named, 0) AS named, coalesce(m.paise, 0) AS paise,
+               coalesce(m.wrong, 0) AS wrong, x.kind, x.owed, x.fees, x.gst, x.escrow, x.other
+          FROM refunds f
+          LEFT JOIN LATERAL (
+            SELECT count(*) AS named, sum(amount_paise) AS paise,
+                   count(*) FILTER (WHERE status <> CASE
+                       WHEN f.status = 'SUCCESS' THEN 'refunded' ELSE 'refunding' END)
+                       AS wrong
+              FROM sponsorship_milestones WHERE refund_id = f.id) m ON true
+          LEFT JOIN LATERAL (
+            SELECT j.kind,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :owed), 0) AS owed,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :fees), 0) AS fees,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :gst), 0) AS gst,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :escrow), 0) AS escrow,
+                   count(*) FILTER (WHERE e.account_id NOT IN (:owed, :fees, :gst, :escrow))
+                       AS other
+              FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.id
+             WHERE j.idempotency_key = 'refund:' || f.id || '\\:inr'
+             GROUP BY j.id, j.kind) x ON true
+         WHERE f.passthrough_paise > 0
+           AND (CASE WHEN f.status IN ('FAILED', 'CANCELLED') THEN coalesce(m.named, 0) <> 0
+                     ELSE coalesce(m.paise, 0) <> f.passthrough_paise
+                          OR coalesce(m.wrong, 0) <> 0 END
+                OR (f.status = 'SUCCESS'
+                    AND (x.kind IS DISTINCT FROM 'sponsorship.refunded'
+                         OR x.owed <> -f.amount_paise OR x.fees <> f.taxable_paise
+                         OR x.gst <> f.cgst_paise + f.sgst_paise + f.igst_paise
+                         OR x.escrow <> f.passthrough_paise OR x.other <> 0))
+                OR (f.status <> 'SUCCESS' AND x.kind IS NOT NULL))""",
+        {
+            "owed": House.REFUNDS_PAYABLE,
+            "fees": House.SPONSORSHIP_FEE_REVENUE,
+            "gst": House.GST_PAYABLE,
+            "escrow": House.SPONSORSHIP_ESCROW,
+        },
+    ):
+        report.add(
+            "sponsorship_refund",
+            f"refund {r.id}",
+            f"{r.status} refund of {r.amount_paise} ({r.passthrough_paise} escrow, "
+            f"{r.taxable_paise} fee, {r.tax} GST) names {r.named} milestones of {r.paise} "
+            f"({r.wrong} in the wrong state); its {r.kind} journal moves {r.owed} owed, "
+            f"{r.fees} fee, {r.gst} GST, {r.escrow} escrow, {r.other} other legs",
         )
 
 
@@ -219,5 +282,6 @@ CHECKS: tuple[Check, ...] = (
     sponsorship_funding,
     sponsorship_releases,
     sponsorship_escrow,
+    sponsorship_refunds,
     sponsorship_payables,
 )

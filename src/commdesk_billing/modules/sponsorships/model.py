@@ -28,6 +28,16 @@ class MilestoneStatus(StrEnum):
     pending = "pending"
     delivered = "delivered"  # the community's owner says it is done
     released = "released"  # finance or the sponsor approved: the money is the community's
+    refunding = "refunding"  # named by a refund Cashfree has not finished
+    refunded = "refunded"  # its money went back to the sponsor
+
+
+# Milestones whose money is still in escrow, and which can still be delivered, released or
+# refunded (refunding ones are in escrow but spoken for).
+IN_ESCROW = frozenset(
+    {MilestoneStatus.pending, MilestoneStatus.delivered, MilestoneStatus.refunding}
+)
+REFUNDABLE = frozenset({MilestoneStatus.pending, MilestoneStatus.delivered})
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class Milestone:
     released_at: datetime | None
     released_by: str | None
     release_journal_id: uuid.UUID | None
+    refund_id: uuid.UUID | None
 
     @classmethod
     def from_row(cls, row: Any) -> Milestone:

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
 from commdesk_billing.modules.sponsorships.model import (
+    IN_ESCROW,
     Milestone,
-    MilestoneStatus,
     Sponsorship,
     SponsorshipStatus,
 )
@@ -26,7 +26,7 @@ _COLS = (
 )
 _MILESTONE_COLS = (
     "sponsorship_id, seq, title, amount_paise, status, delivered_at, delivered_by, "
-    "released_at, released_by, release_journal_id"
+    "released_at, released_by, release_journal_id, refund_id"
 )
 
 
@@ -175,15 +175,70 @@ async def mark_released(
     )
     if result.rowcount != 1:
         return False
+    await _complete_if_done(conn, sponsorship_id)
+    return True
+
+
+async def _complete_if_done(conn: AsyncConnection, sponsorship_id: uuid.UUID) -> None:
+    """funded → completed once no milestone's money is left in escrow."""
     await conn.execute(
         sql("""
         UPDATE sponsorships SET status = 'completed', updated_at = now()
          WHERE id = :id AND status = 'funded'
            AND NOT EXISTS (SELECT 1 FROM sponsorship_milestones
-                            WHERE sponsorship_id = :id AND status <> 'released')"""),
+                            WHERE sponsorship_id = :id
+                              AND status IN ('pending', 'delivered', 'refunding'))"""),
         {"id": sponsorship_id},
     )
-    return True
+
+
+async def mark_refunding(
+    conn: AsyncConnection, sponsorship_id: uuid.UUID, seqs: Sequence[int], refund_id: uuid.UUID
+) -> int:
+    """pending or delivered → refunding, named by the refund."""
+    result = await conn.execute(
+        sql("""
+        UPDATE sponsorship_milestones SET status = 'refunding', refund_id = :r
+         WHERE sponsorship_id = :id AND seq = ANY(:seqs)
+           AND status IN ('pending', 'delivered')"""),
+        {"id": sponsorship_id, "seqs": list(seqs), "r": refund_id},
+    )
+    return int(result.rowcount)
+
+
+async def settle_refund(
+    conn: AsyncConnection, sponsorship_id: uuid.UUID, refund_id: uuid.UUID
+) -> int:
+    """The refund's milestones refunding → refunded (the amount they add up to)."""
+    row = (
+        await conn.execute(
+            sql("""
+            WITH done AS (
+                UPDATE sponsorship_milestones SET status = 'refunded'
+                 WHERE sponsorship_id = :id AND refund_id = :r AND status = 'refunding'
+                RETURNING amount_paise)
+            SELECT coalesce(sum(amount_paise), 0) FROM done"""),
+            {"id": sponsorship_id, "r": refund_id},
+        )
+    ).one()
+    await _complete_if_done(conn, sponsorship_id)
+    return int(row[0])
+
+
+async def undo_refund(
+    conn: AsyncConnection, sponsorship_id: uuid.UUID, refund_id: uuid.UUID
+) -> int:
+    """The refund was not made: its milestones go back where they were (delivered if they
+    had been, else pending)."""
+    result = await conn.execute(
+        sql("""
+        UPDATE sponsorship_milestones
+           SET status = CASE WHEN delivered_at IS NULL THEN 'pending' ELSE 'delivered' END,
+               refund_id = NULL
+         WHERE sponsorship_id = :id AND refund_id = :r AND status = 'refunding'"""),
+        {"id": sponsorship_id, "r": refund_id},
+    )
+    return int(result.rowcount)
 
 
 async def list_for(
@@ -218,12 +273,8 @@ async def list_for(
     return [Sponsorship.from_row(r) for r in rows]
 
 
-def unreleased(ms: Sequence[Milestone]) -> int:
-    return sum(m.amount_paise for m in ms if m.status is not MilestoneStatus.released)
-
-
 def held(s: Sponsorship, ms: Sequence[Milestone]) -> int:
     """What the escrow holds for it now."""
     if s.status is SponsorshipStatus.awaiting_payment:
         return 0
-    return unreleased(ms)
+    return sum(m.amount_paise for m in ms if m.status in IN_ESCROW)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from commdesk_billing.modules.communities.directory import ID_PATTERN
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.schemas import Email, Phone, StateCode
-from commdesk_billing.modules.sponsorships.model import Milestone, Sponsorship
+from commdesk_billing.modules.sponsorships.model import Milestone, MilestoneStatus, Sponsorship
 from commdesk_billing.money import rate_text
 from commdesk_billing.security.text import StrictInput
 
@@ -89,6 +89,7 @@ class SponsorshipOut(BaseModel):
     total_paise: int = Field(description="What the sponsor pays: amount + fee + GST on fee")
     escrow_paise: int = Field(description="Held for the community now")
     released_paise: int
+    refunded_paise: int = Field(description="Escrow returned to the sponsor by refunds")
     milestones: list[MilestoneOut]
     payment: SponsorshipPaymentOut
     funded_at: datetime | None
@@ -98,7 +99,8 @@ class SponsorshipOut(BaseModel):
     def of(
         cls, s: Sponsorship, ms: list[Milestone], p: Payment, checkout_url: str | None
     ) -> SponsorshipOut:
-        released = sum(m.amount_paise for m in ms if m.release_journal_id is not None)
+        released = sum(m.amount_paise for m in ms if m.status is MilestoneStatus.released)
+        refunded = sum(m.amount_paise for m in ms if m.status is MilestoneStatus.refunded)
         funded = s.funded_journal_id is not None
         return cls(
             id=s.id,
@@ -112,8 +114,9 @@ class SponsorshipOut(BaseModel):
             fee_paise=s.fee_paise,
             gst_paise=s.gst_paise,
             total_paise=s.total_paise,
-            escrow_paise=s.amount_paise - released if funded else 0,
+            escrow_paise=s.amount_paise - released - refunded if funded else 0,
             released_paise=released,
+            refunded_paise=refunded,
             milestones=[MilestoneOut.of(m) for m in ms],
             payment=SponsorshipPaymentOut(
                 id=p.id,

@@ -33,7 +33,9 @@ from commdesk_billing.errors import (
     InvalidMilestones,
     MilestoneNotDelivered,
     MilestoneNotFound,
+    MilestoneRefunded,
     MilestoneReleased,
+    PaymentNotRefundable,
     SponsorshipNotFound,
     SponsorshipNotFunded,
 )
@@ -49,6 +51,7 @@ from commdesk_billing.modules.sponsorships import auth
 from commdesk_billing.modules.sponsorships import repository as repo
 from commdesk_billing.modules.sponsorships.figures import figures
 from commdesk_billing.modules.sponsorships.model import (
+    REFUNDABLE,
     Milestone,
     MilestoneStatus,
     Sponsorship,
@@ -239,6 +242,8 @@ async def deliver(
     auth.authorize_deliver(principal, community)
     _funded(s)
     m = await _milestone(conn, s, seq)
+    if m.status not in REFUNDABLE | {MilestoneStatus.released}:
+        raise MilestoneRefunded(f"milestone {seq} of sponsorship {s.id} is refunded")
     if m.status is MilestoneStatus.pending:
         await repo.mark_delivered(conn, s.id, seq, principal.sub, datetime.now(UTC))
         log.info("sponsorship.milestone.delivered", sponsorship_id=str(s.id), milestone=seq)
@@ -263,6 +268,8 @@ async def release(
     m = await _milestone(conn, s, seq)
     if m.status is MilestoneStatus.released:
         raise MilestoneReleased(f"milestone {seq} of sponsorship {s.id} was released already")
+    if m.status not in REFUNDABLE:
+        raise MilestoneRefunded(f"milestone {seq} of sponsorship {s.id} is refunded")
     if m.status is not MilestoneStatus.delivered:
         raise MilestoneNotDelivered(f"milestone {seq} of sponsorship {s.id} is not delivered yet")
     at = datetime.now(UTC)
@@ -283,6 +290,110 @@ async def release(
     done = await repo.milestone(conn, s.id, seq)
     assert done is not None
     return done
+
+
+# --- refunds (called by the refunds module, in its transactions) -----------------------------
+#
+# A sponsorship is refunded by whole milestones whose money is still in escrow (pending or
+# delivered): released milestones are the community's and are not taken back. The refund
+# returns their amount and, in proportion, the fee and GST (`figures.refund_figures`). Lock
+# order: the refund's row, the payment's, then the sponsorship's (as crediting: payment, then
+# sponsorship).
+
+
+async def begin_refund(
+    conn: AsyncConnection, payment_id: uuid.UUID, seqs: list[int] | None
+) -> tuple[Sponsorship, list[Milestone]]:
+    """The sponsorship of a payment being refunded (its row locked) and the milestones the
+    refund returns: those named, or every one still refundable."""
+    s = await repo.by_payment(conn, payment_id, lock=True)
+    if s is None:
+        raise LookupError(f"payment {payment_id} is a sponsorship payment with no sponsorship")
+    _funded(s)
+    ms = await repo.milestones(conn, s.id)
+    if seqs is None:
+        chosen = [m for m in ms if m.status in REFUNDABLE]
+    else:
+        by_seq = {m.seq: m for m in ms}
+        chosen = []
+        for seq in sorted(set(seqs)):
+            m = by_seq.get(seq)
+            if m is None:
+                raise MilestoneNotFound(f"sponsorship {s.id} has no milestone {seq}")
+            if m.status is MilestoneStatus.released:
+                raise MilestoneReleased(
+                    f"milestone {seq} of sponsorship {s.id} was released: it is the "
+                    "community's, not refundable"
+                )
+            if m.status not in REFUNDABLE:
+                raise MilestoneRefunded(f"milestone {seq} of sponsorship {s.id} is refunded")
+            chosen.append(m)
+    if not chosen:
+        raise PaymentNotRefundable(
+            f"sponsorship {s.id} holds nothing in escrow to refund: released milestones are "
+            "the community's"
+        )
+    return s, chosen
+
+
+async def hold_for_refund(
+    conn: AsyncConnection, s: Sponsorship, chosen: list[Milestone], refund_id: uuid.UUID
+) -> None:
+    """The chosen milestones are spoken for by the refund (written after the refund's row):
+    no release or other refund takes them while Cashfree works on it."""
+    moved = await repo.mark_refunding(conn, s.id, [m.seq for m in chosen], refund_id)
+    assert moved == len(chosen), "the sponsorship is locked and the milestones refundable"
+
+
+async def on_refund_succeeded(
+    conn: AsyncConnection,
+    *,
+    refund_id: uuid.UUID,
+    refund_ref: str,
+    payment_id: uuid.UUID,
+    amount: int,
+    fee: int,
+    gst: int,
+    escrow: int,
+    at: datetime,
+) -> None:
+    """The refund went through: `sponsorship.refunded` (refunds payable from escrow, fee
+    revenue and GST payable) and its milestones refunded, once (the refund's own move to
+    SUCCESS is the once)."""
+    s = await repo.by_payment(conn, payment_id, lock=True)
+    if s is None:
+        raise LookupError(f"payment {payment_id} is a sponsorship payment with no sponsorship")
+    await post_journal(
+        conn,
+        postings.sponsorship_refunded(
+            refund_id=refund_id,
+            refund_ref=refund_ref,
+            payment_id=payment_id,
+            sponsorship_id=s.id,
+            amount=amount,
+            fee=fee,
+            gst=gst,
+            escrow=escrow,
+            at=at,
+        ),
+    )
+    returned = await repo.settle_refund(conn, s.id, refund_id)
+    if returned != escrow:
+        # The refund's row and its milestones were written together: a difference is a bug
+        # or a tamper, and nothing may be posted on it (the transaction rolls back).
+        raise LookupError(
+            f"refund {refund_id} returns {escrow} paise of escrow, its milestones {returned}"
+        )
+    log.info("sponsorship.refunded", sponsorship_id=str(s.id), refund_id=str(refund_id))
+
+
+async def on_refund_given_back(
+    conn: AsyncConnection, *, refund_id: uuid.UUID, payment_id: uuid.UUID
+) -> None:
+    """The refund was not made: its milestones are the sponsorship's again."""
+    s = await repo.by_payment(conn, payment_id, lock=True)
+    if s is not None:
+        await repo.undo_refund(conn, s.id, refund_id)
 
 
 # --- reads -------------------------------------------------------------------------------------
