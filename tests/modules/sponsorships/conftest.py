@@ -4,6 +4,8 @@ writes them, and the callers of the sponsorship routes."""
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
+from pypdf import PdfReader
 
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.harness.mongo import Document, MongoTarget, communities
@@ -128,14 +131,23 @@ async def payable(stack: Stack, community_id: str) -> int:
     )
 
 
-async def wait_invoice(stack: Stack, tok: str, payment_id: str) -> dict[str, Any]:
-    """The sponsor's tax invoice of the payment, once the worker has issued it."""
+async def wait_invoice(
+    stack: Stack, tok: str, payment_id: str, *, pdf: bool = False
+) -> dict[str, Any]:
+    """The sponsor's tax invoice of the payment, once the worker has issued it (and, with
+    `pdf`, stored its PDF)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         r = await stack.api.get("/v1/invoices", headers=bearer(tok, False))
         assert r.status_code == 200, r.text
         for doc in r.json()["data"]:
-            if doc["payment_id"] == payment_id and doc["kind"] == "tax_invoice":
+            mine = doc["payment_id"] == payment_id and doc["kind"] == "tax_invoice"
+            if mine and (doc["pdf_available"] or not pdf):
                 return dict(doc)
         await asyncio.sleep(0.1)
     raise AssertionError(f"no tax invoice for payment {payment_id}")
+
+
+def pdf_text(pdf: bytes) -> str:
+    reader = PdfReader(io.BytesIO(pdf))
+    return re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))

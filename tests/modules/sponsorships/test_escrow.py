@@ -10,6 +10,7 @@ import uuid
 
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
+from commdesk_billing.modules.invoices.words import rupees
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.sponsorships import invariants
 from tests.harness.stack import Stack
@@ -23,6 +24,7 @@ from tests.modules.sponsorships.conftest import (
     open_sponsorship,
     owner_token,
     payable,
+    pdf_text,
     release,
     sponsor_token,
     wait_invoice,
@@ -97,7 +99,13 @@ async def test_paid_into_escrow_invoiced_then_released_per_milestone(
     }
 
     # The tax invoice is for the platform's fee only, to the sponsor.
-    invoice = await wait_invoice(stack, tok, paid["id"])
+    invoice = await wait_invoice(stack, tok, paid["id"], pdf=True)
+    pdf = await stack.api.get(f"/v1/invoices/{invoice['id']}/pdf", headers=bearer(tok, False))
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    shown = pdf_text(pdf.content)
+    for text in (invoice["number"], "Tax Invoice", "platform fee", rupees(FEE + GST)):
+        assert text in shown, text
+    assert rupees(AMOUNT + FEE + GST) not in shown  # the community's part is not our supply
     assert (invoice["taxable_paise"], invoice["cgst_paise"], invoice["sgst_paise"]) == (
         FEE,
         450,
