@@ -12,6 +12,7 @@ from typing import Any
 
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
+from commdesk_billing.modules.invoices.words import rupees
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.sponsorships import invariants
@@ -26,6 +27,7 @@ from tests.modules.sponsorships.conftest import (
     get_sponsorship,
     owner_token,
     payable,
+    pdf_text,
     release,
     sponsor_token,
 )
@@ -64,7 +66,7 @@ async def _credit_note(stack: Stack, tok: str, refund_id: str) -> dict[str, Any]
     while time.monotonic() < deadline:
         r = await stack.api.get("/v1/invoices", headers=bearer(tok, False))
         for doc in r.json()["data"]:
-            if doc["refund_id"] == refund_id:
+            if doc["refund_id"] == refund_id and doc["pdf_available"]:
                 return dict(doc)
         await asyncio.sleep(0.1)
     raise AssertionError(f"no credit note for refund {refund_id}")
@@ -131,6 +133,10 @@ async def test_a_partial_refund_after_a_release_returns_the_rest_in_proportion(
         180,
     )
     assert note["total_paise"] == 2_360  # the fee part only, never the escrow
+    pdf = await stack.api.get(f"/v1/invoices/{note['id']}/pdf", headers=bearer(tok, False))
+    shown = pdf_text(pdf.content)
+    for text in ("Credit Note", "Refund of CommDesk platform fee", rupees(2_360)):
+        assert text in shown, text
     await _checks_clean(stack)
 
 
