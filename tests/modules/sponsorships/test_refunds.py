@@ -216,3 +216,60 @@ async def test_a_full_refund_returns_everything_paid(stack: Stack, put: Put) -> 
     )
     assert escrow == 0
     await _checks_clean(stack)
+
+
+async def test_what_is_refundable_and_hostile_refund_bodies(stack: Stack, put: Put) -> None:
+    cid = await put()
+    tok = sponsor_token(stack)
+    s = await funded(stack, tok, cid, milestones=MILESTONES)
+    pid = s["payment"]["id"]
+    assert (await deliver(stack, owner_token(stack, cid), s["id"], 1)).status_code == 200
+    assert (await release(stack, tok, s["id"], 1)).status_code == 200
+    listed = await stack.api.get(
+        f"/v1/payments/{pid}/refunds", headers=bearer(finance_token(stack), False)
+    )
+    assert listed.status_code == 200 and listed.json()["refundable_paise"] == 42_360
+    hostile: list[dict[str, Any]] = [
+        {"milestones": []},
+        {"milestones": [0]},
+        {"milestones": [21]},
+        {"milestones": ["2"]},
+        {"milestones": [2.0]},
+        {"milestones": 2},
+        {"milestones": list(range(1, 22))},
+        {"milestones": [2], "escrow_paise": 1},
+    ]
+    for body in hostile:
+        r = await _refund(stack, pid, body)
+        assert r.status_code == 422, (body, r.text)
+    # milestones name a sponsorship's refund, never a credit purchase's
+    _, bought = await stack.credited()
+    r = await _refund(stack, bought["id"], {"milestones": [1]})
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_amount"), r.text
+    assert await stack.scalar("SELECT count(*) FROM refunds WHERE payment_id = :p", p=pid) == 0
+
+
+async def test_a_release_and_a_refund_of_one_milestone_at_once_do_one_thing(
+    stack: Stack, put: Put
+) -> None:
+    cid = await put()
+    tok = sponsor_token(stack)
+    s = await funded(stack, tok, cid, milestones=MILESTONES)
+    assert (await deliver(stack, owner_token(stack, cid), s["id"], 1)).status_code == 200
+    released, refunded = await asyncio.gather(
+        release(stack, finance_token(stack), s["id"], 1),
+        _refund(stack, s["payment"]["id"], {"milestones": [1]}),
+    )
+    wins = [released.status_code == 200, refunded.status_code == 202]
+    assert wins.count(True) == 1, (released.text, refunded.text)
+    loser = refunded if wins[0] else released
+    assert loser.status_code == 409 and loser.json()["code"] in (
+        "milestone_already_released",
+        "milestone_refunded",
+    ), loser.text
+    if wins[1]:
+        await stack.wait_refund(refunded.json()["id"], {"SUCCESS"})
+        assert await payable(stack, cid) == 0
+    else:
+        assert await payable(stack, cid) == 60_000
+    await _checks_clean(stack)

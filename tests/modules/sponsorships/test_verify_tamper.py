@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.errors import MilestoneRefunded
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.communities.directory import Community, CommunityStatus
 from commdesk_billing.modules.ledger.model import House
@@ -27,6 +28,7 @@ from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.refunds import processing, requesting
+from commdesk_billing.modules.refunds import repository as refunds_repo
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.modules.sponsorships import invariants, service
@@ -278,3 +280,62 @@ async def test_a_sponsorship_payment_without_its_handover_is_never_credited(
     payment_id = await in_transaction(scratch_engine, unpaid_again)
     with pytest.raises(LookupError, match="nothing takes it over"):
         await in_transaction(scratch_engine, lambda c: credit_payment(c, payment_id))
+
+
+async def _refund_again(conn: AsyncConnection, sid: uuid.UUID) -> None:
+    s = await service.require(conn, sid)
+    await service.begin_refund(conn, s.payment_id, [2])
+
+
+async def test_an_open_refund_holds_its_milestones_until_cashfree_answers(
+    scratch_engine: AsyncEngine,
+) -> None:
+    """While Cashfree works on a refund (CREATED, no worker here), its milestones can be
+    neither delivered, released nor refunded again; its CANCELLED answer gives them back."""
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    sid = await in_transaction(scratch_engine, lambda c: _paid(c, cid))
+    community = Community(cid, "C", ("owner",), CommunityStatus.active)
+    owner = Principal(sub="owner", role=Role.member, scopes=frozenset())
+    finance = Principal(sub="fin", role=Role.finance_admin, scopes=frozenset())
+
+    async def refund_two(conn: AsyncConnection) -> uuid.UUID:
+        await service.deliver(conn, owner, community, sid, 2)
+        s = await service.require(conn, sid)
+        refund = await requesting.open_refund(
+            conn,
+            Settings(),
+            finance,
+            s.payment_id,
+            RefundRequest(reason="test refund", milestones=[2]),
+            uuid.uuid4().hex,
+        )
+        return refund.id
+
+    refund_id = await in_transaction(scratch_engine, refund_two)
+    for attempt in (
+        lambda c: service.release(c, finance, sid, 2),
+        lambda c: service.deliver(c, owner, community, sid, 2),
+        lambda c: _refund_again(c, sid),
+    ):
+        with pytest.raises(MilestoneRefunded):
+            await in_transaction(scratch_engine, attempt)
+    assert (await verify_ledger(scratch_engine)).ok
+
+    async def cancelled(conn: AsyncConnection) -> None:
+        refund = await refunds_repo.get(conn, refund_id, lock=True)
+        assert refund is not None
+        answer = GatewayRefund.model_validate(
+            {
+                "refund_id": refund.refund_ref,
+                "refund_amount": refund.amount_paise / 100,
+                "refund_status": "CANCELLED",
+            }
+        )
+        await processing.apply_gateway(conn, refund, answer, source="test")
+
+    await in_transaction(scratch_engine, cancelled)
+    async with scratch_engine.connect() as conn:
+        statuses = [m.status.value for m in await repo.milestones(conn, sid)]
+    assert statuses == ["pending", "delivered"]  # back where each was
+    await in_transaction(scratch_engine, lambda c: service.release(c, finance, sid, 2))
+    assert (await verify_ledger(scratch_engine)).ok

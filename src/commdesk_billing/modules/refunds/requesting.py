@@ -39,7 +39,7 @@ from commdesk_billing.modules.refunds.allocation import (
 from commdesk_billing.modules.refunds.model import Refund, RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundRequest
 from commdesk_billing.modules.sponsorships import service as sponsorships
-from commdesk_billing.modules.sponsorships.figures import refund_figures
+from commdesk_billing.modules.sponsorships.figures import RefundFigures, refund_figures
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import service as wallets
@@ -92,8 +92,33 @@ async def refundable_now(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
     if payment is None or payment.status is not PaymentStatus.CREDITED:
         return 0
     if not payment.buys_credits:
-        return 0
+        escrow = await sponsorships.refundable_escrow(conn, payment.id)
+        if escrow == 0:
+            return 0
+        return (await _sponsorship_figures(conn, payment, escrow)).amount_paise
     return (await _refundable(conn, payment)).paise
+
+
+async def _sponsorship_figures(
+    conn: AsyncConnection, payment: Payment, escrow: int
+) -> RefundFigures:
+    """A sponsorship refund returning `escrow`, after the payment's standing refunds."""
+    standing = await repo.standing_parts(conn, payment.id)
+    return refund_figures(
+        amount_paise=payment.passthrough_paise,
+        fee_paise=payment.taxable_paise,
+        cgst_paise=payment.cgst_paise,
+        sgst_paise=payment.sgst_paise,
+        igst_paise=payment.igst_paise,
+        escrow_before=standing.amount_paise - standing.taxable_paise - standing.tax_paise,
+        before=(
+            standing.taxable_paise,
+            standing.cgst_paise,
+            standing.sgst_paise,
+            standing.igst_paise,
+        ),
+        escrow=escrow,
+    )
 
 
 async def open_refund(
@@ -222,22 +247,7 @@ async def _open_sponsorship_refund(
             "not released), not by amount_paise"
         )
     s, chosen = await sponsorships.begin_refund(conn, payment.id, body.milestones)
-    standing = await repo.standing_parts(conn, payment.id)
-    figures = refund_figures(
-        amount_paise=s.amount_paise,
-        fee_paise=payment.taxable_paise,
-        cgst_paise=payment.cgst_paise,
-        sgst_paise=payment.sgst_paise,
-        igst_paise=payment.igst_paise,
-        escrow_before=standing.amount_paise - standing.taxable_paise - standing.tax_paise,
-        before=(
-            standing.taxable_paise,
-            standing.cgst_paise,
-            standing.sgst_paise,
-            standing.igst_paise,
-        ),
-        escrow=sum(m.amount_paise for m in chosen),
-    )
+    figures = await _sponsorship_figures(conn, payment, sum(m.amount_paise for m in chosen))
     refund_id = uuid.uuid4()
     await repo.insert(
         conn,

@@ -336,6 +336,15 @@ async def begin_refund(
     return s, chosen
 
 
+async def refundable_escrow(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
+    """What a refund of every milestone still refundable would return of escrow (0 before
+    funding); a read, nothing locked."""
+    s = await repo.by_payment(conn, payment_id)
+    if s is None or s.status is SponsorshipStatus.awaiting_payment:
+        return 0
+    return sum(m.amount_paise for m in await repo.milestones(conn, s.id) if m.status in REFUNDABLE)
+
+
 async def hold_for_refund(
     conn: AsyncConnection, s: Sponsorship, chosen: list[Milestone], refund_id: uuid.UUID
 ) -> None:
