@@ -183,3 +183,48 @@ PAYEE_CALLERS = [
     "anonymous",
     "forged",
 ]
+# Who may call what, on the sponsorships' routes. `sponsor` is the sponsor who paid the
+# sponsorship under test, `other_sponsor` another sponsor; owners are the community's
+# (`owner_record`: its MongoDB owner_ids; `owner_claim`: a community_owner token naming it).
+# A caller who may not see a sponsorship is told it does not exist (404); one who may see
+# it but not act on it, or whose role may never list, is refused (403); no token: 401.
+SPONSORSHIP_ALLOW = {
+    "POST /v1/sponsorships": {"sponsor", "other_sponsor"},
+    "GET /v1/sponsorships": {"sponsor", "other_sponsor"},
+    "GET /v1/sponsorships/{sponsorship_id}": {
+        "sponsor",
+        "owner_record",
+        "owner_claim",
+        "finance_admin",
+        "auditor",
+    },
+    "GET /v1/communities/{community_id}/sponsorships": {
+        "owner_record",
+        "owner_claim",
+        "finance_admin",
+        "auditor",
+    },
+    "POST /v1/sponsorships/{sponsorship_id}/milestones/{seq}/deliver": {
+        "owner_record",
+        "owner_claim",
+    },
+    "POST /v1/sponsorships/{sponsorship_id}/milestones/{seq}/release": {
+        "sponsor",
+        "finance_admin",
+    },
+}
+# The readers of a sponsorship: refused with 403 where they may not act, not 404.
+SPONSORSHIP_READERS = SPONSORSHIP_ALLOW["GET /v1/sponsorships/{sponsorship_id}"]
+SPONSORSHIP_CALLERS = [
+    "sponsor",
+    "other_sponsor",
+    "member",
+    "owner_record",
+    "owner_claim",
+    "owner_elsewhere",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service",
+    "anonymous",
+]

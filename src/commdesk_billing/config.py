@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     # How long a process reuses a community's fee plan on the spend path (0: every spend
     # reads it). A change made through another process applies within this time.
     fee_plan_cache_s: Annotated[float, Field(ge=0, le=300)] = 5.0
+    # Sponsor payments (DESIGN §11): the platform's fee in basis points of the amount a
+    # sponsor pledges to a community (charged on top, with GST on the fee; at least 1 bps,
+    # so every sponsorship has a fee to invoice), and the bounds of that amount, in paise.
+    sponsorship_fee_bps: Annotated[int, Field(ge=1, le=5000)] = 500
+    sponsorship_min_paise: Annotated[int, Field(ge=10_000, le=10**10)] = 10_000
+    sponsorship_max_paise: Annotated[int, Field(ge=10_000, le=10**10)] = 50_000_000
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 
@@ -206,6 +212,8 @@ class Settings(BaseSettings):
     seller_gstin: Annotated[str, Field(pattern=r"^[0-9]{2}[A-Z0-9]{13}$")] = DEV_SELLER_GSTIN
     # Services Accounting Code printed on line items (998439: other online content).
     invoice_sac_code: Annotated[str, Field(pattern=r"^[0-9]{6}$")] = "998439"
+    # SAC of the platform's fee on a sponsorship (998599: other support services).
+    platform_fee_sac_code: Annotated[str, Field(pattern=r"^[0-9]{6}$")] = "998599"
     # Numbers read SERIES/YYYY/NNNNNN ("CDB/2627/000001"): GST allows 16 characters, which
     # 3 letters leave room for up to 9 999 999 documents a year.
     invoice_series: Annotated[str, Field(pattern=r"^[A-Z]{2,3}$")] = "CDB"
@@ -263,6 +271,8 @@ class Settings(BaseSettings):
             raise ValueError("invoices and credit notes need different number series")
         if self.topup_min_paise > self.topup_max_paise:
             raise ValueError("BILLING_TOPUP_MIN_PAISE exceeds BILLING_TOPUP_MAX_PAISE")
+        if self.sponsorship_min_paise > self.sponsorship_max_paise:
+            raise ValueError("BILLING_SPONSORSHIP_MIN_PAISE exceeds BILLING_SPONSORSHIP_MAX_PAISE")
         _check_mongodb_url(self.mongodb_url.get_secret_value())
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)

@@ -264,3 +264,51 @@ class PayoutsUnavailable(DomainError):
     code = "payouts_unavailable"
     status = 503
     title = "Payout accounts cannot be handled now"
+
+
+class SponsorshipNotFound(NotFound):
+    code = "sponsorship_not_found"
+
+
+class MilestoneNotFound(NotFound):
+    code = "milestone_not_found"
+
+
+class InvalidMilestones(DomainError):
+    """Milestones that do not add up to the sponsored amount, or too many."""
+
+    code = "invalid_milestones"
+    status = 422
+    title = "Invalid milestones"
+
+
+class SponsorshipNotFunded(DomainError):
+    """The sponsor's payment has not arrived: nothing is held to deliver or release."""
+
+    code = "sponsorship_not_funded"
+    status = 409
+    title = "Sponsorship not paid yet"
+
+
+class MilestoneNotDelivered(DomainError):
+    """A milestone is released only once the community has marked it delivered."""
+
+    code = "milestone_not_delivered"
+    status = 409
+    title = "Milestone not delivered"
+
+
+class MilestoneRefunded(DomainError):
+    """The milestone's money is being, or was, refunded to the sponsor."""
+
+    code = "milestone_refunded"
+    status = 409
+    title = "Milestone refunded"
+
+
+class MilestoneReleased(DomainError):
+    """The milestone was released already: its money is the community's."""
+
+    code = "milestone_already_released"
+    status = 409
+    title = "Milestone already released"

@@ -45,6 +45,8 @@ OWNERS: dict[str, str] = {
     "partner_share_reversals": "modules/partners",
     "payees": "modules/payees",
     "payout_accounts": "modules/payees",
+    "sponsorships": "modules/sponsorships",
+    "sponsorship_milestones": "modules/sponsorships",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -35,11 +35,13 @@ from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import Check
 from commdesk_billing.modules.partners import invariants as partner_invariants
 from commdesk_billing.modules.payees import invariants as payee_invariants
-from commdesk_billing.modules.payments.consumers import PaymentProcessing, handle_paid
+from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
+from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
+from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
 from commdesk_billing.modules.wallet.jobs import expire_holds, expire_lots
@@ -73,7 +75,9 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
     return {
         "payment_truth": payment_truth,
         "payment_webhook": PaymentWebhook(payment_truth),
-        "paid_payment_credit": handle_paid,
+        # A paid purchase's credits are granted; a paid payment of another kind is handed
+        # to the module that opened it (payments imports none of them).
+        "paid_payment_credit": PaidPayments({sponsorships.KIND: sponsorships.on_paid}),
         "wallet_credit": handle_credit,
         "wallet_debit": handle_debit,
         "refund_processing": refund_processing,
@@ -86,7 +90,8 @@ ROUTES: dict[Route, str] = {
     # Buying credits: Cashfree's webhook and the sync ask Cashfree for the truth…
     ("payment.processing", "payment.webhook"): "payment_webhook",
     ("payment.processing", "payment.sync"): "payment_truth",
-    # …and a paid order's credits are granted from its payment row.
+    # …and a paid order's credits are granted from its payment row (a sponsorship's payment
+    # funds its escrow instead).
     ("wallet.credit", "payment.paid"): "paid_payment_credit",
     # Grants and debits other CommDesk services send as messages. Their producers should
     # name the `.requested` types; any other type is taken the same way (as it always was).
@@ -184,7 +189,8 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
 
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
-    wallets', refunds', communities', partners', payees' and documents' rules, the seals last."""
+    wallets', refunds', communities', partners', payees', sponsorships' and documents' rules,
+    the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -192,6 +198,7 @@ def verify_checks() -> tuple[Check, ...]:
         *community_invariants.CHECKS,
         *partner_invariants.CHECKS,
         *payee_invariants.CHECKS,
+        *sponsorship_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

@@ -24,6 +24,7 @@ class Role(StrEnum):
     support = "support"
     auditor = "auditor"
     service = "service"  # another CommDesk service; what it may do is in its scopes
+    sponsor = "sponsor"  # a company or person paying communities (sponsor payments)
 
 
 class Scope(StrEnum):

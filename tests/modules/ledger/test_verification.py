@@ -14,7 +14,9 @@ from commdesk_billing.modules.invoices import invariants as invoices
 from commdesk_billing.modules.ledger import invariants as ledger
 from commdesk_billing.modules.ledger.verify import Check, verify_ledger
 from commdesk_billing.modules.partners import invariants as partners
+from commdesk_billing.modules.payees import invariants as payees
 from commdesk_billing.modules.refunds import invariants as refunds
+from commdesk_billing.modules.sponsorships import invariants as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet
 from commdesk_billing.wiring import verify_checks as default_checks
 from tests.conftest import new_wallet
@@ -26,6 +28,8 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (refunds, refunds.CHECKS),
     (communities, communities.CHECKS),
     (partners, partners.CHECKS),
+    (payees, payees.CHECKS),
+    (sponsorships, sponsorships.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -51,6 +55,12 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "community_payables",
         "partner_shares",
         "partner_payables",
+        "payout_accounts",
+        "sponsorship_funding",
+        "sponsorship_releases",
+        "sponsorship_escrow",
+        "sponsorship_refunds",
+        "sponsorship_payables",
         "document_figures",
         "document_numbers",
         "seals",
@@ -85,6 +95,7 @@ async def test_verify_runs_only_the_given_checks_in_the_given_order(
         "entries",
         "wallets",
         "refunds",
+        "sponsorships",
         "documents",
         "seal_blocks",
         "unsealed_entries",

@@ -59,7 +59,8 @@ async def community_spends(conn: AsyncConnection, report: VerifyReport) -> None:
 @check("community_payables")
 async def community_payables(conn: AsyncConnection, report: VerifyReport) -> None:
     """Per community: its payable account = sum of spends' community_paise - sum of reversed ones
-    (- settled, once settlements exist), and its earnings account likewise in credits."""
+    (- settled, once settlements exist), and its earnings account likewise in credits.
+    Sponsorship releases into the payable are left to `sponsorships.invariants`."""
     communities = await rows(
         conn,
         """
@@ -77,7 +78,10 @@ async def community_payables(conn: AsyncConnection, report: VerifyReport) -> Non
             """
             SELECT coalesce(-sum(amount) FILTER (WHERE account_id = :payable), 0) AS paise,
                    coalesce(-sum(amount) FILTER (WHERE account_id = :earnings), 0) AS credits
-              FROM ledger_entries WHERE account_id IN (:payable, :earnings)""",
+              FROM ledger_entries e WHERE account_id IN (:payable, :earnings)
+               -- Sponsorship releases are checked by the sponsorships' own check.
+               AND NOT EXISTS (SELECT 1 FROM ledger_journals j
+                                WHERE j.id = e.journal_id AND j.kind LIKE 'sponsorship.%')""",
             {"payable": accounts.payable, "earnings": accounts.earnings},
         )
         want_paise, want_credits = int(c.paise or 0), int(c.credits or 0)

@@ -13,13 +13,16 @@ from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, c
 
 @check("document_figures")
 async def document_figures(conn: AsyncConnection, report: VerifyReport) -> None:
-    """An invoice shows its payment's figures, a credit note those of its refund, which
-    succeeded."""
+    """An invoice shows its payment's figures (the platform's supply in it: taxable + GST,
+    which is all of a purchase), a credit note those of its refund (less what it returned
+    of money collected for someone else), which succeeded."""
     for r in await rows(
         conn,
         """
         SELECT i.number, i.total_paise, i.taxable_paise, i.cgst_paise, i.sgst_paise,
-               i.igst_paise, coalesce(f.amount_paise, p.amount_paise) AS want_total,
+               i.igst_paise,
+               coalesce(f.amount_paise - f.passthrough_paise,
+                        p.taxable_paise + p.gst_amount_paise) AS want_total,
                coalesce(f.taxable_paise, p.taxable_paise) AS want_taxable,
                coalesce(f.cgst_paise, p.cgst_paise) AS want_cgst,
                coalesce(f.sgst_paise, p.sgst_paise) AS want_sgst,
@@ -27,7 +30,8 @@ async def document_figures(conn: AsyncConnection, report: VerifyReport) -> None:
           FROM invoices i JOIN payments p ON p.id = i.payment_id
           LEFT JOIN refunds f ON f.id = i.refund_id
          WHERE (i.total_paise, i.taxable_paise, i.cgst_paise, i.sgst_paise, i.igst_paise)
-               <> (coalesce(f.amount_paise, p.amount_paise),
+               <> (coalesce(f.amount_paise - f.passthrough_paise,
+                            p.taxable_paise + p.gst_amount_paise),
                    coalesce(f.taxable_paise, p.taxable_paise),
                    coalesce(f.cgst_paise, p.cgst_paise), coalesce(f.sgst_paise, p.sgst_paise),
                    coalesce(f.igst_paise, p.igst_paise))

@@ -72,6 +72,27 @@ def _describe(p: Payment) -> str:
     return f"CommDesk credits, {what} ({credits})"
 
 
+def _line(settings: Settings, p: Payment) -> LineItem:
+    """The one line of a payment's tax invoice: the credits bought, or the platform's fee
+    on a payment of another kind (a sponsorship: `metadata.about` names what it paid)."""
+    if p.buys_credits:
+        return LineItem(
+            description=_describe(p),
+            sac=settings.invoice_sac_code,
+            quantity=p.base_credits + p.bonus_credits,
+            unit="credits",
+            taxable_paise=p.taxable_paise,
+        )
+    about = str(p.metadata.get("about") or p.kind)
+    return LineItem(
+        description=f"CommDesk platform fee on {about}"[:300],
+        sac=settings.platform_fee_sac_code,
+        quantity=1,
+        unit="service",
+        taxable_paise=p.taxable_paise,
+    )
+
+
 async def _buyer(conn: AsyncConnection, p: Payment) -> Party:
     user = await users.get_user(conn, p.user_id)
     email = p.customer_email or user.email
@@ -173,7 +194,8 @@ async def _issue(
 async def issue_invoice(
     conn: AsyncConnection, settings: Settings, payment_id: uuid.UUID, *, at: datetime | None = None
 ) -> Invoice:
-    """The tax invoice of a credited purchase; issued once, returned ever after."""
+    """The tax invoice of a credited purchase (or of the platform's fee in a payment handed
+    over, such as a sponsorship's); issued once, returned ever after."""
     payment = await payments.get(conn, payment_id, lock=True)
     if payment is None:
         raise NotFound(f"payment {payment_id} does not exist")
@@ -189,20 +211,15 @@ async def issue_invoice(
         seller=seller(settings),
         buyer=await _buyer(conn, payment),
         place_of_supply=payment.buyer_state,
-        lines=(
-            LineItem(
-                description=_describe(payment),
-                sac=settings.invoice_sac_code,
-                quantity=payment.base_credits + payment.bonus_credits,
-                unit="credits",
-                taxable_paise=payment.taxable_paise,
-            ),
-        ),
+        lines=(_line(settings, payment),),
         taxable_paise=payment.taxable_paise,
         cgst_paise=payment.cgst_paise,
         sgst_paise=payment.sgst_paise,
         igst_paise=payment.igst_paise,
-        total_paise=payment.amount_paise,
+        # What the invoice is for: the platform's own supply. A purchase's whole amount; of a
+        # payment that also collects for someone else (a sponsorship), only our fee and its
+        # tax (the rest was never our supply and is not invoiced by us).
+        total_paise=payment.taxable_paise + payment.gst_amount_paise,
         rate_bp=payment.gst_rate_bp,
         gst_mode=payment.gst_mode,
         payment_reference=_reference(payment.order_id, payment.cashfree_payment_id),
@@ -239,6 +256,21 @@ async def issue_credit_note(
     assert payment is not None
     when = max(at or datetime.now(UTC), original.issued_at)
     credits = refund.base_credits + refund.bonus_credits
+    if payment.buys_credits:
+        line = LineItem(
+            description=f"Refund of {_describe(payment)}: {credits:,} credits returned",
+            sac=settings.invoice_sac_code,
+            quantity=credits,
+            unit="credits",
+            taxable_paise=refund.taxable_paise,
+        )
+    else:
+        fee = _line(settings, payment)
+        line = replace(
+            fee,
+            description=f"Refund of {fee.description}"[:300],
+            taxable_paise=refund.taxable_paise,
+        )
     draft = TaxDocument(
         kind=DocumentKind.credit_note,
         number="",
@@ -246,20 +278,14 @@ async def issue_credit_note(
         seller=seller(settings),
         buyer=await _buyer(conn, payment),
         place_of_supply=payment.buyer_state,
-        lines=(
-            LineItem(
-                description=f"Refund of {_describe(payment)}: {credits:,} credits returned",
-                sac=settings.invoice_sac_code,
-                quantity=credits,
-                unit="credits",
-                taxable_paise=refund.taxable_paise,
-            ),
-        ),
+        lines=(line,),
         taxable_paise=refund.taxable_paise,
         cgst_paise=refund.cgst_paise,
         sgst_paise=refund.sgst_paise,
         igst_paise=refund.igst_paise,
-        total_paise=refund.amount_paise,
+        # Our supply's part of the refund: all of a purchase's; of a sponsorship's, the fee
+        # and GST (the escrow returned was never our supply).
+        total_paise=refund.amount_paise - refund.passthrough_paise,
         rate_bp=payment.gst_rate_bp,
         gst_mode=payment.gst_mode,
         payment_reference=_reference(payment.order_id, refund.cf_refund_id)

@@ -47,6 +47,10 @@ class House:
     BREAKAGE_REVENUE = house_account_id("inr:breakage_revenue")
     # Partners' revenue share (DESIGN §11): an expense, debit-normal (migration 0009).
     PARTNER_EXPENSE = house_account_id("inr:partner_expense")
+    # Sponsor payments (DESIGN §11, migration 0012): what we hold for communities until a
+    # milestone is released (credit-normal), and the platform's fee on sponsorships.
+    SPONSORSHIP_ESCROW = house_account_id("inr:sponsorship_escrow")
+    SPONSORSHIP_FEE_REVENUE = house_account_id("inr:sponsorship_fee_revenue")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,16 @@ refund.paid (INR)          refund_paid              Dr refunds payable; Cr gatew
 partner.share (INR)        partner_share_posted     Dr partner expense; Cr partner payable
 partner.share.reversed     partner_share_reversed   Dr partner payable; Cr partner expense
 (INR)
+sponsorship.funded (INR)   sponsorship_funded       Dr gateway clearing (all paid); Cr
+                                                    sponsorship fee revenue (fee); Cr GST
+                                                    payable (GST on the fee, if any); Cr
+                                                    sponsorship escrow (the community's part)
+sponsorship.released       sponsorship_released     Dr sponsorship escrow; Cr community
+(INR)                                               payable: one milestone's amount
+sponsorship.refunded       sponsorship_refunded     Cr refunds payable (all refunded); Dr
+(INR)                                               sponsorship fee revenue, GST payable (its
+                                                    fee and GST parts, if any); Dr sponsorship
+                                                    escrow (the unreleased part returned)
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -86,6 +96,9 @@ __all__ = [
     "refund_hold_released",
     "refund_owed",
     "refund_paid",
+    "sponsorship_funded",
+    "sponsorship_refunded",
+    "sponsorship_released",
     "wallet_key",
 ]
 
@@ -626,4 +639,108 @@ def partner_share_reversed(
             "payment_id": str(payment_id),
             "refund_id": str(refund_id),
         },
+    )
+
+
+# --- a sponsor's payment to a community (INR) ------------------------------------------------
+
+
+def sponsorship_funded(
+    *,
+    sponsorship_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    community_id: str,
+    total: int,
+    fee: int,
+    gst: int,
+    escrow: int,
+    at: datetime,
+) -> Journal:
+    """A sponsor's payment arrived (DESIGN §11): gateway clearing (an asset) is debited by
+    all the sponsor paid; the platform's fee is revenue, the GST on it is owed to the
+    government, and the community's part is held in escrow (never our revenue) until its
+    milestones are released. `total` = fee + gst + escrow, or the journal does not balance."""
+    key = f"sponsorship:{sponsorship_id}:funded"
+    legs = [
+        Leg(House.GATEWAY_CLEARING, _INR, total),
+        Leg(House.SPONSORSHIP_FEE_REVENUE, _INR, -fee),
+    ]
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, -gst))
+    legs.append(Leg(House.SPONSORSHIP_ESCROW, _INR, -escrow))
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="sponsorship.funded",
+        created_at=at,
+        description=f"sponsorship {sponsorship_id} of community {community_id} paid",
+        legs=tuple(legs),
+        metadata={
+            "sponsorship_id": str(sponsorship_id),
+            "payment_id": str(payment_id),
+            "community_id": community_id,
+        },
+    )
+
+
+def sponsorship_released(
+    *,
+    sponsorship_id: uuid.UUID,
+    seq: int,
+    community: CommunityAccounts,
+    amount: int,
+    at: datetime,
+) -> Journal:
+    """A delivered milestone approved: its amount leaves the escrow (debited) for the
+    community's payable (credited), where settlements pay it out."""
+    key = f"sponsorship:{sponsorship_id}:release:{seq}"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="sponsorship.released",
+        created_at=at,
+        description=f"sponsorship {sponsorship_id} milestone {seq} released to community "
+        f"{community.community_id}",
+        legs=(
+            Leg(House.SPONSORSHIP_ESCROW, _INR, amount),
+            Leg(community.payable, _INR, -amount),
+        ),
+        metadata={
+            "sponsorship_id": str(sponsorship_id),
+            "community_id": community.community_id,
+            "milestone": seq,
+        },
+    )
+
+
+def sponsorship_refunded(
+    *,
+    refund_id: uuid.UUID,
+    refund_ref: str,
+    payment_id: uuid.UUID,
+    sponsorship_id: uuid.UUID,
+    amount: int,
+    fee: int,
+    gst: int,
+    escrow: int,
+    at: datetime,
+) -> Journal:
+    """A refund of a sponsorship becomes a debt to the sponsor (refunds payable, credited by
+    `amount`), taken from what the sponsorship put in: the escrow it still held for the
+    community, and the fee and GST in proportion (debited, each only when non-zero). The
+    refund's `refund:<id>:inr` journal, as a purchase refund's `refund_owed` is; Cashfree
+    then pays it (`refund_paid`)."""
+    legs = [Leg(House.REFUNDS_PAYABLE, _INR, -amount)]
+    if fee:
+        legs.append(Leg(House.SPONSORSHIP_FEE_REVENUE, _INR, fee))
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, gst))
+    legs.append(Leg(House.SPONSORSHIP_ESCROW, _INR, escrow))
+    return Journal(
+        idempotency_key=f"refund:{refund_id}:inr",
+        kind="sponsorship.refunded",
+        created_at=at,
+        description=f"refund {refund_ref} of sponsorship {sponsorship_id}",
+        legs=tuple(legs),
+        metadata={**_refund_meta(refund_id, payment_id), "sponsorship_id": str(sponsorship_id)},
     )

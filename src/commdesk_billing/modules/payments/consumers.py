@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, ValidationError
@@ -13,7 +14,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeRejected
 from commdesk_billing.modules.payments import verification
-from commdesk_billing.modules.payments.crediting import credit_payment
+from commdesk_billing.modules.payments.crediting import Handover, credit_payment
 from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
@@ -73,12 +74,23 @@ class PaymentProcessing(TwoPhase):
         await self.client.aclose()
 
 
-async def handle_paid(conn: AsyncConnection, envelope: Envelope) -> None:
-    try:
-        p = PaidPayload.model_validate(envelope.payload)
-    except ValidationError as exc:
-        raise PermanentError(f"payment.paid payload: {exc.errors()[:3]}") from exc
-    try:
-        await credit_payment(conn, p.payment_id)
-    except LookupError as exc:
-        raise PermanentError(str(exc)) from exc
+class PaidPayments:
+    """`payment.paid`: grant a purchase's credits, or hand a payment of another kind to its
+    module (`handovers`, given by the composition root)."""
+
+    def __init__(self, handovers: Mapping[str, Handover] | None = None) -> None:
+        self.handovers = dict(handovers or {})
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        try:
+            p = PaidPayload.model_validate(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"payment.paid payload: {exc.errors()[:3]}") from exc
+        try:
+            await credit_payment(conn, p.payment_id, self.handovers)
+        except LookupError as exc:  # no such payment, or no handover for its kind
+            raise PermanentError(str(exc)) from exc
+
+
+# Credit purchases only (a payment of another kind dead-letters, never credited).
+handle_paid = PaidPayments()

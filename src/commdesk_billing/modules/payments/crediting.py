@@ -4,11 +4,18 @@ CREDITED.
 
 Every write is keyed by the payment (`payment:<id>:purchase`, `…:bonus`, `…:inr`), and the
 status move is conditional, so a redelivered or duplicated message grants nothing twice.
+
+A paid payment that buys no credits (a sponsorship, `Payment.buys_credits` false) is handed
+to its kind's `Handover` instead, in the same transaction and under the same conditional
+move PAID → CREDITED ("its effect applied"; credits_granted stays 0). The handovers are
+given by the composition root (`wiring`), so payments imports none of the modules that
+open such payments; a kind with no handover is refused, never credited.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 import structlog
@@ -18,6 +25,7 @@ from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import repository as repo
+from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.modules.wallet.model import LotSource
@@ -25,16 +33,38 @@ from commdesk_billing.queues import outbox
 
 log = structlog.get_logger(__name__)
 
+# What a paid payment of another kind does instead of granting credits: post its journals
+# and move its own rows, in the transaction given, at `at`. Called once per payment (the
+# payment's row is locked and PAID; the move to CREDITED follows in the same transaction).
+Handover = Callable[[AsyncConnection, Payment, datetime], Awaitable[None]]
 
-async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
-    """Grant a PAID payment's credits. False (and no effect) when it is not PAID: already
-    credited, or held for review."""
+
+class NoHandover(LookupError):
+    """A paid payment of a kind nobody takes: nothing is done (the message dead-letters)."""
+
+
+async def credit_payment(
+    conn: AsyncConnection,
+    payment_id: uuid.UUID,
+    handovers: Mapping[str, Handover] | None = None,
+) -> bool:
+    """Grant a PAID payment's credits, or hand a payment of another kind over. False (and no
+    effect) when it is not PAID: already credited, or held for review."""
     p = await repo.get(conn, payment_id, lock=True)
     if p is None:
         raise LookupError(f"payment {payment_id} does not exist")
     if p.status is not Status.PAID:
         log.info("payment.credit.skipped", payment_id=str(p.id), status=p.status.value)
         return False
+    if not p.buys_credits:
+        handover = (handovers or {}).get(p.kind)
+        if handover is None:
+            raise NoHandover(f"payment {p.id} is a {p.kind}: nothing takes it over here")
+        at = datetime.now(UTC)
+        await handover(conn, p, at)
+        await move(conn, p.id, Status.CREDITED, reason=f"handed over ({p.kind})", credited_at=at)
+        await _announce(conn, p)
+        return True
     ref = str(p.id)
     await wallet_service.grant_credits(
         conn,
@@ -81,8 +111,15 @@ async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
         credited_at=at,
         credits_granted=p.credits,
     )
+    await _announce(conn, p)
+    return True
+
+
+async def _announce(conn: AsyncConnection, p: Payment) -> None:
+    """`payment.credited`: every queue routed for it does its own part (the tax invoice
+    today, of the credits or of a sponsorship's fee)."""
     event = {
-        "payment_id": ref,
+        "payment_id": str(p.id),
         "order_id": p.order_id,
         "user_id": str(p.user_id),
         "wallet_id": str(p.wallet_id),
@@ -91,7 +128,6 @@ async def credit_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
         "gst_amount_paise": p.gst_amount_paise,
         "credits": p.credits,
         "pack_code": p.pack_code,
+        "kind": p.kind,
     }
-    # Every queue routed for it does its own part (the tax invoice today).
-    await outbox.announce(conn, "payment.credited", event, correlation_id=ref)
-    return True
+    await outbox.announce(conn, "payment.credited", event, correlation_id=str(p.id))

@@ -24,6 +24,11 @@ class Pack:
         return self.base_credits + self.bonus_credits
 
 
+# Kinds of payment that buy credits. Any other kind (`sponsorship`) is opened by another
+# module through `ordering.open_charge` and handed back to it when paid (`crediting`).
+CREDIT_KINDS = frozenset({"pack", "custom"})
+
+
 @dataclass(frozen=True)
 class Payment:
     id: uuid.UUID
@@ -52,6 +57,9 @@ class Payment:
     bonus_credits: int
     credits_granted: int
     platform_fee_paise: int
+    # What the payment collects for someone else (a sponsorship's community part, held in
+    # escrow); 0 for a credit purchase. taxable + GST + passthrough = amount.
+    passthrough_paise: int
     currency: str
     status: Status
     payment_method: str | None
@@ -79,6 +87,12 @@ class Payment:
     @property
     def credits(self) -> int:
         return self.base_credits + self.bonus_credits
+
+    @property
+    def buys_credits(self) -> bool:
+        """A credit purchase (a pack or a top-up); else a payment handed over to the module
+        that opened it (a sponsorship), which grants no credits."""
+        return self.kind in CREDIT_KINDS
 
     @classmethod
     def from_row(cls, row: Any) -> Payment:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,11 +35,12 @@ from commdesk_billing.idempotency.keys import Answer
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import auth
 from commdesk_billing.modules.payments import repository as repo
-from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.modules.payments.service import IST, describe, existing
 from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move
+from commdesk_billing.modules.tax.gst import GstBreakdown
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.security.jwt import Principal
@@ -130,8 +132,131 @@ async def open_order(
     *,
     retry_of: uuid.UUID | None = None,
 ) -> Answer:
+    """A credit purchase: a pack or a top-up, priced by `quotes`."""
+
+    async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
+        buyer_state = (
+            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
+        )
+        q = await quote(
+            conn,
+            settings,
+            pack_code=req.pack_code,
+            amount_paise=req.amount_paise,
+            buyer_state=buyer_state,
+        )
+        return {
+            "kind": q.kind,
+            "pack_code": q.pack.code if q.pack else None,
+            "pack_version": q.pack.version if q.pack else None,
+            **_gst_columns(q.gst),
+            "amount_paise": q.gst.amount_paise,
+            "buyer_state": buyer_state,
+            "base_credits": q.base_credits,
+            "bonus_credits": q.bonus_credits,
+            "customer_phone": req.customer_phone,
+            "customer_email": req.customer_email,
+            "retry_of": retry_of,
+            "metadata": {"requested_by": buyer.requested_by},
+        }
+
+    payment = await _write_row(engine, settings, buyer, _request_hash(req, retry_of), values)
+    return await _open(engine, client, settings, payment)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A payment that buys no credits, its figures fixed by the module that asks for it
+    (a sponsorship, `kind`): `gst` is the platform's own supply in it (taxable value and
+    tax, invoiced to the buyer), `passthrough_paise` what it collects for someone else.
+    Cashfree is asked for their sum."""
+
+    kind: str
+    gst: GstBreakdown
+    passthrough_paise: int
+    customer_phone: str
+    customer_email: str | None
+    buyer_state: str
+    # What was paid for, in words: the tax invoice's line names it ("sponsorship of …").
+    about: str
+    # The caller's request as it came: a repeat of the Idempotency-Key must bring the same.
+    request: dict[str, Any]
+
+
+# Writes the caller's own row for the payment, in the payment row's transaction.
+Attach = Callable[[AsyncConnection, Payment], Awaitable[None]]
+
+
+async def open_charge(
+    engine: AsyncEngine,
+    client: CashfreeClient,
+    settings: Settings,
+    buyer: Buyer,
+    charge: Charge,
+    attach: Attach,
+) -> Payment:
+    """Open an order for a `Charge` through the same path as a purchase (row first, then
+    Cashfree under our order id, then ACTIVE; a repeat resumes). `attach` is called once,
+    in the transaction that writes the payment row, so the caller's row exists exactly when
+    the payment does. Returns the payment as it is after the call."""
+    if charge.kind in CREDIT_KINDS or charge.passthrough_paise <= 0:
+        raise ValueError("a charge collects for someone else and buys no credits")
+    canonical = json.dumps(
+        {"kind": charge.kind, **charge.request}, sort_keys=True, separators=(",", ":")
+    )
+
+    async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
+        return {
+            "kind": charge.kind,
+            **_gst_columns(charge.gst),
+            "amount_paise": charge.gst.amount_paise + charge.passthrough_paise,
+            "passthrough_paise": charge.passthrough_paise,
+            "buyer_state": charge.buyer_state,
+            "base_credits": 0,
+            "bonus_credits": 0,
+            "customer_phone": charge.customer_phone,
+            "customer_email": charge.customer_email,
+            "metadata": {"requested_by": buyer.requested_by, "about": charge.about},
+        }
+
+    payment = await _write_row(
+        engine,
+        settings,
+        buyer,
+        hashlib.sha256(canonical.encode()).hexdigest(),
+        values,
+        attach=attach,
+    )
+    await _open(engine, client, settings, payment)
+    current = await in_transaction(engine, lambda conn: repo.get(conn, payment.id))
+    assert current is not None
+    return current
+
+
+def _gst_columns(gst: GstBreakdown) -> dict[str, Any]:
+    return {
+        "taxable_paise": gst.taxable_paise,
+        "gst_amount_paise": gst.tax_paise,
+        "cgst_paise": gst.cgst_paise,
+        "sgst_paise": gst.sgst_paise,
+        "igst_paise": gst.igst_paise,
+        "gst_mode": gst.mode,
+        "gst_rate_bp": gst.rate_bp,
+    }
+
+
+async def _write_row(
+    engine: AsyncEngine,
+    settings: Settings,
+    buyer: Buyer,
+    request_hash: str,
+    values: Callable[[AsyncConnection, uuid.UUID], Awaitable[dict[str, Any]]],
+    *,
+    attach: Attach | None = None,
+) -> Payment:
+    """Step 1: the payment row (CREATED) under the buyer's scoped key, or the one a first
+    request with that key wrote."""
     scoped_key = buyer.scoped_key
-    request_hash = _request_hash(req, retry_of)
 
     async def open_row(conn: AsyncConnection) -> Payment:
         existing = await repo.by_idempotency_key(conn, scoped_key)
@@ -143,54 +268,28 @@ async def open_order(
         user_id = wallet.owner_id
         if await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user:
             raise _OverLimit(user_id)
-        buyer_state = (
-            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
-        )
-        q = await quote(
-            conn,
-            settings,
-            pack_code=req.pack_code,
-            amount_paise=req.amount_paise,
-            buyer_state=buyer_state,
-        )
-        payment_id = uuid.uuid4()
+        figures = await values(conn, user_id)
         inserted = await repo.insert(
             conn,
             {
-                "id": payment_id,
+                "id": uuid.uuid4(),
                 "user_id": user_id,
                 "wallet_id": wallet.id,
                 "order_id": new_order_id(),
                 "idempotency_key": scoped_key,
                 "request_hash": request_hash,
-                "kind": q.kind,
-                "pack_code": q.pack.code if q.pack else None,
-                "pack_version": q.pack.version if q.pack else None,
-                "amount_paise": q.gst.amount_paise,
-                "taxable_paise": q.gst.taxable_paise,
-                "gst_amount_paise": q.gst.tax_paise,
-                "cgst_paise": q.gst.cgst_paise,
-                "sgst_paise": q.gst.sgst_paise,
-                "igst_paise": q.gst.igst_paise,
-                "gst_mode": q.gst.mode,
-                "gst_rate_bp": q.gst.rate_bp,
-                "buyer_state": buyer_state,
-                "seller_state": settings.seller_state_code,
-                "base_credits": q.base_credits,
-                "bonus_credits": q.bonus_credits,
                 "status": Status.CREATED.value,
-                "customer_phone": req.customer_phone,
-                "customer_email": req.customer_email,
-                "retry_of": retry_of,
+                "seller_state": settings.seller_state_code,
                 "order_expires_at": datetime.now(IST)
                 + timedelta(seconds=settings.payment_order_ttl_s),
-                "metadata": {"requested_by": buyer.requested_by},
+                **figures,
             },
         )
         found = await repo.by_idempotency_key(conn, scoped_key)
         assert found is not None
-        if not inserted:  # a concurrent request with this key won the insert
-            return found
+        if inserted and attach is not None:
+            await attach(conn, found)
+        # Not inserted: a concurrent request with this key won the insert (and attached).
         return found
 
     over_limit: uuid.UUID | None = None
@@ -216,6 +315,13 @@ async def open_order(
         ) from None
     if payment.request_hash != request_hash:
         raise IdempotencyMismatch("Idempotency-Key was already used for a different order")
+    return payment
+
+
+async def _open(
+    engine: AsyncEngine, client: CashfreeClient, settings: Settings, payment: Payment
+) -> Answer:
+    """Steps 2 and 3, or the first answer again if they were done."""
     if payment.create_response is not None:
         return Answer(201, payment.create_response, replayed=True)
     if payment.status is Status.CANCELLED:
@@ -364,6 +470,12 @@ async def retry_failed_payment(
             return Answer(200, await in_transaction(engine, reopen), replayed=False)
         if order.order_status == OrderStatus.PAID:
             raise PaymentNotRetryable("this order is already paid; credits are on their way")
+    if not payment.buys_credits:
+        # A new order would be a credit purchase of the same amount: never. A sponsorship
+        # whose order closed unpaid is made again (POST /v1/sponsorships).
+        raise PaymentNotRetryable(
+            f"a {payment.kind} payment is retried on its own order only, while it is open"
+        )
     req = OrderRequest(
         pack_code=payment.pack_code,
         amount_paise=None if payment.pack_code else payment.amount_paise,

@@ -35,6 +35,11 @@ def authorize_refund(settings: Settings, caller: Principal, payment: Payment, bu
     raise Forbidden("only finance_admin or support may refund this payment")
 
 
+def authorize_sponsorship_refund(caller: Principal) -> None:
+    if caller.role is not Role.finance_admin:
+        raise Forbidden("only finance_admin refunds a sponsorship")
+
+
 def may_read(caller: Principal, payment: Payment, *, buyer: bool) -> None:
     if caller.role in STAFF_READERS or (caller.role in PEOPLE and buyer):
         return

@@ -16,13 +16,14 @@ from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, c
 async def refund_reversal(conn: AsyncConnection, report: VerifyReport) -> None:
     """A refund's hold and journals match its status: an open refund's hold is active; a
     SUCCESS captured its hold, has both refund journals and paid its amount out of gateway
-    clearing; any other refund released its hold and posted nothing."""
+    clearing; any other refund released its hold and posted nothing. A passthrough refund
+    (a sponsorship's) has no hold; its journals are the same two."""
     for r in await rows(
         conn,
         """
         SELECT * FROM (
-            SELECT f.id, f.status, f.amount_paise, h.status AS hold_status, x.journals,
-                   x.paid_out
+            SELECT f.id, f.status, f.amount_paise, f.purchase_lot_id, h.status AS hold_status,
+                   x.journals, x.paid_out
               FROM refunds f LEFT JOIN wallet_holds h ON h.id = f.hold_id
              CROSS JOIN LATERAL (
                 SELECT count(DISTINCT j.id) AS journals,
@@ -34,6 +35,7 @@ async def refund_reversal(conn: AsyncConnection, report: VerifyReport) -> None:
                                              'refund:' || f.id || '\\:paid')) x
         ) r
          WHERE hold_status IS DISTINCT FROM CASE
+                   WHEN purchase_lot_id IS NULL THEN NULL
                    WHEN status IN ('CREATED', 'PENDING', 'ONHOLD') THEN 'active'
                    WHEN status = 'SUCCESS' THEN 'captured' ELSE 'released' END
             OR journals <> CASE WHEN status = 'SUCCESS' THEN 2 ELSE 0 END

@@ -64,7 +64,7 @@ class Refund:
     igst_paise: int
     base_credits: int
     bonus_credits: int
-    purchase_lot_id: uuid.UUID
+    purchase_lot_id: uuid.UUID | None  # None: a passthrough refund (no credits)
     bonus_lot_id: uuid.UUID | None
     hold_id: uuid.UUID | None
     status: RefundStatus
@@ -79,6 +79,13 @@ class Refund:
     processed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # What the refund returns of money collected for someone else (a sponsorship's escrow);
+    # such a refund takes no credits (`purchase_lot_id` is None) and holds none.
+    passthrough_paise: int
+
+    @property
+    def is_passthrough(self) -> bool:
+        return self.purchase_lot_id is None
 
     @classmethod
     def from_row(cls, row: Any) -> Refund:
@@ -101,7 +108,9 @@ class Refund:
     @property
     def takes(self) -> list[tuple[uuid.UUID, int]]:
         """The lots this refund takes credits back from, and how many from each."""
-        out = [(self.purchase_lot_id, self.base_credits)] if self.base_credits else []
+        out = []
+        if self.base_credits and self.purchase_lot_id is not None:
+            out.append((self.purchase_lot_id, self.base_credits))
         if self.bonus_credits and self.bonus_lot_id is not None:
             out.append((self.bonus_lot_id, self.bonus_credits))
         return out

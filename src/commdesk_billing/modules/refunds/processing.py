@@ -36,6 +36,7 @@ from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
+from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.queues import outbox
 
@@ -207,9 +208,36 @@ async def _settle(
     )
     if moved is None:
         return  # already settled (or given back): nothing to do twice
-    # Lock order everywhere: refund, payment, wallet.
+    # Lock order everywhere: refund, payment, wallet (or the sponsorship).
     payment = await payments.get(conn, refund.payment_id, lock=True)
-    assert payment is not None and refund.hold_id is not None
+    assert payment is not None
+    if refund.is_passthrough:
+        # A sponsorship's refund: no credits; its escrow, fee and GST parts become the
+        # refund we owe (the sponsorships module's journal, `refund:<id>:inr`).
+        await sponsorships.on_refund_succeeded(
+            conn,
+            refund_id=refund.id,
+            refund_ref=refund.refund_ref,
+            payment_id=refund.payment_id,
+            amount=refund.amount_paise,
+            fee=refund.taxable_paise,
+            gst=refund.parts.tax_paise,
+            escrow=refund.passthrough_paise,
+            at=at,
+        )
+        await post_journal(
+            conn,
+            postings.refund_paid(
+                refund_id=refund.id,
+                refund_ref=refund.refund_ref,
+                payment_id=refund.payment_id,
+                amount=refund.amount_paise,
+                at=at,
+            ),
+        )
+        await _succeeded(conn, refund, payment.user_id)
+        return
+    assert refund.hold_id is not None
     await wallet_refunds.capture_refund(
         conn,
         hold_id=refund.hold_id,
@@ -242,20 +270,25 @@ async def _settle(
         await post_journal(conn, journal)
     # The purchase's partner share, if any, shrinks in the refund's proportion.
     await partners.on_refund_succeeded(conn, refund.id, refund.payment_id, refund.taxable_paise)
+    await _succeeded(conn, refund, payment.user_id)
+
+
+async def _succeeded(conn: AsyncConnection, refund: Refund, user_id: uuid.UUID) -> None:
+    """What every successful refund records and announces, of credits or not."""
     await payments.add_refunded(conn, refund.payment_id, refund.amount_paise)
     await billing_events.record(
         conn,
         "refund.succeeded",
         payment_id=refund.payment_id,
         refund_id=refund.id,
-        user_id=payment.user_id,
+        user_id=user_id,
         amount_paise=refund.amount_paise,
         credits=refund.base_credits + refund.bonus_credits,
     )
     event = {
         "refund_id": str(refund.id),
         "payment_id": str(refund.payment_id),
-        "user_id": str(payment.user_id),
+        "user_id": str(user_id),
         "amount_paise": refund.amount_paise,
         "credits": refund.base_credits + refund.bonus_credits,
     }
@@ -280,15 +313,22 @@ async def _give_back(
     if moved is None:
         return
     payment = await payments.get(conn, refund.payment_id, lock=True)
-    assert payment is not None and refund.hold_id is not None
-    await wallet_refunds.release_refund(
-        conn,
-        hold_id=refund.hold_id,
-        takes=refund.takes,
-        idempotency_key=f"refund:{refund.id}:release",
-        reason=f"refund of order {refund.order_id} {to.value.lower()}",
-        refund_ref=refund.refund_ref,
-    )
+    assert payment is not None
+    if refund.is_passthrough:
+        # A sponsorship's refund held milestones, not credits: they are its again.
+        await sponsorships.on_refund_given_back(
+            conn, refund_id=refund.id, payment_id=refund.payment_id
+        )
+    else:
+        assert refund.hold_id is not None
+        await wallet_refunds.release_refund(
+            conn,
+            hold_id=refund.hold_id,
+            takes=refund.takes,
+            idempotency_key=f"refund:{refund.id}:release",
+            reason=f"refund of order {refund.order_id} {to.value.lower()}",
+            refund_ref=refund.refund_ref,
+        )
     await billing_events.record(
         conn,
         f"refund.{to.value.lower()}",

@@ -38,6 +38,8 @@ from commdesk_billing.modules.refunds.allocation import (
 )
 from commdesk_billing.modules.refunds.model import Refund, RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundRequest
+from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.sponsorships.figures import RefundFigures, refund_figures
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import service as wallets
@@ -89,7 +91,34 @@ async def refundable_now(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
     payment = await payments.get(conn, payment_id)
     if payment is None or payment.status is not PaymentStatus.CREDITED:
         return 0
+    if not payment.buys_credits:
+        escrow = await sponsorships.refundable_escrow(conn, payment.id)
+        if escrow == 0:
+            return 0
+        return (await _sponsorship_figures(conn, payment, escrow)).amount_paise
     return (await _refundable(conn, payment)).paise
+
+
+async def _sponsorship_figures(
+    conn: AsyncConnection, payment: Payment, escrow: int
+) -> RefundFigures:
+    """A sponsorship refund returning `escrow`, after the payment's standing refunds."""
+    standing = await repo.standing_parts(conn, payment.id)
+    return refund_figures(
+        amount_paise=payment.passthrough_paise,
+        fee_paise=payment.taxable_paise,
+        cgst_paise=payment.cgst_paise,
+        sgst_paise=payment.sgst_paise,
+        igst_paise=payment.igst_paise,
+        escrow_before=standing.amount_paise - standing.taxable_paise - standing.tax_paise,
+        before=(
+            standing.taxable_paise,
+            standing.cgst_paise,
+            standing.sgst_paise,
+            standing.igst_paise,
+        ),
+        escrow=escrow,
+    )
 
 
 async def open_refund(
@@ -114,6 +143,10 @@ async def open_refund(
             f"payment {payment.id} is {payment.status.value}; only credited purchases are "
             "refunded here"
         )
+    if not payment.buys_credits:
+        return await _open_sponsorship_refund(conn, caller, payment, body, operation_key)
+    if body.milestones is not None:
+        raise InvalidAmount("milestones name a sponsorship's refund; this is a credit purchase")
     # Lock order everywhere: payment, then its wallet (as crediting does).
     await wallets.get_wallet(conn, payment.wallet_id, lock=True)
     state = await _refundable(conn, payment)
@@ -183,6 +216,88 @@ async def open_refund(
         user_id=payment.user_id,
         amount_paise=amount,
         credits=parts.credits,
+    )
+    await outbox.send(
+        conn,
+        "refund.processing",
+        "refund.requested",
+        {"refund_id": str(refund_id), "source": "request"},
+        correlation_id=str(payment.id),
+    )
+    refund = await repo.get(conn, refund_id)
+    assert refund is not None
+    return refund
+
+
+async def _open_sponsorship_refund(
+    conn: AsyncConnection,
+    caller: Principal,
+    payment: Payment,
+    body: RefundRequest,
+    operation_key: str,
+) -> Refund:
+    """A sponsorship's refund (finance_admin only): whole milestones still in escrow, with
+    their proportion of the fee and GST (cumulative over the payment's standing refunds, so
+    refunds add up to the whole fee and GST exactly when the whole amount is returned). No
+    credits, no hold: the milestones themselves are spoken for until Cashfree answers."""
+    auth.authorize_sponsorship_refund(caller)
+    if body.amount_paise is not None:
+        raise InvalidAmount(
+            "a sponsorship is refunded by milestones (`milestones`, or none for every one "
+            "not released), not by amount_paise"
+        )
+    s, chosen = await sponsorships.begin_refund(conn, payment.id, body.milestones)
+    figures = await _sponsorship_figures(conn, payment, sum(m.amount_paise for m in chosen))
+    refund_id = uuid.uuid4()
+    await repo.insert(
+        conn,
+        {
+            "id": refund_id,
+            "refund_ref": f"rf_{refund_id.hex}",
+            "payment_id": payment.id,
+            "wallet_id": payment.wallet_id,
+            "order_id": payment.order_id,
+            "idempotency_key": operation_key,
+            "requested_by": caller.sub,
+            "requested_role": caller.role.value,
+            "reason": body.reason,
+            "amount_paise": figures.amount_paise,
+            "taxable_paise": figures.fee_paise,
+            "cgst_paise": figures.cgst_paise,
+            "sgst_paise": figures.sgst_paise,
+            "igst_paise": figures.igst_paise,
+            "passthrough_paise": figures.escrow_paise,
+            "base_credits": 0,
+            "bonus_credits": 0,
+            "purchase_lot_id": None,
+            "bonus_lot_id": None,
+            "hold_id": None,
+            "status": RefundStatus.CREATED.value,
+        },
+    )
+    await sponsorships.hold_for_refund(conn, s, chosen, refund_id)
+    await audit.record(
+        conn,
+        caller,
+        action="refund.requested",
+        target_type="payment",
+        target_id=str(payment.id),
+        details={
+            "refund_id": str(refund_id),
+            "amount_paise": figures.amount_paise,
+            "sponsorship_id": str(s.id),
+            "milestones": [m.seq for m in chosen],
+            "reason": body.reason,
+        },
+    )
+    await billing_events.record(
+        conn,
+        "refund.requested",
+        payment_id=payment.id,
+        refund_id=refund_id,
+        user_id=payment.user_id,
+        amount_paise=figures.amount_paise,
+        credits=0,
     )
     await outbox.send(
         conn,

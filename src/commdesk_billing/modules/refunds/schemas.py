@@ -20,6 +20,17 @@ class RefundRequest(StrictInput):
     )
     # Sent to Cashfree as refund_note (3-100 characters there too).
     reason: Annotated[StrictStr, Field(min_length=3, max_length=100)]
+    milestones: (
+        Annotated[
+            list[Annotated[StrictInt, Field(ge=1, le=20)]], Field(min_length=1, max_length=20)
+        ]
+        | None
+    ) = Field(
+        None,
+        description="A sponsorship's payment only (finance_admin): the milestones whose "
+        "escrow is returned, with their part of the fee and GST; omitted: every one not "
+        "released. A sponsorship is refunded by milestones, never by amount_paise.",
+    )
 
 
 class RefundOut(BaseModel):
@@ -33,6 +44,9 @@ class RefundOut(BaseModel):
     cgst_paise: int
     sgst_paise: int
     igst_paise: int
+    passthrough_paise: int = Field(
+        description="Of a sponsorship: the community's escrow returned (not our supply)"
+    )
     base_credits: int = Field(description="Purchased credits taken back")
     bonus_credits: int = Field(description="Bonus credits taken back with them")
     reason: str
@@ -59,6 +73,7 @@ class RefundOut(BaseModel):
             cgst_paise=r.cgst_paise,
             sgst_paise=r.sgst_paise,
             igst_paise=r.igst_paise,
+            passthrough_paise=r.passthrough_paise,
             base_credits=r.base_credits,
             bonus_credits=r.bonus_credits,
             reason=r.reason,

@@ -1,0 +1,160 @@
+"""Request and response bodies of the sponsorships' API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from commdesk_billing.modules.communities.directory import ID_PATTERN
+from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.payments.schemas import Email, Phone, StateCode
+from commdesk_billing.modules.sponsorships.model import Milestone, MilestoneStatus, Sponsorship
+from commdesk_billing.money import rate_text
+from commdesk_billing.security.text import StrictInput
+
+Paise = Annotated[StrictInt, Field(ge=1, le=10**10)]
+Title = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class MilestoneRequest(StrictInput):
+    title: Title
+    amount_paise: Paise
+
+
+class SponsorshipRequest(StrictInput):
+    community_id: Annotated[StrictStr, Field(pattern=rf"^{ID_PATTERN.pattern}$")]
+    amount_paise: Paise = Field(
+        description="What the community receives, in paise, within the configured bounds; "
+        "the platform's fee and the GST on it are charged on top"
+    )
+    purpose: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+    milestones: list[MilestoneRequest] | None = Field(
+        None,
+        max_length=20,
+        description="1-20, adding up to amount_paise exactly; none: one milestone of the "
+        "whole amount",
+    )
+    customer_phone: Phone
+    customer_email: Email | None = None
+    buyer_state: StateCode | None = Field(
+        None, description="GST state code of the sponsor (place of supply); default ours"
+    )
+
+
+class MilestoneOut(BaseModel):
+    seq: int
+    title: str
+    amount_paise: int
+    status: str
+    delivered_at: datetime | None
+    released_at: datetime | None
+
+    @classmethod
+    def of(cls, m: Milestone) -> MilestoneOut:
+        return cls(
+            seq=m.seq,
+            title=m.title,
+            amount_paise=m.amount_paise,
+            status=m.status.value,
+            delivered_at=m.delivered_at,
+            released_at=m.released_at,
+        )
+
+
+class SponsorshipPaymentOut(BaseModel):
+    id: uuid.UUID
+    order_id: str
+    status: str
+    amount_paise: int
+    payment_session_id: str | None
+    checkout_url: str | None
+    order_expires_at: datetime
+    paid_at: datetime | None
+
+
+class SponsorshipOut(BaseModel):
+    id: uuid.UUID
+    community_id: str
+    path: str = Field(description="`escrow`: held and released per milestone")
+    purpose: str
+    status: str
+    amount_paise: int = Field(description="The community's part (Σ milestones)")
+    fee_bps: int
+    fee_rate: str
+    fee_paise: int
+    gst_paise: int
+    total_paise: int = Field(description="What the sponsor pays: amount + fee + GST on fee")
+    escrow_paise: int = Field(description="Held for the community now")
+    released_paise: int
+    refunded_paise: int = Field(description="Escrow returned to the sponsor by refunds")
+    milestones: list[MilestoneOut]
+    payment: SponsorshipPaymentOut
+    funded_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(
+        cls, s: Sponsorship, ms: list[Milestone], p: Payment, checkout_url: str | None
+    ) -> SponsorshipOut:
+        released = sum(m.amount_paise for m in ms if m.status is MilestoneStatus.released)
+        refunded = sum(m.amount_paise for m in ms if m.status is MilestoneStatus.refunded)
+        funded = s.funded_journal_id is not None
+        return cls(
+            id=s.id,
+            community_id=s.community_id,
+            path=s.path.value,
+            purpose=s.purpose,
+            status=s.status.value,
+            amount_paise=s.amount_paise,
+            fee_bps=s.fee_bps,
+            fee_rate=rate_text(s.fee_bps),
+            fee_paise=s.fee_paise,
+            gst_paise=s.gst_paise,
+            total_paise=s.total_paise,
+            escrow_paise=s.amount_paise - released - refunded if funded else 0,
+            released_paise=released,
+            refunded_paise=refunded,
+            milestones=[MilestoneOut.of(m) for m in ms],
+            payment=SponsorshipPaymentOut(
+                id=p.id,
+                order_id=p.order_id,
+                status=p.status.value,
+                amount_paise=p.amount_paise,
+                payment_session_id=p.payment_session_id,
+                checkout_url=checkout_url,
+                order_expires_at=p.order_expires_at,
+                paid_at=p.paid_at,
+            ),
+            funded_at=s.funded_at,
+            created_at=s.created_at,
+        )
+
+
+class SponsorshipSummary(BaseModel):
+    id: uuid.UUID
+    community_id: str
+    purpose: str
+    status: str
+    amount_paise: int
+    total_paise: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, s: Sponsorship) -> SponsorshipSummary:
+        return cls(
+            id=s.id,
+            community_id=s.community_id,
+            purpose=s.purpose,
+            status=s.status.value,
+            amount_paise=s.amount_paise,
+            total_paise=s.total_paise,
+            created_at=s.created_at,
+        )
+
+
+class SponsorshipPage(BaseModel):
+    data: list[SponsorshipSummary]
+    next_cursor: str | None
