@@ -117,7 +117,7 @@ async def test_a_failed_attempt_by_another_payee_does_not_block_the_real_holder(
         real = await put(api, world, victim_payee, bank(NAME_MATCH_ACCOUNT, "Priya Sharma"))
         assert real.status_code == 200, real.text
     finally:
-        for w, p in ((squatter, squat_payee), (world, victim_payee)):
+        for p in (squat_payee, victim_payee):
             await change_account(engine, payee_app.cashfree, payee_app.ring, uuid.UUID(p))
 
 
@@ -157,7 +157,9 @@ async def test_a_long_vpa_the_schema_accepts_is_never_a_500(
 ) -> None:
     payee_id = await new_payee(api, world)
     vpa = "p" * 50 + "@" + "b" * 40  # 91 characters: VpaPattern and max_length=100 allow it
-    r = await put(api, world, payee_id, {"method": "upi", "account_holder": "Priya Sharma", "vpa": vpa})
+    r = await put(
+        api, world, payee_id, {"method": "upi", "account_holder": "Priya Sharma", "vpa": vpa}
+    )
     assert r.status_code < 500, r.text  # fails: account_mask > 64 violates the CHECK
 
 
@@ -189,8 +191,7 @@ async def test_one_community_is_one_payee_whatever_the_case_of_its_object_id(
 
 _V2 = "WHERE payee_id = $1 AND version = 2"
 MISSED = {
-    "cooling-off cut short": "UPDATE payout_accounts SET payouts_blocked_until = created_at "
-    + _V2,
+    "cooling-off cut short": "UPDATE payout_accounts SET payouts_blocked_until = created_at " + _V2,
     "beneficiary swapped": "UPDATE payout_accounts SET beneficiary_id = 'someoneelse1' " + _V2,
 }
 
@@ -226,5 +227,5 @@ async def test_the_app_role_cannot_rewrite_where_or_when_an_account_is_paid(
         )
 
     # Fails: the trigger lets the application's own role do it (nothing in the code needs to).
-    with pytest.raises(Exception, match="never changed|identity"):
+    with pytest.raises(Exception, match=r"never changed|identity"):
         await in_transaction(engine, rewrite)
