@@ -34,9 +34,11 @@ CASES = {
         f"UPDATE payout_accounts SET superseded_at = now() {_V.format(v=2)}",
         {"payout_account_versions"},
     ),
+    # Renumbered, version "3" also names a beneficiary (`…v2`) no version 3 or earlier of
+    # that account derives: two true findings.
     "a version missing": (
         f"UPDATE payout_accounts SET version = 3 {_V.format(v=2)}",
-        {"payout_account_versions"},
+        {"payout_account_versions", "payout_account_beneficiary"},
     ),
     "superseded after its successor was made": (
         "UPDATE payout_accounts SET superseded_at = superseded_at + interval '1 hour' "
