@@ -220,15 +220,15 @@ async def register(
         return found, why
     except CashfreeAuthError as exc:
         raise unavailable(exc) from exc
-    except CashfreeRejected as exc:
-        return None, f"Cashfree refused the beneficiary ({clean(exc.code, 60)})"
-    except CashfreeConflict as exc:
+    except CashfreeConflict as exc:  # before CashfreeRejected, which it is
         # What is left after the one removal that may be ours to make: a retry is no help.
         log.error("payees.beneficiary.conflict", code=exc.code)
         raise PayoutBeneficiaryConflict(
             "Cashfree holds this account under a beneficiary that cannot be replaced "
             f"({clean(exc.code, 60)}); nothing was changed (support must resolve it)"
         ) from exc
+    except CashfreeRejected as exc:
+        return None, f"Cashfree refused the beneficiary ({clean(exc.code, 60)})"
     except CashfreeError as exc:
         raise unavailable(exc) from exc
 
