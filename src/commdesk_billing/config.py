@@ -184,8 +184,9 @@ class Settings(BaseSettings):
     payout_fingerprint_key: SecretStr | None = None
     # A changed payout account (any account after one that was verified) is not paid
     # before this long has passed: the payee's owners have time to notice a change they did
-    # not make (0: no cooling-off). The first verified account is paid at once.
-    payout_cooling_off_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 72 * 3600
+    # not make (at least 1 s: `ledger verify` holds every change to a cooling-off). The
+    # first verified account is paid at once.
+    payout_cooling_off_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 72 * 3600
     # The weakest name match (Cashfree's bank-account verification) an account is accepted
     # with; weaker ones are stored `failed` and never paid.
     payout_name_match_min: Literal[

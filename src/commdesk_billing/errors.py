@@ -257,6 +257,16 @@ class PayoutAccountInUse(DomainError):
     title = "This account is another payee's payout account"
 
 
+class PayoutBeneficiaryConflict(DomainError):
+    """Cashfree holds the account (or our beneficiary id) in a way this service may not
+    change: a beneficiary it never recorded, or one a current payout account names. A retry
+    cannot help; nothing was changed here (support resolves it at Cashfree)."""
+
+    code = "payout_beneficiary_conflict"
+    status = 409
+    title = "Cashfree holds this account under a beneficiary that cannot be used"
+
+
 class PayoutsUnavailable(DomainError):
     """Payout accounts cannot be handled by this process now: Cashfree Payouts' credentials
     or the sealing keys are not configured. Nothing was changed."""

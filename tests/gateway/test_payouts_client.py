@@ -487,6 +487,8 @@ def test_account_numbers_are_masked_in_logs() -> None:
     assert mask("026291800001191") == "XXXX1191" and mask("123") == "XXXX" and mask(None) is None
     text = "payout_create_transfer: bank_account_number 026291800001191 : invalid"
     assert redact(text) == "payout_create_transfer: bank_account_number XXXX1191 : invalid"
+    vpa = "payout_add_beneficiary: vpa priya.sharma-99@okaxis : invalid (see docs)"
+    assert redact(vpa) == "payout_add_beneficiary: vpa XX@okaxis : invalid (see docs)"
 
 
 async def test_the_factory_wants_the_payouts_pair() -> None:

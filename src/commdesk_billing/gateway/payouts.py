@@ -51,11 +51,15 @@ TRANSFER_EXISTS = "transfer_id_already_exists"
 BENEFICIARY_EXISTS = "beneficiary_id_already_exists"
 
 _LONG_DIGITS = re.compile(r"\d{5,}")
+# A VPA (or an e-mail) quoted in an error: its handle hidden, the part after `@` kept.
+_HANDLE_AT = re.compile(r"[A-Za-z0-9._-]+@(?=[A-Za-z0-9])")
 
 
 def redact(text: str) -> str:
-    """Every run of five or more digits shown as its last four: an account number, a phone
-    or an id quoted in an error message cannot reach a log whole."""
+    """Every run of five or more digits shown as its last four, and the handle of a VPA
+    (`name@bank`) hidden: an account number, a VPA, a phone or an id quoted in an error
+    message cannot reach a log whole."""
+    text = _HANDLE_AT.sub("XX@", text)
     return _LONG_DIGITS.sub(lambda m: "XXXX" + m.group()[-4:], text)
 
 

@@ -34,9 +34,11 @@ CASES = {
         f"UPDATE payout_accounts SET superseded_at = now() {_V.format(v=2)}",
         {"payout_account_versions"},
     ),
+    # Renumbered, version "3" also names a beneficiary (`…v2`) no version 3 or earlier of
+    # that account derives: two true findings.
     "a version missing": (
         f"UPDATE payout_accounts SET version = 3 {_V.format(v=2)}",
-        {"payout_account_versions"},
+        {"payout_account_versions", "payout_account_beneficiary"},
     ),
     "superseded after its successor was made": (
         "UPDATE payout_accounts SET superseded_at = superseded_at + interval '1 hour' "
@@ -46,6 +48,25 @@ CASES = {
     "blocked before it was made": (
         "UPDATE payout_accounts SET payouts_blocked_until = created_at - interval '1 second' "
         + _V.format(v=2),
+        {"payout_account_superseded"},
+    ),
+    "paid to another account's beneficiary": (
+        "UPDATE payout_accounts SET beneficiary_id = (SELECT beneficiary_id FROM payout_accounts "
+        "WHERE payee_id = $1 AND version = 1) " + _V.format(v=2),
+        {"payout_account_beneficiary"},
+    ),
+    "a name match below its floor": (
+        "UPDATE payout_accounts SET name_match_result = 'MODERATE_PARTIAL_MATCH' " + _V.format(v=1),
+        {"payout_account_verified"},
+    ),
+    "no cooling-off after a verified account": (
+        "UPDATE payout_accounts SET cooling_off_s = 0, payouts_blocked_until = created_at "
+        + _V.format(v=2),
+        {"payout_account_superseded"},
+    ),
+    "blocked short of its cooling-off": (
+        "UPDATE payout_accounts SET payouts_blocked_until = payouts_blocked_until "
+        "- interval '1 second' " + _V.format(v=2),
         {"payout_account_superseded"},
     ),
     "one account, two payees": (

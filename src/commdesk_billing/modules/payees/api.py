@@ -5,7 +5,13 @@ POSTs and the PUT take an Idempotency-Key (a retry answers as the first did). A 
 is looked up in CommDesk's MongoDB before anything is keyed, and Cashfree's verification runs
 inside the keyed unit: either is away → 503 with Retry-After and nothing stored under the
 key, so the same request goes through later. The account number is in no answer, log,
-problem or stored key: the key's request hash takes its fingerprint instead.
+problem or stored key: the key's request hash takes its fingerprint instead. The name the
+bank holds for a failed verification is in no PUT answer (nor the stored key): only
+finance_admin's GET shows it.
+
+A change of account is audited (`payee.payout_account.changed`); nothing else is told of it
+yet (no event: nothing consumes one), so the payee's owners are not notified: the
+cooling-off gives finance and support the time to act on the audit log.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from commdesk_billing.modules.payees.schemas import (
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
-from commdesk_billing.security.jwt import Principal
+from commdesk_billing.security.jwt import Principal, Role
 from commdesk_billing.security.sealed import KeyRing
 from commdesk_billing.security.text import sane_header
 
@@ -58,7 +64,8 @@ _PROBLEMS = documented(
         404: "No such payee (`payee_not_found`), community (`community_not_found`), partner "
         "(`partner_not_found`), or no payout account yet (`payout_account_not_found`)",
         409: "Payee exists (`payee_exists`), the account is another payee's "
-        "(`payout_account_in_use`), or the same key in flight",
+        "(`payout_account_in_use`), Cashfree holds it under a beneficiary that cannot be "
+        "used (`payout_beneficiary_conflict`: a retry is no help), or the same key in flight",
         413: "Body too large",
         422: "Body, id or query invalid, or the key reused with another body",
         502: "CommDesk's record of the community cannot be used (`community_record_invalid`)",
@@ -125,19 +132,24 @@ async def create_payee(
     key: IdemKey,
     directory: Communities,
 ) -> JSONResponse:
+    subject_id = body.subject_id
     if body.kind is PayeeKind.community:
         auth.authorize_create_community(caller)
-        auth.authorize_manage(caller, await _community(directory, body.subject_id))
+        community = await _community(directory, body.subject_id)
+        auth.authorize_manage(caller, community)
+        # The directory's own spelling of the id (an ObjectId's hex is lower case): one
+        # community, one payee, whatever case the caller wrote it in.
+        subject_id = community.id
     else:
         auth.authorize_create_partner(caller)
 
     async def work(conn: AsyncConnection, _op_key: str) -> Answer:
         if body.kind is PayeeKind.partner:
-            await partners.require_partner(conn, body.subject_id)
+            await partners.require_partner(conn, subject_id)
         payee = await service.create_payee(
             conn,
             kind=body.kind,
-            subject_id=body.subject_id,
+            subject_id=subject_id,
             display_name=body.display_name,
             by=caller.sub,
         )
@@ -252,6 +264,7 @@ async def put_payout_account(
                     "verification": account.verification_status.value,
                     "name_match": account.name_match_result,
                     "payouts_blocked_until": account.payouts_blocked_until.isoformat(),
+                    "cooling_off_s": account.cooling_off_s,
                 },
                 request_id=_rid(request),
             )
@@ -279,7 +292,8 @@ async def get_payout_account(
     payee = await _payee(engine, payee_id)
     auth.authorize_read(caller, await _owned_community(directory, payee, caller))
     account = await in_transaction(engine, lambda conn: service.require_account(conn, payee_id))
-    return PayoutAccountOut.of(account, payee, datetime.now(UTC))
+    finance = caller.role is Role.finance_admin
+    return PayoutAccountOut.of(account, payee, datetime.now(UTC), finance=finance)
 
 
 async def _set_status(

@@ -30,6 +30,18 @@ class Verification(StrEnum):
     failed = "failed"
 
 
+def beneficiary_id_for(payee_id: uuid.UUID, version: int) -> str:
+    """The Cashfree beneficiary of the payee's account first registered by `version` (1-50
+    of letters, digits, `_|.`). A later version of the same account (its fingerprint)
+    reuses it: Cashfree holds one beneficiary per account. `BENEFICIARY_ID_SQL` is this
+    rule in SQL, for the `payout_accounts` check: change both together."""
+    return f"cdb{payee_id.hex}v{version}"
+
+
+# `beneficiary_id_for(o.payee_id, o.version)` for a `payout_accounts` row aliased `o`.
+BENEFICIARY_ID_SQL = "'cdb' || replace(o.payee_id::text, '-', '') || 'v' || o.version"
+
+
 @dataclass(frozen=True)
 class Payee:
     id: uuid.UUID
@@ -71,12 +83,14 @@ class PayoutAccount:
     method: PayoutMethod
     account_holder: str
     account_sealed: str | None = field(repr=False)
-    account_fingerprint: str | None = field(repr=False)
+    account_fingerprint: str = field(repr=False)
     account_mask: str
     ifsc: str | None
     vpa: str | None
     verification_status: Verification
     name_match_result: str | None
+    # The weakest match accepted when it was verified (a bank account's; None for a VPA).
+    name_match_min: str | None
     name_match_score: Decimal | None
     name_at_bank: str | None
     verification_ref: str | None
@@ -84,6 +98,9 @@ class PayoutAccount:
     verified_at: datetime | None
     beneficiary_id: str | None
     payouts_blocked_until: datetime
+    # The cooling-off this version was made with (0: no verified version before it), so
+    # `payouts_blocked_until` = created_at + it can be checked from the row.
+    cooling_off_s: int
     created_by: str
     created_at: datetime
     superseded_at: datetime | None

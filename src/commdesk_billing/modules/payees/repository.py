@@ -6,6 +6,10 @@ Cashfree verifies), then the account's (`serialize_account`, by its fingerprint)
 payee's row (`lock_payee`, the lock a settlement takes through
 `targets.lock_target`) just for the insert. Settlements never wait for Cashfree on an
 account change, and never interleave with its insert.
+
+The change holds its pooled connection (and the two advisory locks) through its Cashfree
+calls: that is what makes "is it another payee's?" and the beneficiary clean-up sure. It is
+bounded (`service.CASHFREE_BUDGET`) and account changes are rare, people's actions.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from commdesk_billing.modules.payees.model import (
 _PAYEE_COLS = "id, kind, subject_id, display_name, status, created_by, created_at, updated_at"
 _ACCOUNT_COLS = (
     "id, payee_id, version, method, account_holder, account_sealed, account_fingerprint, "
-    "account_mask, ifsc, vpa, verification_status, name_match_result, name_match_score, "
-    "name_at_bank, verification_ref, verification_detail, verified_at, beneficiary_id, "
-    "payouts_blocked_until, created_by, created_at, superseded_at"
+    "account_mask, ifsc, vpa, verification_status, name_match_result, name_match_min, "
+    "name_match_score, name_at_bank, verification_ref, verification_detail, verified_at, "
+    "beneficiary_id, payouts_blocked_until, cooling_off_s, created_by, created_at, "
+    "superseded_at"
 )
 # The advisory-lock class of account changes (pg_advisory_xact_lock(int, int): its own key
 # space, apart from the idempotency keys' one-bigint locks).
@@ -188,12 +193,14 @@ async def history(conn: AsyncConnection, payee_id: uuid.UUID) -> list[PayoutAcco
 async def fingerprint_elsewhere(
     conn: AsyncConnection, fingerprint: str, payee_id: uuid.UUID
 ) -> bool:
-    """Is this account another payee's current payout account?"""
+    """Is this account another payee's current, verified payout account? A failed attempt
+    holds nothing: it never blocks the account's real holder."""
     row = (
         await conn.execute(
             sql("""
             SELECT 1 FROM payout_accounts
              WHERE account_fingerprint = :f AND payee_id <> :p AND superseded_at IS NULL
+               AND verification_status = 'verified'
              LIMIT 1"""),
             {"f": fingerprint, "p": payee_id},
         )
@@ -202,24 +209,48 @@ async def fingerprint_elsewhere(
 
 
 async def beneficiary_recorded(conn: AsyncConnection, beneficiary_id: str) -> bool:
+    """Does any version name this beneficiary?"""
     row = (
         await conn.execute(
-            sql("SELECT 1 FROM payout_accounts WHERE beneficiary_id = :b"), {"b": beneficiary_id}
+            sql("SELECT 1 FROM payout_accounts WHERE beneficiary_id = :b LIMIT 1"),
+            {"b": beneficiary_id},
         )
     ).first()
     return row is not None
 
 
-async def beneficiaries_of(conn: AsyncConnection, fingerprint: str) -> list[str]:
-    """The Cashfree beneficiaries recorded for this account, any payee's, any version."""
+async def own_beneficiary(
+    conn: AsyncConnection, payee_id: uuid.UUID, fingerprint: str
+) -> str | None:
+    """The beneficiary this payee's latest version of this account names, if any (the
+    current version's when it is this account)."""
+    row = (
+        await conn.execute(
+            sql("""
+            SELECT beneficiary_id FROM payout_accounts
+             WHERE payee_id = :p AND account_fingerprint = :f AND beneficiary_id IS NOT NULL
+             ORDER BY version DESC LIMIT 1"""),
+            {"p": payee_id, "f": fingerprint},
+        )
+    ).first()
+    return str(row.beneficiary_id) if row else None
+
+
+async def beneficiaries_of(conn: AsyncConnection, fingerprint: str) -> list[tuple[str, bool]]:
+    """The Cashfree beneficiaries recorded for this account (any payee's, any version), each
+    with whether a current version (of any account) names it."""
     rows = await conn.execute(
         sql("""
-        SELECT beneficiary_id FROM payout_accounts
-         WHERE account_fingerprint = :f AND beneficiary_id IS NOT NULL
-         ORDER BY created_at"""),
+        SELECT b.beneficiary_id,
+               EXISTS (SELECT 1 FROM payout_accounts c
+                        WHERE c.beneficiary_id = b.beneficiary_id
+                          AND c.superseded_at IS NULL) AS current
+          FROM (SELECT DISTINCT beneficiary_id FROM payout_accounts
+                 WHERE account_fingerprint = :f AND beneficiary_id IS NOT NULL) b
+         ORDER BY b.beneficiary_id"""),
         {"f": fingerprint},
     )
-    return [str(r.beneficiary_id) for r in rows]
+    return [(str(r.beneficiary_id), bool(r.current)) for r in rows]
 
 
 async def insert_account(conn: AsyncConnection, account: PayoutAccount) -> None:

@@ -25,6 +25,8 @@ SubjectIdPattern = r"^[A-Za-z0-9_-]{1,64}$"
 HolderPattern = r"^[A-Za-z]+( [A-Za-z]+)*$"
 IfscPattern = r"^[A-Z]{4}0[A-Z0-9]{6}$"
 AccountNumberPattern = r"^[0-9]{9,18}$"
+# At most 100 in all (the column); the handle after `@` at most 50, so the mask (two of the
+# handle, at most 8 X, `@`, the handle after it) fits its 64.
 VpaPattern = r"^[A-Za-z0-9._-]{2,50}@[A-Za-z][A-Za-z0-9]{1,49}$"
 
 Holder = Annotated[
@@ -75,7 +77,8 @@ class UpiAccountIn(StrictInput):
     vpa: Annotated[StrictStr, Field(pattern=VpaPattern, max_length=100, description="name@bank")]
 
     def request(self) -> AccountRequest:
-        return AccountRequest(PayoutMethod.upi, self.account_holder, vpa=self.vpa)
+        # A VPA is case-insensitive: one spelling, so the same VPA is the same account.
+        return AccountRequest(PayoutMethod.upi, self.account_holder, vpa=self.vpa.lower())
 
 
 PayoutAccountIn = Annotated[BankAccountIn | UpiAccountIn, Field(discriminator="method")]
@@ -116,9 +119,18 @@ class PayeePage(BaseModel):
 
 class VerificationOut(BaseModel):
     status: Verification
-    name_match_result: str | None = Field(description="Cashfree's, e.g. DIRECT_MATCH")
+    verified_by: Literal["bank_account_verification", "beneficiary"] = Field(
+        description="How: a bank account by Cashfree's bank-account verification with a name "
+        "match; a VPA only by Cashfree accepting it as a beneficiary (no name match)"
+    )
+    name_match_result: str | None = Field(
+        description="Cashfree's, e.g. DIRECT_MATCH; always null for a VPA"
+    )
     name_match_score: str | None = Field(description="0.00-100.00, as Cashfree reports it")
-    name_at_bank: str | None
+    name_at_bank: str | None = Field(
+        description="The name the bank holds; of a failed verification shown to "
+        "finance_admin only (it would tell anyone whose account a number is)"
+    )
     reference: str | None = Field(description="Cashfree's verification reference")
     detail: str | None = Field(description="Why it failed")
     verified_at: datetime | None
@@ -139,7 +151,12 @@ class PayoutAccountOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, a: PayoutAccount, payee: Payee, now: datetime) -> PayoutAccountOut:
+    def of(
+        cls, a: PayoutAccount, payee: Payee, now: datetime, *, finance: bool = False
+    ) -> PayoutAccountOut:
+        """`finance`: the answer is finance_admin's alone (a GET), so the name at the bank
+        of a failed verification may be in it. Never so for an answer a key stores."""
+        shown = a.verification_status is Verification.verified or finance
         return cls(
             payee_id=a.payee_id,
             version=a.version,
@@ -149,11 +166,14 @@ class PayoutAccountOut(BaseModel):
             ifsc=a.ifsc,
             verification=VerificationOut(
                 status=a.verification_status,
+                verified_by=(
+                    "bank_account_verification" if a.method is PayoutMethod.bank else "beneficiary"
+                ),
                 name_match_result=a.name_match_result,
                 name_match_score=(
                     f"{a.name_match_score:.2f}" if a.name_match_score is not None else None
                 ),
-                name_at_bank=a.name_at_bank,
+                name_at_bank=a.name_at_bank if shown else None,
                 reference=a.verification_ref,
                 detail=a.verification_detail,
                 verified_at=a.verified_at,

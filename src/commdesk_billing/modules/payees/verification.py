@@ -3,18 +3,28 @@ valid, and how well the holder's name matches the bank's) and its beneficiary (t
 transfers go to).
 
 - A bank account is verified by Secure ID's bank-account verification (BAV) with the
-  holder's name; it is accepted when VALID and its name match is at least
-  `BILLING_PAYOUT_NAME_MATCH_MIN` (Cashfree's levels, `NAME_MATCH_RANK`); anything else is
-  a `failed` version with the reason, never paid.
-- A UPI VPA is not covered by BAV (it takes an account number and IFSC): adding the VPA as
-  a beneficiary is its verification, and the beneficiary's status says whether it is
-  usable (VERIFIED). No name match is reported for a VPA.
-- An accepted account becomes a beneficiary whose id is the payee's and the version's
-  (`beneficiary_id_for`): a repeat after a crash or a 5xx adds nothing twice.
+  holder's name; it is accepted when VALID and its name match is at least the policy's
+  floor (`BILLING_PAYOUT_NAME_MATCH_MIN`, Cashfree's levels, `NAME_MATCH_RANK`); anything
+  else is a `failed` version with the reason, never paid.
+- A UPI VPA is not covered by BAV (it takes an account number and IFSC), and this service
+  does not verify a VPA holder's name: adding the VPA as a beneficiary is all its
+  verification (the beneficiary's status says whether Cashfree can pay it). No name match
+  is reported for a VPA, and none is pretended.
+- A payee's account has one beneficiary (`model.beneficiary_id_for`): the version that
+  first registered it names it, and later versions of the same account reuse it. Cashfree
+  holds one beneficiary per account, so re-adding the current account under a new version
+  never deletes the beneficiary the current version is paid to: it is confirmed (and
+  re-added under its own id if Cashfree lost it) and reused.
+- A beneficiary is deleted at Cashfree only when it is in the way of the account being
+  added and no current version names it: one left by an attempt that never committed (no
+  row names its id), or a superseded version's (never paid again; another payee takes the
+  account over). Superseded beneficiaries otherwise stay at Cashfree, harmless: a
+  settlement pays only the current version's.
 
 Cashfree away (5xx, timeout, 429) raises GatewayUnavailable / GatewayRateLimited: the
-caller's transaction is rolled back and nothing is stored. Error text from Cashfree is never
-copied into a detail (it may quote the number): only its code.
+caller's transaction is rolled back and nothing is stored. A conflict a retry cannot solve
+raises PayoutBeneficiaryConflict (409). Error text from Cashfree is never copied into a
+detail (it may quote the number): only its code, cleaned.
 """
 
 from __future__ import annotations
@@ -22,13 +32,17 @@ from __future__ import annotations
 import contextlib
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import GatewayRateLimited, GatewayUnavailable
+from commdesk_billing.errors import (
+    GatewayRateLimited,
+    GatewayUnavailable,
+    PayoutBeneficiaryConflict,
+)
 from commdesk_billing.gateway.errors import (
     CashfreeAuthError,
     CashfreeConflict,
@@ -37,13 +51,16 @@ from commdesk_billing.gateway.errors import (
     CashfreeRateLimited,
     CashfreeRejected,
 )
+from commdesk_billing.gateway.payout_models import Beneficiary
 from commdesk_billing.gateway.payouts import BENEFICIARY_EXISTS, CashfreePayoutsClient
 from commdesk_billing.modules.payees import repository as repo
 from commdesk_billing.modules.payees.model import Verification
+from commdesk_billing.modules.payees.model import beneficiary_id_for as beneficiary_id_for
 
 log = structlog.get_logger(__name__)
 
-# Cashfree's name-match levels, weakest first (cashfree.md §13.4).
+# Cashfree's name-match levels, weakest first (cashfree.md §13.4). The schema's CHECKs and
+# the verify check name the same five.
 NAME_MATCH_RANK = {
     "NO_MATCH": 0,
     "POOR_PARTIAL_MATCH": 1,
@@ -53,6 +70,7 @@ NAME_MATCH_RANK = {
 }
 # The same account (or VPA) already a beneficiary under another id.
 ACCOUNT_IS_BENEFICIARY = "beneficiary_already_exists"
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -63,24 +81,53 @@ class Outcome:
     name_match_score: Decimal | None = None
     name_at_bank: str | None = None
     reference: str | None = None
-    beneficiary_id: str | None = None
 
 
-def beneficiary_id_for(payee_id: uuid.UUID, version: int) -> str:
-    """The Cashfree beneficiary of one account version (1-50 of letters, digits, `_|.`)."""
-    return f"cdb{payee_id.hex}v{version}"
+@dataclass(frozen=True)
+class Instrument:
+    """Where Cashfree pays: a bank account + IFSC, or a VPA."""
+
+    number: str | None = None
+    ifsc: str | None = None
+    vpa: str | None = None
+
+    def __repr__(self) -> str:  # the number never reaches a log through a repr
+        return f"Instrument(ifsc={self.ifsc!r}, vpa={'…' if self.vpa else None})"
+
+    def held_by(self, bene: Beneficiary) -> bool:
+        held = bene.beneficiary_instrument_details
+        return held is not None and (
+            held.bank_account_number,
+            held.bank_ifsc,
+            (held.vpa or "").lower() or None,
+        ) == (self.number, self.ifsc, self.vpa)
 
 
 def accepted(result: str | None, minimum: str) -> bool:
     return result is not None and NAME_MATCH_RANK.get(result, -1) >= NAME_MATCH_RANK[minimum]
 
 
-def _score(text: str | None) -> Decimal | None:
-    try:
-        score = Decimal(text) if text is not None else None
-    except InvalidOperation:
+def clean(text: object, limit: int) -> str | None:
+    """Cashfree's text as a column may hold it: printable characters only (no NUL, no
+    control characters), at most `limit`, None when nothing is left."""
+    if text is None:
         return None
-    return score if score is not None and Decimal(0) <= score <= Decimal(100) else None
+    kept = "".join(c for c in str(text) if c.isprintable()).strip()[:limit].strip()
+    return kept or None
+
+
+def _score(text: str | None) -> Decimal | None:
+    """Cashfree's 0-100 score, to the cent; anything else (unreadable, NaN, infinite, out
+    of range) is no score."""
+    if text is None:
+        return None
+    try:
+        score = Decimal(text)
+        if not score.is_finite() or not Decimal(0) <= score <= Decimal(100):
+            return None
+        return score.quantize(_CENT)
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def unavailable(exc: CashfreeError) -> GatewayUnavailable:
@@ -106,38 +153,27 @@ async def verify_bank(
     except CashfreeAuthError as exc:
         raise unavailable(exc) from exc
     except CashfreeRejected as exc:
-        return Outcome(Verification.failed, f"Cashfree refused the account ({exc.code})")
+        return Outcome(Verification.failed, f"Cashfree refused the account ({clean(exc.code, 60)})")
     except CashfreeError as exc:
         raise unavailable(exc) from exc
+    reported = clean(bav.name_match_result, 40)
+    level = reported if reported in NAME_MATCH_RANK else None
     found = Outcome(
         Verification.failed,
-        name_match_result=bav.name_match_result,
+        name_match_result=level,
         name_match_score=_score(bav.name_match_score),
-        name_at_bank=(bav.name_at_bank or None) and bav.name_at_bank[:200],
-        reference=str(bav.reference_id)[:100],
+        name_at_bank=clean(bav.name_at_bank, 200),
+        reference=clean(bav.reference_id, 100),
     )
     if not bav.valid:
-        code = bav.account_status_code or bav.account_status
-        return _with(found, f"the bank account is not valid ({code})")
-    if not accepted(bav.name_match_result, minimum):
-        return _with(
-            found,
-            f"the name at the bank matches {bav.name_match_result or 'nothing reported'}; "
-            f"at least {minimum} is needed",
+        code = clean(bav.account_status_code or bav.account_status, 60)
+        return replace(found, detail=f"the bank account is not valid ({code})")
+    if not accepted(level, minimum):
+        said = level or ("an unknown level" if reported else "nothing reported")
+        return replace(
+            found, detail=f"the name at the bank matches {said}; at least {minimum} is needed"
         )
-    return _with(found, None, Verification.verified)
-
-
-def _with(o: Outcome, detail: str | None, status: Verification | None = None) -> Outcome:
-    return Outcome(
-        status or o.status,
-        detail,
-        o.name_match_result,
-        o.name_match_score,
-        o.name_at_bank,
-        o.reference,
-        o.beneficiary_id,
-    )
+    return replace(found, status=Verification.verified)
 
 
 async def register(
@@ -148,54 +184,110 @@ async def register(
     version: int,
     holder: str,
     fingerprint: str,
-    number: str | None = None,
-    ifsc: str | None = None,
-    vpa: str | None = None,
+    instrument: Instrument,
 ) -> tuple[str | None, str | None]:
-    """(beneficiary id, None) once Cashfree holds the account as a usable beneficiary, else
-    why not (with the id if Cashfree made one all the same). Called under the payee's
-    change lock (`repo.serialize_changes`)."""
-    beneficiary_id = beneficiary_id_for(payee_id, version)
-    details = {"bank_account_number": number, "bank_ifsc": ifsc, "vpa": vpa}
+    """(beneficiary id, None) once Cashfree holds the account as a usable beneficiary for
+    this payee, else (None, why not): a `failed` version, with no beneficiary left at
+    Cashfree for it. `version` is the version being made. Called under the payee's change
+    lock and the account's lock (`repo.serialize_changes`, `repo.serialize_account`).
+
+    The payee's own beneficiary of this account (an earlier version's, the current one's
+    included) is confirmed at Cashfree and reused, re-added under its id if Cashfree lost
+    it; else the new version's id is added."""
     try:
-        for attempt in (1, 2):
-            try:
-                bene = await client.add_beneficiary(
-                    beneficiary_id=beneficiary_id, name=holder, **details
-                )
-                break
-            except CashfreeConflict as exc:
-                if attempt == 2:
-                    raise
-                if exc.code == BENEFICIARY_EXISTS:
-                    # Our id with other details: left by an attempt at this version that
-                    # never committed (no row names it; the change lock keeps others out).
-                    if await repo.beneficiary_recorded(conn, beneficiary_id):
-                        raise
-                    await _remove(client, beneficiary_id)
-                elif exc.code == ACCOUNT_IS_BENEFICIARY:
-                    # Cashfree holds one beneficiary per account. The ones we recorded for it
-                    # give way: another payee's are superseded (it is no other payee's
-                    # current account, checked under the account's lock), and so is this
-                    # payee's unless it is this very account, re-verified. One we never
-                    # recorded is not ours to remove.
-                    stale = await repo.beneficiaries_of(conn, fingerprint)
-                    if not stale:
-                        return None, "Cashfree holds this account as a beneficiary we do not know"
-                    for old in stale:
-                        await _remove(client, old)
-                else:
-                    raise
+        own = await repo.own_beneficiary(conn, payee_id, fingerprint)
+        if own is not None:
+            held = await _held(client, own)
+            if held is not None:
+                if not instrument.held_by(held):
+                    # Our recorded id holds another account at Cashfree: not ours to fix.
+                    log.error("payees.beneficiary.differs", beneficiary_id=own)
+                    raise PayoutBeneficiaryConflict(
+                        "Cashfree holds this payee's beneficiary with other account details; "
+                        "nothing was changed (support must resolve it)"
+                    )
+                return _usable(own, held)
+            log.warning("payees.beneficiary.missing", beneficiary_id=own)
+        beneficiary_id = own or beneficiary_id_for(payee_id, version)
+        bene = await _add(conn, client, beneficiary_id, holder, fingerprint, instrument)
+        if own is not None:
+            log.warning("payees.beneficiary.repaired", beneficiary_id=own)
+        found, why = _usable(beneficiary_id, bene)
+        if found is None and own is None:
+            # Made for this version alone, which is stored failed: gone again, so no
+            # unusable beneficiary of ours holds the account.
+            await _remove(client, beneficiary_id)
+        return found, why
     except CashfreeAuthError as exc:
         raise unavailable(exc) from exc
+    except CashfreeConflict as exc:  # before CashfreeRejected, which it is
+        # What is left after the one removal that may be ours to make: a retry is no help.
+        log.error("payees.beneficiary.conflict", code=exc.code)
+        raise PayoutBeneficiaryConflict(
+            "Cashfree holds this account under a beneficiary that cannot be replaced "
+            f"({clean(exc.code, 60)}); nothing was changed (support must resolve it)"
+        ) from exc
     except CashfreeRejected as exc:
-        return None, f"Cashfree refused the beneficiary ({exc.code})"
+        return None, f"Cashfree refused the beneficiary ({clean(exc.code, 60)})"
     except CashfreeError as exc:
         raise unavailable(exc) from exc
+
+
+def _usable(beneficiary_id: str, bene: Beneficiary) -> tuple[str | None, str | None]:
     if bene.beneficiary_status not in (None, "VERIFIED"):
-        # Recorded all the same: it exists at Cashfree under this version's id.
-        return beneficiary_id, f"Cashfree holds the beneficiary as {bene.beneficiary_status}"
+        status = clean(bene.beneficiary_status, 40)
+        return None, f"Cashfree holds the beneficiary as {status}"
     return beneficiary_id, None
+
+
+async def _held(client: CashfreePayoutsClient, beneficiary_id: str) -> Beneficiary | None:
+    try:
+        return await client.get_beneficiary(beneficiary_id)
+    except CashfreeNotFound:
+        return None
+
+
+async def _add(
+    conn: AsyncConnection,
+    client: CashfreePayoutsClient,
+    beneficiary_id: str,
+    holder: str,
+    fingerprint: str,
+    instrument: Instrument,
+) -> Beneficiary:
+    """Add the beneficiary; on a conflict, remove what is ours to remove (never one a
+    current version names) and add once more. A second conflict is raised."""
+    details = {
+        "bank_account_number": instrument.number,
+        "bank_ifsc": instrument.ifsc,
+        "vpa": instrument.vpa,
+    }
+    try:
+        return await client.add_beneficiary(beneficiary_id=beneficiary_id, name=holder, **details)
+    except CashfreeConflict as exc:
+        if exc.code == BENEFICIARY_EXISTS:
+            # Our id with other details. Unrecorded: left by an attempt that never
+            # committed (no row names it; the change lock keeps others out). Recorded: a
+            # version names it, and it is not ours to delete.
+            if await repo.beneficiary_recorded(conn, beneficiary_id):
+                raise
+            await _remove(client, beneficiary_id)
+        elif exc.code == ACCOUNT_IS_BENEFICIARY:
+            # Cashfree holds one beneficiary per account. The superseded ones we recorded
+            # for it give way (never paid again); one a current version names never does,
+            # nor one we never recorded.
+            held = [
+                (b, current)
+                for b, current in await repo.beneficiaries_of(conn, fingerprint)
+                if b != beneficiary_id
+            ]
+            if not held or any(current for _, current in held):
+                raise
+            for old, _ in held:
+                await _remove(client, old)
+        else:
+            raise
+    return await client.add_beneficiary(beneficiary_id=beneficiary_id, name=holder, **details)
 
 
 async def _remove(client: CashfreePayoutsClient, beneficiary_id: str) -> None:
