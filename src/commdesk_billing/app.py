@@ -26,6 +26,8 @@ from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
+from commdesk_billing.modules.settlements.api import router as settlements_router
+from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
@@ -112,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(communities_router)
     app.include_router(partners_router)
+    app.include_router(settlements_router)
+    app.include_router(payout_webhooks_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -230,3 +230,13 @@ class AttributionOverlaps(DomainError):
     code = "attribution_overlaps"
     status = 409
     title = "The user has an attribution in force within this window"
+
+
+class SettlementNotFound(NotFound):
+    code = "settlement_not_found"
+
+
+class SettlementPayeeNotFound(NotFound):
+    """A settlement run or read names a payee that does not exist."""
+
+    code = "payee_not_found"

@@ -45,6 +45,9 @@ OWNERS: dict[str, str] = {
     "partner_share_reversals": "modules/partners",
     "payees": "modules/payees",
     "payout_accounts": "modules/payees",
+    "settlements": "modules/settlements",
+    "settlement_transfers": "modules/settlements",
+    "payout_webhooks": "modules/settlements",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -9,6 +9,7 @@ from tests.authz import (
     PARTNER_ALLOW,
     PAYMENT_ALLOW,
     REFUND_INVOICE_ALLOW,
+    SETTLEMENT_ALLOW,
     WALLET_ALLOW,
 )
 
@@ -25,4 +26,7 @@ def test_the_matrix_names_every_route(app: Any) -> None:
     # The webhook route authenticates by Cashfree's signature, not a token: tested apart.
     assert routes == set(WALLET_ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | set(
         COMMUNITY_ALLOW
-    ) | set(PARTNER_ALLOW) | {"POST /v1/webhooks/cashfree"}
+    ) | set(PARTNER_ALLOW) | set(SETTLEMENT_ALLOW) | {
+        "POST /v1/webhooks/cashfree",
+        "POST /v1/webhooks/cashfree-payouts",
+    }

@@ -58,8 +58,9 @@ async def community_spends(conn: AsyncConnection, report: VerifyReport) -> None:
 
 @check("community_payables")
 async def community_payables(conn: AsyncConnection, report: VerifyReport) -> None:
-    """Per community: its payable account = sum of spends' community_paise - sum of reversed ones
-    (- settled, once settlements exist), and its earnings account likewise in credits."""
+    """Per community: its payable account = sum of spends' community_paise - sum of reversed ones,
+    and its earnings account likewise in credits. Settlements' journals are left out here:
+    what they took is checked against their rows by `settlement_payables`."""
     communities = await rows(
         conn,
         """
@@ -77,7 +78,10 @@ async def community_payables(conn: AsyncConnection, report: VerifyReport) -> Non
             """
             SELECT coalesce(-sum(amount) FILTER (WHERE account_id = :payable), 0) AS paise,
                    coalesce(-sum(amount) FILTER (WHERE account_id = :earnings), 0) AS credits
-              FROM ledger_entries WHERE account_id IN (:payable, :earnings)""",
+              FROM ledger_entries
+             WHERE account_id IN (:payable, :earnings)
+               AND journal_id NOT IN (SELECT id FROM ledger_journals
+                                       WHERE kind LIKE 'settlement.%')""",
             {"payable": accounts.payable, "earnings": accounts.earnings},
         )
         want_paise, want_credits = int(c.paise or 0), int(c.credits or 0)
