@@ -29,10 +29,11 @@ class MadePayee:
     partner_id: str
     beneficiary_id: str
     vpa: str
+    kind: str = "partner"
 
     @property
     def payable_code(self) -> str:
-        return f"partner:{self.partner_id}:payable"
+        return f"{self.kind}:{self.partner_id}:payable"
 
 
 def payouts_client(settings: Settings) -> CashfreePayoutsClient:
@@ -52,10 +53,12 @@ async def make_payee(
     *,
     blocked_until: datetime | None = None,
     beneficiary: bool = True,
+    community_id: str | None = None,
 ) -> MadePayee:
     """A partner payee with a verified current UPI account, its beneficiary added at the
     sandbox (when `settings` are given) through our Payouts client."""
-    partner_id = f"p-{uuid.uuid4().hex[:12]}"
+    partner_id = community_id or f"p-{uuid.uuid4().hex[:12]}"
+    kind = "community" if community_id else "partner"
     payee_id = uuid.uuid4()
     bene = f"bene_{uuid.uuid4().hex[:20]}"
     vpa = f"payee{uuid.uuid4().hex[:10]}@upi"
@@ -68,14 +71,15 @@ async def make_payee(
     now = datetime.now(UTC)
 
     async def work(conn: AsyncConnection) -> None:
-        await partners.create_partner(
-            conn, partner_id=partner_id, name="Referrer", share_bps=5000, reason="t", by="t"
-        )
+        if kind == "partner":
+            await partners.create_partner(
+                conn, partner_id=partner_id, name="Referrer", share_bps=5000, reason="t", by="t"
+            )
         await conn.execute(
             text("""
             INSERT INTO payees (id, kind, subject_id, display_name, status, created_by)
-            VALUES (:id, 'partner', :s, 'Referrer', 'active', 'test')"""),
-            {"id": payee_id, "s": partner_id},
+            VALUES (:id, :kind, :s, 'Payee', 'active', 'test')"""),
+            {"id": payee_id, "s": partner_id, "kind": kind},
         )
         await conn.execute(
             text("""
@@ -96,7 +100,7 @@ async def make_payee(
         )
 
     await in_transaction(engine, work)
-    return MadePayee(payee_id, partner_id, bene, vpa)
+    return MadePayee(payee_id, partner_id, bene, vpa, kind)
 
 
 @dataclass(frozen=True)

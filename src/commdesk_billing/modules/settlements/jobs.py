@@ -21,6 +21,7 @@ from commdesk_billing.queues.runtime import in_flight_s
 
 log = structlog.get_logger(__name__)
 
+
 async def settle_period(
     engine: AsyncEngine, settings: Settings, *, now: datetime | None = None
 ) -> int:

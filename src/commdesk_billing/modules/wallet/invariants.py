@@ -224,11 +224,14 @@ async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
                   FROM credit_lots) AS recognized,
                (SELECT coalesce(-sum(amount), 0) FROM ledger_entries
                  WHERE account_id = :deferred) AS deferred,
-               -- Where it went: platform revenue, platform fees, what communities are owed.
+               -- Where it went: platform revenue, platform fees, what communities were
+               -- owed (settlements, which pay it out, are checked apart: left out).
                (SELECT coalesce(-sum(e.amount), 0) FROM ledger_entries e
                  WHERE e.account_id IN (:platform, :fees, :breakage)
-                    OR e.account_id IN (SELECT id FROM ledger_accounts
-                                         WHERE kind = 'community_payable')) AS platform""",
+                    OR (e.account_id IN (SELECT id FROM ledger_accounts
+                                          WHERE kind = 'community_payable')
+                        AND e.journal_id NOT IN (SELECT id FROM ledger_journals
+                                                  WHERE kind LIKE 'settlement.%'))) AS platform""",
         {
             "deferred": House.DEFERRED_REVENUE,
             "platform": House.PLATFORM_REVENUE,
