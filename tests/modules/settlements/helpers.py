@@ -6,6 +6,7 @@ Payouts controls."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,9 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway.payout_models import mask
 from commdesk_billing.gateway.payouts import CashfreePayoutsClient
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.users import service as users
+from commdesk_billing.security.sealed import KeyRing
+
+# Test keys only: account numbers of Cashfree's sandbox, sealed as payees seal them.
+_RING = KeyRing(keys={"test1": os.urandom(32)}, current="test1", fingerprint_key=os.urandom(32))
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,10 @@ async def make_payee(
     blocked_until: datetime | None = None,
     beneficiary: bool = True,
     community_id: str | None = None,
+    bank: tuple[str, str] | None = None,
 ) -> MadePayee:
-    """A partner payee with a verified current UPI account, its beneficiary added at the
+    """A partner (or community) payee with a verified current UPI account (or `bank`, a
+    Cashfree test account and IFSC, sealed under test keys), its beneficiary added at the
     sandbox (when `settings` are given) through our Payouts client."""
     partner_id = community_id or f"p-{uuid.uuid4().hex[:12]}"
     kind = "community" if community_id else "partner"
@@ -65,7 +73,15 @@ async def make_payee(
     if settings is not None and beneficiary:
         client = payouts_client(settings)
         try:
-            await client.add_beneficiary(beneficiary_id=bene, name="Priya Sharma", vpa=vpa)
+            if bank is None:
+                await client.add_beneficiary(beneficiary_id=bene, name="Priya Sharma", vpa=vpa)
+            else:
+                await client.add_beneficiary(
+                    beneficiary_id=bene,
+                    name="Priya Sharma",
+                    bank_account_number=bank[0],
+                    bank_ifsc=bank[1],
+                )
         finally:
             await client.aclose()
     now = datetime.now(UTC)
@@ -81,18 +97,27 @@ async def make_payee(
             VALUES (:id, :kind, :s, 'Payee', 'active', 'test')"""),
             {"id": payee_id, "s": partner_id, "kind": kind},
         )
+        sealed = fingerprint = ifsc = None
+        if bank is not None:
+            sealed = _RING.seal(bank[0], owner=str(payee_id))
+            fingerprint, ifsc = _RING.fingerprint(bank[0]), bank[1]
         await conn.execute(
             text("""
             INSERT INTO payout_accounts (id, payee_id, version, method, account_holder,
-                account_mask, vpa, verification_status, verified_at, beneficiary_id,
-                payouts_blocked_until, created_by)
-            VALUES (:id, :p, 1, 'upi', 'Priya Sharma', :mask, :vpa, 'verified', :at, :b,
-                    :until, 'test')"""),
+                account_sealed, account_fingerprint, account_mask, ifsc, vpa,
+                verification_status, verified_at, beneficiary_id, payouts_blocked_until,
+                created_by)
+            VALUES (:id, :p, 1, :method, 'Priya Sharma', :sealed, :fp, :mask, :ifsc, :vpa,
+                    'verified', :at, :b, :until, 'test')"""),
             {
                 "id": uuid.uuid4(),
                 "p": payee_id,
-                "mask": "XXXX@upi",
-                "vpa": vpa,
+                "method": "upi" if bank is None else "bank",
+                "sealed": sealed,
+                "fp": fingerprint,
+                "ifsc": ifsc,
+                "mask": "XXXX@upi" if bank is None else mask(bank[0]),
+                "vpa": vpa if bank is None else None,
                 "at": now,
                 "b": bene,
                 "until": blocked_until or now - timedelta(days=1),
