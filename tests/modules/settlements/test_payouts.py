@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.settlements import invariants, service
 from commdesk_billing.modules.settlements.jobs import sync_open_settlements
 from commdesk_billing.modules.settlements.model import Settlement
+from commdesk_billing.modules.settlements.settle_now import settle_now
 from commdesk_billing.security.jwt import Role
+from commdesk_billing.storage import LocalDocumentStore
 from tests.harness.stack import Stack
 from tests.modules.settlements.conftest import PAYOUT_STEP_S
 from tests.modules.settlements.helpers import (
@@ -349,4 +352,37 @@ async def test_two_schedulers_racing_make_one_settlement(settle_stack: Stack) ->
         cut_off=cut_off,
     )
     assert (late.created, late.waiting) == (False, "nothing_payable")
+    await _checks_clean(stack)
+
+
+async def test_settle_now_sees_one_payee_through_to_its_utr_and_statement(
+    settle_stack: Stack, payouts: Payouts, tmp_path: Path
+) -> None:
+    stack = settle_stack
+    # The sandbox moves this one on its own (as in the demo), a step every 0.2 s.
+    await payouts.configure(step_s=0.2)
+    payee = await make_payee(stack.engine, stack.settings)
+    await earn(stack.engine, payee, 20_000)
+    store = LocalDocumentStore(tmp_path)
+    done = await settle_now(
+        stack.engine,
+        stack.settings.model_copy(update={"storage_dir": str(tmp_path)}),
+        payee.id,
+        store,
+        timeout_s=30,
+        poll_s=0.2,
+    )
+    # 20 000: reserve 2 000; gross 18 000; TDS 180; TCS 90; fee 118; net 17 612.
+    assert (done.status, done.gross_paise, done.reserve_paise, done.tds_paise) == (
+        "paid",
+        18_000,
+        2_000,
+        180,
+    )
+    assert (done.tcs_paise, done.fee_paise, done.net_paise) == (90, 118, 17_612)
+    assert done.utr and done.utr.startswith("SANDBOXUTR")
+    assert done.statement_path is not None
+    assert done.statement_key is not None
+    assert done.statement_path == str(tmp_path / done.statement_key)
+    assert (await store.get(done.statement_key)).startswith(b"%PDF")
     await _checks_clean(stack)

@@ -229,10 +229,14 @@ async def run(
 ) -> list[Outcome]:
     """A run: every payee that can be paid now (or the one named), each in its own
     transaction, so one payee's trouble never holds the others' money. Without a period,
-    the scheduled period `at` falls in."""
+    the scheduled period `at` falls in (its start the cut-off); a period of the caller's
+    own is settled up to `cut_off`, or `at`."""
     at = at or datetime.now(UTC)
-    if period is None or cut_off is None:
-        period, cut_off = period_of(settings, at)
+    if period is None:
+        period, scheduled = period_of(settings, at)
+        cut_off = cut_off or scheduled
+    elif cut_off is None:
+        cut_off = at  # a period of the caller's own: everything earned until now
     terms = terms_of(settings)
     if payee_id is not None:
         ids = [payee_id]
