@@ -15,6 +15,7 @@ from commdesk_billing.modules.ledger import invariants as ledger
 from commdesk_billing.modules.ledger.verify import Check, verify_ledger
 from commdesk_billing.modules.partners import invariants as partners
 from commdesk_billing.modules.refunds import invariants as refunds
+from commdesk_billing.modules.settlements import invariants as settlements
 from commdesk_billing.modules.wallet import invariants as wallet
 from commdesk_billing.wiring import verify_checks as default_checks
 from tests.conftest import new_wallet
@@ -26,6 +27,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (refunds, refunds.CHECKS),
     (communities, communities.CHECKS),
     (partners, partners.CHECKS),
+    (settlements, settlements.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -51,6 +53,9 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "community_payables",
         "partner_shares",
         "partner_payables",
+        "settlement_journals",
+        "settlement_payables",
+        "settlement_transfers",
         "document_figures",
         "document_numbers",
         "seals",
@@ -85,6 +90,7 @@ async def test_verify_runs_only_the_given_checks_in_the_given_order(
         "entries",
         "wallets",
         "refunds",
+        "settlements",
         "documents",
         "seal_blocks",
         "unsealed_entries",
