@@ -15,7 +15,8 @@ Create Date: 2026-12-06
 - `settlement_transfers`: the attempts to pay a settlement, each a Payouts V2 transfer
   under its own `transfer_id` (`stl<settlement hex>a<attempt>`, Cashfree keeps it unique).
   At most one attempt open (new or sent) and at most one that succeeded per settlement.
-- `payout_webhooks`: every signed Payouts webhook, raw, once per delivery identity.
+- `payout_webhooks`: every signed Payouts webhook, once per delivery identity, its account
+  numbers masked (with the SHA-256 of the bytes received).
 - House INR accounts: TDS payable (194-O), GST TCS payable (section 52), payout fee revenue,
   payouts in transit, and cash at Cashfree Payouts (an asset, paid out of).
 """
@@ -127,7 +128,11 @@ def upgrade() -> None:
             transfer_status     text,
             status_code         text,
             settlement_id       uuid,
+            -- The body as received but with account numbers and VPAs masked (Cashfree
+            -- echoes the beneficiary's instrument; it is never stored whole), and the
+            -- SHA-256 of the bytes as received (what the signature covered).
             raw_body            bytea NOT NULL,
+            body_sha256         text NOT NULL CHECK (body_sha256 ~ '^[0-9a-f]{{64}}$'),
             headers             jsonb NOT NULL,
             signature_timestamp text NOT NULL,
             outcome             text NOT NULL,

@@ -113,6 +113,14 @@ async def test_a_settlement_with_reserve_tds_tcs_and_fee_is_paid_with_its_utr(
         1093.26,
         utr,
     )
+    # The webhooks were kept, the beneficiary's VPA masked in them.
+    kept = await scalar(
+        stack.engine,
+        "SELECT string_agg(convert_from(raw_body, 'UTF8'), ' ') FROM payout_webhooks "
+        "WHERE transfer_id = :t",
+        t=f"stl{s.id.hex}a1",
+    )
+    assert kept and "SUCCESS" in kept and payee.vpa not in kept
     assert (await _legs(stack, s))["settlement.paid"] == {
         "inr:payouts_in_transit": 109_326,
         "inr:cashfree_payouts_cash": -109_326,

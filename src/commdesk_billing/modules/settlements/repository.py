@@ -242,9 +242,9 @@ async def store_webhook(conn: AsyncConnection, fields: dict[str, Any]) -> tuple[
             sql("""
             INSERT INTO payout_webhooks (id, dedupe_key, event_type, transfer_id,
                 cf_transfer_id, transfer_status, status_code, settlement_id, raw_body,
-                headers, signature_timestamp, outcome)
+                body_sha256, headers, signature_timestamp, outcome)
             VALUES (:id, :key, :type, :transfer_id, :cf, :status, :code, :settlement_id,
-                    :raw, CAST(:headers AS jsonb), :ts, :outcome)
+                    :raw, :sha, CAST(:headers AS jsonb), :ts, :outcome)
             ON CONFLICT (dedupe_key) DO UPDATE SET repeats = payout_webhooks.repeats + 1
             RETURNING id, (xmax = 0) AS inserted"""),
             {**fields, "id": uuid.uuid4(), "headers": json.dumps(fields["headers"])},

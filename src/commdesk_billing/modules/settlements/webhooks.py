@@ -1,6 +1,8 @@
 """POST /v1/webhooks/cashfree-payouts: Cashfree Payouts' transfer webhooks. Unauthenticated
 by bearer token; the signature with the **Payouts** app's secret is the authentication
-(`gateway/payout_webhooks.py`). Answers fast: the check, one insert, one outbox row.
+(`gateway/payout_webhooks.py`). Answers fast: the check, one insert, one outbox row. The
+body is kept with the beneficiary's account number and VPA masked (`masked`), beside the
+SHA-256 of the bytes received.
 
 As for PG's receiver (`modules/webhooks/api.py`): a delivery not signed by us (or stale) is
 refused 401 and not stored; anything signed is stored raw, once per delivery identity (type,
@@ -24,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Config, Engine
-from commdesk_billing.gateway.payout_models import TransferWebhook
+from commdesk_billing.gateway.payout_models import TransferWebhook, mask
 from commdesk_billing.gateway.payout_webhooks import Refused, read_transfer_webhook
+from commdesk_billing.gateway.payouts import redact
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 from commdesk_billing.queues import outbox
@@ -60,6 +63,31 @@ def _secrets(settings: Settings) -> list[str]:
     return [settings.cashfree_payout_client_secret.get_secret_value()] + [
         s.get_secret_value() for s in settings.cashfree_payout_previous_secrets
     ]
+
+
+_SECRET_FIELDS = frozenset({"bank_account_number", "vpa"})
+
+
+def _mask_fields(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: mask(v) if k in _SECRET_FIELDS and isinstance(v, str) else _mask_fields(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_mask_fields(v) for v in node]
+    return node
+
+
+def masked(body: bytes) -> bytes:
+    """The body to keep: Cashfree echoes the beneficiary's account number and VPA, which are
+    never stored whole (payees keep them sealed), so they are masked; a body that is not
+    JSON has every long run of digits masked instead."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return redact(body.decode("utf-8", "replace")).encode()
+    return json.dumps(_mask_fields(doc), separators=(",", ":")).encode()
 
 
 def _kept(headers: dict[str, str]) -> dict[str, str]:
@@ -117,7 +145,8 @@ async def _receive(
     unreadable: str | None,
 ) -> str:
     common: dict[str, Any] = {
-        "raw": body,
+        "raw": masked(body),
+        "sha": hashlib.sha256(body).hexdigest(),
         "headers": _kept(headers),
         "ts": headers.get("x-webhook-timestamp", "")[:50],
     }
