@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     # A settlement in flight this long without news is asked about (a lost webhook).
     settlement_sync_after_s: Annotated[float, Field(ge=1, le=86400)] = 600.0
     settlement_sync_every_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # A paid settlement is asked about again every _PAID_SYNC_AFTER_S for this long after it
+    # was paid: a reversal whose webhook was lost is found (0: never).
+    settlement_reversal_watch_s: Annotated[float, Field(ge=0, le=90 * 86400)] = 7 * 86400.0
+    settlement_paid_sync_after_s: Annotated[float, Field(ge=1, le=7 * 86400)] = 6 * 3600.0
 
     # --- Refunds ------------------------------------------------------------------------
     # Buyers may refund their own purchase within this many days (0: only finance and

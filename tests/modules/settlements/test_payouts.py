@@ -394,3 +394,27 @@ async def test_settle_now_sees_one_payee_through_to_its_utr_and_statement(
     assert done.statement_path == str(tmp_path / done.statement_key)
     assert (await store.get(done.statement_key)).startswith(b"%PDF")
     await _checks_clean(stack)
+
+
+async def test_a_reversal_whose_webhook_was_lost_is_found_by_the_sync(
+    settle_stack: Stack, payouts: Payouts
+) -> None:
+    stack = settle_stack
+    payee = await make_payee(stack.engine, stack.settings)
+    await earn(stack.engine, payee, 30_000)
+    await payouts.faults(reverse_transfers=1)
+    s = await _settled(stack, payee)
+    await wait_attempts(stack.engine, s.id, 1)
+    await payouts.advance(3 * PAYOUT_STEP_S)
+    await wait_status(stack.engine, s.id, {"paid"})
+    await payouts.faults(webhook_drop_rate=1.0)
+    await payouts.advance(2 * PAYOUT_STEP_S)  # reversed at Cashfree; nobody told us
+    [t] = await payouts.transfers({f"stl{s.id.hex}a1"})
+    assert t["status"] == "REVERSED"
+    # Within the watch, hours later: the sync asks about recently paid settlements too.
+    await sync_open_settlements(
+        stack.engine, stack.settings, now=datetime.now(UTC) + timedelta(hours=7)
+    )
+    await wait_status(stack.engine, s.id, {"reversed"})
+    assert await payable(stack.engine, payee) == 30_000
+    await _checks_clean(stack)

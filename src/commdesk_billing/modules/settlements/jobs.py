@@ -1,7 +1,8 @@
 """Scheduled work: settle every payee for the current period (once: UNIQUE payee + period,
 so the hourly look finds the period's settlements made and makes no more), and ask Cashfree
 about settlements in flight with no news for a while (a lost webhook, a create whose answer
-never came). The sync only claims rows and sends the command; workers do the asking."""
+never came), and, less often, about recently paid ones (a reversal whose webhook was
+lost). The sync only claims rows and sends the command; workers do the asking."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ async def sync_open_settlements(
             conn,
             older_than=at - timedelta(seconds=settings.settlement_sync_after_s),
             limit=batch,
+            paid_older_than=(
+                at - timedelta(seconds=settings.settlement_paid_sync_after_s)
+                if settings.settlement_reversal_watch_s
+                else None
+            ),
+            paid_since=at - timedelta(seconds=settings.settlement_reversal_watch_s),
         )
         announced = 0
         for settlement_id in ids:

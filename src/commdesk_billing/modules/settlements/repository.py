@@ -154,15 +154,25 @@ async def mark_synced(conn: AsyncConnection, settlement_id: uuid.UUID, at: datet
 
 
 async def due_for_sync(
-    conn: AsyncConnection, *, older_than: datetime, limit: int
+    conn: AsyncConnection,
+    *,
+    older_than: datetime,
+    limit: int,
+    paid_older_than: datetime | None = None,
+    paid_since: datetime | None = None,
 ) -> list[uuid.UUID]:
+    """Settlements in flight not asked about since `older_than`; and, given the two, paid
+    ones (paid since `paid_since`) not asked about since `paid_older_than`: a reversal's
+    webhook may have been lost. Rows being processed are skipped."""
     rows = await conn.execute(
         sql("""
         SELECT id FROM settlements
-         WHERE status IN ('pending', 'processing') AND synced_at < :t
+         WHERE (status IN ('pending', 'processing') AND synced_at < :t)
+            OR (status = 'paid' AND CAST(:paid_t AS timestamptz) IS NOT NULL
+                AND synced_at < :paid_t AND paid_at >= :since)
          ORDER BY synced_at LIMIT :limit
          FOR UPDATE SKIP LOCKED"""),
-        {"t": older_than, "limit": limit},
+        {"t": older_than, "limit": limit, "paid_t": paid_older_than, "since": paid_since},
     )
     return [r[0] for r in rows]
 

@@ -70,7 +70,7 @@ async def process(
     source: str,
 ) -> SettlementStatus:
     """Bring one settlement forward: send its current attempt, or ask about it; for a paid
-    settlement asked about by a webhook, look for a reversal. Its status after."""
+    settlement asked about (a webhook, the sync), look for a reversal. Its status after."""
     s = await repo.get(conn, settlement_id, lock=True)
     if s is None:
         raise SettlementNotFound(f"settlement {settlement_id} does not exist")
@@ -79,11 +79,13 @@ async def process(
     if s.status in ENDED:
         return s.status
     if s.status is SettlementStatus.paid:
-        if source not in ("webhook", "manual"):
-            return s.status
+        if source not in ("webhook", "manual", "sync"):
+            return s.status  # a repeated transfer command: nothing to do
         [paid] = [a for a in attempts if a.status is AttemptStatus.success]
         answer = await client.get_transfer(transfer_id=paid.transfer_id)
-        return await apply(conn, settings, s, paid, answer, now)
+        status = await apply(conn, settings, s, paid, answer, now)
+        await repo.mark_synced(conn, s.id, now)
+        return status
     current = attempts[-1]
     if current.status not in (AttemptStatus.new, AttemptStatus.sent):
         return s.status  # a retry scheduled by `apply` always adds an open attempt
