@@ -135,11 +135,12 @@ class _Purchase:
     taxable_paise: int
 
 
-async def earn(engine: AsyncEngine, payee: MadePayee, paise: int) -> None:
+async def earn(engine: AsyncEngine, payee: MadePayee, paise: int) -> uuid.UUID:
     """The partner earns exactly `paise`: a credited purchase of twice that taxable value by
-    a user attributed to it (5000 bps), posted by the partners' own entry point."""
+    a user attributed to it (5000 bps), posted by the partners' own entry point. The
+    purchase's (payment's) id."""
 
-    async def work(conn: AsyncConnection) -> None:
+    async def work(conn: AsyncConnection) -> uuid.UUID:
         user = f"u-{uuid.uuid4().hex}"
         await partners.attribute(
             conn,
@@ -152,8 +153,10 @@ async def earn(engine: AsyncEngine, payee: MadePayee, paise: int) -> None:
         purchase = _Purchase(uuid.uuid4(), await users.ensure_user(conn, user), 2 * paise)
         share = await partners.on_purchase_credited(conn, purchase)
         assert share is not None and share.share_paise == paise
+        return purchase.id
 
-    await in_transaction(engine, work)
+    result: uuid.UUID = await in_transaction(engine, work)
+    return result
 
 
 async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
