@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.settlements import invariants, service
 from commdesk_billing.modules.settlements.jobs import sync_open_settlements
@@ -417,4 +419,51 @@ async def test_a_reversal_whose_webhook_was_lost_is_found_by_the_sync(
     )
     await wait_status(stack.engine, s.id, {"reversed"})
     assert await payable(stack.engine, payee) == 30_000
+    await _checks_clean(stack)
+
+
+# Cashfree's sandbox test accounts (bank account, IFSC) and how a settlement paid to each
+# ends: (status, failure code, transfers tried).
+TEST_ACCOUNTS = {
+    "invalid account": (
+        ("026291800001190", "YESB0000262"),
+        ("failed", "needs_new_bank_details:INVALID_ACCOUNT_FAIL", 1),
+    ),
+    "pending, then declined every time": (
+        ("7766666351000", "YESB0000001"),
+        ("failed", "attempts_exhausted:BENE_BANK_DECLINED", 3),
+    ),
+    "paid, then reversed": (
+        ("7766671735000", "SBIN0000004"),
+        ("reversed", "INVALID_ACCOUNT_FAIL", 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TEST_ACCOUNTS))
+async def test_cashfree_test_accounts_end_as_cashfree_says(
+    case: str, settle_stack: Stack, payouts: Payouts
+) -> None:
+    stack = settle_stack
+    account, (status, code, tried) = TEST_ACCOUNTS[case]
+    payee = await make_payee(stack.engine, stack.settings, bank=account)
+    await earn(stack.engine, payee, 30_000)
+    s = await _settled(stack, payee)
+    for _ in range(60):  # each step moves the sandbox's clock, never waits one out
+        await payouts.advance(PAYOUT_STEP_S)
+        now = await scalar(stack.engine, "SELECT status FROM settlements WHERE id = :i", i=s.id)
+        if now == status:
+            break
+        await asyncio.sleep(0.2)
+    got = await scalar(
+        stack.engine,
+        "SELECT status || ' ' || failure_code FROM settlements WHERE id = :i",
+        i=s.id,
+    )
+    assert got == f"{status} {code}"
+    attempts = await scalar(
+        stack.engine, "SELECT count(*) FROM settlement_transfers WHERE settlement_id = :i", i=s.id
+    )
+    assert attempts == tried
+    assert await payable(stack.engine, payee) == 30_000  # all of it owed again
     await _checks_clean(stack)
