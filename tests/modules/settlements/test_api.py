@@ -224,6 +224,9 @@ async def test_the_payout_webhook_receiver_refuses_and_keeps_as_it_should(
             },
         }
     ).encode()
+    # Nested deeper than any Cashfree payload: refused before any signature check.
+    deep = b'{"a":' * 40 + b"1" + b"}" * 40
+    _problem(await client.post(url, content=deep, headers=_signed(deep, "x")), 400, "json_too_deep")
     # The suite's API has no Payouts pair: nothing can be checked, nothing is stored.
     _problem(
         await client.post(url, content=body, headers=_signed(body, DEV_PAYOUT_CLIENT_SECRET)),
