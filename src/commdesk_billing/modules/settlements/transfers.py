@@ -157,7 +157,10 @@ async def apply(
         )
 
     if outcome is Outcome.IN_FLIGHT or (outcome is Outcome.PAID and not t.transfer_utr):
-        # SUCCESS without a UTR is not yet shown to be paid: asked again later.
+        # SUCCESS without a UTR is not yet shown to be paid: asked again later. (Never
+        # seen of a transfer already paid; were it, the paid attempt stays as it is.)
+        if s.status not in OPEN:
+            return s.status
         await attempt_is(AttemptStatus.sent)
         await repo.move(
             conn,
@@ -166,7 +169,7 @@ async def apply(
             allowed=frozenset({SettlementStatus.pending}),
             at=at,
         )
-        return SettlementStatus.processing if s.status in OPEN else s.status
+        return SettlementStatus.processing
     if outcome in (Outcome.PAID, Outcome.REVERSED):
         if s.status in OPEN:
             await attempt_is(AttemptStatus.success)
