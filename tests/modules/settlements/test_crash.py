@@ -24,6 +24,7 @@ from commdesk_billing import wiring
 from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.settlements import invariants, service
+from tests.harness.faults import Recorder
 from tests.harness.stack import StackFactory
 from tests.modules.settlements.conftest import PAYOUT_STEP_S, TERMS
 from tests.modules.settlements.helpers import (
@@ -39,7 +40,7 @@ SLOW_ANSWER = ("34978321547298", "KKBK0000001")
 
 @pytest.mark.slow
 async def test_a_worker_killed_between_the_transfer_call_and_its_commit_pays_once(
-    stack_factory: StackFactory,
+    stack_factory: StackFactory, faults: Recorder
 ) -> None:
     # No worker in-process: the one that dies is a process of its own.
     stack = await stack_factory(worker=False, **TERMS)
@@ -53,7 +54,7 @@ async def test_a_worker_killed_between_the_transfer_call_and_its_commit_pays_onc
         await payouts.configure(
             webhook_url=f"{stack.api_url}/v1/webhooks/cashfree-payouts",
             step_s=PAYOUT_STEP_S,
-            slow_answer_s=60,
+            slow_answer_s=10,
         )
         payee = await make_payee(stack.engine, s, bank=SLOW_ANSWER)
         await earn(stack.engine, payee, 20_000)
@@ -80,7 +81,7 @@ async def test_a_worker_killed_between_the_transfer_call_and_its_commit_pays_onc
             "BILLING_CASHFREE_PAYOUT_CLIENT_ID": DEV_PAYOUT_CLIENT_ID,
             "BILLING_CASHFREE_PAYOUT_CLIENT_SECRET": DEV_PAYOUT_CLIENT_SECRET,
             # Longer than the slow answer: the worker is still waiting when it dies.
-            "BILLING_CASHFREE_PAYOUT_TIMEOUT_S": "60",
+            "BILLING_CASHFREE_PAYOUT_TIMEOUT_S": "30",
             "BILLING_LOG_JSON": "false",
         }
         proc = await asyncio.create_subprocess_exec(
@@ -111,7 +112,21 @@ async def test_a_worker_killed_between_the_transfer_call_and_its_commit_pays_onc
             for t in everything.json()["transfers"]
             if t["transfer_id"].startswith(f"stl{settlement_id.hex}")
         ]
+        paid_journals = await scalar(
+            stack.engine,
+            "SELECT count(*) FROM ledger_journals WHERE idempotency_key = :k",
+            k=f"settlement:{settlement_id}:paid",
+        )
+        faults.record(
+            "worker SIGKILLed between a payout's create call and its commit",
+            injected=1,
+            what="the transfer made at Cashfree, its answer not yet back; the worker killed",
+            lost=0 if ours else 1,
+            twice=max(0, len(ours) - 1) + max(0, int(paid_journals) - 1),
+            outcome="the next worker's create is answered 409 and folded: one transfer, paid once",
+        )
         assert [(t["transfer_id"], t["status"]) for t in ours] == [(transfer_id, "SUCCESS")]
+        assert paid_journals == 1
         # Cashfree's webhooks echo the account number: kept masked, never whole.
         kept = await scalar(
             stack.engine,
