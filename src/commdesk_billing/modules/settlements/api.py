@@ -150,17 +150,18 @@ async def payee_settlements(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SettlementPage:
+    finance = auth.is_finance_reader(caller)
+    if not finance:
+        auth.authorize_owner_read(caller)
     before = decode_cursor("settlements", cursor) if cursor else None
     items = await in_transaction(
         engine, lambda c: repo.of_payee(c, payee_id, limit=limit + 1, before=before)
     )
-    if not auth.is_finance_reader(caller):
-        auth.authorize_owner_read(caller)
-        # An owner is shown its community's settlements; a payee with none, or not its own,
-        # is shown as unknown (ids are not probed; who owns a payee with no settlement
-        # cannot be told from here).
-        if not items or not await _may_read(caller, directory, items[0].payable_code):
-            raise SettlementPayeeNotFound(f"payee {payee_id} has no settlements to show")
+    # An owner is shown its community's settlements; a payee with none, or not its own, is
+    # shown as unknown (ids are not probed; who owns a payee with no settlement cannot be
+    # told from here).
+    if not finance and (not items or not await _may_read(caller, directory, items[0].payable_code)):
+        raise SettlementPayeeNotFound(f"payee {payee_id} has no settlements to show")
     more = len(items) > limit
     items = items[:limit]
     return SettlementPage(
