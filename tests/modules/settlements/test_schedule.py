@@ -5,6 +5,7 @@ no worker, so the transfer commands wait in its outbox."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -109,5 +110,23 @@ async def test_a_receivable_is_never_paid_and_is_netted_from_what_comes_next(
         45_000,
     )
     assert (s.tds_paise, s.tcs_paise, s.fee_paise, s.net_paise) == (450, 225, 118, 44_207)
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_two_schedulers_racing_over_every_payee_make_one_settlement_each(
+    scratch_engine: AsyncEngine,
+) -> None:
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payees = [await make_payee(scratch_engine) for _ in range(3)]
+    for p in payees:
+        await earn(scratch_engine, p, 40_000)
+    next_week = datetime.now(UTC) + timedelta(days=7)
+    made = await asyncio.gather(
+        settle_period(scratch_engine, settings, now=next_week),
+        settle_period(scratch_engine, settings, now=next_week),
+    )
+    assert sum(made) == 3
+    assert await scalar(scratch_engine, "SELECT count(*) FROM settlements") == 3
     report = await verify_ledger(scratch_engine)
     assert report.ok, [str(f) for f in report.findings]
