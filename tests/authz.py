@@ -228,3 +228,39 @@ SPONSORSHIP_CALLERS = [
     "service",
     "anonymous",
 ]
+# Who may call what, on the settlements' routes. Finance runs them; finance readers read any;
+# a community payee's owners (`owner_record`, `owner_claim`) read their community's. Other
+# people get 404 on a settlement or payee (ids are not probed); a service 403; no token 401.
+SETTLEMENT_ALLOW = {
+    "POST /v1/settlements/runs": {"finance_admin"},
+    "GET /v1/payees/{payee_id}/settlements": {
+        "finance_admin",
+        "auditor",
+        "owner_record",
+        "owner_claim",
+    },
+    "GET /v1/settlements/{settlement_id}": {
+        "finance_admin",
+        "auditor",
+        "owner_record",
+        "owner_claim",
+    },
+    "GET /v1/settlements/{settlement_id}/statement": {
+        "finance_admin",
+        "auditor",
+        "owner_record",
+        "owner_claim",
+    },
+}
+SETTLEMENT_CALLERS = [
+    "member",
+    "owner_record",
+    "owner_claim",
+    "owner_elsewhere",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service",
+    "anonymous",
+    "forged",
+]

@@ -2,7 +2,7 @@
 community's part is held in escrow and released to its payable milestone by milestone.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-06
 
 - `payments` learns a third kind, `sponsorship`: a payment that buys no credits. Its
@@ -37,7 +37,7 @@ import uuid
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

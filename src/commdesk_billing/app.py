@@ -27,6 +27,8 @@ from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payees.api import router as payees_router
 from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
+from commdesk_billing.modules.settlements.api import router as settlements_router
+from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
@@ -124,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(partners_router)
     app.include_router(payees_router)
     app.include_router(sponsorships_router)
+    app.include_router(settlements_router)
+    app.include_router(payout_webhooks_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -193,6 +193,32 @@ class Settings(BaseSettings):
         "DIRECT_MATCH", "GOOD_PARTIAL_MATCH", "MODERATE_PARTIAL_MATCH", "POOR_PARTIAL_MATCH"
     ] = "GOOD_PARTIAL_MATCH"
 
+    # --- Settlements and payouts (DESIGN §11; docs/runbook.md "Settlements") ----------
+    # Scheduled runs settle each payee once per period, up to the period's start (IST).
+    settlement_period: Literal["weekly", "daily"] = "weekly"
+    # How often the scheduler looks for payees not yet settled for the current period.
+    settlement_run_every_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    # Rolling reserve: this share of what is being settled stays in payable for N days.
+    settlement_reserve_bps: Annotated[int, Field(ge=0, le=10_000)] = 0
+    settlement_reserve_days: Annotated[int, Field(ge=0, le=365)] = 7
+    # Statutory deductions as rates of the settled gross; finance sets them (0: none).
+    settlement_tds_bps: Annotated[int, Field(ge=0, le=10_000)] = 0  # income-tax, 194-O
+    settlement_tcs_bps: Annotated[int, Field(ge=0, le=10_000)] = 0  # GST TCS, section 52
+    # Charged to the payee per settlement (0: the platform bears Cashfree's charge).
+    payout_fee_paise: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    # A net below this waits for the next period (₹100 by default; Cashfree's floor is ₹1).
+    settlement_minimum_paise: Annotated[int, Field(ge=100, le=10**10)] = 10_000
+    # Transfers tried per settlement (retryable failures only), and the wait between them.
+    settlement_max_attempts: Annotated[int, Field(ge=1, le=9)] = 3
+    settlement_retry_after_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 900.0
+    # A settlement in flight this long without news is asked about (a lost webhook).
+    settlement_sync_after_s: Annotated[float, Field(ge=1, le=86400)] = 600.0
+    settlement_sync_every_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # A paid settlement is asked about again every _PAID_SYNC_AFTER_S for this long after it
+    # was paid: a reversal whose webhook was lost is found (0: never).
+    settlement_reversal_watch_s: Annotated[float, Field(ge=0, le=90 * 86400)] = 7 * 86400.0
+    settlement_paid_sync_after_s: Annotated[float, Field(ge=1, le=7 * 86400)] = 6 * 3600.0
+
     # --- Refunds ------------------------------------------------------------------------
     # Buyers may refund their own purchase within this many days (0: only finance and
     # support may refund). Only unconsumed credits are ever refundable.

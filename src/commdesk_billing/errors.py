@@ -322,3 +322,7 @@ class MilestoneReleased(DomainError):
     code = "milestone_already_released"
     status = 409
     title = "Milestone already released"
+
+
+class SettlementNotFound(NotFound):
+    code = "settlement_not_found"

@@ -47,6 +47,9 @@ OWNERS: dict[str, str] = {
     "payout_accounts": "modules/payees",
     "sponsorships": "modules/sponsorships",
     "sponsorship_milestones": "modules/sponsorships",
+    "settlements": "modules/settlements",
+    "settlement_transfers": "modules/settlements",
+    "payout_webhooks": "modules/settlements",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

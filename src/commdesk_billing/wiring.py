@@ -15,7 +15,8 @@ else outside its own folder.
 
 Waiting for a consumer (the events are there; a queue is routed when its handler lands):
 `payment.credited` and `refund.succeeded` → notifications.billing, analytics.billing;
-`payment.credited` → fraud.detection.
+`payment.credited` → fraud.detection; `settlement.failed` and `settlement.reversed` (the
+payee's notification) → notifications.billing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
-from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.gateway.factory import cashfree_client, payouts_client
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
@@ -40,6 +41,9 @@ from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
+from commdesk_billing.modules.settlements import invariants as settlement_invariants
+from commdesk_billing.modules.settlements.consumers import SettlementProcessing
+from commdesk_billing.modules.settlements.jobs import settle_period, sync_open_settlements
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
@@ -66,6 +70,7 @@ HANDLER_KINDS = (
     "refund_processing",
     "refund_webhook",
     "tax_documents",
+    "settlement_processing",
 )
 
 
@@ -83,6 +88,9 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "refund_processing": refund_processing,
         "refund_webhook": RefundWebhook(refund_processing),
         "tax_documents": InvoiceGeneration(settings, document_store(settings)),
+        # Its Payouts client is built on first use: a worker without the Payouts pair
+        # still serves every other queue.
+        "settlement_processing": SettlementProcessing(settings, lambda: payouts_client(settings)),
     }
 
 
@@ -107,6 +115,12 @@ ROUTES: dict[Route, str] = {
     ("invoice.generate", "payment.credited"): "tax_documents",
     ("invoice.generate", "refund.succeeded"): "tax_documents",
     ("invoice.generate", "invoice.render"): "tax_documents",
+    # Settlements: the transfer sent after the settlement's commit (and again, under a new
+    # transfer_id, after a retryable failure), then Cashfree asked after a payout webhook
+    # or by the status sync. One state machine (`settlements/transfers.py`) for all four.
+    ("settlements.processing", "settlement.transfer"): "settlement_processing",
+    ("settlements.processing", "settlement.webhook"): "settlement_processing",
+    ("settlements.processing", "settlement.sync"): "settlement_processing",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -174,6 +188,16 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
         ),
         # Hourly: a document or PDF is only this late after a dead letter or a long outage.
         Job("render_pending_documents", 3600, lambda: render_pending(engine)),
+        Job(
+            "settle_payees",
+            settings.settlement_run_every_s,
+            lambda: settle_period(engine, settings),
+        ),
+        Job(
+            "sync_open_settlements",
+            settings.settlement_sync_every_s,
+            lambda: sync_open_settlements(engine, settings),
+        ),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
         Job(
             "prune_outbox_inbox",
@@ -189,8 +213,8 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
 
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
-    wallets', refunds', communities', partners', payees', sponsorships' and documents' rules,
-    the seals last."""
+    wallets', refunds', communities', partners', payees', sponsorships', settlements' and
+    documents' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -199,6 +223,7 @@ def verify_checks() -> tuple[Check, ...]:
         *partner_invariants.CHECKS,
         *payee_invariants.CHECKS,
         *sponsorship_invariants.CHECKS,
+        *settlement_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

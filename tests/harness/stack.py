@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,7 +26,11 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.sandbox.app import create_sandbox_app
-from commdesk_billing.gateway.sandbox.config import SandboxConfig
+from commdesk_billing.gateway.sandbox.config import (
+    DEV_PAYOUT_CLIENT_ID,
+    DEV_PAYOUT_CLIENT_SECRET,
+    SandboxConfig,
+)
 from commdesk_billing.modules.payments import state as payment_state
 from commdesk_billing.modules.refunds import model as refund_model
 from commdesk_billing.queues.topology import Names, delete
@@ -263,6 +268,12 @@ async def stack_factory(
                     "max_open_orders_per_user": 50,
                     "refund_sync_after_s": 1.0,
                     "storage_dir": str(documents / prefix.rstrip(".")),
+                    # Payouts: the sandbox's own pair for that app (settlements).
+                    "cashfree_payout_base_url": f"{sandbox_url}/payout",
+                    "cashfree_verification_base_url": f"{sandbox_url}/verification",
+                    "cashfree_payout_client_id": DEV_PAYOUT_CLIENT_ID,
+                    "cashfree_payout_client_secret": SecretStr(DEV_PAYOUT_CLIENT_SECRET),
+                    "cashfree_payout_timeout_s": 5.0,
                     **overrides,
                 }
             )

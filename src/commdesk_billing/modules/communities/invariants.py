@@ -58,9 +58,10 @@ async def community_spends(conn: AsyncConnection, report: VerifyReport) -> None:
 
 @check("community_payables")
 async def community_payables(conn: AsyncConnection, report: VerifyReport) -> None:
-    """Per community: its payable account = sum of spends' community_paise - sum of reversed ones
-    (- settled, once settlements exist), and its earnings account likewise in credits.
-    Sponsorship releases into the payable are left to `sponsorships.invariants`."""
+    """Per community: its payable account = sum of spends' community_paise - sum of reversed ones,
+    and its earnings account likewise in credits. Sponsorship releases into the payable are
+    left to `sponsorships.invariants`, and settlements' journals to `settlement_payables`
+    (what they took is checked against their rows there)."""
     communities = await rows(
         conn,
         """
@@ -79,9 +80,11 @@ async def community_payables(conn: AsyncConnection, report: VerifyReport) -> Non
             SELECT coalesce(-sum(amount) FILTER (WHERE account_id = :payable), 0) AS paise,
                    coalesce(-sum(amount) FILTER (WHERE account_id = :earnings), 0) AS credits
               FROM ledger_entries e WHERE account_id IN (:payable, :earnings)
-               -- Sponsorship releases are checked by the sponsorships' own check.
+               -- Sponsorship releases and settlements are checked by their own checks.
                AND NOT EXISTS (SELECT 1 FROM ledger_journals j
-                                WHERE j.id = e.journal_id AND j.kind LIKE 'sponsorship.%')""",
+                                WHERE j.id = e.journal_id
+                                  AND (j.kind LIKE 'sponsorship.%'
+                                       OR j.kind LIKE 'settlement.%'))""",
             {"payable": accounts.payable, "earnings": accounts.earnings},
         )
         want_paise, want_credits = int(c.paise or 0), int(c.credits or 0)

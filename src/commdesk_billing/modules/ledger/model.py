@@ -51,6 +51,15 @@ class House:
     # milestone is released (credit-normal), and the platform's fee on sponsorships.
     SPONSORSHIP_ESCROW = house_account_id("inr:sponsorship_escrow")
     SPONSORSHIP_FEE_REVENUE = house_account_id("inr:sponsorship_fee_revenue")
+    # Settlements and payouts (DESIGN §11, migration 0011): what a settlement withholds
+    # (TDS under 194-O, GST TCS under section 52), the payout fee it charges, the net on its
+    # way to the payee, and the cash at Cashfree Payouts it is paid from (an asset,
+    # debit-normal: paying out credits it).
+    TDS_PAYABLE = house_account_id("inr:tds_payable_194o")
+    TCS_PAYABLE = house_account_id("inr:gst_tcs_payable")
+    PAYOUT_FEE_REVENUE = house_account_id("inr:payout_fee_revenue")
+    PAYOUTS_IN_TRANSIT = house_account_id("inr:payouts_in_transit")
+    PAYOUTS_CASH = house_account_id("inr:cashfree_payouts_cash")
 
 
 @dataclass(frozen=True)

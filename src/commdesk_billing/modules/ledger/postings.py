@@ -57,6 +57,17 @@ sponsorship.refunded       sponsorship_refunded     Cr refunds payable (all refu
 (INR)                                               sponsorship fee revenue, GST payable (its
                                                     fee and GST parts, if any); Dr sponsorship
                                                     escrow (the unreleased part returned)
+settlement.created (INR)   settlement_created       Dr payee payable (gross); Cr TDS payable,
+                                                    Cr GST TCS payable, Cr payout fee revenue
+                                                    (each if any); Cr payouts in transit (net)
+settlement.paid (INR)      settlement_paid          Dr payouts in transit; Cr payouts cash
+                                                    (net)
+settlement.failed (INR)    settlement_failed        settlement.created the other way round:
+                                                    the gross back into payable
+settlement.reversed (INR)  settlement_reversed      Dr TDS, TCS, fee (each if any), Dr payouts
+                                                    cash (net); Cr payee payable (gross): the
+                                                    paid money came back, and all of it is
+                                                    owed again
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -96,6 +107,10 @@ __all__ = [
     "refund_hold_released",
     "refund_owed",
     "refund_paid",
+    "settlement_created",
+    "settlement_failed",
+    "settlement_paid",
+    "settlement_reversed",
     "sponsorship_funded",
     "sponsorship_refunded",
     "sponsorship_released",
@@ -744,3 +759,115 @@ def sponsorship_refunded(
         legs=tuple(legs),
         metadata={**_refund_meta(refund_id, payment_id), "sponsorship_id": str(sponsorship_id)},
     )
+
+
+# --- settlements and payouts (INR) -----------------------------------------------------------
+
+
+def _withheld(tds: int, tcs: int, fee: int, sign: int) -> list[Leg]:
+    """What a settlement keeps back of the gross: credited (`sign` -1) when it is made,
+    debited (+1) when it is undone. Zero legs are left out."""
+    legs = [
+        Leg(House.TDS_PAYABLE, _INR, sign * tds),
+        Leg(House.TCS_PAYABLE, _INR, sign * tcs),
+        Leg(House.PAYOUT_FEE_REVENUE, _INR, sign * fee),
+    ]
+    return [leg for leg in legs if leg.amount]
+
+
+def _settlement_journal(
+    settlement_id: uuid.UUID, step: str, payee: str, legs: list[Leg], at: datetime, **meta: Any
+) -> Journal:
+    key = f"settlement:{settlement_id}:{step}"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind=f"settlement.{step}",
+        created_at=at,
+        description=f"settlement {settlement_id} of {payee}: {step}",
+        legs=tuple(legs),
+        metadata={"settlement_id": str(settlement_id), "payee": payee, **meta},
+    )
+
+
+def settlement_created(
+    *,
+    settlement_id: uuid.UUID,
+    payee: str,
+    payable_account_id: uuid.UUID,
+    gross: int,
+    tds: int,
+    tcs: int,
+    fee: int,
+    net: int,
+    at: datetime,
+) -> Journal:
+    """A settlement takes `gross` out of the payee's payable (debited): the deductions go to
+    what we owe the government (TDS under 194-O, GST TCS under section 52) and the payout
+    fee to our revenue, the `net` into payouts in transit until Cashfree pays it.
+    `payee` names the payable account (`community:<id>:payable`)."""
+    legs = [
+        Leg(payable_account_id, _INR, gross),
+        *_withheld(tds, tcs, fee, -1),
+        Leg(House.PAYOUTS_IN_TRANSIT, _INR, -net),
+    ]
+    return _settlement_journal(settlement_id, "created", payee, legs, at)
+
+
+def settlement_paid(
+    *, settlement_id: uuid.UUID, payee: str, net: int, transfer_id: str, utr: str, at: datetime
+) -> Journal:
+    """Cashfree paid the settlement's transfer: in transit is debited, the cash at Cashfree
+    Payouts credited, by `net`."""
+    legs = [Leg(House.PAYOUTS_IN_TRANSIT, _INR, net), Leg(House.PAYOUTS_CASH, _INR, -net)]
+    return _settlement_journal(
+        settlement_id, "paid", payee, legs, at, transfer_id=transfer_id, utr=utr
+    )
+
+
+def settlement_failed(
+    *,
+    settlement_id: uuid.UUID,
+    payee: str,
+    payable_account_id: uuid.UUID,
+    gross: int,
+    tds: int,
+    tcs: int,
+    fee: int,
+    net: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """The settlement will not be paid: `settlement_created` undone, the gross owed to the
+    payee again (its payable credited)."""
+    legs = [
+        Leg(payable_account_id, _INR, -gross),
+        *_withheld(tds, tcs, fee, 1),
+        Leg(House.PAYOUTS_IN_TRANSIT, _INR, net),
+    ]
+    return _settlement_journal(settlement_id, "failed", payee, legs, at, reason=reason)
+
+
+def settlement_reversed(
+    *,
+    settlement_id: uuid.UUID,
+    payee: str,
+    payable_account_id: uuid.UUID,
+    gross: int,
+    tds: int,
+    tcs: int,
+    fee: int,
+    net: int,
+    at: datetime,
+    reason: str,
+) -> Journal:
+    """A paid settlement's money came back from the beneficiary's bank: the cash at Cashfree
+    Payouts is debited by `net`, the deductions and fee are undone, and the gross is owed to
+    the payee again (its payable credited). `settlement_created` and `settlement_paid`
+    undone in one journal."""
+    legs = [
+        Leg(payable_account_id, _INR, -gross),
+        *_withheld(tds, tcs, fee, 1),
+        Leg(House.PAYOUTS_CASH, _INR, net),
+    ]
+    return _settlement_journal(settlement_id, "reversed", payee, legs, at, reason=reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,3 +54,28 @@ async def totals_by_account(
         {"kinds": list(kinds), "mk": metadata_key, "mv": metadata_value},
     )
     return {str(code): int(amount) for code, amount in rows}
+
+
+# Journals that move a payee's payable on a settlement's account (`postings.settlement_*`).
+SETTLEMENT_KINDS = ("settlement.created", "settlement.failed", "settlement.reversed")
+
+
+async def payable_for_settlement(
+    conn: AsyncConnection, account_id: uuid.UUID, cut_off: datetime
+) -> int:
+    """What a payee's payable account (credit-normal) offers a settlement at `cut_off`: what
+    it was credited up to the cut-off by anything but settlements, less what settlements
+    have taken from it at any time (and given back, on a failure or a reversal). A later
+    settlement so never sees entries an earlier one took, whatever its cut-off. One
+    statement: the caller holds the payee's lock, so settlements of one payee see each
+    other's journals."""
+    value = await conn.scalar(
+        sql("""
+        SELECT coalesce(-sum(e.amount) FILTER (
+                   WHERE j.kind <> ALL(CAST(:kinds AS text[])) AND e.created_at <= :cut), 0)
+             - coalesce(sum(e.amount) FILTER (WHERE j.kind = ANY(CAST(:kinds AS text[]))), 0)
+          FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
+         WHERE e.account_id = :a"""),
+        {"a": account_id, "cut": cut_off, "kinds": list(SETTLEMENT_KINDS)},
+    )
+    return int(value or 0)

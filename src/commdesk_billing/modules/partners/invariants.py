@@ -92,9 +92,9 @@ _PER_PARTNER = """
 
 @check("partner_payables")
 async def partner_payables(conn: AsyncConnection, report: VerifyReport) -> None:
-    """Per partner: its payable account = Σ shares - Σ reversals (- settled, once
-    settlements exist), also for an account with no share behind it; and the house expense
-    account = the same over every partner."""
+    """Per partner: its payable account = Σ shares - Σ reversals, also for an account with
+    no share behind it; and the house expense account = the same over every partner.
+    Settlements' journals are left out here: `settlement_payables` checks what they took."""
     want = {p.partner_id: int(p.paise or 0) for p in await rows(conn, _PER_PARTNER)}
     held = {
         a.code.split(":")[1]: int(a.paise)
@@ -102,7 +102,10 @@ async def partner_payables(conn: AsyncConnection, report: VerifyReport) -> None:
             conn,
             """
             SELECT a.code, coalesce(-sum(e.amount), 0) AS paise
-              FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+              FROM ledger_accounts a
+              LEFT JOIN ledger_entries e ON e.account_id = a.id
+                   AND e.journal_id NOT IN (SELECT id FROM ledger_journals
+                                             WHERE kind LIKE 'settlement.%')
              WHERE a.kind = 'partner_payable'
              GROUP BY a.id, a.code""",
         )

@@ -224,15 +224,17 @@ async def lot_basis(conn: AsyncConnection, report: VerifyReport) -> None:
                   FROM credit_lots) AS recognized,
                (SELECT coalesce(-sum(amount), 0) FROM ledger_entries
                  WHERE account_id = :deferred) AS deferred,
-               -- Where it went: platform revenue, platform fees, what communities are owed
-               -- for spends (a sponsorship's release into a payable never was credits).
+               -- Where it went: platform revenue, platform fees, what communities were
+               -- owed for spends (a sponsorship's release into a payable never was credits;
+               -- settlements, which pay payables out, are checked apart: both left out).
                (SELECT coalesce(-sum(e.amount), 0) FROM ledger_entries e
                  WHERE e.account_id IN (:platform, :fees, :breakage)
                     OR (e.account_id IN (SELECT id FROM ledger_accounts
                                           WHERE kind = 'community_payable')
                         AND NOT EXISTS (SELECT 1 FROM ledger_journals j
                                          WHERE j.id = e.journal_id
-                                           AND j.kind LIKE 'sponsorship.%'))) AS platform""",
+                                           AND (j.kind LIKE 'sponsorship.%'
+                                                OR j.kind LIKE 'settlement.%')))) AS platform""",
         {
             "deferred": House.DEFERRED_REVENUE,
             "platform": House.PLATFORM_REVENUE,

@@ -1,0 +1,236 @@
+"""Settlement routes: a run on demand (finance_admin), a payee's settlements, one settlement,
+and its statement PDF.
+
+The run takes an Idempotency-Key (a retried run answers as the first did, and settles
+nothing more); a run's period is its own (`run:<id>`) and its cut-off the moment it runs.
+The statement is drawn on its first request for the settlement's current status and kept in
+document storage under a key of that status (write-once; a later status is a new key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
+from commdesk_billing.errors import (
+    PayeeNotFound,
+    SettlementNotFound,
+    StorageUnavailableError,
+)
+from commdesk_billing.idempotency.keys import Answer, KeyedRequest, respond, run_keyed
+from commdesk_billing.modules.audit import service as audit
+from commdesk_billing.modules.communities.auth import owns
+from commdesk_billing.modules.communities.deps import Communities
+from commdesk_billing.modules.communities.directory import CommunityDirectory
+from commdesk_billing.modules.settlements import auth, service, statement
+from commdesk_billing.modules.settlements import repository as repo
+from commdesk_billing.modules.settlements.model import Settlement
+from commdesk_billing.modules.settlements.schemas import (
+    OutcomeOut,
+    RunOut,
+    RunRequest,
+    SettlementOut,
+    SettlementPage,
+)
+from commdesk_billing.pagination import decode_cursor, encode_cursor
+from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Principal
+from commdesk_billing.security.text import sane_header
+from commdesk_billing.storage import DocumentStore, ObjectConflict, ObjectNotFound, StorageError
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["settlements"])
+
+_PROBLEMS = documented(
+    {
+        400: "Missing or malformed Idempotency-Key, or a bad cursor",
+        401: "No valid bearer token",
+        403: "Caller may not do this",
+        404: "No such settlement (`settlement_not_found`) or payee (`payee_not_found`)",
+        409: "The same key in flight",
+        413: "Body too large",
+        422: "Body, id or query invalid, or the key reused with another body",
+        503: "Document storage or the community directory did not answer",
+    }
+)
+
+
+async def _may_read(caller: Principal, directory: CommunityDirectory, payable_code: str) -> bool:
+    if auth.is_finance_reader(caller):
+        return True
+    community_id = auth.community_of(payable_code)
+    if community_id is None:
+        return False
+    community = await directory.get(community_id)
+    return community is not None and owns(caller, community)
+
+
+async def _readable(
+    engine: Engine, caller: Principal, directory: CommunityDirectory, settlement_id: uuid.UUID
+) -> Settlement:
+    if not auth.is_finance_reader(caller):
+        auth.authorize_owner_read(caller)
+    s = await in_transaction(engine, lambda c: repo.get(c, settlement_id))
+    # Someone who may not read it is told it does not exist: ids are not probed.
+    if s is None or not await _may_read(caller, directory, s.payable_code):
+        raise SettlementNotFound(f"settlement {settlement_id} does not exist")
+    return s
+
+
+@router.post(
+    "/settlements/runs",
+    status_code=201,
+    response_model=RunOut,
+    responses=_PROBLEMS,
+    summary="Settle every payee payable now, or one (finance_admin)",
+)
+async def run(
+    body: RunRequest,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    auth.authorize_run(caller)
+
+    async def work(conn: AsyncConnection, _op_key: str) -> Answer:
+        run_id = uuid.uuid4().hex
+        at = datetime.now(UTC)
+        outcomes = await service.run_in(
+            conn, settings, by=caller.sub, run_id=run_id, payee_id=body.payee_id, at=at
+        )
+        await audit.record(
+            conn,
+            caller,
+            action="settlement.run",
+            target_type="payee" if body.payee_id else "settlements",
+            target_id=str(body.payee_id) if body.payee_id else run_id,
+            details={
+                "run_id": run_id,
+                "settlements": [
+                    str(o.settlement.id) for o in outcomes if o.created and o.settlement
+                ],
+            },
+            request_id=sane_header(request.headers.get("x-request-id")),
+        )
+        out = RunOut(run_id=run_id, cut_off=at, outcomes=[OutcomeOut.of(o) for o in outcomes])
+        return Answer(201, out.model_dump(mode="json"))
+
+    keyed = KeyedRequest(
+        scope=caller.sub,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        body=body.model_dump(mode="json"),
+    )
+    return respond(await run_keyed(engine, keyed, work))
+
+
+@router.get(
+    "/payees/{payee_id}/settlements",
+    response_model=SettlementPage,
+    responses=_PROBLEMS,
+    summary="A payee's settlements, newest first (finance readers; a community's owners)",
+)
+async def payee_settlements(
+    payee_id: uuid.UUID,
+    engine: Engine,
+    caller: Caller,
+    directory: Communities,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SettlementPage:
+    finance = auth.is_finance_reader(caller)
+    if not finance:
+        auth.authorize_owner_read(caller)
+    before = decode_cursor("settlements", cursor) if cursor else None
+    items = await in_transaction(
+        engine, lambda c: repo.of_payee(c, payee_id, limit=limit + 1, before=before)
+    )
+    # An owner is shown its community's settlements; a payee with none, or not its own, is
+    # shown as unknown (ids are not probed; who owns a payee with no settlement cannot be
+    # told from here).
+    if not finance and (not items or not await _may_read(caller, directory, items[0].payable_code)):
+        raise PayeeNotFound(f"payee {payee_id} has no settlements to show")
+    more = len(items) > limit
+    items = items[:limit]
+    return SettlementPage(
+        items=[SettlementOut.of(s) for s in items],
+        next_cursor=encode_cursor("settlements", items[-1].created_at, items[-1].id)
+        if more
+        else None,
+    )
+
+
+@router.get(
+    "/settlements/{settlement_id}",
+    response_model=SettlementOut,
+    responses=_PROBLEMS,
+    summary="One settlement with its transfers (finance readers; a community's owners)",
+)
+async def get_settlement(
+    settlement_id: uuid.UUID, engine: Engine, caller: Caller, directory: Communities
+) -> SettlementOut:
+    s = await _readable(engine, caller, directory, settlement_id)
+    attempts = await in_transaction(engine, lambda c: repo.attempts(c, s.id))
+    return SettlementOut.of(s, attempts)
+
+
+@router.get(
+    "/settlements/{settlement_id}/statement",
+    responses={**_PROBLEMS, 200: {"content": {"application/pdf": {}}}},
+    response_class=Response,
+    summary="The settlement's statement as a PDF",
+)
+async def get_statement(
+    settlement_id: uuid.UUID,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    directory: Communities,
+) -> Response:
+    s = await _readable(engine, caller, directory, settlement_id)
+    store: DocumentStore = request.app.state.documents
+    data = await statement_of(engine, store, s, seller=settings.seller_legal_name)
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="settlement-{s.id}.pdf"',
+            "Cache-Control": "private, max-age=60",
+        },
+    )
+
+
+async def statement_of(
+    engine: Engine, store: DocumentStore, s: Settlement, *, seller: str
+) -> bytes:
+    """The stored statement of the settlement in its status, drawn and stored first if there
+    is none yet (two at once: the second finds the first's)."""
+    key = statement.key_of(s)
+    try:
+        try:
+            return await store.get(key)
+        except ObjectNotFound:
+            pass
+        attempts = await in_transaction(engine, lambda c: repo.attempts(c, s.id))
+        data = statement.render(s, attempts, seller=seller)
+        try:
+            await store.put(key, data, "application/pdf")
+        except ObjectConflict:
+            return await store.get(key)
+        return data
+    except StorageError as exc:
+        log.warning("settlement.statement.storage_error", settlement_id=str(s.id), error=str(exc))
+        raise StorageUnavailableError("document storage did not answer; retry later") from exc

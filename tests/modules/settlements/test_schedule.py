@@ -1,0 +1,132 @@
+"""The scheduler's run: each payee payable now is settled once per period, up to the
+period's start, however often the job looks; and a receivable (a refund after a
+settlement) is never paid but netted from what the payee earns next. In a scratch database:
+no worker, so the transfer commands wait in its outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.modules.partners import service as partners
+from commdesk_billing.modules.settlements import service
+from commdesk_billing.modules.settlements.jobs import settle_period
+from commdesk_billing.modules.settlements.service import Outcome, period_of
+from tests.modules.settlements.conftest import TERMS
+from tests.modules.settlements.helpers import earn, make_payee, payable, scalar
+
+
+async def test_a_period_settles_each_payee_once_up_to_its_start(
+    scratch_engine: AsyncEngine,
+) -> None:
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    paid = await make_payee(scratch_engine)
+    cooling = await make_payee(scratch_engine, blocked_until=datetime.now(UTC) + timedelta(days=30))
+    small = await make_payee(scratch_engine)
+    await earn(scratch_engine, paid, 50_000)
+    await earn(scratch_engine, cooling, 50_000)
+    await earn(scratch_engine, small, 5_000)
+    # This week's run settles what was earned before this week: nothing yet.
+    assert await settle_period(scratch_engine, settings) == 0
+    next_week = datetime.now(UTC) + timedelta(days=7)
+    assert await settle_period(scratch_engine, settings, now=next_week) == 1
+    assert await settle_period(scratch_engine, settings, now=next_week) == 0  # once a period
+    period, cut_off = period_of(settings, next_week)
+    row = await scalar(
+        scratch_engine,
+        "SELECT period || ' ' || cut_off::text || ' ' || net_paise FROM settlements "
+        "WHERE payee_id = :p",
+        p=paid.id,
+    )
+    assert row is not None and row.startswith(f"{period} ")
+    assert await scalar(
+        scratch_engine,
+        "SELECT cut_off = :c FROM settlements WHERE payee_id = :p",
+        p=paid.id,
+        c=cut_off,
+    )
+    # The transfer waits in the outbox for a worker, after the settlement's commit.
+    assert (
+        await scalar(
+            scratch_engine,
+            "SELECT count(*) FROM outbox WHERE message_type = 'settlement.transfer'",
+        )
+        == 1
+    )
+    assert await payable(scratch_engine, paid) == 5_000  # the reserve
+    assert await payable(scratch_engine, cooling) == 50_000
+    assert await payable(scratch_engine, small) == 5_000
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_a_receivable_is_never_paid_and_is_netted_from_what_comes_next(
+    scratch_engine: AsyncEngine,
+) -> None:
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine)
+    payment_id = await earn(scratch_engine, payee, 50_000)
+
+    async def run() -> Outcome:
+        [o] = await service.run(
+            scratch_engine,
+            settings,
+            by="t",
+            payee_id=payee.id,
+            period=f"t:{uuid.uuid4().hex}",
+            cut_off=datetime.now(UTC),
+        )
+        return o
+
+    first = await run()
+    assert first.settlement is not None and first.settlement.gross_paise == 45_000
+    # The purchase is refunded after the settlement: its whole share is taken back.
+    await in_transaction(
+        scratch_engine,
+        lambda c: partners.on_refund_succeeded(c, uuid.uuid4(), payment_id, 100_000),
+    )
+    assert await payable(scratch_engine, payee) == 5_000 - 50_000  # a receivable
+    owed = await run()
+    assert (owed.created, owed.waiting, owed.available_paise) == (
+        False,
+        "nothing_payable",
+        -50_000,
+    )
+    await earn(scratch_engine, payee, 100_000)
+    # 100 000 earned - 45 000 owed back - 5 000 reserve held = 50 000 available.
+    later = await run()
+    assert later.settlement is not None
+    s = later.settlement
+    assert (s.payable_paise, s.reserves_held_paise, s.reserve_paise, s.gross_paise) == (
+        55_000,
+        5_000,
+        5_000,
+        45_000,
+    )
+    assert (s.tds_paise, s.tcs_paise, s.fee_paise, s.net_paise) == (450, 225, 118, 44_207)
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_two_schedulers_racing_over_every_payee_make_one_settlement_each(
+    scratch_engine: AsyncEngine,
+) -> None:
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payees = [await make_payee(scratch_engine) for _ in range(3)]
+    for p in payees:
+        await earn(scratch_engine, p, 40_000)
+    next_week = datetime.now(UTC) + timedelta(days=7)
+    made = await asyncio.gather(
+        settle_period(scratch_engine, settings, now=next_week),
+        settle_period(scratch_engine, settings, now=next_week),
+    )
+    assert sum(made) == 3
+    assert await scalar(scratch_engine, "SELECT count(*) FROM settlements") == 3
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
