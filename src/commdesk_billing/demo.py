@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
+from commdesk_billing.demo_payouts import STACK_ENV, money_out
 from commdesk_billing.modules.communities.mongo import seed_community
 from commdesk_billing.modules.ledger import reads as ledger_reads
 from commdesk_billing.modules.ledger.seal import seal_pending
@@ -66,7 +67,7 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
         try:
             if api_url is None:
                 print("starting the stack: Cashfree sandbox, API, worker, scheduler ...")
-                stack = await exits.enter_async_context(running_stack())
+                stack = await exits.enter_async_context(running_stack(settings_env=STACK_ENV))
                 api_url = stack.api_url
                 # The stack's own MongoDB, where the demo community is written.
                 settings = settings.model_copy(
@@ -174,7 +175,10 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
             "statement: purchase 3000 + bonus 200, then the debit",
         )
         await _refund_and_documents(settings, client, auth, order, checks)
-        await _community(settings, client, auth, run, checks)
+        owner = await _community(settings, client, auth, run, checks)
+        await money_out(
+            settings, client, browser, community=COMMUNITY, owner=owner, run=run, checks=checks
+        )
     await _books(settings, order["id"], wid, checks)
 
 
@@ -268,7 +272,7 @@ async def _refund_and_documents(
 
 async def _community(
     settings: Settings, client: httpx.AsyncClient, auth: dict[str, str], run: str, checks: Checks
-) -> None:
+) -> str:
     """The member spends in a community (its record written to the stack's MongoDB, as
     CommDesk would have it); the platform keeps its fee; the owner sees the earnings."""
     owner = f"demo-owner-{run}"
@@ -315,6 +319,7 @@ async def _community(
         earned["earned_credits"] >= r["net_credits"] and earned["payable_paise"] >= r["net_paise"],
         "the spend is in the community's earnings",
     )
+    return owner
 
 
 async def _books(settings: Settings, payment_id: str, wallet_id: str, checks: Checks) -> None:

@@ -73,10 +73,12 @@ async def running_stack(
     quiet: bool = True,
     mongodb_port: int | None = None,
     mongodb_dir: Path | None = None,
+    settings_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """`mongodb_dir`: where the loopback MongoDB keeps its data (default: a temporary
     directory, removed with the stack); both `mongodb_*` only matter without
-    BILLING_MONGODB_URL."""
+    BILLING_MONGODB_URL. `settings_env`: settings every process of the stack gets, where
+    the environment does not set them already."""
     async with contextlib.AsyncExitStack() as exits:
         mongodb_url = os.environ.get("BILLING_MONGODB_URL")
         if mongodb_url is None:
@@ -90,21 +92,44 @@ async def running_stack(
             sandbox_port=sandbox_port,
             scheduler=scheduler,
             quiet=quiet,
+            settings_env=settings_env or {},
         ) as stack:
             yield stack
 
 
-def _key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
+# Where a local stack keeps the sealing keys it made (beside var/documents and var/mongodb):
+# the local database's sealed numbers and fingerprints stay good from one run to the next.
+LOCAL_KEYS = Path("var/payout-keys.json")
 
 
-def _payouts_env(env: dict[str, str], sandbox_url: str) -> dict[str, str]:
+def _local_keys(path: Path = LOCAL_KEYS) -> dict[str, str]:
+    """Sealing and fingerprint keys for a stack on this machine whose environment names
+    none: made once (random, readable by this user only) and kept in `path`. Never used where
+    the environment sets them, as a deployment does."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = {
+            "BILLING_PAYOUT_ACCOUNT_KEYS": json.dumps(
+                {"local": base64.b64encode(os.urandom(32)).decode()}
+            ),
+            "BILLING_PAYOUT_ACCOUNT_KEY_ID": "local",
+            "BILLING_PAYOUT_FINGERPRINT_KEY": base64.b64encode(os.urandom(32)).decode(),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(keys, f)
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+def _payouts_env(env: dict[str, str], sandbox_url: str, api_url: str) -> dict[str, str]:
     """Payouts and bank-account verification at the sandbox, with its development pair
     unless the environment names one (the sandbox reads the same variables, so both ends
-    agree). Without sealing keys in the environment, this stack seals payout account numbers
-    under keys made for it alone: numbers it stored cannot be opened by a later stack, which
-    only matters to a re-seal (payouts go to the Cashfree beneficiary, never to the number)."""
+    agree), and its webhooks to this API. Without sealing keys in the environment, the
+    stack's own local keys (`_local_keys`)."""
     own = {
+        # Where the sandbox sends Payouts' webhooks (Cashfree's dashboard setting).
+        "BILLING_SANDBOX_PAYOUT_WEBHOOK_URL": f"{api_url}/v1/webhooks/cashfree-payouts",
         "BILLING_CASHFREE_PAYOUT_BASE_URL": f"{sandbox_url}/payout",
         "BILLING_CASHFREE_VERIFICATION_BASE_URL": f"{sandbox_url}/verification",
         "BILLING_CASHFREE_PAYOUT_CLIENT_ID": env.get(
@@ -115,9 +140,7 @@ def _payouts_env(env: dict[str, str], sandbox_url: str) -> dict[str, str]:
         ),
     }
     if "BILLING_PAYOUT_ACCOUNT_KEYS" not in env:
-        own["BILLING_PAYOUT_ACCOUNT_KEYS"] = json.dumps({"stack": _key()})
-        own["BILLING_PAYOUT_ACCOUNT_KEY_ID"] = "stack"
-        own["BILLING_PAYOUT_FINGERPRINT_KEY"] = _key()
+        own.update(_local_keys())
     return own
 
 
@@ -129,6 +152,7 @@ async def _children(
     sandbox_port: int | None,
     scheduler: bool,
     quiet: bool,
+    settings_env: dict[str, str],
 ) -> AsyncIterator[Stack]:
     api_port = api_port or free_port()
     sandbox_port = sandbox_port or free_port()
@@ -143,7 +167,8 @@ async def _children(
         "BILLING_API_PORT": str(api_port),
         "BILLING_MONGODB_URL": mongodb_url,
     }
-    env.update(_payouts_env(env, sandbox_url))
+    env.update(_payouts_env(env, sandbox_url, api_url))
+    env = {**settings_env, **env}
     if quiet:
         env.setdefault("BILLING_LOG_LEVEL", "WARNING")
     stack = Stack(api_url=api_url, sandbox_url=sandbox_url, mongodb=servers(mongodb_url), env=env)

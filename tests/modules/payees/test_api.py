@@ -281,7 +281,7 @@ async def test_the_finance_list_filters_and_pages(
         made.append(await new_payee(api, world))
     fin = world.headers("finance_admin")
     one = await api.get("/v1/payees", params={"subject_id": world.community}, headers=fin)
-    assert [p["id"] for p in one.json()["items"]] == [made[-1]]
+    assert [p["id"] for p in one.json()["data"]] == [made[-1]]
     seen: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -290,7 +290,7 @@ async def test_the_finance_list_filters_and_pages(
             params["cursor"] = cursor
         r = await api.get("/v1/payees", params=params, headers=fin)
         assert r.status_code == 200, r.text
-        seen += r.json()["items"]
+        seen += r.json()["data"]
         cursor = r.json()["next_cursor"]
         if cursor is None:
             break

@@ -192,7 +192,7 @@ async def test_hostile_reads_are_problems(client: httpx.AsyncClient, settings: S
         _problem(await client.get(base + query, headers=h), 422, "validation_error")
     _problem(await client.get(base + "?cursor=bm90LWEtY3Vyc29y", headers=h), 422, "invalid_cursor")
     empty = await client.get(base, headers=h)
-    assert empty.status_code == 200 and empty.json()["items"] == []
+    assert empty.status_code == 200 and empty.json()["data"] == []
 
 
 def _signed(body: bytes, secret: str, ts: str | None = None) -> dict[str, str]:

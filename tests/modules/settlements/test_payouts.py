@@ -145,7 +145,7 @@ async def test_a_settlement_with_reserve_tds_tcs_and_fee_is_paid_with_its_utr(
     r = await stack.api.get(
         f"/v1/payees/{payee.id}/settlements", headers={"Authorization": f"Bearer {tok}"}
     )
-    assert r.status_code == 200 and [i["id"] for i in r.json()["items"]] == [str(s.id)]
+    assert r.status_code == 200 and [i["id"] for i in r.json()["data"]] == [str(s.id)]
     pdf = await stack.api.get(
         f"/v1/settlements/{s.id}/statement", headers={"Authorization": f"Bearer {tok}"}
     )

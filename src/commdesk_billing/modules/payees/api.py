@@ -193,7 +193,7 @@ async def list_payees(
         page = payees[:limit]
         last = page[-1] if more else None
         return PayeePage(
-            items=[PayeeOut.of(p) for p in page],
+            data=[PayeeOut.of(p) for p in page],
             next_cursor=encode_cursor(_CURSOR, last.created_at, last.id) if last else None,
         )
 

@@ -113,7 +113,7 @@ class PayeeOut(BaseModel):
 
 
 class PayeePage(BaseModel):
-    items: list[PayeeOut]
+    data: list[PayeeOut]
     next_cursor: str | None
 
 

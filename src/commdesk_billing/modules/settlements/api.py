@@ -165,7 +165,7 @@ async def payee_settlements(
     more = len(items) > limit
     items = items[:limit]
     return SettlementPage(
-        items=[SettlementOut.of(s) for s in items],
+        data=[SettlementOut.of(s) for s in items],
         next_cursor=encode_cursor("settlements", items[-1].created_at, items[-1].id)
         if more
         else None,

@@ -126,5 +126,5 @@ class RunOut(BaseModel):
 
 
 class SettlementPage(BaseModel):
-    items: list[SettlementOut]
+    data: list[SettlementOut]
     next_cursor: str | None
