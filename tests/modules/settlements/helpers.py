@@ -122,6 +122,24 @@ async def make_payee(
     return MadePayee(payee.id, subject, account, kind.value)
 
 
+async def move_account(
+    engine: AsyncEngine,
+    settings: Settings,
+    payee: MadePayee,
+    account: tuple[str, str],
+    cooling_off: timedelta = timedelta(hours=72),
+) -> PayoutAccount:
+    """The payee changes to the bank `account` as the payees API changes one (verified at
+    the sandbox `settings` point at; stored `failed` when Cashfree refuses it)."""
+    client = payouts_client(settings)
+    try:
+        return await change_account(
+            engine, client, _RING, payee.id, account=account, cooling_off=cooling_off
+        )
+    finally:
+        await client.aclose()
+
+
 @dataclass(frozen=True)
 class _Purchase:
     id: uuid.UUID

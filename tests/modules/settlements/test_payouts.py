@@ -20,12 +20,14 @@ from commdesk_billing.modules.settlements.settle_now import settle_now
 from commdesk_billing.security.jwt import Role
 from commdesk_billing.storage import LocalDocumentStore
 from tests.harness.stack import Stack
+from tests.modules.payees.helpers import INVALID_ACCOUNT
 from tests.modules.settlements.conftest import PAYOUT_STEP_S
 from tests.modules.settlements.helpers import (
     MadePayee,
     Payouts,
     earn,
     make_payee,
+    move_account,
     payable,
     scalar,
     wait_attempts,
@@ -184,6 +186,23 @@ async def test_a_payee_in_its_cooling_off_is_not_settled(settle_stack: Stack) ->
     outcome = await _settle(stack, payee)
     assert (outcome.created, outcome.waiting) == (False, "not_payable")
     assert await payable(stack.engine, payee) == 50_000
+
+
+async def test_a_payee_moved_to_an_account_cashfree_refuses_is_not_settled(
+    settle_stack: Stack,
+) -> None:
+    stack = settle_stack
+    payee = await make_payee(stack.engine, stack.settings)
+    await earn(stack.engine, payee, 50_000)
+    # Cashfree's invalid test account: its verification says INVALID_BANK_ACCOUNT, so the
+    # new version is stored failed, with no beneficiary, and it is the current one.
+    account = await move_account(stack.engine, stack.settings, payee, INVALID_ACCOUNT)
+    assert (account.verification_status.value, account.beneficiary_id) == ("failed", None)
+    outcome = await _settle(stack, payee)
+    assert (outcome.created, outcome.waiting) == (False, "not_payable")
+    assert await payable(stack.engine, payee) == 50_000
+    report = await verify_ledger(stack.engine)
+    assert report.ok, [str(f) for f in report.findings]
 
 
 async def test_a_retryable_failure_is_paid_under_a_new_transfer_id(
@@ -424,7 +443,8 @@ async def test_a_reversal_whose_webhook_was_lost_is_found_by_the_sync(
 # Cashfree's sandbox test accounts (bank account and IFSC, or a VPA) and how a settlement
 # paid to each ends: (status, failure code, transfers tried). Its invalid bank account
 # (`026291800001190`) is not among them: bank-account verification refuses it, so it is
-# never a payee's payable account (below); the invalid VPA is the failure that needs new
+# never a payee's payable account (`test_a_payee_moved_to_an_account_cashfree_refuses…`);
+# the invalid VPA is the failure that needs new
 # details here.
 TEST_ACCOUNTS: dict[str, tuple[tuple[str, str] | str, tuple[str, str, int]]] = {
     "invalid VPA": (
