@@ -8,9 +8,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from commdesk_billing.config import Settings
 from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
+from tests.gateway.sandbox.conftest import sandbox_url
 from tests.harness.stack import Stack, StackFactory
+from tests.modules.payees.helpers import payout_settings
 from tests.modules.settlements.helpers import Payouts
+
+__all__ = ["sandbox_url"]
 
 # 10 % reserve, 1 % TDS, 0.5 % TCS, a ₹1.18 fee (Cashfree's charge passed on).
 TERMS = {
@@ -24,6 +29,14 @@ TERMS = {
     "settlement_sync_after_s": 1.0,
 }
 PAYOUT_STEP_S = 3600.0  # transfers move only when a test moves the sandbox's clock
+
+
+@pytest.fixture(scope="session")
+def payee_settings(settings: Settings, sandbox_url: str) -> Settings:
+    """The suite's settings with Payouts pointed at the session's sandbox: where the tests
+    without a stack of their own verify their payees' accounts and add their beneficiaries
+    (no transfer is ever sent there: no worker runs on their databases)."""
+    return payout_settings(settings, sandbox_url)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
-"""What the settlements tests share: a verified payee (a partner, paid by UPI, with its
-Cashfree beneficiary at the sandbox), money it earned through real journals (partner shares
-posted by the partners' own entry point), waiting for a settlement's status, the sandbox's
-Payouts controls."""
+"""What the settlements tests share: a payable payee (a partner's or a community's, paid by
+UPI or to a bank account, verified and given its Cashfree beneficiary at a sandbox by the
+payees' own service, exactly as the payees API stores one), money it earned through real
+journals (partner shares posted by the partners' own entry point), waiting for a
+settlement's status, the sandbox's Payouts controls."""
 
 from __future__ import annotations
 
@@ -19,113 +20,124 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
-from commdesk_billing.gateway.payout_models import mask
-from commdesk_billing.gateway.payouts import CashfreePayoutsClient
+from commdesk_billing.gateway.factory import payouts_client
 from commdesk_billing.modules.partners import service as partners
+from commdesk_billing.modules.payees import service as payees
+from commdesk_billing.modules.payees.model import PayeeKind, PayoutAccount, PayoutMethod
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.security.sealed import KeyRing
+from tests.modules.payees.helpers import change_account, payable_payee
 
-# Test keys only: account numbers of Cashfree's sandbox, sealed as payees seal them.
+# Test keys only: the payees' sealing ring (a stack's settings carry none of their own).
 _RING = KeyRing(keys={"test1": os.urandom(32)}, current="test1", fingerprint_key=os.urandom(32))
 
 
 @dataclass(frozen=True)
 class MadePayee:
     id: uuid.UUID
-    partner_id: str
-    beneficiary_id: str
-    vpa: str
+    partner_id: str  # the payee's subject: a partner's id, or a community's
+    account: PayoutAccount  # its current account, as the payees' service stored it
     kind: str = "partner"
 
     @property
     def payable_code(self) -> str:
         return f"{self.kind}:{self.partner_id}:payable"
 
+    @property
+    def beneficiary_id(self) -> str:
+        assert self.account.beneficiary_id is not None
+        return self.account.beneficiary_id
 
-def payouts_client(settings: Settings) -> CashfreePayoutsClient:
-    assert settings.cashfree_payout_client_id and settings.cashfree_payout_client_secret
-    return CashfreePayoutsClient(
-        base_url=settings.cashfree_payout_base_url,
-        verification_base_url=settings.cashfree_verification_base_url,
-        client_id=settings.cashfree_payout_client_id,
-        client_secret=settings.cashfree_payout_client_secret.get_secret_value(),
-        timeout_s=5.0,
+    @property
+    def vpa(self) -> str | None:
+        return self.account.vpa
+
+
+def _policy(settings: Settings) -> payees.Policy:
+    """The policy the payees API applies (`modules/payees/api.py`)."""
+    return payees.Policy(
+        cooling_off=timedelta(seconds=settings.payout_cooling_off_s),
+        name_match_min=settings.payout_name_match_min,
     )
 
 
 async def make_payee(
     engine: AsyncEngine,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
-    blocked_until: datetime | None = None,
-    beneficiary: bool = True,
+    cooling_off: timedelta | None = None,
     community_id: str | None = None,
     bank: tuple[str, str] | None = None,
+    vpa: str | None = None,
 ) -> MadePayee:
-    """A partner (or community) payee with a verified current UPI account (or `bank`, a
-    Cashfree test account and IFSC, sealed under test keys), its beneficiary added at the
-    sandbox (when `settings` are given) through our Payouts client."""
-    partner_id = community_id or f"p-{uuid.uuid4().hex[:12]}"
-    kind = "community" if community_id else "partner"
-    payee_id = uuid.uuid4()
-    bene = f"bene_{uuid.uuid4().hex[:20]}"
-    vpa = f"payee{uuid.uuid4().hex[:10]}@upi"
-    if settings is not None and beneficiary:
-        client = payouts_client(settings)
-        try:
-            if bank is None:
-                await client.add_beneficiary(beneficiary_id=bene, name="Priya Sharma", vpa=vpa)
-            else:
-                await client.add_beneficiary(
-                    beneficiary_id=bene,
-                    name="Priya Sharma",
-                    bank_account_number=bank[0],
-                    bank_ifsc=bank[1],
-                )
-        finally:
-            await client.aclose()
-    now = datetime.now(UTC)
-
-    async def work(conn: AsyncConnection) -> None:
-        if kind == "partner":
-            await partners.create_partner(
-                conn, partner_id=partner_id, name="Referrer", share_bps=5000, reason="t", by="t"
-            )
-        await conn.execute(
-            text("""
-            INSERT INTO payees (id, kind, subject_id, display_name, status, created_by)
-            VALUES (:id, :kind, :s, 'Payee', 'active', 'test')"""),
-            {"id": payee_id, "s": partner_id, "kind": kind},
+    """A partner's payee (or `community_id`'s; the community must be in MongoDB for the
+    routes that look it up) made through the payees' service against the sandbox
+    `settings` point at: a fresh UPI VPA (or `vpa`, or `bank`: an account and IFSC, one of
+    Cashfree's test accounts say), verified, with its beneficiary; payable at once.
+    With `cooling_off`, the payee then changes to a fresh bank account as the API does, so
+    it is payable only once that cooling-off has passed. One account is one payee's at a
+    time: a scripted account or VPA may be used by one payee per database."""
+    subject = community_id or f"p-{uuid.uuid4().hex[:12]}"
+    kind = PayeeKind.community if community_id else PayeeKind.partner
+    if kind is PayeeKind.partner:
+        await in_transaction(
+            engine,
+            lambda conn: partners.create_partner(
+                conn, partner_id=subject, name="Referrer", share_bps=5000, reason="t", by="t"
+            ),
         )
-        sealed = fingerprint = ifsc = None
+    client = payouts_client(settings)
+    try:
         if bank is not None:
-            sealed = _RING.seal(bank[0], owner=str(payee_id))
-            fingerprint, ifsc = _RING.fingerprint(bank[0]), bank[1]
-        await conn.execute(
-            text("""
-            INSERT INTO payout_accounts (id, payee_id, version, method, account_holder,
-                account_sealed, account_fingerprint, account_mask, ifsc, vpa,
-                verification_status, verified_at, beneficiary_id, payouts_blocked_until,
-                created_by)
-            VALUES (:id, :p, 1, :method, 'Priya Sharma', :sealed, :fp, :mask, :ifsc, :vpa,
-                    'verified', :at, :b, :until, 'test')"""),
-            {
-                "id": uuid.uuid4(),
-                "p": payee_id,
-                "method": "upi" if bank is None else "bank",
-                "sealed": sealed,
-                "fp": fingerprint,
-                "ifsc": ifsc,
-                "mask": "XXXX@upi" if bank is None else mask(bank[0]),
-                "vpa": vpa if bank is None else None,
-                "at": now,
-                "b": bene,
-                "until": blocked_until or now - timedelta(days=1),
-            },
-        )
+            payee, account = await payable_payee(
+                engine, client, _RING, kind=kind, subject_id=subject, account=bank
+            )
+        else:
+            request = payees.AccountRequest(
+                PayoutMethod.upi, "Priya Sharma", vpa=vpa or f"payee{uuid.uuid4().hex[:10]}@upi"
+            )
 
-    await in_transaction(engine, work)
-    return MadePayee(payee_id, partner_id, bene, vpa, kind)
+            async def upi(conn: AsyncConnection) -> tuple[Any, PayoutAccount]:
+                made = await payees.create_payee(
+                    conn, kind=kind, subject_id=subject, display_name="Payee", by="tests"
+                )
+                acct, _ = await payees.change_account(
+                    conn,
+                    client=client,
+                    ring=_RING,
+                    policy=_policy(settings),
+                    payee_id=made.id,
+                    req=request,
+                    by="tests",
+                )
+                return made, acct
+
+            payee, account = await in_transaction(engine, upi)
+        assert account.verification_status.value == "verified", account.verification_detail
+        if cooling_off is not None:
+            account = await change_account(engine, client, _RING, payee.id, cooling_off=cooling_off)
+            assert account.payouts_blocked_until > datetime.now(UTC)
+    finally:
+        await client.aclose()
+    return MadePayee(payee.id, subject, account, kind.value)
+
+
+async def move_account(
+    engine: AsyncEngine,
+    settings: Settings,
+    payee: MadePayee,
+    account: tuple[str, str],
+    cooling_off: timedelta = timedelta(hours=72),
+) -> PayoutAccount:
+    """The payee changes to the bank `account` as the payees API changes one (verified at
+    the sandbox `settings` point at; stored `failed` when Cashfree refuses it)."""
+    client = payouts_client(settings)
+    try:
+        return await change_account(
+            engine, client, _RING, payee.id, account=account, cooling_off=cooling_off
+        )
+    finally:
+        await client.aclose()
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(
-    settings: Settings, engine: AsyncEngine, mongodb: Any, app: Any
+    settings: Settings, engine: AsyncEngine, mongodb: Any, app: Any, payee_settings: Settings
 ) -> tuple[World, uuid.UUID, uuid.UUID]:
     """A community whose owner is `owner_record`, its payee, and one settlement of it made
     from spends in the community (nothing is sent: no worker runs on this database)."""
@@ -89,7 +89,7 @@ async def world(
             headers=auth(tok, uuid.uuid4().hex),
         )
         assert r.status_code == 201, r.text
-    payee = await make_payee(engine, community_id=community)
+    payee = await make_payee(engine, payee_settings, community_id=community)
     [outcome] = await service.run(
         engine,
         settings,
@@ -108,6 +108,7 @@ async def test_every_caller_gets_what_the_matrix_says(
     client: httpx.AsyncClient,
     engine: AsyncEngine,
     world: tuple[World, uuid.UUID, uuid.UUID],
+    payee_settings: Settings,
 ) -> None:
     w, payee_id, settlement_id = world
     method, path = route.split(" ", 1)
@@ -115,7 +116,7 @@ async def test_every_caller_gets_what_the_matrix_says(
         body = None
         if method == "POST":
             # A payee of its own with nothing earned: the run settles nothing.
-            body = {"payee_id": str((await make_payee(engine)).id)}
+            body = {"payee_id": str((await make_payee(engine, payee_settings)).id)}
         url = path.format(payee_id=payee_id, settlement_id=settlement_id)
         r = await client.request(method, url, json=body, headers=w.headers(caller))
         if caller in SETTLEMENT_ALLOW[route]:
@@ -156,10 +157,10 @@ async def test_hostile_run_bodies_are_problems_and_settle_nothing(
 
 
 async def test_a_run_needs_a_key_and_a_repeat_answers_as_the_first(
-    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine, payee_settings: Settings
 ) -> None:
     tok = issue_token(settings, sub="finance-1", role=Role.finance_admin)
-    payee = await make_payee(engine)
+    payee = await make_payee(engine, payee_settings)
     body = {"payee_id": str(payee.id)}
     r = await client.post("/v1/settlements/runs", json=body, headers=auth(tok))
     _problem(r, 400, "idempotency_key_required")

@@ -20,12 +20,14 @@ from commdesk_billing.modules.settlements.settle_now import settle_now
 from commdesk_billing.security.jwt import Role
 from commdesk_billing.storage import LocalDocumentStore
 from tests.harness.stack import Stack
+from tests.modules.payees.helpers import INVALID_ACCOUNT
 from tests.modules.settlements.conftest import PAYOUT_STEP_S
 from tests.modules.settlements.helpers import (
     MadePayee,
     Payouts,
     earn,
     make_payee,
+    move_account,
     payable,
     scalar,
     wait_attempts,
@@ -122,7 +124,7 @@ async def test_a_settlement_with_reserve_tds_tcs_and_fee_is_paid_with_its_utr(
         "WHERE transfer_id = :t",
         t=f"stl{s.id.hex}a1",
     )
-    assert kept and "SUCCESS" in kept and payee.vpa not in kept
+    assert payee.vpa and kept and "SUCCESS" in kept and payee.vpa not in kept
     assert (await _legs(stack, s))["settlement.paid"] == {
         "inr:payouts_in_transit": 109_326,
         "inr:cashfree_payouts_cash": -109_326,
@@ -178,13 +180,29 @@ async def test_a_net_below_the_minimum_waits_and_posts_nothing(settle_stack: Sta
 
 async def test_a_payee_in_its_cooling_off_is_not_settled(settle_stack: Stack) -> None:
     stack = settle_stack
-    payee = await make_payee(
-        stack.engine, stack.settings, blocked_until=datetime.now(UTC) + timedelta(days=2)
-    )
+    # Its account was just changed: payable only after the cooling-off.
+    payee = await make_payee(stack.engine, stack.settings, cooling_off=timedelta(days=2))
     await earn(stack.engine, payee, 50_000)
     outcome = await _settle(stack, payee)
     assert (outcome.created, outcome.waiting) == (False, "not_payable")
     assert await payable(stack.engine, payee) == 50_000
+
+
+async def test_a_payee_moved_to_an_account_cashfree_refuses_is_not_settled(
+    settle_stack: Stack,
+) -> None:
+    stack = settle_stack
+    payee = await make_payee(stack.engine, stack.settings)
+    await earn(stack.engine, payee, 50_000)
+    # Cashfree's invalid test account: its verification says INVALID_BANK_ACCOUNT, so the
+    # new version is stored failed, with no beneficiary, and it is the current one.
+    account = await move_account(stack.engine, stack.settings, payee, INVALID_ACCOUNT)
+    assert (account.verification_status.value, account.beneficiary_id) == ("failed", None)
+    outcome = await _settle(stack, payee)
+    assert (outcome.created, outcome.waiting) == (False, "not_payable")
+    assert await payable(stack.engine, payee) == 50_000
+    report = await verify_ledger(stack.engine)
+    assert report.ok, [str(f) for f in report.findings]
 
 
 async def test_a_retryable_failure_is_paid_under_a_new_transfer_id(
@@ -422,12 +440,16 @@ async def test_a_reversal_whose_webhook_was_lost_is_found_by_the_sync(
     await _checks_clean(stack)
 
 
-# Cashfree's sandbox test accounts (bank account, IFSC) and how a settlement paid to each
-# ends: (status, failure code, transfers tried).
-TEST_ACCOUNTS = {
-    "invalid account": (
-        ("026291800001190", "YESB0000262"),
-        ("failed", "needs_new_bank_details:INVALID_ACCOUNT_FAIL", 1),
+# Cashfree's sandbox test accounts (bank account and IFSC, or a VPA) and how a settlement
+# paid to each ends: (status, failure code, transfers tried). Its invalid bank account
+# (`026291800001190`) is not among them: bank-account verification refuses it, so it is
+# never a payee's payable account (`test_a_payee_moved_to_an_account_cashfree_refuses…`);
+# the invalid VPA is the failure that needs new
+# details here.
+TEST_ACCOUNTS: dict[str, tuple[tuple[str, str] | str, tuple[str, str, int]]] = {
+    "invalid VPA": (
+        "failure@upi",
+        ("failed", "needs_new_bank_details:INVALID_BENE_VPA", 1),
     ),
     "pending, then declined every time": (
         ("7766666351000", "YESB0000001"),
@@ -446,7 +468,10 @@ async def test_cashfree_test_accounts_end_as_cashfree_says(
 ) -> None:
     stack = settle_stack
     account, (status, code, tried) = TEST_ACCOUNTS[case]
-    payee = await make_payee(stack.engine, stack.settings, bank=account)
+    if isinstance(account, str):
+        payee = await make_payee(stack.engine, stack.settings, vpa=account)
+    else:
+        payee = await make_payee(stack.engine, stack.settings, bank=account)
     await earn(stack.engine, payee, 30_000)
     s = await _settled(stack, payee)
     for _ in range(60):  # each step moves the sandbox's clock, never waits one out

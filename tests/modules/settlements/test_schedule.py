@@ -23,12 +23,13 @@ from tests.modules.settlements.helpers import earn, make_payee, payable, scalar
 
 
 async def test_a_period_settles_each_payee_once_up_to_its_start(
-    scratch_engine: AsyncEngine,
+    scratch_engine: AsyncEngine, payee_settings: Settings
 ) -> None:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
-    paid = await make_payee(scratch_engine)
-    cooling = await make_payee(scratch_engine, blocked_until=datetime.now(UTC) + timedelta(days=30))
-    small = await make_payee(scratch_engine)
+    paid = await make_payee(scratch_engine, payee_settings)
+    # A changed account, still in its cooling-off at next week's run.
+    cooling = await make_payee(scratch_engine, payee_settings, cooling_off=timedelta(days=30))
+    small = await make_payee(scratch_engine, payee_settings)
     await earn(scratch_engine, paid, 50_000)
     await earn(scratch_engine, cooling, 50_000)
     await earn(scratch_engine, small, 5_000)
@@ -67,10 +68,10 @@ async def test_a_period_settles_each_payee_once_up_to_its_start(
 
 
 async def test_a_receivable_is_never_paid_and_is_netted_from_what_comes_next(
-    scratch_engine: AsyncEngine,
+    scratch_engine: AsyncEngine, payee_settings: Settings
 ) -> None:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
-    payee = await make_payee(scratch_engine)
+    payee = await make_payee(scratch_engine, payee_settings)
     payment_id = await earn(scratch_engine, payee, 50_000)
 
     async def run() -> Outcome:
@@ -115,10 +116,10 @@ async def test_a_receivable_is_never_paid_and_is_netted_from_what_comes_next(
 
 
 async def test_two_schedulers_racing_over_every_payee_make_one_settlement_each(
-    scratch_engine: AsyncEngine,
+    scratch_engine: AsyncEngine, payee_settings: Settings
 ) -> None:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
-    payees = [await make_payee(scratch_engine) for _ in range(3)]
+    payees = [await make_payee(scratch_engine, payee_settings) for _ in range(3)]
     for p in payees:
         await earn(scratch_engine, p, 40_000)
     next_week = datetime.now(UTC) + timedelta(days=7)

@@ -69,9 +69,9 @@ CASES: dict[str, tuple[str, tuple[object, ...], set[str]]] = {
 }
 
 
-async def _paid_settlement(engine: AsyncEngine) -> uuid.UUID:
+async def _paid_settlement(engine: AsyncEngine, payee_settings: Settings) -> uuid.UUID:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
-    payee = await make_payee(engine)
+    payee = await make_payee(engine, payee_settings)
     await earn(engine, payee, 50_000)
     [outcome] = await service.run(
         engine, settings, by="t", payee_id=payee.id, period="t:1", cut_off=datetime.now(UTC)
@@ -100,9 +100,9 @@ async def _paid_settlement(engine: AsyncEngine) -> uuid.UUID:
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_each_settlement_check_catches_its_tamper(
-    case: str, scratch_database_url: str, scratch_engine: AsyncEngine
+    case: str, scratch_database_url: str, scratch_engine: AsyncEngine, payee_settings: Settings
 ) -> None:
-    settlement_id = await _paid_settlement(scratch_engine)
+    settlement_id = await _paid_settlement(scratch_engine, payee_settings)
     clean = await verify_ledger(scratch_engine)
     assert clean.ok, [str(f) for f in clean.findings]
     sql, args, expected = CASES[case]
