@@ -8,11 +8,7 @@ with the Payouts app's secret — that it is that app's and not PG's is an infer
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
-
-from pydantic import ValidationError
 
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.payout_models import TransferWebhook
@@ -37,11 +33,12 @@ def read_transfer_webhook(
 ) -> TransferWebhook:
     """`secrets`: the Payouts client secret first, then any being rotated out.
     `headers` with lower-case names, as Starlette and httpx give them."""
-    signature.check(
-        headers, body, secrets, max_age_s=max_age_s, max_future_s=max_future_s, now_s=now_s
+    return signature.read_signed(
+        TransferWebhook,
+        body,
+        headers,
+        secrets,
+        max_age_s=max_age_s,
+        max_future_s=max_future_s,
+        now_s=now_s,
     )
-    try:
-        return TransferWebhook.model_validate(json.loads(body, parse_float=Decimal))
-    except (ValueError, ValidationError) as exc:
-        # Signed but unreadable: Cashfree's word, in a shape we do not know.
-        raise Refused("webhook_unreadable", f"payload unreadable: {str(exc)[:300]}") from exc

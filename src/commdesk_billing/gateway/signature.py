@@ -12,8 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Body = TypeVar("Body", bound=BaseModel)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -69,3 +76,23 @@ def check(
     if age_s > max_age_s or -age_s > max_future_s:
         raise Refused("webhook_stale", "signature timestamp outside the window")
     return ts
+
+
+def read_signed(
+    model: type[Body],
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    *,
+    max_age_s: float,
+    max_future_s: float,
+    now_s: float | None = None,
+) -> Body:
+    """A webhook's body as `model`, once its signature over the exact bytes is good (`check`);
+    amounts read as Decimal, never float. Signed but unreadable is `webhook_unreadable`:
+    Cashfree's word, in a shape we do not know."""
+    check(headers, body, secrets, max_age_s=max_age_s, max_future_s=max_future_s, now_s=now_s)
+    try:
+        return model.model_validate(json.loads(body, parse_float=Decimal))
+    except (ValueError, ValidationError) as exc:
+        raise Refused("webhook_unreadable", f"payload unreadable: {str(exc)[:300]}") from exc

@@ -7,11 +7,7 @@ app), so they are signed with the PG client secret (§5.2), not the Payouts one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
-
-from pydantic import ValidationError
 
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.signature import Refused
@@ -36,13 +32,15 @@ def read_vendor_settlement_webhook(
 ) -> VendorSettlementWebhook:
     """`secrets`: the PG client secret first, then any being rotated out. `headers` with
     lower-case names. A signed body of another type is refused (`webhook_unexpected`)."""
-    signature.check(
-        headers, body, secrets, max_age_s=max_age_s, max_future_s=max_future_s, now_s=now_s
+    hook = signature.read_signed(
+        VendorSettlementWebhook,
+        body,
+        headers,
+        secrets,
+        max_age_s=max_age_s,
+        max_future_s=max_future_s,
+        now_s=now_s,
     )
-    try:
-        hook = VendorSettlementWebhook.model_validate(json.loads(body, parse_float=Decimal))
-    except (ValueError, ValidationError) as exc:
-        raise Refused("webhook_unreadable", f"payload unreadable: {str(exc)[:300]}") from exc
     if hook.type not in VendorSettlementEvent.ALL:
         raise Refused("webhook_unexpected", f"not a vendor settlement webhook: {hook.type[:60]}")
     return hook
