@@ -80,11 +80,13 @@ async def community_payables(conn: AsyncConnection, report: VerifyReport) -> Non
             SELECT coalesce(-sum(amount) FILTER (WHERE account_id = :payable), 0) AS paise,
                    coalesce(-sum(amount) FILTER (WHERE account_id = :earnings), 0) AS credits
               FROM ledger_entries e WHERE account_id IN (:payable, :earnings)
-               -- Sponsorship releases and settlements are checked by their own checks.
-               AND NOT EXISTS (SELECT 1 FROM ledger_journals j
-                                WHERE j.id = e.journal_id
-                                  AND (j.kind LIKE 'sponsorship.%'
-                                       OR j.kind LIKE 'settlement.%'))""",
+               -- Sponsorship releases into the payable and settlements out of it are checked
+               -- by their own checks; neither touches earnings, so nothing there is left out.
+               AND NOT (account_id = :payable
+                        AND EXISTS (SELECT 1 FROM ledger_journals j
+                                     WHERE j.id = e.journal_id
+                                       AND (j.kind LIKE 'sponsorship.%'
+                                            OR j.kind LIKE 'settlement.%')))""",
             {"payable": accounts.payable, "earnings": accounts.earnings},
         )
         want_paise, want_credits = int(c.paise or 0), int(c.credits or 0)

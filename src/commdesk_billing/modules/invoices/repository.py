@@ -151,6 +151,8 @@ async def undocumented(
             (SELECT 'refund.succeeded', 'refund_id', f.id
                FROM refunds f
               WHERE f.status = 'SUCCESS' AND f.processed_at < :t
+                -- A refund of none of our supply has no credit note to issue.
+                AND f.amount_paise > f.passthrough_paise
                 AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.refund_id = f.id)
               ORDER BY f.processed_at LIMIT :limit)"""),
             {"t": older_than, "limit": limit},

@@ -241,9 +241,11 @@ def _reference(order_id: str, gateway_id: str | None) -> str:
 
 async def issue_credit_note(
     conn: AsyncConnection, settings: Settings, refund_id: uuid.UUID, *, at: datetime | None = None
-) -> Invoice:
+) -> Invoice | None:
     """The credit note of a successful refund, against the purchase's tax invoice (issued
-    first, in this same transaction, if its own message has not arrived yet)."""
+    first, in this same transaction, if its own message has not arrived yet). None when the
+    refund returned none of our supply (a sponsorship refund whose share of the fee and GST
+    rounds to nothing): no taxable value or tax is reduced, so there is nothing to credit."""
     refund = await refunds.get(conn, refund_id)
     if refund is None:
         raise NotFound(f"refund {refund_id} does not exist")
@@ -252,6 +254,8 @@ async def issue_credit_note(
         return existing
     if refund.status is not RefundStatus.SUCCESS:
         raise DocumentPending(f"refund {refund.id} is {refund.status.value}, not done")
+    if refund.amount_paise == refund.passthrough_paise:
+        return None
     payment = await payments.get(conn, refund.payment_id)
     assert payment is not None
     when = max(at or datetime.now(UTC), original.issued_at)

@@ -93,12 +93,17 @@ def refund_figures(
     `before` = (fee, cgst, sgst, igst). Each part is cumulative: round-half-up(part x
     escrow refunded so far / amount) less what earlier refunds took, so any sequence of
     refunds adds up to the whole fee and GST exactly when the whole amount is returned, and
-    never more."""
+    never more.
+
+    Never less than 0 either: after a refund that was not made (CANCELLED), the standing
+    ones may have taken a paisa more than their own escrow now rounds to (it was rounded
+    with the cancelled one's), and the next small refund then takes none rather than give
+    one back. The whole is still reached exactly by the refund that returns the rest."""
     if not 0 < escrow <= amount_paise - escrow_before:
         raise ValueError("a refund returns some escrow, and no more than is left")
     so_far = escrow_before + escrow
     parts = [
-        half_up(whole * so_far, amount_paise) - taken
+        max(0, half_up(whole * so_far, amount_paise) - taken)
         for whole, taken in zip(
             (fee_paise, cgst_paise, sgst_paise, igst_paise), before, strict=True
         )

@@ -25,18 +25,23 @@ async def sponsorship_funding(conn: AsyncConnection, report: VerifyReport) -> No
     passthrough, fee = taxable, GST = GST) and its fee is its rate of its amount; it is
     funded exactly when its payment was handed over (CREDITED), and its funding journal is
     Dr clearing total, Cr fee revenue fee, Cr GST payable GST, Cr escrow amount, nothing
-    else; no funding journal exists for a sponsorship that says it was not funded."""
+    else, for the community the row names; no funding journal exists for a sponsorship that
+    says it was not funded. Its sponsor is its payment's payer: a row redirected to another
+    community or sponsor before its releases would otherwise agree with everything written
+    after it."""
     for r in await rows(
         conn,
         """
         SELECT s.id, s.status, s.total_paise, s.amount_paise, s.fee_paise, s.gst_paise,
+               s.community_id, x.community_id AS funded_for,
+               s.sponsor_user_id = p.user_id AS payer,
                p.status AS payment_status, p.amount_paise AS p_amount,
                p.passthrough_paise AS p_pass, p.taxable_paise AS p_taxable,
                p.gst_amount_paise AS p_gst, x.kind, x.clearing, x.fees, x.gst, x.escrow,
                x.other
           FROM sponsorships s JOIN payments p ON p.id = s.payment_id
           LEFT JOIN LATERAL (
-            SELECT j.kind,
+            SELECT j.kind, j.metadata->>'community_id' AS community_id,
                    coalesce(sum(e.amount) FILTER (WHERE e.account_id = :clearing), 0)
                        AS clearing,
                    coalesce(sum(e.amount) FILTER (WHERE e.account_id = :fees), 0) AS fees,
@@ -46,9 +51,10 @@ async def sponsorship_funding(conn: AsyncConnection, report: VerifyReport) -> No
                                                                :escrow)) AS other
               FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.id
              WHERE j.idempotency_key = 'sponsorship:' || s.id || '\\:funded'
-             GROUP BY j.id, j.kind) x ON true
+             GROUP BY j.id, j.kind, j.metadata) x ON true
          WHERE (p.amount_paise, p.passthrough_paise, p.taxable_paise, p.gst_amount_paise)
                <> (s.total_paise, s.amount_paise, s.fee_paise, s.gst_paise)
+            OR s.sponsor_user_id <> p.user_id
             OR s.fee_paise <> (2 * s.amount_paise * s.fee_bps + 10000) / 20000
             OR (s.status = 'awaiting_payment') <> (p.status <> 'CREDITED')
             OR (s.status = 'awaiting_payment' AND x.kind IS NOT NULL)
@@ -56,13 +62,15 @@ async def sponsorship_funding(conn: AsyncConnection, report: VerifyReport) -> No
                 AND (x.kind IS DISTINCT FROM 'sponsorship.funded'
                      OR x.clearing <> s.total_paise OR x.fees <> -s.fee_paise
                      OR x.gst <> -s.gst_paise OR x.escrow <> -s.amount_paise
-                     OR x.other <> 0))""",
+                     OR x.other <> 0 OR x.community_id IS DISTINCT FROM s.community_id))""",
         _ACCOUNTS,
     ):
         report.add(
             "sponsorship_funding",
             f"sponsorship {r.id}",
-            f"{r.status}, payment {r.payment_status} of {r.p_amount} ({r.p_pass} passthrough, "
+            f"{r.status} for community {r.community_id} (funded for {r.funded_for}), "
+            f"{'its payer' if r.payer else 'not its payer'} the sponsor, "
+            f"payment {r.payment_status} of {r.p_amount} ({r.p_pass} passthrough, "
             f"{r.p_taxable} taxable, {r.p_gst} GST); row says {r.total_paise} = "
             f"{r.amount_paise} + {r.fee_paise} + {r.gst_paise}; its {r.kind} journal moves "
             f"{r.clearing} clearing, {r.fees} fee, {r.gst} GST, {r.escrow} escrow, "

@@ -40,7 +40,9 @@ class SponsorshipRequest(StrictInput):
     customer_phone: Phone
     customer_email: Email | None = None
     buyer_state: StateCode | None = Field(
-        None, description="GST state code of the sponsor (place of supply); default ours"
+        None,
+        description="GST state code of the sponsor (place of supply); default: the one on "
+        "the sponsor's record, else ours",
     )
 
 

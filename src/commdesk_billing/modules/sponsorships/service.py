@@ -86,6 +86,11 @@ def _milestones(req: SponsorshipRequest) -> list[tuple[str, int]]:
     return [(m.title, m.amount_paise) for m in req.milestones]
 
 
+async def _recorded_state(conn: AsyncConnection, principal: Principal) -> str | None:
+    user_id = await users.user_id_for(conn, principal.sub)
+    return None if user_id is None else (await users.get_user(conn, user_id)).state_code
+
+
 async def create(
     engine: AsyncEngine,
     client: CashfreeClient,
@@ -106,7 +111,13 @@ async def create(
             max_paise=high,
         )
     milestones = _milestones(req)
-    buyer_state = req.buyer_state or settings.seller_state_code
+    # The place of supply as for a purchase (`ordering.open_order`): the request's state,
+    # else the one on the sponsor's record, else ours.
+    buyer_state = (
+        req.buyer_state
+        or await in_transaction(engine, lambda conn: _recorded_state(conn, principal))
+        or settings.seller_state_code
+    )
     fig = figures(
         req.amount_paise,
         fee_bps=settings.sponsorship_fee_bps,

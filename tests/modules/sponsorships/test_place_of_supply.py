@@ -1,0 +1,38 @@
+"""A sponsorship's GST follows the sponsor's state as a purchase's does: the state named in
+the request, else the one on the sponsor's record, else ours."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.harness.stack import Stack
+from tests.modules.sponsorships.conftest import Put, open_sponsorship, sponsor_token
+
+
+async def test_the_sponsors_recorded_state_decides_igst_as_for_a_purchase(
+    stack: Stack, put: Put
+) -> None:
+    cid = await put()
+    sub = f"sponsor-{uuid.uuid4().hex[:12]}"
+    tok = sponsor_token(stack, sub)
+    first = await open_sponsorship(stack, tok, cid)
+    # Ours (29) while the record names no state: CGST + SGST.
+    assert await stack.scalar(
+        "SELECT (buyer_state, cgst_paise > 0, igst_paise) FROM payments WHERE id = :p",
+        p=first["payment"]["id"],
+    ) == ("29", True, 0)
+    await stack.execute("UPDATE users SET state_code = '27' WHERE external_id = :s", s=sub)
+    second = await open_sponsorship(stack, tok, cid)
+    # Maharashtra's sponsor, a Karnataka seller: IGST, as their credit purchase would be.
+    assert await stack.scalar(
+        "SELECT (buyer_state, cgst_paise, sgst_paise, igst_paise) FROM payments WHERE id = :p",
+        p=second["payment"]["id"],
+    ) == ("27", 0, 0, second["gst_paise"])
+    # A state in the request still wins.
+    third = await open_sponsorship(stack, tok, cid, buyer_state="29")
+    assert (
+        await stack.scalar(
+            "SELECT buyer_state FROM payments WHERE id = :p", p=third["payment"]["id"]
+        )
+        == "29"
+    )
