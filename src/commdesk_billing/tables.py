@@ -47,6 +47,9 @@ OWNERS: dict[str, str] = {
     "payout_accounts": "modules/payees",
     "sponsorships": "modules/sponsorships",
     "sponsorship_milestones": "modules/sponsorships",
+    "split_vendors": "modules/splits",
+    "vendor_settlements": "modules/splits",
+    "vendor_settlement_webhooks": "modules/splits",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

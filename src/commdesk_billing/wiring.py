@@ -40,6 +40,8 @@ from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
+from commdesk_billing.modules.splits import invariants as split_invariants
+from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
@@ -175,6 +177,13 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
         # Hourly: a document or PDF is only this late after a dead letter or a long outage.
         Job("render_pending_documents", 3600, lambda: render_pending(engine)),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
+        # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
+        # turns ACTIVE (and takes split sponsorships) without anyone reading it.
+        Job(
+            "refresh_split_vendors",
+            settings.split_vendor_refresh_every_s,
+            lambda: _refresh_split_vendors(settings, engine),
+        ),
         Job(
             "prune_outbox_inbox",
             3600,
@@ -185,6 +194,11 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
             ),
         ),
     ]
+
+
+async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:
+    async with cashfree_client(settings) as client:
+        await splits.refresh_waiting(engine, client)
 
 
 def verify_checks() -> tuple[Check, ...]:
@@ -199,6 +213,7 @@ def verify_checks() -> tuple[Check, ...]:
         *partner_invariants.CHECKS,
         *payee_invariants.CHECKS,
         *sponsorship_invariants.CHECKS,
+        *split_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

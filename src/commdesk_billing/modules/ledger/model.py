@@ -51,6 +51,9 @@ class House:
     # milestone is released (credit-normal), and the platform's fee on sponsorships.
     SPONSORSHIP_ESCROW = house_account_id("inr:sponsorship_escrow")
     SPONSORSHIP_FEE_REVENUE = house_account_id("inr:sponsorship_fee_revenue")
+    # Easy Split (migration 0013): what Cashfree collected for vendors (communities) and
+    # settles to them directly; credit-normal, never ours.
+    VENDOR_SETTLEMENTS_DUE = house_account_id("inr:vendor_settlements_due")
 
 
 @dataclass(frozen=True)

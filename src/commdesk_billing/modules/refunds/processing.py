@@ -91,11 +91,19 @@ async def _ask(
 ) -> RefundStatus:
     try:
         if refund.status is RefundStatus.CREATED:
+            # A split sponsorship's refund names what the vendor gives back, from our books
+            # (cashfree.md §14.3), so Cashfree debits the vendor what our journal says.
+            shares = (
+                await sponsorships.refund_splits(conn, refund.payment_id, refund.passthrough_paise)
+                if refund.is_passthrough
+                else None
+            )
             answer = await client.create_refund(
                 order_id=refund.order_id,
                 refund_id=refund.refund_ref,
                 amount_paise=refund.amount_paise,
                 note=refund.reason,
+                refund_splits=shares,
             )
         else:
             answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
