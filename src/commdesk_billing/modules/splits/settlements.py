@@ -123,7 +123,7 @@ async def receive(
         webhook_id = await repo.store_delivery(conn, values)
         if webhook_id is None:
             return Receipt(None, "duplicate")
-        outcome = await _apply(conn, hook)
+        outcome = await apply(conn, hook)
         await repo.set_outcome(conn, webhook_id, outcome)
         kind = outcome.split(":", 1)[0]
         return Receipt(webhook_id, kind)
@@ -149,7 +149,7 @@ async def _store_rejected(
     return Receipt(webhook_id, "rejected" if webhook_id else "duplicate")
 
 
-async def _apply(conn: AsyncConnection, hook: VendorSettlementWebhook) -> str:
+async def apply(conn: AsyncConnection, hook: VendorSettlementWebhook) -> str:
     """What the event does to its settlement; returns the outcome recorded on the webhook."""
     s = hook.settlement
     vendor = await repo.by_vendor_id(conn, s.vendor_id)
