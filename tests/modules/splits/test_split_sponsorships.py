@@ -300,3 +300,39 @@ async def _post_signed(stack: Any, body: bytes) -> Any:
             "x-webhook-signature": signature.sign(secret, ts, body),
         },
     )
+
+
+async def test_a_refund_after_the_vendor_was_settled_is_recoverable_from_it(
+    split: Split, put: Put
+) -> None:
+    """Cashfree settled the vendor, then a refund takes part of it back: the vendor's
+    balance at Cashfree and what our books hold for it both go negative by that part (a
+    debt Cashfree nets from the vendor's next settlement), and the next settlement clears
+    the rest."""
+    cid, vendor_id = await split.vendor(put)
+    tok = sponsor_token(split.stack)
+    s = await funded(split.stack, tok, cid)
+    first = await split.stack.sandbox.post(f"/_sandbox/easy-split/vendors/{vendor_id}/settle")
+    sid = str(first.json()["settlement_id"])
+
+    async def settled(settlement_id: str) -> bool:
+        row = await _settlement(split, settlement_id)
+        return row is not None and row["status"] == "SUCCESS"
+
+    await split.wait_for(lambda: settled(sid), "the first settlement")
+    assert await split.due(vendor_id) == 0
+    r = await _refund(split, s["payment"]["id"], {"amount_paise": 20_000})
+    assert r.status_code == 202, r.text
+    await split.stack.wait_refund(r.json()["id"], {"SUCCESS"})
+    assert await split.balance(vendor_id) == -20_000
+    assert await split.due(vendor_id) == -20_000  # recoverable from the vendor
+    # The next sponsorship's part, net of the debt, is what Cashfree settles next.
+    await funded(split.stack, tok, cid)
+    assert await split.due(vendor_id) == AMOUNT - 20_000
+    second = await split.stack.sandbox.post(f"/_sandbox/easy-split/vendors/{vendor_id}/settle")
+    nid = str(second.json()["settlement_id"])
+    await split.wait_for(lambda: settled(nid), "the second settlement")
+    row = await _settlement(split, nid)
+    assert row is not None and row["amount_paise"] == AMOUNT - 20_000
+    assert await split.due(vendor_id) == 0
+    await _checks_clean(split)
