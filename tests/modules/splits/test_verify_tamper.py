@@ -34,6 +34,7 @@ from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.crediting import credit_payment
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.refunds import processing, requesting
+from commdesk_billing.modules.refunds import repository as refunds_repo
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.modules.splits import invariants, settlements
@@ -305,3 +306,48 @@ async def test_each_split_check_catches_its_tamper(
         scratch_engine, checks=[*invariants.CHECKS, *sponsorship_invariants.CHECKS]
     )
     assert {f.check for f in report.findings} == expected, report.findings
+
+
+async def test_a_refund_whose_split_cashfree_echoes_otherwise_is_parked(
+    scratch_engine: AsyncEngine,
+) -> None:
+    """Cashfree's answer to a split sponsorship's refund names another vendor share than we
+    sent: nothing is posted, the refund is parked for a person (as an amount mismatch is)."""
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+
+    async def world(conn: AsyncConnection) -> tuple[uuid.UUID, str]:
+        vendor_id = await _vendor(conn, cid)
+        sid = await _paid(conn, cid, vendor_id)
+        s = await service.require(conn, sid)
+        refund = await requesting.open_refund(
+            conn,
+            Settings(),
+            Principal(sub="fin", role=Role.finance_admin, scopes=frozenset()),
+            s.payment_id,
+            RefundRequest(reason="test refund", amount_paise=30_000),
+            uuid.uuid4().hex,
+        )
+        return refund.id, vendor_id
+
+    refund_id, vendor_id = await in_transaction(scratch_engine, world)
+
+    async def answer(conn: AsyncConnection, share: str) -> RefundStatus:
+        refund = await refunds_repo.get(conn, refund_id, lock=True)
+        assert refund is not None
+        got = GatewayRefund.model_validate(
+            {
+                "refund_id": refund.refund_ref,
+                "refund_amount": "317.70",
+                "refund_status": "SUCCESS",
+                "refund_splits": [{"vendor_id": vendor_id, "amount": share}],
+            }
+        )
+        return await processing.apply_gateway(conn, refund, got, source="test")
+
+    status = await in_transaction(scratch_engine, lambda c: answer(c, "317.70"))
+    assert status == RefundStatus.CREATED
+    async with scratch_engine.connect() as conn:
+        parked = await refunds_repo.get(conn, refund_id)
+    assert parked is not None and parked.review_reason is not None
+    assert "splits" in parked.review_reason
+    assert (await verify_ledger(scratch_engine)).ok
