@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.splits import service
 from commdesk_billing.problems import MEDIA_TYPE
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.authz import SPLIT_VENDOR_ALLOW, SPLIT_VENDOR_CALLERS
@@ -181,3 +183,20 @@ async def test_a_vendor_in_kyc_takes_no_split_until_cashfree_says_active(
         f"/v1/communities/{cid}/split-vendor", headers=bearer(finance_token(split.stack))
     )
     assert (got.json()["status"], got.json()["active"]) == ("BLOCKED", False)
+
+
+async def test_the_job_finds_a_vendor_cashfree_has_made_active(split: Split, put: Put) -> None:
+    await split.easy_split(kyc_s=3600)
+    cid = await split.community(put)
+    r = await split.register(cid)
+    assert r.json()["status"] == "IN_BENE_CREATION", r.text
+    forced = await split.stack.sandbox.post(
+        f"/_sandbox/easy-split/vendors/{r.json()['vendor_id']}", json={"action": "activate"}
+    )
+    assert forced.status_code == 200, forced.text
+    async with cashfree_client(split.stack.settings) as client:
+        assert await service.refresh_waiting(split.stack.engine, client, limit=10_000) >= 1
+    status = await split.stack.scalar(
+        "SELECT status FROM split_vendors WHERE community_id = :c", c=cid
+    )
+    assert status == "ACTIVE"

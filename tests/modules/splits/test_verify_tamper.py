@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway.models import Order
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.gateway.split_models import VendorSettlementWebhook
 from commdesk_billing.modules.ledger.model import House
@@ -32,6 +33,7 @@ from commdesk_billing.modules.payees.model import (
 )
 from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.crediting import credit_payment
+from commdesk_billing.modules.payments.ordering import order_matches
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.refunds import processing, requesting
 from commdesk_billing.modules.refunds import repository as refunds_repo
@@ -351,3 +353,42 @@ async def test_a_refund_whose_split_cashfree_echoes_otherwise_is_parked(
     assert parked is not None and parked.review_reason is not None
     assert "splits" in parked.review_reason
     assert (await verify_ledger(scratch_engine)).ok
+
+
+async def test_an_order_split_otherwise_than_ours_does_not_match(
+    scratch_engine: AsyncEngine,
+) -> None:
+    """`order_matches` compares Cashfree's echo of the split with the payment's own: another
+    vendor, another amount, a percentage, a split missing or one too many are all another
+    order (the payment would go to REVIEW), and a purchase's order has none."""
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+
+    async def world(conn: AsyncConnection) -> Any:
+        vendor_id = await _vendor(conn, cid)
+        sid = await _paid(conn, cid, vendor_id)
+        s = await service.require(conn, sid)
+        return await payments_repo.get(conn, s.payment_id), vendor_id
+
+    payment, vendor_id = await in_transaction(scratch_engine, world)
+
+    def order(splits: list[dict[str, Any]] | None) -> Order:
+        return Order.model_validate(
+            {
+                "order_id": payment.order_id,
+                "order_amount": "1059.00",
+                "order_currency": "INR",
+                "order_status": "PAID",
+                "order_splits": splits,
+            }
+        )
+
+    assert order_matches(order([{"vendor_id": vendor_id, "amount": 1000.0}]), payment)
+    for other in (
+        [{"vendor_id": "cdbc_someone_else", "amount": 1000.0}],
+        [{"vendor_id": vendor_id, "amount": 999.99}],
+        [{"vendor_id": vendor_id, "percentage": 94.43}],
+        [],
+        None,
+        [{"vendor_id": vendor_id, "amount": 1000.0}, {"vendor_id": "x", "amount": 1.0}],
+    ):
+        assert not order_matches(order(other), payment), other
