@@ -197,8 +197,10 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
 
 
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:
-    async with cashfree_client(settings) as client:
-        await splits.refresh_waiting(engine, client)
+    # A client only when a vendor waits: most runs have none to ask about.
+    if await splits.any_waiting(engine):
+        async with cashfree_client(settings) as client:
+            await splits.refresh_waiting(engine, client)
 
 
 def verify_checks() -> tuple[Check, ...]:

@@ -229,6 +229,10 @@ async def active_vendor(
     return vendor.vendor_id if vendor is not None and vendor.active else None
 
 
+async def any_waiting(engine: AsyncEngine) -> bool:
+    return bool(await in_transaction(engine, lambda conn: repo.waiting(conn, 1)))
+
+
 async def refresh_waiting(engine: AsyncEngine, client: CashfreeClient, limit: int = 50) -> int:
     """The scheduler's job: ask Cashfree about vendors still in KYC. Returns how many."""
     waiting = await in_transaction(engine, lambda conn: repo.waiting(conn, limit))
