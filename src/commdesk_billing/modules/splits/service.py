@@ -14,6 +14,7 @@ sponsorship chooses its path, and by the `refresh_split_vendors` job for vendors
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 
 import structlog
@@ -40,7 +41,7 @@ from commdesk_billing.modules.payees import disclosure
 from commdesk_billing.modules.splits import repository as repo
 from commdesk_billing.modules.splits.model import SplitVendor, vendor_id_for
 from commdesk_billing.modules.splits.schemas import VendorRequest
-from commdesk_billing.security.sealed import KeyRing
+from commdesk_billing.security.sealed import KeyRing, mask
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +60,14 @@ def _unavailable(exc: CashfreeError) -> GatewayUnavailable:
     )
 
 
+def _scrubbed(text: str) -> str:
+    """Cashfree's error text as we pass it on: any long digit run (an account number it may
+    quote) shown masked."""
+    return re.sub(r"\d{6,}", lambda m: mask(m.group()), text)
+
+
 def _remarks(v: Vendor) -> str | None:
-    return (v.remarks or "")[:500] or None
+    return _scrubbed(v.remarks or "")[:500] or None
 
 
 async def register(
@@ -115,7 +122,9 @@ async def register(
         if isinstance(exc, CashfreeAuthError):
             raise _unavailable(exc) from exc
         raise GatewayRejected(
-            f"Cashfree refused the vendor: {exc.code or 'rejected'}: {exc.message}"[:500],
+            _scrubbed(f"Cashfree refused the vendor: {exc.code or 'rejected'}: {exc.message}")[
+                :500
+            ],
             gateway_status=exc.status,
         ) from exc
     except CashfreeError as exc:
