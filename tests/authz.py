@@ -264,3 +264,29 @@ SETTLEMENT_CALLERS = [
     "anonymous",
     "forged",
 ]
+# Who may call what, on the Easy Split vendor routes. finance_admin registers a community
+# as a vendor (the KYC details are finance's); its owners (`owner_record`, `owner_claim`),
+# finance_admin and the auditor read it. Everyone else: 403; no token or a forged one: 401.
+# (The vendor settlement webhook route authenticates by Cashfree's signature: tested apart.)
+SPLIT_VENDOR_ALLOW = {
+    "POST /v1/communities/{community_id}/split-vendor": {"finance_admin"},
+    "GET /v1/communities/{community_id}/split-vendor": {
+        "owner_record",
+        "owner_claim",
+        "finance_admin",
+        "auditor",
+    },
+}
+SPLIT_VENDOR_CALLERS = [
+    "member",
+    "owner_record",
+    "owner_claim",
+    "owner_elsewhere",
+    "finance_admin",
+    "support",
+    "auditor",
+    "sponsor",
+    "service",
+    "anonymous",
+    "forged",
+]

@@ -29,6 +29,7 @@ from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
 from commdesk_billing.modules.settlements.api import router as settlements_router
 from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
+from commdesk_billing.modules.splits.api import router as splits_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sponsorships_router)
     app.include_router(settlements_router)
     app.include_router(payout_webhooks_router)
+    app.include_router(splits_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     sponsorship_fee_bps: Annotated[int, Field(ge=1, le=5000)] = 500
     sponsorship_min_paise: Annotated[int, Field(ge=10_000, le=10**10)] = 10_000
     sponsorship_max_paise: Annotated[int, Field(ge=10_000, le=10**10)] = 50_000_000
+    # Easy Split vendors still in Cashfree's KYC are asked about again this often (they are
+    # also asked whenever read and before a sponsorship of their community chooses its path).
+    split_vendor_refresh_every_s: Annotated[int, Field(ge=10, le=86400)] = 300
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

@@ -326,3 +326,27 @@ class MilestoneReleased(DomainError):
 
 class SettlementNotFound(NotFound):
     code = "settlement_not_found"
+
+
+class SplitVendorNotFound(NotFound):
+    """The community is not registered as an Easy Split vendor."""
+
+    code = "split_vendor_not_found"
+
+
+class SplitVendorAccountMissing(DomainError):
+    """A vendor is registered with the community payee's current, verified payout account:
+    there is none (no payee, suspended, or no verified account yet)."""
+
+    code = "split_vendor_account_missing"
+    status = 409
+    title = "The community has no verified payout account to register"
+
+
+class SplitSponsorshipNoRelease(DomainError):
+    """A split sponsorship's money is settled by Cashfree to the community's vendor: its
+    milestones are informational and nothing is released from escrow."""
+
+    code = "sponsorship_split_no_release"
+    status = 409
+    title = "Split sponsorships are settled by Cashfree, not released"

@@ -50,6 +50,9 @@ OWNERS: dict[str, str] = {
     "settlements": "modules/settlements",
     "settlement_transfers": "modules/settlements",
     "payout_webhooks": "modules/settlements",
+    "split_vendors": "modules/splits",
+    "vendor_settlements": "modules/splits",
+    "vendor_settlement_webhooks": "modules/splits",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

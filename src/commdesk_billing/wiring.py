@@ -44,6 +44,8 @@ from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.modules.settlements import invariants as settlement_invariants
 from commdesk_billing.modules.settlements.consumers import SettlementProcessing
 from commdesk_billing.modules.settlements.jobs import settle_period, sync_open_settlements
+from commdesk_billing.modules.splits import invariants as split_invariants
+from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
@@ -199,6 +201,13 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
             lambda: sync_open_settlements(engine, settings),
         ),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
+        # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
+        # turns ACTIVE (and takes split sponsorships) without anyone reading it.
+        Job(
+            "refresh_split_vendors",
+            settings.split_vendor_refresh_every_s,
+            lambda: _refresh_split_vendors(settings, engine),
+        ),
         Job(
             "prune_outbox_inbox",
             3600,
@@ -209,6 +218,13 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
             ),
         ),
     ]
+
+
+async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:
+    # A client only when a vendor waits: most runs have none to ask about.
+    if await splits.any_waiting(engine):
+        async with cashfree_client(settings) as client:
+            await splits.refresh_waiting(engine, client)
 
 
 def verify_checks() -> tuple[Check, ...]:
@@ -224,6 +240,7 @@ def verify_checks() -> tuple[Check, ...]:
         *payee_invariants.CHECKS,
         *sponsorship_invariants.CHECKS,
         *settlement_invariants.CHECKS,
+        *split_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

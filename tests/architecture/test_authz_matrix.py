@@ -11,6 +11,7 @@ from tests.authz import (
     PAYMENT_ALLOW,
     REFUND_INVOICE_ALLOW,
     SETTLEMENT_ALLOW,
+    SPLIT_VENDOR_ALLOW,
     SPONSORSHIP_ALLOW,
     WALLET_ALLOW,
 )
@@ -28,7 +29,10 @@ def test_the_matrix_names_every_route(app: Any) -> None:
     # The webhook route authenticates by Cashfree's signature, not a token: tested apart.
     assert routes == set(WALLET_ALLOW) | set(PAYMENT_ALLOW) | set(REFUND_INVOICE_ALLOW) | set(
         COMMUNITY_ALLOW
-    ) | set(PARTNER_ALLOW) | set(PAYEE_ALLOW) | set(SPONSORSHIP_ALLOW) | set(SETTLEMENT_ALLOW) | {
+    ) | set(PARTNER_ALLOW) | set(PAYEE_ALLOW) | set(SPONSORSHIP_ALLOW) | set(
+        SETTLEMENT_ALLOW
+    ) | set(SPLIT_VENDOR_ALLOW) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree-payouts",
+        "POST /v1/webhooks/cashfree/vendor-settlements",
     }

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,6 +33,7 @@ from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway import signature
+from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.conftest import new_wallet
@@ -68,6 +70,21 @@ class Served:
                 "content-type": "application/json",
                 "x-webhook-timestamp": ts,
                 "x-webhook-signature": signature.sign(secret, ts, body),
+                "x-webhook-version": "2025-01-01",
+            },
+        )
+
+    async def signed(self, path: str, secret: SecretStr | None, body: bytes) -> httpx.Response:
+        """`body` to a webhook route, signed with `secret` as Cashfree signs."""
+        assert secret is not None, f"{path}: the suite's settings carry no secret for it"
+        ts = str(int(time.time() * 1000))
+        return await self.api.post(
+            path,
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "x-webhook-timestamp": ts,
+                "x-webhook-signature": signature.sign(secret.get_secret_value(), ts, body),
                 "x-webhook-version": "2025-01-01",
             },
         )
@@ -455,6 +472,8 @@ _PATH_PARAMETERS = (
     "spend_id",
     "partner_id",
     "payee_id",
+    "sponsorship_id",
+    "settlement_id",
 )
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
@@ -482,12 +501,43 @@ _BODIES: dict[str, Any] = {
     },
     "POST /v1/payees/{payee_id}/suspend": {"reason": "sweep"},
     "POST /v1/payees/{payee_id}/reactivate": {"reason": "sweep"},
+    "POST /v1/sponsorships": {
+        "amount_paise": 100_000,
+        "purpose": "sweep",
+        "customer_phone": "9876543210",
+    },
+    "POST /v1/settlements/runs": {},
+    "POST /v1/communities/{community_id}/split-vendor": {
+        "name": "Sweep Vendor",
+        "email": "sweep@example.com",
+        "phone": "9876543210",
+        "account_type": "BUSINESS",
+        "business_type": "Education",
+        "pan": "ABCDE1234F",
+    },
 }
 # Attributions come from another CommDesk service, with its scope.
 _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
 
 # Only people buy, and only the buyer retries; finance_admin is let through everywhere else.
 _AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
+# Only sponsors sponsor, and list their own sponsorships.
+_AS_SPONSOR = {"POST /v1/sponsorships", "GET /v1/sponsorships"}
+# Authenticated by Cashfree's signature, not a token: signed with the secret each route
+# checks (PG's for vendor settlements, Payouts' for transfers).
+_SIGNED = {
+    "/v1/webhooks/cashfree-payouts": (
+        "cashfree_payout_client_secret",
+        b'{"type": "TRANSFER_SUCCESS", "event_time": "2026-12-07T10:00:00",'
+        b' "data": {"transfer_id": "stl_sweep", "status": "SUCCESS"}}',
+    ),
+    "/v1/webhooks/cashfree/vendor-settlements": (
+        "cashfree_client_secret",
+        b'{"type": "VENDOR_SETTLEMENT_SUCCESS", "event_time": "2026-12-07T10:00:00+05:30",'
+        b' "data": {"settlement": {"settlement_id": 1, "status": "SUCCESS",'
+        b' "vendor_id": "cdbc_sweep", "settlement_amount": 1.00}}}',
+    ),
+}
 
 
 async def test_every_route_answers_503_when_the_database_is_unreachable(
@@ -498,7 +548,10 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
     body gets a 422 here until it is given one above)."""
     db_port = int(settings.database_url.split(":")[-1].split("/")[0])
     served = await serve(
-        database_url=settings.database_url.replace(f":{db_port}/", f":{_free_port()}/", 1)
+        database_url=settings.database_url.replace(f":{db_port}/", f":{_free_port()}/", 1),
+        # Payouts configured, so its webhook route gets as far as the database.
+        cashfree_payout_client_id=DEV_PAYOUT_CLIENT_ID,
+        cashfree_payout_client_secret=SecretStr(DEV_PAYOUT_CLIENT_SECRET),
     )
     # A community MongoDB knows (it is up): the community routes get as far as the database.
     community = f"sweep-{uuid.uuid4().hex[:8]}"
@@ -508,6 +561,7 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
         )
     tok = issue_token(served.settings, sub="finance-sweep", role=Role.finance_admin)
     buyer = issue_token(served.settings, sub="buyer-sweep", role=Role.member)
+    sponsor = issue_token(served.settings, sub="sponsor-sweep", role=Role.sponsor)
     attributor = issue_token(
         served.settings, sub="svc-sweep", role=Role.service, scopes=["partners:attribute"]
     )
@@ -517,18 +571,26 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
             continue
         for method in ops:
             route = f"{method.upper()} {path}"
-            url = path.format(community_id=community, **{p: uuid.uuid4() for p in _PATH_PARAMETERS})
+            url = path.format(
+                community_id=community, seq=1, **{p: uuid.uuid4() for p in _PATH_PARAMETERS}
+            )
             if path == "/v1/webhooks/cashfree":
                 r = await served.webhook(_delivery()[1])
+            elif path in _SIGNED:
+                setting, body = _SIGNED[path]
+                r = await served.signed(path, getattr(served.settings, setting), body)
             else:
                 headers = {"Authorization": f"Bearer {tok}", "Idempotency-Key": uuid.uuid4().hex}
                 if route in _AS_BUYER:
                     headers["Authorization"] = f"Bearer {buyer}"
                 if route in _AS_SERVICE:
                     headers["Authorization"] = f"Bearer {attributor}"
-                r = await served.api.request(
-                    method.upper(), url, headers=headers, json=_BODIES.get(route)
-                )
+                if route in _AS_SPONSOR:
+                    headers["Authorization"] = f"Bearer {sponsor}"
+                body = _BODIES.get(route)
+                if route == "POST /v1/sponsorships":
+                    body = {**_BODIES[route], "community_id": community}
+                r = await served.api.request(method.upper(), url, headers=headers, json=body)
             answers[route] = (r.status_code, r.headers.get("retry-after"))
     others = {route: a for route, a in answers.items() if a != (503, "5")}
     faults.record(
@@ -610,7 +672,10 @@ async def test_a_500_says_connection_close_and_the_server_closes_it(
 async def test_a_503_keeps_the_connection_alive(serve: Serve, settings: Settings) -> None:
     db_port = int(settings.database_url.split(":")[-1].split("/")[0])
     served = await serve(
-        database_url=settings.database_url.replace(f":{db_port}/", f":{_free_port()}/", 1)
+        database_url=settings.database_url.replace(f":{db_port}/", f":{_free_port()}/", 1),
+        # Payouts configured, so its webhook route gets as far as the database.
+        cashfree_payout_client_id=DEV_PAYOUT_CLIENT_ID,
+        cashfree_payout_client_secret=SecretStr(DEV_PAYOUT_CLIENT_SECRET),
     )
     tok = issue_token(served.settings, sub=f"user-{uuid.uuid4().hex}", role=Role.member)
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)

@@ -17,6 +17,7 @@ from commdesk_billing.modules.partners import invariants as partners
 from commdesk_billing.modules.payees import invariants as payees
 from commdesk_billing.modules.refunds import invariants as refunds
 from commdesk_billing.modules.settlements import invariants as settlements
+from commdesk_billing.modules.splits import invariants as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet
 from commdesk_billing.wiring import verify_checks as default_checks
@@ -32,6 +33,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (payees, payees.CHECKS),
     (sponsorships, sponsorships.CHECKS),
     (settlements, settlements.CHECKS),
+    (splits, splits.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -62,10 +64,13 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "sponsorship_releases",
         "sponsorship_escrow",
         "sponsorship_refunds",
+        "sponsorship_split_refunds",
         "sponsorship_payables",
         "settlement_journals",
         "settlement_payables",
         "settlement_transfers",
+        "vendor_settlements_due",
+        "vendor_settlements",
         "document_figures",
         "document_numbers",
         "seals",
@@ -102,6 +107,7 @@ async def test_verify_runs_only_the_given_checks_in_the_given_order(
         "refunds",
         "sponsorships",
         "settlements",
+        "split_vendors",
         "documents",
         "seal_blocks",
         "unsealed_entries",

@@ -60,6 +60,9 @@ class House:
     PAYOUT_FEE_REVENUE = house_account_id("inr:payout_fee_revenue")
     PAYOUTS_IN_TRANSIT = house_account_id("inr:payouts_in_transit")
     PAYOUTS_CASH = house_account_id("inr:cashfree_payouts_cash")
+    # Easy Split (migration 0013): what Cashfree collected for vendors (communities) and
+    # settles to them directly; credit-normal, never ours.
+    VENDOR_SETTLEMENTS_DUE = house_account_id("inr:vendor_settlements_due")
 
 
 @dataclass(frozen=True)

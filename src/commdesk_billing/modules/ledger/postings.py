@@ -68,6 +68,18 @@ settlement.reversed (INR)  settlement_reversed      Dr TDS, TCS, fee (each if an
                                                     cash (net); Cr payee payable (gross): the
                                                     paid money came back, and all of it is
                                                     owed again
+sponsorship.split_funded   sponsorship_split_funded Dr gateway clearing (all paid); Cr
+(INR)                                               sponsorship fee revenue; Cr GST payable
+                                                    (if any); Cr vendor settlements due (the
+                                                    community's part, Cashfree's to settle)
+sponsorship.split_refunded sponsorship_split_       Cr refunds payable (all refunded); Dr fee
+(INR)                      refunded                 revenue, GST payable (its parts, if any);
+                                                    Dr vendor settlements due (the vendor's
+                                                    part, sent as the refund's split)
+split.vendor_settled (INR) vendor_settled           Dr vendor settlements due; Cr gateway
+                                                    clearing: one vendor settlement's amount
+split.vendor_settlement_   vendor_settlement_       the settled legs the other way round
+reversed (INR)             reversed
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -114,6 +126,10 @@ __all__ = [
     "sponsorship_funded",
     "sponsorship_refunded",
     "sponsorship_released",
+    "sponsorship_split_funded",
+    "sponsorship_split_refunded",
+    "vendor_settled",
+    "vendor_settlement_reversed",
     "wallet_key",
 ]
 
@@ -871,3 +887,138 @@ def settlement_reversed(
         Leg(House.PAYOUTS_CASH, _INR, net),
     ]
     return _settlement_journal(settlement_id, "reversed", payee, legs, at, reason=reason)
+
+
+# --- a sponsorship on the split path, and vendor settlements (INR) ----------------------------
+
+
+def sponsorship_split_funded(
+    *,
+    sponsorship_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    community_id: str,
+    vendor_id: str,
+    total: int,
+    fee: int,
+    gst: int,
+    part: int,
+    at: datetime,
+) -> Journal:
+    """A sponsor's payment on the split path arrived (cashfree.md §14.1): gateway clearing
+    is debited by all the sponsor paid, as on the escrow path, but the community's part is
+    the vendor's at Cashfree, which settles it to the vendor out of what it holds for us:
+    vendor settlements due (credit-normal) is credited by it, never escrow or our revenue.
+    The same key as the escrow path's funding: a sponsorship is funded once, one way."""
+    key = f"sponsorship:{sponsorship_id}:funded"
+    legs = [
+        Leg(House.GATEWAY_CLEARING, _INR, total),
+        Leg(House.SPONSORSHIP_FEE_REVENUE, _INR, -fee),
+    ]
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, -gst))
+    legs.append(Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, -part))
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="sponsorship.split_funded",
+        created_at=at,
+        description=f"sponsorship {sponsorship_id} of community {community_id} paid, split to "
+        f"vendor {vendor_id}",
+        legs=tuple(legs),
+        metadata={
+            "sponsorship_id": str(sponsorship_id),
+            "payment_id": str(payment_id),
+            "community_id": community_id,
+            "vendor_id": vendor_id,
+        },
+    )
+
+
+def sponsorship_split_refunded(
+    *,
+    refund_id: uuid.UUID,
+    refund_ref: str,
+    payment_id: uuid.UUID,
+    sponsorship_id: uuid.UUID,
+    vendor_id: str,
+    amount: int,
+    fee: int,
+    gst: int,
+    part: int,
+    at: datetime,
+) -> Journal:
+    """A refund of a split sponsorship (its `refund:<id>:inr` journal): a debt to the
+    sponsor (refunds payable, credited by `amount`) taken from the fee and GST in proportion
+    and from the vendor's part, which Cashfree debits from the vendor's balance as the
+    refund's `refund_splits` said (vendor settlements due, debited by `part`). Should the
+    vendor have been settled already, the account goes below what is due for it: an amount
+    recoverable from the vendor, which Cashfree nets from its next settlement."""
+    legs = [Leg(House.REFUNDS_PAYABLE, _INR, -amount)]
+    if fee:
+        legs.append(Leg(House.SPONSORSHIP_FEE_REVENUE, _INR, fee))
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, gst))
+    legs.append(Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, part))
+    return Journal(
+        idempotency_key=f"refund:{refund_id}:inr",
+        kind="sponsorship.split_refunded",
+        created_at=at,
+        description=f"refund {refund_ref} of split sponsorship {sponsorship_id}",
+        legs=tuple(legs),
+        metadata={
+            **_refund_meta(refund_id, payment_id),
+            "sponsorship_id": str(sponsorship_id),
+            "vendor_id": vendor_id,
+        },
+    )
+
+
+def vendor_settled(
+    *, settlement_id: str, vendor_id: str, community_id: str, amount: int, at: datetime
+) -> Journal:
+    """Cashfree settled a vendor (VENDOR_SETTLEMENT_SUCCESS): what was due to it leaves
+    vendor settlements due (debited) and gateway clearing (credited: Cashfree paid it out of
+    what it held). Keyed by Cashfree's settlement id, so a duplicate posts nothing."""
+    key = f"vendor-settlement:{settlement_id}:settled"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="split.vendor_settled",
+        created_at=at,
+        description=f"vendor {vendor_id} (community {community_id}) settled by Cashfree, "
+        f"settlement {settlement_id}",
+        legs=(
+            Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, amount),
+            Leg(House.GATEWAY_CLEARING, _INR, -amount),
+        ),
+        metadata={
+            "settlement_id": settlement_id,
+            "vendor_id": vendor_id,
+            "community_id": community_id,
+        },
+    )
+
+
+def vendor_settlement_reversed(
+    *, settlement_id: str, vendor_id: str, community_id: str, amount: int, at: datetime
+) -> Journal:
+    """A settlement Cashfree reversed after SUCCESS (VENDOR_SETTLEMENT_REVERSED): the money
+    is back with Cashfree and due to the vendor again; the settled legs the other way."""
+    key = f"vendor-settlement:{settlement_id}:reversed"
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="split.vendor_settlement_reversed",
+        created_at=at,
+        description=f"vendor {vendor_id} (community {community_id}) settlement "
+        f"{settlement_id} reversed by Cashfree",
+        legs=(
+            Leg(House.GATEWAY_CLEARING, _INR, amount),
+            Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, -amount),
+        ),
+        metadata={
+            "settlement_id": settlement_id,
+            "vendor_id": vendor_id,
+            "community_id": community_id,
+        },
+    )

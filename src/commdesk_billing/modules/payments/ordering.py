@@ -31,6 +31,7 @@ from commdesk_billing.gateway.errors import (
     CashfreeRejected,
 )
 from commdesk_billing.gateway.models import Order, OrderStatus
+from commdesk_billing.gateway.split_models import SplitShare
 from commdesk_billing.idempotency.keys import Answer
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import auth
@@ -181,6 +182,10 @@ class Charge:
     about: str
     # The caller's request as it came: a repeat of the Idempotency-Key must bring the same.
     request: dict[str, Any]
+    # Easy Split (cashfree.md §14.1): vendors' shares in exact paise, carried by the order;
+    # Cashfree settles each to its vendor. Kept on the payment row (`metadata`), so every
+    # create of the order sends them and every check of Cashfree's order compares them.
+    splits: tuple[SplitShare, ...] = ()
 
 
 # Writes the caller's own row for the payment, in the payment row's transaction.
@@ -201,6 +206,10 @@ async def open_charge(
     the payment does. Returns the payment as it is after the call."""
     if charge.kind in CREDIT_KINDS or charge.passthrough_paise <= 0:
         raise ValueError("a charge collects for someone else and buys no credits")
+    if any(s.amount_paise is None for s in charge.splits) or (
+        sum(s.amount_paise or 0 for s in charge.splits) > charge.passthrough_paise
+    ):
+        raise ValueError("a charge's splits are exact paise out of what it collects for others")
     canonical = json.dumps(
         {"kind": charge.kind, **charge.request}, sort_keys=True, separators=(",", ":")
     )
@@ -216,7 +225,20 @@ async def open_charge(
             "bonus_credits": 0,
             "customer_phone": charge.customer_phone,
             "customer_email": charge.customer_email,
-            "metadata": {"requested_by": buyer.requested_by, "about": charge.about},
+            "metadata": {
+                "requested_by": buyer.requested_by,
+                "about": charge.about,
+                **(
+                    {
+                        "order_splits": [
+                            {"vendor_id": s.vendor_id, "amount_paise": s.amount_paise}
+                            for s in charge.splits
+                        ]
+                    }
+                    if charge.splits
+                    else {}
+                ),
+            },
         }
 
     payment = await _write_row(
@@ -413,6 +435,7 @@ async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Paymen
             notify_url=settings.public_base_url.rstrip("/") + "/v1/webhooks/cashfree",
             expiry_time=p.order_expires_at.astimezone(IST).isoformat(timespec="seconds"),
             tags={"payment_id": str(p.id)},
+            order_splits=[SplitShare(v, amount_paise=a) for v, a in splits_of(p)] or None,
             # No x-idempotency-key: Cashfree would replay a first 5xx for it for ever. Our
             # order_id is the deduplication (a second create is a 409, answered by a fetch).
         )
@@ -421,11 +444,29 @@ async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Paymen
         return await client.fetch_order(p.order_id)
 
 
+def splits_of(p: Payment) -> list[tuple[str, int]]:
+    """The Easy Split shares the payment's order carries: (vendor id, paise), sorted."""
+    shares = p.metadata.get("order_splits") or []
+    return sorted((str(s["vendor_id"]), int(s["amount_paise"])) for s in shares)
+
+
 def order_matches(order: Order, p: Payment) -> bool:
+    """Cashfree's order is ours: id, currency, amount and (Easy Split) the vendors' shares,
+    each in exact paise. An order split other than we asked would settle money to someone
+    our books do not name."""
+    echoed = sorted(
+        (
+            s.vendor_id or "",
+            s.amount_paise if s.amount_paise is not None and s.percentage is None else -1,
+        )
+        for s in order.order_splits or []
+        if s.vendor_id is not None or s.amount_paise is not None
+    )
     return (
         order.order_id == p.order_id
         and order.order_currency == p.currency
         and order.order_amount_paise == p.amount_paise
+        and echoed == splits_of(p)
     )
 
 

@@ -91,11 +91,19 @@ async def _ask(
 ) -> RefundStatus:
     try:
         if refund.status is RefundStatus.CREATED:
+            # A split sponsorship's refund names what the vendor gives back, from our books
+            # (cashfree.md §14.3), so Cashfree debits the vendor what our journal says.
+            shares = (
+                await sponsorships.refund_splits(conn, refund.payment_id, refund.passthrough_paise)
+                if refund.is_passthrough
+                else None
+            )
             answer = await client.create_refund(
                 order_id=refund.order_id,
                 refund_id=refund.refund_ref,
                 amount_paise=refund.amount_paise,
                 note=refund.reason,
+                refund_splits=shares,
             )
         else:
             answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
@@ -151,6 +159,22 @@ async def apply_gateway(
             f"disagrees with ours ({refund.refund_ref}, {refund.amount_paise} paise)",
         )
         return refund.status
+    if refund.is_passthrough and answer.refund_splits is not None:
+        # A split sponsorship's refund: Cashfree must debit the vendor what we asked, or the
+        # vendor's balance and our books part ways. Its echo is compared like an order's.
+        ours = await sponsorships.refund_splits(conn, refund.payment_id, refund.passthrough_paise)
+        asked = sorted((share.vendor_id, share.amount_paise) for share in ours or [])
+        echoed = sorted(
+            (share.vendor_id or "", share.amount_paise if share.amount_paise is not None else -1)
+            for share in answer.refund_splits
+        )
+        if echoed != asked:
+            await _flag(
+                conn,
+                refund,
+                f"Cashfree's refund {answer.refund_id} splits {echoed}, ours {asked}",
+            )
+            return refund.status
     details = {
         "cf_refund_id": answer.cf_refund_id,
         "refund_arn": answer.refund_arn,

@@ -40,6 +40,7 @@ from commdesk_billing.modules.refunds.model import Refund, RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundOut, RefundRequest
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.sponsorships.figures import RefundFigures, refund_figures
+from commdesk_billing.modules.sponsorships.model import Milestone
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import service as wallets
@@ -92,7 +93,10 @@ async def refundable_now(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
     if payment is None or payment.status is not PaymentStatus.CREDITED:
         return 0
     if not payment.buys_credits:
-        escrow = await sponsorships.refundable_escrow(conn, payment.id)
+        standing = await repo.standing_parts(conn, payment.id)
+        escrow = await sponsorships.refundable_escrow(
+            conn, payment.id, standing.amount_paise - standing.taxable_paise - standing.tax_paise
+        )
         if escrow == 0:
             return 0
         return (await _sponsorship_figures(conn, payment, escrow)).amount_paise
@@ -241,13 +245,30 @@ async def _open_sponsorship_refund(
     refunds add up to the whole fee and GST exactly when the whole amount is returned). No
     credits, no hold: the milestones themselves are spoken for until Cashfree answers."""
     auth.authorize_sponsorship_refund(caller)
-    if body.amount_paise is not None:
-        raise InvalidAmount(
-            "a sponsorship is refunded by milestones (`milestones`, or none for every one "
-            "not released), not by amount_paise"
+    split = await sponsorships.is_split(conn, payment.id)
+    if split:
+        # Easy Split: no escrow, no milestones to return; `amount_paise` is the community's
+        # part to return (default: all that is left), the fee and GST in proportion on top.
+        if body.milestones is not None:
+            raise InvalidAmount(
+                "a split sponsorship is refunded by amount_paise (the community's part to "
+                "return), not by milestones"
+            )
+        standing = await repo.standing_parts(conn, payment.id)
+        standing_part = standing.amount_paise - standing.taxable_paise - standing.tax_paise
+        s, part = await sponsorships.begin_split_refund(
+            conn, payment.id, body.amount_paise, standing_part
         )
-    s, chosen = await sponsorships.begin_refund(conn, payment.id, body.milestones)
-    figures = await _sponsorship_figures(conn, payment, sum(m.amount_paise for m in chosen))
+        chosen: list[Milestone] = []
+    else:
+        if body.amount_paise is not None:
+            raise InvalidAmount(
+                "a sponsorship is refunded by milestones (`milestones`, or none for every "
+                "one not released), not by amount_paise"
+            )
+        s, chosen = await sponsorships.begin_refund(conn, payment.id, body.milestones)
+        part = sum(m.amount_paise for m in chosen)
+    figures = await _sponsorship_figures(conn, payment, part)
     refund_id = uuid.uuid4()
     await repo.insert(
         conn,
@@ -275,7 +296,8 @@ async def _open_sponsorship_refund(
             "status": RefundStatus.CREATED.value,
         },
     )
-    await sponsorships.hold_for_refund(conn, s, chosen, refund_id)
+    if chosen:
+        await sponsorships.hold_for_refund(conn, s, chosen, refund_id)
     await audit.record(
         conn,
         caller,
@@ -286,6 +308,7 @@ async def _open_sponsorship_refund(
             "refund_id": str(refund_id),
             "amount_paise": figures.amount_paise,
             "sponsorship_id": str(s.id),
+            "path": s.path.value,
             "milestones": [m.seq for m in chosen],
             "reason": body.reason,
         },

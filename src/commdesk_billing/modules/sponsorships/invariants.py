@@ -16,39 +16,43 @@ _ACCOUNTS = {
     "fees": House.SPONSORSHIP_FEE_REVENUE,
     "gst": House.GST_PAYABLE,
     "escrow": House.SPONSORSHIP_ESCROW,
+    "due": House.VENDOR_SETTLEMENTS_DUE,
 }
 
 
 @check("sponsorship_funding")
 async def sponsorship_funding(conn: AsyncConnection, report: VerifyReport) -> None:
-    """A sponsorship's figures are its payment's (total = amount, escrow part =
+    """A sponsorship's figures are its payment's (total = amount, the community's part =
     passthrough, fee = taxable, GST = GST) and its fee is its rate of its amount; it is
     funded exactly when its payment was handed over (CREDITED), and its funding journal is
-    Dr clearing total, Cr fee revenue fee, Cr GST payable GST, Cr escrow amount, nothing
-    else, for the community the row names; no funding journal exists for a sponsorship that
-    says it was not funded. Its sponsor is its payment's payer: a row redirected to another
-    community or sponsor before its releases would otherwise agree with everything written
-    after it."""
+    Dr clearing total, Cr fee revenue fee, Cr GST payable GST, and Cr the community's part:
+    to escrow (`sponsorship.funded`) on the escrow path, to vendor settlements due naming
+    its vendor (`sponsorship.split_funded`) on the split path; nothing else, for the
+    community the row names. No funding journal exists for a sponsorship that says it was
+    not funded. Its sponsor is its payment's payer: a row redirected to another community or
+    sponsor before its releases would otherwise agree with everything written after it."""
     for r in await rows(
         conn,
         """
-        SELECT s.id, s.status, s.total_paise, s.amount_paise, s.fee_paise, s.gst_paise,
-               s.community_id, x.community_id AS funded_for,
+        SELECT s.id, s.status, s.path, s.total_paise, s.amount_paise, s.fee_paise,
+               s.gst_paise, s.community_id, x.community_id AS funded_for,
                s.sponsor_user_id = p.user_id AS payer,
                p.status AS payment_status, p.amount_paise AS p_amount,
                p.passthrough_paise AS p_pass, p.taxable_paise AS p_taxable,
                p.gst_amount_paise AS p_gst, x.kind, x.clearing, x.fees, x.gst, x.escrow,
-               x.other
+               x.due, x.vendor, x.other
           FROM sponsorships s JOIN payments p ON p.id = s.payment_id
           LEFT JOIN LATERAL (
             SELECT j.kind, j.metadata->>'community_id' AS community_id,
+                   j.metadata->>'vendor_id' AS vendor,
                    coalesce(sum(e.amount) FILTER (WHERE e.account_id = :clearing), 0)
                        AS clearing,
                    coalesce(sum(e.amount) FILTER (WHERE e.account_id = :fees), 0) AS fees,
                    coalesce(sum(e.amount) FILTER (WHERE e.account_id = :gst), 0) AS gst,
                    coalesce(sum(e.amount) FILTER (WHERE e.account_id = :escrow), 0) AS escrow,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :due), 0) AS due,
                    count(*) FILTER (WHERE e.account_id NOT IN (:clearing, :fees, :gst,
-                                                               :escrow)) AS other
+                                                               :escrow, :due)) AS other
               FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.id
              WHERE j.idempotency_key = 'sponsorship:' || s.id || '\\:funded'
              GROUP BY j.id, j.kind, j.metadata) x ON true
@@ -59,22 +63,28 @@ async def sponsorship_funding(conn: AsyncConnection, report: VerifyReport) -> No
             OR (s.status = 'awaiting_payment') <> (p.status <> 'CREDITED')
             OR (s.status = 'awaiting_payment' AND x.kind IS NOT NULL)
             OR (s.status <> 'awaiting_payment'
-                AND (x.kind IS DISTINCT FROM 'sponsorship.funded'
+                AND (x.kind IS DISTINCT FROM CASE WHEN s.path = 'split'
+                                                  THEN 'sponsorship.split_funded'
+                                                  ELSE 'sponsorship.funded' END
                      OR x.clearing <> s.total_paise OR x.fees <> -s.fee_paise
-                     OR x.gst <> -s.gst_paise OR x.escrow <> -s.amount_paise
+                     OR x.gst <> -s.gst_paise
+                     OR x.escrow <> CASE WHEN s.path = 'split' THEN 0
+                                         ELSE -s.amount_paise END
+                     OR x.due <> CASE WHEN s.path = 'split' THEN -s.amount_paise ELSE 0 END
+                     OR (s.path = 'split' AND x.vendor IS DISTINCT FROM s.vendor_id)
                      OR x.other <> 0 OR x.community_id IS DISTINCT FROM s.community_id))""",
         _ACCOUNTS,
     ):
         report.add(
             "sponsorship_funding",
             f"sponsorship {r.id}",
-            f"{r.status} for community {r.community_id} (funded for {r.funded_for}), "
-            f"{'its payer' if r.payer else 'not its payer'} the sponsor, "
+            f"{r.status} ({r.path}) for community {r.community_id} (funded for "
+            f"{r.funded_for}), {'its payer' if r.payer else 'not its payer'} the sponsor, "
             f"payment {r.payment_status} of {r.p_amount} ({r.p_pass} passthrough, "
             f"{r.p_taxable} taxable, {r.p_gst} GST); row says {r.total_paise} = "
             f"{r.amount_paise} + {r.fee_paise} + {r.gst_paise}; its {r.kind} journal moves "
-            f"{r.clearing} clearing, {r.fees} fee, {r.gst} GST, {r.escrow} escrow, "
-            f"{r.other} other legs",
+            f"{r.clearing} clearing, {r.fees} fee, {r.gst} GST, {r.escrow} escrow, {r.due} "
+            f"vendor due (vendor {r.vendor}), {r.other} other legs",
         )
     report.stats["sponsorships"] = await count(conn, "SELECT count(*) FROM sponsorships")
 
@@ -143,7 +153,8 @@ async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> Non
                    coalesce(sum(amount_paise) FILTER (
                        WHERE status IN ('pending', 'delivered', 'refunding')), 0) AS unreleased,
                    count(*) FILTER (WHERE status IN ('pending', 'delivered', 'refunding'))
-                       AS open
+                       AS open,
+                   count(*) AS count_all
               FROM sponsorship_milestones WHERE sponsorship_id = s.id) m
           LEFT JOIN LATERAL (
             SELECT -sum(e.amount) AS held
@@ -151,9 +162,15 @@ async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> Non
              WHERE j.metadata->>'sponsorship_id' = CAST(s.id AS text)
                AND e.account_id = :escrow) x ON true
          WHERE m.total <> s.amount_paise
-            OR (s.status = 'completed') <> (m.open = 0)
-            OR coalesce(x.held, 0)
-               <> CASE WHEN s.status = 'awaiting_payment' THEN 0 ELSE m.unreleased END""",
+            OR (s.path = 'escrow'
+                AND ((s.status = 'completed') <> (m.open = 0)
+                     OR coalesce(x.held, 0)
+                        <> CASE WHEN s.status = 'awaiting_payment' THEN 0
+                                ELSE m.unreleased END))
+            -- The split path holds nothing in escrow, and its milestones stay informational.
+            OR (s.path = 'split'
+                AND (coalesce(x.held, 0) <> 0 OR s.status = 'completed' OR m.open <> m.count_all
+                     OR m.unreleased <> s.amount_paise))""",
         {"escrow": House.SPONSORSHIP_ESCROW},
     ):
         report.add(
@@ -169,7 +186,7 @@ async def sponsorship_escrow(conn: AsyncConnection, report: VerifyReport) -> Non
                    AS escrow,
                (SELECT coalesce(sum(m.amount_paise), 0)
                   FROM sponsorship_milestones m JOIN sponsorships s ON s.id = m.sponsorship_id
-                 WHERE s.status <> 'awaiting_payment'
+                 WHERE s.status <> 'awaiting_payment' AND s.path = 'escrow'
                    AND m.status IN ('pending', 'delivered', 'refunding')) AS unreleased,
                (SELECT coalesce(-sum(amount), 0) FROM ledger_entries WHERE account_id = :fees)
                    AS fees,
@@ -228,6 +245,8 @@ async def sponsorship_refunds(conn: AsyncConnection, report: VerifyReport) -> No
              WHERE j.idempotency_key = 'refund:' || f.id || '\\:inr'
              GROUP BY j.id, j.kind) x ON true
          WHERE f.passthrough_paise > 0
+           AND NOT EXISTS (SELECT 1 FROM sponsorships sp
+                            WHERE sp.payment_id = f.payment_id AND sp.path = 'split')
            AND (CASE WHEN f.status IN ('FAILED', 'CANCELLED') THEN coalesce(m.named, 0) <> 0
                      ELSE coalesce(m.paise, 0) <> f.passthrough_paise
                           OR coalesce(m.wrong, 0) <> 0 END
@@ -251,6 +270,85 @@ async def sponsorship_refunds(conn: AsyncConnection, report: VerifyReport) -> No
             f"{r.taxable_paise} fee, {r.tax} GST) names {r.named} milestones of {r.paise} "
             f"({r.wrong} in the wrong state); its {r.kind} journal moves {r.owed} owed, "
             f"{r.fees} fee, {r.gst} GST, {r.escrow} escrow, {r.other} other legs",
+        )
+
+
+@check("sponsorship_split_refunds")
+async def sponsorship_split_refunds(conn: AsyncConnection, report: VerifyReport) -> None:
+    """A split sponsorship's refund names no milestone; a successful one's
+    `refund:<id>:inr` journal is Cr refunds payable by its amount, Dr fee revenue its fee
+    part, Dr GST payable its tax, Dr vendor settlements due its part of the community's
+    share naming the sponsorship's vendor, nothing else; an unsuccessful one has none. Per
+    split sponsorship: its refunded part is Σ its successful refunds' parts, and its
+    standing refunds never return more than its part."""
+    for r in await rows(
+        conn,
+        """
+        SELECT f.id, f.status, f.amount_paise, f.taxable_paise, f.passthrough_paise,
+               f.cgst_paise + f.sgst_paise + f.igst_paise AS tax, s.vendor_id,
+               (SELECT count(*) FROM sponsorship_milestones m WHERE m.refund_id = f.id)
+                   AS named,
+               x.kind, x.owed, x.fees, x.gst, x.due, x.vendor, x.other
+          FROM refunds f JOIN sponsorships s ON s.payment_id = f.payment_id
+          LEFT JOIN LATERAL (
+            SELECT j.kind, j.metadata->>'vendor_id' AS vendor,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :owed), 0) AS owed,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :fees), 0) AS fees,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :gst), 0) AS gst,
+                   coalesce(sum(e.amount) FILTER (WHERE e.account_id = :due), 0) AS due,
+                   count(*) FILTER (WHERE e.account_id NOT IN (:owed, :fees, :gst, :due))
+                       AS other
+              FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.id
+             WHERE j.idempotency_key = 'refund:' || f.id || '\\:inr'
+             GROUP BY j.id, j.kind) x ON true
+         WHERE s.path = 'split'
+           AND ((SELECT count(*) FROM sponsorship_milestones m WHERE m.refund_id = f.id) > 0
+                OR f.passthrough_paise <= 0
+                OR (f.status = 'SUCCESS'
+                    AND (x.kind IS DISTINCT FROM 'sponsorship.split_refunded'
+                         OR x.owed <> -f.amount_paise OR x.fees <> f.taxable_paise
+                         OR x.gst <> f.cgst_paise + f.sgst_paise + f.igst_paise
+                         OR x.due <> f.passthrough_paise
+                         OR x.vendor IS DISTINCT FROM s.vendor_id OR x.other <> 0))
+                OR (f.status <> 'SUCCESS' AND x.kind IS NOT NULL))""",
+        {
+            "owed": House.REFUNDS_PAYABLE,
+            "fees": House.SPONSORSHIP_FEE_REVENUE,
+            "gst": House.GST_PAYABLE,
+            "due": House.VENDOR_SETTLEMENTS_DUE,
+        },
+    ):
+        report.add(
+            "sponsorship_split_refund",
+            f"refund {r.id}",
+            f"{r.status} refund of {r.amount_paise} ({r.passthrough_paise} of vendor "
+            f"{r.vendor_id}'s part, {r.taxable_paise} fee, {r.tax} GST) names {r.named} "
+            f"milestones; its {r.kind} journal moves {r.owed} owed, {r.fees} fee, {r.gst} GST, "
+            f"{r.due} vendor due (vendor {r.vendor}), {r.other} other legs",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT s.id, s.amount_paise, s.split_refunded_paise,
+               coalesce(sum(f.passthrough_paise) FILTER (WHERE f.status = 'SUCCESS'), 0)
+                   AS refunded,
+               coalesce(sum(f.passthrough_paise)
+                        FILTER (WHERE f.status IN ('CREATED', 'PENDING', 'ONHOLD', 'SUCCESS')),
+                        0) AS standing
+          FROM sponsorships s LEFT JOIN refunds f ON f.payment_id = s.payment_id
+         WHERE s.path = 'split'
+         GROUP BY s.id, s.amount_paise, s.split_refunded_paise
+        HAVING s.split_refunded_paise
+                   <> coalesce(sum(f.passthrough_paise) FILTER (WHERE f.status = 'SUCCESS'), 0)
+            OR coalesce(sum(f.passthrough_paise)
+                        FILTER (WHERE f.status IN ('CREATED', 'PENDING', 'ONHOLD', 'SUCCESS')),
+                        0) > s.amount_paise""",
+    ):
+        report.add(
+            "sponsorship_split_refund",
+            f"sponsorship {r.id}",
+            f"says {r.split_refunded_paise} of its part of {r.amount_paise} was refunded; "
+            f"its successful refunds returned {r.refunded} ({r.standing} standing)",
         )
 
 
@@ -291,5 +389,6 @@ CHECKS: tuple[Check, ...] = (
     sponsorship_releases,
     sponsorship_escrow,
     sponsorship_refunds,
+    sponsorship_split_refunds,
     sponsorship_payables,
 )

@@ -11,8 +11,9 @@ from typing import Any
 
 class SponsorshipPath(StrEnum):
     """Where the community's part goes. `escrow`: we hold it and release it to the
-    community's payable per milestone. `split`: Cashfree Easy Split settles it to the
-    community (a vendor) directly; reserved, not taken yet (see `service.on_paid`)."""
+    community's payable per milestone. `split`: the order carries it as the community's
+    Easy Split share and Cashfree settles it to the community (an ACTIVE vendor) directly;
+    its milestones are informational (nothing is released)."""
 
     escrow = "escrow"
     easy_split = "split"  # (`split` would shadow str.split)
@@ -80,6 +81,14 @@ class Sponsorship:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    # The split path only: the community's vendor at Cashfree, and what successful refunds
+    # returned of the community's part (taken back from the vendor).
+    vendor_id: str | None = None
+    split_refunded_paise: int = 0
+
+    @property
+    def split(self) -> bool:
+        return self.path is SponsorshipPath.easy_split
 
     @classmethod
     def from_row(cls, row: Any) -> Sponsorship:

@@ -22,7 +22,7 @@ from commdesk_billing.modules.sponsorships.model import (
 _COLS = (
     "id, payment_id, community_id, sponsor_user_id, path, purpose, amount_paise, fee_bps, "
     "fee_paise, gst_paise, total_paise, status, funded_at, funded_journal_id, created_by, "
-    "created_at, updated_at"
+    "created_at, updated_at, vendor_id, split_refunded_paise"
 )
 _MILESTONE_COLS = (
     "sponsorship_id, seq, title, amount_paise, status, delivered_at, delivered_by, "
@@ -37,9 +37,9 @@ async def insert(
         sql("""
         INSERT INTO sponsorships (id, payment_id, community_id, sponsor_user_id, path, purpose,
                                   amount_paise, fee_bps, fee_paise, gst_paise, total_paise,
-                                  status, created_by)
+                                  status, created_by, vendor_id)
         VALUES (:id, :payment_id, :community_id, :sponsor_user_id, :path, :purpose, :amount,
-                :fee_bps, :fee, :gst, :total, :status, :by)"""),
+                :fee_bps, :fee, :gst, :total, :status, :by, :vendor)"""),
         {
             "id": s.id,
             "payment_id": s.payment_id,
@@ -54,6 +54,7 @@ async def insert(
             "total": s.total_paise,
             "status": s.status.value,
             "by": s.created_by,
+            "vendor": s.vendor_id,
         },
     )
     await conn.execute(
@@ -239,6 +240,17 @@ async def undo_refund(
         {"id": sponsorship_id, "r": refund_id},
     )
     return int(result.rowcount)
+
+
+async def add_split_refunded(conn: AsyncConnection, sponsorship_id: uuid.UUID, part: int) -> None:
+    """A split sponsorship's refund succeeded: `part` of the community's share came back."""
+    await conn.execute(
+        sql("""
+        UPDATE sponsorships SET split_refunded_paise = split_refunded_paise + :p,
+                                updated_at = now()
+         WHERE id = :id AND path = 'split'"""),
+        {"id": sponsorship_id, "p": part},
+    )
 
 
 async def list_for(

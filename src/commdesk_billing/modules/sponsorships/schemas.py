@@ -80,7 +80,12 @@ class SponsorshipPaymentOut(BaseModel):
 class SponsorshipOut(BaseModel):
     id: uuid.UUID
     community_id: str
-    path: str = Field(description="`escrow`: held and released per milestone")
+    path: str = Field(
+        description="`escrow`: held and released per milestone; `split`: the order splits "
+        "the community's part to its Easy Split vendor, and Cashfree settles it (milestones "
+        "informational)"
+    )
+    vendor_id: str | None = Field(description="The split path's vendor at Cashfree")
     purpose: str
     status: str
     amount_paise: int = Field(description="The community's part (Σ milestones)")
@@ -89,9 +94,11 @@ class SponsorshipOut(BaseModel):
     fee_paise: int
     gst_paise: int
     total_paise: int = Field(description="What the sponsor pays: amount + fee + GST on fee")
-    escrow_paise: int = Field(description="Held for the community now")
+    escrow_paise: int = Field(description="Held for the community now (0 on the split path)")
     released_paise: int
-    refunded_paise: int = Field(description="Escrow returned to the sponsor by refunds")
+    refunded_paise: int = Field(
+        description="The community's part returned to the sponsor by refunds"
+    )
     milestones: list[MilestoneOut]
     payment: SponsorshipPaymentOut
     funded_at: datetime | None
@@ -103,11 +110,14 @@ class SponsorshipOut(BaseModel):
     ) -> SponsorshipOut:
         released = sum(m.amount_paise for m in ms if m.status is MilestoneStatus.released)
         refunded = sum(m.amount_paise for m in ms if m.status is MilestoneStatus.refunded)
-        funded = s.funded_journal_id is not None
+        if s.split:
+            refunded = s.split_refunded_paise
+        funded = s.funded_journal_id is not None and not s.split
         return cls(
             id=s.id,
             community_id=s.community_id,
             path=s.path.value,
+            vendor_id=s.vendor_id,
             purpose=s.purpose,
             status=s.status.value,
             amount_paise=s.amount_paise,

@@ -13,6 +13,14 @@ transaction, so no repeat, race or crash posts anything twice:
 - `release`: `sponsorship.released` (Dr escrow, Cr the community's payable) and the
   milestone delivered → released, under the sponsorship's row lock.
 
+The split path (the community is an ACTIVE Easy Split vendor when the sponsorship is
+opened, `splits.service.active_vendor`): the order carries the community's part as the
+vendor's share (`order_splits`, exact paise), and `on_paid` posts
+`sponsorship.split_funded` (Cr vendor settlements due instead of escrow): Cashfree settles
+the part to the vendor, and its vendor settlement webhooks clear the due amount
+(`splits.settlements`). Milestones are informational (no escrow, nothing released);
+refunds are by amount of the community's part, sent to Cashfree as the refund's split.
+
 The sponsor's order is opened through `payments.ordering.open_charge`: the same row-first,
 Cashfree-under-our-order-id path as a purchase, the same hosted checkout, signed webhook,
 verification against Cashfree's API and payment state machine.
@@ -36,10 +44,13 @@ from commdesk_billing.errors import (
     MilestoneRefunded,
     MilestoneReleased,
     PaymentNotRefundable,
+    RefundExceedsRefundable,
+    SplitSponsorshipNoRelease,
     SponsorshipNotFound,
     SponsorshipNotFunded,
 )
 from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.gateway.split_models import RefundShare, SplitShare
 from commdesk_billing.modules.communities.directory import Community
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.accounts import open_community_accounts
@@ -47,6 +58,7 @@ from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.payments import ordering
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import auth
 from commdesk_billing.modules.sponsorships import repository as repo
 from commdesk_billing.modules.sponsorships.figures import figures
@@ -125,6 +137,10 @@ async def create(
         buyer_state=buyer_state,
         seller_state=settings.seller_state_code,
     )
+    # The path is chosen once, here: the community's vendor is ACTIVE at Cashfree now, or
+    # the money goes to escrow. (A repeat of the key finds the row the first call wrote,
+    # with its path and its order's split, whatever the vendor's status is since.)
+    vendor_id = await splits.active_vendor(engine, client, community.id)
     charge = ordering.Charge(
         kind=KIND,
         gst=fig.fee,
@@ -134,6 +150,7 @@ async def create(
         buyer_state=buyer_state,
         about=f"a sponsorship of community {community.id} ({community.name})",
         request=req.model_dump(mode="json"),
+        splits=(SplitShare(vendor_id, amount_paise=fig.amount_paise),) if vendor_id else (),
     )
 
     async def attach(conn: AsyncConnection, payment: Payment) -> None:
@@ -142,7 +159,7 @@ async def create(
             payment_id=payment.id,
             community_id=community.id,
             sponsor_user_id=payment.user_id,
-            path=SponsorshipPath.escrow,
+            path=SponsorshipPath.easy_split if vendor_id else SponsorshipPath.escrow,
             purpose=req.purpose,
             amount_paise=fig.amount_paise,
             fee_bps=fig.fee_bps,
@@ -155,6 +172,7 @@ async def create(
             created_by=principal.sub,
             created_at=payment.created_at,
             updated_at=payment.created_at,
+            vendor_id=vendor_id,
         )
         await repo.insert(conn, s, milestones)
 
@@ -187,10 +205,35 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None
         # Both rows were written together from the same figures: a difference is a bug or a
         # tamper, and money must not move on it (the message dead-letters, an alert fires).
         raise LookupError(f"sponsorship {s.id} and its payment disagree on the figures")
-    if s.path is not SponsorshipPath.escrow:
-        # The split path: Cashfree settles the community's part to its vendor account. Its
-        # journal (the community's part never reaches our clearing) is not built yet.
-        raise LookupError(f"sponsorship {s.id} takes the {s.path} path, not handled here")
+    if s.split:
+        assert s.vendor_id is not None  # the row's CHECK
+        if ordering.splits_of(payment) != [(s.vendor_id, s.amount_paise)]:
+            # The order was opened with the sponsorship's split (one transaction): another
+            # split is a bug or a tamper, and nothing may be posted on it.
+            raise LookupError(f"sponsorship {s.id}'s order does not split its part to its vendor")
+        journal = postings.sponsorship_split_funded(
+            sponsorship_id=s.id,
+            payment_id=payment.id,
+            community_id=s.community_id,
+            vendor_id=s.vendor_id,
+            total=s.total_paise,
+            fee=s.fee_paise,
+            gst=s.gst_paise,
+            part=s.amount_paise,
+            at=at,
+        )
+        await post_journal(conn, journal)
+        await repo.mark_funded(conn, s.id, journal.id, at)
+        log.info(
+            "sponsorship.funded",
+            sponsorship_id=str(s.id),
+            community_id=s.community_id,
+            path=s.path.value,
+            vendor_id=s.vendor_id,
+            split_paise=s.amount_paise,
+            fee_paise=s.fee_paise,
+        )
+        return
     journal = postings.sponsorship_funded(
         sponsorship_id=s.id,
         payment_id=payment.id,
@@ -275,6 +318,11 @@ async def release(
         principal, await users.is_subject(conn, s.sponsor_user_id, principal.sub)
     )
     auth.authorize_release(principal, sponsor=sponsor)
+    if s.split:
+        raise SplitSponsorshipNoRelease(
+            f"sponsorship {s.id} is split: Cashfree settles the community's part to its "
+            "vendor; its milestones are informational"
+        )
     _funded(s)
     m = await _milestone(conn, s, seq)
     if m.status is MilestoneStatus.released:
@@ -321,6 +369,8 @@ async def begin_refund(
     if s is None:
         raise LookupError(f"payment {payment_id} is a sponsorship payment with no sponsorship")
     _funded(s)
+    if s.split:
+        raise LookupError(f"sponsorship {s.id} is split: refunded by amount, not milestones")
     ms = await repo.milestones(conn, s.id)
     if seqs is None:
         chosen = [m for m in ms if m.status in REFUNDABLE]
@@ -347,13 +397,63 @@ async def begin_refund(
     return s, chosen
 
 
-async def refundable_escrow(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
-    """What a refund of every milestone still refundable would return of escrow (0 before
-    funding); a read, nothing locked."""
+async def refundable_escrow(
+    conn: AsyncConnection, payment_id: uuid.UUID, standing_part: int = 0
+) -> int:
+    """What a refund of everything still refundable would return of the community's part (0
+    before funding); a read, nothing locked. Escrow: every milestone still refundable. Split:
+    the part less what standing refunds (`standing_part`) return already."""
     s = await repo.by_payment(conn, payment_id)
     if s is None or s.status is SponsorshipStatus.awaiting_payment:
         return 0
+    if s.split:
+        return max(0, s.amount_paise - standing_part)
     return sum(m.amount_paise for m in await repo.milestones(conn, s.id) if m.status in REFUNDABLE)
+
+
+async def is_split(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
+    s = await repo.by_payment(conn, payment_id)
+    return s is not None and s.split
+
+
+async def begin_split_refund(
+    conn: AsyncConnection, payment_id: uuid.UUID, part: int | None, standing_part: int
+) -> tuple[Sponsorship, int]:
+    """A split sponsorship's refund (its row locked, after the payment's): `part` of the
+    community's share, or all that is left when None. `standing_part`: what the payment's
+    standing refunds return of it already. Refused beyond what is left."""
+    s = await repo.by_payment(conn, payment_id, lock=True)
+    if s is None:
+        raise LookupError(f"payment {payment_id} is a sponsorship payment with no sponsorship")
+    _funded(s)
+    left = s.amount_paise - standing_part
+    if left <= 0:
+        raise PaymentNotRefundable(
+            f"sponsorship {s.id}'s part has been refunded already, or is being refunded"
+        )
+    want = left if part is None else part
+    if not 0 < want <= left:
+        raise RefundExceedsRefundable(
+            f"{left} paise of sponsorship {s.id}'s community part can be refunded now, "
+            f"{want} requested",
+            refundable_paise=left,
+            requested_paise=want,
+        )
+    return s, want
+
+
+async def refund_splits(
+    conn: AsyncConnection, payment_id: uuid.UUID, part: int
+) -> list[RefundShare] | None:
+    """What a refund returning `part` of the community's share takes back from the vendor
+    (cashfree.md §14.3: computed from our books and sent, so Cashfree debits the vendor by
+    exactly what our journal says): the whole part, from the sponsorship's vendor. None for
+    an escrow sponsorship (its order has no split)."""
+    s = await repo.by_payment(conn, payment_id)
+    if s is None or not s.split or part <= 0:
+        return None
+    assert s.vendor_id is not None
+    return [RefundShare(s.vendor_id, part)]
 
 
 async def hold_for_refund(
@@ -383,6 +483,32 @@ async def on_refund_succeeded(
     s = await repo.by_payment(conn, payment_id, lock=True)
     if s is None:
         raise LookupError(f"payment {payment_id} is a sponsorship payment with no sponsorship")
+    if s.split:
+        assert s.vendor_id is not None
+        await post_journal(
+            conn,
+            postings.sponsorship_split_refunded(
+                refund_id=refund_id,
+                refund_ref=refund_ref,
+                payment_id=payment_id,
+                sponsorship_id=s.id,
+                vendor_id=s.vendor_id,
+                amount=amount,
+                fee=fee,
+                gst=gst,
+                part=escrow,
+                at=at,
+            ),
+        )
+        await repo.add_split_refunded(conn, s.id, escrow)
+        log.info(
+            "sponsorship.refunded",
+            sponsorship_id=str(s.id),
+            refund_id=str(refund_id),
+            vendor_id=s.vendor_id,
+            split_paise=escrow,
+        )
+        return
     await post_journal(
         conn,
         postings.sponsorship_refunded(

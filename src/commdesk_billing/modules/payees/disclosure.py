@@ -1,0 +1,67 @@
+"""The one place a payee's account number is opened: to register a community as a Cashfree
+Easy Split vendor (cashfree.md §6.1), whose create call needs the account itself.
+
+`for_vendor` returns the community payee's current, verified payout account with the
+number opened (`security/sealed.py`, the payee's id as associated data). The result hides
+the number from its repr; callers pass it to Cashfree and nowhere else, and never log it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.modules.payees import repository as repo
+from commdesk_billing.modules.payees.model import (
+    PayeeKind,
+    PayeeStatus,
+    PayoutMethod,
+    Verification,
+)
+from commdesk_billing.security.sealed import KeyRing
+
+
+@dataclass(frozen=True)
+class VendorAccount:
+    """What an Easy Split vendor is registered with. `number` is None for a VPA."""
+
+    payee_id: uuid.UUID
+    account_id: uuid.UUID
+    method: PayoutMethod
+    holder: str
+    ifsc: str | None
+    vpa: str | None = field(repr=False)
+    number: str | None = field(repr=False)
+    mask: str
+
+
+async def for_vendor(
+    conn: AsyncConnection, ring: KeyRing, community_id: str
+) -> VendorAccount | None:
+    """The community payee's current account, verified, of an active payee; None when
+    there is no such account (no payee, suspended, none verified)."""
+    found = await repo.list_payees(
+        conn, kind=PayeeKind.community, subject_id=community_id, before=None, limit=1
+    )
+    payee = found[0] if found else None
+    if payee is None or payee.status is not PayeeStatus.active:
+        return None
+    account = await repo.current_account(conn, payee.id)
+    if account is None or account.verification_status is not Verification.verified:
+        return None
+    number = None
+    if account.method is PayoutMethod.bank:
+        assert account.account_sealed is not None, "a bank account is stored sealed"
+        number = ring.open(account.account_sealed, owner=str(payee.id))
+    return VendorAccount(
+        payee_id=payee.id,
+        account_id=account.id,
+        method=account.method,
+        holder=account.account_holder,
+        ifsc=account.ifsc,
+        vpa=account.vpa,
+        number=number,
+        mask=account.account_mask,
+    )

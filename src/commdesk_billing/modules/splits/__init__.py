@@ -1,0 +1,1 @@
+"""Cashfree Easy Split: communities registered as vendors, and their settlements."""

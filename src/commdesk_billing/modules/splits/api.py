@@ -1,0 +1,191 @@
+"""Easy Split routes: finance registers a community as a Cashfree vendor (its split
+sponsorships are then settled to it by Cashfree), finance and the community's owners read
+it, and Cashfree's vendor settlement webhooks arrive.
+
+The registration POST takes an Idempotency-Key: a repeat answers as the first did (the
+vendor id is derived from the community's, so Cashfree never holds two for one community).
+The webhook route authenticates by Cashfree's signature (the PG client secret), not a token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
+from commdesk_billing.errors import CommunityNotFound, PayoutsUnavailable, SplitVendorNotFound
+from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.idempotency.keys import Answer, KeyedRequest, respond, run_keyed
+from commdesk_billing.modules.audit import service as audit
+from commdesk_billing.modules.communities.deps import Communities
+from commdesk_billing.modules.splits import auth, service, settlements
+from commdesk_billing.modules.splits.schemas import VendorOut, VendorRequest
+from commdesk_billing.problems import MEDIA_TYPE, documented, problem_body
+from commdesk_billing.security import addresses
+from commdesk_billing.security.sealed import KeyRing
+from commdesk_billing.security.text import sane_header
+
+router = APIRouter(prefix="/v1", tags=["easy split"])
+
+CommunityId = Annotated[
+    str,
+    Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="CommDesk's community id"),
+]
+
+_PROBLEMS = documented(
+    {
+        400: "Missing or malformed Idempotency-Key",
+        401: "No valid bearer token",
+        403: "Caller may not do this",
+        404: "No such community (`community_not_found`) or not a vendor (`split_vendor_not_found`)",
+        409: "The community is suspended (`community_suspended`), has no verified payout "
+        "account (`split_vendor_account_missing`), or the same key in flight",
+        413: "Body too large",
+        422: "Body or community id invalid, or the key reused with another body",
+        502: "Cashfree refused the vendor (`gateway_rejected`), or CommDesk's community record "
+        "is unusable",
+        503: "Cashfree (`gateway_unavailable`, `gateway_rate_limited`) or MongoDB away, or the "
+        "sealing keys not configured (`payouts_unavailable`): nothing changed",
+    }
+)
+
+
+def _client(request: Request) -> CashfreeClient:
+    client: CashfreeClient = request.app.state.cashfree
+    return client
+
+
+def _ring(request: Request) -> KeyRing:
+    ring: KeyRing | None = getattr(request.app.state, "payout_keys", None)
+    if ring is None:
+        raise PayoutsUnavailable(
+            "payout accounts cannot be read here (the sealing keys are not configured); "
+            "nothing was changed"
+        )
+    return ring
+
+
+@router.post(
+    "/communities/{community_id}/split-vendor",
+    status_code=201,
+    response_model=VendorOut,
+    responses=_PROBLEMS,
+    summary="Register the community as a Cashfree Easy Split vendor with its verified payout "
+    "account (finance_admin)",
+)
+async def register_vendor(
+    community_id: CommunityId,
+    body: VendorRequest,
+    request: Request,
+    engine: Engine,
+    caller: Caller,
+    key: IdemKey,
+    directory: Communities,
+) -> JSONResponse:
+    auth.authorize_register(caller)
+    ring = _ring(request)
+    # Outside the keyed work: a directory outage is a 503 the key must not keep.
+    community = await directory.require_active(community_id)
+
+    async def work(conn: AsyncConnection, _op_key: str) -> Answer:
+        vendor = await service.register(
+            conn,
+            _client(request),
+            ring,
+            community_id=community.id,
+            req=body,
+            by=caller.sub,
+        )
+        await audit.record(
+            conn,
+            caller,
+            action="split_vendor.registered",
+            target_type="community",
+            target_id=community.id,
+            details={
+                "vendor_id": vendor.vendor_id,
+                "status": vendor.status,
+                "account": vendor.account_mask,
+            },
+            request_id=sane_header(request.headers.get("x-request-id")),
+        )
+        return Answer(201, VendorOut.of(vendor).model_dump(mode="json"))
+
+    keyed = KeyedRequest(
+        scope=caller.sub,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        body=body.model_dump(mode="json"),
+    )
+    return respond(await run_keyed(engine, keyed, work))
+
+
+@router.get(
+    "/communities/{community_id}/split-vendor",
+    response_model=VendorOut,
+    responses=_PROBLEMS,
+    summary="The community's Easy Split vendor, its status asked of Cashfree now (its owners, "
+    "finance_admin, auditor)",
+)
+async def get_vendor(
+    community_id: CommunityId,
+    request: Request,
+    engine: Engine,
+    caller: Caller,
+    directory: Communities,
+) -> VendorOut:
+    community = await directory.get(community_id)
+    if community is None:
+        raise CommunityNotFound(f"community {community_id} is not known to CommDesk")
+    auth.authorize_read(caller, community)
+    vendor = await service.refresh(engine, _client(request), community.id)
+    if vendor is None:
+        raise SplitVendorNotFound(f"community {community.id} is not an Easy Split vendor")
+    return VendorOut.of(vendor)
+
+
+@router.post(
+    "/webhooks/cashfree/vendor-settlements",
+    summary="Cashfree's vendor settlement webhooks (signed with the PG client secret)",
+    responses={
+        200: {
+            "description": "Stored: applied, duplicate, unknown_vendor, ignored, or rejected "
+            "(signed but unreadable)"
+        },
+        401: {"description": "Missing, invalid or stale signature; nothing stored"},
+        403: {"description": "Source address not on the allow-list"},
+        503: {"description": "Not stored (database unavailable); Cashfree delivers it again"},
+    },
+)
+async def vendor_settlement_webhook(
+    request: Request, engine: Engine, settings: Config
+) -> JSONResponse:
+    peer = request.client.host if request.client else None
+    ip = addresses.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
+    if not addresses.ip_allowed(settings, ip):
+        return _refuse(403, "webhook_source_refused", "source address not allowed")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        receipt = await settlements.receive(engine, settings, body, headers)
+    except settlements.WebhookRefused as exc:
+        return _refuse(401, exc.code, exc.detail)
+    return JSONResponse(
+        {
+            "status": receipt.outcome,
+            "webhook_id": str(receipt.webhook_id) if receipt.webhook_id else None,
+        },
+        status_code=200,
+    )
+
+
+def _refuse(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status=status, code=code, title="Webhook refused", detail=detail),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+    )
