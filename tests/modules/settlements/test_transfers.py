@@ -1,0 +1,119 @@
+"""The transfer state machine driven by hand (`transfers.process`, as the worker calls it)
+against the session's Cashfree sandbox, in a scratch database with no worker: what is sent,
+what is not, and what the books say after."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway.errors import CashfreeNotFound
+from commdesk_billing.gateway.factory import payouts_client
+from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.modules.payees import service as payees
+from commdesk_billing.modules.payees.model import PayeeStatus
+from commdesk_billing.modules.settlements import service, transfers
+from commdesk_billing.modules.settlements.model import Settlement, SettlementStatus
+from tests.modules.settlements.conftest import TERMS
+from tests.modules.settlements.helpers import MadePayee, earn, make_payee, payable, scalar
+
+
+async def _settled(engine: AsyncEngine, settings: Settings, payee: MadePayee) -> Settlement:
+    [o] = await service.run(
+        engine,
+        settings,
+        by="t",
+        payee_id=payee.id,
+        period=f"t:{uuid.uuid4().hex}",
+        cut_off=datetime.now(UTC),
+    )
+    assert o.created and o.settlement is not None, o
+    return o.settlement
+
+
+async def _suspend(engine: AsyncEngine, payee: MadePayee) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        await payees.set_status(conn, payee.id, PayeeStatus.suspended)
+
+    await in_transaction(engine, work)
+
+
+async def _process(
+    engine: AsyncEngine, settings: Settings, payee_settings: Settings, s: Settlement, source: str
+) -> SettlementStatus:
+    client = payouts_client(payee_settings)
+    try:
+
+        async def work(conn: AsyncConnection) -> SettlementStatus:
+            return await transfers.process(conn, client, settings, s.id, source=source)
+
+        status: SettlementStatus = await in_transaction(engine, work)
+        return status
+    finally:
+        await client.aclose()
+
+
+async def test_a_payee_suspended_before_its_transfer_is_sent_is_not_paid(
+    scratch_engine: AsyncEngine, payee_settings: Settings
+) -> None:
+    """A suspended payee is never paid out (payees' model): a settlement made before the
+    suspension whose transfer was not yet sent is not sent; its gross goes back to payable
+    (settled again once the payee is reactivated)."""
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine, payee_settings)
+    await earn(scratch_engine, payee, 40_000)
+    s = await _settled(scratch_engine, settings, payee)
+    await _suspend(scratch_engine, payee)
+    status = await _process(scratch_engine, settings, payee_settings, s, "created")
+    assert status is SettlementStatus.failed
+    code = await scalar(
+        scratch_engine, "SELECT failure_code FROM settlements WHERE id = :i", i=s.id
+    )
+    assert code == "payee_suspended"
+    client = payouts_client(payee_settings)
+    try:
+        with pytest.raises(CashfreeNotFound):
+            await client.get_transfer(transfer_id=f"stl{s.id.hex}a1")
+    finally:
+        await client.aclose()
+    assert await payable(scratch_engine, payee) == 40_000
+    # A repeated command changes nothing more.
+    assert (
+        await _process(scratch_engine, settings, payee_settings, s, "created")
+        is SettlementStatus.failed
+    )
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_a_transfer_that_reached_cashfree_before_the_suspension_is_followed_not_failed(
+    scratch_engine: AsyncEngine, payee_settings: Settings
+) -> None:
+    """A worker died after its create reached Cashfree (the attempt still `new`), then the
+    payee was suspended: the money is out at Cashfree, so the settlement follows that
+    transfer; failing it back to payable would pay it twice."""
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine, payee_settings)
+    await earn(scratch_engine, payee, 40_000)
+    s = await _settled(scratch_engine, settings, payee)
+    client = payouts_client(payee_settings)
+    try:
+        await client.create_transfer(
+            transfer_id=f"stl{s.id.hex}a1",
+            amount_paise=s.net_paise,
+            beneficiary_id=s.beneficiary_id,
+            mode=s.transfer_mode,
+        )
+    finally:
+        await client.aclose()
+    await _suspend(scratch_engine, payee)
+    status = await _process(scratch_engine, settings, payee_settings, s, "created")
+    assert status is SettlementStatus.processing
+    assert await payable(scratch_engine, payee) == 4_000  # the reserve: the gross is out
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
