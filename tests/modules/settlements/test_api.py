@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway import signature
@@ -298,17 +299,20 @@ async def test_a_webhook_echoing_an_account_number_as_a_json_number_is_kept_mask
             update={"cashfree_payout_client_secret": SecretStr(DEV_PAYOUT_CLIENT_SECRET)}
         )
         try:
-            r = await client.post(
-                url, content=body, headers=_signed(body, DEV_PAYOUT_CLIENT_SECRET)
-            )
+            with capture_logs() as logs:
+                r = await client.post(
+                    url, content=body, headers=_signed(body, DEV_PAYOUT_CLIENT_SECRET)
+                )
         finally:
             app.state.settings = settings
         assert r.status_code == 200, r.text
+        # The second is unreadable (a list): why is logged and kept, the number hidden.
+        assert str(number) not in repr(logs) and "9876543210" not in repr(logs), logs
     raws = await scalar(
         engine,
-        "SELECT string_agg(convert_from(raw_body, 'UTF8'), ' ') FROM payout_webhooks "
+        "SELECT string_agg(convert_from(raw_body, 'UTF8') || outcome, ' ') FROM payout_webhooks "
         "WHERE strpos(convert_from(raw_body, 'UTF8'), :t) > 0",
         t=transfer_id,
     )
-    assert raws.count("XXXX0017") == 2, raws
+    assert raws.count("XXXX0017") >= 2 and "rejected" in raws, raws
     assert str(number) not in raws and "9876543210" not in raws, raws

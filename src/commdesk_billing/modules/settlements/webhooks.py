@@ -139,7 +139,9 @@ async def payouts_webhook(request: Request, engine: Engine, settings: Config) ->
     except Refused as exc:
         if exc.code != "webhook_unreadable":
             return _refuse(401, exc.code, exc.detail)
-        unreadable = exc.detail[:300]
+        # Pydantic quotes the input it refused: an account number or VPA among it is
+        # hidden before the reason is logged or kept.
+        unreadable = redact(exc.detail)[:300]
     outcome = await in_transaction(
         engine, lambda conn: _receive(conn, body, headers, hook, unreadable)
     )
