@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -14,9 +15,11 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.errors import CashfreeNotFound
 from commdesk_billing.gateway.factory import payouts_client
+from commdesk_billing.gateway.payout_models import Transfer
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.payees import service as payees
 from commdesk_billing.modules.payees.model import PayeeStatus
+from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements import service, transfers
 from commdesk_billing.modules.settlements.model import Settlement, SettlementStatus
 from tests.modules.settlements.conftest import TERMS
@@ -115,5 +118,50 @@ async def test_a_transfer_that_reached_cashfree_before_the_suspension_is_followe
     status = await _process(scratch_engine, settings, payee_settings, s, "created")
     assert status is SettlementStatus.processing
     assert await payable(scratch_engine, payee) == 4_000  # the reserve: the gross is out
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_a_retry_is_not_sent_before_its_wait_whoever_asks(
+    scratch_engine: AsyncEngine, payee_settings: Settings
+) -> None:
+    """A retryable failure makes the next attempt, to be sent after
+    `settlement_retry_after_s` (a balance topped up, a bank back online). The status sync
+    (every `settlement_sync_after_s`, shorter by default), a late webhook or a person asking
+    meanwhile must not send it early: each early try spends an attempt on the same cause."""
+    settings = Settings(**{**TERMS, "settlement_retry_after_s": 900.0})  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine, payee_settings)
+    await earn(scratch_engine, payee, 40_000)
+    s = await _settled(scratch_engine, settings, payee)
+
+    async def declined(conn: AsyncConnection) -> SettlementStatus:
+        [attempt] = await repo.attempts(conn, s.id)
+        answer = Transfer.model_validate(
+            {
+                "transfer_id": attempt.transfer_id,
+                "cf_transfer_id": "1",
+                "status": "FAILED",
+                "status_code": "INSUFFICIENT_BALANCE",
+                "transfer_amount": Decimal(s.net_paise) / 100,
+            }
+        )
+        return await transfers.apply(conn, settings, s, attempt, answer, datetime.now(UTC))
+
+    assert await in_transaction(scratch_engine, declined) is SettlementStatus.processing
+    second = f"stl{s.id.hex}a2"
+    for source in ("sync", "webhook", "manual", "created"):
+        status = await _process(scratch_engine, settings, payee_settings, s, source)
+        assert status is SettlementStatus.processing
+    client = payouts_client(payee_settings)
+    try:
+        with pytest.raises(CashfreeNotFound):
+            await client.get_transfer(transfer_id=second)
+        # Once its wait is over (here: none), the retry command sends it.
+        due = settings.model_copy(update={"settlement_retry_after_s": 0.0})
+        status = await _process(scratch_engine, due, payee_settings, s, "retry")
+        assert status in (SettlementStatus.processing, SettlementStatus.paid)
+        assert (await client.get_transfer(transfer_id=second)).transfer_id == second
+    finally:
+        await client.aclose()
     report = await verify_ledger(scratch_engine)
     assert report.ok, [str(f) for f in report.findings]

@@ -96,8 +96,13 @@ async def process(
     current = attempts[-1]
     if current.status not in (AttemptStatus.new, AttemptStatus.sent):
         return s.status  # a retry scheduled by `apply` always adds an open attempt
-    if current.status is AttemptStatus.new and not await targets.is_active(conn, s.payee_id):
-        return await _not_sent(conn, client, settings, s, current, now)
+    if current.status is AttemptStatus.new:
+        if current.attempt > 1 and now < _due(settings, current):
+            # A retry waits out `settlement_retry_after_s` (its delayed command sends it);
+            # the sync, a late webhook or a person asking meanwhile must not send it early.
+            return s.status
+        if not await targets.is_active(conn, s.payee_id):
+            return await _not_sent(conn, client, settings, s, current, now)
     try:
         if current.status is AttemptStatus.new:
             answer = await client.create_transfer(
@@ -132,6 +137,16 @@ async def process(
     status = await apply(conn, settings, s, current, answer, now)
     await repo.mark_synced(conn, s.id, now)
     return status
+
+
+# The retry's command is delivered at its due time by the outbox relay's clock; a worker's
+# clock a little behind must not turn it away (the sync would send it only much later).
+_CLOCK_SLACK = timedelta(seconds=2)
+
+
+def _due(settings: Settings, attempt: Attempt) -> datetime:
+    """When a retry attempt may be sent."""
+    return attempt.created_at + timedelta(seconds=settings.settlement_retry_after_s) - _CLOCK_SLACK
 
 
 async def _not_sent(
@@ -236,7 +251,7 @@ async def apply(
         return s.status
     await attempt_is(AttemptStatus.failed)
     if outcome is Outcome.RETRY and attempt.attempt < settings.settlement_max_attempts:
-        await _retry_later(conn, settings, s, attempt, at)
+        await _retry_later(conn, settings, s, attempt, code, at)
         return SettlementStatus.processing
     why = {
         Outcome.RETRY: "attempts_exhausted",
@@ -266,7 +281,12 @@ async def _paid(
 
 
 async def _retry_later(
-    conn: AsyncConnection, settings: Settings, s: Settlement, attempt: Attempt, at: datetime
+    conn: AsyncConnection,
+    settings: Settings,
+    s: Settlement,
+    attempt: Attempt,
+    code: str | None,
+    at: datetime,
 ) -> None:
     """A new attempt under a new transfer_id, sent after the retry wait."""
     await repo.insert_attempt(conn, first_attempt(s, attempt.attempt + 1, at))
@@ -289,7 +309,7 @@ async def _retry_later(
         "settlement.transfer.retry",
         settlement_id=str(s.id),
         failed_attempt=attempt.attempt,
-        status_code=attempt.status_code,
+        status_code=code,
     )
 
 
