@@ -165,3 +165,33 @@ async def test_a_retry_is_not_sent_before_its_wait_whoever_asks(
         await client.aclose()
     report = await verify_ledger(scratch_engine)
     assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_a_reversal_seen_first_and_without_a_utr_leaves_the_books_clean(
+    scratch_engine: AsyncEngine, payee_settings: Settings
+) -> None:
+    """The SUCCESS was never seen (its webhook lost, the sync late) and Cashfree's answer
+    is already REVERSED, without a UTR: the settlement is paid and reversed in one step,
+    its gross back in payable, and `ledger verify` has nothing to say of it."""
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine, payee_settings)
+    await earn(scratch_engine, payee, 40_000)
+    s = await _settled(scratch_engine, settings, payee)
+
+    async def reversed_(conn: AsyncConnection) -> SettlementStatus:
+        [attempt] = await repo.attempts(conn, s.id)
+        answer = Transfer.model_validate(
+            {
+                "transfer_id": attempt.transfer_id,
+                "cf_transfer_id": "1",
+                "status": "REVERSED",
+                "status_code": "ACCOUNT_BLOCKED",
+                "transfer_amount": Decimal(s.net_paise) / 100,
+            }
+        )
+        return await transfers.apply(conn, settings, s, attempt, answer, datetime.now(UTC))
+
+    assert await in_transaction(scratch_engine, reversed_) is SettlementStatus.reversed
+    assert await payable(scratch_engine, payee) == 40_000
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]

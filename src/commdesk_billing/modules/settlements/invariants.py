@@ -157,7 +157,10 @@ async def settlement_transfers(conn: AsyncConnection, report: VerifyReport) -> N
                count(t.id) FILTER (WHERE t.status IN ('success', 'reversed')) AS paid,
                count(t.id) FILTER (WHERE t.status IN ('success', 'reversed')
                                    AND t.amount_paise = s.net_paise
-                                   AND t.utr IS NOT DISTINCT FROM s.utr
+                                   -- A reversal first seen without a UTR records ''
+                                   -- on the settlement (which needs one) and none on
+                                   -- its transfer: the same absence.
+                                   AND coalesce(t.utr, '') = coalesce(s.utr, '')
                                    AND (t.status = 'reversed') = (s.status = 'reversed'))
                    AS matching,
                count(t.id) FILTER (WHERE t.status IN ('new', 'sent')) AS open
