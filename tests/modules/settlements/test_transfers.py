@@ -5,7 +5,7 @@ what is not, and what the books say after."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -22,8 +22,16 @@ from commdesk_billing.modules.payees.model import PayeeStatus
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements import service, transfers
 from commdesk_billing.modules.settlements.model import Settlement, SettlementStatus
+from tests.modules.payees.helpers import fresh_account
 from tests.modules.settlements.conftest import TERMS
-from tests.modules.settlements.helpers import MadePayee, earn, make_payee, payable, scalar
+from tests.modules.settlements.helpers import (
+    MadePayee,
+    earn,
+    make_payee,
+    move_account,
+    payable,
+    scalar,
+)
 
 
 async def _settled(engine: AsyncEngine, settings: Settings, payee: MadePayee) -> Settlement:
@@ -193,5 +201,62 @@ async def test_a_reversal_seen_first_and_without_a_utr_leaves_the_books_clean(
 
     assert await in_transaction(scratch_engine, reversed_) is SettlementStatus.reversed
     assert await payable(scratch_engine, payee) == 40_000
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("FAILED", "INVALID_ACCOUNT_FAIL"), ("REVERSED", "ACCOUNT_BLOCKED")]
+)
+async def test_a_destination_cashfree_called_wrong_is_not_paid_again_until_changed(
+    status: str, code: str, scratch_engine: AsyncEngine, payee_settings: Settings
+) -> None:
+    """A transfer failed (or came back) because the account is wrong or blocked
+    (`payout_codes.NEEDS_NEW_DETAILS`: "stop paying it, ask the payee"): the next runs do
+    not send the payee's money there again, every period, each a failure and an alert;
+    they wait until the payee gives an account again."""
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine, payee_settings)
+    await earn(scratch_engine, payee, 40_000)
+    s = await _settled(scratch_engine, settings, payee)
+
+    async def answer(conn: AsyncConnection) -> SettlementStatus:
+        [attempt] = await repo.attempts(conn, s.id)
+        t = Transfer.model_validate(
+            {
+                "transfer_id": attempt.transfer_id,
+                "cf_transfer_id": "1",
+                "status": status,
+                "status_code": code,
+                "transfer_amount": Decimal(s.net_paise) / 100,
+                "transfer_utr": "UTR1",
+            }
+        )
+        return await transfers.apply(conn, settings, s, attempt, t, datetime.now(UTC))
+
+    assert (await in_transaction(scratch_engine, answer)).value in ("failed", "reversed")
+    [again] = await service.run(
+        scratch_engine,
+        settings,
+        by="t",
+        payee_id=payee.id,
+        period=f"t:{uuid.uuid4().hex}",
+        cut_off=datetime.now(UTC),
+    )
+    assert (again.created, again.waiting) == (False, "needs_new_bank_details")
+    assert await payable(scratch_engine, payee) == 40_000
+    # The payee gives an account (a new version): settled to it once its cooling-off ends.
+    await move_account(scratch_engine, payee_settings, payee, fresh_account(), timedelta(seconds=1))
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    [after] = await service.run(
+        scratch_engine,
+        settings,
+        by="t",
+        payee_id=payee.id,
+        period=f"t:{uuid.uuid4().hex}",
+        cut_off=later,
+        at=later,
+    )
+    assert after.created, after
     report = await verify_ledger(scratch_engine)
     assert report.ok, [str(f) for f in report.findings]
