@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway import signature
@@ -260,3 +261,58 @@ async def test_the_payout_webhook_receiver_refuses_and_keeps_as_it_should(
         assert (r.status_code, r.json()["status"]) in ((200, "rejected"), (200, "duplicate"))
     finally:
         app.state.settings = settings
+
+
+async def test_a_webhook_echoing_an_account_number_as_a_json_number_is_kept_masked(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine, app: Any
+) -> None:
+    """Our model reads an account number sent as a JSON number (`TextId`); the body kept
+    must mask it as it masks a string one: no account number is ever stored whole."""
+    url = "/v1/webhooks/cashfree-payouts"
+    transfer_id = f"stl{uuid.uuid4().hex}a1"
+    number = 50100000000017
+    for i, instrument in enumerate(
+        (
+            {"bank_account_number": number, "bank_ifsc": "HDFC0000001"},
+            {"bank_account_number": [number], "vpa": 9876543210},
+        )
+    ):
+        body = json.dumps(
+            {
+                "type": "TRANSFER_SUCCESS",
+                "event_time": "2026-12-06T12:00:00",
+                "data": {
+                    "transfer_id": transfer_id,
+                    "cf_transfer_id": f"12{i}",
+                    "status": "SUCCESS",
+                    "status_code": "COMPLETED",
+                    "transfer_amount": 100.0,
+                    "transfer_utr": "UTR1",
+                    "beneficiary_details": {
+                        "beneficiary_id": "b1",
+                        "beneficiary_instrument_details": instrument,
+                    },
+                },
+            }
+        ).encode()
+        app.state.settings = settings.model_copy(
+            update={"cashfree_payout_client_secret": SecretStr(DEV_PAYOUT_CLIENT_SECRET)}
+        )
+        try:
+            with capture_logs() as logs:
+                r = await client.post(
+                    url, content=body, headers=_signed(body, DEV_PAYOUT_CLIENT_SECRET)
+                )
+        finally:
+            app.state.settings = settings
+        assert r.status_code == 200, r.text
+        # The second is unreadable (a list): why is logged and kept, the number hidden.
+        assert str(number) not in repr(logs) and "9876543210" not in repr(logs), logs
+    raws = await scalar(
+        engine,
+        "SELECT string_agg(convert_from(raw_body, 'UTF8') || outcome, ' ') FROM payout_webhooks "
+        "WHERE strpos(convert_from(raw_body, 'UTF8'), :t) > 0",
+        t=transfer_id,
+    )
+    assert raws.count("XXXX0017") >= 2 and "rejected" in raws, raws
+    assert str(number) not in raws and "9876543210" not in raws, raws

@@ -131,3 +131,49 @@ async def test_two_schedulers_racing_over_every_payee_make_one_settlement_each(
     assert await scalar(scratch_engine, "SELECT count(*) FROM settlements") == 3
     report = await verify_ledger(scratch_engine)
     assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_what_was_taken_back_after_the_cut_off_is_never_paid_out(
+    scratch_engine: AsyncEngine, payee_settings: Settings
+) -> None:
+    """A share earned before the cut-off but refunded after it (and before the run) is
+    already owed back: paying it would only make a receivable of our own making. A run
+    never pays more than the payable holds when it runs."""
+    settings = Settings(**TERMS)  # type: ignore[arg-type]
+    payee = await make_payee(scratch_engine, payee_settings)
+    payment_id = await earn(scratch_engine, payee, 50_000)
+    cut_off = datetime.now(UTC)
+    await asyncio.sleep(0.01)  # the refund is after the cut-off
+
+    async def run() -> Outcome:
+        [o] = await service.run(
+            scratch_engine,
+            settings,
+            by="t",
+            payee_id=payee.id,
+            period=f"t:{uuid.uuid4().hex}",
+            cut_off=cut_off,
+        )
+        return o
+
+    await in_transaction(
+        scratch_engine,
+        lambda c: partners.on_refund_succeeded(c, uuid.uuid4(), payment_id, 60_000),
+    )
+    assert await payable(scratch_engine, payee) == 20_000  # 30 000 of the share taken back
+    o = await run()
+    assert o.settlement is not None
+    # What the payable holds now (20 000), not what it held at the cut-off (50 000).
+    assert (o.settlement.payable_paise, o.settlement.gross_paise) == (20_000, 18_000)
+    assert await payable(scratch_engine, payee) == 2_000  # the reserve; never a receivable
+    await in_transaction(
+        scratch_engine,
+        lambda c: partners.on_refund_succeeded(c, uuid.uuid4(), payment_id, 40_000),
+    )
+    # Earned after the cut-off is still not paid before its own period, not even to cover
+    # what was taken back: 50 000 - 30 000 - 20 000 - 18 000 settled - 2 000 held.
+    await earn(scratch_engine, payee, 30_000)
+    o = await run()
+    assert (o.waiting, o.available_paise) == ("nothing_payable", -20_000)
+    report = await verify_ledger(scratch_engine)
+    assert report.ok, [str(f) for f in report.findings]

@@ -27,7 +27,7 @@ from tests.harness.databases import tamper
 from tests.modules.settlements.conftest import TERMS
 from tests.modules.settlements.helpers import earn, make_payee
 
-_TABLES = ("ledger_entries", "settlements", "settlement_transfers")
+_TABLES = ("ledger_entries", "settlements", "settlement_transfers", "payout_accounts")
 _CREATED = "(SELECT journal_id FROM settlements WHERE id = $1)"
 _PAID = "(SELECT id FROM ledger_journals WHERE idempotency_key = 'settlement:' || $1 || ':paid')"
 
@@ -66,11 +66,29 @@ CASES: dict[str, tuple[str, tuple[object, ...], set[str]]] = {
         (),
         {"settlement_figures", "settlement_journal", "settlement_payable", "settlement_transfer"},
     ),
+    "paid to another beneficiary": (
+        "UPDATE settlements SET beneficiary_id = 'cdbsomeoneelse' WHERE id = $1::uuid",
+        (),
+        {"settlement_target"},
+    ),
+    "paid to another payee's account": (
+        "UPDATE settlements SET account_id = (SELECT id FROM payout_accounts "
+        "WHERE payee_id <> settlements.payee_id LIMIT 1) WHERE id = $1::uuid",
+        (),
+        {"settlement_target"},
+    ),
+    "made in its account's cooling-off": (
+        "UPDATE payout_accounts SET payouts_blocked_until = now() + interval '1 day' "
+        "WHERE id = (SELECT account_id FROM settlements WHERE id = $1::uuid)",
+        (),
+        {"settlement_target"},
+    ),
 }
 
 
 async def _paid_settlement(engine: AsyncEngine, payee_settings: Settings) -> uuid.UUID:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
+    await make_payee(engine, payee_settings)  # another payee, whose account is not ours
     payee = await make_payee(engine, payee_settings)
     await earn(engine, payee, 50_000)
     [outcome] = await service.run(

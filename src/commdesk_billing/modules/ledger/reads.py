@@ -64,15 +64,18 @@ async def payable_for_settlement(
     conn: AsyncConnection, account_id: uuid.UUID, cut_off: datetime
 ) -> int:
     """What a payee's payable account (credit-normal) offers a settlement at `cut_off`: what
-    it was credited up to the cut-off by anything but settlements, less what settlements
-    have taken from it at any time (and given back, on a failure or a reversal). A later
-    settlement so never sees entries an earlier one took, whatever its cut-off. One
-    statement: the caller holds the payee's lock, so settlements of one payee see each
-    other's journals."""
+    it was credited up to the cut-off by anything but settlements, less what anything but
+    settlements debited from it at any time (a spend or a share taken back after the
+    cut-off is already owed back: paying it would only make a receivable), less what
+    settlements have taken from it at any time (and given back, on a failure or a
+    reversal). A later settlement so never sees entries an earlier one took, whatever its
+    cut-off. One statement: the caller holds the payee's lock, so settlements of one payee
+    see each other's journals."""
     value = await conn.scalar(
         sql("""
         SELECT coalesce(-sum(e.amount) FILTER (
-                   WHERE j.kind <> ALL(CAST(:kinds AS text[])) AND e.created_at <= :cut), 0)
+                   WHERE j.kind <> ALL(CAST(:kinds AS text[]))
+                     AND (e.created_at <= :cut OR e.amount > 0)), 0)
              - coalesce(sum(e.amount) FILTER (WHERE j.kind = ANY(CAST(:kinds AS text[]))), 0)
           FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
          WHERE e.account_id = :a"""),

@@ -70,3 +70,11 @@ async def lock_target(
     await conn.execute(sql("SELECT 1 FROM payees WHERE id = :id FOR UPDATE"), {"id": payee_id})
     row = (await conn.execute(sql(_TARGET + " AND p.id = :id"), {"at": at, "id": payee_id})).first()
     return _target(row) if row is not None else None
+
+
+async def is_active(conn: AsyncConnection, payee_id: uuid.UUID) -> bool:
+    """Whether the payee may be paid out at all now (not suspended): asked before each
+    transfer a settlement sends, since a settlement made before a suspension must not pay
+    it. Not locked: a suspension committing during the transfer call is one just after."""
+    status = await conn.scalar(sql("SELECT status FROM payees WHERE id = :id"), {"id": payee_id})
+    return bool(status == PayeeStatus.active.value)

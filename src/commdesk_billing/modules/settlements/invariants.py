@@ -157,7 +157,10 @@ async def settlement_transfers(conn: AsyncConnection, report: VerifyReport) -> N
                count(t.id) FILTER (WHERE t.status IN ('success', 'reversed')) AS paid,
                count(t.id) FILTER (WHERE t.status IN ('success', 'reversed')
                                    AND t.amount_paise = s.net_paise
-                                   AND t.utr IS NOT DISTINCT FROM s.utr
+                                   -- A reversal first seen without a UTR records ''
+                                   -- on the settlement (which needs one) and none on
+                                   -- its transfer: the same absence.
+                                   AND coalesce(t.utr, '') = coalesce(s.utr, '')
                                    AND (t.status = 'reversed') = (s.status = 'reversed'))
                    AS matching,
                count(t.id) FILTER (WHERE t.status IN ('new', 'sent')) AS open
@@ -196,4 +199,45 @@ async def settlement_transfers(conn: AsyncConnection, report: VerifyReport) -> N
         )
 
 
-CHECKS: tuple[Check, ...] = (settlement_journals, settlement_payables, settlement_transfers)
+@check("settlement_targets")
+async def settlement_targets(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every settlement pays its own payee: its account is a version of its payee's account,
+    verified and out of its cooling-off when the settlement was made, the beneficiary is
+    that version's and the mode its method's, and the payable it took from is its payee's.
+    (A settlement row is frozen at its insert; this is what the insert had to be.)"""
+    for r in await rows(
+        conn,
+        """
+        SELECT s.id, s.created_at, s.beneficiary_id, s.transfer_mode, s.payable_code,
+               concat_ws(CAST(':' AS text), p.kind, p.subject_id, 'payable') AS payee_payable,
+               a.id AS account_id, a.payee_id AS account_payee, s.payee_id,
+               a.beneficiary_id AS account_beneficiary, a.verification_status,
+               a.payouts_blocked_until, a.method
+          FROM settlements s
+          JOIN payees p ON p.id = s.payee_id
+          LEFT JOIN payout_accounts a ON a.id = s.account_id""",
+    ):
+        wrong = []
+        if r.account_id is None or r.account_payee != r.payee_id:
+            wrong.append("its account is not its payee's")
+        else:
+            if r.account_beneficiary != r.beneficiary_id:
+                wrong.append("its beneficiary is not its account's")
+            if r.verification_status != "verified":
+                wrong.append("its account is not verified")
+            if r.payouts_blocked_until > r.created_at:
+                wrong.append("it was made in its account's cooling-off")
+            if r.transfer_mode != ("upi" if r.method == "upi" else "banktransfer"):
+                wrong.append("its transfer mode is not its account's method")
+        if r.payable_code != r.payee_payable:
+            wrong.append("it took from another payable than its payee's")
+        if wrong:
+            report.add("settlement_target", f"settlement {r.id}", "; ".join(wrong))
+
+
+CHECKS: tuple[Check, ...] = (
+    settlement_journals,
+    settlement_payables,
+    settlement_transfers,
+    settlement_targets,
+)

@@ -11,6 +11,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
+from commdesk_billing.gateway.payout_codes import NEEDS_NEW_DETAILS
 from commdesk_billing.modules.settlements.model import (
     Attempt,
     AttemptStatus,
@@ -88,6 +89,24 @@ async def reserves_held(conn: AsyncConnection, payee_id: uuid.UUID, at: datetime
         {"p": payee_id, "at": at},
     )
     return int(value or 0)
+
+
+async def destination_refused(
+    conn: AsyncConnection, payee_id: uuid.UUID, account_id: uuid.UUID
+) -> bool:
+    """Whether a settlement to this account version failed, or was reversed, because the
+    destination is wrong (`payout_codes.NEEDS_NEW_DETAILS`): it is not paid there again."""
+    found = await conn.scalar(
+        sql("""
+        SELECT EXISTS (
+            SELECT 1 FROM settlements
+             WHERE payee_id = :p AND account_id = :a
+               AND ((status = 'failed' AND failure_code LIKE 'needs_new_bank_details:%')
+                 OR (status = 'reversed'
+                     AND upper(failure_code) = ANY(CAST(:codes AS text[])))))"""),
+        {"p": payee_id, "a": account_id, "codes": sorted(NEEDS_NEW_DETAILS)},
+    )
+    return bool(found)
 
 
 async def of_payee(

@@ -78,7 +78,8 @@ class Outcome:
     payee_id: uuid.UUID
     settlement: Settlement | None = None
     created: bool = False
-    waiting: str | None = None  # not_payable | nothing_payable | below_minimum
+    # not_payable | needs_new_bank_details | nothing_payable | below_minimum
+    waiting: str | None = None
     available_paise: int = 0
 
 
@@ -102,6 +103,11 @@ async def settle_payee(
     existing = await repo.of_period(conn, payee_id, period)
     if existing is not None:
         return Outcome(payee_id, settlement=existing)
+    if await repo.destination_refused(conn, payee_id, target.account_id):
+        # Cashfree said this account is wrong or blocked: sending there again every period
+        # would only fail (or bounce) again. It keeps accruing until the payee gives an
+        # account again (a new version).
+        return Outcome(payee_id, waiting="needs_new_bank_details")
     account = house_account_id(target.payee.payable_code)
     payable = await payable_for_settlement(conn, account, cut_off)
     held = await repo.reserves_held(conn, payee_id, at)

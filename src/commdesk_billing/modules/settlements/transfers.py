@@ -5,7 +5,8 @@ webhooks, the status sync and the transfer command all converge on.
        |                  |  ^
        |                  |  +-- retryable failure: a new attempt (new transfer_id), later
        +------------------+--> failed  (needs new details, needs review, attempts used up,
-                                        or Cashfree refused the create outright)
+                                        Cashfree refused the create outright, or the
+                                        payee was suspended before an attempt was sent)
 
 `process` runs with the settlement's row locked across the Cashfree call (as refunds do):
 the check of the current attempt, the call and recording its answer are one step against
@@ -31,7 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import SettlementNotFound
-from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeConflict, CashfreeRejected
+from commdesk_billing.gateway.errors import (
+    CashfreeAuthError,
+    CashfreeConflict,
+    CashfreeNotFound,
+    CashfreeRejected,
+)
 from commdesk_billing.gateway.payout_codes import Outcome
 from commdesk_billing.gateway.payout_models import Transfer
 from commdesk_billing.gateway.payouts import CashfreePayoutsClient
@@ -39,6 +45,7 @@ from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.ledger.model import Journal, house_account_id
+from commdesk_billing.modules.payees import targets
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements.model import (
     ENDED,
@@ -89,6 +96,13 @@ async def process(
     current = attempts[-1]
     if current.status not in (AttemptStatus.new, AttemptStatus.sent):
         return s.status  # a retry scheduled by `apply` always adds an open attempt
+    if current.status is AttemptStatus.new:
+        if current.attempt > 1 and now < _due(settings, current):
+            # A retry waits out `settlement_retry_after_s` (its delayed command sends it);
+            # the sync, a late webhook or a person asking meanwhile must not send it early.
+            return s.status
+        if not await targets.is_active(conn, s.payee_id):
+            return await _not_sent(conn, client, settings, s, current, now)
     try:
         if current.status is AttemptStatus.new:
             answer = await client.create_transfer(
@@ -119,6 +133,49 @@ async def process(
             utr=None,
         )
         await _fail(conn, s, f"create_refused:{exc.code or exc.status}", str(exc), now)
+        return SettlementStatus.failed
+    status = await apply(conn, settings, s, current, answer, now)
+    await repo.mark_synced(conn, s.id, now)
+    return status
+
+
+# The retry's command is delivered at its due time by the outbox relay's clock; a worker's
+# clock a little behind must not turn it away (the sync would send it only much later).
+_CLOCK_SLACK = timedelta(seconds=2)
+
+
+def _due(settings: Settings, attempt: Attempt) -> datetime:
+    """When a retry attempt may be sent."""
+    return attempt.created_at + timedelta(seconds=settings.settlement_retry_after_s) - _CLOCK_SLACK
+
+
+async def _not_sent(
+    conn: AsyncConnection,
+    client: CashfreePayoutsClient,
+    settings: Settings,
+    s: Settlement,
+    current: Attempt,
+    now: datetime,
+) -> SettlementStatus:
+    """The payee was suspended after the settlement was made: a suspended payee is never
+    paid out, so the attempt is not sent and the gross goes back to payable (settled anew
+    once the payee is reactivated). Unless Cashfree has it already: an attempt still `new`
+    may have been created by a worker that died before recording it, and that transfer is
+    followed like any other (failing it back to payable would pay it twice)."""
+    try:
+        answer = await client.get_transfer(transfer_id=current.transfer_id)
+    except CashfreeNotFound:
+        await repo.update_attempt(
+            conn,
+            current.id,
+            status=AttemptStatus.failed,
+            at=now,
+            cf_transfer_id=None,
+            cf_status="NOT_SENT",
+            status_code="PAYEE_SUSPENDED",
+            utr=None,
+        )
+        await _fail(conn, s, "payee_suspended", "the payee was suspended before it was paid", now)
         return SettlementStatus.failed
     status = await apply(conn, settings, s, current, answer, now)
     await repo.mark_synced(conn, s.id, now)
@@ -194,7 +251,7 @@ async def apply(
         return s.status
     await attempt_is(AttemptStatus.failed)
     if outcome is Outcome.RETRY and attempt.attempt < settings.settlement_max_attempts:
-        await _retry_later(conn, settings, s, attempt, at)
+        await _retry_later(conn, settings, s, attempt, code, at)
         return SettlementStatus.processing
     why = {
         Outcome.RETRY: "attempts_exhausted",
@@ -224,7 +281,12 @@ async def _paid(
 
 
 async def _retry_later(
-    conn: AsyncConnection, settings: Settings, s: Settlement, attempt: Attempt, at: datetime
+    conn: AsyncConnection,
+    settings: Settings,
+    s: Settlement,
+    attempt: Attempt,
+    code: str | None,
+    at: datetime,
 ) -> None:
     """A new attempt under a new transfer_id, sent after the retry wait."""
     await repo.insert_attempt(conn, first_attempt(s, attempt.attempt + 1, at))
@@ -247,7 +309,7 @@ async def _retry_later(
         "settlement.transfer.retry",
         settlement_id=str(s.id),
         failed_attempt=attempt.attempt,
-        status_code=attempt.status_code,
+        status_code=code,
     )
 
 

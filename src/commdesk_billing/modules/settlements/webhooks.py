@@ -68,12 +68,21 @@ def _secrets(settings: Settings) -> list[str]:
 _SECRET_FIELDS = frozenset({"bank_account_number", "vpa"})
 
 
+def _hidden(value: Any) -> Any:
+    """A secret field's value masked whatever its JSON type: Cashfree may send an account
+    number as a number (our model reads one: `TextId`), or wrap it."""
+    if isinstance(value, dict):
+        return {k: _hidden(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hidden(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    return mask(value if isinstance(value, str) else str(value))
+
+
 def _mask_fields(node: Any) -> Any:
     if isinstance(node, dict):
-        return {
-            k: mask(v) if k in _SECRET_FIELDS and isinstance(v, str) else _mask_fields(v)
-            for k, v in node.items()
-        }
+        return {k: _hidden(v) if k in _SECRET_FIELDS else _mask_fields(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_mask_fields(v) for v in node]
     return node
@@ -130,7 +139,9 @@ async def payouts_webhook(request: Request, engine: Engine, settings: Config) ->
     except Refused as exc:
         if exc.code != "webhook_unreadable":
             return _refuse(401, exc.code, exc.detail)
-        unreadable = exc.detail[:300]
+        # Pydantic quotes the input it refused: an account number or VPA among it is
+        # hidden before the reason is logged or kept.
+        unreadable = redact(exc.detail)[:300]
     outcome = await in_transaction(
         engine, lambda conn: _receive(conn, body, headers, hook, unreadable)
     )
