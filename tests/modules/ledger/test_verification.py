@@ -69,6 +69,7 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "settlement_journals",
         "settlement_payables",
         "settlement_transfers",
+        "settlement_targets",
         "vendor_settlements_due",
         "vendor_settlements",
         "document_figures",
