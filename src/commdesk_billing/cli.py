@@ -316,6 +316,7 @@ def scheduler() -> None:
     """Periodic jobs (hold expiry, ledger sealing, outbox/inbox pruning), one leader at a time."""
     from commdesk_billing import wiring
     from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.communities.mongo import community_directory
     from commdesk_billing.queues.scheduler import Scheduler
 
     settings = _settings()
@@ -323,12 +324,16 @@ def scheduler() -> None:
     async def run(stop: asyncio.Event, readiness: _Readiness) -> None:
         wiring.install()
         engine = make_engine(settings, direct=True, pool_size=3)
+        # Settlements ask it about community payees; it connects on first use, so the
+        # scheduler starts (and runs every other job) while MongoDB is down.
+        communities = community_directory(settings)
         try:
-            scheduler = Scheduler(settings, wiring.jobs(settings, engine))
+            scheduler = Scheduler(settings, wiring.jobs(settings, engine, communities))
             # Ready while its loop runs, leading or standing by (a standby is doing its job).
             readiness.source = lambda: {"running": True}
             await scheduler.run(stop)
         finally:
+            await communities.aclose()
             await engine.dispose()
 
     _serve_until_signalled(run)

@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client
 from commdesk_billing.modules.communities import invariants as community_invariants
+from commdesk_billing.modules.communities.directory import CommunityDirectory
+from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
 from commdesk_billing.modules.invoices.jobs import render_pending
@@ -92,7 +94,10 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "tax_documents": InvoiceGeneration(settings, document_store(settings)),
         # Its Payouts client is built on first use: a worker without the Payouts pair
         # still serves every other queue.
-        "settlement_processing": SettlementProcessing(settings, lambda: payouts_client(settings)),
+        # So is its community directory (a community's status is asked before each transfer).
+        "settlement_processing": SettlementProcessing(
+            settings, lambda: payouts_client(settings), lambda: community_directory(settings)
+        ),
     }
 
 
@@ -173,8 +178,9 @@ def worker(
     )
 
 
-def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
-    """The scheduler's periodic jobs, run by the leader only."""
+def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirectory) -> list[Job]:
+    """The scheduler's periodic jobs, run by the leader only. `communities`: the process's
+    directory (settlements ask it about community payees); the caller owns and closes it."""
     return [
         Job("expire_holds", 15, lambda: expire_holds(engine)),
         Job("expire_lots", 60, lambda: expire_lots(engine)),
@@ -193,7 +199,7 @@ def jobs(settings: Settings, engine: AsyncEngine) -> list[Job]:
         Job(
             "settle_payees",
             settings.settlement_run_every_s,
-            lambda: settle_period(engine, settings),
+            lambda: settle_period(engine, settings, communities),
         ),
         Job(
             "sync_open_settlements",

@@ -20,6 +20,7 @@ from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.audit.service import record
+from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.queues.admin import dlq_list, dlq_replay, status
 from commdesk_billing.queues.envelope import Envelope
@@ -483,7 +484,8 @@ async def test_the_scheduler_runs_the_default_jobs(
     )
     await asyncio.sleep(1.2)
     stop = asyncio.Event()
-    scheduler = Scheduler(qsettings, wiring.jobs(qsettings, engine), tick_s=0.1)
+    communities = community_directory(qsettings)
+    scheduler = Scheduler(qsettings, wiring.jobs(qsettings, engine, communities), tick_s=0.1)
     task = asyncio.create_task(scheduler.run(stop))
     try:
         await wait_for(
@@ -494,6 +496,7 @@ async def test_the_scheduler_runs_the_default_jobs(
     finally:
         stop.set()
         await task
+        await communities.aclose()
     w = await in_transaction(engine, lambda c: ws.get_wallet(c, wallet.id))
     assert (w.available_credits, w.locked_credits) == (50, 0)
 

@@ -10,10 +10,11 @@ import pytest
 
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
+from commdesk_billing.modules.communities.directory import CommunityDirectory
 from tests.gateway.sandbox.conftest import sandbox_url
 from tests.harness.stack import Stack, StackFactory
 from tests.modules.payees.helpers import payout_settings
-from tests.modules.settlements.helpers import Payouts
+from tests.modules.settlements.helpers import Payouts, directory
 
 __all__ = ["sandbox_url"]
 
@@ -37,6 +38,13 @@ def payee_settings(settings: Settings, sandbox_url: str) -> Settings:
     without a stack of their own verify their payees' accounts and add their beneficiaries
     (no transfer is ever sent there: no worker runs on their databases)."""
     return payout_settings(settings, sandbox_url)
+
+
+@pytest.fixture
+async def communities(settings: Settings) -> AsyncIterator[CommunityDirectory]:
+    """A directory on the run's MongoDB, as the scheduler and the worker build theirs."""
+    async with directory(settings) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,11 @@ settlement's status, the sandbox's Payouts controls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.factory import payouts_client
+from commdesk_billing.modules.communities.directory import CommunityDirectory
+from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payees import service as payees
 from commdesk_billing.modules.payees.model import PayeeKind, PayoutAccount, PayoutMethod
+from commdesk_billing.modules.settlements import service
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.security.sealed import KeyRing
 from tests.modules.payees.helpers import change_account, payable_payee
@@ -169,6 +174,23 @@ async def earn(engine: AsyncEngine, payee: MadePayee, paise: int) -> uuid.UUID:
 
     result: uuid.UUID = await in_transaction(engine, work)
     return result
+
+
+@contextlib.asynccontextmanager
+async def directory(settings: Settings) -> AsyncIterator[CommunityDirectory]:
+    """A community directory built from `settings` as the processes build theirs (its
+    MongoDB client connects on first use: a partner payee's run never asks it)."""
+    made = community_directory(settings)
+    try:
+        yield made
+    finally:
+        await made.aclose()
+
+
+async def settle_run(engine: AsyncEngine, settings: Settings, **kw: Any) -> list[service.Outcome]:
+    """`service.run` with a directory of `settings`' own, as a process would ask it."""
+    async with directory(settings) as communities:
+        return await service.run(engine, settings, communities, **kw)
 
 
 async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:

@@ -20,12 +20,11 @@ from structlog.testing import capture_logs
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_SECRET
-from commdesk_billing.modules.settlements import service
 from commdesk_billing.problems import MEDIA_TYPE
 from commdesk_billing.security.jwt import Role, issue_token
 from tests.authz import SETTLEMENT_ALLOW, SETTLEMENT_CALLERS
 from tests.conftest import auth, new_wallet
-from tests.modules.settlements.helpers import make_payee, scalar
+from tests.modules.settlements.helpers import make_payee, scalar, settle_run
 
 _ROLES = {
     "member": Role.member,
@@ -91,7 +90,7 @@ async def world(
         )
         assert r.status_code == 201, r.text
     payee = await make_payee(engine, payee_settings, community_id=community)
-    [outcome] = await service.run(
+    [outcome] = await settle_run(
         engine,
         settings,
         by="t",

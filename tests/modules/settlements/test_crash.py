@@ -23,7 +23,7 @@ import pytest
 from commdesk_billing import wiring
 from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
 from commdesk_billing.modules.ledger.verify import verify_ledger
-from commdesk_billing.modules.settlements import invariants, service
+from commdesk_billing.modules.settlements import invariants
 from tests.harness.faults import Recorder
 from tests.harness.stack import StackFactory
 from tests.modules.settlements.conftest import PAYOUT_STEP_S, TERMS
@@ -32,6 +32,7 @@ from tests.modules.settlements.helpers import (
     earn,
     make_payee,
     scalar,
+    settle_run,
     wait_status,
 )
 
@@ -58,7 +59,7 @@ async def test_a_worker_killed_between_the_transfer_call_and_its_commit_pays_onc
         )
         payee = await make_payee(stack.engine, s, bank=SLOW_ANSWER)
         await earn(stack.engine, payee, 20_000)
-        [outcome] = await service.run(
+        [outcome] = await settle_run(
             stack.engine,
             s,
             by="test",

@@ -30,13 +30,14 @@ from tests.modules.settlements.helpers import (
     move_account,
     payable,
     scalar,
+    settle_run,
     wait_attempts,
     wait_status,
 )
 
 
 async def _settle(stack: Stack, payee: MadePayee) -> service.Outcome:
-    [outcome] = await service.run(
+    [outcome] = await settle_run(
         stack.engine,
         stack.settings,
         by="test",
@@ -349,7 +350,7 @@ async def test_two_schedulers_racing_make_one_settlement(settle_stack: Stack) ->
     period, cut_off = f"weekly:race-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     runs = await asyncio.gather(
         *(
-            service.run(
+            settle_run(
                 stack.engine,
                 stack.settings,
                 by=f"scheduler-{n}",
@@ -371,7 +372,7 @@ async def test_two_schedulers_racing_make_one_settlement(settle_stack: Stack) ->
         == 1
     )
     # Another period racing too: the payable is balance-based, nothing is left to take.
-    [late] = await service.run(
+    [late] = await settle_run(
         stack.engine,
         stack.settings,
         by="scheduler-2",

@@ -13,17 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.partners import service as partners
-from commdesk_billing.modules.settlements import service
 from commdesk_billing.modules.settlements.jobs import settle_period
 from commdesk_billing.modules.settlements.service import Outcome, period_of
 from tests.modules.settlements.conftest import TERMS
-from tests.modules.settlements.helpers import earn, make_payee, payable, scalar
+from tests.modules.settlements.helpers import (
+    earn,
+    make_payee,
+    payable,
+    scalar,
+    settle_run,
+)
 
 
 async def test_a_period_settles_each_payee_once_up_to_its_start(
-    scratch_engine: AsyncEngine, payee_settings: Settings
+    scratch_engine: AsyncEngine, payee_settings: Settings, communities: CommunityDirectory
 ) -> None:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
     paid = await make_payee(scratch_engine, payee_settings)
@@ -34,10 +40,12 @@ async def test_a_period_settles_each_payee_once_up_to_its_start(
     await earn(scratch_engine, cooling, 50_000)
     await earn(scratch_engine, small, 5_000)
     # This week's run settles what was earned before this week: nothing yet.
-    assert await settle_period(scratch_engine, settings) == 0
+    assert await settle_period(scratch_engine, settings, communities) == 0
     next_week = datetime.now(UTC) + timedelta(days=7)
-    assert await settle_period(scratch_engine, settings, now=next_week) == 1
-    assert await settle_period(scratch_engine, settings, now=next_week) == 0  # once a period
+    assert await settle_period(scratch_engine, settings, communities, now=next_week) == 1
+    assert (
+        await settle_period(scratch_engine, settings, communities, now=next_week) == 0
+    )  # once a period
     period, cut_off = period_of(settings, next_week)
     row = await scalar(
         scratch_engine,
@@ -75,7 +83,7 @@ async def test_a_receivable_is_never_paid_and_is_netted_from_what_comes_next(
     payment_id = await earn(scratch_engine, payee, 50_000)
 
     async def run() -> Outcome:
-        [o] = await service.run(
+        [o] = await settle_run(
             scratch_engine,
             settings,
             by="t",
@@ -116,7 +124,7 @@ async def test_a_receivable_is_never_paid_and_is_netted_from_what_comes_next(
 
 
 async def test_two_schedulers_racing_over_every_payee_make_one_settlement_each(
-    scratch_engine: AsyncEngine, payee_settings: Settings
+    scratch_engine: AsyncEngine, payee_settings: Settings, communities: CommunityDirectory
 ) -> None:
     settings = Settings(**TERMS)  # type: ignore[arg-type]
     payees = [await make_payee(scratch_engine, payee_settings) for _ in range(3)]
@@ -124,8 +132,8 @@ async def test_two_schedulers_racing_over_every_payee_make_one_settlement_each(
         await earn(scratch_engine, p, 40_000)
     next_week = datetime.now(UTC) + timedelta(days=7)
     made = await asyncio.gather(
-        settle_period(scratch_engine, settings, now=next_week),
-        settle_period(scratch_engine, settings, now=next_week),
+        settle_period(scratch_engine, settings, communities, now=next_week),
+        settle_period(scratch_engine, settings, communities, now=next_week),
     )
     assert sum(made) == 3
     assert await scalar(scratch_engine, "SELECT count(*) FROM settlements") == 3
@@ -146,7 +154,7 @@ async def test_what_was_taken_back_after_the_cut_off_is_never_paid_out(
     await asyncio.sleep(0.01)  # the refund is after the cut-off
 
     async def run() -> Outcome:
-        [o] = await service.run(
+        [o] = await settle_run(
             scratch_engine,
             settings,
             by="t",

@@ -20,22 +20,24 @@ from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.payees import service as payees
 from commdesk_billing.modules.payees.model import PayeeStatus
 from commdesk_billing.modules.settlements import repository as repo
-from commdesk_billing.modules.settlements import service, transfers
+from commdesk_billing.modules.settlements import transfers
 from commdesk_billing.modules.settlements.model import Settlement, SettlementStatus
 from tests.modules.payees.helpers import fresh_account
 from tests.modules.settlements.conftest import TERMS
 from tests.modules.settlements.helpers import (
     MadePayee,
+    directory,
     earn,
     make_payee,
     move_account,
     payable,
     scalar,
+    settle_run,
 )
 
 
 async def _settled(engine: AsyncEngine, settings: Settings, payee: MadePayee) -> Settlement:
-    [o] = await service.run(
+    [o] = await settle_run(
         engine,
         settings,
         by="t",
@@ -59,12 +61,15 @@ async def _process(
 ) -> SettlementStatus:
     client = payouts_client(payee_settings)
     try:
+        async with directory(payee_settings) as communities:
 
-        async def work(conn: AsyncConnection) -> SettlementStatus:
-            return await transfers.process(conn, client, settings, s.id, source=source)
+            async def work(conn: AsyncConnection) -> SettlementStatus:
+                return await transfers.process(
+                    conn, client, settings, communities, s.id, source=source
+                )
 
-        status: SettlementStatus = await in_transaction(engine, work)
-        return status
+            status: SettlementStatus = await in_transaction(engine, work)
+            return status
     finally:
         await client.aclose()
 
@@ -235,7 +240,7 @@ async def test_a_destination_cashfree_called_wrong_is_not_paid_again_until_chang
         return await transfers.apply(conn, settings, s, attempt, t, datetime.now(UTC))
 
     assert (await in_transaction(scratch_engine, answer)).value in ("failed", "reversed")
-    [again] = await service.run(
+    [again] = await settle_run(
         scratch_engine,
         settings,
         by="t",
@@ -248,7 +253,7 @@ async def test_a_destination_cashfree_called_wrong_is_not_paid_again_until_chang
     # The payee gives an account (a new version): settled to it once its cooling-off ends.
     await move_account(scratch_engine, payee_settings, payee, fresh_account(), timedelta(seconds=1))
     later = datetime.now(UTC) + timedelta(seconds=5)
-    [after] = await service.run(
+    [after] = await settle_run(
         scratch_engine,
         settings,
         by="t",

@@ -20,12 +20,12 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.payout_models import Transfer
 from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.verify import verify_ledger
-from commdesk_billing.modules.settlements import invariants, service, transfers
+from commdesk_billing.modules.settlements import invariants, transfers
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements.model import SettlementStatus
 from tests.harness.databases import tamper
 from tests.modules.settlements.conftest import TERMS
-from tests.modules.settlements.helpers import earn, make_payee
+from tests.modules.settlements.helpers import earn, make_payee, settle_run
 
 _TABLES = ("ledger_entries", "settlements", "settlement_transfers", "payout_accounts")
 _CREATED = "(SELECT journal_id FROM settlements WHERE id = $1)"
@@ -91,7 +91,7 @@ async def _paid_settlement(engine: AsyncEngine, payee_settings: Settings) -> uui
     await make_payee(engine, payee_settings)  # another payee, whose account is not ours
     payee = await make_payee(engine, payee_settings)
     await earn(engine, payee, 50_000)
-    [outcome] = await service.run(
+    [outcome] = await settle_run(
         engine, settings, by="t", payee_id=payee.id, period="t:1", cut_off=datetime.now(UTC)
     )
     assert outcome.settlement is not None

@@ -78,3 +78,14 @@ async def is_active(conn: AsyncConnection, payee_id: uuid.UUID) -> bool:
     it. Not locked: a suspension committing during the transfer call is one just after."""
     status = await conn.scalar(sql("SELECT status FROM payees WHERE id = :id"), {"id": payee_id})
     return bool(status == PayeeStatus.active.value)
+
+
+async def payable_code_of(conn: AsyncConnection, payee_id: uuid.UUID) -> str | None:
+    """The payee's payable account code (whatever its status), or None if there is no such
+    payee: what settlements ask CommDesk's directory about before locking the payee."""
+    row = (
+        await conn.execute(
+            sql("SELECT kind, subject_id FROM payees WHERE id = :id"), {"id": payee_id}
+        )
+    ).first()
+    return f"{PayeeKind(row.kind).value}:{row.subject_id}:payable" if row is not None else None

@@ -100,6 +100,7 @@ async def run(
     settings: Config,
     caller: Caller,
     key: IdemKey,
+    directory: Communities,
 ) -> JSONResponse:
     auth.authorize_run(caller)
 
@@ -107,7 +108,7 @@ async def run(
         run_id = uuid.uuid4().hex
         at = datetime.now(UTC)
         outcomes = await service.run_in(
-            conn, settings, by=caller.sub, run_id=run_id, payee_id=body.payee_id, at=at
+            conn, settings, directory, by=caller.sub, run_id=run_id, payee_id=body.payee_id, at=at
         )
         await audit.record(
             conn,

@@ -15,6 +15,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway import backoff
 from commdesk_billing.gateway.factory import PAYOUTS_GATEWAY
+from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements import service
 from commdesk_billing.queues import outbox
@@ -24,10 +25,16 @@ log = structlog.get_logger(__name__)
 
 
 async def settle_period(
-    engine: AsyncEngine, settings: Settings, *, now: datetime | None = None
+    engine: AsyncEngine,
+    settings: Settings,
+    communities: CommunityDirectory,
+    *,
+    now: datetime | None = None,
 ) -> int:
-    """The scheduler's run for the period `now` falls in; how many settlements it made."""
-    outcomes = await service.run(engine, settings, by="scheduler", at=now)
+    """The scheduler's run for the period `now` falls in; how many settlements it made. A
+    payee that waits (its community suspended, MongoDB not answering, …) is looked at again
+    on the next run: the period is settled once, whenever it can be."""
+    outcomes = await service.run(engine, settings, communities, by="scheduler", at=now)
     made = sum(1 for o in outcomes if o.created)
     if made:
         log.info("settlement.run", made=made, payees=len(outcomes))

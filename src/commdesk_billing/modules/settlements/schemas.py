@@ -103,8 +103,9 @@ class OutcomeOut(BaseModel):
     payee_id: uuid.UUID
     created: bool
     waiting: str | None = Field(
-        description="Why nothing was settled: not_payable, needs_new_bank_details, "
-        "nothing_payable, below_minimum"
+        description="Why nothing was settled: not_payable, community_suspended, "
+        "community_not_found, community_record_invalid, community_directory_unavailable, "
+        "needs_new_bank_details, nothing_payable, below_minimum"
     )
     available_paise: int
     settlement: SettlementOut | None

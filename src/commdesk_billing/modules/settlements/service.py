@@ -9,6 +9,12 @@ from it, whatever their cut-off), it is read under the payee's row lock (`payees
 .lock_target`; two runs of one payee queue there, the second sees the first's journal), and
 a scheduled period settles a payee at most once (UNIQUE payee + period).
 
+A community payee is settled only while its community is active in CommDesk's directory
+(`community_gate`): asked before the payee's transaction (or, for a run in one transaction,
+before its first lock), so no MongoDB wait ever holds a payee's row lock. A community that
+may not be paid, or a directory that does not answer, makes the payee wait (nothing is
+posted); the next run asks again.
+
 Lock order: the payee's row, then nothing else (the settlement row is new). Transfers
 (`transfers.py`) lock a settlement's row only.
 """
@@ -25,13 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import SettlementNotFound
+from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.ledger.model import house_account_id
 from commdesk_billing.modules.ledger.reads import payable_for_settlement
 from commdesk_billing.modules.payees import targets
 from commdesk_billing.modules.payees.model import PayoutMethod, PayoutTarget
-from commdesk_billing.modules.settlements import figures
+from commdesk_billing.modules.settlements import community_gate, figures
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements.model import (
     Attempt,
@@ -78,7 +85,9 @@ class Outcome:
     payee_id: uuid.UUID
     settlement: Settlement | None = None
     created: bool = False
-    # not_payable | needs_new_bank_details | nothing_payable | below_minimum
+    # not_payable | community_suspended | community_not_found | community_record_invalid |
+    # community_directory_unavailable | needs_new_bank_details | nothing_payable |
+    # below_minimum
     waiting: str | None = None
     available_paise: int = 0
 
@@ -91,9 +100,12 @@ async def settle_payee(
     period: str,
     cut_off: datetime,
     by: str,
+    community_hold: str | None,
     at: datetime | None = None,
 ) -> Outcome:
-    """Settle one payee for `period` up to `cut_off`, in the caller's transaction."""
+    """Settle one payee for `period` up to `cut_off`, in the caller's transaction.
+    `community_hold`: what `community_gate.hold` answered for this payee, asked by the
+    caller before this transaction took any lock (None: no community holds it)."""
     at = at or datetime.now(UTC)
     target = await targets.lock_target(conn, payee_id, at)
     if target is None:
@@ -103,6 +115,11 @@ async def settle_payee(
     existing = await repo.of_period(conn, payee_id, period)
     if existing is not None:
         return Outcome(payee_id, settlement=existing)
+    if community_hold is not None:
+        # Its community is suspended or unknown to CommDesk (or the directory did not
+        # answer): it keeps accruing, and is asked about again next run.
+        log.info("settlement.waiting", payee_id=str(payee_id), reason=community_hold)
+        return Outcome(payee_id, waiting=community_hold)
     if await repo.destination_refused(conn, payee_id, target.account_id):
         # Cashfree said this account is wrong or blocked: sending there again every period
         # would only fail (or bounce) again. It keeps accruing until the payee gives an
@@ -226,6 +243,7 @@ def first_attempt(s: Settlement, n: int, at: datetime) -> Attempt:
 async def run(
     engine: AsyncEngine,
     settings: Settings,
+    communities: CommunityDirectory,
     *,
     by: str,
     payee_id: uuid.UUID | None = None,
@@ -244,27 +262,45 @@ async def run(
     elif cut_off is None:
         cut_off = at  # a period of the caller's own: everything earned until now
     terms = terms_of(settings)
-    if payee_id is not None:
-        ids = [payee_id]
-    else:
-        listed = await in_transaction(engine, lambda c: targets.payable_now(c, at))
-        ids = [t.payee.id for t in listed]
+    codes = await in_transaction(engine, lambda c: _payable_codes(c, payee_id, at))
     outcomes = []
-    for pid in ids:
+    for pid, code in codes.items():
+        # Asked before the payee's transaction: its row lock never waits on MongoDB.
+        held = await community_gate.hold(communities, code) if code is not None else None
 
-        async def one(conn: AsyncConnection, pid: uuid.UUID = pid) -> Outcome:
+        async def one(
+            conn: AsyncConnection, pid: uuid.UUID = pid, held: str | None = held
+        ) -> Outcome:
             assert period is not None and cut_off is not None
             return await settle_payee(
-                conn, pid, terms=terms, period=period, cut_off=cut_off, by=by, at=at
+                conn,
+                pid,
+                terms=terms,
+                period=period,
+                cut_off=cut_off,
+                by=by,
+                community_hold=held,
+                at=at,
             )
 
         outcomes.append(await in_transaction(engine, one))
     return outcomes
 
 
+async def _payable_codes(
+    conn: AsyncConnection, payee_id: uuid.UUID | None, at: datetime
+) -> dict[uuid.UUID, str | None]:
+    """The payees a run looks at (the one named, or every one payable at `at`), each with
+    its payable code (None: no such payee), in a stable order."""
+    if payee_id is not None:
+        return {payee_id: await targets.payable_code_of(conn, payee_id)}
+    return {t.payee.id: t.payee.payable_code for t in await targets.payable_now(conn, at)}
+
+
 async def run_in(
     conn: AsyncConnection,
     settings: Settings,
+    communities: CommunityDirectory,
     *,
     by: str,
     run_id: str,
@@ -272,12 +308,26 @@ async def run_in(
     at: datetime,
 ) -> list[Outcome]:
     """An on-demand run (finance), in the caller's one transaction (the keyed request's):
-    its period is the run's own (`run:<id>`), its cut-off now."""
+    its period is the run's own (`run:<id>`), its cut-off now. Every community is asked
+    about before the first payee is locked: no MongoDB wait while a payee's row is held."""
     terms = terms_of(settings)
-    ids = [payee_id] if payee_id else [t.payee.id for t in await targets.payable_now(conn, at)]
+    codes = await _payable_codes(conn, payee_id, at)
+    holds = {
+        pid: await community_gate.hold(communities, code) if code is not None else None
+        for pid, code in codes.items()
+    }
     return [
-        await settle_payee(conn, pid, terms=terms, period=f"run:{run_id}", cut_off=at, by=by, at=at)
-        for pid in ids
+        await settle_payee(
+            conn,
+            pid,
+            terms=terms,
+            period=f"run:{run_id}",
+            cut_off=at,
+            by=by,
+            community_hold=holds[pid],
+            at=at,
+        )
+        for pid in codes
     ]
 
 

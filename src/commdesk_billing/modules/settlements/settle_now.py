@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.factory import payouts_client
+from commdesk_billing.modules.communities.directory import CommunityDirectory
+from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements import service, statement, transfers
 from commdesk_billing.modules.settlements.model import OPEN, Settlement
@@ -52,9 +54,37 @@ async def settle_now(
     timeout_s: float = 60.0,
     poll_s: float = 1.0,
 ) -> Settled:
+    communities = community_directory(settings)
+    try:
+        return await _settle_now(
+            engine,
+            settings,
+            communities,
+            payee_id,
+            store,
+            by=by,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+        )
+    finally:
+        await communities.aclose()
+
+
+async def _settle_now(
+    engine: AsyncEngine,
+    settings: Settings,
+    communities: CommunityDirectory,
+    payee_id: uuid.UUID,
+    store: DocumentStore,
+    *,
+    by: str,
+    timeout_s: float,
+    poll_s: float,
+) -> Settled:
     [outcome] = await service.run(
         engine,
         settings,
+        communities,
         by=by,
         payee_id=payee_id,
         period=f"run:{uuid.uuid4().hex}",
@@ -69,9 +99,11 @@ async def settle_now(
         while True:
 
             async def step(conn: AsyncConnection) -> None:
-                await transfers.process(conn, client, settings, s.id, source="manual")
+                await transfers.process(conn, client, settings, communities, s.id, source="manual")
 
-            await in_transaction(engine, step)
+            # MongoDB not answering: nothing sent, nothing changed; asked again next round.
+            with contextlib.suppress(transfers.TransferDeferred):
+                await in_transaction(engine, step)
             current = await in_transaction(engine, lambda c: repo.get(c, s.id))
             assert current is not None
             if current.status not in OPEN or time.monotonic() > deadline:

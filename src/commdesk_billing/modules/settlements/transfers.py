@@ -6,7 +6,8 @@ webhooks, the status sync and the transfer command all converge on.
        |                  |  +-- retryable failure: a new attempt (new transfer_id), later
        +------------------+--> failed  (needs new details, needs review, attempts used up,
                                         Cashfree refused the create outright, or the
-                                        payee was suspended before an attempt was sent)
+                                        payee, or its community, was suspended before an
+                                        attempt was sent)
 
 `process` runs with the settlement's row locked across the Cashfree call (as refunds do):
 the check of the current attempt, the call and recording its answer are one step against
@@ -20,6 +21,12 @@ is only made after the previous one is known terminal (FAILED or REJECTED, Cashf
 
 Cashfree's webhooks are not believed as they are: they only prompt a look at the transfer
 through the API, whose answer is applied.
+
+Before an attempt is sent, the payee must still be active, and a community payee's community
+too (CommDesk's directory, `community_gate`; asked under the settlement's row lock, which
+the Cashfree call holds as well). A directory that does not answer sends nothing and
+changes nothing (`TransferDeferred`: the message's retry ladder, then the sync, ask again);
+it never fails a settlement.
 """
 
 from __future__ import annotations
@@ -42,10 +49,12 @@ from commdesk_billing.gateway.payout_codes import Outcome
 from commdesk_billing.gateway.payout_models import Transfer
 from commdesk_billing.gateway.payouts import CashfreePayoutsClient
 from commdesk_billing.modules.billing import events as billing_events
+from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.ledger.model import Journal, house_account_id
 from commdesk_billing.modules.payees import targets
+from commdesk_billing.modules.settlements import community_gate
 from commdesk_billing.modules.settlements import repository as repo
 from commdesk_billing.modules.settlements.model import (
     ENDED,
@@ -63,6 +72,12 @@ log = structlog.get_logger(__name__)
 _PAID = frozenset({SettlementStatus.paid})
 
 
+class TransferDeferred(Exception):
+    """Not sent now, nothing changed: CommDesk's community directory did not answer, so
+    whether the community may be paid is unknown. Not a refusal: retried (the message's
+    retry ladder; past it, the sync announces the settlement again)."""
+
+
 class TransferMismatch(Exception):
     """Cashfree holds a transfer under our id that is not the one we asked for: never paid
     around, a person looks (the message goes to the dead letters)."""
@@ -72,6 +87,7 @@ async def process(
     conn: AsyncConnection,
     client: CashfreePayoutsClient,
     settings: Settings,
+    communities: CommunityDirectory,
     settlement_id: uuid.UUID,
     *,
     source: str,
@@ -102,7 +118,15 @@ async def process(
             # the sync, a late webhook or a person asking meanwhile must not send it early.
             return s.status
         if not await targets.is_active(conn, s.payee_id):
-            return await _not_sent(conn, client, settings, s, current, now)
+            return await _not_sent(
+                conn, client, settings, s, current, now, "payee_suspended", "the payee"
+            )
+        held = await community_gate.hold(communities, s.payable_code)
+        if held == community_gate.UNAVAILABLE:
+            log.warning("settlement.transfer.deferred", settlement_id=str(s.id), reason=held)
+            raise TransferDeferred(f"settlement {s.id}: {held}")
+        if held is not None:
+            return await _not_sent(conn, client, settings, s, current, now, held, "its community")
     try:
         if current.status is AttemptStatus.new:
             answer = await client.create_transfer(
@@ -156,12 +180,15 @@ async def _not_sent(
     s: Settlement,
     current: Attempt,
     now: datetime,
+    code: str,
+    who: str,
 ) -> SettlementStatus:
-    """The payee was suspended after the settlement was made: a suspended payee is never
-    paid out, so the attempt is not sent and the gross goes back to payable (settled anew
-    once the payee is reactivated). Unless Cashfree has it already: an attempt still `new`
-    may have been created by a worker that died before recording it, and that transfer is
-    followed like any other (failing it back to payable would pay it twice)."""
+    """The payee (or its community: `code` says which) was suspended after the settlement
+    was made: a suspended payee or community is never paid out, so the attempt is not sent
+    and the gross goes back to payable (settled anew once it is active again). Unless
+    Cashfree has it already: an attempt still `new` may have been created by a worker that
+    died before recording it, and that transfer is followed like any other (failing it
+    back to payable would pay it twice)."""
     try:
         answer = await client.get_transfer(transfer_id=current.transfer_id)
     except CashfreeNotFound:
@@ -172,10 +199,13 @@ async def _not_sent(
             at=now,
             cf_transfer_id=None,
             cf_status="NOT_SENT",
-            status_code="PAYEE_SUSPENDED",
+            status_code=code.upper(),
             utr=None,
         )
-        await _fail(conn, s, "payee_suspended", "the payee was suspended before it was paid", now)
+        reason = f"{who} was suspended before it was paid"
+        if code not in ("payee_suspended", community_gate.SUSPENDED):
+            reason = f"{who} may not be paid ({code}) and was not"
+        await _fail(conn, s, code, reason, now)
         return SettlementStatus.failed
     status = await apply(conn, settings, s, current, answer, now)
     await repo.mark_synced(conn, s.id, now)
