@@ -30,6 +30,7 @@ from commdesk_billing.modules.payees.model import (
     PayoutAccount,
     PayoutMethod,
     Verification,
+    beneficiary_id_for,
 )
 from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.crediting import credit_payment
@@ -84,13 +85,15 @@ async def _vendor(conn: AsyncConnection, cid: str) -> str:
         vpa=f"p{uuid.uuid4().hex[:8]}@upi",
         verification_status=Verification.verified,
         name_match_result=None,
+        name_match_min=None,
         name_match_score=None,
         name_at_bank=None,
         verification_ref=None,
         verification_detail=None,
         verified_at=now,
-        beneficiary_id=f"cdb{uuid.uuid4().hex[:12]}v1",
+        beneficiary_id=beneficiary_id_for(payee.id, 1),
         payouts_blocked_until=now,
+        cooling_off_s=0,
         created_by="t",
         created_at=now,
         superseded_at=None,
