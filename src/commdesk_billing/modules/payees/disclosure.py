@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +36,8 @@ class VendorAccount:
     vpa: str | None = field(repr=False)
     number: str | None = field(repr=False)
     mask: str
+    # The payees' cooling-off (`payees/service.py`): nothing may pay this account before.
+    payouts_blocked_until: datetime
 
 
 async def for_vendor(
@@ -64,4 +67,5 @@ async def for_vendor(
         vpa=account.vpa,
         number=number,
         mask=account.account_mask,
+        payouts_blocked_until=account.payouts_blocked_until,
     )

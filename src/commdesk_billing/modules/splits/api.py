@@ -42,7 +42,8 @@ _PROBLEMS = documented(
         403: "Caller may not do this",
         404: "No such community (`community_not_found`) or not a vendor (`split_vendor_not_found`)",
         409: "The community is suspended (`community_suspended`), has no verified payout "
-        "account (`split_vendor_account_missing`), or the same key in flight",
+        "account (`split_vendor_account_missing`) or only one in its cooling-off "
+        "(`split_vendor_account_cooling_off`), or the same key in flight",
         413: "Body too large",
         422: "Body or community id invalid, or the key reused with another body",
         502: "Cashfree refused the vendor (`gateway_rejected`), or CommDesk's community record "

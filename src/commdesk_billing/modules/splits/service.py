@@ -25,6 +25,7 @@ from commdesk_billing.errors import (
     GatewayRateLimited,
     GatewayRejected,
     GatewayUnavailable,
+    SplitVendorAccountCoolingOff,
     SplitVendorAccountMissing,
     SplitVendorNotFound,
 )
@@ -80,14 +81,25 @@ async def register(
     by: str,
 ) -> SplitVendor:
     """Register (or register again, with a changed account or KYC details) the community
-    as a vendor at Cashfree, and record it. Raises SplitVendorAccountMissing, or
-    GatewayRejected / GatewayUnavailable with nothing stored."""
+    as a vendor at Cashfree, and record it. Raises SplitVendorAccountMissing,
+    SplitVendorAccountCoolingOff, or GatewayRejected / GatewayUnavailable with nothing
+    stored."""
     existing = await repo.get(conn, community_id, lock=True)
     account = await disclosure.for_vendor(conn, ring, community_id)
     if account is None:
         raise SplitVendorAccountMissing(
             f"community {community_id} has no payee with a verified current payout account: "
             "its owners set one first (PUT /v1/payees/{id}/payout-account)"
+        )
+    if account.payouts_blocked_until > datetime.now(UTC):
+        # Cashfree settles a vendor's parts straight to the account it holds: sending one
+        # still in its cooling-off would pay it before any settlement of ours could, past
+        # the rule that gives finance time to catch a redirected account. Nothing is sent
+        # (a registered vendor keeps the account it has); register again once it is over.
+        raise SplitVendorAccountCoolingOff(
+            f"community {community_id}'s payout account is in its cooling-off until "
+            f"{account.payouts_blocked_until.isoformat()}: register it after that",
+            payouts_blocked_until=account.payouts_blocked_until.isoformat(),
         )
     vendor_id = vendor_id_for(community_id)
     kyc = {

@@ -1,0 +1,70 @@
+"""Which payout account a community is registered at Cashfree with: the payees' rules hold
+on the split path too. An account that replaced a verified one is paid nobody until its
+cooling-off has passed (`payees/service.py`); Cashfree settles a vendor's part straight to
+the account it was registered with, so registering one still in its cooling-off would pay
+it at once, past the rule that gives finance and support the time to catch a hijack."""
+
+from __future__ import annotations
+
+import uuid
+
+from commdesk_billing.gateway.factory import payouts_client
+from commdesk_billing.modules.splits.model import vendor_id_for
+from commdesk_billing.security.sealed import key_ring
+from tests.modules.payees.helpers import change_account
+from tests.modules.splits.conftest import Split
+from tests.modules.sponsorships.conftest import Put, bearer, finance_token
+
+
+async def _payee(split: Split, cid: str) -> uuid.UUID:
+    found = await split.stack.scalar(
+        "SELECT id FROM payees WHERE kind = 'community' AND subject_id = :c", c=cid
+    )
+    return uuid.UUID(str(found))
+
+
+async def _new_account(split: Split, cid: str) -> None:
+    """The community's owners change its account (as the API does: verified, 72 h cooling-off)."""
+    async with payouts_client(split.stack.settings) as payouts:
+        await change_account(
+            split.stack.engine, payouts, key_ring(split.stack.settings), await _payee(split, cid)
+        )
+
+
+async def test_an_account_in_its_cooling_off_is_not_registered(split: Split, put: Put) -> None:
+    cid = await split.community(put)
+    await _new_account(split, cid)
+    r = await split.register(cid)
+    assert (r.status_code, r.json()["code"]) == (409, "split_vendor_account_cooling_off"), r.text
+    assert "payouts_blocked_until" in r.json()
+    count = await split.stack.scalar(
+        "SELECT count(*) FROM split_vendors WHERE community_id = :c", c=cid
+    )
+    assert count == 0
+    vendor = await split.stack.sandbox.get(f"/pg/easy-split/vendors/{vendor_id_for(cid)}")
+    assert vendor.status_code == 404, vendor.text  # nothing was created at Cashfree
+
+
+async def test_a_vendor_keeps_its_account_while_the_new_one_cools_off(
+    split: Split, put: Put
+) -> None:
+    cid, vendor_id = await split.vendor(put)
+    before = await split.stack.sandbox.get(f"/pg/easy-split/vendors/{vendor_id}")
+    registered = await split.stack.scalar(
+        "SELECT account_id FROM split_vendors WHERE community_id = :c", c=cid
+    )
+    await _new_account(split, cid)
+    r = await split.register(cid, name="Chess Club Trust Two")
+    assert (r.status_code, r.json()["code"]) == (409, "split_vendor_account_cooling_off"), r.text
+    # Nothing changed here or at Cashfree: the vendor is paid to the account it had.
+    after = await split.stack.sandbox.get(f"/pg/easy-split/vendors/{vendor_id}")
+    assert after.json()["bank"] == before.json()["bank"], after.text
+    assert after.json()["name"] == before.json()["name"]
+    still = await split.stack.scalar(
+        "SELECT account_id FROM split_vendors WHERE community_id = :c", c=cid
+    )
+    assert still == registered
+    got = await split.stack.api.get(
+        f"/v1/communities/{cid}/split-vendor", headers=bearer(finance_token(split.stack))
+    )
+    assert got.json()["status"] == "ACTIVE", got.text
