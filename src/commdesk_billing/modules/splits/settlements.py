@@ -59,6 +59,9 @@ _KEPT_HEADERS = (
 # holder of our secret's) but not one we can act on. Stored and answered 200, or Cashfree
 # retries bytes that can never be read.
 _SIGNED_BUT_UNREADABLE = frozenset({"webhook_unreadable", "webhook_unexpected"})
+_MAX_ID = 64  # vendor_settlements.settlement_id
+# Far above any settlement (₹10 lakh crore) and far below a bigint's limit.
+_MAX_PAISE = 10**15
 
 
 class WebhookRefused(Exception):
@@ -108,6 +111,12 @@ async def receive(
     s = hook.settlement
     if unstorable_text({"id": s.settlement_id, "vendor": s.vendor_id, "utr": s.utr}):
         return await _store_rejected(engine, body, headers, "unstorable text in its ids")
+    # Signed, but no settlement row could hold it (the table's id is 1-64 characters, its
+    # amount a bigint): kept as rejected, or the insert would fail on every retry (a 500).
+    if not 1 <= len(s.settlement_id) <= _MAX_ID:
+        return await _store_rejected(engine, body, headers, "settlement_id not 1-64 characters")
+    if abs(s.settlement_amount_paise) > _MAX_PAISE:
+        return await _store_rejected(engine, body, headers, "settlement_amount out of range")
     values = {
         "id": uuid.uuid4(),
         "key": f"{hook.event}:{s.settlement_id}:{s.status}"[:500],

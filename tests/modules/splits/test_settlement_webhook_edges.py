@@ -1,0 +1,61 @@
+"""Vendor settlement webhooks that are signed but that no row could hold: an id longer than
+the settlement table takes, an empty one, an amount beyond any bigint or beyond Decimal's
+range. Each is stored as rejected and answered 200 (Cashfree would otherwise retry bytes that
+can never be read), never a 500, and nothing reaches the money tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.modules.splits.conftest import Split
+from tests.modules.splits.test_split_sponsorships import _post_signed
+from tests.modules.sponsorships.conftest import Put
+
+
+def _body(vendor_id: str, settlement_id: Any, amount: str) -> bytes:
+    # The amount as raw JSON text: Cashfree's numbers are read as Decimal, exactly.
+    settlement = json.dumps(
+        {
+            "settlement_id": settlement_id,
+            "status": "SUCCESS",
+            "utr": "1686217237243457",
+            "vendor_id": vendor_id,
+            "settlement_amount": "@AMOUNT@",
+        }
+    ).replace('"@AMOUNT@"', amount)
+    return (
+        '{"data": {"settlement": ' + settlement + '}, "event_time": '
+        '"2026-12-07T10:00:00+05:30", "type": "VENDOR_SETTLEMENT_SUCCESS"}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("settlement_id", "amount"),
+    [
+        ("9" * 65, "600.00"),
+        ("", "600.00"),
+        ("77001", "1e30"),
+        ("77002", "1e999999"),
+        ("77003", "-1e999999"),
+    ],
+    ids=["id too long", "id empty", "amount past bigint", "amount past Decimal", "negative"],
+)
+async def test_a_signed_settlement_no_row_can_hold_is_kept_as_rejected(
+    split: Split, put: Put, settlement_id: str, amount: str
+) -> None:
+    _, vendor_id = await split.vendor(put)
+    stack = split.base
+    r = await _post_signed(stack, _body(vendor_id, settlement_id, amount))
+    assert (r.status_code, r.json().get("status")) == (200, "rejected"), r.text
+    settled = await stack.scalar(
+        "SELECT count(*) FROM vendor_settlements WHERE vendor_id = :v", v=vendor_id
+    )
+    journals = await stack.scalar(
+        "SELECT count(*) FROM ledger_journals WHERE metadata->>'vendor_id' = :v "
+        "AND kind LIKE 'split.%'",
+        v=vendor_id,
+    )
+    assert (settled, journals) == (0, 0)
