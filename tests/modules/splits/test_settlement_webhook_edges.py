@@ -59,3 +59,27 @@ async def test_a_signed_settlement_no_row_can_hold_is_kept_as_rejected(
         v=vendor_id,
     )
     assert (settled, journals) == (0, 0)
+
+
+async def test_a_settlement_id_seen_for_one_vendor_moves_nothing_for_another(
+    split: Split, put: Put
+) -> None:
+    """Cashfree's settlement ids are its own and one is one vendor's: a signed event that
+    names a settlement we hold for vendor A with vendor B moves neither's due amount (the
+    settlement row is A's; clearing B's due on it would credit B with A's money)."""
+    _, a = await split.vendor(put)
+    _, b = await split.vendor(put)
+    stack = split.base
+    sid = f"88{abs(hash(a)) % 10**9}"
+    first = await _post_signed(stack, _body(a, sid, "10.00").replace(b"SUCCESS", b"CREATED"))
+    assert (first.status_code, first.json()["status"]) == (200, "applied"), first.text
+    other = await _post_signed(stack, _body(b, sid, "10.00"))
+    assert (other.status_code, other.json()["status"]) == (200, "ignored"), other.text
+    journals = await stack.scalar(
+        "SELECT count(*) FROM ledger_journals WHERE metadata->>'settlement_id' = :s", s=sid
+    )
+    row = await stack.scalar(
+        "SELECT status || ':' || vendor_id FROM vendor_settlements WHERE settlement_id = :s",
+        s=sid,
+    )
+    assert (journals, row) == (0, f"CREATED:{a}")

@@ -16,9 +16,10 @@ Per settlement (its row locked, keyed by Cashfree's settlement id):
     SUCCESS  --REVERSED->  REVERSED  split.vendor_settlement_reversed: due again (an alert)
     CREATED  --REVERSED->  REVERSED  nothing moved, nothing moves back (an alert)
 
-Anything else (a repeat, a SUCCESS after FAILED or REVERSED, a FAILED after SUCCESS) changes
-nothing and is recorded on the webhook's row. Each delivery is stored raw once per signed
-identity (type, settlement, status); a repeat bumps its counter and applies nothing.
+Anything else (a repeat, a SUCCESS after FAILED or REVERSED, a FAILED after SUCCESS, an event
+naming a settlement we hold for another vendor) changes nothing and is recorded on the
+webhook's row. Each delivery is stored raw once per signed identity (type, settlement,
+status); a repeat bumps its counter and applies nothing.
 """
 
 from __future__ import annotations
@@ -173,6 +174,16 @@ async def apply(conn: AsyncConnection, hook: VendorSettlementWebhook) -> str:
         community_id=vendor.community_id,
         amount_paise=amount,
     )
+    if row.vendor_id != vendor.vendor_id:
+        # One settlement is one vendor's: an event naming ours for another vendor would
+        # clear that vendor's due amount with the first one's settlement.
+        log.error(
+            "splits.settlement.vendor_mismatch",
+            settlement_id=row.settlement_id,
+            vendor_id=row.vendor_id,
+            event_vendor_id=vendor.vendor_id,
+        )
+        return f"ignored: settlement of vendor {row.vendor_id}, event names {vendor.vendor_id}"
     utr = (s.utr or "")[:64] or None
     reason = (s.reason or "")[:500] or None
     at = datetime.now(UTC)
