@@ -6,6 +6,7 @@ can never be read), never a 500, and nothing reaches the money tables."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -83,3 +84,44 @@ async def test_a_settlement_id_seen_for_one_vendor_moves_nothing_for_another(
         s=sid,
     )
     assert (journals, row) == (0, f"CREATED:{a}")
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "journals"),
+    [
+        (("FAILED", "SUCCESS"), "SUCCESS", 1),
+        (("SUCCESS", "FAILED"), "SUCCESS", 1),
+        (("FAILED", "SUCCESS", "REVERSED"), "REVERSED", 2),
+        (("FAILED", "REVERSED", "SUCCESS"), "REVERSED", 0),
+        (("REVERSED", "FAILED", "SUCCESS"), "REVERSED", 0),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v),
+)
+async def test_the_books_do_not_depend_on_the_order_events_arrive_in(
+    split: Split, put: Put, events: tuple[str, ...], status: str, journals: int
+) -> None:
+    """Webhooks arrive out of order and again. A SUCCESS means Cashfree paid the vendor
+    whatever it said before (a FAILED it retried under the same id, or a FAILED delivered
+    late); only a REVERSED takes it back. The same events end in the same books in any
+    order: FAILED then SUCCESS is settled exactly as SUCCESS then FAILED is."""
+    _, vendor_id = await split.vendor(put)
+    stack = split.base
+    sid = f"66{uuid.uuid4().int % 10**12}"
+    for event in events:
+        body = _body(vendor_id, sid, "10.00").replace(b"SUCCESS", event.encode())
+        r = await _post_signed(stack, body)
+        assert r.status_code == 200 and r.json()["status"] in ("applied", "ignored"), r.text
+    row = await stack.scalar(
+        "SELECT status FROM vendor_settlements WHERE settlement_id = :s", s=sid
+    )
+    moved = await stack.scalar(
+        "SELECT count(*) FROM ledger_journals WHERE metadata->>'settlement_id' = :s", s=sid
+    )
+    net = await stack.scalar(
+        "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_journals j "
+        "ON j.id = e.journal_id WHERE j.metadata->>'settlement_id' = :s "
+        "AND e.account_id = (SELECT id FROM ledger_accounts "
+        "WHERE code = 'inr:vendor_settlements_due')",
+        s=sid,
+    )
+    assert (row, moved, net) == (status, journals, 1000 if status == "SUCCESS" else 0)
