@@ -13,7 +13,13 @@ from commdesk_billing.modules.splits.model import vendor_id_for
 from commdesk_billing.security.sealed import key_ring
 from tests.modules.payees.helpers import change_account
 from tests.modules.splits.conftest import Split
-from tests.modules.sponsorships.conftest import Put, bearer, finance_token
+from tests.modules.sponsorships.conftest import (
+    Put,
+    bearer,
+    finance_token,
+    open_sponsorship,
+    sponsor_token,
+)
 
 
 async def _payee(split: Split, cid: str) -> uuid.UUID:
@@ -68,3 +74,35 @@ async def test_a_vendor_keeps_its_account_while_the_new_one_cools_off(
         f"/v1/communities/{cid}/split-vendor", headers=bearer(finance_token(split.stack))
     )
     assert got.json()["status"] == "ACTIVE", got.text
+
+
+async def test_a_suspended_payee_or_a_replaced_account_takes_no_split(
+    split: Split, put: Put
+) -> None:
+    """Cashfree settles a vendor to the account it holds, whatever our payee says since: a
+    community whose payee finance suspended ("never paid out while suspended"), or whose
+    owners replaced the account the vendor holds (only the current account is ever paid),
+    gets its sponsorships in escrow until finance registers it again."""
+    cid, vendor_id = await split.vendor(put)
+    tok = sponsor_token(split.stack)
+    payee = await _payee(split, cid)
+    r = await split.stack.api.post(
+        f"/v1/payees/{payee}/suspend",
+        json={"reason": "fraud review"},
+        headers=bearer(finance_token(split.stack)),
+    )
+    assert r.status_code == 200, r.text
+    s = await open_sponsorship(split.stack, tok, cid)
+    assert (s["path"], s["vendor_id"]) == ("escrow", None)
+    r = await split.stack.api.post(
+        f"/v1/payees/{payee}/reactivate",
+        json={"reason": "cleared"},
+        headers=bearer(finance_token(split.stack)),
+    )
+    assert r.status_code == 200, r.text
+    s = await open_sponsorship(split.stack, tok, cid)
+    assert (s["path"], s["vendor_id"]) == ("split", vendor_id)
+
+    await _new_account(split, cid)
+    s = await open_sponsorship(split.stack, tok, cid)
+    assert (s["path"], s["vendor_id"]) == ("escrow", None)

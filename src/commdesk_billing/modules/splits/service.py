@@ -245,9 +245,27 @@ async def active_vendor(
     engine: AsyncEngine, client: CashfreeClient, community_id: str
 ) -> str | None:
     """The vendor id a sponsorship of the community is split to: its vendor's, when that
-    vendor is ACTIVE at Cashfree now; else None (the escrow path)."""
+    vendor is ACTIVE at Cashfree now and the account it was registered with is still what
+    the community's payee may be paid to (the payee active, the account its current,
+    verified one); else None (the escrow path)."""
     vendor = await refresh(engine, client, community_id)
-    return vendor.vendor_id if vendor is not None and vendor.active else None
+    if vendor is None or not vendor.active:
+        return None
+    registered = vendor.account_id
+    if not await in_transaction(
+        engine, lambda conn: disclosure.still_current(conn, community_id, registered)
+    ):
+        # Cashfree would settle the part to the account it holds: a suspended payee is never
+        # paid, and a replaced account is no longer the community's. Escrow until finance
+        # registers the vendor again (with the current account, past its cooling-off).
+        log.warning(
+            "splits.vendor.account_not_current",
+            community_id=community_id,
+            vendor_id=vendor.vendor_id,
+            account=vendor.account_mask,
+        )
+        return None
+    return vendor.vendor_id
 
 
 async def any_waiting(engine: AsyncEngine) -> bool:
