@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from structlog.testing import capture_logs
+
 from commdesk_billing.gateway.factory import payouts_client
 from commdesk_billing.modules.splits.model import vendor_id_for
 from commdesk_billing.security.sealed import key_ring
-from tests.modules.payees.helpers import change_account
-from tests.modules.splits.conftest import Split
+from tests.modules.payees.helpers import change_account, fresh_account, payable_payee
+from tests.modules.splits.conftest import KYC, Split
 from tests.modules.sponsorships.conftest import (
     Put,
     bearer,
@@ -106,3 +109,43 @@ async def test_a_suspended_payee_or_a_replaced_account_takes_no_split(
     await _new_account(split, cid)
     s = await open_sponsorship(split.stack, tok, cid)
     assert (s["path"], s["vendor_id"]) == ("escrow", None)
+
+
+async def test_the_opened_account_number_and_the_pan_go_to_cashfree_only(
+    split: Split, put: Put, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`payees/disclosure.py` opens the sealed number for the vendor create call: it reaches
+    Cashfree and nothing of ours (no answer, log, audit entry, stored key answer or row);
+    the PAN is kept masked."""
+    number, ifsc = fresh_account()
+    cid = await put()
+    async with payouts_client(split.stack.settings) as payouts:
+        await payable_payee(
+            split.stack.engine,
+            payouts,
+            key_ring(split.stack.settings),
+            subject_id=cid,
+            account=(number, ifsc),
+        )
+    with capture_logs() as logs:
+        r = await split.register(cid)
+        got = await split.stack.api.get(
+            f"/v1/communities/{cid}/split-vendor", headers=bearer(finance_token(split.stack))
+        )
+    assert r.status_code == 201, r.text
+    at_cashfree = await split.stack.sandbox.get(f"/pg/easy-split/vendors/{vendor_id_for(cid)}")
+    assert number in at_cashfree.text  # sent, so the vendor is paid to it
+    pan = KYC["pan"]
+    assert r.json()["pan_mask"] == "XXXXXX" + pan[-4:]
+    stored = await split.stack.scalar(
+        "SELECT concat_ws(' ', (SELECT string_agg(t::text, ' ') FROM split_vendors t),"
+        " (SELECT string_agg(t::text, ' ') FROM audit_logs t"
+        "   WHERE target_id = :c),"
+        " (SELECT string_agg(t.response_body::text, ' ') FROM idempotency_keys t"
+        "   WHERE path LIKE '%' || :c || '%'))",
+        c=cid,
+    )
+    for leak in (number, pan):
+        assert leak not in r.text and leak not in got.text
+        assert leak not in repr(logs) and leak not in caplog.text
+        assert leak not in str(stored)
