@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from commdesk_billing.gateway.factory import payouts_client
+from commdesk_billing.idempotency.keys import KeyedRequest
 from commdesk_billing.modules.splits.model import vendor_id_for
 from commdesk_billing.security.sealed import key_ring
 from tests.modules.payees.helpers import change_account, fresh_account, payable_payee
@@ -149,3 +150,29 @@ async def test_the_opened_account_number_and_the_pan_go_to_cashfree_only(
         assert leak not in r.text and leak not in got.text
         assert leak not in repr(logs) and leak not in caplog.text
         assert leak not in str(stored)
+
+
+async def test_the_stored_key_confirms_no_guessed_pan(split: Split, put: Put) -> None:
+    """The registration's Idempotency-Key keeps a hash of the request. With the PAN in it,
+    everything else in the body being on the vendor's row and its last four on `pan_mask`,
+    a reader of the database confirms a guessed PAN offline (about 26^5 x 10 guesses): the
+    PAN would be as good as stored. The hash takes a keyed fingerprint of it instead, as
+    the payees' key does for an account number."""
+    cid = await split.community(put)
+    r = await split.register(cid)
+    assert r.status_code == 201, r.text
+    path = f"/v1/communities/{cid}/split-vendor"
+    stored = await split.stack.scalar(
+        "SELECT request_hash FROM idempotency_keys WHERE path = :p", p=path
+    )
+    guess = KeyedRequest(
+        scope="", key="", method="POST", path=path, body={**KYC, "gstin": None}
+    ).request_hash
+    assert stored is not None and stored != guess
+    # A repeat of the same request still answers as the first did.
+    headers = bearer(finance_token(split.stack))
+    first = await split.stack.api.post(path, json=KYC, headers=headers)
+    again = await split.stack.api.post(path, json=KYC, headers=headers)
+    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    other = await split.stack.api.post(path, json={**KYC, "pan": "ABCPV1235D"}, headers=headers)
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
