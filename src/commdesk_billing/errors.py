@@ -343,6 +343,16 @@ class SplitVendorAccountMissing(DomainError):
     title = "The community has no verified payout account to register"
 
 
+class SplitVendorAccountCoolingOff(DomainError):
+    """The community payee's current account replaced a verified one and is still in its
+    cooling-off (`payouts_blocked_until`): Cashfree would settle split parts to it at once,
+    so it is not sent before a settlement could pay it."""
+
+    code = "split_vendor_account_cooling_off"
+    status = 409
+    title = "The community's payout account is still in its cooling-off"
+
+
 class SplitSponsorshipNoRelease(DomainError):
     """A split sponsorship's money is settled by Cashfree to the community's vendor: its
     milestones are informational and nothing is released from escrow."""

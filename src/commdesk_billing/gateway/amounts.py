@@ -23,7 +23,13 @@ def to_paise(value: object) -> int:
         raise AmountError(f"not an amount: {value!r}") from exc
     if not amount.is_finite():
         raise AmountError(f"not an amount: {value!r}")
-    paise = amount * 100
+    try:
+        paise = amount * 100
+    except ArithmeticError as exc:
+        # `1e999999` is a finite Decimal whose paise overflow the context: refused like any
+        # other non-amount (a ValueError, which the tolerant models turn into a refusal),
+        # never an exception nobody expects.
+        raise AmountError(f"not an amount: {str(value)[:40]}") from exc
     if paise != paise.to_integral_value():
         raise AmountError(f"amount has fractions of a paisa: {value!r}")
     return int(paise)

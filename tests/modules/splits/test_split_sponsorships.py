@@ -336,3 +336,33 @@ async def test_a_refund_after_the_vendor_was_settled_is_recoverable_from_it(
     assert row is not None and row["amount_paise"] == AMOUNT - 20_000
     assert await split.due(vendor_id) == 0
     await _checks_clean(split)
+
+
+async def test_partial_refunds_with_a_cancelled_one_return_exactly_the_whole(
+    split: Split, put: Put
+) -> None:
+    """Three partial refunds of the part, one of them refused by Cashfree (CANCELLED), then
+    the rest: the cumulative figures never give back more fee or GST than was paid, the
+    cancelled one takes nothing from the vendor, and everything returned adds up to exactly
+    what the sponsor paid, at Cashfree and in our books."""
+    cid, vendor_id = await split.vendor(put)
+    s = await funded(split.stack, sponsor_token(split.stack), cid)
+    pid = s["payment"]["id"]
+    done: list[dict[str, Any]] = []
+    for part, note in ((101, "small"), (33_333, "FAILED"), (33_333, "third"), (101, "small")):
+        r = await _refund(split, pid, {"amount_paise": part, "reason": note})
+        assert r.status_code == 202, r.text
+        final = "CANCELLED" if note == "FAILED" else "SUCCESS"
+        settled = await split.stack.wait_refund(r.json()["id"], {final})
+        if final == "SUCCESS":
+            done.append(settled)
+    r = await _refund(split, pid, {})
+    assert r.status_code == 202, r.text
+    done.append(await split.stack.wait_refund(r.json()["id"], {"SUCCESS"}))
+    assert sum(d["passthrough_paise"] for d in done) == AMOUNT
+    assert sum(d["taxable_paise"] for d in done) == FEE
+    assert sum(d["cgst_paise"] + d["sgst_paise"] + d["igst_paise"] for d in done) == GST
+    assert sum(d["amount_paise"] for d in done) == AMOUNT + FEE + GST
+    assert await split.balance(vendor_id) == 0
+    assert await split.due(vendor_id) == 0
+    await _checks_clean(split)

@@ -395,3 +395,41 @@ async def test_an_order_split_otherwise_than_ours_does_not_match(
         [{"vendor_id": vendor_id, "amount": 1000.0}, {"vendor_id": "x", "amount": 1.0}],
     ):
         assert not order_matches(order(other), payment), other
+
+
+async def test_a_split_to_a_vendor_not_the_communitys_own_is_caught(
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
+    """Everything written after a redirect agrees with it: a community's vendor row pointed
+    at someone else's vendor at Cashfree (the id is derived from the community's, so any
+    other is not ours to split to), or a sponsorship of one community split to another's
+    vendor, is paid, funded and owed to that vendor consistently. Only the vendor's id
+    against its community's can tell; `vendor_settlements_due` compares them."""
+    cid, other = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+
+    async def two(conn: AsyncConnection) -> str:
+        await _vendor(conn, cid)
+        return await _vendor(conn, other)
+
+    others = await in_transaction(scratch_engine, two)
+    # A sponsorship of `cid` whose order split its part to `other`'s vendor.
+    await in_transaction(scratch_engine, lambda c: _paid(c, cid, others))
+    report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
+    assert {f.check for f in report.findings} == {"vendor_settlements_due"}, report.findings
+
+    # The community's own vendor row pointed at a vendor id we never derived, then a
+    # sponsorship split to it as the application would.
+    third = f"c-{uuid.uuid4().hex[:8]}"
+    stolen = "cdbc_" + "ab" * 20
+    await in_transaction(scratch_engine, lambda c: _vendor(c, third))
+    await tamper(
+        scratch_database_url,
+        "UPDATE split_vendors SET vendor_id = $2 WHERE community_id = $1",
+        third,
+        stolen,
+        tables=("split_vendors",),
+    )
+    await in_transaction(scratch_engine, lambda c: _paid(c, third, stolen))
+    report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
+    named = {f.subject for f in report.findings}
+    assert f"community {third}" in named, report.findings

@@ -42,7 +42,8 @@ _PROBLEMS = documented(
         403: "Caller may not do this",
         404: "No such community (`community_not_found`) or not a vendor (`split_vendor_not_found`)",
         409: "The community is suspended (`community_suspended`), has no verified payout "
-        "account (`split_vendor_account_missing`), or the same key in flight",
+        "account (`split_vendor_account_missing`) or only one in its cooling-off "
+        "(`split_vendor_account_cooling_off`), or the same key in flight",
         413: "Body too large",
         422: "Body or community id invalid, or the key reused with another body",
         502: "Cashfree refused the vendor (`gateway_rejected`), or CommDesk's community record "
@@ -114,12 +115,13 @@ async def register_vendor(
         )
         return Answer(201, VendorOut.of(vendor).model_dump(mode="json"))
 
+    # The stored key keeps a hash of the request: with the PAN in it, everything else being
+    # on the vendor's row (and its last four on `pan_mask`), a guessed PAN could be confirmed
+    # offline. A keyed fingerprint of it stands in (as the payees' key does for a number).
+    hashed = body.model_dump(mode="json")
+    hashed["pan"] = ring.fingerprint(f"pan:{body.pan}")
     keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
+        scope=caller.sub, key=key, method=request.method, path=request.url.path, body=hashed
     )
     return respond(await run_keyed(engine, keyed, work))
 

@@ -12,13 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, count, rows
 
+# `model.vendor_id_for`, in SQL.
+_DERIVED = "('cdbc_' || left(encode(sha256(convert_to({col}, 'UTF8')), 'hex'), 40))"
+
 
 @check("vendor_settlements_due")
 async def vendor_settlements_due(conn: AsyncConnection, report: VerifyReport) -> None:
     """Per vendor: what `inr:vendor_settlements_due` holds for it (the legs of journals
     naming it) = Σ the parts of its funded split sponsorships - Σ the parts their successful
     refunds took back - Σ its successful (not reversed) settlements. Over all: no leg of the
-    account names no vendor, and every vendor named is a community's."""
+    account names no vendor, every vendor named is a community's, every vendor row's id is
+    the one derived from its community's id, and so is every split sponsorship's vendor."""
     for r in await rows(
         conn,
         """
@@ -65,6 +69,25 @@ async def vendor_settlements_due(conn: AsyncConnection, report: VerifyReport) ->
             f"the account holds {r.held} paise for it; its split parts {r.parts} - refunded "
             f"{r.refunded} - settled {r.settled} = {r.parts - r.refunded - r.settled}"
             + ("" if r.known else "; no community is this vendor"),
+        )
+    # A vendor is ours only under the id derived from its community's (`model.vendor_id_for`:
+    # 'cdbc_' + 40 hex of SHA-256 of the id), and a split sponsorship's part goes to its own
+    # community's vendor. A row pointed at another vendor at Cashfree, before anything was
+    # paid to it, leaves every sum above in agreement with the redirect.
+    derived = _DERIVED.format(col="community_id")
+    for r in await rows(
+        conn,
+        f"""
+        SELECT 'community ' || community_id AS subject, vendor_id, 'its vendor row' AS what
+          FROM split_vendors WHERE vendor_id <> {derived}
+        UNION ALL
+        SELECT 'sponsorship ' || id, vendor_id, 'its split (community ' || community_id || ')'
+          FROM sponsorships WHERE path = 'split' AND vendor_id <> {derived}""",
+    ):
+        report.add(
+            "vendor_settlements_due",
+            r.subject,
+            f"{r.what} names vendor {r.vendor_id}, not the one derived from the community's id",
         )
     report.stats["split_vendors"] = await count(conn, "SELECT count(*) FROM split_vendors")
 

@@ -25,6 +25,7 @@ from commdesk_billing.errors import (
     GatewayRateLimited,
     GatewayRejected,
     GatewayUnavailable,
+    SplitVendorAccountCoolingOff,
     SplitVendorAccountMissing,
     SplitVendorNotFound,
 )
@@ -80,14 +81,25 @@ async def register(
     by: str,
 ) -> SplitVendor:
     """Register (or register again, with a changed account or KYC details) the community
-    as a vendor at Cashfree, and record it. Raises SplitVendorAccountMissing, or
-    GatewayRejected / GatewayUnavailable with nothing stored."""
+    as a vendor at Cashfree, and record it. Raises SplitVendorAccountMissing,
+    SplitVendorAccountCoolingOff, or GatewayRejected / GatewayUnavailable with nothing
+    stored."""
     existing = await repo.get(conn, community_id, lock=True)
     account = await disclosure.for_vendor(conn, ring, community_id)
     if account is None:
         raise SplitVendorAccountMissing(
             f"community {community_id} has no payee with a verified current payout account: "
             "its owners set one first (PUT /v1/payees/{id}/payout-account)"
+        )
+    if account.payouts_blocked_until > datetime.now(UTC):
+        # Cashfree settles a vendor's parts straight to the account it holds: sending one
+        # still in its cooling-off would pay it before any settlement of ours could, past
+        # the rule that gives finance time to catch a redirected account. Nothing is sent
+        # (a registered vendor keeps the account it has); register again once it is over.
+        raise SplitVendorAccountCoolingOff(
+            f"community {community_id}'s payout account is in its cooling-off until "
+            f"{account.payouts_blocked_until.isoformat()}: register it after that",
+            payouts_blocked_until=account.payouts_blocked_until.isoformat(),
         )
     vendor_id = vendor_id_for(community_id)
     kyc = {
@@ -233,9 +245,27 @@ async def active_vendor(
     engine: AsyncEngine, client: CashfreeClient, community_id: str
 ) -> str | None:
     """The vendor id a sponsorship of the community is split to: its vendor's, when that
-    vendor is ACTIVE at Cashfree now; else None (the escrow path)."""
+    vendor is ACTIVE at Cashfree now and the account it was registered with is still what
+    the community's payee may be paid to (the payee active, the account its current,
+    verified one); else None (the escrow path)."""
     vendor = await refresh(engine, client, community_id)
-    return vendor.vendor_id if vendor is not None and vendor.active else None
+    if vendor is None or not vendor.active:
+        return None
+    registered = vendor.account_id
+    if not await in_transaction(
+        engine, lambda conn: disclosure.still_current(conn, community_id, registered)
+    ):
+        # Cashfree would settle the part to the account it holds: a suspended payee is never
+        # paid, and a replaced account is no longer the community's. Escrow until finance
+        # registers the vendor again (with the current account, past its cooling-off).
+        log.warning(
+            "splits.vendor.account_not_current",
+            community_id=community_id,
+            vendor_id=vendor.vendor_id,
+            account=vendor.account_mask,
+        )
+        return None
+    return vendor.vendor_id
 
 
 async def any_waiting(engine: AsyncEngine) -> bool:

@@ -13,12 +13,16 @@ Per settlement (its row locked, keyed by Cashfree's settlement id):
 
     CREATED  --SUCCESS-->  SUCCESS   split.vendor_settled: Dr due, Cr gateway clearing
     CREATED  --FAILED--->  FAILED    nothing moves: still due (an alert)
+    FAILED   --SUCCESS-->  SUCCESS   as from CREATED: Cashfree paid after all
     SUCCESS  --REVERSED->  REVERSED  split.vendor_settlement_reversed: due again (an alert)
     CREATED  --REVERSED->  REVERSED  nothing moved, nothing moves back (an alert)
+    FAILED   --REVERSED->  REVERSED  the same
 
-Anything else (a repeat, a SUCCESS after FAILED or REVERSED, a FAILED after SUCCESS) changes
-nothing and is recorded on the webhook's row. Each delivery is stored raw once per signed
-identity (type, settlement, status); a repeat bumps its counter and applies nothing.
+So the same events end in the same books in whatever order they arrive. Anything else (a
+repeat, a SUCCESS after REVERSED, a FAILED after SUCCESS or REVERSED, an event
+naming a settlement we hold for another vendor) changes nothing and is recorded on the
+webhook's row. Each delivery is stored raw once per signed identity (type, settlement,
+status); a repeat bumps its counter and applies nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ _KEPT_HEADERS = (
 # holder of our secret's) but not one we can act on. Stored and answered 200, or Cashfree
 # retries bytes that can never be read.
 _SIGNED_BUT_UNREADABLE = frozenset({"webhook_unreadable", "webhook_unexpected"})
+# A settlement whose money has not moved (yet): a SUCCESS or a REVERSED may still come.
+_NOT_SETTLED = frozenset({SettlementStatus.created, SettlementStatus.failed})
+_MAX_ID = 64  # vendor_settlements.settlement_id
+# Far above any settlement (₹10 lakh crore) and far below a bigint's limit.
+_MAX_PAISE = 10**15
 
 
 class WebhookRefused(Exception):
@@ -108,6 +117,12 @@ async def receive(
     s = hook.settlement
     if unstorable_text({"id": s.settlement_id, "vendor": s.vendor_id, "utr": s.utr}):
         return await _store_rejected(engine, body, headers, "unstorable text in its ids")
+    # Signed, but no settlement row could hold it (the table's id is 1-64 characters, its
+    # amount a bigint): kept as rejected, or the insert would fail on every retry (a 500).
+    if not 1 <= len(s.settlement_id) <= _MAX_ID:
+        return await _store_rejected(engine, body, headers, "settlement_id not 1-64 characters")
+    if abs(s.settlement_amount_paise) > _MAX_PAISE:
+        return await _store_rejected(engine, body, headers, "settlement_amount out of range")
     values = {
         "id": uuid.uuid4(),
         "key": f"{hook.event}:{s.settlement_id}:{s.status}"[:500],
@@ -164,6 +179,16 @@ async def apply(conn: AsyncConnection, hook: VendorSettlementWebhook) -> str:
         community_id=vendor.community_id,
         amount_paise=amount,
     )
+    if row.vendor_id != vendor.vendor_id:
+        # One settlement is one vendor's: an event naming ours for another vendor would
+        # clear that vendor's due amount with the first one's settlement.
+        log.error(
+            "splits.settlement.vendor_mismatch",
+            settlement_id=row.settlement_id,
+            vendor_id=row.vendor_id,
+            event_vendor_id=vendor.vendor_id,
+        )
+        return f"ignored: settlement of vendor {row.vendor_id}, event names {vendor.vendor_id}"
     utr = (s.utr or "")[:64] or None
     reason = (s.reason or "")[:500] or None
     at = datetime.now(UTC)
@@ -176,7 +201,10 @@ async def apply(conn: AsyncConnection, hook: VendorSettlementWebhook) -> str:
     if event == VendorSettlementEvent.CREATED:
         return f"applied: {row.status.value}"
     if event == VendorSettlementEvent.SUCCESS:
-        if row.status is not SettlementStatus.created:
+        # After FAILED too: a SUCCESS says Cashfree paid the vendor (a FAILED retried under
+        # the same id, or delivered late), so FAILED then SUCCESS ends as SUCCESS then
+        # FAILED does; only a REVERSED (seen before or after) takes it back.
+        if row.status not in _NOT_SETTLED:
             return f"ignored: SUCCESS of a settlement that is {row.status.value}"
         if amount <= 0:
             log.error("splits.settlement.nonpositive", amount_paise=amount, **where)
@@ -221,7 +249,9 @@ async def apply(conn: AsyncConnection, hook: VendorSettlementWebhook) -> str:
                 reason=reason or "reversed",
                 reversed_journal_id=journal.id,
             )
-        elif row.status is SettlementStatus.created:
+        elif row.status in _NOT_SETTLED:
+            # Never seen to succeed: nothing moved, nothing moves back, and a SUCCESS that
+            # arrives after this is ignored (its money came back).
             await repo.move_settlement(
                 conn,
                 row.settlement_id,
