@@ -243,9 +243,11 @@ async def stack_factory(
                 url = await create_database(name)
                 exits.push_async_callback(drop_database, name)
                 exits.push_async_callback(seal_and_verify, url, "a payments stack")
-                # A stack without a worker only serves its test's few statements.
-                pool = 10 if worker else 2
-                stack_engine = make_engine(Settings(database_url=url), pool_size=pool)
+                # Bursts get their connections (overflow); only two stay open when idle, as
+                # every stack lives until the run ends and PostgreSQL's stock limit is 100.
+                stack_engine = make_engine(
+                    Settings(database_url=url, db_pool_size=2, db_max_overflow=18)
+                )
                 exits.push_async_callback(stack_engine.dispose)
                 overrides["database_url"] = url
             sandbox_sock, api_sock = bound_socket(), bound_socket()
@@ -253,6 +255,9 @@ async def stack_factory(
             prefix = f"t{uuid.uuid4().hex[:10]}."
             s = settings.model_copy(
                 update={
+                    # The stack's API: up to 32 connections at once, two kept when idle.
+                    "db_pool_size": 2,
+                    "db_max_overflow": 30,
                     "rabbitmq_queue_prefix": prefix,
                     "retry_delays_s": (0.2, 0.4, 0.8),
                     "max_attempts": 4,
