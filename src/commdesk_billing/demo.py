@@ -11,8 +11,6 @@ note with where their PDFs are. It exits non-zero if anything does not add up.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from contextlib import AsyncExitStack
 from typing import Any
@@ -22,7 +20,7 @@ from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
-from commdesk_billing.demo_payouts import STACK_ENV, money_out
+from commdesk_billing.demo_payouts import STACK_ENV, money_out, poll
 from commdesk_billing.modules.communities.mongo import seed_community
 from commdesk_billing.modules.ledger import reads as ledger_reads
 from commdesk_billing.modules.ledger.seal import seal_pending
@@ -130,7 +128,7 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
         )
         checks.check(paid.status_code == 200, "paid with UPI on the hosted checkout page")
         print("3. waiting for Cashfree's webhook, verification and the credit grant ...")
-        payment = await _poll(
+        payment = await poll(
             client,
             f"/v1/payments/{order['id']}",
             auth,
@@ -182,19 +180,6 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
     await _books(settings, order["id"], wid, checks)
 
 
-async def _poll(
-    client: httpx.AsyncClient, url: str, auth: dict[str, str], done: Any, timeout_s: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    body: Any = None
-    while time.monotonic() < deadline:
-        body = (await client.get(url, headers=auth)).json()
-        if done(body):
-            return body
-        await asyncio.sleep(0.2)
-    return body
-
-
 async def _refund_and_documents(
     settings: Settings,
     client: httpx.AsyncClient,
@@ -218,7 +203,7 @@ async def _refund_and_documents(
         f"6. refund {refund['refund_ref']}: ₹{refund['amount_paise'] / 100:.2f} takes back "
         f"{refund['base_credits']} + {refund['bonus_credits']} bonus credits; waiting for Cashfree"
     )
-    done = await _poll(
+    done = await poll(
         client,
         f"/v1/refunds/{refund['id']}",
         fin,
@@ -232,7 +217,7 @@ async def _refund_and_documents(
         and wallet["available_credits"] == CREDITS - 100 - taken,
         f"wallet: {CREDITS} - 100 spent - {taken} refunded = {wallet['available_credits']}",
     )
-    docs = await _poll(
+    docs = await poll(
         client,
         f"/v1/invoices?payment_id={order['id']}",
         auth,

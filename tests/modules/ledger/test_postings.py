@@ -539,3 +539,30 @@ def test_postings_imports_only_the_ledger_model_and_the_standard_library() -> No
         and m.split(".")[0] not in sys.stdlib_module_names
     }
     assert foreign == set()
+
+
+def test_a_vendor_settlement_and_its_reversal_are_exact_opposites() -> None:
+    ids = {"settlement_id": "49703", "vendor_id": "cdbc_v", "community_id": "chess"}
+    settled = postings.vendor_settled(amount=60_000, at=AT, **ids)
+    reversed_ = postings.vendor_settlement_reversed(amount=60_000, at=AT, **ids)
+    assert (settled.idempotency_key, settled.kind) == (
+        "vendor-settlement:49703:settled",
+        "split.vendor_settled",
+    )
+    assert (reversed_.idempotency_key, reversed_.kind) == (
+        "vendor-settlement:49703:reversed",
+        "split.vendor_settlement_reversed",
+    )
+    assert [(leg.account_id, leg.amount) for leg in settled.legs] == [
+        (House.VENDOR_SETTLEMENTS_DUE, 60_000),
+        (House.GATEWAY_CLEARING, -60_000),
+    ]
+    assert [(leg.account_id, leg.amount) for leg in reversed_.legs] == [
+        (House.GATEWAY_CLEARING, 60_000),
+        (House.VENDOR_SETTLEMENTS_DUE, -60_000),
+    ]
+    assert settled.id != reversed_.id and settled.metadata == reversed_.metadata == {
+        "settlement_id": "49703",
+        "vendor_id": "cdbc_v",
+        "community_id": "chess",
+    }

@@ -973,24 +973,28 @@ def sponsorship_split_refunded(
     )
 
 
-def vendor_settled(
-    *, settlement_id: str, vendor_id: str, community_id: str, amount: int, at: datetime
+def _vendor_settlement(
+    step: str,
+    kind: str,
+    text: str,
+    settlement_id: str,
+    vendor_id: str,
+    community_id: str,
+    due: int,
+    at: datetime,
 ) -> Journal:
-    """Cashfree settled a vendor (VENDOR_SETTLEMENT_SUCCESS): what was due to it leaves
-    vendor settlements due (debited) and gateway clearing (credited: Cashfree paid it out of
-    what it held). Keyed by Cashfree's settlement id, so a duplicate posts nothing."""
-    key = f"vendor-settlement:{settlement_id}:settled"
+    """One vendor settlement step: `due` on vendor settlements due, the other way on gateway
+    clearing (debit-first leg order, as posted since the split path landed)."""
+    key = f"vendor-settlement:{settlement_id}:{step}"
+    due_leg = Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, due)
+    clearing_leg = Leg(House.GATEWAY_CLEARING, _INR, -due)
     return Journal(
         id=_journal_id(key),
         idempotency_key=key,
-        kind="split.vendor_settled",
+        kind=kind,
         created_at=at,
-        description=f"vendor {vendor_id} (community {community_id}) settled by Cashfree, "
-        f"settlement {settlement_id}",
-        legs=(
-            Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, amount),
-            Leg(House.GATEWAY_CLEARING, _INR, -amount),
-        ),
+        description=text,
+        legs=(due_leg, clearing_leg) if step == "settled" else (clearing_leg, due_leg),
         metadata={
             "settlement_id": settlement_id,
             "vendor_id": vendor_id,
@@ -999,26 +1003,38 @@ def vendor_settled(
     )
 
 
+def vendor_settled(
+    *, settlement_id: str, vendor_id: str, community_id: str, amount: int, at: datetime
+) -> Journal:
+    """Cashfree settled a vendor (VENDOR_SETTLEMENT_SUCCESS): what was due to it leaves
+    vendor settlements due (debited) and gateway clearing (credited: Cashfree paid it out of
+    what it held). Keyed by Cashfree's settlement id, so a duplicate posts nothing."""
+    return _vendor_settlement(
+        "settled",
+        "split.vendor_settled",
+        f"vendor {vendor_id} (community {community_id}) settled by Cashfree, "
+        f"settlement {settlement_id}",
+        settlement_id,
+        vendor_id,
+        community_id,
+        amount,
+        at,
+    )
+
+
 def vendor_settlement_reversed(
     *, settlement_id: str, vendor_id: str, community_id: str, amount: int, at: datetime
 ) -> Journal:
     """A settlement Cashfree reversed after SUCCESS (VENDOR_SETTLEMENT_REVERSED): the money
     is back with Cashfree and due to the vendor again; the settled legs the other way."""
-    key = f"vendor-settlement:{settlement_id}:reversed"
-    return Journal(
-        id=_journal_id(key),
-        idempotency_key=key,
-        kind="split.vendor_settlement_reversed",
-        created_at=at,
-        description=f"vendor {vendor_id} (community {community_id}) settlement "
+    return _vendor_settlement(
+        "reversed",
+        "split.vendor_settlement_reversed",
+        f"vendor {vendor_id} (community {community_id}) settlement "
         f"{settlement_id} reversed by Cashfree",
-        legs=(
-            Leg(House.GATEWAY_CLEARING, _INR, amount),
-            Leg(House.VENDOR_SETTLEMENTS_DUE, _INR, -amount),
-        ),
-        metadata={
-            "settlement_id": settlement_id,
-            "vendor_id": vendor_id,
-            "community_id": community_id,
-        },
+        settlement_id,
+        vendor_id,
+        community_id,
+        -amount,
+        at,
     )

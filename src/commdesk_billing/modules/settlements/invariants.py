@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.ledger.model import House
 from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, rows
+from commdesk_billing.money import half_up
 
 _SETTLEMENTS = """
     SELECT s.id, s.payable_code, s.status, s.gross_paise, s.tds_paise, s.tcs_paise,
@@ -28,10 +29,6 @@ _STEPS = {
     "failed": ("created", "failed"),
     "reversed": ("created", "paid", "reversed"),
 }
-
-
-def _half_up(n: int, d: int) -> int:
-    return (2 * n + d) // (2 * d)
 
 
 def _expected(s: Any, step: str) -> dict[Any, int]:
@@ -83,9 +80,9 @@ async def settlement_journals(conn: AsyncConnection, report: VerifyReport) -> No
         subject = f"settlement {s.id} ({s.payable_code})"
         available = s.payable_paise - s.reserves_held_paise
         want = (
-            _half_up(available * s.reserve_bps, 10_000),
-            _half_up(s.gross_paise * s.tds_bps, 10_000),
-            _half_up(s.gross_paise * s.tcs_bps, 10_000),
+            half_up(available * s.reserve_bps, 10_000),
+            half_up(s.gross_paise * s.tds_bps, 10_000),
+            half_up(s.gross_paise * s.tcs_bps, 10_000),
         )
         if want != (s.reserve_paise, s.tds_paise, s.tcs_paise):
             report.add(
