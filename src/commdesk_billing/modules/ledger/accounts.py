@@ -1,5 +1,9 @@
 """Ledger accounts opened on demand: a community's earnings and payable accounts, a
-partner's payable account."""
+partner's payable account.
+
+The inserts name no conflict target: an account's id is derived from its code, so two first
+uses racing conflict on either the id or the code, and either way the account is the same
+one (with `ON CONFLICT (code)` the loser of the race could fail on the primary key)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ async def open_community_accounts(conn: AsyncConnection, community_id: str) -> C
                 :earnings_name),
                (:payable, :payable_code, 'INR', 'community_payable', 'credit', true,
                 :payable_name)
-        ON CONFLICT (code) DO NOTHING"""),
+        ON CONFLICT DO NOTHING"""),
         {
             "earnings": accounts.earnings,
             "earnings_code": f"community:{community_id}:earnings",
@@ -57,7 +61,7 @@ async def open_partner_accounts(conn: AsyncConnection, partner_id: str) -> Partn
         sql("""
         INSERT INTO ledger_accounts (id, code, ledger, kind, normal_side, allow_negative, name)
         VALUES (:payable, :code, 'INR', 'partner_payable', 'credit', true, :name)
-        ON CONFLICT (code) DO NOTHING"""),
+        ON CONFLICT DO NOTHING"""),
         {
             "payable": accounts.payable,
             "code": f"partner:{partner_id}:payable",
