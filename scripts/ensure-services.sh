@@ -142,6 +142,15 @@ ensure_rabbitmq() {
     echo "rabbitmq: still not answering AMQP after a restart" >&2
     exit 1
   fi
+  # The node may be running with its application stopped (`rabbitmqctl stop_app`, as the
+  # queue failure tests do; a run killed half-way leaves it so): start the application,
+  # since starting a second node of the same name would fail.
+  if command -v rabbitmqctl >/dev/null && timeout 20 $SUDO rabbitmqctl -q ping >/dev/null 2>&1; then
+    log "rabbitmq: node up with its application stopped; starting the application"
+    timeout 60 $SUDO rabbitmqctl -q start_app >/dev/null 2>&1 || true
+    wait_for rabbitmq 60 port_open 5672
+    for _ in $(seq 1 30); do amqp_answers && return; sleep 2; done
+  fi
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
   start_rabbitmq
   wait_for rabbitmq 90 port_open 5672
