@@ -108,3 +108,23 @@ async def outbox_count(engine: AsyncEngine, message_type: str, wallet_id: uuid.U
         w=f"%{wallet_id}%",
     )
     return int(found[0][0])
+
+
+async def cross(engine: AsyncEngine, m: Member) -> uuid.UUID:
+    """Bring the wallet to 10 above its level, then debit 20 across it; the request that
+    the crossing wrote."""
+    wallet = await in_transaction(engine, lambda c: ws.get_wallet(c, m.wallet.id))
+    assert wallet.auto_recharge_trigger is not None
+    target = wallet.auto_recharge_trigger + 10
+    if wallet.available_credits < target:
+        await top_up(engine, m.wallet.id, target - wallet.available_credits)
+    elif wallet.available_credits > target:
+        await debit(engine, m.wallet.id, wallet.available_credits - target)
+    await debit(engine, m.wallet.id, 20)
+    found = await rows(
+        engine,
+        "SELECT id FROM auto_recharges WHERE wallet_id = :w AND status = 'requested'",
+        w=m.wallet.id,
+    )
+    assert len(found) == 1, found
+    return uuid.UUID(str(found[0][0]))
