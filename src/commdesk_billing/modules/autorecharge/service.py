@@ -103,3 +103,18 @@ async def decisions(
     wallet = await wallet_service.get_wallet(conn, wallet_id)
     await auth.authorize_read(conn, principal, wallet)
     return await repo.decisions(conn, wallet_id, before_id=before_id, limit=limit)
+
+
+async def pause(conn: AsyncConnection, wallet_id: uuid.UUID, *, reason: str) -> bool:
+    """An operator turns one wallet's auto-recharge off (the member may turn it back on);
+    False when it was not on."""
+    wallet = await wallet_service.get_wallet(conn, wallet_id, lock=True)
+    current = await repo.get_settings(conn, wallet_id, lock=True)
+    if current is None or not current.enabled:
+        return False
+    await repo.disable(conn, wallet_id)
+    await wallet_service.configure_auto_recharge(
+        conn, wallet_id, enabled=False, threshold=wallet.auto_recharge_threshold, trigger=None
+    )
+    await repo.log(conn, wallet_id, None, "disabled", "operator", {"note": reason[:200]})
+    return True
