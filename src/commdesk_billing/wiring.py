@@ -240,7 +240,7 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
         Job(
             "auto_recharge_settle",
             settings.auto_recharge_settle_every_s,
-            lambda: auto_recharge_outcomes.settle_pending(engine, settings),
+            lambda: _settle_auto_recharges(engine, settings),
         ),
         # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
         # turns ACTIVE (and takes split sponsorships) without anyone reading it.
@@ -259,6 +259,11 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             ),
         ),
     ]
+
+
+async def _settle_auto_recharges(engine: AsyncEngine, settings: Settings) -> None:
+    await auto_recharge_outcomes.settle_pending(engine, settings)
+    await auto_recharge_outcomes.retry_due(engine)
 
 
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:

@@ -235,3 +235,31 @@ async def test_a_member_who_turned_it_off_is_skipped(quiet_stack: Stack) -> None
     assert (await decisions(stack.engine, m.wallet.id))[-1] == ("skipped", "disabled")
     w = await wallet(stack, m)
     assert (w.auto_recharge_enabled, w.auto_recharge_trigger) == (False, None)
+
+
+async def test_a_failure_is_asked_again_once_when_its_backoff_is_over(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)  # still below its level
+    await outcomes.retry_due(stack.engine)
+    await outcomes.retry_due(stack.engine)  # once per failure
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == [
+        "failed",
+        "requested",
+    ]
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("fired", "retry_after_backoff")
+    rid = (await recharges(stack.engine, m.wallet.id))[-1].id
+    assert await execute(stack, rid) is RechargeStatus.pending
+
+
+async def test_a_wallet_back_above_its_level_is_not_asked_again(quiet_stack: Stack) -> None:
+    from tests.modules.autorecharge.conftest import top_up
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)
+    await top_up(stack.engine, m.wallet.id, 1000)
+    await outcomes.retry_due(stack.engine)
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["failed"]

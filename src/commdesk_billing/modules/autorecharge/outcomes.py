@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.autorecharge import repository as repo
+from commdesk_billing.modules.autorecharge import trigger
 from commdesk_billing.modules.autorecharge.model import Recharge, RechargeStatus
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.state import Status
@@ -208,3 +209,25 @@ async def _settle(conn: AsyncConnection, settings: Settings, r: Recharge) -> int
     if p.status in UNPAID_ENDS:
         return int(await fail(conn, settings, r.id, f"payment_{p.status.value.lower()}"))
     return 0
+
+
+async def retry_due(engine: AsyncEngine, *, limit: int = 200) -> int:
+    """The scheduler's job, after settling: a wallet still below its level when its back-off
+    ends is asked for again (`fired / retry_after_backoff`), once per failure; how many."""
+    due = await in_transaction(
+        engine, lambda conn: repo.retry_candidates(conn, datetime.now(UTC), limit=limit)
+    )
+    asked = 0
+    for wallet_id in due:
+
+        async def one(conn: AsyncConnection, wallet_id: uuid.UUID = wallet_id) -> bool:
+            wallet = await wallet_service.get_wallet(conn, wallet_id, lock=True)
+            level = wallet.auto_recharge_trigger
+            if level is None or wallet.available_credits >= level:
+                return False  # off, or above its level again: the next crossing asks
+            return await trigger.request(
+                conn, wallet, wallet.available_credits, cause="retry_after_backoff"
+            )
+
+        asked += await in_transaction(engine, one)
+    return asked

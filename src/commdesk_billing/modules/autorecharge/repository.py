@@ -266,6 +266,23 @@ async def pending(conn: AsyncConnection, *, limit: int) -> list[Recharge]:
     return [_recharge(r) for r in rows]
 
 
+async def retry_candidates(conn: AsyncConnection, now: datetime, *, limit: int) -> list[uuid.UUID]:
+    """Wallets whose back-off is over and whose last recharge failed (so each failure is
+    retried once: a retry a guard skips is not retried again until the next crossing)."""
+    rows = (
+        await conn.execute(
+            sql("""
+        SELECT s.wallet_id FROM auto_recharge_settings s
+         WHERE s.enabled AND s.consecutive_failures > 0 AND s.backoff_until <= :now
+           AND (SELECT r.status FROM auto_recharges r WHERE r.wallet_id = s.wallet_id
+                 ORDER BY r.created_at DESC, r.id LIMIT 1) = 'failed'
+         ORDER BY s.backoff_until LIMIT :limit"""),
+            {"now": now, "limit": limit},
+        )
+    ).all()
+    return [r.wallet_id for r in rows]
+
+
 # --- the decision log ---------------------------------------------------------------------
 
 

@@ -22,9 +22,17 @@ log = structlog.get_logger(__name__)
 
 
 async def on_crossing(conn: AsyncConnection, wallet: Wallet, available_before: int) -> None:
+    await request(conn, wallet, available_before, cause=None)
+
+
+async def request(
+    conn: AsyncConnection, wallet: Wallet, available_before: int, *, cause: str | None
+) -> bool:
+    """Write a request for the locked `wallet` unless one is in flight; whether it wrote.
+    `cause`: None for a crossing, `retry_after_backoff` for the settle job's retry."""
     level = wallet.auto_recharge_trigger
-    if level is None:  # pragma: no cover - the wallet only calls when a level is set
-        return
+    if level is None:  # pragma: no cover - callers only ask when a level is set
+        return False
     recharge_id = uuid.uuid4()
     facts = {
         "available_before": available_before,
@@ -41,8 +49,8 @@ async def on_crossing(conn: AsyncConnection, wallet: Wallet, available_before: i
     )
     if not written:
         await repo.log(conn, wallet.id, None, "skipped", "in_flight", facts)
-        return
-    await repo.log(conn, wallet.id, recharge_id, "fired", None, facts)
+        return False
+    await repo.log(conn, wallet.id, recharge_id, "fired", cause, facts)
     await outbox.send(
         conn,
         "payment.processing",
@@ -62,4 +70,7 @@ async def on_crossing(conn: AsyncConnection, wallet: Wallet, available_before: i
         },
         correlation_id=str(recharge_id),
     )
-    log.info("auto_recharge.fired", wallet_id=str(wallet.id), recharge_id=str(recharge_id))
+    log.info(
+        "auto_recharge.fired", wallet_id=str(wallet.id), recharge_id=str(recharge_id), cause=cause
+    )
+    return True
