@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client
+from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
 from commdesk_billing.modules.autorecharge.consumers import AutoRechargeRequests, handle_credited
@@ -275,8 +276,8 @@ async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> Non
 
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
-    wallets', refunds', communities', partners', payees', sponsorships', settlements' and
-    documents' rules, the seals last."""
+    wallets', refunds', communities', partners', payees', sponsorships', settlements',
+    documents' and auto-recharges' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -288,5 +289,6 @@ def verify_checks() -> tuple[Check, ...]:
         *settlement_invariants.CHECKS,
         *split_invariants.CHECKS,
         *invoice_invariants.CHECKS,
+        *auto_recharge_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.factory import cashfree_client
@@ -263,3 +263,23 @@ async def test_a_wallet_back_above_its_level_is_not_asked_again(quiet_stack: Sta
     await top_up(stack.engine, m.wallet.id, 1000)
     await outcomes.retry_due(stack.engine)
     assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["failed"]
+
+
+async def test_verify_catches_pending_credits_no_recharge_explains(
+    scratch_engine: AsyncEngine,
+) -> None:
+    from sqlalchemy import text
+
+    from commdesk_billing.modules.autorecharge import invariants
+    from commdesk_billing.modules.ledger.verify import verify_ledger
+
+    m = await member(scratch_engine, 300)
+    assert (await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))).ok
+    async with scratch_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE wallets SET pending_credits = 1500 WHERE id = :w"), {"w": m.wallet.id}
+        )
+    report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
+    assert [(f.check, f.subject) for f in report.findings] == [
+        ("auto_recharge_pending", f"wallet {m.wallet.id}")
+    ]

@@ -341,11 +341,18 @@ async def set_auto_recharge_triggers(
     if not levels:
         return 0
     result = await conn.execute(
+        # Rows locked in id order first, as every multi-wallet lock is (DESIGN §8).
         sql("""
+        WITH v AS (
+            SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:levels AS bigint[])) AS v(id, level)
+        ), locked AS (
+            SELECT w.id FROM wallets w JOIN v ON v.id = w.id
+             WHERE w.auto_recharge_enabled AND w.auto_recharge_trigger IS DISTINCT FROM v.level
+             ORDER BY w.id FOR UPDATE OF w
+        )
         UPDATE wallets w SET auto_recharge_trigger = v.level
-          FROM unnest(CAST(:ids AS uuid[]), CAST(:levels AS bigint[])) AS v(id, level)
-         WHERE w.id = v.id AND w.auto_recharge_enabled
-           AND w.auto_recharge_trigger IS DISTINCT FROM v.level"""),
+          FROM v, locked
+         WHERE w.id = v.id AND locked.id = w.id AND w.auto_recharge_enabled"""),
         {"ids": [w for w, _ in levels], "levels": [lv for _, lv in levels]},
     )
     return int(result.rowcount or 0)
