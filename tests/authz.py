@@ -35,6 +35,13 @@ WALLET_ALLOW = {
     "POST /v1/holds/{hold_id}/capture": {"owner", "service_debit"},
     "POST /v1/holds/{hold_id}/release": {"owner", "service_debit"},
 }
+# Auto-recharge: the owner sets it; whoever may read the wallet reads it and its decisions.
+_WALLET_READERS = {"owner", "finance_admin", "support", "auditor", "service_read"}
+AUTO_RECHARGE_ALLOW = {
+    "PUT /v1/wallets/{wallet_id}/auto-recharge": {"owner"},
+    "GET /v1/wallets/{wallet_id}/auto-recharge": _WALLET_READERS,
+    "GET /v1/wallets/{wallet_id}/auto-recharge/events": _WALLET_READERS,
+}
 WALLET_CALLERS = [
     "owner",
     "other_member",

@@ -20,6 +20,7 @@ from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client
+from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices.api import router as invoices_router
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(partners_router)
     app.include_router(payees_router)
     app.include_router(sponsorships_router)
+    app.include_router(auto_recharge_router)
     app.include_router(settlements_router)
     app.include_router(payout_webhooks_router)
     app.include_router(splits_router)

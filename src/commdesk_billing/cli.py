@@ -212,6 +212,31 @@ def wallet_sync(wallet_id: uuid.UUID) -> None:
     sys.exit(0 if report.consistent else 1)
 
 
+@main.group("auto-recharge")
+def auto_recharge() -> None:
+    """Auto-recharge operator tasks (to pause it for everyone: BILLING_AUTO_RECHARGE_ENABLED)."""
+
+
+@auto_recharge.command("pause")
+@click.argument("wallet_id", type=click.UUID)
+@click.option("--reason", required=True, help="Recorded in the wallet's decision log.")
+def auto_recharge_pause(wallet_id: uuid.UUID, reason: str) -> None:
+    """Turn one wallet's auto-recharge off (its owner may turn it back on)."""
+    from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.autorecharge import service as auto_recharge_service
+
+    async def go(settings: Settings) -> bool:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await in_transaction(
+                engine, lambda c: auto_recharge_service.pause(c, wallet_id, reason=reason)
+            )
+        finally:
+            await engine.dispose()
+
+    click.echo("paused" if _run(go) else "auto-recharge was not on for this wallet")
+
+
 @main.group()
 def holds() -> None:
     """Hold housekeeping."""

@@ -105,6 +105,25 @@ class Settings(BaseSettings):
     # Easy Split vendors still in Cashfree's KYC are asked about again this often (they are
     # also asked whenever read and before a sponsorship of their community chooses its path).
     split_vendor_refresh_every_s: Annotated[int, Field(ge=10, le=86400)] = 300
+    # Auto-recharge (DESIGN §12). The kill switch: false, no request is acted on (each is
+    # recorded as skipped, "paused"); crossings are still logged.
+    auto_recharge_enabled: bool = True
+    # Guards: no new recharge this long after one succeeded; a failure backs off
+    # base * 2^(failures-1), at most the max; more than runaway_max recharges opened for one
+    # wallet within the window is a runaway (alert, skipped).
+    auto_recharge_cooldown_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 3600
+    auto_recharge_backoff_s: Annotated[int, Field(ge=0, le=7 * 86400)] = 3600
+    auto_recharge_backoff_max_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 2 * 86400
+    auto_recharge_runaway_max: Annotated[int, Field(ge=1, le=1000)] = 5
+    auto_recharge_runaway_window_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 86400
+    # The predictive level: burn rate over the trailing window times the lead time, which is the
+    # pre-debit notice + the earliest-debit rule (next day) + a margin (cashfree.md §12.5).
+    auto_recharge_burn_window_s: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
+    auto_recharge_notice_s: Annotated[int, Field(ge=0, le=7 * 86400)] = 86400
+    auto_recharge_earliest_debit_s: Annotated[int, Field(ge=0, le=7 * 86400)] = 86400
+    auto_recharge_margin_s: Annotated[int, Field(ge=0, le=7 * 86400)] = 12 * 3600
+    auto_recharge_predict_every_s: Annotated[int, Field(ge=10, le=86400)] = 900
+    auto_recharge_settle_every_s: Annotated[float, Field(ge=0.1, le=3600)] = 60.0
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

@@ -360,3 +360,21 @@ class SplitSponsorshipNoRelease(DomainError):
     code = "sponsorship_split_no_release"
     status = 409
     title = "Split sponsorships are settled by Cashfree, not released"
+
+
+class MandatesNotAvailable(DomainError):
+    """Auto-recharge on a UPI AutoPay mandate is not built yet: only the checkout-link mode
+    (no mandate) can be set up."""
+
+    code = "mandates_not_available"
+    status = 422
+    title = "Mandates are not available yet"
+
+
+class AutoRechargeInvalid(DomainError):
+    """Auto-recharge settings that cannot work (no such pack, an amount outside the top-up
+    limits)."""
+
+    code = "auto_recharge_invalid"
+    status = 422
+    title = "Auto-recharge settings are not valid"

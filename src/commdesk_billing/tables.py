@@ -53,6 +53,9 @@ OWNERS: dict[str, str] = {
     "split_vendors": "modules/splits",
     "vendor_settlements": "modules/splits",
     "vendor_settlement_webhooks": "modules/splits",
+    "auto_recharge_settings": "modules/autorecharge",
+    "auto_recharges": "modules/autorecharge",
+    "auto_recharge_events": "modules/autorecharge",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

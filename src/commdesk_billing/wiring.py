@@ -26,7 +26,13 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client
+from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
+from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
+from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
+from commdesk_billing.modules.autorecharge.consumers import AutoRechargeRequests, handle_credited
+from commdesk_billing.modules.autorecharge.trigger import on_crossing
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.communities.mongo import community_directory
@@ -51,6 +57,7 @@ from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
+from commdesk_billing.modules.wallet import triggers as wallet_triggers
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
 from commdesk_billing.modules.wallet.jobs import expire_holds, expire_lots
 from commdesk_billing.modules.webhooks.consumers import PaymentWebhook, RefundWebhook
@@ -75,6 +82,8 @@ HANDLER_KINDS = (
     "refund_webhook",
     "tax_documents",
     "settlement_processing",
+    "auto_recharge_request",
+    "auto_recharge_credited",
 )
 
 
@@ -98,6 +107,14 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "settlement_processing": SettlementProcessing(
             settings, lambda: payouts_client(settings), lambda: community_directory(settings)
         ),
+        # Opens the member's order in transactions of its own (as a person's order is):
+        # a small engine and a Cashfree client, each built on first use.
+        "auto_recharge_request": AutoRechargeRequests(
+            settings,
+            lambda: cashfree_client(settings),
+            lambda: make_engine(settings, pool_size=1),
+        ),
+        "auto_recharge_credited": handle_credited,
     }
 
 
@@ -128,6 +145,10 @@ ROUTES: dict[Route, str] = {
     ("settlements.processing", "settlement.transfer"): "settlement_processing",
     ("settlements.processing", "settlement.webhook"): "settlement_processing",
     ("settlements.processing", "settlement.sync"): "settlement_processing",
+    # Auto-recharge: the request a crossing wrote (guards, then the member's order), and a
+    # recharge's payment credited (it succeeded; other payments pass through untouched).
+    ("payment.processing", "auto_recharge.requested"): "auto_recharge_request",
+    ("payment.processing", "payment.credited"): "auto_recharge_credited",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -144,6 +165,9 @@ def install() -> None:
     """Make the routing table known to this process's outbox (every process calls this
     once at start: the API, the worker, the scheduler, the CLI, the tests)."""
     routing.install(TABLE)
+    # The debit paths' low-balance seam: auto-recharge's crossing (the wallet imports none
+    # of it).
+    wallet_triggers.install(on_crossing)
 
 
 def fanout() -> dict[str, tuple[str, ...]]:
@@ -207,6 +231,18 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             lambda: sync_open_settlements(engine, settings),
         ),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
+        # Auto-recharge: each enabled wallet's trigger level from its recent burn, and the
+        # pending recharges whose payment ended (credited, failed, expired).
+        Job(
+            "auto_recharge_levels",
+            settings.auto_recharge_predict_every_s,
+            lambda: auto_recharge_levels.recompute_levels(engine, settings),
+        ),
+        Job(
+            "auto_recharge_settle",
+            settings.auto_recharge_settle_every_s,
+            lambda: _settle_auto_recharges(engine, settings),
+        ),
         # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
         # turns ACTIVE (and takes split sponsorships) without anyone reading it.
         Job(
@@ -226,6 +262,11 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
     ]
 
 
+async def _settle_auto_recharges(engine: AsyncEngine, settings: Settings) -> None:
+    await auto_recharge_outcomes.settle_pending(engine, settings)
+    await auto_recharge_outcomes.retry_due(engine)
+
+
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:
     # A client only when a vendor waits: most runs have none to ask about.
     if await splits.any_waiting(engine):
@@ -235,8 +276,8 @@ async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> Non
 
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
-    wallets', refunds', communities', partners', payees', sponsorships', settlements' and
-    documents' rules, the seals last."""
+    wallets', refunds', communities', partners', payees', sponsorships', settlements',
+    documents' and auto-recharges' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -248,5 +289,6 @@ def verify_checks() -> tuple[Check, ...]:
         *settlement_invariants.CHECKS,
         *split_invariants.CHECKS,
         *invoice_invariants.CHECKS,
+        *auto_recharge_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.authz import (
+    AUTO_RECHARGE_ALLOW,
     COMMUNITY_ALLOW,
     PARTNER_ALLOW,
     PAYEE_ALLOW,
@@ -31,7 +32,7 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         COMMUNITY_ALLOW
     ) | set(PARTNER_ALLOW) | set(PAYEE_ALLOW) | set(SPONSORSHIP_ALLOW) | set(
         SETTLEMENT_ALLOW
-    ) | set(SPLIT_VENDOR_ALLOW) | {
+    ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree-payouts",
         "POST /v1/webhooks/cashfree/vendor-settlements",

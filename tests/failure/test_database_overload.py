@@ -515,6 +515,11 @@ _BODIES: dict[str, Any] = {
         "business_type": "Education",
         "pan": "ABCDE1234F",
     },
+    "PUT /v1/wallets/{wallet_id}/auto-recharge": {
+        "enabled": True,
+        "pack_code": "pack_150",
+        "customer_phone": "9876543210",
+    },
 }
 # Attributions come from another CommDesk service, with its scope.
 _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}

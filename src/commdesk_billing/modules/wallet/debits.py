@@ -23,7 +23,7 @@ from commdesk_billing.errors import (
     NotFound,
 )
 from commdesk_billing.modules.ledger import postings
-from commdesk_billing.modules.wallet import recognition, writer
+from commdesk_billing.modules.wallet import recognition, triggers, writer
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
@@ -133,6 +133,10 @@ async def consume_credits_many(
         planned[d.idempotency_key] = i
         outcomes[i] = DebitOutcome(d, result=OperationResult(after, line, replayed=False))
     await batch.flush(conn)
+    # Once per wallet, from where the batch found it to where it left it: fifty debits
+    # that cross the level together cross it once.
+    for wallet_id, before in wallets.items():
+        await triggers.after_debit(conn, before, batch.wallet(wallet_id))
     return [outcomes[i] for i in range(len(debits))]
 
 

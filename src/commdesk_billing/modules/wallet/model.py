@@ -57,6 +57,8 @@ class Wallet:
     statement_seq: int
     created_at: datetime
     updated_at: datetime
+    # The effective auto-recharge level (autorecharge keeps it); None: auto-recharge off.
+    auto_recharge_trigger: int | None = None
 
 
 @dataclass(frozen=True)

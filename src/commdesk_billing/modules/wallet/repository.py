@@ -32,7 +32,7 @@ _WALLET_COLS = """
     id, owner_type, owner_id, available_credits, locked_credits, pending_credits,
     lifetime_purchased_credits, auto_recharge_enabled, auto_recharge_threshold,
     available_account_id, held_account_id, chain_seq, chain_head, statement_seq,
-    created_at, updated_at
+    created_at, updated_at, auto_recharge_trigger
 """
 _LINE_COLS = """
     id, wallet_id, seq, transaction_type, credits, balance_before, balance_after, source,
@@ -311,3 +311,75 @@ async def expired_lots(conn: AsyncConnection, wallet_id: uuid.UUID, at: datetime
         {"w": wallet_id, "at": at},
     )
     return [_lot(r) for r in rows]
+
+
+async def set_auto_recharge(
+    conn: AsyncConnection,
+    wallet_id: uuid.UUID,
+    *,
+    enabled: bool,
+    threshold: int,
+    trigger: int | None,
+) -> Wallet | None:
+    row = (
+        await conn.execute(
+            sql(f"""
+        UPDATE wallets SET auto_recharge_enabled = :enabled, auto_recharge_threshold = :threshold,
+               auto_recharge_trigger = :trigger, updated_at = now()
+         WHERE id = :id
+        RETURNING {_WALLET_COLS}"""),
+            {"id": wallet_id, "enabled": enabled, "threshold": threshold, "trigger": trigger},
+        )
+    ).first()
+    return _wallet(row) if row else None
+
+
+async def set_auto_recharge_triggers(
+    conn: AsyncConnection, levels: Sequence[tuple[uuid.UUID, int]]
+) -> int:
+    """New levels for wallets whose auto-recharge is still on; how many changed."""
+    if not levels:
+        return 0
+    result = await conn.execute(
+        # Rows locked in id order first, as every multi-wallet lock is (DESIGN §8).
+        sql("""
+        WITH v AS (
+            SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:levels AS bigint[])) AS v(id, level)
+        ), locked AS (
+            SELECT w.id FROM wallets w JOIN v ON v.id = w.id
+             WHERE w.auto_recharge_enabled AND w.auto_recharge_trigger IS DISTINCT FROM v.level
+             ORDER BY w.id FOR UPDATE OF w
+        )
+        UPDATE wallets w SET auto_recharge_trigger = v.level
+          FROM v, locked
+         WHERE w.id = v.id AND locked.id = w.id AND w.auto_recharge_enabled"""),
+        {"ids": [w for w, _ in levels], "levels": [lv for _, lv in levels]},
+    )
+    return int(result.rowcount or 0)
+
+
+async def add_pending_credits(conn: AsyncConnection, wallet_id: uuid.UUID, delta: int) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE wallets SET pending_credits = pending_credits + :delta, updated_at = now()
+         WHERE id = :id"""),
+        {"id": wallet_id, "delta": delta},
+    )
+
+
+async def debited_since(
+    conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, int]:
+    """Credits each wallet consumed (debits, captures, community spends) since `since`."""
+    rows = (
+        await conn.execute(
+            sql("""
+        SELECT wallet_id, coalesce(sum(credits), 0) AS credits
+          FROM wallet_transactions
+         WHERE wallet_id = ANY(CAST(:ids AS uuid[])) AND created_at >= :since
+           AND transaction_type IN ('debit', 'capture', 'community_spend')
+         GROUP BY wallet_id"""),
+            {"ids": list(wallet_ids), "since": since},
+        )
+    ).all()
+    return {r.wallet_id: int(r.credits) for r in rows}

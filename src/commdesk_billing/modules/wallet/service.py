@@ -32,7 +32,7 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.users import service as users
-from commdesk_billing.modules.wallet import recognition, writer
+from commdesk_billing.modules.wallet import recognition, triggers, writer
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
@@ -212,8 +212,10 @@ async def lock_credits(
         new_hold=hold,
         hold_id=hold.id,
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
+    after, line = await writer.apply_operation(conn, wallet, op)
+    # A hold is where a capture's credits leave `available`: the crossing is here.
+    await triggers.after_debit(conn, wallet, after)
+    return OperationResult(wallet=after, line=line, replayed=False, hold=hold)
 
 
 async def _lock_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> tuple[Wallet, Hold]:
@@ -295,7 +297,11 @@ async def capture_hold(
         close_hold=(hold.id, HoldStatus.captured, capture, release),
         hold_id=hold.id,
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
+    after, line = await writer.apply_operation(conn, wallet, op)
+    # A capture only ever gives credits back to `available` (the part not captured), so
+    # it cannot cross the level itself; it is told all the same, as every debit path is.
+    await triggers.after_debit(conn, wallet, after)
+    wallet = after
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 
@@ -405,3 +411,49 @@ async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold:
 
 async def expirable_holds(conn: AsyncConnection, *, limit: int = 500) -> list[uuid.UUID]:
     return await repo.expired_hold_ids(conn, now(), limit)
+
+
+# --- auto-recharge's columns (the autorecharge module keeps them through these) --------
+
+
+async def configure_auto_recharge(
+    conn: AsyncConnection,
+    wallet_id: uuid.UUID,
+    *,
+    enabled: bool,
+    threshold: int,
+    trigger: int | None,
+) -> Wallet:
+    """The wallet's `auto_recharge_enabled`, `auto_recharge_threshold` and the effective
+    level its debits compare against (`auto_recharge_trigger`, None when off)."""
+    if threshold < 0 or (trigger is not None and trigger < 0):
+        raise InvalidAmount("a threshold and a trigger level are never negative")
+    wallet = await repo.set_auto_recharge(
+        conn,
+        wallet_id,
+        enabled=enabled,
+        threshold=threshold,
+        trigger=trigger if enabled else None,
+    )
+    if wallet is None:
+        raise NotFound(f"wallet {wallet_id} does not exist")
+    return wallet
+
+
+async def set_auto_recharge_triggers(
+    conn: AsyncConnection, levels: list[tuple[uuid.UUID, int]]
+) -> int:
+    """New effective levels for wallets whose auto-recharge is on (others are left off)."""
+    return await repo.set_auto_recharge_triggers(conn, levels)
+
+
+async def add_pending_credits(conn: AsyncConnection, wallet_id: uuid.UUID, delta: int) -> None:
+    """Credits a recharge in flight will bring (`delta` > 0), or no longer will (< 0)."""
+    await repo.add_pending_credits(conn, wallet_id, delta)
+
+
+async def debited_since(
+    conn: AsyncConnection, wallet_ids: list[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, int]:
+    """Credits each wallet consumed since `since` (its burn)."""
+    return await repo.debited_since(conn, wallet_ids, since)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import InsufficientCredits, InvalidAmount, NotFound
 from commdesk_billing.modules.ledger.model import Journal
-from commdesk_billing.modules.wallet import recognition, writer
+from commdesk_billing.modules.wallet import recognition, triggers, writer
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
@@ -94,8 +94,9 @@ async def spend(
         # The basis leaves deferred revenue (for the fee and the payable): recognized.
         lot_basis=[(d.lot_id, d.basis_paise, 0) for d in drawn if d.basis_paise],
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False), drawn
+    after, line = await writer.apply_operation(conn, wallet, op)
+    await triggers.after_debit(conn, wallet, after)
+    return OperationResult(wallet=after, line=line, replayed=False), drawn
 
 
 async def restore(

@@ -1,0 +1,233 @@
+"""What became of a recharge: its order opened (pending credits shown), its payment credited
+(succeeded), or it failed (pending cleared, back-off, and after N failures in a row,
+auto-recharge turned off with an alert).
+
+Lock order everywhere: the wallet's row, then the recharge's (the debit path holds the
+wallet's row when it inserts a request), so a crossing and an outcome never deadlock.
+Credits are never granted here: the payment's own verified crediting path does that.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.autorecharge import repository as repo
+from commdesk_billing.modules.autorecharge import trigger
+from commdesk_billing.modules.autorecharge.model import Recharge, RechargeStatus
+from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.payments.state import Status
+from commdesk_billing.modules.wallet import service as wallet_service
+from commdesk_billing.queues import outbox
+
+log = structlog.get_logger(__name__)
+
+R = RechargeStatus
+# A payment in one of these will not pay this recharge (a later success on the same order
+# is still credited, and recorded as a late success).
+UNPAID_ENDS = frozenset(
+    {Status.FAILED, Status.USER_DROPPED, Status.EXPIRED, Status.CANCELLED, Status.REVIEW}
+)
+
+
+def backoff_s(settings: Settings, failures: int) -> int:
+    """Exponential: base * 2^(failures-1), at most the max."""
+    if failures <= 0:
+        return 0
+    doubled: int = settings.auto_recharge_backoff_s * (1 << min(failures - 1, 30))
+    return min(doubled, settings.auto_recharge_backoff_max_s)
+
+
+async def _locked(conn: AsyncConnection, recharge_id: uuid.UUID) -> Recharge | None:
+    found = await repo.get_recharge(conn, recharge_id)
+    if found is None:
+        return None
+    await wallet_service.get_wallet(conn, found.wallet_id, lock=True)
+    return await repo.get_recharge(conn, recharge_id, lock=True)
+
+
+async def opened(
+    conn: AsyncConnection,
+    recharge_id: uuid.UUID,
+    *,
+    payment_id: uuid.UUID,
+    amount_paise: int,
+    credits: int,
+    checkout_url: str | None,
+) -> bool:
+    """The order is open: pending, its credits shown on the wallet, the member told."""
+    r = await _locked(conn, recharge_id)
+    if r is None or r.status is not R.opening:
+        return False
+    await repo.move(
+        conn,
+        recharge_id,
+        R.pending,
+        allowed=frozenset({R.opening}),
+        payment_id=payment_id,
+        amount_paise=amount_paise,
+        credits=credits,
+    )
+    await wallet_service.add_pending_credits(conn, r.wallet_id, credits)
+    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    facts: dict[str, Any] = {
+        "recharge_id": str(r.id),
+        "wallet_id": str(r.wallet_id),
+        "user_id": str(wallet.owner_id),
+        "payment_id": str(payment_id),
+        "checkout_url": checkout_url,
+        "amount_paise": amount_paise,
+        "credits": credits,
+    }
+    await repo.log(conn, r.wallet_id, r.id, "checkout_opened", None, facts)
+    await outbox.announce(conn, "auto_recharge.checkout_opened", facts, correlation_id=str(r.id))
+    return True
+
+
+async def fail(
+    conn: AsyncConnection, settings: Settings, recharge_id: uuid.UUID, reason: str
+) -> bool:
+    """The recharge will not bring its credits: cleared, backed off, maybe disabled."""
+    r = await _locked(conn, recharge_id)
+    if r is None:
+        return False
+    left = await repo.move(
+        conn,
+        recharge_id,
+        R.failed,
+        allowed=frozenset({R.opening, R.pending}),
+        reason=reason[:200],
+        settled_at=datetime.now(UTC),
+    )
+    if left is None:
+        return False
+    if left is R.pending and r.credits:
+        await wallet_service.add_pending_credits(conn, r.wallet_id, -r.credits)
+    cfg = await repo.get_settings(conn, r.wallet_id, lock=True)
+    failures = (cfg.consecutive_failures if cfg else 0) + 1
+    retry_at = datetime.now(UTC) + timedelta(seconds=backoff_s(settings, failures))
+    await repo.record_failure(conn, r.wallet_id, retry_at)
+    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    facts: dict[str, Any] = {
+        "recharge_id": str(r.id),
+        "wallet_id": str(r.wallet_id),
+        "user_id": str(wallet.owner_id),
+        "payment_id": str(r.payment_id) if r.payment_id else None,
+        "reason": reason,
+        "retry_at": retry_at.isoformat(),
+        "consecutive_failures": failures,
+    }
+    await repo.log(conn, r.wallet_id, r.id, "failed", reason, facts)
+    await outbox.announce(conn, "auto_recharge.failed", facts, correlation_id=str(r.id))
+    if cfg is not None and cfg.enabled and failures >= cfg.max_consecutive_failures:
+        await disable(conn, r.wallet_id, failures=failures, recharge_id=r.id)
+    return True
+
+
+async def disable(
+    conn: AsyncConnection, wallet_id: uuid.UUID, *, failures: int, recharge_id: uuid.UUID
+) -> None:
+    await repo.disable(conn, wallet_id)
+    wallet = await wallet_service.get_wallet(conn, wallet_id)
+    await wallet_service.configure_auto_recharge(
+        conn, wallet_id, enabled=False, threshold=wallet.auto_recharge_threshold, trigger=None
+    )
+    facts: dict[str, Any] = {
+        "wallet_id": str(wallet_id),
+        "user_id": str(wallet.owner_id),
+        "consecutive_failures": failures,
+        "recharge_id": str(recharge_id),
+    }
+    await repo.log(conn, wallet_id, recharge_id, "disabled", "consecutive_failures", facts)
+    await outbox.announce(conn, "auto_recharge.disabled", facts, correlation_id=str(recharge_id))
+    # The alert: a member's auto-recharge stopped by itself.
+    log.error("auto_recharge.disabled", wallet_id=str(wallet_id), failures=failures)
+
+
+async def succeed(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
+    """The recharge's payment was credited (by the payments module's verified path)."""
+    found = await repo.by_payment(conn, payment_id)
+    if found is None:
+        return False
+    r = await _locked(conn, found.id)
+    assert r is not None
+    left = await repo.move(
+        conn,
+        r.id,
+        R.succeeded,
+        allowed=frozenset({R.pending, R.failed}),
+        settled_at=datetime.now(UTC),
+    )
+    if left is None:
+        return False
+    if left is R.pending and r.credits:
+        await wallet_service.add_pending_credits(conn, r.wallet_id, -r.credits)
+    await repo.record_success(conn, r.wallet_id)
+    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    facts: dict[str, Any] = {
+        "recharge_id": str(r.id),
+        "wallet_id": str(r.wallet_id),
+        "user_id": str(wallet.owner_id),
+        "payment_id": str(payment_id),
+        "amount_paise": r.amount_paise,
+        "credits": r.credits,
+    }
+    late = "late_payment" if left is R.failed else None
+    await repo.log(conn, r.wallet_id, r.id, "succeeded", late, facts)
+    await outbox.announce(conn, "auto_recharge.succeeded", facts, correlation_id=str(r.id))
+    return True
+
+
+async def settle_pending(engine: AsyncEngine, settings: Settings, *, limit: int = 200) -> int:
+    """The scheduler's job: pending recharges whose payment ended are settled (the
+    `payment.credited` consumer usually got there first); how many were settled. Each in
+    a transaction of its own: one wallet's lock at a time."""
+    found = await in_transaction(engine, lambda conn: repo.pending(conn, limit=limit))
+    settled = 0
+    for r in found:
+
+        async def one(conn: AsyncConnection, r: Recharge = r) -> int:
+            return await _settle(conn, settings, r)
+
+        settled += await in_transaction(engine, one)
+    return settled
+
+
+async def _settle(conn: AsyncConnection, settings: Settings, r: Recharge) -> int:
+    assert r.payment_id is not None
+    p = await payments.get(conn, r.payment_id)
+    if p is None:
+        return 0
+    if p.status is Status.CREDITED:
+        return int(await succeed(conn, p.id))
+    if p.status in UNPAID_ENDS:
+        return int(await fail(conn, settings, r.id, f"payment_{p.status.value.lower()}"))
+    return 0
+
+
+async def retry_due(engine: AsyncEngine, *, limit: int = 200) -> int:
+    """The scheduler's job, after settling: a wallet still below its level when its back-off
+    ends is asked for again (`fired / retry_after_backoff`), once per failure; how many."""
+    due = await in_transaction(
+        engine, lambda conn: repo.retry_candidates(conn, datetime.now(UTC), limit=limit)
+    )
+    asked = 0
+    for wallet_id in due:
+
+        async def one(conn: AsyncConnection, wallet_id: uuid.UUID = wallet_id) -> bool:
+            wallet = await wallet_service.get_wallet(conn, wallet_id, lock=True)
+            level = wallet.auto_recharge_trigger
+            if level is None or wallet.available_credits >= level:
+                return False  # off, or above its level again: the next crossing asks
+            return await trigger.request(
+                conn, wallet, wallet.available_credits, cause="retry_after_backoff"
+            )
+
+        asked += await in_transaction(engine, one)
+    return asked

@@ -1,0 +1,120 @@
+"""Auto-recharge settings: set by the wallet's owner (an idempotent PUT), read back with
+the effective trigger level, and the decision log.
+
+The wallet's own columns (`auto_recharge_enabled`, `auto_recharge_threshold`, the
+effective `auto_recharge_trigger`) are kept true through the wallet's service, in the
+transaction that saves the settings.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.config import Settings
+from commdesk_billing.errors import AutoRechargeInvalid, DomainError, MandatesNotAvailable
+from commdesk_billing.modules.autorecharge import auth, predict
+from commdesk_billing.modules.autorecharge import repository as repo
+from commdesk_billing.modules.autorecharge.model import Decision
+from commdesk_billing.modules.autorecharge.schemas import AutoRechargeOut, AutoRechargeRequest
+from commdesk_billing.modules.payments.quotes import quote
+from commdesk_billing.modules.wallet import service as wallet_service
+from commdesk_billing.security.jwt import Principal
+
+
+async def configure(
+    conn: AsyncConnection,
+    settings: Settings,
+    principal: Principal,
+    wallet_id: uuid.UUID,
+    req: AutoRechargeRequest,
+) -> AutoRechargeOut:
+    wallet = await wallet_service.get_wallet(conn, wallet_id, lock=True)
+    await auth.authorize_configure(conn, principal, wallet)
+    if req.mandate_id is not None:
+        raise MandatesNotAvailable(
+            "auto-recharge on a mandate is not available yet; leave mandate_id out to be "
+            "sent a checkout link instead"
+        )
+    try:  # what it would buy must be buyable now
+        await quote(
+            conn,
+            settings,
+            pack_code=req.pack_code,
+            amount_paise=req.amount_paise,
+            buyer_state=settings.seller_state_code,
+        )
+    except DomainError as exc:
+        raise AutoRechargeInvalid(str(exc)) from exc
+    values = req.model_dump(exclude={"mandate_id"})
+    saved = await repo.upsert_settings(conn, {"wallet_id": wallet_id, **values})
+    found = await predict.predict(conn, settings, [(wallet_id, saved.threshold)])
+    p = found[wallet_id]
+    await repo.set_prediction(conn, wallet_id, p.burn_credits_per_hour, p.level, saved.updated_at)
+    wallet = await wallet_service.configure_auto_recharge(
+        conn,
+        wallet_id,
+        enabled=saved.enabled,
+        threshold=saved.threshold,
+        trigger=p.level if saved.enabled else None,
+    )
+    await repo.log(
+        conn,
+        wallet_id,
+        None,
+        "configured",
+        "enabled" if saved.enabled else "disabled_by_member",
+        {"threshold": saved.threshold, "trigger_level": wallet.auto_recharge_trigger},
+    )
+    current = await repo.get_settings(conn, wallet_id)
+    assert current is not None
+    return AutoRechargeOut.of(
+        current,
+        trigger_level=wallet.auto_recharge_trigger,
+        pending_credits=wallet.pending_credits,
+    )
+
+
+async def read(
+    conn: AsyncConnection, principal: Principal, wallet_id: uuid.UUID
+) -> AutoRechargeOut | None:
+    """None: the wallet never had auto-recharge set up."""
+    wallet = await wallet_service.get_wallet(conn, wallet_id)
+    await auth.authorize_read(conn, principal, wallet)
+    current = await repo.get_settings(conn, wallet_id)
+    if current is None:
+        return None
+    return AutoRechargeOut.of(
+        current,
+        trigger_level=wallet.auto_recharge_trigger,
+        pending_credits=wallet.pending_credits,
+    )
+
+
+async def decisions(
+    conn: AsyncConnection,
+    principal: Principal,
+    wallet_id: uuid.UUID,
+    *,
+    before_id: int | None,
+    limit: int,
+) -> list[Decision]:
+    wallet = await wallet_service.get_wallet(conn, wallet_id)
+    await auth.authorize_read(conn, principal, wallet)
+    return await repo.decisions(conn, wallet_id, before_id=before_id, limit=limit)
+
+
+async def pause(conn: AsyncConnection, wallet_id: uuid.UUID, *, reason: str) -> bool:
+    """An operator turns one wallet's auto-recharge off (the member may turn it back on);
+    False when it was not on."""
+    wallet = await wallet_service.get_wallet(conn, wallet_id, lock=True)
+    current = await repo.get_settings(conn, wallet_id, lock=True)
+    if current is None or not current.enabled:
+        return False
+    await repo.disable(conn, wallet_id)
+    await wallet_service.configure_auto_recharge(
+        conn, wallet_id, enabled=False, threshold=wallet.auto_recharge_threshold, trigger=None
+    )
+    await repo.log(conn, wallet_id, None, "disabled", "operator", {"note": reason[:200]})
+    return True

@@ -1,0 +1,41 @@
+"""The low-balance seam: every debit path tells it when a wallet's available credits went
+from at or above its trigger level to below it.
+
+The wallet knows nothing of what happens then (auto-recharge lives in its own module,
+which imports the wallet, never the other way): the composition root installs the hook
+(`wiring.install`). A wallet whose `auto_recharge_trigger` is NULL (auto-recharge off)
+costs its debits one attribute check and nothing else; only a debit that crosses the level
+calls the hook, so the debits below it never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.modules.wallet.model import Wallet
+
+# Called in the debit's transaction, with the wallet's row still locked: the wallet as the
+# debit left it and its available credits before. Whatever it writes commits (or rolls
+# back) with the debit.
+LowBalanceHook = Callable[[AsyncConnection, Wallet, int], Awaitable[None]]
+
+_hook: LowBalanceHook | None = None
+
+
+def install(hook: LowBalanceHook | None) -> None:
+    """Set (or, with None, remove) the process's hook."""
+    global _hook
+    _hook = hook
+
+
+def crossed(before: Wallet, after: Wallet) -> bool:
+    """The operation took the wallet from >= its level to < it."""
+    level = after.auto_recharge_trigger
+    return level is not None and before.available_credits >= level > after.available_credits
+
+
+async def after_debit(conn: AsyncConnection, before: Wallet, after: Wallet) -> None:
+    if _hook is not None and crossed(before, after):
+        await _hook(conn, after, before.available_credits)

@@ -1,0 +1,285 @@
+"""Executing a request against the Cashfree sandbox (a stack with no worker: the tests run
+the consumer's work, the payment's verification and crediting, and the settle job by hand,
+each the real code): one order per request, pending credits shown then cleared, and every
+guard, each recorded in the decision log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway.factory import cashfree_client
+from commdesk_billing.modules.autorecharge import outcomes, requests
+from commdesk_billing.modules.autorecharge.model import RechargeStatus
+from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.payments import verification
+from commdesk_billing.modules.payments.crediting import credit_payment
+from commdesk_billing.modules.payments.state import Status
+from commdesk_billing.modules.wallet import service as ws
+from tests.harness.stack import Stack
+from tests.modules.autorecharge.conftest import (
+    Member,
+    cross,
+    decisions,
+    enable,
+    member,
+    recharges,
+    rows,
+)
+
+pytestmark = pytest.mark.slow  # each drives the sandbox's checkout
+
+
+async def execute(stack: Stack, recharge_id: uuid.UUID, **config: Any) -> RechargeStatus | None:
+    settings = stack.settings.model_copy(update=config)
+    async with cashfree_client(settings) as client:
+        return await requests.execute(stack.engine, client, settings, recharge_id)
+
+
+async def payment_of(stack: Stack, recharge_id: uuid.UUID) -> Any:
+    found = await rows(
+        stack.engine, "SELECT payment_id FROM auto_recharges WHERE id = :r", r=recharge_id
+    )
+    payment_id = found[0][0]
+    return await in_transaction(stack.engine, lambda c: payments.get(c, payment_id))
+
+
+async def checkout(stack: Stack, recharge_id: uuid.UUID, outcome: str, **config: Any) -> Status:
+    """The member pays (or fails to) on the sandbox's page; the payment is verified with
+    Cashfree's answer and, when paid, credited: what the worker would do."""
+    p = await payment_of(stack, recharge_id)
+    page = {
+        "checkout_url": payments.checkout_url(stack.settings, p),
+        "payment_session_id": p.payment_session_id,
+    }
+    await stack.pay(page, "upi", outcome)
+    wanted = {Status.PAID} if outcome == "success" else {Status.FAILED}
+    deadline = time.monotonic() + 20
+    status: Status | None = None
+    async with cashfree_client(stack.settings) as client:
+        while time.monotonic() < deadline:
+            truth = await verification.fetch_truth(client, p.order_id, p.order_expires_at)
+
+            async def apply(conn: AsyncConnection, truth: Any = truth) -> Status:
+                return await verification.apply_truth(
+                    conn, stack.settings, p.id, truth, source="manual"
+                )
+
+            status = await in_transaction(stack.engine, apply)
+            if status in wanted:
+                break
+            await asyncio.sleep(0.1)
+    assert status in wanted, status
+    if status is Status.PAID:
+        await in_transaction(stack.engine, lambda c: credit_payment(c, p.id))
+        status = Status.CREDITED
+    await outcomes.settle_pending(stack.engine, stack.settings.model_copy(update=config))
+    return status
+
+
+async def failed_once(stack: Stack, m: Member, **config: Any) -> None:
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, **config) is RechargeStatus.pending
+    await checkout(stack, rid, "failure", **config)
+
+
+async def wallet(stack: Stack, m: Member) -> Any:
+    return await in_transaction(stack.engine, lambda c: ws.get_wallet(c, m.wallet.id))
+
+
+async def test_a_request_opens_one_order_whose_credits_show_pending_until_credited(
+    quiet_stack: Stack,
+) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    assert await execute(stack, rid) is RechargeStatus.pending  # a redelivery: nothing new
+    orders = await rows(
+        stack.engine,
+        "SELECT status, pack_code, metadata->>'requested_by' AS by, base_credits + bonus_credits"
+        " AS credits FROM payments WHERE wallet_id = :w",
+        w=m.wallet.id,
+    )
+    assert [tuple(o) for o in orders] == [("ACTIVE", "pack_150", "system:auto-recharge", 1500)]
+    assert (await wallet(stack, m)).pending_credits == 1500
+    log = await rows(
+        stack.engine,
+        "SELECT decision, data FROM auto_recharge_events WHERE recharge_id = :r ORDER BY id",
+        r=rid,
+    )
+    assert [d for d, _ in log] == ["fired", "checkout_opened"]
+    opened = log[1][1]
+    assert opened["credits"] == 1500 and opened["amount_paise"] == 15000
+    assert opened["checkout_url"].endswith(
+        f"payment_session_id={(await payment_of(stack, rid)).payment_session_id}"
+    )
+    before = (await wallet(stack, m)).available_credits
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    after = await wallet(stack, m)
+    assert (after.pending_credits, after.available_credits) == (0, before + 1500)
+    assert [(r.status, r.credits) for r in await recharges(stack.engine, m.wallet.id)] == [
+        ("succeeded", 1500)
+    ]
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("succeeded", None)
+    # Cooldown: a crossing right after a success buys nothing.
+    rid2 = await cross(stack.engine, m)
+    assert await execute(stack, rid2) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("skipped", "cooldown")
+
+
+async def test_a_failure_clears_the_pending_credits_and_backs_off(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    await failed_once(stack, m)
+    w = await wallet(stack, m)
+    assert w.pending_credits == 0
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["failed"]
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("failed", "payment_failed")
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("backed_off", "failure_backoff")
+    settings = await rows(
+        stack.engine,
+        "SELECT consecutive_failures, backoff_until > now() + interval '50 minutes'"
+        " FROM auto_recharge_settings WHERE wallet_id = :w",
+        w=m.wallet.id,
+    )
+    assert tuple(settings[0]) == (1, True)  # the first back-off: the base, an hour
+
+
+async def test_n_failures_in_a_row_turn_auto_recharge_off(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m, max_consecutive_failures=2)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)
+    w = await wallet(stack, m)
+    assert (w.auto_recharge_enabled, w.auto_recharge_trigger) == (False, None)
+    assert (await decisions(stack.engine, m.wallet.id))[-2:] == [
+        ("failed", "payment_failed"),
+        ("disabled", "consecutive_failures"),
+    ]
+    # Off: a crossing writes nothing at all.
+    await ws_debit_across(stack, m)
+    assert len(await recharges(stack.engine, m.wallet.id)) == 2
+
+
+async def ws_debit_across(stack: Stack, m: Member) -> None:
+    from tests.modules.autorecharge.conftest import debit, top_up
+
+    await top_up(stack.engine, m.wallet.id, 500)
+    w = await wallet(stack, m)
+    await debit(stack.engine, m.wallet.id, w.available_credits - 10)
+
+
+async def test_the_daily_count_cap(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m, max_recharges_per_day=1)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, auto_recharge_backoff_s=0) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("capped", "daily_count")
+
+
+async def test_the_monthly_amount_cap(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m, max_paise_per_month=20_000)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)  # 15 000 of it used
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, auto_recharge_backoff_s=0) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("capped", "monthly_amount")
+
+
+async def test_the_runaway_detector(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m, max_consecutive_failures=10)
+    fast = {"auto_recharge_backoff_s": 0, "auto_recharge_runaway_max": 2}
+    await failed_once(stack, m, **fast)
+    await failed_once(stack, m, **fast)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, **fast) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("runaway", "too_many_recharges")
+
+
+async def test_the_kill_switch_pauses_every_request(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, auto_recharge_enabled=False) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("skipped", "paused")
+    assert (
+        await rows(stack.engine, "SELECT 1 FROM payments WHERE wallet_id = :w", w=m.wallet.id) == []
+    )
+
+
+async def test_a_member_who_turned_it_off_is_skipped(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    await enable(stack.engine, stack.settings, m, enabled=False)
+    assert await execute(stack, rid) is RechargeStatus.skipped
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("skipped", "disabled")
+    w = await wallet(stack, m)
+    assert (w.auto_recharge_enabled, w.auto_recharge_trigger) == (False, None)
+
+
+async def test_a_failure_is_asked_again_once_when_its_backoff_is_over(quiet_stack: Stack) -> None:
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)  # still below its level
+    await outcomes.retry_due(stack.engine)
+    await outcomes.retry_due(stack.engine)  # once per failure
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == [
+        "failed",
+        "requested",
+    ]
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("fired", "retry_after_backoff")
+    rid = (await recharges(stack.engine, m.wallet.id))[-1].id
+    assert await execute(stack, rid) is RechargeStatus.pending
+
+
+async def test_a_wallet_back_above_its_level_is_not_asked_again(quiet_stack: Stack) -> None:
+    from tests.modules.autorecharge.conftest import top_up
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    await failed_once(stack, m, auto_recharge_backoff_s=0)
+    await top_up(stack.engine, m.wallet.id, 1000)
+    await outcomes.retry_due(stack.engine)
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["failed"]
+
+
+async def test_verify_catches_pending_credits_no_recharge_explains(
+    scratch_engine: AsyncEngine,
+) -> None:
+    from sqlalchemy import text
+
+    from commdesk_billing.modules.autorecharge import invariants
+    from commdesk_billing.modules.ledger.verify import verify_ledger
+
+    m = await member(scratch_engine, 300)
+    assert (await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))).ok
+    async with scratch_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE wallets SET pending_credits = 1500 WHERE id = :w"), {"w": m.wallet.id}
+        )
+    report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
+    assert [(f.check, f.subject) for f in report.findings] == [
+        ("auto_recharge_pending", f"wallet {m.wallet.id}")
+    ]
