@@ -1,5 +1,5 @@
-"""`sandbox`: run the local Cashfree sandbox, PG (with Subscriptions) and Payouts (a click command for the main CLI to
-register).
+"""`sandbox`: run the local Cashfree sandbox, PG (with Subscriptions) and Payouts (a click
+command for the main CLI to register).
 
 Every option left out falls back to its `BILLING_SANDBOX_*` variable, then the default.
 """
