@@ -19,13 +19,16 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from commdesk_billing.config import Settings
 from commdesk_billing.gateway.errors import (
     CashfreeConflict,
     CashfreeIdempotencyError,
     CashfreeNotFound,
     CashfreeRejected,
 )
-from commdesk_billing.gateway.sandbox import create_sandbox_app
+from commdesk_billing.gateway.factory import subscriptions_client
+from commdesk_billing.gateway.sandbox import SandboxConfig, create_sandbox_app
+from commdesk_billing.gateway.sandbox.subscriptions.settings import SubscriptionSettings
 from commdesk_billing.gateway.signature import sign
 from commdesk_billing.gateway.subscription_models import (
     AuthorizationStatus,
@@ -444,3 +447,32 @@ def test_webhook_spellings_of_2023() -> None:
     assert auth is not None and auth.approved and auth.payment_id == "991"
     assert auth.authorization_reference == "umn123@okaxis"
     assert auth.authorization_amount_paise == 200 and auth.payment_method == "upi"
+
+
+async def test_the_factory_builds_a_pg_client_pinned_to_2025(base: str) -> None:
+    settings = Settings(
+        cashfree_base_url=f"{base}/pg",
+        cashfree_client_id=CLIENT_ID,
+        cashfree_client_secret=CLIENT_SECRET,  # type: ignore[arg-type]
+        cashfree_api_version="2023-08-01",
+    )
+    async with subscriptions_client(settings) as built:
+        with pytest.raises(CashfreeNotFound):
+            await built.fetch_plan(_id("none"))  # reached the sandbox with the PG pair
+        assert built._api._headers["x-api-version"] == "2025-01-01"
+
+
+def test_sandbox_subscription_webhook_url_falls_back_to_pg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BILLING_SANDBOX_WEBHOOK_URL", "http://pg.example/hooks")
+    assert SubscriptionSettings.from_config(SandboxConfig()).webhook_url == (
+        "http://pg.example/hooks"
+    )
+    monkeypatch.setenv("BILLING_SANDBOX_SUBSCRIPTION_WEBHOOK_URL", "http://subs.example/hooks")
+    assert SubscriptionSettings.from_config(SandboxConfig()).webhook_url == (
+        "http://subs.example/hooks"
+    )
+    monkeypatch.setenv("BILLING_SANDBOX_SUBSCRIPTION_WEBHOOK_URL", "ftp://nope")
+    with pytest.raises(ValueError):
+        SandboxConfig()
