@@ -1,4 +1,4 @@
-"""The one place a Cashfree client (PG, Payouts) is built from configuration."""
+"""The one place a Cashfree client (PG, Payouts, Subscriptions) is built from configuration."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.gateway.backoff import Recorder
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.payouts import CashfreePayoutsClient
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 
 # Payouts' 429s back off payout work only, never PG's syncs (`gateway_backoff` row).
 PAYOUTS_GATEWAY = "cashfree_payouts"
@@ -47,4 +48,19 @@ def payouts_client(settings: Settings) -> CashfreePayoutsClient:
         max_retries=settings.cashfree_payout_max_retries,
         max_rate_limit_wait_s=settings.cashfree_rate_limit_wait_s,
         rate_limit_sink=Recorder(settings, gateway=PAYOUTS_GATEWAY),
+    )
+
+
+def subscriptions_client(settings: Settings) -> SubscriptionsClient:
+    """A Subscriptions client for our processes: the PG app's base URL and keys, on the same
+    rate-limit terms as the PG client (its 429s are PG's: one app, one limit). Its API version
+    stays pinned at 2025-01-01 (`subscriptions.py`), whatever PG's is."""
+    return SubscriptionsClient(
+        base_url=settings.cashfree_base_url,
+        client_id=settings.cashfree_client_id,
+        client_secret=settings.cashfree_client_secret.get_secret_value(),
+        timeout_s=settings.cashfree_timeout_s,
+        max_retries=settings.cashfree_max_retries,
+        max_rate_limit_wait_s=settings.cashfree_rate_limit_wait_s,
+        rate_limit_sink=Recorder(settings),
     )

@@ -1,5 +1,5 @@
-"""`create_sandbox_app(config)`: the ASGI app of the local Cashfree sandbox (PG, Payouts V2 and
-bank-account verification)."""
+"""`create_sandbox_app(config)`: the ASGI app of the local Cashfree sandbox (PG, Subscriptions,
+Payouts V2 and bank-account verification)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from commdesk_billing.gateway.sandbox.routes import (
     settlements,
     simulate,
     split_control,
+    subscription_checkout,
+    subscription_control,
+    subscriptions,
     vendors,
     verification,
 )
@@ -60,6 +63,8 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
             *refunds.routes,
             *settlements.routes,
             *vendors.routes,
+            *subscriptions.routes,
+            *subscription_checkout.routes,
             *simulate.routes,
             *checkout.routes,
             *payouts.routes,
@@ -67,6 +72,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
             *control.routes,
             *payout_control.routes,
             *split_control.routes,
+            *subscription_control.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

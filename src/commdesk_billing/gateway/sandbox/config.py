@@ -165,6 +165,17 @@ class SandboxConfig(BaseSettings):
     settlement_service_charge_bps: Annotated[int, Field(ge=0, le=10_000)] = 175
     split_tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2
 
+    # Subscriptions (subscriptions/settings.py; changeable at run time through
+    # `/_sandbox/subscriptions/settings`): their webhook endpoint (Cashfree configures it apart
+    # from PG's; `webhook_url` when unset), how long a hosted authorisation link lives, the
+    # wait after the pre-debit notification, and UPI AutoPay's hourly retries, all on the
+    # sandbox clock. Due steps run every subscription_tick_s and whenever the clock moves.
+    subscription_webhook_url: str | None = None
+    subscription_link_ttl_s: Annotated[float, Field(gt=0, le=365 * 86_400)] = 1800.0
+    subscription_pdn_lead_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 86_400.0
+    subscription_upi_retry_s: Annotated[float, Field(ge=0, le=86_400)] = 3600.0
+    subscription_tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+
     rate_limit_profile: RateProfile = "sandbox"
     rate_limit_multiplier: Annotated[float, Field(gt=0, le=10_000)] = 1.0
 
@@ -189,7 +200,7 @@ class SandboxConfig(BaseSettings):
             raise ValueError("retry waits must be 0..86400 s, at most 20 of them")
         return value
 
-    @field_validator("public_url", "webhook_url", "payout_webhook_url")
+    @field_validator("public_url", "webhook_url", "payout_webhook_url", "subscription_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -37,6 +37,8 @@ from commdesk_billing.gateway.sandbox.store import (
     Simulation,
     Store,
 )
+from commdesk_billing.gateway.sandbox.subscriptions.service import SubscriptionSandbox
+from commdesk_billing.gateway.sandbox.subscriptions.settings import SubscriptionSettings
 from commdesk_billing.gateway.sandbox.webhooks import Event, Notifier, event_key
 from commdesk_billing.gateway.sandbox.wire import Clock, dumps, ist_text
 
@@ -83,16 +85,35 @@ class Sandbox:
         )
         # Payouts V2 and verification: another Cashfree app on the same clock.
         self.payouts = PayoutSandbox(config, clock=self.clock, background=self.background)
+        # Subscriptions: PG's app (its secret signs their webhooks, §12.8) and faults, but
+        # their own webhook endpoint and delivery log.
+        self.subscription_notifier = Notifier(
+            secret=config.client_secret,
+            default_url=None,
+            retry_schedule_s=config.webhook_retry_schedule_s,
+            timeout_s=config.webhook_timeout_s,
+            faults=self.faults,
+            rng=self.rng,
+            background=self.background,
+        )
+        self.subscriptions = SubscriptionSandbox(
+            SubscriptionSettings.from_config(config),
+            clock=self.clock,
+            notifier=self.subscription_notifier,
+        )
 
     async def start(self) -> None:
         await self.notifier.start()
+        await self.subscription_notifier.start()
         await self.payouts.start()
         self.background.spawn(self._sweep_forever())
         self.background.spawn(self._split_forever())
+        self.background.spawn(self._subscriptions_forever())
 
     async def close(self) -> None:
         await self.background.close()
         await self.notifier.close()
+        await self.subscription_notifier.close()
         await self.payouts.close()
 
     # Orders ---------------------------------------------------------------------------
@@ -156,6 +177,11 @@ class Sandbox:
         while True:
             await asyncio.sleep(self.config.split_tick_s)
             self.split.tick()
+
+    async def _subscriptions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.subscription_tick_s)
+            self.subscriptions.tick()
 
     def terminate(self, order_id: str, body: Any) -> Order:
         obj = validation.body_object(body)

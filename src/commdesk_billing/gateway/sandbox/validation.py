@@ -242,7 +242,7 @@ def new_simulation(body: Any) -> NewSimulation:
     if entity is None:
         raise _missing("entity")
     if entity != "PAYMENTS":
-        raise _invalid("entity", "only PAYMENTS can be simulated in this sandbox")
+        raise _invalid("entity", "only PAYMENTS and SUBS_PAYMENTS can be simulated here")
     entity_id = obj.get("entity_id")
     if isinstance(entity_id, int) and not isinstance(entity_id, bool):
         entity_id = str(entity_id)

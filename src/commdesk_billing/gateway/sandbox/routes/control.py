@@ -116,6 +116,7 @@ def clock(request: Request, gate: Gate, body: Any) -> Response:
         sandbox.clock.advance(Advance.model_validate(body or {}).advance_seconds)
         sandbox.payouts.tick()  # transfer steps that fell due happen now, webhooks and all
         sandbox.split.tick()  # so do KYC ends, vendor and merchant settlements
+        sandbox.subscriptions.tick()  # and debits, UPI retries, expired mandate links
     return json_response(
         200,
         {

@@ -1,4 +1,5 @@
-"""`/pg/simulate`: drive an open payment to an outcome, as Cashfree's sandbox API does (§3.2)."""
+"""`/pg/simulate`: drive an open payment to an outcome, as Cashfree's sandbox API does (§3.2),
+also a subscription's authorisation or charge (`SUBS_PAYMENTS`, §12.9)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.routing import Route
 from commdesk_billing.gateway.sandbox.api import Call, Reply, api
 from commdesk_billing.gateway.sandbox.errors import not_found
 from commdesk_billing.gateway.sandbox.store import Simulation
+from commdesk_billing.gateway.sandbox.validation import new_simulation
 
 
 def simulation_entity(sim: Simulation) -> dict[str, Any]:
@@ -24,7 +26,27 @@ def simulation_entity(sim: Simulation) -> dict[str, Any]:
 
 
 def create(call: Call) -> Reply:
-    return Reply(200, simulation_entity(call.sandbox.simulate(call.body)))
+    body = call.body
+    if isinstance(body, dict) and body.get("entity") == "SUBS_PAYMENTS":
+        return Reply(200, simulation_entity(_simulate_subscription(call, body)))
+    return Reply(200, simulation_entity(call.sandbox.simulate(body)))
+
+
+def _simulate_subscription(call: Call, body: dict[str, Any]) -> Simulation:
+    """`entity_id` is the merchant's `payment_id` of a subscription payment (§12.9); the
+    checks are PG's."""
+    req = new_simulation(body | {"entity": "PAYMENTS"})
+    sandbox = call.sandbox
+    sandbox.subscriptions.simulate(req.entity_id, req.payment_status, req.payment_error_code)
+    sim = Simulation(
+        simulation_id=sandbox.store.next_simulation_id(),
+        entity="SUBS_PAYMENTS",
+        entity_id=req.entity_id,
+        payment_status=req.payment_status,
+        payment_error_code=req.payment_error_code,
+    )
+    sandbox.store.simulations[sim.simulation_id] = sim
+    return sim
 
 
 def fetch(call: Call) -> Reply:

@@ -1,0 +1,1 @@
+"""Cashfree Subscriptions in the sandbox: plans, mandates, their authorisation and charges."""
