@@ -360,3 +360,23 @@ class SplitSponsorshipNoRelease(DomainError):
     code = "sponsorship_split_no_release"
     status = 409
     title = "Split sponsorships are settled by Cashfree, not released"
+
+
+class UsageMeterNotFound(NotFound):
+    code = "usage_meter_not_found"
+    title = "No such usage meter"
+
+
+class PriceVersionTooEarly(DomainError):
+    """A new price version must take effect after the meter's latest version and after
+    every event already rated for the meter (rated events are never re-rated)."""
+
+    code = "price_version_too_early"
+    status = 409
+    title = "Price version would take effect too early"
+
+
+class UsageWindowInvalid(DomainError):
+    code = "usage_window_invalid"
+    status = 422
+    title = "Summary window is not valid"

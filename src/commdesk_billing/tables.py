@@ -53,6 +53,12 @@ OWNERS: dict[str, str] = {
     "split_vendors": "modules/splits",
     "vendor_settlements": "modules/splits",
     "vendor_settlement_webhooks": "modules/splits",
+    "usage_meters": "modules/usage",
+    "usage_price_versions": "modules/usage",
+    "usage_metering": "modules/usage",
+    "usage_aggregates": "modules/usage",
+    "usage_debts": "modules/usage",
+    "usage_debt_repayments": "modules/usage",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

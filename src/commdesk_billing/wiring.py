@@ -50,6 +50,8 @@ from commdesk_billing.modules.splits import invariants as split_invariants
 from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.usage import invariants as usage_invariants
+from commdesk_billing.modules.usage.consumers import repay_debts
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
 from commdesk_billing.modules.wallet.jobs import expire_holds, expire_lots
@@ -75,6 +77,7 @@ HANDLER_KINDS = (
     "refund_webhook",
     "tax_documents",
     "settlement_processing",
+    "usage_debt_repayment",
 )
 
 
@@ -98,6 +101,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "settlement_processing": SettlementProcessing(
             settings, lambda: payouts_client(settings), lambda: community_directory(settings)
         ),
+        "usage_debt_repayment": repay_debts,
     }
 
 
@@ -128,6 +132,9 @@ ROUTES: dict[Route, str] = {
     ("settlements.processing", "settlement.transfer"): "settlement_processing",
     ("settlements.processing", "settlement.webhook"): "settlement_processing",
     ("settlements.processing", "settlement.sync"): "settlement_processing",
+    # Usage metering: credits arrived in a wallet, so its usage debt (an overdraft meter's
+    # unpaid usage) is repaid from them.
+    ("wallet.credit", "payment.credited"): "usage_debt_repayment",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -247,6 +254,7 @@ def verify_checks() -> tuple[Check, ...]:
         *sponsorship_invariants.CHECKS,
         *settlement_invariants.CHECKS,
         *split_invariants.CHECKS,
+        *usage_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )
