@@ -88,11 +88,10 @@ async def record(conn: AsyncConnection, repayments: Sequence[Repayment]) -> None
         conn,
         [(r.id, r.wallet_id, r.meter, r.repaid_before, r.credits, r.cause) for r in repayments],
     )
-    deltas: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+    repaid: dict[tuple[uuid.UUID, str], int] = {}
     for r in repayments:
-        incurred, repaid = deltas.get((r.wallet_id, r.meter), (0, 0))
-        deltas[(r.wallet_id, r.meter)] = (incurred, repaid + r.credits)
-    await repo.add_to_debts(conn, deltas)
+        repaid[(r.wallet_id, r.meter)] = repaid.get((r.wallet_id, r.meter), 0) + r.credits
+    await repo.repay_debts(conn, repaid)
 
 
 async def clear(conn: AsyncConnection, wallet_id: uuid.UUID, cause: str) -> int:

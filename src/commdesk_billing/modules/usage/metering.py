@@ -156,7 +156,7 @@ class _Batch:
         self.rows: list[repo.EventRow] = []
         self.debits: list[Debit] = []
         self.aggregates: dict[repo.AggregateKey, repo.AggregateDelta] = {}
-        self.debt_deltas: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+        self.incurred: dict[tuple[uuid.UUID, str], int] = {}
 
     def repay(self, repayments: Sequence[debts.Repayment]) -> None:
         for r in repayments:
@@ -239,8 +239,7 @@ class _Batch:
         self.available[wallet_id] = have - debited
         if debt:
             self.outstanding[(wallet_id, e.meter)] = owed_before + debt
-            incurred, repaid = self.debt_deltas.get((wallet_id, e.meter), (0, 0))
-            self.debt_deltas[(wallet_id, e.meter)] = (incurred + debt, repaid)
+            self.incurred[(wallet_id, e.meter)] = self.incurred.get((wallet_id, e.meter), 0) + debt
         if debited:
             self.debits.append(
                 Debit(
@@ -344,7 +343,7 @@ async def record_batch(
     await debts.record(conn, repayments)
     await repo.insert_events(conn, batch.rows)
     await repo.add_to_aggregates(conn, batch.aggregates)
-    await repo.add_to_debts(conn, batch.debt_deltas)
+    await repo.add_debts(conn, batch.incurred)
     log.info(
         "usage.batch.recorded",
         source=source,

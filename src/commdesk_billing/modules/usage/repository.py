@@ -66,13 +66,14 @@ async def lock_meter(conn: AsyncConnection, meter: str) -> int | None:
     )
     row = (
         await conn.execute(
-            sql("""SELECT m.latest_version, count(v.version) AS versions
-                     FROM usage_meters m LEFT JOIN usage_price_versions v ON v.meter = m.meter
-                    WHERE m.meter = :m GROUP BY m.meter FOR UPDATE OF m"""),
+            sql("""SELECT m.latest_version,
+                          EXISTS (SELECT 1 FROM usage_price_versions v WHERE v.meter = m.meter)
+                              AS priced
+                     FROM usage_meters m WHERE m.meter = :m FOR UPDATE"""),
             {"m": meter},
         )
     ).one()
-    return int(row.latest_version) if row.versions else None
+    return int(row.latest_version) if row.priced else None
 
 
 async def latest_version(conn: AsyncConnection, meter: str, version: int) -> PriceVersion:
@@ -358,28 +359,34 @@ async def debts(conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]) -> list[
     return [Debt(**r._asdict()) for r in rows]
 
 
-async def add_to_debts(
-    conn: AsyncConnection, deltas: dict[tuple[uuid.UUID, str], tuple[int, int]]
-) -> None:
-    """(wallet, meter) → (incurred, repaid) to add."""
-    if not deltas:
+async def add_debts(conn: AsyncConnection, incurred: dict[tuple[uuid.UUID, str], int]) -> None:
+    """(wallet, meter) → credits newly owed."""
+    if not incurred:
         return
-    keys = sorted(deltas, key=lambda k: (str(k[0]), k[1]))
+    keys = sorted(incurred, key=lambda k: (str(k[0]), k[1]))
     await conn.execute(
         sql("""
         INSERT INTO usage_debts (wallet_id, meter, incurred_credits, repaid_credits)
-        SELECT * FROM unnest(CAST(:w AS uuid[]), CAST(:m AS text[]), CAST(:i AS bigint[]),
-                             CAST(:r AS bigint[]))
+        SELECT w, m, i, 0 FROM unnest(CAST(:w AS uuid[]), CAST(:m AS text[]),
+                                      CAST(:i AS bigint[])) AS x(w, m, i)
         ON CONFLICT (wallet_id, meter) DO UPDATE SET
             incurred_credits = usage_debts.incurred_credits + excluded.incurred_credits,
-            repaid_credits = usage_debts.repaid_credits + excluded.repaid_credits,
             updated_at = now()"""),
-        {
-            "w": [k[0] for k in keys],
-            "m": [k[1] for k in keys],
-            "i": [deltas[k][0] for k in keys],
-            "r": [deltas[k][1] for k in keys],
-        },
+        {"w": [k[0] for k in keys], "m": [k[1] for k in keys], "i": [incurred[k] for k in keys]},
+    )
+
+
+async def repay_debts(conn: AsyncConnection, repaid: dict[tuple[uuid.UUID, str], int]) -> None:
+    """(wallet, meter) → credits repaid (each debt exists: something was owed)."""
+    if not repaid:
+        return
+    keys = sorted(repaid, key=lambda k: (str(k[0]), k[1]))
+    await conn.execute(
+        sql("""
+        UPDATE usage_debts d SET repaid_credits = d.repaid_credits + x.r, updated_at = now()
+          FROM unnest(CAST(:w AS uuid[]), CAST(:m AS text[]), CAST(:r AS bigint[])) AS x(w, m, r)
+         WHERE d.wallet_id = x.w AND d.meter = x.m"""),
+        {"w": [k[0] for k in keys], "m": [k[1] for k in keys], "r": [repaid[k] for k in keys]},
     )
 
 
