@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.usage import invariants
 from commdesk_billing.modules.wallet.model import Wallet

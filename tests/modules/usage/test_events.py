@@ -193,8 +193,8 @@ async def test_tiers_are_graduated_per_calendar_month(
         [
             event("t1", meter, 8, wallet.id, last_month),  # 16
             event("t2", meter, 8, wallet.id, start),  # a new month: 16 again
-            event("t3", meter, 8, wallet.id, start),  # 2 × 2 + 6 × 1 = 10
-            event("t4", meter, 8, wallet.id, last_month),  # 2 × 2 + 6 × 1 = 10
+            event("t3", meter, 8, wallet.id, start),  # 2 x 2 + 6 x 1 = 10
+            event("t4", meter, 8, wallet.id, last_month),  # 2 x 2 + 6 x 1 = 10
         ]
     )
     assert [x["credits"] for x in results] == [16, 16, 10, 10]
@@ -254,7 +254,7 @@ async def test_many_small_events_cost_what_one_big_one_does(
     at = datetime.now(UTC) - timedelta(minutes=1)
     many = await usage.accepted([event(f"s{i}", meter, 1, small.id, at) for i in range(1000)])
     one = await usage.accepted([event("big", meter, 1000, big.id, at)])
-    # 100 × 0.333 + 900 × 1.5 = 1383.3 → 1383
+    # 100 x 0.333 + 900 x 1.5 = 1383.3 → 1383
     assert sum(x["credits"] for x in many) == one[0]["credits"] == 1383
     assert (await usage.figures(small.id)).available == (await usage.figures(big.id)).available
     await _books_clean(usage)

@@ -66,9 +66,12 @@ async def test_a_purchase_through_the_checkout_repays_usage_debt(stack: Stack) -
     order = await stack.buy(buyer, pack_code="pack_300")  # 3 200 credits with its bonus
     await stack.pay(order)
     await stack.wait_status(buyer, order["id"], {"CREDITED"}, timeout_s=60)
+    # The repayment follows the crediting through the outbox: wait for it (bounded).
     deadline = time.monotonic() + 30
-    while (owed := (await summary())["debt_outstanding_credits"]) and time.monotonic() < deadline:
+    owed = (await summary())["debt_outstanding_credits"]
+    while owed and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
+        owed = (await summary())["debt_outstanding_credits"]
     assert owed == 0
     balance = (await stack.wallet(buyer))["available_credits"]
     assert balance == 3200 - 400
