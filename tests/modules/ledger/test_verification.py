@@ -114,6 +114,7 @@ async def test_verify_runs_only_the_given_checks_in_the_given_order(
         "sponsorships",
         "settlements",
         "split_vendors",
+        "usage_events",
         "documents",
         "seal_blocks",
         "unsealed_entries",
