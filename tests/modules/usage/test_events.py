@@ -275,3 +275,12 @@ async def test_an_event_may_name_the_user_instead_of_the_wallet(
     again = await usage.accepted([event("u1", meter, 7, wallet.id, at)])
     assert again[0]["status"] == "duplicate"
     assert (await usage.figures(wallet.id)).available == 43
+
+
+async def test_the_usage_route_alone_takes_a_larger_body(usage: Usage) -> None:
+    # 512 KiB here (1 000 events fit, as above); a body beyond it is refused before parsing.
+    at = datetime.now(UTC)
+    huge = [event(f"h{i:05d}", "m.x", 1, uuid.uuid4(), at) for i in range(4000)]
+    r = await usage.report(huge)
+    assert (r.status_code, r.json()["code"]) == (413, "payload_too_large")
+    assert "524288 bytes" in r.json()["detail"]

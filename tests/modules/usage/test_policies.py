@@ -175,3 +175,27 @@ async def test_a_partial_credit_repays_part_and_a_usage_batch_repays_the_rest_fi
     assert (await usage.figures(wallet.id)).available == 25
     assert (await usage.summary(wallet.id))["debt_outstanding_credits"] == 0
     await _books_clean(usage)
+
+
+async def test_a_lower_bound_or_a_reject_price_later_keeps_the_old_debt_and_owes_no_more(
+    usage: Usage, make_wallet: MakeWallet
+) -> None:
+    wallet = await make_wallet(0)
+    meter = usage.meter()
+    now = datetime.now(UTC)
+    await usage.price(
+        meter, [(None, 1000)], policy="overdraft", limit=50, effective_from=now - timedelta(hours=3)
+    )
+    await usage.accepted([event("l1", meter, 40, wallet.id, now - timedelta(hours=2))])
+    await usage.price(
+        meter, [(None, 1000)], policy="overdraft", limit=30, effective_from=now - timedelta(hours=1)
+    )
+    lower = await usage.accepted([event("l2", meter, 1, wallet.id, now - timedelta(minutes=30))])
+    assert (lower[0]["status"], lower[0]["reason"]) == ("rejected", "overdraft_limit_exceeded")
+    await usage.price(
+        meter, [(None, 1000)], policy="reject", effective_from=now - timedelta(minutes=10)
+    )
+    rejected = await usage.accepted([event("l3", meter, 1, wallet.id, now)])
+    assert (rejected[0]["status"], rejected[0]["reason"]) == ("rejected", "insufficient_credits")
+    assert (await usage.summary(wallet.id))["debt_outstanding_credits"] == 40
+    await _books_clean(usage)

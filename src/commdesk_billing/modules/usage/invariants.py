@@ -142,7 +142,8 @@ async def usage_aggregates(conn: AsyncConnection, report: VerifyReport) -> None:
 @check("usage_debts")
 async def usage_debts(conn: AsyncConnection, report: VerifyReport) -> None:
     """Per wallet and meter: incurred = Σ events' debt, repaid = Σ repayments; no event
-    left the debt above its price version's bound."""
+    that owed left the debt above its price version's bound (a later version may bound it
+    lower: events under it then owe nothing more, and are not held to it)."""
     for r in await rows(
         conn,
         """
@@ -172,8 +173,9 @@ async def usage_debts(conn: AsyncConnection, report: VerifyReport) -> None:
         SELECT u.id, u.debt_after_credits, v.overdraft_limit_credits, v.on_insufficient
           FROM usage_metering u
           JOIN usage_price_versions v ON v.meter = u.meter AND v.version = u.price_version
-         WHERE u.debt_after_credits > v.overdraft_limit_credits
-            OR (u.debt_credits > 0 AND v.on_insufficient <> 'overdraft')""",
+         WHERE u.debt_credits > 0
+           AND (u.debt_after_credits > v.overdraft_limit_credits
+                OR v.on_insufficient <> 'overdraft')""",
     ):
         report.add(
             "usage_debt",
