@@ -32,6 +32,9 @@ _EVENT_COLS = (
     "id, source, event_id, wallet_id, meter, quantity, occurred_at, price_version, "
     "millicredits, credits, outcome, reject_reason, debited_credits, debt_credits"
 )
+# The class (first key) of the advisory locks on usage event ids; other modules' classes
+# are their own (payees: 1 400 010-11).
+_EVENT_LOCK_CLASS = 1_500_015
 _PERIOD_COLS = (
     "meter, granularity, period_start, units, millicredits, credits, debited_credits, "
     "debt_credits, events, rejected_events"
@@ -175,12 +178,14 @@ async def lock_event_ids(conn: AsyncConnection, event_keys: Sequence[uuid.UUID])
     sees the first's row instead of failing on the unique key."""
     if not event_keys:
         return
+    # Sorted, so two batches take their common locks in the same order (the lock calls
+    # are evaluated after the sort); a hash collision only makes two events wait in turn.
     await conn.execute(
-        sql("""SELECT pg_advisory_xact_lock(k)
-                 FROM (SELECT DISTINCT hashtextextended(x, 7109) AS k
+        sql("""SELECT pg_advisory_xact_lock(:cls, k)
+                 FROM (SELECT DISTINCT hashtext(x) AS k
                          FROM unnest(CAST(:ids AS text[])) x) s
                 ORDER BY k"""),
-        {"ids": [str(k) for k in event_keys]},
+        {"cls": _EVENT_LOCK_CLASS, "ids": [str(k) for k in event_keys]},
     )
 
 
