@@ -297,3 +297,39 @@ SPLIT_VENDOR_CALLERS = [
     "anonymous",
     "forged",
 ]
+
+# Who may call what, on the usage routes. A service reports usage with `usage:write`;
+# finance manages the price book, staff and usage services read it; a wallet's usage is
+# read by its owner, staff readers and a service with `usage:read`. Everyone else: 403; no
+# token or a forged one: 401.
+USAGE_ALLOW = {
+    "POST /v1/usage/events": {"service_usage_write"},
+    "POST /v1/usage/price-book": {"finance_admin"},
+    "GET /v1/usage/price-book": {
+        "finance_admin",
+        "support",
+        "auditor",
+        "service_usage_read",
+        "service_usage_write",
+    },
+    "GET /v1/usage/summary": {
+        "owner",
+        "finance_admin",
+        "support",
+        "auditor",
+        "service_usage_read",
+    },
+}
+USAGE_CALLERS = [
+    "owner",
+    "other_member",
+    "community_owner",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service_usage_read",
+    "service_usage_write",
+    "service_none",
+    "anonymous",
+    "forged",
+]

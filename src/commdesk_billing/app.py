@@ -32,6 +32,7 @@ from commdesk_billing.modules.settlements.api import router as settlements_route
 from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
 from commdesk_billing.modules.splits.api import router as splits_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
+from commdesk_billing.modules.usage.api import router as usage_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(settlements_router)
     app.include_router(payout_webhooks_router)
     app.include_router(splits_router)
+    app.include_router(usage_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -171,6 +173,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(RequestHygiene, max_body_bytes=cfg.max_body_bytes)
+    app.add_middleware(
+        RequestHygiene,
+        max_body_bytes=cfg.max_body_bytes,
+        larger={"/v1/usage/events": cfg.usage_max_body_bytes},
+    )
     app.add_middleware(Observe)
     return app

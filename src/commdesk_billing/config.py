@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     # Bodies of money-moving requests are tiny; anything bigger is refused before parsing.
     max_body_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 64 * 1024
+    # `POST /v1/usage/events` carries up to 1 000 events (about 150 bytes each).
+    usage_max_body_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 512 * 1024
 
     # Upper bound of one debit/grant/hold, in credits: refuses absurd amounts early.
     max_credits_per_operation: Annotated[int, Field(ge=1, le=10**12)] = 100_000_000

@@ -378,3 +378,21 @@ class AutoRechargeInvalid(DomainError):
     code = "auto_recharge_invalid"
     status = 422
     title = "Auto-recharge settings are not valid"
+class UsageMeterNotFound(NotFound):
+    code = "usage_meter_not_found"
+    title = "No such usage meter"
+
+
+class PriceVersionTooEarly(DomainError):
+    """A new price version must take effect after the meter's latest version and after
+    every event already rated for the meter (rated events are never re-rated)."""
+
+    code = "price_version_too_early"
+    status = 409
+    title = "Price version would take effect too early"
+
+
+class UsageWindowInvalid(DomainError):
+    code = "usage_window_invalid"
+    status = 422
+    title = "Summary window is not valid"

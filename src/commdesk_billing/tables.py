@@ -56,6 +56,12 @@ OWNERS: dict[str, str] = {
     "auto_recharge_settings": "modules/autorecharge",
     "auto_recharges": "modules/autorecharge",
     "auto_recharge_events": "modules/autorecharge",
+    "usage_meters": "modules/usage",
+    "usage_price_versions": "modules/usage",
+    "usage_metering": "modules/usage",
+    "usage_aggregates": "modules/usage",
+    "usage_debts": "modules/usage",
+    "usage_debt_repayments": "modules/usage",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -56,6 +56,8 @@ from commdesk_billing.modules.splits import invariants as split_invariants
 from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.usage import invariants as usage_invariants
+from commdesk_billing.modules.usage.consumers import repay_debts
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet import triggers as wallet_triggers
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
@@ -84,6 +86,7 @@ HANDLER_KINDS = (
     "settlement_processing",
     "auto_recharge_request",
     "auto_recharge_credited",
+    "usage_debt_repayment",
 )
 
 
@@ -115,6 +118,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
             lambda: make_engine(settings, pool_size=1),
         ),
         "auto_recharge_credited": handle_credited,
+        "usage_debt_repayment": repay_debts,
     }
 
 
@@ -149,6 +153,9 @@ ROUTES: dict[Route, str] = {
     # recharge's payment credited (it succeeded; other payments pass through untouched).
     ("payment.processing", "auto_recharge.requested"): "auto_recharge_request",
     ("payment.processing", "payment.credited"): "auto_recharge_credited",
+    # Usage metering: credits arrived in a wallet, so its usage debt (an overdraft meter's
+    # unpaid usage) is repaid from them.
+    ("wallet.credit", "payment.credited"): "usage_debt_repayment",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -288,6 +295,7 @@ def verify_checks() -> tuple[Check, ...]:
         *sponsorship_invariants.CHECKS,
         *settlement_invariants.CHECKS,
         *split_invariants.CHECKS,
+        *usage_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *auto_recharge_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,

@@ -123,7 +123,11 @@ def test_every_command_sent_is_routed_and_every_event_reaches_only_consumers() -
         for queue in wiring.TABLE.destinations(kind):
             assert (queue, kind) in wiring.ROUTES, where
     # The events of today reach the tax documents, and nothing unread.
-    assert wiring.fanout()["payment.credited"] == ("invoice.generate", "payment.processing")
+    assert wiring.fanout()["payment.credited"] == (
+        "invoice.generate",
+        "payment.processing",
+        "wallet.credit",
+    )
     assert wiring.fanout()["refund.succeeded"] == ("invoice.generate",)
 
 

@@ -520,9 +520,29 @@ _BODIES: dict[str, Any] = {
         "pack_code": "pack_150",
         "customer_phone": "9876543210",
     },
+    "POST /v1/usage/events": {
+        "events": [
+            {
+                "event_id": "sweep-1",
+                "meter": "sweep",
+                "quantity": 1,
+                "wallet_id": "00000000-0000-4000-8000-000000000001",
+                "occurred_at": "2026-12-07T10:00:00+05:30",
+            }
+        ]
+    },
+    "POST /v1/usage/price-book": {
+        "meter": "sweep",
+        "tiers": [{"up_to": None, "millicredits_per_unit": 1000}],
+        "reason": "sweep",
+    },
 }
+# Query strings a route needs to get as far as the database.
+_QUERIES = {"GET /v1/usage/summary": {"wallet_id": "00000000-0000-4000-8000-000000000001"}}
 # Attributions come from another CommDesk service, with its scope.
 _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
+# Usage is reported by a CommDesk service with `usage:write`.
+_AS_USAGE_SERVICE = {"POST /v1/usage/events"}
 
 # Only people buy, and only the buyer retries; finance_admin is let through everywhere else.
 _AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
@@ -570,6 +590,9 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
     attributor = issue_token(
         served.settings, sub="svc-sweep", role=Role.service, scopes=["partners:attribute"]
     )
+    reporter = issue_token(
+        served.settings, sub="svc-usage-sweep", role=Role.service, scopes=["usage:write"]
+    )
     answers: dict[str, tuple[int, str | None]] = {}
     for path, ops in served.app.openapi()["paths"].items():
         if not path.startswith("/v1"):
@@ -592,10 +615,14 @@ async def test_every_route_answers_503_when_the_database_is_unreachable(
                     headers["Authorization"] = f"Bearer {attributor}"
                 if route in _AS_SPONSOR:
                     headers["Authorization"] = f"Bearer {sponsor}"
+                if route in _AS_USAGE_SERVICE:
+                    headers["Authorization"] = f"Bearer {reporter}"
                 body = _BODIES.get(route)
                 if route == "POST /v1/sponsorships":
                     body = {**_BODIES[route], "community_id": community}
-                r = await served.api.request(method.upper(), url, headers=headers, json=body)
+                r = await served.api.request(
+                    method.upper(), url, headers=headers, json=body, params=_QUERIES.get(route)
+                )
             answers[route] = (r.status_code, r.headers.get("retry-after"))
     others = {route: a for route, a in answers.items() if a != (503, "5")}
     faults.record(

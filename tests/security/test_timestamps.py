@@ -171,10 +171,12 @@ def test_every_outside_model_bounds_its_times() -> None:
         "Order.order_expiry_time",
         "Payment.payment_completion_time",
         "Payment.payment_time",
+        "PriceVersionIn.effective_from",
         "ProcessPayload.order_expires_at",
         "Refund.created_at",
         "Refund.processed_at",
         "Transfer.added_on",
         "Transfer.updated_on",
         "TransferWebhook.event_time",
+        "UsageEventIn.occurred_at",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,19 +41,25 @@ class RequestHygiene:
     """
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, max_json_depth: int = MAX_JSON_DEPTH
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_json_depth: int = MAX_JSON_DEPTH,
+        larger: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        # Exact paths allowed a larger body than the rest (a batch route); nothing else.
+        self.larger = dict(larger or {})
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, limit: int) -> None:
         await _send_problem(
             send,
             413,
             "payload_too_large",
             "Payload too large",
-            f"bodies are limited to {self.max_body_bytes} bytes",
+            f"bodies are limited to {limit} bytes",
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,9 +67,10 @@ class RequestHygiene:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        limit = self.larger.get(scope.get("path", ""), self.max_body_bytes)
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await self._too_large(send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._too_large(send, limit)
             return
         method = scope.get("method", "").encode()
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -92,8 +100,8 @@ class RequestHygiene:
                 return
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_body_bytes:
-                await self._too_large(send)
+            if received > limit:
+                await self._too_large(send, limit)
                 return
             if not depth.feed(chunk):
                 await _send_problem(

@@ -32,6 +32,8 @@ class Scope(StrEnum):
     wallets_debit = "wallets:debit"
     communities_spend = "communities:spend"  # spend a named member's credits in a community
     partners_attribute = "partners:attribute"  # say which partner brought a user
+    usage_write = "usage:write"  # report usage events (rated and debited from wallets)
+    usage_read = "usage:read"  # read any wallet's usage summary and the price book
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from commdesk_billing.modules.refunds import invariants as refunds
 from commdesk_billing.modules.settlements import invariants as settlements
 from commdesk_billing.modules.splits import invariants as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorships
+from commdesk_billing.modules.usage import invariants as usage
 from commdesk_billing.modules.wallet import invariants as wallet
 from commdesk_billing.wiring import verify_checks as default_checks
 from tests.conftest import new_wallet
@@ -34,6 +35,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (sponsorships, sponsorships.CHECKS),
     (settlements, settlements.CHECKS),
     (splits, splits.CHECKS),
+    (usage, usage.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -72,6 +74,9 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "settlement_targets",
         "vendor_settlements_due",
         "vendor_settlements",
+        "usage_debits",
+        "usage_aggregates",
+        "usage_debts",
         "document_figures",
         "document_numbers",
         "seals",
@@ -109,6 +114,7 @@ async def test_verify_runs_only_the_given_checks_in_the_given_order(
         "sponsorships",
         "settlements",
         "split_vendors",
+        "usage_events",
         "documents",
         "seal_blocks",
         "unsealed_entries",

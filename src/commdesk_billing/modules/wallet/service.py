@@ -15,6 +15,7 @@ locks of their own. House accounts are never locked: their legs are plain insert
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,6 +86,13 @@ async def get_wallet(conn: AsyncConnection, wallet_id: uuid.UUID, *, lock: bool 
     if wallet is None:
         raise NotFound(f"wallet {wallet_id} does not exist")
     return wallet
+
+
+async def lock_wallets(conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]) -> list[Wallet]:
+    """Row-lock several wallets in id order (the order every batch takes them in); a wallet
+    that does not exist is left out. For a module that reads figures of its own under the
+    wallets' locks before it debits them (usage metering)."""
+    return await repo.lock_wallets(conn, wallet_ids)
 
 
 async def grant_credits(
