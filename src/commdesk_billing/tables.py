@@ -53,6 +53,7 @@ OWNERS: dict[str, str] = {
     "split_vendors": "modules/splits",
     "vendor_settlements": "modules/splits",
     "vendor_settlement_webhooks": "modules/splits",
+    "notification_deliveries": "modules/notifications",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not
