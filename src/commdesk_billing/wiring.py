@@ -100,7 +100,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "settlement_processing": SettlementProcessing(
             settings, lambda: payouts_client(settings), lambda: community_directory(settings)
         ),
-        "billing_notifications": BillingNotifications(settings),
+        "billing_notifications": BillingNotifications(),
     }
 
 

@@ -6,19 +6,15 @@ from __future__ import annotations
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.config import Settings
 from commdesk_billing.modules.notifications import service
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
 
 
 class BillingNotifications:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
     async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
         try:
-            await service.record(conn, self.settings, envelope)
+            await service.record(conn, envelope)
         except ValidationError as exc:
             # Which fields and why, never their values (they may be an address or a URL).
             problems = "; ".join(

@@ -20,6 +20,7 @@ from email.utils import formatdate
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.notifications.model import Channel, Delivery
@@ -35,12 +36,9 @@ class SendFailed(Exception):
         self.retryable = retryable
 
 
-def email_configured(settings: Settings) -> bool:
-    return settings.smtp_host is not None
-
-
-def webhook_configured(settings: Settings) -> bool:
-    return settings.notify_webhook_url is not None
+class NotConfigured(Exception):
+    """This process has no configuration for the channel (or the user no address): the
+    delivery is recorded skipped, not failed, and never tried again by itself."""
 
 
 def message_id(delivery: Delivery) -> str:
@@ -70,17 +68,25 @@ class Adapter:
 
     async def send(self, out: Outgoing) -> str:
         if out.delivery.channel is Channel.email:
+            if self.settings.smtp_host is None:
+                raise NotConfigured("email is not configured (BILLING_SMTP_HOST)")
             if out.address is None:
-                raise SendFailed("the user has no email address", retryable=False)
-            return await asyncio.to_thread(self._smtp, out.delivery, out.address)
-        return await self._webhook(out.delivery)
+                raise NotConfigured("the user has no email address")
+            return await asyncio.to_thread(
+                self._smtp, out.delivery, out.address, self.settings.smtp_host
+            )
+        if self.settings.notify_webhook_url is None or self.settings.notify_webhook_secret is None:
+            raise NotConfigured(
+                "the notification webhook is not configured (BILLING_NOTIFY_WEBHOOK_URL)"
+            )
+        return await self._webhook(
+            out.delivery, self.settings.notify_webhook_url, self.settings.notify_webhook_secret
+        )
 
     # --- email ----------------------------------------------------------------------
 
-    def _smtp(self, delivery: Delivery, address: str) -> str:
+    def _smtp(self, delivery: Delivery, address: str, host: str) -> str:
         s = self.settings
-        if s.smtp_host is None:
-            raise SendFailed("SMTP is not configured", retryable=True)
         msg = EmailMessage()
         msg["From"] = s.smtp_from
         msg["To"] = address
@@ -90,7 +96,7 @@ class Adapter:
         msg.set_content(str(delivery.content["text"]))
         msg.add_alternative(str(delivery.content["html"]), subtype="html")
         try:
-            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
+            with smtplib.SMTP(host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
                 if s.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if s.smtp_user is not None and s.smtp_password is not None:
@@ -118,29 +124,22 @@ class Adapter:
 
     # --- webhook --------------------------------------------------------------------
 
-    async def _webhook(self, delivery: Delivery) -> str:
+    async def _webhook(self, delivery: Delivery, url: str, secret: SecretStr) -> str:
         s = self.settings
-        if s.notify_webhook_url is None or s.notify_webhook_secret is None:
-            raise SendFailed("the notification webhook is not configured", retryable=True)
         body = json.dumps(delivery.content["webhook"], separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: "v1="
-            + signature(s.notify_webhook_secret.get_secret_value(), timestamp, body),
+            SIGNATURE_HEADER: "v1=" + signature(secret.get_secret_value(), timestamp, body),
             ID_HEADER: str(delivery.id),
         }
         try:
             if self._http is not None:
-                response = await self._http.post(
-                    s.notify_webhook_url, content=body, headers=headers
-                )
+                response = await self._http.post(url, content=body, headers=headers)
             else:
                 async with httpx.AsyncClient(timeout=s.notify_webhook_timeout_s) as client:
-                    response = await client.post(
-                        s.notify_webhook_url, content=body, headers=headers
-                    )
+                    response = await client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise SendFailed(f"webhook unreachable: {type(exc).__name__}", retryable=True) from exc
         if response.status_code >= 300:

@@ -26,7 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.notifications import repository as repo
-from commdesk_billing.modules.notifications.delivery import Adapter, Outgoing, SendFailed
+from commdesk_billing.modules.notifications.delivery import (
+    Adapter,
+    NotConfigured,
+    Outgoing,
+    SendFailed,
+)
 from commdesk_billing.modules.notifications.model import Channel, Delivery
 from commdesk_billing.modules.users import service as users
 
@@ -41,6 +46,7 @@ class Round:
     sent: int
     retrying: int
     failed: int
+    skipped: int
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
@@ -73,7 +79,7 @@ async def deliver_due(
 
     outgoing = await in_transaction(engine, claim)
     if not outgoing:
-        return Round(0, 0, 0, 0)
+        return Round(0, 0, 0, 0, 0)
     adapter = Adapter(settings, http)
     gate = asyncio.Semaphore(_CONCURRENCY)
 
@@ -87,6 +93,7 @@ async def deliver_due(
         sent=outcomes.count("sent"),
         retrying=outcomes.count("retrying"),
         failed=outcomes.count("failed"),
+        skipped=outcomes.count("skipped"),
     )
 
 
@@ -106,6 +113,11 @@ async def _send_and_record(
     try:
         try:
             provider_id = await adapter.send(out)
+        except NotConfigured as skipped:
+            reason = str(skipped)
+            await in_transaction(engine, lambda c: repo.mark_skipped(c, d.id, d.attempts, reason))
+            log.info("notification.delivery.skipped", delivery_id=str(d.id), reason=reason)
+            return "skipped"
         except SendFailed:
             raise
         except Exception as unexpected:  # a bug here must still end in a recorded outcome

@@ -128,13 +128,28 @@ async def mark_attempt_failed(
     return result.rowcount == 1
 
 
+async def mark_skipped(
+    conn: AsyncConnection, delivery_id: uuid.UUID, attempts: int, reason: str
+) -> bool:
+    result = await conn.execute(
+        sql("""
+        UPDATE notification_deliveries
+           SET status = 'skipped', next_attempt_at = NULL, last_error = :reason,
+               updated_at = now()
+         WHERE id = :id AND status = 'pending' AND attempts = :attempts"""),
+        {"id": delivery_id, "attempts": attempts, "reason": reason[:500]},
+    )
+    return result.rowcount == 1
+
+
 async def retry(conn: AsyncConnection, delivery_id: uuid.UUID, now: datetime) -> bool:
-    """A delivery failed for good made due again (an operator's decision)."""
+    """A delivery failed for good, or skipped, made due again (an operator's decision,
+    once the cause is fixed: a channel configured, a relay's refusal resolved)."""
     result = await conn.execute(
         sql("""
         UPDATE notification_deliveries
            SET status = 'pending', next_attempt_at = :now, updated_at = now()
-         WHERE id = :id AND status = 'failed'"""),
+         WHERE id = :id AND status IN ('failed', 'skipped')"""),
         {"id": delivery_id, "now": now},
     )
     return result.rowcount == 1

@@ -10,10 +10,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.config import Settings
 from commdesk_billing.modules.notifications import repository as repo
 from commdesk_billing.modules.notifications.catalog import CATALOG, Payload, Spec, UserPayload
-from commdesk_billing.modules.notifications.delivery import email_configured, webhook_configured
 from commdesk_billing.modules.notifications.model import (
     Channel,
     Delivery,
@@ -52,9 +50,11 @@ def rendered(event_type: str, payload: Payload) -> Rendered:
     return render(spec.template, spec.view(payload))
 
 
-async def record(conn: AsyncConnection, settings: Settings, envelope: Envelope) -> str:
+async def record(conn: AsyncConnection, envelope: Envelope) -> str:
     """The event's notification, one delivery per channel, written in the caller's
-    transaction (pending, or skipped saying why); a key recorded before adds nothing.
+    transaction: pending (whether a channel is configured is the sender's to say, when it
+    sends), or skipped for a user with no email address; a key recorded before adds
+    nothing.
     Raises UnknownEvent, UnknownRecipient, or pydantic's ValidationError for a payload
     that is not what the catalog says. Returns the notification key."""
     spec = spec_for(envelope.type)
@@ -95,8 +95,6 @@ async def record(conn: AsyncConnection, settings: Settings, envelope: Envelope) 
         email = {"subject": message.subject, "text": message.text, "html": message.html}
         if not user.email:
             rows.append(new(Channel.email, email, None, "the user has no email address"))
-        elif not email_configured(settings):
-            rows.append(new(Channel.email, email, mask_email(user.email), _NO_SMTP))
         else:
             rows.append(new(Channel.email, email, mask_email(user.email), None))
     webhook = {
@@ -110,16 +108,10 @@ async def record(conn: AsyncConnection, settings: Settings, envelope: Envelope) 
             "data": payload.model_dump(mode="json"),
         }
     }
-    rows.append(
-        new(Channel.webhook, webhook, None, None if webhook_configured(settings) else _NO_HOOK)
-    )
+    rows.append(new(Channel.webhook, webhook, None, None))
     added = [r.channel.value for r in rows if await repo.insert(conn, r)]
     log.info("notification.recorded", key=key, event=envelope.type, channels=added)
     return key
-
-
-_NO_SMTP = "email is not configured (BILLING_SMTP_HOST)"
-_NO_HOOK = "the notification webhook is not configured (BILLING_NOTIFY_WEBHOOK_URL)"
 
 
 async def deliveries(conn: AsyncConnection, notification_key: str) -> list[Delivery]:
@@ -133,5 +125,6 @@ async def recent(
 
 
 async def retry_failed(conn: AsyncConnection, delivery_id: uuid.UUID) -> bool:
-    """Make a delivery that failed for good due now (its attempts keep counting)."""
+    """Make a delivery that failed for good, or was skipped, due now (its attempts keep
+    counting)."""
     return await repo.retry(conn, delivery_id, datetime.now(UTC))
