@@ -57,6 +57,7 @@ class PaymentCredited(UserPayload):
     gst_amount_paise: Paise | None = None
     credits: Credits | None = None
     pack_code: Text | None = None
+    kind: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")] | None = None
 
 
 class RefundSucceeded(UserPayload):
@@ -151,27 +152,30 @@ class SubscriptionCancelled(UserPayload):
 # --- The values each template is filled with ------------------------------------------
 
 
-def _opt_credits(n: int | None, none: str = "as your pack gives") -> str:
-    return none if n is None else credits(n)
-
-
 def _plan(name: str | None) -> str:
-    return plain(name, 100) if name else "your plan"
+    """Follows "your plan": ' "Community Pro"', or nothing when the event names none."""
+    return f' "{plain(name, 100)}"' if name else ""
 
 
 def _receipt(p: PaymentCredited) -> dict[str, str]:
     gst = "" if p.gst_amount_paise is None else f" (GST {inr(p.gst_amount_paise)} included)"
-    added = (
-        "No credits were added: this payment was not a credit purchase."
-        if not p.credits
-        else f"{credits(p.credits)} were added to your wallet."
-    )
+    other_kind = p.kind is not None and p.kind != "credits"
+    if p.credits:
+        added = f"{credits(p.credits)} were added to your wallet."
+    elif other_kind:
+        added = "No credits come with this payment."
+    else:
+        added = "Your wallet shows the credits it added."
+    if p.pack_code:
+        what = f"the credit pack {plain(p.pack_code, 60)}"
+    else:
+        what = f"a {p.kind}" if other_kind and p.kind else "a credit top-up"
     return {
         "amount": inr(p.amount_paise),
         "gst_note": gst,
         "credits_line": added,
         "order": p.order_id or p.payment_id,
-        "pack": plain(p.pack_code, 60) if p.pack_code else "a top-up",
+        "pack": what.replace("_", " ") if not p.pack_code else what,
     }
 
 
@@ -205,7 +209,13 @@ def _low_balance(p: LowBalance) -> dict[str, str]:
 
 
 def _recharge(p: RechargeCheckout | RechargeNotified | RechargeSucceeded) -> dict[str, str]:
-    out = {"amount": inr(p.amount_paise), "credits": _opt_credits(p.credits)}
+    out = {
+        "amount": inr(p.amount_paise),
+        "for_credits": "" if p.credits is None else f" for {credits(p.credits)}",
+        "credits_line": "The credits were added to your wallet."
+        if p.credits is None
+        else f"{credits(p.credits)} were added to your wallet.",
+    }
     if isinstance(p, RechargeCheckout):
         out["checkout_url"] = p.checkout_url
     if isinstance(p, RechargeNotified):
@@ -252,12 +262,12 @@ def _renewed(p: SubscriptionRenewed) -> dict[str, str]:
         if p.period_start and p.period_end
         else "for the next period"
     )
-    return {"plan": _plan(p.plan_name), "period": period, "price_line": price}
+    return {"plan_q": _plan(p.plan_name), "period": period, "price_line": price}
 
 
 def _renewal_failed(p: RenewalFailed) -> dict[str, str]:
     return {
-        "plan": _plan(p.plan_name),
+        "plan_q": _plan(p.plan_name),
         "attempt": "" if p.attempt is None else f" (attempt {p.attempt})",
         "retry_line": f"We will try again at {when(p.next_retry_at)}."
         if p.next_retry_at
@@ -270,7 +280,7 @@ def _renewal_failed(p: RenewalFailed) -> dict[str, str]:
 
 def _cancelled(p: SubscriptionCancelled) -> dict[str, str]:
     ends = f"It stays active until {when(p.ends_at)}." if p.ends_at else "It has ended."
-    return {"plan": _plan(p.plan_name), "ends_line": ends}
+    return {"plan_q": _plan(p.plan_name), "ends_line": ends}
 
 
 # --- The table ------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from commdesk_billing.modules.notifications.model import Rendered
 
 _IST = timezone(timedelta(hours=5, minutes=30), "IST")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_LINK = re.compile(r"https?://[^\s<>&\"']+")
+# Run on escaped text: `&` is there as `&amp;`, and quotes as entities.
+_LINK = re.compile(r"https?://[^\s<>]+")
 
 
 @cache

@@ -110,7 +110,7 @@ async def record(conn: AsyncConnection, envelope: Envelope) -> str:
     }
     rows.append(new(Channel.webhook, webhook, None, None))
     added = [r.channel.value for r in rows if await repo.insert(conn, r)]
-    log.info("notification.recorded", key=key, event=envelope.type, channels=added)
+    log.info("notification.recorded", key=key, event_type=envelope.type, channels=added)
     return key
 
 
