@@ -92,7 +92,7 @@ async def running_stack(
             mongodb_url = (await exits.enter_async_context(server)).url
         smtp_env: dict[str, str] = {}
         if "BILLING_SMTP_HOST" not in os.environ:
-            smtp_env = await exits.enter_async_context(_smtp_sink(MAILDIR))
+            smtp_env = await exits.enter_async_context(smtp_sink_process(MAILDIR))
         async with _children(
             mongodb_url,
             api_port=api_port,
@@ -109,7 +109,7 @@ MAILDIR = Path("var/mail")
 
 
 @contextlib.asynccontextmanager
-async def _smtp_sink(maildir: Path) -> AsyncIterator[dict[str, str]]:
+async def smtp_sink_process(maildir: Path) -> AsyncIterator[dict[str, str]]:
     """The SMTP sink as a child process on a free port; yields the settings that point
     billing's email at it."""
     port = free_port()

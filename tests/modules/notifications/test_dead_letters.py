@@ -14,18 +14,23 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.mailsink import MailSink
 from commdesk_billing.modules.notifications.consumers import BillingNotifications
 from commdesk_billing.modules.notifications.jobs import deliver_due
+from commdesk_billing.queues import routing
 from commdesk_billing.queues.admin import dlq_list
-from commdesk_billing.queues.envelope import Envelope
+from commdesk_billing.queues.envelope import Envelope, new_envelope
 from commdesk_billing.queues.outbox import publish
+from commdesk_billing.queues.runtime import PermanentError
 from commdesk_billing.queues.topology import Names, delete
 from commdesk_billing.queues.worker import Worker
 from tests.modules.notifications.conftest import Receiver, make_user
 from tests.modules.notifications.samples import full, minimal
+
+UNKNOWN = "notifications.billing has no handler for message type 'payment.exploded'"
 
 
 @pytest.fixture
@@ -69,9 +74,9 @@ async def test_unknown_and_malformed_events_are_dead_lettered_with_their_reason(
         for kind, payload in bad:
             published.append(await publish(conn, "notifications.billing", kind, payload))
 
-    async with Worker(
-        qsettings, engine=engine, handlers={"notifications.billing": BillingNotifications()}
-    ):
+    # The queue's consumer as a worker builds it: the dispatcher over wiring.ROUTES.
+    dispatcher = routing.per_queue(wiring.handlers(qsettings))["notifications.billing"]
+    async with Worker(qsettings, engine=engine, handlers={"notifications.billing": dispatcher}):
         await in_transaction(engine, send)
         mine = {str(e.id) for e in published}
         dead: dict[str, Any] = {}
@@ -85,7 +90,7 @@ async def test_unknown_and_malformed_events_are_dead_lettered_with_their_reason(
             }
     ids = [str(e.id) for e in published]
     assert [dead.get(i) for i in ids] == [
-        ("payment.exploded", "permanent_error", "no notification is made of payment.exploded", 1),
+        ("payment.exploded", "unknown_message_type", UNKNOWN, 1),
         (
             "payment.credited",
             "permanent_error",
@@ -129,3 +134,12 @@ async def test_unknown_and_malformed_events_are_dead_lettered_with_their_reason(
     assert recorded == 0
     await deliver_due(engine, qsettings)
     assert [m for m in sink.messages if address in m.rcpt_tos] == []
+
+
+async def test_the_consumer_itself_refuses_a_type_it_has_no_template_for(
+    engine: AsyncEngine,
+) -> None:
+    # Behind the dispatcher, a second guard: a type routed here by mistake is permanent.
+    envelope = new_envelope("payment.exploded", minimal()["payment.credited"])
+    with pytest.raises(PermanentError, match=r"^no notification is made of payment\.exploded$"):
+        await in_transaction(engine, lambda c: BillingNotifications()(c, envelope))
