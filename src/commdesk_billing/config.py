@@ -341,6 +341,8 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
         if self.smtp_password is not None and not self.smtp_starttls:
             raise ValueError("BILLING_SMTP_PASSWORD is never sent without STARTTLS in production")
+        if self.notify_webhook_url and not self.notify_webhook_url.startswith("https://"):
+            raise ValueError("BILLING_NOTIFY_WEBHOOK_URL must use https in production")
         secret = self.jwt_secret.get_secret_value()
         if secret == DEV_JWT_SECRET or len(secret) < 32:
             raise ValueError(

@@ -171,3 +171,26 @@ def test_amount_and_credit_formats() -> None:
         "-20 credits",
         "1,00,000 credits",
     ]
+
+
+def test_settings_refuse_an_unsigned_webhook_and_unsafe_production_channels() -> None:
+    from pydantic import SecretStr
+
+    from commdesk_billing.config import Settings
+
+    with pytest.raises(ValidationError, match="BILLING_NOTIFY_WEBHOOK_URL needs"):
+        Settings(notify_webhook_url="http://127.0.0.1:9/notify")
+    production: dict[str, Any] = {
+        "env": "production",
+        "jwt_secret": SecretStr("x" * 40),
+        "database_url": "postgresql://u:p@127.0.0.1:5432/db",
+        "seller_gstin": "29ABCDE1234F1Z5",
+    }
+    with pytest.raises(ValidationError, match="never sent without STARTTLS"):
+        Settings(**production, smtp_password=SecretStr("pw"), smtp_starttls=False)
+    with pytest.raises(ValidationError, match="must use https in production"):
+        Settings(
+            **production,
+            notify_webhook_url="http://notify.example.test/hook",
+            notify_webhook_secret=SecretStr("s" * 32),
+        )

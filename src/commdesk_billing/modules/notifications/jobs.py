@@ -34,6 +34,7 @@ from commdesk_billing.modules.notifications.delivery import (
 )
 from commdesk_billing.modules.notifications.model import Channel, Delivery
 from commdesk_billing.modules.users import service as users
+from commdesk_billing.telemetry.metrics import NOTIFICATION_DELIVERIES
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +86,9 @@ async def deliver_due(
 
     async def one(out: Outgoing) -> str:
         async with gate:
-            return await _send_and_record(engine, settings, adapter, out, now)
+            outcome = await _send_and_record(engine, settings, adapter, out, now)
+        NOTIFICATION_DELIVERIES.labels(out.delivery.channel.value, outcome).inc()
+        return outcome
 
     outcomes = await asyncio.gather(*(one(o) for o in outgoing))
     return Round(
