@@ -33,7 +33,10 @@ class MailSink:
         self.host = host
         self.port = port
         self.messages: list[Received] = []
-        self._box = mailbox.Maildir(maildir, create=True) if maildir is not None else None
+        self._box: mailbox.Maildir | None = None
+        if maildir is not None:
+            maildir.parent.mkdir(parents=True, exist_ok=True)  # Maildir makes only its own
+            self._box = mailbox.Maildir(maildir, create=True)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:

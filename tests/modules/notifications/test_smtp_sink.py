@@ -20,7 +20,7 @@ from commdesk_billing.stack import smtp_sink_process
 async def test_the_stacks_smtp_sink_writes_each_email_into_its_maildir(
     settings: Settings, tmp_path: Path
 ) -> None:
-    maildir = tmp_path / "mail"
+    maildir = tmp_path / "var" / "mail"  # its parent made too, as var/ in a fresh clone
     async with smtp_sink_process(maildir) as env:
         assert (env["BILLING_SMTP_HOST"], env["BILLING_SMTP_STARTTLS"]) == ("127.0.0.1", "false")
         pointed = settings.model_copy(
