@@ -2,7 +2,7 @@
 versioned price book into credit consumption.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07
 
 - `usage_meters`: one row per meter; the row finance's price changes lock (a rating batch
@@ -26,7 +26,7 @@ from __future__ import annotations
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

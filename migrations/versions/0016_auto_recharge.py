@@ -1,7 +1,7 @@
 """Auto-recharge (DESIGN §12): a wallet's settings, its recharges and the decisions taken.
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-07
 
 - `wallets.auto_recharge_trigger`: the effective trigger level (credits) the debit paths
@@ -22,7 +22,7 @@ from __future__ import annotations
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

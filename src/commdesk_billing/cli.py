@@ -619,6 +619,98 @@ def communities_seed_demo(
     )
 
 
+@main.command("smtp-sink")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2525, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--maildir", default="var/mail", show_default=True, type=click.Path())
+def smtp_sink(host: str, port: int, maildir: str) -> None:
+    """A loopback SMTP server writing each message it is sent into MAILDIR (development:
+    point BILLING_SMTP_HOST/PORT at it, with BILLING_SMTP_STARTTLS=false)."""
+    import signal
+    from pathlib import Path
+
+    from commdesk_billing.mailsink import serve
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"SMTP sink on {host}:{port}, writing to {maildir}/new")
+        await serve(host, port, Path(maildir), stop)
+
+    asyncio.run(go())
+
+
+@main.group()
+def notifications() -> None:
+    """Billing notifications: inspect deliveries, send what is due, retry a failed one."""
+
+
+@notifications.command("list")
+@click.option("--status", type=click.Choice(["pending", "sent", "failed", "skipped"]), default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def notifications_list(status: str | None, limit: int) -> None:
+    """The latest deliveries (the address masked), newest change first."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.notifications import service
+    from commdesk_billing.modules.notifications.model import Delivery, DeliveryStatus
+
+    async def go(settings: Settings) -> list[Delivery]:
+        engine = make_engine(settings, pool_size=2)
+        try:
+            async with engine.connect() as conn:
+                return await service.recent(conn, DeliveryStatus(status) if status else None, limit)
+        finally:
+            await engine.dispose()
+
+    for d in _run(go):
+        click.echo(
+            f"{d.id}  {d.status.value:<7} {d.channel.value:<7} attempts={d.attempts:<2} "
+            f"{d.notification_key}  {d.recipient or ''}  {d.last_error or ''}".rstrip()
+        )
+
+
+@notifications.command("deliver")
+def notifications_deliver() -> None:
+    """Send what is due now (what the scheduler's deliver_notifications job does)."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.notifications.jobs import Round, deliver_due
+
+    async def go(settings: Settings) -> Round:
+        engine = make_engine(settings, pool_size=2)
+        try:
+            return await deliver_due(engine, settings)
+        finally:
+            await engine.dispose()
+
+    r = _run(go)
+    click.echo(
+        f"claimed {r.claimed}: sent {r.sent}, retrying {r.retrying}, failed {r.failed}, "
+        f"skipped {r.skipped}"
+    )
+
+
+@notifications.command("retry")
+@click.argument("delivery_id", type=click.UUID)
+def notifications_retry(delivery_id: uuid.UUID) -> None:
+    """Make a delivery that failed for good, or was skipped, due again (after fixing the
+    cause: a relay's refusal resolved, a channel configured)."""
+    from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.notifications import service
+
+    async def go(settings: Settings) -> bool:
+        engine = make_engine(settings, pool_size=2)
+        try:
+            return await in_transaction(engine, lambda c: service.retry_failed(c, delivery_id))
+        finally:
+            await engine.dispose()
+
+    if not _run(go):
+        raise click.ClickException(f"no failed or skipped delivery {delivery_id}")
+    click.echo(f"delivery {delivery_id} is due again")
+
+
 main.add_command(sandbox_command)
 
 

@@ -292,6 +292,31 @@ class Settings(BaseSettings):
     # How long a community read is reused (0: never). A miss is kept for at most 5 s of it.
     community_cache_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
+    # --- Billing notifications (modules/notifications; docs/runbook.md "Notifications") --
+    # SMTP relay for email; no host: email is not sent (each delivery recorded skipped).
+    # The password comes from the environment only. STARTTLS is on unless turned off (a
+    # loopback sink in development); production refuses a password sent without it.
+    smtp_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]{1,253}$")] | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_user: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: Annotated[str, Field(min_length=3, max_length=200)] = (
+        "CommDesk Billing <billing@commdesk.invalid>"
+    )
+    smtp_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # CommDesk's notification service: each notification POSTed as JSON, signed with
+    # HMAC-SHA256 over "<timestamp>.<body>". No URL: not sent (recorded skipped).
+    notify_webhook_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    notify_webhook_secret: SecretStr | None = None
+    notify_webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # How often the scheduler sends what is due; attempts per delivery (then failed for
+    # good, with an error-level log event), and the backoff: base * 2^(attempt-1), capped.
+    notification_deliver_every_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    notification_max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    notification_retry_base_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    notification_retry_max_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 6 * 3600.0
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -324,6 +349,10 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_TOPUP_MIN_PAISE exceeds BILLING_TOPUP_MAX_PAISE")
         if self.sponsorship_min_paise > self.sponsorship_max_paise:
             raise ValueError("BILLING_SPONSORSHIP_MIN_PAISE exceeds BILLING_SPONSORSHIP_MAX_PAISE")
+        if self.notify_webhook_url and not (
+            self.notify_webhook_secret and self.notify_webhook_secret.get_secret_value()
+        ):
+            raise ValueError("BILLING_NOTIFY_WEBHOOK_URL needs BILLING_NOTIFY_WEBHOOK_SECRET")
         _check_mongodb_url(self.mongodb_url.get_secret_value())
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
@@ -331,6 +360,10 @@ class Settings(BaseSettings):
             return self
         if self.fault_crash_after_commit:
             raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
+        if self.smtp_password is not None and not self.smtp_starttls:
+            raise ValueError("BILLING_SMTP_PASSWORD is never sent without STARTTLS in production")
+        if self.notify_webhook_url and not self.notify_webhook_url.startswith("https://"):
+            raise ValueError("BILLING_NOTIFY_WEBHOOK_URL must use https in production")
         secret = self.jwt_secret.get_secret_value()
         if secret == DEV_JWT_SECRET or len(secret) < 32:
             raise ValueError(

@@ -4,7 +4,9 @@ Used by `commdesk-billing dev` (in the foreground until Ctrl-C) and by `demo` wh
 pointed at a running stack. Each process is the same CLI a deployment runs; the only glue is
 environment variables telling the API where the sandbox is and the sandbox-facing URLs.
 Where BILLING_MONGODB_URL is not given, a loopback MongoDB-wire server (`localmongo.py`) is
-started first for the communities the API reads, and stopped last.
+started first for the communities the API reads, and stopped last. Where BILLING_SMTP_HOST
+is not given, a loopback SMTP sink (`commdesk-billing smtp-sink`) takes the stack's emails
+and writes each into var/mail (a Maildir: one file per message in var/mail/new).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Stack:
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     # name → base URL of the process's /healthz, /readyz and /metrics
     health_urls: dict[str, str] = field(default_factory=dict)
+    # Where the SMTP sink writes the emails sent (None: BILLING_SMTP_HOST names a relay).
+    maildir: Path | None = None
 
     def failed(self) -> str | None:
         for name, proc in self.processes.items():
@@ -86,15 +90,65 @@ async def running_stack(
                 mongodb_dir = Path(exits.enter_context(tempfile.TemporaryDirectory()))
             server = LocalMongo(mongodb_dir, port=mongodb_port or free_port())
             mongodb_url = (await exits.enter_async_context(server)).url
+        smtp_env: dict[str, str] = {}
+        if "BILLING_SMTP_HOST" not in os.environ:
+            smtp_env = await exits.enter_async_context(smtp_sink_process(MAILDIR))
         async with _children(
             mongodb_url,
             api_port=api_port,
             sandbox_port=sandbox_port,
             scheduler=scheduler,
             quiet=quiet,
-            settings_env=settings_env or {},
+            settings_env={**smtp_env, **(settings_env or {})},
         ) as stack:
+            stack.maildir = MAILDIR if smtp_env else None
             yield stack
+
+
+MAILDIR = Path("var/mail")
+
+
+@contextlib.asynccontextmanager
+async def smtp_sink_process(maildir: Path) -> AsyncIterator[dict[str, str]]:
+    """The SMTP sink as a child process on a free port; yields the settings that point
+    billing's email at it."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "commdesk_billing.cli",
+        "smtp-sink",
+        "--port",
+        str(port),
+        "--maildir",
+        str(maildir),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):  # until it accepts connections
+            if proc.returncode is not None:
+                raise RuntimeError(f"the SMTP sink exited with code {proc.returncode}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            break
+        else:
+            raise RuntimeError("the SMTP sink did not start in 30 s")
+        yield {
+            "BILLING_SMTP_HOST": "127.0.0.1",
+            "BILLING_SMTP_PORT": str(port),
+            "BILLING_SMTP_STARTTLS": "false",
+        }
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                proc.kill()
 
 
 # Where a local stack keeps the sealing keys it made (beside var/documents and var/mongodb):

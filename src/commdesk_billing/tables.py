@@ -62,6 +62,7 @@ OWNERS: dict[str, str] = {
     "usage_aggregates": "modules/usage",
     "usage_debts": "modules/usage",
     "usage_debt_repayments": "modules/usage",
+    "notification_deliveries": "modules/notifications",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -14,9 +14,8 @@ put together here. A new domain adds its handlers and jobs to these tables and n
 else outside its own folder.
 
 Waiting for a consumer (the events are there; a queue is routed when its handler lands):
-`payment.credited` and `refund.succeeded` → notifications.billing, analytics.billing;
-`payment.credited` → fraud.detection; `settlement.failed` and `settlement.reversed` (the
-payee's notification) → notifications.billing.
+`payment.credited` and `refund.succeeded` → analytics.billing; `payment.credited` →
+fraud.detection.
 """
 
 from __future__ import annotations
@@ -42,6 +41,8 @@ from commdesk_billing.modules.invoices.jobs import render_pending
 from commdesk_billing.modules.ledger import invariants as ledger_invariants
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import Check
+from commdesk_billing.modules.notifications.consumers import BillingNotifications
+from commdesk_billing.modules.notifications.jobs import deliver_due as deliver_notifications
 from commdesk_billing.modules.partners import invariants as partner_invariants
 from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
@@ -87,6 +88,7 @@ HANDLER_KINDS = (
     "auto_recharge_request",
     "auto_recharge_credited",
     "usage_debt_repayment",
+    "billing_notifications",
 )
 
 
@@ -119,6 +121,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         ),
         "auto_recharge_credited": handle_credited,
         "usage_debt_repayment": repay_debts,
+        "billing_notifications": BillingNotifications(),
     }
 
 
@@ -156,6 +159,24 @@ ROUTES: dict[Route, str] = {
     # Usage metering: credits arrived in a wallet, so its usage debt (an overdraft meter's
     # unpaid usage) is repaid from them.
     ("wallet.credit", "payment.credited"): "usage_debt_repayment",
+    # Billing notifications: each event becomes deliveries (notifications/catalog.py has
+    # one entry per type routed here), which the scheduler's deliver_notifications sends
+    # by email and to CommDesk's notification webhook.
+    ("notifications.billing", "payment.credited"): "billing_notifications",
+    ("notifications.billing", "refund.succeeded"): "billing_notifications",
+    ("notifications.billing", "settlement.paid"): "billing_notifications",
+    ("notifications.billing", "settlement.failed"): "billing_notifications",
+    ("notifications.billing", "settlement.reversed"): "billing_notifications",
+    ("notifications.billing", "wallet.low_balance"): "billing_notifications",
+    ("notifications.billing", "auto_recharge.checkout_opened"): "billing_notifications",
+    ("notifications.billing", "auto_recharge.notified"): "billing_notifications",
+    ("notifications.billing", "auto_recharge.succeeded"): "billing_notifications",
+    ("notifications.billing", "auto_recharge.failed"): "billing_notifications",
+    ("notifications.billing", "auto_recharge.disabled"): "billing_notifications",
+    ("notifications.billing", "mandate.status_changed"): "billing_notifications",
+    ("notifications.billing", "subscription.renewed"): "billing_notifications",
+    ("notifications.billing", "subscription.renewal_failed"): "billing_notifications",
+    ("notifications.billing", "subscription.cancelled"): "billing_notifications",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -249,6 +270,12 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             "auto_recharge_settle",
             settings.auto_recharge_settle_every_s,
             lambda: _settle_auto_recharges(engine, settings),
+        ),
+        # Sends what the notifications consumer recorded, and retries it with backoff.
+        Job(
+            "deliver_notifications",
+            settings.notification_deliver_every_s,
+            lambda: deliver_notifications(engine, settings),
         ),
         # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
         # turns ACTIVE (and takes split sponsorships) without anyone reading it.

@@ -122,13 +122,15 @@ def test_every_command_sent_is_routed_and_every_event_reaches_only_consumers() -
     for where, kind in announces:
         for queue in wiring.TABLE.destinations(kind):
             assert (queue, kind) in wiring.ROUTES, where
-    # The events of today reach the tax documents, and nothing unread.
+    # The events of today reach the tax documents, the notifications and their other
+    # consumers, and nothing unread.
     assert wiring.fanout()["payment.credited"] == (
         "invoice.generate",
+        "notifications.billing",
         "payment.processing",
         "wallet.credit",
     )
-    assert wiring.fanout()["refund.succeeded"] == ("invoice.generate",)
+    assert wiring.fanout()["refund.succeeded"] == ("invoice.generate", "notifications.billing")
 
 
 def test_an_unrouted_command_is_refused_before_anything_is_written() -> None:
@@ -142,7 +144,7 @@ def test_an_unrouted_command_is_refused_before_anything_is_written() -> None:
 
     with pytest.raises(RuntimeError, match="consumes no"):
         asyncio.run(
-            outbox.send(NoConnection(), "notifications.billing", "payment.credited", {})  # type: ignore[arg-type]
+            outbox.send(NoConnection(), "analytics.billing", "payment.credited", {})  # type: ignore[arg-type]
         )
 
 

@@ -80,3 +80,8 @@ COMMUNITY_LOOKUPS = Counter(
     "Community directory reads: cached, or asked of MongoDB, by outcome",
     ["outcome"],  # cached, found, not_found, invalid, unavailable
 )
+NOTIFICATION_DELIVERIES = Counter(
+    "billing_notification_deliveries_total",
+    "Notification send attempts by channel and outcome (sent, retrying, failed, skipped)",
+    ["channel", "outcome"],
+)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.settlements import invariants, service
@@ -130,6 +131,9 @@ async def test_a_settlement_with_reserve_tds_tcs_and_fee_is_paid_with_its_utr(
         "inr:payouts_in_transit": 109_326,
         "inr:cashfree_payouts_cash": -109_326,
     }
+    # The payee is told (settlement.paid → notifications.billing: a webhook-only delivery,
+    # sent by the scheduler, which this stack does not run).
+    assert await _notified(stack, s) == [("webhook", "pending", "Payout of ₹1,093.26 sent")]
     # The next run finds only the reserve, which is held: nothing to pay.
     again = await _settle(stack, payee)
     assert (again.created, again.waiting) == (False, "nothing_payable")
@@ -493,3 +497,20 @@ async def test_cashfree_test_accounts_end_as_cashfree_says(
     assert attempts == tried
     assert await payable(stack.engine, payee) == 30_000  # all of it owed again
     await _checks_clean(stack)
+
+
+async def _notified(stack: Stack, s: Settlement) -> list[tuple[str, str, str]]:
+    """The settlement's `settlement.paid` deliveries once the worker recorded them."""
+    for _ in range(200):
+        async with stack.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("""SELECT channel, status, content->'webhook'->>'subject'
+                              FROM notification_deliveries WHERE notification_key = :k"""),
+                    {"k": f"settlement.paid:{s.id}"},
+                )
+            ).all()
+        if rows:
+            return [tuple(r) for r in rows]
+        await asyncio.sleep(0.1)
+    return []

@@ -307,6 +307,15 @@ async def _paid(
                 at=at,
             ),
         )
+        # The payee is told (notifications.billing), in the transaction that paid it.
+        paid = {
+            "settlement_id": str(s.id),
+            "payee_id": str(s.payee_id),
+            "gross_paise": s.gross_paise,
+            "net_paise": s.net_paise,
+            "utr": utr,
+        }
+        await outbox.announce(conn, "settlement.paid", paid, correlation_id=str(s.id))
         log.info("settlement.paid", settlement_id=str(s.id), utr=utr, net_paise=s.net_paise)
 
 
@@ -377,7 +386,7 @@ async def _tell(
     conn: AsyncConnection, s: Settlement, event: str, code: str | None, reason: str | None
 ) -> None:
     """The payee is told (a billing event, and the event announced to whatever queue
-    consumes it: none yet, so nothing waits unread), and operations are alerted: an
+    consumes it: notifications.billing), and operations are alerted: an
     error-level log event, which the alert rules count."""
     data = {
         "settlement_id": str(s.id),

@@ -1,0 +1,163 @@
+"""The one delivery adapter: SMTP email and the webhook to CommDesk's notification service.
+
+Nothing here touches the database: the delivery job (`jobs.py`) claims a delivery, calls
+`send` with no transaction open, and records what came back. A failure says whether trying
+again can help (`SendFailed.retryable`); its text never carries a secret or an address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from commdesk_billing.config import Settings
+from commdesk_billing.modules.notifications.model import Channel, Delivery
+
+SIGNATURE_HEADER = "X-CommDesk-Signature"
+TIMESTAMP_HEADER = "X-CommDesk-Timestamp"
+ID_HEADER = "X-CommDesk-Notification-Id"
+
+
+class SendFailed(Exception):
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason[:500])
+        self.retryable = retryable
+
+
+class NotConfigured(Exception):
+    """This process has no configuration for the channel (or the user no address): the
+    delivery is recorded skipped, not failed, and never tried again by itself."""
+
+
+def message_id(delivery: Delivery) -> str:
+    """The same Message-ID for every attempt of one delivery: a receiver that got a resent
+    copy (the sender died after the relay accepted it) can tell it is the same message."""
+    return f"<{delivery.id}@billing.commdesk>"
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 of "<timestamp>.<body>", hex: what `SIGNATURE_HEADER` carries as v1=…"""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return mac.hexdigest()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    delivery: Delivery
+    address: str | None  # the email address (email only), read when it is sent
+
+
+class Adapter:
+    """Sends one delivery on its channel; returns the provider's message id."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._http = http
+
+    async def send(self, out: Outgoing) -> str:
+        if out.delivery.channel is Channel.email:
+            if self.settings.smtp_host is None:
+                raise NotConfigured("email is not configured (BILLING_SMTP_HOST)")
+            if out.address is None:
+                raise NotConfigured("the user has no email address")
+            return await asyncio.to_thread(
+                self._smtp, out.delivery, out.address, self.settings.smtp_host
+            )
+        if self.settings.notify_webhook_url is None or self.settings.notify_webhook_secret is None:
+            raise NotConfigured(
+                "the notification webhook is not configured (BILLING_NOTIFY_WEBHOOK_URL)"
+            )
+        return await self._webhook(
+            out.delivery, self.settings.notify_webhook_url, self.settings.notify_webhook_secret
+        )
+
+    # --- email ----------------------------------------------------------------------
+
+    def _smtp(self, delivery: Delivery, address: str, host: str) -> str:
+        s = self.settings
+        msg = EmailMessage()
+        msg["From"] = s.smtp_from
+        msg["To"] = address
+        msg["Subject"] = str(delivery.content["subject"])
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = message_id(delivery)
+        msg.set_content(str(delivery.content["text"]))
+        msg.add_alternative(str(delivery.content["html"]), subtype="html")
+        try:
+            with smtplib.SMTP(host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
+                if s.smtp_starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s.smtp_user is not None and s.smtp_password is not None:
+                    smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
+                refused = smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            raise SendFailed(
+                f"recipient refused (SMTP {codes})", retryable=_transient(codes)
+            ) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SendFailed(
+                f"SMTP authentication failed ({exc.smtp_code})", retryable=True
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise SendFailed(
+                f"SMTP {exc.smtp_code}", retryable=_transient([exc.smtp_code])
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            # Connection refused, timeouts, a dropped session: the relay may be back later.
+            raise SendFailed(f"SMTP unavailable: {type(exc).__name__}", retryable=True) from exc
+        if refused:
+            raise SendFailed("recipient refused", retryable=False)
+        return message_id(delivery)
+
+    # --- webhook --------------------------------------------------------------------
+
+    async def _webhook(self, delivery: Delivery, url: str, secret: SecretStr) -> str:
+        s = self.settings
+        body = json.dumps(delivery.content["webhook"], separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: "v1=" + signature(secret.get_secret_value(), timestamp, body),
+            ID_HEADER: str(delivery.id),
+        }
+        try:
+            if self._http is not None:
+                response = await self._http.post(url, content=body, headers=headers)
+            else:
+                async with httpx.AsyncClient(timeout=s.notify_webhook_timeout_s) as client:
+                    response = await client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise SendFailed(f"webhook unreachable: {type(exc).__name__}", retryable=True) from exc
+        if response.status_code >= 300:
+            code = response.status_code
+            retryable = code >= 500 or code in (408, 409, 425, 429)
+            raise SendFailed(f"webhook answered {code}", retryable=retryable)
+        return _provider_id(response) or str(delivery.id)
+
+
+def _transient(codes: list[int]) -> bool:
+    """SMTP 4xx is "try again later"; 5xx is a refusal that retrying will not change."""
+    return all(400 <= c < 500 for c in codes)
+
+
+def _provider_id(response: httpx.Response) -> str | None:
+    try:
+        data: Any = response.json()
+    except ValueError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value[:300] if isinstance(value, str) and value.isprintable() and value else None
