@@ -378,6 +378,8 @@ class AutoRechargeInvalid(DomainError):
     code = "auto_recharge_invalid"
     status = 422
     title = "Auto-recharge settings are not valid"
+
+
 class UsageMeterNotFound(NotFound):
     code = "usage_meter_not_found"
     title = "No such usage meter"
