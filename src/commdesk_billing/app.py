@@ -31,6 +31,7 @@ from commdesk_billing.modules.settlements.api import router as settlements_route
 from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
 from commdesk_billing.modules.splits.api import router as splits_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
+from commdesk_billing.modules.subscriptions.api import router as subscriptions_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(settlements_router)
     app.include_router(payout_webhooks_router)
     app.include_router(splits_router)
+    app.include_router(subscriptions_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # Easy Split vendors still in Cashfree's KYC are asked about again this often (they are
     # also asked whenever read and before a sponsorship of their community chooses its path).
     split_vendor_refresh_every_s: Annotated[int, Field(ge=10, le=86400)] = 300
+    # How often the scheduler renews due subscriptions (and runs their dunning retries).
+    subscription_renew_every_s: Annotated[int, Field(ge=5, le=86400)] = 60
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

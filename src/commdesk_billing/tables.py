@@ -53,6 +53,10 @@ OWNERS: dict[str, str] = {
     "split_vendors": "modules/splits",
     "vendor_settlements": "modules/splits",
     "vendor_settlement_webhooks": "modules/splits",
+    "subscription_plans": "modules/subscriptions",
+    "subscriptions": "modules/subscriptions",
+    "subscription_periods": "modules/subscriptions",
+    "subscription_charges": "modules/subscriptions",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -50,6 +50,8 @@ from commdesk_billing.modules.splits import invariants as split_invariants
 from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.subscriptions import invariants as subscription_invariants
+from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
 from commdesk_billing.modules.wallet.jobs import expire_holds, expire_lots
@@ -207,6 +209,13 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             lambda: sync_open_settlements(engine, settings),
         ),
         Job("seal_ledger", 60, lambda: seal_pending(engine, wait_s=5)),
+        # Renewals, dunning retries and grace expiry; each period is charged once whatever
+        # runs overlap (subscriptions/renewal.py).
+        Job(
+            "renew_subscriptions",
+            settings.subscription_renew_every_s,
+            lambda: renew_subscriptions(engine),
+        ),
         # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
         # turns ACTIVE (and takes split sponsorships) without anyone reading it.
         Job(
@@ -235,8 +244,8 @@ async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> Non
 
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
-    wallets', refunds', communities', partners', payees', sponsorships', settlements' and
-    documents' rules, the seals last."""
+    wallets', refunds', communities', partners', payees', sponsorships', settlements',
+    splits', subscriptions' and documents' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -247,6 +256,7 @@ def verify_checks() -> tuple[Check, ...]:
         *sponsorship_invariants.CHECKS,
         *settlement_invariants.CHECKS,
         *split_invariants.CHECKS,
+        *subscription_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )
