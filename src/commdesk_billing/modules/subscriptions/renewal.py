@@ -260,7 +260,7 @@ async def renew_due(
         )
         for sid in ids:
             seen.append(sid)
-            for _ in range(MAX_STEPS_PER_SUBSCRIPTION):
+            for step in range(MAX_STEPS_PER_SUBSCRIPTION):
                 try:
                     outcome = await renew_one(engine, sid, at)
                 except Exception as exc:  # one subscription must not stop the others
@@ -270,6 +270,8 @@ async def renew_due(
                         error=str(exc)[:300],
                     )
                     break
+                if outcome is Outcome.nothing and step:
+                    break  # caught up: the last period paid runs past `at`
                 report.add(sid, outcome)
                 if outcome is not Outcome.renewed:
                     break
