@@ -151,11 +151,11 @@ def test_proration_is_exact_and_rounds_half_up() -> None:
     assert upgrade_charge(300, 900, period_start=start, period_end=end, at=end) == 0
     two = start + timedelta(seconds=2)
     three = start + timedelta(seconds=3)
-    # 1 credit × 1 s / 2 s = 0.5 → 1; × 1 s / 3 s = 0.33 → 0; × 2 s / 3 s = 0.67 → 1.
+    # 1 credit * 1 s / 2 s = 0.5 → 1; * 1 s / 3 s = 0.33 → 0; * 2 s / 3 s = 0.67 → 1.
     assert upgrade_charge(10, 11, period_start=start, period_end=two, at=start + S) == 1
     assert upgrade_charge(10, 11, period_start=start, period_end=three, at=start + 2 * S) == 0
     assert upgrade_charge(10, 11, period_start=start, period_end=three, at=start + S) == 1
-    # 7 × 1 000 001 / 2 592 000 = 2.70… → 3.
+    # 7 * 1 000 001 / 2 592 000 = 2.70… → 3.
     at = end - timedelta(seconds=1_000_001)
     assert upgrade_charge(3, 10, period_start=start, period_end=end, at=at) == 3
     with pytest.raises(InvalidAmount):

@@ -96,20 +96,39 @@ async def charge_inr_period(conn: AsyncConnection, sub: Subscription, plan: Plan
     )
 
 
-async def announce(
+async def _log(
     conn: AsyncConnection, sub: Subscription, event: str, payload: dict[str, Any]
-) -> None:
-    """An event for the member's notifications and analytics: written to the billing log and
-    the outbox in the transaction that made it true."""
+) -> dict[str, Any]:
+    """The event's body, written to the billing log (analytics, and the tests' witness: an
+    announcement reaches no queue while nothing consumes it)."""
     body = {"subscription_id": str(sub.id), "user_id": sub.user_ref, **payload}
     await billing_events.record(
-        conn,
-        event,
-        user_id=sub.user_id,
-        credits=payload.get("price_credits"),
-        data=body,
+        conn, event, user_id=sub.user_id, credits=payload.get("price_credits"), data=body
     )
-    await outbox.announce(conn, event, body, correlation_id=str(sub.id))
+    return body
+
+
+# The events for the member's notifications, each announced through the outbox in the
+# transaction that made it true (one function per type: the routing test reads literals).
+async def announce_renewed(
+    conn: AsyncConnection, sub: Subscription, payload: dict[str, Any]
+) -> None:
+    body = await _log(conn, sub, "subscription.renewed", payload)
+    await outbox.announce(conn, "subscription.renewed", body, correlation_id=str(sub.id))
+
+
+async def announce_renewal_failed(
+    conn: AsyncConnection, sub: Subscription, payload: dict[str, Any]
+) -> None:
+    body = await _log(conn, sub, "subscription.renewal_failed", payload)
+    await outbox.announce(conn, "subscription.renewal_failed", body, correlation_id=str(sub.id))
+
+
+async def announce_cancelled(
+    conn: AsyncConnection, sub: Subscription, payload: dict[str, Any]
+) -> None:
+    body = await _log(conn, sub, "subscription.cancelled", payload)
+    await outbox.announce(conn, "subscription.cancelled", body, correlation_id=str(sub.id))
 
 
 def iso(at: datetime | None) -> str | None:

@@ -164,10 +164,9 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
         )
         if sub.status is not Status.past_due:
             sub = await repo.update_subscription(conn, sid, status=Status.past_due)
-        await charging.announce(
+        await charging.announce_renewal_failed(
             conn,
             sub,
-            "subscription.renewal_failed",
             {
                 "plan_name": plan.name,
                 "attempt": attempts,
@@ -182,10 +181,9 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
         sub = await subs.end(
             conn, sub, at=period.grace_until, status=Status.expired, reason="unpaid"
         )
-        await charging.announce(
+        await charging.announce_cancelled(
             conn,
             sub,
-            "subscription.cancelled",
             {"plan_name": plan.name, "ends_at": charging.iso(period.grace_until)},
         )
         return Outcome.ended
@@ -225,10 +223,9 @@ async def _pay(
         next_plan_code=None,
         next_plan_version=None,
     )
-    await charging.announce(
+    await charging.announce_renewed(
         conn,
         sub,
-        "subscription.renewed",
         {
             "plan_name": plan.name,
             "period_start": charging.iso(period.period_start),

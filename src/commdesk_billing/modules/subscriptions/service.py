@@ -168,10 +168,9 @@ async def cancel(
     else:
         sub = await end(conn, sub, at=at, status=Status.cancelled, reason="cancelled")
         ends_at = at
-    await charging.announce(
+    await charging.announce_cancelled(
         conn,
         sub,
-        "subscription.cancelled",
         {"plan_name": plan.name, "ends_at": charging.iso(ends_at)},
     )
     return sub
