@@ -92,7 +92,13 @@ def next_retry(plan: Plan, period: Period, attempts: int) -> datetime | None:
 
 
 async def _renewal_plan(conn: AsyncConnection, sub: Subscription) -> Plan:
-    if sub.next_plan_code is not None and sub.next_plan_version is not None:
+    # A waiting downgrade is skipped if the member has since subscribed to that plan
+    # separately (one live subscription per plan): the renewal stays on its own plan.
+    if (
+        sub.next_plan_code is not None
+        and sub.next_plan_version is not None
+        and not await repo.holds_live(conn, sub.user_id, sub.next_plan_code)
+    ):
         return await plans.version(conn, sub.next_plan_code, sub.next_plan_version)
     return await plans.latest(conn, sub.plan_code)
 

@@ -201,6 +201,18 @@ async def list_of_user(conn: AsyncConnection, user_id: uuid.UUID, limit: int) ->
     return [_sub(r) for r in rows]
 
 
+async def holds_live(conn: AsyncConnection, user_id: uuid.UUID, plan_code: str) -> bool:
+    """Whether the member has a live subscription to `plan_code`."""
+    row = (
+        await conn.execute(
+            sql("""SELECT 1 FROM subscriptions WHERE user_id = :u AND plan_code = :c
+                      AND status IN ('active', 'past_due')"""),
+            {"u": user_id, "c": plan_code},
+        )
+    ).first()
+    return row is not None
+
+
 async def due_subscriptions(
     conn: AsyncConnection, at: datetime, limit: int, *, exclude: list[uuid.UUID]
 ) -> list[uuid.UUID]:

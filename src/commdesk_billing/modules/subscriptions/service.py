@@ -228,6 +228,8 @@ async def change_plan(
         raise PlanChangeRefused("the subscription is already on this plan")
     if target.same_interval != current.same_interval:
         raise PlanChangeRefused("a plan change keeps the billing interval")
+    if await repo.holds_live(conn, sub.user_id, target.code):
+        raise PlanChangeRefused("the member already has a live subscription to that plan")
     assert target.price_credits is not None and current.price_credits is not None
     if target.price_credits <= current.price_credits:
         sub = await repo.update_subscription(
