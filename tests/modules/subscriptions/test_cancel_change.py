@@ -238,3 +238,69 @@ async def test_downgrade_takes_over_at_renewal_with_nothing_charged_now(
     assert (sub.plan_code, sub.next_plan_code, sub.current_period) == (basic["code"], None, 2)
     assert await charges(engine, sid) == [(1, "period", 900), (2, "period", 300)]
     assert (await wallet(engine, who.wallet.id)).available_credits == 800
+
+
+async def test_a_change_to_a_plan_already_held_is_refused(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    cheap = await make_plan(client, settings, price_credits=100)
+    dear = await make_plan(client, settings, price_credits=200)
+    who = await member(engine, 1000)
+    first = await subscribe(client, settings, who, dear["code"])
+    await subscribe(client, settings, who, cheap["code"])
+    for target in (cheap, dear):
+        r = await client.post(
+            f"/v1/subscriptions/{first['id']}/change",
+            json={"plan_code": target["code"]},
+            headers=who.headers(settings),
+        )
+        _problem(r, 409, "plan_change_refused")
+    assert (await wallet(engine, who.wallet.id)).available_credits == 700
+
+
+async def test_my_subscriptions_are_paged_newest_first(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    who = await member(engine, 1000)
+    made = []
+    for _ in range(3):
+        plan = await make_plan(client, settings, price_credits=10)
+        made.append((await subscribe(client, settings, who, plan["code"]))["id"])
+    first = await client.get("/v1/subscriptions?limit=2", headers=who.headers(settings))
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [s["id"] for s in page["data"]] == made[::-1][:2]
+    second = await client.get(
+        f"/v1/subscriptions?limit=2&cursor={page['next_cursor']}", headers=who.headers(settings)
+    )
+    assert [s["id"] for s in second.json()["data"]] == made[:1]
+    assert second.json()["next_cursor"] is None
+    bad = await client.get("/v1/subscriptions?cursor=bm9wZQ", headers=who.headers(settings))
+    _problem(bad, 422, "invalid_cursor")
+
+
+async def test_staff_cancellations_are_audited(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    from sqlalchemy import text
+
+    plan = await make_plan(client, settings, price_credits=10)
+    who = await member(engine, 100)
+    sid = (await subscribe(client, settings, who, plan["code"]))["id"]
+    r = await client.post(
+        f"/v1/subscriptions/{sid}/cancel",
+        json={"at_period_end": True},
+        headers=headers(settings, Role.support, "support-7"),
+    )
+    assert r.status_code == 200, r.text
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("""SELECT actor_sub, action, details FROM audit_logs
+                         WHERE target_type = 'subscription' AND target_id = :s"""),
+                {"s": sid},
+            )
+        ).all()
+    assert [(x.actor_sub, x.action, x.details) for x in rows] == [
+        ("support-7", "subscription.cancel", {"at_period_end": True})
+    ]

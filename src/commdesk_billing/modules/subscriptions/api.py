@@ -32,6 +32,7 @@ from commdesk_billing.modules.subscriptions.schemas import (
     SubscriptionList,
     SubscriptionOut,
 )
+from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
 from commdesk_billing.security.text import sane_header
 
@@ -139,13 +140,22 @@ async def subscribe(
     "/subscriptions",
     response_model=SubscriptionList,
     responses=_PROBLEMS,
-    summary="The caller's subscriptions, newest first (at most `limit`)",
+    summary="The caller's subscriptions, newest first (keyset cursor)",
 )
 async def my_subscriptions(
-    engine: Engine, caller: Caller, limit: Annotated[int, Query(ge=1, le=100)] = 50
+    engine: Engine,
+    caller: Caller,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> SubscriptionList:
-    found = await in_transaction(engine, lambda c: subs.mine(c, caller, limit))
-    return SubscriptionList(data=[SubscriptionOut.of(s) for s in found])
+    before = decode_cursor("sub", cursor) if cursor else None
+    found = await in_transaction(engine, lambda c: subs.mine(c, caller, limit + 1, before))
+    page = found[:limit]
+    more = len(found) > limit
+    return SubscriptionList(
+        data=[SubscriptionOut.of(s) for s in page],
+        next_cursor=encode_cursor("sub", page[-1].created_at, page[-1].id) if more else None,
+    )
 
 
 @router.get(
@@ -182,6 +192,16 @@ async def cancel(
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
         sub = await subs.cancel(conn, caller, subscription_id, at_period_end=body.at_period_end)
+        if not auth.owns(caller, sub):  # staff cancelling for a member
+            await audit.record(
+                conn,
+                caller,
+                action="subscription.cancel",
+                target_type="subscription",
+                target_id=str(sub.id),
+                details={"at_period_end": body.at_period_end},
+                request_id=sane_header(request.headers.get("x-request-id")),
+            )
         return Answer(200, SubscriptionOut.of(sub).model_dump(mode="json"))
 
     return await _keyed(engine, request, caller, key, body, work)

@@ -190,12 +190,24 @@ async def get_subscription(
     return _sub(row) if row else None
 
 
-async def list_of_user(conn: AsyncConnection, user_id: uuid.UUID, limit: int) -> list[Subscription]:
+async def list_of_user(
+    conn: AsyncConnection,
+    user_id: uuid.UUID,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Subscription]:
     rows = (
         await conn.execute(
             sql(f"""SELECT {_SUB_COLS} FROM subscriptions WHERE user_id = :u
+                      AND (CAST(:at AS timestamptz) IS NULL
+                           OR (created_at, id) < (CAST(:at AS timestamptz), CAST(:id AS uuid)))
                     ORDER BY created_at DESC, id DESC LIMIT :n"""),
-            {"u": user_id, "n": limit},
+            {
+                "u": user_id,
+                "n": limit,
+                "at": before[0] if before else None,
+                "id": before[1] if before else None,
+            },
         )
     ).all()
     return [_sub(r) for r in rows]

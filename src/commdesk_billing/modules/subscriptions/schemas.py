@@ -164,6 +164,7 @@ class SubscriptionOut(BaseModel):
 
 class SubscriptionList(BaseModel):
     data: list[SubscriptionOut]
+    next_cursor: str | None = None
 
 
 class ChangeOut(BaseModel):

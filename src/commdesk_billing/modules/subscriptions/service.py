@@ -134,10 +134,16 @@ async def read(
     return sub
 
 
-async def mine(conn: AsyncConnection, principal: Principal, limit: int) -> list[Subscription]:
+async def mine(
+    conn: AsyncConnection,
+    principal: Principal,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Subscription]:
+    """The caller's subscriptions, newest first, those before the cursor's (time, id)."""
     auth.authorize_subscribe(principal)
     user_id = await users.user_id_for(conn, principal.sub)
-    return [] if user_id is None else await repo.list_of_user(conn, user_id, limit)
+    return [] if user_id is None else await repo.list_of_user(conn, user_id, limit, before)
 
 
 async def cancel(
