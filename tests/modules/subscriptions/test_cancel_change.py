@@ -63,9 +63,9 @@ async def test_cancel_at_period_end_runs_out_the_paid_period(
         )
     ]
     # Still active until the end; then it ends, unrenewed, at the period's end.
-    before = await renew_subscriptions(engine, at=end - S)
+    before = await renew_subscriptions(engine, only=[sid], at=end - S)
     assert str(sid) not in before.outcomes
-    report = await renew_subscriptions(engine, at=end + timedelta(days=3))
+    report = await renew_subscriptions(engine, only=[sid], at=end + timedelta(days=3))
     assert report.outcomes[str(sid)] == ["ended"]
     sub = await get(engine, sid)
     assert (sub.status.value, sub.ended_at) == ("cancelled", end)
@@ -92,7 +92,7 @@ async def test_cancel_now_ends_at_once_and_credits_nothing_back(
     assert (body["status"], body["ended_reason"]) == ("cancelled", "cancelled")
     assert ts(body["ended_at"]) < ts(out["current_period_end"])
     assert (await wallet(engine, who.wallet.id)).available_credits == 900
-    report = await renew_subscriptions(engine, at=ts(out["current_period_end"]) + S)
+    report = await renew_subscriptions(engine, only=[sid], at=ts(out["current_period_end"]) + S)
     assert str(sid) not in report.outcomes
     again = await client.post(
         f"/v1/subscriptions/{sid}/cancel", json={}, headers=who.headers(settings)
@@ -189,7 +189,7 @@ async def test_upgrade_charges_the_prorated_difference_now(
     assert await charges(engine, sid) == [(1, "period", 300), (1, "upgrade", want)]
     assert (await wallet(engine, who.wallet.id)).available_credits == 2000 - 300 - want
     # The renewal charges the new plan's price.
-    report = await renew_subscriptions(engine, at=end)
+    report = await renew_subscriptions(engine, only=[sid], at=end)
     assert report.outcomes[str(sid)] == ["renewed"]
     assert [(p.plan_code, p.price_credits) for p in await periods(engine, sid)] == [
         (basic["code"], 300),
@@ -233,7 +233,7 @@ async def test_downgrade_takes_over_at_renewal_with_nothing_charged_now(
     )
     _problem(other, 409, "plan_change_refused")
 
-    await renew_subscriptions(engine, at=ts(out["current_period_end"]))
+    await renew_subscriptions(engine, only=[sid], at=ts(out["current_period_end"]))
     sub = await get(engine, sid)
     assert (sub.plan_code, sub.next_plan_code, sub.current_period) == (basic["code"], None, 2)
     assert await charges(engine, sid) == [(1, "period", 900), (2, "period", 300)]

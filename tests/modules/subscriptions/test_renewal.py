@@ -54,13 +54,13 @@ async def test_three_renewals_with_a_failure_and_recovery(
         return boundary(anchor, IntervalUnit.month, 1, n) - anchor
 
     # Period 2: paid (250 - 100 - 100 = 50 left).
-    first = await renew_subscriptions(engine, at=anchor + end(1) + S)
+    first = await renew_subscriptions(engine, only=[sid], at=anchor + end(1) + S)
     assert first.outcomes[str(sid)] == ["renewed"]
     assert (await wallet(engine, who.wallet.id)).available_credits == 50
 
     # Period 3: too few credits. Past due, in grace; retried a day after its start.
     start3 = anchor + end(2)
-    failed = await renew_subscriptions(engine, at=start3 + S)
+    failed = await renew_subscriptions(engine, only=[sid], at=start3 + S)
     assert failed.outcomes[str(sid)] == ["failed"]
     sub = await get(engine, sid)
     assert (sub.status.value, sub.current_period) == ("past_due", 2)
@@ -70,19 +70,19 @@ async def test_three_renewals_with_a_failure_and_recovery(
 
     # Before the retry is due nothing is tried, even with credits back.
     await grant(engine, who.wallet.id, 150)
-    early = await renew_subscriptions(engine, at=start3 + DAY - S)
+    early = await renew_subscriptions(engine, only=[sid], at=start3 + DAY - S)
     assert early.outcomes[str(sid)] == ["waiting"]
     assert (await wallet(engine, who.wallet.id)).available_credits == 200
 
     # The retry succeeds: recovered, the period keeps its own start and end.
-    recovered = await renew_subscriptions(engine, at=start3 + DAY)
+    recovered = await renew_subscriptions(engine, only=[sid], at=start3 + DAY)
     assert recovered.outcomes[str(sid)] == ["renewed"]
     sub = await get(engine, sid)
     assert (sub.status.value, sub.current_period) == ("active", 3)
     assert (sub.current_period_start, sub.current_period_end) == (start3, anchor + end(3))
 
     # Period 4: paid.
-    fourth = await renew_subscriptions(engine, at=anchor + end(3))
+    fourth = await renew_subscriptions(engine, only=[sid], at=anchor + end(3))
     assert fourth.outcomes[str(sid)] == ["renewed"]
     assert (await wallet(engine, who.wallet.id)).available_credits == 0
     assert [(p.number, p.status.value, p.attempts) for p in await periods(engine, sid)] == [
@@ -117,7 +117,7 @@ async def test_three_renewals_with_a_failure_and_recovery(
         "grace_until": (start3 + 7 * DAY).isoformat(),
     }
     # Nothing is due any more at that time: a run again changes nothing.
-    again = await renew_subscriptions(engine, at=anchor + end(3))
+    again = await renew_subscriptions(engine, only=[sid], at=anchor + end(3))
     assert str(sid) not in again.outcomes
 
 
@@ -130,7 +130,10 @@ async def test_racing_renewal_jobs_charge_each_period_once(
     latest = max(ts(s["current_period_start"]) for s in subs)
     # Three periods have ended for all: eight jobs at once catch them up.
     at = latest + timedelta(weeks=3) + S
-    reports = await asyncio.gather(*(renew_subscriptions(engine, at=at) for _ in range(8)))
+    ids = [uuid.UUID(s["id"]) for s in subs]
+    reports = await asyncio.gather(
+        *(renew_subscriptions(engine, only=ids, at=at) for _ in range(8))
+    )
     assert sum(r.renewed for r in reports) == 3 * 3
     for m, s in zip(members, subs, strict=True):
         sid = uuid.UUID(s["id"])
@@ -162,7 +165,7 @@ async def test_a_crash_between_the_period_row_and_the_charge_charges_once(
     assert len(await periods(engine, sid)) == 2
 
     # The next run charges it, once; the charge step run again finds it paid.
-    report = await renew_subscriptions(engine, at=at)
+    report = await renew_subscriptions(engine, only=[sid], at=at)
     assert report.outcomes[str(sid)] == ["renewed"]
     outcome = await in_transaction(engine, partial(renewal.charge_period, sid=sid, at=at))
     assert outcome is renewal.Outcome.nothing
@@ -187,12 +190,16 @@ async def test_past_the_grace_the_subscription_expires(
     sid = uuid.UUID(out["id"])
     start2 = ts(out["current_period_end"])
 
-    assert (await renew_subscriptions(engine, at=start2)).outcomes[str(sid)] == ["failed"]
-    assert (await renew_subscriptions(engine, at=start2 + DAY)).outcomes[str(sid)] == ["failed"]
-    assert (await renew_subscriptions(engine, at=start2 + 2 * DAY)).outcomes[str(sid)] == [
-        "waiting"
+    assert (await renew_subscriptions(engine, only=[sid], at=start2)).outcomes[str(sid)] == [
+        "failed"
     ]
-    ended = await renew_subscriptions(engine, at=start2 + 3 * DAY)
+    assert (await renew_subscriptions(engine, only=[sid], at=start2 + DAY)).outcomes[str(sid)] == [
+        "failed"
+    ]
+    assert (await renew_subscriptions(engine, only=[sid], at=start2 + 2 * DAY)).outcomes[
+        str(sid)
+    ] == ["waiting"]
+    ended = await renew_subscriptions(engine, only=[sid], at=start2 + 3 * DAY)
     assert ended.outcomes[str(sid)] == ["ended"]
     sub = await get(engine, sid)
     assert (sub.status.value, sub.ended_at, sub.ended_reason) == (
@@ -218,7 +225,7 @@ async def test_past_the_grace_the_subscription_expires(
     }
     # Ended: credits arriving later buy nothing, later runs do nothing.
     await grant(engine, who.wallet.id, 500)
-    later = await renew_subscriptions(engine, at=start2 + 30 * DAY)
+    later = await renew_subscriptions(engine, only=[sid], at=start2 + 30 * DAY)
     assert str(sid) not in later.outcomes
     assert await charges(engine, sid) == [(1, "period", 100)]
     assert (await wallet(engine, who.wallet.id)).available_credits == 500
@@ -276,3 +283,55 @@ async def _waiting_on_subscriptions(engine: AsyncEngine) -> int:
                 )
             ).scalar_one()
         )
+
+
+async def test_the_scheduler_job_renews_every_due_subscription(
+    scratch_engine: AsyncEngine, settings: Settings
+) -> None:
+    """The job as the scheduler has it (`wiring.jobs`), over a database of its own: every
+    due subscription, none named."""
+    from commdesk_billing import wiring
+    from commdesk_billing.modules.subscriptions import plans
+    from commdesk_billing.modules.subscriptions import service as subs_service
+    from commdesk_billing.modules.subscriptions.model import Currency
+    from commdesk_billing.security.jwt import Principal, Role
+    from tests.conftest import new_wallet
+
+    job = {j.name: j for j in wiring.jobs(settings, scratch_engine, None)}["renew_subscriptions"]  # type: ignore[arg-type]
+    assert job.every_s == settings.subscription_renew_every_s
+    plan = await in_transaction(
+        scratch_engine,
+        lambda c: plans.add_version(
+            c,
+            code="daily",
+            name="Daily",
+            currency=Currency.credits,
+            price_credits=5,
+            price_paise=None,
+            interval_unit=IntervalUnit.day,
+            interval_count=1,
+            grace_period_s=0,
+            dunning_offsets_s=[],
+            active=True,
+            created_by="test",
+        ),
+    )
+    made = []
+    for n in range(3):
+        sub = f"member-{uuid.uuid4().hex}"
+        await new_wallet(scratch_engine, 100, sub=sub)
+        who = Principal(sub=sub, role=Role.member, scopes=frozenset())
+        made.append(
+            await in_transaction(
+                scratch_engine,
+                lambda c, who=who, n=n: subs_service.subscribe(
+                    c, who, plan_code=plan.code, operation_key=f"job-{n}"
+                ),
+            )
+        )
+    assert (await job.run()) == renewal.RenewalReport()  # now: nothing is due yet
+    at = max(s.current_period_end for s in made) + DAY
+    report = await renew_subscriptions(scratch_engine, at=at)
+    assert (report.renewed, report.failed, report.ended) == (6, 0, 0)
+    for s in made:
+        assert (await get(scratch_engine, s.id)).current_period == 3

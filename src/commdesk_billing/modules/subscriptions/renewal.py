@@ -250,16 +250,21 @@ async def renew_one(engine: AsyncEngine, sid: uuid.UUID, at: datetime) -> Outcom
 
 
 async def renew_due(
-    engine: AsyncEngine, *, at: datetime | None = None, batch: int = 200
+    engine: AsyncEngine,
+    *,
+    at: datetime | None = None,
+    batch: int = 200,
+    only: list[uuid.UUID] | None = None,
 ) -> RenewalReport:
     """The scheduler's job: every live subscription whose period ended by `at`, caught up
-    period by period (one transaction per step, so one member never holds up the rest)."""
+    period by period (one transaction per step, so one member never holds up the rest).
+    `only` limits the run to those subscriptions (a test's own, in a shared database)."""
     at = at or datetime.now(UTC)
     report = RenewalReport()
     seen: list[uuid.UUID] = []
     while True:
         ids = await in_transaction(
-            engine, lambda c: repo.due_subscriptions(c, at, batch, exclude=seen)
+            engine, lambda c: repo.due_subscriptions(c, at, batch, exclude=seen, only=only)
         )
         for sid in ids:
             seen.append(sid)

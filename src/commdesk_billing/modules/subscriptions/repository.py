@@ -226,17 +226,24 @@ async def holds_live(conn: AsyncConnection, user_id: uuid.UUID, plan_code: str) 
 
 
 async def due_subscriptions(
-    conn: AsyncConnection, at: datetime, limit: int, *, exclude: list[uuid.UUID]
+    conn: AsyncConnection,
+    at: datetime,
+    limit: int,
+    *,
+    exclude: list[uuid.UUID],
+    only: list[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
     """Live subscriptions whose paid period has ended by `at` (a past-due one stays here
-    until it is paid or ends), but those in `exclude` (already seen by this run)."""
+    until it is paid or ends), but those in `exclude` (already seen by this run); among
+    `only` when it is given."""
     rows = (
         await conn.execute(
             sql("""SELECT id FROM subscriptions
                     WHERE status IN ('active', 'past_due') AND current_period_end <= :at
                       AND NOT (id = ANY(CAST(:seen AS uuid[])))
+                      AND (CAST(:only AS uuid[]) IS NULL OR id = ANY(CAST(:only AS uuid[])))
                     ORDER BY current_period_end, id LIMIT :n"""),
-            {"at": at, "n": limit, "seen": exclude},
+            {"at": at, "n": limit, "seen": exclude, "only": only},
         )
     ).all()
     return [r.id for r in rows]
