@@ -304,3 +304,53 @@ async def test_staff_cancellations_are_audited(
     assert [(x.actor_sub, x.action, x.details) for x in rows] == [
         ("support-7", "subscription.cancel", {"at_period_end": True})
     ]
+
+
+async def test_an_upgrade_the_wallet_cannot_pay_changes_nothing(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    basic = await make_plan(client, settings, price_credits=100)
+    pro = await make_plan(client, settings, price_credits=100_000)
+    who = await member(engine, 150)
+    sid = (await subscribe(client, settings, who, basic["code"]))["id"]
+    r = await client.post(
+        f"/v1/subscriptions/{sid}/change",
+        json={"plan_code": pro["code"]},
+        headers=who.headers(settings),
+    )
+    _problem(r, 409, "insufficient_credits")
+    sub = await get(engine, uuid.UUID(sid))
+    assert (sub.plan_code, sub.next_plan_code) == (basic["code"], None)
+    assert await charges(engine, uuid.UUID(sid)) == [(1, "period", 100)]
+    assert (await wallet(engine, who.wallet.id)).available_credits == 50
+
+
+async def test_hostile_subscription_bodies_are_problems(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    plan = await make_plan(client, settings, price_credits=10)
+    who = await member(engine, 100)
+    sid = (await subscribe(client, settings, who, plan["code"]))["id"]
+    for path, body in (
+        ("/v1/subscriptions", {"plan_code": "Bad Code"}),
+        ("/v1/subscriptions", {"plan_code": 5}),
+        ("/v1/subscriptions", {"plan_code": plan["code"], "wallet_id": str(uuid.uuid4())}),
+        ("/v1/subscriptions", {}),
+        (f"/v1/subscriptions/{sid}/cancel", {"at_period_end": "yes"}),
+        (f"/v1/subscriptions/{sid}/cancel", {"at_period_end": 0}),
+        (f"/v1/subscriptions/{sid}/change", {"plan_code": "x" * 41}),
+        (f"/v1/subscriptions/{sid}/change", {"plan_code": plan["code"], "credits": 1}),
+    ):
+        r = await client.post(path, json=body, headers=who.headers(settings))
+        _problem(r, 422, "validation_error")
+    missing = await client.post(
+        "/v1/subscriptions", json={"plan_code": "no-such-plan"}, headers=who.headers(settings)
+    )
+    _problem(missing, 404, "subscription_plan_not_found")
+    no_key = await client.post(
+        "/v1/subscriptions",
+        json={"plan_code": plan["code"]},
+        headers=who.headers(settings, key=False),
+    )
+    _problem(no_key, 400, "idempotency_key_required")
+    assert (await get(engine, uuid.UUID(sid))).status.value == "active"
