@@ -106,7 +106,8 @@ async def charges(engine: AsyncEngine, sid: uuid.UUID) -> list[tuple[int, str, i
                 text("""
             SELECT c.period_number, c.kind, c.credits, h.status, h.captured_credits
               FROM subscription_charges c JOIN wallet_holds h ON h.id = c.hold_id
-             WHERE c.subscription_id = :s ORDER BY c.created_at, c.id"""),
+             WHERE c.subscription_id = :s
+             ORDER BY c.period_number, c.kind, c.created_at, c.id"""),
                 {"s": sid},
             )
         ).all()

@@ -381,7 +381,8 @@ async def charges_of(conn: AsyncConnection, subscription_id: uuid.UUID) -> list[
     rows = (
         await conn.execute(
             sql(f"""SELECT {_CHARGE_COLS} FROM subscription_charges
-                    WHERE subscription_id = :s ORDER BY created_at, id"""),
+                    WHERE subscription_id = :s
+                    ORDER BY period_number, kind, created_at, id"""),
             {"s": subscription_id},
         )
     ).all()
