@@ -375,15 +375,3 @@ async def find_charge(conn: AsyncConnection, operation_key: str) -> Charge | Non
         )
     ).first()
     return Charge(**row._asdict()) if row else None
-
-
-async def charges_of(conn: AsyncConnection, subscription_id: uuid.UUID) -> list[Charge]:
-    rows = (
-        await conn.execute(
-            sql(f"""SELECT {_CHARGE_COLS} FROM subscription_charges
-                    WHERE subscription_id = :s
-                    ORDER BY period_number, kind, created_at, id"""),
-            {"s": subscription_id},
-        )
-    ).all()
-    return [Charge(**r._asdict()) for r in rows]
