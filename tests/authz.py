@@ -333,3 +333,19 @@ USAGE_CALLERS = [
     "anonymous",
     "forged",
 ]
+# Who may call what, on the subscriptions' routes. `owner` holds the subscription under
+# test; every person has a funded wallet. Plans are finance's to define and anyone's to
+# read; people subscribe from their own wallet; the subscriber, finance and support cancel
+# (support for a member, the runbook); only the subscriber changes plan. Everyone else: 403;
+# no token or a forged one: 401.
+_SUBSCRIBERS = {"owner", "other_member", "community_owner", "finance_admin", "support", "auditor"}
+SUBSCRIPTION_ALLOW = {
+    "POST /v1/subscription-plans": {"finance_admin"},
+    "GET /v1/subscription-plans": {*_SUBSCRIBERS, "service"},
+    "POST /v1/subscriptions": _SUBSCRIBERS,
+    "GET /v1/subscriptions": _SUBSCRIBERS,
+    "GET /v1/subscriptions/{subscription_id}": {"owner", "finance_admin", "support", "auditor"},
+    "POST /v1/subscriptions/{subscription_id}/cancel": {"owner", "finance_admin", "support"},
+    "POST /v1/subscriptions/{subscription_id}/change": {"owner"},
+}
+SUBSCRIPTION_CALLERS = [*sorted(_SUBSCRIBERS), "service", "anonymous", "forged"]

@@ -32,6 +32,7 @@ from commdesk_billing.modules.settlements.api import router as settlements_route
 from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
 from commdesk_billing.modules.splits.api import router as splits_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
+from commdesk_billing.modules.subscriptions.api import router as subscriptions_router
 from commdesk_billing.modules.usage.api import router as usage_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payout_webhooks_router)
     app.include_router(splits_router)
     app.include_router(usage_router)
+    app.include_router(subscriptions_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

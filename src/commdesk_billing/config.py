@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     auto_recharge_margin_s: Annotated[int, Field(ge=0, le=7 * 86400)] = 12 * 3600
     auto_recharge_predict_every_s: Annotated[int, Field(ge=10, le=86400)] = 900
     auto_recharge_settle_every_s: Annotated[float, Field(ge=0.1, le=3600)] = 60.0
+    # How often the scheduler renews due subscriptions (and runs their dunning retries).
+    subscription_renew_every_s: Annotated[int, Field(ge=5, le=86400)] = 60
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

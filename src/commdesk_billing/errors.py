@@ -398,3 +398,44 @@ class UsageWindowInvalid(DomainError):
     code = "usage_window_invalid"
     status = 422
     title = "Summary window is not valid"
+
+
+class SubscriptionNotFound(NotFound):
+    code = "subscription_not_found"
+
+
+class SubscriptionPlanNotFound(NotFound):
+    code = "subscription_plan_not_found"
+
+
+class SubscriptionPlanInactive(DomainError):
+    code = "subscription_plan_inactive"
+    status = 409
+    title = "The plan's latest version is no longer sold"
+
+
+class SubscriptionInrUnavailable(DomainError):
+    """A plan priced in INR renews on a UPI AutoPay mandate (cashfree.md §12): until
+    mandates land, such a plan can be defined but not subscribed to."""
+
+    code = "subscription_inr_unavailable"
+    status = 409
+    title = "Plans priced in INR need a UPI AutoPay mandate, which is not available yet"
+
+
+class SubscriptionExists(DomainError):
+    code = "subscription_exists"
+    status = 409
+    title = "The member already has a live subscription to this plan"
+
+
+class SubscriptionNotActive(DomainError):
+    code = "subscription_not_active"
+    status = 409
+    title = "The subscription is not in a state that allows this"
+
+
+class PlanChangeRefused(DomainError):
+    code = "plan_change_refused"
+    status = 409
+    title = "The plan cannot be changed to that plan"

@@ -63,6 +63,10 @@ OWNERS: dict[str, str] = {
     "usage_debts": "modules/usage",
     "usage_debt_repayments": "modules/usage",
     "notification_deliveries": "modules/notifications",
+    "subscription_plans": "modules/subscriptions",
+    "subscriptions": "modules/subscriptions",
+    "subscription_periods": "modules/subscriptions",
+    "subscription_charges": "modules/subscriptions",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

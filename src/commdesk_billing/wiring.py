@@ -57,6 +57,8 @@ from commdesk_billing.modules.splits import invariants as split_invariants
 from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.subscriptions import invariants as subscription_invariants
+from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
 from commdesk_billing.modules.usage import invariants as usage_invariants
 from commdesk_billing.modules.usage.consumers import repay_debts
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
@@ -277,6 +279,13 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             settings.notification_deliver_every_s,
             lambda: deliver_notifications(engine, settings),
         ),
+        # Renewals, dunning retries and grace expiry; each period is charged once whatever
+        # runs overlap (subscriptions/renewal.py).
+        Job(
+            "renew_subscriptions",
+            settings.subscription_renew_every_s,
+            lambda: renew_subscriptions(engine),
+        ),
         # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
         # turns ACTIVE (and takes split sponsorships) without anyone reading it.
         Job(
@@ -311,7 +320,7 @@ async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> Non
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
     wallets', refunds', communities', partners', payees', sponsorships', settlements',
-    documents' and auto-recharges' rules, the seals last."""
+    splits', usage's, subscriptions', documents' and auto-recharges' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -323,6 +332,7 @@ def verify_checks() -> tuple[Check, ...]:
         *settlement_invariants.CHECKS,
         *split_invariants.CHECKS,
         *usage_invariants.CHECKS,
+        *subscription_invariants.CHECKS,
         *invoice_invariants.CHECKS,
         *auto_recharge_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,

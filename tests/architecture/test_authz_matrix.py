@@ -14,6 +14,7 @@ from tests.authz import (
     SETTLEMENT_ALLOW,
     SPLIT_VENDOR_ALLOW,
     SPONSORSHIP_ALLOW,
+    SUBSCRIPTION_ALLOW,
     USAGE_ALLOW,
     WALLET_ALLOW,
 )
@@ -33,7 +34,9 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         COMMUNITY_ALLOW
     ) | set(PARTNER_ALLOW) | set(PAYEE_ALLOW) | set(SPONSORSHIP_ALLOW) | set(
         SETTLEMENT_ALLOW
-    ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | set(USAGE_ALLOW) | {
+    ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | set(USAGE_ALLOW) | set(
+        SUBSCRIPTION_ALLOW
+    ) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree-payouts",
         "POST /v1/webhooks/cashfree/vendor-settlements",

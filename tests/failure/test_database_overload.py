@@ -474,6 +474,7 @@ _PATH_PARAMETERS = (
     "payee_id",
     "sponsorship_id",
     "settlement_id",
+    "subscription_id",
 )
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
@@ -507,6 +508,15 @@ _BODIES: dict[str, Any] = {
         "customer_phone": "9876543210",
     },
     "POST /v1/settlements/runs": {},
+    "POST /v1/subscription-plans": {
+        "code": "sweep-plan",
+        "name": "Sweep",
+        "price_credits": 100,
+        "interval_unit": "month",
+    },
+    "POST /v1/subscriptions": {"plan_code": "sweep-plan"},
+    "POST /v1/subscriptions/{subscription_id}/cancel": {"at_period_end": True},
+    "POST /v1/subscriptions/{subscription_id}/change": {"plan_code": "sweep-plan"},
     "POST /v1/communities/{community_id}/split-vendor": {
         "name": "Sweep Vendor",
         "email": "sweep@example.com",

@@ -19,6 +19,7 @@ from commdesk_billing.modules.refunds import invariants as refunds
 from commdesk_billing.modules.settlements import invariants as settlements
 from commdesk_billing.modules.splits import invariants as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorships
+from commdesk_billing.modules.subscriptions import invariants as subscriptions
 from commdesk_billing.modules.usage import invariants as usage
 from commdesk_billing.modules.wallet import invariants as wallet
 from commdesk_billing.wiring import verify_checks as default_checks
@@ -36,6 +37,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (settlements, settlements.CHECKS),
     (splits, splits.CHECKS),
     (usage, usage.CHECKS),
+    (subscriptions, subscriptions.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -77,6 +79,8 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "usage_debits",
         "usage_aggregates",
         "usage_debts",
+        "subscription_charges",
+        "subscription_periods",
         "document_figures",
         "document_numbers",
         "seals",
@@ -115,6 +119,7 @@ async def test_verify_runs_only_the_given_checks_in_the_given_order(
         "settlements",
         "split_vendors",
         "usage_events",
+        "subscription_charges",
         "documents",
         "seal_blocks",
         "unsealed_entries",

@@ -1,0 +1,97 @@
+"""The subscriptions' checks for `ledger verify` (DESIGN §12).
+
+See `modules/ledger/verify.py` for how checks are written and composed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.modules.ledger.verify import VerifyReport, check, count, rows
+
+
+@check("subscription_charges")
+async def subscription_charges(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every paid period has exactly one period charge, of the period's price, and no
+    unpaid period has one; every charge's hold is on the subscription's wallet and was
+    captured for exactly the charge's credits."""
+    for r in await rows(
+        conn,
+        """
+        SELECT p.subscription_id, p.number, p.status, p.price_credits,
+               count(c.id) AS charges, coalesce(sum(c.credits), 0) AS credits
+          FROM subscription_periods p
+          LEFT JOIN subscription_charges c
+            ON c.subscription_id = p.subscription_id AND c.period_number = p.number
+           AND c.kind = 'period'
+         GROUP BY p.subscription_id, p.number, p.status, p.price_credits
+        HAVING (p.status = 'paid' AND (count(c.id) <> 1 OR sum(c.credits) <> p.price_credits))
+            OR (p.status <> 'paid' AND count(c.id) <> 0)""",
+    ):
+        report.add(
+            "subscription_period_charge",
+            f"subscription {r.subscription_id} period {r.number}",
+            f"{r.status} at {r.price_credits} credits has {r.charges} period charges of "
+            f"{r.credits} credits",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT c.id, c.subscription_id, c.credits, h.status, h.captured_credits,
+               h.wallet_id = s.wallet_id AS same_wallet
+          FROM subscription_charges c
+          JOIN subscriptions s ON s.id = c.subscription_id
+          LEFT JOIN wallet_holds h ON h.id = c.hold_id
+         WHERE h.id IS NULL OR h.status <> 'captured' OR h.captured_credits <> c.credits
+            OR h.wallet_id <> s.wallet_id""",
+    ):
+        report.add(
+            "subscription_charge_hold",
+            f"subscription {r.subscription_id} charge {r.id}",
+            f"charges {r.credits} credits; its hold is {r.status or 'missing'} with "
+            f"{r.captured_credits} captured (same wallet: {r.same_wallet})",
+        )
+    report.stats["subscription_charges"] = await count(
+        conn, "SELECT count(*) FROM subscription_charges"
+    )
+
+
+@check("subscription_periods")
+async def subscription_periods(conn: AsyncConnection, report: VerifyReport) -> None:
+    """No two paid periods of a subscription overlap, and a live subscription's current
+    period is a paid period with the same bounds."""
+    for r in await rows(
+        conn,
+        """
+        SELECT a.subscription_id, a.number AS a, b.number AS b
+          FROM subscription_periods a
+          JOIN subscription_periods b
+            ON b.subscription_id = a.subscription_id AND b.number > a.number
+         WHERE a.status = 'paid' AND b.status = 'paid'
+           AND tstzrange(a.period_start, a.period_end) && tstzrange(b.period_start, b.period_end)
+        """,
+    ):
+        report.add(
+            "subscription_periods_overlap",
+            f"subscription {r.subscription_id}",
+            f"paid periods {r.a} and {r.b} overlap",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT s.id, s.current_period, p.status
+          FROM subscriptions s
+          LEFT JOIN subscription_periods p
+            ON p.subscription_id = s.id AND p.number = s.current_period
+         WHERE p.subscription_id IS NULL OR p.status <> 'paid'
+            OR p.period_start <> s.current_period_start
+            OR p.period_end <> s.current_period_end""",
+    ):
+        report.add(
+            "subscription_current_period",
+            f"subscription {r.id}",
+            f"current period {r.current_period} is {r.status or 'missing'} or has other bounds",
+        )
+
+
+CHECKS = (subscription_charges, subscription_periods)

@@ -1,0 +1,174 @@
+"""Request and response bodies of the subscriptions API. Requests are strict: unknown
+fields, strings for numbers, floats and booleans for amounts are refused."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, model_validator
+
+from commdesk_billing.modules.subscriptions.model import (
+    Currency,
+    IntervalUnit,
+    Period,
+    Plan,
+    Subscription,
+)
+from commdesk_billing.security.text import StrictInput
+
+PlanCode = Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+
+
+class PlanRequest(StrictInput):
+    code: PlanCode
+    name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+    currency: Currency = Currency.credits
+    price_credits: Annotated[StrictInt, Field(ge=1, le=10**13)] | None = None
+    price_paise: Annotated[StrictInt, Field(ge=100, le=10**10)] | None = None
+    interval_unit: IntervalUnit
+    interval_count: Annotated[StrictInt, Field(ge=1, le=366)] = 1
+    grace_period_seconds: Annotated[StrictInt, Field(ge=0, le=90 * 86400)] = 0
+    dunning_offsets_seconds: Annotated[
+        list[Annotated[StrictInt, Field(ge=1, le=90 * 86400)]], Field(max_length=10)
+    ] = Field(default_factory=list)
+    active: StrictBool = True
+
+    @model_validator(mode="after")
+    def _one_price(self) -> PlanRequest:
+        if (self.currency is Currency.credits) != (self.price_credits is not None) or (
+            self.currency is Currency.inr
+        ) != (self.price_paise is not None):
+            raise ValueError("a CREDITS plan has price_credits, an INR plan price_paise")
+        return self
+
+
+class PlanOut(BaseModel):
+    code: str
+    version: int
+    name: str
+    currency: str
+    price_credits: int | None
+    price_paise: int | None
+    interval_unit: str
+    interval_count: int
+    grace_period_seconds: int
+    dunning_offsets_seconds: list[int]
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, p: Plan) -> PlanOut:
+        return cls(
+            code=p.code,
+            version=p.version,
+            name=p.name,
+            currency=p.currency.value,
+            price_credits=p.price_credits,
+            price_paise=p.price_paise,
+            interval_unit=p.interval_unit.value,
+            interval_count=p.interval_count,
+            grace_period_seconds=p.grace_period_s,
+            dunning_offsets_seconds=p.dunning_offsets_s,
+            active=p.active,
+            created_at=p.created_at,
+        )
+
+
+class PlanList(BaseModel):
+    data: list[PlanOut]
+
+
+class SubscribeRequest(StrictInput):
+    plan_code: PlanCode
+
+
+class CancelRequest(StrictInput):
+    at_period_end: StrictBool = True
+
+
+class ChangeRequest(StrictInput):
+    plan_code: PlanCode
+
+
+class PeriodOut(BaseModel):
+    number: int
+    period_start: datetime
+    period_end: datetime
+    plan_code: str
+    plan_version: int
+    price_credits: int
+    status: str
+    attempts: int
+    next_retry_at: datetime | None
+    grace_until: datetime
+    paid_at: datetime | None
+
+    @classmethod
+    def of(cls, p: Period) -> PeriodOut:
+        return cls(
+            number=p.number,
+            period_start=p.period_start,
+            period_end=p.period_end,
+            plan_code=p.plan_code,
+            plan_version=p.plan_version,
+            price_credits=p.price_credits,
+            status=p.status.value,
+            attempts=p.attempts,
+            next_retry_at=p.next_retry_at,
+            grace_until=p.grace_until,
+            paid_at=p.paid_at,
+        )
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    user_id: str
+    wallet_id: uuid.UUID
+    plan_code: str
+    plan_version: int
+    status: str
+    current_period: int
+    current_period_start: datetime
+    current_period_end: datetime
+    cancel_at_period_end: bool
+    next_plan_code: str | None
+    next_plan_version: int | None
+    ended_at: datetime | None
+    ended_reason: str | None
+    created_at: datetime
+    periods: list[PeriodOut] | None = None
+
+    @classmethod
+    def of(cls, s: Subscription, periods: list[Period] | None = None) -> SubscriptionOut:
+        return cls(
+            id=s.id,
+            user_id=s.user_ref,
+            wallet_id=s.wallet_id,
+            plan_code=s.plan_code,
+            plan_version=s.plan_version,
+            status=s.status.value,
+            current_period=s.current_period,
+            current_period_start=s.current_period_start,
+            current_period_end=s.current_period_end,
+            cancel_at_period_end=s.cancel_at_period_end,
+            next_plan_code=s.next_plan_code,
+            next_plan_version=s.next_plan_version,
+            ended_at=s.ended_at,
+            ended_reason=s.ended_reason,
+            created_at=s.created_at,
+            periods=None if periods is None else [PeriodOut.of(p) for p in periods],
+        )
+
+
+class SubscriptionList(BaseModel):
+    data: list[SubscriptionOut]
+    next_cursor: str | None = None
+
+
+class ChangeOut(BaseModel):
+    subscription: SubscriptionOut
+    direction: str
+    prorated_credits: int
+    effective_at: datetime

@@ -1,0 +1,276 @@
+"""A member's subscriptions: subscribe, read, cancel, change plan.
+
+Each call runs in the caller's transaction. Lock order: the subscription's row
+(`FOR UPDATE`), then the wallet's (taken by the wallet service): a plan change, a
+cancellation and the renewal job serialize on the subscription, and the wallet lock is
+always taken second, as after a payment's row elsewhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import (
+    PlanChangeRefused,
+    SubscriptionNotActive,
+    SubscriptionNotFound,
+)
+from commdesk_billing.modules.subscriptions import auth, charging, plans, proration
+from commdesk_billing.modules.subscriptions import repository as repo
+from commdesk_billing.modules.subscriptions.model import (
+    LIVE,
+    Period,
+    PeriodStatus,
+    Status,
+    Subscription,
+    boundary,
+)
+from commdesk_billing.modules.users import service as users
+from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.security.jwt import Principal
+
+# Subscription ids are derived from the request's operation key, so a retried transaction
+# makes the same subscription.
+_IDS = uuid.UUID("0c8f3c1e-5a7d-4f2b-9e61-3b9d2a4c7e10")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def subscribe(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    plan_code: str,
+    operation_key: str,
+    at: datetime | None = None,
+) -> Subscription:
+    """Subscribe the caller to the plan's latest version; the first period is paid at once
+    from their wallet (hold + capture), or nothing happens (`InsufficientCredits`)."""
+    auth.authorize_subscribe(principal)
+    at = at or now()
+    plan = await plans.sellable(conn, plan_code)
+    assert plan.price_credits is not None  # sellable refuses INR plans
+    wallet = await ws.get_or_create_user_wallet(
+        conn, principal.sub, email=principal.email, name=principal.name
+    )
+    assert wallet.owner_id is not None
+    sid = uuid.uuid5(_IDS, operation_key)
+    end = boundary(at, plan.interval_unit, plan.interval_count, 1)
+    sub = Subscription(
+        id=sid,
+        user_id=wallet.owner_id,
+        user_ref=principal.sub,
+        wallet_id=wallet.id,
+        plan_code=plan.code,
+        plan_version=plan.version,
+        status=Status.active,
+        anchor_at=at,
+        current_period=1,
+        current_period_start=at,
+        current_period_end=end,
+        cancel_at_period_end=False,
+        next_plan_code=None,
+        next_plan_version=None,
+        ended_at=None,
+        ended_reason=None,
+        created_at=at,
+        updated_at=at,
+    )
+    await repo.insert_subscription(conn, sub)
+    await repo.insert_period(
+        conn,
+        Period(
+            subscription_id=sid,
+            number=1,
+            period_start=at,
+            period_end=end,
+            plan_code=plan.code,
+            plan_version=plan.version,
+            price_credits=plan.price_credits,
+            status=PeriodStatus.paid,
+            attempts=1,
+            next_retry_at=None,
+            grace_until=at + timedelta(seconds=plan.grace_period_s),
+            paid_at=at,
+        ),
+    )
+    await charging.charge_credits(
+        conn,
+        sub,
+        period_number=1,
+        credits=plan.price_credits,
+        operation_key=charging.period_key(sid, 1),
+        kind="period",
+        reason=f"subscription {plan.code} period 1",
+    )
+    return await get(conn, sid)
+
+
+async def get(conn: AsyncConnection, subscription_id: uuid.UUID) -> Subscription:
+    sub = await repo.get_subscription(conn, subscription_id)
+    if sub is None:
+        raise SubscriptionNotFound(f"subscription {subscription_id} does not exist")
+    return sub
+
+
+async def lock(conn: AsyncConnection, subscription_id: uuid.UUID) -> Subscription:
+    sub = await repo.get_subscription(conn, subscription_id, lock=True)
+    if sub is None:
+        raise SubscriptionNotFound(f"subscription {subscription_id} does not exist")
+    return sub
+
+
+async def read(
+    conn: AsyncConnection, principal: Principal, subscription_id: uuid.UUID
+) -> Subscription:
+    sub = await get(conn, subscription_id)
+    auth.authorize_read(principal, sub)
+    return sub
+
+
+async def mine(
+    conn: AsyncConnection,
+    principal: Principal,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Subscription]:
+    """The caller's subscriptions, newest first, those before the cursor's (time, id)."""
+    auth.authorize_subscribe(principal)
+    user_id = await users.user_id_for(conn, principal.sub)
+    return [] if user_id is None else await repo.list_of_user(conn, user_id, limit, before)
+
+
+async def cancel(
+    conn: AsyncConnection,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    *,
+    at_period_end: bool,
+    at: datetime | None = None,
+) -> Subscription:
+    """At period end: stays active (and paid for) until the period ends, never renews.
+    Now: ends at once; the unused part of the period is not credited back (the price bought
+    the period, as a cancelled subscription's does on most platforms), and a period in
+    dunning is voided. Either way `subscription.cancelled` is announced once, now, with
+    `ends_at`."""
+    at = at or now()
+    sub = await lock(conn, subscription_id)
+    auth.authorize_cancel(principal, sub)
+    if sub.status not in LIVE:
+        raise SubscriptionNotActive(f"subscription {sub.id} is {sub.status}")
+    plan = await plans.version(conn, sub.plan_code, sub.plan_version)
+    # A subscription in dunning has no paid period left to run out: it ends now.
+    if at_period_end and sub.status is Status.active:
+        if sub.cancel_at_period_end:
+            return sub
+        sub = await repo.update_subscription(conn, sub.id, cancel_at_period_end=True)
+        ends_at = sub.current_period_end
+    else:
+        sub = await end(conn, sub, at=at, status=Status.cancelled, reason="cancelled")
+        ends_at = at
+    await charging.announce_cancelled(
+        conn,
+        sub,
+        {"plan_name": plan.name, "ends_at": charging.iso(ends_at)},
+    )
+    return sub
+
+
+async def end(
+    conn: AsyncConnection, sub: Subscription, *, at: datetime, status: Status, reason: str
+) -> Subscription:
+    """Ends a locked subscription; its unpaid next period (if any) is voided or left
+    unpaid."""
+    nxt = await repo.get_period(conn, sub.id, sub.current_period + 1)
+    if nxt is not None and nxt.status in (PeriodStatus.pending, PeriodStatus.past_due):
+        await repo.update_period(
+            conn,
+            sub.id,
+            nxt.number,
+            status=PeriodStatus.unpaid if status is Status.expired else PeriodStatus.void,
+            attempts=nxt.attempts,
+            next_retry_at=None,
+            paid_at=None,
+        )
+    return await repo.update_subscription(
+        conn, sub.id, status=status, ended_at=at, ended_reason=reason
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    subscription: Subscription
+    direction: str  # "upgrade" (now) or "downgrade" (at the next renewal)
+    prorated_credits: int
+    effective_at: datetime
+
+
+async def change_plan(
+    conn: AsyncConnection,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    *,
+    plan_code: str,
+    operation_key: str,
+    at: datetime | None = None,
+) -> Change:
+    """To a dearer plan: now, charged round-half-up((new - old) * remaining / period)
+    credits from the wallet. To a plan of the same or a lower price: at the next renewal,
+    nothing charged or credited now (the member keeps what the period paid for)."""
+    at = at or now()
+    sub = await lock(conn, subscription_id)
+    auth.authorize_change(principal, sub)
+    if sub.status is not Status.active or sub.cancel_at_period_end:
+        raise SubscriptionNotActive(f"subscription {sub.id} is not active or is ending")
+    current = await plans.version(conn, sub.plan_code, sub.plan_version)
+    target = await plans.sellable(conn, plan_code)
+    if target.code == current.code:
+        raise PlanChangeRefused("the subscription is already on this plan")
+    if target.same_interval != current.same_interval:
+        raise PlanChangeRefused("a plan change keeps the billing interval")
+    if await repo.holds_live(conn, sub.user_id, target.code):
+        raise PlanChangeRefused("the member already has a live subscription to that plan")
+    assert target.price_credits is not None and current.price_credits is not None
+    if target.price_credits <= current.price_credits:
+        sub = await repo.update_subscription(
+            conn, sub.id, next_plan_code=target.code, next_plan_version=target.version
+        )
+        return Change(sub, "downgrade", 0, sub.current_period_end)
+    credits = proration.upgrade_charge(
+        current.price_credits,
+        target.price_credits,
+        period_start=sub.current_period_start,
+        period_end=sub.current_period_end,
+        at=at,
+    )
+    sub = await repo.update_subscription(
+        conn,
+        sub.id,
+        plan_code=target.code,
+        plan_version=target.version,
+        next_plan_code=None,
+        next_plan_version=None,
+    )
+    if credits > 0:
+        await charging.charge_credits(
+            conn,
+            sub,
+            period_number=sub.current_period,
+            credits=credits,
+            operation_key=charging.upgrade_key(sub.id, operation_key),
+            kind="upgrade",
+            reason=f"subscription upgrade {current.code} -> {target.code}",
+            from_plan=f"{current.code}:{current.version}",
+            to_plan=f"{target.code}:{target.version}",
+        )
+    return Change(sub, "upgrade", credits, at)
+
+
+async def periods(conn: AsyncConnection, subscription_id: uuid.UUID) -> list[Period]:
+    return await repo.periods_of(conn, subscription_id)
