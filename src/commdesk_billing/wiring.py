@@ -320,7 +320,7 @@ async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> Non
 def verify_checks() -> tuple[Check, ...]:
     """What `ledger verify` runs, in the order of its report: the ledger's books, then the
     wallets', refunds', communities', partners', payees', sponsorships', settlements',
-    splits', usage's, subscriptions', documents' and auto-recharges' rules, the seals last."""
+    splits', usage's, subscriptions', auto-recharges' and documents' rules, the seals last."""
     return (
         *ledger_invariants.CHECKS,
         *wallet_invariants.CHECKS,
@@ -333,7 +333,7 @@ def verify_checks() -> tuple[Check, ...]:
         *split_invariants.CHECKS,
         *usage_invariants.CHECKS,
         *subscription_invariants.CHECKS,
-        *invoice_invariants.CHECKS,
         *auto_recharge_invariants.CHECKS,
+        *invoice_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

@@ -9,6 +9,7 @@ from types import ModuleType
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commdesk_billing.modules.autorecharge import invariants as autorecharge
 from commdesk_billing.modules.communities import invariants as communities
 from commdesk_billing.modules.invoices import invariants as invoices
 from commdesk_billing.modules.ledger import invariants as ledger
@@ -38,6 +39,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (splits, splits.CHECKS),
     (usage, usage.CHECKS),
     (subscriptions, subscriptions.CHECKS),
+    (autorecharge, autorecharge.CHECKS),
     (invoices, invoices.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
@@ -81,6 +83,7 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "usage_debts",
         "subscription_charges",
         "subscription_periods",
+        "auto_recharge_pending",
         "document_figures",
         "document_numbers",
         "seals",

@@ -26,7 +26,7 @@ def test_every_routed_event_has_a_template_and_every_template_is_used() -> None:
     routed = {t for q, t in wiring.ROUTES if q == "notifications.billing"}
     assert routed == set(CATALOG)
     assert {s.template for s in CATALOG.values()} == template_names()
-    assert set(wiring.fanout()["payment.credited"]) == {"invoice.generate", "notifications.billing"}
+    assert "notifications.billing" in wiring.fanout()["payment.credited"]
     assert wiring.fanout()["settlement.paid"] == ("notifications.billing",)
     assert set(full()) == set(minimal()) == set(CATALOG)
 
