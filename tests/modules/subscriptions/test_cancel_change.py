@@ -56,7 +56,8 @@ async def test_cancel_at_period_end_runs_out_the_paid_period(
             "subscription.cancelled",
             {
                 "subscription_id": str(sid),
-                "user_id": who.sub,
+                "user_id": str(who.wallet.owner_id),
+                "user_ref": who.sub,
                 "plan_name": "Pro",
                 "ends_at": end.isoformat(),
             },

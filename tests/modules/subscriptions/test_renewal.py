@@ -102,7 +102,8 @@ async def test_three_renewals_with_a_failure_and_recovery(
     ]
     assert said[0][1] == {
         "subscription_id": str(sid),
-        "user_id": who.sub,
+        "user_id": str(who.wallet.owner_id),
+        "user_ref": who.sub,
         "plan_name": "Team",
         "period_start": (anchor + end(1)).isoformat(),
         "period_end": (anchor + end(2)).isoformat(),
@@ -110,7 +111,8 @@ async def test_three_renewals_with_a_failure_and_recovery(
     }
     assert said[1][1] == {
         "subscription_id": str(sid),
-        "user_id": who.sub,
+        "user_id": str(who.wallet.owner_id),
+        "user_ref": who.sub,
         "plan_name": "Team",
         "attempt": 1,
         "next_retry_at": (start3 + DAY).isoformat(),
@@ -219,7 +221,8 @@ async def test_past_the_grace_the_subscription_expires(
     ]
     assert said[2][1] == {
         "subscription_id": str(sid),
-        "user_id": who.sub,
+        "user_id": str(who.wallet.owner_id),
+        "user_ref": who.sub,
         "plan_name": "Solo",
         "ends_at": (start2 + 3 * DAY).isoformat(),
     }

@@ -101,7 +101,12 @@ async def _log(
 ) -> dict[str, Any]:
     """The event's body, written to the billing log (analytics, and the tests' witness: an
     announcement reaches no queue while nothing consumes it)."""
-    body = {"subscription_id": str(sub.id), "user_id": sub.user_ref, **payload}
+    body = {
+        "subscription_id": str(sub.id),
+        "user_id": str(sub.user_id),
+        "user_ref": sub.user_ref,
+        **payload,
+    }
     await billing_events.record(
         conn, event, user_id=sub.user_id, credits=payload.get("price_credits"), data=body
     )
