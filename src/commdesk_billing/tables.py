@@ -53,6 +53,8 @@ OWNERS: dict[str, str] = {
     "split_vendors": "modules/splits",
     "vendor_settlements": "modules/splits",
     "vendor_settlement_webhooks": "modules/splits",
+    "mandates": "modules/mandates",
+    "subscription_webhooks": "modules/mandates",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

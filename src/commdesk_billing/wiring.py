@@ -26,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
-from commdesk_billing.gateway.factory import cashfree_client, payouts_client
+from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.communities.mongo import community_directory
@@ -36,6 +36,8 @@ from commdesk_billing.modules.invoices.jobs import render_pending
 from commdesk_billing.modules.ledger import invariants as ledger_invariants
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import Check
+from commdesk_billing.modules.mandates.consumers import ChargeWebhook, MandateRefresh
+from commdesk_billing.modules.mandates.jobs import sync_open_mandates
 from commdesk_billing.modules.partners import invariants as partner_invariants
 from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
@@ -75,11 +77,16 @@ HANDLER_KINDS = (
     "refund_webhook",
     "tax_documents",
     "settlement_processing",
+    "mandate_refresh",
+    "mandate_charge_webhook",
 )
 
 
 def _build_kinds(settings: Settings) -> dict[str, Handler]:
-    payment_truth = PaymentProcessing(cashfree_client(settings), settings)
+    # A charge on a mandate is verified on the Subscriptions API (same app, same keys).
+    payment_truth = PaymentProcessing(
+        cashfree_client(settings), settings, subscriptions_client(settings)
+    )
     refund_processing = RefundProcessing(cashfree_client(settings))
     return {
         "payment_truth": payment_truth,
@@ -98,6 +105,8 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "settlement_processing": SettlementProcessing(
             settings, lambda: payouts_client(settings), lambda: community_directory(settings)
         ),
+        "mandate_refresh": MandateRefresh(subscriptions_client(settings)),
+        "mandate_charge_webhook": ChargeWebhook(payment_truth),
     }
 
 
@@ -128,6 +137,11 @@ ROUTES: dict[Route, str] = {
     ("settlements.processing", "settlement.transfer"): "settlement_processing",
     ("settlements.processing", "settlement.webhook"): "settlement_processing",
     ("settlements.processing", "settlement.sync"): "settlement_processing",
+    # Mandates (Cashfree Subscriptions): a mandate's status asked of Cashfree after a signed
+    # webhook, a member's revoke or by the sync; a charge's subscription payment webhook
+    # makes the payments consumer ask the subscription payment API (then `payment.paid`).
+    ("payment.processing", "mandate.refresh"): "mandate_refresh",
+    ("payment.processing", "mandate.charge.webhook"): "mandate_charge_webhook",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -188,6 +202,11 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             "sync_open_payments",
             settings.payment_sync_every_s,
             lambda: sync_open_payments(engine, settings),
+        ),
+        Job(
+            "sync_open_mandates",
+            settings.payment_sync_every_s,
+            lambda: sync_open_mandates(engine, settings),
         ),
         Job(
             "sync_open_refunds",
