@@ -99,7 +99,9 @@ async def _advance(stack: Stack, seconds: float) -> None:
     assert r.status_code == 200, r.text
 
 
-async def _signed(stack: Stack, payload: dict[str, Any], secret: str | None = None) -> httpx.Response:
+async def _signed(
+    stack: Stack, payload: dict[str, Any], secret: str | None = None
+) -> httpx.Response:
     body = json.dumps(payload).encode()
     ts = str(int(time.time() * 1000))
     key = secret or stack.settings.cashfree_client_secret.get_secret_value()

@@ -180,7 +180,8 @@ async def _receive(
         await mandate_charges.note_pre_debit_notice(
             conn, charge.order_id, (hook.event_time or datetime.now(IST)).astimezone(IST)
         )
-    if charge is not None and hook.type in SubscriptionEvent.PAYMENT_EVENTS:
+    acts_on_charge = charge is not None and hook.type in SubscriptionEvent.PAYMENT_EVENTS
+    if charge is not None and acts_on_charge:
         await outbox.send(
             conn,
             "payment.processing",
@@ -196,12 +197,12 @@ async def _receive(
             correlation_id=str(charge.id),
         )
     # Every event about a mandate may change it (an authorisation, a revoke, a charge that
-    # put it on hold): its status is asked of Cashfree.
+    # put it on hold): its status is asked of Cashfree. The webhook's row records the
+    # charge's outcome when it was about one, else the mandate's.
+    refresh: dict[str, Any] = {"mandate_id": str(mandate.id)}
+    if not acts_on_charge:
+        refresh["webhook_id"] = str(webhook_id)
     await outbox.send(
-        conn,
-        "payment.processing",
-        "mandate.refresh",
-        {"mandate_id": str(mandate.id), "webhook_id": str(webhook_id)},
-        correlation_id=str(mandate.id),
+        conn, "payment.processing", "mandate.refresh", refresh, correlation_id=str(mandate.id)
     )
     return "accepted"
