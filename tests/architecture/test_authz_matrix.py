@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.authz import (
     COMMUNITY_ALLOW,
+    MANDATE_ALLOW,
     PARTNER_ALLOW,
     PAYEE_ALLOW,
     PAYMENT_ALLOW,
@@ -31,8 +32,9 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         COMMUNITY_ALLOW
     ) | set(PARTNER_ALLOW) | set(PAYEE_ALLOW) | set(SPONSORSHIP_ALLOW) | set(
         SETTLEMENT_ALLOW
-    ) | set(SPLIT_VENDOR_ALLOW) | {
+    ) | set(SPLIT_VENDOR_ALLOW) | set(MANDATE_ALLOW) | {
         "POST /v1/webhooks/cashfree",
+        "POST /v1/webhooks/cashfree/subscriptions",
         "POST /v1/webhooks/cashfree-payouts",
         "POST /v1/webhooks/cashfree/vendor-settlements",
     }
