@@ -474,6 +474,7 @@ _PATH_PARAMETERS = (
     "payee_id",
     "sponsorship_id",
     "settlement_id",
+    "mandate_id",
 )
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
@@ -515,6 +516,11 @@ _BODIES: dict[str, Any] = {
         "business_type": "Education",
         "pan": "ABCDE1234F",
     },
+    "POST /v1/mandates": {
+        "max_amount_paise": 50_000,
+        "customer_phone": "9876543210",
+        "customer_email": "sweep@example.com",
+    },
 }
 # Attributions come from another CommDesk service, with its scope.
 _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
@@ -536,6 +542,12 @@ _SIGNED = {
         b'{"type": "VENDOR_SETTLEMENT_SUCCESS", "event_time": "2026-12-07T10:00:00+05:30",'
         b' "data": {"settlement": {"settlement_id": 1, "status": "SUCCESS",'
         b' "vendor_id": "cdbc_sweep", "settlement_amount": 1.00}}}',
+    ),
+    "/v1/webhooks/cashfree/subscriptions": (
+        "cashfree_client_secret",
+        b'{"type": "SUBSCRIPTION_STATUS_CHANGED", "event_time": "2026-12-07T10:00:00",'
+        b' "data": {"subscription_details": {"subscription_id": "cdbm_sweep",'
+        b' "subscription_status": "ACTIVE"}}}',
     ),
 }
 
