@@ -34,8 +34,11 @@ from commdesk_billing.gateway.subscription_models import (
 
 __all__ = [
     "Refused",
+    "SubscriptionDetails",
     "SubscriptionEvent",
     "SubscriptionWebhook",
+    "SubscriptionWebhookData",
+    "parse_subscription_webhook",
     "read_subscription_webhook",
 ]
 

@@ -182,9 +182,9 @@ def signed(hook: Received) -> dict[str, Any]:
     headers = hook.headers
     assert headers["x-webhook-version"] == "2025-01-01"
     assert len(headers["x-idempotency-key"]) == 44
-    assert verify([CLIENT_SECRET], headers["x-webhook-timestamp"], hook.body, headers[
-        "x-webhook-signature"
-    ])
+    assert verify(
+        [CLIENT_SECRET], headers["x-webhook-timestamp"], hook.body, headers["x-webhook-signature"]
+    )
     return dict(json.loads(hook.body))
 
 

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -333,3 +335,29 @@ async def test_periodic_pause_is_quiet_and_activate_resumes(
         if t == "SUBSCRIPTION_STATUS_CHANGED"
     ]
     assert statuses == ["ACTIVE", "ACTIVE"]  # no webhook for a merchant's PAUSE (§12.8)
+
+
+async def test_webhooks_are_retried_until_delivered(
+    subs: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    name = unique("subs_retry")
+    url = receiver.hook(name, answers=[500, 503])
+    answer = await subs.patch("/_sandbox/subscriptions/settings", json={"webhook_url": url})
+    assert answer.status_code == 200
+    sub = await create_subscription(subs)
+    await hosted(subs, sub["subscription_session_id"], "upi", "decline")
+    hooks = await receiver.wait_for(name, 3)
+    assert [h.headers["x-webhook-attempt"] for h in hooks] == ["1", "2", "3"]
+    assert len({h.body for h in hooks}) == 1  # the same bytes each time
+    assert len({h.headers["x-idempotency-key"] for h in hooks}) == 1
+    # The sandbox logs an attempt once its answer is back, just after the receiver saw it.
+    deadline = time.monotonic() + 5
+    while True:
+        log = await subs.get(
+            "/_sandbox/subscriptions/webhooks", params={"subscription_id": sub["subscription_id"]}
+        )
+        outcomes = [row["outcome"] for row in log.json()]
+        if len(outcomes) >= 3 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    assert outcomes == ["failed", "failed", "delivered"]

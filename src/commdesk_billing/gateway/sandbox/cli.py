@@ -1,5 +1,5 @@
-"""`sandbox`: run the local Cashfree sandbox, PG and Payouts (a click command for the main CLI to
-register).
+"""`sandbox`: run the local Cashfree sandbox, PG (with Subscriptions) and Payouts (a click
+command for the main CLI to register).
 
 Every option left out falls back to its `BILLING_SANDBOX_*` variable, then the default.
 """
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from commdesk_billing.gateway.sandbox.app import create_sandbox_app
 from commdesk_billing.gateway.sandbox.checkout import CHECKOUT_PATH
 from commdesk_billing.gateway.sandbox.config import SandboxConfig
+from commdesk_billing.gateway.sandbox.subscriptions.page import AUTHORIZE_PATH
 
 
 @click.command("sandbox")
@@ -25,6 +26,9 @@ from commdesk_billing.gateway.sandbox.config import SandboxConfig
 @click.option("--refund-delay", "refund_delay_s", type=float, help="Seconds until a refund ends.")
 @click.option("--webhook-url", default=None, help="Also notified of every event.")
 @click.option("--payout-webhook-url", default=None, help="Notified of every transfer event.")
+@click.option(
+    "--subscription-webhook-url", default=None, help="Notified of every subscription event."
+)
 @click.option(
     "--payout-step", "payout_step_s", type=float, help="Seconds between a transfer's steps."
 )
@@ -58,6 +62,9 @@ def sandbox(host: str, port: int, **options: Any) -> None:
         raise click.ClickException(f"sandbox configuration is not valid:\n{exc}") from exc
     base = config.public_url or f"http://{host}:{port}"
     click.echo(f"Cashfree sandbox: API {base}/pg, checkout {base}{CHECKOUT_PATH}", err=True)
+    click.echo(
+        f"Subscriptions {base}/pg/subscriptions, mandate page {base}{AUTHORIZE_PATH}", err=True
+    )
     click.echo(f"Payouts {base}/payout, verification {base}/verification", err=True)
     click.echo(
         f"client id {config.client_id}, payouts client id {config.payout_client_id}, "

@@ -1,4 +1,6 @@
-"""What Cashfree Subscriptions does in the sandbox (cashfree.md §12, §15), on the shared clock.
+"""What Cashfree Subscriptions does in the sandbox (cashfree.md §12, §15), on the shared clock:
+plans, subscriptions, their authorisation, the merchant's and the payer's actions on them, and
+`/pg/simulate`. Charges are `charges.py`; the state and the webhooks `core.py`.
 
 Subscription: INITIALIZED -> ACTIVE (payer approves on the hosted page, UPI AutoPay or card) |
 LINK_EXPIRED (not approved before the link expires; a decline leaves it INITIALIZED to try
@@ -18,16 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from commdesk_billing.gateway.sandbox.errors import CashfreeError, bad_request, not_found
-from commdesk_billing.gateway.sandbox.subscriptions import entities, validation
-from commdesk_billing.gateway.sandbox.subscriptions.settings import SubscriptionSettings
+from commdesk_billing.gateway.sandbox.subscriptions import validation
+from commdesk_billing.gateway.sandbox.subscriptions.charges import Charges, digits
+from commdesk_billing.gateway.sandbox.subscriptions.core import not_allowed
 from commdesk_billing.gateway.sandbox.subscriptions.store import (
     ACTIVE,
     CANCELLED,
-    CUSTOMER_CANCELLED,
     CUSTOMER_PAUSED,
     ENDED,
     INITIALIZED,
@@ -36,7 +38,6 @@ from commdesk_billing.gateway.sandbox.subscriptions.store import (
     OPEN,
     P_CANCELLED,
     P_FAILED,
-    P_INITIALIZED,
     P_PENDING,
     P_SUCCESS,
     PAUSED,
@@ -44,50 +45,14 @@ from commdesk_billing.gateway.sandbox.subscriptions.store import (
     Plan,
     Subscription,
     SubsPayment,
-    SubsStore,
 )
-from commdesk_billing.gateway.sandbox.webhooks import Event, Notifier, event_key
-from commdesk_billing.gateway.sandbox.wire import IST, Clock, dumps
+from commdesk_billing.gateway.sandbox.wire import dumps
 
-# RBI's cap on a recurring card/UPI debit without additional factor authentication (§15).
-AFA_FREE_CAP_PAISE = 15_000_00
-# UPI AutoPay and cards: a charge raised at or after 21:00 IST cannot be for the next day.
-LATE_HOUR = 21
-MAX_DAYS_AHEAD = 14
-# Cashfree's status webhook fires on every status but a merchant's PAUSE (§12.8).
 QUIET_STATUSES = frozenset({PAUSED, INITIALIZED})
 UPI_VPA = "sandbox.payer@okaxis"
-PAYER_REASONS = {
-    CUSTOMER_CANCELLED: "MANDATE_REVOKED",
-    CUSTOMER_PAUSED: "MANDATE_PAUSED",
-    PAUSED: "SUBSCRIPTION_PAUSED",
-    CANCELLED: "SUBSCRIPTION_CANCELLED",
-    ON_HOLD: "SUBSCRIPTION_ON_HOLD",
-}
 
 
-def _digits(n: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(n))
-
-
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=IST)
-
-
-def first_debit_day(moment: datetime) -> date:
-    """The earliest schedule date for a UPI/card charge raised (or a mandate authorised) at
-    `moment`: T+1 before 21:00 IST, T+2 from 21:00 (§12.5)."""
-    local = moment.astimezone(IST)
-    return local.date() + timedelta(days=1 if local.hour < LATE_HOUR else 2)
-
-
-class SubscriptionSandbox:
-    def __init__(self, settings: SubscriptionSettings, *, clock: Clock, notifier: Notifier) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.notifier = notifier
-        self.store = SubsStore()
-
+class SubscriptionSandbox(Charges):
     # Clock ----------------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -96,19 +61,7 @@ class SubscriptionSandbox:
         for sub in list(self.store.subscriptions.values()):
             if sub.status == INITIALIZED and sub.link_expires_at <= now:
                 self._expire_link(sub)
-        due = sorted(
-            (
-                p
-                for p in self.store.payments.values()
-                if p.payment_type == "CHARGE" and p.status in OPEN and p.debit_at is not None
-            ),
-            key=lambda p: (p.debit_at, p.cf_payment_id),
-        )
-        for payment in due:
-            while payment.status in OPEN and payment.debit_at is not None:
-                if payment.debit_at > now:
-                    break
-                self._attempt(payment)
+        self._due_charges(now)
 
     def _expire_link(self, sub: Subscription) -> None:
         sub.status = LINK_EXPIRED
@@ -186,36 +139,29 @@ class SubscriptionSandbox:
         self.store.sessions[sub.session_id] = sub.subscription_id
         return sub
 
-    def subscription(self, subscription_id: str) -> Subscription:
-        self.tick()
-        sub = self.store.subscriptions.get(subscription_id)
-        if sub is None:
-            raise not_found("subscription_does_not_exist", "subscription does not exist")
-        return sub
-
     def manage(self, subscription_id: str, body: Any) -> Subscription:
         sub = self.subscription(subscription_id)
         req = validation.manage(
             body, subscription_id, ("CANCEL", "PAUSE", "ACTIVATE", "CHANGE_PLAN")
         )
         if req.action == "CHANGE_PLAN":
-            raise _not_allowed("CHANGE_PLAN is not supported by this sandbox")
+            raise not_allowed("CHANGE_PLAN is not supported by this sandbox")
         if req.action == "CANCEL":
             if sub.status in ENDED:
-                raise _not_allowed(f"subscription is {sub.status}; it cannot be cancelled")
+                raise not_allowed(f"subscription is {sub.status}; it cannot be cancelled")
             self._set_status(sub, CANCELLED)
             for payment in self._open_charges(sub):
                 self._end(payment, P_CANCELLED, "SUBSCRIPTION_CANCELLED")
                 self._publish_payment("SUBSCRIPTION_PAYMENT_CANCELLED", payment, sub)
         elif req.action == "PAUSE":
             if sub.plan.plan_type == "ON_DEMAND":
-                raise _not_allowed("PAUSE is not supported for ON_DEMAND plans")
+                raise not_allowed("PAUSE is not supported for ON_DEMAND plans")
             if sub.status != ACTIVE:
-                raise _not_allowed(f"subscription is {sub.status}; only ACTIVE can be paused")
+                raise not_allowed(f"subscription is {sub.status}; only ACTIVE can be paused")
             self._set_status(sub, PAUSED)
         else:  # ACTIVATE
             if sub.status not in (PAUSED, ON_HOLD):
-                raise _not_allowed(
+                raise not_allowed(
                     f"subscription is {sub.status}; only PAUSED or ON_HOLD can be activated"
                 )
             self._set_status(sub, ACTIVE)
@@ -242,7 +188,7 @@ class SubscriptionSandbox:
     ) -> SubsPayment:
         """The payer on the hosted page: `approve`, `decline` or `drop` with `method`."""
         if sub.status != INITIALIZED:
-            raise _not_allowed(f"subscription is {sub.status}; nothing to authorise")
+            raise not_allowed(f"subscription is {sub.status}; nothing to authorise")
         if method not in self.offered(sub):
             raise bad_request(
                 "authorization_payment_info_mismatch",
@@ -263,7 +209,7 @@ class SubscriptionSandbox:
                 sub.payer_vpa = UPI_VPA
                 sub.auth_reference = f"{secrets.token_hex(16)}@okaxis"  # a UMN
             else:
-                sub.auth_reference = "SI" + _digits(16)  # an enrolment id
+                sub.auth_reference = "SI" + digits(16)  # an enrolment id
             self._publish_payment("SUBSCRIPTION_AUTH_STATUS", payment, sub)
             self._set_status(sub, ACTIVE)
         else:
@@ -326,7 +272,7 @@ class SubscriptionSandbox:
                 "subscription_session_id : does not belong to this subscription",
             )
         if sub.status != INITIALIZED:
-            raise _not_allowed(f"subscription is {sub.status}; nothing to authorise")
+            raise not_allowed(f"subscription is {sub.status}; nothing to authorise")
         if req.method is not None and req.method not in self.offered(sub):
             raise bad_request(
                 "authorization_payment_info_mismatch",
@@ -346,191 +292,16 @@ class SubscriptionSandbox:
         sub.auth_payment_id = payment.payment_id
         return payment
 
-    def _charge(
-        self, sub: Subscription, req: validation.NewPayment, fingerprint: str
-    ) -> SubsPayment:
-        assert req.amount_paise is not None
-        if sub.status != ACTIVE:
-            raise _not_allowed(
-                f"subscription is {sub.status}; charges need an ACTIVE subscription",
-                code="subscription_not_active",
-            )
-        if req.amount_paise > sub.plan.max_amount_paise:
-            raise validation.refuse(
-                "payment_amount_invalid", "payment_amount : should not exceed plan_max_amount"
-            )
-        if sub.auth_method in ("upi", "card") and req.amount_paise > AFA_FREE_CAP_PAISE:
-            raise validation.refuse(
-                "payment_amount_invalid",
-                "payment_amount : above 15000.00 a UPI or card mandate debit needs the payer's "
-                "additional factor authentication",
-            )
-        now = self.clock.now()
-        if req.schedule_date is None:
-            raise validation.refuse(
-                "payment_schedule_date_missing",
-                "payment_schedule_date : is required for UPI and card mandates",
-            )
-        earliest = max(first_debit_day(now), first_debit_day(sub.authorized_at or now))
-        latest = now.astimezone(IST).date() + timedelta(days=MAX_DAYS_AHEAD)
-        if not earliest <= req.schedule_date <= latest:
-            raise validation.refuse(
-                "payment_schedule_date_invalid",
-                f"payment_schedule_date : should be from {earliest} to {latest} "
-                "(UPI and card charges: T+1 when raised before 21:00 IST, else T+2; at most T+14)",
-            )
-        payment = self._new_payment(sub, req.payment_id, "CHARGE", fingerprint)
-        payment.amount_paise = req.amount_paise
-        payment.schedule_date = req.schedule_date
-        payment.remarks = req.remarks
-        payment.method = sub.auth_method
-        self._notify_debit(payment, sub, _day_start(req.schedule_date))
-        return payment
-
-    def _notify_debit(self, payment: SubsPayment, sub: Subscription, not_before: datetime) -> None:
-        """The pre-debit notification, sent now; the debit waits `pdn_lead_s` after it."""
-        now = self.clock.now()
-        payment.pdn_at = now
-        payment.pdn_count += 1
-        payment.debit_at = max(now + timedelta(seconds=self.settings.pdn_lead_s), not_before)
-        self._publish_payment("SUBSCRIPTION_PAYMENT_NOTIFICATION_INITIATED", payment, sub)
-
-    def _new_payment(
-        self, sub: Subscription, payment_id: str, kind: str, fingerprint: str
-    ) -> SubsPayment:
-        payment = SubsPayment(
-            cf_payment_id=self.store.next_cf_payment_id(),
-            payment_id=payment_id,
-            subscription_id=sub.subscription_id,
-            payment_type=kind,
-            amount_paise=0,
-            initiated_at=self.clock.now(),
-            fingerprint=fingerprint,
-        )
-        self.store.payments[payment_id] = payment
-        return payment
-
-    # Debits -----------------------------------------------------------------------------
-
-    def _attempt(self, payment: SubsPayment) -> None:
-        sub = self.store.subscriptions[payment.subscription_id]
-        if sub.status != ACTIVE:
-            self._fail(payment, sub, PAYER_REASONS.get(sub.status, "SUBSCRIPTION_INACTIVE"))
-            return
-        if payment.outcome is None:
-            payment.outcome = sub.outcomes.pop(0) if sub.outcomes else Outcome("success")
-        outcome = payment.outcome
-        payment.attempts += 1
-        if outcome.kind == "pending":
-            payment.status, payment.debit_at = P_PENDING, None  # only /pg/simulate ends it
-        elif outcome.kind == "revoked":
-            self.payer_revoke(sub)  # fails this charge with the others
-        elif outcome.kind == "paused":
-            self._set_status(sub, CUSTOMER_PAUSED)
-            self._fail(payment, sub, "MANDATE_PAUSED")
-        elif outcome.kind == "failure" and payment.attempts <= outcome.failed_attempts:
-            retries_left = payment.method == "upi" and payment.retry_attempts < (
-                self.settings.upi_retries
-            )
-            if retries_left and payment.debit_at is not None:
-                payment.retry_attempts += 1
-                payment.status = P_PENDING
-                payment.failure_reason = outcome.reason
-                payment.debit_at += timedelta(seconds=self.settings.upi_retry_s)
-            else:
-                self._fail(payment, sub, outcome.reason)
-                if payment.method == "card":
-                    self._set_status(sub, ON_HOLD)
-        else:
-            self._end(payment, P_SUCCESS, None)
-            payment.cf_txn_id = _digits(10)
-            self._publish_payment("SUBSCRIPTION_PAYMENT_SUCCESS", payment, sub)
-
-    def _fail(self, payment: SubsPayment, sub: Subscription, reason: str) -> None:
-        self._end(payment, P_FAILED, reason)
-        self._publish_payment("SUBSCRIPTION_PAYMENT_FAILED", payment, sub)
-
-    def _end(self, payment: SubsPayment, status: str, reason: str | None) -> None:
-        payment.status = status
-        payment.failure_reason = reason
-        payment.debit_at = None
-        payment.completed_at = self.clock.now()
-
-    def _open_charges(self, sub: Subscription) -> list[SubsPayment]:
-        return [
-            p
-            for p in self.store.subscription_payments(sub.subscription_id)
-            if p.payment_type == "CHARGE" and p.status in OPEN
-        ]
-
-    # Payments ---------------------------------------------------------------------------
-
-    def payments(self, subscription_id: str) -> tuple[list[SubsPayment], Subscription]:
-        sub = self.subscription(subscription_id)
-        return self.store.subscription_payments(subscription_id), sub
-
-    def payment(self, subscription_id: str, payment_id: str) -> tuple[SubsPayment, Subscription]:
-        sub = self.subscription(subscription_id)
-        payment = self.store.payments.get(payment_id)
-        if payment is None or payment.subscription_id != subscription_id:
-            raise not_found("payment_does_not_exist", "payment does not exist")
-        return payment, sub
-
-    def manage_payment(
-        self, subscription_id: str, payment_id: str, body: Any
-    ) -> tuple[SubsPayment, Subscription]:
-        payment, sub = self.payment(subscription_id, payment_id)
-        validation.payment_ref(body, payment_id)
-        req = validation.manage(body, subscription_id, ("CANCEL", "RETRY"))
-        if payment.payment_type != "CHARGE":
-            raise _not_allowed("only charges can be managed")
-        if req.action == "CANCEL":
-            if payment.status not in OPEN:
-                raise _not_allowed(f"payment is {payment.status}; it cannot be cancelled")
-            self._end(payment, P_CANCELLED, "CANCELLED_BY_MERCHANT")
-            self._publish_payment("SUBSCRIPTION_PAYMENT_CANCELLED", payment, sub)
-            return payment, sub
-        if payment.status != P_FAILED:
-            raise _not_allowed(f"payment is {payment.status}; only FAILED can be retried")
-        if sub.status != ACTIVE:
-            raise _not_allowed(
-                f"subscription is {sub.status}; charges need an ACTIVE subscription",
-                code="subscription_not_active",
-            )
-        if req.next_scheduled_time is None:
-            raise validation.refuse(
-                "next_scheduled_time_missing",
-                "action_details.next_scheduled_time : is required for RETRY",
-            )
-        payment.status = P_INITIALIZED
-        payment.failure_reason = None
-        payment.attempts = 0
-        payment.retry_attempts = 0
-        payment.outcome = None
-        payment.completed_at = None
-        self._notify_debit(payment, sub, req.next_scheduled_time)
-        return payment, sub
-
     # The payer and the simulator ---------------------------------------------------------
-
-    def queue_outcome(self, sub: Subscription, outcome: Outcome) -> None:
-        sub.outcomes.append(outcome)
-
-    def payer_revoke(self, sub: Subscription) -> None:
-        if sub.status in ENDED:
-            raise _not_allowed(f"subscription is {sub.status}")
-        self._set_status(sub, CUSTOMER_CANCELLED)
-        for payment in self._open_charges(sub):
-            self._fail(payment, sub, "MANDATE_REVOKED")
 
     def payer_pause(self, sub: Subscription) -> None:
         if sub.status != ACTIVE:
-            raise _not_allowed(f"subscription is {sub.status}; only ACTIVE can be paused")
+            raise not_allowed(f"subscription is {sub.status}; only ACTIVE can be paused")
         self._set_status(sub, CUSTOMER_PAUSED)
 
     def payer_resume(self, sub: Subscription) -> None:
         if sub.status != CUSTOMER_PAUSED:
-            raise _not_allowed(f"subscription is {sub.status}; only CUSTOMER_PAUSED can resume")
+            raise not_allowed(f"subscription is {sub.status}; only CUSTOMER_PAUSED can resume")
         self._set_status(sub, ACTIVE)
 
     def simulate(self, entity_id: str, status: str, code: str | None) -> None:
@@ -558,46 +329,6 @@ class SubscriptionSandbox:
         reason = code or ("USER_DROPPED" if status == "USER_DROPPED" else "INSUFFICIENT_FUNDS")
         payment.outcome = Outcome(kinds.get(status, "failure"), reason)
         self.tick()
-
-    # Events -----------------------------------------------------------------------------
-
-    def _set_status(self, sub: Subscription, status: str) -> None:
-        if sub.status == status:
-            return
-        sub.status = status
-        if status not in QUIET_STATUSES:
-            self._publish_status(sub)
-
-    def _publish_status(self, sub: Subscription) -> None:
-        body = entities.status_webhook(sub, self.clock.now())
-        self._publish(body, f"{sub.cf_subscription_id}:{sub.status}", sub, sub.cf_subscription_id)
-
-    def _publish_payment(self, event_type: str, payment: SubsPayment, sub: Subscription) -> None:
-        body = entities.payment_webhook(event_type, payment, sub, self.clock.now())
-        # A PDN sent again for a RETRY is a new event; a duplicate delivery is not.
-        material = f"{payment.cf_payment_id}:{payment.pdn_count}"
-        self._publish(body, material, sub, payment.cf_payment_id, payment.status)
-
-    def _publish(
-        self,
-        body: dict[str, Any],
-        material: str,
-        sub: Subscription,
-        entity_id: str,
-        status: str = "",
-    ) -> None:
-        event = Event(
-            type=body["type"],
-            body=dumps(body),
-            idempotency_key=event_key(body["type"], material, status),
-            subject_id=sub.subscription_id,
-            entity_id=entity_id,
-        )
-        self.notifier.publish(event, self.settings.webhook_url)
-
-
-def _not_allowed(message: str, *, code: str = "action_not_allowed") -> CashfreeError:
-    return bad_request(code, message)
 
 
 def _plan(plan_id: str, req: validation.PlanFields) -> Plan:
