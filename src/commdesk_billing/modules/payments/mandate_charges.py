@@ -361,3 +361,19 @@ async def note_pre_debit_notice(conn: AsyncConnection, order_id: str, at: dateti
     """Record when Cashfree's pre-debit notice for the charge `order_id` was seen (its signed
     webhook): informational, no money moves on it. True when it was recorded now."""
     return await repo.set_pdn_at(conn, order_id, at)
+
+
+async def verify_charge(
+    engine: AsyncEngine,
+    client: SubscriptionsClient,
+    settings: Settings,
+    payment: Payment,
+    *,
+    source: str,
+) -> Status:
+    """Ask Cashfree about the charge now, then apply (the forced sync of a mandate charge)."""
+    assert payment.subscription_id is not None
+    truth = await fetch_charge_truth(client, payment.subscription_id, payment.order_id)
+    return await in_transaction(
+        engine, lambda conn: apply_charge_truth(conn, settings, payment.id, truth, source=source)
+    )
