@@ -235,6 +235,27 @@ async def test_payer_revokes_at_the_bank(subs: Stack) -> None:
     assert revoked["revoked_by"] is None
 
 
+async def test_payer_pauses_and_resumes(subs: Stack, subs_client: SubscriptionsClient) -> None:
+    tok = subs.token()
+    m = await _active(subs, tok)
+    r = await subs.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/pause")
+    assert r.status_code == 200, r.text
+    paused = await _wait(subs, tok, m["id"], "paused")
+    assert paused["cashfree_status"] == "CUSTOMER_PAUSED"
+    with pytest.raises(MandateNotActive):
+        await mandates.charge(
+            subs.engine,
+            subs_client,
+            subs.settings,
+            uuid.UUID(m["id"]),
+            key="while-paused",
+            pack_code="pack_150",
+        )
+    r = await subs.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/resume")
+    assert r.status_code == 200, r.text
+    await _wait(subs, tok, m["id"], "active")
+
+
 # --- charges ----------------------------------------------------------------------------------
 
 

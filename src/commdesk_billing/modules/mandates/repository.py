@@ -92,6 +92,9 @@ async def due_for_refresh(
                              'LINK_EXPIRED', 'CARD_EXPIRED')))
                AND (refreshed_at IS NULL
                     OR refreshed_at < now() - make_interval(secs => :age))
+               -- A create whose answer never came and that the member never repeated:
+               -- asked about for a day (Cashfree may have made it), then left.
+               AND NOT (cashfree_status IS NULL AND created_at < now() - interval '1 day')
              ORDER BY refreshed_at NULLS FIRST
              LIMIT :n
              FOR UPDATE SKIP LOCKED)
