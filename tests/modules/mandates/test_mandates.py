@@ -530,3 +530,67 @@ async def test_the_success_webhook_alone_credits_the_charge(
     # The charge's status when that webhook's look at Cashfree was applied (CREDITED when a
     # redelivered message was applied again after the crediting).
     assert outcome in ("payment PAID", "payment CREDITED")
+
+
+async def test_revoking_cancels_a_charge_not_yet_debited(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    tok = subs.token()
+    m = await _active(subs, tok)
+    payment = await mandates.charge(
+        subs.engine,
+        subs_client,
+        subs.settings,
+        uuid.UUID(m["id"]),
+        key="recharge-1",
+        pack_code="pack_150",
+        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+    )
+    r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
+    assert r.status_code == 200 and r.json()["status"] == "revoked"
+    cancelled = await subs.wait_status(tok, str(payment.id), {"CANCELLED"})
+    assert cancelled["failure_code"] == "SUBSCRIPTION_CANCELLED"
+    await _advance(subs, 25 * HOUR)  # past when it would have been debited
+    once = await subs.payment(tok, str(payment.id))
+    assert once["status"] == "CANCELLED" and once["credits_granted"] == 0
+    at_cashfree = await subs_client.fetch_payment(m["subscription_id"], payment.order_id)
+    assert at_cashfree.payment_status == "CANCELLED"
+    assert (await subs.wallet(tok))["available_credits"] == 0
+
+
+async def test_a_failed_card_debit_puts_the_mandate_on_hold(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    """Cards have no automatic retries: the charge fails at once and Cashfree holds the
+    mandate (ON_HOLD), which is `paused` here: no further charge until it is active again."""
+    tok = subs.token()
+    r = await _create(subs, tok)
+    await _authorize(subs, r.json(), "card", "approve")
+    m = await _wait(subs, tok, r.json()["id"], "active")
+    await subs.sandbox.post(
+        f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
+        json={"outcome": "failure", "failure_reason": "CARD_DECLINED"},
+    )
+    payment = await mandates.charge(
+        subs.engine,
+        subs_client,
+        subs.settings,
+        uuid.UUID(m["id"]),
+        key="recharge-1",
+        pack_code="pack_150",
+        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+    )
+    await _advance(subs, 25 * HOUR)
+    failed = await subs.wait_status(tok, str(payment.id), {"FAILED"})
+    assert failed["failure_code"] == "CARD_DECLINED"
+    held = await _wait(subs, tok, m["id"], "paused")
+    assert held["cashfree_status"] == "ON_HOLD"
+    with pytest.raises(MandateNotActive):
+        await mandates.charge(
+            subs.engine,
+            subs_client,
+            subs.settings,
+            uuid.UUID(m["id"]),
+            key="recharge-2",
+            pack_code="pack_150",
+        )
