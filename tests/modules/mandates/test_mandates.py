@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from commdesk_billing.errors import MandateAmountTooHigh, MandateNotActive
+from commdesk_billing.errors import GatewayUnavailable, MandateAmountTooHigh, MandateNotActive
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
@@ -496,7 +496,21 @@ async def test_a_forged_subscription_webhook_is_refused_and_not_stored(subs: Sta
             ),
         },
     )
-    assert r.status_code == 200 and r.json()["status"] in ("rejected", "duplicate")
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+    # A signature made over a day ago: refused as stale, nothing stored.
+    old_ts = str(int((time.time() - 2 * 86_400) * 1000))
+    body = json.dumps(payload).encode()
+    r = await subs.api.post(
+        SUBS_HOOK,
+        content=body,
+        headers={
+            "x-webhook-timestamp": old_ts,
+            "x-webhook-signature": signature.sign(
+                subs.settings.cashfree_client_secret.get_secret_value(), old_ts, body
+            ),
+        },
+    )
+    assert r.status_code == 401 and r.json()["code"] == "webhook_stale"
 
 
 async def test_the_success_webhook_alone_credits_the_charge(
@@ -594,3 +608,62 @@ async def test_a_failed_card_debit_puts_the_mandate_on_hold(
             key="recharge-2",
             pack_code="pack_150",
         )
+
+
+async def test_a_lost_answer_is_resumed_by_the_repeat_and_charges_once(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    """Cashfree does not answer the CHARGE: the payment row stays CREATED and the caller is
+    told to repeat. Had the call reached Cashfree after all (made here by hand, so Cashfree's
+    charge exists and a second create is a 409), the repeat with the same key finds it: one
+    payment, one charge at Cashfree."""
+    tok = subs.token()
+    m = await _active(subs, tok)
+    day = earliest_schedule_date(await _sandbox_now(subs))
+    await subs.faults(error_rate=1.0)
+    try:
+        with pytest.raises(GatewayUnavailable):
+            await mandates.charge(
+                subs.engine,
+                subs_client,
+                subs.settings,
+                uuid.UUID(m["id"]),
+                key="recharge-1",
+                pack_code="pack_150",
+                schedule=day,
+            )
+    finally:
+        await subs.faults(error_rate=0.0)
+    row = await subs.scalar(
+        "SELECT status || ':' || order_id FROM payments WHERE subscription_id = :s",
+        s=m["subscription_id"],
+    )
+    status, order_id = row.split(":")
+    assert status == "CREATED"
+    await subs_client.create_charge(
+        subscription_id=m["subscription_id"],
+        payment_id=order_id,
+        amount_paise=15_000,
+        schedule_date=day,
+        remarks="reached Cashfree before the answer was lost",
+    )
+    payment = await mandates.charge(
+        subs.engine,
+        subs_client,
+        subs.settings,
+        uuid.UUID(m["id"]),
+        key="recharge-1",
+        pack_code="pack_150",
+        schedule=day,
+    )
+    assert payment.order_id == order_id and payment.status.value == "ACTIVE"
+    charges = [
+        p
+        for p in await subs_client.list_payments(m["subscription_id"])
+        if p.payment_type == "CHARGE"
+    ]
+    assert [p.payment_id for p in charges] == [order_id]
+    rows = await subs.scalar(
+        "SELECT count(*) FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
+    )
+    assert rows == 1
