@@ -15,7 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from commdesk_billing.errors import GatewayUnavailable, MandateAmountTooHigh, MandateNotActive
+from commdesk_billing.errors import (
+    GatewayRejected,
+    GatewayUnavailable,
+    MandateAmountTooHigh,
+    MandateNotActive,
+)
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
@@ -667,3 +672,55 @@ async def test_a_lost_answer_is_resumed_by_the_repeat_and_charges_once(
         "SELECT count(*) FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
     )
     assert rows == 1
+
+
+async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    """Cashfree holds a charge under our payment id for another amount (as if someone with
+    our keys raised it): nothing is credited, the payment waits for finance in REVIEW."""
+    tok = subs.token()
+    m = await _active(subs, tok)
+    day = earliest_schedule_date(await _sandbox_now(subs))
+    await subs.faults(error_rate=1.0)
+    try:
+        with pytest.raises(GatewayUnavailable):
+            await mandates.charge(
+                subs.engine,
+                subs_client,
+                subs.settings,
+                uuid.UUID(m["id"]),
+                key="recharge-1",
+                pack_code="pack_150",
+                schedule=day,
+            )
+    finally:
+        await subs.faults(error_rate=0.0)
+    order_id = await subs.scalar(
+        "SELECT order_id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
+    )
+    await subs_client.create_charge(
+        subscription_id=m["subscription_id"],
+        payment_id=order_id,
+        amount_paise=14_000,
+        schedule_date=day,
+    )
+    with pytest.raises(GatewayRejected):
+        await mandates.charge(
+            subs.engine,
+            subs_client,
+            subs.settings,
+            uuid.UUID(m["id"]),
+            key="recharge-1",
+            pack_code="pack_150",
+            schedule=day,
+        )
+    pid = await subs.scalar("SELECT id FROM payments WHERE order_id = :o", o=order_id)
+    await _advance(subs, 25 * HOUR)  # Cashfree debits its ₹140
+    once = await subs.payment(tok, str(pid))
+    assert once["status"] == "REVIEW" and once["credits_granted"] == 0
+    events = await subs.scalar(
+        "SELECT string_agg(kind, ',') FROM fraud_events WHERE payment_id = :p", p=pid
+    )
+    assert events == "charge_mismatch_at_create"
+    assert (await subs.wallet(tok))["available_credits"] == 0

@@ -111,7 +111,8 @@ async def open_mandate_charge(
     Idempotent by `buyer.scoped_key`: a repeat returns the payment the first call wrote and
     raises the charge only if that was not done. Raises `GatewayUnavailable` when Cashfree's
     answer was lost (the row stays CREATED: repeat, or the sync settles it) and
-    `GatewayRejected` when Cashfree refused the charge (the payment is CANCELLED)."""
+    `GatewayRejected` when Cashfree refused the charge (the payment is CANCELLED) or holds
+    one under our id that differs from ours (the payment is in REVIEW)."""
     day = schedule or earliest_schedule_date(datetime.now(IST))
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
@@ -200,7 +201,7 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
             "Cashfree did not answer; repeat the charge with the same key", retry_after_s=5
         ) from exc
 
-    async def activate(conn: AsyncConnection) -> None:
+    async def activate(conn: AsyncConnection) -> bool:
         if not _matches(charge, p):
             await fraud.record(
                 conn,
@@ -211,7 +212,7 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
                 details={"cashfree": charge.model_dump(mode="json")},
             )
             await move(conn, p.id, Status.REVIEW, reason="charge differs at Cashfree")
-            return
+            return False
         await move(
             conn,
             p.id,
@@ -219,8 +220,10 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
             reason="charge raised on the mandate",
             cashfree_order_id=charge.cf_payment_id,
         )
+        return True
 
-    await in_transaction(engine, activate)
+    if not await in_transaction(engine, activate):
+        raise GatewayRejected("the charge Cashfree holds does not match ours; under review")
 
 
 def _matches(charge: SubscriptionPayment, p: Payment) -> bool:
