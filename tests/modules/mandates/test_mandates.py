@@ -724,3 +724,57 @@ async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
     )
     assert events == "charge_mismatch_at_create"
     assert (await subs.wallet(tok))["available_credits"] == 0
+
+
+async def test_a_mandate_carries_its_validity_to_cashfree(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    tok = subs.token()
+    until = "2030-03-31T23:59:59+05:30"
+    r = await subs.api.post(
+        "/v1/mandates",
+        json={
+            "max_amount_paise": 1_500_000,  # ₹15,000: the most a UPI/card mandate may take
+            "customer_phone": "9876543210",
+            "customer_email": "member@example.com",
+            "valid_until": until,
+        },
+        headers=_auth(tok, uuid.uuid4().hex),
+    )
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["valid_until"]) == datetime.fromisoformat(until)
+    sub = await subs_client.fetch_subscription(r.json()["subscription_id"])
+    assert sub.subscription_expiry_time == datetime.fromisoformat(until)
+    assert sub.plan_details is not None
+    assert sub.plan_details.plan_type == "ON_DEMAND"
+    assert sub.plan_details.plan_max_amount_paise == 1_500_000
+
+
+async def test_every_change_is_announced_once(subs: Stack) -> None:
+    """`mandate.status_changed` goes to every queue routed for it; none is yet (the
+    notifications consumer is another slice's), so one is routed here for the test."""
+    from commdesk_billing import wiring
+    from commdesk_billing.queues import routing
+
+    extra = ("notifications.billing", "mandate.status_changed")
+    routing.install(routing.Table(wiring.TABLE.routes | {extra}))
+    try:
+        tok = subs.token()
+        m = await _active(subs, tok)
+        r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
+        assert r.status_code == 200
+        bodies = await subs.scalar(
+            "SELECT json_agg(body::json -> 'payload' ORDER BY id) FROM outbox "
+            "WHERE message_type = 'mandate.status_changed' AND body::json -> 'payload' "
+            "->> 'mandate_id' = :m",
+            m=m["id"],
+        )
+    finally:
+        wiring.install()
+    user_id = await subs.scalar(
+        "SELECT user_id::text FROM mandates WHERE id = :m", m=uuid.UUID(m["id"])
+    )
+    assert bodies == [
+        {"mandate_id": m["id"], "user_id": user_id, "status": s, "max_amount_paise": 50_000}
+        for s in ("active", "revoked")
+    ]
