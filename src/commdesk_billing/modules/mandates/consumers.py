@@ -14,7 +14,7 @@ from commdesk_billing.gateway.errors import CashfreeRejected
 from commdesk_billing.gateway.subscription_models import Subscription
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import repository as repo
-from commdesk_billing.modules.mandates import service
+from commdesk_billing.modules.mandates import service, status
 from commdesk_billing.modules.payments.consumers import PaymentProcessing
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
@@ -50,7 +50,7 @@ class MandateRefresh(TwoPhase):
         p = _refresh_payload(envelope)
         try:
             # The subscription id derives from the mandate's: no read of ours before asking.
-            return await service.fetch_subscription(
+            return await status.fetch_subscription(
                 self.client, service.subscription_id_for(p.mandate_id), cancel=p.cancel
             )
         except CashfreeRejected as exc:
@@ -60,7 +60,7 @@ class MandateRefresh(TwoPhase):
         p = _refresh_payload(envelope)
         outcome = "no subscription at cashfree"
         if isinstance(fetched, Subscription):
-            m = await service.apply_subscription(conn, p.mandate_id, fetched)
+            m = await status.apply_subscription(conn, p.mandate_id, fetched)
             outcome = f"mandate {m.status.value}"
         if p.webhook_id is not None:
             await repo.mark_webhook(conn, p.webhook_id, outcome)
@@ -80,12 +80,12 @@ class ChargeWebhook(TwoPhase):
         return await self.processing.fetch(envelope)
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None:
-        status = await self.processing.settle(conn, envelope, fetched)
+        settled = await self.processing.settle(conn, envelope, fetched)
         try:
             webhook_id = _FromWebhook.model_validate(envelope.payload).webhook_id
         except ValidationError as exc:
             raise PermanentError(f"{envelope.type} carries no webhook_id") from exc
-        await repo.mark_webhook(conn, webhook_id, f"payment {status.value}")
+        await repo.mark_webhook(conn, webhook_id, f"payment {settled.value}")
 
     async def aclose(self) -> None:
         await self.processing.aclose()

@@ -10,7 +10,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway import backoff
 from commdesk_billing.modules.mandates import repository as repo
-from commdesk_billing.modules.mandates import service
+from commdesk_billing.modules.mandates import status
 from commdesk_billing.queues import outbox
 from commdesk_billing.queues.runtime import in_flight_s
 
@@ -35,7 +35,7 @@ async def sync_open_mandates(engine: AsyncEngine, settings: Settings) -> int:
                     conn,
                     "payment.processing",
                     "mandate.refresh",
-                    {"mandate_id": str(m.id), "cancel": service.needs_cancel(m)},
+                    {"mandate_id": str(m.id), "cancel": status.needs_cancel(m)},
                     correlation_id=str(m.id),
                     unless_pending=True,
                     in_flight_s=window,

@@ -33,24 +33,19 @@ from commdesk_billing.errors import (
     MandateAmountTooHigh,
     MandateNotActive,
     MandateNotRevocable,
-    NotFound,
 )
 from commdesk_billing.gateway.errors import (
     CashfreeConflict,
     CashfreeError,
-    CashfreeNotFound,
     CashfreeRejected,
 )
-from commdesk_billing.gateway.subscription_models import PlanSpec, Subscription
+from commdesk_billing.gateway.subscription_models import PlanSpec
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.mandates import auth
+from commdesk_billing.modules.mandates import auth, status
 from commdesk_billing.modules.mandates import repository as repo
 from commdesk_billing.modules.mandates.model import (
-    FINAL,
     OPEN,
     Mandate,
-    MandateStatus,
-    status_from_cashfree,
 )
 from commdesk_billing.modules.mandates.model import MandateStatus as M
 from commdesk_billing.modules.mandates.schemas import MAX_PER_DEBIT_PAISE, MandateRequest
@@ -67,10 +62,6 @@ log = structlog.get_logger(__name__)
 
 # The hosted authorisation page of the local sandbox (production: see `authorization_url`).
 _SANDBOX_AUTHORIZE_PATH = "/pg/view/subscriptions/authorize"
-# Cashfree's statuses after which nothing more happens to a subscription.
-_CASHFREE_ENDED = frozenset(
-    {"CANCELLED", "CUSTOMER_CANCELLED", "COMPLETED", "EXPIRED", "LINK_EXPIRED", "CARD_EXPIRED"}
-)
 
 
 def subscription_id_for(mandate_id: uuid.UUID) -> str:
@@ -97,27 +88,6 @@ def authorization_url(settings: Settings, m: Mandate) -> str | None:
 def _request_hash(req: MandateRequest) -> str:
     canonical = json.dumps(req.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-async def _announce(conn: AsyncConnection, m: Mandate, status: MandateStatus) -> None:
-    await outbox.announce(
-        conn,
-        "mandate.status_changed",
-        {
-            "mandate_id": str(m.id),
-            "user_id": str(m.user_id),
-            "status": status.value,
-            "max_amount_paise": m.max_amount_paise,
-        },
-        correlation_id=str(m.id),
-    )
-
-
-async def _existing(conn: AsyncConnection, mandate_id: uuid.UUID, *, lock: bool = False) -> Mandate:
-    m = await repo.get(conn, mandate_id, lock=lock)
-    if m is None:
-        raise NotFound(f"mandate {mandate_id} does not exist")
-    return m
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -200,10 +170,10 @@ async def create(
         if exc.status == 400:
 
             async def refused(conn: AsyncConnection) -> None:
-                current = await _existing(conn, m.id, lock=True)
+                current = await status.existing(conn, m.id, lock=True)
                 if current.status is M.PENDING and current.cashfree_status is None:
                     await repo.update(conn, m.id, status=M.FAILED.value, cashfree_status="REFUSED")
-                    await _announce(conn, current, M.FAILED)
+                    await status.announce(conn, current, M.FAILED)
 
             await in_transaction(engine, refused)
         raise GatewayRejected(reason, gateway_status=exc.status) from exc
@@ -212,85 +182,20 @@ async def create(
             "Cashfree did not answer; repeat the request with the same Idempotency-Key",
             retry_after_s=5,
         ) from exc
-    return await in_transaction(engine, lambda conn: apply_subscription(conn, m.id, sub))
-
-
-# --- status from Cashfree -------------------------------------------------------------------
-
-
-async def apply_subscription(
-    conn: AsyncConnection, mandate_id: uuid.UUID, sub: Subscription
-) -> Mandate:
-    """Record what Cashfree's API says about the mandate's subscription; move our status
-    where it puts it (never out of revoked, expired or completed), announcing a change."""
-    m = await _existing(conn, mandate_id, lock=True)
-    if sub.subscription_id != m.subscription_id:
-        raise ValueError("a subscription applied to another mandate")
-    details = sub.authorization_details
-    auth_status = details.authorization_status if details else None
-    columns: dict[str, object] = {
-        "cashfree_status": sub.subscription_status[:50],
-        "cf_subscription_id": sub.cf_subscription_id or m.cf_subscription_id,
-        "session_id": sub.subscription_session_id or m.session_id,
-        "auth_status": (auth_status or m.auth_status or "")[:50] or None,
-        "refreshed_at": datetime.now(IST),
-    }
-    if details is not None and details.authorization_reference:
-        columns["auth_reference"] = details.authorization_reference[:200]
-    method = (details.payment_group or details.payment_method) if details else None
-    if method:
-        columns["payment_method"] = method[:30]
-    new = status_from_cashfree(sub.subscription_status, auth_status)
-    changed = new is not None and new is not m.status and m.status not in FINAL
-    if changed:
-        assert new is not None
-        columns["status"] = new.value
-    await repo.update(conn, m.id, **columns)
-    if changed:
-        assert new is not None
-        await _announce(conn, m, new)
-        log.info("mandate.status_changed", mandate_id=str(m.id), to=new.value)
-    return await _existing(conn, m.id)
-
-
-async def fetch_subscription(
-    client: SubscriptionsClient, subscription_id: str, *, cancel: bool = False
-) -> Subscription | None:
-    """Cashfree's subscription (None: Cashfree has none). `cancel`: send the member's CANCEL
-    first (refused when it is already over: then just read it)."""
-    if cancel:
-        try:
-            await client.manage_subscription(subscription_id, "CANCEL")
-        except CashfreeNotFound:
-            return None
-        except CashfreeRejected as exc:
-            log.info("mandate.cancel_refused", code=exc.code)
-    try:
-        return await client.fetch_subscription(subscription_id)
-    except CashfreeNotFound:
-        return None
-
-
-def needs_cancel(m: Mandate) -> bool:
-    """Revoked by the member here while Cashfree may still hold it live."""
-    return (
-        m.status is M.REVOKED
-        and m.revoked_by == "member"
-        and (m.cashfree_status or "") not in _CASHFREE_ENDED
-    )
+    return await in_transaction(engine, lambda conn: status.apply_subscription(conn, m.id, sub))
 
 
 async def refresh(
     engine: AsyncEngine, client: SubscriptionsClient, mandate_id: uuid.UUID
 ) -> Mandate:
     """Ask Cashfree now and apply its answer (sending a member's pending CANCEL first)."""
-    m = await in_transaction(engine, lambda conn: _existing(conn, mandate_id))
+    m = await in_transaction(engine, lambda conn: status.existing(conn, mandate_id))
     if m.cashfree_status is None and m.status is M.PENDING and m.session_id is None:
         return m  # never reached Cashfree: the member's repeat of the create makes it
-    sub = await fetch_subscription(client, m.subscription_id, cancel=needs_cancel(m))
+    sub = await status.fetch_subscription(client, m.subscription_id, cancel=status.needs_cancel(m))
     if sub is None:
         return m
-    return await in_transaction(engine, lambda conn: apply_subscription(conn, m.id, sub))
+    return await in_transaction(engine, lambda conn: status.apply_subscription(conn, m.id, sub))
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -307,7 +212,7 @@ async def read(
     moved and was not asked about lately (Cashfree away: the stored one is answered)."""
 
     async def load(conn: AsyncConnection) -> Mandate:
-        m = await _existing(conn, mandate_id)
+        m = await status.existing(conn, mandate_id)
         await auth.authorize_read(conn, principal, m)
         return m
 
@@ -358,14 +263,14 @@ async def revoke(
 
     async def mark(conn: AsyncConnection) -> Mandate:
         # The row lock orders this against a charge being written (`charge` takes it too).
-        m = await _existing(conn, mandate_id, lock=True)
+        m = await status.existing(conn, mandate_id, lock=True)
         await auth.authorize_revoke(conn, principal, m)
         if m.status is M.REVOKED:
             return m
         if m.status in (M.EXPIRED, M.COMPLETED):
             raise MandateNotRevocable(f"the mandate is {m.status.value}")
         await repo.update(conn, m.id, status=M.REVOKED.value, revoked_by="member")
-        await _announce(conn, m, M.REVOKED)
+        await status.announce(conn, m, M.REVOKED)
         await outbox.send(
             conn,
             "payment.processing",
@@ -373,10 +278,10 @@ async def revoke(
             {"mandate_id": str(m.id), "cancel": True},
             correlation_id=str(m.id),
         )
-        return await _existing(conn, m.id)
+        return await status.existing(conn, m.id)
 
     m = await in_transaction(engine, mark)
-    if needs_cancel(m):
+    if status.needs_cancel(m):
         try:
             return await refresh(engine, client, m.id)
         except CashfreeError as exc:
@@ -412,7 +317,7 @@ async def charge(
         raise ValueError("give exactly one of pack_code and amount_paise")
 
     async def load(conn: AsyncConnection) -> tuple[Mandate, str]:
-        m = await _existing(conn, mandate_id)
+        m = await status.existing(conn, mandate_id)
         user = await users.get_user(conn, m.user_id)
         return m, user.external_id
 
@@ -428,7 +333,7 @@ async def charge(
     async def still_usable(conn: AsyncConnection, _payment: Payment) -> None:
         # In the payment row's own transaction, under the mandate's row lock (revoke takes
         # it too): a revoke that committed first leaves no charge written after it.
-        current = await _existing(conn, mandate_id, lock=True)
+        current = await status.existing(conn, mandate_id, lock=True)
         if not current.usable:
             raise MandateNotActive(f"the mandate is {current.status.value}")
 

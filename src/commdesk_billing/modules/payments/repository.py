@@ -94,7 +94,10 @@ async def count_open_orders(conn: AsyncConnection, user_id: uuid.UUID) -> int:
                 sql("""
                 SELECT count(*) FROM payments
                  WHERE user_id = :u AND status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED')
-                   AND order_expires_at > now()"""),
+                   AND order_expires_at > now()
+                   -- Checkout orders only: a charge on a mandate is raised by CommDesk (its
+                   -- caller bounds those) and a FAILED one is final, not an unpaid order.
+                   AND channel = 'order'"""),
                 {"u": user_id},
             )
         ).scalar_one()
