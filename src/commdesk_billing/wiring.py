@@ -16,8 +16,8 @@ else outside its own folder.
 Waiting for a consumer (the events are there; a queue is routed when its handler lands):
 `payment.credited` and `refund.succeeded` → notifications.billing, analytics.billing;
 `payment.credited` → fraud.detection; `settlement.failed` and `settlement.reversed` (the
-payee's notification) → notifications.billing; `mandate.status_changed` →
-notifications.billing.
+payee's notification) → notifications.billing; `mandate.status_changed` and
+`mandate_charge.failed` → notifications.billing (and auto-recharge, subscriptions).
 """
 
 from __future__ import annotations

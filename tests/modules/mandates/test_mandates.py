@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from commdesk_billing import wiring
 from commdesk_billing.errors import (
     GatewayRejected,
     GatewayUnavailable,
@@ -26,6 +27,7 @@ from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
+from commdesk_billing.queues import routing
 from commdesk_billing.security.jwt import Role
 from tests.harness.stack import Stack
 from tests.modules.mandates.conftest import SUBS_HOOK
@@ -389,6 +391,17 @@ async def test_a_charge_is_credited_once_after_the_debit(
 async def test_a_failing_charge_credits_nothing(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
+    # `mandate_charge.failed` is routed here for the test (its consumers are other slices').
+    routing.install(
+        routing.Table(wiring.TABLE.routes | {("notifications.billing", "mandate_charge.failed")})
+    )
+    try:
+        await _failing_charge(subs, subs_client)
+    finally:
+        wiring.install()
+
+
+async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None:
     tok = subs.token()
     m = await _active(subs, tok)
     r = await subs.sandbox.post(
@@ -419,6 +432,25 @@ async def test_a_failing_charge_credits_nothing(
     r = await subs.api.post(f"/v1/payments/{pid}/sync", headers=_auth(finance))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "FAILED" and r.json()["channel"] == "mandate"
+    announced = await subs.scalar(
+        "SELECT json_agg(body::json -> 'payload') FROM outbox "
+        "WHERE message_type = 'mandate_charge.failed' "
+        "AND body::json -> 'payload' ->> 'payment_id' = :p",
+        p=pid,
+    )
+    assert announced == [
+        {
+            "payment_id": pid,
+            "user_id": await subs.scalar(
+                "SELECT user_id::text FROM payments WHERE id = :p", p=payment.id
+            ),
+            "subscription_id": m["subscription_id"],
+            "order_id": payment.order_id,
+            "amount_paise": 20_000,
+            "status": "FAILED",
+            "failure_code": "INSUFFICIENT_FUNDS",
+        }
+    ]
 
 
 async def test_a_charge_above_the_mandates_maximum_is_refused(
@@ -753,9 +785,6 @@ async def test_a_mandate_carries_its_validity_to_cashfree(
 async def test_every_change_is_announced_once(subs: Stack) -> None:
     """`mandate.status_changed` goes to every queue routed for it; none is yet (the
     notifications consumer is another slice's), so one is routed here for the test."""
-    from commdesk_billing import wiring
-    from commdesk_billing.queues import routing
-
     extra = ("notifications.billing", "mandate.status_changed")
     routing.install(routing.Table(wiring.TABLE.routes | {extra}))
     try:

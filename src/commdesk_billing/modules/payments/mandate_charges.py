@@ -59,6 +59,7 @@ from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.modules.payments.service import IST
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.payments.verification import announce_credit
+from commdesk_billing.queues import outbox
 
 log = structlog.get_logger(__name__)
 
@@ -336,7 +337,7 @@ async def apply_charge_truth(
         )
     if status == C_FAILED:
         why = charge.failure_reason
-        await move(
+        left = await move(
             conn,
             p.id,
             Status.FAILED,
@@ -346,8 +347,10 @@ async def apply_charge_truth(
             payment_method=charge.payment_method,
             payment_group="mandate",
         )
+        if left is not None and left is not Status.FAILED:
+            await _announce_ended(conn, p, Status.FAILED, why or C_FAILED)
     elif status == C_CANCELLED:
-        await move(
+        left = await move(
             conn,
             p.id,
             Status.CANCELLED,
@@ -355,9 +358,34 @@ async def apply_charge_truth(
             failure_code=(charge.failure_reason or C_CANCELLED)[:100],
             failure_reason=charge.failure_reason,
         )
+        if left is not None:
+            await _announce_ended(conn, p, Status.CANCELLED, charge.failure_reason or C_CANCELLED)
     # INITIALIZED / PENDING (notified, or a UPI retry pending): still open.
     final = await repo.get(conn, p.id)
     return final.status if final else p.status
+
+
+async def _announce_ended(
+    conn: AsyncConnection, p: Payment, status: Status, failure_code: str
+) -> None:
+    """`mandate_charge.failed`: a charge on a mandate ended unpaid (FAILED after Cashfree's
+    retries, or CANCELLED), once, in the transaction that moved it. For whoever raised it
+    (auto-recharge's backoff, renewals' dunning) and the member's notification. A charge that
+    is paid is announced as every purchase is (`payment.credited`)."""
+    await outbox.announce(
+        conn,
+        "mandate_charge.failed",
+        {
+            "payment_id": str(p.id),
+            "user_id": str(p.user_id),
+            "subscription_id": p.subscription_id,
+            "order_id": p.order_id,
+            "amount_paise": p.amount_paise,
+            "status": status.value,
+            "failure_code": failure_code[:100],
+        },
+        correlation_id=str(p.id),
+    )
 
 
 async def note_pre_debit_notice(conn: AsyncConnection, order_id: str, at: datetime) -> bool:
