@@ -349,3 +349,13 @@ SUBSCRIPTION_ALLOW = {
     "POST /v1/subscriptions/{subscription_id}/change": {"owner"},
 }
 SUBSCRIPTION_CALLERS = [*sorted(_SUBSCRIBERS), "service", "anonymous", "forged"]
+# Who may call what, on the mandates' routes (the subscription webhook route authenticates by
+# Cashfree's signature: tested apart). Any person sets up and lists their own mandates; the
+# owner and staff readers read one; only the owner revokes it. Everyone else: 403; no token:
+# 401. Callers: STACK_CALLERS.
+MANDATE_ALLOW = {
+    "POST /v1/mandates": {"owner", "other_member", "finance_admin", "support", "auditor"},
+    "GET /v1/mandates": {"owner", "other_member", "finance_admin", "support", "auditor"},
+    "GET /v1/mandates/{mandate_id}": {"owner", "finance_admin", "support", "auditor"},
+    "POST /v1/mandates/{mandate_id}/revoke": {"owner"},
+}

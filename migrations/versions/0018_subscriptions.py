@@ -2,7 +2,7 @@
 periods and every charge made for them.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-07
 
 - `subscription_plans`: append-only versions of a plan (code, version). A price change is a
@@ -28,7 +28,7 @@ from __future__ import annotations
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

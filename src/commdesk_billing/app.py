@@ -19,11 +19,13 @@ from commdesk_billing import problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
-from commdesk_billing.gateway.factory import cashfree_client, payouts_client
+from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.invoices.api import router as invoices_router
+from commdesk_billing.modules.mandates.api import router as mandates_router
+from commdesk_billing.modules.mandates.webhooks import router as subscription_webhooks_router
 from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payees.api import router as payees_router
 from commdesk_billing.modules.payments.api import router as payments_router
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = cfg
         app.state.engine = make_engine(cfg)
         app.state.cashfree = cashfree_client(cfg)
+        app.state.subscriptions = subscriptions_client(cfg)
         app.state.documents = document_store(cfg)
         app.state.communities = community_directory(cfg)
         # Payout accounts need both the Payouts pair and the sealing keys; without them
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.communities.aclose()
             await app.state.documents.aclose()
             await app.state.cashfree.aclose()
+            await app.state.subscriptions.aclose()
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -136,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(splits_router)
     app.include_router(usage_router)
     app.include_router(subscriptions_router)
+    app.include_router(mandates_router)
+    app.include_router(subscription_webhooks_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     public_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://127.0.0.1:8000"
     # Where Cashfree sends the buyer after paying ({order_id} is filled in by Cashfree).
     payment_return_url: str | None = None
+    # Where a member authorises a mandate: CommDesk's page that opens Cashfree's JS SDK
+    # (`subscriptionsCheckout`) with {subscription_session_id}. Unset: the sandbox's hosted
+    # page under `cashfree_base_url`.
+    mandate_authorize_url: str | None = None
     payment_order_ttl_s: Annotated[int, Field(ge=5, le=30 * 86400)] = 1800
     # An order not settled this long after its last change is asked about (lost webhooks).
     payment_sync_after_s: Annotated[float, Field(ge=1, le=86400)] = 120.0

@@ -439,3 +439,30 @@ class PlanChangeRefused(DomainError):
     code = "plan_change_refused"
     status = 409
     title = "The plan cannot be changed to that plan"
+
+
+# --- mandates (UPI AutoPay / card standing instructions) -----------------------------------
+
+
+class MandateAmountTooHigh(DomainError):
+    """A UPI AutoPay or card mandate may debit at most ₹15,000 without the payer's extra
+    authentication (RBI, cashfree.md §12.6/§15); a charge may not exceed the mandate's own
+    maximum."""
+
+    code = "mandate_amount_too_high"
+    status = 422
+    title = "Amount above the mandate's limit"
+
+
+class MandateNotActive(DomainError):
+    """Charges are raised only on an active mandate (authorised, not paused or revoked)."""
+
+    code = "mandate_not_active"
+    status = 409
+    title = "The mandate is not active"
+
+
+class MandateNotRevocable(DomainError):
+    code = "mandate_not_revocable"
+    status = 409
+    title = "The mandate has already ended"

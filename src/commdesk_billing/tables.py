@@ -67,6 +67,8 @@ OWNERS: dict[str, str] = {
     "subscriptions": "modules/subscriptions",
     "subscription_periods": "modules/subscriptions",
     "subscription_charges": "modules/subscriptions",
+    "mandates": "modules/mandates",
+    "subscription_webhooks": "modules/mandates",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

@@ -15,7 +15,7 @@ else outside its own folder.
 
 Waiting for a consumer (the events are there; a queue is routed when its handler lands):
 `payment.credited` and `refund.succeeded` → analytics.billing; `payment.credited` →
-fraud.detection.
+fraud.detection; `mandate_charge.failed` (a charge on a mandate failed for good).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
-from commdesk_billing.gateway.factory import cashfree_client, payouts_client
+from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
@@ -41,6 +41,8 @@ from commdesk_billing.modules.invoices.jobs import render_pending
 from commdesk_billing.modules.ledger import invariants as ledger_invariants
 from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import Check
+from commdesk_billing.modules.mandates.consumers import ChargeWebhook, MandateRefresh
+from commdesk_billing.modules.mandates.jobs import sync_open_mandates
 from commdesk_billing.modules.notifications.consumers import BillingNotifications
 from commdesk_billing.modules.notifications.jobs import deliver_due as deliver_notifications
 from commdesk_billing.modules.partners import invariants as partner_invariants
@@ -91,11 +93,16 @@ HANDLER_KINDS = (
     "auto_recharge_credited",
     "usage_debt_repayment",
     "billing_notifications",
+    "mandate_refresh",
+    "mandate_charge_webhook",
 )
 
 
 def _build_kinds(settings: Settings) -> dict[str, Handler]:
-    payment_truth = PaymentProcessing(cashfree_client(settings), settings)
+    # A charge on a mandate is verified on the Subscriptions API (same app, same keys).
+    payment_truth = PaymentProcessing(
+        cashfree_client(settings), settings, subscriptions_client(settings)
+    )
     refund_processing = RefundProcessing(cashfree_client(settings))
     return {
         "payment_truth": payment_truth,
@@ -124,6 +131,8 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "auto_recharge_credited": handle_credited,
         "usage_debt_repayment": repay_debts,
         "billing_notifications": BillingNotifications(),
+        "mandate_refresh": MandateRefresh(subscriptions_client(settings)),
+        "mandate_charge_webhook": ChargeWebhook(payment_truth),
     }
 
 
@@ -179,6 +188,11 @@ ROUTES: dict[Route, str] = {
     ("notifications.billing", "subscription.renewed"): "billing_notifications",
     ("notifications.billing", "subscription.renewal_failed"): "billing_notifications",
     ("notifications.billing", "subscription.cancelled"): "billing_notifications",
+    # Mandates (Cashfree Subscriptions): a mandate's status asked of Cashfree after a signed
+    # webhook, a member's revoke or by the sync; a charge's subscription payment webhook
+    # makes the payments consumer ask the subscription payment API (then `payment.paid`).
+    ("payment.processing", "mandate.refresh"): "mandate_refresh",
+    ("payment.processing", "mandate.charge.webhook"): "mandate_charge_webhook",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -242,6 +256,11 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             "sync_open_payments",
             settings.payment_sync_every_s,
             lambda: sync_open_payments(engine, settings),
+        ),
+        Job(
+            "sync_open_mandates",
+            settings.payment_sync_every_s,
+            lambda: sync_open_mandates(engine, settings),
         ),
         Job(
             "sync_open_refunds",

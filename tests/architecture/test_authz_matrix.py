@@ -7,6 +7,7 @@ from typing import Any
 from tests.authz import (
     AUTO_RECHARGE_ALLOW,
     COMMUNITY_ALLOW,
+    MANDATE_ALLOW,
     PARTNER_ALLOW,
     PAYEE_ALLOW,
     PAYMENT_ALLOW,
@@ -36,8 +37,9 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         SETTLEMENT_ALLOW
     ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | set(USAGE_ALLOW) | set(
         SUBSCRIPTION_ALLOW
-    ) | {
+    ) | set(MANDATE_ALLOW) | {
         "POST /v1/webhooks/cashfree",
+        "POST /v1/webhooks/cashfree/subscriptions",
         "POST /v1/webhooks/cashfree-payouts",
         "POST /v1/webhooks/cashfree/vendor-settlements",
     }

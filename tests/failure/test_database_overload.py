@@ -475,6 +475,7 @@ _PATH_PARAMETERS = (
     "sponsorship_id",
     "settlement_id",
     "subscription_id",
+    "mandate_id",
 )
 _BODIES: dict[str, Any] = {
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
@@ -546,6 +547,11 @@ _BODIES: dict[str, Any] = {
         "tiers": [{"up_to": None, "millicredits_per_unit": 1000}],
         "reason": "sweep",
     },
+    "POST /v1/mandates": {
+        "max_amount_paise": 50_000,
+        "customer_phone": "9876543210",
+        "customer_email": "sweep@example.com",
+    },
 }
 # Query strings a route needs to get as far as the database.
 _QUERIES = {"GET /v1/usage/summary": {"wallet_id": "00000000-0000-4000-8000-000000000001"}}
@@ -571,6 +577,12 @@ _SIGNED = {
         b'{"type": "VENDOR_SETTLEMENT_SUCCESS", "event_time": "2026-12-07T10:00:00+05:30",'
         b' "data": {"settlement": {"settlement_id": 1, "status": "SUCCESS",'
         b' "vendor_id": "cdbc_sweep", "settlement_amount": 1.00}}}',
+    ),
+    "/v1/webhooks/cashfree/subscriptions": (
+        "cashfree_client_secret",
+        b'{"type": "SUBSCRIPTION_STATUS_CHANGED", "event_time": "2026-12-07T10:00:00",'
+        b' "data": {"subscription_details": {"subscription_id": "cdbm_sweep",'
+        b' "subscription_status": "ACTIVE"}}}',
     ),
 }
 

@@ -20,7 +20,13 @@ from commdesk_billing.errors import (
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeError, CashfreeRateLimited, CashfreeRejected
 from commdesk_billing.idempotency.keys import respond
-from commdesk_billing.modules.payments import auth, ordering, service, verification
+from commdesk_billing.modules.payments import (
+    auth,
+    mandate_charges,
+    ordering,
+    service,
+    verification,
+)
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.schemas import (
     OrderRequest,
@@ -130,10 +136,17 @@ async def sync_payment(
     payment_id: uuid.UUID, request: Request, engine: Engine, settings: Config, caller: Caller
 ) -> PaymentOut | JSONResponse:
     auth.authorize_sync(caller)
+    found = await in_transaction(engine, lambda conn: service.existing(conn, payment_id))
     try:
-        await verification.verify_payment(
-            engine, _client(request), settings, payment_id, source="manual"
-        )
+        if found.on_mandate:
+            # A charge on a mandate: its truth is the subscription payment API.
+            await mandate_charges.verify_charge(
+                engine, request.app.state.subscriptions, settings, found, source="manual"
+            )
+        else:
+            await verification.verify_payment(
+                engine, _client(request), settings, payment_id, source="manual"
+            )
     except CashfreeRateLimited as exc:
         # Answered now, never waited out inside the request (the client does not sleep on
         # a 429; it recorded the back-off the sync jobs honour).

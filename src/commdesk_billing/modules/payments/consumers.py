@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeRejected
-from commdesk_billing.modules.payments import verification
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
+from commdesk_billing.modules.payments import mandate_charges, verification
 from commdesk_billing.modules.payments.crediting import Handover, credit_payment
 from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.queues.envelope import Envelope
@@ -28,6 +29,8 @@ class ProcessPayload(StrictInput):
     order_expires_at: Timestamp
     source: Literal["webhook", "sync", "manual"]
     webhook_id: uuid.UUID | None = None
+    # Set for a charge raised on a mandate: its truth is the subscription payment API.
+    subscription_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_. -]{1,250}$")
 
 
 class PaidPayload(StrictInput):
@@ -35,11 +38,18 @@ class PaidPayload(StrictInput):
 
 
 class PaymentProcessing(TwoPhase):
-    """Fetch the order and its payments from Cashfree, then apply them to the payment."""
+    """Fetch the order and its payments from Cashfree, then apply them to the payment; for a
+    charge on a mandate, its subscription payment (`mandate_charges`)."""
 
-    def __init__(self, client: CashfreeClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: CashfreeClient,
+        settings: Settings,
+        subs_client: SubscriptionsClient | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.subs_client = subs_client
 
     def _payload(self, envelope: Envelope) -> ProcessPayload:
         try:
@@ -50,6 +60,12 @@ class PaymentProcessing(TwoPhase):
     async def fetch(self, envelope: Envelope) -> object:
         p = self._payload(envelope)
         try:
+            if p.subscription_id is not None:
+                if self.subs_client is None:
+                    raise PermanentError("no Subscriptions client to verify a mandate charge")
+                return await mandate_charges.fetch_charge_truth(
+                    self.subs_client, p.subscription_id, p.order_id
+                )
             return await verification.fetch_truth(self.client, p.order_id, p.order_expires_at)
         except CashfreeRejected as exc:
             # 401/400 from Cashfree will not heal by retrying this message: dead-letter it
@@ -65,6 +81,10 @@ class PaymentProcessing(TwoPhase):
     async def settle(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> Status:
         """Apply what was fetched; the payment's status after it."""
         p = self._payload(envelope)
+        if isinstance(fetched, mandate_charges.ChargeTruth):
+            return await mandate_charges.apply_charge_truth(
+                conn, self.settings, p.payment_id, fetched, source=p.source
+            )
         assert isinstance(fetched, verification.Truth)
         return await verification.apply_truth(
             conn, self.settings, p.payment_id, fetched, source=p.source
@@ -72,6 +92,8 @@ class PaymentProcessing(TwoPhase):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.subs_client is not None:
+            await self.subs_client.aclose()
 
 
 class PaidPayments:

@@ -47,7 +47,7 @@ async def sync_open_payments(engine: AsyncEngine, settings: Settings) -> int:
             conn, older_than_s=settings.payment_sync_after_s, limit=settings.payment_sync_batch
         )
         announced = 0
-        for payment_id, order_id, expires_at in due:
+        for payment_id, order_id, expires_at, subscription_id in due:
             sent = await outbox.send(
                 conn,
                 "payment.processing",
@@ -57,6 +57,8 @@ async def sync_open_payments(engine: AsyncEngine, settings: Settings) -> int:
                     "order_id": order_id,
                     "order_expires_at": expires_at.isoformat(),
                     "source": "sync",
+                    # A charge on a mandate: asked of the subscription payment API.
+                    **({"subscription_id": subscription_id} if subscription_id else {}),
                 },
                 correlation_id=str(payment_id),
                 unless_pending=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from commdesk_billing.modules.payments.state import Status
@@ -83,10 +83,20 @@ class Payment:
     sync_count: int
     created_at: datetime
     updated_at: datetime
+    # 'order' (a PG order, checkout) or 'mandate' (a charge raised on a mandate: Cashfree
+    # Subscriptions, `mandate_charges.py`): which API holds the payment's truth.
+    channel: str = "order"
+    subscription_id: str | None = None  # the mandate's Cashfree subscription (mandate only)
+    schedule_date: date | None = None  # the debit date asked for (mandate only)
+    pdn_at: datetime | None = None  # when Cashfree's pre-debit notice was seen (mandate only)
 
     @property
     def credits(self) -> int:
         return self.base_credits + self.bonus_credits
+
+    @property
+    def on_mandate(self) -> bool:
+        return self.channel == "mandate"
 
     @property
     def buys_credits(self) -> bool:

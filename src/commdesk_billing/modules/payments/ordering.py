@@ -484,6 +484,10 @@ async def retry_failed_payment(
     """Another go at a payment that did not complete: on the same order while Cashfree still
     takes payments on it, else on a new order linked to the old one (`retry_of`)."""
     payment = await in_transaction(engine, lambda conn: _owned(conn, principal, payment_id))
+    if payment.on_mandate:
+        # A charge on a mandate has no checkout: its debit is retried by Cashfree (UPI), and
+        # a new charge is raised by whoever raised this one.
+        raise PaymentNotRetryable("a charge on a mandate is not retried at checkout")
     if payment.status not in RETRYABLE | {Status.EXPIRED, Status.CANCELLED, Status.ACTIVE}:
         raise PaymentNotRetryable(f"a {payment.status.value} payment cannot be retried")
     if payment.status in OPEN:

@@ -94,7 +94,10 @@ async def count_open_orders(conn: AsyncConnection, user_id: uuid.UUID) -> int:
                 sql("""
                 SELECT count(*) FROM payments
                  WHERE user_id = :u AND status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED')
-                   AND order_expires_at > now()"""),
+                   AND order_expires_at > now()
+                   -- Checkout orders only: a charge on a mandate is raised by CommDesk (its
+                   -- caller bounds those) and a FAILED one is final, not an unpaid order.
+                   AND channel = 'order'"""),
                 {"u": user_id},
             )
         ).scalar_one()
@@ -196,14 +199,17 @@ async def list_for_user(
 
 async def due_for_sync(
     conn: AsyncConnection, *, older_than_s: float, limit: int
-) -> list[tuple[uuid.UUID, str, datetime]]:
+) -> list[tuple[uuid.UUID, str, datetime, str | None]]:
     """Payments that may still change at Cashfree and were not asked about lately; claimed by
-    stamping last_synced_at (SKIP LOCKED keeps two schedulers from taking the same rows)."""
+    stamping last_synced_at (SKIP LOCKED keeps two schedulers from taking the same rows).
+    Each with its subscription id when it is a charge on a mandate (else None). A mandate
+    charge's FAILED is final (Cashfree's UPI retries are over), so it is not asked again."""
     rows = await conn.execute(
         sql("""
         WITH due AS (
             SELECT id FROM payments
              WHERE updated_at < now() - make_interval(secs => :age)
+               AND NOT (channel = 'mandate' AND status = 'FAILED')
                AND ((status IN ('CREATED', 'ACTIVE', 'FAILED', 'USER_DROPPED', 'PAID')
                      AND (last_synced_at IS NULL
                           OR last_synced_at < now() - make_interval(secs => :age)))
@@ -219,10 +225,25 @@ async def due_for_sync(
              FOR UPDATE SKIP LOCKED)
         UPDATE payments p SET last_synced_at = now(), sync_count = sync_count + 1
           FROM due WHERE p.id = due.id
-        RETURNING p.id, p.order_id, p.order_expires_at"""),
+        RETURNING p.id, p.order_id, p.order_expires_at,
+                  CASE WHEN p.channel = 'mandate' THEN p.subscription_id END"""),
         {"age": older_than_s, "n": limit},
     )
-    return [(r[0], r[1], r[2]) for r in rows]
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def set_pdn_at(conn: AsyncConnection, order_id: str, at: datetime) -> bool:
+    """The first pre-debit notice seen for a mandate charge (later ones keep the first)."""
+    row = (
+        await conn.execute(
+            sql("""
+            UPDATE payments SET pdn_at = :at
+             WHERE order_id = :o AND channel = 'mandate' AND pdn_at IS NULL
+            RETURNING id"""),
+            {"o": order_id, "at": at},
+        )
+    ).first()
+    return row is not None
 
 
 async def set_session_if_missing(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
@@ -101,6 +101,11 @@ class PaymentOut(BaseModel):
     paid_at: datetime | None
     credited_at: datetime | None
     created_at: datetime
+    # 'order' (paid at checkout) or 'mandate' (a charge on a mandate: debited on or after
+    # `schedule_date`, at least 24 h after Cashfree's pre-debit notice, `pdn_at`).
+    channel: str = "order"
+    schedule_date: date | None = None
+    pdn_at: datetime | None = None
 
     @classmethod
     def of(cls, p: Payment, checkout_url: str | None) -> PaymentOut:
@@ -135,6 +140,9 @@ class PaymentOut(BaseModel):
             paid_at=p.paid_at,
             credited_at=p.credited_at,
             created_at=p.created_at,
+            channel=p.channel,
+            schedule_date=p.schedule_date,
+            pdn_at=p.pdn_at,
         )
 
 

@@ -82,6 +82,10 @@ async def apply_truth(
     p = await repo.get(conn, payment_id, lock=True)
     if p is None:
         raise NotFound(f"payment {payment_id} does not exist")
+    if p.on_mandate:
+        # A charge on a mandate has no PG order: its truth is the subscription payment API
+        # (`mandate_charges.apply_charge_truth`), never an order lookup.
+        return p.status
     await repo.mark_synced(conn, p.id)
     order = truth.order
     if order is not None and order_matches(order, p):
@@ -93,7 +97,7 @@ async def apply_truth(
         if p.status is Status.PAID and source in ("sync", "manual"):
             # Crediting was announced with the move to PAID; announcing again is harmless
             # (credit_payment is idempotent) and heals a dead-lettered credit message.
-            await _announce_credit(conn, p)
+            await announce_credit(conn, p)
         return p.status
     if order is None:
         # Only once the order could no longer be paid anyway: before that, our own create
@@ -154,7 +158,7 @@ async def apply_truth(
         if moved is not None:
             paid = await repo.get(conn, p.id)
             assert paid is not None
-            await _announce_credit(conn, paid)
+            await announce_credit(conn, paid)
             await _flag_extra_successes(conn, paid, truth)
             return Status.PAID
         return p.status
@@ -245,7 +249,7 @@ def _latest(attempts: list[GatewayPayment]) -> GatewayPayment | None:
     return max(finished, key=lambda a: (a.payment_time or floor, a.cf_payment_id))
 
 
-async def _announce_credit(conn: AsyncConnection, p: Payment) -> None:
+async def announce_credit(conn: AsyncConnection, p: Payment) -> None:
     await outbox.send(
         conn,
         "wallet.credit",

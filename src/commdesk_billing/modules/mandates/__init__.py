@@ -1,0 +1,1 @@
+"""Mandates: UPI AutoPay / card standing instructions (Cashfree Subscriptions)."""

@@ -1,0 +1,72 @@
+"""Request and response bodies of the mandates API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt
+
+from commdesk_billing.modules.mandates.model import Mandate, mask_reference
+from commdesk_billing.modules.payments.schemas import Email, Phone
+from commdesk_billing.security.text import StrictInput
+from commdesk_billing.security.timestamps import Timestamp
+
+# RBI's cap on a recurring UPI / card debit without the payer's additional authentication
+# (cashfree.md §12.6, §15): a mandate above it could not debit automatically.
+MAX_PER_DEBIT_PAISE = 15_000_00
+
+
+class MandateRequest(StrictInput):
+    max_amount_paise: Annotated[StrictInt, Field(ge=100, le=10**10)] = Field(
+        description="The most one debit may take, in paise; at most 1500000 (₹15,000) for "
+        "UPI AutoPay and cards"
+    )
+    customer_phone: Phone
+    customer_email: Email
+    valid_until: Timestamp | None = Field(
+        None, description="When the mandate ends (default: ten years at Cashfree)"
+    )
+
+
+class MandateOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    max_amount_paise: int
+    valid_until: datetime | None
+    authorization_url: str | None = Field(
+        description="Where the member authorises the mandate (UPI AutoPay or card); null "
+        "once it no longer waits for authorisation"
+    )
+    authorization_reference: str | None = Field(
+        description="The bank's reference of an authorised mandate (UMN for UPI, an "
+        "enrolment id for cards), masked"
+    )
+    payment_method: str | None
+    cashfree_status: str | None
+    subscription_id: str
+    revoked_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, m: Mandate, authorization_url: str | None) -> MandateOut:
+        return cls(
+            id=m.id,
+            status=m.status.value,
+            max_amount_paise=m.max_amount_paise,
+            valid_until=m.valid_until,
+            authorization_url=authorization_url,
+            authorization_reference=mask_reference(m.auth_reference),
+            payment_method=m.payment_method,
+            cashfree_status=m.cashfree_status,
+            subscription_id=m.subscription_id,
+            revoked_by=m.revoked_by,
+            created_at=m.created_at,
+            updated_at=m.updated_at,
+        )
+
+
+class MandateList(BaseModel):
+    data: list[MandateOut]

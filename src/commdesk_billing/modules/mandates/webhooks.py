@@ -1,0 +1,208 @@
+"""POST /v1/webhooks/cashfree/subscriptions: Cashfree Subscriptions' webhooks (cashfree.md
+§12.8). Unauthenticated by bearer token; the signature (the PG scheme, with the PG client
+secret, `gateway/subscription_webhooks.py`) is the authentication. Answers fast: the check,
+one insert, one outbox row.
+
+As PG's receiver (`modules/webhooks/api.py`): not signed by us, or stale → 401, nothing
+stored; anything signed is stored raw once per signed identity (type, subscription, payment,
+status; a repeat only counts itself) and answered 200, also an unreadable body (kept
+`rejected`) or one about a subscription that is not ours (`unknown_subscription`). Nothing
+is believed: a status event makes the worker ask Cashfree's API about the mandate
+(`mandate.refresh`); a payment event about one of our charges makes it ask the subscription
+payment API about that charge (`mandate.charge.webhook`, then the purchase path). The
+pre-debit notice is only recorded on the charge (`pdn_at`): no money moves on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.deps import Config, Engine
+from commdesk_billing.gateway.signature import Refused
+from commdesk_billing.gateway.subscription_webhooks import (
+    SubscriptionEvent,
+    SubscriptionWebhook,
+    read_subscription_webhook,
+)
+from commdesk_billing.modules.mandates import repository as repo
+from commdesk_billing.modules.payments import mandate_charges
+from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.queues import outbox
+from commdesk_billing.security import addresses
+from commdesk_billing.security.text import unstorable_text
+from commdesk_billing.security.timestamps import IST
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+_KEPT = (
+    "content-type",
+    "x-webhook-signature",
+    "x-webhook-timestamp",
+    "x-webhook-version",
+    "x-webhook-attempt",
+    "x-idempotency-key",
+)
+
+
+def _refuse(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status=status, code=code, title="Webhook refused", detail=detail),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+    )
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [settings.cashfree_client_secret.get_secret_value()] + [
+        s.get_secret_value() for s in settings.cashfree_previous_secrets
+    ]
+
+
+def _kept(headers: dict[str, str]) -> dict[str, str]:
+    return {
+        h: headers[h][:500] for h in _KEPT if h in headers and unstorable_text(headers[h]) is None
+    }
+
+
+def _text(value: str | None, n: int = 250) -> str | None:
+    if value is None or unstorable_text(value) is not None:
+        return None
+    return value[:n]
+
+
+@router.post(
+    "/cashfree/subscriptions",
+    summary="Cashfree Subscriptions webhooks (signed with the PG client secret)",
+    responses={
+        200: {
+            "description": "Stored: accepted, duplicate, unknown_subscription, ignored or "
+            "rejected (signed but unreadable)"
+        },
+        400: {"description": "JSON nested too deeply (refused before the signature check)"},
+        401: {"description": "Missing, invalid or stale signature; nothing stored"},
+        403: {"description": "Source address not on the allow-list"},
+        503: {"description": "Not stored: the database is unavailable; Cashfree delivers again"},
+    },
+)
+async def subscriptions_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
+    peer = request.client.host if request.client else None
+    ip = addresses.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
+    if not addresses.ip_allowed(settings, ip):
+        return _refuse(403, "webhook_source_refused", "source address not allowed")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    hook: SubscriptionWebhook | None = None
+    unreadable: str | None = None
+    try:
+        hook = read_subscription_webhook(
+            body,
+            headers,
+            _secrets(settings),
+            max_age_s=settings.webhook_max_age_s,
+            max_future_s=settings.webhook_max_future_s,
+        )
+    except Refused as exc:
+        if exc.code not in ("webhook_unreadable", "webhook_unexpected"):
+            return _refuse(401, exc.code, exc.detail)
+        unreadable = exc.detail[:300]
+    outcome = await in_transaction(
+        engine, lambda conn: _receive(conn, body, headers, hook, unreadable)
+    )
+    return JSONResponse({"status": outcome}, status_code=200)
+
+
+async def _receive(
+    conn: AsyncConnection,
+    body: bytes,
+    headers: dict[str, str],
+    hook: SubscriptionWebhook | None,
+    unreadable: str | None,
+) -> str:
+    # The bytes as received (bytea: any byte can be kept), the evidence for whoever looks.
+    common: dict[str, Any] = {"raw": body, "headers": _kept(headers)}
+    if hook is None:
+        stored = {
+            **common,
+            "key": "unreadable:" + hashlib.sha256(body).hexdigest(),
+            "type": "(unreadable)",
+            "subscription_id": None,
+            "payment_id": None,
+            "status": None,
+            "outcome": f"rejected: {unreadable}",
+        }
+        _id, inserted = await repo.store_webhook(conn, stored)
+        log.warning("subscription_webhook.unreadable", reason=unreadable)
+        return "rejected" if inserted else "duplicate"
+    data = hook.data
+    subscription_id = _text(hook.subscription_id)
+    payment_id = _text(data.payment_id, 100) if hook.is_payment_event else None
+    status = _text(hook.subscription_status or data.payment_status, 50)
+    identity = json.dumps([hook.type, subscription_id, payment_id, status])
+    mandate = await repo.by_subscription(conn, subscription_id) if subscription_id else None
+    charge = (
+        await payments.by_order_id(conn, payment_id)
+        if payment_id and hook.type != SubscriptionEvent.AUTH_STATUS
+        else None
+    )
+    if charge is not None and (not charge.on_mandate or charge.subscription_id != subscription_id):
+        charge = None  # not a charge on this subscription: never acted on
+    stored = {
+        **common,
+        "key": hashlib.sha256(identity.encode()).hexdigest(),
+        "type": hook.type[:100],
+        "subscription_id": subscription_id,
+        "payment_id": payment_id,
+        "status": status,
+        "outcome": "accepted" if mandate else "unknown_subscription",
+    }
+    webhook_id, inserted = await repo.store_webhook(conn, stored)
+    if not inserted:
+        return "duplicate"
+    if mandate is None:
+        log.warning("subscription_webhook.unknown_subscription")
+        return "unknown_subscription"
+    if hook.type == SubscriptionEvent.PAYMENT_NOTIFICATION_INITIATED and charge is not None:
+        # Cashfree's word that the payer was notified: recorded for the member to see (the
+        # debit follows no earlier than 24 h later); the charge's status is still asked.
+        await mandate_charges.note_pre_debit_notice(
+            conn, charge.order_id, (hook.event_time or datetime.now(IST)).astimezone(IST)
+        )
+    acts_on_charge = charge is not None and hook.type in SubscriptionEvent.PAYMENT_EVENTS
+    if charge is not None and acts_on_charge:
+        await outbox.send(
+            conn,
+            "payment.processing",
+            "mandate.charge.webhook",
+            {
+                "payment_id": str(charge.id),
+                "order_id": charge.order_id,
+                "order_expires_at": charge.order_expires_at.isoformat(),
+                "source": "webhook",
+                "subscription_id": mandate.subscription_id,
+                "webhook_id": str(webhook_id),
+            },
+            correlation_id=str(charge.id),
+        )
+    # Every event about a mandate may change it (an authorisation, a revoke, a charge that
+    # put it on hold): its status is asked of Cashfree. The webhook's row records the
+    # charge's outcome when it was about one, else the mandate's.
+    refresh: dict[str, Any] = {"mandate_id": str(mandate.id)}
+    if not acts_on_charge:
+        refresh["webhook_id"] = str(webhook_id)
+    await outbox.send(
+        conn, "payment.processing", "mandate.refresh", refresh, correlation_id=str(mandate.id)
+    )
+    return "accepted"
