@@ -1,0 +1,145 @@
+"""Review findings: a plan change while the period's renewal is under way, and credits that
+arrive in the grace after the last dunning retry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from functools import partial
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.errors import PlanChangeRefused
+from commdesk_billing.modules.subscriptions import renewal
+from commdesk_billing.modules.subscriptions import service as subs
+from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
+from commdesk_billing.security.jwt import Principal, Role
+from tests.modules.subscriptions.helpers import (
+    Member,
+    charges,
+    events,
+    get,
+    grant,
+    make_plan,
+    member,
+    periods,
+    subscribe,
+    ts,
+    wallet,
+)
+
+S = timedelta(seconds=1)
+DAY = timedelta(days=1)
+
+
+def _me(who: Member) -> Principal:
+    return Principal(sub=who.sub, role=Role.member, scopes=frozenset())
+
+
+@pytest.mark.parametrize("dearer", [True, False])
+async def test_a_plan_change_once_the_period_has_ended_is_refused(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine, dearer: bool
+) -> None:
+    """The period ended and its renewal's first step ran (a crash before the charge): the
+    next period is priced already. A change now would be silently undone by the charge
+    (an upgrade reverted for free, a downgrade lost and the old price charged)."""
+    basic = await make_plan(client, settings, price_credits=300, interval_unit="day")
+    other = await make_plan(
+        client, settings, price_credits=900 if dearer else 100, interval_unit="day"
+    )
+    who = await member(engine, 5000)
+    out = await subscribe(client, settings, who, basic["code"])
+    sid = uuid.UUID(out["id"])
+    at = ts(out["current_period_end"]) + S
+    assert await in_transaction(engine, partial(renewal.make_period, sid=sid, at=at)) is None
+
+    with pytest.raises(PlanChangeRefused):
+        await in_transaction(
+            engine,
+            lambda c: subs.change_plan(
+                c, _me(who), sid, plan_code=other["code"], operation_key="k1", at=at
+            ),
+        )
+    report = await renew_subscriptions(engine, only=[sid], at=at)
+    assert report.outcomes[str(sid)] == ["renewed"]
+    sub = await get(engine, sid)
+    assert (sub.plan_code, sub.next_plan_code) == (basic["code"], None)
+    assert await charges(engine, sid) == [(1, "period", 300), (2, "period", 300)]
+    # In the renewed period the change is taken as usual.
+    ok = await client.post(
+        f"/v1/subscriptions/{sid}/change",
+        json={"plan_code": other["code"]},
+        headers=who.headers(settings),
+    )
+    assert ok.status_code == 200, ok.text
+
+
+async def test_credits_arriving_after_the_last_retry_are_taken_at_the_grace_end(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    """The member was told the plan stays active until the grace's end: credits they add
+    after the last dunning retry must still renew it then, not let it expire."""
+    plan = await make_plan(
+        client,
+        settings,
+        name="Solo",
+        price_credits=100,
+        interval_unit="week",
+        grace_period_seconds=3 * 86400,
+        dunning_offsets_seconds=[86400],
+    )
+    who = await member(engine, 100)
+    out = await subscribe(client, settings, who, plan["code"])
+    sid = uuid.UUID(out["id"])
+    start2 = ts(out["current_period_end"])
+    grace = start2 + 3 * DAY
+
+    assert (await renew_subscriptions(engine, only=[sid], at=start2)).outcomes[str(sid)] == [
+        "failed"
+    ]
+    assert (await renew_subscriptions(engine, only=[sid], at=start2 + DAY)).outcomes[str(sid)] == [
+        "failed"
+    ]
+    said = await events(engine, sid)
+    # The last failure names the one attempt left: at the grace's end.
+    assert said[-1][1]["next_retry_at"] == grace.isoformat()
+    await grant(engine, who.wallet.id, 100)
+    report = await renew_subscriptions(engine, only=[sid], at=grace)
+    assert report.outcomes[str(sid)] == ["renewed"]
+    sub = await get(engine, sid)
+    assert (sub.status.value, sub.current_period) == ("active", 2)
+    assert await charges(engine, sid) == [(1, "period", 100), (2, "period", 100)]
+    assert (await wallet(engine, who.wallet.id)).available_credits == 0
+
+
+async def test_a_late_scheduler_does_not_replay_the_missed_retries(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    """A scheduler down through the grace: the first run past it makes one attempt and
+    expires the subscription, rather than one failure (and one email) per missed retry
+    over the next runs while the member keeps a service the grace no longer covers."""
+    plan = await make_plan(
+        client,
+        settings,
+        price_credits=100,
+        interval_unit="week",
+        grace_period_seconds=3 * 86400,
+        dunning_offsets_seconds=[3600, 86400, 2 * 86400],
+    )
+    who = await member(engine, 100)
+    out = await subscribe(client, settings, who, plan["code"])
+    sid = uuid.UUID(out["id"])
+    start2 = ts(out["current_period_end"])
+    report = await renew_subscriptions(engine, only=[sid], at=start2 + 5 * DAY)
+    assert report.outcomes[str(sid)] == ["ended"]
+    sub = await get(engine, sid)
+    assert (sub.status.value, sub.ended_at) == ("expired", start2 + 3 * DAY)
+    assert [(p.status.value, p.attempts) for p in await periods(engine, sid)] == [
+        ("paid", 1),
+        ("unpaid", 1),
+    ]
+    assert [t for t, _ in await events(engine, sid)] == ["subscription.cancelled"]
