@@ -143,3 +143,42 @@ async def test_a_late_scheduler_does_not_replay_the_missed_retries(
         ("unpaid", 1),
     ]
     assert [t for t, _ in await events(engine, sid)] == ["subscription.cancelled"]
+
+
+async def test_a_downgrade_target_subscribed_to_separately_does_not_wedge_the_renewal(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    """A downgrade to B waits for the renewal; the renewal's period is priced on B, then (in
+    the crash window, or during its dunning) the member subscribes to B directly. Charging
+    the period would move this subscription onto B too — a second live B, refused by the
+    unique index on every run, so it was neither charged nor ever expired. It ends instead:
+    the member has B on its own, and nothing is charged twice."""
+    pro = await make_plan(client, settings, price_credits=300, interval_unit="day")
+    basic = await make_plan(client, settings, price_credits=100, interval_unit="day")
+    who = await member(engine, 1000)
+    out = await subscribe(client, settings, who, pro["code"])
+    sid = uuid.UUID(out["id"])
+    r = await client.post(
+        f"/v1/subscriptions/{sid}/change",
+        json={"plan_code": basic["code"]},
+        headers=who.headers(settings),
+    )
+    assert r.status_code == 200, r.text
+    at = ts(out["current_period_end"]) + S
+    assert await in_transaction(engine, partial(renewal.make_period, sid=sid, at=at)) is None
+    assert [p.plan_code for p in await periods(engine, sid)] == [pro["code"], basic["code"]]
+    own = await subscribe(client, settings, who, basic["code"])
+
+    report = await renew_subscriptions(engine, only=[sid], at=at)
+    assert report.outcomes[str(sid)] == ["ended"]
+    sub = await get(engine, sid)
+    assert (sub.status.value, sub.ended_at, sub.plan_code) == (
+        "cancelled",
+        ts(out["current_period_end"]),
+        pro["code"],
+    )
+    assert [p.status.value for p in await periods(engine, sid)] == ["paid", "void"]
+    assert await charges(engine, sid) == [(1, "period", 300)]
+    assert await charges(engine, uuid.UUID(own["id"])) == [(1, "period", 100)]
+    assert (await wallet(engine, who.wallet.id)).available_credits == 600
+    assert [t for t, _ in await events(engine, sid)] == ["subscription.cancelled"]

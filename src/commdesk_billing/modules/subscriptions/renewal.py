@@ -152,6 +152,21 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
     if period is None or period.status not in (PeriodStatus.pending, PeriodStatus.past_due):
         return Outcome.nothing
     plan = await plans.version(conn, period.plan_code, period.plan_version)
+    if period.plan_code != sub.plan_code and await repo.holds_live(
+        conn, sub.user_id, period.plan_code
+    ):
+        # The period is priced on the plan of a waiting downgrade, which the member has
+        # since subscribed to on its own: paying it would make a second live subscription
+        # to that plan (refused by the unique index on every run, wedging this one). The
+        # member has that plan already; this one ends with its paid period, unrenewed.
+        held = await plans.version(conn, sub.plan_code, sub.plan_version)
+        sub = await subs.end(
+            conn, sub, at=sub.current_period_end, status=Status.cancelled, reason="superseded"
+        )
+        await charging.announce_cancelled(
+            conn, sub, {"plan_name": held.name, "ends_at": charging.iso(sub.ended_at)}
+        )
+        return Outcome.ended
     if period.next_retry_at is not None and period.next_retry_at <= at:
         wallet = await ws.get_wallet(conn, sub.wallet_id, lock=True)
         if wallet.available_credits >= period.price_credits:
