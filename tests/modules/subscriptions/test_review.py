@@ -16,6 +16,7 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import PlanChangeRefused
 from commdesk_billing.modules.subscriptions import renewal
 from commdesk_billing.modules.subscriptions import service as subs
+from commdesk_billing.modules.notifications.catalog import CATALOG
 from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
 from commdesk_billing.security.jwt import Principal, Role
 from tests.modules.subscriptions.helpers import (
@@ -182,3 +183,44 @@ async def test_a_downgrade_target_subscribed_to_separately_does_not_wedge_the_re
     assert await charges(engine, uuid.UUID(own["id"])) == [(1, "period", 100)]
     assert (await wallet(engine, who.wallet.id)).available_credits == 600
     assert [t for t, _ in await events(engine, sid)] == ["subscription.cancelled"]
+
+
+async def test_every_subscription_event_is_one_the_notifications_catalog_reads(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    """The payloads a real run announces (renewed, failed with a retry, cancelled) parse
+    with the catalog's models, name the billing user the notifications look up, and fill
+    their templates."""
+    plan = await make_plan(
+        client,
+        settings,
+        name="Team",
+        price_credits=100,
+        interval_unit="day",
+        grace_period_seconds=86400,
+        dunning_offsets_seconds=[3600],
+    )
+    who = await member(engine, 200)
+    out = await subscribe(client, settings, who, plan["code"])
+    sid = uuid.UUID(out["id"])
+    start2 = ts(out["current_period_end"])
+    assert (await renew_subscriptions(engine, only=[sid], at=start2)).renewed == 1
+    start3 = start2 + DAY
+    assert (await renew_subscriptions(engine, only=[sid], at=start3)).failed == 1
+    r = await client.post(
+        f"/v1/subscriptions/{sid}/cancel",
+        json={"at_period_end": False},
+        headers=who.headers(settings),
+    )
+    assert r.status_code == 200, r.text
+    said = await events(engine, sid)
+    assert [t for t, _ in said] == [
+        "subscription.renewed",
+        "subscription.renewal_failed",
+        "subscription.cancelled",
+    ]
+    for kind, data in said:
+        spec = CATALOG[kind]
+        payload = spec.payload.model_validate(data)
+        assert getattr(payload, "user_id") == who.wallet.owner_id
+        assert all(v for v in spec.view(payload).values() if v != ""), (kind, data)
