@@ -4,7 +4,7 @@ arrive in the grace after the last dunning retry."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import httpx
@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import PlanChangeRefused
+from commdesk_billing.modules.notifications.catalog import CATALOG
 from commdesk_billing.modules.subscriptions import renewal
 from commdesk_billing.modules.subscriptions import service as subs
-from commdesk_billing.modules.notifications.catalog import CATALOG
 from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
+from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.security.jwt import Principal, Role
 from tests.modules.subscriptions.helpers import (
     Member,
@@ -222,5 +223,35 @@ async def test_every_subscription_event_is_one_the_notifications_catalog_reads(
     for kind, data in said:
         spec = CATALOG[kind]
         payload = spec.payload.model_validate(data)
-        assert getattr(payload, "user_id") == who.wallet.owner_id
+        assert payload.user_id == who.wallet.owner_id
         assert all(v for v in spec.view(payload).values() if v != ""), (kind, data)
+
+
+async def test_cancelling_now_after_at_period_end_is_its_own_notification(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    """Cancel at period end ("stays active until <end>"), then cancel now: the second
+    announcement tells the member the plan has ended today. The catalog keyed every
+    cancellation of a subscription alike, so the second was taken for a repeat and dropped."""
+    plan = await make_plan(client, settings, price_credits=100)
+    who = await member(engine, 1000)
+    out = await subscribe(client, settings, who, plan["code"])
+    sid = uuid.UUID(out["id"])
+    for at_end in (True, False):
+        r = await client.post(
+            f"/v1/subscriptions/{sid}/cancel",
+            json={"at_period_end": at_end},
+            headers=who.headers(settings),
+        )
+        assert r.status_code == 200, r.text
+    said = await events(engine, sid)
+    assert [t for t, _ in said] == ["subscription.cancelled"] * 2
+    spec = CATALOG["subscription.cancelled"]
+    keys = set()
+    for kind, data in said:
+        envelope = Envelope(id=uuid.uuid4(), type=kind, occurred_at=datetime.now(UTC), payload=data)
+        keys.add(spec.identity(spec.payload.model_validate(data), envelope))
+        # A redelivery of one message is still the same notification.
+        again = envelope.model_copy(update={"attempt": 2})
+        assert spec.identity(spec.payload.model_validate(data), again) in keys
+    assert len(keys) == 2
