@@ -211,12 +211,13 @@ async def test_past_the_grace_the_subscription_expires(
     )
     assert [(p.number, p.status.value, p.attempts) for p in await periods(engine, sid)] == [
         (1, "paid", 1),
-        (2, "unpaid", 2),
+        (2, "unpaid", 3),
     ]
     said = await events(engine, sid)
+    # After the plan's one offset, a last attempt at the grace's end; its failure ends it.
     assert [(t, d.get("attempt"), d.get("next_retry_at")) for t, d in said] == [
         ("subscription.renewal_failed", 1, (start2 + DAY).isoformat()),
-        ("subscription.renewal_failed", 2, None),
+        ("subscription.renewal_failed", 2, (start2 + 3 * DAY).isoformat()),
         ("subscription.cancelled", None, None),
     ]
     assert said[2][1] == {

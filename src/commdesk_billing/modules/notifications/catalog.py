@@ -372,6 +372,12 @@ CATALOG: dict[str, Spec] = {
         ),
     ),
     "subscription.cancelled": Spec(
-        "subscription_cancelled", SubscriptionCancelled, "user", _cancelled, _by("subscription_id")
+        "subscription_cancelled",
+        SubscriptionCancelled,
+        "user",
+        _cancelled,
+        # A cancellation at period end may be followed by one now: a different end, its own
+        # notification.
+        lambda p, _e: f"{p.subscription_id}:{p.ends_at}",
     ),
 }

@@ -58,8 +58,8 @@ async def subscription_charges(conn: AsyncConnection, report: VerifyReport) -> N
 
 @check("subscription_periods")
 async def subscription_periods(conn: AsyncConnection, report: VerifyReport) -> None:
-    """No two paid periods of a subscription overlap, and a live subscription's current
-    period is a paid period with the same bounds."""
+    """No two paid periods of a subscription overlap, a subscription's current period is a
+    paid period with the same bounds, and no period after it is paid."""
     for r in await rows(
         conn,
         """
@@ -91,6 +91,21 @@ async def subscription_periods(conn: AsyncConnection, report: VerifyReport) -> N
             "subscription_current_period",
             f"subscription {r.id}",
             f"current period {r.current_period} is {r.status or 'missing'} or has other bounds",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT p.subscription_id, p.number, s.current_period
+          FROM subscription_periods p
+          JOIN subscriptions s ON s.id = p.subscription_id
+         WHERE p.number > s.current_period AND p.status = 'paid'""",
+    ):
+        # Paid periods are made current in the transaction that charges them: one ahead of
+        # the current period means the member paid for time the subscription never gave.
+        report.add(
+            "subscription_period_ahead",
+            f"subscription {r.subscription_id} period {r.number}",
+            f"paid, but the subscription is on period {r.current_period}",
         )
 
 

@@ -80,15 +80,15 @@ class RenewalReport:
         self.outcomes.setdefault(str(sid), []).append(outcome.value)
 
 
-def next_retry(plan: Plan, period: Period, attempts: int) -> datetime | None:
-    """After `attempts` failed attempts (the first at the period's start), the next one is
-    at the period's start + the plan's `attempts`-th offset; none once the schedule is used
-    up or would fall past the grace."""
-    offsets = plan.dunning_offsets_s
-    if attempts > len(offsets):
-        return None
-    when = period.period_start + timedelta(seconds=offsets[attempts - 1])
-    return when if when <= period.grace_until else None
+def next_retry(plan: Plan, period: Period, at: datetime) -> datetime | None:
+    """After a failed attempt at `at`, the next one: the first of the plan's dunning times
+    (period start + each offset) still ahead, else one last attempt at the grace's end (the
+    member was told the plan stays active until then: credits they add after the last
+    offset still renew it). None once the grace has run out. Times already past (a
+    scheduler that was down) are skipped, not replayed one run and one email each."""
+    times = [period.period_start + timedelta(seconds=s) for s in plan.dunning_offsets_s]
+    times.append(period.grace_until)
+    return next((t for t in times if t > at and t <= period.grace_until), None)
 
 
 async def _renewal_plan(conn: AsyncConnection, sub: Subscription) -> Plan:
@@ -152,13 +152,28 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
     if period is None or period.status not in (PeriodStatus.pending, PeriodStatus.past_due):
         return Outcome.nothing
     plan = await plans.version(conn, period.plan_code, period.plan_version)
+    if period.plan_code != sub.plan_code and await repo.holds_live(
+        conn, sub.user_id, period.plan_code
+    ):
+        # The period is priced on the plan of a waiting downgrade, which the member has
+        # since subscribed to on its own: paying it would make a second live subscription
+        # to that plan (refused by the unique index on every run, wedging this one). The
+        # member has that plan already; this one ends with its paid period, unrenewed.
+        held = await plans.version(conn, sub.plan_code, sub.plan_version)
+        sub = await subs.end(
+            conn, sub, at=sub.current_period_end, status=Status.cancelled, reason="superseded"
+        )
+        await charging.announce_cancelled(
+            conn, sub, {"plan_name": held.name, "ends_at": charging.iso(sub.ended_at)}
+        )
+        return Outcome.ended
     if period.next_retry_at is not None and period.next_retry_at <= at:
         wallet = await ws.get_wallet(conn, sub.wallet_id, lock=True)
         if wallet.available_credits >= period.price_credits:
             await _pay(conn, sub, period, plan, at)
             return Outcome.renewed
         attempts = period.attempts + 1
-        retry = next_retry(plan, period, attempts)
+        retry = next_retry(plan, period, at)
         await repo.update_period(
             conn,
             sid,
@@ -170,18 +185,20 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
         )
         if sub.status is not Status.past_due:
             sub = await repo.update_subscription(conn, sid, status=Status.past_due)
-        await charging.announce_renewal_failed(
-            conn,
-            sub,
-            {
-                "plan_name": plan.name,
-                "attempt": attempts,
-                "next_retry_at": charging.iso(retry),
-                "grace_until": charging.iso(period.grace_until),
-            },
-        )
-        if retry is not None or at < period.grace_until:
+        if retry is not None:
+            await charging.announce_renewal_failed(
+                conn,
+                sub,
+                {
+                    "plan_name": plan.name,
+                    "attempt": attempts,
+                    "next_retry_at": charging.iso(retry),
+                    "grace_until": charging.iso(period.grace_until),
+                },
+            )
             return Outcome.failed
+        # The last attempt, at or past the grace's end, failed: it expires below, and
+        # `subscription.cancelled` alone tells the member.
         period = await repo.get_period(conn, sid, period.number) or period
     if at >= period.grace_until:
         sub = await subs.end(

@@ -228,6 +228,15 @@ async def change_plan(
     auth.authorize_change(principal, sub)
     if sub.status is not Status.active or sub.cancel_at_period_end:
         raise SubscriptionNotActive(f"subscription {sub.id} is not active or is ending")
+    if (
+        sub.current_period_end <= at
+        # (or the renewal's clock ran a little ahead of ours and has priced it already)
+        or await repo.get_period(conn, sub.id, sub.current_period + 1) is not None
+    ):
+        # The paid period is over and its renewal is due or under way: the next period may
+        # already be priced (made, not yet charged), and its charge would set the plan back
+        # to that price's, undoing a change taken now. Changes wait for the renewal.
+        raise PlanChangeRefused("the period has ended and is being renewed; try again shortly")
     current = await plans.version(conn, sub.plan_code, sub.plan_version)
     target = await plans.sellable(conn, plan_code)
     if target.code == current.code:
