@@ -283,3 +283,35 @@ async def test_verify_catches_pending_credits_no_recharge_explains(
     assert [(f.check, f.subject) for f in report.findings] == [
         ("auto_recharge_pending", f"wallet {m.wallet.id}")
     ]
+
+
+async def test_a_recharge_that_leaves_the_wallet_below_its_level_is_followed_by_another(
+    quiet_stack: Stack,
+) -> None:
+    """A predictive level above what one pack brings: once the recharge is credited the
+    wallet is still below its level, so no debit crosses it again. The levels job asks once
+    more when the cooldown is over (never within it)."""
+    from commdesk_billing.modules.autorecharge.predict import recompute_levels
+    from tests.modules.autorecharge.conftest import debit
+
+    stack = quiet_stack
+    m = await member(stack.engine, 40_000)
+    await debit(stack.engine, m.wallet.id, 33_600)  # 200 an hour: a level of 12 000
+    assert (await enable(stack.engine, stack.settings, m)).trigger_level == 12_000
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    await debit(stack.engine, m.wallet.id, 10_990)  # 1 000 left while the member pays
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    w = await wallet(stack, m)
+    assert w.available_credits == 2_500 and w.auto_recharge_trigger is not None
+    assert w.available_credits < w.auto_recharge_trigger
+    await recompute_levels(stack.engine, stack.settings)  # within the cooldown: nothing
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["succeeded"]
+    later = stack.settings.model_copy(update={"auto_recharge_cooldown_s": 0})
+    await recompute_levels(stack.engine, later)
+    await recompute_levels(stack.engine, later)  # once: the request is in flight
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == [
+        "succeeded",
+        "requested",
+    ]
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("fired", "still_below_level")
