@@ -315,3 +315,30 @@ async def test_a_recharge_that_leaves_the_wallet_below_its_level_is_followed_by_
         "requested",
     ]
     assert (await decisions(stack.engine, m.wallet.id))[-1] == ("fired", "still_below_level")
+
+
+async def test_a_crash_after_the_order_opened_resumes_it_whatever_the_member_changed(
+    quiet_stack: Stack,
+) -> None:
+    """Step 2 opened the order, then the worker died before step 3; the member changed the
+    phone before the message came back. The redelivery must resume that order (the one the
+    member may pay), not fail the recharge on a request that no longer matches it."""
+    from commdesk_billing.modules.autorecharge.requests import ACTOR, Plan, decide
+    from commdesk_billing.modules.payments import ordering
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    plan = await in_transaction(stack.engine, lambda c: decide(c, stack.settings, rid))
+    assert isinstance(plan, Plan)
+    buyer = ordering.Buyer.system(ACTOR, plan.subject, f"recharge:{rid}")
+    async with cashfree_client(stack.settings) as client:
+        answer = await ordering.open_order(stack.engine, client, stack.settings, buyer, plan.order)
+    await enable(stack.engine, stack.settings, m, customer_phone="9123456780")
+    assert await execute(stack, rid) is RechargeStatus.pending
+    found = await recharges(stack.engine, m.wallet.id)
+    assert [(r.status, str(r.payment_id)) for r in found] == [("pending", answer.body["id"])]
+    assert (await wallet(stack, m)).pending_credits == 1500
+    orders = await rows(stack.engine, "SELECT id FROM payments WHERE wallet_id = :w", w=m.wallet.id)
+    assert len(orders) == 1

@@ -27,7 +27,7 @@ _SETTINGS_COLS = """
 """
 _RECHARGE_COLS = """
     id, wallet_id, status, trigger_level, available_credits, payment_id, amount_paise, credits,
-    reason, created_at, opened_at, settled_at
+    order_request, reason, created_at, opened_at, settled_at
 """
 
 
@@ -38,6 +38,8 @@ def _settings(row: Row[Any]) -> RechargeSettings:
 def _recharge(row: Row[Any]) -> Recharge:
     data = row._asdict()
     data["status"] = RechargeStatus(data["status"])
+    if isinstance(data["order_request"], str):
+        data["order_request"] = json.loads(data["order_request"])
     return Recharge(**data)
 
 

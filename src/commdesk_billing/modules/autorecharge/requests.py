@@ -97,10 +97,10 @@ async def decide(
         return None
     if r.status is not R.requested and r.status is not R.opening:
         return r.status
+    if r.status is R.opening:  # a crash between the steps: the same order again
+        assert r.order_request is not None
+        return await _plan(conn, r, OrderRequest.model_validate(r.order_request))
     cfg = await repo.get_settings(conn, r.wallet_id)
-    if r.status is R.opening:
-        assert cfg is not None
-        return await _plan(conn, r, cfg)  # a crash between the steps: the same order again
     now = datetime.now(UTC)
     refusal = guards.before_pricing(settings, cfg, now)
     if refusal is not None:
@@ -132,6 +132,14 @@ async def decide(
             # The alert: something keeps draining this wallet (or a loop keeps asking).
             log.error("auto_recharge.runaway", wallet_id=str(r.wallet_id), **refusal.facts)
         return await _refuse(conn, r, refusal)
+    # The order is fixed here, with the recharge: a redelivery after a crash asks for the
+    # very same one (its key's request must match), whatever the member changed since.
+    order = OrderRequest(
+        pack_code=cfg.pack_code,
+        amount_paise=cfg.amount_paise,
+        customer_phone=cfg.customer_phone,
+        customer_email=cfg.customer_email,
+    )
     await repo.move(
         conn,
         r.id,
@@ -140,8 +148,9 @@ async def decide(
         opened_at=now,
         amount_paise=priced.gst.amount_paise,
         credits=priced.base_credits + priced.bonus_credits,
+        order_request=order.model_dump_json(exclude_none=True),
     )
-    return await _plan(conn, r, cfg)
+    return await _plan(conn, r, order)
 
 
 async def charge_on_mandate(
@@ -179,16 +188,7 @@ async def _refuse(conn: AsyncConnection, r: Recharge, refusal: Refusal) -> Recha
     return R.skipped
 
 
-async def _plan(conn: AsyncConnection, r: Recharge, cfg: RechargeSettings) -> Plan:
+async def _plan(conn: AsyncConnection, r: Recharge, order: OrderRequest) -> Plan:
     wallet = await wallet_service.get_wallet(conn, r.wallet_id)
     member = await users.get_user(conn, wallet.owner_id)
-    return Plan(
-        recharge_id=r.id,
-        subject=member.external_id,
-        order=OrderRequest(
-            pack_code=cfg.pack_code,
-            amount_paise=cfg.amount_paise,
-            customer_phone=cfg.customer_phone,
-            customer_email=cfg.customer_email,
-        ),
-    )
+    return Plan(recharge_id=r.id, subject=member.external_id, order=order)
