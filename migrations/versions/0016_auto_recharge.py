@@ -15,7 +15,8 @@ Create Date: 2026-12-07
   (`requested`, `opening` or `pending`): a partial unique index, so two crossings racing
   can never both insert one. `order_request` is the order it opens, fixed when it passes
   its guards, so a redelivery opens (resumes) the very same order whatever the member
-  changed in the settings since.
+  changed in the settings since. `left_below`: a success that did not lift the wallet back
+  to its level (the levels job asks once more after the cooldown).
 - `auto_recharge_events`: the append-only decision log the member reads.
 """
 
@@ -73,6 +74,7 @@ def upgrade() -> None:
             amount_paise       bigint,
             credits            bigint,
             order_request      jsonb,
+            left_below         boolean,
             reason             text,
             created_at         timestamptz NOT NULL DEFAULT now(),
             opened_at          timestamptz,

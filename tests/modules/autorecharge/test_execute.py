@@ -342,3 +342,41 @@ async def test_a_crash_after_the_order_opened_resumes_it_whatever_the_member_cha
     assert (await wallet(stack, m)).pending_credits == 1500
     orders = await rows(stack.engine, "SELECT id FROM payments WHERE wallet_id = :w", w=m.wallet.id)
     assert len(orders) == 1
+
+
+async def test_a_refund_after_a_recharge_that_lifted_the_wallet_asks_nothing(
+    quiet_stack: Stack,
+) -> None:
+    """Only a success that left the wallet below its level is followed by another ask: a
+    member refunding the recharge's credits afterwards must not be sold them again."""
+    from commdesk_billing.modules.autorecharge.predict import recompute_levels
+    from commdesk_billing.modules.wallet.refunds import reserve_for_refund
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    assert (await wallet(stack, m)).available_credits == 1_690  # above its level of 200
+    (lot,) = await rows(
+        stack.engine,
+        "SELECT id FROM credit_lots WHERE wallet_id = :w AND source = 'purchase'"
+        " ORDER BY granted_at DESC LIMIT 1",
+        w=m.wallet.id,
+    )
+    await in_transaction(
+        stack.engine,
+        lambda c: reserve_for_refund(
+            c,
+            wallet_id=m.wallet.id,
+            takes=[(lot.id, 1_500)],
+            idempotency_key=f"refund-test:{uuid.uuid4()}",
+            reason="refund",
+            refund_ref="test",
+        ),
+    )
+    assert (await wallet(stack, m)).available_credits == 190
+    later = stack.settings.model_copy(update={"auto_recharge_cooldown_s": 0})
+    await recompute_levels(stack.engine, later)
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["succeeded"]

@@ -157,19 +157,24 @@ async def succeed(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
         return False
     r = await _locked(conn, found.id)
     assert r is not None
+    # The payment's credits are in the wallet (credited before this is asked). Still below
+    # the level: no debit will cross it, so the levels job asks once more after the
+    # cooldown — and only then (a refund or expiry later is the member's, not ours).
+    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    level = wallet.auto_recharge_trigger
     left = await repo.move(
         conn,
         r.id,
         R.succeeded,
         allowed=frozenset({R.pending, R.failed}),
         settled_at=datetime.now(UTC),
+        left_below=level is not None and wallet.available_credits < level,
     )
     if left is None:
         return False
     if left is R.pending and r.credits:
         await wallet_service.add_pending_credits(conn, r.wallet_id, -r.credits)
     await repo.record_success(conn, r.wallet_id)
-    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
     facts: dict[str, Any] = {
         "recharge_id": str(r.id),
         "wallet_id": str(r.wallet_id),

@@ -288,17 +288,19 @@ async def retry_candidates(conn: AsyncConnection, now: datetime, *, limit: int) 
 async def last_succeeded_before(
     conn: AsyncConnection, wallet_ids: list[uuid.UUID], cutoff: datetime
 ) -> set[uuid.UUID]:
-    """Of `wallet_ids`, those whose latest recharge succeeded at or before `cutoff`."""
+    """Of `wallet_ids`, those whose latest recharge succeeded at or before `cutoff` without
+    lifting the wallet back to its level."""
     if not wallet_ids:
         return set()
     rows = (
         await conn.execute(
             sql("""
         SELECT w.id FROM unnest(CAST(:ids AS uuid[])) AS w(id)
-          JOIN LATERAL (SELECT r.status, r.settled_at FROM auto_recharges r
+          JOIN LATERAL (SELECT r.status, r.settled_at, r.left_below FROM auto_recharges r
                          WHERE r.wallet_id = w.id
                          ORDER BY r.created_at DESC, r.id LIMIT 1) last ON true
-         WHERE last.status = 'succeeded' AND last.settled_at <= :cutoff"""),
+         WHERE last.status = 'succeeded' AND last.left_below
+           AND last.settled_at <= :cutoff"""),
             {"ids": wallet_ids, "cutoff": cutoff},
         )
     ).all()
