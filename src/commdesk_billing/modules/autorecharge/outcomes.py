@@ -44,7 +44,8 @@ def backoff_s(settings: Settings, failures: int) -> int:
     return min(doubled, settings.auto_recharge_backoff_max_s)
 
 
-async def _locked(conn: AsyncConnection, recharge_id: uuid.UUID) -> Recharge | None:
+async def locked(conn: AsyncConnection, recharge_id: uuid.UUID) -> Recharge | None:
+    """The recharge, its wallet's row locked and then its own (the crossing's order)."""
     found = await repo.get_recharge(conn, recharge_id)
     if found is None:
         return None
@@ -62,7 +63,7 @@ async def opened(
     checkout_url: str | None,
 ) -> bool:
     """The order is open: pending, its credits shown on the wallet, the member told."""
-    r = await _locked(conn, recharge_id)
+    r = await locked(conn, recharge_id)
     if r is None or r.status is not R.opening:
         return False
     await repo.move(
@@ -94,7 +95,7 @@ async def fail(
     conn: AsyncConnection, settings: Settings, recharge_id: uuid.UUID, reason: str
 ) -> bool:
     """The recharge will not bring its credits: cleared, backed off, maybe disabled."""
-    r = await _locked(conn, recharge_id)
+    r = await locked(conn, recharge_id)
     if r is None:
         return False
     left = await repo.move(
@@ -155,7 +156,7 @@ async def succeed(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
     found = await repo.by_payment(conn, payment_id)
     if found is None:
         return False
-    r = await _locked(conn, found.id)
+    r = await locked(conn, found.id)
     assert r is not None
     # The payment's credits are in the wallet (credited before this is asked). Still below
     # the level: no debit will cross it, so the levels job asks once more after the

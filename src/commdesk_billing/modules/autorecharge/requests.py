@@ -3,8 +3,8 @@ each refusal recorded; then, without a mandate, an order opened for the member, 
 checkout link is announced (`auto_recharge.checkout_opened`).
 
 Three steps, no transaction held across Cashfree (as `payments.ordering`):
-  1. decide (one transaction, the recharge's row locked): requested → opening, or skipped
-     with the guard that said no;
+  1. decide (one transaction, the wallet's row then the recharge's locked): requested →
+     opening, or skipped with the guard that said no;
   2. open the order with `ordering.open_order` under `Buyer.system("auto-recharge", …)`,
      keyed by the recharge id, so a redelivery or a crash between the steps resumes the same
      order and never opens a second;
@@ -91,8 +91,12 @@ async def execute(
 async def decide(
     conn: AsyncConnection, settings: Settings, recharge_id: uuid.UUID
 ) -> Plan | RechargeStatus | None:
-    """Step 1. A Plan to open an order, or the status the recharge rests in."""
-    r = await repo.get_recharge(conn, recharge_id, lock=True)
+    """Step 1. A Plan to open an order, or the status the recharge rests in.
+
+    The wallet's row is locked before the recharge's, as every other path does: the
+    mandate branch writes the wallet's pending credits from here, and would otherwise take
+    the wallet's lock under the recharge's (a deadlock with the settle job's outcomes)."""
+    r = await outcomes.locked(conn, recharge_id)
     if r is None:
         return None
     if r.status is not R.requested and r.status is not R.opening:
@@ -162,7 +166,8 @@ async def charge_on_mandate(
     (`Refusal("skipped", "above_mandate_max")`), else raise the charge on the mandate (the
     pre-debit notice, then the charge on the earliest allowed day), move the recharge to
     `pending` with its payment and credits and add them to the wallet's pending credits
-    (as `outcomes.opened` does), and return None. Until then nothing can name a mandate
+    (as `outcomes.opened` does), and return None. The caller holds the wallet's row lock
+    and then the recharge's (that order, always). Until then nothing can name a mandate
     (`PUT …/auto-recharge` refuses `mandate_id` with `mandates_not_available`), and a row
     that somehow does is skipped, never charged.
     """
