@@ -380,3 +380,44 @@ async def test_a_refund_after_a_recharge_that_lifted_the_wallet_asks_nothing(
     later = stack.settings.model_copy(update={"auto_recharge_cooldown_s": 0})
     await recompute_levels(stack.engine, later)
     assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["succeeded"]
+
+
+async def test_every_event_parses_as_the_notifications_catalog_reads_it(
+    quiet_stack: Stack,
+) -> None:
+    """What auto-recharge announces to notifications.billing is what the catalog parses:
+    the low-balance notice, the checkout link, a success, a failure and the switch-off."""
+    from commdesk_billing.modules.notifications.catalog import CATALOG
+    from commdesk_billing.queues.envelope import decode
+
+    stack = quiet_stack
+    ok = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, ok)
+    rid = await cross(stack.engine, ok)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    bad = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, bad, max_consecutive_failures=1)
+    await failed_once(stack, bad)
+    seen: dict[str, int] = {}
+    for w in (ok, bad):
+        found = await rows(
+            stack.engine,
+            "SELECT message_type, body FROM outbox WHERE queue = 'notifications.billing'"
+            " AND body LIKE :w AND (message_type LIKE 'auto_recharge.%'"
+            " OR message_type = 'wallet.low_balance') ORDER BY id",
+            w=f"%{w.wallet.id}%",
+        )
+        for message_type, body in found:
+            spec = CATALOG[message_type]
+            envelope = decode(body.encode())
+            payload = spec.payload.model_validate(envelope.payload)
+            assert spec.view(payload) and spec.identity(payload, envelope)
+            seen[message_type] = seen.get(message_type, 0) + 1
+    assert seen == {
+        "wallet.low_balance": 2,
+        "auto_recharge.checkout_opened": 2,
+        "auto_recharge.succeeded": 1,
+        "auto_recharge.failed": 1,
+        "auto_recharge.disabled": 1,
+    }
