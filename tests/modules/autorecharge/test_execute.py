@@ -421,3 +421,41 @@ async def test_every_event_parses_as_the_notifications_catalog_reads_it(
         "auto_recharge.failed": 1,
         "auto_recharge.disabled": 1,
     }
+
+
+async def test_with_cashfrees_own_checkout_the_link_is_the_members_payment_page(
+    quiet_stack: Stack,
+) -> None:
+    """In production Cashfree's checkout is opened by its JS SDK (no checkout URL of ours):
+    the member is sent our payment page for the order, never an event without a link (the
+    notifications catalog refuses it, and the member would never be told)."""
+    from commdesk_billing.modules.notifications.catalog import CATALOG
+    from commdesk_billing.queues.envelope import decode
+
+    stack = quiet_stack
+    page = "https://app.example.test/billing/pay/{payment_id}"
+    prod = {"cashfree_checkout_url": None, "auto_recharge_checkout_url": page}
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings.model_copy(update=prod), m)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, **prod) is RechargeStatus.pending
+    (body,) = await rows(
+        stack.engine,
+        "SELECT body FROM outbox WHERE queue = 'notifications.billing'"
+        " AND message_type = 'auto_recharge.checkout_opened' AND body LIKE :w",
+        w=f"%{m.wallet.id}%",
+    )
+    envelope = decode(body[0].encode())
+    payload = CATALOG["auto_recharge.checkout_opened"].payload.model_validate(envelope.payload)
+    p = await payment_of(stack, rid)
+    assert payload.checkout_url == f"https://app.example.test/billing/pay/{p.id}"
+
+
+async def test_no_link_to_send_refuses_to_set_it_up(quiet_stack: Stack) -> None:
+    from commdesk_billing.errors import AutoRechargeInvalid
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    nowhere = stack.settings.model_copy(update={"cashfree_checkout_url": None})
+    with pytest.raises(AutoRechargeInvalid, match="checkout link"):
+        await enable(stack.engine, nowhere, m)

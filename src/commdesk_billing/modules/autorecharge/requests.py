@@ -74,18 +74,30 @@ async def execute(
         )
         return R.failed
     body = answer.body
+    payment_id = uuid.UUID(str(body["id"]))
     await in_transaction(
         engine,
         lambda conn: outcomes.opened(
             conn,
             plan.recharge_id,
-            payment_id=uuid.UUID(str(body["id"])),
+            payment_id=payment_id,
             amount_paise=int(body["amount_paise"]),
             credits=int(body["credits"]),
-            checkout_url=body.get("checkout_url"),
+            checkout_url=body.get("checkout_url") or checkout_page(settings, payment_id),
         ),
     )
     return R.pending
+
+
+def can_link(settings: Settings) -> bool:
+    """Whether a member can be sent where to pay an order (Cashfree's hosted page, or
+    ours when Cashfree's checkout is opened by its JS SDK)."""
+    return bool(settings.cashfree_checkout_url or settings.auto_recharge_checkout_url)
+
+
+def checkout_page(settings: Settings, payment_id: uuid.UUID) -> str | None:
+    template = settings.auto_recharge_checkout_url
+    return template.replace("{payment_id}", str(payment_id)) if template else None
 
 
 async def decide(
@@ -113,6 +125,8 @@ async def decide(
     if cfg.mandate_id is not None:
         refused = await charge_on_mandate(conn, settings, r, cfg)
         return R.pending if refused is None else await _refuse(conn, r, refused)
+    if not can_link(settings):  # the checkout link could not be sent: nothing to open
+        return await _refuse(conn, r, Refusal("skipped", "no_checkout_link"))
     try:
         priced = await quote(
             conn,
