@@ -205,3 +205,26 @@ async def test_credits_expiring_across_the_level_write_one_request(
     assert [r.status for r in await recharges(engine, m.wallet.id)] == ["requested"]
     assert await decisions(engine, m.wallet.id) == [("fired", None)]
     assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 1
+
+
+async def test_a_request_whose_message_was_lost_is_sent_again_once_it_is_stale(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """A request left `requested` (or `opening`) — its message dead-lettered after Cashfree
+    stayed down, or a crash with the order opened and the recharge not marked — keeps the
+    wallet's one in-flight place for ever: nothing else would ask for it again."""
+    from datetime import UTC, datetime, timedelta
+
+    from commdesk_billing.modules.autorecharge import outcomes
+
+    m = await member(engine, 250)
+    await enable(engine, settings, m)
+    await debit(engine, m.wallet.id, 100)  # across: requested
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 1
+    assert await outcomes.resend_stale(engine) == 0  # not stale yet
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert await outcomes.resend_stale(engine, now=later) >= 1
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 2
+    await outcomes.resend_stale(engine, now=later)  # once per stale period
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 2
+    assert [r.status for r in await recharges(engine, m.wallet.id)] == ["requested"]

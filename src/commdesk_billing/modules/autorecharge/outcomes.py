@@ -237,3 +237,39 @@ async def retry_due(engine: AsyncEngine, *, limit: int = 200) -> int:
 
         asked += await in_transaction(engine, one)
     return asked
+
+
+# A request still `requested` or `opening` this long after its last move lost its message
+# (dead-lettered after Cashfree stayed down past the retries, or lost with a crash): the
+# settle job sends it again. Executing is idempotent by the recharge (its order's key), so a
+# message that was only slow costs one more no-op.
+STALE_S = 900
+
+
+async def resend_stale(
+    engine: AsyncEngine, *, now: datetime | None = None, limit: int = 200
+) -> int:
+    """The scheduler's job, with settling: requests in flight without an order marked for
+    `STALE_S` get their command again, once per stale period; how many."""
+    at = now or datetime.now(UTC)
+    before = at - timedelta(seconds=STALE_S)
+    found = await in_transaction(engine, lambda conn: repo.stale_in_flight(conn, before, limit))
+    sent = 0
+    for recharge_id in found:
+
+        async def one(conn: AsyncConnection, recharge_id: uuid.UUID = recharge_id) -> bool:
+            r = await locked(conn, recharge_id)
+            if r is None or not await repo.touch_if_stale(conn, r.id, before, at):
+                return False  # moved on since
+            await outbox.send(
+                conn,
+                "payment.processing",
+                "auto_recharge.requested",
+                {"recharge_id": str(r.id), "wallet_id": str(r.wallet_id)},
+                correlation_id=str(r.id),
+            )
+            log.warning("auto_recharge.request.resent", recharge_id=str(r.id), status=r.status)
+            return True
+
+        sent += await in_transaction(engine, one)
+    return sent

@@ -307,6 +307,34 @@ async def last_succeeded_before(
     return {r.id for r in rows}
 
 
+async def stale_in_flight(conn: AsyncConnection, before: datetime, limit: int) -> list[uuid.UUID]:
+    """Recharges `requested` or `opening` whose last move was before `before`."""
+    rows = (
+        await conn.execute(
+            sql("""
+        SELECT id FROM auto_recharges
+         WHERE status IN ('requested', 'opening') AND updated_at < :before
+         ORDER BY updated_at LIMIT :limit"""),
+            {"before": before, "limit": limit},
+        )
+    ).all()
+    return [r.id for r in rows]
+
+
+async def touch_if_stale(
+    conn: AsyncConnection, recharge_id: uuid.UUID, before: datetime, at: datetime
+) -> bool:
+    """Mark a stale in-flight recharge as looked at `at` (so it is sent again once per
+    stale period); False when it moved on or was touched since."""
+    result = await conn.execute(
+        sql("""
+        UPDATE auto_recharges SET updated_at = :at
+         WHERE id = :id AND status IN ('requested', 'opening') AND updated_at < :before"""),
+        {"id": recharge_id, "before": before, "at": at},
+    )
+    return bool(result.rowcount == 1)
+
+
 # --- the decision log ---------------------------------------------------------------------
 
 
