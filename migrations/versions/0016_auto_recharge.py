@@ -13,7 +13,10 @@ Create Date: 2026-12-07
   `mandate_id` is the seam of the mandate branch: always NULL until mandates exist.
 - `auto_recharges`: one per request a crossing wrote. At most one in flight per wallet
   (`requested`, `opening` or `pending`): a partial unique index, so two crossings racing
-  can never both insert one.
+  can never both insert one. `order_request` is the order it opens, fixed when it passes
+  its guards, so a redelivery opens (resumes) the very same order whatever the member
+  changed in the settings since. `left_below`: a success that did not lift the wallet back
+  to its level (the levels job asks once more after the cooldown).
 - `auto_recharge_events`: the append-only decision log the member reads.
 """
 
@@ -70,6 +73,8 @@ def upgrade() -> None:
             payment_id         uuid,
             amount_paise       bigint,
             credits            bigint,
+            order_request      jsonb,
+            left_below         boolean,
             reason             text,
             created_at         timestamptz NOT NULL DEFAULT now(),
             opened_at          timestamptz,

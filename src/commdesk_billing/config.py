@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     auto_recharge_margin_s: Annotated[int, Field(ge=0, le=7 * 86400)] = 12 * 3600
     auto_recharge_predict_every_s: Annotated[int, Field(ge=10, le=86400)] = 900
     auto_recharge_settle_every_s: Annotated[float, Field(ge=0.1, le=3600)] = 60.0
+    # The member's payment page for an auto-recharge order ({payment_id} filled in), sent
+    # when Cashfree's own checkout is used (`cashfree_checkout_url` unset: it is opened by
+    # its JS SDK, so there is no URL of Cashfree's to send). With neither, auto-recharge
+    # without a mandate cannot tell the member where to pay, and is refused.
+    auto_recharge_checkout_url: (
+        Annotated[str, Field(pattern=r"^https?://[^\s]*\{payment_id\}[^\s]*$")] | None
+    ) = None
     # How often the scheduler renews due subscriptions (and runs their dunning retries).
     subscription_renew_every_s: Annotated[int, Field(ge=5, le=86400)] = 60
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900

@@ -327,6 +327,7 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
 async def _settle_auto_recharges(engine: AsyncEngine, settings: Settings) -> None:
     await auto_recharge_outcomes.settle_pending(engine, settings)
     await auto_recharge_outcomes.retry_due(engine)
+    await auto_recharge_outcomes.resend_stale(engine)
 
 
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:

@@ -283,3 +283,179 @@ async def test_verify_catches_pending_credits_no_recharge_explains(
     assert [(f.check, f.subject) for f in report.findings] == [
         ("auto_recharge_pending", f"wallet {m.wallet.id}")
     ]
+
+
+async def test_a_recharge_that_leaves_the_wallet_below_its_level_is_followed_by_another(
+    quiet_stack: Stack,
+) -> None:
+    """A predictive level above what one pack brings: once the recharge is credited the
+    wallet is still below its level, so no debit crosses it again. The levels job asks once
+    more when the cooldown is over (never within it)."""
+    from commdesk_billing.modules.autorecharge.predict import recompute_levels
+    from tests.modules.autorecharge.conftest import debit
+
+    stack = quiet_stack
+    m = await member(stack.engine, 40_000)
+    await debit(stack.engine, m.wallet.id, 33_600)  # 200 an hour: a level of 12 000
+    assert (await enable(stack.engine, stack.settings, m)).trigger_level == 12_000
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    await debit(stack.engine, m.wallet.id, 10_990)  # 1 000 left while the member pays
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    w = await wallet(stack, m)
+    assert w.available_credits == 2_500 and w.auto_recharge_trigger is not None
+    assert w.available_credits < w.auto_recharge_trigger
+    await recompute_levels(stack.engine, stack.settings)  # within the cooldown: nothing
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["succeeded"]
+    later = stack.settings.model_copy(update={"auto_recharge_cooldown_s": 0})
+    await recompute_levels(stack.engine, later)
+    await recompute_levels(stack.engine, later)  # once: the request is in flight
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == [
+        "succeeded",
+        "requested",
+    ]
+    assert (await decisions(stack.engine, m.wallet.id))[-1] == ("fired", "still_below_level")
+
+
+async def test_a_crash_after_the_order_opened_resumes_it_whatever_the_member_changed(
+    quiet_stack: Stack,
+) -> None:
+    """Step 2 opened the order, then the worker died before step 3; the member changed the
+    phone before the message came back. The redelivery must resume that order (the one the
+    member may pay), not fail the recharge on a request that no longer matches it."""
+    from commdesk_billing.modules.autorecharge.requests import ACTOR, Plan, decide
+    from commdesk_billing.modules.payments import ordering
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    plan = await in_transaction(stack.engine, lambda c: decide(c, stack.settings, rid))
+    assert isinstance(plan, Plan)
+    buyer = ordering.Buyer.system(ACTOR, plan.subject, f"recharge:{rid}")
+    async with cashfree_client(stack.settings) as client:
+        answer = await ordering.open_order(stack.engine, client, stack.settings, buyer, plan.order)
+    await enable(stack.engine, stack.settings, m, customer_phone="9123456780")
+    assert await execute(stack, rid) is RechargeStatus.pending
+    found = await recharges(stack.engine, m.wallet.id)
+    assert [(r.status, str(r.payment_id)) for r in found] == [("pending", answer.body["id"])]
+    assert (await wallet(stack, m)).pending_credits == 1500
+    orders = await rows(stack.engine, "SELECT id FROM payments WHERE wallet_id = :w", w=m.wallet.id)
+    assert len(orders) == 1
+
+
+async def test_a_refund_after_a_recharge_that_lifted_the_wallet_asks_nothing(
+    quiet_stack: Stack,
+) -> None:
+    """Only a success that left the wallet below its level is followed by another ask: a
+    member refunding the recharge's credits afterwards must not be sold them again."""
+    from commdesk_billing.modules.autorecharge.predict import recompute_levels
+    from commdesk_billing.modules.wallet.refunds import reserve_for_refund
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    assert (await wallet(stack, m)).available_credits == 1_690  # above its level of 200
+    (lot,) = await rows(
+        stack.engine,
+        "SELECT id FROM credit_lots WHERE wallet_id = :w AND source = 'purchase'"
+        " ORDER BY granted_at DESC LIMIT 1",
+        w=m.wallet.id,
+    )
+    await in_transaction(
+        stack.engine,
+        lambda c: reserve_for_refund(
+            c,
+            wallet_id=m.wallet.id,
+            takes=[(lot.id, 1_500)],
+            idempotency_key=f"refund-test:{uuid.uuid4()}",
+            reason="refund",
+            refund_ref="test",
+        ),
+    )
+    assert (await wallet(stack, m)).available_credits == 190
+    later = stack.settings.model_copy(update={"auto_recharge_cooldown_s": 0})
+    await recompute_levels(stack.engine, later)
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["succeeded"]
+
+
+async def test_every_event_parses_as_the_notifications_catalog_reads_it(
+    quiet_stack: Stack,
+) -> None:
+    """What auto-recharge announces to notifications.billing is what the catalog parses:
+    the low-balance notice, the checkout link, a success, a failure and the switch-off."""
+    from commdesk_billing.modules.notifications.catalog import CATALOG
+    from commdesk_billing.queues.envelope import decode
+
+    stack = quiet_stack
+    ok = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, ok)
+    rid = await cross(stack.engine, ok)
+    assert await execute(stack, rid) is RechargeStatus.pending
+    assert await checkout(stack, rid, "success") is Status.CREDITED
+    bad = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, bad, max_consecutive_failures=1)
+    await failed_once(stack, bad)
+    seen: dict[str, int] = {}
+    for w in (ok, bad):
+        found = await rows(
+            stack.engine,
+            "SELECT message_type, body FROM outbox WHERE queue = 'notifications.billing'"
+            " AND body LIKE :w AND (message_type LIKE 'auto_recharge.%'"
+            " OR message_type = 'wallet.low_balance') ORDER BY id",
+            w=f"%{w.wallet.id}%",
+        )
+        for message_type, body in found:
+            spec = CATALOG[message_type]
+            envelope = decode(body.encode())
+            payload = spec.payload.model_validate(envelope.payload)
+            assert spec.view(payload) and spec.identity(payload, envelope)
+            seen[message_type] = seen.get(message_type, 0) + 1
+    assert seen == {
+        "wallet.low_balance": 2,
+        "auto_recharge.checkout_opened": 2,
+        "auto_recharge.succeeded": 1,
+        "auto_recharge.failed": 1,
+        "auto_recharge.disabled": 1,
+    }
+
+
+async def test_with_cashfrees_own_checkout_the_link_is_the_members_payment_page(
+    quiet_stack: Stack,
+) -> None:
+    """In production Cashfree's checkout is opened by its JS SDK (no checkout URL of ours):
+    the member is sent our payment page for the order, never an event without a link (the
+    notifications catalog refuses it, and the member would never be told)."""
+    from commdesk_billing.modules.notifications.catalog import CATALOG
+    from commdesk_billing.queues.envelope import decode
+
+    stack = quiet_stack
+    page = "https://app.example.test/billing/pay/{payment_id}"
+    prod = {"cashfree_checkout_url": None, "auto_recharge_checkout_url": page}
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings.model_copy(update=prod), m)
+    rid = await cross(stack.engine, m)
+    assert await execute(stack, rid, **prod) is RechargeStatus.pending
+    (body,) = await rows(
+        stack.engine,
+        "SELECT body FROM outbox WHERE queue = 'notifications.billing'"
+        " AND message_type = 'auto_recharge.checkout_opened' AND body LIKE :w",
+        w=f"%{m.wallet.id}%",
+    )
+    envelope = decode(body[0].encode())
+    payload = CATALOG["auto_recharge.checkout_opened"].payload.model_validate(envelope.payload)
+    p = await payment_of(stack, rid)
+    assert payload.checkout_url == f"https://app.example.test/billing/pay/{p.id}"
+
+
+async def test_no_link_to_send_refuses_to_set_it_up(quiet_stack: Stack) -> None:
+    from commdesk_billing.errors import AutoRechargeInvalid
+
+    stack = quiet_stack
+    m = await member(stack.engine, 300)
+    nowhere = stack.settings.model_copy(update={"cashfree_checkout_url": None})
+    with pytest.raises(AutoRechargeInvalid, match="checkout link"):
+        await enable(stack.engine, nowhere, m)

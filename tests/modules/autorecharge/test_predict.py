@@ -11,7 +11,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.autorecharge.predict import lead_time_s, level_for, recompute_levels
 from commdesk_billing.modules.wallet import service as ws
-from tests.modules.autorecharge.conftest import debit, enable, member, recharges
+from tests.modules.autorecharge.conftest import debit, decisions, enable, member, recharges
 
 WEEK = 7 * 86400
 
@@ -72,3 +72,19 @@ async def test_the_job_moves_the_level_as_the_burn_changes(
     await recompute_levels(engine, settings.model_copy(update={"auto_recharge_margin_s": 0}))
     wallet = await in_transaction(engine, lambda c: ws.get_wallet(c, m.wallet.id))
     assert wallet.auto_recharge_trigger == 4800
+
+
+async def test_a_level_raised_past_the_balance_asks_once(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """The job raising the level above what the wallet holds is the crossing: no debit will
+    cross it from above any more, and a fast-burning wallet would drain to zero unasked."""
+    m = await member(engine, 20_000)
+    await enable(engine, settings, m)  # level 200
+    await debit(engine, m.wallet.id, 16_800)  # 3 200 left, burning 100 an hour
+    await recompute_levels(engine, settings)  # level 6 000: above the balance
+    found = await recharges(engine, m.wallet.id)
+    assert [r.status for r in found] == ["requested"]
+    assert (await decisions(engine, m.wallet.id))[-1] == ("fired", "level_raised")
+    await recompute_levels(engine, settings)  # the same level: nothing more
+    assert len(await recharges(engine, m.wallet.id)) == 1

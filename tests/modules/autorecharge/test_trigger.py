@@ -172,3 +172,59 @@ async def test_fifty_concurrent_debits_across_the_level_make_exactly_one_request
     assert wallet.available_credits == 200
     assert len(await recharges(engine, m.wallet.id)) == 1
     assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 1
+
+
+async def test_credits_expiring_across_the_level_write_one_request(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """Expiry takes available credits down as a debit does: a wallet it takes across its
+    level would otherwise never be asked for (no debit crosses from below)."""
+    from datetime import UTC, datetime, timedelta
+
+    from commdesk_billing.modules.wallet.expiry import expire_wallet
+    from commdesk_billing.modules.wallet.model import LotSource
+    from tests.conftest import grant_bought
+
+    m = await member(engine, 100)
+    await in_transaction(
+        engine,
+        lambda c: grant_bought(
+            c,
+            wallet_id=m.wallet.id,
+            credits=500,
+            source=LotSource.promotional,
+            idempotency_key=f"ar-expiring:{uuid.uuid4()}",
+            reason="promotion",
+            paid_paise=0,
+            taxable_paise=0,
+            expires_at=datetime.now(UTC) - timedelta(days=1),
+        ),
+    )
+    await enable(engine, settings, m)  # 600 available, level 200
+    assert await in_transaction(engine, lambda c: expire_wallet(c, m.wallet.id)) == 500
+    assert [r.status for r in await recharges(engine, m.wallet.id)] == ["requested"]
+    assert await decisions(engine, m.wallet.id) == [("fired", None)]
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 1
+
+
+async def test_a_request_whose_message_was_lost_is_sent_again_once_it_is_stale(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """A request left `requested` (or `opening`) — its message dead-lettered after Cashfree
+    stayed down, or a crash with the order opened and the recharge not marked — keeps the
+    wallet's one in-flight place for ever: nothing else would ask for it again."""
+    from datetime import UTC, datetime, timedelta
+
+    from commdesk_billing.modules.autorecharge import outcomes
+
+    m = await member(engine, 250)
+    await enable(engine, settings, m)
+    await debit(engine, m.wallet.id, 100)  # across: requested
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 1
+    assert await outcomes.resend_stale(engine) == 0  # not stale yet
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert await outcomes.resend_stale(engine, now=later) >= 1
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 2
+    await outcomes.resend_stale(engine, now=later)  # once per stale period
+    assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 2
+    assert [r.status for r in await recharges(engine, m.wallet.id)] == ["requested"]

@@ -55,6 +55,7 @@ class Recharge:
     payment_id: uuid.UUID | None
     amount_paise: int | None
     credits: int | None
+    order_request: dict[str, Any] | None  # the order it opens, fixed at `opening`
     reason: str | None
     created_at: datetime
     opened_at: datetime | None

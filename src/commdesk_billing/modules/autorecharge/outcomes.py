@@ -44,7 +44,8 @@ def backoff_s(settings: Settings, failures: int) -> int:
     return min(doubled, settings.auto_recharge_backoff_max_s)
 
 
-async def _locked(conn: AsyncConnection, recharge_id: uuid.UUID) -> Recharge | None:
+async def locked(conn: AsyncConnection, recharge_id: uuid.UUID) -> Recharge | None:
+    """The recharge, its wallet's row locked and then its own (the crossing's order)."""
     found = await repo.get_recharge(conn, recharge_id)
     if found is None:
         return None
@@ -62,7 +63,7 @@ async def opened(
     checkout_url: str | None,
 ) -> bool:
     """The order is open: pending, its credits shown on the wallet, the member told."""
-    r = await _locked(conn, recharge_id)
+    r = await locked(conn, recharge_id)
     if r is None or r.status is not R.opening:
         return False
     await repo.move(
@@ -94,7 +95,7 @@ async def fail(
     conn: AsyncConnection, settings: Settings, recharge_id: uuid.UUID, reason: str
 ) -> bool:
     """The recharge will not bring its credits: cleared, backed off, maybe disabled."""
-    r = await _locked(conn, recharge_id)
+    r = await locked(conn, recharge_id)
     if r is None:
         return False
     left = await repo.move(
@@ -155,21 +156,26 @@ async def succeed(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
     found = await repo.by_payment(conn, payment_id)
     if found is None:
         return False
-    r = await _locked(conn, found.id)
+    r = await locked(conn, found.id)
     assert r is not None
+    # The payment's credits are in the wallet (credited before this is asked). Still below
+    # the level: no debit will cross it, so the levels job asks once more after the
+    # cooldown — and only then (a refund or expiry later is the member's, not ours).
+    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    level = wallet.auto_recharge_trigger
     left = await repo.move(
         conn,
         r.id,
         R.succeeded,
         allowed=frozenset({R.pending, R.failed}),
         settled_at=datetime.now(UTC),
+        left_below=level is not None and wallet.available_credits < level,
     )
     if left is None:
         return False
     if left is R.pending and r.credits:
         await wallet_service.add_pending_credits(conn, r.wallet_id, -r.credits)
     await repo.record_success(conn, r.wallet_id)
-    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
     facts: dict[str, Any] = {
         "recharge_id": str(r.id),
         "wallet_id": str(r.wallet_id),
@@ -231,3 +237,39 @@ async def retry_due(engine: AsyncEngine, *, limit: int = 200) -> int:
 
         asked += await in_transaction(engine, one)
     return asked
+
+
+# A request still `requested` or `opening` this long after its last move lost its message
+# (dead-lettered after Cashfree stayed down past the retries, or lost with a crash): the
+# settle job sends it again. Executing is idempotent by the recharge (its order's key), so a
+# message that was only slow costs one more no-op.
+STALE_S = 900
+
+
+async def resend_stale(
+    engine: AsyncEngine, *, now: datetime | None = None, limit: int = 200
+) -> int:
+    """The scheduler's job, with settling: requests in flight without an order marked for
+    `STALE_S` get their command again, once per stale period; how many."""
+    at = now or datetime.now(UTC)
+    before = at - timedelta(seconds=STALE_S)
+    found = await in_transaction(engine, lambda conn: repo.stale_in_flight(conn, before, limit))
+    sent = 0
+    for recharge_id in found:
+
+        async def one(conn: AsyncConnection, recharge_id: uuid.UUID = recharge_id) -> bool:
+            r = await locked(conn, recharge_id)
+            if r is None or not await repo.touch_if_stale(conn, r.id, before, at):
+                return False  # moved on since
+            await outbox.send(
+                conn,
+                "payment.processing",
+                "auto_recharge.requested",
+                {"recharge_id": str(r.id), "wallet_id": str(r.wallet_id)},
+                correlation_id=str(r.id),
+            )
+            log.warning("auto_recharge.request.resent", recharge_id=str(r.id), status=r.status)
+            return True
+
+        sent += await in_transaction(engine, one)
+    return sent

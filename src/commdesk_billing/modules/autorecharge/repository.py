@@ -27,7 +27,7 @@ _SETTINGS_COLS = """
 """
 _RECHARGE_COLS = """
     id, wallet_id, status, trigger_level, available_credits, payment_id, amount_paise, credits,
-    reason, created_at, opened_at, settled_at
+    order_request, reason, created_at, opened_at, settled_at
 """
 
 
@@ -38,6 +38,8 @@ def _settings(row: Row[Any]) -> RechargeSettings:
 def _recharge(row: Row[Any]) -> Recharge:
     data = row._asdict()
     data["status"] = RechargeStatus(data["status"])
+    if isinstance(data["order_request"], str):
+        data["order_request"] = json.loads(data["order_request"])
     return Recharge(**data)
 
 
@@ -281,6 +283,56 @@ async def retry_candidates(conn: AsyncConnection, now: datetime, *, limit: int) 
         )
     ).all()
     return [r.wallet_id for r in rows]
+
+
+async def last_succeeded_before(
+    conn: AsyncConnection, wallet_ids: list[uuid.UUID], cutoff: datetime
+) -> set[uuid.UUID]:
+    """Of `wallet_ids`, those whose latest recharge succeeded at or before `cutoff` without
+    lifting the wallet back to its level."""
+    if not wallet_ids:
+        return set()
+    rows = (
+        await conn.execute(
+            sql("""
+        SELECT w.id FROM unnest(CAST(:ids AS uuid[])) AS w(id)
+          JOIN LATERAL (SELECT r.status, r.settled_at, r.left_below FROM auto_recharges r
+                         WHERE r.wallet_id = w.id
+                         ORDER BY r.created_at DESC, r.id LIMIT 1) last ON true
+         WHERE last.status = 'succeeded' AND last.left_below
+           AND last.settled_at <= :cutoff"""),
+            {"ids": wallet_ids, "cutoff": cutoff},
+        )
+    ).all()
+    return {r.id for r in rows}
+
+
+async def stale_in_flight(conn: AsyncConnection, before: datetime, limit: int) -> list[uuid.UUID]:
+    """Recharges `requested` or `opening` whose last move was before `before`."""
+    rows = (
+        await conn.execute(
+            sql("""
+        SELECT id FROM auto_recharges
+         WHERE status IN ('requested', 'opening') AND updated_at < :before
+         ORDER BY updated_at LIMIT :limit"""),
+            {"before": before, "limit": limit},
+        )
+    ).all()
+    return [r.id for r in rows]
+
+
+async def touch_if_stale(
+    conn: AsyncConnection, recharge_id: uuid.UUID, before: datetime, at: datetime
+) -> bool:
+    """Mark a stale in-flight recharge as looked at `at` (so it is sent again once per
+    stale period); False when it moved on or was touched since."""
+    result = await conn.execute(
+        sql("""
+        UPDATE auto_recharges SET updated_at = :at
+         WHERE id = :id AND status IN ('requested', 'opening') AND updated_at < :before"""),
+        {"id": recharge_id, "before": before, "at": at},
+    )
+    return bool(result.rowcount == 1)
 
 
 # --- the decision log ---------------------------------------------------------------------

@@ -3,8 +3,8 @@ each refusal recorded; then, without a mandate, an order opened for the member, 
 checkout link is announced (`auto_recharge.checkout_opened`).
 
 Three steps, no transaction held across Cashfree (as `payments.ordering`):
-  1. decide (one transaction, the recharge's row locked): requested → opening, or skipped
-     with the guard that said no;
+  1. decide (one transaction, the wallet's row then the recharge's locked): requested →
+     opening, or skipped with the guard that said no;
   2. open the order with `ordering.open_order` under `Buyer.system("auto-recharge", …)`,
      keyed by the recharge id, so a redelivery or a crash between the steps resumes the same
      order and never opens a second;
@@ -74,33 +74,49 @@ async def execute(
         )
         return R.failed
     body = answer.body
+    payment_id = uuid.UUID(str(body["id"]))
     await in_transaction(
         engine,
         lambda conn: outcomes.opened(
             conn,
             plan.recharge_id,
-            payment_id=uuid.UUID(str(body["id"])),
+            payment_id=payment_id,
             amount_paise=int(body["amount_paise"]),
             credits=int(body["credits"]),
-            checkout_url=body.get("checkout_url"),
+            checkout_url=body.get("checkout_url") or checkout_page(settings, payment_id),
         ),
     )
     return R.pending
 
 
+def can_link(settings: Settings) -> bool:
+    """Whether a member can be sent where to pay an order (Cashfree's hosted page, or
+    ours when Cashfree's checkout is opened by its JS SDK)."""
+    return bool(settings.cashfree_checkout_url or settings.auto_recharge_checkout_url)
+
+
+def checkout_page(settings: Settings, payment_id: uuid.UUID) -> str | None:
+    template = settings.auto_recharge_checkout_url
+    return template.replace("{payment_id}", str(payment_id)) if template else None
+
+
 async def decide(
     conn: AsyncConnection, settings: Settings, recharge_id: uuid.UUID
 ) -> Plan | RechargeStatus | None:
-    """Step 1. A Plan to open an order, or the status the recharge rests in."""
-    r = await repo.get_recharge(conn, recharge_id, lock=True)
+    """Step 1. A Plan to open an order, or the status the recharge rests in.
+
+    The wallet's row is locked before the recharge's, as every other path does: the
+    mandate branch writes the wallet's pending credits from here, and would otherwise take
+    the wallet's lock under the recharge's (a deadlock with the settle job's outcomes)."""
+    r = await outcomes.locked(conn, recharge_id)
     if r is None:
         return None
     if r.status is not R.requested and r.status is not R.opening:
         return r.status
+    if r.status is R.opening:  # a crash between the steps: the same order again
+        assert r.order_request is not None
+        return await _plan(conn, r, OrderRequest.model_validate(r.order_request))
     cfg = await repo.get_settings(conn, r.wallet_id)
-    if r.status is R.opening:
-        assert cfg is not None
-        return await _plan(conn, r, cfg)  # a crash between the steps: the same order again
     now = datetime.now(UTC)
     refusal = guards.before_pricing(settings, cfg, now)
     if refusal is not None:
@@ -109,6 +125,8 @@ async def decide(
     if cfg.mandate_id is not None:
         refused = await charge_on_mandate(conn, settings, r, cfg)
         return R.pending if refused is None else await _refuse(conn, r, refused)
+    if not can_link(settings):  # the checkout link could not be sent: nothing to open
+        return await _refuse(conn, r, Refusal("skipped", "no_checkout_link"))
     try:
         priced = await quote(
             conn,
@@ -132,6 +150,14 @@ async def decide(
             # The alert: something keeps draining this wallet (or a loop keeps asking).
             log.error("auto_recharge.runaway", wallet_id=str(r.wallet_id), **refusal.facts)
         return await _refuse(conn, r, refusal)
+    # The order is fixed here, with the recharge: a redelivery after a crash asks for the
+    # very same one (its key's request must match), whatever the member changed since.
+    order = OrderRequest(
+        pack_code=cfg.pack_code,
+        amount_paise=cfg.amount_paise,
+        customer_phone=cfg.customer_phone,
+        customer_email=cfg.customer_email,
+    )
     await repo.move(
         conn,
         r.id,
@@ -140,8 +166,9 @@ async def decide(
         opened_at=now,
         amount_paise=priced.gst.amount_paise,
         credits=priced.base_credits + priced.bonus_credits,
+        order_request=order.model_dump_json(exclude_none=True),
     )
-    return await _plan(conn, r, cfg)
+    return await _plan(conn, r, order)
 
 
 async def charge_on_mandate(
@@ -153,7 +180,8 @@ async def charge_on_mandate(
     (`Refusal("skipped", "above_mandate_max")`), else raise the charge on the mandate (the
     pre-debit notice, then the charge on the earliest allowed day), move the recharge to
     `pending` with its payment and credits and add them to the wallet's pending credits
-    (as `outcomes.opened` does), and return None. Until then nothing can name a mandate
+    (as `outcomes.opened` does), and return None. The caller holds the wallet's row lock
+    and then the recharge's (that order, always). Until then nothing can name a mandate
     (`PUT …/auto-recharge` refuses `mandate_id` with `mandates_not_available`), and a row
     that somehow does is skipped, never charged.
     """
@@ -179,16 +207,7 @@ async def _refuse(conn: AsyncConnection, r: Recharge, refusal: Refusal) -> Recha
     return R.skipped
 
 
-async def _plan(conn: AsyncConnection, r: Recharge, cfg: RechargeSettings) -> Plan:
+async def _plan(conn: AsyncConnection, r: Recharge, order: OrderRequest) -> Plan:
     wallet = await wallet_service.get_wallet(conn, r.wallet_id)
     member = await users.get_user(conn, wallet.owner_id)
-    return Plan(
-        recharge_id=r.id,
-        subject=member.external_id,
-        order=OrderRequest(
-            pack_code=cfg.pack_code,
-            amount_paise=cfg.amount_paise,
-            customer_phone=cfg.customer_phone,
-            customer_email=cfg.customer_email,
-        ),
-    )
+    return Plan(recharge_id=r.id, subject=member.external_id, order=order)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import AutoRechargeInvalid, DomainError, MandatesNotAvailable
-from commdesk_billing.modules.autorecharge import auth, predict
+from commdesk_billing.modules.autorecharge import auth, predict, requests
 from commdesk_billing.modules.autorecharge import repository as repo
 from commdesk_billing.modules.autorecharge.model import Decision
 from commdesk_billing.modules.autorecharge.schemas import AutoRechargeOut, AutoRechargeRequest
@@ -36,6 +36,11 @@ async def configure(
         raise MandatesNotAvailable(
             "auto-recharge on a mandate is not available yet; leave mandate_id out to be "
             "sent a checkout link instead"
+        )
+    if req.enabled and not requests.can_link(settings):
+        raise AutoRechargeInvalid(
+            "auto-recharge without a mandate needs a checkout link to send, and none is "
+            "configured (BILLING_AUTO_RECHARGE_CHECKOUT_URL)"
         )
     try:  # what it would buy must be buyable now
         await quote(

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.ledger import postings
-from commdesk_billing.modules.wallet import recognition, writer
+from commdesk_billing.modules.wallet import recognition, triggers, writer
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import lock, now
 from commdesk_billing.modules.wallet.model import TxnType
@@ -71,4 +71,7 @@ async def expire_wallet(conn: AsyncConnection, wallet_id: uuid.UUID) -> int:
         )
         forfeited += credits
     await batch.flush(conn)
+    # Expiry takes `available` down as a debit does: a wallet it takes across its
+    # auto-recharge level is told, or no later debit would ever cross it from above.
+    await triggers.after_debit(conn, wallet, batch.wallet(wallet_id))
     return forfeited
