@@ -11,6 +11,7 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.usage import invariants
 from commdesk_billing.modules.usage.consumers import repay_debts
+from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
 from commdesk_billing.queues.envelope import new_envelope
 from tests.conftest import grant_bought
@@ -198,4 +199,48 @@ async def test_a_lower_bound_or_a_reject_price_later_keeps_the_old_debt_and_owes
     rejected = await usage.accepted([event("l3", meter, 1, wallet.id, now)])
     assert (rejected[0]["status"], rejected[0]["reason"]) == ("rejected", "insufficient_credits")
     assert (await usage.summary(wallet.id))["debt_outstanding_credits"] == 40
+    await _books_clean(usage)
+
+
+async def test_held_credits_are_not_used_to_repay_debt(
+    usage: Usage, make_wallet: MakeWallet
+) -> None:
+    """Credits arrive, the member places a hold on most of them before the repayment runs:
+    the repayment takes only what is still available, and the hold stays whole."""
+    wallet = await make_wallet(0)
+    meter = usage.meter()
+    await usage.price(meter, [(None, 1000)], policy="overdraft", limit=100)
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    (owed,) = await usage.accepted([event("h1", meter, 50, wallet.id, at)])
+    assert (owed["debited_credits"], owed["debt_credits"]) == (0, 50)
+    await in_transaction(
+        usage.engine,
+        lambda c: grant_bought(
+            c,
+            wallet_id=wallet.id,
+            credits=100,
+            source=LotSource.promotional,
+            idempotency_key=f"h-{uuid.uuid4()}",
+            reason="top-up",
+        ),
+    )
+    await in_transaction(
+        usage.engine,
+        lambda c: ws.lock_credits(
+            c,
+            wallet_id=wallet.id,
+            credits=80,
+            idempotency_key=f"hold-{uuid.uuid4()}",
+            reason="a spend in flight",
+            ttl_s=3600,
+        ),
+    )
+    envelope = new_envelope(
+        "payment.credited", {"payment_id": str(uuid.uuid4()), "wallet_id": str(wallet.id)}
+    )
+    await in_transaction(usage.engine, lambda c: repay_debts(c, envelope))
+    async with usage.engine.connect() as conn:
+        after = await ws.get_wallet(conn, wallet.id)
+    assert (after.available_credits, after.locked_credits) == (0, 80)
+    assert (await usage.summary(wallet.id))["debt_outstanding_credits"] == 30
     await _books_clean(usage)

@@ -29,7 +29,7 @@ CASES = {
     "event debit raised": (
         "UPDATE usage_metering SET debited_credits = debited_credits + 1,"
         " credits = credits + 1 WHERE event_id = 'paid'",
-        {"usage_debit", "usage_aggregate"},
+        {"usage_debit", "usage_aggregate", "usage_rating"},
     ),
     # An event vanishes: its wallet line names nothing, its month no longer adds up.
     "event deleted": (
@@ -55,6 +55,14 @@ CASES = {
     "repayment raised": (
         "UPDATE usage_debt_repayments SET credits = credits + 1",
         {"usage_debit", "usage_debt"},
+    ),
+    # An event rated below its price (30 000 milli-credits for 20 units at 1 500), its
+    # periods changed to match and still rounding to the same credits: only re-rating the
+    # event from its version's tiers shows it.
+    "event under-rated": (
+        "UPDATE usage_metering SET millicredits = millicredits - 400 WHERE event_id = 'paid';"
+        " UPDATE usage_aggregates SET millicredits = millicredits - 400",
+        {"usage_rating"},
     ),
     # An event recorded as owing past its price's bound.
     "debt past the bound": (

@@ -68,7 +68,7 @@ async def usage_aggregates(conn: AsyncConnection, report: VerifyReport) -> None:
     """Each aggregate row equals the sums of its period's events (and no period with events
     lacks a row); a month's credits are round-half-up of its milli-credits / 1000, which is
     what the running-total rating guarantees; each event was rated from the figures its
-    month had before it."""
+    month had before it, by the version in force when it occurred, at its tiers' price."""
     for r in await rows(
         conn,
         """
@@ -136,6 +136,47 @@ async def usage_aggregates(conn: AsyncConnection, report: VerifyReport) -> None:
             "usage_aggregate",
             f"usage event {r.id}",
             f"rated from figures its month ({r.wallet_id} {r.meter} {r.period_month}) never had",
+        )
+
+    # Each event re-rated from what it records: the version in force at its occurred_at, the
+    # milli-credits its version's tiers give units_before..units_before+quantity, and the
+    # credits its month's running total moved by (round half up). Without this, an event
+    # rated at the wrong price whose periods were changed to match (and still round to the
+    # same credits) adds up everywhere.
+    for r in await rows(
+        conn,
+        """
+        WITH tiers AS (
+            SELECT v.meter, v.version,
+                   (t.tier ->> 'up_to')::numeric AS up_to,
+                   (t.tier ->> 'millicredits_per_unit')::numeric AS price,
+                   coalesce(lag((t.tier ->> 'up_to')::numeric) OVER (
+                       PARTITION BY v.meter, v.version ORDER BY t.n), 0) AS lower
+              FROM usage_price_versions v,
+                   jsonb_array_elements(v.tiers) WITH ORDINALITY AS t(tier, n))
+        SELECT u.id, u.price_version, u.millicredits, u.credits, c.milli,
+               (SELECT max(v.version) FROM usage_price_versions v
+                 WHERE v.meter = u.meter AND v.effective_from <= u.occurred_at) AS in_force
+          FROM usage_metering u
+          CROSS JOIN LATERAL (
+              SELECT coalesce(sum(greatest(0,
+                         least(u.units_before + u.quantity,
+                               coalesce(t.up_to, u.units_before + u.quantity))
+                         - greatest(u.units_before, t.lower)) * t.price), 0)::bigint AS milli
+                FROM tiers t WHERE t.meter = u.meter AND t.version = u.price_version) c
+         WHERE u.millicredits <> c.milli
+            OR u.credits <> (2 * (u.millicredits_before + u.millicredits) + 1000) / 2000
+                            - (2 * u.millicredits_before + 1000) / 2000
+            OR u.price_version IS DISTINCT FROM (
+                   SELECT max(v.version) FROM usage_price_versions v
+                    WHERE v.meter = u.meter AND v.effective_from <= u.occurred_at)""",
+    ):
+        report.add(
+            "usage_rating",
+            f"usage event {r.id}",
+            f"recorded {r.millicredits} milli-credits and {r.credits} credits under version "
+            f"{r.price_version}; its tiers give {r.milli} milli-credits, and the version in "
+            f"force when it occurred is {r.in_force}",
         )
 
 

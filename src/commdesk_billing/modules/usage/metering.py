@@ -4,19 +4,23 @@ Synchronous: the route runs the whole batch in one transaction, so the reporting
 told what became of each event. Locks, always in this order (no cycle with any other
 operation, which takes wallet rows only or a meter row only):
 
-1. a transaction advisory lock per event row id, sorted: two batches carrying the same
-   event decide one after the other (the second sees the first's row: a duplicate, or a
-   conflict when the content differs);
-2. the meters' rows FOR SHARE: no price version is added while events are rated;
-3. the wallets' rows FOR UPDATE, in id order (`wallet.service.lock_wallets`): every write of
-   a wallet's usage (events, aggregates, debts, repayments) holds it, so the month's running
-   figures and the debts read next cannot move under this batch — no lost update.
+1. the meters' rows FOR SHARE: no price version is added while events are rated;
+2. the wallets' rows FOR UPDATE, in id order (`wallet.service.lock_wallets`): every write of
+   a wallet's usage (events, aggregates, debts, repayments) holds it, so the events already
+   recorded, the month's running figures and the debts read next cannot move under this
+   batch — no lost update, and a replay for the same wallet sees the first's row.
+
+No lock per event id (a thousand per batch would fill PostgreSQL's shared lock table):
+the same event id raced for two wallets is caught by the unique key when the event rows
+are inserted, before any debit — the insert waits for the other batch's commit and skips
+the row, and this batch runs again as a serialization failure, to find the row recorded
+(a duplicate, or a conflict when the content differs).
 
 Then: debts are repaid from what each wallet has (`debts.plan`), each new event is rated by
 the price version in force at its `occurred_at` (`rating`), the insufficient-credits policy
-applied against the wallet's running balance, and everything is written: one
-`consume_credits_many` call for every debit of the batch (keys `usage:<event row id>` and
-`usage-debt:<repayment id>`), the event rows, the aggregates and the debts.
+applied against the wallet's running balance, and everything is written: the event rows,
+one `consume_credits_many` call for every debit of the batch (keys `usage:<event row id>`
+and `usage-debt:<repayment id>`), the aggregates and the debts.
 
 An event is identified by (the reporting service, its `event_id`); its row id is derived
 from them, so a replay finds it. Rejections for the content of an event (no price in force,
@@ -286,11 +290,14 @@ async def record_batch(
         raise ValueError(f"a batch has 1 to {MAX_BATCH} events")
     wallet_of = await _wallet_ids(conn, events)
     ids = [row_id(source, e.event_id) for e in events]
-    await repo.lock_event_ids(conn, ids)
+    prices = await repo.share_meters(conn, [e.meter for e in events])
+    wallets = {w.id: w for w in await ws.lock_wallets(conn, wallet_of)}
+    # Read under the wallets' locks: a replay for the same wallet waits for the batch that
+    # records the event and sees its row. A replay for another wallet is caught when the
+    # rows are inserted (below).
     earlier = await repo.find_events(conn, ids)
     fresh = [i for i, rid in enumerate(ids) if rid not in earlier]
-    prices = await repo.share_meters(conn, [events[i].meter for i in fresh])
-    wallets = {w.id: w for w in await ws.lock_wallets(conn, [wallet_of[i] for i in fresh])}
+    paying = {wallet_of[i] for i in fresh}
     months = await repo.month_states(
         conn,
         list(
@@ -301,7 +308,9 @@ async def record_batch(
             }
         ),
     )
-    owed = await repo.debts(conn, list(wallets))
+    # Debts are repaid only in a batch that records something for the wallet: a replay has
+    # no effect at all.
+    owed = await repo.debts(conn, [w for w in wallets if w in paying])
     batch = _Batch(source, now, wallets, prices, months, owed)
     repayments = debts.plan(batch.available, [d for d in owed if d.outstanding > 0], "usage batch")
     batch.repay(repayments)
@@ -335,13 +344,17 @@ async def record_batch(
         first_seen[rid] = i
         results.append(batch.rate(e, wallet_of[i]))
 
+    # The event rows first, before any debit: a concurrent batch that recorded one of these
+    # event ids (for another wallet, so under no lock of ours) has committed by the time
+    # the insert returns, and this batch runs again from the start and sees its row.
+    if not await repo.insert_events(conn, batch.rows):
+        await repo.retry_transaction(conn)
     for debited in await ws.consume_credits_many(conn, batch.debits):
         # Planned against the balances read under the lock, with keys no line has yet: a
         # refusal here is a bug, and the whole batch rolls back rather than half apply.
         if debited.error is not None:
             raise debited.error
     await debts.record(conn, repayments)
-    await repo.insert_events(conn, batch.rows)
     await repo.add_to_aggregates(conn, batch.aggregates)
     await repo.add_debts(conn, batch.incurred)
     log.info(

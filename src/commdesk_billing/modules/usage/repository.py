@@ -32,9 +32,6 @@ _EVENT_COLS = (
     "id, source, event_id, wallet_id, meter, quantity, occurred_at, price_version, "
     "millicredits, credits, outcome, reject_reason, debited_credits, debt_credits"
 )
-# The class (first key) of the advisory locks on usage event ids; other modules' classes
-# are their own (payees: 1 400 010-11).
-_EVENT_LOCK_CLASS = 1_500_015
 _PERIOD_COLS = (
     "meter, granularity, period_start, units, millicredits, credits, debited_credits, "
     "debt_credits, events, rejected_events"
@@ -172,20 +169,14 @@ async def share_meters(
 # --- events ------------------------------------------------------------------------------
 
 
-async def lock_event_ids(conn: AsyncConnection, event_keys: Sequence[uuid.UUID]) -> None:
-    """Transaction advisory locks on the events' row ids, in one order: two batches carrying
-    the same event (for the same wallet or not) decide one after the other, so the second
-    sees the first's row instead of failing on the unique key."""
-    if not event_keys:
-        return
-    # Sorted, so two batches take their common locks in the same order (the lock calls
-    # are evaluated after the sort); a hash collision only makes two events wait in turn.
+async def retry_transaction(conn: AsyncConnection) -> None:
+    """Abort the transaction as a serialization failure (SQLSTATE 40001), which
+    `in_transaction` runs again: a concurrent batch recorded some of this batch's events."""
     await conn.execute(
-        sql("""SELECT pg_advisory_xact_lock(:cls, k)
-                 FROM (SELECT DISTINCT hashtext(x) AS k
-                         FROM unnest(CAST(:ids AS text[])) x) s
-                ORDER BY k"""),
-        {"cls": _EVENT_LOCK_CLASS, "ids": [str(k) for k in event_keys]},
+        sql("""DO $$ BEGIN
+                 RAISE EXCEPTION 'a concurrent batch recorded some of these usage events'
+                       USING ERRCODE = 'serialization_failure';
+               END $$""")
     )
 
 
@@ -226,9 +217,15 @@ class EventRow:
     debt_after_credits: int
 
 
-async def insert_events(conn: AsyncConnection, rows: Sequence[EventRow]) -> None:
+async def insert_events(conn: AsyncConnection, rows: Sequence[EventRow]) -> bool:
+    """Insert the rows, in id order (two batches sharing event ids wait for each other in
+    one order); False when a row was already there: a concurrent transaction recorded that
+    event id first (the insert waited for it to commit), and this one must start again.
+    No lock per event: a thousand row locks or advisory locks per batch would fill the
+    server's shared lock table."""
     if not rows:
-        return
+        return True
+    rows = sorted(rows, key=lambda r: r.id)
     cols = list(EventRow.__dataclass_fields__)
     types = {
         "id": "uuid",
@@ -245,10 +242,15 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[EventRow]) -> None
         "reject_reason": "text",
     }
     unnest = ", ".join(f"CAST(:{c} AS {types.get(c, 'bigint')}[])" for c in cols)
-    await conn.execute(
-        sql(f"INSERT INTO usage_metering ({', '.join(cols)}) SELECT * FROM unnest({unnest})"),
-        {c: [getattr(r, c) for r in rows] for c in cols},
-    )
+    inserted = (
+        await conn.execute(
+            sql(f"""INSERT INTO usage_metering ({", ".join(cols)})
+                    SELECT * FROM unnest({unnest})
+                    ON CONFLICT DO NOTHING RETURNING id"""),
+            {c: [getattr(r, c) for r in rows] for c in cols},
+        )
+    ).all()
+    return len(inserted) == len(rows)
 
 
 # --- aggregates --------------------------------------------------------------------------
