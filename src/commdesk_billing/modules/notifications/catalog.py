@@ -371,7 +371,13 @@ CATALOG: dict[str, Spec] = {
             else f"{p.subscription_id}:{e.id}"
         ),
     ),
+    # A member may cancel at the period's end and then cancel now: two notices, told apart
+    # by when the plan ends (the same cancellation announced again has the same `ends_at`).
     "subscription.cancelled": Spec(
-        "subscription_cancelled", SubscriptionCancelled, "user", _cancelled, _by("subscription_id")
+        "subscription_cancelled",
+        SubscriptionCancelled,
+        "user",
+        _cancelled,
+        lambda p, e: f"{p.subscription_id}:{p.ends_at or e.id}",
     ),
 }

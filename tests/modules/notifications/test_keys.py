@@ -1,0 +1,31 @@
+"""Notification keys: the same event delivered or announced again is one notification, and
+two different events of one type are two (neither is lost to the other's key)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.modules.notifications.conftest import consume, deliveries, event, make_user
+from tests.modules.notifications.samples import full
+
+
+async def test_cancelling_at_period_end_then_now_tells_the_member_both_times(
+    engine: AsyncEngine,
+) -> None:
+    # The member asks to cancel at the period's end ("stays active until 1 Jan"), then
+    # cancels now (`subscriptions.service.cancel` allows both, each announced): the
+    # second notice says it has ended and must not be dropped as a repeat of the first.
+    user = await make_user(engine, f"s-{uuid.uuid4().hex[:8]}@example.test")
+    sub = str(uuid.uuid4())
+    later = {**full(str(user))["subscription.cancelled"], "subscription_id": sub}
+    now = {**later, "ends_at": "2026-12-10T09:15:00+00:00"}
+    first = event("subscription.cancelled", later)
+    k1 = await consume(engine, first)
+    k2 = await consume(engine, event("subscription.cancelled", now))
+    assert k1 != k2
+    assert await consume(engine, first) == k1  # a redelivery is still one notification
+    assert await consume(engine, event("subscription.cancelled", now)) == k2  # re-announced
+    for key in (k1, k2):
+        assert set(await deliveries(engine, key)) == {"email", "webhook"}
