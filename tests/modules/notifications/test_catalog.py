@@ -194,3 +194,39 @@ def test_settings_refuse_an_unsigned_webhook_and_unsafe_production_channels() ->
             notify_webhook_url="http://notify.example.test/hook",
             notify_webhook_secret=SecretStr("s" * 32),
         )
+
+
+def test_payloads_as_their_producers_build_them_are_taken_and_read_well() -> None:
+    """The shapes `payments/crediting.py`, `autorecharge/outcomes.py` and
+    `settlements/transfers.py` announce, with the values they can really carry (a refused
+    payload is dead-lettered: the member is never told)."""
+    u = "7d0c7b1e-6b1a-4c43-9a65-1f8e7d9c0a11"
+    # Production leaves BILLING_CASHFREE_CHECKOUT_URL unset (Cashfree's JS SDK opens the
+    # checkout), so `outcomes.opened` announces no link.
+    opened = {
+        "recharge_id": "0a8a4c8e-3b61-4f8b-8a9f-5b2f8e4d6c21",
+        "wallet_id": "5b2f8e4d-3b61-4f8b-8a9f-0a8a4c8e6c21",
+        "user_id": u,
+        "payment_id": "8a9f5b2f-3b61-4f8b-8a9f-0a8a4c8e6c21",
+        "checkout_url": None,
+        "amount_paise": 35400,
+        "credits": 3200,
+    }
+    text = _render("auto_recharge.checkout_opened", opened).text
+    assert "₹354.00 for 3,200 credits" in text and "Pay here" not in text
+    assert "None" not in text
+    # A custom amount is a credit top-up like a pack ('pack', 'custom', 'sponsorship').
+    custom = {
+        **full()["payment.credited"],
+        "kind": "custom",
+        "pack_code": None,
+        "credits": 1000,
+    }
+    assert (
+        "for a credit top-up.\n1,000 credits were added" in _render("payment.credited", custom).text
+    )
+    # `outcomes.disable` says how many failed in a row, not a `reason`.
+    disabled = {"wallet_id": "w1", "user_id": u, "consecutive_failures": 3, "recharge_id": "r"}
+    assert "turned off for your wallet: 3 recharges failed in a row." in (
+        _render("auto_recharge.disabled", disabled).text
+    )

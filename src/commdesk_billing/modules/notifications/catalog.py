@@ -87,7 +87,9 @@ class RechargeCheckout(UserPayload):
     recharge_id: Ident
     wallet_id: Ident
     payment_id: Ident | None = None
-    checkout_url: Url
+    # None where Cashfree's own checkout is used (opened by its JS SDK, no page address):
+    # the member pays from their wallet's pending payment.
+    checkout_url: Url | None = None
     amount_paise: Paise
     credits: Credits | None = None
 
@@ -118,6 +120,7 @@ class RechargeFailed(UserPayload):
 class RechargeDisabled(UserPayload):
     wallet_id: Ident
     reason: Text | None = None
+    consecutive_failures: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
 
 
 class MandateChanged(UserPayload):
@@ -159,7 +162,8 @@ def _plan(name: str | None) -> str:
 
 def _receipt(p: PaymentCredited) -> dict[str, str]:
     gst = "" if p.gst_amount_paise is None else f" (GST {inr(p.gst_amount_paise)} included)"
-    other_kind = p.kind is not None and p.kind != "credits"
+    # A pack or a custom amount buys credits; any other kind (a sponsorship) is named.
+    other_kind = p.kind is not None and p.kind not in ("credits", "pack", "custom")
     if p.credits:
         added = f"{credits(p.credits)} were added to your wallet."
     elif other_kind:
@@ -217,7 +221,11 @@ def _recharge(p: RechargeCheckout | RechargeNotified | RechargeSucceeded) -> dic
         else f"{credits(p.credits)} were added to your wallet.",
     }
     if isinstance(p, RechargeCheckout):
-        out["checkout_url"] = p.checkout_url
+        out["pay_line"] = (
+            f"Pay here: {p.checkout_url}"
+            if p.checkout_url
+            else "Pay it from your wallet's pending payment in CommDesk."
+        )
     if isinstance(p, RechargeNotified):
         out["debit_on"] = (
             f"on or after {when(p.debit_on)}" if p.debit_on else "after the notice period"
@@ -238,7 +246,14 @@ def _recharge_failed(p: RechargeFailed) -> dict[str, str]:
 
 
 def _disabled(p: RechargeDisabled) -> dict[str, str]:
-    return {"reason": plain(p.reason, 300) if p.reason else "no reason was given"}
+    if p.reason:
+        reason = plain(p.reason, 300)
+    elif p.consecutive_failures is not None:
+        n = p.consecutive_failures
+        reason = f"{n} recharge{'s' if n != 1 else ''} failed in a row"
+    else:
+        reason = "no reason was given"
+    return {"reason": reason}
 
 
 def _mandate(p: MandateChanged) -> dict[str, str]:
