@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import smtplib
 import ssl
 import time
@@ -53,6 +54,19 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return mac.hexdigest()
 
 
+# One bare addr-spec (dot-atom local part, a host name): no display name, no list, no
+# quoting, no line break. The address is the JWT's `email` claim, text billing never
+# checked; anything else would be more recipients, or a header of its own.
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+
+
+def plain_address(address: str) -> bool:
+    return len(address) <= 254 and _ADDRESS.fullmatch(address) is not None
+
+
 @dataclass(frozen=True)
 class Outgoing:
     delivery: Delivery
@@ -72,6 +86,8 @@ class Adapter:
                 raise NotConfigured("email is not configured (BILLING_SMTP_HOST)")
             if out.address is None:
                 raise NotConfigured("the user has no email address")
+            if not plain_address(out.address):
+                raise NotConfigured("the user's email address is not one plain address")
             return await asyncio.to_thread(
                 self._smtp, out.delivery, out.address, self.settings.smtp_host
             )
@@ -101,7 +117,8 @@ class Adapter:
                     smtp.starttls(context=ssl.create_default_context())
                 if s.smtp_user is not None and s.smtp_password is not None:
                     smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
-                refused = smtp.send_message(msg)
+                # The envelope names the one checked address, whatever the headers say.
+                refused = smtp.send_message(msg, to_addrs=[address])
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             raise SendFailed(
