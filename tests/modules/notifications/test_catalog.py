@@ -187,7 +187,7 @@ def test_settings_refuse_an_unsigned_webhook_and_unsafe_production_channels() ->
         "seller_gstin": "29ABCDE1234F1Z5",
     }
     with pytest.raises(ValidationError, match="never sent without STARTTLS"):
-        Settings(**production, smtp_password=SecretStr("pw"), smtp_starttls=False)
+        Settings(**production, smtp_user="u", smtp_password=SecretStr("pw"), smtp_starttls=False)
     with pytest.raises(ValidationError, match="must use https in production"):
         Settings(
             **production,
@@ -230,3 +230,35 @@ def test_payloads_as_their_producers_build_them_are_taken_and_read_well() -> Non
     assert "turned off for your wallet: 3 recharges failed in a row." in (
         _render("auto_recharge.disabled", disabled).text
     )
+
+
+def test_production_refuses_a_weak_webhook_secret_and_mail_in_the_clear() -> None:
+    from pydantic import SecretStr
+
+    from commdesk_billing.config import Settings
+
+    production: dict[str, Any] = {
+        "env": "production",
+        "jwt_secret": SecretStr("x" * 40),
+        "database_url": "postgresql://u:p@127.0.0.1:5432/db",
+        "seller_gstin": "29ABCDE1234F1Z5",
+        "cashfree_client_secret": SecretStr("c" * 40),
+        "cashfree_base_url": "https://api.cashfree.example.test/pg",
+        "cashfree_payout_base_url": "https://payout.cashfree.example.test",
+        "cashfree_verification_base_url": "https://verify.cashfree.example.test",
+        "public_base_url": "https://billing.example.test",
+    }
+    relay = {"smtp_host": "smtp.example.test", "smtp_from": "Billing <billing@example.test>"}
+    hook = {"notify_webhook_url": "https://notify.example.test/hook"}
+    Settings(**production, **relay, **hook, notify_webhook_secret=SecretStr("s" * 32))
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(**production, **hook, notify_webhook_secret=SecretStr("short"))
+    # Receipts, checkout links and names in the clear over the internet.
+    with pytest.raises(ValidationError, match="STARTTLS"):
+        Settings(**production, **relay, smtp_starttls=False)
+    local = {**relay, "smtp_host": "127.0.0.1", "smtp_starttls": False}
+    Settings(**production, **local)  # a relay on this host
+    with pytest.raises(ValidationError, match="BILLING_SMTP_FROM"):
+        Settings(**production, smtp_host="smtp.example.test")  # billing@commdesk.invalid
+    with pytest.raises(ValidationError, match="BILLING_SMTP_USER and BILLING_SMTP_PASSWORD"):
+        Settings(**relay, smtp_user="billing")  # a login that would silently be skipped
