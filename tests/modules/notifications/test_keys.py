@@ -29,3 +29,20 @@ async def test_cancelling_at_period_end_then_now_tells_the_member_both_times(
     assert await consume(engine, event("subscription.cancelled", now)) == k2  # re-announced
     for key in (k1, k2):
         assert set(await deliveries(engine, key)) == {"email", "webhook"}
+
+
+async def test_a_mandate_that_comes_back_is_told_each_time(engine: AsyncEngine) -> None:
+    # ACTIVE, paused by the payer (ON_HOLD), ACTIVE again: three changes, three notices;
+    # a redelivered message is still one.
+    user = await make_user(engine, f"m-{uuid.uuid4().hex[:8]}@example.test")
+    mandate = uuid.uuid4().hex
+    base = {**full(str(user))["mandate.status_changed"], "mandate_id": mandate}
+    changes = [
+        event("mandate.status_changed", {**base, "status": s})
+        for s in ("ACTIVE", "ON_HOLD", "ACTIVE")
+    ]
+    keys = [await consume(engine, e) for e in changes]
+    assert len(set(keys)) == 3
+    assert await consume(engine, changes[2]) == keys[2]
+    for key in keys:
+        assert set(await deliveries(engine, key)) == {"email", "webhook"}

@@ -361,12 +361,14 @@ CATALOG: dict[str, Spec] = {
     "auto_recharge.disabled": Spec(
         "recharge_disabled", RechargeDisabled, "user", _disabled, _each_message("wallet_id")
     ),
+    # A mandate may return to a status (ACTIVE, ON_HOLD, ACTIVE again): each change the
+    # mandates module announces (once, in the transaction that made it) is told.
     "mandate.status_changed": Spec(
         "mandate_status",
         MandateChanged,
         "user",
         _mandate,
-        lambda p, _e: f"{p.mandate_id}:{p.status}",
+        lambda p, e: f"{p.mandate_id}:{p.status}:{e.id}",
     ),
     "subscription.renewed": Spec(
         "subscription_renewed",
