@@ -20,10 +20,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from commdesk_billing.config import Settings
-from commdesk_billing.modules.notifications import jobs
+from commdesk_billing.modules.notifications import delivery, jobs
 from commdesk_billing.modules.notifications.jobs import deliver_due
 from tests.harness.servers import serving
-from tests.modules.notifications.conftest import WEBHOOK_SECRET, consume, deliveries, event
+from tests.modules.notifications.conftest import (
+    WEBHOOK_SECRET,
+    consume,
+    deliveries,
+    event,
+    make_user,
+)
 from tests.modules.notifications.samples import full
 
 
@@ -81,6 +87,11 @@ async def test_a_slow_round_keeps_its_later_sends_from_a_second_job(
             "notify_webhook_secret": SecretStr(WEBHOOK_SECRET),
         }
     )
+    # What earlier tests left due is set aside (skipped: no channel configured), so the
+    # batches hold this test's deliveries only.
+    bare = settings.model_copy(update={"smtp_host": None, "notify_webhook_url": None})
+    while (await deliver_due(engine, bare)).claimed:
+        pass
     n = jobs._CONCURRENCY + 1
     for _ in range(n):  # payees: webhook only
         payload = {**full()["settlement.paid"], "settlement_id": str(uuid.uuid4())}
@@ -104,3 +115,59 @@ async def test_a_slow_round_keeps_its_later_sends_from_a_second_job(
     for key in gated.keys:
         (hook,) = (await deliveries(engine, key)).values()
         assert (hook.status.value, hook.attempts) == ("sent", 1)
+
+
+@pytest.fixture
+async def dripping() -> AsyncIterator[int]:
+    """A server that answers a byte at a time, never finishing: each read is quick, so no
+    per-step timeout ever fires (an HTTP answer's headers, an SMTP greeting's lines)."""
+
+    async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            first = await asyncio.wait_for(reader.read(1), 0.2)
+        except TimeoutError:
+            first = b""  # SMTP: the server speaks first
+        writer.write(b"HTTP/1.1 200 OK\r\n" if first else b"")
+        try:
+            while True:
+                writer.write(b"X-Slow: 1\r\n" if first else b"220-still here\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(talk, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+async def test_a_send_that_never_ends_is_cut_before_its_lease_ends(
+    engine: AsyncEngine, settings: Settings, dripping: int
+) -> None:
+    s = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": dripping,
+            "smtp_starttls": False,
+            "smtp_timeout_s": 0.3,
+            "notify_webhook_url": f"http://127.0.0.1:{dripping}/notify",
+            "notify_webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "notify_webhook_timeout_s": 0.3,
+        }
+    )
+    user = await make_user(engine, f"slow-{uuid.uuid4().hex[:8]}@example.test")
+    payload = {**full(str(user))["refund.succeeded"], "refund_id": str(uuid.uuid4())}
+    key = await consume(engine, event("refund.succeeded", payload))
+    assert delivery.send_deadline_s(s) < jobs._lease(s).total_seconds()
+    # Unbounded, the round would hang past its lease, and another job would send again.
+    await asyncio.wait_for(deliver_due(engine, s), 30)
+    rows = await deliveries(engine, key)
+    deadline = delivery.send_deadline_s(s)
+    assert {c: (d.status.value, d.last_error) for c, d in rows.items()} == {
+        "email": ("pending", f"SMTP session took over {deadline:g} s"),
+        "webhook": ("pending", f"webhook took over {deadline:g} s"),
+    }

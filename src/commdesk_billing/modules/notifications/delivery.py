@@ -8,12 +8,15 @@ again can help (`SendFailed.retryable`); its text never carries a secret or an a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import re
 import smtplib
+import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -40,6 +43,14 @@ class SendFailed(Exception):
 class NotConfigured(Exception):
     """This process has no configuration for the channel (or the user no address): the
     delivery is recorded skipped, not failed, and never tried again by itself."""
+
+
+def send_deadline_s(settings: Settings) -> float:
+    """The longest one send may take, whole: the timeouts bound each step only, and a peer
+    that answers a byte at a time never trips them. Cut at this, a send ends well inside
+    its row's lease (`jobs._lease`): a send still going when the lease ends would be sent
+    again by the next job that claims the row."""
+    return 4 * max(settings.smtp_timeout_s, settings.notify_webhook_timeout_s)
 
 
 def message_id(delivery: Delivery) -> str:
@@ -111,30 +122,28 @@ class Adapter:
         msg["Message-ID"] = message_id(delivery)
         msg.set_content(str(delivery.content["text"]))
         msg.add_alternative(str(delivery.content["html"]), subtype="html")
+        deadline = send_deadline_s(s)
+        # The watchdog cuts the connection at the deadline: smtplib, blocked in this
+        # thread, then fails its read or write at once (connecting is bounded by the
+        # timeout alone).
+        session: list[smtplib.SMTP] = []
+        cut = threading.Event()
+        watchdog = threading.Timer(deadline, _cut, args=(session, cut))
+        watchdog.start()
         try:
-            with smtplib.SMTP(host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
+            with _Session(session, host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
                 if s.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if s.smtp_user is not None and s.smtp_password is not None:
                     smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
                 # The envelope names the one checked address, whatever the headers say.
                 refused = smtp.send_message(msg, to_addrs=[address])
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = sorted({code for code, _ in exc.recipients.values()})
-            raise SendFailed(
-                f"recipient refused (SMTP {codes})", retryable=_transient(codes)
-            ) from exc
-        except smtplib.SMTPAuthenticationError as exc:
-            raise SendFailed(
-                f"SMTP authentication failed ({exc.smtp_code})", retryable=True
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise SendFailed(
-                f"SMTP {exc.smtp_code}", retryable=_transient([exc.smtp_code])
-            ) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            # Connection refused, timeouts, a dropped session: the relay may be back later.
-            raise SendFailed(f"SMTP unavailable: {type(exc).__name__}", retryable=True) from exc
+            if cut.is_set():
+                raise SendFailed(f"SMTP session took over {deadline:g} s", retryable=True) from exc
+            raise _smtp_failure(exc) from exc
+        finally:
+            watchdog.cancel()
         if refused:
             raise SendFailed("recipient refused", retryable=False)
         return message_id(delivery)
@@ -151,12 +160,16 @@ class Adapter:
             SIGNATURE_HEADER: "v1=" + signature(secret.get_secret_value(), timestamp, body),
             ID_HEADER: str(delivery.id),
         }
+        deadline = send_deadline_s(s)
         try:
-            if self._http is not None:
-                response = await self._http.post(url, content=body, headers=headers)
-            else:
-                async with httpx.AsyncClient(timeout=s.notify_webhook_timeout_s) as client:
-                    response = await client.post(url, content=body, headers=headers)
+            async with asyncio.timeout(deadline):
+                if self._http is not None:
+                    response = await self._http.post(url, content=body, headers=headers)
+                else:
+                    async with httpx.AsyncClient(timeout=s.notify_webhook_timeout_s) as client:
+                        response = await client.post(url, content=body, headers=headers)
+        except TimeoutError as exc:
+            raise SendFailed(f"webhook took over {deadline:g} s", retryable=True) from exc
         except httpx.HTTPError as exc:
             raise SendFailed(f"webhook unreachable: {type(exc).__name__}", retryable=True) from exc
         if response.status_code >= 300:
@@ -164,6 +177,40 @@ class Adapter:
             retryable = code >= 500 or code in (408, 409, 425, 429)
             raise SendFailed(f"webhook answered {code}", retryable=retryable)
         return _provider_id(response) or str(delivery.id)
+
+
+class _Session(smtplib.SMTP):
+    """smtplib's session, made known to the watchdog as soon as it has a socket (the
+    greeting is read inside the constructor: a relay can stall there too)."""
+
+    def __init__(self, holder: list[smtplib.SMTP], host: str, port: int, timeout: float):
+        self._holder = holder
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._holder.append(self)
+        return sock
+
+
+def _cut(session: list[smtplib.SMTP], cut: threading.Event) -> None:
+    cut.set()
+    sock = session[0].sock if session else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _smtp_failure(exc: Exception) -> SendFailed:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _ in exc.recipients.values()})
+        return SendFailed(f"recipient refused (SMTP {codes})", retryable=_transient(codes))
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return SendFailed(f"SMTP authentication failed ({exc.smtp_code})", retryable=True)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return SendFailed(f"SMTP {exc.smtp_code}", retryable=_transient([exc.smtp_code]))
+    # Connection refused, timeouts, a dropped session: the relay may be back later.
+    return SendFailed(f"SMTP unavailable: {type(exc).__name__}", retryable=True)
 
 
 def _transient(codes: list[int]) -> bool:
