@@ -152,7 +152,10 @@ class Adapter:
 
     async def _webhook(self, delivery: Delivery, url: str, secret: SecretStr) -> str:
         s = self.settings
-        body = json.dumps(delivery.content["webhook"], separators=(",", ":")).encode()
+        # The delivery id goes inside the signed body as well as in `ID_HEADER` (which no
+        # signature covers): a receiver drops repeats by the signed one.
+        document = {**delivery.content["webhook"], "notification_id": str(delivery.id)}
+        body = json.dumps(document, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
