@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -28,6 +29,12 @@ from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.notifications.model import Channel, Delivery
+
+# Sends at once (the delivery job's batch). smtplib blocks, so each email has a thread of
+# this pool of its own: the default pool is shared (and smaller on a small machine), and a
+# send waiting there for a thread would be waiting inside its lease.
+SENDS_AT_ONCE = 8
+_SMTP_THREADS = ThreadPoolExecutor(max_workers=SENDS_AT_ONCE, thread_name_prefix="smtp")
 
 SIGNATURE_HEADER = "X-CommDesk-Signature"
 TIMESTAMP_HEADER = "X-CommDesk-Timestamp"
@@ -99,8 +106,8 @@ class Adapter:
                 raise NotConfigured("the user has no email address")
             if not plain_address(out.address):
                 raise NotConfigured("the user's email address is not one plain address")
-            return await asyncio.to_thread(
-                self._smtp, out.delivery, out.address, self.settings.smtp_host
+            return await asyncio.get_running_loop().run_in_executor(
+                _SMTP_THREADS, self._smtp, out.delivery, out.address, self.settings.smtp_host
             )
         if self.settings.notify_webhook_url is None or self.settings.notify_webhook_secret is None:
             raise NotConfigured(

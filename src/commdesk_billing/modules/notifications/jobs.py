@@ -29,6 +29,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.notifications import repository as repo
 from commdesk_billing.modules.notifications.delivery import (
+    SENDS_AT_ONCE,
     Adapter,
     NotConfigured,
     Outgoing,
@@ -40,7 +41,7 @@ from commdesk_billing.telemetry.metrics import NOTIFICATION_DELIVERIES
 
 log = structlog.get_logger(__name__)
 
-_CONCURRENCY = 8
+_CONCURRENCY = SENDS_AT_ONCE
 
 
 @dataclass(frozen=True)
