@@ -225,6 +225,22 @@ def test_payloads_as_their_producers_build_them_are_taken_and_read_well() -> Non
     assert (
         "for a credit top-up.\n1,000 credits were added" in _render("payment.credited", custom).text
     )
+    # `trigger.request` announces the low balance as it asks for the recharge: the member
+    # has auto-recharge on, and must not be told to turn it on.
+    low = {
+        "wallet_id": "w1",
+        "user_id": u,
+        "available_credits": 150,
+        "threshold": 200,
+        "trigger_level": 260,
+    }
+    low_text = _render("wallet.low_balance", low).text
+    assert "turn on automatic recharge" not in low_text
+    assert "An automatic recharge has been asked for" in low_text
+    assert (
+        "turn on automatic recharge"
+        in _render("wallet.low_balance", minimal()["wallet.low_balance"]).text
+    )
     # `outcomes.disable` says how many failed in a row, not a `reason`.
     disabled = {"wallet_id": "w1", "user_id": u, "consecutive_failures": 3, "recharge_id": "r"}
     assert "turned off for your wallet: 3 recharges failed in a row." in (

@@ -81,6 +81,8 @@ class LowBalance(UserPayload):
     wallet_id: Ident
     available_credits: Credits
     threshold: Credits | None = None
+    # Set when auto-recharge announced it, asking for a recharge at this level.
+    trigger_level: Credits | None = None
 
 
 class RechargeCheckout(UserPayload):
@@ -209,7 +211,12 @@ def _settlement(p: SettlementEvent) -> dict[str, str]:
 
 def _low_balance(p: LowBalance) -> dict[str, str]:
     below = "" if p.threshold is None else f", below your threshold of {credits(p.threshold)}"
-    return {"available": credits(p.available_credits), "threshold_note": below}
+    advice = (
+        "An automatic recharge has been asked for; we will tell you how it goes."
+        if p.trigger_level is not None
+        else "Top up now, or turn on automatic recharge, so your community's work does not stop."
+    )
+    return {"available": credits(p.available_credits), "threshold_note": below, "advice": advice}
 
 
 def _recharge(p: RechargeCheckout | RechargeNotified | RechargeSucceeded) -> dict[str, str]:
