@@ -46,3 +46,19 @@ async def test_a_mandate_that_comes_back_is_told_each_time(engine: AsyncEngine) 
     assert await consume(engine, changes[2]) == keys[2]
     for key in keys:
         assert set(await deliveries(engine, key)) == {"email", "webhook"}
+
+
+async def test_a_low_balance_redelivered_is_one_notice_and_announced_again_is_two(
+    engine: AsyncEngine,
+) -> None:
+    # Keyed by the message id, which a redelivery, the retry ladder (`next_attempt`) and a
+    # dead-letter replay keep; a new crossing is a new message.
+    user = await make_user(engine, f"l-{uuid.uuid4().hex[:8]}@example.test")
+    payload = {**full(str(user))["wallet.low_balance"], "wallet_id": uuid.uuid4().hex}
+    first = event("wallet.low_balance", payload)
+    key = await consume(engine, first)
+    assert await consume(engine, first.next_attempt()) == key
+    assert await consume(engine, first.model_copy(update={"attempt": 1})) == key
+    again = await consume(engine, event("wallet.low_balance", payload))
+    assert again != key
+    assert set(await deliveries(engine, again)) == {"email", "webhook"}
