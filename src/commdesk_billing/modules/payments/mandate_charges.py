@@ -50,9 +50,9 @@ from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import (
     Attach,
     Buyer,
-    _buyer_state,
-    _gst_columns,
-    _write_row,
+    buyer_state_of,
+    gst_columns,
+    write_row,
 )
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest
@@ -118,7 +118,7 @@ async def open_mandate_charge(
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
         buyer_state = (
-            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
+            req.buyer_state or await buyer_state_of(conn, user_id) or settings.seller_state_code
         )
         q = await quote(
             conn,
@@ -137,7 +137,7 @@ async def open_mandate_charge(
             "kind": q.kind,
             "pack_code": q.pack.code if q.pack else None,
             "pack_version": q.pack.version if q.pack else None,
-            **_gst_columns(q.gst),
+            **gst_columns(q.gst),
             "amount_paise": q.gst.amount_paise,
             "buyer_state": buyer_state,
             "base_credits": q.base_credits,
@@ -151,7 +151,7 @@ async def open_mandate_charge(
             "order_expires_at": datetime.combine(day, time(), IST) + CHARGE_WINDOW,
         }
 
-    payment = await _write_row(
+    payment = await write_row(
         engine, settings, buyer, _request_hash(req, subscription_id, day), values, attach=guard
     )
     if payment.status is Status.CREATED:
