@@ -65,6 +65,10 @@ log = structlog.get_logger(__name__)
 
 # UPI AutoPay and card charges raised at or after 21:00 IST cannot be for the next day.
 LATE_HOUR = 21
+# The day is worked out on our clock, Cashfree judges it on its own when the request lands:
+# a charge raised in the last minutes before 21:00 (network, retries, clock skew) would reach
+# it after the cut-off and be refused for good. Those minutes count as late.
+CUT_OFF_MARGIN = timedelta(minutes=15)
 # How long a charge may stay open after its schedule date: the 24 h notice may push the debit
 # a day past it, and UPI retries hourly three times. Past this, one Cashfree never heard of
 # is written off (as an order past its expiry).
@@ -76,8 +80,8 @@ C_SUCCESS, C_FAILED, C_CANCELLED = "SUCCESS", "FAILED", "CANCELLED"
 
 def earliest_schedule_date(now: datetime) -> date:
     """The earliest schedule date for a UPI/card charge raised at `now`: T+1 before 21:00 IST,
-    else T+2 (§12.5)."""
-    local = now.astimezone(IST)
+    else T+2 (§12.5); T+2 already from `CUT_OFF_MARGIN` before 21:00."""
+    local = (now + CUT_OFF_MARGIN).astimezone(IST)
     return local.date() + timedelta(days=1 if local.hour < LATE_HOUR else 2)
 
 
@@ -101,6 +105,7 @@ async def open_mandate_charge(
     *,
     max_amount_paise: int | None = None,
     guard: Attach | None = None,
+    now: datetime | None = None,
 ) -> Payment:
     """A credit purchase (a pack or a top-up, priced by `quotes`) charged on the mandate
     `subscription_id` (which must be ACTIVE at Cashfree). `schedule`: the debit date asked
@@ -113,8 +118,9 @@ async def open_mandate_charge(
     raises the charge only if that was not done. Raises `GatewayUnavailable` when Cashfree's
     answer was lost (the row stays CREATED: repeat, or the sync settles it) and
     `GatewayRejected` when Cashfree refused the charge (the payment is CANCELLED) or holds
-    one under our id that differs from ours (the payment is in REVIEW)."""
-    day = schedule or earliest_schedule_date(datetime.now(IST))
+    one under our id that differs from ours (the payment is in REVIEW). `now`: the moment
+    the charge is raised (default: the clock)."""
+    day = schedule or earliest_schedule_date(now or datetime.now(IST))
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
         buyer_state = (
