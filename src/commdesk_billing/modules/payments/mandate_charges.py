@@ -85,10 +85,13 @@ def earliest_schedule_date(now: datetime) -> date:
     return local.date() + timedelta(days=1 if local.hour < LATE_HOUR else 2)
 
 
-def _request_hash(req: OrderRequest, subscription_id: str, schedule: date) -> str:
+def _request_hash(req: OrderRequest, subscription_id: str, schedule: date | None) -> str:
+    """Of the request as the caller made it: a debit day left to the default is not part of
+    it (the default moves with the clock; a repeat on another day is the same request and
+    resumes the row, with the day the row holds)."""
     body = req.model_dump(mode="json") | {
         "subscription_id": subscription_id,
-        "schedule_date": schedule.isoformat(),
+        "schedule_date": schedule.isoformat() if schedule else None,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -158,7 +161,7 @@ async def open_mandate_charge(
         }
 
     payment = await write_row(
-        engine, settings, buyer, _request_hash(req, subscription_id, day), values, attach=guard
+        engine, settings, buyer, _request_hash(req, subscription_id, schedule), values, attach=guard
     )
     if payment.status is Status.CREATED:
         await _raise_charge(engine, subs_client, payment)
