@@ -288,7 +288,7 @@ async def apply_charge_truth(
     charge = truth.charge
     if charge is None:
         if p.status is Status.CREATED and datetime.now(IST) > p.order_expires_at:
-            await move(
+            left = await move(
                 conn,
                 p.id,
                 Status.CANCELLED,
@@ -296,6 +296,9 @@ async def apply_charge_truth(
                 failure_code="charge_not_found",
                 failure_reason="Cashfree has no such charge",
             )
+            if left is not None:
+                # Whoever raised it is waiting on it (a pending recharge, a renewal).
+                await _announce_ended(conn, p, Status.CANCELLED, "charge_not_found")
         return (await repo.get(conn, p.id) or p).status
     identity_ok = (
         charge.payment_id == p.order_id
