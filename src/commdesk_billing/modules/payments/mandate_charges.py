@@ -195,14 +195,18 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
             # will not take): that charge will never exist.
 
             async def refused(conn: AsyncConnection) -> None:
-                await move(
-                    conn,
-                    p.id,
-                    Status.CANCELLED,
-                    reason="cashfree refused the charge",
-                    failure_code=code,
-                    failure_reason=reason,
-                )
+                # Only a row nobody has seen at Cashfree yet: a concurrent call may have
+                # raised it (its answer, or the sync, moved the row on).
+                current = await repo.get(conn, p.id, lock=True)
+                if current is not None and current.status is Status.CREATED:
+                    await move(
+                        conn,
+                        p.id,
+                        Status.CANCELLED,
+                        reason="cashfree refused the charge",
+                        failure_code=code,
+                        failure_reason=reason,
+                    )
 
             await in_transaction(engine, refused)
         raise GatewayRejected(reason, gateway_status=exc.status) from exc
@@ -212,6 +216,11 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
         ) from exc
 
     async def activate(conn: AsyncConnection) -> bool:
+        current = await repo.get(conn, p.id, lock=True)
+        if current is None or current.status is not Status.CREATED:
+            # A concurrent call or the sync got there first (and may have seen the charge
+            # end: a FAILED charge is final, never reopened by a late answer).
+            return current is None or current.status is not Status.REVIEW
         if not _matches(charge, p):
             await fraud.record(
                 conn,
