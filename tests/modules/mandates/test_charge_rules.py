@@ -4,13 +4,15 @@ to the CHARGE call racing the charge's own outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from commdesk_billing import wiring
-from commdesk_billing.errors import GatewayUnavailable
+from commdesk_billing.errors import GatewayRejected, GatewayUnavailable
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments import mandate_charges
@@ -21,7 +23,12 @@ from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.queues import routing
 from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import Stack
-from tests.modules.mandates.test_mandates import HOUR, _active, _advance, _sandbox_now
+from tests.modules.mandates.test_mandates import (
+    _active,
+    _advance_to,
+    _debit_time,
+    _sandbox_now,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +55,7 @@ def test_the_earliest_debit_day_keeps_clear_of_the_cut_off(at: datetime, wanted:
 async def _subject(stack: Stack, mandate_id: str) -> str:
     return str(
         await stack.scalar(
-            "SELECT u.external_id FROM users u JOIN mandates m ON m.user_id = u.id "
-            "WHERE m.id = :m",
+            "SELECT u.external_id FROM users u JOIN mandates m ON m.user_id = u.id WHERE m.id = :m",
             m=uuid.UUID(mandate_id),
         )
     )
@@ -98,9 +104,7 @@ async def test_a_repeat_on_another_day_resumes_the_same_charge(
         for p in await subs_client.list_payments(m["subscription_id"])
         if p.payment_type == "CHARGE"
     ]
-    assert [(p.payment_id, p.payment_amount_paise) for p in charges] == [
-        (payment.order_id, 15_000)
-    ]
+    assert [(p.payment_id, p.payment_amount_paise) for p in charges] == [(payment.order_id, 15_000)]
 
 
 async def test_a_charge_that_never_reached_cashfree_is_announced_when_written_off(
@@ -164,7 +168,8 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
         json={"outcome": "failure", "failure_reason": "INSUFFICIENT_FUNDS"},
     )
     assert r.status_code == 200, r.text
-    day = earliest_schedule_date(await _sandbox_now(subs))
+    raised = await _sandbox_now(subs)
+    day = earliest_schedule_date(raised)
     await subs.faults(error_rate=1.0)
     try:
         with pytest.raises(GatewayUnavailable):
@@ -193,7 +198,8 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
         schedule_date=day,
         remarks=f"CommDesk credits {stale.pack_code or 'top-up'}"[:60],
     )
-    await _advance(subs, 30 * HOUR)
+    # Past the first attempt and the three hourly retries.
+    await _advance_to(subs, _debit_time(raised, day) + timedelta(hours=3, minutes=30))
     status = await mandate_charges.verify_charge(
         subs.engine, subs_client, subs.settings, stale, source="sync"
     )
@@ -203,3 +209,58 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
     async with subs.engine.connect() as conn:
         after = await payments_repo.get(conn, pid)
     assert after is not None and after.status.value == "FAILED"
+
+
+async def test_another_amount_seen_before_the_debit_goes_to_review_at_once(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    """Cashfree holds a charge under our id for another amount, and the pre-debit notice's
+    look at its API sees it before anyone repeats the CHARGE call: the payment goes to REVIEW
+    then (not ACTIVE, as if all were well, until the debit), and a repeat is told."""
+    tok = subs.token()
+    m = await _active(subs, tok)
+    day = earliest_schedule_date(await _sandbox_now(subs))
+    await subs.faults(error_rate=1.0)
+    try:
+        with pytest.raises(GatewayUnavailable):
+            await mandates.charge(
+                subs.engine,
+                subs_client,
+                subs.settings,
+                uuid.UUID(m["id"]),
+                key="recharge-1",
+                pack_code="pack_150",
+                schedule=day,
+            )
+    finally:
+        await subs.faults(error_rate=0.0)
+    order_id = await subs.scalar(
+        "SELECT order_id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
+    )
+    await subs_client.create_charge(
+        subscription_id=m["subscription_id"],
+        payment_id=order_id,
+        amount_paise=14_000,
+        schedule_date=day,
+    )
+
+    async def moved() -> Any:
+        return await subs.scalar("SELECT status FROM payments WHERE order_id = :o", o=order_id)
+
+    status = "CREATED"
+    for _ in range(200):  # the notice's webhook, then the worker's look at Cashfree
+        status = await moved()
+        if status != "CREATED":
+            break
+        await asyncio.sleep(0.1)
+    assert status == "REVIEW"
+    with pytest.raises(GatewayRejected):
+        await mandates.charge(
+            subs.engine,
+            subs_client,
+            subs.settings,
+            uuid.UUID(m["id"]),
+            key="recharge-1",
+            pack_code="pack_150",
+            schedule=day,
+        )

@@ -167,6 +167,8 @@ async def open_mandate_charge(
         await _raise_charge(engine, subs_client, payment)
     elif payment.status is Status.CANCELLED and payment.paid_at is None:
         raise GatewayRejected(payment.failure_reason or "Cashfree refused this charge")
+    elif payment.status is Status.REVIEW:
+        raise GatewayRejected("the charge Cashfree holds does not match ours; under review")
     current = await in_transaction(engine, lambda conn: repo.get(conn, payment.id))
     assert current is not None
     return current
@@ -217,10 +219,7 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
 
     async def activate(conn: AsyncConnection) -> bool:
         current = await repo.get(conn, p.id, lock=True)
-        if current is None or current.status is not Status.CREATED:
-            # A concurrent call or the sync got there first (and may have seen the charge
-            # end: a FAILED charge is final, never reopened by a late answer).
-            return current is None or current.status is not Status.REVIEW
+        assert current is not None
         if not _matches(charge, p):
             await fraud.record(
                 conn,
@@ -232,6 +231,10 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
             )
             await move(conn, p.id, Status.REVIEW, reason="charge differs at Cashfree")
             return False
+        if current.status is not Status.CREATED:
+            # A concurrent call or the sync got there first (and may have seen the charge
+            # end: a FAILED charge is final, never reopened by a late answer).
+            return current.status is not Status.REVIEW
         await move(
             conn,
             p.id,
@@ -285,7 +288,8 @@ async def apply_charge_truth(
 ) -> Status:
     """Move a mandate charge to where Cashfree's subscription payment API puts it: SUCCESS →
     PAID (announcing `payment.paid` in this transaction), FAILED → FAILED, CANCELLED →
-    CANCELLED, INITIALIZED/PENDING → ACTIVE; an amount or identity that differs → REVIEW."""
+    CANCELLED, INITIALIZED/PENDING → ACTIVE; an amount (in any status) or identity that
+    differs → REVIEW."""
     p = await repo.get(conn, payment_id, lock=True)
     if p is None or not p.on_mandate:
         raise NotFound(f"mandate charge {payment_id} does not exist")
@@ -314,9 +318,12 @@ async def apply_charge_truth(
         and charge.subscription_id in (None, p.subscription_id)
         and charge.payment_type in (None, "CHARGE")
     )
-    if not identity_ok or (
-        charge.payment_status == C_SUCCESS and charge.payment_amount_paise != p.amount_paise
-    ):
+    # Another amount under our id is a mismatch whatever the charge's status (the payer was
+    # notified of, and will be debited, that amount); a SUCCESS must name ours exactly.
+    amount_off = charge.payment_amount_paise != p.amount_paise and (
+        charge.payment_status == C_SUCCESS or charge.payment_amount_paise is not None
+    )
+    if not identity_ok or amount_off:
         await fraud.record(
             conn,
             "charge_mismatch" if not identity_ok else "payment_amount_mismatch",
