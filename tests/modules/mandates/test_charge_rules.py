@@ -264,3 +264,24 @@ async def test_another_amount_seen_before_the_debit_goes_to_review_at_once(
             pack_code="pack_150",
             schedule=day,
         )
+
+
+async def test_unpaid_checkout_orders_do_not_block_a_charge_on_the_mandate(
+    subs: Stack, subs_client: SubscriptionsClient
+) -> None:
+    """The open-order limit bounds a member's unpaid checkouts; a charge on their mandate is
+    raised by CommDesk (its caller bounds those) and is not refused because of them."""
+    tok = subs.token()
+    m = await _active(subs, tok)
+    for _ in range(subs.settings.max_open_orders_per_user):
+        await subs.buy(tok, pack_code="pack_150")
+    payment = await mandates.charge(
+        subs.engine,
+        subs_client,
+        subs.settings,
+        uuid.UUID(m["id"]),
+        key="recharge-1",
+        pack_code="pack_150",
+        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+    )
+    assert payment.status.value == "ACTIVE"

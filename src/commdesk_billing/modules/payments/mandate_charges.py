@@ -161,7 +161,15 @@ async def open_mandate_charge(
         }
 
     payment = await write_row(
-        engine, settings, buyer, _request_hash(req, subscription_id, schedule), values, attach=guard
+        engine,
+        settings,
+        buyer,
+        _request_hash(req, subscription_id, schedule),
+        values,
+        attach=guard,
+        # Not a checkout: the member's unpaid orders do not hold up their mandate's charge
+        # (and charges never count among those orders, `count_open_orders`).
+        limit_open_orders=False,
     )
     if payment.status is Status.CREATED:
         await _raise_charge(engine, subs_client, payment)

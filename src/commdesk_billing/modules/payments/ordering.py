@@ -276,11 +276,13 @@ async def write_row(
     values: Callable[[AsyncConnection, uuid.UUID], Awaitable[dict[str, Any]]],
     *,
     attach: Attach | None = None,
+    limit_open_orders: bool = True,
 ) -> Payment:
     """Step 1: the payment row (CREATED) under the buyer's scoped key, or the one a first
     request with that key wrote. Shared with `mandate_charges` (a charge on a mandate is
     written the same way): `values` gives the row's figures, `attach` runs in the insert's
-    transaction only when this call wrote the row."""
+    transaction only when this call wrote the row. `limit_open_orders`: refuse past the
+    member's unpaid-checkout limit (off for a charge on a mandate, which is no checkout)."""
     scoped_key = buyer.scoped_key
 
     async def open_row(conn: AsyncConnection) -> Payment:
@@ -291,7 +293,10 @@ async def write_row(
             conn, buyer.subject, email=buyer.email, name=buyer.name
         )
         user_id = wallet.owner_id
-        if await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user:
+        if (
+            limit_open_orders
+            and await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user
+        ):
             raise _OverLimit(user_id)
         figures = await values(conn, user_id)
         inserted = await repo.insert(
