@@ -5,6 +5,7 @@ to the CHARGE call racing the charge's own outcome."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from commdesk_billing import wiring
 from commdesk_billing.errors import GatewayRejected, GatewayUnavailable
+from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments import mandate_charges
@@ -23,6 +25,7 @@ from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.queues import routing
 from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import Stack
+from tests.modules.mandates.conftest import SUBS_HOOK
 from tests.modules.mandates.test_mandates import (
     _active,
     _advance_to,
@@ -285,3 +288,38 @@ async def test_unpaid_checkout_orders_do_not_block_a_charge_on_the_mandate(
         schedule=earliest_schedule_date(await _sandbox_now(subs)),
     )
     assert payment.status.value == "ACTIVE"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b'"text"',
+        b'{"type": 5, "data": []}',
+        b'{"type": "SUBSCRIPTION_PAYMENT_SUCCESS", "data": {"payment_id": "\\u0000x"}}',
+        b'{"type": "SUBSCRIPTION_PAYMENT_SUCCESS", "data": {"payment_amount": "1e999999"}}',
+        b'{"type": "SUBSCRIPTION_STATUS_CHANGED", "data": {"subscription_details": 7}}',
+        b'{"type": "PAYMENT_SUCCESS_WEBHOOK", "data": {}}',
+        b"\xff\xfe\x00",
+    ],
+)
+async def test_junk_at_the_subscription_receiver_is_never_a_500(subs: Stack, body: bytes) -> None:
+    """Unsigned junk: 401, nothing stored. The same junk signed: stored as rejected (or
+    taken as a delivery about nothing of ours), answered 200."""
+    secret = subs.settings.cashfree_client_secret.get_secret_value()
+    stored = await subs.scalar("SELECT count(*) FROM subscription_webhooks")
+    ts = str(int(time.time() * 1000))
+    headers = {"content-type": "application/json", "x-webhook-timestamp": ts}
+    r = await subs.api.post(
+        SUBS_HOOK, content=body, headers={**headers, "x-webhook-signature": "AAAA"}
+    )
+    assert r.status_code == 401, r.text
+    assert await subs.scalar("SELECT count(*) FROM subscription_webhooks") == stored
+    r = await subs.api.post(
+        SUBS_HOOK,
+        content=body,
+        headers={**headers, "x-webhook-signature": signature.sign(secret, ts, body)},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] in ("rejected", "duplicate", "unknown_subscription")

@@ -553,8 +553,9 @@ async def test_a_forged_subscription_webhook_is_refused_and_not_stored(subs: Sta
     )
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     # A signature made over a day ago: refused as stale, nothing stored.
+    stored = await subs.scalar("SELECT count(*) FROM subscription_webhooks")
     old_ts = str(int((time.time() - 2 * 86_400) * 1000))
-    body = json.dumps(payload).encode()
+    body = json.dumps({**payload, "event_time": "2026-01-01T00:00:00"}).encode()
     r = await subs.api.post(
         SUBS_HOOK,
         content=body,
@@ -566,6 +567,7 @@ async def test_a_forged_subscription_webhook_is_refused_and_not_stored(subs: Sta
         },
     )
     assert r.status_code == 401 and r.json()["code"] == "webhook_stale"
+    assert await subs.scalar("SELECT count(*) FROM subscription_webhooks") == stored
 
 
 async def test_the_success_webhook_alone_credits_the_charge(
