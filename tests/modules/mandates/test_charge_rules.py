@@ -276,18 +276,40 @@ async def test_unpaid_checkout_orders_do_not_block_a_charge_on_the_mandate(
     raised by CommDesk (its caller bounds those) and is not refused because of them."""
     tok = subs.token()
     m = await _active(subs, tok)
-    for _ in range(subs.settings.max_open_orders_per_user):
-        await subs.buy(tok, pack_code="pack_150")
+    day = earliest_schedule_date(await _sandbox_now(subs))
+    settings = subs.settings.model_copy(update={"max_open_orders_per_user": 2})
+    seed = await mandates.charge(
+        subs.engine,
+        subs_client,
+        settings,
+        uuid.UUID(m["id"]),
+        key="seed",
+        pack_code="pack_150",
+        schedule=day,
+    )
+    # Two unpaid checkout orders of the member's, as the order path leaves them (copied from
+    # the charge's row: this stack's sandbox clock has been moved by days, so its PG takes no
+    # new order).
+    for _ in range(2):
+        await subs.execute(
+            "INSERT INTO payments SELECT (jsonb_populate_record(NULL::payments, to_jsonb(p) "
+            "|| jsonb_build_object('id', gen_random_uuid(), 'order_id', "
+            "'cdb_' || md5(random()::text), 'idempotency_key', md5(random()::text), "
+            "'channel', 'order', 'subscription_id', NULL, 'schedule_date', NULL, "
+            "'cashfree_order_id', NULL, 'order_expires_at', now() + interval '1 hour'))).* "
+            "FROM payments p WHERE p.id = :seed",
+            seed=seed.id,
+        )
     payment = await mandates.charge(
         subs.engine,
         subs_client,
-        subs.settings,
+        settings,
         uuid.UUID(m["id"]),
         key="recharge-1",
         pack_code="pack_150",
-        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+        schedule=day,
     )
-    assert payment.status.value == "ACTIVE"
+    assert payment.status.value == "ACTIVE" and payment.id != seed.id
 
 
 @pytest.mark.parametrize(

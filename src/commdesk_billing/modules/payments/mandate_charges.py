@@ -228,6 +228,8 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
     async def activate(conn: AsyncConnection) -> bool:
         current = await repo.get(conn, p.id, lock=True)
         assert current is not None
+        if current.status is Status.REVIEW:
+            return False  # the sync or a webhook's look saw the mismatch first (recorded)
         if not _matches(charge, p):
             await fraud.record(
                 conn,
@@ -242,7 +244,7 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
         if current.status is not Status.CREATED:
             # A concurrent call or the sync got there first (and may have seen the charge
             # end: a FAILED charge is final, never reopened by a late answer).
-            return current.status is not Status.REVIEW
+            return True
         await move(
             conn,
             p.id,
