@@ -8,7 +8,8 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +30,7 @@ from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.queues import routing
 from commdesk_billing.security.jwt import Role
+from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import Stack
 from tests.modules.mandates.conftest import SUBS_HOOK
 
@@ -105,6 +107,20 @@ async def _sandbox_now(stack: Stack) -> datetime:
 async def _advance(stack: Stack, seconds: float) -> None:
     r = await stack.sandbox.post("/_sandbox/clock", json={"advance_seconds": seconds})
     assert r.status_code == 200, r.text
+
+
+def _debit_time(raised: datetime, day: date | None) -> datetime:
+    """When Cashfree first debits a charge raised (and notified) at `raised` for `day`: 24 h
+    after the notice, not before the day starts (IST); a minute past it. The day may be T+2
+    (raised near or after 21:00 IST), so a fixed 25 h is not always enough."""
+    assert day is not None
+    return max(raised + timedelta(hours=24), datetime.combine(day, clock_time(), IST)) + timedelta(
+        minutes=1
+    )
+
+
+async def _advance_to(stack: Stack, moment: datetime) -> None:
+    await _advance(stack, max(0.0, (moment - await _sandbox_now(stack)).total_seconds()))
 
 
 async def _signed(
@@ -271,7 +287,8 @@ async def test_a_charge_is_credited_once_after_the_debit(
 ) -> None:
     tok = subs.token()
     m = await _active(subs, tok)
-    day = earliest_schedule_date(await _sandbox_now(subs))
+    raised = await _sandbox_now(subs)
+    day = earliest_schedule_date(raised)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -333,7 +350,7 @@ async def test_a_charge_is_credited_once_after_the_debit(
     assert before["status"] == "ACTIVE" and before["credits_granted"] == 0
     assert (await subs.wallet(tok))["available_credits"] == 0
 
-    await _advance(subs, 2 * HOUR)  # past the debit time
+    await _advance_to(subs, _debit_time(raised, day))  # past the debit time
     # Cashfree's real SUCCESS webhook has the claim's signed identity: counted as a repeat,
     # not acted on again. The status sync (the scheduler's job, run here by hand) asks the
     # subscription payment API, which now says SUCCESS.
@@ -409,6 +426,7 @@ async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None
         json={"outcome": "failure", "failure_reason": "INSUFFICIENT_FUNDS"},
     )
     assert r.status_code == 200, r.text
+    raised = await _sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -416,10 +434,10 @@ async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None
         uuid.UUID(m["id"]),
         key="recharge-1",
         amount_paise=20_000,
-        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+        schedule=earliest_schedule_date(raised),
     )
     pid = str(payment.id)
-    await _advance(subs, 25 * HOUR)  # the first attempt fails; UPI retries hourly
+    await _advance_to(subs, _debit_time(raised, payment.schedule_date))  # the first attempt fails
     once = await subs.payment(tok, pid)
     assert once["status"] == "ACTIVE"
     await _advance(subs, 4 * HOUR)  # the three retries fail too
@@ -535,8 +553,9 @@ async def test_a_forged_subscription_webhook_is_refused_and_not_stored(subs: Sta
     )
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     # A signature made over a day ago: refused as stale, nothing stored.
+    stored = await subs.scalar("SELECT count(*) FROM subscription_webhooks")
     old_ts = str(int((time.time() - 2 * 86_400) * 1000))
-    body = json.dumps(payload).encode()
+    body = json.dumps({**payload, "event_time": "2026-01-01T00:00:00"}).encode()
     r = await subs.api.post(
         SUBS_HOOK,
         content=body,
@@ -548,6 +567,7 @@ async def test_a_forged_subscription_webhook_is_refused_and_not_stored(subs: Sta
         },
     )
     assert r.status_code == 401 and r.json()["code"] == "webhook_stale"
+    assert await subs.scalar("SELECT count(*) FROM subscription_webhooks") == stored
 
 
 async def test_the_success_webhook_alone_credits_the_charge(
@@ -560,6 +580,7 @@ async def test_the_success_webhook_alone_credits_the_charge(
     await _authorize(subs, r.json(), "card", "approve")
     m = await _wait(subs, tok, r.json()["id"], "active")
     assert m["payment_method"] == "card"
+    raised = await _sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -567,9 +588,9 @@ async def test_the_success_webhook_alone_credits_the_charge(
         uuid.UUID(m["id"]),
         key="recharge-1",
         pack_code="pack_150",
-        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+        schedule=earliest_schedule_date(raised),
     )
-    await _advance(subs, 25 * HOUR)
+    await _advance_to(subs, _debit_time(raised, payment.schedule_date))
     done = await subs.wait_status(tok, str(payment.id), {"CREDITED"})
     assert done["credits_granted"] == 1500 and done["payment_method"] == "card"
     assert (await subs.wallet(tok))["available_credits"] == 1500
@@ -588,6 +609,7 @@ async def test_revoking_cancels_a_charge_not_yet_debited(
 ) -> None:
     tok = subs.token()
     m = await _active(subs, tok)
+    raised = await _sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -595,13 +617,13 @@ async def test_revoking_cancels_a_charge_not_yet_debited(
         uuid.UUID(m["id"]),
         key="recharge-1",
         pack_code="pack_150",
-        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+        schedule=earliest_schedule_date(raised),
     )
     r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
     assert r.status_code == 200 and r.json()["status"] == "revoked"
     cancelled = await subs.wait_status(tok, str(payment.id), {"CANCELLED"})
     assert cancelled["failure_code"] == "SUBSCRIPTION_CANCELLED"
-    await _advance(subs, 25 * HOUR)  # past when it would have been debited
+    await _advance_to(subs, _debit_time(raised, payment.schedule_date))  # past its debit time
     once = await subs.payment(tok, str(payment.id))
     assert once["status"] == "CANCELLED" and once["credits_granted"] == 0
     at_cashfree = await subs_client.fetch_payment(m["subscription_id"], payment.order_id)
@@ -622,6 +644,7 @@ async def test_a_failed_card_debit_puts_the_mandate_on_hold(
         f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
         json={"outcome": "failure", "failure_reason": "CARD_DECLINED"},
     )
+    raised = await _sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -629,9 +652,9 @@ async def test_a_failed_card_debit_puts_the_mandate_on_hold(
         uuid.UUID(m["id"]),
         key="recharge-1",
         pack_code="pack_150",
-        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+        schedule=earliest_schedule_date(raised),
     )
-    await _advance(subs, 25 * HOUR)
+    await _advance_to(subs, _debit_time(raised, payment.schedule_date))
     failed = await subs.wait_status(tok, str(payment.id), {"FAILED"})
     assert failed["failure_code"] == "CARD_DECLINED"
     held = await _wait(subs, tok, m["id"], "paused")
@@ -656,7 +679,8 @@ async def test_a_lost_answer_is_resumed_by_the_repeat_and_charges_once(
     payment, one charge at Cashfree."""
     tok = subs.token()
     m = await _active(subs, tok)
-    day = earliest_schedule_date(await _sandbox_now(subs))
+    raised = await _sandbox_now(subs)
+    day = earliest_schedule_date(raised)
     await subs.faults(error_rate=1.0)
     try:
         with pytest.raises(GatewayUnavailable):
@@ -713,7 +737,8 @@ async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
     our keys raised it): nothing is credited, the payment waits for finance in REVIEW."""
     tok = subs.token()
     m = await _active(subs, tok)
-    day = earliest_schedule_date(await _sandbox_now(subs))
+    raised = await _sandbox_now(subs)
+    day = earliest_schedule_date(raised)
     await subs.faults(error_rate=1.0)
     try:
         with pytest.raises(GatewayUnavailable):
@@ -748,13 +773,14 @@ async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
             schedule=day,
         )
     pid = await subs.scalar("SELECT id FROM payments WHERE order_id = :o", o=order_id)
-    await _advance(subs, 25 * HOUR)  # Cashfree debits its ₹140
+    await _advance_to(subs, _debit_time(raised, day))  # Cashfree debits its ₹140
     once = await subs.payment(tok, str(pid))
     assert once["status"] == "REVIEW" and once["credits_granted"] == 0
     events = await subs.scalar(
         "SELECT string_agg(kind, ',') FROM fraud_events WHERE payment_id = :p", p=pid
     )
-    assert events == "charge_mismatch_at_create"
+    # Seen by the repeat's answer, or first by the pre-debit notice's look at Cashfree.
+    assert events in ("charge_mismatch_at_create", "payment_amount_mismatch")
     assert (await subs.wallet(tok))["available_credits"] == 0
 
 

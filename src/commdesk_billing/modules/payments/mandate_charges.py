@@ -50,9 +50,9 @@ from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import (
     Attach,
     Buyer,
-    _buyer_state,
-    _gst_columns,
-    _write_row,
+    buyer_state_of,
+    gst_columns,
+    write_row,
 )
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest
@@ -65,6 +65,10 @@ log = structlog.get_logger(__name__)
 
 # UPI AutoPay and card charges raised at or after 21:00 IST cannot be for the next day.
 LATE_HOUR = 21
+# The day is worked out on our clock, Cashfree judges it on its own when the request lands:
+# a charge raised in the last minutes before 21:00 (network, retries, clock skew) would reach
+# it after the cut-off and be refused for good. Those minutes count as late.
+CUT_OFF_MARGIN = timedelta(minutes=15)
 # How long a charge may stay open after its schedule date: the 24 h notice may push the debit
 # a day past it, and UPI retries hourly three times. Past this, one Cashfree never heard of
 # is written off (as an order past its expiry).
@@ -76,15 +80,18 @@ C_SUCCESS, C_FAILED, C_CANCELLED = "SUCCESS", "FAILED", "CANCELLED"
 
 def earliest_schedule_date(now: datetime) -> date:
     """The earliest schedule date for a UPI/card charge raised at `now`: T+1 before 21:00 IST,
-    else T+2 (§12.5)."""
-    local = now.astimezone(IST)
+    else T+2 (§12.5); T+2 already from `CUT_OFF_MARGIN` before 21:00."""
+    local = (now + CUT_OFF_MARGIN).astimezone(IST)
     return local.date() + timedelta(days=1 if local.hour < LATE_HOUR else 2)
 
 
-def _request_hash(req: OrderRequest, subscription_id: str, schedule: date) -> str:
+def _request_hash(req: OrderRequest, subscription_id: str, schedule: date | None) -> str:
+    """Of the request as the caller made it: a debit day left to the default is not part of
+    it (the default moves with the clock; a repeat on another day is the same request and
+    resumes the row, with the day the row holds)."""
     body = req.model_dump(mode="json") | {
         "subscription_id": subscription_id,
-        "schedule_date": schedule.isoformat(),
+        "schedule_date": schedule.isoformat() if schedule else None,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -101,6 +108,7 @@ async def open_mandate_charge(
     *,
     max_amount_paise: int | None = None,
     guard: Attach | None = None,
+    now: datetime | None = None,
 ) -> Payment:
     """A credit purchase (a pack or a top-up, priced by `quotes`) charged on the mandate
     `subscription_id` (which must be ACTIVE at Cashfree). `schedule`: the debit date asked
@@ -113,12 +121,13 @@ async def open_mandate_charge(
     raises the charge only if that was not done. Raises `GatewayUnavailable` when Cashfree's
     answer was lost (the row stays CREATED: repeat, or the sync settles it) and
     `GatewayRejected` when Cashfree refused the charge (the payment is CANCELLED) or holds
-    one under our id that differs from ours (the payment is in REVIEW)."""
-    day = schedule or earliest_schedule_date(datetime.now(IST))
+    one under our id that differs from ours (the payment is in REVIEW). `now`: the moment
+    the charge is raised (default: the clock)."""
+    day = schedule or earliest_schedule_date(now or datetime.now(IST))
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
         buyer_state = (
-            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
+            req.buyer_state or await buyer_state_of(conn, user_id) or settings.seller_state_code
         )
         q = await quote(
             conn,
@@ -137,7 +146,7 @@ async def open_mandate_charge(
             "kind": q.kind,
             "pack_code": q.pack.code if q.pack else None,
             "pack_version": q.pack.version if q.pack else None,
-            **_gst_columns(q.gst),
+            **gst_columns(q.gst),
             "amount_paise": q.gst.amount_paise,
             "buyer_state": buyer_state,
             "base_credits": q.base_credits,
@@ -151,13 +160,23 @@ async def open_mandate_charge(
             "order_expires_at": datetime.combine(day, time(), IST) + CHARGE_WINDOW,
         }
 
-    payment = await _write_row(
-        engine, settings, buyer, _request_hash(req, subscription_id, day), values, attach=guard
+    payment = await write_row(
+        engine,
+        settings,
+        buyer,
+        _request_hash(req, subscription_id, schedule),
+        values,
+        attach=guard,
+        # Not a checkout: the member's unpaid orders do not hold up their mandate's charge
+        # (and charges never count among those orders, `count_open_orders`).
+        limit_open_orders=False,
     )
     if payment.status is Status.CREATED:
         await _raise_charge(engine, subs_client, payment)
     elif payment.status is Status.CANCELLED and payment.paid_at is None:
         raise GatewayRejected(payment.failure_reason or "Cashfree refused this charge")
+    elif payment.status is Status.REVIEW:
+        raise GatewayRejected("the charge Cashfree holds does not match ours; under review")
     current = await in_transaction(engine, lambda conn: repo.get(conn, payment.id))
     assert current is not None
     return current
@@ -186,14 +205,18 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
             # will not take): that charge will never exist.
 
             async def refused(conn: AsyncConnection) -> None:
-                await move(
-                    conn,
-                    p.id,
-                    Status.CANCELLED,
-                    reason="cashfree refused the charge",
-                    failure_code=code,
-                    failure_reason=reason,
-                )
+                # Only a row nobody has seen at Cashfree yet: a concurrent call may have
+                # raised it (its answer, or the sync, moved the row on).
+                current = await repo.get(conn, p.id, lock=True)
+                if current is not None and current.status is Status.CREATED:
+                    await move(
+                        conn,
+                        p.id,
+                        Status.CANCELLED,
+                        reason="cashfree refused the charge",
+                        failure_code=code,
+                        failure_reason=reason,
+                    )
 
             await in_transaction(engine, refused)
         raise GatewayRejected(reason, gateway_status=exc.status) from exc
@@ -203,6 +226,10 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
         ) from exc
 
     async def activate(conn: AsyncConnection) -> bool:
+        current = await repo.get(conn, p.id, lock=True)
+        assert current is not None
+        if current.status is Status.REVIEW:
+            return False  # the sync or a webhook's look saw the mismatch first (recorded)
         if not _matches(charge, p):
             await fraud.record(
                 conn,
@@ -214,6 +241,10 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
             )
             await move(conn, p.id, Status.REVIEW, reason="charge differs at Cashfree")
             return False
+        if current.status is not Status.CREATED:
+            # A concurrent call or the sync got there first (and may have seen the charge
+            # end: a FAILED charge is final, never reopened by a late answer).
+            return True
         await move(
             conn,
             p.id,
@@ -267,7 +298,8 @@ async def apply_charge_truth(
 ) -> Status:
     """Move a mandate charge to where Cashfree's subscription payment API puts it: SUCCESS →
     PAID (announcing `payment.paid` in this transaction), FAILED → FAILED, CANCELLED →
-    CANCELLED, INITIALIZED/PENDING → ACTIVE; an amount or identity that differs → REVIEW."""
+    CANCELLED, INITIALIZED/PENDING → ACTIVE; an amount (in any status) or identity that
+    differs → REVIEW."""
     p = await repo.get(conn, payment_id, lock=True)
     if p is None or not p.on_mandate:
         raise NotFound(f"mandate charge {payment_id} does not exist")
@@ -279,7 +311,7 @@ async def apply_charge_truth(
     charge = truth.charge
     if charge is None:
         if p.status is Status.CREATED and datetime.now(IST) > p.order_expires_at:
-            await move(
+            left = await move(
                 conn,
                 p.id,
                 Status.CANCELLED,
@@ -287,15 +319,21 @@ async def apply_charge_truth(
                 failure_code="charge_not_found",
                 failure_reason="Cashfree has no such charge",
             )
+            if left is not None:
+                # Whoever raised it is waiting on it (a pending recharge, a renewal).
+                await _announce_ended(conn, p, Status.CANCELLED, "charge_not_found")
         return (await repo.get(conn, p.id) or p).status
     identity_ok = (
         charge.payment_id == p.order_id
         and charge.subscription_id in (None, p.subscription_id)
         and charge.payment_type in (None, "CHARGE")
     )
-    if not identity_ok or (
-        charge.payment_status == C_SUCCESS and charge.payment_amount_paise != p.amount_paise
-    ):
+    # Another amount under our id is a mismatch whatever the charge's status (the payer was
+    # notified of, and will be debited, that amount); a SUCCESS must name ours exactly.
+    amount_off = charge.payment_amount_paise != p.amount_paise and (
+        charge.payment_status == C_SUCCESS or charge.payment_amount_paise is not None
+    )
+    if not identity_ok or amount_off:
         await fraud.record(
             conn,
             "charge_mismatch" if not identity_ok else "payment_amount_mismatch",

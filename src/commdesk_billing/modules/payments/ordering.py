@@ -137,7 +137,7 @@ async def open_order(
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
         buyer_state = (
-            req.buyer_state or await _buyer_state(conn, user_id) or settings.seller_state_code
+            req.buyer_state or await buyer_state_of(conn, user_id) or settings.seller_state_code
         )
         q = await quote(
             conn,
@@ -150,7 +150,7 @@ async def open_order(
             "kind": q.kind,
             "pack_code": q.pack.code if q.pack else None,
             "pack_version": q.pack.version if q.pack else None,
-            **_gst_columns(q.gst),
+            **gst_columns(q.gst),
             "amount_paise": q.gst.amount_paise,
             "buyer_state": buyer_state,
             "base_credits": q.base_credits,
@@ -161,7 +161,7 @@ async def open_order(
             "metadata": {"requested_by": buyer.requested_by},
         }
 
-    payment = await _write_row(engine, settings, buyer, _request_hash(req, retry_of), values)
+    payment = await write_row(engine, settings, buyer, _request_hash(req, retry_of), values)
     return await _open(engine, client, settings, payment)
 
 
@@ -217,7 +217,7 @@ async def open_charge(
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
         return {
             "kind": charge.kind,
-            **_gst_columns(charge.gst),
+            **gst_columns(charge.gst),
             "amount_paise": charge.gst.amount_paise + charge.passthrough_paise,
             "passthrough_paise": charge.passthrough_paise,
             "buyer_state": charge.buyer_state,
@@ -241,7 +241,7 @@ async def open_charge(
             },
         }
 
-    payment = await _write_row(
+    payment = await write_row(
         engine,
         settings,
         buyer,
@@ -255,7 +255,8 @@ async def open_charge(
     return current
 
 
-def _gst_columns(gst: GstBreakdown) -> dict[str, Any]:
+def gst_columns(gst: GstBreakdown) -> dict[str, Any]:
+    """The payment row's tax columns for a GST breakdown (also used by `mandate_charges`)."""
     return {
         "taxable_paise": gst.taxable_paise,
         "gst_amount_paise": gst.tax_paise,
@@ -267,7 +268,7 @@ def _gst_columns(gst: GstBreakdown) -> dict[str, Any]:
     }
 
 
-async def _write_row(
+async def write_row(
     engine: AsyncEngine,
     settings: Settings,
     buyer: Buyer,
@@ -275,9 +276,13 @@ async def _write_row(
     values: Callable[[AsyncConnection, uuid.UUID], Awaitable[dict[str, Any]]],
     *,
     attach: Attach | None = None,
+    limit_open_orders: bool = True,
 ) -> Payment:
     """Step 1: the payment row (CREATED) under the buyer's scoped key, or the one a first
-    request with that key wrote."""
+    request with that key wrote. Shared with `mandate_charges` (a charge on a mandate is
+    written the same way): `values` gives the row's figures, `attach` runs in the insert's
+    transaction only when this call wrote the row. `limit_open_orders`: refuse past the
+    member's unpaid-checkout limit (off for a charge on a mandate, which is no checkout)."""
     scoped_key = buyer.scoped_key
 
     async def open_row(conn: AsyncConnection) -> Payment:
@@ -288,7 +293,10 @@ async def _write_row(
             conn, buyer.subject, email=buyer.email, name=buyer.name
         )
         user_id = wallet.owner_id
-        if await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user:
+        if (
+            limit_open_orders
+            and await repo.count_open_orders(conn, user_id) >= settings.max_open_orders_per_user
+        ):
             raise _OverLimit(user_id)
         figures = await values(conn, user_id)
         inserted = await repo.insert(
@@ -533,7 +541,8 @@ async def retry_failed_payment(
     )
 
 
-async def _buyer_state(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
+async def buyer_state_of(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
+    """The buyer's GST state code on file (None: not known)."""
     return (await users.get_user(conn, user_id)).state_code
 
 
