@@ -366,6 +366,9 @@ class Settings(BaseSettings):
             self.notify_webhook_secret and self.notify_webhook_secret.get_secret_value()
         ):
             raise ValueError("BILLING_NOTIFY_WEBHOOK_URL needs BILLING_NOTIFY_WEBHOOK_SECRET")
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            # One without the other: the login would be skipped without a word.
+            raise ValueError("BILLING_SMTP_USER and BILLING_SMTP_PASSWORD go together")
         _check_mongodb_url(self.mongodb_url.get_secret_value())
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
@@ -377,6 +380,19 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_SMTP_PASSWORD is never sent without STARTTLS in production")
         if self.notify_webhook_url and not self.notify_webhook_url.startswith("https://"):
             raise ValueError("BILLING_NOTIFY_WEBHOOK_URL must use https in production")
+        if self.notify_webhook_secret and len(self.notify_webhook_secret.get_secret_value()) < 32:
+            raise ValueError(
+                "BILLING_NOTIFY_WEBHOOK_SECRET must be a random secret of at least 32 "
+                "characters in production"
+            )
+        if self.smtp_host is not None:
+            # Receipts, checkout links and names never cross a network in the clear; a
+            # relay on this host (a local MTA) is the one exception.
+            local = self.smtp_host.startswith(("127.", "localhost", "[::1]"))
+            if not self.smtp_starttls and not local:
+                raise ValueError("BILLING_SMTP_STARTTLS must be on in production")
+            if self.smtp_from.rstrip(">").endswith(".invalid"):
+                raise ValueError("BILLING_SMTP_FROM must be set to our sender in production")
         secret = self.jwt_secret.get_secret_value()
         if secret == DEV_JWT_SECRET or len(secret) < 32:
             raise ValueError(

@@ -6,6 +6,7 @@ guard, each recorded in the decision log."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -17,6 +18,8 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.factory import cashfree_client
 from commdesk_billing.modules.autorecharge import outcomes, requests
 from commdesk_billing.modules.autorecharge.model import RechargeStatus
+from commdesk_billing.modules.notifications import service
+from commdesk_billing.modules.notifications.catalog import CATALOG
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments import verification
 from commdesk_billing.modules.payments.crediting import credit_payment
@@ -168,6 +171,21 @@ async def test_n_failures_in_a_row_turn_auto_recharge_off(quiet_stack: Stack) ->
         ("failed", "payment_failed"),
         ("disabled", "consecutive_failures"),
     ]
+    # The member's notices: the first failure will be retried, the last one will not (it
+    # turned auto-recharge off), and the failed notice must not promise a retry.
+    bodies = await rows(
+        stack.engine,
+        "SELECT body FROM outbox WHERE message_type = 'auto_recharge.failed'"
+        " AND body LIKE :w ORDER BY id",
+        w=f"%{m.wallet.id}%",
+    )
+    retry_at = [json.loads(b.body)["payload"]["retry_at"] for b in bodies]
+    assert retry_at[0] is not None and retry_at[1] is None
+    last = json.loads(bodies[1].body)["payload"]
+    notice = service.rendered(
+        "auto_recharge.failed", CATALOG["auto_recharge.failed"].payload.model_validate(last)
+    )
+    assert "It will not be retried automatically." in notice.text
     # Off: a crossing writes nothing at all.
     await ws_debit_across(stack, m)
     assert len(await recharges(stack.engine, m.wallet.id)) == 2

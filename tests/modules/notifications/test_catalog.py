@@ -187,10 +187,94 @@ def test_settings_refuse_an_unsigned_webhook_and_unsafe_production_channels() ->
         "seller_gstin": "29ABCDE1234F1Z5",
     }
     with pytest.raises(ValidationError, match="never sent without STARTTLS"):
-        Settings(**production, smtp_password=SecretStr("pw"), smtp_starttls=False)
+        Settings(**production, smtp_user="u", smtp_password=SecretStr("pw"), smtp_starttls=False)
     with pytest.raises(ValidationError, match="must use https in production"):
         Settings(
             **production,
             notify_webhook_url="http://notify.example.test/hook",
             notify_webhook_secret=SecretStr("s" * 32),
         )
+
+
+def test_payloads_as_their_producers_build_them_are_taken_and_read_well() -> None:
+    """The shapes `payments/crediting.py`, `autorecharge/outcomes.py` and
+    `settlements/transfers.py` announce, with the values they can really carry (a refused
+    payload is dead-lettered: the member is never told)."""
+    u = "7d0c7b1e-6b1a-4c43-9a65-1f8e7d9c0a11"
+    # Production leaves BILLING_CASHFREE_CHECKOUT_URL unset (Cashfree's JS SDK opens the
+    # checkout), so `outcomes.opened` announces no link.
+    opened = {
+        "recharge_id": "0a8a4c8e-3b61-4f8b-8a9f-5b2f8e4d6c21",
+        "wallet_id": "5b2f8e4d-3b61-4f8b-8a9f-0a8a4c8e6c21",
+        "user_id": u,
+        "payment_id": "8a9f5b2f-3b61-4f8b-8a9f-0a8a4c8e6c21",
+        "checkout_url": None,
+        "amount_paise": 35400,
+        "credits": 3200,
+    }
+    text = _render("auto_recharge.checkout_opened", opened).text
+    assert "₹354.00 for 3,200 credits" in text and "Pay here" not in text
+    assert "None" not in text
+    # A custom amount is a credit top-up like a pack ('pack', 'custom', 'sponsorship').
+    custom = {
+        **full()["payment.credited"],
+        "kind": "custom",
+        "pack_code": None,
+        "credits": 1000,
+    }
+    assert (
+        "for a credit top-up.\n1,000 credits were added" in _render("payment.credited", custom).text
+    )
+    # `trigger.request` announces the low balance as it asks for the recharge: the member
+    # has auto-recharge on, and must not be told to turn it on.
+    low = {
+        "wallet_id": "w1",
+        "user_id": u,
+        "available_credits": 150,
+        "threshold": 200,
+        "trigger_level": 260,
+    }
+    low_text = _render("wallet.low_balance", low).text
+    assert "turn on automatic recharge" not in low_text
+    assert "An automatic recharge has been asked for" in low_text
+    assert (
+        "turn on automatic recharge"
+        in _render("wallet.low_balance", minimal()["wallet.low_balance"]).text
+    )
+    # `outcomes.disable` says how many failed in a row, not a `reason`.
+    disabled = {"wallet_id": "w1", "user_id": u, "consecutive_failures": 3, "recharge_id": "r"}
+    assert "turned off for your wallet: 3 recharges failed in a row." in (
+        _render("auto_recharge.disabled", disabled).text
+    )
+
+
+def test_production_refuses_a_weak_webhook_secret_and_mail_in_the_clear() -> None:
+    from pydantic import SecretStr
+
+    from commdesk_billing.config import Settings
+
+    production: dict[str, Any] = {
+        "env": "production",
+        "jwt_secret": SecretStr("x" * 40),
+        "database_url": "postgresql://u:p@127.0.0.1:5432/db",
+        "seller_gstin": "29ABCDE1234F1Z5",
+        "cashfree_client_secret": SecretStr("c" * 40),
+        "cashfree_base_url": "https://api.cashfree.example.test/pg",
+        "cashfree_payout_base_url": "https://payout.cashfree.example.test",
+        "cashfree_verification_base_url": "https://verify.cashfree.example.test",
+        "public_base_url": "https://billing.example.test",
+    }
+    relay = {"smtp_host": "smtp.example.test", "smtp_from": "Billing <billing@example.test>"}
+    hook = {"notify_webhook_url": "https://notify.example.test/hook"}
+    Settings(**production, **relay, **hook, notify_webhook_secret=SecretStr("s" * 32))
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(**production, **hook, notify_webhook_secret=SecretStr("short"))
+    # Receipts, checkout links and names in the clear over the internet.
+    with pytest.raises(ValidationError, match="STARTTLS"):
+        Settings(**production, **relay, smtp_starttls=False)
+    local = {**relay, "smtp_host": "127.0.0.1", "smtp_starttls": False}
+    Settings(**production, **local)  # a relay on this host
+    with pytest.raises(ValidationError, match="BILLING_SMTP_FROM"):
+        Settings(**production, smtp_host="smtp.example.test")  # billing@commdesk.invalid
+    with pytest.raises(ValidationError, match="BILLING_SMTP_USER and BILLING_SMTP_PASSWORD"):
+        Settings(**relay, smtp_user="billing")  # a login that would silently be skipped

@@ -75,6 +75,9 @@ async def test_a_receipt_is_emailed_and_posted_to_the_signed_webhook(
     assert headers["x-commdesk-signature"] != f"v1={wrong}"
     assert headers["x-commdesk-notification-id"] == str(rows["webhook"].id)
     sent = json.loads(body)
+    # The header is not signed: the id a receiver drops repeats by is in the signed body
+    # too (a replayed request with a new header is still the same notification).
+    assert sent["notification_id"] == str(rows["webhook"].id)
     assert (sent["event"], sent["user_id"], sent["subject"]) == (
         "payment.credited",
         str(user),
@@ -239,3 +242,30 @@ async def test_channels_without_configuration_are_skipped_and_say_why(
         ),
     }
     assert _to(sink, address) == [] and _hooks(receiver, key) == []
+
+
+async def test_an_address_that_is_not_one_plain_address_is_never_sent_to(
+    engine: AsyncEngine, nsettings: Settings, sink: MailSink, receiver: Receiver
+) -> None:
+    # The address is the JWT's `email` claim as CommDesk sent it: a list or a display
+    # name in it must not become more recipients (or a forged header).
+    tag = uuid.uuid4().hex[:8]
+    bad = [
+        f"one-{tag}@example.test, two-{tag}@example.test",
+        f"Someone <three-{tag}@example.test>",
+        f"four-{tag}@example.test\r\nBcc: five-{tag}@example.test",
+        f"six-{tag}",
+    ]
+    keys = []
+    for address in bad:
+        user = await make_user(engine, address)
+        payload = {**minimal(str(user))["refund.succeeded"], "refund_id": str(uuid.uuid4())}
+        keys.append(await consume(engine, event("refund.succeeded", payload)))
+    await deliver_due(engine, nsettings)
+    assert [m for m in sink.messages if tag in " ".join(m.rcpt_tos)] == []
+    for key in keys:
+        email = (await deliveries(engine, key))["email"]
+        assert (email.status.value, email.last_error) == (
+            "skipped",
+            "the user's email address is not one plain address",
+        )

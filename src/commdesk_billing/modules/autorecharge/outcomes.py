@@ -115,18 +115,22 @@ async def fail(
     retry_at = datetime.now(UTC) + timedelta(seconds=backoff_s(settings, failures))
     await repo.record_failure(conn, r.wallet_id, retry_at)
     wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    disabling = cfg is not None and cfg.enabled and failures >= cfg.max_consecutive_failures
+    # `retry_at` only when `retry_due` may ask again (enabled, not turned off by this
+    # failure): the member's notice says "we will try again at" from it.
+    retries = cfg is not None and cfg.enabled and not disabling
     facts: dict[str, Any] = {
         "recharge_id": str(r.id),
         "wallet_id": str(r.wallet_id),
         "user_id": str(wallet.owner_id),
         "payment_id": str(r.payment_id) if r.payment_id else None,
         "reason": reason,
-        "retry_at": retry_at.isoformat(),
+        "retry_at": retry_at.isoformat() if retries else None,
         "consecutive_failures": failures,
     }
     await repo.log(conn, r.wallet_id, r.id, "failed", reason, facts)
     await outbox.announce(conn, "auto_recharge.failed", facts, correlation_id=str(r.id))
-    if cfg is not None and cfg.enabled and failures >= cfg.max_consecutive_failures:
+    if disabling:
         await disable(conn, r.wallet_id, failures=failures, recharge_id=r.id)
     return True
 

@@ -81,13 +81,17 @@ class LowBalance(UserPayload):
     wallet_id: Ident
     available_credits: Credits
     threshold: Credits | None = None
+    # Set when auto-recharge announced it, asking for a recharge at this level.
+    trigger_level: Credits | None = None
 
 
 class RechargeCheckout(UserPayload):
     recharge_id: Ident
     wallet_id: Ident
     payment_id: Ident | None = None
-    checkout_url: Url
+    # None where Cashfree's own checkout is used (opened by its JS SDK, no page address):
+    # the member pays from their wallet's pending payment.
+    checkout_url: Url | None = None
     amount_paise: Paise
     credits: Credits | None = None
 
@@ -118,6 +122,7 @@ class RechargeFailed(UserPayload):
 class RechargeDisabled(UserPayload):
     wallet_id: Ident
     reason: Text | None = None
+    consecutive_failures: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
 
 
 class MandateChanged(UserPayload):
@@ -159,7 +164,8 @@ def _plan(name: str | None) -> str:
 
 def _receipt(p: PaymentCredited) -> dict[str, str]:
     gst = "" if p.gst_amount_paise is None else f" (GST {inr(p.gst_amount_paise)} included)"
-    other_kind = p.kind is not None and p.kind != "credits"
+    # A pack or a custom amount buys credits; any other kind (a sponsorship) is named.
+    other_kind = p.kind is not None and p.kind not in ("credits", "pack", "custom")
     if p.credits:
         added = f"{credits(p.credits)} were added to your wallet."
     elif other_kind:
@@ -205,7 +211,12 @@ def _settlement(p: SettlementEvent) -> dict[str, str]:
 
 def _low_balance(p: LowBalance) -> dict[str, str]:
     below = "" if p.threshold is None else f", below your threshold of {credits(p.threshold)}"
-    return {"available": credits(p.available_credits), "threshold_note": below}
+    advice = (
+        "An automatic recharge has been asked for; we will tell you how it goes."
+        if p.trigger_level is not None
+        else "Top up now, or turn on automatic recharge, so your community's work does not stop."
+    )
+    return {"available": credits(p.available_credits), "threshold_note": below, "advice": advice}
 
 
 def _recharge(p: RechargeCheckout | RechargeNotified | RechargeSucceeded) -> dict[str, str]:
@@ -217,7 +228,11 @@ def _recharge(p: RechargeCheckout | RechargeNotified | RechargeSucceeded) -> dic
         else f"{credits(p.credits)} were added to your wallet.",
     }
     if isinstance(p, RechargeCheckout):
-        out["checkout_url"] = p.checkout_url
+        out["pay_line"] = (
+            f"Pay here: {p.checkout_url}"
+            if p.checkout_url
+            else "Pay it from your wallet's pending payment in CommDesk."
+        )
     if isinstance(p, RechargeNotified):
         out["debit_on"] = (
             f"on or after {when(p.debit_on)}" if p.debit_on else "after the notice period"
@@ -238,7 +253,14 @@ def _recharge_failed(p: RechargeFailed) -> dict[str, str]:
 
 
 def _disabled(p: RechargeDisabled) -> dict[str, str]:
-    return {"reason": plain(p.reason, 300) if p.reason else "no reason was given"}
+    if p.reason:
+        reason = plain(p.reason, 300)
+    elif p.consecutive_failures is not None:
+        n = p.consecutive_failures
+        reason = f"{n} recharge{'s' if n != 1 else ''} failed in a row"
+    else:
+        reason = "no reason was given"
+    return {"reason": reason}
 
 
 def _mandate(p: MandateChanged) -> dict[str, str]:
@@ -346,12 +368,14 @@ CATALOG: dict[str, Spec] = {
     "auto_recharge.disabled": Spec(
         "recharge_disabled", RechargeDisabled, "user", _disabled, _each_message("wallet_id")
     ),
+    # A mandate may return to a status (ACTIVE, ON_HOLD, ACTIVE again): each change the
+    # mandates module announces (once, in the transaction that made it) is told.
     "mandate.status_changed": Spec(
         "mandate_status",
         MandateChanged,
         "user",
         _mandate,
-        lambda p, _e: f"{p.mandate_id}:{p.status}",
+        lambda p, e: f"{p.mandate_id}:{p.status}:{e.id}",
     ),
     "subscription.renewed": Spec(
         "subscription_renewed",
@@ -371,6 +395,8 @@ CATALOG: dict[str, Spec] = {
             else f"{p.subscription_id}:{e.id}"
         ),
     ),
+    # A member may cancel at the period's end and then cancel now: two notices, told apart
+    # by when the plan ends (the same cancellation announced again has the same `ends_at`).
     "subscription.cancelled": Spec(
         "subscription_cancelled",
         SubscriptionCancelled,
@@ -378,6 +404,6 @@ CATALOG: dict[str, Spec] = {
         _cancelled,
         # A cancellation at period end may be followed by one now: a different end, its own
         # notification.
-        lambda p, _e: f"{p.subscription_id}:{p.ends_at}",
+        lambda p, e: f"{p.subscription_id}:{p.ends_at or e.id}",
     ),
 }

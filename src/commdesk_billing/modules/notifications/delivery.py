@@ -8,12 +8,17 @@ again can help (`SendFailed.retryable`); its text never carries a secret or an a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import re
 import smtplib
+import socket
 import ssl
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -24,6 +29,12 @@ from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.notifications.model import Channel, Delivery
+
+# Sends at once (the delivery job's batch). smtplib blocks, so each email has a thread of
+# this pool of its own: the default pool is shared (and smaller on a small machine), and a
+# send waiting there for a thread would be waiting inside its lease.
+SENDS_AT_ONCE = 8
+_SMTP_THREADS = ThreadPoolExecutor(max_workers=SENDS_AT_ONCE, thread_name_prefix="smtp")
 
 SIGNATURE_HEADER = "X-CommDesk-Signature"
 TIMESTAMP_HEADER = "X-CommDesk-Timestamp"
@@ -41,6 +52,14 @@ class NotConfigured(Exception):
     delivery is recorded skipped, not failed, and never tried again by itself."""
 
 
+def send_deadline_s(settings: Settings) -> float:
+    """The longest one send may take, whole: the timeouts bound each step only, and a peer
+    that answers a byte at a time never trips them. Cut at this, a send ends well inside
+    its row's lease (`jobs._lease`): a send still going when the lease ends would be sent
+    again by the next job that claims the row."""
+    return 4 * max(settings.smtp_timeout_s, settings.notify_webhook_timeout_s)
+
+
 def message_id(delivery: Delivery) -> str:
     """The same Message-ID for every attempt of one delivery: a receiver that got a resent
     copy (the sender died after the relay accepted it) can tell it is the same message."""
@@ -51,6 +70,19 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     """HMAC-SHA256 of "<timestamp>.<body>", hex: what `SIGNATURE_HEADER` carries as v1=…"""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return mac.hexdigest()
+
+
+# One bare addr-spec (dot-atom local part, a host name): no display name, no list, no
+# quoting, no line break. The address is the JWT's `email` claim, text billing never
+# checked; anything else would be more recipients, or a header of its own.
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+
+
+def plain_address(address: str) -> bool:
+    return len(address) <= 254 and _ADDRESS.fullmatch(address) is not None
 
 
 @dataclass(frozen=True)
@@ -72,8 +104,10 @@ class Adapter:
                 raise NotConfigured("email is not configured (BILLING_SMTP_HOST)")
             if out.address is None:
                 raise NotConfigured("the user has no email address")
-            return await asyncio.to_thread(
-                self._smtp, out.delivery, out.address, self.settings.smtp_host
+            if not plain_address(out.address):
+                raise NotConfigured("the user's email address is not one plain address")
+            return await asyncio.get_running_loop().run_in_executor(
+                _SMTP_THREADS, self._smtp, out.delivery, out.address, self.settings.smtp_host
             )
         if self.settings.notify_webhook_url is None or self.settings.notify_webhook_secret is None:
             raise NotConfigured(
@@ -95,29 +129,28 @@ class Adapter:
         msg["Message-ID"] = message_id(delivery)
         msg.set_content(str(delivery.content["text"]))
         msg.add_alternative(str(delivery.content["html"]), subtype="html")
+        deadline = send_deadline_s(s)
+        # The watchdog cuts the connection at the deadline: smtplib, blocked in this
+        # thread, then fails its read or write at once (connecting is bounded by the
+        # timeout alone).
+        session: list[smtplib.SMTP] = []
+        cut = threading.Event()
+        watchdog = threading.Timer(deadline, _cut, args=(session, cut))
+        watchdog.start()
         try:
-            with smtplib.SMTP(host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
+            with _Session(session, host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
                 if s.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if s.smtp_user is not None and s.smtp_password is not None:
                     smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
-                refused = smtp.send_message(msg)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = sorted({code for code, _ in exc.recipients.values()})
-            raise SendFailed(
-                f"recipient refused (SMTP {codes})", retryable=_transient(codes)
-            ) from exc
-        except smtplib.SMTPAuthenticationError as exc:
-            raise SendFailed(
-                f"SMTP authentication failed ({exc.smtp_code})", retryable=True
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise SendFailed(
-                f"SMTP {exc.smtp_code}", retryable=_transient([exc.smtp_code])
-            ) from exc
+                # The envelope names the one checked address, whatever the headers say.
+                refused = smtp.send_message(msg, to_addrs=[address])
         except (OSError, smtplib.SMTPException) as exc:
-            # Connection refused, timeouts, a dropped session: the relay may be back later.
-            raise SendFailed(f"SMTP unavailable: {type(exc).__name__}", retryable=True) from exc
+            if cut.is_set():
+                raise SendFailed(f"SMTP session took over {deadline:g} s", retryable=True) from exc
+            raise _smtp_failure(exc) from exc
+        finally:
+            watchdog.cancel()
         if refused:
             raise SendFailed("recipient refused", retryable=False)
         return message_id(delivery)
@@ -126,7 +159,10 @@ class Adapter:
 
     async def _webhook(self, delivery: Delivery, url: str, secret: SecretStr) -> str:
         s = self.settings
-        body = json.dumps(delivery.content["webhook"], separators=(",", ":")).encode()
+        # The delivery id goes inside the signed body as well as in `ID_HEADER` (which no
+        # signature covers): a receiver drops repeats by the signed one.
+        document = {**delivery.content["webhook"], "notification_id": str(delivery.id)}
+        body = json.dumps(document, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -134,12 +170,16 @@ class Adapter:
             SIGNATURE_HEADER: "v1=" + signature(secret.get_secret_value(), timestamp, body),
             ID_HEADER: str(delivery.id),
         }
+        deadline = send_deadline_s(s)
         try:
-            if self._http is not None:
-                response = await self._http.post(url, content=body, headers=headers)
-            else:
-                async with httpx.AsyncClient(timeout=s.notify_webhook_timeout_s) as client:
-                    response = await client.post(url, content=body, headers=headers)
+            async with asyncio.timeout(deadline):
+                if self._http is not None:
+                    response = await self._http.post(url, content=body, headers=headers)
+                else:
+                    async with httpx.AsyncClient(timeout=s.notify_webhook_timeout_s) as client:
+                        response = await client.post(url, content=body, headers=headers)
+        except TimeoutError as exc:
+            raise SendFailed(f"webhook took over {deadline:g} s", retryable=True) from exc
         except httpx.HTTPError as exc:
             raise SendFailed(f"webhook unreachable: {type(exc).__name__}", retryable=True) from exc
         if response.status_code >= 300:
@@ -147,6 +187,40 @@ class Adapter:
             retryable = code >= 500 or code in (408, 409, 425, 429)
             raise SendFailed(f"webhook answered {code}", retryable=retryable)
         return _provider_id(response) or str(delivery.id)
+
+
+class _Session(smtplib.SMTP):
+    """smtplib's session, made known to the watchdog as soon as it has a socket (the
+    greeting is read inside the constructor: a relay can stall there too)."""
+
+    def __init__(self, holder: list[smtplib.SMTP], host: str, port: int, timeout: float):
+        self._holder = holder
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._holder.append(self)
+        return sock
+
+
+def _cut(session: list[smtplib.SMTP], cut: threading.Event) -> None:
+    cut.set()
+    sock = session[0].sock if session else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _smtp_failure(exc: Exception) -> SendFailed:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _ in exc.recipients.values()})
+        return SendFailed(f"recipient refused (SMTP {codes})", retryable=_transient(codes))
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return SendFailed(f"SMTP authentication failed ({exc.smtp_code})", retryable=True)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return SendFailed(f"SMTP {exc.smtp_code}", retryable=_transient([exc.smtp_code]))
+    # Connection refused, timeouts, a dropped session: the relay may be back later.
+    return SendFailed(f"SMTP unavailable: {type(exc).__name__}", retryable=True)
 
 
 def _transient(codes: list[int]) -> bool:

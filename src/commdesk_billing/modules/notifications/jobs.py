@@ -1,8 +1,9 @@
 """`deliver_notifications` (scheduler): send the deliveries that are due.
 
 Three steps, none holding a transaction across the network:
-  1. claim: in one short transaction, the due pending rows get one more attempt counted
-     and a lease (`next_attempt_at` moved past the sends), and the email addresses are read;
+  1. claim: in one short transaction, a batch of due pending rows (as many as are sent at
+     once, claimed only when they are sent) get one more attempt counted and a lease
+     (`next_attempt_at` moved past the sends), and the email addresses are read;
   2. send, concurrently, with no transaction open (an SMTP relay that hangs holds no
      database connection, and no money path ever waits on it);
   3. record each outcome in a transaction of its own: sent; or pending again after an
@@ -16,6 +17,7 @@ notification id header, which receivers can drop as a repeat.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +29,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.notifications import repository as repo
 from commdesk_billing.modules.notifications.delivery import (
+    SENDS_AT_ONCE,
     Adapter,
     NotConfigured,
     Outgoing,
@@ -38,7 +41,7 @@ from commdesk_billing.telemetry.metrics import NOTIFICATION_DELIVERIES
 
 log = structlog.get_logger(__name__)
 
-_CONCURRENCY = 8
+_CONCURRENCY = SENDS_AT_ONCE
 
 
 @dataclass(frozen=True)
@@ -68,36 +71,48 @@ async def deliver_due(
     settings: Settings,
     *,
     now: datetime | None = None,
+    clock: Callable[[], datetime] | None = None,
     limit: int = 200,
     http: httpx.AsyncClient | None = None,
 ) -> Round:
-    """One round. `now`: the clock the due times are compared with (tests move it)."""
-    now = now or datetime.now(UTC)
-
-    async def claim(conn: AsyncConnection) -> list[Outgoing]:
-        due = await repo.claim_due(conn, now, now + _lease(settings), limit)
-        return [Outgoing(d, await _address(conn, d)) for d in due]
-
-    outgoing = await in_transaction(engine, claim)
-    if not outgoing:
-        return Round(0, 0, 0, 0, 0)
+    """One round: up to `limit` deliveries, claimed `_CONCURRENCY` at a time, each batch
+    when it is about to be sent. Its lease so starts when its sends start: a row claimed
+    with the round but sent only after the batches before it (a slow relay) would reach
+    the end of its lease unsent, be claimed by another job, and be sent by both.
+    `now` or `clock`: the time the due times are compared with (tests move it); by
+    default the wall clock, read again for each batch."""
+    if clock is None:
+        clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     adapter = Adapter(settings, http)
-    gate = asyncio.Semaphore(_CONCURRENCY)
+    outcomes: list[str] = []
+    claimed = 0
+    while claimed < limit:
+        at, n = clock(), min(_CONCURRENCY, limit - claimed)
 
-    async def one(out: Outgoing) -> str:
-        async with gate:
-            outcome = await _send_and_record(engine, settings, adapter, out, now)
-        NOTIFICATION_DELIVERIES.labels(out.delivery.channel.value, outcome).inc()
-        return outcome
+        async def claim(conn: AsyncConnection, at: datetime = at, n: int = n) -> list[Outgoing]:
+            due = await repo.claim_due(conn, at, at + _lease(settings), n)
+            return [Outgoing(d, await _address(conn, d)) for d in due]
 
-    outcomes = await asyncio.gather(*(one(o) for o in outgoing))
+        batch = await in_transaction(engine, claim)
+        if not batch:
+            break
+        claimed += len(batch)
+        outcomes += await asyncio.gather(*(_one(engine, settings, adapter, o, at) for o in batch))
     return Round(
-        claimed=len(outgoing),
+        claimed=claimed,
         sent=outcomes.count("sent"),
         retrying=outcomes.count("retrying"),
         failed=outcomes.count("failed"),
         skipped=outcomes.count("skipped"),
     )
+
+
+async def _one(
+    engine: AsyncEngine, settings: Settings, adapter: Adapter, out: Outgoing, at: datetime
+) -> str:
+    outcome = await _send_and_record(engine, settings, adapter, out, at)
+    NOTIFICATION_DELIVERIES.labels(out.delivery.channel.value, outcome).inc()
+    return outcome
 
 
 async def _address(conn: AsyncConnection, d: Delivery) -> str | None:
