@@ -90,9 +90,8 @@ async def _purchase(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     # With an address, so the buyer's receipts and notices are emailed (the stack's SMTP sink).
-    member = issue_token(
-        settings, sub=f"demo-buyer-{run}", role=Role.member, email=f"buyer-{run}@example.com"
-    )
+    buyer_email = f"buyer-{run}@example.com"
+    member = issue_token(settings, sub=f"demo-buyer-{run}", role=Role.member, email=buyer_email)
     auth = {"Authorization": f"Bearer {member}"}
     async with (
         httpx.AsyncClient(base_url=api_url, timeout=30) as client,
@@ -192,6 +191,7 @@ async def _purchase(
             client,
             browser,
             member=auth,
+            member_email=buyer_email,
             sandbox_url=sandbox_url,
             maildir=maildir,
             run=run,

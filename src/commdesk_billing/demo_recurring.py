@@ -46,6 +46,7 @@ async def recurring(
     browser: httpx.AsyncClient,
     *,
     member: dict[str, str],
+    member_email: str,
     sandbox_url: str,
     maildir: Path | None,
     run: str,
@@ -57,7 +58,7 @@ async def recurring(
     wid, start = wallet["id"], wallet["available_credits"]
     left = await _usage(settings, client, finance, wid, start, run, checks)
     left = await _subscription(client, finance, member, wid, left, run, checks)
-    mandate = await _mandate(client, browser, member, run, checks)
+    mandate = await _mandate(client, browser, member, member_email, run, checks)
     if mandate is not None:
         await _auto_recharge(settings, client, member, wid, left, mandate, sandbox_url, checks)
     await _emails(maildir, checks)
@@ -178,13 +179,18 @@ async def _mandate(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,
     member: dict[str, str],
+    member_email: str,
     run: str,
     checks: Checks,
 ) -> dict[str, Any] | None:
     mandate = checks.require(
         await client.post(
             "/v1/mandates",
-            json={"max_amount_paise": MANDATE_MAX_PAISE, "customer_phone": "9999999999"},
+            json={
+                "max_amount_paise": MANDATE_MAX_PAISE,
+                "customer_phone": "9999999999",
+                "customer_email": member_email,
+            },
             headers={**member, "Idempotency-Key": f"demo-mandate-{run}"},
         ),
         201,
