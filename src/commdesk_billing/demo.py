@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from pydantic import SecretStr
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.demo_payouts import STACK_ENV, money_out, poll
+from commdesk_billing.demo_recurring import recurring
 from commdesk_billing.modules.communities.mongo import seed_community
 from commdesk_billing.modules.ledger import reads as ledger_reads
 from commdesk_billing.modules.ledger.seal import seal_pending
@@ -61,17 +63,20 @@ class Checks:
 
 async def run_demo(settings: Settings, api_url: str | None) -> int:
     checks = Checks()
+    # Against a running stack: its sandbox is where the settings point Cashfree.
+    sandbox_url = settings.cashfree_base_url.removesuffix("/pg")
+    maildir: Path | None = None
     async with AsyncExitStack() as exits:
         try:
             if api_url is None:
                 print("starting the stack: Cashfree sandbox, API, worker, scheduler ...")
                 stack = await exits.enter_async_context(running_stack(settings_env=STACK_ENV))
-                api_url = stack.api_url
+                api_url, sandbox_url, maildir = stack.api_url, stack.sandbox_url, stack.maildir
                 # The stack's own MongoDB, where the demo community is written.
                 settings = settings.model_copy(
                     update={"mongodb_url": SecretStr(stack.env["BILLING_MONGODB_URL"])}
                 )
-            await _purchase(settings, api_url, checks)
+            await _purchase(settings, api_url, sandbox_url, maildir, checks)
         except _Abort:
             pass  # reported by require(); the summary says FAILED
         except RuntimeError as exc:
@@ -80,9 +85,13 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
     return 0 if not checks.failures else 1
 
 
-async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
+async def _purchase(
+    settings: Settings, api_url: str, sandbox_url: str, maildir: Path | None, checks: Checks
+) -> None:
     run = uuid.uuid4().hex[:8]
-    member = issue_token(settings, sub=f"demo-buyer-{run}", role=Role.member)
+    # With an address, so the buyer's receipts and notices are emailed (the stack's SMTP sink).
+    buyer_email = f"buyer-{run}@example.com"
+    member = issue_token(settings, sub=f"demo-buyer-{run}", role=Role.member, email=buyer_email)
     auth = {"Authorization": f"Bearer {member}"}
     async with (
         httpx.AsyncClient(base_url=api_url, timeout=30) as client,
@@ -176,6 +185,17 @@ async def _purchase(settings: Settings, api_url: str, checks: Checks) -> None:
         owner = await _community(settings, client, auth, run, checks)
         await money_out(
             settings, client, browser, community=COMMUNITY, owner=owner, run=run, checks=checks
+        )
+        await recurring(
+            settings,
+            client,
+            browser,
+            member=auth,
+            member_email=buyer_email,
+            sandbox_url=sandbox_url,
+            maildir=maildir,
+            run=run,
+            checks=checks,
         )
     await _books(settings, order["id"], wid, checks)
 

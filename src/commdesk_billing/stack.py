@@ -184,6 +184,8 @@ def _payouts_env(env: dict[str, str], sandbox_url: str, api_url: str) -> dict[st
     own = {
         # Where the sandbox sends Payouts' webhooks (Cashfree's dashboard setting).
         "BILLING_SANDBOX_PAYOUT_WEBHOOK_URL": f"{api_url}/v1/webhooks/cashfree-payouts",
+        # Cashfree Subscriptions' webhooks (mandates and their charges) to our receiver.
+        "BILLING_SANDBOX_SUBSCRIPTION_WEBHOOK_URL": f"{api_url}/v1/webhooks/cashfree/subscriptions",
         "BILLING_CASHFREE_PAYOUT_BASE_URL": f"{sandbox_url}/payout",
         "BILLING_CASHFREE_VERIFICATION_BASE_URL": f"{sandbox_url}/verification",
         "BILLING_CASHFREE_PAYOUT_CLIENT_ID": env.get(
