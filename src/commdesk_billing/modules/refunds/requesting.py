@@ -147,6 +147,14 @@ async def open_refund(
             f"payment {payment.id} is {payment.status.value}; only credited purchases are "
             "refunded here"
         )
+    if payment.on_mandate:
+        # A debit on a UPI AutoPay mandate is refunded through Cashfree Subscriptions'
+        # refund API, not the PG order refund this module speaks; refused before anything is
+        # held, rather than holding credits for a refund Cashfree would never find.
+        raise PaymentNotRefundable(
+            f"payment {payment.id} was debited on a mandate; refunds of mandate debits are "
+            "not supported yet"
+        )
     if not payment.buys_credits:
         return await _open_sponsorship_refund(conn, caller, payment, body, operation_key)
     if body.milestones is not None:
