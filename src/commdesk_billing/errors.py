@@ -371,6 +371,15 @@ class MandatesNotAvailable(DomainError):
     title = "Mandates are not available yet"
 
 
+class AutoRechargeMandateInvalid(DomainError):
+    """Auto-recharge may name only the wallet owner's own mandate, pending its approval or
+    active (a revoked, failed, expired or completed one cannot be charged)."""
+
+    code = "auto_recharge_mandate_invalid"
+    status = 422
+    title = "This mandate cannot be used for auto-recharge"
+
+
 class AutoRechargeInvalid(DomainError):
     """Auto-recharge settings that cannot work (no such pack, an amount outside the top-up
     limits)."""
