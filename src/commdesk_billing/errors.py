@@ -362,13 +362,13 @@ class SplitSponsorshipNoRelease(DomainError):
     title = "Split sponsorships are settled by Cashfree, not released"
 
 
-class MandatesNotAvailable(DomainError):
-    """Auto-recharge on a UPI AutoPay mandate is not built yet: only the checkout-link mode
-    (no mandate) can be set up."""
+class AutoRechargeMandateInvalid(DomainError):
+    """Auto-recharge may name only the wallet owner's own mandate, pending its approval or
+    active (a revoked, failed, expired or completed one cannot be charged)."""
 
-    code = "mandates_not_available"
+    code = "auto_recharge_mandate_invalid"
     status = 422
-    title = "Mandates are not available yet"
+    title = "This mandate cannot be used for auto-recharge"
 
 
 class AutoRechargeInvalid(DomainError):

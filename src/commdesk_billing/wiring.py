@@ -15,7 +15,7 @@ else outside its own folder.
 
 Waiting for a consumer (the events are there; a queue is routed when its handler lands):
 `payment.credited` and `refund.succeeded` → analytics.billing; `payment.credited` →
-fraud.detection; `mandate_charge.failed` (a charge on a mandate failed for good).
+fraud.detection.
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ from commdesk_billing.gateway.factory import cashfree_client, payouts_client, su
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
-from commdesk_billing.modules.autorecharge.consumers import AutoRechargeRequests, handle_credited
+from commdesk_billing.modules.autorecharge.consumers import (
+    AutoRechargeRequests,
+    ChargeFailed,
+    handle_charge_notified,
+    handle_credited,
+)
 from commdesk_billing.modules.autorecharge.trigger import on_crossing
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.communities.directory import CommunityDirectory
@@ -91,6 +96,8 @@ HANDLER_KINDS = (
     "settlement_processing",
     "auto_recharge_request",
     "auto_recharge_credited",
+    "auto_recharge_charge_notified",
+    "auto_recharge_charge_failed",
     "usage_debt_repayment",
     "billing_notifications",
     "mandate_refresh",
@@ -121,14 +128,18 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "settlement_processing": SettlementProcessing(
             settings, lambda: payouts_client(settings), lambda: community_directory(settings)
         ),
-        # Opens the member's order in transactions of its own (as a person's order is):
-        # a small engine and a Cashfree client, each built on first use.
+        # Opens the member's order (or charges their mandate) in transactions of its own
+        # (as a person's order is): a small engine and the Cashfree clients, each built on
+        # first use.
         "auto_recharge_request": AutoRechargeRequests(
             settings,
             lambda: cashfree_client(settings),
             lambda: make_engine(settings, pool_size=1),
+            lambda: subscriptions_client(settings),
         ),
         "auto_recharge_credited": handle_credited,
+        "auto_recharge_charge_notified": handle_charge_notified,
+        "auto_recharge_charge_failed": ChargeFailed(settings),
         "usage_debt_repayment": repay_debts,
         "billing_notifications": BillingNotifications(),
         "mandate_refresh": MandateRefresh(subscriptions_client(settings)),
@@ -167,6 +178,10 @@ ROUTES: dict[Route, str] = {
     # recharge's payment credited (it succeeded; other payments pass through untouched).
     ("payment.processing", "auto_recharge.requested"): "auto_recharge_request",
     ("payment.processing", "payment.credited"): "auto_recharge_credited",
+    # …and, charged on a mandate, Cashfree's pre-debit notice (notified) and the charge's
+    # end unpaid (failed at once: back-off, disabled after N).
+    ("payment.processing", "mandate_charge.notified"): "auto_recharge_charge_notified",
+    ("payment.processing", "mandate_charge.failed"): "auto_recharge_charge_failed",
     # Usage metering: credits arrived in a wallet, so its usage debt (an overdraft meter's
     # unpaid usage) is repaid from them.
     ("wallet.credit", "payment.credited"): "usage_debt_repayment",

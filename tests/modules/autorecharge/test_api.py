@@ -94,7 +94,7 @@ async def test_put_sets_the_wallet_and_is_idempotent(
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({**BODY, "mandate_id": str(uuid.uuid4())}, 422, "mandates_not_available"),
+        ({**BODY, "mandate_id": str(uuid.uuid4())}, 422, "auto_recharge_mandate_invalid"),
         ({**BODY, "pack_code": "pack_nope"}, 422, "auto_recharge_invalid"),
         (
             {**{k: v for k, v in BODY.items() if k != "pack_code"}, "amount_paise": 150},

@@ -418,14 +418,8 @@ async def test_a_charge_is_credited_once_after_the_debit(
 async def test_a_failing_charge_credits_nothing(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
-    # `mandate_charge.failed` is routed here for the test (its consumers are other slices').
-    routing.install(
-        routing.Table(wiring.TABLE.routes | {("notifications.billing", "mandate_charge.failed")})
-    )
-    try:
-        await _failing_charge(subs, subs_client)
-    finally:
-        wiring.install()
+    # `mandate_charge.failed` is routed to auto-recharge (payment.processing).
+    await _failing_charge(subs, subs_client)
 
 
 async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None:
@@ -462,7 +456,7 @@ async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None
     assert r.json()["status"] == "FAILED" and r.json()["channel"] == "mandate"
     announced = await subs.scalar(
         "SELECT json_agg(body::json -> 'payload') FROM outbox "
-        "WHERE message_type = 'mandate_charge.failed' "
+        "WHERE message_type = 'mandate_charge.failed' AND queue = 'payment.processing' "
         "AND body::json -> 'payload' ->> 'payment_id' = :p",
         p=pid,
     )

@@ -30,7 +30,7 @@ _PROBLEMS = documented(
         403: "Caller may not do this",
         404: "No such wallet, or no auto-recharge set up on it",
         413: "Body too large",
-        422: "Body invalid, an unknown pack, or a mandate (not available yet)",
+        422: "Body invalid, an unknown pack, or a mandate that is not the owner's or not usable",
     }
 )
 

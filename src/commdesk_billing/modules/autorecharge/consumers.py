@@ -1,5 +1,7 @@
-"""Queue handlers on `payment.processing`: `auto_recharge.requested` (run the request) and
-`payment.credited` (a recharge's payment was credited: it succeeded)."""
+"""Queue handlers on `payment.processing`: `auto_recharge.requested` (run the request),
+`payment.credited` (a recharge's payment was credited: it succeeded), and for a recharge
+charged on a mandate `mandate_charge.notified` (Cashfree's pre-debit notice: notified) and
+`mandate_charge.failed` (the charge ended unpaid: failed at once)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.autorecharge import outcomes, requests
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
@@ -32,11 +35,14 @@ class AutoRechargeRequests(TwoPhase):
         settings: Settings,
         client: Callable[[], CashfreeClient],
         engine: Callable[[], AsyncEngine],
+        subscriptions: Callable[[], SubscriptionsClient] | None = None,
     ) -> None:
         self.settings = settings
         self._make_client, self._make_engine = client, engine
+        self._make_subs = subscriptions
         self._client: CashfreeClient | None = None
         self._engine: AsyncEngine | None = None
+        self._subs: SubscriptionsClient | None = None
 
     async def fetch(self, envelope: Envelope) -> object:
         try:
@@ -47,7 +53,11 @@ class AutoRechargeRequests(TwoPhase):
             self._client = self._make_client()
         if self._engine is None:
             self._engine = self._make_engine()
-        return await requests.execute(self._engine, self._client, self.settings, p.recharge_id)
+        if self._subs is None and self._make_subs is not None:
+            self._subs = self._make_subs()
+        return await requests.execute(
+            self._engine, self._client, self.settings, p.recharge_id, subs_client=self._subs
+        )
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> None:
         return None  # done in `fetch`; the inbox row is what this transaction writes
@@ -55,6 +65,8 @@ class AutoRechargeRequests(TwoPhase):
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        if self._subs is not None:
+            await self._subs.aclose()
         if self._engine is not None:
             await self._engine.dispose()
 
@@ -66,3 +78,33 @@ async def handle_credited(conn: AsyncConnection, envelope: Envelope) -> None:
     except (KeyError, ValueError) as exc:
         raise PermanentError("payment.credited payload: no payment_id") from exc
     await outcomes.succeed(conn, payment_id)
+
+
+class _ChargePayload(StrictInput, extra="ignore"):
+    payment_id: uuid.UUID
+    failure_code: str = "FAILED"
+
+
+def _charge(envelope: Envelope) -> _ChargePayload:
+    try:
+        return _ChargePayload.model_validate(envelope.payload)
+    except ValidationError as exc:
+        raise PermanentError(f"{envelope.type} payload: {exc.errors()[:3]}") from exc
+
+
+async def handle_charge_notified(conn: AsyncConnection, envelope: Envelope) -> None:
+    """`mandate_charge.notified`: most charges are no recharge's (renewals), and nothing
+    happens."""
+    await outcomes.notified(conn, _charge(envelope).payment_id)
+
+
+class ChargeFailed:
+    """`mandate_charge.failed`: a recharge's charge failed for good; the recharge fails now
+    (back-off, N in a row → disabled), not at the settle job's next run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        p = _charge(envelope)
+        await outcomes.charge_failed(conn, self.settings, p.payment_id, p.failure_code[:100])

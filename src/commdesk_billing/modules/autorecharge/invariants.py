@@ -20,10 +20,12 @@ async def pending_credits(conn: AsyncConnection, report: VerifyReport) -> None:
         """
         SELECT w.id, w.pending_credits,
                coalesce((SELECT sum(credits) FROM auto_recharges a
-                          WHERE a.wallet_id = w.id AND a.status = 'pending'), 0) AS expected
+                          WHERE a.wallet_id = w.id
+                            AND a.status IN ('pending', 'notified')), 0) AS expected
           FROM wallets w
          WHERE w.pending_credits <> coalesce((SELECT sum(credits) FROM auto_recharges a
-                          WHERE a.wallet_id = w.id AND a.status = 'pending'), 0)
+                          WHERE a.wallet_id = w.id
+                            AND a.status IN ('pending', 'notified')), 0)
             OR (NOT w.auto_recharge_enabled AND w.auto_recharge_trigger IS NOT NULL)""",
         {},
     ):

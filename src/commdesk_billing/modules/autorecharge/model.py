@@ -12,13 +12,23 @@ from typing import Any
 class RechargeStatus(StrEnum):
     requested = "requested"  # written by the crossing, not looked at yet
     opening = "opening"  # guards passed, the order is being opened
-    pending = "pending"  # the order is open: its credits show as pending on the wallet
+    pending = "pending"  # the order (or charge) is open: its credits show as pending
+    notified = "notified"  # on a mandate: Cashfree told the payer of the debit (still pending)
     succeeded = "succeeded"
     failed = "failed"
     skipped = "skipped"  # a guard said no
 
 
-IN_FLIGHT = frozenset({RechargeStatus.requested, RechargeStatus.opening, RechargeStatus.pending})
+IN_FLIGHT = frozenset(
+    {
+        RechargeStatus.requested,
+        RechargeStatus.opening,
+        RechargeStatus.pending,
+        RechargeStatus.notified,
+    }
+)
+# Its credits show as pending on the wallet.
+AWAITING = frozenset({RechargeStatus.pending, RechargeStatus.notified})
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""What became of a recharge: its order opened (pending credits shown), its payment credited
-(succeeded), or it failed (pending cleared, back-off, and after N failures in a row,
-auto-recharge turned off with an alert).
+"""What became of a recharge: its order opened or its mandate charged (pending credits
+shown), the charge announced to the payer (notified), its payment credited (succeeded), or
+it failed (pending cleared, back-off, and after N failures in a row, auto-recharge turned off
+with an alert).
 
 Lock order everywhere: the wallet's row, then the recharge's (the debit path holds the
 wallet's row when it inserts a request), so a crossing and an outcome never deadlock.
@@ -10,7 +11,7 @@ Credits are never granted here: the payment's own verified crediting path does t
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
@@ -20,11 +21,13 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.autorecharge import repository as repo
 from commdesk_billing.modules.autorecharge import trigger
-from commdesk_billing.modules.autorecharge.model import Recharge, RechargeStatus
+from commdesk_billing.modules.autorecharge.model import AWAITING, Recharge, RechargeStatus
 from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.queues import outbox
+from commdesk_billing.security.timestamps import IST
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +94,79 @@ async def opened(
     return True
 
 
+async def charged(
+    conn: AsyncConnection, recharge_id: uuid.UUID, payment: Payment, mandate_id: uuid.UUID
+) -> RechargeStatus | None:
+    """The charge is raised on the mandate: pending, its credits shown on the wallet (and
+    notified at once when Cashfree's pre-debit notice was seen already). The status it is
+    in now (None: it had moved on)."""
+    r = await locked(conn, recharge_id)
+    if r is None or r.status is not R.opening:
+        return None
+    await repo.move(
+        conn,
+        recharge_id,
+        R.pending,
+        allowed=frozenset({R.opening}),
+        payment_id=payment.id,
+        amount_paise=payment.amount_paise,
+        credits=payment.credits,
+    )
+    await wallet_service.add_pending_credits(conn, r.wallet_id, payment.credits)
+    facts: dict[str, Any] = {
+        "recharge_id": str(r.id),
+        "payment_id": str(payment.id),
+        "mandate_id": str(mandate_id),
+        "amount_paise": payment.amount_paise,
+        "credits": payment.credits,
+        "schedule_date": payment.schedule_date.isoformat() if payment.schedule_date else None,
+    }
+    await repo.log(conn, r.wallet_id, r.id, "charge_raised", None, facts)
+    # The notice's event may have come before this row named its payment: looked at here
+    # (and by the settle job), so it is never missed.
+    current = await payments.get(conn, payment.id)
+    if current is not None and current.pdn_at is not None:
+        await notified(conn, payment.id)
+        return R.notified
+    return R.pending
+
+
+def debit_on(pdn_at: datetime, schedule: date | None) -> date:
+    """The day the debit falls (IST): no earlier than 24 h after the notice, nor than the
+    schedule date (cashfree.md §12.5, §15)."""
+    earliest = pdn_at.astimezone(IST) + timedelta(hours=24)
+    if schedule is not None:
+        earliest = max(earliest, datetime.combine(schedule, time(), IST))
+    return earliest.astimezone(IST).date()
+
+
+async def notified(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
+    """Cashfree's pre-debit notice for a recharge's charge was seen: notified, the member
+    told when the debit falls (`auto_recharge.notified`). False: no recharge's, or told."""
+    found = await repo.by_payment(conn, payment_id)
+    if found is None:
+        return False
+    r = await locked(conn, found.id)
+    assert r is not None
+    p = await payments.get(conn, payment_id)
+    if p is None or p.pdn_at is None:
+        return False
+    if await repo.move(conn, r.id, R.notified, allowed=frozenset({R.pending})) is None:
+        return False
+    wallet = await wallet_service.get_wallet(conn, r.wallet_id)
+    facts: dict[str, Any] = {
+        "recharge_id": str(r.id),
+        "wallet_id": str(r.wallet_id),
+        "user_id": str(wallet.owner_id),
+        "amount_paise": r.amount_paise,
+        "credits": r.credits,
+        "debit_on": debit_on(p.pdn_at, p.schedule_date).isoformat(),
+    }
+    await repo.log(conn, r.wallet_id, r.id, "notified", None, facts | {"payment_id": str(p.id)})
+    await outbox.announce(conn, "auto_recharge.notified", facts, correlation_id=str(r.id))
+    return True
+
+
 async def fail(
     conn: AsyncConnection, settings: Settings, recharge_id: uuid.UUID, reason: str
 ) -> bool:
@@ -102,13 +178,13 @@ async def fail(
         conn,
         recharge_id,
         R.failed,
-        allowed=frozenset({R.opening, R.pending}),
+        allowed=frozenset({R.opening, *AWAITING}),
         reason=reason[:200],
         settled_at=datetime.now(UTC),
     )
     if left is None:
         return False
-    if left is R.pending and r.credits:
+    if left in AWAITING and r.credits:
         await wallet_service.add_pending_credits(conn, r.wallet_id, -r.credits)
     cfg = await repo.get_settings(conn, r.wallet_id, lock=True)
     failures = (cfg.consecutive_failures if cfg else 0) + 1
@@ -171,13 +247,13 @@ async def succeed(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
         conn,
         r.id,
         R.succeeded,
-        allowed=frozenset({R.pending, R.failed}),
+        allowed=frozenset({*AWAITING, R.failed}),
         settled_at=datetime.now(UTC),
         left_below=level is not None and wallet.available_credits < level,
     )
     if left is None:
         return False
-    if left is R.pending and r.credits:
+    if left in AWAITING and r.credits:
         await wallet_service.add_pending_credits(conn, r.wallet_id, -r.credits)
     await repo.record_success(conn, r.wallet_id)
     facts: dict[str, Any] = {
@@ -217,8 +293,22 @@ async def _settle(conn: AsyncConnection, settings: Settings, r: Recharge) -> int
     if p.status is Status.CREDITED:
         return int(await succeed(conn, p.id))
     if p.status in UNPAID_ENDS:
-        return int(await fail(conn, settings, r.id, f"payment_{p.status.value.lower()}"))
+        reason = p.failure_code if p.on_mandate and p.failure_code else None
+        return int(await fail(conn, settings, r.id, reason or f"payment_{p.status.value.lower()}"))
+    if r.status is R.pending and p.pdn_at is not None:  # its notice's event was missed
+        return int(await notified(conn, p.id))
     return 0
+
+
+async def charge_failed(
+    conn: AsyncConnection, settings: Settings, payment_id: uuid.UUID, failure_code: str
+) -> bool:
+    """`mandate_charge.failed`: a recharge's charge ended unpaid (after UPI's retries, or
+    cancelled): the recharge fails now, without waiting for the settle job."""
+    found = await repo.by_payment(conn, payment_id)
+    if found is None:
+        return False
+    return await fail(conn, settings, found.id, failure_code)
 
 
 async def retry_due(engine: AsyncEngine, *, limit: int = 200) -> int:

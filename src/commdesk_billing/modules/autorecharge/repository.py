@@ -67,11 +67,11 @@ async def upsert_settings(conn: AsyncConnection, values: dict[str, Any]) -> Rech
         INSERT INTO auto_recharge_settings AS s (
             wallet_id, enabled, threshold, pack_code, amount_paise, customer_phone,
             customer_email, max_recharges_per_day, max_recharges_per_month, max_paise_per_day,
-            max_paise_per_month, max_consecutive_failures, predicted_level)
+            max_paise_per_month, max_consecutive_failures, predicted_level, mandate_id)
         VALUES (:wallet_id, :enabled, :threshold, :pack_code, :amount_paise, :customer_phone,
                 :customer_email, :max_recharges_per_day, :max_recharges_per_month,
                 :max_paise_per_day, :max_paise_per_month, :max_consecutive_failures,
-                :threshold)
+                :threshold, :mandate_id)
         ON CONFLICT (wallet_id) DO UPDATE SET
             enabled = EXCLUDED.enabled, threshold = EXCLUDED.threshold,
             pack_code = EXCLUDED.pack_code, amount_paise = EXCLUDED.amount_paise,
@@ -81,6 +81,7 @@ async def upsert_settings(conn: AsyncConnection, values: dict[str, Any]) -> Rech
             max_paise_per_day = EXCLUDED.max_paise_per_day,
             max_paise_per_month = EXCLUDED.max_paise_per_month,
             max_consecutive_failures = EXCLUDED.max_consecutive_failures,
+            mandate_id = EXCLUDED.mandate_id,
             consecutive_failures = CASE WHEN EXCLUDED.enabled AND NOT s.enabled THEN 0
                                         ELSE s.consecutive_failures END,
             backoff_until = CASE WHEN EXCLUDED.enabled AND NOT s.enabled THEN NULL
@@ -169,7 +170,7 @@ async def insert_request(
         sql("""
         INSERT INTO auto_recharges (id, wallet_id, status, trigger_level, available_credits)
         VALUES (:id, :w, 'requested', :level, :available)
-        ON CONFLICT (wallet_id) WHERE status IN ('requested', 'opening', 'pending')
+        ON CONFLICT (wallet_id) WHERE status IN ('requested', 'opening', 'pending', 'notified')
         DO NOTHING"""),
         {"id": recharge_id, "w": wallet_id, "level": trigger_level, "available": available_credits},
     )
@@ -223,6 +224,16 @@ async def move(
     return RechargeStatus(row[0]) if row else None
 
 
+async def set_order_request(conn: AsyncConnection, recharge_id: uuid.UUID, order: str) -> None:
+    """The order a recharge opens instead of its mandate's charge (it fell back)."""
+    await conn.execute(
+        sql("""
+        UPDATE auto_recharges SET order_request = CAST(:o AS jsonb), updated_at = now()
+         WHERE id = :id"""),
+        {"id": recharge_id, "o": order},
+    )
+
+
 async def usage(
     conn: AsyncConnection,
     wallet_id: uuid.UUID,
@@ -260,7 +271,7 @@ async def pending(conn: AsyncConnection, *, limit: int) -> list[Recharge]:
     rows = (
         await conn.execute(
             sql(f"""
-        SELECT {_RECHARGE_COLS} FROM auto_recharges WHERE status = 'pending'
+        SELECT {_RECHARGE_COLS} FROM auto_recharges WHERE status IN ('pending', 'notified')
          ORDER BY opened_at LIMIT :limit"""),
             {"limit": limit},
         )

@@ -33,7 +33,9 @@ class AutoRechargeRequest(StrictInput):
     max_paise_per_month: Paise | None = None
     max_consecutive_failures: Annotated[StrictInt, Field(ge=1, le=20)] = 3
     mandate_id: uuid.UUID | None = Field(
-        None, description="Not available yet: a request naming one is refused"
+        None,
+        description="The owner's own mandate (POST /v1/mandates), pending or active: "
+        "recharges are charged on it once active",
     )
 
     @model_validator(mode="after")

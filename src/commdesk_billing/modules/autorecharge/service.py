@@ -13,14 +13,20 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
-from commdesk_billing.errors import AutoRechargeInvalid, DomainError, MandatesNotAvailable
+from commdesk_billing.errors import AutoRechargeInvalid, AutoRechargeMandateInvalid, DomainError
 from commdesk_billing.modules.autorecharge import auth, predict, requests
 from commdesk_billing.modules.autorecharge import repository as repo
 from commdesk_billing.modules.autorecharge.model import Decision
 from commdesk_billing.modules.autorecharge.schemas import AutoRechargeOut, AutoRechargeRequest
+from commdesk_billing.modules.mandates import service as mandates
+from commdesk_billing.modules.mandates.model import MandateStatus
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.security.jwt import Principal
+
+# A mandate auto-recharge may name: approved, or waiting for the member's approval (charged
+# once approved; meanwhile its recharges go to the checkout link).
+CHARGEABLE = frozenset({MandateStatus.PENDING, MandateStatus.ACTIVE})
 
 
 async def configure(
@@ -33,11 +39,14 @@ async def configure(
     wallet = await wallet_service.get_wallet(conn, wallet_id, lock=True)
     await auth.authorize_configure(conn, principal, wallet)
     if req.mandate_id is not None:
-        raise MandatesNotAvailable(
-            "auto-recharge on a mandate is not available yet; leave mandate_id out to be "
-            "sent a checkout link instead"
-        )
-    if req.enabled and not requests.can_link(settings):
+        m = await mandates.owned(conn, req.mandate_id, wallet.owner_id)
+        if m is None:
+            raise AutoRechargeMandateInvalid("no such mandate of the wallet's owner")
+        if m.status not in CHARGEABLE:
+            raise AutoRechargeMandateInvalid(
+                f"the mandate is {m.status.value}; set up a new one (POST /v1/mandates)"
+            )
+    elif req.enabled and not requests.can_link(settings):
         raise AutoRechargeInvalid(
             "auto-recharge without a mandate needs a checkout link to send, and none is "
             "configured (BILLING_AUTO_RECHARGE_CHECKOUT_URL)"
@@ -52,7 +61,7 @@ async def configure(
         )
     except DomainError as exc:
         raise AutoRechargeInvalid(str(exc)) from exc
-    values = req.model_dump(exclude={"mandate_id"})
+    values = req.model_dump()
     saved = await repo.upsert_settings(conn, {"wallet_id": wallet_id, **values})
     found = await predict.predict(conn, settings, [(wallet_id, saved.threshold)])
     p = found[wallet_id]

@@ -248,6 +248,13 @@ async def usable(
     return m
 
 
+async def owned(conn: AsyncConnection, mandate_id: uuid.UUID, user_id: uuid.UUID) -> Mandate | None:
+    """The mandate if it is `user_id`'s, whatever its status (None: no such mandate, or
+    another member's)."""
+    m = await repo.get(conn, mandate_id)
+    return m if m is not None and m.user_id == user_id else None
+
+
 # --- revoke -----------------------------------------------------------------------------------
 
 

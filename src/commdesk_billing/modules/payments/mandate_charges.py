@@ -428,8 +428,30 @@ async def _announce_ended(
 
 async def note_pre_debit_notice(conn: AsyncConnection, order_id: str, at: datetime) -> bool:
     """Record when Cashfree's pre-debit notice for the charge `order_id` was seen (its signed
-    webhook): informational, no money moves on it. True when it was recorded now."""
-    return await repo.set_pdn_at(conn, order_id, at)
+    webhook): informational, no money moves on it. True when it was recorded now.
+
+    The first notice announces `mandate_charge.notified` {payment_id, user_id,
+    subscription_id, order_id, amount_paise, pdn_at, schedule_date} in this transaction,
+    for whoever raised the charge (auto-recharge tells the member when the debit falls)."""
+    if not await repo.set_pdn_at(conn, order_id, at):
+        return False
+    p = await repo.by_order_id(conn, order_id)
+    if p is not None and p.pdn_at is not None:
+        await outbox.announce(
+            conn,
+            "mandate_charge.notified",
+            {
+                "payment_id": str(p.id),
+                "user_id": str(p.user_id),
+                "subscription_id": p.subscription_id,
+                "order_id": p.order_id,
+                "amount_paise": p.amount_paise,
+                "pdn_at": p.pdn_at.isoformat(),
+                "schedule_date": p.schedule_date.isoformat() if p.schedule_date else None,
+            },
+            correlation_id=str(p.id),
+        )
+    return True
 
 
 async def verify_charge(
