@@ -167,8 +167,11 @@ class Settings(BaseSettings):
     payment_return_url: str | None = None
     # Where a member authorises a mandate: CommDesk's page that opens Cashfree's JS SDK
     # (`subscriptionsCheckout`) with {subscription_session_id}. Unset: the sandbox's hosted
-    # page under `cashfree_base_url`.
-    mandate_authorize_url: str | None = None
+    # page under `cashfree_base_url` (in production: no link; the frontend opens Cashfree's
+    # checkout from the mandate's `subscription_session_id`).
+    mandate_authorize_url: (
+        Annotated[str, Field(pattern=r"^https?://[^\s]*\{subscription_session_id\}[^\s]*$")] | None
+    ) = None
     payment_order_ttl_s: Annotated[int, Field(ge=5, le=30 * 86400)] = 1800
     # An order not settled this long after its last change is asked about (lost webhooks).
     payment_sync_after_s: Annotated[float, Field(ge=1, le=86400)] = 120.0
@@ -411,6 +414,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BILLING_MONGODB_URL must use TLS in production (mongodb+srv://, or tls=true)"
             )
+        if self.mandate_authorize_url and not self.mandate_authorize_url.startswith("https://"):
+            raise ValueError("BILLING_MANDATE_AUTHORIZE_URL must use https in production")
         if self.seller_gstin == DEV_SELLER_GSTIN:
             raise ValueError("BILLING_SELLER_GSTIN must be set to our GSTIN in production")
         if self.cashfree_client_secret.get_secret_value() == DEV_CASHFREE_SECRET:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt
 
-from commdesk_billing.modules.mandates.model import Mandate, mask_reference
+from commdesk_billing.modules.mandates.model import Mandate, MandateStatus, mask_reference
 from commdesk_billing.modules.payments.schemas import Email, Phone
 from commdesk_billing.security.text import StrictInput
 from commdesk_billing.security.timestamps import Timestamp
@@ -30,6 +30,10 @@ class MandateRequest(StrictInput):
     )
 
 
+# While these, the member still has to authorise the mandate.
+_WAITING = frozenset({MandateStatus.PENDING, MandateStatus.FAILED})
+
+
 class MandateOut(BaseModel):
     id: uuid.UUID
     status: str
@@ -38,6 +42,10 @@ class MandateOut(BaseModel):
     authorization_url: str | None = Field(
         description="Where the member authorises the mandate (UPI AutoPay or card); null "
         "once it no longer waits for authorisation"
+    )
+    subscription_session_id: str | None = Field(
+        description="Cashfree's session for the authorisation, for its JS SDK "
+        "(`subscriptionsCheckout({subsSessionId})`); null once it no longer waits for it"
     )
     authorization_reference: str | None = Field(
         description="The bank's reference of an authorised mandate (UMN for UPI, an "
@@ -58,6 +66,7 @@ class MandateOut(BaseModel):
             max_amount_paise=m.max_amount_paise,
             valid_until=m.valid_until,
             authorization_url=authorization_url,
+            subscription_session_id=m.session_id if m.status in _WAITING else None,
             authorization_reference=mask_reference(m.auth_reference),
             payment_method=m.payment_method,
             cashfree_status=m.cashfree_status,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from commdesk_billing.config import Settings
+from commdesk_billing.config import Environment, Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import (
     GatewayRejected,
@@ -80,6 +80,9 @@ def authorization_url(settings: Settings, m: Mandate) -> str | None:
     session = quote(m.session_id, safe="")
     if settings.mandate_authorize_url:
         return settings.mandate_authorize_url.replace("{subscription_session_id}", session)
+    if settings.env is Environment.production:
+        # Cashfree serves no such page: the frontend opens its checkout from the session id.
+        return None
     root = settings.cashfree_base_url.rstrip("/")
     root = root.removesuffix("/pg")
     return f"{root}{_SANDBOX_AUTHORIZE_PATH}?subscription_session_id={session}"
