@@ -61,7 +61,7 @@ async def recurring(
     mandate = await _mandate(client, browser, member, member_email, run, checks)
     if mandate is not None:
         await _auto_recharge(settings, client, member, wid, left, mandate, sandbox_url, checks)
-    await _emails(maildir, checks)
+    await _emails(maildir, member_email, checks)
 
 
 async def _usage(
@@ -304,26 +304,29 @@ async def _auto_recharge(
     print("    decisions (oldest first): " + ", ".join(reversed(steps)))
 
 
-def _subjects(maildir: Path) -> list[str]:
+def _subjects(maildir: Path, to: str) -> list[str]:
+    """The subjects of the emails sent to `to` (the sink keeps earlier runs' too), oldest
+    first."""
     found = []
-    for path in sorted((maildir / "new").glob("*")):
+    for path in sorted((maildir / "new").glob("*"), key=lambda p: p.stat().st_mtime):
         message = email.message_from_bytes(path.read_bytes())
-        found.append(str(make_header(decode_header(message.get("Subject", "")))))
+        if to in message.get("To", ""):
+            found.append(str(make_header(decode_header(message.get("Subject", "")))))
     return found
 
 
-async def _emails(maildir: Path | None, checks: Checks) -> None:
+async def _emails(maildir: Path | None, to: str, checks: Checks) -> None:
     if maildir is None:
         print("19. emails: sent through the configured SMTP relay (not shown here)")
         return
     # The scheduler sends what the worker recorded every few seconds.
     wanted = ("Receipt", "Refund", "low", "Upcoming automatic recharge", "succeeded")
     deadline = time.monotonic() + 60
-    subjects = _subjects(maildir)
+    subjects = _subjects(maildir, to)
     while time.monotonic() < deadline and not all(any(w in s for s in subjects) for w in wanted):
         await asyncio.sleep(1)
-        subjects = _subjects(maildir)
-    print(f"19. emails in {maildir / 'new'} ({len(subjects)}):")
+        subjects = _subjects(maildir, to)
+    print(f"19. emails to {to} in {maildir / 'new'} ({len(subjects)}):")
     for s in subjects:
         print(f"    - {s}")
     checks.check(
