@@ -247,7 +247,7 @@ async def due_subscriptions(
             sql("""SELECT id FROM subscriptions
                     WHERE status IN ('pending', 'active', 'past_due')
                       AND (status = 'pending'
-                           OR current_period_end <= :at + CASE WHEN mandate_id IS NULL
+                           OR current_period_end <= CAST(:at AS timestamptz) + CASE WHEN mandate_id IS NULL
                                THEN interval '0 s'
                                ELSE CAST(:lead AS integer) * interval '1 second' END)
                       AND NOT (id = ANY(CAST(:seen AS uuid[])))
