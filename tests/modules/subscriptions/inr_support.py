@@ -186,7 +186,9 @@ async def debit(stack: Stack, tok: str, pid: str) -> dict[str, Any]:
         return status if status in ("CREDITED", "FAILED", "CANCELLED", "REVIEW") else None
 
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and await ended() is None:
+    while time.monotonic() < deadline:
+        if await ended() is not None:
+            break
         await asyncio.sleep(0.2)
     return await stack.payment(tok, pid)
 

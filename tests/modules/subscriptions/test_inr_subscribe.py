@@ -12,6 +12,7 @@ import pytest
 
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.ledger.model import House
+from commdesk_billing.security.jwt import Role
 from tests.harness.stack import Stack
 from tests.modules.subscriptions import inr_support as t
 
@@ -83,6 +84,14 @@ async def test_first_period_is_charged_on_the_mandate_and_paid_after_the_notice(
     assert [(e["period"], e["price_paise"], e["payment_id"]) for e in renewed] == [
         (1, t.PRICE, pid)
     ]
+    # Its refund is not built: refused, never taken for a sponsorship's.
+    finance = inr.token("finance-1", Role.finance_admin)
+    r = await inr.api.post(
+        f"/v1/payments/{pid}/refunds",
+        json={"reason": "goodwill"},
+        headers=t.auth(finance, key=True),
+    )
+    assert r.status_code == 409 and r.json()["code"] == "payment_not_refundable", r.text
     # The job again: nothing more is charged until the next period's lead time.
     await t.renew(inr, sid)
     assert await t.attempts(inr, sid) == [(1, 1, "paid", "CREDITED")]

@@ -247,9 +247,9 @@ async def due_subscriptions(
             sql("""SELECT id FROM subscriptions
                     WHERE status IN ('pending', 'active', 'past_due')
                       AND (status = 'pending'
-                           OR current_period_end <= CAST(:at AS timestamptz) + CASE WHEN mandate_id IS NULL
-                               THEN interval '0 s'
-                               ELSE CAST(:lead AS integer) * interval '1 second' END)
+                           OR current_period_end <= CAST(:at AS timestamptz)
+                              + CASE WHEN mandate_id IS NULL THEN interval '0 s'
+                                     ELSE CAST(:lead AS integer) * interval '1 second' END)
                       AND NOT (id = ANY(CAST(:seen AS uuid[])))
                       AND (CAST(:only AS uuid[]) IS NULL OR id = ANY(CAST(:only AS uuid[])))
                     ORDER BY current_period_end, id LIMIT :n"""),
