@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.modules.ledger.verify import VerifyReport, verify_ledger
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.subscriptions import invariants
 from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
@@ -203,8 +203,13 @@ async def events(stack: Stack, sid: str) -> list[tuple[str, dict[str, Any]]]:
     return [(r[0], r[1] if isinstance(r[1], dict) else json.loads(r[1])) for r in rows]
 
 
+async def verify(stack: Stack) -> VerifyReport:
+    """The subscriptions' `ledger verify` checks on the stack's database."""
+    return await verify_ledger(stack.engine, invariants.CHECKS)
+
+
 async def books_agree(stack: Stack) -> None:
-    report = await verify_ledger(stack.engine, invariants.CHECKS)
+    report = await verify(stack)
     assert report.ok, [str(f) for f in report.findings]
 
 

@@ -175,3 +175,36 @@ async def test_two_renewal_jobs_racing_raise_one_charge_per_period(
     assert (await t.read(inr, tok, sid))["current_period"] == 2
     assert len(await t.cashfree_charges(inr_client, m["subscription_id"])) == 2
     await t.books_agree(inr)
+
+
+async def test_a_charge_in_flight_when_the_member_cancels_does_not_renew_and_is_listed(
+    inr: Stack,
+) -> None:
+    """The renewal's charge is raised days ahead; the member then asks to stop at the
+    period's end. Cashfree debits it anyway (nobody cancelled it there): the money is kept
+    and `ledger verify` lists it for refund; the subscription is not renewed by it."""
+    tok = inr.token()
+    _m, sid = await _paid_first_period(inr, tok)
+    p1 = await t.read(inr, tok, sid)
+    await t.advance_to(inr, t.plus(p1["current_period_end"], -LEAD + t.HOUR))
+    await t.renew(inr, sid)
+    pid = await t.payment_of(inr, sid, 2, 1)
+    r = await inr.api.post(
+        f"/v1/subscriptions/{sid}/cancel",
+        json={"at_period_end": True},
+        headers=t.auth(tok, key=True),
+    )
+    assert r.status_code == 200 and r.json()["cancel_at_period_end"] is True, r.text
+    assert (await t.debit(inr, tok, pid))["status"] == "CREDITED"
+    kept = await t.read(inr, tok, sid)
+    assert (kept["status"], kept["current_period"]) == ("active", 1)
+    assert await t.attempts(inr, sid) == [(1, 1, "paid", "CREDITED"), (2, 1, "raised", "CREDITED")]
+    report = await t.verify(inr)
+    assert [(f.check, f.subject) for f in report.findings] == [
+        ("subscription_payment_unapplied", f"payment {pid}")
+    ]
+    await t.advance_to(inr, t.plus(p1["current_period_end"], 1))
+    await t.renew(inr, sid)
+    ended = await t.read(inr, tok, sid)
+    assert (ended["status"], ended["ended_reason"]) == ("cancelled", "cancelled")
+    assert ended["periods"][1]["status"] == "void"

@@ -413,6 +413,9 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None
     assert period is not None
     payable = (
         sub.status in LIVE
+        # A member who asked to stop at the period's end is not renewed by a charge that
+        # was already in flight when they asked: it is listed for refund below.
+        and not sub.cancel_at_period_end
         and period.status in (PeriodStatus.pending, PeriodStatus.past_due)
         and period.number == _due_number(sub)
     )
@@ -422,9 +425,9 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None
         to=AttemptStatus.paid,
         sources=(AttemptStatus.raising, AttemptStatus.raised, AttemptStatus.failed),
     ):
-        # Money for a period that is paid already, or of a subscription that ended: kept as
-        # revenue here and listed by `ledger verify` (`subscription_payment_unapplied`) for
-        # finance to refund (the runbook).
+        # Money for a period that is paid already, of a subscription that ended or is set
+        # to end: kept as revenue here and listed by `ledger verify`
+        # (`subscription_payment_unapplied`) for finance to refund (the runbook).
         log.error(
             "subscriptions.inr.payment_unapplied",
             subscription_id=str(sub.id),
