@@ -80,9 +80,10 @@ def upgrade() -> None:
             price_paise     bigint NOT NULL CHECK (price_paise >= 100),
             payment_id      uuid UNIQUE REFERENCES payments (id),
             -- raising | raised | paid | failed (the payment ended unpaid, or the mandate
-            -- could not be charged: `failure`)
+            -- could not be charged: `failure`) | unapplied (paid, but no period took it:
+            -- money for finance to refund)
             status          text NOT NULL CHECK (status IN ('raising', 'raised', 'paid',
-                                                            'failed')),
+                                                            'failed', 'unapplied')),
             failure         text,
             created_at      timestamptz NOT NULL DEFAULT now(),
             updated_at      timestamptz NOT NULL DEFAULT now(),

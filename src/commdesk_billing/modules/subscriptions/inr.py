@@ -419,15 +419,14 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None
         and period.status in (PeriodStatus.pending, PeriodStatus.past_due)
         and period.number == _due_number(sub)
     )
+    sources = (AttemptStatus.raising, AttemptStatus.raised, AttemptStatus.failed)
     if not payable or not await repo.set_attempt(
-        conn,
-        attempt,
-        to=AttemptStatus.paid,
-        sources=(AttemptStatus.raising, AttemptStatus.raised, AttemptStatus.failed),
+        conn, attempt, to=AttemptStatus.paid, sources=sources
     ):
         # Money for a period that is paid already, of a subscription that ended or is set
-        # to end: kept as revenue here and listed by `ledger verify`
-        # (`subscription_payment_unapplied`) for finance to refund (the runbook).
+        # to end: kept (posted above), the attempt marked `unapplied` for finance to refund
+        # (the runbook), and logged at error level.
+        await repo.set_attempt(conn, attempt, to=AttemptStatus.unapplied, sources=sources)
         log.error(
             "subscriptions.inr.payment_unapplied",
             subscription_id=str(sub.id),

@@ -118,8 +118,8 @@ async def subscription_periods(conn: AsyncConnection, report: VerifyReport) -> N
 async def subscription_inr_payments(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every paid INR period has exactly one paid charge on the mandate, whose payment is a
     CREDITED `subscription` payment on the mandate channel of exactly the period's price;
-    an unpaid INR period has none; and no CREDITED subscription payment is left unapplied
-    (money for a period already paid or of a subscription that ended: finance refunds it)."""
+    an unpaid INR period has none; and every CREDITED subscription payment is its period's
+    paid charge or marked `unapplied` (money no period took, for finance to refund)."""
     for r in await rows(
         conn,
         """
@@ -153,13 +153,13 @@ async def subscription_inr_payments(conn: AsyncConnection, report: VerifyReport)
           FROM payments y
           LEFT JOIN subscription_mandate_charges c ON c.payment_id = y.id
          WHERE y.kind = 'subscription' AND y.status = 'CREDITED'
-           AND (c.payment_id IS NULL OR c.status <> 'paid')""",
+           AND (c.payment_id IS NULL OR c.status NOT IN ('paid', 'unapplied'))""",
     ):
         report.add(
-            "subscription_payment_unapplied",
+            "subscription_payment_unmatched",
             f"payment {r.id}",
             f"credited, but its charge (subscription {r.subscription_id} period "
-            f"{r.period_number}) is {r.status or 'missing'}: refund it",
+            f"{r.period_number}) is {r.status or 'missing'}",
         )
 
 

@@ -113,6 +113,7 @@ class AttemptStatus(StrEnum):
     raised = "raised"  # the payment exists; Cashfree's answer awaited
     paid = "paid"
     failed = "failed"
+    unapplied = "unapplied"  # paid, but no period took it (to refund)
 
 
 @dataclass(frozen=True)
