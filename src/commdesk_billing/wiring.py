@@ -59,8 +59,8 @@ from commdesk_billing.modules.splits import invariants as split_invariants
 from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
-from commdesk_billing.modules.subscriptions import inr as subscription_inr
 from commdesk_billing.modules.subscriptions import invariants as subscription_invariants
+from commdesk_billing.modules.subscriptions import paid as subscription_paid
 from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
 from commdesk_billing.modules.usage import invariants as usage_invariants
 from commdesk_billing.modules.usage.consumers import repay_debts
@@ -113,7 +113,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "paid_payment_credit": PaidPayments(
             {
                 sponsorships.KIND: sponsorships.on_paid,
-                subscription_inr.KIND: subscription_inr.on_paid,
+                subscription_paid.KIND: subscription_paid.on_paid,
             }
         ),
         "wallet_credit": handle_credit,

@@ -16,7 +16,7 @@ IST). So:
   or `…:attempt:<k>` (a dunning retry): a racing job or a re-run after a crash finds the
   same row and the same payment, and Cashfree deduplicates the charge by our payment id.
 - *Paid*: only on Cashfree's subscription payment API (the mandate-charge truth path), then
-  handed here at PAID → CREDITED (`on_paid`, given to payments by `wiring`) in the same
+  handed to `paid.on_paid` at PAID → CREDITED (given to payments by `wiring`) in the same
   transaction: the period is paid once, the subscription moves on, `subscription.paid`
   (Dr gateway clearing; Cr subscription revenue, GST payable) is posted, and the tax
   invoice follows `payment.credited` as for any payment.
@@ -48,8 +48,6 @@ from commdesk_billing.errors import (
     MandateNotActive,
 )
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.ledger import postings
-from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
@@ -106,7 +104,7 @@ def next_retry(plan: Plan, period: Period, at: datetime) -> datetime | None:
     return next((t for t in times if at < t <= period.grace_until), None)
 
 
-def _due_number(sub: Subscription) -> int:
+def due_number(sub: Subscription) -> int:
     return sub.current_period if sub.status is Status.pending else sub.current_period + 1
 
 
@@ -132,7 +130,7 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
             return Decision(Step.ended)
         if sub.current_period_end - timedelta(seconds=lead_s) > at:
             return Decision(Step.nothing)
-    n = _due_number(sub)
+    n = due_number(sub)
     period = await repo.get_period(conn, sid, n)
     if period is None:
         period = await _make_period(conn, sub, n, at)
@@ -380,97 +378,3 @@ async def renew_one(
         assert decision.attempt is not None
         return await raise_charge(engine, client, settings, decision.attempt, at)
     return decision.step
-
-
-# --- paid: the payments module's handover ------------------------------------------------------
-
-
-async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None:
-    """The handover for a paid `subscription` payment (its row locked, PAID; it moves to
-    CREDITED after this, in this transaction). The money is posted whatever became of the
-    subscription; the period is paid once, by the attempt that is its open one."""
-    attempt = await repo.attempt_by_payment(conn, payment.id)
-    if attempt is None:
-        raise LookupError(f"payment {payment.id} is a subscription payment of no period")
-    if payment.amount_paise != attempt.price_paise or (
-        payment.taxable_paise + payment.gst_amount_paise != payment.amount_paise
-    ):
-        raise LookupError(f"payment {payment.id} and its subscription period disagree")
-    sub = await subs.lock(conn, attempt.subscription_id)
-    await post_journal(
-        conn,
-        postings.subscription_paid(
-            payment_id=payment.id,
-            subscription_id=sub.id,
-            period_number=attempt.period_number,
-            amount=payment.amount_paise,
-            taxable=payment.taxable_paise,
-            gst=payment.gst_amount_paise,
-            at=at,
-        ),
-    )
-    period = await repo.get_period(conn, sub.id, attempt.period_number)
-    assert period is not None
-    payable = (
-        sub.status in LIVE
-        # A member who asked to stop at the period's end is not renewed by a charge that
-        # was already in flight when they asked: it is listed for refund below.
-        and not sub.cancel_at_period_end
-        and period.status in (PeriodStatus.pending, PeriodStatus.past_due)
-        and period.number == _due_number(sub)
-    )
-    sources = (AttemptStatus.raising, AttemptStatus.raised, AttemptStatus.failed)
-    if not payable or not await repo.set_attempt(
-        conn, attempt, to=AttemptStatus.paid, sources=sources
-    ):
-        # Money for a period that is paid already, of a subscription that ended or is set
-        # to end: kept (posted above), the attempt marked `unapplied` for finance to refund
-        # (the runbook), and logged at error level.
-        await repo.set_attempt(conn, attempt, to=AttemptStatus.unapplied, sources=sources)
-        log.error(
-            "subscriptions.inr.payment_unapplied",
-            subscription_id=str(sub.id),
-            period=attempt.period_number,
-            payment_id=str(payment.id),
-        )
-        return
-    plan = await plans.version(conn, period.plan_code, period.plan_version)
-    start, end = period.period_start, period.period_end
-    if sub.status is Status.pending:
-        # Period 1 starts when it is paid: nothing was served while it waited.
-        start, end = at, boundary(at, plan.interval_unit, plan.interval_count, 1)
-        await repo.set_period_bounds(conn, sub.id, period.number, start, end)
-        await repo.update_subscription(conn, sub.id, anchor_at=at)
-    await repo.update_period(
-        conn,
-        sub.id,
-        period.number,
-        status=PeriodStatus.paid,
-        attempts=max(period.attempts, attempt.attempt),
-        next_retry_at=None,
-        paid_at=at,
-    )
-    sub = await repo.update_subscription(
-        conn,
-        sub.id,
-        status=Status.active,
-        current_period=period.number,
-        current_period_start=start,
-        current_period_end=end,
-        plan_code=period.plan_code,
-        plan_version=period.plan_version,
-        next_plan_code=None,
-        next_plan_version=None,
-    )
-    await charging.announce_renewed(
-        conn,
-        sub,
-        {
-            "plan_name": plan.name,
-            "period": period.number,
-            "period_start": charging.iso(start),
-            "period_end": charging.iso(end),
-            "price_paise": attempt.price_paise,
-            "payment_id": str(payment.id),
-        },
-    )
