@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     ) = None
     # How often the scheduler renews due subscriptions (and runs their dunning retries).
     subscription_renew_every_s: Annotated[int, Field(ge=5, le=86400)] = 60
+    # How long before an INR period starts its charge is raised on the member's mandate: at
+    # least the pre-debit notice (24 h) plus the earliest debit date (T+1, T+2 after 21:00
+    # IST) and UPI's hourly retries (cashfree.md §12.5, §15); at most the T+14 schedule limit.
+    subscription_inr_lead_s: Annotated[int, Field(ge=2 * 86400, le=14 * 86400)] = 3 * 86400
     hold_default_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 900
     hold_max_ttl_s: Annotated[int, Field(ge=1, le=90 * 86400)] = 7 * 86400
 

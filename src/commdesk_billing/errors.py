@@ -414,13 +414,16 @@ class SubscriptionPlanInactive(DomainError):
     title = "The plan's latest version is no longer sold"
 
 
-class SubscriptionInrUnavailable(DomainError):
-    """A plan priced in INR renews on a UPI AutoPay mandate (cashfree.md §12): until
-    mandates land, such a plan can be defined but not subscribed to."""
+class SubscriptionMandateRequired(DomainError):
+    """A plan priced in INR is charged on the member's own active UPI AutoPay / card mandate
+    (cashfree.md §12.5), whose maximum per debit covers the plan's price."""
 
-    code = "subscription_inr_unavailable"
-    status = 409
-    title = "Plans priced in INR need a UPI AutoPay mandate, which is not available yet"
+    code = "subscription_mandate_required"
+    status = 422
+    title = (
+        "An INR plan needs the member's own active mandate covering its price; a credit "
+        "plan takes none"
+    )
 
 
 class SubscriptionExists(DomainError):

@@ -67,6 +67,7 @@ OWNERS: dict[str, str] = {
     "subscriptions": "modules/subscriptions",
     "subscription_periods": "modules/subscriptions",
     "subscription_charges": "modules/subscriptions",
+    "subscription_mandate_charges": "modules/subscriptions",
     "mandates": "modules/mandates",
     "subscription_webhooks": "modules/mandates",
 }

@@ -65,6 +65,7 @@ from commdesk_billing.modules.splits import service as splits
 from commdesk_billing.modules.sponsorships import invariants as sponsorship_invariants
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.subscriptions import invariants as subscription_invariants
+from commdesk_billing.modules.subscriptions import paid as subscription_paid
 from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
 from commdesk_billing.modules.usage import invariants as usage_invariants
 from commdesk_billing.modules.usage.consumers import repay_debts
@@ -116,7 +117,12 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "payment_webhook": PaymentWebhook(payment_truth),
         # A paid purchase's credits are granted; a paid payment of another kind is handed
         # to the module that opened it (payments imports none of them).
-        "paid_payment_credit": PaidPayments({sponsorships.KIND: sponsorships.on_paid}),
+        "paid_payment_credit": PaidPayments(
+            {
+                sponsorships.KIND: sponsorships.on_paid,
+                subscription_paid.KIND: subscription_paid.on_paid,
+            }
+        ),
         "wallet_credit": handle_credit,
         "wallet_debit": handle_debit,
         "refund_processing": refund_processing,
@@ -318,7 +324,7 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
         Job(
             "renew_subscriptions",
             settings.subscription_renew_every_s,
-            lambda: renew_subscriptions(engine),
+            lambda: renew_subscriptions(engine, settings),
         ),
         # Easy Split vendors still in Cashfree's KYC: their status asked again, so one
         # turns ACTIVE (and takes split sponsorships) without anyone reading it.

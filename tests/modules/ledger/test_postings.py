@@ -40,6 +40,7 @@ PINNED = {
     "inr:platform_revenue": House.PLATFORM_REVENUE,
     "inr:platform_fee_revenue": House.PLATFORM_FEE_REVENUE,  # migration 0007
     "inr:breakage_revenue": House.BREAKAGE_REVENUE,  # migration 0007
+    "inr:subscription_revenue": House.SUBSCRIPTION_REVENUE,  # migration 0020
 }
 
 
@@ -351,6 +352,42 @@ def test_payment_captured() -> None:
 def test_payment_captured_without_gst_has_no_gst_leg() -> None:
     j = postings.payment_captured(payment_id=PAY, amount=500, taxable=500, gst=0, at=AT)
     assert j.legs == (Leg(House.GATEWAY_CLEARING, INR, 500), Leg(House.DEFERRED_REVENUE, INR, -500))
+
+
+def test_subscription_paid() -> None:
+    sid = uuid.UUID(int=0x5B)
+    j = postings.subscription_paid(
+        payment_id=PAY,
+        subscription_id=sid,
+        period_number=2,
+        amount=29900,
+        taxable=25339,
+        gst=4561,
+        at=AT,
+    )
+    assert j.idempotency_key == f"payment:{PAY}:inr"
+    assert j.kind == "subscription.paid"
+    assert j.description == f"subscription {sid} period 2 paid"
+    assert j.metadata == {"payment_id": str(PAY), "subscription_id": str(sid), "period": 2}
+    assert j.legs == (
+        Leg(House.GATEWAY_CLEARING, INR, 29900),
+        Leg(House.SUBSCRIPTION_REVENUE, INR, -25339),
+        Leg(House.GST_PAYABLE, INR, -4561),
+    )
+    _balances(j)
+    untaxed = postings.subscription_paid(
+        payment_id=PAY,
+        subscription_id=sid,
+        period_number=1,
+        amount=500,
+        taxable=500,
+        gst=0,
+        at=AT,
+    )
+    assert untaxed.legs == (
+        Leg(House.GATEWAY_CLEARING, INR, 500),
+        Leg(House.SUBSCRIPTION_REVENUE, INR, -500),
+    )
 
 
 def test_refund_owed() -> None:

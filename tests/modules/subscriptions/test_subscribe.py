@@ -103,7 +103,7 @@ async def test_too_few_credits_is_refused_and_changes_nothing(
     assert (w.available_credits, w.locked_credits) == (499, 0)
 
 
-async def test_inr_plans_are_defined_but_not_sold_until_mandates_land(
+async def test_an_inr_plan_needs_the_members_mandate_and_a_credit_plan_takes_none(
     client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
 ) -> None:
     plan = await make_plan(client, settings, currency="INR", price_credits=None, price_paise=29_900)
@@ -112,7 +112,21 @@ async def test_inr_plans_are_defined_but_not_sold_until_mandates_land(
     r = await client.post(
         "/v1/subscriptions", json={"plan_code": plan["code"]}, headers=who.headers(settings)
     )
-    _problem(r, 409, "subscription_inr_unavailable")
+    _problem(r, 422, "subscription_mandate_required")
+    # A mandate that does not exist (or is not the caller's) is refused the same way.
+    r = await client.post(
+        "/v1/subscriptions",
+        json={"plan_code": plan["code"], "mandate_id": str(uuid.uuid4())},
+        headers=who.headers(settings),
+    )
+    _problem(r, 422, "subscription_mandate_required")
+    credit_plan = await make_plan(client, settings, price_credits=100)
+    r = await client.post(
+        "/v1/subscriptions",
+        json={"plan_code": credit_plan["code"], "mandate_id": str(uuid.uuid4())},
+        headers=who.headers(settings),
+    )
+    _problem(r, 422, "subscription_mandate_required")
     assert (await wallet(engine, who.wallet.id)).available_credits == 10_000
 
 

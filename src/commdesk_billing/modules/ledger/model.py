@@ -63,6 +63,8 @@ class House:
     # Easy Split (migration 0013): what Cashfree collected for vendors (communities) and
     # settles to them directly; credit-normal, never ours.
     VENDOR_SETTLEMENTS_DUE = house_account_id("inr:vendor_settlements_due")
+    # INR subscription periods paid on a mandate (migration 0020), net of GST.
+    SUBSCRIPTION_REVENUE = house_account_id("inr:subscription_revenue")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ split.vendor_settled (INR) vendor_settled           Dr vendor settlements due; C
                                                     clearing: one vendor settlement's amount
 split.vendor_settlement_   vendor_settlement_       the settled legs the other way round
 reversed (INR)             reversed
+subscription.paid (INR)    subscription_paid        Dr gateway clearing (all paid); Cr
+                                                    subscription revenue (taxable); Cr GST
+                                                    payable (if any): an INR period's price
 =========================  =======================  =========================================
 
 This module imports only `ledger.model` and the standard library: callers pass plain values
@@ -128,6 +131,7 @@ __all__ = [
     "sponsorship_released",
     "sponsorship_split_funded",
     "sponsorship_split_refunded",
+    "subscription_paid",
     "vendor_settled",
     "vendor_settlement_reversed",
     "wallet_key",
@@ -1037,4 +1041,44 @@ def vendor_settlement_reversed(
         community_id,
         -amount,
         at,
+    )
+
+
+# --- a subscription period paid on a mandate (INR) -------------------------------------------
+
+
+def subscription_paid(
+    *,
+    payment_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    period_number: int,
+    amount: int,
+    taxable: int,
+    gst: int,
+    at: datetime,
+) -> Journal:
+    """An INR subscription period's price arrived on the member's mandate: gateway clearing
+    (an asset) is debited by all that was paid; the platform's supply (the period's service,
+    net of GST) is subscription revenue, the GST is owed to the government. Keyed by the
+    payment, as a purchase's capture is (`payment:<id>:inr`): one payment is posted once,
+    whichever way. `amount` = taxable + gst, or the journal does not balance."""
+    key = f"payment:{payment_id}:inr"
+    legs = [
+        Leg(House.GATEWAY_CLEARING, _INR, amount),
+        Leg(House.SUBSCRIPTION_REVENUE, _INR, -taxable),
+    ]
+    if gst:
+        legs.append(Leg(House.GST_PAYABLE, _INR, -gst))
+    return Journal(
+        id=_journal_id(key),
+        idempotency_key=key,
+        kind="subscription.paid",
+        created_at=at,
+        description=f"subscription {subscription_id} period {period_number} paid",
+        legs=tuple(legs),
+        metadata={
+            "payment_id": str(payment_id),
+            "subscription_id": str(subscription_id),
+            "period": period_number,
+        },
     )

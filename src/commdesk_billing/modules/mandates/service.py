@@ -51,7 +51,7 @@ from commdesk_billing.modules.mandates.model import MandateStatus as M
 from commdesk_billing.modules.mandates.schemas import MAX_PER_DEBIT_PAISE, MandateRequest
 from commdesk_billing.modules.payments import mandate_charges
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.payments.ordering import Buyer
+from commdesk_billing.modules.payments.ordering import Attach, Buyer, Charge
 from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.queues import outbox
@@ -359,4 +359,57 @@ async def charge(
         schedule,
         max_amount_paise=m.max_amount_paise,
         guard=still_usable,
+    )
+
+
+async def charge_for(
+    engine: AsyncEngine,
+    subs_client: SubscriptionsClient,
+    settings: Settings,
+    mandate_id: uuid.UUID,
+    charge: Charge,
+    *,
+    key: str,
+    actor: str,
+    schedule: date | None = None,
+    attach: Attach | None = None,
+) -> Payment:
+    """Raise a charge that buys no credits (`charge`: e.g. an INR subscription period) on an
+    active mandate, for the mandate's owner; handed back to the module that opened it when
+    Cashfree's API says the debit succeeded (`payments.mandate_charges.open_mandate_payment`).
+    `key`: the caller's deterministic key: one payment per mandate, actor and key, ever.
+    `attach`: the caller's own row, written in the payment row's transaction after the
+    mandate is found still usable under its row lock (as `charge`'s guard).
+
+    Refuses a mandate that is not active (`MandateNotActive`) and a price above its maximum
+    (`MandateAmountTooHigh`), writing nothing."""
+
+    async def load(conn: AsyncConnection) -> tuple[Mandate, str]:
+        m = await status.existing(conn, mandate_id)
+        user = await users.get_user(conn, m.user_id)
+        return m, user.external_id
+
+    m, subject = await in_transaction(engine, load)
+    if not m.usable:
+        raise MandateNotActive(f"the mandate is {m.status.value}")
+
+    async def guarded(conn: AsyncConnection, payment: Payment) -> None:
+        # Under the mandate's row lock (revoke takes it too): a revoke that committed first
+        # leaves no charge written after it.
+        current = await status.existing(conn, mandate_id, lock=True)
+        if not current.usable:
+            raise MandateNotActive(f"the mandate is {current.status.value}")
+        if attach is not None:
+            await attach(conn, payment)
+
+    return await mandate_charges.open_mandate_payment(
+        engine,
+        subs_client,
+        settings,
+        Buyer.system(actor, subject, f"mandate:{m.id}:{key}"),
+        charge,
+        m.subscription_id,
+        schedule,
+        max_amount_paise=m.max_amount_paise,
+        attach=guarded,
     )

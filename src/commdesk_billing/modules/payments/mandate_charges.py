@@ -46,10 +46,11 @@ from commdesk_billing.gateway.subscription_models import SubscriptionPayment
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import repository as repo
-from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.ordering import (
     Attach,
     Buyer,
+    Charge,
     buyer_state_of,
     gst_columns,
     write_row,
@@ -182,6 +183,93 @@ async def open_mandate_charge(
     return current
 
 
+async def open_mandate_payment(
+    engine: AsyncEngine,
+    subs_client: SubscriptionsClient,
+    settings: Settings,
+    buyer: Buyer,
+    charge: Charge,
+    subscription_id: str,
+    schedule: date | None = None,
+    *,
+    max_amount_paise: int | None = None,
+    attach: Attach | None = None,
+) -> Payment:
+    """A payment that buys no credits (`charge`, e.g. an INR subscription period: the
+    platform's own supply, its GST fixed by the caller through `tax.gst`) charged on the
+    mandate `subscription_id`, by the same path as `open_mandate_charge`: row first under
+    `buyer.scoped_key`, then the CHARGE at Cashfree under our order id, ACTIVE; PAID only on
+    the subscription payment API's word (`apply_charge_truth`), then handed to the module
+    that opened it at PAID → CREDITED (`crediting`, its handover given by `wiring`).
+
+    `attach`: called in the payment row's transaction, only when it writes it (the caller's
+    own row, and its check that the mandate is still usable under its lock; raising writes
+    nothing). Raises as `open_mandate_charge` does."""
+    if charge.kind in CREDIT_KINDS or charge.passthrough_paise != 0 or charge.splits:
+        raise ValueError("a mandate payment is the platform's own supply and buys no credits")
+    day = schedule or earliest_schedule_date(datetime.now(IST))
+    amount = charge.gst.amount_paise
+    if max_amount_paise is not None and amount > max_amount_paise:
+        raise MandateAmountTooHigh(
+            "the price is above the mandate's maximum per debit",
+            amount_paise=amount,
+            max_amount_paise=max_amount_paise,
+        )
+    canonical = json.dumps(
+        {
+            "kind": charge.kind,
+            **charge.request,
+            "subscription_id": subscription_id,
+            # The request as the caller made it: a default day is not part of it, so a
+            # repeat after a lost answer on another day resumes the same charge.
+            "schedule_date": schedule.isoformat() if schedule else None,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+    async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
+        return {
+            "kind": charge.kind,
+            **gst_columns(charge.gst),
+            "amount_paise": amount,
+            "passthrough_paise": 0,
+            "buyer_state": charge.buyer_state,
+            "base_credits": 0,
+            "bonus_credits": 0,
+            "customer_phone": charge.customer_phone,
+            "customer_email": charge.customer_email,
+            "metadata": {"requested_by": buyer.requested_by, "about": charge.about},
+            "channel": "mandate",
+            "subscription_id": subscription_id,
+            "schedule_date": day,
+            "order_expires_at": datetime.combine(day, time(), IST) + CHARGE_WINDOW,
+        }
+
+    payment = await write_row(
+        engine,
+        settings,
+        buyer,
+        hashlib.sha256(canonical.encode()).hexdigest(),
+        values,
+        attach=attach,
+        limit_open_orders=False,  # not a checkout (as `open_mandate_charge`)
+    )
+    if payment.status is Status.CREATED:
+        await _raise_charge(engine, subs_client, payment)
+    elif payment.status is Status.CANCELLED and payment.paid_at is None:
+        raise GatewayRejected(payment.failure_reason or "Cashfree refused this charge")
+    current = await in_transaction(engine, lambda conn: repo.get(conn, payment.id))
+    assert current is not None
+    return current
+
+
+def _remarks(p: Payment) -> str:
+    if p.buys_credits:
+        return f"CommDesk credits {p.pack_code or 'top-up'}"[:60]
+    return f"CommDesk {p.kind}"[:60]
+
+
 async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Payment) -> None:
     assert p.subscription_id is not None and p.schedule_date is not None
     try:
@@ -191,7 +279,7 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
                 payment_id=p.order_id,
                 amount_paise=p.amount_paise,
                 schedule_date=p.schedule_date,
-                remarks=f"CommDesk credits {p.pack_code or 'top-up'}"[:60],
+                remarks=_remarks(p),
                 # No key: our payment_id is the deduplication (a repeat with the same body
                 # is answered with the first charge; a 409 is answered by a fetch).
             )

@@ -155,6 +155,10 @@ async def open_refund(
             f"payment {payment.id} was debited on a mandate; refunds of mandate debits are "
             "not supported yet"
         )
+    if payment.kind == "subscription":
+        # An INR subscription period's payment: its refund (and what it does to the period)
+        # is not built; refused rather than taken for a sponsorship's.
+        raise PaymentNotRefundable("a subscription payment is not refunded here")
     if not payment.buys_credits:
         return await _open_sponsorship_refund(conn, caller, payment, body, operation_key)
     if body.milestones is not None:

@@ -44,9 +44,10 @@ _PROBLEMS = documented(
         401: "No valid bearer token",
         403: "Caller may not do this",
         404: "No such plan or subscription",
-        409: "Not enough credits, plan not sold or priced in INR, subscription not active, "
+        409: "Not enough credits, plan not sold, subscription not active, "
         "already subscribed, or the same key in flight",
-        422: "Body invalid, or the key reused with another body",
+        422: "Body invalid, the key reused with another body, or an INR plan without the "
+        "caller's own active mandate covering its price",
     }
 )
 
@@ -121,7 +122,8 @@ async def list_plans(engine: Engine, caller: Caller) -> PlanList:
     status_code=201,
     response_model=SubscriptionOut,
     responses=_PROBLEMS,
-    summary="Subscribe to a plan; the first period is paid from the caller's wallet",
+    summary="Subscribe to a plan: a credit plan's first period is paid from the caller's "
+    "wallet; an INR plan's is charged on `mandate_id` (pending until paid)",
 )
 async def subscribe(
     body: SubscribeRequest, request: Request, engine: Engine, caller: Caller, key: IdemKey
@@ -129,7 +131,9 @@ async def subscribe(
     auth.authorize_subscribe(caller)
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
-        sub = await subs.subscribe(conn, caller, plan_code=body.plan_code, operation_key=op_key)
+        sub = await subs.subscribe(
+            conn, caller, plan_code=body.plan_code, operation_key=op_key, mandate_id=body.mandate_id
+        )
         out = SubscriptionOut.of(sub, await subs.periods(conn, sub.id))
         return Answer(201, out.model_dump(mode="json"))
 

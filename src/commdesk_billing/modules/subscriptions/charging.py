@@ -16,10 +16,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import SubscriptionInrUnavailable
 from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.subscriptions import repository as repo
-from commdesk_billing.modules.subscriptions.model import Charge, Plan, Subscription
+from commdesk_billing.modules.subscriptions.model import Charge, Subscription
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.queues import outbox
 
@@ -83,17 +82,6 @@ async def charge_credits(
     )
     await repo.insert_charge(conn, charge)
     return charge
-
-
-async def charge_inr_period(conn: AsyncConnection, sub: Subscription, plan: Plan) -> None:
-    """INR SEAM: a period of an INR-priced plan is charged on the member's UPI AutoPay
-    mandate (cashfree.md §12: `POST /subscriptions/pay` after the pre-debit notice, §15),
-    with the credits-or-service it buys granted through the verified crediting path.
-    The mandates module is being built separately; until it is merged no INR subscription
-    can exist (`plans.sellable` refuses one), so this is never reached."""
-    raise SubscriptionInrUnavailable(
-        f"plan {plan.code} is priced in INR; renewal on a mandate is not available yet"
-    )
 
 
 async def _log(

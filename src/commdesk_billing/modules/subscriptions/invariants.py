@@ -24,6 +24,7 @@ async def subscription_charges(conn: AsyncConnection, report: VerifyReport) -> N
           LEFT JOIN subscription_charges c
             ON c.subscription_id = p.subscription_id AND c.period_number = p.number
            AND c.kind = 'period'
+         WHERE p.price_credits IS NOT NULL
          GROUP BY p.subscription_id, p.number, p.status, p.price_credits
         HAVING (p.status = 'paid' AND (count(c.id) <> 1 OR sum(c.credits) <> p.price_credits))
             OR (p.status <> 'paid' AND count(c.id) <> 0)""",
@@ -83,9 +84,13 @@ async def subscription_periods(conn: AsyncConnection, report: VerifyReport) -> N
           FROM subscriptions s
           LEFT JOIN subscription_periods p
             ON p.subscription_id = s.id AND p.number = s.current_period
-         WHERE p.subscription_id IS NULL OR p.status <> 'paid'
-            OR p.period_start <> s.current_period_start
-            OR p.period_end <> s.current_period_end""",
+         WHERE (p.subscription_id IS NULL OR p.status <> 'paid'
+                OR p.period_start <> s.current_period_start
+                OR p.period_end <> s.current_period_end)
+           -- An INR subscription whose first period was never paid (pending, or ended
+           -- so) has no paid current period.
+           AND NOT (s.mandate_id IS NOT NULL AND s.current_period = 1
+                    AND p.paid_at IS NULL)""",
     ):
         report.add(
             "subscription_current_period",
@@ -109,4 +114,53 @@ async def subscription_periods(conn: AsyncConnection, report: VerifyReport) -> N
         )
 
 
-CHECKS = (subscription_charges, subscription_periods)
+@check("subscription_inr_payments")
+async def subscription_inr_payments(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every paid INR period has exactly one paid charge on the mandate, whose payment is a
+    CREDITED `subscription` payment on the mandate channel of exactly the period's price;
+    an unpaid INR period has none; and every CREDITED subscription payment is its period's
+    paid charge or marked `unapplied` (money no period took, for finance to refund)."""
+    for r in await rows(
+        conn,
+        """
+        SELECT p.subscription_id, p.number, p.status, p.price_paise,
+               count(c.attempt) AS paid, coalesce(sum(y.amount_paise), 0) AS paise,
+               count(y.id) FILTER (WHERE y.status = 'CREDITED' AND y.kind = 'subscription'
+                                   AND y.channel = 'mandate') AS credited
+          FROM subscription_periods p
+          LEFT JOIN subscription_mandate_charges c
+            ON c.subscription_id = p.subscription_id AND c.period_number = p.number
+           AND c.status = 'paid'
+          LEFT JOIN payments y ON y.id = c.payment_id
+         WHERE p.price_paise IS NOT NULL
+         GROUP BY p.subscription_id, p.number, p.status, p.price_paise
+        HAVING (p.status = 'paid' AND (count(c.attempt) <> 1 OR count(y.id) FILTER (
+                    WHERE y.status = 'CREDITED' AND y.kind = 'subscription'
+                      AND y.channel = 'mandate') <> 1
+                OR coalesce(sum(y.amount_paise), 0) <> p.price_paise))
+            OR (p.status <> 'paid' AND count(c.attempt) <> 0)""",
+    ):
+        report.add(
+            "subscription_inr_period_payment",
+            f"subscription {r.subscription_id} period {r.number}",
+            f"{r.status} at {r.price_paise} paise has {r.paid} paid charges "
+            f"({r.credited} credited payments) of {r.paise} paise",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT y.id, c.subscription_id, c.period_number, c.status
+          FROM payments y
+          LEFT JOIN subscription_mandate_charges c ON c.payment_id = y.id
+         WHERE y.kind = 'subscription' AND y.status = 'CREDITED'
+           AND (c.payment_id IS NULL OR c.status NOT IN ('paid', 'unapplied'))""",
+    ):
+        report.add(
+            "subscription_payment_unmatched",
+            f"payment {r.id}",
+            f"credited, but its charge (subscription {r.subscription_id} period "
+            f"{r.period_number}) is {r.status or 'missing'}",
+        )
+
+
+CHECKS = (subscription_charges, subscription_periods, subscription_inr_payments)

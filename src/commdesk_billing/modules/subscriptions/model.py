@@ -22,13 +22,16 @@ class IntervalUnit(StrEnum):
 
 
 class Status(StrEnum):
+    # An INR subscription whose first period's charge on the mandate is not paid yet: no
+    # service until it is (the debit comes a day or more after the subscribe, §15).
+    pending = "pending"
     active = "active"
     past_due = "past_due"
     cancelled = "cancelled"
     expired = "expired"
 
 
-LIVE = (Status.active, Status.past_due)
+LIVE = (Status.pending, Status.active, Status.past_due)
 
 
 class PeriodStatus(StrEnum):
@@ -80,6 +83,12 @@ class Subscription:
     ended_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # The member's mandate an INR subscription is charged on (None: priced in credits).
+    mandate_id: uuid.UUID | None = None
+
+    @property
+    def on_mandate(self) -> bool:
+        return self.mandate_id is not None
 
 
 @dataclass(frozen=True)
@@ -90,12 +99,38 @@ class Period:
     period_end: datetime
     plan_code: str
     plan_version: int
-    price_credits: int
+    price_credits: int | None  # a credit plan's period
     status: PeriodStatus
     attempts: int
     next_retry_at: datetime | None
     grace_until: datetime
     paid_at: datetime | None
+    price_paise: int | None = None  # an INR plan's period (GST inclusive)
+
+
+class AttemptStatus(StrEnum):
+    raising = "raising"  # written; the payment on the mandate not (yet) written
+    raised = "raised"  # the payment exists; Cashfree's answer awaited
+    paid = "paid"
+    failed = "failed"
+    unapplied = "unapplied"  # paid, but no period took it (to refund)
+
+
+@dataclass(frozen=True)
+class MandateAttempt:
+    """One charge raised on the mandate for an INR period (attempt 1, then dunning's)."""
+
+    subscription_id: uuid.UUID
+    period_number: int
+    attempt: int
+    operation_key: str
+    mandate_id: uuid.UUID
+    price_paise: int
+    payment_id: uuid.UUID | None
+    status: AttemptStatus
+    failure: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)

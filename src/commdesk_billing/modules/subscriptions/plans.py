@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import (
     InvalidAmount,
-    SubscriptionInrUnavailable,
     SubscriptionPlanInactive,
     SubscriptionPlanNotFound,
 )
@@ -78,18 +77,11 @@ async def version(conn: AsyncConnection, code: str, number: int) -> Plan:
 
 
 async def sellable(conn: AsyncConnection, code: str) -> Plan:
-    """The version a new subscription (or a change) buys: the latest, if it is sold and
-    priced in credits."""
+    """The version a new subscription (or a change) buys: the latest, if it is sold. An
+    INR plan is charged on the member's mandate (`inr.py`)."""
     plan = await latest(conn, code)
     if not plan.active:
         raise SubscriptionPlanInactive(f"plan {code} is no longer sold")
-    if plan.currency is Currency.inr:
-        # INR SEAM: an INR plan renews on a UPI AutoPay mandate (mandates module, not yet
-        # merged). Until it lands such a plan can be defined but not sold.
-        raise SubscriptionInrUnavailable(
-            f"plan {code} is priced in INR and renews on a UPI AutoPay mandate, which is not "
-            "available yet"
-        )
     return plan
 
 

@@ -32,13 +32,14 @@ from functools import partial
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
-from commdesk_billing.modules.subscriptions import charging, plans
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
+from commdesk_billing.modules.subscriptions import charging, inr, plans
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions import service as subs
 from commdesk_billing.modules.subscriptions.model import (
     LIVE,
-    Currency,
     Period,
     PeriodStatus,
     Plan,
@@ -61,6 +62,7 @@ class Outcome(StrEnum):
     ended = "ended"
     waiting = "waiting"  # in dunning, next retry later
     nothing = "nothing"  # not due (another run got there first)
+    charging = "charging"  # INR: a charge on the mandate is raised or in flight
 
 
 @dataclass
@@ -119,9 +121,7 @@ async def make_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> Ou
     if await repo.get_period(conn, sid, n) is not None:
         return None
     plan = await _renewal_plan(conn, sub)
-    if plan.currency is Currency.inr:
-        await charging.charge_inr_period(conn, sub, plan)  # INR SEAM: raises for now
-    assert plan.price_credits is not None
+    assert plan.price_credits is not None  # an INR subscription renews in `inr.py`
     start = sub.current_period_end
     await repo.insert_period(
         conn,
@@ -169,6 +169,7 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
         return Outcome.ended
     if period.next_retry_at is not None and period.next_retry_at <= at:
         wallet = await ws.get_wallet(conn, sub.wallet_id, lock=True)
+        assert period.price_credits is not None
         if wallet.available_credits >= period.price_credits:
             await _pay(conn, sub, period, plan, at)
             return Outcome.renewed
@@ -216,6 +217,7 @@ async def charge_period(conn: AsyncConnection, sid: uuid.UUID, at: datetime) -> 
 async def _pay(
     conn: AsyncConnection, sub: Subscription, period: Period, plan: Plan, at: datetime
 ) -> None:
+    assert period.price_credits is not None
     await charging.charge_credits(
         conn,
         sub,
@@ -258,8 +260,34 @@ async def _pay(
     )
 
 
-async def renew_one(engine: AsyncEngine, sid: uuid.UUID, at: datetime) -> Outcome:
-    """Both steps for one subscription, each in its own transaction."""
+@dataclass(frozen=True)
+class Inr:
+    """What INR renewals need: the settings (lead time, GST) and a Subscriptions client."""
+
+    settings: Settings
+    client: SubscriptionsClient
+
+
+_FROM_STEP = {
+    inr.Step.raise_charge: Outcome.charging,
+    inr.Step.charging: Outcome.charging,
+    inr.Step.failed: Outcome.failed,
+    inr.Step.ended: Outcome.ended,
+    inr.Step.waiting: Outcome.waiting,
+    inr.Step.nothing: Outcome.nothing,
+}
+
+
+async def renew_one(
+    engine: AsyncEngine, sid: uuid.UUID, at: datetime, inr_run: Inr | None = None
+) -> Outcome:
+    """Both steps for one subscription, each in its own transaction; an INR one's step
+    (`inr.renew_one`) when the run can reach Cashfree."""
+    sub = await in_transaction(engine, lambda c: subs.get(c, sid))
+    if sub.on_mandate:
+        if inr_run is None:
+            return Outcome.nothing
+        return _FROM_STEP[await inr.renew_one(engine, inr_run.client, inr_run.settings, sid, at)]
     made = await in_transaction(engine, partial(make_period, sid=sid, at=at))
     if made is not None:
         return made
@@ -272,6 +300,7 @@ async def renew_due(
     at: datetime | None = None,
     batch: int = 200,
     only: list[uuid.UUID] | None = None,
+    inr_run: Inr | None = None,
 ) -> RenewalReport:
     """The scheduler's job: every live subscription whose period ended by `at`, caught up
     period by period (one transaction per step, so one member never holds up the rest).
@@ -281,13 +310,21 @@ async def renew_due(
     seen: list[uuid.UUID] = []
     while True:
         ids = await in_transaction(
-            engine, lambda c: repo.due_subscriptions(c, at, batch, exclude=seen, only=only)
+            engine,
+            lambda c: repo.due_subscriptions(
+                c,
+                at,
+                batch,
+                exclude=seen,
+                only=only,
+                inr_lead_s=inr_run.settings.subscription_inr_lead_s if inr_run else 0,
+            ),
         )
         for sid in ids:
             seen.append(sid)
             for step in range(MAX_STEPS_PER_SUBSCRIPTION):
                 try:
-                    outcome = await renew_one(engine, sid, at)
+                    outcome = await renew_one(engine, sid, at, inr_run)
                 except Exception as exc:  # one subscription must not stop the others
                     log.error(
                         "subscriptions.renewal.failed",

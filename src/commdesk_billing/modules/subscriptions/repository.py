@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.sql import sql
 from commdesk_billing.errors import SubscriptionExists
 from commdesk_billing.modules.subscriptions.model import (
+    AttemptStatus,
     Charge,
     Currency,
     IntervalUnit,
+    MandateAttempt,
     Period,
     PeriodStatus,
     Plan,
@@ -30,11 +32,12 @@ _PLAN_COLS = (
 _SUB_COLS = (
     "id, user_id, user_ref, wallet_id, plan_code, plan_version, status, anchor_at, "
     "current_period, current_period_start, current_period_end, cancel_at_period_end, "
-    "next_plan_code, next_plan_version, ended_at, ended_reason, created_at, updated_at"
+    "next_plan_code, next_plan_version, ended_at, ended_reason, created_at, updated_at, "
+    "mandate_id"
 )
 _PERIOD_COLS = (
     "subscription_id, number, period_start, period_end, plan_code, plan_version, "
-    "price_credits, status, attempts, next_retry_at, grace_until, paid_at"
+    "price_credits, status, attempts, next_retry_at, grace_until, paid_at, price_paise"
 )
 _CHARGE_COLS = (
     "id, subscription_id, period_number, kind, credits, operation_key, hold_id, from_plan, "
@@ -151,8 +154,8 @@ async def insert_subscription(conn: AsyncConnection, s: Subscription) -> None:
                 sql("""
             INSERT INTO subscriptions (id, user_id, user_ref, wallet_id, plan_code,
                                        plan_version, status, anchor_at, current_period,
-                                       current_period_start, current_period_end)
-            VALUES (:id, :u, :ref, :w, :pc, :pv, :st, :anchor, :n, :ps, :pe)"""),
+                                       current_period_start, current_period_end, mandate_id)
+            VALUES (:id, :u, :ref, :w, :pc, :pv, :st, :anchor, :n, :ps, :pe, :m)"""),
                 {
                     "id": s.id,
                     "u": s.user_id,
@@ -165,6 +168,7 @@ async def insert_subscription(conn: AsyncConnection, s: Subscription) -> None:
                     "n": s.current_period,
                     "ps": s.current_period_start,
                     "pe": s.current_period_end,
+                    "m": s.mandate_id,
                 },
             )
     except IntegrityError as exc:
@@ -218,7 +222,7 @@ async def holds_live(conn: AsyncConnection, user_id: uuid.UUID, plan_code: str) 
     row = (
         await conn.execute(
             sql("""SELECT 1 FROM subscriptions WHERE user_id = :u AND plan_code = :c
-                      AND status IN ('active', 'past_due')"""),
+                      AND status IN ('pending', 'active', 'past_due')"""),
             {"u": user_id, "c": plan_code},
         )
     ).first()
@@ -232,18 +236,24 @@ async def due_subscriptions(
     *,
     exclude: list[uuid.UUID],
     only: list[uuid.UUID] | None = None,
+    inr_lead_s: int = 0,
 ) -> list[uuid.UUID]:
     """Live subscriptions whose paid period has ended by `at` (a past-due one stays here
-    until it is paid or ends), but those in `exclude` (already seen by this run); among
-    `only` when it is given."""
+    until it is paid or ends) — an INR one's `inr_lead_s` earlier (its charge is raised
+    ahead), and one pending its first payment always — but those in `exclude` (already
+    seen by this run); among `only` when it is given."""
     rows = (
         await conn.execute(
             sql("""SELECT id FROM subscriptions
-                    WHERE status IN ('active', 'past_due') AND current_period_end <= :at
+                    WHERE status IN ('pending', 'active', 'past_due')
+                      AND (status = 'pending'
+                           OR current_period_end <= CAST(:at AS timestamptz)
+                              + CASE WHEN mandate_id IS NULL THEN interval '0 s'
+                                     ELSE CAST(:lead AS integer) * interval '1 second' END)
                       AND NOT (id = ANY(CAST(:seen AS uuid[])))
                       AND (CAST(:only AS uuid[]) IS NULL OR id = ANY(CAST(:only AS uuid[])))
                     ORDER BY current_period_end, id LIMIT :n"""),
-            {"at": at, "n": limit, "seen": exclude, "only": only},
+            {"at": at, "n": limit, "seen": exclude, "only": only, "lead": inr_lead_s},
         )
     ).all()
     return [r.id for r in rows]
@@ -279,8 +289,10 @@ async def insert_period(conn: AsyncConnection, p: Period) -> None:
         sql("""
         INSERT INTO subscription_periods (subscription_id, number, period_start, period_end,
                                           plan_code, plan_version, price_credits, status,
-                                          attempts, next_retry_at, grace_until, paid_at)
-        VALUES (:s, :n, :ps, :pe, :pc, :pv, :price, :st, :att, :retry, :grace, :paid)
+                                          attempts, next_retry_at, grace_until, paid_at,
+                                          price_paise)
+        VALUES (:s, :n, :ps, :pe, :pc, :pv, :price, :st, :att, :retry, :grace, :paid,
+                :paise)
         ON CONFLICT DO NOTHING"""),
         {
             "s": p.subscription_id,
@@ -295,6 +307,7 @@ async def insert_period(conn: AsyncConnection, p: Period) -> None:
             "retry": p.next_retry_at,
             "grace": p.grace_until,
             "paid": p.paid_at,
+            "paise": p.price_paise,
         },
     )
 
@@ -375,3 +388,144 @@ async def find_charge(conn: AsyncConnection, operation_key: str) -> Charge | Non
         )
     ).first()
     return Charge(**row._asdict()) if row else None
+
+
+# --- INR periods: the charges raised on the mandate ------------------------------------------
+
+_ATTEMPT_COLS = (
+    "subscription_id, period_number, attempt, operation_key, mandate_id, price_paise, "
+    "payment_id, status, failure, created_at, updated_at"
+)
+
+
+def _attempt(row: Row[Any]) -> MandateAttempt:
+    f = row._asdict()
+    return MandateAttempt(**{**f, "status": AttemptStatus(f["status"])})
+
+
+async def insert_attempt(
+    conn: AsyncConnection,
+    *,
+    subscription_id: uuid.UUID,
+    period_number: int,
+    attempt: int,
+    operation_key: str,
+    mandate_id: uuid.UUID,
+    price_paise: int,
+) -> MandateAttempt:
+    """Writes the attempt once (the primary key, the unique key, at most one open per
+    period); a second writer finds the first's row."""
+    await conn.execute(
+        sql("""
+        INSERT INTO subscription_mandate_charges (subscription_id, period_number, attempt,
+                                                  operation_key, mandate_id, price_paise,
+                                                  status)
+        VALUES (:s, :n, :a, :k, :m, :p, 'raising')
+        ON CONFLICT DO NOTHING"""),
+        {
+            "s": subscription_id,
+            "n": period_number,
+            "a": attempt,
+            "k": operation_key,
+            "m": mandate_id,
+            "p": price_paise,
+        },
+    )
+    found = await get_attempt(conn, subscription_id, period_number, attempt)
+    assert found is not None
+    return found
+
+
+async def get_attempt(
+    conn: AsyncConnection, subscription_id: uuid.UUID, n: int, attempt: int
+) -> MandateAttempt | None:
+    row = (
+        await conn.execute(
+            sql(f"""SELECT {_ATTEMPT_COLS} FROM subscription_mandate_charges
+                    WHERE subscription_id = :s AND period_number = :n AND attempt = :a"""),
+            {"s": subscription_id, "n": n, "a": attempt},
+        )
+    ).first()
+    return _attempt(row) if row else None
+
+
+async def open_attempt(
+    conn: AsyncConnection, subscription_id: uuid.UUID, n: int
+) -> MandateAttempt | None:
+    """The period's charge in flight (raising or raised), if any: at most one (an index)."""
+    row = (
+        await conn.execute(
+            sql(f"""SELECT {_ATTEMPT_COLS} FROM subscription_mandate_charges
+                    WHERE subscription_id = :s AND period_number = :n
+                      AND status IN ('raising', 'raised')"""),
+            {"s": subscription_id, "n": n},
+        )
+    ).first()
+    return _attempt(row) if row else None
+
+
+async def attempt_by_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> MandateAttempt | None:
+    row = (
+        await conn.execute(
+            sql(f"""SELECT {_ATTEMPT_COLS} FROM subscription_mandate_charges
+                    WHERE payment_id = :p"""),
+            {"p": payment_id},
+        )
+    ).first()
+    return _attempt(row) if row else None
+
+
+async def attempts_of(conn: AsyncConnection, subscription_id: uuid.UUID) -> list[MandateAttempt]:
+    rows = (
+        await conn.execute(
+            sql(f"""SELECT {_ATTEMPT_COLS} FROM subscription_mandate_charges
+                    WHERE subscription_id = :s ORDER BY period_number, attempt"""),
+            {"s": subscription_id},
+        )
+    ).all()
+    return [_attempt(r) for r in rows]
+
+
+async def set_attempt(
+    conn: AsyncConnection,
+    a: MandateAttempt,
+    *,
+    to: AttemptStatus,
+    sources: tuple[AttemptStatus, ...],
+    payment_id: uuid.UUID | None = None,
+    failure: str | None = None,
+) -> bool:
+    """Moves the attempt to `to` if it is in one of `sources`: True when it moved (a
+    repeat, a race or a late answer finds it elsewhere and changes nothing)."""
+    row = (
+        await conn.execute(
+            sql("""UPDATE subscription_mandate_charges
+                      SET status = :to, payment_id = coalesce(:p, payment_id),
+                          failure = coalesce(:f, failure), updated_at = now()
+                    WHERE subscription_id = :s AND period_number = :n AND attempt = :a
+                      AND status = ANY(:src)
+                RETURNING 1"""),
+            {
+                "to": to.value,
+                "p": payment_id,
+                "f": failure[:300] if failure else None,
+                "s": a.subscription_id,
+                "n": a.period_number,
+                "a": a.attempt,
+                "src": [x.value for x in sources],
+            },
+        )
+    ).first()
+    return row is not None
+
+
+async def set_period_bounds(
+    conn: AsyncConnection, subscription_id: uuid.UUID, n: int, start: datetime, end: datetime
+) -> None:
+    """A first INR period starts when it is paid (nothing was served before)."""
+    await conn.execute(
+        sql("""UPDATE subscription_periods SET period_start = :ps, period_end = :pe,
+                      updated_at = now()
+                WHERE subscription_id = :s AND number = :n"""),
+        {"ps": start, "pe": end, "s": subscription_id, "n": n},
+    )

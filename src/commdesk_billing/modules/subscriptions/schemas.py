@@ -82,6 +82,9 @@ class PlanList(BaseModel):
 
 class SubscribeRequest(StrictInput):
     plan_code: PlanCode
+    # An INR plan's periods are charged on this mandate (the caller's own, active, its
+    # maximum at least the price); a credit plan takes none.
+    mandate_id: uuid.UUID | None = None
 
 
 class CancelRequest(StrictInput):
@@ -98,7 +101,8 @@ class PeriodOut(BaseModel):
     period_end: datetime
     plan_code: str
     plan_version: int
-    price_credits: int
+    price_credits: int | None
+    price_paise: int | None
     status: str
     attempts: int
     next_retry_at: datetime | None
@@ -114,6 +118,7 @@ class PeriodOut(BaseModel):
             plan_code=p.plan_code,
             plan_version=p.plan_version,
             price_credits=p.price_credits,
+            price_paise=p.price_paise,
             status=p.status.value,
             attempts=p.attempts,
             next_retry_at=p.next_retry_at,
@@ -138,6 +143,7 @@ class SubscriptionOut(BaseModel):
     ended_at: datetime | None
     ended_reason: str | None
     created_at: datetime
+    mandate_id: uuid.UUID | None = None
     periods: list[PeriodOut] | None = None
 
     @classmethod
@@ -158,6 +164,7 @@ class SubscriptionOut(BaseModel):
             ended_at=s.ended_at,
             ended_reason=s.ended_reason,
             created_at=s.created_at,
+            mandate_id=s.mandate_id,
             periods=None if periods is None else [PeriodOut.of(p) for p in periods],
         )
 

@@ -16,15 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import (
     PlanChangeRefused,
+    SubscriptionMandateRequired,
     SubscriptionNotActive,
     SubscriptionNotFound,
 )
+from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.subscriptions import auth, charging, plans, proration
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions.model import (
     LIVE,
+    Currency,
     Period,
     PeriodStatus,
+    Plan,
     Status,
     Subscription,
     boundary,
@@ -49,18 +53,28 @@ async def subscribe(
     plan_code: str,
     operation_key: str,
     at: datetime | None = None,
+    mandate_id: uuid.UUID | None = None,
 ) -> Subscription:
-    """Subscribe the caller to the plan's latest version; the first period is paid at once
-    from their wallet (hold + capture), or nothing happens (`InsufficientCredits`)."""
+    """Subscribe the caller to the plan's latest version. A credit plan's first period is
+    paid at once from their wallet (hold + capture), or nothing happens
+    (`InsufficientCredits`). An INR plan's is charged on `mandate_id` (the caller's own
+    active mandate, its maximum at least the price): the subscription is `pending`, with no
+    service, until that charge is paid (`inr.py`; the debit comes a day or more later)."""
     auth.authorize_subscribe(principal)
     at = at or now()
     plan = await plans.sellable(conn, plan_code)
-    assert plan.price_credits is not None  # sellable refuses INR plans
     wallet = await ws.get_or_create_user_wallet(
         conn, principal.sub, email=principal.email, name=principal.name
     )
     assert wallet.owner_id is not None
     sid = uuid.uuid5(_IDS, operation_key)
+    if plan.currency is Currency.inr:
+        return await _subscribe_inr(
+            conn, principal, plan, sid, wallet.owner_id, wallet.id, at, mandate_id
+        )
+    if mandate_id is not None:
+        raise SubscriptionMandateRequired("a plan priced in credits is paid from the wallet")
+    assert plan.price_credits is not None
     end = boundary(at, plan.interval_unit, plan.interval_count, 1)
     sub = Subscription(
         id=sid,
@@ -108,6 +122,69 @@ async def subscribe(
         operation_key=charging.period_key(sid, 1),
         kind="period",
         reason=f"subscription {plan.code} period 1",
+    )
+    return await get(conn, sid)
+
+
+async def _subscribe_inr(
+    conn: AsyncConnection,
+    principal: Principal,
+    plan: Plan,
+    sid: uuid.UUID,
+    user_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    at: datetime,
+    mandate_id: uuid.UUID | None,
+) -> Subscription:
+    assert plan.price_paise is not None
+    if mandate_id is None:
+        raise SubscriptionMandateRequired("a plan priced in INR needs mandate_id")
+    mandate = await mandates.usable(conn, mandate_id, user_id)
+    if mandate is None or mandate.max_amount_paise < plan.price_paise:
+        raise SubscriptionMandateRequired(
+            "the mandate is not the caller's, not active, or its maximum is below the price",
+            price_paise=plan.price_paise,
+        )
+    sub = Subscription(
+        id=sid,
+        user_id=user_id,
+        user_ref=principal.sub,
+        wallet_id=wallet_id,
+        plan_code=plan.code,
+        plan_version=plan.version,
+        status=Status.pending,
+        anchor_at=at,
+        current_period=1,
+        current_period_start=at,
+        current_period_end=boundary(at, plan.interval_unit, plan.interval_count, 1),
+        cancel_at_period_end=False,
+        next_plan_code=None,
+        next_plan_version=None,
+        ended_at=None,
+        ended_reason=None,
+        created_at=at,
+        updated_at=at,
+        mandate_id=mandate_id,
+    )
+    await repo.insert_subscription(conn, sub)
+    # Period 1 is due for its charge now; its bounds move to when it is paid.
+    await repo.insert_period(
+        conn,
+        Period(
+            subscription_id=sid,
+            number=1,
+            period_start=at,
+            period_end=sub.current_period_end,
+            plan_code=plan.code,
+            plan_version=plan.version,
+            price_credits=None,
+            price_paise=plan.price_paise,
+            status=PeriodStatus.pending,
+            attempts=0,
+            next_retry_at=at,
+            grace_until=at + timedelta(seconds=plan.grace_period_s),
+            paid_at=None,
+        ),
     )
     return await get(conn, sid)
 
@@ -185,9 +262,10 @@ async def cancel(
 async def end(
     conn: AsyncConnection, sub: Subscription, *, at: datetime, status: Status, reason: str
 ) -> Subscription:
-    """Ends a locked subscription; its unpaid next period (if any) is voided or left
-    unpaid."""
-    nxt = await repo.get_period(conn, sub.id, sub.current_period + 1)
+    """Ends a locked subscription; its unpaid next period (if any; a pending subscription's
+    first) is voided or left unpaid."""
+    n = sub.current_period if sub.status is Status.pending else sub.current_period + 1
+    nxt = await repo.get_period(conn, sub.id, n)
     if nxt is not None and nxt.status in (PeriodStatus.pending, PeriodStatus.past_due):
         await repo.update_period(
             conn,
@@ -226,6 +304,8 @@ async def change_plan(
     at = at or now()
     sub = await lock(conn, subscription_id)
     auth.authorize_change(principal, sub)
+    if sub.on_mandate:
+        raise PlanChangeRefused("an INR subscription's plan is not changed: cancel and subscribe")
     if sub.status is not Status.active or sub.cancel_at_period_end:
         raise SubscriptionNotActive(f"subscription {sub.id} is not active or is ending")
     if (
@@ -239,6 +319,8 @@ async def change_plan(
         raise PlanChangeRefused("the period has ended and is being renewed; try again shortly")
     current = await plans.version(conn, sub.plan_code, sub.plan_version)
     target = await plans.sellable(conn, plan_code)
+    if target.currency is not current.currency:
+        raise PlanChangeRefused("a plan change keeps the currency")
     if target.code == current.code:
         raise PlanChangeRefused("the subscription is already on this plan")
     if target.same_interval != current.same_interval:

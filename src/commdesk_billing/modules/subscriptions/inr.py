@@ -1,0 +1,380 @@
+"""INR subscriptions: each period's price is a payment of kind `subscription` charged on the
+member's UPI AutoPay / card mandate (cashfree.md §12.5, §15).
+
+India's rules forbid a debit on the spot: Cashfree sends the pre-debit notice, and the debit
+comes no earlier than 24 h after it and not before the schedule date (T+1, T+2 after 21:00
+IST). So:
+
+- *Subscribing* makes the subscription `pending` with period 1 `pending`: no service until
+  the first charge is PAID. When it is, period 1 starts then (its anchor is the payment's
+  time: the member is never billed for days they could not use).
+- *Renewal* raises period n + 1's charge `subscription_inr_lead_s` before period n ends
+  (at least the notice plus the earliest debit), so a paying member never lapses.
+- *Exactly one charge per attempt*: the attempt's row (`subscription_mandate_charges`, one
+  open per period by a unique index) is written under the subscription's row lock before
+  Cashfree is called, and the payment is keyed `subscription:<id>:period:<n>` (attempt 1)
+  or `…:attempt:<k>` (a dunning retry): a racing job or a re-run after a crash finds the
+  same row and the same payment, and Cashfree deduplicates the charge by our payment id.
+- *Paid*: only on Cashfree's subscription payment API (the mandate-charge truth path), then
+  handed to `paid.on_paid` at PAID → CREDITED (given to payments by `wiring`) in the same
+  transaction: the period is paid once, the subscription moves on, `subscription.paid`
+  (Dr gateway clearing; Cr subscription revenue, GST payable) is posted, and the tax
+  invoice follows `payment.credited` as for any payment.
+- *Failed* (the payment FAILED, CANCELLED or EXPIRED, or the mandate not usable): the
+  period is past due and retried at the plan's dunning offsets (a new charge per attempt)
+  while the grace lasts; past the grace, with no charge in flight, the subscription expires.
+
+GST: an INR plan's price is GST-inclusive (`tax.gst.compute(..., mode="inclusive")`): the
+member is debited exactly the plan's price — the amount the pre-debit notice announced and
+the mandate's maximum is compared with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.errors import (
+    DomainError,
+    GatewayRejected,
+    MandateAmountTooHigh,
+    MandateNotActive,
+)
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
+from commdesk_billing.modules.mandates import service as mandates
+from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
+from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.payments.ordering import Charge
+from commdesk_billing.modules.payments.state import Status as PaymentStatus
+from commdesk_billing.modules.subscriptions import charging, plans
+from commdesk_billing.modules.subscriptions import repository as repo
+from commdesk_billing.modules.subscriptions import service as subs
+from commdesk_billing.modules.subscriptions.model import (
+    LIVE,
+    AttemptStatus,
+    MandateAttempt,
+    Period,
+    PeriodStatus,
+    Plan,
+    Status,
+    Subscription,
+    boundary,
+)
+from commdesk_billing.modules.tax.gst import compute
+from commdesk_billing.modules.users import service as users
+
+log = structlog.get_logger(__name__)
+
+KIND = "subscription"  # the payments' kind of an INR period's payment
+ACTOR = "subscriptions"
+# A payment that ended unpaid: the attempt failed.
+_UNPAID = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
+
+
+class Step(StrEnum):
+    raise_charge = "raise_charge"  # an attempt is written: raise its charge (outside)
+    charging = "charging"  # a charge is in flight: its outcome is awaited
+    failed = "failed"  # an attempt failed now (dunning)
+    ended = "ended"
+    waiting = "waiting"  # in dunning, the next attempt later
+    nothing = "nothing"
+
+
+def attempt_key(subscription_id: uuid.UUID, n: int, attempt: int) -> str:
+    """The payment's deterministic key: the period's key for its first charge, one per
+    dunning retry after it."""
+    base = charging.period_key(subscription_id, n)
+    return base if attempt == 1 else f"{base}:attempt:{attempt}"
+
+
+def next_retry(plan: Plan, period: Period, at: datetime) -> datetime | None:
+    """After a failed attempt at `at`: the first of the plan's dunning times (the period's
+    start + each offset) still ahead and within the grace. None: no more attempts (the
+    subscription expires when the grace ends). Unlike a credit plan there is no extra try
+    at the grace's very end: a charge raised then could not be debited before it ends."""
+    times = [period.period_start + timedelta(seconds=s) for s in plan.dunning_offsets_s]
+    return next((t for t in times if at < t <= period.grace_until), None)
+
+
+def due_number(sub: Subscription) -> int:
+    return sub.current_period if sub.status is Status.pending else sub.current_period + 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    step: Step
+    attempt: MandateAttempt | None = None
+
+
+async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: int) -> Decision:
+    """One transaction under the subscription's row lock: make the period that is due,
+    settle a finished attempt, write the next attempt when one is due, or expire."""
+    sub = await subs.lock(conn, sid)
+    if sub.status not in LIVE or sub.mandate_id is None:
+        return Decision(Step.nothing)
+    if sub.status is not Status.pending:
+        if sub.cancel_at_period_end and sub.status is Status.active:
+            if sub.current_period_end > at:
+                return Decision(Step.nothing)  # ends with what is paid; nothing raised
+            await subs.end(
+                conn, sub, at=sub.current_period_end, status=Status.cancelled, reason="cancelled"
+            )
+            return Decision(Step.ended)
+        if sub.current_period_end - timedelta(seconds=lead_s) > at:
+            return Decision(Step.nothing)
+    n = due_number(sub)
+    period = await repo.get_period(conn, sid, n)
+    if period is None:
+        period = await _make_period(conn, sub, n, at)
+    if period.status not in (PeriodStatus.pending, PeriodStatus.past_due):
+        return Decision(Step.nothing)
+    plan = await plans.version(conn, period.plan_code, period.plan_version)
+    outcome = Step.waiting
+    open_attempt = await repo.open_attempt(conn, sid, n)
+    if open_attempt is not None:
+        if open_attempt.status is AttemptStatus.raising:
+            return Decision(Step.raise_charge, open_attempt)  # resume a crashed raise
+        assert open_attempt.payment_id is not None
+        p = await payments.get(conn, open_attempt.payment_id)
+        if p is None or p.status not in _UNPAID:
+            return Decision(Step.charging, open_attempt)
+        reason = f"payment {p.status.value.lower()}: {p.failure_code or 'unpaid'}"
+        await _fail(conn, sub, period, plan, open_attempt, reason, at)
+        period = await repo.get_period(conn, sid, n) or period
+        outcome = Step.failed
+    elif period.next_retry_at is not None and period.next_retry_at <= at:
+        mandate = await mandates.usable(conn, sub.mandate_id, sub.user_id)
+        assert period.price_paise is not None
+        attempt = await repo.insert_attempt(
+            conn,
+            subscription_id=sid,
+            period_number=n,
+            attempt=period.attempts + 1,
+            operation_key=attempt_key(sid, n, period.attempts + 1),
+            mandate_id=sub.mandate_id,
+            price_paise=period.price_paise,
+        )
+        await repo.update_period(
+            conn,
+            sid,
+            n,
+            status=period.status,
+            attempts=attempt.attempt,
+            next_retry_at=None,
+            paid_at=None,
+        )
+        if mandate is not None and mandate.max_amount_paise >= period.price_paise:
+            return Decision(Step.raise_charge, attempt)
+        # Revoked, paused or expired (or its maximum lowered below the price): nothing can
+        # be raised; the member is told, and dunning carries on in case they fix it.
+        period = await repo.get_period(conn, sid, n) or period
+        await _fail(conn, sub, period, plan, attempt, "mandate_not_active", at)
+        period = await repo.get_period(conn, sid, n) or period
+        outcome = Step.failed
+    if at >= period.grace_until and await repo.open_attempt(conn, sid, n) is None:
+        sub = await subs.lock(conn, sid)
+        sub = await subs.end(
+            conn, sub, at=period.grace_until, status=Status.expired, reason="unpaid"
+        )
+        await charging.announce_cancelled(
+            conn, sub, {"plan_name": plan.name, "ends_at": charging.iso(period.grace_until)}
+        )
+        return Decision(Step.ended)
+    return Decision(outcome)
+
+
+async def _make_period(conn: AsyncConnection, sub: Subscription, n: int, at: datetime) -> Period:
+    plan = await plans.latest(conn, sub.plan_code)
+    assert plan.price_paise is not None  # a plan code keeps its currency
+    start = sub.current_period_end
+    period = Period(
+        subscription_id=sub.id,
+        number=n,
+        period_start=start,
+        period_end=boundary(sub.anchor_at, plan.interval_unit, plan.interval_count, n),
+        plan_code=plan.code,
+        plan_version=plan.version,
+        price_credits=None,
+        price_paise=plan.price_paise,
+        status=PeriodStatus.pending,
+        attempts=0,
+        next_retry_at=at,  # due now: raised ahead of its start
+        grace_until=start + timedelta(seconds=plan.grace_period_s),
+        paid_at=None,
+    )
+    await repo.insert_period(conn, period)
+    made = await repo.get_period(conn, sub.id, n)
+    assert made is not None
+    return made
+
+
+async def _fail(
+    conn: AsyncConnection,
+    sub: Subscription,
+    period: Period,
+    plan: Plan,
+    attempt: MandateAttempt,
+    reason: str,
+    at: datetime,
+) -> None:
+    """The attempt failed: the period is past due, the next attempt scheduled by the plan's
+    dunning, the member told (`subscription.renewal_failed`), once per attempt."""
+    moved = await repo.set_attempt(
+        conn,
+        attempt,
+        to=AttemptStatus.failed,
+        sources=(AttemptStatus.raising, AttemptStatus.raised),
+        failure=reason,
+    )
+    if not moved:
+        return
+    retry = next_retry(plan, period, at)
+    await repo.update_period(
+        conn,
+        sub.id,
+        period.number,
+        status=PeriodStatus.past_due,
+        attempts=max(period.attempts, attempt.attempt),
+        next_retry_at=retry,
+        paid_at=None,
+    )
+    if sub.status is Status.active:
+        sub = await repo.update_subscription(conn, sub.id, status=Status.past_due)
+    log.info(
+        "subscriptions.inr.attempt_failed",
+        subscription_id=str(sub.id),
+        period=period.number,
+        attempt=attempt.attempt,
+        reason=reason[:100],
+    )
+    await charging.announce_renewal_failed(
+        conn,
+        sub,
+        {
+            "plan_name": plan.name,
+            "attempt": attempt.attempt,
+            "next_retry_at": charging.iso(retry),
+            "grace_until": charging.iso(period.grace_until),
+            "reason": reason[:100],
+        },
+    )
+
+
+async def _charge_of(
+    conn: AsyncConnection, settings: Settings, sub: Subscription, attempt: MandateAttempt
+) -> tuple[Charge, Plan]:
+    period = await repo.get_period(conn, sub.id, attempt.period_number)
+    assert period is not None
+    plan = await plans.version(conn, period.plan_code, period.plan_version)
+    mandate = await mandates.usable(conn, attempt.mandate_id, sub.user_id)
+    user = await users.get_user(conn, sub.user_id)
+    state = user.state_code or settings.seller_state_code
+    gst = compute(
+        attempt.price_paise,
+        rate_bp=settings.gst_rate_bp,
+        mode="inclusive",
+        buyer_state=state,
+        seller_state=settings.seller_state_code,
+    )
+    charge = Charge(
+        kind=KIND,
+        gst=gst,
+        passthrough_paise=0,
+        customer_phone=mandate.customer_phone if mandate else "",
+        customer_email=None,
+        buyer_state=state,
+        about=f"subscription {plan.name}, period {attempt.period_number}"[:200],
+        request={
+            "subscription_id": str(sub.id),
+            "period": attempt.period_number,
+            "attempt": attempt.attempt,
+            "price_paise": attempt.price_paise,
+        },
+    )
+    return charge, plan
+
+
+async def raise_charge(
+    engine: AsyncEngine,
+    client: SubscriptionsClient,
+    settings: Settings,
+    attempt: MandateAttempt,
+    at: datetime,
+) -> Step:
+    """Raise the attempt's charge on the mandate (no transaction held across Cashfree). The
+    payment's row is written with the attempt marked `raised` in one transaction (`attach`);
+    a refusal that no repeat can fix fails the attempt; Cashfree away leaves it `raising`,
+    raised again under the same key by the next run."""
+    sid = attempt.subscription_id
+    sub = await in_transaction(engine, lambda c: subs.get(c, sid))
+    charge, _plan = await in_transaction(engine, lambda c: _charge_of(c, settings, sub, attempt))
+
+    async def attach(conn: AsyncConnection, payment: Payment) -> None:
+        await repo.set_attempt(
+            conn,
+            attempt,
+            to=AttemptStatus.raised,
+            sources=(AttemptStatus.raising,),
+            payment_id=payment.id,
+        )
+
+    try:
+        await mandates.charge_for(
+            engine,
+            client,
+            settings,
+            attempt.mandate_id,
+            charge,
+            key=attempt.operation_key,
+            actor=ACTOR,
+            schedule=earliest_schedule_date(at),
+            attach=attach,
+        )
+    except (MandateNotActive, MandateAmountTooHigh, GatewayRejected) as exc:
+        reason = f"{exc.code}: {exc}"
+        await in_transaction(engine, lambda c: _refused(c, attempt, reason, at))
+        return Step.failed
+    except DomainError as exc:  # Cashfree away, too many open orders: the next run repeats
+        log.warning("subscriptions.inr.raise_deferred", subscription_id=str(sid), code=exc.code)
+        return Step.charging
+    return Step.charging
+
+
+async def _refused(
+    conn: AsyncConnection, attempt: MandateAttempt, reason: str, at: datetime
+) -> None:
+    sub = await subs.lock(conn, attempt.subscription_id)
+    period = await repo.get_period(conn, sub.id, attempt.period_number)
+    assert period is not None
+    plan = await plans.version(conn, period.plan_code, period.plan_version)
+    current = await repo.get_attempt(conn, sub.id, attempt.period_number, attempt.attempt)
+    assert current is not None
+    if current.status is AttemptStatus.raised and current.payment_id is not None:
+        p = await payments.get(conn, current.payment_id)
+        if p is not None and p.status not in _UNPAID:
+            return  # the payment lives on (in review): its outcome decides
+    await _fail(conn, sub, period, plan, current, reason, at)
+
+
+async def renew_one(
+    engine: AsyncEngine,
+    client: SubscriptionsClient,
+    settings: Settings,
+    sid: uuid.UUID,
+    at: datetime,
+) -> Step:
+    decision = await in_transaction(
+        engine, lambda c: decide(c, sid, at, settings.subscription_inr_lead_s)
+    )
+    if decision.step is Step.raise_charge:
+        assert decision.attempt is not None
+        return await raise_charge(engine, client, settings, decision.attempt, at)
+    return decision.step
