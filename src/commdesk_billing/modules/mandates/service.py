@@ -332,8 +332,10 @@ async def charge(
         return m, user.external_id
 
     m, subject = await in_transaction(engine, load)
-    if not m.usable:
-        raise MandateNotActive(f"the mandate is {m.status.value}")
+    # No usability check here: a repeat of a charge already written under `key` must resume
+    # it (it may be live at Cashfree, its answer lost) even if the mandate was paused or
+    # revoked since; refusing would send the caller to another payment on top of it. A new
+    # charge is refused by `still_usable`, in the transaction that would write it.
     if amount_paise is not None and amount_paise > m.max_amount_paise:
         raise MandateAmountTooHigh(
             "the amount is above the mandate's maximum per debit",
