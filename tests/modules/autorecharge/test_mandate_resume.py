@@ -5,6 +5,7 @@ mandate revoked between the two steps sends the recharge to the checkout link.""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -185,3 +186,46 @@ async def test_a_charge_raised_before_a_pause_is_resumed_not_replaced_by_checkou
     assert opened == 0
     [charge] = await sandbox_charges(stack, m["subscription_id"])
     assert charge["payment_id"] == raised.order_id
+
+
+async def test_a_schedule_date_refused_is_asked_for_the_next_day_once(
+    stack_factory: StackFactory,
+) -> None:
+    """Cashfree's clock a day ahead of ours: the schedule date fixed at deciding is refused,
+    the next day's is raised under its own key; the refused attempt is a CANCELLED row that
+    nothing counts, and redeliveries raise no second charge."""
+    stack = await stack_factory(worker=False)
+    await point_webhooks(stack)
+    tok, wid = await member(stack, 300)
+    m = await _approved(stack, tok)
+    await enable(stack, tok, wid, m["id"])
+    await debit(stack, tok, wid, 150)
+    rid = await _requested(stack, wid)
+    plan = await in_transaction(
+        stack.engine, lambda conn: requests.decide(conn, stack.settings, rid)
+    )
+    assert isinstance(plan, requests.MandatePlan)
+    r = await stack.sandbox.post("/_sandbox/clock", json={"advance_seconds": 86_400})
+    assert r.status_code == 200, r.text
+
+    async with (
+        cashfree_client(stack.settings) as client,
+        subscriptions_client(stack.settings) as subs,
+    ):
+        for _ in range(3):  # and redelivered
+            got = await requests.execute(
+                stack.engine, client, stack.settings, rid, subs_client=subs
+            )
+            assert got in (RechargeStatus.pending, RechargeStatus.notified)
+    [charge] = await sandbox_charges(stack, m["subscription_id"])
+    [rc] = await recharges(stack, wid)
+    order_id = await stack.scalar("SELECT order_id FROM payments WHERE id = :p", p=rc.payment_id)
+    assert charge["payment_id"] == order_id
+    assert charge["payment_schedule_date"].startswith(
+        (plan.schedule + timedelta(days=1)).isoformat()
+    )
+    cancelled = await stack.scalar(
+        "SELECT count(*) FROM payments WHERE channel = 'mandate' AND status = 'CANCELLED'"
+    )
+    assert cancelled == 1
+    assert (await stack.wallet(tok))["pending_credits"] == 1500
