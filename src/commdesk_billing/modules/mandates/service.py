@@ -320,8 +320,9 @@ async def charge(
     wallet and the recharge's sequence): one payment per mandate, actor and key, ever.
     `schedule`: the debit date (default: the earliest the rules allow).
 
-    Refuses a mandate that is not active (`MandateNotActive`) and a price above its maximum
-    (`MandateAmountTooHigh`); raises `GatewayUnavailable` / `GatewayRejected` as
+    Refuses a new charge on a mandate that is not active (`MandateNotActive`; a repeat of a
+    charge already written under `key` resumes it whatever the mandate's status) and a price
+    above its maximum (`MandateAmountTooHigh`); raises `GatewayUnavailable` / `GatewayRejected` as
     `open_mandate_charge` does. Returns the payment (ACTIVE once raised)."""
     if (pack_code is None) == (amount_paise is None):
         raise ValueError("give exactly one of pack_code and amount_paise")
