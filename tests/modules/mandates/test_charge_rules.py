@@ -149,7 +149,7 @@ async def test_a_charge_that_never_reached_cashfree_is_announced_when_written_of
         assert status.value == "CANCELLED"
         announced = await subs.scalar(
             "SELECT json_agg(body::json -> 'payload' ->> 'status') FROM outbox "
-            "WHERE message_type = 'mandate_charge.failed' "
+            "WHERE message_type = 'mandate_charge.failed' AND queue = 'notifications.billing' "
             "AND body::json -> 'payload' ->> 'payment_id' = :p",
             p=str(pid),
         )

@@ -320,8 +320,9 @@ async def charge(
     wallet and the recharge's sequence): one payment per mandate, actor and key, ever.
     `schedule`: the debit date (default: the earliest the rules allow).
 
-    Refuses a mandate that is not active (`MandateNotActive`) and a price above its maximum
-    (`MandateAmountTooHigh`); raises `GatewayUnavailable` / `GatewayRejected` as
+    Refuses a new charge on a mandate that is not active (`MandateNotActive`; a repeat of a
+    charge already written under `key` resumes it whatever the mandate's status) and a price
+    above its maximum (`MandateAmountTooHigh`); raises `GatewayUnavailable` / `GatewayRejected` as
     `open_mandate_charge` does. Returns the payment (ACTIVE once raised)."""
     if (pack_code is None) == (amount_paise is None):
         raise ValueError("give exactly one of pack_code and amount_paise")
@@ -332,8 +333,10 @@ async def charge(
         return m, user.external_id
 
     m, subject = await in_transaction(engine, load)
-    if not m.usable:
-        raise MandateNotActive(f"the mandate is {m.status.value}")
+    # No usability check here: a repeat of a charge already written under `key` must resume
+    # it (it may be live at Cashfree, its answer lost) even if the mandate was paused or
+    # revoked since; refusing would send the caller to another payment on top of it. A new
+    # charge is refused by `still_usable`, in the transaction that would write it.
     if amount_paise is not None and amount_paise > m.max_amount_paise:
         raise MandateAmountTooHigh(
             "the amount is above the mandate's maximum per debit",
