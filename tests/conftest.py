@@ -42,11 +42,11 @@ from tests.harness.databases import (
 )
 from tests.harness.faults import faults
 from tests.harness.mongo import MongoTarget, run_mongodb
-from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, variant
+from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, stacks, variant
 
 # The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…);
 # `faults` records what a fault test injected and what it cost (docs/reliability.md).
-__all__ = ["faults", "quiet_stack", "shared_stack", "stack", "stack_factory", "variant"]
+__all__ = ["faults", "quiet_stack", "shared_stack", "stack", "stack_factory", "stacks", "variant"]
 
 
 def pytest_addoption(parser: Any) -> None:

@@ -231,24 +231,31 @@ async def stack_factory(
         prefixes: list[Names] = []
 
         async def make(
-            *, own_database: bool = True, worker: bool = True, **overrides: Any
+            *,
+            own_database: bool = True,
+            worker: bool = True,
+            scope: AsyncExitStack | None = None,
+            **overrides: Any,
         ) -> Stack:
             """Every stack gets a database of its own: its worker's outbox relay would
             otherwise publish other tests' events (on the suite's database) to its queues.
             `worker=False`: no worker at all (no relay, no consumers, no queues declared):
-            what is announced stays in the outbox, as while the broker is away."""
+            what is announced stays in the outbox, as while the broker is away.
+            `scope`: torn down when that exit stack closes (a test's own stacks, see
+            `stacks`) instead of at the session's end, so their connections do not add up."""
+            ex = exits if scope is None else scope
             stack_engine = engine
             if own_database:
                 name = f"cdb_stack_{uuid.uuid4().hex[:12]}"
                 url = await create_database(name)
-                exits.push_async_callback(drop_database, name)
-                exits.push_async_callback(seal_and_verify, url, "a payments stack")
+                ex.push_async_callback(drop_database, name)
+                ex.push_async_callback(seal_and_verify, url, "a payments stack")
                 # Bursts get their connections (overflow); only two stay open when idle, as
                 # every stack lives until the run ends and PostgreSQL's stock limit is 100.
                 stack_engine = make_engine(
                     Settings(database_url=url, db_pool_size=2, db_max_overflow=18)
                 )
-                exits.push_async_callback(stack_engine.dispose)
+                ex.push_async_callback(stack_engine.dispose)
                 overrides["database_url"] = url
             sandbox_sock, api_sock = bound_socket(), bound_socket()
             sandbox_url, api_url = url_of(sandbox_sock), url_of(api_sock)
@@ -282,8 +289,12 @@ async def stack_factory(
                     **overrides,
                 }
             )
-            if worker:
+            if worker and scope is None:
                 prefixes.append(Names(prefix, len(s.retry_delays_s)))
+            elif worker:
+                scope.push_async_callback(
+                    _delete_queues, settings, Names(prefix, len(s.retry_delays_s))
+                )
             sandbox_cfg = SandboxConfig(
                 client_id=s.cashfree_client_id,
                 client_secret=s.cashfree_client_secret.get_secret_value(),
@@ -295,12 +306,12 @@ async def stack_factory(
                 rate_limit_profile="off",
                 seed=7,
             )
-            await exits.enter_async_context(serving(create_sandbox_app(sandbox_cfg), sandbox_sock))
-            await exits.enter_async_context(serving(create_app(s), api_sock))
+            await ex.enter_async_context(serving(create_sandbox_app(sandbox_cfg), sandbox_sock))
+            await ex.enter_async_context(serving(create_app(s), api_sock))
             if worker:
-                await exits.enter_async_context(wiring.worker(s, engine=stack_engine))
-            api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
-            sandbox = await exits.enter_async_context(
+                await ex.enter_async_context(wiring.worker(s, engine=stack_engine))
+            api = await ex.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
+            sandbox = await ex.enter_async_context(
                 httpx.AsyncClient(
                     base_url=sandbox_url,
                     timeout=30,
@@ -322,6 +333,25 @@ async def stack_factory(
                 channel = await connection.channel()
                 for names in prefixes:
                     await delete(channel, names)
+
+
+async def _delete_queues(settings: Settings, names: Names) -> None:
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        await delete(await connection.channel(), names)
+
+
+@pytest.fixture
+async def stacks(stack_factory: StackFactory) -> AsyncIterator[StackFactory]:
+    """Stacks that live for one test (a sandbox whose clock the test moves by days): torn
+    down at its end (API, worker, database, queues), so a run's connections stay within
+    PostgreSQL's stock 100 however many such tests there are."""
+    async with AsyncExitStack() as scope:
+
+        async def make(**overrides: Any) -> Stack:
+            return await stack_factory(scope=scope, **overrides)
+
+        yield make
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from commdesk_billing.gateway.transport import (
     Clients,
     RateLimitSink,
     Transport,
+    pg_headers,
     rate_limit_hint,
 )
 
@@ -70,12 +71,7 @@ class CashfreeClient(SplitCalls, Clients):
         self.base_url = base_url.rstrip("/")
         self._api = Transport(
             base_url=base_url,
-            headers={
-                "x-client-id": client_id,
-                "x-client-secret": client_secret,
-                "x-api-version": api_version,
-                "accept": "application/json",
-            },
+            headers=pg_headers(client_id, client_secret, api_version),
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_s=backoff_s,

@@ -30,7 +30,7 @@ from commdesk_billing.gateway.subscription_models import (
     SubscriptionPayment,
     SubscriptionPaymentType,
 )
-from commdesk_billing.gateway.transport import Clients, RateLimitSink, Transport
+from commdesk_billing.gateway.transport import Clients, RateLimitSink, Transport, pg_headers
 from commdesk_billing.security.timestamps import IST
 
 SUBSCRIPTIONS_API_VERSION = "2025-01-01"
@@ -58,12 +58,7 @@ class SubscriptionsClient(Clients):
         self.base_url = base_url.rstrip("/")
         self._api = Transport(
             base_url=base_url,
-            headers={
-                "x-client-id": client_id,
-                "x-client-secret": client_secret,
-                "x-api-version": api_version,
-                "accept": "application/json",
-            },
+            headers=pg_headers(client_id, client_secret, api_version),
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_s=backoff_s,

@@ -86,6 +86,17 @@ def _same(text: str) -> str:
     return text
 
 
+def pg_headers(client_id: str, client_secret: str, api_version: str) -> dict[str, str]:
+    """The headers of every call to Cashfree's PG app (orders, Easy Split, Subscriptions):
+    its pair and the pinned API version."""
+    return {
+        "x-client-id": client_id,
+        "x-client-secret": client_secret,
+        "x-api-version": api_version,
+        "accept": "application/json",
+    }
+
+
 class Transport:
     def __init__(
         self,

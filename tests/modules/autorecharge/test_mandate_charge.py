@@ -33,9 +33,9 @@ pytestmark = pytest.mark.slow
 
 
 async def test_threshold_crossed_notified_then_credited_once(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
-    stack = await mandate_stack(stack_factory)
+    stack = await mandate_stack(stacks)
     tok, wid = await member(stack, 300)
     m = await active_mandate(stack, tok)
     cfg = await enable(stack, tok, wid, m["id"], pack_code="pack_300")

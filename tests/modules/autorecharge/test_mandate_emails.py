@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, date, datetime
 
 import pytest
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 async def mailed(stack_factory: StackFactory) -> AsyncIterator[Stack]:
-    yield await mandate_stack(stack_factory)
+    async with AsyncExitStack() as scope:  # torn down with the module
+        yield await mandate_stack(stack_factory, scope=scope)
 
 
 @pytest.fixture

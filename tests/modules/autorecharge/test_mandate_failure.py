@@ -32,9 +32,9 @@ pytestmark = pytest.mark.slow
 
 
 async def test_a_failed_charge_backs_off_then_the_retry_succeeds(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
-    stack = await mandate_stack(stack_factory)
+    stack = await mandate_stack(stacks)
     tok, wid = await member(stack, 300)
     m = await active_mandate(stack, tok)
     sub = m["subscription_id"]
@@ -110,10 +110,10 @@ async def test_a_failed_charge_backs_off_then_the_retry_succeeds(
     assert statuses == ["FAILED", "SUCCESS"]
 
 
-async def test_failures_in_a_row_turn_auto_recharge_off(stack_factory: StackFactory) -> None:
+async def test_failures_in_a_row_turn_auto_recharge_off(stacks: StackFactory) -> None:
     """max_consecutive_failures 1: the first failed charge disables it, with the alert's
     announcement, and the trigger level is cleared."""
-    stack = await mandate_stack(stack_factory)
+    stack = await mandate_stack(stacks)
     tok, wid = await member(stack, 300)
     m = await active_mandate(stack, tok)
     r = await stack.sandbox.post(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import pytest
 
@@ -36,7 +37,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 async def still(stack_factory: StackFactory) -> AsyncIterator[Stack]:
-    yield await mandate_stack(stack_factory)
+    async with AsyncExitStack() as scope:  # torn down with the module
+        yield await mandate_stack(stack_factory, scope=scope)
 
 
 async def _put(stack: Stack, tok: str, wid: str, mandate_id: str) -> tuple[int, str | None]:

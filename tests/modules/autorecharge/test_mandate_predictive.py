@@ -37,9 +37,9 @@ WEEK_S = 7 * 86_400  # the burn window (BILLING_AUTO_RECHARGE_BURN_WINDOW_S defa
 
 
 async def test_the_predictive_level_is_credited_before_the_wallet_runs_dry(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
-    stack = await mandate_stack(stack_factory)
+    stack = await mandate_stack(stacks)
     lead_s = (
         stack.settings.auto_recharge_notice_s
         + stack.settings.auto_recharge_earliest_debit_s
@@ -86,12 +86,12 @@ async def test_the_predictive_level_is_credited_before_the_wallet_runs_dry(
 
 
 async def test_the_runaway_detector_stops_the_mandate_branch(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
     """At most one recharge in the window: a second request is refused as a runaway, before
     anything is charged on the mandate."""
     stack = await mandate_stack(
-        stack_factory,
+        stacks,
         auto_recharge_runaway_max=1,
         auto_recharge_cooldown_s=0,
         auto_recharge_backoff_s=0,

@@ -59,9 +59,9 @@ async def _requested(stack: Stack, wid: str) -> uuid.UUID:
 
 
 async def test_a_crash_after_deciding_resumes_the_same_charge(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
-    stack = await stack_factory(worker=False)
+    stack = await stacks(worker=False)
     await point_webhooks(stack)
     tok, wid = await member(stack, 300)
     m = await _approved(stack, tok)
@@ -98,9 +98,9 @@ async def test_a_crash_after_deciding_resumes_the_same_charge(
 
 
 async def test_a_mandate_revoked_between_the_steps_falls_back_to_checkout(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
-    stack = await stack_factory(worker=False)
+    stack = await stacks(worker=False)
     await point_webhooks(stack)
     tok, wid = await member(stack, 300)
     m = await _approved(stack, tok)
@@ -136,12 +136,12 @@ async def test_a_mandate_revoked_between_the_steps_falls_back_to_checkout(
 
 
 async def test_a_charge_raised_before_a_pause_is_resumed_not_replaced_by_checkout(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
     """The charge reached Cashfree but its answer was lost (the process died before step 3);
     the payer paused the mandate before the redelivery. The charge is still live at Cashfree
     (a resume debits it): the recharge must wait on it, never open a checkout order too."""
-    stack = await stack_factory(worker=False)
+    stack = await stacks(worker=False)
     await point_webhooks(stack)
     tok, wid = await member(stack, 300)
     m = await _approved(stack, tok)
@@ -189,12 +189,12 @@ async def test_a_charge_raised_before_a_pause_is_resumed_not_replaced_by_checkou
 
 
 async def test_a_schedule_date_refused_is_asked_for_the_next_day_once(
-    stack_factory: StackFactory,
+    stacks: StackFactory,
 ) -> None:
     """Cashfree's clock a day ahead of ours: the schedule date fixed at deciding is refused,
     the next day's is raised under its own key; the refused attempt is a CANCELLED row that
     nothing counts, and redeliveries raise no second charge."""
-    stack = await stack_factory(worker=False)
+    stack = await stacks(worker=False)
     await point_webhooks(stack)
     tok, wid = await member(stack, 300)
     m = await _approved(stack, tok)

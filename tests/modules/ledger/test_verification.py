@@ -83,6 +83,7 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "usage_debts",
         "subscription_charges",
         "subscription_periods",
+        "subscription_inr_payments",
         "auto_recharge_pending",
         "document_figures",
         "document_numbers",

@@ -15,8 +15,8 @@ SUBS_HOOK = "/v1/webhooks/cashfree/subscriptions"
 
 
 @pytest.fixture
-async def inr(stack_factory: StackFactory) -> AsyncIterator[Stack]:
-    stack = await stack_factory()
+async def inr(stacks: StackFactory) -> AsyncIterator[Stack]:
+    stack = await stacks()
     r = await stack.sandbox.patch(
         "/_sandbox/subscriptions/settings", json={"webhook_url": stack.api_url + SUBS_HOOK}
     )
