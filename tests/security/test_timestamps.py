@@ -167,6 +167,7 @@ def test_every_outside_model_bounds_its_times() -> None:
         "CreditPayload.expires_at",
         "Envelope.occurred_at",
         "GrantRequest.expires_at",
+        "MandateRequest.valid_until",
         "Order.created_at",
         "Order.order_expiry_time",
         "Payment.payment_completion_time",

@@ -52,7 +52,11 @@ async def test_a_full_batch_holds_no_more_locks_than_one_event(
             for i in range(metering.MAX_BATCH)
         ],
     )
-    assert full - one < 10, f"one event: {one} locks; {metering.MAX_BATCH} events: {full}"
+    # A larger batch may touch a few more relations (a fresh-clone run saw 60 and 76), never
+    # a lock per event (the bug: 82 and 1 065).
+    assert full - one < metering.MAX_BATCH // 20, (
+        f"one event: {one} locks; {metering.MAX_BATCH} events: {full}"
+    )
 
 
 async def test_an_event_id_raced_for_two_wallets_waits_and_is_a_conflict(
