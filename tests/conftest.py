@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.kv.store import RedisStore
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
@@ -122,7 +123,19 @@ def settings(database_url: str, rabbitmq_url: str, mongodb: MongoTarget) -> Sett
         db_pool_size=20,
         db_max_overflow=20,
         log_json=False,
+        redis_key_prefix=f"cdb_{uuid.uuid4().hex[:10]}:",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _redis_keys(settings: Settings) -> AsyncIterator[None]:
+    """Every key the run wrote (all under its prefix; stacks add theirs to it) goes at the end."""
+    yield
+    store = RedisStore.from_settings(settings)
+    try:
+        await store.delete_prefix()
+    finally:
+        await store.aclose()
 
 
 @pytest.fixture(scope="session")

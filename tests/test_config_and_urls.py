@@ -101,6 +101,7 @@ def test_production_accepts_a_safe_configuration() -> None:
             "CASHFREE_VERIFICATION_BASE_URL",
         ),
         ({"public_base_url": "http://billing.example"}, "PUBLIC_BASE_URL"),
+        ({"redis_url": "redis://default:t@eu1-x.upstash.io:6379"}, "REDIS_URL"),
     ],
 )
 def test_production_refuses_the_sandbox_and_plain_http(

@@ -20,6 +20,7 @@ from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
+from commdesk_billing.kv.store import RedisStore
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.subscriptions = subscriptions_client(cfg)
         app.state.documents = document_store(cfg)
         app.state.communities = community_directory(cfg)
+        app.state.redis = RedisStore.from_settings(cfg)
         # Payout accounts need both the Payouts pair and the sealing keys; without them
         # the payee routes that touch an account answer 503 `payouts_unavailable`.
         payouts_configured = cfg.cashfree_payout_client_id and cfg.cashfree_payout_client_secret
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.payouts is not None:
                 await app.state.payouts.aclose()
             await app.state.communities.aclose()
+            await app.state.redis.aclose()
             await app.state.documents.aclose()
             await app.state.cashfree.aclose()
             await app.state.subscriptions.aclose()
@@ -171,6 +174,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # MongoDB serves community reads only (spends, payouts, earnings); purchases, refunds
         # and webhooks go on without it. Reported, never a reason to take us out either.
         checks["mongodb"] = "ok" if await request.app.state.communities.ping() else "down"
+        # Redis speeds up rate limits and fraud velocity; without it both fall back (a local
+        # limiter, SQL counts). Reported, never a reason to take us out.
+        checks["redis"] = "ok" if await request.app.state.redis.ping() else "degraded"
         ready = checks["postgresql"] == "ok"
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks},

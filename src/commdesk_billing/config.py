@@ -10,6 +10,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,7 +59,17 @@ class Settings(BaseSettings):
     db_pool_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     db_connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Rate limits and fraud velocity live here (Upstash in production: `rediss://default:
+    # <token>@host:6379` works as it is). A secret: the URL carries the token.
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # Prepended to every key: lets test runs and side-by-side deployments share a server.
+    redis_key_prefix: Annotated[str, Field(pattern=r"^[a-z0-9_.:-]{0,40}$")] = "cdb:"
+    # Redis only ever speeds a decision up (a counter, a window): a slow one must not slow a
+    # request down, so its answers are waited for briefly and an outage is remembered for
+    # `redis_retry_after_s` instead of being paid for on every request.
+    redis_timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.25
+    redis_pool_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    redis_retry_after_s: Annotated[float, Field(gt=0, le=300)] = 2.0
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # One connection attempt (TCP, TLS and the AMQP handshake) may take this long.
     rabbitmq_connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
@@ -377,6 +388,7 @@ class Settings(BaseSettings):
             # One without the other: the login would be skipped without a word.
             raise ValueError("BILLING_SMTP_USER and BILLING_SMTP_PASSWORD go together")
         _check_mongodb_url(self.mongodb_url.get_secret_value())
+        _check_redis_url(self.redis_url.get_secret_value())
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
         if self.env is not Environment.production:
@@ -414,6 +426,8 @@ class Settings(BaseSettings):
             local = host.startswith(("127.", "localhost", "[::1]"))
             if not local and "sslmode=require" not in url and "sslmode=verify" not in url:
                 raise ValueError(f"BILLING_{name} must use sslmode=require in production")
+        if _plaintext_remote_redis(self.redis_url.get_secret_value()):
+            raise ValueError("BILLING_REDIS_URL must use TLS (rediss://) in production")
         if _plaintext_remote_mongodb(self.mongodb_url.get_secret_value()):
             raise ValueError(
                 "BILLING_MONGODB_URL must use TLS in production (mongodb+srv://, or tls=true)"
@@ -459,6 +473,18 @@ def mongodb_hosts(url: str) -> list[str]:
     """The `host[:port]` entries of a MongoDB URL, without credentials, path or options."""
     hosts = url.split("://", 1)[-1].split("?", 1)[0].split("/", 1)[0].rpartition("@")[2]
     return [h for h in hosts.split(",") if h]
+
+
+def _check_redis_url(url: str) -> None:
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise ValueError("BILLING_REDIS_URL must be redis://host[:port][/db] or rediss://")
+
+
+def _plaintext_remote_redis(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    return url.startswith("redis://") and not local
 
 
 def _plaintext_remote_mongodb(url: str) -> bool:

@@ -266,6 +266,7 @@ async def stack_factory(
                     "db_pool_size": 2,
                     "db_max_overflow": 30,
                     "rabbitmq_queue_prefix": prefix,
+                    "redis_key_prefix": settings.redis_key_prefix + prefix,
                     "retry_delays_s": (0.2, 0.4, 0.8),
                     "max_attempts": 4,
                     "relay_idle_s": 0.05,

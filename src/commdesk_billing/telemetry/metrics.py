@@ -75,6 +75,11 @@ DOCUMENTS_ISSUED = Counter(
     "billing_tax_documents_issued_total", "Invoices and credit notes issued", ["kind"]
 )
 FRAUD_EVENTS = Counter("billing_fraud_events_total", "Fraud events recorded", ["kind"])
+REDIS_FALLBACKS = Counter(
+    "billing_redis_fallbacks_total",
+    "Decisions taken without Redis (down, slow or remembered down), by purpose",
+    ["purpose"],
+)
 COMMUNITY_LOOKUPS = Counter(
     "billing_community_lookups_total",
     "Community directory reads: cached, or asked of MongoDB, by outcome",
