@@ -232,10 +232,12 @@ async def app(
     application.state.engine = engine
     application.state.documents = LocalDocumentStore(tmp_path_factory.mktemp("api-documents"))
     application.state.communities = community_directory(settings)
+    application.state.redis = RedisStore.from_settings(settings)
     try:
         yield application
     finally:
         await application.state.communities.aclose()
+        await application.state.redis.aclose()
 
 
 @pytest.fixture

@@ -477,3 +477,53 @@ async def test_no_link_to_send_refuses_to_set_it_up(quiet_stack: Stack) -> None:
     nowhere = stack.settings.model_copy(update={"cashfree_checkout_url": None})
     with pytest.raises(AutoRechargeInvalid, match="checkout link"):
         await enable(stack.engine, nowhere, m)
+
+
+async def test_the_settle_job_reaches_a_newer_recharge_behind_a_page_of_waiting_ones(
+    quiet_stack: Stack,
+) -> None:
+    # A reviewer's find: the job read only the oldest `limit` pending recharges, and a
+    # mandate's charge waits a day or more, so those could all be waiting while a newer
+    # recharge whose payment was credited stayed pending (its credits shown as pending).
+    stack = quiet_stack
+    waiting: list[uuid.UUID] = []
+    for _ in range(2):
+        older = await member(stack.engine, 300)
+        await enable(stack.engine, stack.settings, older)
+        rid = await cross(stack.engine, older)
+        assert await execute(stack, rid) is RechargeStatus.pending
+        waiting.append(rid)
+    m = await member(stack.engine, 300)
+    await enable(stack.engine, stack.settings, m)
+    newest = await cross(stack.engine, m)
+    assert await execute(stack, newest) is RechargeStatus.pending
+    p = await payment_of(stack, newest)
+    page = {
+        "checkout_url": payments.checkout_url(stack.settings, p),
+        "payment_session_id": p.payment_session_id,
+    }
+    await stack.pay(page, "upi", "success")
+    async with cashfree_client(stack.settings) as client:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            truth = await verification.fetch_truth(client, p.order_id, p.order_expires_at)
+
+            async def apply(conn: AsyncConnection, truth: Any = truth) -> Status:
+                return await verification.apply_truth(
+                    conn, stack.settings, p.id, truth, source="manual"
+                )
+
+            if await in_transaction(stack.engine, apply) is Status.PAID:
+                break
+            await asyncio.sleep(0.1)
+    await in_transaction(stack.engine, lambda c: credit_payment(c, p.id))
+    # One recharge a page: the two older ones (still waiting) come first.
+    assert await outcomes.settle_pending(stack.engine, stack.settings, limit=1) >= 1
+    assert [r.status for r in await recharges(stack.engine, m.wallet.id)] == ["succeeded"]
+    assert (await wallet(stack, m)).pending_credits == 0
+    states = await rows(
+        stack.engine,
+        "SELECT status FROM auto_recharges WHERE id = ANY(CAST(:ids AS uuid[]))",
+        ids=waiting,
+    )
+    assert {s for (s,) in states} == {"pending"}

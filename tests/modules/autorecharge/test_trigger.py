@@ -46,17 +46,25 @@ async def test_the_crossing_debit_writes_one_request_and_the_ones_below_none(
     assert await decisions(engine, m.wallet.id) == [("fired", None)]
 
 
-async def test_a_wallet_without_auto_recharge_or_already_below_writes_nothing(
+async def test_a_wallet_without_auto_recharge_writes_nothing(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     off = await member(engine, 300)
     await debit(engine, off.wallet.id, 250)
     assert await recharges(engine, off.wallet.id) == []
+    assert await decisions(engine, off.wallet.id) == []
+
+
+async def test_turning_it_on_below_the_level_asks_once(
+    engine: AsyncEngine, settings: Settings
+) -> None:
     below = await member(engine, 150)
-    await enable(engine, settings, below)
-    await debit(engine, below.wallet.id, 100)
-    assert await recharges(engine, below.wallet.id) == []
-    assert await decisions(engine, below.wallet.id) == []
+    await enable(engine, settings, below)  # 150 < 200: no debit will cross; this does
+    await enable(engine, settings, below)  # the same PUT again: not a second switch-on
+    await debit(engine, below.wallet.id, 100)  # below already: no crossing
+    assert [r.status for r in await recharges(engine, below.wallet.id)] == ["requested"]
+    assert await outbox_count(engine, "auto_recharge.requested", below.wallet.id) == 1
+    assert await decisions(engine, below.wallet.id) == [("fired", "enabled_below_level")]
 
 
 async def test_a_second_crossing_while_one_is_in_flight_writes_no_second_request(

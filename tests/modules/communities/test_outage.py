@@ -147,7 +147,12 @@ async def test_readiness_says_mongodb_is_down_and_stays_ready(
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ready",
-            "checks": {"postgresql": "ok", "document_storage": "ok", "mongodb": "down"},
+            "checks": {
+                "postgresql": "ok",
+                "document_storage": "ok",
+                "mongodb": "down",
+                "redis": "ok",
+            },
         }
         await own_mongo.start()
         ready = await client.get("/readyz")

@@ -273,16 +273,28 @@ async def succeed(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
 async def settle_pending(engine: AsyncEngine, settings: Settings, *, limit: int = 200) -> int:
     """The scheduler's job: pending recharges whose payment ended are settled (the
     `payment.credited` consumer usually got there first); how many were settled. Each in
-    a transaction of its own: one wallet's lock at a time."""
-    found = await in_transaction(engine, lambda conn: repo.pending(conn, limit=limit))
+    a transaction of its own: one wallet's lock at a time.
+
+    It walks every pending recharge, a page of `limit` at a time: a mandate charge waits a
+    day or more for its debit, so the oldest page can be all still-waiting ones, and a
+    newer recharge whose payment ended must not wait behind them for ever."""
     settled = 0
-    for r in found:
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        page = await in_transaction(
+            engine, lambda conn: repo.pending(conn, limit=limit, after=after)
+        )
+        for r in page:
 
-        async def one(conn: AsyncConnection, r: Recharge = r) -> int:
-            return await _settle(conn, settings, r)
+            async def one(conn: AsyncConnection, r: Recharge = r) -> int:
+                return await _settle(conn, settings, r)
 
-        settled += await in_transaction(engine, one)
-    return settled
+            settled += await in_transaction(engine, one)
+        if len(page) < limit:
+            return settled
+        last = page[-1]
+        assert last.opened_at is not None
+        after = (last.opened_at, last.id)
 
 
 async def _settle(conn: AsyncConnection, settings: Settings, r: Recharge) -> int:

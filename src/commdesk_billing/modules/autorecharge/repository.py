@@ -267,13 +267,18 @@ async def usage(
     )
 
 
-async def pending(conn: AsyncConnection, *, limit: int) -> list[Recharge]:
+async def pending(
+    conn: AsyncConnection, *, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+) -> list[Recharge]:
+    """A page of pending recharges in (opened_at, id) order, after `after` (keyset)."""
+    at, rid = after if after is not None else (None, None)
     rows = (
         await conn.execute(
             sql(f"""
         SELECT {_RECHARGE_COLS} FROM auto_recharges WHERE status IN ('pending', 'notified')
-         ORDER BY opened_at LIMIT :limit"""),
-            {"limit": limit},
+           AND (CAST(:at AS timestamptz) IS NULL OR (opened_at, id) > (:at, :rid))
+         ORDER BY opened_at, id LIMIT :limit"""),
+            {"limit": limit, "at": at, "rid": rid},
         )
     ).all()
     return [_recharge(r) for r in rows]

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import AutoRechargeInvalid, AutoRechargeMandateInvalid, DomainError
-from commdesk_billing.modules.autorecharge import auth, predict, requests
+from commdesk_billing.modules.autorecharge import auth, predict, requests, trigger
 from commdesk_billing.modules.autorecharge import repository as repo
 from commdesk_billing.modules.autorecharge.model import Decision
 from commdesk_billing.modules.autorecharge.schemas import AutoRechargeOut, AutoRechargeRequest
@@ -61,6 +61,7 @@ async def configure(
         )
     except DomainError as exc:
         raise AutoRechargeInvalid(str(exc)) from exc
+    before = await repo.get_settings(conn, wallet_id)
     values = req.model_dump()
     saved = await repo.upsert_settings(conn, {"wallet_id": wallet_id, **values})
     found = await predict.predict(conn, settings, [(wallet_id, saved.threshold)])
@@ -81,6 +82,12 @@ async def configure(
         "enabled" if saved.enabled else "disabled_by_member",
         {"threshold": saved.threshold, "trigger_level": wallet.auto_recharge_trigger},
     )
+    level = wallet.auto_recharge_trigger
+    switched_on = saved.enabled and (before is None or not before.enabled)
+    if switched_on and level is not None and wallet.available_credits < level:
+        # Already below the level when it is turned on: no debit will cross it, so this
+        # is the crossing (once per switch-on; a repeat of the same PUT is not one).
+        await trigger.request(conn, wallet, wallet.available_credits, cause="enabled_below_level")
     current = await repo.get_settings(conn, wallet_id)
     assert current is not None
     return AutoRechargeOut.of(

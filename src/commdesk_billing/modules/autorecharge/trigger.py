@@ -29,7 +29,8 @@ async def request(
     conn: AsyncConnection, wallet: Wallet, available_before: int, *, cause: str | None
 ) -> bool:
     """Write a request for the locked `wallet` unless one is in flight; whether it wrote.
-    `cause`: None for a crossing, `retry_after_backoff` for the settle job's retry."""
+    `cause`: None for a crossing, `retry_after_backoff` for the settle job's retry,
+    `enabled_below_level` when the member turns it on below its level."""
     level = wallet.auto_recharge_trigger
     if level is None:  # pragma: no cover - callers only ask when a level is set
         return False
