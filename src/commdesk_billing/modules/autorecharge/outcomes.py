@@ -282,7 +282,8 @@ async def settle_pending(engine: AsyncEngine, settings: Settings, *, limit: int 
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
         page = await in_transaction(
-            engine, lambda conn: repo.pending(conn, limit=limit, after=after)
+            engine,
+            lambda conn, after=after: repo.pending(conn, limit=limit, after=after),  # type: ignore[misc]
         )
         for r in page:
 
