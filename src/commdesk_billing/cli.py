@@ -222,15 +222,33 @@ def auto_recharge() -> None:
 @click.option("--reason", required=True, help="Recorded in the wallet's decision log.")
 def auto_recharge_pause(wallet_id: uuid.UUID, reason: str) -> None:
     """Turn one wallet's auto-recharge off (its owner may turn it back on)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.audit import service as audit
     from commdesk_billing.modules.autorecharge import service as auto_recharge_service
+    from commdesk_billing.security import origin
+
+    async def work(c: AsyncConnection) -> bool:
+        paused = await auto_recharge_service.pause(c, wallet_id, reason=reason)
+        if paused:  # audited with the change, in its transaction
+            await audit.record(
+                c,
+                None,
+                action="wallet.auto_recharge.paused",
+                target_type="wallet",
+                target_id=str(wallet_id),
+                details={"reason": reason},
+                before={"auto_recharge_enabled": True},
+                after={"auto_recharge_enabled": False},
+            )
+        return paused
 
     async def go(settings: Settings) -> bool:
         engine = make_engine(settings, pool_size=1)
         try:
-            return await in_transaction(
-                engine, lambda c: auto_recharge_service.pause(c, wallet_id, reason=reason)
-            )
+            with origin.bound(origin.operator(f"auto-recharge pause {wallet_id}")):
+                return await in_transaction(engine, work)
         finally:
             await engine.dispose()
 
@@ -740,13 +758,31 @@ def notifications_deliver() -> None:
 def notifications_retry(delivery_id: uuid.UUID) -> None:
     """Make a delivery that failed for good, or was skipped, due again (after fixing the
     cause: a relay's refusal resolved, a channel configured)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.audit import service as audit
     from commdesk_billing.modules.notifications import service
+    from commdesk_billing.security import origin
+
+    async def work(c: AsyncConnection) -> bool:
+        due = await service.retry_failed(c, delivery_id)
+        if due:  # audited with the change, in its transaction
+            await audit.record(
+                c,
+                None,
+                action="notification.retried",
+                target_type="notification_delivery",
+                target_id=str(delivery_id),
+                after={"status": "pending"},
+            )
+        return due
 
     async def go(settings: Settings) -> bool:
         engine = make_engine(settings, pool_size=2)
         try:
-            return await in_transaction(engine, lambda c: service.retry_failed(c, delivery_id))
+            with origin.bound(origin.operator(f"notifications retry {delivery_id}")):
+                return await in_transaction(engine, work)
         finally:
             await engine.dispose()
 
