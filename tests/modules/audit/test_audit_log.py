@@ -3,6 +3,7 @@ agent, request id), what it changed, and `GET /v1/audit-logs` (who, filters, cur
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -337,3 +338,49 @@ async def test_a_cursor_of_another_list_is_refused(
         "/v1/audit-logs", params={"cursor": foreign}, headers=auth(token(Role.auditor))
     )
     assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+
+
+async def test_the_migration_goes_down_and_up_and_makes_sure_the_log_is_append_only(
+    scratch_database_url: str,
+) -> None:
+    from alembic import command
+
+    from commdesk_billing.db.migrate import alembic_config
+
+    cfg = alembic_config(scratch_database_url)
+    # A database restored without the refusals of 0001 gets them back from 0021.
+    conn = await asyncpg.connect(_dsn(scratch_database_url))
+    try:
+        await conn.execute("DROP TRIGGER audit_logs_append_only ON audit_logs")
+        await conn.execute("DROP TRIGGER audit_logs_no_truncate ON audit_logs")
+    finally:
+        await conn.close()
+    await asyncio.to_thread(command.downgrade, cfg, "0020")
+    await asyncio.to_thread(command.upgrade, cfg, "head")
+    conn = await asyncpg.connect(_dsn(scratch_database_url))
+    try:
+        triggers = await conn.fetch(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_logs'::regclass"
+            " AND NOT tgisinternal ORDER BY tgname"
+        )
+        assert [t["tgname"] for t in triggers] == [
+            "audit_logs_append_only",
+            "audit_logs_no_truncate",
+        ]
+        await conn.execute(
+            "INSERT INTO audit_logs (id, actor_sub, actor_role, action, target_type, target_id,"
+            " ip, user_agent, channel, before, after) VALUES ($1, 'a', 'auditor', 'x', 't', 'i',"
+            " '198.51.100.1', 'ua', 'cli', '{}', '{\"k\": 1}')",
+            uuid.uuid4(),
+        )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO audit_logs (id, actor_sub, actor_role, action, target_type,"
+                " target_id, user_agent) VALUES ($1, 'a', 'auditor', 'x', 't', 'i', $2)",
+                uuid.uuid4(),
+                "u" * 513,
+            )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE audit_logs SET after = NULL")
+    finally:
+        await conn.close()
