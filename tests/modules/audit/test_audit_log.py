@@ -340,6 +340,7 @@ async def test_a_cursor_of_another_list_is_refused(
     assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
 
 
+@pytest.mark.slow
 async def test_the_migration_goes_down_and_up_and_makes_sure_the_log_is_append_only(
     scratch_database_url: str,
 ) -> None:

@@ -241,6 +241,22 @@ async def test_each_privileged_route_writes_one_entry_with_its_origin(
         },
     )
 
+    # What changed, as the entries say it: the fee plan it replaced (the default) and the
+    # one in force now.
+    async with engine.connect() as conn:
+        plan_entry = (
+            await conn.execute(
+                text(
+                    "SELECT before, after FROM audit_logs"
+                    " WHERE action = 'community.fee_plan.changed' AND target_id = :c"
+                ),
+                {"c": cid},
+            )
+        ).one()
+    assert (plan_entry.before, plan_entry.after) == (
+        {"fee_bps": settings.community_fee_bps, "version": 0},
+        {"fee_bps": 700, "version": 1},
+    )
     driven = {route for route, _ in d.sent}
     assert driven == set(PRIVILEGED_ROUTES) - set(PROVEN_BY)  # every one, here or there
     async with engine.connect() as conn:
