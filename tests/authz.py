@@ -359,3 +359,19 @@ MANDATE_ALLOW = {
     "GET /v1/mandates/{mandate_id}": {"owner", "finance_admin", "support", "auditor"},
     "POST /v1/mandates/{mandate_id}/revoke": {"owner"},
 }
+# Who may call what, on the audit log (read-only: nobody edits it). The auditor and
+# finance_admin read it; every other person and any service: 403; no token or a forged one:
+# 401. Callers: AUDIT_CALLERS.
+AUDIT_ALLOW = {
+    "GET /v1/audit-logs": {"finance_admin", "auditor"},
+}
+AUDIT_CALLERS = [
+    "member",
+    "community_owner",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service",
+    "anonymous",
+    "forged",
+]

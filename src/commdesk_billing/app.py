@@ -21,6 +21,7 @@ from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.kv.store import RedisStore
+from commdesk_billing.modules.audit.api import router as audit_router
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
@@ -40,6 +41,7 @@ from commdesk_billing.modules.usage.api import router as usage_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
+from commdesk_billing.security.origin import RecordOrigin
 from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(subscriptions_router)
     app.include_router(mandates_router)
     app.include_router(subscription_webhooks_router)
+    app.include_router(audit_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -192,5 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=cfg.max_body_bytes,
         larger={"/v1/usage/events": cfg.usage_max_body_bytes},
     )
+    # Inside Observe (added after it runs first): reuses its request id.
+    app.add_middleware(RecordOrigin, settings=cfg)
     app.add_middleware(Observe)
     return app

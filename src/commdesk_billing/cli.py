@@ -222,15 +222,33 @@ def auto_recharge() -> None:
 @click.option("--reason", required=True, help="Recorded in the wallet's decision log.")
 def auto_recharge_pause(wallet_id: uuid.UUID, reason: str) -> None:
     """Turn one wallet's auto-recharge off (its owner may turn it back on)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.audit import service as audit
     from commdesk_billing.modules.autorecharge import service as auto_recharge_service
+    from commdesk_billing.security import origin
+
+    async def work(c: AsyncConnection) -> bool:
+        paused = await auto_recharge_service.pause(c, wallet_id, reason=reason)
+        if paused:  # audited with the change, in its transaction
+            await audit.record(
+                c,
+                None,
+                action="wallet.auto_recharge.paused",
+                target_type="wallet",
+                target_id=str(wallet_id),
+                details={"reason": reason},
+                before={"auto_recharge_enabled": True},
+                after={"auto_recharge_enabled": False},
+            )
+        return paused
 
     async def go(settings: Settings) -> bool:
         engine = make_engine(settings, pool_size=1)
         try:
-            return await in_transaction(
-                engine, lambda c: auto_recharge_service.pause(c, wallet_id, reason=reason)
-            )
+            with origin.bound(origin.operator(f"auto-recharge pause {wallet_id}")):
+                return await in_transaction(engine, work)
         finally:
             await engine.dispose()
 
@@ -475,14 +493,48 @@ def dlq_show_cmd(queue: str, message_id: str) -> None:
     click.echo(json.dumps(found[0].__dict__, indent=2))
 
 
+async def _audited_broker_action(
+    settings: Settings, command: str, action: str, queue: str, act: Callable[[], Any]
+) -> Any:
+    """An operator's action on a dead-letter queue, with its audit entry
+    (`modules/audit/operator.py`): as `cli:<os user>`, the queue's depth before and after."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.audit.operator import Acted, audited
+    from commdesk_billing.queues.admin import dlq_depth
+    from commdesk_billing.security import origin
+
+    async def measured() -> Acted[Any]:
+        before = await dlq_depth(settings, queue)
+        result, details = await act()
+        after = await dlq_depth(settings, queue)
+        return Acted(result, {"dead_letters": before}, {"dead_letters": after}, details)
+
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with origin.bound(origin.operator(command)):
+            return await audited(
+                engine, action=action, target_type="queue", target_id=queue, act=measured
+            )
+    finally:
+        await engine.dispose()
+
+
 @dlq.command("replay")
 @click.argument("queue")
 @click.option("--id", "message_id", default=None, help="Only this message; default: all.")
 def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
-    """Send dead letters back to QUEUE with a fresh attempt count (after fixing the cause)."""
+    """Send dead letters back to QUEUE with a fresh attempt count (after fixing the cause).
+    Audited (`dlq.replayed`, as cli:<os user>)."""
     from commdesk_billing.queues.admin import dlq_replay
 
-    replayed, skipped = _run_broker(lambda s: dlq_replay(s, queue, message_id))
+    async def act(settings: Settings) -> tuple[tuple[int, int], dict[str, Any]]:
+        done = await dlq_replay(settings, queue, message_id)
+        return done, {"message_id": message_id, "replayed": done[0], "skipped": done[1]}
+
+    command = f"dlq replay {queue}" + (f" --id {message_id}" if message_id else "")
+    replayed, skipped = _run_broker(
+        lambda s: _audited_broker_action(s, command, "dlq.replayed", queue, lambda: act(s))
+    )
     click.echo(
         f"replayed {replayed} message(s) to {queue}"
         + (f"; {skipped} not replayable (not an envelope) left in place" if skipped else "")
@@ -493,12 +545,22 @@ def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
 @click.argument("queue")
 @click.option("--yes", is_flag=True, help="Confirm: the messages are gone for good.")
 def dlq_purge_cmd(queue: str, yes: bool) -> None:
-    """Delete every dead letter of QUEUE."""
+    """Delete every dead letter of QUEUE. Audited (`dlq.purged`, as cli:<os user>)."""
     from commdesk_billing.queues.admin import dlq_purge
 
     if not yes:
         raise click.ClickException("purging deletes messages for good; add --yes")
-    click.echo(f"purged {_run_broker(lambda s: dlq_purge(s, queue))} message(s)")
+
+    async def act(settings: Settings) -> tuple[int, dict[str, Any]]:
+        purged = await dlq_purge(settings, queue)
+        return purged, {"purged": purged}
+
+    purged = _run_broker(
+        lambda s: _audited_broker_action(
+            s, f"dlq purge {queue}", "dlq.purged", queue, lambda: act(s)
+        )
+    )
+    click.echo(f"purged {purged} message(s)")
 
 
 @main.command()
@@ -696,13 +758,31 @@ def notifications_deliver() -> None:
 def notifications_retry(delivery_id: uuid.UUID) -> None:
     """Make a delivery that failed for good, or was skipped, due again (after fixing the
     cause: a relay's refusal resolved, a channel configured)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.modules.audit import service as audit
     from commdesk_billing.modules.notifications import service
+    from commdesk_billing.security import origin
+
+    async def work(c: AsyncConnection) -> bool:
+        due = await service.retry_failed(c, delivery_id)
+        if due:  # audited with the change, in its transaction
+            await audit.record(
+                c,
+                None,
+                action="notification.retried",
+                target_type="notification_delivery",
+                target_id=str(delivery_id),
+                after={"status": "pending"},
+            )
+        return due
 
     async def go(settings: Settings) -> bool:
         engine = make_engine(settings, pool_size=2)
         try:
-            return await in_transaction(engine, lambda c: service.retry_failed(c, delivery_id))
+            with origin.bound(origin.operator(f"notifications retry {delivery_id}")):
+                return await in_transaction(engine, work)
         finally:
             await engine.dispose()
 

@@ -469,3 +469,11 @@ class MandateNotRevocable(DomainError):
     code = "mandate_not_revocable"
     status = 409
     title = "The mandate has already ended"
+
+
+class AuditRangeInvalid(DomainError):
+    """`from` must come before `to` when both are given (GET /v1/audit-logs)."""
+
+    code = "audit_range_invalid"
+    status = 422
+    title = "Time range is not valid"

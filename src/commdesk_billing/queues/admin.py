@@ -176,6 +176,15 @@ async def dlq_replay(
     return replayed, skipped
 
 
+async def dlq_depth(settings: Settings, queue: str) -> int:
+    """How many dead letters QUEUE holds now (what an audit entry says before and after)."""
+    _check(queue)
+    connection = await connect(settings, attempts=1)
+    async with connection:
+        channel = await connection.channel()
+        return (await _count(channel, names_for(settings).dlq(queue)))[0]
+
+
 async def dlq_purge(settings: Settings, queue: str) -> int:
     _check(queue)
     connection = await connect(settings, attempts=1)

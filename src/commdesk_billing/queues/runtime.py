@@ -37,6 +37,7 @@ from commdesk_billing.errors import DomainError
 from commdesk_billing.queues import inbox
 from commdesk_billing.queues.envelope import Envelope, InvalidMessage, decode
 from commdesk_billing.queues.topology import PERSISTENT, Names
+from commdesk_billing.security import origin
 from commdesk_billing.telemetry.metrics import (
     HANDLER_LATENCY,
     QUEUE_CONSUMED,
@@ -235,7 +236,9 @@ class Consumers:
         try:
             if isinstance(handler, TwoPhase):
                 fetched = await handler.fetch(envelope)
-            applied = await in_transaction(self.engine, work)
+            # What the handler audits names the queue and the message as where it came from.
+            with origin.bound(origin.consumer(queue, str(envelope.id))):
+                applied = await in_transaction(self.engine, work)
         except (PermanentError, DomainError) as exc:
             await self._refused(queue, message, envelope, exc)
             return

@@ -131,6 +131,13 @@ async def test_hostile_registrations_are_problems_that_store_nothing(
     assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
     replay = await split.stack.api.post(url, json=KYC, headers=headers)
     assert replay.status_code == 201 and replay.json() == first.json()
+    # One registration, one audit entry (the refusals and the replay wrote none).
+    entries = await split.stack.scalar(
+        "SELECT count(*) FROM audit_logs WHERE action = 'split_vendor.registered'"
+        " AND target_id = :c",
+        c=cid,
+    )
+    assert entries == 1
 
 
 async def test_a_community_without_a_verified_account_is_no_vendor(split: Split, put: Put) -> None:

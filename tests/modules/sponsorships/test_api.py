@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from commdesk_billing.problems import MEDIA_TYPE
 from commdesk_billing.security.jwt import Role, issue_token
@@ -96,6 +97,19 @@ async def test_every_caller_gets_what_the_matrix_says(stack: Stack, put: Put) ->
         f"/v1/sponsorships/{s['id']}", headers=bearer(sponsor_token(stack, payer), False)
     )
     assert after.json()["status"] == "completed" and after.json()["escrow_paise"] == 0
+    # Each release is audited, by whoever released it (finance_admin's is privileged).
+    async with stack.engine.connect() as conn:
+        released = (
+            await conn.execute(
+                text(
+                    "SELECT actor_role, (details->>'milestone')::int AS seq FROM audit_logs"
+                    " WHERE action = 'sponsorship.milestone.released' AND target_id = :s"
+                    " ORDER BY seq"
+                ),
+                {"s": s["id"]},
+            )
+        ).all()
+    assert [tuple(r) for r in released] == [("sponsor", 1), ("finance_admin", 2)]
 
 
 async def _counts(stack: Stack) -> tuple[int, int, int]:

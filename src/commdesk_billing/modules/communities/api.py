@@ -283,6 +283,7 @@ async def set_fee_plan(
     body: FeePlanRequest,
     request: Request,
     engine: Engine,
+    settings: Config,
     caller: Caller,
     directory: Communities,
 ) -> FeePlanOut:
@@ -291,6 +292,11 @@ async def set_fee_plan(
 
     async def write(conn: AsyncConnection) -> FeePlanOut:
         plan = await repo.add_plan(conn, community_id, body.fee_bps, body.reason, caller.sub)
+        # The version this one follows, read after the insert: a change committed between a
+        # read before it and the insert would otherwise be skipped in the log.
+        prior = await repo.plan_before(conn, community_id, plan.version) or plans.default_plan(
+            community_id, settings.community_fee_bps
+        )
         await audit.record(
             conn,
             caller,
@@ -299,6 +305,8 @@ async def set_fee_plan(
             target_id=community_id,
             details={"fee_bps": body.fee_bps, "version": plan.version, "reason": body.reason},
             request_id=sane_header(request.headers.get("x-request-id")),
+            before={"fee_bps": prior.fee_bps, "version": prior.version},
+            after={"fee_bps": plan.fee_bps, "version": plan.version},
         )
         return FeePlanOut.of(plan)
 

@@ -39,6 +39,20 @@ async def current_plan(conn: AsyncConnection, community_id: str) -> FeePlan | No
     return FeePlan(**row._asdict()) if row else None
 
 
+async def plan_before(conn: AsyncConnection, community_id: str, version: int) -> FeePlan | None:
+    """The version in force before `version` (None: the configured default was)."""
+    row = (
+        await conn.execute(
+            sql("""
+            SELECT community_id, version, fee_bps, reason, created_by, created_at
+              FROM community_fee_plans WHERE community_id = :c AND version < :v
+             ORDER BY version DESC LIMIT 1"""),
+            {"c": community_id, "v": version},
+        )
+    ).first()
+    return FeePlan(**row._asdict()) if row else None
+
+
 async def add_plan(
     conn: AsyncConnection, community_id: str, fee_bps: int, reason: str, created_by: str
 ) -> FeePlan:

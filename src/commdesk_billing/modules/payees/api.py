@@ -35,7 +35,7 @@ from commdesk_billing.modules.communities.directory import Community, CommunityD
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payees import auth, service
 from commdesk_billing.modules.payees import repository as repo
-from commdesk_billing.modules.payees.model import Payee, PayeeKind, PayeeStatus
+from commdesk_billing.modules.payees.model import Payee, PayeeKind, PayeeStatus, PayoutAccount
 from commdesk_billing.modules.payees.schemas import (
     BankAccountIn,
     PayeeCreate,
@@ -111,6 +111,17 @@ async def _owned_community(
     if payee.kind is not PayeeKind.community or not auth.may_be_owner(caller):
         return None
     return await directory.get(payee.subject_id)
+
+
+def _account_seen(a: PayoutAccount) -> dict[str, object]:
+    """An account as the audit log keeps it: masked, never the number or the VPA."""
+    return {
+        "version": a.version,
+        "method": a.method.value,
+        "account": a.account_mask,
+        "verification": a.verification_status.value,
+        "payouts_blocked_until": a.payouts_blocked_until.isoformat(),
+    }
 
 
 async def _payee(engine: Engine, payee_id: uuid.UUID) -> Payee:
@@ -251,6 +262,12 @@ async def put_payout_account(
             by=caller.sub,
         )
         if created:
+            # What was paid to before (masked; None for a first account), read under the
+            # payee's change lock `change_account` took: no concurrent change slips between.
+            prior = next(
+                (a for a in await repo.history(conn, payee_id) if a.version < account.version),
+                None,
+            )
             await audit.record(
                 conn,
                 caller,
@@ -267,6 +284,8 @@ async def put_payout_account(
                     "cooling_off_s": account.cooling_off_s,
                 },
                 request_id=_rid(request),
+                before=_account_seen(prior) if prior else None,
+                after=_account_seen(account),
             )
         now = await service.require_payee(conn, payee_id)
         out = PayoutAccountOut.of(account, now, datetime.now(UTC))
@@ -308,6 +327,8 @@ async def _set_status(
     auth.authorize_status(caller)
 
     async def work(conn: AsyncConnection, _op_key: str) -> Answer:
+        # Read under the row lock the change takes: the status it really changed from.
+        was = await repo.lock_payee(conn, payee_id)
         payee = await service.set_status(conn, payee_id, status)
         await audit.record(
             conn,
@@ -317,6 +338,8 @@ async def _set_status(
             target_id=str(payee_id),
             details={"reason": body.reason},
             request_id=_rid(request),
+            before={"status": was.status.value} if was else None,
+            after={"status": payee.status.value},
         )
         return Answer(200, PayeeOut.of(payee).model_dump(mode="json"))
 

@@ -223,6 +223,19 @@ async def open_refund(
         target_type="payment",
         target_id=str(payment.id),
         details={"refund_id": str(refund_id), "amount_paise": amount, "reason": body.reason},
+        # The payment and its wallet, as the refund found them and as it leaves them (the
+        # credits it takes back are held until Cashfree answers).
+        before={
+            "refunded_paise": state.standing.amount_paise,
+            "refundable_paise": can,
+            "available_credits": state.room.available,
+        },
+        after={
+            "refunded_paise": state.standing.amount_paise + parts.amount_paise,
+            "refund_status": RefundStatus.CREATED.value,
+            "held_credits": parts.credits,
+            "available_credits": held.wallet.available_credits,
+        },
     )
     await billing_events.record(
         conn,
@@ -281,6 +294,7 @@ async def _open_sponsorship_refund(
         s, chosen = await sponsorships.begin_refund(conn, payment.id, body.milestones)
         part = sum(m.amount_paise for m in chosen)
     figures = await _sponsorship_figures(conn, payment, part)
+    refunded = (await repo.standing_parts(conn, payment.id)).amount_paise
     refund_id = uuid.uuid4()
     await repo.insert(
         conn,
@@ -323,6 +337,11 @@ async def _open_sponsorship_refund(
             "path": s.path.value,
             "milestones": [m.seq for m in chosen],
             "reason": body.reason,
+        },
+        before={"refunded_paise": refunded},
+        after={
+            "refunded_paise": refunded + figures.amount_paise,
+            "refund_status": RefundStatus.CREATED.value,
         },
     )
     await billing_events.record(

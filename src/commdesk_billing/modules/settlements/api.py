@@ -86,6 +86,24 @@ async def _readable(
     return s
 
 
+def _owed(s: Settlement) -> dict[str, int]:
+    return {"payable_paise": s.payable_paise, "reserves_held_paise": s.reserves_held_paise}
+
+
+def _taken(s: Settlement) -> dict[str, object]:
+    return {
+        "settlement_id": str(s.id),
+        "status": s.status.value,
+        "gross_paise": s.gross_paise,
+        "reserve_paise": s.reserve_paise,
+        "tds_paise": s.tds_paise,
+        "tcs_paise": s.tcs_paise,
+        "fee_paise": s.fee_paise,
+        "net_paise": s.net_paise,
+        "account": s.account_mask,
+    }
+
+
 @router.post(
     "/settlements/runs",
     status_code=201,
@@ -110,6 +128,7 @@ async def run(
         outcomes = await service.run_in(
             conn, settings, directory, by=caller.sub, run_id=run_id, payee_id=body.payee_id, at=at
         )
+        made = [o.settlement for o in outcomes if o.created and o.settlement]
         await audit.record(
             conn,
             caller,
@@ -123,6 +142,9 @@ async def run(
                 ],
             },
             request_id=sane_header(request.headers.get("x-request-id")),
+            # Per payee settled: what it was owed at the cut-off, and what this run took.
+            before={str(st.payee_id): _owed(st) for st in made} or None,
+            after={str(st.payee_id): _taken(st) for st in made} or None,
         )
         out = RunOut(run_id=run_id, cut_off=at, outcomes=[OutcomeOut.of(o) for o in outcomes])
         return Answer(201, out.model_dump(mode="json"))

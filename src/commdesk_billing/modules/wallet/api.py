@@ -230,6 +230,8 @@ async def grant(
                 "transaction_id": str(result.line.id),
             },
             request_id=sane_header(request.headers.get("x-request-id")),
+            before={"available_credits": result.line.balance_before},
+            after={"available_credits": result.line.balance_after},
         )
         return _op_answer(201, result, "grant")
 
