@@ -286,28 +286,21 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
         except CashfreeConflict:
             charge = await client.fetch_payment(p.subscription_id, p.order_id)
     except CashfreeRejected as exc:
-        reason = f"{exc.code or 'rejected'}: {exc.message}"[:500]
-        code = exc.code or "gateway_rejected"
-        if exc.status == 400:
-            # Cashfree refused the charge itself (mandate not active, a date or amount it
-            # will not take): that charge will never exist.
-
-            async def refused(conn: AsyncConnection) -> None:
-                # Only a row nobody has seen at Cashfree yet: a concurrent call may have
-                # raised it (its answer, or the sync, moved the row on).
-                current = await repo.get(conn, p.id, lock=True)
-                if current is not None and current.status is Status.CREATED:
-                    await move(
-                        conn,
-                        p.id,
-                        Status.CANCELLED,
-                        reason="cashfree refused the charge",
-                        failure_code=code,
-                        failure_reason=reason,
-                    )
-
-            await in_transaction(engine, refused)
-        raise GatewayRejected(reason, gateway_status=exc.status) from exc
+        if exc.status != 400:
+            raise GatewayRejected(_why(exc), gateway_status=exc.status) from exc
+        # Cashfree refused this request. After a lost answer (this is a repeat) the first
+        # request may have made the charge (the payer notified, the debit coming): only a
+        # charge Cashfree does not hold is cancelled; one it holds is adopted.
+        found = await _held_charge(client, p)
+        if found is None:
+            await _cancel_refused(engine, p, exc)
+            raise GatewayRejected(_why(exc), gateway_status=exc.status) from exc
+        log.warning(
+            "payments.mandate_charge.adopted_after_refusal",
+            payment_id=str(p.id),
+            code=(exc.code or "rejected")[:100],
+        )
+        charge = found
     except CashfreeError as exc:
         raise GatewayUnavailable(
             "Cashfree did not answer; repeat the charge with the same key", retry_after_s=5
@@ -344,6 +337,48 @@ async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Pay
 
     if not await in_transaction(engine, activate):
         raise GatewayRejected("the charge Cashfree holds does not match ours; under review")
+
+
+def _why(exc: CashfreeRejected) -> str:
+    return f"{exc.code or 'rejected'}: {exc.message}"[:500]
+
+
+async def _held_charge(client: SubscriptionsClient, p: Payment) -> SubscriptionPayment | None:
+    """The charge Cashfree holds under our payment id, None when it holds none. Raises
+    `GatewayUnavailable` when it cannot say (then nothing is decided: the row stays CREATED
+    for a repeat or the sync)."""
+    assert p.subscription_id is not None
+    try:
+        return await client.fetch_payment(p.subscription_id, p.order_id)
+    except CashfreeNotFound:
+        return None
+    except CashfreeError as exc:
+        raise GatewayUnavailable(
+            "Cashfree refused the charge and could not say whether it holds one; repeat the "
+            "charge with the same key",
+            retry_after_s=5,
+        ) from exc
+
+
+async def _cancel_refused(engine: AsyncEngine, p: Payment, exc: CashfreeRejected) -> None:
+    """Cashfree refused the charge itself (mandate not active, a date or amount it will not
+    take) and holds none under our id: that charge will never exist."""
+
+    async def refused(conn: AsyncConnection) -> None:
+        # Only a row nobody has seen at Cashfree yet: a concurrent call may have raised it
+        # (its answer, or the sync, moved the row on).
+        current = await repo.get(conn, p.id, lock=True)
+        if current is not None and current.status is Status.CREATED:
+            await move(
+                conn,
+                p.id,
+                Status.CANCELLED,
+                reason="cashfree refused the charge",
+                failure_code=exc.code or "gateway_rejected",
+                failure_reason=_why(exc),
+            )
+
+    await in_transaction(engine, refused)
 
 
 def _matches(charge: SubscriptionPayment, p: Payment) -> bool:
