@@ -175,20 +175,19 @@ async def subscription_plan_changes(conn: AsyncConnection, report: VerifyReport)
     for r in await rows(
         conn,
         """
-        SELECT c.id, c.subscription_id, c.status, c.price_paise, y.status AS paid,
-               y.amount_paise, y.kind, y.channel,
-               EXISTS (SELECT 1 FROM ledger_journals j
-                        WHERE j.idempotency_key = 'payment:' || y.id || ':inr'
-                          AND j.kind = 'subscription.paid') AS posted
-          FROM subscription_plan_changes c
-          LEFT JOIN payments y ON y.id = c.payment_id
-         WHERE (c.status IN ('applied', 'unapplied')
-                AND (y.id IS NULL OR y.status <> 'CREDITED' OR y.amount_paise <> c.price_paise
-                     OR y.kind <> 'subscription' OR y.channel <> 'mandate'
-                     OR NOT EXISTS (SELECT 1 FROM ledger_journals j
-                                     WHERE j.idempotency_key = 'payment:' || y.id || ':inr'
-                                       AND j.kind = 'subscription.paid')))
-            OR (c.status NOT IN ('applied', 'unapplied') AND y.status = 'CREDITED')""",
+        SELECT * FROM (
+            SELECT c.id, c.subscription_id, c.status, c.price_paise, y.status AS paid,
+                   y.amount_paise, y.kind, y.channel,
+                   -- (':' apart: a colon before a word would read as a bound parameter)
+                   EXISTS (SELECT 1 FROM ledger_journals j
+                            WHERE j.idempotency_key = 'payment:' || y.id || ':' || 'inr'
+                              AND j.kind = 'subscription.paid') AS posted
+              FROM subscription_plan_changes c
+              LEFT JOIN payments y ON y.id = c.payment_id) x
+         WHERE (status IN ('applied', 'unapplied')
+                AND (paid IS DISTINCT FROM 'CREDITED' OR amount_paise <> price_paise
+                     OR kind <> 'subscription' OR channel <> 'mandate' OR NOT posted))
+            OR (status NOT IN ('applied', 'unapplied') AND paid = 'CREDITED')""",
     ):
         report.add(
             "subscription_plan_change_payment",
