@@ -244,3 +244,46 @@ async def test_a_downgrade_takes_effect_at_the_renewal_with_nothing_refunded(
         2,
     )
     await t.books_agree(inr)
+
+
+async def test_the_renewal_waits_for_an_upgrade_whose_charge_is_in_flight(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """The next period is priced on the plan the subscription is on when it is made: while
+    an upgrade's debit has not answered, the renewal raises nothing (it would charge the old
+    price, then be undone or doubled by the upgrade)."""
+    tok = inr.token()
+    m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    r = await inr.sandbox.post(
+        f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
+        json={"outcome": "pending"},
+    )
+    assert r.status_code == 200, r.text
+    status, body = await _change(inr, tok, sid, dearer["code"])
+    assert status == 200, body
+    await t.renew(inr, sid)
+    raised = await t.read(inr, tok, sid)
+    assert raised["pending_change"]["status"] == "raised"
+    await t.advance_to(inr, t.plus(raised["current_period_end"], -LEAD + t.HOUR))
+    report = await t.renew(inr, sid)
+    assert report.outcomes == {sid: ["charging"]}
+    after = await t.read(inr, tok, sid)
+    assert [p["number"] for p in after["periods"]] == [1]
+    assert after["plan_code"] == plan["code"]
+    assert after["pending_change"]["status"] == "raised"
+
+
+async def test_no_upgrade_within_the_renewals_lead_time(inr: Stack) -> None:
+    """A daily plan is always within the renewal's lead time (the next day's charge is
+    raised days ahead): its upgrade is refused; its downgrade waits for the renewal."""
+    tok = inr.token()
+    m = await t.mandate(inr, tok)
+    plan = await t.inr_plan(inr, interval_unit="day", dunning_offsets_seconds=[])
+    sid = (await t.subscribe(inr, tok, plan, m["id"]))["id"]
+    await t.renew(inr, sid)
+    assert (await t.debit(inr, tok, await t.payment_of(inr, sid, 1, 1)))["status"] == "CREDITED"
+    dearer = await t.inr_plan(inr, price_paise=DEARER, interval_unit="day")
+    status, problem = await _change(inr, tok, sid, dearer["code"])
+    assert (status, problem["code"]) == (409, "plan_change_refused")
+    assert (await t.read(inr, tok, sid))["plan_changes"] == []
