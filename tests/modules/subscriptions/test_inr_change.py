@@ -6,6 +6,7 @@ charges the new plan's price from the next period."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -287,3 +288,49 @@ async def test_no_upgrade_within_the_renewals_lead_time(inr: Stack) -> None:
     status, problem = await _change(inr, tok, sid, dearer["code"])
     assert (status, problem["code"]) == (409, "plan_change_refused")
     assert (await t.read(inr, tok, sid))["plan_changes"] == []
+
+
+async def test_cancelling_fails_a_pending_upgrade_and_a_late_debit_is_kept_for_refund(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """The member cancels while the upgrade's charge is notified: the change fails; the
+    debit Cashfree still makes is posted and marked `unapplied` (finance refunds it), and
+    the books agree."""
+    tok = inr.token()
+    _m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    status, body = await _change(inr, tok, sid, dearer["code"])
+    assert status == 200, body
+    await t.renew(inr, sid)
+    pid = (await t.read(inr, tok, sid))["pending_change"]["payment_id"]
+    r = await inr.api.post(
+        f"/v1/subscriptions/{sid}/cancel",
+        json={"at_period_end": False},
+        headers=t.auth(tok, key=True),
+    )
+    assert r.status_code == 200, r.text
+    ended = await t.read(inr, tok, sid)
+    assert (ended["status"], ended["plan_code"], ended["pending_change"]) == (
+        "cancelled",
+        plan["code"],
+        None,
+    )
+    [change] = ended["plan_changes"]
+    assert (change["status"], change["failure"]) == ("failed", "subscription ended: cancelled")
+    assert (await t.debit(inr, tok, pid))["status"] == "CREDITED"
+    [late] = (await t.read(inr, tok, sid))["plan_changes"]
+    assert (late["status"], late["payment_id"]) == ("unapplied", pid)
+    await t.books_agree(inr)
+
+
+async def test_two_upgrades_at_once_make_one_change(inr: Stack) -> None:
+    tok = inr.token()
+    _m, _plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    other = await t.inr_plan(inr, name="Pro India Max", price_paise=45_000)
+    answers = await asyncio.gather(
+        _change(inr, tok, sid, dearer["code"]), _change(inr, tok, sid, other["code"])
+    )
+    assert sorted(s for s, _ in answers) == [200, 409]
+    assert [b["code"] for s, b in answers if s == 409] == ["plan_change_pending"]
+    assert len((await t.read(inr, tok, sid))["plan_changes"]) == 1

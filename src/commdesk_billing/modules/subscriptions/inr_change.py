@@ -213,6 +213,15 @@ async def settle(conn: AsyncConnection, sub: Subscription, at: datetime) -> Plan
     return None
 
 
+async def on_ended(conn: AsyncConnection, sub: Subscription, reason: str) -> None:
+    """The locked subscription ends (cancelled now, expired): an upgrade waiting for its
+    payment fails. Its charge, if raised, is not cancelled at Cashfree: a debit that still
+    succeeds is kept and marked `unapplied` for finance to refund (`on_paid`)."""
+    change = await changes.open_change(conn, sub.id)
+    if change is not None:
+        await _fail(conn, sub, change, f"subscription ended: {reason}")
+
+
 async def _fail(conn: AsyncConnection, sub: Subscription, change: PlanChange, reason: str) -> None:
     if await changes.move(
         conn, change, to=ChangeStatus.failed, sources=OPEN_CHANGE, failure=reason
@@ -321,7 +330,8 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> bool
     """The payments' handover for a paid `subscription` payment that is a change's (False:
     it is not). The money is posted whatever became of the subscription; the new plan takes
     effect if the subscription is still active on the plan and period the change was asked
-    from, else the change is `unapplied` (money for finance to refund, as a period's)."""
+    from (and the change still open), else the change is `unapplied` (money for finance to
+    refund, as a period's)."""
     change = await changes.by_payment(conn, payment.id)
     if change is None:
         return False
@@ -343,9 +353,10 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> bool
             at=at,
         ),
     )
+    # (A member who asked to stop at the period's end still gets the plan they paid the
+    # rest of the period for.)
     applicable = (
         sub.status is Status.active
-        and not sub.cancel_at_period_end
         and sub.current_period == change.period_number
         and (sub.plan_code, sub.plan_version) == (change.from_plan_code, change.from_plan_version)
     )

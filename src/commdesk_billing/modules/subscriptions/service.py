@@ -264,7 +264,7 @@ async def end(
     conn: AsyncConnection, sub: Subscription, *, at: datetime, status: Status, reason: str
 ) -> Subscription:
     """Ends a locked subscription; its unpaid next period (if any; a pending subscription's
-    first) is voided or left unpaid."""
+    first) is voided or left unpaid, an INR upgrade waiting for its payment failed."""
     n = sub.current_period if sub.status is Status.pending else sub.current_period + 1
     nxt = await repo.get_period(conn, sub.id, n)
     if nxt is not None and nxt.status in (PeriodStatus.pending, PeriodStatus.past_due):
@@ -277,6 +277,8 @@ async def end(
             next_retry_at=None,
             paid_at=None,
         )
+    if sub.on_mandate:
+        await inr_change.on_ended(conn, sub, reason)
     return await repo.update_subscription(
         conn, sub.id, status=status, ended_at=at, ended_reason=reason
     )
