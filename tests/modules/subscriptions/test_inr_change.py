@@ -334,3 +334,15 @@ async def test_two_upgrades_at_once_make_one_change(inr: Stack) -> None:
     assert sorted(s for s, _ in answers) == [200, 409]
     assert [b["code"] for s, b in answers if s == 409] == ["plan_change_pending"]
     assert len((await t.read(inr, tok, sid))["plan_changes"]) == 1
+
+
+async def test_an_upgrade_on_a_revoked_mandate_asks_for_a_new_one(inr: Stack) -> None:
+    tok = inr.token()
+    m, _plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    r = await inr.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/revoke")
+    assert r.status_code == 200, r.text
+    await t.wait_mandate(inr, tok, m["id"], "revoked")
+    status, problem = await _change(inr, tok, sid, dearer["code"])
+    assert (status, problem["code"]) == (409, "plan_change_needs_new_mandate")
+    assert (await t.read(inr, tok, sid))["plan_changes"] == []
