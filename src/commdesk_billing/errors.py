@@ -444,6 +444,25 @@ class PlanChangeRefused(DomainError):
     title = "The plan cannot be changed to that plan"
 
 
+class PlanChangePending(DomainError):
+    """An INR subscription's upgrade waits for its prorated charge on the mandate (a day or
+    more, cashfree.md §15): another change is refused until that one is paid or failed."""
+
+    code = "plan_change_pending"
+    status = 409
+    title = "A plan change is already waiting for its payment"
+
+
+class PlanChangeNeedsNewMandate(DomainError):
+    """The plan's price is above what the subscription's mandate may debit (its maximum per
+    debit; RBI, cashfree.md §15), or the mandate is no longer active: the member sets up a
+    new mandate covering the price (and subscribes on it) instead."""
+
+    code = "plan_change_needs_new_mandate"
+    status = 409
+    title = "The mandate does not cover that plan: set up a new mandate"
+
+
 # --- mandates (UPI AutoPay / card standing instructions) -----------------------------------
 
 

@@ -70,6 +70,7 @@ OWNERS: dict[str, str] = {
     "subscription_mandate_charges": "modules/subscriptions",
     "mandates": "modules/mandates",
     "subscription_webhooks": "modules/mandates",
+    "subscription_plan_changes": "modules/subscriptions",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

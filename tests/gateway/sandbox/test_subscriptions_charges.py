@@ -322,3 +322,34 @@ async def test_unknown_payment_and_bad_manage(subs: httpx.AsyncClient) -> None:
     path = f"/pg/subscriptions/{sub_id}/payments/{raised['payment_id']}/manage"
     bad = await subs.post(path, json={"action": "REFUND"})
     assert bad.status_code == 400 and bad.json()["code"] == "action_invalid"
+
+
+async def test_a_queued_refusal_answers_the_next_charge_request_even_a_repeat(
+    subs: httpx.AsyncClient,
+) -> None:
+    """`/_sandbox/subscriptions/{id}/charge-refusal`: the next CHARGE request is answered 400
+    with the code asked for before its payment_id is looked up (a repeat of a charge that
+    exists is refused too, as a Cashfree validating the request first would); one request
+    spends one refusal, then the repeat is answered with the first charge again."""
+    sub = await active_subscription(subs)
+    sub_id = sub["subscription_id"]
+    first = await charge(subs, sub_id, amount=500, payment_id="chg_refused_repeat")
+    bad = await subs.post(
+        f"/_sandbox/subscriptions/{sub_id}/charge-refusal", json={"code": "Not A Code"}
+    )
+    assert (bad.status_code, bad.json()["code"]) == (400, "request_invalid"), bad.text
+    r = await subs.post(
+        f"/_sandbox/subscriptions/{sub_id}/charge-refusal",
+        json={"code": "payment_schedule_date_invalid"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["refusals"] == [
+        {
+            "code": "payment_schedule_date_invalid",
+            "message": "payment_schedule_date : is not allowed",
+        }
+    ]
+    refused = await charge(subs, sub_id, amount=500, payment_id="chg_refused_repeat", status=400)
+    assert refused["code"] == "payment_schedule_date_invalid"
+    again = await charge(subs, sub_id, amount=500, payment_id="chg_refused_repeat")
+    assert again["cf_payment_id"] == first["cf_payment_id"]

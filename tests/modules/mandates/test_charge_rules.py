@@ -17,7 +17,7 @@ from commdesk_billing.errors import GatewayRejected, GatewayUnavailable
 from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
-from commdesk_billing.modules.payments import mandate_charges
+from commdesk_billing.modules.payments import mandate_charges, mandate_raise, mandate_truth
 from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.modules.payments.ordering import Buyer
@@ -143,7 +143,7 @@ async def test_a_charge_that_never_reached_cashfree_is_announced_when_written_of
         async with subs.engine.connect() as conn:
             p = await payments_repo.get(conn, pid)
         assert p is not None and p.status.value == "CREATED"
-        status = await mandate_charges.verify_charge(
+        status = await mandate_truth.verify_charge(
             subs.engine, subs_client, subs.settings, p, source="sync"
         )
         assert status.value == "CANCELLED"
@@ -203,12 +203,12 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
     )
     # Past the first attempt and the three hourly retries.
     await _advance_to(subs, _debit_time(raised, day) + timedelta(hours=3, minutes=30))
-    status = await mandate_charges.verify_charge(
+    status = await mandate_truth.verify_charge(
         subs.engine, subs_client, subs.settings, stale, source="sync"
     )
     assert status.value == "FAILED"
     # The concurrent repeat that read CREATED now gets Cashfree's answer.
-    await mandate_charges._raise_charge(subs.engine, subs_client, stale)
+    await mandate_raise.raise_charge(subs.engine, subs_client, stale)
     async with subs.engine.connect() as conn:
         after = await payments_repo.get(conn, pid)
     assert after is not None and after.status.value == "FAILED"

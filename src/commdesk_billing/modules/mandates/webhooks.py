@@ -35,7 +35,7 @@ from commdesk_billing.gateway.subscription_webhooks import (
     read_subscription_webhook,
 )
 from commdesk_billing.modules.mandates import repository as repo
-from commdesk_billing.modules.payments import mandate_charges
+from commdesk_billing.modules.payments import mandate_truth
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 from commdesk_billing.queues import outbox
@@ -177,7 +177,7 @@ async def _receive(
     if hook.type == SubscriptionEvent.PAYMENT_NOTIFICATION_INITIATED and charge is not None:
         # Cashfree's word that the payer was notified: recorded for the member to see (the
         # debit follows no earlier than 24 h later); the charge's status is still asked.
-        await mandate_charges.note_pre_debit_notice(
+        await mandate_truth.note_pre_debit_notice(
             conn, charge.order_id, (hook.event_time or datetime.now(IST)).astimezone(IST)
         )
     acts_on_charge = charge is not None and hook.type in SubscriptionEvent.PAYMENT_EVENTS

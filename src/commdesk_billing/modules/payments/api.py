@@ -22,7 +22,7 @@ from commdesk_billing.gateway.errors import CashfreeError, CashfreeRateLimited, 
 from commdesk_billing.idempotency.keys import respond
 from commdesk_billing.modules.payments import (
     auth,
-    mandate_charges,
+    mandate_truth,
     ordering,
     service,
     verification,
@@ -140,7 +140,7 @@ async def sync_payment(
     try:
         if found.on_mandate:
             # A charge on a mandate: its truth is the subscription payment API.
-            await mandate_charges.verify_charge(
+            await mandate_truth.verify_charge(
                 engine, request.app.state.subscriptions, settings, found, source="manual"
             )
         else:

@@ -14,7 +14,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeRejected
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.payments import mandate_charges, verification
+from commdesk_billing.modules.payments import mandate_truth, verification
 from commdesk_billing.modules.payments.crediting import Handover, credit_payment
 from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.queues.envelope import Envelope
@@ -39,7 +39,7 @@ class PaidPayload(StrictInput):
 
 class PaymentProcessing(TwoPhase):
     """Fetch the order and its payments from Cashfree, then apply them to the payment; for a
-    charge on a mandate, its subscription payment (`mandate_charges`)."""
+    charge on a mandate, its subscription payment (`mandate_truth`)."""
 
     def __init__(
         self,
@@ -63,7 +63,7 @@ class PaymentProcessing(TwoPhase):
             if p.subscription_id is not None:
                 if self.subs_client is None:
                     raise PermanentError("no Subscriptions client to verify a mandate charge")
-                return await mandate_charges.fetch_charge_truth(
+                return await mandate_truth.fetch_charge_truth(
                     self.subs_client, p.subscription_id, p.order_id
                 )
             return await verification.fetch_truth(self.client, p.order_id, p.order_expires_at)
@@ -81,8 +81,8 @@ class PaymentProcessing(TwoPhase):
     async def settle(self, conn: AsyncConnection, envelope: Envelope, fetched: object) -> Status:
         """Apply what was fetched; the payment's status after it."""
         p = self._payload(envelope)
-        if isinstance(fetched, mandate_charges.ChargeTruth):
-            return await mandate_charges.apply_charge_truth(
+        if isinstance(fetched, mandate_truth.ChargeTruth):
+            return await mandate_truth.apply_charge_truth(
                 conn, self.settings, p.payment_id, fetched, source=p.source
             )
         assert isinstance(fetched, verification.Truth)

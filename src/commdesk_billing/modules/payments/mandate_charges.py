@@ -14,6 +14,9 @@ pre-debit notice) and debited no earlier than 24 h after it and not before the s
 which is T+1 when raised before 21:00 IST, else T+2. So a charge stays ACTIVE (pending) for a
 day or more. A UPI charge that fails is retried by Cashfree (1 + 3 attempts); a FAILED it
 reports is final for that charge.
+
+This file opens the payment; `mandate_raise.py` makes the CHARGE call, `mandate_truth.py`
+applies what Cashfree's subscription payment API says about it.
 """
 
 from __future__ import annotations
@@ -21,31 +24,20 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import (
     GatewayRejected,
-    GatewayUnavailable,
     MandateAmountTooHigh,
-    NotFound,
 )
-from commdesk_billing.gateway.errors import (
-    CashfreeConflict,
-    CashfreeError,
-    CashfreeNotFound,
-    CashfreeRejected,
-)
-from commdesk_billing.gateway.subscription_models import SubscriptionPayment
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import repository as repo
+from commdesk_billing.modules.payments.mandate_raise import raise_charge
 from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.ordering import (
     Attach,
@@ -58,11 +50,7 @@ from commdesk_billing.modules.payments.ordering import (
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.modules.payments.service import IST
-from commdesk_billing.modules.payments.state import Status, move
-from commdesk_billing.modules.payments.verification import announce_credit
-from commdesk_billing.queues import outbox
-
-log = structlog.get_logger(__name__)
+from commdesk_billing.modules.payments.state import Status
 
 # UPI AutoPay and card charges raised at or after 21:00 IST cannot be for the next day.
 LATE_HOUR = 21
@@ -74,9 +62,6 @@ CUT_OFF_MARGIN = timedelta(minutes=15)
 # a day past it, and UPI retries hourly three times. Past this, one Cashfree never heard of
 # is written off (as an order past its expiry).
 CHARGE_WINDOW = timedelta(days=3)
-
-# Cashfree's charge statuses (§12.4).
-C_SUCCESS, C_FAILED, C_CANCELLED = "SUCCESS", "FAILED", "CANCELLED"
 
 
 def earliest_schedule_date(now: datetime) -> date:
@@ -173,7 +158,7 @@ async def open_mandate_charge(
         limit_open_orders=False,
     )
     if payment.status is Status.CREATED:
-        await _raise_charge(engine, subs_client, payment)
+        await raise_charge(engine, subs_client, payment)
     elif payment.status is Status.CANCELLED and payment.paid_at is None:
         raise GatewayRejected(payment.failure_reason or "Cashfree refused this charge")
     elif payment.status is Status.REVIEW:
@@ -256,303 +241,9 @@ async def open_mandate_payment(
         limit_open_orders=False,  # not a checkout (as `open_mandate_charge`)
     )
     if payment.status is Status.CREATED:
-        await _raise_charge(engine, subs_client, payment)
+        await raise_charge(engine, subs_client, payment)
     elif payment.status is Status.CANCELLED and payment.paid_at is None:
         raise GatewayRejected(payment.failure_reason or "Cashfree refused this charge")
     current = await in_transaction(engine, lambda conn: repo.get(conn, payment.id))
     assert current is not None
     return current
-
-
-def _remarks(p: Payment) -> str:
-    if p.buys_credits:
-        return f"CommDesk credits {p.pack_code or 'top-up'}"[:60]
-    return f"CommDesk {p.kind}"[:60]
-
-
-async def _raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Payment) -> None:
-    assert p.subscription_id is not None and p.schedule_date is not None
-    try:
-        try:
-            charge = await client.create_charge(
-                subscription_id=p.subscription_id,
-                payment_id=p.order_id,
-                amount_paise=p.amount_paise,
-                schedule_date=p.schedule_date,
-                remarks=_remarks(p),
-                # No key: our payment_id is the deduplication (a repeat with the same body
-                # is answered with the first charge; a 409 is answered by a fetch).
-            )
-        except CashfreeConflict:
-            charge = await client.fetch_payment(p.subscription_id, p.order_id)
-    except CashfreeRejected as exc:
-        reason = f"{exc.code or 'rejected'}: {exc.message}"[:500]
-        code = exc.code or "gateway_rejected"
-        if exc.status == 400:
-            # Cashfree refused the charge itself (mandate not active, a date or amount it
-            # will not take): that charge will never exist.
-
-            async def refused(conn: AsyncConnection) -> None:
-                # Only a row nobody has seen at Cashfree yet: a concurrent call may have
-                # raised it (its answer, or the sync, moved the row on).
-                current = await repo.get(conn, p.id, lock=True)
-                if current is not None and current.status is Status.CREATED:
-                    await move(
-                        conn,
-                        p.id,
-                        Status.CANCELLED,
-                        reason="cashfree refused the charge",
-                        failure_code=code,
-                        failure_reason=reason,
-                    )
-
-            await in_transaction(engine, refused)
-        raise GatewayRejected(reason, gateway_status=exc.status) from exc
-    except CashfreeError as exc:
-        raise GatewayUnavailable(
-            "Cashfree did not answer; repeat the charge with the same key", retry_after_s=5
-        ) from exc
-
-    async def activate(conn: AsyncConnection) -> bool:
-        current = await repo.get(conn, p.id, lock=True)
-        assert current is not None
-        if current.status is Status.REVIEW:
-            return False  # the sync or a webhook's look saw the mismatch first (recorded)
-        if not _matches(charge, p):
-            await fraud.record(
-                conn,
-                "charge_mismatch_at_create",
-                severity="high",
-                payment_id=p.id,
-                user_id=p.user_id,
-                details={"cashfree": charge.model_dump(mode="json")},
-            )
-            await move(conn, p.id, Status.REVIEW, reason="charge differs at Cashfree")
-            return False
-        if current.status is not Status.CREATED:
-            # A concurrent call or the sync got there first (and may have seen the charge
-            # end: a FAILED charge is final, never reopened by a late answer).
-            return True
-        await move(
-            conn,
-            p.id,
-            Status.ACTIVE,
-            reason="charge raised on the mandate",
-            cashfree_order_id=charge.cf_payment_id,
-        )
-        return True
-
-    if not await in_transaction(engine, activate):
-        raise GatewayRejected("the charge Cashfree holds does not match ours; under review")
-
-
-def _matches(charge: SubscriptionPayment, p: Payment) -> bool:
-    """Cashfree's charge is ours: our id, our mandate, a CHARGE, our amount in exact paise."""
-    return (
-        charge.payment_id == p.order_id
-        and (charge.subscription_id in (None, p.subscription_id))
-        and (charge.payment_type in (None, "CHARGE"))
-        and charge.payment_amount_paise == p.amount_paise
-    )
-
-
-# --- truth ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChargeTruth:
-    """What Cashfree's subscription payment API says about a charge, fetched outside any
-    transaction. `charge` None: Cashfree has no such charge."""
-
-    charge: SubscriptionPayment | None
-
-
-async def fetch_charge_truth(
-    client: SubscriptionsClient, subscription_id: str, payment_id: str
-) -> ChargeTruth:
-    try:
-        return ChargeTruth(await client.fetch_payment(subscription_id, payment_id))
-    except CashfreeNotFound:
-        return ChargeTruth(None)
-
-
-async def apply_charge_truth(
-    conn: AsyncConnection,
-    settings: Settings,
-    payment_id: uuid.UUID,
-    truth: ChargeTruth,
-    *,
-    source: str,
-) -> Status:
-    """Move a mandate charge to where Cashfree's subscription payment API puts it: SUCCESS →
-    PAID (announcing `payment.paid` in this transaction), FAILED → FAILED, CANCELLED →
-    CANCELLED, INITIALIZED/PENDING → ACTIVE; an amount (in any status) or identity that
-    differs → REVIEW."""
-    p = await repo.get(conn, payment_id, lock=True)
-    if p is None or not p.on_mandate:
-        raise NotFound(f"mandate charge {payment_id} does not exist")
-    await repo.mark_synced(conn, p.id)
-    if p.status in (Status.PAID, Status.CREDITED, Status.REVIEW):
-        if p.status is Status.PAID and source in ("sync", "manual"):
-            await announce_credit(conn, p)  # heals a dead-lettered credit message
-        return p.status
-    charge = truth.charge
-    if charge is None:
-        if p.status is Status.CREATED and datetime.now(IST) > p.order_expires_at:
-            left = await move(
-                conn,
-                p.id,
-                Status.CANCELLED,
-                reason="charge never reached cashfree",
-                failure_code="charge_not_found",
-                failure_reason="Cashfree has no such charge",
-            )
-            if left is not None:
-                # Whoever raised it is waiting on it (a pending recharge, a renewal).
-                await _announce_ended(conn, p, Status.CANCELLED, "charge_not_found")
-        return (await repo.get(conn, p.id) or p).status
-    identity_ok = (
-        charge.payment_id == p.order_id
-        and charge.subscription_id in (None, p.subscription_id)
-        and charge.payment_type in (None, "CHARGE")
-    )
-    # Another amount under our id is a mismatch whatever the charge's status (the payer was
-    # notified of, and will be debited, that amount); a SUCCESS must name ours exactly.
-    amount_off = charge.payment_amount_paise != p.amount_paise and (
-        charge.payment_status == C_SUCCESS or charge.payment_amount_paise is not None
-    )
-    if not identity_ok or amount_off:
-        await fraud.record(
-            conn,
-            "charge_mismatch" if not identity_ok else "payment_amount_mismatch",
-            severity="high",
-            payment_id=p.id,
-            user_id=p.user_id,
-            details={"cashfree": charge.model_dump(mode="json"), "source": source},
-        )
-        await move(conn, p.id, Status.REVIEW, reason=f"charge differs at cashfree ({source})")
-        return Status.REVIEW
-    status = charge.payment_status
-    if status == C_SUCCESS:
-        moved = await move(
-            conn,
-            p.id,
-            Status.PAID,
-            reason=f"cashfree reports the mandate debit succeeded ({source})",
-            cashfree_payment_id=charge.cf_payment_id,
-            payment_method=charge.payment_method,
-            payment_group="mandate",
-            paid_at=datetime.now(IST),
-            webhook_verified=source == "webhook",
-            failure_code=None,
-            failure_reason=None,
-        )
-        if moved is not None:
-            paid = await repo.get(conn, p.id)
-            assert paid is not None
-            await announce_credit(conn, paid)
-            return Status.PAID
-        return p.status
-    if p.status is Status.CREATED:
-        await move(
-            conn,
-            p.id,
-            Status.ACTIVE,
-            reason=f"charge found at cashfree ({source})",
-            cashfree_order_id=charge.cf_payment_id,
-        )
-    if status == C_FAILED:
-        why = charge.failure_reason
-        left = await move(
-            conn,
-            p.id,
-            Status.FAILED,
-            reason=f"mandate debit failed ({source})",
-            failure_code=(why or C_FAILED)[:100],
-            failure_reason=why[:500] if why else None,
-            payment_method=charge.payment_method,
-            payment_group="mandate",
-        )
-        if left is not None and left is not Status.FAILED:
-            await _announce_ended(conn, p, Status.FAILED, why or C_FAILED)
-    elif status == C_CANCELLED:
-        left = await move(
-            conn,
-            p.id,
-            Status.CANCELLED,
-            reason=f"charge cancelled at cashfree ({source})",
-            failure_code=(charge.failure_reason or C_CANCELLED)[:100],
-            failure_reason=charge.failure_reason,
-        )
-        if left is not None:
-            await _announce_ended(conn, p, Status.CANCELLED, charge.failure_reason or C_CANCELLED)
-    # INITIALIZED / PENDING (notified, or a UPI retry pending): still open.
-    final = await repo.get(conn, p.id)
-    return final.status if final else p.status
-
-
-async def _announce_ended(
-    conn: AsyncConnection, p: Payment, status: Status, failure_code: str
-) -> None:
-    """`mandate_charge.failed`: a charge on a mandate ended unpaid (FAILED after Cashfree's
-    retries, or CANCELLED), once, in the transaction that moved it. For whoever raised it
-    (auto-recharge's backoff, renewals' dunning) and the member's notification. A charge that
-    is paid is announced as every purchase is (`payment.credited`)."""
-    await outbox.announce(
-        conn,
-        "mandate_charge.failed",
-        {
-            "payment_id": str(p.id),
-            "user_id": str(p.user_id),
-            "subscription_id": p.subscription_id,
-            "order_id": p.order_id,
-            "amount_paise": p.amount_paise,
-            "status": status.value,
-            "failure_code": failure_code[:100],
-        },
-        correlation_id=str(p.id),
-    )
-
-
-async def note_pre_debit_notice(conn: AsyncConnection, order_id: str, at: datetime) -> bool:
-    """Record when Cashfree's pre-debit notice for the charge `order_id` was seen (its signed
-    webhook): informational, no money moves on it. True when it was recorded now.
-
-    The first notice announces `mandate_charge.notified` {payment_id, user_id,
-    subscription_id, order_id, amount_paise, pdn_at, schedule_date} in this transaction,
-    for whoever raised the charge (auto-recharge tells the member when the debit falls)."""
-    if not await repo.set_pdn_at(conn, order_id, at):
-        return False
-    p = await repo.by_order_id(conn, order_id)
-    if p is not None and p.pdn_at is not None:
-        await outbox.announce(
-            conn,
-            "mandate_charge.notified",
-            {
-                "payment_id": str(p.id),
-                "user_id": str(p.user_id),
-                "subscription_id": p.subscription_id,
-                "order_id": p.order_id,
-                "amount_paise": p.amount_paise,
-                "pdn_at": p.pdn_at.isoformat(),
-                "schedule_date": p.schedule_date.isoformat() if p.schedule_date else None,
-            },
-            correlation_id=str(p.id),
-        )
-    return True
-
-
-async def verify_charge(
-    engine: AsyncEngine,
-    client: SubscriptionsClient,
-    settings: Settings,
-    payment: Payment,
-    *,
-    source: str,
-) -> Status:
-    """Ask Cashfree about the charge now, then apply (the forced sync of a mandate charge)."""
-    assert payment.subscription_id is not None
-    truth = await fetch_charge_truth(client, payment.subscription_id, payment.order_id)
-    return await in_transaction(
-        engine, lambda conn: apply_charge_truth(conn, settings, payment.id, truth, source=source)
-    )

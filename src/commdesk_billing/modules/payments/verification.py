@@ -84,7 +84,7 @@ async def apply_truth(
         raise NotFound(f"payment {payment_id} does not exist")
     if p.on_mandate:
         # A charge on a mandate has no PG order: its truth is the subscription payment API
-        # (`mandate_charges.apply_charge_truth`), never an order lookup.
+        # (`mandate_truth.apply_charge_truth`), never an order lookup.
         return p.status
     await repo.mark_synced(conn, p.id)
     order = truth.order

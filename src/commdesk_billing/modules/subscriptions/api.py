@@ -16,10 +16,10 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
-from commdesk_billing.deps import Caller, Engine, IdemKey
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.idempotency.keys import Answer, KeyedRequest, Work, respond, run_keyed
 from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.subscriptions import auth, plans
+from commdesk_billing.modules.subscriptions import auth, inr_change, plans
 from commdesk_billing.modules.subscriptions import service as subs
 from commdesk_billing.modules.subscriptions.schemas import (
     CancelRequest,
@@ -45,7 +45,8 @@ _PROBLEMS = documented(
         403: "Caller may not do this",
         404: "No such plan or subscription",
         409: "Not enough credits, plan not sold, subscription not active, "
-        "already subscribed, or the same key in flight",
+        "already subscribed, a plan change pending or needing a new mandate, or the same "
+        "key in flight",
         422: "Body invalid, the key reused with another body, or an INR plan without the "
         "caller's own active mandate covering its price",
     }
@@ -173,7 +174,9 @@ async def get_subscription(
 ) -> SubscriptionOut:
     async def work(conn: AsyncConnection) -> SubscriptionOut:
         sub = await subs.read(conn, caller, subscription_id)
-        return SubscriptionOut.of(sub, await subs.periods(conn, sub.id))
+        return SubscriptionOut.of(
+            sub, await subs.periods(conn, sub.id), await inr_change.of_subscription(conn, sub.id)
+        )
 
     return await in_transaction(engine, work)
 
@@ -215,7 +218,8 @@ async def cancel(
     "/subscriptions/{subscription_id}/change",
     response_model=ChangeOut,
     responses=_PROBLEMS,
-    summary="Change plan: an upgrade now with a prorated charge, a downgrade at renewal",
+    summary="Change plan: an upgrade now with a prorated charge (an INR plan's: charged on "
+    "the mandate, in effect once paid), a downgrade at renewal",
 )
 async def change(
     subscription_id: uuid.UUID,
@@ -224,15 +228,22 @@ async def change(
     engine: Engine,
     caller: Caller,
     key: IdemKey,
+    settings: Config,
 ) -> JSONResponse:
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
         done = await subs.change_plan(
-            conn, caller, subscription_id, plan_code=body.plan_code, operation_key=op_key
+            conn,
+            caller,
+            subscription_id,
+            plan_code=body.plan_code,
+            operation_key=op_key,
+            inr_lead_s=settings.subscription_inr_lead_s,
         )
         out = ChangeOut(
-            subscription=SubscriptionOut.of(done.subscription),
+            subscription=SubscriptionOut.of(done.subscription, pending=done.pending),
             direction=done.direction,
             prorated_credits=done.prorated_credits,
+            prorated_paise=done.prorated_paise,
             effective_at=done.effective_at,
         )
         return Answer(200, out.model_dump(mode="json"))

@@ -54,16 +54,18 @@ from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import Charge
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
-from commdesk_billing.modules.subscriptions import charging, plans
+from commdesk_billing.modules.subscriptions import charging, inr_change, plans
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions import service as subs
 from commdesk_billing.modules.subscriptions.model import (
     LIVE,
     AttemptStatus,
+    ChangeStatus,
     MandateAttempt,
     Period,
     PeriodStatus,
     Plan,
+    PlanChange,
     Status,
     Subscription,
     boundary,
@@ -81,6 +83,7 @@ _UNPAID = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatu
 
 class Step(StrEnum):
     raise_charge = "raise_charge"  # an attempt is written: raise its charge (outside)
+    raise_change = "raise_change"  # an upgrade is written: raise its prorated charge
     charging = "charging"  # a charge is in flight: its outcome is awaited
     failed = "failed"  # an attempt failed now (dunning)
     ended = "ended"
@@ -112,6 +115,7 @@ def due_number(sub: Subscription) -> int:
 class Decision:
     step: Step
     attempt: MandateAttempt | None = None
+    change: PlanChange | None = None
 
 
 async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: int) -> Decision:
@@ -120,6 +124,13 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
     sub = await subs.lock(conn, sid)
     if sub.status not in LIVE or sub.mandate_id is None:
         return Decision(Step.nothing)
+    change = await inr_change.settle(conn, sub, at)
+    if change is not None:
+        if change.status is ChangeStatus.raising:
+            return Decision(Step.raise_change, change=change)
+        # An upgrade's charge is in flight: the next period waits for its outcome (it is
+        # priced on the plan the subscription is on when it is made).
+        return Decision(Step.charging)
     if sub.status is not Status.pending:
         if sub.cancel_at_period_end and sub.status is Status.active:
             if sub.current_period_end > at:
@@ -191,8 +202,21 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
     return Decision(outcome)
 
 
+async def _renewal_plan(conn: AsyncConnection, sub: Subscription) -> Plan:
+    # A waiting downgrade prices the next period (as `renewal._renewal_plan`), unless the
+    # member has since subscribed to that plan on its own (one live subscription per plan).
+    if (
+        sub.status is not Status.pending
+        and sub.next_plan_code is not None
+        and sub.next_plan_version is not None
+        and not await repo.holds_live(conn, sub.user_id, sub.next_plan_code)
+    ):
+        return await plans.version(conn, sub.next_plan_code, sub.next_plan_version)
+    return await plans.latest(conn, sub.plan_code)
+
+
 async def _make_period(conn: AsyncConnection, sub: Subscription, n: int, at: datetime) -> Period:
-    plan = await plans.latest(conn, sub.plan_code)
+    plan = await _renewal_plan(conn, sub)
     assert plan.price_paise is not None  # a plan code keeps its currency
     start = sub.current_period_end
     period = Period(
@@ -377,4 +401,8 @@ async def renew_one(
     if decision.step is Step.raise_charge:
         assert decision.attempt is not None
         return await raise_charge(engine, client, settings, decision.attempt, at)
+    if decision.step is Step.raise_change:
+        assert decision.change is not None
+        raised = await inr_change.raise_charge(engine, client, settings, decision.change, at)
+        return Step.charging if raised else Step.failed
     return decision.step

@@ -153,7 +153,11 @@ async def subscription_inr_payments(conn: AsyncConnection, report: VerifyReport)
           FROM payments y
           LEFT JOIN subscription_mandate_charges c ON c.payment_id = y.id
          WHERE y.kind = 'subscription' AND y.status = 'CREDITED'
-           AND (c.payment_id IS NULL OR c.status NOT IN ('paid', 'unapplied'))""",
+           AND (c.payment_id IS NULL OR c.status NOT IN ('paid', 'unapplied'))
+           -- or an upgrade's prorated charge, applied or to refund
+           AND NOT EXISTS (SELECT 1 FROM subscription_plan_changes pc
+                            WHERE pc.payment_id = y.id AND pc.status IN ('applied', 'unapplied'))
+        """,
     ):
         report.add(
             "subscription_payment_unmatched",
@@ -163,4 +167,42 @@ async def subscription_inr_payments(conn: AsyncConnection, report: VerifyReport)
         )
 
 
-CHECKS = (subscription_charges, subscription_periods, subscription_inr_payments)
+@check("subscription_plan_changes")
+async def subscription_plan_changes(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every applied (or unapplied) INR plan change was paid by exactly one CREDITED
+    `subscription` payment on the mandate of exactly its prorated price, posted as
+    `subscription.paid`; no open or failed change has a credited payment."""
+    for r in await rows(
+        conn,
+        """
+        SELECT * FROM (
+            SELECT c.id, c.subscription_id, c.status, c.price_paise, y.status AS paid,
+                   y.amount_paise, y.kind, y.channel,
+                   -- (':' apart: a colon before a word would read as a bound parameter)
+                   EXISTS (SELECT 1 FROM ledger_journals j
+                            WHERE j.idempotency_key = 'payment:' || y.id || ':' || 'inr'
+                              AND j.kind = 'subscription.paid') AS posted
+              FROM subscription_plan_changes c
+              LEFT JOIN payments y ON y.id = c.payment_id) x
+         WHERE (status IN ('applied', 'unapplied')
+                AND (paid IS DISTINCT FROM 'CREDITED' OR amount_paise <> price_paise
+                     OR kind <> 'subscription' OR channel <> 'mandate' OR NOT posted))
+            OR (status NOT IN ('applied', 'unapplied') AND paid = 'CREDITED')""",
+    ):
+        report.add(
+            "subscription_plan_change_payment",
+            f"subscription {r.subscription_id} plan change {r.id}",
+            f"{r.status} at {r.price_paise} paise; its payment is {r.paid or 'missing'} "
+            f"({r.kind}, {r.channel}) of {r.amount_paise} paise, posted: {r.posted}",
+        )
+    report.stats["subscription_plan_changes"] = await count(
+        conn, "SELECT count(*) FROM subscription_plan_changes"
+    )
+
+
+CHECKS = (
+    subscription_charges,
+    subscription_periods,
+    subscription_inr_payments,
+    subscription_plan_changes,
+)

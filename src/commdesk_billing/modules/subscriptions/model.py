@@ -133,6 +133,43 @@ class MandateAttempt:
     updated_at: datetime
 
 
+class ChangeStatus(StrEnum):
+    raising = "raising"  # written; its payment on the mandate not (yet) written
+    raised = "raised"  # the payment exists; its debit awaited
+    applied = "applied"  # paid: the subscription is on the new plan
+    failed = "failed"  # the payment ended unpaid (or was refused): the old plan stays
+    unapplied = "unapplied"  # paid, but the subscription had moved on (to refund)
+
+
+OPEN_CHANGE = (ChangeStatus.raising, ChangeStatus.raised)
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """An INR subscription's upgrade, waiting for (or settled by) its prorated charge."""
+
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    operation_key: str
+    period_number: int
+    from_plan_code: str
+    from_plan_version: int
+    to_plan_code: str
+    to_plan_version: int
+    mandate_id: uuid.UUID
+    price_paise: int
+    payment_id: uuid.UUID | None
+    status: ChangeStatus
+    failure: str | None
+    requested_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_CHANGE
+
+
 @dataclass(frozen=True)
 class Charge:
     id: uuid.UUID

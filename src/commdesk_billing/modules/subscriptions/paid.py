@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.subscriptions import charging, inr, plans
+from commdesk_billing.modules.subscriptions import charging, inr, inr_change, plans
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions import service as subs
 from commdesk_billing.modules.subscriptions.model import (
@@ -29,9 +29,12 @@ KIND = inr.KIND
 
 async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None:
     """The handover for a paid `subscription` payment (its row locked, PAID; it moves to
-    CREDITED after this, in this transaction). The money is posted whatever became of the
+    CREDITED after this, in this transaction): a period's, or an upgrade's prorated charge
+    (`inr_change.on_paid`). The money is posted whatever became of the
     subscription; the period is paid once, by the attempt that is its open one."""
     attempt = await repo.attempt_by_payment(conn, payment.id)
+    if attempt is None and await inr_change.on_paid(conn, payment, at):
+        return  # an upgrade's prorated charge
     if attempt is None:
         raise LookupError(f"payment {payment.id} is a subscription payment of no period")
     if payment.amount_paise != attempt.price_paise or (

@@ -270,6 +270,7 @@ class Inr:
 
 _FROM_STEP = {
     inr.Step.raise_charge: Outcome.charging,
+    inr.Step.raise_change: Outcome.charging,
     inr.Step.charging: Outcome.charging,
     inr.Step.failed: Outcome.failed,
     inr.Step.ended: Outcome.ended,

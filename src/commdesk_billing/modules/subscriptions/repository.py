@@ -240,13 +240,17 @@ async def due_subscriptions(
 ) -> list[uuid.UUID]:
     """Live subscriptions whose paid period has ended by `at` (a past-due one stays here
     until it is paid or ends) — an INR one's `inr_lead_s` earlier (its charge is raised
-    ahead), and one pending its first payment always — but those in `exclude` (already
-    seen by this run); among `only` when it is given."""
+    ahead), and one pending its first payment or an upgrade's charge always — but those in
+    `exclude` (already seen by this run); among `only` when it is given."""
     rows = (
         await conn.execute(
             sql("""SELECT id FROM subscriptions
                     WHERE status IN ('pending', 'active', 'past_due')
                       AND (status = 'pending'
+                           -- an upgrade waiting for its prorated charge (inr_change.py)
+                           OR EXISTS (SELECT 1 FROM subscription_plan_changes c
+                                       WHERE c.subscription_id = subscriptions.id
+                                         AND c.status IN ('raising', 'raised'))
                            OR current_period_end <= CAST(:at AS timestamptz)
                               + CASE WHEN mandate_id IS NULL THEN interval '0 s'
                                      ELSE CAST(:lead AS integer) * interval '1 second' END)

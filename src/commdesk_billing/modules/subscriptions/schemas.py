@@ -14,6 +14,7 @@ from commdesk_billing.modules.subscriptions.model import (
     IntervalUnit,
     Period,
     Plan,
+    PlanChange,
     Subscription,
 )
 from commdesk_billing.security.text import StrictInput
@@ -127,6 +128,41 @@ class PeriodOut(BaseModel):
         )
 
 
+class PlanChangeOut(BaseModel):
+    """An INR subscription's upgrade: `raising`/`raised` while its prorated charge on the
+    mandate is awaited (the subscription stays on `from_plan_code` meanwhile), `applied` once
+    paid, `failed` (with `failure`) when the charge ended unpaid, `unapplied` when it was
+    paid after the subscription moved on (refunded by finance)."""
+
+    id: uuid.UUID
+    status: str
+    from_plan_code: str
+    from_plan_version: int
+    to_plan_code: str
+    to_plan_version: int
+    period: int
+    prorated_paise: int
+    payment_id: uuid.UUID | None
+    failure: str | None
+    requested_at: datetime
+
+    @classmethod
+    def of(cls, c: PlanChange) -> PlanChangeOut:
+        return cls(
+            id=c.id,
+            status=c.status.value,
+            from_plan_code=c.from_plan_code,
+            from_plan_version=c.from_plan_version,
+            to_plan_code=c.to_plan_code,
+            to_plan_version=c.to_plan_version,
+            period=c.period_number,
+            prorated_paise=c.price_paise,
+            payment_id=c.payment_id,
+            failure=c.failure,
+            requested_at=c.requested_at,
+        )
+
+
 class SubscriptionOut(BaseModel):
     id: uuid.UUID
     user_id: str
@@ -145,9 +181,21 @@ class SubscriptionOut(BaseModel):
     created_at: datetime
     mandate_id: uuid.UUID | None = None
     periods: list[PeriodOut] | None = None
+    # An INR upgrade waiting for its payment (the read of one subscription, and a change's
+    # answer), and every plan change of the subscription (the read of one).
+    pending_change: PlanChangeOut | None = None
+    plan_changes: list[PlanChangeOut] | None = None
 
     @classmethod
-    def of(cls, s: Subscription, periods: list[Period] | None = None) -> SubscriptionOut:
+    def of(
+        cls,
+        s: Subscription,
+        periods: list[Period] | None = None,
+        changes: list[PlanChange] | None = None,
+        pending: PlanChange | None = None,
+    ) -> SubscriptionOut:
+        if pending is None and changes:
+            pending = next((c for c in changes if c.open), None)
         return cls(
             id=s.id,
             user_id=s.user_ref,
@@ -166,6 +214,8 @@ class SubscriptionOut(BaseModel):
             created_at=s.created_at,
             mandate_id=s.mandate_id,
             periods=None if periods is None else [PeriodOut.of(p) for p in periods],
+            pending_change=None if pending is None else PlanChangeOut.of(pending),
+            plan_changes=None if changes is None else [PlanChangeOut.of(c) for c in changes],
         )
 
 
@@ -178,4 +228,7 @@ class ChangeOut(BaseModel):
     subscription: SubscriptionOut
     direction: str
     prorated_credits: int
-    effective_at: datetime
+    # An INR subscription's upgrade: the prorated price charged on the mandate; it takes
+    # effect when paid (`effective_at` null, `subscription.pending_change` shows it).
+    prorated_paise: int = 0
+    effective_at: datetime | None

@@ -21,7 +21,7 @@ from commdesk_billing.errors import (
     SubscriptionNotFound,
 )
 from commdesk_billing.modules.mandates import service as mandates
-from commdesk_billing.modules.subscriptions import auth, charging, plans, proration
+from commdesk_billing.modules.subscriptions import auth, charging, inr_change, plans, proration
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions.model import (
     LIVE,
@@ -29,6 +29,7 @@ from commdesk_billing.modules.subscriptions.model import (
     Period,
     PeriodStatus,
     Plan,
+    PlanChange,
     Status,
     Subscription,
     boundary,
@@ -263,7 +264,7 @@ async def end(
     conn: AsyncConnection, sub: Subscription, *, at: datetime, status: Status, reason: str
 ) -> Subscription:
     """Ends a locked subscription; its unpaid next period (if any; a pending subscription's
-    first) is voided or left unpaid."""
+    first) is voided or left unpaid, an INR upgrade waiting for its payment failed."""
     n = sub.current_period if sub.status is Status.pending else sub.current_period + 1
     nxt = await repo.get_period(conn, sub.id, n)
     if nxt is not None and nxt.status in (PeriodStatus.pending, PeriodStatus.past_due):
@@ -276,6 +277,8 @@ async def end(
             next_retry_at=None,
             paid_at=None,
         )
+    if sub.on_mandate:
+        await inr_change.on_ended(conn, sub, reason)
     return await repo.update_subscription(
         conn, sub.id, status=status, ended_at=at, ended_reason=reason
     )
@@ -286,7 +289,10 @@ class Change:
     subscription: Subscription
     direction: str  # "upgrade" (now) or "downgrade" (at the next renewal)
     prorated_credits: int
-    effective_at: datetime
+    # None: an INR upgrade takes effect when its prorated charge is paid (`pending`).
+    effective_at: datetime | None
+    prorated_paise: int = 0
+    pending: PlanChange | None = None
 
 
 async def change_plan(
@@ -297,15 +303,18 @@ async def change_plan(
     plan_code: str,
     operation_key: str,
     at: datetime | None = None,
+    inr_lead_s: int = 3 * 86400,
 ) -> Change:
     """To a dearer plan: now, charged round-half-up((new - old) * remaining / period)
     credits from the wallet. To a plan of the same or a lower price: at the next renewal,
-    nothing charged or credited now (the member keeps what the period paid for)."""
+    nothing charged or credited now (the member keeps what the period paid for).
+
+    An INR subscription's (`inr_change.py`): an upgrade's prorated price is charged on the
+    mandate and the new plan takes effect when it is paid; `inr_lead_s` is the renewal's
+    lead time (no upgrade within it)."""
     at = at or now()
     sub = await lock(conn, subscription_id)
     auth.authorize_change(principal, sub)
-    if sub.on_mandate:
-        raise PlanChangeRefused("an INR subscription's plan is not changed: cancel and subscribe")
     if sub.status is not Status.active or sub.cancel_at_period_end:
         raise SubscriptionNotActive(f"subscription {sub.id} is not active or is ending")
     if (
@@ -317,6 +326,8 @@ async def change_plan(
         # already be priced (made, not yet charged), and its charge would set the plan back
         # to that price's, undoing a change taken now. Changes wait for the renewal.
         raise PlanChangeRefused("the period has ended and is being renewed; try again shortly")
+    if sub.on_mandate:
+        await inr_change.check_open(conn, sub)
     current = await plans.version(conn, sub.plan_code, sub.plan_version)
     target = await plans.sellable(conn, plan_code)
     if target.currency is not current.currency:
@@ -327,6 +338,18 @@ async def change_plan(
         raise PlanChangeRefused("a plan change keeps the billing interval")
     if await repo.holds_live(conn, sub.user_id, target.code):
         raise PlanChangeRefused("the member already has a live subscription to that plan")
+    if sub.on_mandate:
+        done = await inr_change.request(
+            conn, sub, current, target, operation_key=operation_key, at=at, lead_s=inr_lead_s
+        )
+        return Change(
+            done.subscription,
+            done.direction,
+            0,
+            done.effective_at,
+            prorated_paise=done.prorated_paise,
+            pending=done.change,
+        )
     assert target.price_credits is not None and current.price_credits is not None
     if target.price_credits <= current.price_credits:
         sub = await repo.update_subscription(

@@ -52,6 +52,13 @@ class ChargeOutcome(BaseModel):
     failed_attempts: int = Field(default=99, ge=1, le=99)
 
 
+class ChargeRefusal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(default="payment_schedule_date_invalid", pattern=r"^[a-z_]{1,60}$")
+    message: str = Field(default="payment_schedule_date : is not allowed", max_length=200)
+    count: int = Field(default=1, ge=1, le=20)
+
+
 class Authorize(BaseModel):
     model_config = ConfigDict(extra="forbid")
     payment_method: Literal["upi", "card"] = "upi"
@@ -85,6 +92,23 @@ def charge_outcome(request: Request, gate: Gate, body: Any) -> Response:
                 }
                 for o in found.outcomes
             ],
+        },
+    )
+
+
+def charge_refusal(request: Request, gate: Gate, body: Any) -> Response:
+    """The next `count` CHARGE requests on the mandate are answered 400 `code`, before the
+    payment_id is looked up (a repeat of a charge that exists is refused too)."""
+    found = _subscription(gate, request)
+    if isinstance(found, Response):
+        return found
+    req = ChargeRefusal.model_validate(body or {})
+    found.refusals.extend([(req.code, req.message)] * req.count)
+    return json_response(
+        200,
+        {
+            "subscription_id": found.subscription_id,
+            "refusals": [{"code": c, "message": m} for c, m in found.refusals],
         },
     )
 
@@ -124,6 +148,7 @@ routes = [
     Route("/_sandbox/subscriptions/settings", control(settings), methods=["GET", "PATCH"]),
     Route("/_sandbox/subscriptions/webhooks", control(webhooks), methods=["GET", "DELETE"]),
     Route(_SUB + "/charge-outcome", control(charge_outcome), methods=["POST"]),
+    Route(_SUB + "/charge-refusal", control(charge_refusal), methods=["POST"]),
     Route(_SUB + "/authorize", control(payer), methods=["POST"]),
     Route(_SUB + "/revoke", control(payer), methods=["POST"]),
     Route(_SUB + "/pause", control(payer), methods=["POST"]),

@@ -252,6 +252,9 @@ class SubscriptionSandbox(Charges):
                 ]
             )
         ).hexdigest()
+        if req.payment_type == "CHARGE" and sub.refusals:
+            code, message = sub.refusals.pop(0)
+            raise CashfreeError(400, code, message)
         existing = self.store.payments.get(req.payment_id)
         if existing is not None:
             if existing.fingerprint == fingerprint:

@@ -81,6 +81,11 @@ class Subscription:
     payer_vpa: str | None = None
     # Outcomes for the next debits, first first (control API); success when empty.
     outcomes: list[Outcome] = field(default_factory=list)
+    # Refusals (code, message) for the next CHARGE requests, first first (control API): each
+    # answers one request with a 400 before its payment_id is looked up, as a Cashfree that
+    # validates the request first answers a repeat that has become invalid (a schedule date
+    # now past its cut-off) even when the first request made the charge.
+    refusals: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
