@@ -81,6 +81,7 @@ async def _run(stack: Stack, who: str, token: str | None, report: Path) -> tuple
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
+        cwd=report,  # it keeps a cache of crashes in `.schemathesis/` under its cwd
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode(errors="replace")

@@ -1,7 +1,7 @@
 """Plan changes of INR subscriptions (DESIGN §12, cashfree.md §12.5, §15).
 
-Revision ID: 0024
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-07
 
 `subscription_plan_changes`: every upgrade of an INR subscription, whose prorated price for
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from commdesk_billing.db.migrate import execute_script
 
-revision = "0024"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
@@ -59,4 +59,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("plan changes are paid for: restore a backup instead")
+    # A change is paid for (its payment is in the ledger): a database that holds any must be
+    # restored from a backup, not walked back. An empty table goes quietly.
+    execute_script(
+        """
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM subscription_plan_changes) THEN
+                RAISE EXCEPTION 'plan changes are paid for: restore a backup instead';
+            END IF;
+        END $$;
+        DROP TABLE subscription_plan_changes;
+        """
+    )
