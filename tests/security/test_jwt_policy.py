@@ -20,6 +20,7 @@ from commdesk_billing.security.jwt import (
     decode_token,
     issue_token,
 )
+from commdesk_billing.stack import dev_identity
 
 PRODUCTION: dict[str, Any] = {
     "env": Environment.production,
@@ -106,3 +107,17 @@ def test_a_jwks_without_a_usable_key_is_not_taken() -> None:
         with pytest.raises(JwksUnavailable):
             parse_jwks(doc)
     assert set(parse_jwks(devkeys.jwks(key))) == {key.kid}
+
+
+async def test_the_development_identity_serves_the_key_issue_token_signs_with(
+    tmp_path: Path,
+) -> None:
+    """What `commdesk-billing dev` and the demo's stack run: a fresh key pair, its JWKS on a
+    loopback port; tokens minted with the key file verify against that JWKS."""
+    async with dev_identity(tmp_path / "dev-jwt-key.pem") as env:
+        minted = Settings(dev_jwt_key_file=env["BILLING_DEV_JWT_KEY_FILE"])
+        token = issue_token(minted, sub="u-dev", role=Role.support)
+        verifier = TokenVerifier(Settings(jwt_jwks_url=env["BILLING_JWT_JWKS_URL"]))
+        caller = await verifier.verify(token)
+        assert (caller.sub, caller.role) == ("u-dev", Role.support)
+        assert jwt.get_unverified_header(token)["alg"] == "RS256"

@@ -53,8 +53,9 @@ class SigningKey:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def save(self, path: Path) -> None:
-        """Written anew (0600): a fresh pair per start replaces the last one."""
+    def save(self, path: Path) -> Path:
+        """Written anew (0600): a fresh pair per start replaces the last one. Returns the
+        file's absolute path."""
         path.parent.mkdir(parents=True, exist_ok=True)
         pem = self.private_key.private_bytes(
             serialization.Encoding.PEM,
@@ -65,7 +66,7 @@ class SigningKey:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
-        tmp.replace(path)
+        return tmp.replace(path).resolve()
 
 
 def load(path: str) -> SigningKey:
