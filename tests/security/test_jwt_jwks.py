@@ -42,12 +42,14 @@ class JwksServer:
 
     keys: list[SigningKey] = field(default_factory=lambda: [KEY_1])
     down: bool = False
+    delay_s: float = 0.0  # a hung endpoint: answers this late
     hits: int = 0
     document: dict[str, Any] | None = None  # served instead of the keys' JWKS when set
 
     def app(self) -> Starlette:
         async def serve(request: Request) -> Response:
             self.hits += 1
+            await asyncio.sleep(self.delay_s)
             if self.down:
                 return Response("unavailable", status_code=503)
             return JSONResponse(self.document or jwks(*self.keys))
@@ -226,6 +228,20 @@ async def test_jwks_down_cached_keys_still_verify_others_get_401(make_api: MakeA
     api.jwks.down, api.jwks.keys = False, [KEY_1, KEY_2]
     await asyncio.sleep(0.35)
     assert (await api.call(api.token(KEY_2))).status_code == 200  # back: found again
+
+
+async def test_a_hung_jwks_endpoint_costs_one_timeout_and_no_500(make_api: MakeApi) -> None:
+    api = await make_api(jwt_jwks_ttl_s=1.0, jwt_jwks_timeout_s=0.5)
+    assert (await api.call(api.token(KEY_1))).status_code == 200
+    api.jwks.delay_s = 3.0
+    await asyncio.sleep(1.1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # The first call waits for the fetch (and its time limit), the held key then verifies.
+    assert (await api.call(api.token(KEY_1))).status_code == 200
+    assert loop.time() - started < 2.5
+    await asyncio.sleep(0.35)
+    refused(await api.call(api.token(KEY_2)))
 
 
 async def test_keys_held_too_long_without_a_good_fetch_are_dropped(make_api: MakeApi) -> None:

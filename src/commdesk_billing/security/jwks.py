@@ -79,7 +79,10 @@ class KeySet:
         the minimum interval since the last fetch has passed). None: no such key is known."""
         now = self._clock()
         fresh = self._fetched_at is not None and now - self._fetched_at < self.policy.ttl_s
-        if not (fresh and kid in self._keys):
+        held = kid in self._keys
+        # A held key is not kept waiting on a fetch already under way (the JWKS endpoint
+        # may be slow to fail); a kid not held waits for it, as only a fetch can find it.
+        if not (fresh and held) and not (held and self._lock.locked()):
             await self._refresh()
         if self._fetched_at is None or self._clock() - self._fetched_at > self.policy.max_stale_s:
             return None  # never fetched, or too long without a good fetch: trust nothing held
@@ -113,7 +116,9 @@ class KeySet:
 
     async def _fetch(self) -> dict[str, RSAPublicKey]:
         try:
+            # The whole fetch, not each read: a server dripping bytes cannot hold it open.
             async with (
+                asyncio.timeout(self.policy.timeout_s),
                 httpx.AsyncClient(timeout=self.policy.timeout_s, follow_redirects=False) as client,
                 client.stream(
                     "GET", self.policy.url, headers={"accept": "application/json"}
@@ -126,7 +131,7 @@ class KeySet:
                     body += chunk
                     if len(body) > _MAX_BYTES:
                         raise JwksUnavailable("the JWKS document is too large")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise JwksUnavailable(
                 f"the JWKS endpoint is unreachable ({type(exc).__name__})"
             ) from exc
