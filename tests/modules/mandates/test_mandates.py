@@ -812,6 +812,25 @@ async def test_a_mandate_carries_its_validity_to_cashfree(
     assert sub.plan_details.plan_max_amount_paise == 1_500_000
 
 
+@pytest.mark.parametrize("until", ["2000-01-01T00:00:00Z", "2099-01-01T00:00:00Z"])
+async def test_a_validity_in_the_past_or_too_far_is_refused_before_cashfree(
+    subs: Stack, until: str
+) -> None:
+    # Found by the schemathesis run: a past expiry went to Cashfree and came back as a 502.
+    r = await subs.api.post(
+        "/v1/mandates",
+        json={
+            "max_amount_paise": 10_000,
+            "customer_phone": "9876543210",
+            "customer_email": "member@example.com",
+            "valid_until": until,
+        },
+        headers=_auth(subs.token(), uuid.uuid4().hex),
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_every_change_is_announced_once(subs: Stack) -> None:
     """`mandate.status_changed` goes to every queue routed for it; none is yet (the
     notifications consumer is another slice's), so one is routed here for the test."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from commdesk_billing.modules.mandates.model import Mandate, MandateStatus, mask_reference
 from commdesk_billing.modules.payments.schemas import Email, Phone
@@ -16,6 +16,11 @@ from commdesk_billing.security.timestamps import Timestamp
 # RBI's cap on a recurring UPI / card debit without the payer's additional authentication
 # (cashfree.md §12.6, §15): a mandate above it could not debit automatically.
 MAX_PER_DEBIT_PAISE = 15_000_00
+# A mandate must outlive at least one debit (notice, then a debit no sooner than the next
+# day) and Cashfree refuses an expiry in the past (`subscription_expiry_time_invalid`);
+# thirty years is beyond any mandate a bank issues.
+MIN_VALIDITY = timedelta(days=2)
+MAX_VALIDITY = timedelta(days=365 * 30)
 
 
 class MandateRequest(StrictInput):
@@ -26,8 +31,20 @@ class MandateRequest(StrictInput):
     customer_phone: Phone
     customer_email: Email
     valid_until: Timestamp | None = Field(
-        None, description="When the mandate ends (default: ten years at Cashfree)"
+        None,
+        description="When the mandate ends (default: ten years at Cashfree); at least two "
+        "days and at most thirty years from now",
     )
+
+    @field_validator("valid_until")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        now = datetime.now(UTC)
+        if not now + MIN_VALIDITY <= value <= now + MAX_VALIDITY:
+            raise ValueError("must be at least two days and at most thirty years from now")
+        return value
 
 
 # While these, the member still has to authorise the mandate.
