@@ -84,11 +84,11 @@ REFUND_INVOICE_ALLOW = {
     "GET /v1/invoices/{invoice_id}/pdf": {"owner", "finance_admin", "auditor"},
 }
 # Everyone else's answer, as the code decides it. 403 where the caller's role may never do
-# it (refunds.auth.may_see_payment, invoices.auth.may_list); 404 where it is about
-# someone else's payment or document, whose existence is not confirmed
-# (refunds.auth.may_read, invoices.auth.may_read: support and service read no
-# documents, and service tokens no refunds). The buyer asking to refund is refused (403):
-# self-service refunds are off by default.
+# it (refunds.auth.may_see_payment, invoices.auth.may_list; a service on a route naming no
+# scope for services: SERVICE_SCOPES); 404 where it is about someone else's payment or
+# document, whose existence is not confirmed (refunds.auth.may_read, invoices.auth.may_read:
+# support reads no documents). The buyer asking to refund is refused (403): self-service
+# refunds are off by default.
 FORBIDDEN, NOT_FOUND = 403, 404
 REFUND_INVOICE_REFUSE = {
     "POST /v1/payments/{payment_id}/refunds": {
@@ -97,18 +97,18 @@ REFUND_INVOICE_REFUSE = {
         "auditor": FORBIDDEN,
         "service": FORBIDDEN,
     },
-    "GET /v1/payments/{payment_id}/refunds": {"other_member": NOT_FOUND, "service": NOT_FOUND},
-    "GET /v1/refunds/{refund_id}": {"other_member": NOT_FOUND, "service": NOT_FOUND},
+    "GET /v1/payments/{payment_id}/refunds": {"other_member": NOT_FOUND, "service": FORBIDDEN},
+    "GET /v1/refunds/{refund_id}": {"other_member": NOT_FOUND, "service": FORBIDDEN},
     "GET /v1/invoices": {"support": FORBIDDEN, "service": FORBIDDEN},
     "GET /v1/invoices/{invoice_id}": {
         "other_member": NOT_FOUND,
         "support": NOT_FOUND,
-        "service": NOT_FOUND,
+        "service": FORBIDDEN,
     },
     "GET /v1/invoices/{invoice_id}/pdf": {
         "other_member": NOT_FOUND,
         "support": NOT_FOUND,
-        "service": NOT_FOUND,
+        "service": FORBIDDEN,
     },
 }
 
@@ -375,3 +375,26 @@ AUDIT_CALLERS = [
     "anonymous",
     "forged",
 ]
+
+# The routes another CommDesk service may call, and the scopes that let it in (any one of
+# them; `x-service-scopes` in the OpenAPI document, `security/service_scopes.py`). Every
+# other route refuses every service token with 403, whatever scopes it carries
+# (`tests/architecture/test_authz_matrix.py` walks them all).
+SERVICE_SCOPES = {
+    "GET /v1/packs": {"wallets:read"},
+    "GET /v1/subscription-plans": {"wallets:read"},
+    "GET /v1/wallets/{wallet_id}": {"wallets:read"},
+    "GET /v1/wallets/{wallet_id}/transactions": {"wallets:read"},
+    "GET /v1/holds/{hold_id}": {"wallets:read"},
+    "GET /v1/wallets/{wallet_id}/auto-recharge": {"wallets:read"},
+    "GET /v1/wallets/{wallet_id}/auto-recharge/events": {"wallets:read"},
+    "POST /v1/wallets/{wallet_id}/debits": {"wallets:debit"},
+    "POST /v1/wallets/{wallet_id}/holds": {"wallets:debit"},
+    "POST /v1/holds/{hold_id}/capture": {"wallets:debit"},
+    "POST /v1/holds/{hold_id}/release": {"wallets:debit"},
+    "POST /v1/communities/{community_id}/spends": {"communities:spend"},
+    "POST /v1/partners/{partner_id}/attributions": {"partners:attribute"},
+    "POST /v1/usage/events": {"usage:write"},
+    "GET /v1/usage/price-book": {"usage:read", "usage:write"},
+    "GET /v1/usage/summary": {"usage:read"},
+}

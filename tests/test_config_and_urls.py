@@ -54,13 +54,23 @@ def test_bad_database_urls_are_refused(url: str) -> None:
         to_asyncpg(url)
 
 
-def test_production_refuses_the_development_secret() -> None:
-    with pytest.raises(ValidationError, match="JWT_SECRET"):
+def test_production_needs_the_jwks_and_not_the_development_secret() -> None:
+    # HS256 (the shared secret's algorithm) is refused in production: the secret does not
+    # matter there, CommDesk's JWKS does.
+    with pytest.raises(ValidationError, match="JWT_JWKS_URL must be set"):
         Settings(
             env=Environment.production,
             jwt_secret=DEV_JWT_SECRET,
             database_url="postgresql://u:p@db.example/x?sslmode=require",
+            **{**SAFE_CASHFREE, "jwt_jwks_url": None},  # type: ignore[arg-type]
         )
+    s = Settings(
+        env=Environment.production,
+        jwt_secret=DEV_JWT_SECRET,
+        database_url="postgresql://u:p@db.example/x?sslmode=require",
+        **SAFE_CASHFREE,  # type: ignore[arg-type]
+    )
+    assert s.jwt_jwks_url == SAFE_CASHFREE["jwt_jwks_url"]
 
 
 def test_production_refuses_plaintext_remote_database() -> None:
@@ -77,6 +87,7 @@ SAFE_CASHFREE = {
     "cashfree_base_url": "https://api.cashfree.com/pg",
     "public_base_url": "https://billing.example",
     "seller_gstin": "29ABCDE1234F1Z5",
+    "jwt_jwks_url": "https://id.commdesk.example/.well-known/jwks.json",
 }
 
 

@@ -611,6 +611,11 @@ def dev(api_port: int, sandbox_port: int, mongodb_port: int) -> None:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
             click.echo(f"MongoDB (communities) {stack.mongodb}")
+            if stack.jwt_key_file is not None:
+                click.echo(
+                    f"JWKS {stack.env['BILLING_JWT_JWKS_URL']}; RS256 tokens: "
+                    f"BILLING_DEV_JWT_KEY_FILE={stack.jwt_key_file} commdesk-billing token ..."
+                )
             for name, url in stack.health_urls.items():
                 click.echo(f"{name} ready ({url}/readyz, {url}/metrics)")
             click.echo("Ctrl-C stops everything")

@@ -93,6 +93,22 @@ class Settings(BaseSettings):
     jwt_issuer: str = "commdesk"
     jwt_audience: str = "commdesk-billing"
     jwt_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+    # CommDesk's signing keys (RS256), as a JWKS document: required in production, where
+    # HS256 with the shared secret is refused. Over https; plain http only to a loopback
+    # address outside production (a development identity server, the tests').
+    jwt_jwks_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)] | None = None
+    # How long a fetched key set is used before it is fetched again; an unknown `kid` fetches
+    # it sooner, but never twice within `jwt_jwks_min_refresh_s` (a flood of made-up kids
+    # costs the JWKS endpoint one request per interval, per process).
+    jwt_jwks_ttl_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
+    jwt_jwks_min_refresh_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
+    # While CommDesk's JWKS cannot be fetched, keys already known keep verifying for this
+    # long after the last good fetch (then every RS256 token is refused until it answers).
+    jwt_jwks_max_stale_s: Annotated[float, Field(ge=1, le=7 * 86400)] = 86400.0
+    jwt_jwks_timeout_s: Annotated[float, Field(gt=0, le=30)] = 3.0
+    # Development only: a PEM RSA private key (`commdesk-billing dev` makes one and serves its
+    # JWKS); `issue_token` then signs RS256 with it, as CommDesk's identity service would.
+    dev_jwt_key_file: str | None = None
 
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -391,8 +407,11 @@ class Settings(BaseSettings):
         _check_redis_url(self.redis_url.get_secret_value())
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
+        _check_jwks_url(self.jwt_jwks_url, production=self.env is Environment.production)
         if self.env is not Environment.production:
             return self
+        if self.dev_jwt_key_file:
+            raise ValueError("BILLING_DEV_JWT_KEY_FILE is for development, not production")
         if self.fault_crash_after_commit:
             raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
         if self.smtp_password is not None and not self.smtp_starttls:
@@ -412,12 +431,6 @@ class Settings(BaseSettings):
                 raise ValueError("BILLING_SMTP_STARTTLS must be on in production")
             if self.smtp_from.rstrip(">").endswith(".invalid"):
                 raise ValueError("BILLING_SMTP_FROM must be set to our sender in production")
-        secret = self.jwt_secret.get_secret_value()
-        if secret == DEV_JWT_SECRET or len(secret) < 32:
-            raise ValueError(
-                "BILLING_JWT_SECRET must be set to a random secret of at least 32 characters "
-                "in production"
-            )
         for name, url in (
             ("DATABASE_URL", self.database_url),
             ("DATABASE_DIRECT_URL", self.direct_url),
@@ -446,7 +459,32 @@ class Settings(BaseSettings):
         ):
             if not url.startswith("https://"):
                 raise ValueError(f"BILLING_{name} must be https in production")
+        # Checked last: production verifies RS256 against CommDesk's keys only (HS256 and
+        # its shared secret are refused there, so BILLING_JWT_SECRET is not needed).
+        if self.jwt_jwks_url is None:
+            raise ValueError("BILLING_JWT_JWKS_URL must be set in production (RS256 tokens)")
         return self
+
+
+def _check_jwks_url(url: str | None, *, production: bool) -> None:
+    if url is None:
+        return
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return
+    if production:
+        raise ValueError("BILLING_JWT_JWKS_URL must be https in production")
+    host = (parsed.hostname or "").lower()
+    if host == "localhost" or _loopback(host):
+        return
+    raise ValueError("BILLING_JWT_JWKS_URL must be https (plain http only to a loopback address)")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_networks(name: str, values: tuple[str, ...]) -> None:

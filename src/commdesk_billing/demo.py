@@ -74,7 +74,11 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
                 api_url, sandbox_url, maildir = stack.api_url, stack.sandbox_url, stack.maildir
                 # The stack's own MongoDB, where the demo community is written.
                 settings = settings.model_copy(
-                    update={"mongodb_url": SecretStr(stack.env["BILLING_MONGODB_URL"])}
+                    update={
+                        "mongodb_url": SecretStr(stack.env["BILLING_MONGODB_URL"]),
+                        # Its tokens are RS256, signed with the stack's development key.
+                        "dev_jwt_key_file": stack.env.get("BILLING_DEV_JWT_KEY_FILE"),
+                    }
                 )
             await _purchase(settings, api_url, sandbox_url, maildir, checks)
         except _Abort:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,9 +13,17 @@ from starlette.exceptions import HTTPException
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import IdempotencyKeyInvalid, IdempotencyKeyRequired
 from commdesk_billing.idempotency.keys import KEY_RE
-from commdesk_billing.security.jwt import InvalidToken, Principal, decode_token
+from commdesk_billing.security.jwt import InvalidToken, Principal, TokenVerifier
+from commdesk_billing.security.service_scopes import authorize_service
+from commdesk_billing.telemetry.metrics import AUTH_REJECTED
+
+log = structlog.get_logger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="JWT issued by CommDesk")
+# Every refusal reads the same: which check failed (signature, expiry, key, audience...) is
+# in the log and the metric, never in the answer, so a caller learns nothing by probing.
+UNAUTHORIZED_DETAIL = "a valid bearer token is required"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="commdesk-billing"'}
 
 
 def engine(request: Request) -> AsyncEngine:
@@ -27,17 +36,33 @@ def settings(request: Request) -> Settings:
     return cfg
 
 
+def token_verifier(request: Request) -> TokenVerifier:
+    """The process's verifier (its JWKS cache), made on first use from the app's settings."""
+    state = request.app.state
+    verifier: TokenVerifier | None = getattr(state, "token_verifier", None)
+    if verifier is None or verifier.settings is not state.settings:
+        verifier = TokenVerifier(state.settings)
+        state.token_verifier = verifier
+    return verifier
+
+
 async def principal(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    challenge = {"WWW-Authenticate": 'Bearer realm="commdesk-billing"'}
     if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(401, "a bearer token is required", headers=challenge)
+        AUTH_REJECTED.labels("missing").inc()
+        raise HTTPException(401, UNAUTHORIZED_DETAIL, headers=CHALLENGE)
     try:
-        return decode_token(request.app.state.settings, creds.credentials)
+        caller = await token_verifier(request).verify(creds.credentials)
     except InvalidToken as exc:
-        raise HTTPException(401, f"token rejected: {exc}", headers=challenge) from exc
+        AUTH_REJECTED.labels(exc.kind).inc()
+        log.info("auth.token_rejected", kind=exc.kind, reason=str(exc)[:300])
+        raise HTTPException(401, UNAUTHORIZED_DETAIL, headers=CHALLENGE) from exc
+    # A service token does only what its scopes allow, on every route (the route names the
+    # scope a service needs; a route naming none is not for services).
+    authorize_service(request, caller)
+    return caller
 
 
 async def idempotency_key(

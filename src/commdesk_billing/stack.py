@@ -7,6 +7,10 @@ Where BILLING_MONGODB_URL is not given, a loopback MongoDB-wire server (`localmo
 started first for the communities the API reads, and stopped last. Where BILLING_SMTP_HOST
 is not given, a loopback SMTP sink (`commdesk-billing smtp-sink`) takes the stack's emails
 and writes each into var/mail (a Maildir: one file per message in var/mail/new).
+Where BILLING_JWT_JWKS_URL is not given, the stack plays CommDesk's identity service: a
+fresh RS256 key pair per start (the private key in var/dev-jwt-key.pem, for `issue_token`
+and `commdesk-billing token` through BILLING_DEV_JWT_KEY_FILE) and its JWKS served on a
+loopback port the API is pointed at.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import httpx
 from commdesk_billing.gateway.sandbox.config import DEV_PAYOUT_CLIENT_ID, DEV_PAYOUT_CLIENT_SECRET
 from commdesk_billing.localmongo import LocalMongo
 from commdesk_billing.modules.communities.mongo import servers
+from commdesk_billing.security.devkeys import JWKS_PATH, SigningKey, jwks_app
 
 
 def free_port() -> int:
@@ -48,6 +53,8 @@ class Stack:
     health_urls: dict[str, str] = field(default_factory=dict)
     # Where the SMTP sink writes the emails sent (None: BILLING_SMTP_HOST names a relay).
     maildir: Path | None = None
+    # The development signing key (None: BILLING_JWT_JWKS_URL names CommDesk's JWKS).
+    jwt_key_file: Path | None = None
 
     def failed(self) -> str | None:
         for name, proc in self.processes.items():
@@ -93,16 +100,60 @@ async def running_stack(
         smtp_env: dict[str, str] = {}
         if "BILLING_SMTP_HOST" not in os.environ:
             smtp_env = await exits.enter_async_context(smtp_sink_process(MAILDIR))
+        jwt_env: dict[str, str] = {}
+        if "BILLING_JWT_JWKS_URL" not in os.environ:
+            jwt_env = await exits.enter_async_context(dev_identity(DEV_JWT_KEY_FILE))
         async with _children(
             mongodb_url,
             api_port=api_port,
             sandbox_port=sandbox_port,
             scheduler=scheduler,
             quiet=quiet,
-            settings_env={**smtp_env, **(settings_env or {})},
+            settings_env={**smtp_env, **jwt_env, **(settings_env or {})},
         ) as stack:
             stack.maildir = MAILDIR if smtp_env else None
+            own_key = jwt_env.get("BILLING_DEV_JWT_KEY_FILE")
+            stack.jwt_key_file = Path(own_key) if own_key else None
             yield stack
+
+
+DEV_JWT_KEY_FILE = Path("var/dev-jwt-key.pem")
+
+
+@contextlib.asynccontextmanager
+async def dev_identity(key_file: Path) -> AsyncIterator[dict[str, str]]:
+    """CommDesk's identity service, as far as billing sees it: a fresh key pair whose public
+    half is served as a JWKS on a loopback port (in this process) until the block ends.
+    Yields the settings that point the stack at it and let `issue_token` sign with it."""
+    import uvicorn
+
+    key = SigningKey.generate()
+    saved = key.save(key_file)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(jwks_app(key), log_level="warning", access_log=False, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(300):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # raises what stopped it
+        if not server.started:
+            raise RuntimeError("the development JWKS server did not start")
+        yield {
+            "BILLING_JWT_JWKS_URL": f"http://127.0.0.1:{port}{JWKS_PATH}",
+            "BILLING_DEV_JWT_KEY_FILE": str(saved),
+        }
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=10)
+        sock.close()
 
 
 MAILDIR = Path("var/mail")

@@ -1,4 +1,10 @@
-"""Bearer tokens issued by CommDesk (HS256 here; RS256/JWKS is a key-source change)."""
+"""Bearer tokens issued by CommDesk.
+
+Production: RS256, verified against CommDesk's JWKS (`security/jwks.py`), the algorithm
+pinned per key. Development and tests: HS256 with the shared secret too (`issue_token`),
+which production refuses whatever the token says. Every refusal is an `InvalidToken` whose
+message is for the log only: the caller gets one generic 401 (`deps.principal`).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import jwt
 
-from commdesk_billing.config import Settings
+from commdesk_billing.config import Environment, Settings
+from commdesk_billing.security import devkeys
+from commdesk_billing.security.jwks import ALGORITHM as RS256
+from commdesk_billing.security.jwks import KID_RE, JwksPolicy, KeySet
 
 _ALGORITHM = "HS256"
 _SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
@@ -51,7 +61,11 @@ class Principal:
 
 
 class InvalidToken(Exception):
-    pass
+    """`kind` labels the refusal in metrics (a few fixed words); the message goes to the log."""
+
+    def __init__(self, message: str, kind: str = "claims") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def issue_token(
@@ -79,22 +93,74 @@ def issue_token(
         claims["email"] = email
     if communities is not None:
         claims["communities"] = communities
+    if settings.dev_jwt_key_file:
+        # A development stack's own key pair (its JWKS is served beside it): RS256, as
+        # CommDesk signs in production.
+        signer = devkeys.load(settings.dev_jwt_key_file)
+        return jwt.encode(claims, signer.private_key, algorithm=RS256, headers={"kid": signer.kid})
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=_ALGORITHM)
 
 
+class TokenVerifier:
+    """Verifies bearer tokens for one process: RS256 against the JWKS (when configured), and
+    HS256 with the shared secret outside production. The algorithm is chosen from the
+    token's header only to pick the key source; each source accepts its one algorithm."""
+
+    def __init__(self, settings: Settings, keys: KeySet | None = None) -> None:
+        self.settings = settings
+        policy = JwksPolicy.of(settings)
+        self.keys = keys or (KeySet(policy) if policy is not None else None)
+        self.hs256 = settings.env is not Environment.production
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"malformed token: {exc}", "malformed") from exc
+        alg = header.get("alg")
+        if alg == RS256:
+            if self.keys is None:
+                raise InvalidToken("an RS256 token, and no JWKS URL is configured", "algorithm")
+            kid = header.get("kid")
+            if not isinstance(kid, str) or not KID_RE.match(kid):
+                raise InvalidToken("an RS256 token without a usable kid", "unknown_kid")
+            key = await self.keys.key(kid)
+            if key is None:
+                kind = "keys_unavailable" if self.keys.last_fetch_failed else "unknown_kid"
+                raise InvalidToken(f"no key {kid!r} in the JWKS", kind)
+            return _decode(self.settings, token, key, RS256)
+        if alg == _ALGORITHM and self.hs256:
+            return _decode(self.settings, token, self.settings.jwt_secret.get_secret_value(), alg)
+        # `none`, HS256 in production, and anything else.
+        raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted", "algorithm")
+
+
 def decode_token(settings: Settings, token: str) -> Principal:
+    """A development HS256 token (the request path uses `TokenVerifier`). Refused in
+    production, where HS256 is never accepted."""
+    if settings.env is Environment.production:
+        raise InvalidToken("HS256 tokens are not accepted in production", "algorithm")
+    return _decode(settings, token, settings.jwt_secret.get_secret_value(), _ALGORITHM)
+
+
+def _decode(settings: Settings, token: str, key: Any, algorithm: str) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
-            algorithms=[_ALGORITHM],
+            key,
+            # Pinned: the key source decides the one algorithm, never the token.
+            algorithms=[algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_s,
             options={"require": ["sub", "exp", "iss", "aud"]},
         )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken(str(exc), "expired") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise InvalidToken(str(exc), "signature") from exc
     except jwt.PyJWTError as exc:
-        raise InvalidToken(str(exc)) from exc
+        raise InvalidToken(str(exc), "claims") from exc
     sub, role, scope = claims.get("sub"), claims.get("role"), claims.get("scope", "")
     if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not sub.isprintable():
         raise InvalidToken("sub must be a printable string of 1 to 200 characters")

@@ -90,3 +90,9 @@ NOTIFICATION_DELIVERIES = Counter(
     "Notification send attempts by channel and outcome (sent, retrying, failed, skipped)",
     ["channel", "outcome"],
 )
+# Bearer tokens refused (reason: a coarse kind, never the token or its claims; the answer
+# itself never says which check failed), and fetches of CommDesk's JWKS (outcome ok|failed).
+AUTH_REJECTED = Counter(
+    "billing_auth_rejected_total", "Bearer tokens refused with 401, by kind of failure", ["reason"]
+)
+JWKS_FETCHES = Counter("billing_jwks_fetches_total", "Fetches of CommDesk's JWKS", ["outcome"])

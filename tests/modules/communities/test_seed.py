@@ -86,6 +86,7 @@ def test_seeding_is_refused_in_production(mongodb: MongoTarget) -> None:
         BILLING_CASHFREE_CLIENT_SECRET="real-secret",
         BILLING_CASHFREE_BASE_URL="https://api.cashfree.com/pg",
         BILLING_PUBLIC_BASE_URL="https://billing.example.com",
+        BILLING_JWT_JWKS_URL="https://id.example.com/.well-known/jwks.json",
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "billing never writes CommDesk's communities in production" in done.stderr

@@ -263,6 +263,7 @@ def test_production_refuses_a_weak_webhook_secret_and_mail_in_the_clear() -> Non
         "cashfree_payout_base_url": "https://payout.cashfree.example.test",
         "cashfree_verification_base_url": "https://verify.cashfree.example.test",
         "public_base_url": "https://billing.example.test",
+        "jwt_jwks_url": "https://id.example.test/.well-known/jwks.json",
     }
     relay = {"smtp_host": "smtp.example.test", "smtp_from": "Billing <billing@example.test>"}
     hook = {"notify_webhook_url": "https://notify.example.test/hook"}

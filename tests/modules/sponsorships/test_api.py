@@ -53,7 +53,8 @@ def _token(stack: Stack, caller: str, cid: str, payer: str) -> str | None:
 def _refusal(route: str, caller: str) -> int:
     if caller == "anonymous":
         return 401
-    if "{sponsorship_id}" in route and caller not in SPONSORSHIP_READERS:
+    # A service is refused before anything is looked up (no scope names these routes).
+    if "{sponsorship_id}" in route and caller not in SPONSORSHIP_READERS | {"service"}:
         return 404  # someone else's sponsorship: not confirmed to exist
     return 403
 

@@ -21,6 +21,8 @@ from commdesk_billing.modules.autorecharge.schemas import (
     encode_cursor,
 )
 from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Scope
+from commdesk_billing.security.service_scopes import for_services
 
 router = APIRouter(prefix="/v1", tags=["auto-recharge"])
 
@@ -55,6 +57,7 @@ async def put_auto_recharge(
 
 @router.get(
     "/wallets/{wallet_id}/auto-recharge",
+    openapi_extra=for_services(Scope.wallets_read),
     response_model=AutoRechargeOut,
     responses=_PROBLEMS,
     summary="The wallet's auto-recharge settings and its effective trigger level",
@@ -70,6 +73,7 @@ async def get_auto_recharge(
 
 @router.get(
     "/wallets/{wallet_id}/auto-recharge/events",
+    openapi_extra=for_services(Scope.wallets_read),
     response_model=DecisionPage,
     responses=_PROBLEMS,
     summary="Every automatic decision on the wallet, newest first (keyset cursor)",

@@ -38,8 +38,9 @@ from commdesk_billing.modules.communities.schemas import (
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
-from commdesk_billing.security.jwt import Role
+from commdesk_billing.security.jwt import Role, Scope
 from commdesk_billing.security.roles import FINANCE_READERS, PEOPLE
+from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
 from commdesk_billing.telemetry.metrics import COMMUNITY_SPENDS
 
@@ -81,6 +82,7 @@ async def _known(directory: CommunityDirectory, community_id: str) -> Community:
 
 @router.post(
     "/communities/{community_id}/spends",
+    openapi_extra=for_services(Scope.communities_spend),
     status_code=201,
     response_model=SpendOut,
     responses=_PROBLEMS,

@@ -27,6 +27,8 @@ from commdesk_billing.modules.partners.schemas import (
     PartnerOut,
 )
 from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Scope
+from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
 
 router = APIRouter(prefix="/v1", tags=["partners"])
@@ -130,6 +132,7 @@ async def change_partner(
 
 @router.post(
     "/partners/{partner_id}/attributions",
+    openapi_extra=for_services(Scope.partners_attribute),
     status_code=201,
     response_model=AttributionOut,
     responses=_PROBLEMS,

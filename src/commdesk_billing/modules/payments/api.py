@@ -38,6 +38,8 @@ from commdesk_billing.modules.payments.schemas import (
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import MEDIA_TYPE, documented, domain_problem_body
+from commdesk_billing.security.jwt import Scope
+from commdesk_billing.security.service_scopes import for_services
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -62,7 +64,13 @@ def _client(request: Request) -> CashfreeClient:
     return client
 
 
-@router.get("/packs", response_model=PackList, responses=_PROBLEMS, summary="Credit packs on sale")
+@router.get(
+    "/packs",
+    openapi_extra=for_services(Scope.wallets_read),
+    response_model=PackList,
+    responses=_PROBLEMS,
+    summary="Credit packs on sale",
+)
 async def list_packs(engine: Engine, settings: Config, caller: Caller) -> PackList:
     packs = await in_transaction(engine, repo.active_packs)
     return PackList(

@@ -34,6 +34,8 @@ from commdesk_billing.modules.subscriptions.schemas import (
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Scope
+from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
 
 router = APIRouter(prefix="/v1", tags=["subscriptions"])
@@ -109,6 +111,7 @@ async def add_plan(
 
 @router.get(
     "/subscription-plans",
+    openapi_extra=for_services(Scope.wallets_read),
     response_model=PlanList,
     responses=_PROBLEMS,
     summary="Every plan's latest version",

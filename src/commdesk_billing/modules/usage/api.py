@@ -32,6 +32,8 @@ from commdesk_billing.modules.usage.schemas import (
 )
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Scope
+from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -54,6 +56,7 @@ _PROBLEMS = documented(
 
 @router.post(
     "/usage/events",
+    openapi_extra=for_services(Scope.usage_write),
     response_model=UsageBatchOut,
     responses=_PROBLEMS,
     summary="Report 1 to 1000 usage events (service, usage:write): rated and debited now",
@@ -117,6 +120,7 @@ async def add_price_version(
 
 @router.get(
     "/usage/price-book",
+    openapi_extra=for_services(Scope.usage_read, Scope.usage_write),
     response_model=PriceBookOut,
     responses=_PROBLEMS,
     summary="The price book: every version of one meter or of all",
@@ -137,6 +141,7 @@ async def read_price_book(
 
 @router.get(
     "/usage/summary",
+    openapi_extra=for_services(Scope.usage_read),
     response_model=SummaryOut,
     responses=_PROBLEMS,
     summary="A wallet's usage per meter and period (month or day, UTC), and its usage debt",

@@ -43,6 +43,8 @@ from commdesk_billing.modules.wallet.schemas import (
     encode_cursor,
 )
 from commdesk_billing.problems import documented
+from commdesk_billing.security.jwt import Scope
+from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
 from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
@@ -111,7 +113,12 @@ async def my_wallet(engine: Engine, caller: Caller) -> WalletOut:
     return WalletOut.of(wallet)
 
 
-@router.get("/wallets/{wallet_id}", response_model=WalletOut, responses=_PROBLEMS)
+@router.get(
+    "/wallets/{wallet_id}",
+    openapi_extra=for_services(Scope.wallets_read),
+    response_model=WalletOut,
+    responses=_PROBLEMS,
+)
 async def get_wallet(wallet_id: uuid.UUID, engine: Engine, caller: Caller) -> WalletOut:
     async def work(conn: AsyncConnection) -> WalletOut:
         wallet = await ws.get_wallet(conn, wallet_id)
@@ -123,6 +130,7 @@ async def get_wallet(wallet_id: uuid.UUID, engine: Engine, caller: Caller) -> Wa
 
 @router.get(
     "/wallets/{wallet_id}/transactions",
+    openapi_extra=for_services(Scope.wallets_read),
     response_model=TransactionPage,
     responses=_PROBLEMS,
     summary="Statement lines, newest first (keyset cursor)",
@@ -155,6 +163,7 @@ async def list_transactions(
 
 @router.post(
     "/wallets/{wallet_id}/debits",
+    openapi_extra=for_services(Scope.wallets_debit),
     status_code=201,
     response_model=OperationOut,
     responses=_PROBLEMS,
@@ -240,6 +249,7 @@ async def grant(
 
 @router.post(
     "/wallets/{wallet_id}/holds",
+    openapi_extra=for_services(Scope.wallets_debit),
     status_code=201,
     response_model=OperationOut,
     responses=_PROBLEMS,
@@ -283,7 +293,12 @@ async def _authorize_hold(conn: AsyncConnection, caller: Caller, hold_id: uuid.U
     await auth.authorize_hold_settle(conn, caller, hold, wallet)
 
 
-@router.get("/holds/{hold_id}", response_model=HoldOut, responses=_PROBLEMS)
+@router.get(
+    "/holds/{hold_id}",
+    openapi_extra=for_services(Scope.wallets_read),
+    response_model=HoldOut,
+    responses=_PROBLEMS,
+)
 async def get_hold(hold_id: uuid.UUID, engine: Engine, caller: Caller) -> HoldOut:
     async def work(conn: AsyncConnection) -> HoldOut:
         hold = await ws.get_hold(conn, hold_id)
@@ -295,6 +310,7 @@ async def get_hold(hold_id: uuid.UUID, engine: Engine, caller: Caller) -> HoldOu
 
 @router.post(
     "/holds/{hold_id}/capture",
+    openapi_extra=for_services(Scope.wallets_debit),
     response_model=OperationOut,
     responses=_PROBLEMS,
     summary="Consume all or part of a hold; the rest is released",
@@ -328,6 +344,7 @@ async def capture(
 
 @router.post(
     "/holds/{hold_id}/release",
+    openapi_extra=for_services(Scope.wallets_debit),
     response_model=OperationOut,
     responses=_PROBLEMS,
     summary="Return a hold's credits to available",
