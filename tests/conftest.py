@@ -124,6 +124,8 @@ def settings(database_url: str, rabbitmq_url: str, mongodb: MongoTarget) -> Sett
         db_max_overflow=20,
         log_json=False,
         redis_key_prefix=f"cdb_{uuid.uuid4().hex[:10]}:",
+        # The names the in-process clients use (httpx.ASGITransport, base_url below).
+        allowed_hosts=("billing.test", "billing"),
     )
 
 

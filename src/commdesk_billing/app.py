@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commdesk_billing import problems, wiring
+from commdesk_billing import apidocs, problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
@@ -40,8 +40,14 @@ from commdesk_billing.modules.subscriptions.api import router as subscriptions_r
 from commdesk_billing.modules.usage.api import router as usage_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
+from commdesk_billing.security.cors import Cors
+from commdesk_billing.security.csrf import CsrfGuard
+from commdesk_billing.security.headers import SecurityHeaders
+from commdesk_billing.security.hosts import AllowedHosts
+from commdesk_billing.security.hpp import DuplicateParameters
 from commdesk_billing.security.hygiene import RequestHygiene
 from commdesk_billing.security.origin import RecordOrigin
+from commdesk_billing.security.scrape import scrape_refusal
 from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
@@ -128,7 +134,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Credits, wallets and the double-entry ledger of CommDesk. "
         "Errors are RFC 9457 application/problem+json.",
+        # Our own /docs and /redoc (apidocs.py: no inline script), when BILLING_API_DOCS.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if cfg.docs_served else None,
     )
+    # Also set by the lifespan; set here so middlewares see it from the first request
+    # (security/addresses.py reads the trusted proxies from it).
+    app.state.settings = cfg
+    if cfg.docs_served:
+        apidocs.install(app)
     problems.install(app)
     app.include_router(wallet_router)
     app.include_router(payments_router)
@@ -187,7 +202,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        refusal = scrape_refusal(cfg, request.headers.get("authorization"))
+        if refusal == 401:
+            return problems.problem(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                "a valid bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        if refusal is not None:
+            return problems.problem(404, "not_found", "Not found", "Not Found")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(
@@ -195,6 +221,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=cfg.max_body_bytes,
         larger={"/v1/usage/events": cfg.usage_max_body_bytes},
     )
+    # Request hygiene (docs/api.md): each added outside the one before, so a request meets
+    # them bottom to top and every refusal still passes SecurityHeaders and Observe.
+    app.add_middleware(CsrfGuard, settings=cfg)
+    app.add_middleware(
+        Cors,
+        origins=cfg.cors_origins,
+        allow_credentials=cfg.cors_allow_credentials,
+        max_age_s=cfg.cors_max_age_s,
+    )
+    app.add_middleware(AllowedHosts, hosts=cfg.served_hosts)
+    app.add_middleware(DuplicateParameters)
+    app.add_middleware(SecurityHeaders, settings=cfg)
     # Inside Observe (added after it runs first): reuses its request id.
     app.add_middleware(RecordOrigin, settings=cfg)
     app.add_middleware(Observe)

@@ -56,20 +56,20 @@ def migrate(revision: str) -> None:
 @click.option("--port", default=None, type=int, help="Defaults to BILLING_API_PORT.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def api(host: str | None, port: int | None, workers: int) -> None:
-    """Serve the HTTP API (uvicorn)."""
-    import uvicorn
+    """Serve the HTTP API (uvicorn, configured by `httpserver.server_config`)."""
+    from commdesk_billing import httpserver
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(
+    config = httpserver.server_config(
         "commdesk_billing.app:create_app",
+        settings,
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
         workers=workers,
-        access_log=False,
-        proxy_headers=False,
     )
+    httpserver.run(config)
 
 
 @main.command()

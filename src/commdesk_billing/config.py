@@ -21,6 +21,9 @@ DEV_CASHFREE_ID = "TEST_commdesk_sandbox"
 DEV_CASHFREE_SECRET = "cfsk_ma_test_commdesk_sandbox_secret"  # noqa: S105
 # A well-formed placeholder (state 29, PAN-shaped, "Z", check character); refused in production.
 DEV_SELLER_GSTIN = "29AAACC0000A1Z5"
+# A DNS name or an IP literal, lower case (a Host header value without its port).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = rf"^(?:{_LABEL}(?:\.{_LABEL})*|[0-9a-f:.]+)$"
 
 
 class Environment(StrEnum):
@@ -364,6 +367,38 @@ class Settings(BaseSettings):
     notification_retry_base_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
     notification_retry_max_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 6 * 3600.0
 
+    # --- Request hygiene (docs/api.md "Request hygiene"; docs/runbook.md) ---------------
+    # Host header values served, exact names without port. Always added: the host of
+    # BILLING_PUBLIC_BASE_URL, and outside production localhost, 127.0.0.1 and ::1.
+    allowed_hosts: tuple[Annotated[str, Field(pattern=_HOSTNAME)], ...] = ()
+    # Browser origins (`https://host[:port]`, no path) allowed cross-origin (CORS) and for
+    # cookie-authenticated unsafe requests (CSRF). Empty: CORS closed, preflights refused.
+    cors_origins: tuple[str, ...] = ()
+    # Whether allowed origins may send cookies cross-origin (Access-Control-Allow-Credentials).
+    cors_allow_credentials: bool = False
+    cors_max_age_s: Annotated[int, Field(ge=0, le=86400)] = 600
+    # Strict-Transport-Security max-age, sent in production only (0: not sent).
+    hsts_max_age_s: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 365 * 86400
+    # /docs, /redoc and /openapi.json. Unset: served outside production, not in production.
+    api_docs: bool | None = None
+    # Bearer token Prometheus scrapes /metrics with. Unset: /metrics is open outside
+    # production and not served (404) in production.
+    metrics_token: SecretStr | None = None
+    # A connection must deliver a request's line and headers within this long (slowloris);
+    # an idle keep-alive connection is closed after `http_keep_alive_s` (keep it above the
+    # proxy's idle timeout towards us, or the proxy reuses a connection we are closing).
+    http_header_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    http_keep_alive_s: Annotated[int, Field(ge=1, le=3600)] = 5
+    # The finance console's session cookie: unsafe requests carrying it need a CSRF token
+    # (security/csrf.py) made with this secret; without a secret they are all refused.
+    console_session_cookie: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = (
+        "cdb_console_session"
+    )
+    console_csrf_cookie: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = (
+        "cdb_console_csrf"
+    )
+    csrf_secret: SecretStr | None = None
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -374,6 +409,23 @@ class Settings(BaseSettings):
     @property
     def direct_url(self) -> str:
         return self.database_direct_url or self.database_url
+
+    @property
+    def served_hosts(self) -> frozenset[str]:
+        """Host header values answered (without port): `allowed_hosts`, our public host, and
+        loopback outside production."""
+        hosts = {h.lower() for h in self.allowed_hosts}
+        if public := urlsplit(self.public_base_url).hostname:
+            hosts.add(public.lower())
+        if self.env is not Environment.production:
+            hosts.update({"localhost", "127.0.0.1", "::1"})
+        return frozenset(hosts)
+
+    @property
+    def docs_served(self) -> bool:
+        return (
+            self.api_docs if self.api_docs is not None else self.env is not Environment.production
+        )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
@@ -408,12 +460,22 @@ class Settings(BaseSettings):
         _check_networks("BILLING_WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
         _check_networks("BILLING_TRUSTED_PROXIES", self.trusted_proxies)
         _check_jwks_url(self.jwt_jwks_url, production=self.env is Environment.production)
+        _check_origins(self.cors_origins, https=self.env is Environment.production)
         if self.env is not Environment.production:
             return self
         if self.dev_jwt_key_file:
             raise ValueError("BILLING_DEV_JWT_KEY_FILE is for development, not production")
         if self.fault_crash_after_commit:
             raise ValueError("BILLING_FAULT_CRASH_AFTER_COMMIT is for tests, not production")
+        for name, token in (
+            ("METRICS_TOKEN", self.metrics_token),
+            ("CSRF_SECRET", self.csrf_secret),
+        ):
+            if token is not None and len(token.get_secret_value()) < 32:
+                raise ValueError(
+                    f"BILLING_{name} must be a random secret of at least 32 characters in "
+                    "production"
+                )
         if self.smtp_password is not None and not self.smtp_starttls:
             raise ValueError("BILLING_SMTP_PASSWORD is never sent without STARTTLS in production")
         if self.notify_webhook_url and not self.notify_webhook_url.startswith("https://"):
@@ -493,6 +555,30 @@ def _check_networks(name: str, values: tuple[str, ...]) -> None:
             ipaddress.ip_network(value, strict=False)
         except ValueError as exc:
             raise ValueError(f"{name}: {value!r} is not an IP address or network") from exc
+
+
+def _check_origins(origins: tuple[str, ...], *, https: bool) -> None:
+    # An origin is compared as a whole string with the browser's Origin header: it must be
+    # exactly scheme://host[:port], never a wildcard or "null" (sandboxed documents).
+    for origin in origins:
+        parts = urlsplit(origin)
+        shaped = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not parts.path
+            and not parts.query
+            and not parts.fragment
+            and parts.username is None
+            and origin == f"{parts.scheme}://{parts.netloc}"
+            and origin == origin.lower()
+        )
+        if not shaped:
+            raise ValueError(
+                f"BILLING_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], "
+                "lower case, no path)"
+            )
+        if https and parts.scheme != "https":
+            raise ValueError("BILLING_CORS_ORIGINS must be https origins in production")
 
 
 def _check_mongodb_url(url: str) -> None:

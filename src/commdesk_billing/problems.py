@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from commdesk_billing.config import Settings
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.errors import DatabaseUnavailable
 from commdesk_billing.errors import DomainError
+from commdesk_billing.security.headers import base_headers
 
 log = structlog.get_logger(__name__)
 
@@ -165,6 +167,12 @@ def install(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.unhandled_error", path=request.url.path)
         headers = {"Connection": "close"}
+        # Answered outside every middleware, SecurityHeaders included: its headers here.
+        settings = getattr(request.app.state, "settings", None)
+        if isinstance(settings, Settings):
+            own = base_headers(settings, request.url.path)
+            headers.update({n.decode(): v.decode() for n, v in own})
+            headers["Cache-Control"] = "no-store"
         # Answered outside the request middleware (Starlette's outermost layer), so the id
         # it set on the scope is put on here: the one answer support most needs it on.
         if (request_id := getattr(request.state, "request_id", None)) is not None:

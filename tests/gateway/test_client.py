@@ -19,7 +19,7 @@ from commdesk_billing.gateway.errors import (
     CashfreeRateLimited,
     CashfreeUnavailable,
 )
-from commdesk_billing.security.addresses import client_ip, ip_allowed
+from commdesk_billing.security.addresses import forwarded_client, ip_allowed, networks
 from commdesk_billing.telemetry.metrics import GATEWAY_CALLS
 from tests.harness.stack import Stack, webhook_body
 
@@ -228,11 +228,16 @@ def test_client_ip_believes_only_trusted_proxies(stack: Stack) -> None:
     s = stack.settings.model_copy(
         update={"trusted_proxies": ("10.0.0.0/8",), "webhook_allowed_ips": ("52.66.25.127",)}
     )
-    assert client_ip(s, "10.1.2.3", "52.66.25.127") == "52.66.25.127"
-    assert client_ip(s, "10.1.2.3", "52.66.25.127, 10.9.9.9") == "52.66.25.127"
-    assert client_ip(s, "10.1.2.3", "1.2.3.4, 52.66.25.127") == "52.66.25.127"
-    assert client_ip(s, "10.1.2.3", "52.66.25.127, 6.6.6.6") == "6.6.6.6"
-    assert client_ip(s, "8.8.8.8", "52.66.25.127") == "8.8.8.8"  # untrusted peer: XFF ignored
+    trusted = networks(s.trusted_proxies)
+
+    def client_ip(peer: str, forwarded_for: str) -> str | None:
+        return forwarded_client(trusted, peer, [forwarded_for])
+
+    assert client_ip("10.1.2.3", "52.66.25.127") == "52.66.25.127"
+    assert client_ip("10.1.2.3", "52.66.25.127, 10.9.9.9") == "52.66.25.127"
+    assert client_ip("10.1.2.3", "1.2.3.4, 52.66.25.127") == "52.66.25.127"
+    assert client_ip("10.1.2.3", "52.66.25.127, 6.6.6.6") == "6.6.6.6"
+    assert client_ip("8.8.8.8", "52.66.25.127") == "8.8.8.8"  # untrusted peer: XFF ignored
     assert ip_allowed(s, "52.66.25.127") and not ip_allowed(s, "8.8.8.8")
     assert not ip_allowed(s, None) and not ip_allowed(s, "not an ip")
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import uvicorn
 
+from commdesk_billing.config import Settings
+from commdesk_billing.httpserver import server_config
+
 
 def bound_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -26,7 +29,13 @@ def url_of(sock: socket.socket) -> str:
 async def serving(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
     """Serve `app` until the block ends; yields its base URL."""
     sock = sock or bound_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    config: uvicorn.Config
+    if isinstance(settings, Settings):
+        # Our API as the CLI serves it (httpserver.py): head deadline, no server banner.
+        config = server_config(app, settings, log_level="warning", lifespan="on")
+    else:
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -13,7 +13,15 @@ from commdesk_billing.security.jsondepth import MAX_JSON_DEPTH, JsonDepth
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
 
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+async def send_problem(
+    send: Send,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A problem document answered by a middleware, before any route has run."""
     body = json.dumps(problem_body(status=status, code=code, title=title, detail=detail)).encode()
     await send(
         {
@@ -22,6 +30,7 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
             "headers": [
                 (b"content-type", MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -54,7 +63,7 @@ class RequestHygiene:
         self.larger = dict(larger or {})
 
     async def _too_large(self, send: Send, limit: int) -> None:
-        await _send_problem(
+        await send_problem(
             send,
             413,
             "payload_too_large",
@@ -80,7 +89,7 @@ class RequestHygiene:
             and ctype
             and not (ctype == b"application/json" or ctype.endswith(b"+json"))
         ):
-            await _send_problem(
+            await send_problem(
                 send,
                 415,
                 "unsupported_media_type",
@@ -104,7 +113,7 @@ class RequestHygiene:
                 await self._too_large(send, limit)
                 return
             if not depth.feed(chunk):
-                await _send_problem(
+                await send_problem(
                     send,
                     400,
                     "json_too_deep",

@@ -85,10 +85,7 @@ def _valid_ip(value: str | None) -> str | None:
 def request_client_ip(settings: Settings, scope: Scope) -> str | None:
     """The client's address of an HTTP request. The one place the audit log asks: swap the
     rule (trusted proxies, X-Forwarded-For) in `security/addresses.py`, not here."""
-    client = scope.get("client")
-    peer = client[0] if client else None
-    forwarded = _header(scope, b"x-forwarded-for", max_length=2048)
-    return _valid_ip(addresses.client_ip(settings, peer, forwarded))
+    return _valid_ip(addresses.client_ip(scope))
 
 
 def _header(scope: Scope, name: bytes, max_length: int) -> str | None:

@@ -98,8 +98,7 @@ def _text(value: str | None, n: int = 250) -> str | None:
     },
 )
 async def subscriptions_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
-    peer = request.client.host if request.client else None
-    ip = addresses.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
+    ip = addresses.client_ip(request.scope)
     if not addresses.ip_allowed(settings, ip):
         return _refuse(403, "webhook_source_refused", "source address not allowed")
     body = await request.body()

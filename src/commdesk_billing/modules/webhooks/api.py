@@ -54,8 +54,7 @@ def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
     },
 )
 async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
-    peer = request.client.host if request.client else None
-    ip = addresses.client_ip(settings, peer, request.headers.get("x-forwarded-for"))
+    ip = addresses.client_ip(request.scope)
     if not addresses.ip_allowed(settings, ip):
         WEBHOOKS_RECEIVED.labels("ip_refused").inc()
         return _refuse(403, "webhook_source_refused", "Forbidden", "source address not allowed")

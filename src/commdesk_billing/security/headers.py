@@ -1,0 +1,91 @@
+"""Security headers on every answer: routes, problems, 404s and the middlewares' refusals.
+
+The API answers JSON to programs, so its policy is the strictest there is: nothing may be
+loaded, framed, sniffed, referred or cached. The API documentation pages (`apidocs.py`) are
+the one kind of HTML we serve; they get a policy of their own that lets their scripts and
+styles load from the CDN that FastAPI's pages name, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from commdesk_billing.config import Environment, Settings
+
+# Everything we answer is data: no script, style, frame, form or base may come with it.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+# Where FastAPI's documentation pages load Swagger UI and ReDoc from (jsDelivr), ReDoc's
+# fonts (Google Fonts), and the web worker ReDoc starts from a blob. Styles may be inline
+# (ReDoc's page has a <style> block; both UIs set styles at run time); scripts may not: the
+# Swagger UI page starts itself from a script file of ours (`apidocs.py`).
+DOCS_CSP = (
+    "default-src 'none'; "
+    "script-src 'self' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; "
+    "img-src 'self' data: https://cdn.jsdelivr.net; "
+    "connect-src 'self'; "
+    "worker-src blob:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/docs/swagger-init.js", "/redoc"})
+
+_ALWAYS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    # Only no-cors loads (an <img>, a <script>) of another site are refused: CORS reads,
+    # which the CORS settings allow, are not affected.
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+
+
+def base_headers(settings: Settings, path: str) -> list[tuple[bytes, bytes]]:
+    """The headers every answer to `path` carries (Cache-Control aside: see `SecurityHeaders`)."""
+    csp = DOCS_CSP if path in DOCS_PATHS else API_CSP
+    headers = [*_ALWAYS, (b"content-security-policy", csp.encode())]
+    if settings.env is Environment.production and settings.hsts_max_age_s > 0:
+        # Production is served over HTTPS only (Traefik terminates TLS); a browser that has
+        # seen this never tries plain HTTP again, so a network attacker cannot strip TLS.
+        hsts = f"max-age={settings.hsts_max_age_s}; includeSubDomains"
+        headers.append((b"strict-transport-security", hsts.encode()))
+    return headers
+
+
+def merged(
+    own: Iterable[tuple[bytes, bytes]], ours: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The route's headers with ours in place of any of the same name; `no-store` unless the
+    route chose its own Cache-Control (an invoice PDF may be cached privately)."""
+    names = {name for name, _ in ours}
+    kept = [(n, v) for n, v in own if n.lower() not in names]
+    if not any(n.lower() == b"cache-control" for n, _ in kept):
+        kept.append((b"cache-control", b"no-store"))
+    return kept + ours
+
+
+class SecurityHeaders:
+    """Adds `base_headers` to every HTTP answer that passes through it. Installed outside
+    every middleware that can refuse a request, so refusals carry them too; the 500 answer,
+    made outside all middlewares, adds them itself (`problems.py`)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ours = base_headers(self.settings, scope.get("path", ""))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = merged(message.get("headers") or [], ours)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
