@@ -469,3 +469,24 @@ class MandateNotRevocable(DomainError):
     code = "mandate_not_revocable"
     status = 409
     title = "The mandate has already ended"
+
+
+class PaymentBlocked(DomainError):
+    """Fraud scoring refused the order (DESIGN §13); support reads why in the member's risk
+    profile (`GET /v1/fraud/profiles/{user_id}`), never in this answer."""
+
+    code = "payment_blocked"
+    status = 403
+    title = "This payment cannot be made"
+
+
+class InvalidDeviceId(DomainError):
+    code = "invalid_device_id"
+    status = 422
+    title = "X-Device-Id is malformed"
+
+
+class ReviewAlreadyDecided(DomainError):
+    code = "review_already_decided"
+    status = 409
+    title = "This review has already been decided otherwise"
