@@ -359,3 +359,14 @@ MANDATE_ALLOW = {
     "GET /v1/mandates/{mandate_id}": {"owner", "finance_admin", "support", "auditor"},
     "POST /v1/mandates/{mandate_id}/revoke": {"owner"},
 }
+
+# Fraud: finance and support read the queue, profiles and lists; finance alone decides a
+# review and keeps the lists.
+FRAUD_ALLOW = {
+    "GET /v1/fraud/reviews": {"finance_admin", "support"},
+    "POST /v1/fraud/reviews/{review_id}/decision": {"finance_admin"},
+    "GET /v1/fraud/profiles/{user_id}": {"finance_admin", "support"},
+    "GET /v1/fraud/lists": {"finance_admin", "support"},
+    "POST /v1/fraud/lists": {"finance_admin"},
+    "DELETE /v1/fraud/lists/{entry_id}": {"finance_admin"},
+}

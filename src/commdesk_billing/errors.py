@@ -490,3 +490,15 @@ class ReviewAlreadyDecided(DomainError):
     code = "review_already_decided"
     status = 409
     title = "This review has already been decided otherwise"
+
+
+class FraudListConflict(DomainError):
+    code = "fraud_list_conflict"
+    status = 409
+    title = "The value is on the other list"
+
+
+class InvalidListEntry(DomainError):
+    code = "invalid_list_entry"
+    status = 422
+    title = "Invalid list entry"
