@@ -4,6 +4,7 @@ refunded), allow and deny lists, and the same decisions with Redis unreachable."
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from typing import Any
@@ -273,3 +274,48 @@ async def test_a_malformed_or_repeated_device_id_is_refused(stack: Stack) -> Non
         ],
     )
     assert (twice.status_code, twice.json()["code"]) == (422, "invalid_device_id")
+
+
+async def wait_locked(stack: Stack, tok: str, credits: int, timeout_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if (await stack.wallet(tok))["locked_credits"] == credits:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"locked credits never reached {credits}")
+
+
+async def test_once_paid_many_accounts_on_one_vpa_put_the_credits_under_review(
+    stacks: StackFactory,
+) -> None:
+    stack = await stacks(
+        **tight(fraud_instrument_accounts_max=1, fraud_instrument_accounts_weight=60)
+    )
+    # Two members pay with the sandbox's one UPI VPA (testsuccess@gocash).
+    first_tok, first = await stack.credited()
+    second_tok = stack.token()
+    made = await order(stack, second_tok)
+    assert made.status_code == 201
+    pid = made.json()["id"]
+    await stack.pay(made.json(), method="upi")
+    await stack.wait_status(second_tok, pid, {"CREDITED"})
+    # fraud.detection scores it after crediting: the second account on the VPA is held.
+    await wait_locked(stack, second_tok, 3200)
+    assert (await stack.wallet(second_tok))["available_credits"] == 0
+    assert await stack.scalar("SELECT fraud_score FROM payments WHERE id = :p", p=pid) == 60
+    review = await stack.scalar(
+        "SELECT json_build_array(stage, status, rules) FROM fraud_reviews WHERE payment_id = :p",
+        p=pid,
+    )
+    assert review == ["paid", "pending", ["instrument_accounts"]]
+    details = await stack.scalar(
+        "SELECT details->'features' FROM fraud_events WHERE payment_id = :p", p=pid
+    )
+    assert details == {"accounts": 2, "limit": 1}
+    # The first member (one account on the VPA then) was scored and left alone.
+    assert await stack.scalar(
+        "SELECT json_build_array(score, action, instrument) FROM fraud_assessments "
+        "WHERE payment_id = :p AND stage = 'paid'",
+        p=first["id"],
+    ) == [0, "allow", "vpa:testsuccess@gocash"]
+    assert (await stack.wallet(first_tok))["locked_credits"] == 0

@@ -159,9 +159,9 @@ async def _record(
     payment_id: uuid.UUID | None,
     stage: str = "order",
     instrument: str | None = None,
-) -> None:
+) -> bool:
     a = s.attempt
-    await repo.insert_assessment(
+    fresh = await repo.insert_assessment(
         conn,
         {
             "id": s.id,
@@ -178,6 +178,8 @@ async def _record(
             "listed": s.listed,
         },
     )
+    if not fresh:
+        return False  # scored at this stage before (a redelivered message)
     for f in s.verdict.fired:
         await record(
             conn,
@@ -203,6 +205,7 @@ async def _record(
         rules=",".join(s.verdict.rules),
         payment_id=str(payment_id),
     )
+    return True
 
 
 async def record_order(conn: AsyncConnection, s: Screening, payment_id: uuid.UUID) -> None:
@@ -231,3 +234,95 @@ async def record_blocked(conn: AsyncConnection, s: Screening) -> None:
     visit)."""
     user_id = await users.ensure_user(conn, s.attempt.subject)
     await _record(conn, s, user_id=user_id, payment_id=None)
+
+
+# --- once paid (the fraud.detection consumer) --------------------------------------------
+
+
+def instrument_of(method: dict[str, object] | None) -> tuple[str | None, str | None]:
+    """The paying instrument from Cashfree's `payment_method`: a key for the velocity
+    windows ("vpa:<upi id>" or "card:<masked number>:<network>") and the UPI VPA (for the
+    lists), or (None, None) for a method that names no reusable instrument."""
+    if not method:
+        return None, None
+    upi = method.get("upi")
+    if isinstance(upi, dict) and isinstance(upi.get("upi_id"), str) and upi["upi_id"]:
+        vpa = str(upi["upi_id"]).strip().lower()[:150]
+        return f"vpa:{vpa}", vpa
+    card = method.get("card")
+    if isinstance(card, dict):
+        ref = card.get("instrument_id") or card.get("card_number")
+        if isinstance(ref, str) and ref:
+            return f"card:{ref[:100]}:{str(card.get('card_network') or '')[:20]}", None
+    return None, None
+
+
+async def screen_paid(
+    conn: AsyncConnection,
+    store: RedisStore | None,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    amount_paise: int,
+    instrument: str | None,
+    vpa: str | None,
+) -> Screening:
+    """Score a paid purchase again with what only Cashfree knows: the VPA or card it was
+    paid with (velocity per instrument, accounts per instrument) and the mismatches
+    recorded since the order opened."""
+    t = Thresholds.of(settings)
+    attempt = OrderAttempt(
+        subject="",
+        user_id=user_id,
+        wallet_id=wallet_id,
+        attempt_key=f"paid:{payment_id}",
+        amount_paise=amount_paise,
+        largest_pack=False,
+        ip=None,
+        device_id=None,
+    )
+    sid = uuid.uuid4()
+    entries = [("user", str(user_id))] + ([("vpa", vpa)] if vpa else [])
+    on = await repo.listed(conn, entries)
+    if "deny" in on.values():
+        fired = (
+            Fired("deny_list", 100, {"listed": sorted(k for k, v in on.items() if v == "deny")}),
+        )
+        # Paid already: a block is too late, so the credits go under review.
+        return Screening(sid, attempt, Verdict(100, Action.block, fired), "deny", Features())
+    if "allow" in on.values():
+        return Screening(sid, attempt, Verdict(0, Action.allow), "allow", Features())
+    now = datetime.now(UTC)
+    counts = (
+        await velocity.count(
+            conn,
+            store,
+            [velocity.Touch("instrument", instrument, attempt.attempt_key)],
+            user_id=str(user_id),
+            window_s=settings.fraud_window_s,
+        )
+        if instrument
+        else velocity.Counts({}, {}, "none")
+    )
+    features = Features(
+        instrument_attempts=counts.attempts.get("instrument"),
+        instrument_accounts=counts.accounts.get("instrument"),
+        mismatches=await repo.count_events(conn, user_id, MISMATCH_KINDS, now - MISMATCH_WINDOW),
+    )
+    return Screening(sid, attempt, score(features, t), None, features)
+
+
+async def record_paid(
+    conn: AsyncConnection, s: Screening, payment_id: uuid.UUID, instrument: str | None
+) -> bool:
+    """The paid-stage screening (once per payment: False when it was recorded before)."""
+    return await _record(
+        conn,
+        s,
+        user_id=s.attempt.user_id,
+        payment_id=payment_id,
+        stage="paid",
+        instrument=instrument,
+    )
