@@ -3,6 +3,7 @@ one is blocked (the `deny_list` rule). Kept by finance, every change audited."""
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,11 @@ def _normalized(kind: str, value: str) -> str:
             return str(uuid.UUID(value))
         except ValueError as exc:
             raise InvalidListEntry("a user entry is billing's user id (a UUID)") from exc
+    if kind == "ip":
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError as exc:
+            raise InvalidListEntry("an ip entry is one IPv4 or IPv6 address") from exc
     # A VPA is case-insensitive (name@bank); so is how people type it.
     return value.lower() if kind == "vpa" else value
 
