@@ -402,6 +402,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
+        if self.fraud_review_score > self.fraud_block_score:
+            raise ValueError("BILLING_FRAUD_REVIEW_SCORE exceeds BILLING_FRAUD_BLOCK_SCORE")
         if self.hold_default_ttl_s > self.hold_max_ttl_s:
             raise ValueError("BILLING_HOLD_DEFAULT_TTL_S exceeds BILLING_HOLD_MAX_TTL_S")
         if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):

@@ -107,3 +107,8 @@ def test_thresholds_come_from_settings() -> None:
     t = Thresholds.of(s)
     v = score(Features(user_attempts=2), t)
     assert (v.score, v.action) == (30, Action.block)
+
+
+def test_review_above_block_is_refused() -> None:
+    with pytest.raises(ValueError, match="BILLING_FRAUD_REVIEW_SCORE exceeds"):
+        Settings(fraud_review_score=70, fraud_block_score=60)

@@ -285,12 +285,14 @@ async def wait_locked(stack: Stack, tok: str, credits: int, timeout_s: float = 2
     raise AssertionError(f"locked credits never reached {credits}")
 
 
+@pytest.mark.parametrize("redis", ["up", "down"])
 async def test_once_paid_many_accounts_on_one_vpa_put_the_credits_under_review(
-    stacks: StackFactory,
+    stacks: StackFactory, redis: str
 ) -> None:
-    stack = await stacks(
-        **tight(fraud_instrument_accounts_max=1, fraud_instrument_accounts_weight=60)
-    )
+    overrides = tight(fraud_instrument_accounts_max=1, fraud_instrument_accounts_weight=60)
+    if redis == "down":
+        overrides["redis_url"] = _dead_redis()
+    stack = await stacks(**overrides)
     # Two members pay with the sandbox's one UPI VPA (testsuccess@gocash).
     first_tok, first = await stack.credited()
     second_tok = stack.token()

@@ -40,15 +40,19 @@ async def hold_for_review(
     operation and the lots it earmarked, or None when nothing is left to hold."""
     wallet = await lock(conn, wallet_id)
     lots = await repo.lots_of_payment(conn, payment_id)
-    takes = [(lot, drawable) for lot, drawable, _ in lots.values() if drawable > 0]
-    total = sum(c for _, c in takes)
     if done := await replay(conn, wallet, idempotency_key, TxnType.hold, None):
         return done, [(uuid.UUID(k), int(v)) for k, v in done.line.metadata["lots"].items()]
+    # What is still drawable of the lots, within what is available: credits granted in this
+    # transaction are all there; a review opened after payment finds some of them spent,
+    # or available lowered by a spend hold (which reserves no lot), and holds the rest.
+    room = wallet.available_credits
+    takes: list[tuple[uuid.UUID, int]] = []
+    for source in ("purchase", "bonus"):
+        if source in lots and (take := min(lots[source][1], room)) > 0:
+            takes.append((lots[source][0], take))
+            room -= take
+    total = sum(c for _, c in takes)
     if total == 0:
-        return None
-    # Granted in this transaction under this lock, so they are still there; checked anyway.
-    total = min(total, wallet.available_credits)
-    if total != sum(c for _, c in takes):
         return None
     at = now()
     hold = Hold(
