@@ -8,6 +8,7 @@ import pytest
 
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.fraud.rules import Action, Features, Thresholds, score
+from commdesk_billing.modules.fraud.screening import instrument_of
 
 T = Thresholds()
 
@@ -112,3 +113,26 @@ def test_thresholds_come_from_settings() -> None:
 def test_review_above_block_is_refused() -> None:
     with pytest.raises(ValueError, match="BILLING_FRAUD_REVIEW_SCORE exceeds"):
         Settings(fraud_review_score=70, fraud_block_score=60)
+
+
+@pytest.mark.parametrize(
+    ("method", "wanted"),
+    [
+        ({"upi": {"channel": "collect", "upi_id": " User@YBL "}}, ("vpa:user@ybl", "user@ybl")),
+        (
+            {"card": {"card_number": "470613XXXXXX2123", "card_network": "visa"}},
+            ("card:470613XXXXXX2123:visa", None),
+        ),
+        (
+            {"card": {"instrument_id": "inst_1", "card_number": "4706XX", "card_network": "visa"}},
+            ("card:inst_1:visa", None),
+        ),
+        ({"upi": {"channel": "qrcode", "upi_id": None}}, (None, None)),
+        ({"netbanking": {"netbanking_bank_code": "3333"}}, (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_the_paying_instrument_is_read_from_cashfree_payment_method(
+    method: dict[str, Any] | None, wanted: tuple[str | None, str | None]
+) -> None:
+    assert instrument_of(method) == wanted

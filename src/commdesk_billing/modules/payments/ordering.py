@@ -37,7 +37,7 @@ from commdesk_billing.idempotency.keys import Answer
 from commdesk_billing.modules.fraud import screening
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.fraud.rules import Action as FraudAction
-from commdesk_billing.modules.payments import auth
+from commdesk_billing.modules.payments import auth, risk
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.quotes import quote
@@ -322,7 +322,9 @@ async def write_row(
         figures = await values(conn, user_id)
         screened = None
         if screen is not None:
-            screened = await _screen(conn, screen, settings, buyer, wallet.id, user_id, figures)
+            screened = await risk.screen(
+                conn, screen, settings, buyer.subject, buyer.scoped_key, wallet.id, user_id, figures
+            )
             if screened.action is FraudAction.block:
                 raise _Blocked(screened)
             figures["fraud_score"] = float(screened.verdict.score)
@@ -383,36 +385,6 @@ async def write_row(
     if payment.request_hash != request_hash:
         raise IdempotencyMismatch("Idempotency-Key was already used for a different order")
     return payment
-
-
-async def _screen(
-    conn: AsyncConnection,
-    ctx: screening.Context,
-    settings: Settings,
-    buyer: Buyer,
-    wallet_id: uuid.UUID,
-    user_id: uuid.UUID,
-    figures: dict[str, Any],
-) -> screening.Screening:
-    """Score the attempt (fraud's rules) from what the order would be."""
-    packs = await repo.active_packs(conn)
-    top = max((p.price_paise for p in packs), default=0)
-    largest = figures.get("pack_code") is not None and figures["amount_paise"] >= top > 0
-    return await screening.screen_order(
-        conn,
-        ctx,
-        settings,
-        screening.OrderAttempt(
-            subject=buyer.subject,
-            user_id=user_id,
-            wallet_id=wallet_id,
-            attempt_key=buyer.scoped_key,
-            amount_paise=int(figures["amount_paise"]),
-            largest_pack=largest,
-            ip=ctx.ip,
-            device_id=ctx.device_id,
-        ),
-    )
 
 
 async def _open(
