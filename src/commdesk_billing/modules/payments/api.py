@@ -6,7 +6,7 @@ import math
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -88,7 +88,17 @@ async def create_order(
     settings: Config,
     caller: Caller,
     key: IdemKey,
+    device: Annotated[
+        str | None,
+        Header(
+            alias="X-Device-Id",
+            description="The frontend's device id (8-128 letters, digits or ._:-), for fraud "
+            "scoring; sent once",
+        ),
+    ] = None,
 ) -> JSONResponse:
+    # Declared for the documentation; `context_of` reads (and validates) every value sent.
+    del device
     auth.authorize_buying(caller)
     created = await ordering.create_payment_order(
         engine, _client(request), settings, caller, body, key, screen=context_of(request, settings)
