@@ -321,3 +321,41 @@ async def test_once_paid_many_accounts_on_one_vpa_put_the_credits_under_review(
         p=first["id"],
     ) == [0, "allow", "vpa:testsuccess@gocash"]
     assert (await stack.wallet(first_tok))["locked_credits"] == 0
+
+
+async def test_racing_decisions_on_one_review_apply_one(stacks: StackFactory) -> None:
+    stack = await stacks(**tight(fraud_new_account_weight=70))
+    tok = stack.token()
+    made = await order(stack, tok, pack_code="pack_1000")
+    pid = made.json()["id"]
+    await stack.pay(made.json())
+    await stack.wait_status(tok, pid, {"CREDITED"})
+    review_id = await stack.scalar("SELECT id FROM fraud_reviews WHERE payment_id = :p", p=pid)
+    url = f"/v1/fraud/reviews/{review_id}/decision"
+    answers = await asyncio.gather(
+        *(
+            stack.api.post(url, json={"decision": d, "reason": "race"}, headers=staff(stack))
+            for d in ("release", "refund", "release", "refund")
+        )
+    )
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200, 200, 409, 409], [r.text for r in answers]
+    final = await stack.scalar("SELECT status FROM fraud_reviews WHERE id = :r", r=review_id)
+    refunds = await stack.scalar("SELECT count(*) FROM refunds WHERE payment_id = :p", p=pid)
+    if final == "refunded":
+        assert refunds == 1
+        refund_id = await stack.scalar("SELECT id FROM refunds WHERE payment_id = :p", p=pid)
+        await stack.wait_refund(str(refund_id), {"SUCCESS"})
+        wallet = await stack.wallet(tok)
+        assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 0)
+    else:
+        assert (final, refunds) == ("released", 0)
+        wallet = await stack.wallet(tok)
+        assert (wallet["available_credits"], wallet["locked_credits"]) == (12000, 0)
+    assert (
+        await stack.scalar(
+            "SELECT count(*) FROM audit_logs WHERE action LIKE 'fraud.review.%' AND target_id = :p",
+            p=pid,
+        )
+        == 1
+    )
