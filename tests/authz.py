@@ -398,3 +398,14 @@ SERVICE_SCOPES = {
     "GET /v1/usage/price-book": {"usage:read", "usage:write"},
     "GET /v1/usage/summary": {"usage:read"},
 }
+
+# Fraud: finance and support read the queue, profiles and lists; finance alone decides a
+# review and keeps the lists.
+FRAUD_ALLOW = {
+    "GET /v1/fraud/reviews": {"finance_admin", "support"},
+    "POST /v1/fraud/reviews/{review_id}/decision": {"finance_admin"},
+    "GET /v1/fraud/profiles/{user_id}": {"finance_admin", "support"},
+    "GET /v1/fraud/lists": {"finance_admin", "support"},
+    "POST /v1/fraud/lists": {"finance_admin"},
+    "DELETE /v1/fraud/lists/{entry_id}": {"finance_admin"},
+}

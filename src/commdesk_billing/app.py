@@ -25,6 +25,7 @@ from commdesk_billing.modules.audit.api import router as audit_router
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
+from commdesk_billing.modules.fraud.api import router as fraud_router
 from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.mandates.api import router as mandates_router
 from commdesk_billing.modules.mandates.webhooks import router as subscription_webhooks_router
@@ -32,6 +33,7 @@ from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payees.api import router as payees_router
 from commdesk_billing.modules.payments.api import router as payments_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
+from commdesk_billing.modules.reviews.api import router as fraud_reviews_router
 from commdesk_billing.modules.settlements.api import router as settlements_router
 from commdesk_billing.modules.settlements.webhooks import router as payout_webhooks_router
 from commdesk_billing.modules.splits.api import router as splits_router
@@ -163,6 +165,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mandates_router)
     app.include_router(subscription_webhooks_router)
     app.include_router(audit_router)
+    app.include_router(fraud_router)
+    app.include_router(fraud_reviews_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

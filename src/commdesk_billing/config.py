@@ -398,6 +398,46 @@ class Settings(BaseSettings):
         "cdb_console_csrf"
     )
     csrf_secret: SecretStr | None = None
+    # --- Fraud scoring (modules/fraud, DESIGN §13) ---------------------------------------
+    # A score 0-100 is the sum of the weights of the rules that fired (capped); at or over
+    # `fraud_review_score` the order opens but its credits are held for a reviewer, at or
+    # over `fraud_block_score` the order is refused (403 payment_blocked). A weight of 0
+    # switches a rule off. Velocity windows count attempts in the last `fraud_window_s`.
+    fraud_review_score: Annotated[int, Field(ge=1, le=101)] = 60
+    fraud_block_score: Annotated[int, Field(ge=1, le=101)] = 90
+    fraud_window_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
+    fraud_user_velocity_max: Annotated[int, Field(ge=1, le=100_000)] = 15
+    fraud_user_velocity_weight: Annotated[int, Field(ge=0, le=100)] = 30
+    fraud_ip_velocity_max: Annotated[int, Field(ge=1, le=100_000)] = 60
+    fraud_ip_velocity_weight: Annotated[int, Field(ge=0, le=100)] = 25
+    fraud_device_velocity_max: Annotated[int, Field(ge=1, le=100_000)] = 15
+    fraud_device_velocity_weight: Annotated[int, Field(ge=0, le=100)] = 25
+    # Failed payment attempts of the buyer within the window.
+    fraud_failed_burst_max: Annotated[int, Field(ge=1, le=100_000)] = 5
+    fraud_failed_burst_weight: Annotated[int, Field(ge=0, le=100)] = 30
+    # Distinct accounts seen on one device (or, after payment, one UPI VPA / card).
+    fraud_device_accounts_max: Annotated[int, Field(ge=1, le=100_000)] = 3
+    fraud_device_accounts_weight: Annotated[int, Field(ge=0, le=100)] = 40
+    # An account younger than this buying the largest pack on sale.
+    fraud_new_account_s: Annotated[int, Field(ge=0, le=365 * 86400)] = 86400
+    fraud_new_account_weight: Annotated[int, Field(ge=0, le=100)] = 20
+    # A paid purchase of the same amount by the same buyer this recently (0: off).
+    fraud_duplicate_window_s: Annotated[int, Field(ge=0, le=86400)] = 600
+    fraud_duplicate_weight: Annotated[int, Field(ge=0, le=100)] = 35
+    # Refunds per paid purchase of the buyer (basis points), once they have this many.
+    fraud_refund_ratio_bp: Annotated[int, Field(ge=1, le=10_000)] = 5000
+    fraud_refund_min_count: Annotated[int, Field(ge=1, le=1000)] = 2
+    fraud_refund_ratio_weight: Annotated[int, Field(ge=0, le=100)] = 30
+    # Credits bought within the window then spent into one community (basis points of them).
+    fraud_drain_share_bp: Annotated[int, Field(ge=1, le=10_000)] = 9000
+    fraud_drain_weight: Annotated[int, Field(ge=0, le=100)] = 30
+    # Webhook amount/identity mismatches payments recorded against the buyer (30 days).
+    fraud_mismatch_weight: Annotated[int, Field(ge=0, le=100)] = 50
+    # After payment (the fraud.detection consumer): per UPI VPA / card fingerprint.
+    fraud_instrument_velocity_max: Annotated[int, Field(ge=1, le=100_000)] = 10
+    fraud_instrument_velocity_weight: Annotated[int, Field(ge=0, le=100)] = 30
+    fraud_instrument_accounts_max: Annotated[int, Field(ge=1, le=100_000)] = 3
+    fraud_instrument_accounts_weight: Annotated[int, Field(ge=0, le=100)] = 40
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -429,6 +469,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
+        if self.fraud_review_score > self.fraud_block_score:
+            raise ValueError("BILLING_FRAUD_REVIEW_SCORE exceeds BILLING_FRAUD_BLOCK_SCORE")
         if self.hold_default_ttl_s > self.hold_max_ttl_s:
             raise ValueError("BILLING_HOLD_DEFAULT_TTL_S exceeds BILLING_HOLD_MAX_TTL_S")
         if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):

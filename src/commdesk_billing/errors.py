@@ -496,3 +496,36 @@ class AuditRangeInvalid(DomainError):
     code = "audit_range_invalid"
     status = 422
     title = "Time range is not valid"
+
+
+class PaymentBlocked(DomainError):
+    """Fraud scoring refused the order (DESIGN §13); support reads why in the member's risk
+    profile (`GET /v1/fraud/profiles/{user_id}`), never in this answer."""
+
+    code = "payment_blocked"
+    status = 403
+    title = "This payment cannot be made"
+
+
+class InvalidDeviceId(DomainError):
+    code = "invalid_device_id"
+    status = 422
+    title = "X-Device-Id is malformed"
+
+
+class ReviewAlreadyDecided(DomainError):
+    code = "review_already_decided"
+    status = 409
+    title = "This review has already been decided otherwise"
+
+
+class FraudListConflict(DomainError):
+    code = "fraud_list_conflict"
+    status = 409
+    title = "The value is on the other list"
+
+
+class InvalidListEntry(DomainError):
+    code = "invalid_list_entry"
+    status = 422
+    title = "Invalid list entry"

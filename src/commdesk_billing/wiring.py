@@ -14,8 +14,7 @@ put together here. A new domain adds its handlers and jobs to these tables and n
 else outside its own folder.
 
 Waiting for a consumer (the events are there; a queue is routed when its handler lands):
-`payment.credited` and `refund.succeeded` → analytics.billing; `payment.credited` →
-fraud.detection.
+`payment.credited` and `refund.succeeded` → analytics.billing.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
+from commdesk_billing.kv.store import RedisStore
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
@@ -57,6 +57,7 @@ from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
+from commdesk_billing.modules.reviews.consumers import FraudDetection
 from commdesk_billing.modules.settlements import invariants as settlement_invariants
 from commdesk_billing.modules.settlements.consumers import SettlementProcessing
 from commdesk_billing.modules.settlements.jobs import settle_period, sync_open_settlements
@@ -103,6 +104,7 @@ HANDLER_KINDS = (
     "billing_notifications",
     "mandate_refresh",
     "mandate_charge_webhook",
+    "fraud_detection",
 )
 
 
@@ -150,6 +152,11 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "billing_notifications": BillingNotifications(),
         "mandate_refresh": MandateRefresh(subscriptions_client(settings)),
         "mandate_charge_webhook": ChargeWebhook(payment_truth),
+        # A credited purchase scored again with its UPI VPA / card (Cashfree's payment
+        # details); velocity in Redis, SQL when Redis cannot answer.
+        "fraud_detection": FraudDetection(
+            cashfree_client(settings), settings, RedisStore.from_settings(settings)
+        ),
     }
 
 
@@ -214,6 +221,9 @@ ROUTES: dict[Route, str] = {
     # makes the payments consumer ask the subscription payment API (then `payment.paid`).
     ("payment.processing", "mandate.refresh"): "mandate_refresh",
     ("payment.processing", "mandate.charge.webhook"): "mandate_charge_webhook",
+    # Fraud: a credited purchase is scored again with the instrument it was paid with; a
+    # high score puts its credits under review (held until a reviewer decides).
+    ("fraud.detection", "payment.credited"): "fraud_detection",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its

@@ -125,6 +125,7 @@ def test_every_command_sent_is_routed_and_every_event_reaches_only_consumers() -
     # The events of today reach the tax documents, the notifications and their other
     # consumers, and nothing unread.
     assert wiring.fanout()["payment.credited"] == (
+        "fraud.detection",
         "invoice.generate",
         "notifications.billing",
         "payment.processing",

@@ -220,6 +220,24 @@ FAULTS_OFF = {
 
 StackFactory = Callable[..., Awaitable[Stack]]
 
+FRAUD_RULES_OFF: dict[str, Any] = {
+    f"fraud_{rule}_weight": 0
+    for rule in (
+        "user_velocity",
+        "ip_velocity",
+        "device_velocity",
+        "failed_burst",
+        "device_accounts",
+        "new_account",
+        "duplicate",
+        "refund_ratio",
+        "drain",
+        "mismatch",
+        "instrument_velocity",
+        "instrument_accounts",
+    )
+}
+
 
 @pytest.fixture(scope="session")
 async def stack_factory(
@@ -279,6 +297,10 @@ async def stack_factory(
                     "payment_sync_after_s": 1.0,
                     "payment_sync_every_s": 0.3,
                     "max_open_orders_per_user": 50,
+                    # Every test buys from 127.0.0.1, many times a second: the fraud rules
+                    # are off here (weights 0; scoring still runs and is recorded). Fraud's
+                    # own tests turn them on with tight limits.
+                    **FRAUD_RULES_OFF,
                     "refund_sync_after_s": 1.0,
                     "storage_dir": str(documents / prefix.rstrip(".")),
                     # Payouts: the sandbox's own pair for that app (settlements).

@@ -59,6 +59,9 @@ PRIVILEGED_ROUTES = {
     "POST /v1/usage/price-book": "usage.price_version.added",
     "POST /v1/subscription-plans": "subscription.plan.version",
     "POST /v1/subscriptions/{subscription_id}/cancel": "subscription.cancel",
+    "POST /v1/fraud/reviews/{review_id}/decision": "fraud.review.released",
+    "POST /v1/fraud/lists": "fraud.list.deny.added",
+    "DELETE /v1/fraud/lists/{entry_id}": "fraud.list.deny.removed",
 }
 # Staff may call these, but only as anyone may, or to ask Cashfree what is true.
 NOT_PRIVILEGED = {
@@ -74,6 +77,9 @@ NOT_PRIVILEGED = {
 PROVEN_BY = {
     "POST /v1/payments/{payment_id}/refunds": "modules/refunds/test_refund_audit.py",
     "PUT /v1/payees/{payee_id}/payout-account": "modules/payees/test_audit_trail.py",
+    "POST /v1/fraud/reviews/{review_id}/decision": "modules/fraud/test_scoring.py",
+    "POST /v1/fraud/lists": "modules/fraud/test_scoring.py",
+    "DELETE /v1/fraud/lists/{entry_id}": "modules/fraud/test_scoring.py",
     "POST /v1/communities/{community_id}/split-vendor": "modules/splits/test_api.py",
     "POST /v1/sponsorships/{sponsorship_id}/milestones/{seq}/release": (
         "modules/sponsorships/test_api.py"

@@ -73,3 +73,51 @@ async def for_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict
         )
     ).all()
     return [r._asdict() for r in rows]
+
+
+async def user_counts(
+    conn: AsyncConnection, user_id: uuid.UUID, types: list[str], since: Any
+) -> dict[str, int]:
+    """How many facts of each type the user has had since `since` (fraud's rules read
+    their history here: failures, purchases, refunds)."""
+    rows = (
+        await conn.execute(
+            sql("""
+            SELECT event_type, count(*) AS n FROM billing_events
+             WHERE user_id = :u AND event_type = ANY(:t) AND occurred_at >= :since
+             GROUP BY event_type"""),
+            {"u": user_id, "t": types, "since": since},
+        )
+    ).all()
+    return {r.event_type: int(r.n) for r in rows}
+
+
+async def user_amount_count(
+    conn: AsyncConnection, user_id: uuid.UUID, event_type: str, amount_paise: int, since: Any
+) -> int:
+    """Facts of `event_type` for exactly `amount_paise` since `since` (duplicate payments)."""
+    n = (
+        await conn.execute(
+            sql("""
+            SELECT count(*) FROM billing_events
+             WHERE user_id = :u AND event_type = :t AND amount_paise = :a
+               AND occurred_at >= :since"""),
+            {"u": user_id, "t": event_type, "a": amount_paise, "since": since},
+        )
+    ).scalar_one()
+    return int(n)
+
+
+async def user_credits_since(
+    conn: AsyncConnection, user_id: uuid.UUID, event_type: str, since: Any
+) -> int:
+    """Credits the user's facts of `event_type` carried since `since` (credits bought)."""
+    n = (
+        await conn.execute(
+            sql("""
+            SELECT coalesce(sum(credits), 0) FROM billing_events
+             WHERE user_id = :u AND event_type = :t AND occurred_at >= :since"""),
+            {"u": user_id, "t": event_type, "since": since},
+        )
+    ).scalar_one()
+    return int(n)

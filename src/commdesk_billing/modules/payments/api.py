@@ -6,7 +6,7 @@ import math
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,7 @@ from commdesk_billing.errors import (
 from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeError, CashfreeRateLimited, CashfreeRejected
 from commdesk_billing.idempotency.keys import respond
+from commdesk_billing.modules.fraud.deps import context_of
 from commdesk_billing.modules.payments import (
     auth,
     mandate_truth,
@@ -47,10 +48,11 @@ _PROBLEMS = documented(
     {
         400: "Missing or malformed Idempotency-Key",
         401: "No valid bearer token",
-        403: "Caller may not do this",
+        403: "Caller may not do this, or fraud scoring refused the payment (`payment_blocked`)",
         404: "No such payment",
         409: "The payment cannot be retried",
-        422: "Body invalid, unknown pack, amount out of range, or the key reused",
+        422: "Body invalid, unknown pack, amount out of range, the key reused, or a "
+        "malformed X-Device-Id (`invalid_device_id`)",
         429: "Too many unpaid orders",
         502: "Cashfree refused the order",
         503: "Cashfree unavailable (repeat with the same Idempotency-Key), or rate-limiting us "
@@ -94,10 +96,20 @@ async def create_order(
     settings: Config,
     caller: Caller,
     key: IdemKey,
+    device: Annotated[
+        str | None,
+        Header(
+            alias="X-Device-Id",
+            description="The frontend's device id (8-128 letters, digits or ._:-), for fraud "
+            "scoring; sent once",
+        ),
+    ] = None,
 ) -> JSONResponse:
+    # Declared for the documentation; `context_of` reads (and validates) every value sent.
+    del device
     auth.authorize_buying(caller)
     created = await ordering.create_payment_order(
-        engine, _client(request), settings, caller, body, key
+        engine, _client(request), settings, caller, body, key, screen=context_of(request, settings)
     )
     return respond(created)
 
@@ -129,7 +141,13 @@ async def retry_payment(
 ) -> JSONResponse:
     auth.authorize_buying(caller)
     created = await ordering.retry_failed_payment(
-        engine, _client(request), settings, caller, payment_id, key
+        engine,
+        _client(request),
+        settings,
+        caller,
+        payment_id,
+        key,
+        screen=context_of(request, settings),
     )
     return respond(created)
 

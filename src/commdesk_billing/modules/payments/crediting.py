@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.partners import service as partners
@@ -89,6 +90,11 @@ async def credit_payment(
             source_ref=ref,
             metadata={"payment_id": ref, "order_id": p.order_id},
         )
+    # Under fraud review: the credits just granted are held at once (same transaction, so
+    # they are never spendable) until a reviewer releases them or the payment is refunded.
+    await fraud_reviews.hold_if_under_review(
+        conn, payment_id=p.id, wallet_id=p.wallet_id, order_id=p.order_id
+    )
     at = datetime.now(UTC)
     await post_journal(
         conn,

@@ -21,6 +21,7 @@ from commdesk_billing.errors import (
     GatewayRejected,
     GatewayUnavailable,
     IdempotencyMismatch,
+    PaymentBlocked,
     PaymentNotRetryable,
     TooManyOpenOrders,
 )
@@ -33,8 +34,10 @@ from commdesk_billing.gateway.errors import (
 from commdesk_billing.gateway.models import Order, OrderStatus
 from commdesk_billing.gateway.split_models import SplitShare
 from commdesk_billing.idempotency.keys import Answer
+from commdesk_billing.modules.fraud import screening
 from commdesk_billing.modules.fraud import service as fraud
-from commdesk_billing.modules.payments import auth
+from commdesk_billing.modules.fraud.rules import Action as FraudAction
+from commdesk_billing.modules.payments import auth, risk
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.quotes import quote
@@ -60,6 +63,12 @@ class _OverLimit(Exception):
     def __init__(self, user_id: uuid.UUID) -> None:
         super().__init__(str(user_id))
         self.user_id = user_id
+
+
+class _Blocked(Exception):
+    def __init__(self, screened: screening.Screening) -> None:
+        super().__init__(str(screened.id))
+        self.screened = screened
 
 
 def new_order_id() -> str:
@@ -117,10 +126,18 @@ async def create_payment_order(
     key: str,
     *,
     retry_of: uuid.UUID | None = None,
+    screen: screening.Context | None = None,
 ) -> Answer:
-    """An order a person asked for over HTTP, under their Idempotency-Key."""
+    """An order a person asked for over HTTP, under their Idempotency-Key; scored for
+    fraud before its row is written (`screen`: where the request came from)."""
     return await open_order(
-        engine, client, settings, Buyer.person(principal, key), req, retry_of=retry_of
+        engine,
+        client,
+        settings,
+        Buyer.person(principal, key),
+        req,
+        retry_of=retry_of,
+        screen=screen,
     )
 
 
@@ -132,6 +149,7 @@ async def open_order(
     req: OrderRequest,
     *,
     retry_of: uuid.UUID | None = None,
+    screen: screening.Context | None = None,
 ) -> Answer:
     """A credit purchase: a pack or a top-up, priced by `quotes`."""
 
@@ -161,7 +179,9 @@ async def open_order(
             "metadata": {"requested_by": buyer.requested_by},
         }
 
-    payment = await write_row(engine, settings, buyer, _request_hash(req, retry_of), values)
+    payment = await write_row(
+        engine, settings, buyer, _request_hash(req, retry_of), values, screen=screen
+    )
     return await _open(engine, client, settings, payment)
 
 
@@ -277,6 +297,7 @@ async def write_row(
     *,
     attach: Attach | None = None,
     limit_open_orders: bool = True,
+    screen: screening.Context | None = None,
 ) -> Payment:
     """Step 1: the payment row (CREATED) under the buyer's scoped key, or the one a first
     request with that key wrote. Shared with `mandate_charges` (a charge on a mandate is
@@ -299,6 +320,14 @@ async def write_row(
         ):
             raise _OverLimit(user_id)
         figures = await values(conn, user_id)
+        screened = None
+        if screen is not None:
+            screened = await risk.screen(
+                conn, screen, settings, buyer.subject, buyer.scoped_key, wallet.id, user_id, figures
+            )
+            if screened.action is FraudAction.block:
+                raise _Blocked(screened)
+            figures["fraud_score"] = float(screened.verdict.score)
         inserted = await repo.insert(
             conn,
             {
@@ -319,14 +348,24 @@ async def write_row(
         assert found is not None
         if inserted and attach is not None:
             await attach(conn, found)
+        if inserted and screened is not None:
+            await screening.record_order(conn, screened, found.id)
         # Not inserted: a concurrent request with this key won the insert (and attached).
         return found
 
     over_limit: uuid.UUID | None = None
+    blocked: screening.Screening | None = None
     try:
         payment = await in_transaction(engine, open_row)
     except _OverLimit as over:
         over_limit = over.user_id
+    except _Blocked as refused:
+        blocked = refused.screened
+    if blocked is not None:
+        # Recorded apart, as the limit is: nothing of the order is kept, only the refusal.
+        screened = blocked
+        await in_transaction(engine, lambda conn: screening.record_blocked(conn, screened))
+        raise PaymentBlocked("this payment cannot be made; contact support") from None
     if over_limit is not None:
         # Recorded apart: the refused transaction rolls back, the fact must not.
         await in_transaction(
@@ -488,6 +527,8 @@ async def retry_failed_payment(
     principal: Principal,
     payment_id: uuid.UUID,
     key: str,
+    *,
+    screen: screening.Context | None = None,
 ) -> Answer:
     """Another go at a payment that did not complete: on the same order while Cashfree still
     takes payments on it, else on a new order linked to the old one (`retry_of`)."""
@@ -537,7 +578,14 @@ async def retry_failed_payment(
         buyer_state=payment.buyer_state,
     )
     return await create_payment_order(
-        engine, client, settings, principal, req, f"retry:{payment.id}:{key}", retry_of=payment.id
+        engine,
+        client,
+        settings,
+        principal,
+        req,
+        f"retry:{payment.id}:{key}",
+        retry_of=payment.id,
+        screen=screen,
     )
 
 

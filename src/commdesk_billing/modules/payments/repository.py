@@ -268,3 +268,14 @@ async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_pais
          WHERE id = :id"""),
         {"id": payment_id, "a": amount_paise},
     )
+
+
+async def raise_fraud_score(conn: AsyncConnection, payment_id: uuid.UUID, score: int) -> None:
+    """The payment's `fraud_score` is the highest it was given (before the order, once paid)."""
+    await conn.execute(
+        sql("""
+        UPDATE payments SET fraud_score = greatest(coalesce(fraud_score, 0), :s),
+                            updated_at = now()
+         WHERE id = :id"""),
+        {"id": payment_id, "s": float(score)},
+    )

@@ -78,3 +78,8 @@ async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_pais
     """A refund of this payment succeeded: add it to the payment's refunded total (the
     caller holds the payment's row lock)."""
     await repo.add_refunded(conn, payment_id, amount_paise)
+
+
+async def raise_fraud_score(conn: AsyncConnection, payment_id: uuid.UUID, score: int) -> None:
+    """Fraud scored the payment again once paid: keep the higher score on the row."""
+    await repo.raise_fraud_score(conn, payment_id, score)

@@ -24,6 +24,7 @@ from commdesk_billing.errors import (
 from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.billing import events as billing_events
+from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
@@ -165,6 +166,14 @@ async def open_refund(
         raise InvalidAmount("milestones name a sponsorship's refund; this is a credit purchase")
     # Lock order everywhere: payment, then its wallet (as crediting does).
     await wallets.get_wallet(conn, payment.wallet_id, lock=True)
+    # A payment under fraud review: its review ends as refunded and its held credits are
+    # released here, so this refund reserves them next (one transaction, same locks).
+    await fraud_reviews.settle_by_refund(
+        conn,
+        caller,
+        payment.id,
+        whole=body.amount_paise is None or body.amount_paise >= payment.amount_paise,
+    )
     state = await _refundable(conn, payment)
     can = state.paise
     amount = can if body.amount_paise is None else body.amount_paise

@@ -128,7 +128,8 @@ async def lots_and_lines(conn: AsyncConnection, report: VerifyReport) -> None:
 
 @check("refund_reservations")
 async def refund_reservations(conn: AsyncConnection, report: VerifyReport) -> None:
-    """Lots reserve exactly what the wallet's active refund holds hold."""
+    """Lots reserve exactly what the wallet's active refund and review holds hold (both
+    earmark the lots they name; a spend hold does not)."""
     for r in await rows(
         conn,
         """
@@ -137,14 +138,14 @@ async def refund_reservations(conn: AsyncConnection, report: VerifyReport) -> No
           LEFT JOIN (SELECT wallet_id, sum(credits_reserved) AS reserved FROM credit_lots
                       GROUP BY wallet_id) l ON l.wallet_id = w.id
           LEFT JOIN (SELECT wallet_id, sum(credits) AS held FROM wallet_holds
-                      WHERE status = 'active' AND purpose = 'refund'
+                      WHERE status = 'active' AND purpose IN ('refund', 'review')
                       GROUP BY wallet_id) h ON h.wallet_id = w.id
          WHERE coalesce(l.reserved, 0) <> coalesce(h.held, 0)""",
     ):
         report.add(
             "refund_reservations",
             f"wallet {r.id}",
-            f"lots reserve {r.reserved} credits, active refund holds hold {r.held}",
+            f"lots reserve {r.reserved} credits, active refund and review holds hold {r.held}",
         )
 
 

@@ -242,7 +242,7 @@ def _not_a_refund(hold: Hold) -> None:
     # but in the refund flow would leave those lots reserved for ever.
     if hold.purpose != "spend":
         raise HoldNotActive(
-            f"hold {hold.id} belongs to a refund and settles with it",
+            f"hold {hold.id} belongs to a refund or a fraud review and settles with it",
             hold_status=hold.status.value,
         )
 

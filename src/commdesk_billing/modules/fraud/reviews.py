@@ -1,0 +1,164 @@
+"""The review queue: payments whose score asked for a person, their held credits, and what
+the reviewer decided.
+
+Where the credits wait: crediting a payment under review grants its credits as any
+purchase does, then, in the same transaction, holds them (`wallet.reviews`: a hold of
+purpose `review` on the purchase's own lots). So the books show every credit that was
+paid for, and none of them can be spent until a reviewer releases the hold. A refund of
+the payment releases the hold first, in the refund's own transaction (`settle_by_refund`),
+and then reserves the same lots for the refund.
+
+Locks, in the order every path takes them: the payment row, its wallet, the review row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import NotFound, PaymentNotRefundable, ReviewAlreadyDecided
+from commdesk_billing.modules.audit import service as audit
+from commdesk_billing.modules.fraud import repository as repo
+from commdesk_billing.modules.wallet import reviews as wallet_reviews
+from commdesk_billing.security.jwt import Principal
+
+log = structlog.get_logger(__name__)
+
+
+async def open_review(
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    user_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    stage: str,
+    score: int,
+    rules: list[str],
+) -> bool:
+    """Put a payment under review (a second review of it changes nothing)."""
+    return await repo.insert_review(
+        conn,
+        {
+            "id": uuid.uuid4(),
+            "payment_id": payment_id,
+            "user_id": user_id,
+            "wallet_id": wallet_id,
+            "stage": stage,
+            "score": score,
+            "rules": rules,
+        },
+    )
+
+
+async def under_review(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
+    review = await repo.review_of_payment(conn, payment_id)
+    return review is not None and review["status"] == "pending"
+
+
+async def hold_if_under_review(
+    conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, order_id: str
+) -> uuid.UUID | None:
+    """Called where the payment's credits were just granted (payment and wallet locked):
+    hold them while its review is pending. The hold's id, or None (no pending review)."""
+    review = await repo.review_of_payment(conn, payment_id, lock=True)
+    if review is None or review["status"] != "pending":
+        return None
+    if review["hold_id"] is not None:
+        return uuid.UUID(str(review["hold_id"]))
+    held = await wallet_reviews.hold_for_review(
+        conn,
+        payment_id=payment_id,
+        wallet_id=wallet_id,
+        idempotency_key=f"review:{review['id']}:hold",
+        reason=f"held for fraud review (order {order_id})",
+    )
+    if held is None:
+        return None
+    result, takes = held
+    assert result.hold is not None
+    await repo.set_hold(conn, review["id"], result.hold.id, {str(k): v for k, v in takes})
+    log.info("fraud.review.held", payment_id=str(payment_id), credits=result.hold.credits)
+    return result.hold.id
+
+
+async def _release_hold(conn: AsyncConnection, review: dict[str, Any], why: str) -> None:
+    if review["hold_id"] is None:
+        return  # not credited yet: nothing is held (crediting will see the decision)
+    takes = [(uuid.UUID(k), int(v)) for k, v in (review["hold_lots"] or {}).items()]
+    await wallet_reviews.release_review(
+        conn,
+        hold_id=review["hold_id"],
+        takes=takes,
+        idempotency_key=f"review:{review['id']}:release",
+        reason=why,
+    )
+
+
+async def release(
+    conn: AsyncConnection, caller: Principal, review_id: uuid.UUID, *, request_id: str | None
+) -> dict[str, Any]:
+    """The reviewer releases the payment: its credits become spendable. Idempotent: a
+    released review is answered as it is; a refunded one is a 409. The caller has locked
+    the payment and its wallet (in that order) first."""
+    review = await repo.get_review(conn, review_id, lock=True)
+    if review is None:
+        raise NotFound(f"review {review_id} does not exist")
+    if review["status"] == "released":
+        return review
+    if review["status"] != "pending":
+        raise ReviewAlreadyDecided(f"review {review_id} was decided: {review['status']}")
+    await _release_hold(conn, review, "released by a fraud reviewer")
+    await repo.decide(conn, review_id, "released", caller.sub, caller.role.value)
+    await audit.record(
+        conn,
+        caller,
+        action="fraud.review.released",
+        target_type="payment",
+        target_id=str(review["payment_id"]),
+        details={"review_id": str(review_id), "score": review["score"], "rules": review["rules"]},
+        request_id=request_id,
+    )
+    found = await repo.get_review(conn, review_id)
+    assert found is not None
+    return found
+
+
+async def settle_by_refund(
+    conn: AsyncConnection, caller: Principal, payment_id: uuid.UUID, *, whole: bool
+) -> bool:
+    """Called by a refund of the payment, with the payment and its wallet locked, before it
+    works out what is refundable: a pending review ends as refunded and its hold is released
+    (the refund reserves the same lots next, in this transaction). A partial refund of a
+    payment under review is refused: the rest would be released without a decision. True
+    when a review was settled."""
+    review = await repo.review_of_payment(conn, payment_id, lock=True)
+    if review is None or review["status"] != "pending":
+        return False
+    if not whole:
+        raise PaymentNotRefundable(
+            f"payment {payment_id} is under fraud review: refund it in full or release it first"
+        )
+    await _release_hold(conn, review, "released for the refund of a payment under review")
+    await repo.decide(conn, review["id"], "refunded", caller.sub, caller.role.value)
+    return True
+
+
+async def get_review(conn: AsyncConnection, review_id: uuid.UUID) -> dict[str, Any]:
+    review = await repo.get_review(conn, review_id)
+    if review is None:
+        raise NotFound(f"review {review_id} does not exist")
+    return review
+
+
+async def list_reviews(
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    user_id: uuid.UUID | None,
+    after: Any,
+    limit: int,
+) -> list[dict[str, Any]]:
+    return await repo.list_reviews(conn, status=status, user_id=user_id, after=after, limit=limit)

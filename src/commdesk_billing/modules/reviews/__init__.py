@@ -1,0 +1,1 @@
+"""Decisions on fraud reviews: release the held credits, or refund the payment."""

@@ -1,0 +1,149 @@
+"""The wallet's side of a fraud review: a purchase's credits held until a reviewer decides.
+
+A review hold is shaped like a refund's (`wallet.refunds`): it earmarks the purchase's own
+lots (`credits_reserved`) and moves their credits from available to held, so no spend can
+draw them and a refund later finds them exactly where they were. Nothing but the review
+settles it: the hold API refuses it (`_not_a_refund` in `service`), the expiry job skips it
+(it is not a spend hold). Release returns the credits to available and frees the lots;
+a refund of the payment releases it first, in the refund's own transaction, then reserves
+the same lots for the refund.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from commdesk_billing.errors import HoldNotActive, IdempotencyMismatch
+from commdesk_billing.modules.ledger import postings
+from commdesk_billing.modules.wallet import repository as repo
+from commdesk_billing.modules.wallet import writer
+from commdesk_billing.modules.wallet.common import OperationResult, lock, now, replay
+from commdesk_billing.modules.wallet.model import Hold, HoldStatus, TxnType
+from commdesk_billing.modules.wallet.refunds import Takes
+
+# Never expires by itself: only the review (or a refund) settles it.
+_REVIEW_HOLD_TTL = timedelta(days=3650)
+
+
+async def hold_for_review(
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    idempotency_key: str,
+    reason: str,
+) -> tuple[OperationResult, list[tuple[uuid.UUID, int]]] | None:
+    """Hold what is still drawable of the payment's purchase and bonus lots. Returns the
+    operation and the lots it earmarked, or None when nothing is left to hold."""
+    wallet = await lock(conn, wallet_id)
+    lots = await repo.lots_of_payment(conn, payment_id)
+    if done := await replay(conn, wallet, idempotency_key, TxnType.hold, None):
+        return done, [(uuid.UUID(k), int(v)) for k, v in done.line.metadata["lots"].items()]
+    # What is still drawable of the lots, within what is available: credits granted in this
+    # transaction are all there; a review opened after payment finds some of them spent,
+    # or available lowered by a spend hold (which reserves no lot), and holds the rest.
+    room = wallet.available_credits
+    takes: list[tuple[uuid.UUID, int]] = []
+    for source in ("purchase", "bonus"):
+        if source in lots and (take := min(lots[source][1], room)) > 0:
+            takes.append((lots[source][0], take))
+            room -= take
+    total = sum(c for _, c in takes)
+    if total == 0:
+        return None
+    at = now()
+    hold = Hold(
+        id=uuid.uuid4(),
+        wallet_id=wallet.id,
+        credits=total,
+        captured_credits=0,
+        released_credits=0,
+        status=HoldStatus.active,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        expires_at=at + _REVIEW_HOLD_TTL,
+        created_at=at,
+        closed_at=None,
+        created_by=None,
+        purpose="review",
+    )
+    op = writer.WalletOperation(
+        journal=postings.hold_placed(
+            operation_key=idempotency_key,
+            wallet_id=wallet.id,
+            available_account_id=wallet.available_account_id,
+            held_account_id=wallet.held_account_id,
+            credits=total,
+            at=at,
+            reason=reason,
+        ),
+        txn_type=TxnType.hold,
+        credits=total,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=str(payment_id),
+        metadata={"review_of": str(payment_id), "lots": {str(i): c for i, c in takes}},
+        now=at,
+        available_delta=-total,
+        locked_delta=total,
+        new_hold=hold,
+        hold_id=hold.id,
+        lot_reservations=list(takes),
+    )
+    after, line = await writer.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=after, line=line, replayed=False, hold=hold), takes
+
+
+async def release_review(
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    takes: Takes,
+    idempotency_key: str,
+    reason: str,
+) -> OperationResult:
+    """The reviewer released the payment (or a refund is about to take the credits): the
+    credits return to available and the lots are freed."""
+    found = await repo.get_hold(conn, hold_id)
+    if found is None or found.purpose != "review":
+        raise ValueError(f"hold {hold_id} is not a review hold")
+    wallet = await lock(conn, found.wallet_id)
+    hold = await repo.get_hold(conn, hold_id)
+    assert hold is not None
+    if done := await replay(conn, wallet, idempotency_key, TxnType.release, hold.credits):
+        if done.line.hold_id != hold.id:
+            raise IdempotencyMismatch("idempotency key was already used for another hold")
+        return done
+    if hold.status is not HoldStatus.active:
+        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
+    if sum(c for _, c in takes) != hold.credits:
+        raise ValueError(f"review hold {hold_id} holds {hold.credits} credits, not {takes}")
+    at = now()
+    op = writer.WalletOperation(
+        journal=postings.hold_released(
+            operation_key=idempotency_key,
+            wallet_id=wallet.id,
+            available_account_id=wallet.available_account_id,
+            held_account_id=wallet.held_account_id,
+            credits=hold.credits,
+            at=at,
+            reason=reason,
+        ),
+        txn_type=TxnType.release,
+        credits=hold.credits,
+        idempotency_key=idempotency_key,
+        source=reason,
+        source_id=str(hold.id),
+        metadata={"review_hold": str(hold.id)},
+        now=at,
+        available_delta=hold.credits,
+        locked_delta=-hold.credits,
+        lot_reservations=[(lot_id, -c) for lot_id, c in takes],
+        close_hold=(hold.id, HoldStatus.released, 0, hold.credits),
+        hold_id=hold.id,
+    )
+    wallet, line = await writer.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=wallet, line=line, replayed=False)
