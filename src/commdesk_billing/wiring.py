@@ -111,7 +111,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
     payment_truth = PaymentProcessing(
         cashfree_client(settings), settings, subscriptions_client(settings)
     )
-    refund_processing = RefundProcessing(cashfree_client(settings))
+    refund_processing = RefundProcessing(cashfree_client(settings), subscriptions_client(settings))
     return {
         "payment_truth": payment_truth,
         "payment_webhook": PaymentWebhook(payment_truth),

@@ -37,6 +37,8 @@ from commdesk_billing.gateway.subscription_webhooks import (
 from commdesk_billing.modules.mandates import repository as repo
 from commdesk_billing.modules.payments import mandate_charges
 from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.refunds import reads as refunds
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
@@ -151,6 +153,11 @@ async def _receive(
     payment_id = _text(data.payment_id, 100) if hook.is_payment_event else None
     status = _text(hook.subscription_status or data.payment_status, 50)
     identity = json.dumps([hook.type, subscription_id, payment_id, status])
+    if hook.is_refund_event:
+        # One refund's status: a refund of a charge has its own identity (its id, status).
+        payment_id = _text(data.payment_id, 100)
+        status = _text(data.refund_status, 50)
+        identity = json.dumps([hook.type, subscription_id, _text(data.refund_id, 100), status])
     mandate = await repo.by_subscription(conn, subscription_id) if subscription_id else None
     charge = (
         await payments.by_order_id(conn, payment_id)
@@ -174,6 +181,9 @@ async def _receive(
     if mandate is None:
         log.warning("subscription_webhook.unknown_subscription")
         return "unknown_subscription"
+    if hook.is_refund_event:
+        await _refund_moved(conn, data.refund_id, charge, subscription_id)
+        return "accepted"
     if hook.type == SubscriptionEvent.PAYMENT_NOTIFICATION_INITIATED and charge is not None:
         # Cashfree's word that the payer was notified: recorded for the member to see (the
         # debit follows no earlier than 24 h later); the charge's status is still asked.
@@ -206,3 +216,26 @@ async def _receive(
         conn, "payment.processing", "mandate.refresh", refresh, correlation_id=str(mandate.id)
     )
     return "accepted"
+
+
+async def _refund_moved(
+    conn: AsyncConnection,
+    refund_ref: str | None,
+    charge: Payment | None,
+    subscription_id: str | None,
+) -> None:
+    """`SUBSCRIPTION_REFUND_STATUS`: one of our refunds of a charge on this mandate moved.
+    Not believed: the refunds consumer asks Cashfree's refund API (as for a PG refund's
+    webhook); a refund that is not ours, or not of a charge of this subscription, is only
+    stored."""
+    refund = await refunds.by_ref(conn, refund_ref) if refund_ref else None
+    if refund is None or charge is None or refund.payment_id != charge.id:
+        log.warning("subscription_webhook.unknown_refund", subscription_id=subscription_id)
+        return
+    await outbox.send(
+        conn,
+        "refund.processing",
+        "refund.sync",
+        {"refund_id": str(refund.id), "source": "webhook"},
+        correlation_id=str(refund.id),
+    )

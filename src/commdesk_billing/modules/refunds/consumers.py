@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import NotFound
 from commdesk_billing.gateway.client import CashfreeClient
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.refunds import processing
+from commdesk_billing.modules.refunds.channels import Gateways
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
@@ -29,8 +31,9 @@ class RefundProcessing:
     client (it does not sleep on it, so the row is not held while Cashfree's window runs
     out): the transaction rolls back and the message takes the retry ladder."""
 
-    def __init__(self, client: CashfreeClient) -> None:
-        self.client = client
+    def __init__(self, client: CashfreeClient, subs: SubscriptionsClient | None = None) -> None:
+        # `subs`: Cashfree Subscriptions, where a mandate debit's refund is made.
+        self.client = Gateways(client, subs)
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
         await self.settle(conn, envelope)

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.errors import (
     NotFound,
 )
-from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeRejected
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.billing import events as billing_events
@@ -34,7 +33,9 @@ from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.refunds import channels
 from commdesk_billing.modules.refunds import repository as repo
+from commdesk_billing.modules.refunds.channels import Gateways
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
@@ -54,12 +55,15 @@ _DEFINITE_REFUSALS = frozenset(
         "refund_speed_invalid",
         "order_not_found",
         "payment_not_found",
+        # Subscriptions' refund API (a mandate debit's refund), cashfree.md §12.8.
+        "payment_does_not_exist",
+        "subscription_does_not_exist",
     }
 )
 
 
 async def process(
-    conn: AsyncConnection, client: CashfreeClient, refund_id: uuid.UUID, *, source: str
+    conn: AsyncConnection, client: Gateways, refund_id: uuid.UUID, *, source: str
 ) -> RefundStatus:
     """Bring one refund forward: create it at Cashfree if it is CREATED, else ask about it.
 
@@ -87,8 +91,11 @@ async def process(
 
 
 async def _ask(
-    conn: AsyncConnection, client: CashfreeClient, refund: Refund, *, source: str
+    conn: AsyncConnection, client: Gateways, refund: Refund, *, source: str
 ) -> RefundStatus:
+    # Which API holds the refund: the payment's channel (a PG order, or a mandate debit).
+    payment = await payments.get(conn, refund.payment_id)
+    assert payment is not None
     try:
         if refund.status is RefundStatus.CREATED:
             # A split sponsorship's refund names what the vendor gives back, from our books
@@ -98,20 +105,14 @@ async def _ask(
                 if refund.is_passthrough
                 else None
             )
-            answer = await client.create_refund(
-                order_id=refund.order_id,
-                refund_id=refund.refund_ref,
-                amount_paise=refund.amount_paise,
-                note=refund.reason,
-                refund_splits=shares,
-            )
+            answer = await channels.create(client, refund, payment, shares)
         else:
-            answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+            answer = await channels.fetch(client, refund, payment)
     except CashfreeRejected as exc:
         if exc.code == "refund_id_already_exists":
             # Ours already, with details other than we sent now: what Cashfree holds is
             # the truth, and apply_gateway checks it against the row.
-            answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+            answer = await channels.fetch(client, refund, payment)
             return await apply_gateway(conn, refund, answer, source=source)
         if isinstance(exc, CashfreeAuthError):
             raise  # our credentials, not this refund: retried, and alerting as dead letters
@@ -124,7 +125,7 @@ async def _ask(
         # accept (a timeout, a rolled-back transaction): only Cashfree not knowing our refund
         # id at all means no money can go out.
         try:
-            known = await client.fetch_refund(refund.order_id, refund.refund_ref)
+            known = await channels.fetch(client, refund, payment)
         except CashfreeRejected as lookup:
             if lookup.status != 404:
                 raise
@@ -200,12 +201,14 @@ async def apply_gateway(
     return refund.status
 
 
-async def _closed_but_moving(conn: AsyncConnection, client: CashfreeClient, refund: Refund) -> None:
+async def _closed_but_moving(conn: AsyncConnection, client: Gateways, refund: Refund) -> None:
     """We gave this refund's credits back; Cashfree's word that it is going ahead after all
     means money is leaving for credits the buyer kept. Nothing automatic can undo that: it
     is raised for finance (the credits may be clawed back by a person)."""
+    payment = await payments.get(conn, refund.payment_id)
+    assert payment is not None
     try:
-        answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+        answer = await channels.fetch(client, refund, payment)
     except CashfreeRejected:
         return
     if answer.refund_status.upper() in ("SUCCESS", "PENDING", "ONHOLD"):

@@ -147,14 +147,8 @@ async def open_refund(
             f"payment {payment.id} is {payment.status.value}; only credited purchases are "
             "refunded here"
         )
-    if payment.on_mandate:
-        # A debit on a UPI AutoPay mandate is refunded through Cashfree Subscriptions'
-        # refund API, not the PG order refund this module speaks; refused before anything is
-        # held, rather than holding credits for a refund Cashfree would never find.
-        raise PaymentNotRefundable(
-            f"payment {payment.id} was debited on a mandate; refunds of mandate debits are "
-            "not supported yet"
-        )
+    # A debit on a mandate (auto-recharge) is refunded exactly as a checkout purchase: only
+    # where Cashfree is asked differs (Subscriptions' refund API, `channels.py`).
     if payment.kind == "subscription":
         # An INR subscription period's payment: its refund (and what it does to the period)
         # is not built; refused rather than taken for a sponsorship's.

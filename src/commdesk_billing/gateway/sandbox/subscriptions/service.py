@@ -12,8 +12,8 @@ Charge: raised INITIALIZED with the pre-debit notification sent at once
 (`SUBSCRIPTION_PAYMENT_NOTIFICATION_INITIATED`); debited no earlier than `pdn_lead_s` after it
 nor before the schedule date; then SUCCESS, or for UPI a failed attempt is retried hourly up
 to three times (PENDING meanwhile) before FAILED; a card charge fails at once and puts the
-mandate ON_HOLD. Refunds of charges are `refunds.py`. Due steps run on `tick()`: every `subscription_tick_s`, on every
-subscriptions call, and when `/_sandbox/clock` moves the clock.
+mandate ON_HOLD. Refunds of charges are `refunds.py`. Due steps run on `tick()`: every
+`subscription_tick_s`, on every subscriptions call, and when `/_sandbox/clock` moves the clock.
 """
 
 from __future__ import annotations
