@@ -38,6 +38,7 @@ from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.channels import Gateways
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
 from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.subscriptions import refunds as subscription_refunds
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.queues import outbox
 
@@ -102,7 +103,7 @@ async def _ask(
             # (cashfree.md §14.3), so Cashfree debits the vendor what our journal says.
             shares = (
                 await sponsorships.refund_splits(conn, refund.payment_id, refund.passthrough_paise)
-                if refund.is_passthrough
+                if refund.is_passthrough and not payment.on_mandate
                 else None
             )
             answer = await channels.create(client, refund, payment, shares)
@@ -238,6 +239,10 @@ async def _settle(
     # Lock order everywhere: refund, payment, wallet (or the sponsorship).
     payment = await payments.get(conn, refund.payment_id, lock=True)
     assert payment is not None
+    if refund.of_service:
+        await _settle_period_payment(conn, refund, at)
+        await _succeeded(conn, refund, payment.user_id)
+        return
     if refund.is_passthrough:
         # A sponsorship's refund: no credits; its escrow, fee and GST parts become the
         # refund we owe (the sponsorships module's journal, `refund:<id>:inr`).
@@ -300,6 +305,41 @@ async def _settle(
     await _succeeded(conn, refund, payment.user_id)
 
 
+async def _settle_period_payment(conn: AsyncConnection, refund: Refund, at: datetime) -> None:
+    """An INR subscription period's refund: the money `subscription.paid` recognized goes
+    back (subscription revenue and GST payable to refunds payable), then out of gateway
+    clearing. The period itself is not touched (`subscriptions/refunds.py`)."""
+    period = await subscription_refunds.period_payment(conn, refund.payment_id)
+    assert period is not None  # checked when the refund was opened; attempts never regress
+    owed = postings.subscription_refund_owed(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        subscription_id=period.subscription_id,
+        period_number=period.period_number,
+        amount=refund.amount_paise,
+        taxable=refund.taxable_paise,
+        tax=refund.parts.tax_paise,
+        at=at,
+    )
+    paid = postings.refund_paid(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        amount=refund.amount_paise,
+        at=at,
+    )
+    for journal in (owed, paid):
+        await post_journal(conn, journal)
+    log.info(
+        "refund.subscription_period",
+        refund_id=str(refund.id),
+        subscription_id=str(period.subscription_id),
+        period=period.period_number,
+        applied=period.applied,
+    )
+
+
 async def _succeeded(conn: AsyncConnection, refund: Refund, user_id: uuid.UUID) -> None:
     """What every successful refund records and announces, of credits or not."""
     await payments.add_refunded(conn, refund.payment_id, refund.amount_paise)
@@ -341,7 +381,9 @@ async def _give_back(
         return
     payment = await payments.get(conn, refund.payment_id, lock=True)
     assert payment is not None
-    if refund.is_passthrough:
+    if refund.of_service:
+        pass  # a subscription period's refund held nothing: nothing to give back
+    elif refund.is_passthrough:
         # A sponsorship's refund held milestones, not credits: they are its again.
         await sponsorships.on_refund_given_back(
             conn, refund_id=refund.id, payment_id=refund.payment_id
