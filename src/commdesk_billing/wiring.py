@@ -55,7 +55,7 @@ from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
-from commdesk_billing.modules.refunds.consumers import RefundProcessing
+from commdesk_billing.modules.refunds.consumers import RefundProcessing, SubscriptionRefundWebhook
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.modules.settlements import invariants as settlement_invariants
 from commdesk_billing.modules.settlements.consumers import SettlementProcessing
@@ -103,6 +103,7 @@ HANDLER_KINDS = (
     "billing_notifications",
     "mandate_refresh",
     "mandate_charge_webhook",
+    "refund_subscription_webhook",
 )
 
 
@@ -127,6 +128,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "wallet_debit": handle_debit,
         "refund_processing": refund_processing,
         "refund_webhook": RefundWebhook(refund_processing),
+        "refund_subscription_webhook": SubscriptionRefundWebhook(refund_processing),
         "tax_documents": InvoiceGeneration(settings, document_store(settings)),
         # Its Payouts client is built on first use: a worker without the Payouts pair
         # still serves every other queue.
@@ -170,6 +172,8 @@ ROUTES: dict[Route, str] = {
     ("refund.processing", "refund.requested"): "refund_processing",
     ("refund.processing", "refund.webhook"): "refund_webhook",
     ("refund.processing", "refund.sync"): "refund_processing",
+    # Cashfree Subscriptions' SUBSCRIPTION_REFUND_STATUS (a mandate debit's refund).
+    ("refund.processing", "refund.subscription_webhook"): "refund_subscription_webhook",
     # Tax documents: the invoice of a credited purchase, the credit note of a refund, PDFs.
     ("invoice.generate", "payment.credited"): "tax_documents",
     ("invoice.generate", "refund.succeeded"): "tax_documents",

@@ -38,7 +38,6 @@ from commdesk_billing.modules.mandates import repository as repo
 from commdesk_billing.modules.payments import mandate_charges
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.refunds import reads as refunds
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
@@ -224,18 +223,17 @@ async def _refund_moved(
     charge: Payment | None,
     subscription_id: str | None,
 ) -> None:
-    """`SUBSCRIPTION_REFUND_STATUS`: one of our refunds of a charge on this mandate moved.
-    Not believed: the refunds consumer asks Cashfree's refund API (as for a PG refund's
-    webhook); a refund that is not ours, or not of a charge of this subscription, is only
-    stored."""
-    refund = await refunds.by_ref(conn, refund_ref) if refund_ref else None
-    if refund is None or charge is None or refund.payment_id != charge.id:
+    """`SUBSCRIPTION_REFUND_STATUS`: a refund of one of our charges on this mandate moved.
+    Not believed: the refunds module finds the refund by its id at Cashfree (ours) and asks
+    Cashfree's refund API, as for a PG refund's webhook. A refund of no charge of ours is
+    only stored."""
+    if not refund_ref or charge is None:
         log.warning("subscription_webhook.unknown_refund", subscription_id=subscription_id)
         return
     await outbox.send(
         conn,
         "refund.processing",
-        "refund.sync",
-        {"refund_id": str(refund.id), "source": "webhook"},
-        correlation_id=str(refund.id),
+        "refund.subscription_webhook",
+        {"refund_ref": refund_ref[:100], "payment_id": str(charge.id)},
+        correlation_id=str(charge.id),
     )
