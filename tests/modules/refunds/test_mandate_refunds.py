@@ -7,6 +7,8 @@ is asked, journals on success, credits back on failure, the sync for a lost webh
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -14,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from commdesk_billing.gateway import signature
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from tests.harness.stack import Stack, StackFactory
@@ -149,6 +152,13 @@ async def test_a_failed_refund_gives_the_credits_back_and_partials_add_up(
         ("SUCCESS", 199.95),
     ]
     assert (await mstack.wallet(tok))["available_credits"] == 0
+    # Each refund's status webhook is its own event (not a repeat of the first one).
+    hooks = await mstack.scalar(
+        "SELECT count(*) FROM subscription_webhooks "
+        "WHERE event_type = 'SUBSCRIPTION_REFUND_STATUS' AND subscription_id = :s AND repeats = 0",
+        s=sub_id,
+    )
+    assert hooks == 3
     await _verified(mstack)
 
 
@@ -207,3 +217,50 @@ async def test_same_idempotency_key_twice_makes_one_refund(mstack: Stack) -> Non
         json={"payment_id": paid["order_id"], "refund_id": "rf_probe_1", "refund_amount": 100.01},
     )
     assert left.status_code == 400 and left.json()["code"] == "refund_amount_invalid"
+
+
+async def test_a_refund_webhook_is_not_believed(mstack: Stack) -> None:
+    """A signed SUBSCRIPTION_REFUND_STATUS saying SUCCESS for a refund Cashfree's API still
+    has PENDING: stored, the refund looked up, and nothing moves."""
+    tok, paid = await credited_on_mandate(mstack, "pack_150")
+    r = await mstack.refund(paid["id"], amount_paise=5000, reason="PENDING")
+    assert r.status_code == 202, r.text
+    refund = await mstack.wait_refund(r.json()["id"], {"PENDING"})
+    sub_id = await _subscription_of(mstack, paid["id"])
+    asked = await mstack.scalar("SELECT sync_count FROM refunds WHERE id = :r", r=refund["id"])
+    body = json.dumps(
+        {
+            "type": "SUBSCRIPTION_REFUND_STATUS",
+            "event_time": datetime.now(UTC).isoformat(),
+            "data": {
+                "subscription_id": sub_id,
+                "payment_id": paid["order_id"],
+                "refund_id": refund["refund_ref"],
+                "refund_amount": 50.0,
+                "refund_status": "SUCCESS",
+            },
+        }
+    ).encode()
+    ts = str(int(time.time() * 1000))
+    secret = mstack.settings.cashfree_client_secret.get_secret_value()
+    answer = await mstack.api.post(
+        SUBS_HOOK,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-webhook-timestamp": ts,
+            "x-webhook-signature": signature.sign(secret, ts, body),
+            "x-webhook-version": "2025-01-01",
+        },
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
+
+    async def looked_up() -> bool:
+        count = await mstack.scalar("SELECT sync_count FROM refunds WHERE id = :r", r=refund["id"])
+        return bool(count > asked)
+
+    await until(looked_up, True)
+    still = await mstack.get_refund(refund["id"])
+    assert still["status"] == "PENDING", still
+    wallet = await mstack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (1500 - 500, 500)
