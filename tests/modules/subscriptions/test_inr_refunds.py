@@ -78,6 +78,12 @@ async def test_a_paid_period_is_refunded_in_parts_and_the_period_stays(inr: Stac
         "inr:refunds_payable": 0,
         "inr:gateway_clearing": -10_000,
     }
+    finance = inr.token("finance-1", Role.finance_admin)
+    listed = await inr.api.get(
+        f"/v1/payments/{pid}/refunds", headers={"Authorization": f"Bearer {finance}"}
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["refundable_paise"] == t.PRICE - 10_000
     # The rest (no amount: all that is left), then nothing more.
     rest = await inr.refund(pid)
     assert rest.status_code == 202 and rest.json()["amount_paise"] == t.PRICE - 10_000
