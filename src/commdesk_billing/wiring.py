@@ -55,7 +55,7 @@ from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.refunds import invariants as refund_invariants
-from commdesk_billing.modules.refunds.consumers import RefundProcessing
+from commdesk_billing.modules.refunds.consumers import RefundProcessing, SubscriptionRefundWebhook
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.modules.reviews.consumers import FraudDetection
 from commdesk_billing.modules.settlements import invariants as settlement_invariants
@@ -105,6 +105,7 @@ HANDLER_KINDS = (
     "mandate_refresh",
     "mandate_charge_webhook",
     "fraud_detection",
+    "refund_subscription_webhook",
 )
 
 
@@ -113,7 +114,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
     payment_truth = PaymentProcessing(
         cashfree_client(settings), settings, subscriptions_client(settings)
     )
-    refund_processing = RefundProcessing(cashfree_client(settings))
+    refund_processing = RefundProcessing(cashfree_client(settings), subscriptions_client(settings))
     return {
         "payment_truth": payment_truth,
         "payment_webhook": PaymentWebhook(payment_truth),
@@ -129,6 +130,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "wallet_debit": handle_debit,
         "refund_processing": refund_processing,
         "refund_webhook": RefundWebhook(refund_processing),
+        "refund_subscription_webhook": SubscriptionRefundWebhook(refund_processing),
         "tax_documents": InvoiceGeneration(settings, document_store(settings)),
         # Its Payouts client is built on first use: a worker without the Payouts pair
         # still serves every other queue.
@@ -177,6 +179,8 @@ ROUTES: dict[Route, str] = {
     ("refund.processing", "refund.requested"): "refund_processing",
     ("refund.processing", "refund.webhook"): "refund_webhook",
     ("refund.processing", "refund.sync"): "refund_processing",
+    # Cashfree Subscriptions' SUBSCRIPTION_REFUND_STATUS (a mandate debit's refund).
+    ("refund.processing", "refund.subscription_webhook"): "refund_subscription_webhook",
     # Tax documents: the invoice of a credited purchase, the credit note of a refund, PDFs.
     ("invoice.generate", "payment.credited"): "tax_documents",
     ("invoice.generate", "refund.succeeded"): "tax_documents",

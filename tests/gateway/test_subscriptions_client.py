@@ -39,6 +39,8 @@ from commdesk_billing.gateway.subscription_models import (
     SubscriptionAction,
     SubscriptionPayment,
     SubscriptionPaymentStatus,
+    SubscriptionRefund,
+    SubscriptionRefundStatus,
     SubscriptionStatus,
 )
 from commdesk_billing.gateway.subscription_webhooks import (
@@ -190,6 +192,80 @@ async def test_mandate_and_a_charge_after_the_notice(
     assert done.retry_attempts == 0 and done.failure_reason is None
     listed = await cf.list_payments(sub.subscription_id)
     assert [p.payment_type for p in listed] == ["AUTH", "CHARGE"]
+
+
+async def test_refund_of_a_charge(cf: SubscriptionsClient, control: httpx.AsyncClient) -> None:
+    tomorrow = await _morning(control)
+    sub = await _mandate(cf, control)
+    charge = await cf.create_charge(
+        subscription_id=sub.subscription_id,
+        payment_id=_id("chg"),
+        amount_paise=300_00,
+        schedule_date=tomorrow,
+    )
+    await _clock(control, 2 * DAY)
+    made = await cf.create_refund(
+        subscription_id=sub.subscription_id,
+        payment_id=charge.payment_id,
+        refund_id="rf_client_1",
+        amount_paise=120_55,
+        note="Customer asked",
+    )
+    assert made.refund_status == SubscriptionRefundStatus.PENDING
+    assert (made.refund_id, made.refund_amount_paise, made.payment_id) == (
+        "rf_client_1",
+        120_55,
+        charge.payment_id,
+    )
+    assert made.refund_speed == "STANDARD" and made.cf_refund_id
+    # A repeat with the same details is the refund made, not a second one.
+    again = await cf.create_refund(
+        subscription_id=sub.subscription_id,
+        payment_id=charge.payment_id,
+        refund_id="rf_client_1",
+        amount_paise=120_55,
+        note="Customer asked",
+    )
+    assert again.cf_refund_id == made.cf_refund_id
+    deadline = time.monotonic() + 5
+    while (got := await cf.fetch_refund(sub.subscription_id, "rf_client_1")).refund_status in (
+        SubscriptionRefundStatus.OPEN
+    ):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert got.refund_status == SubscriptionRefundStatus.SUCCESS
+    with pytest.raises(CashfreeRejected) as over:
+        await cf.create_refund(
+            subscription_id=sub.subscription_id,
+            payment_id=charge.payment_id,
+            refund_id="rf_client_2",
+            amount_paise=300_00 - 120_55 + 1,
+        )
+    assert over.value.status == 400 and over.value.code == "refund_amount_invalid"
+    with pytest.raises(CashfreeNotFound) as unknown:
+        await cf.fetch_refund(sub.subscription_id, "rf_client_2")
+    assert unknown.value.code == "refund_not_found"
+
+
+def test_subscription_refund_model_reads_every_status() -> None:
+    for status in ("INITIATED", "initialized", "CANCEL", "FAILED", "SUCCESS"):
+        r = SubscriptionRefund.model_validate(
+            {
+                "refund_id": "r1",
+                "refund_amount": Decimal("1.50"),
+                "refund_status": status,
+                "refund_speed": {"requested": "STANDARD"},
+                "cf_refund_id": 12,
+                "payment_id": "",
+            }
+        )
+        assert (r.refund_amount_paise, r.refund_speed, r.cf_refund_id, r.payment_id) == (
+            150,
+            None,
+            "12",
+            None,
+        )
+        assert r.refund_status == status.upper()
 
 
 async def test_refusals_are_typed(cf: SubscriptionsClient, control: httpx.AsyncClient) -> None:

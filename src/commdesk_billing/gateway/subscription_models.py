@@ -122,6 +122,10 @@ def _blank_to_none(data: Any) -> Any:
     return data
 
 
+def _text_or_none(value: Any) -> Any:
+    return value if isinstance(value, str) else None
+
+
 class _Subs(_Tolerant):
     @model_validator(mode="before")
     @classmethod
@@ -283,6 +287,40 @@ class SubscriptionPayment(_Subs):
     @property
     def failure_reason(self) -> str | None:
         return self.failure_details.failure_reason if self.failure_details else None
+
+
+class SubscriptionRefundStatus:
+    """A subscription refund's statuses: the SDK lists INITIALIZED, SUCCESS, CANCEL, PENDING,
+    FAILED and the OpenAPI example says INITIATED (§12.4); every one is read."""
+
+    SUCCESS = "SUCCESS"
+    PENDING = "PENDING"
+    INITIALIZED = "INITIALIZED"
+    INITIATED = "INITIATED"
+    FAILED = "FAILED"
+    CANCEL = "CANCEL"
+    CANCELLED = "CANCELLED"
+    # Not yet ended: Cashfree has the refund and is working on it.
+    OPEN = frozenset({PENDING, INITIALIZED, INITIATED})
+    # Ended without money going out.
+    NOT_MADE = frozenset({FAILED, CANCEL, CANCELLED})
+
+
+class SubscriptionRefund(_Subs):
+    """`SubscriptionPaymentRefundEntity` (§12.1): the answer of create and fetch, and the
+    `data` of `SUBSCRIPTION_REFUND_STATUS` (with the subscription's ids beside it)."""
+
+    payment_id: TextId | None = None
+    cf_payment_id: TextId | None = None
+    refund_id: TextId
+    cf_refund_id: TextId | None = None
+    refund_amount_paise: Paise = Field(alias="refund_amount")
+    refund_note: str | None = None
+    # A string (INSTANT, STANDARD or NORMAL per the SDK); anything else is not kept.
+    refund_speed: Annotated[str | None, BeforeValidator(_text_or_none)] = None
+    refund_status: SubsStatus
+    subscription_id: TextId | None = None
+    cf_subscription_id: TextId | None = None
 
 
 # --- what we send ------------------------------------------------------------------------

@@ -113,6 +113,11 @@ class SubscriptionWebhookData(_Subs):
     payment_remarks: str | None = None
     retry_attempts: int | None = None
     failure_details: FailureDetails | None = None
+    # Refund events (`SUBSCRIPTION_REFUND_STATUS`): the refund object's fields beside the
+    # payment's ids (`SubscriptionPaymentRefundEntity`; the payload is UNCONFIRMED, §12.8).
+    refund_id: TextId | None = None
+    cf_refund_id: TextId | None = None
+    refund_status: SubsStatus | None = None
 
 
 class SubscriptionWebhook(_Subs):
@@ -139,6 +144,10 @@ class SubscriptionWebhook(_Subs):
     @property
     def is_payment_event(self) -> bool:
         return self.type in SubscriptionEvent.PAYMENT_EVENTS
+
+    @property
+    def is_refund_event(self) -> bool:
+        return self.type == SubscriptionEvent.REFUND_STATUS
 
 
 def parse_subscription_webhook(payload: Mapping[str, Any]) -> SubscriptionWebhook:

@@ -1,5 +1,5 @@
 """Async client of Cashfree Subscriptions (cashfree.md §12): plans, subscriptions (mandates),
-the authorisation and the charges raised on a mandate.
+the authorisation, the charges raised on a mandate and their refunds.
 
 Same base URL, credentials, transport, retries and rate-limit terms as `CashfreeClient` (the
 PG API serves subscriptions). The API version is pinned to 2025-01-01 whatever the PG client
@@ -9,8 +9,8 @@ Amounts are integer paise here and rupees with two decimals on the wire; times a
 Indian time with their offset, as Cashfree states its own.
 
 Which calls are retried: GETs, keyed writes, and writes Cashfree deduplicates by our own id
-(`plan_id`, `subscription_id`, `payment_id`: a repeat is refused or answered with the first,
-never done twice). `manage_*` without a key is not retried.
+(`plan_id`, `subscription_id`, `payment_id`, a refund's `refund_id`: a repeat is refused or
+answered with the first, never done twice). `manage_*` without a key is not retried.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from commdesk_billing.gateway.subscription_models import (
     Subscription,
     SubscriptionPayment,
     SubscriptionPaymentType,
+    SubscriptionRefund,
 )
 from commdesk_billing.gateway.transport import Clients, RateLimitSink, Transport, pg_headers
 from commdesk_billing.security.timestamps import IST
@@ -324,6 +325,53 @@ class SubscriptionsClient(Clients):
             SubscriptionPayment,
             body=body,
             idempotency_key=idempotency_key,
+        )
+
+    # --- refunds of charges ------------------------------------------------------------------
+
+    async def create_refund(
+        self,
+        *,
+        subscription_id: str,
+        payment_id: str,
+        refund_id: str,
+        amount_paise: int,
+        note: str | None = None,
+        speed: str = "STANDARD",
+        cf_payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SubscriptionRefund:
+        """Refund (part of) a charge debited on the mandate (§12.5). UPI refunds are STANDARD
+        only. Safe to repeat, as PG refunds: Cashfree keeps `refund_id` unique per
+        subscription and answers a repeat with the same details with the refund it made (no
+        key needed; a key would replay a first 5xx for ever). The answer is usually PENDING:
+        the end comes by `SUBSCRIPTION_REFUND_STATUS` or `fetch_refund`."""
+        body: dict[str, Any] = {
+            "subscription_id": subscription_id,
+            "payment_id": payment_id,
+            "refund_id": refund_id,
+            "refund_amount": to_rupees(amount_paise),
+            "refund_speed": speed,
+        }
+        if note:
+            body["refund_note"] = note
+        _put(body, "cf_payment_id", cf_payment_id)
+        return await self._api.call(
+            "subs_create_refund",
+            "POST",
+            f"/subscriptions/{_seg(subscription_id)}/refunds",
+            SubscriptionRefund,
+            body=body,
+            idempotency_key=idempotency_key,
+            retry_safe=True,
+        )
+
+    async def fetch_refund(self, subscription_id: str, refund_id: str) -> SubscriptionRefund:
+        return await self._api.call(
+            "subs_fetch_refund",
+            "GET",
+            f"/subscriptions/{_seg(subscription_id)}/refunds/{_seg(refund_id)}",
+            SubscriptionRefund,
         )
 
 

@@ -390,6 +390,51 @@ def test_subscription_paid() -> None:
     )
 
 
+def test_subscription_refund_owed() -> None:
+    sid = uuid.UUID(int=0x5B)
+    j = postings.subscription_refund_owed(
+        refund_id=REF,
+        refund_ref="rf_1",
+        payment_id=PAY,
+        subscription_id=sid,
+        period_number=3,
+        amount=10000,
+        taxable=8475,
+        tax=1525,
+        at=AT,
+    )
+    assert j.idempotency_key == f"refund:{REF}:inr"
+    assert j.kind == "subscription.refund_owed"
+    assert j.description == f"refund rf_1 of subscription {sid} period 3"
+    assert j.metadata == {
+        "refund_id": str(REF),
+        "payment_id": str(PAY),
+        "subscription_id": str(sid),
+        "period": 3,
+    }
+    assert j.legs == (
+        Leg(House.REFUNDS_PAYABLE, INR, -10000),
+        Leg(House.SUBSCRIPTION_REVENUE, INR, 8475),
+        Leg(House.GST_PAYABLE, INR, 1525),
+    )
+    _balances(j)
+    untaxed = postings.subscription_refund_owed(
+        refund_id=REF,
+        refund_ref="rf_1",
+        payment_id=PAY,
+        subscription_id=sid,
+        period_number=1,
+        amount=300,
+        taxable=300,
+        tax=0,
+        at=AT,
+    )
+    assert untaxed.legs == (
+        Leg(House.REFUNDS_PAYABLE, INR, -300),
+        Leg(House.SUBSCRIPTION_REVENUE, INR, 300),
+    )
+
+
 def test_refund_owed() -> None:
     j = postings.refund_owed(
         refund_id=REF,
@@ -526,6 +571,17 @@ def _any_posting(draw: st.DrawFn) -> Journal:
         ),
         lambda: postings.refund_paid(
             refund_id=REF, refund_ref="rf", payment_id=PAY, amount=amount, at=AT
+        ),
+        lambda: postings.subscription_refund_owed(
+            refund_id=REF,
+            refund_ref="rf",
+            payment_id=PAY,
+            subscription_id=W,
+            period_number=1,
+            amount=amount,
+            taxable=taxable,
+            tax=amount - taxable,
+            at=AT,
         ),
     ]
     return draw(st.sampled_from(makers))()

@@ -61,6 +61,7 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "refund_lots",
         "refund_amounts",
         "refund_basis",
+        "refund_subscription_periods",
         "community_spends",
         "community_payables",
         "partner_shares",

@@ -403,16 +403,19 @@ async def test_a_charge_is_credited_once_after_the_debit(
         )
 
     await _until(invoices, 1)
-    # A mandate debit is not refunded through the PG order refund API: refused before any
-    # credit is held (Subscriptions' refund API is not spoken yet).
+    # A mandate debit is refunded as a checkout purchase is (its credits held first), at
+    # Cashfree Subscriptions' refund API (tests/modules/refunds/test_mandate_refunds.py).
     finance = subs.token("fin-mandate", Role.finance_admin)
-    refused = await subs.api.post(
+    accepted = await subs.api.post(
         f"/v1/payments/{pid}/refunds",
         json={"amount_paise": 10_000, "reason": "mandate refund"},
         headers={"Authorization": f"Bearer {finance}", "Idempotency-Key": f"r-{pid}"},
     )
-    assert refused.status_code == 409 and refused.json()["code"] == "payment_not_refundable"
-    assert (await subs.wallet(tok))["locked_credits"] == 0
+    assert accepted.status_code == 202, accepted.text
+    assert (accepted.json()["base_credits"], accepted.json()["bonus_credits"]) == (1000, 67)
+    await subs.wait_refund(accepted.json()["id"], {"SUCCESS"})
+    wallet = await subs.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (3200 - 1067, 0)
 
 
 async def test_a_failing_charge_credits_nothing(

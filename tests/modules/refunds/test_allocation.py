@@ -10,9 +10,11 @@ from commdesk_billing.modules.refunds.allocation import (
     Parts,
     Purchase,
     Room,
+    Service,
     cumulative,
     fits,
     next_refund,
+    next_service_refund,
     refundable,
 )
 from commdesk_billing.modules.tax.gst import compute
@@ -149,3 +151,16 @@ def test_bad_requests_are_refused() -> None:
         next_refund(p, Parts(amount_paise=29000), 1001)
     with pytest.raises(ValueError):
         Purchase(30000, 25000, 2288, 2288, 0, 3000, 200)  # does not add up
+
+
+def test_a_service_refund_splits_tax_as_the_invoice_and_takes_no_credits() -> None:
+    # ₹299 GST inclusive, intra-state: 25339 taxable, 2280 CGST, 2281 SGST.
+    s = Service(29900, 25339, 2280, 2281, 0)
+    first = next_service_refund(s, Parts(), 10000)
+    assert first == Parts(10000, 8475, 762, 763, 0, 0, 0)
+    rest = next_service_refund(s, first, 19900)
+    assert first + rest == Parts(29900, 25339, 2280, 2281, 0, 0, 0)
+    inter = next_service_refund(Service(11800, 10000, 0, 0, 1800), Parts(), 5900)
+    assert inter == Parts(5900, 5000, 0, 0, 900, 0, 0)
+    with pytest.raises(ValueError):
+        next_service_refund(s, first, 19901)

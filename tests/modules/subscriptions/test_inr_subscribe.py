@@ -84,14 +84,18 @@ async def test_first_period_is_charged_on_the_mandate_and_paid_after_the_notice(
     assert [(e["period"], e["price_paise"], e["payment_id"]) for e in renewed] == [
         (1, t.PRICE, pid)
     ]
-    # Its refund is not built: refused, never taken for a sponsorship's.
+    # Finance may refund it (never taken for a sponsorship's: no escrow, no credits); the
+    # period stays paid (test_inr_refunds.py has the rest).
     finance = inr.token("finance-1", Role.finance_admin)
     r = await inr.api.post(
         f"/v1/payments/{pid}/refunds",
         json={"reason": "goodwill"},
         headers=t.auth(finance, key=True),
     )
-    assert r.status_code == 409 and r.json()["code"] == "payment_not_refundable", r.text
+    assert r.status_code == 202, r.text
+    assert (r.json()["amount_paise"], r.json()["passthrough_paise"]) == (t.PRICE, 0)
+    assert (r.json()["base_credits"], r.json()["bonus_credits"]) == (0, 0)
+    await inr.wait_refund(r.json()["id"], {"SUCCESS"})
     # The job again: nothing more is charged until the next period's lead time.
     await t.renew(inr, sid)
     assert await t.attempts(inr, sid) == [(1, 1, "paid", "CREDITED")]

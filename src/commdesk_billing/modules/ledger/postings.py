@@ -1082,3 +1082,40 @@ def subscription_paid(
             "period": period_number,
         },
     )
+
+
+def subscription_refund_owed(
+    *,
+    refund_id: uuid.UUID,
+    refund_ref: str,
+    payment_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    period_number: int,
+    amount: int,
+    taxable: int,
+    tax: int,
+    at: datetime,
+) -> Journal:
+    """A refund of an INR subscription period's payment becomes a debt to the member:
+    refunds payable is credited by `amount`; subscription revenue (what `subscription.paid`
+    recognized) is debited by `taxable` and GST payable by `tax`, each only when non-zero.
+    Keyed as every refund's debt (`refund:<id>:inr`); `refund_paid` settles it."""
+    legs = [Leg(House.REFUNDS_PAYABLE, _INR, -amount)]
+    if taxable:
+        legs.append(Leg(House.SUBSCRIPTION_REVENUE, _INR, taxable))
+    if tax:
+        legs.append(Leg(House.GST_PAYABLE, _INR, tax))
+    return Journal(
+        idempotency_key=f"refund:{refund_id}:inr",
+        kind="subscription.refund_owed",
+        created_at=at,
+        description=(
+            f"refund {refund_ref} of subscription {subscription_id} period {period_number}"
+        ),
+        legs=tuple(legs),
+        metadata={
+            **_refund_meta(refund_id, payment_id),
+            "subscription_id": str(subscription_id),
+            "period": period_number,
+        },
+    )

@@ -37,6 +37,7 @@ from commdesk_billing.gateway.subscription_webhooks import (
 from commdesk_billing.modules.mandates import repository as repo
 from commdesk_billing.modules.payments import mandate_truth
 from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
@@ -150,6 +151,11 @@ async def _receive(
     payment_id = _text(data.payment_id, 100) if hook.is_payment_event else None
     status = _text(hook.subscription_status or data.payment_status, 50)
     identity = json.dumps([hook.type, subscription_id, payment_id, status])
+    if hook.is_refund_event:
+        # One refund's status: a refund of a charge has its own identity (its id, status).
+        payment_id = _text(data.payment_id, 100)
+        status = _text(data.refund_status, 50)
+        identity = json.dumps([hook.type, subscription_id, _text(data.refund_id, 100), status])
     mandate = await repo.by_subscription(conn, subscription_id) if subscription_id else None
     charge = (
         await payments.by_order_id(conn, payment_id)
@@ -173,6 +179,9 @@ async def _receive(
     if mandate is None:
         log.warning("subscription_webhook.unknown_subscription")
         return "unknown_subscription"
+    if hook.is_refund_event:
+        await _refund_moved(conn, data.refund_id, charge, subscription_id)
+        return "accepted"
     if hook.type == SubscriptionEvent.PAYMENT_NOTIFICATION_INITIATED and charge is not None:
         # Cashfree's word that the payer was notified: recorded for the member to see (the
         # debit follows no earlier than 24 h later); the charge's status is still asked.
@@ -205,3 +214,25 @@ async def _receive(
         conn, "payment.processing", "mandate.refresh", refresh, correlation_id=str(mandate.id)
     )
     return "accepted"
+
+
+async def _refund_moved(
+    conn: AsyncConnection,
+    refund_ref: str | None,
+    charge: Payment | None,
+    subscription_id: str | None,
+) -> None:
+    """`SUBSCRIPTION_REFUND_STATUS`: a refund of one of our charges on this mandate moved.
+    Not believed: the refunds module finds the refund by its id at Cashfree (ours) and asks
+    Cashfree's refund API, as for a PG refund's webhook. A refund of no charge of ours is
+    only stored."""
+    if not refund_ref or charge is None:
+        log.warning("subscription_webhook.unknown_refund", subscription_id=subscription_id)
+        return
+    await outbox.send(
+        conn,
+        "refund.processing",
+        "refund.subscription_webhook",
+        {"refund_ref": refund_ref[:100], "payment_id": str(charge.id)},
+        correlation_id=str(charge.id),
+    )

@@ -17,7 +17,7 @@ credit over — however the total is split.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from commdesk_billing.money import half_up
 
@@ -162,3 +162,39 @@ def refundable(p: Purchase, standing: Parts, room: Room) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+@dataclass(frozen=True)
+class Service:
+    """A payment that bought a service, not credits (an INR subscription period): its own
+    figures, GST-inclusive."""
+
+    amount_paise: int
+    taxable_paise: int
+    cgst_paise: int
+    sgst_paise: int
+    igst_paise: int
+
+
+def next_service_refund(s: Service, standing: Parts, amount_paise: int) -> Parts:
+    """A refund of `amount_paise` of a service payment: the purchase's cumulative split of
+    taxable value and tax (partial refunds add up to the invoice exactly), no credits. One
+    base credit stands in for the credits it has none of, and its share is dropped: the tax
+    arithmetic is `next_refund`'s, unchanged."""
+    p = Purchase(
+        amount_paise=s.amount_paise,
+        taxable_paise=s.taxable_paise,
+        cgst_paise=s.cgst_paise,
+        sgst_paise=s.sgst_paise,
+        igst_paise=s.igst_paise,
+        base_credits=1,
+        bonus_credits=0,
+    )
+    moneys = Parts(
+        amount_paise=standing.amount_paise,
+        taxable_paise=standing.taxable_paise,
+        cgst_paise=standing.cgst_paise,
+        sgst_paise=standing.sgst_paise,
+        igst_paise=standing.igst_paise,
+    )
+    return replace(next_refund(p, moneys, amount_paise), base_credits=0, bonus_credits=0)

@@ -50,3 +50,9 @@ def may_read(caller: Principal, payment: Payment, *, buyer: bool) -> None:
 def staff_view(caller: Principal) -> bool:
     """Staff see the refund's internal fields (who asked, Cashfree's ids)."""
     return caller.role in STAFF_READERS
+
+
+def authorize_subscription_refund(caller: Principal) -> None:
+    # Service revenue, not a wallet's credits: finance's call, as a sponsorship's.
+    if caller.role is not Role.finance_admin:
+        raise Forbidden("only finance_admin refunds a subscription payment")

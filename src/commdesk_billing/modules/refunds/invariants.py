@@ -178,10 +178,58 @@ async def refund_basis(conn: AsyncConnection, report: VerifyReport) -> None:
         )
 
 
+@check("refund_subscription_periods")
+async def refund_subscription_periods(conn: AsyncConnection, report: VerifyReport) -> None:
+    """A refund is `of_service` exactly when its payment is an INR subscription period's.
+    Such a refund holds and takes no credits and
+    returns nothing held for someone else; a successful one took its taxable value out of
+    subscription revenue and its tax out of GST payable (`subscription.refund_owed`), and
+    nothing out of deferred revenue (that is credits' money, not a period's)."""
+    for r in await rows(
+        conn,
+        """
+        SELECT f.id, f.status, f.of_service, p.kind, f.hold_id,
+               f.base_credits + f.bonus_credits AS credits,
+               f.passthrough_paise, f.taxable_paise,
+               f.cgst_paise + f.sgst_paise + f.igst_paise AS tax,
+               coalesce(x.revenue, 0) AS revenue, coalesce(x.gst, 0) AS gst,
+               coalesce(x.deferred, 0) AS deferred
+          FROM refunds f JOIN payments p ON p.id = f.payment_id
+          LEFT JOIN LATERAL (
+            SELECT sum(e.amount) FILTER (WHERE e.account_id = :revenue) AS revenue,
+                   sum(e.amount) FILTER (WHERE e.account_id = :gst) AS gst,
+                   sum(e.amount) FILTER (WHERE e.account_id = :deferred) AS deferred
+              FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
+             WHERE j.idempotency_key = 'refund:' || f.id || '\\:inr') x ON true
+         WHERE (p.kind = 'subscription' OR f.of_service)
+           AND (f.of_service <> (p.kind = 'subscription') OR f.hold_id IS NOT NULL
+                OR f.base_credits + f.bonus_credits <> 0
+                OR f.passthrough_paise <> 0 OR coalesce(x.deferred, 0) <> 0
+                OR (f.status = 'SUCCESS'
+                    AND (coalesce(x.revenue, 0) <> f.taxable_paise
+                         OR coalesce(x.gst, 0) <> f.cgst_paise + f.sgst_paise + f.igst_paise)))""",
+        {
+            "revenue": House.SUBSCRIPTION_REVENUE,
+            "gst": House.GST_PAYABLE,
+            "deferred": House.DEFERRED_REVENUE,
+        },
+    ):
+        report.add(
+            "refund_subscription_periods",
+            f"refund {r.id}",
+            f"{r.status} refund (of_service {r.of_service}) of a {r.kind} payment: hold "
+            f"{r.hold_id}, {r.credits} "
+            f"credits, {r.passthrough_paise} passthrough; reversed {r.revenue} subscription "
+            f"revenue for {r.taxable_paise} taxable, {r.gst} GST for {r.tax}, "
+            f"{r.deferred} deferred revenue",
+        )
+
+
 CHECKS: tuple[Check, ...] = (
     refund_reversal,
     refund_totals,
     refund_lots,
     refund_amounts,
     refund_basis,
+    refund_subscription_periods,
 )

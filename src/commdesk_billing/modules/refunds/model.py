@@ -82,10 +82,13 @@ class Refund:
     # What the refund returns of money collected for someone else (a sponsorship's escrow);
     # such a refund takes no credits (`purchase_lot_id` is None) and holds none.
     passthrough_paise: int
+    # The refund returns what a service was paid with (an INR subscription period): no
+    # credits, no hold, no passthrough (`periods.py`).
+    of_service: bool = False
 
     @property
     def is_passthrough(self) -> bool:
-        return self.purchase_lot_id is None
+        return self.purchase_lot_id is None and not self.of_service
 
     @classmethod
     def from_row(cls, row: Any) -> Refund:

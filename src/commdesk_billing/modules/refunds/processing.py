@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.errors import (
     NotFound,
 )
-from commdesk_billing.gateway.client import CashfreeClient
 from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeRejected
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.billing import events as billing_events
@@ -34,9 +33,12 @@ from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import service as payments
+from commdesk_billing.modules.refunds import channels
 from commdesk_billing.modules.refunds import repository as repo
+from commdesk_billing.modules.refunds.channels import Gateways
 from commdesk_billing.modules.refunds.model import OPEN, Refund, RefundStatus
 from commdesk_billing.modules.sponsorships import service as sponsorships
+from commdesk_billing.modules.subscriptions import refunds as subscription_refunds
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.queues import outbox
 
@@ -54,12 +56,15 @@ _DEFINITE_REFUSALS = frozenset(
         "refund_speed_invalid",
         "order_not_found",
         "payment_not_found",
+        # Subscriptions' refund API (a mandate debit's refund), cashfree.md §12.8.
+        "payment_does_not_exist",
+        "subscription_does_not_exist",
     }
 )
 
 
 async def process(
-    conn: AsyncConnection, client: CashfreeClient, refund_id: uuid.UUID, *, source: str
+    conn: AsyncConnection, client: Gateways, refund_id: uuid.UUID, *, source: str
 ) -> RefundStatus:
     """Bring one refund forward: create it at Cashfree if it is CREATED, else ask about it.
 
@@ -87,31 +92,28 @@ async def process(
 
 
 async def _ask(
-    conn: AsyncConnection, client: CashfreeClient, refund: Refund, *, source: str
+    conn: AsyncConnection, client: Gateways, refund: Refund, *, source: str
 ) -> RefundStatus:
+    # Which API holds the refund: the payment's channel (a PG order, or a mandate debit).
+    payment = await payments.get(conn, refund.payment_id)
+    assert payment is not None
     try:
         if refund.status is RefundStatus.CREATED:
             # A split sponsorship's refund names what the vendor gives back, from our books
             # (cashfree.md §14.3), so Cashfree debits the vendor what our journal says.
             shares = (
                 await sponsorships.refund_splits(conn, refund.payment_id, refund.passthrough_paise)
-                if refund.is_passthrough
+                if refund.is_passthrough and not payment.on_mandate
                 else None
             )
-            answer = await client.create_refund(
-                order_id=refund.order_id,
-                refund_id=refund.refund_ref,
-                amount_paise=refund.amount_paise,
-                note=refund.reason,
-                refund_splits=shares,
-            )
+            answer = await channels.create(client, refund, payment, shares)
         else:
-            answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+            answer = await channels.fetch(client, refund, payment)
     except CashfreeRejected as exc:
         if exc.code == "refund_id_already_exists":
             # Ours already, with details other than we sent now: what Cashfree holds is
             # the truth, and apply_gateway checks it against the row.
-            answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+            answer = await channels.fetch(client, refund, payment)
             return await apply_gateway(conn, refund, answer, source=source)
         if isinstance(exc, CashfreeAuthError):
             raise  # our credentials, not this refund: retried, and alerting as dead letters
@@ -124,7 +126,7 @@ async def _ask(
         # accept (a timeout, a rolled-back transaction): only Cashfree not knowing our refund
         # id at all means no money can go out.
         try:
-            known = await client.fetch_refund(refund.order_id, refund.refund_ref)
+            known = await channels.fetch(client, refund, payment)
         except CashfreeRejected as lookup:
             if lookup.status != 404:
                 raise
@@ -200,12 +202,14 @@ async def apply_gateway(
     return refund.status
 
 
-async def _closed_but_moving(conn: AsyncConnection, client: CashfreeClient, refund: Refund) -> None:
+async def _closed_but_moving(conn: AsyncConnection, client: Gateways, refund: Refund) -> None:
     """We gave this refund's credits back; Cashfree's word that it is going ahead after all
     means money is leaving for credits the buyer kept. Nothing automatic can undo that: it
     is raised for finance (the credits may be clawed back by a person)."""
+    payment = await payments.get(conn, refund.payment_id)
+    assert payment is not None
     try:
-        answer = await client.fetch_refund(refund.order_id, refund.refund_ref)
+        answer = await channels.fetch(client, refund, payment)
     except CashfreeRejected:
         return
     if answer.refund_status.upper() in ("SUCCESS", "PENDING", "ONHOLD"):
@@ -235,6 +239,10 @@ async def _settle(
     # Lock order everywhere: refund, payment, wallet (or the sponsorship).
     payment = await payments.get(conn, refund.payment_id, lock=True)
     assert payment is not None
+    if refund.of_service:
+        await _settle_period_payment(conn, refund, at)
+        await _succeeded(conn, refund, payment.user_id)
+        return
     if refund.is_passthrough:
         # A sponsorship's refund: no credits; its escrow, fee and GST parts become the
         # refund we owe (the sponsorships module's journal, `refund:<id>:inr`).
@@ -297,6 +305,41 @@ async def _settle(
     await _succeeded(conn, refund, payment.user_id)
 
 
+async def _settle_period_payment(conn: AsyncConnection, refund: Refund, at: datetime) -> None:
+    """An INR subscription period's refund: the money `subscription.paid` recognized goes
+    back (subscription revenue and GST payable to refunds payable), then out of gateway
+    clearing. The period itself is not touched (`subscriptions/refunds.py`)."""
+    period = await subscription_refunds.period_payment(conn, refund.payment_id)
+    assert period is not None  # checked when the refund was opened; attempts never regress
+    owed = postings.subscription_refund_owed(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        subscription_id=period.subscription_id,
+        period_number=period.period_number,
+        amount=refund.amount_paise,
+        taxable=refund.taxable_paise,
+        tax=refund.parts.tax_paise,
+        at=at,
+    )
+    paid = postings.refund_paid(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        amount=refund.amount_paise,
+        at=at,
+    )
+    for journal in (owed, paid):
+        await post_journal(conn, journal)
+    log.info(
+        "refund.subscription_period",
+        refund_id=str(refund.id),
+        subscription_id=str(period.subscription_id),
+        period=period.period_number,
+        applied=period.applied,
+    )
+
+
 async def _succeeded(conn: AsyncConnection, refund: Refund, user_id: uuid.UUID) -> None:
     """What every successful refund records and announces, of credits or not."""
     await payments.add_refunded(conn, refund.payment_id, refund.amount_paise)
@@ -338,7 +381,9 @@ async def _give_back(
         return
     payment = await payments.get(conn, refund.payment_id, lock=True)
     assert payment is not None
-    if refund.is_passthrough:
+    if refund.of_service:
+        pass  # a subscription period's refund held nothing: nothing to give back
+    elif refund.is_passthrough:
         # A sponsorship's refund held milestones, not credits: they are its again.
         await sponsorships.on_refund_given_back(
             conn, refund_id=refund.id, payment_id=refund.payment_id

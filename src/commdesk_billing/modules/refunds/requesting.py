@@ -28,7 +28,7 @@ from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
-from commdesk_billing.modules.refunds import auth
+from commdesk_billing.modules.refunds import auth, periods
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.allocation import (
     Parts,
@@ -42,6 +42,7 @@ from commdesk_billing.modules.refunds.schemas import RefundOut, RefundRequest
 from commdesk_billing.modules.sponsorships import service as sponsorships
 from commdesk_billing.modules.sponsorships.figures import RefundFigures, refund_figures
 from commdesk_billing.modules.sponsorships.model import Milestone
+from commdesk_billing.modules.subscriptions import refunds as subscription_refunds
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import service as wallets
@@ -93,6 +94,10 @@ async def refundable_now(conn: AsyncConnection, payment_id: uuid.UUID) -> int:
     payment = await payments.get(conn, payment_id)
     if payment is None or payment.status is not PaymentStatus.CREDITED:
         return 0
+    if subscription_refunds.is_period_payment(payment):
+        if await subscription_refunds.period_payment(conn, payment.id) is None:
+            return 0
+        return payment.amount_paise - (await repo.standing_parts(conn, payment.id)).amount_paise
     if not payment.buys_credits:
         standing = await repo.standing_parts(conn, payment.id)
         escrow = await sponsorships.refundable_escrow(
@@ -148,18 +153,10 @@ async def open_refund(
             f"payment {payment.id} is {payment.status.value}; only credited purchases are "
             "refunded here"
         )
-    if payment.on_mandate:
-        # A debit on a UPI AutoPay mandate is refunded through Cashfree Subscriptions'
-        # refund API, not the PG order refund this module speaks; refused before anything is
-        # held, rather than holding credits for a refund Cashfree would never find.
-        raise PaymentNotRefundable(
-            f"payment {payment.id} was debited on a mandate; refunds of mandate debits are "
-            "not supported yet"
-        )
-    if payment.kind == "subscription":
-        # An INR subscription period's payment: its refund (and what it does to the period)
-        # is not built; refused rather than taken for a sponsorship's.
-        raise PaymentNotRefundable("a subscription payment is not refunded here")
+    # A debit on a mandate (auto-recharge) is refunded exactly as a checkout purchase: only
+    # where Cashfree is asked differs (Subscriptions' refund API, `channels.py`).
+    if subscription_refunds.is_period_payment(payment):
+        return await periods.open_period_refund(conn, caller, payment, body, operation_key)
     if not payment.buys_credits:
         return await _open_sponsorship_refund(conn, caller, payment, body, operation_key)
     if body.milestones is not None:

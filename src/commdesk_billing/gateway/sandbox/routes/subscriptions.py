@@ -14,6 +14,7 @@ from commdesk_billing.gateway.sandbox.subscriptions.entities import (
     subscription_entity,
 )
 from commdesk_billing.gateway.sandbox.subscriptions.page import authorize_url
+from commdesk_billing.gateway.sandbox.subscriptions.refunds import refund_entity
 
 
 def create_plan(call: Call) -> Reply:
@@ -66,6 +67,18 @@ def manage_payment(call: Call) -> Reply:
     return Reply(200, payment_entity(payment, sub))
 
 
+def create_refund(call: Call) -> Reply:
+    refund = call.sandbox.subscriptions.create_refund(call.param("subscription_id"), call.body)
+    return Reply(200, refund_entity(refund))
+
+
+def fetch_refund(call: Call) -> Reply:
+    refund = call.sandbox.subscriptions.refund(
+        call.param("subscription_id"), call.param("refund_id")
+    )
+    return Reply(200, refund_entity(refund))
+
+
 _SUB = "/pg/subscriptions/{subscription_id}"
 
 routes = [
@@ -79,4 +92,11 @@ routes = [
     Route(_SUB + "/payments/{payment_id}", api(fetch_payment), methods=["GET"]),
     # No idempotency key on manage-payment: Cashfree documents no 422 there (§12.1).
     Route(_SUB + "/payments/{payment_id}/manage", api(manage_payment), methods=["POST"]),
+    # Rate-limited as PG's refunds (Initiate Refund / Get Refund, §8.2).
+    Route(
+        _SUB + "/refunds",
+        api(create_refund, rate="create_refund", idempotent=True),
+        methods=["POST"],
+    ),
+    Route(_SUB + "/refunds/{refund_id}", api(fetch_refund, rate="get_refund"), methods=["GET"]),
 ]

@@ -12,8 +12,8 @@ Charge: raised INITIALIZED with the pre-debit notification sent at once
 (`SUBSCRIPTION_PAYMENT_NOTIFICATION_INITIATED`); debited no earlier than `pdn_lead_s` after it
 nor before the schedule date; then SUCCESS, or for UPI a failed attempt is retried hourly up
 to three times (PENDING meanwhile) before FAILED; a card charge fails at once and puts the
-mandate ON_HOLD. Due steps run on `tick()`: every `subscription_tick_s`, on every
-subscriptions call, and when `/_sandbox/clock` moves the clock.
+mandate ON_HOLD. Refunds of charges are `refunds.py`. Due steps run on `tick()`: every
+`subscription_tick_s`, on every subscriptions call, and when `/_sandbox/clock` moves the clock.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from commdesk_billing.gateway.sandbox.errors import CashfreeError, bad_request, 
 from commdesk_billing.gateway.sandbox.subscriptions import validation
 from commdesk_billing.gateway.sandbox.subscriptions.charges import Charges, digits
 from commdesk_billing.gateway.sandbox.subscriptions.core import not_allowed
+from commdesk_billing.gateway.sandbox.subscriptions.refunds import Refunds
 from commdesk_billing.gateway.sandbox.subscriptions.store import (
     ACTIVE,
     CANCELLED,
@@ -52,16 +53,18 @@ QUIET_STATUSES = frozenset({PAUSED, INITIALIZED})
 UPI_VPA = "sandbox.payer@okaxis"
 
 
-class SubscriptionSandbox(Charges):
+class SubscriptionSandbox(Refunds, Charges):
     # Clock ----------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Everything due by now: links expire, debits happen (and UPI retries)."""
+        """Everything due by now: links expire, debits happen (and UPI retries), refunds
+        end."""
         now = self.clock.now()
         for sub in list(self.store.subscriptions.values()):
             if sub.status == INITIALIZED and sub.link_expires_at <= now:
                 self._expire_link(sub)
         self._due_charges(now)
+        self._due_refunds(now)
 
     def _expire_link(self, sub: Subscription) -> None:
         sub.status = LINK_EXPIRED

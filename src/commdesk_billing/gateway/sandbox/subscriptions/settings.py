@@ -28,6 +28,9 @@ class SubscriptionSettings(BaseModel):
     # UPI AutoPay retries a failed debit up to `upi_retries` times, this far apart.
     upi_retry_s: Seconds
     upi_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    # A PENDING refund of a charge ends (SUCCESS, or FAILED when its note says so) this long
+    # after it was made, on the sandbox clock, as PG refunds do after `refund_delay_s`.
+    refund_delay_s: Seconds = 5.0
 
     @field_validator("webhook_url")
     @classmethod
@@ -43,4 +46,5 @@ class SubscriptionSettings(BaseModel):
             link_ttl_s=config.subscription_link_ttl_s,
             pdn_lead_s=config.subscription_pdn_lead_s,
             upi_retry_s=config.subscription_upi_retry_s,
+            refund_delay_s=config.refund_delay_s,
         )

@@ -28,6 +28,12 @@ P_FAILED = "FAILED"
 P_CANCELLED = "CANCELLED"
 OPEN = frozenset({P_INITIALIZED, P_PENDING})
 
+# Refund statuses (§12.4 lists INITIALIZED, SUCCESS, CANCEL, PENDING, FAILED; the sandbox
+# answers PENDING, then SUCCESS or FAILED).
+R_PENDING = "PENDING"
+R_SUCCESS = "SUCCESS"
+R_FAILED = "FAILED"
+
 
 @dataclass(slots=True)
 class Plan:
@@ -113,6 +119,27 @@ class SubsPayment:
     completed_at: datetime | None = None
 
 
+@dataclass(slots=True)
+class SubsRefund:
+    """A refund of a charge (`POST /subscriptions/{id}/refunds`): PENDING until `settle_at`
+    on the sandbox clock, then `final` (SUCCESS or FAILED); `final` None stays PENDING."""
+
+    cf_refund_id: str
+    refund_id: str
+    subscription_id: str
+    payment_id: str
+    cf_payment_id: str
+    amount_paise: int
+    note: str | None
+    speed: str
+    created_at: datetime
+    fingerprint: str
+    settle_at: datetime | None
+    final: str | None
+    status: str = R_PENDING
+    processed_at: datetime | None = None
+
+
 class SubsStore:
     def __init__(self) -> None:
         self.plans: dict[str, Plan] = {}
@@ -121,6 +148,9 @@ class SubsStore:
         self.payments: dict[str, SubsPayment] = {}  # by merchant payment_id
         self._cf_sub = itertools.count(4_100_001)
         self._cf_pay = itertools.count(7_700_001)
+        self._cf_refund = itertools.count(8_800_001)
+        # by (subscription_id, refund_id): Cashfree keeps a refund id unique per subscription
+        self.refunds: dict[tuple[str, str], SubsRefund] = {}
         self._sims = itertools.count(1)
 
     def next_cf_subscription_id(self) -> str:
@@ -128,6 +158,9 @@ class SubsStore:
 
     def next_cf_payment_id(self) -> str:
         return str(next(self._cf_pay))
+
+    def next_cf_refund_id(self) -> str:
+        return str(next(self._cf_refund))
 
     def next_simulation_id(self) -> str:
         return f"subs_sim_{next(self._sims)}"
@@ -138,3 +171,6 @@ class SubsStore:
 
     def subscription_payments(self, subscription_id: str) -> list[SubsPayment]:
         return [p for p in self.payments.values() if p.subscription_id == subscription_id]
+
+    def payment_refunds(self, payment_id: str) -> list[SubsRefund]:
+        return [r for r in self.refunds.values() if r.payment_id == payment_id]

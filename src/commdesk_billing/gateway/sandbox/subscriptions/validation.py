@@ -372,3 +372,59 @@ def payment_ref(body: Any, payment_id: str) -> None:
 
 def refuse(code: str, message: str, status: int = 400) -> CashfreeError:
     return CashfreeError(status, code, message)
+
+
+_REFUND_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+REFUND_SPEEDS = ("STANDARD", "INSTANT")
+
+
+@dataclass(frozen=True, slots=True)
+class NewRefund:
+    payment_id: str | None
+    cf_payment_id: str | None
+    refund_id: str
+    amount_paise: int
+    note: str | None
+    speed: str
+
+
+def new_refund(body: Any, subscription_id: str) -> NewRefund:
+    """`POST /subscriptions/{id}/refunds` (§12.5): `payment_id` (ours) or `cf_payment_id`
+    names the charge; `refund_id` is required here (it is how the refund is fetched)."""
+    obj = body_object(body)
+    given = obj.get("subscription_id")
+    if given is not None and given != subscription_id:
+        raise _invalid("subscription_id", "does not match the path")
+    payment_id = None if obj.get("payment_id") is None else _payment_id(obj)
+    cf_payment_id = obj.get("cf_payment_id")
+    if cf_payment_id is not None and (
+        not isinstance(cf_payment_id, str | int)
+        or isinstance(cf_payment_id, bool)
+        or not str(cf_payment_id).isdigit()
+    ):
+        raise _invalid("cf_payment_id", "should be a Cashfree payment id")
+    if payment_id is None and cf_payment_id is None:
+        raise bad_request("payment_id_missing", "payment_id : is missing in the request")
+    refund_id = _text(obj, "refund_id", "refund_id", 3, 40, required=True)
+    assert refund_id is not None
+    if not _REFUND_ID.match(refund_id):
+        raise _invalid("refund_id", "only letters, digits, '_' and '-' are allowed")
+    try:
+        paise = amount_paise(obj, "refund_amount", 1)
+    except CashfreeError as exc:
+        # Cashfree's one code for every bad refund amount, as on PG refunds (§4.2).
+        raise bad_request("refund_amount_invalid", exc.message) from exc
+    note = obj.get("refund_note")
+    if note is not None and (not isinstance(note, str) or not 3 <= len(note) <= 100):
+        raise bad_request("refund_note_invalid", "refund_note : should be 3 to 100 characters")
+    speed = obj.get("refund_speed") or "STANDARD"
+    if speed not in REFUND_SPEEDS:
+        raise bad_request("refund_speed_invalid", "refund_speed : should be STANDARD or INSTANT")
+    return NewRefund(
+        payment_id=payment_id,
+        cf_payment_id=None if cf_payment_id is None else str(cf_payment_id),
+        refund_id=refund_id,
+        amount_paise=paise,
+        note=note,
+        speed=speed,
+    )
