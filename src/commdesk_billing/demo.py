@@ -23,6 +23,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.demo_payouts import STACK_ENV, money_out, poll
 from commdesk_billing.demo_recurring import recurring
+from commdesk_billing.demo_security import security
 from commdesk_billing.modules.communities.mongo import seed_community
 from commdesk_billing.modules.ledger import reads as ledger_reads
 from commdesk_billing.modules.ledger.seal import seal_pending
@@ -190,6 +191,9 @@ async def _purchase(
         await money_out(
             settings, client, browser, community=COMMUNITY, owner=owner, run=run, checks=checks
         )
+        # Before the recurring steps: those move the sandbox's clock by days, and an order
+        # opened after that expires (by our clock) before the sandbox's "now".
+        await security(settings, client, browser, run=run, checks=checks)
         await recurring(
             settings,
             client,

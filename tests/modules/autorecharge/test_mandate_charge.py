@@ -103,6 +103,18 @@ async def test_threshold_crossed_notified_then_credited_once(
         )
 
     await until(invoices, 1)
+
+    # fraud.detection takes the credited charge and has nothing to look up at PG (it once
+    # asked PG for the charge's order, got a 404 and dead-lettered the event).
+    async def fraud_consumed() -> object:
+        return await stack.scalar(
+            "SELECT count(*) FROM inbox i JOIN outbox o ON o.message_id = i.message_id"
+            " WHERE i.consumer LIKE '%fraud.detection%' AND o.message_type = 'payment.credited'"
+            " AND o.body LIKE :p",
+            p=f"%{pid}%",
+        )
+
+    await until(fraud_consumed, 1)
     # Exactly one charge at Cashfree, credited once, whatever webhooks repeat.
     assert len(await sandbox_charges(stack, m["subscription_id"])) == 1
     assert await announced(stack, "auto_recharge.succeeded", "recharge_id", str(r.id)) != []

@@ -135,5 +135,8 @@ async def _announce(conn: AsyncConnection, p: Payment) -> None:
         "credits": p.credits,
         "pack_code": p.pack_code,
         "kind": p.kind,
+        # `order` (a checkout order at Cashfree PG) or `mandate` (a charge on a mandate, at
+        # Cashfree Subscriptions): where the payment's details can be looked up.
+        "channel": p.channel,
     }
     await outbox.announce(conn, "payment.credited", event, correlation_id=str(p.id))

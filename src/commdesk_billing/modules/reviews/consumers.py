@@ -59,6 +59,11 @@ class FraudDetection(TwoPhase):
         order_id = envelope.payload.get("order_id")
         if not isinstance(order_id, str) or envelope.payload.get("kind") not in ("pack", "custom"):
             return None  # not a credit purchase at checkout: nothing to score here
+        if envelope.payload.get("channel", "order") != "order":
+            # A charge on the member's own mandate (auto-recharge): there is no PG order to
+            # look up (Cashfree answers 404), and its instrument is the mandate the member
+            # authorised on Cashfree's page.
+            return None
         try:
             pairs = await self.client.order_payments_raw(order_id)
         except CashfreeRejected as exc:
