@@ -403,6 +403,10 @@ class Settings(BaseSettings):
     # `fraud_review_score` the order opens but its credits are held for a reviewer, at or
     # over `fraud_block_score` the order is refused (403 payment_blocked). A weight of 0
     # switches a rule off. Velocity windows count attempts in the last `fraud_window_s`.
+    # The kill switch: off, no order is scored (nothing is blocked or held for review; the
+    # fraud.detection consumer passes its messages by). For an incident, and for measuring
+    # what scoring costs (bench/).
+    fraud_enabled: bool = True
     fraud_review_score: Annotated[int, Field(ge=1, le=101)] = 60
     fraud_block_score: Annotated[int, Field(ge=1, le=101)] = 90
     fraud_window_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600

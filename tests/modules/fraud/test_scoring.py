@@ -365,3 +365,26 @@ async def test_racing_decisions_on_one_review_apply_one(stacks: StackFactory) ->
         )
         == 1
     )
+
+
+async def test_the_kill_switch_scores_nothing(stack: Stack, variant: Any) -> None:
+    device = f"kill-switch-{uuid.uuid4().hex[:8]}"
+    deny = await stack.api.post(
+        "/v1/fraud/lists",
+        json={"list": "deny", "kind": "device", "value": device, "reason": "test"},
+        headers=staff(stack),
+    )
+    assert deny.status_code == 201
+    sub = f"buyer-{uuid.uuid4().hex}"
+    tok = stack.token(sub)
+    assert (await order(stack, tok, device=device)).status_code == 403
+    # The same database and lists, through an API with scoring switched off.
+    off = await variant(fraud_enabled=False)
+    for _ in range(2):
+        assert (await order(off, tok, device=device)).status_code == 201
+    uid = await user_id_of(stack, sub)
+    assessed = await stack.scalar(
+        "SELECT count(*) FROM fraud_assessments WHERE user_id = CAST(:u AS uuid)", u=uid
+    )
+    assert assessed == 1  # the one refusal, before the switch
+    await stack.api.delete(f"/v1/fraud/lists/{deny.json()['id']}", headers=staff(stack))

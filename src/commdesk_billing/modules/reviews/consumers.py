@@ -56,6 +56,8 @@ class FraudDetection(TwoPhase):
             raise PermanentError(f"fraud.detection payload: {exc.errors()[:3]}") from exc
 
     async def fetch(self, envelope: Envelope) -> object:
+        if not self.settings.fraud_enabled:
+            return None  # the kill switch: nothing is scored
         order_id = envelope.payload.get("order_id")
         if not isinstance(order_id, str) or envelope.payload.get("kind") not in ("pack", "custom"):
             return None  # not a credit purchase at checkout: nothing to score here
