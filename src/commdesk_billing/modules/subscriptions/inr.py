@@ -45,6 +45,7 @@ from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import Charge
+from commdesk_billing.modules.subscriptions import attempt_repository as attempts
 from commdesk_billing.modules.subscriptions import charging, inr_change, mandate_debit, plans
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions import service as subs
@@ -135,7 +136,7 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
         return Decision(Step.nothing)
     plan = await plans.version(conn, period.plan_code, period.plan_version)
     outcome = Step.waiting
-    open_attempt = await repo.open_attempt(conn, sid, n)
+    open_attempt = await attempts.open_attempt(conn, sid, n)
     if open_attempt is not None:
         if open_attempt.status is AttemptStatus.raising:
             return Decision(Step.raise_charge, open_attempt)  # resume a crashed raise
@@ -149,7 +150,7 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
     elif period.next_retry_at is not None and period.next_retry_at <= at:
         mandate = await mandates.usable(conn, sub.mandate_id, sub.user_id)
         assert period.price_paise is not None
-        attempt = await repo.insert_attempt(
+        attempt = await attempts.insert_attempt(
             conn,
             subscription_id=sid,
             period_number=n,
@@ -175,7 +176,7 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
         await _fail(conn, sub, period, plan, attempt, "mandate_not_active", at)
         period = await repo.get_period(conn, sid, n) or period
         outcome = Step.failed
-    if at >= period.grace_until and await repo.open_attempt(conn, sid, n) is None:
+    if at >= period.grace_until and await attempts.open_attempt(conn, sid, n) is None:
         sub = await subs.lock(conn, sid)
         sub = await subs.end(
             conn, sub, at=period.grace_until, status=Status.expired, reason="unpaid"
@@ -236,7 +237,7 @@ async def _fail(
 ) -> None:
     """The attempt failed: the period is past due, the next attempt scheduled by the plan's
     dunning, the member told (`subscription.renewal_failed`), once per attempt."""
-    moved = await repo.set_attempt(
+    moved = await attempts.set_attempt(
         conn,
         attempt,
         to=AttemptStatus.failed,
@@ -316,7 +317,7 @@ async def raise_charge(
     charge, _plan = await in_transaction(engine, lambda c: _charge_of(c, settings, sub, attempt))
 
     async def attach(conn: AsyncConnection, payment: Payment) -> None:
-        await repo.set_attempt(
+        await attempts.set_attempt(
             conn,
             attempt,
             to=AttemptStatus.raised,
@@ -347,7 +348,7 @@ async def _refused(
     period = await repo.get_period(conn, sub.id, attempt.period_number)
     assert period is not None
     plan = await plans.version(conn, period.plan_code, period.plan_version)
-    current = await repo.get_attempt(conn, sub.id, attempt.period_number, attempt.attempt)
+    current = await attempts.get_attempt(conn, sub.id, attempt.period_number, attempt.attempt)
     assert current is not None
     if current.status is AttemptStatus.raised and await mandate_debit.lives_on(
         conn, current.payment_id
