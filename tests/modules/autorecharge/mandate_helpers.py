@@ -94,7 +94,15 @@ async def mandate(stack: Stack, tok: str, wanted: str = "active", id_: str | Non
 
 
 async def active_mandate(stack: Stack, tok: str, max_paise: int = 50_000) -> dict[str, Any]:
-    """Set up through our API, approved by the payer on the sandbox (UPI AutoPay)."""
+    """Set up through our API, approved by the payer on the sandbox (UPI AutoPay), seen
+    active by our API (the worker takes Cashfree's webhook)."""
+    m = await approved_mandate(stack, tok, max_paise)
+    return dict(await mandate(stack, tok, "active", m["id"]))
+
+
+async def approved_mandate(stack: Stack, tok: str, max_paise: int = 50_000) -> dict[str, Any]:
+    """Set up through our API and approved by the payer on the sandbox (UPI AutoPay): the
+    mandate as our API created it (it learns of the approval from the webhook or a refresh)."""
     r = await stack.api.post(
         "/v1/mandates",
         json={
@@ -111,7 +119,7 @@ async def active_mandate(stack: Stack, tok: str, max_paise: int = 50_000) -> dic
         json={"payment_method": "upi", "outcome": "approve"},
     )
     assert r.status_code == 200, r.text
-    return dict(await mandate(stack, tok, "active", m["id"]))
+    return dict(m)
 
 
 async def enable(
