@@ -15,6 +15,7 @@ from typing import Any
 from commdesk_billing.security.jwt import Role
 from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import FAULTS_OFF, Stack, StackFactory
+from tests.modules.mandates.helpers import advance, sandbox_now
 
 SUBS_HOOK = "/v1/webhooks/cashfree/subscriptions"
 HOUR = 3600
@@ -171,17 +172,6 @@ async def recharges(stack: Stack, wallet_id: str) -> list[Any]:
                 )
             ).all()
         )
-
-
-async def sandbox_now(stack: Stack) -> datetime:
-    r = await stack.sandbox.get("/_sandbox/clock")
-    assert r.status_code == 200, r.text
-    return datetime.fromisoformat(r.json()["now"])
-
-
-async def advance(stack: Stack, seconds: float) -> None:
-    r = await stack.sandbox.post("/_sandbox/clock", json={"advance_seconds": seconds})
-    assert r.status_code == 200, r.text
 
 
 def debit_time(payment: dict[str, Any]) -> datetime:
