@@ -35,13 +35,12 @@ EVIDENCE_HEADERS = (
 )
 
 
-def evidence(headers: Mapping[str, str]) -> dict[str, str]:
-    """The evidence headers a delivery came with, each cut to 500 characters; one that cannot
-    be stored is dropped (they are Cashfree's word only, not worth refusing a delivery for)."""
+def evidence(headers: Mapping[str, str], names: Sequence[str] = EVIDENCE_HEADERS) -> dict[str, str]:
+    """The evidence headers (`names`) a delivery came with, each cut to 500 characters; one
+    that cannot be stored is dropped (they are Cashfree's word only, not worth refusing a
+    delivery for)."""
     return {
-        h: headers[h][:500]
-        for h in EVIDENCE_HEADERS
-        if h in headers and unstorable_text(headers[h]) is None
+        h: headers[h][:500] for h in names if h in headers and unstorable_text(headers[h]) is None
     }
 
 
