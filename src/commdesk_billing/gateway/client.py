@@ -28,10 +28,8 @@ from commdesk_billing.gateway.split_client import SplitCalls, refund_split_body,
 from commdesk_billing.gateway.split_models import RefundShare, SplitShare
 from commdesk_billing.gateway.transport import (
     MAX_RATE_LIMIT_HINT_S,
-    Clients,
+    PgClient,
     RateLimitSink,
-    Transport,
-    pg_headers,
     rate_limit_hint,
 )
 
@@ -47,40 +45,10 @@ __all__ = [
 API_VERSION = "2025-01-01"
 
 
-class CashfreeClient(SplitCalls, Clients):
+class CashfreeClient(SplitCalls, PgClient):
     """PG: orders, payments, refunds; Easy Split and settlement reports (`SplitCalls`)."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        client_id: str,
-        client_secret: str,
-        api_version: str = API_VERSION,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 5.0,
-        max_rate_limit_wait_s: float = 60.0,
-        rate_limit_sink: RateLimitSink | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        """`max_rate_limit_wait_s`: the longest the client sleeps to honour a 429 before
-        retrying the call; a 429 asking for longer (any 429, at 0) is raised at once.
-        `rate_limit_sink` is told of every 429, retried or not, and closed with the client."""
-        self.base_url = base_url.rstrip("/")
-        self._api = Transport(
-            base_url=base_url,
-            headers=pg_headers(client_id, client_secret, api_version),
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            max_rate_limit_wait_s=max_rate_limit_wait_s,
-            rate_limit_sink=rate_limit_sink,
-            transport=transport,
-        )
-        super().__init__(rate_limit_sink, self._api)
+    API_VERSION = API_VERSION
 
     # --- orders ---------------------------------------------------------------------------
 

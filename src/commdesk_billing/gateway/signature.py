@@ -20,7 +20,28 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from commdesk_billing.security.text import unstorable_text
+
 Body = TypeVar("Body", bound=BaseModel)
+
+# The headers of a delivery kept with it as evidence (Cashfree sends no credentials in them).
+EVIDENCE_HEADERS = (
+    "content-type",
+    "x-webhook-signature",
+    "x-webhook-timestamp",
+    "x-webhook-version",
+    "x-webhook-attempt",
+    "x-idempotency-key",
+)
+
+
+def evidence(headers: Mapping[str, str], names: Sequence[str] = EVIDENCE_HEADERS) -> dict[str, str]:
+    """The evidence headers (`names`) a delivery came with, each cut to 500 characters; one
+    that cannot be stored is dropped (they are Cashfree's word only, not worth refusing a
+    delivery for)."""
+    return {
+        h: headers[h][:500] for h in names if h in headers and unstorable_text(headers[h]) is None
+    }
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -31,7 +31,7 @@ from commdesk_billing.gateway.subscription_models import (
     SubscriptionPaymentType,
     SubscriptionRefund,
 )
-from commdesk_billing.gateway.transport import Clients, RateLimitSink, Transport, pg_headers
+from commdesk_billing.gateway.transport import PgClient
 from commdesk_billing.security.timestamps import IST
 
 SUBSCRIPTIONS_API_VERSION = "2025-01-01"
@@ -39,36 +39,8 @@ SUBSCRIPTIONS_API_VERSION = "2025-01-01"
 __all__ = ["SUBSCRIPTIONS_API_VERSION", "SubscriptionsClient"]
 
 
-class SubscriptionsClient(Clients):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        client_id: str,
-        client_secret: str,
-        api_version: str = SUBSCRIPTIONS_API_VERSION,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 5.0,
-        max_rate_limit_wait_s: float = 60.0,
-        rate_limit_sink: RateLimitSink | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        """`base_url`: the PG base (`.../pg`). Rate limits as `CashfreeClient`."""
-        self.base_url = base_url.rstrip("/")
-        self._api = Transport(
-            base_url=base_url,
-            headers=pg_headers(client_id, client_secret, api_version),
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            max_rate_limit_wait_s=max_rate_limit_wait_s,
-            rate_limit_sink=rate_limit_sink,
-            transport=transport,
-        )
-        super().__init__(rate_limit_sink, self._api)
+class SubscriptionsClient(PgClient):
+    API_VERSION = SUBSCRIPTIONS_API_VERSION
 
     # --- plans ----------------------------------------------------------------------------
 

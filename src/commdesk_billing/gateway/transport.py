@@ -1,5 +1,6 @@
 """One Cashfree API over httpx: headers, timeouts, bounded retries, typed errors. The PG client
-(`client.py`) and the Payouts client (`payouts.py`) each hold one per base URL.
+(`client.py`, `subscriptions.py`: both `PgClient`) and the Payouts client (`payouts.py`) each hold
+one per base URL.
 
 Retries: only calls that may be sent twice (GETs, keyed writes, writes deduplicated by their
 own id) and only on what may pass (5xx, 429, timeouts, broken connections, unreadable 2xx),
@@ -316,3 +317,47 @@ class Clients:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class PgClient(Clients):
+    """A client of Cashfree's PG app (`CashfreeClient`, `SubscriptionsClient`): one transport
+    on the PG base URL with the PG's headers, the API version each subclass pins."""
+
+    API_VERSION: str
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        api_version: str | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.25,
+        max_backoff_s: float = 5.0,
+        max_rate_limit_wait_s: float = 60.0,
+        rate_limit_sink: RateLimitSink | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`base_url`: the PG base (`.../pg`). `api_version`: the class's pinned one unless
+        given. `max_rate_limit_wait_s`: the longest the client sleeps to honour a 429 before
+        retrying the call; a 429 asking for longer (any 429, at 0) is raised at once.
+        `rate_limit_sink` is told of every 429, retried or not, and closed with the client."""
+        self.base_url = base_url.rstrip("/")
+        self._api = Transport(
+            base_url=base_url,
+            headers=pg_headers(
+                client_id,
+                client_secret,
+                self.API_VERSION if api_version is None else api_version,
+            ),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            max_rate_limit_wait_s=max_rate_limit_wait_s,
+            rate_limit_sink=rate_limit_sink,
+            transport=transport,
+        )
+        super().__init__(rate_limit_sink, self._api)

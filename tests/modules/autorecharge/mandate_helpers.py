@@ -15,6 +15,7 @@ from typing import Any
 from commdesk_billing.security.jwt import Role
 from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import FAULTS_OFF, Stack, StackFactory
+from tests.modules.mandates.helpers import advance, sandbox_now
 
 SUBS_HOOK = "/v1/webhooks/cashfree/subscriptions"
 HOUR = 3600
@@ -94,7 +95,15 @@ async def mandate(stack: Stack, tok: str, wanted: str = "active", id_: str | Non
 
 
 async def active_mandate(stack: Stack, tok: str, max_paise: int = 50_000) -> dict[str, Any]:
-    """Set up through our API, approved by the payer on the sandbox (UPI AutoPay)."""
+    """Set up through our API, approved by the payer on the sandbox (UPI AutoPay), seen
+    active by our API (the worker takes Cashfree's webhook)."""
+    m = await approved_mandate(stack, tok, max_paise)
+    return dict(await mandate(stack, tok, "active", m["id"]))
+
+
+async def approved_mandate(stack: Stack, tok: str, max_paise: int = 50_000) -> dict[str, Any]:
+    """Set up through our API and approved by the payer on the sandbox (UPI AutoPay): the
+    mandate as our API created it (it learns of the approval from the webhook or a refresh)."""
     r = await stack.api.post(
         "/v1/mandates",
         json={
@@ -111,7 +120,7 @@ async def active_mandate(stack: Stack, tok: str, max_paise: int = 50_000) -> dic
         json={"payment_method": "upi", "outcome": "approve"},
     )
     assert r.status_code == 200, r.text
-    return dict(await mandate(stack, tok, "active", m["id"]))
+    return dict(m)
 
 
 async def enable(
@@ -163,17 +172,6 @@ async def recharges(stack: Stack, wallet_id: str) -> list[Any]:
                 )
             ).all()
         )
-
-
-async def sandbox_now(stack: Stack) -> datetime:
-    r = await stack.sandbox.get("/_sandbox/clock")
-    assert r.status_code == 200, r.text
-    return datetime.fromisoformat(r.json()["now"])
-
-
-async def advance(stack: Stack, seconds: float) -> None:
-    r = await stack.sandbox.post("/_sandbox/clock", json={"advance_seconds": seconds})
-    assert r.status_code == 200, r.text
 
 
 def debit_time(payment: dict[str, Any]) -> datetime:

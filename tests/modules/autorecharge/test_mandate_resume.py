@@ -16,6 +16,7 @@ from commdesk_billing.modules.autorecharge.model import RechargeStatus
 from commdesk_billing.modules.mandates import service as mandates
 from tests.harness.stack import Stack, StackFactory
 from tests.modules.autorecharge.mandate_helpers import (
+    approved_mandate,
     auth,
     debit,
     decisions,
@@ -30,22 +31,7 @@ pytestmark = pytest.mark.slow
 
 
 async def _approved(stack: Stack, tok: str) -> dict[str, str]:
-    r = await stack.api.post(
-        "/v1/mandates",
-        json={
-            "max_amount_paise": 50_000,
-            "customer_phone": "9876543210",
-            "customer_email": "m@x.in",
-        },
-        headers=auth(tok, uuid.uuid4().hex),
-    )
-    assert r.status_code == 201, r.text
-    m = r.json()
-    r = await stack.sandbox.post(
-        f"/_sandbox/subscriptions/{m['subscription_id']}/authorize",
-        json={"payment_method": "upi", "outcome": "approve"},
-    )
-    assert r.status_code == 200, r.text
+    m = await approved_mandate(stack, tok)
     async with subscriptions_client(stack.settings) as subs:  # no worker: asked by hand
         active = await mandates.refresh(stack.engine, subs, uuid.UUID(m["id"]))
     assert active.status.value == "active"

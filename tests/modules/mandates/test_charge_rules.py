@@ -26,11 +26,12 @@ from commdesk_billing.queues import routing
 from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import Stack
 from tests.modules.mandates.conftest import SUBS_HOOK
-from tests.modules.mandates.test_mandates import (
-    _active,
-    _advance_to,
-    _debit_time,
-    _sandbox_now,
+from tests.modules.mandates.helpers import (
+    active,
+    advance_to,
+    debit_time,
+    lost_charge,
+    sandbox_now,
 )
 
 pytestmark = pytest.mark.slow
@@ -71,10 +72,10 @@ async def test_a_repeat_on_another_day_resumes_the_same_charge(
     repeats (same key) once the default day has moved on: the repeat is the same request and
     raises the charge for the day the row holds, never refused as another request."""
     tok = subs.token()
-    m = await _active(subs, tok)
+    m = await active(subs, tok)
     buyer = Buyer.system("auto-recharge", await _subject(subs, m["id"]), "w1:1")
     req = OrderRequest(pack_code="pack_150", customer_phone="9876543210")
-    then = await _sandbox_now(subs) + timedelta(days=1)
+    then = await sandbox_now(subs) + timedelta(days=1)
     await subs.faults(error_rate=1.0)
     try:
         with pytest.raises(GatewayUnavailable):
@@ -121,28 +122,15 @@ async def test_a_charge_that_never_reached_cashfree_is_announced_when_written_of
     )
     try:
         tok = subs.token()
-        m = await _active(subs, tok)
-        await subs.faults(error_rate=1.0)
-        try:
-            with pytest.raises(GatewayUnavailable):
-                await mandates.charge(
-                    subs.engine,
-                    subs_client,
-                    subs.settings,
-                    uuid.UUID(m["id"]),
-                    key="recharge-1",
-                    amount_paise=20_000,
-                    # Long past (our clock): the charge's window is over.
-                    schedule=datetime.now(IST).date() - timedelta(days=10),
-                )
-        finally:
-            await subs.faults(error_rate=0.0)
-        pid = await subs.scalar(
-            "SELECT id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
+        m = await active(subs, tok)
+        p = await lost_charge(
+            subs,
+            subs_client,
+            m,
+            amount_paise=20_000,
+            # Long past (our clock): the charge's window is over.
+            schedule=datetime.now(IST).date() - timedelta(days=10),
         )
-        async with subs.engine.connect() as conn:
-            p = await payments_repo.get(conn, pid)
-        assert p is not None and p.status.value == "CREATED"
         status = await mandate_truth.verify_charge(
             subs.engine, subs_client, subs.settings, p, source="sync"
         )
@@ -151,7 +139,7 @@ async def test_a_charge_that_never_reached_cashfree_is_announced_when_written_of
             "SELECT json_agg(body::json -> 'payload' ->> 'status') FROM outbox "
             "WHERE message_type = 'mandate_charge.failed' AND queue = 'notifications.billing' "
             "AND body::json -> 'payload' ->> 'payment_id' = :p",
-            p=str(pid),
+            p=str(p.id),
         )
         assert announced == ["CANCELLED"]
     finally:
@@ -165,34 +153,15 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
     charge was found at Cashfree and had failed for good: the payment stays FAILED (reopened,
     the sync would fail it again and announce the failure twice)."""
     tok = subs.token()
-    m = await _active(subs, tok)
+    m = await active(subs, tok)
     r = await subs.sandbox.post(
         f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
         json={"outcome": "failure", "failure_reason": "INSUFFICIENT_FUNDS"},
     )
     assert r.status_code == 200, r.text
-    raised = await _sandbox_now(subs)
+    raised = await sandbox_now(subs)
     day = earliest_schedule_date(raised)
-    await subs.faults(error_rate=1.0)
-    try:
-        with pytest.raises(GatewayUnavailable):
-            await mandates.charge(
-                subs.engine,
-                subs_client,
-                subs.settings,
-                uuid.UUID(m["id"]),
-                key="recharge-1",
-                amount_paise=20_000,
-                schedule=day,
-            )
-    finally:
-        await subs.faults(error_rate=0.0)
-    pid = await subs.scalar(
-        "SELECT id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
-    )
-    async with subs.engine.connect() as conn:
-        stale = await payments_repo.get(conn, pid)
-    assert stale is not None and stale.status.value == "CREATED"
+    stale = await lost_charge(subs, subs_client, m, amount_paise=20_000, schedule=day)
     # The call did reach Cashfree; its charge fails (first attempt and the three retries).
     await subs_client.create_charge(
         subscription_id=m["subscription_id"],
@@ -202,7 +171,7 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
         remarks=f"CommDesk credits {stale.pack_code or 'top-up'}"[:60],
     )
     # Past the first attempt and the three hourly retries.
-    await _advance_to(subs, _debit_time(raised, day) + timedelta(hours=3, minutes=30))
+    await advance_to(subs, debit_time(raised, day) + timedelta(hours=3, minutes=30))
     status = await mandate_truth.verify_charge(
         subs.engine, subs_client, subs.settings, stale, source="sync"
     )
@@ -210,7 +179,7 @@ async def test_a_late_answer_to_the_charge_call_does_not_reopen_a_failed_charge(
     # The concurrent repeat that read CREATED now gets Cashfree's answer.
     await mandate_raise.raise_charge(subs.engine, subs_client, stale)
     async with subs.engine.connect() as conn:
-        after = await payments_repo.get(conn, pid)
+        after = await payments_repo.get(conn, stale.id)
     assert after is not None and after.status.value == "FAILED"
 
 
@@ -221,25 +190,11 @@ async def test_another_amount_seen_before_the_debit_goes_to_review_at_once(
     look at its API sees it before anyone repeats the CHARGE call: the payment goes to REVIEW
     then (not ACTIVE, as if all were well, until the debit), and a repeat is told."""
     tok = subs.token()
-    m = await _active(subs, tok)
-    day = earliest_schedule_date(await _sandbox_now(subs))
-    await subs.faults(error_rate=1.0)
-    try:
-        with pytest.raises(GatewayUnavailable):
-            await mandates.charge(
-                subs.engine,
-                subs_client,
-                subs.settings,
-                uuid.UUID(m["id"]),
-                key="recharge-1",
-                pack_code="pack_150",
-                schedule=day,
-            )
-    finally:
-        await subs.faults(error_rate=0.0)
-    order_id = await subs.scalar(
-        "SELECT order_id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
-    )
+    m = await active(subs, tok)
+    day = earliest_schedule_date(await sandbox_now(subs))
+    order_id = (
+        await lost_charge(subs, subs_client, m, pack_code="pack_150", schedule=day)
+    ).order_id
     await subs_client.create_charge(
         subscription_id=m["subscription_id"],
         payment_id=order_id,
@@ -275,8 +230,8 @@ async def test_unpaid_checkout_orders_do_not_block_a_charge_on_the_mandate(
     """The open-order limit bounds a member's unpaid checkouts; a charge on their mandate is
     raised by CommDesk (its caller bounds those) and is not refused because of them."""
     tok = subs.token()
-    m = await _active(subs, tok)
-    day = earliest_schedule_date(await _sandbox_now(subs))
+    m = await active(subs, tok)
+    day = earliest_schedule_date(await sandbox_now(subs))
     settings = subs.settings.model_copy(update={"max_open_orders_per_user": 2})
     seed = await mandates.charge(
         subs.engine,

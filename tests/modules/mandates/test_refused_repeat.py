@@ -9,14 +9,14 @@ import uuid
 
 import pytest
 
-from commdesk_billing.errors import GatewayRejected, GatewayUnavailable
+from commdesk_billing.errors import GatewayRejected
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments import repository as payments_repo
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.modules.payments.model import Payment
 from tests.harness.stack import Stack
-from tests.modules.mandates.test_mandates import _active, _sandbox_now
+from tests.modules.mandates.helpers import active, lost_charge, sandbox_now
 
 pytestmark = pytest.mark.slow
 
@@ -26,27 +26,8 @@ async def _lost_answer(
 ) -> Payment:
     """The CHARGE call's answer is lost (the row stays CREATED); with `reached`, the call
     did make the charge at Cashfree."""
-    day = earliest_schedule_date(await _sandbox_now(subs))
-    await subs.faults(error_rate=1.0)
-    try:
-        with pytest.raises(GatewayUnavailable):
-            await mandates.charge(
-                subs.engine,
-                subs_client,
-                subs.settings,
-                uuid.UUID(str(m["id"])),
-                key="recharge-1",
-                pack_code="pack_150",
-                schedule=day,
-            )
-    finally:
-        await subs.faults(error_rate=0.0)
-    pid = await subs.scalar(
-        "SELECT id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
-    )
-    async with subs.engine.connect() as conn:
-        p = await payments_repo.get(conn, pid)
-    assert p is not None and p.status.value == "CREATED"
+    day = earliest_schedule_date(await sandbox_now(subs))
+    p = await lost_charge(subs, subs_client, m, schedule=day, pack_code="pack_150")
     if reached:
         await subs_client.create_charge(
             subscription_id=str(m["subscription_id"]),
@@ -71,14 +52,14 @@ async def _repeat(subs: Stack, subs_client: SubscriptionsClient, m: dict[str, ob
         uuid.UUID(str(m["id"])),
         key="recharge-1",
         pack_code="pack_150",
-        schedule=earliest_schedule_date(await _sandbox_now(subs)),
+        schedule=earliest_schedule_date(await sandbox_now(subs)),
     )
 
 
 async def test_a_refused_repeat_adopts_the_charge_cashfree_holds(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
-    m = await _active(subs, subs.token())
+    m = await active(subs, subs.token())
     lost = await _lost_answer(subs, subs_client, m, reached=True)
     payment = await _repeat(subs, subs_client, m)
     assert payment.id == lost.id
@@ -97,7 +78,7 @@ async def test_a_refused_repeat_adopts_the_charge_cashfree_holds(
 async def test_a_refused_repeat_cancels_when_cashfree_has_no_charge(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
-    m = await _active(subs, subs.token())
+    m = await active(subs, subs.token())
     lost = await _lost_answer(subs, subs_client, m, reached=False)
     with pytest.raises(GatewayRejected) as refused:
         await _repeat(subs, subs_client, m)

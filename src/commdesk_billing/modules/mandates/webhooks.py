@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Config, Engine
+from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.signature import Refused
 from commdesk_billing.gateway.subscription_webhooks import (
     SubscriptionEvent,
@@ -38,7 +39,7 @@ from commdesk_billing.modules.mandates import repository as repo
 from commdesk_billing.modules.payments import mandate_truth
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.problems import problem
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
 from commdesk_billing.security.text import unstorable_text
@@ -48,34 +49,15 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-_KEPT = (
-    "content-type",
-    "x-webhook-signature",
-    "x-webhook-timestamp",
-    "x-webhook-version",
-    "x-webhook-attempt",
-    "x-idempotency-key",
-)
-
 
 def _refuse(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(
-        problem_body(status=status, code=code, title="Webhook refused", detail=detail),
-        status_code=status,
-        media_type=MEDIA_TYPE,
-    )
+    return problem(status, code, "Webhook refused", detail)
 
 
 def _secrets(settings: Settings) -> list[str]:
     return [settings.cashfree_client_secret.get_secret_value()] + [
         s.get_secret_value() for s in settings.cashfree_previous_secrets
     ]
-
-
-def _kept(headers: dict[str, str]) -> dict[str, str]:
-    return {
-        h: headers[h][:500] for h in _KEPT if h in headers and unstorable_text(headers[h]) is None
-    }
 
 
 def _text(value: str | None, n: int = 250) -> str | None:
@@ -132,7 +114,7 @@ async def _receive(
     unreadable: str | None,
 ) -> str:
     # The bytes as received (bytea: any byte can be kept), the evidence for whoever looks.
-    common: dict[str, Any] = {"raw": body, "headers": _kept(headers)}
+    common: dict[str, Any] = {"raw": body, "headers": signature.evidence(headers)}
     if hook is None:
         stored = {
             **common,

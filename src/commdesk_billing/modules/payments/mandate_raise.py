@@ -20,10 +20,10 @@ from commdesk_billing.gateway.errors import (
 )
 from commdesk_billing.gateway.subscription_models import SubscriptionPayment
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status, move
+from commdesk_billing.modules.payments.transitions import cancel_refused, hold_for_review
 
 log = structlog.get_logger(__name__)
 
@@ -79,15 +79,13 @@ async def raise_charge(engine: AsyncEngine, client: SubscriptionsClient, p: Paym
         if current.status is Status.REVIEW:
             return False  # the sync or a webhook's look saw the mismatch first (recorded)
         if not _matches(charge, p):
-            await fraud.record(
+            await hold_for_review(
                 conn,
+                p,
                 "charge_mismatch_at_create",
-                severity="high",
-                payment_id=p.id,
-                user_id=p.user_id,
                 details={"cashfree": charge.model_dump(mode="json")},
+                reason="charge differs at Cashfree",
             )
-            await move(conn, p.id, Status.REVIEW, reason="charge differs at Cashfree")
             return False
         if current.status is not Status.CREATED:
             # A concurrent call or the sync got there first (and may have seen the charge
@@ -131,21 +129,16 @@ async def _cancel_refused(engine: AsyncEngine, p: Payment, exc: CashfreeRejected
     """Cashfree refused the charge itself (mandate not active, a date or amount it will not
     take) and holds none under our id: that charge will never exist."""
 
-    async def refused(conn: AsyncConnection) -> None:
-        # Only a row nobody has seen at Cashfree yet: a concurrent call may have raised it
-        # (its answer, or the sync, moved the row on).
-        current = await repo.get(conn, p.id, lock=True)
-        if current is not None and current.status is Status.CREATED:
-            await move(
-                conn,
-                p.id,
-                Status.CANCELLED,
-                reason="cashfree refused the charge",
-                failure_code=exc.code or "gateway_rejected",
-                failure_reason=_why(exc),
-            )
-
-    await in_transaction(engine, refused)
+    await in_transaction(
+        engine,
+        lambda conn: cancel_refused(
+            conn,
+            p.id,
+            reason="cashfree refused the charge",
+            failure_code=exc.code or "gateway_rejected",
+            failure_reason=_why(exc),
+        ),
+    )
 
 
 def _matches(charge: SubscriptionPayment, p: Payment) -> bool:

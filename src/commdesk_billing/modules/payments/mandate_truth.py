@@ -20,12 +20,15 @@ from commdesk_billing.gateway.errors import (
 )
 from commdesk_billing.gateway.subscription_models import SubscriptionPayment
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
-from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.service import IST
 from commdesk_billing.modules.payments.state import Status, move
-from commdesk_billing.modules.payments.verification import announce_credit
+from commdesk_billing.modules.payments.transitions import (
+    heal_credit,
+    hold_for_review,
+    mark_paid,
+)
 from commdesk_billing.queues import outbox
 
 # Cashfree's charge statuses (§12.4).
@@ -66,8 +69,7 @@ async def apply_charge_truth(
         raise NotFound(f"mandate charge {payment_id} does not exist")
     await repo.mark_synced(conn, p.id)
     if p.status in (Status.PAID, Status.CREDITED, Status.REVIEW):
-        if p.status is Status.PAID and source in ("sync", "manual"):
-            await announce_credit(conn, p)  # heals a dead-lettered credit message
+        await heal_credit(conn, p, source)
         return p.status
     charge = truth.charge
     if charge is None:
@@ -95,35 +97,27 @@ async def apply_charge_truth(
         charge.payment_status == C_SUCCESS or charge.payment_amount_paise is not None
     )
     if not identity_ok or amount_off:
-        await fraud.record(
+        await hold_for_review(
             conn,
+            p,
             "charge_mismatch" if not identity_ok else "payment_amount_mismatch",
-            severity="high",
-            payment_id=p.id,
-            user_id=p.user_id,
             details={"cashfree": charge.model_dump(mode="json"), "source": source},
+            reason=f"charge differs at cashfree ({source})",
         )
-        await move(conn, p.id, Status.REVIEW, reason=f"charge differs at cashfree ({source})")
         return Status.REVIEW
     status = charge.payment_status
     if status == C_SUCCESS:
-        moved = await move(
+        paid = await mark_paid(
             conn,
-            p.id,
-            Status.PAID,
+            p,
             reason=f"cashfree reports the mandate debit succeeded ({source})",
+            source=source,
             cashfree_payment_id=charge.cf_payment_id,
             payment_method=charge.payment_method,
             payment_group="mandate",
             paid_at=datetime.now(IST),
-            webhook_verified=source == "webhook",
-            failure_code=None,
-            failure_reason=None,
         )
-        if moved is not None:
-            paid = await repo.get(conn, p.id)
-            assert paid is not None
-            await announce_credit(conn, paid)
+        if paid is not None:
             return Status.PAID
         return p.status
     if p.status is Status.CREATED:

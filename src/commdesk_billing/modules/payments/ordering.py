@@ -44,6 +44,7 @@ from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.modules.payments.service import IST, describe, existing
 from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move
+from commdesk_billing.modules.payments.transitions import cancel_refused, hold_for_review
 from commdesk_billing.modules.tax.gst import GstBreakdown
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import service as wallet_service
@@ -412,19 +413,16 @@ async def _open_at_gateway(
             # credentials, a 404 after a 409) says nothing about the order: it stays CREATED
             # for the repeat or the sync.
 
-            async def refused(conn: AsyncConnection) -> None:
-                current = await repo.get(conn, payment.id, lock=True)
-                if current is not None and current.status is Status.CREATED:
-                    await move(
-                        conn,
-                        payment.id,
-                        Status.CANCELLED,
-                        reason="cashfree refused the order",
-                        failure_code=code,
-                        failure_reason=reason,
-                    )
-
-            await in_transaction(engine, refused)
+            await in_transaction(
+                engine,
+                lambda conn: cancel_refused(
+                    conn,
+                    payment.id,
+                    reason="cashfree refused the order",
+                    failure_code=code,
+                    failure_reason=reason,
+                ),
+            )
         raise GatewayRejected(reason, gateway_status=exc.status) from exc
     except CashfreeError as exc:
         # Outcome unknown: the row stays CREATED. Repeating the request (same key) resumes
@@ -436,15 +434,13 @@ async def _open_at_gateway(
 
     async def activate(conn: AsyncConnection) -> Any:
         if not order_matches(order, payment):
-            await fraud.record(
+            await hold_for_review(
                 conn,
+                payment,
                 "order_mismatch_at_create",
-                severity="high",
-                payment_id=payment.id,
-                user_id=payment.user_id,
                 details={"cashfree": order.model_dump(mode="json")},
+                reason="order differs at Cashfree",
             )
-            await move(conn, payment.id, Status.REVIEW, reason="order differs at Cashfree")
             return None
         moved = await move(
             conn,

@@ -29,7 +29,11 @@ from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import order_matches
 from commdesk_billing.modules.payments.service import IST, existing
 from commdesk_billing.modules.payments.state import Status, move
-from commdesk_billing.queues import outbox
+from commdesk_billing.modules.payments.transitions import (
+    heal_credit,
+    hold_for_review,
+    mark_paid,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -94,10 +98,7 @@ async def apply_truth(
     if p.status in (Status.PAID, Status.CREDITED, Status.REVIEW):
         if p.status is not Status.REVIEW:
             await _flag_extra_successes(conn, p, truth)
-        if p.status is Status.PAID and source in ("sync", "manual"):
-            # Crediting was announced with the move to PAID; announcing again is harmless
-            # (credit_payment is idempotent) and heals a dead-lettered credit message.
-            await announce_credit(conn, p)
+        await heal_credit(conn, p, source)
         return p.status
     if order is None:
         # Only once the order could no longer be paid anyway: before that, our own create
@@ -113,15 +114,13 @@ async def apply_truth(
             )
         return (await repo.get(conn, p.id) or p).status
     if not order_matches(order, p):
-        await fraud.record(
+        await hold_for_review(
             conn,
+            p,
             "order_mismatch",
-            severity="high",
-            payment_id=p.id,
-            user_id=p.user_id,
             details={"cashfree_order": order.model_dump(mode="json"), "source": source},
+            reason=f"order differs at cashfree ({source})",
         )
-        await move(conn, p.id, Status.REVIEW, reason=f"order differs at cashfree ({source})")
         return Status.REVIEW
     successes = [a for a in truth.payments if a.payment_status == GP.SUCCESS]
     good = [
@@ -130,35 +129,27 @@ async def apply_truth(
         if a.payment_amount_paise == p.amount_paise and (a.payment_currency or "INR") == "INR"
     ]
     if successes and not good:
-        await fraud.record(
+        await hold_for_review(
             conn,
+            p,
             "payment_amount_mismatch",
-            severity="high",
-            payment_id=p.id,
-            user_id=p.user_id,
             details={"attempts": truth.raw_payments, "source": source},
+            reason="paid amount differs from the order",
         )
-        await move(conn, p.id, Status.REVIEW, reason="paid amount differs from the order")
         return Status.REVIEW
     if good:
         win = good[0]
-        moved = await move(
+        paid = await mark_paid(
             conn,
-            p.id,
-            Status.PAID,
+            p,
             reason=f"cashfree reports success ({source})",
+            source=source,
             cashfree_payment_id=win.cf_payment_id,
             payment_method=win.method,
             payment_group=win.payment_group,
             paid_at=win.payment_completion_time or win.payment_time or datetime.now(IST),
-            webhook_verified=source == "webhook",
-            failure_code=None,
-            failure_reason=None,
         )
-        if moved is not None:
-            paid = await repo.get(conn, p.id)
-            assert paid is not None
-            await announce_credit(conn, paid)
+        if paid is not None:
             await _flag_extra_successes(conn, paid, truth)
             return Status.PAID
         return p.status
@@ -247,16 +238,6 @@ def _latest(attempts: list[GatewayPayment]) -> GatewayPayment | None:
         return None
     floor = datetime.min.replace(tzinfo=IST)
     return max(finished, key=lambda a: (a.payment_time or floor, a.cf_payment_id))
-
-
-async def announce_credit(conn: AsyncConnection, p: Payment) -> None:
-    await outbox.send(
-        conn,
-        "wallet.credit",
-        "payment.paid",
-        {"payment_id": str(p.id)},
-        correlation_id=str(p.id),
-    )
 
 
 async def verify_payment(

@@ -26,35 +26,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Config, Engine
+from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.payout_models import TransferWebhook, mask
 from commdesk_billing.gateway.payout_webhooks import Refused, read_transfer_webhook
 from commdesk_billing.gateway.payouts import redact
 from commdesk_billing.modules.settlements import repository as repo
-from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.problems import problem
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
-from commdesk_billing.security.text import unstorable_text
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-_KEPT = (
-    "content-type",
-    "x-webhook-signature",
-    "x-webhook-timestamp",
-    "x-webhook-version",
-    "x-webhook-attempt",
-    "x-idempotency-key",
-)
-
 
 def _refuse(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(
-        problem_body(status=status, code=code, title="Webhook refused", detail=detail),
-        status_code=status,
-        media_type=MEDIA_TYPE,
-    )
+    return problem(status, code, "Webhook refused", detail)
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -97,12 +84,6 @@ def masked(body: bytes) -> bytes:
     except (ValueError, RecursionError):
         return redact(body.decode("utf-8", "replace")).encode()
     return json.dumps(_mask_fields(doc), separators=(",", ":")).encode()
-
-
-def _kept(headers: dict[str, str]) -> dict[str, str]:
-    return {
-        h: headers[h][:500] for h in _KEPT if h in headers and unstorable_text(headers[h]) is None
-    }
 
 
 @router.post(
@@ -157,7 +138,7 @@ async def _receive(
     common: dict[str, Any] = {
         "raw": masked(body),
         "sha": hashlib.sha256(body).hexdigest(),
-        "headers": _kept(headers),
+        "headers": signature.evidence(headers),
         "ts": headers.get("x-webhook-timestamp", "")[:50],
     }
     if hook is None:

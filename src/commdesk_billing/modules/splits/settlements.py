@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.signature import Refused
 from commdesk_billing.gateway.split_models import VendorSettlementEvent, VendorSettlementWebhook
 from commdesk_billing.gateway.split_webhooks import read_vendor_settlement_webhook
@@ -51,14 +52,6 @@ from commdesk_billing.security.text import unstorable_text
 
 log = structlog.get_logger(__name__)
 
-_KEPT_HEADERS = (
-    "content-type",
-    "x-webhook-signature",
-    "x-webhook-timestamp",
-    "x-webhook-version",
-    "x-webhook-attempt",
-    "x-idempotency-key",
-)
 # Refusals that come after the signature was found good: the body is Cashfree's (or a
 # holder of our secret's) but not one we can act on. Stored and answered 200, or Cashfree
 # retries bytes that can never be read.
@@ -87,14 +80,6 @@ def _secrets(settings: Settings) -> list[str]:
     return [settings.cashfree_client_secret.get_secret_value()] + [
         s.get_secret_value() for s in settings.cashfree_previous_secrets
     ]
-
-
-def _headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {
-        h: headers[h][:500]
-        for h in _KEPT_HEADERS
-        if h in headers and unstorable_text(headers[h]) is None
-    }
 
 
 async def receive(
@@ -130,7 +115,7 @@ async def receive(
         "sid": s.settlement_id[:64],
         "vid": s.vendor_id[:64],
         "raw": body,
-        "headers": _headers(headers),
+        "headers": signature.evidence(headers),
         "outcome": "received",
     }
 
@@ -157,7 +142,7 @@ async def _store_rejected(
         "sid": None,
         "vid": None,
         "raw": body,
-        "headers": _headers(headers),
+        "headers": signature.evidence(headers),
         "outcome": f"rejected: {why}"[:500],
     }
     webhook_id = await in_transaction(engine, lambda conn: repo.store_delivery(conn, values))

@@ -41,20 +41,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
-from commdesk_billing.errors import (
-    DomainError,
-    GatewayRejected,
-    MandateAmountTooHigh,
-    MandateNotActive,
-)
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
-from commdesk_billing.modules.payments import service as payments
-from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import Charge
-from commdesk_billing.modules.payments.state import Status as PaymentStatus
-from commdesk_billing.modules.subscriptions import charging, inr_change, plans
+from commdesk_billing.modules.subscriptions import attempt_repository as attempts
+from commdesk_billing.modules.subscriptions import charging, inr_change, mandate_debit, plans
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions import service as subs
 from commdesk_billing.modules.subscriptions.model import (
@@ -70,15 +62,10 @@ from commdesk_billing.modules.subscriptions.model import (
     Subscription,
     boundary,
 )
-from commdesk_billing.modules.tax.gst import compute
-from commdesk_billing.modules.users import service as users
 
 log = structlog.get_logger(__name__)
 
-KIND = "subscription"  # the payments' kind of an INR period's payment
-ACTOR = "subscriptions"
-# A payment that ended unpaid: the attempt failed.
-_UNPAID = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
+KIND = mandate_debit.KIND  # the payments' kind of an INR period's payment
 
 
 class Step(StrEnum):
@@ -149,22 +136,21 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
         return Decision(Step.nothing)
     plan = await plans.version(conn, period.plan_code, period.plan_version)
     outcome = Step.waiting
-    open_attempt = await repo.open_attempt(conn, sid, n)
+    open_attempt = await attempts.open_attempt(conn, sid, n)
     if open_attempt is not None:
         if open_attempt.status is AttemptStatus.raising:
             return Decision(Step.raise_charge, open_attempt)  # resume a crashed raise
         assert open_attempt.payment_id is not None
-        p = await payments.get(conn, open_attempt.payment_id)
-        if p is None or p.status not in _UNPAID:
+        reason = await mandate_debit.unpaid_reason(conn, open_attempt.payment_id)
+        if reason is None:
             return Decision(Step.charging, open_attempt)
-        reason = f"payment {p.status.value.lower()}: {p.failure_code or 'unpaid'}"
         await _fail(conn, sub, period, plan, open_attempt, reason, at)
         period = await repo.get_period(conn, sid, n) or period
         outcome = Step.failed
     elif period.next_retry_at is not None and period.next_retry_at <= at:
         mandate = await mandates.usable(conn, sub.mandate_id, sub.user_id)
         assert period.price_paise is not None
-        attempt = await repo.insert_attempt(
+        attempt = await attempts.insert_attempt(
             conn,
             subscription_id=sid,
             period_number=n,
@@ -190,7 +176,7 @@ async def decide(conn: AsyncConnection, sid: uuid.UUID, at: datetime, lead_s: in
         await _fail(conn, sub, period, plan, attempt, "mandate_not_active", at)
         period = await repo.get_period(conn, sid, n) or period
         outcome = Step.failed
-    if at >= period.grace_until and await repo.open_attempt(conn, sid, n) is None:
+    if at >= period.grace_until and await attempts.open_attempt(conn, sid, n) is None:
         sub = await subs.lock(conn, sid)
         sub = await subs.end(
             conn, sub, at=period.grace_until, status=Status.expired, reason="unpaid"
@@ -251,7 +237,7 @@ async def _fail(
 ) -> None:
     """The attempt failed: the period is past due, the next attempt scheduled by the plan's
     dunning, the member told (`subscription.renewal_failed`), once per attempt."""
-    moved = await repo.set_attempt(
+    moved = await attempts.set_attempt(
         conn,
         attempt,
         to=AttemptStatus.failed,
@@ -298,24 +284,13 @@ async def _charge_of(
     period = await repo.get_period(conn, sub.id, attempt.period_number)
     assert period is not None
     plan = await plans.version(conn, period.plan_code, period.plan_version)
-    mandate = await mandates.usable(conn, attempt.mandate_id, sub.user_id)
-    user = await users.get_user(conn, sub.user_id)
-    state = user.state_code or settings.seller_state_code
-    gst = compute(
-        attempt.price_paise,
-        rate_bp=settings.gst_rate_bp,
-        mode="inclusive",
-        buyer_state=state,
-        seller_state=settings.seller_state_code,
-    )
-    charge = Charge(
-        kind=KIND,
-        gst=gst,
-        passthrough_paise=0,
-        customer_phone=mandate.customer_phone if mandate else "",
-        customer_email=None,
-        buyer_state=state,
-        about=f"subscription {plan.name}, period {attempt.period_number}"[:200],
+    charge = await mandate_debit.charge(
+        conn,
+        settings,
+        user_id=sub.user_id,
+        mandate_id=attempt.mandate_id,
+        price_paise=attempt.price_paise,
+        about=f"subscription {plan.name}, period {attempt.period_number}",
         request={
             "subscription_id": str(sub.id),
             "period": attempt.period_number,
@@ -342,7 +317,7 @@ async def raise_charge(
     charge, _plan = await in_transaction(engine, lambda c: _charge_of(c, settings, sub, attempt))
 
     async def attach(conn: AsyncConnection, payment: Payment) -> None:
-        await repo.set_attempt(
+        await attempts.set_attempt(
             conn,
             attempt,
             to=AttemptStatus.raised,
@@ -350,26 +325,20 @@ async def raise_charge(
             payment_id=payment.id,
         )
 
-    try:
-        await mandates.charge_for(
-            engine,
-            client,
-            settings,
-            attempt.mandate_id,
-            charge,
-            key=attempt.operation_key,
-            actor=ACTOR,
-            schedule=earliest_schedule_date(at),
-            attach=attach,
-        )
-    except (MandateNotActive, MandateAmountTooHigh, GatewayRejected) as exc:
-        reason = f"{exc.code}: {exc}"
-        await in_transaction(engine, lambda c: _refused(c, attempt, reason, at))
-        return Step.failed
-    except DomainError as exc:  # Cashfree away, too many open orders: the next run repeats
-        log.warning("subscriptions.inr.raise_deferred", subscription_id=str(sid), code=exc.code)
-        return Step.charging
-    return Step.charging
+    raised = await mandate_debit.raise_on_mandate(
+        engine,
+        client,
+        settings,
+        charge,
+        mandate_id=attempt.mandate_id,
+        key=attempt.operation_key,
+        at=at,
+        attach=attach,
+        refused=lambda c, reason: _refused(c, attempt, reason, at),
+        deferred_event="subscriptions.inr.raise_deferred",
+        subscription_id=sid,
+    )
+    return Step.charging if raised else Step.failed
 
 
 async def _refused(
@@ -379,12 +348,12 @@ async def _refused(
     period = await repo.get_period(conn, sub.id, attempt.period_number)
     assert period is not None
     plan = await plans.version(conn, period.plan_code, period.plan_version)
-    current = await repo.get_attempt(conn, sub.id, attempt.period_number, attempt.attempt)
+    current = await attempts.get_attempt(conn, sub.id, attempt.period_number, attempt.attempt)
     assert current is not None
-    if current.status is AttemptStatus.raised and current.payment_id is not None:
-        p = await payments.get(conn, current.payment_id)
-        if p is not None and p.status not in _UNPAID:
-            return  # the payment lives on (in review): its outcome decides
+    if current.status is AttemptStatus.raised and await mandate_debit.lives_on(
+        conn, current.payment_id
+    ):
+        return  # the payment lives on (in review): its outcome decides
     await _fail(conn, sub, period, plan, current, reason, at)
 
 

@@ -42,10 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import (
-    DomainError,
-    GatewayRejected,
-    MandateAmountTooHigh,
-    MandateNotActive,
     PlanChangeNeedsNewMandate,
     PlanChangePending,
     PlanChangeRefused,
@@ -56,13 +52,10 @@ from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.mandates import service as mandates
-from commdesk_billing.modules.payments import service as payments
-from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import Charge
-from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.subscriptions import change_repository as changes
-from commdesk_billing.modules.subscriptions import charging, proration
+from commdesk_billing.modules.subscriptions import charging, mandate_debit, proration
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions.model import (
     OPEN_CHANGE,
@@ -72,18 +65,14 @@ from commdesk_billing.modules.subscriptions.model import (
     Status,
     Subscription,
 )
-from commdesk_billing.modules.tax.gst import compute
-from commdesk_billing.modules.users import service as users
 
 log = structlog.get_logger(__name__)
 
 # The payments' kind of the prorated charge: the same as a period's (`inr.KIND`); the
 # handover tells them apart by the row that names the payment (`paid.on_paid`).
-KIND = "subscription"
-ACTOR = "subscriptions"
+KIND = mandate_debit.KIND
 # Below ₹1 a debit on the mandate (a notice to the payer, a day's wait) is not raised.
 MIN_CHARGE_PAISE = 100
-_UNPAID = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
 _IDS = uuid.UUID("5b0e7f6a-2d39-4c1e-8a57-9f3c1d2e4b60")
 
 
@@ -204,12 +193,10 @@ async def settle(conn: AsyncConnection, sub: Subscription, at: datetime) -> Plan
     if change is None or change.status is ChangeStatus.raising:
         return change
     assert change.payment_id is not None
-    p = await payments.get(conn, change.payment_id)
-    if p is None or p.status not in _UNPAID:
+    reason = await mandate_debit.unpaid_reason(conn, change.payment_id)
+    if reason is None:
         return change
-    await _fail(
-        conn, sub, change, f"payment {p.status.value.lower()}: {p.failure_code or 'unpaid'}"
-    )
+    await _fail(conn, sub, change, reason)
     return None
 
 
@@ -241,25 +228,13 @@ async def _charge_of(
     sub = await repo.get_subscription(conn, change.subscription_id)
     if sub is None:
         raise SubscriptionNotFound(f"subscription {change.subscription_id} does not exist")
-    mandate = await mandates.usable(conn, change.mandate_id, sub.user_id)
-    user = await users.get_user(conn, sub.user_id)
-    state = user.state_code or settings.seller_state_code
-    # The same split as a period's price: the amount debited is GST inclusive.
-    gst = compute(
-        change.price_paise,
-        rate_bp=settings.gst_rate_bp,
-        mode="inclusive",
-        buyer_state=state,
-        seller_state=settings.seller_state_code,
-    )
-    return sub, Charge(
-        kind=KIND,
-        gst=gst,
-        passthrough_paise=0,
-        customer_phone=mandate.customer_phone if mandate else "",
-        customer_email=None,
-        buyer_state=state,
-        about=f"subscription upgrade {change.from_plan_code} -> {change.to_plan_code}"[:200],
+    return sub, await mandate_debit.charge(
+        conn,
+        settings,
+        user_id=sub.user_id,
+        mandate_id=change.mandate_id,
+        price_paise=change.price_paise,
+        about=f"subscription upgrade {change.from_plan_code} -> {change.to_plan_code}",
         request={
             "subscription_id": str(change.subscription_id),
             "plan_change": str(change.id),
@@ -290,27 +265,19 @@ async def raise_charge(
             payment_id=payment.id,
         )
 
-    try:
-        await mandates.charge_for(
-            engine,
-            client,
-            settings,
-            change.mandate_id,
-            charge,
-            key=change.operation_key,
-            actor=ACTOR,
-            schedule=earliest_schedule_date(at),
-            attach=attach,
-        )
-    except (MandateNotActive, MandateAmountTooHigh, GatewayRejected) as exc:
-        reason = f"{exc.code}: {exc}"
-        await in_transaction(engine, lambda c: _refused(c, sub, change, reason))
-        return False
-    except DomainError as exc:  # Cashfree away: the next run repeats under the same key
-        log.warning(
-            "subscriptions.inr.plan_change_deferred", subscription_id=str(sub.id), code=exc.code
-        )
-    return True
+    return await mandate_debit.raise_on_mandate(
+        engine,
+        client,
+        settings,
+        charge,
+        mandate_id=change.mandate_id,
+        key=change.operation_key,
+        at=at,
+        attach=attach,
+        refused=lambda c, reason: _refused(c, sub, change, reason),
+        deferred_event="subscriptions.inr.plan_change_deferred",
+        subscription_id=sub.id,
+    )
 
 
 async def _refused(
@@ -319,10 +286,10 @@ async def _refused(
     await repo.get_subscription(conn, sub.id, lock=True)
     current = await changes.by_key(conn, change.operation_key)
     assert current is not None
-    if current.status is ChangeStatus.raised and current.payment_id is not None:
-        p = await payments.get(conn, current.payment_id)
-        if p is not None and p.status not in _UNPAID:
-            return  # the payment lives on (in review): its outcome decides
+    if current.status is ChangeStatus.raised and await mandate_debit.lives_on(
+        conn, current.payment_id
+    ):
+        return  # the payment lives on (in review): its outcome decides
     await _fail(conn, sub, current, reason)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.subscriptions import attempt_repository as attempts
 from commdesk_billing.modules.subscriptions import charging, inr, inr_change, plans
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions import service as subs
@@ -32,7 +33,7 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None
     CREDITED after this, in this transaction): a period's, or an upgrade's prorated charge
     (`inr_change.on_paid`). The money is posted whatever became of the
     subscription; the period is paid once, by the attempt that is its open one."""
-    attempt = await repo.attempt_by_payment(conn, payment.id)
+    attempt = await attempts.attempt_by_payment(conn, payment.id)
     if attempt is None and await inr_change.on_paid(conn, payment, at):
         return  # an upgrade's prorated charge
     if attempt is None:
@@ -65,13 +66,13 @@ async def on_paid(conn: AsyncConnection, payment: Payment, at: datetime) -> None
         and period.number == inr.due_number(sub)
     )
     sources = (AttemptStatus.raising, AttemptStatus.raised, AttemptStatus.failed)
-    if not payable or not await repo.set_attempt(
+    if not payable or not await attempts.set_attempt(
         conn, attempt, to=AttemptStatus.paid, sources=sources
     ):
         # Money for a period that is paid already, of a subscription that ended or is set
         # to end: kept (posted above), the attempt marked `unapplied` for finance to refund
         # (the runbook), and logged at error level.
-        await repo.set_attempt(conn, attempt, to=AttemptStatus.unapplied, sources=sources)
+        await attempts.set_attempt(conn, attempt, to=AttemptStatus.unapplied, sources=sources)
         log.error(
             "subscriptions.inr.payment_unapplied",
             subscription_id=str(sub.id),

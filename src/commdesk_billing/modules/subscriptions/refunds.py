@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.payments.model import Payment
+from commdesk_billing.modules.subscriptions import attempt_repository as attempts
 from commdesk_billing.modules.subscriptions import inr
-from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions.model import AttemptStatus
 
 KIND = inr.KIND
@@ -44,7 +44,7 @@ def is_period_payment(payment: Payment) -> bool:
 async def period_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> PeriodPayment | None:
     """The period charge `payment_id` paid, when it was paid (`paid` or `unapplied`); None
     for a payment that is no period's or whose charge never succeeded."""
-    attempt = await repo.attempt_by_payment(conn, payment_id)
+    attempt = await attempts.attempt_by_payment(conn, payment_id)
     if attempt is None or attempt.status not in (AttemptStatus.paid, AttemptStatus.unapplied):
         return None
     return PeriodPayment(

@@ -47,15 +47,7 @@ from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 log = structlog.get_logger(__name__)
 
 # Headers worth keeping as evidence (never Authorization-like ones: Cashfree sends none).
-_KEPT_HEADERS = (
-    "content-type",
-    "x-webhook-signature",
-    "x-webhook-timestamp",
-    "x-webhook-version",
-    "x-webhook-attempt",
-    "x-idempotency-key",
-    "user-agent",
-)
+_KEPT_HEADERS = (*signature.EVIDENCE_HEADERS, "user-agent")
 
 
 class WebhookRefused(Exception):
@@ -95,11 +87,7 @@ def authenticate(settings: Settings, body: bytes, headers: dict[str, str]) -> st
 def _evidence(headers: dict[str, str]) -> dict[str, Any]:
     """The unsigned headers worth keeping, as far as they can be stored (they are Cashfree's
     word only, so one that cannot be is dropped rather than refusing the delivery)."""
-    kept = {
-        h: headers[h][:500]
-        for h in _KEPT_HEADERS
-        if h in headers and unstorable_text(headers[h]) is None
-    }
+    kept = signature.evidence(headers, _KEPT_HEADERS)
     attempt = headers.get("x-webhook-attempt", "")
     return {
         "pk": (kept.get("x-idempotency-key") or "")[:200] or None,
