@@ -43,6 +43,7 @@ from tests.harness.databases import (
 )
 from tests.harness.faults import faults
 from tests.harness.mongo import MongoTarget, run_mongodb
+from tests.harness.ratelimits import GENEROUS_RATE_LIMITS
 from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, stacks, variant
 
 # The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…);
@@ -124,6 +125,9 @@ def settings(database_url: str, rabbitmq_url: str, mongodb: MongoTarget) -> Sett
         db_max_overflow=20,
         log_json=False,
         redis_key_prefix=f"cdb_{uuid.uuid4().hex[:10]}:",
+        # Every test calls from 127.0.0.1, many as one user: limits no test reaches. The
+        # rate-limit tests set tight ones on stacks of their own.
+        **GENEROUS_RATE_LIMITS,
     )
 
 

@@ -40,6 +40,7 @@ from commdesk_billing.modules.usage.api import router as usage_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
+from commdesk_billing.security.ratelimit import RateLimits
 from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
@@ -192,5 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=cfg.max_body_bytes,
         larger={"/v1/usage/events": cfg.usage_max_body_bytes},
     )
+    # Outside the hygiene (a refused flood is never read) and inside Observe (429s are
+    # counted and carry a request id).
+    app.add_middleware(RateLimits, settings=cfg)
     app.add_middleware(Observe)
     return app

@@ -90,3 +90,13 @@ NOTIFICATION_DELIVERIES = Counter(
     "Notification send attempts by channel and outcome (sent, retrying, failed, skipped)",
     ["channel", "outcome"],
 )
+# route_class: orders | money | webhooks | reads; outcome: allowed | limited; backend: redis |
+# local (this process alone, while Redis is away).
+RATE_LIMIT_DECISIONS = Counter(
+    "billing_rate_limit_decisions_total",
+    "Rate-limit decisions by route class, outcome and where they were counted",
+    ["route_class", "outcome", "backend"],
+)
+RATE_LIMIT_LOCAL = Gauge(
+    "billing_rate_limit_local", "1 while this process counts rate limits itself (Redis away)"
+)
