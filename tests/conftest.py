@@ -236,9 +236,12 @@ async def app(
     application.state.engine = engine
     application.state.documents = LocalDocumentStore(tmp_path_factory.mktemp("api-documents"))
     application.state.communities = community_directory(settings)
+    # /readyz asks it, and the rate limits count in it (under the run's prefix).
+    application.state.redis = RedisStore.from_settings(settings)
     try:
         yield application
     finally:
+        await application.state.redis.aclose()
         await application.state.communities.aclose()
 
 

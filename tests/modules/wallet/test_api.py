@@ -551,4 +551,5 @@ async def test_document_storage_down_degrades_readiness_but_keeps_us_ready(
         "postgresql": "ok",
         "document_storage": "degraded",
         "mongodb": "ok",
+        "redis": "ok",
     }
