@@ -41,6 +41,7 @@ from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.hygiene import RequestHygiene
 from commdesk_billing.security.ratelimit import RateLimits
+from commdesk_billing.security.ratelimit.openapi import document as document_rate_limits
 from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
@@ -196,5 +197,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the hygiene (a refused flood is never read) and inside Observe (429s are
     # counted and carry a request id).
     app.add_middleware(RateLimits, settings=cfg)
+    document_rate_limits(app)
     app.add_middleware(Observe)
     return app

@@ -69,3 +69,20 @@ def test_classification() -> None:
     assert c.classify("OPTIONS", "/v1/payments/orders") == (None, RouteClass.reads)
     assert c.classify("DELETE", "/v1/wallets/7f0c") == (None, RouteClass.money)
     assert c.classify("POST", "/v1/wallets/7f0c/debits/extra") == (None, RouteClass.money)
+
+
+def test_the_openapi_document_names_the_429() -> None:
+    paths = create_app(Settings()).openapi()["paths"]
+    without = [
+        f"{method.upper()} {path}"
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if "RateLimit" not in op["responses"].get("429", {}).get("headers", {})
+    ]
+    assert sorted(without) == ["GET /healthz", "GET /readyz"]
+    debit = paths["/v1/wallets/{wallet_id}/debits"]["post"]["responses"]["429"]
+    assert set(debit["headers"]) == {"Retry-After", "RateLimit", "RateLimit-Policy"}
+    assert "`money` class" in debit["description"]
+    # A route's own 429 keeps its meaning, and gains the limiter's.
+    orders = paths["/v1/payments/orders"]["post"]["responses"]["429"]["description"]
+    assert orders.startswith("Too many unpaid orders; or: Rate limit of the `orders` class")
