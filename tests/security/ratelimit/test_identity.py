@@ -40,7 +40,7 @@ def test_forwarded_for_only_from_a_trusted_proxy() -> None:
     assert client_address(_scope("10.0.0.5"), trusted) == "10.0.0.5"
 
 
-def test_buckets_by_caller() -> None:
+async def test_buckets_by_caller() -> None:
     s = Settings()
     limits = RateLimits(lambda *_: None, s)  # type: ignore[arg-type, return-value]
     member = issue_token(s, sub="m-1", role=Role.member)
@@ -49,16 +49,19 @@ def test_buckets_by_caller() -> None:
         s.model_copy(update={"jwt_secret": SecretStr("x" * 40)}), sub="m-1", role=Role.member
     )
 
-    def keys(token: str | None) -> list[tuple[str, str]]:
+    async def keys(token: str | None) -> list[tuple[str, str]]:
         headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
         return [
             (b.policy.name, b.key)
-            for b in limits._buckets(_scope("192.0.2.4", headers), RouteClass.money)
+            for b in await limits._buckets(_scope("192.0.2.4", headers), RouteClass.money)
         ]
 
-    assert keys(member) == [("money", "rl:money:u:m-1"), ("money-ip", "rl:money:ip:192.0.2.4")]
-    assert keys(service) == [("money-service", "rl:money:s:svc-1")]
+    assert await keys(member) == [
+        ("money", "rl:money:u:m-1"),
+        ("money-ip", "rl:money:ip:192.0.2.4"),
+    ]
+    assert await keys(service) == [("money-service", "rl:money:s:svc-1")]
     # A token that does not verify names nobody: only the address is charged, so a forger
     # cannot spend someone else's bucket.
-    assert keys(other_key) == [("money-ip", "rl:money:ip:192.0.2.4")]
-    assert keys(None) == [("money-ip", "rl:money:ip:192.0.2.4")]
+    assert await keys(other_key) == [("money-ip", "rl:money:ip:192.0.2.4")]
+    assert await keys(None) == [("money-ip", "rl:money:ip:192.0.2.4")]

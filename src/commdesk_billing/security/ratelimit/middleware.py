@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from commdesk_billing.config import Settings
 from commdesk_billing.problems import MEDIA_TYPE, problem_body
 from commdesk_billing.security import addresses
-from commdesk_billing.security.jwt import InvalidToken, Role, decode_token
+from commdesk_billing.security.jwt import InvalidToken, Principal, Role, decode_token
 from commdesk_billing.security.ratelimit.gcra import US, Bucket, Decision, Policy
 from commdesk_billing.security.ratelimit.limiter import Limiter
 from commdesk_billing.security.ratelimit.routes import Classifier, RouteClass
@@ -125,19 +125,26 @@ class RateLimits:
         self.classifier = Classifier()
         self.limiter = Limiter(settings.rate_limit_local_max_keys)
 
-    def _buckets(self, scope: Scope, cls: RouteClass) -> list[Bucket]:
-        buckets: list[Bucket] = []
+    async def caller(self, scope: Scope) -> Principal | None:
+        """Who the bearer token says, if it verifies (else the route answers 401 and only
+        the address is counted). The one place a token is read here: where the request
+        path verifies tokens differently (RS256 against a JWKS), this follows it."""
         token = _bearer(scope)
-        if token is not None:
-            try:
-                who = decode_token(self.settings, token)
-            except InvalidToken:
-                who = None  # the route answers 401; only the address is counted
-            if who is not None and who.role is Role.service:
+        if token is None:
+            return None
+        try:
+            return decode_token(self.settings, token)
+        except InvalidToken:
+            return None
+
+    async def _buckets(self, scope: Scope, cls: RouteClass) -> list[Bucket]:
+        buckets: list[Bucket] = []
+        who = await self.caller(scope)
+        if who is not None:
+            if who.role is Role.service:
                 # Another CommDesk service, acting for many members from few addresses.
                 return [Bucket(self.policies.service[cls], f"rl:{cls.value}:s:{who.sub}")]
-            if who is not None:
-                buckets.append(Bucket(self.policies.user[cls], f"rl:{cls.value}:u:{who.sub}"))
+            buckets.append(Bucket(self.policies.user[cls], f"rl:{cls.value}:u:{who.sub}"))
         ip = address_key(client_address(scope, self.settings))
         buckets.append(Bucket(self.policies.ip[cls], f"rl:{cls.value}:ip:{ip}"))
         return buckets
@@ -160,7 +167,7 @@ class RateLimits:
         if cls is RouteClass.webhooks:
             await self._webhook(scope, receive, send)
             return
-        buckets = self._buckets(scope, cls)
+        buckets = await self._buckets(scope, cls)
         decision = await self._decide(scope, cls, buckets)
         if not decision.allowed:
             await _refuse(send, cls, buckets, decision)
