@@ -32,6 +32,11 @@ def _decisions(backend: str) -> float:
     return total
 
 
+def _fallbacks() -> float:
+    labels = {"purpose": "rate_limit"}
+    return REGISTRY.get_sample_value("billing_redis_fallbacks_total", labels) or 0
+
+
 async def _order(stack: Stack, tok: str) -> Any:
     return await stack.api.post(
         "/v1/payments/orders",
@@ -97,6 +102,7 @@ async def _run(stacks: StackFactory, redis: OwnRedis) -> None:
     redis.start()  # empty: every bucket full again
     await asyncio.sleep(1.0)  # past redis_retry_after_s: Redis is asked again
     redis_after = _decisions("redis")
+    fallbacks_after = _fallbacks()
     assert await _abuse(stack) == [201, 201, 201, 429, 429]
     await asyncio.sleep(0.5)
     stop.set()
@@ -104,6 +110,8 @@ async def _run(stacks: StackFactory, redis: OwnRedis) -> None:
 
     assert local_during > 10  # the load went on, decided locally
     assert _decisions("redis") - redis_after >= 5  # and in Redis again after the restart
+    # For good: no connection from before the outage failed later and fell back again.
+    assert _fallbacks() == fallbacks_after
     assert REGISTRY.get_sample_value("billing_rate_limit_local") == 0
     # Nobody under their limit was refused, and nothing failed.
     assert set(statuses) == {200, 201}, statuses
