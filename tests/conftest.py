@@ -43,6 +43,7 @@ from tests.harness.databases import (
 )
 from tests.harness.faults import faults
 from tests.harness.mongo import MongoTarget, run_mongodb
+from tests.harness.ratelimits import GENEROUS_RATE_LIMITS
 from tests.harness.stack import quiet_stack, shared_stack, stack, stack_factory, stacks, variant
 
 # The stack's fixtures serve every module's tests (payments, refunds, invoices, webhooks…);
@@ -126,6 +127,9 @@ def settings(database_url: str, rabbitmq_url: str, mongodb: MongoTarget) -> Sett
         redis_key_prefix=f"cdb_{uuid.uuid4().hex[:10]}:",
         # The names the in-process clients use (httpx.ASGITransport, base_url below).
         allowed_hosts=("billing.test", "billing"),
+        # Every test calls from 127.0.0.1, many as one user: limits no test reaches. The
+        # rate-limit tests set tight ones on stacks of their own.
+        **GENEROUS_RATE_LIMITS,
     )
 
 
@@ -234,6 +238,7 @@ async def app(
     application.state.engine = engine
     application.state.documents = LocalDocumentStore(tmp_path_factory.mktemp("api-documents"))
     application.state.communities = community_directory(settings)
+    # /readyz asks it, and the rate limits count in it (under the run's prefix).
     application.state.redis = RedisStore.from_settings(settings)
     try:
         yield application

@@ -49,6 +49,8 @@ from commdesk_billing.security.hosts import AllowedHosts
 from commdesk_billing.security.hpp import DuplicateParameters
 from commdesk_billing.security.hygiene import RequestHygiene
 from commdesk_billing.security.origin import RecordOrigin
+from commdesk_billing.security.ratelimit import RateLimits
+from commdesk_billing.security.ratelimit.openapi import document as document_rate_limits
 from commdesk_billing.security.scrape import scrape_refusal
 from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.storage import StorageError
@@ -227,6 +229,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Request hygiene (docs/api.md): each added outside the one before, so a request meets
     # them bottom to top and every refusal still passes SecurityHeaders and Observe.
+    # Rate limits (security/ratelimit): outside the body hygiene, so a refused flood's
+    # bodies are never read, and inside the rest, so a 429 carries the security and CORS
+    # headers and is counted by Observe.
+    app.add_middleware(RateLimits, settings=cfg)
+    document_rate_limits(app)
     app.add_middleware(CsrfGuard, settings=cfg)
     app.add_middleware(
         Cors,

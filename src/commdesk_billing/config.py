@@ -442,6 +442,35 @@ class Settings(BaseSettings):
     fraud_instrument_velocity_weight: Annotated[int, Field(ge=0, le=100)] = 30
     fraud_instrument_accounts_max: Annotated[int, Field(ge=1, le=100_000)] = 3
     fraud_instrument_accounts_weight: Annotated[int, Field(ge=0, le=100)] = 40
+    # --- Rate limits (security/ratelimit; docs/runbook.md "Rate limits") ----------------
+    # A token bucket (GCRA) per route class, per user (the token's `sub`) and per client
+    # address: `<class>_user` (or `_ip`) requests per `rate_limit_window_s` on average, at
+    # most `_burst` of them at once. Counted in Redis; while Redis is away each process
+    # counts on its own (`rate_limit_local_max_keys` buckets at most).
+    rate_limit_enabled: bool = True
+    rate_limit_window_s: Annotated[int, Field(ge=1, le=86400)] = 60
+    # Checkout-opening routes (orders, retries, sponsorships, mandates, subscriptions).
+    rate_limit_orders_user: Annotated[int, Field(ge=1, le=10**7)] = 20
+    rate_limit_orders_user_burst: Annotated[int, Field(ge=1, le=10**7)] = 10
+    rate_limit_orders_ip: Annotated[int, Field(ge=1, le=10**7)] = 120
+    rate_limit_orders_ip_burst: Annotated[int, Field(ge=1, le=10**7)] = 40
+    # Money-moving POSTs (debits, spends, holds, refunds, usage events…) and other writes.
+    rate_limit_money_user: Annotated[int, Field(ge=1, le=10**7)] = 120
+    rate_limit_money_user_burst: Annotated[int, Field(ge=1, le=10**7)] = 30
+    rate_limit_money_ip: Annotated[int, Field(ge=1, le=10**7)] = 1200
+    rate_limit_money_ip_burst: Annotated[int, Field(ge=1, le=10**7)] = 300
+    rate_limit_reads_user: Annotated[int, Field(ge=1, le=10**7)] = 600
+    rate_limit_reads_user_burst: Annotated[int, Field(ge=1, le=10**7)] = 120
+    rate_limit_reads_ip: Annotated[int, Field(ge=1, le=10**7)] = 3000
+    rate_limit_reads_ip_burst: Annotated[int, Field(ge=1, le=10**7)] = 600
+    # Webhooks refused (bad signature, stale, malformed) per source address; correctly
+    # signed deliveries never count and are never limited.
+    rate_limit_webhooks_ip: Annotated[int, Field(ge=1, le=10**7)] = 60
+    rate_limit_webhooks_ip_burst: Annotated[int, Field(ge=1, le=10**7)] = 30
+    # Service tokens (other CommDesk services acting for many members) get this many
+    # times a user's allowance, and no per-address bucket.
+    rate_limit_service_factor: Annotated[int, Field(ge=1, le=10_000)] = 50
+    rate_limit_local_max_keys: Annotated[int, Field(ge=100, le=10**7)] = 100_000
 
     log_level: str = "INFO"
     log_json: bool = True

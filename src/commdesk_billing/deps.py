@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import IdempotencyKeyInvalid, IdempotencyKeyRequired
 from commdesk_billing.idempotency.keys import KEY_RE
-from commdesk_billing.security.jwt import InvalidToken, Principal, TokenVerifier
+from commdesk_billing.security.jwt import InvalidToken, Principal, TokenVerifier, verifier_of
 from commdesk_billing.security.service_scopes import authorize_service
 from commdesk_billing.telemetry.metrics import AUTH_REJECTED
 
@@ -38,12 +38,7 @@ def settings(request: Request) -> Settings:
 
 def token_verifier(request: Request) -> TokenVerifier:
     """The process's verifier (its JWKS cache), made on first use from the app's settings."""
-    state = request.app.state
-    verifier: TokenVerifier | None = getattr(state, "token_verifier", None)
-    if verifier is None or verifier.settings is not state.settings:
-        verifier = TokenVerifier(state.settings)
-        state.token_verifier = verifier
-    return verifier
+    return verifier_of(request.app.state)
 
 
 async def principal(

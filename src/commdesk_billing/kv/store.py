@@ -11,6 +11,7 @@ fallback.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -85,7 +86,15 @@ class RedisStore:
             self._down_until = self._clock() + self.retry_after_s
             REDIS_FALLBACKS.labels(purpose).inc()
             log.warning("redis.unavailable", purpose=purpose, error=type(exc).__name__)
+            await self._drop_idle_connections()
             raise RedisUnavailable(type(exc).__name__) from exc
+
+    async def _drop_idle_connections(self) -> None:
+        # A server that went away took every pooled connection with it. Left in the pool,
+        # each would fail once after Redis is back, and each failure would start another
+        # remembered outage: a restart would be paid for once per idle connection.
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def ping(self) -> bool:
         """For `/readyz`: always asks (a remembered outage is not an answer)."""

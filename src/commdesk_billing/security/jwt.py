@@ -187,3 +187,13 @@ def _decode(settings: Settings, token: str, key: Any, algorithm: str) -> Princip
         name=name if isinstance(name, str) and len(name) <= 200 else None,
         communities=frozenset(communities),
     )
+
+
+def verifier_of(state: Any) -> TokenVerifier:
+    """The process's verifier (its JWKS cache) kept on an app's state, made on first use
+    from the state's settings: one per app, shared by the routes and the rate limits."""
+    verifier: TokenVerifier | None = getattr(state, "token_verifier", None)
+    if verifier is None or verifier.settings is not state.settings:
+        verifier = TokenVerifier(state.settings)
+        state.token_verifier = verifier
+    return verifier

@@ -96,3 +96,13 @@ AUTH_REJECTED = Counter(
     "billing_auth_rejected_total", "Bearer tokens refused with 401, by kind of failure", ["reason"]
 )
 JWKS_FETCHES = Counter("billing_jwks_fetches_total", "Fetches of CommDesk's JWKS", ["outcome"])
+# route_class: orders | money | webhooks | reads; outcome: allowed | limited; backend: redis |
+# local (this process alone, while Redis is away).
+RATE_LIMIT_DECISIONS = Counter(
+    "billing_rate_limit_decisions_total",
+    "Rate-limit decisions by route class, outcome and where they were counted",
+    ["route_class", "outcome", "backend"],
+)
+RATE_LIMIT_LOCAL = Gauge(
+    "billing_rate_limit_local", "1 while this process counts rate limits itself (Redis away)"
+)
