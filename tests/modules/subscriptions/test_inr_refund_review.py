@@ -96,6 +96,14 @@ async def test_an_unapplied_upgrade_charge_is_refunded_by_finance(inr: Stack) ->
     assert legs["inr:gateway_clearing"] == -paid["amount_paise"]
     over = await inr.refund(pid, amount_paise=100)
     assert over.status_code == 422 and over.json()["refundable_paise"] == 0, over.text
+
+    async def credit_notes() -> Any:
+        return await inr.scalar(
+            "SELECT count(*) FROM invoices WHERE payment_id = :p AND kind = 'credit_note'",
+            p=uuid.UUID(pid),
+        )
+
+    await t.until(credit_notes, 1)
     await _all_verified(inr)
 
 
