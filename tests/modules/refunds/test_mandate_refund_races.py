@@ -5,6 +5,8 @@ refund.processing worker and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -14,6 +16,7 @@ from typing import Any
 import aio_pika
 import pytest
 
+from commdesk_billing.gateway import signature
 from commdesk_billing.gateway.factory import subscriptions_client
 from commdesk_billing.modules.ledger.verify import verify_ledger
 from commdesk_billing.modules.mandates import service as mandates
@@ -22,6 +25,7 @@ from commdesk_billing.modules.refunds.jobs import sync_open_refunds
 from commdesk_billing.queues.topology import Names
 from tests.harness.stack import Stack, StackFactory
 from tests.modules.autorecharge.mandate_helpers import (
+    SUBS_HOOK,
     active_mandate,
     advance_to,
     debit_time,
@@ -221,4 +225,74 @@ async def test_a_refund_id_cashfree_holds_for_another_charge_is_not_ours(
     )
     wallet = await mstack.wallet(tok)
     assert (wallet["available_credits"], wallet["locked_credits"]) == (3000 - 500, 500)
+    await _verified(mstack)
+
+
+async def _subs_hook(stack: Stack, data: dict[str, Any], *, secret: str | None = None) -> Any:
+    body = json.dumps(
+        {
+            "type": "SUBSCRIPTION_REFUND_STATUS",
+            "event_time": datetime.now(UTC).isoformat(),
+            "data": data,
+        }
+    ).encode()
+    ts = str(int(time.time() * 1000))
+    key = secret or stack.settings.cashfree_client_secret.get_secret_value()
+    return await stack.api.post(
+        SUBS_HOOK,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-webhook-timestamp": ts,
+            "x-webhook-signature": signature.sign(key, ts, body),
+            "x-webhook-version": "2025-01-01",
+        },
+    )
+
+
+async def test_refund_webhooks_forged_or_of_another_charge_move_nothing(mstack: Stack) -> None:
+    """A refund Cashfree keeps PENDING for good: a forged SUCCESS is refused unstored; a
+    signed one naming our refund under the mandate's other charge is stored and dropped;
+    the sync asks again and again and never gives the refund up (its credits stay held)."""
+    tok, _ = await member(mstack, 0)
+    m = await active_mandate(mstack, tok)
+    ours = await _debited(mstack, tok, await _raise(mstack, m["id"], "pack_150"))
+    other = await _debited(mstack, tok, await _raise(mstack, m["id"], "pack_150"))
+    r = await mstack.refund(ours["id"], amount_paise=5000, reason="PENDING")
+    assert r.status_code == 202, r.text
+    refund = await mstack.wait_refund(r.json()["id"], {"PENDING"})
+    sub_id = m["subscription_id"]
+    success = {
+        "subscription_id": sub_id,
+        "payment_id": ours["order_id"],
+        "refund_id": refund["refund_ref"],
+        "refund_amount": 50.0,
+        "refund_status": "SUCCESS",
+    }
+    stored = "SELECT count(*) FROM subscription_webhooks WHERE event_type = :t"
+    before = await mstack.scalar(stored, t="SUBSCRIPTION_REFUND_STATUS")
+    forged = await _subs_hook(mstack, success, secret="not-the-secret")
+    assert forged.status_code == 401, forged.text
+    assert await mstack.scalar(stored, t="SUBSCRIPTION_REFUND_STATUS") == before
+    elsewhere = await _subs_hook(mstack, success | {"payment_id": other["order_id"]})
+    assert elsewhere.status_code == 200 and elsewhere.json()["status"] == "accepted"
+    asked = "SELECT sync_count FROM refunds WHERE id = :r"
+    count = await mstack.scalar(asked, r=uuid.UUID(refund["id"]))
+    await asyncio.sleep(1.0)  # the worker had the time to act on it, had it been sent
+    assert await mstack.scalar(asked, r=uuid.UUID(refund["id"])) == count
+    for n in (1, 2, 3):
+        later = datetime.now(UTC) + timedelta(seconds=n * (5 + mstack.settings.refund_sync_after_s))
+        assert await sync_open_refunds(mstack.engine, mstack.settings, now=later) >= 1
+
+        async def asked_again(want: int = count + 2 * n) -> bool:
+            return bool(await mstack.scalar(asked, r=uuid.UUID(refund["id"])) >= want)
+
+        await until(asked_again, True)
+    still = await mstack.get_refund(refund["id"])
+    assert still["status"] == "PENDING", still
+    wallet = await mstack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (3000 - 500, 500)
+    assert (await sandbox_refund(mstack, sub_id, refund["refund_ref"]))[
+        "refund_status"
+    ] == "PENDING"
     await _verified(mstack)
