@@ -161,7 +161,7 @@ async def apply_gateway(
             f"disagrees with ours ({refund.refund_ref}, {refund.amount_paise} paise)",
         )
         return refund.status
-    if answer.order_id is not None and answer.order_id != refund.order_id:
+    if answer.order_id and answer.order_id != refund.order_id:
         # A Subscriptions refund id is unique per subscription, not per charge: this one
         # refunds another charge of the mandate. Settling it would say our charge was
         # refunded while the money went back for the other one.
