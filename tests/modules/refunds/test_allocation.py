@@ -164,3 +164,50 @@ def test_a_service_refund_splits_tax_as_the_invoice_and_takes_no_credits() -> No
     assert inter == Parts(5900, 5000, 0, 0, 900, 0, 0)
     with pytest.raises(ValueError):
         next_service_refund(s, first, 19901)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    purchases,
+    st.lists(st.tuples(st.integers(1, 10**7), st.integers(0, 10**6)), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_refunds_failing_after_later_ones_still_add_up_to_the_invoice(
+    p: Purchase, asks: list[tuple[int, int]], service: bool
+) -> None:
+    """Refunds are asked while others stand, and some of those fail *after* later ones were
+    worked out on top of them (the standing sum leaves the cumulative curve); the last refund
+    of what is left still lands every part on the invoice exactly, a service payment's as a
+    purchase's, and no part is ever over."""
+    s = Service(p.amount_paise, p.taxable_paise, p.cgst_paise, p.sgst_paise, p.igst_paise)
+
+    def ask(standing: Parts, amount: int) -> Parts:
+        if service:
+            return next_service_refund(s, standing, amount)
+        return next_refund(p, standing, amount)
+
+    live: list[Parts] = []
+    for amount_seed, fail_seed in asks:
+        standing = sum(live, Parts())
+        left = p.amount_paise - standing.amount_paise
+        if left == 0:
+            break
+        live.append(ask(standing, 1 + amount_seed % left))
+        if fail_seed % 3 == 0 and len(live) > 1:
+            live.pop(fail_seed % (len(live) - 1))  # an earlier one fails now
+    standing = sum(live, Parts())
+    if standing.amount_paise < p.amount_paise:
+        live.append(ask(standing, p.amount_paise - standing.amount_paise))
+    total = sum(live, Parts())
+    for part in live:
+        _check_parts(p, part)
+    assert (total.amount_paise, total.taxable_paise) == (p.amount_paise, p.taxable_paise)
+    assert (total.cgst_paise, total.sgst_paise, total.igst_paise) == (
+        p.cgst_paise,
+        p.sgst_paise,
+        p.igst_paise,
+    )
+    if service:
+        assert total.credits == 0
+    else:
+        assert (total.base_credits, total.bonus_credits) == (p.base_credits, p.bonus_credits)

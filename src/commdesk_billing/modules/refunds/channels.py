@@ -56,11 +56,15 @@ def _subscription_of(payment: Payment) -> str:
 
 
 def as_pg(answer: SubscriptionRefund) -> GatewayRefund:
-    """A Subscriptions refund in the PG model's terms (see the module's docstring)."""
+    """A Subscriptions refund in the PG model's terms (see the module's docstring). The
+    charge it refunds (`payment_id`, our `order_id`) is kept as the PG refund's `order_id`:
+    Cashfree keeps refund ids unique per subscription, not per charge, so a refund under our
+    id may be of another charge of the mandate, and `processing` must see that."""
     status = _AS_PG.get(answer.refund_status, answer.refund_status)
     return GatewayRefund.model_validate(
         {
             "refund_id": answer.refund_id,
+            "order_id": answer.payment_id,
             "cf_refund_id": answer.cf_refund_id,
             "cf_payment_id": answer.cf_payment_id,
             "refund_amount": to_rupees(answer.refund_amount_paise),

@@ -161,6 +161,17 @@ async def apply_gateway(
             f"disagrees with ours ({refund.refund_ref}, {refund.amount_paise} paise)",
         )
         return refund.status
+    if answer.order_id and answer.order_id != refund.order_id:
+        # A Subscriptions refund id is unique per subscription, not per charge: this one
+        # refunds another charge of the mandate. Settling it would say our charge was
+        # refunded while the money went back for the other one.
+        await _flag(
+            conn,
+            refund,
+            f"Cashfree's refund {answer.refund_id} is of {answer.order_id}, "
+            f"ours of {refund.order_id}",
+        )
+        return refund.status
     if refund.is_passthrough and answer.refund_splits is not None:
         # A split sponsorship's refund: Cashfree must debit the vendor what we asked, or the
         # vendor's balance and our books part ways. Its echo is compared like an order's.

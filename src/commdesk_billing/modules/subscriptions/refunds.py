@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.subscriptions import attempt_repository as attempts
+from commdesk_billing.modules.subscriptions import change_repository as changes
 from commdesk_billing.modules.subscriptions import inr
-from commdesk_billing.modules.subscriptions.model import AttemptStatus
+from commdesk_billing.modules.subscriptions.model import AttemptStatus, ChangeStatus
 
 KIND = inr.KIND
 
@@ -42,10 +43,23 @@ def is_period_payment(payment: Payment) -> bool:
 
 
 async def period_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> PeriodPayment | None:
-    """The period charge `payment_id` paid, when it was paid (`paid` or `unapplied`); None
-    for a payment that is no period's or whose charge never succeeded."""
+    """The period charge (or plan change) `payment_id` paid, when it was paid (`paid`/`applied`
+    or `unapplied`); None for a payment that is neither or whose charge never succeeded."""
     attempt = await attempts.attempt_by_payment(conn, payment_id)
-    if attempt is None or attempt.status not in (AttemptStatus.paid, AttemptStatus.unapplied):
+    if attempt is None:
+        # An upgrade's prorated charge (`inr_change.py`) is a `subscription` payment too,
+        # posted by `subscription.paid` as a period's; one left `unapplied` is money for
+        # finance to refund. Its period is the one it was asked in; it has no attempt (0).
+        change = await changes.by_payment(conn, payment_id)
+        if change is None or change.status not in (ChangeStatus.applied, ChangeStatus.unapplied):
+            return None
+        return PeriodPayment(
+            subscription_id=change.subscription_id,
+            period_number=change.period_number,
+            attempt=0,
+            applied=change.status is ChangeStatus.applied,
+        )
+    if attempt.status not in (AttemptStatus.paid, AttemptStatus.unapplied):
         return None
     return PeriodPayment(
         subscription_id=attempt.subscription_id,
