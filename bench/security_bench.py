@@ -131,9 +131,9 @@ def _round(url: str, prefix: str, mode: str, args: argparse.Namespace) -> dict[s
         hooks = asyncio.run(_post_webhooks(api, secret, seeded, args.concurrency))
         cpu3 = _cpu_s(pid)
         return {
-            f"{mode}_orders_per_s": orders,
+            f"{mode}_order_per_s": orders,
             f"{mode}_order_cpu_ms": (cpu1 - cpu0) * 1000 / args.orders,
-            f"{mode}_webhooks_per_s": hooks,
+            f"{mode}_webhook_per_s": hooks,
             f"{mode}_webhook_cpu_ms": (cpu3 - cpu2) * 1000 / args.webhooks,
         }
     finally:
@@ -167,10 +167,10 @@ def main() -> None:
             rounds.append(row)
             print(
                 f"round {i + 1}: pgbench {row['pgbench_tps']:.0f} tps; orders off "
-                f"{row['off_orders_per_s']:.0f}/s {row['off_order_cpu_ms']:.2f} ms CPU, on "
-                f"{row['on_orders_per_s']:.0f}/s {row['on_order_cpu_ms']:.2f} ms; webhooks off "
-                f"{row['off_webhooks_per_s']:.0f}/s {row['off_webhook_cpu_ms']:.2f} ms, on "
-                f"{row['on_webhooks_per_s']:.0f}/s {row['on_webhook_cpu_ms']:.2f} ms",
+                f"{row['off_order_per_s']:.0f}/s {row['off_order_cpu_ms']:.2f} ms CPU, on "
+                f"{row['on_order_per_s']:.0f}/s {row['on_order_cpu_ms']:.2f} ms; webhooks off "
+                f"{row['off_webhook_per_s']:.0f}/s {row['off_webhook_cpu_ms']:.2f} ms, on "
+                f"{row['on_webhook_per_s']:.0f}/s {row['on_webhook_cpu_ms']:.2f} ms",
                 flush=True,
             )
     finally:
