@@ -247,6 +247,19 @@ async def decide(
     )
 
 
+async def reopen(conn: AsyncConnection, review_id: uuid.UUID) -> None:
+    """A `refunded` review whose refund was not made: pending again, with no hold (the
+    refund's release freed it; a new one is placed next)."""
+    await conn.execute(
+        sql("""
+        UPDATE fraud_reviews
+           SET status = 'pending', decided_by = NULL, decided_role = NULL, decided_at = NULL,
+               hold_id = NULL, hold_lots = NULL
+         WHERE id = :id AND status = 'refunded'"""),
+        {"id": review_id},
+    )
+
+
 async def list_reviews(
     conn: AsyncConnection,
     *,

@@ -14,6 +14,7 @@ Locks, in the order every path takes them: the payment row, its wallet, the revi
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -59,20 +60,27 @@ async def under_review(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
 
 
 async def hold_if_under_review(
-    conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, order_id: str
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    order_id: str,
+    again_after: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     """Called where the payment's credits were just granted (payment and wallet locked):
-    hold them while its review is pending. The hold's id, or None (no pending review)."""
+    hold them while its review is pending. The hold's id, or None (no pending review).
+    `again_after`: the refund whose failure reopened the review (a new hold, a new key)."""
     review = await repo.review_of_payment(conn, payment_id, lock=True)
     if review is None or review["status"] != "pending":
         return None
     if review["hold_id"] is not None:
         return uuid.UUID(str(review["hold_id"]))
+    key = f"review:{review['id']}:hold"
     held = await wallet_reviews.hold_for_review(
         conn,
         payment_id=payment_id,
         wallet_id=wallet_id,
-        idempotency_key=f"review:{review['id']}:hold",
+        idempotency_key=key if again_after is None else f"{key}:after:{again_after}",
         reason=f"held for fraud review (order {order_id})",
     )
     if held is None:
@@ -92,7 +100,8 @@ async def _release_hold(conn: AsyncConnection, review: dict[str, Any], why: str)
         conn,
         hold_id=review["hold_id"],
         takes=takes,
-        idempotency_key=f"review:{review['id']}:release",
+        # Per hold: a review reopened after a failed refund holds (and releases) again.
+        idempotency_key=f"review:{review['id']}:release:{review['hold_id']}",
         reason=why,
     )
 
@@ -144,6 +153,40 @@ async def settle_by_refund(
     await _release_hold(conn, review, "released for the refund of a payment under review")
     await repo.decide(conn, review["id"], "refunded", caller.sub, caller.role.value)
     return True
+
+
+async def reopen_after_failed_refund(
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    order_id: str,
+    refund_id: uuid.UUID,
+    refund_created_at: datetime,
+) -> uuid.UUID | None:
+    """A refund that settled the payment's review (`refunded`) was not made: Cashfree
+    refused or cancelled it, and its hold gave the credits back to available. The decision
+    did not take effect, so the review is pending again and the credits are held again
+    (the reviewer decides anew), rather than spendable without a release. Called with the
+    payment and its wallet locked. The new hold's id, or None (nothing reopened)."""
+    review = await repo.review_of_payment(conn, payment_id, lock=True)
+    if review is None or review["status"] != "refunded":
+        return None
+    # Only the refund that settled it (asked for in the decision's transaction, or later):
+    # a refund asked for before the review was decided held nothing of the review's.
+    if review["decided_at"] is None or refund_created_at < review["decided_at"]:
+        return None
+    await repo.reopen(conn, review["id"])
+    held = await hold_if_under_review(
+        conn, payment_id=payment_id, wallet_id=wallet_id, order_id=order_id, again_after=refund_id
+    )
+    log.warning(
+        "fraud.review.reopened",
+        payment_id=str(payment_id),
+        refund_id=str(refund_id),
+        held=str(held),
+    )
+    return held
 
 
 async def get_review(conn: AsyncConnection, review_id: uuid.UUID) -> dict[str, Any]:

