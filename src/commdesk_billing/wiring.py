@@ -40,6 +40,7 @@ from commdesk_billing.modules.autorecharge.trigger import on_crossing
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.communities.mongo import community_directory
+from commdesk_billing.modules.fraud import invariants as fraud_invariants
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
 from commdesk_billing.modules.invoices.jobs import render_pending
@@ -390,5 +391,6 @@ def verify_checks() -> tuple[Check, ...]:
         *subscription_invariants.CHECKS,
         *auto_recharge_invariants.CHECKS,
         *invoice_invariants.CHECKS,
+        *fraud_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

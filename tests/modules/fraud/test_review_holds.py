@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from tests.harness.stack import StackFactory
+from commdesk_billing.modules.ledger.verify import verify_ledger
+from tests.harness.stack import Stack, StackFactory
 from tests.modules.fraud.test_scoring import order, staff, tight
 
 pytestmark = pytest.mark.slow
@@ -83,3 +84,52 @@ async def test_a_failed_refund_then_a_release_frees_the_credits(stacks: StackFac
     wallet = await stack.wallet(tok)
     assert (wallet["available_credits"], wallet["locked_credits"]) == (12000, 0)
     assert uuid.UUID(str(review_id))
+
+
+async def _held(stack: Stack) -> tuple[str, str]:
+    """A new account's purchase of the largest pack, credited and held for review."""
+    tok = stack.token()
+    made = await order(stack, tok, pack_code="pack_1000")
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    await stack.pay(made.json())
+    await stack.wait_status(tok, pid, {"CREDITED"})
+    assert (await stack.wallet(tok))["locked_credits"] == 12000
+    return tok, pid
+
+
+async def _review_findings(stack: Stack) -> list[str]:
+    report = await verify_ledger(stack.engine)
+    return [f.check for f in report.findings]
+
+
+async def test_ledger_verify_ties_each_review_to_its_hold(stacks: StackFactory) -> None:
+    """A review and its hold must agree: pending while the hold is active, decided once it
+    is not. The lots alone cannot tell (a review marked released over an active hold still
+    reserves exactly what the hold holds)."""
+    stack = await stacks(**tight(fraud_new_account_weight=70))
+    _, pid = await _held(stack)
+    assert await _review_findings(stack) == []
+    row = await stack.scalar(
+        "SELECT json_build_array(id, hold_id) FROM fraud_reviews WHERE payment_id = :p", p=pid
+    )
+    review_id, hold_id = row
+    # Decided behind the hold's back: the credits stay locked for ever.
+    await stack.execute(
+        "UPDATE fraud_reviews SET status = 'released', decided_at = now(), decided_by = 'x'"
+        " WHERE id = :r",
+        r=review_id,
+    )
+    assert "review_hold" in await _review_findings(stack)
+    # Pending, but naming no hold while its purchase's review hold is active.
+    await stack.execute(
+        "UPDATE fraud_reviews SET status = 'pending', decided_at = NULL, decided_by = NULL,"
+        " hold_id = NULL WHERE id = :r",
+        r=review_id,
+    )
+    assert "review_hold" in await _review_findings(stack)
+    # Put back: clean again (and at the stack's own verify on teardown).
+    await stack.execute(
+        "UPDATE fraud_reviews SET hold_id = :h WHERE id = :r", h=hold_id, r=review_id
+    )
+    assert await _review_findings(stack) == []
