@@ -41,6 +41,7 @@ from commdesk_billing.modules.communities import invariants as community_invaria
 from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.communities.mongo import community_directory
 from commdesk_billing.modules.fraud import invariants as fraud_invariants
+from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
 from commdesk_billing.modules.invoices.jobs import render_pending
@@ -248,6 +249,8 @@ def install() -> None:
     # The debit paths' low-balance seam: auto-recharge's crossing (the wallet imports none
     # of it).
     wallet_triggers.install(on_crossing)
+    # Credits a spend hold gives back: fraud's pending reviews of the wallet hold them.
+    wallet_triggers.install_credits_back(fraud_reviews.hold_what_came_back)
 
 
 def fanout() -> dict[str, tuple[str, ...]]:

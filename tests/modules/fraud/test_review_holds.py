@@ -3,6 +3,7 @@ at Cashfree, a blocked attempt's key used again, and `ledger verify` on a review
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -133,3 +134,85 @@ async def test_ledger_verify_ties_each_review_to_its_hold(stacks: StackFactory) 
         "UPDATE fraud_reviews SET hold_id = :h WHERE id = :r", h=hold_id, r=review_id
     )
     assert await _review_findings(stack) == []
+
+
+async def test_a_spend_hold_placed_before_a_paid_stage_review_cannot_free_the_credits(
+    stacks: StackFactory,
+) -> None:
+    """The member locks their new credits in a spend hold of their own before
+    fraud.detection scores the payment (the window is Cashfree's answer to its lookup), so
+    the paid-stage review finds nothing available to hold. Voiding that hold afterwards
+    must not make the credits spendable while the review is pending."""
+    stack = await stacks(
+        **tight(fraud_instrument_accounts_max=1, fraud_instrument_accounts_weight=60)
+    )
+    await stack.credited()  # a first member on the sandbox's one UPI VPA
+    tok = stack.token()
+    made = await order(stack, tok)
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    await stack.faults(latency_ms=1500)  # fraud.detection's lookup takes its time
+    await stack.pay(made.json(), method="upi")
+    wallet = await stack.wallet(tok)
+    for _ in range(200):
+        if wallet["available_credits"] == 3200:
+            break
+        await asyncio.sleep(0.05)
+        wallet = await stack.wallet(tok)
+    assert wallet["available_credits"] == 3200
+    member = {"Authorization": f"Bearer {tok}"}
+    hold = await stack.api.post(
+        f"/v1/wallets/{wallet['id']}/holds",
+        json={"credits": 3200, "reason": "parking them"},
+        headers={**member, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert hold.status_code == 201, hold.text
+    for _ in range(200):
+        if await stack.scalar("SELECT count(*) FROM fraud_reviews WHERE payment_id = :p", p=pid):
+            break
+        await asyncio.sleep(0.05)
+    await stack.faults(latency_ms=0)
+    assert (
+        await stack.scalar("SELECT status FROM fraud_reviews WHERE payment_id = :p", p=pid)
+        == "pending"
+    )
+    hold_id = hold.json()["hold"]["id"]
+    freed = await stack.api.post(
+        f"/v1/holds/{hold_id}/release",
+        headers={**member, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert freed.status_code == 200, freed.text
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 3200)
+
+
+async def test_a_refund_not_made_gives_a_paid_stage_review_the_credits_it_held(
+    stacks: StackFactory,
+) -> None:
+    """A refund asked for right after crediting holds the credits when fraud.detection
+    opens its review (nothing left to hold); Cashfree then refuses the refund. The credits
+    come back under the pending review, not to the member."""
+    stack = await stacks(
+        **tight(fraud_instrument_accounts_max=1, fraud_instrument_accounts_weight=60)
+    )
+    await stack.credited()
+    tok = stack.token()
+    made = await order(stack, tok)
+    pid = made.json()["id"]
+    await stack.faults(latency_ms=1500)
+    await stack.pay(made.json(), method="upi")
+    await stack.wait_status(tok, pid, {"CREDITED"})
+    r = await stack.refund(pid, reason="FAILED")
+    assert r.status_code == 202, r.text
+    for _ in range(200):
+        if await stack.scalar("SELECT count(*) FROM fraud_reviews WHERE payment_id = :p", p=pid):
+            break
+        await asyncio.sleep(0.05)
+    await stack.wait_refund(r.json()["id"], {"CANCELLED", "FAILED"})
+    await stack.faults(latency_ms=0)
+    assert (
+        await stack.scalar("SELECT status FROM fraud_reviews WHERE payment_id = :p", p=pid)
+        == "pending"
+    )
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 3200)

@@ -260,6 +260,31 @@ async def reopen(conn: AsyncConnection, review_id: uuid.UUID) -> None:
     )
 
 
+async def pending_reviews_of_wallet(
+    conn: AsyncConnection, user_id: uuid.UUID, wallet_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """A wallet's pending reviews, locked (by its owner: the index the queue reads)."""
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_REVIEW_COLS} FROM fraud_reviews
+         WHERE user_id = :u AND wallet_id = :w AND status = 'pending'
+         ORDER BY created_at, id FOR UPDATE"""),
+        {"u": user_id, "w": wallet_id},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def replace_hold(
+    conn: AsyncConnection, review_id: uuid.UUID, hold_id: uuid.UUID, lots: dict[str, int]
+) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE fraud_reviews SET hold_id = :h, hold_lots = CAST(:lots AS jsonb)
+         WHERE id = :id AND status = 'pending'"""),
+        {"id": review_id, "h": hold_id, "lots": json.dumps(lots)},
+    )
+
+
 async def list_reviews(
     conn: AsyncConnection,
     *,

@@ -24,6 +24,7 @@ from commdesk_billing.errors import NotFound, PaymentNotRefundable, ReviewAlread
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.fraud import repository as repo
 from commdesk_billing.modules.wallet import reviews as wallet_reviews
+from commdesk_billing.modules.wallet.model import Wallet
 from commdesk_billing.security.jwt import Principal
 
 log = structlog.get_logger(__name__)
@@ -153,6 +154,37 @@ async def settle_by_refund(
     await _release_hold(conn, review, "released for the refund of a payment under review")
     await repo.decide(conn, review["id"], "refunded", caller.sub, caller.role.value)
     return True
+
+
+async def hold_what_came_back(conn: AsyncConnection, wallet: Wallet) -> None:
+    """Credits came back to `available` in this wallet (a spend hold released, expired or
+    captured in part, or a refund not made; the wallet's row is locked): each pending
+    review of it now holds what of its purchase it could not hold when it opened. Its hold
+    is replaced by a larger one (released, then placed anew on the same lots and more), so
+    a review keeps one hold."""
+    if wallet.owner_type != "user":
+        return
+    for review in await repo.pending_reviews_of_wallet(conn, wallet.owner_id, wallet.id):
+        payment_id = review["payment_id"]
+        if await wallet_reviews.holdable(conn, payment_id=payment_id, wallet_id=wallet.id) == 0:
+            continue
+        await _release_hold(conn, review, "held again with credits that came back")
+        # A fresh key per replacement: this runs inside another operation's transaction,
+        # which is what replays; a key naming the old hold could repeat after a reopen.
+        held = await wallet_reviews.hold_for_review(
+            conn,
+            payment_id=payment_id,
+            wallet_id=wallet.id,
+            idempotency_key=f"review:{review['id']}:hold:more:{uuid.uuid4().hex}",
+            reason=f"held for fraud review (payment {payment_id})",
+        )
+        assert held is not None
+        result, takes = held
+        assert result.hold is not None
+        await repo.replace_hold(conn, review["id"], result.hold.id, {str(k): v for k, v in takes})
+        log.warning(
+            "fraud.review.held_more", payment_id=str(payment_id), credits=result.hold.credits
+        )
 
 
 async def reopen_after_failed_refund(

@@ -391,7 +391,7 @@ async def _give_back(
         )
     else:
         assert refund.hold_id is not None
-        await wallet_refunds.release_refund(
+        released = await wallet_refunds.release_refund(
             conn,
             hold_id=refund.hold_id,
             takes=refund.takes,
@@ -409,6 +409,8 @@ async def _give_back(
             refund_id=refund.id,
             refund_created_at=refund.created_at,
         )
+        # A review opened while this refund held the credits could not hold them then.
+        await fraud_reviews.hold_what_came_back(conn, released.wallet)
     await billing_events.record(
         conn,
         f"refund.{to.value.lower()}",

@@ -27,6 +27,7 @@ from commdesk_billing.modules.fraud import screening
 from commdesk_billing.modules.fraud.rules import Action
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.state import Status
+from commdesk_billing.modules.wallet import service as wallets
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
 from commdesk_billing.security.text import StrictInput
@@ -80,6 +81,9 @@ class FraudDetection(TwoPhase):
         payment = await payments.get(conn, p.payment_id, lock=True)
         if payment is None or payment.status is not Status.CREDITED or not payment.buys_credits:
             return
+        # The wallet before the review row, as every path takes them (a spend hold's
+        # release locks the wallet, then the wallet's pending reviews).
+        await wallets.get_wallet(conn, payment.wallet_id, lock=True)
         method: Any = fetched.get("payment_method")
         instrument, vpa = screening.instrument_of(method if isinstance(method, dict) else None)
         screened = await screening.screen_paid(
