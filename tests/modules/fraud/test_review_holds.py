@@ -216,3 +216,51 @@ async def test_a_refund_not_made_gives_a_paid_stage_review_the_credits_it_held(
     )
     wallet = await stack.wallet(tok)
     assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 3200)
+
+
+async def test_a_blocked_attempt_stores_no_order_and_its_key_is_scored_again(
+    stacks: StackFactory,
+) -> None:
+    """A block keeps nothing of the order (no payment, no wallet), so its Idempotency-Key
+    names nothing: the same key again is scored again (403 while the reason stands, the
+    order once it is gone), never a stored 403 replayed nor a second order."""
+    stack = await stacks(**tight())
+    deny = await stack.api.post(
+        "/v1/fraud/lists",
+        json={
+            "list": "deny",
+            "kind": "device",
+            "value": "stolen-device-02",
+            "reason": "chargebacks",
+        },
+        headers=staff(stack),
+    )
+    assert deny.status_code == 201, deny.text
+    sub = f"buyer-{uuid.uuid4().hex}"
+    tok = stack.token(sub)
+    headers = {
+        "Authorization": f"Bearer {tok}",
+        "Idempotency-Key": uuid.uuid4().hex,
+        "X-Device-Id": "stolen-device-02",
+    }
+    body = {"pack_code": "pack_300", "customer_phone": "9876543210"}
+    for _ in range(2):
+        r = await stack.api.post("/v1/payments/orders", json=body, headers=headers)
+        assert (r.status_code, r.json()["code"]) == (403, "payment_blocked"), r.text
+    uid = await stack.scalar("SELECT id FROM users WHERE external_id = :s", s=sub)
+    assert await stack.scalar("SELECT count(*) FROM payments WHERE user_id = :u", u=uid) == 0
+    assert await stack.scalar("SELECT count(*) FROM wallets WHERE owner_id = :u", u=uid) == 0
+    assert (
+        await stack.scalar(
+            "SELECT count(*) FROM fraud_assessments WHERE user_id = :u AND action = 'block'",
+            u=uid,
+        )
+        == 2
+    )
+    gone = await stack.api.delete(f"/v1/fraud/lists/{deny.json()['id']}", headers=staff(stack))
+    assert gone.status_code == 204
+    ok = await stack.api.post("/v1/payments/orders", json=body, headers=headers)
+    assert ok.status_code == 201, ok.text
+    again = await stack.api.post("/v1/payments/orders", json=body, headers=headers)
+    assert (again.status_code, again.json()["id"]) == (201, ok.json()["id"])
+    assert await stack.scalar("SELECT count(*) FROM payments WHERE user_id = :u", u=uid) == 1
