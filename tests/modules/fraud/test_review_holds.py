@@ -264,3 +264,31 @@ async def test_a_blocked_attempt_stores_no_order_and_its_key_is_scored_again(
     again = await stack.api.post("/v1/payments/orders", json=body, headers=headers)
     assert (again.status_code, again.json()["id"]) == (201, ok.json()["id"])
     assert await stack.scalar("SELECT count(*) FROM payments WHERE user_id = :u", u=uid) == 1
+
+
+async def test_a_refund_racing_a_release_applies_in_one_order(stacks: StackFactory) -> None:
+    """The refunds API and a reviewer's release at once: both lock the payment first, so
+    one goes first. Refund first: the review ends refunded and the release is a 409.
+    Release first: the refund is an ordinary one of the released credits. Either way the
+    credits are refunded exactly once and none are left held or spendable."""
+    stack = await stacks(**tight(fraud_new_account_weight=70))
+    tok, pid = await _held(stack)
+    review_id = await stack.scalar("SELECT id FROM fraud_reviews WHERE payment_id = :p", p=pid)
+    refund, release = await asyncio.gather(
+        stack.refund(pid),
+        stack.api.post(
+            f"/v1/fraud/reviews/{review_id}/decision",
+            json={"decision": "release", "reason": "known member"},
+            headers=staff(stack),
+        ),
+    )
+    assert refund.status_code == 202, refund.text
+    final = await stack.scalar("SELECT status FROM fraud_reviews WHERE id = :r", r=review_id)
+    if final == "refunded":
+        assert (release.status_code, release.json()["code"]) == (409, "review_already_decided")
+    else:
+        assert (final, release.status_code) == ("released", 200), release.text
+    await stack.wait_refund(refund.json()["id"], {"SUCCESS"})
+    assert await stack.scalar("SELECT count(*) FROM refunds WHERE payment_id = :p", p=pid) == 1
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 0)
