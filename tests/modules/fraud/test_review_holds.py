@@ -292,3 +292,54 @@ async def test_a_refund_racing_a_release_applies_in_one_order(stacks: StackFacto
     assert await stack.scalar("SELECT count(*) FROM refunds WHERE payment_id = :p", p=pid) == 1
     wallet = await stack.wallet(tok)
     assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 0)
+
+
+async def test_a_release_before_payment_does_not_waive_what_the_payment_shows(
+    stacks: StackFactory,
+) -> None:
+    """A reviewer released an order-stage review before the buyer paid, on what the order
+    showed. The payment then comes from a deny-listed VPA (paid-stage score 100): that is
+    new evidence the release never saw, so the credits go under review again rather than
+    straight to the member."""
+    stack = await stacks(**tight(fraud_new_account_weight=70))
+    tok = stack.token()
+    made = await order(stack, tok, pack_code="pack_1000")
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    review_id = await stack.scalar("SELECT id FROM fraud_reviews WHERE payment_id = :p", p=pid)
+    url = f"/v1/fraud/reviews/{review_id}/decision"
+    early = await stack.api.post(
+        url, json={"decision": "release", "reason": "looks fine"}, headers=staff(stack)
+    )
+    assert early.status_code == 200, early.text
+    deny = await stack.api.post(
+        "/v1/fraud/lists",
+        json={
+            "list": "deny",
+            "kind": "vpa",
+            "value": "testsuccess@gocash",
+            "reason": "chargebacks",
+        },
+        headers=staff(stack),
+    )
+    assert deny.status_code == 201, deny.text
+    await stack.pay(made.json(), method="upi")
+    await stack.wait_status(tok, pid, {"CREDITED"})
+    for _ in range(100):
+        if (await stack.wallet(tok))["locked_credits"]:
+            break
+        await asyncio.sleep(0.1)
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (0, 12000)
+    review = await stack.scalar(
+        "SELECT json_build_array(stage, status, score, rules) FROM fraud_reviews WHERE id = :r",
+        r=review_id,
+    )
+    assert review == ["paid", "pending", 100, ["deny_list"]]
+    # A reviewer decides again, now on the paid stage's evidence.
+    done = await stack.api.post(
+        url, json={"decision": "release", "reason": "VPA cleared"}, headers=staff(stack)
+    )
+    assert (done.status_code, done.json()["status"]) == (200, "released"), done.text
+    wallet = await stack.wallet(tok)
+    assert (wallet["available_credits"], wallet["locked_credits"]) == (12000, 0)

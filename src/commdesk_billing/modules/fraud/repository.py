@@ -285,6 +285,21 @@ async def replace_hold(
     )
 
 
+async def reopen_at_paid(
+    conn: AsyncConnection, review_id: uuid.UUID, score: int, rules: list[str]
+) -> bool:
+    """A review released before anything was held: pending again, at the paid stage."""
+    result = await conn.execute(
+        sql("""
+        UPDATE fraud_reviews
+           SET status = 'pending', stage = 'paid', score = :s, rules = :r,
+               decided_by = NULL, decided_role = NULL, decided_at = NULL
+         WHERE id = :id AND status = 'released' AND hold_id IS NULL"""),
+        {"id": review_id, "s": score, "r": rules},
+    )
+    return bool(result.rowcount)
+
+
 async def list_reviews(
     conn: AsyncConnection,
     *,

@@ -55,6 +55,22 @@ async def open_review(
     )
 
 
+async def reopen_if_released_unseen(
+    conn: AsyncConnection, *, payment_id: uuid.UUID, score: int, rules: list[str]
+) -> bool:
+    """The paid stage asks for a review of a payment whose review was released before any
+    of its credits were held (a release before the buyer paid, on what the order showed):
+    that release never saw this evidence, so the review is pending again, at the paid
+    stage. A review released or refunded over a hold stands. True when reopened."""
+    review = await repo.review_of_payment(conn, payment_id, lock=True)
+    if review is None or review["status"] != "released" or review["hold_id"] is not None:
+        return False
+    reopened = await repo.reopen_at_paid(conn, review["id"], score, rules)
+    if reopened:
+        log.warning("fraud.review.reopened_at_paid", payment_id=str(payment_id), score=score)
+    return reopened
+
+
 async def under_review(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
     review = await repo.review_of_payment(conn, payment_id)
     return review is not None and review["status"] == "pending"

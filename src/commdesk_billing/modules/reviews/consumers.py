@@ -5,7 +5,9 @@ Two phases (`TwoPhase`): Cashfree's payments of the order are fetched before the
 transaction opens; the scoring, its record and (for a high score) the review and its hold
 are applied in the consumer's transaction. A purchase whose score asks for a review has
 its credits held from then on (what is still unspent of them); one already released or
-refunded, or scored at this stage before (a redelivery), is left alone.
+refunded over a hold, or scored at this stage before (a redelivery), is left alone. A
+review released before anything was held (before the buyer paid) is reopened: that
+release never saw what the payment shows.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class FraudDetection(TwoPhase):
         if screened.action is Action.allow:
             return
         # Review or block: paid already, so either way the credits wait for a reviewer.
-        await fraud_reviews.open_review(
+        opened = await fraud_reviews.open_review(
             conn,
             payment_id=payment.id,
             user_id=payment.user_id,
@@ -112,6 +114,13 @@ class FraudDetection(TwoPhase):
             score=screened.verdict.score,
             rules=screened.verdict.rules,
         )
+        if not opened:
+            await fraud_reviews.reopen_if_released_unseen(
+                conn,
+                payment_id=payment.id,
+                score=screened.verdict.score,
+                rules=screened.verdict.rules,
+            )
         held = await fraud_reviews.hold_if_under_review(
             conn, payment_id=payment.id, wallet_id=payment.wallet_id, order_id=payment.order_id
         )
