@@ -40,6 +40,8 @@ from commdesk_billing.modules.autorecharge.trigger import on_crossing
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.communities.mongo import community_directory
+from commdesk_billing.modules.fraud import invariants as fraud_invariants
+from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
 from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
 from commdesk_billing.modules.invoices.jobs import render_pending
@@ -247,6 +249,8 @@ def install() -> None:
     # The debit paths' low-balance seam: auto-recharge's crossing (the wallet imports none
     # of it).
     wallet_triggers.install(on_crossing)
+    # Credits a spend hold gives back: fraud's pending reviews of the wallet hold them.
+    wallet_triggers.install_credits_back(fraud_reviews.hold_what_came_back)
 
 
 def fanout() -> dict[str, tuple[str, ...]]:
@@ -390,5 +394,6 @@ def verify_checks() -> tuple[Check, ...]:
         *subscription_invariants.CHECKS,
         *auto_recharge_invariants.CHECKS,
         *invoice_invariants.CHECKS,
+        *fraud_invariants.CHECKS,
         *ledger_invariants.SEAL_CHECKS,
     )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.modules.autorecharge import invariants as autorecharge
 from commdesk_billing.modules.communities import invariants as communities
+from commdesk_billing.modules.fraud import invariants as fraud
 from commdesk_billing.modules.invoices import invariants as invoices
 from commdesk_billing.modules.ledger import invariants as ledger
 from commdesk_billing.modules.ledger.verify import Check, verify_ledger
@@ -41,6 +42,7 @@ OWNED: list[tuple[ModuleType, tuple[Check, ...]]] = [
     (subscriptions, subscriptions.CHECKS),
     (autorecharge, autorecharge.CHECKS),
     (invoices, invoices.CHECKS),
+    (fraud, fraud.CHECKS),
     (ledger, ledger.SEAL_CHECKS),
 ]
 
@@ -89,6 +91,7 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "auto_recharge_pending",
         "document_figures",
         "document_numbers",
+        "review_holds",
         "seals",
     ]
     assert len({c.name for c in checks}) == len(checks)

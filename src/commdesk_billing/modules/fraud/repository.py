@@ -247,6 +247,59 @@ async def decide(
     )
 
 
+async def reopen(conn: AsyncConnection, review_id: uuid.UUID) -> None:
+    """A `refunded` review whose refund was not made: pending again, with no hold (the
+    refund's release freed it; a new one is placed next)."""
+    await conn.execute(
+        sql("""
+        UPDATE fraud_reviews
+           SET status = 'pending', decided_by = NULL, decided_role = NULL, decided_at = NULL,
+               hold_id = NULL, hold_lots = NULL
+         WHERE id = :id AND status = 'refunded'"""),
+        {"id": review_id},
+    )
+
+
+async def pending_reviews_of_wallet(
+    conn: AsyncConnection, user_id: uuid.UUID, wallet_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """A wallet's pending reviews, locked (by its owner: the index the queue reads)."""
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_REVIEW_COLS} FROM fraud_reviews
+         WHERE user_id = :u AND wallet_id = :w AND status = 'pending'
+         ORDER BY created_at, id FOR UPDATE"""),
+        {"u": user_id, "w": wallet_id},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def replace_hold(
+    conn: AsyncConnection, review_id: uuid.UUID, hold_id: uuid.UUID, lots: dict[str, int]
+) -> None:
+    await conn.execute(
+        sql("""
+        UPDATE fraud_reviews SET hold_id = :h, hold_lots = CAST(:lots AS jsonb)
+         WHERE id = :id AND status = 'pending'"""),
+        {"id": review_id, "h": hold_id, "lots": json.dumps(lots)},
+    )
+
+
+async def reopen_at_paid(
+    conn: AsyncConnection, review_id: uuid.UUID, score: int, rules: list[str]
+) -> bool:
+    """A review released before anything was held: pending again, at the paid stage."""
+    result = await conn.execute(
+        sql("""
+        UPDATE fraud_reviews
+           SET status = 'pending', stage = 'paid', score = :s, rules = :r,
+               decided_by = NULL, decided_role = NULL, decided_at = NULL
+         WHERE id = :id AND status = 'released' AND hold_id IS NULL"""),
+        {"id": review_id, "s": score, "r": rules},
+    )
+    return bool(result.rowcount)
+
+
 async def list_reviews(
     conn: AsyncConnection,
     *,

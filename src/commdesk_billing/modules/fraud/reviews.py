@@ -14,6 +14,7 @@ Locks, in the order every path takes them: the payment row, its wallet, the revi
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from commdesk_billing.errors import NotFound, PaymentNotRefundable, ReviewAlread
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.fraud import repository as repo
 from commdesk_billing.modules.wallet import reviews as wallet_reviews
+from commdesk_billing.modules.wallet.model import Wallet
 from commdesk_billing.security.jwt import Principal
 
 log = structlog.get_logger(__name__)
@@ -53,26 +55,49 @@ async def open_review(
     )
 
 
+async def reopen_if_released_unseen(
+    conn: AsyncConnection, *, payment_id: uuid.UUID, score: int, rules: list[str]
+) -> bool:
+    """The paid stage asks for a review of a payment whose review was released before any
+    of its credits were held (a release before the buyer paid, on what the order showed):
+    that release never saw this evidence, so the review is pending again, at the paid
+    stage. A review released or refunded over a hold stands. True when reopened."""
+    review = await repo.review_of_payment(conn, payment_id, lock=True)
+    if review is None or review["status"] != "released" or review["hold_id"] is not None:
+        return False
+    reopened = await repo.reopen_at_paid(conn, review["id"], score, rules)
+    if reopened:
+        log.warning("fraud.review.reopened_at_paid", payment_id=str(payment_id), score=score)
+    return reopened
+
+
 async def under_review(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
     review = await repo.review_of_payment(conn, payment_id)
     return review is not None and review["status"] == "pending"
 
 
 async def hold_if_under_review(
-    conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, order_id: str
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    order_id: str,
+    again_after: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     """Called where the payment's credits were just granted (payment and wallet locked):
-    hold them while its review is pending. The hold's id, or None (no pending review)."""
+    hold them while its review is pending. The hold's id, or None (no pending review).
+    `again_after`: the refund whose failure reopened the review (a new hold, a new key)."""
     review = await repo.review_of_payment(conn, payment_id, lock=True)
     if review is None or review["status"] != "pending":
         return None
     if review["hold_id"] is not None:
         return uuid.UUID(str(review["hold_id"]))
+    key = f"review:{review['id']}:hold"
     held = await wallet_reviews.hold_for_review(
         conn,
         payment_id=payment_id,
         wallet_id=wallet_id,
-        idempotency_key=f"review:{review['id']}:hold",
+        idempotency_key=key if again_after is None else f"{key}:after:{again_after}",
         reason=f"held for fraud review (order {order_id})",
     )
     if held is None:
@@ -92,7 +117,8 @@ async def _release_hold(conn: AsyncConnection, review: dict[str, Any], why: str)
         conn,
         hold_id=review["hold_id"],
         takes=takes,
-        idempotency_key=f"review:{review['id']}:release",
+        # Per hold: a review reopened after a failed refund holds (and releases) again.
+        idempotency_key=f"review:{review['id']}:release:{review['hold_id']}",
         reason=why,
     )
 
@@ -144,6 +170,71 @@ async def settle_by_refund(
     await _release_hold(conn, review, "released for the refund of a payment under review")
     await repo.decide(conn, review["id"], "refunded", caller.sub, caller.role.value)
     return True
+
+
+async def hold_what_came_back(conn: AsyncConnection, wallet: Wallet) -> None:
+    """Credits came back to `available` in this wallet (a spend hold released, expired or
+    captured in part, or a refund not made; the wallet's row is locked): each pending
+    review of it now holds what of its purchase it could not hold when it opened. Its hold
+    is replaced by a larger one (released, then placed anew on the same lots and more), so
+    a review keeps one hold."""
+    if wallet.owner_type != "user":
+        return
+    for review in await repo.pending_reviews_of_wallet(conn, wallet.owner_id, wallet.id):
+        payment_id = review["payment_id"]
+        if await wallet_reviews.holdable(conn, payment_id=payment_id, wallet_id=wallet.id) == 0:
+            continue
+        await _release_hold(conn, review, "held again with credits that came back")
+        # A fresh key per replacement: this runs inside another operation's transaction,
+        # which is what replays; a key naming the old hold could repeat after a reopen.
+        held = await wallet_reviews.hold_for_review(
+            conn,
+            payment_id=payment_id,
+            wallet_id=wallet.id,
+            idempotency_key=f"review:{review['id']}:hold:more:{uuid.uuid4().hex}",
+            reason=f"held for fraud review (payment {payment_id})",
+        )
+        assert held is not None
+        result, takes = held
+        assert result.hold is not None
+        await repo.replace_hold(conn, review["id"], result.hold.id, {str(k): v for k, v in takes})
+        log.warning(
+            "fraud.review.held_more", payment_id=str(payment_id), credits=result.hold.credits
+        )
+
+
+async def reopen_after_failed_refund(
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    order_id: str,
+    refund_id: uuid.UUID,
+    refund_created_at: datetime,
+) -> uuid.UUID | None:
+    """A refund that settled the payment's review (`refunded`) was not made: Cashfree
+    refused or cancelled it, and its hold gave the credits back to available. The decision
+    did not take effect, so the review is pending again and the credits are held again
+    (the reviewer decides anew), rather than spendable without a release. Called with the
+    payment and its wallet locked. The new hold's id, or None (nothing reopened)."""
+    review = await repo.review_of_payment(conn, payment_id, lock=True)
+    if review is None or review["status"] != "refunded":
+        return None
+    # Only the refund that settled it (asked for in the decision's transaction, or later):
+    # a refund asked for before the review was decided held nothing of the review's.
+    if review["decided_at"] is None or refund_created_at < review["decided_at"]:
+        return None
+    await repo.reopen(conn, review["id"])
+    held = await hold_if_under_review(
+        conn, payment_id=payment_id, wallet_id=wallet_id, order_id=order_id, again_after=refund_id
+    )
+    log.warning(
+        "fraud.review.reopened",
+        payment_id=str(payment_id),
+        refund_id=str(refund_id),
+        held=str(held),
+    )
+    return held
 
 
 async def get_review(conn: AsyncConnection, review_id: uuid.UUID) -> dict[str, Any]:

@@ -95,7 +95,7 @@ async def refund_totals(conn: AsyncConnection, report: VerifyReport) -> None:
 @check("refund_lots")
 async def refund_lots(conn: AsyncConnection, report: VerifyReport) -> None:
     """Each lot's reserved and refunded credits are what its open and successful refunds
-    take from it."""
+    take from it (reserved: and what an active fraud review hold earmarks on it)."""
     for r in await rows(
         conn,
         """
@@ -111,11 +111,19 @@ async def refund_lots(conn: AsyncConnection, report: VerifyReport) -> None:
                        AS reserved,
                    sum(credits) FILTER (WHERE status = 'SUCCESS') AS refunded
               FROM takes GROUP BY lot
+        ), reviewed AS (
+            SELECT CAST(x.key AS uuid) AS lot, sum(CAST(x.value AS bigint)) AS credits
+              FROM fraud_reviews r
+              JOIN wallet_holds h ON h.id = r.hold_id AND h.status = 'active'
+             CROSS JOIN LATERAL jsonb_each_text(r.hold_lots) x
+             GROUP BY 1
         )
         SELECT l.id, l.wallet_id, l.credits_reserved, l.credits_refunded,
-               coalesce(p.reserved, 0) AS want_reserved, coalesce(p.refunded, 0) AS want_refunded
+               coalesce(p.reserved, 0) + coalesce(v.credits, 0) AS want_reserved,
+               coalesce(p.refunded, 0) AS want_refunded
           FROM per_lot p JOIN credit_lots l ON l.id = p.lot
-         WHERE l.credits_reserved <> coalesce(p.reserved, 0)
+          LEFT JOIN reviewed v ON v.lot = p.lot
+         WHERE l.credits_reserved <> coalesce(p.reserved, 0) + coalesce(v.credits, 0)
             OR l.credits_refunded <> coalesce(p.refunded, 0)""",
     ):
         report.add(

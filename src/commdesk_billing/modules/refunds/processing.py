@@ -28,6 +28,7 @@ from commdesk_billing.errors import (
 from commdesk_billing.gateway.errors import CashfreeAuthError, CashfreeRejected
 from commdesk_billing.gateway.models import Refund as GatewayRefund
 from commdesk_billing.modules.billing import events as billing_events
+from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
@@ -401,7 +402,7 @@ async def _give_back(
         )
     else:
         assert refund.hold_id is not None
-        await wallet_refunds.release_refund(
+        released = await wallet_refunds.release_refund(
             conn,
             hold_id=refund.hold_id,
             takes=refund.takes,
@@ -409,6 +410,18 @@ async def _give_back(
             reason=f"refund of order {refund.order_id} {to.value.lower()}",
             refund_ref=refund.refund_ref,
         )
+        # A refund that settled a fraud review: the credits go back under review, not to
+        # the member (the release and the new hold in this one transaction).
+        await fraud_reviews.reopen_after_failed_refund(
+            conn,
+            payment_id=payment.id,
+            wallet_id=payment.wallet_id,
+            order_id=payment.order_id,
+            refund_id=refund.id,
+            refund_created_at=refund.created_at,
+        )
+        # A review opened while this refund held the credits could not hold them then.
+        await fraud_reviews.hold_what_came_back(conn, released.wallet)
     await billing_events.record(
         conn,
         f"refund.{to.value.lower()}",

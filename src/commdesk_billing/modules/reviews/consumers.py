@@ -5,7 +5,9 @@ Two phases (`TwoPhase`): Cashfree's payments of the order are fetched before the
 transaction opens; the scoring, its record and (for a high score) the review and its hold
 are applied in the consumer's transaction. A purchase whose score asks for a review has
 its credits held from then on (what is still unspent of them); one already released or
-refunded, or scored at this stage before (a redelivery), is left alone.
+refunded over a hold, or scored at this stage before (a redelivery), is left alone. A
+review released before anything was held (before the buyer paid) is reopened: that
+release never saw what the payment shows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from commdesk_billing.modules.fraud import screening
 from commdesk_billing.modules.fraud.rules import Action
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.state import Status
+from commdesk_billing.modules.wallet import service as wallets
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError, TwoPhase
 from commdesk_billing.security.text import StrictInput
@@ -82,6 +85,9 @@ class FraudDetection(TwoPhase):
         payment = await payments.get(conn, p.payment_id, lock=True)
         if payment is None or payment.status is not Status.CREDITED or not payment.buys_credits:
             return
+        # The wallet before the review row, as every path takes them (a spend hold's
+        # release locks the wallet, then the wallet's pending reviews).
+        await wallets.get_wallet(conn, payment.wallet_id, lock=True)
         method: Any = fetched.get("payment_method")
         instrument, vpa = screening.instrument_of(method if isinstance(method, dict) else None)
         screened = await screening.screen_paid(
@@ -101,7 +107,7 @@ class FraudDetection(TwoPhase):
         if screened.action is Action.allow:
             return
         # Review or block: paid already, so either way the credits wait for a reviewer.
-        await fraud_reviews.open_review(
+        opened = await fraud_reviews.open_review(
             conn,
             payment_id=payment.id,
             user_id=payment.user_id,
@@ -110,6 +116,13 @@ class FraudDetection(TwoPhase):
             score=screened.verdict.score,
             rules=screened.verdict.rules,
         )
+        if not opened:
+            await fraud_reviews.reopen_if_released_unseen(
+                conn,
+                payment_id=payment.id,
+                score=screened.verdict.score,
+                rules=screened.verdict.rules,
+            )
         held = await fraud_reviews.hold_if_under_review(
             conn, payment_id=payment.id, wallet_id=payment.wallet_id, order_id=payment.order_id
         )

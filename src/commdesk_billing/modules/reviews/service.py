@@ -58,7 +58,8 @@ async def decide(
         caller,
         payment.id,
         RefundRequest(reason=reason),
-        f"review:{review_id}:refund",
+        # Per hold: a review reopened after its refund failed is refunded anew (a new hold).
+        f"review:{review_id}:refund:{current['hold_id']}",
     )
     await audit.record(
         conn,

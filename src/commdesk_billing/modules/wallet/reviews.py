@@ -28,6 +28,30 @@ from commdesk_billing.modules.wallet.refunds import Takes
 _REVIEW_HOLD_TTL = timedelta(days=3650)
 
 
+def _takes(
+    available: int, lots: dict[str, tuple[uuid.UUID, int, int]]
+) -> list[tuple[uuid.UUID, int]]:
+    # What is still drawable of the lots, within what is available: credits granted in this
+    # transaction are all there; a review opened after payment finds some of them spent,
+    # or available lowered by a spend hold (which reserves no lot), and holds the rest.
+    room = available
+    takes: list[tuple[uuid.UUID, int]] = []
+    for source in ("purchase", "bonus"):
+        if source in lots and (take := min(lots[source][1], room)) > 0:
+            takes.append((lots[source][0], take))
+            room -= take
+    return takes
+
+
+async def holdable(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID) -> int:
+    """How many more credits of the payment's lots a review hold could take now (on top of
+    what its lots already reserve)."""
+    wallet = await lock(conn, wallet_id)
+    return sum(
+        c for _, c in _takes(wallet.available_credits, await repo.lots_of_payment(conn, payment_id))
+    )
+
+
 async def hold_for_review(
     conn: AsyncConnection,
     *,
@@ -42,15 +66,7 @@ async def hold_for_review(
     lots = await repo.lots_of_payment(conn, payment_id)
     if done := await replay(conn, wallet, idempotency_key, TxnType.hold, None):
         return done, [(uuid.UUID(k), int(v)) for k, v in done.line.metadata["lots"].items()]
-    # What is still drawable of the lots, within what is available: credits granted in this
-    # transaction are all there; a review opened after payment finds some of them spent,
-    # or available lowered by a spend hold (which reserves no lot), and holds the rest.
-    room = wallet.available_credits
-    takes: list[tuple[uuid.UUID, int]] = []
-    for source in ("purchase", "bonus"):
-        if source in lots and (take := min(lots[source][1], room)) > 0:
-            takes.append((lots[source][0], take))
-            room -= take
+    takes = _takes(wallet.available_credits, lots)
     total = sum(c for _, c in takes)
     if total == 0:
         return None

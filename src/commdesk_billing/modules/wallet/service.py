@@ -309,6 +309,7 @@ async def capture_hold(
     # A capture only ever gives credits back to `available` (the part not captured), so
     # it cannot cross the level itself; it is told all the same, as every debit path is.
     await triggers.after_debit(conn, wallet, after)
+    await triggers.after_credits_back(conn, after, release)
     wallet = after
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
@@ -359,6 +360,7 @@ async def release_credits(
         hold_id=hold.id,
     )
     wallet, line = await writer.apply_operation(conn, wallet, op)
+    await triggers.after_credits_back(conn, wallet, hold.credits)
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 

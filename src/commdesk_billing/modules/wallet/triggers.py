@@ -39,3 +39,23 @@ def crossed(before: Wallet, after: Wallet) -> bool:
 async def after_debit(conn: AsyncConnection, before: Wallet, after: Wallet) -> None:
     if _hook is not None and crossed(before, after):
         await _hook(conn, after, before.available_credits)
+
+
+# Credits a spend hold gave back to `available` (released, expired, or captured in part):
+# called in that transaction with the wallet's row still locked, the wallet as it is left.
+# Fraud's pending reviews of the wallet hold what they could not hold before (credits that
+# were behind the hold when the review opened), so voiding a hold cannot free them.
+CreditsBackHook = Callable[[AsyncConnection, Wallet], Awaitable[None]]
+
+_back: CreditsBackHook | None = None
+
+
+def install_credits_back(hook: CreditsBackHook | None) -> None:
+    """Set (or, with None, remove) the process's hook."""
+    global _back
+    _back = hook
+
+
+async def after_credits_back(conn: AsyncConnection, after: Wallet, credits: int) -> None:
+    if _back is not None and credits > 0:
+        await _back(conn, after)
