@@ -257,13 +257,17 @@ async def raise_charge(
     sub, charge = await in_transaction(engine, lambda c: _charge_of(c, settings, change))
 
     async def attach(conn: AsyncConnection, payment: Payment) -> None:
-        await changes.move(
+        # The change may have failed since the renewal's decision let go of the row lock
+        # (the member cancelled): then no charge is written, or Cashfree would debit money
+        # no change names and the crediting could not place (raising rolls the row back).
+        if not await changes.move(
             conn,
             change,
             to=ChangeStatus.raised,
             sources=(ChangeStatus.raising,),
             payment_id=payment.id,
-        )
+        ):
+            raise PlanChangeRefused("the plan change is no longer waiting for its charge")
 
     return await mandate_debit.raise_on_mandate(
         engine,

@@ -1,0 +1,110 @@
+"""INR plan changes under races and crashes (sandbox + API + worker, the sandbox's clock):
+what happens when the member acts between the renewal job's decision and its charge, when
+the job runs twice at once, and what `ledger verify` sees of a plan switched without its
+payment."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.gateway.subscriptions import SubscriptionsClient
+from commdesk_billing.modules.subscriptions import inr as renewal_inr
+from commdesk_billing.modules.subscriptions import inr_change
+from tests.harness.stack import Stack
+from tests.modules.subscriptions import inr_support as t
+
+pytestmark = pytest.mark.slow
+
+LEAD = 3 * t.DAY
+DEARER = 49_900
+
+
+async def _on_first_period(stack: Stack, tok: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    m = await t.mandate(stack, tok)
+    plan = await t.inr_plan(stack)
+    sid = (await t.subscribe(stack, tok, plan, m["id"]))["id"]
+    await t.renew(stack, sid)
+    done = await t.debit(stack, tok, await t.payment_of(stack, sid, 1, 1))
+    assert done["status"] == "CREDITED"
+    return m, plan, sid
+
+
+async def _upgrade(stack: Stack, tok: str, sid: str, plan_code: str) -> dict[str, Any]:
+    r = await stack.api.post(
+        f"/v1/subscriptions/{sid}/change",
+        json={"plan_code": plan_code},
+        headers=t.auth(tok, key=True),
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def _decide(stack: Stack, sid: str) -> renewal_inr.Decision:
+    at = await t.sandbox_now(stack)
+    return await in_transaction(
+        stack.engine, lambda c: renewal_inr.decide(c, uuid.UUID(sid), at, LEAD)
+    )
+
+
+async def _subscription_payments(stack: Stack, sid: str) -> int:
+    """Payments of kind `subscription` of the subscription's member, beyond period 1's."""
+    n = await stack.scalar(
+        """SELECT count(*) FROM payments y JOIN subscriptions s ON s.user_id = y.user_id
+            WHERE s.id = :s AND y.kind = 'subscription'""",
+        s=uuid.UUID(sid),
+    )
+    return int(n) - 1
+
+
+async def test_a_cancel_between_the_renewals_decision_and_its_raise_charges_nothing(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """The renewal job decides to raise an upgrade's charge (under the row lock, then let
+    go); the member cancels now before the job writes the payment: the change is failed, so
+    no charge may be raised for it (it would be a payment of no period and no change, which
+    the crediting cannot place)."""
+    tok = inr.token()
+    m, _plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    decision = await _decide(inr, sid)
+    assert decision.step is renewal_inr.Step.raise_change and decision.change is not None
+    r = await inr.api.post(
+        f"/v1/subscriptions/{sid}/cancel",
+        json={"at_period_end": False},
+        headers=t.auth(tok, key=True),
+    )
+    assert r.status_code == 200, r.text
+    await inr_change.raise_charge(
+        inr.engine, inr_client, inr.settings, decision.change, await t.sandbox_now(inr)
+    )
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert [c.payment_amount_paise for c in charges] == [t.PRICE]
+    assert await _subscription_payments(inr, sid) == 0
+    [change] = (await t.read(inr, tok, sid))["plan_changes"]
+    assert change["status"] == "failed"
+    await t.books_agree(inr)
+
+
+async def test_the_renewal_job_twice_at_once_raises_one_upgrade_charge(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    tok = inr.token()
+    m, _plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    await asyncio.gather(t.renew(inr, sid), t.renew(inr, sid), t.renew(inr, sid))
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert len(charges) == 2
+    assert await _subscription_payments(inr, sid) == 1
+    pid = (await t.read(inr, tok, sid))["pending_change"]["payment_id"]
+    assert (await t.debit(inr, tok, pid))["status"] == "CREDITED"
+    after = await t.read(inr, tok, sid)
+    assert after["plan_code"] == dearer["code"]
+    assert [c["status"] for c in after["plan_changes"]] == ["applied"]
+    await t.books_agree(inr)
