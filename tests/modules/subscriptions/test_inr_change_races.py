@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
+from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.subscriptions import inr as renewal_inr
 from commdesk_billing.modules.subscriptions import inr_change
 from tests.harness.stack import Stack
@@ -107,4 +109,127 @@ async def test_the_renewal_job_twice_at_once_raises_one_upgrade_charge(
     after = await t.read(inr, tok, sid)
     assert after["plan_code"] == dearer["code"]
     assert [c["status"] for c in after["plan_changes"]] == ["applied"]
+    await t.books_agree(inr)
+
+
+async def test_verify_finds_a_plan_switched_without_its_payment(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """Tampered books: the subscription is put on the dearer plan while its upgrade's charge
+    is still only raised (nothing paid); or the change is marked applied on that unpaid
+    payment. `ledger verify` names both."""
+    tok = inr.token()
+    _m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    await t.renew(inr, sid)
+    assert (await t.read(inr, tok, sid))["pending_change"]["status"] == "raised"
+    await t.books_agree(inr)
+    await inr.execute(
+        "UPDATE subscriptions SET plan_code = :c, plan_version = :v WHERE id = :s",
+        c=dearer["code"],
+        v=dearer["version"],
+        s=uuid.UUID(sid),
+    )
+    switched = await t.verify(inr)
+    assert {f.check for f in switched.findings} == {"subscription_plan_unpaid"}, [
+        str(f) for f in switched.findings
+    ]
+    await inr.execute(
+        "UPDATE subscription_plan_changes SET status = 'applied' WHERE subscription_id = :s",
+        s=uuid.UUID(sid),
+    )
+    applied = await t.verify(inr)
+    assert {f.check for f in applied.findings} == {"subscription_plan_change_payment"}
+    # (Put back: the stack's books are verified when it stops.)
+    await inr.execute(
+        "UPDATE subscription_plan_changes SET status = 'raised' WHERE subscription_id = :s",
+        s=uuid.UUID(sid),
+    )
+    await inr.execute(
+        "UPDATE subscriptions SET plan_code = :c, plan_version = :v WHERE id = :s",
+        c=plan["code"],
+        v=plan["version"],
+        s=uuid.UUID(sid),
+    )
+    await t.books_agree(inr)
+
+
+async def test_a_mandate_revoked_between_the_change_and_its_charge_fails_the_change(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    tok = inr.token()
+    m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    r = await inr.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/revoke")
+    assert r.status_code == 200, r.text
+    await t.wait_mandate(inr, tok, m["id"], "revoked")
+    await t.renew(inr, sid)
+    after = await t.read(inr, tok, sid)
+    assert after["plan_code"] == plan["code"] and after["pending_change"] is None
+    [change] = after["plan_changes"]
+    assert change["status"] == "failed" and change["payment_id"] is None, change
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert [c.payment_amount_paise for c in charges] == [t.PRICE]
+    await t.books_agree(inr)
+
+
+async def test_a_lost_answer_to_the_upgrade_charge_is_found_and_charged_once(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """Cashfree made the upgrade's charge but its answer was lost (the payment left
+    CREATED, the change `raised`): the renewal runs again, the sync finds the charge; one
+    charge, one payment, the plan switched once."""
+    tok = inr.token()
+    m, _plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    await inr.faults(error_rate=1.0)
+    try:
+        await t.renew(inr, sid)
+    finally:
+        await inr.faults(error_rate=0.0)
+    change = (await t.read(inr, tok, sid))["pending_change"]
+    assert change["status"] == "raised"
+    pid = change["payment_id"]
+    p = await inr.payment(tok, pid)
+    assert p["status"] == "CREATED"
+    await inr_client.create_charge(
+        subscription_id=m["subscription_id"],
+        payment_id=p["order_id"],
+        amount_paise=p["amount_paise"],
+        schedule_date=date.fromisoformat(p["schedule_date"]),
+        remarks="CommDesk subscription",
+    )
+    await t.renew(inr, sid)
+    await t.renew(inr, sid)
+
+    async def synced() -> Any:  # the status sync's runs
+        await sync_open_payments(inr.engine, inr.settings)
+        return (await inr.payment(tok, pid))["status"]
+
+    await t.until(synced, "ACTIVE")
+    assert (await t.debit(inr, tok, pid))["status"] == "CREDITED"
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert len(charges) == 2
+    assert await _subscription_payments(inr, sid) == 1
+    after = await t.read(inr, tok, sid)
+    assert after["plan_code"] == dearer["code"]
+    assert [c["status"] for c in after["plan_changes"]] == ["applied"]
+    await t.books_agree(inr)
+
+
+async def test_a_free_upgrade_under_a_rupee_is_not_taken_for_an_unpaid_switch(
+    inr: Stack,
+) -> None:
+    """An upgrade whose prorated price is under ₹1 is applied at once with no charge: the
+    books still agree (it is logged, so verify tells it from a switch without its payment)."""
+    tok = inr.token()
+    _m, _plan, sid = await _on_first_period(inr, tok)
+    nearly = await t.inr_plan(inr, name="Pro India Plus", price_paise=t.PRICE + 50)
+    body = await _upgrade(inr, tok, sid, nearly["code"])
+    assert (body["direction"], body["prorated_paise"]) == ("upgrade", 0)
+    after = await t.read(inr, tok, sid)
+    assert (after["plan_code"], after["plan_changes"]) == (nearly["code"], [])
     await t.books_agree(inr)

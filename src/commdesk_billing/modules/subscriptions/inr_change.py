@@ -132,6 +132,22 @@ async def request(
     )
     if paise < MIN_CHARGE_PAISE:
         sub = await _switch(conn, sub.id, target.code, target.version)
+        # The one switch with no paid change behind it: logged, so `ledger verify` tells it
+        # from a plan switched without its payment (`invariants.subscription_plan_changes`).
+        await billing_events.record(
+            conn,
+            "subscription.plan_changed",
+            user_id=sub.user_id,
+            amount_paise=0,
+            data={
+                "subscription_id": str(sub.id),
+                "user_ref": sub.user_ref,
+                "from_plan": f"{current.code}:{current.version}",
+                "to_plan": f"{target.code}:{target.version}",
+                "price_paise": 0,
+                "period": sub.current_period,
+            },
+        )
         return Requested(sub, "upgrade", 0, at, None)
     key = charging.upgrade_key(sub.id, operation_key)
     change = await changes.insert(
