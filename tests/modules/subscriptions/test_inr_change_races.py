@@ -233,3 +233,30 @@ async def test_a_free_upgrade_under_a_rupee_is_not_taken_for_an_unpaid_switch(
     after = await t.read(inr, tok, sid)
     assert (after["plan_code"], after["plan_changes"]) == (nearly["code"], [])
     await t.books_agree(inr)
+
+
+async def test_a_cancel_between_the_renewals_decision_and_a_periods_raise_charges_nothing(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """As for an upgrade: the renewal job has written period 2's attempt and let go of the
+    row lock; the member cancels now (period 2 voided) before the job raises the charge:
+    nothing may be charged on the cancelled subscription."""
+    tok = inr.token()
+    m, _plan, sid = await _on_first_period(inr, tok)
+    first = await t.read(inr, tok, sid)
+    await t.advance_to(inr, t.plus(first["current_period_end"], -LEAD + t.HOUR))
+    decision = await _decide(inr, sid)
+    assert decision.step is renewal_inr.Step.raise_charge and decision.attempt is not None
+    r = await inr.api.post(
+        f"/v1/subscriptions/{sid}/cancel",
+        json={"at_period_end": False},
+        headers=t.auth(tok, key=True),
+    )
+    assert r.status_code == 200, r.text
+    await renewal_inr.raise_charge(
+        inr.engine, inr_client, inr.settings, decision.attempt, await t.sandbox_now(inr)
+    )
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert [c.payment_amount_paise for c in charges] == [t.PRICE]
+    assert await _subscription_payments(inr, sid) == 0
+    await t.books_agree(inr)
