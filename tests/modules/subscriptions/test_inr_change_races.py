@@ -260,3 +260,44 @@ async def test_a_cancel_between_the_renewals_decision_and_a_periods_raise_charge
     assert [c.payment_amount_paise for c in charges] == [t.PRICE]
     assert await _subscription_payments(inr, sid) == 0
     await t.books_agree(inr)
+
+
+async def test_an_upgrade_whose_charge_is_held_for_review_does_not_stop_the_renewal(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """The upgrade's charge is found at Cashfree for another amount: its payment goes to
+    REVIEW, where nothing ever credits it. The change must end (the old plan stays) rather
+    than keep the renewal waiting for good: else the next period is never charged and the
+    subscription never lapses (served for nothing)."""
+    tok = inr.token()
+    m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    await inr.faults(error_rate=1.0)
+    try:
+        await t.renew(inr, sid)  # the CHARGE call's answer is lost: the payment CREATED
+    finally:
+        await inr.faults(error_rate=0.0)
+    pid = (await t.read(inr, tok, sid))["pending_change"]["payment_id"]
+    p = await inr.payment(tok, pid)
+    await inr_client.create_charge(
+        subscription_id=m["subscription_id"],
+        payment_id=p["order_id"],
+        amount_paise=p["amount_paise"] + 100,
+        schedule_date=date.fromisoformat(p["schedule_date"]),
+    )
+
+    async def reviewed() -> Any:
+        await sync_open_payments(inr.engine, inr.settings)
+        return (await inr.payment(tok, pid))["status"]
+
+    await t.until(reviewed, "REVIEW")
+    first = await t.read(inr, tok, sid)
+    await t.advance_to(inr, t.plus(first["current_period_end"], -LEAD + t.HOUR))
+    await t.renew(inr, sid)
+    after = await t.read(inr, tok, sid)
+    assert after["plan_code"] == plan["code"]
+    [change] = after["plan_changes"]
+    assert change["status"] == "failed", change
+    assert [p["number"] for p in after["periods"]] == [1, 2]
+    await t.books_agree(inr)

@@ -210,6 +210,11 @@ async def settle(conn: AsyncConnection, sub: Subscription, at: datetime) -> Plan
         return change
     assert change.payment_id is not None
     reason = await mandate_debit.unpaid_reason(conn, change.payment_id)
+    if reason is None and await mandate_debit.in_review(conn, change.payment_id):
+        # Never credited from there: waiting for it would hold the renewal for good (the
+        # next period never charged, never lapsing). The old plan stays; finance settles
+        # whatever Cashfree debits under it. (No new charge is raised for the change.)
+        reason = "payment held for review"
     if reason is None:
         return change
     await _fail(conn, sub, change, reason)
