@@ -301,3 +301,78 @@ async def test_an_upgrade_whose_charge_is_held_for_review_does_not_stop_the_rene
     assert change["status"] == "failed", change
     assert [p["number"] for p in after["periods"]] == [1, 2]
     await t.books_agree(inr)
+
+
+async def test_the_same_key_twice_at_once_makes_one_change(inr: Stack) -> None:
+    tok = inr.token()
+    _m, _plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    headers = t.auth(tok, key=True)
+
+    async def change() -> tuple[int, Any]:
+        r = await inr.api.post(
+            f"/v1/subscriptions/{sid}/change", json={"plan_code": dearer["code"]}, headers=headers
+        )
+        return r.status_code, r.json()
+
+    answers = await asyncio.gather(change(), change(), change())
+    assert 200 in {s for s, _ in answers}, answers
+    assert {s for s, _ in answers} <= {200, 409}, answers
+    assert len((await t.read(inr, tok, sid))["plan_changes"]) == 1
+
+
+async def test_a_downgrade_an_upgrade_over_it_then_a_downgrade_back(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """A downgrade waits for the renewal; an upgrade asked meanwhile is charged from the
+    current plan and, once paid, replaces the waiting downgrade; a downgrade asked after it
+    prices the next period. One charge per step, and the books agree."""
+    tok = inr.token()
+    m, plan, sid = await _on_first_period(inr, tok)
+    lite = await t.inr_plan(inr, name="Lite India", price_paise=19_900)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    down = await _upgrade(inr, tok, sid, lite["code"])
+    assert down["direction"] == "downgrade"
+    up = await _upgrade(inr, tok, sid, dearer["code"])
+    assert up["direction"] == "upgrade" and 19_000 < up["prorated_paise"] <= DEARER - t.PRICE
+    await t.renew(inr, sid)
+    pid = (await t.read(inr, tok, sid))["pending_change"]["payment_id"]
+    assert (await t.debit(inr, tok, pid))["status"] == "CREDITED"
+    on_plus = await t.read(inr, tok, sid)
+    assert on_plus["plan_code"] == dearer["code"]
+    back = await _upgrade(inr, tok, sid, plan["code"])
+    assert back["direction"] == "downgrade"
+    await t.books_agree(inr)
+    await t.advance_to(inr, t.plus(on_plus["current_period_end"], -LEAD + t.HOUR))
+    await t.renew(inr, sid)
+    p2 = await inr.payment(tok, await t.payment_of(inr, sid, 2, 1))
+    assert p2["amount_paise"] == t.PRICE
+    assert (await t.debit(inr, tok, p2["id"]))["status"] == "CREDITED"
+    renewed = await t.read(inr, tok, sid)
+    assert (renewed["plan_code"], renewed["current_period"]) == (plan["code"], 2)
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert [c.payment_amount_paise for c in charges] == [t.PRICE, up["prorated_paise"], t.PRICE]
+    await t.books_agree(inr)
+
+
+async def test_a_mandate_paused_before_the_upgrades_debit_fails_the_change(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    tok = inr.token()
+    m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    r = await inr.sandbox.post(
+        f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
+        json={"outcome": "paused"},
+    )
+    assert r.status_code == 200, r.text
+    await _upgrade(inr, tok, sid, dearer["code"])
+    await t.renew(inr, sid)
+    pid = (await t.read(inr, tok, sid))["pending_change"]["payment_id"]
+    ended = await t.debit(inr, tok, pid)
+    assert ended["status"] in ("FAILED", "CANCELLED"), ended
+    await t.renew(inr, sid)
+    after = await t.read(inr, tok, sid)
+    assert (after["plan_code"], after["pending_change"]) == (plan["code"], None)
+    assert [c["status"] for c in after["plan_changes"]] == ["failed"]
+    await t.books_agree(inr)
