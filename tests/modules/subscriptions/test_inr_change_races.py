@@ -376,3 +376,25 @@ async def test_a_mandate_paused_before_the_upgrades_debit_fails_the_change(
     assert (after["plan_code"], after["pending_change"]) == (plan["code"], None)
     assert [c["status"] for c in after["plan_changes"]] == ["failed"]
     await t.books_agree(inr)
+
+
+async def test_an_upgrade_not_raised_before_its_period_ended_is_not_charged(
+    inr: Stack, inr_client: SubscriptionsClient
+) -> None:
+    """The renewal job did not run between the upgrade and the period's end (an outage):
+    the prorated price was for the rest of a period now over, so it is not raised; the
+    change fails, and the next period is charged on the plan the member is on."""
+    tok = inr.token()
+    m, plan, sid = await _on_first_period(inr, tok)
+    dearer = await t.inr_plan(inr, name="Pro India Plus", price_paise=DEARER)
+    await _upgrade(inr, tok, sid, dearer["code"])
+    first = await t.read(inr, tok, sid)
+    await t.advance_to(inr, t.plus(first["current_period_end"], t.HOUR))
+    await t.renew(inr, sid)
+    after = await t.read(inr, tok, sid)
+    [change] = after["plan_changes"]
+    assert (change["status"], change["payment_id"]) == ("failed", None), change
+    charges = await t.cashfree_charges(inr_client, m["subscription_id"])
+    assert [c.payment_amount_paise for c in charges] == [t.PRICE, t.PRICE]
+    assert after["periods"][1]["plan_code"] == plan["code"]
+    await t.books_agree(inr)

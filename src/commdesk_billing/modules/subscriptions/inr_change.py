@@ -206,8 +206,15 @@ async def settle(conn: AsyncConnection, sub: Subscription, at: datetime) -> Plan
     to act on (`raising`: raise its charge; `raised`: its debit awaited), after failing one
     whose payment ended unpaid. None: no change is open."""
     change = await changes.open_change(conn, sub.id)
-    if change is None or change.status is ChangeStatus.raising:
-        return change
+    if change is not None and change.status is ChangeStatus.raising:
+        if at < sub.current_period_end:
+            return change
+        # Not raised before its period ended (the job did not run): its price was for the
+        # rest of a period now over; charged now, it would buy nothing.
+        await _fail(conn, sub, change, "the period ended before its charge was raised")
+        return None
+    if change is None:
+        return None
     assert change.payment_id is not None
     reason = await mandate_debit.unpaid_reason(conn, change.payment_id)
     if reason is None and await mandate_debit.in_review(conn, change.payment_id):
