@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.errors import SubscriptionNotActive
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
 from commdesk_billing.modules.payments.model import Payment
@@ -317,13 +318,16 @@ async def raise_charge(
     charge, _plan = await in_transaction(engine, lambda c: _charge_of(c, settings, sub, attempt))
 
     async def attach(conn: AsyncConnection, payment: Payment) -> None:
-        await attempts.set_attempt(
+        # The subscription may have ended since `decide` let go of its row lock (the attempt
+        # failed by `subs.end`): then nothing is written or charged (raising rolls back).
+        if not await attempts.set_attempt(
             conn,
             attempt,
             to=AttemptStatus.raised,
             sources=(AttemptStatus.raising,),
             payment_id=payment.id,
-        )
+        ):
+            raise SubscriptionNotActive("the period's charge is no longer to be raised")
 
     raised = await mandate_debit.raise_on_mandate(
         engine,

@@ -132,6 +132,22 @@ async def request(
     )
     if paise < MIN_CHARGE_PAISE:
         sub = await _switch(conn, sub.id, target.code, target.version)
+        # The one switch with no paid change behind it: logged, so `ledger verify` tells it
+        # from a plan switched without its payment (`invariants.subscription_plan_changes`).
+        await billing_events.record(
+            conn,
+            "subscription.plan_changed",
+            user_id=sub.user_id,
+            amount_paise=0,
+            data={
+                "subscription_id": str(sub.id),
+                "user_ref": sub.user_ref,
+                "from_plan": f"{current.code}:{current.version}",
+                "to_plan": f"{target.code}:{target.version}",
+                "price_paise": 0,
+                "period": sub.current_period,
+            },
+        )
         return Requested(sub, "upgrade", 0, at, None)
     key = charging.upgrade_key(sub.id, operation_key)
     change = await changes.insert(
@@ -190,10 +206,22 @@ async def settle(conn: AsyncConnection, sub: Subscription, at: datetime) -> Plan
     to act on (`raising`: raise its charge; `raised`: its debit awaited), after failing one
     whose payment ended unpaid. None: no change is open."""
     change = await changes.open_change(conn, sub.id)
-    if change is None or change.status is ChangeStatus.raising:
-        return change
+    if change is not None and change.status is ChangeStatus.raising:
+        if at < sub.current_period_end:
+            return change
+        # Not raised before its period ended (the job did not run): its price was for the
+        # rest of a period now over; charged now, it would buy nothing.
+        await _fail(conn, sub, change, "the period ended before its charge was raised")
+        return None
+    if change is None:
+        return None
     assert change.payment_id is not None
     reason = await mandate_debit.unpaid_reason(conn, change.payment_id)
+    if reason is None and await mandate_debit.in_review(conn, change.payment_id):
+        # Never credited from there: waiting for it would hold the renewal for good (the
+        # next period never charged, never lapsing). The old plan stays; finance settles
+        # whatever Cashfree debits under it. (No new charge is raised for the change.)
+        reason = "payment held for review"
     if reason is None:
         return change
     await _fail(conn, sub, change, reason)
@@ -257,13 +285,17 @@ async def raise_charge(
     sub, charge = await in_transaction(engine, lambda c: _charge_of(c, settings, change))
 
     async def attach(conn: AsyncConnection, payment: Payment) -> None:
-        await changes.move(
+        # The change may have failed since the renewal's decision let go of the row lock
+        # (the member cancelled): then no charge is written, or Cashfree would debit money
+        # no change names and the crediting could not place (raising rolls the row back).
+        if not await changes.move(
             conn,
             change,
             to=ChangeStatus.raised,
             sources=(ChangeStatus.raising,),
             payment_id=payment.id,
-        )
+        ):
+            raise PlanChangeRefused("the plan change is no longer waiting for its charge")
 
     return await mandate_debit.raise_on_mandate(
         engine,

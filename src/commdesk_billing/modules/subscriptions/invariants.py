@@ -171,7 +171,8 @@ async def subscription_inr_payments(conn: AsyncConnection, report: VerifyReport)
 async def subscription_plan_changes(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every applied (or unapplied) INR plan change was paid by exactly one CREDITED
     `subscription` payment on the mandate of exactly its prorated price, posted as
-    `subscription.paid`; no open or failed change has a credited payment."""
+    `subscription.paid`; no open or failed change has a credited payment; an INR
+    subscription is on its current period's plan or on one a paid change moved it to."""
     for r in await rows(
         conn,
         """
@@ -194,6 +195,37 @@ async def subscription_plan_changes(conn: AsyncConnection, report: VerifyReport)
             f"subscription {r.subscription_id} plan change {r.id}",
             f"{r.status} at {r.price_paise} paise; its payment is {r.paid or 'missing'} "
             f"({r.kind}, {r.channel}) of {r.amount_paise} paise, posted: {r.posted}",
+        )
+    for r in await rows(
+        conn,
+        """
+        SELECT s.id, s.current_period, s.plan_code, s.plan_version,
+               p.plan_code AS period_plan, p.plan_version AS period_version
+          FROM subscriptions s
+          JOIN subscription_periods p
+            ON p.subscription_id = s.id AND p.number = s.current_period
+         WHERE s.mandate_id IS NOT NULL AND p.status = 'paid'
+           AND (s.plan_code, s.plan_version) <> (p.plan_code, p.plan_version)
+           -- On the plan its period was paid on, or on one an applied (paid) change of this
+           -- period moved it to, or a free upgrade's (under a rupee, logged, no payment).
+           AND NOT EXISTS (SELECT 1 FROM subscription_plan_changes c
+                            WHERE c.subscription_id = s.id AND c.status = 'applied'
+                              AND c.period_number = s.current_period
+                              AND (c.to_plan_code, c.to_plan_version)
+                                  = (s.plan_code, s.plan_version))
+           AND NOT EXISTS (SELECT 1 FROM billing_events e
+                            WHERE e.event_type = 'subscription.plan_changed'
+                              AND e.data->>'subscription_id' = s.id::text
+                              AND e.data->>'price_paise' = '0'
+                              AND e.data->>'period' = s.current_period::text
+                              AND e.data->>'to_plan'
+                                  = s.plan_code || ':' || s.plan_version::text)""",
+    ):
+        report.add(
+            "subscription_plan_unpaid",
+            f"subscription {r.id}",
+            f"on {r.plan_code}:{r.plan_version} in period {r.current_period}, paid on "
+            f"{r.period_plan}:{r.period_version}, with no applied change to it",
         )
     report.stats["subscription_plan_changes"] = await count(
         conn, "SELECT count(*) FROM subscription_plan_changes"

@@ -125,6 +125,13 @@ async def lives_on(conn: AsyncConnection, payment_id: uuid.UUID | None) -> bool:
     return p is not None and p.status not in UNPAID
 
 
+async def in_review(conn: AsyncConnection, payment_id: uuid.UUID) -> bool:
+    """Is the payment held for review (Cashfree holds another charge under our id)? Nothing
+    moves it on from there: it is never credited by the payments' state machine."""
+    p = await payments.get(conn, payment_id)
+    return p is not None and p.status is PaymentStatus.REVIEW
+
+
 async def unpaid_reason(conn: AsyncConnection, payment_id: uuid.UUID) -> str | None:
     """The failure of a raised charge whose payment ended unpaid; None while it may still
     be paid (or no row is seen yet)."""

@@ -21,10 +21,12 @@ from commdesk_billing.errors import (
     SubscriptionNotFound,
 )
 from commdesk_billing.modules.mandates import service as mandates
+from commdesk_billing.modules.subscriptions import attempt_repository as attempts
 from commdesk_billing.modules.subscriptions import auth, charging, inr_change, plans, proration
 from commdesk_billing.modules.subscriptions import repository as repo
 from commdesk_billing.modules.subscriptions.model import (
     LIVE,
+    AttemptStatus,
     Currency,
     Period,
     PeriodStatus,
@@ -277,6 +279,17 @@ async def end(
             next_retry_at=None,
             paid_at=None,
         )
+        raising = await attempts.open_attempt(conn, sub.id, nxt.number) if sub.on_mandate else None
+        if raising is not None and raising.status is AttemptStatus.raising:
+            # Written, its charge not yet raised (no payment): the renewal job that wrote it
+            # finds it failed and raises nothing on the ended subscription (`inr.attach`).
+            await attempts.set_attempt(
+                conn,
+                raising,
+                to=AttemptStatus.failed,
+                sources=(AttemptStatus.raising,),
+                failure=f"subscription ended: {reason}",
+            )
     if sub.on_mandate:
         await inr_change.on_ended(conn, sub, reason)
     return await repo.update_subscription(
