@@ -107,6 +107,23 @@ SHARED: dict[tuple[str, str], tuple[str, str]] = {
         "reads",
         "the hourly re-issue finds successful refunds with no credit note in one anti-join",
     ),
+    ("modules/fraud", "billing_events"): (
+        "reads",
+        "scoring an order reads the lists and the buyer's whole history in one statement "
+        "(the order's hot path: one round trip instead of ten)",
+    ),
+    ("modules/fraud", "community_spends"): (
+        "reads",
+        "the order-scoring statement: credits spent into one community (the drain rule)",
+    ),
+    ("modules/fraud", "users"): (
+        "reads",
+        "the order-scoring statement: the account's age",
+    ),
+    ("modules/fraud", "credit_packs"): (
+        "reads",
+        "the order-scoring statement: the largest pack on sale",
+    ),
 }
 
 # Files that only read, across every table, to check the books (`ledger verify`).

@@ -16,18 +16,45 @@ from commdesk_billing.db.sql import sql
 _DIMENSIONS = {"user": "user_id", "ip": "ip", "device": "device_id", "instrument": "instrument"}
 
 
-async def insert_assessment(conn: AsyncConnection, row: dict[str, Any]) -> bool:
-    """False: this payment was already scored at this stage (a redelivery)."""
-    result = await conn.execute(
-        sql("""
+_INSERT_ASSESSMENT = """
         INSERT INTO fraud_assessments (id, stage, user_id, payment_id, ip, device_id,
                                        instrument, amount_paise, score, action, rules, listed)
         VALUES (:id, :stage, :user_id, :payment_id, :ip, :device_id, :instrument,
                 :amount_paise, :score, :action, :rules, :listed)
-        ON CONFLICT (payment_id, stage) WHERE payment_id IS NOT NULL DO NOTHING"""),
-        row,
-    )
-    return bool(result.rowcount)
+        ON CONFLICT (payment_id, stage) WHERE payment_id IS NOT NULL DO NOTHING"""
+
+
+async def insert_assessment(
+    conn: AsyncConnection, row: dict[str, Any], events: list[dict[str, Any]]
+) -> bool:
+    """The assessment and the `fraud_events` of the rules that fired (each `events` item:
+    id, kind, severity, details), in one statement; the events only with a new assessment.
+    False: this payment was already scored at this stage (a redelivery), nothing written."""
+    if not events:
+        result = await conn.execute(sql(_INSERT_ASSESSMENT), row)
+        return bool(result.rowcount)
+    fresh = (
+        await conn.execute(
+            sql(f"""
+            WITH a AS ({_INSERT_ASSESSMENT} RETURNING id),
+            e AS (
+                INSERT INTO fraud_events (id, kind, severity, payment_id, user_id, details)
+                SELECT e.id, e.kind, e.severity, :payment_id, :user_id, CAST(e.details AS jsonb)
+                  FROM unnest(CAST(:e_ids AS uuid[]), CAST(:e_kinds AS text[]),
+                              CAST(:e_severities AS text[]), CAST(:e_details AS text[]))
+                       AS e(id, kind, severity, details)
+                 WHERE EXISTS (SELECT 1 FROM a))
+            SELECT count(*) FROM a"""),
+            {
+                **row,
+                "e_ids": [e["id"] for e in events],
+                "e_kinds": [e["kind"] for e in events],
+                "e_severities": [e["severity"] for e in events],
+                "e_details": [json.dumps(e["details"], default=str) for e in events],
+            },
+        )
+    ).scalar_one()
+    return bool(fresh)
 
 
 async def count_since(conn: AsyncConnection, dimension: str, value: str, since: datetime) -> int:

@@ -13,18 +13,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.kv.store import RedisStore
-from commdesk_billing.modules.billing import events as billing
-from commdesk_billing.modules.communities import spends as communities
+from commdesk_billing.modules.fraud import history, velocity
 from commdesk_billing.modules.fraud import repository as repo
-from commdesk_billing.modules.fraud import velocity
 from commdesk_billing.modules.fraud.rules import Action, Features, Fired, Thresholds, Verdict, score
-from commdesk_billing.modules.fraud.service import record
+from commdesk_billing.modules.fraud.service import recorded
 from commdesk_billing.modules.users import service as users
 
 log = structlog.get_logger(__name__)
@@ -41,6 +40,8 @@ MISMATCH_KINDS = [
     "charge_mismatch_at_create",
 ]
 MISMATCH_WINDOW = timedelta(days=30)
+# "Ever", for purchases and refunds.
+HISTORY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class OrderAttempt:
     # Names the attempt in the velocity windows (the buyer's scoped idempotency key).
     attempt_key: str
     amount_paise: int
-    largest_pack: bool
+    # Buys a pack (not a custom amount): `largest_pack` when it is the dearest on sale.
+    buys_pack: bool
     ip: str | None
     device_id: str | None
 
@@ -89,7 +91,22 @@ async def screen_order(
     entries = [("user", str(attempt.user_id))]
     entries += [("device", attempt.device_id)] if attempt.device_id else []
     entries += [("ip", attempt.ip)] if attempt.ip else []
-    on = await repo.listed(conn, entries)
+    now = datetime.now(UTC)
+    # The lists and the whole history in one statement (before the velocity windows: a
+    # listed attempt is not counted in them).
+    facts = await history.read(
+        conn,
+        entries=entries,
+        user_id=attempt.user_id,
+        wallet_id=attempt.wallet_id,
+        amount_paise=attempt.amount_paise,
+        window=now - timedelta(seconds=settings.fraud_window_s),
+        epoch=HISTORY_EPOCH,
+        dup_since=now - timedelta(seconds=settings.fraud_duplicate_window_s),
+        mismatch_kinds=MISMATCH_KINDS,
+        mismatch_since=now - MISMATCH_WINDOW,
+    )
+    on = facts.listed
     sid = uuid.uuid4()
     if "deny" in on.values():
         kinds = sorted(k for k, v in on.items() if v == "deny")
@@ -98,15 +115,18 @@ async def screen_order(
     if "allow" in on.values():
         # Allow-listed: not scored at all (and not counted in the windows).
         return Screening(sid, attempt, Verdict(0, Action.allow), "allow", Features())
-    features = await order_features(conn, ctx.store, settings, attempt)
+    features = await order_features(conn, ctx.store, settings, attempt, facts, now)
     return Screening(sid, attempt, score(features, t), None, features)
 
 
 async def order_features(
-    conn: AsyncConnection, store: RedisStore | None, settings: Settings, a: OrderAttempt
+    conn: AsyncConnection,
+    store: RedisStore | None,
+    settings: Settings,
+    a: OrderAttempt,
+    facts: history.Facts,
+    now: datetime,
 ) -> Features:
-    now = datetime.now(UTC)
-    window = now - timedelta(seconds=settings.fraud_window_s)
     touches = [velocity.Touch("user", str(a.user_id), a.attempt_key)]
     if a.ip:
         touches.append(velocity.Touch("ip", a.ip, a.attempt_key))
@@ -115,39 +135,22 @@ async def order_features(
     counts = await velocity.count(
         conn, store, touches, user_id=str(a.user_id), window_s=settings.fraud_window_s
     )
-    recent = await billing.user_counts(conn, a.user_id, ["payment.failed"], window)
-    history = await billing.user_counts(
-        conn, a.user_id, ["payment.credited", "refund.requested"], datetime(2000, 1, 1, tzinfo=UTC)
-    )
-    duplicates = (
-        await billing.user_amount_count(
-            conn,
-            a.user_id,
-            "payment.paid",
-            a.amount_paise,
-            now - timedelta(seconds=settings.fraud_duplicate_window_s),
-        )
-        if settings.fraud_duplicate_window_s > 0
-        else 0
-    )
-    bought = await billing.user_credits_since(conn, a.user_id, "payment.credited", window)
-    drained = (
-        await communities.most_spent_in_one_community(conn, a.wallet_id, window) if bought else 0
-    )
-    created = await users.created_at(conn, a.user_id)
+    created = facts.created_at
+    bought = facts.bought
     return Features(
         user_attempts=counts.attempts.get("user"),
         ip_attempts=counts.attempts.get("ip"),
         device_attempts=counts.attempts.get("device"),
         device_accounts=counts.accounts.get("device"),
-        failed_attempts=recent.get("payment.failed", 0),
+        failed_attempts=facts.failed,
         account_age_s=int((now - created).total_seconds()) if created else 0,
-        largest_pack=a.largest_pack,
-        recent_same_amount_paid=duplicates,
-        purchases=history.get("payment.credited", 0),
-        refunds=history.get("refund.requested", 0),
-        drained_share_bp=drained * 10_000 // bought if bought else None,
-        mismatches=await repo.count_events(conn, a.user_id, MISMATCH_KINDS, now - MISMATCH_WINDOW),
+        # A pack (not a custom amount) at the price of the largest one on sale.
+        largest_pack=a.buys_pack and a.amount_paise >= facts.top_pack_paise > 0,
+        recent_same_amount_paid=facts.duplicates if settings.fraud_duplicate_window_s > 0 else 0,
+        purchases=facts.purchases,
+        refunds=facts.refunds,
+        drained_share_bp=facts.drained * 10_000 // bought if bought else None,
+        mismatches=facts.mismatches,
     )
 
 
@@ -161,6 +164,23 @@ async def _record(
     instrument: str | None = None,
 ) -> bool:
     a = s.attempt
+    events: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "kind": f.rule,
+            "severity": "high" if f.rule == "deny_list" else _severity(f.weight),
+            "details": {
+                "rule": f.rule,
+                "weight": f.weight,
+                "features": f.features,
+                "score": s.verdict.score,
+                "action": s.action.value,
+                "stage": stage,
+                "assessment_id": str(s.id),
+            },
+        }
+        for f in s.verdict.fired
+    ]
     fresh = await repo.insert_assessment(
         conn,
         {
@@ -177,26 +197,12 @@ async def _record(
             "rules": s.verdict.rules,
             "listed": s.listed,
         },
+        events,
     )
     if not fresh:
         return False  # scored at this stage before (a redelivered message)
-    for f in s.verdict.fired:
-        await record(
-            conn,
-            f.rule,
-            severity="high" if f.rule == "deny_list" else _severity(f.weight),  # type: ignore[arg-type]
-            payment_id=payment_id,
-            user_id=user_id,
-            details={
-                "rule": f.rule,
-                "weight": f.weight,
-                "features": f.features,
-                "score": s.verdict.score,
-                "action": s.action.value,
-                "stage": stage,
-                "assessment_id": str(s.id),
-            },
-        )
+    for e in events:
+        recorded(e["kind"], e["severity"], payment_id)
     log.info(
         "fraud.scored",
         stage=stage,
@@ -279,7 +285,7 @@ async def screen_paid(
         wallet_id=wallet_id,
         attempt_key=f"paid:{payment_id}",
         amount_paise=amount_paise,
-        largest_pack=False,
+        buys_pack=False,
         ip=None,
         device_id=None,
     )

@@ -47,9 +47,14 @@ async def record(
             "details": json.dumps(details or {}, default=str),
         },
     )
+    recorded(kind, severity, payment_id)
+    return event_id
+
+
+def recorded(kind: str, severity: str, payment_id: uuid.UUID | None) -> None:
+    """The metric and the log line of one event written (here or with an assessment)."""
     FRAUD_EVENTS.labels(kind).inc()
     log.warning("fraud.event", kind=kind, severity=severity, payment_id=str(payment_id))
-    return event_id
 
 
 async def events_for_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.fraud import screening
-from commdesk_billing.modules.payments import repository as repo
 
 
 async def screen(
@@ -23,10 +22,8 @@ async def screen(
     user_id: uuid.UUID,
     figures: dict[str, Any],
 ) -> screening.Screening:
-    """Score the attempt (fraud's rules) from what the order would be."""
-    packs = await repo.active_packs(conn)
-    top = max((p.price_paise for p in packs), default=0)
-    largest = figures.get("pack_code") is not None and figures["amount_paise"] >= top > 0
+    """Score the attempt (fraud's rules) from what the order would be. Whether a pack is
+    the largest on sale is read with the buyer's history (one statement, not two)."""
     return await screening.screen_order(
         conn,
         ctx,
@@ -37,7 +34,7 @@ async def screen(
             wallet_id=wallet_id,
             attempt_key=attempt_key,
             amount_paise=int(figures["amount_paise"]),
-            largest_pack=largest,
+            buys_pack=figures.get("pack_code") is not None,
             ip=ctx.ip,
             device_id=ctx.device_id,
         ),
