@@ -223,19 +223,3 @@ async def earnings(conn: AsyncConnection, community_id: str) -> Earnings:
         spends=int(row.spends),
         reversals=int(row.reversals),
     )
-
-
-async def most_spent_in_one(conn: AsyncConnection, wallet_id: uuid.UUID, since: Any) -> int:
-    """The most credits the wallet spent into any one community since `since` (net of
-    reversals is not needed: a reversed spend still moved the credits once)."""
-    n = (
-        await conn.execute(
-            sql("""
-            SELECT coalesce(max(total), 0) FROM (
-                SELECT sum(credits) AS total FROM community_spends
-                 WHERE wallet_id = :w AND created_at >= :since
-                 GROUP BY community_id) t"""),
-            {"w": wallet_id, "since": since},
-        )
-    ).scalar_one()
-    return int(n)

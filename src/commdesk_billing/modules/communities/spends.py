@@ -191,11 +191,3 @@ async def reverse(conn: AsyncConnection, *, spend_id: uuid.UUID, reason: str, ac
     reversed_ = await repo.get_spend(conn, original.id)
     assert reversed_ is not None
     return reversed_
-
-
-async def most_spent_in_one_community(
-    conn: AsyncConnection, wallet_id: uuid.UUID, since: datetime
-) -> int:
-    """For fraud's laundering rule: the largest total the wallet spent into one community
-    since `since`."""
-    return await repo.most_spent_in_one(conn, wallet_id, since)

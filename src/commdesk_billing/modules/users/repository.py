@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,10 +43,3 @@ async def get(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
         )
     ).first()
     return None if row is None else User(**row._asdict())
-
-
-async def created_at(conn: AsyncConnection, user_id: uuid.UUID) -> datetime | None:
-    row = (
-        await conn.execute(sql("SELECT created_at FROM users WHERE id = :id"), {"id": user_id})
-    ).first()
-    return None if row is None else row.created_at

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,8 +32,3 @@ async def is_subject(conn: AsyncConnection, user_id: uuid.UUID, subject: str) ->
     """Whether this user is the JWT subject `subject`."""
     user = await repo.get(conn, user_id)
     return user is not None and user.external_id == subject
-
-
-async def created_at(conn: AsyncConnection, user_id: uuid.UUID) -> datetime | None:
-    """When billing first saw the user (their account's age, for fraud's rules)."""
-    return await repo.created_at(conn, user_id)
