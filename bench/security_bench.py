@@ -188,10 +188,9 @@ def main() -> None:
     )
 
     def line(what: str, key: str) -> str:
-        # The rates are kept per kind ("orders", "webhooks"), the CPU per request ("order").
         return (
-            f"| {what} | {med(f'off_{key}s_per_s'):,.0f}/s ({ratio(f'off_{key}s_per_s'):.3f}) | "
-            f"{med(f'on_{key}s_per_s'):,.0f}/s ({ratio(f'on_{key}s_per_s'):.3f}) | "
+            f"| {what} | {med(f'off_{key}_per_s'):,.0f}/s ({ratio(f'off_{key}_per_s'):.3f}) | "
+            f"{med(f'on_{key}_per_s'):,.0f}/s ({ratio(f'on_{key}_per_s'):.3f}) | "
             f"{med(f'off_{key}_cpu_ms'):.2f} ms | {med(f'on_{key}_cpu_ms'):.2f} ms | "
             f"{med(f'added_{key}_cpu_ms'):+.2f} ms |\n"
         )
