@@ -303,6 +303,38 @@ async def test_verify_catches_pending_credits_no_recharge_explains(
     ]
 
 
+async def test_verify_catches_a_wallet_whose_auto_recharge_disagrees_with_its_settings(
+    scratch_engine: AsyncEngine, settings: Any
+) -> None:
+    from sqlalchemy import text
+
+    from commdesk_billing.modules.autorecharge import invariants
+    from commdesk_billing.modules.ledger.verify import verify_ledger
+
+    on = await member(scratch_engine, 300)
+    await enable(scratch_engine, settings, on)
+    off = await member(scratch_engine, 300)
+    assert (await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))).ok
+    async with scratch_engine.begin() as conn:
+        # The settings turned off without the wallet (its crossing would still fire), and a
+        # wallet turned on that has no settings at all.
+        await conn.execute(
+            text("UPDATE auto_recharge_settings SET enabled = false WHERE wallet_id = :w"),
+            {"w": on.wallet.id},
+        )
+        await conn.execute(
+            text("UPDATE wallets SET auto_recharge_enabled = true WHERE id = :w"),
+            {"w": off.wallet.id},
+        )
+    report = await verify_ledger(scratch_engine, checks=list(invariants.CHECKS))
+    assert sorted((f.check, f.subject) for f in report.findings) == sorted(
+        [
+            ("auto_recharge_pending", f"wallet {on.wallet.id}"),
+            ("auto_recharge_pending", f"wallet {off.wallet.id}"),
+        ]
+    )
+
+
 async def test_a_recharge_that_leaves_the_wallet_below_its_level_is_followed_by_another(
     quiet_stack: Stack,
 ) -> None:
