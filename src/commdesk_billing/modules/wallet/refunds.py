@@ -11,8 +11,9 @@ returns them to available and frees the lots.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,12 +24,14 @@ from commdesk_billing.errors import (
     InvalidAmount,
 )
 from commdesk_billing.modules.ledger import postings
+from commdesk_billing.modules.ledger.model import Journal
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
     lock,
+    new_hold,
     now,
     replay,
 )
@@ -37,9 +40,10 @@ from commdesk_billing.modules.wallet.model import Hold, HoldStatus, Lot, LotSour
 # (lot, credits taken from it)
 Takes = Sequence[tuple[uuid.UUID, int]]
 
-# A refund hold never expires by itself; the date only satisfies the column. Settling it is
-# the refund's job, and the refunds sync job makes sure every refund ends.
-_REFUND_HOLD_TTL = timedelta(days=3650)
+# A hold that earmarks lots (a refund's, a review's) never expires by itself; the date only
+# satisfies the column. Settling it is the refund's job (the refunds sync job makes sure
+# every refund ends) or the review's.
+_LOT_HOLD_TTL = timedelta(days=3650)
 
 
 async def _lots(conn: AsyncConnection, wallet: Wallet, takes: Takes) -> list[Lot]:
@@ -80,24 +84,16 @@ async def reserve_for_refund(
             available_credits=wallet.available_credits,
             requested_credits=total,
         )
-    at = now()
-    hold = Hold(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
-        credits=total,
-        captured_credits=0,
-        released_credits=0,
-        status=HoldStatus.active,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        expires_at=at + _REFUND_HOLD_TTL,
-        created_at=at,
-        closed_at=None,
-        created_by=None,
+    return await place_lot_hold(
+        conn,
+        wallet,
+        takes=takes,
         purpose="refund",
-    )
-    op = writer.WalletOperation(
-        journal=postings.refund_hold_placed(
+        idempotency_key=idempotency_key,
+        reason=reason,
+        source_id=refund_ref,
+        metadata={"refund": refund_ref, "lots": {str(i): c for i, c in takes}},
+        journal=lambda at: postings.refund_hold_placed(
             operation_key=idempotency_key,
             refund_ref=refund_ref,
             wallet_id=wallet.id,
@@ -107,12 +103,44 @@ async def reserve_for_refund(
             at=at,
             reason=reason,
         ),
+    )
+
+
+async def place_lot_hold(
+    conn: AsyncConnection,
+    wallet: Wallet,
+    *,
+    takes: Takes,
+    purpose: str,
+    idempotency_key: str,
+    reason: str,
+    source_id: str,
+    metadata: dict[str, Any],
+    journal: Callable[[datetime], Journal],
+) -> OperationResult:
+    """Place a hold of `takes` that earmarks them on their lots (`credits_reserved`) as well
+    as moving their credits from available to held: a refund's, or a fraud review's (see
+    `reviews`). The caller holds the wallet's lock and has checked the credits are there;
+    `journal` writes the hold's journal at the given time."""
+    total = sum(c for _, c in takes)
+    at = now()
+    hold = new_hold(
+        wallet,
+        credits=total,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        at=at,
+        expires_at=at + _LOT_HOLD_TTL,
+        purpose=purpose,
+    )
+    op = writer.WalletOperation(
+        journal=journal(at),
         txn_type=TxnType.hold,
         credits=total,
         idempotency_key=idempotency_key,
         source=reason,
-        source_id=refund_ref,
-        metadata={"refund": refund_ref, "lots": {str(i): c for i, c in takes}},
+        source_id=source_id,
+        metadata=metadata,
         now=at,
         available_delta=-total,
         locked_delta=total,
@@ -120,8 +148,8 @@ async def reserve_for_refund(
         hold_id=hold.id,
         lot_reservations=[(lot_id, c) for lot_id, c in takes],
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
+    after, line = await writer.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=after, line=line, replayed=False, hold=hold)
 
 
 async def _refund_hold(

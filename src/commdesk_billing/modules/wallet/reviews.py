@@ -12,7 +12,6 @@ the same lots for the refund.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,11 +20,8 @@ from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import OperationResult, lock, now, replay
-from commdesk_billing.modules.wallet.model import Hold, HoldStatus, TxnType
-from commdesk_billing.modules.wallet.refunds import Takes
-
-# Never expires by itself: only the review (or a refund) settles it.
-_REVIEW_HOLD_TTL = timedelta(days=3650)
+from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
+from commdesk_billing.modules.wallet.refunds import Takes, place_lot_hold
 
 
 def _takes(
@@ -70,24 +66,16 @@ async def hold_for_review(
     total = sum(c for _, c in takes)
     if total == 0:
         return None
-    at = now()
-    hold = Hold(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
-        credits=total,
-        captured_credits=0,
-        released_credits=0,
-        status=HoldStatus.active,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        expires_at=at + _REVIEW_HOLD_TTL,
-        created_at=at,
-        closed_at=None,
-        created_by=None,
+    placed = await place_lot_hold(
+        conn,
+        wallet,
+        takes=takes,
         purpose="review",
-    )
-    op = writer.WalletOperation(
-        journal=postings.hold_placed(
+        idempotency_key=idempotency_key,
+        reason=reason,
+        source_id=str(payment_id),
+        metadata={"review_of": str(payment_id), "lots": {str(i): c for i, c in takes}},
+        journal=lambda at: postings.hold_placed(
             operation_key=idempotency_key,
             wallet_id=wallet.id,
             available_account_id=wallet.available_account_id,
@@ -96,21 +84,8 @@ async def hold_for_review(
             at=at,
             reason=reason,
         ),
-        txn_type=TxnType.hold,
-        credits=total,
-        idempotency_key=idempotency_key,
-        source=reason,
-        source_id=str(payment_id),
-        metadata={"review_of": str(payment_id), "lots": {str(i): c for i, c in takes}},
-        now=at,
-        available_delta=-total,
-        locked_delta=total,
-        new_hold=hold,
-        hold_id=hold.id,
-        lot_reservations=list(takes),
     )
-    after, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=after, line=line, replayed=False, hold=hold), takes
+    return placed, takes
 
 
 async def release_review(
