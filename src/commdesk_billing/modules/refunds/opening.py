@@ -1,7 +1,8 @@
-"""The steps every kind of refund request ends with, once it has worked out its figures
-(a credit purchase's, an INR period's, a sponsorship's): the refund row's common columns,
-then the audit entry, the `refund.requested` billing event and the `refund.processing`
-message, all in the caller's transaction and under the locks it already holds."""
+"""The steps the kinds of refund request share (a credit purchase's, an INR period's, a
+sponsorship's): the amount asked for, checked against what is refundable; the refund row's
+common columns; then the audit entry, the `refund.requested` billing event and the
+`refund.processing` message, all in the caller's transaction and under the locks it
+already holds."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.errors import RefundExceedsRefundable
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.refunds import repository as repo
+from commdesk_billing.modules.refunds.allocation import Parts
 from commdesk_billing.modules.refunds.model import Refund
 from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.queues import outbox
@@ -43,6 +46,31 @@ def row(
         "requested_by": caller.sub,
         "requested_role": caller.role.value,
         "reason": body.reason,
+    }
+
+
+def requested_amount(payment: Payment, body: RefundRequest, can: int) -> int:
+    """What the request asks for (default: all of `can`, what is refundable now); refused
+    when that is nothing or more than `can`."""
+    amount = can if body.amount_paise is None else body.amount_paise
+    if amount == 0 or amount > can:
+        raise RefundExceedsRefundable(
+            f"{can} paise of payment {payment.id} can be refunded now, {amount} requested",
+            refundable_paise=can,
+            requested_paise=amount,
+        )
+    return amount
+
+
+def parts_columns(parts: Parts) -> dict[str, Any]:
+    """The refund row's money columns for a refund worked out as `Parts` (of a credit
+    purchase, of a service payment)."""
+    return {
+        "amount_paise": parts.amount_paise,
+        "taxable_paise": parts.taxable_paise,
+        "cgst_paise": parts.cgst_paise,
+        "sgst_paise": parts.sgst_paise,
+        "igst_paise": parts.igst_paise,
     }
 
 

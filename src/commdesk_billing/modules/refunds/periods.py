@@ -11,7 +11,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import InvalidAmount, PaymentNotRefundable, RefundExceedsRefundable
+from commdesk_billing.errors import InvalidAmount, PaymentNotRefundable
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.refunds import auth, opening
 from commdesk_billing.modules.refunds import repository as repo
@@ -44,13 +44,7 @@ async def open_period_refund(
         )
     standing = await repo.standing_parts(conn, payment.id)
     can = payment.amount_paise - standing.amount_paise
-    amount = can if body.amount_paise is None else body.amount_paise
-    if amount == 0 or amount > can:
-        raise RefundExceedsRefundable(
-            f"{can} paise of payment {payment.id} can be refunded now, {amount} requested",
-            refundable_paise=can,
-            requested_paise=amount,
-        )
+    amount = opening.requested_amount(payment, body, can)
     service = Service(
         amount_paise=payment.amount_paise,
         taxable_paise=payment.taxable_paise,
@@ -64,11 +58,7 @@ async def open_period_refund(
         conn,
         {
             **opening.row(refund_id, caller, payment, body, operation_key),
-            "amount_paise": parts.amount_paise,
-            "taxable_paise": parts.taxable_paise,
-            "cgst_paise": parts.cgst_paise,
-            "sgst_paise": parts.sgst_paise,
-            "igst_paise": parts.igst_paise,
+            **opening.parts_columns(parts),
             "passthrough_paise": 0,
             "of_service": True,
             "base_credits": 0,

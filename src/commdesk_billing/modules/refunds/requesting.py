@@ -19,7 +19,6 @@ from commdesk_billing.errors import (
     InvalidAmount,
     NotFound,
     PaymentNotRefundable,
-    RefundExceedsRefundable,
 )
 from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
 from commdesk_billing.modules.fraud import reviews as fraud_reviews
@@ -170,13 +169,7 @@ async def open_refund(
     )
     state = await _refundable(conn, payment)
     can = state.paise
-    amount = can if body.amount_paise is None else body.amount_paise
-    if amount == 0 or amount > can:
-        raise RefundExceedsRefundable(
-            f"{can} paise of payment {payment.id} can be refunded now, {amount} requested",
-            refundable_paise=can,
-            requested_paise=amount,
-        )
+    amount = opening.requested_amount(payment, body, can)
     parts = next_refund(purchase_of(payment), state.standing, amount)
     if parts.credits == 0:
         raise InvalidAmount("the refund is smaller than the value of one credit")
@@ -198,11 +191,7 @@ async def open_refund(
         conn,
         {
             **opening.row(refund_id, caller, payment, body, operation_key),
-            "amount_paise": parts.amount_paise,
-            "taxable_paise": parts.taxable_paise,
-            "cgst_paise": parts.cgst_paise,
-            "sgst_paise": parts.sgst_paise,
-            "igst_paise": parts.igst_paise,
+            **opening.parts_columns(parts),
             "base_credits": parts.base_credits,
             "bonus_credits": parts.bonus_credits,
             "purchase_lot_id": state.lots["purchase"][0],
