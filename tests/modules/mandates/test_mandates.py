@@ -17,7 +17,6 @@ import pytest
 from commdesk_billing import wiring
 from commdesk_billing.errors import (
     GatewayRejected,
-    GatewayUnavailable,
     MandateAmountTooHigh,
     MandateNotActive,
 )
@@ -655,23 +654,9 @@ async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
     m = await active(subs, tok)
     raised = await sandbox_now(subs)
     day = earliest_schedule_date(raised)
-    await subs.faults(error_rate=1.0)
-    try:
-        with pytest.raises(GatewayUnavailable):
-            await mandates.charge(
-                subs.engine,
-                subs_client,
-                subs.settings,
-                uuid.UUID(m["id"]),
-                key="recharge-1",
-                pack_code="pack_150",
-                schedule=day,
-            )
-    finally:
-        await subs.faults(error_rate=0.0)
-    order_id = await subs.scalar(
-        "SELECT order_id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
-    )
+    order_id = (
+        await lost_charge(subs, subs_client, m, schedule=day, pack_code="pack_150")
+    ).order_id
     await subs_client.create_charge(
         subscription_id=m["subscription_id"],
         payment_id=order_id,
