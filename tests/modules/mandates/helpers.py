@@ -1,9 +1,6 @@
 """Helpers shared by the mandates' tests: a mandate set up through our API and approved on
 the sandbox's hosted page, the sandbox's clock, and a charge whose CHARGE call's answer was
-lost (the payment row left CREATED).
-
-(`test_mandates.py` still has its own copies of the first ones; it should import them from
-here once it is free to change.)"""
+lost (the payment row left CREATED)."""
 
 from __future__ import annotations
 

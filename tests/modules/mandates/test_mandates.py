@@ -8,10 +8,8 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -19,7 +17,6 @@ import pytest
 from commdesk_billing import wiring
 from commdesk_billing.errors import (
     GatewayRejected,
-    GatewayUnavailable,
     MandateAmountTooHigh,
     MandateNotActive,
 )
@@ -30,97 +27,25 @@ from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.queues import routing
 from commdesk_billing.security.jwt import Role
-from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import Stack
 from tests.modules.mandates.conftest import SUBS_HOOK
+from tests.modules.mandates.helpers import (
+    active,
+    advance,
+    advance_to,
+    auth,
+    authorize,
+    create,
+    debit_time,
+    get,
+    lost_charge,
+    sandbox_now,
+    wait,
+)
 
 pytestmark = pytest.mark.slow
 
 HOUR = 3600
-
-
-def _auth(tok: str, key: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {tok}"}
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    return headers
-
-
-async def _create(
-    stack: Stack, tok: str, *, max_paise: int = 50_000, key: str | None = None
-) -> httpx.Response:
-    return await stack.api.post(
-        "/v1/mandates",
-        json={
-            "max_amount_paise": max_paise,
-            "customer_phone": "9876543210",
-            "customer_email": "member@example.com",
-        },
-        headers=_auth(tok, key or uuid.uuid4().hex),
-    )
-
-
-async def _mandate(stack: Stack, tok: str, mandate_id: str) -> dict[str, Any]:
-    r = await stack.api.get(f"/v1/mandates/{mandate_id}", headers=_auth(tok))
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-async def _wait(stack: Stack, tok: str, mandate_id: str, wanted: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        last = await _mandate(stack, tok, mandate_id)
-        if last["status"] == wanted:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"mandate stayed {last.get('status')}, wanted {wanted}: {last}")
-
-
-async def _authorize(stack: Stack, mandate: dict[str, Any], method: str, outcome: str) -> str:
-    """What the member does on the hosted page: open it, pick a method and an outcome."""
-    url = mandate["authorization_url"]
-    page = await stack.sandbox.get(url)
-    assert page.status_code == 200 and "authorize-form" in page.text, page.text[:300]
-    session = parse_qs(urlsplit(url).query)["subscription_session_id"][0]
-    r = await stack.sandbox.post(
-        urlsplit(url).path,
-        data={"subscription_session_id": session, "payment_method": method, "outcome": outcome},
-    )
-    assert r.status_code == 200, r.text[:300]
-    return r.text
-
-
-async def _active(stack: Stack, tok: str, max_paise: int = 50_000) -> dict[str, Any]:
-    r = await _create(stack, tok, max_paise=max_paise)
-    assert r.status_code == 201, r.text
-    await _authorize(stack, r.json(), "upi", "approve")
-    return await _wait(stack, tok, r.json()["id"], "active")
-
-
-async def _sandbox_now(stack: Stack) -> datetime:
-    r = await stack.sandbox.get("/_sandbox/clock")
-    assert r.status_code == 200, r.text
-    return datetime.fromisoformat(r.json()["now"])
-
-
-async def _advance(stack: Stack, seconds: float) -> None:
-    r = await stack.sandbox.post("/_sandbox/clock", json={"advance_seconds": seconds})
-    assert r.status_code == 200, r.text
-
-
-def _debit_time(raised: datetime, day: date | None) -> datetime:
-    """When Cashfree first debits a charge raised (and notified) at `raised` for `day`: 24 h
-    after the notice, not before the day starts (IST); a minute past it. The day may be T+2
-    (raised near or after 21:00 IST), so a fixed 25 h is not always enough."""
-    assert day is not None
-    return max(raised + timedelta(hours=24), datetime.combine(day, clock_time(), IST)) + timedelta(
-        minutes=1
-    )
-
-
-async def _advance_to(stack: Stack, moment: datetime) -> None:
-    await _advance(stack, max(0.0, (moment - await _sandbox_now(stack)).total_seconds()))
 
 
 async def _signed(
@@ -158,7 +83,7 @@ async def _until(probe: Any, wanted: Any, timeout_s: float = 20) -> None:
 async def test_approved_upi_mandate_becomes_active_through_the_api(subs: Stack) -> None:
     tok = subs.token()
     key = uuid.uuid4().hex
-    r = await _create(subs, tok, key=key)
+    r = await create(subs, tok, key=key)
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["status"] == "pending" and created["max_amount_paise"] == 50_000
@@ -168,49 +93,49 @@ async def test_approved_upi_mandate_becomes_active_through_the_api(subs: Stack) 
         subs.sandbox_url + "/pg/view/subscriptions/authorize?subscription_session_id="
     )
     # The same key and body: the same mandate, nothing created twice; another body: refused.
-    again = await _create(subs, tok, key=key)
+    again = await create(subs, tok, key=key)
     assert again.status_code == 201 and again.json()["id"] == created["id"]
-    other = await _create(subs, tok, key=key, max_paise=40_000)
+    other = await create(subs, tok, key=key, max_paise=40_000)
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
-    page = await _authorize(subs, created, "upi", "approve")
+    page = await authorize(subs, created, "upi", "approve")
     assert "payment-status" in page
-    active = await _wait(subs, tok, created["id"], "active")
-    assert active["payment_method"] == "upi"
-    assert active["authorization_url"] is None
-    assert "…" in active["authorization_reference"]  # the UMN, masked
-    assert active["cashfree_status"] == "ACTIVE"
+    approved = await wait(subs, tok, created["id"], "active")
+    assert approved["payment_method"] == "upi"
+    assert approved["authorization_url"] is None
+    assert "…" in approved["authorization_reference"]  # the UMN, masked
+    assert approved["cashfree_status"] == "ACTIVE"
     stored = await subs.scalar(
         "SELECT count(*) FROM subscription_webhooks WHERE subscription_id = :s",
         s=created["subscription_id"],
     )
     assert stored >= 1
-    mine = await subs.api.get("/v1/mandates", headers=_auth(tok))
+    mine = await subs.api.get("/v1/mandates", headers=auth(tok))
     assert [m["id"] for m in mine.json()["data"]] == [created["id"]]
 
 
 async def test_declined_authorisation_is_failed(subs: Stack) -> None:
     tok = subs.token()
-    r = await _create(subs, tok)
-    await _authorize(subs, r.json(), "card", "decline")
-    failed = await _wait(subs, tok, r.json()["id"], "failed")
+    r = await create(subs, tok)
+    await authorize(subs, r.json(), "card", "decline")
+    failed = await wait(subs, tok, r.json()["id"], "failed")
     assert failed["cashfree_status"] == "INITIALIZED"
     assert failed["authorization_url"] is not None  # the member may try again
 
 
 async def test_a_dropped_link_expires(subs: Stack) -> None:
     tok = subs.token()
-    r = await _create(subs, tok)
-    await _authorize(subs, r.json(), "upi", "drop")
-    once = await _mandate(subs, tok, r.json()["id"])
+    r = await create(subs, tok)
+    await authorize(subs, r.json(), "upi", "drop")
+    once = await get(subs, tok, r.json()["id"])
     assert once["status"] == "pending"
-    await _advance(subs, 1800 + 60)  # past the hosted link's life
-    expired = await _wait(subs, tok, r.json()["id"], "expired")
+    await advance(subs, 1800 + 60)  # past the hosted link's life
+    expired = await wait(subs, tok, r.json()["id"], "expired")
     assert expired["cashfree_status"] == "LINK_EXPIRED"
 
 
 async def test_above_fifteen_thousand_rupees_is_refused(subs: Stack) -> None:
-    r = await _create(subs, subs.token(), max_paise=1_500_001)
+    r = await create(subs, subs.token(), max_paise=1_500_001)
     assert r.status_code == 422
     assert r.json()["code"] == "mandate_amount_too_high"
 
@@ -222,10 +147,10 @@ async def test_member_revokes_and_no_charge_is_raised(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
-    stranger = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(subs.token()))
+    m = await active(subs, tok)
+    stranger = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=auth(subs.token()))
     assert stranger.status_code == 403
-    r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
+    r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=auth(tok))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "revoked" and r.json()["revoked_by"] == "member"
     at_cashfree = await subs_client.fetch_subscription(m["subscription_id"])
@@ -244,26 +169,26 @@ async def test_member_revokes_and_no_charge_is_raised(
     )
     assert rows == 0
     # Revoking again is harmless.
-    again = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
+    again = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=auth(tok))
     assert again.status_code == 200 and again.json()["status"] == "revoked"
 
 
 async def test_payer_revokes_at_the_bank(subs: Stack) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
+    m = await active(subs, tok)
     r = await subs.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/revoke")
     assert r.status_code == 200, r.text
-    revoked = await _wait(subs, tok, m["id"], "revoked")
+    revoked = await wait(subs, tok, m["id"], "revoked")
     assert revoked["cashfree_status"] == "CUSTOMER_CANCELLED"
     assert revoked["revoked_by"] is None
 
 
 async def test_payer_pauses_and_resumes(subs: Stack, subs_client: SubscriptionsClient) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
+    m = await active(subs, tok)
     r = await subs.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/pause")
     assert r.status_code == 200, r.text
-    paused = await _wait(subs, tok, m["id"], "paused")
+    paused = await wait(subs, tok, m["id"], "paused")
     assert paused["cashfree_status"] == "CUSTOMER_PAUSED"
     with pytest.raises(MandateNotActive):
         await mandates.charge(
@@ -276,7 +201,7 @@ async def test_payer_pauses_and_resumes(subs: Stack, subs_client: SubscriptionsC
         )
     r = await subs.sandbox.post(f"/_sandbox/subscriptions/{m['subscription_id']}/resume")
     assert r.status_code == 200, r.text
-    await _wait(subs, tok, m["id"], "active")
+    await wait(subs, tok, m["id"], "active")
 
 
 # --- charges ----------------------------------------------------------------------------------
@@ -286,8 +211,8 @@ async def test_a_charge_is_credited_once_after_the_debit(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
-    raised = await _sandbox_now(subs)
+    m = await active(subs, tok)
+    raised = await sandbox_now(subs)
     day = earliest_schedule_date(raised)
     payment = await mandates.charge(
         subs.engine,
@@ -345,12 +270,12 @@ async def test_a_charge_is_credited_once_after_the_debit(
         )
 
     await _until(claim_outcome, "payment ACTIVE")
-    await _advance(subs, 23 * HOUR)  # not yet 24 h after the notice
+    await advance(subs, 23 * HOUR)  # not yet 24 h after the notice
     before = await subs.payment(tok, pid)
     assert before["status"] == "ACTIVE" and before["credits_granted"] == 0
     assert (await subs.wallet(tok))["available_credits"] == 0
 
-    await _advance_to(subs, _debit_time(raised, day))  # past the debit time
+    await advance_to(subs, debit_time(raised, day))  # past the debit time
     # Cashfree's real SUCCESS webhook has the claim's signed identity: counted as a repeat,
     # not acted on again. The status sync (the scheduler's job, run here by hand) asks the
     # subscription payment API, which now says SUCCESS.
@@ -427,13 +352,13 @@ async def test_a_failing_charge_credits_nothing(
 
 async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
+    m = await active(subs, tok)
     r = await subs.sandbox.post(
         f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
         json={"outcome": "failure", "failure_reason": "INSUFFICIENT_FUNDS"},
     )
     assert r.status_code == 200, r.text
-    raised = await _sandbox_now(subs)
+    raised = await sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -444,17 +369,17 @@ async def _failing_charge(subs: Stack, subs_client: SubscriptionsClient) -> None
         schedule=earliest_schedule_date(raised),
     )
     pid = str(payment.id)
-    await _advance_to(subs, _debit_time(raised, payment.schedule_date))  # the first attempt fails
+    await advance_to(subs, debit_time(raised, payment.schedule_date))  # the first attempt fails
     once = await subs.payment(tok, pid)
     assert once["status"] == "ACTIVE"
-    await _advance(subs, 4 * HOUR)  # the three retries fail too
+    await advance(subs, 4 * HOUR)  # the three retries fail too
     failed = await subs.wait_status(tok, pid, {"FAILED"})
     assert failed["failure_code"] == "INSUFFICIENT_FUNDS" and failed["credits_granted"] == 0
     assert (await subs.wallet(tok))["available_credits"] == 0
     # Finance's forced sync asks the subscription payment API (not the order API) and
     # agrees: still FAILED.
     finance = subs.token("finance-1", Role.finance_admin)
-    r = await subs.api.post(f"/v1/payments/{pid}/sync", headers=_auth(finance))
+    r = await subs.api.post(f"/v1/payments/{pid}/sync", headers=auth(finance))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "FAILED" and r.json()["channel"] == "mandate"
     announced = await subs.scalar(
@@ -482,7 +407,7 @@ async def test_a_charge_above_the_mandates_maximum_is_refused(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
     tok = subs.token()
-    m = await _active(subs, tok, max_paise=20_000)
+    m = await active(subs, tok, max_paise=20_000)
     with pytest.raises(MandateAmountTooHigh):
         await mandates.charge(
             subs.engine,
@@ -512,7 +437,7 @@ async def test_a_charge_above_the_mandates_maximum_is_refused(
 
 async def test_a_forged_subscription_webhook_is_refused_and_not_stored(subs: Stack) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
+    m = await active(subs, tok)
     payload = {
         "type": "SUBSCRIPTION_STATUS_CHANGED",
         "data": {
@@ -583,11 +508,11 @@ async def test_the_success_webhook_alone_credits_the_charge(
     """No sync run: Cashfree's signed SUCCESS webhook prompts the look at its API, and the
     purchase path credits the pack (a card mandate this time)."""
     tok = subs.token()
-    r = await _create(subs, tok)
-    await _authorize(subs, r.json(), "card", "approve")
-    m = await _wait(subs, tok, r.json()["id"], "active")
+    r = await create(subs, tok)
+    await authorize(subs, r.json(), "card", "approve")
+    m = await wait(subs, tok, r.json()["id"], "active")
     assert m["payment_method"] == "card"
-    raised = await _sandbox_now(subs)
+    raised = await sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -597,7 +522,7 @@ async def test_the_success_webhook_alone_credits_the_charge(
         pack_code="pack_150",
         schedule=earliest_schedule_date(raised),
     )
-    await _advance_to(subs, _debit_time(raised, payment.schedule_date))
+    await advance_to(subs, debit_time(raised, payment.schedule_date))
     done = await subs.wait_status(tok, str(payment.id), {"CREDITED"})
     assert done["credits_granted"] == 1500 and done["payment_method"] == "card"
     assert (await subs.wallet(tok))["available_credits"] == 1500
@@ -615,8 +540,8 @@ async def test_revoking_cancels_a_charge_not_yet_debited(
     subs: Stack, subs_client: SubscriptionsClient
 ) -> None:
     tok = subs.token()
-    m = await _active(subs, tok)
-    raised = await _sandbox_now(subs)
+    m = await active(subs, tok)
+    raised = await sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -626,11 +551,11 @@ async def test_revoking_cancels_a_charge_not_yet_debited(
         pack_code="pack_150",
         schedule=earliest_schedule_date(raised),
     )
-    r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
+    r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=auth(tok))
     assert r.status_code == 200 and r.json()["status"] == "revoked"
     cancelled = await subs.wait_status(tok, str(payment.id), {"CANCELLED"})
     assert cancelled["failure_code"] == "SUBSCRIPTION_CANCELLED"
-    await _advance_to(subs, _debit_time(raised, payment.schedule_date))  # past its debit time
+    await advance_to(subs, debit_time(raised, payment.schedule_date))  # past its debit time
     once = await subs.payment(tok, str(payment.id))
     assert once["status"] == "CANCELLED" and once["credits_granted"] == 0
     at_cashfree = await subs_client.fetch_payment(m["subscription_id"], payment.order_id)
@@ -644,14 +569,14 @@ async def test_a_failed_card_debit_puts_the_mandate_on_hold(
     """Cards have no automatic retries: the charge fails at once and Cashfree holds the
     mandate (ON_HOLD), which is `paused` here: no further charge until it is active again."""
     tok = subs.token()
-    r = await _create(subs, tok)
-    await _authorize(subs, r.json(), "card", "approve")
-    m = await _wait(subs, tok, r.json()["id"], "active")
+    r = await create(subs, tok)
+    await authorize(subs, r.json(), "card", "approve")
+    m = await wait(subs, tok, r.json()["id"], "active")
     await subs.sandbox.post(
         f"/_sandbox/subscriptions/{m['subscription_id']}/charge-outcome",
         json={"outcome": "failure", "failure_reason": "CARD_DECLINED"},
     )
-    raised = await _sandbox_now(subs)
+    raised = await sandbox_now(subs)
     payment = await mandates.charge(
         subs.engine,
         subs_client,
@@ -661,10 +586,10 @@ async def test_a_failed_card_debit_puts_the_mandate_on_hold(
         pack_code="pack_150",
         schedule=earliest_schedule_date(raised),
     )
-    await _advance_to(subs, _debit_time(raised, payment.schedule_date))
+    await advance_to(subs, debit_time(raised, payment.schedule_date))
     failed = await subs.wait_status(tok, str(payment.id), {"FAILED"})
     assert failed["failure_code"] == "CARD_DECLINED"
-    held = await _wait(subs, tok, m["id"], "paused")
+    held = await wait(subs, tok, m["id"], "paused")
     assert held["cashfree_status"] == "ON_HOLD"
     with pytest.raises(MandateNotActive):
         await mandates.charge(
@@ -685,29 +610,12 @@ async def test_a_lost_answer_is_resumed_by_the_repeat_and_charges_once(
     charge exists and a second create is a 409), the repeat with the same key finds it: one
     payment, one charge at Cashfree."""
     tok = subs.token()
-    m = await _active(subs, tok)
-    raised = await _sandbox_now(subs)
+    m = await active(subs, tok)
+    raised = await sandbox_now(subs)
     day = earliest_schedule_date(raised)
-    await subs.faults(error_rate=1.0)
-    try:
-        with pytest.raises(GatewayUnavailable):
-            await mandates.charge(
-                subs.engine,
-                subs_client,
-                subs.settings,
-                uuid.UUID(m["id"]),
-                key="recharge-1",
-                pack_code="pack_150",
-                schedule=day,
-            )
-    finally:
-        await subs.faults(error_rate=0.0)
-    row = await subs.scalar(
-        "SELECT status || ':' || order_id FROM payments WHERE subscription_id = :s",
-        s=m["subscription_id"],
-    )
-    status, order_id = row.split(":")
-    assert status == "CREATED"
+    order_id = (
+        await lost_charge(subs, subs_client, m, schedule=day, pack_code="pack_150")
+    ).order_id
     await subs_client.create_charge(
         subscription_id=m["subscription_id"],
         payment_id=order_id,
@@ -743,26 +651,12 @@ async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
     """Cashfree holds a charge under our payment id for another amount (as if someone with
     our keys raised it): nothing is credited, the payment waits for finance in REVIEW."""
     tok = subs.token()
-    m = await _active(subs, tok)
-    raised = await _sandbox_now(subs)
+    m = await active(subs, tok)
+    raised = await sandbox_now(subs)
     day = earliest_schedule_date(raised)
-    await subs.faults(error_rate=1.0)
-    try:
-        with pytest.raises(GatewayUnavailable):
-            await mandates.charge(
-                subs.engine,
-                subs_client,
-                subs.settings,
-                uuid.UUID(m["id"]),
-                key="recharge-1",
-                pack_code="pack_150",
-                schedule=day,
-            )
-    finally:
-        await subs.faults(error_rate=0.0)
-    order_id = await subs.scalar(
-        "SELECT order_id FROM payments WHERE subscription_id = :s", s=m["subscription_id"]
-    )
+    order_id = (
+        await lost_charge(subs, subs_client, m, schedule=day, pack_code="pack_150")
+    ).order_id
     await subs_client.create_charge(
         subscription_id=m["subscription_id"],
         payment_id=order_id,
@@ -780,7 +674,7 @@ async def test_a_charge_of_another_amount_at_cashfree_goes_to_review(
             schedule=day,
         )
     pid = await subs.scalar("SELECT id FROM payments WHERE order_id = :o", o=order_id)
-    await _advance_to(subs, _debit_time(raised, day))  # Cashfree debits its ₹140
+    await advance_to(subs, debit_time(raised, day))  # Cashfree debits its ₹140
     once = await subs.payment(tok, str(pid))
     assert once["status"] == "REVIEW" and once["credits_granted"] == 0
     events = await subs.scalar(
@@ -804,7 +698,7 @@ async def test_a_mandate_carries_its_validity_to_cashfree(
             "customer_email": "member@example.com",
             "valid_until": until,
         },
-        headers=_auth(tok, uuid.uuid4().hex),
+        headers=auth(tok, uuid.uuid4().hex),
     )
     assert r.status_code == 201, r.text
     assert datetime.fromisoformat(r.json()["valid_until"]) == datetime.fromisoformat(until)
@@ -828,7 +722,7 @@ async def test_a_validity_in_the_past_or_too_far_is_refused_before_cashfree(
             "customer_email": "member@example.com",
             "valid_until": until,
         },
-        headers=_auth(subs.token(), uuid.uuid4().hex),
+        headers=auth(subs.token(), uuid.uuid4().hex),
     )
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -841,8 +735,8 @@ async def test_every_change_is_announced_once(subs: Stack) -> None:
     routing.install(routing.Table(wiring.TABLE.routes | {extra}))
     try:
         tok = subs.token()
-        m = await _active(subs, tok)
-        r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=_auth(tok))
+        m = await active(subs, tok)
+        r = await subs.api.post(f"/v1/mandates/{m['id']}/revoke", headers=auth(tok))
         assert r.status_code == 200
         bodies = await subs.scalar(
             "SELECT json_agg(body::json -> 'payload' ORDER BY id) FROM outbox "

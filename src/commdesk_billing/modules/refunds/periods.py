@@ -11,17 +11,14 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import InvalidAmount, PaymentNotRefundable, RefundExceedsRefundable
-from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.billing import events as billing_events
+from commdesk_billing.errors import InvalidAmount, PaymentNotRefundable
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.refunds import auth
+from commdesk_billing.modules.refunds import auth, opening
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.allocation import Service, next_service_refund
 from commdesk_billing.modules.refunds.model import Refund, RefundStatus
 from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.modules.subscriptions import refunds as subscription_refunds
-from commdesk_billing.queues import outbox
 from commdesk_billing.security.jwt import Principal
 
 
@@ -47,13 +44,7 @@ async def open_period_refund(
         )
     standing = await repo.standing_parts(conn, payment.id)
     can = payment.amount_paise - standing.amount_paise
-    amount = can if body.amount_paise is None else body.amount_paise
-    if amount == 0 or amount > can:
-        raise RefundExceedsRefundable(
-            f"{can} paise of payment {payment.id} can be refunded now, {amount} requested",
-            refundable_paise=can,
-            requested_paise=amount,
-        )
+    amount = opening.requested_amount(payment, body, can)
     service = Service(
         amount_paise=payment.amount_paise,
         taxable_paise=payment.taxable_paise,
@@ -66,20 +57,8 @@ async def open_period_refund(
     await repo.insert(
         conn,
         {
-            "id": refund_id,
-            "refund_ref": f"rf_{refund_id.hex}",
-            "payment_id": payment.id,
-            "wallet_id": payment.wallet_id,
-            "order_id": payment.order_id,
-            "idempotency_key": operation_key,
-            "requested_by": caller.sub,
-            "requested_role": caller.role.value,
-            "reason": body.reason,
-            "amount_paise": parts.amount_paise,
-            "taxable_paise": parts.taxable_paise,
-            "cgst_paise": parts.cgst_paise,
-            "sgst_paise": parts.sgst_paise,
-            "igst_paise": parts.igst_paise,
+            **opening.row(refund_id, caller, payment, body, operation_key),
+            **opening.parts_columns(parts),
             "passthrough_paise": 0,
             "of_service": True,
             "base_credits": 0,
@@ -90,12 +69,13 @@ async def open_period_refund(
             "status": RefundStatus.CREATED.value,
         },
     )
-    await audit.record(
+    return await opening.announce(
         conn,
         caller,
-        action="refund.requested",
-        target_type="payment",
-        target_id=str(payment.id),
+        payment,
+        refund_id,
+        amount_paise=amount,
+        credits=0,
         details={
             "refund_id": str(refund_id),
             "amount_paise": amount,
@@ -105,22 +85,3 @@ async def open_period_refund(
             "reason": body.reason,
         },
     )
-    await billing_events.record(
-        conn,
-        "refund.requested",
-        payment_id=payment.id,
-        refund_id=refund_id,
-        user_id=payment.user_id,
-        amount_paise=amount,
-        credits=0,
-    )
-    await outbox.send(
-        conn,
-        "refund.processing",
-        "refund.requested",
-        {"refund_id": str(refund_id), "source": "request"},
-        correlation_id=str(payment.id),
-    )
-    refund = await repo.get(conn, refund_id)
-    assert refund is not None
-    return refund

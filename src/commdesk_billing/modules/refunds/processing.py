@@ -32,6 +32,7 @@ from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
+from commdesk_billing.modules.ledger.model import Journal
 from commdesk_billing.modules.partners import service as partners
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.refunds import channels
@@ -269,16 +270,7 @@ async def _settle(
             escrow=refund.passthrough_paise,
             at=at,
         )
-        await post_journal(
-            conn,
-            postings.refund_paid(
-                refund_id=refund.id,
-                refund_ref=refund.refund_ref,
-                payment_id=refund.payment_id,
-                amount=refund.amount_paise,
-                at=at,
-            ),
-        )
+        await _pay_out(conn, refund, at)
         await _succeeded(conn, refund, payment.user_id)
         return
     assert refund.hold_id is not None
@@ -303,15 +295,7 @@ async def _settle(
         tax=refund.parts.tax_paise,
         at=at,
     )
-    paid = postings.refund_paid(
-        refund_id=refund.id,
-        refund_ref=refund.refund_ref,
-        payment_id=refund.payment_id,
-        amount=refund.amount_paise,
-        at=at,
-    )
-    for journal in (owed, paid):
-        await post_journal(conn, journal)
+    await _pay_out(conn, refund, at, owed)
     # The purchase's partner share, if any, shrinks in the refund's proportion.
     await partners.on_refund_succeeded(conn, refund.id, refund.payment_id, refund.taxable_paise)
     await _succeeded(conn, refund, payment.user_id)
@@ -334,15 +318,7 @@ async def _settle_period_payment(conn: AsyncConnection, refund: Refund, at: date
         tax=refund.parts.tax_paise,
         at=at,
     )
-    paid = postings.refund_paid(
-        refund_id=refund.id,
-        refund_ref=refund.refund_ref,
-        payment_id=refund.payment_id,
-        amount=refund.amount_paise,
-        at=at,
-    )
-    for journal in (owed, paid):
-        await post_journal(conn, journal)
+    await _pay_out(conn, refund, at, owed)
     log.info(
         "refund.subscription_period",
         refund_id=str(refund.id),
@@ -350,6 +326,20 @@ async def _settle_period_payment(conn: AsyncConnection, refund: Refund, at: date
         period=period.period_number,
         applied=period.applied,
     )
+
+
+async def _pay_out(conn: AsyncConnection, refund: Refund, at: datetime, *owed: Journal) -> None:
+    """Post `owed` (the refund as we owe it, where this module writes that journal), then
+    the refund paid out of gateway clearing (`refund_paid`), in that order."""
+    paid = postings.refund_paid(
+        refund_id=refund.id,
+        refund_ref=refund.refund_ref,
+        payment_id=refund.payment_id,
+        amount=refund.amount_paise,
+        at=at,
+    )
+    for journal in (*owed, paid):
+        await post_journal(conn, journal)
 
 
 async def _succeeded(conn: AsyncConnection, refund: Refund, user_id: uuid.UUID) -> None:

@@ -19,16 +19,13 @@ from commdesk_billing.errors import (
     InvalidAmount,
     NotFound,
     PaymentNotRefundable,
-    RefundExceedsRefundable,
 )
 from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
-from commdesk_billing.modules.audit import service as audit
-from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
-from commdesk_billing.modules.refunds import auth, periods
+from commdesk_billing.modules.refunds import auth, opening, periods
 from commdesk_billing.modules.refunds import repository as repo
 from commdesk_billing.modules.refunds.allocation import (
     Parts,
@@ -46,7 +43,6 @@ from commdesk_billing.modules.subscriptions import refunds as subscription_refun
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import refunds as wallet_refunds
 from commdesk_billing.modules.wallet import service as wallets
-from commdesk_billing.queues import outbox
 from commdesk_billing.security.jwt import Principal
 
 log = structlog.get_logger(__name__)
@@ -173,18 +169,12 @@ async def open_refund(
     )
     state = await _refundable(conn, payment)
     can = state.paise
-    amount = can if body.amount_paise is None else body.amount_paise
-    if amount == 0 or amount > can:
-        raise RefundExceedsRefundable(
-            f"{can} paise of payment {payment.id} can be refunded now, {amount} requested",
-            refundable_paise=can,
-            requested_paise=amount,
-        )
+    amount = opening.requested_amount(payment, body, can)
     parts = next_refund(purchase_of(payment), state.standing, amount)
     if parts.credits == 0:
         raise InvalidAmount("the refund is smaller than the value of one credit")
     refund_id = uuid.uuid4()
-    ref = f"rf_{refund_id.hex}"
+    ref = opening.refund_ref(refund_id)
     takes = [(state.lots["purchase"][0], parts.base_credits)] if parts.base_credits else []
     if parts.bonus_credits:
         takes.append((state.lots["bonus"][0], parts.bonus_credits))
@@ -200,20 +190,8 @@ async def open_refund(
     await repo.insert(
         conn,
         {
-            "id": refund_id,
-            "refund_ref": ref,
-            "payment_id": payment.id,
-            "wallet_id": payment.wallet_id,
-            "order_id": payment.order_id,
-            "idempotency_key": operation_key,
-            "requested_by": caller.sub,
-            "requested_role": caller.role.value,
-            "reason": body.reason,
-            "amount_paise": parts.amount_paise,
-            "taxable_paise": parts.taxable_paise,
-            "cgst_paise": parts.cgst_paise,
-            "sgst_paise": parts.sgst_paise,
-            "igst_paise": parts.igst_paise,
+            **opening.row(refund_id, caller, payment, body, operation_key),
+            **opening.parts_columns(parts),
             "base_credits": parts.base_credits,
             "bonus_credits": parts.bonus_credits,
             "purchase_lot_id": state.lots["purchase"][0],
@@ -222,12 +200,13 @@ async def open_refund(
             "status": RefundStatus.CREATED.value,
         },
     )
-    await audit.record(
+    return await opening.announce(
         conn,
         caller,
-        action="refund.requested",
-        target_type="payment",
-        target_id=str(payment.id),
+        payment,
+        refund_id,
+        amount_paise=amount,
+        credits=parts.credits,
         details={"refund_id": str(refund_id), "amount_paise": amount, "reason": body.reason},
         # The payment and its wallet, as the refund found them and as it leaves them (the
         # credits it takes back are held until Cashfree answers).
@@ -243,25 +222,6 @@ async def open_refund(
             "available_credits": held.wallet.available_credits,
         },
     )
-    await billing_events.record(
-        conn,
-        "refund.requested",
-        payment_id=payment.id,
-        refund_id=refund_id,
-        user_id=payment.user_id,
-        amount_paise=amount,
-        credits=parts.credits,
-    )
-    await outbox.send(
-        conn,
-        "refund.processing",
-        "refund.requested",
-        {"refund_id": str(refund_id), "source": "request"},
-        correlation_id=str(payment.id),
-    )
-    refund = await repo.get(conn, refund_id)
-    assert refund is not None
-    return refund
 
 
 async def _open_sponsorship_refund(
@@ -305,15 +265,7 @@ async def _open_sponsorship_refund(
     await repo.insert(
         conn,
         {
-            "id": refund_id,
-            "refund_ref": f"rf_{refund_id.hex}",
-            "payment_id": payment.id,
-            "wallet_id": payment.wallet_id,
-            "order_id": payment.order_id,
-            "idempotency_key": operation_key,
-            "requested_by": caller.sub,
-            "requested_role": caller.role.value,
-            "reason": body.reason,
+            **opening.row(refund_id, caller, payment, body, operation_key),
             "amount_paise": figures.amount_paise,
             "taxable_paise": figures.fee_paise,
             "cgst_paise": figures.cgst_paise,
@@ -330,12 +282,13 @@ async def _open_sponsorship_refund(
     )
     if chosen:
         await sponsorships.hold_for_refund(conn, s, chosen, refund_id)
-    await audit.record(
+    return await opening.announce(
         conn,
         caller,
-        action="refund.requested",
-        target_type="payment",
-        target_id=str(payment.id),
+        payment,
+        refund_id,
+        amount_paise=figures.amount_paise,
+        credits=0,
         details={
             "refund_id": str(refund_id),
             "amount_paise": figures.amount_paise,
@@ -350,25 +303,6 @@ async def _open_sponsorship_refund(
             "refund_status": RefundStatus.CREATED.value,
         },
     )
-    await billing_events.record(
-        conn,
-        "refund.requested",
-        payment_id=payment.id,
-        refund_id=refund_id,
-        user_id=payment.user_id,
-        amount_paise=figures.amount_paise,
-        credits=0,
-    )
-    await outbox.send(
-        conn,
-        "refund.processing",
-        "refund.requested",
-        {"refund_id": str(refund_id), "source": "request"},
-        correlation_id=str(payment.id),
-    )
-    refund = await repo.get(conn, refund_id)
-    assert refund is not None
-    return refund
 
 
 async def request_refund(

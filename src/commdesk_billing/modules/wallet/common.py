@@ -12,6 +12,7 @@ from commdesk_billing.errors import IdempotencyMismatch, InvalidAmount, NotFound
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.model import (
     Hold,
+    HoldStatus,
     Lot,
     LotSource,
     StatementLine,
@@ -96,4 +97,33 @@ def new_lot(
         source_ref=source_ref,
         granted_at=at,
         expires_at=expires_at,
+    )
+
+
+def new_hold(
+    wallet: Wallet,
+    *,
+    credits: int,
+    reason: str,
+    idempotency_key: str,
+    at: datetime,
+    expires_at: datetime,
+    created_by: str | None = None,
+    purpose: str = "spend",
+) -> Hold:
+    """A hold as placing it creates it: active, nothing captured or released yet."""
+    return Hold(
+        id=uuid.uuid4(),
+        wallet_id=wallet.id,
+        credits=credits,
+        captured_credits=0,
+        released_credits=0,
+        status=HoldStatus.active,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        expires_at=expires_at,
+        created_at=at,
+        closed_at=None,
+        created_by=created_by,
+        purpose=purpose,
     )

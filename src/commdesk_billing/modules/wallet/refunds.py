@@ -11,8 +11,9 @@ returns them to available and frees the lots.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,12 +24,14 @@ from commdesk_billing.errors import (
     InvalidAmount,
 )
 from commdesk_billing.modules.ledger import postings
+from commdesk_billing.modules.ledger.model import Journal
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
     lock,
+    new_hold,
     now,
     replay,
 )
@@ -37,9 +40,10 @@ from commdesk_billing.modules.wallet.model import Hold, HoldStatus, Lot, LotSour
 # (lot, credits taken from it)
 Takes = Sequence[tuple[uuid.UUID, int]]
 
-# A refund hold never expires by itself; the date only satisfies the column. Settling it is
-# the refund's job, and the refunds sync job makes sure every refund ends.
-_REFUND_HOLD_TTL = timedelta(days=3650)
+# A hold that earmarks lots (a refund's, a review's) never expires by itself; the date only
+# satisfies the column. Settling it is the refund's job (the refunds sync job makes sure
+# every refund ends) or the review's.
+_LOT_HOLD_TTL = timedelta(days=3650)
 
 
 async def _lots(conn: AsyncConnection, wallet: Wallet, takes: Takes) -> list[Lot]:
@@ -80,24 +84,16 @@ async def reserve_for_refund(
             available_credits=wallet.available_credits,
             requested_credits=total,
         )
-    at = now()
-    hold = Hold(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
-        credits=total,
-        captured_credits=0,
-        released_credits=0,
-        status=HoldStatus.active,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        expires_at=at + _REFUND_HOLD_TTL,
-        created_at=at,
-        closed_at=None,
-        created_by=None,
+    return await place_lot_hold(
+        conn,
+        wallet,
+        takes=takes,
         purpose="refund",
-    )
-    op = writer.WalletOperation(
-        journal=postings.refund_hold_placed(
+        idempotency_key=idempotency_key,
+        reason=reason,
+        source_id=refund_ref,
+        metadata={"refund": refund_ref, "lots": {str(i): c for i, c in takes}},
+        journal=lambda at: postings.refund_hold_placed(
             operation_key=idempotency_key,
             refund_ref=refund_ref,
             wallet_id=wallet.id,
@@ -107,12 +103,44 @@ async def reserve_for_refund(
             at=at,
             reason=reason,
         ),
+    )
+
+
+async def place_lot_hold(
+    conn: AsyncConnection,
+    wallet: Wallet,
+    *,
+    takes: Takes,
+    purpose: str,
+    idempotency_key: str,
+    reason: str,
+    source_id: str,
+    metadata: dict[str, Any],
+    journal: Callable[[datetime], Journal],
+) -> OperationResult:
+    """Place a hold of `takes` that earmarks them on their lots (`credits_reserved`) as well
+    as moving their credits from available to held: a refund's, or a fraud review's (see
+    `reviews`). The caller holds the wallet's lock and has checked the credits are there;
+    `journal` writes the hold's journal at the given time."""
+    total = sum(c for _, c in takes)
+    at = now()
+    hold = new_hold(
+        wallet,
+        credits=total,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        at=at,
+        expires_at=at + _LOT_HOLD_TTL,
+        purpose=purpose,
+    )
+    op = writer.WalletOperation(
+        journal=journal(at),
         txn_type=TxnType.hold,
         credits=total,
         idempotency_key=idempotency_key,
         source=reason,
-        source_id=refund_ref,
-        metadata={"refund": refund_ref, "lots": {str(i): c for i, c in takes}},
+        source_id=source_id,
+        metadata=metadata,
         now=at,
         available_delta=-total,
         locked_delta=total,
@@ -120,19 +148,42 @@ async def reserve_for_refund(
         hold_id=hold.id,
         lot_reservations=[(lot_id, c) for lot_id, c in takes],
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False, hold=hold)
+    after, line = await writer.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=after, line=line, replayed=False, hold=hold)
+
+
+async def locked_lot_hold(
+    conn: AsyncConnection, hold_id: uuid.UUID, purpose: str
+) -> tuple[Wallet, Hold]:
+    """A hold of `purpose` ("refund", "review") and its wallet, locked; the hold re-read
+    under the lock (it may have been closed while we waited)."""
+    found = await repo.get_hold(conn, hold_id)
+    if found is None or found.purpose != purpose:
+        raise ValueError(f"hold {hold_id} is not a {purpose} hold")
+    wallet = await lock(conn, found.wallet_id)
+    hold = await repo.get_hold(conn, hold_id)
+    assert hold is not None
+    return wallet, hold
+
+
+async def settled_already(
+    conn: AsyncConnection, wallet: Wallet, hold: Hold, idempotency_key: str, txn_type: TxnType
+) -> OperationResult | None:
+    """The earlier result of settling `hold` under this key; None when it is still active
+    and this key is new (settle it now)."""
+    if done := await replay(conn, wallet, idempotency_key, txn_type, hold.credits):
+        if done.line.hold_id != hold.id:
+            raise IdempotencyMismatch("idempotency key was already used for another hold")
+        return done
+    if hold.status is not HoldStatus.active:
+        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
+    return None
 
 
 async def _refund_hold(
     conn: AsyncConnection, hold_id: uuid.UUID, takes: Takes
 ) -> tuple[Wallet, Hold]:
-    found = await repo.get_hold(conn, hold_id)
-    if found is None or found.purpose != "refund":
-        raise ValueError(f"hold {hold_id} is not a refund hold")
-    wallet = await lock(conn, found.wallet_id)
-    hold = await repo.get_hold(conn, hold_id)
-    assert hold is not None
+    wallet, hold = await locked_lot_hold(conn, hold_id, "refund")
     if sum(c for _, c in takes) != hold.credits:
         raise ValueError(f"refund hold {hold_id} holds {hold.credits} credits, not {takes}")
     return wallet, hold
@@ -152,12 +203,8 @@ async def capture_refund(
     `taxable_paise`, the refund's taxable value (what `refund.owed` takes out of deferred
     revenue), leaves the basis of the lot that carries one (the purchase lot)."""
     wallet, hold = await _refund_hold(conn, hold_id, takes)
-    if done := await replay(conn, wallet, idempotency_key, TxnType.refund, hold.credits):
-        if done.line.hold_id != hold.id:
-            raise IdempotencyMismatch("idempotency key was already used for another hold")
+    if done := await settled_already(conn, wallet, hold, idempotency_key, TxnType.refund):
         return done
-    if hold.status is not HoldStatus.active:
-        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     lots = await _lots(conn, wallet, takes)
     basis, residual = _basis_leaving(lots, takes, taxable_paise)
     at = now()
@@ -226,15 +273,18 @@ async def release_refund(
 ) -> OperationResult:
     """The refund did not happen: the credits return to available, the lots are freed."""
     wallet, hold = await _refund_hold(conn, hold_id, takes)
-    if done := await replay(conn, wallet, idempotency_key, TxnType.release, hold.credits):
-        if done.line.hold_id != hold.id:
-            raise IdempotencyMismatch("idempotency key was already used for another hold")
+    if done := await settled_already(conn, wallet, hold, idempotency_key, TxnType.release):
         return done
-    if hold.status is not HoldStatus.active:
-        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
-    at = now()
-    op = writer.WalletOperation(
-        journal=postings.refund_hold_released(
+    return await release_lot_hold(
+        conn,
+        wallet,
+        hold,
+        takes,
+        idempotency_key=idempotency_key,
+        reason=reason,
+        source_id=refund_ref,
+        metadata={"refund": refund_ref},
+        journal=lambda at: postings.refund_hold_released(
             operation_key=idempotency_key,
             refund_ref=refund_ref,
             wallet_id=wallet.id,
@@ -244,12 +294,33 @@ async def release_refund(
             at=at,
             reason=reason,
         ),
+    )
+
+
+async def release_lot_hold(
+    conn: AsyncConnection,
+    wallet: Wallet,
+    hold: Hold,
+    takes: Takes,
+    *,
+    idempotency_key: str,
+    reason: str,
+    source_id: str,
+    metadata: dict[str, Any],
+    journal: Callable[[datetime], Journal],
+) -> OperationResult:
+    """Release a hold placed by `place_lot_hold`: its credits return to available and its
+    lots are freed. The caller holds the wallet's lock and has checked that the hold is
+    active and that `takes` add up to it; `journal` writes the release's journal."""
+    at = now()
+    op = writer.WalletOperation(
+        journal=journal(at),
         txn_type=TxnType.release,
         credits=hold.credits,
         idempotency_key=idempotency_key,
         source=reason,
-        source_id=refund_ref,
-        metadata={"refund": refund_ref},
+        source_id=source_id,
+        metadata=metadata,
         now=at,
         available_delta=hold.credits,
         locked_delta=-hold.credits,
@@ -257,5 +328,5 @@ async def release_refund(
         close_hold=(hold.id, HoldStatus.released, 0, hold.credits),
         hold_id=hold.id,
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False)
+    after, line = await writer.apply_operation(conn, wallet, op)
+    return OperationResult(wallet=after, line=line, replayed=False)

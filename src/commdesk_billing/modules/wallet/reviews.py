@@ -12,20 +12,20 @@ the same lots for the refund.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.errors import HoldNotActive, IdempotencyMismatch
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.wallet import repository as repo
-from commdesk_billing.modules.wallet import writer
-from commdesk_billing.modules.wallet.common import OperationResult, lock, now, replay
-from commdesk_billing.modules.wallet.model import Hold, HoldStatus, TxnType
-from commdesk_billing.modules.wallet.refunds import Takes
-
-# Never expires by itself: only the review (or a refund) settles it.
-_REVIEW_HOLD_TTL = timedelta(days=3650)
+from commdesk_billing.modules.wallet.common import OperationResult, lock, replay
+from commdesk_billing.modules.wallet.model import TxnType
+from commdesk_billing.modules.wallet.refunds import (
+    Takes,
+    locked_lot_hold,
+    place_lot_hold,
+    release_lot_hold,
+    settled_already,
+)
 
 
 def _takes(
@@ -70,24 +70,16 @@ async def hold_for_review(
     total = sum(c for _, c in takes)
     if total == 0:
         return None
-    at = now()
-    hold = Hold(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
-        credits=total,
-        captured_credits=0,
-        released_credits=0,
-        status=HoldStatus.active,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        expires_at=at + _REVIEW_HOLD_TTL,
-        created_at=at,
-        closed_at=None,
-        created_by=None,
+    placed = await place_lot_hold(
+        conn,
+        wallet,
+        takes=takes,
         purpose="review",
-    )
-    op = writer.WalletOperation(
-        journal=postings.hold_placed(
+        idempotency_key=idempotency_key,
+        reason=reason,
+        source_id=str(payment_id),
+        metadata={"review_of": str(payment_id), "lots": {str(i): c for i, c in takes}},
+        journal=lambda at: postings.hold_placed(
             operation_key=idempotency_key,
             wallet_id=wallet.id,
             available_account_id=wallet.available_account_id,
@@ -96,21 +88,8 @@ async def hold_for_review(
             at=at,
             reason=reason,
         ),
-        txn_type=TxnType.hold,
-        credits=total,
-        idempotency_key=idempotency_key,
-        source=reason,
-        source_id=str(payment_id),
-        metadata={"review_of": str(payment_id), "lots": {str(i): c for i, c in takes}},
-        now=at,
-        available_delta=-total,
-        locked_delta=total,
-        new_hold=hold,
-        hold_id=hold.id,
-        lot_reservations=list(takes),
     )
-    after, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=after, line=line, replayed=False, hold=hold), takes
+    return placed, takes
 
 
 async def release_review(
@@ -123,23 +102,21 @@ async def release_review(
 ) -> OperationResult:
     """The reviewer released the payment (or a refund is about to take the credits): the
     credits return to available and the lots are freed."""
-    found = await repo.get_hold(conn, hold_id)
-    if found is None or found.purpose != "review":
-        raise ValueError(f"hold {hold_id} is not a review hold")
-    wallet = await lock(conn, found.wallet_id)
-    hold = await repo.get_hold(conn, hold_id)
-    assert hold is not None
-    if done := await replay(conn, wallet, idempotency_key, TxnType.release, hold.credits):
-        if done.line.hold_id != hold.id:
-            raise IdempotencyMismatch("idempotency key was already used for another hold")
+    wallet, hold = await locked_lot_hold(conn, hold_id, "review")
+    if done := await settled_already(conn, wallet, hold, idempotency_key, TxnType.release):
         return done
-    if hold.status is not HoldStatus.active:
-        raise HoldNotActive(f"hold {hold.id} is {hold.status}", hold_status=hold.status.value)
     if sum(c for _, c in takes) != hold.credits:
         raise ValueError(f"review hold {hold_id} holds {hold.credits} credits, not {takes}")
-    at = now()
-    op = writer.WalletOperation(
-        journal=postings.hold_released(
+    return await release_lot_hold(
+        conn,
+        wallet,
+        hold,
+        takes,
+        idempotency_key=idempotency_key,
+        reason=reason,
+        source_id=str(hold.id),
+        metadata={"review_hold": str(hold.id)},
+        journal=lambda at: postings.hold_released(
             operation_key=idempotency_key,
             wallet_id=wallet.id,
             available_account_id=wallet.available_account_id,
@@ -148,18 +125,4 @@ async def release_review(
             at=at,
             reason=reason,
         ),
-        txn_type=TxnType.release,
-        credits=hold.credits,
-        idempotency_key=idempotency_key,
-        source=reason,
-        source_id=str(hold.id),
-        metadata={"review_hold": str(hold.id)},
-        now=at,
-        available_delta=hold.credits,
-        locked_delta=-hold.credits,
-        lot_reservations=[(lot_id, -c) for lot_id, c in takes],
-        close_hold=(hold.id, HoldStatus.released, 0, hold.credits),
-        hold_id=hold.id,
     )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
-    return OperationResult(wallet=wallet, line=line, replayed=False)

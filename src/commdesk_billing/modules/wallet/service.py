@@ -39,6 +39,7 @@ from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
     lock,
+    new_hold,
     new_lot,
     now,
     replay,
@@ -183,18 +184,13 @@ async def lock_credits(
             requested_credits=credits,
         )
     at = now()
-    hold = Hold(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
+    hold = new_hold(
+        wallet,
         credits=credits,
-        captured_credits=0,
-        released_credits=0,
-        status=HoldStatus.active,
         reason=reason,
         idempotency_key=idempotency_key,
+        at=at,
         expires_at=at + timedelta(seconds=ttl_s),
-        created_at=at,
-        closed_at=None,
         created_by=created_by,
     )
     journal = postings.hold_placed(
