@@ -24,7 +24,7 @@ from tests.modules.payees.helpers import key_settings
 pytestmark = pytest.mark.slow
 
 _CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
-_MAX_EXAMPLES = os.environ.get("BILLING_SCHEMATHESIS_MAX_EXAMPLES", "10")
+_MAX_EXAMPLES = os.environ.get("BILLING_SCHEMATHESIS_MAX_EXAMPLES", "6")
 
 
 def _tokens(stack: Stack) -> dict[str, str | None]:

@@ -476,8 +476,18 @@ _PATH_PARAMETERS = (
     "settlement_id",
     "subscription_id",
     "mandate_id",
+    "user_id",
+    "review_id",
+    "entry_id",
 )
 _BODIES: dict[str, Any] = {
+    "POST /v1/fraud/reviews/{review_id}/decision": {"decision": "release", "reason": "sweep"},
+    "POST /v1/fraud/lists": {
+        "list": "deny",
+        "kind": "device",
+        "value": "sweep-device-01",
+        "reason": "sweep",
+    },
     "POST /v1/wallets/{wallet_id}/debits": {"credits": 5, "reason": "sweep"},
     "POST /v1/wallets/{wallet_id}/grants": {"credits": 5, "reason": "sweep"},
     "POST /v1/wallets/{wallet_id}/holds": {"credits": 5, "reason": "sweep"},
