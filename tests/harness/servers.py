@@ -31,11 +31,23 @@ async def serving(app: Any, sock: socket.socket | None = None) -> AsyncIterator[
     sock = sock or bound_socket()
     settings = getattr(getattr(app, "state", None), "settings", None)
     config: uvicorn.Config
+    # Idle connections are kept well past httpx's own 5 s expiry: with both at 5 s, a client
+    # could send on a connection in the instant the server closed it (a ReadError in a
+    # fixture's request, seen once in a full run). The client always lets go first now.
+    keep_alive = 30
     if isinstance(settings, Settings):
         # Our API as the CLI serves it (httpserver.py): head deadline, no server banner.
-        config = server_config(app, settings, log_level="warning", lifespan="on")
+        config = server_config(
+            app, settings, log_level="warning", lifespan="on", timeout_keep_alive=keep_alive
+        )
     else:
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_keep_alive=keep_alive,
+        )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
