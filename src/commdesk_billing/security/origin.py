@@ -82,7 +82,7 @@ def _valid_ip(value: str | None) -> str | None:
         return None
 
 
-def request_client_ip(settings: Settings, scope: Scope) -> str | None:
+def request_client_ip(scope: Scope) -> str | None:
     """The client's address of an HTTP request. The one place the audit log asks: swap the
     rule (trusted proxies, X-Forwarded-For) in `security/addresses.py`, not here."""
     return _valid_ip(addresses.client_ip(scope))
@@ -119,7 +119,7 @@ class RecordOrigin:
         )
         origin = Origin(
             channel="http",
-            ip=request_client_ip(self.settings, scope),
+            ip=request_client_ip(scope),
             user_agent=user_agent_of(scope),
             request_id=request_id,
         )

@@ -7,7 +7,6 @@ import re
 
 from fastapi import Request
 
-from commdesk_billing.config import Settings
 from commdesk_billing.errors import InvalidDeviceId
 from commdesk_billing.kv.store import RedisStore
 from commdesk_billing.modules.fraud.screening import Context
@@ -27,7 +26,7 @@ def device_id_of(request: Request) -> str | None:
     return values[0]
 
 
-def context_of(request: Request, settings: Settings) -> Context:
+def context_of(request: Request) -> Context:
     store: RedisStore | None = getattr(request.app.state, "redis", None)
     return Context(
         ip=addresses.client_ip(request.scope),

@@ -109,7 +109,7 @@ async def create_order(
     del device
     auth.authorize_buying(caller)
     created = await ordering.create_payment_order(
-        engine, _client(request), settings, caller, body, key, screen=context_of(request, settings)
+        engine, _client(request), settings, caller, body, key, screen=context_of(request)
     )
     return respond(created)
 
@@ -147,7 +147,7 @@ async def retry_payment(
         caller,
         payment_id,
         key,
-        screen=context_of(request, settings),
+        screen=context_of(request),
     )
     return respond(created)
 

@@ -64,7 +64,7 @@ class Policies:
         )
 
 
-def client_address(scope: Scope, settings: Settings) -> str | None:
+def client_address(scope: Scope) -> str | None:
     """The caller's address, as every per-address rule reads it (`security/addresses.py`:
     X-Forwarded-For only from the trusted proxies of the app's settings)."""
     return addresses.client_ip(scope)
@@ -145,7 +145,7 @@ class RateLimits:
                 # Another CommDesk service, acting for many members from few addresses.
                 return [Bucket(self.policies.service[cls], f"rl:{cls.value}:s:{who.sub}")]
             buckets.append(Bucket(self.policies.user[cls], f"rl:{cls.value}:u:{who.sub}"))
-        ip = address_key(client_address(scope, self.settings))
+        ip = address_key(client_address(scope))
         buckets.append(Bucket(self.policies.ip[cls], f"rl:{cls.value}:ip:{ip}"))
         return buckets
 
@@ -189,7 +189,7 @@ class RateLimits:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 if 400 <= status < 500:
-                    ip = address_key(client_address(scope, self.settings))
+                    ip = address_key(client_address(scope))
                     policy = self.policies.ip[RouteClass.webhooks]
                     buckets = [Bucket(policy, f"rl:webhooks:ip:{ip}")]
                     decision = await self._decide(scope, RouteClass.webhooks, buckets)
