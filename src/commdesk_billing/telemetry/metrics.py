@@ -106,3 +106,29 @@ RATE_LIMIT_DECISIONS = Counter(
 RATE_LIMIT_LOCAL = Gauge(
     "billing_rate_limit_local", "1 while this process counts rate limits itself (Redis away)"
 )
+
+# Reconciliation (`commdesk-billing reconcile` and its scheduled job). source: internal (the
+# ledger's invariants) | gateway (Cashfree's settlement and recon reports) | payouts (transfers
+# and UTRs); kind: a finding's kind (a short fixed vocabulary, never an id).
+RECONCILIATION_FINDINGS_OPEN = Gauge(
+    "billing_reconciliation_findings_open",
+    "Reconciliation findings still open, by source and kind",
+    ["source", "kind"],
+)
+RECONCILIATION_RUNS = Counter(
+    "billing_reconciliation_runs_total",
+    "Reconciliation runs by source and outcome",
+    ["source", "outcome"],
+)
+RECONCILIATION_LAST_SUCCESS = Gauge(
+    "billing_reconciliation_last_success_timestamp_seconds",
+    "When each reconciliation source last ran to the end (unix seconds)",
+    ["source"],
+)
+# The internal run's figure per `ledger verify` check (0 when clean): wallet drift, negative
+# balances, unbalanced journals… each under the check's own name.
+LEDGER_INVARIANT_VIOLATIONS = Gauge(
+    "billing_ledger_invariant_violations",
+    "Problems the last internal reconciliation found, by ledger verify check",
+    ["check"],
+)
