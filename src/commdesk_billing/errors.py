@@ -108,6 +108,12 @@ class PaymentNotRetryable(DomainError):
     title = "This payment cannot be retried"
 
 
+class PaymentNotCancellable(DomainError):
+    code = "payment_not_cancellable"
+    status = 409
+    title = "This payment cannot be cancelled"
+
+
 class GatewayUnavailable(DomainError):
     """Cashfree did not answer (or answered 5xx/429) after our retries. Safe to repeat the
     request with the same Idempotency-Key."""

@@ -571,7 +571,11 @@ _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
 _AS_USAGE_SERVICE = {"POST /v1/usage/events"}
 
 # Only people buy, and only the buyer retries; finance_admin is let through everywhere else.
-_AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
+_AS_BUYER = {
+    "POST /v1/payments/orders",
+    "POST /v1/payments/{payment_id}/retry",
+    "POST /v1/payments/{payment_id}/cancel",
+}
 # Only sponsors sponsor, and list their own sponsorships.
 _AS_SPONSOR = {"POST /v1/sponsorships", "GET /v1/sponsorships"}
 # Authenticated by Cashfree's signature, not a token: signed with the secret each route

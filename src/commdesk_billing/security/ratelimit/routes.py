@@ -39,6 +39,7 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     # Checkout-opening routes.
     ("POST", "/v1/payments/orders"): _O,
     ("POST", "/v1/payments/{payment_id}/retry"): _O,
+    ("POST", "/v1/payments/{payment_id}/cancel"): _O,
     ("POST", "/v1/sponsorships"): _O,
     ("POST", "/v1/mandates"): _O,
     ("POST", "/v1/subscriptions"): _O,
