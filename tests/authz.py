@@ -410,3 +410,9 @@ FRAUD_ALLOW = {
     "POST /v1/fraud/lists": {"finance_admin"},
     "DELETE /v1/fraud/lists/{entry_id}": {"finance_admin"},
 }
+
+# The billing profile: a person's own (every role but a service has one).
+BILLING_PROFILE_ALLOW = {
+    "GET /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},
+    "PUT /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},
+}
