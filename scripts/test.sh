@@ -18,6 +18,7 @@ if [ "$quick" -eq 0 ]; then
   bash scripts/ensure-browser.sh   # Debian's chromium, for the one hosted-checkout browser test
 fi
 bash scripts/bootstrap.sh
+bash scripts/ensure-linters.sh     # hadolint, actionlint, yamllint, ShellCheck: tests/deploy
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
