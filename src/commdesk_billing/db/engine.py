@@ -86,13 +86,11 @@ async def in_transaction(
         try:
             async with engine.connect() as conn:
                 connected = True
+                # What an earlier, failed use of this connection left pending is dropped here
+                # (never on the failure itself: the connection may be invalidated by then).
                 aftercommit.discard(conn)
-                try:
-                    async with conn.begin():
-                        result = await work(conn)
-                except BaseException:
-                    aftercommit.discard(conn)
-                    raise
+                async with conn.begin():
+                    result = await work(conn)
                 aftercommit.committed(conn)
                 return result
         except Exception as exc:

@@ -4,12 +4,15 @@ A transaction may run more than once (`db.engine.in_transaction` re-runs the who
 a serialization failure, a deadlock or a lost connection) or roll back: a counter incremented
 inside it would count a payment twice, or count one that never happened. Code inside a
 transaction calls `count(conn, COUNTER.labels(...))` instead; `in_transaction` calls
-`committed(conn)` after COMMIT returned and `discard(conn)` when an attempt failed, so each
-figure is counted once, for work that is in the database.
+`committed(conn)` after COMMIT returned, so each figure is counted once, for work that is in
+the database.
 
 The pending increments live in the connection's `info` dictionary (SQLAlchemy's, one per
-DBAPI connection): every attempt starts by discarding what a transaction run outside
-`in_transaction` may have left there, and at most `_MAX_PENDING` are kept.
+DBAPI connection). Every attempt of `in_transaction` starts with `discard(conn)`: what a
+failed attempt, or a transaction run outside `in_transaction`, left on that connection is
+dropped before anything is counted. Nothing is touched when an attempt fails: its connection
+may be invalidated by then (reading its `info` would reconnect), and a connection
+invalidated takes its pending list with it. At most `_MAX_PENDING` are kept.
 """
 
 from __future__ import annotations
@@ -52,5 +55,6 @@ def committed(conn: AsyncConnection) -> None:
 
 
 def discard(conn: AsyncConnection) -> None:
-    """The transaction on `conn` did not commit (or a new one starts): count nothing of it."""
-    conn.info.pop(_KEY, None)
+    """A new transaction starts on `conn`: count nothing an earlier one left pending."""
+    if not conn.invalidated:
+        conn.info.pop(_KEY, None)
