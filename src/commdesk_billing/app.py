@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,6 +57,7 @@ from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.security.strictquery import strict_query
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
+from commdesk_billing.telemetry import exposition
 from commdesk_billing.telemetry.context import set_traceparent
 from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -225,7 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         if refusal is not None:
             return problems.problem(404, "not_found", "Not found", "Not Found")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition.payload(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(
         RequestHygiene,
