@@ -57,15 +57,25 @@ _ALWAYS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+# The console's forms post to us, and a browser sends `Origin: null` on a form post from a
+# page whose policy is `no-referrer`: the CSRF guard (and the sign-in) could not tell our
+# own page from another site's. `same-origin` sends the origin to us and nothing elsewhere.
+_CONSOLE_ALWAYS = tuple(
+    (name, b"same-origin" if name == b"referrer-policy" else value) for name, value in _ALWAYS
+)
+
+
 def base_headers(settings: Settings, path: str) -> list[tuple[bytes, bytes]]:
     """The headers every answer to `path` carries (Cache-Control aside: see `SecurityHeaders`)."""
+    console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
     if path in DOCS_PATHS:
         csp = DOCS_CSP
-    elif path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+    elif console:
         csp = CONSOLE_CSP
     else:
         csp = API_CSP
-    headers = [*_ALWAYS, (b"content-security-policy", csp.encode())]
+    always = _CONSOLE_ALWAYS if console else _ALWAYS
+    headers = [*always, (b"content-security-policy", csp.encode())]
     if settings.env is Environment.production and settings.hsts_max_age_s > 0:
         # Production is served over HTTPS only (Traefik terminates TLS); a browser that has
         # seen this never tries plain HTTP again, so a network attacker cannot strip TLS.
