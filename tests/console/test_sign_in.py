@@ -210,3 +210,29 @@ def _os_user() -> str:
     import getpass
 
     return getpass.getuser()
+
+
+async def test_forms_are_taken_only_by_the_console_and_only_small(
+    console: Console, staff: Staff
+) -> None:
+    email = await staff("finance_admin")
+    async with console.client() as c:
+        # Outside /console a form body is still 415: the API takes JSON.
+        api = await c.post("/v1/payments/orders", data={"pack_code": "pack_300"})
+        assert api.status_code == 415
+        await console.sign_in(c, email)
+        token = _csrf((await c.get("/console")).text)
+        # A form larger than the body limit is refused by the guard before it is parsed.
+        huge = await c.post(
+            "/console/sign-out",
+            data={"csrf_token": token, "pad": "x" * (console.settings.max_body_bytes + 1)},
+        )
+        assert huge.status_code == 403 and huge.json()["code"] == "csrf_failed"
+        # The token sent twice is no token.
+        twice = await c.post(
+            "/console/sign-out",
+            content=f"csrf_token={token}&csrf_token={token}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert twice.status_code == 403
+        assert (await c.get("/console")).status_code == 200
