@@ -327,6 +327,29 @@ def staff_create(email: str, role: str, password_env: str | None) -> None:
     click.echo(f"created {role} {address} ({staff_id})")
 
 
+@staff.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password-env", default=None, metavar="VAR", help="As for `staff create`.")
+def staff_set_password(email: str, password_env: str | None) -> None:
+    """Give an account a new password (its sessions end). Audited."""
+    from commdesk_billing.console import passwords, sessions
+
+    password = _read_password(password_env)
+    try:
+        passwords.check_strength(password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def work(conn: Any) -> None:
+        await sessions.set_password(conn, email, password)
+
+    try:
+        _staff_action(f"staff set-password {email[:190]}", work)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password set for {email}; its sessions ended")
+
+
 @staff.command("disable")
 @click.option("--email", required=True)
 @click.option("--enable", is_flag=True, help="Enable a disabled account again instead.")

@@ -75,6 +75,16 @@ async def test_staff_create_and_disable(
     async with console.client() as c:
         assert (await console.sign_in(c, address)).status_code == 303
         assert (await c.get("/console")).status_code == 200
+        reset = await _cli(
+            settings, "staff", "set-password", "--email", address, stdin="another passphrase 42\n"
+        )
+        assert reset.returncode == 0, reset.stderr
+        assert (await c.get("/console")).status_code == 303  # its session ended
+        assert (await console.sign_in(c, address)).status_code == 401  # the old password
+        signed = await c.post(
+            "/console/sign-in", data={"email": address, "password": "another passphrase 42"}
+        )
+        assert signed.status_code == 303
         off = await _cli(settings, "staff", "disable", "--email", address)
         assert off.returncode == 0 and off.stdout == f"disabled {address}\n", off.stderr
         # The session in hand ends at once; signing in again is refused.
@@ -94,6 +104,8 @@ async def test_staff_create_and_disable(
         ).all()
     assert [(r.action, r.channel) for r in rows] == [
         ("console.staff.created", "cli"),
+        ("console.staff.password_set", "cli"),
         ("console.staff.disabled", "cli"),
     ]
     assert rows[1].details == {"sessions_ended": 1}
+    assert rows[2].details == {"sessions_ended": 1}

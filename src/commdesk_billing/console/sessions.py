@@ -107,6 +107,24 @@ async def set_disabled(conn: AsyncConnection, email: str, disabled: bool) -> Non
     )
 
 
+async def set_password(conn: AsyncConnection, email: str, password: str) -> None:
+    """A new password for an account (the CLI, as the operator); its sessions end."""
+    address = normalize_email(email)
+    staff = await repo.staff_by_email(conn, address)
+    if staff is None:
+        raise ValueError(f"no account for {address}")
+    await repo.set_password(conn, staff.id, passwords.hash_password(password))
+    ended = await repo.revoke_all(conn, staff.id, datetime.now(UTC))
+    await audit.record(
+        conn,
+        None,
+        action="console.staff.password_set",
+        target_type="staff",
+        target_id=address,
+        details={"sessions_ended": ended},
+    )
+
+
 async def _refused(conn: AsyncConnection, email: str, why: str) -> None:
     # Nobody is signed in: the entry's actor says so (the address and agent are the origin's).
     here = origin.current() or origin.Origin(channel="http")
