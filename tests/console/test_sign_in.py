@@ -130,7 +130,9 @@ async def test_sign_in_pages_refusals_and_sign_out(
     assert revoked == 1
 
 
-async def test_a_member_cannot_open_the_console(console: Console, staff: Staff) -> None:
+async def test_a_member_cannot_open_the_console(
+    console: Console, staff: Staff, engine: AsyncEngine
+) -> None:
     email = await staff("member")
     async with console.client() as c:
         assert (await console.sign_in(c, email)).status_code == 303
@@ -144,6 +146,42 @@ async def test_a_member_cannot_open_the_console(console: Console, staff: Staff) 
             data={"csrf_token": _csrf(page.text), "reason": "try", "idempotency_key": "x"},
         )
         assert refused.status_code == 403 and 'id="forbidden"' in refused.text
+        # The 403 page still signs out, and that ends the session on the server too.
+        out = await c.post("/console/sign-out", data={"csrf_token": _csrf(page.text)})
+        assert out.status_code == 303
+    async with engine.connect() as conn:
+        live = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM console_sessions s JOIN console_staff f"
+                    " ON f.id = s.staff_id WHERE f.email = :e AND s.revoked_at IS NULL"
+                ),
+                {"e": email},
+            )
+        ).scalar_one()
+    assert live == 0
+
+
+async def test_each_role_opens_what_its_api_role_may_read(console: Console, staff: Staff) -> None:
+    expected = {
+        "finance_admin": {"reviews": 200, "settlements": 200, "dead-letters": 200},
+        "support": {"reviews": 200, "settlements": 403, "dead-letters": 200},
+        "auditor": {"reviews": 403, "settlements": 200, "dead-letters": 403},
+    }
+    for role, pages in expected.items():
+        email = await staff(role)
+        async with console.client() as c:
+            await console.sign_in(c, email)
+            home = await c.get("/console")
+            assert home.status_code == 200
+            seen = {}
+            for page in pages:
+                seen[page] = (await c.get(f"/console/{page}")).status_code
+                # The navigation links only what the role may open.
+                assert (f'href="/console/{page}"' in home.text.split("</nav>")[0]) == (
+                    seen[page] == 200
+                ), (role, page)
+        assert seen == pages, role
 
 
 async def test_sign_in_attempts_are_limited_per_account(

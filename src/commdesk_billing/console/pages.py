@@ -30,6 +30,7 @@ from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds import requesting
 from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.modules.reviews import service as review_decisions
+from commdesk_billing.modules.settlements import auth as settlement_auth
 from commdesk_billing.modules.settlements import service as settlements
 from commdesk_billing.modules.settlements.model import SettlementStatus
 from commdesk_billing.modules.users import service as users
@@ -133,7 +134,9 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    viewer = await web.viewer_of(request)
+    # Any live session is ended here, whatever its role (a member's too: it has the button
+    # on its 403 page); the CSRF guard has checked the post already.
+    viewer = await web.viewer_of(request, staff_only=False)
     if isinstance(viewer, web.Viewer):
         signed_in = viewer.signed_in
         await in_transaction(_engine(request), lambda conn: sessions.sign_out(conn, signed_in))
@@ -368,6 +371,9 @@ async def settlements_list(request: Request) -> Response:
     viewer = await web.viewer_of(request)
     if not isinstance(viewer, web.Viewer):
         return viewer
+    if not settlement_auth.is_finance_reader(viewer.signed_in.principal):
+        # As the API: finance readers only (support reads no payee's settlements).
+        return web.render(request, "forbidden.html", status=403, viewer=viewer)
     raw = request.query_params.get("status", "")[:20]
     error = None
     status = None

@@ -19,6 +19,7 @@ from commdesk_billing.console import sessions
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.invoices.words import rupees
 from commdesk_billing.security.csrf import console_cookies, csrf_token, origin_of, token_valid
+from commdesk_billing.security.roles import FINANCE_READERS, MONEY_OPERATORS
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -58,6 +59,19 @@ class Viewer:
     @property
     def role(self) -> str:
         return self.signed_in.staff.role
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """The pages this role may open (the others answer 403: no link to them)."""
+        role = self.signed_in.principal.role
+        shown = [("/console", "Home"), ("/console/payments", "Payments")]
+        if role in MONEY_OPERATORS:
+            shown.append(("/console/reviews", "Fraud review"))
+        if role in FINANCE_READERS:
+            shown.append(("/console/settlements", "Settlements"))
+        if role in MONEY_OPERATORS:
+            shown.append(("/console/dead-letters", "Dead letters"))
+        return shown if sessions.may_open_console(self.signed_in.staff) else []
 
 
 def render(
@@ -111,9 +125,10 @@ def same_origin(request: Request) -> bool:
     return sent in allowed
 
 
-async def viewer_of(request: Request) -> Viewer | Response:
+async def viewer_of(request: Request, *, staff_only: bool = True) -> Viewer | Response:
     """The signed-in staff member, or the answer to give instead: the sign-in page (no live
-    session) or a 403 page (an account whose role may not use the console)."""
+    session) or a 403 page (an account whose role may not use the console, unless
+    `staff_only` is False: signing out)."""
     settings: Settings = request.app.state.settings
     engine: AsyncEngine = request.app.state.engine
     names = console_cookies(settings)
@@ -129,6 +144,6 @@ async def viewer_of(request: Request) -> Viewer | Response:
     cookie = request.cookies.get(names.csrf, "")
     fresh = not (cookie and token_valid(secret, token, cookie))
     viewer = Viewer(signed_in, csrf_token(secret, token) if fresh else cookie, fresh)
-    if not sessions.may_open_console(signed_in.staff):
+    if staff_only and not sessions.may_open_console(signed_in.staff):
         return render(request, "forbidden.html", status=403, viewer=viewer)
     return viewer
