@@ -200,6 +200,7 @@ async def test_a_finance_admin_refunds_part_of_a_purchase_in_the_browser(
     assert "SUCCESS" in shown["refund_row"] and "partial goodwill refund" in shown["refund_row"]
 
     seen: dict[str, str] = {}
+    cookies: dict[str, str] = {}
 
     def other_pages() -> tuple[str, str]:
         driver.get(f"{base}/console/reviews")
@@ -222,6 +223,9 @@ async def test_a_finance_admin_refunds_part_of_a_purchase_in_the_browser(
         driver.find_element(By.ID, "replay").click()
         replayed = wait_for("notice").text
         cookie = driver.get_cookie("cdb_console_session")
+        csrf = driver.get_cookie("cdb_console_csrf")
+        assert csrf is not None
+        cookies["csrf"] = str(csrf["value"])
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         return replayed, str(cookie["value"])
 
@@ -247,20 +251,51 @@ async def test_a_finance_admin_refunds_part_of_a_purchase_in_the_browser(
     assert (entry.actor_sub, entry.actor_role) == (f"console:{admin}", "finance_admin")
     assert entry.details == {"message_id": message_id, "replayed": 1, "skipped": 0}
 
-    # A post carrying the session but not the CSRF token (as another site's form would).
-    async with httpx.AsyncClient(base_url=base) as c:
+    async def refunds_of_payment() -> int:
+        return int(
+            await stack.scalar(
+                "SELECT count(*) FROM refunds WHERE payment_id = :p", p=uuid.UUID(payment_id)
+            )
+        )
+
+    jar = f"cdb_console_session={session}; cdb_console_csrf={cookies['csrf']}"
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Cookie": jar, "Origin": base}, timeout=30
+    ) as c:
+        url = f"/console/payments/{payment_id}/refunds"
+        # A post carrying the session but not the CSRF token (as another site's form would).
         forged = await c.post(
-            f"/console/payments/{payment_id}/refunds",
-            data={"amount": "50", "reason": "forged", "idempotency_key": str(uuid.uuid4())},
-            headers={"Cookie": f"cdb_console_session={session}", "Origin": base},
+            url, data={"amount": "50", "reason": "forged", "idempotency_key": str(uuid.uuid4())}
         )
-    assert forged.status_code == 403 and forged.json()["code"] == "csrf_failed"
-    assert (
-        await stack.scalar(
-            "SELECT count(*) FROM refunds WHERE payment_id = :p", p=uuid.UUID(payment_id)
+        assert forged.status_code == 403 and forged.json()["code"] == "csrf_failed"
+        assert await refunds_of_payment() == 1
+        # The same form sent twice (a double click, a reload): one refund.
+        form = {
+            "csrf_token": cookies["csrf"],
+            "amount": "50.00",
+            "reason": "second goodwill",
+            "idempotency_key": str(uuid.uuid4()),
+        }
+        first, second = await c.post(url, data=form), await c.post(url, data=form)
+        assert (first.status_code, second.status_code) == (303, 303)
+        assert await refunds_of_payment() == 2
+        # More than is refundable now (₹150.00 after the two): the API's 422, on the page.
+        too_much = await c.post(
+            url, data={**form, "amount": "150.01", "idempotency_key": str(uuid.uuid4())}
         )
-        == 1
-    )
+        assert too_much.status_code == 422 and 'id="error"' in too_much.text
+        assert "₹150.00" in too_much.text and await refunds_of_payment() == 2
+    async with stack.engine.connect() as conn:
+        audited = (
+            await conn.execute(
+                text(
+                    "SELECT actor_sub, actor_role, channel FROM audit_logs"
+                    " WHERE action = 'refund.requested' AND target_id = :p"
+                ),
+                {"p": payment_id},
+            )
+        ).all()
+    assert [tuple(r) for r in audited] == [(f"console:{admin}", "finance_admin", "http")] * 2
 
     def member_refused() -> str:
         driver.find_element(By.ID, "sign-out").click()
