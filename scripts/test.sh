@@ -15,7 +15,7 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 bash scripts/ensure-services.sh
 if [ "$quick" -eq 0 ]; then
-  bash scripts/ensure-browser.sh   # Debian's chromium, for the one hosted-checkout browser test
+  bash scripts/ensure-browser.sh   # Debian's chromium, for the browser tests (hosted checkout, console)
 fi
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
