@@ -15,7 +15,7 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 bash scripts/ensure-services.sh
 if [ "$quick" -eq 0 ]; then
-  bash scripts/ensure-browser.sh   # Debian's chromium, for the one hosted-checkout browser test
+  bash scripts/ensure-browser.sh   # Debian's chromium, for the browser tests (hosted checkout, console)
   bash scripts/ensure-prometheus.sh  # promtool and Prometheus, for the alert rules and the one scrape test
 fi
 bash scripts/bootstrap.sh

@@ -11,12 +11,15 @@ from typing import Any
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commdesk_billing import apidocs, problems, wiring
 from commdesk_billing.config import Settings, get_settings
+from commdesk_billing.console import web as console_web
+from commdesk_billing.console.pages import router as console_router
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
@@ -175,6 +178,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fraud_router)
     app.include_router(fraud_reviews_router)
     app.include_router(billing_profile_router)
+    # The finance console (console/): its pages, and its stylesheet served from the package.
+    app.include_router(console_router)
+    app.mount("/console/static", StaticFiles(directory=console_web.STATIC_DIR), "console-static")
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -232,6 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestHygiene,
         max_body_bytes=cfg.max_body_bytes,
         larger={"/v1/usage/events": cfg.usage_max_body_bytes},
+        forms_under="/console/",
     )
     # Request hygiene (docs/api.md): each added outside the one before, so a request meets
     # them bottom to top and every refusal still passes SecurityHeaders and Observe.

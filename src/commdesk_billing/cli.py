@@ -326,6 +326,118 @@ def auto_recharge_pause(wallet_id: uuid.UUID, reason: str, as_json: bool) -> Non
 
 
 @main.group()
+def staff() -> None:
+    """Finance console accounts (staff sign in at /console)."""
+
+
+def _staff_action(command: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run `work(conn)` in one transaction, audited as the operator (`cli:<os user>`)."""
+    from commdesk_billing.db.engine import in_transaction, make_engine
+    from commdesk_billing.security import origin
+
+    async def go(settings: Settings) -> T:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            with origin.bound(origin.operator(command)):
+                return await in_transaction(engine, work)
+        finally:
+            await engine.dispose()
+
+    return _run(go)
+
+
+def _read_password(from_env: str | None) -> str:
+    """From the named environment variable, else the first line of stdin (a prompt, not
+    echoed, when stdin is a terminal): never from the command line, where `ps` shows it."""
+    import os
+
+    if from_env:
+        value = os.environ.get(from_env)
+        if not value:
+            raise click.ClickException(f"environment variable {from_env} is not set")
+        return value
+    if sys.stdin.isatty():
+        value = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return str(value)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@staff.command("create")
+@click.option("--email", required=True)
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["finance_admin", "support", "auditor", "member", "community_owner"]),
+    help="The console lets in finance_admin, support and auditor.",
+)
+@click.option(
+    "--password-env",
+    default=None,
+    metavar="VAR",
+    help="Read the password from this environment variable (default: stdin).",
+)
+def staff_create(email: str, role: str, password_env: str | None) -> None:
+    """Create a console account. Audited (`console.staff.created`, as cli:<os user>)."""
+    from commdesk_billing.console import passwords, sessions
+
+    password = _read_password(password_env)
+    try:
+        passwords.check_strength(password)
+        address = sessions.normalize_email(email)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def work(conn: Any) -> Any:
+        return await sessions.create_staff(conn, address, role, password)
+
+    try:
+        staff_id = _staff_action(f"staff create {address}", work)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {role} {address} ({staff_id})")
+
+
+@staff.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password-env", default=None, metavar="VAR", help="As for `staff create`.")
+def staff_set_password(email: str, password_env: str | None) -> None:
+    """Give an account a new password (its sessions end). Audited."""
+    from commdesk_billing.console import passwords, sessions
+
+    password = _read_password(password_env)
+    try:
+        passwords.check_strength(password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def work(conn: Any) -> None:
+        await sessions.set_password(conn, email, password)
+
+    try:
+        _staff_action(f"staff set-password {email[:190]}", work)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password set for {email}; its sessions ended")
+
+
+@staff.command("disable")
+@click.option("--email", required=True)
+@click.option("--enable", is_flag=True, help="Enable a disabled account again instead.")
+def staff_disable(email: str, enable: bool) -> None:
+    """Disable a console account (its sessions end at once), or enable it again."""
+    from commdesk_billing.console import sessions
+
+    async def work(conn: Any) -> None:
+        await sessions.set_disabled(conn, email, not enable)
+
+    try:
+        _staff_action(f"staff {'enable' if enable else 'disable'} {email[:190]}", work)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(("enabled " if enable else "disabled ") + email)
+
+
+@main.group()
 def holds() -> None:
     """Hold housekeeping."""
 

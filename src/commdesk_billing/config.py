@@ -409,6 +409,15 @@ class Settings(BaseSettings):
         "cdb_console_csrf"
     )
     csrf_secret: SecretStr | None = None
+    # The console's sign-in (src/.../console, docs/runbook.md "Finance console"): a session
+    # ends `console_session_ttl_s` after sign-in, or after `console_idle_timeout_s` unused.
+    console_session_ttl_s: Annotated[int, Field(ge=300, le=7 * 86400)] = 8 * 3600
+    console_idle_timeout_s: Annotated[int, Field(ge=60, le=86400)] = 30 * 60
+    # Sign-in attempts per window, per account (email) and per client address: a password
+    # guesser gets a few tries an account, and a few dozen from one address, per window.
+    console_sign_in_window_s: Annotated[int, Field(ge=10, le=86400)] = 15 * 60
+    console_sign_in_per_account: Annotated[int, Field(ge=1, le=1000)] = 5
+    console_sign_in_per_ip: Annotated[int, Field(ge=1, le=10_000)] = 30
     # --- Fraud scoring (modules/fraud, DESIGN §13) ---------------------------------------
     # A score 0-100 is the sum of the weights of the rules that fired (capped); at or over
     # `fraud_review_score` the order opens but its credits are held for a reviewer, at or

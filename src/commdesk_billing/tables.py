@@ -75,6 +75,8 @@ OWNERS: dict[str, str] = {
     "mandates": "modules/mandates",
     "subscription_webhooks": "modules/mandates",
     "subscription_plan_changes": "modules/subscriptions",
+    "console_staff": "console",
+    "console_sessions": "console",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

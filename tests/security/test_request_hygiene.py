@@ -51,7 +51,7 @@ async def test_duplicate_parameters_are_refused_before_any_route(settings: Setti
     async with served(settings) as api:
         member = issue_token(settings, sub=f"user-{uuid.uuid4().hex}", role=Role.member)
         # One of each passes on to the route (which wants a token: 401).
-        assert (await api.get("/v1/wallets/me?limit=1")).status_code == 401
+        assert (await api.get("/v1/payments?limit=1")).status_code == 401
         for query in ("limit=1&limit=2", "limit=1&%6Cimit=2", "a=&a="):
             r = await api.get(f"/v1/wallets/me?{query}")
             body = _problem(r, 400, "duplicate_parameter")

@@ -2,8 +2,9 @@
 
 The API answers JSON to programs, so its policy is the strictest there is: nothing may be
 loaded, framed, sniffed, referred or cached. The API documentation pages (`apidocs.py`) are
-the one kind of HTML we serve; they get a policy of their own that lets their scripts and
-styles load from the CDN that FastAPI's pages name, and nothing else.
+one kind of HTML we serve; they get a policy of their own that lets their scripts and
+styles load from the CDN that FastAPI's pages name, and nothing else. The finance console
+(`/console`) is the other: its own stylesheet, its own forms, nothing inline.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ DOCS_CSP = (
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/swagger-init.js", "/redoc"})
 
+# The finance console (`console/`): server-rendered pages with one stylesheet of our own.
+# No script at all, no inline style (`style-src 'self'` only), forms post only to us, and
+# images only our own or inline SVG data (charts drawn on the server).
+CONSOLE_CSP = (
+    "default-src 'none'; "
+    "style-src 'self'; "
+    "img-src 'self' data:; "
+    "form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+CONSOLE_PREFIX = "/console"
+
 _ALWAYS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -44,10 +57,25 @@ _ALWAYS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+# The console's forms post to us, and a browser sends `Origin: null` on a form post from a
+# page whose policy is `no-referrer`: the CSRF guard (and the sign-in) could not tell our
+# own page from another site's. `same-origin` sends the origin to us and nothing elsewhere.
+_CONSOLE_ALWAYS = tuple(
+    (name, b"same-origin" if name == b"referrer-policy" else value) for name, value in _ALWAYS
+)
+
+
 def base_headers(settings: Settings, path: str) -> list[tuple[bytes, bytes]]:
     """The headers every answer to `path` carries (Cache-Control aside: see `SecurityHeaders`)."""
-    csp = DOCS_CSP if path in DOCS_PATHS else API_CSP
-    headers = [*_ALWAYS, (b"content-security-policy", csp.encode())]
+    console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+    if path in DOCS_PATHS:
+        csp = DOCS_CSP
+    elif console:
+        csp = CONSOLE_CSP
+    else:
+        csp = API_CSP
+    always = _CONSOLE_ALWAYS if console else _ALWAYS
+    headers = [*always, (b"content-security-policy", csp.encode())]
     if settings.env is Environment.production and settings.hsts_max_age_s > 0:
         # Production is served over HTTPS only (Traefik terminates TLS); a browser that has
         # seen this never tries plain HTTP again, so a network attacker cannot strip TLS.

@@ -55,12 +55,15 @@ class RequestHygiene:
         max_body_bytes: int,
         max_json_depth: int = MAX_JSON_DEPTH,
         larger: Mapping[str, int] | None = None,
+        forms_under: str | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         # Exact paths allowed a larger body than the rest (a batch route); nothing else.
         self.larger = dict(larger or {})
+        # Where HTML forms post (the finance console): url-encoded bodies are accepted there.
+        self.forms_under = forms_under
 
     async def _too_large(self, send: Send, limit: int) -> None:
         await send_problem(
@@ -69,6 +72,13 @@ class RequestHygiene:
             "payload_too_large",
             "Payload too large",
             f"bodies are limited to {limit} bytes",
+        )
+
+    def _form(self, scope: Scope, ctype: bytes) -> bool:
+        return (
+            self.forms_under is not None
+            and ctype == b"application/x-www-form-urlencoded"
+            and str(scope.get("path", "")).startswith(self.forms_under)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,6 +98,7 @@ class RequestHygiene:
             and (length not in (None, b"0"))
             and ctype
             and not (ctype == b"application/json" or ctype.endswith(b"+json"))
+            and not self._form(scope, ctype)
         ):
             await send_problem(
                 send,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.audit import service
+from commdesk_billing.security.jwt import Principal
 
 T = TypeVar("T")
 
@@ -39,8 +40,10 @@ async def audited(
     target_type: str,
     target_id: str,
     act: Callable[[], Awaitable[Acted[T]]],
+    principal: Principal | None = None,
 ) -> T:
-    """Run `act` and record it, as the bound origin's actor (`security/origin.operator`)."""
+    """Run `act` and record it, as `principal` (a staff member in the finance console) or,
+    without one, as the bound origin's actor (`security/origin.operator`)."""
     done: list[Acted[T]] = []
 
     async def work(conn: AsyncConnection) -> T:
@@ -49,7 +52,7 @@ async def audited(
         acted = done[0]
         await service.record(
             conn,
-            None,
+            principal,
             action=action,
             target_type=target_type,
             target_id=target_id,

@@ -159,3 +159,15 @@ async def undocumented(
         )
     ).all()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def credit_notes_of(conn: AsyncConnection, refund_ids: list[uuid.UUID]) -> list[Invoice]:
+    """The credit notes of these refunds (by the unique `refund_id`), oldest first."""
+    if not refund_ids:
+        return []
+    rows = await conn.execute(
+        sql(f"""SELECT {_COLUMNS} FROM invoices WHERE refund_id = ANY(:ids)
+                 ORDER BY issued_at, id"""),
+        {"ids": refund_ids},
+    )
+    return [Invoice.from_row(r) for r in rows]

@@ -395,3 +395,13 @@ async def get_invoice(conn: AsyncConnection, caller: Principal, invoice_id: uuid
     )
     auth.may_read(caller, invoice, buyer=buyer)
     return invoice
+
+
+async def documents_of_payment(
+    conn: AsyncConnection, payment_id: uuid.UUID, refund_ids: list[uuid.UUID]
+) -> list[Invoice]:
+    """A payment's tax invoice, then its refunds' credit notes (for staff: the finance
+    console, whose pages are for staff readers only)."""
+    invoice = await repo.tax_invoice_of(conn, payment_id)
+    notes = await repo.credit_notes_of(conn, refund_ids)
+    return ([invoice] if invoice else []) + notes

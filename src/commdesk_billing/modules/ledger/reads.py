@@ -82,3 +82,30 @@ async def payable_for_settlement(
         {"a": account_id, "cut": cut_off, "kinds": list(SETTLEMENT_KINDS)},
     )
     return int(value or 0)
+
+
+@dataclass(frozen=True)
+class JournalLeg:
+    journal_id: uuid.UUID
+    kind: str
+    description: str | None
+    created_at: datetime
+    account_code: str
+    ledger: str
+    amount: int
+
+
+async def journals_of_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> list[JournalLeg]:
+    """Every leg of the journals naming the payment in their metadata (its capture, its
+    credits, its refunds), in posting order (index `ledger_journals_payment`)."""
+    rows = await conn.execute(
+        sql("""
+        SELECT j.id, j.kind, j.description, j.created_at, a.code, e.ledger, e.amount
+          FROM ledger_journals j
+          JOIN ledger_entries e ON e.journal_id = j.id
+          JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE j.metadata->>'payment_id' = :p
+         ORDER BY j.created_at, j.id, e.id"""),
+        {"p": str(payment_id)},
+    )
+    return [JournalLeg(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]

@@ -279,3 +279,46 @@ async def raise_fraud_score(conn: AsyncConnection, payment_id: uuid.UUID, score:
          WHERE id = :id"""),
         {"id": payment_id, "s": float(score)},
     )
+
+
+async def search(
+    conn: AsyncConnection,
+    *,
+    order_id: str | None,
+    user_id: uuid.UUID | None,
+    status: str | None,
+    limit: int,
+) -> list[Payment]:
+    """Newest first, every criterion given ANDed (each has an index: the order id's unique
+    one, `payments_user_recent`, `payments_status`)."""
+    where: list[str] = []
+    params: dict[str, Any] = {"n": limit}
+    if order_id is not None:
+        where.append("order_id = :o")
+        params["o"] = order_id
+    if user_id is not None:
+        where.append("user_id = :u")
+        params["u"] = user_id
+    if status is not None:
+        where.append("status = :s")
+        params["s"] = status
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_COLUMNS} FROM payments{clause}
+         ORDER BY created_at DESC, id DESC LIMIT :n"""),
+        params,
+    )
+    return [Payment.from_row(r) for r in rows]
+
+
+async def attempts_of(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        sql("""
+        SELECT cf_payment_id, status, amount_paise, payment_group, payment_method,
+               bank_reference, payment_message, error_code, error_description,
+               attempted_at, completed_at
+          FROM payment_attempts WHERE payment_id = :p ORDER BY created_at, id"""),
+        {"p": payment_id},
+    )
+    return [dict(r._mapping) for r in rows]

@@ -83,3 +83,20 @@ async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_pais
 async def raise_fraud_score(conn: AsyncConnection, payment_id: uuid.UUID, score: int) -> None:
     """Fraud scored the payment again once paid: keep the higher score on the row."""
     await repo.raise_fraud_score(conn, payment_id, score)
+
+
+async def search(
+    conn: AsyncConnection,
+    *,
+    order_id: str | None = None,
+    user_id: uuid.UUID | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[Payment]:
+    """Staff's search (the finance console): newest first; the caller has checked the role."""
+    return await repo.search(conn, order_id=order_id, user_id=user_id, status=status, limit=limit)
+
+
+async def attempts_of(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Cashfree's payment attempts of one order, oldest first, as last recorded."""
+    return await repo.attempts_of(conn, payment_id)

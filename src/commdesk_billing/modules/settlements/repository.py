@@ -280,3 +280,16 @@ async def store_webhook(conn: AsyncConnection, fields: dict[str, Any]) -> tuple[
         )
     ).one()
     return row.id, bool(row.inserted)
+
+
+async def recent(conn: AsyncConnection, *, status: str | None, limit: int) -> list[Settlement]:
+    """Every payee's settlements, newest first (the finance console's list). One row a payee
+    a period: a small table, read without an index of its own."""
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_COLS} FROM settlements
+         WHERE CAST(:s AS text) IS NULL OR status = :s
+         ORDER BY created_at DESC, id DESC LIMIT :limit"""),
+        {"s": status, "limit": limit},
+    )
+    return [_settlement(r) for r in rows]

@@ -336,3 +336,17 @@ async def require(conn: AsyncConnection, settlement_id: uuid.UUID) -> Settlement
     if s is None:
         raise SettlementNotFound(f"settlement {settlement_id} does not exist")
     return s
+
+
+async def recent(
+    conn: AsyncConnection,
+    *,
+    payee_id: uuid.UUID | None = None,
+    status: SettlementStatus | None = None,
+    limit: int = 50,
+) -> list[Settlement]:
+    """Settlements newest first, of one payee or of all (staff reads: the finance console)."""
+    if payee_id is not None:
+        rows = await repo.of_payee(conn, payee_id, limit=limit)
+        return [s for s in rows if status is None or s.status is status]
+    return await repo.recent(conn, status=None if status is None else status.value, limit=limit)

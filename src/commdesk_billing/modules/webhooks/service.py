@@ -396,3 +396,16 @@ async def mark_processed(conn: AsyncConnection, webhook_id: uuid.UUID, outcome: 
 
 def headers_of(raw: Any) -> dict[str, str]:
     return {k.lower(): v for k, v in raw.items()}
+
+
+async def deliveries_for_order(conn: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
+    """Cashfree's deliveries about one order (payment and refund events), oldest first:
+    what the finance console shows of a payment. Bodies are not read here."""
+    rows = await conn.execute(
+        sql("""
+        SELECT id, event_type, cf_payment_id, status, outcome, duplicates, delivery_attempt,
+               received_at, processed_at
+          FROM payment_webhooks WHERE order_id = :o ORDER BY received_at, id"""),
+        {"o": order_id},
+    )
+    return [dict(r._mapping) for r in rows]

@@ -127,6 +127,21 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/fraud/lists"): _R,
     ("GET", "/openapi.json"): _R,
     ("GET", "/redoc"): _R,
+    # The finance console (console/): its forms as writes (sign-in has its own per-account
+    # limit on top, console/throttle.py), its pages as reads.
+    ("POST", "/console/sign-in"): _M,
+    ("POST", "/console/sign-out"): _M,
+    ("POST", "/console/payments/{payment_id}/refunds"): _M,
+    ("POST", "/console/reviews/{review_id}/decision"): _M,
+    ("POST", "/console/dead-letters/{queue}/{message_id}/replay"): _M,
+    ("GET", "/console"): _R,
+    ("GET", "/console/sign-in"): _R,
+    ("GET", "/console/payments"): _R,
+    ("GET", "/console/payments/{payment_id}"): _R,
+    ("GET", "/console/reviews"): _R,
+    ("GET", "/console/settlements"): _R,
+    ("GET", "/console/dead-letters"): _R,
+    ("GET", "/console/dead-letters/{queue}/{message_id}"): _R,
     # Probes (the orchestrator) and scrapes (Prometheus): never limited, they come often
     # from one address and must keep working while we are under load.
     ("GET", "/healthz"): _X,

@@ -1,6 +1,6 @@
 """Billing profiles: the buyer's legal name, address, GST state and optional GSTIN.
 
-Revision ID: 0032
+Revision ID: 0026
 Revises: 0025
 Create Date: 2026-12-07
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0032"
+revision = "0026"
 down_revision = "0025"
 branch_labels = None
 depends_on = None
