@@ -409,3 +409,12 @@ FRAUD_ALLOW = {
     "POST /v1/fraud/lists": {"finance_admin"},
     "DELETE /v1/fraud/lists/{entry_id}": {"finance_admin"},
 }
+
+# Reconciliation: finance and the auditor read the findings; finance alone explains or
+# resolves one.
+RECONCILIATION_ALLOW = {
+    "GET /v1/reconciliation/findings": {"finance_admin", "auditor"},
+    "GET /v1/reconciliation/findings/{finding_id}": {"finance_admin", "auditor"},
+    "POST /v1/reconciliation/findings/{finding_id}/explain": {"finance_admin"},
+    "POST /v1/reconciliation/findings/{finding_id}/resolve": {"finance_admin"},
+}

@@ -563,6 +563,71 @@ def dlq_purge_cmd(queue: str, yes: bool) -> None:
     click.echo(f"purged {purged} message(s)")
 
 
+RECONCILE_CLEAN, RECONCILE_OPEN, RECONCILE_INCOMPLETE = 0, 1, 2
+
+
+@main.command()
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(["internal", "gateway", "payouts"]),
+    help="Only these sources (repeatable); default: all three.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def reconcile(sources: tuple[str, ...], as_json: bool) -> None:
+    """Reconcile the books (ledger verify's invariants), payments and refunds against
+    Cashfree's settlement reports, and payouts against Cashfree's transfers; record each
+    mismatch as a finding. Exit 0: no open finding; 1: open findings exist; 2: a source
+    could not run (Cashfree unreachable, say), so the picture is incomplete."""
+    from commdesk_billing import wiring
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.reconciliation.model import RunSummary, Source
+    from commdesk_billing.modules.reconciliation.runner import run
+
+    async def go(settings: Settings) -> RunSummary:
+        engine = make_engine(settings, pool_size=2)
+        try:
+            return await run(
+                engine,
+                settings,
+                checks=wiring.verify_checks(),
+                sources=[Source(s) for s in sources] or list(Source),
+            )
+        finally:
+            await engine.dispose()
+
+    summary = _run(go)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "open_findings": summary.open_findings,
+                    "sources": [{**s.__dict__, "source": s.source.value} for s in summary.sources],
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(
+            f"{'source':<9} {'checked':>8} {'matched':>8} {'fee/GST':>8} {'mismatch':>9} "
+            f"{'opened':>7} {'again':>6} {'reopened':>9}"
+        )
+        for s in summary.sources:
+            if s.error:
+                click.echo(f"{s.source.value:<9} FAILED: {s.error}")
+                continue
+            click.echo(
+                f"{s.source.value:<9} {s.checked:>8} {s.matched:>8} "
+                f"{s.explained_differences:>8} {s.mismatches:>9} {s.opened:>7} "
+                f"{s.seen_again:>6} {s.reopened:>9}"
+            )
+        click.echo(f"open findings: {summary.open_findings}")
+    if summary.failed:
+        sys.exit(RECONCILE_INCOMPLETE)
+    sys.exit(RECONCILE_OPEN if summary.open_findings else RECONCILE_CLEAN)
+
+
 @main.command()
 @click.option("--api-url", default=None, help="Use a running stack instead of starting one.")
 def demo(api_url: str | None) -> None:

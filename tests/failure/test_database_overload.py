@@ -479,8 +479,11 @@ _PATH_PARAMETERS = (
     "user_id",
     "review_id",
     "entry_id",
+    "finding_id",
 )
 _BODIES: dict[str, Any] = {
+    "POST /v1/reconciliation/findings/{finding_id}/explain": {"note": "sweep"},
+    "POST /v1/reconciliation/findings/{finding_id}/resolve": {"note": "sweep"},
     "POST /v1/fraud/reviews/{review_id}/decision": {"decision": "release", "reason": "sweep"},
     "POST /v1/fraud/lists": {
         "list": "deny",

@@ -1,0 +1,49 @@
+"""Internal reconciliation: every `ledger verify` invariant (`wiring.verify_checks()`), each
+problem a finding, and each check's count in `billing_ledger_invariant_violations{check}`
+under the check's own name (0 when clean)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commdesk_billing.modules.ledger.verify import Check, VerifyReport
+from commdesk_billing.modules.reconciliation.model import Kind, Source, SourceResult
+from commdesk_billing.modules.reconciliation.service import observed
+from commdesk_billing.telemetry.metrics import LEDGER_INVARIANT_VIOLATIONS
+
+
+async def reconcile(engine: AsyncEngine, checks: Sequence[Check]) -> SourceResult:
+    """Run `checks` in one REPEATABLE READ snapshot, as `ledger verify` does, counting each
+    check's own findings (a check reports under codes of its own, not its name).
+    `checked`: the checks run; `matched`: those that found nothing."""
+    report = VerifyReport()
+    per_check: dict[str, int] = {}
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            for c in checks:
+                before = len(report.findings)
+                await c(conn, report)
+                per_check[c.name] = len(report.findings) - before
+    for name, n in per_check.items():
+        LEDGER_INVARIANT_VIOLATIONS.labels(name).set(n)
+    result = SourceResult(
+        Source.internal,
+        checked=len(per_check),
+        matched=sum(1 for n in per_check.values() if n == 0),
+    )
+    for f in report.findings:
+        result.observed.append(
+            observed(
+                Source.internal,
+                Kind.invariant_violation,
+                # A finding's code and subject name one fault; the same fault next run has
+                # the same pair, so it is the same finding.
+                f"{f.check}:{f.subject}",
+                f.detail,
+                refs={"code": f.check, "subject": f.subject},
+            )
+        )
+    return result
