@@ -113,7 +113,10 @@ async def test_each_gateway_mismatch_is_found_once_and_explained_or_resolved(
     await stack.wait_refund(refund.json()["id"], {"SUCCESS"})
 
     # --- clean: a demo-like run (T+3: nothing is late yet) finds nothing --------------
-    clean = await _reconcile(stack)
+    # The scheduler's own job, as `wiring.jobs()` has it.
+    job = {j.name: j for j in wiring.jobs(stack.settings, stack.engine, None)}["reconcile"]  # type: ignore[arg-type]
+    clean = await job.run()
+    assert isinstance(clean, RunSummary)
     by = {s.source: s for s in clean.sources}
     gateway = by[Source.gateway]
     assert (gateway.checked, gateway.matched, gateway.mismatches, gateway.opened) == (6, 6, 0, 0)
