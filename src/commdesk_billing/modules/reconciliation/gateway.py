@@ -25,6 +25,7 @@ from commdesk_billing.modules.reconciliation.model import SourceResult
 # capture, ours the moment we learned it): its reports are read this much wider.
 REPORT_MARGIN = timedelta(days=1)
 CAPTURED = ["PAID", "CREDITED", "REVIEW"]
+SETTLEMENTS_PER_ASK = 50
 
 
 async def _ours(
@@ -71,11 +72,11 @@ async def reconcile(engine: AsyncEngine, client: CashfreeClient, window: Window)
     settlement_ids = [
         s.cf_settlement_id async for s in client.fetch_settlements(start=start, end=end)
     ]
-    settled: list[ReconRow] = (
-        [r async for r in client.settlement_recon(settlement_ids=settlement_ids)]
-        if settlement_ids
-        else []
-    )
+    settled: list[ReconRow] = []
+    # Asked a batch of settlements at a time: the filter is a list in one request body.
+    for at in range(0, len(settlement_ids), SETTLEMENTS_PER_ASK):
+        batch = settlement_ids[at : at + SETTLEMENTS_PER_ASK]
+        settled += [r async for r in client.settlement_recon(settlement_ids=batch)]
     orders = sorted(
         {r.order_details.order_id for r in events + settled if r.order_details is not None}
     )
