@@ -579,7 +579,8 @@ def reconcile(sources: tuple[str, ...], as_json: bool) -> None:
     """Reconcile the books (ledger verify's invariants), payments and refunds against
     Cashfree's settlement reports, and payouts against Cashfree's transfers; record each
     mismatch as a finding. Exit 0: no open finding; 1: open findings exist; 2: a source
-    could not run (Cashfree unreachable, say), so the picture is incomplete."""
+    could not run (Cashfree unreachable, say) or the run could not start (the database),
+    so the picture is incomplete."""
     from commdesk_billing import wiring
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.reconciliation.model import RunSummary, Source
@@ -597,7 +598,11 @@ def reconcile(sources: tuple[str, ...], as_json: bool) -> None:
         finally:
             await engine.dispose()
 
-    summary = _run(go)
+    try:
+        summary = _run(go)
+    except Exception as exc:  # the database away, say: not "findings open" (exit 1)
+        click.echo(f"reconciliation did not run: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(RECONCILE_INCOMPLETE)
     if as_json:
         click.echo(
             json.dumps(
