@@ -186,3 +186,12 @@ def test_payout_comparisons() -> None:
         109_326,
         100,
     )
+
+
+def test_a_mandate_charge_is_compared_when_reported_and_never_called_missing() -> None:
+    reported = OurPayment("sub_1", "cfm1", 50_000, "CREDITED", PAID_AT, on_order=False)
+    unreported = OurPayment("sub_2", "cfm2", 50_000, "CREDITED", PAID_AT, on_order=False)
+    rows = [_row("cfm1", "sub_1", 400.00)]
+    result = match([reported, unreported], [], rows, [], WINDOW)
+    assert _kinds(result) == {("amount_differs", "payment:sub_1")}
+    assert result.checked == 1

@@ -1,7 +1,8 @@
 """Gateway reconciliation: our captured payments and successful refunds (PG orders; a
-mandate's charges are Cashfree Subscriptions', not in these reports) against Cashfree's
-`/recon` (every payment and refund event in the window) and `/settlement/recon` (the rows
-of each settlement made in it, which is how one event paid by two settlements shows)."""
+mandate's charges are Cashfree Subscriptions', compared only when these reports name them)
+against Cashfree's `/recon` (every payment and refund event in the window) and
+`/settlement/recon` (the rows of each settlement made in it, which is how one event paid by
+two settlements shows)."""
 
 from __future__ import annotations
 
@@ -29,38 +30,59 @@ SETTLEMENTS_PER_ASK = 50
 
 
 async def _ours(
-    conn: AsyncConnection, since: datetime, orders: list[str], refund_keys: list[str]
+    conn: AsyncConnection,
+    since: datetime,
+    orders: list[str],
+    payment_ids: list[str],
+    refund_keys: list[str],
 ) -> tuple[list[OurPayment], list[OurRefund]]:
-    """Captured payments and successful refunds of the window, and any older ones Cashfree's
-    rows name (so an old one reported now is matched, not called missing here)."""
+    """Captured PG payments and their successful refunds of the window, and any others,
+    older or of a mandate, that Cashfree's rows name (matched, not called missing here; a
+    mandate's are only compared when its rows name them: the Subscriptions side reports
+    them apart)."""
     pays = await conn.execute(
         sql("""
-        SELECT order_id, cashfree_payment_id, amount_paise, status,
+        SELECT order_id, cashfree_payment_id, amount_paise, status, channel,
                coalesce(paid_at, updated_at) AS paid_at
           FROM payments
-         WHERE channel = 'order' AND status = ANY(CAST(:captured AS text[]))
-           AND (coalesce(paid_at, updated_at) >= :since
-                OR order_id = ANY(CAST(:orders AS text[])))"""),
-        {"captured": CAPTURED, "since": since, "orders": orders},
+         WHERE status = ANY(CAST(:captured AS text[]))
+           AND ((channel = 'order' AND coalesce(paid_at, updated_at) >= :since)
+                OR order_id = ANY(CAST(:orders AS text[]))
+                OR cashfree_payment_id = ANY(CAST(:pids AS text[])))"""),
+        {"captured": CAPTURED, "since": since, "orders": orders, "pids": payment_ids},
     )
     refs = await conn.execute(
         sql("""
-        SELECT r.refund_ref, r.cf_refund_id, r.order_id, r.amount_paise,
+        SELECT r.refund_ref, r.cf_refund_id, r.order_id, r.amount_paise, p.channel,
                coalesce(r.processed_at, r.updated_at) AS processed_at
           FROM refunds r JOIN payments p ON p.id = r.payment_id
-         WHERE r.status = 'SUCCESS' AND p.channel = 'order'
-           AND (coalesce(r.processed_at, r.updated_at) >= :since
+         WHERE r.status = 'SUCCESS'
+           AND ((p.channel = 'order' AND coalesce(r.processed_at, r.updated_at) >= :since)
                 OR r.refund_ref = ANY(CAST(:keys AS text[]))
                 OR r.cf_refund_id = ANY(CAST(:keys AS text[])))"""),
         {"since": since, "keys": refund_keys},
     )
     return (
         [
-            OurPayment(r.order_id, r.cashfree_payment_id, int(r.amount_paise), r.status, r.paid_at)
+            OurPayment(
+                r.order_id,
+                r.cashfree_payment_id,
+                int(r.amount_paise),
+                r.status,
+                r.paid_at,
+                on_order=r.channel == "order",
+            )
             for r in pays
         ],
         [
-            OurRefund(r.refund_ref, r.cf_refund_id, r.order_id, int(r.amount_paise), r.processed_at)
+            OurRefund(
+                r.refund_ref,
+                r.cf_refund_id,
+                r.order_id,
+                int(r.amount_paise),
+                r.processed_at,
+                on_order=r.channel == "order",
+            )
             for r in refs
         ],
     )
@@ -80,6 +102,9 @@ async def reconcile(engine: AsyncEngine, client: CashfreeClient, window: Window)
     orders = sorted(
         {r.order_details.order_id for r in events + settled if r.order_details is not None}
     )
+    payment_ids = sorted(
+        {r.event_details.event_id for r in events if r.event_details.event_type == "PAYMENT"}
+    )
     refund_keys = sorted(
         {r.event_details.event_id for r in events if r.event_details.event_type == "REFUND"}
         | {
@@ -89,6 +114,6 @@ async def reconcile(engine: AsyncEngine, client: CashfreeClient, window: Window)
         }
     )
     payments, refunds = await in_transaction(
-        engine, lambda conn: _ours(conn, window.since, orders, refund_keys)
+        engine, lambda conn: _ours(conn, window.since, orders, payment_ids, refund_keys)
     )
     return match(payments, refunds, events, settled, window)

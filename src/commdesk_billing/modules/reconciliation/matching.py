@@ -29,6 +29,9 @@ class OurPayment:
     amount_paise: int
     status: str
     paid_at: datetime
+    # A PG order's (looked for in the reports); False: a mandate's charge, compared only
+    # when the reports name it.
+    on_order: bool = True
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class OurRefund:
     order_id: str
     amount_paise: int
     processed_at: datetime
+    on_order: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,9 @@ def match(
             if fee:
                 result.explained_differences += 1
     for p in payments:
-        if p.order_id in seen_ours or p.paid_at < window.since or p.paid_at > young:
+        if p.order_id in seen_ours or not p.on_order:
+            continue
+        if p.paid_at < window.since or p.paid_at > young:
             continue
         result.checked += 1
         result.observed.append(
@@ -178,7 +184,9 @@ def match(
         if not found:
             result.matched += 1
     for r in refunds:
-        if r.refund_ref in seen_refunds or r.processed_at < window.since or r.processed_at > young:
+        if r.refund_ref in seen_refunds or not r.on_order:
+            continue
+        if r.processed_at < window.since or r.processed_at > young:
             continue
         result.checked += 1
         result.observed.append(
