@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 import asyncpg
 from prometheus_client import REGISTRY
@@ -99,6 +100,8 @@ async def test_a_tampered_ledger_is_found_once_and_kept_open(
 
     await _tamper(scratch_database_url)
     settings = Settings(database_url=scratch_database_url)
+    runs = {"source": "internal", "outcome": "findings"}
+    runs_before = REGISTRY.get_sample_value("billing_reconciliation_runs_total", runs) or 0.0
     summary = await run(
         scratch_engine, settings, checks=wiring.verify_checks(), sources=[Source.internal]
     )
@@ -113,6 +116,17 @@ async def test_a_tampered_ledger_is_found_once_and_kept_open(
         ref.startswith("wallet_chain:") and f"wallet:{wallet.id}:available" in ref
         for _, ref, _, _ in found
     ), found
+    assert REGISTRY.get_sample_value("billing_reconciliation_runs_total", runs) == runs_before + 1
+    assert REGISTRY.get_sample_value(
+        "billing_reconciliation_findings_open",
+        {"source": "internal", "kind": "invariant_violation"},
+    ) == float(internal.opened)
+    assert (
+        REGISTRY.get_sample_value(
+            "billing_reconciliation_last_success_timestamp_seconds", {"source": "internal"}
+        )
+        or 0
+    ) > time.time() - 600
     # The metric: each check under its own name, summing to what was found, 0 elsewhere.
     violations = _violations()
     assert {c.name for c in wiring.verify_checks()} <= set(violations)
