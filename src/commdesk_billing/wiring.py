@@ -57,6 +57,7 @@ from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
 from commdesk_billing.modules.payments.jobs import sync_open_payments
 from commdesk_billing.modules.reconciliation import runner as reconciliation
+from commdesk_billing.modules.reconciliation.jobs import InBackground
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing, SubscriptionRefundWebhook
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
@@ -355,10 +356,11 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
         # Reconciliation, three ways (internal invariants, Cashfree's settlement reports,
         # Payouts' transfers): what differs becomes a finding for finance to explain or
         # resolve; the same mismatch next run is the same finding.
+        # In a task of its own: a run may take minutes (reconciliation/jobs.py).
         Job(
             "reconcile",
             settings.reconciliation_every_s,
-            lambda: reconciliation.run(engine, settings, checks=verify_checks()),
+            InBackground(lambda: reconciliation.run(engine, settings, checks=verify_checks())),
         ),
         Job(
             "prune_outbox_inbox",

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from commdesk_billing import wiring
+from commdesk_billing.modules.reconciliation.jobs import InBackground
 from commdesk_billing.modules.reconciliation.model import RunSummary, Source
 from commdesk_billing.modules.reconciliation.runner import run
 from commdesk_billing.security.jwt import Role
@@ -115,8 +116,11 @@ async def test_each_gateway_mismatch_is_found_once_and_explained_or_resolved(
     # --- clean: a demo-like run (T+3: nothing is late yet) finds nothing --------------
     # The scheduler's own job, as `wiring.jobs()` has it.
     job = {j.name: j for j in wiring.jobs(stack.settings, stack.engine, None)}["reconcile"]  # type: ignore[arg-type]
-    clean = await job.run()
-    assert isinstance(clean, RunSummary)
+    assert isinstance(job.run, InBackground)
+    assert await job.run() == "started"  # the scheduler's loop goes on at once
+    assert await job.run() == "still running"  # and a second run is not started over it
+    assert job.run.task is not None
+    clean = await job.run.task
     by = {s.source: s for s in clean.sources}
     gateway = by[Source.gateway]
     assert (gateway.checked, gateway.matched, gateway.mismatches, gateway.opened) == (6, 6, 0, 0)
