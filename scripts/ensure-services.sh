@@ -157,12 +157,33 @@ ensure_rabbitmq() {
   for _ in $(seq 1 60); do amqp_answers && return; sleep 2; done
 }
 
+# The suite runs in several processes at once (pytest-xdist, scripts/test.sh), each with its
+# own pools: PostgreSQL's stock 100 connections is too few for three. A local cluster below
+# the floor is raised to it (a restart: the setting is read only at start); a server we do
+# not run is only warned about.
+PG_MIN_CONNECTIONS=300
+ensure_pg_connections() {
+  local current version
+  current=$(psql -h 127.0.0.1 -U postgres -Atc "SHOW max_connections" 2>/dev/null || echo 0)
+  if [ "$current" -ge "$PG_MIN_CONNECTIONS" ]; then return; fi
+  version=$(pg_lsclusters -h 2>/dev/null | awk '$2 == "main" && $3 == "5432" {print $1}' | head -n 1)
+  if [ -z "$version" ]; then
+    log "postgresql: max_connections=$current (< $PG_MIN_CONNECTIONS) on a server not ours; parallel tests may run short"
+    return
+  fi
+  log "postgresql: max_connections $current -> $PG_MIN_CONNECTIONS (restarting cluster $version/main)"
+  psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET max_connections = $PG_MIN_CONNECTIONS"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+  wait_for postgresql 60 pg_ready
+}
+
 ensure_tools() {
   command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
   command -v pgbench >/dev/null || apt_install postgresql-contrib
 }
 
 ensure_postgres
+ensure_pg_connections
 ensure_redis
 ensure_rabbitmq
 ensure_tools

@@ -24,9 +24,12 @@ bash scripts/bootstrap.sh
 if [ "$quick" -eq 1 ]; then
   .venv/bin/pytest -m "not slow" "$@"
 elif [ "$#" -eq 0 ]; then
-  # The whole suite: the fault tests' records become docs/reliability.md's table.
+  # The whole suite, in BILLING_TEST_WORKERS processes (pytest-xdist; each its own database,
+  # broker vhost, MongoDB and Redis prefix; a file's tests stay in one process, so its
+  # module fixtures start once). The fault tests' records become docs/reliability.md's table.
   # (`tests` named, so its conftest, which defines the option, is loaded before parsing)
-  .venv/bin/pytest tests --reliability-report docs/reliability.md
+  .venv/bin/pytest tests -n "${BILLING_TEST_WORKERS:-3}" --dist loadfile \
+    --reliability-report docs/reliability.md
 else
   .venv/bin/pytest "$@"
 fi

@@ -63,6 +63,7 @@ PAYMENT_ALLOW = {
     "GET /v1/payments": {"owner", "other_member", "finance_admin", "support", "auditor"},
     "GET /v1/payments/{payment_id}": {"owner", "finance_admin", "support", "auditor"},
     "POST /v1/payments/{payment_id}/retry": {"owner"},
+    "POST /v1/payments/{payment_id}/cancel": {"owner"},
     "POST /v1/payments/{payment_id}/sync": {"finance_admin", "support"},
 }
 STACK_CALLERS = [
@@ -417,4 +418,10 @@ RECONCILIATION_ALLOW = {
     "GET /v1/reconciliation/findings/{finding_id}": {"finance_admin", "auditor"},
     "POST /v1/reconciliation/findings/{finding_id}/explain": {"finance_admin"},
     "POST /v1/reconciliation/findings/{finding_id}/resolve": {"finance_admin"},
+}
+
+# The billing profile: a person's own (every role but a service has one).
+BILLING_PROFILE_ALLOW = {
+    "GET /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},
+    "PUT /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +61,22 @@ __all__ = ["faults", "quiet_stack", "shared_stack", "stack", "stack_factory", "s
 
 def pytest_addoption(parser: Any) -> None:
     fault_log.add_option(parser)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist a worker hands what only it saw (the ledger's verdicts on its own
+    databases, the faults its tests injected) to the controller, which reports for the run."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["suite_summary"] = list(SUITE_SUMMARY)
+        workeroutput["faults"] = [asdict(record) for record in fault_log.RECORDS]
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller, as each worker ends: gather its verdicts and faults."""
+    output = getattr(node, "workeroutput", {})
+    SUITE_SUMMARY.extend(output.get("suite_summary", ()))
+    fault_log.RECORDS.extend(fault_log.Fault(**record) for record in output.get("faults", ()))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -2,7 +2,7 @@
 every change of a finding's state with who made it and why.
 
 Revision ID: 0027
-Revises: 0025
+Revises: 0032 (main had 0032 on 0025 when this was merged; the lead renumbers)
 Create Date: 2026-12-07
 
 - `reconciliation_findings`: one row per mismatch, keyed on (source, kind, reference): the
@@ -21,7 +21,7 @@ from __future__ import annotations
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0027"
-down_revision = "0025"
+down_revision = "0032"
 branch_labels = None
 depends_on = None
 

@@ -41,6 +41,7 @@ from commdesk_billing.modules.splits.api import router as splits_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
 from commdesk_billing.modules.subscriptions.api import router as subscriptions_router
 from commdesk_billing.modules.usage.api import router as usage_router
+from commdesk_billing.modules.users.api import router as billing_profile_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.cors import Cors
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fraud_router)
     app.include_router(fraud_reviews_router)
     app.include_router(reconciliation_router)
+    app.include_router(billing_profile_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -14,6 +14,16 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
+from commdesk_billing.cli_errors import (
+    EXIT_CONFIG,
+    EXIT_FINDINGS,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    Failure,
+    PlainErrors,
+    translate,
+)
+from commdesk_billing.cli_output import emit, json_option, table, to_json
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.gateway.sandbox.cli import sandbox as sandbox_command
 from commdesk_billing.telemetry.logging import configure as configure_logging
@@ -25,7 +35,7 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        raise click.ClickException(f"configuration is not valid:\n{exc}") from exc
+        raise Failure.of(translate(exc).message, EXIT_CONFIG) from None
 
 
 def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
@@ -34,21 +44,27 @@ def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(fn(settings))
 
 
-@click.group()
+@click.group(cls=PlainErrors)
+@click.version_option(package_name="commdesk-billing", prog_name="commdesk-billing")
 def main() -> None:
-    """CommDesk Billing: credits, wallets and the double-entry ledger."""
+    """CommDesk Billing: credits, wallets and the double-entry ledger.
+
+    Exit codes: 0 done; 1 checked and found wrong; 2 bad command line; 3 refused (not found,
+    not allowed); 4 a dependency did not answer (nothing changed); 5 bad configuration;
+    70 a bug (BILLING_CLI_TRACEBACK=1 shows the traceback)."""
 
 
 @main.command()
 @click.option("--revision", default="head", show_default=True)
-def migrate(revision: str) -> None:
+@json_option
+def migrate(revision: str, as_json: bool) -> None:
     """Apply database migrations (uses BILLING_DATABASE_DIRECT_URL when set)."""
     from commdesk_billing.db.migrate import upgrade
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
     upgrade(settings.direct_url, revision)
-    click.echo(f"database migrated to {revision}")
+    emit(as_json, {"migrated_to": revision}, f"database migrated to {revision}")
 
 
 @main.command()
@@ -84,8 +100,12 @@ def api(host: str | None, port: int | None, workers: int) -> None:
 @click.option("--scope", "scopes", multiple=True, help="Repeatable, e.g. wallets:debit.")
 @click.option("--ttl-hours", default=12, show_default=True, type=click.IntRange(1, 24 * 30))
 @click.option("--email", default=None)
-def token(sub: str, role: str, scopes: tuple[str, ...], ttl_hours: int, email: str | None) -> None:
-    """Print a signed development JWT for calling the API."""
+@json_option
+def token(
+    sub: str, role: str, scopes: tuple[str, ...], ttl_hours: int, email: str | None, as_json: bool
+) -> None:
+    """Print a signed development JWT for calling the API (alone on its line, for
+    `TOKEN=$(commdesk-billing token ...)`)."""
     from commdesk_billing.config import Environment
     from commdesk_billing.security.jwt import Role, issue_token
 
@@ -94,15 +114,18 @@ def token(sub: str, role: str, scopes: tuple[str, ...], ttl_hours: int, email: s
         raise click.ClickException(
             "tokens are issued by CommDesk's identity service in production, not by this command"
         )
-    click.echo(
-        issue_token(
-            settings,
-            sub=sub,
-            role=Role(role),
-            scopes=list(scopes),
-            ttl=timedelta(hours=ttl_hours),
-            email=email,
-        )
+    signed = issue_token(
+        settings,
+        sub=sub,
+        role=Role(role),
+        scopes=list(scopes),
+        ttl=timedelta(hours=ttl_hours),
+        email=email,
+    )
+    emit(
+        as_json,
+        {"token": signed, "sub": sub, "role": role, "scopes": list(scopes), "ttl_hours": ttl_hours},
+        signed,
     )
 
 
@@ -112,27 +135,48 @@ def ledger() -> None:
 
 
 @ledger.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @click.option(
     "--seal/--no-seal", default=False, help="Seal committed entries first, so the walk covers them."
 )
-def ledger_verify(as_json: bool, seal: bool) -> None:
-    """Re-walk every chain, seal and invariant; exit 1 naming what is off."""
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="A line on stderr per check as it ends (default: when stderr is a terminal).",
+)
+def ledger_verify(as_json: bool, seal: bool, progress: bool | None) -> None:
+    """Re-walk every chain, seal and invariant; exit 1 naming what is off. Prints the checks
+    it ran and how long it took."""
+    import time
+
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.ledger.seal import seal_pending
-    from commdesk_billing.modules.ledger.verify import verify_ledger
+    from commdesk_billing.modules.ledger.verify import CheckRun, verify_ledger
     from commdesk_billing.telemetry.metrics import LEDGER_VERIFY_FINDINGS
+
+    show = sys.stderr.isatty() if progress is None else progress
+    runs: list[CheckRun] = []
+
+    def step(run: CheckRun) -> None:
+        runs.append(run)
+        if show:
+            found = f", {run.findings} finding(s)" if run.findings else ""
+            click.echo(
+                f"[{run.index}/{run.total}] {run.name} ({run.seconds:.2f} s{found})", err=True
+            )
 
     async def go(settings: Settings) -> Any:
         engine = make_engine(settings, direct=True, pool_size=2)
         try:
             if seal:
                 await seal_pending(engine)
-            return await verify_ledger(engine)
+            return await verify_ledger(engine, progress=step)
         finally:
             await engine.dispose()
 
+    started = time.perf_counter()
     report = _run(go)
+    duration = time.perf_counter() - started
     for finding in report.findings:
         LEDGER_VERIFY_FINDINGS.labels(finding.check).inc()
     if as_json:
@@ -140,6 +184,11 @@ def ledger_verify(as_json: bool, seal: bool) -> None:
             json.dumps(
                 {
                     "ok": report.ok,
+                    "duration_s": round(duration, 3),
+                    "checks": [
+                        {"name": r.name, "seconds": round(r.seconds, 3), "findings": r.findings}
+                        for r in runs
+                    ],
                     "stats": report.stats,
                     "findings": [f.__dict__ for f in report.findings],
                 },
@@ -154,12 +203,14 @@ def ledger_verify(as_json: bool, seal: bool) -> None:
             ("ledger OK: " if report.ok else f"ledger NOT OK: {len(report.findings)} finding(s); ")
             + stats
         )
-    sys.exit(0 if report.ok else 1)
+        click.echo(f"{len(runs)} checks in {duration:.2f} s: " + ", ".join(r.name for r in runs))
+    sys.exit(0 if report.ok else EXIT_FINDINGS)
 
 
 @ledger.command("seal")
 @click.option("--block-size", default=5000, show_default=True, type=click.IntRange(1, 10**6))
-def ledger_seal(block_size: int) -> None:
+@json_option
+def ledger_seal(block_size: int, as_json: bool) -> None:
     """Seal committed entries into hash-chained blocks."""
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.ledger.seal import SealResult, seal_pending
@@ -172,9 +223,15 @@ def ledger_seal(block_size: int) -> None:
             await engine.dispose()
 
     result = _run(go)
-    click.echo(
+    emit(
+        as_json,
+        {
+            "entries": result.entries,
+            "blocks": result.blocks,
+            "skipped_reason": result.skipped_reason,
+        },
         f"sealed {result.entries} entries in {result.blocks} block(s)"
-        + (f" ({result.skipped_reason})" if result.skipped_reason else "")
+        + (f" ({result.skipped_reason})" if result.skipped_reason else ""),
     )
 
 
@@ -185,8 +242,10 @@ def wallet() -> None:
 
 @wallet.command("sync-balance")
 @click.argument("wallet_id", type=click.UUID)
-def wallet_sync(wallet_id: uuid.UUID) -> None:
-    """Recompute a wallet from the ledger and report drift (never changes anything)."""
+@json_option
+def wallet_sync(wallet_id: uuid.UUID, as_json: bool) -> None:
+    """Recompute a wallet from the ledger and report drift (never changes anything); exit 1
+    when it drifted."""
     from commdesk_billing.db.engine import in_transaction, make_engine
     from commdesk_billing.modules.wallet import service as ws
     from commdesk_billing.modules.wallet.model import BalanceReport
@@ -199,17 +258,15 @@ def wallet_sync(wallet_id: uuid.UUID) -> None:
             await engine.dispose()
 
     report = _run(go)
-    click.echo(
-        json.dumps(
-            {
-                **{k: v for k, v in report.__dict__.items() if k != "wallet_id"},
-                "wallet_id": str(report.wallet_id),
-                "drift": report.drift,
-            },
-            indent=2,
-        )
-    )
-    sys.exit(0 if report.consistent else 1)
+    data = {
+        **{k: v for k, v in report.__dict__.items() if k != "wallet_id"},
+        "wallet_id": str(report.wallet_id),
+        "drift": report.drift,
+    }
+    rows = [(k, v) for k, v in data.items() if k != "drift"]
+    rows += [(f"drift.{k}", v) for k, v in (report.drift or {}).items()]
+    emit(as_json, data, table(["field", "value"], rows))
+    sys.exit(0 if report.consistent else EXIT_FINDINGS)
 
 
 @main.group("auto-recharge")
@@ -220,7 +277,8 @@ def auto_recharge() -> None:
 @auto_recharge.command("pause")
 @click.argument("wallet_id", type=click.UUID)
 @click.option("--reason", required=True, help="Recorded in the wallet's decision log.")
-def auto_recharge_pause(wallet_id: uuid.UUID, reason: str) -> None:
+@json_option
+def auto_recharge_pause(wallet_id: uuid.UUID, reason: str, as_json: bool) -> None:
     """Turn one wallet's auto-recharge off (its owner may turn it back on)."""
     from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -252,7 +310,12 @@ def auto_recharge_pause(wallet_id: uuid.UUID, reason: str) -> None:
         finally:
             await engine.dispose()
 
-    click.echo("paused" if _run(go) else "auto-recharge was not on for this wallet")
+    paused = _run(go)
+    emit(
+        as_json,
+        {"wallet_id": str(wallet_id), "paused": paused},
+        "paused" if paused else "auto-recharge was not on for this wallet",
+    )
 
 
 @main.group()
@@ -261,7 +324,8 @@ def holds() -> None:
 
 
 @holds.command("expire")
-def holds_expire() -> None:
+@json_option
+def holds_expire(as_json: bool) -> None:
     """Release every active hold past its expiry (the scheduler runs this periodically)."""
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.wallet.jobs import expire_holds
@@ -273,7 +337,8 @@ def holds_expire() -> None:
         finally:
             await engine.dispose()
 
-    click.echo(f"released {_run(go)} expired hold(s)")
+    released = _run(go)
+    emit(as_json, {"released": released}, f"released {released} expired hold(s)")
 
 
 class _Readiness:
@@ -403,16 +468,17 @@ def _broker_call(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
 
     try:
         return asyncio.run(bounded())
-    except TimeoutError as exc:
-        raise click.ClickException(
+    except TimeoutError:
+        raise Failure.of(
             f"RabbitMQ at {broker} did not answer in time: it accepts TCP but does not answer "
             f"AMQP (connect timeout {settings.rabbitmq_connect_timeout_s:g} s, overall "
-            f"{BROKER_OVERALL_TIMEOUT_S} s); see the runbook, 'When RabbitMQ is down'"
-        ) from exc
+            f"{BROKER_OVERALL_TIMEOUT_S} s); see the runbook, 'When RabbitMQ is down'",
+            EXIT_UNAVAILABLE,
+        ) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot reach RabbitMQ at {broker}: {exc}") from exc
+        raise Failure.of(f"cannot reach RabbitMQ at {broker}: {exc}", EXIT_UNAVAILABLE) from None
     except ValueError as exc:  # an unknown queue name
-        raise click.ClickException(str(exc)) from exc
+        raise Failure.of(str(exc), EXIT_REFUSED) from None
 
 
 def _run_broker(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
@@ -422,7 +488,7 @@ def _run_broker(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 
 
 @queues.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def queues_status(as_json: bool) -> None:
     """The outbox (from PostgreSQL, first), then depth, consumers and dead letters per queue
     and the shared retry tiers (from RabbitMQ, bounded in time)."""
@@ -449,11 +515,14 @@ def queues_status(as_json: bool) -> None:
             "outbox_unsent": unsent,
             "outbox_oldest_unsent_s": age,
         }
-        click.echo(json.dumps(shown, indent=2))
+        click.echo(to_json(shown))
         return
-    click.echo(f"{'queue':<26}{'ready':>8}{'consumers':>11}{'dead':>8}")
-    for q in queues_:
-        click.echo(f"{q.queue:<26}{q.ready:>8}{q.consumers:>11}{q.dead_letters:>8}")
+    click.echo(
+        table(
+            ["queue", "ready", "consumers", "dead"],
+            [(q.queue, q.ready, q.consumers, q.dead_letters) for q in queues_],
+        )
+    )
     waiting = sum(max(t.waiting, 0) for t in tiers)
     click.echo(
         f"retrying: {waiting} (" + ", ".join(f"{t.delay_s:g} s: {t.waiting}" for t in tiers) + ")"
@@ -468,14 +537,20 @@ def dlq() -> None:
 @dlq.command("list")
 @click.argument("queue")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
-def dlq_list_cmd(queue: str, limit: int) -> None:
+@json_option
+def dlq_list_cmd(queue: str, limit: int, as_json: bool) -> None:
     """Dead letters of QUEUE with their reasons (nothing is removed)."""
     from commdesk_billing.queues.admin import dlq_list
 
-    for d in _run_broker(lambda s: dlq_list(s, queue, limit)):
-        click.echo(
-            f"{d.message_id}  {d.type:<24} attempts={d.attempts:<3} {d.reason}: {d.detail[:120]}"
-        )
+    found = _run_broker(lambda s: dlq_list(s, queue, limit))
+    emit(
+        as_json,
+        [d.__dict__ for d in found],
+        table(
+            ["message_id", "type", "attempts", "reason", "detail"],
+            [(d.message_id, d.type, d.attempts, d.reason, d.detail[:100]) for d in found],
+        ),
+    )
 
 
 @dlq.command("show")
@@ -489,8 +564,8 @@ def dlq_show_cmd(queue: str, message_id: str) -> None:
         d for d in _run_broker(lambda s: dlq_list(s, queue, 10_000)) if d.message_id == message_id
     ]
     if not found:
-        raise click.ClickException(f"no dead letter {message_id} in {queue}")
-    click.echo(json.dumps(found[0].__dict__, indent=2))
+        raise Failure.of(f"no dead letter {message_id} in {queue}", EXIT_REFUSED)
+    click.echo(to_json(found[0].__dict__))
 
 
 async def _audited_broker_action(
@@ -522,7 +597,8 @@ async def _audited_broker_action(
 @dlq.command("replay")
 @click.argument("queue")
 @click.option("--id", "message_id", default=None, help="Only this message; default: all.")
-def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
+@json_option
+def dlq_replay_cmd(queue: str, message_id: str | None, as_json: bool) -> None:
     """Send dead letters back to QUEUE with a fresh attempt count (after fixing the cause).
     Audited (`dlq.replayed`, as cli:<os user>)."""
     from commdesk_billing.queues.admin import dlq_replay
@@ -535,16 +611,19 @@ def dlq_replay_cmd(queue: str, message_id: str | None) -> None:
     replayed, skipped = _run_broker(
         lambda s: _audited_broker_action(s, command, "dlq.replayed", queue, lambda: act(s))
     )
-    click.echo(
+    emit(
+        as_json,
+        {"queue": queue, "replayed": replayed, "skipped": skipped},
         f"replayed {replayed} message(s) to {queue}"
-        + (f"; {skipped} not replayable (not an envelope) left in place" if skipped else "")
+        + (f"; {skipped} not replayable (not an envelope) left in place" if skipped else ""),
     )
 
 
 @dlq.command("purge")
 @click.argument("queue")
 @click.option("--yes", is_flag=True, help="Confirm: the messages are gone for good.")
-def dlq_purge_cmd(queue: str, yes: bool) -> None:
+@json_option
+def dlq_purge_cmd(queue: str, yes: bool, as_json: bool) -> None:
     """Delete every dead letter of QUEUE. Audited (`dlq.purged`, as cli:<os user>)."""
     from commdesk_billing.queues.admin import dlq_purge
 
@@ -560,10 +639,7 @@ def dlq_purge_cmd(queue: str, yes: bool) -> None:
             s, f"dlq purge {queue}", "dlq.purged", queue, lambda: act(s)
         )
     )
-    click.echo(f"purged {purged} message(s)")
-
-
-RECONCILE_CLEAN, RECONCILE_OPEN, RECONCILE_INCOMPLETE = 0, 1, 2
+    emit(as_json, {"queue": queue, "purged": purged}, f"purged {purged} message(s)")
 
 
 @main.command()
@@ -574,13 +650,12 @@ RECONCILE_CLEAN, RECONCILE_OPEN, RECONCILE_INCOMPLETE = 0, 1, 2
     type=click.Choice(["internal", "gateway", "payouts"]),
     help="Only these sources (repeatable); default: all three.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def reconcile(sources: tuple[str, ...], as_json: bool) -> None:
     """Reconcile the books (ledger verify's invariants), payments and refunds against
     Cashfree's settlement reports, and payouts against Cashfree's transfers; record each
-    mismatch as a finding. Exit 0: no open finding; 1: open findings exist; 2: a source
-    could not run (Cashfree unreachable, say) or the run could not start (the database),
-    so the picture is incomplete."""
+    mismatch as a finding. Exit 0: no open finding; 1: open findings exist; 4: a source could
+    not run (Cashfree or the database did not answer), so the picture is incomplete."""
     from commdesk_billing import wiring
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.reconciliation.model import RunSummary, Source
@@ -598,39 +673,38 @@ def reconcile(sources: tuple[str, ...], as_json: bool) -> None:
         finally:
             await engine.dispose()
 
-    try:
-        summary = _run(go)
-    except Exception as exc:  # the database away, say: not "findings open" (exit 1)
-        click.echo(f"reconciliation did not run: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(RECONCILE_INCOMPLETE)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "open_findings": summary.open_findings,
-                    "sources": [{**s.__dict__, "source": s.source.value} for s in summary.sources],
-                },
-                indent=2,
-            )
+    summary = _run(go)
+    rows = [
+        (
+            s.source.value,
+            s.checked,
+            s.matched,
+            s.explained_differences,
+            s.mismatches,
+            s.opened,
+            s.seen_again,
+            s.reopened,
+            f"FAILED: {s.error}" if s.error else "ok",
         )
-    else:
-        click.echo(
-            f"{'source':<9} {'checked':>8} {'matched':>8} {'fee/GST':>8} {'mismatch':>9} "
-            f"{'opened':>7} {'again':>6} {'reopened':>9}"
+        for s in summary.sources
+    ]
+    headers = ("source", "checked", "matched", "fee/GST", "mismatch", "opened", "again")
+    emit(
+        as_json,
+        {
+            "open_findings": summary.open_findings,
+            "sources": [{**s.__dict__, "source": s.source.value} for s in summary.sources],
+        },
+        table((*headers, "reopened", "run"), rows) + f"\nopen findings: {summary.open_findings}",
+    )
+    failed = [s for s in summary.sources if s.error]
+    if failed:
+        raise Failure.of(
+            "; ".join(f"{s.source.value}: {s.error}" for s in failed)
+            + "; the other sources were reconciled, run again once it answers",
+            EXIT_UNAVAILABLE,
         )
-        for s in summary.sources:
-            if s.error:
-                click.echo(f"{s.source.value:<9} FAILED: {s.error}")
-                continue
-            click.echo(
-                f"{s.source.value:<9} {s.checked:>8} {s.matched:>8} "
-                f"{s.explained_differences:>8} {s.mismatches:>9} {s.opened:>7} "
-                f"{s.seen_again:>6} {s.reopened:>9}"
-            )
-        click.echo(f"open findings: {summary.open_findings}")
-    if summary.failed:
-        sys.exit(RECONCILE_INCOMPLETE)
-    sys.exit(RECONCILE_OPEN if summary.open_findings else RECONCILE_CLEAN)
+    sys.exit(EXIT_FINDINGS if summary.open_findings else 0)
 
 
 @main.command()
@@ -787,7 +861,8 @@ def notifications() -> None:
 @notifications.command("list")
 @click.option("--status", type=click.Choice(["pending", "sent", "failed", "skipped"]), default=None)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-def notifications_list(status: str | None, limit: int) -> None:
+@json_option
+def notifications_list(status: str | None, limit: int, as_json: bool) -> None:
     """The latest deliveries (the address masked), newest change first."""
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.notifications import service
@@ -801,15 +876,42 @@ def notifications_list(status: str | None, limit: int) -> None:
         finally:
             await engine.dispose()
 
-    for d in _run(go):
-        click.echo(
-            f"{d.id}  {d.status.value:<7} {d.channel.value:<7} attempts={d.attempts:<2} "
-            f"{d.notification_key}  {d.recipient or ''}  {d.last_error or ''}".rstrip()
-        )
+    found = _run(go)
+    emit(
+        as_json,
+        [
+            {
+                "id": d.id,
+                "status": d.status.value,
+                "channel": d.channel.value,
+                "attempts": d.attempts,
+                "notification_key": d.notification_key,
+                "recipient": d.recipient,
+                "last_error": d.last_error,
+            }
+            for d in found
+        ],
+        table(
+            ["id", "status", "channel", "attempts", "notification", "recipient", "last error"],
+            [
+                (
+                    d.id,
+                    d.status.value,
+                    d.channel.value,
+                    d.attempts,
+                    d.notification_key,
+                    d.recipient,
+                    d.last_error,
+                )
+                for d in found
+            ],
+        ),
+    )
 
 
 @notifications.command("deliver")
-def notifications_deliver() -> None:
+@json_option
+def notifications_deliver(as_json: bool) -> None:
     """Send what is due now (what the scheduler's deliver_notifications job does)."""
     from commdesk_billing.db.engine import make_engine
     from commdesk_billing.modules.notifications.jobs import Round, deliver_due
@@ -822,15 +924,18 @@ def notifications_deliver() -> None:
             await engine.dispose()
 
     r = _run(go)
-    click.echo(
+    emit(
+        as_json,
+        r.__dict__,
         f"claimed {r.claimed}: sent {r.sent}, retrying {r.retrying}, failed {r.failed}, "
-        f"skipped {r.skipped}"
+        f"skipped {r.skipped}",
     )
 
 
 @notifications.command("retry")
 @click.argument("delivery_id", type=click.UUID)
-def notifications_retry(delivery_id: uuid.UUID) -> None:
+@json_option
+def notifications_retry(delivery_id: uuid.UUID, as_json: bool) -> None:
     """Make a delivery that failed for good, or was skipped, due again (after fixing the
     cause: a relay's refusal resolved, a channel configured)."""
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -862,8 +967,8 @@ def notifications_retry(delivery_id: uuid.UUID) -> None:
             await engine.dispose()
 
     if not _run(go):
-        raise click.ClickException(f"no failed or skipped delivery {delivery_id}")
-    click.echo(f"delivery {delivery_id} is due again")
+        raise Failure.of(f"no failed or skipped delivery {delivery_id}", EXIT_REFUSED)
+    emit(as_json, {"delivery_id": delivery_id, "due": True}, f"delivery {delivery_id} is due again")
 
 
 main.add_command(sandbox_command)

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     relay_idle_s: Annotated[float, Field(gt=0, le=60)] = 0.2
     outbox_retention_s: Annotated[int, Field(ge=60)] = 7 * 86400
     inbox_retention_s: Annotated[int, Field(ge=60)] = 30 * 86400
+    # How long an Idempotency-Key's stored answer is kept (Stripe keeps 24 h): a key older
+    # than this may be pruned, and the same key then starts a new request. An hour at the
+    # least (a client's retries must find the answer), 90 days at the most.
+    idempotency_retention_s: Annotated[int, Field(ge=3600, le=90 * 86400)] = 86400
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: no metrics server
     # Fault injection for failure tests only: the worker SIGKILLs itself after committing a
     # message of this queue and before acknowledging it. Refused in production.

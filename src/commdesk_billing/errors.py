@@ -108,6 +108,18 @@ class PaymentNotRetryable(DomainError):
     title = "This payment cannot be retried"
 
 
+class BuyerStateConflict(DomainError):
+    code = "buyer_state_conflicts_gstin"
+    status = 422
+    title = "The order's state is not the registered buyer's"
+
+
+class PaymentNotCancellable(DomainError):
+    code = "payment_not_cancellable"
+    status = 409
+    title = "This payment cannot be cancelled"
+
+
 class GatewayUnavailable(DomainError):
     """Cashfree did not answer (or answered 5xx/429) after our retries. Safe to repeat the
     request with the same Idempotency-Key."""

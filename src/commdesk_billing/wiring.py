@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
+from commdesk_billing.idempotency.keys import prune_expired as prune_idempotency_keys
 from commdesk_billing.kv.store import RedisStore
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
@@ -361,6 +362,14 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             "reconcile",
             settings.reconciliation_every_s,
             InBackground(lambda: reconciliation.run(engine, settings, checks=verify_checks())),
+        ),
+        # Stored Idempotency-Key answers past their retention (default 24 h).
+        Job(
+            "prune_idempotency_keys",
+            600,
+            lambda: prune_idempotency_keys(
+                engine, timedelta(seconds=settings.idempotency_retention_s)
+            ),
         ),
         Job(
             "prune_outbox_inbox",

@@ -14,6 +14,7 @@ from commdesk_billing.security.service_scopes import EXTENSION
 from tests.authz import (
     AUDIT_ALLOW,
     AUTO_RECHARGE_ALLOW,
+    BILLING_PROFILE_ALLOW,
     COMMUNITY_ALLOW,
     FRAUD_ALLOW,
     MANDATE_ALLOW,
@@ -49,7 +50,9 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         SETTLEMENT_ALLOW
     ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | set(USAGE_ALLOW) | set(
         SUBSCRIPTION_ALLOW
-    ) | set(MANDATE_ALLOW) | set(AUDIT_ALLOW) | set(FRAUD_ALLOW) | set(RECONCILIATION_ALLOW) | {
+    ) | set(MANDATE_ALLOW) | set(AUDIT_ALLOW) | set(FRAUD_ALLOW) | set(RECONCILIATION_ALLOW) | set(
+        BILLING_PROFILE_ALLOW
+    ) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree/subscriptions",
         "POST /v1/webhooks/cashfree-payouts",

@@ -134,3 +134,87 @@ async def test_operator_commands(database_url: str) -> None:
         check=False,
     )
     assert bad.returncode != 0 and "configuration is not valid" in bad.stderr
+
+
+def _plain_failure(done: subprocess.CompletedProcess[str], exit_code: int, words: str) -> None:
+    """One `Error: …` line, last on stderr, the exit code given, and never a traceback."""
+    assert done.returncode == exit_code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, done.stderr
+    assert done.stderr.rstrip().splitlines()[-1] == errors[0]
+    assert words in errors[0], errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "words"),
+    [
+        (("wallet", "sync-balance", str(uuid.uuid4())), 3, "does not exist"),
+        (("wallet", "sync-balance", "not-a-uuid"), 2, "not a valid UUID"),
+        (("notifications", "retry", str(uuid.uuid4())), 3, "no failed or skipped delivery"),
+        (("dlq", "list", "nope"), 3, "unknown queue 'nope'"),
+        (("dlq", "purge", "payment.processing"), 1, "add --yes"),
+        (("token", "--sub", "x", "--role", "emperor"), 2, "'emperor' is not one of"),
+        (("ledger", "verify", "--bogus"), 2, "No such option"),
+    ],
+)
+async def test_every_cli_error_is_one_line_and_an_exit_code(
+    database_url: str, args: tuple[str, ...], exit_code: int, words: str
+) -> None:
+    done = await asyncio.to_thread(_cli, database_url, *args)
+    _plain_failure(done, exit_code, words)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("holds", "expire"),
+        ("ledger", "verify"),
+        ("wallet", "sync-balance", str(uuid.uuid4())),
+        ("reconcile", "--source", "internal"),
+    ],
+)
+async def test_a_database_away_is_exit_4_in_plain_words(args: tuple[str, ...]) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = await asyncio.to_thread(_cli, f"postgresql://postgres@127.0.0.1:{port}/none", *args)
+    _plain_failure(done, 4, "did not answer")
+    assert "nothing was changed" in done.stderr
+
+
+async def test_bad_configuration_is_exit_5_naming_the_setting(database_url: str) -> None:
+    env = {**_env(database_url), "BILLING_DB_POOL_SIZE": "zero"}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*CLI, "holds", "expire"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    _plain_failure(done, 5, "db_pool_size")
+
+
+async def test_version_json_and_verify_reports_its_checks_and_duration(database_url: str) -> None:
+    version = await asyncio.to_thread(_cli, database_url, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("commdesk-billing, version ")
+    import json
+
+    sealed = await asyncio.to_thread(_cli, database_url, "ledger", "seal", "--json")
+    assert sealed.returncode == 0 and set(json.loads(sealed.stdout)) >= {"entries", "blocks"}
+    verified = await asyncio.to_thread(
+        _cli, database_url, "ledger", "verify", "--json", "--progress"
+    )
+    assert verified.returncode == 0, verified.stderr
+    report = json.loads(verified.stdout)  # progress went to stderr: stdout is one document
+    names = [c["name"] for c in report["checks"]]
+    assert report["ok"] is True and report["duration_s"] > 0 and len(names) > 10
+    progress = [line for line in verified.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == len(names) and progress[-1].startswith(f"[{len(names)}/{len(names)}]")
+    plain = await asyncio.to_thread(_cli, database_url, "ledger", "verify")
+    assert plain.returncode == 0
+    assert f"{len(names)} checks in " in plain.stdout and names[0] in plain.stdout
+    holds = await asyncio.to_thread(_cli, database_url, "holds", "expire", "--json")
+    assert json.loads(holds.stdout) == {"released": 0}

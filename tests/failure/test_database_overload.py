@@ -484,6 +484,13 @@ _PATH_PARAMETERS = (
 _BODIES: dict[str, Any] = {
     "POST /v1/reconciliation/findings/{finding_id}/explain": {"note": "sweep"},
     "POST /v1/reconciliation/findings/{finding_id}/resolve": {"note": "sweep"},
+    "PUT /v1/billing-profile": {
+        "legal_name": "Sweep Pvt Ltd",
+        "address_line1": "1 Sweep Road",
+        "city": "Pune",
+        "postal_code": "411001",
+        "state_code": "27",
+    },
     "POST /v1/fraud/reviews/{review_id}/decision": {"decision": "release", "reason": "sweep"},
     "POST /v1/fraud/lists": {
         "list": "deny",
@@ -574,7 +581,11 @@ _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
 _AS_USAGE_SERVICE = {"POST /v1/usage/events"}
 
 # Only people buy, and only the buyer retries; finance_admin is let through everywhere else.
-_AS_BUYER = {"POST /v1/payments/orders", "POST /v1/payments/{payment_id}/retry"}
+_AS_BUYER = {
+    "POST /v1/payments/orders",
+    "POST /v1/payments/{payment_id}/retry",
+    "POST /v1/payments/{payment_id}/cancel",
+}
 # Only sponsors sponsor, and list their own sponsorships.
 _AS_SPONSOR = {"POST /v1/sponsorships", "GET /v1/sponsorships"}
 # Authenticated by Cashfree's signature, not a token: signed with the secret each route

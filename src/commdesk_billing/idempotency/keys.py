@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -153,3 +154,38 @@ async def run_keyed(engine: AsyncEngine, req: KeyedRequest, work: Work) -> Answe
             return failed
 
         return await in_transaction(engine, record)
+
+
+# One DELETE per batch, each its own short transaction, so pruning a day's keys never holds
+# a long transaction; at most this many batches per run (the job comes back).
+_PRUNE_BATCH = 5_000
+_PRUNE_BATCHES_PER_RUN = 200
+
+
+async def prune_expired(engine: AsyncEngine, retention: timedelta) -> int:
+    """Delete stored answers older than `retention` (the scheduler's `prune_idempotency_keys`);
+    returns how many went.
+
+    Only the HTTP answer goes. What the request did keeps its own key in its own row (an
+    order's `payments.idempotency_key`, a wallet operation's key on its statement line), so
+    the same key sent again after this cannot charge or debit twice: the operation answers
+    as already done, or refuses a different one (422 `idempotency_mismatch`)."""
+
+    async def batch(conn: AsyncConnection) -> int:
+        result = await conn.execute(
+            sql("""
+            DELETE FROM idempotency_keys WHERE id IN (
+                SELECT id FROM idempotency_keys
+                 WHERE created_at < now() - CAST(:r AS interval)
+                 ORDER BY created_at LIMIT :n)"""),
+            {"r": retention, "n": _PRUNE_BATCH},
+        )
+        return int(result.rowcount)
+
+    total = 0
+    for _ in range(_PRUNE_BATCHES_PER_RUN):
+        deleted = await in_transaction(engine, batch)
+        total += deleted
+        if deleted < _PRUNE_BATCH:
+            break
+    return total

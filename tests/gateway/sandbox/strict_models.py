@@ -127,6 +127,12 @@ class Netbanking(Strict):
     netbanking_account_number: str | None
 
 
+class App(Strict):  # cashfree.md §3.1: {"app": {"channel", "provider", "phone"}}
+    channel: str | None
+    provider: str | None
+    phone: str | None
+
+
 class UpiMethod(Strict):
     upi: Upi
 
@@ -139,7 +145,11 @@ class NetbankingMethod(Strict):
     netbanking: Netbanking
 
 
-PaymentMethod = UpiMethod | CardMethod | NetbankingMethod
+class AppMethod(Strict):
+    app: App
+
+
+PaymentMethod = UpiMethod | CardMethod | NetbankingMethod | AppMethod
 PaymentStatus = Literal[
     "SUCCESS", "NOT_ATTEMPTED", "FAILED", "USER_DROPPED", "VOID", "CANCELLED", "PENDING"
 ]

@@ -173,9 +173,35 @@ async def test_netbanking_test_bank_succeeds(
     assert payment.payment_group == "net_banking"
 
 
+@pytest.mark.parametrize(("phone", "status"), [("9876543210", "SUCCESS"), ("9999999990", "FAILED")])
+async def test_an_app_wallet_pays_or_fails_by_its_phone(
+    api: httpx.AsyncClient, phone: str, status: str
+) -> None:
+    order = await create_order(api)
+    method = {"app": {"channel": "link", "provider": "paytm", "phone": phone}}
+    started = parse(PayOrderEntity, (await pay(api, order.payment_session_id, method)).content)
+    assert started.payment_method == "app" and started.action == "link"
+    payment = await wait_payment(api, order.order_id, started.cf_payment_id)
+    assert payment.payment_status == status
+    assert payment.payment_group == "wallet"
+    raw = (await api.get(f"/pg/orders/{order.order_id}/payments/{started.cf_payment_id}")).json()
+    assert raw["payment_method"] == {
+        "app": {"channel": "link", "provider": "paytm", "phone": phone}
+    }
+
+
 @pytest.mark.parametrize(
     ("method", "code"),
     [
+        (
+            {"app": {"channel": "link", "provider": "venmo", "phone": "9876543210"}},
+            "provider_invalid",
+        ),
+        ({"app": {"channel": "link", "provider": "phonepe", "phone": "98765"}}, "phone_invalid"),
+        (
+            {"app": {"channel": "qrcode", "provider": "phonepe", "phone": "9876543210"}},
+            "channel_missing",
+        ),
         (
             {"netbanking": {"channel": "link", "netbanking_bank_code": 3044}},
             "netbanking_bank_code_invalid",

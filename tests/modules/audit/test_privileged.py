@@ -75,6 +75,7 @@ NOT_PRIVILEGED = {
     "POST /v1/communities/{community_id}/spends": "a person spending their own credits",
     "POST /v1/subscriptions": "a person subscribing from their own wallet",
     "POST /v1/mandates": "a person setting up their own mandate",
+    "PUT /v1/billing-profile": "a person's own billing details (the caller's, never another's)",
     "POST /v1/payments/{payment_id}/sync": "applies Cashfree's answer as the sync job does "
     "(recorded as a `manual` transition); it decides nothing",
 }

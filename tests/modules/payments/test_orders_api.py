@@ -171,6 +171,7 @@ OK = {
     "GET /v1/payments": 200,
     "GET /v1/payments/{payment_id}": 200,
     "POST /v1/payments/{payment_id}/retry": 200,
+    "POST /v1/payments/{payment_id}/cancel": 200,
     "POST /v1/payments/{payment_id}/sync": 200,
 }
 

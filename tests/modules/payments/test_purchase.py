@@ -145,3 +145,19 @@ async def test_an_expired_order_is_closed_and_a_retry_opens_a_linked_one(
     fresh = r.json()
     assert fresh["id"] != order["id"] and fresh["retry_of"] == order["id"]
     assert fresh["order_id"] != order["order_id"] and fresh["status"] == "ACTIVE"
+
+
+@pytest.mark.parametrize(
+    ("method", "group"),
+    [("upi", "upi"), ("card", "credit_card"), ("netbanking", "net_banking"), ("app", "wallet")],
+)
+async def test_every_payment_method_the_seed_names_buys_credits(
+    stack: Stack, method: str, group: str
+) -> None:
+    """UPI, cards, netbanking and app wallets (PhonePe, Paytm, Amazon Pay…): each recorded
+    with Cashfree's method and group, and shown on the payment."""
+    tok = stack.token()
+    order = await stack.buy(tok, pack_code="pack_150")
+    await stack.pay(order, method, "success")
+    credited = await stack.wait_status(tok, order["id"], {"CREDITED"})
+    assert (credited["payment_method"], credited["payment_group"]) == (method, group)

@@ -96,7 +96,7 @@ async def test_a_tampered_ledger_is_found_once_and_kept_open(
     n_checks = len(wiring.verify_checks())
     # Every check ran and agreed: checked = matched = the number of checks, nothing opened.
     [row] = [line.split() for line in clean.stdout.splitlines() if line.startswith("internal")]
-    assert row == ["internal", str(n_checks), str(n_checks), "0", "0", "0", "0", "0"]
+    assert row == ["internal", str(n_checks), str(n_checks), "0", "0", "0", "0", "0", "ok"]
 
     await _tamper(scratch_database_url)
     settings = Settings(database_url=scratch_database_url)

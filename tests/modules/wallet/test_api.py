@@ -553,3 +553,54 @@ async def test_document_storage_down_degrades_readiness_but_keeps_us_ready(
         "mongodb": "ok",
         "redis": "ok",
     }
+
+
+async def test_a_key_past_its_retention_is_pruned_and_cannot_debit_twice(
+    client: httpx.AsyncClient, token: Callable[..., str], engine: AsyncEngine
+) -> None:
+    from commdesk_billing.idempotency.keys import prune_expired
+
+    member, wid = await _funded(client, token, 100)
+    url = f"/v1/wallets/{wid}/debits"
+    key, fresh_key = f"old-{uuid.uuid4().hex}", f"new-{uuid.uuid4().hex}"
+    first = await client.post(url, json={"credits": 10, "reason": "a"}, headers=auth(member, key))
+    assert first.status_code == 201
+    kept = await client.post(
+        url, json={"credits": 1, "reason": "b"}, headers=auth(member, fresh_key)
+    )
+    assert kept.status_code == 201
+
+    async def age(conn: Any) -> None:
+        from commdesk_billing.db.sql import sql
+
+        await conn.execute(
+            sql(
+                "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"
+                " WHERE key = :k"
+            ),
+            {"k": key},
+        )
+
+    await in_transaction(engine, age)
+    assert await prune_expired(engine, timedelta(hours=24)) >= 1
+
+    async def stored(conn: Any) -> list[str]:
+        from commdesk_billing.db.sql import sql
+
+        rows = await conn.execute(
+            sql("SELECT key FROM idempotency_keys WHERE key IN (:a, :b)"),
+            {"a": key, "b": fresh_key},
+        )
+        return sorted(r.key for r in rows)
+
+    assert await in_transaction(engine, stored) == [fresh_key]  # the young key stays
+    # The same request again: its answer is gone, but the debit keeps its own key, so it is
+    # answered as done (the same statement line), not applied a second time.
+    again = await client.post(url, json={"credits": 10, "reason": "a"}, headers=auth(member, key))
+    assert again.status_code == 201, again.text
+    assert again.json()["transaction"]["id"] == first.json()["transaction"]["id"]
+    # A different debit under the old key is still refused by the operation's own key.
+    other = await client.post(url, json={"credits": 12, "reason": "a"}, headers=auth(member, key))
+    assert other.status_code == 422, other.text
+    wallet = (await client.get(f"/v1/wallets/{wid}", headers=auth(member))).json()
+    assert wallet["available_credits"] == 100 - 10 - 1

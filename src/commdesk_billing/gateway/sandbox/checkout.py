@@ -16,7 +16,12 @@ from commdesk_billing.gateway.sandbox.store import Order, Payment
 
 CHECKOUT_PATH = "/pg/view/checkout"
 
-METHODS = {"upi": "UPI", "card": "Card", "netbanking": "Netbanking"}
+METHODS = {
+    "upi": "UPI",
+    "card": "Card",
+    "netbanking": "Netbanking",
+    "app": "Wallet (PhonePe, Paytm, Amazon Pay…)",
+}
 OUTCOMES = {"success": "Success", "failure": "Failure", "user_dropped": "User dropped"}
 
 

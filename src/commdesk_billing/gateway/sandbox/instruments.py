@@ -20,6 +20,13 @@ TEST_BANK_NAME = "TESTR"
 SUCCESS_VPA = "testsuccess@gocash"
 FAILURE_VPA = "testfailure@gocash"
 USER_DROPPED_VPA = "testuserdropped@gocash"
+# App wallets (`payment_method.app`, cashfree.md §2.5): Cashfree's providers. The payment's
+# `payment_group` is `wallet` (§3.1). This phone number is the sandbox's failing wallet
+# account (the sandbox's own choice); any other 10-digit number pays.
+APP_PROVIDERS = frozenset(
+    {"gpay", "phonepe", "ola", "paytm", "amazon", "airtel", "freecharge", "mobikwik", "jio"}
+)
+FAILING_WALLET_PHONE = "9999999990"
 
 
 def _fail(code: str, description: str, reason: str, source: str, message: str) -> Failure:
@@ -228,12 +235,36 @@ def _netbanking(spec: dict[str, Any]) -> Attempt:
     )
 
 
+def _app(spec: dict[str, Any]) -> Attempt:
+    provider = spec.get("provider")
+    if provider not in APP_PROVIDERS:
+        raise bad_request(
+            "provider_invalid",
+            "payment_method.app.provider : should be one of " + ", ".join(sorted(APP_PROVIDERS)),
+        )
+    phone = str(spec.get("phone") or "")
+    if not (phone.isdigit() and len(phone) == 10):
+        raise bad_request(
+            "phone_invalid", "payment_method.app.phone : a 10-digit mobile number is required"
+        )
+    channel = spec.get("channel") or "link"
+    if channel != "link":
+        raise bad_request("channel_missing", "payment_method.app.channel : should be link")
+    outcome: tuple[PaymentStatus, Failure | None] = (
+        (PaymentStatus.FAILED, DECLINED)
+        if phone == FAILING_WALLET_PHONE
+        else (PaymentStatus.SUCCESS, None)
+    )
+    method = {"app": {"channel": "link", "provider": provider, "phone": phone}}
+    return Attempt("wallet", "link", method, PaymentStatus.PENDING, outcome, "link")
+
+
 def resolve(payment_method: object) -> Attempt:
     """Order Pay's `payment_method` -> the attempt it starts; 400 when it is malformed."""
     if not isinstance(payment_method, dict) or len(payment_method) != 1:
         raise bad_request(
             "payment_method_invalid",
-            "payment_method : exactly one of upi, card, netbanking is required",
+            "payment_method : exactly one of upi, card, netbanking, app is required",
         )
     ((kind, spec),) = payment_method.items()
     if not isinstance(spec, dict):
@@ -244,7 +275,9 @@ def resolve(payment_method: object) -> Attempt:
         return _card(spec)
     if kind == "netbanking":
         return _netbanking(spec)
+    if kind == "app":
+        return _app(spec)
     raise bad_request(
         "payment_method_invalid",
-        f"payment_method : {kind} is not available in the sandbox (upi, card, netbanking are)",
+        f"payment_method : {kind} is not available in the sandbox (upi, card, netbanking, app are)",
     )

@@ -27,6 +27,7 @@ To add a check:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,9 +93,28 @@ async def count(conn: AsyncConnection, sql: str, params: dict[str, Any] | None =
     return int((await conn.execute(text(sql), params or {})).scalar_one())
 
 
-async def verify_ledger(engine: AsyncEngine, checks: Sequence[Check] | None = None) -> VerifyReport:
+@dataclass(frozen=True)
+class CheckRun:
+    """One check as it ran: for progress lines and the report's timings."""
+
+    index: int  # 1-based
+    total: int
+    name: str
+    seconds: float
+    findings: int  # found by this check
+
+
+Progress = Callable[[CheckRun], None]
+
+
+async def verify_ledger(
+    engine: AsyncEngine,
+    checks: Sequence[Check] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> VerifyReport:
     """Run `checks` (by default every module's, see `wiring.verify_checks`) in order,
-    all in one REPEATABLE READ snapshot."""
+    all in one REPEATABLE READ snapshot; `progress` is told after each check."""
     if checks is None:
         # Imported here: the composition knows every module, the ledger must not at import.
         from commdesk_billing.wiring import verify_checks
@@ -104,6 +124,17 @@ async def verify_ledger(engine: AsyncEngine, checks: Sequence[Check] | None = No
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            for c in checks:
+            for index, c in enumerate(checks, start=1):
+                before, started = len(report.findings), time.perf_counter()
                 await c(conn, report)
+                if progress is not None:
+                    progress(
+                        CheckRun(
+                            index=index,
+                            total=len(checks),
+                            name=c.name,
+                            seconds=time.perf_counter() - started,
+                            findings=len(report.findings) - before,
+                        )
+                    )
     return report

@@ -23,6 +23,7 @@ from commdesk_billing.idempotency.keys import respond
 from commdesk_billing.modules.fraud.deps import context_of
 from commdesk_billing.modules.payments import (
     auth,
+    cancelling,
     mandate_truth,
     ordering,
     service,
@@ -187,6 +188,42 @@ async def sync_payment(
         return PaymentOut.of(p, service.checkout_url(settings, p))
 
     return await in_transaction(engine, work)
+
+
+@router.post(
+    "/payments/{payment_id}/cancel",
+    response_model=PaymentOut,
+    responses={
+        **_PROBLEMS,
+        202: {
+            "model": PaymentOut,
+            "description": "Cashfree is ending an attempt already in flight: the payment is "
+            "still open and ends CANCELLED, or PAID if that attempt succeeds",
+        },
+        409: {
+            **_PROBLEMS[409],
+            "description": "Not an open checkout order (`payment_not_cancellable`; "
+            "`details.status` says what it is)",
+        },
+    },
+    summary="Cancel an open order (the buyer): terminated at Cashfree, then CANCELLED",
+)
+async def cancel_payment(
+    payment_id: uuid.UUID, request: Request, engine: Engine, settings: Config, caller: Caller
+) -> PaymentOut | JSONResponse:
+    auth.authorize_buying(caller)
+    try:
+        done = await cancelling.cancel_order(engine, _client(request), settings, caller, payment_id)
+    except CashfreeRateLimited as exc:
+        return _rate_limited(exc)
+    except CashfreeRejected as exc:
+        raise GatewayRejected(str(exc), gateway_status=exc.status) from exc
+    except CashfreeError as exc:
+        raise GatewayUnavailable("Cashfree did not answer; nothing was cancelled") from exc
+    out = PaymentOut.of(done.payment, service.checkout_url(settings, done.payment))
+    if done.final:
+        return out
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)
 
 
 def _rate_limited(exc: CashfreeRateLimited) -> JSONResponse:

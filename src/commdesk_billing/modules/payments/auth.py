@@ -37,3 +37,8 @@ async def authorize_retry(conn: AsyncConnection, principal: Principal, payment: 
 def authorize_sync(principal: Principal) -> None:
     if principal.role not in MONEY_OPERATORS:
         raise Forbidden("only finance_admin or support may force a sync")
+
+
+async def authorize_cancel(conn: AsyncConnection, principal: Principal, payment: Payment) -> None:
+    if not await is_buyer(conn, principal, payment):
+        raise Forbidden("only the buyer may cancel this payment")

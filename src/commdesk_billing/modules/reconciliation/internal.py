@@ -8,25 +8,22 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from commdesk_billing.modules.ledger.verify import Check, VerifyReport
+from commdesk_billing.modules.ledger.verify import Check, CheckRun, verify_ledger
 from commdesk_billing.modules.reconciliation.model import Kind, Source, SourceResult
 from commdesk_billing.modules.reconciliation.service import observed
 from commdesk_billing.telemetry.metrics import LEDGER_INVARIANT_VIOLATIONS
 
 
 async def reconcile(engine: AsyncEngine, checks: Sequence[Check]) -> SourceResult:
-    """Run `checks` in one REPEATABLE READ snapshot, as `ledger verify` does, counting each
-    check's own findings (a check reports under codes of its own, not its name).
-    `checked`: the checks run; `matched`: those that found nothing."""
-    report = VerifyReport()
+    """Run `checks` in one snapshot (`verify_ledger`), counting each check's own findings (a
+    check reports under codes of its own, not its name). `checked`: the checks run;
+    `matched`: those that found nothing."""
     per_check: dict[str, int] = {}
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            for c in checks:
-                before = len(report.findings)
-                await c(conn, report)
-                per_check[c.name] = len(report.findings) - before
+
+    def ran(run: CheckRun) -> None:
+        per_check[run.name] = run.findings
+
+    report = await verify_ledger(engine, list(checks), progress=ran)
     for name, n in per_check.items():
         LEDGER_INVARIANT_VIOLATIONS.labels(name).set(n)
     result = SourceResult(

@@ -39,6 +39,7 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     # Checkout-opening routes.
     ("POST", "/v1/payments/orders"): _O,
     ("POST", "/v1/payments/{payment_id}/retry"): _O,
+    ("POST", "/v1/payments/{payment_id}/cancel"): _O,
     ("POST", "/v1/sponsorships"): _O,
     ("POST", "/v1/mandates"): _O,
     ("POST", "/v1/subscriptions"): _O,
@@ -101,6 +102,8 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/mandates"): _R,
     ("GET", "/v1/mandates/{mandate_id}"): _R,
     ("GET", "/v1/packs"): _R,
+    ("GET", "/v1/billing-profile"): _R,
+    ("PUT", "/v1/billing-profile"): _R,
     ("GET", "/v1/partners/{partner_id}/earnings"): _R,
     ("GET", "/v1/payees"): _R,
     ("GET", "/v1/payees/{payee_id}"): _R,

@@ -38,8 +38,9 @@ Forced = tuple[PaymentStatus, Failure | None] | None
 def _instrument(method: str, outcome: str) -> tuple[dict[str, Any], Forced]:
     """The Order Pay `payment_method` (a real test instrument where one exists) for a choice.
 
-    Cards and netbanking have no test instrument for every outcome, so the choice is forced
-    on the same Order Pay path: it is what the person did on the "bank page".
+    Cards, netbanking and app wallets have no test instrument for every outcome, so the
+    choice is forced on the same Order Pay path: it is what the person did on the "bank
+    page".
     """
     if method == "upi":
         vpa = {"success": SUCCESS_VPA, "failure": FAILURE_VPA, "user_dropped": USER_DROPPED_VPA}
@@ -62,6 +63,8 @@ def _instrument(method: str, outcome: str) -> tuple[dict[str, Any], Forced]:
         "failure": (PaymentStatus.FAILED, DECLINED),
         "user_dropped": (PaymentStatus.USER_DROPPED, USER_DROPPED),
     }[outcome]
+    if method == "app":
+        return {"app": {"channel": "link", "provider": "phonepe", "phone": "9876543210"}}, forced
     return {"netbanking": {"channel": "link", "netbanking_bank_code": TEST_BANK_CODE}}, forced
 
 

@@ -12,7 +12,7 @@ from commdesk_billing.gateway.sandbox.entities import payment_entity
 from commdesk_billing.gateway.sandbox.service import Started
 from commdesk_billing.gateway.sandbox.wire import Money
 
-_METHOD_NAME = {"upi": "upi", "card": "card", "netbanking": "netbanking"}
+_METHOD_NAME = {"upi": "upi", "card": "card", "netbanking": "netbanking", "app": "app"}
 
 
 def public_base(call: Call) -> str:
@@ -38,7 +38,8 @@ def pay_order_entity(started: Started, base_url: str) -> dict[str, Any]:
         )
         data["payload"] = {app: link for app in ("default", "gpay", "phonepe", "paytm", "bhim")}
     elif attempt.action == "link":
-        # Card and netbanking: the sandbox's stand-in for the bank page.
+        # Card, netbanking and app wallets: the sandbox's stand-in for the bank's (or the
+        # wallet provider's) page.
         data["url"] = f"{base_url}/pg/view/payments/{payment.cf_payment_id}"
         data["method"] = "GET"
         data["redirect_to_bank"] = True
