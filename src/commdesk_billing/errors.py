@@ -84,6 +84,12 @@ class IdempotencyKeyInvalid(DomainError):
     title = "Idempotency-Key header is not valid"
 
 
+class UnknownQueryParameter(DomainError):
+    code = "unknown_query_parameter"
+    status = 400
+    title = "Unknown query parameter"
+
+
 class InvalidCursor(DomainError):
     code = "invalid_cursor"
     status = 422

@@ -28,6 +28,7 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.idempotency.keys import prune_expired as prune_idempotency_keys
 from commdesk_billing.kv.store import RedisStore
+from commdesk_billing.metrics_snapshot import MetricsSnapshot
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
@@ -370,6 +371,13 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             lambda: prune_idempotency_keys(
                 engine, timedelta(seconds=settings.idempotency_retention_s)
             ),
+        ),
+        # Gauges read from the books and the dependencies (revenue, queue depths, PostgreSQL
+        # connections, who answers): metrics_snapshot.py.
+        Job(
+            "metrics_snapshot",
+            settings.metrics_snapshot_every_s,
+            MetricsSnapshot(settings, engine).run,
         ),
         Job(
             "prune_outbox_inbox",

@@ -396,7 +396,7 @@ async def test_each_privileged_command_writes_an_entry_as_the_operator(
     assert pause.returncode == 0 and pause.stdout == "paused\n", pause.stderr
     missing = str(uuid.uuid4())
     retry = await cli("notifications", "retry", missing)
-    assert retry.returncode == 1  # nothing done: nothing recorded
+    assert retry.returncode == 3  # refused (no such delivery): nothing recorded
 
     operator = f"cli:{_os_user()}"
     [replayed] = await _operator_entries(engine, "dlq.replayed", queue)

@@ -131,6 +131,7 @@ async def test_a_tampered_ledger_is_found_once_and_kept_open(
     violations = _violations()
     assert {c.name for c in wiring.verify_checks()} <= set(violations)
     assert sum(violations[c.name] for c in wiring.verify_checks()) == internal.mismatches
+    assert violations["wallet_chain"] >= 1  # the code too (alerts read codes)
 
     # The command sees the same faults: exit 1, no new finding, each seen once more.
     dirty = await asyncio.to_thread(_reconcile_cli, scratch_database_url)
