@@ -411,6 +411,15 @@ FRAUD_ALLOW = {
     "DELETE /v1/fraud/lists/{entry_id}": {"finance_admin"},
 }
 
+# Reconciliation: finance and the auditor read the findings; finance alone explains or
+# resolves one.
+RECONCILIATION_ALLOW = {
+    "GET /v1/reconciliation/findings": {"finance_admin", "auditor"},
+    "GET /v1/reconciliation/findings/{finding_id}": {"finance_admin", "auditor"},
+    "POST /v1/reconciliation/findings/{finding_id}/explain": {"finance_admin"},
+    "POST /v1/reconciliation/findings/{finding_id}/resolve": {"finance_admin"},
+}
+
 # The billing profile: a person's own (every role but a service has one).
 BILLING_PROFILE_ALLOW = {
     "GET /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},

@@ -35,6 +35,7 @@ from commdesk_billing.modules.mandates.webhooks import router as subscription_we
 from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payees.api import router as payees_router
 from commdesk_billing.modules.payments.api import router as payments_router
+from commdesk_billing.modules.reconciliation.api import router as reconciliation_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
 from commdesk_billing.modules.reviews.api import router as fraud_reviews_router
 from commdesk_billing.modules.settlements.api import router as settlements_router
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fraud_router)
     app.include_router(fraud_reviews_router)
+    app.include_router(reconciliation_router)
     app.include_router(billing_profile_router)
     # The finance console (console/): its pages, and its stylesheet served from the package.
     app.include_router(console_router)

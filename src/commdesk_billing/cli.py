@@ -764,6 +764,71 @@ def dlq_purge_cmd(queue: str, yes: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(["internal", "gateway", "payouts"]),
+    help="Only these sources (repeatable); default: all three.",
+)
+@json_option
+def reconcile(sources: tuple[str, ...], as_json: bool) -> None:
+    """Reconcile the books (ledger verify's invariants), payments and refunds against
+    Cashfree's settlement reports, and payouts against Cashfree's transfers; record each
+    mismatch as a finding. Exit 0: no open finding; 1: open findings exist; 4: a source could
+    not run (Cashfree or the database did not answer), so the picture is incomplete."""
+    from commdesk_billing import wiring
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.modules.reconciliation.model import RunSummary, Source
+    from commdesk_billing.modules.reconciliation.runner import run
+
+    async def go(settings: Settings) -> RunSummary:
+        engine = make_engine(settings, pool_size=2)
+        try:
+            return await run(
+                engine,
+                settings,
+                checks=wiring.verify_checks(),
+                sources=[Source(s) for s in sources] or list(Source),
+            )
+        finally:
+            await engine.dispose()
+
+    summary = _run(go)
+    rows = [
+        (
+            s.source.value,
+            s.checked,
+            s.matched,
+            s.explained_differences,
+            s.mismatches,
+            s.opened,
+            s.seen_again,
+            s.reopened,
+            f"FAILED: {s.error}" if s.error else "ok",
+        )
+        for s in summary.sources
+    ]
+    headers = ("source", "checked", "matched", "fee/GST", "mismatch", "opened", "again")
+    emit(
+        as_json,
+        {
+            "open_findings": summary.open_findings,
+            "sources": [{**s.__dict__, "source": s.source.value} for s in summary.sources],
+        },
+        table((*headers, "reopened", "run"), rows) + f"\nopen findings: {summary.open_findings}",
+    )
+    failed = [s for s in summary.sources if s.error]
+    if failed:
+        raise Failure.of(
+            "; ".join(f"{s.source.value}: {s.error}" for s in failed)
+            + "; the other sources were reconciled, run again once it answers",
+            EXIT_UNAVAILABLE,
+        )
+    sys.exit(EXIT_FINDINGS if summary.open_findings else 0)
+
+
+@main.command()
 @click.option("--api-url", default=None, help="Use a running stack instead of starting one.")
 def demo(api_url: str | None) -> None:
     """Buy the ₹300 pack through the Cashfree sandbox as a person would; check the books."""

@@ -304,6 +304,17 @@ class Settings(BaseSettings):
     settlement_reversal_watch_s: Annotated[float, Field(ge=0, le=90 * 86400)] = 7 * 86400.0
     settlement_paid_sync_after_s: Annotated[float, Field(ge=1, le=7 * 86400)] = 6 * 3600.0
 
+    # --- Reconciliation (`commdesk-billing reconcile` and its scheduled job) ---------------
+    # How often the scheduler reconciles (all three sources), and how far back each run
+    # looks: payments, refunds and payout transfers made in the last `lookback_days`.
+    reconciliation_every_s: Annotated[int, Field(ge=60, le=7 * 86400)] = 6 * 3600
+    reconciliation_lookback_days: Annotated[int, Field(ge=1, le=90)] = 14
+    # T+N: a captured payment Cashfree has not settled N days after it was paid is a finding.
+    reconciliation_settle_days: Annotated[int, Field(ge=0, le=30)] = 3
+    # Cashfree's reports trail a capture, a refund or a transfer's last step: what is younger
+    # than this is not yet compared (missing at Cashfree, a transfer still moving).
+    reconciliation_grace_s: Annotated[float, Field(ge=0, le=86400)] = 3600.0
+
     # --- Refunds ------------------------------------------------------------------------
     # Buyers may refund their own purchase within this many days (0: only finance and
     # support may refund). Only unconsumed credits are ever refundable.

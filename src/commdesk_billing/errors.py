@@ -547,3 +547,17 @@ class InvalidListEntry(DomainError):
     code = "invalid_list_entry"
     status = 422
     title = "Invalid list entry"
+
+
+class FindingNotFound(NotFound):
+    code = "finding_not_found"
+    title = "No such reconciliation finding"
+
+
+class FindingStateConflict(DomainError):
+    """A finding is explained from open only, and resolved from open or explained: a move
+    from any other state (one already resolved, say) is refused, never applied twice."""
+
+    code = "finding_state_conflict"
+    status = 409
+    title = "The finding is not in a state this move starts from"

@@ -77,6 +77,8 @@ OWNERS: dict[str, str] = {
     "subscription_plan_changes": "modules/subscriptions",
     "console_staff": "console",
     "console_sessions": "console",
+    "reconciliation_findings": "modules/reconciliation",
+    "reconciliation_finding_transitions": "modules/reconciliation",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not
@@ -126,6 +128,26 @@ SHARED: dict[tuple[str, str], tuple[str, str]] = {
     ("modules/fraud", "credit_packs"): (
         "reads",
         "the order-scoring statement: the largest pack on sale",
+    ),
+    ("modules/reconciliation", "payments"): (
+        "reads",
+        "the gateway reconciliation compares one snapshot of what we captured (payments "
+        "and their refunds, one statement each) with Cashfree's reports",
+    ),
+    ("modules/reconciliation", "refunds"): (
+        "reads",
+        "the gateway reconciliation: the refunds Cashfree made for us, read with their "
+        "payment's order in one statement",
+    ),
+    ("modules/reconciliation", "settlement_transfers"): (
+        "reads",
+        "the payouts reconciliation: every transfer we sent and what we recorded of it, "
+        "read with its settlement in one statement",
+    ),
+    ("modules/reconciliation", "settlements"): (
+        "reads",
+        "the payouts reconciliation: a transfer's settlement (its status and UTR) in the "
+        "same statement as the transfer",
     ),
 }
 

@@ -58,6 +58,8 @@ from commdesk_billing.modules.partners import invariants as partner_invariants
 from commdesk_billing.modules.payees import invariants as payee_invariants
 from commdesk_billing.modules.payments.consumers import PaidPayments, PaymentProcessing
 from commdesk_billing.modules.payments.jobs import sync_open_payments
+from commdesk_billing.modules.reconciliation import runner as reconciliation
+from commdesk_billing.modules.reconciliation.jobs import InBackground
 from commdesk_billing.modules.refunds import invariants as refund_invariants
 from commdesk_billing.modules.refunds.consumers import RefundProcessing, SubscriptionRefundWebhook
 from commdesk_billing.modules.refunds.jobs import sync_open_refunds
@@ -352,6 +354,15 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             "refresh_split_vendors",
             settings.split_vendor_refresh_every_s,
             lambda: _refresh_split_vendors(settings, engine),
+        ),
+        # Reconciliation, three ways (internal invariants, Cashfree's settlement reports,
+        # Payouts' transfers): what differs becomes a finding for finance to explain or
+        # resolve; the same mismatch next run is the same finding.
+        # In a task of its own: a run may take minutes (reconciliation/jobs.py).
+        Job(
+            "reconcile",
+            settings.reconciliation_every_s,
+            InBackground(lambda: reconciliation.run(engine, settings, checks=verify_checks())),
         ),
         # Stored Idempotency-Key answers past their retention (default 24 h).
         Job(

@@ -167,7 +167,12 @@ async def test_every_cli_error_is_one_line_and_an_exit_code(
 
 @pytest.mark.parametrize(
     "args",
-    [("holds", "expire"), ("ledger", "verify"), ("wallet", "sync-balance", str(uuid.uuid4()))],
+    [
+        ("holds", "expire"),
+        ("ledger", "verify"),
+        ("wallet", "sync-balance", str(uuid.uuid4())),
+        ("reconcile", "--source", "internal"),
+    ],
 )
 async def test_a_database_away_is_exit_4_in_plain_words(args: tuple[str, ...]) -> None:
     with socket.socket() as s:  # a port nothing listens on

@@ -479,8 +479,11 @@ _PATH_PARAMETERS = (
     "user_id",
     "review_id",
     "entry_id",
+    "finding_id",
 )
 _BODIES: dict[str, Any] = {
+    "POST /v1/reconciliation/findings/{finding_id}/explain": {"note": "sweep"},
+    "POST /v1/reconciliation/findings/{finding_id}/resolve": {"note": "sweep"},
     "PUT /v1/billing-profile": {
         "legal_name": "Sweep Pvt Ltd",
         "address_line1": "1 Sweep Road",

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.reconciliation import service as recon
+from commdesk_billing.modules.reconciliation.model import Kind, Source
 from commdesk_billing.queues.topology import Names, declare, delete
 from commdesk_billing.security.jwt import Role
 from tests import authz
@@ -62,6 +66,8 @@ PRIVILEGED_ROUTES = {
     "POST /v1/fraud/reviews/{review_id}/decision": "fraud.review.released",
     "POST /v1/fraud/lists": "fraud.list.deny.added",
     "DELETE /v1/fraud/lists/{entry_id}": "fraud.list.deny.removed",
+    "POST /v1/reconciliation/findings/{finding_id}/explain": "reconciliation.finding.explained",
+    "POST /v1/reconciliation/findings/{finding_id}/resolve": "reconciliation.finding.resolved",
 }
 # Staff may call these, but only as anyone may, or to ask Cashfree what is true.
 NOT_PRIVILEGED = {
@@ -153,6 +159,17 @@ def _token(settings: Settings, role: Role, sub: str | None = None) -> str:
     from commdesk_billing.security.jwt import issue_token
 
     return issue_token(settings, sub=sub or f"{role.value}-{uuid.uuid4().hex[:8]}", role=role)
+
+
+async def _finding_id(engine: AsyncEngine, reference: str) -> uuid.UUID:
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(
+                text("SELECT id FROM reconciliation_findings WHERE reference = :r"),
+                {"r": reference},
+            )
+        ).scalar_one()
+    return uuid.UUID(str(found))
 
 
 async def _community(mongodb: MongoTarget) -> str:
@@ -247,6 +264,24 @@ async def test_each_privileged_route_writes_one_entry_with_its_origin(
             "dunning_offsets_seconds": [3600],
         },
     )
+    # Two reconciliation findings (recorded as a run records them): one explained, one
+    # resolved.
+    made = []
+    for _ in range(2):
+        obs = recon.observed(
+            Source.gateway,
+            Kind.missing_here,
+            f"payment:priv-{uuid.uuid4().hex}",
+            "planted for the audit walk",
+        )
+        await in_transaction(engine, lambda c, o=obs: recon.record(c, [o], datetime.now(UTC)))
+        made.append(await _finding_id(engine, obs.reference))
+    for action, fid in zip(("explain", "resolve"), made, strict=True):
+        await d.call(
+            f"POST /v1/reconciliation/findings/{{finding_id}}/{action}",
+            f"/v1/reconciliation/findings/{fid}/{action}",
+            {"note": "checked with Cashfree support"},
+        )
 
     # What changed, as the entries say it: the fee plan it replaced (the default) and the
     # one in force now.

@@ -75,6 +75,9 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("POST", "/v1/fraud/reviews/{review_id}/decision"): _M,
     ("POST", "/v1/fraud/lists"): _M,
     ("DELETE", "/v1/fraud/lists/{entry_id}"): _M,
+    # Reconciliation: a finding explained or resolved is a finance decision on the books.
+    ("POST", "/v1/reconciliation/findings/{finding_id}/explain"): _M,
+    ("POST", "/v1/reconciliation/findings/{finding_id}/resolve"): _M,
     # Cashfree's webhooks (PG, Subscriptions, Payouts, Easy Split).
     ("POST", "/v1/webhooks/cashfree"): _W,
     ("POST", "/v1/webhooks/cashfree/subscriptions"): _W,
@@ -125,6 +128,8 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/fraud/reviews"): _R,
     ("GET", "/v1/fraud/profiles/{user_id}"): _R,
     ("GET", "/v1/fraud/lists"): _R,
+    ("GET", "/v1/reconciliation/findings"): _R,
+    ("GET", "/v1/reconciliation/findings/{finding_id}"): _R,
     ("GET", "/openapi.json"): _R,
     ("GET", "/redoc"): _R,
     # The finance console (console/): its forms as writes (sign-in has its own per-account

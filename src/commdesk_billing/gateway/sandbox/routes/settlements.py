@@ -39,16 +39,26 @@ def settlement_recon(call: Call) -> Reply:
     q = query(call.body, some_filter=True)
     split = call.sandbox.split
     split.tick()
-    chosen = {
-        s.cf_settlement_id
-        for s in split.store.settlements.values()
-        if (q.settlement_ids is None or s.cf_settlement_id in q.settlement_ids)
-        and (q.utrs is None or s.utr in q.utrs)
-        and q.in_range(s.initiated_on)
-    }
-    events = [e for e in split.store.events.values() if e.settlement_id in chosen]
-    events.sort(key=lambda e: (e.settlement_id or 0, e.at, e.event_id))
-    rows = [split.reports.row(e, mode_key="payment_mode") for e in events]
+    chosen = sorted(
+        (
+            s
+            for s in split.store.settlements.values()
+            if (q.settlement_ids is None or s.cf_settlement_id in q.settlement_ids)
+            and (q.utrs is None or s.utr in q.utrs)
+            and q.in_range(s.initiated_on)
+        ),
+        key=lambda s: s.cf_settlement_id,
+    )
+    # Each settlement's own rows: the events it paid (one event under two settlements is
+    # listed under each, as a settlement's report shows what that settlement paid).
+    listed = [
+        (s, split.store.events[event_id])
+        for s in chosen
+        for event_id in s.event_ids
+        if event_id in split.store.events
+    ]
+    listed.sort(key=lambda pair: (pair[0].cf_settlement_id, pair[1].at, pair[1].event_id))
+    rows = [split.reports.row(e, mode_key="payment_mode", settlement=s) for s, e in listed]
     return Reply(200, page(rows, q))
 
 

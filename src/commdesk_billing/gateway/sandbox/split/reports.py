@@ -84,7 +84,7 @@ class Reports:
             (
                 e
                 for e in self.store.events.values()
-                if e.settlement_id is None and (force or e.at <= cutoff)
+                if e.settlement_id is None and not e.held and (force or e.at <= cutoff)
             ),
             key=lambda e: e.at,
         )
@@ -117,6 +117,27 @@ class Reports:
         )
         for event in taken:
             event.settlement_id = settlement.cf_settlement_id
+        self.store.settlements[settlement.cf_settlement_id] = settlement
+        return settlement
+
+    def settle_again(self, event: Event, now: datetime) -> Settlement:
+        """A planted fault: a second settlement paying an event a settlement already paid
+        (the report then shows the event under both). Its figures are the event's alone."""
+        payment = event.event_type == "PAYMENT"
+        settlement = Settlement(
+            cf_settlement_id=self.store.next_settlement_id(),
+            event_ids=[event.event_id],
+            payment_paise=event.amount_paise if payment else 0,
+            refund_paise=0 if payment else event.amount_paise,
+            service_charge_paise=event.service_charge_paise if payment else 0,
+            service_tax_paise=event.service_tax_paise if payment else 0,
+            vendor_commission_paise=event.vendor_paise if payment else -event.vendor_paise,
+            payment_from=event.at,
+            payment_till=event.at,
+            initiated_on=now,
+            settled_on=now,
+            utr="".join(secrets.choice("0123456789") for _ in range(16)),
+        )
         self.store.settlements[settlement.cf_settlement_id] = settlement
         return settlement
 
@@ -178,9 +199,12 @@ class Reports:
 
     # Recon rows ---------------------------------------------------------------------------
 
-    def row(self, event: Event, *, mode_key: str) -> dict[str, Any]:
+    def row(
+        self, event: Event, *, mode_key: str, settlement: Settlement | None = None
+    ) -> dict[str, Any]:
         """A §7 recon row; `mode_key`: `payment_group` (/recon) or `payment_mode`
-        (/settlement/recon)."""
+        (/settlement/recon). `settlement`: the one the row is listed under (a settlement's
+        own report), by default the one that took the event."""
         order = self.pg.orders[event.order_id]
         refund = (
             next(r for r in self.pg.order_refunds(order) if r.cf_refund_id == event.event_id)
@@ -189,8 +213,11 @@ class Reports:
         )
         # The row's own payment: the event's, or the one the refund was made against.
         payment = self.pg.payments[refund.cf_payment_id if refund else event.event_id]
-        charged = self.store.events[payment.cf_payment_id]  # every captured payment has one
-        s = self.store.settlements.get(event.settlement_id) if event.settlement_id else None
+        # Every captured payment has one, unless a planted fault took it out of the reports.
+        charged = self.store.events.get(payment.cf_payment_id)
+        s = settlement or (
+            self.store.settlements.get(event.settlement_id) if event.settlement_id else None
+        )
         customer = order.customer
         return {
             "event_details": {
@@ -231,8 +258,8 @@ class Reports:
                 "bank_reference": payment.bank_reference,
                 "payment_time": ist_text(payment.started_at),
                 mode_key: payment.group,
-                "payment_service_charge": Money(charged.service_charge_paise),
-                "payment_service_tax": Money(charged.service_tax_paise),
+                "payment_service_charge": Money(charged.service_charge_paise if charged else 0),
+                "payment_service_tax": Money(charged.service_tax_paise if charged else 0),
                 "cf_payment_id": payment.cf_payment_id,
                 "status": str(payment.status),
                 "forex_conversion_handling_charge": None,

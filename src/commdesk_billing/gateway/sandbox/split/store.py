@@ -109,6 +109,8 @@ class Event:
     vendor_paise: int  # the vendors' part (credit on a payment, debit on a refund)
     at: datetime
     settlement_id: int | None = None
+    # Planted (`/_sandbox/recon/events/{id}`): no settlement takes it (held by Cashfree).
+    held: bool = False
 
     @property
     def settlement_paise(self) -> int:
