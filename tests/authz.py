@@ -410,3 +410,13 @@ FRAUD_ALLOW = {
     "POST /v1/fraud/lists": {"finance_admin"},
     "DELETE /v1/fraud/lists/{entry_id}": {"finance_admin"},
 }
+
+# Financial analytics, the trial balance and the GST summary: read by finance_admin and the
+# auditor; every other person and any service: 403; no token or a forged one: 401.
+# Callers: AUDIT_CALLERS.
+ANALYTICS_ALLOW = {
+    "GET /v1/analytics/summary": {"finance_admin", "auditor"},
+    "GET /v1/analytics/daily": {"finance_admin", "auditor"},
+    "GET /v1/analytics/trial-balance": {"finance_admin", "auditor"},
+    "GET /v1/analytics/gst-summary": {"finance_admin", "auditor"},
+}

@@ -12,9 +12,6 @@ Infrastructure packages (`queues/`, `db/`, `security/`, `gateway/`, `storage/`,
 `telemetry/`) import nothing from `modules/`; the processes (`app`, `cli`, the tests) are
 put together here. A new domain adds its handlers and jobs to these tables and nothing
 else outside its own folder.
-
-Waiting for a consumer (the events are there; a queue is routed when its handler lands):
-`payment.credited` and `refund.succeeded` → analytics.billing.
 """
 
 from __future__ import annotations
@@ -28,6 +25,9 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.idempotency.keys import prune_expired as prune_idempotency_keys
 from commdesk_billing.kv.store import RedisStore
+from commdesk_billing.modules.analytics import rollups as analytics_rollups
+from commdesk_billing.modules.analytics.activity import CommunityActivity
+from commdesk_billing.modules.analytics.consumers import AnalyticsRollups
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
@@ -109,6 +109,7 @@ HANDLER_KINDS = (
     "mandate_charge_webhook",
     "fraud_detection",
     "refund_subscription_webhook",
+    "analytics_rollups",
 )
 
 
@@ -162,6 +163,9 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "fraud_detection": FraudDetection(
             cashfree_client(settings), settings, RedisStore.from_settings(settings)
         ),
+        # Recomputes the rollup buckets of the days an event touched (and their
+        # communities' activity in MongoDB, its client built on first use).
+        "analytics_rollups": AnalyticsRollups(settings),
     }
 
 
@@ -231,6 +235,16 @@ ROUTES: dict[Route, str] = {
     # Fraud: a credited purchase is scored again with the instrument it was paid with; a
     # high score puts its credits under review (held until a reviewer decides).
     ("fraud.detection", "payment.credited"): "fraud_detection",
+    # Analytics: each event that moved money recomputes the rollups of its days (a bucket
+    # is recomputed whole, so a repeat counts nothing twice); the scheduler's
+    # analytics_refresh job catches what no event announces (failed orders, fraud events).
+    ("analytics.billing", "payment.credited"): "analytics_rollups",
+    ("analytics.billing", "refund.succeeded"): "analytics_rollups",
+    ("analytics.billing", "settlement.paid"): "analytics_rollups",
+    ("analytics.billing", "settlement.failed"): "analytics_rollups",
+    ("analytics.billing", "settlement.reversed"): "analytics_rollups",
+    ("analytics.billing", "auto_recharge.succeeded"): "analytics_rollups",
+    ("analytics.billing", "auto_recharge.failed"): "analytics_rollups",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -360,6 +374,12 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
                 engine, timedelta(seconds=settings.idempotency_retention_s)
             ),
         ),
+        # The recent days' rollups recomputed, and any past day not settled yet.
+        Job(
+            "analytics_refresh",
+            settings.analytics_refresh_every_s,
+            lambda: _refresh_analytics(engine, settings),
+        ),
         Job(
             "prune_outbox_inbox",
             3600,
@@ -376,6 +396,14 @@ async def _settle_auto_recharges(engine: AsyncEngine, settings: Settings) -> Non
     await auto_recharge_outcomes.settle_pending(engine, settings)
     await auto_recharge_outcomes.retry_due(engine)
     await auto_recharge_outcomes.resend_stale(engine)
+
+
+async def _refresh_analytics(engine: AsyncEngine, settings: Settings) -> None:
+    activity = CommunityActivity(settings)
+    try:
+        await analytics_rollups.refresh_due(engine, activity)
+    finally:
+        await activity.aclose()
 
 
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:

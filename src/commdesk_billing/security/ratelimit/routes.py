@@ -123,6 +123,10 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/fraud/reviews"): _R,
     ("GET", "/v1/fraud/profiles/{user_id}"): _R,
     ("GET", "/v1/fraud/lists"): _R,
+    ("GET", "/v1/analytics/summary"): _R,
+    ("GET", "/v1/analytics/daily"): _R,
+    ("GET", "/v1/analytics/trial-balance"): _R,
+    ("GET", "/v1/analytics/gst-summary"): _R,
     ("GET", "/openapi.json"): _R,
     ("GET", "/redoc"): _R,
     # Probes (the orchestrator) and scrapes (Prometheus): never limited, they come often
