@@ -36,9 +36,27 @@ _CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
 }
 
-From = Annotated[str | None, Query(alias="from", description="First day, YYYY-MM-DD (IST)")]
-To = Annotated[str | None, Query(description="Last day, inclusive, YYYY-MM-DD (IST)")]
-Format = Annotated[str | None, Query(description="`json` (the default) or `csv`")]
+# Documented as what they must be; checked here (`periods.parse_period`), so a bad value is
+# a 400 `invalid_period` rather than the framework's 422.
+From = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="First day, YYYY-MM-DD (IST); required",
+        json_schema_extra={"format": "date"},
+    ),
+]
+To = Annotated[
+    str | None,
+    Query(
+        description="Last day, inclusive, YYYY-MM-DD (IST); required, at most 366 days on",
+        json_schema_extra={"format": "date"},
+    ),
+]
+Format = Annotated[
+    str | None,
+    Query(description="`json` (the default) or `csv`", json_schema_extra={"enum": ["json", "csv"]}),
+]
 
 M = TypeVar("M", bound=BaseModel)
 
