@@ -417,6 +417,7 @@ FRAUD_ALLOW = {
 ANALYTICS_ALLOW = {
     "GET /v1/analytics/summary": {"finance_admin", "auditor"},
     "GET /v1/analytics/daily": {"finance_admin", "auditor"},
+    "GET /v1/analytics/payments": {"finance_admin", "auditor"},
     "GET /v1/analytics/trial-balance": {"finance_admin", "auditor"},
     "GET /v1/analytics/gst-summary": {"finance_admin", "auditor"},
 }

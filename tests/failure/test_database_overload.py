@@ -569,6 +569,7 @@ _QUERIES = {
     "GET /v1/usage/summary": {"wallet_id": "00000000-0000-4000-8000-000000000001"},
     "GET /v1/analytics/summary": _PERIOD,
     "GET /v1/analytics/daily": _PERIOD,
+    "GET /v1/analytics/payments": _PERIOD,
     "GET /v1/analytics/trial-balance": _PERIOD,
     "GET /v1/analytics/gst-summary": _PERIOD,
 }

@@ -76,7 +76,12 @@ async def test_a_bad_period_is_a_400_problem(
 
 @pytest.mark.parametrize(
     "route",
-    ["GET /v1/analytics/daily", "GET /v1/analytics/trial-balance", "GET /v1/analytics/gst-summary"],
+    [
+        "GET /v1/analytics/daily",
+        "GET /v1/analytics/payments",
+        "GET /v1/analytics/trial-balance",
+        "GET /v1/analytics/gst-summary",
+    ],
 )
 async def test_a_bad_format_is_a_400_problem_and_csv_is_csv(
     route: str, client: httpx.AsyncClient, token: Callable[..., str]

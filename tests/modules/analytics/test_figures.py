@@ -26,6 +26,7 @@ from commdesk_billing.modules.analytics import rollups
 from commdesk_billing.modules.analytics.activity import COLLECTION, CommunityActivity, document_id
 from commdesk_billing.modules.analytics.consumers import AnalyticsRollups
 from commdesk_billing.modules.analytics.periods import Period, day_start, today
+from commdesk_billing.modules.analytics.sources import day_expr
 from commdesk_billing.queues.envelope import new_envelope
 from commdesk_billing.security.jwt import Role
 from tests.harness.mongo import MongoTarget, communities
@@ -140,6 +141,17 @@ async def _check_against_the_books(stack: Stack, period: Period) -> dict[str, An
     assert [(x["status"], x["method"], x["payments"], x["amount_paise"]) for x in lines] == [
         (s, m, int(n), int(a)) for s, m, n, a in direct
     ]
+    # …and day by day.
+    per_day = (await _get(stack, "/v1/analytics/payments", period)).json()["lines"]
+    direct_days = await books.rows(
+        f"""SELECT {day_expr("created_at")}, status, coalesce(payment_method, 'none'), count(*),
+                   sum(amount_paise)
+              FROM payments WHERE created_at >= :s AND created_at < :e
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+    )
+    assert [
+        (x["day"], x["status"], x["method"], x["payments"], x["amount_paise"]) for x in per_day
+    ] == [(d.isoformat(), s, m, int(n), int(a)) for d, s, m, n, a in direct_days]
     # The days add up to the period.
     days = (await _get(stack, "/v1/analytics/daily", period)).json()["days"]
     assert [d["day"] for d in days] == [d.isoformat() for d in period.each_day()]

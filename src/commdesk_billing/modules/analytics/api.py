@@ -1,5 +1,5 @@
 """Financial analytics routes (finance_admin, auditor): `GET /v1/analytics/summary`,
-`/daily`, `/trial-balance` and `/gst-summary`. Each takes `from` and `to` (YYYY-MM-DD,
+`/daily`, `/payments`, `/trial-balance` and `/gst-summary`. Each takes `from` and `to` (YYYY-MM-DD,
 Indian calendar days, both inclusive, at most 366 days); the reports also answer CSV with
 `?format=csv`. The work is in `service.py`; this file only validates, authorizes and
 renders."""
@@ -18,7 +18,13 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.deps import Caller, Engine
 from commdesk_billing.errors import InvalidReportFormat
 from commdesk_billing.modules.analytics import auth, csvout, service
-from commdesk_billing.modules.analytics.models import Daily, GstSummary, Summary, TrialBalance
+from commdesk_billing.modules.analytics.models import (
+    Daily,
+    GstSummary,
+    PaymentsDaily,
+    Summary,
+    TrialBalance,
+)
 from commdesk_billing.modules.analytics.periods import Period, parse_period
 from commdesk_billing.problems import documented
 
@@ -118,6 +124,23 @@ async def get_daily(
     csv = _as_csv(format)
     report = await _read(engine, period, service.daily)
     return _csv_response(csvout.daily(report), "daily", period) if csv else report
+
+
+@router.get(
+    "/payments",
+    response_model=PaymentsDaily,
+    response_model_by_alias=True,
+    responses={**_PROBLEMS, **_CSV},
+    summary="Payments by day, status and method (finance_admin, auditor; CSV with ?format=csv)",
+)
+async def get_payments(
+    engine: Engine, caller: Caller, date_from: From = None, to: To = None, format: Format = None
+) -> Any:
+    auth.may_read(caller)
+    period = parse_period(date_from, to)
+    csv = _as_csv(format)
+    report = await _read(engine, period, service.payments_daily)
+    return _csv_response(csvout.payments_daily(report), "payments", period) if csv else report
 
 
 @router.get(

@@ -11,7 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from commdesk_billing.modules.analytics.models import Daily, GstSummary, GstTotals, TrialBalance
+from commdesk_billing.modules.analytics.models import (
+    Daily,
+    GstSummary,
+    GstTotals,
+    PaymentsDaily,
+    TrialBalance,
+)
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -41,6 +47,11 @@ def daily(report: Daily) -> str:
     rows = [d.model_dump(mode="json") for d in report.days]
     columns = ["day", *[c for c in _columns(type(report.days[0])) if c != "day"]] if rows else []
     return table(columns, rows)
+
+
+def payments_daily(report: PaymentsDaily) -> str:
+    columns = ["day", "status", "method", "payments", "amount_paise"]
+    return table(columns, (line.model_dump(mode="json") for line in report.lines))
 
 
 def trial_balance(report: TrialBalance) -> str:

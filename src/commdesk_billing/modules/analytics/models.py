@@ -54,6 +54,21 @@ class PaymentsLine(BaseModel):
     amount_paise: int
 
 
+class PaymentsDayLine(PaymentsLine):
+    day: date
+
+
+class PaymentsDaily(BaseModel):
+    """Payments by day (of their order's opening), status and method: only the combinations
+    that occurred, ordered by day, status and method."""
+
+    date_from: date = Field(alias="from")
+    date_to: date = Field(alias="to")
+    lines: list[PaymentsDayLine]
+
+    model_config = {"populate_by_name": True}
+
+
 class StatusLine(BaseModel):
     status: str
     count: int

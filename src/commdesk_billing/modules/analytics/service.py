@@ -26,6 +26,8 @@ from commdesk_billing.modules.analytics.models import (
     GstSummary,
     GstTotals,
     LedgerTotals,
+    PaymentsDaily,
+    PaymentsDayLine,
     PaymentsLine,
     StatusLine,
     Summary,
@@ -190,6 +192,19 @@ async def daily(conn: AsyncConnection, period: Period) -> Daily:
             for d in period.each_day()
         ],
     )
+
+
+async def payments_daily(conn: AsyncConnection, period: Period) -> PaymentsDaily:
+    """Payments by day, status and method."""
+    lines = [
+        PaymentsDayLine(
+            day=a.day, status=a.key1, method=a.key2, payments=a.events, amount_paise=a.amount
+        )
+        for a in await reads.activity_rows(conn, period)
+        if a.metric == "payments"
+    ]
+    lines.sort(key=lambda x: (x.day, x.status, x.method))
+    return PaymentsDaily(date_from=period.first, date_to=period.last, lines=lines)
 
 
 async def trial_balance(conn: AsyncConnection, period: Period) -> TrialBalance:

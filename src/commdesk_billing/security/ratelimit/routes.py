@@ -125,6 +125,7 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/fraud/lists"): _R,
     ("GET", "/v1/analytics/summary"): _R,
     ("GET", "/v1/analytics/daily"): _R,
+    ("GET", "/v1/analytics/payments"): _R,
     ("GET", "/v1/analytics/trial-balance"): _R,
     ("GET", "/v1/analytics/gst-summary"): _R,
     ("GET", "/openapi.json"): _R,
