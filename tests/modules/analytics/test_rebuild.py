@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Settings
+from commdesk_billing.modules.analytics import rollups
 from commdesk_billing.modules.analytics.periods import Period, today
 from tests.conftest import new_wallet
 from tests.harness.mongo import MongoTarget
@@ -86,3 +87,19 @@ async def test_rebuild_recomputes_every_day_from_the_ledger(
         _cli, settings, mongodb, "--from", "2026-12-09", "--to", "2026-12-01"
     )
     assert bad.returncode == 2 and "`from` is after `to`" in bad.stderr
+
+
+async def test_the_job_recomputes_the_recent_days_and_catches_up_on_the_past(
+    engine: AsyncEngine,
+) -> None:
+    await new_wallet(engine, 300)
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM analytics_days"))
+    done = await rollups.refresh_due(engine)
+    assert today() in done and today() - timedelta(days=1) in done
+    again = await rollups.refresh_due(engine)
+    # The recent days every run; a past day once it is settled, never again.
+    assert set(again) <= set(done) and today() in again
+    async with engine.connect() as conn:
+        days = {d for (d,) in await conn.execute(text("SELECT day FROM analytics_days"))}
+    assert set(done) <= days
