@@ -920,7 +920,8 @@ def analytics() -> None:
     show_default=True,
     help="Write the communities' activity to MongoDB too.",
 )
-def analytics_rebuild(date_from: str, date_to: str, mongo: bool) -> None:
+@json_option
+def analytics_rebuild(date_from: str, date_to: str, mongo: bool, as_json: bool) -> None:
     """Recompute every rollup bucket of the days from the source rows (the ledger, payments,
     refunds, ...): safe to run at any time, over days already done too. At most 3660 days
     per run."""
@@ -946,7 +947,11 @@ def analytics_rebuild(date_from: str, date_to: str, mongo: bool) -> None:
             await engine.dispose()
 
     days = _run(go)
-    click.echo(f"rebuilt {days} days of analytics rollups, {period.first} to {period.last}")
+    emit(
+        as_json,
+        {"days": days, "from": period.first.isoformat(), "to": period.last.isoformat()},
+        f"rebuilt {days} days of analytics rollups, {period.first} to {period.last}",
+    )
 
 
 main.add_command(sandbox_command)

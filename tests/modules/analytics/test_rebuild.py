@@ -5,6 +5,7 @@ the same result; a bad range refused before anything is touched."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,13 @@ async def test_rebuild_recomputes_every_day_from_the_ledger(
         )
         buckets, ledger = await _buckets_and_ledger(engine, period)
         assert buckets == ledger and len(ledger) >= 4
+    as_json = await asyncio.to_thread(_cli, settings, mongodb, *args, "--json", "--no-mongo")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {
+        "days": 3,
+        "from": period.first.isoformat(),
+        "to": period.last.isoformat(),
+    }
     async with engine.connect() as conn:
         stamped = await conn.scalar(
             text("SELECT count(*) FROM analytics_days WHERE day BETWEEN :a AND :b"),
