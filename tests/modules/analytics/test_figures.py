@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import socket
 import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.analytics import rollups
-from commdesk_billing.modules.analytics.activity import COLLECTION, document_id
+from commdesk_billing.modules.analytics.activity import COLLECTION, CommunityActivity, document_id
 from commdesk_billing.modules.analytics.consumers import AnalyticsRollups
 from commdesk_billing.modules.analytics.periods import Period, day_start, today
 from commdesk_billing.modules.analytics.sources import day_expr
@@ -318,3 +320,23 @@ async def test_the_figures_equal_the_books_to_the_paisa(
         + live["gst"]["net"]["sgst_paise"]
         + live["gst"]["net"]["igst_paise"]
     )
+
+    # MongoDB away: the community documents are only logged as not written; the financial
+    # rollups are recomputed all the same.
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    away = CommunityActivity(
+        stack.settings.model_copy(
+            update={
+                "mongodb_url": SecretStr(f"mongodb://127.0.0.1:{closed}/"),
+                "mongodb_timeout_s": 0.5,
+            }
+        )
+    )
+    try:
+        async with stack.engine.connect() as conn:
+            assert await away.write_day_or_log(conn, day) is False
+        assert day in await rollups.refresh_due(stack.engine, away)
+    finally:
+        await away.aclose()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import structlog
 from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import PyMongoError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
@@ -18,6 +20,8 @@ from commdesk_billing.modules.analytics.periods import day_start
 from commdesk_billing.modules.communities.mongo import mongo_client
 
 COLLECTION = "analytics_community_daily"
+
+log = structlog.get_logger(__name__)
 
 
 def document_id(community_id: str, day: date) -> str:
@@ -64,6 +68,21 @@ class CommunityActivity:
             ordered=False,
         )
         return len(rows)
+
+    async def write_day_or_log(self, conn: AsyncConnection, day: date) -> bool:
+        """`write_day`, but MongoDB away only logs: the financial rollups (PostgreSQL) must
+        not wait on it. The job rewrites the recent days on its next run; older days come
+        back with `analytics rebuild`."""
+        try:
+            await self.write_day(conn, day)
+        except PyMongoError as exc:
+            log.warning(
+                "analytics.community_activity.not_written",
+                day=day.isoformat(),
+                error=type(exc).__name__,
+            )
+            return False
+        return True
 
     async def aclose(self) -> None:
         if self._client is not None:

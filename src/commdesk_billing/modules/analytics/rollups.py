@@ -89,12 +89,18 @@ async def _first_day(conn: AsyncConnection) -> date | None:
     return day_of(first) if first else None
 
 
-async def _refresh(engine: AsyncEngine, day: date, sink: CommunityActivity | None) -> None:
+async def _refresh(
+    engine: AsyncEngine, day: date, sink: CommunityActivity | None, *, strict: bool
+) -> None:
     async def work(conn: AsyncConnection) -> None:
         await refresh_day(conn, day)
-        if sink is not None:
-            # Inside the transaction: a MongoDB failure rolls the day back, to be redone.
+        if sink is None:
+            return
+        if strict:
+            # A rebuild: MongoDB away fails the command (that day rolled back, exit 4).
             await sink.write_day(conn, day)
+        else:
+            await sink.write_day_or_log(conn, day)
 
     await in_transaction(engine, work)
 
@@ -117,7 +123,7 @@ async def refresh_due(engine: AsyncEngine, sink: CommunityActivity | None = None
 
     days = sorted(set(await in_transaction(engine, due)) | set(recent))
     for day in days:
-        await _refresh(engine, day, sink)
+        await _refresh(engine, day, sink, strict=False)
     return days
 
 
@@ -127,5 +133,5 @@ async def rebuild(
     """`analytics rebuild`: every day of the period recomputed from its source rows (and,
     with a sink, its communities' activity written to MongoDB again)."""
     for day in period.each_day():
-        await _refresh(engine, day, sink)
+        await _refresh(engine, day, sink, strict=True)
     return period.days
