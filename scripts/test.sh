@@ -16,8 +16,10 @@ fi
 bash scripts/ensure-services.sh
 if [ "$quick" -eq 0 ]; then
   bash scripts/ensure-browser.sh   # Debian's chromium, for the one hosted-checkout browser test
+  bash scripts/ensure-prometheus.sh  # promtool and Prometheus, for the alert rules and the one scrape test
 fi
 bash scripts/bootstrap.sh
+bash scripts/ensure-linters.sh     # hadolint, actionlint, yamllint, ShellCheck: tests/deploy
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

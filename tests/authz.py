@@ -421,3 +421,9 @@ ANALYTICS_ALLOW = {
     "GET /v1/analytics/trial-balance": {"finance_admin", "auditor"},
     "GET /v1/analytics/gst-summary": {"finance_admin", "auditor"},
 }
+
+# The billing profile: a person's own (every role but a service has one).
+BILLING_PROFILE_ALLOW = {
+    "GET /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},
+    "PUT /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},
+}

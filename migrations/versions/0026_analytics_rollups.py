@@ -1,7 +1,7 @@
 """Financial analytics rollups (DESIGN §14): per-day buckets recomputed from source rows.
 
 Revision ID: 0026
-Revises: 0025
+Revises: 0032 (0025 when branched; after main's 0032_billing_profiles, so there is one head)
 Create Date: 2026-12-07
 
 A day is an Indian calendar day (UTC+05:30), the day GST returns and settlements count in.
@@ -29,7 +29,7 @@ from alembic import op
 from commdesk_billing.db.migrate import execute_script
 
 revision = "0026"
-down_revision = "0025"
+down_revision = "0032"
 branch_labels = None
 depends_on = None
 

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +41,7 @@ from commdesk_billing.modules.splits.api import router as splits_router
 from commdesk_billing.modules.sponsorships.api import router as sponsorships_router
 from commdesk_billing.modules.subscriptions.api import router as subscriptions_router
 from commdesk_billing.modules.usage.api import router as usage_router
+from commdesk_billing.modules.users.api import router as billing_profile_router
 from commdesk_billing.modules.wallet.api import router as wallet_router
 from commdesk_billing.modules.webhooks.api import router as webhooks_router
 from commdesk_billing.security.cors import Cors
@@ -54,8 +55,10 @@ from commdesk_billing.security.ratelimit import RateLimits
 from commdesk_billing.security.ratelimit.openapi import document as document_rate_limits
 from commdesk_billing.security.scrape import scrape_refusal
 from commdesk_billing.security.sealed import key_ring
+from commdesk_billing.security.strictquery import strict_query
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
+from commdesk_billing.telemetry import exposition
 from commdesk_billing.telemetry.context import set_traceparent
 from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -143,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if cfg.docs_served else None,
+        # Under /v1, a query parameter the route does not declare is refused (400).
+        dependencies=[Depends(strict_query)],
     )
     # Also set by the lifespan; set here so middlewares see it from the first request
     # (security/addresses.py reads the trusted proxies from it).
@@ -171,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fraud_router)
     app.include_router(fraud_reviews_router)
     app.include_router(analytics_router)
+    app.include_router(billing_profile_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -222,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         if refusal is not None:
             return problems.problem(404, "not_found", "Not found", "Not Found")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition.payload(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(
         RequestHygiene,

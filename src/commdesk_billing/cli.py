@@ -85,7 +85,14 @@ def api(host: str | None, port: int | None, workers: int) -> None:
         port=port or settings.api_port,
         workers=workers,
     )
-    httpserver.run(config)
+    if workers == 1:
+        httpserver.run(config)
+        return
+    from commdesk_billing.telemetry.exposition import shared_directory
+
+    # Several processes behind one port: /metrics sums them all (telemetry/exposition.py).
+    with shared_directory():
+        httpserver.run(config)
 
 
 @main.command()
@@ -369,7 +376,9 @@ def _serve_until_signalled(run: Serve) -> None:
         readiness = _Readiness()
         server = None
         if settings.worker_metrics_port:
-            server = HealthServer(settings.worker_metrics_port, readiness.checks)
+            server = HealthServer(
+                settings.worker_metrics_port, readiness.checks, host=settings.worker_metrics_host
+            )
             await server.start()
         try:
             await run(stop, readiness)

@@ -132,7 +132,12 @@ class PlainErrors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+        except click.ClickException as exc:
+            if type(exc) is click.ClickException:
+                # A command's own refusal (`raise click.ClickException(...)`): refused, 3.
+                raise Refused(exc.message) from None
+            raise  # usage errors (2) and failures already classified
+        except (click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None

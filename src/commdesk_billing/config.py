@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     # least (a client's retries must find the answer), 90 days at the most.
     idempotency_retention_s: Annotated[int, Field(ge=3600, le=90 * 86400)] = 86400
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: no metrics server
+    # Where the worker's and scheduler's /metrics, /healthz, /readyz listen: loopback unless
+    # Prometheus scrapes them from elsewhere (a container's address; unauthenticated, so
+    # never a public one).
+    worker_metrics_host: str = "127.0.0.1"
+    # How often the scheduler's leader reads the ledger, wallet, PostgreSQL and broker figures
+    # into gauges (telemetry/metrics.py, `metrics_snapshot`).
+    metrics_snapshot_every_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # Fault injection for failure tests only: the worker SIGKILLs itself after committing a
     # message of this queue and before acknowledging it. Refused in production.
     fault_crash_after_commit: str | None = None

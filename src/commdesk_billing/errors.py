@@ -84,6 +84,12 @@ class IdempotencyKeyInvalid(DomainError):
     title = "Idempotency-Key header is not valid"
 
 
+class UnknownQueryParameter(DomainError):
+    code = "unknown_query_parameter"
+    status = 400
+    title = "Unknown query parameter"
+
+
 class InvalidCursor(DomainError):
     code = "invalid_cursor"
     status = 422
@@ -106,6 +112,12 @@ class PaymentNotRetryable(DomainError):
     code = "payment_not_retryable"
     status = 409
     title = "This payment cannot be retried"
+
+
+class BuyerStateConflict(DomainError):
+    code = "buyer_state_conflicts_gstin"
+    status = 422
+    title = "The order's state is not the registered buyer's"
 
 
 class PaymentNotCancellable(DomainError):

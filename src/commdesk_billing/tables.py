@@ -10,6 +10,7 @@ from __future__ import annotations
 # table → owning package (a folder under `modules/`, or an infrastructure package).
 OWNERS: dict[str, str] = {
     "users": "modules/users",
+    "billing_profiles": "modules/users",
     "wallets": "modules/wallet",
     "wallet_transactions": "modules/wallet",
     "wallet_holds": "modules/wallet",

@@ -25,6 +25,7 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.idempotency.keys import prune_expired as prune_idempotency_keys
 from commdesk_billing.kv.store import RedisStore
+from commdesk_billing.metrics_snapshot import MetricsSnapshot
 from commdesk_billing.modules.analytics import rollups as analytics_rollups
 from commdesk_billing.modules.analytics.activity import CommunityActivity
 from commdesk_billing.modules.analytics.consumers import AnalyticsRollups
@@ -379,6 +380,13 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             "analytics_refresh",
             settings.analytics_refresh_every_s,
             lambda: _refresh_analytics(engine, settings),
+        ),
+        # Gauges read from the books and the dependencies (revenue, queue depths, PostgreSQL
+        # connections, who answers): metrics_snapshot.py.
+        Job(
+            "metrics_snapshot",
+            settings.metrics_snapshot_every_s,
+            MetricsSnapshot(settings, engine).run,
         ),
         Job(
             "prune_outbox_inbox",

@@ -15,6 +15,7 @@ from tests.authz import (
     ANALYTICS_ALLOW,
     AUDIT_ALLOW,
     AUTO_RECHARGE_ALLOW,
+    BILLING_PROFILE_ALLOW,
     COMMUNITY_ALLOW,
     FRAUD_ALLOW,
     MANDATE_ALLOW,
@@ -49,7 +50,9 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         SETTLEMENT_ALLOW
     ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | set(USAGE_ALLOW) | set(
         SUBSCRIPTION_ALLOW
-    ) | set(MANDATE_ALLOW) | set(AUDIT_ALLOW) | set(FRAUD_ALLOW) | set(ANALYTICS_ALLOW) | {
+    ) | set(MANDATE_ALLOW) | set(AUDIT_ALLOW) | set(FRAUD_ALLOW) | set(ANALYTICS_ALLOW) | set(
+        BILLING_PROFILE_ALLOW
+    ) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree/subscriptions",
         "POST /v1/webhooks/cashfree-payouts",

@@ -153,7 +153,7 @@ def _plain_failure(done: subprocess.CompletedProcess[str], exit_code: int, words
         (("wallet", "sync-balance", "not-a-uuid"), 2, "not a valid UUID"),
         (("notifications", "retry", str(uuid.uuid4())), 3, "no failed or skipped delivery"),
         (("dlq", "list", "nope"), 3, "unknown queue 'nope'"),
-        (("dlq", "purge", "payment.processing"), 1, "add --yes"),
+        (("dlq", "purge", "payment.processing"), 3, "add --yes"),
         (("token", "--sub", "x", "--role", "emperor"), 2, "'emperor' is not one of"),
         (("ledger", "verify", "--bogus"), 2, "No such option"),
     ],

@@ -481,6 +481,13 @@ _PATH_PARAMETERS = (
     "entry_id",
 )
 _BODIES: dict[str, Any] = {
+    "PUT /v1/billing-profile": {
+        "legal_name": "Sweep Pvt Ltd",
+        "address_line1": "1 Sweep Road",
+        "city": "Pune",
+        "postal_code": "411001",
+        "state_code": "27",
+    },
     "POST /v1/fraud/reviews/{review_id}/decision": {"decision": "release", "reason": "sweep"},
     "POST /v1/fraud/lists": {
         "list": "deny",

@@ -127,3 +127,19 @@ async def test_a_body_within_the_depth_still_reaches_the_route(
         headers=auth(member, uuid.uuid4().hex),
     )
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
+
+
+async def test_an_unknown_query_parameter_is_refused_naming_what_the_route_takes(
+    client: Any, token: Any
+) -> None:
+    from commdesk_billing.security.jwt import Role
+    from tests.conftest import auth
+
+    tok = token(Role.member)
+    r = await client.get("/v1/payments?status=FAILED&limit=5", headers=auth(tok))
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["code"] == "unknown_query_parameter" and body["unknown"] == ["status"]
+    assert "limit" in body["allowed"] and "cursor" in body["allowed"]
+    ok = await client.get("/v1/payments?limit=5", headers=auth(tok))
+    assert ok.status_code == 200, ok.text

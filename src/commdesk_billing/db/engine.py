@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from commdesk_billing.config import Settings
 from commdesk_billing.db import errors
 from commdesk_billing.db.urls import to_asyncpg
+from commdesk_billing.telemetry import aftercommit
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -74,6 +75,8 @@ async def in_transaction(
     The commit is inside the retry loop: a serialization failure can surface at COMMIT.
 
     Bounded: at most `attempts` runs with under half a second of pauses between them in all.
+    Counters of what `work` did (`telemetry.aftercommit.count`) are counted after the
+    commit, once; an attempt that fails counts nothing.
     A database that cannot serve the transaction now (no pool connection in time, a statement
     timeout, a refused or timed-out connect: `db/errors.py`) is never tried again here — each
     of those already cost its timeout — and raises `DatabaseUnavailable` (the API's 503).
@@ -83,8 +86,13 @@ async def in_transaction(
         try:
             async with engine.connect() as conn:
                 connected = True
+                # What an earlier, failed use of this connection left pending is dropped here
+                # (never on the failure itself: the connection may be invalidated by then).
+                aftercommit.discard(conn)
                 async with conn.begin():
-                    return await work(conn)
+                    result = await work(conn)
+                aftercommit.committed(conn)
+                return result
         except Exception as exc:
             reason = errors.classify(exc, connecting=not connected)
             if reason is not None:

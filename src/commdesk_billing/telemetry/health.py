@@ -12,7 +12,10 @@ import json
 from collections.abc import Callable, Mapping
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from commdesk_billing.telemetry import exposition
+from commdesk_billing.telemetry.metrics import PROCESS_READY
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +49,11 @@ class HealthServer:
             status, reason = (200, "OK") if ready else (503, "Service Unavailable")
             return _response(status, reason, body.encode(), "application/json")
         if path == "/metrics":
-            return _response(200, "OK", generate_latest(), CONTENT_TYPE_LATEST)
+            # The readiness checks as a gauge too, read at scrape time: an alert can say
+            # "the worker is not consuming" without anyone polling /readyz.
+            for name, ok in self.checks().items():
+                PROCESS_READY.labels(name).set(1 if ok else 0)
+            return _response(200, "OK", exposition.payload(), CONTENT_TYPE_LATEST)
         return _response(404, "Not Found", b'{"status":"not_found"}', "application/json")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,4 +1,17 @@
-"""Prometheus metrics (text format at /metrics)."""
+"""Prometheus metrics (text format at /metrics).
+
+Every label takes a short, fixed vocabulary: never an id, an address or free text (a label
+value is a time series, kept for weeks). Every process serves its own /metrics (API, worker,
+scheduler); the API's several uvicorn workers share a directory of figures
+(`telemetry/exposition.py`), which is why each gauge says how its per-process values combine
+(`multiprocess_mode`; ignored in a single process).
+
+Counts of what a transaction did are counted once it committed (`telemetry/aftercommit.py`):
+a transaction run again after a serialization failure counts once. Money is never counted:
+revenue, deferred revenue and fees are read from the ledger's house accounts by the
+scheduler (`billing_ledger_house_balance_paise`, `billing_revenue_paise`), so a rollback can
+never make them drift.
+"""
 
 from __future__ import annotations
 
@@ -50,12 +63,21 @@ HANDLER_LATENCY = Histogram(
     ["queue"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
-OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows due and not yet published")
+OUTBOX_BACKLOG = Gauge(
+    "billing_outbox_backlog",
+    "Outbox rows due and not yet published",
+    multiprocess_mode="livemax",
+)
 OUTBOX_OLDEST_AGE = Gauge(
     "billing_outbox_oldest_unsent_seconds",
     "Age of the oldest due, unpublished outbox row (queue stuck signal)",
+    multiprocess_mode="livemax",
 )
-SCHEDULER_LEADER = Gauge("billing_scheduler_leader", "1 while this scheduler holds the lease")
+SCHEDULER_LEADER = Gauge(
+    "billing_scheduler_leader",
+    "1 while this scheduler holds the lease",
+    multiprocess_mode="livemax",
+)
 SCHEDULER_JOB_RUNS = Counter(
     "billing_scheduler_job_runs_total", "Periodic job runs", ["job", "outcome"]
 )
@@ -104,7 +126,127 @@ RATE_LIMIT_DECISIONS = Counter(
     ["route_class", "outcome", "backend"],
 )
 RATE_LIMIT_LOCAL = Gauge(
-    "billing_rate_limit_local", "1 while this process counts rate limits itself (Redis away)"
+    "billing_rate_limit_local",
+    "1 while this process counts rate limits itself (Redis away)",
+    multiprocess_mode="livemax",  # 1 while any live API worker is on its own
+)
+
+# The seed's analytics. Counted after commit (`aftercommit.count`). channel: checkout (a
+# person on the hosted checkout) | auto_recharge (a recharge the wallet asked for, by checkout
+# link or on a mandate) | mandate (any other charge on a mandate: subscription renewals);
+# kind: the payment's kind (pack, custom, sponsorship, subscription…: a fixed set in code);
+# pack: a catalog pack code, or "custom" for a top-up of an amount (the catalog is a handful
+# of packs kept by finance, never a client's input); reason: `modules/payments/failures.py`.
+PAYMENTS_SUCCEEDED = Counter(
+    "billing_payments_succeeded_total",
+    "Payments Cashfree reported paid (moved to PAID), by channel and kind",
+    ["channel", "kind"],
+)
+PAYMENTS_FAILED = Counter(
+    "billing_payments_failed_total",
+    "Payments failed, dropped, expired or cancelled, by reason (a fixed vocabulary)",
+    ["reason"],
+)
+CREDIT_PURCHASES = Counter(
+    "billing_credit_purchases_total",
+    "Credit purchases credited to a wallet, by pack and channel",
+    ["pack", "channel"],
+)
+CREDITS_PURCHASED = Counter(
+    "billing_credits_purchased_total",
+    "Credits granted by purchases (base and bonus), by pack and channel",
+    ["pack", "channel"],
+)
+REFUNDS_CREATED = Counter("billing_refunds_created_total", "Refunds requested (created)")
+REFUNDS_FINISHED = Counter(
+    "billing_refunds_finished_total",
+    "Refunds that reached an end status (success, failed, cancelled)",
+    ["status"],
+)
+# event: the auto-recharge decision log's kinds (fired, skipped, succeeded, failed,
+# disabled…, `autorecharge/model.py`).
+AUTO_RECHARGE_EVENTS = Counter(
+    "billing_auto_recharge_events_total",
+    "Auto-recharge decisions recorded, by kind",
+    ["event"],
+)
+
+# Read from the database by the scheduler's `metrics_snapshot` job (its leader only), every
+# BILLING_METRICS_SNAPSHOT_EVERY_S. account: a house account's code (a fixed list,
+# `modules/ledger/gauges.py`); balances on the account's normal side.
+LEDGER_HOUSE_BALANCE_PAISE = Gauge(
+    "billing_ledger_house_balance_paise",
+    "Balance of each INR house account on its normal side, in paise",
+    ["account"],
+    multiprocess_mode="livemax",
+)
+LEDGER_HOUSE_BALANCE_CREDITS = Gauge(
+    "billing_ledger_house_balance_credits",
+    "Balance of each CREDITS house account on its normal side, in credits",
+    ["account"],
+    multiprocess_mode="livemax",
+)
+# kind: recognized (platform consumption, breakage, subscriptions) | deferred (bought, not
+# yet consumed) | fees (platform, sponsorship and payout fees).
+REVENUE_PAISE = Gauge(
+    "billing_revenue_paise",
+    "Revenue to date from the ledger's house accounts, by kind, in paise",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
+WALLETS_NEGATIVE = Gauge(
+    "billing_wallets_negative",
+    "Wallets with a balance below zero (available, held or pending); CHECKs forbid it",
+    multiprocess_mode="livemax",
+)
+AUTO_RECHARGE_ENABLED_WALLETS = Gauge(
+    "billing_auto_recharge_enabled_wallets",
+    "Wallets with auto-recharge turned on",
+    multiprocess_mode="livemax",
+)
+# queue: a work queue of topology.QUEUES; kind: work | dlq.
+QUEUE_DEPTH = Gauge(
+    "billing_queue_depth",
+    "Messages ready in each queue (RabbitMQ's count, passive declare)",
+    ["queue", "kind"],
+    multiprocess_mode="livemax",
+)
+QUEUE_CONSUMERS = Gauge(
+    "billing_queue_consumers",
+    "Consumers attached to each work queue",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+# dependency: postgresql | redis | rabbitmq (what the snapshot could reach, each with a
+# short timeout).
+DEPENDENCY_UP = Gauge(
+    "billing_dependency_up",
+    "1 when the scheduler's last probe reached the dependency, else 0",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+POSTGRES_CONNECTIONS = Gauge(
+    "billing_postgres_connections",
+    "Connections open on the PostgreSQL server (pg_stat_activity, client backends)",
+    multiprocess_mode="livemax",
+)
+POSTGRES_MAX_CONNECTIONS = Gauge(
+    "billing_postgres_max_connections",
+    "Connections PostgreSQL accepts from ordinary roles (max_connections minus reserved)",
+    multiprocess_mode="livemax",
+)
+METRICS_SNAPSHOT_LAST_SUCCESS = Gauge(
+    "billing_metrics_snapshot_last_success_timestamp_seconds",
+    "When the scheduler last read every database and broker figure (unix seconds)",
+    multiprocess_mode="livemax",
+)
+# The worker's and scheduler's readiness checks (telemetry/health.py), as served on /readyz;
+# check: a fixed name per process kind (broker, consuming, relay, leader…).
+PROCESS_READY = Gauge(
+    "billing_process_ready",
+    "1 while the process's readiness check passes, by check",
+    ["check"],
+    multiprocess_mode="livemax",
 )
 
 # Reconciliation (`commdesk-billing reconcile` and its scheduled job). source: internal (the

@@ -69,6 +69,7 @@ NOT_PRIVILEGED = {
     "POST /v1/communities/{community_id}/spends": "a person spending their own credits",
     "POST /v1/subscriptions": "a person subscribing from their own wallet",
     "POST /v1/mandates": "a person setting up their own mandate",
+    "PUT /v1/billing-profile": "a person's own billing details (the caller's, never another's)",
     "POST /v1/payments/{payment_id}/sync": "applies Cashfree's answer as the sync job does "
     "(recorded as a `manual` transition); it decides nothing",
 }
@@ -360,7 +361,7 @@ async def test_each_privileged_command_writes_an_entry_as_the_operator(
     assert pause.returncode == 0 and pause.stdout == "paused\n", pause.stderr
     missing = str(uuid.uuid4())
     retry = await cli("notifications", "retry", missing)
-    assert retry.returncode == 1  # nothing done: nothing recorded
+    assert retry.returncode == 3  # refused (no such delivery): nothing recorded
 
     operator = f"cli:{_os_user()}"
     [replayed] = await _operator_entries(engine, "dlq.replayed", queue)

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from commdesk_billing.security.jwt import Role
 from tests.harness.stack import Stack
@@ -59,6 +60,9 @@ async def test_no_mandate_checkout_then_credited(stack: Stack) -> None:
         headers=_auth(tok, uuid.uuid4().hex),
     )
     assert r.status_code == 201, r.text
+    bought = ("billing_credit_purchases_total", {"pack": "pack_150", "channel": "auto_recharge"})
+    succeeded = ("billing_auto_recharge_events_total", {"event": "succeeded"})
+    before = [REGISTRY.get_sample_value(*m) or 0 for m in (bought, succeeded)]
     opened = await _until_decision(stack, tok, wid, "checkout_opened")
     seen = await stack.wallet(tok)
     assert (seen["available_credits"], seen["pending_credits"]) == (150, 1500)
@@ -71,6 +75,9 @@ async def test_no_mandate_checkout_then_credited(stack: Stack) -> None:
     await _until_decision(stack, tok, wid, "succeeded")
     seen = await stack.wallet(tok)
     assert (seen["available_credits"], seen["pending_credits"]) == (1650, 0)
+    # The metrics say it was an auto-recharge (the recharge trends, auto-recharge usage).
+    after = [REGISTRY.get_sample_value(*m) or 0 for m in (bought, succeeded)]
+    assert after[0] >= before[0] + 1 and after[1] >= before[1] + 1, (before, after)
     lines = (await stack.api.get(f"/v1/wallets/{wid}/transactions", headers=_auth(tok))).json()[
         "data"
     ]

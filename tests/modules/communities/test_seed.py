@@ -68,7 +68,7 @@ def test_servers_never_carry_credentials_or_options() -> None:
 )
 def test_seeding_refuses_a_mongodb_off_this_machine(url: str) -> None:
     done = _seed(url, "commdesk", "--owner", "u-1")
-    assert done.returncode == 1
+    assert done.returncode == 3
     assert "is not on this machine: billing only reads CommDesk's communities" in done.stderr
     assert "s3cr3t" not in done.stdout + done.stderr
 
@@ -88,7 +88,7 @@ def test_seeding_is_refused_in_production(mongodb: MongoTarget) -> None:
         BILLING_PUBLIC_BASE_URL="https://billing.example.com",
         BILLING_JWT_JWKS_URL="https://id.example.com/.well-known/jwks.json",
     )
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     assert "billing never writes CommDesk's communities in production" in done.stderr
 
 
@@ -118,8 +118,8 @@ async def test_seeding_a_demo_community_the_directory_then_reads(
 
 def test_seeding_refuses_what_the_directory_would_refuse(mongodb: MongoTarget) -> None:
     bad_id = _seed(mongodb.url, mongodb.database, "--id", "no spaces", "--owner", "u")
-    assert bad_id.returncode == 1
+    assert bad_id.returncode == 3
     assert "a community id is 1-64 characters" in bad_id.stderr
     bad_name = _seed(mongodb.url, mongodb.database, "--name", "x" * 201, "--owner", "u")
-    assert bad_name.returncode == 1
+    assert bad_name.returncode == 3
     assert "the directory would refuse this community: name too long" in bad_name.stderr

@@ -18,6 +18,8 @@ from commdesk_billing.modules.autorecharge.model import (
     RechargeStatus,
     Usage,
 )
+from commdesk_billing.telemetry import aftercommit
+from commdesk_billing.telemetry.metrics import AUTO_RECHARGE_EVENTS
 
 _SETTINGS_COLS = """
     wallet_id, enabled, threshold, pack_code, amount_paise, customer_phone, customer_email,
@@ -353,6 +355,24 @@ async def touch_if_stale(
 
 # --- the decision log ---------------------------------------------------------------------
 
+# The decisions the log records (docs/architecture.md "Auto-recharge"); the metric's label.
+DECISIONS = frozenset(
+    {
+        "configured",
+        "fired",
+        "skipped",
+        "capped",
+        "backed_off",
+        "runaway",
+        "checkout_opened",
+        "charge_raised",
+        "notified",
+        "succeeded",
+        "failed",
+        "disabled",
+    }
+)
+
 
 async def log(
     conn: AsyncConnection,
@@ -374,6 +394,8 @@ async def log(
             "data": json.dumps(data, default=str),
         },
     )
+    label = decision if decision in DECISIONS else "other"
+    aftercommit.count(conn, AUTO_RECHARGE_EVENTS.labels(label))
 
 
 async def decisions(

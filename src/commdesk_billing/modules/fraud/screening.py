@@ -202,7 +202,7 @@ async def _record(
     if not fresh:
         return False  # scored at this stage before (a redelivered message)
     for e in events:
-        recorded(e["kind"], e["severity"], payment_id)
+        recorded(conn, e["kind"], e["severity"], payment_id)
     log.info(
         "fraud.scored",
         stage=stage,

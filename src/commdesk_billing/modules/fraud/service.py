@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
+from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry.metrics import FRAUD_EVENTS
 
 log = structlog.get_logger(__name__)
@@ -47,13 +48,14 @@ async def record(
             "details": json.dumps(details or {}, default=str),
         },
     )
-    recorded(kind, severity, payment_id)
+    recorded(conn, kind, severity, payment_id)
     return event_id
 
 
-def recorded(kind: str, severity: str, payment_id: uuid.UUID | None) -> None:
-    """The metric and the log line of one event written (here or with an assessment)."""
-    FRAUD_EVENTS.labels(kind).inc()
+def recorded(conn: AsyncConnection, kind: str, severity: str, payment_id: uuid.UUID | None) -> None:
+    """The metric (counted once the transaction commits) and the log line of one event
+    written (here or with an assessment)."""
+    aftercommit.count(conn, FRAUD_EVENTS.labels(kind))
     log.warning("fraud.event", kind=kind, severity=severity, payment_id=str(payment_id))
 
 

@@ -32,9 +32,13 @@ class Party:
 class LineItem:
     description: str
     sac: str
-    quantity: int  # credits
-    unit: str  # "credits"
+    quantity: int
+    unit: str  # "pack", "top-up", "service", "refund" ("credits" on documents issued earlier)
     taxable_paise: int
+    # Per unit before tax, and this line's tax. None on documents issued before they were
+    # printed (those documents never change).
+    unit_price_paise: int | None = None
+    tax_paise: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ class TaxDocument:
     rate_bp: int  # 1800 = 18 %
     gst_mode: str  # "inclusive" or "exclusive": how the price was quoted
     payment_reference: str  # our order id and Cashfree's payment / refund id
+    # How it was paid ("UPI", "Card", "Netbanking", "Wallet (PhonePe)"…) and where the
+    # payment stands ("Paid", "Refunded"). None on documents issued before they were printed.
+    payment_mode: str | None = None
+    payment_status: str | None = None
     # Credit notes only: the invoice being credited, and why.
     original_number: str | None = None
     original_issued_at: datetime | None = None
@@ -66,6 +74,9 @@ class TaxDocument:
     def __post_init__(self) -> None:
         if sum(line.taxable_paise for line in self.lines) != self.taxable_paise:
             raise ValueError("line items do not add up to the taxable value")
+        taxes = [line.tax_paise for line in self.lines]
+        if None not in taxes and sum(t or 0 for t in taxes) != self.tax_paise:
+            raise ValueError("the lines' tax does not add up to the document's")
         if self.taxable_paise + self.tax_paise != self.total_paise:
             raise ValueError("taxable value + tax is not the total")
         if (self.cgst_paise or self.sgst_paise) and self.igst_paise:
@@ -90,6 +101,8 @@ class TaxDocument:
             "rate_bp": self.rate_bp,
             "gst_mode": self.gst_mode,
             "payment_reference": self.payment_reference,
+            "payment_mode": self.payment_mode,
+            "payment_status": self.payment_status,
             "original_number": self.original_number,
             "original_issued_at": (
                 self.original_issued_at.isoformat() if self.original_issued_at else None
@@ -116,6 +129,8 @@ class TaxDocument:
             rate_bp=data["rate_bp"],
             gst_mode=data["gst_mode"],
             payment_reference=data["payment_reference"],
+            payment_mode=data.get("payment_mode"),
+            payment_status=data.get("payment_status"),
             original_number=data.get("original_number"),
             original_issued_at=datetime.fromisoformat(original_at) if original_at else None,
             reason=data.get("reason"),

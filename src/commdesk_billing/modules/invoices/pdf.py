@@ -272,8 +272,13 @@ def _payment_lines(doc: TaxDocument) -> list[_Line]:
         pricing = "Prices were quoted exclusive of GST; the tax shown was added to the price."
     else:
         pricing = f"GST pricing: {doc.gst_mode}"
+    lines: list[_Line] = [(f"Payment Reference: {doc.payment_reference}", False)]
+    if doc.payment_mode:
+        lines.append((f"Payment Mode: {doc.payment_mode}", False))
+    if doc.payment_status:
+        lines.append((f"Payment Status: {doc.payment_status}", False))
     return [
-        (f"Payment Reference: {doc.payment_reference}", False),
+        *lines,
         (pricing, False),
         ("All amounts are in Indian Rupees (INR).", False),
     ]
@@ -307,16 +312,30 @@ def _cell_text(text: str) -> str:
 def _line_items(pdf: _DocumentPDF, doc: TaxDocument) -> None:
     pdf.set_font(_FONT, "", 9)
     heading = FontFace(emphasis="BOLD", fill_color=_SHADE)
+    # Documents issued before unit prices and per-line tax were recorded keep their old
+    # table: a reprint shows what was issued.
+    priced = all(i.unit_price_paise is not None and i.tax_paise is not None for i in doc.lines)
+    titles = ["#", "Description", "SAC", "Quantity"]
+    widths: list[float] = [7, 85, 18, 35]
+    aligns = ["CENTER", "LEFT", "CENTER", "RIGHT"]
+    if priced:
+        titles += ["Unit Price (Rs.)", "Taxable Value (Rs.)", "Tax (Rs.)"]
+        widths = [6, 62, 14, 19, 23, 24, 22]
+        aligns += ["RIGHT", "RIGHT", "RIGHT"]
+    else:
+        titles.append("Taxable Value (Rs.)")
+        widths.append(35)
+        aligns.append("RIGHT")
     with pdf.table(
-        col_widths=(7, 85, 18, 35, 35),
-        text_align=("CENTER", "LEFT", "CENTER", "RIGHT", "RIGHT"),
+        col_widths=tuple(widths),
+        text_align=tuple(aligns),
         headings_style=heading,
         line_height=_LINE,
         padding=(1.2, 1.5),
         width=pdf.epw,
     ) as table:
         row = table.row()
-        for title in ("#", "Description", "SAC", "Quantity", "Taxable Value (Rs.)"):
+        for title in titles:
             row.cell(title)
         for index, item in enumerate(doc.lines, start=1):
             row = table.row()
@@ -325,7 +344,11 @@ def _line_items(pdf: _DocumentPDF, doc: TaxDocument) -> None:
             row.cell(_cell_text(item.sac))
             quantity = indian_grouping(item.quantity) if item.quantity >= 0 else str(item.quantity)
             row.cell(_cell_text(f"{quantity} {item.unit}"))
+            if priced:
+                row.cell(rupees(item.unit_price_paise or 0))
             row.cell(rupees(item.taxable_paise))
+            if priced:
+                row.cell(rupees(item.tax_paise or 0))
 
 
 def _totals(pdf: _DocumentPDF, doc: TaxDocument) -> None:

@@ -40,6 +40,7 @@ from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds import reads as refunds
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.users import service as users
+from commdesk_billing.modules.users.profiles import BuyerDetails
 from commdesk_billing.queues import outbox
 from commdesk_billing.security.jwt import Principal
 from commdesk_billing.storage import DocumentStore, ObjectConflict, StoredObject
@@ -68,20 +69,45 @@ def _describe(p: Payment) -> str:
     credits = f"{p.base_credits:,} credits"
     if p.bonus_credits:
         credits += f" + {p.bonus_credits:,} bonus"
-    what = p.pack_code or "custom top-up"
+    # The pack's name as sold (kept on the payment at order time); its code before that.
+    what = str(p.metadata.get("pack_name") or p.pack_code or "custom top-up")
     return f"CommDesk credits, {what} ({credits})"
 
 
+# How Cashfree's payment method reads on a document.
+_MODES = {
+    "upi": "UPI",
+    "card": "Card",
+    "netbanking": "Netbanking",
+    "app": "Wallet",
+    "emi": "Card EMI",
+    "cardless_emi": "Cardless EMI",
+    "paylater": "Pay Later",
+    "banktransfer": "Bank transfer",
+}
+
+
+def _payment_mode(p: Payment) -> str | None:
+    if p.payment_method is None:
+        return "UPI AutoPay mandate" if p.on_mandate else None
+    mode = _MODES.get(p.payment_method, p.payment_method)
+    return f"{mode} (mandate)" if p.on_mandate else mode
+
+
 def _line(settings: Settings, p: Payment) -> LineItem:
-    """The one line of a payment's tax invoice: the credits bought, or the platform's fee
-    on a payment of another kind (a sponsorship: `metadata.about` names what it paid)."""
+    """The one line of a payment's tax invoice: the pack (or top-up) bought, its credits
+    named, or the platform's fee on a payment of another kind (a sponsorship:
+    `metadata.about` names what it paid). One unit: its price is the taxable value."""
+    tax = p.cgst_paise + p.sgst_paise + p.igst_paise
     if p.buys_credits:
         return LineItem(
             description=_describe(p),
             sac=settings.invoice_sac_code,
-            quantity=p.base_credits + p.bonus_credits,
-            unit="credits",
+            quantity=1,
+            unit="pack" if p.pack_code else "top-up",
             taxable_paise=p.taxable_paise,
+            unit_price_paise=p.taxable_paise,
+            tax_paise=tax,
         )
     about = str(p.metadata.get("about") or p.kind)
     return LineItem(
@@ -90,12 +116,25 @@ def _line(settings: Settings, p: Payment) -> LineItem:
         quantity=1,
         unit="service",
         taxable_paise=p.taxable_paise,
+        unit_price_paise=p.taxable_paise,
+        tax_paise=tax,
     )
 
 
 async def _buyer(conn: AsyncConnection, p: Payment) -> Party:
+    """The recipient as the order recorded them: a billing profile's legal name, address and
+    GSTIN when the buyer had one (B2B when a GSTIN), else the CommDesk user (B2C)."""
     user = await users.get_user(conn, p.user_id)
     email = p.customer_email or user.email
+    on_file = BuyerDetails.from_snapshot(p.metadata.get("buyer"))
+    if on_file is not None:
+        return Party(
+            name=on_file.legal_name,
+            address=on_file.address,
+            gstin=on_file.gstin,
+            state_code=p.buyer_state,
+            email=email,
+        )
     return Party(
         name=user.name or email or f"CommDesk member {user.external_id}",
         address=None,
@@ -223,6 +262,8 @@ async def issue_invoice(
         rate_bp=payment.gst_rate_bp,
         gst_mode=payment.gst_mode,
         payment_reference=_reference(payment.order_id, payment.cashfree_payment_id),
+        payment_mode=_payment_mode(payment),
+        payment_status="Paid",
     )
     return await _issue(
         conn,
@@ -264,9 +305,11 @@ async def issue_credit_note(
         line = LineItem(
             description=f"Refund of {_describe(payment)}: {credits:,} credits returned",
             sac=settings.invoice_sac_code,
-            quantity=credits,
-            unit="credits",
+            quantity=1,
+            unit="refund",
             taxable_paise=refund.taxable_paise,
+            unit_price_paise=refund.taxable_paise,
+            tax_paise=refund.cgst_paise + refund.sgst_paise + refund.igst_paise,
         )
     else:
         fee = _line(settings, payment)
@@ -274,6 +317,8 @@ async def issue_credit_note(
             fee,
             description=f"Refund of {fee.description}"[:300],
             taxable_paise=refund.taxable_paise,
+            unit_price_paise=refund.taxable_paise,
+            tax_paise=refund.cgst_paise + refund.sgst_paise + refund.igst_paise,
         )
     draft = TaxDocument(
         kind=DocumentKind.credit_note,
@@ -294,6 +339,10 @@ async def issue_credit_note(
         gst_mode=payment.gst_mode,
         payment_reference=_reference(payment.order_id, refund.cf_refund_id)
         + f", refund {refund.refund_ref}",
+        payment_mode=_payment_mode(payment),
+        # Where the payment stood when the note was issued (every refund that has
+        # succeeded by then counted).
+        payment_status="Refunded in full" if payment.refunded else "Partly refunded",
         original_number=original.number,
         original_issued_at=original.issued_at,
         reason=refund.reason,

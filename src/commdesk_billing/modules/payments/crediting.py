@@ -25,12 +25,15 @@ from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.partners import service as partners
+from commdesk_billing.modules.payments import labels
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues import outbox
+from commdesk_billing.telemetry import aftercommit
+from commdesk_billing.telemetry.metrics import CREDIT_PURCHASES, CREDITS_PURCHASED
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +120,9 @@ async def credit_payment(
         credited_at=at,
         credits_granted=p.credits,
     )
+    bought = (labels.pack(p.pack_code), labels.channel(p.metadata, p.on_mandate))
+    aftercommit.count(conn, CREDIT_PURCHASES.labels(*bought))
+    aftercommit.count(conn, CREDITS_PURCHASED.labels(*bought), p.credits)
     await _announce(conn, p)
     return True
 

@@ -36,6 +36,7 @@ from commdesk_billing.errors import (
     MandateAmountTooHigh,
 )
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
+from commdesk_billing.modules.payments import buyers
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.mandate_raise import raise_charge
 from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
@@ -43,7 +44,6 @@ from commdesk_billing.modules.payments.ordering import (
     Attach,
     Buyer,
     Charge,
-    buyer_state_of,
     gst_columns,
     write_row,
 )
@@ -112,9 +112,8 @@ async def open_mandate_charge(
     day = schedule or earliest_schedule_date(now or datetime.now(IST))
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
-        buyer_state = (
-            req.buyer_state or await buyer_state_of(conn, user_id) or settings.seller_state_code
-        )
+        who = await buyers.resolve(conn, settings, user_id, req.buyer_state)
+        buyer_state = who.state_code
         q = await quote(
             conn,
             settings,
@@ -139,7 +138,11 @@ async def open_mandate_charge(
             "bonus_credits": q.bonus_credits,
             "customer_phone": req.customer_phone,
             "customer_email": req.customer_email,
-            "metadata": {"requested_by": buyer.requested_by},
+            "metadata": {
+                "requested_by": buyer.requested_by,
+                **({"pack_name": q.pack.name} if q.pack else {}),
+                **who.metadata(),
+            },
             "channel": "mandate",
             "subscription_id": subscription_id,
             "schedule_date": day,

@@ -37,7 +37,7 @@ from commdesk_billing.idempotency.keys import Answer
 from commdesk_billing.modules.fraud import screening
 from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.fraud.rules import Action as FraudAction
-from commdesk_billing.modules.payments import auth, risk
+from commdesk_billing.modules.payments import auth, buyers, risk
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.quotes import quote
@@ -46,7 +46,6 @@ from commdesk_billing.modules.payments.service import IST, describe, existing
 from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move
 from commdesk_billing.modules.payments.transitions import cancel_refused, hold_for_review
 from commdesk_billing.modules.tax.gst import GstBreakdown
-from commdesk_billing.modules.users import service as users
 from commdesk_billing.modules.wallet import service as wallet_service
 from commdesk_billing.security.jwt import Principal
 
@@ -155,9 +154,8 @@ async def open_order(
     """A credit purchase: a pack or a top-up, priced by `quotes`."""
 
     async def values(conn: AsyncConnection, user_id: uuid.UUID) -> dict[str, Any]:
-        buyer_state = (
-            req.buyer_state or await buyer_state_of(conn, user_id) or settings.seller_state_code
-        )
+        who = await buyers.resolve(conn, settings, user_id, req.buyer_state)
+        buyer_state = who.state_code
         q = await quote(
             conn,
             settings,
@@ -177,7 +175,11 @@ async def open_order(
             "customer_phone": req.customer_phone,
             "customer_email": req.customer_email,
             "retry_of": retry_of,
-            "metadata": {"requested_by": buyer.requested_by},
+            "metadata": {
+                "requested_by": buyer.requested_by,
+                **({"pack_name": q.pack.name} if q.pack else {}),
+                **who.metadata(),
+            },
         }
 
     payment = await write_row(
@@ -583,11 +585,6 @@ async def retry_failed_payment(
         retry_of=payment.id,
         screen=screen,
     )
-
-
-async def buyer_state_of(conn: AsyncConnection, user_id: uuid.UUID) -> str | None:
-    """The buyer's GST state code on file (None: not known)."""
-    return (await users.get_user(conn, user_id)).state_code
 
 
 async def _owned(conn: AsyncConnection, principal: Principal, payment_id: uuid.UUID) -> Payment:

@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
 from commdesk_billing.modules.billing import events as billing_events
-from commdesk_billing.telemetry.metrics import PAYMENT_TRANSITIONS
+from commdesk_billing.modules.payments.labels import failure_reason
+from commdesk_billing.telemetry import aftercommit
+from commdesk_billing.telemetry.metrics import PAYMENT_TRANSITIONS, PAYMENTS_FAILED
 
 
 class Status(StrEnum):
@@ -56,6 +58,8 @@ ALLOWED: dict[Status, frozenset[Status]] = {
 }
 # Still waiting on the buyer or on Cashfree: the sync job asks about these.
 OPEN = frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED})
+# A payment that did not go through (the failure metric counts each move into one).
+FAILED_ENDS = frozenset({S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED})
 # A new attempt may be made on the same order.
 RETRYABLE = frozenset({S.FAILED, S.USER_DROPPED})
 
@@ -89,10 +93,12 @@ async def move(
     to: Status,
     *,
     reason: str,
+    error_reason: str | None = None,
     **columns: Any,
 ) -> Status | None:
     """Move the payment to `to` if its current status allows it; return the status it left,
-    or None when the move did not apply (the row is elsewhere already)."""
+    or None when the move did not apply (the row is elsewhere already). `error_reason`:
+    Cashfree's `error_details.error_reason` of a failed attempt, for the failure metric only."""
     unknown = set(columns) - _SETTABLE
     if unknown:
         raise ValueError(f"a status move cannot set {sorted(unknown)}")
@@ -125,7 +131,15 @@ async def move(
             VALUES (:id, :f, :t, :r)"""),
             {"id": payment_id, "f": previous.value, "t": to.value, "r": reason[:500]},
         )
-        PAYMENT_TRANSITIONS.labels(previous.value, to.value).inc()
+        aftercommit.count(conn, PAYMENT_TRANSITIONS.labels(previous.value, to.value))
+        if to in FAILED_ENDS:
+            why = failure_reason(
+                to,
+                error_reason=error_reason,
+                error_code=columns.get("failure_code"),
+                description=columns.get("failure_reason"),
+            )
+            aftercommit.count(conn, PAYMENTS_FAILED.labels(why))
         await billing_events.record_payment(
             conn,
             payment_id,

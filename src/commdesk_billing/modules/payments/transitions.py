@@ -12,10 +12,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.fraud import service as fraud
+from commdesk_billing.modules.payments import labels
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.state import Status, move
 from commdesk_billing.queues import outbox
+from commdesk_billing.telemetry import aftercommit
+from commdesk_billing.telemetry.metrics import PAYMENTS_SUCCEEDED
 
 
 async def hold_for_review(
@@ -82,6 +85,9 @@ async def mark_paid(
         return None
     paid = await repo.get(conn, p.id)
     assert paid is not None
+    aftercommit.count(
+        conn, PAYMENTS_SUCCEEDED.labels(labels.channel(paid.metadata, paid.on_mandate), paid.kind)
+    )
     await announce_credit(conn, paid)
     return paid
 

@@ -197,6 +197,7 @@ async def apply_truth(
             p.id,
             to,
             reason=f"attempt {latest.cf_payment_id} {latest.payment_status.lower()} ({source})",
+            error_reason=err.error_reason if err else None,
             failure_code=(err.error_code if err else None) or latest.payment_status,
             failure_reason=str(why)[:500] if why else None,
             payment_method=latest.method,

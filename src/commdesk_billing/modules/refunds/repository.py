@@ -16,8 +16,15 @@ from commdesk_billing.modules.refunds.model import (
     Refund,
     RefundStatus,
 )
-from commdesk_billing.telemetry.metrics import REFUND_TRANSITIONS
+from commdesk_billing.telemetry import aftercommit
+from commdesk_billing.telemetry.metrics import (
+    REFUND_TRANSITIONS,
+    REFUNDS_CREATED,
+    REFUNDS_FINISHED,
+)
 
+# A refund never leaves these (the finished metric counts each move into one).
+_ENDS = frozenset({RefundStatus.SUCCESS, RefundStatus.FAILED, RefundStatus.CANCELLED})
 _COLUMNS = ", ".join(Refund.__dataclass_fields__)
 
 
@@ -93,6 +100,7 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     cols = ", ".join(values)
     params = ", ".join(f":{c}" for c in values)
     await conn.execute(sql(f"INSERT INTO refunds ({cols}) VALUES ({params})"), values)
+    aftercommit.count(conn, REFUNDS_CREATED)
 
 
 _SETTABLE = frozenset(
@@ -137,7 +145,9 @@ async def move(
             VALUES (:id, :f, :t, :r)"""),
             {"id": refund_id, "f": previous.value, "t": to.value, "r": reason[:500]},
         )
-        REFUND_TRANSITIONS.labels(previous.value, to.value).inc()
+        aftercommit.count(conn, REFUND_TRANSITIONS.labels(previous.value, to.value))
+        if to in _ENDS:
+            aftercommit.count(conn, REFUNDS_FINISHED.labels(to.value.lower()))
     return previous
 
 

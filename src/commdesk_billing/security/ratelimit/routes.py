@@ -99,6 +99,8 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/mandates"): _R,
     ("GET", "/v1/mandates/{mandate_id}"): _R,
     ("GET", "/v1/packs"): _R,
+    ("GET", "/v1/billing-profile"): _R,
+    ("PUT", "/v1/billing-profile"): _R,
     ("GET", "/v1/partners/{partner_id}/earnings"): _R,
     ("GET", "/v1/payees"): _R,
     ("GET", "/v1/payees/{payee_id}"): _R,
