@@ -46,6 +46,16 @@ async def _eventually(stack: Stack, sql: str, wanted: Any, timeout_s: float = 30
     raise AssertionError(f"{sql}: {value!r}, wanted {wanted!r}")
 
 
+B2B_PROFILE = {
+    "legal_name": "Acme Communities Private Limited",
+    "address_line1": "4th Floor, 12 FC Road",
+    "city": "Pune",
+    "postal_code": "411004",
+    "state_code": "27",
+    "gstin": "27AAPFU0939F1ZV",
+}
+
+
 class Books:
     """Direct sums over the ledger, the payments and the documents of a window."""
 
@@ -216,8 +226,18 @@ async def test_the_figures_equal_the_books_to_the_paisa(
         await coll.insert_one(
             {"_id": community, "name": "Quiz", "owner_ids": [], "status": "active"}
         )
-    # Three credited purchases of ₹300, one failed order.
+    # Three credited purchases of ₹300 by people, one by a registered business (its billing
+    # profile's GSTIN in Maharashtra, 27; the seller is in 29: IGST, a B2B invoice), one
+    # failed order.
     buyers = [await stack.credited() for _ in range(3)]
+    business = stack.token()
+    profile = await stack.api.put(
+        "/v1/billing-profile", json=B2B_PROFILE, headers={"Authorization": f"Bearer {business}"}
+    )
+    assert profile.status_code in (200, 201), profile.text
+    b2b_order = await stack.buy(business)
+    await stack.pay(b2b_order)
+    await stack.wait_status(business, b2b_order["id"], {"CREDITED"})
     failed_tok = stack.token()
     failed = await stack.buy(failed_tok)
     await stack.pay(failed, "upi", "failure")
@@ -240,7 +260,7 @@ async def test_the_figures_equal_the_books_to_the_paisa(
     )
     assert debit.status_code in (200, 201), debit.text
     # The documents are issued by the invoice consumer: three invoices, one credit note.
-    await _eventually(stack, "SELECT count(*) FROM invoices WHERE kind = 'tax_invoice'", 3)
+    await _eventually(stack, "SELECT count(*) FROM invoices WHERE kind = 'tax_invoice'", 4)
     await _eventually(stack, "SELECT count(*) FROM invoices WHERE kind = 'credit_note'", 1)
     # The analytics consumer recomputed today's buckets on those events.
     day = today()
@@ -250,24 +270,28 @@ async def test_the_figures_equal_the_books_to_the_paisa(
     period = Period(day - timedelta(days=1), day)
     live = await _check_against_the_books(stack, period)
     totals = live["totals"]
-    # Real figures, not only agreement: ₹900 in, ₹300 back, one failure in four.
+    # Real figures, not only agreement: ₹1,200 in, ₹300 back, one failure in five.
     assert (
         totals["payments_created"],
         totals["payments_succeeded"],
         totals["payments_failed"],
-    ) == (4, 3, 1)
-    assert totals["success_rate_bp"] == 7500
-    assert (totals["collected_paise"], totals["refunded_paise"], totals["refunds_paid_paise"]) == (
-        90000,
-        30000,
-        30000,
-    )
-    assert totals["refund_rate_bp"] == 3333 and totals["refunds_succeeded"] == 1
-    assert totals["community_earnings_paise"] > 0 and totals["revenue_recognized_paise"] > 0
+    ) == (5, 4, 1)
+    assert totals["success_rate_bp"] == 8000
     assert (
-        live["gst"]["outward"]["documents"] == 3 and live["gst"]["credit_notes"]["documents"] == 1
-    )
-    assert [x["section"] for x in live["gst"]["lines"]] == ["b2cs", "b2cs"]
+        totals["collected_paise"],
+        totals["refunded_paise"],
+        totals["refunds_paid_paise"],
+    ) == (120000, 30000, 30000)
+    assert totals["refund_rate_bp"] == 2500 and totals["refunds_succeeded"] == 1
+    assert totals["community_earnings_paise"] > 0 and totals["revenue_recognized_paise"] > 0
+    gst = live["gst"]
+    assert gst["outward"]["documents"] == 4 and gst["credit_notes"]["documents"] == 1
+    b2b = [x for x in gst["lines"] if x["section"] == "b2b"]
+    assert [(x["place_of_supply"], x["documents"], x["total_paise"]) for x in b2b] == [
+        ("27", 1, 30000)
+    ]
+    assert b2b[0]["igst_paise"] > 0 and b2b[0]["cgst_paise"] == b2b[0]["sgst_paise"] == 0
+    assert {x["section"] for x in gst["lines"]} == {"b2b", "b2cs"}
 
     # The rollup buckets: recompute both days, mark them recomputed after they ended, so
     # reads come from the buckets; every figure is still the ledger's.
