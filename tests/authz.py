@@ -420,6 +420,17 @@ RECONCILIATION_ALLOW = {
     "POST /v1/reconciliation/findings/{finding_id}/resolve": {"finance_admin"},
 }
 
+# Financial analytics, the trial balance and the GST summary: read by finance_admin and the
+# auditor; every other person and any service: 403; no token or a forged one: 401.
+# Callers: AUDIT_CALLERS.
+ANALYTICS_ALLOW = {
+    "GET /v1/analytics/summary": {"finance_admin", "auditor"},
+    "GET /v1/analytics/daily": {"finance_admin", "auditor"},
+    "GET /v1/analytics/payments": {"finance_admin", "auditor"},
+    "GET /v1/analytics/trial-balance": {"finance_admin", "auditor"},
+    "GET /v1/analytics/gst-summary": {"finance_admin", "auditor"},
+}
+
 # The billing profile: a person's own (every role but a service has one).
 BILLING_PROFILE_ALLOW = {
     "GET /v1/billing-profile": {"member", "community_owner", "finance_admin", "support", "auditor"},

@@ -24,6 +24,7 @@ from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
 from commdesk_billing.gateway.factory import cashfree_client, payouts_client, subscriptions_client
 from commdesk_billing.kv.store import RedisStore
+from commdesk_billing.modules.analytics.api import router as analytics_router
 from commdesk_billing.modules.audit.api import router as audit_router
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fraud_router)
     app.include_router(fraud_reviews_router)
     app.include_router(reconciliation_router)
+    app.include_router(analytics_router)
     app.include_router(billing_profile_router)
     # The finance console (console/): its pages, and its stylesheet served from the package.
     app.include_router(console_router)

@@ -1092,6 +1092,54 @@ def notifications_retry(delivery_id: uuid.UUID, as_json: bool) -> None:
     emit(as_json, {"delivery_id": delivery_id, "due": True}, f"delivery {delivery_id} is due again")
 
 
+@main.group()
+def analytics() -> None:
+    """Financial analytics rollups."""
+
+
+@analytics.command("rebuild")
+@click.option("--from", "date_from", required=True, help="First day, YYYY-MM-DD (IST).")
+@click.option("--to", "date_to", required=True, help="Last day, inclusive, YYYY-MM-DD (IST).")
+@click.option(
+    "--mongo/--no-mongo",
+    default=True,
+    show_default=True,
+    help="Write the communities' activity to MongoDB too.",
+)
+@json_option
+def analytics_rebuild(date_from: str, date_to: str, mongo: bool, as_json: bool) -> None:
+    """Recompute every rollup bucket of the days from the source rows (the ledger, payments,
+    refunds, ...): safe to run at any time, over days already done too. At most 3660 days
+    per run."""
+    from commdesk_billing.db.engine import make_engine
+    from commdesk_billing.errors import InvalidPeriod
+    from commdesk_billing.modules.analytics import rollups
+    from commdesk_billing.modules.analytics.activity import CommunityActivity
+    from commdesk_billing.modules.analytics.periods import parse_period
+
+    try:
+        period = parse_period(date_from, date_to, max_days=3660)
+    except InvalidPeriod as exc:
+        raise click.BadParameter(exc.detail) from exc
+
+    async def go(settings: Settings) -> int:
+        engine = make_engine(settings, pool_size=2)
+        sink = CommunityActivity(settings) if mongo else None
+        try:
+            return await rollups.rebuild(engine, period, sink)
+        finally:
+            if sink is not None:
+                await sink.aclose()
+            await engine.dispose()
+
+    days = _run(go)
+    emit(
+        as_json,
+        {"days": days, "from": period.first.isoformat(), "to": period.last.isoformat()},
+        f"rebuilt {days} days of analytics rollups, {period.first} to {period.last}",
+    )
+
+
 main.add_command(sandbox_command)
 
 

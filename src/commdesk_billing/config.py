@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     auto_recharge_checkout_url: (
         Annotated[str, Field(pattern=r"^https?://[^\s]*\{payment_id\}[^\s]*$")] | None
     ) = None
+    # How often the scheduler recomputes the analytics rollups of the recent days (and of
+    # any past day not settled yet, a month of days per run).
+    analytics_refresh_every_s: Annotated[float, Field(ge=5, le=86400)] = 300.0
     # How often the scheduler renews due subscriptions (and runs their dunning retries).
     subscription_renew_every_s: Annotated[int, Field(ge=5, le=86400)] = 60
     # How long before an INR period starts its charge is raised on the member's mandate: at

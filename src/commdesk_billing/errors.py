@@ -561,3 +561,20 @@ class FindingStateConflict(DomainError):
     code = "finding_state_conflict"
     status = 409
     title = "The finding is not in a state this move starts from"
+
+
+class InvalidPeriod(DomainError):
+    """A `from`/`to` query of the analytics routes that is missing, not a date, the wrong way
+    round or longer than allowed."""
+
+    code = "invalid_period"
+    status = 400
+    title = "Period is not valid"
+
+
+class InvalidReportFormat(DomainError):
+    """`format` of a report route is neither `json` nor `csv`."""
+
+    code = "invalid_report_format"
+    status = 400
+    title = "Report format is not valid"

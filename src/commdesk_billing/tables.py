@@ -79,6 +79,9 @@ OWNERS: dict[str, str] = {
     "console_sessions": "console",
     "reconciliation_findings": "modules/reconciliation",
     "reconciliation_finding_transitions": "modules/reconciliation",
+    "analytics_ledger_daily": "modules/analytics",
+    "analytics_activity_daily": "modules/analytics",
+    "analytics_days": "modules/analytics",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not
@@ -148,6 +151,47 @@ SHARED: dict[tuple[str, str], tuple[str, str]] = {
         "reads",
         "the payouts reconciliation: a transfer's settlement (its status and UTR) in the "
         "same statement as the transfer",
+    ),
+    ("modules/analytics", "ledger_entries"): (
+        "reads",
+        "rollups: a day's postings per account and journal kind, recomputed in one "
+        "statement (the same statement answers for days not rolled up yet)",
+    ),
+    ("modules/analytics", "ledger_journals"): (
+        "reads",
+        "rollups: the journal kind of each day's postings, in that statement",
+    ),
+    ("modules/analytics", "ledger_accounts"): (
+        "reads",
+        "the trial balance names each account (code, kind, normal side)",
+    ),
+    ("modules/analytics", "payments"): (
+        "reads",
+        "rollups: a day's payments by status and method; a payment's creation day",
+    ),
+    ("modules/analytics", "refunds"): (
+        "reads",
+        "rollups: a day's refunds by status; a refund's creation day",
+    ),
+    ("modules/analytics", "auto_recharges"): (
+        "reads",
+        "rollups: a day's auto-recharges by status",
+    ),
+    ("modules/analytics", "settlements"): (
+        "reads",
+        "rollups: a day's settlements by status",
+    ),
+    ("modules/analytics", "fraud_events"): (
+        "reads",
+        "rollups: a day's fraud events by kind and severity",
+    ),
+    ("modules/analytics", "community_spends"): (
+        "reads",
+        "the per-community activity written to MongoDB: a day's spends",
+    ),
+    ("modules/analytics", "invoices"): (
+        "reads",
+        "the GST summary: a period's tax documents by section, place of supply and rate",
     ),
 }
 

@@ -12,9 +12,6 @@ Infrastructure packages (`queues/`, `db/`, `security/`, `gateway/`, `storage/`,
 `telemetry/`) import nothing from `modules/`; the processes (`app`, `cli`, the tests) are
 put together here. A new domain adds its handlers and jobs to these tables and nothing
 else outside its own folder.
-
-Waiting for a consumer (the events are there; a queue is routed when its handler lands):
-`payment.credited` and `refund.succeeded` → analytics.billing.
 """
 
 from __future__ import annotations
@@ -29,6 +26,9 @@ from commdesk_billing.gateway.factory import cashfree_client, payouts_client, su
 from commdesk_billing.idempotency.keys import prune_expired as prune_idempotency_keys
 from commdesk_billing.kv.store import RedisStore
 from commdesk_billing.metrics_snapshot import MetricsSnapshot
+from commdesk_billing.modules.analytics import rollups as analytics_rollups
+from commdesk_billing.modules.analytics.activity import CommunityActivity
+from commdesk_billing.modules.analytics.consumers import AnalyticsRollups
 from commdesk_billing.modules.autorecharge import invariants as auto_recharge_invariants
 from commdesk_billing.modules.autorecharge import outcomes as auto_recharge_outcomes
 from commdesk_billing.modules.autorecharge import predict as auto_recharge_levels
@@ -112,6 +112,7 @@ HANDLER_KINDS = (
     "mandate_charge_webhook",
     "fraud_detection",
     "refund_subscription_webhook",
+    "analytics_rollups",
 )
 
 
@@ -165,6 +166,9 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "fraud_detection": FraudDetection(
             cashfree_client(settings), settings, RedisStore.from_settings(settings)
         ),
+        # Recomputes the rollup buckets of the days an event touched (and their
+        # communities' activity in MongoDB, its client built on first use).
+        "analytics_rollups": AnalyticsRollups(settings),
     }
 
 
@@ -234,6 +238,16 @@ ROUTES: dict[Route, str] = {
     # Fraud: a credited purchase is scored again with the instrument it was paid with; a
     # high score puts its credits under review (held until a reviewer decides).
     ("fraud.detection", "payment.credited"): "fraud_detection",
+    # Analytics: each event that moved money recomputes the rollups of its days (a bucket
+    # is recomputed whole, so a repeat counts nothing twice); the scheduler's
+    # analytics_refresh job catches what no event announces (failed orders, fraud events).
+    ("analytics.billing", "payment.credited"): "analytics_rollups",
+    ("analytics.billing", "refund.succeeded"): "analytics_rollups",
+    ("analytics.billing", "settlement.paid"): "analytics_rollups",
+    ("analytics.billing", "settlement.failed"): "analytics_rollups",
+    ("analytics.billing", "settlement.reversed"): "analytics_rollups",
+    ("analytics.billing", "auto_recharge.succeeded"): "analytics_rollups",
+    ("analytics.billing", "auto_recharge.failed"): "analytics_rollups",
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -372,6 +386,12 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
                 engine, timedelta(seconds=settings.idempotency_retention_s)
             ),
         ),
+        # The recent days' rollups recomputed, and any past day not settled yet.
+        Job(
+            "analytics_refresh",
+            settings.analytics_refresh_every_s,
+            lambda: _refresh_analytics(engine, settings),
+        ),
         # Gauges read from the books and the dependencies (revenue, queue depths, PostgreSQL
         # connections, who answers): metrics_snapshot.py.
         Job(
@@ -395,6 +415,14 @@ async def _settle_auto_recharges(engine: AsyncEngine, settings: Settings) -> Non
     await auto_recharge_outcomes.settle_pending(engine, settings)
     await auto_recharge_outcomes.retry_due(engine)
     await auto_recharge_outcomes.resend_stale(engine)
+
+
+async def _refresh_analytics(engine: AsyncEngine, settings: Settings) -> None:
+    activity = CommunityActivity(settings)
+    try:
+        await analytics_rollups.refresh_due(engine, activity)
+    finally:
+        await activity.aclose()
 
 
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:

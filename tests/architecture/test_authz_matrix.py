@@ -12,6 +12,7 @@ import httpx
 from commdesk_billing.security.jwt import Role, Scope
 from commdesk_billing.security.service_scopes import EXTENSION
 from tests.authz import (
+    ANALYTICS_ALLOW,
     AUDIT_ALLOW,
     AUTO_RECHARGE_ALLOW,
     BILLING_PROFILE_ALLOW,
@@ -51,8 +52,8 @@ def test_the_matrix_names_every_route(app: Any) -> None:
     ) | set(SPLIT_VENDOR_ALLOW) | set(AUTO_RECHARGE_ALLOW) | set(USAGE_ALLOW) | set(
         SUBSCRIPTION_ALLOW
     ) | set(MANDATE_ALLOW) | set(AUDIT_ALLOW) | set(FRAUD_ALLOW) | set(RECONCILIATION_ALLOW) | set(
-        BILLING_PROFILE_ALLOW
-    ) | {
+        ANALYTICS_ALLOW
+    ) | set(BILLING_PROFILE_ALLOW) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree/subscriptions",
         "POST /v1/webhooks/cashfree-payouts",

@@ -125,13 +125,18 @@ def test_every_command_sent_is_routed_and_every_event_reaches_only_consumers() -
     # The events of today reach the tax documents, the notifications and their other
     # consumers, and nothing unread.
     assert wiring.fanout()["payment.credited"] == (
+        "analytics.billing",
         "fraud.detection",
         "invoice.generate",
         "notifications.billing",
         "payment.processing",
         "wallet.credit",
     )
-    assert wiring.fanout()["refund.succeeded"] == ("invoice.generate", "notifications.billing")
+    assert wiring.fanout()["refund.succeeded"] == (
+        "analytics.billing",
+        "invoice.generate",
+        "notifications.billing",
+    )
 
 
 def test_an_unrouted_command_is_refused_before_anything_is_written() -> None:
@@ -145,7 +150,7 @@ def test_an_unrouted_command_is_refused_before_anything_is_written() -> None:
 
     with pytest.raises(RuntimeError, match="consumes no"):
         asyncio.run(
-            outbox.send(NoConnection(), "analytics.billing", "payment.credited", {})  # type: ignore[arg-type]
+            outbox.send(NoConnection(), "webhook.processing", "payment.credited", {})  # type: ignore[arg-type]
         )
 
 

@@ -574,7 +574,15 @@ _BODIES: dict[str, Any] = {
     },
 }
 # Query strings a route needs to get as far as the database.
-_QUERIES = {"GET /v1/usage/summary": {"wallet_id": "00000000-0000-4000-8000-000000000001"}}
+_PERIOD = {"from": "2026-11-01", "to": "2026-11-30"}
+_QUERIES = {
+    "GET /v1/usage/summary": {"wallet_id": "00000000-0000-4000-8000-000000000001"},
+    "GET /v1/analytics/summary": _PERIOD,
+    "GET /v1/analytics/daily": _PERIOD,
+    "GET /v1/analytics/payments": _PERIOD,
+    "GET /v1/analytics/trial-balance": _PERIOD,
+    "GET /v1/analytics/gst-summary": _PERIOD,
+}
 # Attributions come from another CommDesk service, with its scope.
 _AS_SERVICE = {"POST /v1/partners/{partner_id}/attributions"}
 # Usage is reported by a CommDesk service with `usage:write`.

@@ -130,6 +130,11 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/fraud/lists"): _R,
     ("GET", "/v1/reconciliation/findings"): _R,
     ("GET", "/v1/reconciliation/findings/{finding_id}"): _R,
+    ("GET", "/v1/analytics/summary"): _R,
+    ("GET", "/v1/analytics/daily"): _R,
+    ("GET", "/v1/analytics/payments"): _R,
+    ("GET", "/v1/analytics/trial-balance"): _R,
+    ("GET", "/v1/analytics/gst-summary"): _R,
     ("GET", "/openapi.json"): _R,
     ("GET", "/redoc"): _R,
     # The finance console (console/): its forms as writes (sign-in has its own per-account
