@@ -874,6 +874,10 @@ def dev(api_port: int, sandbox_port: int, mongodb_port: int) -> None:
             mongodb_dir=Path("var/mongodb"),
         ) as stack:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
+            click.echo(
+                f"Finance console {stack.api_url}/console  (a staff account: commdesk-billing "
+                "staff create --email E --role finance_admin)"
+            )
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
             click.echo(f"MongoDB (communities) {stack.mongodb}")
             if stack.jwt_key_file is not None:
