@@ -277,11 +277,11 @@ async def insert_deliveries(
         sql("""
         INSERT INTO webhook_deliveries (id, endpoint_id, event_id, status, next_attempt_at,
                                         give_up_at)
-        SELECT gen_random_uuid(), e.id, :event, 'pending', :now, :now + CAST(:w AS interval)
+        SELECT gen_random_uuid(), e.id, :event, 'pending', :now, :until
           FROM webhook_endpoints e
          WHERE e.enabled AND (cardinality(e.event_types) = 0 OR :t = ANY(e.event_types))
         ON CONFLICT (endpoint_id, event_id) DO NOTHING"""),
-        {"event": event.id, "t": event.type, "now": now, "w": window},
+        {"event": event.id, "t": event.type, "now": now, "until": now + window},
     )
     return int(result.rowcount)
 
@@ -458,9 +458,9 @@ async def replay(
     result = await conn.execute(
         sql("""
         UPDATE webhook_deliveries
-           SET status = 'pending', next_attempt_at = :now,
-               give_up_at = :now + CAST(:w AS interval), updated_at = now()
+           SET status = 'pending', next_attempt_at = :now, give_up_at = :until,
+               updated_at = now()
          WHERE id = :id"""),
-        {"id": delivery_id, "now": now, "w": window},
+        {"id": delivery_id, "now": now, "until": now + window},
     )
     return result.rowcount == 1
