@@ -395,8 +395,9 @@ class Settings(BaseSettings):
     # --- Events out (modules/events; docs/api.md "Webhooks out") ------------------------
     # Fernet keys (urlsafe base64 of 32 bytes), comma-separated, that seal each endpoint's
     # signing secret at rest: the first seals, any of them opens (rotation: put the new key
-    # first, keep the old until `events reseal` ran). Unset outside production: a fixed
-    # development key. Unset in production: endpoints cannot be created or sent to.
+    # first, keep the old until every endpoint's secret was rotated). Unset outside
+    # production: a fixed development key. Unset in production: endpoints cannot be created
+    # or sent to.
     webhook_secret_keys: SecretStr | None = None
     # How often the scheduler sends what is due; one POST's whole deadline (connect, send,
     # answer); POSTs at once, and at most this many per endpoint in one round (a receiver
