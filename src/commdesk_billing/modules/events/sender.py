@@ -4,7 +4,7 @@ outcome it returns.
 
 Bounded in every way: the whole POST (resolution, connect, send, answer) has one deadline,
 redirects are not followed (a 3xx could point anywhere), and the answer's body is never
-read beyond what httpx buffers for the status line and headers.
+read (only its status line and headers).
 """
 
 from __future__ import annotations
@@ -79,14 +79,16 @@ async def post(settings: Settings, http: httpx.AsyncClient, out: Outgoing) -> Ou
         async with asyncio.timeout(settings.webhook_timeout_s):
             # Again before each send: a name may resolve elsewhere since it was registered.
             await urls.check_resolved(settings, out.url)
-            response = await http.post(out.url, content=body, headers=headers)
+            # Streamed, and closed unread: only the status is wanted, and a receiver's
+            # body (however large) is never downloaded.
+            async with http.stream("POST", out.url, content=body, headers=headers) as response:
+                code = response.status_code
     except urls.UrlRefused as exc:
         return done(False, None, str(exc))
     except TimeoutError:
         return done(False, None, f"no answer within {settings.webhook_timeout_s:g} s")
     except httpx.HTTPError as exc:
         return done(False, None, f"unreachable: {type(exc).__name__}")
-    code = response.status_code
     if 200 <= code < 300:
         return done(True, code, None)
     return done(False, code, f"answered {code}")
