@@ -190,7 +190,7 @@ def credited(user_id: uuid.UUID) -> Envelope:
             "gst_amount_paise": 5400,
             "credits": 3200,
             "pack_code": "pack_300",
-            "kind": "purchase",
+            "kind": "pack",
             "channel": "order",
         },
     )

@@ -72,7 +72,7 @@ async def test_a_delivery_is_signed_and_verifies_as_a_receiver_would(
         "gst_amount_paise": 5400,
         "credits": 3200,
         "pack_code": "pack_300",
-        "kind": "purchase",
+        "kind": "pack",
     }
     # The signature is the documented HMAC, recomputed here by hand as well.
     header = got.headers["CommDesk-Signature"]

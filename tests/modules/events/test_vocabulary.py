@@ -35,7 +35,7 @@ async def _payment_of(payment_id: uuid.UUID) -> dict[str, Any] | None:
         "user": "cd-user-1",
         "amount_paise": 35400,
         "credits": 3200,
-        "kind": "purchase",
+        "kind": "pack",
     }
 
 
@@ -60,7 +60,7 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "gst_amount_paise": 5400,
             "credits": 3200,
             "pack_code": "pack_300",
-            "kind": "purchase",
+            "kind": "pack",
             "channel": "order",
         },
         {},
