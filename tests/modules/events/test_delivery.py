@@ -15,11 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from commdesk_billing.config import Settings
+from commdesk_billing.config import Environment, Settings
+from commdesk_billing.modules.events import sealing, sender
 from commdesk_billing.modules.events.jobs import backoff, deliver_due
+from commdesk_billing.modules.events.model import Delivery, DeliveryStatus, Event, Outgoing
 from commdesk_billing.queues.envelope import decode
 from tests.harness.mongo import MongoTarget, communities
 from tests.modules.events.conftest import (
@@ -357,3 +361,113 @@ async def test_nothing_is_delivered_while_no_endpoint_is_registered(
     await consume(engine, wsettings, credited(user_id))
     assert (await deliver_due(engine, wsettings)).claimed == 0
     await asyncio.sleep(0)
+
+
+async def test_a_redirect_is_not_followed_but_retried(
+    engine: AsyncEngine,
+    wsettings: Settings,
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+) -> None:
+    receiver = make_receiver()
+    receiver.answers = [302]
+    endpoint = await endpoints.create(receiver)
+    user_id, _ = await member(engine)
+    await consume(engine, wsettings, refunded(user_id))
+    assert (await deliver_due(engine, wsettings)).retrying == 1
+    assert len(receiver.received) == 1  # no second request to wherever a Location points
+    (d,) = await _deliveries(client, endpoints, endpoint["id"])
+    assert (d["status"], d["last_status_code"], d["last_error"]) == (
+        "pending",
+        302,
+        "answered 302",
+    )
+
+
+async def test_production_refuses_to_post_into_our_network_at_send_time(
+    engine: AsyncEngine,
+    wsettings: Settings,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+) -> None:
+    """Each POST checks its URL again: in production a receiver on loopback gets nothing,
+    whether named plainly or by a form only the resolver turns into 127.0.0.1."""
+    receiver = make_receiver()
+    port = receiver.url.split(":")[2].split("/")[0]
+    production = wsettings.model_copy(
+        update={
+            "env": Environment.production,
+            "webhook_secret_keys": SecretStr(Fernet.generate_key().decode()),
+        }
+    )
+    event = Event(
+        id=uuid.uuid4(),
+        event_type="refund.succeeded",
+        data={},
+        occurred_at=datetime.now(UTC),
+        created_at=datetime.now(UTC),
+    )
+    now = datetime.now(UTC)
+    delivery = Delivery(
+        id=uuid.uuid4(),
+        endpoint_id=uuid.uuid4(),
+        event_id=event.id,
+        event_type=event.event_type,
+        status=DeliveryStatus.pending,
+        attempts=1,
+        next_attempt_at=now,
+        give_up_at=now,
+        last_status_code=None,
+        last_error=None,
+        delivered_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+    sealed = sealing.seal(production, "whsec_production")
+    errors = []
+    async with sender.client(production) as http:
+        for url in (
+            receiver.url,
+            f"https://127.0.0.1:{port}/hooks",
+            f"https://127.1:{port}/hooks",
+        ):
+            out = await sender.post(production, http, Outgoing(delivery, url, sealed, event))
+            assert not out.succeeded and out.status_code is None
+            errors.append(out.error)
+    assert errors == [
+        "the URL must use https",
+        "the URL's host must be a public address",
+        "the URL's host must resolve to public addresses only",
+    ]
+    assert receiver.received == []
+
+    # And an endpoint's secret sealed under the development key is never opened there.
+    await endpoints.create(receiver)
+    user_id, _ = await member(engine)
+    await consume(engine, wsettings, refunded(user_id))
+    done = await deliver_due(engine, production)
+    assert (done.claimed, done.retrying) == (1, 1)
+    assert receiver.received == []
+
+
+async def test_a_rotated_secret_signs_every_later_delivery(
+    engine: AsyncEngine,
+    wsettings: Settings,
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+) -> None:
+    receiver = make_receiver()
+    endpoint = await endpoints.create(receiver)
+    old = receiver.secret
+    r = await client.post(
+        f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret", headers=endpoints.headers()
+    )
+    receiver.secret = r.json()["secret"]
+    user_id, _ = await member(engine)
+    await consume(engine, wsettings, refunded(user_id))
+    assert (await deliver_due(engine, wsettings)).succeeded == 1
+    (got,) = receiver.received
+    assert got.verified
+    assert not docs_verifier()(old, got.headers["CommDesk-Signature"], got.body)
