@@ -169,6 +169,11 @@ async def test_a_replay_sends_the_same_event_again_and_is_audited(
         "not a url",
         "https://hooks.example.com:0/",
         "https://hooks.example.com:99999/",
+        "https://hooks.example.com:abc/",
+        "https://[::1/hooks",
+        "https://hooks example.com/",
+        "https://hooks.example.com/\u0007",
+        "http://[::2]/hooks",
     ],
 )
 async def test_a_bad_url_is_a_400_problem(
@@ -221,6 +226,17 @@ def test_production_refuses_our_own_network(url: str, settings: Settings) -> Non
         urls.parse(production, url)
 
 
+async def test_odd_but_valid_urls_are_taken_outside_production(
+    client: httpx.AsyncClient, endpoints: Endpoints
+) -> None:
+    for url in ("https://ü.example/hooks", "http://[::1]:8080/hooks", "HTTPS://Hooks.Example.COM"):
+        r = await client.post(
+            "/v1/webhook-endpoints", json={"url": url}, headers=endpoints.headers()
+        )
+        assert r.status_code == 201, (url, r.text)
+        endpoints.made.append(uuid.UUID(r.json()["id"]))
+
+
 async def test_production_refuses_a_name_that_resolves_to_loopback(settings: Settings) -> None:
     production = settings.model_copy(update={"env": Environment.production})
     urls.parse(production, "https://8.8.8.8/hooks")  # a public literal is fine
@@ -232,6 +248,8 @@ async def test_production_refuses_a_name_that_resolves_to_loopback(settings: Set
             await urls.check_resolved(production, f"https://{sneaky}/hooks")
     with pytest.raises(urls.UrlRefused, match="does not resolve"):
         await urls.check_resolved(production, "https://no-such-host.invalid/hooks")
+    with pytest.raises(urls.UrlRefused, match="does not resolve"):
+        await urls.check_resolved(production, "https://" + "a" * 70 + ".example/hooks")
 
 
 def test_production_has_no_default_sealing_key(settings: Settings) -> None:

@@ -89,7 +89,7 @@ async def check_resolved(settings: Settings, url: str) -> None:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, parts.port or 443, type=socket.SOCK_STREAM
             )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a name IDNA refuses
         raise UrlRefused("the URL's host does not resolve") from exc
     addresses = {_ip(str(info[4][0]).split("%", 1)[0]) for info in infos}
     if not addresses or any(a is None or not _public(a) for a in addresses):
