@@ -274,6 +274,56 @@ async def test_a_receiver_that_hangs_holds_up_nobody_else(
     assert errors == ["no answer within 1 s"]
 
 
+async def test_an_endpoint_that_fails_costs_one_batch_per_round(
+    engine: AsyncEngine,
+    wsettings: Settings,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+) -> None:
+    """A down receiver with a backlog is tried once per round (one batch's timeouts), while
+    a healthy one's backlog goes on in the round's later batches."""
+    stuck, healthy = make_receiver(), make_receiver()
+    stuck.delay_s = 6.0
+    await endpoints.create(stuck)
+    await endpoints.create(healthy)
+    user_id, _ = await member(engine)
+    for _ in range(6):
+        await consume(engine, wsettings, refunded(user_id))
+    small = wsettings.model_copy(
+        update={
+            "webhook_timeout_s": 1.0,
+            "webhook_sends_at_once": 4,
+            "webhook_sends_per_endpoint": 2,
+        }
+    )
+    started = time.monotonic()
+    done = await deliver_due(engine, small)
+    took = time.monotonic() - started
+    # Batch 1: two of each (the stuck ones cut at 1 s); then the healthy endpoint alone.
+    assert (done.claimed, done.succeeded, done.retrying) == (8, 6, 2)
+    assert (len(stuck.received), len(healthy.handled)) == (2, 6)
+    assert took < 3.5, took
+
+
+async def test_a_round_stops_claiming_when_its_budget_is_spent(
+    engine: AsyncEngine,
+    wsettings: Settings,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+) -> None:
+    receiver = make_receiver()
+    await endpoints.create(receiver)
+    user_id, _ = await member(engine)
+    for _ in range(3):
+        await consume(engine, wsettings, refunded(user_id))
+    one_at_a_time = wsettings.model_copy(
+        update={"webhook_sends_at_once": 1, "webhook_sends_per_endpoint": 1}
+    )
+    # A spent budget: the round ends before its first claim; the next round sends all.
+    assert (await deliver_due(engine, one_at_a_time, budget_s=0)).claimed == 0
+    assert (await deliver_due(engine, one_at_a_time)).claimed == 3
+
+
 async def test_a_backlog_of_one_endpoint_takes_only_its_share_of_a_round(
     engine: AsyncEngine,
     wsettings: Settings,

@@ -3,14 +3,17 @@
 As the notifications' job, three steps with no transaction across the network:
   1. claim, in one short transaction, a batch of due deliveries — at most
      `webhook_sends_per_endpoint` of each endpoint, so a receiver that is down (each POST
-     waiting out its timeout) takes only its share, never the round — each with one more
-     attempt counted and a lease past the longest POST;
+     waiting out its timeout) takes only its share of a batch, and none of an endpoint that
+     already failed in this round (it costs one batch's timeouts per round, whatever its
+     backlog) — each with one more attempt counted and a lease past the longest POST;
   2. POST them concurrently, each bounded by `webhook_timeout_s`, through one client with
      a bounded pool;
   3. record each outcome in its own transaction: succeeded; pending again after an
      exponential backoff with jitter; or failed for good once its retry window
      (`webhook_retry_window_s`, 3 days) is over. An endpoint with no success for
      `webhook_disable_after_s` is disabled.
+A round stops claiming after `budget_s` (3 POST timeouts by default): the scheduler runs its
+jobs one after another, and holds expire, the ledger is sealed, between two rounds.
 A sender that dies between 2 and 3 leaves the row to be sent again when its lease ends:
 at least once, with the same event id, which receivers dedupe on.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +71,7 @@ async def deliver_due(
     clock: Callable[[], datetime] | None = None,
     limit: int = 500,
     http: httpx.AsyncClient | None = None,
+    budget_s: float | None = None,
 ) -> Round:
     """One round: up to `limit` deliveries, claimed a batch at a time just before they are
     sent (a lease starts when its POST does). `now`/`clock`: the time due times are
@@ -75,23 +81,37 @@ async def deliver_due(
     own = http is None
     client = http or sender.client(settings)
     outcomes: list[str] = []
+    failing: set[uuid.UUID] = set()  # endpoints that failed in this round: not claimed again
     claimed = 0
+    deadline = time.monotonic() + (3 * settings.webhook_timeout_s if budget_s is None else budget_s)
     try:
-        while claimed < limit:
+        while claimed < limit and time.monotonic() < deadline:
             at, n = clock(), min(settings.webhook_sends_at_once, limit - claimed)
+            skip = frozenset(failing)
 
-            async def claim(conn: AsyncConnection, at: datetime = at, n: int = n) -> list[Outgoing]:
+            async def claim(
+                conn: AsyncConnection,
+                at: datetime = at,
+                n: int = n,
+                skip: frozenset[uuid.UUID] = skip,
+            ) -> list[Outgoing]:
                 return await repo.claim_due(
-                    conn, at, at + _lease(settings), n, settings.webhook_sends_per_endpoint
+                    conn, at, at + _lease(settings), n, settings.webhook_sends_per_endpoint, skip
                 )
 
             batch = await in_transaction(engine, claim)
             if not batch:
                 break
             claimed += len(batch)
-            outcomes += await asyncio.gather(
+            results = await asyncio.gather(
                 *(_one(engine, settings, client, out, at) for out in batch)
             )
+            outcomes += results
+            failing |= {
+                out.delivery.endpoint_id
+                for out, result in zip(batch, results, strict=True)
+                if result != "succeeded"
+            }
     finally:
         if own:
             await client.aclose()

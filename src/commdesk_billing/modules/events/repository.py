@@ -292,10 +292,12 @@ async def claim_due(
     lease_until: datetime,
     limit: int,
     per_endpoint: int,
+    skip: frozenset[uuid.UUID] = frozenset(),
 ) -> list[Outgoing]:
     """Due deliveries of enabled endpoints, at most `per_endpoint` of each (a receiver that
     is down, with a backlog, takes only its share of a round), each with one more attempt
-    counted and leased until `lease_until`. SKIP LOCKED: two senders never take one row."""
+    counted and leased until `lease_until`; none of the endpoints in `skip`. SKIP LOCKED:
+    two senders never take one row."""
     rows = (
         await conn.execute(
             sql(f"""
@@ -306,7 +308,7 @@ async def claim_due(
                   WHERE d.endpoint_id = ep.id AND d.status = 'pending'
                     AND d.next_attempt_at <= :now
                   ORDER BY d.next_attempt_at LIMIT :per FOR UPDATE SKIP LOCKED) x
-             WHERE ep.enabled
+             WHERE ep.enabled AND NOT ep.id = ANY(CAST(:skip AS uuid[]))
              ORDER BY x.next_attempt_at LIMIT :n),
         claimed AS (
             UPDATE webhook_deliveries d
@@ -318,7 +320,13 @@ async def claim_due(
           FROM claimed d JOIN webhook_events e ON e.id = d.event_id
           JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
          ORDER BY d.created_at"""),
-            {"now": now, "lease": lease_until, "n": limit, "per": per_endpoint},
+            {
+                "now": now,
+                "lease": lease_until,
+                "n": limit,
+                "per": per_endpoint,
+                "skip": sorted(skip),
+            },
         )
     ).all()
     return [
