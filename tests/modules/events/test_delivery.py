@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +36,11 @@ from tests.modules.events.conftest import (
     member,
     refunded,
 )
+
+
+def _counted(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("billing_webhook_deliveries_total", {"outcome": outcome})
+    return value or 0.0
 
 
 async def _deliveries(client: httpx.AsyncClient, e: Endpoints, endpoint_id: str) -> Any:
@@ -137,6 +143,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
     endpoint = await endpoints.create(receiver)
     user_id, _ = await member(engine)
     await consume(engine, wsettings, refunded(user_id))
+    before = {o: _counted(o) for o in ("retrying", "succeeded")}
 
     now = datetime.now(UTC)
     first = await deliver_due(engine, wsettings, now=now)
@@ -158,6 +165,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
     (d,) = await _deliveries(client, endpoints, endpoint["id"])
     assert (d["status"], d["attempts"]) == ("succeeded", 2)
     assert [(a["attempt"], a["status_code"]) for a in d["attempt_log"]] == [(1, 500), (2, 200)]
+    assert {o: _counted(o) - n for o, n in before.items()} == {"retrying": 1, "succeeded": 1}
 
 
 def test_backoff_doubles_with_jitter_and_is_capped(wsettings: Settings) -> None:

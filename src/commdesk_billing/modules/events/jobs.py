@@ -37,6 +37,7 @@ from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.modules.events import repository as repo
 from commdesk_billing.modules.events import sender
 from commdesk_billing.modules.events.model import Outgoing
+from commdesk_billing.telemetry.metrics import WEBHOOK_DELIVERIES
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +125,14 @@ async def deliver_due(
 
 
 async def _one(
+    engine: AsyncEngine, settings: Settings, http: httpx.AsyncClient, out: Outgoing, now: datetime
+) -> str:
+    outcome = await _send_and_record(engine, settings, http, out, now)
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+    return outcome
+
+
+async def _send_and_record(
     engine: AsyncEngine, settings: Settings, http: httpx.AsyncClient, out: Outgoing, now: datetime
 ) -> str:
     d = out.delivery
