@@ -29,6 +29,7 @@ from commdesk_billing.modules.audit.api import router as audit_router
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
+from commdesk_billing.modules.events.api import router as events_router
 from commdesk_billing.modules.fraud.api import router as fraud_router
 from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.mandates.api import router as mandates_router
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The finance console (console/): its pages, and its stylesheet served from the package.
     app.include_router(console_router)
     app.mount("/console/static", StaticFiles(directory=console_web.STATIC_DIR), "console-static")
+    app.include_router(events_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

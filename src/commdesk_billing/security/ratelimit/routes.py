@@ -135,6 +135,18 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/analytics/payments"): _R,
     ("GET", "/v1/analytics/trial-balance"): _R,
     ("GET", "/v1/analytics/gst-summary"): _R,
+    # Events out: endpoint changes are writes (where billing sends money facts); the
+    # delivery log and the events are reads.
+    ("POST", "/v1/webhook-endpoints"): _M,
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): _M,
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): _M,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): _M,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay"): _M,
+    ("GET", "/v1/webhook-endpoints"): _R,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): _R,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): _R,
+    ("GET", "/v1/events"): _R,
+    ("GET", "/v1/events/{event_id}"): _R,
     ("GET", "/openapi.json"): _R,
     ("GET", "/redoc"): _R,
     # The finance console (console/): its forms as writes (sign-in has its own per-account
