@@ -65,7 +65,8 @@ def _period(request: Request) -> tuple[dict[str, str], Period | None, str | None
 
 
 def inr(paise: int) -> str:
-    return f"₹{rupees(paise)}"
+    """'₹1,200.00'; a negative amount '-₹720.35' (the sign before the symbol)."""
+    return f"-₹{rupees(-paise)}" if paise < 0 else f"₹{rupees(paise)}"
 
 
 def inr_axis(paise: int) -> str:
@@ -180,6 +181,7 @@ def charts(report: Report) -> list[Chart]:
             axis=inr_axis,
             label=inr,
             total=f"{inr(t.revenue_recognized_paise)} recognized",
+            least=100,
         ),
         stacked_bars(
             "chart-refunds",
@@ -189,6 +191,7 @@ def charts(report: Report) -> list[Chart]:
             axis=inr_axis,
             label=inr,
             total=f"{inr(t.refunded_paise)} · rate {percent(t.refund_rate_bp)}",
+            least=100,
         ),
         stacked_bars(
             "chart-recharges",
@@ -211,6 +214,7 @@ def charts(report: Report) -> list[Chart]:
             axis=inr_axis,
             label=inr,
             total=f"{inr(t.community_earnings_paise)} earned",
+            least=100,
         ),
         stacked_bars(
             "chart-fraud",

@@ -136,10 +136,12 @@ def stacked_bars(
     axis: Format,
     label: Format,
     total: str,
+    least: int = 1,
 ) -> Chart:
-    """One bar a day, the series stacked in their order (all values ≥ 0)."""
+    """One bar a day, the series stacked in their order (all values ≥ 0). `least`: the
+    smallest axis top (₹1 = 100 paise for money: never a ₹0.01 axis)."""
     sums = [sum(s.values[i] or 0 for s in series) for i in range(len(days))]
-    top = nice_ceiling(max(sums, default=0))
+    top = nice_ceiling(max([*sums, least]))
     slot = _slot(days)
     gap = min(4.0, slot * 0.2)
     bars: list[Bar] = []
@@ -186,11 +188,17 @@ def lines(
     label: Format,
     total: str,
     top: int | None = None,
+    least: int = 1,
 ) -> Chart:
     """One line per series (a gap where a value is None), with a dot on each day that has
-    a value (its hover title says the figure). `top`: a fixed axis top (a rate's 100 %)."""
+    a value (its hover title says the figure). `top`: a fixed axis top (a rate's 100 %).
+    A chart with nothing but zeros draws no line: "nothing in this period" says it."""
     present = [v for s in series for v in s.values if v is not None]
-    ceiling = top if top is not None else nice_ceiling(max(present, default=0))
+    empty = not any(present)
+    legend = _legend(series)
+    if empty:
+        series = []
+    ceiling = top if top is not None else nice_ceiling(max([*present, least]))
     slot = _slot(days)
     drawn: list[Line] = []
     dots: list[Dot] = []
@@ -217,7 +225,7 @@ def lines(
         dots=dots,
         y_ticks=_y_ticks(ceiling, axis),
         x_ticks=_x_ticks(days),
-        legend=_legend(series),
+        legend=legend,
         total=total,
-        empty=not any(present),
+        empty=empty,
     )

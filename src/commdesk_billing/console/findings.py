@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.responses import RedirectResponse, Response
 
 from commdesk_billing.console import forms, web
+from commdesk_billing.console.analytics import inr
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import DomainError, FindingNotFound, Forbidden
 from commdesk_billing.idempotency.keys import Answer, KeyedRequest, run_keyed
@@ -159,7 +160,7 @@ async def _finding_page(
         difference=(
             None
             if found.expected_paise is None or found.actual_paise is None
-            else found.actual_paise - found.expected_paise
+            else inr(found.actual_paise - found.expected_paise)
         ),
         may_explain=may_act and state in MOVES[State.explained],
         may_resolve=may_act and state in MOVES[State.resolved],
