@@ -315,6 +315,10 @@ def test_chart_geometry() -> None:
     )
     # A gap splits the line: two points before it would be one, so only the run after it.
     assert [len(x.points.split()) for x in line.lines] == [2] and len(line.dots) == 3
+    money = charts.lines(
+        "m", "t", days, [charts.Series("r", [0, 5, 0, 0])], axis=str, label=str, total=""
+    )
+    assert len(money.dots) == 1 and money.y_ticks[-1].label == "5"
     empty = charts.lines(
         "e", "t", days, [charts.Series("r", [None] * 4)], axis=str, label=str, total=""
     )

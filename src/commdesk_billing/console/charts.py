@@ -213,7 +213,8 @@ def lines(
                 continue
             x, y = round(LEFT + slot * (i + 0.5), 2), round(_y(max(value, 0), ceiling), 2)
             run.append(f"{x},{y}")
-            dots.append(Dot(x, y, css, f"{days[i]:%d %b %Y} · {s.name}: {label(value)}"))
+            if value != 0 or top is not None:  # a zero amount is the baseline; a 0 % rate is not
+                dots.append(Dot(x, y, css, f"{days[i]:%d %b %Y} · {s.name}: {label(value)}"))
         if len(run) > 1:
             drawn.append(Line(css, " ".join(run)))
     return Chart(
