@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from commdesk_billing import apidocs, problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.console import web as console_web
+from commdesk_billing.console.analytics import router as console_analytics_router
+from commdesk_billing.console.findings import router as console_findings_router
 from commdesk_billing.console.pages import router as console_router
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
@@ -185,6 +187,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing_profile_router)
     # The finance console (console/): its pages, and its stylesheet served from the package.
     app.include_router(console_router)
+    app.include_router(console_findings_router)
+    app.include_router(console_analytics_router)
     app.mount("/console/static", StaticFiles(directory=console_web.STATIC_DIR), "console-static")
     app.include_router(events_router)
 

@@ -156,6 +156,8 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("POST", "/console/payments/{payment_id}/refunds"): _M,
     ("POST", "/console/reviews/{review_id}/decision"): _M,
     ("POST", "/console/dead-letters/{queue}/{message_id}/replay"): _M,
+    ("POST", "/console/findings/{finding_id}/explain"): _M,
+    ("POST", "/console/findings/{finding_id}/resolve"): _M,
     ("GET", "/console"): _R,
     ("GET", "/console/sign-in"): _R,
     ("GET", "/console/payments"): _R,
@@ -164,6 +166,10 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/console/settlements"): _R,
     ("GET", "/console/dead-letters"): _R,
     ("GET", "/console/dead-letters/{queue}/{message_id}"): _R,
+    ("GET", "/console/findings"): _R,
+    ("GET", "/console/findings/{finding_id}"): _R,
+    ("GET", "/console/analytics"): _R,
+    ("GET", "/console/analytics/{report}.csv"): _R,
     # Probes (the orchestrator) and scrapes (Prometheus): never limited, they come often
     # from one address and must keep working while we are under load.
     ("GET", "/healthz"): _X,
