@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -68,23 +67,6 @@ def test_keys_that_name_secrets_are_replaced_whole_at_any_depth() -> None:
         "order_id": 1234567890123,
         "note": None,
     }
-
-
-@pytest.fixture
-def logging_restored() -> Iterator[None]:
-    """The test configures logging as a process does; the rest of the run gets back what
-    it had."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield
-    finally:
-        structlog.reset_defaults()
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
 
 
 @pytest.mark.usefixtures("logging_restored")
