@@ -13,8 +13,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import sentry_sdk
-
 from commdesk_billing.config import Settings
 from commdesk_billing.telemetry import context, redact, tracing
 
@@ -48,6 +46,10 @@ def init(settings: Settings, service: str) -> bool:
     global _dsn
     if settings.sentry_dsn is None:
         return False
+    # Imported here: a process without Sentry never loads it (a second of start-up on a
+    # busy machine).
+    import sentry_sdk
+
     dsn = settings.sentry_dsn.get_secret_value()
     with _lock:
         if _dsn != dsn:
@@ -75,11 +77,15 @@ def init(settings: Settings, service: str) -> bool:
 def capture(exc: BaseException) -> None:
     """Report an unexpected exception (in the current trace), if Sentry is on."""
     if _dsn is not None:
+        import sentry_sdk
+
         sentry_sdk.capture_exception(exc)
 
 
 def flush(timeout_s: float = 5.0) -> None:
     if _dsn is not None:
+        import sentry_sdk
+
         sentry_sdk.flush(timeout=timeout_s)
 
 
@@ -88,6 +94,8 @@ def close() -> None:
     global _dsn
     with _lock:
         if _dsn is not None:
+            import sentry_sdk
+
             sentry_sdk.get_client().close(timeout=2)
             sentry_sdk.init(dsn=None)
             _dsn = None

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import threading
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
 
 from commdesk_billing.config import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 SERVICE_PREFIX = "commdesk-billing"
 _INSTRUMENTATION = "commdesk_billing"
@@ -52,26 +51,36 @@ def tracer(settings: Settings, service: str) -> Tracer | None:
     with _lock:
         provider = _providers.get(key)
         if provider is None:
-            provider = TracerProvider(
-                resource=Resource.create(
-                    {
-                        "service.name": f"{SERVICE_PREFIX}-{service}",
-                        "service.namespace": SERVICE_PREFIX,
-                        "service.version": version(),
-                        "deployment.environment.name": settings.env.value,
-                    }
-                ),
-                # A caller's decision is kept (a sampled request stays sampled all the way
-                # through the queues); new traces are kept at the configured ratio.
-                sampler=ParentBased(TraceIdRatioBased(ratio)),
-            )
-            # Batched: a span costs a queue append on the request path; a background
-            # thread exports.
-            provider.add_span_processor(
-                BatchSpanProcessor(OTLPSpanExporter(endpoint=key[1], timeout=10))
-            )
+            provider = _provider(service, key[1], settings.env.value, ratio)
             _providers[key] = provider
     return provider.get_tracer(_INSTRUMENTATION, version())
+
+
+def _provider(service: str, url: str, env: str, ratio: float) -> TracerProvider:
+    # Imported here: a process with tracing off never loads the SDK, the exporter or
+    # protobuf (a second of start-up on a busy machine).
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    provider = TracerProvider(
+        resource=Resource.create(
+            {
+                "service.name": f"{SERVICE_PREFIX}-{service}",
+                "service.namespace": SERVICE_PREFIX,
+                "service.version": version(),
+                "deployment.environment.name": env,
+            }
+        ),
+        # A caller's decision is kept (a sampled request stays sampled all the way through
+        # the queues); new traces are kept at the configured ratio.
+        sampler=ParentBased(TraceIdRatioBased(ratio)),
+    )
+    # Batched: a span costs a queue append on the request path; a background thread exports.
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=10)))
+    return provider
 
 
 def flush(timeout_ms: int = 5_000) -> None:
