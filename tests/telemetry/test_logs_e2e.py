@@ -73,13 +73,13 @@ async def test_the_demo_logs_labelled_json_and_no_secret(
     collector: Collector,
 ) -> None:
     prefix = f"logs{uuid.uuid4().hex[:8]}."
+    # (No BILLING_METRICS_TOKEN: the demo reads /metrics as a development stack serves it.)
     secrets_used = {
         "BILLING_CASHFREE_CLIENT_SECRET": f"cfsk_{secrets.token_hex(20)}",
         "BILLING_CASHFREE_PAYOUT_CLIENT_SECRET": f"cfpo_{secrets.token_hex(20)}",
         "BILLING_JWT_SECRET": secrets.token_urlsafe(40),
         "BILLING_NOTIFY_WEBHOOK_SECRET": secrets.token_urlsafe(40),
         "BILLING_CSRF_SECRET": secrets.token_urlsafe(40),
-        "BILLING_METRICS_TOKEN": secrets.token_urlsafe(40),
         "BILLING_PAYOUT_FINGERPRINT_KEY": _key(),
     }
     sealing_key = _key()
