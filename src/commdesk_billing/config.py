@@ -530,6 +530,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # Errors to Sentry (telemetry/errors.py): off while unset. The DSN holds its key.
+    sentry_dsn: SecretStr | None = None
+    # What Sentry files the events under (`release`); unset: the package's version.
+    release: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,99}$")] | None = None
+    # Traces (telemetry/tracing.py) to an OTLP/HTTP collector, e.g. http://collector:4318
+    # (`/v1/traces` is added unless given): off, and costing nothing, while unset.
+    # OTEL_EXPORTER_OTLP_HEADERS etc. are read by the exporter as the standard says.
+    otel_exporter_otlp_endpoint: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # Share of new traces kept; a trace another service started keeps its sampling decision.
+    otel_traces_sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 
     @property
     def pooled(self) -> bool | None:
