@@ -76,13 +76,21 @@ from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
 log = structlog.get_logger(__name__)
 
 
+# Probes and scrapes answer every few seconds and say nothing an access log is read for.
+_UNLOGGED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+access_log = structlog.get_logger("commdesk_billing.access")
+
+
 class Observe:
     """Request id, the request's server span (W3C `traceparent` in, when tracing is on) and
     access metrics by route template (never by raw path: ids would explode the label set)."""
 
-    def __init__(self, app: ASGIApp, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, tracer: Tracer | None = None, *, access_log: bool = True
+    ) -> None:
         self.app = app
         self.tracer = tracer
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,8 +143,19 @@ class Observe:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(method, template).observe(elapsed)
+            if self.access_log and template not in _UNLOGGED_ROUTES:
+                # The route's template, never the raw path or query (ids, filters): what
+                # was asked of which route, the answer, and how long it took.
+                access_log.info(
+                    "http.access",
+                    method=method,
+                    route=template,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
             structlog.contextvars.unbind_contextvars("request_id")
             if span is not None:
                 span.update_name(f"{method} {template}")
@@ -309,5 +328,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, settings=cfg)
     # Inside Observe (added after it runs first): reuses its request id.
     app.add_middleware(RecordOrigin, settings=cfg)
-    app.add_middleware(Observe, tracer=tracing.tracer(cfg, "api"))
+    app.add_middleware(Observe, tracer=tracing.tracer(cfg, "api"), access_log=cfg.access_log)
     return app

@@ -530,6 +530,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # One JSON line per answered request (`http.access`: method, route template, status,
+    # duration, request id; probes and scrapes left out).
+    access_log: bool = True
     # Errors to Sentry (telemetry/errors.py): off while unset. The DSN holds its key.
     sentry_dsn: SecretStr | None = None
     # What Sentry files the events under (`release`); unset: the package's version.

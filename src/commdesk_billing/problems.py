@@ -44,6 +44,11 @@ def problem_body(
         body["instance"] = instance
     # Extension members never override the standard ones.
     body.update({k: v for k, v in extra.items() if k not in body})
+    # The request's id (also the X-Request-ID header): what support asks a caller for, so
+    # the access log and traces of this answer are found from the body alone.
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if isinstance(request_id, str) and "request_id" not in body:
+        body["request_id"] = request_id
     return body
 
 

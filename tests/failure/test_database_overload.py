@@ -124,7 +124,8 @@ def assert_unavailable(r: httpx.Response, retry_after: int) -> None:
     assert r.headers["content-type"] == PROBLEM
     assert r.headers["retry-after"] == str(retry_after)
     assert "connection" not in r.headers  # kept alive: a 503 is an answer, not a crash
-    assert r.json() == {
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+    assert {k: v for k, v in r.json().items() if k != "request_id"} == {
         "type": "urn:commdesk:billing:problem:database_unavailable",
         "title": "Service temporarily unavailable",
         "status": 503,
