@@ -13,7 +13,10 @@ that does not change (new facts get new types; a type's meaning never moves):
 | `invoice` | the tax invoice was issued | invoice id |
 | `credit_note` | a credit note for a refund was issued | invoice id |
 
-Entries at the same instant keep the order of the table above. A buyer's view leaves out
+Entries at the same instant keep the order of the table above. Cashfree stamps an attempt
+to the whole second (in IST), so its `at` may read a fraction of a second before the order
+was opened here; it is still placed after the order's opening (its `at` is shown as
+Cashfree gave it). A buyer's view leaves out
 what is staff's (who asked for a refund when staff did, the reasons written to state moves).
 """
 
@@ -49,6 +52,11 @@ class Entry:
     summary: str
     ref: str | None
     data: dict[str, Any]
+    placed: datetime | None = None  # where it sorts, when not at `at`
+
+    @property
+    def sort_at(self) -> datetime:
+        return self.placed or self.at
 
 
 def _events(story: PaymentStory, staff: bool) -> list[Entry]:
@@ -84,7 +92,10 @@ def _events(story: PaymentStory, staff: bool) -> list[Entry]:
                 )
             )
         elif kind.startswith("refund.") and e["refund_id"] is not None:
-            to = kind.removeprefix("refund.").upper()
+            # `refund.succeeded` is written for a refund moving to SUCCESS; every other end
+            # is `refund.<status>`: `to` is the refund's own status, as its API shows it.
+            ended = kind.removeprefix("refund.")
+            to = "SUCCESS" if ended == "succeeded" else ended.upper()
             out.append(
                 Entry(
                     EntryType.refund_status_changed,
@@ -97,7 +108,18 @@ def _events(story: PaymentStory, staff: bool) -> list[Entry]:
     return out
 
 
+def _opened_at(story: PaymentStory) -> datetime:
+    """When the order was opened (its first move to ACTIVE), else written: no attempt on it
+    can come earlier."""
+    for e in story.events:
+        if e["event_type"] == "payment.active":
+            opened: datetime = e["occurred_at"]
+            return opened
+    return story.payment.created_at
+
+
 def _attempts(story: PaymentStory) -> list[Entry]:
+    floor = _opened_at(story)
     out: list[Entry] = []
     for a in story.attempts:
         at = a["attempted_at"] or a["completed_at"] or story.payment.created_at
@@ -116,6 +138,7 @@ def _attempts(story: PaymentStory) -> list[Entry]:
                     "error_code": a["error_code"],
                     "completed_at": a["completed_at"],
                 },
+                placed=max(at, floor),
             )
         )
     return out
@@ -214,4 +237,4 @@ def timeline(story: PaymentStory, *, staff: bool) -> list[Entry]:
         *_documents(story),
     ]
     # sorted() is stable: same instant and type keep the order their source gave.
-    return sorted(entries, key=lambda e: (e.at, _RANK[e.type]))
+    return sorted(entries, key=lambda e: (e.sort_at, _RANK[e.type]))
