@@ -35,7 +35,8 @@ EXPANSIONS = ("invoice", "refunds")
 
 _PROBLEMS = documented(
     {
-        400: "`expand` names something else than invoice and refunds (`invalid_expand`)",
+        400: "`expand` names something else than invoice and refunds (`invalid_expand`), or a "
+        "query parameter unknown or sent twice",
         401: "No valid bearer token",
         403: "Not the buyer nor finance_admin, support or auditor; or expand=invoice by "
         "support (tax documents are read by their buyer, finance_admin and auditor)",
