@@ -378,6 +378,38 @@ AUDIT_CALLERS = [
     "forged",
 ]
 
+# Who may call what, on events out: finance_admin and services with `webhooks:manage`
+# manage the webhook endpoints (and read their deliveries, replay one); finance_admin, the
+# auditor and services with `events:read` (or `webhooks:manage`) pull the events. Every
+# other person and any other service: 403; no token or a forged one: 401. Callers:
+# EVENTS_CALLERS.
+_WEBHOOK_MANAGERS = {"finance_admin", "service_webhooks"}
+_EVENT_READERS = {"finance_admin", "auditor", "service_events", "service_webhooks"}
+EVENTS_ALLOW = {
+    "POST /v1/webhook-endpoints": _WEBHOOK_MANAGERS,
+    "GET /v1/webhook-endpoints": _WEBHOOK_MANAGERS,
+    "GET /v1/webhook-endpoints/{endpoint_id}": _WEBHOOK_MANAGERS,
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": _WEBHOOK_MANAGERS,
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": _WEBHOOK_MANAGERS,
+    "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": _WEBHOOK_MANAGERS,
+    "GET /v1/webhook-endpoints/{endpoint_id}/deliveries": _WEBHOOK_MANAGERS,
+    "POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": (_WEBHOOK_MANAGERS),
+    "GET /v1/events": _EVENT_READERS,
+    "GET /v1/events/{event_id}": _EVENT_READERS,
+}
+EVENTS_CALLERS = [
+    "member",
+    "community_owner",
+    "finance_admin",
+    "support",
+    "auditor",
+    "service_events",
+    "service_webhooks",
+    "service_other",
+    "anonymous",
+    "forged",
+]
+
 # The routes another CommDesk service may call, and the scopes that let it in (any one of
 # them; `x-service-scopes` in the OpenAPI document, `security/service_scopes.py`). Every
 # other route refuses every service token with 403, whatever scopes it carries
@@ -399,6 +431,16 @@ SERVICE_SCOPES = {
     "POST /v1/usage/events": {"usage:write"},
     "GET /v1/usage/price-book": {"usage:read", "usage:write"},
     "GET /v1/usage/summary": {"usage:read"},
+    "POST /v1/webhook-endpoints": {"webhooks:manage"},
+    "GET /v1/webhook-endpoints": {"webhooks:manage"},
+    "GET /v1/webhook-endpoints/{endpoint_id}": {"webhooks:manage"},
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": {"webhooks:manage"},
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": {"webhooks:manage"},
+    "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": {"webhooks:manage"},
+    "GET /v1/webhook-endpoints/{endpoint_id}/deliveries": {"webhooks:manage"},
+    "POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {"webhooks:manage"},
+    "GET /v1/events": {"events:read", "webhooks:manage"},
+    "GET /v1/events/{event_id}": {"events:read", "webhooks:manage"},
 }
 
 # Fraud: finance and support read the queue, profiles and lists; finance alone decides a

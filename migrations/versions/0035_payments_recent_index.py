@@ -1,7 +1,7 @@
 """An index for staff's list of everyone's payments, newest first.
 
 Revision ID: 0035
-Revises: 0029
+Revises: 0030
 Create Date: 2026-12-07
 
 `GET /v1/payments` for finance_admin, support and auditor lists every user's payments by
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0035"
-down_revision = "0029"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 

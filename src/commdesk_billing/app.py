@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,9 @@ import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from commdesk_billing import apidocs, problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.console import web as console_web
+from commdesk_billing.console.analytics import router as console_analytics_router
+from commdesk_billing.console.findings import router as console_findings_router
 from commdesk_billing.console.pages import router as console_router
 from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.engine import make_engine
@@ -29,6 +35,7 @@ from commdesk_billing.modules.audit.api import router as audit_router
 from commdesk_billing.modules.autorecharge.api import router as auto_recharge_router
 from commdesk_billing.modules.communities.api import router as communities_router
 from commdesk_billing.modules.communities.mongo import community_directory
+from commdesk_billing.modules.events.api import router as events_router
 from commdesk_billing.modules.fraud.api import router as fraud_router
 from commdesk_billing.modules.invoices.api import router as invoices_router
 from commdesk_billing.modules.mandates.api import router as mandates_router
@@ -63,19 +70,20 @@ from commdesk_billing.security.sealed import key_ring
 from commdesk_billing.security.strictquery import strict_query
 from commdesk_billing.storage import StorageError
 from commdesk_billing.storage.factory import document_store
-from commdesk_billing.telemetry import exposition
-from commdesk_billing.telemetry.context import set_traceparent
+from commdesk_billing.telemetry import context as trace_context
+from commdesk_billing.telemetry import errors, exposition, tracing
 from commdesk_billing.telemetry.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger(__name__)
 
 
 class Observe:
-    """Request id, access metrics by route template (never by raw path: ids would explode
-    the label set)."""
+    """Request id, the request's server span (W3C `traceparent` in, when tracing is on) and
+    access metrics by route template (never by raw path: ids would explode the label set)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tracer: Tracer | None = None) -> None:
         self.app = app
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +93,8 @@ class Observe:
         raw_id = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = raw_id if 0 < len(raw_id) <= 128 and raw_id.isprintable() else uuid.uuid4().hex
         # Kept on the scope too: a 500 is answered outside this middleware (problems.py).
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         status = 500
         started = time.perf_counter()
 
@@ -98,22 +107,53 @@ class Observe:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        # W3C trace context: events this request announces carry it on (queues/envelope).
-        set_traceparent(headers.get(b"traceparent", b"").decode("latin-1") or None)
+        method = scope.get("method", "")
+        # W3C trace context: the caller's trace goes on through this request's span (or, with
+        # tracing off, as it came) into the logs and the events the request announces.
+        incoming = trace_context.parent_context(headers.get(b"traceparent"))
+        span: Span | None = None
+        token = None
+        if self.tracer is not None:
+            span = self.tracer.start_span(
+                method,
+                context=incoming,
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": method},
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+        elif incoming is not None:
+            token = otel_context.attach(incoming)
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Reported here, inside the span; the answer itself comes from problems.py, which
+            # logs it under the same trace.
+            state["traceparent"] = trace_context.current_traceparent()
+            errors.capture(exc)
+            if span is not None:
+                span.record_exception(exc)
+            raise
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            method = scope.get("method", "")
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
             HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("request_id")
+            if span is not None:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+                span.end()
+            if token is not None:
+                otel_context.detach(token)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     cfg = settings or get_settings()
     wiring.install()
+    errors.init(cfg, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,6 +180,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.cashfree.aclose()
             await app.state.subscriptions.aclose()
             await app.state.engine.dispose()
+            if cfg.otel_exporter_otlp_endpoint:
+                # Spans of the last requests leave before the process does.
+                await asyncio.to_thread(tracing.flush)
 
     app = FastAPI(
         title="CommDesk Billing",
@@ -186,7 +229,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing_profile_router)
     # The finance console (console/): its pages, and its stylesheet served from the package.
     app.include_router(console_router)
+    app.include_router(console_findings_router)
+    app.include_router(console_analytics_router)
     app.mount("/console/static", StaticFiles(directory=console_web.STATIC_DIR), "console-static")
+    app.include_router(events_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -265,5 +311,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, settings=cfg)
     # Inside Observe (added after it runs first): reuses its request id.
     app.add_middleware(RecordOrigin, settings=cfg)
-    app.add_middleware(Observe)
+    app.add_middleware(Observe, tracer=tracing.tracer(cfg, "api"))
     return app

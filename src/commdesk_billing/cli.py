@@ -38,9 +38,16 @@ def _settings() -> Settings:
         raise Failure.of(translate(exc).message, EXIT_CONFIG) from None
 
 
-def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+def _logs(settings: Settings, service: str = "cli", level: str | None = None) -> None:
+    """JSON logs labelled with the process's role and environment (telemetry/logging.py)."""
+    configure_logging(
+        level or settings.log_level, settings.log_json, service=service, env=settings.env.value
+    )
+
+
+def _run(fn: Callable[[Settings], Coroutine[Any, Any, T]], service: str = "cli") -> T:
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_json)
+    _logs(settings, service)
     return asyncio.run(fn(settings))
 
 
@@ -62,7 +69,7 @@ def migrate(revision: str, as_json: bool) -> None:
     from commdesk_billing.db.migrate import upgrade
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_json)
+    _logs(settings)
     upgrade(settings.direct_url, revision)
     emit(as_json, {"migrated_to": revision}, f"database migrated to {revision}")
 
@@ -76,7 +83,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     from commdesk_billing import httpserver
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_json)
+    _logs(settings, "api")
     config = httpserver.server_config(
         "commdesk_billing.app:create_app",
         settings,
@@ -473,7 +480,7 @@ class _Readiness:
 Serve = Callable[[asyncio.Event, _Readiness], Coroutine[Any, Any, None]]
 
 
-def _serve_until_signalled(run: Serve) -> None:
+def _serve_until_signalled(run: Serve, service: str) -> None:
     """Run until SIGTERM/SIGINT, then let `run` wind down gracefully. With
     BILLING_WORKER_METRICS_PORT set, `/metrics`, `/healthz` and `/readyz` are served on it."""
     import signal
@@ -498,7 +505,7 @@ def _serve_until_signalled(run: Serve) -> None:
             if server is not None:
                 await server.stop()
 
-    _run(go)
+    _run(go, service)
 
 
 async def _start_unless_stopped(start: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -537,7 +544,7 @@ def worker(no_relay: bool, no_consumers: bool) -> None:
         finally:
             await w.stop()
 
-    _serve_until_signalled(run)
+    _serve_until_signalled(run, "worker")
 
 
 @main.command()
@@ -565,7 +572,7 @@ def scheduler() -> None:
             await communities.aclose()
             await engine.dispose()
 
-    _serve_until_signalled(run)
+    _serve_until_signalled(run, "scheduler")
 
 
 @main.group()
@@ -604,7 +611,7 @@ def _broker_call(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
 
 def _run_broker(fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_json)
+    _logs(settings)
     return _broker_call(settings, fn(settings))
 
 
@@ -838,7 +845,7 @@ def demo(api_url: str | None) -> None:
     wiring.install()
 
     settings = _settings()
-    configure_logging("WARNING", settings.log_json)
+    _logs(settings, "demo", "WARNING")
     sys.exit(asyncio.run(run_demo(settings, api_url)))
 
 
@@ -874,6 +881,10 @@ def dev(api_port: int, sandbox_port: int, mongodb_port: int) -> None:
             mongodb_dir=Path("var/mongodb"),
         ) as stack:
             click.echo(f"API {stack.api_url}  (docs {stack.api_url}/docs)")
+            click.echo(
+                f"Finance console {stack.api_url}/console  (a staff account: commdesk-billing "
+                "staff create --email E --role finance_admin)"
+            )
             click.echo(f"Cashfree sandbox {stack.sandbox_url}/pg")
             click.echo(f"MongoDB (communities) {stack.mongodb}")
             if stack.jwt_key_file is not None:

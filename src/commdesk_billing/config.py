@@ -392,6 +392,28 @@ class Settings(BaseSettings):
     notification_retry_base_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
     notification_retry_max_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 6 * 3600.0
 
+    # --- Events out (modules/events; docs/api.md "Webhooks out") ------------------------
+    # Fernet keys (urlsafe base64 of 32 bytes), comma-separated, that seal each endpoint's
+    # signing secret at rest: the first seals, any of them opens (rotation: put the new key
+    # first, keep the old until every endpoint's secret was rotated). Unset outside
+    # production: a fixed development key. Unset in production: endpoints cannot be created
+    # or sent to.
+    webhook_secret_keys: SecretStr | None = None
+    # How often the scheduler sends what is due; one POST's whole deadline (connect, send,
+    # answer); POSTs at once, and at most this many per endpoint in one round (a receiver
+    # that is down takes only its own share of the round).
+    webhook_deliver_every_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    webhook_sends_at_once: Annotated[int, Field(ge=1, le=200)] = 16
+    webhook_sends_per_endpoint: Annotated[int, Field(ge=1, le=100)] = 4
+    # Retries: base * 2^(attempt-1) capped, each with up to 25% jitter, for the window
+    # (then the delivery fails for good); an endpoint failing for this long without one
+    # success is disabled (0: never).
+    webhook_retry_base_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    webhook_retry_max_s: Annotated[float, Field(gt=0, le=86400)] = 3 * 3600.0
+    webhook_retry_window_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 3 * 86400.0
+    webhook_disable_after_s: Annotated[float, Field(ge=0, le=60 * 86400)] = 5 * 86400.0
+
     # --- Request hygiene (docs/api.md "Request hygiene"; docs/runbook.md) ---------------
     # Host header values served, exact names without port. Always added: the host of
     # BILLING_PUBLIC_BASE_URL, and outside production localhost, 127.0.0.1 and ::1.
@@ -508,6 +530,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # Errors to Sentry (telemetry/errors.py): off while unset. The DSN holds its key.
+    sentry_dsn: SecretStr | None = None
+    # What Sentry files the events under (`release`); unset: the package's version.
+    release: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,99}$")] | None = None
+    # Traces (telemetry/tracing.py) to an OTLP/HTTP collector, e.g. http://collector:4318
+    # (`/v1/traces` is added unless given): off, and costing nothing, while unset.
+    # OTEL_EXPORTER_OTLP_HEADERS etc. are read by the exporter as the standard says.
+    otel_exporter_otlp_endpoint: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # Share of new traces kept; a trace another service started keeps its sampling decision.
+    otel_traces_sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 
     @property
     def pooled(self) -> bool | None:

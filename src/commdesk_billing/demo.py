@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import make_engine
+from commdesk_billing.demo_insight import buyer_steps, cli_env_of, finance_steps
 from commdesk_billing.demo_payouts import STACK_ENV, money_out, poll
 from commdesk_billing.demo_recurring import recurring
 from commdesk_billing.demo_security import security
@@ -67,12 +68,20 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
     # Against a running stack: its sandbox is where the settings point Cashfree.
     sandbox_url = settings.cashfree_base_url.removesuffix("/pg")
     maildir: Path | None = None
+    cli_env = cli_env_of(None)
     async with AsyncExitStack() as exits:
         try:
             if api_url is None:
                 print("starting the stack: Cashfree sandbox, API, worker, scheduler ...")
-                stack = await exits.enter_async_context(running_stack(settings_env=STACK_ENV))
+                # Its own Redis key space: fraud velocity counts what earlier demos on this
+                # machine bought with the same sandbox instruments, and would hold this
+                # run's purchases for review.
+                own_keys = {"BILLING_REDIS_KEY_PREFIX": f"cdb-demo-{uuid.uuid4().hex[:8]}:"}
+                stack = await exits.enter_async_context(
+                    running_stack(settings_env={**STACK_ENV, **own_keys})
+                )
                 api_url, sandbox_url, maildir = stack.api_url, stack.sandbox_url, stack.maildir
+                cli_env = cli_env_of(stack.env)
                 # The stack's own MongoDB, where the demo community is written.
                 settings = settings.model_copy(
                     update={
@@ -81,7 +90,7 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
                         "dev_jwt_key_file": stack.env.get("BILLING_DEV_JWT_KEY_FILE"),
                     }
                 )
-            await _purchase(settings, api_url, sandbox_url, maildir, checks)
+            await _purchase(settings, api_url, sandbox_url, maildir, checks, cli_env)
         except _Abort:
             pass  # reported by require(); the summary says FAILED
         except RuntimeError as exc:
@@ -91,7 +100,12 @@ async def run_demo(settings: Settings, api_url: str | None) -> int:
 
 
 async def _purchase(
-    settings: Settings, api_url: str, sandbox_url: str, maildir: Path | None, checks: Checks
+    settings: Settings,
+    api_url: str,
+    sandbox_url: str,
+    maildir: Path | None,
+    checks: Checks,
+    cli_env: dict[str, str],
 ) -> None:
     run = uuid.uuid4().hex[:8]
     # With an address, so the buyer's receipts and notices are emailed (the stack's SMTP sink).
@@ -194,6 +208,7 @@ async def _purchase(
         # Before the recurring steps: those move the sandbox's clock by days, and an order
         # opened after that expires (by our clock) before the sandbox's "now".
         await security(settings, client, browser, run=run, checks=checks)
+        b2b_order = await buyer_steps(settings, client, browser, run=run, checks=checks)
         await recurring(
             settings,
             client,
@@ -202,6 +217,15 @@ async def _purchase(
             member_email=buyer_email,
             sandbox_url=sandbox_url,
             maildir=maildir,
+            run=run,
+            checks=checks,
+        )
+        await finance_steps(
+            settings,
+            client,
+            api_url=api_url,
+            cli_env=cli_env,
+            order_id=b2b_order,
             run=run,
             checks=checks,
         )

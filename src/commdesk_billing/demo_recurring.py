@@ -52,7 +52,7 @@ async def recurring(
     run: str,
     checks: Checks,
 ) -> None:
-    """Steps 18-22 of the demo, on the buyer's wallet."""
+    """Steps 20-24 of the demo, on the buyer's wallet."""
     finance = _auth(settings, "demo-finance", Role.finance_admin)
     wallet = checks.require(await client.get("/v1/wallets/me", headers=member), 200, "wallet")
     wid, start = wallet["id"], wallet["available_credits"]
@@ -110,7 +110,7 @@ async def _usage(
     )
     charged = sum(r["debited_credits"] for r in first["results"])
     print(
-        f"18. usage: {sum(USAGE_UNITS)} units of {METER} rated {charged} credits "
+        f"20. usage: {sum(USAGE_UNITS)} units of {METER} rated {charged} credits "
         f"(graduated tiers); the same batch again: {again['duplicate']} duplicates, no charge"
     )
     # The buyer's wallet used nothing this month before: the tiers give exactly 220 credits.
@@ -163,7 +163,7 @@ async def _subscription(
         f"subscribed to {PLAN}, the first month paid from the wallet",
     )
     print(
-        f"19. subscription {sub['id']}: {PLAN} v{sub['plan_version']} {sub['status']}, "
+        f"21. subscription {sub['id']}: {PLAN} v{sub['plan_version']} {sub['status']}, "
         f"period {sub['current_period']} until {sub['current_period_end']}; renewed by the "
         "scheduler from the wallet, with dunning and a grace period"
     )
@@ -216,7 +216,7 @@ async def _mandate(
     )
     checks.check(done.get("status") == "active", f"mandate active ({done.get('status')})")
     print(
-        f"20. mandate {done['id']}: {done.get('status')}, UMN {done.get('authorization_reference')}"
+        f"22. mandate {done['id']}: {done.get('status')}, UMN {done.get('authorization_reference')}"
         f", at most ₹{done['max_amount_paise'] / 100:.2f} a debit"
     )
     return done if done.get("status") == "active" else None
@@ -276,7 +276,7 @@ async def _auto_recharge(
         "Cashfree notified the payer before the debit (pre-debit notice)",
     )
     print(
-        f"21. auto-recharge: {spend} spent, the wallet crossed {THRESHOLD}; {RECHARGE_PACK} "
+        f"23. auto-recharge: {spend} spent, the wallet crossed {THRESHOLD}; {RECHARGE_PACK} "
         f"charged on the mandate after Cashfree's pre-debit notice; {RECHARGE_CREDITS} credits "
         "pending. Moving the sandbox clock 49 hours, past the earliest debit ..."
     )
@@ -317,7 +317,7 @@ def _subjects(maildir: Path, to: str) -> list[str]:
 
 async def _emails(maildir: Path | None, to: str, checks: Checks) -> None:
     if maildir is None:
-        print("22. emails: sent through the configured SMTP relay (not shown here)")
+        print("24. emails: sent through the configured SMTP relay (not shown here)")
         return
     # The scheduler sends what the worker recorded every few seconds.
     wanted = ("Receipt", "Refund", "low", "Upcoming automatic recharge", "succeeded")
@@ -326,7 +326,7 @@ async def _emails(maildir: Path | None, to: str, checks: Checks) -> None:
     while time.monotonic() < deadline and not all(any(w in s for s in subjects) for w in wanted):
         await asyncio.sleep(1)
         subjects = _subjects(maildir, to)
-    print(f"22. emails to {to} in {maildir / 'new'} ({len(subjects)}):")
+    print(f"24. emails to {to} in {maildir / 'new'} ({len(subjects)}):")
     for s in subjects:
         print(f"    - {s}")
     checks.check(

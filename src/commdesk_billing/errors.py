@@ -580,6 +580,41 @@ class InvalidReportFormat(DomainError):
     title = "Report format is not valid"
 
 
+class WebhookEndpointNotFound(NotFound):
+    code = "webhook_endpoint_not_found"
+
+
+class WebhookDeliveryNotFound(NotFound):
+    code = "webhook_delivery_not_found"
+
+
+class EventNotFound(NotFound):
+    code = "event_not_found"
+
+
+class WebhookUrlRefused(DomainError):
+    """An endpoint URL billing will not POST to (scheme, form, or a non-public address in
+    production: no outbound request into our own network)."""
+
+    code = "webhook_url_refused"
+    status = 400
+    title = "Webhook URL not allowed"
+
+
+class WebhookEndpointDisabled(DomainError):
+    code = "webhook_endpoint_disabled"
+    status = 409
+    title = "Webhook endpoint is disabled"
+
+
+class WebhookSecretsUnavailable(DomainError):
+    """No key to seal or open endpoint secrets (BILLING_WEBHOOK_SECRET_KEYS)."""
+
+    code = "webhook_secrets_unavailable"
+    status = 503
+    title = "Webhook endpoints are not configured"
+
+
 class InvalidPaymentFilter(DomainError):
     """A filter of the payments list (`status`, `method`, `created_from`/`created_to`,
     `limit`) that is not one this API takes; `parameter` names it."""

@@ -130,6 +130,9 @@ def server_config(app: Any, settings: Settings, **kwargs: Any) -> ServerConfig:
         "date_header": True,
         "proxy_headers": False,
         "access_log": False,
+        # uvicorn's own records go through the root logger: JSON, labelled and scrubbed
+        # like ours (telemetry/logging.py), not its plain-text handlers.
+        "log_config": None,
         "timeout_keep_alive": settings.http_keep_alive_s,
         **kwargs,
     }

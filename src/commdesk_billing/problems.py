@@ -16,6 +16,7 @@ from commdesk_billing.db import errors as db_errors
 from commdesk_billing.db.errors import DatabaseUnavailable
 from commdesk_billing.errors import DomainError
 from commdesk_billing.security.headers import base_headers
+from commdesk_billing.telemetry import context as trace_context
 
 log = structlog.get_logger(__name__)
 
@@ -165,7 +166,10 @@ def install(app: FastAPI) -> None:
     # reusing the connection sees its next request fail without an answer.
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("http.unhandled_error", path=request.url.path)
+        # Logged in the request's trace (Observe kept it on the scope: this handler runs
+        # outside every middleware, after the request's span has ended).
+        with trace_context.remote_parent(getattr(request.state, "traceparent", None)):
+            log.exception("http.unhandled_error", path=request.url.path)
         headers = {"Connection": "close"}
         # Answered outside every middleware, SecurityHeaders included: its headers here.
         settings = getattr(request.app.state, "settings", None)

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -275,6 +276,10 @@ async def _children(
         "BILLING_MONGODB_URL": mongodb_url,
     }
     env.update(_payouts_env(env, sandbox_url, api_url))
+    # The finance console's CSRF tokens need a secret: a fresh one per start unless one is
+    # given (sessions then last as long as the stack, which is what development wants).
+    if "BILLING_CSRF_SECRET" not in env:
+        env["BILLING_CSRF_SECRET"] = secrets.token_urlsafe(32)
     env = {**settings_env, **env}
     if quiet:
         env.setdefault("BILLING_LOG_LEVEL", "WARNING")

@@ -82,6 +82,10 @@ OWNERS: dict[str, str] = {
     "analytics_ledger_daily": "modules/analytics",
     "analytics_activity_daily": "modules/analytics",
     "analytics_days": "modules/analytics",
+    "webhook_events": "modules/events",
+    "webhook_endpoints": "modules/events",
+    "webhook_deliveries": "modules/events",
+    "webhook_attempts": "modules/events",
 }
 
 # (package, table) → (what it may do, why): SQL a package may run on a table it does not

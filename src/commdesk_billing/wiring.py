@@ -42,6 +42,9 @@ from commdesk_billing.modules.autorecharge.trigger import on_crossing
 from commdesk_billing.modules.communities import invariants as community_invariants
 from commdesk_billing.modules.communities.directory import CommunityDirectory
 from commdesk_billing.modules.communities.mongo import community_directory
+from commdesk_billing.modules.events import vocabulary as public_events
+from commdesk_billing.modules.events.consumers import OutboundEvents
+from commdesk_billing.modules.events.jobs import deliver_due as deliver_webhooks
 from commdesk_billing.modules.fraud import invariants as fraud_invariants
 from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
@@ -113,6 +116,7 @@ HANDLER_KINDS = (
     "fraud_detection",
     "refund_subscription_webhook",
     "analytics_rollups",
+    "outbound_events",
 )
 
 
@@ -169,6 +173,7 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         # Recomputes the rollup buckets of the days an event touched (and their
         # communities' activity in MongoDB, its client built on first use).
         "analytics_rollups": AnalyticsRollups(settings),
+        "outbound_events": OutboundEvents(settings),
     }
 
 
@@ -248,6 +253,10 @@ ROUTES: dict[Route, str] = {
     ("analytics.billing", "settlement.reversed"): "analytics_rollups",
     ("analytics.billing", "auto_recharge.succeeded"): "analytics_rollups",
     ("analytics.billing", "auto_recharge.failed"): "analytics_rollups",
+    # Events out: every money event a client is told of becomes its public events and
+    # their deliveries to the registered webhook endpoints (modules/events/vocabulary.py;
+    # the scheduler's deliver_webhooks sends them).
+    **{("webhooks.outbound", t): "outbound_events" for t in public_events.INTERNAL_TYPES},
 }
 
 # Queues consumed in batches (several messages in one transaction); each also has its
@@ -355,6 +364,13 @@ def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirector
             settings.notification_deliver_every_s,
             lambda: deliver_notifications(engine, settings),
         ),
+        # Events out: POSTs the webhook deliveries that are due, and retries them with
+        # backoff for days (modules/events/jobs.py).
+        Job(
+            "deliver_webhooks",
+            settings.webhook_deliver_every_s,
+            lambda: _deliver_webhooks(engine, settings),
+        ),
         # Renewals, dunning retries and grace expiry; each period is charged once whatever
         # runs overlap (subscriptions/renewal.py).
         Job(
@@ -423,6 +439,10 @@ async def _refresh_analytics(engine: AsyncEngine, settings: Settings) -> None:
         await analytics_rollups.refresh_due(engine, activity)
     finally:
         await activity.aclose()
+
+
+async def _deliver_webhooks(engine: AsyncEngine, settings: Settings) -> None:
+    await deliver_webhooks(engine, settings)
 
 
 async def _refresh_split_vendors(settings: Settings, engine: AsyncEngine) -> None:

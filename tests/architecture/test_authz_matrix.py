@@ -17,6 +17,7 @@ from tests.authz import (
     AUTO_RECHARGE_ALLOW,
     BILLING_PROFILE_ALLOW,
     COMMUNITY_ALLOW,
+    EVENTS_ALLOW,
     FRAUD_ALLOW,
     MANDATE_ALLOW,
     PARTNER_ALLOW,
@@ -53,7 +54,7 @@ def test_the_matrix_names_every_route(app: Any) -> None:
         SUBSCRIPTION_ALLOW
     ) | set(MANDATE_ALLOW) | set(AUDIT_ALLOW) | set(FRAUD_ALLOW) | set(RECONCILIATION_ALLOW) | set(
         ANALYTICS_ALLOW
-    ) | set(BILLING_PROFILE_ALLOW) | {
+    ) | set(BILLING_PROFILE_ALLOW) | set(EVENTS_ALLOW) | {
         "POST /v1/webhooks/cashfree",
         "POST /v1/webhooks/cashfree/subscriptions",
         "POST /v1/webhooks/cashfree-payouts",

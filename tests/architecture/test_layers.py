@@ -131,11 +131,13 @@ def test_every_command_sent_is_routed_and_every_event_reaches_only_consumers() -
         "notifications.billing",
         "payment.processing",
         "wallet.credit",
+        "webhooks.outbound",
     )
     assert wiring.fanout()["refund.succeeded"] == (
         "analytics.billing",
         "invoice.generate",
         "notifications.billing",
+        "webhooks.outbound",
     )
 
 

@@ -480,6 +480,9 @@ _PATH_PARAMETERS = (
     "review_id",
     "entry_id",
     "finding_id",
+    "endpoint_id",
+    "delivery_id",
+    "event_id",
 )
 _BODIES: dict[str, Any] = {
     "POST /v1/reconciliation/findings/{finding_id}/explain": {"note": "sweep"},
@@ -491,6 +494,8 @@ _BODIES: dict[str, Any] = {
         "postal_code": "411001",
         "state_code": "27",
     },
+    "POST /v1/webhook-endpoints": {"url": "https://hooks.example.com/billing"},
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": {"enabled": False},
     "POST /v1/fraud/reviews/{review_id}/decision": {"decision": "release", "reason": "sweep"},
     "POST /v1/fraud/lists": {
         "list": "deny",

@@ -8,17 +8,15 @@ import uuid
 import pytest
 
 from commdesk_billing.queues.envelope import InvalidMessage, decode, new_envelope
-from commdesk_billing.telemetry.context import set_traceparent
+from commdesk_billing.telemetry.context import remote_parent
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def test_round_trip_keeps_everything_and_the_trace() -> None:
-    set_traceparent(TRACE)
-    try:
+    with remote_parent(TRACE):
         env = new_envelope("wallet.debit.requested", {"credits": 5}, correlation_id="c-1")
-    finally:
-        set_traceparent(None)
+    assert new_envelope("t", {}).traceparent is None  # only inside the block
     back = decode(env.encode())
     assert back == env and back.traceparent == TRACE and back.attempt == 1
     assert back.next_attempt().attempt == 2
@@ -103,8 +101,6 @@ def test_invalid_bodies_are_refused_with_a_reason(body: bytes, reason: str) -> N
 
 
 def test_a_malformed_traceparent_is_not_propagated() -> None:
-    set_traceparent("nonsense")
-    try:
-        assert new_envelope("t", {}).traceparent is None
-    finally:
-        set_traceparent(None)
+    for bad in ("nonsense", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", TRACE.upper()):
+        with remote_parent(bad):
+            assert new_envelope("t", {}).traceparent is None

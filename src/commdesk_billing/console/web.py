@@ -69,6 +69,8 @@ class Viewer:
             shown.append(("/console/reviews", "Fraud review"))
         if role in FINANCE_READERS:
             shown.append(("/console/settlements", "Settlements"))
+            shown.append(("/console/findings", "Reconciliation"))
+            shown.append(("/console/analytics", "Analytics"))
         if role in MONEY_OPERATORS:
             shown.append(("/console/dead-letters", "Dead letters"))
         return shown if sessions.may_open_console(self.signed_in.staff) else []

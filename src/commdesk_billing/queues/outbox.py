@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, overload
 
 import aio_pika
+import orjson
 import structlog
 from aio_pika.abc import AbstractChannel
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
@@ -25,6 +27,7 @@ from commdesk_billing.db.sql import sql
 from commdesk_billing.queues import routing
 from commdesk_billing.queues.envelope import Envelope, new_envelope
 from commdesk_billing.queues.topology import PERSISTENT, QUEUES, Names
+from commdesk_billing.telemetry import context as trace_context
 from commdesk_billing.telemetry.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
@@ -207,12 +210,39 @@ class Relay:
     """
 
     def __init__(
-        self, engine: AsyncEngine, channel: AbstractChannel, names: Names, batch: int
+        self,
+        engine: AsyncEngine,
+        channel: AbstractChannel,
+        names: Names,
+        batch: int,
+        *,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
         self.channel = channel
         self.names = names
         self.batch = batch
+        # Tracing on: each row is published in a producer span, child of the span that wrote
+        # the row, and carries that span's `traceparent` header to the consumer.
+        self.tracer = tracer
+
+    def _producer_span(self, queue: str, message_id: str, body: str) -> Span:
+        assert self.tracer is not None
+        try:
+            parent = trace_context.parent_context(orjson.loads(body).get("traceparent"))
+        except (orjson.JSONDecodeError, AttributeError):
+            parent = None  # the consumer dead-letters such a body; still traced
+        return self.tracer.start_span(
+            f"{queue} publish",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": self.names.work(queue),
+                "messaging.message.id": message_id,
+            },
+        )
 
     async def run_once(self) -> RelayRound:
         async def work(conn: AsyncConnection) -> RelayRound:
@@ -228,6 +258,11 @@ class Relay:
             if not rows:
                 return RelayRound(0, 0)
             exchange = self.channel.default_exchange
+            spans = (
+                [self._producer_span(r.queue, str(r.message_id), r.body) for r in rows]
+                if self.tracer is not None
+                else None
+            )
             # Publishes are pipelined; each await returns when the broker confirmed it.
             results = await asyncio.gather(
                 *(
@@ -237,6 +272,15 @@ class Relay:
                             message_id=str(r.message_id),
                             content_type="application/json",
                             delivery_mode=PERSISTENT,
+                            headers=(
+                                {
+                                    "traceparent": trace_context.format_traceparent(
+                                        spans[i].get_span_context()
+                                    )
+                                }
+                                if spans is not None
+                                else None
+                            ),
                         ),
                         routing_key=self.names.work(r.queue),
                         mandatory=True,
@@ -244,10 +288,15 @@ class Relay:
                         # rather than hold their locks (and a connection) indefinitely.
                         timeout=PUBLISH_TIMEOUT_S,
                     )
-                    for r in rows
+                    for i, r in enumerate(rows)
                 ),
                 return_exceptions=True,
             )
+            for span, res in zip(spans or (), results, strict=False):
+                if isinstance(res, BaseException):
+                    span.record_exception(res)
+                    span.set_status(StatusCode.ERROR)
+                span.end()
             sent = [
                 r.id
                 for r, res in zip(rows, results, strict=True)

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Environment, Settings
@@ -38,6 +40,8 @@ from commdesk_billing.queues import inbox
 from commdesk_billing.queues.envelope import Envelope, InvalidMessage, decode
 from commdesk_billing.queues.topology import PERSISTENT, Names
 from commdesk_billing.security import origin
+from commdesk_billing.telemetry import context as trace_context
+from commdesk_billing.telemetry import errors
 from commdesk_billing.telemetry.metrics import (
     HANDLER_LATENCY,
     QUEUE_CONSUMED,
@@ -101,6 +105,12 @@ def in_flight_s(settings: Settings) -> float:
     return HANDLING_ALLOWANCE_S + 1.5 * ladder
 
 
+def _trace_header() -> dict[str, str]:
+    """The current span's `traceparent`, so the next attempt continues this trace."""
+    traceparent = trace_context.current_traceparent()
+    return {"traceparent": traceparent} if traceparent else {}
+
+
 class PermanentError(Exception):
     """Retrying cannot help (bad payload, refused by the business rules)."""
 
@@ -116,8 +126,11 @@ class Consumers:
         batch_handlers: dict[str, BatchHandler] | None = None,
         max_batch: int = 50,
         heal: Callable[[], Awaitable[None]] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
+        # Tracing on: each message is handled in a consumer span (`handle_one`).
+        self.tracer = tracer
         # Declares the topology again: called when a retry or dead letter could not be
         # published (its queue or exchange is gone), before the message is handed back.
         self.heal = heal
@@ -220,6 +233,32 @@ class Consumers:
     async def handle_one(
         self, queue: str, message: AbstractIncomingMessage, envelope: Envelope
     ) -> None:
+        """The message in a consumer span, child of the publisher's (its `traceparent`
+        header, else the envelope's); with tracing off, in the publisher's trace as it came."""
+        header = (message.headers or {}).get("traceparent")
+        traceparent = header if isinstance(header, str | bytes) else envelope.traceparent
+        if self.tracer is None:
+            with trace_context.remote_parent(traceparent):
+                await self._handle_one(queue, message, envelope)
+            return
+        with self.tracer.start_as_current_span(
+            f"{queue} process",
+            context=trace_context.parent_context(traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.names.work(queue),
+                "messaging.message.id": str(envelope.id),
+                "commdesk.message.type": envelope.type,
+                "commdesk.message.attempt": envelope.attempt,
+            },
+        ):
+            await self._handle_one(queue, message, envelope)
+
+    async def _handle_one(
+        self, queue: str, message: AbstractIncomingMessage, envelope: Envelope
+    ) -> None:
         started = time.perf_counter()
         handler = self.handlers[queue]
         fetched: object = None
@@ -243,6 +282,13 @@ class Consumers:
             await self._refused(queue, message, envelope, exc)
             return
         except Exception as exc:
+            span = trace.get_current_span()
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR)
+            # A bug or an outage we did not expect: to Sentry, in this message's trace. The
+            # database being away is an outage the metrics and alerts already tell.
+            if not isinstance(exc, DatabaseUnavailable):
+                errors.capture(exc)
             await self.retry_or_dead_letter(queue, envelope, exc)
             await message.ack()
             QUEUE_CONSUMED.labels(queue, "retried").inc()
@@ -282,6 +328,34 @@ class Consumers:
                         item.done.set_result(None)
 
     async def handle_batch(self, queue: str, items: list[_Item]) -> None:
+        """A batch has many parents: with tracing on, its consumer span links to each
+        message's publisher span (and a message that falls back to `handle_one` gets a span
+        of its own, child of its publisher)."""
+        if self.tracer is None:
+            await self._handle_batch(queue, items)
+            return
+        links = []
+        for item in items:
+            header = (item.message.headers or {}).get("traceparent")
+            remote = trace_context.parse(
+                header if isinstance(header, str | bytes) else item.envelope.traceparent
+            )
+            if remote is not None:
+                links.append(Link(remote))
+        with self.tracer.start_as_current_span(
+            f"{queue} process",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.names.work(queue),
+                "messaging.batch.message_count": len(items),
+            },
+        ):
+            await self._handle_batch(queue, items)
+
+    async def _handle_batch(self, queue: str, items: list[_Item]) -> None:
         started = time.perf_counter()
         handler = self.batch_handlers[queue]
 
@@ -379,7 +453,7 @@ class Consumers:
                 content_type="application/json",
                 delivery_mode=PERSISTENT,
                 expiration=delay,
-                headers={"x-last-error": detail},
+                headers={"x-last-error": detail, **_trace_header()},
             ),
             routing_key=self.names.work(queue),
             mandatory=True,

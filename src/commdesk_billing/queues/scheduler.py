@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from sqlalchemy.engine import make_url
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db.urls import behind_pooler
+from commdesk_billing.telemetry import errors, tracing
 from commdesk_billing.telemetry.metrics import SCHEDULER_JOB_RUNS, SCHEDULER_LEADER
 
 log = structlog.get_logger(__name__)
@@ -50,6 +53,8 @@ class Scheduler:
         self.heartbeat_s = heartbeat_s
         self.is_leader = False
         self._lock_conn: asyncpg.Connection | None = None
+        errors.init(settings, "scheduler")
+        self.tracer = tracing.tracer(settings, "scheduler")
         pooled = settings.pooled
         if pooled is None:
             pooled = behind_pooler(settings.database_url)
@@ -140,13 +145,27 @@ class Scheduler:
                 SCHEDULER_LEADER.set(0)
                 return
             job.last_run = time.monotonic()
-            try:
-                result = await job.run()
-                SCHEDULER_JOB_RUNS.labels(job.name, "ok").inc()
-                log.info("scheduler.job.done", job=job.name, result=str(result)[:200])
-            except Exception as exc:  # one failing job must not stop the others
-                SCHEDULER_JOB_RUNS.labels(job.name, "error").inc()
-                log.error("scheduler.job.failed", job=job.name, error=str(exc)[:300])
+            # Each run its own trace (tracing on): what a job announces carries it on.
+            span = (
+                self.tracer.start_as_current_span(f"scheduler.job {job.name}")
+                if self.tracer is not None
+                else contextlib.nullcontext()
+            )
+            with span:
+                await self._run_job(job)
+
+    async def _run_job(self, job: Job) -> None:
+        try:
+            result = await job.run()
+            SCHEDULER_JOB_RUNS.labels(job.name, "ok").inc()
+            log.info("scheduler.job.done", job=job.name, result=str(result)[:200])
+        except Exception as exc:  # one failing job must not stop the others
+            SCHEDULER_JOB_RUNS.labels(job.name, "error").inc()
+            log.error("scheduler.job.failed", job=job.name, error=str(exc)[:300])
+            span = trace.get_current_span()
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR)
+            errors.capture(exc)
 
     async def release(self) -> None:
         if self._lock_conn is not None and not self._lock_conn.is_closed():

@@ -17,6 +17,7 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.queues.outbox import Relay
 from commdesk_billing.queues.runtime import BatchHandler, Consumers, Handler
 from commdesk_billing.queues.topology import QUEUES, Names, declare
+from commdesk_billing.telemetry import errors, tracing
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +96,8 @@ class Worker:
     async def start(self) -> None:
         if self._engine is None:
             self._engine = make_engine(self.settings)
+        errors.init(self.settings, "worker")
+        tracer = tracing.tracer(self.settings, "worker")
         names = names_for(self.settings)
         self.connection = await connect(self.settings)
         # The topology is declared on a robust channel kept open (the consumers' own, when
@@ -118,13 +121,16 @@ class Worker:
                 self.handlers,
                 batch_handlers=self.batch_handlers,
                 heal=heal,
+                tracer=tracer,
             )
             await self.consumers.start()
         if self.with_relay:
             relay_channel = await self.connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
-            relay = Relay(self.engine, relay_channel, names, self.settings.relay_batch)
+            relay = Relay(
+                self.engine, relay_channel, names, self.settings.relay_batch, tracer=tracer
+            )
             self._relay_task = asyncio.create_task(
                 relay.run(self._stop, self.settings.relay_idle_s)
             )
@@ -184,6 +190,9 @@ class Worker:
                 log.warning("worker.connection.close_timeout")
         if self._own_engine and self._engine is not None:
             await self._engine.dispose()
+        if self.settings.otel_exporter_otlp_endpoint:
+            # The last messages' spans leave before the process does.
+            await asyncio.to_thread(tracing.flush)
         log.info("worker.stopped")
 
     async def __aenter__(self) -> Worker:

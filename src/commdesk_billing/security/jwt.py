@@ -44,6 +44,8 @@ class Scope(StrEnum):
     partners_attribute = "partners:attribute"  # say which partner brought a user
     usage_write = "usage:write"  # report usage events (rated and debited from wallets)
     usage_read = "usage:read"  # read any wallet's usage summary and the price book
+    webhooks_manage = "webhooks:manage"  # register and manage outbound webhook endpoints
+    events_read = "events:read"  # pull the public billing events (GET /v1/events)
 
 
 @dataclass(frozen=True)

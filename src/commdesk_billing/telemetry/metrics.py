@@ -112,6 +112,11 @@ NOTIFICATION_DELIVERIES = Counter(
     "Notification send attempts by channel and outcome (sent, retrying, failed, skipped)",
     ["channel", "outcome"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "billing_webhook_deliveries_total",
+    "Outbound webhook POSTs (events out) by outcome (succeeded, retrying, failed)",
+    ["outcome"],
+)
 # Bearer tokens refused (reason: a coarse kind, never the token or its claims; the answer
 # itself never says which check failed), and fetches of CommDesk's JWKS (outcome ok|failed).
 AUTH_REJECTED = Counter(

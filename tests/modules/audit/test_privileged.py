@@ -68,6 +68,13 @@ PRIVILEGED_ROUTES = {
     "DELETE /v1/fraud/lists/{entry_id}": "fraud.list.deny.removed",
     "POST /v1/reconciliation/findings/{finding_id}/explain": "reconciliation.finding.explained",
     "POST /v1/reconciliation/findings/{finding_id}/resolve": "reconciliation.finding.resolved",
+    "POST /v1/webhook-endpoints": "webhook_endpoint.created",
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": "webhook_endpoint.updated",
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": "webhook_endpoint.deleted",
+    "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": "webhook_endpoint.secret_rotated",
+    "POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": (
+        "webhook_delivery.replayed"
+    ),
 }
 # Staff may call these, but only as anyone may, or to ask Cashfree what is true.
 NOT_PRIVILEGED = {
@@ -90,6 +97,14 @@ PROVEN_BY = {
     "POST /v1/communities/{community_id}/split-vendor": "modules/splits/test_api.py",
     "POST /v1/sponsorships/{sponsorship_id}/milestones/{seq}/release": (
         "modules/sponsorships/test_api.py"
+    ),
+    # Events out: each endpoint change and a replay, asserted with the deliveries.
+    "POST /v1/webhook-endpoints": "modules/events/test_endpoints.py",
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": "modules/events/test_endpoints.py",
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": "modules/events/test_endpoints.py",
+    "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": "modules/events/test_endpoints.py",
+    "POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": (
+        "modules/events/test_endpoints.py"
     ),
 }
 # Operator commands → the action of the entry each writes (as `cli:<os user>`).

@@ -176,7 +176,7 @@ async def test_n_failures_in_a_row_turn_auto_recharge_off(quiet_stack: Stack) ->
     bodies = await rows(
         stack.engine,
         "SELECT body FROM outbox WHERE message_type = 'auto_recharge.failed'"
-        " AND body LIKE :w ORDER BY id",
+        " AND queue = 'notifications.billing' AND body LIKE :w ORDER BY id",
         w=f"%{m.wallet.id}%",
     )
     retry_at = [json.loads(b.body)["payload"]["retry_at"] for b in bodies]

@@ -41,8 +41,9 @@ async def test_the_crossing_debit_writes_one_request_and_the_ones_below_none(
     found = await recharges(engine, m.wallet.id)
     assert [r.status for r in found] == ["requested"]
     assert await outbox_count(engine, "auto_recharge.requested", m.wallet.id) == 1
-    # One low-balance notice for the crossing (read by notifications.billing), none after.
-    assert await outbox_count(engine, "wallet.low_balance", m.wallet.id) == 1
+    # One low-balance notice for the crossing, none after: one copy for each queue that
+    # reads it (notifications.billing, and events out's webhooks.outbound).
+    assert await outbox_count(engine, "wallet.low_balance", m.wallet.id) == 2
     assert await decisions(engine, m.wallet.id) == [("fired", None)]
 
 

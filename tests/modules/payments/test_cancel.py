@@ -135,3 +135,48 @@ async def test_only_the_buyer_cancels(stack: Stack) -> None:
     assert other.status_code == 403 and other.headers["content-type"] == PROBLEM
     assert (await stack.payment(tok, order["id"]))["status"] == "ACTIVE"
     assert (await _cashfree_order(stack, order))["order_status"] == "ACTIVE"
+
+
+async def test_an_order_created_after_its_cancel_is_terminated_at_cashfree(stack: Stack) -> None:
+    """The buyer cancels while our create call is still on its way: the cancel finds no
+    order at Cashfree (CANCELLED here); when the create lands, the order it made is
+    terminated, so nobody can pay it."""
+    from commdesk_billing.db.engine import in_transaction
+    from commdesk_billing.gateway.factory import cashfree_client
+    from commdesk_billing.modules.payments import ordering
+    from commdesk_billing.modules.payments import repository as repo
+
+    tok = stack.token()
+    await stack.faults(error_rate=1.0)
+    try:
+        lost = await stack.api.post(
+            "/v1/payments/orders",
+            json={"pack_code": "pack_150", "customer_phone": "9876543210"},
+            headers={**_h(tok), "Idempotency-Key": uuid.uuid4().hex},
+        )
+    finally:
+        await stack.faults(error_rate=0.0)
+    assert lost.status_code == 503, lost.text
+    payment_id = await stack.scalar(
+        "SELECT p.id FROM payments p JOIN users u ON u.id = p.user_id WHERE u.external_id = :sub",
+        sub=_sub(tok),
+    )
+    cancelled = await stack.api.post(f"/v1/payments/{payment_id}/cancel", headers=_h(tok))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    # The create call that was on its way lands now.
+    payment = await in_transaction(stack.engine, lambda c: repo.get(c, payment_id))
+    assert payment is not None
+    client = cashfree_client(stack.settings)
+    try:
+        await ordering._open_at_gateway(stack.engine, client, stack.settings, payment)
+    finally:
+        await client.aclose()
+    order = await _cashfree_order(stack, {"order_id": payment.order_id})
+    assert order["order_status"] == "TERMINATED"
+    assert (await stack.payment(tok, str(payment_id)))["status"] == "CANCELLED"
+
+
+def _sub(tok: str) -> str:
+    import jwt
+
+    return str(jwt.decode(tok, options={"verify_signature": False})["sub"])

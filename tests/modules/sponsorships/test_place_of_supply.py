@@ -36,3 +36,38 @@ async def test_the_sponsors_recorded_state_decides_igst_as_for_a_purchase(
         )
         == "29"
     )
+
+
+async def test_a_registered_sponsor_is_supplied_in_the_gstins_state_as_for_a_purchase(
+    stack: Stack, put: Put
+) -> None:
+    """A billing profile with a GSTIN fixes the place of supply of a purchase
+    (`payments.buyers`); a sponsorship is an order of the same buyer and follows it."""
+    cid = await put()
+    tok = sponsor_token(stack, f"sponsor-{uuid.uuid4().hex[:12]}")
+    profile = {
+        "legal_name": "Acme Communities Private Limited",
+        "address_line1": "4th Floor, 12 FC Road",
+        "city": "Pune",
+        "postal_code": "411004",
+        "state_code": "27",
+        "gstin": "27AAPFU0939F1ZV",  # registered in Maharashtra; the seller is in 29
+    }
+    r = await stack.api.put(
+        "/v1/billing-profile", json=profile, headers={"Authorization": f"Bearer {tok}"}
+    )
+    assert r.status_code == 200, r.text
+    s = await open_sponsorship(stack, tok, cid)
+    # Inter-state: IGST, never the seller's CGST + SGST.
+    assert await stack.scalar(
+        "SELECT (buyer_state, cgst_paise, sgst_paise, igst_paise) FROM payments WHERE id = :p",
+        p=s["payment"]["id"],
+    ) == ("27", 0, 0, s["gst_paise"])
+    # Another state in the request is refused, as for a purchase.
+    from tests.modules.sponsorships.conftest import bearer, body
+
+    other = await stack.api.post(
+        "/v1/sponsorships", json=body(cid, buyer_state="29"), headers=bearer(tok)
+    )
+    assert other.status_code == 422, other.text
+    assert other.json()["code"] == "buyer_state_conflicts_gstin"

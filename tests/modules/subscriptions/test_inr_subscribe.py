@@ -125,3 +125,30 @@ async def test_a_mandate_that_does_not_cover_the_price_is_refused(inr: Stack) ->
         await inr.scalar("SELECT count(*) FROM subscriptions WHERE plan_code = :c", c=plan["code"])
         == 0
     )
+
+
+async def test_a_registered_members_period_is_supplied_in_the_gstins_state(inr: Stack) -> None:
+    """A GSTIN on the billing profile fixes the place of supply of every order of the member
+    (`payments.buyers`), a period charged on their mandate too: IGST across states."""
+    tok = inr.token()
+    profile = {
+        "legal_name": "Acme Communities Private Limited",
+        "address_line1": "4th Floor, 12 FC Road",
+        "city": "Pune",
+        "postal_code": "411004",
+        "state_code": "27",
+        "gstin": "27AAPFU0939F1ZV",  # Maharashtra; the seller is in 29
+    }
+    r = await inr.api.put(
+        "/v1/billing-profile", json=profile, headers={"Authorization": f"Bearer {tok}"}
+    )
+    assert r.status_code == 200, r.text
+    m = await t.mandate(inr, tok)
+    plan = await t.inr_plan(inr)
+    sid = (await t.subscribe(inr, tok, plan, m["id"]))["id"]
+    await t.renew(inr, sid)
+    pid = await t.payment_of(inr, sid, 1, 1)
+    assert await inr.scalar(
+        "SELECT (buyer_state, cgst_paise, sgst_paise, igst_paise) FROM payments WHERE id = :p",
+        p=uuid.UUID(pid),
+    ) == ("27", 0, 0, 4_561)

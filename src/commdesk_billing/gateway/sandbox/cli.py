@@ -16,6 +16,7 @@ from commdesk_billing.gateway.sandbox.app import create_sandbox_app
 from commdesk_billing.gateway.sandbox.checkout import CHECKOUT_PATH
 from commdesk_billing.gateway.sandbox.config import SandboxConfig
 from commdesk_billing.gateway.sandbox.subscriptions.page import AUTHORIZE_PATH
+from commdesk_billing.telemetry.logging import configure as configure_logging
 
 
 @click.command("sandbox")
@@ -71,4 +72,8 @@ def sandbox(host: str, port: int, **options: Any) -> None:
         f"rate limits {config.rate_limit_profile}",
         err=True,
     )
-    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="warning")
+    # JSON lines labelled service=sandbox, like the other processes' (uvicorn's own included).
+    configure_logging("WARNING", service="sandbox")
+    uvicorn.run(
+        create_sandbox_app(config), host=host, port=port, log_level="warning", log_config=None
+    )

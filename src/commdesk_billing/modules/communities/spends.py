@@ -27,6 +27,7 @@ from commdesk_billing.modules.ledger.model import CommunityAccounts, Journal
 from commdesk_billing.modules.wallet import spending
 from commdesk_billing.modules.wallet.model import Lot, Wallet
 from commdesk_billing.modules.wallet.recognition import Draw, basis_of
+from commdesk_billing.queues import outbox
 
 
 def _same_request(spend: Spend, community: Community, wallet: Wallet, credits: int) -> Spend:
@@ -122,7 +123,25 @@ async def spend(
         done = await repo.spend_by_key(conn, operation_key)
         assert done is not None, "a spend's statement line without its spend row"
         return _same_request(done, community, wallet, credits)
-    return made[0]
+    spent = made[0]
+    # For whoever consumes it (events out: `spend.created`); one more row in this
+    # transaction, written only while a consumer is routed for it.
+    await outbox.announce(
+        conn,
+        "community.spent",
+        {
+            "spend_id": str(spent.id),
+            "community_id": spent.community_id,
+            "wallet_id": str(spent.wallet_id),
+            "user_external_id": spent.user_external_id,
+            "credits": spent.credits,
+            "fee_credits": spent.fee_credits,
+            "community_credits": spent.community_credits,
+            "reference": spent.reference,
+        },
+        correlation_id=str(spent.id),
+    )
+    return spent
 
 
 def _restored_expiry(draws: Sequence[tuple[Lot, int, int]]) -> datetime | None:

@@ -460,12 +460,28 @@ async def _open_at_gateway(
             )
         current = await repo.get(conn, payment.id)
         assert current is not None
+        cancelled.append(current.status is Status.CANCELLED)
         return await repo.store_create_response(conn, payment.id, describe(settings, current))
 
+    cancelled: list[bool] = []
     body = await in_transaction(engine, activate)
     if body is None:
         raise GatewayRejected("the order Cashfree holds does not match ours; under review")
+    if cancelled and cancelled[-1]:
+        await _terminate_late_order(client, payment)
     return Answer(201, body, replayed=False)
+
+
+async def _terminate_late_order(client: CashfreeClient, payment: Payment) -> None:
+    """The buyer cancelled while our create call was on its way (the cancel found no order
+    at Cashfree): the order it made must not stay payable. Best effort: if this fails, the
+    order is still ours to honour — a payment on it moves the CANCELLED row to PAID, and the
+    sync asks about it until its expiry."""
+    try:
+        await client.terminate_order(payment.order_id)
+        log.info("payment.late_order_terminated", payment_id=str(payment.id))
+    except CashfreeError as exc:
+        log.warning("payment.late_order_not_terminated", payment_id=str(payment.id), error=str(exc))
 
 
 async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Payment) -> Order:

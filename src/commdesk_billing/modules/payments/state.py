@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.db.sql import sql
 from commdesk_billing.modules.billing import events as billing_events
 from commdesk_billing.modules.payments.labels import failure_reason
+from commdesk_billing.queues import outbox
 from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry.metrics import PAYMENT_TRANSITIONS, PAYMENTS_FAILED
 
@@ -62,6 +63,8 @@ OPEN = frozenset({S.CREATED, S.ACTIVE, S.FAILED, S.USER_DROPPED})
 FAILED_ENDS = frozenset({S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED})
 # A new attempt may be made on the same order.
 RETRYABLE = frozenset({S.FAILED, S.USER_DROPPED})
+# Moves announced as `payment.status_changed`: paid, and each way of ending unpaid.
+ANNOUNCED = frozenset({S.PAID, S.FAILED, S.USER_DROPPED, S.EXPIRED, S.CANCELLED})
 
 # Columns a move may set besides status (never amounts or identities).
 _SETTABLE = frozenset(
@@ -146,4 +149,12 @@ async def move(
             f"payment.{to.value.lower()}",
             {"from": previous.value, "reason": reason[:200]},
         )
+        if to in ANNOUNCED:
+            # For whoever consumes it (events out: `payment.paid` / `payment.failed`).
+            await outbox.announce(
+                conn,
+                "payment.status_changed",
+                {"payment_id": str(payment_id), "status": to.value, "from": previous.value},
+                correlation_id=str(payment_id),
+            )
     return previous

@@ -107,6 +107,19 @@ async def announce(
         amount_paise=amount_paise,
         credits=credits,
     )
+    # For whoever consumes it (events out: `refund.created`).
+    await outbox.announce(
+        conn,
+        "refund.created",
+        {
+            "refund_id": str(refund_id),
+            "payment_id": str(payment.id),
+            "user_id": str(payment.user_id),
+            "amount_paise": amount_paise,
+            "credits": credits,
+        },
+        correlation_id=str(refund_id),
+    )
     await outbox.send(
         conn,
         "refund.processing",

@@ -421,4 +421,17 @@ async def _give_back(
         amount_paise=refund.amount_paise,
         data={"reason": reason[:200]},
     )
+    # For whoever consumes it (events out: `refund.failed`, with the status it ended in).
+    await outbox.announce(
+        conn,
+        "refund.failed",
+        {
+            "refund_id": str(refund.id),
+            "payment_id": str(refund.payment_id),
+            "user_id": str(payment.user_id),
+            "amount_paise": refund.amount_paise,
+            "status": to.value,
+        },
+        correlation_id=str(refund.id),
+    )
     log.warning("refund.not_made", refund_id=str(refund.id), status=to.value, reason=reason)

@@ -49,6 +49,16 @@ async def by_ref(conn: AsyncConnection, refund_ref: str) -> Refund | None:
     return Refund.from_row(row) if row else None
 
 
+async def by_key(conn: AsyncConnection, idempotency_key: str) -> Refund | None:
+    row = (
+        await conn.execute(
+            sql(f"SELECT {_COLUMNS} FROM refunds WHERE idempotency_key = :k"),
+            {"k": idempotency_key},
+        )
+    ).first()
+    return Refund.from_row(row) if row else None
+
+
 async def for_payment(
     conn: AsyncConnection,
     payment_id: uuid.UUID,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.config import Settings
 from commdesk_billing.errors import (
+    IdempotencyMismatch,
     InvalidAmount,
     NotFound,
     PaymentNotRefundable,
@@ -327,6 +328,17 @@ async def request_refund(
     )
 
     async def work(conn: AsyncConnection, operation_key: str) -> Answer:
+        # The key's stored answer is pruned after its retention; the refund keeps the key
+        # (unique), so a repeat after that is answered from the refund itself.
+        done = await repo.by_key(conn, operation_key)
+        if done is not None:
+            if (
+                done.payment_id != payment_id
+                or done.reason != body.reason
+                or (body.amount_paise is not None and body.amount_paise != done.amount_paise)
+            ):
+                raise IdempotencyMismatch("this Idempotency-Key was used for another refund")
+            return Answer(202, RefundOut.of(done).model_dump(mode="json"))
         refund = await open_refund(conn, settings, caller, payment_id, body, operation_key)
         return Answer(202, RefundOut.of(refund).model_dump(mode="json"))
 

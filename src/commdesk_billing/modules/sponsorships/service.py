@@ -55,7 +55,7 @@ from commdesk_billing.modules.communities.directory import Community
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.accounts import open_community_accounts
 from commdesk_billing.modules.ledger.journals import post_journal
-from commdesk_billing.modules.payments import ordering
+from commdesk_billing.modules.payments import buyers, ordering
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.splits import service as splits
@@ -98,9 +98,13 @@ def _milestones(req: SponsorshipRequest) -> list[tuple[str, int]]:
     return [(m.title, m.amount_paise) for m in req.milestones]
 
 
-async def _recorded_state(conn: AsyncConnection, principal: Principal) -> str | None:
+async def _place_of_supply(
+    conn: AsyncConnection, settings: Settings, principal: Principal, requested: str | None
+) -> str:
     user_id = await users.user_id_for(conn, principal.sub)
-    return None if user_id is None else (await users.get_user(conn, user_id)).state_code
+    if user_id is None:  # no record yet, so no billing profile either
+        return requested or settings.seller_state_code
+    return (await buyers.resolve(conn, settings, user_id, requested)).state_code
 
 
 async def create(
@@ -123,12 +127,11 @@ async def create(
             max_paise=high,
         )
     milestones = _milestones(req)
-    # The place of supply as for a purchase (`ordering.open_order`): the request's state,
-    # else the one on the sponsor's record, else ours.
-    buyer_state = (
-        req.buyer_state
-        or await in_transaction(engine, lambda conn: _recorded_state(conn, principal))
-        or settings.seller_state_code
+    # The place of supply as for a purchase (`ordering.open_order`, `buyers.resolve`): a
+    # GSTIN on the sponsor's billing profile fixes it; else the request's state, else the
+    # profile's or the sponsor's record, else ours.
+    buyer_state = await in_transaction(
+        engine, lambda conn: _place_of_supply(conn, settings, principal, req.buyer_state)
     )
     fig = figures(
         req.amount_paise,

@@ -27,13 +27,13 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.gateway.subscriptions import SubscriptionsClient
 from commdesk_billing.modules.mandates import service as mandates
+from commdesk_billing.modules.payments import buyers
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.mandate_charges import earliest_schedule_date
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.ordering import Charge
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.tax.gst import compute
-from commdesk_billing.modules.users import service as users
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +55,8 @@ async def charge(
 ) -> Charge:
     """The payment to raise for `price_paise` on the member's mandate."""
     mandate = await mandates.usable(conn, mandate_id, user_id)
-    user = await users.get_user(conn, user_id)
-    state = user.state_code or settings.seller_state_code
+    # The place of supply as for a purchase: a GSTIN on the billing profile fixes it.
+    state = (await buyers.resolve(conn, settings, user_id, None)).state_code
     # The same split as a period's price: the amount debited is GST inclusive.
     gst = compute(
         price_paise,

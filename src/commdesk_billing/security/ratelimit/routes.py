@@ -136,6 +136,18 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/analytics/payments"): _R,
     ("GET", "/v1/analytics/trial-balance"): _R,
     ("GET", "/v1/analytics/gst-summary"): _R,
+    # Events out: endpoint changes are writes (where billing sends money facts); the
+    # delivery log and the events are reads.
+    ("POST", "/v1/webhook-endpoints"): _M,
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): _M,
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): _M,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): _M,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay"): _M,
+    ("GET", "/v1/webhook-endpoints"): _R,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): _R,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): _R,
+    ("GET", "/v1/events"): _R,
+    ("GET", "/v1/events/{event_id}"): _R,
     ("GET", "/openapi.json"): _R,
     ("GET", "/redoc"): _R,
     # The finance console (console/): its forms as writes (sign-in has its own per-account
@@ -145,6 +157,8 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("POST", "/console/payments/{payment_id}/refunds"): _M,
     ("POST", "/console/reviews/{review_id}/decision"): _M,
     ("POST", "/console/dead-letters/{queue}/{message_id}/replay"): _M,
+    ("POST", "/console/findings/{finding_id}/explain"): _M,
+    ("POST", "/console/findings/{finding_id}/resolve"): _M,
     ("GET", "/console"): _R,
     ("GET", "/console/sign-in"): _R,
     ("GET", "/console/payments"): _R,
@@ -153,6 +167,10 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/console/settlements"): _R,
     ("GET", "/console/dead-letters"): _R,
     ("GET", "/console/dead-letters/{queue}/{message_id}"): _R,
+    ("GET", "/console/findings"): _R,
+    ("GET", "/console/findings/{finding_id}"): _R,
+    ("GET", "/console/analytics"): _R,
+    ("GET", "/console/analytics/{report}.csv"): _R,
     # Probes (the orchestrator) and scrapes (Prometheus): never limited, they come often
     # from one address and must keep working while we are under load.
     ("GET", "/healthz"): _X,
