@@ -62,6 +62,7 @@ PAYMENT_ALLOW = {
     "POST /v1/payments/orders": {"owner", "other_member", "finance_admin", "support", "auditor"},
     "GET /v1/payments": {"owner", "other_member", "finance_admin", "support", "auditor"},
     "GET /v1/payments/{payment_id}": {"owner", "finance_admin", "support", "auditor"},
+    "GET /v1/payments/{payment_id}/timeline": {"owner", "finance_admin", "support", "auditor"},
     "POST /v1/payments/{payment_id}/retry": {"owner"},
     "POST /v1/payments/{payment_id}/cancel": {"owner"},
     "POST /v1/payments/{payment_id}/sync": {"finance_admin", "support"},

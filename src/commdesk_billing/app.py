@@ -43,6 +43,7 @@ from commdesk_billing.modules.mandates.webhooks import router as subscription_we
 from commdesk_billing.modules.partners.api import router as partners_router
 from commdesk_billing.modules.payees.api import router as payees_router
 from commdesk_billing.modules.payments.api import router as payments_router
+from commdesk_billing.modules.paymentstory.api import router as payment_story_router
 from commdesk_billing.modules.reconciliation.api import router as reconciliation_router
 from commdesk_billing.modules.refunds.api import router as refunds_router
 from commdesk_billing.modules.reviews.api import router as fraud_reviews_router
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(wallet_router)
     app.include_router(payments_router)
+    app.include_router(payment_story_router)
     app.include_router(refunds_router)
     app.include_router(invoices_router)
     app.include_router(webhooks_router)

@@ -613,3 +613,20 @@ class WebhookSecretsUnavailable(DomainError):
     code = "webhook_secrets_unavailable"
     status = 503
     title = "Webhook endpoints are not configured"
+
+
+class InvalidPaymentFilter(DomainError):
+    """A filter of the payments list (`status`, `method`, `created_from`/`created_to`,
+    `limit`) that is not one this API takes; `parameter` names it."""
+
+    code = "invalid_payment_filter"
+    status = 400
+    title = "Payment filter is not valid"
+
+
+class InvalidExpand(DomainError):
+    """`expand` names something a payment cannot be expanded with."""
+
+    code = "invalid_expand"
+    status = 400
+    title = "Expansion is not valid"

@@ -188,7 +188,12 @@ async def test_a_finance_admin_refunds_part_of_a_purchase_in_the_browser(
         assert rows, "no credit note on the payment page"
         shoot("04-payment-detail")
         refunds = driver.find_element(By.ID, "refunds").text
+        kinds = [
+            row.get_attribute("class")
+            for row in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+        ]
         return {
+            "timeline": " ".join(k or "" for k in kinds),
             "note_total": rows[4].text,
             "refundable": driver.find_element(By.ID, "refundable").text,
             "refund_row": refunds,
@@ -196,6 +201,12 @@ async def test_a_finance_admin_refunds_part_of_a_purchase_in_the_browser(
 
     shown = await asyncio.to_thread(credit_note_shown)
     assert shown["note_total"] == "₹100.00"
+    # The page's timeline is the API's (`paymentstory`): the order first, then the
+    # invoice, the refund and its credit note in that order.
+    timeline = shown["timeline"].split()
+    assert timeline[0] == "t-order_created", timeline
+    steps = [timeline.index(f"t-{t}") for t in ("invoice", "refund_requested", "credit_note")]
+    assert steps == sorted(steps), timeline
     assert shown["refundable"] == "₹200.00"
     assert "SUCCESS" in shown["refund_row"] and "partial goodwill refund" in shown["refund_row"]
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.responses import RedirectResponse, Response
 
 from commdesk_billing.config import Settings
-from commdesk_billing.console import forms, sessions, story, web
+from commdesk_billing.console import forms, sessions, web
 from commdesk_billing.console.throttle import SignInThrottle
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import DomainError, Forbidden
@@ -27,6 +27,8 @@ from commdesk_billing.modules.fraud import auth as fraud_auth
 from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
+from commdesk_billing.modules.paymentstory import timeline as story_timeline
+from commdesk_billing.modules.paymentstory.reads import payment_story
 from commdesk_billing.modules.refunds import requesting
 from commdesk_billing.modules.refunds.schemas import RefundRequest
 from commdesk_billing.modules.reviews import service as review_decisions
@@ -223,7 +225,7 @@ async def _payment_page(
 ) -> Response:
     told = await in_transaction(
         _engine(request),
-        lambda conn: story.payment_story(conn, viewer.signed_in.principal, payment_id),
+        lambda conn: payment_story(conn, viewer.signed_in.principal, payment_id),
     )
     if told is None:
         return _not_found(request, viewer, f"payment {payment_id}")
@@ -233,6 +235,7 @@ async def _payment_page(
         status=status,
         viewer=viewer,
         story=told,
+        timeline=story_timeline.timeline(told, staff=True),
         error=error,
         notice=notice,
         form=form or {"amount": "", "reason": ""},

@@ -1,7 +1,7 @@
 """Unknown query parameters are refused, not ignored.
 
-`GET /v1/payments?status=FAILED` on a route that has no `status` filter would answer every
-payment, and the caller would read it as the failed ones. So under `/v1` a query parameter
+`?status=FAILED` sent to a list that has no `status` filter would answer every row, and the
+caller would read it as the failed ones. So under `/v1` a query parameter
 the route does not declare is a 400 `unknown_query_parameter` naming it and what the route
 takes. (A parameter sent twice is refused before this, by `hpp.py`.)
 

@@ -170,6 +170,7 @@ OK = {
     "POST /v1/payments/orders": 201,
     "GET /v1/payments": 200,
     "GET /v1/payments/{payment_id}": 200,
+    "GET /v1/payments/{payment_id}/timeline": 200,
     "POST /v1/payments/{payment_id}/retry": 200,
     "POST /v1/payments/{payment_id}/cancel": 200,
     "POST /v1/payments/{payment_id}/sync": 200,

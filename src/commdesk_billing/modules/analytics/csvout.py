@@ -1,16 +1,12 @@
-"""CSV renderings of the reports, for a spreadsheet or a GST filing tool: one header row, one
-row per line; money in integer paise as in JSON. Text a spreadsheet would run as a formula
-(starting = + - @, a tab or a carriage return) is prefixed with a quote."""
+"""CSV renderings of the reports, for a spreadsheet or a GST filing tool (`csvtable`: one
+header row, one row per line; money in integer paise as in JSON; formula-looking text
+quoted)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
-from typing import Any
-
 from pydantic import BaseModel
 
+from commdesk_billing.csvtable import table
 from commdesk_billing.modules.analytics.models import (
     Daily,
     GstSummary,
@@ -19,24 +15,7 @@ from commdesk_billing.modules.analytics.models import (
     TrialBalance,
 )
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(_FORMULA):
-        return "'" + value
-    return value
-
-
-def table(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-    return out.getvalue()
+__all__ = ["daily", "gst_summary", "payments_daily", "table", "trial_balance"]
 
 
 def _columns(model: type[BaseModel]) -> list[str]:

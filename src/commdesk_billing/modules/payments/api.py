@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
@@ -24,6 +24,7 @@ from commdesk_billing.modules.fraud.deps import context_of
 from commdesk_billing.modules.payments import (
     auth,
     cancelling,
+    listing,
     mandate_truth,
     ordering,
     service,
@@ -37,8 +38,6 @@ from commdesk_billing.modules.payments.schemas import (
     PaymentOut,
     PaymentPage,
 )
-from commdesk_billing.modules.users import service as users
-from commdesk_billing.pagination import decode_cursor, encode_cursor
 from commdesk_billing.problems import MEDIA_TYPE, documented, domain_problem_body
 from commdesk_billing.security.jwt import Scope
 from commdesk_billing.security.service_scopes import for_services
@@ -113,17 +112,6 @@ async def create_order(
         engine, _client(request), settings, caller, body, key, screen=context_of(request)
     )
     return respond(created)
-
-
-@router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_PROBLEMS)
-async def get_payment(
-    payment_id: uuid.UUID, engine: Engine, settings: Config, caller: Caller
-) -> PaymentOut:
-    async def work(conn: AsyncConnection) -> PaymentOut:
-        p = await service.get_payment(conn, caller, payment_id)
-        return PaymentOut.of(p, service.checkout_url(settings, p))
-
-    return await in_transaction(engine, work)
 
 
 @router.post(
@@ -241,32 +229,144 @@ def _rate_limited(exc: CashfreeRateLimited) -> JSONResponse:
     )
 
 
+_LIST_PROBLEMS = documented(
+    {
+        400: "A filter that is not valid (`invalid_payment_filter`: `parameter` names it), "
+        "`format` neither json nor csv (`invalid_report_format`), or a query parameter "
+        "unknown or sent twice",
+        401: "No valid bearer token",
+        403: "A service; or a member naming `user` or asking for CSV (staff only)",
+        422: "A cursor this API did not hand out (`invalid_cursor`), or a parameter of the "
+        "wrong shape",
+    }
+)
+_PAGE_EXAMPLE = {
+    "data": [
+        {
+            "id": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
+            "order_id": "cdb_5f0c2b8e9a2d4c0f8f3a7c1d2e4b6a80",
+            "status": "CREDITED",
+            "kind": "pack",
+            "pack_code": "pack_300",
+            "amount_paise": 35400,
+            "payment_method": "upi",
+            "credits": 330,
+            "created_at": "2026-12-07T09:12:03.120000Z",
+        }
+    ],
+    "next_cursor": "cDoyMDI2LTEyLTA3VDA5OjEyOjAzLjEyMDAwMCswMDowMHwwYjdlNGY1Mi04YTQzLTRhNTI",
+}
+_CSV_EXAMPLE = (
+    "id,order_id,user,created_at,status,kind,channel,pack_code,payment_method,...\r\n"
+    "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1,cdb_5f0c2b8e9a2d4c0f8f3a7c1d2e4b6a80,"
+    "user-81,2026-12-07T09:12:03.120000Z,CREDITED,pack,order,pack_300,upi,...\r\n"
+)
+
+
+def _next_link(request: Request, cursor: str) -> str:
+    """The same request's next page, as a path and query (no host: it is ours)."""
+    url = request.url.include_query_params(cursor=cursor)
+    return f'<{url.path}?{url.query}>; rel="next"'
+
+
 @router.get(
     "/payments",
     response_model=PaymentPage,
-    responses=_PROBLEMS,
-    summary="The caller's own payments, newest first (keyset cursor)",
+    responses={
+        **_LIST_PROBLEMS,
+        200: {
+            "description": "A page of payments (JSON), or with `format=csv` the same rows as "
+            'CSV, the next page in `Link: <…>; rel="next"`',
+            "content": {
+                "application/json": {"example": _PAGE_EXAMPLE},
+                "text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE},
+            },
+        },
+    },
+    summary="Payments, newest first: the caller's own; everyone's for finance_admin, "
+    "support and auditor (filters, CSV)",
+    description="A member lists their own payments. finance_admin, support and auditor list "
+    "every user's, and may name one (`user`, a CommDesk subject; a member naming it gets "
+    "403). Filters combine (AND): `status` (comma-separated statuses), `method` (Cashfree's "
+    "method key, e.g. `upi`), `created_from` (inclusive) and `created_to` (exclusive), ISO "
+    "8601 with a UTC offset. Keyset cursor as in every list. `format=csv` (staff only) answers "
+    "the same rows as CSV, `limit` up to 5000, and the next page's URL in a `Link` header "
+    '(`rel="next"`; none on the last page).',
 )
 async def list_payments(
+    request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
     cursor: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> PaymentPage:
-    auth.authorize_buying(caller)
-    before = decode_cursor("p", cursor) if cursor else None
+    limit: Annotated[
+        int, Query(ge=1, le=listing.CSV_LIMIT, description="1-200; up to 5000 with format=csv")
+    ] = 50,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Comma-separated statuses, e.g. `PAID,CREDITED`",
+            examples=["FAILED,USER_DROPPED"],
+        ),
+    ] = None,
+    method: Annotated[
+        str | None,
+        Query(max_length=32, description="Cashfree's payment method key, e.g. `upi`, `card`"),
+    ] = None,
+    created_from: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Created at or after, ISO 8601 with offset",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    created_to: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Created before, ISO 8601 with offset; after `created_from`",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        Query(min_length=1, max_length=255, description="One user's (CommDesk subject; staff)"),
+    ] = None,
+    format: Annotated[
+        str | None,
+        Query(
+            description="`json` (the default) or `csv` (staff)",
+            json_schema_extra={"enum": ["json", "csv"]},
+        ),
+    ] = None,
+) -> PaymentPage | Response:
+    csv = listing.wants_csv(format)
+    filters = listing.parse_filters(
+        status=status,
+        method=method,
+        created_from=created_from,
+        created_to=created_to,
+        user=user,
+    )
+    staff = listing.authorize(caller, filters, csv=csv)
+    listing.check_limit(limit, csv=csv)
 
-    async def work(conn: AsyncConnection) -> PaymentPage:
-        user_id = await users.user_id_for(conn, caller.sub)
-        if user_id is None:
-            return PaymentPage(data=[], next_cursor=None)
-        rows = await repo.list_for_user(conn, user_id, limit=limit + 1, before=before)
-        more = len(rows) > limit
-        rows = rows[:limit]
+    async def work(conn: AsyncConnection) -> PaymentPage | Response:
+        found = await listing.page(conn, caller, filters, staff=staff, cursor=cursor, limit=limit)
+        if csv:
+            headers = {"Content-Disposition": 'attachment; filename="payments.csv"'}
+            if found.next_cursor:
+                headers["Link"] = _next_link(request, found.next_cursor)
+            return Response(
+                await listing.csv_body(conn, settings, found.payments),
+                media_type="text/csv; charset=utf-8",
+                headers=headers,
+            )
         return PaymentPage(
-            data=[PaymentOut.of(p, service.checkout_url(settings, p)) for p in rows],
-            next_cursor=encode_cursor("p", rows[-1].created_at, rows[-1].id) if more else None,
+            data=[PaymentOut.of(p, service.checkout_url(settings, p)) for p in found.payments],
+            next_cursor=found.next_cursor,
         )
 
     return await in_transaction(engine, work)

@@ -322,3 +322,47 @@ async def attempts_of(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict
         {"p": payment_id},
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def list_filtered(
+    conn: AsyncConnection,
+    *,
+    user_id: uuid.UUID | None,
+    statuses: list[str] | None,
+    method: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Payment]:
+    """Newest first by (created_at, id), every filter given ANDed; `created_from` inclusive,
+    `created_to` exclusive. One user's: `payments_user_recent`; everyone's:
+    `payments_recent` (0035), walked backwards from the cursor."""
+    where: list[str] = []
+    params: dict[str, Any] = {"n": limit}
+    if user_id is not None:
+        where.append("user_id = :u")
+        params["u"] = user_id
+    if statuses:
+        where.append("status = ANY(:st)")
+        params["st"] = statuses
+    if method is not None:
+        where.append("payment_method = :m")
+        params["m"] = method
+    if created_from is not None:
+        where.append("created_at >= :cf")
+        params["cf"] = created_from
+    if created_to is not None:
+        where.append("created_at < :ct")
+        params["ct"] = created_to
+    if before is not None:
+        where.append("(created_at, id) < (:bt, :bid)")
+        params.update(bt=before[0], bid=before[1])
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = await conn.execute(
+        sql(f"""
+        SELECT {_COLUMNS} FROM payments{clause}
+         ORDER BY created_at DESC, id DESC LIMIT :n"""),
+        params,
+    )
+    return [Payment.from_row(r) for r in rows]

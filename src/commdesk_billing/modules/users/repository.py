@@ -43,3 +43,10 @@ async def get(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
         )
     ).first()
     return None if row is None else User(**row._asdict())
+
+
+async def subjects_of(conn: AsyncConnection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await conn.execute(
+        sql("SELECT id, external_id FROM users WHERE id = ANY(:ids)"), {"ids": user_ids}
+    )
+    return {r.id: r.external_id for r in rows}

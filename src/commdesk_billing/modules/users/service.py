@@ -32,3 +32,8 @@ async def is_subject(conn: AsyncConnection, user_id: uuid.UUID, subject: str) ->
     """Whether this user is the JWT subject `subject`."""
     user = await repo.get(conn, user_id)
     return user is not None and user.external_id == subject
+
+
+async def subjects_of(conn: AsyncConnection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The JWT subject of each of these users, in one read (a staff CSV of many buyers)."""
+    return await repo.subjects_of(conn, list(set(user_ids)))

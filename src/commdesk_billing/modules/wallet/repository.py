@@ -154,6 +154,19 @@ async def list_lines(
     return [_line(r) for r in rows]
 
 
+async def lines_by_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[StatementLine]:
+    rows = (
+        await conn.execute(
+            sql(f"""
+        SELECT {_LINE_COLS} FROM wallet_transactions
+         WHERE idempotency_key = ANY(CAST(:keys AS text[]))
+         ORDER BY created_at, seq"""),
+            {"keys": list(keys)},
+        )
+    ).all()
+    return [_line(r) for r in rows]
+
+
 async def lock_wallets(conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]) -> list[Wallet]:
     """Row-lock several wallets, always in id order, so two batches touching the same
     wallets can never deadlock on each other."""

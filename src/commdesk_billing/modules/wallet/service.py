@@ -408,6 +408,17 @@ async def list_statement(
     return await repo.list_lines(conn, wallet_id, before_seq=before_seq, limit=limit)
 
 
+async def lines_of_payment(
+    conn: AsyncConnection, payment_id: uuid.UUID, refund_ids: Sequence[uuid.UUID]
+) -> list[StatementLine]:
+    """The statement lines a payment and its refunds wrote, oldest first: the purchase and
+    bonus grants (`payment:<id>:purchase|bonus`), each refund's hold, capture or release
+    (`refund:<id>:hold|capture|release`). Found by their operation keys, which are unique."""
+    keys = [f"payment:{payment_id}:purchase", f"payment:{payment_id}:bonus"]
+    keys += [f"refund:{r}:{step}" for r in refund_ids for step in ("hold", "capture", "release")]
+    return await repo.lines_by_keys(conn, keys)
+
+
 async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold:
     hold = await repo.get_hold(conn, hold_id)
     if hold is None:

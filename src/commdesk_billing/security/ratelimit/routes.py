@@ -111,6 +111,7 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/payees/{payee_id}/settlements"): _R,
     ("GET", "/v1/payments"): _R,
     ("GET", "/v1/payments/{payment_id}"): _R,
+    ("GET", "/v1/payments/{payment_id}/timeline"): _R,
     ("GET", "/v1/payments/{payment_id}/refunds"): _R,
     ("GET", "/v1/refunds/{refund_id}"): _R,
     ("GET", "/v1/settlements/{settlement_id}"): _R,
