@@ -440,6 +440,17 @@ def test_long_address_wraps_onto_more_lines_and_pages() -> None:
     assert "Total (Rs.) 1,000.00" in _flat(pdf)
 
 
+def test_table_headings_never_end_a_page_alone() -> None:
+    # An address that leaves room for the table's headings at the foot of page 1 but not for
+    # its first row: both go to page 2.
+    address = "Flat 12B, Sunshine Residency, " * 40 + "Z" * 400 + " Bengaluru"
+    buyer = Party(name="N " * 150, address=address, gstin=None, state_code="29")
+    pages = _pages(render_pdf(_document(buyer=buyer)))
+    assert len(pages) == 2
+    assert "Description" not in pages[0]
+    assert "Description" in pages[1] and "CommDesk credits" in pages[1]
+
+
 def test_absurdly_long_description_is_shortened_not_fatal() -> None:
     text = _flat(render_pdf(_document(description="credits " * 2000)))
     assert "..." in text

@@ -324,12 +324,12 @@ class _Layout(_Ops):
     ) -> None:
         """Bordered rows (fpdf2's table look): each cell's text wrapped in its column and
         centred vertically; a row that does not fit starts a page, under the heading rows
-        again."""
+        again. Heading rows never end a page on their own: they go with the first row."""
         laid = [self._row(widths, row) for row in rows]
-        for index, (row, height, cells) in enumerate(
-            zip(rows, (h for h, _ in laid), (c for _, c in laid), strict=True)
-        ):
-            if self.y + height > _BOTTOM and self.y > self.page_top:
+        heights = [height for height, _ in laid]
+        for index, (row, (height, cells)) in enumerate(zip(rows, laid, strict=True)):
+            needed = sum(heights[index : headings + 1]) if index < headings else height
+            if self.y + needed > _BOTTOM and self.y > self.page_top:
                 self.new_page()
                 if index >= headings:
                     for again, (h, c) in zip(rows[:headings], laid[:headings], strict=True):
