@@ -565,6 +565,9 @@ def render_pdf(doc: TaxDocument) -> bytes:
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")
     # Pages were decided by the layout; fpdf2 must not add any of its own.
     pdf.set_auto_page_break(False)
+    # The page count is ours (the footer); fpdf2's "{nb}" substitution would rewrite that
+    # sequence in a buyer's name or address.
+    pdf.alias_nb_pages("")
     pdf.set_title(latin1(f"{title} {doc.number}"))
     pdf.set_author(latin1(doc.seller.name))
     pdf.set_creator("CommDesk Billing")
