@@ -48,7 +48,7 @@ from commdesk_billing.modules.events.jobs import deliver_due as deliver_webhooks
 from commdesk_billing.modules.fraud import invariants as fraud_invariants
 from commdesk_billing.modules.fraud import reviews as fraud_reviews
 from commdesk_billing.modules.invoices import invariants as invoice_invariants
-from commdesk_billing.modules.invoices.consumers import InvoiceGeneration
+from commdesk_billing.modules.invoices.consumers import InvoiceGeneration, PdfRendering
 from commdesk_billing.modules.invoices.jobs import render_pending
 from commdesk_billing.modules.ledger import invariants as ledger_invariants
 from commdesk_billing.modules.ledger.seal import seal_pending
@@ -104,6 +104,7 @@ HANDLER_KINDS = (
     "refund_processing",
     "refund_webhook",
     "tax_documents",
+    "tax_document_pdfs",
     "settlement_processing",
     "auto_recharge_request",
     "auto_recharge_credited",
@@ -142,7 +143,8 @@ def _build_kinds(settings: Settings) -> dict[str, Handler]:
         "refund_processing": refund_processing,
         "refund_webhook": RefundWebhook(refund_processing),
         "refund_subscription_webhook": SubscriptionRefundWebhook(refund_processing),
-        "tax_documents": InvoiceGeneration(settings, document_store(settings)),
+        "tax_documents": InvoiceGeneration(settings),
+        "tax_document_pdfs": PdfRendering(document_store(settings)),
         # Its Payouts client is built on first use: a worker without the Payouts pair
         # still serves every other queue.
         # So is its community directory (a community's status is asked before each transfer).
@@ -196,10 +198,13 @@ ROUTES: dict[Route, str] = {
     ("refund.processing", "refund.sync"): "refund_processing",
     # Cashfree Subscriptions' SUBSCRIPTION_REFUND_STATUS (a mandate debit's refund).
     ("refund.processing", "refund.subscription_webhook"): "refund_subscription_webhook",
-    # Tax documents: the invoice of a credited purchase, the credit note of a refund, PDFs.
+    # Tax documents: the invoice of a credited purchase, the credit note of a refund…
     ("invoice.generate", "payment.credited"): "tax_documents",
     ("invoice.generate", "refund.succeeded"): "tax_documents",
-    ("invoice.generate", "invoice.render"): "tax_documents",
+    # …and their PDFs, drawn on a queue of their own (off the purchase's path, counted
+    # apart). Render messages written before that split still reach invoice.generate.
+    ("invoice.render", "invoice.render"): "tax_document_pdfs",
+    ("invoice.generate", "invoice.render"): "tax_document_pdfs",
     # Settlements: the transfer sent after the settlement's commit (and again, under a new
     # transfer_id, after a retryable failure), then Cashfree asked after a payout webhook
     # or by the status sync. One state machine (`settlements/transfers.py`) for all four.

@@ -11,8 +11,8 @@ Shared by every work queue, one per backoff tier N:
                same routing key, back to its work queue (no delayed-message plugin needed).
                TTLs expire at the head of a queue, so with +/-20 % jitter a message can wait
                behind a longer one of its tier: at most 1.5x its delay.
-So a deployment declares 2 queues per work queue plus one per tier (27 with today's 11 work
-queues and 5 tiers), not 2 + tiers per work queue (77).
+So a deployment declares 2 queues per work queue plus one per tier (29 with today's 12 work
+queues and 5 tiers), not 2 + tiers per work queue (84).
 Work and dead-letter queues are reached through the default exchange, routed by name.
 """
 
@@ -32,6 +32,9 @@ QUEUES = (
     "fraud.detection",
     "webhook.processing",
     "invoice.generate",
+    # Drawing and storing tax documents' PDFs: apart from issuing them, so a backlog of
+    # drawings never delays the numbering that follows each purchase.
+    "invoice.render",
     "notifications.billing",
     "settlements.processing",
     "webhooks.outbound",

@@ -440,6 +440,24 @@ def test_long_address_wraps_onto_more_lines_and_pages() -> None:
     assert "Total (Rs.) 1,000.00" in _flat(pdf)
 
 
+def test_page_count_alias_in_a_name_is_printed_as_written() -> None:
+    buyer = Party(name="Shop {nb} & Co", address="{nb} Main Road", gstin=None, state_code="29")
+    text = _flat(render_pdf(_document(buyer=buyer)))
+    assert "Shop {nb} & Co" in text and "{nb} Main Road" in text
+    assert "Page 1 of 1" in text
+
+
+def test_table_headings_never_end_a_page_alone() -> None:
+    # An address that leaves room for the table's headings at the foot of page 1 but not for
+    # its first row: both go to page 2.
+    address = "Flat 12B, Sunshine Residency, " * 40 + "Z" * 400 + " Bengaluru"
+    buyer = Party(name="N " * 150, address=address, gstin=None, state_code="29")
+    pages = _pages(render_pdf(_document(buyer=buyer)))
+    assert len(pages) == 2
+    assert "Description" not in pages[0]
+    assert "Description" in pages[1] and "CommDesk credits" in pages[1]
+
+
 def test_absurdly_long_description_is_shortened_not_fatal() -> None:
     text = _flat(render_pdf(_document(description="credits " * 2000)))
     assert "..." in text

@@ -1,6 +1,6 @@
-"""`invoice.generate`: issue the tax invoice of a credited purchase (`payment.credited`),
-the credit note of a successful refund (`refund.succeeded`), and store a document's PDF
-(`invoice.render`)."""
+"""`invoice.generate`: issue the tax invoice of a credited purchase (`payment.credited`) and
+the credit note of a successful refund (`refund.succeeded`). `invoice.render`, a queue of its
+own: draw and store an issued document's PDF (`invoice.render`)."""
 
 from __future__ import annotations
 
@@ -31,13 +31,10 @@ class Render(StrictInput):
 
 
 class InvoiceGeneration:
-    """Issuing is database work only; rendering also writes to document storage, inside
-    the transaction that records where it went (a crash in between leaves the stored PDF
-    to be found and kept by the next attempt, see `service.store_pdf`)."""
+    """Issuing: database work only, in the wake of each purchase and refund."""
 
-    def __init__(self, settings: Settings, store: DocumentStore) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = store
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
         try:
@@ -47,12 +44,29 @@ class InvoiceGeneration:
             elif envelope.type == "refund.succeeded":
                 r = RefundSucceeded.model_validate(envelope.payload)
                 await service.issue_credit_note(conn, self.settings, r.refund_id)
-            elif envelope.type == "invoice.render":
-                d = Render.model_validate(envelope.payload)
-                await service.store_pdf(conn, self.store, d.invoice_id)
             else:
-                # Routing sends only the three types above here (wiring.ROUTES).
+                # Routing sends only the two types above here (wiring.ROUTES).
                 raise PermanentError(f"invoice.generate has no handler for {envelope.type}")
+        except ValidationError as exc:
+            raise PermanentError(f"{envelope.type} payload: {exc.errors()[:3]}") from exc
+        except NotFound as exc:
+            raise PermanentError(str(exc)) from exc
+
+
+class PdfRendering:
+    """Drawing a document's PDF and writing it to document storage, inside the transaction
+    that records where it went (a crash in between leaves the stored PDF to be found and
+    kept by the next attempt, see `service.store_pdf`)."""
+
+    def __init__(self, store: DocumentStore) -> None:
+        self.store = store
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        if envelope.type != "invoice.render":
+            raise PermanentError(f"invoice.render has no handler for {envelope.type}")
+        try:
+            d = Render.model_validate(envelope.payload)
+            await service.store_pdf(conn, self.store, d.invoice_id)
         except ValidationError as exc:
             raise PermanentError(f"{envelope.type} payload: {exc.errors()[:3]}") from exc
         except NotFound as exc:

@@ -28,7 +28,7 @@ async def render_pending(engine: AsyncEngine, *, batch: int = 200) -> int:
         for invoice_id in ids:
             await outbox.send(
                 conn,
-                "invoice.generate",
+                "invoice.render",
                 "invoice.render",
                 {"invoice_id": str(invoice_id)},
                 correlation_id=str(invoice_id),

@@ -13,6 +13,11 @@ so rendering a stored document never fails on its contents.
 
 Dates are printed in Indian Standard Time: an invoice issued at 20:00 UTC on the 26th is dated
 the 27th in India, and that is the date its recipient and the GST return know it by.
+
+Drawing is one pass and cheap (about 2 ms of CPU a document): `_Layout` wraps and places the
+text itself, measuring each string once with the core font's width table, and hands fpdf2 only
+positioned strings and boxes to write out. fpdf2's multi_cell and tables, which re-measured each
+line once per character added, cost more than ten times that.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import NamedTuple
 
 from fpdf import FPDF
-from fpdf.enums import MethodReturnValue, XPos, YPos
-from fpdf.fonts import FontFace
+from fpdf.fonts import CORE_FONTS_CHARWIDTHS
 
 from commdesk_billing.modules.invoices.document import DocumentKind, TaxDocument
 from commdesk_billing.modules.invoices.states import state_name
@@ -135,95 +140,242 @@ def _state(code: str | None) -> str:
 # One line of a details block: (text, bold).
 _Line = tuple[str, bool]
 
+_PAGE_W = 210.0  # A4, mm
+_PAGE_H = 297.0
+_EPW = _PAGE_W - 2 * _MARGIN
+_BOTTOM = _PAGE_H - _FOOTER_SPACE  # content stops here; the footer lives below
+_CELL_MARGIN = 1.0  # mm of air either side of a free-standing cell's text (fpdf2's default)
+_PAD_X = 1.5  # mm of air either side of a table cell's text
+_PAD_Y = 1.2  # mm above and below a table row's text
+_MM_PER_PT = 25.4 / 72
+_WHITE = (255, 255, 255)
 
-class _DocumentPDF(FPDF):
-    def __init__(self, running_title: str, total_pages: int | None) -> None:
-        super().__init__(orientation="portrait", unit="mm", format="A4")
+# Character widths (1/1000 em) of the core Helvetica faces, from fpdf2's own tables: the
+# layout measures text itself, once, instead of through fpdf2's line breaker, which measured
+# every line again for each character added and was most of a document's CPU time.
+_WIDTHS: dict[str, dict[str, int]] = {
+    "": CORE_FONTS_CHARWIDTHS["helvetica"],
+    "B": CORE_FONTS_CHARWIDTHS["helveticaB"],
+    "I": CORE_FONTS_CHARWIDTHS["helveticaI"],
+}
+
+_RGB = tuple[int, int, int]
+
+
+class _Text(NamedTuple):
+    x: float
+    baseline: float
+    text: str
+    style: str
+    size: float
+    color: _RGB
+
+
+class _Box(NamedTuple):
+    x: float
+    y: float
+    w: float
+    h: float
+    fill: _RGB | None
+    border: bool
+
+
+def _width(text: str, style: str, size: float) -> float:
+    """`text`'s width in mm (already latin-1: `latin1`)."""
+    return sum(map(_WIDTHS[style].__getitem__, text)) * size * _MM_PER_PT / 1000
+
+
+def _wrap(text: str, style: str, size: float, width: float) -> list[str]:
+    """`text` in lines no wider than `width` mm, as fpdf2's multi_cell breaks it: at line
+    breaks, then at spaces; a word wider than a line is cut where the line is full."""
+    widths = _WIDTHS[style]
+    char = widths.__getitem__
+    limit = width * 1000 / (size * _MM_PER_PT)  # in 1/1000 em, to add up integers
+    space = widths[" "]
+    out: list[str] = []
+    for paragraph in text.split("\n"):
+        line: list[str] = []
+        used = 0
+        for word in paragraph.split(" "):
+            w = sum(map(char, word))
+            if line and used + space + w <= limit:
+                line.append(word)
+                used += space + w
+                continue
+            if line:
+                out.append(" ".join(line))
+            while w > limit and len(word) > 1:
+                fits, taken = 0, 0
+                while fits < len(word) and taken + widths[word[fits]] <= limit:
+                    taken += widths[word[fits]]
+                    fits += 1
+                fits = max(fits, 1)
+                out.append(word[:fits])
+                word = word[fits:]
+                w = sum(map(char, word))
+            line, used = [word], w
+        out.append(" ".join(line))
+    return out
+
+
+class _Ops:
+    """Drawing operations at a running vertical position."""
+
+    def __init__(self, y: float) -> None:
+        self.ops: list[_Text | _Box] = []
+        self.y = y
+
+    def text(
+        self,
+        x: float,
+        width: float,
+        height: float,
+        text: str,
+        style: str,
+        size: float,
+        align: str,
+        color: _RGB = _INK,
+        margin: float = _CELL_MARGIN,
+    ) -> None:
+        """One line in the box (x, self.y, width, height), centred vertically where fpdf2's
+        cell() puts it."""
+        if align == "L":
+            left = x + margin
+        else:
+            free = width - _width(text, style, size)
+            left = x + (free / 2 if align == "C" else free - margin)
+        baseline = self.y + height / 2 + 0.3 * size * _MM_PER_PT
+        self.ops.append(_Text(left, baseline, text, style, size, color))
+
+
+class _Layout(_Ops):
+    """Places a document's text and boxes on pages, measuring each string once. The result
+    is a list of drawing operations per page: the page count is known before anything is
+    drawn, so "Page 1 of N" needs no second pass (nor fpdf2's "{nb}" alias, which would also
+    rewrite that sequence inside a buyer's name or address)."""
+
+    def __init__(self, running_title: str) -> None:
+        super().__init__(_MARGIN)
         self.running_title = running_title
-        # Known only after a first pass; fpdf2's own "{nb}" alias is off because it would also
-        # rewrite that sequence inside a buyer's name or address.
-        self.total_pages = total_pages
-        self.alias_nb_pages("")
-        self.set_margins(_MARGIN, _MARGIN, _MARGIN)
-        self.set_auto_page_break(auto=True, margin=_FOOTER_SPACE)
-        self.set_text_color(*_INK)
+        self.pages: list[list[_Text | _Box]] = []
+        self.page_top = _MARGIN
+        self.new_page()
 
-    def header(self) -> None:
-        # A loose second page must still say which document it belongs to.
-        if self.page_no() > 1:
-            self.set_font(_FONT, "", 8)
-            self.set_text_color(*_MUTED)
-            self.cell(0, 4, self.running_title, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-            self.set_text_color(*_INK)
-            self.ln(2)
+    def new_page(self) -> None:
+        self.ops = []
+        self.pages.append(self.ops)
+        self.y = _MARGIN
+        if len(self.pages) > 1:
+            # A loose second page must still say which document it belongs to.
+            self.text(_MARGIN, _EPW, 4, self.running_title, "", 8, "R", _MUTED)
+            self.y += 4 + 2
+        self.page_top = self.y
 
-    def footer(self) -> None:
-        self.set_y(-_FOOTER_SPACE + 6)
-        self.set_font(_FONT, "I", 8)
-        self.set_text_color(*_MUTED)
-        self.cell(0, 4, FOOTER_TEXT, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        page = f"Page {self.page_no()}"
-        if self.total_pages is not None:
-            page += f" of {self.total_pages}"
-        self.cell(0, 4, page, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        self.set_text_color(*_INK)
+    def room(self, height: float) -> None:
+        if self.y + height > _BOTTOM and self.y > self.page_top:
+            self.new_page()
 
-    def heading(self, text: str, width: float) -> None:
-        self.set_font(_FONT, "B", 8)
-        self.set_fill_color(*_SHADE)
-        self.cell(width, 5.5, text.upper(), fill=True, new_x=XPos.LEFT, new_y=YPos.NEXT)
-        # fpdf2 tables take the current fill colour as their cells' background.
-        self.set_fill_color(255)
-        # Not ln(): that would send x back to the left margin and break the right column.
-        self.set_xy(self.x, self.y + 1)
+    def heading(self, x: float, width: float, title: str) -> None:
+        self.room(5.5)
+        self.ops.append(_Box(x, self.y, width, 5.5, _SHADE, False))
+        self.text(x, width, 5.5, title.upper(), "B", 8, "L")
+        self.y += 5.5 + 1
 
-    def block_lines(self, lines: Sequence[_Line], width: float) -> None:
-        for text, bold in lines:
-            self.set_font(_FONT, "B" if bold else "", 9)
-            self.multi_cell(width, _LINE, latin1(text), align="L", new_x=XPos.LEFT)
-
-    def block_height(self, lines: Sequence[_Line], width: float) -> float:
-        height = 6.5  # heading cell plus its gap
-        for text, bold in lines:
-            self.set_font(_FONT, "B" if bold else "", 9)
-            result = self.multi_cell(
-                width,
-                _LINE,
-                latin1(text),
-                align="L",
-                dry_run=True,
-                output=MethodReturnValue.HEIGHT,
-            )
-            # fpdf2 types the result as a union over every `output` choice; HEIGHT gives a number.
-            if isinstance(result, bool) or not isinstance(result, int | float):
-                raise TypeError(f"multi_cell(output=HEIGHT) returned {type(result).__name__}")
-            height += result
-        return height
+    def lines(self, x: float, width: float, wrapped: list[tuple[list[str], str]]) -> None:
+        for rows, style in wrapped:
+            for row in rows:
+                self.room(_LINE)
+                self.text(x, width, _LINE, row, style, 9, "L")
+                self.y += _LINE
 
     def columns(
         self, left: tuple[str, Sequence[_Line]], right: tuple[str, Sequence[_Line]]
     ) -> None:
         """Two titled blocks side by side, or one under the other if they would not fit."""
         gutter = 6.0
-        half = (self.epw - gutter) / 2
-        tallest = max(self.block_height(left[1], half), self.block_height(right[1], half))
-        if self.y + tallest > self.page_break_trigger:
+        half = (_EPW - gutter) / 2
+        halves = [_wrapped(lines, half) for _, lines in (left, right)]
+        tallest = 6.5 + max(sum(len(rows) for rows, _ in w) for w in halves) * _LINE
+        if self.y + tallest > _BOTTOM:
             # Side by side cannot break across a page cleanly; stacked, each block wraps and
             # flows onto the next page on its own.
             for title, lines in (left, right):
-                self.set_x(self.l_margin)
-                self.heading(title, self.epw)
-                self.block_lines(lines, self.epw)
-                self.ln(_GAP)
+                self.heading(_MARGIN, _EPW, title)
+                self.lines(_MARGIN, _EPW, _wrapped(lines, _EPW))
+                self.y += _GAP
             return
         top = self.y
-        self.set_xy(self.l_margin, top)
-        self.heading(left[0], half)
-        self.block_lines(left[1], half)
-        self.set_xy(self.l_margin + half + gutter, top)
-        self.heading(right[0], half)
-        self.block_lines(right[1], half)
-        self.set_xy(self.l_margin, top + tallest + _GAP)
+        for (title, _), wrapped, x in zip(
+            (left, right), halves, (_MARGIN, _MARGIN + half + gutter), strict=True
+        ):
+            self.y = top
+            self.heading(x, half, title)
+            self.lines(x, half, wrapped)
+        self.y = top + tallest + _GAP
+
+    def table(
+        self,
+        x: float,
+        widths: Sequence[float],
+        aligns: Sequence[str],
+        rows: Sequence[_Row],
+        *,
+        headings: int = 0,
+    ) -> None:
+        """Bordered rows (fpdf2's table look): each cell's text wrapped in its column and
+        centred vertically; a row that does not fit starts a page, under the heading rows
+        again. Heading rows never end a page on their own: they go with the first row."""
+        laid = [self._row(widths, row) for row in rows]
+        heights = [height for height, _ in laid]
+        for index, (row, (height, cells)) in enumerate(zip(rows, laid, strict=True)):
+            needed = sum(heights[index : headings + 1]) if index < headings else height
+            if self.y + needed > _BOTTOM and self.y > self.page_top:
+                self.new_page()
+                if index >= headings:
+                    for again, (h, c) in zip(rows[:headings], laid[:headings], strict=True):
+                        self._draw_row(x, widths, aligns, again, h, c)
+            self._draw_row(x, widths, aligns, row, height, cells)
+
+    def _row(self, widths: Sequence[float], row: _Row) -> tuple[float, list[list[str]]]:
+        style = "B" if row.bold else ""
+        cells = [
+            _wrap(text, style, 9, w - 2 * _PAD_X) for text, w in zip(row.cells, widths, strict=True)
+        ]
+        return max(len(c) for c in cells) * _LINE + 2 * _PAD_Y, cells
+
+    def _draw_row(
+        self,
+        x: float,
+        widths: Sequence[float],
+        aligns: Sequence[str],
+        row: _Row,
+        height: float,
+        cells: list[list[str]],
+    ) -> None:
+        style = "B" if row.bold else ""
+        top = self.y
+        for width, align, lines in zip(widths, aligns, cells, strict=True):
+            self.ops.append(_Box(x, top, width, height, row.fill, True))
+            self.y = top + (height - len(lines) * _LINE) / 2
+            for line in lines:
+                self.text(x, width, _LINE, line, style, 9, align, margin=_PAD_X)
+                self.y += _LINE
+            x += width
+        self.y = top + height
+
+
+class _Row(NamedTuple):
+    cells: Sequence[str]
+    bold: bool = False
+    fill: _RGB | None = None
+
+
+def _wrapped(lines: Sequence[_Line], width: float) -> list[tuple[list[str], str]]:
+    out: list[tuple[list[str], str]] = []
+    for text, bold in lines:
+        style = "B" if bold else ""
+        out.append((_wrap(latin1(text), style, 9, width - 2 * _CELL_MARGIN), style))
+    return out
 
 
 def _supplier_lines(doc: TaxDocument) -> list[_Line]:
@@ -303,85 +455,119 @@ def _tax_rows(doc: TaxDocument) -> list[tuple[str, int]]:
 
 
 def _cell_text(text: str) -> str:
-    # fpdf2 cannot split a table row across pages and refuses one taller than a page; a
-    # description this long is a bug upstream, and a shortened line beats no document at all.
+    # A table row cannot split across pages; a description this long is a bug upstream, and a
+    # shortened line beats no document at all.
     text = latin1(text)
     return text if len(text) <= _MAX_CELL_CHARS else text[: _MAX_CELL_CHARS - 3] + "..."
 
 
-def _line_items(pdf: _DocumentPDF, doc: TaxDocument) -> None:
-    pdf.set_font(_FONT, "", 9)
-    heading = FontFace(emphasis="BOLD", fill_color=_SHADE)
+def _line_items(layout: _Layout, doc: TaxDocument) -> None:
     # Documents issued before unit prices and per-line tax were recorded keep their old
     # table: a reprint shows what was issued.
     priced = all(i.unit_price_paise is not None and i.tax_paise is not None for i in doc.lines)
     titles = ["#", "Description", "SAC", "Quantity"]
     widths: list[float] = [7, 85, 18, 35]
-    aligns = ["CENTER", "LEFT", "CENTER", "RIGHT"]
+    aligns = ["C", "L", "C", "R"]
     if priced:
         titles += ["Unit Price (Rs.)", "Taxable Value (Rs.)", "Tax (Rs.)"]
         widths = [6, 62, 14, 19, 23, 24, 22]
-        aligns += ["RIGHT", "RIGHT", "RIGHT"]
+        aligns += ["R", "R", "R"]
     else:
         titles.append("Taxable Value (Rs.)")
         widths.append(35)
-        aligns.append("RIGHT")
-    with pdf.table(
-        col_widths=tuple(widths),
-        text_align=tuple(aligns),
-        headings_style=heading,
-        line_height=_LINE,
-        padding=(1.2, 1.5),
-        width=pdf.epw,
-    ) as table:
-        row = table.row()
-        for title in titles:
-            row.cell(title)
-        for index, item in enumerate(doc.lines, start=1):
-            row = table.row()
-            row.cell(str(index))
-            row.cell(_cell_text(item.description))
-            row.cell(_cell_text(item.sac))
-            quantity = indian_grouping(item.quantity) if item.quantity >= 0 else str(item.quantity)
-            row.cell(_cell_text(f"{quantity} {item.unit}"))
-            if priced:
-                row.cell(rupees(item.unit_price_paise or 0))
-            row.cell(rupees(item.taxable_paise))
-            if priced:
-                row.cell(rupees(item.tax_paise or 0))
+        aligns.append("R")
+    # The columns are proportions of the full width.
+    scale = _EPW / sum(widths)
+    rows = [_Row(titles, bold=True, fill=_SHADE)]
+    for index, item in enumerate(doc.lines, start=1):
+        quantity = indian_grouping(item.quantity) if item.quantity >= 0 else str(item.quantity)
+        cells = [
+            str(index),
+            _cell_text(item.description),
+            _cell_text(item.sac),
+            _cell_text(f"{quantity} {item.unit}"),
+        ]
+        if priced:
+            cells.append(rupees(item.unit_price_paise or 0))
+        cells.append(rupees(item.taxable_paise))
+        if priced:
+            cells.append(rupees(item.tax_paise or 0))
+        rows.append(_Row(cells))
+    layout.table(_MARGIN, [w * scale for w in widths], aligns, rows, headings=1)
 
 
-def _totals(pdf: _DocumentPDF, doc: TaxDocument) -> None:
+def _totals(layout: _Layout, doc: TaxDocument) -> None:
     rows = [("Taxable Value", doc.taxable_paise), *_tax_rows(doc)]
     total_label = "Total Credit" if doc.kind is DocumentKind.credit_note else "Total"
     # Keep the figures and the amount in words on one page: a total split from its taxes is
     # the first thing an auditor queries.
     needed = (len(rows) + 1) * (_LINE + 2.4) + _GAP + 3 * _LINE
-    if pdf.y + needed > pdf.page_break_trigger:
-        pdf.add_page()
-    pdf.set_font(_FONT, "", 9)
-    with pdf.table(
-        col_widths=(55, 35),
-        width=90,
-        align="RIGHT",
-        text_align=("LEFT", "RIGHT"),
-        first_row_as_headings=False,
-        line_height=_LINE,
-        padding=(1.2, 1.5),
-    ) as table:
-        for label, paise in rows:
-            row = table.row()
-            row.cell(label)
-            row.cell(rupees(paise))
-        total = FontFace(emphasis="BOLD", fill_color=_SHADE)
-        row = table.row(style=total)
-        row.cell(f"{total_label} (Rs.)")
-        row.cell(rupees(doc.total_paise))
+    if layout.y + needed > _BOTTOM:
+        layout.new_page()
+    table = [_Row((label, rupees(paise))) for label, paise in rows]
+    table.append(_Row((f"{total_label} (Rs.)", rupees(doc.total_paise)), bold=True, fill=_SHADE))
+    # 90 mm wide, against the right margin.
+    layout.table(_MARGIN + _EPW - 90, (55, 35), ("L", "R"), table)
 
 
-def _draw(doc: TaxDocument, total_pages: int | None) -> _DocumentPDF:
+def _lay_out(doc: TaxDocument, title: str) -> _Layout:
+    layout = _Layout(latin1(f"{title} {doc.number} (continued)"))
+    layout.text(_MARGIN, _EPW, 9, title, "B", 16, "C")
+    layout.y += 9
+    layout.text(_MARGIN, _EPW, 4, "Original for Recipient", "", 8, "C", _MUTED)
+    layout.y += 4 + _GAP
+
+    layout.columns(("Supplier", _supplier_lines(doc)), ("Document", _document_lines(doc)))
+    layout.columns(("Recipient", _recipient_lines(doc)), ("Payment", _payment_lines(doc)))
+
+    _line_items(layout, doc)
+    layout.y += _GAP
+    _totals(layout, doc)
+    layout.y += _GAP
+
+    layout.room(_LINE)
+    layout.text(_MARGIN, _EPW, _LINE, "Amount in Words", "B", 9, "L")
+    layout.y += _LINE
+    layout.lines(_MARGIN, _EPW, _wrapped([(amount_in_words(doc.total_paise), False)], _EPW))
+    return layout
+
+
+def _footer(pages: int, page: int) -> list[_Text | _Box]:
+    top = _PAGE_H - _FOOTER_SPACE + 6
+    footer = _Ops(top)
+    footer.text(_MARGIN, _EPW, 4, FOOTER_TEXT, "I", 8, "C", _MUTED)
+    footer.y += 4
+    footer.text(_MARGIN, _EPW, 4, f"Page {page} of {pages}", "I", 8, "C", _MUTED)
+    return footer.ops
+
+
+def _draw(pdf: FPDF, ops: Sequence[_Text | _Box]) -> None:
+    font: tuple[str, float] | None = None
+    for op in ops:
+        if isinstance(op, _Box):
+            if op.fill is not None:
+                pdf.set_fill_color(*op.fill)
+            style = ("D" if op.border else "") + ("F" if op.fill is not None else "")
+            pdf.rect(op.x, op.y, op.w, op.h, style=style)
+        else:
+            if font != (op.style, op.size):
+                font = (op.style, op.size)
+                pdf.set_font(_FONT, op.style, op.size)
+            pdf.set_text_color(*op.color)
+            pdf.text(op.x, op.baseline, op.text)
+
+
+def render_pdf(doc: TaxDocument) -> bytes:
+    """The PDF of `doc`; the same document always gives the same bytes. One pass: the layout
+    measures and places everything, then fpdf2 only writes it out."""
     title = "Credit Note" if doc.kind is DocumentKind.credit_note else "Tax Invoice"
-    pdf = _DocumentPDF(latin1(f"{title} {doc.number} (continued)"), total_pages)
+    pages = _lay_out(doc, title).pages
+    pdf = FPDF(orientation="portrait", unit="mm", format="A4")
+    # Pages were decided by the layout; fpdf2 must not add any of its own.
+    pdf.set_auto_page_break(False)
+    # The page count is ours (the footer); fpdf2's "{nb}" substitution would rewrite that
+    # sequence in a buyer's name or address.
+    pdf.alias_nb_pages("")
     pdf.set_title(latin1(f"{title} {doc.number}"))
     pdf.set_author(latin1(doc.seller.name))
     pdf.set_creator("CommDesk Billing")
@@ -389,35 +575,8 @@ def _draw(doc: TaxDocument, total_pages: int | None) -> _DocumentPDF:
     # Same document, same bytes: the creation date (and the file ID hashed from it) come from
     # the document rather than the clock.
     pdf.set_creation_date(_as_ist(doc.issued_at))
-    pdf.add_page()
-
-    pdf.set_font(_FONT, "B", 16)
-    pdf.cell(0, 9, title, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font(_FONT, "", 8)
-    pdf.set_text_color(*_MUTED)
-    pdf.cell(0, 4, "Original for Recipient", align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_text_color(*_INK)
-    pdf.ln(_GAP)
-
-    pdf.columns(("Supplier", _supplier_lines(doc)), ("Document", _document_lines(doc)))
-    pdf.columns(("Recipient", _recipient_lines(doc)), ("Payment", _payment_lines(doc)))
-
-    _line_items(pdf, doc)
-    pdf.ln(_GAP)
-    _totals(pdf, doc)
-    pdf.ln(_GAP)
-
-    pdf.set_x(pdf.l_margin)
-    pdf.set_font(_FONT, "B", 9)
-    pdf.cell(0, _LINE, "Amount in Words", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font(_FONT, "", 9)
-    pdf.multi_cell(0, _LINE, amount_in_words(doc.total_paise), align="L", new_x=XPos.LMARGIN)
-    return pdf
-
-
-def render_pdf(doc: TaxDocument) -> bytes:
-    """The PDF of `doc`; the same document always gives the same bytes."""
-    # The first pass only counts pages for "Page 1 of N"; the footer's width does not depend on
-    # N, so the second pass lays out exactly the same pages.
-    pages = _draw(doc, None).pages_count
-    return bytes(_draw(doc, pages).output())
+    for number, ops in enumerate(pages, start=1):
+        pdf.add_page()
+        _draw(pdf, ops)
+        _draw(pdf, _footer(len(pages), number))
+    return bytes(pdf.output())
