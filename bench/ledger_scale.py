@@ -43,7 +43,7 @@ from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.modules.ledger.gauges import HouseBalances
 from commdesk_billing.modules.ledger.seal import seal_pending
-from commdesk_billing.modules.ledger.verify import verify_ledger
+from commdesk_billing.modules.ledger.verify import CheckRun, verify_ledger
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.debits import Debit, consume_credits_many
 from commdesk_billing.modules.wallet.model import LotSource
@@ -236,15 +236,43 @@ async def measure(url: str, built: dict[str, Any], samples: int) -> dict[str, An
         house = HouseBalances()
         out["house_balances"] = await _timed(samples, lambda _: house.read(engine))
 
+        runs: list[CheckRun] = []
         t = time.perf_counter()
-        full = await verify_ledger(engine, incremental=False, checkpoint=True)
+        full = await verify_ledger(engine, incremental=False, checkpoint=True, progress=runs.append)
         full_s = time.perf_counter() - t
+        slowest = sorted(runs, key=lambda r: -r.seconds)[:4]
         out["verify_full"] = {
             "ok": full.ok,
             "seconds": round(full_s, 1),
             "walks": full.walks,
+            "slowest_checks": {r.name: round(r.seconds, 2) for r in slowest},
             "findings": [str(f) for f in full.findings[:5]],
         }
+
+        # New writes after the checkpoint, sealed: what an incremental run then walks.
+        added = await _debit_batches(url, built["wallet_ids"], built["hot"], 100, 0.1, 99)
+        await seal_pending(engine, block_size=5000, wait_s=60)
+        runs = []
+        t = time.perf_counter()
+        inc = await verify_ledger(engine, incremental=True, checkpoint=True, progress=runs.append)
+        inc_s = time.perf_counter() - t
+        slowest = sorted(runs, key=lambda r: -r.seconds)[:4]
+        out["verify_incremental"] = {
+            "ok": inc.ok,
+            "new_debits": added,
+            "seconds": round(inc_s, 1),
+            "walks": inc.walks,
+            "slowest_checks": {r.name: round(r.seconds, 2) for r in slowest},
+        }
+        # Each walk's rate over its own check's time.
+        took = {r.name: r.seconds for r in runs}
+        for name in ("wallet_chains", "seals", "rollups"):
+            n = inc.walks.get(name, 0)
+            out[f"incremental:{name}"] = {
+                "entries": n,
+                "seconds": round(took.get(name, 0.0), 2),
+                "entries_per_s": round(n / took[name]) if took.get(name) and n else 0,
+            }
     finally:
         await engine.dispose()
     return out
@@ -257,7 +285,7 @@ async def verify_timings(url: str) -> dict[str, Any]:
     engine = make_engine(Settings(database_url=url), pool_size=2)
     out: dict[str, Any] = {}
     try:
-        for name, incremental in (("full", False), ("incremental", True)):
+        for name, incremental in (("full", False),):
             for check in (li.wallet_chains, li.seals, li.rollups):
                 t = time.perf_counter()
                 report = await verify_ledger(engine, [check], incremental=incremental)
@@ -340,6 +368,10 @@ def main() -> None:
         )
 
 
+def _fmt(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in seconds.items())
+
+
 def _table(s: dict[str, Any]) -> str:
     def lat(key: str) -> str:
         return f"p50 {s[key]['p50_ms']} ms, p99 {s[key]['p99_ms']} ms"
@@ -348,6 +380,10 @@ def _table(s: dict[str, Any]) -> str:
 
     def walk(key: str) -> str:
         one = w[key]
+        return f"{one['entries']:,} entries in {one['seconds']} s ({one['entries_per_s']:,}/s)"
+
+    def inc(name: str) -> str:
+        one = s[f"incremental:{name}"]
         return f"{one['entries']:,} entries in {one['seconds']} s ({one['entries_per_s']:,}/s)"
 
     g = s["generator"]
@@ -381,12 +417,22 @@ def _table(s: dict[str, Any]) -> str:
             "`ledger verify --full`, every check",
             f"{s['verify_full']['seconds']} s, ok={s['verify_full']['ok']}",
         ),
+        ("slowest checks of the full run (s)", _fmt(s["verify_full"]["slowest_checks"])),
+        (
+            f"`ledger verify` incremental, after {s['verify_incremental']['new_debits']:,}"
+            " more debits, sealed",
+            f"{s['verify_incremental']['seconds']} s, ok={s['verify_incremental']['ok']}",
+        ),
+        (
+            "slowest checks of the incremental run (s)",
+            _fmt(s["verify_incremental"]["slowest_checks"]),
+        ),
         ("full walk: wallet chains", walk("full:wallet_chains")),
         ("full walk: seals", walk("full:seals")),
         ("full: roll-up check", f"{w['full:rollups']['seconds']} s"),
-        ("incremental walk after the checkpoint: wallet chains", walk("incremental:wallet_chains")),
-        ("incremental walk: seals", walk("incremental:seals")),
-        ("incremental: roll-up check", f"{w['incremental:rollups']['seconds']} s"),
+        ("incremental walk after the checkpoint: wallet chains", inc("wallet_chains")),
+        ("incremental walk: seals", inc("seals")),
+        ("incremental: roll-up check", f"{s['incremental:rollups']['seconds']} s"),
     ]
     return "| measure | result |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
 

@@ -106,10 +106,11 @@ async def journals(conn: AsyncConnection, report: VerifyReport) -> None:
 
 def _chunks(sizes: list[tuple[uuid.UUID, int]], target: int) -> list[tuple[uuid.UUID, int]]:
     """Cut wallets (in id order, with their chain lengths) into runs of about `target`
-    entries: (first wallet id of the run, entries in it)."""
-    out: list[tuple[uuid.UUID, int]] = []
+    entries: (first wallet id of the run, entries in it). The first run starts at the
+    lowest uuid, so a chained entry of no wallet row is walked too."""
+    out: list[tuple[uuid.UUID, int]] = [(uuid.UUID(int=0), 0)]
     for wallet_id, n in sizes:
-        if not out or out[-1][1] >= target:
+        if out[-1][1] >= target:
             out.append((wallet_id, 0))
         out[-1] = (out[-1][0], out[-1][1] + n)
     return out
