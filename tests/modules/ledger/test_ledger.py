@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -241,10 +242,22 @@ async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
         key,
     )
     report = await verify_ledger(scratch_engine)
-    # The two legs may fall in one block or two (blocks of 2 entries): each is named.
-    assert {f.check for f in report.findings} == {"seal_entries"}
-    assert 1 <= len(report.findings) <= 2
-    assert all(f.subject.startswith("seal block ") for f in report.findings)
+    # The two legs may fall in one block or two (blocks of 2 entries): each is named. The
+    # house accounts' roll-ups, kept by the sealer, no longer match their legs either.
+    assert {f.check for f in report.findings} == {"seal_entries", "ledger_rollup"}
+    sealed = [f for f in report.findings if f.check == "seal_entries"]
+    assert 1 <= len(sealed) <= 2
+    assert all(f.subject.startswith("seal block ") for f in sealed)
+    # Each of the two accounts is off by exactly the tampered 700 (other journals of the
+    # database may have moved them too).
+    gaps = sorted(
+        int(m[2]) - int(m[1])
+        for f in report.findings
+        if f.check == "ledger_rollup"
+        for m in [re.fullmatch(r"roll-up says (-?\d+), its sealed legs sum to (-?\d+)", f.detail)]
+        if m
+    )
+    assert gaps == [-700, 700]
     dirty = await asyncio.to_thread(_verify_cli, scratch_database_url)
     assert dirty.returncode == 1 and "seal block" in dirty.stdout
 

@@ -93,6 +93,7 @@ def test_default_checks_name_every_check_once_in_the_reporting_order() -> None:
         "document_numbers",
         "review_holds",
         "seals",
+        "rollups",
     ]
     assert len({c.name for c in checks}) == len(checks)
     assert list(checks) == [c for _, exported in OWNED for c in exported]

@@ -10,39 +10,75 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from commdesk_billing.modules.ledger.chain import entry_hash, seal_hash
-from commdesk_billing.modules.ledger.seal import digest_rows, entries_between
+from commdesk_billing.modules.ledger.chain import seal_hash
 from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, count, rows
+
+# An entry's hash body (`chain.entry_hash`) and seal line (`chain.seal_line`) rebuilt in SQL,
+# so the walks hash in the database (sha256 in C) instead of a Python object per row. Same
+# text byte for byte: uuids in their canonical form, integers in decimal, `created_at` as
+# integer microseconds since the epoch (extract returns an exact numeric).
+_MICROS = "(extract(epoch FROM e.created_at) * 1000000)::bigint"
+_ENTRY_BODY = (
+    "convert_to(concat_ws('|', e.wallet_id, e.chain_seq, e.journal_id, e.account_id, "
+    f"e.ledger, e.amount, {_MICROS}), 'UTF8')"
+)
+_SEAL_LINE = (
+    "concat(e.id, '|', e.journal_id, '|', e.account_id, '|', e.ledger, '|', e.amount, '|', "
+    "e.wallet_id, '|', e.chain_seq, '|', encode(e.entry_hash, 'hex'), '|', "
+    f"{_MICROS}, E'\\n')"
+)
+# Entries per chunk of a walk: one statement each, and a progress step.
+_CHUNK_ENTRIES = 200_000
 
 
 @check("journals")
 async def journals(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every journal balances per ledger and has at least 2 legs; each ledger sums to 0;
-    every leg's account exists, in its ledger and wallet."""
+    every leg's account exists, in its ledger and wallet. Incremental: the journals with a
+    leg after the checkpoint (a journal with no leg at all is found by a full run)."""
+    since = report.since.through_entry_id
+    touched = (
+        ""
+        if report.since.full
+        else " AND journal_id IN (SELECT journal_id FROM ledger_entries WHERE id > :c)"
+    )
     for r in await rows(
         conn,
-        """
+        f"""
             SELECT journal_id, ledger, sum(amount) AS total FROM ledger_entries
+             WHERE true{touched}
              GROUP BY journal_id, ledger HAVING sum(amount) <> 0""",
+        {"c": since},
     ):
         report.add(
             "journal_balanced",
             f"journal {r.journal_id}",
             f"{r.ledger} legs sum to {r.total}, not 0",
         )
+    legs_scope = (
+        ""
+        if report.since.full
+        else " WHERE j.id IN (SELECT journal_id FROM ledger_entries WHERE id > :c)"
+    )
     for r in await rows(
         conn,
-        """
+        f"""
             SELECT j.id, count(e.id) AS legs FROM ledger_journals j
-              LEFT JOIN ledger_entries e ON e.journal_id = j.id
+              LEFT JOIN ledger_entries e ON e.journal_id = j.id{legs_scope}
              GROUP BY j.id HAVING count(e.id) < 2""",
+        {"c": since},
     ):
         report.add("journal_legs", f"journal {r.id}", f"has {r.legs} legs, needs at least 2")
     for r in await rows(
         conn,
         """
-            SELECT ledger, sum(amount) AS total FROM ledger_entries
-             GROUP BY ledger HAVING sum(amount) <> 0""",
+            SELECT ledger, sum(total) AS total FROM (
+                SELECT a.ledger, v.balance AS total FROM ledger_verify_sums v
+                  JOIN ledger_accounts a ON a.id = v.account_id WHERE :c > 0
+                UNION ALL
+                SELECT ledger, amount FROM ledger_entries WHERE id > :c
+            ) t GROUP BY ledger HAVING sum(total) <> 0""",
+        {"c": since},
     ):
         report.add("ledger_balanced", f"ledger {r.ledger}", f"all legs sum to {r.total}")
     for r in await rows(
@@ -50,104 +86,168 @@ async def journals(conn: AsyncConnection, report: VerifyReport) -> None:
         """
             SELECT e.id, e.account_id FROM ledger_entries e
               LEFT JOIN ledger_accounts a ON a.id = e.account_id
-             WHERE a.id IS NULL OR a.ledger <> e.ledger
-                OR a.wallet_id IS DISTINCT FROM e.wallet_id""",
+             WHERE e.id > :c AND (a.id IS NULL OR a.ledger <> e.ledger
+                OR a.wallet_id IS DISTINCT FROM e.wallet_id)""",
+        {"c": since},
     ):
         report.add(
             "entry_account",
             f"entry {r.id}",
             f"account {r.account_id} is unknown or of another ledger/wallet",
         )
-    report.stats["journals"] = await count(conn, "SELECT count(*) FROM ledger_journals")
-    report.stats["entries"] = await count(conn, "SELECT count(*) FROM ledger_entries")
+    if report.since.full:
+        report.stats["journals"] = await count(conn, "SELECT count(*) FROM ledger_journals")
+        report.stats["entries"] = await count(conn, "SELECT count(*) FROM ledger_entries")
+    else:
+        report.stats["entries_new"] = await count(
+            conn, "SELECT count(*) FROM ledger_entries WHERE id > :c", {"c": since}
+        )
+
+
+def _chunks(sizes: list[tuple[uuid.UUID, int]], target: int) -> list[tuple[uuid.UUID, int]]:
+    """Cut wallets (in id order, with their chain lengths) into runs of about `target`
+    entries: (first wallet id of the run, entries in it). The first run starts at the
+    lowest uuid, so a chained entry of no wallet row is walked too."""
+    out: list[tuple[uuid.UUID, int]] = [(uuid.UUID(int=0), 0)]
+    for wallet_id, n in sizes:
+        if out[-1][1] >= target:
+            out.append((wallet_id, 0))
+        out[-1] = (out[-1][0], out[-1][1] + n)
+    return out
+
+
+# One statement per run of wallets: re-hash every entry in the database, and check that it
+# links to the previous one by its stored hashes. Stored links plus re-hashed rows are the
+# chain re-walked: by induction from #1 (or from the checkpoint's verified entry), every
+# stored hash is then the hash of its whole prefix. Only faults come back, the first per
+# wallet, with the count of entries walked.
+_CHAIN_SQL = f"""
+WITH x AS (
+    SELECT e.id, e.wallet_id, e.chain_seq, e.journal_id, e.account_id, e.prev_hash,
+           e.entry_hash,
+           sha256(coalesce(e.prev_hash, ''::bytea) || {_ENTRY_BODY}) AS recomputed,
+           lag(e.entry_hash) OVER w AS prev_stored, lag(e.chain_seq) OVER w AS prev_seq
+      FROM ledger_entries e
+     WHERE e.wallet_id IS NOT NULL AND e.id > :c
+       AND e.wallet_id >= :lo AND (CAST(:hi AS uuid) IS NULL OR e.wallet_id < :hi)
+    WINDOW w AS (PARTITION BY e.wallet_id ORDER BY e.chain_seq)
+), bad AS (
+    SELECT DISTINCT ON (x.wallet_id) x.wallet_id, x.chain_seq, x.journal_id, x.account_id,
+           (x.prev_seq IS NULL AND x.chain_seq <> 1
+                AND (b.id IS NULL OR b.id > :c))
+           OR (x.prev_seq IS NOT NULL AND x.chain_seq <> x.prev_seq + 1) AS gap,
+           coalesce(x.prev_seq, b.chain_seq, 0) AS before_seq
+      FROM x
+      LEFT JOIN ledger_entries b
+             ON x.prev_seq IS NULL AND b.wallet_id = x.wallet_id
+            AND b.chain_seq = x.chain_seq - 1
+     WHERE x.entry_hash IS DISTINCT FROM x.recomputed
+        OR (x.prev_seq IS NULL AND x.chain_seq = 1 AND x.prev_hash IS NOT NULL)
+        OR (x.prev_seq IS NULL AND x.chain_seq <> 1
+            AND (b.id IS NULL OR b.id > :c OR x.prev_hash IS DISTINCT FROM b.entry_hash))
+        OR (x.prev_seq IS NOT NULL AND (x.chain_seq <> x.prev_seq + 1
+            OR x.prev_hash IS DISTINCT FROM x.prev_stored))
+     ORDER BY x.wallet_id, x.chain_seq
+)
+SELECT NULL::uuid AS wallet_id, count(*)::bigint AS chain_seq, NULL::uuid AS journal_id,
+       NULL::uuid AS account_id, false AS gap, 0::bigint AS before_seq FROM x
+UNION ALL
+SELECT wallet_id, chain_seq, journal_id, account_id, gap, before_seq FROM bad
+"""
 
 
 @check("wallet_chains")
 async def wallet_chains(conn: AsyncConnection, report: VerifyReport) -> None:
-    """Every wallet's entries re-hash, in order, to the chain head on the wallet row."""
-    heads = {r.id: r for r in await rows(conn, "SELECT id, chain_seq, chain_head FROM wallets")}
+    """Every wallet's entries re-hash, in order, to the chain head on the wallet row.
+    Incremental: the entries after the checkpoint, from the verified entry before them."""
+    since = report.since.through_entry_id
     codes = {
         r.id: r.code
         for r in await rows(
             conn, "SELECT id, code FROM ledger_accounts WHERE wallet_id IS NOT NULL"
         )
     }
-    walked: dict[uuid.UUID, tuple[int, bytes | None]] = {}
+    if report.since.full:
+        sizes = [
+            (r.id, int(r.chain_seq))
+            for r in await rows(conn, "SELECT id, chain_seq FROM wallets ORDER BY id")
+        ]
+        runs = _chunks(sizes, _CHUNK_ENTRIES)
+    else:
+        runs = [(uuid.UUID(int=0), 0)]
+    total = sum(n for _, n in runs)
     broken: set[uuid.UUID] = set()
-    result = await conn.stream(
-        text("""
-        SELECT wallet_id, chain_seq, journal_id, account_id, ledger, amount, prev_hash,
-               entry_hash, created_at
-          FROM ledger_entries WHERE wallet_id IS NOT NULL ORDER BY wallet_id, chain_seq""")
-    )
-    async for e in result:
-        if e.wallet_id in broken:
+    done = 0
+    report.walked("wallet_chains", 0, total)
+    for i, (lo, _) in enumerate(runs):
+        hi = runs[i + 1][0] if i + 1 < len(runs) else None
+        for r in await rows(conn, _CHAIN_SQL, {"c": since, "lo": lo, "hi": hi}):
+            if r.wallet_id is None:
+                done += int(r.chain_seq)
+                continue
+            broken.add(r.wallet_id)
+            subject = f"wallet {r.wallet_id} account {codes.get(r.account_id, r.account_id)}"
+            if r.gap:
+                report.add(
+                    "wallet_chain",
+                    subject,
+                    f"entry #{r.before_seq + 1} is missing (next found is #{r.chain_seq})",
+                )
+            else:
+                report.add(
+                    "wallet_chain",
+                    subject,
+                    f"entry #{r.chain_seq} of journal {r.journal_id} does not match its hash "
+                    "(altered, inserted or reordered)",
+                )
+        report.walked("wallet_chains", done, max(total, done))
+    # Each wallet row's head is its chain's last entry (walked now or before the checkpoint;
+    # a later entry would have been walked above).
+    heads = 0
+    for w in await rows(
+        conn,
+        """
+        SELECT w.id, w.chain_seq, w.chain_head, coalesce(t.chain_seq, 0) AS last_seq,
+               t.entry_hash AS last_hash
+          FROM wallets w
+          LEFT JOIN LATERAL (SELECT chain_seq, entry_hash FROM ledger_entries e
+                              WHERE e.wallet_id = w.id
+                              ORDER BY chain_seq DESC LIMIT 1) t ON true""",
+    ):
+        heads += 1
+        if w.id in broken:
             continue
-        seq, prev = walked.get(e.wallet_id, (0, None))
-        subject = f"wallet {e.wallet_id} account {codes.get(e.account_id, e.account_id)}"
-        if e.chain_seq != seq + 1:
+        if w.last_seq != w.chain_seq or w.last_hash != w.chain_head:
             report.add(
                 "wallet_chain",
-                subject,
-                f"entry #{seq + 1} is missing (next found is #{e.chain_seq})",
-            )
-            broken.add(e.wallet_id)
-            continue
-        stored_prev = bytes(e.prev_hash) if e.prev_hash is not None else None
-        expected = entry_hash(
-            prev=prev,
-            wallet_id=e.wallet_id,
-            seq=e.chain_seq,
-            journal_id=e.journal_id,
-            account_id=e.account_id,
-            ledger=e.ledger,
-            amount=e.amount,
-            created_at=e.created_at,
-        )
-        if stored_prev != prev or bytes(e.entry_hash) != expected:
-            report.add(
-                "wallet_chain",
-                subject,
-                f"entry #{e.chain_seq} of journal {e.journal_id} does not match its hash "
-                "(altered, inserted or reordered)",
-            )
-            broken.add(e.wallet_id)
-            continue
-        walked[e.wallet_id] = (e.chain_seq, expected)
-    for wallet_id, w in heads.items():
-        if wallet_id in broken:
-            continue
-        seq, head = walked.get(wallet_id, (0, None))
-        stored = bytes(w.chain_head) if w.chain_head is not None else None
-        if seq != w.chain_seq or head != stored:
-            report.add(
-                "wallet_chain",
-                f"wallet {wallet_id}",
-                f"chain ends at #{seq} but the wallet row says #{w.chain_seq} "
+                f"wallet {w.id}",
+                f"chain ends at #{w.last_seq} but the wallet row says #{w.chain_seq} "
                 "(entries removed, or the head was altered)",
             )
-    report.stats["wallets"] = len(heads)
+    report.stats["wallets"] = heads
 
 
 @check("wallet_balances")
 async def wallet_balances(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every wallet row equals the sum of its entries (available and held), is not negative,
-    and agrees with its active holds, its lots and its last statement line."""
+    and agrees with its active holds, its lots and its last statement line. Incremental: the
+    sums are the verified sums at the checkpoint plus the legs after it."""
     for r in await rows(
         conn,
         """
         WITH sums AS (
-            SELECT account_id, -sum(amount) AS balance FROM ledger_entries
-             WHERE wallet_id IS NOT NULL GROUP BY account_id
+            SELECT account_id, -sum(amount) AS balance FROM (
+                SELECT account_id, balance AS amount FROM ledger_verify_sums WHERE :c > 0
+                UNION ALL
+                SELECT account_id, amount FROM ledger_entries
+                 WHERE wallet_id IS NOT NULL AND id > :c
+            ) t GROUP BY account_id
         ), lots AS (
             SELECT wallet_id, sum(credits_remaining) AS remaining FROM credit_lots
              GROUP BY wallet_id
         ), holds AS (
             SELECT wallet_id, sum(credits) AS held FROM wallet_holds WHERE status = 'active'
              GROUP BY wallet_id
-        ), last_line AS (
-            SELECT DISTINCT ON (wallet_id) wallet_id, balance_after, seq
-              FROM wallet_transactions ORDER BY wallet_id, seq DESC
         )
         SELECT w.id, w.available_credits, w.locked_credits, w.statement_seq,
                coalesce(sa.balance, 0) AS ledger_available,
@@ -159,7 +259,9 @@ async def wallet_balances(conn: AsyncConnection, report: VerifyReport) -> None:
           LEFT JOIN sums sh ON sh.account_id = w.held_account_id
           LEFT JOIN lots l ON l.wallet_id = w.id
           LEFT JOIN holds h ON h.wallet_id = w.id
-          LEFT JOIN last_line ll ON ll.wallet_id = w.id""",
+          LEFT JOIN LATERAL (SELECT balance_after, seq FROM wallet_transactions t
+                              WHERE t.wallet_id = w.id ORDER BY seq DESC LIMIT 1) ll ON true""",
+        {"c": report.since.through_entry_id},
     ):
         subject = f"wallet {r.id}"
         if r.available_credits < 0 or r.locked_credits < 0:
@@ -198,52 +300,150 @@ async def wallet_balances(conn: AsyncConnection, report: VerifyReport) -> None:
             )
 
 
+# Blocks per statement of the seal walk (5 000 entries each by default).
+_SEAL_BLOCKS = 40
+
+# One statement per run of blocks: each block's entries re-hashed in the database, as the
+# sealer's digest (`seal.digest_rows`) hashed them.
+_SEALS_SQL = f"""
+SELECT s.block_no, s.first_entry_id, s.last_entry_id, s.entry_count, s.entries_digest,
+       s.prev_seal_hash, s.seal_hash, d.n, d.digest
+  FROM ledger_seals s
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS n,
+              sha256(convert_to(coalesce(string_agg({_SEAL_LINE}, '' ORDER BY e.id), ''),
+                                'UTF8')) AS digest
+         FROM ledger_entries e
+        WHERE e.id > coalesce((SELECT p.last_entry_id FROM ledger_seals p
+                                WHERE p.block_no = s.block_no - 1), :after)
+          AND e.id <= s.last_entry_id) d
+ WHERE s.block_no > :b0 AND s.block_no <= :b1
+ ORDER BY s.block_no
+"""
+
+
 @check("seals")
 async def seals(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every seal block re-hashes from the previous one and still covers exactly the entries
-    it sealed."""
-    prev_hash: bytes | None = None
-    prev_last = 0
-    blocks = 0
-    for s in await rows(
-        conn,
-        """
-            SELECT block_no, first_entry_id, last_entry_id, entry_count, entries_digest,
-                   prev_seal_hash, seal_hash FROM ledger_seals ORDER BY block_no""",
-    ):
-        subject = f"seal block {s.block_no}"
-        blocks += 1
-        if s.block_no != blocks:
-            report.add("seal_chain", subject, f"block {blocks} is missing")
-            return
-        stored_prev = bytes(s.prev_seal_hash) if s.prev_seal_hash is not None else None
-        expected = seal_hash(
-            prev=prev_hash,
-            block_no=s.block_no,
-            first_entry_id=s.first_entry_id,
-            last_entry_id=s.last_entry_id,
-            entry_count=s.entry_count,
-            digest=bytes(s.entries_digest),
-        )
-        if stored_prev != prev_hash or bytes(s.seal_hash) != expected:
-            report.add("seal_chain", subject, "seal hash does not follow the previous block")
-        sealed = await entries_between(conn, prev_last, s.last_entry_id)
-        if len(sealed) != s.entry_count or digest_rows(sealed) != bytes(s.entries_digest):
-            report.add(
-                "seal_entries",
-                subject,
-                f"entries {prev_last + 1}..{s.last_entry_id} no longer match the seal "
-                f"({len(sealed)} entries now, {s.entry_count} sealed)",
+    it sealed. Incremental: the blocks after the checkpoint's, from its hash (and that block
+    must still carry it)."""
+    since = report.since
+    prev_hash: bytes | None = since.seal_hash
+    prev_last = since.through_entry_id
+    blocks = since.block_no
+    if not since.full:
+        stored = (
+            await conn.execute(
+                text("SELECT seal_hash FROM ledger_seals WHERE block_no = :b"),
+                {"b": since.block_no},
             )
-        prev_hash = bytes(s.seal_hash)
-        prev_last = s.last_entry_id
+        ).scalar_one_or_none()
+        if stored is None or bytes(stored) != since.seal_hash:
+            report.add(
+                "seal_chain",
+                f"seal block {since.block_no}",
+                "no longer carries the hash the last verification saw (sealed history was "
+                "rewritten: run `ledger verify --full`)",
+            )
+            return
+    newest = int(
+        (
+            await conn.execute(text("SELECT coalesce(max(block_no), 0) FROM ledger_seals"))
+        ).scalar_one()
+    )
+    to_walk = (
+        int(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT coalesce(max(last_entry_id), 0) FROM ledger_seals"
+                        " WHERE block_no = :b"
+                    ),
+                    {"b": newest},
+                )
+            ).scalar_one()
+        )
+        - prev_last
+    )
+    walked = 0
+    b0 = since.block_no
+    report.walked("seals", 0, to_walk)
+    while b0 < newest:
+        b1 = min(b0 + _SEAL_BLOCKS, newest)
+        found = await rows(conn, _SEALS_SQL, {"b0": b0, "b1": b1, "after": prev_last})
+        for s in found:
+            subject = f"seal block {s.block_no}"
+            blocks += 1
+            if s.block_no != blocks:
+                report.add("seal_chain", subject, f"block {blocks} is missing")
+                return
+            stored_prev = bytes(s.prev_seal_hash) if s.prev_seal_hash is not None else None
+            expected = seal_hash(
+                prev=prev_hash,
+                block_no=s.block_no,
+                first_entry_id=s.first_entry_id,
+                last_entry_id=s.last_entry_id,
+                entry_count=s.entry_count,
+                digest=bytes(s.entries_digest),
+            )
+            if stored_prev != prev_hash or bytes(s.seal_hash) != expected:
+                report.add("seal_chain", subject, "seal hash does not follow the previous block")
+            if s.n != s.entry_count or bytes(s.digest) != bytes(s.entries_digest):
+                report.add(
+                    "seal_entries",
+                    subject,
+                    f"entries {prev_last + 1}..{s.last_entry_id} no longer match the seal "
+                    f"({s.n} entries now, {s.entry_count} sealed)",
+                )
+            walked += int(s.n)
+            prev_hash = bytes(s.seal_hash)
+            prev_last = s.last_entry_id
+        if len(found) < b1 - b0:
+            report.add("seal_chain", f"seal block {blocks + 1}", f"block {blocks + 1} is missing")
+            return
+        b0 = b1
+        report.walked("seals", walked, max(to_walk, walked))
     report.stats["seal_blocks"] = blocks
     report.stats["unsealed_entries"] = await count(
         conn, "SELECT count(*) FROM ledger_entries WHERE id > :l", {"l": prev_last}
     )
 
 
+@check("rollups")
+async def rollups(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Every account's roll-up (`ledger_rollups`, kept by the sealer) equals the sum of its
+    legs up to the last seal, to the paisa or credit. Incremental: the verified sums at the
+    checkpoint plus the legs between it and the last seal."""
+    for r in await rows(
+        conn,
+        """
+        WITH sealed AS (
+            SELECT coalesce((SELECT last_entry_id FROM ledger_seals
+                              ORDER BY block_no DESC LIMIT 1), 0) AS through
+        ), expected AS (
+            SELECT account_id, sum(amount) AS balance FROM (
+                SELECT v.account_id, v.balance AS amount FROM ledger_verify_sums v
+                  JOIN ledger_accounts a ON a.id = v.account_id
+                 WHERE :c > 0 AND a.wallet_id IS NULL
+                UNION ALL
+                SELECT e.account_id, e.amount FROM ledger_entries e, sealed
+                 WHERE e.wallet_id IS NULL AND e.id > :c AND e.id <= sealed.through
+            ) t GROUP BY account_id
+        )
+        SELECT coalesce(r.account_id, x.account_id) AS account_id,
+               coalesce(r.balance, 0) AS rolled, coalesce(x.balance, 0) AS summed
+          FROM ledger_rollups r FULL JOIN expected x ON x.account_id = r.account_id
+         WHERE coalesce(r.balance, 0) <> coalesce(x.balance, 0)""",
+        {"c": report.since.through_entry_id},
+    ):
+        report.add(
+            "ledger_rollup",
+            f"account {r.account_id}",
+            f"roll-up says {r.rolled}, its sealed legs sum to {r.summed}",
+        )
+
+
 CHECKS: tuple[Check, ...] = (journals, wallet_chains, wallet_balances)
 # Run after every other module's checks (`wiring.verify_checks`), as they always have:
 # the report ends with the seal figures.
-SEAL_CHECKS: tuple[Check, ...] = (seals,)
+SEAL_CHECKS: tuple[Check, ...] = (seals, rollups)

@@ -109,3 +109,28 @@ async def journals_of_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> l
         {"p": str(payment_id)},
     )
     return [JournalLeg(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
+
+
+async def account_balances(
+    conn: AsyncConnection, account_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Signed balance (debit positive) of accounts that are not a wallet's, exact to the
+    statement's snapshot: the roll-up of the sealed prefix (`ledger_rollups`, kept by the
+    sealer) plus the legs after the last seal, an index range of `(account_id, id)` per
+    account. Never a sum over all of an account's legs, however many it has."""
+    rows = await conn.execute(
+        sql("""
+        WITH sealed AS (
+            SELECT coalesce((SELECT last_entry_id FROM ledger_seals
+                              ORDER BY block_no DESC LIMIT 1), 0) AS through
+        )
+        SELECT a.id,
+               coalesce(r.balance, 0)
+               + coalesce((SELECT sum(e.amount) FROM ledger_entries e
+                            WHERE e.account_id = a.id AND e.id > sealed.through), 0) AS balance
+          FROM unnest(CAST(:ids AS uuid[])) AS a(id)
+         CROSS JOIN sealed
+          LEFT JOIN ledger_rollups r ON r.account_id = a.id"""),
+        {"ids": account_ids},
+    )
+    return {r.id: int(r.balance) for r in rows}

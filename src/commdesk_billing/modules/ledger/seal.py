@@ -83,6 +83,36 @@ def digest_rows(rows: Sequence[Row[Any]]) -> bytes:
     return h.digest()
 
 
+def rollup_sums(rows: Sequence[Row[Any]]) -> dict[tuple[Any, str], int]:
+    """Per (account, ledger) of the accounts that are not a wallet's: the legs' signed sum."""
+    sums: dict[tuple[Any, str], int] = {}
+    for r in rows:
+        if r.wallet_id is None:
+            key = (r.account_id, r.ledger)
+            sums[key] = sums.get(key, 0) + int(r.amount)
+    return sums
+
+
+async def _roll_up(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> None:
+    """Add the block's legs to `ledger_rollups`, in the transaction that writes its seal: the
+    roll-up is then always exactly the sealed prefix (migration 0036)."""
+    sums = rollup_sums(rows)
+    if not sums:
+        return
+    await conn.execute(
+        text("""
+        INSERT INTO ledger_rollups (account_id, ledger, balance)
+        SELECT * FROM unnest(CAST(:a AS uuid[]), CAST(:l AS text[]), CAST(:b AS bigint[]))
+        ON CONFLICT (account_id) DO UPDATE
+           SET balance = ledger_rollups.balance + EXCLUDED.balance, updated_at = now()"""),
+        {
+            "a": [k[0] for k in sums],
+            "l": [k[1] for k in sums],
+            "b": list(sums.values()),
+        },
+    )
+
+
 async def entries_between(conn: AsyncConnection, after: int, last: int) -> Sequence[Row[Any]]:
     """Entries with after < id <= last, in id order: exactly what one block covers."""
     return (
@@ -152,6 +182,7 @@ async def seal_pending(
             first_id, last_id = int(rows[0].id), int(rows[-1].id)
             digest = digest_rows(rows)
             prev = bytes(last.seal_hash) if last else None
+            await _roll_up(conn, rows)
             await conn.execute(
                 text("""
                 INSERT INTO ledger_seals (block_no, first_entry_id, last_entry_id, entry_count,

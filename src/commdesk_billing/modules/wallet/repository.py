@@ -139,16 +139,30 @@ async def find_line(conn: AsyncConnection, idempotency_key: str) -> StatementLin
     return _line(row) if row else None
 
 
+# Above any seq: the first page of a statement.
+_NO_CURSOR = 2**63 - 1
+
+# `seq < :before` on its own, never `(:before IS NULL OR seq < :before)`: a prepared
+# statement's generic plan cannot use an OR as an index bound, and a deep page then walks
+# the `(wallet_id, seq)` index from the newest line down to the cursor. The first page asks
+# for lines below the largest bigint: the same index range.
+STATEMENT_PAGE_SQL = f"""
+    SELECT {_LINE_COLS} FROM wallet_transactions
+     WHERE wallet_id = :w AND seq < :before
+     ORDER BY seq DESC LIMIT :limit"""
+
+
 async def list_lines(
     conn: AsyncConnection, wallet_id: uuid.UUID, *, before_seq: int | None, limit: int
 ) -> list[StatementLine]:
     rows = (
         await conn.execute(
-            sql(f"""
-        SELECT {_LINE_COLS} FROM wallet_transactions
-         WHERE wallet_id = :w AND (CAST(:before AS bigint) IS NULL OR seq < :before)
-         ORDER BY seq DESC LIMIT :limit"""),
-            {"w": wallet_id, "before": before_seq, "limit": limit},
+            sql(STATEMENT_PAGE_SQL),
+            {
+                "w": wallet_id,
+                "before": _NO_CURSOR if before_seq is None else before_seq,
+                "limit": limit,
+            },
         )
     ).all()
     return [_line(r) for r in rows]
