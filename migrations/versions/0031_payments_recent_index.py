@@ -1,6 +1,6 @@
 """An index for staff's list of everyone's payments, newest first.
 
-Revision ID: 0035
+Revision ID: 0031
 Revises: 0030
 Create Date: 2026-12-07
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0035"
+revision = "0031"
 down_revision = "0030"
 branch_labels = None
 depends_on = None

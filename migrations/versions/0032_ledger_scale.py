@@ -1,8 +1,8 @@
 """A ledger whose writes cost the same at any size, house balances from a roll-up, and
 `ledger verify` checkpoints.
 
-Revision ID: 0036
-Revises: 0029
+Revision ID: 0032
+Revises: 0031
 Create Date: 2026-12-07
 
 - `ledger_entries_check()` (the balanced-journal trigger) is planned with sequential scans,
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from commdesk_billing.db.migrate import execute_script
 
-revision = "0036"
-down_revision = "0029"
+revision = "0032"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 
