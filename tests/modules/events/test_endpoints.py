@@ -287,7 +287,7 @@ async def test_each_caller_gets_what_the_matrix_says(
         )
         url = url.replace("{event_id}", str(uuid.uuid4()))
         for caller, tok in tokens.items():
-            headers = auth(tok) if tok else {}
+            headers = auth(tok, uuid.uuid4().hex) if tok else {}
             # Valid bodies (a body FastAPI refuses is a 422 before the rule runs), none that
             # would make anything: an allowed caller gets the route's own refusal.
             body = _WALK_BODIES.get(route)
@@ -349,3 +349,60 @@ async def test_events_are_pulled_newest_first_by_cursor_type_and_time(
     assert r.status_code == 422
     r = await client.get(f"/v1/events/{uuid.uuid4()}", headers=reader)
     assert (r.status_code, r.json()["code"]) == (404, "event_not_found")
+
+
+async def test_a_retried_create_makes_one_endpoint_and_keeps_the_secret_sealed(
+    engine: AsyncEngine,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+    token: Callable[..., str],
+) -> None:
+    """A POST retried after a lost answer (same caller, same Idempotency-Key) answers as the
+    first did, secret included, and makes no second endpoint; the stored answer keeps the
+    secret sealed, never in the clear. Without a key: 400; another caller's same key is
+    another request."""
+    receiver = make_receiver()
+    body = {"url": receiver.url, "description": "retried", "event_types": ["refund.failed"]}
+    missing = await client.post(
+        "/v1/webhook-endpoints",
+        json=body,
+        headers=auth(token(Role.finance_admin, sub="fin-webhooks")),
+    )
+    assert (missing.status_code, missing.json()["code"]) == (400, "idempotency_key_required")
+
+    key = f"create-{uuid.uuid4().hex}"
+    first = await client.post(
+        "/v1/webhook-endpoints", json=body, headers=endpoints.headers(key=key)
+    )
+    assert first.status_code == 201, first.text
+    made = first.json()
+    endpoints.made.append(uuid.UUID(made["id"]))
+    again = await client.post(
+        "/v1/webhook-endpoints", json=body, headers=endpoints.headers(key=key)
+    )
+    assert again.status_code == 201, again.text
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == made
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM webhook_endpoints WHERE description = 'retried'")
+        )
+        stored = await conn.scalar(
+            text("SELECT CAST(response_body AS text) FROM idempotency_keys WHERE key = :k"),
+            {"k": key},
+        )
+    assert count == 1
+    assert (
+        stored is not None and made["secret"] not in stored and made["secret"][6:20] not in stored
+    )
+
+    other = await client.post(
+        "/v1/webhook-endpoints",
+        json=body,
+        headers=auth(token(Role.finance_admin, sub="fin-other"), key),
+    )
+    assert other.status_code == 201, other.text
+    endpoints.made.append(uuid.UUID(other.json()["id"]))
+    assert other.json()["id"] != made["id"] and other.json()["secret"] != made["secret"]

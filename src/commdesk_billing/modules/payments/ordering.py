@@ -481,9 +481,7 @@ async def _terminate_late_order(client: CashfreeClient, payment: Payment) -> Non
         await client.terminate_order(payment.order_id)
         log.info("payment.late_order_terminated", payment_id=str(payment.id))
     except CashfreeError as exc:
-        log.warning(
-            "payment.late_order_not_terminated", payment_id=str(payment.id), error=str(exc)
-        )
+        log.warning("payment.late_order_not_terminated", payment_id=str(payment.id), error=str(exc))
 
 
 async def _create_or_fetch(client: CashfreeClient, settings: Settings, p: Payment) -> Order:
