@@ -135,8 +135,9 @@ class Endpoints:
         self.client, self.token = client, token
         self.made: list[uuid.UUID] = []
 
-    def headers(self, request_id: str | None = None) -> dict[str, str]:
-        h = auth(self.token(Role.finance_admin, sub="fin-webhooks"))
+    def headers(self, request_id: str | None = None, key: str | None = None) -> dict[str, str]:
+        """finance_admin's headers, with an Idempotency-Key (a fresh one unless given)."""
+        h = auth(self.token(Role.finance_admin, sub="fin-webhooks"), key or uuid.uuid4().hex)
         if request_id:
             h["X-Request-Id"] = request_id
         return h

@@ -3,6 +3,8 @@ kept sealed, every change audited (`audit_logs`), replays; and the pull API's pa
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,12 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.config import Environment, Settings
-from commdesk_billing.modules.events import sealing, urls
+from commdesk_billing.modules.events import sealing, sender, urls
 from commdesk_billing.modules.events.jobs import deliver_due
+from commdesk_billing.modules.events.model import Delivery, DeliveryStatus, Event, Outgoing
 from commdesk_billing.security.jwt import Role
 from tests.authz import EVENTS_ALLOW, EVENTS_CALLERS
 from tests.conftest import auth
@@ -287,7 +292,7 @@ async def test_each_caller_gets_what_the_matrix_says(
         )
         url = url.replace("{event_id}", str(uuid.uuid4()))
         for caller, tok in tokens.items():
-            headers = auth(tok) if tok else {}
+            headers = auth(tok, uuid.uuid4().hex) if tok else {}
             # Valid bodies (a body FastAPI refuses is a 422 before the rule runs), none that
             # would make anything: an allowed caller gets the route's own refusal.
             body = _WALK_BODIES.get(route)
@@ -349,3 +354,132 @@ async def test_events_are_pulled_newest_first_by_cursor_type_and_time(
     assert r.status_code == 422
     r = await client.get(f"/v1/events/{uuid.uuid4()}", headers=reader)
     assert (r.status_code, r.json()["code"]) == (404, "event_not_found")
+
+
+async def test_a_retried_create_makes_one_endpoint_and_keeps_the_secret_sealed(
+    engine: AsyncEngine,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    make_receiver: Callable[[], Receiver],
+    token: Callable[..., str],
+) -> None:
+    """A POST retried after a lost answer (same caller, same Idempotency-Key) answers as the
+    first did, secret included, and makes no second endpoint; the stored answer keeps the
+    secret sealed, never in the clear. Without a key: 400; another caller's same key is
+    another request."""
+    receiver = make_receiver()
+    body = {"url": receiver.url, "description": "retried", "event_types": ["refund.failed"]}
+    missing = await client.post(
+        "/v1/webhook-endpoints",
+        json=body,
+        headers=auth(token(Role.finance_admin, sub="fin-webhooks")),
+    )
+    assert (missing.status_code, missing.json()["code"]) == (400, "idempotency_key_required")
+
+    key = f"create-{uuid.uuid4().hex}"
+    first = await client.post(
+        "/v1/webhook-endpoints", json=body, headers=endpoints.headers(key=key)
+    )
+    assert first.status_code == 201, first.text
+    made = first.json()
+    endpoints.made.append(uuid.UUID(made["id"]))
+    again = await client.post(
+        "/v1/webhook-endpoints", json=body, headers=endpoints.headers(key=key)
+    )
+    assert again.status_code == 201, again.text
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == made
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM webhook_endpoints WHERE description = 'retried'")
+        )
+        stored = await conn.scalar(
+            text("SELECT CAST(response_body AS text) FROM idempotency_keys WHERE key = :k"),
+            {"k": key},
+        )
+    assert count == 1
+    assert (
+        stored is not None and made["secret"] not in stored and made["secret"][6:20] not in stored
+    )
+
+    other = await client.post(
+        "/v1/webhook-endpoints",
+        json=body,
+        headers=auth(token(Role.finance_admin, sub="fin-other"), key),
+    )
+    assert other.status_code == 201, other.text
+    endpoints.made.append(uuid.UUID(other.json()["id"]))
+    assert other.json()["id"] != made["id"] and other.json()["secret"] != made["secret"]
+
+
+async def test_production_connects_only_to_the_address_it_checked(
+    wsettings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name that resolves to a public address when checked and to loopback
+    a moment later (TTL 0) must not get a connection into our network: the address the POST
+    connects to is the one found public, checked at connect time."""
+    connections: list[int] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    asked: list[str] = []
+
+    async def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host  # anyio asks in bytes
+        if name != "rebind.example":
+            return await real(host, *args, **kwargs)
+        asked.append(name)
+        ip = "93.184.216.34" if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    production = wsettings.model_copy(
+        update={
+            "env": Environment.production,
+            "webhook_secret_keys": SecretStr(Fernet.generate_key().decode()),
+        }
+    )
+    event = Event(
+        id=uuid.uuid4(),
+        event_type="refund.succeeded",
+        data={},
+        occurred_at=datetime.now(UTC),
+        created_at=datetime.now(UTC),
+    )
+    now = datetime.now(UTC)
+    delivery = Delivery(
+        id=uuid.uuid4(),
+        endpoint_id=uuid.uuid4(),
+        event_id=event.id,
+        event_type=event.event_type,
+        status=DeliveryStatus.pending,
+        attempts=1,
+        next_attempt_at=now,
+        give_up_at=now,
+        last_status_code=None,
+        last_error=None,
+        delivered_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+    sealed = sealing.seal(production, "whsec_production")
+    try:
+        async with sender.client(production) as http:
+            out = await sender.post(
+                production,
+                http,
+                Outgoing(delivery, f"https://rebind.example:{port}/h", sealed, event),
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(asked) >= 2  # resolved again when connecting
+    assert connections == []
+    assert not out.succeeded and out.error == "the URL's host must resolve to public addresses only"

@@ -34,7 +34,7 @@ async def registered(
             "url": receiver.url,
             "event_types": ["payment.paid", "payment.credited", "payment.failed"],
         },
-        headers=auth(stack.token(sub="fin-stack", role=Role.finance_admin)),
+        headers=auth(stack.token(sub="fin-stack", role=Role.finance_admin), uuid.uuid4().hex),
     )
     assert r.status_code == 201, r.text
     receiver.secret = r.json()["secret"]

@@ -9,11 +9,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.engine import in_transaction
-from commdesk_billing.deps import Caller, Config, Engine
+from commdesk_billing.deps import Caller, Config, Engine, IdemKey
 from commdesk_billing.errors import EventNotFound
+from commdesk_billing.idempotency.keys import Answer, KeyedRequest, respond, run_keyed
 from commdesk_billing.modules.events import auth, service
 from commdesk_billing.modules.events import repository as repo
 from commdesk_billing.modules.events.schemas import (
@@ -42,12 +44,13 @@ _READ = for_services(Scope.events_read, Scope.webhooks_manage)
 _ENDPOINTS = documented(
     {
         400: "The URL is not allowed (`webhook_url_refused`): https only; in production a "
-        "public host only",
+        "public host only. A create without a valid Idempotency-Key",
         401: "No valid bearer token",
         403: "Only finance_admin and services with webhooks:manage manage webhooks",
         404: "No such endpoint or delivery",
-        409: "The endpoint is disabled (`webhook_endpoint_disabled`): enable it to replay",
-        422: "Body or query invalid, or a bad cursor",
+        409: "The endpoint is disabled (`webhook_endpoint_disabled`): enable it to replay; "
+        "or a create with the same Idempotency-Key in flight",
+        422: "Body or query invalid, a bad cursor, or a create's key reused with another body",
         503: "No key to seal endpoint secrets (`webhook_secrets_unavailable`)",
     }
 )
@@ -71,17 +74,27 @@ def _rid(request: Request) -> str | None:
     response_model=EndpointWithSecret,
     responses=_ENDPOINTS,
     openapi_extra=_MANAGE,
-    summary="Register a webhook endpoint; its signing secret is in this answer only",
+    summary="Register a webhook endpoint; its signing secret is in this answer only "
+    "(and in a retry of it with the same Idempotency-Key)",
 )
 async def create_endpoint(
-    body: EndpointIn, request: Request, engine: Engine, settings: Config, caller: Caller
-) -> EndpointWithSecret:
+    body: EndpointIn,
+    request: Request,
+    engine: Engine,
+    settings: Config,
+    caller: Caller,
+    key: IdemKey,
+) -> JSONResponse:
+    """Keyed like every other creating POST, so a retried create makes no second endpoint.
+    The answer kept under the key holds the secret sealed, as the endpoint row does (never
+    in the clear at rest); a replay to the same caller with the same key, within the keys'
+    retention, opens it and shows it again: that caller was shown it already."""
     auth.may_manage(caller)
     service.check_url(settings, body.url)
     await service.check_url_resolves(settings, body.url)
-    endpoint, secret = await in_transaction(
-        engine,
-        lambda conn: service.create(
+
+    async def work(conn: AsyncConnection, _op_key: str) -> Answer:
+        endpoint, _secret = await service.create(
             conn,
             settings,
             caller,
@@ -89,9 +102,27 @@ async def create_endpoint(
             description=body.description,
             event_types=list(body.event_types),
             request_id=_rid(request),
-        ),
+        )
+        out = EndpointOut.of(endpoint).model_dump(mode="json")
+        return Answer(201, {**out, _SEALED: endpoint.secret_sealed})
+
+    keyed = KeyedRequest(
+        scope=caller.sub,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        body=body.model_dump(mode="json"),
     )
-    return EndpointWithSecret(**EndpointOut.of(endpoint).model_dump(), secret=secret)
+    answer = await run_keyed(engine, keyed, work)
+    if _SEALED in answer.body:
+        shown = {k: v for k, v in answer.body.items() if k != _SEALED}
+        shown["secret"] = service.open_secret(settings, answer.body[_SEALED])
+        answer = Answer(answer.status, shown, replayed=answer.replayed)
+    return respond(answer)
+
+
+# The stored answer's field for the sealed secret (replaced by `secret` before it is sent).
+_SEALED = "secret_sealed"
 
 
 @router.get(

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import httpcore
 import httpx
 
-from commdesk_billing.config import Settings
+from commdesk_billing.config import Environment, Settings
 from commdesk_billing.modules.events import sealing, signing, urls
 from commdesk_billing.modules.events.model import Event, Outgoing
 
@@ -40,17 +43,62 @@ def body_of(event: Event) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
+class _PublicOnly(httpcore.AsyncNetworkBackend):
+    """Production's network backend: each connection goes to the address `urls` resolved
+    and found public at that moment, never to a second resolution of the name (which a
+    rebinding DNS server could point at our network). TLS still names the host (SNI and
+    certificate checks use the URL's host, not the address)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await urls.public_address(host, port)
+        return await self._inner.connect_tcp(
+            address,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise urls.UrlRefused("the URL must be https://host/path")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
 def client(settings: Settings) -> httpx.AsyncClient:
     """One round's client: a bounded pool, short timeouts, no redirects, no proxies from
-    the environment (an outbound POST goes where the endpoint says, and only there)."""
+    the environment (an outbound POST goes where the endpoint says, and only there); in
+    production, connections only to addresses checked public as they are made."""
+    limits = httpx.Limits(
+        max_connections=settings.webhook_sends_at_once,
+        max_keepalive_connections=settings.webhook_sends_at_once,
+    )
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    if settings.env is Environment.production:
+        # httpx offers no option for the backend its pool connects with: set on the pool.
+        pool = transport._pool
+        pool._network_backend = _PublicOnly(pool._network_backend)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             settings.webhook_timeout_s, connect=min(5.0, settings.webhook_timeout_s)
         ),
-        limits=httpx.Limits(
-            max_connections=settings.webhook_sends_at_once,
-            max_keepalive_connections=settings.webhook_sends_at_once,
-        ),
+        transport=transport,
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": "CommDesk-Billing-Webhooks/1"},

@@ -79,6 +79,13 @@ def _seal(settings: Settings, secret: str) -> str:
         raise WebhookSecretsUnavailable(str(exc)) from exc
 
 
+def open_secret(settings: Settings, sealed: str) -> str:
+    try:
+        return sealing.open_sealed(settings, sealed)
+    except sealing.SealingUnavailable as exc:
+        raise WebhookSecretsUnavailable(str(exc)) from exc
+
+
 def check_url(settings: Settings, url: str) -> None:
     try:
         urls.parse(settings, url)

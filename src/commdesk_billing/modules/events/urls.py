@@ -84,13 +84,26 @@ async def check_resolved(settings: Settings, url: str) -> None:
     host = parts.hostname or ""
     if _ip(host) is not None:
         return  # checked by `parse`
+    await public_address(host, parts.port or 443)
+
+
+async def public_address(host: str, port: int) -> str:
+    """The address to connect to for `host`: resolved once, every address it gave public
+    (else refused). Connecting to this very address, not resolving the name again, is what
+    stops a name that answers public once and private a moment later (DNS rebinding)."""
+    literal = _ip(host.strip("[]"))
+    if literal is not None:
+        if not _public(literal):
+            raise UrlRefused("the URL's host must be a public address")
+        return str(literal)
     try:
         async with asyncio.timeout(_RESOLVE_TIMEOUT_S):
             infos = await asyncio.get_running_loop().getaddrinfo(
-                host, parts.port or 443, type=socket.SOCK_STREAM
+                host, port, type=socket.SOCK_STREAM
             )
     except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a name IDNA refuses
         raise UrlRefused("the URL's host does not resolve") from exc
-    addresses = {_ip(str(info[4][0]).split("%", 1)[0]) for info in infos}
+    addresses = [_ip(str(info[4][0]).split("%", 1)[0]) for info in infos]
     if not addresses or any(a is None or not _public(a) for a in addresses):
         raise UrlRefused("the URL's host must resolve to public addresses only")
+    return str(addresses[0])
