@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commdesk_billing import apidocs, problems, wiring
+from commdesk_billing import apidocs, apispec, problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.console import web as console_web
 from commdesk_billing.console.pages import router as console_router
@@ -251,6 +251,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # headers and is counted by Observe.
     app.add_middleware(RateLimits, settings=cfg)
     document_rate_limits(app)
+    # Last of the OpenAPI steps: the Problem component, required Idempotency-Key (apispec.py).
+    apispec.document(app)
     app.add_middleware(CsrfGuard, settings=cfg)
     app.add_middleware(
         Cors,
