@@ -16,8 +16,12 @@ from openapi_spec_validator import validate
 
 from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
+from commdesk_billing.modules.invoices.document import DocumentKind
+from commdesk_billing.modules.mandates.model import MandateStatus
+from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
-DOCUMENTED_TAGS = frozenset({"wallets", "refunds"})
+DOCUMENTED_TAGS = frozenset({"wallets", "refunds", "invoices", "mandates"})
 METHODS = ("get", "put", "post", "delete", "patch")
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -130,12 +134,19 @@ def test_documented_routes_give_request_examples_and_their_own_errors(
     assert max(error_sets.values()) <= 2
 
 
+def _enum(schemas: dict[str, Any], prop: dict[str, Any]) -> set[str]:
+    target = schemas[prop["$ref"].rsplit("/", 1)[1]] if "$ref" in prop else prop
+    return set(target.get("enum", ()))
+
+
 def test_statuses_are_enumerated(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
-    for name in ("HoldOut", "RefundOut"):
-        status = schemas[name]["properties"]["status"]
-        target = schemas[status["$ref"].rsplit("/", 1)[1]] if "$ref" in status else status
-        assert target.get("enum"), name
-    assert "SUCCESS" in str(schemas["RefundOut"]["properties"]["status"]) or "SUCCESS" in str(
-        schemas
-    )
+    expected = {
+        ("HoldOut", "status"): {m.value for m in HoldStatus},
+        ("TransactionOut", "transaction_type"): {m.value for m in TxnType},
+        ("RefundOut", "status"): {m.value for m in RefundStatus},
+        ("MandateOut", "status"): {m.value for m in MandateStatus},
+        ("InvoiceOut", "kind"): {m.value for m in DocumentKind},
+    }
+    for (model, field), values in expected.items():
+        assert _enum(schemas, schemas[model]["properties"][field]) == values, (model, field)
