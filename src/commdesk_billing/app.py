@@ -186,12 +186,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_router)
     app.mount("/console/static", StaticFiles(directory=console_web.STATIC_DIR), "console-static")
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
+        """Always `{"status": "ok"}` while the process serves HTTP; checks nothing else.
+        For the orchestrator's liveness probe: no token, never rate limited."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], summary="Readiness: PostgreSQL reachable (others reported)")
     async def readyz(request: Request) -> JSONResponse:
+        """200 while PostgreSQL answers, else 503, so a load balancer takes the instance
+        out; document storage, MongoDB and the other dependencies are reported in `checks`
+        but only degrade some routes, so they never make it unready. No token needed."""
         checks: dict[str, Any] = {}
         try:
             async with request.app.state.engine.connect() as conn:

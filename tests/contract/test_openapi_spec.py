@@ -21,7 +21,9 @@ from commdesk_billing.modules.mandates.model import MandateStatus
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
-DOCUMENTED_TAGS = frozenset({"wallets", "refunds", "invoices", "mandates"})
+DOCUMENTED_TAGS = frozenset(
+    {"wallets", "refunds", "invoices", "mandates", "billing profile", "ops"}
+)
 METHODS = ("get", "put", "post", "delete", "patch")
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
