@@ -22,7 +22,7 @@ from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
 DOCUMENTED_TAGS = frozenset(
-    {"wallets", "refunds", "invoices", "mandates", "billing profile", "ops"}
+    {"wallets", "refunds", "invoices", "mandates", "billing profile", "ops", "auto-recharge"}
 )
 METHODS = ("get", "put", "post", "delete", "patch")
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
