@@ -22,7 +22,16 @@ from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
 DOCUMENTED_TAGS = frozenset(
-    {"wallets", "refunds", "invoices", "mandates", "billing profile", "ops", "auto-recharge"}
+    {
+        "wallets",
+        "refunds",
+        "invoices",
+        "mandates",
+        "billing profile",
+        "ops",
+        "auto-recharge",
+        "audit",
+    }
 )
 METHODS = ("get", "put", "post", "delete", "patch")
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
