@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commdesk_billing import apidocs, problems, wiring
+from commdesk_billing import apidocs, apispec, problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.console import web as console_web
 from commdesk_billing.console.analytics import router as console_analytics_router
@@ -253,12 +253,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/console/static", StaticFiles(directory=console_web.STATIC_DIR), "console-static")
     app.include_router(events_router)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
+        """Always `{"status": "ok"}` while the process serves HTTP; checks nothing else.
+        For the orchestrator's liveness probe: no token, never rate limited."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], summary="Readiness: PostgreSQL reachable (others reported)")
     async def readyz(request: Request) -> JSONResponse:
+        """200 while PostgreSQL answers, else 503, so a load balancer takes the instance
+        out; document storage, MongoDB and the other dependencies are reported in `checks`
+        but only degrade some routes, so they never make it unready. No token needed."""
         checks: dict[str, Any] = {}
         try:
             async with request.app.state.engine.connect() as conn:
@@ -318,6 +323,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # headers and is counted by Observe.
     app.add_middleware(RateLimits, settings=cfg)
     document_rate_limits(app)
+    # Last of the OpenAPI steps: the Problem component, required Idempotency-Key (apispec.py).
+    apispec.document(app)
     app.add_middleware(CsrfGuard, settings=cfg)
     app.add_middleware(
         Cors,

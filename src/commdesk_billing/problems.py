@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -195,14 +196,52 @@ def install(app: FastAPI) -> None:
         )
 
 
-UNAVAILABLE_DOC = "Database overloaded or unavailable (database_unavailable): see Retry-After"
+UNAVAILABLE_DOC = "Database overloaded or unavailable (`database_unavailable`): see Retry-After"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every error this API answers is one
+    (`application/problem+json`). `code` is the stable, machine-readable part; extension
+    members (`errors`, `retry_after_s`, `refundable_paise`...) depend on the code."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(
+        description="URI of the problem type: `urn:commdesk:billing:problem:<code>`",
+        examples=["urn:commdesk:billing:problem:insufficient_credits"],
+    )
+    title: str = Field(description="Short, human-readable summary of the problem type")
+    status: int = Field(description="The HTTP status code of this answer", ge=400, le=599)
+    code: str = Field(
+        description="Stable machine-readable code (snake_case): branch on this, never on text",
+        examples=["insufficient_credits"],
+    )
+    detail: str | None = Field(
+        default=None, description="What went wrong with this request, for a person"
+    )
+    instance: str | None = Field(default=None, description="URI of this occurrence, if any")
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def _problem_content() -> dict[str, Any]:
+    return {MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}
 
 
 def documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for a router: each status documented as a problem document.
-    Every route may answer 503 `database_unavailable`."""
+    """OpenAPI `responses=` for a router: each status documented as a problem document
+    (the `Problem` component). Every route may answer 503 `database_unavailable`."""
     merged = dict(descriptions)
     merged[503] = f"{merged[503]}; or: {UNAVAILABLE_DOC}" if 503 in merged else UNAVAILABLE_DOC
     return {
-        code: {"description": text, "content": {MEDIA_TYPE: {}}} for code, text in merged.items()
+        code: {"description": text, "content": _problem_content()} for code, text in merged.items()
     }
+
+
+def errors(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for one route: the errors it can give, each in words of its
+    own (which code, when). 401, 429 and 503 need no mention: the first comes with the
+    bearer scheme (see `apispec.py`), the others are added to every route that can answer
+    them."""
+    return documented(descriptions)

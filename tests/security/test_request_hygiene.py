@@ -151,7 +151,8 @@ async def test_docs_pages_have_their_own_policy_and_no_inline_script(settings: S
         page = await api.get("/docs")
         assert page.status_code == 200
         assert page.headers["content-security-policy"] == DOCS_CSP
-        assert "script-src 'self' https://cdn.jsdelivr.net;" in DOCS_CSP
+        # Everything the pages load comes from us: no CDN, no font service.
+        assert "script-src 'self';" in DOCS_CSP and "https:" not in DOCS_CSP
         assert "unsafe-inline" not in DOCS_CSP.split("script-src", 1)[1].split(";", 1)[0]
         # Every script on the page is a file (the policy allows no inline one).
         html = page.text
@@ -160,11 +161,27 @@ async def test_docs_pages_have_their_own_policy_and_no_inline_script(settings: S
         assert init.status_code == 200 and "SwaggerUIBundle" in init.text
         assert init.headers["content-type"].startswith("text/javascript")
         assert (await api.get("/redoc")).headers["content-security-policy"] == DOCS_CSP
+        assert "https:" not in html and "https:" not in (await api.get("/redoc")).text
+        bundle = await api.get("/docs/assets/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text
+        assert bundle.headers["content-type"].startswith("text/javascript")
+        assert bundle.headers["content-security-policy"] == DOCS_CSP
+        redoc_js = await api.get("/docs/assets/redoc.standalone.js")
+        assert redoc_js.status_code == 200 and len(redoc_js.content) > 500_000
+        # Only the listed files: the folder's licences are not served, nor anything else.
+        for name in ("VERSIONS", "redoc.LICENSE", "..%2Fapp.py"):
+            _problem(await api.get(f"/docs/assets/{name}"), 404, "not_found")
         assert "/v1/wallets/me" in (await api.get("/openapi.json")).json()["paths"]
         # The API's own answers keep the strict policy.
         assert (await api.get("/openapi.json")).headers["content-security-policy"] == API_CSP
     async with served(settings, api_docs=False) as api:
-        for path in ("/docs", "/docs/swagger-init.js", "/redoc", "/openapi.json"):
+        for path in (
+            "/docs",
+            "/docs/swagger-init.js",
+            "/docs/assets/swagger-ui.css",
+            "/redoc",
+            "/openapi.json",
+        ):
             _problem(await api.get(path), 404, "not_found")
 
 

@@ -3,7 +3,8 @@
 The API answers JSON to programs, so its policy is the strictest there is: nothing may be
 loaded, framed, sniffed, referred or cached. The API documentation pages (`apidocs.py`) are
 one kind of HTML we serve; they get a policy of their own that lets their scripts and
-styles load from the CDN that FastAPI's pages name, and nothing else. The finance console
+styles load from us (the UIs' bundles are served by `apidocs.py`, never from a CDN), and
+nothing else. The finance console
 (`/console`) is the other: its own stylesheet, its own forms, nothing inline.
 """
 
@@ -18,21 +19,22 @@ from commdesk_billing.config import Environment, Settings
 # Everything we answer is data: no script, style, frame, form or base may come with it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
-# Where FastAPI's documentation pages load Swagger UI and ReDoc from (jsDelivr), ReDoc's
-# fonts (Google Fonts), and the web worker ReDoc starts from a blob. Styles may be inline
-# (ReDoc's page has a <style> block; both UIs set styles at run time); scripts may not: the
-# Swagger UI page starts itself from a script file of ours (`apidocs.py`).
+# The documentation pages load Swagger UI and ReDoc from us (`apidocs.py` serves their
+# bundles): no other host, so the pages work offline and leak nothing to a CDN. ReDoc starts
+# a web worker from a blob. Styles may be inline (ReDoc's page has a <style> block; both UIs
+# set styles at run time); scripts may not: the Swagger UI page starts itself from a script
+# file of ours.
 DOCS_CSP = (
     "default-src 'none'; "
-    "script-src 'self' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; "
-    "img-src 'self' data: https://cdn.jsdelivr.net; "
+    "script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; "
     "connect-src 'self'; "
     "worker-src blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/swagger-init.js", "/redoc"})
+DOCS_ASSETS_PREFIX = "/docs/assets/"
 
 # The finance console (`console/`): server-rendered pages with one stylesheet of our own.
 # No script at all, no inline style (`style-src 'self'` only), forms post only to us, and
@@ -68,7 +70,7 @@ _CONSOLE_ALWAYS = tuple(
 def base_headers(settings: Settings, path: str) -> list[tuple[bytes, bytes]]:
     """The headers every answer to `path` carries (Cache-Control aside: see `SecurityHeaders`)."""
     console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
-    if path in DOCS_PATHS:
+    if path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX):
         csp = DOCS_CSP
     elif console:
         csp = CONSOLE_CSP

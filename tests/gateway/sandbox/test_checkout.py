@@ -123,7 +123,11 @@ async def test_form_problems_are_shown(api: httpx.AsyncClient, sandbox_url: str)
     assert 'id="not-payable"' in paid_page.text and 'id="pay-button"' not in paid_page.text
 
 
-def chromium_driver_or_skip() -> Iterator[object]:
+def chromium_driver_or_skip(
+    extra_flags: tuple[str, ...] = (), log_network: bool = False
+) -> Iterator[object]:
+    """Headless Chromium. `extra_flags`: more command-line switches; `log_network`: the
+    DevTools performance log is kept (every request the page makes can be read back)."""
     have = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
     if not have and not os.environ.get("CI"):
         pytest.skip("chromium is not installed (scripts/ensure-browser.sh installs it)")
@@ -144,8 +148,11 @@ def chromium_driver_or_skip() -> Iterator[object]:
         "--disable-sync",
         "--disable-dev-shm-usage",
         f"--user-data-dir={profile}",
+        *extra_flags,
     ):
         options.add_argument(flag)
+    if log_network:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     # An explicit driver path: Selenium must not fetch a driver or a browser of its own.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:

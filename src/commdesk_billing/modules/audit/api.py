@@ -23,27 +23,25 @@ from commdesk_billing.modules.audit.schemas import (
     TargetTypePattern,
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.timestamps import Timestamp
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
 _CURSOR = "audit"
 
-_PROBLEMS = documented(
-    {
-        401: "No valid bearer token",
-        403: "Only auditor and finance_admin read the audit log",
-        422: "A filter, the time range (`audit_range_invalid`) or the cursor (`invalid_cursor`) "
-        "is not valid",
-    }
-)
-
 
 @router.get(
     "/audit-logs",
     response_model=AuditPage,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "Only auditor and finance_admin read the audit log (`forbidden`)",
+            422: "A filter not valid (`validation_error`), `from` not before `to` "
+            "(`audit_range_invalid`), or a `cursor` this API did not give out "
+            "(`invalid_cursor`)",
+        }
+    ),
     summary="The audit log, newest first (auditor, finance_admin)",
 )
 async def list_audit_logs(
@@ -60,6 +58,10 @@ async def list_audit_logs(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
+    """Every privileged action (grants, refunds, payee changes, finding decisions, console
+    sign-ins...) with who did it, from where, and the target before and after. Filters are
+    exact matches and combine (`actor`, `action`, `target_type`, `target_id`, the
+    half-open time range `from`..`to`); pages of `limit`, continued with `next_cursor`."""
     auth.authorize_read(caller)
     if from_ is not None and to is not None and from_ >= to:
         raise AuditRangeInvalid("`from` must be earlier than `to`")

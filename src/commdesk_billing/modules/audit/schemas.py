@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from commdesk_billing.modules.audit.model import AuditEntry
 
 # Filters are matched exactly; these patterns only keep what cannot be an id out.
-ActorPattern = r"^[^\p{Cc}]{1,200}$"  # a token's `sub` (printable, 1..200), `cli:<user>`
+ActorPattern = r"^[^\x00-\x1f\x7f-\x9f]{1,200}$"  # no control character: a `sub`, `cli:<user>`
 ActionPattern = r"^[a-z][a-z0-9_.]{0,99}$"
 TargetTypePattern = r"^[a-z][a-z0-9_]{0,63}$"
 TargetIdPattern = r"^[A-Za-z0-9_.:@-]{1,200}$"

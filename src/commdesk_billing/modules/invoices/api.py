@@ -23,29 +23,26 @@ from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.invoices.schemas import InvoiceOut, InvoicePage
 from commdesk_billing.modules.users import service as users
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.storage import DocumentStore, StorageError, StoredObject
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 
-_PROBLEMS = documented(
-    {
-        401: "No valid bearer token",
-        403: "Caller may not read invoices",
-        404: "No such invoice (or not the caller's)",
-        409: "The PDF is not stored yet; retry shortly",
-        422: "Bad query parameters",
-        503: "Document storage unavailable",
-    }
-)
+_NOT_YOURS = "No such invoice, or another buyer's (`not_found`)"
 
 
 @router.get(
     "/invoices",
     response_model=InvoicePage,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "Support and services read no invoices (`forbidden`)",
+            422: "`kind`, `payment_id` or `limit` not valid (`validation_error`), or a "
+            "`cursor` this API did not give out (`invalid_cursor`)",
+        }
+    ),
     summary="Tax invoices and credit notes, newest first: the caller's own, or all of them "
     "for finance_admin and auditor",
 )
@@ -57,6 +54,10 @@ async def list_invoices(
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> InvoicePage:
+    """A buyer's own tax invoices (one per credited purchase) and credit notes (one per
+    refund), newest first; finance_admin and auditor see everyone's. Filter by `payment_id`
+    to find a purchase's documents, by `kind` for one kind; pages of `limit`, continued
+    with `next_cursor`. A buyer with no purchases gets an empty page."""
     auth.may_list(caller)
     before = decode_cursor("i", cursor) if cursor else None
 
@@ -84,8 +85,17 @@ async def list_invoices(
     return await in_transaction(engine, work)
 
 
-@router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses=_PROBLEMS)
+@router.get(
+    "/invoices/{invoice_id}",
+    response_model=InvoiceOut,
+    responses=errors({403: "Support and services read no invoices (`forbidden`)", 404: _NOT_YOURS}),
+    summary="One tax invoice or credit note, as issued",
+)
 async def get_invoice(invoice_id: uuid.UUID, engine: Engine, caller: Caller) -> InvoiceOut:
+    """The document's number, place of supply, taxable value and GST split (CGST+SGST
+    within the state, IGST across states), total in words, and whether its PDF is ready
+    (`pdf_available`, fetched at `pdf_url`)."""
+
     async def work(conn: AsyncConnection) -> InvoiceOut:
         return InvoiceOut.of(await service.get_invoice(conn, caller, invoice_id))
 
@@ -94,13 +104,32 @@ async def get_invoice(invoice_id: uuid.UUID, engine: Engine, caller: Caller) -> 
 
 @router.get(
     "/invoices/{invoice_id}/pdf",
-    responses={**_PROBLEMS, 200: {"content": {"application/pdf": {}}}},
+    responses={
+        **errors(
+            {
+                403: "Support and services read no invoices (`forbidden`)",
+                404: _NOT_YOURS,
+                409: "The PDF is still being drawn (`document_pending`, `retry_after_s`)",
+                503: "Document storage did not answer, or gave back other bytes than "
+                "were stored (`storage_unavailable`)",
+            }
+        ),
+        200: {
+            "description": "The PDF, as an attachment named after the document's number",
+            "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    },
     response_class=Response,
     summary="The document as a PDF",
 )
 async def get_invoice_pdf(
     invoice_id: uuid.UUID, request: Request, engine: Engine, caller: Caller
 ) -> Response:
+    """The signed-off PDF of the invoice or credit note, checked against the checksum
+    recorded when it was stored; a browser may keep it privately for an hour. Drawn by a
+    worker shortly after the document is issued: until then 409 `document_pending`, and
+    the same request a few seconds later succeeds."""
+
     async def work(conn: AsyncConnection) -> tuple[str | None, str | None, str]:
         invoice = await service.get_invoice(conn, caller, invoice_id)
         return invoice.pdf_key, invoice.pdf_sha256, invoice.number

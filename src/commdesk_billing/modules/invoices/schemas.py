@@ -8,13 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.invoices.model import Invoice
 from commdesk_billing.modules.invoices.words import amount_in_words
 
 
 class InvoiceOut(BaseModel):
     id: uuid.UUID
-    kind: str = Field(description="tax_invoice or credit_note")
+    kind: DocumentKind = Field(description="tax_invoice or credit_note")
     number: str
     fiscal_year: str
     payment_id: uuid.UUID

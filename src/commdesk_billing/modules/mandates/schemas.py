@@ -53,7 +53,10 @@ _WAITING = frozenset({MandateStatus.PENDING, MandateStatus.FAILED})
 
 class MandateOut(BaseModel):
     id: uuid.UUID
-    status: str
+    status: MandateStatus = Field(
+        description="pending until the member authorises it, then active; paused, revoked, "
+        "failed (declined: the link still works), expired or completed"
+    )
     max_amount_paise: int
     valid_until: datetime | None
     authorization_url: str | None = Field(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from commdesk_billing.modules.refunds.model import Refund
+from commdesk_billing.modules.refunds.model import Refund, RefundStatus
 from commdesk_billing.security.text import StrictInput
 
 
@@ -38,7 +38,10 @@ class RefundOut(BaseModel):
     refund_ref: str = Field(description="Our refund id at Cashfree")
     payment_id: uuid.UUID
     order_id: str
-    status: str
+    status: RefundStatus = Field(
+        description="Cashfree's refund status: CREATED and PENDING until the bank answers, "
+        "ONHOLD when Cashfree waits on the merchant balance, then SUCCESS, FAILED or CANCELLED"
+    )
     amount_paise: int
     taxable_paise: int
     cgst_paise: int

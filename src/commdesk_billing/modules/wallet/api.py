@@ -7,7 +7,7 @@ so the transaction has committed before the response is sent.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
@@ -42,7 +42,7 @@ from commdesk_billing.modules.wallet.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Scope
 from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
@@ -50,17 +50,40 @@ from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
 router = APIRouter(prefix="/v1", tags=["wallets"])
 
-_PROBLEMS = documented(
+# Each route names its own errors (problems.errors); 401, 429 and 503 are added for all.
+_READ_ERRORS = errors(
     {
-        400: "Missing or malformed Idempotency-Key",
-        401: "No valid bearer token",
-        403: "Caller may not do this",
-        404: "No such wallet or hold",
-        409: "Not enough credits, hold not active, or the same key in flight",
-        413: "Body too large",
-        422: "Body invalid, or the key reused with another body",
+        403: "The caller may not read this wallet (`forbidden`)",
+        404: "No such wallet (`not_found`)",
     }
 )
+_KEYED = {
+    400: "Idempotency-Key missing (`idempotency_key_required`) or malformed "
+    "(`idempotency_key_invalid`)",
+    409: "A request with the same Idempotency-Key is still running (`idempotency_key_in_use`)",
+    413: "Body too large (`payload_too_large`)",
+    422: "Body invalid (`validation_error`), more credits than one operation may move "
+    "(`invalid_amount`), or the key reused with another body (`idempotency_key_reused`)",
+}
+
+# A request body example for each money-moving route: sent as it is by the tests
+# (tests/contract/test_examples.py), so each must be accepted.
+_DEBIT_EXAMPLE = {
+    "credits": 40,
+    "reason": "ai_summary",
+    "source_id": "msg-8812",
+    "metadata": {"feature": "summary"},
+}
+_GRANT_EXAMPLE = {
+    "credits": 250,
+    "reason": "goodwill: delayed payout",
+    "expires_at": "2027-03-31T23:59:59+05:30",
+}
+_HOLD_EXAMPLE = {"credits": 100, "reason": "video_render", "ttl_seconds": 900}
+
+
+def _example(summary: str, value: dict[str, object]) -> dict[str, Any]:
+    return {"default": {"summary": summary, "value": value}}
 
 
 def _op_answer(status: int, result: ws.OperationResult, operation: str) -> Answer:
@@ -99,10 +122,14 @@ def _check_limit(settings: Config, credits: int | None) -> None:
 @router.get(
     "/wallets/me",
     response_model=WalletOut,
-    responses=_PROBLEMS,
+    responses=errors({403: "A service token: services have no wallet of their own (`forbidden`)"}),
     summary="The caller's own wallet (created on first use)",
 )
 async def my_wallet(engine: Engine, caller: Caller) -> WalletOut:
+    """The wallet of the member the bearer token names, made empty the first time it is
+    asked for: a frontend calls this after sign-in to show the balance. `available_credits`
+    can be spent now; `locked_credits` are held by open holds; `pending_credits` are bought
+    but held for a fraud review."""
     auth.authorize_own_wallet(caller)
     wallet = await in_transaction(
         engine,
@@ -117,9 +144,13 @@ async def my_wallet(engine: Engine, caller: Caller) -> WalletOut:
     "/wallets/{wallet_id}",
     openapi_extra=for_services(Scope.wallets_read),
     response_model=WalletOut,
-    responses=_PROBLEMS,
+    responses=_READ_ERRORS,
+    summary="One wallet by id (its owner, staff, services with wallets:read)",
 )
 async def get_wallet(wallet_id: uuid.UUID, engine: Engine, caller: Caller) -> WalletOut:
+    """A wallet's balances by its id. Members read only their own; finance staff, support
+    and auditors read any; a service needs the `wallets:read` scope."""
+
     async def work(conn: AsyncConnection) -> WalletOut:
         wallet = await ws.get_wallet(conn, wallet_id)
         await auth.authorize_wallet_read(conn, caller, wallet)
@@ -132,7 +163,14 @@ async def get_wallet(wallet_id: uuid.UUID, engine: Engine, caller: Caller) -> Wa
     "/wallets/{wallet_id}/transactions",
     openapi_extra=for_services(Scope.wallets_read),
     response_model=TransactionPage,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "The caller may not read this wallet (`forbidden`)",
+            404: "No such wallet (`not_found`)",
+            422: "`limit` out of 1..200 (`validation_error`), or a `cursor` this API did not "
+            "give out (`invalid_cursor`)",
+        }
+    ),
     summary="Statement lines, newest first (keyset cursor)",
 )
 async def list_transactions(
@@ -142,6 +180,9 @@ async def list_transactions(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TransactionPage:
+    """Every movement of the wallet (purchases, bonuses, debits, holds, captures, releases,
+    refunds, expiries) with the balance before and after it. Pages of `limit` lines; pass
+    `next_cursor` back as `cursor` for the next page, until it is null."""
     try:
         before = decode_cursor(cursor) if cursor else None
     except ValueError as exc:
@@ -166,18 +207,32 @@ async def list_transactions(
     openapi_extra=for_services(Scope.wallets_debit),
     status_code=201,
     response_model=OperationOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            **_KEYED,
+            403: "Not the wallet's owner, or a service without wallets:debit (`forbidden`)",
+            404: "No such wallet (`not_found`)",
+            409: "Fewer available credits than asked (`insufficient_credits`), or the same "
+            "Idempotency-Key still running (`idempotency_key_in_use`)",
+        }
+    ),
     summary="Spend credits (FIFO over lots)",
 )
 async def debit(
     wallet_id: uuid.UUID,
-    body: DebitRequest,
+    body: Annotated[
+        DebitRequest, Body(openapi_examples=_example("Spend on a feature", _DEBIT_EXAMPLE))
+    ],
     request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
+    """Takes `credits` from the available balance at once, oldest lot first (expiring
+    credits go before purchased ones), and answers the new balance and the statement line.
+    The same Idempotency-Key and body answer the first result again, without a second
+    debit; the key with another body is refused (422)."""
     _check_limit(settings, body.credits)
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
@@ -201,18 +256,29 @@ async def debit(
     "/wallets/{wallet_id}/grants",
     status_code=201,
     response_model=OperationOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            **_KEYED,
+            403: "Only finance_admin grants credits (`forbidden`)",
+            404: "No such wallet (`not_found`)",
+        }
+    ),
     summary="Grant promotional credits (finance_admin)",
 )
 async def grant(
     wallet_id: uuid.UUID,
-    body: GrantRequest,
+    body: Annotated[
+        GrantRequest, Body(openapi_examples=_example("A goodwill grant", _GRANT_EXAMPLE))
+    ],
     request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
+    """Adds promotional credits (no money behind them: they are never refunded) as a lot
+    of their own, expiring at `expires_at` when given. Written to the audit log with the
+    balance before and after."""
     auth.authorize_grant(caller)
     _check_limit(settings, body.credits)
 
@@ -252,18 +318,33 @@ async def grant(
     openapi_extra=for_services(Scope.wallets_debit),
     status_code=201,
     response_model=OperationOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            **_KEYED,
+            403: "Not the wallet's owner, or a service without wallets:debit (`forbidden`)",
+            404: "No such wallet (`not_found`)",
+            409: "Fewer available credits than asked (`insufficient_credits`), or the same "
+            "Idempotency-Key still running (`idempotency_key_in_use`)",
+            422: "Body invalid (`validation_error`), too many credits or `ttl_seconds` over "
+            "the maximum (`invalid_amount`), or the key reused (`idempotency_key_reused`)",
+        }
+    ),
     summary="Lock credits until captured, released or expired",
 )
 async def create_hold(
     wallet_id: uuid.UUID,
-    body: HoldRequest,
+    body: Annotated[
+        HoldRequest, Body(openapi_examples=_example("Hold for a long job", _HOLD_EXAMPLE))
+    ],
     request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
+    """Moves `credits` from available to locked for work whose cost is known only at its
+    end: capture what was used (`/holds/{hold_id}/capture`), release the rest; a hold left
+    open is released when `ttl_seconds` (default from the server's settings) runs out."""
     _check_limit(settings, body.credits)
     ttl = body.ttl_seconds or settings.hold_default_ttl_s
     if ttl > settings.hold_max_ttl_s:
@@ -297,9 +378,18 @@ async def _authorize_hold(conn: AsyncConnection, caller: Caller, hold_id: uuid.U
     "/holds/{hold_id}",
     openapi_extra=for_services(Scope.wallets_read),
     response_model=HoldOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "The caller may not read the hold's wallet (`forbidden`)",
+            404: "No such hold (`not_found`)",
+        }
+    ),
+    summary="One hold: what it locked, captured and released",
 )
 async def get_hold(hold_id: uuid.UUID, engine: Engine, caller: Caller) -> HoldOut:
+    """A hold's figures and `status` (active until captured, released or expired), for
+    whoever may read its wallet."""
+
     async def work(conn: AsyncConnection) -> HoldOut:
         hold = await ws.get_hold(conn, hold_id)
         await auth.authorize_wallet_read(conn, caller, await ws.get_wallet(conn, hold.wallet_id))
@@ -312,7 +402,19 @@ async def get_hold(hold_id: uuid.UUID, engine: Engine, caller: Caller) -> HoldOu
     "/holds/{hold_id}/capture",
     openapi_extra=for_services(Scope.wallets_debit),
     response_model=OperationOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            **_KEYED,
+            403: "Not the hold's wallet owner or creator, or a service without "
+            "wallets:debit (`forbidden`)",
+            404: "No such hold (`not_found`)",
+            409: "The hold is no longer active (`hold_not_active`) or has run out "
+            "(`hold_expired`), or the same "
+            "Idempotency-Key still running (`idempotency_key_in_use`)",
+            422: "Body invalid (`validation_error`), more than the hold locked "
+            "(`invalid_amount`), or the key reused (`idempotency_key_reused`)",
+        }
+    ),
     summary="Consume all or part of a hold; the rest is released",
 )
 async def capture(
@@ -322,8 +424,13 @@ async def capture(
     settings: Config,
     caller: Caller,
     key: IdemKey,
-    body: Annotated[CaptureRequest | None, Body()] = None,
+    body: Annotated[
+        CaptureRequest | None,
+        Body(openapi_examples=_example("Capture part", {"credits": 60, "reason": "rendered"})),
+    ] = None,
 ) -> JSONResponse:
+    """Spends `credits` of the hold (all of it when omitted) and returns the rest to the
+    available balance in the same step; the hold is then closed."""
     body = body or CaptureRequest()
     _check_limit(settings, body.credits)
 
@@ -346,7 +453,18 @@ async def capture(
     "/holds/{hold_id}/release",
     openapi_extra=for_services(Scope.wallets_debit),
     response_model=OperationOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            **_KEYED,
+            403: "Not the hold's wallet owner or creator, or a service without "
+            "wallets:debit (`forbidden`)",
+            404: "No such hold (`not_found`)",
+            409: "The hold is no longer active (`hold_not_active`) or has run out "
+            "(`hold_expired`), or the same "
+            "Idempotency-Key still running (`idempotency_key_in_use`)",
+            422: "Body invalid (`validation_error`) or the key reused (`idempotency_key_reused`)",
+        }
+    ),
     summary="Return a hold's credits to available",
 )
 async def release(
@@ -355,8 +473,13 @@ async def release(
     engine: Engine,
     caller: Caller,
     key: IdemKey,
-    body: Annotated[ReleaseRequest | None, Body()] = None,
+    body: Annotated[
+        ReleaseRequest | None,
+        Body(openapi_examples=_example("Job cancelled", {"reason": "cancelled by member"})),
+    ] = None,
 ) -> JSONResponse:
+    """Gives every credit of an active hold back to the available balance (the work was
+    cancelled); nothing is spent."""
     body = body or ReleaseRequest()
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
@@ -18,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from commdesk_billing.modules.wallet.model import Hold, StatementLine, Wallet
+from commdesk_billing.modules.wallet.model import Hold, HoldStatus, StatementLine, TxnType, Wallet
 from commdesk_billing.security.text import StrictInput
 from commdesk_billing.security.timestamps import Timestamp
 
@@ -75,6 +76,26 @@ class ReleaseRequest(_Request):
 
 
 class WalletOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b6c2d1e-8f4a-4c3b-9a55-2f1f0c9e7a10",
+                    "owner_type": "user",
+                    "owner_id": "5e0d7c1a-3b2f-4d8e-a1c9-7f6e5d4c3b2a",
+                    "available_credits": 1200,
+                    "locked_credits": 100,
+                    "pending_credits": 0,
+                    "lifetime_purchased_credits": 1500,
+                    "auto_recharge_enabled": False,
+                    "auto_recharge_threshold": 0,
+                    "created_at": "2026-12-01T10:00:00Z",
+                    "updated_at": "2026-12-07T09:30:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     owner_type: str
     owner_id: uuid.UUID
@@ -108,7 +129,7 @@ class TransactionOut(BaseModel):
     id: uuid.UUID
     wallet_id: uuid.UUID
     seq: int
-    transaction_type: str
+    transaction_type: TxnType
     credits: int
     balance_before: int
     balance_after: int
@@ -146,7 +167,7 @@ class HoldOut(BaseModel):
     credits: int
     captured_credits: int
     released_credits: int
-    status: str
+    status: HoldStatus
     reason: str
     expires_at: datetime
     created_at: datetime

@@ -125,6 +125,7 @@ TABLE: dict[tuple[str, str], RouteClass] = {
     ("GET", "/v1/usage/summary"): _R,
     ("GET", "/docs"): _R,
     ("GET", "/docs/swagger-init.js"): _R,
+    ("GET", "/docs/assets/{name}"): _R,
     ("GET", "/v1/audit-logs"): _R,
     ("GET", "/v1/fraud/reviews"): _R,
     ("GET", "/v1/fraud/profiles/{user_id}"): _R,
