@@ -77,8 +77,8 @@ async def test_a_broker_that_lost_its_queues_gets_them_back_and_loses_nothing(
     assert attempts[after][-1] == 2 and set(attempts[after][:-1]) == {1}
 
 
-async def test_a_deployment_declares_25_queues(engine: AsyncEngine, qsettings: Settings) -> None:
-    """Ten work queues with a dead-letter queue each, and five retry tiers shared by all."""
+async def test_a_deployment_declares_29_queues(engine: AsyncEngine, qsettings: Settings) -> None:
+    """Twelve work queues with a dead-letter queue each, and five retry tiers shared by all."""
     from urllib.parse import unquote, urlsplit
 
     from tests.harness.broker import list_queues
@@ -87,5 +87,5 @@ async def test_a_deployment_declares_25_queues(engine: AsyncEngine, qsettings: S
     async with Worker(five, engine=engine, handlers={}, relay=False):
         vhost = unquote(urlsplit(five.rabbitmq_url).path.lstrip("/"))
         ours = [n for n in await list_queues(vhost) if n.startswith(five.rabbitmq_queue_prefix)]
-    assert len(ours) == 25, sorted(ours)
+    assert len(ours) == 29, sorted(ours)
     await _forget_everything(five, Names(five.rabbitmq_queue_prefix, 5))

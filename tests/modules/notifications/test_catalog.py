@@ -27,7 +27,7 @@ def test_every_routed_event_has_a_template_and_every_template_is_used() -> None:
     assert routed == set(CATALOG)
     assert {s.template for s in CATALOG.values()} == template_names()
     assert "notifications.billing" in wiring.fanout()["payment.credited"]
-    assert wiring.fanout()["settlement.paid"] == ("notifications.billing",)
+    assert "notifications.billing" in wiring.fanout()["settlement.paid"]
     assert set(full()) == set(minimal()) == set(CATALOG)
 
 
