@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -83,7 +84,9 @@ async def test_token_then_call_the_running_api(database_url: str, api_url: str) 
             "/v1/wallets/me", headers={"Authorization": f"Bearer {tok.stdout.strip()}"}
         )
     assert r.status_code == 200 and r.json()["available_credits"] == 0
-    sync = await asyncio.to_thread(_cli, database_url, "wallet", "sync-balance", r.json()["id"])
+    sync = await asyncio.to_thread(
+        _cli, database_url, "wallet", "sync-balance", r.json()["id"], "--json"
+    )
     assert sync.returncode == 0 and '"drift": {}' in sync.stdout
 
 
@@ -215,7 +218,8 @@ async def test_version_json_and_verify_reports_its_checks_and_duration(database_
     report = json.loads(verified.stdout)  # progress went to stderr: stdout is one document
     names = [c["name"] for c in report["checks"]]
     assert report["ok"] is True and report["duration_s"] > 0 and len(names) > 10
-    progress = [line for line in verified.stderr.splitlines() if line.startswith("[")]
+    # A line per check, `[i/n] name (seconds)`; the walks' progress bars are lines of their own.
+    progress = [ln for ln in verified.stderr.splitlines() if re.match(r"^\[\d+/\d+\] ", ln)]
     assert len(progress) == len(names) and progress[-1].startswith(f"[{len(names)}/{len(names)}]")
     plain = await asyncio.to_thread(_cli, database_url, "ledger", "verify")
     assert plain.returncode == 0

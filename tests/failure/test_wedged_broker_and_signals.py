@@ -185,7 +185,7 @@ async def test_operator_tools_name_a_wedged_broker_and_print_database_facts_firs
         twice=None,
         outcome="each names the wedge within 30 s; the outbox line prints first",
     )
-    assert code == 1 and out == ""
+    assert code == 4 and out == ""
     assert "accepts TCP but does not answer AMQP" in err.splitlines()[-1]
     assert took < 30, took
 

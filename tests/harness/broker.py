@@ -5,24 +5,54 @@ runs never pile queues up on the shared broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import shutil
+import signal
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from commdesk_billing.config import Settings
 
 CTL_TIMEOUT_S = 60
+# Virtual hosts are added and deleted one at a time across every process of the run
+# (pytest-xdist workers): the broker was seen to stop answering vhost creation, for good,
+# when several were created and deleted at once by parallel test processes.
+_VHOST_LOCK = Path(tempfile.gettempdir()) / "commdesk-billing-test-vhosts.lock"
+
+
+@contextlib.asynccontextmanager
+async def _one_vhost_change_at_a_time() -> AsyncIterator[None]:
+    fd = os.open(_VHOST_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 async def _ctl(*args: str) -> str:
     ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    # Its own process group: rabbitmqctl is a script that starts an Erlang VM (through su);
+    # on a timeout the whole group goes, or the VM lingers holding one of the few ports the
+    # broker's command-line tools may use, and later calls fail with "nodistribution".
     proc = await asyncio.create_subprocess_exec(
-        ctl, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        ctl,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=CTL_TIMEOUT_S)
     except TimeoutError:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         what = " ".join(args)
         raise RuntimeError(f"rabbitmqctl {what} did not answer in {CTL_TIMEOUT_S} s") from None
     if proc.returncode != 0:
@@ -39,13 +69,15 @@ def vhost_url(base: str, vhost: str) -> str:
 async def create_vhost() -> tuple[str, str]:
     """A new virtual host (guest may do everything in it); its name and the broker URL."""
     name = f"cdb_{uuid.uuid4().hex[:12]}"
-    await _ctl("add_vhost", name)
-    await _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    async with _one_vhost_change_at_a_time():
+        await _ctl("add_vhost", name)
+        await _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     return name, vhost_url(Settings().rabbitmq_url, name)
 
 
 async def delete_vhost(name: str) -> None:
-    await _ctl("delete_vhost", name)
+    async with _one_vhost_change_at_a_time():
+        await _ctl("delete_vhost", name)
 
 
 async def list_queues(vhost: str) -> list[str]:
