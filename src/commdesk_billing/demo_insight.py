@@ -22,22 +22,18 @@ from typing import Any
 import httpx
 
 from commdesk_billing.config import Settings
+
+# The money-out steps' own helpers: a token's header and rupees as the demo prints them.
 from commdesk_billing.demo_payouts import Checks, poll
-from commdesk_billing.security.jwt import Role, issue_token
+from commdesk_billing.demo_payouts import _auth as _auth
+from commdesk_billing.demo_payouts import _rupees as _rupees
+from commdesk_billing.security.jwt import Role
 
 IST = timezone(timedelta(hours=5, minutes=30))
 # A published sample GSTIN, registered in Maharashtra (27): the seller is in Karnataka (29),
 # so the business is charged IGST.
 GSTIN = "27AAPFU0939F1ZV"
 _DONE = ("CREDITED", "FAILED", "REVIEW", "CANCELLED", "EXPIRED")
-
-
-def _auth(settings: Settings, sub: str, role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, sub=sub, role=role)}"}
-
-
-def _rupees(paise: int) -> str:
-    return f"₹{paise / 100:,.2f}"
 
 
 async def buyer_steps(
