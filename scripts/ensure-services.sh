@@ -93,6 +93,17 @@ RABBITMQ_PID_FILE="${RABBITMQ_PID_FILE:-/var/lib/rabbitmq/commdesk-billing.pid}"
 
 start_rabbitmq() {
   $SUDO mkdir -p "$(dirname "$RABBITMQ_PID_FILE")"
+  # Open files: RabbitMQ asks for at least 4096 in development (65536 in production). The
+  # server starts through `su rabbitmq`, whose pam_limits sets the user's limits (else the
+  # usual 1024, about 830 sockets: fewer than a busy test run opens), so they are set there.
+  # (No higher than this shell's own hard limit: pam_limits drops a value above it.)
+  local limits=/etc/security/limits.d/rabbitmq-nofile.conf n want
+  n=$(ulimit -Hn)
+  if [ "$n" = unlimited ] || [ "$n" -gt 65536 ]; then n=65536; fi
+  want=$(printf 'rabbitmq soft nofile %s\nrabbitmq hard nofile %s' "$n" "$n")
+  if [ -d /etc/security/limits.d ] && [ "$(cat "$limits" 2>/dev/null)" != "$want" ]; then
+    printf '%s\n' "$want" | $SUDO tee "$limits" >/dev/null
+  fi
   $SUDO env RABBITMQ_PID_FILE="$RABBITMQ_PID_FILE" rabbitmq-server -detached
 }
 

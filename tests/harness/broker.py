@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from commdesk_billing.config import Settings
 
 CTL_TIMEOUT_S = 60
+LOCK_WAIT_S = 4 * CTL_TIMEOUT_S
 # Virtual hosts are added and deleted one at a time across every process of the run
 # (pytest-xdist workers): the broker was seen to stop answering vhost creation, for good,
 # when several were created and deleted at once by parallel test processes.
@@ -27,9 +28,22 @@ _VHOST_LOCK = Path(tempfile.gettempdir()) / "commdesk-billing-test-vhosts.lock"
 
 @contextlib.asynccontextmanager
 async def _one_vhost_change_at_a_time() -> AsyncIterator[None]:
+    # Polled, not a blocking flock in a thread: a thread stuck in flock behind a wedged
+    # broker could never be cancelled, and the interpreter waits for it at exit, so the
+    # whole run hung instead of failing.
     fd = os.open(_VHOST_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(
+                        f"another test process held the broker's vhost lock for {LOCK_WAIT_S} s"
+                    ) from None
+                await asyncio.sleep(0.2)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -53,11 +67,27 @@ async def _ctl(*args: str) -> str:
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        _kill_leftovers(args)
         what = " ".join(args)
         raise RuntimeError(f"rabbitmqctl {what} did not answer in {CTL_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {(err or out).decode()[:300]}")
     return out.decode()
+
+
+def _kill_leftovers(args: tuple[str, ...]) -> None:
+    """`su` starts the tool's shell and VM in a session of their own, out of reach of the
+    group kill: find them by their command line."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "rabbitmqctl" in cmdline and all(a in cmdline for a in args):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def vhost_url(base: str, vhost: str) -> str:
