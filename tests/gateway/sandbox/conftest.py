@@ -32,11 +32,14 @@ PAYOUT_AUTH = {
 }
 
 
+SETTLE_DELAY_S = 0.2
+
+
 def sandbox_config(**overrides: Any) -> SandboxConfig:
     values: dict[str, Any] = {
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
-        "settle_delay_s": 0.2,
+        "settle_delay_s": SETTLE_DELAY_S,
         "refund_delay_s": 0.2,
         "expiry_sweep_s": 0.2,
         "webhook_retry_schedule_s": "0.2,0.4,0.6",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 
 from commdesk_billing.gateway.sandbox.instruments import VPA_OUTCOMES
+from tests.gateway.sandbox.conftest import SETTLE_DELAY_S
 from tests.gateway.sandbox.helpers import (
     create_order,
     fetch_order,
@@ -63,6 +65,7 @@ def test_every_listed_vpa_is_known() -> None:
 async def test_each_test_vpa_ends_as_listed(api: httpx.AsyncClient) -> None:
     async def one(vpa: str) -> tuple[str, PaymentEntity]:
         order = await create_order(api)
+        paid_at = time.monotonic()
         response = await pay(api, order.payment_session_id, upi_collect(vpa))
         started = parse(PayOrderEntity, response.content)
         # UPI collect: Cashfree answers "custom" and the payment is PENDING until it settles.
@@ -73,7 +76,10 @@ async def test_each_test_vpa_ends_as_listed(api: httpx.AsyncClient) -> None:
         )
         assert str(started.payment_amount) == "300.00"
         pending = await fetch_payment(api, order.order_id, started.cf_payment_id)
-        assert pending.payment_status == "PENDING"
+        # PENDING until the sandbox's settle delay has passed; on a loaded machine the
+        # read may come later than that, and then it is already terminal.
+        if time.monotonic() - paid_at < SETTLE_DELAY_S:
+            assert pending.payment_status == "PENDING"
         return vpa, await wait_payment(api, order.order_id, started.cf_payment_id)
 
     results = await asyncio.gather(*(one(vpa) for vpa in TEST_VPAS))
