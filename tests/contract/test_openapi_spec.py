@@ -18,6 +18,7 @@ from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.mandates.model import MandateStatus
+from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
@@ -31,6 +32,8 @@ DOCUMENTED_TAGS = frozenset(
         "ops",
         "auto-recharge",
         "audit",
+        "payments",
+        "webhooks",
     }
 )
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -158,6 +161,7 @@ def test_statuses_are_enumerated(spec: dict[str, Any]) -> None:
         ("RefundOut", "status"): {m.value for m in RefundStatus},
         ("MandateOut", "status"): {m.value for m in MandateStatus},
         ("InvoiceOut", "kind"): {m.value for m in DocumentKind},
+        ("PaymentOut", "status"): {m.value for m in PaymentStatus},
     }
     for (model, field), values in expected.items():
         assert _enum(schemas, schemas[model]["properties"][field]) == values, (model, field)

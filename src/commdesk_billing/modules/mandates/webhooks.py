@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
@@ -39,7 +40,7 @@ from commdesk_billing.modules.mandates import repository as repo
 from commdesk_billing.modules.payments import mandate_truth
 from commdesk_billing.modules.payments import service as payments
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.problems import problem
+from commdesk_billing.problems import errors, problem
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
 from commdesk_billing.security.text import unstorable_text
@@ -48,6 +49,42 @@ from commdesk_billing.security.timestamps import IST
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+class SubscriptionWebhookReceipt(BaseModel):
+    """What became of a signed Subscriptions delivery."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "accepted"}]})
+
+    status: Literal["accepted", "duplicate", "unknown_subscription", "rejected"] = Field(
+        description="accepted: the mandate (and the charge, for a payment event) will be asked "
+        "of Cashfree's API; duplicate: a repeat of a stored delivery; unknown_subscription: "
+        "no mandate of ours; rejected: signed but unreadable, or not a subscription event "
+        "(kept as evidence)"
+    )
+
+
+# The signature headers Cashfree sends (read from the raw request, so listed here).
+_SIGNED: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "x-webhook-signature",
+            "in": "header",
+            "required": True,
+            "description": "base64 HMAC-SHA256, with the PG client secret (Subscriptions "
+            "signs as PG does), of the timestamp followed by the raw body",
+            "schema": {"type": "string", "maxLength": 200},
+        },
+        {
+            "name": "x-webhook-timestamp",
+            "in": "header",
+            "required": True,
+            "description": "Milliseconds since the epoch, within BILLING_WEBHOOK_MAX_AGE_S "
+            "(a day) in the past and BILLING_WEBHOOK_MAX_FUTURE_S ahead",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+        },
+    ]
+}
 
 
 def _refuse(status: int, code: str, detail: str) -> JSONResponse:
@@ -68,19 +105,33 @@ def _text(value: str | None, n: int = 250) -> str | None:
 
 @router.post(
     "/cashfree/subscriptions",
-    summary="Cashfree Subscriptions webhooks (signed with the PG client secret)",
+    response_model=SubscriptionWebhookReceipt,
+    openapi_extra=_SIGNED,
+    summary="Cashfree Subscriptions webhooks on mandates and their charges (Cashfree only: "
+    "signed with the PG client secret, no token)",
     responses={
-        200: {
-            "description": "Stored: accepted, duplicate, unknown_subscription, ignored or "
-            "rejected (signed but unreadable)"
-        },
-        400: {"description": "JSON nested too deeply (refused before the signature check)"},
-        401: {"description": "Missing, invalid or stale signature; nothing stored"},
-        403: {"description": "Source address not on the allow-list"},
-        503: {"description": "Not stored: the database is unavailable; Cashfree delivers again"},
+        200: {"description": "Stored, or a repeat counted: what became of the delivery (`status`)"},
+        **errors(
+            {
+                400: "JSON nested more than 32 deep (`json_too_deep`), refused before the "
+                "signature check",
+                401: "Signature headers missing (`webhook_unsigned`), a malformed timestamp "
+                "(`webhook_timestamp_invalid`), a signature no configured PG secret makes "
+                "(`webhook_signature_invalid`), or a timestamp outside the window "
+                "(`webhook_stale`); nothing stored",
+                403: "Source address not on BILLING_WEBHOOK_ALLOWED_IPS "
+                "(`webhook_source_refused`); nothing stored",
+                415: "A body sent as something other than JSON (`unsupported_media_type`)",
+            }
+        ),
     },
 )
 async def subscriptions_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
+    """Cashfree Subscriptions' deliveries about a mandate (authorisation, status changes)
+    and the charges on it (pre-debit notice, payment success or failure, refunds). A signed
+    delivery is stored once per identity and answered 200; nothing in it is believed: the
+    worker asks Cashfree's subscription API about the mandate and the charge, and only that
+    answer moves money. A pre-debit notice is only recorded on its charge."""
     ip = addresses.client_ip(request.scope)
     if not addresses.ip_allowed(settings, ip):
         return _refuse(403, "webhook_source_refused", "source address not allowed")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from commdesk_billing.modules.payments.model import Pack, Payment
+from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.security.text import StrictInput
 
 PackCode = Annotated[StrictStr, Field(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -41,7 +42,62 @@ class OrderRequest(StrictInput):
         return self
 
 
+# What a payment buys or pays for: a pack or a custom top-up (credits), a sponsorship or a
+# period of an INR subscription plan (no credits). The CHECK on payments.kind.
+PaymentKind = Literal["pack", "custom", "sponsorship", "subscription"]
+
+_PACK_EXAMPLE: dict[str, Any] = {
+    "code": "pack_300",
+    "version": 1,
+    "name": "Plus",
+    "price_paise": 30000,
+    "base_credits": 3000,
+    "bonus_credits": 200,
+    "credits": 3200,
+}
+
+# A pack bought over UPI and credited (GST inclusive at 18%, buyer in the seller's state).
+PAYMENT_EXAMPLE: dict[str, Any] = {
+    "id": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
+    "order_id": "cdb_5f0c2b8e9a2d4c0f8f3a7c1d2e4b6a80",
+    "status": "CREDITED",
+    "kind": "pack",
+    "pack_code": "pack_300",
+    "pack_version": 1,
+    "amount_paise": 30000,
+    "taxable_paise": 25424,
+    "gst_amount_paise": 4576,
+    "cgst_paise": 2288,
+    "sgst_paise": 2288,
+    "igst_paise": 0,
+    "currency": "INR",
+    "base_credits": 3000,
+    "bonus_credits": 200,
+    "credits": 3200,
+    "credits_granted": 3200,
+    "wallet_id": "6f1d2a9e-3b4c-4d5e-8f60-718293a4b5c6",
+    "payment_session_id": "session_7Hq2xYl0c4Vd9mJ1nB3k",
+    "checkout_url": "https://checkout.example/pg/view/checkout"
+    "?payment_session_id=session_7Hq2xYl0c4Vd9mJ1nB3k",
+    "payment_method": "upi",
+    "payment_group": "upi",
+    "failure_code": None,
+    "failure_reason": None,
+    "retry_count": 0,
+    "retry_of": None,
+    "order_expires_at": "2026-12-07T15:12:03+05:30",
+    "paid_at": "2026-12-07T14:42:41+05:30",
+    "credited_at": "2026-12-07T14:42:42+05:30",
+    "created_at": "2026-12-07T14:42:03+05:30",
+    "channel": "order",
+    "schedule_date": None,
+    "pdn_at": None,
+}
+
+
 class PackOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_PACK_EXAMPLE]})
+
     code: str
     version: int
     name: str
@@ -64,17 +120,39 @@ class PackOut(BaseModel):
 
 
 class PackList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "packs": [_PACK_EXAMPLE],
+                    "gst_mode": "inclusive",
+                    "gst_rate_bp": 1800,
+                    "currency": "INR",
+                }
+            ]
+        }
+    )
+
     packs: list[PackOut]
-    gst_mode: str
-    gst_rate_bp: int
+    gst_mode: Literal["inclusive", "exclusive"] = Field(
+        description="inclusive: `price_paise` includes GST; exclusive: GST is added to it"
+    )
+    gst_rate_bp: int = Field(description="The GST rate in basis points (1800: 18%)")
     currency: str = "INR"
 
 
 class PaymentOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [PAYMENT_EXAMPLE]})
+
     id: uuid.UUID
     order_id: str
-    status: str
-    kind: str
+    status: Status = Field(
+        description="CREATED, then ACTIVE once the order is open at Cashfree; FAILED or "
+        "USER_DROPPED after an attempt (retry possible); PAID, then CREDITED once the credits "
+        "are granted; EXPIRED or CANCELLED unpaid; REVIEW when Cashfree's figures differ from "
+        "ours"
+    )
+    kind: PaymentKind
     pack_code: str | None
     pack_version: int | None
     amount_paise: int
@@ -103,7 +181,7 @@ class PaymentOut(BaseModel):
     created_at: datetime
     # 'order' (paid at checkout) or 'mandate' (a charge on a mandate: debited on or after
     # `schedule_date`, at least 24 h after Cashfree's pre-debit notice, `pdn_at`).
-    channel: str = "order"
+    channel: Literal["order", "mandate"] = "order"
     schedule_date: date | None = None
     pdn_at: datetime | None = None
 
@@ -112,7 +190,7 @@ class PaymentOut(BaseModel):
         return cls(
             id=p.id,
             order_id=p.order_id,
-            status=p.status.value,
+            status=p.status,
             kind=p.kind,
             pack_code=p.pack_code,
             pack_version=p.pack_version,
@@ -147,5 +225,9 @@ class PaymentOut(BaseModel):
 
 
 class PaymentPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [PAYMENT_EXAMPLE], "next_cursor": None}]}
+    )
+
     data: list[PaymentOut]
     next_cursor: str | None

@@ -19,32 +19,19 @@ from commdesk_billing.modules.invoices.schemas import InvoiceOut
 from commdesk_billing.modules.payments import auth as payment_auth
 from commdesk_billing.modules.payments import refs
 from commdesk_billing.modules.payments import service as payments
-from commdesk_billing.modules.payments.schemas import PaymentOut
+from commdesk_billing.modules.payments.schemas import PAYMENT_EXAMPLE, PaymentOut
 from commdesk_billing.modules.paymentstory.reads import MAX_REFUNDS, story_of
 from commdesk_billing.modules.paymentstory.schemas import PaymentView, Timeline, TimelineEntry
 from commdesk_billing.modules.paymentstory.timeline import timeline
 from commdesk_billing.modules.refunds import auth as refund_auth
 from commdesk_billing.modules.refunds import reads as refunds
 from commdesk_billing.modules.refunds.schemas import RefundOut
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.roles import STAFF_READERS
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
 EXPANSIONS = ("invoice", "refunds")
-
-_PROBLEMS = documented(
-    {
-        400: "`expand` names something else than invoice and refunds (`invalid_expand`), or a "
-        "query parameter unknown or sent twice",
-        401: "No valid bearer token",
-        403: "Not the buyer nor finance_admin, support or auditor; or expand=invoice by "
-        "support (tax documents are read by their buyer, finance_admin and auditor)",
-        404: "No payment has this id or order id",
-        422: "The reference is neither a payment id nor an order id "
-        "(1-45 letters, digits, `_` or `-`, at least 3)",
-    }
-)
 
 PaymentRef = Annotated[
     str,
@@ -56,22 +43,55 @@ PaymentRef = Annotated[
     ),
 ]
 
+# `expand=invoice,refunds` on a pack bought and then partly refunded.
 _PAYMENT_EXAMPLE: dict[str, Any] = {
-    "id": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
-    "order_id": "cdb_5f0c2b8e9a2d4c0f8f3a7c1d2e4b6a80",
-    "status": "CREDITED",
-    "kind": "pack",
-    "pack_code": "pack_300",
-    "amount_paise": 35400,
-    "taxable_paise": 30000,
-    "gst_amount_paise": 5400,
-    "credits": 330,
-    "credits_granted": 330,
-    "payment_method": "upi",
-    "paid_at": "2026-12-07T09:12:41Z",
-    "credited_at": "2026-12-07T09:12:42Z",
-    "invoice": {"number": "CDB/2026-27/000123", "kind": "tax_invoice", "total_paise": 35400},
-    "refunds": [{"refund_ref": "cdr_7a1c", "status": "SUCCESS", "amount_paise": 10000}],
+    **PAYMENT_EXAMPLE,
+    "invoice": {
+        "id": "3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a98",
+        "kind": "tax_invoice",
+        "number": "CDB/2627/000123",
+        "fiscal_year": "2026-27",
+        "payment_id": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
+        "refund_id": None,
+        "original_invoice_id": None,
+        "issued_at": "2026-12-07T14:42:43+05:30",
+        "place_of_supply": "29",
+        "taxable_paise": 25424,
+        "cgst_paise": 2288,
+        "sgst_paise": 2288,
+        "igst_paise": 0,
+        "total_paise": 30000,
+        "amount_in_words": "Rupees Three Hundred Only",
+        "pdf_available": True,
+        "pdf_url": "/v1/invoices/3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a98/pdf",
+        "pdf_key": "invoices/2026-27/CDB-2627-000123_3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a98.pdf",
+        "document": {"number": "CDB/2627/000123", "place_of_supply": "29"},
+    },
+    "refunds": [
+        {
+            "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+            "refund_ref": "cdr_1f2e3d4c5b6a79880f1e2d3c4b5a6978",
+            "payment_id": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
+            "order_id": "cdb_5f0c2b8e9a2d4c0f8f3a7c1d2e4b6a80",
+            "status": "SUCCESS",
+            "amount_paise": 10000,
+            "taxable_paise": 8475,
+            "cgst_paise": 763,
+            "sgst_paise": 762,
+            "igst_paise": 0,
+            "passthrough_paise": 0,
+            "base_credits": 1000,
+            "bonus_credits": 67,
+            "reason": "charged twice for the same pack",
+            "requested_by": "commdesk",
+            "cf_refund_id": "5520133881",
+            "refund_arn": "RF2612071530000123",
+            "status_description": "Refund processed successfully",
+            "failure_reason": None,
+            "created_at": "2026-12-07T15:30:00+05:30",
+            "processed_at": "2026-12-07T15:31:12+05:30",
+        }
+    ],
 }
 _TIMELINE_EXAMPLE: dict[str, Any] = {
     "payment_id": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
@@ -81,16 +101,16 @@ _TIMELINE_EXAMPLE: dict[str, Any] = {
         {
             "type": "order_created",
             "at": "2026-12-07T09:12:03Z",
-            "summary": "order cdb_5f0c… created for 35400 paise",
+            "summary": "order cdb_5f0c… created for 30000 paise",
             "ref": "0b7e4f52-8a43-4a52-9a53-2f4de0f0c1a1",
-            "data": {"amount_paise": 35400, "kind": "pack"},
+            "data": {"amount_paise": 30000, "kind": "pack"},
         },
         {
             "type": "attempt",
             "at": "2026-12-07T09:12:40Z",
             "summary": "upi attempt: SUCCESS",
             "ref": "5114910234",
-            "data": {"status": "SUCCESS", "amount_paise": 35400, "payment_group": "upi"},
+            "data": {"status": "SUCCESS", "amount_paise": 30000, "payment_group": "upi"},
         },
         {
             "type": "status_changed",
@@ -102,9 +122,9 @@ _TIMELINE_EXAMPLE: dict[str, Any] = {
         {
             "type": "credits",
             "at": "2026-12-07T09:12:42Z",
-            "summary": "purchase 300 credits (balance 0 → 300)",
+            "summary": "purchase 3000 credits (balance 0 → 3000)",
             "ref": "9e0f3c1a-55d1-4f0e-a4b1-0d6c3c0d9e21",
-            "data": {"transaction_type": "purchase", "credits": 300, "balance_after": 300},
+            "data": {"transaction_type": "purchase", "credits": 3000, "balance_after": 3000},
         },
     ],
 }
@@ -128,13 +148,23 @@ def _expansions(raw: str | None) -> set[str]:
     "/payments/{payment_id}",
     response_model=PaymentView,
     response_model_exclude_unset=True,
-    responses={**_PROBLEMS, 200: {"content": {"application/json": {"example": _PAYMENT_EXAMPLE}}}},
+    responses={
+        **errors(
+            {
+                400: "`expand` names something else than `invoice` and `refunds` "
+                "(`invalid_expand`, with `unknown` and `allowed`)",
+                403: "Neither the buyer nor finance_admin, support or auditor, or a service "
+                "token (`forbidden`); or support asking for `expand=invoice`: tax documents "
+                "are read by their buyer, finance_admin and auditor (`forbidden`)",
+                404: "No payment has this id or order id (`not_found`)",
+                422: "The reference is neither a payment id nor an order id (3-45 letters, "
+                "digits, `_` or `-`), or `expand` longer than 64 characters "
+                "(`validation_error`)",
+            }
+        ),
+        200: {"content": {"application/json": {"example": _PAYMENT_EXAMPLE}}},
+    },
     summary="A payment, by its id or its order id (the buyer; finance_admin, support, auditor)",
-    description="`payment_id` is the payment's id or its `order_id`: a frontend coming back "
-    "from Cashfree's checkout reads the payment with the order id in its return URL. "
-    "`expand=invoice,refunds` (either or both) adds the tax invoice (`invoice`, null while "
-    "none is issued) and the refunds (`refunds`, newest first); without `expand` neither "
-    "key is present. support may not expand the invoice.",
 )
 async def get_payment(
     payment_id: PaymentRef,
@@ -150,6 +180,12 @@ async def get_payment(
         ),
     ] = None,
 ) -> PaymentView:
+    """`payment_id` is the payment's id or its `order_id`: a frontend coming back from
+    Cashfree's checkout reads the payment with the order id in its return URL and shows
+    `status` (poll until it is CREDITED, FAILED, USER_DROPPED, EXPIRED or CANCELLED).
+    `expand=invoice,refunds` (either or both) adds the tax invoice (`invoice`, null while
+    none is issued) and the refunds (`refunds`, newest first); without `expand` neither key
+    is present. support may not expand the invoice."""
     wanted = _expansions(expand)
 
     async def work(conn: AsyncConnection) -> PaymentView:
@@ -177,18 +213,28 @@ async def get_payment(
     "/payments/{payment_id}/timeline",
     response_model=Timeline,
     responses={
-        **_PROBLEMS,
+        **errors(
+            {
+                403: "Neither the buyer nor finance_admin, support or auditor, or a service "
+                "token (`forbidden`)",
+                404: "No payment has this id or order id (`not_found`)",
+                422: "The reference is neither a payment id nor an order id (3-45 letters, "
+                "digits, `_` or `-`: `validation_error`)",
+            }
+        ),
         200: {"content": {"application/json": {"example": _TIMELINE_EXAMPLE}}},
     },
     summary="What happened to a payment, in time order (the buyer; finance_admin, support, "
     "auditor)",
-    description="Attempts at Cashfree, webhooks received, state moves, credits granted (and "
-    "taken back by refunds), refunds, the tax invoice and credit notes, oldest first. Each "
-    "entry has a `type` from a fixed vocabulary: `order_created`, `status_changed`, "
-    "`attempt`, `webhook`, `credits`, `refund_requested`, `refund_status_changed`, "
-    "`invoice`, `credit_note`. `payment_id` is the payment's id or its order id.",
 )
 async def get_timeline(payment_id: PaymentRef, engine: Engine, caller: Caller) -> Timeline:
+    """Attempts at Cashfree, webhooks received, state moves, credits granted (and taken
+    back by refunds), refunds, the tax invoice and credit notes, oldest first: what support
+    reads when a member asks where their money or credits are. Each entry has a `type` from
+    a fixed vocabulary (`order_created`, `status_changed`, `attempt`, `webhook`, `credits`,
+    `refund_requested`, `refund_status_changed`, `invoice`, `credit_note`) and its figures
+    in `data`. `payment_id` is the payment's id or its order id."""
+
     async def work(conn: AsyncConnection) -> Timeline:
         p = await refs.readable(conn, caller, payment_id)
         story = await story_of(conn, caller, p)
@@ -196,7 +242,7 @@ async def get_timeline(payment_id: PaymentRef, engine: Engine, caller: Caller) -
         return Timeline(
             payment_id=p.id,
             order_id=p.order_id,
-            status=p.status.value,
+            status=p.status,
             entries=[TimelineEntry.of(e) for e in entries],
         )
 

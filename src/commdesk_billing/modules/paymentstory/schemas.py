@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from commdesk_billing.modules.invoices.schemas import InvoiceOut
 from commdesk_billing.modules.payments.schemas import PaymentOut
+from commdesk_billing.modules.payments.state import Status
 from commdesk_billing.modules.paymentstory.timeline import Entry, EntryType
 from commdesk_billing.modules.refunds.schemas import RefundOut
 
@@ -40,5 +41,5 @@ class TimelineEntry(BaseModel):
 class Timeline(BaseModel):
     payment_id: uuid.UUID
     order_id: str
-    status: str
+    status: Status = Field(description="The payment's status now")
     entries: list[TimelineEntry] = Field(description="Oldest first")

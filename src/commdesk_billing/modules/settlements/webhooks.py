@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.config import Settings
@@ -31,13 +32,48 @@ from commdesk_billing.gateway.payout_models import TransferWebhook, mask
 from commdesk_billing.gateway.payout_webhooks import Refused, read_transfer_webhook
 from commdesk_billing.gateway.payouts import redact
 from commdesk_billing.modules.settlements import repository as repo
-from commdesk_billing.problems import problem
+from commdesk_billing.problems import errors, problem
 from commdesk_billing.queues import outbox
 from commdesk_billing.security import addresses
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+class PayoutWebhookReceipt(BaseModel):
+    """What became of a signed Payouts delivery."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "accepted"}]})
+
+    status: Literal["accepted", "duplicate", "unknown_transfer", "rejected"] = Field(
+        description="accepted: the transfer will be asked of Cashfree's Payouts API; "
+        "duplicate: a repeat of a stored delivery; unknown_transfer: no transfer of ours; "
+        "rejected: signed but unreadable (kept, masked, as evidence)"
+    )
+
+
+# The signature headers Cashfree Payouts sends (read from the raw request, so listed here).
+_SIGNED: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "x-webhook-signature",
+            "in": "header",
+            "required": True,
+            "description": "base64 HMAC-SHA256, with the Payouts client secret (not PG's), "
+            "of the timestamp followed by the raw body",
+            "schema": {"type": "string", "maxLength": 200},
+        },
+        {
+            "name": "x-webhook-timestamp",
+            "in": "header",
+            "required": True,
+            "description": "Milliseconds since the epoch, within BILLING_WEBHOOK_MAX_AGE_S "
+            "in the past and BILLING_WEBHOOK_MAX_FUTURE_S ahead",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+        },
+    ]
+}
 
 
 def _refuse(status: int, code: str, detail: str) -> JSONResponse:
@@ -88,16 +124,35 @@ def masked(body: bytes) -> bytes:
 
 @router.post(
     "/cashfree-payouts",
-    summary="Cashfree Payouts transfer webhooks (signed with the Payouts client secret)",
+    response_model=PayoutWebhookReceipt,
+    openapi_extra=_SIGNED,
+    summary="Cashfree Payouts transfer webhooks (Cashfree Payouts only: signed with the "
+    "Payouts client secret, no token)",
     responses={
-        200: {"description": "Stored: accepted, duplicate, unknown_transfer or rejected"},
-        400: {"description": "JSON nested too deeply (refused before the signature check)"},
-        401: {"description": "Missing, invalid or stale signature; nothing stored"},
-        403: {"description": "Source address not on the allow-list"},
-        503: {"description": "Payouts not configured here, or the database is unavailable"},
+        200: {"description": "Stored, or a repeat counted: what became of the delivery (`status`)"},
+        **errors(
+            {
+                400: "JSON nested more than 32 deep (`json_too_deep`), refused before the "
+                "signature check",
+                401: "Signature headers missing (`webhook_unsigned`), a malformed timestamp "
+                "(`webhook_timestamp_invalid`), a signature no configured Payouts secret makes "
+                "(`webhook_signature_invalid`), or a timestamp outside the window "
+                "(`webhook_stale`); nothing stored",
+                403: "Source address not on BILLING_WEBHOOK_ALLOWED_IPS "
+                "(`webhook_source_refused`); nothing stored",
+                415: "A body sent as something other than JSON (`unsupported_media_type`)",
+                503: "No Payouts secret is configured here (`payouts_not_configured`); "
+                "nothing stored",
+            }
+        ),
     },
 )
 async def payouts_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
+    """Cashfree Payouts' deliveries about a settlement's transfer (success, failure,
+    reversal). A signed delivery is stored once per identity, with the beneficiary's account
+    number and VPA masked, and answered 200 with what became of it. Nothing in it is
+    believed: a new delivery about one of our transfers makes the worker ask the Payouts
+    API about that transfer and apply its answer."""
     ip = addresses.client_ip(request.scope)
     if not addresses.ip_allowed(settings, ip):
         return _refuse(403, "webhook_source_refused", "source address not allowed")

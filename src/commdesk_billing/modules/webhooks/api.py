@@ -16,16 +16,66 @@ What each delivery is answered, and why. Cashfree retries every delivery it is n
 
 from __future__ import annotations
 
+import uuid
+from typing import Any, Literal
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from commdesk_billing.deps import Config, Engine
 from commdesk_billing.modules.webhooks import service
-from commdesk_billing.problems import MEDIA_TYPE, problem_body
+from commdesk_billing.problems import MEDIA_TYPE, errors, problem_body
 from commdesk_billing.security import addresses
 from commdesk_billing.telemetry.metrics import WEBHOOKS_RECEIVED
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+class WebhookReceipt(BaseModel):
+    """What became of a signed delivery (the answer to Cashfree; it retries nothing it is
+    answered 200 for)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "accepted", "webhook_id": "2d9c4e71-0a3b-4c5d-8e6f-7a8b9c0d1e2f"}
+            ]
+        }
+    )
+
+    status: Literal["accepted", "duplicate", "unknown_order", "mismatch", "ignored", "rejected"] = (
+        Field(
+            description="accepted: handed over to be checked with Cashfree's API; duplicate: "
+            "a repeat of a stored delivery; unknown_order: no order or refund of ours; "
+            "mismatch: amounts or currency differ from ours (not acted on); ignored: an event "
+            "that needs nothing; rejected: signed but unreadable (kept as evidence)"
+        )
+    )
+    webhook_id: uuid.UUID = Field(description="The stored delivery's id")
+
+
+# The signature headers Cashfree sends (read from the raw request, so listed here).
+_SIGNED: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "x-webhook-signature",
+            "in": "header",
+            "required": True,
+            "description": "base64 HMAC-SHA256, with the PG client secret, of the timestamp "
+            "followed by the raw body",
+            "schema": {"type": "string", "maxLength": 200},
+        },
+        {
+            "name": "x-webhook-timestamp",
+            "in": "header",
+            "required": True,
+            "description": "Milliseconds since the epoch; accepted up to a day old "
+            "(BILLING_WEBHOOK_MAX_AGE_S) and 5 minutes ahead",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+        },
+    ]
+}
 
 
 def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
@@ -38,22 +88,36 @@ def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
 
 @router.post(
     "/cashfree",
-    summary="Cashfree payment and refund webhooks (signed with the client secret)",
+    response_model=WebhookReceipt,
+    openapi_extra=_SIGNED,
+    summary="Cashfree payment and refund webhooks (Cashfree only: signed with the PG client "
+    "secret, no token)",
     responses={
         200: {
-            "description": "Stored: accepted, duplicate, unknown_order, mismatch, ignored, or "
-            "rejected (signed but unreadable)"
+            "description": "Stored, or a repeat counted: what became of the delivery "
+            "(`status`) and its stored id"
         },
-        400: {"description": "JSON nested too deeply (refused before the signature check)"},
-        401: {"description": "Missing, invalid or stale signature; nothing stored"},
-        403: {"description": "Source address not on the allow-list"},
-        503: {
-            "description": "Not stored: the database is overloaded or unavailable "
-            "(database_unavailable, Retry-After); Cashfree delivers it again"
-        },
+        **errors(
+            {
+                400: "JSON nested more than 32 deep (`json_too_deep`), refused before the "
+                "signature check",
+                401: "Signature headers missing (`webhook_unsigned`), a timestamp that is not "
+                "epoch milliseconds (`webhook_timestamp_invalid`), a signature that matches no "
+                "configured secret (`webhook_signature_invalid`), or a timestamp outside the "
+                "window (`webhook_stale`); nothing stored",
+                403: "Source address not on BILLING_WEBHOOK_ALLOWED_IPS "
+                "(`webhook_source_refused`); nothing stored",
+                415: "A body sent as something other than JSON (`unsupported_media_type`)",
+            }
+        ),
     },
 )
 async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
+    """Cashfree's payment (success, failure, user dropped) and refund status deliveries.
+    The signature over the exact bytes is the authentication; a signed delivery is stored
+    raw, once per identity, and answered 200 with what became of it, so Cashfree stops
+    retrying it. Nothing in it is believed: an accepted delivery makes the worker ask
+    Cashfree's API about the order or refund, and only that answer moves money or credits."""
     ip = addresses.client_ip(request.scope)
     if not addresses.ip_allowed(settings, ip):
         WEBHOOKS_RECEIVED.labels("ip_refused").inc()
