@@ -18,7 +18,13 @@ from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.mandates.model import MandateStatus
+from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.modules.sponsorships.model import (
+    MilestoneStatus,
+    SponsorshipPath,
+    SponsorshipStatus,
+)
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
 DOCUMENTED_TAGS = frozenset(
@@ -31,6 +37,10 @@ DOCUMENTED_TAGS = frozenset(
         "ops",
         "auto-recharge",
         "audit",
+        "communities",
+        "sponsorships",
+        "easy split",
+        "usage",
     }
 )
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -158,6 +168,12 @@ def test_statuses_are_enumerated(spec: dict[str, Any]) -> None:
         ("RefundOut", "status"): {m.value for m in RefundStatus},
         ("MandateOut", "status"): {m.value for m in MandateStatus},
         ("InvoiceOut", "kind"): {m.value for m in DocumentKind},
+        ("SponsorshipOut", "status"): {m.value for m in SponsorshipStatus},
+        ("SponsorshipOut", "path"): {m.value for m in SponsorshipPath},
+        ("SponsorshipSummary", "status"): {m.value for m in SponsorshipStatus},
+        ("MilestoneOut", "status"): {m.value for m in MilestoneStatus},
+        ("SponsorshipPaymentOut", "status"): {m.value for m in PaymentStatus},
+        ("EventResultOut", "status"): {"accepted", "duplicate", "rejected", "conflict"},
     }
     for (model, field), values in expected.items():
         assert _enum(schemas, schemas[model]["properties"][field]) == values, (model, field)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.config import JsonDict
 
 from commdesk_billing.modules.communities.fees import MAX_FEE_BPS
 from commdesk_billing.modules.communities.model import Earnings, FeePlan, Spend
@@ -70,7 +71,7 @@ class Receipt(BaseModel):
         )
 
 
-_PLAN_EXAMPLE = {
+_PLAN_EXAMPLE: JsonDict = {
     "community_id": "chess-club",
     "version": 2,
     "fee_bps": 1000,

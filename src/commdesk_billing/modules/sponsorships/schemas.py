@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.config import JsonDict
 
 from commdesk_billing.modules.communities.directory import ID_PATTERN
 from commdesk_billing.modules.payments.model import Payment
@@ -38,7 +39,7 @@ PaymentStatus = Literal[
     "REVIEW",
 ]
 
-_MILESTONE_EXAMPLE = {
+_MILESTONE_EXAMPLE: JsonDict = {
     "seq": 1,
     "title": "Venue booked",
     "amount_paise": 200000,

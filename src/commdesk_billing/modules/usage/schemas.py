@@ -146,8 +146,12 @@ _STATUSES = ("accepted", "duplicate", "rejected", "conflict")
 
 
 class TierIn(StrictInput):
+    # Optional so a document's example can state the last tier: FastAPI drops every null
+    # from /openapi.json, so an example's `"up_to": null` would reach a reader as no key.
     up_to: Annotated[StrictInt, Field(ge=1, le=10**15)] | None = Field(
-        description="The tier's last unit in the month (cumulative); null for the last tier"
+        default=None,
+        description="The tier's last unit in the month (cumulative); null or left out for "
+        "the last tier, and only for it",
     )
     millicredits_per_unit: Annotated[
         StrictInt, Field(ge=0, le=rating.MAX_MILLICREDITS_PER_UNIT)
