@@ -217,10 +217,10 @@ async def vendor_settlement_webhook(
     request: Request, engine: Engine, settings: Config
 ) -> JSONResponse:
     """Cashfree's word that it paid a vendor (a community) what it held for it, failed to,
-    or reversed such a settlement; the signature with the PG client secret is the authentication,
-    no token. Each delivery is stored once and applied to the community's settlements due
-    in whatever order they arrive; the answer says what became of it. Not stored (503):
-    Cashfree delivers it again."""
+    or reversed such a settlement; the signature with the PG client secret authenticates
+    it, no token. Each delivery is stored once and applied to the community's settlements
+    due in whatever order they arrive; the answer says what became of it. Not stored
+    (503): Cashfree delivers it again."""
     ip = addresses.client_ip(request.scope)
     if not addresses.ip_allowed(settings, ip):
         return _refuse(403, "webhook_source_refused", "source address not allowed")
