@@ -3,7 +3,9 @@ over real HTTP, and answered with a status the route documents: never a 422 or a
 (an example the route refuses would mislead every reader of /docs).
 
 Path parameters are real where the test can make the thing (a member's wallet, a hold);
-others get an id that does not exist, and then the route's documented 404 is the answer."""
+others get an id that does not exist, and then the route's documented 404 is the answer. A
+community an example's body names is written to the run's MongoDB first, as CommDesk would
+have written it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from commdesk_billing.security.jwt import Role
+from commdesk_billing.security.jwt import Role, issue_token
+from tests.harness.mongo import MongoTarget, communities
 from tests.harness.stack import Stack
 
 _METHODS = ("post", "put", "patch", "delete")
@@ -42,19 +45,50 @@ async def _hold(stack: Stack, token: str, wallet_id: str, body: dict[str, Any]) 
     return str(r.json()["hold"]["id"])
 
 
-async def test_every_documented_request_example_is_accepted(stack: Stack) -> None:
+async def _write_communities(mongodb: MongoTarget, examples: list[Any]) -> None:
+    named = {e[4]["community_id"] for e in examples if isinstance(e[4].get("community_id"), str)}
+    async with communities(mongodb) as collection:
+        for community_id in named:
+            doc = {
+                "_id": community_id,
+                "name": "Examples Club",
+                "owner_ids": ["examples-owner"],
+                "status": "active",
+            }
+            await collection.replace_one({"_id": community_id}, doc, upsert=True)
+
+
+def _token(stack: Stack, op: dict[str, Any], tokens: dict[str, str]) -> str:
+    """Routes for finance staff, sponsors or services say so in their summary; the rest
+    are the member's own."""
+    summary = op["summary"]
+    if "finance_admin)" in summary:
+        return tokens["finance"]
+    if "(sponsor)" in summary:
+        return tokens["sponsor"]
+    if "(service" in summary:
+        scopes = list(op["x-service-scopes"])
+        return issue_token(stack.settings, sub="examples-service", role=Role.service, scopes=scopes)
+    return tokens["member"]
+
+
+async def test_every_documented_request_example_is_accepted(
+    stack: Stack, mongodb: MongoTarget
+) -> None:
     spec = (await stack.api.get("/openapi.json")).json()
     examples = _examples(spec)
     member = stack.token(sub=f"examples-{uuid.uuid4().hex[:8]}")
     finance = stack.token(sub="examples-finance", role=Role.finance_admin)
+    sponsor = stack.token(sub=f"examples-sponsor-{uuid.uuid4().hex[:8]}", role=Role.sponsor)
+    tokens = {"member": member, "finance": finance, "sponsor": sponsor}
+    await _write_communities(mongodb, examples)
     me = await stack.api.get("/v1/wallets/me", headers={"authorization": f"Bearer {member}"})
     wallet_id = me.json()["id"]
     hold_example = next(e[4] for e in examples if e[1].endswith("/holds"))
     assert len(examples) >= 7
     answered: dict[str, int] = {}
     for method, template, name, op, body in examples:
-        # Routes for finance staff say so in their summary; the rest are the member's own.
-        token = finance if "finance_admin)" in op["summary"] else member
+        token = _token(stack, op, tokens)
         values: dict[str, str] = {}
         for p in op.get("parameters", []):
             if p["in"] != "path":

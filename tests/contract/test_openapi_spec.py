@@ -20,6 +20,11 @@ from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.mandates.model import MandateStatus
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.modules.sponsorships.model import (
+    MilestoneStatus,
+    SponsorshipPath,
+    SponsorshipStatus,
+)
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
 DOCUMENTED_TAGS = frozenset(
@@ -34,6 +39,10 @@ DOCUMENTED_TAGS = frozenset(
         "audit",
         "payments",
         "webhooks",
+        "communities",
+        "sponsorships",
+        "easy split",
+        "usage",
     }
 )
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -162,6 +171,12 @@ def test_statuses_are_enumerated(spec: dict[str, Any]) -> None:
         ("MandateOut", "status"): {m.value for m in MandateStatus},
         ("InvoiceOut", "kind"): {m.value for m in DocumentKind},
         ("PaymentOut", "status"): {m.value for m in PaymentStatus},
+        ("SponsorshipOut", "status"): {m.value for m in SponsorshipStatus},
+        ("SponsorshipOut", "path"): {m.value for m in SponsorshipPath},
+        ("SponsorshipSummary", "status"): {m.value for m in SponsorshipStatus},
+        ("MilestoneOut", "status"): {m.value for m in MilestoneStatus},
+        ("SponsorshipPaymentOut", "status"): {m.value for m in PaymentStatus},
+        ("EventResultOut", "status"): {"accepted", "duplicate", "rejected", "conflict"},
     }
     for (model, field), values in expected.items():
         assert _enum(schemas, schemas[model]["properties"][field]) == values, (model, field)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +37,7 @@ from commdesk_billing.modules.communities.schemas import (
 )
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Role, Scope
 from commdesk_billing.security.roles import FINANCE_READERS, PEOPLE
 from commdesk_billing.security.service_scopes import for_services
@@ -50,21 +50,43 @@ CommunityId = Annotated[
     str, Path(min_length=1, max_length=64, description="CommDesk's community id")
 ]
 
-_PROBLEMS = documented(
-    {
-        400: "Missing or malformed Idempotency-Key",
-        401: "No valid bearer token",
-        403: "Caller may not do this",
-        404: "No such community (in CommDesk's MongoDB) or spend",
-        409: "Not enough credits (`insufficient_credits`), community suspended, spend "
-        "already reversed, or the same key in flight",
-        413: "Body too large",
-        422: "Body or community id invalid, or the key reused with another body",
-        502: "CommDesk's record of the community cannot be used (`community_record_invalid`)",
-        503: "CommDesk's MongoDB unavailable (`community_directory_unavailable`): nothing "
-        "changed, repeat after Retry-After",
-    }
+# Each route names its own errors (problems.errors); 401, 429 and 503
+# `database_unavailable` are added for all. The community is read from CommDesk's MongoDB:
+_BAD_ID = (
+    "a community id over 64 characters (`validation_error`) or one no community can have "
+    "(`invalid_community_id`)"
 )
+_RECORD = "CommDesk's record of the community is unusable (`community_record_invalid`)"
+_DIRECTORY = (
+    "CommDesk's MongoDB did not answer (`community_directory_unavailable`): nothing "
+    "changed, repeat after Retry-After"
+)
+_KEY_400 = (
+    "Idempotency-Key missing (`idempotency_key_required`) or malformed (`idempotency_key_invalid`)"
+)
+_TOO_LARGE = "Body too large (`payload_too_large`)"
+_NO_COMMUNITY = "No such community in CommDesk's MongoDB (`community_not_found`)"
+
+# Request body examples: sent as they are by tests/contract/test_examples.py, so each must
+# be accepted.
+_SPEND_EXAMPLES = {
+    "ticket": {
+        "summary": "A member buys an event ticket with their credits",
+        "value": {"credits": 100, "reason": "ticket", "reference": "event-42"},
+    }
+}
+_REVERSAL_EXAMPLES = {
+    "cancelled": {
+        "summary": "The event was cancelled",
+        "value": {"reason": "event-42 cancelled by the organiser"},
+    }
+}
+_FEE_PLAN_EXAMPLES = {
+    "launch": {
+        "summary": "A lower fee for a launch partner",
+        "value": {"fee_bps": 550, "reason": "launch partner rate, agreed 2026-12-01"},
+    }
+}
 
 
 def _keyed(request: Request, caller: Caller, key: str, body: dict[str, object]) -> KeyedRequest:
@@ -85,12 +107,28 @@ async def _known(directory: CommunityDirectory, community_id: str) -> Community:
     openapi_extra=for_services(Scope.communities_spend),
     status_code=201,
     response_model=SpendOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: _KEY_400,
+            403: "A member naming another member's `user_id`, or a service without "
+            "communities:spend or without `user_id` (`forbidden`)",
+            404: _NO_COMMUNITY,
+            409: "Fewer available credits than asked (`insufficient_credits`), the community "
+            "suspended (`community_suspended`), or the same Idempotency-Key still running "
+            "(`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`), more credits than one operation may move "
+            f"(`invalid_amount`), {_BAD_ID}, or the key reused with another body "
+            "(`idempotency_key_reused`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
     summary="Spend credits in a community (the platform keeps its fee)",
 )
 async def create_spend(
     community_id: CommunityId,
-    body: SpendRequest,
+    body: Annotated[SpendRequest, Body(openapi_examples=_SPEND_EXAMPLES)],
     request: Request,
     engine: Engine,
     settings: Config,
@@ -98,6 +136,12 @@ async def create_spend(
     key: IdemKey,
     directory: Communities,
 ) -> JSONResponse:
+    """Takes `credits` from the member's wallet (oldest lot first) into an active
+    community, splitting them between the community and the platform's fee by the
+    community's fee plan; the answer is the spend with its fee receipt and `transaction_id`,
+    the member's statement line. A member spends their own credits; a service with
+    `communities:spend` names the member in `user_id`. The same Idempotency-Key and body
+    answer the same spend again, without a second debit."""
     if body.credits > settings.max_credits_per_operation:
         raise InvalidAmount(
             f"at most {settings.max_credits_per_operation} credits per operation",
@@ -132,12 +176,26 @@ async def create_spend(
 @router.get(
     "/community-spends/{spend_id}",
     response_model=SpendOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "Neither the member who spent, the community's owners, finance_admin nor "
+            "auditor (`forbidden`)",
+            404: "No such spend (`not_found`), or its community is gone from CommDesk's "
+            "MongoDB (`community_not_found`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
     summary="One community spend and its fee receipt",
 )
 async def get_spend(
     spend_id: uuid.UUID, engine: Engine, caller: Caller, directory: Communities
 ) -> SpendOut:
+    """A spend by its id: what the member paid, the platform's fee and the community's part
+    in credits and in rupees, and `reversed_at` once it was reversed. The member who spent
+    reads it without MongoDB being asked; the community's owners, finance_admin and auditor
+    read it too."""
+
     async def read(conn: AsyncConnection) -> Spend:
         spend = await repo.get_spend(conn, spend_id)
         if spend is None:
@@ -155,18 +213,38 @@ async def get_spend(
     "/community-spends/{spend_id}/reversal",
     status_code=201,
     response_model=SpendOut,
-    responses=_PROBLEMS,
-    summary="Reverse a community spend: credits back to the member, once",
+    responses=errors(
+        {
+            400: _KEY_400,
+            403: "Neither finance_admin nor one of the community's owners (`forbidden`)",
+            404: "No such spend (`not_found`)",
+            409: "The spend was reversed already (`spend_already_reversed`, with "
+            "`reversed_at`), or the same Idempotency-Key still running "
+            "(`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`) or the key reused with another body "
+            "(`idempotency_key_reused`)",
+            502: f"{_RECORD} (an owner's request)",
+            503: f"{_DIRECTORY} (an owner's request)",
+        }
+    ),
+    summary="Reverse a community spend: credits back to the member, once (the community's "
+    "owners, finance_admin)",
 )
 async def reverse_spend(
     spend_id: uuid.UUID,
-    body: ReversalRequest,
+    body: Annotated[ReversalRequest, Body(openapi_examples=_REVERSAL_EXAMPLES)],
     request: Request,
     engine: Engine,
     caller: Caller,
     key: IdemKey,
     directory: Communities,
 ) -> JSONResponse:
+    """Gives the spend's credits back to the member as a new lot (with the cost basis and
+    the latest expiry they were spent with) and takes back the community's part and the
+    platform's fee; the answer is the spend with `reversed_at` set. A spend is reversed at
+    most once; the change is written to the audit log."""
+
     async def find(conn: AsyncConnection) -> str:
         spend = await repo.get_spend(conn, spend_id)
         if spend is None:
@@ -202,8 +280,18 @@ async def reverse_spend(
 @router.get(
     "/communities/{community_id}/spends",
     response_model=SpendPage,
-    responses=_PROBLEMS,
-    summary="A community's spends, newest first, each with its fee receipt (keyset cursor)",
+    responses=errors(
+        {
+            403: "Not one of the community's owners, finance_admin or auditor (`forbidden`)",
+            404: _NO_COMMUNITY,
+            422: "`limit` out of 1..200 (`validation_error`), a `cursor` this API did not give "
+            f"out (`invalid_cursor`), or {_BAD_ID}",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="A community's spends, newest first, each with its fee receipt (its owners, "
+    "finance_admin, auditor)",
 )
 async def list_spends(
     community_id: CommunityId,
@@ -213,6 +301,9 @@ async def list_spends(
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> SpendPage:
+    """Every spend into the community, reversed ones included (`reversed_at`), with the
+    receipt its owners reconcile against. Pages of `limit`; pass `next_cursor` back as
+    `cursor` for the next page, until it is null."""
     auth.authorize_earnings_read(caller, await _known(directory, community_id))
     before = decode_cursor("cs", cursor) if cursor else None
 
@@ -231,8 +322,18 @@ async def list_spends(
 @router.get(
     "/communities/{community_id}/earnings",
     response_model=EarningsOut,
-    responses=_PROBLEMS,
-    summary="What a community earned: credits, fees, and what CommDesk owes it",
+    responses=errors(
+        {
+            403: "Only the community's owners, finance_admin and auditor see its earnings "
+            "(`forbidden`)",
+            404: _NO_COMMUNITY,
+            422: _BAD_ID.capitalize(),
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="What a community earned: credits, fees, and what CommDesk owes it (its owners, "
+    "finance_admin, auditor)",
 )
 async def earnings(
     community_id: CommunityId,
@@ -241,6 +342,10 @@ async def earnings(
     caller: Caller,
     directory: Communities,
 ) -> EarningsOut:
+    """The community's totals over all its spends, net of reversals: credits earned after
+    the platform's fee, the fee kept, and `payable_paise`, the rupees CommDesk owes the
+    community before payouts (promotional credits carry none). `fee_plan` is the plan new
+    spends use now."""
     auth.authorize_earnings_read(caller, await _known(directory, community_id))
 
     async def read(conn: AsyncConnection) -> EarningsOut:
@@ -254,8 +359,17 @@ async def earnings(
 @router.get(
     "/communities/{community_id}/fee-plan",
     response_model=FeePlanOut,
-    responses=_PROBLEMS,
-    summary="The fee plan a spend in this community uses now",
+    responses=errors(
+        {
+            403: "Only the community's owners, finance_admin and auditor see its fee plan "
+            "(`forbidden`)",
+            404: _NO_COMMUNITY,
+            422: _BAD_ID.capitalize(),
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="The fee plan a spend in this community uses now (its owners, finance_admin, auditor)",
 )
 async def get_fee_plan(
     community_id: CommunityId,
@@ -264,6 +378,9 @@ async def get_fee_plan(
     caller: Caller,
     directory: Communities,
 ) -> FeePlanOut:
+    """The platform's fee on the community's spends as it stands: its latest plan, or
+    version 0, the configured default, when finance never set one. Spends already made
+    keep the rate and version they recorded."""
     community = await _known(directory, community_id)
     if caller.role not in FINANCE_READERS and not auth.owns(caller, community):
         raise Forbidden("only the community's owners, finance_admin and auditor see its plan")
@@ -277,18 +394,32 @@ async def get_fee_plan(
 @router.put(
     "/communities/{community_id}/fee-plan",
     response_model=FeePlanOut,
-    responses=_PROBLEMS,
-    summary="Set a community's fee (finance_admin): a new version, history kept",
+    responses=errors(
+        {
+            403: "Only finance_admin sets a community's fee (`forbidden`)",
+            404: _NO_COMMUNITY,
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`: `fee_bps` out of 0..5000, no `reason`), "
+            f"or {_BAD_ID}",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="Set a community's fee, a new version with history kept (finance_admin)",
 )
 async def set_fee_plan(
     community_id: CommunityId,
-    body: FeePlanRequest,
+    body: Annotated[FeePlanRequest, Body(openapi_examples=_FEE_PLAN_EXAMPLES)],
     request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
     directory: Communities,
 ) -> FeePlanOut:
+    """Makes `fee_bps` the community's fee from now on, as the plan's next version (every
+    version is kept); the answer is the new version. Spends already made keep the version
+    they used, and other API processes use the new one within `BILLING_FEE_PLAN_CACHE_S`.
+    The change, with the fee before and after, is written to the audit log."""
     auth.authorize_fee_plan_change(caller)
     await _known(directory, community_id)
 

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.config import JsonDict
 
 from commdesk_billing.modules.communities.fees import MAX_FEE_BPS
 from commdesk_billing.modules.communities.model import Earnings, FeePlan, Spend
@@ -70,7 +71,54 @@ class Receipt(BaseModel):
         )
 
 
+_PLAN_EXAMPLE: JsonDict = {
+    "community_id": "chess-club",
+    "version": 2,
+    "fee_bps": 1000,
+    "fee_rate": "10.00%",
+    "reason": "standard rate from 2026-12",
+    "created_by": "fin-anita",
+    "created_at": "2026-12-01T09:00:00Z",
+}
+
+
 class SpendOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2b8c1d-6a4e-4f0b-9c7d-1e2a3b4c5d6e",
+                    "community_id": "chess-club",
+                    "wallet_id": "0b6c2d1e-8f4a-4c3b-9a55-2f1f0c9e7a10",
+                    "credits": 100,
+                    "fee_credits": 10,
+                    "community_credits": 90,
+                    "basis_paise": 8500,
+                    "fee_paise": 850,
+                    "community_paise": 7650,
+                    "fee_bps": 1000,
+                    "fee_plan_version": 2,
+                    "reason": "ticket",
+                    "reference": "event-42",
+                    "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                    "created_at": "2026-12-07T10:15:00Z",
+                    "reversed_at": None,
+                    "receipt": {
+                        "gross_credits": 100,
+                        "fee_credits": 10,
+                        "net_credits": 90,
+                        "basis_paise": 8500,
+                        "fee_paise": 850,
+                        "net_paise": 7650,
+                        "fee_rate": "10.00%",
+                        "rounding": "fee = gross x rate, rounded half up, in credits and in paise",
+                        "note": None,
+                    },
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     community_id: str
     wallet_id: uuid.UUID
@@ -118,6 +166,8 @@ class SpendPage(BaseModel):
 
 
 class FeePlanOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_PLAN_EXAMPLE]})
+
     community_id: str
     version: int = Field(description="0: no plan of its own, the configured default")
     fee_bps: int
@@ -140,6 +190,24 @@ class FeePlanOut(BaseModel):
 
 
 class EarningsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "community_id": "chess-club",
+                    "earned_credits": 4320,
+                    "fee_credits": 480,
+                    "payable_paise": 367200,
+                    "basis_paise": 408000,
+                    "fee_paise": 40800,
+                    "spends": 49,
+                    "reversals": 1,
+                    "fee_plan": _PLAN_EXAMPLE,
+                }
+            ]
+        }
+    )
+
     community_id: str
     earned_credits: int = Field(description="Net of the platform's fee and of reversals")
     fee_credits: int

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from commdesk_billing.modules.payees.model import PayoutMethod
 from commdesk_billing.modules.payments.schemas import Email
 from commdesk_billing.modules.splits.model import SplitVendor
 from commdesk_billing.security.text import StrictInput
@@ -39,15 +40,39 @@ class VendorRequest(StrictInput):
 
 
 class VendorOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "community_id": "chess-club",
+                    "vendor_id": "cdbc_5d1f0c9e7a10b6c2d1e8f4a4c3b9a552f1f0c9e7",
+                    "status": "ACTIVE",
+                    "active": True,
+                    "remarks": None,
+                    "method": "bank",
+                    "account_mask": "XXXXXXXX4321",
+                    "name": "Chess Club Society",
+                    "account_type": "BUSINESS",
+                    "business_type": "NGO",
+                    "pan_mask": "XXXXXX234F",
+                    "gstin": "29ABCDE1234F1Z5",
+                    "status_checked_at": "2026-12-07T10:00:00Z",
+                    "created_at": "2026-12-01T09:00:00Z",
+                    "updated_at": "2026-12-07T10:00:00Z",
+                }
+            ]
+        }
+    )
+
     community_id: str
     vendor_id: str = Field(description="Ours at Cashfree, derived from the community's id")
     status: str = Field(description="Cashfree's: IN_BENE_CREATION, ACTIVE, BLOCKED, DELETED")
     active: bool = Field(description="Takes split sponsorships now")
     remarks: str | None
-    method: str
+    method: PayoutMethod = Field(description="How the payout account is paid: bank or upi")
     account_mask: str
     name: str
-    account_type: str
+    account_type: Literal["BUSINESS", "INDIVIDUAL"]
     business_type: str
     pan_mask: str
     gstin: str | None

@@ -4,19 +4,49 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.config import JsonDict
 
 from commdesk_billing.modules.communities.directory import ID_PATTERN
 from commdesk_billing.modules.payments.model import Payment
 from commdesk_billing.modules.payments.schemas import Email, Phone, StateCode
-from commdesk_billing.modules.sponsorships.model import Milestone, MilestoneStatus, Sponsorship
+from commdesk_billing.modules.sponsorships.model import (
+    Milestone,
+    MilestoneStatus,
+    Sponsorship,
+    SponsorshipPath,
+    SponsorshipStatus,
+)
 from commdesk_billing.money import rate_text
 from commdesk_billing.security.text import StrictInput
 
 Paise = Annotated[StrictInt, Field(ge=1, le=10**10)]
 Title = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+# The payment's status (payments.state.Status), spelled out: `Status` is also the name of
+# the subscriptions' own enum, and two enums of one name would both get long, module-named
+# schema components. tests/contract/test_openapi_spec.py holds the two to the same values.
+PaymentStatus = Literal[
+    "CREATED",
+    "ACTIVE",
+    "FAILED",
+    "USER_DROPPED",
+    "PAID",
+    "CREDITED",
+    "EXPIRED",
+    "CANCELLED",
+    "REVIEW",
+]
+
+_MILESTONE_EXAMPLE: JsonDict = {
+    "seq": 1,
+    "title": "Venue booked",
+    "amount_paise": 200000,
+    "status": "delivered",
+    "delivered_at": "2026-12-10T12:00:00Z",
+    "released_at": None,
+}
 
 
 class MilestoneRequest(StrictInput):
@@ -47,10 +77,15 @@ class SponsorshipRequest(StrictInput):
 
 
 class MilestoneOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_MILESTONE_EXAMPLE]})
+
     seq: int
     title: str
     amount_paise: int
-    status: str
+    status: MilestoneStatus = Field(
+        description="pending, then delivered (the community's owners), then released (its "
+        "money the community's); refunding and refunded when it goes back to the sponsor"
+    )
     delivered_at: datetime | None
     released_at: datetime | None
 
@@ -60,7 +95,7 @@ class MilestoneOut(BaseModel):
             seq=m.seq,
             title=m.title,
             amount_paise=m.amount_paise,
-            status=m.status.value,
+            status=m.status,
             delivered_at=m.delivered_at,
             released_at=m.released_at,
         )
@@ -69,7 +104,7 @@ class MilestoneOut(BaseModel):
 class SponsorshipPaymentOut(BaseModel):
     id: uuid.UUID
     order_id: str
-    status: str
+    status: PaymentStatus = Field(description="The payment's status, as `GET /v1/payments/{id}`")
     amount_paise: int
     payment_session_id: str | None
     checkout_url: str | None
@@ -78,16 +113,66 @@ class SponsorshipPaymentOut(BaseModel):
 
 
 class SponsorshipOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7c1e2d3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                    "community_id": "chess-club",
+                    "path": "escrow",
+                    "vendor_id": None,
+                    "purpose": "Winter rapid tournament 2026",
+                    "status": "funded",
+                    "amount_paise": 500000,
+                    "fee_bps": 500,
+                    "fee_rate": "5.00%",
+                    "fee_paise": 25000,
+                    "gst_paise": 4500,
+                    "total_paise": 529500,
+                    "escrow_paise": 500000,
+                    "released_paise": 0,
+                    "refunded_paise": 0,
+                    "milestones": [
+                        _MILESTONE_EXAMPLE,
+                        {
+                            "seq": 2,
+                            "title": "Tournament held",
+                            "amount_paise": 300000,
+                            "status": "pending",
+                            "delivered_at": None,
+                            "released_at": None,
+                        },
+                    ],
+                    "payment": {
+                        "id": "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d",
+                        "order_id": "cdb_ord_01JF2K7Q9X",
+                        "status": "CREDITED",
+                        "amount_paise": 529500,
+                        "payment_session_id": "session_8kq2Xy",
+                        "checkout_url": None,
+                        "order_expires_at": "2026-12-07T10:45:00Z",
+                        "paid_at": "2026-12-07T10:17:30Z",
+                    },
+                    "funded_at": "2026-12-07T10:17:31Z",
+                    "created_at": "2026-12-07T10:15:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     community_id: str
-    path: str = Field(
+    path: SponsorshipPath = Field(
         description="`escrow`: held and released per milestone; `split`: the order splits "
         "the community's part to its Easy Split vendor, and Cashfree settles it (milestones "
         "informational)"
     )
     vendor_id: str | None = Field(description="The split path's vendor at Cashfree")
     purpose: str
-    status: str
+    status: SponsorshipStatus = Field(
+        description="awaiting_payment until the sponsor's payment arrives, then funded; "
+        "completed when every milestone is released"
+    )
     amount_paise: int = Field(description="The community's part (Σ milestones)")
     fee_bps: int
     fee_rate: str
@@ -116,10 +201,10 @@ class SponsorshipOut(BaseModel):
         return cls(
             id=s.id,
             community_id=s.community_id,
-            path=s.path.value,
+            path=s.path,
             vendor_id=s.vendor_id,
             purpose=s.purpose,
-            status=s.status.value,
+            status=s.status,
             amount_paise=s.amount_paise,
             fee_bps=s.fee_bps,
             fee_rate=rate_text(s.fee_bps),
@@ -149,7 +234,7 @@ class SponsorshipSummary(BaseModel):
     id: uuid.UUID
     community_id: str
     purpose: str
-    status: str
+    status: SponsorshipStatus
     amount_paise: int
     total_paise: int
     created_at: datetime
@@ -160,7 +245,7 @@ class SponsorshipSummary(BaseModel):
             id=s.id,
             community_id=s.community_id,
             purpose=s.purpose,
-            status=s.status.value,
+            status=s.status,
             amount_paise=s.amount_paise,
             total_paise=s.total_paise,
             created_at=s.created_at,

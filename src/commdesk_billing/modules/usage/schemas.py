@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from commdesk_billing.modules.usage import rating
 from commdesk_billing.modules.usage.metering import MAX_BATCH, EventResult, UsageEvent
@@ -69,9 +69,16 @@ class UsageBatchIn(StrictInput):
     events: Annotated[list[UsageEventIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+EventStatus = Literal["accepted", "duplicate", "rejected", "conflict"]
+
+
 class EventResultOut(BaseModel):
     event_id: str
-    status: str = Field(description="accepted | duplicate | rejected | conflict")
+    status: EventStatus = Field(
+        description="accepted: charged; duplicate: the event_id was reported before (its first "
+        "outcome); rejected: recorded or refused without a charge, see `reason`; conflict: "
+        "the event_id was reported before with other contents"
+    )
     reason: str | None = Field(description="Why rejected (or why the duplicate was)")
     recorded: bool = Field(description="Whether the event is on record (a replay is a duplicate)")
     wallet_id: uuid.UUID | None
@@ -86,6 +93,43 @@ class EventResultOut(BaseModel):
 
 
 class UsageBatchOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 1,
+                    "duplicate": 0,
+                    "rejected": 1,
+                    "conflict": 0,
+                    "results": [
+                        {
+                            "event_id": "msg-8812-summary",
+                            "status": "accepted",
+                            "reason": None,
+                            "recorded": True,
+                            "wallet_id": "0b6c2d1e-8f4a-4c3b-9a55-2f1f0c9e7a10",
+                            "price_version": 1,
+                            "credits": 12,
+                            "debited_credits": 12,
+                            "debt_credits": 0,
+                        },
+                        {
+                            "event_id": "msg-8813-summary",
+                            "status": "rejected",
+                            "reason": "wallet_not_found",
+                            "recorded": False,
+                            "wallet_id": None,
+                            "price_version": None,
+                            "credits": 0,
+                            "debited_credits": 0,
+                            "debt_credits": 0,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     accepted: int
     duplicate: int
     rejected: int
@@ -102,8 +146,12 @@ _STATUSES = ("accepted", "duplicate", "rejected", "conflict")
 
 
 class TierIn(StrictInput):
+    # Optional so a document's example can state the last tier: FastAPI drops every null
+    # from /openapi.json, so an example's `"up_to": null` would reach a reader as no key.
     up_to: Annotated[StrictInt, Field(ge=1, le=10**15)] | None = Field(
-        description="The tier's last unit in the month (cumulative); null for the last tier"
+        default=None,
+        description="The tier's last unit in the month (cumulative); null or left out for "
+        "the last tier, and only for it",
     )
     millicredits_per_unit: Annotated[
         StrictInt, Field(ge=0, le=rating.MAX_MILLICREDITS_PER_UNIT)
@@ -135,6 +183,27 @@ class TierOut(BaseModel):
 
 
 class PriceVersionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "meter": "ai.summary",
+                    "version": 1,
+                    "effective_from": "2026-12-01T00:00:00Z",
+                    "tiers": [
+                        {"up_to": 100000, "millicredits_per_unit": 10},
+                        {"up_to": None, "millicredits_per_unit": 5},
+                    ],
+                    "on_insufficient": "overdraft",
+                    "overdraft_limit_credits": 500,
+                    "reason": "AI summaries priced per token from 2026-12",
+                    "created_by": "fin-anita",
+                    "created_at": "2026-11-30T16:00:00Z",
+                }
+            ]
+        }
+    )
+
     meter: str
     version: int
     effective_from: datetime
@@ -208,6 +277,46 @@ class DebtOut(BaseModel):
 
 
 class SummaryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "wallet_id": "0b6c2d1e-8f4a-4c3b-9a55-2f1f0c9e7a10",
+                    "granularity": "month",
+                    "from": "2026-12-01",
+                    "to": "2026-12-07",
+                    "periods": [
+                        {
+                            "meter": "ai.summary",
+                            "period_start": "2026-12-01",
+                            "units": 15000,
+                            "credits": 150,
+                            "debited_credits": 130,
+                            "debt_credits": 20,
+                            "events": 14,
+                            "rejected_events": 1,
+                        }
+                    ],
+                    "units": 15000,
+                    "credits": 150,
+                    "debited_credits": 130,
+                    "debt_credits": 20,
+                    "events": 14,
+                    "rejected_events": 1,
+                    "debt_outstanding_credits": 20,
+                    "debts": [
+                        {
+                            "meter": "ai.summary",
+                            "incurred_credits": 20,
+                            "repaid_credits": 0,
+                            "outstanding_credits": 20,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     wallet_id: uuid.UUID
     granularity: Granularity
     from_: date = Field(alias="from", serialization_alias="from")
