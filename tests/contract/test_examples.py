@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from commdesk_billing.security.jwt import Role
+from commdesk_billing.security.jwt import Role, issue_token
 from tests.harness.stack import Stack
 
 _METHODS = ("post", "put", "patch", "delete")
@@ -53,8 +53,16 @@ async def test_every_documented_request_example_is_accepted(stack: Stack) -> Non
     assert len(examples) >= 7
     answered: dict[str, int] = {}
     for method, template, name, op, body in examples:
-        # Routes for finance staff say so in their summary; the rest are the member's own.
-        token = finance if "finance_admin)" in op["summary"] else member
+        # Routes for finance staff say so in their summary, as do routes only services call
+        # (with the scopes the route names); the rest are the member's own.
+        token = member
+        if "finance_admin)" in op["summary"]:
+            token = finance
+        elif "(service, " in op["summary"]:
+            scopes = op["x-service-scopes"]
+            token = issue_token(
+                stack.settings, sub="examples-service", role=Role.service, scopes=scopes
+            )
         values: dict[str, str] = {}
         for p in op.get("parameters", []):
             if p["in"] != "path":
@@ -76,9 +84,12 @@ async def test_every_documented_request_example_is_accepted(stack: Stack) -> Non
             # Every id was a real one: the example did what it says.
             assert 200 <= r.status_code < 300, (label, r.status_code, r.text)
     # The wallet's examples really moved credits: 250 granted, 40 spent, 60 of a hold
-    # captured and the other holds released.
+    # captured and the other holds released; the member subscribed to the example plan,
+    # its first period paid from the same wallet.
     assert answered["POST /v1/wallets/{wallet_id}/grants [default]"] == 201
     assert answered["POST /v1/wallets/{wallet_id}/debits [default]"] == 201
+    assert answered["POST /v1/subscriptions [credits]"] == 201
+    plan = next(e[4] for e in examples if e[1] == "/v1/subscription-plans" and e[2] == "credits")
     wallet = await stack.wallet(member)
-    assert wallet["available_credits"] == 250 - 40 - 60 - 100
+    assert wallet["available_credits"] == 250 - 40 - 60 - 100 - plan["price_credits"]
     assert wallet["locked_credits"] == 100
