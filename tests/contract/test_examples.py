@@ -110,9 +110,12 @@ async def test_every_documented_request_example_is_accepted(
             # Every id was a real one: the example did what it says.
             assert 200 <= r.status_code < 300, (label, r.status_code, r.text)
     # The wallet's examples really moved credits: 250 granted, 40 spent, 60 of a hold
-    # captured and the other holds released.
+    # captured and the other holds released; the member subscribed to the example plan,
+    # its first period paid from the same wallet.
     assert answered["POST /v1/wallets/{wallet_id}/grants [default]"] == 201
     assert answered["POST /v1/wallets/{wallet_id}/debits [default]"] == 201
+    assert answered["POST /v1/subscriptions [credits]"] == 201
+    plan = next(e[4] for e in examples if e[1] == "/v1/subscription-plans" and e[2] == "credits")
     wallet = await stack.wallet(member)
-    assert wallet["available_credits"] == 250 - 40 - 60 - 100
+    assert wallet["available_credits"] == 250 - 40 - 60 - 100 - plan["price_credits"]
     assert wallet["locked_credits"] == 100

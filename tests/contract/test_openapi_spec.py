@@ -18,13 +18,18 @@ from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
 from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.mandates.model import MandateStatus
+from commdesk_billing.modules.partners.model import PartnerStatus
+from commdesk_billing.modules.payees.model import PayeeStatus
 from commdesk_billing.modules.payments.state import Status as PaymentStatus
 from commdesk_billing.modules.refunds.model import RefundStatus
+from commdesk_billing.modules.settlements.model import AttemptStatus, SettlementStatus
 from commdesk_billing.modules.sponsorships.model import (
     MilestoneStatus,
     SponsorshipPath,
     SponsorshipStatus,
 )
+from commdesk_billing.modules.subscriptions.model import ChangeStatus
+from commdesk_billing.modules.subscriptions.model import Status as SubscriptionStatus
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
 DOCUMENTED_TAGS = frozenset(
@@ -43,6 +48,10 @@ DOCUMENTED_TAGS = frozenset(
         "sponsorships",
         "easy split",
         "usage",
+        "payees",
+        "partners",
+        "settlements",
+        "subscriptions",
     }
 )
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -177,6 +186,12 @@ def test_statuses_are_enumerated(spec: dict[str, Any]) -> None:
         ("MilestoneOut", "status"): {m.value for m in MilestoneStatus},
         ("SponsorshipPaymentOut", "status"): {m.value for m in PaymentStatus},
         ("EventResultOut", "status"): {"accepted", "duplicate", "rejected", "conflict"},
+        ("PayeeOut", "status"): {m.value for m in PayeeStatus},
+        ("SettlementOut", "status"): {m.value for m in SettlementStatus},
+        ("TransferOut", "status"): {m.value for m in AttemptStatus},
+        ("SubscriptionOut", "status"): {m.value for m in SubscriptionStatus},
+        ("PlanChangeOut", "status"): {m.value for m in ChangeStatus},
+        ("PartnerOut", "status"): {m.value for m in PartnerStatus},
     }
     for (model, field), values in expected.items():
         assert _enum(schemas, schemas[model]["properties"][field]) == values, (model, field)

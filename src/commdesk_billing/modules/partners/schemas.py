@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from commdesk_billing.modules.partners.model import (
     Attribution,
@@ -58,6 +58,23 @@ class AttributionRequest(StrictInput):
 
 
 class PartnerOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "acme-referrals",
+                    "name": "Acme Referrals",
+                    "share_bps": 1000,
+                    "share_rate": "10.00%",
+                    "status": "active",
+                    "version": 1,
+                    "created_at": "2026-12-07T10:00:00Z",
+                    "updated_at": "2026-12-07T10:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: str
     name: str
     share_bps: int
@@ -82,6 +99,21 @@ class PartnerOut(BaseModel):
 
 
 class AttributionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c2e4a6b8-0d1f-4a3c-9e5b-7d9f1b3d5f70",
+                    "partner_id": "acme-referrals",
+                    "user_id": "usr_7f3a9c21",
+                    "valid_from": "2026-12-06T18:30:00Z",
+                    "valid_until": "2027-12-06T18:30:00Z",
+                    "created_at": "2026-12-07T10:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     partner_id: str
     user_id: str

@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,7 +47,7 @@ from commdesk_billing.modules.payees.schemas import (
     SubjectIdPattern,
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Principal, Role
 from commdesk_billing.security.sealed import KeyRing
 from commdesk_billing.security.text import sane_header
@@ -56,24 +56,53 @@ router = APIRouter(prefix="/v1", tags=["payees"])
 
 _CURSOR = "payees"
 
-_PROBLEMS = documented(
-    {
-        400: "Missing or malformed Idempotency-Key",
-        401: "No valid bearer token",
-        403: "Caller may not do this",
-        404: "No such payee (`payee_not_found`), community (`community_not_found`), partner "
-        "(`partner_not_found`), or no payout account yet (`payout_account_not_found`)",
-        409: "Payee exists (`payee_exists`), the account is another payee's "
-        "(`payout_account_in_use`), Cashfree holds it under a beneficiary that cannot be "
-        "used (`payout_beneficiary_conflict`: a retry is no help), or the same key in flight",
-        413: "Body too large",
-        422: "Body, id or query invalid, or the key reused with another body",
-        502: "CommDesk's record of the community cannot be used (`community_record_invalid`)",
-        503: "Cashfree (`gateway_unavailable`, `gateway_rate_limited`) or MongoDB "
-        "(`community_directory_unavailable`) away, or payouts not configured "
-        "(`payouts_unavailable`): nothing changed, repeat after Retry-After",
-    }
+# Each route names its own errors (problems.errors); 401, 429 and 503 `database_unavailable`
+# are added for all.
+_KEY_MISSING = (
+    "Idempotency-Key missing (`idempotency_key_required`) or malformed (`idempotency_key_invalid`)"
 )
+_TOO_LARGE = "Body too large (`payload_too_large`)"
+_DIRECTORY = (
+    "CommDesk's community directory (MongoDB) did not answer "
+    "(`community_directory_unavailable`): nothing changed, repeat after Retry-After"
+)
+_RECORD = "CommDesk's record of the community cannot be used (`community_record_invalid`)"
+
+# Request body examples: sent as they are by tests/contract/test_examples.py, so each must be
+# accepted. The partner is the one the partners' example creates (`POST /v1/partners`).
+_CREATE_EXAMPLES = {
+    "partner": {
+        "summary": "Make a partner a payee (finance_admin)",
+        "value": {"kind": "partner", "subject_id": "acme-referrals", "display_name": "Acme"},
+    },
+}
+_ACCOUNT_EXAMPLES = {
+    "bank": {
+        "summary": "A bank account (verified by Cashfree's bank-account verification)",
+        "value": {
+            "method": "bank",
+            "account_holder": "Asha Verma",
+            "account_number": "026291800001191",
+            "ifsc": "YESB0000262",
+        },
+    },
+    "upi": {
+        "summary": "A UPI id (VPA)",
+        "value": {"method": "upi", "account_holder": "Asha Verma", "vpa": "asha.verma@okhdfc"},
+    },
+}
+_SUSPEND_EXAMPLE = {
+    "default": {
+        "summary": "Stop payouts while a chargeback is looked into",
+        "value": {"reason": "chargeback investigation CB-2291"},
+    }
+}
+_REACTIVATE_EXAMPLE = {
+    "default": {
+        "summary": "Payouts may resume",
+        "value": {"reason": "chargeback CB-2291 closed in the community's favour"},
+    }
+}
 
 
 def _keyed(request: Request, sub: str, key: str, body: dict[str, object]) -> KeyedRequest:
@@ -132,17 +161,38 @@ async def _payee(engine: Engine, payee_id: uuid.UUID) -> Payee:
     "/payees",
     status_code=201,
     response_model=PayeeOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "A community the caller does not own, a partner and not finance_admin, or a "
+            "service token (`forbidden`)",
+            404: "CommDesk has no such community (`community_not_found`), or no such partner "
+            "(`partner_not_found`)",
+            409: "The community or partner is a payee already (`payee_exists`), or the same "
+            "Idempotency-Key still running (`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`), or the key reused with another body "
+            "(`idempotency_key_reused`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
     summary="Make a community (its owners, finance_admin) or a partner (finance_admin) a payee",
 )
 async def create_payee(
-    body: PayeeCreate,
+    body: Annotated[PayeeCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
     request: Request,
     engine: Engine,
     caller: Caller,
     key: IdemKey,
     directory: Communities,
 ) -> JSONResponse:
+    """Opens a payee: someone billing may pay out to, with a payable ledger account of its
+    own (`payable_account`) that a community's earnings or a partner's share accrue on. A
+    community is named by its CommDesk id (looked up in CommDesk's directory, and owned by
+    the caller unless finance_admin acts), a partner by the id it was created with. The
+    answer (201, `status` `active`) is not payable yet: set its payout account next
+    (`PUT /v1/payees/{payee_id}/payout-account`)."""
     subject_id = body.subject_id
     if body.kind is PayeeKind.community:
         auth.authorize_create_community(caller)
@@ -182,7 +232,13 @@ async def create_payee(
 @router.get(
     "/payees",
     response_model=PayeePage,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "Not finance_admin, auditor or support (`forbidden`)",
+            422: "`limit` out of 1..200, an unknown `kind` or a malformed `subject_id` "
+            "(`validation_error`), or a `cursor` this API did not give out (`invalid_cursor`)",
+        }
+    ),
     summary="Payees, newest first (finance_admin, auditor, support)",
 )
 async def list_payees(
@@ -193,6 +249,9 @@ async def list_payees(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PayeePage:
+    """Every payee, or those of one `kind` (and `subject_id`, to find a given community's
+    or partner's payee), newest first, for staff looking after payouts. Pages of `limit`;
+    pass `next_cursor` back as `cursor` until it is null."""
     auth.authorize_list(caller)
     before = decode_cursor(_CURSOR, cursor) if cursor else None
 
@@ -214,12 +273,23 @@ async def list_payees(
 @router.get(
     "/payees/{payee_id}",
     response_model=PayeeOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "Neither an owner of the payee's community nor finance_admin, auditor or "
+            "support (`forbidden`)",
+            404: "No such payee (`payee_not_found`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
     summary="A payee (its community's owners; finance_admin, auditor, support)",
 )
 async def get_payee(
     payee_id: uuid.UUID, engine: Engine, caller: Caller, directory: Communities
 ) -> PayeeOut:
+    """One payee by id: whose it is (`kind`, `subject_id`), its `status` (a `suspended`
+    payee is never paid out) and the ledger account its earnings accrue on. An owner's
+    right to read it is checked against CommDesk's current record of the community."""
     payee = await _payee(engine, payee_id)
     auth.authorize_read(caller, await _owned_community(directory, payee, caller))
     return PayeeOut.of(payee)
@@ -228,13 +298,32 @@ async def get_payee(
 @router.put(
     "/payees/{payee_id}/payout-account",
     response_model=PayoutAccountOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "Not an owner of the payee's community nor finance_admin; a partner payee's "
+            "account is finance_admin's alone (`forbidden`)",
+            404: "No such payee (`payee_not_found`)",
+            409: "The account is another payee's payout account (`payout_account_in_use`), "
+            "Cashfree holds it under a beneficiary that cannot be used "
+            "(`payout_beneficiary_conflict`: a retry is no help), or the same Idempotency-Key "
+            "still running (`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body or `payee_id` invalid (`validation_error`), or the key reused with "
+            "another body (`idempotency_key_reused`)",
+            502: _RECORD,
+            503: "Cashfree did not answer (`gateway_unavailable`) or is rate-limiting "
+            "(`gateway_rate_limited`), payouts are not configured here "
+            "(`payouts_unavailable`), or the community directory did not answer "
+            "(`community_directory_unavailable`): nothing changed, repeat after Retry-After",
+        }
+    ),
     summary="Set the payee's payout account: verified at Cashfree, a new version (owners of "
     "its community, finance_admin)",
 )
 async def put_payout_account(
     payee_id: uuid.UUID,
-    body: PayoutAccountIn,
+    body: Annotated[PayoutAccountIn, Body(openapi_examples=_ACCOUNT_EXAMPLES)],
     request: Request,
     engine: Engine,
     settings: Config,
@@ -242,6 +331,12 @@ async def put_payout_account(
     key: IdemKey,
     directory: Communities,
 ) -> JSONResponse:
+    """Verifies a bank account (Cashfree's bank-account verification, with a match of the
+    holder's name) or a UPI id, registers it as the payee's Cashfree beneficiary and makes
+    it the current account, a new `version`. The answer (200) says whether it was
+    `verification.status` `verified` or `failed` (a failed one is never paid; give another)
+    and `payouts_blocked_until`: a changed account is paid only after a cooling-off. The
+    same account again, already verified, answers the current version unchanged."""
     payee = await _payee(engine, payee_id)
     auth.authorize_manage(caller, await _owned_community(directory, payee, caller))
     client, ring = _tools(request)
@@ -302,12 +397,26 @@ async def put_payout_account(
 @router.get(
     "/payees/{payee_id}/payout-account",
     response_model=PayoutAccountOut,
-    responses=_PROBLEMS,
-    summary="The payee's current payout account, masked, with its verification",
+    responses=errors(
+        {
+            403: "Neither an owner of the payee's community nor finance_admin, auditor or "
+            "support (`forbidden`)",
+            404: "No such payee (`payee_not_found`), or it has no payout account yet "
+            "(`payout_account_not_found`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="The payee's current payout account, masked, with its verification (its "
+    "community's owners; finance_admin, auditor, support)",
 )
 async def get_payout_account(
     payee_id: uuid.UUID, engine: Engine, caller: Caller, directory: Communities
 ) -> PayoutAccountOut:
+    """The account the payee is paid to now: its number or UPI id masked (never shown
+    whole), how it was verified and `payable_now`, whether a settlement would pay it at
+    this moment (active payee, verified, past its cooling-off). The name the bank holds for
+    a failed verification is shown to finance_admin only."""
     payee = await _payee(engine, payee_id)
     auth.authorize_read(caller, await _owned_community(directory, payee, caller))
     account = await in_transaction(engine, lambda conn: service.require_account(conn, payee_id))
@@ -350,32 +459,59 @@ async def _set_status(
 @router.post(
     "/payees/{payee_id}/suspend",
     response_model=PayeeOut,
-    responses=_PROBLEMS,
-    summary="Suspend a payee: never paid out while suspended (finance_admin; audited)",
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "Only finance_admin suspends a payee (`forbidden`)",
+            404: "No such payee to suspend (`payee_not_found`)",
+            409: "The same Idempotency-Key still running (`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "No `reason`, or it is empty or too long (`validation_error`), or the key "
+            "reused with another body (`idempotency_key_reused`)",
+        }
+    ),
+    summary="Suspend a payee: never paid out while suspended (audited; finance_admin)",
 )
 async def suspend_payee(
     payee_id: uuid.UUID,
-    body: StatusChange,
+    body: Annotated[StatusChange, Body(openapi_examples=_SUSPEND_EXAMPLE)],
     request: Request,
     engine: Engine,
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
+    """Stops every payout to the payee from now on: settlement runs pass it over while its
+    earnings keep accruing on its payable account, so nothing is lost. The `reason` goes to
+    the audit log with the status before and after; a payee suspended already stays so.
+    Undo it with `POST /v1/payees/{payee_id}/reactivate`."""
     return await _set_status(request, engine, caller, key, payee_id, body, PayeeStatus.suspended)
 
 
 @router.post(
     "/payees/{payee_id}/reactivate",
     response_model=PayeeOut,
-    responses=_PROBLEMS,
-    summary="Reactivate a suspended payee (finance_admin; audited)",
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "Only finance_admin reactivates a payee (`forbidden`)",
+            404: "No such payee to reactivate (`payee_not_found`)",
+            409: "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "The `reason` is missing, empty or too long (`validation_error`), or this "
+            "Idempotency-Key came with another body (`idempotency_key_reused`)",
+        }
+    ),
+    summary="Reactivate a suspended payee (audited; finance_admin)",
 )
 async def reactivate_payee(
     payee_id: uuid.UUID,
-    body: StatusChange,
+    body: Annotated[StatusChange, Body(openapi_examples=_REACTIVATE_EXAMPLE)],
     request: Request,
     engine: Engine,
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
+    """Makes a suspended payee `active` again: the next settlement run pays what accrued
+    meanwhile, if its payout account is verified and past its cooling-off. The `reason` is
+    audited with the status before and after; a payee active already stays so."""
     return await _set_status(request, engine, caller, key, payee_id, body, PayeeStatus.active)

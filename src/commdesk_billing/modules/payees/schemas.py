@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from commdesk_billing.modules.payees.model import (
     Payee,
@@ -89,6 +89,23 @@ class StatusChange(StrictInput):
 
 
 class PayeeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f1c2b9e-4d3a-4e8f-9b7c-1a2d3e4f5a6b",
+                    "kind": "partner",
+                    "subject_id": "acme-referrals",
+                    "display_name": "Acme",
+                    "status": "active",
+                    "payable_account": "partner:acme-referrals:payable",
+                    "created_at": "2026-12-07T10:00:00Z",
+                    "updated_at": "2026-12-07T10:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     kind: PayeeKind
     subject_id: str
@@ -137,6 +154,36 @@ class VerificationOut(BaseModel):
 
 
 class PayoutAccountOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "payee_id": "6f1c2b9e-4d3a-4e8f-9b7c-1a2d3e4f5a6b",
+                    "version": 2,
+                    "method": "bank",
+                    "account_holder": "Asha Verma",
+                    "account_mask": "XXXXXXXXXXX1191",
+                    "ifsc": "YESB0000262",
+                    "verification": {
+                        "status": "verified",
+                        "verified_by": "bank_account_verification",
+                        "name_match_result": "DIRECT_MATCH",
+                        "name_match_score": "100.00",
+                        "name_at_bank": "ASHA VERMA",
+                        "reference": "34512",
+                        "detail": None,
+                        "verified_at": "2026-12-07T10:00:02Z",
+                    },
+                    "beneficiary_registered": True,
+                    "payouts_blocked_until": "2026-12-09T10:00:02Z",
+                    "payable_now": False,
+                    "created_by": "usr_finance_01",
+                    "created_at": "2026-12-07T10:00:02Z",
+                }
+            ]
+        }
+    )
+
     payee_id: uuid.UUID
     version: int
     method: PayoutMethod

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,7 +41,7 @@ from commdesk_billing.modules.settlements.schemas import (
     SettlementPage,
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Principal
 from commdesk_billing.security.text import sane_header
 from commdesk_billing.storage import DocumentStore, ObjectConflict, ObjectNotFound, StorageError
@@ -50,18 +50,22 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["settlements"])
 
-_PROBLEMS = documented(
-    {
-        400: "Missing or malformed Idempotency-Key, or a bad cursor",
-        401: "No valid bearer token",
-        403: "Caller may not do this",
-        404: "No such settlement (`settlement_not_found`) or payee (`payee_not_found`)",
-        409: "The same key in flight",
-        413: "Body too large",
-        422: "Body, id or query invalid, or the key reused with another body",
-        503: "Document storage or the community directory did not answer",
-    }
+# Each route names its own errors (problems.errors); 401, 429 and 503 `database_unavailable`
+# are added for all.
+_RECORD = "CommDesk's record of the payee's community cannot be used (`community_record_invalid`)"
+_DIRECTORY = (
+    "CommDesk's community directory (MongoDB) did not answer "
+    "(`community_directory_unavailable`): repeat after Retry-After"
 )
+
+# Sent as it is by tests/contract/test_examples.py: it must be accepted. A payee that is not
+# payable (or does not exist) is answered with its `waiting` reason, not refused.
+_RUN_EXAMPLES = {
+    "one_payee": {
+        "summary": "Settle one payee now",
+        "value": {"payee_id": "6f1c2b9e-4d3a-4e8f-9b7c-1a2d3e4f5a6b"},
+    },
+}
 
 
 async def _may_read(caller: Principal, directory: CommunityDirectory, payable_code: str) -> bool:
@@ -108,11 +112,21 @@ def _taken(s: Settlement) -> dict[str, object]:
     "/settlements/runs",
     status_code=201,
     response_model=RunOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: "Idempotency-Key missing (`idempotency_key_required`) or malformed "
+            "(`idempotency_key_invalid`)",
+            403: "Only finance_admin runs settlements (`forbidden`)",
+            409: "The same Idempotency-Key still running (`idempotency_key_in_use`)",
+            413: "Body too large (`payload_too_large`)",
+            422: "Body invalid, e.g. `payee_id` not a UUID (`validation_error`), or the key "
+            "reused with another body (`idempotency_key_reused`)",
+        }
+    ),
     summary="Settle every payee payable now, or one (finance_admin)",
 )
 async def run(
-    body: RunRequest,
+    body: Annotated[RunRequest, Body(openapi_examples=_RUN_EXAMPLES)],
     request: Request,
     engine: Engine,
     settings: Config,
@@ -120,6 +134,12 @@ async def run(
     key: IdemKey,
     directory: Communities,
 ) -> JSONResponse:
+    """Settles now, outside the schedule, every payee that can be paid (or only
+    `payee_id`): what each is owed up to this moment, less reserve, TDS, TCS and fees,
+    becomes one settlement whose transfer is sent after the answer. The answer (201) has
+    an outcome per payee looked at: the `settlement` made, or `waiting` with why nothing
+    was (not payable, below the minimum, its community suspended...). Audited; the same
+    Idempotency-Key answers the same run and settles nothing more."""
     auth.authorize_run(caller)
 
     async def work(conn: AsyncConnection, _op_key: str) -> Answer:
@@ -162,8 +182,17 @@ async def run(
 @router.get(
     "/payees/{payee_id}/settlements",
     response_model=SettlementPage,
-    responses=_PROBLEMS,
-    summary="A payee's settlements, newest first (finance readers; a community's owners)",
+    responses=errors(
+        {
+            403: "A service token: services read no settlements (`forbidden`)",
+            404: "Not the caller's community's payee, or it has no settlements (`payee_not_found`)",
+            422: "`limit` out of 1..200 or a malformed `payee_id` (`validation_error`), or a "
+            "`cursor` this API did not give out (`invalid_cursor`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="A payee's settlements, newest first (finance_admin, auditor; its community's owners)",
 )
 async def payee_settlements(
     payee_id: uuid.UUID,
@@ -173,6 +202,11 @@ async def payee_settlements(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SettlementPage:
+    """Every settlement of one payee, newest first, each with its figures (gross, reserve,
+    TDS, TCS, fee, net) and `status` (`pending`, `processing`, `paid`, `failed`,
+    `reversed`). Finance readers see any payee's (an empty page for a payee with none); a
+    community's owners see their community's payee's only. Pages of `limit`; pass
+    `next_cursor` back as `cursor`."""
     finance = auth.is_finance_reader(caller)
     if not finance:
         auth.authorize_owner_read(caller)
@@ -198,12 +232,24 @@ async def payee_settlements(
 @router.get(
     "/settlements/{settlement_id}",
     response_model=SettlementOut,
-    responses=_PROBLEMS,
-    summary="One settlement with its transfers (finance readers; a community's owners)",
+    responses=errors(
+        {
+            403: "A service token: no service reads a settlement (`forbidden`)",
+            404: "No such settlement, or not of the caller's community (`settlement_not_found`)",
+            502: _RECORD,
+            503: _DIRECTORY,
+        }
+    ),
+    summary="One settlement with its transfers (finance_admin, auditor; the payee's "
+    "community's owners)",
 )
 async def get_settlement(
     settlement_id: uuid.UUID, engine: Engine, caller: Caller, directory: Communities
 ) -> SettlementOut:
+    """A settlement's figures and where its money is: `status`, the `utr` once Cashfree
+    paid it, `failure_code` and `failure_reason` when it failed, and `transfers`, each
+    attempt at Cashfree with its own status. Poll it after a run until `status` is `paid`,
+    `failed` or `reversed`."""
     s = await _readable(engine, caller, directory, settlement_id)
     attempts = await in_transaction(engine, lambda c: repo.attempts(c, s.id))
     return SettlementOut.of(s, attempts)
@@ -211,9 +257,23 @@ async def get_settlement(
 
 @router.get(
     "/settlements/{settlement_id}/statement",
-    responses={**_PROBLEMS, 200: {"content": {"application/pdf": {}}}},
+    responses={
+        **errors(
+            {
+                403: "A service token: services read no statements (`forbidden`)",
+                404: "No such settlement, or not of the caller's community "
+                "(`settlement_not_found`)",
+                502: _RECORD,
+                503: "Document storage did not answer (`storage_unavailable`), or the "
+                "community directory did not (`community_directory_unavailable`): repeat "
+                "after Retry-After",
+            }
+        ),
+        200: {"content": {"application/pdf": {}}, "description": "The statement (PDF)"},
+    },
     response_class=Response,
-    summary="The settlement's statement as a PDF",
+    summary="The settlement's statement as a PDF (finance_admin, auditor; the payee's "
+    "community's owners)",
 )
 async def get_statement(
     settlement_id: uuid.UUID,
@@ -223,6 +283,10 @@ async def get_statement(
     caller: Caller,
     directory: Communities,
 ) -> Response:
+    """The settlement's statement for the payee's records, as a PDF download: each
+    deduction from what was payable to the net paid, with the transfer's UTR once paid.
+    It is drawn for the settlement's current status on first request and kept; a later
+    status (paid, reversed) gets a statement of its own."""
     s = await _readable(engine, caller, directory, settlement_id)
     store: DocumentStore = request.app.state.documents
     data = await statement_of(engine, store, s, seller=settings.seller_legal_name)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from commdesk_billing.modules.settlements.model import Attempt, Settlement, SettlementStatus
+from commdesk_billing.modules.settlements.model import (
+    Attempt,
+    AttemptStatus,
+    Settlement,
+    SettlementStatus,
+)
 from commdesk_billing.modules.settlements.service import Outcome
 from commdesk_billing.money import rate_text
 from commdesk_billing.security.text import StrictInput
@@ -23,7 +28,7 @@ class TransferOut(BaseModel):
     attempt: int
     transfer_id: str
     amount_paise: int
-    status: str
+    status: AttemptStatus
     cashfree_status: str | None
     status_code: str | None
     utr: str | None
@@ -34,7 +39,7 @@ class TransferOut(BaseModel):
             attempt=a.attempt,
             transfer_id=a.transfer_id,
             amount_paise=a.amount_paise,
-            status=a.status.value,
+            status=a.status,
             cashfree_status=a.cf_status,
             status_code=a.status_code,
             utr=a.utr,
@@ -42,6 +47,50 @@ class TransferOut(BaseModel):
 
 
 class SettlementOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9a7e5c3b-1d2f-4e6a-8b0c-2d4f6a8b0c1e",
+                    "payee_id": "6f1c2b9e-4d3a-4e8f-9b7c-1a2d3e4f5a6b",
+                    "period": "weekly:2026-12-07",
+                    "cut_off": "2026-12-06T18:30:00Z",
+                    "status": "paid",
+                    "account_mask": "XXXXXXXXXXX1191",
+                    "payable_paise": 1250000,
+                    "reserves_held_paise": 0,
+                    "reserve_rate": "10.00%",
+                    "reserve_paise": 125000,
+                    "reserve_until": "2027-01-06T01:00:00Z",
+                    "gross_paise": 1125000,
+                    "tds_rate": "1.00%",
+                    "tds_paise": 11250,
+                    "tcs_rate": "0.00%",
+                    "tcs_paise": 0,
+                    "fee_paise": 500,
+                    "net_paise": 1113250,
+                    "utr": "YESB26341000123",
+                    "failure_code": None,
+                    "failure_reason": None,
+                    "created_at": "2026-12-07T01:00:00Z",
+                    "paid_at": "2026-12-07T01:04:10Z",
+                    "ended_at": "2026-12-07T01:04:10Z",
+                    "transfers": [
+                        {
+                            "attempt": 1,
+                            "transfer_id": "stl9a7e5c3b1d2f4e6a8b0c2d4f6a8b0c1ea1",
+                            "amount_paise": 1113250,
+                            "status": "success",
+                            "cashfree_status": "SUCCESS",
+                            "status_code": "COMPLETED",
+                            "utr": "YESB26341000123",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     payee_id: uuid.UUID
     period: str

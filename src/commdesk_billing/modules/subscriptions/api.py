@@ -33,26 +33,66 @@ from commdesk_billing.modules.subscriptions.schemas import (
     SubscriptionOut,
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Scope
 from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
 
 router = APIRouter(prefix="/v1", tags=["subscriptions"])
 
-_PROBLEMS = documented(
-    {
-        400: "Missing or malformed Idempotency-Key",
-        401: "No valid bearer token",
-        403: "Caller may not do this",
-        404: "No such plan or subscription",
-        409: "Not enough credits, plan not sold, subscription not active, "
-        "already subscribed, a plan change pending or needing a new mandate, or the same "
-        "key in flight",
-        422: "Body invalid, the key reused with another body, or an INR plan without the "
-        "caller's own active mandate covering its price",
-    }
+# Each route names its own errors (problems.errors); 401, 429 and 503 `database_unavailable`
+# are added for all.
+_KEY_MISSING = (
+    "Idempotency-Key missing (`idempotency_key_required`) or malformed (`idempotency_key_invalid`)"
 )
+_TOO_LARGE = "Body too large (`payload_too_large`)"
+
+# Request body examples: sent as they are by tests/contract/test_examples.py, so each must be
+# accepted. The subscribe example subscribes the test's member to the credit plan made by the
+# first plan example, paid from the credits the wallet examples granted.
+_PLAN_EXAMPLES = {
+    "credits": {
+        "summary": "A monthly plan priced in credits, with a week's grace",
+        "value": {
+            "code": "starter",
+            "name": "Starter",
+            "price_credits": 30,
+            "interval_unit": "month",
+            "interval_count": 1,
+            "grace_period_seconds": 604800,
+            "dunning_offsets_seconds": [86400, 259200],
+            "active": True,
+        },
+    },
+    "inr": {
+        "summary": "A monthly plan priced in rupees, charged on a mandate",
+        "value": {
+            "code": "pro-in",
+            "name": "Pro (INR)",
+            "currency": "INR",
+            "price_paise": 49900,
+            "interval_unit": "month",
+            "grace_period_seconds": 259200,
+            "dunning_offsets_seconds": [86400],
+        },
+    },
+}
+_SUBSCRIBE_EXAMPLES = {
+    "credits": {
+        "summary": "Subscribe to a credit plan, paid from the wallet now",
+        "value": {"plan_code": "starter"},
+    },
+}
+_CANCEL_EXAMPLES = {
+    "period_end": {
+        "summary": "Stop renewing; keep the service until the period ends",
+        "value": {"at_period_end": True},
+    },
+    "now": {"summary": "End the subscription now", "value": {"at_period_end": False}},
+}
+_CHANGE_EXAMPLES = {
+    "default": {"summary": "Move to another plan", "value": {"plan_code": "pro"}},
+}
 
 
 async def _keyed(
@@ -72,12 +112,32 @@ async def _keyed(
     "/subscription-plans",
     status_code=201,
     response_model=PlanOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "Only finance_admin defines subscription plans (`forbidden`)",
+            409: "The same Idempotency-Key still running (`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid, e.g. a price that does not match `currency` "
+            "(`validation_error`); dunning offsets not increasing or beyond the grace, or a "
+            "new version changing the code's currency or interval (`invalid_amount`); or the "
+            "key reused with another body (`idempotency_key_reused`)",
+        }
+    ),
     summary="Add a plan, or a new version of one (finance_admin)",
 )
 async def add_plan(
-    body: PlanRequest, request: Request, engine: Engine, caller: Caller, key: IdemKey
+    body: Annotated[PlanRequest, Body(openapi_examples=_PLAN_EXAMPLES)],
+    request: Request,
+    engine: Engine,
+    caller: Caller,
+    key: IdemKey,
 ) -> JSONResponse:
+    """Defines what a subscription costs and how often it renews. A new `code` makes
+    `version` 1; an existing code makes its next version (a price change), which new
+    subscribers and renewals take from then on and which must keep the code's currency and
+    interval (for another, make a new code). `active` false stops the code being sold.
+    Audited; the answer (201) is the version made."""
     auth.authorize_plan_admin(caller)
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
@@ -113,10 +173,16 @@ async def add_plan(
     "/subscription-plans",
     openapi_extra=for_services(Scope.wallets_read),
     response_model=PlanList,
-    responses=_PROBLEMS,
+    responses=errors(
+        {403: "A service token without the `wallets:read` scope (`forbidden`)"},
+    ),
     summary="Every plan's latest version",
 )
 async def list_plans(engine: Engine, caller: Caller) -> PlanList:
+    """The plans on offer: each code's latest version with its price (`price_credits`, or
+    `price_paise` for an INR plan), interval and grace. A plan with `active` false is no
+    longer sold, though existing subscribers keep renewing on it. Subscribe with
+    `POST /v1/subscriptions`."""
     found = await in_transaction(engine, plans.all_latest)
     return PlanList(data=[PlanOut.of(p) for p in found])
 
@@ -125,13 +191,37 @@ async def list_plans(engine: Engine, caller: Caller) -> PlanList:
     "/subscriptions",
     status_code=201,
     response_model=SubscriptionOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "A service token: services have no wallet to subscribe from (`forbidden`)",
+            404: "No plan has this code (`subscription_plan_not_found`)",
+            409: "Too few available credits for the first period (`insufficient_credits`), "
+            "the plan no longer sold (`subscription_plan_inactive`), a live subscription to "
+            "it already (`subscription_exists`), or the same Idempotency-Key still running "
+            "(`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`); an INR plan without the caller's own "
+            "active mandate covering its price, or a `mandate_id` for a credit plan "
+            "(`subscription_mandate_required`); or the key reused with another body "
+            "(`idempotency_key_reused`)",
+        }
+    ),
     summary="Subscribe to a plan: a credit plan's first period is paid from the caller's "
     "wallet; an INR plan's is charged on `mandate_id` (pending until paid)",
 )
 async def subscribe(
-    body: SubscribeRequest, request: Request, engine: Engine, caller: Caller, key: IdemKey
+    body: Annotated[SubscribeRequest, Body(openapi_examples=_SUBSCRIBE_EXAMPLES)],
+    request: Request,
+    engine: Engine,
+    caller: Caller,
+    key: IdemKey,
 ) -> JSONResponse:
+    """Subscribes the caller to the latest version of `plan_code`. A credit plan's first
+    period is paid at once from the caller's wallet (answered `active`) or not at all; an
+    INR plan's is charged on the caller's mandate `mandate_id`, and the subscription is
+    `pending`, with no service, until that debit is paid (a day or more). The answer (201)
+    lists the periods; the same Idempotency-Key answers the same subscription."""
     auth.authorize_subscribe(caller)
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
@@ -147,7 +237,13 @@ async def subscribe(
 @router.get(
     "/subscriptions",
     response_model=SubscriptionList,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            403: "A service token: services have no subscriptions (`forbidden`)",
+            422: "`limit` out of 1..100 (`validation_error`), or a `cursor` this API did not "
+            "give out (`invalid_cursor`)",
+        }
+    ),
     summary="The caller's subscriptions, newest first (keyset cursor)",
 )
 async def my_subscriptions(
@@ -156,6 +252,9 @@ async def my_subscriptions(
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> SubscriptionList:
+    """Every subscription of the caller's, live or ended, newest first, without their
+    periods (read one for those). Pages of `limit`; pass `next_cursor` back as `cursor`
+    until it is null."""
     before = decode_cursor("sub", cursor) if cursor else None
     found = await in_transaction(engine, lambda c: subs.mine(c, caller, limit + 1, before))
     page = found[:limit]
@@ -169,12 +268,23 @@ async def my_subscriptions(
 @router.get(
     "/subscriptions/{subscription_id}",
     response_model=SubscriptionOut,
-    responses=_PROBLEMS,
-    summary="A subscription with its periods",
+    responses=errors(
+        {
+            403: "Neither the subscriber nor finance_admin, support or auditor (`forbidden`)",
+            404: "No such subscription (`subscription_not_found`)",
+        }
+    ),
+    summary="A subscription with its periods (the subscriber; finance_admin, support, auditor)",
 )
 async def get_subscription(
     subscription_id: uuid.UUID, engine: Engine, caller: Caller
 ) -> SubscriptionOut:
+    """One subscription with every period (paid, in dunning, unpaid or void) and, for an
+    INR subscription, its plan changes: `pending_change` is an upgrade waiting for its
+    payment on the mandate. `status` is `pending` until an INR subscription's first period
+    is paid, `past_due` while a renewal's charge is retried, and `cancelled` or `expired`
+    once it has ended."""
+
     async def work(conn: AsyncConnection) -> SubscriptionOut:
         sub = await subs.read(conn, caller, subscription_id)
         return SubscriptionOut.of(
@@ -187,8 +297,20 @@ async def get_subscription(
 @router.post(
     "/subscriptions/{subscription_id}/cancel",
     response_model=SubscriptionOut,
-    responses=_PROBLEMS,
-    summary="Cancel at period end (default) or now; nothing is credited back",
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "Neither the subscriber nor finance_admin or support (`forbidden`)",
+            404: "No such subscription (`subscription_not_found`)",
+            409: "The subscription has ended already (`subscription_not_active`), or the "
+            "same Idempotency-Key still running (`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`), or the key reused with another body "
+            "(`idempotency_key_reused`)",
+        }
+    ),
+    summary="Cancel at period end (default) or now; nothing is credited back (the "
+    "subscriber; finance_admin, support)",
 )
 async def cancel(
     subscription_id: uuid.UUID,
@@ -196,8 +318,12 @@ async def cancel(
     engine: Engine,
     caller: Caller,
     key: IdemKey,
-    body: Annotated[CancelRequest | None, Body()] = None,
+    body: Annotated[CancelRequest | None, Body(openapi_examples=_CANCEL_EXAMPLES)] = None,
 ) -> JSONResponse:
+    """Stops the subscription renewing: by default it stays `active` until the paid period
+    ends (`cancel_at_period_end` true); with `at_period_end` false it ends now, a period in
+    dunning is voided, and the unused part of the period is not credited back. Staff
+    cancelling for a member is audited; cancelling again at period end changes nothing."""
     body = body or CancelRequest()
 
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
@@ -220,19 +346,43 @@ async def cancel(
 @router.post(
     "/subscriptions/{subscription_id}/change",
     response_model=ChangeOut,
-    responses=_PROBLEMS,
+    responses=errors(
+        {
+            400: _KEY_MISSING,
+            403: "Not the subscriber: only they change the plan (`forbidden`)",
+            404: "No such subscription (`subscription_not_found`) or plan "
+            "(`subscription_plan_not_found`)",
+            409: "Not active or ending (`subscription_not_active`); the same plan, another "
+            "currency or interval, a live subscription to it, or a renewal due "
+            "(`plan_change_refused`); an upgrade awaiting its payment (`plan_change_pending`); "
+            "a price above the mandate's maximum (`plan_change_needs_new_mandate`); the plan "
+            "no longer sold (`subscription_plan_inactive`); too few credits for the prorated "
+            "charge (`insufficient_credits`); a live subscription to the plan "
+            "(`subscription_exists`); or the same Idempotency-Key still running "
+            "(`idempotency_key_in_use`)",
+            413: _TOO_LARGE,
+            422: "Body invalid (`validation_error`), or the key reused with another body "
+            "(`idempotency_key_reused`)",
+        }
+    ),
     summary="Change plan: an upgrade now with a prorated charge (an INR plan's: charged on "
     "the mandate, in effect once paid), a downgrade at renewal",
 )
 async def change(
     subscription_id: uuid.UUID,
-    body: ChangeRequest,
+    body: Annotated[ChangeRequest, Body(openapi_examples=_CHANGE_EXAMPLES)],
     request: Request,
     engine: Engine,
     caller: Caller,
     key: IdemKey,
     settings: Config,
 ) -> JSONResponse:
+    """Moves the subscription to the latest version of `plan_code` (same currency and
+    interval). To a dearer plan: now, charging the price difference for the rest of the
+    period (`prorated_credits` from the wallet; an INR plan's `prorated_paise` on the
+    mandate, in effect once paid, `effective_at` null meanwhile). To a plan no dearer: at
+    the next renewal (`direction` `downgrade`), nothing charged or credited now."""
+
     async def work(conn: AsyncConnection, op_key: str) -> Answer:
         done = await subs.change_plan(
             conn,

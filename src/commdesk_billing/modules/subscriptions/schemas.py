@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from commdesk_billing.modules.subscriptions.model import (
+    ChangeStatus,
     Currency,
     IntervalUnit,
     Period,
+    PeriodStatus,
     Plan,
     PlanChange,
+    Status,
     Subscription,
 )
 from commdesk_billing.security.text import StrictInput
@@ -46,13 +57,34 @@ class PlanRequest(StrictInput):
 
 
 class PlanOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "starter",
+                    "version": 2,
+                    "name": "Starter",
+                    "currency": "CREDITS",
+                    "price_credits": 30,
+                    "price_paise": None,
+                    "interval_unit": "month",
+                    "interval_count": 1,
+                    "grace_period_seconds": 604800,
+                    "dunning_offsets_seconds": [86400, 259200],
+                    "active": True,
+                    "created_at": "2026-12-01T10:00:00Z",
+                }
+            ]
+        }
+    )
+
     code: str
     version: int
     name: str
-    currency: str
+    currency: Currency
     price_credits: int | None
     price_paise: int | None
-    interval_unit: str
+    interval_unit: IntervalUnit
     interval_count: int
     grace_period_seconds: int
     dunning_offsets_seconds: list[int]
@@ -65,10 +97,10 @@ class PlanOut(BaseModel):
             code=p.code,
             version=p.version,
             name=p.name,
-            currency=p.currency.value,
+            currency=p.currency,
             price_credits=p.price_credits,
             price_paise=p.price_paise,
-            interval_unit=p.interval_unit.value,
+            interval_unit=p.interval_unit,
             interval_count=p.interval_count,
             grace_period_seconds=p.grace_period_s,
             dunning_offsets_seconds=p.dunning_offsets_s,
@@ -104,7 +136,7 @@ class PeriodOut(BaseModel):
     plan_version: int
     price_credits: int | None
     price_paise: int | None
-    status: str
+    status: PeriodStatus
     attempts: int
     next_retry_at: datetime | None
     grace_until: datetime
@@ -120,7 +152,7 @@ class PeriodOut(BaseModel):
             plan_version=p.plan_version,
             price_credits=p.price_credits,
             price_paise=p.price_paise,
-            status=p.status.value,
+            status=p.status,
             attempts=p.attempts,
             next_retry_at=p.next_retry_at,
             grace_until=p.grace_until,
@@ -135,7 +167,7 @@ class PlanChangeOut(BaseModel):
     paid after the subscription moved on (refunded by finance)."""
 
     id: uuid.UUID
-    status: str
+    status: ChangeStatus
     from_plan_code: str
     from_plan_version: int
     to_plan_code: str
@@ -150,7 +182,7 @@ class PlanChangeOut(BaseModel):
     def of(cls, c: PlanChange) -> PlanChangeOut:
         return cls(
             id=c.id,
-            status=c.status.value,
+            status=c.status,
             from_plan_code=c.from_plan_code,
             from_plan_version=c.from_plan_version,
             to_plan_code=c.to_plan_code,
@@ -164,12 +196,55 @@ class PlanChangeOut(BaseModel):
 
 
 class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3d1f0a7c-52b4-5e19-8c6d-9a0b1c2d3e4f",
+                    "user_id": "usr_7f3a9c21",
+                    "wallet_id": "0b6c2d1e-8f4a-4c3b-9a55-2f1f0c9e7a10",
+                    "plan_code": "starter",
+                    "plan_version": 2,
+                    "status": "active",
+                    "current_period": 1,
+                    "current_period_start": "2026-12-07T10:00:00Z",
+                    "current_period_end": "2027-01-07T10:00:00Z",
+                    "cancel_at_period_end": False,
+                    "next_plan_code": None,
+                    "next_plan_version": None,
+                    "ended_at": None,
+                    "ended_reason": None,
+                    "created_at": "2026-12-07T10:00:00Z",
+                    "mandate_id": None,
+                    "periods": [
+                        {
+                            "number": 1,
+                            "period_start": "2026-12-07T10:00:00Z",
+                            "period_end": "2027-01-07T10:00:00Z",
+                            "plan_code": "starter",
+                            "plan_version": 2,
+                            "price_credits": 30,
+                            "price_paise": None,
+                            "status": "paid",
+                            "attempts": 1,
+                            "next_retry_at": None,
+                            "grace_until": "2026-12-14T10:00:00Z",
+                            "paid_at": "2026-12-07T10:00:00Z",
+                        }
+                    ],
+                    "pending_change": None,
+                    "plan_changes": None,
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     user_id: str
     wallet_id: uuid.UUID
     plan_code: str
     plan_version: int
-    status: str
+    status: Status
     current_period: int
     current_period_start: datetime
     current_period_end: datetime
@@ -202,7 +277,7 @@ class SubscriptionOut(BaseModel):
             wallet_id=s.wallet_id,
             plan_code=s.plan_code,
             plan_version=s.plan_version,
-            status=s.status.value,
+            status=s.status,
             current_period=s.current_period,
             current_period_start=s.current_period_start,
             current_period_end=s.current_period_end,
@@ -226,7 +301,7 @@ class SubscriptionList(BaseModel):
 
 class ChangeOut(BaseModel):
     subscription: SubscriptionOut
-    direction: str
+    direction: Literal["upgrade", "downgrade"]
     prorated_credits: int
     # An INR subscription's upgrade: the prorated price charged on the mandate; it takes
     # effect when paid (`effective_at` null, `subscription.pending_change` shows it).
