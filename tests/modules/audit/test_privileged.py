@@ -372,15 +372,20 @@ def _cli(s: Settings) -> Callable[..., Awaitable[subprocess.CompletedProcess[str
     return run
 
 
-async def _operator_entries(engine: AsyncEngine, action: str, target: str) -> list[Any]:
+async def _operator_entries(
+    engine: AsyncEngine, action: str, target: str, since: datetime | None = None
+) -> list[Any]:
+    """Entries for `target` (written at or after `since`: a queue's name is shared with
+    the other tests using the same database)."""
     async with engine.connect() as conn:
         return list(
             await conn.execute(
                 text(
                     "SELECT actor_sub, actor_role, channel, request_id, before, after, details"
                     " FROM audit_logs WHERE action = :a AND target_id = :t"
+                    " AND created_at >= coalesce(CAST(:since AS timestamptz), '-infinity')"
                 ),
-                {"a": action, "t": target},
+                {"a": action, "t": target, "since": since},
             )
         )
 
@@ -391,6 +396,8 @@ async def test_each_privileged_command_writes_an_entry_as_the_operator(
 ) -> None:
     cli = _cli(qsettings)
     queue = "wallet.credit"
+    async with engine.connect() as conn:
+        started = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
     connection = await aio_pika.connect(qsettings.rabbitmq_url)
     async with connection:
         channel = await connection.channel()
@@ -414,8 +421,8 @@ async def test_each_privileged_command_writes_an_entry_as_the_operator(
     assert retry.returncode == 3  # refused (no such delivery): nothing recorded
 
     operator = f"cli:{_os_user()}"
-    [replayed] = await _operator_entries(engine, "dlq.replayed", queue)
-    [purged] = await _operator_entries(engine, "dlq.purged", queue)
+    [replayed] = await _operator_entries(engine, "dlq.replayed", queue, started)
+    [purged] = await _operator_entries(engine, "dlq.purged", queue, started)
     [paused] = await _operator_entries(engine, "wallet.auto_recharge.paused", str(wallet.id))
     assert await _operator_entries(engine, "notification.retried", missing) == []
     for row in (replayed, purged, paused):
