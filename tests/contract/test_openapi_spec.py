@@ -16,8 +16,10 @@ from openapi_spec_validator import validate
 
 from commdesk_billing.app import create_app
 from commdesk_billing.config import Settings
+from commdesk_billing.modules.events.model import DeliveryStatus
 from commdesk_billing.modules.invoices.document import DocumentKind
 from commdesk_billing.modules.mandates.model import MandateStatus
+from commdesk_billing.modules.reconciliation.model import State as FindingState
 from commdesk_billing.modules.refunds.model import RefundStatus
 from commdesk_billing.modules.wallet.model import HoldStatus, TxnType
 
@@ -31,6 +33,10 @@ DOCUMENTED_TAGS = frozenset(
         "ops",
         "auto-recharge",
         "audit",
+        "events",
+        "fraud",
+        "reconciliation",
+        "analytics",
     }
 )
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -158,6 +164,9 @@ def test_statuses_are_enumerated(spec: dict[str, Any]) -> None:
         ("RefundOut", "status"): {m.value for m in RefundStatus},
         ("MandateOut", "status"): {m.value for m in MandateStatus},
         ("InvoiceOut", "kind"): {m.value for m in DocumentKind},
+        ("DeliveryOut", "status"): {m.value for m in DeliveryStatus},
+        ("FindingOut", "state"): {m.value for m in FindingState},
+        ("ReviewOut", "status"): {"pending", "released", "refunded"},
     }
     for (model, field), values in expected.items():
         assert _enum(schemas, schemas[model]["properties"][field]) == values, (model, field)
