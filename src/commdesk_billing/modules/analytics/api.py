@@ -26,21 +26,31 @@ from commdesk_billing.modules.analytics.models import (
     TrialBalance,
 )
 from commdesk_billing.modules.analytics.periods import Period, parse_period
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
-_PROBLEMS = documented(
-    {
-        400: "`from`/`to` missing, not dates, the wrong way round or over 366 days "
-        "(`invalid_period`), or `format` neither json nor csv (`invalid_report_format`)",
-        401: "No valid bearer token",
-        403: "Only finance_admin and auditor read financial analytics",
-    }
+# Each route names its own errors (problems.errors); 401, 429 and 503 are added for all.
+_NOT_READER = "Not finance_admin or auditor (`forbidden`)"
+_BAD_PERIOD = (
+    "`from` or `to` missing or not a calendar date (YYYY-MM-DD), before 2000, `from` after "
+    "`to` or in the future, or more than 366 days (`invalid_period`, with `parameter`)"
 )
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
-}
+
+
+def _report_errors(report: str) -> dict[int | str, dict[str, Any]]:
+    """The errors of a report that also answers CSV, and its 200 in CSV."""
+    return {
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **errors(
+            {
+                400: f"{_BAD_PERIOD}; or `format` for the {report} neither json nor csv "
+                "(`invalid_report_format`)",
+                403: _NOT_READER,
+            }
+        ),
+    }
+
 
 # Documented as what they must be; checked here (`periods.parse_period`), so a bad value is
 # a 400 `invalid_period` rather than the framework's 422.
@@ -99,11 +109,16 @@ def _csv_response(body: str, name: str, period: Period) -> Response:
     "/summary",
     response_model=Summary,
     response_model_by_alias=True,
-    responses=_PROBLEMS,
+    responses=errors({400: _BAD_PERIOD, 403: _NOT_READER}),
     summary="A period's figures: payments, revenue, refunds, auto-recharge, communities, "
     "fraud (finance_admin, auditor)",
 )
 async def get_summary(engine: Engine, caller: Caller, date_from: From = None, to: To = None) -> Any:
+    """The totals of one period of Indian calendar days (`from` and `to` both included):
+    payments and their success rate, money collected, revenue recognised by kind, GST,
+    refunds, auto-recharges, community earnings and payouts, fraud events, with the
+    breakdowns by status and the deferred revenue at the period's end. Money is integer
+    paise; rates are basis points, null where nothing was attempted."""
     auth.may_read(caller)
     period = parse_period(date_from, to)
     return await _read(engine, period, service.summary)
@@ -113,12 +128,15 @@ async def get_summary(engine: Engine, caller: Caller, date_from: From = None, to
     "/daily",
     response_model=Daily,
     response_model_by_alias=True,
-    responses={**_PROBLEMS, **_CSV},
-    summary="The same figures day by day (finance_admin, auditor; CSV with ?format=csv)",
+    responses=_report_errors("daily figures"),
+    summary="The summary's figures day by day (finance_admin, auditor)",
 )
 async def get_daily(
     engine: Engine, caller: Caller, date_from: From = None, to: To = None, format: Format = None
 ) -> Any:
+    """The summary's totals for each Indian calendar day of the period, one entry per day
+    (days with nothing happening included, at zero): what the finance console charts.
+    `format=csv` answers the same table as a CSV download, one row per day."""
     auth.may_read(caller)
     period = parse_period(date_from, to)
     csv = _as_csv(format)
@@ -130,12 +148,15 @@ async def get_daily(
     "/payments",
     response_model=PaymentsDaily,
     response_model_by_alias=True,
-    responses={**_PROBLEMS, **_CSV},
-    summary="Payments by day, status and method (finance_admin, auditor; CSV with ?format=csv)",
+    responses=_report_errors("payments report"),
+    summary="Payments by day, status and method (finance_admin, auditor)",
 )
 async def get_payments(
     engine: Engine, caller: Caller, date_from: From = None, to: To = None, format: Format = None
 ) -> Any:
+    """How many payments, for how much, by the day their order was opened, their status
+    and the payment method: only the combinations that occurred. Use it to see where
+    checkouts fail or drop. `format=csv` answers the same lines as a CSV download."""
     auth.may_read(caller)
     period = parse_period(date_from, to)
     csv = _as_csv(format)
@@ -147,13 +168,17 @@ async def get_payments(
     "/trial-balance",
     response_model=TrialBalance,
     response_model_by_alias=True,
-    responses={**_PROBLEMS, **_CSV},
+    responses=_report_errors("trial balance"),
     summary="Every ledger account's opening, debits, credits and closing for a period "
-    "(finance_admin, auditor; CSV with ?format=csv)",
+    "(finance_admin, auditor)",
 )
 async def get_trial_balance(
     engine: Engine, caller: Caller, date_from: From = None, to: To = None, format: Format = None
 ) -> Any:
+    """The trial balance of both ledgers (INR in paise, CREDITS in credits) over the
+    period: each account's opening balance, debits, credits and closing, signed as the
+    ledger is (a debit balance positive), and each ledger's column sums, which balance.
+    For the accountant's books; `format=csv` answers the accounts as a CSV download."""
     auth.may_read(caller)
     period = parse_period(date_from, to)
     csv = _as_csv(format)
@@ -165,13 +190,17 @@ async def get_trial_balance(
     "/gst-summary",
     response_model=GstSummary,
     response_model_by_alias=True,
-    responses={**_PROBLEMS, **_CSV},
+    responses=_report_errors("GST summary"),
     summary="Tax invoices and credit notes by GSTR-1 section, place of supply and rate "
-    "(finance_admin, auditor; CSV with ?format=csv)",
+    "(finance_admin, auditor)",
 )
 async def get_gst_summary(
     engine: Engine, caller: Caller, date_from: From = None, to: To = None, format: Format = None
 ) -> Any:
+    """The period's tax invoices and credit notes grouped as GSTR-1 wants them (section,
+    place of supply, rate), with taxable value and CGST, SGST and IGST in paise, and the
+    totals: outward, credit notes, and net. What the monthly GST return is filed from;
+    `format=csv` answers the lines as a CSV download."""
     auth.may_read(caller)
     period = parse_period(date_from, to)
     csv = _as_csv(format)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,7 +31,7 @@ from commdesk_billing.modules.events.schemas import (
     EventType,
 )
 from commdesk_billing.pagination import decode_cursor, encode_cursor
-from commdesk_billing.problems import documented
+from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Scope
 from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
@@ -41,27 +41,51 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 _MANAGE = for_services(Scope.webhooks_manage)
 _READ = for_services(Scope.events_read, Scope.webhooks_manage)
-_ENDPOINTS = documented(
-    {
-        400: "The URL is not allowed (`webhook_url_refused`): https only; in production a "
-        "public host only. A create without a valid Idempotency-Key",
-        401: "No valid bearer token",
-        403: "Only finance_admin and services with webhooks:manage manage webhooks",
-        404: "No such endpoint or delivery",
-        409: "The endpoint is disabled (`webhook_endpoint_disabled`): enable it to replay; "
-        "or a create with the same Idempotency-Key in flight",
-        422: "Body or query invalid, a bad cursor, or a create's key reused with another body",
-        503: "No key to seal endpoint secrets (`webhook_secrets_unavailable`)",
-    }
+# Each route names its own errors (problems.errors); 401, 429 and 503 are added for all.
+_NOT_MANAGER = "Not finance_admin, nor a service with webhooks:manage (`forbidden`)"
+_NO_ENDPOINT = "No such webhook endpoint (`webhook_endpoint_not_found`)"
+_URL_REFUSED = (
+    "The URL is not one billing will POST to (`webhook_url_refused`): https only (plain http "
+    "to a loopback address outside production), no credentials or fragment; in production "
+    "a host that resolves to public addresses only"
 )
-_EVENTS = documented(
-    {
-        401: "No valid bearer token",
-        403: "Only finance_admin, auditor and services with events:read read events",
-        404: "No such event",
-        422: "Query invalid, or a bad cursor",
-    }
+_NO_SEALING_KEY = (
+    "No usable key to seal or open endpoint secrets (`webhook_secrets_unavailable`): "
+    "BILLING_WEBHOOK_SECRET_KEYS unset in production, or not holding the key that sealed it"
 )
+_PAGE_INVALID = (
+    "`limit` out of 1..200 (`validation_error`), or a `cursor` this API did not give out "
+    "(`invalid_cursor`)"
+)
+
+# Request body examples: sent as they are by tests/contract/test_examples.py (a development
+# stack, where any https URL is accepted), so each must be accepted there. In production the
+# host must also resolve to public addresses: a reader puts their own receiver's URL.
+_CREATE_EXAMPLES: dict[str, Any] = {
+    "some_types": {
+        "summary": "Receive credited payments and finished refunds",
+        "value": {
+            "url": "https://hooks.example.com/commdesk-billing",
+            "description": "ledger sync",
+            "event_types": ["payment.credited", "refund.succeeded"],
+        },
+    },
+    "every_type": {
+        "summary": "Receive every event type (an empty list)",
+        "value": {"url": "https://hooks.example.com/billing-all", "event_types": []},
+    },
+}
+_PATCH_EXAMPLES: dict[str, Any] = {
+    "disable": {"summary": "Stop deliveries for now", "value": {"enabled": False}},
+    "retarget": {
+        "summary": "Move it to a new URL and narrow its event types",
+        "value": {
+            "url": "https://hooks.example.com/commdesk-billing/v2",
+            "event_types": ["payment.credited"],
+            "enabled": True,
+        },
+    },
+}
 
 
 def _rid(request: Request) -> str | None:
@@ -72,23 +96,37 @@ def _rid(request: Request) -> str | None:
     "/webhook-endpoints",
     status_code=201,
     response_model=EndpointWithSecret,
-    responses=_ENDPOINTS,
+    responses=errors(
+        {
+            400: f"{_URL_REFUSED}; or the Idempotency-Key missing "
+            "(`idempotency_key_required`) or malformed (`idempotency_key_invalid`)",
+            403: _NOT_MANAGER,
+            409: "A create with the same Idempotency-Key is still running "
+            "(`idempotency_key_in_use`)",
+            413: "Body too large (`payload_too_large`)",
+            422: "Body invalid: an unknown event type, a type twice, an unknown field "
+            "(`validation_error`); or the Idempotency-Key reused with another body "
+            "(`idempotency_key_reused`)",
+            503: _NO_SEALING_KEY,
+        }
+    ),
     openapi_extra=_MANAGE,
-    summary="Register a webhook endpoint; its signing secret is in this answer only "
-    "(and in a retry of it with the same Idempotency-Key)",
+    summary="Register a webhook endpoint (webhooks:manage services, finance_admin)",
 )
 async def create_endpoint(
-    body: EndpointIn,
+    body: Annotated[EndpointIn, Body(openapi_examples=_CREATE_EXAMPLES)],
     request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
     key: IdemKey,
 ) -> JSONResponse:
-    """Keyed like every other creating POST, so a retried create makes no second endpoint.
-    The answer kept under the key holds the secret sealed, as the endpoint row does (never
-    in the clear at rest); a replay to the same caller with the same key, within the keys'
-    retention, opens it and shows it again: that caller was shown it already."""
+    """Registers a URL that billing POSTs the chosen public events to, each signed with the
+    endpoint's secret; an empty `event_types` means every type. The answer (201) is the
+    only place the signing `secret` is shown: store it now, or rotate it later. A retry
+    with the same Idempotency-Key (within the keys' retention) makes no second endpoint
+    and shows the same secret to the same caller again; it is kept sealed at rest, never
+    in the clear."""
     auth.may_manage(caller)
     service.check_url(settings, body.url)
     await service.check_url_resolves(settings, body.url)
@@ -128,9 +166,9 @@ _SEALED = "secret_sealed"
 @router.get(
     "/webhook-endpoints",
     response_model=EndpointPage,
-    responses=_ENDPOINTS,
+    responses=errors({403: _NOT_MANAGER, 422: _PAGE_INVALID}),
     openapi_extra=_MANAGE,
-    summary="The webhook endpoints, newest first (keyset cursor)",
+    summary="The webhook endpoints, newest first (webhooks:manage services, finance_admin)",
 )
 async def list_endpoints(
     engine: Engine,
@@ -138,6 +176,9 @@ async def list_endpoints(
     cursor: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EndpointPage:
+    """Every registered endpoint of this deployment (whoever made it), newest first, with
+    whether it is enabled and since when it has been failing; never a secret. Pages of
+    `limit`; pass `next_cursor` back as `cursor` until it is null."""
     auth.may_manage(caller)
     before = decode_cursor("whe", cursor) if cursor else None
 
@@ -156,11 +197,15 @@ async def list_endpoints(
 @router.get(
     "/webhook-endpoints/{endpoint_id}",
     response_model=EndpointOut,
-    responses=_ENDPOINTS,
+    responses=errors({403: _NOT_MANAGER, 404: _NO_ENDPOINT}),
     openapi_extra=_MANAGE,
-    summary="One webhook endpoint (never its secret)",
+    summary="One webhook endpoint, never its secret (webhooks:manage services, finance_admin)",
 )
 async def get_endpoint(endpoint_id: uuid.UUID, engine: Engine, caller: Caller) -> EndpointOut:
+    """An endpoint's URL, event types and state. `enabled` false means nothing is sent to
+    it; with a `disabled_reason`, billing disabled it itself after its deliveries kept
+    failing (since `failing_since`). Its secret is never shown again: rotate it if
+    lost."""
     auth.may_manage(caller)
     return EndpointOut.of(await in_transaction(engine, lambda c: service.get(c, endpoint_id)))
 
@@ -168,18 +213,33 @@ async def get_endpoint(endpoint_id: uuid.UUID, engine: Engine, caller: Caller) -
 @router.patch(
     "/webhook-endpoints/{endpoint_id}",
     response_model=EndpointOut,
-    responses=_ENDPOINTS,
+    responses=errors(
+        {
+            400: _URL_REFUSED,
+            403: _NOT_MANAGER,
+            404: _NO_ENDPOINT,
+            413: "Body too large (`payload_too_large`)",
+            422: "Body invalid: an unknown event type, a type twice, an unknown field "
+            "(`validation_error`)",
+        }
+    ),
     openapi_extra=_MANAGE,
-    summary="Change an endpoint: its URL, description, event types, or enable/disable it",
+    summary="Change an endpoint's URL, description or event types, or enable or disable it "
+    "(webhooks:manage services, finance_admin)",
 )
 async def update_endpoint(
     endpoint_id: uuid.UUID,
-    body: EndpointPatch,
+    body: Annotated[EndpointPatch, Body(openapi_examples=_PATCH_EXAMPLES)],
     request: Request,
     engine: Engine,
     settings: Config,
     caller: Caller,
 ) -> EndpointOut:
+    """Changes only the fields the body names and answers the endpoint as it now is; a new
+    URL is checked as on create, and the change is audited. Enabling clears
+    `disabled_reason` and `failing_since`; events recorded while it was disabled were not
+    queued for it (pull them from `GET /v1/events`), and failed deliveries go again only
+    when replayed."""
     auth.may_manage(caller)
     changes = body.model_dump(exclude_none=True)
     if "url" in changes:
@@ -197,13 +257,21 @@ async def update_endpoint(
 @router.delete(
     "/webhook-endpoints/{endpoint_id}",
     status_code=204,
-    responses=_ENDPOINTS,
+    responses=errors(
+        {
+            403: _NOT_MANAGER,
+            404: "No such webhook endpoint, or deleted already (`webhook_endpoint_not_found`)",
+        }
+    ),
     openapi_extra=_MANAGE,
-    summary="Delete an endpoint, with its delivery log (the events stay)",
+    summary="Delete an endpoint and its delivery log (webhooks:manage services, finance_admin)",
 )
 async def delete_endpoint(
     endpoint_id: uuid.UUID, request: Request, engine: Engine, caller: Caller
 ) -> Response:
+    """Removes the endpoint with its deliveries and their attempts (204); nothing more is
+    sent to it. The events themselves stay, readable at `GET /v1/events`. The deletion is
+    audited; to pause deliveries instead, set `enabled` to false."""
     auth.may_manage(caller)
     await in_transaction(
         engine, lambda conn: service.delete(conn, caller, endpoint_id, request_id=_rid(request))
@@ -214,13 +282,17 @@ async def delete_endpoint(
 @router.post(
     "/webhook-endpoints/{endpoint_id}/rotate-secret",
     response_model=EndpointWithSecret,
-    responses=_ENDPOINTS,
+    responses=errors({403: _NOT_MANAGER, 404: _NO_ENDPOINT, 503: _NO_SEALING_KEY}),
     openapi_extra=_MANAGE,
-    summary="A new signing secret, in force at once; in this answer only",
+    summary="Rotate an endpoint's signing secret (webhooks:manage services, finance_admin)",
 )
 async def rotate_secret(
     endpoint_id: uuid.UUID, request: Request, engine: Engine, settings: Config, caller: Caller
 ) -> EndpointWithSecret:
+    """Makes a new signing secret, in force at once: every delivery from now on is signed
+    with it and the old one signs nothing. The answer is the only place the new `secret`
+    is shown; update the receiver before (or as) you call this. Audited, without the
+    secret."""
     auth.may_manage(caller)
     endpoint, secret = await in_transaction(
         engine,
@@ -234,9 +306,16 @@ async def rotate_secret(
 @router.get(
     "/webhook-endpoints/{endpoint_id}/deliveries",
     response_model=DeliveryPage,
-    responses=_ENDPOINTS,
+    responses=errors(
+        {
+            403: _NOT_MANAGER,
+            404: _NO_ENDPOINT,
+            422: _PAGE_INVALID,
+        }
+    ),
     openapi_extra=_MANAGE,
-    summary="An endpoint's deliveries, newest first, each with its attempts",
+    summary="An endpoint's deliveries with their attempts, newest first (webhooks:manage "
+    "services, finance_admin)",
 )
 async def list_deliveries(
     endpoint_id: uuid.UUID,
@@ -245,6 +324,11 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeliveryPage:
+    """The delivery log of one endpoint: each event sent (or due) to it, its `status`
+    (`pending` while retries remain, `succeeded`, `failed` once the retry window ended)
+    and every attempt's HTTP status, error and duration. Use it to see why a receiver
+    missed an event, then replay that delivery. Pages of `limit`; pass `next_cursor` back
+    as `cursor`."""
     auth.may_manage(caller)
     before = decode_cursor("whd", cursor) if cursor else None
 
@@ -265,9 +349,17 @@ async def list_deliveries(
 @router.post(
     "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",
     response_model=DeliveryOut,
-    responses=_ENDPOINTS,
+    responses=errors(
+        {
+            403: _NOT_MANAGER,
+            404: "No such webhook endpoint (`webhook_endpoint_not_found`), or no such "
+            "delivery of it (`webhook_delivery_not_found`)",
+            409: "The endpoint is disabled (`webhook_endpoint_disabled`): enable it first",
+        }
+    ),
     openapi_extra=_MANAGE,
-    summary="Send a delivery again (same event id), with a new retry window",
+    summary="Send a delivery again, with a new retry window (webhooks:manage services, "
+    "finance_admin)",
 )
 async def replay_delivery(
     endpoint_id: uuid.UUID,
@@ -277,6 +369,10 @@ async def replay_delivery(
     settings: Config,
     caller: Caller,
 ) -> DeliveryOut:
+    """Puts the delivery back in the queue: the next delivery round sends it, with the
+    same event id (a receiver may have it already: dedupe on the id) and a fresh retry
+    window. The answer is the delivery as it now stands (`pending`); follow it in the
+    endpoint's delivery log. Audited."""
     auth.may_manage(caller)
 
     async def work(conn: AsyncConnection) -> DeliveryOut:
@@ -291,9 +387,18 @@ async def replay_delivery(
 @router.get(
     "/events",
     response_model=EventPage,
-    responses=_EVENTS,
+    responses=errors(
+        {
+            403: "Not finance_admin or auditor, nor a service with events:read or "
+            "webhooks:manage (`forbidden`)",
+            422: "`type` not a public event type, `created_after` not a timestamp with an "
+            "offset in [2000, 2100), or `limit` out of 1..200 (`validation_error`); a "
+            "`cursor` this API did not give out (`invalid_cursor`)",
+        }
+    ),
     openapi_extra=_READ,
-    summary="The public billing events, newest first (keyset cursor)",
+    summary="The public billing events, newest first (events:read services, auditor, "
+    "finance_admin)",
 )
 async def list_events(
     engine: Engine,
@@ -305,6 +410,10 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EventPage:
+    """The events billing publishes (the same ones its webhooks carry), for a service that
+    pulls instead of, or as well as, receiving them: filter by `type`, or by
+    `created_after` to catch up from the last one seen. Pages of `limit`, newest first;
+    pass `next_cursor` back as `cursor` until it is null."""
     auth.may_read_events(caller)
     before = decode_cursor("evt", cursor) if cursor else None
     after: datetime | None = created_after
@@ -326,11 +435,20 @@ async def list_events(
 @router.get(
     "/events/{event_id}",
     response_model=EventOut,
-    responses=_EVENTS,
+    responses=errors(
+        {
+            403: "The caller may not read events: not finance_admin or auditor, nor a "
+            "service with events:read or webhooks:manage (`forbidden`)",
+            404: "No such event (`event_not_found`)",
+        }
+    ),
     openapi_extra=_READ,
-    summary="One public event, as its webhooks carried it",
+    summary="One public event by id (events:read services, auditor, finance_admin)",
 )
 async def get_event(event_id: uuid.UUID, engine: Engine, caller: Caller) -> EventOut:
+    """A public event by its id (the `id` of a webhook's body), with the same `type`,
+    `occurred_at` and `data` its webhooks carried. A receiver can fetch it to check a
+    delivery it doubts came from billing."""
     auth.may_read_events(caller)
     event = await in_transaction(engine, lambda c: repo.get_event(c, event_id))
     if event is None:

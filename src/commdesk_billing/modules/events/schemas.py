@@ -6,9 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-from commdesk_billing.modules.events.model import Attempt, Delivery, Endpoint, Event
+from commdesk_billing.modules.events.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    Event,
+)
 from commdesk_billing.modules.events.vocabulary import PUBLIC_TYPES
 from commdesk_billing.security.text import StrictInput
 
@@ -62,7 +68,23 @@ class EndpointPatch(StrictInput):
     _types = field_validator("event_types")(_unique)
 
 
+_ENDPOINT_EXAMPLE: dict[str, Any] = {
+    "id": "3f1c9a52-7d4e-4b8a-9c21-6e0f5a2b7d13",
+    "url": "https://hooks.example.com/commdesk-billing",
+    "description": "ledger sync",
+    "event_types": ["payment.credited", "refund.succeeded"],
+    "enabled": True,
+    "disabled_reason": None,
+    "failing_since": None,
+    "created_by": "svc-ledger-sync",
+    "created_at": "2026-12-01T10:00:00Z",
+    "updated_at": "2026-12-01T10:00:00Z",
+}
+
+
 class EndpointOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ENDPOINT_EXAMPLE]})
+
     id: uuid.UUID
     url: str
     description: str
@@ -91,6 +113,12 @@ class EndpointOut(BaseModel):
 
 
 class EndpointWithSecret(EndpointOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_ENDPOINT_EXAMPLE, "secret": "whsec_<43 characters, shown once>"}]
+        }
+    )
+
     secret: str = Field(description="The signing secret, shown this once: store it now")
 
 
@@ -112,11 +140,43 @@ class AttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "8a2e4f61-0c3b-4d7e-b1a9-5f6c7d8e9a01",
+                    "endpoint_id": "3f1c9a52-7d4e-4b8a-9c21-6e0f5a2b7d13",
+                    "event_id": "c4d5e6f7-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
+                    "event_type": "payment.credited",
+                    "status": "pending",
+                    "attempts": 1,
+                    "next_attempt_at": "2026-12-07T09:31:00Z",
+                    "give_up_at": "2026-12-10T09:30:00Z",
+                    "last_status_code": 503,
+                    "last_error": None,
+                    "delivered_at": None,
+                    "created_at": "2026-12-07T09:30:00Z",
+                    "attempt_log": [
+                        {
+                            "attempt": 1,
+                            "attempted_at": "2026-12-07T09:30:01Z",
+                            "duration_ms": 412,
+                            "status_code": 503,
+                            "error": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     endpoint_id: uuid.UUID
     event_id: uuid.UUID
     event_type: str
-    status: str
+    status: DeliveryStatus = Field(
+        description="pending: due again at `next_attempt_at`; succeeded; failed: gave up"
+    )
     attempts: int
     next_attempt_at: datetime | None
     give_up_at: datetime
@@ -151,6 +211,31 @@ class DeliveryPage(BaseModel):
 
 
 class EventOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c4d5e6f7-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
+                    "type": "payment.credited",
+                    "occurred_at": "2026-12-07T09:29:58Z",
+                    "created_at": "2026-12-07T09:30:00Z",
+                    "data": {
+                        "payment_id": "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4",
+                        "order_id": "cdb_5b7c9d1e2f3a4b5c8d6e7f8091a2b3c4",
+                        "wallet_id": "0b6c2d1e-8f4a-4c3b-9a55-2f1f0c9e7a10",
+                        "amount_paise": 35282,
+                        "taxable_paise": 29900,
+                        "gst_amount_paise": 5382,
+                        "credits": 300,
+                        "pack_code": "pack_300",
+                        "kind": "pack",
+                        "user": "commdesk-user-42",
+                    },
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     type: str
     occurred_at: datetime

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from commdesk_billing.modules.reconciliation.model import Finding, Transition
+from commdesk_billing.modules.reconciliation.model import Finding, Kind, Source, State, Transition
 from commdesk_billing.security.text import StrictInput
 
 
@@ -24,9 +24,14 @@ class NoteIn(StrictInput):
     ]
 
 
+_DETAIL_EXAMPLE = (
+    "order cdb_5b7c9d1e2f3a4b5c8d6e7f8091a2b3c4: we captured ₹352.82, Cashfree reports ₹347.82"
+)
+
+
 class TransitionOut(BaseModel):
-    from_state: str | None
-    to_state: str
+    from_state: State | None = Field(description="None on the opening transition")
+    to_state: State
     actor: str
     actor_role: str
     note: str
@@ -45,18 +50,64 @@ class TransitionOut(BaseModel):
 
 
 class FindingOut(BaseModel):
-    id: uuid.UUID
-    source: str = Field(description="internal | gateway | payouts")
-    kind: str = Field(
-        description="invariant_violation | missing_at_cashfree | missing_here | "
-        "amount_differs | settled_twice | unsettled | payout_mismatch"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7c8d9e0f-1a2b-4c3d-9e4f-5a6b7c8d9e0f",
+                    "source": "gateway",
+                    "kind": "amount_differs",
+                    "reference": "payment:cdb_5b7c9d1e2f3a4b5c8d6e7f8091a2b3c4",
+                    "references": {
+                        "order_id": "cdb_5b7c9d1e2f3a4b5c8d6e7f8091a2b3c4",
+                        "cf_payment_id": "5114917215",
+                    },
+                    "expected_paise": 35282,
+                    "actual_paise": 34782,
+                    "detail": _DETAIL_EXAMPLE,
+                    "state": "explained",
+                    "seen_count": 2,
+                    "first_seen_at": "2026-12-06T02:00:00Z",
+                    "last_seen_at": "2026-12-07T02:00:00Z",
+                    "created_at": "2026-12-06T02:00:00Z",
+                    "updated_at": "2026-12-07T09:30:00Z",
+                    "transitions": [
+                        {
+                            "from_state": None,
+                            "to_state": "open",
+                            "actor": "reconciler",
+                            "actor_role": "reconciler",
+                            "note": _DETAIL_EXAMPLE,
+                            "created_at": "2026-12-06T02:00:00Z",
+                        },
+                        {
+                            "from_state": "open",
+                            "to_state": "explained",
+                            "actor": "fin-asha",
+                            "actor_role": "finance_admin",
+                            "note": "Cashfree deducted the dispute fee (ticket 4521)",
+                            "created_at": "2026-12-07T09:30:00Z",
+                        },
+                    ],
+                }
+            ]
+        }
     )
+
+    id: uuid.UUID
+    source: Source = Field(
+        description="internal: the ledger's invariants; gateway: payments and refunds "
+        "against Cashfree's settlements; payouts: transfers against Cashfree Payouts"
+    )
+    kind: Kind
     reference: str = Field(description="What it is about; unique with source and kind")
     references: dict[str, Any] = Field(description="Order, payment, refund, transfer ids…")
     expected_paise: int | None = Field(description="What we hold")
     actual_paise: int | None = Field(description="What Cashfree (or the books) say")
     detail: str
-    state: str = Field(description="open | explained | resolved")
+    state: State = Field(
+        description="open: to look at; explained: an expected difference; resolved: dealt with"
+    )
     seen_count: int = Field(description="Runs that saw it")
     first_seen_at: datetime
     last_seen_at: datetime
