@@ -2,9 +2,8 @@
 required where a route reads it, and each documented route written for a reader: its own
 summary and description, examples of its request body, and only its own errors.
 
-`DOCUMENTED_TAGS` are the routers brought to that standard so far (docs/api.md
-"Documenting a route"); a router joins the set when its routes are written up, and from then
-on this test keeps it so."""
+`DOCUMENTED_TAGS` are the routers held to that standard (docs/api.md
+"Documenting a route"): every router the API has, so a new one joins with its write-up."""
 
 from __future__ import annotations
 
