@@ -32,7 +32,6 @@ async def test_concurrent_debits_over_many_connections_are_exact(
     run = uuid.uuid4().hex[:8]
     in_use: set[int] = set()
     peak = 0
-    retried: list[int] = []
 
     async def one(i: int) -> httpx.Response:
         nonlocal peak
@@ -50,7 +49,6 @@ async def test_concurrent_debits_over_many_connections_are_exact(
                 )
                 if answer.status_code != 503:
                     return answer
-                retried.append(i)
                 await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
             return answer
         finally:
