@@ -85,4 +85,6 @@ def test_the_openapi_document_names_the_429() -> None:
     assert "`money` class" in debit["description"]
     # A route's own 429 keeps its meaning, and gains the limiter's.
     orders = paths["/v1/payments/orders"]["post"]["responses"]["429"]["description"]
-    assert orders.startswith("Too many unpaid orders; or: Rate limit of the `orders` class")
+    own, _, limiter = orders.partition("; or: ")
+    assert own.startswith("Too many unpaid orders") and "`too_many_open_orders`" in own
+    assert limiter.startswith("Rate limit of the `orders` class")
