@@ -3,7 +3,8 @@
     .venv/bin/python bench/payments_bench.py [--rounds 3] [--purchases 600] [--webhooks 3000]
                                              [--concurrency 32] [--workers 2]
 
-`--purchases 0` skips the purchase runs (webhook ingest and pgbench only).
+`--purchases 0` skips the purchase runs (webhook ingest and pgbench only); such a run goes to
+bench/results/payments-ingest.json and its own block in docs/benchmarks.md.
 
 Each round, on the same PostgreSQL and RabbitMQ:
   1. pgbench TPC-B (`-c 16 -j 2 -T 10`, scale 16), the yardstick;
@@ -380,7 +381,10 @@ def main() -> None:
         "command": command,
         "rounds": rounds,
     }
-    publish_results("payments", summary, table, docs=not args.no_docs)
+    # An ingest-only run has its own block and results file: it must not replace the
+    # purchase figures of the last full run.
+    name = "payments" if args.purchases else "payments-ingest"
+    publish_results(name, summary, table, docs=not args.no_docs)
 
 
 if __name__ == "__main__":
