@@ -3,6 +3,9 @@
     .venv/bin/python bench/payments_bench.py [--rounds 3] [--purchases 600] [--webhooks 3000]
                                              [--concurrency 32] [--workers 2]
 
+`--purchases 0` skips the purchase runs (webhook ingest and pgbench only); such a run goes to
+bench/results/payments-ingest.json and its own block in docs/benchmarks.md.
+
 Each round, on the same PostgreSQL and RabbitMQ:
   1. pgbench TPC-B (`-c 16 -j 2 -T 10`, scale 16), the yardstick;
   2. purchases end to end: `concurrency` buyers each open an order (POST /v1/payments/orders,
@@ -12,7 +15,12 @@ Each round, on the same PostgreSQL and RabbitMQ:
      for the order and its payments, `wallet.credit` granting two lots and posting the INR
      journal. Processes: 1 sandbox, 1 API, `workers` workers; the sandbox settles at once;
   3. webhook ingest alone: signed PAYMENT_SUCCESS webhooks for existing orders posted to the
-     API with no worker running (verify, dedupe-insert the raw body, outbox row, 200).
+     API with no worker running (verify, dedupe-insert the raw body, outbox row, 200), after
+     a few unmeasured ones that warm the process up. Besides throughput it reports each
+     request's latency (p50, p99, as the load generator sees it) and the API process's CPU
+     time per webhook (user + system, from /proc/<pid>/stat, before and after): on a shared,
+     loaded machine throughput says how busy the other tenants were, CPU per request says
+     what one request costs, and 1000 / (CPU ms per webhook) is one core's ceiling.
 Everything shares this machine's cores with the load generator. Medians over rounds, with
 per-round ratios to pgbench, go to bench/results/payments.json and docs/benchmarks.md.
 """
@@ -23,6 +31,7 @@ import argparse
 import asyncio
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -86,6 +95,14 @@ async def _ready(url: str) -> None:
 
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*CLI, *args], env=env)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -198,7 +215,10 @@ async def _seed_orders(url: str, n: int, tag: str) -> list[str]:
         await engine.dispose()
 
 
-async def _post_webhooks(api: str, secret: str, orders: list[str], concurrency: int) -> float:
+async def _post_webhooks(
+    api: str, secret: str, orders: list[str], concurrency: int, start: int = 0
+) -> tuple[float, list[float]]:
+    """Post one signed PAYMENT_SUCCESS per order; (webhooks per second, each latency in s)."""
     template = Template(
         '{"data":{"order":{"order_id":"$o","order_amount":300.00,"order_currency":"INR",'
         '"order_tags":null},"payment":{"cf_payment_id":"$p","payment_status":"SUCCESS",'
@@ -206,7 +226,10 @@ async def _post_webhooks(api: str, secret: str, orders: list[str], concurrency: 
         '"payment_method":{"upi":{"channel":"collect","upi_id":"testsuccess@gocash"}}}},'
         '"event_time":"2026-11-26T12:00:00+05:30","type":"PAYMENT_SUCCESS_WEBHOOK"}'
     )
-    bodies = [template.substitute(o=o, p=10_000_000 + i).encode() for i, o in enumerate(orders)]
+    bodies = [
+        template.substitute(o=o, p=10_000_000 + start + i).encode() for i, o in enumerate(orders)
+    ]
+    latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency * 2)
     async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
         queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -217,33 +240,52 @@ async def _post_webhooks(api: str, secret: str, orders: list[str], concurrency: 
             while not queue.empty():
                 body = queue.get_nowait()
                 ts = str(int(time.time() * 1000))
-                r = await client.post(
-                    "/v1/webhooks/cashfree",
-                    content=body,
-                    headers={
-                        "content-type": "application/json",
-                        "x-webhook-timestamp": ts,
-                        "x-webhook-signature": signature.sign(secret, ts, body),
-                        "x-webhook-version": "2025-01-01",
-                    },
-                )
+                headers = {
+                    "content-type": "application/json",
+                    "x-webhook-timestamp": ts,
+                    "x-webhook-signature": signature.sign(secret, ts, body),
+                    "x-webhook-version": "2025-01-01",
+                }
+                sent = time.perf_counter()
+                r = await client.post("/v1/webhooks/cashfree", content=body, headers=headers)
+                latencies.append(time.perf_counter() - sent)
                 if r.status_code != 200 or r.json()["status"] != "accepted":
                     raise RuntimeError(f"webhook: {r.status_code} {r.text[:300]}")
 
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
-        return len(bodies) / (time.perf_counter() - started)
+        return len(bodies) / (time.perf_counter() - started), latencies
 
 
-def _round_webhooks(url: str, prefix: str, n: int, concurrency: int) -> float:
+def _percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1..99)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+WARM_UP = 200
+
+
+def _round_webhooks(url: str, prefix: str, n: int, concurrency: int) -> dict[str, float]:
     api = f"http://127.0.0.1:{free_port()}"
     env = _env(url, prefix, api, "http://127.0.0.1:9")
     procs = [_start(env, "api", "--port", api.rsplit(":", 1)[1])]
     try:
         asyncio.run(_ready(f"{api}/readyz"))
-        orders = asyncio.run(_seed_orders(url, n, uuid.uuid4().hex[:8]))
+        orders = asyncio.run(_seed_orders(url, WARM_UP + n, uuid.uuid4().hex[:8]))
         secret = Settings().cashfree_client_secret.get_secret_value()
-        return asyncio.run(_post_webhooks(api, secret, orders, concurrency))
+        # Unmeasured: the first requests fill the statement caches and the connection pool.
+        asyncio.run(_post_webhooks(api, secret, orders[:WARM_UP], concurrency))
+        cpu_before = _cpu_s(procs[0].pid)
+        per_s, latencies = asyncio.run(
+            _post_webhooks(api, secret, orders[WARM_UP:], concurrency, start=WARM_UP)
+        )
+        cpu = _cpu_s(procs[0].pid) - cpu_before
+        return {
+            "webhooks_per_s": per_s,
+            "webhook_api_cpu_ms": cpu * 1000 / n,
+            "webhook_p50_ms": _percentile(latencies, 50) * 1000,
+            "webhook_p99_ms": _percentile(latencies, 99) * 1000,
+        }
     finally:
         _stop(procs)
 
@@ -284,16 +326,22 @@ def main() -> None:
         pgbench_init(pgb, 16)
         for i in range(args.rounds):
             tps = pgbench_tps(pgb, 16, 10)
-            bought = _round_purchases(
-                db_url(db), prefix, args.purchases, args.concurrency, args.workers
-            )
-            ingest = _round_webhooks(db_url(db), prefix, args.webhooks, args.concurrency)
+            measured: dict[str, float] = {"pgbench_tps": tps}
+            if args.purchases:
+                measured["purchases_per_s"] = _round_purchases(
+                    db_url(db), prefix, args.purchases, args.concurrency, args.workers
+                )
+            measured |= _round_webhooks(db_url(db), prefix, args.webhooks, args.concurrency)
             # The ingest run left outbox rows nobody will relay: clear them between rounds.
             asyncio.run(_clear_outbox(db_url(db)))
-            rounds.append({"pgbench_tps": tps, "purchases_per_s": bought, "webhooks_per_s": ingest})
+            rounds.append(measured)
+            bought = measured.get("purchases_per_s")
             print(
-                f"round {i + 1}: pgbench {tps:.0f} tps, purchases {bought:.1f}/s, "
-                f"webhook ingest {ingest:.0f}/s",
+                f"round {i + 1}: pgbench {tps:.0f} tps, "
+                + (f"purchases {bought:.1f}/s, " if bought is not None else "")
+                + f"webhook ingest {measured['webhooks_per_s']:.0f}/s, "
+                f"API CPU {measured['webhook_api_cpu_ms']:.2f} ms/webhook, "
+                f"p50 {measured['webhook_p50_ms']:.1f} ms, p99 {measured['webhook_p99_ms']:.1f} ms",
                 flush=True,
             )
     finally:
@@ -308,22 +356,35 @@ def main() -> None:
         f"{args.purchases} --webhooks {args.webhooks} --concurrency {args.concurrency} "
         f"--workers {args.workers}"
     )
+    purchases = (
+        f"| completed purchases end to end (order → checkout → webhook → credits), "
+        f"{args.concurrency} buyers, {args.workers} workers | {med('purchases_per_s'):,.1f}/s "
+        f"({med('purchases_per_s') * 60:,.0f}/min) | {ratio('purchases_per_s'):.3f} |\n"
+        if args.purchases
+        else ""
+    )
+    cpu_ms = med("webhook_api_cpu_ms")
     table = (
         "| measure | median of rounds | median ratio to pgbench (per round) |\n"
         "|---|---:|---:|\n"
         f"| pgbench TPC-B, 16 clients | {med('pgbench_tps'):,.0f} tps | 1.00 |\n"
-        f"| completed purchases end to end (order → checkout → webhook → credits), "
-        f"{args.concurrency} buyers, {args.workers} workers | {med('purchases_per_s'):,.1f}/s "
-        f"({med('purchases_per_s') * 60:,.0f}/min) | {ratio('purchases_per_s'):.3f} |\n"
+        f"{purchases}"
         f"| webhook ingest alone (verify, store raw, outbox, 200), {args.concurrency} senders | "
-        f"{med('webhooks_per_s'):,.0f}/s | {ratio('webhooks_per_s'):.2f} |\n"
+        f"{med('webhooks_per_s'):,.0f}/s | {ratio('webhooks_per_s'):.3f} |\n"
+        f"| webhook ingest latency seen by the senders, p50 / p99 | "
+        f"{med('webhook_p50_ms'):,.1f} ms / {med('webhook_p99_ms'):,.1f} ms | |\n"
+        f"| API process CPU (user + system) per ingested webhook | {cpu_ms:.2f} ms "
+        f"(one core's ceiling: {1000 / cpu_ms:,.0f}/s) | |\n"
     )
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "rounds": rounds,
     }
-    publish_results("payments", summary, table, docs=not args.no_docs)
+    # An ingest-only run has its own block and results file: it must not replace the
+    # purchase figures of the last full run.
+    name = "payments" if args.purchases else "payments-ingest"
+    publish_results(name, summary, table, docs=not args.no_docs)
 
 
 if __name__ == "__main__":

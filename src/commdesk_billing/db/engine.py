@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import asyncpg
 import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -119,3 +120,43 @@ async def in_transaction(
             )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+async def on_driver(
+    engine: AsyncEngine, work: Callable[[asyncpg.Connection[Any]], Awaitable[T]]
+) -> T:
+    """Run `work` on the asyncpg connection under one of the pool's connections, around
+    SQLAlchemy: no transaction is opened, so each statement `work` runs commits on its own.
+    Only for a hot path whose every write is one statement (a statement is atomic: a CTE
+    that stores a row and its outbox row commits both or neither); it saves the BEGIN and
+    COMMIT round trips and SQLAlchemy's per-statement layer. Behind a transaction-mode
+    pooler it works as it is (asyncpg prepares nothing there that outlives a statement).
+
+    What the database cannot serve now raises `DatabaseUnavailable`, as in `in_transaction`
+    (the driver's own statement timeout included: `work` touches nothing but the driver). A
+    connection that died under `work` is dropped from the pool. Nothing is retried here: the
+    caller decides (the webhook receiver hands the delivery to its transactional path)."""
+    connected = False
+    try:
+        async with engine.connect() as conn:
+            connected = True
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                return await work(driver)
+            except BaseException:
+                if driver.is_closed():
+                    await conn.invalidate()
+                raise
+    except Exception as exc:
+        reason: errors.Reason | None
+        if connected and isinstance(exc, TimeoutError):
+            reason = "statement_timeout"  # asyncpg's client-side command_timeout
+        else:
+            reason = errors.classify(exc, connecting=not connected)
+        if reason is None:
+            raise
+        unavailable = errors.report(exc, reason)
+        if unavailable is exc:
+            raise
+        raise unavailable from exc

@@ -67,6 +67,25 @@ async def publish(
     return envelope
 
 
+def command(
+    queue: str,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """The envelope `send` would write for a command, refused as `send` refuses it, for a
+    caller that writes the row itself, inside a statement of its own that also writes the
+    state the command is about (one statement: both or neither). The row: `message_id`
+    the envelope's id, `queue`, `message_type`, `body` its `model_dump_json()`,
+    `available_at` now."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+    if not routing.installed().routed(queue, message_type):
+        raise RuntimeError(f"{queue} consumes no {message_type!r}: route it in the wiring")
+    return new_envelope(message_type, payload, correlation_id=correlation_id)
+
+
 async def _publish_unless_pending(
     conn: AsyncConnection,
     queue: str,

@@ -19,8 +19,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from commdesk_billing.deps import Config, Engine
@@ -112,7 +113,7 @@ def _refuse(status: int, code: str, title: str, detail: str) -> JSONResponse:
         ),
     },
 )
-async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> JSONResponse:
+async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -> Response:
     """Cashfree's payment (success, failure, user dropped) and refund status deliveries.
     The signature over the exact bytes is the authentication; a signed delivery is stored
     raw, once per identity, and answered 200 with what became of it, so Cashfree stops
@@ -130,6 +131,8 @@ async def cashfree_webhook(request: Request, engine: Engine, settings: Config) -
         if exc.status == 401:
             WEBHOOKS_RECEIVED.labels(exc.code).inc()
         return _refuse(exc.status, exc.code, "Webhook refused", exc.detail)
-    return JSONResponse(
-        {"status": receipt.outcome, "webhook_id": str(receipt.webhook_id)}, status_code=200
+    # The bytes JSONResponse would send (compact), without its json.dumps.
+    return Response(
+        orjson.dumps({"status": receipt.outcome, "webhook_id": str(receipt.webhook_id)}),
+        media_type="application/json",
     )
