@@ -178,10 +178,18 @@ def ledger_verify(as_json: bool, seal: bool, progress: bool | None, full: bool) 
 
     show = sys.stderr.isatty() if progress is None else progress
     runs: list[CheckRun] = []
+    # A walk's bar is redrawn in place (no newline) until it reaches its total; a walk that
+    # ends short of the total it was told (rows can go between the count and the walk) must
+    # still not leave the next check's line glued to its bar.
+    bar_open = False
 
     def step(run: CheckRun) -> None:
+        nonlocal bar_open
         runs.append(run)
         if show:
+            if bar_open:
+                click.echo("", err=True)
+                bar_open = False
             found = f", {run.findings} finding(s)" if run.findings else ""
             click.echo(
                 f"[{run.index}/{run.total}] {run.name} ({run.seconds:.2f} s{found})", err=True
@@ -191,6 +199,7 @@ def ledger_verify(as_json: bool, seal: bool, progress: bool | None, full: bool) 
     rates: dict[str, float] = {}
 
     def walk_step(walk: str, done: int, total: int) -> None:
+        nonlocal bar_open
         started_at = walk_started.setdefault(walk, time.perf_counter())  # told 0 first
         elapsed = max(time.perf_counter() - started_at, 1e-6)
         rates[walk] = done / elapsed
@@ -203,6 +212,7 @@ def ledger_verify(as_json: bool, seal: bool, progress: bool | None, full: bool) 
                 err=True,
                 nl=done >= total,
             )
+            bar_open = done < total
 
     async def go(settings: Settings) -> Any:
         engine = make_engine(settings, direct=True, pool_size=2)
