@@ -86,6 +86,18 @@ def command(
     return new_envelope(message_type, payload, correlation_id=correlation_id)
 
 
+def command_row_per(source: str, *, first_param: int) -> str:
+    """The SQL ending a caller's statement that writes one outbox row per row of `source`
+    (a CTE of that statement), for `command`'s envelope: parameters `$first_param` to
+    `$first_param + 3` are its id, the queue, its type and `model_dump_json()`. The state and
+    its command so commit in one statement, or neither does."""
+    n = first_param
+    return f"""
+    INSERT INTO outbox (message_id, queue, message_type, body)
+    SELECT ${n}, ${n + 1}, ${n + 2}, ${n + 3} FROM {source}
+    RETURNING message_id"""
+
+
 async def _publish_unless_pending(
     conn: AsyncConnection,
     queue: str,

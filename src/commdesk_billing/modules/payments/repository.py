@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.db.sql import sql
@@ -366,3 +367,14 @@ async def list_filtered(
         params,
     )
     return [Payment.from_row(r) for r in rows]
+
+
+# What a webhook receipt needs of the order, and nothing else: the whole row has JSON
+# columns to decode.
+_ORDER_FACTS = """
+    SELECT id, order_id, amount_paise, currency, order_expires_at
+      FROM payments WHERE order_id = $1"""
+
+
+async def order_facts(driver: asyncpg.Connection[Any], order_id: str) -> asyncpg.Record | None:
+    return await driver.fetchrow(_ORDER_FACTS, order_id)

@@ -19,6 +19,7 @@ import uuid
 from datetime import timedelta, timezone
 from typing import Any
 
+import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -72,6 +73,12 @@ async def get(
 
 async def by_order_id(conn: AsyncConnection, order_id: str) -> Payment | None:
     return await repo.by_order_id(conn, order_id)
+
+
+async def order_facts(driver: asyncpg.Connection[Any], order_id: str) -> asyncpg.Record | None:
+    """id, order_id, amount_paise, currency and order_expires_at of the order, or None: read
+    on the driver by the webhook receiver's fast road (`webhooks.service._accept_first`)."""
+    return await repo.order_facts(driver, order_id)
 
 
 async def add_refunded(conn: AsyncConnection, payment_id: uuid.UUID, amount_paise: int) -> None:

@@ -203,12 +203,6 @@ async def receive(
     return receipt
 
 
-# The first delivery of a payment event that agrees with our order (`_accept_first`). The
-# order's facts the receipt needs, and nothing else (the full row has JSON to decode).
-_ORDER_FACTS = """
-    SELECT id, order_id, amount_paise, currency, order_expires_at
-      FROM payments WHERE order_id = $1"""
-
 # The delivery stored as `_INSERT` stores one acted on (status received, no outcome), and,
 # only if that made the row, its `payment.processing` command: one statement, so both commit
 # or neither. No row back: the key was stored before (a repeat, or a different delivery under
@@ -222,9 +216,7 @@ _ACCEPT = """
                 'received')
         ON CONFLICT (dedupe_key) DO NOTHING
         RETURNING id)
-    INSERT INTO outbox (message_id, queue, message_type, body)
-    SELECT $13, $14, $15, $16 FROM stored
-    RETURNING message_id"""
+    """ + outbox.command_row_per("stored", first_param=13)
 
 
 async def _accept_first(
@@ -243,7 +235,7 @@ async def _accept_first(
     webhook_id = uuid.uuid4()
 
     async def work(driver: asyncpg.Connection[Any]) -> Receipt | None:
-        order = await driver.fetchrow(_ORDER_FACTS, data.order.order_id)
+        order = await payments.order_facts(driver, data.order.order_id)
         if order is None or _disagreements(data, order["amount_paise"], order["currency"]):
             return None
         payment_id = uuid.UUID(str(order["id"]))
