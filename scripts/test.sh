@@ -30,7 +30,9 @@ elif [ "$#" -eq 0 ]; then
   # broker vhost, MongoDB and Redis prefix; a file's tests stay in one process, so its
   # module fixtures start once). The fault tests' records become docs/reliability.md's table.
   # (`tests` named, so its conftest, which defines the option, is loaded before parsing)
-  .venv/bin/pytest tests -n "${BILLING_TEST_WORKERS:-3}" --dist loadfile \
+  # --no-loadscope-reorder: files go out in collection order, which puts the longest first
+  # (tests/conftest.py), instead of the files with the most tests first.
+  .venv/bin/pytest tests -n "${BILLING_TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder \
     --reliability-report docs/reliability.md
 else
   .venv/bin/pytest "$@"

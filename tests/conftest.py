@@ -63,6 +63,27 @@ def pytest_addoption(parser: Any) -> None:
     fault_log.add_option(parser)
 
 
+# The files that take minutes, first: pytest-xdist hands files out in collection order
+# (scripts/test.sh passes --no-loadscope-reorder), so a long one started last would be the
+# run's tail with the other processes idle.
+_LONG_FIRST = (
+    "tests/contract/test_schemathesis.py",
+    "tests/telemetry/test_logs_e2e.py",
+    "tests/e2e/test_cli.py",
+    "tests/queues/test_backbone.py",
+    "tests/failure/test_broker_outage.py",
+    "tests/modules/ledger/test_scale.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return _LONG_FIRST.index(path) if path in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order, and each file its own
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under pytest-xdist a worker hands what only it saw (the ledger's verdicts on its own
     databases, the faults its tests injected) to the controller, which reports for the run."""
