@@ -76,8 +76,11 @@ class Node:
         }
 
 
-def nodes(base: Path, count: int, port: int = 5801, dist_port: int = 25801) -> list[Node]:
-    return [Node(i, base, port + i, dist_port + i) for i in range(count)]
+def nodes(
+    base: Path, count: int, port: int = 5801, dist_port: int = 25801, first: int = 0
+) -> list[Node]:
+    """`first`: the first node's letter (0 = a), so two sets of nodes never share a name."""
+    return [Node(first + i, base, port + i, dist_port + i) for i in range(count)]
 
 
 def _as_rabbitmq(node: Node, *argv: str) -> list[str]:
@@ -177,10 +180,12 @@ def _check(r: subprocess.CompletedProcess[str], what: str) -> None:
         raise RuntimeError(f"{what}: {r.stdout[-500:]} {r.stderr[-500:]}")
 
 
-def start(base: Path, count: int = 3, port: int = 5801, dist_port: int = 25801) -> list[Node]:
+def start(
+    base: Path, count: int = 3, port: int = 5801, dist_port: int = 25801, first: int = 0
+) -> list[Node]:
     """Start the nodes and, on a fresh DIR, cluster them. Returns them once all are running
     and every one sees every other."""
-    members = nodes(base, count, port, dist_port)
+    members = nodes(base, count, port, dist_port, first)
     fresh = not (members[0].dir / "mnesia").exists()
     for n in members:
         if pid(n) is None:
@@ -205,8 +210,10 @@ def running_members(node: Node) -> list[str]:
     return list(json.loads(r.stdout)["running_nodes"])
 
 
-def stop(base: Path, count: int = 3, port: int = 5801, dist_port: int = 25801) -> None:
-    for n in nodes(base, count, port, dist_port):
+def stop(
+    base: Path, count: int = 3, port: int = 5801, dist_port: int = 25801, first: int = 0
+) -> None:
+    for n in nodes(base, count, port, dist_port, first):
         value = pid(n)
         if value is None:
             continue
