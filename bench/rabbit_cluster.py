@@ -101,6 +101,19 @@ def ctl(node: Node, *args: str, timeout: float = 60) -> subprocess.CompletedProc
     )
 
 
+def rebalance(node: Node) -> subprocess.CompletedProcess[str]:
+    """Spread the quorum queues' leaders over the running members (`rabbitmq-queues
+    rebalance quorum`): otherwise the node that first declared them leads them all."""
+    return subprocess.run(
+        _as_rabbitmq(
+            node, str(RABBIT_BIN / "rabbitmq-queues"), "-n", node.name, "rebalance", "quorum"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _prepare(node: Node) -> None:
     for sub in ("mnesia", "log"):
         (node.dir / sub).mkdir(parents=True, exist_ok=True)

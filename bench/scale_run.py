@@ -19,7 +19,9 @@ bench/payments_bench.py (order over HTTP → the Cashfree sandbox's hosted check
 webhook → `payment.processing` → `wallet.credit`), and counts one once its payment is
 CREDITED. CPU per purchase is read from /proc (utime + stime of each process and its live
 descendants) over the run, per kind of process; PostgreSQL's share is its backends on the
-scratch database still alive at the end (a lower bound: a backend that closed is missed).
+scratch database, sampled every 0.2 s (a backend that exits is counted to its last sample).
+A third layout, the scaled one with PostgreSQL directly instead of PgBouncer, tells the
+pooler's cost from the extra processes'.
 Then the fault round on the scaled layout: once a quarter of the purchases are credited, the
 node leading most of the app's queues is killed with SIGKILL, started again a few seconds
 later, and the run goes on. Lost and credited-twice are counted as the fault suite counts
@@ -40,6 +42,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -113,7 +116,7 @@ class Layout:
     procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
     pids: dict[str, list[int]] = field(default_factory=dict)
     base_url: str = ""
-    backends_db: str = ""
+    leaders: dict[str, int] = field(default_factory=dict)
 
 
 def _pgbouncer(workdir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -270,8 +273,12 @@ def _start_layout(layout: Layout, db: str, prefix: str, work: Path) -> None:
         asyncio.run(_ready(f"http://127.0.0.1:{p}/readyz"))
     asyncio.run(_ready(f"{layout.base_url}/readyz"))
     _wait_consumers(layout.brokers[0], prefix, layout.workers)
+    if len(layout.brokers) > 1:
+        r = rc.rebalance(layout.brokers[0])
+        if r.returncode != 0:
+            raise RuntimeError(f"rebalance: {r.stdout[-300:]} {r.stderr[-300:]}")
+        layout.leaders = _leaders(layout.brokers[0], prefix)
     layout.pids = {k: [p.pid for p in v] for k, v in layout.procs.items()}
-    layout.backends_db = db
 
 
 def _stop_layout(layout: Layout) -> None:
@@ -303,13 +310,42 @@ def _credited(db: str, since: datetime) -> int:
     return int(rows[0][0])
 
 
-def _backend_ticks(db: str) -> dict[int, int]:
-    rows = asyncio.run(_fetch(db, "SELECT pid FROM pg_stat_activity WHERE datname = $1", db))
-    out: dict[int, int] = {}
-    for r in rows:
-        if (s := _stat(int(r["pid"]))) is not None:
-            out[int(r["pid"])] = s[1]
-    return out
+class Backends(threading.Thread):
+    """CPU of the database's backends, sampled from /proc every 0.2 s (their process title
+    names the database), so a backend that exits during the run is counted up to its last
+    sample, not missed."""
+
+    def __init__(self, db: str) -> None:
+        super().__init__(daemon=True)
+        self.marker = f" {db} ".encode()
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.stopping = threading.Event()
+
+    def _sample(self) -> dict[int, int]:
+        seen: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                title = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            is_ours = title.startswith(b"postgres: ") and self.marker in title
+            if is_ours and (s := _stat(int(entry))) is not None:
+                seen[int(entry)] = s[1]
+        return seen
+
+    def run(self) -> None:
+        self.first = self._sample()
+        while not self.stopping.wait(0.2):
+            self.last.update(self._sample())
+        self.last.update(self._sample())
+
+    def ticks(self) -> int:
+        self.stopping.set()
+        self.join()
+        return sum(t - self.first.get(p, 0) for p, t in self.last.items())
 
 
 @dataclass
@@ -438,25 +474,26 @@ async def _drive(
 def _run(
     layout: Layout, db: str, prefix: str, work: Path, n: int, concurrency: int, fault: Fault | None
 ) -> dict[str, Any]:
+    load = os.getloadavg()[0]
     try:
         _start_layout(layout, db, prefix, work)
         broker_pids = [p for node in layout.brokers if (p := rc.pid(node)) is not None]
         roots = {**layout.pids, "broker": broker_pids}
         before = {k: _tree_ticks(v) for k, v in roots.items()}
-        pg_before = _backend_ticks(db)
+        backends = Backends(db)
+        backends.start()
         driver_before = _driver_ticks()
         since = datetime.now(UTC)
         if fault is not None:
-            led = _leaders(layout.brokers[0], prefix)
+            led = layout.leaders
             fault.node = max(layout.brokers, key=lambda b: led.get(b.name, 0))
             fault.led = f"{led.get(fault.node.name, 0)} of {sum(led.values())}"
         seconds, paid = asyncio.run(_drive(layout, db, n, concurrency, fault))
         after = {k: _tree_ticks(v) for k, v in roots.items()}
-        pg_after = _backend_ticks(db)
         cpu = {k: (after[k] - before[k]) for k in roots}
         if fault is not None:
             cpu.pop("broker")  # the killed node's process is not the one measured at the start
-        cpu["postgres"] = sum(t - pg_before.get(p, 0) for p, t in pg_after.items())
+        cpu["postgres"] = backends.ticks()
         cpu["driver"] = _driver_ticks() - driver_before
         tally = _tally(db, since, paid)
         replicas = sorted(_members(layout.brokers[0], prefix))
@@ -465,12 +502,14 @@ def _run(
     ms = {k: v * 1000 / TICK / n for k, v in cpu.items()}
     return {
         "layout": layout.name,
+        "load_1min": load,
         "purchases": n,
         "seconds": seconds,
         "per_s": tally.exactly_once / seconds,
         "cpu_ms_per_purchase": ms,
         "tally": tally.__dict__,
         "replicas_per_queue": replicas,
+        "leaders": layout.leaders,
         **(
             {
                 "fault": {
@@ -487,13 +526,13 @@ def _run(
     }
 
 
-def _row(r: dict[str, Any], procs: str) -> str:
+def _row(r: dict[str, Any]) -> str:
     ms = r["cpu_ms_per_purchase"]
     cells = " | ".join(f"{ms[k]:.0f}" if k in ms else "—" for k in KINDS)
     total = sum(ms.values())
     return (
-        f"| {r['layout']} | {procs} | {r['purchases']} | {r['seconds']:.1f} | "
-        f"{r['per_s']:.1f} | {cells} | {total:.0f} |"
+        f"| {r['layout']} | {r['load_1min']:.1f} | {r['purchases']} | {r['seconds']:.1f} | "
+        f"{r['per_s']:.1f} | {cells} | {total:.0f} | {total * r['per_s'] / 1000:.2f} |\n"
     )
 
 
@@ -525,13 +564,18 @@ def main() -> None:
             rc.stop(solo_dir, 1, port=5811, dist_port=25811, first=3)
         cluster = rc.start(cluster_dir, 3)
         try:
-            scaled = Layout("scaled", apis=2, workers=3, brokers=cluster, pooled=True)
-            results.append(_run(scaled, db, prefix, work, args.purchases, args.concurrency, None))
-            print(json.dumps(results[-1]), flush=True)
-            faulted = Layout("scaled, node killed", apis=2, workers=3, brokers=cluster, pooled=True)
-            fault = Fault(node=cluster[0], down_s=args.down_s)
-            results.append(_run(faulted, db, prefix, work, args.purchases, args.concurrency, fault))
-            print(json.dumps(results[-1]), flush=True)
+            for layout, fault in (
+                (Layout("scaled", 2, 3, cluster, pooled=True), None),
+                (Layout("scaled, PostgreSQL direct", 2, 3, cluster, pooled=False), None),
+                (
+                    Layout("scaled, a node killed", 2, 3, cluster, pooled=True),
+                    Fault(node=cluster[0], down_s=args.down_s),
+                ),
+            ):
+                results.append(
+                    _run(layout, db, prefix, work, args.purchases, args.concurrency, fault)
+                )
+                print(json.dumps(results[-1]), flush=True)
         finally:
             rc.stop(cluster_dir, 3)
     finally:
@@ -542,20 +586,15 @@ def main() -> None:
         f".venv/bin/python bench/scale_run.py --purchases {args.purchases} "
         f"--concurrency {args.concurrency} --down-s {args.down_s:g}"
     )
-    one_r, scaled_r, fault_r = results
+    one_r, scaled_r, _, fault_r = results
     speedup = scaled_r["per_s"] / one_r["per_s"]
     table = (
-        "| layout | processes | purchases | s | credited/s | "
+        "| layout | load (1 min) at start | purchases | s | credited/s | "
         + " | ".join(KINDS)
-        + " | total |\n|---|---|---:|---:|---:|"
-        + "---:|" * (len(KINDS) + 1)
+        + " | total CPU ms | cores busy |\n|---|---:|---:|---:|---:|"
+        + "---:|" * (len(KINDS) + 2)
         + "\n"
-        + _row(one_r, "1 API, 1 worker, PostgreSQL direct, 1 broker node")
-        + "\n"
-        + _row(scaled_r, "2 API behind HAProxy, 3 workers, PgBouncer (transaction), 3 nodes")
-        + "\n"
-        + _row(fault_r, "as scaled; one node SIGKILLed mid-run and restarted")
-        + "\n"
+        + "".join(_row(r) for r in results)
     )
     f = fault_r["fault"]
     t = fault_r["tally"]
@@ -581,14 +620,17 @@ def main() -> None:
     (out / "scale.json").write_text(json.dumps(summary, indent=2))
     if not args.no_docs:
         replicas = ", ".join(str(x) for x in scaled_r["replicas_per_queue"])
+        leaders = ", ".join(f"{k} {v}" for k, v in sorted(scaled_r["leaders"].items()))
         write_docs_block(
             "scale-run",
             f"Last run {summary['when']} on {os.cpu_count()} cores, {args.purchases} purchases "
             f"per layout, {args.concurrency} buyers:\n\n    {command}\n\n{table}\n"
-            f"CPU columns are milliseconds of CPU per completed purchase (postgres: its backends "
-            f"alive at the end, a lower bound; driver: the load generator). Scaled / one of "
-            f"each: {speedup:.2f}x purchases per second. Quorum queue replicas per queue in the "
-            f"cluster: {replicas}.\n\n{fault_table}",
+            f"CPU columns: milliseconds of CPU per credited purchase, by kind of process "
+            f"(broker: all its nodes; postgres: the scratch database's backends; driver: the "
+            f"load generator); cores busy: total CPU per purchase times purchases per second. "
+            f"Scaled / one of each: {speedup:.2f}x purchases per second. Replicas per quorum "
+            f"queue in the cluster: {replicas}; queue leaders after rebalancing: "
+            f"{leaders}.\n\n{fault_table}",
         )
 
 
