@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
@@ -57,8 +58,10 @@ from sqlalchemy.engine import make_url
 import rabbit_cluster as rc
 from commdesk_billing.config import Settings
 from commdesk_billing.db.migrate import upgrade
+from commdesk_billing.queues.topology import QUEUES, Names
+from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from payments_bench import _env, _purchases, _start, _stop
+from payments_bench import _env, _start, _stop
 from pgtools import ROOT, admin_sql, db_url, write_docs_block
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -440,14 +443,103 @@ def _members(node: rc.Node, prefix: str) -> set[int]:
     return {len(q["members"]) for q in json.loads(r.stdout or "[]") if q["name"].startswith(prefix)}
 
 
+async def _purchases(api: str, n: int, concurrency: int, tag: str) -> int:
+    """payments_bench's buyers, with one difference: a request the proxy or a loaded server
+    drops without an answer is sent again, as a client would (the order with its same
+    Idempotency-Key; a checkout sent again for a session already paid is refused, which stops
+    the run). Returns how many requests were sent again."""
+    settings = Settings()
+    tokens = [
+        issue_token(settings, sub=f"scale-{tag}-{i}", role=Role.member) for i in range(concurrency)
+    ]
+    retries = 0
+    limits = httpx.Limits(max_connections=concurrency * 2)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+
+        async def send(method: str, url: str, **kw: Any) -> httpx.Response:
+            nonlocal retries
+            for attempt in range(4):
+                try:
+                    return await client.request(method, url, **kw)
+                except httpx.TransportError:
+                    if attempt == 3:
+                        raise
+                    retries += 1
+                    await asyncio.sleep(0.5)
+            raise AssertionError("unreachable")
+
+        async def buyer(b: int) -> None:
+            auth = {"Authorization": f"Bearer {tokens[b]}"}
+            while not queue.empty():
+                i = queue.get_nowait()
+                r = await send(
+                    "POST",
+                    "/v1/payments/orders",
+                    json={"pack_code": "pack_300", "customer_phone": "9999999999"},
+                    headers={**auth, "Idempotency-Key": f"{tag}-{i}"},
+                )
+                if r.status_code != 201:
+                    raise RuntimeError(f"order: {r.status_code} {r.text[:300]}")
+                order = r.json()
+                paid = await send(
+                    "POST",
+                    order["checkout_url"].split("?", 1)[0],
+                    data={
+                        "payment_session_id": order["payment_session_id"],
+                        "payment_method": "upi",
+                        "outcome": "success",
+                    },
+                )
+                if paid.status_code != 200:
+                    raise RuntimeError(f"checkout: {paid.status_code} {paid.text[:300]}")
+
+        await asyncio.gather(*(buyer(b) for b in range(concurrency)))
+    return retries
+
+
+async def _backlog(db: str, broker_url: str, prefix: str) -> tuple[int, int]:
+    """(outbox rows not yet relayed + messages waiting in the work and retry queues,
+    messages in the dead-letter queues)."""
+    rows = await _fetch(db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+    names = Names(prefix, len(Settings().retry_delays_s))
+    waiting = dead = 0
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel()
+        for q in QUEUES:
+            for name, dlq in ((names.work(q), False), (names.dlq(q), True)):
+                declared = await channel.declare_queue(name, passive=True)
+                count = declared.declaration_result.message_count or 0
+                if dlq:
+                    dead += count
+                else:
+                    waiting += count
+        for name in names.tiers_all():
+            declared = await channel.declare_queue(name, passive=True)
+            waiting += declared.declaration_result.message_count or 0
+    return int(rows[0][0]) + waiting, dead
+
+
+@dataclass
+class Drive:
+    credited_s: float  # until every purchase was CREDITED
+    drained_s: float  # until the follow-up work (invoices, analytics, fraud, …) was done too
+    retries: int
+    dead_letters: int
+
+
 async def _drive(
-    layout: Layout, db: str, n: int, concurrency: int, fault: Fault | None
-) -> tuple[float, int]:
-    """Buy n, wait until all are credited (or 300 s after the last checkout); (seconds, paid)."""
+    layout: Layout, db: str, prefix: str, n: int, concurrency: int, fault: Fault | None
+) -> Drive:
+    """Buy n, wait until all are credited (or 300 s after the last checkout), then until the
+    outbox and the queues are empty (twice, a second apart; at most 300 s more)."""
     since = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
     started = time.perf_counter()
-    buying = asyncio.create_task(_purchases(layout.base_url, Settings(), n, concurrency, tag))
+    buying = asyncio.create_task(_purchases(layout.base_url, n, concurrency, tag))
 
     async def credited() -> int:
         return await asyncio.to_thread(_credited, db, since)
@@ -466,14 +558,25 @@ async def _drive(
         await asyncio.to_thread(rc.wait_node, fault.node)
         fault.back_after_s = time.perf_counter() - killed
         print(f"  {fault.node.name} running again after {fault.back_after_s:.1f} s", flush=True)
-    await buying
+    retries = await buying
     last_checkout = time.perf_counter()
     while (done := await credited()) < n:
         if time.perf_counter() - last_checkout > 300:
             print(f"  only {done} of {n} credited 300 s after the last checkout", flush=True)
             break
         await asyncio.sleep(0.1)
-    return time.perf_counter() - started, n
+    credited_s = time.perf_counter() - started
+    broker = layout.brokers[0].url
+    quiet = 0
+    dead = 0
+    deadline = time.perf_counter() + 300
+    while quiet < 2 and time.perf_counter() < deadline:
+        waiting, dead = await _backlog(db, broker, prefix)
+        quiet = quiet + 1 if waiting == 0 else 0
+        await asyncio.sleep(1)
+    if quiet < 2:
+        print("  the follow-up work did not drain in 300 s", flush=True)
+    return Drive(credited_s, time.perf_counter() - started - 1, retries, dead)
 
 
 def _run(
@@ -493,14 +596,14 @@ def _run(
             led = layout.leaders
             fault.node = max(layout.brokers, key=lambda b: led.get(b.name, 0))
             fault.led = f"{led.get(fault.node.name, 0)} of {sum(led.values())}"
-        seconds, paid = asyncio.run(_drive(layout, db, n, concurrency, fault))
+        drive = asyncio.run(_drive(layout, db, prefix, n, concurrency, fault))
         after = {k: _tree_ticks(v) for k, v in roots.items()}
         cpu = {k: (after[k] - before[k]) for k in roots}
         if fault is not None:
             cpu.pop("broker")  # the killed node's process is not the one measured at the start
         cpu["postgres"] = backends.ticks()
         cpu["driver"] = _driver_ticks() - driver_before
-        tally = _tally(db, since, paid)
+        tally = _tally(db, since, n)
         replicas = sorted(_members(layout.brokers[0], prefix))
     finally:
         _stop_layout(layout)
@@ -509,8 +612,11 @@ def _run(
         "layout": layout.name,
         "load_1min": load,
         "purchases": n,
-        "seconds": seconds,
-        "per_s": tally.exactly_once / seconds,
+        "seconds": drive.credited_s,
+        "per_s": tally.exactly_once / drive.credited_s,
+        "drained_s": drive.drained_s,
+        "request_retries": drive.retries,
+        "dead_letters": drive.dead_letters,
         "cpu_ms_per_purchase": ms,
         "tally": tally.__dict__,
         "replicas_per_queue": replicas,
@@ -537,7 +643,9 @@ def _row(r: dict[str, Any]) -> str:
     total = sum(ms.values())
     return (
         f"| {r['layout']} | {r['load_1min']:.1f} | {r['purchases']} | {r['seconds']:.1f} | "
-        f"{r['per_s']:.1f} | {cells} | {total:.0f} | {total * r['per_s'] / 1000:.2f} |\n"
+        f"{r['drained_s']:.1f} | {r['per_s']:.1f} | {cells} | {total:.0f} | "
+        f"{total * r['purchases'] / r['drained_s'] / 1000:.2f} | {r['request_retries']} | "
+        f"{r['dead_letters']} |\n"
     )
 
 
@@ -552,7 +660,7 @@ def main() -> None:
         raise SystemExit("run as root: the broker nodes run as the rabbitmq user")
 
     tag = uuid.uuid4().hex[:8]
-    db, prefix = f"cdb_scale_{tag}", f"scale{tag}."
+    db, prefix = f"cdb_scale_{tag}", f"scale{tag}"
     work = Path(tempfile.mkdtemp(prefix="cdb-scale-"))
     work.chmod(0o755)
     asyncio.run(admin_sql(f'CREATE DATABASE "{db}"'))
@@ -563,22 +671,27 @@ def main() -> None:
         solo = rc.start(solo_dir, 1, port=5811, dist_port=25811, first=3)
         try:
             one = Layout("one of each", apis=1, workers=1, brokers=solo, pooled=False)
-            results.append(_run(one, db, prefix, work, args.purchases, args.concurrency, None))
+            results.append(
+                _run(one, db, f"{prefix}0.", work, args.purchases, args.concurrency, None)
+            )
             print(json.dumps(results[-1]), flush=True)
         finally:
             rc.stop(solo_dir, 1, port=5811, dist_port=25811, first=3)
         cluster = rc.start(cluster_dir, 3)
         try:
-            for layout, fault in (
-                (Layout("scaled", 2, 3, cluster, pooled=True), None),
-                (Layout("scaled, PostgreSQL direct", 2, 3, cluster, pooled=False), None),
+            for i, (layout, fault) in enumerate(
                 (
-                    Layout("scaled, a node killed", 2, 3, cluster, pooled=True),
-                    Fault(node=cluster[0], down_s=args.down_s),
+                    (Layout("scaled", 2, 3, cluster, pooled=True), None),
+                    (Layout("scaled, PostgreSQL direct", 2, 3, cluster, pooled=False), None),
+                    (
+                        Layout("scaled, a node killed", 2, 3, cluster, pooled=True),
+                        Fault(node=cluster[0], down_s=args.down_s),
+                    ),
                 ),
+                start=1,
             ):
                 results.append(
-                    _run(layout, db, prefix, work, args.purchases, args.concurrency, fault)
+                    _run(layout, db, f"{prefix}{i}.", work, args.purchases, args.concurrency, fault)
                 )
                 print(json.dumps(results[-1]), flush=True)
         finally:
@@ -594,10 +707,12 @@ def main() -> None:
     one_r, scaled_r, _, fault_r = results
     speedup = scaled_r["per_s"] / one_r["per_s"]
     table = (
-        "| layout | load (1 min) at start | purchases | s | credited/s | "
+        "| layout | load (1 min) at start | purchases | s to credited | s to drained | "
+        "credited/s | "
         + " | ".join(KINDS)
-        + " | total CPU ms | cores busy |\n|---|---:|---:|---:|---:|"
-        + "---:|" * (len(KINDS) + 2)
+        + " | total CPU ms | cores busy | requests sent again | dead letters |\n"
+        "|---|---:|---:|---:|---:|---:|"
+        + "---:|" * (len(KINDS) + 4)
         + "\n"
         + "".join(_row(r) for r in results)
     )
@@ -630,9 +745,12 @@ def main() -> None:
             "scale-run",
             f"Last run {summary['when']} on {os.cpu_count()} cores, {args.purchases} purchases "
             f"per layout, {args.concurrency} buyers:\n\n    {command}\n\n{table}\n"
-            f"CPU columns: milliseconds of CPU per credited purchase, by kind of process "
-            f"(broker: all its nodes; postgres: the scratch database's backends; driver: the "
-            f"load generator); cores busy: total CPU per purchase times purchases per second. "
+            f"s to credited: until every purchase was CREDITED (credited/s is over this); s to "
+            f"drained: until the follow-up work each purchase queues (tax invoice, analytics, "
+            f"fraud scoring of the payment, notifications) was done as well. CPU columns: "
+            f"milliseconds of CPU per purchase over the whole run to drained, by kind of "
+            f"process (broker: all its nodes; postgres: the scratch database's backends; "
+            f"driver: the load generator); cores busy: that CPU over the time to drained. "
             f"Scaled / one of each: {speedup:.2f}x purchases per second. Replicas per quorum "
             f"queue in the cluster: {replicas}; queue leaders after rebalancing: "
             f"{leaders}.\n\n{fault_table}",
