@@ -658,6 +658,9 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the broker nodes run as the rabbitmq user")
+    for tool, package in ((HAPROXY, "haproxy"), (PGBOUNCER, "pgbouncer")):
+        if not os.access(tool, os.X_OK):
+            raise SystemExit(f"{package} is not installed: apt-get install -y {package}")
 
     tag = uuid.uuid4().hex[:8]
     db, prefix = f"cdb_scale_{tag}", f"scale{tag}"
