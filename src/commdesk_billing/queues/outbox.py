@@ -81,9 +81,15 @@ def command(
     `available_at` now."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")
+    _require_routed(queue, message_type)
+    return new_envelope(message_type, payload, correlation_id=correlation_id)
+
+
+def _require_routed(queue: str, message_type: str) -> None:
+    """A command no handler of `queue` takes is a deployment bug: work must never be dropped
+    silently, nor wait in a queue that nothing reads."""
     if not routing.installed().routed(queue, message_type):
         raise RuntimeError(f"{queue} consumes no {message_type!r}: route it in the wiring")
-    return new_envelope(message_type, payload, correlation_id=correlation_id)
 
 
 def command_row_per(source: str, *, first_param: int) -> str:
@@ -193,8 +199,7 @@ async def send(
     sent less than `in_flight_s` ago and not consumed yet (see `_publish_unless_pending`).
     However often it runs, and however long the broker is away, a caller so adds at most one
     row per correlation id."""
-    if not routing.installed().routed(queue, message_type):
-        raise RuntimeError(f"{queue} consumes no {message_type!r}: route it in the wiring")
+    _require_routed(queue, message_type)
     if unless_pending:
         if correlation_id is None or deliver_at is not None:
             raise ValueError("unless_pending needs a correlation_id and no deliver_at")
