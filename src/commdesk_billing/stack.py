@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,16 +65,25 @@ class Stack:
         return None
 
 
-async def _wait_http(url: str, stack: Stack, what: str, timeout_s: float = 30) -> None:
+async def _wait_http(url: str, stack: Stack, what: str, timeout_s: float = 120) -> None:
+    """Until `url` answers 200, by the clock: on a loaded machine a process's start can take
+    tens of seconds, and a poll that counted its attempts ran out sooner than it said."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
     async with httpx.AsyncClient(timeout=2) as client:
-        for _ in range(int(timeout_s * 10)):
+        while time.monotonic() < deadline:
             if (problem := stack.failed()) is not None:
                 raise RuntimeError(problem)
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get(url)).status_code == 200:
+            try:
+                answer = await client.get(url)
+            except httpx.TransportError as exc:
+                last = f"no answer ({type(exc).__name__})"
+            else:
+                if answer.status_code == 200:
                     return
+                last = f"{answer.status_code}: {answer.text[:300]}"
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready in {timeout_s:.0f} s")
+    raise RuntimeError(f"{what} did not become ready in {timeout_s:.0f} s (last: {last})")
 
 
 @contextlib.asynccontextmanager
@@ -303,7 +313,7 @@ async def _children(
         await _wait_http(f"{api_url}/readyz", stack, "the API")
         for name, port in health.items():
             # Ready means connected to the broker and consuming, not merely started.
-            await _wait_http(f"http://127.0.0.1:{port}/readyz", stack, f"the {name}", 120)
+            await _wait_http(f"http://127.0.0.1:{port}/readyz", stack, f"the {name}")
         stack.health_urls = {name: f"http://127.0.0.1:{port}" for name, port in health.items()}
         yield stack
     finally:
