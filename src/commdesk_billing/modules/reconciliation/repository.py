@@ -67,32 +67,42 @@ async def open_new(
 
 async def seen_again(
     conn: AsyncConnection, obs: Observed, at: datetime, actor: str, role: str
-) -> str | None:
+) -> tuple[str, bool] | None:
     """The finding of (source, kind, reference) seen by another run: its figures as now
-    seen, `seen_count` up; a resolved one is open again (with its transition). The state it
-    was in, or None when there is no such finding."""
+    seen, `seen_count` up; a resolved one is open again (with its transition) if it was
+    resolved before `at`, the run's start. A run that started before a person resolved the
+    finding saw the world before their fix: it must not undo their word (the next run, if
+    the mismatch is still there, opens it again). The state it was in and whether it was
+    opened again, or None when there is no such finding."""
     found = (
         await conn.execute(
             sql("""
             WITH before AS (
                 SELECT id, state FROM reconciliation_findings
                  WHERE source = :source AND kind = :kind AND reference = :ref FOR UPDATE),
+            d AS (
+                -- A resolved finding's updated_at is when it was resolved: a seen_again
+                -- that leaves it resolved does not touch it.
+                SELECT r.id, b.state AS was,
+                       (b.state = 'resolved' AND r.updated_at <= :at) AS reopen
+                  FROM reconciliation_findings r JOIN before b ON b.id = r.id),
             f AS (
                 UPDATE reconciliation_findings r
                    SET seen_count = r.seen_count + 1, last_seen_at = greatest(:at, r.last_seen_at),
                        refs = CAST(:refs AS jsonb), expected_paise = :exp, actual_paise = :act,
                        detail = :detail,
-                       state = CASE WHEN r.state = 'resolved' THEN 'open' ELSE r.state END,
-                       updated_at = :at
-                  FROM before b WHERE r.id = b.id
-                RETURNING r.id, b.state AS was),
+                       state = CASE WHEN d.reopen THEN 'open' ELSE r.state END,
+                       updated_at = CASE WHEN d.was = 'resolved' AND NOT d.reopen
+                                         THEN r.updated_at ELSE :at END
+                  FROM d WHERE r.id = d.id
+                RETURNING r.id, d.was, d.reopen),
             t AS (
                 INSERT INTO reconciliation_finding_transitions
                     (id, finding_id, from_state, to_state, actor, actor_role, note)
                 SELECT :tid, f.id, 'resolved', 'open', :actor, :role,
                        'seen again after it was resolved: ' || :detail
-                  FROM f WHERE f.was = 'resolved')
-            SELECT was FROM f"""),
+                  FROM f WHERE f.reopen)
+            SELECT was, reopen FROM f"""),
             {
                 "tid": uuid.uuid4(),
                 "source": obs.source.value,
@@ -108,7 +118,7 @@ async def seen_again(
             },
         )
     ).first()
-    return None if found is None else str(found.was)
+    return None if found is None else (str(found.was), bool(found.reopen))
 
 
 async def move(

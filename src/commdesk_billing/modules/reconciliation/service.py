@@ -62,19 +62,20 @@ def observed(
 async def record(conn: AsyncConnection, seen: Sequence[Observed], at: datetime) -> Recorded:
     """Each observation becomes a finding, or updates the one it is already (keyed on
     source + kind + reference): never a second row for the same mismatch. A resolved one
-    seen again is open again; an explained one stays explained. Findings not seen this time
-    are left as they are: only a person closes a finding."""
+    seen again is open again, unless it was resolved after `at` (the run started before the
+    fix); an explained one stays explained. Findings not seen this time are left as they
+    are: only a person closes a finding."""
     opened = again = reopened = 0
     for obs in seen:
-        was = await repo.seen_again(conn, obs, at, RECONCILER, RECONCILER)
-        if was is None:
+        seen_before = await repo.seen_again(conn, obs, at, RECONCILER, RECONCILER)
+        if seen_before is None:
             made = await repo.open_new(conn, obs, at, RECONCILER, RECONCILER)
             if made is None:  # another run opened it in between
-                was = await repo.seen_again(conn, obs, at, RECONCILER, RECONCILER)
+                seen_before = await repo.seen_again(conn, obs, at, RECONCILER, RECONCILER)
             else:
                 opened += 1
                 continue
-        if was == State.resolved:
+        if seen_before is not None and seen_before[1]:
             reopened += 1
         else:
             again += 1
