@@ -323,6 +323,8 @@ async def write_checkpoint(conn: AsyncConnection, report: VerifyReport) -> Check
            SET balance = ledger_verify_sums.balance + EXCLUDED.balance"""),
         {"a": since.through_entry_id, "b": report.until},
     )
+    if since.full:
+        await conn.execute(text("ANALYZE ledger_verify_sums"))
     if report.carried:
         await conn.execute(
             text("""
@@ -358,24 +360,28 @@ async def record_wallets(
     rows have id, statement_seq, available_credits, locked_credits, chain_seq, chain_head."""
     if replace_all:
         await conn.execute(text("DELETE FROM ledger_verify_wallets"))
-    if not verified:
-        return
-    await conn.execute(
-        text("""
-        INSERT INTO ledger_verify_wallets
-               (wallet_id, statement_seq, available, locked, chain_seq, chain_head)
-        SELECT * FROM unnest(CAST(:w AS uuid[]), CAST(:s AS bigint[]), CAST(:a AS bigint[]),
-                             CAST(:l AS bigint[]), CAST(:c AS bigint[]), CAST(:h AS bytea[]))
-        ON CONFLICT (wallet_id) DO UPDATE
-           SET statement_seq = EXCLUDED.statement_seq, available = EXCLUDED.available,
-               locked = EXCLUDED.locked, chain_seq = EXCLUDED.chain_seq,
-               chain_head = EXCLUDED.chain_head"""),
-        {
-            "w": [r.id for r in verified],
-            "s": [int(r.statement_seq) for r in verified],
-            "a": [int(r.available_credits) for r in verified],
-            "l": [int(r.locked_credits) for r in verified],
-            "c": [int(r.chain_seq) for r in verified],
-            "h": [bytes(r.chain_head) if r.chain_head is not None else None for r in verified],
-        },
-    )
+    if verified:
+        await conn.execute(
+            text("""
+            INSERT INTO ledger_verify_wallets
+                   (wallet_id, statement_seq, available, locked, chain_seq, chain_head)
+            SELECT * FROM unnest(CAST(:w AS uuid[]), CAST(:s AS bigint[]),
+                                 CAST(:a AS bigint[]), CAST(:l AS bigint[]),
+                                 CAST(:c AS bigint[]), CAST(:h AS bytea[]))
+            ON CONFLICT (wallet_id) DO UPDATE
+               SET statement_seq = EXCLUDED.statement_seq, available = EXCLUDED.available,
+                   locked = EXCLUDED.locked, chain_seq = EXCLUDED.chain_seq,
+                   chain_head = EXCLUDED.chain_head"""),
+            {
+                "w": [r.id for r in verified],
+                "s": [int(r.statement_seq) for r in verified],
+                "a": [int(r.available_credits) for r in verified],
+                "l": [int(r.locked_credits) for r in verified],
+                "c": [int(r.chain_seq) for r in verified],
+                "h": [bytes(r.chain_head) if r.chain_head is not None else None for r in verified],
+            },
+        )
+    if replace_all:
+        # Rewritten whole: the next run's plans should know its size now, not after
+        # autovacuum gets to it (a role that does not own it is only warned).
+        await conn.execute(text("ANALYZE ledger_verify_wallets"))

@@ -21,8 +21,15 @@ async def record_lots(
     (`replace_all`) writes every lot's record afresh."""
     if replace_all:
         await conn.execute(text("DELETE FROM wallet_verify_lots"))
-    if not moved:
-        return
+    if moved:
+        await _add(conn, moved)
+    if replace_all:
+        # Rewritten whole: the next run's plans should know its size now (a role that does
+        # not own it is only warned).
+        await conn.execute(text("ANALYZE wallet_verify_lots"))
+
+
+async def _add(conn: AsyncConnection, moved: Sequence[tuple[uuid.UUID, int, int]]) -> None:
     await conn.execute(
         text("""
         INSERT INTO wallet_verify_lots (lot_id, credits_moved, basis_moved)
