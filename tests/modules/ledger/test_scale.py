@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.modules.ledger.gauges import HouseBalances, house_accounts_sql
 from commdesk_billing.modules.ledger.journals import post_journal
 from commdesk_billing.modules.ledger.model import House, Journal, Ledger, Leg
 from commdesk_billing.modules.ledger.reads import account_balances
@@ -176,6 +177,36 @@ async def test_house_balances_are_the_rollup_plus_the_unsealed_tail(
     assert rolled == {House.GATEWAY_CLEARING: 251_78, House.REFUNDS_PAYABLE: -251_78}
     assert balances == summed == {House.GATEWAY_CLEARING: 261_77, House.REFUNDS_PAYABLE: -261_77}
     assert (await verify_ledger(scratch_engine)).ok
+
+
+async def test_house_accounts_are_found_by_an_index_not_a_scan_of_every_account(
+    scratch_database_url: str, scratch_engine: AsyncEngine
+) -> None:
+    for _ in range(3):
+        await new_wallet(scratch_engine)
+    conn = await asyncpg.connect(_dsn(scratch_database_url))
+    try:
+        # A tiny table would be read whole anyway: ask whether an index can bound the read
+        # (bitmap scans only: they need an index condition, a plain index scan does not).
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET enable_indexscan = off")
+
+        async def plan(sql: str) -> str:
+            return "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}"))
+
+        ours = await plan(house_accounts_sql().text)
+        # The partial index holds no wallet account (on a large table the planner takes two
+        # ranges of it, `code ~>=~ 'inr:' AND code ~<~ 'inr;'` and the credits' one).
+        assert "ledger_accounts_house" in ours and "Seq Scan" not in ours, ours
+        # Control: the form it replaced has no index condition: every account is read, two
+        # per wallet.
+        old = await plan(house_accounts_sql().text.replace("wallet_id IS NULL AND (", "("))
+        assert "ledger_accounts_house" not in old and "Index Cond" not in old, old
+    finally:
+        await conn.close()
+    balances = await HouseBalances().read(scratch_engine)
+    assert "inr:deferred_revenue" in balances and "credits:issuance:purchase" in balances
+    assert not any(code.startswith("wallet:") for code in balances)
 
 
 async def test_a_deep_statement_page_is_an_index_range_in_a_generic_plan(

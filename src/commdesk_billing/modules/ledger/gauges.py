@@ -4,8 +4,9 @@ drift from the books (a counter incremented in a transaction would count a rolle
 re-run one).
 
 House balances come from `ledger_rollups` (the sealer keeps the sealed prefix's sum per
-account) plus the unsealed tail, in one snapshot (`reads.account_balances`): a read costs the
-same whatever the ledger's size.
+account, one row each, a running total) plus the unsealed tail, in one snapshot
+(`reads.account_balances`), for the house accounts found by an index: a read costs the same
+whatever the ledger's size or the number of wallets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.sql import sql
@@ -57,18 +59,20 @@ class HouseBalances:
         return balances
 
 
+def house_accounts_sql() -> TextClause:
+    """The house accounts: the platform's own, `inr:…` and `credits:…`. Per-owner accounts
+    (wallet:, community:, partner:) are never a label (thousands of them). Two ranges of the
+    partial index `ledger_accounts_house` (migration 0033): without `wallet_id IS NULL` and
+    the pattern index this read scanned every account, two per wallet."""
+    return sql("""
+        SELECT id, code, ledger, normal_side = 'credit' AS credit_normal
+          FROM ledger_accounts
+         WHERE wallet_id IS NULL AND (code LIKE 'inr:%' OR code LIKE 'credits:%')
+         ORDER BY code""")
+
+
 async def _house_accounts(conn: AsyncConnection) -> list[HouseAccount]:
-    # House accounts are the platform's own: `inr:…` and `credits:…`. Per-owner accounts
-    # (wallet:, community:, partner:) are never a label (thousands of them).
-    rows = (
-        await conn.execute(
-            sql("""
-            SELECT id, code, ledger, normal_side = 'credit' AS credit_normal
-              FROM ledger_accounts
-             WHERE code LIKE 'inr:%' OR code LIKE 'credits:%'
-             ORDER BY code""")
-        )
-    ).all()
+    rows = (await conn.execute(house_accounts_sql())).all()
     return [HouseAccount(r.id, r.code, r.ledger, bool(r.credit_normal)) for r in rows]
 
 

@@ -6,12 +6,20 @@ See `modules/ledger/verify.py` for how checks are written and composed.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.ledger.chain import seal_hash
-from commdesk_billing.modules.ledger.verify import Check, VerifyReport, check, count, rows
+from commdesk_billing.modules.ledger.verify import (
+    Check,
+    VerifyReport,
+    check,
+    count,
+    record_wallets,
+    rows,
+)
 
 # An entry's hash body (`chain.entry_hash`) and seal line (`chain.seal_line`) rebuilt in SQL,
 # so the walks hash in the database (sha256 in C) instead of a Python object per row. Same
@@ -119,55 +127,104 @@ def _chunks(sizes: list[tuple[uuid.UUID, int]], target: int) -> list[tuple[uuid.
 # One statement per run of wallets: re-hash every entry in the database, and check that it
 # links to the previous one by its stored hashes. Stored links plus re-hashed rows are the
 # chain re-walked: by induction from #1 (or from the checkpoint's verified entry), every
-# stored hash is then the hash of its whole prefix. Only faults come back, the first per
-# wallet, with the count of entries walked.
+# stored hash is then the hash of its whole prefix.
+#
+# One pass over the run's entries, in chain order: `x` is read once (not materialized for a
+# second reader), the count and the faults come out of one aggregate, and the entry before
+# a walk's first one is looked up only for that first entry, once (`before_hash`: only an
+# incremental walk starts mid-chain). A full walk reads each run of wallets as a range of
+# the chain index `(wallet_id, chain_seq)`, already in window order (`_IN_CHAIN_ORDER`): a
+# sequential scan per run would read the whole table once per run (quadratic in the
+# ledger's size), and sorting spills to disk. An incremental walk reads the entries after
+# the checkpoint by primary key and sorts those few. The last run has no upper bound (not
+# `:hi IS NULL OR …`, which a generic plan could not turn into an index bound).
 _CHAIN_SQL = f"""
 WITH x AS (
-    SELECT e.id, e.wallet_id, e.chain_seq, e.journal_id, e.account_id, e.prev_hash,
-           e.entry_hash,
+    SELECT e.wallet_id, e.chain_seq, e.journal_id, e.account_id, e.prev_hash, e.entry_hash,
            sha256(coalesce(e.prev_hash, ''::bytea) || {_ENTRY_BODY}) AS recomputed,
            lag(e.entry_hash) OVER w AS prev_stored, lag(e.chain_seq) OVER w AS prev_seq
       FROM ledger_entries e
-     WHERE e.wallet_id IS NOT NULL AND e.id > :c
-       AND e.wallet_id >= :lo AND (CAST(:hi AS uuid) IS NULL OR e.wallet_id < :hi)
+     WHERE e.wallet_id >= :lo{{below}} AND e.id > :c
     WINDOW w AS (PARTITION BY e.wallet_id ORDER BY e.chain_seq)
-), bad AS (
-    SELECT DISTINCT ON (x.wallet_id) x.wallet_id, x.chain_seq, x.journal_id, x.account_id,
-           (x.prev_seq IS NULL AND x.chain_seq <> 1
-                AND (b.id IS NULL OR b.id > :c))
-           OR (x.prev_seq IS NOT NULL AND x.chain_seq <> x.prev_seq + 1) AS gap,
-           coalesce(x.prev_seq, b.chain_seq, 0) AS before_seq
-      FROM x
-      LEFT JOIN ledger_entries b
-             ON x.prev_seq IS NULL AND b.wallet_id = x.wallet_id
-            AND b.chain_seq = x.chain_seq - 1
-     WHERE x.entry_hash IS DISTINCT FROM x.recomputed
-        OR (x.prev_seq IS NULL AND x.chain_seq = 1 AND x.prev_hash IS NOT NULL)
-        OR (x.prev_seq IS NULL AND x.chain_seq <> 1
-            AND (b.id IS NULL OR b.id > :c OR x.prev_hash IS DISTINCT FROM b.entry_hash))
-        OR (x.prev_seq IS NOT NULL AND (x.chain_seq <> x.prev_seq + 1
-            OR x.prev_hash IS DISTINCT FROM x.prev_stored))
-     ORDER BY x.wallet_id, x.chain_seq
+), y AS (
+    -- The outer row alone decides whether to probe (a one-time filter of each rescan), so
+    -- only a walk's first entry of a wallet, when it is not #1, reads the entry before it.
+    SELECT x.*, b.entry_hash AS before_hash
+      FROM x LEFT JOIN LATERAL (
+           SELECT b.entry_hash FROM ledger_entries b
+            WHERE x.prev_seq IS NULL AND x.chain_seq <> 1
+              AND b.wallet_id = x.wallet_id AND b.chain_seq = x.chain_seq - 1
+              AND b.id <= :c
+           OFFSET 0) b ON true
+), z AS (
+    SELECT y.*,
+           (y.prev_seq IS NULL AND y.chain_seq <> 1 AND y.before_hash IS NULL)
+           OR (y.prev_seq IS NOT NULL AND y.chain_seq <> y.prev_seq + 1) AS gap,
+           y.entry_hash IS DISTINCT FROM y.recomputed
+           OR (y.prev_seq IS NULL AND y.chain_seq = 1 AND y.prev_hash IS NOT NULL)
+           OR (y.prev_seq IS NULL AND y.chain_seq <> 1
+               AND (y.before_hash IS NULL OR y.prev_hash IS DISTINCT FROM y.before_hash))
+           OR (y.prev_seq IS NOT NULL AND (y.chain_seq <> y.prev_seq + 1
+               OR y.prev_hash IS DISTINCT FROM y.prev_stored)) AS fault
+      FROM y
 )
-SELECT NULL::uuid AS wallet_id, count(*)::bigint AS chain_seq, NULL::uuid AS journal_id,
-       NULL::uuid AS account_id, false AS gap, 0::bigint AS before_seq FROM x
-UNION ALL
-SELECT wallet_id, chain_seq, journal_id, account_id, gap, before_seq FROM bad
+SELECT count(*) AS walked,
+       array_agg(z.wallet_id ORDER BY z.wallet_id, z.chain_seq) FILTER (WHERE z.fault)
+           AS wallets,
+       array_agg(z.chain_seq ORDER BY z.wallet_id, z.chain_seq) FILTER (WHERE z.fault)
+           AS seqs,
+       array_agg(z.journal_id ORDER BY z.wallet_id, z.chain_seq) FILTER (WHERE z.fault)
+           AS journals,
+       array_agg(z.account_id ORDER BY z.wallet_id, z.chain_seq) FILTER (WHERE z.fault)
+           AS accounts,
+       array_agg(z.gap ORDER BY z.wallet_id, z.chain_seq) FILTER (WHERE z.fault) AS gaps,
+       array_agg(CASE WHEN z.prev_seq IS NOT NULL THEN z.prev_seq
+                      WHEN z.before_hash IS NOT NULL THEN z.chain_seq - 1 ELSE 0 END
+                 ORDER BY z.wallet_id, z.chain_seq) FILTER (WHERE z.fault) AS befores
+  FROM z
 """
+
+# Planner settings for a full walk's statements only (restored after): each run of wallets
+# is read in the chain index's order, never sorted.
+_IN_CHAIN_ORDER = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_sort": "off"}
+
+
+async def _set_local(conn: AsyncConnection, settings: dict[str, str]) -> dict[str, str]:
+    """SET LOCAL each setting; returns what they were, to put back."""
+    before: dict[str, str] = {}
+    for name, value in settings.items():
+        before[name] = str(
+            (
+                await conn.execute(
+                    text("SELECT current_setting(:n), set_config(:n, :v, true)"),
+                    {"n": name, "v": value},
+                )
+            ).scalar_one()
+        )
+    return before
+
+
+async def _codes(conn: AsyncConnection, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not account_ids:
+        return {}
+    return {
+        r.id: r.code
+        for r in await rows(
+            conn,
+            "SELECT id, code FROM ledger_accounts WHERE id = ANY(CAST(:ids AS uuid[]))",
+            {"ids": list(account_ids)},
+        )
+    }
 
 
 @check("wallet_chains")
 async def wallet_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every wallet's entries re-hash, in order, to the chain head on the wallet row.
-    Incremental: the entries after the checkpoint, from the verified entry before them."""
+    Incremental: the entries after the checkpoint, from the verified entry before them, and
+    the heads of the wallets they touched (an untouched wallet's row must still carry the
+    verified head: `wallet_balances`)."""
     since = report.since.through_entry_id
-    codes = {
-        r.id: r.code
-        for r in await rows(
-            conn, "SELECT id, code FROM ledger_accounts WHERE wallet_id IS NOT NULL"
-        )
-    }
-    if report.since.full:
+    if report.touched is None:
         sizes = [
             (r.id, int(r.chain_seq))
             for r in await rows(conn, "SELECT id, chain_seq FROM wallets ORDER BY id")
@@ -176,43 +233,62 @@ async def wallet_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     else:
         runs = [(uuid.UUID(int=0), 0)]
     total = sum(n for _, n in runs)
-    broken: set[uuid.UUID] = set()
+    faults: list[tuple[uuid.UUID, int, uuid.UUID, uuid.UUID, bool, int]] = []
     done = 0
     report.walked("wallet_chains", 0, total)
-    for i, (lo, _) in enumerate(runs):
-        hi = runs[i + 1][0] if i + 1 < len(runs) else None
-        for r in await rows(conn, _CHAIN_SQL, {"c": since, "lo": lo, "hi": hi}):
-            if r.wallet_id is None:
-                done += int(r.chain_seq)
-                continue
-            broken.add(r.wallet_id)
-            subject = f"wallet {r.wallet_id} account {codes.get(r.account_id, r.account_id)}"
-            if r.gap:
-                report.add(
-                    "wallet_chain",
-                    subject,
-                    f"entry #{r.before_seq + 1} is missing (next found is #{r.chain_seq})",
+    restore = await _set_local(conn, _IN_CHAIN_ORDER) if report.touched is None else {}
+    try:
+        for i, (lo, _) in enumerate(runs):
+            hi = runs[i + 1][0] if i + 1 < len(runs) else None
+            below = "" if hi is None else " AND e.wallet_id < :hi"
+            [r] = await rows(conn, _CHAIN_SQL.format(below=below), {"c": since, "lo": lo, "hi": hi})
+            done += int(r.walked)
+            if r.wallets:
+                faults += zip(
+                    r.wallets, r.seqs, r.journals, r.accounts, r.gaps, r.befores, strict=True
                 )
-            else:
-                report.add(
-                    "wallet_chain",
-                    subject,
-                    f"entry #{r.chain_seq} of journal {r.journal_id} does not match its hash "
-                    "(altered, inserted or reordered)",
-                )
-        report.walked("wallet_chains", done, max(total, done))
+            report.walked("wallet_chains", done, max(total, done))
+    finally:
+        if restore:
+            await _set_local(conn, restore)
+    broken: set[uuid.UUID] = set()
+    codes = await _codes(conn, {f[3] for f in faults})
+    for wallet_id, seq, journal_id, account_id, gap, before_seq in faults:
+        if wallet_id in broken:  # the first fault per wallet: the rest follow from it
+            continue
+        broken.add(wallet_id)
+        subject = f"wallet {wallet_id} account {codes.get(account_id, account_id)}"
+        if gap:
+            report.add(
+                "wallet_chain",
+                subject,
+                f"entry #{before_seq + 1} is missing (next found is #{seq})",
+            )
+        else:
+            report.add(
+                "wallet_chain",
+                subject,
+                f"entry #{seq} of journal {journal_id} does not match its hash "
+                "(altered, inserted or reordered)",
+            )
     # Each wallet row's head is its chain's last entry (walked now or before the checkpoint;
-    # a later entry would have been walked above).
+    # a later entry would have been walked above). Incremental: the touched wallets.
+    scope = (
+        "wallets w"
+        if report.touched is None
+        else "unnest(CAST(:touched AS uuid[])) s(id) JOIN wallets w ON w.id = s.id"
+    )
     heads = 0
     for w in await rows(
         conn,
-        """
+        f"""
         SELECT w.id, w.chain_seq, w.chain_head, coalesce(t.chain_seq, 0) AS last_seq,
                t.entry_hash AS last_hash
-          FROM wallets w
+          FROM {scope}
           LEFT JOIN LATERAL (SELECT chain_seq, entry_hash FROM ledger_entries e
                               WHERE e.wallet_id = w.id
                               ORDER BY chain_seq DESC LIMIT 1) t ON true""",
+        {"touched": report.touched},
     ):
         heads += 1
         if w.id in broken:
@@ -224,45 +300,94 @@ async def wallet_chains(conn: AsyncConnection, report: VerifyReport) -> None:
                 f"chain ends at #{w.last_seq} but the wallet row says #{w.chain_seq} "
                 "(entries removed, or the head was altered)",
             )
-    report.stats["wallets"] = heads
+    report.stats["wallets" if report.touched is None else "wallets_touched"] = heads
+
+
+# Every wallet row against its entries (available and held), holds, lots and last statement
+# line. Full: every wallet. Incremental: the touched wallets, their sums as the verified sums
+# at the checkpoint plus their legs after it.
+_BALANCES_SQL = """
+WITH w AS (
+    SELECT w.* FROM {scope}
+), sums AS (
+    -- Driven by the wallets' own accounts: a probe of the verified sums per account.
+    SELECT a.account_id, -(coalesce(v.balance, 0) + coalesce(n.amount, 0)) AS balance
+      FROM (SELECT available_account_id AS account_id FROM w
+            UNION ALL SELECT held_account_id FROM w) a
+      LEFT JOIN ledger_verify_sums v ON v.account_id = a.account_id AND :c > 0
+      LEFT JOIN (SELECT account_id, sum(amount) AS amount FROM ledger_entries
+                  WHERE wallet_id IS NOT NULL AND id > :c GROUP BY account_id) n
+             ON n.account_id = a.account_id
+), lots AS (
+    -- Lots with no credits left add nothing: the FIFO index holds the others.
+    SELECT wallet_id, sum(credits_remaining) AS remaining FROM credit_lots
+     WHERE credits_remaining > 0 AND wallet_id IN (SELECT id FROM w)
+     GROUP BY wallet_id
+), holds AS (
+    SELECT wallet_id, sum(credits) AS held FROM wallet_holds
+     WHERE status = 'active' AND wallet_id IN (SELECT id FROM w)
+     GROUP BY wallet_id
+)
+SELECT w.id, w.available_credits, w.locked_credits, w.statement_seq, w.chain_seq,
+       w.chain_head, coalesce(sa.balance, 0) AS ledger_available,
+       coalesce(sh.balance, 0) AS ledger_locked,
+       coalesce(l.remaining, 0) AS lots_remaining, coalesce(h.held, 0) AS held,
+       ll.balance_after, coalesce(ll.seq, 0) AS last_seq
+  FROM w
+  LEFT JOIN sums sa ON sa.account_id = w.available_account_id
+  LEFT JOIN sums sh ON sh.account_id = w.held_account_id
+  LEFT JOIN lots l ON l.wallet_id = w.id
+  LEFT JOIN holds h ON h.wallet_id = w.id
+  LEFT JOIN LATERAL (SELECT balance_after, seq FROM wallet_transactions t
+                      WHERE t.wallet_id = w.id ORDER BY seq DESC LIMIT 1) ll ON true
+"""
+
+# Incremental: every wallet no entry touched since the checkpoint still says what the last
+# clean run verified of it (it was then checked against all of the above), and its locked
+# credits are still its active holds. Reads the wallets, the records and the active holds,
+# never an entry, line or lot.
+_UNTOUCHED_SQL = """
+WITH holds AS (
+    SELECT wallet_id, sum(credits) AS held FROM wallet_holds WHERE status = 'active'
+     GROUP BY wallet_id
+)
+SELECT w.id, w.available_credits, w.locked_credits, w.statement_seq, w.chain_seq,
+       w.chain_head, coalesce(k.available, 0) AS was_available,
+       coalesce(k.locked, 0) AS was_locked, coalesce(k.statement_seq, 0) AS was_seq,
+       coalesce(k.chain_seq, 0) AS was_chain_seq, k.chain_head AS was_head,
+       coalesce(h.held, 0) AS held
+  FROM wallets w
+  LEFT JOIN ledger_verify_wallets k ON k.wallet_id = w.id
+  LEFT JOIN holds h ON h.wallet_id = w.id
+ WHERE NOT EXISTS (SELECT 1 FROM unnest(CAST(:touched AS uuid[])) s(id) WHERE s.id = w.id)
+   AND (w.available_credits <> coalesce(k.available, 0)
+        OR w.locked_credits <> coalesce(k.locked, 0)
+        OR w.statement_seq <> coalesce(k.statement_seq, 0)
+        OR w.chain_seq <> coalesce(k.chain_seq, 0)
+        OR w.chain_head IS DISTINCT FROM k.chain_head
+        OR w.locked_credits <> coalesce(h.held, 0))
+"""
 
 
 @check("wallet_balances")
 async def wallet_balances(conn: AsyncConnection, report: VerifyReport) -> None:
     """Every wallet row equals the sum of its entries (available and held), is not negative,
     and agrees with its active holds, its lots and its last statement line. Incremental: the
-    sums are the verified sums at the checkpoint plus the legs after it."""
-    for r in await rows(
+    touched wallets so (the sums are the verified sums at the checkpoint plus the legs after
+    it); every other wallet row must equal what the last clean run verified, and its locked
+    credits its active holds. The rows verified are recorded for the next run."""
+    full = report.touched is None
+    scope = (
+        "wallets w"
+        if full
+        else "unnest(CAST(:touched AS uuid[])) s(id) JOIN wallets w ON w.id = s.id"
+    )
+    verified = await rows(
         conn,
-        """
-        WITH sums AS (
-            SELECT account_id, -sum(amount) AS balance FROM (
-                SELECT account_id, balance AS amount FROM ledger_verify_sums WHERE :c > 0
-                UNION ALL
-                SELECT account_id, amount FROM ledger_entries
-                 WHERE wallet_id IS NOT NULL AND id > :c
-            ) t GROUP BY account_id
-        ), lots AS (
-            SELECT wallet_id, sum(credits_remaining) AS remaining FROM credit_lots
-             GROUP BY wallet_id
-        ), holds AS (
-            SELECT wallet_id, sum(credits) AS held FROM wallet_holds WHERE status = 'active'
-             GROUP BY wallet_id
-        )
-        SELECT w.id, w.available_credits, w.locked_credits, w.statement_seq,
-               coalesce(sa.balance, 0) AS ledger_available,
-               coalesce(sh.balance, 0) AS ledger_locked,
-               coalesce(l.remaining, 0) AS lots_remaining, coalesce(h.held, 0) AS held,
-               ll.balance_after, coalesce(ll.seq, 0) AS last_seq
-          FROM wallets w
-          LEFT JOIN sums sa ON sa.account_id = w.available_account_id
-          LEFT JOIN sums sh ON sh.account_id = w.held_account_id
-          LEFT JOIN lots l ON l.wallet_id = w.id
-          LEFT JOIN holds h ON h.wallet_id = w.id
-          LEFT JOIN LATERAL (SELECT balance_after, seq FROM wallet_transactions t
-                              WHERE t.wallet_id = w.id ORDER BY seq DESC LIMIT 1) ll ON true""",
-        {"c": report.since.through_entry_id},
-    ):
+        _BALANCES_SQL.format(scope=scope),
+        {"c": report.since.through_entry_id, "touched": report.touched},
+    )
+    for r in verified:
         subject = f"wallet {r.id}"
         if r.available_credits < 0 or r.locked_credits < 0:
             report.add("wallet_negative", subject, "balance below zero")
@@ -298,6 +423,45 @@ async def wallet_balances(conn: AsyncConnection, report: VerifyReport) -> None:
                 f"last statement line #{r.last_seq} ends at {r.balance_after}, row says "
                 f"{r.available_credits} at #{r.statement_seq}",
             )
+    if not full:
+        for r in await rows(conn, _UNTOUCHED_SQL, {"touched": report.touched}):
+            _untouched(report, r)
+
+    async def record(c: AsyncConnection) -> None:
+        await record_wallets(c, verified, replace_all=full)
+
+    report.on_checkpoint(record)
+
+
+def _untouched(report: VerifyReport, r: Any) -> None:
+    subject = f"wallet {r.id}"
+    since = "with no entry since the last verification"
+    if r.available_credits != r.was_available or r.locked_credits != r.was_locked:
+        report.add(
+            "wallet_balance",
+            subject,
+            f"row says {r.available_credits} available, {r.locked_credits} locked "
+            f"{since}, which saw {r.was_available} and {r.was_locked}",
+        )
+    if r.statement_seq != r.was_seq:
+        report.add(
+            "wallet_statement",
+            subject,
+            f"row says statement line #{r.statement_seq} {since}, which saw #{r.was_seq}",
+        )
+    if r.chain_seq != r.was_chain_seq or r.chain_head != r.was_head:
+        report.add(
+            "wallet_chain",
+            subject,
+            f"row says chain #{r.chain_seq} {since}, which saw #{r.was_chain_seq} "
+            "(the head was altered)",
+        )
+    if r.locked_credits != r.held:
+        report.add(
+            "wallet_holds",
+            subject,
+            f"locked {r.locked_credits} but active holds total {r.held}",
+        )
 
 
 # Blocks per statement of the seal walk (5 000 entries each by default).

@@ -30,19 +30,40 @@ always the end of a seal block, so every entry up to it was committed and sealed
 `ledger_verify_sums` holds each account's sum of legs up to it. A check that can walk only
 what is new reads `report.since` (all zeros on a full run) and walks entries after
 `since.through_entry_id`, starting its chains from what that run verified. The run writes the
-next checkpoint only when it found nothing.
+next checkpoint (`report.until`, the last seal block of its snapshot) only when it found
+nothing.
+
+What changed since the checkpoint is found through the ledger: `report.touched` is every
+wallet with an entry after it (an index range of the entries' primary key; `None` on a full
+run, meaning every wallet). Every wallet operation posts its journal, statement line, lot
+changes and lot movements in one statement (`wallet/writer.py`), so a wallet with no entry
+since has no new line or movement either. Checks of wallet rows, statement lines and lots
+walk the touched wallets from what the last clean run verified of them:
+`ledger_verify_wallets` (each wallet row's figures as verified: statement and chain position,
+balances) and `wallet_verify_lots` (each lot's verified movement sums). A check that needs
+such a record registers its writer with `report.on_checkpoint`; they run when the run is clean.
+A running total that is not an account's sum is carried with `report.carry` /
+`report.figures` (`ledger_verify_figures`, the total through the checkpoint).
 
 What an incremental run trusts about the walked prefix, and why that is reasonable: entries,
-journals and seals are append-only (triggers refuse UPDATE, DELETE and TRUNCATE to every
-role the application uses), and each entry up to the checkpoint is covered by a seal block
-whose hash the checkpoint keeps (the run checks that block still carries it). Changing
-checkpointed history therefore takes a superuser disabling triggers and re-writing the seals
-after it; `--full` re-walks every chain and seal from the first entry and finds it.
+journals, seals, statement lines and lot movements are append-only (triggers refuse UPDATE,
+DELETE and TRUNCATE to every role the application uses), and each entry up to the checkpoint
+is covered by a seal block whose hash the checkpoint keeps (the run checks that block still
+carries it). Changing checkpointed history therefore takes a superuser disabling triggers and
+re-writing the seals after it; `--full` re-walks every chain and seal from the first entry and
+finds it. The rows that may legitimately change (wallet rows, lots, holds) are compared whole
+on every run, without reading entries, lines or movements: every wallet row that no entry
+touched must still equal what was verified, every lot's remaining credits and basis must
+equal its verified movement sums plus its new movements, and reservations and active holds
+are summed whole. What an incremental run cannot see: a statement line, lot movement or
+entry inserted (or, with the triggers disabled, altered) for a wallet with no new entry, and
+an altered lot's fixed fields (refused by `credit_lots_fixed`); `--full` re-walks all of them.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,14 +101,27 @@ class Checkpoint:
 WalkProgress = Callable[[str, int, int], None]
 
 
+# What a check records for the next incremental run, written when the run is clean.
+OnCheckpoint = Callable[[AsyncConnection], Awaitable[None]]
+
+
 @dataclass
 class VerifyReport:
     findings: list[Finding] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     since: Checkpoint = field(default_factory=Checkpoint)
+    # The entry id the next checkpoint will be: the end of the last seal block this run's
+    # snapshot sees (0: nothing sealed yet).
+    until: int = 0
+    # Wallets with an entry after `since` (None on a full run: every wallet).
+    touched: list[uuid.UUID] | None = None
+    # Running totals carried by checks, as they were at `since` (empty on a full run).
+    figures: dict[str, int] = field(default_factory=dict)
     walk_progress: WalkProgress | None = None
     # Entries each long walk covered (kept apart from `stats`, whose keys are the report's).
     walks: dict[str, int] = field(default_factory=dict)
+    carried: dict[str, int] = field(default_factory=dict)
+    records: list[OnCheckpoint] = field(default_factory=list)
 
     def walked(self, walk: str, done: int, total: int) -> None:
         self.walks[walk] = done
@@ -98,8 +132,24 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def incremental(self) -> bool:
+        return not self.since.full
+
     def add(self, check: str, subject: str, detail: str) -> None:
         self.findings.append(Finding(check, subject, detail))
+
+    def figure(self, name: str) -> int:
+        """A running total as the last clean run left it at `since` (0 on a full run)."""
+        return self.figures.get(name, 0) if self.incremental else 0
+
+    def carry(self, name: str, through_until: int) -> None:
+        """Store a running total as it stands at `until`, for the next incremental run."""
+        self.carried[name] = through_until
+
+    def on_checkpoint(self, record: OnCheckpoint) -> None:
+        """Write `record` (what this check verified, for the next run) if the run is clean."""
+        self.records.append(record)
 
 
 CheckFn = Callable[[AsyncConnection, VerifyReport], Awaitable[None]]
@@ -176,6 +226,13 @@ async def verify_ledger(
         async with conn.begin():
             if incremental:
                 report.since = await read_checkpoint(conn)
+            report.until = await _last_sealed(conn)
+            if report.incremental:
+                report.touched = await touched_wallets(conn, report.since.through_entry_id)
+                report.figures = {
+                    r.name: int(r.value)
+                    for r in await rows(conn, "SELECT name, value FROM ledger_verify_figures")
+                }
             for index, c in enumerate(checks, start=1):
                 before, started = len(report.findings), time.perf_counter()
                 await c(conn, report)
@@ -190,8 +247,36 @@ async def verify_ledger(
                         )
                     )
             if checkpoint and report.ok:
-                await write_checkpoint(conn, report.since)
+                for record in report.records:
+                    await record(conn)
+                await write_checkpoint(conn, report)
     return report
+
+
+async def _last_sealed(conn: AsyncConnection) -> int:
+    return int(
+        (
+            await conn.execute(
+                text(
+                    "SELECT coalesce((SELECT last_entry_id FROM ledger_seals"
+                    " ORDER BY block_no DESC LIMIT 1), 0)"
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def touched_wallets(conn: AsyncConnection, after: int) -> list[uuid.UUID]:
+    """Every wallet with an entry after `after`: a range of the entries' primary key."""
+    return [
+        r.wallet_id
+        for r in await rows(
+            conn,
+            "SELECT DISTINCT wallet_id FROM ledger_entries"
+            " WHERE id > :c AND wallet_id IS NOT NULL ORDER BY wallet_id",
+            {"c": after},
+        )
+    ]
 
 
 async def read_checkpoint(conn: AsyncConnection) -> Checkpoint:
@@ -212,22 +297,23 @@ async def read_checkpoint(conn: AsyncConnection) -> Checkpoint:
     )
 
 
-async def write_checkpoint(conn: AsyncConnection, since: Checkpoint) -> Checkpoint:
-    """Advance the checkpoint to the last seal block of this snapshot, adding the legs in
-    between to the verified sums. In the run's own snapshot, so it covers exactly what the
-    checks saw; a concurrent run writing it too fails with a serialization error."""
+async def write_checkpoint(conn: AsyncConnection, report: VerifyReport) -> Checkpoint:
+    """Advance the checkpoint to `report.until` (the last seal block of this snapshot), adding
+    the legs in between to the verified sums and storing the carried totals. In the run's own
+    snapshot, so it covers exactly what the checks saw; a concurrent run writing it too fails
+    with a serialization error."""
+    since = report.since
+    if report.until <= since.through_entry_id:
+        return since
     last = (
         await conn.execute(
-            text(
-                "SELECT block_no, last_entry_id, seal_hash FROM ledger_seals"
-                " ORDER BY block_no DESC LIMIT 1"
-            )
+            text("SELECT block_no, seal_hash FROM ledger_seals WHERE last_entry_id = :t"),
+            {"t": report.until},
         )
-    ).first()
-    if last is None or int(last.last_entry_id) <= since.through_entry_id:
-        return since
+    ).one()
     if since.full:
         await conn.execute(text("DELETE FROM ledger_verify_sums"))
+        await conn.execute(text("DELETE FROM ledger_verify_figures"))
     await conn.execute(
         text("""
         INSERT INTO ledger_verify_sums (account_id, balance)
@@ -235,8 +321,18 @@ async def write_checkpoint(conn: AsyncConnection, since: Checkpoint) -> Checkpoi
          WHERE id > :a AND id <= :b GROUP BY account_id
         ON CONFLICT (account_id) DO UPDATE
            SET balance = ledger_verify_sums.balance + EXCLUDED.balance"""),
-        {"a": since.through_entry_id, "b": int(last.last_entry_id)},
+        {"a": since.through_entry_id, "b": report.until},
     )
+    if since.full:
+        await conn.execute(text("ANALYZE ledger_verify_sums"))
+    if report.carried:
+        await conn.execute(
+            text("""
+            INSERT INTO ledger_verify_figures (name, value)
+            SELECT * FROM unnest(CAST(:n AS text[]), CAST(:v AS bigint[]))
+            ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"""),
+            {"n": list(report.carried), "v": list(report.carried.values())},
+        )
     await conn.execute(
         text("""
         INSERT INTO ledger_verify_checkpoint
@@ -247,10 +343,45 @@ async def write_checkpoint(conn: AsyncConnection, since: Checkpoint) -> Checkpoi
                seal_hash = EXCLUDED.seal_hash, verified_at = EXCLUDED.verified_at,
                full_at = coalesce(EXCLUDED.full_at, ledger_verify_checkpoint.full_at)"""),
         {
-            "t": int(last.last_entry_id),
+            "t": report.until,
             "b": int(last.block_no),
             "h": bytes(last.seal_hash),
             "full": since.full,
         },
     )
-    return Checkpoint(int(last.last_entry_id), int(last.block_no), bytes(last.seal_hash))
+    return Checkpoint(report.until, int(last.block_no), bytes(last.seal_hash))
+
+
+async def record_wallets(
+    conn: AsyncConnection, verified: Sequence[Any], *, replace_all: bool
+) -> None:
+    """Keep each verified wallet row's figures (`ledger_verify_wallets`): what an untouched
+    wallet must still say, and where the next run starts its statement lines. `verified`
+    rows have id, statement_seq, available_credits, locked_credits, chain_seq, chain_head."""
+    if replace_all:
+        await conn.execute(text("DELETE FROM ledger_verify_wallets"))
+    if verified:
+        await conn.execute(
+            text("""
+            INSERT INTO ledger_verify_wallets
+                   (wallet_id, statement_seq, available, locked, chain_seq, chain_head)
+            SELECT * FROM unnest(CAST(:w AS uuid[]), CAST(:s AS bigint[]),
+                                 CAST(:a AS bigint[]), CAST(:l AS bigint[]),
+                                 CAST(:c AS bigint[]), CAST(:h AS bytea[]))
+            ON CONFLICT (wallet_id) DO UPDATE
+               SET statement_seq = EXCLUDED.statement_seq, available = EXCLUDED.available,
+                   locked = EXCLUDED.locked, chain_seq = EXCLUDED.chain_seq,
+                   chain_head = EXCLUDED.chain_head"""),
+            {
+                "w": [r.id for r in verified],
+                "s": [int(r.statement_seq) for r in verified],
+                "a": [int(r.available_credits) for r in verified],
+                "l": [int(r.locked_credits) for r in verified],
+                "c": [int(r.chain_seq) for r in verified],
+                "h": [bytes(r.chain_head) if r.chain_head is not None else None for r in verified],
+            },
+        )
+    if replace_all:
+        # Rewritten whole: the next run's plans should know its size now, not after
+        # autovacuum gets to it (a role that does not own it is only warned).
+        await conn.execute(text("ANALYZE ledger_verify_wallets"))
