@@ -58,16 +58,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Coroutine
@@ -340,6 +341,7 @@ class Order:
     scenario: str = ""
     paid: bool = False
     refund: bool = False
+    attempts: int = 0  # checkouts the sandbox took
 
 
 async def open_orders(
@@ -401,6 +403,7 @@ class Replay:
         *,
         api: str,
         tap: str,
+        sandbox: str,
         db: Db,
         settings: Settings,
         orders: list[Order],
@@ -430,6 +433,15 @@ class Replay:
         self.lateness: list[float] = []
         self.forged: list[tuple[str, bytes, Order, int | None]] = []  # kind, body, target, status
         self.settlements = 0
+        self.checkouts: list[float] = []  # when each checkout was sent (time.time())
+        self.checkouts_sent_again = 0
+        self.unanswered_checkouts = 0  # no answer, but the attempt was there
+        self.sandbox = sandbox
+        self.merchant = {
+            "x-client-id": settings.cashfree_client_id,
+            "x-client-secret": self.secret,
+            "x-api-version": "2025-01-01",
+        }
         self.refunds: dict[str, str] = {}  # payment id -> refund id
         self.errors: list[str] = []
         self.mix = Mix()
@@ -446,12 +458,40 @@ class Replay:
         task.add_done_callback(self.tasks.discard)
 
     async def checkout(self, order: Order, outcome: str) -> None:
-        r = await self.client.post(
-            order.checkout,
-            data={"payment_session_id": order.session, "payment_method": "upi", "outcome": outcome},
+        """The hosted checkout's form post. When the connection fails with no answer the
+        outcome is unknown, so the buyer looks (the order's attempts at the sandbox, as a page
+        reload would show) and pays again only if no new attempt is there."""
+        for _ in range(4):
+            self.checkouts.append(time.time())
+            try:
+                r = await self.client.post(
+                    order.checkout,
+                    data={
+                        "payment_session_id": order.session,
+                        "payment_method": "upi",
+                        "outcome": outcome,
+                    },
+                )
+            except httpx.TransportError:
+                if len(await self.attempts(order)) > order.attempts:
+                    order.attempts += 1
+                    self.unanswered_checkouts += 1
+                    return
+                self.checkouts_sent_again += 1
+                await asyncio.sleep(1)
+                continue
+            if r.status_code != 200:
+                raise RuntimeError(f"checkout {outcome}: {r.status_code} {r.text[:200]}")
+            order.attempts += 1
+            return
+        raise RuntimeError(f"checkout {outcome}: no answer four times")
+
+    async def attempts(self, order: Order) -> list[Any]:
+        r = await self.client.get(
+            f"{self.sandbox}/pg/orders/{order.order_id}/payments", headers=self.merchant
         )
-        if r.status_code != 200:
-            raise RuntimeError(f"checkout {outcome}: {r.status_code} {r.text[:200]}")
+        r.raise_for_status()
+        return list(r.json())
 
     async def play(self, order: Order) -> None:
         s = order.scenario
@@ -647,6 +687,63 @@ async def sample(db: Db, t: float, queues: Queues | None = None) -> Sample:
     return Sample(t, int(r[0]), int(r[1]), int(r[2]), queued, dead, int(r[3]))
 
 
+class Watcher(threading.Thread):
+    """The backlog once a second, and the queues' depth as each window ends, on a thread and
+    an event loop of its own (the driver's loop runs late when the machine is busy)."""
+
+    def __init__(
+        self,
+        db: str,
+        prefix: str,
+        windows: list[Window],
+        samples: list[Sample],
+        end_of: dict[str, Sample],
+    ) -> None:
+        super().__init__(daemon=True)
+        self.db, self.prefix, self.started = db, prefix, 0.0
+        self.ends = {w.start + w.seconds: w.name for w in windows}
+        self.samples, self.end_of = samples, end_of
+        self.ready, self.go, self.stopping = threading.Event(), threading.Event(), threading.Event()
+        self.pid = 0  # its database backend's, left out of PostgreSQL's CPU
+
+    def run(self) -> None:
+        asyncio.run(self.watch())
+
+    async def watch(self) -> None:
+        db, queues = await Db.open(self.db), Queues(self.prefix)
+        self.pid = db.conn.get_server_pid()
+        self.ready.set()
+        await asyncio.to_thread(self.go.wait)
+        try:
+            while not self.stopping.is_set():
+                t = time.perf_counter() - self.started
+                due = [e for e in self.ends if e <= t and self.ends[e] not in self.end_of]
+                snap = await sample(db, t, queues if due else None)
+                self.samples.append(snap)
+                for e in due:
+                    self.end_of[self.ends[e]] = snap
+                await asyncio.sleep(max(0.0, 1 - (time.perf_counter() - self.started - t)))
+        finally:
+            await queues.close()
+            await db.conn.close()
+
+
+async def api_histogram(api: str) -> dict[str, float]:
+    """The API's own latency histogram for the webhook route (`/metrics`): cumulative share
+    of requests answered within each bucket, seen from inside the server."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        text = (await client.get(f"{api}/metrics")).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("billing_http_request_duration_seconds_bucket") and (
+            f'route="{WEBHOOK_PATH}"' in line and 'method="POST"' in line
+        ):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[le] = counts.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    total = counts.get("+Inf", 0.0)
+    return {le: n / total for le, n in counts.items()} if total else {}
+
+
 class OurBackends(Backends):
     """scale_run's sampler of the scratch database's backends, once a second and without the
     bench's own connection."""
@@ -709,7 +806,7 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
         ),
         "BILLING_SANDBOX_REFUND_DELAY_S": f"{300 / s:g}",  # a refund settles in minutes
         "BILLING_SANDBOX_WEBHOOK_JITTER_MS": str(args.jitter_ms),
-        "BILLING_SANDBOX_WEBHOOK_TIMEOUT_S": "60",
+        "BILLING_SANDBOX_WEBHOOK_TIMEOUT_S": f"{args.webhook_timeout_s:g}",
         "BILLING_STORAGE_DIR": storage,
         # The app's own default (payments_bench runs its consumers at 32).
         "BILLING_CONSUMER_PREFETCH": str(args.prefetch),
@@ -775,6 +872,7 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
         run = Replay(
             api=api,
             tap=tap,
+            sandbox=sandbox,
             db=db_conn,
             settings=settings,
             orders=orders,
@@ -789,28 +887,19 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
             "sandbox": [sandbox_p.pid],
             "tap": [tap_p.pid],
         }
+        samples: list[Sample] = []
+        end_of: dict[str, Sample] = {}
+        watcher = Watcher(db, prefix, windows, samples, end_of)
+        watcher.start()
+        await asyncio.to_thread(watcher.ready.wait, 60)
         cpu0 = {k: _tree_ticks(v) for k, v in roots.items()}
-        backends = OurBackends(db, {db_conn.conn.get_server_pid()})
+        backends = OurBackends(db, {db_conn.conn.get_server_pid(), watcher.pid})
         backends.start()
         driver0 = _driver_ticks()
         loads = [load_before, os.getloadavg()[0]]
-        samples: list[Sample] = []
-        started = time.perf_counter()
+        started = watcher.started = time.perf_counter()
         wall0 = time.time()
-        ends = {w.start + w.seconds: w.name for w in windows}
-        end_of: dict[str, Sample] = {}
-
-        async def watch() -> None:
-            while True:
-                t = time.perf_counter() - started
-                due = [e for e in ends if e <= t and ends[e] not in end_of]
-                snap = await sample(db_conn, t, queues if due else None)
-                samples.append(snap)
-                for e in due:
-                    end_of[ends[e]] = snap
-                await asyncio.sleep(1)
-
-        watcher = asyncio.get_running_loop().create_task(watch())
+        watcher.go.set()
         await run.run(actions, started)
         offered_s = time.perf_counter() - started
         await asyncio.sleep(max(0.0, offset - offered_s) + 1.5)
@@ -839,9 +928,9 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
             quiet_n = quiet_n + 1 if busy == 0 else 0
             await asyncio.sleep(1)
         drained_s = time.perf_counter() - started - 1
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        watcher.stopping.set()
+        await asyncio.to_thread(watcher.join)
+        metrics = await api_histogram(api)
         cpu = {k: (_tree_ticks(v) - cpu0[k]) / TICK for k, v in roots.items()}
         cpu["postgres"] = backends.ticks() / TICK
         cpu["driver"] = (_driver_ticks() - driver0) / TICK
@@ -881,7 +970,15 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
         end_of=end_of,
         report=report,
         log_events=events,
+        api_histogram=metrics,
     )
+
+
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _logged(logs: Path, name: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -889,7 +986,9 @@ def _logged(logs: Path, name: str, env: dict[str, str], *args: str) -> subproces
     logged (retries, pool timeouts) for the report."""
     kind = name.rstrip("0123456789")
     with (logs / f"{name}.log").open("wb") as out:
-        return subprocess.Popen([*CLI, kind, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen([*CLI, kind, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    STARTED.append(p)
+    return p
 
 
 def _log_events(logs: Path) -> dict[str, int]:
@@ -909,9 +1008,9 @@ def _log_events(logs: Path) -> dict[str, int]:
 
 def _spawn_tap(tap: str, api: str, seed: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     port = tap.rsplit(":", 1)[1]
-    return subprocess.Popen(
-        [sys.executable, __file__, "--serve-tap", port, api, str(seed)], env=env
-    )
+    p = subprocess.Popen([sys.executable, __file__, "--serve-tap", port, api, str(seed)], env=env)
+    STARTED.append(p)
+    return p
 
 
 async def quiet(queues: Queues, db: Db, limit_s: float) -> None:
@@ -1074,6 +1173,7 @@ def tally(**k: Any) -> dict[str, Any]:
     for w in windows:
         lo, hi = wall0 + w.start, wall0 + w.start + w.seconds
         came = [d for d in deliveries if lo <= d.sent < hi]
+        checkouts = sum(1 for t in run.checkouts if lo <= t < hi)
         in_w = [d for d in deliveries if d.status is not None and lo <= d.sent + d.latency < hi]
         lat = [d.latency for d in in_w if not d.source.startswith("forged")]
         credited = sum(1 for p in payments.values() if p["credited"] and lo <= p["credited"] < hi)
@@ -1083,6 +1183,7 @@ def tally(**k: Any) -> dict[str, Any]:
                 "hour": w.hour,
                 "seconds": w.seconds,
                 "offered_per_s": w.rate,
+                "checkouts_per_s": checkouts / w.seconds,
                 "arrived_per_s": len(came) / w.seconds,
                 "answered_per_s": len(in_w) / w.seconds,
                 "credited_per_s": credited / w.seconds,
@@ -1156,6 +1257,9 @@ def tally(**k: Any) -> dict[str, Any]:
         },
         "forged_stored": forged_stored,
         "dead_letters": facts["dead_letters"],
+        "api_webhook_histogram": k["api_histogram"],
+        "checkouts_sent_again": run.checkouts_sent_again,
+        "checkouts_unanswered_but_done": run.unanswered_checkouts,
         "logged": k["log_events"],
         "errors": run.errors,
         "ingest_ms": {"p50": pct(latencies, 50) * 1000, "p99": pct(latencies, 99) * 1000},
@@ -1189,7 +1293,8 @@ def publish(args: argparse.Namespace, r: dict[str, Any], command: str) -> None:
     )
     windows = "".join(
         f"| {w['window']} ({w['hour']:02d}:00 IST) | {w['seconds']:g} s | "
-        f"{w['offered_per_s']:.1f}/s | {w['arrived_per_s']:.1f}/s | {w['answered_per_s']:.1f}/s | "
+        f"{w['offered_per_s']:.1f}/s | {w['checkouts_per_s']:.1f}/s | {w['arrived_per_s']:.1f}/s | "
+        f"{w['answered_per_s']:.1f}/s | "
         f"{w['credited_per_s']:.1f}/s | {w['ingest_p50_ms']:,.0f} / {w['ingest_p99_ms']:,.0f} ms | "
         f"{_backlog_text(w['backlog_at_end'])} |\n"
         for w in r["windows"]
@@ -1244,6 +1349,8 @@ def publish(args: argparse.Namespace, r: dict[str, Any], command: str) -> None:
         f"(ratio to pgbench {handled / r['pgbench_tps']:.4f}) |\n"
         f"| ingest latency (the API's answer, as the tap saw it), p50 / p99 | "
         f"{r['ingest_ms']['p50']:,.1f} / {r['ingest_ms']['p99']:,.1f} ms |\n"
+        f"| … inside the API (its own histogram): answered within 25 ms / 250 ms / 1 s | "
+        f"{_within(r, '0.025')} / {_within(r, '0.25')} / {_within(r, '1.0')} |\n"
         f"| lag from webhook to effect, all, p50 / p99 | "
         f"{lag['p50']:,.1f} / {lag['p99']:,.1f} s |\n"
         f"| … payment success to credits ({lag['success_n']}) | "
@@ -1257,7 +1364,10 @@ def publish(args: argparse.Namespace, r: dict[str, Any], command: str) -> None:
         f"| … PostgreSQL (this database's backends) | {cpu['postgres']:.1f} ms |\n"
         f"| … sandbox / tap / driver | {cpu['sandbox']:.1f} / {cpu['tap']:.1f} / "
         f"{cpu['driver']:.1f} ms |\n"
-        f"| the sandbox's retries (lost answers, lost requests) | {d['sandbox_retries']} |\n"
+        f"| the sandbox's retries: all / for a lost answer or request we staged | "
+        f"{d['sandbox_retries']} / {d['lost_answers'] + d['lost_requests']} |\n"
+        f"| checkouts unanswered (found done at the sandbox / sent again) | "
+        f"{r['checkouts_unanswered_but_done']} / {r['checkouts_sent_again']} |\n"
         f"| out of order: a FAILED delivery stored after its order's success | "
         f"{e['out_of_order']} of the {e['late_failures']} staged |\n"
         f"| messages sent to a retry tier (workers) / of them for a pool timeout | {retried} / "
@@ -1276,8 +1386,9 @@ def publish(args: argparse.Namespace, r: dict[str, Any], command: str) -> None:
         f"the day; drained {r['drained_s']:.0f} s after the replay began.\n\n"
         "| kind | a day of 1M (the mix) | replayed |\n|---|---:|---:|\n"
         f"{mix_rows}\n"
-        "| window | length | offered | arrived at our URL | answered by the API | credited | "
-        "ingest p50 / p99 | backlog at its end |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
+        "| window | length | offered | checkouts made | arrived at our URL | answered by the API | "
+        "credited | ingest p50 / p99 | backlog at its end |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
         f"{windows}\n{measures}\n{loss}"
     )
     if not args.no_docs:
@@ -1294,6 +1405,11 @@ def _replayed(name: str, r: dict[str, Any]) -> int:
     if name.startswith("forged"):
         return int(d["forged"])
     return int(types.get(name, 0))
+
+
+def _within(r: dict[str, Any], le: str) -> str:
+    share = r["api_webhook_histogram"].get(le)
+    return "—" if share is None else f"{share:.0%}"
 
 
 def _backlog_text(s: dict[str, Any] | None) -> str:
@@ -1322,16 +1438,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=Settings().consumer_prefetch)
     parser.add_argument("--drain-limit-s", type=float, default=1800)
+    # How long the sandbox waits for our answer before it counts a delivery failed and
+    # retries it (Cashfree does not publish its own).
+    parser.add_argument("--webhook-timeout-s", type=float, default=30)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     command = (
         f".venv/bin/python bench/webhook_day.py --speedup {args.speedup:g} --peak-s "
         f"{args.peak_s:g} --quiet-s {args.quiet_s:g} --peak-hour {args.peak_hour} "
         f"--quiet-hour {args.quiet_hour} --workers {args.workers} --prefetch {args.prefetch} "
-        f"--jitter-ms {args.jitter_ms} "
+        f"--jitter-ms {args.jitter_ms} --webhook-timeout-s {args.webhook_timeout_s:g} "
         f"--seed {args.seed}"
     )
 
+    # Stopped with SIGTERM (or Ctrl-C in a background job, which ignores SIGINT): unwind, so
+    # the finally blocks stop the stack and drop the database and queues.
+    signal.signal(signal.SIGTERM, _interrupted)
     tag = uuid.uuid4().hex[:8]
     db, pgb, prefix = f"cdb_whday_{tag}", f"cdb_whdaypgb_{tag}", f"whday{tag}."
     asyncio.run(admin_sql(f'CREATE DATABASE "{db}"'))
@@ -1341,6 +1463,7 @@ def main() -> None:
         pgbench_init(pgb, 16)
         result = asyncio.run(replay(args, db, prefix, pgb))
     finally:
+        _stop([p for p in STARTED if p.poll() is None])
         asyncio.run(_drop_queues(prefix))
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))
@@ -1355,6 +1478,11 @@ def main() -> None:
         result["forged_stored"],
         result["deliveries"]["forged"] - result["deliveries"]["forged_refused_401"],
         result["dead_letters"] or 0,
+        result["deliveries"]["sandbox_given_up"],
+        result["events"]["repeats_delivered"] != result["events"]["repeats_counted"],
+        result["payments"]["wallets_held"] != result["payments"]["wallets_expected"],
+        result["payments"]["refunds_requested"] != result["payments"]["refunded_once"],
+        result["payments"]["abandoned"] != result["payments"]["abandoned_ended_failed_or_dropped"],
         len(result["errors"]),
         0 if result["ledger_verify"]["ok"] else 1,
     ]
