@@ -43,7 +43,6 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import httpx
@@ -205,9 +204,7 @@ async def _send(
     """`n` debits by `concurrency` senders; (debits per second, each latency in s)."""
     host = f"127.0.0.1:{port}"
     tag = uuid.uuid4().hex[:10]
-    requests = [
-        _request(host, random.choice(wallets), token, f"{tag}-{i}") for i in range(n)
-    ]
+    requests = [_request(host, random.choice(wallets), token, f"{tag}-{i}") for i in range(n)]
     latencies: list[float] = []
     nxt = iter(requests)
 
