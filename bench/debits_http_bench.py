@@ -16,7 +16,10 @@ Each round, on the same PostgreSQL:
      each on its own kept-alive connection, with a debit-scoped service token and a fresh
      Idempotency-Key each:
      - many wallets: each debit on a wallet picked at random;
-     - one hot wallet: every debit on the same wallet.
+     - one hot wallet: every debit on the same wallet;
+     then as many `GET /healthz` (the floor: HTTP and the middlewares, no route work);
+  3. another API process with the rate limits off, and the many-wallet load again (what the
+     limiter's Redis round trip adds to a request).
 Per load it reports debits per second (and its ratio to that round's pgbench), each request's
 latency as the sender sees it (p50, p99), the API process's CPU time (user + system, from
 /proc/<pid>/stat before and after) per debit, and debits per committed transaction (statement
@@ -94,15 +97,18 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def _ready(url: str) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        for _ in range(300):
+async def _ready(url: str, within_s: float = 180) -> None:
+    # Generous: on a loaded machine the process takes a while to import and start, and
+    # readyz also pings MongoDB, slow to give up.
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=15) as client:
+        while time.monotonic() < deadline:
             try:
                 if (await client.get(url)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} not ready")
 
 
@@ -205,6 +211,13 @@ async def _send(
     host = f"127.0.0.1:{port}"
     tag = uuid.uuid4().hex[:10]
     requests = [_request(host, random.choice(wallets), token, f"{tag}-{i}") for i in range(n)]
+    return await _exchange_all(port, requests, concurrency, 201)
+
+
+async def _exchange_all(
+    port: int, requests: list[bytes], concurrency: int, expect: int
+) -> tuple[float, list[float]]:
+    """Send `requests` over `concurrency` kept-alive connections; (per second, latencies)."""
     latencies: list[float] = []
     nxt = iter(requests)
 
@@ -215,14 +228,24 @@ async def _send(
                 sent = time.perf_counter()
                 status, body = await _exchange(reader, writer, req)
                 latencies.append(time.perf_counter() - sent)
-                if status != 201:
-                    raise RuntimeError(f"debit: {status} {body[:300]!r}")
+                if status != expect:
+                    raise RuntimeError(f"{status} {body[:300]!r}")
         finally:
             writer.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(concurrency)))
-    return n / (time.perf_counter() - started), latencies
+    return len(requests) / (time.perf_counter() - started), latencies
+
+
+def _floor(pid: int, port: int, n: int, concurrency: int) -> float:
+    """API CPU ms per `GET /healthz`: what any request costs the process (HTTP, the
+    middlewares) before a route does anything."""
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    asyncio.run(_exchange_all(port, [request] * WARM_UP, concurrency, 200))
+    cpu_before = _cpu_s(pid)
+    asyncio.run(_exchange_all(port, [request] * n, concurrency, 200))
+    return (_cpu_s(pid) - cpu_before) * 1000 / n
 
 
 def _load(
@@ -250,27 +273,47 @@ def _load(
     return measured
 
 
+def _api(url: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "api", "--port", str(port)], env=_env(url) | env)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _round(
     url: str, token: str, many: list[uuid.UUID], hot: uuid.UUID, n: int, concurrency: int
 ) -> dict[str, float]:
-    port = free_port()
-    proc = subprocess.Popen([*CLI, "api", "--port", str(port)], env=_env(url))
+    out: dict[str, float] = {}
+    proc, port = _api(url)
     try:
         asyncio.run(_ready(f"http://127.0.0.1:{port}/readyz"))
         # Unmeasured: statement caches, the pool's connections, the verifier's cache.
         asyncio.run(_send(port, many, token, WARM_UP, concurrency))
         asyncio.run(_send(port, [hot], token, WARM_UP, concurrency))
-        out: dict[str, float] = {}
         for name, wallets in (("many", many), ("hot", [hot])):
             measured = _load(url, proc.pid, port, token, wallets, n, concurrency)
             out |= {f"{name}_{k}": v for k, v in measured.items()}
-        return out
+        out["floor_api_cpu_ms"] = _floor(proc.pid, port, n, concurrency)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+    # The same many-wallet load with the rate limits off: what the limiter (its Redis round
+    # trip) adds to each request, measured rather than guessed.
+    proc, port = _api(url, BILLING_RATE_LIMIT_ENABLED="false")
+    try:
+        asyncio.run(_ready(f"http://127.0.0.1:{port}/readyz"))
+        asyncio.run(_send(port, many, token, WARM_UP, concurrency))
+        measured = _load(url, proc.pid, port, token, many, n, concurrency)
+        out["many_nolimits_api_cpu_ms"] = measured["api_cpu_ms"]
+    finally:
+        _stop(proc)
+    return out
 
 
 def main() -> None:
@@ -312,7 +355,9 @@ def main() -> None:
                 f" ms; hot wallet {measured['hot_per_s']:.0f}/s, "
                 f"{measured['hot_api_cpu_ms']:.2f} ms API CPU/debit, p50 "
                 f"{measured['hot_p50_ms']:.1f} ms, p99 {measured['hot_p99_ms']:.1f} ms, "
-                f"{measured['hot_per_txn']:.1f} debits/transaction; load average "
+                f"{measured['hot_per_txn']:.1f} debits/transaction; healthz "
+                f"{measured['floor_api_cpu_ms']:.2f} ms; many wallets without limits "
+                f"{measured['many_nolimits_api_cpu_ms']:.2f} ms; load average "
                 f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
@@ -343,6 +388,10 @@ def main() -> None:
         + rows("many", f"debits over HTTP, {args.wallets:,} wallets")
         + rows("hot", "debits over HTTP, one hot wallet")
         + f"| … debits per committed transaction, hot wallet | {med('hot_per_txn'):.1f} | |\n"
+        f"| API CPU per `GET /healthz` (HTTP and the middlewares alone), same process | "
+        f"{med('floor_api_cpu_ms'):.2f} ms | |\n"
+        f"| API CPU per debit, {args.wallets:,} wallets, rate limits off (another process) | "
+        f"{med('many_nolimits_api_cpu_ms'):.2f} ms | |\n"
     )
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
