@@ -133,6 +133,9 @@ class Settings(BaseSettings):
 
     # Upper bound of one debit/grant/hold, in credits: refuses absurd amounts early.
     max_credits_per_operation: Annotated[int, Field(ge=1, le=10**12)] = 100_000_000
+    # At most this many debit requests of one wallet share one transaction (the debit
+    # route's micro-batcher, modules/wallet/batcher.py); 1 gives each its own.
+    debit_batch_max: Annotated[int, Field(ge=1, le=1000)] = 64
     # The platform's fee on a community spend, in basis points, where a community has no
     # fee plan of its own (DESIGN §10: 1000 = 10 %). Plans are bounded the same way.
     community_fee_bps: Annotated[int, Field(ge=0, le=5000)] = 1000

@@ -205,6 +205,19 @@ async def test_a_rotated_key_is_found_and_the_removed_one_refused(make_api: Make
     refused(await api.call(api.token(KEY_1)))  # the refreshed set no longer has it
 
 
+async def test_a_remembered_token_is_refused_once_its_key_is_rotated_out(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api()
+    token = api.token(KEY_1)
+    for _ in range(2):  # the second time from the verifier's memory
+        assert (await api.call(token)).status_code == 200
+    api.jwks.keys = [KEY_2]
+    await asyncio.sleep(0.35)
+    assert (await api.call(api.token(KEY_2))).status_code == 200  # the set is fetched again
+    refused(await api.call(token))  # the very same token: its key is gone
+
+
 async def test_both_keys_verify_while_a_rotation_overlaps(make_api: MakeApi) -> None:
     api = await make_api()
     api.jwks.keys = [KEY_1, KEY_2]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from commdesk_billing.config import Settings
 from commdesk_billing.db import errors
+from commdesk_billing.db.driver import DriverConnectionLost
 from commdesk_billing.db.urls import to_asyncpg
 from commdesk_billing.telemetry import aftercommit
 
@@ -101,20 +102,26 @@ async def in_transaction(
                 if unavailable is exc:
                     raise
                 raise unavailable from exc
-            if not isinstance(exc, DBAPIError):
-                raise
             code = sqlstate(exc)
-            # A connection that died (idle timeout, failover, a suspended Neon compute) is
-            # retried too: callers' work is idempotent by key, so even a COMMIT whose
-            # outcome we never heard is safe to run again.
-            retryable = code in RETRYABLE_SQLSTATES or exc.connection_invalidated
+            if isinstance(exc, DBAPIError):
+                # A connection that died (idle timeout, failover, a suspended Neon compute) is
+                # retried too: callers' work is idempotent by key, so even a COMMIT whose
+                # outcome we never heard is safe to run again.
+                retryable = code in RETRYABLE_SQLSTATES or exc.connection_invalidated
+                disconnected = exc.connection_invalidated
+            elif isinstance(exc, asyncpg.PostgresError | DriverConnectionLost):
+                # The same, from a statement `work` ran on the driver (db/driver.py).
+                disconnected = isinstance(exc, DriverConnectionLost)
+                retryable = code in RETRYABLE_SQLSTATES or disconnected
+            else:
+                raise
             if not retryable or attempt == attempts:
                 raise
             delay = min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5)
             log.warning(
                 "db.transaction.retry",
                 sqlstate=code,
-                disconnected=exc.connection_invalidated,
+                disconnected=disconnected,
                 attempt=attempt,
                 delay_s=delay,
             )

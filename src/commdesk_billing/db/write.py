@@ -34,8 +34,16 @@ class CompositeWrite:
     async def execute(
         self, conn: AsyncConnection, final_sql: str, params: dict[str, Any]
     ) -> Result[Any]:
+        statement, all_params = self.statement(final_sql, params)
+        return await conn.execute(sql(statement), all_params)
+
+    def statement(
+        self, final_sql: str, params: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The whole statement, ending in `final_sql`, and its parameters."""
+        params = params or {}
         clash = self._params.keys() & params.keys()
         if clash:
             raise ValueError(f"parameter names used twice: {sorted(clash)}")
         prefix = f"WITH {', '.join(self._parts)} " if self._parts else ""
-        return await conn.execute(sql(prefix + final_sql), {**self._params, **params})
+        return prefix + final_sql, {**self._params, **params}

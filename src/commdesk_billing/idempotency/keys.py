@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
@@ -42,6 +42,18 @@ def respond(answer: Answer) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     media = MEDIA_TYPE if answer.status >= 400 else "application/json"
     return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
+
+
+def respond_content(status: int, content: bytes, *, replayed: bool) -> Response:
+    """`respond` for an answer already rendered as JSON."""
+    if replayed:
+        IDEMPOTENT_REPLAYS.inc()
+    return Response(
+        content,
+        status_code=status,
+        headers={"Idempotent-Replayed": "true"} if replayed else None,
+        media_type=MEDIA_TYPE if status >= 400 else "application/json",
+    )
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,7 @@ async def _claim(conn: AsyncConnection, req: KeyedRequest) -> Answer | None:
         )
     ).scalar_one()
     if not got:
-        raise IdempotencyInProgress(
-            "a request with this Idempotency-Key is in progress; retry after it finishes"
-        )
+        raise in_progress()
     row = (
         await conn.execute(
             sql("""
@@ -120,6 +130,75 @@ async def _store(conn: AsyncConnection, req: KeyedRequest, answer: Answer) -> No
     )
 
 
+# A batch of keyed requests in one transaction (the wallet's debit route batches a busy
+# wallet's debits, `modules/wallet/http_debits.py`): the same three steps as `run_keyed`, each
+# for every request at once and as a part of one of the batch's statements, so claiming,
+# looking up and storing add no round trip of their own. Parameter names are prefixed so
+# they never clash with the statement's other parts.
+
+# One row: for each lock key, in order, whether this transaction holds its lock now (a lock
+# this same transaction took before is held again: two requests of one batch with one key
+# both get it).
+CLAIM_MANY_PART = """
+    SELECT array_agg(pg_try_advisory_xact_lock(k) ORDER BY i) AS claims
+      FROM unnest(CAST(:claim_keys AS bigint[])) WITH ORDINALITY AS u(k, i)"""
+
+# The stored answers of (scope, key) pairs. Must run in a statement after the claim's: a
+# statement sees what committed before it started, and only once the locks are held is
+# nothing about to commit under one of these keys.
+STORED_MANY_PART = """
+    SELECT i.scope, i.key, i.request_hash, i.response_status,
+           CAST(i.response_body AS text) AS response_body
+      FROM idempotency_keys i
+      JOIN unnest(CAST(:stored_scopes AS text[]), CAST(:stored_keys AS text[])) AS q(s, k)
+        ON i.scope = q.s AND i.key = q.k"""
+
+# Data-modifying: the answers of the batch's requests, stored.
+STORE_MANY_PART = """
+    INSERT INTO idempotency_keys (scope, key, request_hash, method, path, response_status,
+                                  response_body)
+    SELECT * FROM unnest(CAST(:store_scopes AS text[]), CAST(:store_keys AS text[]),
+                         CAST(:store_hashes AS text[]), CAST(:store_methods AS text[]),
+                         CAST(:store_paths AS text[]), CAST(:store_statuses AS integer[]),
+                         CAST(:store_bodies AS json[]))
+    RETURNING key"""
+
+
+def claim_many_params(reqs: list[KeyedRequest]) -> dict[str, Any]:
+    return {"claim_keys": [r.lock_key for r in reqs]}
+
+
+def stored_many_params(reqs: list[KeyedRequest]) -> dict[str, Any]:
+    return {"stored_scopes": [r.scope for r in reqs], "stored_keys": [r.key for r in reqs]}
+
+
+def store_many_params(answered: list[tuple[KeyedRequest, int, bytes]]) -> dict[str, Any]:
+    """Each request with its answer's status and JSON body (as the client gets it)."""
+    return {
+        "store_scopes": [r.scope for r, _, _ in answered],
+        "store_keys": [r.key for r, _, _ in answered],
+        "store_hashes": [r.request_hash for r, _, _ in answered],
+        "store_methods": [r.method for r, _, _ in answered],
+        "store_paths": [r.path for r, _, _ in answered],
+        "store_statuses": [status for _, status, _ in answered],
+        "store_bodies": [body.decode() for _, _, body in answered],
+    }
+
+
+def in_progress() -> IdempotencyInProgress:
+    return IdempotencyInProgress(
+        "a request with this Idempotency-Key is in progress; retry after it finishes"
+    )
+
+
+def stored_answer(req: KeyedRequest, request_hash: str, status: int, body: str) -> Answer:
+    """The answer stored under `req`'s key, for this same request; a different request under
+    the key is refused (`IdempotencyMismatch`), as `run_keyed` refuses it."""
+    if request_hash != req.request_hash:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+    return Answer(status, json.loads(body), replayed=True)
+
+
 async def run_keyed(engine: AsyncEngine, req: KeyedRequest, work: Work) -> Answer:
     """Run `work` once per (scope, key); later calls with the same request get its answer.
 
@@ -145,15 +224,21 @@ async def run_keyed(engine: AsyncEngine, req: KeyedRequest, work: Work) -> Answe
             # A dependency was away (Cashfree, MongoDB, storage): not an answer to keep.
             # Nothing was stored under the key, so the same request goes through later.
             raise
-        failed = Answer(exc.status, domain_problem_body(exc))
+        return await record_failure(engine, req, Answer(exc.status, domain_problem_body(exc)))
 
-        async def record(conn: AsyncConnection) -> Answer:
-            if (stored := await _claim(conn, req)) is not None:
-                return stored  # another request with this key finished in between
-            await _store(conn, req, failed)
-            return failed
 
-        return await in_transaction(engine, record)
+async def record_failure(engine: AsyncEngine, req: KeyedRequest, failed: Answer) -> Answer:
+    """Store a business error's answer under `req`'s key, in a transaction of its own (the
+    one that failed was rolled back); the answer stored before, if another request with
+    the key finished in between."""
+
+    async def record(conn: AsyncConnection) -> Answer:
+        if (stored := await _claim(conn, req)) is not None:
+            return stored
+        await _store(conn, req, failed)
+        return failed
+
+    return await in_transaction(engine, record)
 
 
 # One DELETE per batch, each its own short transaction, so pruning a day's keys never holds

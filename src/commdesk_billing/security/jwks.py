@@ -88,6 +88,14 @@ class KeySet:
             return None  # never fetched, or too long without a good fetch: trust nothing held
         return self._keys.get(kid)
 
+    def held_fresh(self, kid: str) -> RSAPublicKey | None:
+        """The key held for `kid` while the set is fresh (no fetch due), else None: what
+        `key` would answer without fetching."""
+        fetched = self._fetched_at
+        if fetched is None or self._clock() - fetched >= self.policy.ttl_s:
+            return None
+        return self._keys.get(kid)
+
     def _may_fetch(self) -> bool:
         last = self._attempted_at
         return last is None or self._clock() - last >= self.policy.min_refresh_s

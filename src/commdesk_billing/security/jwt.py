@@ -9,6 +9,8 @@ message is for the log only: the caller gets one generic 401 (`deps.principal`).
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -103,18 +105,60 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=_ALGORITHM)
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_at: float  # the token's `exp` plus the leeway, in Unix seconds
+    kid: str | None  # RS256: the key that verified it, which must still be the one held
+    key: Any
+
+
+# Tokens verified lately, by their exact text: a service sends the same token with every
+# request, and verifying it (base64, JSON, the signature, the claims) twice per request, in
+# the rate limits and in the route, cost more CPU than a wallet debit's SQL. At most this many.
+_VERIFIED_MAX = 10_000
+
+
 class TokenVerifier:
     """Verifies bearer tokens for one process: RS256 against the JWKS (when configured), and
     HS256 with the shared secret outside production. The algorithm is chosen from the
-    token's header only to pick the key source; each source accepts its one algorithm."""
+    token's header only to pick the key source; each source accepts its one algorithm.
 
-    def __init__(self, settings: Settings, keys: KeySet | None = None) -> None:
+    A token that verified is remembered (its exact text) until it expires: the same token
+    again is the same caller, so long as the key that verified it is still the one the
+    JWKS holds for its kid, and the set is fresh (a rotation that removes the key refuses
+    the token from the next fetch on, as before). Refusals are never remembered."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeySet | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         policy = JwksPolicy.of(settings)
         self.keys = keys or (KeySet(policy) if policy is not None else None)
         self.hs256 = settings.env is not Environment.production
+        self._clock = clock
+        self._verified: dict[str, _Verified] = {}
 
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            if self._clock() < known.expires_at and (
+                known.kid is None
+                or (self.keys is not None and self.keys.held_fresh(known.kid) is known.key)
+            ):
+                return known.principal
+            del self._verified[token]
+        principal, exp, kid, key = await self._verify(token)
+        if len(self._verified) >= _VERIFIED_MAX:
+            # The oldest remembered first (a dict keeps insertion order).
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = _Verified(principal, exp + self.settings.jwt_leeway_s, kid, key)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float, str | None, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -130,9 +174,12 @@ class TokenVerifier:
             if key is None:
                 kind = "keys_unavailable" if self.keys.last_fetch_failed else "unknown_kid"
                 raise InvalidToken(f"no key {kid!r} in the JWKS", kind)
-            return _decode(self.settings, token, key, RS256)
+            principal, exp = _decode_exp(self.settings, token, key, RS256)
+            return principal, exp, kid, key
         if alg == _ALGORITHM and self.hs256:
-            return _decode(self.settings, token, self.settings.jwt_secret.get_secret_value(), alg)
+            secret = self.settings.jwt_secret.get_secret_value()
+            principal, exp = _decode_exp(self.settings, token, secret, alg)
+            return principal, exp, None, None
         # `none`, HS256 in production, and anything else.
         raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted", "algorithm")
 
@@ -146,6 +193,13 @@ def decode_token(settings: Settings, token: str) -> Principal:
 
 
 def _decode(settings: Settings, token: str, key: Any, algorithm: str) -> Principal:
+    return _decode_exp(settings, token, key, algorithm)[0]
+
+
+def _decode_exp(
+    settings: Settings, token: str, key: Any, algorithm: str
+) -> tuple[Principal, float]:
+    """The token's caller, and its `exp` (Unix seconds)."""
     try:
         claims = jwt.decode(
             token,
@@ -181,7 +235,7 @@ def _decode(settings: Settings, token: str, key: Any, algorithm: str) -> Princip
         or not all(isinstance(c, str) and _COMMUNITY_RE.match(c) for c in communities)
     ):
         raise InvalidToken("communities must be a list of at most 1000 community ids")
-    return Principal(
+    principal = Principal(
         sub=sub,
         role=parsed_role,
         scopes=frozenset(scope.split()),
@@ -189,6 +243,7 @@ def _decode(settings: Settings, token: str, key: Any, algorithm: str) -> Princip
         name=name if isinstance(name, str) and len(name) <= 200 else None,
         communities=frozenset(communities),
     )
+    return principal, float(claims["exp"])
 
 
 def verifier_of(state: Any) -> TokenVerifier:

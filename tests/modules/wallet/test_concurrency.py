@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commdesk_billing.db.engine import in_transaction
 from commdesk_billing.errors import InsufficientCredits
 from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.http_debits import make_batcher
 from commdesk_billing.security.jwt import Role, Scope
 from tests.conftest import auth, new_wallet
 
@@ -23,9 +25,28 @@ PER_DEBIT = 7
 FUNDED = 1000  # covers 142 debits of 7 (994), not 200
 
 
+@pytest.fixture
+def debit_batching(request: pytest.FixtureRequest, app: Any) -> Iterator[bool]:
+    """Batched (the default: one process's debits of a wallet share transactions), or not
+    (every debit its own transaction at once, racing the others on the wallet's row lock,
+    as debits from many processes do)."""
+    batched: bool = request.param
+    saved = getattr(app.state, "debit_batcher", None)
+    if not batched:
+        app.state.debit_batcher = make_batcher(app.state, 1)
+    try:
+        yield batched
+    finally:
+        app.state.debit_batcher = saved
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("debit_batching", [False, True], indirect=True, ids=["racing", "batched"])
 async def test_concurrent_debits_over_many_connections_are_exact(
-    engine: AsyncEngine, client: httpx.AsyncClient, token: Callable[..., str]
+    engine: AsyncEngine,
+    client: httpx.AsyncClient,
+    token: Callable[..., str],
+    debit_batching: bool,
 ) -> None:
     wallet = await new_wallet(engine, FUNDED)
     service = token(Role.service, sub="svc-load", scopes=[Scope.wallets_debit.value])
@@ -85,13 +106,26 @@ async def test_concurrent_debits_over_many_connections_are_exact(
                 text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
             )
         ).scalar_one()
+        transactions = (
+            await conn.execute(
+                text(
+                    "SELECT count(DISTINCT xmin::text) FROM wallet_transactions"
+                    " WHERE wallet_id = :w AND transaction_type = 'debit'"
+                ),
+                {"w": wallet.id},
+            )
+        ).scalar_one()
     assert row.available_credits == FUNDED - PER_DEBIT * len(accepted)
     assert row.available_credits == FUNDED % PER_DEBIT
     assert len(lines) == len(accepted)  # one statement line per accepted debit
     # Exactly one journal each: two CREDITS legs, and two INR legs recognizing the basis.
     assert all(r.journals == 1 and r.legs == 4 for r in lines)
     assert {r.json()["transaction"]["id"] for r in accepted} == {str(r.id) for r in lines}
-    assert connections >= 20
+    if debit_batching:
+        # The wallet was busy: its debits went in shared transactions, one at a time.
+        assert transactions < len(accepted) / 2, transactions
+    else:
+        assert connections >= 20  # they raced, each in its own transaction
     report = await in_transaction(engine, lambda c: ws.sync_balance(c, wallet.id))
     assert report.consistent, report.drift
 

@@ -6,11 +6,12 @@ so the transaction has committed before the response is sent.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,11 +23,14 @@ from commdesk_billing.idempotency.keys import (
     KeyedRequest,
     Work,
     respond,
+    respond_content,
     run_keyed,
 )
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.wallet import auth
 from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.debits import Debit
+from commdesk_billing.modules.wallet.http_debits import DebitCall, batcher_of
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.modules.wallet.schemas import (
     CaptureRequest,
@@ -224,32 +228,35 @@ async def debit(
         DebitRequest, Body(openapi_examples=_example("Spend on a feature", _DEBIT_EXAMPLE))
     ],
     request: Request,
-    engine: Engine,
     settings: Config,
     caller: Caller,
     key: IdemKey,
-) -> JSONResponse:
+) -> Response:
     """Takes `credits` from the available balance at once, oldest lot first (expiring
     credits go before purchased ones), and answers the new balance and the statement line.
     The same Idempotency-Key and body answer the first result again, without a second
     debit; the key with another body is refused (422)."""
     _check_limit(settings, body.credits)
-
-    async def work(conn: AsyncConnection, op_key: str) -> Answer:
-        wallet = await ws.get_wallet(conn, wallet_id)
-        await auth.authorize_wallet_spend(conn, caller, wallet)
-        result = await ws.consume_credits(
-            conn,
-            wallet_id=wallet_id,
-            credits=body.credits,
-            idempotency_key=op_key,
-            reason=body.reason,
-            source_id=body.source_id,
-            metadata={**(body.metadata or {}), "actor": caller.sub},
-        )
-        return _op_answer(201, result, "debit")
-
-    return await _run_keyed(engine, request, caller, key, body, work)
+    keyed = KeyedRequest(
+        scope=caller.sub,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        body=body.model_dump(mode="json"),
+    )
+    debit = Debit(
+        wallet_id=wallet_id,
+        credits=body.credits,
+        idempotency_key=keyed.operation_key,
+        reason=body.reason,
+        source_id=body.source_id,
+        metadata={**(body.metadata or {}), "actor": caller.sub},
+    )
+    # Through the wallet's batcher: alone when the wallet is idle, with the requests that
+    # queued behind a transaction in flight when it is busy (http_debits.py).
+    call = DebitCall(keyed, caller, debit, contextvars.copy_context())
+    reply = await batcher_of(request.app.state).submit(wallet_id, call)
+    return respond_content(reply.status, reply.content, replayed=reply.replayed)
 
 
 @router.post(

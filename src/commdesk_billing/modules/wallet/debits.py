@@ -32,7 +32,7 @@ from commdesk_billing.modules.wallet.common import (
     replay,
 )
 from commdesk_billing.modules.wallet.fifo import LotBalance
-from commdesk_billing.modules.wallet.model import TxnType
+from commdesk_billing.modules.wallet.model import TxnType, Wallet
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,22 @@ async def consume_credits_many(
     conn: AsyncConnection, debits: Sequence[Debit]
 ) -> list[DebitOutcome]:
     """Apply `debits` in order within the caller's transaction; one outcome per debit."""
+    outcomes, valid = checked(debits)
+    wallets = {w.id: w for w in await repo.lock_wallets(conn, [d.wallet_id for _, d in valid])}
+    needs = needs_of(valid, wallets, outcomes)
+    lots, done = await repo.fifo_lots(conn, needs, [d.idempotency_key for _, d in valid])
+    batch = await plan(conn, valid, outcomes, wallets, lots, done)
+    await batch.flush(conn)
+    await after_debits(conn, wallets, batch)
+    return [outcomes[i] for i in range(len(debits))]
+
+
+# The steps of `consume_credits_many`, for a caller that runs its statements its own way
+# (the debit route's batches put other parts into the same statements: http_debits.py).
+
+
+def checked(debits: Sequence[Debit]) -> tuple[dict[int, DebitOutcome], list[tuple[int, Debit]]]:
+    """Outcomes of the debits refused on their amount alone, and the others by index."""
     outcomes: dict[int, DebitOutcome] = {}
     valid: list[tuple[int, Debit]] = []
     for i, d in enumerate(debits):
@@ -64,14 +80,36 @@ async def consume_credits_many(
             valid.append((i, d))
         except DomainError as exc:
             outcomes[i] = DebitOutcome(d, error=exc)
-    wallets = {w.id: w for w in await repo.lock_wallets(conn, [d.wallet_id for _, d in valid])}
+    return outcomes, valid
+
+
+def needs_of(
+    valid: list[tuple[int, Debit]],
+    wallets: dict[uuid.UUID, Wallet],
+    outcomes: dict[int, DebitOutcome],
+) -> dict[uuid.UUID, int]:
+    """Credits asked of each locked wallet; a debit of a wallet that does not exist gets its
+    outcome (not found) here."""
     needs: dict[uuid.UUID, int] = {}
     for i, d in valid:
         if d.wallet_id not in wallets:
             outcomes[i] = DebitOutcome(d, error=NotFound(f"wallet {d.wallet_id} does not exist"))
         else:
             needs[d.wallet_id] = needs.get(d.wallet_id, 0) + d.credits
-    lots, done = await repo.fifo_lots(conn, needs, [d.idempotency_key for _, d in valid])
+    return needs
+
+
+async def plan(
+    conn: AsyncConnection,
+    valid: list[tuple[int, Debit]],
+    outcomes: dict[int, DebitOutcome],
+    wallets: dict[uuid.UUID, Wallet],
+    lots: dict[uuid.UUID, list[LotBalance]],
+    done: set[str],
+) -> writer.OperationBatch:
+    """Each debit without an outcome yet, in order, against the wallets' running state: its
+    outcome (a result, a replay of an earlier one, or an error), and the batch that writes
+    them. `conn` is only used to read an earlier operation's line (a replay)."""
     balances: dict[uuid.UUID, list[LotBalance]] = dict(lots)
     batch = writer.OperationBatch(list(wallets.values()))
     planned: dict[str, int] = {}  # key -> index of the debit that carries it in this batch
@@ -132,12 +170,16 @@ async def consume_credits_many(
         )
         planned[d.idempotency_key] = i
         outcomes[i] = DebitOutcome(d, result=OperationResult(after, line, replayed=False))
-    await batch.flush(conn)
-    # Once per wallet, from where the batch found it to where it left it: fifty debits
-    # that cross the level together cross it once.
+    return batch
+
+
+async def after_debits(
+    conn: AsyncConnection, wallets: dict[uuid.UUID, Wallet], batch: writer.OperationBatch
+) -> None:
+    """Once per wallet, from where the batch found it to where it left it: fifty debits
+    that cross the low-balance level together cross it once."""
     for wallet_id, before in wallets.items():
         await triggers.after_debit(conn, before, batch.wallet(wallet_id))
-    return [outcomes[i] for i in range(len(debits))]
 
 
 def _duplicate_in_batch(d: Debit, first: DebitOutcome | None) -> DebitOutcome:

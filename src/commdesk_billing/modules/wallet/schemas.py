@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -216,3 +217,55 @@ def decode_cursor(cursor: str) -> int:
     if prefix != "seq" or not (number.isascii() and number.isdigit()) or len(number) > 18:
         raise ValueError("cursor is not valid")
     return int(number)
+
+
+def operation_body(wallet: Wallet, line: StatementLine) -> dict[str, Any]:
+    """`OperationOut` of an operation without a hold, as a dict of the same fields in the same
+    order, for the debit route's hot path: `render` turns it into the bytes pydantic's JSON
+    would be (tests/modules/wallet/test_http_debits.py holds the two together), at a fraction
+    of the cost of building three models per answer."""
+    return {
+        "wallet": {
+            "id": wallet.id,
+            "owner_type": wallet.owner_type,
+            "owner_id": wallet.owner_id,
+            "available_credits": wallet.available_credits,
+            "locked_credits": wallet.locked_credits,
+            "pending_credits": wallet.pending_credits,
+            "lifetime_purchased_credits": wallet.lifetime_purchased_credits,
+            "auto_recharge_enabled": wallet.auto_recharge_enabled,
+            "auto_recharge_threshold": wallet.auto_recharge_threshold,
+            "created_at": wallet.created_at,
+            "updated_at": wallet.updated_at,
+        },
+        "transaction": {
+            "id": line.id,
+            "wallet_id": line.wallet_id,
+            "seq": line.seq,
+            "transaction_type": line.transaction_type.value,
+            "credits": line.credits,
+            "balance_before": line.balance_before,
+            "balance_after": line.balance_after,
+            "reason": line.source,
+            "source_id": line.source_id,
+            "metadata": line.metadata,
+            "hold_id": line.hold_id,
+            "lot_id": line.lot_id,
+            "journal_id": line.journal_id,
+            "created_at": line.created_at,
+        },
+        "hold": None,
+    }
+
+
+def render(body: dict[str, Any]) -> bytes:
+    """JSON as the API's responses are (compact, UTF-8 as it is), with UUIDs and datetimes
+    written as pydantic writes them (UTC as `Z`)."""
+    return orjson.dumps(body, default=_text, option=orjson.OPT_UTC_Z)
+
+
+def _text(value: object) -> str:
+    # asyncpg's own UUID type (a uuid.UUID subclass, which orjson does not take as one).
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.db.driver import Driver, fetch
 from commdesk_billing.db.write import CompositeWrite
 from commdesk_billing.modules.ledger.journals import ChainHead, add_journals
 from commdesk_billing.modules.ledger.model import Journal
@@ -151,6 +152,44 @@ class OperationBatch:
     async def flush(self, conn: AsyncConnection) -> None:
         if not self._ops:
             return
+        write, updated, changed = self._compose()
+        result = await write.execute(conn, f"SELECT count(*) FROM {updated}", {})
+        self._written(int(result.scalar_one()), changed)
+
+    async def flush_on_driver(
+        self, conn: AsyncConnection, driver: Driver, also: Sequence[tuple[str, dict[str, Any]]]
+    ) -> int:
+        """`flush` on the driver under `conn` (`db.driver`), with `also`'s parts in the same
+        statement (another owner's rows of the same requests, e.g. their stored answers);
+        returns how many rows the last of them wrote. Without operations, `also` is written
+        alone."""
+        if self._ops:
+            write, updated, changed = self._compose()
+        else:
+            write, updated, changed = CompositeWrite(), "", []
+        last = ""
+        for extra_sql, params in also:
+            last = write.add(extra_sql, params)
+        if not updated and not last:
+            return 0
+        counted = f"(SELECT count(*) FROM {updated})" if updated else "0"
+        also_counted = f"(SELECT count(*) FROM {last})" if last else "0"
+        statement, params = write.statement(f"SELECT {counted} AS updated, {also_counted} AS also")
+        (row,) = await fetch(conn, driver, statement, params)
+        if updated:
+            self._written(int(row["updated"]), changed)
+        return int(row["also"])
+
+    def _written(self, updated: int, changed: list[Wallet]) -> None:
+        if updated != len(changed):
+            # Only possible if a wallet changed under us, i.e. a caller skipped its lock.
+            raise RuntimeError("wallet rows changed while the batch was planned")
+        self._start = dict(self._state)
+        self._ops, self._lines = [], []
+
+    def _compose(self) -> tuple[CompositeWrite, str, list[Wallet]]:
+        """The batch as one composite write: the write, the name of its wallet-row part
+        (whose rows are the wallets updated) and the wallets it should update."""
         ops, lines = self._ops, self._lines
         write = CompositeWrite()
         add_journals(
@@ -296,12 +335,7 @@ class OperationBatch:
                 "w_ats": [w.updated_at for w in changed],
             },
         )
-        result = await write.execute(conn, f"SELECT count(*) FROM {updated}", {})
-        if int(result.scalar_one()) != len(changed):
-            # Only possible if a wallet changed under us, i.e. a caller skipped its lock.
-            raise RuntimeError("wallet rows changed while the batch was planned")
-        self._start = dict(self._state)
-        self._ops, self._lines = [], []
+        return write, updated, changed
 
 
 _NEW_LOTS_SQL = """
