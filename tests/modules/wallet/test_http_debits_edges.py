@@ -3,6 +3,8 @@ still give), and the books a batched debit writes compared with `consume_credits
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,8 +15,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.app import create_app
+from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.idempotency.keys import KeyedRequest
 from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.http_debits import batcher_of
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.security.jwt import Role, Scope
 from tests.conftest import auth, grant_bought
@@ -320,3 +326,208 @@ def test_the_fast_answer_with_an_integer_past_64_bits_is_the_models_answer() -> 
     fast = render(operation_body(wallet, line))
     assert fast == json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()
     assert render(json.loads(fast)) == fast  # a stored answer replays as it was
+
+
+async def _wait(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(1000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def _stored(engine: AsyncEngine, svc: str, key: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT count(*) FROM idempotency_keys WHERE scope = :s AND key = :k"),
+            {"s": _sub_of(svc), "k": key},
+        )
+        return int(found.scalar_one())
+
+
+async def _lock_waiters(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("""SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'""")
+        )
+        return int(found.scalar_one())
+
+
+async def test_a_request_cancelled_in_its_transaction_debits_nothing_and_spoils_nothing(
+    engine: AsyncEngine, app: Any, client: httpx.AsyncClient, svc: str
+) -> None:
+    """The client of a debit running alone goes away while its statement waits for the
+    wallet: nothing of it commits, nothing is stored under its key (its retry debits once),
+    the requests queued behind it are answered, and the connection it used serves again."""
+    wallet = await _new_wallet(engine, 100)
+    batcher = batcher_of(app.state)
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    sends = [
+        _send(client, svc, wallet.id, k, {"credits": c, "reason": "cancel"})
+        for k, c in zip(keys, (5, 7, 9), strict=True)
+    ]
+    async with engine.connect() as blocker:
+        tx = await blocker.begin()
+        await blocker.execute(
+            text("SELECT 1 FROM wallets WHERE id = :w FOR UPDATE"), {"w": wallet.id}
+        )
+        gone = asyncio.ensure_future(sends[0]())
+        await _wait(lambda: batcher.busy(wallet.id), "the first request runs")
+        rest = [asyncio.ensure_future(s()) for s in sends[1:]]
+        await _wait(lambda: batcher.queued(wallet.id) == 2, "the others queue")
+        await _wait_async(lambda: _lock_waiters(engine), "the first waits for the wallet")
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await tx.commit()
+    answers = await asyncio.gather(*rest)
+    assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
+    assert await _balance(client, svc, wallet.id) == 100 - 7 - 9
+    assert await _stored(engine, svc, keys[0]) == 0
+    retried = await sends[0]()
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    assert await _balance(client, svc, wallet.id) == 100 - 7 - 9 - 5
+    # Every pooled connection still serves (none was left mid-statement or mid-transaction).
+    more = [
+        _send(client, svc, wallet.id, uuid.uuid4().hex, {"credits": 1, "reason": "after"})
+        for _ in range(6)
+    ]
+    again = await asyncio.gather(*(s() for s in more))
+    assert [r.status_code for r in again] == [201] * 6
+    assert await _balance(client, svc, wallet.id) == 100 - 7 - 9 - 5 - 6
+
+
+async def _wait_async(count: Callable[[], Any], what: str) -> None:
+    for _ in range(1000):
+        if await count() > 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_request_cancelled_once_its_batch_started_is_debited_with_its_answer_stored(
+    engine: AsyncEngine, app: Any, client: httpx.AsyncClient, svc: str
+) -> None:
+    """A queued request whose client goes away after its batch has started is in that batch:
+    its debit commits with its answer stored, so its retry is answered with that debit."""
+    wallet = await _new_wallet(engine, 100)
+    batcher = batcher_of(app.state)
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    sends = [
+        _send(client, svc, wallet.id, k, {"credits": c, "reason": "cancel"})
+        for k, c in zip(keys, (5, 7, 9), strict=True)
+    ]
+    async with engine.connect() as first_blocker, engine.connect() as second_blocker:
+        tx1 = await first_blocker.begin()
+        lock = text("SELECT 1 FROM wallets WHERE id = :w FOR UPDATE")
+        await first_blocker.execute(lock, {"w": wallet.id})
+        alone = asyncio.ensure_future(sends[0]())
+        await _wait(lambda: batcher.busy(wallet.id), "the first request runs")
+        rest = [asyncio.ensure_future(s()) for s in sends[1:]]
+        await _wait(lambda: batcher.queued(wallet.id) == 2, "the others queue")
+        await _wait_async(lambda: _lock_waiters(engine), "the first waits for the wallet")
+        # A second holder in line behind the first request: the batch after it will wait.
+        tx2 = await second_blocker.begin()
+        taking = asyncio.ensure_future(second_blocker.execute(lock, {"w": wallet.id}))
+        for _ in range(1000):
+            if await _lock_waiters(engine) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await tx1.commit()
+        assert (await alone).status_code == 201
+        await taking
+        await _wait(lambda: batcher.queued(wallet.id) == 0, "the batch starts")
+        await _wait_async(lambda: _lock_waiters(engine), "the batch waits for the wallet")
+        rest[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await rest[0]
+        await tx2.commit()
+    kept = await rest[1]
+    assert kept.status_code == 201
+    assert await _balance(client, svc, wallet.id) == 100 - 5 - 7 - 9
+    assert await _stored(engine, svc, keys[1]) == 1
+    retried = await sends[1]()
+    assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true"
+    assert await _balance(client, svc, wallet.id) == 100 - 5 - 7 - 9
+
+
+async def test_a_key_held_by_another_transaction_is_409_in_a_batch_and_stores_nothing(
+    engine: AsyncEngine, app: Any, client: httpx.AsyncClient, svc: str
+) -> None:
+    """Another process's transaction holds one request's key: that request alone is told
+    409 `idempotency_key_in_use` (nothing stored, nothing debited); its batchmates go on;
+    once the key is free the same request goes through once."""
+    wallet = await _new_wallet(engine, 100)
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    sends = [
+        _send(client, svc, wallet.id, k, {"credits": c, "reason": "held"})
+        for k, c in zip(keys, (1, 2, 3), strict=True)
+    ]
+    held = KeyedRequest(_sub_of(svc), keys[1], "POST", "/", {}).lock_key
+    async with engine.connect() as holder:
+        tx = await holder.begin()
+        await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": held})
+        answers = await _batched(engine, app, wallet.id, sends)
+        assert [r.status_code for r in answers] == [201, 409, 201]
+        assert answers[1].json()["code"] == "idempotency_key_in_use"
+        assert await _stored(engine, svc, keys[1]) == 0
+        await tx.rollback()
+    assert await _balance(client, svc, wallet.id) == 100 - 1 - 3
+    retried = await sends[1]()
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    assert (await sends[1]()).content == retried.content
+    assert await _balance(client, svc, wallet.id) == 100 - 1 - 2 - 3
+
+
+@pytest.mark.slow
+async def test_two_processes_debiting_one_wallet_with_the_same_keys_debit_each_key_once(
+    settings: Settings, engine: AsyncEngine, app: Any, client: httpx.AsyncClient, svc: str
+) -> None:
+    """Two API processes (two apps, each its own batcher and pool) get every request twice,
+    the same key and body, at once, some a third time in the same process: each key is one
+    debit, every 201 for a key is that debit, every other answer is 409 in use."""
+    other = create_app(settings)
+    other_engine = make_engine(settings, pool_size=5)
+    other.state.settings = settings
+    other.state.engine = other_engine
+    other.state.redis = app.state.redis
+    transport = httpx.ASGITransport(app=other, raise_app_exceptions=False)
+    wallet = await _new_wallet(engine, 1000)
+    amounts = {f"{uuid.uuid4().hex}-{i}": 3 + i % 5 for i in range(30)}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as c2:
+            sends = [
+                _send(c, svc, wallet.id, k, {"credits": n, "reason": "two"})
+                for k, n in amounts.items()
+                for c in (client, c2)
+            ]
+            sends += [
+                _send(client, svc, wallet.id, k, {"credits": n, "reason": "two"})
+                for k, n in list(amounts.items())[::3]
+            ]
+            random.Random(7).shuffle(sends)
+            answers = await asyncio.gather(*(s() for s in sends))
+    finally:
+        await other_engine.dispose()
+    by_key: dict[str, list[httpx.Response]] = {}
+    for r in answers:
+        by_key.setdefault(r.request.headers["idempotency-key"], []).append(r)
+    for key, got in by_key.items():
+        ok = [r for r in got if r.status_code == 201]
+        assert ok, [r.text for r in got]
+        assert len({r.json()["transaction"]["id"] for r in ok}) == 1
+        assert all(r.json()["transaction"]["credits"] == amounts[key] for r in ok)
+        for r in got:
+            if r.status_code != 201:
+                assert r.status_code == 409 and r.json()["code"] == "idempotency_key_in_use"
+    assert await _balance(client, svc, wallet.id) == 1000 - sum(amounts.values())
+    async with engine.connect() as conn:
+        lines = await conn.execute(
+            text("""SELECT count(*) FROM wallet_transactions
+                     WHERE wallet_id = :w AND transaction_type = 'debit'"""),
+            {"w": wallet.id},
+        )
+        assert lines.scalar_one() == len(amounts)
+    report = await in_transaction(engine, lambda c: ws.sync_balance(c, wallet.id))
+    assert report.consistent, report.drift
