@@ -246,7 +246,11 @@ async def test_batched_http_debits_book_exactly_what_consume_credits_books(
     sends = [_send(client, svc, by_http.id, uuid.uuid4().hex, d) for d in debits]
     answers = await _batched(engine, app, by_http.id, sends)
     assert [r.status_code for r in answers] == [201, 201, 409, 201, 201]
-    for d in debits:
+    # The batch took its requests in the order they reached it: the same order here.
+    applied = sorted(
+        (r.json()["transaction"]["seq"], n) for n, r in enumerate(answers) if r.status_code == 201
+    )
+    for d in [debits[n] for _, n in applied] + [debits[2]]:
 
         async def one(conn: AsyncConnection, d: dict[str, Any] = d) -> Any:
             return await ws.consume_credits(
