@@ -41,7 +41,8 @@ Send = Callable[[], Any]
 async def _batched(
     engine: AsyncEngine, app: Any, wallet_id: uuid.UUID, sends: list[Send]
 ) -> list[httpx.Response]:
-    """Run `sends` so that the first goes alone and the others in one batch after it."""
+    """Run `sends` so that the first goes alone and the others in one batch after it, in
+    the order given."""
     async with engine.connect() as blocker:
         tx = await blocker.begin()
         await blocker.execute(
@@ -53,12 +54,16 @@ async def _batched(
             if batcher.busy(wallet_id):
                 break
             await asyncio.sleep(0.01)
-        rest = [asyncio.ensure_future(s()) for s in sends[1:]]
-        for _ in range(500):
-            if batcher.queued(wallet_id) == len(rest):
-                break
-            await asyncio.sleep(0.01)
-        assert batcher.queued(wallet_id) == len(rest)
+        # One at a time, each queued before the next is sent: a request's way to the batcher
+        # has awaits (the rate limits), so requests sent together arrive in no set order.
+        rest: list[asyncio.Future[Any]] = []
+        for s in sends[1:]:
+            rest.append(asyncio.ensure_future(s()))
+            for _ in range(500):
+                if batcher.queued(wallet_id) == len(rest):
+                    break
+                await asyncio.sleep(0.01)
+            assert batcher.queued(wallet_id) == len(rest)
         await tx.commit()
     return list(await asyncio.gather(first, *rest))
 

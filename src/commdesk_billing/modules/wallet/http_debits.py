@@ -94,8 +94,11 @@ def _reply(answer: Answer) -> Reply:
 
 
 def _failed(call: DebitCall, exc: DomainError) -> Outcome:
-    """A business refusal is an answer (stored under the key); a dependency away is not."""
-    if exc.status >= 500:
+    """A business refusal is an answer (stored under the key); a dependency away is not,
+    and neither is a key reused for another debit (its statement line says so once its
+    stored answer was pruned): as `run_keyed` raises it, it is refused and not stored, so
+    the key's own request sent again still gets its debit, not this refusal."""
+    if exc.status >= 500 or isinstance(exc, IdempotencyMismatch):
         return exc
     return Reply(exc.status, render(call.context.run(domain_problem_body, exc)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -261,7 +262,15 @@ def operation_body(wallet: Wallet, line: StatementLine) -> dict[str, Any]:
 def render(body: dict[str, Any]) -> bytes:
     """JSON as the API's responses are (compact, UTF-8 as it is), with UUIDs and datetimes
     written as pydantic writes them (UTC as `Z`)."""
-    return orjson.dumps(body, default=_text, option=orjson.OPT_UTC_Z)
+    try:
+        return orjson.dumps(body, default=_text, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        # orjson writes integers of at most 64 bits, and a debit's metadata may carry any
+        # integer (the statement keeps it in jsonb): such a body is written the way the
+        # JSON responses write it, the same bytes orjson writes for everything else.
+        return json.dumps(
+            _plain(body), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
 
 
 def _text(value: object) -> str:
@@ -269,3 +278,16 @@ def _text(value: object) -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _plain(value: Any) -> Any:
+    """`value` with its UUIDs and datetimes as the strings `render` writes for them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
+    return value
