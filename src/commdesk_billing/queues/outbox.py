@@ -225,10 +225,31 @@ async def announce(
 ) -> list[Envelope]:
     """An event: something happened. Fanned out to every queue routed for its type, and to
     none while nothing consumes it (no queue fills up unread)."""
-    return [
-        await publish(conn, q, message_type, payload, correlation_id=correlation_id)
-        for q in routing.installed().destinations(message_type)
+    queues = routing.installed().destinations(message_type)
+    if len(queues) <= 1:
+        return [
+            await publish(conn, q, message_type, payload, correlation_id=correlation_id)
+            for q in queues
+        ]
+    # Many queues (a credited purchase's event goes to seven): their rows in one statement,
+    # one envelope (and message id) each, as one `publish` per queue would write them.
+    envelopes = [
+        new_envelope(message_type, payload, correlation_id=correlation_id) for _ in queues
     ]
+    await conn.execute(
+        sql("""
+        INSERT INTO outbox (message_id, queue, message_type, body)
+        SELECT m, q, :type, b
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:queues AS text[]), CAST(:bodies AS text[]))
+               AS v(m, q, b)"""),
+        {
+            "ids": [e.id for e in envelopes],
+            "queues": list(queues),
+            "type": message_type,
+            "bodies": [e.model_dump_json() for e in envelopes],
+        },
+    )
+    return envelopes
 
 
 @dataclass(frozen=True)
