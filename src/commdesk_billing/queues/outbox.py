@@ -233,9 +233,7 @@ async def announce(
         ]
     # Many queues (a credited purchase's event goes to seven): their rows in one statement,
     # one envelope (and message id) each, as one `publish` per queue would write them.
-    envelopes = [
-        new_envelope(message_type, payload, correlation_id=correlation_id) for _ in queues
-    ]
+    envelopes = [new_envelope(message_type, payload, correlation_id=correlation_id) for _ in queues]
     await conn.execute(
         sql("""
         INSERT INTO outbox (message_id, queue, message_type, body)
