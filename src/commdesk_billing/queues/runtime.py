@@ -151,6 +151,14 @@ class Consumers:
         self._idle.set()
         self._closing = False
         self.started = False
+        # Transactions at once, at most the pool's steady size. Every consumed queue may
+        # have `consumer_prefetch` messages in hand (ten queues: a few hundred); without a
+        # bound they all queue at the pool, whose overflow connections are opened and closed
+        # again and again (a backend started each time), and past `db_pool_timeout_s` a
+        # message fails with `DatabaseUnavailable` and takes the retry ladder although the
+        # database is fine. Waiting here has no deadline: it is our own queue, not the
+        # database's answer. The overflow stays for the relay and what handlers open.
+        self._db_slots = asyncio.Semaphore(settings.db_pool_size)
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
@@ -277,7 +285,8 @@ class Consumers:
                 fetched = await handler.fetch(envelope)
             # What the handler audits names the queue and the message as where it came from.
             with origin.bound(origin.consumer(queue, str(envelope.id))):
-                applied = await in_transaction(self.engine, work)
+                async with self._db_slots:
+                    applied = await in_transaction(self.engine, work)
         except (PermanentError, DomainError) as exc:
             await self._refused(queue, message, envelope, exc)
             return
@@ -385,7 +394,8 @@ class Consumers:
             return results
 
         try:
-            results = await in_transaction(self.engine, work)
+            async with self._db_slots:
+                results = await in_transaction(self.engine, work)
         except Exception as exc:
             # Something beyond a per-message refusal (the database, a bug): each message gets
             # the single path, with its own retries and dead-lettering.
