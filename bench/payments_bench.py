@@ -89,7 +89,9 @@ def _env(url: str, prefix: str, api: str, sandbox: str) -> dict[str, str]:
         "BILLING_MAX_OPEN_ORDERS_PER_USER": "1000",
         "BILLING_CONSUMER_PREFETCH": "32",
         "BILLING_SANDBOX_SETTLE_DELAY_S": "0",
-        "BILLING_SANDBOX_WEBHOOK_RETRY_SCHEDULE_S": "1,2,5",
+        # Cashfree's own schedule is longer; a loaded machine's API may answer a webhook late
+        # (there is no scheduler here to heal a payment whose webhooks all failed).
+        "BILLING_SANDBOX_WEBHOOK_RETRY_SCHEDULE_S": "1,2,5,10,20,40,60",
         # Fraud scoring runs (its cost is in the figures) but holds nothing: its velocity
         # windows in Redis count every round's orders from 127.0.0.1 as one buyer's.
         "BILLING_FRAUD_REVIEW_SCORE": "101",
@@ -221,12 +223,31 @@ def _statement_diff(after: Snapshot, before: Snapshot, part: str) -> dict[str, i
     return total
 
 
+async def _send(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+    """A request as a client would make it: sent again (the same request, so the same
+    Idempotency-Key) after a dropped connection or a 503 (the API's pool or the database
+    busy on a loaded machine), after a pause."""
+    for attempt in range(10):
+        try:
+            r = await client.request(method, url, **kw)
+        except httpx.TransportError:
+            if attempt == 9:
+                raise
+        else:
+            if r.status_code != 503 or attempt == 9:
+                return r
+        await asyncio.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def _buy_one(
     client: httpx.AsyncClient, token: str, key: str, paid_at: dict[str, float]
 ) -> None:
     """Order, then pay it on the hosted checkout; `paid_at[order_id]`: when the sandbox
     answered the checkout with success (its payment succeeded just before)."""
-    r = await client.post(
+    r = await _send(
+        client,
+        "POST",
         "/v1/payments/orders",
         json={"pack_code": "pack_300", "customer_phone": "9999999999"},
         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
@@ -234,7 +255,9 @@ async def _buy_one(
     if r.status_code != 201:
         raise RuntimeError(f"order: {r.status_code} {r.text[:300]}")
     order = r.json()
-    paid = await client.post(
+    paid = await _send(
+        client,
+        "POST",
         order["checkout_url"].split("?", 1)[0],
         data={
             "payment_session_id": order["payment_session_id"],
@@ -355,6 +378,8 @@ async def _window(
         )
     )
     while (done := await _credited(stack, since)) < n or not driving.done():
+        if driving.done() and driving.exception() is not None:
+            raise RuntimeError("the load generator failed") from driving.exception()
         if time.perf_counter() - before.at > 900:
             raise RuntimeError(f"only {done} of {n} purchases credited in 900 s")
         await asyncio.sleep(0.1)
