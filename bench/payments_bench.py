@@ -415,11 +415,24 @@ async def _window(
             GROUP BY 1, 2 ORDER BY 1, 2""",
         before.outbox_id,
     )
+    # Where each purchase's time went: the webhook stored (its row's `received_at`), the
+    # move to PAID (the transition's `at`: the processing transaction's start, after its two
+    # calls to the sandbox) and CREDITED (`credited_at`, in the crediting transaction).
     rows = await stack.conn.fetch(
-        "SELECT order_id, credited_at FROM payments WHERE order_id = ANY($1::text[])",
+        """SELECT p.order_id, p.credited_at,
+                  (SELECT min(w.received_at) FROM payment_webhooks w
+                    WHERE w.order_id = p.order_id) AS received,
+                  (SELECT min(t.at) FROM payment_transitions t
+                    WHERE t.payment_id = p.id AND t.to_status = 'PAID') AS paid
+             FROM payments p WHERE p.order_id = ANY($1::text[])""",
         list(paid_at),
     )
     latencies = sorted(r["credited_at"].timestamp() - paid_at[r["order_id"]] for r in rows)
+    legs = {
+        "to_webhook": sorted(r["received"].timestamp() - paid_at[r["order_id"]] for r in rows),
+        "to_paid": sorted((r["paid"] - r["received"]).total_seconds() for r in rows),
+        "to_credited": sorted((r["credited_at"] - r["paid"]).total_seconds() for r in rows),
+    }
     result: dict[str, Any] = {
         "purchases": n,
         "rate": rate,
@@ -436,6 +449,8 @@ async def _window(
         "latency_p50_s": _percentile(latencies, 50),
         "latency_p99_s": _percentile(latencies, 99),
         "latency_max_s": latencies[-1],
+        "legs_p50_s": {k: _percentile(v, 50) for k, v in legs.items()},
+        "legs_p99_s": {k: _percentile(v, 99) for k, v in legs.items()},
     }
     if idle is not None:
         # What the same processes spend idle over as long a time, per purchase.
@@ -815,6 +830,13 @@ def _purchase_tables(rounds: list[dict[str, float]], args: argparse.Namespace) -
         f"| the same at {LATENCY_LOAD:.0%} of that pace: success at the sandbox → CREDITED, "
         f"p50 / p99 | {m('paced.latency_p50_s') * 1000:,.0f} ms / "
         f"{m('paced.latency_p99_s') * 1000:,.0f} ms (at {m('paced.rate'):.1f}/s) | |",
+        "| — of which success → webhook stored / → PAID / → CREDITED, p50 (p99) | "
+        + " / ".join(
+            f"{m(f'paced.legs_p50_s.{leg}') * 1000:,.0f} "
+            f"({m(f'paced.legs_p99_s.{leg}') * 1000:,.0f})"
+            for leg in ("to_webhook", "to_paid", "to_credited")
+        )
+        + " ms | |",
         f"| at full speed ({args.concurrency} buyers): success → CREDITED, p50 / p99 | "
         f"{m('full.latency_p50_s') * 1000:,.0f} ms / {m('full.latency_p99_s') * 1000:,.0f} ms"
         " | |",
