@@ -37,12 +37,10 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,60 +48,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
 import rabbit_cluster as rc
 from commdesk_billing.config import Settings
 from commdesk_billing.db.migrate import upgrade
-from commdesk_billing.queues.topology import QUEUES, Names
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
 from payments_bench import _env, _start, _stop
 from pgtools import ROOT, admin_sql, db_url, write_docs_block
+from runstats import TICK, Backends, backlog, driver_ticks, fetch, tree_ticks
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-TICK = os.sysconf("SC_CLK_TCK")
 CREDITS_PER_PURCHASE = 3200  # pack_300: 3 000 + a 200 bonus
 KINDS = ("api", "worker", "broker", "proxy", "pgbouncer", "sandbox", "postgres", "driver")
-
-
-# --- CPU from /proc ------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, utime + stime in ticks) of a live process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), int(fields[11]) + int(fields[12])
-
-
-def _tree_ticks(roots: list[int]) -> int:
-    """CPU ticks of the processes and all their live descendants."""
-    parent: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (s := _stat(int(entry))) is not None:
-            parent[int(entry)], ticks[int(entry)] = s
-    total = 0
-    for pid, t in ticks.items():
-        p = pid
-        while p > 1:
-            if p in roots:
-                total += t
-                break
-            p = parent.get(p, 0)
-    return total
-
-
-def _driver_ticks() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return round((r.ru_utime + r.ru_stime) * TICK)
 
 
 # --- the processes -------------------------------------------------------------------------
@@ -298,62 +258,15 @@ def _stop_layout(layout: Layout) -> None:
 # --- counting ------------------------------------------------------------------------------
 
 
-async def _fetch(db: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    dsn = make_url(db_url(db)).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 def _credited(db: str, since: datetime) -> int:
     rows = asyncio.run(
-        _fetch(
+        fetch(
             db,
             "SELECT count(*) FROM payments WHERE status = 'CREDITED' AND created_at >= $1",
             since,
         )
     )
     return int(rows[0][0])
-
-
-class Backends(threading.Thread):
-    """CPU of the database's backends, sampled from /proc every 0.2 s (their process title
-    names the database), so a backend that exits during the run is counted up to its last
-    sample, not missed."""
-
-    def __init__(self, db: str) -> None:
-        super().__init__(daemon=True)
-        self.marker = f" {db} ".encode()
-        self.first: dict[int, int] = {}
-        self.last: dict[int, int] = {}
-        self.stopping = threading.Event()
-
-    def _sample(self) -> dict[int, int]:
-        seen: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                title = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            is_ours = title.startswith(b"postgres: ") and self.marker in title
-            if is_ours and (s := _stat(int(entry))) is not None:
-                seen[int(entry)] = s[1]
-        return seen
-
-    def run(self) -> None:
-        self.first = self._sample()
-        while not self.stopping.wait(0.2):
-            self.last.update(self._sample())
-        self.last.update(self._sample())
-
-    def ticks(self) -> int:
-        self.stopping.set()
-        self.join()
-        return sum(t - self.first.get(p, 0) for p, t in self.last.items())
 
 
 @dataclass
@@ -371,7 +284,7 @@ def _tally(db: str, since: datetime, paid: int) -> Tally:
     CREDITED with one purchase lot, one bonus lot and one INR journal; the buyers' wallets
     must hold 3 200 credits per such purchase."""
     rows = asyncio.run(
-        _fetch(
+        fetch(
             db,
             """
             WITH p AS (SELECT id, status, wallet_id FROM payments WHERE created_at >= $1)
@@ -387,7 +300,7 @@ def _tally(db: str, since: datetime, paid: int) -> Tally:
         )
     )
     wallets = asyncio.run(
-        _fetch(
+        fetch(
             db,
             """SELECT coalesce(sum(available_credits + locked_credits), 0) FROM wallets
                 WHERE id IN (SELECT wallet_id FROM payments WHERE created_at >= $1)""",
@@ -500,29 +413,6 @@ async def _purchases(api: str, n: int, concurrency: int, tag: str) -> int:
     return retries
 
 
-async def _backlog(db: str, broker_url: str, prefix: str) -> tuple[int, int]:
-    """(outbox rows not yet relayed + messages waiting in the work and retry queues,
-    messages in the dead-letter queues)."""
-    rows = await _fetch(db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-    names = Names(prefix, len(Settings().retry_delays_s))
-    waiting = dead = 0
-    connection = await aio_pika.connect(broker_url)
-    async with connection:
-        channel = await connection.channel()
-        for q in QUEUES:
-            for name, dlq in ((names.work(q), False), (names.dlq(q), True)):
-                declared = await channel.declare_queue(name, passive=True)
-                count = declared.declaration_result.message_count or 0
-                if dlq:
-                    dead += count
-                else:
-                    waiting += count
-        for name in names.tiers_all():
-            declared = await channel.declare_queue(name, passive=True)
-            waiting += declared.declaration_result.message_count or 0
-    return int(rows[0][0]) + waiting, dead
-
-
 @dataclass
 class Drive:
     credited_s: float  # until every purchase was CREDITED
@@ -571,7 +461,7 @@ async def _drive(
     dead = 0
     deadline = time.perf_counter() + 300
     while quiet < 2 and time.perf_counter() < deadline:
-        waiting, dead = await _backlog(db, broker, prefix)
+        waiting, dead = await backlog(db, broker, prefix)
         quiet = quiet + 1 if waiting == 0 else 0
         await asyncio.sleep(1)
     if quiet < 2:
@@ -587,22 +477,22 @@ def _run(
         _start_layout(layout, db, prefix, work)
         broker_pids = [p for node in layout.brokers if (p := rc.pid(node)) is not None]
         roots = {**layout.pids, "broker": broker_pids}
-        before = {k: _tree_ticks(v) for k, v in roots.items()}
+        before = {k: tree_ticks(v) for k, v in roots.items()}
         backends = Backends(db)
         backends.start()
-        driver_before = _driver_ticks()
+        driver_before = driver_ticks()
         since = datetime.now(UTC)
         if fault is not None:
             led = layout.leaders
             fault.node = max(layout.brokers, key=lambda b: led.get(b.name, 0))
             fault.led = f"{led.get(fault.node.name, 0)} of {sum(led.values())}"
         drive = asyncio.run(_drive(layout, db, prefix, n, concurrency, fault))
-        after = {k: _tree_ticks(v) for k, v in roots.items()}
+        after = {k: tree_ticks(v) for k, v in roots.items()}
         cpu = {k: (after[k] - before[k]) for k in roots}
         if fault is not None:
             cpu.pop("broker")  # the killed node's process is not the one measured at the start
         cpu["postgres"] = backends.ticks()
-        cpu["driver"] = _driver_ticks() - driver_before
+        cpu["driver"] = driver_ticks() - driver_before
         tally = _tally(db, since, n)
         replicas = sorted(_members(layout.brokers[0], prefix))
     finally:

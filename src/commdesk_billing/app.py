@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commdesk_billing import apidocs, apispec, problems, wiring
+from commdesk_billing import apidocs, apispec, eventloop, problems, wiring
 from commdesk_billing.config import Settings, get_settings
 from commdesk_billing.console import web as console_web
 from commdesk_billing.console.analytics import router as console_analytics_router
@@ -169,7 +169,13 @@ class Observe:
                 otel_context.detach(token)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_served_app() -> FastAPI:
+    """The app as `commdesk-billing api` serves it (uvicorn's factory, in each of its worker
+    processes): once started, its heap is settled (`eventloop.settle_heap`)."""
+    return create_app(settle_heap=True)
+
+
+def create_app(settings: Settings | None = None, *, settle_heap: bool = False) -> FastAPI:
     cfg = settings or get_settings()
     wiring.install()
     errors.init(cfg, "api")
@@ -188,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payouts_configured = cfg.cashfree_payout_client_id and cfg.cashfree_payout_client_secret
         app.state.payouts = payouts_client(cfg) if payouts_configured else None
         app.state.payout_keys = key_ring(cfg) if cfg.payout_account_keys else None
+        if settle_heap:
+            eventloop.settle_heap()
         try:
             yield
         finally:

@@ -85,7 +85,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     settings = _settings()
     _logs(settings, "api")
     config = httpserver.server_config(
-        "commdesk_billing.app:create_app",
+        "commdesk_billing.app:create_served_app",
         settings,
         factory=True,
         host=host or settings.api_host,
@@ -542,10 +542,12 @@ Serve = Callable[[asyncio.Event, _Readiness], Coroutine[Any, Any, None]]
 
 
 def _serve_until_signalled(run: Serve, service: str) -> None:
-    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully. With
-    BILLING_WORKER_METRICS_PORT set, `/metrics`, `/healthz` and `/readyz` are served on it."""
+    """Run until SIGTERM/SIGINT, then let `run` wind down gracefully, on uvloop
+    (`eventloop.run`). With BILLING_WORKER_METRICS_PORT set, `/metrics`, `/healthz` and
+    `/readyz` are served on it."""
     import signal
 
+    from commdesk_billing import eventloop
     from commdesk_billing.telemetry.health import HealthServer
 
     async def go(settings: Settings) -> None:
@@ -566,7 +568,9 @@ def _serve_until_signalled(run: Serve, service: str) -> None:
             if server is not None:
                 await server.stop()
 
-    _run(go, service)
+    settings = _settings()
+    _logs(settings, service)
+    eventloop.run(go(settings))
 
 
 async def _start_unless_stopped(start: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -592,7 +596,7 @@ async def _start_unless_stopped(start: Coroutine[Any, Any, None], stop: asyncio.
 @click.option("--no-consumers", is_flag=True, help="Outbox relay only.")
 def worker(no_relay: bool, no_consumers: bool) -> None:
     """RabbitMQ consumers and the outbox relay (stops gracefully on SIGTERM)."""
-    from commdesk_billing import wiring
+    from commdesk_billing import eventloop, wiring
 
     settings = _settings()
 
@@ -601,6 +605,7 @@ def worker(no_relay: bool, no_consumers: bool) -> None:
         readiness.source = w.readiness
         try:
             if await _start_unless_stopped(w.start(), stop):
+                eventloop.settle_heap()
                 await stop.wait()
         finally:
             await w.stop()

@@ -308,13 +308,30 @@ def worker(
     install()
     if not consumers:
         return Worker(settings, handlers={}, relay=relay, engine=engine)
+    singles = handlers(settings)
     return Worker(
         settings,
-        handlers=routing.per_queue(handlers(settings)),
-        batch_handlers=routing.per_queue_batches(BATCH_ROUTES),
+        handlers=routing.per_queue(singles),
+        batch_handlers=routing.per_queue_batches(batch_handlers(singles)),
         relay=relay,
         engine=engine,
     )
+
+
+def batch_handlers(singles: dict[Route, Handler]) -> dict[Route, BatchHandler]:
+    """BATCH_ROUTES, and the routes whose handler takes a batch itself (a `many` method:
+    the analytics rollups). A batched queue sends every message through its batch handler,
+    so each of its routes must have one."""
+    batched: dict[Route, BatchHandler] = dict(BATCH_ROUTES)
+    for route, handler in singles.items():
+        many = getattr(handler, "many", None)
+        if many is not None:
+            batched[route] = many
+    for queue in {q for q, _ in batched}:
+        missing = [t for q, t in singles if q == queue and (q, t) not in batched]
+        if missing:
+            raise RuntimeError(f"{queue} is batched, but not its types {sorted(missing)}")
+    return batched
 
 
 def jobs(settings: Settings, engine: AsyncEngine, communities: CommunityDirectory) -> list[Job]:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from commdesk_billing.config import Settings
-from commdesk_billing.db import errors
+from commdesk_billing.db import errors, statement_stats
 from commdesk_billing.db.driver import DriverConnectionLost
 from commdesk_billing.db.urls import to_asyncpg
 from commdesk_billing.telemetry import aftercommit
@@ -48,6 +48,7 @@ def make_engine(
         pool_recycle=1800,
     )
     errors.install(engine)
+    statement_stats.install(engine)  # benchmarks only: nothing unless its variable is set
     return engine
 
 
@@ -150,7 +151,8 @@ async def on_driver(
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
             try:
-                return await work(driver)
+                with statement_stats.on_driver(driver):
+                    return await work(driver)
             except BaseException:
                 if driver.is_closed():
                     await conn.invalidate()

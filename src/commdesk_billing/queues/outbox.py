@@ -22,11 +22,12 @@ from aio_pika.abc import AbstractChannel
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from commdesk_billing.db.engine import in_transaction
+from commdesk_billing.db.engine import in_transaction, on_driver
 from commdesk_billing.db.sql import sql
 from commdesk_billing.queues import routing
 from commdesk_billing.queues.envelope import Envelope, new_envelope
 from commdesk_billing.queues.topology import PERSISTENT, QUEUES, Names
+from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry import context as trace_context
 from commdesk_billing.telemetry.metrics import (
     OUTBOX_BACKLOG,
@@ -37,6 +38,23 @@ from commdesk_billing.telemetry.metrics import (
 log = structlog.get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 30.0
+
+
+class _Written:
+    """Rows were written to the outbox by a transaction of this process that committed
+    (`aftercommit` calls `inc` then): wakes this process's relays at once, instead of at
+    their next poll. A worker's consumers so have their follow-up messages published as soon
+    as they commit them; rows other processes write (the API's) are found by polling."""
+
+    def __init__(self) -> None:
+        self.relays: set[asyncio.Event] = set()
+
+    def inc(self, amount: float = 1, exemplar: Any = None) -> None:
+        for wake in self.relays:
+            wake.set()
+
+
+WRITTEN = _Written()
 
 
 async def publish(
@@ -64,6 +82,8 @@ async def publish(
             "at": deliver_at,
         },
     )
+    if deliver_at is None:
+        aftercommit.count(conn, WRITTEN)
     return envelope
 
 
@@ -150,7 +170,10 @@ async def _publish_unless_pending(
             },
         )
     ).first()
-    return envelope if row is not None else None
+    if row is None:
+        return None
+    aftercommit.count(conn, WRITTEN)
+    return envelope
 
 
 @overload
@@ -225,10 +248,30 @@ async def announce(
 ) -> list[Envelope]:
     """An event: something happened. Fanned out to every queue routed for its type, and to
     none while nothing consumes it (no queue fills up unread)."""
-    return [
-        await publish(conn, q, message_type, payload, correlation_id=correlation_id)
-        for q in routing.installed().destinations(message_type)
-    ]
+    queues = routing.installed().destinations(message_type)
+    if len(queues) <= 1:
+        return [
+            await publish(conn, q, message_type, payload, correlation_id=correlation_id)
+            for q in queues
+        ]
+    # Many queues (a credited purchase's event goes to seven): their rows in one statement,
+    # one envelope (and message id) each, as one `publish` per queue would write them.
+    envelopes = [new_envelope(message_type, payload, correlation_id=correlation_id) for _ in queues]
+    await conn.execute(
+        sql("""
+        INSERT INTO outbox (message_id, queue, message_type, body)
+        SELECT m, q, :type, b
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:queues AS text[]), CAST(:bodies AS text[]))
+               AS v(m, q, b)"""),
+        {
+            "ids": [e.id for e in envelopes],
+            "queues": list(queues),
+            "type": message_type,
+            "bodies": [e.model_dump_json() for e in envelopes],
+        },
+    )
+    aftercommit.count(conn, WRITTEN)
+    return envelopes
 
 
 @dataclass(frozen=True)
@@ -371,22 +414,56 @@ class Relay:
 
         return await in_transaction(self.engine, work)
 
+    async def any_due(self) -> bool:
+        """Whether any row is due: one statement on the driver, no transaction, the idle
+        relay's cheap look before it claims anything."""
+        return await on_driver(self.engine, lambda driver: driver.fetchval(_ANY_DUE)) is not None
+
     async def run(self, stop: asyncio.Event, idle_s: float) -> None:
+        """Rounds until `stop`: at once while rows keep coming, else after `idle_s`, or as soon
+        as a transaction of this process commits outbox rows (`WRITTEN`). An idle relay
+        looks (`any_due`) before it claims."""
+        wake = asyncio.Event()
+        WRITTEN.relays.add(wake)
+        stopping = asyncio.create_task(_forward(stop, wake))
         last_gauge = 0.0
-        while not stop.is_set():
-            try:
-                result = await self.run_once()
-            except Exception as exc:  # the broker or database is away: keep trying
-                log.warning("outbox.relay.error", error=f"{type(exc).__name__}: {exc}"[:300])
-                result = RelayRound(0, 1)
-            if time.monotonic() - last_gauge > 5:
-                await update_backlog_gauges(self.engine)
-                last_gauge = time.monotonic()
-            if result.published < self.batch:
+        idle = False
+        try:
+            while not stop.is_set():
+                woken = wake.is_set()
+                wake.clear()
+                try:
+                    if idle and not woken and not await self.any_due():
+                        result = RelayRound(0, 0)
+                    else:
+                        result = await self.run_once()
+                except Exception as exc:  # the broker or database is away: keep trying
+                    log.warning("outbox.relay.error", error=f"{type(exc).__name__}: {exc}"[:300])
+                    result = RelayRound(0, 1)
+                idle = result.published == 0 and not result.failed
+                if time.monotonic() - last_gauge > 5:
+                    await update_backlog_gauges(self.engine)
+                    last_gauge = time.monotonic()
+                if result.published >= self.batch:
+                    continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        stop.wait(), timeout=idle_s if not result.failed else min(5.0, idle_s * 10)
-                    )
+                    if result.failed:
+                        # Backing off: rows written meanwhile do not cut it short.
+                        await asyncio.wait_for(stop.wait(), timeout=min(5.0, idle_s * 10))
+                    else:
+                        await asyncio.wait_for(wake.wait(), timeout=idle_s)
+        finally:
+            WRITTEN.relays.discard(wake)
+            stopping.cancel()
+
+
+_ANY_DUE = "SELECT 1 FROM outbox WHERE sent_at IS NULL AND available_at <= now() LIMIT 1"
+
+
+async def _forward(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """`stop` wakes the relay too."""
+    await stop.wait()
+    wake.set()
 
 
 async def backlog(engine: AsyncEngine) -> tuple[int, float | None]:

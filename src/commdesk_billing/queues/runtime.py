@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import random
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -105,10 +106,66 @@ def in_flight_s(settings: Settings) -> float:
     return HANDLING_ALLOWANCE_S + 1.5 * ladder
 
 
+def _priority(queue: str) -> int:
+    return 0 if queue in FIRST_QUEUES else 1
+
+
 def _trace_header() -> dict[str, str]:
     """The current span's `traceparent`, so the next attempt continues this trace."""
     traceparent = trace_context.current_traceparent()
     return {"traceparent": traceparent} if traceparent else {}
+
+
+# The queues whose messages move money a person is waiting for (a paid order's credits, a
+# debit, a refund): when transactions queue for a slot, theirs go first, ahead of the
+# follow-up work each of them announces (documents, analytics, notifications, events out,
+# scoring), which is several times more messages and can wait.
+FIRST_QUEUES = frozenset(
+    {"payment.processing", "wallet.credit", "wallet.debit", "refund.processing"}
+)
+
+
+class Slots:
+    """A semaphore whose waiters are served by priority (lower first), then in arrival
+    order."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = 0
+
+    async def acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        self._arrivals += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, self._arrivals, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            else:
+                self._waiting = [w for w in self._waiting if w[2] is not waiter]
+                heapq.heapify(self._waiting)
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes straight to it
+                return
+        self._free += 1
+
+    @contextlib.asynccontextmanager
+    async def held(self, priority: int) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class PermanentError(Exception):
@@ -151,6 +208,15 @@ class Consumers:
         self._idle.set()
         self._closing = False
         self.started = False
+        # Transactions at once, at most the pool's steady size. Every consumed queue may
+        # have `consumer_prefetch` messages in hand (ten queues: a few hundred); without a
+        # bound they all queue at the pool, whose overflow connections are opened and closed
+        # again and again (a backend started each time), and past `db_pool_timeout_s` a
+        # message fails with `DatabaseUnavailable` and takes the retry ladder although the
+        # database is fine. Waiting here has no deadline: it is our own queue, not the
+        # database's answer. The overflow stays for the relay and what handlers open. The
+        # money path's queues (`FIRST_QUEUES`) are served first.
+        self._db_slots = Slots(settings.db_pool_size)
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
@@ -277,7 +343,8 @@ class Consumers:
                 fetched = await handler.fetch(envelope)
             # What the handler audits names the queue and the message as where it came from.
             with origin.bound(origin.consumer(queue, str(envelope.id))):
-                applied = await in_transaction(self.engine, work)
+                async with self._db_slots.held(_priority(queue)):
+                    applied = await in_transaction(self.engine, work)
         except (PermanentError, DomainError) as exc:
             await self._refused(queue, message, envelope, exc)
             return
@@ -385,7 +452,8 @@ class Consumers:
             return results
 
         try:
-            results = await in_transaction(self.engine, work)
+            async with self._db_slots.held(_priority(queue)):
+                results = await in_transaction(self.engine, work)
         except Exception as exc:
             # Something beyond a per-message refusal (the database, a bug): each message gets
             # the single path, with its own retries and dead-lettering.

@@ -5,7 +5,11 @@ Which days: the one the event happened on, and the creation day of the payment o
 names (payments and refunds are bucketed by the day they were opened, so a payment opened
 before midnight and credited after it changes yesterday's bucket). A bucket is recomputed
 whole from its source rows, never incremented: a redelivered message (which the inbox turns
-away anyway) or two events of one day leave the same figures."""
+away anyway) or two events of one day leave the same figures.
+
+A recompute reads the whole day's rows, so one per event would cost a busy day's volume
+squared, each holding the day's lock; the queue is consumed in batches instead (`many`):
+each day a batch touches is recomputed once, after every event in it."""
 
 from __future__ import annotations
 
@@ -46,7 +50,20 @@ class AnalyticsRollups:
         self.activity = CommunityActivity(settings)
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
-        for day in await days_touched(conn, envelope):
+        await self._refresh(conn, await days_touched(conn, envelope))
+
+    async def many(
+        self, conn: AsyncConnection, envelopes: list[Envelope]
+    ) -> list[Exception | None]:
+        """A batch of events (the queue's batch handler): the days they touch, each once."""
+        days: set[date] = set()
+        for envelope in envelopes:
+            days.update(await days_touched(conn, envelope))
+        await self._refresh(conn, sorted(days))
+        return [None] * len(envelopes)
+
+    async def _refresh(self, conn: AsyncConnection, days: list[date]) -> None:
+        for day in days:
             await rollups.refresh_day(conn, day)
             # MongoDB away only logs: the financial rollups do not wait on it.
             await self.activity.write_day_or_log(conn, day)

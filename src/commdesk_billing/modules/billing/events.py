@@ -62,6 +62,16 @@ async def record_payment(
     )
 
 
+def payment_fact_from(source: str) -> str:
+    """The body of a data-modifying CTE writing one payment fact of type `:fact_type` per row
+    of `source` (a CTE of the caller's statement with columns id, user_id, amount_paise,
+    credits and data jsonb): `record_payment` inside the statement that makes the fact true,
+    so both commit or neither does, in one round trip."""
+    return f"""
+    INSERT INTO billing_events (event_type, payment_id, user_id, amount_paise, credits, data)
+    SELECT CAST(:fact_type AS text), id, user_id, amount_paise, credits, data FROM {source}"""
+
+
 async def for_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = (
         await conn.execute(

@@ -43,7 +43,7 @@ from commdesk_billing.modules.payments.model import CREDIT_KINDS, Payment
 from commdesk_billing.modules.payments.quotes import quote
 from commdesk_billing.modules.payments.schemas import OrderRequest
 from commdesk_billing.modules.payments.service import IST, describe, existing
-from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move
+from commdesk_billing.modules.payments.state import OPEN, RETRYABLE, Status, move, move_returning
 from commdesk_billing.modules.payments.transitions import cancel_refused, hold_for_review
 from commdesk_billing.modules.tax.gst import GstBreakdown
 from commdesk_billing.modules.wallet import service as wallet_service
@@ -347,14 +347,16 @@ async def write_row(
                 **figures,
             },
         )
-        found = await repo.by_idempotency_key(conn, scoped_key)
-        assert found is not None
-        if inserted and attach is not None:
-            await attach(conn, found)
-        if inserted and screened is not None:
-            await screening.record_order(conn, screened, found.id)
-        # Not inserted: a concurrent request with this key won the insert (and attached).
-        return found
+        if inserted is None:
+            # A concurrent request with this key won the insert (and attached).
+            found = await repo.by_idempotency_key(conn, scoped_key)
+            assert found is not None
+            return found
+        if attach is not None:
+            await attach(conn, inserted)
+        if screened is not None:
+            await screening.record_order(conn, screened, inserted.id)
+        return inserted
 
     over_limit: uuid.UUID | None = None
     blocked: screening.Screening | None = None
@@ -444,7 +446,7 @@ async def _open_at_gateway(
                 reason="order differs at Cashfree",
             )
             return None
-        moved = await move(
+        moved = await move_returning(
             conn,
             payment.id,
             Status.ACTIVE,
@@ -452,14 +454,17 @@ async def _open_at_gateway(
             payment_session_id=order.payment_session_id,
             cashfree_order_id=order.cf_order_id,
         )
-        if moved is None:
+        if moved is not None:
+            current = moved[1]
+        else:
             # Someone got there first (a concurrent duplicate, or the sync found the order):
             # keep the session id if the row has none yet, and answer with the row as it is.
             await repo.set_session_if_missing(
                 conn, payment.id, order.payment_session_id, order.cf_order_id
             )
-        current = await repo.get(conn, payment.id)
-        assert current is not None
+            found = await repo.get(conn, payment.id)
+            assert found is not None
+            current = found
         cancelled.append(current.status is Status.CANCELLED)
         return await repo.store_create_response(conn, payment.id, describe(settings, current))
 

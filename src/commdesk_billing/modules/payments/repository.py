@@ -69,23 +69,31 @@ async def by_idempotency_key(conn: AsyncConnection, key: str) -> Payment | None:
     return Payment.from_row(row) if row else None
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    """Insert a new payment; False when its idempotency key exists already."""
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Payment | None:
+    """Insert a new payment and its `payment.created` fact, in one statement: the row as
+    written, or None when its idempotency key exists already (nothing written)."""
     cols = ", ".join(values)
     params = ", ".join(f"CAST(:{c} AS jsonb)" if c == "metadata" else f":{c}" for c in values)
     row = (
         await conn.execute(
             sql(f"""
-            INSERT INTO payments ({cols}) VALUES ({params})
-            ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"""),
-            {**values, "metadata": json.dumps(values.get("metadata") or {})},
+            WITH ins AS (
+                INSERT INTO payments ({cols}) VALUES ({params})
+                ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),
+            created AS (
+                SELECT id, user_id, amount_paise, base_credits + bonus_credits AS credits,
+                       jsonb_build_object('kind', kind) AS data
+                  FROM ins),
+            fact AS ({billing_events.payment_fact_from("created")})
+            SELECT {_COLUMNS} FROM ins"""),
+            {
+                **values,
+                "metadata": json.dumps(values.get("metadata") or {}),
+                "fact_type": "payment.created",
+            },
         )
     ).first()
-    if row is not None:
-        await billing_events.record_payment(
-            conn, row.id, "payment.created", {"kind": values.get("kind")}
-        )
-    return row is not None
+    return Payment.from_row(row) if row is not None else None
 
 
 async def count_open_orders(conn: AsyncConnection, user_id: uuid.UUID) -> int:
@@ -118,6 +126,21 @@ async def store_create_response(
         )
     ).first()
     return row[0] if row else None
+
+
+async def lock_for_sync(conn: AsyncConnection, payment_id: uuid.UUID) -> Payment | None:
+    """Lock a checkout order's payment and mark it synced, in one statement: the row as it is
+    then, or None for a charge on a mandate (left untouched) or no such payment."""
+    row = (
+        await conn.execute(
+            sql(f"""
+            UPDATE payments SET last_synced_at = now(), sync_count = sync_count + 1
+             WHERE id = :id AND channel <> 'mandate'
+            RETURNING {_COLUMNS}"""),
+            {"id": payment_id},
+        )
+    ).first()
+    return Payment.from_row(row) if row else None
 
 
 async def mark_synced(conn: AsyncConnection, payment_id: uuid.UUID) -> None:

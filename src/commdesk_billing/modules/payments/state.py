@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +32,9 @@ from commdesk_billing.modules.payments.labels import failure_reason
 from commdesk_billing.queues import outbox
 from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry.metrics import PAYMENT_TRANSITIONS, PAYMENTS_FAILED
+
+if TYPE_CHECKING:
+    from commdesk_billing.modules.payments.model import Payment
 
 
 class Status(StrEnum):
@@ -102,24 +106,84 @@ async def move(
     """Move the payment to `to` if its current status allows it; return the status it left,
     or None when the move did not apply (the row is elsewhere already). `error_reason`:
     Cashfree's `error_details.error_reason` of a failed attempt, for the failure metric only."""
+    moved = await _move(conn, payment_id, to, reason, error_reason, columns, whole=False)
+    return moved[0] if moved is not None else None
+
+
+async def move_returning(
+    conn: AsyncConnection,
+    payment_id: uuid.UUID,
+    to: Status,
+    *,
+    reason: str,
+    error_reason: str | None = None,
+    **columns: Any,
+) -> tuple[Status, Payment] | None:
+    """`move`, also answering the payment as the move left it (no second read)."""
+    moved = await _move(conn, payment_id, to, reason, error_reason, columns, whole=True)
+    if moved is None:
+        return None
+    from commdesk_billing.modules.payments.model import Payment  # model imports Status
+
+    previous, row = moved
+    data = dict(row._mapping)
+    del data["previous"]
+    data["status"] = Status(data["status"])
+    return previous, Payment(**data)
+
+
+@lru_cache(maxsize=256)
+def _move_sql(columns: frozenset[str], whole: bool) -> str:
+    """One statement: the conditional UPDATE, and only if it changed the status, the
+    transition and the billing fact. RETURNING sees only the new row, so the old status is
+    read in a CTE; FOR UPDATE makes that read wait for, and then see, any concurrent move of
+    the same payment."""
+    from commdesk_billing.modules.payments.model import Payment  # model imports Status
+
+    sets = "".join(f", {c} = :{c}" for c in sorted(columns))
+    answer = f"previous, {', '.join(Payment.__dataclass_fields__)}" if whole else "previous"
+    return f"""
+    WITH old AS (SELECT status FROM payments WHERE id = :id FOR UPDATE),
+    moved AS (
+        UPDATE payments p SET status = :to, updated_at = now(){sets}
+          FROM old
+         WHERE p.id = :id AND old.status = ANY(:allowed)
+        RETURNING old.status AS previous, p.*),
+    changed AS (
+        SELECT id, user_id, amount_paise, base_credits + bonus_credits AS credits, previous,
+               jsonb_build_object('from', previous, 'reason', CAST(:fact_reason AS text))
+                   AS data
+          FROM moved WHERE previous <> :to),
+    transition AS (
+        INSERT INTO payment_transitions (payment_id, from_status, to_status, reason)
+        SELECT id, previous, :to, :reason FROM changed),
+    fact AS ({billing_events.payment_fact_from("changed")})
+    SELECT {answer} FROM moved"""
+
+
+async def _move(
+    conn: AsyncConnection,
+    payment_id: uuid.UUID,
+    to: Status,
+    reason: str,
+    error_reason: str | None,
+    columns: dict[str, Any],
+    *,
+    whole: bool,
+) -> tuple[Status, Any] | None:
     unknown = set(columns) - _SETTABLE
     if unknown:
         raise ValueError(f"a status move cannot set {sorted(unknown)}")
-    sets = "".join(f", {c} = :{c}" for c in sorted(columns))
-    # RETURNING sees only the new row, so the old status is read in a CTE; FOR UPDATE makes
-    # that read wait for, and then see, any concurrent move of the same payment.
     row = (
         await conn.execute(
-            sql(f"""
-            WITH old AS (SELECT status FROM payments WHERE id = :id FOR UPDATE)
-            UPDATE payments p SET status = :to, updated_at = now(){sets}
-              FROM old
-             WHERE p.id = :id AND old.status = ANY(:allowed)
-            RETURNING old.status"""),
+            sql(_move_sql(frozenset(columns), whole)),
             {
                 "id": payment_id,
                 "to": to.value,
                 "allowed": [s.value for s in ALLOWED[to]],
+                "reason": reason[:500],
+                "fact_reason": reason[:200],
+                "fact_type": f"payment.{to.value.lower()}",
                 **columns,
             },
         )
@@ -128,12 +192,6 @@ async def move(
         return None
     previous = Status(row[0])
     if previous is not to:
-        await conn.execute(
-            sql("""
-            INSERT INTO payment_transitions (payment_id, from_status, to_status, reason)
-            VALUES (:id, :f, :t, :r)"""),
-            {"id": payment_id, "f": previous.value, "t": to.value, "r": reason[:500]},
-        )
         aftercommit.count(conn, PAYMENT_TRANSITIONS.labels(previous.value, to.value))
         if to in FAILED_ENDS:
             why = failure_reason(
@@ -143,12 +201,6 @@ async def move(
                 description=columns.get("failure_reason"),
             )
             aftercommit.count(conn, PAYMENTS_FAILED.labels(why))
-        await billing_events.record_payment(
-            conn,
-            payment_id,
-            f"payment.{to.value.lower()}",
-            {"from": previous.value, "reason": reason[:200]},
-        )
         if to in ANNOUNCED:
             # For whoever consumes it (events out: `payment.paid` / `payment.failed`).
             await outbox.announce(
@@ -157,4 +209,4 @@ async def move(
                 {"payment_id": str(payment_id), "status": to.value, "from": previous.value},
                 correlation_id=str(payment_id),
             )
-    return previous
+    return previous, row

@@ -15,7 +15,7 @@ from commdesk_billing.modules.fraud import service as fraud
 from commdesk_billing.modules.payments import labels
 from commdesk_billing.modules.payments import repository as repo
 from commdesk_billing.modules.payments.model import Payment
-from commdesk_billing.modules.payments.state import Status, move
+from commdesk_billing.modules.payments.state import Status, move, move_returning
 from commdesk_billing.queues import outbox
 from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry.metrics import PAYMENTS_SUCCEEDED
@@ -68,7 +68,7 @@ async def mark_paid(
 ) -> Payment | None:
     """Move the payment to PAID and announce its credit (`wallet.credit`) in this
     transaction. None: the move did not apply (the row is elsewhere already)."""
-    moved = await move(
+    moved = await move_returning(
         conn,
         p.id,
         Status.PAID,
@@ -83,8 +83,7 @@ async def mark_paid(
     )
     if moved is None:
         return None
-    paid = await repo.get(conn, p.id)
-    assert paid is not None
+    paid = moved[1]
     aftercommit.count(
         conn, PAYMENTS_SUCCEEDED.labels(labels.channel(paid.metadata, paid.on_mandate), paid.kind)
     )

@@ -83,14 +83,15 @@ async def apply_truth(
 ) -> Status:
     """Move the payment to where Cashfree's answer puts it (conditionally); on PAID,
     announce `wallet.credit` in the same transaction. Returns the status it ends in."""
-    p = await repo.get(conn, payment_id, lock=True)
+    # The row locked and marked synced in one statement (a checkout order's only).
+    p = await repo.lock_for_sync(conn, payment_id)
     if p is None:
-        raise NotFound(f"payment {payment_id} does not exist")
-    if p.on_mandate:
+        mandate_charge = await repo.get(conn, payment_id, lock=True)
+        if mandate_charge is None:
+            raise NotFound(f"payment {payment_id} does not exist")
         # A charge on a mandate has no PG order: its truth is the subscription payment API
         # (`mandate_truth.apply_charge_truth`), never an order lookup.
-        return p.status
-    await repo.mark_synced(conn, p.id)
+        return mandate_charge.status
     order = truth.order
     if order is not None and order_matches(order, p):
         for attempt, raw in zip(truth.payments, truth.raw_payments, strict=True):
