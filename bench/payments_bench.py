@@ -312,6 +312,20 @@ async def _buy(
         await asyncio.gather(*tasks)
 
 
+async def _purchases(api: str, settings: Settings, n: int, concurrency: int, tag: str) -> None:
+    """`n` purchases by `concurrency` buyers as fast as they are served (refunds_bench)."""
+    await _buy(api, settings, n, concurrency, tag, {})
+
+
+async def _count(url: str, sql: str, **params: Any) -> int:
+    engine = make_engine(Settings(database_url=url), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(sql), params)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 def _driven(coro: Callable[[], Coroutine[Any, Any, None]]) -> float:
     """Run the load generator on its own thread and event loop: its CPU seconds."""
     started = time.thread_time()
@@ -662,8 +676,8 @@ async def _clear_outbox(url: str) -> None:
         await engine.dispose()
 
 
-async def _drop_queues(prefix: str, url: str) -> None:
-    connection = await aio_pika.connect(url)
+async def _drop_queues(prefix: str, url: str | None = None) -> None:
+    connection = await aio_pika.connect(url or Settings().rabbitmq_url)
     async with connection:
         await delete(await connection.channel(), Names(prefix, len(Settings().retry_delays_s)))
 
