@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from commdesk_billing.security.timestamps import IST
 from tests.harness.stack import StackFactory
 from tests.modules.autorecharge.mandate_helpers import (
     HOUR,
@@ -69,7 +70,8 @@ async def test_threshold_crossed_notified_then_credited_once(
         ),
         "amount_paise": 30_000,
         "credits": 3200,
-        "debit_on": due.date().isoformat(),
+        # The day in India: 24 h after a notice sent late in the UTC evening is the day after.
+        "debit_on": due.astimezone(IST).date().isoformat(),
     }
     assert notified["data"] == {**event, "payment_id": pid}
     assert await announced(stack, "auto_recharge.notified", "recharge_id", str(r.id)) == [event]
