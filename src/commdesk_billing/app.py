@@ -199,6 +199,11 @@ def create_app(settings: Settings | None = None, *, settle_heap: bool = False) -
         try:
             yield
         finally:
+            # A debit batch in flight finishes its transaction before the pool it runs
+            # on is disposed (its requests may have gone; the batch still commits or not).
+            batcher = getattr(app.state, "debit_batcher", None)
+            if batcher is not None:
+                await batcher.aclose()
             if app.state.payouts is not None:
                 await app.state.payouts.aclose()
             await app.state.communities.aclose()

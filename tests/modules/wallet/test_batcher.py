@@ -98,3 +98,23 @@ def test_a_batch_needs_room_for_one() -> None:
 
     with pytest.raises(ValueError):
         Batcher(run, max_batch=0)
+
+
+async def test_closing_waits_for_the_batch_in_flight() -> None:
+    """The API's shutdown closes the batcher before it disposes of the pool: a drain's
+    transaction is let finish, even when the request that started the key has gone."""
+    rec = Recorder()
+    batcher: Batcher[str, int, int] = Batcher(rec.run, max_batch=10)
+    first = asyncio.ensure_future(batcher.submit("w", 0))
+    await _settle()
+    queued = asyncio.ensure_future(batcher.submit("w", 2))
+    await _settle()
+    first.cancel()  # its client went away: the queued request is handed to a drain
+    await _settle()
+    assert rec.batches == [("w", [0]), ("w", [2])]
+    closing = asyncio.ensure_future(batcher.aclose())
+    await _settle()
+    assert not closing.done()  # the drain's run is still in flight
+    rec.gate.set()
+    await closing
+    assert await queued == 20 and not batcher.busy("w")
