@@ -108,11 +108,12 @@ start_rabbitmq() {
 }
 
 # Ask the broker to stop; if it does not (wedged), TERM then KILL the process named by its
-# pid file: ours, or the package's default one for this node.
+# pid file: ours, or the package's default one (named after the node, which need not be
+# this host's name: `rabbit@localhost` on a machine called otherwise).
 stop_rabbitmq() {
   timeout 30 $SUDO rabbitmqctl stop >/dev/null 2>&1 || true
   local f pid
-  for f in "$RABBITMQ_PID_FILE" "/var/lib/rabbitmq/mnesia/rabbit@$(hostname -s).pid"; do
+  for f in "$RABBITMQ_PID_FILE" /var/lib/rabbitmq/mnesia/rabbit@*.pid; do
     [ -s "$f" ] || continue
     pid="$($SUDO cat "$f")"
     case "$pid" in ''|*[!0-9]*) continue ;; esac
@@ -134,8 +135,35 @@ restart_rabbitmq() {
   wait_for rabbitmq 120 port_open 5672
 }
 
+# The open-file limit the running broker got when it started (its Erlang VM's soft limit),
+# or nothing when no broker of ours is found.
+rabbitmq_nofile() {
+  local pid
+  pid="$(pgrep -u rabbitmq -f 'beam.smp.*-s rabbit' 2>/dev/null | head -1 || true)"
+  [ -n "$pid" ] || pid="$(pgrep -u rabbitmq -f 'beam.smp -W' 2>/dev/null | head -1 || true)"
+  [ -n "$pid" ] || return 0
+  $SUDO awk '/^Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null || true
+}
+
 ensure_rabbitmq() {
   if port_open 5672; then
+    # A broker started by the machine's own start-up gets the usual 1024 open files, and
+    # RabbitMQ 3.10 sizes its handle cache from that once, at start (~927 handles). A test
+    # run's vhosts, quorum queues and connections outgrow it, and then the broker blocks
+    # waiting for a handle: new connections get no handshake and a new vhost never
+    # starts ("Making sure data directory … exists", then nothing), for good. Restart it
+    # once with the limit RabbitMQ asks for.
+    local nofile
+    nofile="$(rabbitmq_nofile)"
+    if [ -n "$nofile" ] && [ "$nofile" != unlimited ] && [ "$nofile" -lt 4096 ]; then
+      log "rabbitmq: running with $nofile open files (RabbitMQ wants at least 4096); restarting it"
+      stop_rabbitmq
+      sleep 2
+      start_rabbitmq
+      wait_for rabbitmq 120 port_open 5672
+      for _ in $(seq 1 60); do amqp_answers && break; sleep 2; done
+      log "rabbitmq: now $(rabbitmq_nofile) open files"
+    fi
     if amqp_answers; then log "rabbitmq: up"; return; fi
     restart_rabbitmq
     for _ in $(seq 1 60); do amqp_answers && { log "rabbitmq: up after restart"; return; }; sleep 2; done
