@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,23 +212,22 @@ async def _send(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> 
     raise AssertionError("unreachable")
 
 
-async def _buy_one(
-    client: httpx.AsyncClient, token: str, key: str, paid_at: dict[str, float]
-) -> None:
-    """Order, then pay it on the hosted checkout; `paid_at[order_id]`: when the sandbox
-    answered the checkout with success (its payment succeeded just before)."""
-    r = await _send(
-        client,
+SendRequest = Callable[..., Awaitable[httpx.Response]]
+
+
+async def _order_and_pay(send: SendRequest, headers: dict[str, str]) -> str:
+    """Order a pack with `headers` (a bearer token and an Idempotency-Key), then pay it on
+    the hosted checkout, each request through `send(method, url, **kw)`: the order's id."""
+    r = await send(
         "POST",
         "/v1/payments/orders",
         json={"pack_code": "pack_300", "customer_phone": "9999999999"},
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        headers=headers,
     )
     if r.status_code != 201:
         raise RuntimeError(f"order: {r.status_code} {r.text[:300]}")
     order = r.json()
-    paid = await _send(
-        client,
+    paid = await send(
         "POST",
         order["checkout_url"].split("?", 1)[0],
         data={
@@ -238,7 +238,17 @@ async def _buy_one(
     )
     if paid.status_code != 200:
         raise RuntimeError(f"checkout: {paid.status_code} {paid.text[:300]}")
-    paid_at[order["order_id"]] = time.time()
+    return str(order["order_id"])
+
+
+async def _buy_one(
+    client: httpx.AsyncClient, token: str, key: str, paid_at: dict[str, float]
+) -> None:
+    """Order, then pay it on the hosted checkout; `paid_at[order_id]`: when the sandbox
+    answered the checkout with success (its payment succeeded just before)."""
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+    order_id = await _order_and_pay(functools.partial(_send, client), headers)
+    paid_at[order_id] = time.time()
 
 
 async def _buy(

@@ -56,7 +56,7 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from payments_bench import _env, _start
+from payments_bench import _env, _order_and_pay, _start
 from pgtools import ROOT, admin_sql, db_url, write_docs_block
 from runstats import TICK, Backends, backlog, driver_ticks, fetch, ready, stop, tree_ticks
 
@@ -373,26 +373,7 @@ async def _purchases(api: str, n: int, concurrency: int, tag: str) -> int:
             auth = {"Authorization": f"Bearer {tokens[b]}"}
             while not queue.empty():
                 i = queue.get_nowait()
-                r = await send(
-                    "POST",
-                    "/v1/payments/orders",
-                    json={"pack_code": "pack_300", "customer_phone": "9999999999"},
-                    headers={**auth, "Idempotency-Key": f"{tag}-{i}"},
-                )
-                if r.status_code != 201:
-                    raise RuntimeError(f"order: {r.status_code} {r.text[:300]}")
-                order = r.json()
-                paid = await send(
-                    "POST",
-                    order["checkout_url"].split("?", 1)[0],
-                    data={
-                        "payment_session_id": order["payment_session_id"],
-                        "payment_method": "upi",
-                        "outcome": "success",
-                    },
-                )
-                if paid.status_code != 200:
-                    raise RuntimeError(f"checkout: {paid.status_code} {paid.text[:300]}")
+                await _order_and_pay(send, {**auth, "Idempotency-Key": f"{tag}-{i}"})
 
         await asyncio.gather(*(buyer(b) for b in range(concurrency)))
     return retries
