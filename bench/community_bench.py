@@ -64,7 +64,15 @@ from commdesk_billing.modules.ledger.seal import seal_pending
 from commdesk_billing.modules.ledger.verify import VerifyReport, verify_ledger
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource, Wallet
-from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
+from pgtools import (
+    db_url,
+    pgbench_init,
+    pgbench_tps,
+    publish_results,
+    scratch_databases,
+    summarise,
+)
+from runstats import cpu_s
 
 MEMBERS = 2000
 COMMUNITIES = 200
@@ -216,14 +224,10 @@ def _proc(
 
 def _backend_cpu_s(pids: list[int]) -> float | None:
     """User + system CPU seconds of these PostgreSQL backends (None off this machine)."""
-    total = 0
     try:
-        for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return sum(cpu_s(pid) for pid in pids)
     except (OSError, IndexError, ValueError):
         return None
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -390,14 +394,10 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:8]
-    bench_db, pgb_db = f"cdb_cbench_{tag}", f"cdb_cpgbench_{tag}"
-    asyncio.run(admin_sql(f'CREATE DATABASE "{bench_db}"'))
-    asyncio.run(admin_sql(f'CREATE DATABASE "{pgb_db}"'))
     rounds: list[dict[str, float]] = []
     detail: list[dict[str, dict[str, Any]]] = []
     orders: list[list[str]] = []
-    try:
+    with scratch_databases("cdb_cbench", "cdb_cpgbench") as (bench_db, pgb_db):
         upgrade(db_url(bench_db))
         pgbench_init(pgb_db, args.connections)
         members = asyncio.run(_prepare(db_url(bench_db)))
@@ -433,9 +433,6 @@ def main() -> None:
         )
         if not report.ok:
             raise SystemExit("ledger verify found problems after the run")
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)'))
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb_db}" WITH (FORCE)'))
 
     med, ratio = summarise(rounds)
     labels = {

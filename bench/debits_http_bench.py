@@ -39,8 +39,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -48,17 +46,21 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 from sqlalchemy.engine import make_url
 
 from commdesk_billing.config import Settings
-from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.db.migrate import upgrade
-from commdesk_billing.modules.wallet import service as ws
-from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.security.jwt import Role, Scope, issue_token
 from commdesk_billing.stack import free_port
-from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
+from pgtools import (
+    db_url,
+    pgbench_init,
+    pgbench_tps,
+    publish_results,
+    scratch_databases,
+    summarise,
+)
+from runstats import cpu_s, fund_wallets, percentile, ready, stop, unrefused_rate_limits
 
 CLI = [sys.executable, "-m", "commdesk_billing.cli"]
 FUNDING = 10**11
@@ -74,73 +76,8 @@ def _env(url: str) -> dict[str, str]:
         **os.environ,
         "BILLING_DATABASE_URL": url,
         "BILLING_LOG_LEVEL": "WARNING",
-        # One caller from one address: the limiter runs (its cost is in the figures) but
-        # never refuses.
-        **{
-            f"BILLING_RATE_LIMIT_{c}_{w}{b}": "1000000"
-            for c in ("ORDERS", "MONEY", "READS")
-            for w in ("USER", "IP")
-            for b in ("", "_BURST")
-        },
+        **unrefused_rate_limits(),
     }
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # After the command name: utime and stime are fields 14 and 15 (1-based, man 5 proc).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-async def _ready(url: str, within_s: float = 180) -> None:
-    # Generous: on a loaded machine the process takes a while to import and start, and
-    # readyz also pings MongoDB, slow to give up.
-    deadline = time.monotonic() + within_s
-    async with httpx.AsyncClient(timeout=15) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
-
-
-async def _fund(url: str, n: int) -> list[uuid.UUID]:
-    """`n` wallets, each with one lot far larger than any run spends."""
-    engine = make_engine(Settings(database_url=url), pool_size=8)
-    tag = uuid.uuid4().hex[:8]
-    try:
-
-        async def make(i: int) -> uuid.UUID:
-            w = await in_transaction(
-                engine, lambda c: ws.get_or_create_user_wallet(c, f"dbench-{tag}-{i}")
-            )
-            await in_transaction(
-                engine,
-                lambda c: ws.grant_credits(
-                    c,
-                    wallet_id=w.id,
-                    credits=FUNDING,
-                    source=LotSource.promotional,
-                    idempotency_key=f"dbench-fund:{w.id}",
-                    reason="bench funding",
-                ),
-            )
-            return w.id
-
-        ids: list[uuid.UUID] = []
-        for start in range(0, n, 100):
-            ids += await asyncio.gather(*(make(i) for i in range(start, min(n, start + 100))))
-        return ids
-    finally:
-        await engine.dispose()
 
 
 def _dsn(url: str) -> str:
@@ -243,18 +180,18 @@ def _floor(pid: int, port: int, n: int, concurrency: int) -> float:
     middlewares) before a route does anything."""
     request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     asyncio.run(_exchange_all(port, [request] * WARM_UP, concurrency, 200))
-    cpu_before = _cpu_s(pid)
+    cpu_before = cpu_s(pid)
     asyncio.run(_exchange_all(port, [request] * n, concurrency, 200))
-    return (_cpu_s(pid) - cpu_before) * 1000 / n
+    return (cpu_s(pid) - cpu_before) * 1000 / n
 
 
 def _load(
     url: str, pid: int, port: int, token: str, wallets: list[uuid.UUID], n: int, concurrency: int
 ) -> dict[str, float]:
     before_credits, before_seqs = asyncio.run(_ledger_state(url, wallets))
-    cpu_before = _cpu_s(pid)
+    cpu_before = cpu_s(pid)
     per_s, latencies = asyncio.run(_send(port, wallets, token, n, concurrency))
-    cpu = _cpu_s(pid) - cpu_before
+    cpu = cpu_s(pid) - cpu_before
     after_credits, after_seqs = asyncio.run(_ledger_state(url, wallets))
     if before_credits - after_credits != n or after_seqs - before_seqs != n:
         raise RuntimeError(
@@ -264,8 +201,8 @@ def _load(
     measured = {
         "per_s": per_s,
         "api_cpu_ms": cpu * 1000 / n,
-        "p50_ms": _percentile(latencies, 50) * 1000,
-        "p99_ms": _percentile(latencies, 99) * 1000,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
     }
     if len(wallets) == 1:
         txns = asyncio.run(_transactions_since(url, wallets, before_seqs))
@@ -279,12 +216,9 @@ def _api(url: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def _api_ready(port: int) -> None:
+    # readyz also pings MongoDB, slow to give up: a longer timeout for each try.
+    asyncio.run(ready(f"http://127.0.0.1:{port}/readyz", within_s=180, timeout_s=15))
 
 
 def _round(
@@ -293,7 +227,7 @@ def _round(
     out: dict[str, float] = {}
     proc, port = _api(url)
     try:
-        asyncio.run(_ready(f"http://127.0.0.1:{port}/readyz"))
+        _api_ready(port)
         # Unmeasured: statement caches, the pool's connections, the verifier's cache.
         asyncio.run(_send(port, many, token, WARM_UP, concurrency))
         asyncio.run(_send(port, [hot], token, WARM_UP, concurrency))
@@ -302,17 +236,17 @@ def _round(
             out |= {f"{name}_{k}": v for k, v in measured.items()}
         out["floor_api_cpu_ms"] = _floor(proc.pid, port, n, concurrency)
     finally:
-        _stop(proc)
+        stop([proc])
     # The same many-wallet load with the rate limits off: what the limiter (its Redis round
     # trip) adds to each request, measured rather than guessed.
     proc, port = _api(url, BILLING_RATE_LIMIT_ENABLED="false")
     try:
-        asyncio.run(_ready(f"http://127.0.0.1:{port}/readyz"))
+        _api_ready(port)
         asyncio.run(_send(port, many, token, WARM_UP, concurrency))
         measured = _load(url, proc.pid, port, token, many, n, concurrency)
         out["many_nolimits_api_cpu_ms"] = measured["api_cpu_ms"]
     finally:
-        _stop(proc)
+        stop([proc])
     return out
 
 
@@ -325,16 +259,14 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:8]
-    db, pgb = f"cdb_dbench_{tag}", f"cdb_dpgbench_{tag}"
-    asyncio.run(admin_sql(f'CREATE DATABASE "{db}"'))
-    asyncio.run(admin_sql(f'CREATE DATABASE "{pgb}"'))
     rounds: list[dict[str, float]] = []
-    try:
+    with scratch_databases("cdb_dbench", "cdb_dpgbench") as (db, pgb):
         url = db_url(db)
         upgrade(url)
         pgbench_init(pgb, 16)
-        wallets = asyncio.run(_fund(url, args.wallets + 1))
+        tag = uuid.uuid4().hex[:8]
+        subs = [f"dbench-{tag}-{i}" for i in range(args.wallets + 1)]
+        wallets = asyncio.run(fund_wallets(url, subs, FUNDING, "dbench-fund"))
         hot, many = wallets[0], wallets[1:]
         token = issue_token(
             Settings(database_url=url),
@@ -361,9 +293,6 @@ def main() -> None:
                 f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))
 
     med, ratio = summarise(rounds)
     command = (

@@ -33,8 +33,8 @@ from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.errors import InsufficientCredits
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.debits import Debit
-from commdesk_billing.modules.wallet.model import LotSource
-from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
+from pgtools import ROOT, db_url, pgbench_init, pgbench_tps, scratch_databases, write_docs_block
+from runstats import fund_wallets
 
 WALLETS = 2000
 FUNDING = 10**9
@@ -42,32 +42,8 @@ BATCH = 20
 
 
 async def _prepare(url: str) -> list[str]:
-    engine = make_engine(Settings(database_url=url), pool_size=8)
-    try:
-
-        async def make(i: int) -> str:
-            w = await in_transaction(
-                engine, lambda c: ws.get_or_create_user_wallet(c, f"bench-{i}")
-            )
-            await in_transaction(
-                engine,
-                lambda c: ws.grant_credits(
-                    c,
-                    wallet_id=w.id,
-                    credits=FUNDING,
-                    source=LotSource.promotional,
-                    idempotency_key=f"bench-fund:{w.id}",
-                    reason="bench funding",
-                ),
-            )
-            return str(w.id)
-
-        ids: list[str] = []
-        for start in range(0, WALLETS, 100):
-            ids += await asyncio.gather(*(make(i) for i in range(start, start + 100)))
-        return ids
-    finally:
-        await engine.dispose()
+    subs = [f"bench-{i}" for i in range(WALLETS)]
+    return [str(w) for w in await fund_wallets(url, subs, FUNDING, "bench-fund")]
 
 
 async def _worker_main(
@@ -164,11 +140,7 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:8]
-    bench_db, pgb_db = f"cdb_bench_{tag}", f"cdb_pgbench_{tag}"
-    asyncio.run(admin_sql(f'CREATE DATABASE "{bench_db}"'))
-    asyncio.run(admin_sql(f'CREATE DATABASE "{pgb_db}"'))
-    try:
+    with scratch_databases("cdb_bench", "cdb_pgbench") as (bench_db, pgb_db):
         upgrade(db_url(bench_db))
         pgbench_init(pgb_db, args.connections)
         wallets = asyncio.run(_prepare(db_url(bench_db)))
@@ -194,9 +166,6 @@ def main() -> None:
                 f"hot batched {r['hot_batched']['ops_per_s']:.0f}/s",
                 flush=True,
             )
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)'))
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb_db}" WITH (FORCE)'))
 
     pg = _median(rounds, "pgbench_tps")
     summary = {

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +72,17 @@ from commdesk_billing.queues.topology import QUEUES, Names, delete
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
 from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
-from runstats import TICK, Backends, dsn, tree_ticks
+from runstats import (
+    TICK,
+    Backends,
+    cpu_s,
+    dsn,
+    percentile,
+    ready,
+    stop,
+    tree_ticks,
+    unrefused_rate_limits,
+)
 
 CLI = [sys.executable, "-m", "commdesk_billing.cli"]
 
@@ -96,51 +107,12 @@ def _env(url: str, prefix: str, api: str, sandbox: str) -> dict[str, str]:
         # windows in Redis count every round's orders from 127.0.0.1 as one buyer's.
         "BILLING_FRAUD_REVIEW_SCORE": "101",
         "BILLING_FRAUD_BLOCK_SCORE": "101",
-        # The load comes from one address as a few buyers: the limiter runs (its cost is in
-        # the figures) but never refuses.
-        **{
-            f"BILLING_RATE_LIMIT_{c}_{w}{b}": "1000000"
-            for c in ("ORDERS", "MONEY", "READS")
-            for w in ("USER", "IP")
-            for b in ("", "_BURST")
-        },
+        **unrefused_rate_limits(),
     }
-
-
-async def _ready(url: str, within_s: float = 240) -> None:
-    """Answers 200 (on a loaded 2-core machine the app's processes take a while to import)."""
-    deadline = time.monotonic() + within_s
-    async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready in {within_s:.0f} s")
 
 
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*CLI, *args], env=env)
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 # --- purchases end to end ------------------------------------------------------------------
@@ -240,23 +212,22 @@ async def _send(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> 
     raise AssertionError("unreachable")
 
 
-async def _buy_one(
-    client: httpx.AsyncClient, token: str, key: str, paid_at: dict[str, float]
-) -> None:
-    """Order, then pay it on the hosted checkout; `paid_at[order_id]`: when the sandbox
-    answered the checkout with success (its payment succeeded just before)."""
-    r = await _send(
-        client,
+SendRequest = Callable[..., Awaitable[httpx.Response]]
+
+
+async def _order_and_pay(send: SendRequest, headers: dict[str, str]) -> str:
+    """Order a pack with `headers` (a bearer token and an Idempotency-Key), then pay it on
+    the hosted checkout, each request through `send(method, url, **kw)`: the order's id."""
+    r = await send(
         "POST",
         "/v1/payments/orders",
         json={"pack_code": "pack_300", "customer_phone": "9999999999"},
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        headers=headers,
     )
     if r.status_code != 201:
         raise RuntimeError(f"order: {r.status_code} {r.text[:300]}")
     order = r.json()
-    paid = await _send(
-        client,
+    paid = await send(
         "POST",
         order["checkout_url"].split("?", 1)[0],
         data={
@@ -267,7 +238,17 @@ async def _buy_one(
     )
     if paid.status_code != 200:
         raise RuntimeError(f"checkout: {paid.status_code} {paid.text[:300]}")
-    paid_at[order["order_id"]] = time.time()
+    return str(order["order_id"])
+
+
+async def _buy_one(
+    client: httpx.AsyncClient, token: str, key: str, paid_at: dict[str, float]
+) -> None:
+    """Order, then pay it on the hosted checkout; `paid_at[order_id]`: when the sandbox
+    answered the checkout with success (its payment succeeded just before)."""
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+    order_id = await _order_and_pay(functools.partial(_send, client), headers)
+    paid_at[order_id] = time.time()
 
 
 async def _buy(
@@ -460,11 +441,11 @@ async def _window(
         "gc": gc,
         "statement_texts": dict(sorted(texts.items(), key=lambda kv: -kv[1])),
         "messages": {f"{r['queue']} {r['message_type']}": r["n"] / n for r in messages},
-        "latency_p50_s": _percentile(latencies, 50),
-        "latency_p99_s": _percentile(latencies, 99),
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p99_s": percentile(latencies, 99),
         "latency_max_s": latencies[-1],
-        "legs_p50_s": {k: _percentile(v, 50) for k, v in legs.items()},
-        "legs_p99_s": {k: _percentile(v, 99) for k, v in legs.items()},
+        "legs_p50_s": {k: percentile(v, 50) for k, v in legs.items()},
+        "legs_p99_s": {k: percentile(v, 99) for k, v in legs.items()},
     }
     if idle is not None:
         # What the same processes spend idle over as long a time, per purchase.
@@ -526,8 +507,8 @@ def _round_purchases(
     }
 
     async def run() -> dict[str, Any]:
-        await _ready(f"{sandbox}/_sandbox/health")
-        await _ready(f"{api}/readyz")
+        await ready(f"{sandbox}/_sandbox/health")
+        await ready(f"{api}/readyz")
         conn = await asyncpg.connect(dsn(db))
         try:
             stack = Stack(
@@ -549,7 +530,7 @@ def _round_purchases(
     try:
         return asyncio.run(run())
     finally:
-        _stop(list(procs.values()))
+        stop(list(procs.values()))
         shutil.rmtree(stats_dir, ignore_errors=True)
 
 
@@ -634,11 +615,6 @@ async def _post_webhooks(
         return len(bodies) / (time.perf_counter() - started), latencies
 
 
-def _percentile(values: list[float], q: int) -> float:
-    """The q-th percentile (1..99)."""
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 WARM_UP = 200
 
 
@@ -647,24 +623,24 @@ def _round_webhooks(url: str, prefix: str, n: int, concurrency: int) -> dict[str
     env = _env(url, prefix, api, "http://127.0.0.1:9")
     procs = [_start(env, "api", "--port", api.rsplit(":", 1)[1])]
     try:
-        asyncio.run(_ready(f"{api}/readyz"))
+        asyncio.run(ready(f"{api}/readyz"))
         orders = asyncio.run(_seed_orders(url, WARM_UP + n, uuid.uuid4().hex[:8]))
         secret = Settings().cashfree_client_secret.get_secret_value()
         # Unmeasured: the first requests fill the statement caches and the connection pool.
         asyncio.run(_post_webhooks(api, secret, orders[:WARM_UP], concurrency))
-        cpu_before = _cpu_s(procs[0].pid)
+        cpu_before = cpu_s(procs[0].pid)
         per_s, latencies = asyncio.run(
             _post_webhooks(api, secret, orders[WARM_UP:], concurrency, start=WARM_UP)
         )
-        cpu = _cpu_s(procs[0].pid) - cpu_before
+        cpu = cpu_s(procs[0].pid) - cpu_before
         return {
             "webhooks_per_s": per_s,
             "webhook_api_cpu_ms": cpu * 1000 / n,
-            "webhook_p50_ms": _percentile(latencies, 50) * 1000,
-            "webhook_p99_ms": _percentile(latencies, 99) * 1000,
+            "webhook_p50_ms": percentile(latencies, 50) * 1000,
+            "webhook_p99_ms": percentile(latencies, 99) * 1000,
         }
     finally:
-        _stop(procs)
+        stop(procs)
 
 
 async def _clear_outbox(url: str) -> None:

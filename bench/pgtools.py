@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import statistics
 import subprocess
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,21 @@ async def admin_sql(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@contextmanager
+def scratch_databases(*prefixes: str) -> Iterator[tuple[str, ...]]:
+    """A database `<prefix>_<tag>` for each prefix (one tag a run), dropped after the run even
+    when it fails."""
+    tag = uuid.uuid4().hex[:8]
+    names = tuple(f"{prefix}_{tag}" for prefix in prefixes)
+    try:
+        for name in names:
+            asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+        yield names
+    finally:
+        for name in names:
+            asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def pgbench_init(db: str, scale: int) -> None:

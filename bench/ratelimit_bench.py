@@ -31,7 +31,6 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,6 +42,7 @@ from commdesk_billing.security.jwt import Role, decode_token, issue_token
 from commdesk_billing.security.ratelimit import RateLimits
 from commdesk_billing.stack import free_port
 from pgtools import admin_sql, pgbench_init, pgbench_tps, publish_results, summarise
+from runstats import cpu_s
 
 _LIMITS: dict[str, Any] = {
     f"rate_limit_{c}_{w}{b}": 10**7 if not b else 10**6
@@ -127,11 +127,6 @@ async def _round(n: int) -> dict[str, float]:
     return result
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     cli = [sys.executable, "-m", "commdesk_billing.cli", "api", "--port", str(port)]
     return subprocess.Popen(cli, env=env)
@@ -179,9 +174,9 @@ async def _http_cpu_us(env: dict[str, str], n: int, concurrency: int) -> dict[st
 
                 for i in range(200):  # warm
                     await call(i)
-                before = _cpu_s(proc.pid)
+                before = cpu_s(proc.pid)
                 answers = await asyncio.gather(*(sender() for _ in range(concurrency)))
-                spent = _cpu_s(proc.pid) - before
+                spent = cpu_s(proc.pid) - before
                 statuses = {s for batch in answers for s in batch}
                 if statuses != {expect}:
                     raise RuntimeError(f"{name}: answered {statuses}, expected {expect}")

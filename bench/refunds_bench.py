@@ -35,8 +35,9 @@ from commdesk_billing.db.engine import make_engine
 from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from payments_bench import _count, _drop_queues, _env, _purchases, _ready, _start, _stop
+from payments_bench import _count, _drop_queues, _env, _purchases, _start
 from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
+from runstats import ready, stop
 
 _DONE = """
     SELECT count(*) FROM refunds f JOIN invoices i ON i.refund_id = f.id
@@ -106,8 +107,8 @@ def _round(url: str, prefix: str, n: int, concurrency: int, workers: int, docs: 
         *(_start(env, "worker") for _ in range(workers)),
     ]
     try:
-        asyncio.run(_ready(f"{sandbox}/_sandbox/health"))
-        asyncio.run(_ready(f"{api}/readyz"))
+        asyncio.run(ready(f"{sandbox}/_sandbox/health"))
+        asyncio.run(ready(f"{api}/readyz"))
         tag = uuid.uuid4().hex[:8]
         credited = "SELECT count(*) FROM payments WHERE status = 'CREDITED'"
         before = asyncio.run(_count(url, credited))
@@ -125,7 +126,7 @@ def _round(url: str, prefix: str, n: int, concurrency: int, workers: int, docs: 
         _wait(url, _DONE, done_before + len(ids), "refunds")
         return len(ids) / (time.perf_counter() - started)
     finally:
-        _stop(procs)
+        stop(procs)
 
 
 def main() -> None:

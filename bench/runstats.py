@@ -1,7 +1,9 @@
 """What the end-to-end benchmarks measure around a run: CPU by process from /proc, the
-scratch database's backends, and whether the follow-up work has drained.
+scratch database's backends, and whether the follow-up work has drained; and what they share
+to start one: the app's processes (ready, stopped, rate limits out of the way), funded wallets
+and latency percentiles.
 
-Shared by bench/payments_bench.py and bench/scale_run.py.
+Shared by the benchmarks in bench/ (the scratch databases themselves are pgtools').
 """
 
 from __future__ import annotations
@@ -9,16 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import statistics
+import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import asyncpg
+import httpx
 from sqlalchemy.engine import make_url
 
 from commdesk_billing.config import Settings
+from commdesk_billing.db.engine import in_transaction, make_engine
+from commdesk_billing.modules.wallet import service as ws
+from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues.topology import QUEUES, Names
 from pgtools import db_url
 
@@ -36,6 +45,14 @@ def stat(pid: int) -> tuple[int, int] | None:
         return None
     # After the command name: ppid is field 4, utime 14 and stime 15 (1-based, man 5 proc).
     return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    s = stat(pid)
+    if s is None:
+        raise ProcessLookupError(pid)
+    return s[1] / TICK
 
 
 def tree_ticks(roots: list[int]) -> int:
@@ -118,6 +135,80 @@ class Backends(threading.Thread):
         self.stopping.set()
         self.join()
         return sum(t - self.first.get(p, 0) for p, t in self.last.items())
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1..99)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+# --- the app's processes -------------------------------------------------------------------
+
+
+def unrefused_rate_limits() -> dict[str, str]:
+    """Settings that leave every rate limit running (its cost is in the figures) but far above
+    any run's load, which comes from one address as a few callers."""
+    return {
+        f"BILLING_RATE_LIMIT_{c}_{w}{b}": "1000000"
+        for c in ("ORDERS", "MONEY", "READS")
+        for w in ("USER", "IP")
+        for b in ("", "_BURST")
+    }
+
+
+async def ready(url: str, within_s: float = 240, timeout_s: float = 5) -> None:
+    """Until `url` answers 200: generous, as on a loaded 2-core machine the app's processes
+    take a while to import and start."""
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} not ready in {within_s:.0f} s")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each, then a minute for each to finish its shutdown before it is killed."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def fund_wallets(url: str, subs: list[str], credits: int, key_prefix: str) -> list[uuid.UUID]:
+    """A user wallet for each of `subs` (in that order), each granted one promotional lot of
+    `credits` under the key `<key_prefix>:<wallet id>`; made 100 at a time."""
+    engine = make_engine(Settings(database_url=url), pool_size=8)
+    try:
+
+        async def make(sub: str) -> uuid.UUID:
+            w = await in_transaction(engine, lambda c: ws.get_or_create_user_wallet(c, sub))
+            await in_transaction(
+                engine,
+                lambda c: ws.grant_credits(
+                    c,
+                    wallet_id=w.id,
+                    credits=credits,
+                    source=LotSource.promotional,
+                    idempotency_key=f"{key_prefix}:{w.id}",
+                    reason="bench funding",
+                ),
+            )
+            return w.id
+
+        ids: list[uuid.UUID] = []
+        for start in range(0, len(subs), 100):
+            ids += await asyncio.gather(*(make(sub) for sub in subs[start : start + 100]))
+        return ids
+    finally:
+        await engine.dispose()
 
 
 # --- the database and the broker -----------------------------------------------------------

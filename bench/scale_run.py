@@ -56,9 +56,9 @@ from commdesk_billing.config import Settings
 from commdesk_billing.db.migrate import upgrade
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from payments_bench import _env, _start, _stop
+from payments_bench import _env, _order_and_pay, _start
 from pgtools import ROOT, admin_sql, db_url, write_docs_block
-from runstats import TICK, Backends, backlog, driver_ticks, fetch, tree_ticks
+from runstats import TICK, Backends, backlog, driver_ticks, fetch, ready, stop, tree_ticks
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -184,21 +184,6 @@ def _wait_consumers(node: rc.Node, prefix: str, workers: int) -> None:
     raise RuntimeError("workers did not start consuming")
 
 
-async def _ready(url: str, within_s: float = 240) -> None:
-    """Answers 200 (six processes importing the app at once on a loaded 2-core machine take
-    longer than payments_bench's 30 s)."""
-    deadline = time.monotonic() + within_s
-    async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready in {within_s:.0f} s")
-
-
 def _start_layout(layout: Layout, db: str, prefix: str, work: Path) -> None:
     direct = db_url(db)
     sandbox = f"http://127.0.0.1:{free_port()}"
@@ -236,10 +221,10 @@ def _start_layout(layout: Layout, db: str, prefix: str, work: Path) -> None:
     ]
     layout.procs["api"] = [_start(env, "api", "--port", str(p)) for p in api_ports]
     layout.procs["worker"] = [_start(env, "worker") for _ in range(layout.workers)]
-    asyncio.run(_ready(f"{sandbox}/_sandbox/health"))
+    asyncio.run(ready(f"{sandbox}/_sandbox/health"))
     for p in api_ports:
-        asyncio.run(_ready(f"http://127.0.0.1:{p}/readyz"))
-    asyncio.run(_ready(f"{layout.base_url}/readyz"))
+        asyncio.run(ready(f"http://127.0.0.1:{p}/readyz"))
+    asyncio.run(ready(f"{layout.base_url}/readyz"))
     _wait_consumers(layout.brokers[0], prefix, layout.workers)
     if len(layout.brokers) > 1:
         r = rc.rebalance(layout.brokers[0])
@@ -251,8 +236,8 @@ def _start_layout(layout: Layout, db: str, prefix: str, work: Path) -> None:
 
 def _stop_layout(layout: Layout) -> None:
     app = [p for k in ("api", "worker", "sandbox") for p in layout.procs.get(k, [])]
-    _stop(app)
-    _stop([p for k in ("proxy", "pgbouncer") for p in layout.procs.get(k, [])])
+    stop(app)
+    stop([p for k in ("proxy", "pgbouncer") for p in layout.procs.get(k, [])])
 
 
 # --- counting ------------------------------------------------------------------------------
@@ -388,26 +373,7 @@ async def _purchases(api: str, n: int, concurrency: int, tag: str) -> int:
             auth = {"Authorization": f"Bearer {tokens[b]}"}
             while not queue.empty():
                 i = queue.get_nowait()
-                r = await send(
-                    "POST",
-                    "/v1/payments/orders",
-                    json={"pack_code": "pack_300", "customer_phone": "9999999999"},
-                    headers={**auth, "Idempotency-Key": f"{tag}-{i}"},
-                )
-                if r.status_code != 201:
-                    raise RuntimeError(f"order: {r.status_code} {r.text[:300]}")
-                order = r.json()
-                paid = await send(
-                    "POST",
-                    order["checkout_url"].split("?", 1)[0],
-                    data={
-                        "payment_session_id": order["payment_session_id"],
-                        "payment_method": "upi",
-                        "outcome": "success",
-                    },
-                )
-                if paid.status_code != 200:
-                    raise RuntimeError(f"checkout: {paid.status_code} {paid.text[:300]}")
+                await _order_and_pay(send, {**auth, "Idempotency-Key": f"{tag}-{i}"})
 
         await asyncio.gather(*(buyer(b) for b in range(concurrency)))
     return retries

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -40,14 +39,12 @@ from payments_bench import (
     _drop_queues,
     _env,
     _post_webhooks,
-    _ready,
     _seed_orders,
     _start,
-    _stop,
 )
 from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
+from runstats import cpu_s, ready, stop
 
-_TICK = os.sysconf("SC_CLK_TCK")
 # High enough that no bucket ever refuses: the "on" run must do the work the "off" run does.
 _HIGH = {
     f"BILLING_RATE_LIMIT_{c}_{w}{b}".upper(): "10000000" if not b else "1000000"
@@ -59,13 +56,6 @@ MODES = {
     "off": {"BILLING_FRAUD_ENABLED": "false", "BILLING_RATE_LIMIT_ENABLED": "false"},
     "on": {"BILLING_FRAUD_ENABLED": "true", "BILLING_RATE_LIMIT_ENABLED": "true", **_HIGH},
 }
-
-
-def _cpu_s(pid: int) -> float:
-    """utime + stime of one process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 async def _orders(api: str, settings: Settings, n: int, concurrency: int, tag: str) -> float:
@@ -117,19 +107,19 @@ def _round(url: str, prefix: str, mode: str, args: argparse.Namespace) -> dict[s
         _start(env, "api", "--port", api.rsplit(":", 1)[1]),
     ]
     try:
-        asyncio.run(_ready(f"{sandbox}/_sandbox/health"))
-        asyncio.run(_ready(f"{api}/readyz"))
+        asyncio.run(ready(f"{sandbox}/_sandbox/health"))
+        asyncio.run(ready(f"{api}/readyz"))
         pid = procs[1].pid
         settings = Settings(database_url=url)
         tag = uuid.uuid4().hex[:8]
-        cpu0 = _cpu_s(pid)
+        cpu0 = cpu_s(pid)
         orders = asyncio.run(_orders(api, settings, args.orders, args.concurrency, tag))
-        cpu1 = _cpu_s(pid)
+        cpu1 = cpu_s(pid)
         seeded = asyncio.run(_seed_orders(url, args.webhooks, tag))
         secret = Settings().cashfree_client_secret.get_secret_value()
-        cpu2 = _cpu_s(pid)
+        cpu2 = cpu_s(pid)
         hooks = asyncio.run(_post_webhooks(api, secret, seeded, args.concurrency))
-        cpu3 = _cpu_s(pid)
+        cpu3 = cpu_s(pid)
         return {
             f"{mode}_order_per_s": orders,
             f"{mode}_order_cpu_ms": (cpu1 - cpu0) * 1000 / args.orders,
@@ -137,7 +127,7 @@ def _round(url: str, prefix: str, mode: str, args: argparse.Namespace) -> dict[s
             f"{mode}_webhook_cpu_ms": (cpu3 - cpu2) * 1000 / args.webhooks,
         }
     finally:
-        _stop(procs)
+        stop(procs)
         asyncio.run(_clear_outbox(url))
 
 

@@ -92,9 +92,9 @@ from commdesk_billing.modules.webhooks import reading
 from commdesk_billing.queues.topology import QUEUES, Names
 from commdesk_billing.security.jwt import Role, issue_token
 from commdesk_billing.stack import free_port
-from payments_bench import CLI, _drop_queues, _env, _stop
+from payments_bench import CLI, _drop_queues, _env
 from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
-from scale_run import TICK, Backends, _driver_ticks, _ready, _tree_ticks
+from runstats import TICK, Backends, driver_ticks, ready, stop, tree_ticks
 
 DAY = 1_000_000
 RETRIES_MIN = (2, 10, 30)  # Cashfree's default retry policy (cashfree.md §5.7), minutes
@@ -855,7 +855,7 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
     queues = Queues(prefix)
     try:
         for url in (f"{sandbox}/_sandbox/health", f"{api}/readyz", f"{tap}/_state"):
-            await _ready(url)
+            await ready(url)
 
         # 1. The day's orders, opened through our API (not part of the replay's figures).
         tag = uuid.uuid4().hex[:8]
@@ -897,10 +897,10 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
         watcher = Watcher(db, prefix, windows, samples, end_of)
         watcher.start()
         await asyncio.to_thread(watcher.ready.wait, 60)
-        cpu0 = {k: _tree_ticks(v) for k, v in roots.items()}
+        cpu0 = {k: tree_ticks(v) for k, v in roots.items()}
         backends = OurBackends(db, {db_conn.conn.get_server_pid(), watcher.pid})
         backends.start()
-        driver0 = _driver_ticks()
+        driver0 = driver_ticks()
         loads = [load_before, os.getloadavg()[0]]
         started = watcher.started = time.perf_counter()
         wall0 = time.time()
@@ -939,9 +939,9 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
         watcher.stopping.set()
         await asyncio.to_thread(watcher.join)
         metrics = await api_histogram(api)
-        cpu = {k: (_tree_ticks(v) - cpu0[k]) / TICK for k, v in roots.items()}
+        cpu = {k: (tree_ticks(v) - cpu0[k]) / TICK for k, v in roots.items()}
         cpu["postgres"] = backends.ticks() / TICK
-        cpu["driver"] = (_driver_ticks() - driver0) / TICK
+        cpu["driver"] = (driver_ticks() - driver0) / TICK
         tapped = await get_json(f"{tap}/_state?all=1")
         log = await get_json(
             f"{sandbox}/_sandbox/webhooks",
@@ -952,7 +952,7 @@ async def replay(args: argparse.Namespace, db: str, prefix: str, pgb: str) -> di
     finally:
         await queues.close()
         await db_conn.conn.close()
-        await asyncio.to_thread(_stop, procs)
+        await asyncio.to_thread(stop, procs)
         events = _log_events(logs)
         shutil.rmtree(storage, ignore_errors=True)
 
@@ -1487,7 +1487,7 @@ def main() -> None:
         pgbench_init(pgb, 16)
         result = asyncio.run(replay(args, db, prefix, pgb))
     finally:
-        _stop([p for p in STARTED if p.poll() is None])
+        stop([p for p in STARTED if p.poll() is None])
         asyncio.run(_drop_queues(prefix))
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{pgb}" WITH (FORCE)'))

@@ -59,8 +59,19 @@ async def test_driver_statements_commit_and_roll_back_with_the_transaction(
     assert await _count(engine, table) == 1  # rolled back
 
 
-async def test_a_serialization_failure_on_the_driver_runs_the_transaction_again(
-    engine: AsyncEngine, table: str
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(
+            "DO $$ BEGIN RAISE EXCEPTION 'collided' USING ERRCODE = '40001'; END $$",
+            id="a serialization failure",
+        ),
+        # The server ends this very connection mid-transaction.
+        pytest.param("SELECT pg_terminate_backend(pg_backend_pid())", id="a connection lost"),
+    ],
+)
+async def test_a_retryable_failure_under_a_driver_statement_runs_the_transaction_again(
+    engine: AsyncEngine, table: str, failure: str
 ) -> None:
     attempts: list[int] = []
 
@@ -69,36 +80,13 @@ async def test_a_serialization_failure_on_the_driver_runs_the_transaction_again(
         driver = await driver_of(conn)
         await fetch(conn, driver, f"INSERT INTO {table} VALUES (:v)", {"v": len(attempts)})
         if len(attempts) == 1:
-            await fetch(
-                conn,
-                driver,
-                "DO $$ BEGIN RAISE EXCEPTION 'collided' USING ERRCODE = '40001'; END $$",
-                {},
-            )
+            await fetch(conn, driver, failure, {})
 
     await in_transaction(engine, work)
     assert len(attempts) == 2
     async with engine.connect() as conn:
         rows = (await conn.execute(text(f"SELECT v FROM {table}"))).all()
     assert [r.v for r in rows] == [2]  # the first attempt's row went with it
-
-
-async def test_a_connection_lost_under_a_driver_statement_is_run_again(
-    engine: AsyncEngine, table: str
-) -> None:
-    attempts: list[int] = []
-
-    async def work(conn: AsyncConnection) -> None:
-        attempts.append(1)
-        driver = await driver_of(conn)
-        await fetch(conn, driver, f"INSERT INTO {table} VALUES (:v)", {"v": len(attempts)})
-        if len(attempts) == 1:
-            # The server ends this very connection mid-transaction.
-            await fetch(conn, driver, "SELECT pg_terminate_backend(pg_backend_pid())", {})
-
-    await in_transaction(engine, work)
-    assert len(attempts) == 2
-    assert await _count(engine, table) == 1
 
 
 async def test_driver_of_needs_a_transaction(engine: AsyncEngine) -> None:

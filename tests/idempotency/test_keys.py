@@ -54,3 +54,26 @@ async def test_a_business_error_is_the_keys_answer(engine: AsyncEngine) -> None:
     first = await run_keyed(engine, req, work)
     again = await run_keyed(engine, req, work)
     assert first.status == again.status == 409 and again.replayed and len(calls) == 1
+
+
+def test_a_keyed_request_of_http_takes_its_method_path_and_json_body() -> None:
+    """`KeyedRequest.of` hashes a model as its JSON dump, and a dict as it is, with the
+    request's own method and path: the stored hashes of keys kept before it stay valid."""
+    from datetime import UTC, datetime
+
+    from pydantic import BaseModel
+    from starlette.requests import Request
+
+    class Body(BaseModel):
+        at: datetime
+        n: int
+
+    http = Request({"type": "http", "method": "PUT", "path": "/v1/x", "headers": []})
+    body = Body(at=datetime(2026, 12, 7, tzinfo=UTC), n=1)
+    made = KeyedRequest.of(http, "sub-1", "k-1", body)
+    by_hand = KeyedRequest(
+        scope="sub-1", key="k-1", method="PUT", path="/v1/x", body=body.model_dump(mode="json")
+    )
+    assert made == by_hand and made.body == {"at": "2026-12-07T00:00:00Z", "n": 1}
+    raw = {"note": "kept as given"}
+    assert KeyedRequest.of(http, "sub-1", "k-1", raw).body is raw

@@ -24,6 +24,15 @@ async def _order_served(slots: Slots, waiters: list[tuple[str, int]]) -> list[st
     return served
 
 
+async def _taken_with_waiters(*priorities: int) -> tuple[Slots, list[asyncio.Task[None]]]:
+    """A single slot, taken, and a waiter of each priority queued for it in that order."""
+    slots = Slots(1)
+    await slots.acquire(0)
+    waiters = [asyncio.create_task(slots.acquire(p)) for p in priorities]
+    await asyncio.sleep(0.01)
+    return slots, waiters
+
+
 async def test_the_money_path_first_then_in_order() -> None:
     slots = Slots(1)
     await slots.acquire(1)  # taken: everyone below waits
@@ -39,11 +48,7 @@ async def test_the_money_path_first_then_in_order() -> None:
 
 
 async def test_a_cancelled_waiter_leaves_its_turn_to_the_next() -> None:
-    slots = Slots(1)
-    await slots.acquire(0)
-    cancelled = asyncio.create_task(slots.acquire(0))
-    after = asyncio.create_task(slots.acquire(1))
-    await asyncio.sleep(0.01)
+    slots, (cancelled, after) = await _taken_with_waiters(0, 1)
     cancelled.cancel()
     await asyncio.sleep(0.01)
     slots.release()
@@ -54,11 +59,7 @@ async def test_a_cancelled_waiter_leaves_its_turn_to_the_next() -> None:
 
 
 async def test_a_waiter_cancelled_as_it_is_served_passes_the_slot_on() -> None:
-    slots = Slots(1)
-    await slots.acquire(0)
-    first = asyncio.create_task(slots.acquire(0))
-    second = asyncio.create_task(slots.acquire(0))
-    await asyncio.sleep(0.01)
+    slots, (first, second) = await _taken_with_waiters(0, 0)
     slots.release()  # handed to `first`…
     first.cancel()  # …which is cancelled before it runs again
     await asyncio.wait_for(second, 1)

@@ -226,13 +226,7 @@ async def _move(request: Request, finding_id: str, to: State) -> Response:
         moved = await act(conn, caller, parsed, note)
         return Answer(200, {"id": str(moved.id), "state": moved.state})
 
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method="POST",
-        path=request.url.path,
-        body={"note": note},
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, {"note": note})
     shown = {"to": to.value, "note": note}
     try:
         answer = await run_keyed(_engine(request), keyed, work)

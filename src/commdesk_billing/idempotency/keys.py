@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
@@ -63,6 +65,14 @@ class KeyedRequest:
     method: str
     path: str
     body: Any
+
+    @classmethod
+    def of(cls, request: Request, scope: str, key: str, body: object) -> KeyedRequest:
+        """The keyed form of an HTTP request: its own method and path, and `body` as stored
+        for the hash (a model is dumped in JSON mode; anything else is taken as it is, so a
+        route may hash a body with secrets swapped for fingerprints)."""
+        shown = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        return cls(scope=scope, key=key, method=request.method, path=request.url.path, body=shown)
 
     @property
     def request_hash(self) -> str:

@@ -1,18 +1,13 @@
-"""The debit route's batches (http_debits.py, batcher.py), through the HTTP app.
-
-To make a batch for certain, a test holds the wallet's row lock from a connection of its
-own, sends its requests, waits until the first is in its transaction (blocked on the lock)
-and the rest are queued behind it in the batcher, and only then lets go: the first runs
-alone, the others together in one transaction.
-"""
+"""The debit route's batches (http_debits.py, batcher.py), through the HTTP app; how a test
+makes a batch for certain is told in debit_batches.py."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,51 +16,20 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from commdesk_billing.modules.wallet.http_debits import batcher_of
-from commdesk_billing.modules.wallet.model import StatementLine, TxnType, Wallet
-from commdesk_billing.modules.wallet.schemas import (
-    OperationOut,
-    TransactionOut,
-    WalletOut,
-    operation_body,
-    render,
-)
-from commdesk_billing.security.jwt import Role, Scope
+from commdesk_billing.modules.wallet.schemas import operation_body, render
+from commdesk_billing.security.jwt import Role
 from tests.conftest import auth, new_wallet
+from tests.modules.wallet.debit_batches import (
+    balance,
+    batched,
+    debit,
+    keyed_debits,
+    model_answer,
+    stored,
+    wallet_and_line,
+)
 
 PROBLEM = "application/problem+json"
-
-Send = Callable[[], Any]
-
-
-async def _batched(
-    engine: AsyncEngine, app: Any, wallet_id: uuid.UUID, sends: list[Send]
-) -> list[httpx.Response]:
-    """Run `sends` so that the first goes alone and the others in one batch after it, in
-    the order given."""
-    async with engine.connect() as blocker:
-        tx = await blocker.begin()
-        await blocker.execute(
-            text("SELECT 1 FROM wallets WHERE id = :w FOR UPDATE"), {"w": wallet_id}
-        )
-        first = asyncio.ensure_future(sends[0]())
-        batcher = batcher_of(app.state)
-        for _ in range(200):
-            if batcher.busy(wallet_id):
-                break
-            await asyncio.sleep(0.01)
-        # One at a time, each queued before the next is sent: a request's way to the batcher
-        # has awaits (the rate limits), so requests sent together arrive in no set order.
-        rest: list[asyncio.Future[Any]] = []
-        for s in sends[1:]:
-            rest.append(asyncio.ensure_future(s()))
-            for _ in range(500):
-                if batcher.queued(wallet_id) == len(rest):
-                    break
-                await asyncio.sleep(0.01)
-            assert batcher.queued(wallet_id) == len(rest)
-        await tx.commit()
-    return list(await asyncio.gather(first, *rest))
 
 
 async def _transactions(engine: AsyncEngine, wallet_id: uuid.UUID) -> dict[int, int]:
@@ -78,36 +42,20 @@ async def _transactions(engine: AsyncEngine, wallet_id: uuid.UUID) -> dict[int, 
         return {r.seq: int(r.x) for r in rows}
 
 
-async def _balance(client: httpx.AsyncClient, svc: str, wallet_id: uuid.UUID) -> int:
-    r = await client.get(f"/v1/wallets/{wallet_id}", headers=auth(svc))
-    return int(r.json()["available_credits"])
-
-
-@pytest.fixture
-def svc(token: Callable[..., str]) -> str:
-    return token(
-        Role.service,
-        sub=f"svc-{uuid.uuid4().hex[:8]}",
-        scopes=[Scope.wallets_debit.value, Scope.wallets_read.value],
-    )
-
-
-def _debit(
+async def _behind_one(
+    engine: AsyncEngine,
+    app: Any,
     client: httpx.AsyncClient,
     svc: str,
     wallet_id: uuid.UUID,
-    credits: int,
-    key: str,
-    reason: str = "batch",
-) -> Send:
-    async def send() -> httpx.Response:
-        return await client.post(
-            f"/v1/wallets/{wallet_id}/debits",
-            json={"credits": credits, "reason": reason},
-            headers=auth(svc, key),
-        )
-
-    return send
+    *debits: tuple[int, str] | tuple[int, str, str],
+) -> list[httpx.Response]:
+    """`debits` ((credits, key[, reason]) each) in one batch, behind a debit of 1 credit
+    that runs alone: every answer, that one's first."""
+    lead = debit(client, svc, wallet_id, 1, uuid.uuid4().hex)
+    return await batched(
+        engine, app, wallet_id, [lead, *(debit(client, svc, wallet_id, *d) for d in debits)]
+    )
 
 
 async def test_concurrent_debits_share_transactions_and_each_gets_its_own_line(
@@ -115,8 +63,8 @@ async def test_concurrent_debits_share_transactions_and_each_gets_its_own_line(
 ) -> None:
     wallet = await new_wallet(engine, 1000)
     amounts = list(range(1, 21))
-    sends = [_debit(client, svc, wallet.id, c, f"k-{c}-{uuid.uuid4().hex}") for c in amounts]
-    answers = await _batched(engine, app, wallet.id, sends)
+    sends = [debit(client, svc, wallet.id, c, f"k-{c}-{uuid.uuid4().hex}") for c in amounts]
+    answers = await batched(engine, app, wallet.id, sends)
     assert [r.status_code for r in answers] == [201] * len(amounts)
     lines = [r.json()["transaction"] for r in answers]
     assert [t["credits"] for t in lines] == amounts  # each answered with its own debit
@@ -127,7 +75,7 @@ async def test_concurrent_debits_share_transactions_and_each_gets_its_own_line(
     for before, after in itertools.pairwise(by_seq):
         assert after["balance_before"] == before["balance_after"]
     assert by_seq[0]["balance_before"] == 1000
-    assert await _balance(client, svc, wallet.id) == 1000 - sum(amounts)
+    assert await balance(client, svc, wallet.id) == 1000 - sum(amounts)
     # Each answer's wallet is the wallet as its own debit left it.
     for r in answers:
         body = r.json()
@@ -147,23 +95,17 @@ async def test_one_insufficient_debit_in_a_batch_fails_alone(
     engine: AsyncEngine, app: Any, client: httpx.AsyncClient, svc: str
 ) -> None:
     wallet = await new_wallet(engine, 100)
-    keys = [uuid.uuid4().hex for _ in range(4)]
-    sends = [
-        _debit(client, svc, wallet.id, 10, keys[0]),
-        _debit(client, svc, wallet.id, 20, keys[1]),
-        _debit(client, svc, wallet.id, 500, keys[2]),
-        _debit(client, svc, wallet.id, 30, keys[3]),
-    ]
-    answers = await _batched(engine, app, wallet.id, sends)
+    keys, sends = keyed_debits(client, svc, wallet.id, (10, 20, 500, 30), "batch")
+    answers = await batched(engine, app, wallet.id, sends)
     assert [r.status_code for r in answers] == [201, 201, 409, 201]
     refused = answers[2]
     assert refused.headers["content-type"] == PROBLEM
     assert refused.json()["code"] == "insufficient_credits"
     # What the wallet had when its turn came (the batch's order is the order they arrived).
     assert refused.json()["available_credits"] in (90, 70, 60, 40)
-    assert await _balance(client, svc, wallet.id) == 40
+    assert await balance(client, svc, wallet.id) == 40
     # The refusal is the key's answer: the same request gets it again, even now it could pay.
-    again = await _debit(client, svc, wallet.id, 500, keys[2])()
+    again = await debit(client, svc, wallet.id, 500, keys[2])()
     assert again.status_code == 409 and again.text == refused.text
     assert again.headers["idempotent-replayed"] == "true"
 
@@ -173,19 +115,14 @@ async def test_the_same_key_twice_in_one_batch_is_one_debit_answered_twice(
 ) -> None:
     wallet = await new_wallet(engine, 100)
     key = uuid.uuid4().hex
-    sends = [
-        _debit(client, svc, wallet.id, 1, uuid.uuid4().hex),
-        _debit(client, svc, wallet.id, 7, key),
-        _debit(client, svc, wallet.id, 7, key),
-    ]
-    answers = await _batched(engine, app, wallet.id, sends)
+    answers = await _behind_one(engine, app, client, svc, wallet.id, (7, key), (7, key))
     assert [r.status_code for r in answers] == [201, 201, 201]
     assert answers[1].text == answers[2].text
     assert "idempotent-replayed" not in answers[1].headers
     assert answers[2].headers["idempotent-replayed"] == "true"
-    assert await _balance(client, svc, wallet.id) == 100 - 1 - 7
+    assert await balance(client, svc, wallet.id) == 100 - 1 - 7
     # Later, the key answers the stored result.
-    later = await _debit(client, svc, wallet.id, 7, key)()
+    later = await debit(client, svc, wallet.id, 7, key)()
     assert later.status_code == 201 and later.text == answers[1].text
     assert later.headers["idempotent-replayed"] == "true"
 
@@ -195,20 +132,17 @@ async def test_a_key_reused_with_another_body_is_refused_in_a_batch_and_after(
 ) -> None:
     wallet = await new_wallet(engine, 100)
     key = uuid.uuid4().hex
-    sends = [
-        _debit(client, svc, wallet.id, 1, uuid.uuid4().hex),
-        _debit(client, svc, wallet.id, 5, key),
-        _debit(client, svc, wallet.id, 5, key, reason="another reason"),
-    ]
-    answers = await _batched(engine, app, wallet.id, sends)
+    answers = await _behind_one(
+        engine, app, client, svc, wallet.id, (5, key), (5, key, "another reason")
+    )
     assert [r.status_code for r in answers] == [201, 201, 422]
     assert answers[2].json()["code"] == "idempotency_key_reused"
     # And once stored: another body under the key is refused, the same one replayed.
-    other = await _debit(client, svc, wallet.id, 6, key)()
+    other = await debit(client, svc, wallet.id, 6, key)()
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
-    same = await _debit(client, svc, wallet.id, 5, key)()
+    same = await debit(client, svc, wallet.id, 5, key)()
     assert same.status_code == 201 and same.text == answers[1].text
-    assert await _balance(client, svc, wallet.id) == 94
+    assert await balance(client, svc, wallet.id) == 94
 
 
 async def test_a_stored_key_in_a_later_batch_is_replayed_not_debited(
@@ -216,18 +150,15 @@ async def test_a_stored_key_in_a_later_batch_is_replayed_not_debited(
 ) -> None:
     wallet = await new_wallet(engine, 100)
     key = uuid.uuid4().hex
-    first = await _debit(client, svc, wallet.id, 9, key)()
+    first = await debit(client, svc, wallet.id, 9, key)()
     assert first.status_code == 201
-    sends = [
-        _debit(client, svc, wallet.id, 1, uuid.uuid4().hex),
-        _debit(client, svc, wallet.id, 9, key),
-        _debit(client, svc, wallet.id, 2, uuid.uuid4().hex),
-    ]
-    answers = await _batched(engine, app, wallet.id, sends)
+    answers = await _behind_one(
+        engine, app, client, svc, wallet.id, (9, key), (2, uuid.uuid4().hex)
+    )
     assert [r.status_code for r in answers] == [201, 201, 201]
     assert answers[1].text == first.text
     assert answers[1].headers["idempotent-replayed"] == "true"
-    assert await _balance(client, svc, wallet.id) == 100 - 9 - 1 - 2
+    assert await balance(client, svc, wallet.id) == 100 - 9 - 1 - 2
 
 
 async def test_a_database_error_fails_every_request_of_the_batch_and_stores_nothing(
@@ -254,12 +185,12 @@ async def test_a_database_error_fails_every_request_of_the_batch_and_stores_noth
     keys = [uuid.uuid4().hex for _ in range(4)]
     try:
         sends = [
-            _debit(client, svc, wallet.id, 1, keys[0]),
-            _debit(client, svc, wallet.id, 2, keys[1]),
-            _debit(client, svc, wallet.id, 3, keys[2], reason=poison),
-            _debit(client, svc, wallet.id, 4, keys[3]),
+            debit(client, svc, wallet.id, 1, keys[0]),
+            debit(client, svc, wallet.id, 2, keys[1]),
+            debit(client, svc, wallet.id, 3, keys[2], reason=poison),
+            debit(client, svc, wallet.id, 4, keys[3]),
         ]
-        answers = await _batched(engine, app, wallet.id, sends)
+        answers = await batched(engine, app, wallet.id, sends)
     finally:
         async with engine.begin() as conn:
             await conn.execute(text(f"DROP TRIGGER {fn} ON wallet_transactions"))
@@ -268,23 +199,12 @@ async def test_a_database_error_fails_every_request_of_the_batch_and_stores_noth
     for r in answers[1:]:
         assert r.status_code == 500, r.text
         assert r.headers["content-type"] == PROBLEM
-    assert await _balance(client, svc, wallet.id) == 99
-    async with engine.connect() as conn:
-        stored = await conn.execute(
-            text("SELECT count(*) FROM idempotency_keys WHERE scope = :s AND key = ANY(:k)"),
-            {"s": _sub_of(svc), "k": keys[1:]},
-        )
-        assert stored.scalar_one() == 0
+    assert await balance(client, svc, wallet.id) == 99
+    assert await stored(engine, svc, *keys[1:]) == 0
     # Nothing was stored under their keys: the same requests go through now.
     retried = [await s() for s in sends[1:]]
     assert [r.status_code for r in retried] == [201, 201, 201]
-    assert await _balance(client, svc, wallet.id) == 100 - 1 - 2 - 3 - 4
-
-
-def _sub_of(token: str) -> str:
-    import jwt
-
-    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+    assert await balance(client, svc, wallet.id) == 100 - 1 - 2 - 3 - 4
 
 
 async def test_a_member_spends_only_from_their_own_wallet_in_a_batch(
@@ -298,14 +218,14 @@ async def test_a_member_spends_only_from_their_own_wallet_in_a_batch(
     owner = token(Role.member, sub=owner_sub)
     stranger = token(Role.member)
     sends = [
-        _debit(client, owner, wallet.id, 1, uuid.uuid4().hex),
-        _debit(client, stranger, wallet.id, 2, uuid.uuid4().hex),
-        _debit(client, owner, wallet.id, 3, uuid.uuid4().hex),
+        debit(client, owner, wallet.id, 1, uuid.uuid4().hex),
+        debit(client, stranger, wallet.id, 2, uuid.uuid4().hex),
+        debit(client, owner, wallet.id, 3, uuid.uuid4().hex),
     ]
-    answers = await _batched(engine, app, wallet.id, sends)
+    answers = await batched(engine, app, wallet.id, sends)
     assert [r.status_code for r in answers] == [201, 403, 201]
     assert answers[1].json()["code"] == "forbidden"
-    assert await _balance(client, owner, wallet.id) == 96
+    assert await balance(client, owner, wallet.id) == 96
 
 
 async def test_a_debit_of_a_wallet_that_does_not_exist_is_404_and_stored(
@@ -313,57 +233,24 @@ async def test_a_debit_of_a_wallet_that_does_not_exist_is_404_and_stored(
 ) -> None:
     missing = uuid.uuid4()
     key = uuid.uuid4().hex
-    first = await _debit(client, svc, missing, 1, key)()
+    first = await debit(client, svc, missing, 1, key)()
     assert first.status_code == 404 and first.json()["code"] == "not_found"
-    again = await _debit(client, svc, missing, 1, key)()
+    again = await debit(client, svc, missing, 1, key)()
     assert again.text == first.text and again.headers["idempotent-replayed"] == "true"
 
 
 @pytest.mark.parametrize("micros", [0, 1, 120, 999_999])
 def test_the_fast_answer_is_byte_for_byte_the_models_answer(micros: int) -> None:
     at = datetime(2026, 12, 7, 10, 0, 0, micros, tzinfo=UTC)
-    wallet = Wallet(
-        id=uuid.uuid4(),
-        owner_type="user",
-        owner_id=uuid.uuid4(),
-        available_credits=90,
-        locked_credits=0,
+    wallet, line = wallet_and_line(
+        at,
         pending_credits=3,
-        lifetime_purchased_credits=100,
-        auto_recharge_enabled=False,
-        auto_recharge_threshold=0,
-        available_account_id=uuid.uuid4(),
-        held_account_id=uuid.uuid4(),
-        chain_seq=2,
-        chain_head=b"x",
-        statement_seq=2,
-        created_at=at - timedelta(days=3),
         updated_at=at,
-        auto_recharge_trigger=None,
-    )
-    line = StatementLine(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
-        seq=2,
-        transaction_type=TxnType.debit,
-        credits=10,
-        balance_before=100,
-        balance_after=90,
         source='ai_summary ✓ "quoted" \n',
-        source_id=None,
         metadata={"feature": "summary", "n": 3, "ok": True, "none": None, "ü": "ß"},
-        idempotency_key="http:x",
-        journal_id=uuid.uuid4(),
-        hold_id=None,
-        lot_id=None,
-        created_at=at,
     )
-    model = OperationOut(
-        wallet=WalletOut.of(wallet), transaction=TransactionOut.of(line), hold=None
-    ).model_dump(mode="json")
+    model = model_answer(wallet, line)
     fast = render(operation_body(wallet, line))
     assert orjson.loads(fast) == model
     # As the JSON responses render it (compact, UTF-8 as it is).
-    import json
-
     assert fast == json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()

@@ -4,9 +4,9 @@ still give), and the books a batched debit writes compared with `consume_credits
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,55 +22,24 @@ from commdesk_billing.idempotency.keys import KeyedRequest
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.http_debits import batcher_of
 from commdesk_billing.modules.wallet.model import LotSource
-from commdesk_billing.security.jwt import Role, Scope
-from tests.conftest import auth, grant_bought
-from tests.modules.wallet.test_http_debits import _batched, _sub_of
-
-Send = Callable[[], Any]
-
-
-@pytest.fixture
-def svc(token: Callable[..., str]) -> str:
-    return token(
-        Role.service,
-        sub=f"svc-{uuid.uuid4().hex[:8]}",
-        scopes=[Scope.wallets_debit.value, Scope.wallets_read.value],
-    )
-
-
-def _send(
-    client: httpx.AsyncClient, svc: str, wallet_id: uuid.UUID, key: str, body: dict[str, Any]
-) -> Send:
-    async def send() -> httpx.Response:
-        return await client.post(
-            f"/v1/wallets/{wallet_id}/debits", json=body, headers=auth(svc, key)
-        )
-
-    return send
-
-
-async def _new_wallet(engine: AsyncEngine, credits: int) -> Any:
-    sub = f"user-{uuid.uuid4().hex}"
-    wallet = await in_transaction(engine, lambda c: ws.get_or_create_user_wallet(c, sub))
-    await in_transaction(
-        engine,
-        lambda c: grant_bought(
-            c,
-            wallet_id=wallet.id,
-            credits=credits,
-            source=LotSource.purchase,
-            idempotency_key=f"seed:{uuid.uuid4()}",
-            reason="test funding",
-            paid_paise=credits * 10,
-            taxable_paise=credits * 10 * 100 // 118,
-        ),
-    )
-    return wallet
-
-
-async def _balance(client: httpx.AsyncClient, svc: str, wallet_id: uuid.UUID) -> int:
-    r = await client.get(f"/v1/wallets/{wallet_id}", headers=auth(svc))
-    return int(r.json()["available_credits"])
+from commdesk_billing.modules.wallet.schemas import operation_body, render
+from tests.conftest import grant_bought, new_wallet
+from tests.modules.wallet.debit_batches import (
+    LOCK_WALLET,
+    balance,
+    batched,
+    debit,
+    first_waiting_rest_queued,
+    keyed_debits,
+    lock_waiters,
+    model_answer,
+    send,
+    stored,
+    sub_of,
+    wait,
+    wait_async,
+    wallet_and_line,
+)
 
 
 async def test_a_metadata_integer_past_64_bits_is_debited_and_spoils_no_batchmate(
@@ -79,25 +48,25 @@ async def test_a_metadata_integer_past_64_bits_is_debited_and_spoils_no_batchmat
     """The body allows any integer in metadata (the statement stores it as jsonb); the route
     answered such a debit 201 before batching. One such request must neither be refused
     with a 500 nor take the other requests of its batch down with it."""
-    wallet = await _new_wallet(engine, 100)
+    wallet = await new_wallet(engine, 100)
     huge = 2**70
     keys = [uuid.uuid4().hex for _ in range(3)]
     sends = [
-        _send(client, svc, wallet.id, keys[0], {"credits": 1, "reason": "alone"}),
-        _send(
+        send(client, svc, wallet.id, keys[0], {"credits": 1, "reason": "alone"}),
+        send(
             client,
             svc,
             wallet.id,
             keys[1],
             {"credits": 2, "reason": "big", "metadata": {"n": huge, "m": -huge}},
         ),
-        _send(client, svc, wallet.id, keys[2], {"credits": 3, "reason": "neighbour"}),
+        send(client, svc, wallet.id, keys[2], {"credits": 3, "reason": "neighbour"}),
     ]
-    answers = await _batched(engine, app, wallet.id, sends)
+    answers = await batched(engine, app, wallet.id, sends)
     assert [r.status_code for r in answers] == [201, 201, 201], [r.text for r in answers]
     meta = answers[1].json()["transaction"]["metadata"]
     assert meta["n"] == huge and meta["m"] == -huge
-    assert await _balance(client, svc, wallet.id) == 100 - 1 - 2 - 3
+    assert await balance(client, svc, wallet.id) == 100 - 1 - 2 - 3
     # Its replay is the stored answer, byte for byte.
     again = await sends[1]()
     assert again.status_code == 201 and again.content == answers[1].content
@@ -110,29 +79,24 @@ async def test_a_key_reused_after_its_answer_was_pruned_is_refused_but_not_store
     """Once a stored answer is pruned (retention), the statement line's operation key still
     refuses another debit under the key (422), and, as before batching, that refusal is not
     the key's answer: the original request sent again is answered with its debit, not 422."""
-    wallet = await _new_wallet(engine, 100)
+    wallet = await new_wallet(engine, 100)
     key = uuid.uuid4().hex
     original = {"credits": 5, "reason": "original"}
-    first = await _send(client, svc, wallet.id, key, original)()
+    first = await send(client, svc, wallet.id, key, original)()
     assert first.status_code == 201
     async with engine.begin() as conn:  # what prune_expired does to it after the retention
         await conn.execute(
             text("DELETE FROM idempotency_keys WHERE scope = :s AND key = :k"),
-            {"s": _sub_of(svc), "k": key},
+            {"s": sub_of(svc), "k": key},
         )
-    other = await _send(client, svc, wallet.id, key, {"credits": 6, "reason": "other"})()
+    other = await debit(client, svc, wallet.id, 6, key, "other")()
     assert other.status_code == 422, other.text
     assert other.json()["code"] == "idempotency_key_reused"
-    async with engine.connect() as conn:
-        stored = await conn.execute(
-            text("SELECT count(*) FROM idempotency_keys WHERE scope = :s AND key = :k"),
-            {"s": _sub_of(svc), "k": key},
-        )
-        assert stored.scalar_one() == 0
-    retried = await _send(client, svc, wallet.id, key, original)()
+    assert await stored(engine, svc, key) == 0
+    retried = await send(client, svc, wallet.id, key, original)()
     assert retried.status_code == 201, retried.text
     assert retried.json()["transaction"]["id"] == first.json()["transaction"]["id"]
-    assert await _balance(client, svc, wallet.id) == 95
+    assert await balance(client, svc, wallet.id) == 95
 
 
 async def _books(conn: AsyncConnection, wallet_id: uuid.UUID) -> dict[str, Any]:
@@ -243,8 +207,8 @@ async def test_batched_http_debits_book_exactly_what_consume_credits_books(
         {"credits": 61, "reason": "into the second purchase", "metadata": {"f": "x", "n": 3}},
         {"credits": 33, "reason": "deeper", "metadata": {"ok": True}},
     ]
-    sends = [_send(client, svc, by_http.id, uuid.uuid4().hex, d) for d in debits]
-    answers = await _batched(engine, app, by_http.id, sends)
+    sends = [send(client, svc, by_http.id, uuid.uuid4().hex, d) for d in debits]
+    answers = await batched(engine, app, by_http.id, sends)
     assert [r.status_code for r in answers] == [201, 201, 409, 201, 201]
     # The batch took its requests in the order they reached it: the same order here.
     applied = sorted(
@@ -260,7 +224,7 @@ async def test_batched_http_debits_book_exactly_what_consume_credits_books(
                 idempotency_key=f"http:{uuid.uuid4().hex}",
                 reason=d["reason"],
                 source_id=d.get("source_id"),
-                metadata={**d.get("metadata", {}), "actor": _sub_of(svc)},
+                metadata={**d.get("metadata", {}), "actor": sub_of(svc)},
             )
 
         try:
@@ -276,86 +240,18 @@ async def test_batched_http_debits_book_exactly_what_consume_credits_books(
 
 
 def test_the_fast_answer_with_an_integer_past_64_bits_is_the_models_answer() -> None:
-    import json
-
-    from commdesk_billing.modules.wallet.model import StatementLine, TxnType, Wallet
-    from commdesk_billing.modules.wallet.schemas import (
-        OperationOut,
-        TransactionOut,
-        WalletOut,
-        operation_body,
-        render,
-    )
-
     at = datetime(2026, 12, 7, 10, 0, 0, 120, tzinfo=UTC)
-    wallet = Wallet(
-        id=uuid.uuid4(),
-        owner_type="user",
-        owner_id=uuid.uuid4(),
-        available_credits=90,
-        locked_credits=0,
+    wallet, line = wallet_and_line(
+        at,
         pending_credits=0,
-        lifetime_purchased_credits=100,
-        auto_recharge_enabled=False,
-        auto_recharge_threshold=0,
-        available_account_id=uuid.uuid4(),
-        held_account_id=uuid.uuid4(),
-        chain_seq=2,
-        chain_head=b"x",
-        statement_seq=2,
-        created_at=at - timedelta(days=3),
         updated_at=at.replace(microsecond=0),
-        auto_recharge_trigger=None,
-    )
-    line = StatementLine(
-        id=uuid.uuid4(),
-        wallet_id=wallet.id,
-        seq=2,
-        transaction_type=TxnType.debit,
-        credits=10,
-        balance_before=100,
-        balance_after=90,
         source="ü ✓",
-        source_id=None,
         metadata={"n": 2**70, "m": -(2**64), "s": "ß"},
-        idempotency_key="http:x",
-        journal_id=uuid.uuid4(),
-        hold_id=None,
-        lot_id=None,
-        created_at=at,
     )
-    model = OperationOut(
-        wallet=WalletOut.of(wallet), transaction=TransactionOut.of(line), hold=None
-    ).model_dump(mode="json")
+    model = model_answer(wallet, line)
     fast = render(operation_body(wallet, line))
     assert fast == json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()
     assert render(json.loads(fast)) == fast  # a stored answer replays as it was
-
-
-async def _wait(predicate: Callable[[], bool], what: str) -> None:
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
-
-
-async def _stored(engine: AsyncEngine, svc: str, key: str) -> int:
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text("SELECT count(*) FROM idempotency_keys WHERE scope = :s AND key = :k"),
-            {"s": _sub_of(svc), "k": key},
-        )
-        return int(found.scalar_one())
-
-
-async def _lock_waiters(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text("""SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'""")
-        )
-        return int(found.scalar_one())
 
 
 async def test_a_request_cancelled_in_its_transaction_debits_nothing_and_spoils_nothing(
@@ -364,50 +260,27 @@ async def test_a_request_cancelled_in_its_transaction_debits_nothing_and_spoils_
     """The client of a debit running alone goes away while its statement waits for the
     wallet: nothing of it commits, nothing is stored under its key (its retry debits once),
     the requests queued behind it are answered, and the connection it used serves again."""
-    wallet = await _new_wallet(engine, 100)
-    batcher = batcher_of(app.state)
-    keys = [uuid.uuid4().hex for _ in range(3)]
-    sends = [
-        _send(client, svc, wallet.id, k, {"credits": c, "reason": "cancel"})
-        for k, c in zip(keys, (5, 7, 9), strict=True)
-    ]
+    wallet = await new_wallet(engine, 100)
+    keys, sends = keyed_debits(client, svc, wallet.id, (5, 7, 9), "cancel")
     async with engine.connect() as blocker:
         tx = await blocker.begin()
-        await blocker.execute(
-            text("SELECT 1 FROM wallets WHERE id = :w FOR UPDATE"), {"w": wallet.id}
-        )
-        gone = asyncio.ensure_future(sends[0]())
-        await _wait(lambda: batcher.busy(wallet.id), "the first request runs")
-        rest = [asyncio.ensure_future(s()) for s in sends[1:]]
-        await _wait(lambda: batcher.queued(wallet.id) == 2, "the others queue")
-        await _wait_async(lambda: _lock_waiters(engine), "the first waits for the wallet")
+        gone, rest = await first_waiting_rest_queued(engine, app, blocker, wallet.id, sends)
         gone.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gone
         await tx.commit()
     answers = await asyncio.gather(*rest)
     assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
-    assert await _balance(client, svc, wallet.id) == 100 - 7 - 9
-    assert await _stored(engine, svc, keys[0]) == 0
+    assert await balance(client, svc, wallet.id) == 100 - 7 - 9
+    assert await stored(engine, svc, keys[0]) == 0
     retried = await sends[0]()
     assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
-    assert await _balance(client, svc, wallet.id) == 100 - 7 - 9 - 5
+    assert await balance(client, svc, wallet.id) == 100 - 7 - 9 - 5
     # Every pooled connection still serves (none was left mid-statement or mid-transaction).
-    more = [
-        _send(client, svc, wallet.id, uuid.uuid4().hex, {"credits": 1, "reason": "after"})
-        for _ in range(6)
-    ]
+    more = [debit(client, svc, wallet.id, 1, uuid.uuid4().hex, "after") for _ in range(6)]
     again = await asyncio.gather(*(s() for s in more))
     assert [r.status_code for r in again] == [201] * 6
-    assert await _balance(client, svc, wallet.id) == 100 - 7 - 9 - 5 - 6
-
-
-async def _wait_async(count: Callable[[], Any], what: str) -> None:
-    for _ in range(1000):
-        if await count() > 0:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
+    assert await balance(client, svc, wallet.id) == 100 - 7 - 9 - 5 - 6
 
 
 async def test_a_request_cancelled_once_its_batch_started_is_debited_with_its_answer_stored(
@@ -415,45 +288,35 @@ async def test_a_request_cancelled_once_its_batch_started_is_debited_with_its_an
 ) -> None:
     """A queued request whose client goes away after its batch has started is in that batch:
     its debit commits with its answer stored, so its retry is answered with that debit."""
-    wallet = await _new_wallet(engine, 100)
+    wallet = await new_wallet(engine, 100)
     batcher = batcher_of(app.state)
-    keys = [uuid.uuid4().hex for _ in range(3)]
-    sends = [
-        _send(client, svc, wallet.id, k, {"credits": c, "reason": "cancel"})
-        for k, c in zip(keys, (5, 7, 9), strict=True)
-    ]
+    keys, sends = keyed_debits(client, svc, wallet.id, (5, 7, 9), "cancel")
     async with engine.connect() as first_blocker, engine.connect() as second_blocker:
         tx1 = await first_blocker.begin()
-        lock = text("SELECT 1 FROM wallets WHERE id = :w FOR UPDATE")
-        await first_blocker.execute(lock, {"w": wallet.id})
-        alone = asyncio.ensure_future(sends[0]())
-        await _wait(lambda: batcher.busy(wallet.id), "the first request runs")
-        rest = [asyncio.ensure_future(s()) for s in sends[1:]]
-        await _wait(lambda: batcher.queued(wallet.id) == 2, "the others queue")
-        await _wait_async(lambda: _lock_waiters(engine), "the first waits for the wallet")
+        alone, rest = await first_waiting_rest_queued(engine, app, first_blocker, wallet.id, sends)
         # A second holder in line behind the first request: the batch after it will wait.
         tx2 = await second_blocker.begin()
-        taking = asyncio.ensure_future(second_blocker.execute(lock, {"w": wallet.id}))
+        taking = asyncio.ensure_future(second_blocker.execute(LOCK_WALLET, {"w": wallet.id}))
         for _ in range(1000):
-            if await _lock_waiters(engine) >= 2:
+            if await lock_waiters(engine) >= 2:
                 break
             await asyncio.sleep(0.01)
         await tx1.commit()
         assert (await alone).status_code == 201
         await taking
-        await _wait(lambda: batcher.queued(wallet.id) == 0, "the batch starts")
-        await _wait_async(lambda: _lock_waiters(engine), "the batch waits for the wallet")
+        await wait(lambda: batcher.queued(wallet.id) == 0, "the batch starts")
+        await wait_async(lambda: lock_waiters(engine), "the batch waits for the wallet")
         rest[0].cancel()
         with pytest.raises(asyncio.CancelledError):
             await rest[0]
         await tx2.commit()
     kept = await rest[1]
     assert kept.status_code == 201
-    assert await _balance(client, svc, wallet.id) == 100 - 5 - 7 - 9
-    assert await _stored(engine, svc, keys[1]) == 1
+    assert await balance(client, svc, wallet.id) == 100 - 5 - 7 - 9
+    assert await stored(engine, svc, keys[1]) == 1
     retried = await sends[1]()
     assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true"
-    assert await _balance(client, svc, wallet.id) == 100 - 5 - 7 - 9
+    assert await balance(client, svc, wallet.id) == 100 - 5 - 7 - 9
 
 
 async def test_a_key_held_by_another_transaction_is_409_in_a_batch_and_stores_nothing(
@@ -462,26 +325,22 @@ async def test_a_key_held_by_another_transaction_is_409_in_a_batch_and_stores_no
     """Another process's transaction holds one request's key: that request alone is told
     409 `idempotency_key_in_use` (nothing stored, nothing debited); its batchmates go on;
     once the key is free the same request goes through once."""
-    wallet = await _new_wallet(engine, 100)
-    keys = [uuid.uuid4().hex for _ in range(3)]
-    sends = [
-        _send(client, svc, wallet.id, k, {"credits": c, "reason": "held"})
-        for k, c in zip(keys, (1, 2, 3), strict=True)
-    ]
-    held = KeyedRequest(_sub_of(svc), keys[1], "POST", "/", {}).lock_key
+    wallet = await new_wallet(engine, 100)
+    keys, sends = keyed_debits(client, svc, wallet.id, (1, 2, 3), "held")
+    held = KeyedRequest(sub_of(svc), keys[1], "POST", "/", {}).lock_key
     async with engine.connect() as holder:
         tx = await holder.begin()
         await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": held})
-        answers = await _batched(engine, app, wallet.id, sends)
+        answers = await batched(engine, app, wallet.id, sends)
         assert [r.status_code for r in answers] == [201, 409, 201]
         assert answers[1].json()["code"] == "idempotency_key_in_use"
-        assert await _stored(engine, svc, keys[1]) == 0
+        assert await stored(engine, svc, keys[1]) == 0
         await tx.rollback()
-    assert await _balance(client, svc, wallet.id) == 100 - 1 - 3
+    assert await balance(client, svc, wallet.id) == 100 - 1 - 3
     retried = await sends[1]()
     assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
     assert (await sends[1]()).content == retried.content
-    assert await _balance(client, svc, wallet.id) == 100 - 1 - 2 - 3
+    assert await balance(client, svc, wallet.id) == 100 - 1 - 2 - 3
 
 
 @pytest.mark.slow
@@ -497,18 +356,17 @@ async def test_two_processes_debiting_one_wallet_with_the_same_keys_debit_each_k
     other.state.engine = other_engine
     other.state.redis = app.state.redis
     transport = httpx.ASGITransport(app=other, raise_app_exceptions=False)
-    wallet = await _new_wallet(engine, 1000)
+    wallet = await new_wallet(engine, 1000)
     amounts = {f"{uuid.uuid4().hex}-{i}": 3 + i % 5 for i in range(30)}
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as c2:
             sends = [
-                _send(c, svc, wallet.id, k, {"credits": n, "reason": "two"})
+                debit(c, svc, wallet.id, n, k, "two")
                 for k, n in amounts.items()
                 for c in (client, c2)
             ]
             sends += [
-                _send(client, svc, wallet.id, k, {"credits": n, "reason": "two"})
-                for k, n in list(amounts.items())[::3]
+                debit(client, svc, wallet.id, n, k, "two") for k, n in list(amounts.items())[::3]
             ]
             random.Random(7).shuffle(sends)
             answers = await asyncio.gather(*(s() for s in sends))
@@ -525,7 +383,7 @@ async def test_two_processes_debiting_one_wallet_with_the_same_keys_debit_each_k
         for r in got:
             if r.status_code != 201:
                 assert r.status_code == 409 and r.json()["code"] == "idempotency_key_in_use"
-    assert await _balance(client, svc, wallet.id) == 1000 - sum(amounts.values())
+    assert await balance(client, svc, wallet.id) == 1000 - sum(amounts.values())
     async with engine.connect() as conn:
         lines = await conn.execute(
             text("""SELECT count(*) FROM wallet_transactions

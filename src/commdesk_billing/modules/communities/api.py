@@ -89,12 +89,6 @@ _FEE_PLAN_EXAMPLES = {
 }
 
 
-def _keyed(request: Request, caller: Caller, key: str, body: dict[str, object]) -> KeyedRequest:
-    return KeyedRequest(
-        scope=caller.sub, key=key, method=request.method, path=request.url.path, body=body
-    )
-
-
 async def _known(directory: CommunityDirectory, community_id: str) -> Community:
     community = await directory.get(community_id)
     if community is None:
@@ -167,7 +161,9 @@ async def create_spend(
         )
         return Answer(201, SpendOut.of(spend).model_dump(mode="json"))
 
-    answer = await run_keyed(engine, _keyed(request, caller, key, body.model_dump()), work)
+    answer = await run_keyed(
+        engine, KeyedRequest.of(request, caller.sub, key, body.model_dump()), work
+    )
     if answer.status == 201:
         COMMUNITY_SPENDS.labels("spend").inc()
     return respond(answer)
@@ -271,7 +267,9 @@ async def reverse_spend(
         )
         return Answer(201, SpendOut.of(reversed_).model_dump(mode="json"))
 
-    answer = await run_keyed(engine, _keyed(request, caller, key, body.model_dump()), work)
+    answer = await run_keyed(
+        engine, KeyedRequest.of(request, caller.sub, key, body.model_dump()), work
+    )
     if answer.status == 201:
         COMMUNITY_SPENDS.labels("reversal").inc()
     return respond(answer)

@@ -144,13 +144,7 @@ async def create_endpoint(
         out = EndpointOut.of(endpoint).model_dump(mode="json")
         return Answer(201, {**out, _SEALED: endpoint.secret_sealed})
 
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     answer = await run_keyed(engine, keyed, work)
     if _SEALED in answer.body:
         shown = {k: v for k, v in answer.body.items() if k != _SEALED}

@@ -90,10 +90,6 @@ _ATTRIBUTION_EXAMPLES = {
 }
 
 
-def _keyed(request: Request, sub: str, key: str, body: dict[str, object]) -> KeyedRequest:
-    return KeyedRequest(scope=sub, key=key, method=request.method, path=request.url.path, body=body)
-
-
 @router.post(
     "/partners",
     status_code=201,
@@ -146,8 +142,7 @@ async def create_partner(
         )
         return Answer(201, PartnerOut.of(partner).model_dump(mode="json"))
 
-    body_json = body.model_dump(mode="json")
-    return respond(await run_keyed(engine, _keyed(request, caller.sub, key, body_json), work))
+    return respond(await run_keyed(engine, KeyedRequest.of(request, caller.sub, key, body), work))
 
 
 @router.put(
@@ -254,8 +249,7 @@ async def attribute(
         )
         return Answer(201, AttributionOut.of(attribution).model_dump(mode="json"))
 
-    body_json = body.model_dump(mode="json")
-    return respond(await run_keyed(engine, _keyed(request, caller.sub, key, body_json), work))
+    return respond(await run_keyed(engine, KeyedRequest.of(request, caller.sub, key, body), work))
 
 
 @router.get(

@@ -105,10 +105,6 @@ _REACTIVATE_EXAMPLE = {
 }
 
 
-def _keyed(request: Request, sub: str, key: str, body: dict[str, object]) -> KeyedRequest:
-    return KeyedRequest(scope=sub, key=key, method=request.method, path=request.url.path, body=body)
-
-
 def _rid(request: Request) -> str | None:
     return sane_header(request.headers.get("x-request-id"))
 
@@ -225,8 +221,7 @@ async def create_payee(
         )
         return Answer(201, PayeeOut.of(payee).model_dump(mode="json"))
 
-    body_json = body.model_dump(mode="json")
-    return respond(await run_keyed(engine, _keyed(request, caller.sub, key, body_json), work))
+    return respond(await run_keyed(engine, KeyedRequest.of(request, caller.sub, key, body), work))
 
 
 @router.get(
@@ -391,7 +386,9 @@ async def put_payout_account(
     body_json = body.model_dump(mode="json")
     if isinstance(body, BankAccountIn):
         body_json["account_number"] = req.fingerprint(ring)
-    return respond(await run_keyed(engine, _keyed(request, caller.sub, key, body_json), work))
+    return respond(
+        await run_keyed(engine, KeyedRequest.of(request, caller.sub, key, body_json), work)
+    )
 
 
 @router.get(
@@ -452,8 +449,7 @@ async def _set_status(
         )
         return Answer(200, PayeeOut.of(payee).model_dump(mode="json"))
 
-    body_json = body.model_dump(mode="json")
-    return respond(await run_keyed(engine, _keyed(request, caller.sub, key, body_json), work))
+    return respond(await run_keyed(engine, KeyedRequest.of(request, caller.sub, key, body), work))
 
 
 @router.post(

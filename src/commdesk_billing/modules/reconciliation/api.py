@@ -139,13 +139,7 @@ async def _move(
         found, trail = await service.finding(conn, finding_id)
         return Answer(200, FindingOut.of(found, trail).model_dump(mode="json"))
 
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     return respond(await run_keyed(engine, keyed, work))
 
 

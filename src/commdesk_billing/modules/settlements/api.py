@@ -169,13 +169,7 @@ async def run(
         out = RunOut(run_id=run_id, cut_off=at, outcomes=[OutcomeOut.of(o) for o in outcomes])
         return Answer(201, out.model_dump(mode="json"))
 
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     return respond(await run_keyed(engine, keyed, work))
 
 

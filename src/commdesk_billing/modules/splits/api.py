@@ -151,9 +151,7 @@ async def register_vendor(
     # offline. A keyed fingerprint of it stands in (as the payees' key does for a number).
     hashed = body.model_dump(mode="json")
     hashed["pan"] = ring.fingerprint(f"pan:{body.pan}")
-    keyed = KeyedRequest(
-        scope=caller.sub, key=key, method=request.method, path=request.url.path, body=hashed
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, hashed)
     return respond(await run_keyed(engine, keyed, work))
 
 

@@ -378,7 +378,5 @@ async def release(
         )
         return Answer(200, MilestoneOut.of(m).model_dump(mode="json"))
 
-    keyed = KeyedRequest(
-        scope=caller.sub, key=key, method=request.method, path=request.url.path, body={}
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, {})
     return respond(await run_keyed(engine, keyed, work))

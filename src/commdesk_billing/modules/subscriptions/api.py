@@ -98,13 +98,7 @@ _CHANGE_EXAMPLES = {
 async def _keyed(
     engine: Engine, request: Request, caller: Caller, key: str, body: BaseModel, work: Work
 ) -> JSONResponse:
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     return respond(await run_keyed(engine, keyed, work))
 
 

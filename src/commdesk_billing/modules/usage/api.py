@@ -178,13 +178,7 @@ async def add_price_version(
         )
         return Answer(201, PriceVersionOut.of(version).model_dump(mode="json"))
 
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     return respond(await run_keyed(engine, keyed, work))
 
 

@@ -105,13 +105,7 @@ async def _run_keyed(
     engine: Engine, request: Request, caller: Caller, key: str, body: BaseModel, work: Work
 ) -> JSONResponse:
     """Run a money-moving request once per (caller, Idempotency-Key); see idempotency."""
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     return respond(await run_keyed(engine, keyed, work))
 
 
@@ -237,13 +231,7 @@ async def debit(
     The same Idempotency-Key and body answer the first result again, without a second
     debit; the key with another body is refused (422)."""
     _check_limit(settings, body.credits)
-    keyed = KeyedRequest(
-        scope=caller.sub,
-        key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body.model_dump(mode="json"),
-    )
+    keyed = KeyedRequest.of(request, caller.sub, key, body)
     debit = Debit(
         wallet_id=wallet_id,
         credits=body.credits,
