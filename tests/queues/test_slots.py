@@ -70,3 +70,29 @@ def test_which_queues_go_first() -> None:
     assert {"payment.processing", "wallet.credit"} <= FIRST_QUEUES
     assert _priority("wallet.credit") < _priority("analytics.billing")
     assert _priority("invoice.generate") == _priority("webhooks.outbound")
+
+
+async def test_follow_up_work_is_not_starved_by_a_steady_money_stream() -> None:
+    """Money-path waiters arriving without pause must not keep a follow-up waiter out for
+    ever: it is served after a bounded number of them (`Slots.MAX_OVERTAKES`)."""
+    slots = Slots(1)
+    await slots.acquire(0)
+    follow_up = asyncio.create_task(slots.acquire(1))
+    await asyncio.sleep(0)
+    granted_to_money = 0
+    money = [asyncio.create_task(slots.acquire(0))]
+    await asyncio.sleep(0)
+    for _ in range(200):
+        # One more money waiter is always queued before the slot is given back, as a busy
+        # money queue's prefetch window keeps it.
+        money.append(asyncio.create_task(slots.acquire(0)))
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.sleep(0)
+        if follow_up.done():
+            break
+        granted_to_money += 1
+    assert follow_up.done(), "the follow-up waiter never got a slot"
+    assert granted_to_money <= Slots.MAX_OVERTAKES
+    for task in money:
+        task.cancel()

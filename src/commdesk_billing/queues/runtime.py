@@ -127,12 +127,24 @@ FIRST_QUEUES = frozenset(
 
 class Slots:
     """A semaphore whose waiters are served by priority (lower first), then in arrival
-    order."""
+    order; but a waiter is overtaken by later arrivals at most `MAX_OVERTAKES` times in a
+    row, then served.
+
+    Strict priority alone starves: while the money path's queues have a backlog, their
+    prefetch windows keep a money waiter queued at every hand-off, so the follow-up work
+    (invoices, settlements, notifications, events out) would get no slot until the whole
+    backlog had drained, however long that takes."""
+
+    # Money first still: under contention the follow-up work gets at least one hand-off in
+    # MAX_OVERTAKES + 1, and none while nothing of it waits.
+    MAX_OVERTAKES = 8
 
     def __init__(self, count: int) -> None:
         self._free = count
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = 0
+        # Hand-offs in a row to a waiter that arrived after the oldest one waiting.
+        self._overtakes = 0
 
     async def acquire(self, priority: int) -> None:
         if self._free > 0 and not self._waiting:
@@ -153,11 +165,27 @@ class Slots:
 
     def release(self) -> None:
         while self._waiting:
-            _, _, waiter = heapq.heappop(self._waiting)
+            _, _, waiter = self._next()
             if not waiter.done():
                 waiter.set_result(None)  # the slot passes straight to it
                 return
         self._free += 1
+
+    def _next(self) -> tuple[int, int, asyncio.Future[None]]:
+        """The waiter to serve: the first by priority, unless the oldest waiter has been
+        overtaken `MAX_OVERTAKES` times already (a scan: a few hundred waiters at most)."""
+        first = self._waiting[0]
+        oldest = min(self._waiting, key=lambda w: w[1])
+        if oldest is first:
+            self._overtakes = 0
+        elif self._overtakes >= self.MAX_OVERTAKES:
+            self._overtakes = 0
+            self._waiting.remove(oldest)
+            heapq.heapify(self._waiting)
+            return oldest
+        else:
+            self._overtakes += 1
+        return heapq.heappop(self._waiting)
 
     @contextlib.asynccontextmanager
     async def held(self, priority: int) -> AsyncIterator[None]:
