@@ -39,6 +39,7 @@ from commdesk_billing.modules.wallet.debits import Debit, DebitOutcome
 from commdesk_billing.modules.wallet.schemas import operation_body, render
 from commdesk_billing.problems import domain_problem_body
 from commdesk_billing.security.jwt import Principal
+from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
 
@@ -103,13 +104,15 @@ def _failed(call: DebitCall, exc: DomainError) -> Outcome:
     return Reply(exc.status, render(call.context.run(domain_problem_body, exc)))
 
 
-def _debited(call: DebitCall, outcome: DebitOutcome) -> Outcome:
+def _debited(conn: AsyncConnection, call: DebitCall, outcome: DebitOutcome) -> Outcome:
     if outcome.error is not None:
         return _failed(call, outcome.error)
     result = outcome.result
     assert result is not None
     if not result.replayed:
-        WALLET_OPERATIONS.labels("debit", "ok").inc()
+        # Counted once the batch commits: `in_transaction` may run this attempt again (a
+        # serialization failure, a lost connection), or it may roll back after this point.
+        aftercommit.count(conn, WALLET_OPERATIONS.labels("debit", "ok"))
     return Reply(201, render(operation_body(result.wallet, result.line)))
 
 
@@ -184,7 +187,7 @@ async def _attempt(
         debit_outcomes, valid = debits.checked([d for _, d in fresh])
         batch = await debits.plan(conn, valid, debit_outcomes, {wallet.id: wallet}, lots, done)
         for n, (i, _) in enumerate(fresh):
-            outcomes[i] = _debited(calls[i], debit_outcomes[n])
+            outcomes[i] = _debited(conn, calls[i], debit_outcomes[n])
             to_store.append(i)
     answered = [
         (calls[i].keyed, out.status, out.content)
