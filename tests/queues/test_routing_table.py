@@ -107,3 +107,19 @@ def test_any_type_takes_what_no_route_names_and_is_never_a_destination() -> None
     asyncio.run(run("ext.requested"))
     asyncio.run(run("their.own.type"))
     assert seen == ["named:ext.requested", "any:their.own.type"]
+
+
+def test_a_batch_handler_serving_several_types_gets_them_in_one_call() -> None:
+    """One call per handler, in arrival order: its locks are taken in its own order once, not
+    in one run per type (two such runs in one transaction can deadlock with another batch)."""
+    calls: list[list[str]] = []
+
+    async def many(_conn: object, envs: list[Envelope]) -> list[Exception | None]:
+        calls.append([e.type for e in envs])
+        return [None] * len(envs)
+
+    envs = [_env("a"), _env("b"), _env("a"), _env("c")]
+    dispatch = BatchDispatch("q", {"a": many, "b": many, "c": many})
+    outcomes = asyncio.run(dispatch(None, envs))  # type: ignore[arg-type]
+    assert calls == [["a", "b", "a", "c"]]
+    assert outcomes == [None] * 4

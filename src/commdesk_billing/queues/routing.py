@@ -105,8 +105,14 @@ class Dispatch(TwoPhase):
 
 
 class BatchDispatch:
-    """A batched queue's handlers by message type: each type's envelopes go to its batch
-    handler in arrival order; an envelope of a type with no batch handler is refused alone."""
+    """A batched queue's handlers by message type: each batch handler gets its envelopes,
+    of whichever types it serves, in one call, in arrival order; an envelope of a type with
+    no batch handler is refused alone.
+
+    One call per handler, not per type: a handler takes its locks in an order of its own
+    (the analytics rollups lock their days sorted, the debits their wallets by id), and two
+    calls in one transaction would take them in two runs, which another batch's transaction
+    could cross in the opposite order (a deadlock)."""
 
     def __init__(self, queue: str, by_type: Mapping[str, BatchHandler]) -> None:
         self.queue = queue
@@ -116,18 +122,19 @@ class BatchDispatch:
         self, conn: AsyncConnection, envelopes: list[Envelope]
     ) -> list[Exception | None]:
         outcomes: list[Exception | None] = [None] * len(envelopes)
-        groups: dict[str, list[int]] = {}
+        # Keyed by the handler itself (a bound method compares equal to the same method of
+        # the same object), so the types one handler serves share its call.
+        groups: dict[BatchHandler, list[int]] = {}
         for i, envelope in enumerate(envelopes):
-            if envelope.type in self.by_type:
-                groups.setdefault(envelope.type, []).append(i)
-            elif ANY_TYPE in self.by_type:
-                groups.setdefault(ANY_TYPE, []).append(i)
+            handler = self.by_type.get(envelope.type) or self.by_type.get(ANY_TYPE)
+            if handler is not None:
+                groups.setdefault(handler, []).append(i)
             else:
                 outcomes[i] = UnknownMessageType(
                     f"{self.queue} has no handler for message type {envelope.type[:100]!r}"
                 )
-        for message_type, index in groups.items():
-            results = await self.by_type[message_type](conn, [envelopes[i] for i in index])
+        for handler, index in groups.items():
+            results = await handler(conn, [envelopes[i] for i in index])
             for i, result in zip(index, results, strict=True):
                 outcomes[i] = result
         return outcomes
