@@ -5,6 +5,7 @@ in the books (`telemetry.aftercommit`), never once per attempt."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -13,18 +14,24 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commdesk_billing.idempotency import keys
 from commdesk_billing.modules.wallet import writer
+from commdesk_billing.security.jwt import Role
 from tests.conftest import auth, new_wallet
 from tests.modules.wallet.debit_batches import balance
 
 
-def _debits_counted() -> float:
+def _counted(operation: str) -> float:
     return (
         REGISTRY.get_sample_value(
-            "billing_wallet_operations_total", {"operation": "debit", "outcome": "ok"}
+            "billing_wallet_operations_total", {"operation": operation, "outcome": "ok"}
         )
         or 0.0
     )
+
+
+def _debits_counted() -> float:
+    return _counted("debit")
 
 
 async def test_a_debit_whose_transaction_ran_twice_is_counted_once(
@@ -54,3 +61,34 @@ async def test_a_debit_whose_transaction_ran_twice_is_counted_once(
     assert failed, "the first attempt did not collide"
     assert await balance(client, svc, wallet.id) == 93  # debited once
     assert _debits_counted() - before == 1
+
+
+async def test_a_grant_whose_transaction_ran_twice_is_counted_once(
+    client: httpx.AsyncClient,
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other keyed wallet operations (grant, hold, capture, release) count the same way:
+    here the first attempt fails after the grant was answered, as it stores the answer."""
+    member = token(Role.member)
+    wid = (await client.get("/v1/wallets/me", headers=auth(member))).json()["id"]
+    store = keys._store
+    failed: list[bool] = []
+
+    async def first_attempt_collides(*args: Any) -> Any:
+        await store(*args)
+        if not failed:
+            failed.append(True)
+            raise asyncpg.exceptions.SerializationError("could not serialize access")
+
+    monkeypatch.setattr(keys, "_store", first_attempt_collides)
+    before = _counted("grant")
+    r = await client.post(
+        f"/v1/wallets/{wid}/grants",
+        json={"credits": 11, "reason": "retried"},
+        headers=auth(token(Role.finance_admin), uuid.uuid4().hex),
+    )
+    assert r.status_code == 201, r.text
+    assert failed, "the first attempt did not collide"
+    assert r.json()["wallet"]["available_credits"] == 11  # granted once
+    assert _counted("grant") - before == 1

@@ -50,6 +50,7 @@ from commdesk_billing.problems import errors
 from commdesk_billing.security.jwt import Scope
 from commdesk_billing.security.service_scopes import for_services
 from commdesk_billing.security.text import sane_header
+from commdesk_billing.telemetry import aftercommit
 from commdesk_billing.telemetry.metrics import WALLET_OPERATIONS
 
 router = APIRouter(prefix="/v1", tags=["wallets"])
@@ -90,9 +91,12 @@ def _example(summary: str, value: dict[str, object]) -> dict[str, Any]:
     return {"default": {"summary": summary, "value": value}}
 
 
-def _op_answer(status: int, result: ws.OperationResult, operation: str) -> Answer:
+def _op_answer(
+    conn: AsyncConnection, status: int, result: ws.OperationResult, operation: str
+) -> Answer:
     if not result.replayed:
-        WALLET_OPERATIONS.labels(operation, "ok").inc()
+        # Once the transaction commits: a retried attempt, or one rolled back, did nothing.
+        aftercommit.count(conn, WALLET_OPERATIONS.labels(operation, "ok"))
     out = OperationOut(
         wallet=WalletOut.of(result.wallet),
         transaction=TransactionOut.of(result.line),
@@ -303,7 +307,7 @@ async def grant(
             before={"available_credits": result.line.balance_before},
             after={"available_credits": result.line.balance_after},
         )
-        return _op_answer(201, result, "grant")
+        return _op_answer(conn, 201, result, "grant")
 
     return await _run_keyed(engine, request, caller, key, body, work)
 
@@ -358,7 +362,7 @@ async def create_hold(
             created_by=caller.sub,
             metadata={**(body.metadata or {}), "actor": caller.sub},
         )
-        return _op_answer(201, result, "hold")
+        return _op_answer(conn, 201, result, "hold")
 
     return await _run_keyed(engine, request, caller, key, body, work)
 
@@ -439,7 +443,7 @@ async def capture(
             reason=body.reason,
             metadata=body.metadata,
         )
-        return _op_answer(200, result, "capture")
+        return _op_answer(conn, 200, result, "capture")
 
     return await _run_keyed(engine, request, caller, key, body, work)
 
@@ -482,6 +486,6 @@ async def release(
         result = await ws.release_credits(
             conn, hold_id=hold_id, idempotency_key=op_key, reason=body.reason
         )
-        return _op_answer(200, result, "release")
+        return _op_answer(conn, 200, result, "release")
 
     return await _run_keyed(engine, request, caller, key, body, work)
