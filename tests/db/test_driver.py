@@ -3,6 +3,7 @@ committed and rolled back with it, retried like SQLAlchemy's own, against real P
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -93,3 +94,30 @@ async def test_driver_of_needs_a_transaction(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         with pytest.raises(RuntimeError):
             await driver_of(conn)
+
+
+async def test_a_connection_lost_before_the_transaction_began_runs_it_again(
+    engine: AsyncEngine, table: str
+) -> None:
+    """The server ended the pooled connection while it sat idle: the BEGIN `driver_of` sends
+    is the first to find out, and the transaction runs again on a new connection (not an
+    error the request would answer 500 with)."""
+    attempts: list[int] = []
+
+    async def work(conn: AsyncConnection) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raw = await conn.get_raw_connection()
+            pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+            async with engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                await other.commit()
+            await asyncio.sleep(0.2)  # the server's goodbye has reached the socket
+        driver = await driver_of(conn)
+        await fetch(conn, driver, f"INSERT INTO {table} VALUES (:v)", {"v": len(attempts)})
+
+    await in_transaction(engine, work)
+    assert len(attempts) == 2
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(f"SELECT v FROM {table}"))).all()
+    assert [r.v for r in rows] == [2]

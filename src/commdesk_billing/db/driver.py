@@ -57,10 +57,19 @@ async def driver_of(conn: AsyncConnection) -> Driver:
     adapted: Any = raw.dbapi_connection
     if not conn.in_transaction():
         raise RuntimeError("driver_of needs a connection inside conn.begin()")
-    if adapted._transaction is None:
-        await adapted._start_transaction()
     driver = raw.driver_connection
     assert driver is not None
+    if adapted._transaction is None:
+        try:
+            await adapted._start_transaction()
+        except Exception as exc:
+            # The adapter raises its own DB-API error here, not through SQLAlchemy: a
+            # connection the server ended while it sat in the pool would reach the caller
+            # as an unexpected error. It is a lost connection like any other.
+            if driver.is_closed():
+                await conn.invalidate()
+                raise DriverConnectionLost(str(exc)) from exc
+            raise
     return driver
 
 
