@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commdesk_billing import apidocs, apispec, eventloop, problems, wiring
@@ -78,6 +79,8 @@ log = structlog.get_logger(__name__)
 
 
 # Probes and scrapes answer every few seconds and say nothing an access log is read for.
+# What nginx logs for a request whose client closed the connection before the answer.
+CLIENT_CLOSED_REQUEST = 499
 _UNLOGGED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 access_log = structlog.get_logger("commdesk_billing.access")
 
@@ -133,6 +136,11 @@ class Observe:
             token = otel_context.attach(incoming)
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away before its body arrived (a sender's timeout, a
+            # keep-alive connection it dropped): nobody to answer, and not our error, so
+            # not a 500, nor an error report. Counted and logged as nginx's 499.
+            status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             # Reported here, inside the span; the answer itself comes from problems.py, which
             # logs it under the same trace.

@@ -47,3 +47,52 @@ async def test_a_callers_request_id_is_kept_in_the_problem(client: Any) -> None:
     assert r.status_code == 401
     assert r.headers["x-request-id"] == "support-ticket-42"
     assert r.json()["request_id"] == "support-ticket-42"
+
+
+async def test_a_client_gone_before_its_body_arrived_is_a_499_not_an_error(
+    app: Any, monkeypatch: Any
+) -> None:
+    """A webhook sender that dropped the connection mid-body: nothing to answer, no 500
+    counted, no error report; one access line with 499."""
+    seen: list[dict[str, Any]] = []
+    captured: list[BaseException] = []
+
+    class Recorder:
+        def info(self, event: str, **fields: Any) -> None:
+            seen.append({"event": event, **fields})
+
+    monkeypatch.setattr(app_module, "access_log", Recorder())
+    monkeypatch.setattr(app_module.errors, "capture", captured.append)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/webhooks/cashfree",
+        "raw_path": b"/v1/webhooks/cashfree",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"billing.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"500"),
+            (b"x-webhook-timestamp", b"1"),
+            (b"x-webhook-signature", b"x"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # raises nothing
+    assert sent == []  # nobody to answer
+    assert captured == []  # not reported as an error
+    [line] = [e for e in seen if e["event"] == "http.access"]
+    assert (line["route"], line["status"]) == ("/v1/webhooks/cashfree", 499)
