@@ -129,7 +129,9 @@ async def test_a_transfer_that_reached_cashfree_before_the_suspension_is_followe
         await client.aclose()
     await _suspend(scratch_engine, payee)
     status = await _process(scratch_engine, settings, payee_settings, s, "created")
-    assert status is SettlementStatus.processing
+    # Followed, whichever step the sandbox's clock has reached by now (on a loaded machine
+    # the transfer can already be SUCCESS): never failed back to payable.
+    assert status in (SettlementStatus.processing, SettlementStatus.paid)
     assert await payable(scratch_engine, payee) == 4_000  # the reserve: the gross is out
     report = await verify_ledger(scratch_engine)
     assert report.ok, [str(f) for f in report.findings]
