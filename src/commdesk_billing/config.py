@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # operation is idempotent by key, so even an ambiguous COMMIT is safe to repeat).
     db_pool_pre_ping: bool = False
     db_statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+    # No connection keeps a query plan longer than this (`db/plans.py`): a plan made while a
+    # table was tiny is a scan, and nothing else replaces it while autovacuum is off. 0: keep
+    # plans until PostgreSQL itself invalidates them.
+    db_plan_max_age_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
     # How long a transaction waits for one of the pool's connections, and for a new
     # connection to be opened, before giving up with a 503 (`db/errors.py`). SQLAlchemy's
     # and asyncpg's defaults (30 s and 60 s) would turn a short overload into a long hang.

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from commdesk_billing.config import Settings
-from commdesk_billing.db import errors, statement_stats
+from commdesk_billing.db import errors, plans, statement_stats
 from commdesk_billing.db.driver import DriverConnectionLost
 from commdesk_billing.db.urls import to_asyncpg
 from commdesk_billing.telemetry import aftercommit
@@ -48,6 +48,8 @@ def make_engine(
         pool_recycle=1800,
     )
     errors.install(engine)
+    if not target.pooled:
+        plans.install(engine, settings.db_plan_max_age_s)
     statement_stats.install(engine)  # benchmarks only: nothing unless its variable is set
     return engine
 

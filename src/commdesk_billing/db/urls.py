@@ -25,6 +25,8 @@ class DatabaseUrlError(ValueError):
 class AsyncpgTarget:
     url: URL
     connect_args: dict[str, Any] = field(default_factory=dict)
+    # Through a transaction-mode pooler: nothing prepared is reused.
+    pooled: bool = False
 
 
 def _unique_statement_name() -> str:
@@ -85,7 +87,7 @@ def to_asyncpg(
     target = url.set(
         drivername="postgresql+asyncpg", query={"prepared_statement_cache_size": cache_size}
     )
-    return AsyncpgTarget(url=target, connect_args=connect_args)
+    return AsyncpgTarget(url=target, connect_args=connect_args, pooled=pooled)
 
 
 def libpq_url(raw: str) -> str:
