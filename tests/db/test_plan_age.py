@@ -101,3 +101,25 @@ def test_behind_a_pooler_nothing_is_discarded() -> None:
     pooled = make_engine(Settings(database_url=url, db_pooler="transaction"))
     assert len(direct.sync_engine.pool.dispatch.checkout) == 1
     assert len(pooled.sync_engine.pool.dispatch.checkout) == 0
+
+
+async def test_a_connection_that_died_is_replaced_when_its_plans_are_due(
+    scratch_database_url: str,
+) -> None:
+    """The discard is the first thing a due connection sends: one the server has ended is
+    dropped by the pool and another checked out, not an error for the caller."""
+    settings = Settings(database_url=scratch_database_url, db_plan_max_age_s=0.1)
+    engine = make_engine(settings, pool_size=1)
+    killer = make_engine(Settings(database_url=scratch_database_url), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with killer.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        await asyncio.sleep(0.3)
+        async with engine.connect() as conn:
+            new_pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert new_pid != pid
+    finally:
+        await engine.dispose()
+        await killer.dispose()
