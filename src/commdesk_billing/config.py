@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # and asyncpg's defaults (30 s and 60 s) would turn a short overload into a long hang.
     db_pool_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     db_connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Backends `ledger verify --full` shares its chain walk among (each on the run's one
+    # snapshot; `--jobs` overrides). One backend hashes ~200 000 entries a CPU second, so
+    # this is about the database server's free cores; 1 walks on the run's connection alone.
+    ledger_verify_jobs: Annotated[int, Field(ge=1, le=64)] = 2
 
     # Rate limits and fraud velocity live here (Upstash in production: `rediss://default:
     # <token>@host:6379` works as it is). A secret: the URL carries the token.

@@ -163,6 +163,7 @@ def _plain_failure(done: subprocess.CompletedProcess[str], exit_code: int, words
         (("dlq", "purge", "payment.processing"), 3, "add --yes"),
         (("token", "--sub", "x", "--role", "emperor"), 2, "'emperor' is not one of"),
         (("ledger", "verify", "--bogus"), 2, "No such option"),
+        (("ledger", "verify", "--jobs", "0"), 2, "not in the range"),
     ],
 )
 async def test_every_cli_error_is_one_line_and_an_exit_code(
@@ -218,11 +219,12 @@ async def test_version_json_and_verify_reports_its_checks_and_duration(database_
     report = json.loads(verified.stdout)  # progress went to stderr: stdout is one document
     names = [c["name"] for c in report["checks"]]
     assert report["ok"] is True and report["duration_s"] > 0 and len(names) > 10
+    assert report["jobs"] == 2  # BILLING_LEDGER_VERIFY_JOBS's default
     # A line per check, `[i/n] name (seconds)`; the walks' progress bars are lines of their own.
     progress = [ln for ln in verified.stderr.splitlines() if re.match(r"^\[\d+/\d+\] ", ln)]
     assert len(progress) == len(names) and progress[-1].startswith(f"[{len(names)}/{len(names)}]")
-    plain = await asyncio.to_thread(_cli, database_url, "ledger", "verify")
-    assert plain.returncode == 0
+    plain = await asyncio.to_thread(_cli, database_url, "ledger", "verify", "--jobs", "3")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
     assert f"{len(names)} checks in " in plain.stdout and names[0] in plain.stdout
     holds = await asyncio.to_thread(_cli, database_url, "holds", "expire", "--json")
     assert json.loads(holds.stdout) == {"released": 0}

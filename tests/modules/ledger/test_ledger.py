@@ -222,6 +222,7 @@ async def test_verify_names_the_wallet_account_whose_chain_was_tampered(
     assert f"wallet:{wallet.id}:available" in dirty.stdout
 
 
+@pytest.mark.usefixtures("verify_jobs")
 @pytest.mark.slow
 async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
     scratch_database_url: str, scratch_engine: AsyncEngine
@@ -262,6 +263,7 @@ async def test_verify_names_the_seal_block_of_a_tampered_house_leg(
     assert dirty.returncode == 1 and "seal block" in dirty.stdout
 
 
+@pytest.mark.usefixtures("verify_jobs")
 async def test_verify_catches_a_deleted_wallet_entry_and_row_drift(
     scratch_database_url: str, scratch_engine: AsyncEngine
 ) -> None:
@@ -282,6 +284,7 @@ async def test_verify_catches_a_deleted_wallet_entry_and_row_drift(
     assert {"wallet_chain", "wallet_balance", "journal_legs"} <= checks
 
 
+@pytest.mark.usefixtures("verify_jobs")
 async def test_sealer_waits_for_transactions_that_drew_lower_ids(
     scratch_database_url: str, scratch_engine: AsyncEngine
 ) -> None:
@@ -343,6 +346,7 @@ async def test_in_transaction_retries_serialization_failures(engine: AsyncEngine
         await in_transaction(engine, broken)
 
 
+@pytest.mark.usefixtures("verify_jobs")
 async def test_sealer_waits_for_a_writer_whose_xid_is_newer_than_the_snapshot_horizon(
     scratch_database_url: str, scratch_engine: AsyncEngine
 ) -> None:
@@ -389,6 +393,7 @@ async def test_sealer_waits_for_a_writer_whose_xid_is_newer_than_the_snapshot_ho
     assert report.ok and report.stats["unsealed_entries"] == 0
 
 
+@pytest.mark.usefixtures("verify_jobs")
 async def test_verify_ties_lots_and_statement_lines_to_their_journals(
     scratch_database_url: str, scratch_engine: AsyncEngine
 ) -> None:

@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -114,6 +115,7 @@ def test_each_check_is_owned_by_the_module_it_lives_in() -> None:
             assert inspect.getsourcefile(c.run) == module.__file__, c.name
 
 
+@pytest.mark.usefixtures("verify_jobs")
 async def test_verify_runs_only_the_given_checks_in_the_given_order(
     scratch_engine: AsyncEngine,
 ) -> None:

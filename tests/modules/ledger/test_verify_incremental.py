@@ -26,6 +26,10 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from tests.conftest import grant_bought, new_wallet
 
+# Each test on one backend and on two (`conftest.verify_jobs`): a full walk's findings are the
+# same either way; an incremental walk stays on one.
+pytestmark = pytest.mark.usefixtures("verify_jobs")
+
 
 def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -316,5 +320,5 @@ async def test_what_an_incremental_run_cannot_see_the_full_walk_finds(books: Boo
         "UPDATE wallet_transactions SET balance_before = balance_before - 1"
         " WHERE idempotency_key = 'old-2:{b}'",
     )
-    assert incremental.ok
+    assert incremental.ok, [str(f) for f in incremental.findings]
     assert {"wallet_statement", "statement_journal"} <= _found(full)

@@ -17,6 +17,7 @@ from commdesk_billing.modules.ledger.verify import (
     VerifyReport,
     check,
     count,
+    in_turn,
     record_wallets,
     rows,
 )
@@ -233,24 +234,39 @@ async def wallet_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     else:
         runs = [(uuid.UUID(int=0), 0)]
     total = sum(n for _, n in runs)
-    faults: list[tuple[uuid.UUID, int, uuid.UUID, uuid.UUID, bool, int]] = []
     done = 0
     report.walked("wallet_chains", 0, total)
+    # A full walk's runs are shared among `report.jobs` backends on this snapshot; each run's
+    # result is kept in its place, so the findings come out in the order one backend gives.
+    # An incremental walk is one statement: one backend.
+    jobs = min(report.jobs, len(runs)) if report.touched is None else 1
+    walked: list[Any] = [None] * len(runs)
+
+    async def walk(c: AsyncConnection, i: int) -> None:
+        nonlocal done
+        hi = runs[i + 1][0] if i + 1 < len(runs) else None
+        below = "" if hi is None else " AND e.wallet_id < :hi"
+        [r] = await rows(
+            c, _CHAIN_SQL.format(below=below), {"c": since, "lo": runs[i][0], "hi": hi}
+        )
+        walked[i] = r
+        done += int(r.walked)
+        report.walked("wallet_chains", done, max(total, done))
+
     restore = await _set_local(conn, _IN_CHAIN_ORDER) if report.touched is None else {}
-    try:
-        for i, (lo, _) in enumerate(runs):
-            hi = runs[i + 1][0] if i + 1 < len(runs) else None
-            below = "" if hi is None else " AND e.wallet_id < :hi"
-            [r] = await rows(conn, _CHAIN_SQL.format(below=below), {"c": since, "lo": lo, "hi": hi})
-            done += int(r.walked)
-            if r.wallets:
-                faults += zip(
-                    r.wallets, r.seqs, r.journals, r.accounts, r.gaps, r.befores, strict=True
-                )
-            report.walked("wallet_chains", done, max(total, done))
-    finally:
-        if restore:
-            await _set_local(conn, restore)
+    async with report.same_snapshot(conn, jobs) as conns:
+        for helper in conns[1:]:  # rolled back at the end: nothing to restore
+            await _set_local(helper, _IN_CHAIN_ORDER)
+        await in_turn(conns, len(runs), walk)
+    # Only after a walk that ended: one that failed or was cancelled ends the run, whose
+    # transaction is rolled back with these settings (and `conn` may still be busy with a
+    # cancelled statement, so a SET now would only hide why).
+    if restore:
+        await _set_local(conn, restore)
+    faults: list[tuple[uuid.UUID, int, uuid.UUID, uuid.UUID, bool, int]] = []
+    for r in walked:
+        if r.wallets:
+            faults += zip(r.wallets, r.seqs, r.journals, r.accounts, r.gaps, r.befores, strict=True)
     broken: set[uuid.UUID] = set()
     codes = await _codes(conn, {f[3] for f in faults})
     for wallet_id, seq, journal_id, account_id, gap, before_seq in faults:

@@ -24,6 +24,13 @@ To add a check:
 
 `verify_ledger(engine, checks=[...])` runs only the given checks, in the same snapshot.
 
+A long walk may share its statements among more backends (`verify_ledger(..., jobs=N)`,
+`ledger verify --jobs`): `report.same_snapshot(conn, n)` opens n - 1 more connections, each in
+a read-only REPEATABLE READ transaction that imports the run's snapshot
+(`pg_export_snapshot` / `SET TRANSACTION SNAPSHOT`), so they read exactly what `conn` reads;
+`in_turn` hands the walk's statements out among them. They are rolled back and returned (or,
+if one was left mid-statement, dropped) however the walk ends.
+
 Incremental verification (`ledger verify`; `ledger verify --full` walks everything): a
 checkpoint (`ledger_verify_checkpoint`) says up to which entry id the last clean run walked —
 always the end of a seal block, so every entry up to it was committed and sealed — and
@@ -62,9 +69,12 @@ an altered lot's fixed fields (refused by `credit_lots_fixed`); `--full` re-walk
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +132,16 @@ class VerifyReport:
     walks: dict[str, int] = field(default_factory=dict)
     carried: dict[str, int] = field(default_factory=dict)
     records: list[OnCheckpoint] = field(default_factory=list)
+    # Backends a long walk may use (`same_snapshot`); more only with an engine to open them.
+    jobs: int = 1
+    engine: AsyncEngine | None = field(default=None, repr=False)
+
+    def same_snapshot(
+        self, conn: AsyncConnection, jobs: int
+    ) -> AbstractAsyncContextManager[list[AsyncConnection]]:
+        """`conn` and up to `jobs - 1` more connections reading its snapshot (see
+        `snapshot_connections`); only `conn` without an engine."""
+        return snapshot_connections(self.engine, conn, jobs)
 
     def walked(self, walk: str, done: int, total: int) -> None:
         self.walks[walk] = done
@@ -186,6 +206,87 @@ async def count(conn: AsyncConnection, sql: str, params: dict[str, Any] | None =
     return int((await conn.execute(text(sql), params or {})).scalar_one())
 
 
+# What `pg_export_snapshot()` returns (e.g. `00000004-0000002A-1`): checked before it is
+# spliced into `SET TRANSACTION SNAPSHOT`, which takes no parameter.
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+
+
+@asynccontextmanager
+async def snapshot_connections(
+    engine: AsyncEngine | None, conn: AsyncConnection, jobs: int
+) -> AsyncIterator[list[AsyncConnection]]:
+    """`[conn, *helpers]`: `jobs - 1` more connections from `engine`, each in a read-only
+    REPEATABLE READ transaction on the snapshot of `conn`'s transaction (which must be
+    REPEATABLE READ and open). Every helper is rolled back and returned on the way out,
+    whatever ends the block (an error, a cancellation); one that cannot be (it was cancelled
+    mid-statement) is dropped from the pool, which ends its backend's transaction."""
+    if jobs <= 1 or engine is None:
+        yield [conn]
+        return
+    snapshot = str((await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one())
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    helpers: list[AsyncConnection] = []
+    try:
+        for _ in range(jobs - 1):
+            helper = await engine.connect()
+            helpers.append(helper)
+            # asyncpg sends BEGIN with the first statement, so the import is the
+            # transaction's first statement, as PostgreSQL requires.
+            await helper.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            await helper.begin()
+            await helper.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        yield [conn, *helpers]
+    finally:
+        for helper in helpers:
+            await _release(helper)
+
+
+async def _release(helper: AsyncConnection) -> None:
+    try:
+        await helper.rollback()
+        await helper.close()
+    except BaseException:
+        # Still busy with a cancelled statement, or its server went away: closing the
+        # socket ends the backend's transaction all the same.
+        await helper.invalidate()
+        await helper.close()
+
+
+async def in_turn(
+    conns: Sequence[AsyncConnection],
+    count: int,
+    work: Callable[[AsyncConnection, int], Awaitable[None]],
+) -> None:
+    """Run `work(c, i)` for i in 0..count-1, each connection taking the next i as it
+    finishes one (so a slow statement does not hold the others back). If one fails, the
+    others finish the statement they are in and take no more; the first error is raised as
+    it was. Cancelled, every statement in flight is cancelled with it."""
+    todo = iter(range(count))
+    failed = False
+
+    async def worker(c: AsyncConnection) -> None:
+        nonlocal failed
+        for i in todo:
+            if failed:
+                return
+            try:
+                await work(c, i)
+            except BaseException:
+                failed = True
+                raise
+
+    if len(conns) == 1:
+        await worker(conns[0])
+        return
+    outcomes = await asyncio.gather(*(worker(c) for c in conns), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 @dataclass(frozen=True)
 class CheckRun:
     """One check as it ran: for progress lines and the report's timings."""
@@ -208,19 +309,21 @@ async def verify_ledger(
     incremental: bool = False,
     checkpoint: bool = False,
     walk_progress: WalkProgress | None = None,
+    jobs: int = 1,
 ) -> VerifyReport:
     """Run `checks` (by default every module's, see `wiring.verify_checks`) in order,
     all in one REPEATABLE READ snapshot; `progress` is told after each check.
 
     `incremental`: walk only what is after the stored checkpoint. `checkpoint`: when nothing
     was found, store the next one (only meaningful with every check: a run of some checks
-    must not vouch for the others)."""
+    must not vouch for the others). `jobs`: backends a full walk of the chains may use, each on
+    this run's snapshot (what it finds and counts is the same with any number)."""
     if checks is None:
         # Imported here: the composition knows every module, the ledger must not at import.
         from commdesk_billing.wiring import verify_checks
 
         checks = verify_checks()
-    report = VerifyReport(walk_progress=walk_progress)
+    report = VerifyReport(walk_progress=walk_progress, jobs=max(1, jobs), engine=engine)
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
