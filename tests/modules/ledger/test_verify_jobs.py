@@ -224,6 +224,23 @@ async def test_every_backend_reads_the_snapshot_of_the_run(
             # Returned, their transactions ended: only this run's session is left.
             assert scratch_engine.pool.checkedout() == 1  # type: ignore[attr-defined]
     assert all(s == "idle" for s in await _sessions(scratch_database_url))
+    # Back in the pool as they were taken: neither read-only nor REPEATABLE READ.
+    held = [await scratch_engine.connect() for _ in range(5)]
+    try:
+        for c in held:
+            mode = (
+                await c.execute(
+                    text(
+                        "SELECT current_setting('transaction_read_only'),"
+                        " current_setting('transaction_isolation')"
+                    )
+                )
+            ).one()
+            assert tuple(mode) == ("off", "read committed")
+            await c.rollback()
+    finally:
+        for c in held:
+            await c.close()
 
 
 async def test_a_failing_helper_fails_the_run_with_its_own_error_and_is_released(
