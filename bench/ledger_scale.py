@@ -16,10 +16,11 @@ Then, on the built database:
   2. wallet reads (`get_wallet`), statement pages of the hot wallet (the first page and pages
      at random deep cursors, `list_statement`) and house-account balances (the roll-up read
      `HouseBalances.read`), each N times sequentially: p50 and p99;
-  3. `ledger verify --full` (every check, with a checkpoint) and, after a further batch of
+  3. `ledger verify --full` (every check, with a checkpoint; its chain walk on --jobs
+     backends, 2 as the command's default) and, after a further batch of
      writes and a seal, `ledger verify` incremental (three runs from the same checkpoint,
      the median, then one that writes the next checkpoint): seconds and entries/s of each
-     walk;
+     walk, the chain walk alone on one backend and on --jobs;
   4. pgbench TPC-B in the same run, on its own database, for the ratio.
 The PostgreSQL backend's CPU time (user + system, /proc/<pid>/stat) is measured for each
 read and verification: on a shared machine it says what the work costs where wall time says
@@ -257,8 +258,10 @@ async def _timed(
 _LONG = 600_000
 
 
-async def measure(url: str, built: dict[str, Any], samples: int) -> dict[str, Any]:
-    engine = make_engine(Settings(database_url=url, db_statement_timeout_ms=_LONG), pool_size=2)
+async def measure(url: str, built: dict[str, Any], samples: int, jobs: int) -> dict[str, Any]:
+    engine = make_engine(
+        Settings(database_url=url, db_statement_timeout_ms=_LONG), pool_size=max(2, jobs)
+    )
     cpu = BackendCpu(engine)
     out: dict[str, Any] = {}
     try:
@@ -316,13 +319,16 @@ async def measure(url: str, built: dict[str, Any], samples: int) -> dict[str, An
 
         runs: list[CheckRun] = []
         t, c = time.perf_counter(), cpu.seconds()
-        full = await verify_ledger(engine, incremental=False, checkpoint=True, progress=runs.append)
+        full = await verify_ledger(
+            engine, incremental=False, checkpoint=True, progress=runs.append, jobs=jobs
+        )
         full_s, full_cpu = time.perf_counter() - t, cpu.seconds() - c
         slowest = sorted(runs, key=lambda r: -r.seconds)[:4]
         out["verify_full"] = {
             "ok": full.ok,
             "seconds": round(full_s, 1),
             "backend_cpu_s": round(full_cpu, 1),
+            "jobs": jobs,
             "walks": full.walks,
             "slowest_checks": {r.name: round(r.seconds, 2) for r in slowest},
             "findings": [str(f) for f in full.findings[:5]],
@@ -367,24 +373,34 @@ async def measure(url: str, built: dict[str, Any], samples: int) -> dict[str, An
     return out
 
 
-async def verify_timings(url: str, rounds: int = 3) -> dict[str, Any]:
-    """Each walk's own rate: the walks timed alone, full (the median of `rounds`)."""
+async def verify_timings(url: str, rounds: int = 3, jobs: int = 2) -> dict[str, Any]:
+    """Each walk's own rate: the walks timed alone, full (the median of `rounds`); the chain
+    walk on one backend and on `jobs` (`full:wallet_chains:jobs<N>`). Backend CPU is every
+    backend's, the helpers' included: entries per CPU second is the cost, whatever the
+    number of backends."""
     from commdesk_billing.modules.ledger import invariants as li
 
-    engine = make_engine(Settings(database_url=url, db_statement_timeout_ms=_LONG), pool_size=2)
+    engine = make_engine(
+        Settings(database_url=url, db_statement_timeout_ms=_LONG), pool_size=max(2, jobs)
+    )
     cpu = BackendCpu(engine)
     out: dict[str, Any] = {}
+    walks = [("", li.wallet_chains, 1), ("", li.seals, 1), ("", li.rollups, 1)]
+    if jobs > 1:
+        walks.insert(1, (f":jobs{jobs}", li.wallet_chains, jobs))
     try:
         for name, incremental in (("full", False),):
-            for check in (li.wallet_chains, li.seals, li.rollups):
+            for suffix, check, n_jobs in walks:
                 tries = []
                 for _ in range(rounds):
                     t, c = time.perf_counter(), cpu.seconds()
-                    report = await verify_ledger(engine, [check], incremental=incremental)
+                    report = await verify_ledger(
+                        engine, [check], incremental=incremental, jobs=n_jobs
+                    )
                     tries.append((time.perf_counter() - t, cpu.seconds() - c, report))
                 s, used, report = sorted(tries, key=lambda x: x[0])[len(tries) // 2]
                 n = report.walks.get(check.name, 0)
-                out[f"{name}:{check.name}"] = {
+                out[f"{name}:{check.name}{suffix}"] = {
                     "ok": report.ok,
                     "entries": n,
                     "seconds": round(s, 2),
@@ -412,6 +428,12 @@ def main() -> None:
     )
     parser.add_argument("--generator-json", help="the build's figures, for the report")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="backends of the full verify's chain walk (`ledger verify --jobs`), also timed alone",
+    )
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
@@ -445,9 +467,9 @@ def main() -> None:
         asyncio.run(admin_sql_db(bench_db, "ANALYZE"))
         print(f"analyzed in {time.perf_counter() - t:.1f} s", flush=True)
         load_before = os.getloadavg()[0]
-        measured = asyncio.run(measure(db_url(bench_db), built, args.samples))
+        measured = asyncio.run(measure(db_url(bench_db), built, args.samples, args.jobs))
         print(json.dumps({k: v for k, v in measured.items()}, indent=1), flush=True)
-        walks = asyncio.run(verify_timings(db_url(bench_db)))
+        walks = asyncio.run(verify_timings(db_url(bench_db), jobs=args.jobs))
         print(json.dumps(walks, indent=1), flush=True)
         load_after = os.getloadavg()[0]
         pg_after = pgbench_tps(pgb_db, 16, args.pgbench_seconds)
@@ -460,7 +482,8 @@ def main() -> None:
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f".venv/bin/python bench/ledger_scale.py --entries {args.entries} --wallets "
-        f"{args.wallets} --hot-lines {args.hot_lines} --samples {args.samples}",
+        f"{args.wallets} --hot-lines {args.hot_lines} --samples {args.samples}"
+        f" --jobs {args.jobs}",
         "machine": f"{os.cpu_count()} cores",
         "load_average": [round(load_before, 1), round(load_after, 1)],
         "pgbench_tps": [round(pg_before), round(pg_after)],
@@ -543,7 +566,7 @@ def _table(s: dict[str, Any]) -> str:
             f"{s['seal']['seconds']} s ({s['seal']['entries_per_s']:,}/s)",
         ),
         (
-            "`ledger verify --full`, every check",
+            f"`ledger verify --full --jobs {s['verify_full'].get('jobs', 1)}`, every check",
             f"{s['verify_full']['seconds']} s{cpu_s(s['verify_full'])}, "
             f"ok={s['verify_full']['ok']}",
         ),
@@ -558,7 +581,15 @@ def _table(s: dict[str, Any]) -> str:
             "slowest checks of the incremental run (s)",
             _fmt(s["verify_incremental"]["slowest_checks"]),
         ),
-        ("full walk: wallet chains (median of 3)", walk("full:wallet_chains")),
+        ("full walk: wallet chains, one backend (median of 3)", walk("full:wallet_chains")),
+        *[
+            (
+                f"full walk: wallet chains, {key.rsplit('jobs', 1)[1]} backends (median of 3)",
+                walk(key),
+            )
+            for key in w
+            if key.startswith("full:wallet_chains:jobs")
+        ],
         ("full walk: seals (median of 3)", walk("full:seals")),
         ("full: roll-up check", f"{w['full:rollups']['seconds']} s"),
         ("incremental walk after the checkpoint: wallet chains", inc("wallet_chains")),
