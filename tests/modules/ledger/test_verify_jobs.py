@@ -293,3 +293,14 @@ async def test_a_cancelled_walk_leaves_no_backend_behind(
             break
         await asyncio.sleep(0.1)
     assert all(s == "idle" for s in left), left
+
+
+def test_a_shared_walk_is_cut_so_that_every_backend_has_several_runs() -> None:
+    one = invariants._run_entries(510_000, 1)
+    two = invariants._run_entries(510_000, 2)
+    assert one == invariants._CHUNK_ENTRIES
+    # 3 runs on one backend (2 of them on one of two backends); 8 shared.
+    assert -(-510_000 // one) == 3 and -(-510_000 // two) == 8
+    # At 10M the runs stay at their size; a tiny ledger is not cut finer than 10 000 entries.
+    assert invariants._run_entries(5_000_000, 2) == invariants._CHUNK_ENTRIES
+    assert invariants._run_entries(1_000, 2) == 10_000
