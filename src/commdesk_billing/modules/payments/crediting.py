@@ -129,7 +129,12 @@ async def credit_payment(
 
 async def _announce(conn: AsyncConnection, p: Payment) -> None:
     """`payment.credited`: every queue routed for it does its own part (the tax invoice
-    today, of the credits or of a sponsorship's fee)."""
+    today, of the credits or of a sponsorship's fee).
+
+    Called last, with the payment's row locked and, when credits were granted, the
+    wallet's row too (the grant took it): a route's condition asked here (usage debt
+    repayment: does the wallet owe?) reads what no other transaction can change before
+    this one commits."""
     event = {
         "payment_id": str(p.id),
         "order_id": p.order_id,
@@ -144,5 +149,8 @@ async def _announce(conn: AsyncConnection, p: Payment) -> None:
         # `order` (a checkout order at Cashfree PG) or `mandate` (a charge on a mandate, at
         # Cashfree Subscriptions): where the payment's details can be looked up.
         "channel": p.channel,
+        # Opened by auto-recharge: the only payments its `payment.credited` route acts on
+        # (the route's condition reads this, so no other payment sends it a message).
+        "auto_recharge": labels.by_auto_recharge(p.metadata),
     }
     await outbox.announce(conn, "payment.credited", event, correlation_id=str(p.id))
