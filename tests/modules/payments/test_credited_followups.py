@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commdesk_billing.db.engine import in_transaction
@@ -137,6 +137,22 @@ async def test_an_ordinary_purchase_sends_neither_recharge_nor_debt_repayment(
     p = await _paid(engine)
     assert await _credit(engine, p.id)
     assert await _queues(engine, p.id) == _always()
+
+
+async def test_an_ordinary_purchases_crediting_statements(engine: AsyncEngine) -> None:
+    """The debt probe costs a statement; the partner lookup gives one back (the buyer's
+    user and attribution read in one): thirteen, as before both."""
+    p = await _paid(engine)
+    seen: list[str] = []
+    async with engine.connect() as c:
+        event.listen(c.sync_connection, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        async with c.begin():
+            assert await credit_payment(c, p.id)
+    flat = [" ".join(s.split()) for s in seen]
+    assert sum("FROM usage_debts" in s for s in flat) == 1
+    assert sum("partner_attributions" in s for s in flat) == 1
+    assert not any(s.startswith("SELECT") and "FROM users WHERE" in s for s in flat)
+    assert len(seen) == 13, flat
 
 
 async def test_a_recharges_payment_is_still_sent_to_auto_recharge(engine: AsyncEngine) -> None:
