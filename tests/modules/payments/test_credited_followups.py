@@ -140,8 +140,9 @@ async def test_an_ordinary_purchase_sends_neither_recharge_nor_debt_repayment(
 
 
 async def test_an_ordinary_purchases_crediting_statements(engine: AsyncEngine) -> None:
-    """The debt probe costs a statement; the partner lookup gives one back (the buyer's
-    user and attribution read in one): thirteen, as before both."""
+    """Thirteen before: the debt probe costs one; the partner lookup gives one back (the
+    buyer's user and attribution read in one), and the bonus lot three (one lock, one read
+    of both keys, one written batch for both lots): ten."""
     p = await _paid(engine)
     seen: list[str] = []
     async with engine.connect() as c:
@@ -152,7 +153,8 @@ async def test_an_ordinary_purchases_crediting_statements(engine: AsyncEngine) -
     assert sum("FROM usage_debts" in s for s in flat) == 1
     assert sum("partner_attributions" in s for s in flat) == 1
     assert not any(s.startswith("SELECT") and "FROM users WHERE" in s for s in flat)
-    assert len(seen) == 13, flat
+    assert sum(s.startswith("SELECT") and "FROM wallets WHERE" in s for s in flat) == 1
+    assert len(seen) == 10, flat
 
 
 async def test_a_recharges_payment_is_still_sent_to_auto_recharge(engine: AsyncEngine) -> None:

@@ -70,29 +70,32 @@ async def credit_payment(
         await _announce(conn, p)
         return True
     ref = str(p.id)
-    await wallet_service.grant_credits(
-        conn,
-        wallet_id=p.wallet_id,
-        credits=p.base_credits,
-        source=LotSource.purchase,
-        idempotency_key=f"payment:{p.id}:purchase",
-        reason=f"purchase {p.pack_code or 'top-up'} (order {p.order_id})",
-        paid_paise=p.amount_paise,
-        taxable_paise=p.taxable_paise,
-        source_ref=ref,
-        metadata={"payment_id": ref, "order_id": p.order_id},
-    )
-    if p.bonus_credits:
-        await wallet_service.grant_credits(
-            conn,
-            wallet_id=p.wallet_id,
-            credits=p.bonus_credits,
-            source=LotSource.bonus,
-            idempotency_key=f"payment:{p.id}:bonus",
-            reason=f"bonus for {p.pack_code} (order {p.order_id})",
+    # The purchase lot and the bonus lot under one lock, in one written batch (keys and
+    # order as two grants would use them).
+    grants = [
+        wallet_service.Grant(
+            credits=p.base_credits,
+            source=LotSource.purchase,
+            idempotency_key=f"payment:{p.id}:purchase",
+            reason=f"purchase {p.pack_code or 'top-up'} (order {p.order_id})",
+            paid_paise=p.amount_paise,
+            taxable_paise=p.taxable_paise,
             source_ref=ref,
             metadata={"payment_id": ref, "order_id": p.order_id},
         )
+    ]
+    if p.bonus_credits:
+        grants.append(
+            wallet_service.Grant(
+                credits=p.bonus_credits,
+                source=LotSource.bonus,
+                idempotency_key=f"payment:{p.id}:bonus",
+                reason=f"bonus for {p.pack_code} (order {p.order_id})",
+                source_ref=ref,
+                metadata={"payment_id": ref, "order_id": p.order_id},
+            )
+        )
+    await wallet_service.grant_credits_many(conn, p.wallet_id, grants)
     # Under fraud review: the credits just granted are held at once (same transaction, so
     # they are never spendable) until a reviewer releases them or the payment is refunded.
     await fraud_reviews.hold_if_under_review(
