@@ -112,6 +112,11 @@ SHARED: dict[tuple[str, str], tuple[str, str]] = {
         "reads",
         "a payment's billing event copies the payment's figures in its own insert",
     ),
+    ("modules/partners", "users"): (
+        "reads",
+        "the buyer's attribution is found from the payment's user id in one statement, in "
+        "every credited purchase's transaction",
+    ),
     ("modules/invoices", "billing_events"): (
         "writes",
         "a document and its billing event are one insert: the series counter is held for "

@@ -35,6 +35,7 @@ from commdesk_billing.modules.autorecharge import predict as auto_recharge_level
 from commdesk_billing.modules.autorecharge.consumers import (
     AutoRechargeRequests,
     ChargeFailed,
+    concerns,
     handle_charge_notified,
     handle_credited,
 )
@@ -78,7 +79,7 @@ from commdesk_billing.modules.subscriptions import invariants as subscription_in
 from commdesk_billing.modules.subscriptions import paid as subscription_paid
 from commdesk_billing.modules.subscriptions.jobs import renew_subscriptions
 from commdesk_billing.modules.usage import invariants as usage_invariants
-from commdesk_billing.modules.usage.consumers import repay_debts
+from commdesk_billing.modules.usage.consumers import owes_on_credit, repay_debts
 from commdesk_billing.modules.wallet import invariants as wallet_invariants
 from commdesk_billing.modules.wallet import triggers as wallet_triggers
 from commdesk_billing.modules.wallet.consumers import handle_credit, handle_debit, handle_debits
@@ -212,7 +213,8 @@ ROUTES: dict[Route, str] = {
     ("settlements.processing", "settlement.webhook"): "settlement_processing",
     ("settlements.processing", "settlement.sync"): "settlement_processing",
     # Auto-recharge: the request a crossing wrote (guards, then the member's order), and a
-    # recharge's payment credited (it succeeded; other payments pass through untouched).
+    # recharge's payment credited (it succeeded; only payments auto-recharge opened are
+    # sent here: CONDITIONS).
     ("payment.processing", "auto_recharge.requested"): "auto_recharge_request",
     ("payment.processing", "payment.credited"): "auto_recharge_credited",
     # …and, charged on a mandate, Cashfree's pre-debit notice (notified) and the charge's
@@ -220,7 +222,7 @@ ROUTES: dict[Route, str] = {
     ("payment.processing", "mandate_charge.notified"): "auto_recharge_charge_notified",
     ("payment.processing", "mandate_charge.failed"): "auto_recharge_charge_failed",
     # Usage metering: credits arrived in a wallet, so its usage debt (an overdraft meter's
-    # unpaid usage) is repaid from them.
+    # unpaid usage) is repaid from them (sent only when the wallet owes: CONDITIONS).
     ("wallet.credit", "payment.credited"): "usage_debt_repayment",
     # Billing notifications: each event becomes deliveries (notifications/catalog.py has
     # one entry per type routed here), which the scheduler's deliver_notifications sends
@@ -271,7 +273,16 @@ BATCH_ROUTES: dict[Route, BatchHandler] = {
     ("wallet.debit", routing.ANY_TYPE): handle_debits,
 }
 
-TABLE = routing.Table(frozenset(ROUTES))
+# Routes whose handler acts on few of their type's events: `outbox.announce` asks the
+# condition in the publisher's transaction and writes no message where it says no (each
+# answers yes when unsure). A credited purchase that is no recharge's, to a wallet with no
+# usage debt, costs neither queue a message nor a consumer transaction.
+CONDITIONS: dict[Route, routing.Condition] = {
+    ("payment.processing", "payment.credited"): concerns,
+    ("wallet.credit", "payment.credited"): owes_on_credit,
+}
+
+TABLE = routing.Table(frozenset(ROUTES), CONDITIONS)
 
 
 def install() -> None:

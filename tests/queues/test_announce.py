@@ -84,3 +84,20 @@ async def test_many_queues_take_one_statement(engine: AsyncEngine) -> None:
             await outbox.announce(conn, "payment.credited", {"payment_id": "y"})
             await conn.rollback()
     assert len(statements) == 1
+
+
+async def test_a_condition_decides_per_event_and_only_on_a_routed_route(
+    engine: AsyncEngine,
+) -> None:
+    async def only_big(conn: AsyncConnection, payload: object) -> bool:
+        return isinstance(payload, dict) and int(payload.get("credits", 0)) > 100
+
+    routes = frozenset({("a.queue", "thing.done"), ("b.queue", "thing.done")})
+    table = routing.Table(routes, {("b.queue", "thing.done"): only_big})
+    async with engine.connect() as conn:
+        assert await table.wanted(conn, "thing.done", {"credits": 5}) == ("a.queue",)
+        assert await table.wanted(conn, "thing.done", {"credits": 500}) == ("a.queue", "b.queue")
+    # Every destination still counts the route (a message already written is consumed).
+    assert table.destinations("thing.done") == ("a.queue", "b.queue")
+    with pytest.raises(ValueError, match="do not exist"):
+        routing.Table(routes, {("c.queue", "thing.done"): only_big})

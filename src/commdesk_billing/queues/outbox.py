@@ -247,8 +247,9 @@ async def announce(
     correlation_id: str | None = None,
 ) -> list[Envelope]:
     """An event: something happened. Fanned out to every queue routed for its type, and to
-    none while nothing consumes it (no queue fills up unread)."""
-    queues = routing.installed().destinations(message_type)
+    none while nothing consumes it (no queue fills up unread); a route with a condition
+    (`routing.Condition`) gets it only where the condition says its handler may act."""
+    queues = await routing.installed().wanted(conn, message_type, payload)
     if len(queues) <= 1:
         return [
             await publish(conn, q, message_type, payload, correlation_id=correlation_id)

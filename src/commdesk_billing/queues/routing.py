@@ -8,8 +8,9 @@ queue that nobody consumes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +21,12 @@ from commdesk_billing.queues.runtime import BatchHandler, Handler, PermanentErro
 # for queues other services feed, whose producers name types of their own. It is never a
 # destination (`send` and `announce` always name a real type).
 ANY_TYPE = "*"
+
+# Whether a route's handler can act on this event, asked by `outbox.announce` in the
+# publisher's transaction before it writes the event's row for that queue. For a route whose
+# handler does nothing for most events of its type: no message, no relay hop, no consumer
+# transaction where the answer is no. It must answer yes whenever it cannot be sure.
+Condition = Callable[[AsyncConnection, Mapping[str, Any]], Awaitable[bool]]
 
 
 class UnknownMessageType(PermanentError):
@@ -34,6 +41,16 @@ class Table:
     """The deployment's routes: the (queue, message type) pairs that have a handler."""
 
     routes: frozenset[tuple[str, str]]
+    # Routed events a route's handler takes only when its condition says yes (the route
+    # still exists: `send` may name it, and a message already written is still consumed).
+    conditions: Mapping[tuple[str, str], Condition] = field(
+        default_factory=dict, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        unrouted = set(self.conditions) - self.routes
+        if unrouted:
+            raise ValueError(f"conditions on routes that do not exist: {sorted(unrouted)}")
 
     def queues(self) -> tuple[str, ...]:
         return tuple(sorted({q for q, _ in self.routes}))
@@ -41,6 +58,18 @@ class Table:
     def destinations(self, message_type: str) -> tuple[str, ...]:
         """Every queue that consumes this message type (none: nobody wants it yet)."""
         return tuple(sorted(q for q, t in self.routes if t == message_type and t != ANY_TYPE))
+
+    async def wanted(
+        self, conn: AsyncConnection, message_type: str, payload: Mapping[str, Any]
+    ) -> tuple[str, ...]:
+        """The destinations whose handler may act on this event: each route's condition
+        asked, in `conn`'s transaction, in queue order."""
+        out: list[str] = []
+        for queue in self.destinations(message_type):
+            condition = self.conditions.get((queue, message_type))
+            if condition is None or await condition(conn, payload):
+                out.append(queue)
+        return tuple(out)
 
     def types(self, queue: str) -> tuple[str, ...]:
         return tuple(sorted(t for q, t in self.routes if q == queue))

@@ -6,7 +6,8 @@ charged on a mandate `mandate_charge.notified` (Cashfree's pre-debit notice: not
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -69,6 +70,14 @@ class AutoRechargeRequests(TwoPhase):
             await self._subs.aclose()
         if self._engine is not None:
             await self._engine.dispose()
+
+
+async def concerns(conn: AsyncConnection, payload: Mapping[str, Any]) -> bool:
+    """The condition of the `payment.credited` route: only a payment auto-recharge opened
+    can be a recharge's (`requested` opens each under its system actor, which the crediting
+    names as `auto_recharge`), so no other payment sends this queue a message. An event
+    that does not say (written before the field existed) is sent, as every one was."""
+    return payload.get("auto_recharge") is not False
 
 
 async def handle_credited(conn: AsyncConnection, envelope: Envelope) -> None:

@@ -173,6 +173,25 @@ async def attribution_at(
     return Attribution(**row._asdict()) if row else None
 
 
+async def attribution_of_user_at(
+    conn: AsyncConnection, user_id: uuid.UUID, at: datetime
+) -> Attribution | None:
+    """`attribution_at` for the user with this id (our users' id, not their external id):
+    the user's external id joined in, one statement instead of two."""
+    cols = ", ".join(f"a.{c}" for c in _ATTRIBUTION_COLS.split(", "))
+    row = (
+        await conn.execute(
+            sql(f"""
+            SELECT {cols} FROM users u JOIN partner_attributions a
+                ON a.user_external_id = u.external_id
+             WHERE u.id = :u
+               AND tstzrange(a.valid_from, a.valid_until, '[)') @> CAST(:at AS timestamptz)"""),
+            {"u": user_id, "at": at},
+        )
+    ).first()
+    return Attribution(**row._asdict()) if row else None
+
+
 async def insert_share(conn: AsyncConnection, share: Share) -> bool:
     """False when the payment already has its share (UNIQUE payment_id)."""
     result = await conn.execute(

@@ -40,7 +40,6 @@ from commdesk_billing.modules.partners.model import (
     Share,
     Totals,
 )
-from commdesk_billing.modules.users import service as users
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +65,8 @@ async def on_purchase_credited(
     at = at or datetime.now(UTC)
     if purchase.taxable_paise <= 0:
         return None
-    buyer = await users.get_user(conn, purchase.user_id)
-    attribution = await repo.attribution_at(conn, buyer.external_id, at)
+    # One statement on every credited purchase: most buyers came through no partner.
+    attribution = await repo.attribution_of_user_at(conn, purchase.user_id, at)
     if attribution is None:
         return None
     partner = await repo.get_partner(conn, attribution.partner_id)

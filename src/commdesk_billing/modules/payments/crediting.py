@@ -70,29 +70,32 @@ async def credit_payment(
         await _announce(conn, p)
         return True
     ref = str(p.id)
-    await wallet_service.grant_credits(
-        conn,
-        wallet_id=p.wallet_id,
-        credits=p.base_credits,
-        source=LotSource.purchase,
-        idempotency_key=f"payment:{p.id}:purchase",
-        reason=f"purchase {p.pack_code or 'top-up'} (order {p.order_id})",
-        paid_paise=p.amount_paise,
-        taxable_paise=p.taxable_paise,
-        source_ref=ref,
-        metadata={"payment_id": ref, "order_id": p.order_id},
-    )
-    if p.bonus_credits:
-        await wallet_service.grant_credits(
-            conn,
-            wallet_id=p.wallet_id,
-            credits=p.bonus_credits,
-            source=LotSource.bonus,
-            idempotency_key=f"payment:{p.id}:bonus",
-            reason=f"bonus for {p.pack_code} (order {p.order_id})",
+    # The purchase lot and the bonus lot under one lock, in one written batch (keys and
+    # order as two grants would use them).
+    grants = [
+        wallet_service.Grant(
+            credits=p.base_credits,
+            source=LotSource.purchase,
+            idempotency_key=f"payment:{p.id}:purchase",
+            reason=f"purchase {p.pack_code or 'top-up'} (order {p.order_id})",
+            paid_paise=p.amount_paise,
+            taxable_paise=p.taxable_paise,
             source_ref=ref,
             metadata={"payment_id": ref, "order_id": p.order_id},
         )
+    ]
+    if p.bonus_credits:
+        grants.append(
+            wallet_service.Grant(
+                credits=p.bonus_credits,
+                source=LotSource.bonus,
+                idempotency_key=f"payment:{p.id}:bonus",
+                reason=f"bonus for {p.pack_code} (order {p.order_id})",
+                source_ref=ref,
+                metadata={"payment_id": ref, "order_id": p.order_id},
+            )
+        )
+    await wallet_service.grant_credits_many(conn, p.wallet_id, grants)
     # Under fraud review: the credits just granted are held at once (same transaction, so
     # they are never spendable) until a reviewer releases them or the payment is refunded.
     await fraud_reviews.hold_if_under_review(
@@ -129,7 +132,12 @@ async def credit_payment(
 
 async def _announce(conn: AsyncConnection, p: Payment) -> None:
     """`payment.credited`: every queue routed for it does its own part (the tax invoice
-    today, of the credits or of a sponsorship's fee)."""
+    today, of the credits or of a sponsorship's fee).
+
+    Called last, with the payment's row locked and, when credits were granted, the
+    wallet's row too (the grant took it): a route's condition asked here (usage debt
+    repayment: does the wallet owe?) reads what no other transaction can change before
+    this one commits."""
     event = {
         "payment_id": str(p.id),
         "order_id": p.order_id,
@@ -144,5 +152,8 @@ async def _announce(conn: AsyncConnection, p: Payment) -> None:
         # `order` (a checkout order at Cashfree PG) or `mandate` (a charge on a mandate, at
         # Cashfree Subscriptions): where the payment's details can be looked up.
         "channel": p.channel,
+        # Opened by auto-recharge: the only payments its `payment.credited` route acts on
+        # (the route's condition reads this, so no other payment sends it a message).
+        "auto_recharge": labels.by_auto_recharge(p.metadata),
     }
     await outbox.announce(conn, "payment.credited", event, correlation_id=str(p.id))

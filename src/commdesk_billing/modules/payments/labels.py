@@ -75,9 +75,15 @@ def failure_reason(
     return "other"
 
 
+def by_auto_recharge(metadata: Mapping[str, Any]) -> bool:
+    """Whether auto-recharge opened the payment (its checkout order or its mandate charge:
+    both are written under `Buyer.system("auto-recharge", …)`)."""
+    return metadata.get("requested_by") == _AUTO_RECHARGE
+
+
 def channel(metadata: Mapping[str, Any], on_mandate: bool) -> str:
     """checkout | auto_recharge | mandate (see `telemetry/metrics.py`)."""
-    if metadata.get("requested_by") == _AUTO_RECHARGE:
+    if by_auto_recharge(metadata):
         return "auto_recharge"
     return "mandate" if on_mandate else "checkout"
 

@@ -5,16 +5,22 @@ granted, and so for every recharge that goes through the verified crediting path
 to `wallet.credit` for this handler. It runs in the consumer's transaction with the inbox
 row; the repayment is idempotent by its own keys (`debts.clear`), so a redelivery repays
 nothing twice.
+
+The route has a condition (`owes_on_credit`): the crediting transaction writes the message
+only when the wallet owes usage debt, so an ordinary purchase costs this queue nothing.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.modules.usage import debts
+from commdesk_billing.modules.usage import repository as repo
 from commdesk_billing.queues.envelope import Envelope
 from commdesk_billing.queues.runtime import PermanentError
 from commdesk_billing.security.text import StrictInput
@@ -33,3 +39,23 @@ async def repay_debts(conn: AsyncConnection, envelope: Envelope) -> None:
     except ValidationError as exc:
         raise PermanentError(f"{envelope.type} payload is not valid: {exc.errors()[:3]}") from exc
     await debts.clear(conn, p.wallet_id, f"payment:{p.payment_id}")
+
+
+async def owes_on_credit(conn: AsyncConnection, payload: Mapping[str, Any]) -> bool:
+    """The condition of the `payment.credited` route, asked in the crediting transaction:
+    whether the wallet owes usage debt, so `repay_debts` has something to do.
+
+    Exact only under the wallet's row lock, which the crediting holds when it granted
+    credits (`credits` above 0): a debt is written only under that lock (`metering`), so
+    one committed before the grant took the lock is read here, and one written after this
+    commits finds these credits already in the wallet (the overdraft debits them first; a
+    debt is what is left over). An event that granted no credits (a payment handed over:
+    the wallet not locked) or does not name its wallet is sent, as every one was."""
+    try:
+        credits = int(payload["credits"])
+        wallet_id = uuid.UUID(str(payload["wallet_id"]))
+    except (KeyError, TypeError, ValueError):
+        return True
+    if credits <= 0:
+        return True
+    return await repo.owes(conn, wallet_id)

@@ -366,6 +366,19 @@ async def debts(conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]) -> list[
     return [Debt(**r._asdict()) for r in rows]
 
 
+async def owes(conn: AsyncConnection, wallet_id: uuid.UUID) -> bool:
+    """Whether the wallet has usage debt not yet repaid (one index probe: the key starts
+    with the wallet)."""
+    row = (
+        await conn.execute(
+            sql("""SELECT EXISTS (SELECT 1 FROM usage_debts
+                    WHERE wallet_id = :w AND repaid_credits < incurred_credits)"""),
+            {"w": wallet_id},
+        )
+    ).scalar_one()
+    return bool(row)
+
+
 async def add_debts(conn: AsyncConnection, incurred: dict[tuple[uuid.UUID, str], int]) -> None:
     """(wallet, meter) → credits newly owed."""
     if not incurred:

@@ -61,6 +61,18 @@ async def replay(
     line = await repo.find_line(conn, key)
     if line is None:
         return None
+    return await replayed(conn, wallet, line, txn_type, credits)
+
+
+async def replayed(
+    conn: AsyncConnection,
+    wallet: Wallet,
+    line: StatementLine,
+    txn_type: TxnType,
+    credits: int | None,
+) -> OperationResult:
+    """`replay` for a line already found under the operation's key: its result, or
+    IdempotencyMismatch when the key was used for another operation."""
     if (
         line.wallet_id != wallet.id
         or line.transaction_type is not txn_type

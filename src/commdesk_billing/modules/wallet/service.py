@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,7 @@ from commdesk_billing.modules.wallet.common import (
     new_lot,
     now,
     replay,
+    replayed,
 )
 from commdesk_billing.modules.wallet.debits import consume_credits, consume_credits_many
 from commdesk_billing.modules.wallet.model import (
@@ -96,6 +98,67 @@ async def lock_wallets(conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]) -
     return await repo.lock_wallets(conn, wallet_ids)
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One lot to add (`grant_credits`' arguments, for `grant_credits_many`)."""
+
+    credits: int
+    source: LotSource
+    idempotency_key: str
+    reason: str
+    paid_paise: int = 0
+    taxable_paise: int = 0
+    expires_at: datetime | None = None
+    source_ref: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def _check_grant(g: Grant) -> None:
+    check_credits(g.credits)
+    if g.paid_paise < 0 or not 0 <= g.taxable_paise <= g.paid_paise:
+        raise InvalidAmount("paid and taxable paise must satisfy 0 <= taxable <= paid")
+    if g.source is LotSource.promotional and g.paid_paise:
+        raise InvalidAmount("promotional credits carry no cost basis")
+
+
+def _grant_operation(wallet: Wallet, g: Grant) -> writer.WalletOperation:
+    """The operation that adds `g`'s lot to the (locked) wallet."""
+    at = now()
+    lot = new_lot(
+        wallet,
+        source=g.source,
+        credits=g.credits,
+        paid_paise=g.paid_paise,
+        taxable_paise=g.taxable_paise,
+        source_ref=g.source_ref,
+        at=at,
+        expires_at=g.expires_at,
+    )
+    journal = postings.credit_grant(
+        operation_key=g.idempotency_key,
+        source=g.source.value,
+        wallet_id=wallet.id,
+        available_account_id=wallet.available_account_id,
+        credits=g.credits,
+        at=at,
+        reason=g.reason,
+    )
+    return writer.WalletOperation(
+        journal=journal,
+        txn_type=TxnType(g.source.value),
+        credits=g.credits,
+        idempotency_key=g.idempotency_key,
+        source=g.reason,
+        source_id=g.source_ref,
+        metadata=g.metadata or {},
+        now=at,
+        available_delta=g.credits,
+        lifetime_purchased_delta=g.credits if g.source is LotSource.purchase else 0,
+        new_lot=lot,
+        lot_id=lot.id,
+    )
+
+
 async def grant_credits(
     conn: AsyncConnection,
     *,
@@ -111,51 +174,52 @@ async def grant_credits(
     metadata: dict[str, Any] | None = None,
 ) -> OperationResult:
     """Add credits as a new lot (purchase, bonus, promotional or refund reversal)."""
-    check_credits(credits)
-    if paid_paise < 0 or not 0 <= taxable_paise <= paid_paise:
-        raise InvalidAmount("paid and taxable paise must satisfy 0 <= taxable <= paid")
-    if source is LotSource.promotional and paid_paise:
-        raise InvalidAmount("promotional credits carry no cost basis")
-    wallet = await lock(conn, wallet_id)
-    txn_type = TxnType(source.value)
-    if (done := await replay(conn, wallet, idempotency_key, txn_type, credits)) is not None:
-        return done
-    at = now()
-    lot = new_lot(
-        wallet,
-        source=source,
+    g = Grant(
         credits=credits,
+        source=source,
+        idempotency_key=idempotency_key,
+        reason=reason,
         paid_paise=paid_paise,
         taxable_paise=taxable_paise,
-        source_ref=source_ref,
-        at=at,
         expires_at=expires_at,
+        source_ref=source_ref,
+        metadata=metadata,
     )
-    journal = postings.credit_grant(
-        operation_key=idempotency_key,
-        source=source.value,
-        wallet_id=wallet.id,
-        available_account_id=wallet.available_account_id,
-        credits=credits,
-        at=at,
-        reason=reason,
-    )
-    op = writer.WalletOperation(
-        journal=journal,
-        txn_type=txn_type,
-        credits=credits,
-        idempotency_key=idempotency_key,
-        source=reason,
-        source_id=source_ref,
-        metadata=metadata or {},
-        now=at,
-        available_delta=credits,
-        lifetime_purchased_delta=credits if source is LotSource.purchase else 0,
-        new_lot=lot,
-        lot_id=lot.id,
-    )
-    wallet, line = await writer.apply_operation(conn, wallet, op)
+    _check_grant(g)
+    wallet = await lock(conn, wallet_id)
+    done = await replay(conn, wallet, idempotency_key, TxnType(source.value), credits)
+    if done is not None:
+        return done
+    wallet, line = await writer.apply_operation(conn, wallet, _grant_operation(wallet, g))
     return OperationResult(wallet=wallet, line=line, replayed=False)
+
+
+async def grant_credits_many(
+    conn: AsyncConnection, wallet_id: uuid.UUID, grants: Sequence[Grant]
+) -> list[OperationResult]:
+    """Several lots added to one wallet, in order, as one `grant_credits` per grant would
+    add them (each key replayed or refused the same way), in three statements whatever
+    their number: the wallet's lock, the earlier lines of their keys, one batch written."""
+    for g in grants:
+        _check_grant(g)
+    keys = [g.idempotency_key for g in grants]
+    if len(set(keys)) != len(keys):
+        raise ValueError("each grant has a key of its own")
+    wallet = await lock(conn, wallet_id)
+    earlier = {line.idempotency_key: line for line in await repo.lines_by_keys(conn, keys)}
+    batch = writer.OperationBatch([wallet])
+    results: list[OperationResult] = []
+    for g in grants:
+        found = earlier.get(g.idempotency_key)
+        if found is not None:
+            txn_type = TxnType(g.source.value)
+            results.append(await replayed(conn, wallet, found, txn_type, g.credits))
+            continue
+        after, line = batch.add(wallet.id, _grant_operation(batch.wallet(wallet.id), g))
+        results.append(OperationResult(wallet=after, line=line, replayed=False))
+    if len(batch):
+        await batch.flush(conn)
+    return results
 
 
 async def lock_credits(
