@@ -52,6 +52,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.db.migrate import upgrade
@@ -73,6 +74,9 @@ from pgtools import (
     summarise,
 )
 from runstats import cpu_s
+
+# Grants announce through the deployment's routes, as in every process (wiring.install).
+wiring.install()
 
 MEMBERS = 2000
 COMMUNITIES = 200

@@ -49,6 +49,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.db.migrate import upgrade
@@ -59,6 +60,9 @@ from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.debits import Debit, consume_credits_many
 from commdesk_billing.modules.wallet.model import LotSource
 from pgtools import ROOT, admin_sql, db_url, pgbench_init, pgbench_tps, write_docs_block
+
+# Grants announce through the deployment's routes, as in every process (wiring.install).
+wiring.install()
 
 FUNDING = 10**12  # credits per wallet: never runs out
 BATCH = 100  # debits per transaction

@@ -28,6 +28,7 @@ from typing import Any
 import aio_pika
 from sqlalchemy import text
 
+from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.db.migrate import upgrade
@@ -36,6 +37,9 @@ from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues.outbox import publish
 from commdesk_billing.queues.topology import Names, delete
 from pgtools import admin_sql, db_url, pgbench_init, pgbench_tps, publish_results, summarise
+
+# Grants announce through the deployment's routes, as in every process (wiring.install).
+wiring.install()
 
 WALLETS = 500
 

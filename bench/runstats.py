@@ -24,12 +24,16 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from commdesk_billing import wiring
 from commdesk_billing.config import Settings
 from commdesk_billing.db.engine import in_transaction, make_engine
 from commdesk_billing.modules.wallet import service as ws
 from commdesk_billing.modules.wallet.model import LotSource
 from commdesk_billing.queues.topology import QUEUES, Names
 from pgtools import db_url
+
+# Grants announce through the deployment's routes, as in every process (wiring.install).
+wiring.install()
 
 TICK = os.sysconf("SC_CLK_TCK")
 

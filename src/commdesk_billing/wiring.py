@@ -224,6 +224,9 @@ ROUTES: dict[Route, str] = {
     # Usage metering: credits arrived in a wallet, so its usage debt (an overdraft meter's
     # unpaid usage) is repaid from them (sent only when the wallet owes: CONDITIONS).
     ("wallet.credit", "payment.credited"): "usage_debt_repayment",
+    # …and credits made available another way (a fraud review's release of held credits, a
+    # grant: `wallet/available.py`), which no `payment.credited` announces.
+    ("wallet.credit", "wallet.credits_available"): "usage_debt_repayment",
     # Billing notifications: each event becomes deliveries (notifications/catalog.py has
     # one entry per type routed here), which the scheduler's deliver_notifications sends
     # by email and to CommDesk's notification webhook.
@@ -276,10 +279,12 @@ BATCH_ROUTES: dict[Route, BatchHandler] = {
 # Routes whose handler acts on few of their type's events: `outbox.announce` asks the
 # condition in the publisher's transaction and writes no message where it says no (each
 # answers yes when unsure). A credited purchase that is no recharge's, to a wallet with no
-# usage debt, costs neither queue a message nor a consumer transaction.
+# usage debt, costs neither queue a message nor a consumer transaction; nor do credits made
+# available otherwise in such a wallet.
 CONDITIONS: dict[Route, routing.Condition] = {
     ("payment.processing", "payment.credited"): concerns,
     ("wallet.credit", "payment.credited"): owes_on_credit,
+    ("wallet.credit", "wallet.credits_available"): owes_on_credit,
 }
 
 TABLE = routing.Table(frozenset(ROUTES), CONDITIONS)

@@ -169,7 +169,8 @@ async def test_a_partial_credit_repays_part_and_a_usage_batch_repays_the_rest_fi
     await in_transaction(usage.engine, lambda c: repay_debts(c, envelope))
     assert (await usage.figures(wallet.id)).available == 0
     assert (await usage.summary(wallet.id))["debt_outstanding_credits"] == 20
-    # A grant no payment announces: the next usage batch repays the debt before rating.
+    # A grant (its `wallet.credits_available` is not consumed here): the next usage batch
+    # repays the debt before rating.
     await grant(50)
     results = await usage.accepted([event("q2", meter, 5, wallet.id, at)])
     assert (results[0]["debited_credits"], results[0]["debt_credits"]) == (5, 0)

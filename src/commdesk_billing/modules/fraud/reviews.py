@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from commdesk_billing.errors import NotFound, PaymentNotRefundable, ReviewAlreadyDecided
 from commdesk_billing.modules.audit import service as audit
 from commdesk_billing.modules.fraud import repository as repo
+from commdesk_billing.modules.wallet import available
 from commdesk_billing.modules.wallet import reviews as wallet_reviews
 from commdesk_billing.modules.wallet.model import Wallet
 from commdesk_billing.security.jwt import Principal
@@ -137,6 +138,17 @@ async def release(
     if review["status"] != "pending":
         raise ReviewAlreadyDecided(f"review {review_id} was decided: {review['status']}")
     await _release_hold(conn, review, "released by a fraud reviewer")
+    if review["hold_id"] is not None:
+        # The credits are spendable now, and no `payment.credited` will say so (the
+        # crediting announced it while they were held): what waits on available credits
+        # (a usage debt the crediting could not repay) hears of it here. Once per
+        # release: a released review is answered above without announcing again.
+        await available.announce(
+            conn,
+            wallet_id=review["wallet_id"],
+            credits=sum(int(v) for v in (review["hold_lots"] or {}).values()),
+            cause=f"fraud-review:{review_id}:release:{review['hold_id']}",
+        )
     await repo.decide(conn, review_id, "released", caller.sub, caller.role.value)
     await audit.record(
         conn,

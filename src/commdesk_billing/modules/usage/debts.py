@@ -7,8 +7,10 @@ credits were never issued, so no journal can record them until they are paid. Th
 price version bounds what may be owed (`overdraft_limit_credits`); an event that would go
 beyond it is rejected whole.
 
-Repayment: whenever credits arrive in the wallet (`payment.credited`, consumed on
-`wallet.credit` by `consumers.py`), and at the start of every usage batch for its wallets,
+Repayment: whenever credits arrive in the wallet (`payment.credited`, or
+`wallet.credits_available` for credits made available another way: a fraud review's
+release, a hold released, a grant; both consumed on `wallet.credit` by `consumers.py`),
+and at the start of every usage batch for its wallets,
 the wallet's available credits repay its debts, oldest meter name first, each repayment a
 platform debit through `consume_credits_many` keyed `usage-debt:<repayment id>`. The id is
 derived from (wallet, meter, credits repaid before it), and the wallet's row lock is held,

@@ -25,8 +25,8 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.ledger.model import Journal
+from commdesk_billing.modules.wallet import available, writer
 from commdesk_billing.modules.wallet import repository as repo
-from commdesk_billing.modules.wallet import writer
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
     check_credits,
@@ -275,7 +275,7 @@ async def release_refund(
     wallet, hold = await _refund_hold(conn, hold_id, takes)
     if done := await settled_already(conn, wallet, hold, idempotency_key, TxnType.release):
         return done
-    return await release_lot_hold(
+    released = await release_lot_hold(
         conn,
         wallet,
         hold,
@@ -295,6 +295,12 @@ async def release_refund(
             reason=reason,
         ),
     )
+    # Spendable again (unless the payment's fraud review holds them anew, in this same
+    # transaction: then whoever hears of it finds them held).
+    await available.announce(
+        conn, wallet_id=wallet.id, credits=hold.credits, cause=f"refund-hold:{hold.id}:release"
+    )
+    return released
 
 
 async def release_lot_hold(

@@ -34,7 +34,7 @@ from commdesk_billing.errors import (
 )
 from commdesk_billing.modules.ledger import postings
 from commdesk_billing.modules.users import service as users
-from commdesk_billing.modules.wallet import recognition, triggers, writer
+from commdesk_billing.modules.wallet import available, recognition, triggers, writer
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
@@ -191,6 +191,9 @@ async def grant_credits(
     if done is not None:
         return done
     wallet, line = await writer.apply_operation(conn, wallet, _grant_operation(wallet, g))
+    # A grant outside a purchase's crediting (which announces `payment.credited` itself and
+    # grants through `grant_credits_many`): a promotional grant, another service's message.
+    await available.announce(conn, wallet_id=wallet.id, credits=credits, cause=f"grant:{line.id}")
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 
@@ -369,7 +372,7 @@ async def capture_hold(
     # A capture only ever gives credits back to `available` (the part not captured), so
     # it cannot cross the level itself; it is told all the same, as every debit path is.
     await triggers.after_debit(conn, wallet, after)
-    await triggers.after_credits_back(conn, after, release)
+    await triggers.after_credits_back(conn, after, release, cause=f"hold:{hold.id}:capture")
     wallet = after
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
@@ -420,7 +423,7 @@ async def release_credits(
         hold_id=hold.id,
     )
     wallet, line = await writer.apply_operation(conn, wallet, op)
-    await triggers.after_credits_back(conn, wallet, hold.credits)
+    await triggers.after_credits_back(conn, wallet, hold.credits, cause=f"hold:{hold.id}:release")
     closed = await repo.get_hold(conn, hold.id)
     return OperationResult(wallet=wallet, line=line, replayed=False, hold=closed)
 

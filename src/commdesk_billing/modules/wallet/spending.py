@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commdesk_billing.errors import InsufficientCredits, InvalidAmount, NotFound
 from commdesk_billing.modules.ledger.model import Journal
-from commdesk_billing.modules.wallet import recognition, triggers, writer
+from commdesk_billing.modules.wallet import available, recognition, triggers, writer
 from commdesk_billing.modules.wallet import repository as repo
 from commdesk_billing.modules.wallet.common import (
     OperationResult,
@@ -148,6 +148,9 @@ async def restore(
         lot_id=lot.id,
     )
     wallet, line = await writer.apply_operation(conn, wallet, op)
+    await available.announce(
+        conn, wallet_id=wallet.id, credits=credits, cause=f"spend-reversal:{line.id}"
+    )
     return OperationResult(wallet=wallet, line=line, replayed=False)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from commdesk_billing.modules.wallet import available
 from commdesk_billing.modules.wallet.model import Wallet
 
 # Called in the debit's transaction, with the wallet's row still locked: the wallet as the
@@ -56,6 +57,14 @@ def install_credits_back(hook: CreditsBackHook | None) -> None:
     _back = hook
 
 
-async def after_credits_back(conn: AsyncConnection, after: Wallet, credits: int) -> None:
-    if _back is not None and credits > 0:
+async def after_credits_back(
+    conn: AsyncConnection, after: Wallet, credits: int, *, cause: str
+) -> None:
+    """`cause`: the operation, once per hold (what hears of the credits keys by it)."""
+    if credits <= 0:
+        return
+    if _back is not None:
         await _back(conn, after)
+    # Whatever of them a review did not just take is spendable: announced as every other
+    # way credits become available is (`available`), after the hook, in this transaction.
+    await available.announce(conn, wallet_id=after.id, credits=credits, cause=cause)
