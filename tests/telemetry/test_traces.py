@@ -58,7 +58,11 @@ async def test_one_purchase_is_one_trace_from_the_api_through_the_worker(
                 break
         await asyncio.sleep(0.2)
     assert credit is not None, [s.name for s in collector.snapshot()]
-    assert not chain[-1].parent_span_id, "the chain of parents is not complete"
+    assert not chain[-1].parent_span_id, (
+        "the chain of parents is not complete",
+        [(s.service, s.name, s.kind) for s in chain],
+        sorted({(s.service, s.name) for s in collector.snapshot()}),
+    )
 
     # One trace, from the API request to the credit.
     assert {s.trace_id for s in chain} == {credit.trace_id}
